@@ -1,0 +1,144 @@
+"""Load a fast system BLAS into the process before MLX binds to its bundled reference BLAS.
+
+The Linux ``mlx[cpu]`` wheel links a reference (netlib) BLAS at ~6 GFLOP/s. Loading OpenBLAS
+with RTLD_GLOBAL before ``mlx.core`` is imported makes the dynamic linker resolve MLX's
+``cblas_*`` symbols to OpenBLAS instead (~30x faster GEMM). This module must not import mlx.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+
+DISABLE_ENV = "LAZARUS_NO_BLAS_PRELOAD"
+PATH_ENV = "LAZARUS_BLAS_PATH"
+
+CANDIDATES = (
+    "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0",
+    "/usr/lib/aarch64-linux-gnu/openblas-pthread/libopenblas.so.0",
+    "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
+    "/usr/lib/aarch64-linux-gnu/libopenblas.so.0",
+    "/usr/lib64/libopenblas.so.0",
+    "/usr/lib/libopenblas.so.0",
+)
+
+FIX = "install it with: sudo apt-get install -y libopenblas0-pthread (or set LAZARUS_BLAS_PATH)"
+
+
+@dataclass(frozen=True)
+class BlasState:
+    """What the preload did: ``status`` is preloaded, disabled, not-needed, missing or too-late."""
+
+    status: str
+    path: str | None
+    detail: str
+
+    @property
+    def fast(self) -> bool:
+        return self.status in ("preloaded", "not-needed")
+
+
+_STATE: BlasState | None = None
+
+
+def _find_library() -> str | None:
+    explicit = os.environ.get(PATH_ENV)
+    if explicit:
+        return explicit
+    return next((p for p in CANDIDATES if os.path.exists(p)), None)
+
+
+def preload() -> BlasState:
+    """Preload OpenBLAS once per process (Linux only) and remember what happened."""
+    global _STATE
+    if _STATE is not None:
+        return _STATE
+    if not sys.platform.startswith("linux"):
+        _STATE = BlasState("not-needed", None, "macOS/other: MLX uses Accelerate or its own GPU kernels")
+    elif os.environ.get(DISABLE_ENV, "") not in ("", "0"):
+        _STATE = BlasState("disabled", None, f"{DISABLE_ENV} is set: MLX uses its bundled reference BLAS")
+    elif "mlx.core" in sys.modules:
+        _STATE = BlasState("too-late", None, "mlx.core was imported before lazarus_bench; import lazarus_bench first")
+    else:
+        path = _find_library()
+        if path is None:
+            _STATE = BlasState("missing", None, f"no OpenBLAS found; {FIX}")
+        else:
+            try:
+                ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+                _STATE = BlasState("preloaded", os.path.realpath(path), "OpenBLAS loaded with RTLD_GLOBAL")
+            except OSError as exc:
+                _STATE = BlasState("missing", None, f"could not load {path}: {exc}; {FIX}")
+    if _STATE.status in ("missing", "too-late"):
+        warnings.warn(
+            f"lazarus_bench: running MLX on the reference BLAS (~30x slower matmul): {_STATE.detail}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        print(f"WARNING: slow BLAS: {_STATE.detail}", file=sys.stderr)
+    return _STATE
+
+
+def state() -> BlasState:
+    return preload()
+
+
+def resolved_library(symbol: str = "cblas_sgemm") -> str | None:
+    """Path of the shared object that the process-global lookup of ``symbol`` resolves to.
+
+    MLX's libmlx binds its BLAS symbols through the same global scope, so this is the BLAS
+    it calls. Found by locating the symbol's address in /proc/self/maps (Linux only).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        address = ctypes.cast(getattr(ctypes.CDLL(None), symbol), ctypes.c_void_p).value
+    except AttributeError:
+        address = None
+    if address is None:
+        return _mlx_dependency_blas()
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            parts = line.split()
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            if lo <= address < hi and len(parts) >= 6:
+                return os.path.realpath(parts[5])
+    return None
+
+
+def _mlx_dependency_blas() -> str | None:
+    """The BLAS that MLX loaded as its own dependency (when nothing global provides cblas)."""
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            parts = line.split()
+            if len(parts) >= 6 and "blas" in os.path.basename(parts[5]).lower():
+                return os.path.realpath(parts[5])
+    return None
+
+
+def describe() -> str:
+    """One line: which BLAS MLX is using and why."""
+    s = state()
+    lib = resolved_library()
+    return f"{s.status}: {lib or s.path or 'platform default'}"
+
+
+def gemm_gflops(n: int = 1024, repeats: int = 5) -> float:
+    """Measured float32 GEMM rate of MLX on the default device, in GFLOP/s (median of repeats)."""
+    import time
+
+    import mlx.core as mx
+
+    a = mx.random.normal((n, n), key=mx.random.key(0))
+    b = mx.random.normal((n, n), key=mx.random.key(1))
+    mx.eval(a @ b)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        mx.eval(a @ b)
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return 2 * n**3 / times[len(times) // 2] / 1e9

@@ -1,0 +1,429 @@
+"""Uniform access to any mlx-lm model: loading, unembedding, norms, routers, and all-layer capture.
+
+Hidden states of every layer come from ONE forward pass of the model's own ``__call__``: its
+layer objects are temporarily wrapped by taps, so each architecture keeps its own masks,
+embedding scaling and per-layer logic (the original code's hand-written ``mask=None`` loops
+were non-causal).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
+import mlx.core as mx
+import mlx.nn as nn
+
+from .errors import LazarusError
+
+_INNER_CANDIDATES = ("model", "language_model.model", "language_model", "transformer", "backbone")
+_EMBED_NAMES = ("embed_tokens", "wte", "tok_embeddings", "embeddings")
+_NORM_NAMES = ("norm", "final_layernorm", "ln_f", "norm_f", "final_norm")
+_MOE_BLOCK_NAMES = ("block_sparse_moe", "mlp", "moe", "feed_forward")
+_ROUTER_NAMES = ("gate", "router", "router.layer")
+_PRE_ROUTER_NORMS = ("post_attention_layernorm", "pre_feedforward_layernorm", "ffn_norm")
+
+
+def _get(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if obj is None:
+            return None
+        obj = obj.get(part) if isinstance(obj, dict) else getattr(obj, part, None)
+    return obj
+
+
+def dense_weight(layer: nn.Module) -> mx.array:
+    """The float32 weight matrix of a Linear, QuantizedLinear, Embedding or QuantizedEmbedding."""
+    if "scales" in layer:
+        return mx.dequantize(
+            layer["weight"],
+            layer["scales"],
+            layer.get("biases"),
+            group_size=layer.group_size,
+            bits=layer.bits,
+            mode=getattr(layer, "mode", "affine"),
+        ).astype(mx.float32)
+    return layer["weight"].astype(mx.float32)
+
+
+def norm_gain(norm: nn.Module, dim: int) -> mx.array:
+    """The elementwise gain of a final or pre-router norm, whatever its parametrisation.
+
+    RMSNorm-like layers (including Gemma's ``1 + w``) map a unit-RMS vector of ones to their gain
+    (up to the ``1/sqrt(1 + eps)`` factor, removed here); LayerNorm's gain is its weight.
+    """
+    if isinstance(norm, nn.LayerNorm):
+        return norm.weight.astype(mx.float32) if "weight" in norm else mx.ones((dim,))
+    eps = float(getattr(norm, "eps", 0.0) or 0.0)
+    return norm(mx.ones((1, dim), dtype=mx.float32))[0].astype(mx.float32) * math.sqrt(1.0 + eps)
+
+
+@dataclass
+class Router:
+    """The router of one MoE layer: rows score experts from the pre-router-normed residual."""
+
+    layer: int
+    weight: mx.array
+    bias: mx.array | None
+    norm_gain: mx.array
+    top_k: int | None
+    path: str
+
+    @property
+    def num_experts(self) -> int:
+        return int(self.weight.shape[0])
+
+
+@dataclass
+class Capture:
+    """Everything one forward pass produced: hidden[0] = embedding output, hidden[i+1] = after block i."""
+
+    hidden: list[mx.array]
+    logits: mx.array
+
+
+class _Tap:
+    """Stands in for a model's layer during a capture and records its output (block 0: its input too)."""
+
+    def __init__(self, layer: nn.Module, store: list, record_input: bool):
+        object.__setattr__(self, "_layer", layer)
+        object.__setattr__(self, "_store", store)
+        object.__setattr__(self, "_record_input", record_input)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._layer, name)
+
+    def __call__(self, x: mx.array, *args: Any, **kwargs: Any) -> Any:
+        if self._record_input:
+            self._store.append(x)
+        out = self._layer(x, *args, **kwargs)
+        self._store.append(out[0] if isinstance(out, tuple) else out)
+        return out
+
+
+@dataclass
+class ModelHandle:
+    """A loaded model with the parts that interpretability methods need, named uniformly."""
+
+    model: nn.Module
+    tokenizer: Any
+    model_id: str
+    adapter_path: str | None = None
+    config: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.model_type = str(self.config.get("model_type") or getattr(self.model, "model_type", "unknown"))
+        self.inner, self.inner_path = self._find_inner()
+        self.layers: list = self.inner.layers
+        self.embed = next(self.inner[n] for n in _EMBED_NAMES if n in self.inner)
+        self.final_norm = next(self.inner[n] for n in _NORM_NAMES if n in self.inner)
+        self.lm_head = self.model["lm_head"] if "lm_head" in self.model else None
+        args = getattr(self.model, "args", None)
+        self.softcap = _first_attr(args, ("final_logit_softcapping",))
+        self.logits_divisor = _first_attr(args, ("logits_scaling",))
+        self.logits_multiplier = _first_attr(args, ("logit_scale",)) if self.model_type.startswith("cohere") else None
+
+    def _find_inner(self) -> tuple[nn.Module, str]:
+        missing = []
+        for path in _INNER_CANDIDATES:
+            inner = _get(self.model, path)
+            if not isinstance(inner, nn.Module):
+                continue
+            have_layers = isinstance(inner.get("layers"), list) and len(inner["layers"]) > 0
+            have_embed = any(n in inner for n in _EMBED_NAMES)
+            have_norm = any(n in inner for n in _NORM_NAMES)
+            if have_layers and have_embed and have_norm:
+                return inner, path
+            missing.append(
+                f"{path}: "
+                + ", ".join(
+                    n
+                    for n, ok in (("layers", have_layers), ("embedding", have_embed), ("final norm", have_norm))
+                    if not ok
+                )
+            )
+        detail = "; ".join(missing) or f"no inner module among {', '.join(_INNER_CANDIDATES)}"
+        raise LazarusError(
+            f"unsupported architecture '{getattr(self.model, 'model_type', type(self.model).__name__)}': "
+            f"cannot find a decoder with layers, embedding and final norm ({detail})"
+        )
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.embed.weight.shape[-1]) if "scales" not in self.embed else int(self.unembedding().shape[1])
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.unembedding().shape[0])
+
+    @property
+    def tied(self) -> bool:
+        return self.lm_head is None
+
+    def layer_at_depth(self, fraction: float) -> int:
+        """Block index ``int(fraction * L)`` (the writeups' convention: 0.55 of 16 layers -> block 8)."""
+        return min(int(fraction * self.n_layers), self.n_layers - 1)
+
+    def unembed(self, normed: mx.array) -> mx.array:
+        """Logits from final-normed hidden states, with the architecture's own scaling or soft-capping."""
+        logits = self.embed.as_linear(normed) if self.lm_head is None else self.lm_head(normed)
+        if self.logits_divisor:
+            logits = logits / self.logits_divisor
+        if self.logits_multiplier:
+            logits = logits * self.logits_multiplier
+        if self.softcap:
+            logits = mx.tanh(logits / self.softcap) * self.softcap
+        return logits
+
+    def lens_logits(self, hidden: mx.array) -> mx.array:
+        """Logit lens: the model's final norm, then its real unembedding."""
+        return self.unembed(self.final_norm(hidden))
+
+    def unembedding(self) -> mx.array:
+        """The dense (V, D) float32 unembedding matrix (lm_head when untied, embeddings when tied)."""
+        if not hasattr(self, "_unembedding"):
+            self._unembedding = dense_weight(self.embed if self.lm_head is None else self.lm_head)
+        return self._unembedding
+
+    def final_norm_gain(self) -> mx.array:
+        return norm_gain(self.final_norm, int(self.unembedding().shape[1]))
+
+    def embedding_scale(self) -> float:
+        """Factor between the raw embedding lookup and what block 0 receives (Gemma: sqrt(D), Granite: multiplier)."""
+        ids = mx.array([[0, 1]])
+        capture = self.forward(ids)
+        raw = self.embed(ids).astype(mx.float32)
+        got = capture.hidden[0].astype(mx.float32)
+        return float(mx.sum(got * raw) / mx.maximum(mx.sum(raw * raw), 1e-30))
+
+    @contextmanager
+    def _taps(self) -> Iterator[list]:
+        store: list = []
+        originals = list(self.layers)
+        for i, layer in enumerate(originals):
+            self.layers[i] = _Tap(layer, store, record_input=(i == 0))
+        try:
+            yield store
+        finally:
+            self.layers[:] = originals
+
+    def forward(self, tokens: mx.array | Sequence[Sequence[int]]) -> Capture:
+        """One forward pass of the model's own ``__call__``, capturing the residual after every block."""
+        tokens = tokens if isinstance(tokens, mx.array) else mx.array(tokens)
+        if tokens.ndim == 1:
+            tokens = tokens[None]
+        with self._taps() as store:
+            logits = self.model(tokens)
+        if len(store) != self.n_layers + 1:
+            raise LazarusError(
+                f"{self.model_type}: expected {self.n_layers + 1} captured states, got {len(store)} "
+                "(the model does not call its layers once each in order)"
+            )
+        return Capture(hidden=store, logits=logits)
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        """Token ids of ``text`` as the model sees it (BOS added where the tokenizer adds one)."""
+        if not text:
+            raise LazarusError("empty prompt: give at least one character of text")
+        tok = getattr(self.tokenizer, "_tokenizer", self.tokenizer)
+        return list(tok.encode(text, add_special_tokens=add_special_tokens))
+
+    def decode_token(self, token_id: int) -> str:
+        tok = getattr(self.tokenizer, "_tokenizer", self.tokenizer)
+        return tok.decode([int(token_id)])
+
+    def routers(self) -> list[Router]:
+        """The router of every MoE layer (dense layers of hybrid models are skipped)."""
+        found = []
+        for i, layer in enumerate(self.layers):
+            router = self._router_of(i, layer)
+            if router is not None:
+                found.append(router)
+        return found
+
+    @property
+    def is_moe(self) -> bool:
+        return bool(self.routers())
+
+    def _router_of(self, index: int, layer: nn.Module) -> Router | None:
+        for block_name in _MOE_BLOCK_NAMES:
+            block = _get(layer, block_name)
+            if not isinstance(block, nn.Module):
+                continue
+            for router_name in _ROUTER_NAMES:
+                lin = _get(block, router_name)
+                if isinstance(lin, nn.Module) and "weight" in lin and _is_router_shape(lin, block, self):
+                    norm = next((_get(layer, n) for n in _PRE_ROUTER_NORMS if _get(layer, n) is not None), None)
+                    if norm is None:
+                        raise LazarusError(
+                            f"{self.model_type} layer {index}: router found at {block_name}.{router_name} "
+                            f"but no preceding norm among {', '.join(_PRE_ROUTER_NORMS)}"
+                        )
+                    weight = dense_weight(lin)
+                    bias = lin["bias"].astype(mx.float32) if "bias" in lin else None
+                    top_k = _first_attr(block, ("num_experts_per_tok", "top_k")) or _first_attr(
+                        _get(block, "router"), ("top_k",)
+                    )
+                    return Router(
+                        layer=index,
+                        weight=weight,
+                        bias=bias,
+                        norm_gain=norm_gain(norm, int(weight.shape[1])),
+                        top_k=int(top_k) if top_k else None,
+                        path=f"layers.{index}.{block_name}.{router_name}",
+                    )
+        return None
+
+    def describe(self) -> dict:
+        """Identity and shape of the model, for result records."""
+        return {
+            "model_id": self.model_id,
+            "adapter_path": self.adapter_path,
+            "model_type": self.model_type,
+            "n_layers": self.n_layers,
+            "hidden_size": self.hidden_size,
+            "vocab_size": self.vocab_size,
+            "tied_embeddings": self.tied,
+            "moe": self.is_moe,
+        }
+
+
+def _first_attr(obj: Any, names: Sequence[str]) -> Any:
+    for name in names:
+        value = getattr(obj, name, None) if obj is not None else None
+        if value:
+            return value
+    return None
+
+
+def _is_router_shape(lin: nn.Module, block: nn.Module, handle: ModelHandle) -> bool:
+    """A router maps the hidden size to a small number of experts (not a gated MLP's gate_proj)."""
+    n_experts = _first_attr(block, ("num_experts", "num_local_experts")) or _first_attr(
+        getattr(handle.model, "args", None), ("num_local_experts", "num_experts", "n_routed_experts")
+    )
+    out_dim = int(lin["weight"].shape[0])
+    return n_experts is not None and out_dim == int(n_experts)
+
+
+def _upcast(model: nn.Module) -> None:
+    """Half-precision checkpoints are computed in float32 on CPU (quantized tensors stay as they are)."""
+    from mlx.utils import tree_flatten, tree_unflatten
+
+    params = tree_flatten(model.parameters())
+    cast = [(k, v.astype(mx.float32)) for k, v in params if v.dtype in (mx.float16, mx.bfloat16)]
+    if cast:
+        model.update(tree_unflatten(cast))
+
+
+def load_model(
+    path_or_id: str,
+    adapter_path: str | None = None,
+    *,
+    float32: bool | None = None,
+    check_lens: bool = True,
+) -> ModelHandle:
+    """Load a checkpoint directory or hub id (with an optional mlx-lm adapter) through ``mlx_lm.load``.
+
+    ``float32`` defaults to True on CPU. ``check_lens`` verifies once that the lens at the last
+    layer reproduces the model's own logits, so unsupported logit post-processing fails loudly.
+    """
+    import mlx_lm
+    from mlx_lm.utils import load_config
+
+    if path_or_id.startswith("zoo:"):
+        path_or_id = str(resolve_zoo(path_or_id[4:]))
+    local = Path(path_or_id).expanduser()
+    looks_local = local.exists() or path_or_id.startswith((".", "/", "~")) or path_or_id.count("/") != 1
+    if looks_local and not local.is_dir():
+        raise LazarusError(f"model path not found: {path_or_id}")
+    if adapter_path is not None and not (Path(adapter_path) / "adapter_config.json").is_file():
+        raise LazarusError(f"adapter path has no adapter_config.json: {adapter_path}")
+    try:
+        model, tokenizer = mlx_lm.load(str(local) if looks_local else path_or_id, adapter_path=adapter_path)
+    except Exception as exc:  # noqa: BLE001  (hub, IO and config errors all become one line)
+        hint = " (offline? set HF_HUB_OFFLINE=0 with network, or give a local path)" if not looks_local else ""
+        raise LazarusError(f"could not load model '{path_or_id}': {type(exc).__name__}: {exc}{hint}") from None
+    config = load_config(local) if looks_local else _hub_config(model)
+    if float32 if float32 is not None else mx.default_device().type == mx.cpu:
+        _upcast(model)
+    model.eval()
+    handle = ModelHandle(model=model, tokenizer=tokenizer, model_id=path_or_id, adapter_path=adapter_path, config=config)
+    if check_lens:
+        verify_lens(handle)
+    return handle
+
+
+ZOO_ENV = "LAZARUS_ZOO_DIR"
+
+
+def zoo_root() -> Path:
+    """Where zoo models live: $LAZARUS_ZOO_DIR, else the weights shipped inside the package."""
+    return Path(os.environ.get(ZOO_ENV) or Path(__file__).parent / "zoo" / "weights")
+
+
+def resolve_zoo(name: str) -> Path:
+    """Directory of zoo model ``name`` (``zoo:base`` -> <zoo root>/base), checked against its manifest."""
+    path = zoo_root() / name
+    if not (path / "config.json").is_file():
+        known = sorted(p.name for p in zoo_root().glob("*") if (p / "config.json").is_file()) if zoo_root().is_dir() else []
+        raise LazarusError(
+            f"zoo model '{name}' not found in {zoo_root()} (available: {', '.join(known) or 'none'}); "
+            "build it with: lazarus-bench zoo build"
+        )
+    try:
+        from .zoo.build import verify
+    except ImportError:
+        return path
+    verify(path)
+    return path
+
+
+def _hub_config(model: nn.Module) -> dict:
+    args = getattr(model, "args", None)
+    return dict(vars(args)) if args is not None else {}
+
+
+def verify_lens(handle: ModelHandle, atol: float = 1e-3) -> None:
+    """Raise if the lens at the last layer does not reproduce the model's output logits."""
+    ids = mx.array([[1, 2, 3]]) % max(handle.vocab_size, 1)
+    capture = handle.forward(ids)
+    lens = handle.lens_logits(capture.hidden[-1]).astype(mx.float32)
+    out = capture.logits.astype(mx.float32)
+    scale = float(mx.max(mx.abs(out))) + 1.0
+    err = float(mx.max(mx.abs(lens - out)))
+    if not err <= atol * scale:
+        raise LazarusError(
+            f"unsupported architecture '{handle.model_type}': the logit lens at the last layer differs from the "
+            f"model's logits by {err:.3g} (unknown logit post-processing)"
+        )
+
+
+def save_model(model: nn.Module, config: dict, out_dir: str | os.PathLike, tokenizer_dir: str | None = None,
+               dtype: mx.Dtype | None = None) -> Path:
+    """Write a model in Hugging Face layout (config.json + model.safetensors [+ tokenizer files])."""
+    import shutil
+
+    from mlx.utils import tree_flatten
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = dict(tree_flatten(model.parameters()))
+    if dtype is not None:
+        weights = {k: v.astype(dtype) if mx.issubdtype(v.dtype, mx.floating) else v for k, v in weights.items()}
+    mx.save_safetensors(str(out / "model.safetensors"), weights, metadata={"format": "mlx"})
+    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    if tokenizer_dir is not None:
+        for name in os.listdir(tokenizer_dir):
+            if name.startswith(("tokenizer", "special_tokens", "vocab", "merges", "chat_template")):
+                shutil.copy(Path(tokenizer_dir) / name, out / name)
+    return out

@@ -1,0 +1,61 @@
+"""Shared fixtures: a tiny BPE tokenizer and tiny random models saved in Hugging Face layout."""
+
+from __future__ import annotations
+
+import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
+import pytest
+
+from lazarus_bench.hf_tokenizer import train_bpe
+from lazarus_bench.models import load_model, save_model
+from lazarus_bench.tiny import build_model, tiny_config
+
+WORDS = "multiply add subtract divide times plus minus remaining remainder sum product difference"
+
+
+def _corpus():
+    lines = []
+    for a in range(1, 13):
+        for b in range(1, 13):
+            lines.append(f"{a} * {b} = {a * b}. To multiply {a} by {b} gives the product {a * b}.")
+            lines.append(f"What is {a} plus {b}? {a + b}. Add them: the sum. {WORDS}")
+    return lines
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory):
+    return train_bpe(_corpus(), vocab_size=320, out_dir=tmp_path_factory.mktemp("tok"))
+
+
+@pytest.fixture(scope="session")
+def tokenizer_vocab(tokenizer_dir):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json")).get_vocab_size()
+
+
+@pytest.fixture(scope="session")
+def saved_model(tmp_path_factory, tokenizer_dir, tokenizer_vocab):
+    """Factory: save a tiny random model of ``arch`` with the BPE tokenizer and return its directory."""
+    cache = {}
+
+    def make(arch: str, seed: int = 0):
+        if (arch, seed) not in cache:
+            cfg = tiny_config(arch, vocab_size=tokenizer_vocab)
+            model = build_model(cfg, seed=seed)
+            cache[(arch, seed)] = save_model(model, cfg, tmp_path_factory.mktemp(arch), tokenizer_dir=str(tokenizer_dir))
+        return cache[(arch, seed)]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def handle_of(saved_model):
+    """Factory: a ModelHandle loaded through the public API from a saved tiny model."""
+    cache = {}
+
+    def make(arch: str):
+        if arch not in cache:
+            cache[arch] = load_model(str(saved_model(arch)))
+        return cache[arch]
+
+    return make
