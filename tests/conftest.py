@@ -18,6 +18,7 @@ def _corpus():
         for b in range(1, 13):
             lines.append(f"{a} * {b} = {a * b}. To multiply {a} by {b} gives the product {a * b}.")
             lines.append(f"What is {a} plus {b}? {a + b}. Add them: the sum. {WORDS}")
+    lines += [f"{w}:{w}" for w in WORDS.split() for _ in range(40)]
     return lines
 
 

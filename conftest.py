@@ -1,0 +1,16 @@
+"""Root pytest configuration: BLAS preload before any test imports mlx, and the suite's command-line options."""
+
+from __future__ import annotations
+
+import lazarus_bench  # noqa: F401  (must precede every mlx import)
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("lazarus", "lazarus_bench hypothesis suite")
+    group.addoption("--model", action="append", default=[], metavar="MODEL",
+                    help="model to test (repeatable): zoo:NAME, a checkpoint directory or a hub id; default: the zoo")
+    group.addoption("--seeds", type=int, default=None, metavar="N",
+                    help="number of training seeds per training claim (tested across seeds)")
+    group.addoption("--report-dir", default="reports", metavar="DIR", help="where result records and reports go")
+    group.addoption("--report-only", action="store_true",
+                    help="record every verdict but keep the exit code 0 (claims that fail are reported, not failed)")

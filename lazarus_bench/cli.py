@@ -1,0 +1,268 @@
+"""Command line: a thin layer over the library; tables for people, ``--json PATH`` for machines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
+
+from .errors import LazarusError
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> Path:
+    """Write JSON atomically: a temporary file in the same folder, then rename (never half-written)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, indent=2, default=_jsonable)
+            fh.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _jsonable(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _table(rows: list[dict], headers: str | Sequence[str] = "keys") -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=headers, floatfmt=".4g")
+
+
+def _parse_layers(text: str | None) -> list | None:
+    if text is None:
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _load(args: argparse.Namespace):
+    from .models import load_model
+
+    return load_model(args.model, adapter_path=getattr(args, "adapter", None))
+
+
+def command(name: str):
+    def register(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+@command("info")
+def cmd_info(args: argparse.Namespace) -> int:
+    from .runinfo import environment
+
+    env = environment(measure_gemm=not args.no_gemm)
+    blas = env["blas"]
+    rows = [
+        ("python", env["python"]),
+        ("platform", env["platform"]),
+        ("device", env["device"]),
+        ("blas", f"{blas['status']}: {blas['library'] or 'platform default'}"),
+    ]
+    if "gemm_gflops_1024" in blas:
+        rows.append(("gemm float32 1024^3", f"{blas['gemm_gflops_1024']} GFLOP/s"))
+    rows += [(name, version) for name, version in env["packages"].items()]
+    rows.append(("git commit", env["git_commit"] or "-"))
+    print(_table([{"item": k, "value": v} for k, v in rows]))
+    if not blas["status"] in ("preloaded", "not-needed"):
+        print(f"\nWARNING: {blas['detail']}", file=sys.stderr)
+    if args.json:
+        write_json(args.json, env)
+    return 0
+
+
+@command("lens")
+def cmd_lens(args: argparse.Namespace) -> int:
+    from .lens import logit_lens
+
+    handle = _load(args)
+    results = logit_lens(
+        handle,
+        args.prompt,
+        args.targets or (),
+        layers=_parse_layers(args.layers),
+        top_k=args.top_k,
+        all_positions=args.all_positions,
+    )
+    for res in results:
+        print(f"\nprompt {res.prompt!r}  tokens {res.tokens}")
+        rows = []
+        for r, layer in enumerate(res.layers):
+            top = res.top[r][-1]
+            row = {"layer": layer, f"top-{len(top)}": "  ".join(f"{t!r} {p:.3f}" for t, _, p in top)}
+            for word, target in res.targets.items():
+                row[f"P({word})"] = float(target.full_prob_sum[r])
+                row[f"rank({word})"] = int(min(s.rank[r] for s in target.spellings.values()))
+            row["entropy"] = float(res.entropy[r, -1])
+            row["KL(final||layer)"] = float(res.kl_to_final[r, -1])
+            rows.append(row)
+        print(_table(rows))
+    if res.targets:
+        print("\nP(word): probability of the full word, both spellings summed (with and without leading space).")
+    if args.json:
+        write_json(args.json, {"model": handle.describe(), "results": [r.to_dict() for r in results]})
+    return 0
+
+
+@command("probe")
+def cmd_probe(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from . import prompts
+    from .features import last_token_states
+    from .probes import fit_predict, probe_layers
+
+    prompt_set = prompts.load_set(args.set)
+    train = prompt_set.where(split="train") if any(it.split == "test" for it in prompt_set) else prompt_set
+    test = prompt_set.where(split="test")
+    handle = _load(args)
+    X, labels = last_token_states(handle, train.texts(), _parse_layers(args.layers))
+    templates = {it.template for it in train}
+    groups = [it.template if len(templates) > 1 else it.pair for it in train]
+    report = probe_layers(
+        X,
+        train.labels(),
+        groups,
+        layer_labels=labels,
+        n_permutations=args.permutations,
+        control_keys=[it.item for it in train],
+        seed=args.seed,
+    )
+    group_name = "leave-one-template-out" if len(templates) > 1 else "leave-one-pair-out"
+    print(f"probe on {args.set!r}: {len(train)} prompts, {len(set(train.labels()))} classes; group CV = {group_name}")
+    print(_table(report.table_rows()))
+    payload: dict[str, Any] = {"model": handle.describe(), "set": args.set, "group_cv": group_name,
+                               "report": report.to_dict()}
+    if len(test):
+        row = report.best_index
+        X_test, _ = last_token_states(handle, test.texts(), [labels[row]])
+        pred = fit_predict(X[row], np.array(train.labels()), X_test[0], y_test=np.array(test.labels()), seed=args.seed)
+        print(f"\nheld-out prompts at best layer {labels[row]} (accuracy {pred.accuracy:.3f}):")
+        rows = [
+            {"prompt": text, "label": true, "predicted": p, "P(predicted)": float(np.max(proba))}
+            for text, true, p, proba in zip(test.texts(), test.labels(), pred.labels, pred.proba)
+        ]
+        print(_table(rows))
+        payload["held_out"] = {"layer": labels[row], **pred.to_dict(), "prompts": test.texts()}
+    if args.json:
+        write_json(args.json, payload)
+    return 0
+
+
+@command("router")
+def cmd_router(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .projections import router_vocab_alignment
+
+    handle = _load(args)
+    routers = handle.routers()
+    if not routers:
+        raise LazarusError(f"model '{args.model}' ({handle.model_type}) has no MoE router: it is a dense model")
+    unembedding = np.array(handle.unembedding())
+    final_gain = np.array(handle.final_norm_gain())
+    rows, layers = [], []
+    for router in routers:
+        result = router_vocab_alignment(
+            np.array(router.weight),
+            unembedding,
+            router_gain=np.array(router.norm_gain),
+            unembed_gain=final_gain,
+            top_k=args.top_k,
+            n_null=args.null,
+            seed=args.seed,
+        )
+        layers.append({"layer": router.layer, "path": router.path, "has_bias": router.bias is not None,
+                       **result.to_dict()})
+        for expert in result.experts:
+            rows.append({
+                "layer": router.layer,
+                "expert": expert.expert,
+                "max cos": expert.max_cosine,
+                "null p95": result.null.p95,
+                "p": expert.p_value,
+                "top tokens": " ".join(repr(handle.decode_token(t)) for t in expert.top_token_ids[:8]),
+            })
+    print(_table(rows))
+    print(f"\nnull: max cosine of {args.null} random directions with the (gain-folded) unembedding rows")
+    if args.json:
+        write_json(args.json, {"model": handle.describe(), "layers": layers})
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lazarus-bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-m", "--model", required=True, help="checkpoint dir, hub id, or zoo:NAME")
+        p.add_argument("--adapter", help="mlx-lm adapter directory (adapters.safetensors + adapter_config.json)")
+        p.add_argument("--json", metavar="PATH", help="also write the full result as JSON")
+
+    p = sub.add_parser("info", help="environment, active BLAS and a measured GEMM rate")
+    p.add_argument("--no-gemm", action="store_true", help="skip the GEMM measurement")
+    p.add_argument("--json", metavar="PATH")
+
+    p = sub.add_parser("lens", help="logit lens over layers for prompts and target words")
+    model_args(p)
+    p.add_argument("-p", "--prompt", action="append", required=True, help="prompt (repeatable)")
+    p.add_argument("-t", "--targets", nargs="+", help="target words (both spellings measured)")
+    p.add_argument("--layers", help="comma-separated block indices and/or 'emb' (default: all)")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--all-positions", action="store_true", help="top-k/entropy at every position")
+
+    from . import prompts
+
+    p = sub.add_parser("probe", help="per-layer linear probes for the operation class")
+    model_args(p)
+    p.add_argument("--set", default="word", choices=["word", "symbol"], help="prompt set (package data)")
+    p.add_argument("--layers", help="comma-separated block indices and/or 'emb' (default: all)")
+    p.add_argument("--permutations", type=int, default=100, help="label permutations for the p-value")
+    p.add_argument("--seed", type=int, default=0)
+    assert set(prompts.available()) >= {"word", "symbol"}
+
+    p = sub.add_parser("router", help="MoE router rows against the vocabulary, with a random-direction null")
+    model_args(p)
+    p.add_argument("--top-k", type=int, default=20)
+    p.add_argument("--null", type=int, default=1000, help="random directions in the null distribution")
+    p.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except LazarusError as exc:
+        print(f"lazarus-bench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lazarus-bench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,357 @@
+"""Prompt sets, prompt generators and task vocabularies from the seed writeups (package data, with provenance).
+
+Data lives in ``lazarus_bench/data/prompts.json``; every set carries its seed file, section and origin path.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from importlib import resources
+from types import MappingProxyType
+from typing import Any, Iterator, Mapping
+
+from .errors import LazarusError
+
+__all__ = [
+    "GrpoSpec",
+    "PromptItem",
+    "PromptSet",
+    "Source",
+    "TaskVocabulary",
+    "UnknownNameError",
+    "available",
+    "dual_reward_eval",
+    "grpo_collapse_lens",
+    "grpo_spec",
+    "load_set",
+    "operation_words",
+    "remain_family",
+    "seed000_tests",
+    "seed001_accuracy",
+    "symbol_set",
+    "task_vocabulary",
+    "two_stage_eval",
+    "vocabularies",
+    "word_set",
+]
+
+OPERATIONS = ("multiply", "add", "subtract", "divide")
+_OP_SURFACES = ("multiplied by", "divided by", "times", "plus", "minus", "*", "+", "-", "/", "x")
+
+
+class UnknownNameError(KeyError, LazarusError):
+    """An unknown prompt-set or vocabulary name; the message lists the valid names."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a set comes from: seed id, seed file, section, origin path(s) and the seed-methods section."""
+
+    seed: str
+    seed_file: str
+    section: str
+    origin: str
+    reference: str
+
+    def cite(self) -> str:
+        """One-line citation."""
+        return f"seed {self.seed} ({self.seed_file}, {self.section}); origin {self.origin}; {self.reference}"
+
+
+@dataclass(frozen=True)
+class PromptItem:
+    """One prompt: text, operation label, operands, expected answer, and grouping keys for CV/control tasks.
+
+    ``template``: surface-template index; ``pair``: operand pair's position within its class (and split);
+    ``item``: operand-pair key ``"a,b"`` (word type for Hewitt-Liang control tasks).
+    """
+
+    id: str
+    text: str
+    label: str
+    a: int
+    b: int
+    answer: int
+    op: str
+    template: int = 0
+    pair: int | None = None
+    item: str = ""
+    split: str | None = None
+    category: str | None = None
+    in_original: bool = True
+    flags: tuple[str, ...] = ()
+    note: str | None = None
+
+    @property
+    def known_failure(self) -> bool:
+        """True when a writeup reports the model answering this prompt wrongly."""
+        return "known_failure" in self.flags
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """A named, ordered, immutable collection of prompts with its source and a note."""
+
+    name: str
+    items: tuple[PromptItem, ...]
+    source: Source
+    note: str = ""
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[PromptItem]:
+        return iter(self.items)
+
+    def __getitem__(self, i: int) -> PromptItem:
+        return self.items[i]
+
+    def texts(self) -> list[str]:
+        """Prompt strings in order."""
+        return [it.text for it in self.items]
+
+    def labels(self) -> list[str]:
+        """Operation labels in order."""
+        return [it.label for it in self.items]
+
+    def answers(self) -> list[int]:
+        """Expected integer answers in order."""
+        return [it.answer for it in self.items]
+
+    def where(self, **fields: Any) -> PromptSet:
+        """Subset whose items equal every given field (e.g. ``split="test"``, ``label="add"``)."""
+        bad = [k for k in fields if k not in PromptItem.__dataclass_fields__]
+        if bad:
+            raise TypeError(f"unknown PromptItem field(s): {', '.join(bad)}")
+        keep = tuple(it for it in self.items if all(getattr(it, k) == v for k, v in fields.items()))
+        return replace(self, items=keep)
+
+    def with_trailing_space(self, flag: bool) -> PromptSet:
+        """Copy with exactly one trailing space on every text (``True``) or none (``False``)."""
+        items = tuple(replace(it, text=it.text.rstrip(" ") + (" " if flag else "")) for it in self.items)
+        return replace(self, items=items)
+
+
+@dataclass(frozen=True)
+class TaskVocabulary:
+    """Task words per class (seed class names), the class -> operation-label map, and the matching rule."""
+
+    name: str
+    classes: Mapping[str, tuple[str, ...]]
+    labels: Mapping[str, str]
+    matching: str
+    source: Source
+    note: str = ""
+    observed_tokens: tuple[str, ...] = ()
+
+    def words(self) -> tuple[str, ...]:
+        """All words of all classes, in order."""
+        return tuple(w for ws in self.classes.values() for w in ws)
+
+    def for_label(self, label: str) -> tuple[str, ...]:
+        """Words of the class whose operation label is ``label`` (e.g. ``"multiply"``)."""
+        for cls, lab in self.labels.items():
+            if lab == label:
+                return self.classes[cls]
+        raise UnknownNameError(f"vocabulary {self.name!r} has no class for label {label!r}; labels: {sorted(self.labels.values())}")
+
+
+@dataclass(frozen=True)
+class GrpoSpec:
+    """Seed 002's GRPO prompt generator: template, per-operation operand ranges (inclusive), batch size."""
+
+    template: str
+    operations: tuple[tuple[str, str, tuple[int, int], tuple[int, int]], ...]  # (label, op, a-range, b-range)
+    batch_size: int
+    source: Source
+    note: str = ""
+
+    def sample(self, n: int | None = None, seed: int = 0) -> PromptSet:
+        """Draw ``n`` (default ``batch_size``) prompts like ``arithmetic_rewards.get_prompts``, seeded."""
+        rng = random.Random(seed)
+        items = []
+        for i in range(self.batch_size if n is None else n):
+            label, op, (alo, ahi), (blo, bhi) = rng.choice(self.operations)
+            a, b = rng.randint(alo, ahi), rng.randint(blo, bhi)
+            items.append(
+                PromptItem(
+                    id=f"grpo/{i}", text=self.template.format(a=a, op=op, b=b), label=label, a=a, b=b,
+                    answer=_apply(label, a, b), op=op, item=f"{a},{b}",
+                )
+            )
+        return PromptSet(name=f"grpo(seed={seed})", items=tuple(items), source=self.source, note=self.note)
+
+
+def _apply(label: str, a: int, b: int) -> int:
+    if label == "multiply":
+        return a * b
+    if label == "add":
+        return a + b
+    if label == "subtract":
+        return a - b
+    if label == "divide":
+        if b == 0 or a % b:
+            raise ValueError(f"{a} / {b} is not an exact integer division")
+        return a // b
+    raise ValueError(f"unknown operation label {label!r}")
+
+
+@lru_cache(maxsize=1)
+def _raw() -> Mapping[str, Any]:
+    text = resources.files("lazarus_bench").joinpath("data", "prompts.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def _source(d: Mapping[str, str]) -> Source:
+    return Source(**{k: d[k] for k in ("seed", "seed_file", "section", "origin", "reference")})
+
+
+def available() -> tuple[str, ...]:
+    """Names accepted by :func:`load_set`."""
+    return tuple(_raw()["sets"])
+
+
+def vocabularies() -> tuple[str, ...]:
+    """Names accepted by :func:`task_vocabulary`."""
+    return tuple(_raw()["vocabularies"])
+
+
+def _literal_items(name: str, spec: Mapping[str, Any]) -> tuple[PromptItem, ...]:
+    out = []
+    for d in spec["items"]:
+        label = d["label"]
+        op = next(w for w in _OP_SURFACES if f" {w} " in d["text"])
+        split = d.get("split")
+        tag = "/".join(p for p in (split, label, f"{d['a']},{d['b']}", d.get("category")) if p)
+        out.append(
+            PromptItem(
+                id=f"{name}/{tag}", text=d["text"], label=label, a=d["a"], b=d["b"], answer=d["answer"], op=op,
+                template=0, pair=d.get("pair"), item=f"{d['a']},{d['b']}", split=split, category=d.get("category"),
+                flags=tuple(d.get("flags", ())), note=d.get("note"),
+            )
+        )
+    return tuple(out)
+
+
+def _word_items(name: str, spec: Mapping[str, Any]) -> tuple[PromptItem, ...]:
+    src = _build(spec["pairs_from"]["set"]).where(split=spec["pairs_from"]["split"])
+    out = []
+    for label in OPERATIONS:
+        word = spec["op_words"][label]
+        pairs = [it for it in src if it.label == label]
+        for t, tmpl in enumerate(spec["templates"]):
+            for p in pairs:
+                out.append(
+                    PromptItem(
+                        id=f"{name}/{label}/t{t}/{p.a},{p.b}", text=tmpl.format(a=p.a, op=word, b=p.b), label=label,
+                        a=p.a, b=p.b, answer=p.answer, op=word, template=t, pair=p.pair, item=p.item,
+                        in_original=(t == p.pair),
+                    )
+                )
+    return tuple(out)
+
+
+@lru_cache(maxsize=None)
+def _build(name: str) -> PromptSet:
+    sets = _raw()["sets"]
+    if name not in sets:
+        raise UnknownNameError(f"unknown prompt set {name!r}; available: {', '.join(sets)}")
+    spec = sets[name]
+    items = _word_items(name, spec) if spec["kind"] == "generated" else _literal_items(name, spec)
+    return PromptSet(name=name, items=items, source=_source(spec["source"]), note=spec.get("note", ""))
+
+
+def load_set(name: str, *, trailing_space: bool | None = None) -> PromptSet:
+    """Load a prompt set by name; ``trailing_space`` None keeps the stored texts, True/False forces one/none."""
+    ps = _build(name)
+    return ps if trailing_space is None else ps.with_trailing_space(trailing_space)
+
+
+def symbol_set(split: str | None = None, *, trailing_space: bool = False) -> PromptSet:
+    """Seed 002 symbol probe set: 16 train (4 ops x 4) + 8 held-out test; ``split`` = "train"/"test"/None."""
+    ps = load_set("symbol", trailing_space=trailing_space)
+    if split is None:
+        return ps
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train', 'test' or None, not {split!r}")
+    return ps.where(split=split)
+
+
+def word_set(*, original_only: bool = False) -> PromptSet:
+    """Seed 002 word probe set: 4 templates x 4 operand pairs x 4 ops = 64 (16 with ``original_only``)."""
+    ps = load_set("word")
+    return ps.where(in_original=True) if original_only else ps
+
+
+def seed000_tests() -> PromptSet:
+    """Seed 000's 10 lens test prompts (trailing space); 45 * 45 is flagged ``known_failure``."""
+    return load_set("seed000_tests")
+
+
+def seed001_accuracy() -> PromptSet:
+    """Seed 001's 7 accuracy prompts, written with 'x' (trailing space)."""
+    return load_set("seed001_accuracy")
+
+
+def dual_reward_eval() -> PromptSet:
+    """Seed 002 dual-reward's 8 evaluation prompts (2 per operation, trailing space)."""
+    return load_set("dual_reward_eval")
+
+
+def grpo_collapse_lens() -> PromptSet:
+    """Seed 002 GRPO+dual mode-collapse lens prompts (6; multiply/add/subtract)."""
+    return load_set("grpo_collapse_lens")
+
+
+def two_stage_eval(category: str | None = None) -> PromptSet:
+    """Seed 003 evaluation prompts: 4 symbolic + 4 semantic; ``category`` filters."""
+    ps = load_set("two_stage_eval")
+    if category is None:
+        return ps
+    if category not in ("symbolic", "semantic"):
+        raise ValueError(f"category must be 'symbolic', 'semantic' or None, not {category!r}")
+    return ps.where(category=category)
+
+
+@lru_cache(maxsize=1)
+def grpo_spec() -> GrpoSpec:
+    """Seed 002 GRPO prompt template ``Calculate: {a} {op} {b} = `` with its operand ranges."""
+    g = _raw()["generators"]["grpo"]
+    ops = tuple((o["label"], o["op"], tuple(o["a"]), tuple(o["b"])) for o in g["operations"])
+    return GrpoSpec(template=g["template"], operations=ops, batch_size=g["batch_size"],
+                    source=_source(g["source"]), note=g.get("note", ""))
+
+
+@lru_cache(maxsize=None)
+def task_vocabulary(name: str) -> TaskVocabulary:
+    """Task vocabulary by name (see :func:`vocabularies`): seed000, seed003, dual_reward, seed001_remain."""
+    vocs = _raw()["vocabularies"]
+    if name not in vocs:
+        raise UnknownNameError(f"unknown task vocabulary {name!r}; available: {', '.join(vocs)}")
+    v = vocs[name]
+    return TaskVocabulary(
+        name=name,
+        classes=MappingProxyType({k: tuple(ws) for k, ws in v["classes"].items()}),
+        labels=MappingProxyType(dict(v["labels"])),
+        matching=v["matching"],
+        source=_source(v["source"]),
+        note=v.get("note", ""),
+        observed_tokens=tuple(v.get("observed_tokens", ())),
+    )
+
+
+def operation_words(include_divide: bool = True) -> tuple[str, ...]:
+    """Dual-reward operation class words (multiply, add, subtract[, divide])."""
+    words = task_vocabulary("dual_reward").words()
+    return words if include_divide else tuple(w for w in words if w != "divide")
+
+
+def remain_family() -> tuple[str, ...]:
+    """Seed 001's 'remain' word family for subtraction (without leading spaces)."""
+    return task_vocabulary("seed001_remain").classes["subtraction"]

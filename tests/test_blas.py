@@ -1,0 +1,68 @@
+"""The OpenBLAS preload: what MLX resolves, the opt-out, and the loud warning when none is found."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lazarus_bench import blas
+
+LINUX = sys.platform.startswith("linux")
+
+
+def _run(code: str, **env: str) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("LAZARUS_")}
+    full.update(env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full, timeout=120)
+
+
+@pytest.mark.skipif(not LINUX, reason="the preload only exists on Linux (macOS uses Accelerate)")
+def test_mlx_resolves_preloaded_openblas():
+    lib = next((p for p in blas.CANDIDATES if os.path.exists(p)), None)
+    if lib is None:
+        pytest.skip(f"OpenBLAS is not installed here: {blas.FIX}")
+    out = _run(
+        "import lazarus_bench, mlx.core as mx\n"
+        "from lazarus_bench import blas\n"
+        "mx.eval(mx.ones((64, 64)) @ mx.ones((64, 64)))\n"
+        "print(blas.state().status); print(blas.resolved_library())\n"
+        "print(any('openblas' in l and 'r-xp' in l for l in open('/proc/self/maps')))"
+    )
+    status, resolved, mapped = out.stdout.split()
+    assert status == "preloaded"
+    assert resolved == os.path.realpath(lib), "cblas_sgemm must resolve into the preloaded OpenBLAS"
+    assert mapped == "True"
+
+
+@pytest.mark.skipif(not LINUX, reason="the preload only exists on Linux")
+def test_opt_out_leaves_reference_blas():
+    out = _run(
+        "import lazarus_bench, mlx.core as mx\nfrom lazarus_bench import blas\n"
+        "mx.eval(mx.ones((8, 8)) @ mx.ones((8, 8)))\nprint(blas.state().status); print(blas.resolved_library())",
+        LAZARUS_NO_BLAS_PRELOAD="1",
+    )
+    status, resolved = out.stdout.split()
+    assert status == "disabled"
+    assert "openblas" not in resolved.lower()
+
+
+@pytest.mark.skipif(not LINUX, reason="the preload only exists on Linux")
+def test_missing_blas_warns_loudly_with_the_fix():
+    out = _run("import lazarus_bench; from lazarus_bench import blas; print(blas.state().status)",
+               LAZARUS_BLAS_PATH="/nonexistent/libopenblas.so.0")
+    assert out.stdout.strip() == "missing"
+    assert "apt-get install -y libopenblas0-pthread" in out.stderr
+
+
+@pytest.mark.skipif(not LINUX, reason="the preload only exists on Linux")
+def test_importing_mlx_first_is_reported():
+    out = _run("import mlx.core, lazarus_bench; from lazarus_bench import blas; print(blas.state().status)")
+    assert out.stdout.strip() == "too-late"
+    assert "import lazarus_bench first" in out.stderr
+
+
+def test_gemm_rate_is_positive():
+    assert blas.gemm_gflops(n=128, repeats=3) > 0

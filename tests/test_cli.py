@@ -1,0 +1,104 @@
+"""The CLI end to end on saved tiny models: numbers match the library, errors are one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import lazarus_bench  # noqa: F401
+import mlx.core as mx
+import numpy as np
+import pytest
+from scipy.special import softmax
+
+from lazarus_bench.cli import main, write_json
+from lazarus_bench.models import load_model
+
+
+def test_info_json(tmp_path, capsys):
+    assert main(["info", "--no-gemm", "--json", str(tmp_path / "env.json")]) == 0
+    env = json.loads((tmp_path / "env.json").read_text())
+    assert env["blas"]["status"] in ("preloaded", "not-needed", "disabled", "missing", "too-late")
+    assert "mlx" in env["packages"] and "mlx-lm" in env["packages"]
+    assert "blas" in capsys.readouterr().out
+
+
+def test_lens_cli_matches_independent_computation(saved_model, tmp_path, capsys):
+    """Printed and JSON per-layer P(word) equal a numpy lens (final RMSNorm with gain, tied unembedding)."""
+    path = saved_model("llama")
+    out = tmp_path / "lens.json"
+    assert main(["lens", "-m", str(path), "-p", "7 * 8 = ", "-t", "plus", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())["results"][0]
+    handle = load_model(str(path))
+    ids = handle.encode("7 * 8 = ")
+    assert result["token_ids"] == ids
+    spellings = result["targets"]["plus"]["spellings"]
+    assert all(len(s["ids"]) == 1 for s in spellings.values()), spellings
+    capture = handle.forward(mx.array([ids]))
+    emb = np.array(handle.embed.weight, dtype=np.float64)
+    gain = np.array(handle.final_norm.weight, dtype=np.float64)
+    table_rows = [line.split() for line in printed.splitlines() if line.split() and line.split()[0] in
+                  ["emb"] + [str(i) for i in range(handle.n_layers)]]
+    assert len(table_rows) == handle.n_layers + 1
+    for row, hidden in enumerate(capture.hidden):
+        h = np.array(hidden[0, -1], dtype=np.float64)
+        p = softmax((h / np.sqrt(np.mean(h**2) + 1e-5) * gain) @ emb.T)
+        want = sum(p[s["ids"][0]] for s in spellings.values())
+        assert result["targets"]["plus"]["full_prob_sum"][row] == pytest.approx(want, rel=1e-3)
+        assert any(_close(cell, want) for cell in table_rows[row][1:]), (table_rows[row], want)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _close(text: str, want: float) -> bool:
+    return _is_number(text) and abs(float(text) - want) <= 2e-3 * abs(want)
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["lens", "-m", "/nonexistent/model", "-p", "x"], "model path not found"),
+        (["router", "-m", "@llama"], "has no MoE router"),
+        (["lens", "-m", "@llama", "-p", "x", "--layers", "99"], "out of range"),
+        (["lens", "-m", "@llama", "-p", ""], "empty prompt"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(argv, message, saved_model, capsys, tmp_path):
+    argv = [str(saved_model("llama")) if a == "@llama" else a for a in argv]
+    out = tmp_path / "never.json"
+    assert main(argv + ["--json", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and err[0].startswith("lazarus-bench: error:")
+    assert not out.exists()
+
+
+def test_router_cli_on_moe(saved_model, tmp_path, capsys):
+    out = tmp_path / "router.json"
+    assert main(["router", "-m", str(saved_model("mixtral")), "--null", "50", "--json", str(out)]) == 0
+    layers = json.loads(out.read_text())["layers"]
+    assert [entry["layer"] for entry in layers] == [0, 1, 2, 3]
+    assert all(len(entry["experts"]) == 4 for entry in layers)
+
+
+def test_probe_cli_symbol_set(saved_model, tmp_path, capsys):
+    out = tmp_path / "probe.json"
+    assert main(["probe", "-m", str(saved_model("llama")), "--set", "symbol", "--layers", "0,2",
+                 "--permutations", "10", "--json", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert payload["group_cv"] == "leave-one-pair-out"
+    assert len(payload["held_out"]["prompts"]) == 8
+
+
+def test_write_json_is_atomic(tmp_path):
+    target = tmp_path / "out.json"
+    write_json(target, {"a": 1})
+    with pytest.raises(TypeError):
+        write_json(target, {"a": object()})
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
