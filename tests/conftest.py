@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
 import pytest
 
 from lazarus_bench.hf_tokenizer import train_bpe
 from lazarus_bench.models import load_model, save_model
 from lazarus_bench.tiny import build_model, tiny_config
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 WORDS = "multiply add subtract divide times plus minus remaining remainder sum product difference"
 

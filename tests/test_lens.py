@@ -143,3 +143,25 @@ def test_target_absent_from_word_level_vocabulary(tmp_path):
     assert logit_lens(handle, ["7 * 8 ="], ["multiply"])[0].targets["multiply"].spellings["without_space"].ids == [6]
     with pytest.raises(LazarusError, match="'zebra' is not in the vocabulary"):
         logit_lens(handle, ["7 * 8 ="], ["zebra"])
+
+
+def test_word_ranks_of_a_direction_match_numpy(handle_of):
+    """A direction equal to a token's (gain-unfolded) unembedding row ranks that token first."""
+    from scipy.stats import rankdata
+
+    from lazarus_bench.directions import word_ranks
+
+    handle = handle_of("llama_untied")
+    W = np.array(handle.unembedding(), dtype=np.float64)
+    g = np.array(handle.final_norm_gain(), dtype=np.float64)
+    target = handle.encode(" plus", add_special_tokens=False)[0]
+    direction = W[target] / g
+    result = word_ranks(handle, direction, ["plus", "multiply"])
+    assert result["words"]["plus"]["with_space"]["rank"] == 1
+    assert result["words"]["plus"]["with_space"]["score"] == pytest.approx(1.0, abs=1e-5)
+    cos = (W @ (g * direction)) / (np.linalg.norm(W, axis=1) * np.linalg.norm(g * direction))
+    for key, entry in result["words"]["multiply"].items():
+        assert entry["score"] == pytest.approx(cos[entry["token_id"]], abs=1e-5)
+        assert entry["rank"] == int(rankdata(-cos, method="min")[entry["token_id"]])
+    unfolded = word_ranks(handle, direction, ["plus"], fold_gain=False)
+    assert unfolded["words"]["plus"]["with_space"]["score"] < 0.999
