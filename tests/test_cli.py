@@ -102,3 +102,28 @@ def test_write_json_is_atomic(tmp_path):
         write_json(target, {"a": object()})
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+@pytest.mark.parametrize("method,extra", [("sft", ["--save-at", "2"]), ("dual-reward", ["--protocol", "original"]),
+                                          ("two-stage", ["--stage1-steps", "2", "--stage2-steps", "2"])])
+def test_train_cli_writes_adapters_and_result(method, extra, saved_model, tmp_path):
+    out = tmp_path / method
+    argv = ["train", method, "-m", str(saved_model("llama")), "-o", str(out), "--seed", "1"]
+    if method != "two-stage":
+        argv += ["--steps", "3"]
+    assert main(argv + extra) == 0
+    payload = json.loads((out / "result.json").read_text())
+    assert payload["method"] == method and payload["environment"]["blas"]["status"]
+    if method == "sft":
+        assert (out / "adapters.safetensors").exists() and (out / "step_2" / "adapter_config.json").exists()
+        assert len(payload["result"]["train"]["losses"]) == 3
+        load_model(str(saved_model("llama")), adapter_path=str(out))
+    if method == "dual-reward":
+        assert payload["result"]["protocol"] == "original" and payload["result"]["config"]["batch_size"] == 1
+
+
+def test_train_cli_bad_data_file(saved_model, tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "no prompt"}\n')
+    assert main(["train", "sft", "-m", str(saved_model("llama")), "-o", str(tmp_path / "o"), "--data", str(bad)]) == 2
+    assert "expected a JSON object with 'prompt' and 'completion'" in capsys.readouterr().err

@@ -224,3 +224,22 @@ def test_dual_reward_trains_vo_lora_and_reports(saved_model, tmp_path):
     assert set(result.train.metrics[0]) == {"cls_loss", "answer_loss"}
     assert result.before["classifier"]["n"] == 8 and result.after["answers"]["n"] == 8
     assert (tmp_path / "adapters.safetensors").exists()
+
+
+def test_two_stage_fuses_then_trains_a_new_lora(saved_model, tmp_path):
+    from lazarus_bench.training.two_stage import TwoStageConfig, accuracy_drop, train_two_stage
+
+    handle = fresh(saved_model)
+    result = train_two_stage(handle, TwoStageConfig().scaled(3, 2), out_dir=tmp_path, progress=False)
+    names = [k for k, _ in tree_flatten(handle.model.trainable_parameters())]
+    assert names and all("v_proj" in k or "o_proj" in k for k in names), "stage 2 trains only its new V/O LoRA"
+    assert not any("q_proj.lora" in k for k, _ in tree_flatten(handle.model.parameters())), "stage 1 was fused"
+    fused = load_model(str(tmp_path / "fused_stage1"))
+    assert fused.n_layers == handle.n_layers
+    for stage in (result.baseline, result.stage1, result.stage2):
+        assert set(stage) >= {"symbolic", "semantic", "classifier_prob"} and 0 <= stage["classifier_prob"] <= 1
+    assert accuracy_drop(result) == pytest.approx(
+        100 * (result.stage1["symbolic"]["accuracy"] - result.stage2["symbolic"]["accuracy"]))
+    aggressive = TwoStageConfig.aggressive()
+    assert (aggressive.stage2.cls_weight, aggressive.stage2.train.steps, aggressive.stage2.train.lr,
+            aggressive.stage2.lora.rank) == (0.2, 200, 1e-4, 32)
