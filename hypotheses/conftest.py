@@ -1,34 +1,60 @@
-"""Model fixtures for the hypothesis tests: every ``--model`` given, or the embedded zoo by default."""
+"""Model fixtures for the hypothesis tests and the end-of-session report.
+
+``--model`` (repeatable) picks the models; by default the slow tier runs on the shipped zoo and the
+fast tier on the micro zoo (built once into the cache if missing).
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from lazarus_bench.errors import LazarusError
-from lazarus_bench.models import load_model
+from lazarus_bench.runner import ModelPool
 
-DEFAULT_MODELS = ("zoo:base", "zoo:instruct", "zoo:untied", "zoo:moe")
+ZOO = ("zoo:base", "zoo:instruct", "zoo:untied", "zoo:moe")
+TIERS = (("fast", ()), ("slow", (pytest.mark.slow,)))
 
 
 def pytest_generate_tests(metafunc):
-    if "model_id" in metafunc.fixturenames:
-        models = metafunc.config.getoption("--model") or list(DEFAULT_MODELS)
-        metafunc.parametrize("model_id", models, scope="session")
+    if {"tier", "model_id"} <= set(metafunc.fixturenames):
+        given = metafunc.config.getoption("--model")
+        cases = []
+        for tier, marks in TIERS:
+            models = given or [m.replace("zoo:", "zoo-micro:") if tier == "fast" else m for m in ZOO]
+            cases += [pytest.param(tier, m, marks=marks, id=f"{tier}-{m}") for m in models]
+        metafunc.parametrize("tier,model_id", cases)
 
 
 @pytest.fixture(scope="session")
-def model_handles():
-    """Load each model once per session; a model that fails to load skips its tests with the reason."""
-    cache: dict = {}
+def micro_zoo():
+    """Build the micro zoo once (seconds to minutes) when the fast tier needs it and it is not there."""
+    from lazarus_bench.models import zoo_root
+    from lazarus_bench.zoo.build import build_zoo
 
-    def get(model_id: str):
-        if model_id not in cache:
-            try:
-                cache[model_id] = load_model(model_id)
-            except LazarusError as exc:
-                cache[model_id] = exc
-        if isinstance(cache[model_id], LazarusError):
-            pytest.skip(str(cache[model_id]))
-        return cache[model_id]
+    root = zoo_root(micro=True)
+    if not all((root / name / "config.json").is_file() for name in ("base", "instruct", "untied", "moe")):
+        build_zoo(root, size="micro", progress=False)
+    return root
 
-    return get
+
+@pytest.fixture(scope="session")
+def suite(request):
+    """Run options shared by every claim test, and one model pool for the session."""
+    config = request.config
+    return {
+        "report_dir": config.getoption("--report-dir"),
+        "seeds": config.getoption("--seeds"),
+        "report_only": config.getoption("--report-only"),
+        "pool": ModelPool(),
+    }
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Render the report from the records this run wrote (and any earlier ones in the same directory)."""
+    from pathlib import Path
+
+    report_dir = Path(session.config.getoption("--report-dir"))
+    if getattr(session.config, "_lazarus_records", 0):
+        from lazarus_bench.report import render
+
+        path = render(report_dir)
+        print(f"\nlazarus_bench report: {path}")

@@ -4,44 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
 
+from .cli_io import write_json
 from .errors import LazarusError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
-
-
-def write_json(path: str | os.PathLike, payload: Any) -> Path:
-    """Write JSON atomically: a temporary file in the same folder, then rename (never half-written)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2, default=_jsonable)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
-
-
-def _jsonable(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def _table(rows: list[dict], headers: str | Sequence[str] = "keys") -> str:
@@ -301,6 +273,40 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("claims")
+def cmd_claims(args: argparse.Namespace) -> int:
+    from .claims.base import all_claims
+
+    rows = [{"id": c.id, "title": c.title, "source": c.source, "protocols": ", ".join(c.protocols),
+             "training": "yes" if c.training else "no"} for c in all_claims()]
+    print(_table(rows))
+    return 0
+
+
+@command("run")
+def cmd_run(args: argparse.Namespace) -> int:
+    from .report import render
+    from .runner import run_suite
+
+    models = args.model or ["zoo:base", "zoo:instruct", "zoo:untied", "zoo:moe"]
+    if args.tier == "fast" and not args.model:
+        models = [m.replace("zoo:", "zoo-micro:") for m in models]
+    claim_ids = [c for part in (args.claims or []) for c in part.split(",") if c]
+    overrides = json.loads(args.params) if args.params else None
+    run_suite(models, claim_ids or None, tier=args.tier, n_seeds=args.seeds, report_dir=args.report_dir,
+              protocols=args.protocol, overrides=overrides)
+    print(f"report: {render(args.report_dir)}")
+    return 0
+
+
+@command("report")
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import render
+
+    print(render(args.report_dir))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lazarus-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -337,6 +343,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=20)
     p.add_argument("--null", type=int, default=1000, help="random directions in the null distribution")
     p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("claims", help="list the claim registry")
+
+    p = sub.add_parser("run", help="the main job: every claim on every model, records and REPORT.md (report-only)")
+    p.add_argument("-m", "--model", action="append", help="model (repeatable; default: the zoo)")
+    p.add_argument("--claims", action="append", help="claim ids, comma-separated (default: all)")
+    p.add_argument("--tier", default="slow", choices=["fast", "slow"], help="slow = full protocol")
+    p.add_argument("--seeds", type=int, help="seeds per training claim (default: the claim's own)")
+    p.add_argument("--protocol", action="append", choices=["corrected", "original"], help="default: every protocol")
+    p.add_argument("--params", help='JSON overrides per claim, e.g. {"H01": {"max_prob": 0.02}}')
+    p.add_argument("--report-dir", default="reports")
+
+    p = sub.add_parser("report", help="render REPORT.md from the result records")
+    p.add_argument("--report-dir", default="reports")
+
     p = sub.add_parser("train", help="train with one of the writeups' methods (adapters + result JSON)")
     tsub = p.add_subparsers(dest="method", required=True)
     for method in TRAINERS:

@@ -340,8 +340,8 @@ def load_model(
     import mlx_lm
     from mlx_lm.utils import load_config
 
-    if path_or_id.startswith("zoo:"):
-        path_or_id = str(resolve_zoo(path_or_id[4:]))
+    if path_or_id.startswith(("zoo:", "zoo-micro:")):
+        path_or_id = str(resolve_zoo(path_or_id))
     local = Path(path_or_id).expanduser()
     looks_local = local.exists() or path_or_id.startswith((".", "/", "~")) or path_or_id.count("/") != 1
     if looks_local and not local.is_dir():
@@ -364,21 +364,28 @@ def load_model(
 
 
 ZOO_ENV = "LAZARUS_ZOO_DIR"
+MICRO_ZOO_ENV = "LAZARUS_MICRO_ZOO_DIR"
 
 
-def zoo_root() -> Path:
-    """Where zoo models live: $LAZARUS_ZOO_DIR, else the weights shipped inside the package."""
+def zoo_root(micro: bool = False) -> Path:
+    """Where zoo models live: the shipped weights (or $LAZARUS_ZOO_DIR); the micro zoo is built into a cache."""
+    if micro:
+        default = Path(os.environ.get("LAZARUS_CACHE_DIR") or Path.home() / ".cache" / "lazarus_bench") / "zoo-micro"
+        return Path(os.environ.get(MICRO_ZOO_ENV) or default)
     return Path(os.environ.get(ZOO_ENV) or Path(__file__).parent / "zoo" / "weights")
 
 
-def resolve_zoo(name: str) -> Path:
-    """Directory of zoo model ``name`` (``zoo:base`` -> <zoo root>/base), checked against its manifest."""
-    path = zoo_root() / name
+def resolve_zoo(model_id: str) -> Path:
+    """Directory of ``zoo:NAME`` or ``zoo-micro:NAME`` (a bare NAME means ``zoo:``), checked against its manifest."""
+    micro = model_id.startswith("zoo-micro:")
+    name = model_id.split(":", 1)[1] if ":" in model_id else model_id
+    root = zoo_root(micro)
+    path = root / name
     if not (path / "config.json").is_file():
-        known = sorted(p.name for p in zoo_root().glob("*") if (p / "config.json").is_file()) if zoo_root().is_dir() else []
+        known = sorted(p.name for p in root.glob("*") if (p / "config.json").is_file()) if root.is_dir() else []
+        build = "lazarus-bench zoo build" + (" --size micro" if micro else "")
         raise LazarusError(
-            f"zoo model '{name}' not found in {zoo_root()} (available: {', '.join(known) or 'none'}); "
-            "build it with: lazarus-bench zoo build"
+            f"zoo model '{model_id}' not found in {root} (available: {', '.join(known) or 'none'}); build it with: {build}"
         )
     try:
         from .zoo.build import verify

@@ -1,0 +1,47 @@
+"""One parameterised hypothesis test per claim of the registry (H01-H15) over the model fixtures.
+
+A test passes when its claim is SUPPORTED on that model and fails otherwise (REFUTED, INCONCLUSIVE,
+error), unless ``--report-only``; a claim that does not apply to a model is skipped with the reason.
+Every outcome is written as a result record and rendered into the report.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lazarus_bench.claims.base import all_claims
+from lazarus_bench.runner import run_claim
+
+
+def _check(claim, tier, model_id, suite, request):
+    if model_id.startswith("zoo-micro:"):
+        request.getfixturevalue("micro_zoo")
+    records = [
+        run_claim(claim, model_id, tier=tier, n_seeds=suite["seeds"], report_dir=suite["report_dir"],
+                  protocol=protocol, pool=suite["pool"])
+        for protocol in claim.protocols
+    ]
+    request.config._lazarus_records = getattr(request.config, "_lazarus_records", 0) + len(records)
+    main = records[0]
+    summary = "; ".join(f"{r['protocol']}: {r.get('verdict') or r['status']} ({r.get('reason', '')})" for r in records)
+    if main["status"] == "skipped":
+        pytest.skip(f"{claim.id} on {model_id}: {main['reason']}")
+    if suite["report_only"]:
+        return
+    if main["status"] == "error":
+        pytest.fail(f"{claim.id} on {model_id}: error: {main['reason']}", pytrace=False)
+    if main["verdict"] != "SUPPORTED":
+        pytest.fail(f"{claim.id} not supported on {model_id}: {summary}", pytrace=False)
+
+
+def _make_test(claim):
+    def test(tier, model_id, suite, request):
+        _check(claim, tier, model_id, suite, request)
+
+    test.__name__ = f"test_{claim.id}"
+    test.__doc__ = f"{claim.id}: {claim.statement}"
+    return test
+
+
+for _claim in all_claims():
+    globals()[f"test_{_claim.id}"] = _make_test(_claim)

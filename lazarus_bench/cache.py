@@ -1,0 +1,97 @@
+"""On-disk cache of trained fixtures (adapters, checkpoints), keyed by a content hash of what made them.
+
+An entry is built in a temporary directory and renamed into place, so an interrupted build never
+leaves a half-written entry; each entry's manifest holds the sha256 of its files, and an entry whose
+files no longer match is detected, removed and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+from .cli_io import write_json
+
+MANIFEST = "cache_manifest.json"
+DEFAULT_ROOT_ENV = "LAZARUS_CACHE_DIR"
+
+
+def default_root() -> Path:
+    return Path(os.environ.get(DEFAULT_ROOT_ENV) or Path.home() / ".cache" / "lazarus_bench")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=None)
+def code_version() -> str:
+    """Hash of the package's training and analysis sources: a code change invalidates cached fixtures."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        if "claims" in path.parts or "zoo" in path.parts:
+            continue
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cache_key(parts: dict[str, Any]) -> str:
+    """Stable hash of the JSON of ``parts`` (model hash, method, config, seed) plus the code version."""
+    payload = json.dumps({**parts, "code_version": code_version()}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+class FixtureCache:
+    """Directory of built fixtures: ``get_or_build(parts, build)`` returns the entry's directory."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root is not None else default_root()
+
+    def path(self, parts: dict[str, Any]) -> Path:
+        return self.root / cache_key(parts)
+
+    def valid(self, entry: Path) -> bool:
+        manifest = entry / MANIFEST
+        if not manifest.is_file():
+            return False
+        try:
+            files = json.loads(manifest.read_text())["files"]
+        except (OSError, ValueError, KeyError):
+            return False
+        return all((entry / name).is_file() and sha256_file(entry / name) == digest for name, digest in files.items())
+
+    def get_or_build(self, parts: dict[str, Any], build: Callable[[Path], Any]) -> Path:
+        """The cached entry for ``parts``, building it with ``build(tmp_dir)`` if missing or corrupt."""
+        entry = self.path(parts)
+        if entry.exists():
+            if self.valid(entry):
+                return entry
+            shutil.rmtree(entry, ignore_errors=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{entry.name}."))
+        try:
+            build(tmp)
+            files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+            write_json(tmp / MANIFEST, {"parts": parts, "code_version": code_version(), "files": files})
+            os.rename(tmp, entry)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if self.valid(entry):
+                return entry
+            raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return entry

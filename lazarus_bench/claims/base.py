@@ -1,0 +1,204 @@
+"""A claim is data (id, source, statement, parameters, criterion, applicability) plus one measure function.
+
+The hypothesis tests, the runner and the report all read the registry; nothing about a claim is
+written twice. A measure function gets a ``ClaimContext`` and returns an ``Outcome`` whose
+statistic carries the verdict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import LazarusError
+from ..stats import ClaimStatistic, Verdict
+
+TIERS = ("fast", "slow")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry needs to know about a model to decide whether a claim applies."""
+
+    model_id: str
+    model_type: str
+    kind: str
+    n_layers: int
+    is_moe: bool
+    tied: bool
+    instruct_pair: str | None = None
+
+
+@dataclass
+class Outcome:
+    """What a measure returns: the statistic (with verdict), per-item samples, curves for plots, extras."""
+
+    statistic: ClaimStatistic
+    ours: str
+    samples: list[dict] = field(default_factory=list)
+    curves: dict[str, dict] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict(self.statistic.verdict)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the writeups: data plus the function that measures it on a model."""
+
+    id: str
+    title: str
+    statement: str
+    source: str
+    criterion: str
+    writeup: str
+    params: dict[str, Any]
+    measure: Callable[["ClaimContext"], Outcome]
+    applies: Callable[[ModelInfo], str | None] = lambda info: None
+    fast: dict[str, Any] = field(default_factory=dict)
+    training: bool = False
+    protocols: tuple[str, ...] = ("corrected",)
+    default_seeds: dict[str, int] = field(default_factory=lambda: {"fast": 1, "slow": 3})
+
+    def parameters(self, tier: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The writeup's parameters, reduced for the fast tier, then the user's overrides (unknown keys rejected)."""
+        merged = {**self.params, **(self.fast if tier == "fast" else {})}
+        unknown = sorted(set(overrides or {}) - set(merged))
+        if unknown:
+            raise LazarusError(f"{self.id}: unknown parameter(s) {', '.join(unknown)} (known: {', '.join(merged)})")
+        return {**merged, **(overrides or {})}
+
+
+REGISTRY: dict[str, Claim] = {}
+
+
+def register(claim: Claim) -> Claim:
+    if claim.id in REGISTRY:
+        raise ValueError(f"claim {claim.id} registered twice")
+    REGISTRY[claim.id] = claim
+    return claim
+
+
+def get_claim(claim_id: str) -> Claim:
+    from . import ensure_loaded
+
+    ensure_loaded()
+    key = claim_id.strip().upper()
+    if key not in REGISTRY:
+        raise LazarusError(f"unknown claim id '{claim_id}' (known: {', '.join(sorted(REGISTRY))})")
+    return REGISTRY[key]
+
+
+def all_claims() -> list[Claim]:
+    from . import ensure_loaded
+
+    ensure_loaded()
+    return [REGISTRY[k] for k in sorted(REGISTRY)]
+
+
+class ClaimContext:
+    """Everything a measure may use: the model (fresh copies for training), parameters, seeds, cache, log."""
+
+    def __init__(self, claim: Claim, info: ModelInfo, *, tier: str, seeds: list[int], params: dict[str, Any],
+                 protocol: str = "corrected", cache_dir: str | Path | None = None,
+                 log: Callable[[str], None] | None = None, shared: Any = None):
+        if tier not in TIERS:
+            raise LazarusError(f"unknown tier '{tier}' ({' or '.join(TIERS)})")
+        self.claim, self.info, self.tier, self.seeds = claim, info, tier, seeds
+        self.params, self.protocol = params, protocol
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._log = log or (lambda message: None)
+        self._shared = shared
+
+    @property
+    def model_id(self) -> str:
+        return self.info.model_id
+
+    def log(self, message: str) -> None:
+        self._log(f"{self.claim.id} {self.model_id}: {message}")
+
+    def handle(self):
+        """The model for analysis (shared within this claim run; never train it in place)."""
+        if self._shared is None:
+            self._shared = self.fresh_handle()
+        return self._shared
+
+    def fresh_handle(self, model_id: str | None = None):
+        """A newly loaded copy of the model (or of ``model_id``), safe to train in place."""
+        from ..models import load_model
+
+        return load_model(model_id or self.model_id)
+
+    def random_control(self, seed: int = 0):
+        """A random-init model of the same architecture and tokenizer: the negative control."""
+        from ..models import ModelHandle
+        from ..tiny import build_model
+
+        handle = self.handle()
+        model = build_model(dict(handle.config), seed=seed, randomise_norms=False)
+        return ModelHandle(model=model, tokenizer=handle.tokenizer, model_id=f"random-init({self.model_id})",
+                           config=handle.config)
+
+
+def model_info(handle, instruct_pairs: dict[str, str] | None = None) -> ModelInfo:
+    """Kind of a loaded model: moe, instruct (chat template or name), untied or base."""
+    model_id = handle.model_id
+    chat = bool(getattr(handle.tokenizer, "chat_template", None))
+    name = model_id.lower()
+    if handle.is_moe:
+        kind = "moe"
+    elif chat and ("instruct" in name or "chat" in name):
+        kind = "instruct"
+    elif not handle.tied:
+        kind = "untied"
+    else:
+        kind = "base"
+    pair = (instruct_pairs or {}).get(model_id)
+    if pair is None and kind != "instruct" and re.search(r"llama-3\.2-\d+b$", name):
+        pair = model_id + "-Instruct"
+    return ModelInfo(model_id=model_id, model_type=handle.model_type, kind=kind, n_layers=handle.n_layers,
+                     is_moe=handle.is_moe, tied=handle.tied, instruct_pair=pair)
+
+
+ZOO_INSTRUCT_PAIRS = {"zoo:base": "zoo:instruct", "zoo-micro:base": "zoo-micro:instruct"}
+
+
+def not_instruct(info: ModelInfo) -> str | None:
+    return "the claim is about base models; this is an instruct model" if info.kind == "instruct" else None
+
+
+def needs_moe(info: ModelInfo) -> str | None:
+    return None if info.is_moe else f"dense model ({info.model_type}): no MoE router"
+
+
+def needs_instruct_pair(info: ModelInfo) -> str | None:
+    if info.kind == "instruct":
+        return "run on the base model of the pair"
+    return None if info.instruct_pair else "no instruct variant of this model is known"
+
+
+def timed(fn: Callable[[], Outcome]) -> tuple[Outcome, float]:
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def slug(text: str) -> str:
+    """A filename-safe name for a model id (with a short hash so distinct ids never collide)."""
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[-60:] + "-" + digest
+
+
+def outcome_dict(outcome: Outcome) -> dict:
+    return {"statistic": outcome.statistic.to_dict(), "ours": outcome.ours, "samples": outcome.samples,
+            "curves": outcome.curves, "extra": outcome.extra}
+
+
+def claim_dict(claim: Claim) -> dict:
+    return {k: v for k, v in asdict(claim).items() if k not in ("measure", "applies")}
