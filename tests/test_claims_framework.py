@@ -1,0 +1,133 @@
+"""Claim registry, fixture cache, records, runner and report: bad input never loses finished results."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import lazarus_bench  # noqa: F401
+import pytest
+
+from lazarus_bench.cache import MANIFEST, FixtureCache, cache_key
+from lazarus_bench.claims.base import REGISTRY, Claim, Outcome, get_claim, register
+from lazarus_bench.errors import LazarusError
+from lazarus_bench.records import SCHEMA_VERSION, load_records
+from lazarus_bench.report import render
+from lazarus_bench.runner import run_claim
+from lazarus_bench.stats import threshold_claim
+
+
+def test_unknown_claim_id_lists_known():
+    with pytest.raises(LazarusError, match="unknown claim id 'H99'.*H01"):
+        get_claim("H99")
+    assert get_claim("h01").id == "H01"
+
+
+def test_parameters_fast_tier_and_overrides():
+    claim = get_claim("H01")
+    assert claim.parameters("slow")["max_prob"] == 0.01
+    assert claim.parameters("slow", {"max_prob": 0.02})["max_prob"] == 0.02
+    with pytest.raises(LazarusError, match="unknown parameter"):
+        claim.parameters("slow", {"nonsense": 1})
+
+
+def test_cache_builds_atomically_and_rebuilds_corrupt_entries(tmp_path):
+    cache = FixtureCache(tmp_path)
+    calls = []
+
+    def build(d):
+        calls.append(d)
+        (d / "adapters.safetensors").write_bytes(b"weights")
+
+    parts = {"model": "m", "method": "sft", "seed": 0}
+    entry = cache.get_or_build(parts, build)
+    assert cache.get_or_build(parts, build) == entry and len(calls) == 1
+    (entry / "adapters.safetensors").write_bytes(b"corrupted")
+    assert not cache.valid(entry)
+    assert cache.get_or_build(parts, build) == entry and len(calls) == 2
+    assert (entry / "adapters.safetensors").read_bytes() == b"weights"
+    assert cache_key(parts) != cache_key({**parts, "seed": 1})
+
+    def interrupted(d):
+        (d / "half.bin").write_bytes(b"x")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.get_or_build({"other": 1}, interrupted)
+    assert not cache.path({"other": 1}).exists()
+    assert [p.name for p in tmp_path.iterdir()] == [entry.name]
+    assert json.loads((entry / MANIFEST).read_text())["files"]
+
+
+def _fake_claim(claim_id, measure, applies=lambda info: None):
+    if claim_id in REGISTRY:
+        del REGISTRY[claim_id]
+    return register(Claim(id=claim_id, title="t", statement="s", source="test", criterion="c", writeup="w",
+                          params={"threshold": 0.5}, measure=measure, applies=applies))
+
+
+def test_runner_records_ok_skip_and_error_without_losing_any(saved_model, tmp_path):
+    path = str(saved_model("llama"))
+
+    def good(ctx):
+        stat = threshold_claim([0.1, 0.12, 0.09, 0.11], ctx.params["threshold"], "below")
+        return Outcome(statistic=stat, ours="fine", samples=[{"x": 1}],
+                       curves={"c": {"x": ["emb", "0"], "series": {"a": [0.1, 0.2]}}})
+
+    def broken(ctx):
+        raise ValueError("measure crashed")
+
+    try:
+        ok = run_claim(_fake_claim("T01", good), path, report_dir=tmp_path, log=lambda m: None)
+        skipped = run_claim(_fake_claim("T02", good, applies=lambda info: "not for dense models"), path,
+                            report_dir=tmp_path, log=lambda m: None)
+        error = run_claim(_fake_claim("T03", broken), path, report_dir=tmp_path, log=lambda m: None)
+        missing = run_claim(_fake_claim("T04", good), str(tmp_path / "nope"), report_dir=tmp_path, log=lambda m: None)
+        assert ok["status"] == "ok" and ok["verdict"] == "SUPPORTED" and ok["model"]["hash"]
+        assert skipped["status"] == "skipped" and skipped["reason"] == "not for dense models"
+        assert error["status"] == "error" and "measure crashed" in error["reason"]
+        assert missing["status"] == "skipped" and "model path not found" in missing["reason"]
+        loaded = load_records(tmp_path)
+        assert sorted(r["claim"]["id"] for r in loaded.records) == ["T01", "T02", "T03", "T04"]
+        assert all(r["schema_version"] == SCHEMA_VERSION for r in loaded.records)
+        assert ok["environment"]["packages"]["mlx"]
+        report = render(tmp_path).read_text()
+        assert "## Verdict matrix" in report and "SUPPORTED" in report and "measure crashed" in report
+        assert (tmp_path / "plots").is_dir() and any((tmp_path / "plots").iterdir())
+    finally:
+        for claim_id in ("T01", "T02", "T03", "T04"):
+            REGISTRY.pop(claim_id, None)
+
+
+def test_old_schema_and_corrupt_records_are_reported_not_fatal(tmp_path):
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / "old.json").write_text(json.dumps({"schema_version": 0, "claim": {"id": "H01"}}))
+    (records / "broken.json").write_text("{not json")
+    loaded = load_records(tmp_path)
+    assert loaded.records == []
+    reasons = dict(loaded.skipped)
+    assert "schema version 0" in reasons["old.json"] and "unreadable" in reasons["broken.json"]
+    assert "Records not read" in render(tmp_path).read_text()
+
+
+def test_every_registered_claim_is_complete():
+    from lazarus_bench.claims.base import all_claims
+
+    for claim in all_claims():
+        assert claim.id.startswith("H") and claim.statement and claim.criterion and claim.writeup and claim.source
+        assert set(claim.fast) <= set(claim.params), f"{claim.id}: fast overrides unknown parameters"
+        assert callable(claim.measure)
+
+
+def test_run_and_report_commands(saved_model, tmp_path, capsys):
+    from lazarus_bench.cli import main
+
+    path = str(saved_model("llama"))
+    assert main(["run", "-m", path, "--claims", "H01", "--tier", "fast", "--report-dir", str(tmp_path)]) == 0
+    assert (tmp_path / "REPORT.md").exists() and len(os.listdir(tmp_path / "records")) == 1
+    (tmp_path / "REPORT.md").unlink()
+    assert main(["report", "--report-dir", str(tmp_path)]) == 0
+    assert "H01" in (tmp_path / "REPORT.md").read_text()
+    assert main(["run", "-m", path, "--claims", "H99", "--report-dir", str(tmp_path)]) == 2
+    assert "unknown claim id 'H99'" in capsys.readouterr().err
