@@ -256,7 +256,22 @@ def _train_two_stage(args: argparse.Namespace, handle) -> dict:
     return train_two_stage(handle, cfg, out_dir=args.out).to_dict()
 
 
-TRAINERS = {"sft": _train_sft, "dual-reward": _train_dual_reward, "two-stage": _train_two_stage}
+def _train_grpo(args: argparse.Namespace, handle) -> dict:
+    from dataclasses import replace
+
+    from .training.grpo import seed002_configs, train_grpo
+    from .training.lora import LoraSpec
+
+    cfg = seed002_configs(args.seed)[args.variant]
+    changes = {"train": _train_config(args, cfg.train)}
+    if args.lora_rank:
+        changes["lora"] = LoraSpec(rank=args.lora_rank)
+    if args.batch_size:
+        changes["prompts_per_step"] = args.batch_size
+    return train_grpo(handle, replace(cfg, **changes), out_dir=args.out).to_dict()
+
+
+TRAINERS = {"sft": _train_sft, "dual-reward": _train_dual_reward, "grpo": _train_grpo, "two-stage": _train_two_stage}
 
 
 @command("train")
@@ -378,6 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
         if method == "dual-reward":
             q.add_argument("--protocol", default="corrected", choices=["corrected", "original"])
             q.add_argument("--cls-weight", type=float)
+        if method == "grpo":
+            q.add_argument("--variant", default="grpo",
+                           choices=["grpo", "dual", "balanced", "entropy", "low_lr", "cls_heavy"],
+                           help="seed 002's runs: pure GRPO, GRPO + dual-reward, and the four collapse fixes")
+            q.add_argument("--lora-rank", type=int, help="train LoRA of this rank instead of all parameters")
         if method == "two-stage":
             q.add_argument("--aggressive", action="store_true", help="the writeup's Experiment 1 stage 2")
             q.add_argument("--stage1-steps", type=int)
