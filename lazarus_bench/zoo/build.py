@@ -1,0 +1,322 @@
+"""Build and verify the embedded model zoo.
+
+``build_zoo(out_dir, size="default"|"micro", seed=0)`` generates the corpus, trains the tokenizer,
+pretrains ``base`` (tied llama), fine-tunes ``instruct`` from it on chat turns, pretrains
+``untied`` (llama with an output head) and ``moe`` (mixtral, 4 experts, top-2), evaluates each
+(loaded back with ``mlx_lm.load``) and writes per model a ``manifest.json`` with the sha256 of
+every file, the build config, corpus seed, metrics, package versions, wall time and tokens/s.
+
+``verify(model_dir)`` checks every file against the manifest and raises :class:`ZooIntegrityError`
+(one line, naming the file and the rebuild command) on a mismatch or a missing file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import lazarus_bench  # noqa: F401  (preloads the fast BLAS before mlx)
+
+import mlx.core as mx
+
+from ..errors import LazarusError
+from . import pretrain as P
+from .derive import untie, upcycle_moe
+from .evaluate import GATES, evaluate
+from .tokenizer import build_tokenizer, save_tokenizer
+
+REBUILD_COMMAND = "lazarus-bench zoo build"
+KINDS = ("base", "instruct", "untied", "moe")
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+
+
+class ZooIntegrityError(LazarusError):
+    """A zoo file is missing or does not match its manifest."""
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    hidden_size: int
+    num_hidden_layers: int
+    intermediate_size: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    num_local_experts: int = 4
+    num_experts_per_tok: int = 2
+    moe_intermediate_size: int | None = None  # per expert; defaults to intermediate_size // 2
+
+
+@dataclass(frozen=True)
+class SizeSpec:
+    name: str
+    arch: ArchSpec
+    vocab_size: int
+    pretrain: P.TrainConfig
+    instruct: P.TrainConfig
+    moe_steps: int | None = None  # defaults to pretrain.steps
+    derived: P.TrainConfig | None = None  # untied/moe start from the base and continue with this config
+    tokenizer_docs: int = 4000
+    eval_heldout: int | None = None  # evaluate on a subset of the held-out triples (None = all)
+
+
+SIZES: dict[str, SizeSpec] = {
+    "default": SizeSpec(
+        name="default",
+        arch=ArchSpec(hidden_size=128, num_hidden_layers=8, intermediate_size=384,
+                      num_attention_heads=4, num_key_value_heads=2),
+        vocab_size=1024,
+        pretrain=P.TrainConfig(steps=1000, batch_size=64, seq_len=64, lr=3e-3, warmup=50,
+                               ckpt_every=100, log_every=25),
+        instruct=P.TrainConfig(steps=150, batch_size=32, seq_len=64, lr=5e-4, warmup=10,
+                               ckpt_every=50, log_every=25),
+        derived=P.TrainConfig(steps=250, batch_size=64, seq_len=64, lr=1e-3, warmup=20,
+                              ckpt_every=50, log_every=25),
+    ),
+    "micro": SizeSpec(
+        name="micro",
+        arch=ArchSpec(hidden_size=64, num_hidden_layers=4, intermediate_size=128,
+                      num_attention_heads=4, num_key_value_heads=2),
+        vocab_size=1024,
+        pretrain=P.TrainConfig(steps=40, batch_size=16, seq_len=64, lr=3e-3, warmup=5,
+                               ckpt_every=20, log_every=10),
+        instruct=P.TrainConfig(steps=10, batch_size=16, seq_len=64, lr=1e-3, warmup=2,
+                               ckpt_every=0, log_every=5),
+        derived=P.TrainConfig(steps=10, batch_size=16, seq_len=64, lr=1e-3, warmup=2,
+                              ckpt_every=0, log_every=5),
+        tokenizer_docs=1500,
+        eval_heldout=40,
+    ),
+}
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def package_versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("mlx", "mlx-lm", "tokenizers", "transformers", "numpy"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _files(model_dir: Path) -> list[Path]:
+    return sorted(p for p in model_dir.iterdir() if p.is_file() and p.name != MANIFEST
+                  and not p.name.endswith(".tmp"))
+
+
+def write_manifest(model_dir: str | os.PathLike, info: dict) -> Path:
+    d = Path(model_dir)
+    man = dict(info)
+    man["manifest_version"] = MANIFEST_VERSION
+    man["files"] = {p.name: sha256_file(p) for p in _files(d)}
+    tmp = d / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(man, indent=2, sort_keys=True))
+    os.replace(tmp, d / MANIFEST)
+    return d / MANIFEST
+
+
+def verify(model_dir: str | os.PathLike) -> dict:
+    """Check every file of a zoo model against its manifest; return the manifest.
+
+    Raises :class:`ZooIntegrityError` with a one-line message naming the file and the rebuild
+    command on a missing manifest, a missing file or a sha256 mismatch."""
+    d = Path(model_dir)
+    man_path = d / MANIFEST
+    if not man_path.is_file():
+        raise ZooIntegrityError(
+            f"zoo model {d}: {MANIFEST} is missing; rebuild with `{REBUILD_COMMAND}`")
+    try:
+        man = json.loads(man_path.read_text())
+        files = man["files"]
+    except (ValueError, KeyError) as e:
+        raise ZooIntegrityError(
+            f"zoo model {d}: {MANIFEST} is unreadable ({e}); rebuild with `{REBUILD_COMMAND}`"
+        ) from None
+    for name, digest in sorted(files.items()):
+        p = d / name
+        if not p.is_file():
+            raise ZooIntegrityError(
+                f"zoo model {d}: file {name} is missing; rebuild with `{REBUILD_COMMAND}`")
+        if sha256_file(p) != digest:
+            raise ZooIntegrityError(
+                f"zoo model {d}: file {name} does not match its sha256 in {MANIFEST} "
+                f"(corrupt or modified); rebuild with `{REBUILD_COMMAND}`")
+    return man
+
+
+def _arch_config(kind: str, spec: SizeSpec, vocab_size: int) -> dict:
+    a = spec.arch
+    inter = a.intermediate_size
+    if kind == "moe":
+        inter = a.moe_intermediate_size or max(1, a.intermediate_size // 2)
+    return P.model_config(kind, vocab_size=vocab_size, hidden_size=a.hidden_size,
+                          num_hidden_layers=a.num_hidden_layers, intermediate_size=inter,
+                          num_attention_heads=a.num_attention_heads,
+                          num_key_value_heads=a.num_key_value_heads,
+                          num_local_experts=a.num_local_experts,
+                          num_experts_per_tok=a.num_experts_per_tok)
+
+
+def _log(progress: bool, msg: str) -> None:
+    if progress:
+        print(f"[zoo] {msg}", file=sys.stderr, flush=True)
+
+
+def _skip_if_built(model_dir: Path, build_config: dict) -> dict | None:
+    try:
+        man = verify(model_dir)
+    except ZooIntegrityError:
+        return None
+    return man if man.get("build_config") == build_config else None
+
+
+def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int = 0,
+              progress: bool = True, *, kinds: tuple[str, ...] = KINDS,
+              steps: int | None = None, instruct_steps: int | None = None,
+              evaluate_models: bool = True, keep_checkpoints: bool = False,
+              force: bool = False) -> dict:
+    """Build the zoo into ``out_dir/<kind>`` and return ``{kind: manifest}``.
+
+    ``steps``/``instruct_steps`` override the size's step counts (tests use tiny values).
+    Interrupted builds resume from the per-model checkpoints in ``out_dir/.checkpoints``; models
+    whose manifest verifies with the same build config are skipped unless ``force``."""
+    if size not in SIZES:
+        raise ValueError(f"unknown zoo size {size!r}; choose one of {sorted(SIZES)}")
+    spec = SIZES[size]
+    pre = replace(spec.pretrain, seed=seed, steps=steps or spec.pretrain.steps)
+    ins = replace(spec.instruct, seed=seed + 1,
+                  steps=instruct_steps or spec.instruct.steps)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_root = out / ".checkpoints"
+    t_all = time.perf_counter()
+
+    _log(progress, f"training tokenizer (seed {seed})")
+    t0 = time.perf_counter()
+    from .corpus import tokenizer_training_text
+
+    tok = build_tokenizer(seed, spec.vocab_size, tokenizer_training_text(seed, spec.tokenizer_docs))
+    tok_dir = out / "tokenizer"
+    save_tokenizer(tok, tok_dir)
+    tok_seconds = time.perf_counter() - t0
+    vocab = tok.get_vocab_size()
+
+    data_cache: dict[tuple, P.PackedData] = {}
+
+    def pdata(n_rows: int, seq_len: int) -> P.PackedData:
+        key = ("pre", n_rows, seq_len)
+        if key not in data_cache:
+            _log(progress, f"generating {n_rows}x{seq_len + 1} tokens of corpus (seed {seed})")
+            data_cache[key] = P.pretrain_data(tok, seed, n_rows, seq_len)
+        return data_cache[key]
+
+    manifests: dict[str, dict] = {}
+    order = [k for k in KINDS if k in kinds]
+    derived_kinds = ("untied", "moe") if spec.derived is not None else ()
+    if ("instruct" in order or any(k in order for k in derived_kinds)) and "base" not in order:
+        order.insert(0, "base")
+    for kind in order:
+        model_dir = out / kind
+        derived = kind in derived_kinds
+        arch = _arch_config(kind, spec, vocab)
+        base_train = ins if kind == "instruct" else (spec.derived if derived else pre)
+        tcfg = replace(base_train, seed=seed + KINDS.index(kind), name=f"{size}/{kind}")
+        if derived and steps is not None:
+            tcfg = replace(tcfg, steps=steps)
+        if kind == "moe" and spec.moe_steps and steps is None and not derived:
+            tcfg = replace(tcfg, steps=spec.moe_steps)
+        init_from = "base" if kind == "instruct" else ("base (derived: " + kind + ")" if derived else None)
+        build_config = {"size": size, "kind": kind, "seed": seed, "arch": arch,
+                        "train": asdict(tcfg), "init_from": init_from}
+        if kind == "instruct" or derived:
+            build_config["base_sha256"] = manifests["base"]["files"]["model.safetensors"]
+        if not force:
+            man = _skip_if_built(model_dir, build_config)
+            if man is not None:
+                _log(progress, f"{kind}: already built and verified, skipping")
+                manifests[kind] = man
+                continue
+        t_model = time.perf_counter()
+        mx.random.seed(seed + KINDS.index(kind))
+        if kind == "instruct":
+            model, _ = P.load_model(out / "base")
+            data = P.chat_data(tok, seed, tcfg.steps * tcfg.batch_size, tcfg.seq_len)
+        elif derived:
+            base_model, base_arch = P.load_model(out / "base")
+            model, arch = (untie(base_model, base_arch) if kind == "untied" else
+                           upcycle_moe(base_model, base_arch, num_experts=spec.arch.num_local_experts,
+                                       top_k=spec.arch.num_experts_per_tok, noise=0.01, seed=seed))
+            build_config["arch"] = arch
+            data = pdata(tcfg.steps * tcfg.batch_size, tcfg.seq_len)
+        else:
+            model = P.build_model(arch)
+            mx.eval(model.parameters())
+            data = pdata(tcfg.steps * tcfg.batch_size, tcfg.seq_len)
+        n_params = P.count_params(model)
+        _log(progress, f"{kind}: {arch['model_type']} {n_params / 1e6:.2f}M params, "
+                       f"{tcfg.steps} steps x {tcfg.batch_size}x{tcfg.seq_len} tokens")
+        result = P.train(model, data, tcfg, ckpt_dir=ckpt_root / kind, progress=progress)
+        if model_dir.exists():
+            shutil.rmtree(model_dir)
+        P.save_model(model, arch, model_dir)
+        save_tokenizer(tok, model_dir)
+        metrics = None
+        if evaluate_models:
+            _log(progress, f"{kind}: evaluating")
+            metrics = _evaluate_saved(model_dir, seed, chat=kind == "instruct",
+                                      n_heldout=spec.eval_heldout)
+            _log(progress, f"{kind}: " + ", ".join(
+                f"{g} {metrics[g]:.1%}" for g in GATES if g in metrics))
+        info = {
+            "name": f"zoo-{size}-{kind}", "kind": kind, "size": size, "corpus_seed": seed,
+            "build_config": build_config, "params": n_params,
+            "metrics": metrics, "gates": GATES, "packages": package_versions(),
+            "build_seconds": round(time.perf_counter() - t_model, 2),
+            "train_seconds": round(result.seconds, 2),
+            "tokens_per_s": round(result.tokens_per_s, 1), "train_tokens": result.tokens,
+            "final_loss": float(sum(result.losses[-20:]) / max(1, len(result.losses[-20:]))),
+            "tokenizer_seconds": round(tok_seconds, 2),
+            "wall_seconds_total_so_far": round(time.perf_counter() - t_all, 2),
+        }
+        manifests[kind] = json.loads(write_manifest(model_dir, info).read_text())
+        if not keep_checkpoints:
+            shutil.rmtree(ckpt_root / kind, ignore_errors=True)
+    if not keep_checkpoints:
+        shutil.rmtree(ckpt_root, ignore_errors=True)
+    _log(progress, f"zoo built in {time.perf_counter() - t_all:.0f}s at {out}")
+    return manifests
+
+
+def _evaluate_saved(model_dir: Path, seed: int, chat: bool, n_heldout: int | None = None) -> dict:
+    """Load with ``mlx_lm.load`` (as users will), upcast to float32, evaluate."""
+    import mlx_lm
+
+    model, tok = mlx_lm.load(str(model_dir))
+    model.set_dtype(mx.float32)
+    return evaluate(model, tok, seed=seed, chat=chat, n_heldout=n_heldout)
+
+
+def zoo_paths(out_dir: str | os.PathLike) -> dict[str, Path]:
+    return {k: Path(out_dir) / k for k in KINDS}
+
+
+def verify_zoo(out_dir: str | os.PathLike) -> dict[str, dict]:
+    return {k: verify(p) for k, p in zoo_paths(out_dir).items()}
