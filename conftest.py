@@ -11,6 +11,7 @@ def pytest_addoption(parser):
                     help="model to test (repeatable): zoo:NAME, a checkpoint directory or a hub id; default: the zoo")
     group.addoption("--seeds", type=int, default=None, metavar="N",
                     help="number of training seeds per training claim (tested across seeds)")
-    group.addoption("--report-dir", default="reports", metavar="DIR", help="where result records and reports go")
+    group.addoption("--report-dir", default="reports/pytest", metavar="DIR",
+                    help="where result records and the report go (default reports/pytest; the main job uses reports)")
     group.addoption("--report-only", action="store_true",
                     help="record every verdict but keep the exit code 0 (claims that fail are reported, not failed)")

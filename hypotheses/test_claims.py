@@ -1,7 +1,9 @@
 """One parameterised hypothesis test per claim of the registry (H01-H15) over the model fixtures.
 
-A test passes when its claim is SUPPORTED on that model and fails otherwise (REFUTED, INCONCLUSIVE,
-error), unless ``--report-only``; a claim that does not apply to a model is skipped with the reason.
+Slow tier (the full protocol): a test passes when its claim is SUPPORTED on that model and fails
+otherwise (REFUTED, INCONCLUSIVE, error), unless ``--report-only``. Fast tier (micro zoo, reduced
+steps): a pipeline check that fails only when the claim cannot be measured (an error), since verdicts
+on micro models say little. A claim that does not apply to a model is skipped with the reason.
 Every outcome is written as a result record and rendered into the report.
 """
 
@@ -26,7 +28,9 @@ def _check(claim, tier, model_id, suite, request):
     summary = "; ".join(f"{r['protocol']}: {r.get('verdict') or r['status']} ({r.get('reason', '')})" for r in records)
     if main["status"] == "skipped":
         pytest.skip(f"{claim.id} on {model_id}: {main['reason']}")
-    if suite["report_only"]:
+    if main["status"] == "error" and not suite["report_only"]:
+        pytest.fail(f"{claim.id} on {model_id}: error: {main['reason']}", pytrace=False)
+    if suite["report_only"] or tier == "fast":
         return
     if main["status"] == "error":
         pytest.fail(f"{claim.id} on {model_id}: error: {main['reason']}", pytrace=False)
