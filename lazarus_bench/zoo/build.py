@@ -63,6 +63,8 @@ class SizeSpec:
     instruct: P.TrainConfig
     moe_steps: int | None = None  # defaults to pretrain.steps
     derived: P.TrainConfig | None = None  # untied/moe start from the base and continue with this config
+    anneal: P.TrainConfig | None = None  # base: a second stage on fresh corpus rows at a lower learning rate
+    instruct_replay: float = 0.0  # share of instruct rows that are pretraining rows (keeps the base's skills)
     tokenizer_docs: int = 4000
     eval_heldout: int | None = None  # evaluate on a subset of the held-out triples (None = all)
 
@@ -75,10 +77,13 @@ SIZES: dict[str, SizeSpec] = {
         vocab_size=1024,
         pretrain=P.TrainConfig(steps=1000, batch_size=64, seq_len=64, lr=3e-3, warmup=50,
                                ckpt_every=100, log_every=25),
-        instruct=P.TrainConfig(steps=150, batch_size=32, seq_len=64, lr=5e-4, warmup=10,
+        instruct=P.TrainConfig(steps=300, batch_size=32, seq_len=64, lr=5e-4, warmup=10,
                                ckpt_every=50, log_every=25),
         derived=P.TrainConfig(steps=250, batch_size=64, seq_len=64, lr=1e-3, warmup=20,
                               ckpt_every=50, log_every=25),
+        anneal=P.TrainConfig(steps=600, batch_size=64, seq_len=64, lr=1e-3, warmup=20,
+                             ckpt_every=100, log_every=25),
+        instruct_replay=0.5,
     ),
     "micro": SizeSpec(
         name="micro",
@@ -91,6 +96,9 @@ SIZES: dict[str, SizeSpec] = {
                                ckpt_every=0, log_every=5),
         derived=P.TrainConfig(steps=10, batch_size=16, seq_len=64, lr=1e-3, warmup=2,
                               ckpt_every=0, log_every=5),
+        anneal=P.TrainConfig(steps=5, batch_size=16, seq_len=64, lr=1e-3, warmup=1,
+                             ckpt_every=0, log_every=5),
+        instruct_replay=0.5,
         tokenizer_docs=1500,
         eval_heldout=40,
     ),
@@ -246,6 +254,11 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int = 0,
         init_from = "base" if kind == "instruct" else ("base (derived: " + kind + ")" if derived else None)
         build_config = {"size": size, "kind": kind, "seed": seed, "arch": arch,
                         "train": asdict(tcfg), "init_from": init_from}
+        stage1_config = dict(build_config)
+        if kind == "base" and spec.anneal is not None:
+            build_config["anneal"] = asdict(replace(spec.anneal, seed=seed, name=f"{size}/base-anneal"))
+        if kind == "instruct" and spec.instruct_replay:
+            build_config["replay"] = spec.instruct_replay
         if kind == "instruct" or derived:
             build_config["base_sha256"] = manifests["base"]["files"]["model.safetensors"]
         if not force:
@@ -256,9 +269,13 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int = 0,
                 continue
         t_model = time.perf_counter()
         mx.random.seed(seed + KINDS.index(kind))
+        stage1_done = "anneal" in build_config and not force and _skip_if_built(model_dir, stage1_config) is not None
         if kind == "instruct":
             model, _ = P.load_model(out / "base")
             data = P.chat_data(tok, seed, tcfg.steps * tcfg.batch_size, tcfg.seq_len)
+            if spec.instruct_replay:
+                n_replay = int(round(data.n_rows * spec.instruct_replay / (1 - spec.instruct_replay)))
+                data = _concat(data, _tail(pdata(pre.steps * pre.batch_size + n_replay, tcfg.seq_len), n_replay))
         elif derived:
             base_model, base_arch = P.load_model(out / "base")
             model, arch = (untie(base_model, base_arch) if kind == "untied" else
@@ -271,13 +288,30 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int = 0,
             mx.eval(model.parameters())
             data = pdata(tcfg.steps * tcfg.batch_size, tcfg.seq_len)
         n_params = P.count_params(model)
-        _log(progress, f"{kind}: {arch['model_type']} {n_params / 1e6:.2f}M params, "
-                       f"{tcfg.steps} steps x {tcfg.batch_size}x{tcfg.seq_len} tokens")
-        result = P.train(model, data, tcfg, ckpt_dir=ckpt_root / kind, progress=progress)
-        if model_dir.exists():
+        if stage1_done:
+            _log(progress, f"{kind}: stage 1 already built and verified, continuing with the anneal stage")
+            result = P.TrainResult()
+        else:
+            _log(progress, f"{kind}: {arch['model_type']} {n_params / 1e6:.2f}M params, "
+                           f"{tcfg.steps} steps x {tcfg.batch_size}x{tcfg.seq_len} tokens")
+            result = P.train(model, data, tcfg, ckpt_dir=ckpt_root / kind, progress=progress)
+            if model_dir.exists():
+                shutil.rmtree(model_dir)
+            P.save_model(model, arch, model_dir)
+            save_tokenizer(tok, model_dir)
+        if "anneal" in build_config:
+            acfg = replace(spec.anneal, seed=seed, name=f"{size}/base-anneal")
+            model, _ = P.load_model(model_dir)
+            fresh = _tail(pdata(pre.steps * pre.batch_size + acfg.steps * acfg.batch_size, acfg.seq_len),
+                          acfg.steps * acfg.batch_size)
+            _log(progress, f"{kind}: anneal {acfg.steps} steps at lr {acfg.lr:g} on fresh corpus rows")
+            second = P.train(model, fresh, acfg, ckpt_dir=ckpt_root / "base-anneal", progress=progress)
+            result = P.TrainResult(losses=result.losses + second.losses, steps=result.steps + second.steps,
+                                   tokens=result.tokens + second.tokens, seconds=result.seconds + second.seconds,
+                                   tokens_per_s=second.tokens_per_s)
             shutil.rmtree(model_dir)
-        P.save_model(model, arch, model_dir)
-        save_tokenizer(tok, model_dir)
+            P.save_model(model, arch, model_dir)
+            save_tokenizer(tok, model_dir)
         metrics = None
         if evaluate_models:
             _log(progress, f"{kind}: evaluating")
@@ -303,6 +337,17 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int = 0,
         shutil.rmtree(ckpt_root, ignore_errors=True)
     _log(progress, f"zoo built in {time.perf_counter() - t_all:.0f}s at {out}")
     return manifests
+
+
+def _tail(data: P.PackedData, n_rows: int) -> P.PackedData:
+    """The last ``n_rows`` rows: corpus rows that an earlier stage (which read the first ones) never saw."""
+    return P.PackedData(data.tokens[-n_rows:], data.mask[-n_rows:])
+
+
+def _concat(a: P.PackedData, b: P.PackedData) -> P.PackedData:
+    import numpy as np
+
+    return P.PackedData(np.concatenate([a.tokens, b.tokens]), np.concatenate([a.mask, b.mask]))
 
 
 def _evaluate_saved(model_dir: Path, seed: int, chat: bool, n_heldout: int | None = None) -> dict:

@@ -1,0 +1,157 @@
+"""H02-H04 end to end on a tiny saved model (fast tier), checked against independent recomputations."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+import lazarus_bench.claims.probe_claims  # noqa: F401  (registers H02-H04)
+from lazarus_bench import prompts
+from lazarus_bench.claims.base import REGISTRY, ModelInfo
+from lazarus_bench.features import last_token_states
+from lazarus_bench.models import load_model
+from lazarus_bench.runner import ModelPool, run_claim
+
+VERDICTS = {"SUPPORTED", "REFUTED", "INCONCLUSIVE"}
+
+
+@pytest.fixture(scope="module")
+def model_dir(saved_model):
+    return str(saved_model("llama"))
+
+
+@pytest.fixture(scope="module")
+def handle(model_dir):
+    return load_model(model_dir)
+
+
+@pytest.fixture(scope="module")
+def records(model_dir, tmp_path_factory):
+    pool, out = ModelPool(), tmp_path_factory.mktemp("reports")
+    return {cid: run_claim(REGISTRY[cid], model_dir, tier="fast", report_dir=out, pool=pool, log=lambda m: None)
+            for cid in ("H02", "H03", "H04")}
+
+
+def reference_pipeline(C: float = 1.0) -> Pipeline:
+    """An independently built copy of the probe classifier."""
+    return Pipeline([("s", StandardScaler()), ("lr", LogisticRegression(C=C, max_iter=2000, random_state=0))])
+
+
+@pytest.mark.parametrize("cid", ["H02", "H03", "H04"])
+def test_record_is_complete(records, cid):
+    record = records[cid]
+    assert record["status"] == "ok", record.get("traceback") or record.get("reason")
+    assert record["verdict"] in VERDICTS and record["reason"]
+    stat = record["statistic"]
+    for key in ("name", "statistic", "ci_low", "ci_high", "confidence", "p_value", "n", "verdict", "reason"):
+        assert key in stat
+    assert stat["verdict"] == record["verdict"]
+    assert math.isfinite(stat["statistic"]) and 0.0 <= stat["p_value"] <= 1.0
+    assert record["samples"] and record["curves"] and record["ours"]
+    for curve in record["curves"].values():
+        assert all(len(ys) == len(curve["x"]) for ys in curve["series"].values())
+    assert record["tier"] == "fast" and record["params"] == REGISTRY[cid].parameters("fast")
+    json.dumps({k: record[k] for k in ("statistic", "samples", "curves", "extra")})
+
+
+def test_h02_statistic_matches_samples_and_sklearn(records, handle):
+    record = records["H02"]
+    stat, details = record["statistic"], record["statistic"]["details"]
+    train = [s for s in record["samples"] if s["split"] == "train"]
+    assert len(train) == stat["n"] == 16
+    assert stat["statistic"] == pytest.approx(np.mean([s["correct_stratified"] for s in train]))
+    assert details["accuracy_leave_one_pair_out"] == pytest.approx(np.mean([s["correct_leave_one_pair_out"] for s in train]))
+    n_perm = record["params"]["n_permutations"]
+    assert 1 / (n_perm + 1) <= stat["p_value"] <= 1.0 and stat["p_value"] == details["permutation_p"]
+
+    symbol = prompts.symbol_set("train")
+    X, labels = last_token_states(handle, symbol.texts(), [0])
+    y = np.asarray(symbol.labels())
+    pred = cross_val_predict(reference_pipeline(), X[0], y, cv=StratifiedKFold(4, shuffle=True, random_state=0))
+    assert [str(v) for v in pred] == [s["pred_stratified"] for s in train]
+    assert record["curves"]["probe_accuracy"]["x"] == ["emb"] + [str(i) for i in range(handle.n_layers)]
+    test = [s for s in record["samples"] if s["split"] == "test" and s["fitted_at"] == "best"]
+    assert details["test_accuracy_best_layer"] == pytest.approx(np.mean([s["correct"] for s in test]))
+
+
+def test_h03_gain_matches_samples(records):
+    record = records["H03"]
+    stat, details, samples = record["statistic"], record["statistic"]["details"], record["samples"]
+    assert len(samples) == stat["n"] == 64
+    gain = np.mean([s["correct_selected"] - s["correct_l0"] for s in samples])
+    assert stat["statistic"] == pytest.approx(gain)
+    assert stat["ci_low"] <= gain <= stat["ci_high"]
+    for s in samples:
+        assert s["correct_l0"] == (s["pred_l0_leave_one_template_out"] == s["label"])
+        assert s["correct_selected"] == (s["pred_selected"] == s["label"])
+        assert isinstance(s["selected_layer"], int) and s["selected_layer"] > 0
+    assert details["accuracy_l0_leave_one_template_out"] == pytest.approx(np.mean([s["correct_l0"] for s in samples]))
+    assert details["accuracy_l0_stratified"] == pytest.approx(
+        np.mean([s["pred_l0_stratified"] == s["label"] for s in samples]))
+    curve = record["curves"]["probe_accuracy"]
+    layer0 = curve["x"].index("0")
+    assert curve["series"]["leave-one-template-out"][layer0] == pytest.approx(details["accuracy_l0_leave_one_template_out"])
+    assert curve["series"]["permutation null mean"][0] is None
+    n_perm = record["params"]["n_permutations"]
+    assert 1 / (n_perm + 1) <= details["max_statistic_p"] <= 1.0
+
+
+def test_h04_ranks_match_numpy(records, handle):
+    record = records["H04"]
+    stat, details = record["statistic"], record["statistic"]["details"]
+    layer = details["layer"]
+    assert layer == int(0.55 * handle.n_layers)
+    items = [it for it in prompts.word_set() if it.label in ("multiply", "add")]
+    X, _ = last_token_states(handle, [it.text for it in items], [layer])
+    y = np.asarray([it.label == "multiply" for it in items], dtype=int)
+    pipe = reference_pipeline().fit(X[0], y)
+    w_ref = pipe.named_steps["lr"].coef_[0] / pipe.named_steps["s"].scale_
+    w = np.asarray(record["extra"]["direction"])
+    np.testing.assert_allclose(w, w_ref, rtol=1e-4, atol=1e-6)
+
+    assert handle.tied
+    W = np.array(handle.model.model.embed_tokens.weight, dtype=np.float64)
+    g = np.array(handle.model.model.norm.weight, dtype=np.float64)
+    v = g * w
+    scores = W @ v / (np.linalg.norm(W, axis=1) * np.linalg.norm(v))
+    V = W.shape[0]
+    tok = handle.tokenizer
+    multiply = [s for s in record["samples"] if s["word"] == "multiply"]
+    assert {s["spelling"] for s in multiply} == {"without_space", "with_space"}
+    for s in multiply:
+        text = "multiply" if s["spelling"] == "without_space" else " multiply"
+        assert s["token_id"] == tok.encode(text, add_special_tokens=False)[0]
+        t, eps = s["token_id"], 1e-5
+        assert 1 + np.sum(scores > scores[t] + eps) <= s["rank"] <= 1 + np.sum(scores > scores[t] - eps)
+        assert 1 + np.sum(scores < scores[t] - eps) <= s["rank_from_bottom"] <= 1 + np.sum(scores < scores[t] + eps)
+    best = min(s["rank"] for s in multiply)
+    assert details["best_rank"] == best and stat["statistic"] == pytest.approx(best / V)
+    boot = np.asarray(record["extra"]["bootstrap_percentiles"])
+    assert boot.size == record["params"]["n_bootstrap"]
+    assert stat["ci_low"] == pytest.approx(np.quantile(boot, 0.05)) and stat["ci_high"] == pytest.approx(np.quantile(boot, 0.95))
+    assert stat["p_value"] == pytest.approx((1 + np.sum(boot <= 0.01)) / (boot.size + 1))
+    null = np.asarray(record["extra"]["null_percentiles"])
+    m = len({s["token_id"] for s in multiply})
+    assert null.size == record["params"]["n_null"] and details["n_spellings"] == m
+    assert abs(np.median(null) - (1 - 0.5 ** (1 / m))) < 0.15
+
+
+def test_h04_skips_instruct_models():
+    info = ModelInfo(model_id="x-instruct", model_type="llama", kind="instruct", n_layers=4, is_moe=False, tied=True)
+    assert "instruct" in REGISTRY["H04"].applies(info)
+    assert REGISTRY["H02"].applies(info) is None and REGISTRY["H03"].applies(info) is None
+
+
+def test_fast_tier_overrides_are_smaller():
+    for cid in ("H02", "H03", "H04"):
+        claim = REGISTRY[cid]
+        fast, slow = claim.parameters("fast"), claim.parameters("slow")
+        assert set(claim.fast) <= set(claim.params)
+        assert all(fast[k] < slow[k] for k in claim.fast)

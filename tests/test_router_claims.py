@@ -1,0 +1,101 @@
+"""H10 end to end on tiny saved MoE models (fast tier), checked against an independent numpy recomputation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import lazarus_bench.claims.router_claims  # noqa: F401  (registers H10)
+from lazarus_bench.claims.base import REGISTRY
+from lazarus_bench.models import load_model
+from lazarus_bench.runner import ModelPool, run_claim
+
+VERDICTS = {"SUPPORTED", "REFUTED", "INCONCLUSIVE"}
+
+
+@pytest.fixture(scope="module")
+def pool():
+    return ModelPool()
+
+
+def run(saved_model, arch, pool, tmp_path):
+    return run_claim(REGISTRY["H10"], str(saved_model(arch)), tier="fast", report_dir=tmp_path, pool=pool,
+                     log=lambda m: None)
+
+
+def explicit_cosines(R, g_r, W, g_f):
+    """cos(R_e * g_r, W_v * g_f) for every expert row and vocabulary row, in float64."""
+    A = R * g_r
+    B = W * g_f
+    A = A / np.linalg.norm(A, axis=1, keepdims=True)
+    B = B / np.linalg.norm(B, axis=1, keepdims=True)
+    return A @ B.T
+
+
+def test_h10_matches_numpy_on_mixtral(saved_model, pool, tmp_path):
+    record = run(saved_model, "mixtral", pool, tmp_path)
+    assert record["status"] == "ok", record.get("traceback") or record.get("reason")
+    assert record["verdict"] in VERDICTS and record["reason"]
+    stat, details, samples = record["statistic"], record["statistic"]["details"], record["samples"]
+    for key in ("name", "statistic", "ci_low", "ci_high", "confidence", "p_value", "n", "verdict", "reason"):
+        assert key in stat
+    assert record["curves"] and record["ours"]
+    for curve in record["curves"].values():
+        assert all(len(ys) == len(curve["x"]) for ys in curve["series"].values())
+    json.dumps({k: record[k] for k in ("statistic", "samples", "curves", "extra")})
+
+    model = load_model(str(saved_model("mixtral"))).model
+    W = np.array(model.lm_head.weight, dtype=np.float64)
+    g_f = np.array(model.model.norm.weight, dtype=np.float64)
+    U = W * g_f
+    common = (U / np.linalg.norm(U, axis=1, keepdims=True)).mean(axis=0)
+    assert details["common_direction_strength"] == pytest.approx(np.linalg.norm(common), abs=1e-5)
+    P = np.eye(W.shape[1]) - np.outer(common, common) / (common @ common)
+    expected, expected_perp = {}, {}
+    for i, layer in enumerate(model.model.layers):
+        R = np.array(layer.block_sparse_moe.gate.weight, dtype=np.float64)
+        g_r = np.array(layer.post_attention_layernorm.weight, dtype=np.float64)
+        S = explicit_cosines(R, g_r, W, g_f)
+        S_perp = explicit_cosines((R * g_r) @ P, 1.0, U @ P, 1.0)
+        for e in range(R.shape[0]):
+            expected[(i, e)], expected_perp[(i, e)] = S[e], S_perp[e]
+    assert len(samples) == stat["n"] == len(expected)
+    for s in samples:
+        row = expected[(s["layer"], s["expert"])]
+        assert s["max_cosine"] == pytest.approx(row.max(), abs=1e-5)
+        assert s["max_cosine_without_common_direction"] == pytest.approx(
+            expected_perp[(s["layer"], s["expert"])].max(), abs=1e-5)
+        top = [t for _, t, _ in s["top_tokens"]]
+        assert len(top) == record["params"]["top_k"]
+        np.testing.assert_allclose([c for _, _, c in s["top_tokens"]], np.sort(row)[::-1][:len(top)], atol=1e-5)
+        assert int(np.argmax(row)) == top[0]
+
+    null = np.asarray(record["extra"]["null_values"])
+    assert null.size == record["params"]["n_null"]
+    assert details["null_mean"] == pytest.approx(null.mean()) and details["null_std"] == pytest.approx(null.std())
+    z = [(s["max_cosine"] - null.mean()) / null.std() for s in samples]
+    np.testing.assert_allclose([s["z"] for s in samples], z, atol=1e-9)
+    assert stat["statistic"] == pytest.approx(np.mean(z))
+    assert stat["ci_low"] <= stat["statistic"] <= stat["ci_high"]
+    for s in samples:
+        assert s["p_value"] == pytest.approx((1 + np.sum(null >= s["max_cosine"])) / (null.size + 1))
+    assert details["op_word_experts"] == sum(bool(s["op_word_matches"]) for s in samples)
+    assert details["writeup_threshold"] == 0.2
+    assert details["experts_below_threshold"] == pytest.approx(np.mean([s["max_cosine"] < 0.2 for s in samples]))
+
+
+@pytest.mark.parametrize("arch", ["qwen2_moe", "gpt_oss"])
+def test_h10_runs_on_other_moe_architectures(saved_model, pool, tmp_path, arch):
+    record = run(saved_model, arch, pool, tmp_path)
+    assert record["status"] == "ok", record.get("traceback") or record.get("reason")
+    assert record["verdict"] in VERDICTS
+    assert record["samples"] and record["statistic"]["n"] == len(record["samples"])
+
+
+def test_h10_skips_dense_models(saved_model, pool, tmp_path):
+    record = run(saved_model, "llama", pool, tmp_path)
+    assert record["status"] == "skipped"
+    assert "MoE" in record["reason"]
+    assert "verdict" not in record
