@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("lens_claims",)
+MODULES = ("lens_claims", "probe_claims", "router_claims", "dual_reward_claims", "grpo_claims", "sft_claims",
+           "engram_claims")
 
 
 def ensure_loaded() -> None:

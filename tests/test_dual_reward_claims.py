@@ -1,0 +1,187 @@
+"""H05, H06, H08, H09 end to end on tiny models (fast tier), verdict logic on synthetic seeds, statistics recomputed."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
+import lazarus_bench.claims.dual_reward_claims as drc
+from lazarus_bench import prompts, stats
+from lazarus_bench.claims.base import ZOO_INSTRUCT_PAIRS, get_claim
+from lazarus_bench.models import load_model
+from lazarus_bench.runner import run_claim
+from lazarus_bench.stats import Verdict
+from lazarus_bench.training.dual_reward import evaluate_classifier
+
+STAT_FIELDS = {"name", "statistic", "ci_low", "ci_high", "confidence", "effect_size", "p_value", "n", "verdict",
+               "reason", "details"}
+
+
+def _run(claim_id, model_dir, tmp_path, **kw):
+    record = run_claim(get_claim(claim_id), str(model_dir), tier="fast", report_dir=tmp_path / "reports",
+                       log=lambda message: None, **kw)
+    assert record["status"] == "ok", record.get("traceback") or record.get("reason")
+    assert record["verdict"] in {v.value for v in Verdict}
+    assert set(record["statistic"]) == STAT_FIELDS and record["statistic"]["verdict"] == record["verdict"]
+    assert record["samples"] and record["curves"] and record["ours"]
+    for curve in record["curves"].values():
+        assert curve["x"] and all(len(ys) <= len(curve["x"]) for ys in curve["series"].values())
+    return record
+
+
+def _same(a, b):
+    return (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-9, abs=1e-12)
+
+
+def test_h05_both_protocols_and_statistic_from_samples(saved_model, tmp_path):
+    model = saved_model("llama")
+    record = _run("H05", model, tmp_path, n_seeds=2, overrides={"min_seeds": 2})
+    samples, st = record["samples"], record["statistic"]
+    assert [s["seed"] for s in samples] == [0, 1] and record["seeds"] == [0, 1]
+    assert {"cls_loss", "answer_loss", "lens_true_op_word"} <= set(record["curves"])
+    assert len(record["curves"]["cls_loss"]["x"]) == record["params"]["steps"]
+    probs = [s["restricted_prob_after"] for s in samples]
+    again = stats.threshold_claim(probs, 0.36, "above", 0.05, min_n=2)
+    assert st["n"] == 2 and _same(st["statistic"], again.statistic) and _same(st["p_value"], again.p_value)
+    assert _same(st["ci_low"], again.ci_low) and _same(st["ci_high"], again.ci_high)
+    k = sum(s["correct_after"] for s in samples)
+    pooled = stats.proportion_claim(k, 16, 7 / 8, 0.05, chance=0.25, min_n=16)
+    assert st["details"]["correct"]["p_value"] == pytest.approx(pooled.p_value)
+    assert st["details"]["answer_accuracy_change_mean"] == pytest.approx(
+        np.mean([s["answer_accuracy_after"] - s["answer_accuracy_before"] for s in samples]))
+    for s in samples:
+        assert 0 <= s["correct_after"] <= s["n_prompts"] == 8
+        assert 0 <= s["vocab_prob_after"] <= s["restricted_prob_after"] <= 1
+    original = _run("H05", model, tmp_path, protocol="original")
+    assert original["protocol"] == "original" and original["verdict"] == "INCONCLUSIVE"
+    assert "too few seeds" in original["reason"]
+
+
+def test_h06_pairs_base_with_instruct_and_reuses_cached_base_runs(saved_model, tmp_path, monkeypatch):
+    base, instruct = str(saved_model("llama")), str(saved_model("llama", seed=1))
+    skipped = run_claim(get_claim("H06"), base, tier="fast", report_dir=tmp_path / "reports", log=lambda m: None)
+    assert skipped["status"] == "skipped" and "no instruct variant" in skipped["reason"]
+    monkeypatch.setitem(ZOO_INSTRUCT_PAIRS, base, instruct)
+    cache = tmp_path / "cache"
+    h05 = _run("H05", base, tmp_path, n_seeds=2, cache_dir=cache)
+    record = _run("H06", base, tmp_path, n_seeds=2, cache_dir=cache, overrides={"min_seeds": 2})
+    assert len([p for p in cache.iterdir() if not p.name.startswith(".")]) == 4, "2 base runs reused, 2 instruct runs"
+    rows = {v: [s for s in record["samples"] if s["variant"] == v] for v in ("base", "instruct")}
+    assert [s["train_seconds"] for s in rows["base"]] == [s["train_seconds"] for s in h05["samples"]]
+    assert all(s["model"] == instruct for s in rows["instruct"])
+    prob_b = [s["restricted_prob_after"] for s in rows["base"]]
+    prob_i = [s["restricted_prob_after"] for s in rows["instruct"]]
+    loss_b = [s["initial_cls_loss"] for s in rows["base"]]
+    loss_i = [s["initial_cls_loss"] for s in rows["instruct"]]
+    st = record["statistic"]
+    assert st["n"] == 2 and st["statistic"] == pytest.approx(np.mean(np.subtract(prob_i, prob_b)))
+    p_prob = stats.paired_test(prob_i, prob_b, method="t", alternative="less").p_value
+    p_loss = stats.paired_test(loss_i, loss_b, method="t", alternative="greater").p_value
+    if all(map(math.isfinite, (p_prob, p_loss))):
+        assert st["p_value"] == pytest.approx(max(p_prob, p_loss))
+    assert {"cls_loss", "lens_true_op_word"} <= set(record["curves"])
+    assert any("instruct" in label for label in record["curves"]["cls_loss"]["series"])
+
+
+def test_h08_collapse_statistic_from_samples(saved_model, tmp_path):
+    record = _run("H08", saved_model("llama"), tmp_path)
+    (sample,) = record["samples"]
+    assert sample["variant"] == "dual" and sample["cls_weight"] == 0.4 and sample["steps"] == 2
+    assert len(sample["predicted"]) == sample["n_prompts"] == 6
+    collapsed, mode, count, accuracy = drc.is_collapsed(sample["predicted"], sample["labels"], record["params"])
+    assert (collapsed, mode, count) == (sample["collapsed"], sample["mode_word"], sample["mode_count"])
+    again = stats.proportion_claim(int(collapsed), 1, 0.8, 0.05, chance=39 / 729, min_n=3)
+    st = record["statistic"]
+    assert st["statistic"] == again.statistic and st["p_value"] == pytest.approx(again.p_value)
+    assert record["verdict"] == "INCONCLUSIVE" and st["n"] == 1
+    assert "before_training" in st["details"] and {"cls_loss", "reward", "lens_op_words"} <= set(record["curves"])
+
+
+def test_h09_runs_every_fix_and_holm_corrects(saved_model, tmp_path):
+    record = _run("H09", saved_model("llama"), tmp_path)
+    assert [s["variant"] for s in record["samples"]] == list(drc.FIXES)
+    per_fix = record["statistic"]["details"]["per_fix"]
+    raw = [per_fix[f]["p_value"] for f in drc.FIXES]
+    assert [per_fix[f]["holm_p"] for f in drc.FIXES] == pytest.approx(list(stats.holm(raw)))
+    for fix in drc.FIXES:
+        rows = [s for s in record["samples"] if s["variant"] == fix]
+        assert per_fix[fix]["details"]["k"] == sum(s["collapsed"] for s in rows)
+    assert record["statistic"]["p_value"] == pytest.approx(max(per_fix[f]["holm_p"] for f in drc.FIXES))
+    assert set(record["curves"]["cls_loss"]["series"]) == set(drc.FIXES)
+
+
+def test_grpo_configs_keep_each_fix_and_apply_fast_sizes():
+    fast = get_claim("H09").parameters("fast")
+    cfgs = {f: drc.grpo_config(f, 3, fast) for f in drc.FIXES}
+    assert all(c.lora is None and c.seed == 3 and c.train.steps == 2 and c.group_size == 2 for c in cfgs.values())
+    assert cfgs["balanced"].balanced_ops and cfgs["entropy"].entropy_bonus == 0.5
+    assert cfgs["low_lr"].train.lr == 2e-6 and cfgs["cls_heavy"].cls_weight == 0.9
+    slow = drc.grpo_config("low_lr", 0, get_claim("H09").parameters("slow"))
+    assert slow.train.steps == 50 and slow.max_new_tokens == get_claim("H09").params["max_new_tokens"]
+    dual = drc.grpo_config("dual", 0, get_claim("H08").parameters("slow"))
+    assert (dual.cls_weight, dual.train.lr, dual.train.steps, dual.prompts_per_step) == (0.4, 1e-5, 20, 8)
+
+
+def test_collapse_rule_and_its_chance_rate():
+    p = {"max_off_mode": 1, "max_accuracy": 0.5}
+    labels = ["multiply", "multiply", "add", "add", "subtract", "subtract"]
+    assert drc.is_collapsed(["add"] * 6, labels, p)[:3] == (True, "add", 6)
+    assert drc.is_collapsed(["add"] * 5 + ["subtract"], labels, p)[0]
+    assert not drc.is_collapsed(["add"] * 4 + ["multiply"] * 2, labels, p)[0]
+    assert not drc.is_collapsed(labels, labels, p)[0]
+    assert drc.chance_collapse_rate(labels, ["multiply", "add", "subtract"], p) == pytest.approx(39 / 729)
+
+
+def test_restricted_lens_matches_evaluate_classifier(saved_model):
+    handle = load_model(str(saved_model("llama")))
+    evalset = prompts.grpo_collapse_lens()
+    words = drc.collapse_words(evalset.labels())
+    assert words == ["multiply", "add", "subtract"]
+    layer, restricted, vocab = drc.restricted_lens(handle, evalset.texts(), words, 0.55)
+    ref = evaluate_classifier(handle, evalset.texts(), evalset.labels(), words=words)
+    assert layer == ref.layer and [words[int(np.argmax(r))] for r in restricted] == ref.predicted
+    truth = [r[words.index(lab)] for r, lab in zip(restricted, evalset.labels())]
+    assert truth == pytest.approx(ref.restricted_prob, rel=1e-5)
+
+
+def _dual_rows(correct, probs, changes, losses=None):
+    losses = losses or [1.0] * len(correct)
+    rows = zip(correct, probs, changes, losses)
+    return [{"n_prompts": 8, "correct_after": c, "restricted_prob_after": p, "vocab_prob_after": p / 10,
+             "answer_accuracy_change": d, "initial_cls_loss": lo} for c, p, d, lo in rows]
+
+
+def test_h05_verdicts_on_synthetic_seeds():
+    p = get_claim("H05").parameters("slow")
+    good, _ = drc.h05_verdict(_dual_rows([8, 8, 7], [0.62, 0.71, 0.55], [0.0, 0.0, 0.0]), p)
+    assert good.verdict == Verdict.SUPPORTED and good.n == 3
+    weak, _ = drc.h05_verdict(_dual_rows([2, 3, 2], [0.26, 0.27, 0.25], [0.0, 0.0, 0.0]), p)
+    assert weak.verdict == Verdict.REFUTED
+    hurt, _ = drc.h05_verdict(_dual_rows([8, 8, 8], [0.62, 0.71, 0.55], [-0.5, -0.5, -0.625]), p)
+    assert hurt.verdict == Verdict.REFUTED and "answer accuracy" in hurt.reason
+    few, _ = drc.h05_verdict(_dual_rows([8, 8], [0.62, 0.71], [0.0, 0.0]), p)
+    assert few.verdict == Verdict.INCONCLUSIVE and "too few seeds" in few.reason
+
+
+def test_h06_and_h09_verdicts_on_synthetic_seeds():
+    p = get_claim("H06").parameters("slow")
+    base = _dual_rows([8, 8, 8], [0.60, 0.70, 0.65], [0, 0, 0], [1.0, 1.1, 0.9])
+    inst = _dual_rows([7, 7, 6], [0.20, 0.31, 0.24], [0, 0, 0], [5.0, 5.3, 4.8])
+    assert drc.h06_statistic(base, inst, p).verdict == Verdict.SUPPORTED
+    assert drc.h06_statistic(inst, base, p).verdict == Verdict.REFUTED
+    assert drc.h06_statistic(base[:1], inst[:1], p).verdict == Verdict.INCONCLUSIVE
+    q = get_claim("H09").parameters("slow")
+    add, sub = {"collapsed": True, "mode_word": "add"}, {"collapsed": False, "mode_word": "subtract"}
+    untrained = {"collapsed": True, "mode_word": "subtract", "mode_count": 6, "n_prompts": 6}
+    collapsed = {f: [add] * 3 for f in drc.FIXES}
+    st, table = drc.h09_statistic(collapsed, 39 / 729, q, untrained)
+    assert st.verdict == Verdict.SUPPORTED and all(t["verdict"] == "SUPPORTED" for t in table.values())
+    st, table = drc.h09_statistic(collapsed, 39 / 729, q, {**untrained, "mode_word": "add"})
+    assert st.verdict == Verdict.INCONCLUSIVE and all(t["same_as_untrained"] for t in table.values())
+    assert "untrained model already collapses" in st.reason
+    escaped = {**{f: [add] * 6 for f in drc.FIXES}, "cls_heavy": [sub] * 6}
+    st, table = drc.h09_statistic(escaped, 39 / 729, q, untrained)
+    assert st.verdict == Verdict.REFUTED and st.details["weakest_fix"] == "cls_heavy"

@@ -1,0 +1,80 @@
+"""H07 end to end on a tiny random model (fast tier), and the pieces its verdict rests on."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
+from lazarus_bench.claims.base import REGISTRY
+from lazarus_bench.claims.grpo_claims import (
+    RecordingSpec,
+    grpo_config,
+    heldout_prompts,
+    planned_training_prompts,
+    probe_change_claim,
+)
+from lazarus_bench.models import load_model
+from lazarus_bench.prompts import GrpoSpec, grpo_spec
+from lazarus_bench.runner import ModelPool, run_claim
+from lazarus_bench.stats import Verdict
+from lazarus_bench.training.grpo import train_grpo
+
+
+def test_h07_fast_record(saved_model, tmp_path):
+    claim = REGISTRY["H07"]
+    record = run_claim(claim, str(saved_model("llama")), tier="fast", report_dir=tmp_path, pool=ModelPool(),
+                       log=lambda message: None)
+    assert record["status"] == "ok", record.get("traceback") or record.get("reason")
+    assert record["verdict"] == "INCONCLUSIVE" and record["seeds"] == [0]
+    stat = record["statistic"]
+    for key in ("name", "statistic", "ci_low", "ci_high", "p_value", "n", "verdict", "reason", "details"):
+        assert key in stat
+    assert set(stat["details"]["criteria"]) == {"no_vocab_classifier", "probe_unchanged", "answers_improve"}
+    samples = record["samples"]
+    summary = {s["stage"]: s for s in samples if s["kind"] == "summary"}
+    assert stat["statistic"] == pytest.approx(summary["after"]["answer_prob"] - summary["before"]["answer_prob"])
+    for stage, row in summary.items():
+        items = [s["answer_prob"] for s in samples if s["kind"] == "answer" and s["stage"] == stage]
+        assert row["answer_prob"] == pytest.approx(np.mean(items))
+        lens = [s["op_word_prob"] for s in samples if s["kind"] == "lens" and s["stage"] == stage]
+        assert row["max_op_word_prob"] == pytest.approx(max(lens))
+    lens_crit = stat["details"]["criteria"]["no_vocab_classifier"]
+    assert lens_crit["statistic"] == pytest.approx(summary["after"]["max_op_word_prob"])
+    params = claim.parameters("fast")
+    heldout = stat["details"]["heldout_prompts"]
+    assert len(heldout) == params["n_eval"] == len(set(heldout))
+    assert not {t.strip() for t in heldout} & planned_training_prompts(grpo_config(params, 0), grpo_spec())
+    assert set(record["curves"]) == {"answer_prob", "probe_accuracy", "reward"}
+
+
+def test_recorded_training_prompts_are_the_planned_ones(saved_model):
+    params = {**REGISTRY["H07"].parameters("fast"), "steps": 2}
+    cfg = grpo_config(params, 3)
+    spec = grpo_spec()
+    recorder = RecordingSpec(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(GrpoSpec)})
+    train_grpo(load_model(str(saved_model("llama"))), cfg, progress=False, spec=recorder)
+    assert {t.strip() for t in recorder.seen} == planned_training_prompts(cfg, spec)
+    assert len(recorder.seen) == params["steps"] * params["prompts_per_step"]
+
+
+def test_heldout_prompts_avoid_the_excluded_set():
+    spec = grpo_spec()
+    first = heldout_prompts(spec, 20, 1, set())
+    again = heldout_prompts(spec, 20, 1, {first[0].text.strip(), first[5].text.strip()})
+    assert len({it.text for it in again}) == 20
+    assert first[0].text not in {it.text for it in again} and first[5].text not in {it.text for it in again}
+
+
+def test_probe_change_claim():
+    same = probe_change_claim([0.9, 0.8, 0.85, 0.9, 0.8], [0.9, 0.8, 0.85, 0.9, 0.8], 0.5, 0.05, 3)
+    assert same.verdict == Verdict.SUPPORTED and same.details["cohens_d"] == pytest.approx(0.0)
+    saturated = probe_change_claim([1.0] * 4, [1.0] * 4, 0.5, 0.05, 3)
+    assert saturated.verdict == Verdict.SUPPORTED and saturated.p_value is None
+    shifted = probe_change_claim([1.0] * 4, [0.75] * 4, 0.5, 0.05, 3)
+    assert shifted.verdict == Verdict.REFUTED
+    moved = probe_change_claim([0.5, 0.55, 0.45, 0.5, 0.52], [0.8, 0.86, 0.74, 0.8, 0.83], 0.5, 0.05, 3)
+    assert moved.verdict == Verdict.REFUTED and moved.details["cohens_d"] > 0.5
+    assert probe_change_claim([0.5], [0.6], 0.5, 0.05, 3).verdict == Verdict.INCONCLUSIVE

@@ -1,0 +1,207 @@
+"""H11-H14 end to end on tiny random models (fast tier), and the helpers their verdicts rest on."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
+from lazarus_bench.claims.base import REGISTRY
+from lazarus_bench.claims.sft_claims import (
+    combine,
+    corrected_lens_top,
+    equivalence_claim,
+    exact_claim,
+    family_prob,
+    lora_vs_full,
+    original_lens_top,
+    task_token_scores,
+)
+from lazarus_bench.models import load_model
+from lazarus_bench.runner import ModelPool, run_claim
+from lazarus_bench.stats import Verdict, threshold_claim
+
+VERDICTS = {"SUPPORTED", "REFUTED", "INCONCLUSIVE"}
+
+
+@pytest.fixture(scope="module")
+def pool():
+    return ModelPool()
+
+
+@pytest.fixture(scope="module")
+def instruct_dir(saved_model, tmp_path_factory):
+    """A copy of the tiny llama that looks like an instruct model (chat template, 'instruct' in its name)."""
+    out = tmp_path_factory.mktemp("models") / "tiny-instruct"
+    shutil.copytree(saved_model("llama"), out)
+    cfg_path = out / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["chat_template"] = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    cfg_path.write_text(json.dumps(cfg))
+    return out
+
+
+def run(claim_id, model_dir, report_dir, pool, protocol="corrected", cache_dir=None):
+    return run_claim(REGISTRY[claim_id], str(model_dir), tier="fast", report_dir=report_dir, protocol=protocol,
+                     pool=pool, log=lambda message: None, cache_dir=cache_dir or report_dir / "cache")
+
+
+def check_record(record):
+    assert record["status"] == "ok", record.get("traceback") or record.get("reason")
+    assert record["verdict"] in VERDICTS
+    stat = record["statistic"]
+    for key in ("name", "statistic", "ci_low", "ci_high", "confidence", "effect_size", "p_value", "n", "verdict",
+                "reason", "details"):
+        assert key in stat
+    assert stat["verdict"] == record["verdict"]
+    assert set(stat["details"]["criteria_verdicts"].values()) <= VERDICTS
+    assert record["seeds"] == [0] and record["samples"] and record["curves"]
+    for curve in record["curves"].values():
+        assert curve["series"] and all(len(ys) == len(curve["x"]) for ys in curve["series"].values())
+    return stat
+
+
+def test_h11_both_protocols(saved_model, tmp_path, pool):
+    records = {proto: run("H11", saved_model("llama"), tmp_path, pool, proto) for proto in ("corrected", "original")}
+    for proto, record in records.items():
+        stat = check_record(record)
+        samples = record["samples"]
+        steps = sorted({s["step"] for s in samples})
+        assert steps == [0, *REGISTRY["H11"].fast["checkpoints"]]
+
+        def mean_peak(step):
+            return np.mean([s["exact_peak"] for s in samples if s["step"] == step])
+
+        assert stat["statistic"] == pytest.approx(mean_peak(steps[-1]) - mean_peak(0))
+        assert {s["lens"] for s in samples if s["step"] > 0} == {proto}
+        assert {s["lens"] for s in samples if s["step"] == 0} == {"corrected"}
+        assert record["verdict"] == "INCONCLUSIVE"
+        assert stat["details"]["protocol"] == proto
+    baseline = [[s["exact_peak"] for s in r["samples"] if s["step"] == 0] for r in records.values()]
+    assert baseline[0] == baseline[1]
+    assert records["original"]["extra"]["val_loss"] == records["corrected"]["extra"]["val_loss"]
+
+
+def test_h11_h13_skip_instruct_models(instruct_dir, tmp_path, pool):
+    for claim_id in ("H11", "H13"):
+        record = run(claim_id, instruct_dir, tmp_path, pool)
+        assert record["status"] == "skipped" and "instruct" in record["reason"]
+
+
+def test_h12_lora_vs_full(saved_model, tmp_path, pool):
+    record = run("H12", saved_model("llama"), tmp_path, pool)
+    stat = check_record(record)
+    by = {s["method"]: s for s in record["samples"]}
+    assert stat["statistic"] == pytest.approx(by["full"]["peak_memory_gb"] / by["lora"]["peak_memory_gb"])
+    assert by["lora"]["trainable_params"] < by["full"]["trainable_params"] == by["full"]["total_params"]
+    fraction = by["lora"]["trainable_params"] / by["full"]["total_params"]
+    criteria = stat["details"]["criteria"]
+    assert criteria["trainable_fraction"]["statistic"] == pytest.approx(fraction)
+    assert criteria["speed"]["statistic"] == pytest.approx(by["lora"]["tokens_per_s"] / by["full"]["tokens_per_s"])
+    val_ratio = by["lora"]["final_val_loss"] / by["full"]["final_val_loss"]
+    assert criteria["val_loss"]["statistic"] == pytest.approx(val_ratio - 1)
+    assert fraction > 0.01 and record["verdict"] == "REFUTED"
+
+
+def test_lora_vs_full_order_and_ratios(saved_model):
+    out = lora_vs_full(lambda: load_model(str(saved_model("llama"))), steps=2, seed=1, n_train=16, n_val=8)
+    assert out["order"] == ["full", "lora"]
+    assert out["memory_ratio"] == pytest.approx(out["full"]["peak_memory_gb"] / out["lora"]["peak_memory_gb"])
+    assert out["lora"]["peak_memory_gb"] > 0 and out["full"]["peak_memory_gb"] > 0
+
+
+def test_h13_remain_and_late_answers(saved_model, tmp_path, pool):
+    record = run("H13", saved_model("llama"), tmp_path, pool)
+    stat = check_record(record)
+    assert list(record["extra"]["adapter_reused_from_cache"].values()) == [False]
+    sft = [s for s in record["samples"] if s["model"] == "sft"]
+    assert stat["statistic"] == pytest.approx(np.mean([s["family_in_window"] for s in sft]))
+    details = stat["details"]
+    for s in sft:
+        assert s["family_in_window"] == pytest.approx(max(s["family_by_layer"][b] for b in details["window"]))
+        late = s["crystallisation_layer"] is not None and s["crystallisation_layer"] >= details["late_from"]
+        assert s["late"] == late
+    assert {s["prompt"] for s in sft} == {"89 - 34 = ", "65 - 28 = ", "100 - 43 = "}
+
+
+def test_h14_two_stage_branches(saved_model, tmp_path, pool):
+    record = run("H14", saved_model("llama"), tmp_path, pool)
+    stat = check_record(record)
+    rows = {(s["config"], s["stage"]): s for s in record["samples"]}
+    drop = 100 * (rows["low_lr", "stage1"]["symbolic"] - rows["low_lr", "stage2"]["symbolic"])
+    assert stat["statistic"] == pytest.approx(drop)
+    for stage in ("baseline", "stage1"):
+        assert rows["low_lr", stage] == {**rows["aggressive", stage], "config": "low_lr"}
+
+
+def test_task_token_scores_exact_vs_substring():
+    top = [[(" TimeSpan", 1, 0.02), (" Multiply", 2, 0.01), ("multiply", 3, 0.005)],
+           [("(++", 4, 0.03), ("x", 5, 0.01), ("7", 6, 0.001)]]
+    words = ["multiply", "times", "product", "*", "add", "plus", "sum", "+"]
+    scores = task_token_scores(top, ["multiply", "times", "product", "*"], words)
+    assert scores["exact"] == pytest.approx([0.015, 0.0])
+    assert scores["exact_token"] == [" Multiply", None]
+    assert scores["substring"] == pytest.approx([0.02, 0.03])
+    assert scores["substring_token"] == [" TimeSpan", "(++"]
+
+
+def test_family_prob_drops_extensions_of_counted_sequences():
+    def spelling(ids, p):
+        return SimpleNamespace(ids=ids, full_prob=np.array(p))
+
+    res = SimpleNamespace(targets={
+        "remain": SimpleNamespace(spellings={"a": spelling([5, 6], [0.2, 0.3]), "b": spelling([9, 5, 6], [0.1, 0.0])}),
+        "remaining": SimpleNamespace(spellings={"a": spelling([5, 6, 7], [0.15, 0.25]),
+                                                "b": spelling([8], [0.05, 0.4])}),
+        "again": SimpleNamespace(spellings={"a": spelling([5, 6], [0.2, 0.3]), "b": spelling([8], [0.05, 0.4])}),
+    })
+    np.testing.assert_allclose(family_prob(res, ["remain", "remaining", "again"]), [0.35, 0.7])
+
+
+def test_original_lens_is_non_causal_and_uses_input_embeddings(saved_model):
+    texts = ["23 + 45 = ", "89 - 34 = "]
+    tied = load_model(str(saved_model("llama")))
+    ours, theirs = corrected_lens_top(tied, texts, 5), original_lens_top(tied, texts, 5)
+    for a, b in zip(ours, theirs):
+        assert [t for t, _, _ in a[0]] == [t for t, _, _ in b[0]]
+        np.testing.assert_allclose([p for *_, p in a[0]], [p for *_, p in b[0]], rtol=1e-4, atol=1e-6)
+        assert any(not np.allclose([p for *_, p in x], [p for *_, p in y], atol=1e-6) for x, y in zip(a[1:], b[1:]))
+    untied = load_model(str(saved_model("llama_untied")))
+    block0 = [row[0] for row in original_lens_top(untied, texts, 5)]
+    assert block0 != [row[0] for row in corrected_lens_top(untied, texts, 5)]
+
+
+def test_equivalence_exact_and_combine():
+    inside = equivalence_claim([0.01, -0.01, 0.0, 0.005, -0.004, 0.002], 0.05, 0.05, min_n=3, name="x")
+    assert inside.verdict == Verdict.SUPPORTED and inside.p_value < 0.05
+    outside = equivalence_claim([0.2, 0.22, 0.19, 0.21, 0.2], 0.05, 0.05, min_n=3, name="x")
+    assert outside.verdict == Verdict.REFUTED
+    assert equivalence_claim([0.0], 0.05, 0.05, min_n=3, name="x").verdict == Verdict.INCONCLUSIVE
+    assert exact_claim(0.005, 0.01, "below", "f", 3).verdict == Verdict.SUPPORTED
+    refuted = exact_claim(0.09, 0.01, "below", "f", 3)
+    assert refuted.verdict == Verdict.REFUTED and refuted.p_value is None
+    good = threshold_claim([0.5, 0.6, 0.55, 0.52], 0.1, "above")
+    open_ = threshold_claim([0.5], 0.1, "above")
+    assert combine(good, {"a": good, "b": good}).verdict == Verdict.SUPPORTED
+    assert combine(good, {"a": good, "b": open_}).verdict == Verdict.INCONCLUSIVE
+    combined = combine(good, {"a": refuted, "b": open_})
+    assert combined.verdict == Verdict.REFUTED and combined.statistic == good.statistic
+    assert combined.details["criteria_verdicts"] == {"a": "REFUTED", "b": "INCONCLUSIVE"}
+    assert not math.isnan(combined.statistic)
+
+
+def test_h13_analyses_the_adapter_h12_trained(saved_model, tmp_path, pool):
+    cache = tmp_path / "shared"
+    run("H12", saved_model("llama"), tmp_path / "a", pool, cache_dir=cache)
+    shared = run("H13", saved_model("llama"), tmp_path / "a", pool, cache_dir=cache)
+    own = run("H13", saved_model("llama"), tmp_path / "b", pool, cache_dir=tmp_path / "own")
+    assert list(shared["extra"]["adapter_reused_from_cache"].values()) == [True]
+    assert list(own["extra"]["adapter_reused_from_cache"].values()) == [False]
+    for a, b in zip(shared["samples"], own["samples"]):
+        np.testing.assert_allclose(a["family_by_layer"], b["family_by_layer"], rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(a["answer_prob_by_layer"], b["answer_prob_by_layer"], rtol=1e-4, atol=1e-7)
