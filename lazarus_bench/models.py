@@ -116,6 +116,7 @@ class ModelHandle:
     model_id: str
     adapter_path: str | None = None
     config: dict = field(default_factory=dict)
+    path: str | None = None
 
     def __post_init__(self) -> None:
         self.model_type = str(self.config.get("model_type") or getattr(self.model, "model_type", "unknown"))
@@ -288,6 +289,7 @@ class ModelHandle:
         """Identity and shape of the model, for result records."""
         return {
             "model_id": self.model_id,
+            "path": self.path,
             "adapter_path": self.adapter_path,
             "model_type": self.model_type,
             "n_layers": self.n_layers,
@@ -340,6 +342,7 @@ def load_model(
     import mlx_lm
     from mlx_lm.utils import load_config
 
+    requested = path_or_id
     if path_or_id.startswith(("zoo:", "zoo-micro:")):
         path_or_id = str(resolve_zoo(path_or_id))
     local = Path(path_or_id).expanduser()
@@ -357,7 +360,8 @@ def load_model(
     if float32 if float32 is not None else mx.default_device().type == mx.cpu:
         _upcast(model)
     model.eval()
-    handle = ModelHandle(model=model, tokenizer=tokenizer, model_id=path_or_id, adapter_path=adapter_path, config=config)
+    handle = ModelHandle(model=model, tokenizer=tokenizer, model_id=requested, adapter_path=adapter_path, config=config,
+                         path=str(local) if looks_local else None)
     if check_lens:
         verify_lens(handle)
     return handle

@@ -234,3 +234,13 @@ def test_adapter_loads_through_mlx_lm(saved_model, tmp_path):
 def test_adapter_dir_without_config_is_an_error(saved_model, tmp_path):
     with pytest.raises(LazarusError, match="no adapter_config.json"):
         load_model(str(saved_model("llama")), adapter_path=str(tmp_path))
+
+
+def test_zoo_ids_are_kept_and_paths_recorded(monkeypatch, saved_model, tmp_path):
+    import shutil
+
+    shutil.copytree(saved_model("llama"), tmp_path / "base")
+    monkeypatch.setenv("LAZARUS_ZOO_DIR", str(tmp_path))
+    monkeypatch.setattr("lazarus_bench.zoo.build.verify", lambda path: {})
+    handle = load_model("zoo:base")
+    assert handle.model_id == "zoo:base" and handle.path == str(tmp_path / "base")

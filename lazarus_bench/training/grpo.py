@@ -468,8 +468,7 @@ def train_grpo(
     def save(path: Path) -> str:
         if cfg.lora is not None:
             return str(save_adapter(handle.model, path, adapter_config, extra))
-        src = Path(handle.model_id)
-        return str(save_model(handle.model, handle.config, path, tokenizer_dir=str(src) if src.is_dir() else None))
+        return str(save_model(handle.model, handle.config, path, tokenizer_dir=handle.path))
 
     result = train_loop(handle.model, make_loss(handle, cfg, class_ids), batcher, train_cfg, out_dir=out,
                         save_fn=(lambda step, _m: save(out / f"step_{step}")) if out is not None else None,

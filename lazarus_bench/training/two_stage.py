@@ -117,8 +117,7 @@ def train_two_stage(
                    out_dir=out / "stage1" if out else None, progress=progress)
     fuse_lora(handle.model)
     if out is not None:
-        source = Path(handle.model_id) if Path(handle.model_id).is_dir() else None
-        save_model(handle.model, handle.config, out / "fused_stage1", tokenizer_dir=str(source) if source else None)
+        save_model(handle.model, handle.config, out / "fused_stage1", tokenizer_dir=handle.path)
     after1 = stage_metrics(handle)
     s2 = train_dual_reward(handle, cfg.stage2, examples=examples[:split],
                            out_dir=out / "stage2" if out else None, progress=progress)
