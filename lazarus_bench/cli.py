@@ -314,6 +314,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("bench")
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    print(run_bench(args.report_dir, quick=args.quick))
+    return 0
+
+
 @command("report")
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import render
@@ -451,6 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, help="seeds per training claim (default: the claim's own)")
     p.add_argument("--protocol", action="append", choices=["corrected", "original"], help="default: every protocol")
     p.add_argument("--params", help='JSON overrides per claim, e.g. {"H01": {"max_prob": 0.02}}')
+    p.add_argument("--report-dir", default="reports")
+
+    p = sub.add_parser("bench", help="benchmarks: tokens/s, memory, ratios, MFU, scaling -> BENCH.md")
+    p.add_argument("--quick", action="store_true", help="fewer steps and repeats (about 2 minutes)")
     p.add_argument("--report-dir", default="reports")
 
     p = sub.add_parser("report", help="render REPORT.md from the result records")

@@ -1,0 +1,87 @@
+"""Logit lens over all layers (one captured forward vs a truncated forward per layer vs the API) and probe fitting."""
+
+from __future__ import annotations
+
+import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
+import mlx.core as mx
+import pytest
+
+from lazarus_bench import bench
+
+pytestmark = pytest.mark.benchmark
+
+PROMPTS, SEQ_LEN = 32, 16
+
+
+@pytest.fixture(scope="module")
+def handle(bench_model_dir):
+    return bench.load_handle(bench_model_dir)
+
+
+@pytest.fixture(scope="module")
+def tokens(handle):
+    return bench.lens_tokens(handle, PROMPTS, SEQ_LEN)
+
+
+def _lens(benchmark, record, fn, *args) -> None:
+    benchmark.group = "logit lens, all layers"
+    mx.reset_peak_memory()
+    benchmark.pedantic(fn, args=args, rounds=5, iterations=1, warmup_rounds=1)
+    record({"prompts": PROMPTS, "seq_len": SEQ_LEN, "prompts_per_s": PROMPTS / benchmark.stats.stats.median,
+                       "peak_memory_gb": mx.get_peak_memory() / 1e9})
+
+
+def test_lens_one_forward(benchmark, record, handle, tokens):
+    _lens(benchmark, record, bench.lens_one_pass, handle, tokens)
+
+
+def test_lens_per_layer_baseline(benchmark, record, handle, tokens):
+    _lens(benchmark, record, bench.lens_per_layer, handle, tokens)
+
+
+def test_logit_lens_api(benchmark, record, handle):
+    from lazarus_bench.lens import logit_lens
+
+    _lens(benchmark, record, logit_lens, handle, bench.fixed_length_texts(PROMPTS, SEQ_LEN - 1, 0))
+
+
+def test_lens_ratio_side_by_side(benchmark, record, handle):
+    benchmark.group = "logit lens, ratio"
+    figures = benchmark.pedantic(lambda: bench.measure_lens(handle, n_prompts=PROMPTS, seq_len=SEQ_LEN, repeats=5),
+                                 rounds=1, iterations=1)
+    record(figures)
+    assert figures["max_entropy_diff"] < 1e-3
+
+
+@pytest.fixture(scope="module")
+def probe_data(handle):
+    from lazarus_bench import prompts
+    from lazarus_bench.features import last_token_states
+
+    ps = prompts.word_set()
+    features, _labels = last_token_states(handle, ps.texts())
+    return features, ps.labels()
+
+
+def test_probe_features(benchmark, record, handle):
+    from lazarus_bench import prompts
+    from lazarus_bench.features import last_token_states
+
+    texts = prompts.word_set().texts()
+    benchmark.group = "probes"
+    benchmark.pedantic(last_token_states, args=(handle, texts), rounds=3, iterations=1, warmup_rounds=1)
+    record({"prompts": len(texts), "prompts_per_s": len(texts) / benchmark.stats.stats.median})
+
+
+@pytest.mark.parametrize("permutations", [0, 20])
+def test_probe_fit_one_layer(benchmark, record, probe_data, permutations):
+    from lazarus_bench.probes import probe_layer
+
+    features, labels = probe_data
+    layer = features.shape[0] // 2
+    benchmark.group = "probes"
+    result = benchmark.pedantic(probe_layer, args=(features[layer], labels), kwargs={"n_permutations": permutations},
+                                rounds=3, iterations=1)
+    record({"layer": layer, "samples": int(features.shape[1]), "hidden": int(features.shape[2]),
+                       "n_permutations": permutations, "seconds_per_layer": benchmark.stats.stats.median})
+    assert 0.0 <= result.accuracy <= 1.0

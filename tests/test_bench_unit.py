@@ -1,0 +1,173 @@
+"""Fast checks of bench.py's pure parts: FLOP/MFU and memory formulas, the mlx-lm report parser, the BENCH.md writer."""
+
+from __future__ import annotations
+
+import json
+
+import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
+import pytest
+
+from lazarus_bench import bench
+from lazarus_bench.bench import Dims
+
+# hidden 16, 2 layers, F 48, V 32, 4 heads of 4 (q_dim 16), 2 kv heads (kv_dim 8), tied embeddings
+CONFIG = bench.llama_config(16, 2, 32, intermediate=48, heads=4, kv_heads=2)
+BLOCK = 16 * 16 + 16 * 8 + 16 * 8 + 16 * 16 + 3 * 16 * 48  # q, k, v, o, gate/up/down = 3072
+MATMUL = 2 * BLOCK + 32 * 16  # + tied unembedding = 6656
+PARAMS = MATMUL + (2 * 2 + 1) * 16  # + RMSNorm gains = 6736
+LORA_R2 = 2 * 2 * (2 * (16 + 16) + 2 * (16 + 8) + 3 * (16 + 48))  # 2 blocks x rank 2 x (q, o, k, v, MLP) = 1216
+
+
+def test_dims_and_parameter_counts_match_a_built_model():
+    from lazarus_bench.tiny import build_model
+    from lazarus_bench.training.loop import count_params
+    from lazarus_bench.training.lora import LoraSpec, apply_lora
+
+    d = bench.dims_of(CONFIG)
+    assert d == Dims(hidden=16, layers=2, intermediate=48, vocab=32, heads=4, kv_heads=2, head_dim=4, tied=True)
+    assert bench.block_matmul_params(d) == BLOCK
+    assert bench.matmul_params(d) == MATMUL
+    model = build_model(CONFIG)
+    assert bench.param_count(d) == PARAMS == count_params(model)
+    apply_lora(model, LoraSpec(rank=2), d.layers)
+    assert bench.lora_param_count(d, 2) == LORA_R2 == count_params(model, trainable=True)
+
+
+def test_training_flops_and_mfu_by_hand():
+    d = bench.dims_of(CONFIG)
+    attention = 12 * 2 * 10 * 16  # 12 L T d_attn at T = 10
+    assert bench.train_flops_per_token(d, 10) == 6 * 6656 + attention == 43776
+    assert bench.train_flops_per_token(d, 10, lora_params=LORA_R2) == 4 * 6656 + 6 * 1216 + attention == 37760
+    assert bench.mfu(1000.0, 43776.0, 0.1) == pytest.approx(0.43776)
+    assert bench.mfu(1000.0, 43776.0, 0.0) != bench.mfu(1000.0, 43776.0, 0.0)
+
+
+def test_memory_model_by_hand():
+    d = bench.dims_of(CONFIG)
+    a = 6 * 16 + 3 * 16 + 3 * 8 + 4 * 10 + 5 * 48  # 448 floats per token per layer at T = 10
+    assert bench.activation_floats_per_token_layer(d, 10) == a
+    full = bench.predict_memory(d, 2, 10)
+    assert full.weights == full.grads == 4 * 6736
+    assert full.optimizer == 8 * 6736
+    assert full.activations == 4 * 20 * (2 * a + 2 * 16)
+    assert full.logits == 4 * 20 * 32 * 6
+    assert full.total == 16 * 6736 + 74240 + 15360 == full.to_dict()["total"]
+    lora = bench.predict_memory(d, 2, 10, lora_rank=2)
+    assert lora.weights == 4 * (6736 + 1216)
+    assert (lora.grads, lora.optimizer) == (4 * 1216, 8 * 1216)
+    assert lora.activations == 4 * 20 * (2 * (a + 14) + 32)
+
+
+LEGACY = ("Iter 10: Train loss 2.345, Learning Rate 1.000e-05, It/sec 1.234, Tokens/sec 567.890, "
+          "Trained Tokens 4567, Peak mem 0.123 GB")
+TABLE = (  # captured from mlx-lm 0.32 (rich output with colour codes; the val line must be ignored)
+    "  \x1b[1miter   train_loss     tok/s     tokens\x1b[0m\n"
+    "  \x1b[38;5;244m   1\x1b[0m    \x1b[1;35mval\x1b[0m \x1b[1m7.508\x1b[0m    \x1b[38;5;244m0.82s\x1b[0m\n"
+    "  \x1b[38;5;244m   5\x1b[0m    \x1b[1;32m5.734 ▼\x1b[0m    \x1b[1m  270\x1b[0m    \x1b[38;5;244m  2.6k\x1b[0m\n"
+    "    20    4.465 ▲    1,234     20.5k\n"
+)
+
+
+def test_parse_mlx_lm_report_both_formats():
+    (legacy,) = bench.parse_mlx_lm_report(LEGACY)
+    assert legacy == {"iter": 10, "loss": 2.345, "it_per_s": 1.234, "tokens_per_s": 567.89, "trained_tokens": 4567,
+                      "peak_mem_gb": 0.123}
+    rows = bench.parse_mlx_lm_report(TABLE)
+    assert [(r["iter"], r["loss"], r["tokens_per_s"], r["trained_tokens"]) for r in rows] == [
+        (5, 5.734, 270.0, 2600), (20, 4.465, 1234.0, 20500)]
+    assert rows[0]["it_per_s"] is None and rows[0]["peak_mem_gb"] is None
+    assert bench.parse_mlx_lm_report("Loading pretrained model\nTraining\n") == []
+
+
+def test_window_rates_and_marginal_cpu():
+    seconds, tokens = [5.0, 1.0, 1.0, 1.0, 2.0, 2.0], [100] * 6
+    assert bench.window_rates(seconds, tokens, 2) == [100.0, 50.0]
+    assert bench.window_rates(seconds, tokens, 2, skip_windows=0)[0] == pytest.approx(200 / 6)
+    assert bench.window_means([1.0, 3.0, 5.0, 7.0, 9.0], 2) == [2.0, 6.0]
+    run = lambda iters, cpu: bench.MlxLmRun("x", iters, [], [], 0.0, None, None, 0.0, 0.0, cpu)
+    assert bench.marginal_cpu_per_step(run(25, 12.0), run(5, 4.0)) == pytest.approx(0.4)
+
+
+def test_step_timer_splits_compute_from_batch_building():
+    import mlx.core as mx
+
+    batch = (mx.zeros((2, 5)), None, None, mx.ones((2, 5)))
+    timer = bench.StepTimer(lambda step, rank, world: batch)
+    timer.enter, timer.exit = [0.0, 3.0], [1.0, 3.5]
+    timer.cpu_enter, timer.cpu_exit = [0.0, 1.0], [0.5, 1.5]
+    assert timer.step_seconds(6.0) == [2.0, 2.5] and timer.wall_seconds(6.0) == [3.0, 3.0]
+    assert timer.step_cpu_seconds(2.0) == [0.5, 0.5]
+    timer(0)
+    assert (timer.shape, timer.tokens[-1], timer.computed[-1]) == ((2, 5), 10, 10)
+
+
+def test_fixed_length_texts_are_one_token_per_character(tmp_path):
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(bench.bench_tokenizer(tmp_path) / "tokenizer.json"))
+    texts = bench.fixed_length_texts(20, 31, seed=1)
+    assert all(len(t) == 31 for t in texts)
+    assert {len(tok.encode(t).ids) for t in texts} == {32}  # BOS + one token per character
+
+
+def _measurement(name: str, **kw) -> bench.TrainMeasurement:
+    m = bench.TrainMeasurement(
+        name=name, model="h128 x 8L (V 1024)", batch=8, seq_len=64, total_params=1_706_112,
+        trainable_params=kw.get("trainable", 1_706_112), step_seconds=[2.0, 1.0, 0.5, 0.5, 0.7],
+        step_tokens=[512] * 5, step_computed=[512] * 5, losses=[5.0, 4.0, 3.5, 3.0, 2.9], first_step_s=2.0,
+        peak_memory_gb=0.09, max_rss_gb=0.4, step_cpu_seconds=[1.0, 0.4, 0.2, 0.2, 0.3],
+        flops_per_token=1.0e7, gemm_gflops=40.0, predicted_memory_gb=0.1, runner="zoo.pretrain.train")
+    return m
+
+
+def test_train_measurement_steady_state():
+    m = _measurement("zoo-pretrain")
+    assert m.median_step_s == 0.5 and m.tokens_per_s == 1024.0 and m.tokens_per_cpu_s == 2560.0
+    assert m.mfu == pytest.approx(1024.0 * 1.0e7 / 40e9)
+    assert m.summary()["memory_ratio"] == pytest.approx(0.9)
+
+
+def test_write_bench_on_synthetic_numbers(tmp_path):
+    pre = _measurement("zoo-pretrain")
+    run = lambda label, rate: bench.MlxLmRun(label, 20, [rate], [4.0, 3.0], rate, rate / 64, None, 0.2, 20.0, 6.0,
+                                             0.17).to_dict()
+    results = {
+        "mode": "quick", "wall_s": 99.0, "model_source": "synthetic",
+        "machine": {"cpu": "Test CPU", "cores": 2, "usable_cores": 2, "load_avg": [1.0, 1.0, 1.0],
+                    "mlx_version": "0.0", "mlx_lm_version": "0.0", "device": "Device(cpu, 0)", "blas": "preloaded",
+                    "blas_library": "/lib/libopenblas.so", "gemm_gflops": 123.4},
+        "training": [_measurement("sft-lora", trainable=156_000).summary(), pre.summary()],
+        "grpo": {"model": "m", "rollouts_per_step": 16, "max_new_tokens": 8, "gen_tokens_per_s": 100.0,
+                 "train_tokens_per_s": 200.0, "tokens_per_s": 120.0, "gen_fraction": 0.4, "peak_memory_gb": 0.06},
+        "lens": {"prompts": 16, "seq_len": 16, "layers": 9, "one_pass_prompts_per_s": 100.0,
+                 "per_layer_prompts_per_s": 20.0, "api_prompts_per_s": 90.0, "ratio": 5.0, "ratio_cpu": 4.5},
+        "probes": {"prompts": 64, "layers": 9, "hidden": 128, "n_permutations": 5, "extract_s": 0.5,
+                   "fit_s_per_layer": 0.25},
+        "mlx_lm": {"config": {"batch": 8}, "matched": {
+            "runs": [run("ours", 1000.0), run("mlx_lm", 800.0)], "ours_tokens_per_s": 1000.0,
+            "mlx_lm_tokens_per_s": 800.0, "ratio": 1.25, "ours_cpu_s_per_step": 0.15, "mlx_lm_cpu_s_per_step": 0.18,
+            "ours_tokens_per_cpu_s": 3413.0, "mlx_lm_tokens_per_cpu_s": 2844.0, "cpu_ratio": 1.2,
+            "ours_cpu_s_per_step_in_process": 0.16,
+            "loss_curve": {"ours": [4.0, 3.0], "mlx_lm": [4.0, 3.001], "max_abs_diff": 0.001}},
+            "stock": {"runs": [run("mlx_lm-stock", 200.0)], "mlx_lm_tokens_per_s": 200.0, "ratio": 5.0}},
+        "blas": {"import": {"blas": "preloaded", "library": "openblas", "gemm_gflops": 150.0,
+                            "train": pre.summary()},
+                 "none": {"blas": "disabled", "library": "libblas", "gemm_gflops": 6.0, "train": pre.summary()},
+                 "gemm_ratio": 25.0, "train_ratio": 10.0},
+        "scaling": {"seq_len": 64, "by_size": [pre.to_dict()], "by_batch": [pre.to_dict()]},
+        "errors": {"probes": "RuntimeError: synthetic"},
+    }
+    path = bench.write_bench(results, tmp_path)
+    text = path.read_text()
+    assert path.name == "BENCH.md" and "Test CPU" in text and "123 GFLOP/s" in text
+    for heading in ("## Ratios", "## Training step throughput", "## Logit lens and probes", "## SFT LoRA: ours vs",
+                    "## BLAS", "## Scaling", "## Formulas", "## Errors"):
+        assert heading in text
+    assert "| (a) SFT LoRA tokens/s" in text and "1.25" in text and "25" in text and "1,024" in text
+    assert json.loads((tmp_path / "bench.json").read_text())["lens"]["ratio"] == 5.0
+    assert [r["value"] for r in bench.summarise_ratios(results)][:3] == [1.25, 1.2, 5.0]
+
+
+def test_render_bench_md_with_nothing_measured():
+    text = bench.render_bench_md({"mode": "quick"})
+    assert "No ratios measured." in text and "## Formulas" in text
