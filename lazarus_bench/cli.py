@@ -271,7 +271,20 @@ def _train_grpo(args: argparse.Namespace, handle) -> dict:
     return train_grpo(handle, replace(cfg, **changes), out_dir=args.out).to_dict()
 
 
-TRAINERS = {"sft": _train_sft, "dual-reward": _train_dual_reward, "grpo": _train_grpo, "two-stage": _train_two_stage}
+def _train_engram(args: argparse.Namespace, handle) -> dict:
+    from dataclasses import replace
+
+    from .training.engram import EngramConfig, train_engram
+
+    cfg = EngramConfig()
+    changes = {"train": _train_config(args, cfg.train)}
+    if args.batch_size:
+        changes["batch_size"] = args.batch_size
+    return train_engram(handle, args.variant, args.dataset, replace(cfg, **changes), out_dir=args.out).to_dict()
+
+
+TRAINERS = {"sft": _train_sft, "dual-reward": _train_dual_reward, "grpo": _train_grpo, "two-stage": _train_two_stage,
+            "engram": _train_engram}
 
 
 @command("train")
@@ -494,6 +507,10 @@ def build_parser() -> argparse.ArgumentParser:
                            choices=["grpo", "dual", "balanced", "entropy", "low_lr", "cls_heavy"],
                            help="seed 002's runs: pure GRPO, GRPO + dual-reward, and the four collapse fixes")
             q.add_argument("--lora-rank", type=int, help="train LoRA of this rank instead of all parameters")
+        if method == "engram":
+            q.add_argument("--variant", default="M3", choices=["M1", "M2", "M3"],
+                           help="M1 classifier, M2 + LM loss, M3 + engram bottleneck prefix")
+            q.add_argument("--dataset", default="sentiment", choices=["sentiment", "topic"])
         if method == "two-stage":
             q.add_argument("--aggressive", action="store_true", help="the writeup's Experiment 1 stage 2")
             q.add_argument("--stage1-steps", type=int)

@@ -106,7 +106,8 @@ def test_write_json_is_atomic(tmp_path):
 
 @pytest.mark.parametrize("method,extra", [("sft", ["--save-at", "2"]), ("dual-reward", ["--protocol", "original"]),
                                           ("grpo", ["--variant", "dual", "--lora-rank", "4", "--batch-size", "2"]),
-                                          ("two-stage", ["--stage1-steps", "2", "--stage2-steps", "2"])])
+                                          ("two-stage", ["--stage1-steps", "2", "--stage2-steps", "2"]),
+                                          ("engram", ["--variant", "M3", "--batch-size", "4"])])
 def test_train_cli_writes_adapters_and_result(method, extra, saved_model, tmp_path):
     out = tmp_path / method
     argv = ["train", method, "-m", str(saved_model("llama")), "-o", str(out), "--seed", "1"]
@@ -121,6 +122,8 @@ def test_train_cli_writes_adapters_and_result(method, extra, saved_model, tmp_pa
         load_model(str(saved_model("llama")), adapter_path=str(out))
     if method == "dual-reward":
         assert payload["result"]["protocol"] == "original" and payload["result"]["config"]["batch_size"] == 1
+    if method == "engram":
+        assert payload["result"]["variant"] == "M3" and payload["result"]["engram"] is not None
     if method == "grpo":
         assert (out / "adapters.safetensors").exists()
         assert "cls_loss" in payload["result"]["train"]["metrics"][0]
