@@ -52,6 +52,11 @@ def test_h05_both_protocols_and_statistic_from_samples(saved_model, tmp_path):
     assert st["details"]["correct"]["p_value"] == pytest.approx(pooled.p_value)
     assert st["details"]["answer_accuracy_change_mean"] == pytest.approx(
         np.mean([s["answer_accuracy_after"] - s["answer_accuracy_before"] for s in samples]))
+    pooled_changes = [int(a) - int(b) for s in samples
+                      for b, a in zip(s["answer_correct_before"], s["answer_correct_after"])]
+    guard = stats.threshold_claim(pooled_changes, -0.10, "above", 0.05, min_n=16)
+    assert st["details"]["answer_guard"]["n"] == 16
+    assert _same(st["details"]["answer_guard"]["statistic"], guard.statistic)
     for s in samples:
         assert 0 <= s["correct_after"] <= s["n_prompts"] == 8
         assert 0 <= s["vocab_prob_after"] <= s["restricted_prob_after"] <= 1
@@ -147,22 +152,28 @@ def test_restricted_lens_matches_evaluate_classifier(saved_model):
     assert truth == pytest.approx(ref.restricted_prob, rel=1e-5)
 
 
-def _dual_rows(correct, probs, changes, losses=None):
+def _dual_rows(correct, probs, lost, losses=None):
+    """Synthetic seeds: 6 of 8 answers right before, ``lost`` of them wrong after."""
     losses = losses or [1.0] * len(correct)
-    rows = zip(correct, probs, changes, losses)
+    rows = zip(correct, probs, lost, losses)
     return [{"n_prompts": 8, "correct_after": c, "restricted_prob_after": p, "vocab_prob_after": p / 10,
-             "answer_accuracy_change": d, "initial_cls_loss": lo} for c, p, d, lo in rows]
+             "answer_correct_before": [True] * 6 + [False] * 2,
+             "answer_correct_after": [False] * k + [True] * (6 - k) + [False] * 2,
+             "answer_accuracy_change": -k / 8, "initial_cls_loss": lo} for c, p, k, lo in rows]
 
 
 def test_h05_verdicts_on_synthetic_seeds():
     p = get_claim("H05").parameters("slow")
-    good, _ = drc.h05_verdict(_dual_rows([8, 8, 7], [0.62, 0.71, 0.55], [0.0, 0.0, 0.0]), p)
+    good, _ = drc.h05_verdict(_dual_rows([8, 8, 7], [0.62, 0.71, 0.55], [0, 0, 0]), p)
     assert good.verdict == Verdict.SUPPORTED and good.n == 3
-    weak, _ = drc.h05_verdict(_dual_rows([2, 3, 2], [0.26, 0.27, 0.25], [0.0, 0.0, 0.0]), p)
+    weak, _ = drc.h05_verdict(_dual_rows([2, 3, 2], [0.26, 0.27, 0.25], [0, 0, 0]), p)
     assert weak.verdict == Verdict.REFUTED
-    hurt, _ = drc.h05_verdict(_dual_rows([8, 8, 8], [0.62, 0.71, 0.55], [-0.5, -0.5, -0.625]), p)
+    hurt, _ = drc.h05_verdict(_dual_rows([8, 8, 8], [0.62, 0.71, 0.55], [5, 5, 5]), p)
     assert hurt.verdict == Verdict.REFUTED and "answer accuracy" in hurt.reason
-    few, _ = drc.h05_verdict(_dual_rows([8, 8], [0.62, 0.71], [0.0, 0.0]), p)
+    assert hurt.details["answer_guard"]["statistic"] == pytest.approx(-15 / 24)
+    slight, _ = drc.h05_verdict(_dual_rows([8, 8, 8], [0.62, 0.71, 0.55], [0, 1, 0]), p)
+    assert slight.verdict == Verdict.SUPPORTED
+    few, _ = drc.h05_verdict(_dual_rows([8, 8], [0.62, 0.71], [0, 0]), p)
     assert few.verdict == Verdict.INCONCLUSIVE and "too few seeds" in few.reason
 
 

@@ -159,6 +159,8 @@ def dual_sample(run: dict, window: int) -> dict:
         "restricted_prob_before": c0["mean_restricted_prob"], "restricted_prob_after": c1["mean_restricted_prob"],
         "vocab_prob_before": c0["mean_vocab_prob"], "vocab_prob_after": c1["mean_vocab_prob"],
         "answer_accuracy_before": a0, "answer_accuracy_after": a1, "answer_accuracy_change": a1 - a0,
+        "answer_correct_before": run["before"]["answers"]["correct"],
+        "answer_correct_after": run["after"]["answers"]["correct"],
         "initial_cls_loss": run["cls_loss"][0], "final_cls_loss": float(np.mean(run["cls_loss"][-tail:])),
         "initial_answer_loss": run["answer_loss"][0], "final_answer_loss": float(np.mean(run["answer_loss"][-tail:])),
         "predicted_after": c1["predicted"], "labels": c1["labels"],
@@ -167,8 +169,15 @@ def dual_sample(run: dict, window: int) -> dict:
     }
 
 
+def answer_changes(samples: list[dict]) -> list[int]:
+    """Per (seed, eval prompt): answer correct after minus correct before (-1, 0 or 1)."""
+    return [int(a) - int(b) for s in samples for b, a in zip(s["answer_correct_before"], s["answer_correct_after"])]
+
+
 def h05_verdict(samples: list[dict], p: dict) -> tuple[ClaimStatistic, dict]:
-    """Pooled argmax hits (>= 7/8, above chance), per-seed mean restricted prob (>= 36%), answer-accuracy guard."""
+    """Pooled argmax hits (>= 7/8, above chance), per-seed mean restricted prob (>= 36%), and the answer guard:
+    met when the mean accuracy change is >= -10 points, refuted when the pooled (seed x prompt) changes are
+    significantly below that (one-sided t, sign test when constant)."""
     alpha, min_seeds = p["alpha"], p["min_seeds"]
     n_prompts = samples[0]["n_prompts"]
     k = sum(s["correct_after"] for s in samples)
@@ -180,7 +189,8 @@ def h05_verdict(samples: list[dict], p: dict) -> tuple[ClaimStatistic, dict]:
     changes = [s["answer_accuracy_change"] for s in samples]
     margin = -p["max_accuracy_drop"]
     guard_met = float(np.mean(changes)) >= margin
-    guard = stats.threshold_claim(changes, margin, "above", alpha, min_n=min_seeds, name="answer accuracy change")
+    guard = stats.threshold_claim(answer_changes(samples), margin, "above", alpha, min_n=n_prompts * min_seeds,
+                                  name="answer correct after - before, pooled over seeds and prompts")
     guard_refuted = guard.verdict == Verdict.REFUTED
     parts = {"correct": correct, "prob": prob}
     if len(samples) < min_seeds:
@@ -262,13 +272,16 @@ def h06_statistic(base: list[dict], instruct: list[dict], p: dict) -> ClaimStati
     p_iut = max(p_values) if all(math.isfinite(v) for v in p_values) else math.nan
     opposite = any(math.isfinite(v) and v < alpha for v in (opp_loss, opp_prob))
     verdict = stats.decide(met, p_iut, alpha, n=n, min_n=p["min_seeds"], opposite_shown=opposite)
+    reason = (f"{verdict.reason}; initial cls loss instruct - base {loss_diff:+.3g} (p={t_loss.p_value:.3g}, "
+              f"opposite p={opp_loss:.3g}), final prob {prob_diff:+.2%} (p={t_prob.p_value:.3g}, "
+              f"opposite p={opp_prob:.3g})")
     details.update({"initial_cls_loss_test": t_loss.to_dict(), "final_prob_test": t_prob.to_dict(),
                     "p_opposite_loss": opp_loss, "p_opposite_prob": opp_prob,
                     "initial_cls_loss_effect": stats.paired_d(loss_i, loss_b, confidence=level).to_dict()})
     return ClaimStatistic(name="final restricted P(op word): instruct - base", statistic=prob_diff,
                           ci_low=t_prob.ci_low, ci_high=t_prob.ci_high, confidence=level,
                           effect_size=stats.paired_d(prob_i, prob_b, confidence=level), p_value=p_iut, n=n,
-                          verdict=verdict.verdict, reason=verdict.reason, details=details)
+                          verdict=verdict.verdict, reason=reason, details=details)
 
 
 def measure_h06(ctx: ClaimContext) -> Outcome:
@@ -397,8 +410,9 @@ def untrained_control(statistic: ClaimStatistic, rows: list[dict], before: dict)
                "collapsed_before_training": before["collapsed"], "same_as_untrained": same_as_untrained(rows, before)}
     if statistic.verdict != Verdict.SUPPORTED or not details["same_as_untrained"]:
         return replace(statistic, details=details)
-    reason = (f"criterion met ({statistic.reason}), but the untrained model already collapses onto the same word "
-              f"'{before['mode_word']}' ({before['mode_count']}/{before['n_prompts']}): not shown to come from training")
+    reason = (f"{statistic.reason}, but the untrained model already collapses onto the same word "
+              f"'{before['mode_word']}' ({before['mode_count']}/{before['n_prompts']}): "
+              "not shown to come from training")
     return replace(statistic, verdict=Verdict.INCONCLUSIVE, reason=reason, details=details)
 
 
