@@ -79,13 +79,32 @@ def test_parse_mlx_lm_report_both_formats():
     assert bench.parse_mlx_lm_report("Loading pretrained model\nTraining\n") == []
 
 
-def test_window_rates_and_marginal_cpu():
+def test_window_rates():
     seconds, tokens = [5.0, 1.0, 1.0, 1.0, 2.0, 2.0], [100] * 6
     assert bench.window_rates(seconds, tokens, 2) == [100.0, 50.0]
     assert bench.window_rates(seconds, tokens, 2, skip_windows=0)[0] == pytest.approx(200 / 6)
     assert bench.window_means([1.0, 3.0, 5.0, 7.0, 9.0], 2) == [2.0, 6.0]
-    run = lambda iters, cpu: bench.MlxLmRun("x", iters, [], [], 0.0, None, None, 0.0, 0.0, cpu)
-    assert bench.marginal_cpu_per_step(run(25, 12.0), run(5, 4.0)) == pytest.approx(0.4)
+
+
+def test_mlx_lm_side_cpu_per_step_from_stamped_report_lines():
+    output = LEGACY + "\n" + TABLE
+    stamps = [(0.0, cpu, line) for cpu, line in zip((1.0, 2.0, 3.5), [ln for ln in output.splitlines()
+                                                                     if bench.is_report_line(ln)])]
+    run = bench.ProcessRun(0, output, 0.3, 10.0, 5.0, stamps)
+    side = bench._theirs_run("mlx_lm", run, tokens_per_row=64.0, report_every=5)
+    assert side.window_cpu_s_per_step == pytest.approx([0.2, 0.3]) and side.cpu_s_per_step == pytest.approx(0.25)
+    assert side.window_tokens_per_s == [270.0, 1234.0] and side.rows_per_s == pytest.approx(752.0 / 64)
+    assert side.window_losses == [2.345, 5.734, 4.465] and side.iters == 20
+
+
+def test_run_process_stamps_lines_and_reads_peak_rss():
+    import sys
+
+    code = "import sys; print('a'); print('Iter 5: Train loss 1.0, x, It/sec 1.0, Tokens/sec 2.0'); sys.exit(3)"
+    run = bench.run_process([sys.executable, "-c", code], stamp=bench.is_report_line)
+    assert run.returncode == 3 and run.output.splitlines()[0] == "a"
+    assert len(run.stamps) == 1 and run.stamps[0][2].startswith("Iter 5")
+    assert 0 < run.max_rss_gb < 1 and run.cpu_seconds >= 0
 
 
 def test_step_timer_splits_compute_from_batch_building():
@@ -129,8 +148,8 @@ def test_train_measurement_steady_state():
 
 def test_write_bench_on_synthetic_numbers(tmp_path):
     pre = _measurement("zoo-pretrain")
-    run = lambda label, rate: bench.MlxLmRun(label, 20, [rate], [4.0, 3.0], rate, rate / 64, None, 0.2, 20.0, 6.0,
-                                             0.17).to_dict()
+    run = lambda label, rate: bench.MlxLmRun(label, 20, [rate], [0.17], [4.0, 3.0], rate, 0.17, rate / 64, None, 0.2,
+                                             20.0, 6.0).to_dict()
     results = {
         "mode": "quick", "wall_s": 99.0, "model_source": "synthetic",
         "machine": {"cpu": "Test CPU", "cores": 2, "usable_cores": 2, "load_avg": [1.0, 1.0, 1.0],
@@ -147,7 +166,6 @@ def test_write_bench_on_synthetic_numbers(tmp_path):
             "runs": [run("ours", 1000.0), run("mlx_lm", 800.0)], "ours_tokens_per_s": 1000.0,
             "mlx_lm_tokens_per_s": 800.0, "ratio": 1.25, "ours_cpu_s_per_step": 0.15, "mlx_lm_cpu_s_per_step": 0.18,
             "ours_tokens_per_cpu_s": 3413.0, "mlx_lm_tokens_per_cpu_s": 2844.0, "cpu_ratio": 1.2,
-            "ours_cpu_s_per_step_in_process": 0.16,
             "loss_curve": {"ours": [4.0, 3.0], "mlx_lm": [4.0, 3.001], "max_abs_diff": 0.001}},
             "stock": {"runs": [run("mlx_lm-stock", 200.0)], "mlx_lm_tokens_per_s": 200.0, "ratio": 5.0}},
         "blas": {"import": {"blas": "preloaded", "library": "openblas", "gemm_gflops": 150.0,
