@@ -27,13 +27,9 @@ def pytest_generate_tests(metafunc):
 @pytest.fixture(scope="session")
 def micro_zoo():
     """Build the micro zoo once (seconds to minutes) when the fast tier needs it and it is not there."""
-    from lazarus_bench.models import zoo_root
-    from lazarus_bench.zoo.build import build_zoo
+    from lazarus_bench.zoo.build import ensure_micro_zoo
 
-    root = zoo_root(micro=True)
-    if not all((root / name / "config.json").is_file() for name in ("base", "instruct", "untied", "moe")):
-        build_zoo(root, size="micro", progress=False)
-    return root
+    return ensure_micro_zoo()
 
 
 @pytest.fixture(scope="session")

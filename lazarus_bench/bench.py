@@ -459,6 +459,24 @@ class StepTimer:
         return [e - s for s, e in zip(self.enter, self.enter[1:] + [end])]
 
 
+def steady_slice(n_steps: int) -> slice:
+    """The steps that count: all but the first ``WARMUP_STEPS`` (compilation, allocator growth)."""
+    return slice(min(WARMUP_STEPS, max(n_steps - 1, 0)), None)
+
+
+def steady_tokens_per_s(step_tokens: Sequence[float], step_seconds: Sequence[float]) -> float:
+    """Mean tokens of a steady step over the median steady step time: the tokens/s every table reports."""
+    steady = steady_slice(len(step_seconds))
+    return float(np.mean(step_tokens[steady])) / median(step_seconds[steady])
+
+
+def timed_rates(timer: StepTimer, end: float, cpu_end: float) -> dict:
+    """Steady-state tokens/s of a finished run timed by ``timer`` (wall and per CPU-second)."""
+    return {"tokens_per_s": steady_tokens_per_s(timer.tokens, timer.step_seconds(end)),
+            "tokens_per_cpu_s": steady_tokens_per_s(timer.tokens, timer.step_cpu_seconds(cpu_end)),
+            "timed_steps": len(timer.tokens)}
+
+
 @dataclass
 class TrainMeasurement:
     """One training configuration: steady-state speed (the first ``WARMUP_STEPS`` excluded), memory, cost.
@@ -489,7 +507,7 @@ class TrainMeasurement:
 
     @property
     def steady(self) -> slice:
-        return slice(min(WARMUP_STEPS, max(len(self.step_seconds) - 1, 0)), None)
+        return steady_slice(len(self.step_seconds))
 
     @property
     def median_step_s(self) -> float:
@@ -497,7 +515,7 @@ class TrainMeasurement:
 
     @property
     def tokens_per_s(self) -> float:
-        return float(np.mean(self.step_tokens[self.steady])) / self.median_step_s
+        return steady_tokens_per_s(self.step_tokens, self.step_seconds)
 
     @property
     def computed_tokens_per_s(self) -> float:
@@ -508,7 +526,7 @@ class TrainMeasurement:
         """Real tokens per CPU-second of this process (all threads): far less sensitive to other jobs' load."""
         if not self.step_cpu_seconds:
             return None
-        return float(np.mean(self.step_tokens[self.steady])) / median(self.step_cpu_seconds[self.steady])
+        return steady_tokens_per_s(self.step_tokens, self.step_cpu_seconds)
 
     @property
     def cores_busy(self) -> float | None:

@@ -110,13 +110,18 @@ def resolved_library(symbol: str = "cblas_sgemm") -> str | None:
 
 
 def _mlx_dependency_blas() -> str | None:
-    """The BLAS that MLX loaded as its own dependency (when nothing global provides cblas)."""
+    """The BLAS that MLX loaded as its own dependency (when nothing global provides cblas).
+
+    The wheel's vendored libraries live in ``mlx*.libs``; numpy's and scipy's bundled OpenBLAS are
+    mapped too but MLX never calls them, so they are never named.
+    """
     with open("/proc/self/maps") as maps:
-        for line in maps:
-            parts = line.split()
-            if len(parts) >= 6 and "blas" in os.path.basename(parts[5]).lower():
-                return os.path.realpath(parts[5])
-    return None
+        paths = {os.path.realpath(parts[5]) for parts in (line.split() for line in maps)
+                 if len(parts) >= 6 and "blas" in os.path.basename(parts[5]).lower()}
+    vendored = sorted(p for p in paths if any(part.startswith("mlx") for part in p.split(os.sep)[:-1]))
+    others = sorted(p for p in paths if not any(part.startswith(("numpy", "scipy")) for part in p.split(os.sep))
+                    and "scipy_openblas" not in os.path.basename(p))
+    return (vendored or others or [None])[0]
 
 
 def describe() -> str:

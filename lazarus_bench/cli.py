@@ -318,11 +318,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     models = args.model or ["zoo:base", "zoo:instruct", "zoo:untied", "zoo:moe"]
     if args.tier == "fast" and not args.model:
+        from .zoo.build import ensure_micro_zoo
+
         models = [m.replace("zoo:", "zoo-micro:") for m in models]
+        ensure_micro_zoo(progress=True)
     claim_ids = [c for part in (args.claims or []) for c in part.split(",") if c]
     overrides = json.loads(args.params) if args.params else None
+    from .runner import default_jobs
+
     run_suite(models, claim_ids or None, tier=args.tier, n_seeds=args.seeds, report_dir=args.report_dir,
-              protocols=args.protocol, overrides=overrides)
+              protocols=args.protocol, overrides=overrides, cache_dir=args.cache_dir,
+              jobs=args.jobs if args.jobs is not None else default_jobs())
     print(f"report: {render(args.report_dir)}")
     return 0
 
@@ -473,6 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", action="append", choices=["corrected", "original"], help="default: every protocol")
     p.add_argument("--params", help='JSON overrides per claim, e.g. {"H01": {"max_prob": 0.02}}')
     p.add_argument("--report-dir", default="reports")
+    p.add_argument("-j", "--jobs", type=int, help="claim runs in parallel (default: one per core on CPU, up to 4)")
+    p.add_argument("--cache-dir", help="trained fixtures (default: $LAZARUS_CACHE_DIR or ~/.cache/lazarus_bench)")
 
     p = sub.add_parser("bench", help="benchmarks: tokens/s, memory, ratios, MFU, scaling -> BENCH.md")
     p.add_argument("--quick", action="store_true", help="fewer steps and repeats (about 2 minutes)")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import sys
 import time
 import traceback
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -122,22 +124,138 @@ def run_claim(claim: Claim, model_id: str, *, tier: str = "slow", n_seeds: int |
     return record
 
 
+@dataclass(frozen=True)
+class Job:
+    claim: str
+    model: str
+    protocol: str
+    cost: float
+
+
+def _previous_wall(report_dir: str | Path, claim: Claim, model_id: str, protocol: str, tier: str) -> float | None:
+    from .records import record_path
+
+    try:
+        old = json.loads(record_path(report_dir, claim.id, slug(model_id), protocol).read_text())
+        return float(old["wall_s"]) if old.get("tier") == tier and old.get("status") == "ok" else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def plan(claims: Sequence[Claim], models: Sequence[str], protocols: Sequence[str] | None, tier: str,
+         report_dir: str | Path) -> list[Job]:
+    """Every (claim, model, protocol) job with a cost estimate: the last run's wall time, else a rough default."""
+    jobs = []
+    for claim in claims:
+        for model_id in models:
+            for protocol in claim.protocols:
+                if protocols is not None and protocol not in protocols:
+                    continue
+                cost = _previous_wall(report_dir, claim, model_id, protocol, tier)
+                jobs.append(Job(claim.id, model_id, protocol, cost if cost is not None else
+                                (100.0 if claim.training else 10.0)))
+    return jobs
+
+
+def ready(pending: Sequence[Job], unfinished: set[str], longest_first: bool = True) -> list[Job]:
+    """Jobs whose ``after`` claims have all finished; longest first for workers (so the slowest do not start last)."""
+    free = [j for j in pending if not set(get_claim(j.claim).after) & (unfinished - {j.claim})]
+    return sorted(free, key=lambda j: -j.cost) if longest_first else free
+
+
+def default_jobs() -> int:
+    """Parallel claim runs: one per core on CPU (tiny models use one core each), one on a GPU."""
+    import mlx.core as mx
+
+    if mx.default_device() != mx.cpu:
+        return 1
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+_WORKER_POOL: ModelPool | None = None
+
+
+def _worker_run(job: Job, kwargs: dict) -> dict:
+    """Run one job in a worker process (its models stay loaded for its later jobs); a short summary comes back."""
+    global _WORKER_POOL
+    _WORKER_POOL = _WORKER_POOL or ModelPool()
+    record = run_claim(get_claim(job.claim), job.model, protocol=job.protocol, pool=_WORKER_POOL, **kwargs)
+    return {k: record.get(k) for k in ("status", "verdict", "reason", "wall_s")}
+
+
 def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, tier: str = "slow",
               n_seeds: int | None = None, report_dir: str | Path = "reports", protocols: Sequence[str] | None = None,
               overrides: dict[str, dict] | None = None, log: Callable[[str], None] | None = None,
-              cache_dir: str | Path | None = None) -> list[dict]:
-    """Every requested claim on every model (each protocol the claim offers), with progress per claim and model."""
+              cache_dir: str | Path | None = None, jobs: int = 1) -> list[dict]:
+    """Every requested claim on every model (each protocol the claim offers), with progress per claim and model.
+
+    With ``jobs`` > 1 the runs go to that many worker processes (single-threaded BLAS each); every
+    worker saves its records as it finishes them. Returns a summary per job in completion order.
+    """
+    from .cache import default_root
+
     claims = [get_claim(c) for c in claim_ids] if claim_ids else all_claims()
-    pool = ModelPool()
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    jobs = [(c, m, p) for c in claims for m in models for p in c.protocols if protocols is None or p in protocols]
-    records = []
-    for i, (claim, model_id, protocol) in enumerate(jobs, 1):
-        log(f"[{i}/{len(jobs)}] {claim.id} on {model_id} ({protocol})")
-        record = run_claim(claim, model_id, tier=tier, n_seeds=n_seeds, report_dir=report_dir, protocol=protocol,
-                           overrides=(overrides or {}).get(claim.id), pool=pool, log=log, cache_dir=cache_dir)
-        summary = record.get("verdict") or record["status"].upper()
-        log(f"[{i}/{len(jobs)}] {claim.id} on {model_id}: {summary} ({record.get('reason', '')}) "
-            f"in {record.get('wall_s', 0)} s")
-        records.append(record)
-    return records
+    pending = plan(claims, models, protocols, tier, report_dir)
+    total = len(pending)
+    kwargs = dict(tier=tier, n_seeds=n_seeds, report_dir=str(report_dir), cache_dir=str(cache_dir or default_root()))
+    unfinished = {j.claim for j in pending}
+    summaries: list[dict] = []
+
+    def finished(job: Job, summary: dict) -> None:
+        summaries.append({"claim": job.claim, "model": job.model, "protocol": job.protocol, **summary})
+        if not any(j.claim == job.claim for j in pending) and job.claim not in running_claims():
+            unfinished.discard(job.claim)
+        outcome = summary.get("verdict") or str(summary.get("status", "")).upper()
+        log(f"[{len(summaries)}/{total}] {job.claim} on {job.model} ({job.protocol}): {outcome} "
+            f"({summary.get('reason', '')}) in {summary.get('wall_s', 0)} s")
+
+    running: dict[Any, Job] = {}
+
+    def running_claims() -> set[str]:
+        return {j.claim for j in running.values()}
+
+    if jobs <= 1:
+        pool = ModelPool()
+        while pending:
+            free = ready(pending, unfinished, longest_first=False)
+            if not free:
+                raise LazarusError("claims wait on each other in a cycle: " + ", ".join(j.claim for j in pending))
+            job = free[0]
+            pending.remove(job)
+            log(f"start {job.claim} on {job.model} ({job.protocol})")
+            record = run_claim(get_claim(job.claim), job.model, protocol=job.protocol, pool=pool, log=log,
+                               overrides=(overrides or {}).get(job.claim), **kwargs)
+            finished(job, {k: record.get(k) for k in ("status", "verdict", "reason", "wall_s")})
+        return summaries
+
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from multiprocessing import get_context
+
+    saved = os.environ.get("OPENBLAS_NUM_THREADS")
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    try:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as executor:
+            while pending or running:
+                for job in ready(pending, unfinished)[: max(0, jobs - len(running))]:
+                    pending.remove(job)
+                    log(f"start {job.claim} on {job.model} ({job.protocol})")
+                    future = executor.submit(_worker_run, job,
+                                             {**kwargs, "overrides": (overrides or {}).get(job.claim)})
+                    running[future] = job
+                if not running:
+                    raise LazarusError("claims wait on each other in a cycle: " + ", ".join(j.claim for j in pending))
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in done:
+                    job = running.pop(future)
+                    try:
+                        summary = future.result()
+                    except Exception as exc:  # noqa: BLE001  (a dead worker must not stop the other jobs)
+                        summary = {"status": "error", "reason": f"worker failed: {type(exc).__name__}: {exc}"}
+                    finished(job, summary)
+    finally:
+        if saved is None:
+            os.environ.pop("OPENBLAS_NUM_THREADS", None)
+        else:
+            os.environ["OPENBLAS_NUM_THREADS"] = saved
+    return summaries

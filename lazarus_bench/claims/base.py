@@ -65,6 +65,7 @@ class Claim:
     training: bool = False
     protocols: tuple[str, ...] = ("corrected",)
     default_seeds: dict[str, int] = field(default_factory=lambda: {"fast": 1, "slow": 3})
+    after: tuple[str, ...] = ()  # claims whose cached training runs this one reuses: the runner schedules it later
 
     def parameters(self, tier: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """The writeup's parameters, reduced for the fast tier, then the user's overrides (unknown keys rejected)."""

@@ -552,6 +552,7 @@ register(Claim(
     applies=needs_instruct_pair,
     fast=_DUAL_FAST,
     training=True,
+    after=("H05",),
 ))
 
 register(Claim(

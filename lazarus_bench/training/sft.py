@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
 import mlx.core as mx
@@ -87,12 +87,18 @@ def train_sft(
     *,
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    batch_wrapper: Callable[[Callable], Callable] | None = None,
 ) -> SFTResult:
-    """Fine-tune ``handle.model`` in place; adapters (mlx-lm format) go to ``out_dir`` and ``out_dir/step_N``."""
+    """Fine-tune ``handle.model`` in place; adapters (mlx-lm format) go to ``out_dir`` and ``out_dir/step_N``.
+
+    ``batch_wrapper`` wraps the training batches (the benchmarks' step timer uses it).
+    """
     cfg = cfg or SFTConfig()
     adapter_config = prepare(handle, cfg)
     train = encoded_batches(handle, train_examples, cfg.batch_size, cfg.train.seed, cfg.add_bos, cfg.add_eos)
     val = encoded_batches(handle, val_examples, cfg.batch_size, 0, cfg.add_bos, cfg.add_eos) if val_examples else None
+    if batch_wrapper is not None:
+        train = batch_wrapper(train)
     out = Path(out_dir) if out_dir is not None else None
     extra = {"lazarus": {"method": "sft", "config": asdict(cfg)}}
 

@@ -365,3 +365,13 @@ def zoo_paths(out_dir: str | os.PathLike) -> dict[str, Path]:
 
 def verify_zoo(out_dir: str | os.PathLike) -> dict[str, dict]:
     return {k: verify(p) for k, p in zoo_paths(out_dir).items()}
+
+
+def ensure_micro_zoo(progress: bool = False) -> Path:
+    """The micro zoo (the fast tier's models), built into the cache the first time it is needed."""
+    from ..models import zoo_root
+
+    root = zoo_root(micro=True)
+    if not all((root / kind / "config.json").is_file() for kind in KINDS):
+        build_zoo(root, size="micro", progress=progress)
+    return root

@@ -1,0 +1,73 @@
+"""The suite runner: job planning, `after` ordering, and parallel workers that give the sequential results."""
+
+from __future__ import annotations
+
+import json
+
+import lazarus_bench  # noqa: F401
+import pytest
+
+from lazarus_bench.claims.base import get_claim, slug
+from lazarus_bench.records import load_records, record_path, save_record
+from lazarus_bench.runner import Job, plan, ready, run_suite
+
+
+def test_ready_waits_for_after_claims_and_puts_longest_first():
+    assert get_claim("H06").after == ("H05",) and get_claim("H13").after == ("H12",)
+    jobs = [Job("H06", "m", "corrected", 500.0), Job("H05", "m", "corrected", 50.0),
+            Job("H01", "m", "corrected", 1.0), Job("H05", "m", "original", 80.0)]
+    first = ready(jobs, {"H05", "H06", "H01"})
+    assert [(j.claim, j.protocol) for j in first] == [("H05", "original"), ("H05", "corrected"), ("H01", "corrected")]
+    assert [j.claim for j in ready(jobs, {"H05", "H06", "H01"}, longest_first=False)] == ["H05", "H01", "H05"]
+    assert [j.claim for j in ready(jobs, {"H06", "H01"})][0] == "H06"
+
+
+def test_plan_estimates_cost_from_the_last_run_of_the_same_tier(tmp_path):
+    h01, h05 = get_claim("H01"), get_claim("H05")
+    record = {"claim": {"id": "H01"}, "model": {"slug": slug("zoo:base")}, "protocol": "corrected", "tier": "slow",
+              "status": "ok", "wall_s": 42.0}
+    save_record(tmp_path, record)
+    jobs = plan([h01, h05], ["zoo:base"], None, "slow", tmp_path)
+    assert [(j.claim, j.protocol, j.cost) for j in jobs] == [
+        ("H01", "corrected", 42.0), ("H05", "corrected", 100.0), ("H05", "original", 100.0)]
+    assert [j.cost for j in plan([h01], ["zoo:base"], None, "fast", tmp_path)] == [10.0]
+    assert [j.protocol for j in plan([h05], ["zoo:base"], ["original"], "slow", tmp_path)] == ["original"]
+
+
+TIMING = ("seconds", "tokens_per", "memory", "wall", "speed", "ratio")
+
+
+def _scrub(value):
+    """The value without timing and memory fields (they differ between any two runs)."""
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items() if not (k.endswith("_s") or any(t in k for t in TIMING))}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def _comparable(record: dict) -> dict:
+    return _scrub({"verdict": record.get("verdict"), "status": record["status"], "samples": record.get("samples"),
+                   "statistic": record.get("statistic") if record["claim"]["id"] != "H12" else None})
+
+
+def test_parallel_workers_give_the_sequential_records(saved_model, tmp_path):
+    """Two spawned workers (single-threaded BLAS) write the same statistics as one process; H13 waits for H12."""
+    models = [str(saved_model("llama"))]
+    claims = ["H01", "H05", "H13", "H12"]
+    runs = {}
+    for jobs in (1, 2):
+        out = tmp_path / f"jobs{jobs}"
+        summaries = run_suite(models, claims, tier="fast", report_dir=out, cache_dir=tmp_path / f"cache{jobs}",
+                              jobs=jobs, log=lambda message: None)
+        assert len(summaries) == 5 and all(s["status"] == "ok" for s in summaries), summaries
+        order = [s["claim"] for s in summaries]
+        assert order.index("H13") > order.index("H12")
+        runs[jobs] = {(r["claim"]["id"], r["protocol"]): r for r in load_records(out).records}
+    assert runs[1].keys() == runs[2].keys() and len(runs[1]) == 5
+    for key in runs[1]:
+        a, b = _comparable(runs[1][key]), _comparable(runs[2][key])
+        assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True), key
+    h13 = json.loads(record_path(tmp_path / "jobs2", "H13", runs[2][("H13", "corrected")]["model"]["slug"],
+                                 "corrected").read_text())
+    assert h13["wall_s"] < runs[2][("H12", "corrected")]["wall_s"], "H13 should reuse H12's cached LoRA run"
