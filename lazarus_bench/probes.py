@@ -22,6 +22,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from .stats import plain
+
 DEFAULT_C = 1.0
 DEFAULT_MAX_ITER = 2000
 DEFAULT_N_SPLITS = 4
@@ -37,19 +39,6 @@ def single_threaded(fn):
             return fn(*args, **kwargs)
 
     return wrapper
-
-
-def _plain(value: Any) -> Any:
-    """Convert numpy scalars/arrays (possibly nested in lists, tuples, dicts) to JSON-friendly Python."""
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _floats(values: Any) -> list[float]:
@@ -89,7 +78,7 @@ def effective_n_splits(y: Any, n_splits: int = DEFAULT_N_SPLITS) -> int:
         raise ValueError(f"a probe needs at least 2 classes, got {classes.size}")
     smallest = int(counts.min())
     if smallest < 2:
-        rare = [_plain(c) for c, k in zip(classes, counts) if k < 2]
+        rare = [plain(c) for c, k in zip(classes, counts) if k < 2]
         raise ValueError(
             f"every class needs at least 2 samples for stratified cross-validation; class(es) {rare} have 1"
         )
@@ -159,7 +148,7 @@ class LayerProbe:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable plain-Python view."""
-        return {name: _plain(getattr(self, name)) for name in self.__dataclass_fields__}
+        return {name: plain(getattr(self, name)) for name in self.__dataclass_fields__}
 
 
 def _cv_scores(pipe: Pipeline, X: np.ndarray, y: np.ndarray, cv: Any, groups: np.ndarray | None = None) -> np.ndarray:
@@ -195,7 +184,7 @@ def probe_layer(
     result = LayerProbe(
         n_samples=int(X.shape[0]),
         n_features=int(X.shape[1]),
-        classes=_plain(classes),
+        classes=plain(classes),
         majority_baseline=float(counts.max() / counts.sum()),
         n_splits=k,
         accuracy=float(np.mean(scores)),
@@ -214,7 +203,7 @@ def probe_layer(
         result.group_accuracy = float(np.mean(group_scores))
         result.group_accuracy_std = float(np.std(group_scores))
         result.group_fold_accuracies = _floats(group_scores)
-        result.group_names = _plain(names)
+        result.group_names = plain(names)
 
     if n_permutations < 0:
         raise ValueError(f"n_permutations must be >= 0, got {n_permutations}")
@@ -273,7 +262,7 @@ class ProbeReport:
         """One flat dict per layer (missing statistics as None), ready for ``tabulate(rows, headers='keys')``."""
         return [
             {
-                "layer": _plain(label),
+                "layer": plain(label),
                 "acc": p.accuracy,
                 "acc_std": p.accuracy_std,
                 "group_acc": p.group_accuracy,
@@ -289,9 +278,9 @@ class ProbeReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable plain-Python view."""
         return {
-            "best_layer": _plain(self.best_layer) if self.layers else None,
+            "best_layer": plain(self.best_layer) if self.layers else None,
             "best_index": self.best_index if self.layers else None,
-            "layers": [{"layer": _plain(label), **p.to_dict()} for label, p in zip(self.layer_labels, self.layers)],
+            "layers": [{"layer": plain(label), **p.to_dict()} for label, p in zip(self.layer_labels, self.layers)],
         }
 
 
@@ -353,9 +342,9 @@ class Predictions:
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable plain-Python view."""
         return {
-            "labels": _plain(self.labels),
-            "proba": _plain(np.asarray(self.proba, dtype=np.float64)),
-            "classes": _plain(self.classes),
+            "labels": plain(self.labels),
+            "proba": plain(np.asarray(self.proba, dtype=np.float64)),
+            "classes": plain(self.classes),
             "accuracy": self.accuracy,
         }
 
@@ -387,7 +376,7 @@ def fit_predict(
     return Predictions(
         labels=labels,
         proba=pipe.predict_proba(X_test),
-        classes=_plain(pipe.classes_),
+        classes=plain(pipe.classes_),
         accuracy=accuracy,
     )
 

@@ -48,20 +48,20 @@ class Verdict(str, Enum):
         return self.value
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Convert numpy scalars/arrays, enums and dataclasses (possibly nested) to JSON-friendly Python."""
     if isinstance(value, Enum):
         return value.value
     if hasattr(value, "to_dict"):
         return value.to_dict()
     if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
+        return plain(value.tolist())
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
@@ -69,8 +69,8 @@ class _Record:
     """Mixin: ``to_dict()`` over the dataclass fields, as plain JSON-serialisable Python."""
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field, converted by ``_plain`` (non-finite floats stay ``inf``/``nan``)."""
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+        """Every field, converted by ``plain`` (non-finite floats stay ``inf``/``nan``)."""
+        return {f.name: plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
