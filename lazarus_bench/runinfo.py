@@ -25,13 +25,17 @@ def package_versions() -> dict[str, str]:
 
 
 def git_commit(path: str | Path | None = None) -> str | None:
-    """The commit of the checkout lazarus_bench runs from, with ``+dirty`` if it has local changes."""
+    """The commit of the checkout lazarus_bench runs from, with ``+dirty`` if it has local changes.
+
+    Changes under ``reports/`` (what runs write) do not count: they are results, not code.
+    """
     cwd = Path(path or Path(__file__).resolve().parent)
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
         if head.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                                ":(top,exclude)reports"], cwd=cwd,
                                capture_output=True, text=True, timeout=5)
         return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):

@@ -134,3 +134,24 @@ def test_train_cli_bad_data_file(saved_model, tmp_path, capsys):
     bad.write_text('{"text": "no prompt"}\n')
     assert main(["train", "sft", "-m", str(saved_model("llama")), "-o", str(tmp_path / "o"), "--data", str(bad)]) == 2
     assert "expected a JSON object with 'prompt' and 'completion'" in capsys.readouterr().err
+
+
+def test_git_commit_ignores_written_reports_but_not_code(tmp_path):
+    import subprocess
+
+    from lazarus_bench.runinfo import git_commit
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "REPORT.md").write_text("old")
+    (tmp_path / "code.py").write_text("x = 1")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    (tmp_path / "reports" / "REPORT.md").write_text("new")
+    assert git_commit(tmp_path) == head
+    (tmp_path / "code.py").write_text("x = 2")
+    assert git_commit(tmp_path) == head + "+dirty"
