@@ -167,7 +167,10 @@ def test_write_bench_on_synthetic_numbers(tmp_path):
             "mlx_lm_tokens_per_s": 800.0, "ratio": 1.25, "ours_cpu_s_per_step": 0.15, "mlx_lm_cpu_s_per_step": 0.18,
             "ours_tokens_per_cpu_s": 3413.0, "mlx_lm_tokens_per_cpu_s": 2844.0, "cpu_ratio": 1.2,
             "loss_curve": {"ours": [4.0, 3.0], "mlx_lm": [4.0, 3.001], "max_abs_diff": 0.001}},
-            "stock": {"runs": [run("mlx_lm-stock", 200.0)], "mlx_lm_tokens_per_s": 200.0, "ratio": 5.0}},
+            "stock": {"runs": [run("mlx_lm-stock", 200.0)], "mlx_lm_tokens_per_s": 200.0, "ratio": 5.0},
+            "padded": {"runs": [run("ours-padded", 900.0), run("mlx_lm-padded", 450.0)], "row_tokens_mean": 11.0,
+                       "row_tokens_max": 13, "mlx_lm_width": 33, "ratio_rows_per_s": 2.0, "ratio_tokens_per_s": 1.9,
+                       "loss_curve": {"ours": [5.0, 4.0], "mlx_lm": [5.0, 4.002], "max_abs_diff": 0.002}}},
         "blas": {"import": {"blas": "preloaded", "library": "openblas", "gemm_gflops": 150.0,
                             "train": pre.summary()},
                  "none": {"blas": "disabled", "library": "libblas", "gemm_gflops": 6.0, "train": pre.summary()},
@@ -183,9 +186,35 @@ def test_write_bench_on_synthetic_numbers(tmp_path):
         assert heading in text
     assert "| (a) SFT LoRA tokens/s" in text and "1.25" in text and "25" in text and "1,024" in text
     assert json.loads((tmp_path / "bench.json").read_text())["lens"]["ratio"] == 5.0
-    assert [r["value"] for r in bench.summarise_ratios(results)][:3] == [1.25, 1.2, 5.0]
+    assert [r["value"] for r in bench.summarise_ratios(results)][:4] == [1.25, 1.2, 5.0, 1.9]
+    assert "short SFT rows, mlx-lm's order" in text and "4.002" in text
 
 
 def test_render_bench_md_with_nothing_measured():
     text = bench.render_bench_md({"mode": "quick"})
     assert "No ratios measured." in text and "## Formulas" in text
+
+
+def test_mlx_lm_order_tight_padding_changes_width_not_rows_or_loss():
+    """mlx-lm's batch order padded to the batch's longest row: same rows and order, same SFT loss, less width."""
+    import mlx.core as mx
+
+    from lazarus_bench.tiny import build_model
+    from lazarus_bench.training.data import Encoded
+    from lazarus_bench.training.sft import sft_loss
+
+    rows = [Encoded(list(range(1, 4 + (i * 7) % 20)), 2) for i in range(24)]
+    wide = bench.MlxLmOrder(rows, 4, seed=3, n_val_batches=1)
+    tight = bench.MlxLmOrder(rows, 4, seed=3, n_val_batches=1, tight=True)
+    model = build_model(CONFIG, seed=0)
+    widths = set()
+    for step in range(8):
+        a, b = wide(step), tight(step)
+        n = b[0].shape[1]
+        widths.add(n)
+        assert a[0].shape[1] == max(len(r.ids) for r in rows) - 1 >= n
+        assert mx.array_equal(a[0][:, :n], b[0]) and mx.array_equal(a[3][:, :n], b[3]) and a[3][:, n:].sum() == 0
+        loss_a, ntok_a, _ = sft_loss(model, *a)
+        loss_b, ntok_b, _ = sft_loss(model, *b)
+        assert ntok_a.item() == ntok_b.item() and loss_a.item() == pytest.approx(loss_b.item(), rel=1e-5)
+    assert len(widths) > 1
