@@ -1411,7 +1411,11 @@ def render_bench_md(results: dict) -> str:
                           ["window", "ours", "mlx_lm"])]
         padded = cmp_.get("padded") or {}
         if padded.get("loss_curve"):
-            out += ["", "Loss per report window (short SFT rows, mlx-lm's order, each padded its own way):", "",
+            out += ["", "Loss per report window (short SFT rows, mlx-lm's order, each padded its own way). The curves "
+                    "differ because mlx-lm's `default_loss` masks `steps <= length`, one target past each row: every "
+                    "row shorter than its batch is also trained to predict the pad id 0 after EOS (ml-explore/mlx-lm "
+                    "PR #1697), and its token count (hence its tokens/s) includes that target. Ours trains on the "
+                    "real targets only; rows/s compares the same work.", "",
                     table([[i + 1, fmt(a, 4), fmt(b, 4)] for i, (a, b) in
                            enumerate(zip(padded["loss_curve"]["ours"], padded["loss_curve"]["mlx_lm"]))],
                           ["window", "ours", "mlx_lm"])]

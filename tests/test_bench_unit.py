@@ -187,7 +187,7 @@ def test_write_bench_on_synthetic_numbers(tmp_path):
     assert "| (a) SFT LoRA tokens/s" in text and "1.25" in text and "25" in text and "1,024" in text
     assert json.loads((tmp_path / "bench.json").read_text())["lens"]["ratio"] == 5.0
     assert [r["value"] for r in bench.summarise_ratios(results)][:4] == [1.25, 1.2, 5.0, 1.9]
-    assert "short SFT rows, mlx-lm's order" in text and "4.002" in text
+    assert "short SFT rows, mlx-lm's order" in text and "4.002" in text and "PR #1697" in text
 
 
 def test_render_bench_md_with_nothing_measured():
@@ -218,3 +218,23 @@ def test_mlx_lm_order_tight_padding_changes_width_not_rows_or_loss():
         loss_b, ntok_b, _ = sft_loss(model, *b)
         assert ntok_a.item() == ntok_b.item() and loss_a.item() == pytest.approx(loss_b.item(), rel=1e-5)
     assert len(widths) > 1
+
+
+def test_mlx_lm_loss_counts_one_pad_target_per_padded_row_ours_does_not():
+    """Why the short-row loss curves differ: mlx-lm's mask reaches one target past each padded row."""
+    import mlx.core as mx
+    from mlx_lm.tuner.trainer import default_loss
+
+    from lazarus_bench.tiny import build_model
+    from lazarus_bench.training.data import Encoded, pad_batch
+    from lazarus_bench.training.sft import sft_loss
+
+    rows = [[1, 5, 6, 7, 2], [1, 8, 9, 2], [1, 3, 2]]
+    width = 9
+    model = build_model(CONFIG, seed=0)
+    batch = mx.array([r + [0] * (width - len(r)) for r in rows])
+    _, theirs = default_loss(model, batch, mx.array([[0, len(r)] for r in rows]))
+    ours = pad_batch([Encoded(r, 1) for r in rows], 0, width)
+    _, ntok, _ = sft_loss(model, *ours.arrays())
+    assert ntok.item() == sum(len(r) - 1 for r in rows) == 9
+    assert theirs.item() == sum(len(r) for r in rows) == 12
