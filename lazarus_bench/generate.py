@@ -21,33 +21,29 @@ def first_int(text: str) -> int | None:
     return int(match.group(0)) if match else None
 
 
-def _stop_ids(handle: ModelHandle) -> set[int]:
-    tok = handle.tokenizer
-    ids = set(getattr(tok, "eos_token_ids", None) or [])
-    if getattr(tok, "eos_token_id", None) is not None:
-        ids.add(int(tok.eos_token_id))
-    return ids
+def eos_ids(tokenizer) -> set[int]:
+    """Every end-of-sequence id a tokenizer declares (mlx-lm wrappers may list several)."""
+    ids = set(getattr(tokenizer, "eos_token_ids", None) or [])
+    if getattr(tokenizer, "eos_token_id", None) is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return {int(i) for i in ids}
 
 
-def greedy_tokens(handle: ModelHandle, prompts: Sequence[str], max_new_tokens: int = 8,
-                  add_special_tokens: bool = True) -> list[list[int]]:
-    """Greedy new tokens for each prompt (stopping at EOS), prompts of equal length batched together."""
+def greedy_ids(model, encoded: Sequence[Sequence[int]], stop: set[int], max_new_tokens: int = 8) -> list[list[int]]:
+    """Greedy new token ids after each encoded prompt (stopping at ``stop``), KV-cached, equal lengths batched."""
     from mlx_lm.models.cache import make_prompt_cache
 
-    encoded = [handle.encode(p, add_special_tokens=add_special_tokens) for p in prompts]
     groups: dict[int, list[int]] = defaultdict(list)
     for i, ids in enumerate(encoded):
         groups[len(ids)].append(i)
-    stop = _stop_ids(handle)
-    out: list[list[int]] = [[] for _ in prompts]
+    out: list[list[int]] = [[] for _ in encoded]
     for members in groups.values():
-        cache = make_prompt_cache(handle.model)
-        logits = handle.model(mx.array([encoded[i] for i in members]), cache=cache)[:, -1]
+        cache = make_prompt_cache(model)
+        logits = model(mx.array([list(encoded[i]) for i in members]), cache=cache)[:, -1]
         done = [False] * len(members)
         for _ in range(max_new_tokens):
             nxt = mx.argmax(logits, axis=-1)
-            values = nxt.tolist()
-            for row, token in enumerate(values):
+            for row, token in enumerate(nxt.tolist()):
                 if not done[row]:
                     if token in stop:
                         done[row] = True
@@ -55,8 +51,15 @@ def greedy_tokens(handle: ModelHandle, prompts: Sequence[str], max_new_tokens: i
                         out[members[row]].append(int(token))
             if all(done):
                 break
-            logits = handle.model(nxt[:, None], cache=cache)[:, -1]
+            logits = model(nxt[:, None], cache=cache)[:, -1]
     return out
+
+
+def greedy_tokens(handle: ModelHandle, prompts: Sequence[str], max_new_tokens: int = 8,
+                  add_special_tokens: bool = True) -> list[list[int]]:
+    """Greedy new tokens for each prompt (stopping at EOS), prompts of equal length batched together."""
+    encoded = [handle.encode(p, add_special_tokens=add_special_tokens) for p in prompts]
+    return greedy_ids(handle.model, encoded, eos_ids(handle.tokenizer), max_new_tokens)
 
 
 def greedy_texts(handle: ModelHandle, prompts: Sequence[str], max_new_tokens: int = 8) -> list[str]:

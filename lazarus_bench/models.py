@@ -421,7 +421,11 @@ def verify_lens(handle: ModelHandle, atol: float = 1e-3) -> None:
 
 def save_model(model: nn.Module, config: dict, out_dir: str | os.PathLike, tokenizer_dir: str | None = None,
                dtype: mx.Dtype | None = None) -> Path:
-    """Write a model in Hugging Face layout (config.json + model.safetensors [+ tokenizer files])."""
+    """Write a model in Hugging Face layout (config.json + model.safetensors [+ tokenizer files]).
+
+    Weights and config are written to temporary files and renamed, so an interrupted save never
+    leaves a half-written file under the final name.
+    """
     import shutil
 
     from mlx.utils import tree_flatten
@@ -431,8 +435,12 @@ def save_model(model: nn.Module, config: dict, out_dir: str | os.PathLike, token
     weights = dict(tree_flatten(model.parameters()))
     if dtype is not None:
         weights = {k: v.astype(dtype) if mx.issubdtype(v.dtype, mx.floating) else v for k, v in weights.items()}
-    mx.save_safetensors(str(out / "model.safetensors"), weights, metadata={"format": "mlx"})
-    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    tmp = out / "model.tmp.safetensors"
+    mx.save_safetensors(str(tmp), weights, metadata={"format": "mlx"})
+    os.replace(tmp, out / "model.safetensors")
+    tmp_config = out / "config.json.tmp"
+    tmp_config.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp_config, out / "config.json")
     if tokenizer_dir is not None:
         for name in os.listdir(tokenizer_dir):
             if name.startswith(("tokenizer", "special_tokens", "vocab", "merges", "chat_template")):

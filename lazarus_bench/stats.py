@@ -1015,3 +1015,9 @@ __all__ = [
     "threshold_claim",
     "two_sample_t",
 ]
+
+
+def ecdf(values, grid) -> list[float]:
+    """Empirical CDF of ``values`` at each point of ``grid`` (share of values <= the point)."""
+    values = np.asarray(values, dtype=np.float64)
+    return [float(np.mean(values <= g)) for g in grid]

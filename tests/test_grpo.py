@@ -15,6 +15,7 @@ from mlx.utils import tree_flatten
 from lazarus_bench.errors import LazarusError
 from lazarus_bench.models import load_model
 from lazarus_bench.prompts import grpo_spec
+from lazarus_bench.generate import eos_ids
 from lazarus_bench.training.grpo import (
     GRPOConfig,
     GrpoPrompt,
@@ -22,7 +23,6 @@ from lazarus_bench.training.grpo import (
     RolloutBatcher,
     answer_reward,
     class_token_ids,
-    eos_ids,
     evaluate_answers,
     frozen_copy,
     generate,

@@ -494,3 +494,11 @@ def test_invalid_input_raises():
         S.binomial_test(9, 8)
     with pytest.raises(ValueError):
         S.threshold_claim([0.1, 0.2], 0.5, "sideways")
+
+
+def test_ecdf_matches_scipy():
+    from scipy.stats import ecdf as scipy_ecdf
+
+    values = np.array([0.3, 0.1, 0.1, 0.7, 0.5])
+    grid = [0.0, 0.1, 0.4, 0.7, 1.0]
+    assert S.ecdf(values, grid) == pytest.approx(list(scipy_ecdf(values).cdf.evaluate(grid)))

@@ -15,7 +15,7 @@ from ..errors import LazarusError
 from ..features import last_token_states
 from ..lens import target_spellings
 from ..projections import cosine_scores, normalize_rows, ranks_of
-from ..stats import Verdict
+from ..stats import Verdict, ecdf
 from .base import Claim, ClaimContext, Outcome, not_instruct, register
 
 EMB = "emb"
@@ -425,11 +425,6 @@ def bootstrap_best_ranks(X, y, ranker: VocabRanker, *, n_bootstrap: int, seed: i
         w = probes.binary_direction(X[idx], y[idx], "multiply", "add", C=C, seed=seed)
         out[b] = ranker.best_rank(w)
     return out
-
-
-def ecdf(values, grid) -> list[float]:
-    values = np.asarray(values, dtype=np.float64)
-    return [float(np.mean(values <= g)) for g in grid]
 
 
 def measure_h04(ctx: ClaimContext) -> Outcome:

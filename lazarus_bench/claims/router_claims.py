@@ -11,7 +11,7 @@ from .. import prompts, stats
 from ..errors import LazarusError
 from ..lens import target_spellings
 from ..projections import normalize_rows, router_vocab_alignment
-from ..stats import Verdict
+from ..stats import Verdict, ecdf
 from .base import Claim, ClaimContext, Outcome, needs_moe, register
 
 NULL_CHUNK = 256
@@ -81,11 +81,6 @@ def substring_matches(tokens: list[str], words) -> list[str]:
         if hit is not None:
             out.append(f"{tok!r}~{hit}")
     return out
-
-
-def ecdf(values, grid) -> list[float]:
-    values = np.asarray(values, dtype=np.float64)
-    return [float(np.mean(values <= g)) for g in grid]
 
 
 def measure_h10(ctx: ClaimContext) -> Outcome:

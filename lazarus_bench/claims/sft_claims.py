@@ -377,10 +377,15 @@ def _run_cost(handle_factory: Callable[[], ModelHandle], train: list, val: list,
     from ..bench import StepTimer, timed_rates
 
     handle = handle_factory()
-    timers: list[StepTimer] = []
-    result = train_sft(handle, train, val, cfg, progress=False,
-                       batch_wrapper=lambda batches: timers.append(StepTimer(batches)) or timers[-1])
-    rates = timed_rates(timers[0], time.perf_counter(), time.process_time())
+    timer: StepTimer | None = None
+
+    def timed(batches: Callable) -> StepTimer:
+        nonlocal timer
+        timer = StepTimer(batches)
+        return timer
+
+    result = train_sft(handle, train, val, cfg, progress=False, batch_wrapper=timed)
+    rates = timed_rates(timer, time.perf_counter(), time.process_time())
     if on_trained is not None:
         on_trained(name, handle, result)
     out = {

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,13 +28,13 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from ..errors import LazarusError
+from ..generate import eos_ids, first_int
 from ..models import ModelHandle, save_model
 from ..prompts import GrpoSpec, grpo_spec
 from .lora import LoraSpec, apply_lora, save_adapter
 from .loop import TrainConfig, TrainResult, train_loop
 
 ADV_EPS = 1e-4
-_INT = re.compile(r"-?\d+")
 
 RewardFn = Callable[[str, int], float]
 
@@ -132,8 +131,7 @@ def sample_prompts(spec: GrpoSpec, n: int, seed: int, balanced: bool = False) ->
 
 def answer_reward(completion: str, answer: int) -> float:
     """1.0 when the first integer (``-?\\d+``) in the completion equals the answer, else 0.0."""
-    m = _INT.search(completion)
-    return 1.0 if m is not None and int(m.group()) == int(answer) else 0.0
+    return 1.0 if first_int(completion) == int(answer) else 0.0
 
 
 def group_advantages(rewards: np.ndarray | Sequence[float], group_size: int, eps: float = ADV_EPS) -> np.ndarray:
@@ -196,11 +194,6 @@ def _length_buckets(lengths: Sequence[int]) -> list[list[int]]:
     for i, n in enumerate(lengths):
         by.setdefault(n, []).append(i)
     return [by[n] for n in sorted(by)]
-
-
-def eos_ids(tokenizer: Any) -> set[int]:
-    ids = getattr(tokenizer, "eos_token_ids", None) or {getattr(tokenizer, "eos_token_id", None)}
-    return {int(i) for i in ids if i is not None}
 
 
 def generate(model: nn.Module, prompts: Sequence[Sequence[int]], group_size: int, max_new_tokens: int,

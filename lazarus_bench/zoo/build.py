@@ -27,6 +27,7 @@ import lazarus_bench  # noqa: F401  (preloads the fast BLAS before mlx)
 import mlx.core as mx
 
 from ..errors import LazarusError
+from ..models import save_model
 from . import pretrain as P
 from .derive import untie, upcycle_moe
 from .evaluate import GATES, evaluate
@@ -297,7 +298,7 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int = 0,
             result = P.train(model, data, tcfg, ckpt_dir=ckpt_root / kind, progress=progress)
             if model_dir.exists():
                 shutil.rmtree(model_dir)
-            P.save_model(model, arch, model_dir)
+            save_model(model, arch, model_dir, dtype=mx.float16)
             save_tokenizer(tok, model_dir)
         if "anneal" in build_config:
             acfg = replace(spec.anneal, seed=seed, name=f"{size}/base-anneal")
@@ -310,7 +311,7 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int = 0,
                                    tokens=result.tokens + second.tokens, seconds=result.seconds + second.seconds,
                                    tokens_per_s=second.tokens_per_s)
             shutil.rmtree(model_dir)
-            P.save_model(model, arch, model_dir)
+            save_model(model, arch, model_dir, dtype=mx.float16)
             save_tokenizer(tok, model_dir)
         metrics = None
         if evaluate_models:

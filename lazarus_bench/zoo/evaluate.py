@@ -11,26 +11,16 @@ and for the instruct model ``chat`` (the same questions in its chat format).
 
 from __future__ import annotations
 
-import re
-from collections import defaultdict
-
 import lazarus_bench  # noqa: F401  (preloads the fast BLAS before mlx)
 
 import mlx.core as mx
 import numpy as np
 
+from ..generate import first_int, greedy_ids
 from .corpus import eval_items, heldout_triples, word_question_items
 from .tokenizer import EOS, chat_prompt
 
 GATES = {"eval_prompts": 0.90, "heldout": 0.80, "word": 0.60, "chat": 0.60}
-_INT = re.compile(r"-?\d+")
-
-
-def first_int(text: str) -> int | None:
-    m = _INT.search(text)
-    return int(m.group(0)) if m else None
-
-
 def _encode(tokenizer, text: str) -> list[int]:
     if hasattr(tokenizer, "encode_batch"):  # tokenizers.Tokenizer (post-processor adds BOS)
         return tokenizer.encode(text).ids
@@ -47,35 +37,10 @@ def _tid(tokenizer, tok: str) -> int:
     return tokenizer.convert_tokens_to_ids(tok)
 
 
-def greedy_complete(model, tokenizer, prompts: list[str], max_new_tokens: int = 6,
-                    batch_size: int = 64) -> list[str]:
+def greedy_complete(model, tokenizer, prompts: list[str], max_new_tokens: int = 6) -> list[str]:
     """Greedy continuations (text) of ``prompts``; stops at ``<|end|>`` or a newline."""
-    eos = _tid(tokenizer, EOS)
-    encoded = [_encode(tokenizer, p) for p in prompts]
-    by_len: dict[int, list[int]] = defaultdict(list)
-    for i, ids in enumerate(encoded):
-        by_len[len(ids)].append(i)
-    outs: list[list[int]] = [[] for _ in prompts]
-    for _, idxs in sorted(by_len.items()):
-        for s in range(0, len(idxs), batch_size):
-            chunk = idxs[s:s + batch_size]
-            seq = np.asarray([encoded[i] for i in chunk], dtype=np.int32)
-            for _ in range(max_new_tokens):
-                logits = model(mx.array(seq))[:, -1, :]
-                nxt = np.asarray(mx.argmax(logits, axis=-1)).astype(np.int32)
-                seq = np.concatenate([seq, nxt[:, None]], axis=1)
-            for row, i in zip(seq, chunk):
-                gen = []
-                for t in row[len(encoded[i]):].tolist():
-                    if t == eos:
-                        break
-                    gen.append(t)
-                outs[i] = gen
-    texts = []
-    for g in outs:
-        t = _decode(tokenizer, g)
-        texts.append(t.split("\n")[0])
-    return texts
+    outs = greedy_ids(model, [_encode(tokenizer, p) for p in prompts], {_tid(tokenizer, EOS)}, max_new_tokens)
+    return [_decode(tokenizer, g).split("\n")[0] for g in outs]
 
 
 def _score(model, tokenizer, prompts, expected, max_new_tokens=6):

@@ -81,21 +81,6 @@ def count_params(model: nn.Module) -> int:
     return sum(v.size for _, v in tree_flatten(model.parameters()))
 
 
-def save_model(model: nn.Module, config: dict, out_dir: str | os.PathLike,
-               dtype=mx.float16) -> list[Path]:
-    """Write ``config.json`` and ``model.safetensors`` (``dtype``) atomically into ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.astype(dtype) for k, v in tree_flatten(model.parameters())}
-    tmp = out / "model.tmp.safetensors"
-    mx.save_safetensors(str(tmp), weights, metadata={"format": "mlx"})
-    os.replace(tmp, out / "model.safetensors")
-    tmpc = out / "config.json.tmp"
-    tmpc.write_text(json.dumps(config, indent=2, sort_keys=True))
-    os.replace(tmpc, out / "config.json")
-    return [out / "config.json", out / "model.safetensors"]
-
-
 def load_model(model_dir: str | os.PathLike, dtype=mx.float32) -> tuple[nn.Module, dict]:
     """Load a zoo model directory (without the tokenizer), upcast to ``dtype``."""
     d = Path(model_dir)
