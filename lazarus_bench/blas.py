@@ -3,6 +3,11 @@
 The Linux ``mlx[cpu]`` wheel links a reference (netlib) BLAS at ~6 GFLOP/s. Loading OpenBLAS
 with RTLD_GLOBAL before ``mlx.core`` is imported makes the dynamic linker resolve MLX's
 ``cblas_*`` symbols to OpenBLAS instead (~30x faster GEMM). This module must not import mlx.
+
+It is also the one place that pins the BLAS thread count: OpenBLAS results change with its thread
+count, so every process (in-process runs, spawned workers, pytest-xdist workers) computes with
+``LAZARUS_BLAS_THREADS`` threads (default 1; the tiny zoo models gain nothing from a second thread),
+whatever ``OPENBLAS_NUM_THREADS`` the caller set. The count goes into every record and cache key.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from dataclasses import dataclass
 
 DISABLE_ENV = "LAZARUS_NO_BLAS_PRELOAD"
 PATH_ENV = "LAZARUS_BLAS_PATH"
+THREADS_ENV = "LAZARUS_BLAS_THREADS"
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
 CANDIDATES = (
     "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0",
@@ -42,6 +49,36 @@ class BlasState:
 
 
 _STATE: BlasState | None = None
+_THREADS: int | None = None
+
+
+def pinned_threads() -> int:
+    """The BLAS thread count every computation uses: ``LAZARUS_BLAS_THREADS``, default 1."""
+    raw = os.environ.get(THREADS_ENV, "").strip() or "1"
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SystemExit(f"lazarus_bench: {THREADS_ENV}={raw!r} is not a positive integer; unset it or set e.g. 1")
+    return value
+
+
+def pin_threads() -> int:
+    """Pin every BLAS/OpenMP pool of this process (and of processes it starts) to ``pinned_threads()``.
+
+    The environment variables reach libraries loaded later (numpy's own OpenBLAS, child processes);
+    threadpoolctl resets the pools of libraries already loaded (the preloaded OpenBLAS included).
+    """
+    global _THREADS
+    n = pinned_threads()
+    for var in THREAD_VARS:
+        os.environ[var] = str(n)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n)
+    _THREADS = n
+    return n
 
 
 def _find_library() -> str | None:
@@ -79,6 +116,7 @@ def preload() -> BlasState:
             stacklevel=2,
         )
         print(f"WARNING: slow BLAS: {_STATE.detail}", file=sys.stderr)
+    pin_threads()
     return _STATE
 
 
@@ -124,11 +162,27 @@ def _mlx_dependency_blas() -> str | None:
     return (vendored or others or [None])[0]
 
 
+def thread_count() -> int | None:
+    """Threads of the BLAS that MLX calls, as the library itself reports them (None when it cannot say)."""
+    from threadpoolctl import threadpool_info
+
+    lib = resolved_library()
+    counts = [pool["num_threads"] for pool in threadpool_info()
+              if lib is not None and os.path.realpath(pool["filepath"]) == lib]
+    return counts[0] if counts else None
+
+
+def fingerprint() -> str:
+    """What of the BLAS can change a result: the library MLX calls and its thread count (for cache keys)."""
+    lib = resolved_library() or state().path or "platform default"
+    return f"{os.path.basename(lib)}:threads={_THREADS or pinned_threads()}"
+
+
 def describe() -> str:
-    """One line: which BLAS MLX is using and why."""
+    """One line: which BLAS MLX is using, why, and with how many threads."""
     s = state()
     lib = resolved_library()
-    return f"{s.status}: {lib or s.path or 'platform default'}"
+    return f"{s.status}: {lib or s.path or 'platform default'} ({_THREADS or pinned_threads()} thread(s))"
 
 
 def gemm_gflops(n: int = 1024, repeats: int = 5) -> float:

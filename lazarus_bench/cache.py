@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
+from . import blas
 from .cli_io import write_json
 
 MANIFEST = "cache_manifest.json"
@@ -48,8 +49,9 @@ def code_version() -> str:
 
 
 def cache_key(parts: dict[str, Any]) -> str:
-    """Stable hash of the JSON of ``parts`` (model hash, method, config, seed) plus the code version."""
-    payload = json.dumps({**parts, "code_version": code_version()}, sort_keys=True, default=str)
+    """Stable hash of the JSON of ``parts`` (model hash, method, config, seed), the code version and the BLAS."""
+    payload = json.dumps({**parts, "code_version": code_version(), "blas": blas.fingerprint()}, sort_keys=True,
+                         default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 

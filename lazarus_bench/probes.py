@@ -5,7 +5,6 @@ Pure numpy + scikit-learn; the features are extracted from the model elsewhere.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +19,6 @@ from sklearn.model_selection import (
 )
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
 
 from .stats import plain
 
@@ -28,17 +26,6 @@ DEFAULT_C = 1.0
 DEFAULT_MAX_ITER = 2000
 DEFAULT_N_SPLITS = 4
 DEFAULT_N_PERMUTATIONS = 200
-
-
-def single_threaded(fn):
-    """Run BLAS single-threaded: probe problems are tiny, and threads on a busy machine slow them ~50x."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with threadpool_limits(limits=1):
-            return fn(*args, **kwargs)
-
-    return wrapper
 
 
 def _floats(values: Any) -> list[float]:
@@ -156,7 +143,6 @@ def _cv_scores(pipe: Pipeline, X: np.ndarray, y: np.ndarray, cv: Any, groups: np
     return cross_val_score(pipe, X, y, groups=groups, cv=cv, scoring="accuracy", error_score="raise")
 
 
-@single_threaded
 def probe_layer(
     X: Any,
     y: Any,
@@ -284,7 +270,6 @@ class ProbeReport:
         }
 
 
-@single_threaded
 def probe_layers(
     features: Any,
     y: Any,
@@ -349,7 +334,6 @@ class Predictions:
         }
 
 
-@single_threaded
 def fit_predict(
     X_train: Any,
     y_train: Any,
@@ -381,7 +365,6 @@ def fit_predict(
     )
 
 
-@single_threaded
 def binary_direction(
     X: Any,
     y: Any,

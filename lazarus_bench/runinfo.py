@@ -56,7 +56,8 @@ def environment(measure_gemm: bool = False) -> dict:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "device": device(),
-        "blas": {"status": state.status, "library": blas.resolved_library() or state.path, "detail": state.detail},
+        "blas": {"status": state.status, "library": blas.resolved_library() or state.path, "detail": state.detail,
+                 "threads": blas.thread_count(), "threads_env": blas.THREADS_ENV},
         "packages": package_versions(),
         "git_commit": git_commit(),
     }

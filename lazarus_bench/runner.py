@@ -189,7 +189,8 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
               cache_dir: str | Path | None = None, jobs: int = 1) -> list[dict]:
     """Every requested claim on every model (each protocol the claim offers), with progress per claim and model.
 
-    With ``jobs`` > 1 the runs go to that many worker processes (single-threaded BLAS each); every
+    With ``jobs`` > 1 the runs go to that many worker processes (BLAS threads pinned as in-process, see
+    ``blas``); every
     worker saves its records as it finishes them. Returns a summary per job in completion order.
     """
     from .cache import default_root
@@ -232,30 +233,22 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from multiprocessing import get_context
 
-    saved = os.environ.get("OPENBLAS_NUM_THREADS")
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"
-    try:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as executor:
-            while pending or running:
-                for job in ready(pending, unfinished)[: max(0, jobs - len(running))]:
-                    pending.remove(job)
-                    log(f"start {job.claim} on {job.model} ({job.protocol})")
-                    future = executor.submit(_worker_run, job,
-                                             {**kwargs, "overrides": (overrides or {}).get(job.claim)})
-                    running[future] = job
-                if not running:
-                    raise LazarusError("claims wait on each other in a cycle: " + ", ".join(j.claim for j in pending))
-                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for future in done:
-                    job = running.pop(future)
-                    try:
-                        summary = future.result()
-                    except Exception as exc:  # noqa: BLE001  (a dead worker must not stop the other jobs)
-                        summary = {"status": "error", "reason": f"worker failed: {type(exc).__name__}: {exc}"}
-                    finished(job, summary)
-    finally:
-        if saved is None:
-            os.environ.pop("OPENBLAS_NUM_THREADS", None)
-        else:
-            os.environ["OPENBLAS_NUM_THREADS"] = saved
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as executor:
+        while pending or running:
+            for job in ready(pending, unfinished)[: max(0, jobs - len(running))]:
+                pending.remove(job)
+                log(f"start {job.claim} on {job.model} ({job.protocol})")
+                future = executor.submit(_worker_run, job,
+                                         {**kwargs, "overrides": (overrides or {}).get(job.claim)})
+                running[future] = job
+            if not running:
+                raise LazarusError("claims wait on each other in a cycle: " + ", ".join(j.claim for j in pending))
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in done:
+                job = running.pop(future)
+                try:
+                    summary = future.result()
+                except Exception as exc:  # noqa: BLE001  (a dead worker must not stop the other jobs)
+                    summary = {"status": "error", "reason": f"worker failed: {type(exc).__name__}: {exc}"}
+                finished(job, summary)
     return summaries

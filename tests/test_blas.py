@@ -67,3 +67,33 @@ def test_importing_mlx_first_is_reported():
 
 def test_gemm_rate_is_positive():
     assert blas.gemm_gflops(n=128, repeats=3) > 0
+
+
+def test_blas_threads_are_pinned_whatever_the_caller_set():
+    """Every BLAS pool (MLX's and numpy's) runs LAZARUS_BLAS_THREADS threads, default 1, not OPENBLAS_NUM_THREADS."""
+    code = ("import lazarus_bench, numpy, mlx.core as mx, threadpoolctl\n"
+            "from lazarus_bench import blas\n"
+            "print(sorted({p['num_threads'] for p in threadpoolctl.threadpool_info()}), blas.fingerprint())")
+    default = _run(code, OPENBLAS_NUM_THREADS="2", OMP_NUM_THREADS="2")
+    assert default.returncode == 0, default.stderr
+    assert default.stdout.split()[0] == "[1]" and default.stdout.strip().endswith("threads=1")
+    two = _run(code, LAZARUS_BLAS_THREADS="2")
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.split()[0] == "[2]" and two.stdout.strip().endswith("threads=2")
+
+
+def test_bad_thread_count_is_one_clear_line():
+    out = _run("import lazarus_bench", LAZARUS_BLAS_THREADS="zero")
+    assert out.returncode != 0
+    assert out.stderr.strip().splitlines() == [
+        "lazarus_bench: LAZARUS_BLAS_THREADS='zero' is not a positive integer; unset it or set e.g. 1"]
+
+
+def test_thread_count_is_in_the_environment_record_and_the_cache_key(monkeypatch):
+    from lazarus_bench import cache
+    from lazarus_bench.runinfo import environment
+
+    assert environment()["blas"]["threads"] == blas.thread_count() == blas.pinned_threads()
+    key = cache.cache_key({"model": "m", "seed": 0})
+    monkeypatch.setattr(blas, "_THREADS", 3)
+    assert cache.cache_key({"model": "m", "seed": 0}) != key

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 from scipy.stats import ks_2samp, rankdata
 
 from lazarus_bench import projections
@@ -18,13 +17,6 @@ from lazarus_bench.projections import (
     router_vocab_alignment,
     top_tokens,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_threaded_blas():
-    """Tiny matrices: BLAS threads only add contention on a busy machine."""
-    with threadpool_limits(limits=1):
-        yield
 
 
 @pytest.fixture(autouse=True)

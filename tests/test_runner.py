@@ -71,3 +71,31 @@ def test_parallel_workers_give_the_sequential_records(saved_model, tmp_path):
     h13 = json.loads(record_path(tmp_path / "jobs2", "H13", runs[2][("H13", "corrected")]["model"]["slug"],
                                  "corrected").read_text())
     assert h13["wall_s"] < runs[2][("H12", "corrected")]["wall_s"], "H13 should reuse H12's cached LoRA run"
+
+
+@pytest.mark.parametrize("parent_threads", [None, "2"])
+def test_records_do_not_depend_on_the_callers_blas_threads(saved_model, tmp_path, parent_threads):
+    """`lazarus-bench run` in a process whose parent set OPENBLAS_NUM_THREADS=2 (or nothing) writes the
+    same records as this process: the thread count is pinned inside lazarus_bench, not by the caller."""
+    import os
+    import subprocess
+    import sys
+
+    model = str(saved_model("llama"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENBLAS", "OMP_", "MKL_", "LAZARUS_BLAS"))}
+    if parent_threads:
+        env["OPENBLAS_NUM_THREADS"] = parent_threads
+    out = tmp_path / "child"
+    cmd = [sys.executable, "-m", "lazarus_bench.cli", "run", "--tier", "fast", "-m", model, "--claims", "H01,H05",
+           "--protocol", "corrected", "-j", "1", "--report-dir", str(out), "--cache-dir", str(tmp_path / "cc")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    here = tmp_path / "here"
+    run_suite([model], ["H01", "H05"], tier="fast", report_dir=here, cache_dir=tmp_path / "ch", jobs=1,
+              protocols=["corrected"], log=lambda message: None)
+    child = {r["claim"]["id"]: r for r in load_records(out).records}
+    ours = {r["claim"]["id"]: r for r in load_records(here).records}
+    assert child.keys() == ours.keys() == {"H01", "H05"}
+    for key in ours:
+        assert child[key]["environment"]["blas"]["threads"] == 1
+        assert json.dumps(_comparable(child[key]), sort_keys=True) == json.dumps(_comparable(ours[key]), sort_keys=True)

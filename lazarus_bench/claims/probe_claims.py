@@ -55,7 +55,6 @@ def probe_prompt_set(handle, prompt_set, groups, params) -> LayerProbes:
     return LayerProbes(labels=labels, features=X, y=y, groups=groups, report=report)
 
 
-@probes.single_threaded
 def cv_predictions(X, y, groups, *, n_splits: int, seed: int, C: float) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold prediction of every prompt under the probe's stratified k-fold and under leave-one-group-out
     (same classifier and folds as ``probes.probe_layer``)."""
@@ -66,7 +65,6 @@ def cv_predictions(X, y, groups, *, n_splits: int, seed: int, C: float) -> tuple
     return strat, group
 
 
-@probes.single_threaded
 def permutation_null(features: np.ndarray, y, *, n_splits: int, n_permutations: int, seed: int, C: float) -> np.ndarray:
     """Stratified-CV accuracy of each layer under label permutations, shape (n_permutations, n_layers).
 
@@ -90,7 +88,6 @@ def permutation_p(observed: float, null) -> float:
     return float((1 + np.count_nonzero(null >= observed - 1e-9)) / (null.size + 1))
 
 
-@probes.single_threaded
 def nested_peak(features: np.ndarray, y, groups, candidates: list[int], base: int, *, n_splits: int, seed: int,
                 C: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Leave-one-group-out predictions at a layer chosen WITHOUT the held-out group (first maximum of inner stratified
@@ -414,7 +411,6 @@ def multiply_add_features(handle, layer: int) -> tuple[np.ndarray, np.ndarray, l
     return X[0], np.asarray([it.label for it in items]), items
 
 
-@probes.single_threaded
 def bootstrap_best_ranks(X, y, ranker: VocabRanker, *, n_bootstrap: int, seed: int, C: float) -> np.ndarray:
     """Best rank of the spellings for probes refitted on prompts resampled with replacement within each class."""
     rng = np.random.default_rng(seed)
