@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from lazarus_bench.runner import ModelPool
+from lazarus_bench.suite.runner import ModelPool
 
 ZOO = ("zoo:base", "zoo:instruct", "zoo:untied", "zoo:moe")
 TIERS = (("fast", ()), ("slow", (pytest.mark.slow,)))
@@ -44,13 +44,25 @@ def suite(request):
     }
 
 
+def pytest_runtest_logreport(report):
+    """Note that a claim test ran (under pytest-xdist this runs on the controller for every worker's test)."""
+    if report.when == "call" or (report.when == "setup" and report.skipped):
+        if "hypotheses/test_claims.py::test_H" in report.nodeid.replace("\\", "/"):
+            _RAN.add(report.nodeid)
+
+
+_RAN: set[str] = set()
+
+
 def pytest_sessionfinish(session, exitstatus):
-    """Render the report from the records this run wrote (and any earlier ones in the same directory)."""
+    """Render the report from the records this run wrote (and any earlier ones in the same directory).
+
+    Only the main process renders: with ``-n N`` the xdist workers write records and the controller renders once.
+    """
     from pathlib import Path
 
-    report_dir = Path(session.config.getoption("--report-dir"))
-    if getattr(session.config, "_lazarus_records", 0):
-        from lazarus_bench.report import render
+    if _RAN and not hasattr(session.config, "workerinput"):
+        from lazarus_bench.suite.report import render
 
-        path = render(report_dir)
+        path = render(Path(session.config.getoption("--report-dir")))
         print(f"\nlazarus_bench report: {path}")

@@ -17,31 +17,25 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import blas
-from .cli_io import write_json
+from .io import sha256_file, write_json
 
 MANIFEST = "cache_manifest.json"
 DEFAULT_ROOT_ENV = "LAZARUS_CACHE_DIR"
+NOT_RESULT_CODE = ("cli", "suite", "bench", "zoo")
 
 
 def default_root() -> Path:
     return Path(os.environ.get(DEFAULT_ROOT_ENV) or Path.home() / ".cache" / "lazarus_bench")
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @lru_cache(maxsize=None)
 def code_version() -> str:
-    """Hash of the package's training and analysis sources: a code change invalidates cached fixtures."""
+    """Hash of every source that computes a result (all but the CLI, suite, benchmarks and zoo builder, whose
+    models are hashed by content): a code change invalidates cached fixtures."""
     root = Path(__file__).resolve().parent
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
-        if "claims" in path.parts or "zoo" in path.parts:
+        if path.relative_to(root).parts[0] in NOT_RESULT_CODE:
             continue
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())

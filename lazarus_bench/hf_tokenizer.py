@@ -15,12 +15,22 @@ BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
 def train_bpe(texts: Iterable[str], vocab_size: int, out_dir: str | Path, *,
               extra_special: Sequence[str] = (), chat_template: str | None = None) -> Path:
     """Train a byte-level BPE on ``texts`` and write tokenizer.json + tokenizer_config.json to ``out_dir``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
 
     special = [BOS, EOS, PAD, *extra_special]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
     )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(

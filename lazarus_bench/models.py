@@ -8,6 +8,7 @@ were non-causal).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -16,11 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
 import mlx.core as mx
 import mlx.nn as nn
 
 from .errors import LazarusError
+from .io import sha256_file
+from .zoo.registry import resolve_zoo
 
 _INNER_CANDIDATES = ("model", "language_model.model", "language_model", "transformer", "backbone")
 _EMBED_NAMES = ("embed_tokens", "wte", "tok_embeddings", "embeddings")
@@ -367,38 +369,6 @@ def load_model(
     return handle
 
 
-ZOO_ENV = "LAZARUS_ZOO_DIR"
-MICRO_ZOO_ENV = "LAZARUS_MICRO_ZOO_DIR"
-
-
-def zoo_root(micro: bool = False) -> Path:
-    """Where zoo models live: the shipped weights (or $LAZARUS_ZOO_DIR); the micro zoo is built into a cache."""
-    if micro:
-        default = Path(os.environ.get("LAZARUS_CACHE_DIR") or Path.home() / ".cache" / "lazarus_bench") / "zoo-micro"
-        return Path(os.environ.get(MICRO_ZOO_ENV) or default)
-    return Path(os.environ.get(ZOO_ENV) or Path(__file__).parent / "zoo" / "weights")
-
-
-def resolve_zoo(model_id: str) -> Path:
-    """Directory of ``zoo:NAME`` or ``zoo-micro:NAME`` (a bare NAME means ``zoo:``), checked against its manifest."""
-    micro = model_id.startswith("zoo-micro:")
-    name = model_id.split(":", 1)[1] if ":" in model_id else model_id
-    root = zoo_root(micro)
-    path = root / name
-    if not (path / "config.json").is_file():
-        known = sorted(p.name for p in root.glob("*") if (p / "config.json").is_file()) if root.is_dir() else []
-        build = "lazarus-bench zoo build" + (" --size micro" if micro else "")
-        raise LazarusError(
-            f"zoo model '{model_id}' not found in {root} (available: {', '.join(known) or 'none'}); build it with: {build}"
-        )
-    try:
-        from .zoo.build import verify
-    except ImportError:
-        return path
-    verify(path)
-    return path
-
-
 def _hub_config(model: nn.Module) -> dict:
     args = getattr(model, "args", None)
     return dict(vars(args)) if args is not None else {}
@@ -446,3 +416,32 @@ def save_model(model: nn.Module, config: dict, out_dir: str | os.PathLike, token
             if name.startswith(("tokenizer", "special_tokens", "vocab", "merges", "chat_template")):
                 shutil.copy(Path(tokenizer_dir) / name, out / name)
     return out
+
+
+_FINGERPRINTS: dict[str, str] = {}
+
+
+def local_path(model_id: str) -> Path | None:
+    """The directory behind a model id (zoo ids resolved and verified), or None for a hub id."""
+    if model_id.startswith(("zoo:", "zoo-micro:")):
+        return resolve_zoo(model_id)
+    path = Path(model_id).expanduser()
+    return path if path.is_dir() else None
+
+
+def model_fingerprint(model_id: str) -> str:
+    """16 hex of sha256 over a local checkpoint's config and weights files, else over the hub id.
+
+    The one model hash: records carry it and every cached fixture's key includes it.
+    """
+    if model_id not in _FINGERPRINTS:
+        digest = hashlib.sha256()
+        root = local_path(model_id)
+        if root is not None:
+            for p in sorted(p for p in root.iterdir() if p.suffix in (".json", ".safetensors") and p.is_file()):
+                digest.update(p.name.encode())
+                digest.update(sha256_file(p).encode())
+        else:
+            digest.update(f"hub:{model_id}".encode())
+        _FINGERPRINTS[model_id] = digest.hexdigest()[:16]
+    return _FINGERPRINTS[model_id]

@@ -159,7 +159,8 @@ class TaskVocabulary:
         for cls, lab in self.labels.items():
             if lab == label:
                 return self.classes[cls]
-        raise UnknownNameError(f"vocabulary {self.name!r} has no class for label {label!r}; labels: {sorted(self.labels.values())}")
+        raise UnknownNameError(
+            f"vocabulary {self.name!r} has no class for label {label!r}; labels: {sorted(self.labels.values())}")
 
 
 @dataclass(frozen=True)
@@ -181,8 +182,14 @@ class GrpoSpec:
             a, b = rng.randint(alo, ahi), rng.randint(blo, bhi)
             items.append(
                 PromptItem(
-                    id=f"grpo/{i}", text=self.template.format(a=a, op=op, b=b), label=label, a=a, b=b,
-                    answer=_apply(label, a, b), op=op, item=f"{a},{b}",
+                    id=f"grpo/{i}",
+                    text=self.template.format(a=a, op=op, b=b),
+                    label=label,
+                    a=a,
+                    b=b,
+                    answer=_apply(label, a, b),
+                    op=op,
+                    item=f"{a},{b}",
                 )
             )
         return PromptSet(name=f"grpo(seed={seed})", items=tuple(items), source=self.source, note=self.note)
@@ -231,9 +238,20 @@ def _literal_items(name: str, spec: Mapping[str, Any]) -> tuple[PromptItem, ...]
         tag = "/".join(p for p in (split, label, f"{d['a']},{d['b']}", d.get("category")) if p)
         out.append(
             PromptItem(
-                id=f"{name}/{tag}", text=d["text"], label=label, a=d["a"], b=d["b"], answer=d["answer"], op=op,
-                template=0, pair=d.get("pair"), item=f"{d['a']},{d['b']}", split=split, category=d.get("category"),
-                flags=tuple(d.get("flags", ())), note=d.get("note"),
+                id=f"{name}/{tag}",
+                text=d["text"],
+                label=label,
+                a=d["a"],
+                b=d["b"],
+                answer=d["answer"],
+                op=op,
+                template=0,
+                pair=d.get("pair"),
+                item=f"{d['a']},{d['b']}",
+                split=split,
+                category=d.get("category"),
+                flags=tuple(d.get("flags", ())),
+                note=d.get("note"),
             )
         )
     return tuple(out)
@@ -249,8 +267,16 @@ def _word_items(name: str, spec: Mapping[str, Any]) -> tuple[PromptItem, ...]:
             for p in pairs:
                 out.append(
                     PromptItem(
-                        id=f"{name}/{label}/t{t}/{p.a},{p.b}", text=tmpl.format(a=p.a, op=word, b=p.b), label=label,
-                        a=p.a, b=p.b, answer=p.answer, op=word, template=t, pair=p.pair, item=p.item,
+                        id=f"{name}/{label}/t{t}/{p.a},{p.b}",
+                        text=tmpl.format(a=p.a, op=word, b=p.b),
+                        label=label,
+                        a=p.a,
+                        b=p.b,
+                        answer=p.answer,
+                        op=word,
+                        template=t,
+                        pair=p.pair,
+                        item=p.item,
                         in_original=(t == p.pair),
                     )
                 )
@@ -324,8 +350,13 @@ def grpo_spec() -> GrpoSpec:
     """Seed 002 GRPO prompt template ``Calculate: {a} {op} {b} = `` with its operand ranges."""
     g = _raw()["generators"]["grpo"]
     ops = tuple((o["label"], o["op"], tuple(o["a"]), tuple(o["b"])) for o in g["operations"])
-    return GrpoSpec(template=g["template"], operations=ops, batch_size=g["batch_size"],
-                    source=_source(g["source"]), note=g.get("note", ""))
+    return GrpoSpec(
+        template=g["template"],
+        operations=ops,
+        batch_size=g["batch_size"],
+        source=_source(g["source"]),
+        note=g.get("note", ""),
+    )
 
 
 @lru_cache(maxsize=None)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
 import pytest
 
 from lazarus_bench.hf_tokenizer import train_bpe
@@ -47,7 +46,9 @@ def saved_model(tmp_path_factory, tokenizer_dir, tokenizer_vocab):
         if (arch, seed) not in cache:
             cfg = tiny_config(arch, vocab_size=tokenizer_vocab)
             model = build_model(cfg, seed=seed)
-            cache[(arch, seed)] = save_model(model, cfg, tmp_path_factory.mktemp(arch), tokenizer_dir=str(tokenizer_dir))
+            cache[(arch, seed)] = save_model(
+                model, cfg, tmp_path_factory.mktemp(arch), tokenizer_dir=str(tokenizer_dir)
+            )
         return cache[(arch, seed)]
 
     return make

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
+
+# isort: split
 import json
 import sys
 
-import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np

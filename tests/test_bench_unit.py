@@ -1,17 +1,19 @@
-"""Fast checks of bench.py's pure parts: FLOP/MFU and memory formulas, the mlx-lm report parser, the BENCH.md writer."""
+"""Fast checks of the bench package's pure parts: FLOP/MFU and memory formulas, the mlx-lm report parser, BENCH.md."""
 
 from __future__ import annotations
 
 import json
 
-import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
 import pytest
 
-from lazarus_bench import bench
-from lazarus_bench.bench import Dims
+from lazarus_bench.bench import fixtures, formulas, render
+from lazarus_bench.bench import mlx_lm as bench_mlx_lm
+from lazarus_bench.bench import training as bench_training
+from lazarus_bench.bench.formulas import Dims
+from lazarus_bench.training.timing import StepTimer
 
 # hidden 16, 2 layers, F 48, V 32, 4 heads of 4 (q_dim 16), 2 kv heads (kv_dim 8), tied embeddings
-CONFIG = bench.llama_config(16, 2, 32, intermediate=48, heads=4, kv_heads=2)
+CONFIG = fixtures.llama_config(16, 2, 32, intermediate=48, heads=4, kv_heads=2)
 BLOCK = 16 * 16 + 16 * 8 + 16 * 8 + 16 * 16 + 3 * 16 * 48  # q, k, v, o, gate/up/down = 3072
 MATMUL = 2 * BLOCK + 32 * 16  # + tied unembedding = 6656
 PARAMS = MATMUL + (2 * 2 + 1) * 16  # + RMSNorm gains = 6736
@@ -23,36 +25,36 @@ def test_dims_and_parameter_counts_match_a_built_model():
     from lazarus_bench.training.loop import count_params
     from lazarus_bench.training.lora import LoraSpec, apply_lora
 
-    d = bench.dims_of(CONFIG)
+    d = formulas.dims_of(CONFIG)
     assert d == Dims(hidden=16, layers=2, intermediate=48, vocab=32, heads=4, kv_heads=2, head_dim=4, tied=True)
-    assert bench.block_matmul_params(d) == BLOCK
-    assert bench.matmul_params(d) == MATMUL
+    assert formulas.block_matmul_params(d) == BLOCK
+    assert formulas.matmul_params(d) == MATMUL
     model = build_model(CONFIG)
-    assert bench.param_count(d) == PARAMS == count_params(model)
+    assert formulas.param_count(d) == PARAMS == count_params(model)
     apply_lora(model, LoraSpec(rank=2), d.layers)
-    assert bench.lora_param_count(d, 2) == LORA_R2 == count_params(model, trainable=True)
+    assert formulas.lora_param_count(d, 2) == LORA_R2 == count_params(model, trainable=True)
 
 
 def test_training_flops_and_mfu_by_hand():
-    d = bench.dims_of(CONFIG)
+    d = formulas.dims_of(CONFIG)
     attention = 12 * 2 * 10 * 16  # 12 L T d_attn at T = 10
-    assert bench.train_flops_per_token(d, 10) == 6 * 6656 + attention == 43776
-    assert bench.train_flops_per_token(d, 10, lora_params=LORA_R2) == 4 * 6656 + 6 * 1216 + attention == 37760
-    assert bench.mfu(1000.0, 43776.0, 0.1) == pytest.approx(0.43776)
-    assert bench.mfu(1000.0, 43776.0, 0.0) != bench.mfu(1000.0, 43776.0, 0.0)
+    assert formulas.train_flops_per_token(d, 10) == 6 * 6656 + attention == 43776
+    assert formulas.train_flops_per_token(d, 10, lora_params=LORA_R2) == 4 * 6656 + 6 * 1216 + attention == 37760
+    assert formulas.mfu(1000.0, 43776.0, 0.1) == pytest.approx(0.43776)
+    assert formulas.mfu(1000.0, 43776.0, 0.0) != formulas.mfu(1000.0, 43776.0, 0.0)
 
 
 def test_memory_model_by_hand():
-    d = bench.dims_of(CONFIG)
+    d = formulas.dims_of(CONFIG)
     a = 6 * 16 + 3 * 16 + 3 * 8 + 4 * 10 + 5 * 48  # 448 floats per token per layer at T = 10
-    assert bench.activation_floats_per_token_layer(d, 10) == a
-    full = bench.predict_memory(d, 2, 10)
+    assert formulas.activation_floats_per_token_layer(d, 10) == a
+    full = formulas.predict_memory(d, 2, 10)
     assert full.weights == full.grads == 4 * 6736
     assert full.optimizer == 8 * 6736
     assert full.activations == 4 * 20 * (2 * a + 2 * 16)
     assert full.logits == 4 * 20 * 32 * 6
     assert full.total == 16 * 6736 + 74240 + 15360 == full.to_dict()["total"]
-    lora = bench.predict_memory(d, 2, 10, lora_rank=2)
+    lora = formulas.predict_memory(d, 2, 10, lora_rank=2)
     assert lora.weights == 4 * (6736 + 1216)
     assert (lora.grads, lora.optimizer) == (4 * 1216, 8 * 1216)
     assert lora.activations == 4 * 20 * (2 * (a + 14) + 32)
@@ -69,29 +71,29 @@ TABLE = (  # captured from mlx-lm 0.32 (rich output with colour codes; the val l
 
 
 def test_parse_mlx_lm_report_both_formats():
-    (legacy,) = bench.parse_mlx_lm_report(LEGACY)
+    (legacy,) = formulas.parse_mlx_lm_report(LEGACY)
     assert legacy == {"iter": 10, "loss": 2.345, "it_per_s": 1.234, "tokens_per_s": 567.89, "trained_tokens": 4567,
                       "peak_mem_gb": 0.123}
-    rows = bench.parse_mlx_lm_report(TABLE)
+    rows = formulas.parse_mlx_lm_report(TABLE)
     assert [(r["iter"], r["loss"], r["tokens_per_s"], r["trained_tokens"]) for r in rows] == [
         (5, 5.734, 270.0, 2600), (20, 4.465, 1234.0, 20500)]
     assert rows[0]["it_per_s"] is None and rows[0]["peak_mem_gb"] is None
-    assert bench.parse_mlx_lm_report("Loading pretrained model\nTraining\n") == []
+    assert formulas.parse_mlx_lm_report("Loading pretrained model\nTraining\n") == []
 
 
 def test_window_rates():
     seconds, tokens = [5.0, 1.0, 1.0, 1.0, 2.0, 2.0], [100] * 6
-    assert bench.window_rates(seconds, tokens, 2) == [100.0, 50.0]
-    assert bench.window_rates(seconds, tokens, 2, skip_windows=0)[0] == pytest.approx(200 / 6)
-    assert bench.window_means([1.0, 3.0, 5.0, 7.0, 9.0], 2) == [2.0, 6.0]
+    assert formulas.window_rates(seconds, tokens, 2) == [100.0, 50.0]
+    assert formulas.window_rates(seconds, tokens, 2, skip_windows=0)[0] == pytest.approx(200 / 6)
+    assert formulas.window_means([1.0, 3.0, 5.0, 7.0, 9.0], 2) == [2.0, 6.0]
 
 
 def test_mlx_lm_side_cpu_per_step_from_stamped_report_lines():
     output = LEGACY + "\n" + TABLE
     stamps = [(0.0, cpu, line) for cpu, line in zip((1.0, 2.0, 3.5), [ln for ln in output.splitlines()
-                                                                     if bench.is_report_line(ln)])]
-    run = bench.ProcessRun(0, output, 0.3, 10.0, 5.0, stamps)
-    side = bench._theirs_run("mlx_lm", run, tokens_per_row=64.0, report_every=5)
+                                                                     if bench_mlx_lm.is_report_line(ln)])]
+    run = bench_mlx_lm.ProcessRun(0, output, 0.3, 10.0, 5.0, stamps)
+    side = bench_mlx_lm._theirs_run("mlx_lm", run, tokens_per_row=64.0, report_every=5)
     assert side.window_cpu_s_per_step == pytest.approx([0.2, 0.3]) and side.cpu_s_per_step == pytest.approx(0.25)
     assert side.window_tokens_per_s == [270.0, 1234.0] and side.rows_per_s == pytest.approx(752.0 / 64)
     assert side.window_losses == [2.345, 5.734, 4.465] and side.iters == 20
@@ -101,7 +103,7 @@ def test_run_process_stamps_lines_and_reads_peak_rss():
     import sys
 
     code = "import sys; print('a'); print('Iter 5: Train loss 1.0, x, It/sec 1.0, Tokens/sec 2.0'); sys.exit(3)"
-    run = bench.run_process([sys.executable, "-c", code], stamp=bench.is_report_line)
+    run = bench_mlx_lm.run_process([sys.executable, "-c", code], stamp=bench_mlx_lm.is_report_line)
     assert run.returncode == 3 and run.output.splitlines()[0] == "a"
     assert len(run.stamps) == 1 and run.stamps[0][2].startswith("Iter 5")
     assert 0 < run.max_rss_gb < 1 and run.cpu_seconds >= 0
@@ -111,7 +113,7 @@ def test_step_timer_splits_compute_from_batch_building():
     import mlx.core as mx
 
     batch = (mx.zeros((2, 5)), None, None, mx.ones((2, 5)))
-    timer = bench.StepTimer(lambda step, rank, world: batch)
+    timer = StepTimer(lambda step, rank, world: batch)
     timer.enter, timer.exit = [0.0, 3.0], [1.0, 3.5]
     timer.cpu_enter, timer.cpu_exit = [0.0, 1.0], [0.5, 1.5]
     assert timer.step_seconds(6.0) == [2.0, 2.5] and timer.wall_seconds(6.0) == [3.0, 3.0]
@@ -123,14 +125,14 @@ def test_step_timer_splits_compute_from_batch_building():
 def test_fixed_length_texts_are_one_token_per_character(tmp_path):
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(bench.bench_tokenizer(tmp_path) / "tokenizer.json"))
-    texts = bench.fixed_length_texts(20, 31, seed=1)
+    tok = Tokenizer.from_file(str(fixtures.bench_tokenizer(tmp_path) / "tokenizer.json"))
+    texts = fixtures.fixed_length_texts(20, 31, seed=1)
     assert all(len(t) == 31 for t in texts)
     assert {len(tok.encode(t).ids) for t in texts} == {32}  # BOS + one token per character
 
 
-def _measurement(name: str, **kw) -> bench.TrainMeasurement:
-    m = bench.TrainMeasurement(
+def _measurement(name: str, **kw) -> bench_training.TrainMeasurement:
+    m = bench_training.TrainMeasurement(
         name=name, model="h128 x 8L (V 1024)", batch=8, seq_len=64, total_params=1_706_112,
         trainable_params=kw.get("trainable", 1_706_112), step_seconds=[2.0, 1.0, 0.5, 0.5, 0.7],
         step_tokens=[512] * 5, step_computed=[512] * 5, losses=[5.0, 4.0, 3.5, 3.0, 2.9], first_step_s=2.0,
@@ -148,8 +150,11 @@ def test_train_measurement_steady_state():
 
 def test_write_bench_on_synthetic_numbers(tmp_path):
     pre = _measurement("zoo-pretrain")
-    run = lambda label, rate: bench.MlxLmRun(label, 20, [rate], [0.17], [4.0, 3.0], rate, 0.17, rate / 64, None, 0.2,
-                                             20.0, 6.0).to_dict()
+
+    def run(label: str, rate: float) -> dict:
+        return bench_mlx_lm.MlxLmRun(label, 20, [rate], [0.17], [4.0, 3.0], rate, 0.17, rate / 64, None, 0.2, 20.0,
+                                     6.0).to_dict()
+
     results = {
         "mode": "quick", "wall_s": 99.0, "model_source": "synthetic",
         "machine": {"cpu": "Test CPU", "cores": 2, "usable_cores": 2, "load_avg": [1.0, 1.0, 1.0],
@@ -178,7 +183,7 @@ def test_write_bench_on_synthetic_numbers(tmp_path):
         "scaling": {"seq_len": 64, "by_size": [pre.to_dict()], "by_batch": [pre.to_dict()]},
         "errors": {"probes": "RuntimeError: synthetic"},
     }
-    path = bench.write_bench(results, tmp_path)
+    path = render.write_bench(results, tmp_path)
     text = path.read_text()
     assert path.name == "BENCH.md" and "Test CPU" in text and "123 GFLOP/s" in text
     for heading in ("## Ratios", "## Training step throughput", "## Logit lens and probes", "## SFT LoRA: ours vs",
@@ -186,12 +191,12 @@ def test_write_bench_on_synthetic_numbers(tmp_path):
         assert heading in text
     assert "| (a) SFT LoRA tokens/s" in text and "1.25" in text and "25" in text and "1,024" in text
     assert json.loads((tmp_path / "bench.json").read_text())["lens"]["ratio"] == 5.0
-    assert [r["value"] for r in bench.summarise_ratios(results)][:4] == [1.25, 1.2, 5.0, 1.9]
+    assert [r["value"] for r in render.summarise_ratios(results)][:4] == [1.25, 1.2, 5.0, 1.9]
     assert "short SFT rows, mlx-lm's order" in text and "4.002" in text and "PR #1697" in text
 
 
 def test_render_bench_md_with_nothing_measured():
-    text = bench.render_bench_md({"mode": "quick"})
+    text = render.render_bench_md({"mode": "quick"})
     assert "No ratios measured." in text and "## Formulas" in text
 
 
@@ -204,8 +209,8 @@ def test_mlx_lm_order_tight_padding_changes_width_not_rows_or_loss():
     from lazarus_bench.training.sft import sft_loss
 
     rows = [Encoded(list(range(1, 4 + (i * 7) % 20)), 2) for i in range(24)]
-    wide = bench.MlxLmOrder(rows, 4, seed=3, n_val_batches=1)
-    tight = bench.MlxLmOrder(rows, 4, seed=3, n_val_batches=1, tight=True)
+    wide = bench_mlx_lm.MlxLmOrder(rows, 4, seed=3, n_val_batches=1)
+    tight = bench_mlx_lm.MlxLmOrder(rows, 4, seed=3, n_val_batches=1, tight=True)
     model = build_model(CONFIG, seed=0)
     widths = set()
     for step in range(8):

@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 import os
 
-import lazarus_bench  # noqa: F401
 import pytest
 
 from lazarus_bench.cache import MANIFEST, FixtureCache, cache_key
 from lazarus_bench.claims.base import REGISTRY, Claim, Outcome, get_claim, register
 from lazarus_bench.errors import LazarusError
-from lazarus_bench.records import SCHEMA_VERSION, load_records
-from lazarus_bench.report import render
-from lazarus_bench.runner import run_claim
 from lazarus_bench.stats import threshold_claim
+from lazarus_bench.suite.records import SCHEMA_VERSION, load_records
+from lazarus_bench.suite.report import render
+from lazarus_bench.suite.runner import run_claim
 
 
 def test_unknown_claim_id_lists_known():

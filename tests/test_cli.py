@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import subprocess
+import sys
 
-import lazarus_bench  # noqa: F401
 import mlx.core as mx
 import numpy as np
 import pytest
 from scipy.special import softmax
 
-from lazarus_bench.cli import main, write_json
+from lazarus_bench.cli import COMMANDS, main
+from lazarus_bench.io import write_json
 from lazarus_bench.models import load_model
 
 
@@ -155,3 +158,62 @@ def test_git_commit_ignores_written_reports_but_not_code(tmp_path):
     assert git_commit(tmp_path) == head
     (tmp_path / "code.py").write_text("x = 2")
     assert git_commit(tmp_path) == head + "+dirty"
+
+
+ALL_COMMANDS = ["info", "lens", "probe", "router", "train", "claims", "run", "bench", "report", "zoo"]
+
+
+def _listed(text: str) -> list[str]:
+    """Commands named at the start of a line of the top-level help, in order."""
+    return [line.split()[0] for line in text.splitlines() if line.startswith("    ") and line.split()[0] in COMMANDS]
+
+
+def test_help_and_no_args_list_every_command(capsys):
+    assert list(COMMANDS) == ALL_COMMANDS
+    done = subprocess.run([sys.executable, "-m", "lazarus_bench.cli", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stderr == ""
+    assert _listed(done.stdout) == ALL_COMMANDS
+    assert "logit lens over layers for prompts and target words" in done.stdout
+    assert main(["-h"]) == 0
+    assert capsys.readouterr().out == done.stdout
+    assert main([]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and _listed(captured.err) == ALL_COMMANDS
+
+
+def test_unknown_command_is_one_line_and_exit_2(capsys):
+    assert main(["frobnicate", "--json", "x.json"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert captured.out == "" and len(err) == 1
+    assert err[0].startswith("lazarus-bench: error:") and "'frobnicate'" in err[0]
+    assert all(name in err[0] for name in ALL_COMMANDS)
+
+
+@pytest.mark.parametrize("name", ALL_COMMANDS)
+def test_every_command_module_has_its_own_parser_and_help(name, capsys):
+    module = importlib.import_module(f"lazarus_bench.cli.{name}")
+    assert callable(module.build_parser) and callable(module.main)
+    assert module.build_parser().prog == f"lazarus-bench {name}"
+    with pytest.raises(SystemExit) as exc:
+        main([name, "--help"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: lazarus-bench {name} ")
+
+
+def test_run_command_errors_and_interrupts(capsys):
+    from lazarus_bench.cli.common import run_command
+    from lazarus_bench.errors import LazarusError
+
+    def fail(args):
+        raise LazarusError("bad input")
+
+    def interrupt(args):
+        raise KeyboardInterrupt
+
+    assert run_command(fail, None) == 2
+    assert capsys.readouterr().err == "lazarus-bench: error: bad input\n"
+    assert run_command(interrupt, None) == 130
+    assert capsys.readouterr().err == "lazarus-bench: interrupted\n"
+    assert run_command(lambda args: 0, None) == 0

@@ -7,13 +7,16 @@ import math
 import numpy as np
 import pytest
 
-import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
-import lazarus_bench.claims.dual_reward_claims as drc
 from lazarus_bench import prompts, stats
 from lazarus_bench.claims.base import ZOO_INSTRUCT_PAIRS, get_claim
+from lazarus_bench.claims.common import restricted_lens
+from lazarus_bench.claims.h05_dual_reward_names_op import h05_verdict
+from lazarus_bench.claims.h06_base_vs_instruct import h06_statistic
+from lazarus_bench.claims.h08_grpo_dual_collapse import chance_collapse_rate, collapse_words, grpo_config, is_collapsed
+from lazarus_bench.claims.h09_collapse_fixes import FIXES, h09_statistic
 from lazarus_bench.models import load_model
-from lazarus_bench.runner import run_claim
 from lazarus_bench.stats import Verdict
+from lazarus_bench.suite.runner import run_claim
 from lazarus_bench.training.dual_reward import evaluate_classifier
 
 STAT_FIELDS = {"name", "statistic", "ci_low", "ci_high", "confidence", "effect_size", "p_value", "n", "verdict",
@@ -96,7 +99,7 @@ def test_h08_collapse_statistic_from_samples(saved_model, tmp_path):
     (sample,) = record["samples"]
     assert sample["variant"] == "dual" and sample["cls_weight"] == 0.4 and sample["steps"] == 2
     assert len(sample["predicted"]) == sample["n_prompts"] == 6
-    collapsed, mode, count, accuracy = drc.is_collapsed(sample["predicted"], sample["labels"], record["params"])
+    collapsed, mode, count, accuracy = is_collapsed(sample["predicted"], sample["labels"], record["params"])
     assert (collapsed, mode, count) == (sample["collapsed"], sample["mode_word"], sample["mode_count"])
     again = stats.proportion_claim(int(collapsed), 1, 0.8, 0.05, chance=39 / 729, min_n=3)
     st = record["statistic"]
@@ -107,45 +110,45 @@ def test_h08_collapse_statistic_from_samples(saved_model, tmp_path):
 
 def test_h09_runs_every_fix_and_holm_corrects(saved_model, tmp_path):
     record = _run("H09", saved_model("llama"), tmp_path)
-    assert [s["variant"] for s in record["samples"]] == list(drc.FIXES)
+    assert [s["variant"] for s in record["samples"]] == list(FIXES)
     per_fix = record["statistic"]["details"]["per_fix"]
-    raw = [per_fix[f]["p_value"] for f in drc.FIXES]
-    assert [per_fix[f]["holm_p"] for f in drc.FIXES] == pytest.approx(list(stats.holm(raw)))
-    for fix in drc.FIXES:
+    raw = [per_fix[f]["p_value"] for f in FIXES]
+    assert [per_fix[f]["holm_p"] for f in FIXES] == pytest.approx(list(stats.holm(raw)))
+    for fix in FIXES:
         rows = [s for s in record["samples"] if s["variant"] == fix]
         assert per_fix[fix]["details"]["k"] == sum(s["collapsed"] for s in rows)
-    assert record["statistic"]["p_value"] == pytest.approx(max(per_fix[f]["holm_p"] for f in drc.FIXES))
-    assert set(record["curves"]["cls_loss"]["series"]) == set(drc.FIXES)
+    assert record["statistic"]["p_value"] == pytest.approx(max(per_fix[f]["holm_p"] for f in FIXES))
+    assert set(record["curves"]["cls_loss"]["series"]) == set(FIXES)
 
 
 def test_grpo_configs_keep_each_fix_and_apply_fast_sizes():
     fast = get_claim("H09").parameters("fast")
-    cfgs = {f: drc.grpo_config(f, 3, fast) for f in drc.FIXES}
+    cfgs = {f: grpo_config(f, 3, fast) for f in FIXES}
     assert all(c.lora is None and c.seed == 3 and c.train.steps == 2 and c.group_size == 2 for c in cfgs.values())
     assert cfgs["balanced"].balanced_ops and cfgs["entropy"].entropy_bonus == 0.5
     assert cfgs["low_lr"].train.lr == 2e-6 and cfgs["cls_heavy"].cls_weight == 0.9
-    slow = drc.grpo_config("low_lr", 0, get_claim("H09").parameters("slow"))
+    slow = grpo_config("low_lr", 0, get_claim("H09").parameters("slow"))
     assert slow.train.steps == 50 and slow.max_new_tokens == get_claim("H09").params["max_new_tokens"]
-    dual = drc.grpo_config("dual", 0, get_claim("H08").parameters("slow"))
+    dual = grpo_config("dual", 0, get_claim("H08").parameters("slow"))
     assert (dual.cls_weight, dual.train.lr, dual.train.steps, dual.prompts_per_step) == (0.4, 1e-5, 20, 8)
 
 
 def test_collapse_rule_and_its_chance_rate():
     p = {"max_off_mode": 1, "max_accuracy": 0.5}
     labels = ["multiply", "multiply", "add", "add", "subtract", "subtract"]
-    assert drc.is_collapsed(["add"] * 6, labels, p)[:3] == (True, "add", 6)
-    assert drc.is_collapsed(["add"] * 5 + ["subtract"], labels, p)[0]
-    assert not drc.is_collapsed(["add"] * 4 + ["multiply"] * 2, labels, p)[0]
-    assert not drc.is_collapsed(labels, labels, p)[0]
-    assert drc.chance_collapse_rate(labels, ["multiply", "add", "subtract"], p) == pytest.approx(39 / 729)
+    assert is_collapsed(["add"] * 6, labels, p)[:3] == (True, "add", 6)
+    assert is_collapsed(["add"] * 5 + ["subtract"], labels, p)[0]
+    assert not is_collapsed(["add"] * 4 + ["multiply"] * 2, labels, p)[0]
+    assert not is_collapsed(labels, labels, p)[0]
+    assert chance_collapse_rate(labels, ["multiply", "add", "subtract"], p) == pytest.approx(39 / 729)
 
 
 def test_restricted_lens_matches_evaluate_classifier(saved_model):
     handle = load_model(str(saved_model("llama")))
     evalset = prompts.grpo_collapse_lens()
-    words = drc.collapse_words(evalset.labels())
+    words = collapse_words(evalset.labels())
     assert words == ["multiply", "add", "subtract"]
-    layer, restricted, vocab = drc.restricted_lens(handle, evalset.texts(), words, 0.55)
+    layer, restricted, vocab = restricted_lens(handle, evalset.texts(), words, 0.55)
     ref = evaluate_classifier(handle, evalset.texts(), evalset.labels(), words=words)
     assert layer == ref.layer and [words[int(np.argmax(r))] for r in restricted] == ref.predicted
     truth = [r[words.index(lab)] for r, lab in zip(restricted, evalset.labels())]
@@ -164,16 +167,16 @@ def _dual_rows(correct, probs, lost, losses=None):
 
 def test_h05_verdicts_on_synthetic_seeds():
     p = get_claim("H05").parameters("slow")
-    good, _ = drc.h05_verdict(_dual_rows([8, 8, 7], [0.62, 0.71, 0.55], [0, 0, 0]), p)
+    good, _ = h05_verdict(_dual_rows([8, 8, 7], [0.62, 0.71, 0.55], [0, 0, 0]), p)
     assert good.verdict == Verdict.SUPPORTED and good.n == 3
-    weak, _ = drc.h05_verdict(_dual_rows([2, 3, 2], [0.26, 0.27, 0.25], [0, 0, 0]), p)
+    weak, _ = h05_verdict(_dual_rows([2, 3, 2], [0.26, 0.27, 0.25], [0, 0, 0]), p)
     assert weak.verdict == Verdict.REFUTED
-    hurt, _ = drc.h05_verdict(_dual_rows([8, 8, 8], [0.62, 0.71, 0.55], [5, 5, 5]), p)
+    hurt, _ = h05_verdict(_dual_rows([8, 8, 8], [0.62, 0.71, 0.55], [5, 5, 5]), p)
     assert hurt.verdict == Verdict.REFUTED and "answer accuracy" in hurt.reason
     assert hurt.details["answer_guard"]["statistic"] == pytest.approx(-15 / 24)
-    slight, _ = drc.h05_verdict(_dual_rows([8, 8, 8], [0.62, 0.71, 0.55], [0, 1, 0]), p)
+    slight, _ = h05_verdict(_dual_rows([8, 8, 8], [0.62, 0.71, 0.55], [0, 1, 0]), p)
     assert slight.verdict == Verdict.SUPPORTED
-    few, _ = drc.h05_verdict(_dual_rows([8, 8], [0.62, 0.71], [0, 0]), p)
+    few, _ = h05_verdict(_dual_rows([8, 8], [0.62, 0.71], [0, 0]), p)
     assert few.verdict == Verdict.INCONCLUSIVE and "too few seeds" in few.reason
 
 
@@ -181,18 +184,18 @@ def test_h06_and_h09_verdicts_on_synthetic_seeds():
     p = get_claim("H06").parameters("slow")
     base = _dual_rows([8, 8, 8], [0.60, 0.70, 0.65], [0, 0, 0], [1.0, 1.1, 0.9])
     inst = _dual_rows([7, 7, 6], [0.20, 0.31, 0.24], [0, 0, 0], [5.0, 5.3, 4.8])
-    assert drc.h06_statistic(base, inst, p).verdict == Verdict.SUPPORTED
-    assert drc.h06_statistic(inst, base, p).verdict == Verdict.REFUTED
-    assert drc.h06_statistic(base[:1], inst[:1], p).verdict == Verdict.INCONCLUSIVE
+    assert h06_statistic(base, inst, p).verdict == Verdict.SUPPORTED
+    assert h06_statistic(inst, base, p).verdict == Verdict.REFUTED
+    assert h06_statistic(base[:1], inst[:1], p).verdict == Verdict.INCONCLUSIVE
     q = get_claim("H09").parameters("slow")
     add, sub = {"collapsed": True, "mode_word": "add"}, {"collapsed": False, "mode_word": "subtract"}
     untrained = {"collapsed": True, "mode_word": "subtract", "mode_count": 6, "n_prompts": 6}
-    collapsed = {f: [add] * 3 for f in drc.FIXES}
-    st, table = drc.h09_statistic(collapsed, 39 / 729, q, untrained)
+    collapsed = {f: [add] * 3 for f in FIXES}
+    st, table = h09_statistic(collapsed, 39 / 729, q, untrained)
     assert st.verdict == Verdict.SUPPORTED and all(t["verdict"] == "SUPPORTED" for t in table.values())
-    st, table = drc.h09_statistic(collapsed, 39 / 729, q, {**untrained, "mode_word": "add"})
+    st, table = h09_statistic(collapsed, 39 / 729, q, {**untrained, "mode_word": "add"})
     assert st.verdict == Verdict.INCONCLUSIVE and all(t["same_as_untrained"] for t in table.values())
     assert "untrained model already collapses" in st.reason
-    escaped = {**{f: [add] * 6 for f in drc.FIXES}, "cls_heavy": [sub] * 6}
-    st, table = drc.h09_statistic(escaped, 39 / 729, q, untrained)
+    escaped = {**{f: [add] * 6 for f in FIXES}, "cls_heavy": [sub] * 6}
+    st, table = h09_statistic(escaped, 39 / 729, q, untrained)
     assert st.verdict == Verdict.REFUTED and st.details["weakest_fix"] == "cls_heavy"

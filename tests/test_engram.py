@@ -5,12 +5,10 @@ from __future__ import annotations
 import itertools
 import json
 
-import numpy as np
-import pytest
-
-import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
+import pytest
 from mlx.utils import tree_flatten
 
 from lazarus_bench.errors import LazarusError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lazarus_bench.claims.base import get_claim
-from lazarus_bench.runner import run_claim
+from lazarus_bench.suite.runner import run_claim
 
 
 def test_h15_fast_tier_record(saved_model, tmp_path):

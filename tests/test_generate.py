@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import lazarus_bench  # noqa: F401
 import mlx.core as mx
 
-from lazarus_bench.generate import eos_ids, first_int, greedy_ids
+from lazarus_bench.analysis.generate import eos_ids, first_int, greedy_ids
 from lazarus_bench.tiny import build_model, tiny_config
 
 

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from collections import Counter
 
-import numpy as np
-import pytest
-
-import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
+import pytest
 from mlx.utils import tree_flatten
 
+from lazarus_bench.analysis.generate import eos_ids
 from lazarus_bench.errors import LazarusError
 from lazarus_bench.models import load_model
 from lazarus_bench.prompts import grpo_spec
-from lazarus_bench.generate import eos_ids
 from lazarus_bench.training.grpo import (
     GRPOConfig,
     GrpoPrompt,
@@ -35,8 +33,8 @@ from lazarus_bench.training.grpo import (
     token_logps,
     train_grpo,
 )
-from lazarus_bench.training.lora import VO, LoraSpec
 from lazarus_bench.training.loop import TrainConfig
+from lazarus_bench.training.lora import VO, LoraSpec
 
 
 @pytest.fixture

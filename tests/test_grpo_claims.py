@@ -7,9 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
 from lazarus_bench.claims.base import REGISTRY
-from lazarus_bench.claims.grpo_claims import (
+from lazarus_bench.claims.h07_grpo_no_classifier import (
     RecordingSpec,
     grpo_config,
     heldout_prompts,
@@ -18,8 +17,8 @@ from lazarus_bench.claims.grpo_claims import (
 )
 from lazarus_bench.models import load_model
 from lazarus_bench.prompts import GrpoSpec, grpo_spec
-from lazarus_bench.runner import ModelPool, run_claim
 from lazarus_bench.stats import Verdict
+from lazarus_bench.suite.runner import ModelPool, run_claim
 from lazarus_bench.training.grpo import train_grpo
 
 

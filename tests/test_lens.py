@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 
-import lazarus_bench  # noqa: F401
 import mlx.core as mx
 import numpy as np
 import pytest
 from scipy.special import log_softmax
 from scipy.stats import rankdata
 
+from lazarus_bench.analysis.lens import EMB, logit_lens, resolve_layers
 from lazarus_bench.errors import LazarusError
-from lazarus_bench.lens import EMB, logit_lens, resolve_layers
 from lazarus_bench.models import dense_weight, load_model, save_model
 from lazarus_bench.tiny import ARCHS, build_model, tiny_config
 
@@ -149,7 +148,7 @@ def test_word_ranks_of_a_direction_match_numpy(handle_of):
     """A direction equal to a token's (gain-unfolded) unembedding row ranks that token first."""
     from scipy.stats import rankdata
 
-    from lazarus_bench.directions import word_ranks
+    from lazarus_bench.analysis.directions import word_ranks
 
     handle = handle_of("llama_untied")
     W = np.array(handle.unembedding(), dtype=np.float64)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import lazarus_bench  # noqa: F401
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
@@ -103,7 +102,7 @@ def test_unembedding_and_tying(arch):
     model = build_model(cfg)
     handle = ModelHandle(model=model, tokenizer=None, model_id=arch, config=cfg)
     source = model.model.embed_tokens.weight if handle.tied else model.lm_head.weight
-    assert handle.tied == (not ("lm_head" in model))
+    assert handle.tied == ("lm_head" not in model)
     np.testing.assert_array_equal(np.array(handle.unembedding()), np.array(source))
 
 
@@ -241,6 +240,6 @@ def test_zoo_ids_are_kept_and_paths_recorded(monkeypatch, saved_model, tmp_path)
 
     shutil.copytree(saved_model("llama"), tmp_path / "base")
     monkeypatch.setenv("LAZARUS_ZOO_DIR", str(tmp_path))
-    monkeypatch.setattr("lazarus_bench.zoo.build.verify", lambda path: {})
+    monkeypatch.setattr("lazarus_bench.zoo.registry.verify", lambda path: {})
     handle = load_model("zoo:base")
     assert handle.model_id == "zoo:base" and handle.path == str(tmp_path / "base")

@@ -12,12 +12,11 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-import lazarus_bench.claims.probe_claims  # noqa: F401  (registers H02-H04)
 from lazarus_bench import prompts
-from lazarus_bench.claims.base import REGISTRY, ModelInfo
-from lazarus_bench.features import last_token_states
+from lazarus_bench.analysis.features import last_token_states
+from lazarus_bench.claims.base import ModelInfo, get_claim
 from lazarus_bench.models import load_model
-from lazarus_bench.runner import ModelPool, run_claim
+from lazarus_bench.suite.runner import ModelPool, run_claim
 
 VERDICTS = {"SUPPORTED", "REFUTED", "INCONCLUSIVE"}
 
@@ -35,7 +34,7 @@ def handle(model_dir):
 @pytest.fixture(scope="module")
 def records(model_dir, tmp_path_factory):
     pool, out = ModelPool(), tmp_path_factory.mktemp("reports")
-    return {cid: run_claim(REGISTRY[cid], model_dir, tier="fast", report_dir=out, pool=pool, log=lambda m: None)
+    return {cid: run_claim(get_claim(cid), model_dir, tier="fast", report_dir=out, pool=pool, log=lambda m: None)
             for cid in ("H02", "H03", "H04")}
 
 
@@ -57,7 +56,7 @@ def test_record_is_complete(records, cid):
     assert record["samples"] and record["curves"] and record["ours"]
     for curve in record["curves"].values():
         assert all(len(ys) == len(curve["x"]) for ys in curve["series"].values())
-    assert record["tier"] == "fast" and record["params"] == REGISTRY[cid].parameters("fast")
+    assert record["tier"] == "fast" and record["params"] == get_claim(cid).parameters("fast")
     json.dumps({k: record[k] for k in ("statistic", "samples", "curves", "extra")})
 
 
@@ -67,7 +66,9 @@ def test_h02_statistic_matches_samples_and_sklearn(records, handle):
     train = [s for s in record["samples"] if s["split"] == "train"]
     assert len(train) == stat["n"] == 16
     assert stat["statistic"] == pytest.approx(np.mean([s["correct_stratified"] for s in train]))
-    assert details["accuracy_leave_one_pair_out"] == pytest.approx(np.mean([s["correct_leave_one_pair_out"] for s in train]))
+    assert details["accuracy_leave_one_pair_out"] == pytest.approx(
+        np.mean([s["correct_leave_one_pair_out"] for s in train])
+    )
     n_perm = record["params"]["n_permutations"]
     assert 1 / (n_perm + 1) <= stat["p_value"] <= 1.0 and stat["p_value"] == details["permutation_p"]
 
@@ -94,10 +95,13 @@ def test_h03_gain_matches_samples(records):
         assert isinstance(s["selected_layer"], int) and s["selected_layer"] > 0
     assert details["accuracy_l0_leave_one_template_out"] == pytest.approx(np.mean([s["correct_l0"] for s in samples]))
     assert details["accuracy_l0_stratified"] == pytest.approx(
-        np.mean([s["pred_l0_stratified"] == s["label"] for s in samples]))
+        np.mean([s["pred_l0_stratified"] == s["label"] for s in samples])
+    )
     curve = record["curves"]["probe_accuracy"]
     layer0 = curve["x"].index("0")
-    assert curve["series"]["leave-one-template-out"][layer0] == pytest.approx(details["accuracy_l0_leave_one_template_out"])
+    assert curve["series"]["leave-one-template-out"][layer0] == pytest.approx(
+        details["accuracy_l0_leave_one_template_out"]
+    )
     assert curve["series"]["permutation null mean"][0] is None
     n_perm = record["params"]["n_permutations"]
     assert 1 / (n_perm + 1) <= details["max_statistic_p"] <= 1.0
@@ -135,7 +139,9 @@ def test_h04_ranks_match_numpy(records, handle):
     assert details["best_rank"] == best and stat["statistic"] == pytest.approx(best / V)
     boot = np.asarray(record["extra"]["bootstrap_percentiles"])
     assert boot.size == record["params"]["n_bootstrap"]
-    assert stat["ci_low"] == pytest.approx(np.quantile(boot, 0.05)) and stat["ci_high"] == pytest.approx(np.quantile(boot, 0.95))
+    assert stat["ci_low"] == pytest.approx(np.quantile(boot, 0.05)) and stat["ci_high"] == pytest.approx(
+        np.quantile(boot, 0.95)
+    )
     assert stat["p_value"] == pytest.approx((1 + np.sum(boot <= 0.01)) / (boot.size + 1))
     null = np.asarray(record["extra"]["null_percentiles"])
     m = len({s["token_id"] for s in multiply})
@@ -145,13 +151,13 @@ def test_h04_ranks_match_numpy(records, handle):
 
 def test_h04_skips_instruct_models():
     info = ModelInfo(model_id="x-instruct", model_type="llama", kind="instruct", n_layers=4, is_moe=False, tied=True)
-    assert "instruct" in REGISTRY["H04"].applies(info)
-    assert REGISTRY["H02"].applies(info) is None and REGISTRY["H03"].applies(info) is None
+    assert "instruct" in get_claim("H04").applies(info)
+    assert get_claim("H02").applies(info) is None and get_claim("H03").applies(info) is None
 
 
 def test_fast_tier_overrides_are_smaller():
     for cid in ("H02", "H03", "H04"):
-        claim = REGISTRY[cid]
+        claim = get_claim(cid)
         fast, slow = claim.parameters("fast"), claim.parameters("slow")
         assert set(claim.fast) <= set(claim.params)
         assert all(fast[k] < slow[k] for k in claim.fast)

@@ -9,11 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_score, permutation_test_score
+from sklearn.model_selection import (
+    StratifiedKFold,
+    cross_val_score,
+    permutation_test_score,
+)
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from lazarus_bench.probes import (
+from lazarus_bench.analysis.probes import (
     binary_direction,
     cluster_separation,
     control_labels,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.stats import ks_2samp, rankdata
 
-from lazarus_bench import projections
-from lazarus_bench.projections import (
+from lazarus_bench.analysis import projections
+from lazarus_bench.analysis.projections import (
     cosine_scores,
     normalize_rows,
     ranks_of,

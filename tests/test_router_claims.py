@@ -7,10 +7,9 @@ import json
 import numpy as np
 import pytest
 
-import lazarus_bench.claims.router_claims  # noqa: F401  (registers H10)
-from lazarus_bench.claims.base import REGISTRY
+from lazarus_bench.claims.base import get_claim
 from lazarus_bench.models import load_model
-from lazarus_bench.runner import ModelPool, run_claim
+from lazarus_bench.suite.runner import ModelPool, run_claim
 
 VERDICTS = {"SUPPORTED", "REFUTED", "INCONCLUSIVE"}
 
@@ -21,7 +20,7 @@ def pool():
 
 
 def run(saved_model, arch, pool, tmp_path):
-    return run_claim(REGISTRY["H10"], str(saved_model(arch)), tier="fast", report_dir=tmp_path, pool=pool,
+    return run_claim(get_claim("H10"), str(saved_model(arch)), tier="fast", report_dir=tmp_path, pool=pool,
                      log=lambda m: None)
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-import lazarus_bench  # noqa: F401
 import pytest
 
 from lazarus_bench.claims.base import get_claim, slug
-from lazarus_bench.records import load_records, record_path, save_record
-from lazarus_bench.runner import Job, plan, ready, run_suite
+from lazarus_bench.suite.records import load_records, record_path, save_record
+from lazarus_bench.suite.runner import Job, plan, ready, run_suite
 
 
 def test_ready_waits_for_after_claims_and_puts_longest_first():
@@ -99,3 +99,28 @@ def test_records_do_not_depend_on_the_callers_blas_threads(saved_model, tmp_path
     for key in ours:
         assert child[key]["environment"]["blas"]["threads"] == 1
         assert json.dumps(_comparable(child[key]), sort_keys=True) == json.dumps(_comparable(ours[key]), sort_keys=True)
+
+
+def test_pytest_xdist_gives_the_records_of_lazarus_bench_run(saved_model, tmp_path):
+    """`pytest hypotheses -n 2` (two xdist workers) writes the records `run_suite` writes in one process, and the
+    controller renders the report once."""
+    import os
+    import subprocess
+    import sys
+
+    model = str(saved_model("llama"))
+    out = tmp_path / "xdist"
+    cmd = [sys.executable, "-m", "pytest", "hypotheses/test_claims.py", "-n", "2", "-p", "no:cacheprovider", "-q",
+           "-k", "test_H01 or test_H05", "--model", model, "--report-dir", str(out)]
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(cmd, cwd=root, env=dict(os.environ), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert (out / "REPORT.md").is_file() and "lazarus_bench report:" in done.stdout
+    here = tmp_path / "here"
+    run_suite([model], ["H01", "H05"], tier="fast", report_dir=here, cache_dir=tmp_path / "cache", jobs=1,
+              log=lambda message: None)
+    xdist = {(r["claim"]["id"], r["protocol"]): r for r in load_records(out).records}
+    ours = {(r["claim"]["id"], r["protocol"]): r for r in load_records(here).records}
+    assert xdist.keys() == ours.keys() == {("H01", "corrected"), ("H05", "corrected"), ("H05", "original")}
+    for key in ours:
+        assert json.dumps(_comparable(xdist[key]), sort_keys=True) == json.dumps(_comparable(ours[key]), sort_keys=True)

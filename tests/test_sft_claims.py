@@ -10,21 +10,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
 from lazarus_bench.claims.base import REGISTRY
-from lazarus_bench.claims.sft_claims import (
-    combine,
-    corrected_lens_top,
-    equivalence_claim,
-    exact_claim,
-    family_prob,
-    lora_vs_full,
-    original_lens_top,
-    task_token_scores,
-)
+from lazarus_bench.claims.h11_sft_task_tokens import corrected_lens_top, original_lens_top, task_token_scores
+from lazarus_bench.claims.h12_lora_vs_full import lora_vs_full
+from lazarus_bench.claims.h13_remain_token import family_prob
 from lazarus_bench.models import load_model
-from lazarus_bench.runner import ModelPool, run_claim
 from lazarus_bench.stats import Verdict, threshold_claim
+from lazarus_bench.stats.verdicts import combine, equivalence_claim, exact_claim
+from lazarus_bench.suite.runner import ModelPool, run_claim
 
 VERDICTS = {"SUPPORTED", "REFUTED", "INCONCLUSIVE"}
 

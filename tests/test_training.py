@@ -5,20 +5,30 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-import lazarus_bench  # noqa: F401
 import mlx.core as mx
 import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 from scipy.special import log_softmax
 
-from lazarus_bench.models import load_model, save_model
-from lazarus_bench.training.data import Example, arithmetic_examples, assert_disjoint, encode_examples, pad_batch
-from lazarus_bench.training.dual_reward import ORIGINAL_DIFFERENCES, DualRewardConfig, make_loss, train_dual_reward
-from lazarus_bench.training.lora import LoraSpec, apply_lora, fuse_lora
-from lazarus_bench.training.loop import TrainConfig, TrainingDiverged, train_loop
-from lazarus_bench.training.sft import SFTConfig, encoded_batches, sft_loss, train_sft
 from lazarus_bench.errors import LazarusError
+from lazarus_bench.models import load_model, save_model
+from lazarus_bench.training.data import (
+    Example,
+    arithmetic_examples,
+    assert_disjoint,
+    encode_examples,
+    pad_batch,
+)
+from lazarus_bench.training.dual_reward import (
+    ORIGINAL_DIFFERENCES,
+    DualRewardConfig,
+    make_loss,
+    train_dual_reward,
+)
+from lazarus_bench.training.loop import TrainConfig, TrainingDiverged, train_loop
+from lazarus_bench.training.lora import LoraSpec, apply_lora, fuse_lora
+from lazarus_bench.training.sft import SFTConfig, encoded_batches, sft_loss, train_sft
 
 EXAMPLES = arithmetic_examples(64, seed=1)
 
@@ -227,7 +237,11 @@ def test_dual_reward_trains_vo_lora_and_reports(saved_model, tmp_path):
 
 
 def test_two_stage_fuses_then_trains_a_new_lora(saved_model, tmp_path):
-    from lazarus_bench.training.two_stage import TwoStageConfig, accuracy_drop, train_two_stage
+    from lazarus_bench.training.two_stage import (
+        TwoStageConfig,
+        accuracy_drop,
+        train_two_stage,
+    )
 
     handle = fresh(saved_model)
     result = train_two_stage(handle, TwoStageConfig().scaled(3, 2), out_dir=tmp_path, progress=False)

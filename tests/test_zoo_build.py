@@ -1,4 +1,3 @@
-import lazarus_bench  # noqa: F401  (must precede any mlx import)
 
 import json
 
@@ -8,8 +7,9 @@ import pytest
 
 from lazarus_bench.zoo import build as B
 from lazarus_bench.zoo import pretrain as P
-from lazarus_bench.zoo.tokenizer import build_tokenizer
+from lazarus_bench.zoo import registry as R
 from lazarus_bench.zoo.corpus import tokenizer_training_text
+from lazarus_bench.zoo.tokenizer import build_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def test_micro_build_loads_and_evaluates(micro_zoo):
         for f in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
                   "manifest.json"):
             assert (d / f).is_file(), (kind, f)
-        man = B.verify(d)
+        man = R.verify(d)
         assert man["kind"] == kind and man["corpus_seed"] == 0
         assert set(man["metrics"]) >= {"eval_prompts", "heldout", "word"}
         assert man["tokens_per_s"] > 0
@@ -58,21 +58,21 @@ def test_checksum_failure_is_clear(micro_zoo, tmp_path):
     out, _ = micro_zoo
     d = tmp_path / "base"
     shutil.copytree(out / "base", d)
-    B.verify(d)
+    R.verify(d)
     p = d / "model.safetensors"
     data = bytearray(p.read_bytes())
     data[len(data) // 2] ^= 0x01
     p.write_bytes(bytes(data))
-    with pytest.raises(B.ZooIntegrityError) as e:
-        B.verify(d)
+    with pytest.raises(R.ZooIntegrityError) as e:
+        R.verify(d)
     msg = str(e.value)
-    assert "model.safetensors" in msg and B.REBUILD_COMMAND in msg and "\n" not in msg
+    assert "model.safetensors" in msg and R.REBUILD_COMMAND in msg and "\n" not in msg
     data[len(data) // 2] ^= 0x01
     p.write_bytes(bytes(data))
-    B.verify(d)
+    R.verify(d)
     (d / "tokenizer.json").unlink()
-    with pytest.raises(B.ZooIntegrityError, match="tokenizer.json is missing"):
-        B.verify(d)
+    with pytest.raises(R.ZooIntegrityError, match="tokenizer.json is missing"):
+        R.verify(d)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,3 @@
-import lazarus_bench  # noqa: F401  (must precede any mlx import)
 
 from lazarus_bench.zoo import corpus as C
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import lazarus_bench  # noqa: F401
 import mlx.core as mx
 import numpy as np
 

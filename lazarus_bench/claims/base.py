@@ -86,6 +86,16 @@ def register(claim: Claim) -> Claim:
     return claim
 
 
+def claim(**fields: Any) -> Callable[[Callable[["ClaimContext"], Outcome]], Callable[["ClaimContext"], Outcome]]:
+    """Decorator: register the decorated measure as the claim described by ``fields`` (its data sits on its code)."""
+
+    def wrap(measure: Callable[["ClaimContext"], Outcome]) -> Callable[["ClaimContext"], Outcome]:
+        register(Claim(measure=measure, **fields))
+        return measure
+
+    return wrap
+
+
 def get_claim(claim_id: str) -> Claim:
     from . import ensure_loaded
 

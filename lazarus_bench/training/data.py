@@ -6,10 +6,8 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
-import numpy as np
-
-import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
 import mlx.core as mx
+import numpy as np
 
 from ..errors import LazarusError
 

@@ -16,17 +16,16 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
-import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
 import mlx.core as mx
 import mlx.nn as nn
 
 from .. import prompts as prompt_sets
+from ..analysis.generate import answer_accuracy
 from ..errors import LazarusError
-from ..generate import answer_accuracy
 from ..models import ModelHandle
 from .data import Example, arithmetic_examples, assert_disjoint
-from .lora import VO, LoraSpec, apply_lora, save_adapter
 from .loop import TrainConfig, TrainResult, train_loop
+from .lora import VO, LoraSpec, apply_lora, save_adapter
 from .sft import encoded_batches
 
 PROTOCOLS = ("corrected", "original")

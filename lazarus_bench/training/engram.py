@@ -30,18 +30,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
-import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 from mlx.utils import tree_flatten
 
 from ..errors import LazarusError
 from ..models import ModelHandle
 from .data import Batches, Encoded
-from .lora import LoraSpec, apply_lora
 from .loop import TrainConfig, TrainResult, train_loop
+from .lora import LoraSpec, apply_lora
 from .textcls import TextDataset, TextExample, make_dataset
 
 VARIANTS = ("M1", "M2", "M3")

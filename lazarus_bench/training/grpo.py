@@ -20,19 +20,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
-
-import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 from mlx.utils import tree_flatten
 
+from ..analysis.generate import eos_ids, first_int
 from ..errors import LazarusError
-from ..generate import eos_ids, first_int
 from ..models import ModelHandle, save_model
 from ..prompts import GrpoSpec, grpo_spec
-from .lora import LoraSpec, apply_lora, save_adapter
 from .loop import TrainConfig, TrainResult, train_loop
+from .lora import LoraSpec, apply_lora, save_adapter
 
 ADV_EPS = 1e-4
 

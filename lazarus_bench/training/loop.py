@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
@@ -239,7 +238,8 @@ def train_loop(
         if done % cfg.log_every == 0 or done == end:
             now = time.perf_counter()
             recent = result.losses[-cfg.log_every:]
-            bar.update(done, sum(recent) / len(recent), window_tokens / max(now - window_t, 1e-9), now - t0, done - start)
+            rate = window_tokens / max(now - window_t, 1e-9)
+            bar.update(done, sum(recent) / len(recent), rate, now - t0, done - start)
             window_tokens, window_t = 0, now
         if ckpt is not None and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and rank == 0:
             result.steps_done = done

@@ -7,7 +7,6 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
 import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten

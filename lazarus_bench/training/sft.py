@@ -7,14 +7,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
 import mlx.core as mx
 import mlx.nn as nn
 
 from ..models import ModelHandle
 from .data import Batches, Example, encode_examples
-from .lora import LoraSpec, apply_lora, save_adapter
 from .loop import TrainConfig, TrainResult, train_loop
+from .lora import LoraSpec, apply_lora, save_adapter
 
 
 def answer_loss_terms(logits: mx.array, targets: mx.array, mask: mx.array) -> tuple[mx.array, mx.array]:

@@ -12,16 +12,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
-import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
-
 from .. import prompts as prompt_sets
-from ..generate import answer_accuracy
-from ..lens import logit_lens
+from ..analysis.generate import answer_accuracy
+from ..analysis.lens import logit_lens
 from ..models import ModelHandle, save_model
 from .data import arithmetic_examples, assert_disjoint
 from .dual_reward import DualRewardConfig, train_dual_reward
-from .lora import VO, LoraSpec, fuse_lora
 from .loop import TrainConfig
+from .lora import VO, LoraSpec, fuse_lora
 from .sft import SFTConfig, train_sft
 
 TWO_STAGE_OPS = ("*", "+", "-")

@@ -12,7 +12,6 @@ every file, the build config, corpus seed, metrics, package versions, wall time 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -22,25 +21,18 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import lazarus_bench  # noqa: F401  (preloads the fast BLAS before mlx)
-
 import mlx.core as mx
 
-from ..errors import LazarusError
+from ..io import sha256_file
 from ..models import save_model
 from . import pretrain as P
 from .derive import untie, upcycle_moe
 from .evaluate import GATES, evaluate
+from .registry import MANIFEST, ZooIntegrityError, verify, zoo_root
 from .tokenizer import build_tokenizer, save_tokenizer
 
-REBUILD_COMMAND = "lazarus-bench zoo build"
 KINDS = ("base", "instruct", "untied", "moe")
-MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
-
-
-class ZooIntegrityError(LazarusError):
-    """A zoo file is missing or does not match its manifest."""
 
 
 @dataclass(frozen=True)
@@ -106,14 +98,6 @@ SIZES: dict[str, SizeSpec] = {
 }
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def package_versions() -> dict:
     import importlib.metadata as md
 
@@ -140,35 +124,6 @@ def write_manifest(model_dir: str | os.PathLike, info: dict) -> Path:
     tmp.write_text(json.dumps(man, indent=2, sort_keys=True))
     os.replace(tmp, d / MANIFEST)
     return d / MANIFEST
-
-
-def verify(model_dir: str | os.PathLike) -> dict:
-    """Check every file of a zoo model against its manifest; return the manifest.
-
-    Raises :class:`ZooIntegrityError` with a one-line message naming the file and the rebuild
-    command on a missing manifest, a missing file or a sha256 mismatch."""
-    d = Path(model_dir)
-    man_path = d / MANIFEST
-    if not man_path.is_file():
-        raise ZooIntegrityError(
-            f"zoo model {d}: {MANIFEST} is missing; rebuild with `{REBUILD_COMMAND}`")
-    try:
-        man = json.loads(man_path.read_text())
-        files = man["files"]
-    except (ValueError, KeyError) as e:
-        raise ZooIntegrityError(
-            f"zoo model {d}: {MANIFEST} is unreadable ({e}); rebuild with `{REBUILD_COMMAND}`"
-        ) from None
-    for name, digest in sorted(files.items()):
-        p = d / name
-        if not p.is_file():
-            raise ZooIntegrityError(
-                f"zoo model {d}: file {name} is missing; rebuild with `{REBUILD_COMMAND}`")
-        if sha256_file(p) != digest:
-            raise ZooIntegrityError(
-                f"zoo model {d}: file {name} does not match its sha256 in {MANIFEST} "
-                f"(corrupt or modified); rebuild with `{REBUILD_COMMAND}`")
-    return man
 
 
 def _arch_config(kind: str, spec: SizeSpec, vocab_size: int) -> dict:
@@ -370,8 +325,6 @@ def verify_zoo(out_dir: str | os.PathLike) -> dict[str, dict]:
 
 def ensure_micro_zoo(progress: bool = False) -> Path:
     """The micro zoo (the fast tier's models), built into the cache the first time it is needed."""
-    from ..models import zoo_root
-
     root = zoo_root(micro=True)
     if not all((root / kind / "config.json").is_file() for kind in KINDS):
         build_zoo(root, size="micro", progress=progress)

@@ -10,7 +10,6 @@ own whose behaviour can be compared with the base (as TinyLlama and OLMoE are co
 
 from __future__ import annotations
 
-import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
 import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten

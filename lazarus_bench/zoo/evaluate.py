@@ -11,12 +11,10 @@ and for the instruct model ``chat`` (the same questions in its chat format).
 
 from __future__ import annotations
 
-import lazarus_bench  # noqa: F401  (preloads the fast BLAS before mlx)
-
 import mlx.core as mx
 import numpy as np
 
-from ..generate import first_int, greedy_ids
+from ..analysis.generate import first_int, greedy_ids
 from .corpus import eval_items, heldout_triples, word_question_items
 from .tokenizer import EOS, chat_prompt
 

@@ -21,8 +21,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import lazarus_bench  # noqa: F401  (preloads the fast BLAS before mlx)
-
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim

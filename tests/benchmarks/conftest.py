@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
 import pytest
 
-from lazarus_bench import bench
+from lazarus_bench.bench import machine
+from lazarus_bench.bench import run as bench_run
 
 SKIP = "benchmark: run with `pytest tests/benchmarks -m benchmark --benchmark-only`"
 
@@ -38,7 +38,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
-    info = bench.machine_info()
+    info = machine.machine_info()
     machine_info["lazarus_bench"] = info
     machine_info.update(mlx_version=info["mlx_version"], mlx_device=info["device"], blas=info["blas"],
                         blas_library=info["blas_library"], gemm_gflops=info["gemm_gflops"])
@@ -54,7 +54,7 @@ def record(benchmark):
                 benchmark.extra_info[key] = value
             elif isinstance(value, float):
                 benchmark.extra_info[key] = value if math.isfinite(value) else None
-        benchmark.extra_info["process_max_rss_gb"] = bench.max_rss_bytes() / 1e9
+        benchmark.extra_info["process_max_rss_gb"] = machine.max_rss_bytes() / 1e9
         return figures
 
     return put
@@ -63,7 +63,7 @@ def record(benchmark):
 @pytest.fixture(scope="session")
 def bench_model_dir(tmp_path_factory) -> Path:
     """zoo:base when built, else a random-init model of its architecture saved with the bench tokenizer."""
-    path, _source = bench.bench_model(tmp_path_factory.mktemp("bench-model"))
+    path, _source = bench_run.bench_model(tmp_path_factory.mktemp("bench-model"))
     return path
 
 

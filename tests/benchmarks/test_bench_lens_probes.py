@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import lazarus_bench  # noqa: F401  (BLAS preload before mlx.core)
 import mlx.core as mx
 import pytest
 
-from lazarus_bench import bench
+from lazarus_bench.bench import fixtures, lens
 
 pytestmark = pytest.mark.benchmark
 
@@ -15,12 +14,12 @@ PROMPTS, SEQ_LEN = 32, 16
 
 @pytest.fixture(scope="module")
 def handle(bench_model_dir):
-    return bench.load_handle(bench_model_dir)
+    return fixtures.load_handle(bench_model_dir)
 
 
 @pytest.fixture(scope="module")
 def tokens(handle):
-    return bench.lens_tokens(handle, PROMPTS, SEQ_LEN)
+    return lens.lens_tokens(handle, PROMPTS, SEQ_LEN)
 
 
 def _lens(benchmark, record, fn, *args) -> None:
@@ -32,22 +31,22 @@ def _lens(benchmark, record, fn, *args) -> None:
 
 
 def test_lens_one_forward(benchmark, record, handle, tokens):
-    _lens(benchmark, record, bench.lens_one_pass, handle, tokens)
+    _lens(benchmark, record, lens.lens_one_pass, handle, tokens)
 
 
 def test_lens_per_layer_baseline(benchmark, record, handle, tokens):
-    _lens(benchmark, record, bench.lens_per_layer, handle, tokens)
+    _lens(benchmark, record, lens.lens_per_layer, handle, tokens)
 
 
 def test_logit_lens_api(benchmark, record, handle):
-    from lazarus_bench.lens import logit_lens
+    from lazarus_bench.analysis.lens import logit_lens
 
-    _lens(benchmark, record, logit_lens, handle, bench.fixed_length_texts(PROMPTS, SEQ_LEN - 1, 0))
+    _lens(benchmark, record, logit_lens, handle, fixtures.fixed_length_texts(PROMPTS, SEQ_LEN - 1, 0))
 
 
 def test_lens_ratio_side_by_side(benchmark, record, handle):
     benchmark.group = "logit lens, ratio"
-    figures = benchmark.pedantic(lambda: bench.measure_lens(handle, n_prompts=PROMPTS, seq_len=SEQ_LEN, repeats=5),
+    figures = benchmark.pedantic(lambda: lens.measure_lens(handle, n_prompts=PROMPTS, seq_len=SEQ_LEN, repeats=5),
                                  rounds=1, iterations=1)
     record(figures)
     assert figures["max_entropy_diff"] < 1e-3
@@ -56,7 +55,7 @@ def test_lens_ratio_side_by_side(benchmark, record, handle):
 @pytest.fixture(scope="module")
 def probe_data(handle):
     from lazarus_bench import prompts
-    from lazarus_bench.features import last_token_states
+    from lazarus_bench.analysis.features import last_token_states
 
     ps = prompts.word_set()
     features, _labels = last_token_states(handle, ps.texts())
@@ -65,7 +64,7 @@ def probe_data(handle):
 
 def test_probe_features(benchmark, record, handle):
     from lazarus_bench import prompts
-    from lazarus_bench.features import last_token_states
+    from lazarus_bench.analysis.features import last_token_states
 
     texts = prompts.word_set().texts()
     benchmark.group = "probes"
@@ -75,7 +74,7 @@ def test_probe_features(benchmark, record, handle):
 
 @pytest.mark.parametrize("permutations", [0, 20])
 def test_probe_fit_one_layer(benchmark, record, probe_data, permutations):
-    from lazarus_bench.probes import probe_layer
+    from lazarus_bench.analysis.probes import probe_layer
 
     features, labels = probe_data
     layer = features.shape[0] // 2

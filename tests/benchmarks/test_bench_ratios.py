@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from lazarus_bench import bench
+from lazarus_bench.bench import fixtures, scaling
+from lazarus_bench.bench import mlx_lm as bench_mlx_lm
+from lazarus_bench.bench import training as bench_training
 
 pytestmark = pytest.mark.benchmark
 
 
 def test_sft_lora_vs_mlx_lm(benchmark, record, bench_model_dir, tmp_path):
     benchmark.group = "ratio: mlx_lm lora"
-    out = benchmark.pedantic(lambda: bench.compare_mlx_lm(bench_model_dir, tmp_path, iters=20, report_every=5,
-                                                          padded=False), rounds=1, iterations=1)
+    out = benchmark.pedantic(lambda: bench_mlx_lm.compare_mlx_lm(bench_model_dir, tmp_path, iters=20, report_every=5,
+                                                                 padded=False), rounds=1, iterations=1)
     matched = out["matched"]
     record({k: v for k, v in matched.items() if not isinstance(v, (list, dict))})
     record({"stock_ratio": out["stock"]["ratio"], "stock_mlx_lm_tokens_per_s": out["stock"]["mlx_lm_tokens_per_s"],
@@ -21,10 +23,10 @@ def test_sft_lora_vs_mlx_lm(benchmark, record, bench_model_dir, tmp_path):
 
 
 def test_openblas_vs_reference_blas(benchmark, record):
-    if bench.openblas_path() is None:
+    if bench_mlx_lm.openblas_path() is None:
         pytest.skip("no OpenBLAS on this machine")
     benchmark.group = "ratio: BLAS"
-    out = benchmark.pedantic(lambda: bench.measure_blas(batch=4, steps=3, modes=("import", "none")), rounds=1,
+    out = benchmark.pedantic(lambda: bench_mlx_lm.measure_blas(batch=4, steps=3, modes=("import", "none")), rounds=1,
                              iterations=1)
     record({"gemm_ratio": out["gemm_ratio"], "train_ratio": out["train_ratio"],
                        "openblas_gemm_gflops": out["import"]["gemm_gflops"],
@@ -34,23 +36,21 @@ def test_openblas_vs_reference_blas(benchmark, record):
     assert out["import"]["blas"] == "preloaded" and out["none"]["blas"] == "disabled"
 
 
-@pytest.mark.parametrize("size", bench.SIZES, ids=[s[0].replace(" ", "_") for s in bench.SIZES])
+@pytest.mark.parametrize("size", scaling.SIZES, ids=[s[0].replace(" ", "_") for s in scaling.SIZES])
 def test_mfu_and_memory_by_model_size(benchmark, record, size):
     label, hidden, layers, inter = size
-    config = bench.llama_config(hidden, layers, bench.ZOO_VOCAB, intermediate=inter)
+    config = fixtures.llama_config(hidden, layers, scaling.ZOO_VOCAB, intermediate=inter)
     benchmark.group = "scaling: model size (zoo pretraining step, B=8, T=64)"
-    m = benchmark.pedantic(lambda: bench.bracket_gemm(lambda: bench.measure_pretrain(config, batch=8, seq_len=64,
-                                                                                     steps=5, name=label)),
-                           rounds=1, iterations=1)
+    m = benchmark.pedantic(lambda: bench_training.bracket_gemm(lambda: bench_training.measure_pretrain(
+        config, batch=8, seq_len=64, steps=5, name=label)), rounds=1, iterations=1)
     record(m.summary())
 
 
 @pytest.mark.parametrize("batch", [4, 16, 64])
 def test_throughput_and_memory_by_batch(benchmark, record, batch):
-    _, hidden, layers, inter = bench.ZOO_BASE
-    config = bench.llama_config(hidden, layers, bench.ZOO_VOCAB, intermediate=inter)
+    _, hidden, layers, inter = scaling.ZOO_BASE
+    config = fixtures.llama_config(hidden, layers, scaling.ZOO_VOCAB, intermediate=inter)
     benchmark.group = "scaling: batch size (zoo base, T=64)"
-    m = benchmark.pedantic(lambda: bench.bracket_gemm(lambda: bench.measure_pretrain(config, batch=batch, seq_len=64,
-                                                                                     steps=5)),
-                           rounds=1, iterations=1)
+    m = benchmark.pedantic(lambda: bench_training.bracket_gemm(lambda: bench_training.measure_pretrain(
+        config, batch=batch, seq_len=64, steps=5)), rounds=1, iterations=1)
     record(m.summary())

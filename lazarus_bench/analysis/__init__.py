@@ -1,0 +1,1 @@
+"""Analysis of a loaded model: logit lens, hidden-state features, probes, vocabulary projections, decoding."""

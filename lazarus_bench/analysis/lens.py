@@ -1,0 +1,276 @@
+"""Logit lens over every layer from one forward pass: top-k, target-word probabilities, rank, entropy, KL.
+
+A target word is measured in both spellings ("multiply" and " multiply"), separately and summed,
+by its first-token probability and by its teacher-forced full-word probability (the product of
+the lens probabilities of each of its tokens, fed the previous ones).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import mlx.core as mx
+import numpy as np
+
+from ..errors import LazarusError
+from ..models import ModelHandle
+
+EMB = "emb"
+SPELLINGS = ("without_space", "with_space")
+
+
+@dataclass
+class Spelling:
+    """One spelling of a target word and its per-layer lens statistics at the prediction position."""
+
+    text: str
+    ids: list[int]
+    first_prob: np.ndarray
+    full_prob: np.ndarray
+    rank: np.ndarray
+
+    def to_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "ids": self.ids,
+            "first_prob": self.first_prob.tolist(),
+            "full_prob": self.full_prob.tolist(),
+            "rank": self.rank.astype(int).tolist(),
+        }
+
+
+@dataclass
+class TargetLens:
+    """A word in both spellings; the sums add the two spellings' probabilities."""
+
+    word: str
+    spellings: dict[str, Spelling]
+
+    @property
+    def first_prob_sum(self) -> np.ndarray:
+        return sum(s.first_prob for s in self._distinct())
+
+    @property
+    def full_prob_sum(self) -> np.ndarray:
+        return sum(s.full_prob for s in self._distinct())
+
+    def _distinct(self) -> list[Spelling]:
+        seen, out = set(), []
+        for s in self.spellings.values():
+            if tuple(s.ids) not in seen:
+                seen.add(tuple(s.ids))
+                out.append(s)
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "word": self.word,
+            "spellings": {k: v.to_dict() for k, v in self.spellings.items()},
+            "first_prob_sum": self.first_prob_sum.tolist(),
+            "full_prob_sum": self.full_prob_sum.tolist(),
+        }
+
+
+@dataclass
+class PromptLens:
+    """Lens of one prompt: rows are layers (``emb`` then blocks 0..L-1), columns are positions."""
+
+    prompt: str
+    token_ids: list[int]
+    tokens: list[str]
+    layers: list
+    positions: list[int]
+    top: list[list[list[tuple[str, int, float]]]]
+    entropy: np.ndarray
+    kl_to_final: np.ndarray
+    targets: dict[str, TargetLens] = field(default_factory=dict)
+
+    def row(self, layer: int | str) -> int:
+        """Row index of a layer label (block index or ``"emb"``)."""
+        return self.layers.index(layer)
+
+    def to_dict(self) -> dict:
+        return {
+            "prompt": self.prompt,
+            "token_ids": self.token_ids,
+            "tokens": self.tokens,
+            "layers": self.layers,
+            "positions": self.positions,
+            "top": [[[{"token": t, "id": i, "prob": p} for t, i, p in pos] for pos in row] for row in self.top],
+            "entropy": self.entropy.tolist(),
+            "kl_to_final": self.kl_to_final.tolist(),
+            "targets": {k: v.to_dict() for k, v in self.targets.items()},
+        }
+
+
+def resolve_layers(handle: ModelHandle, layers: Sequence[int | str] | None, include_embeddings: bool = True) -> list:
+    """Validated layer labels in depth order; None means the embedding output and every block."""
+    if layers is None:
+        return ([EMB] if include_embeddings else []) + list(range(handle.n_layers))
+    out = []
+    for layer in layers:
+        if layer == EMB:
+            out.append(EMB)
+            continue
+        try:
+            index = int(layer)
+        except (TypeError, ValueError):
+            raise LazarusError(f"layer '{layer}' is not a block index or '{EMB}'") from None
+        if not 0 <= index < handle.n_layers:
+            raise LazarusError(f"layer {index} out of range: this model has blocks 0..{handle.n_layers - 1}")
+        out.append(index)
+    return sorted(set(out), key=lambda x: -1 if x == EMB else x)
+
+
+def target_spellings(handle: ModelHandle, word: str) -> dict[str, list[int]]:
+    """Token ids of a word without and with a leading space; a word the tokenizer cannot spell is an error."""
+    bare = word.strip()
+    if not bare:
+        raise LazarusError("empty target word")
+    unk = getattr(getattr(handle.tokenizer, "_tokenizer", handle.tokenizer), "unk_token_id", None)
+    out = {}
+    for key, text in zip(SPELLINGS, (bare, " " + bare)):
+        ids = handle.encode(text, add_special_tokens=False)
+        if not ids or (unk is not None and unk in ids):
+            raise LazarusError(f"target word '{bare}' is not in the vocabulary (spelling {text!r} gives {ids})")
+        out[key] = ids
+    return out
+
+
+def _depth(handle: ModelHandle, layer: int | str) -> int:
+    return 0 if layer == EMB else int(layer) + 1
+
+
+def _log_probs(handle: ModelHandle, hidden: mx.array) -> mx.array:
+    logits = handle.lens_logits(hidden).astype(mx.float32)
+    return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+
+
+def logit_lens(
+    handle: ModelHandle,
+    prompts: Sequence[str],
+    targets: Sequence[str] = (),
+    *,
+    layers: Sequence[int | str] | None = None,
+    top_k: int = 5,
+    all_positions: bool = False,
+    add_special_tokens: bool = True,
+) -> list[PromptLens]:
+    """Logit lens of each prompt at every requested layer (last position unless ``all_positions``).
+
+    Prompts are batched in groups of equal token length (no padding, so no padding errors).
+    Target statistics are taken at the last position, where the next token is predicted.
+    """
+    if not prompts:
+        raise LazarusError("no prompts given")
+    labels = resolve_layers(handle, layers)
+    spellings = {w.strip(): target_spellings(handle, w) for w in targets}
+    encoded = [handle.encode(p, add_special_tokens=add_special_tokens) for p in prompts]
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, ids in enumerate(encoded):
+        groups[len(ids)].append(i)
+    results: list[PromptLens | None] = [None] * len(prompts)
+    for length, members in groups.items():
+        batch = mx.array([encoded[i] for i in members])
+        for j, lens in zip(members, _lens_batch(handle, batch, labels, top_k, all_positions, spellings)):
+            lens.prompt = prompts[j]
+            results[j] = lens
+    return results  # type: ignore[return-value]
+
+
+def _lens_batch(handle, batch, labels, top_k, all_positions, spellings) -> list[PromptLens]:
+    n, length = batch.shape
+    positions = list(range(length)) if all_positions else [length - 1]
+    capture = handle.forward(batch)
+    final_lp = _log_probs(handle, capture.hidden[-1][:, positions])
+    final_p = mx.exp(final_lp)
+    tops, entropies, kls = [], [], []
+    first = {w: {k: [] for k in s} for w, s in spellings.items()}
+    ranks = {w: {k: [] for k in s} for w, s in spellings.items()}
+    for layer in labels:
+        lp = _log_probs(handle, capture.hidden[_depth(handle, layer)][:, positions])
+        p = mx.exp(lp)
+        entropies.append(-mx.sum(p * lp, axis=-1))
+        kls.append(mx.sum(final_p * (final_lp - lp), axis=-1))
+        k = min(top_k, lp.shape[-1])
+        idx = mx.argsort(-lp, axis=-1)[..., :k]
+        tops.append((idx, mx.take_along_axis(p, idx, axis=-1)))
+        last = lp[:, -1]
+        for word, forms in spellings.items():
+            for key, ids in forms.items():
+                target_lp = last[:, ids[0]]
+                first[word][key].append(mx.exp(target_lp))
+                ranks[word][key].append(mx.sum(last > target_lp[:, None], axis=-1) + 1)
+    mx.eval(entropies, kls, tops, first, ranks)
+    full = _full_word_probs(handle, batch, labels, spellings, first)
+    ent = np.stack([np.array(e) for e in entropies], axis=0)
+    kl = np.maximum(np.stack([np.array(x) for x in kls], axis=0), 0.0)
+    out = []
+    for b in range(n):
+        ids = batch[b].tolist()
+        top_rows = []
+        for idx, probs in tops:
+            idx_np, p_np = np.array(idx[b]), np.array(probs[b])
+            top_rows.append(
+                [
+                    [(handle.decode_token(t), int(t), float(q)) for t, q in zip(idx_np[pi], p_np[pi])]
+                    for pi in range(len(positions))
+                ]
+            )
+        target_results = {}
+        for word, forms in spellings.items():
+            target_results[word] = TargetLens(
+                word=word,
+                spellings={
+                    key: Spelling(
+                        text=(" " if key == "with_space" else "") + word,
+                        ids=forms[key],
+                        first_prob=np.array([float(v[b]) for v in first[word][key]]),
+                        full_prob=full[word][key][:, b],
+                        rank=np.array([int(v[b]) for v in ranks[word][key]]),
+                    )
+                    for key in forms
+                },
+            )
+        out.append(
+            PromptLens(
+                prompt="",
+                token_ids=ids,
+                tokens=[handle.decode_token(t) for t in ids],
+                layers=list(labels),
+                positions=positions,
+                top=top_rows,
+                entropy=ent[:, b],
+                kl_to_final=kl[:, b],
+                targets=target_results,
+            )
+        )
+    return out
+
+
+def _full_word_probs(handle, batch, labels, spellings, first) -> dict:
+    """Teacher-forced probability of each spelling's full token sequence, per layer: (n_layers, batch)."""
+    full: dict = {w: {} for w in spellings}
+    length = batch.shape[1]
+    for word, forms in spellings.items():
+        for key, ids in forms.items():
+            if len(ids) == 1:
+                full[word][key] = np.stack([np.array(v) for v in first[word][key]], axis=0)
+                continue
+            extended = mx.concatenate(
+                [batch, mx.broadcast_to(mx.array(ids[:-1]), (batch.shape[0], len(ids) - 1))], axis=1
+            )
+            capture = handle.forward(extended)
+            positions = list(range(length - 1, length - 1 + len(ids)))
+            rows = []
+            for layer in labels:
+                lp = _log_probs(handle, capture.hidden[_depth(handle, layer)][:, positions])
+                picked = mx.take_along_axis(
+                    lp, mx.broadcast_to(mx.array(ids)[None, :, None], (lp.shape[0], len(ids), 1)), axis=-1
+                )
+                rows.append(mx.exp(mx.sum(picked[..., 0], axis=-1)))
+            mx.eval(rows)
+            full[word][key] = np.stack([np.array(r) for r in rows], axis=0)
+    return full

@@ -1,0 +1,127 @@
+"""Logit lens and probes: one captured forward vs a truncated forward per layer, and probe fitting per layer."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import mlx.core as mx
+
+from ..training.timing import median
+from .fixtures import fixed_length_texts
+
+
+def _lens_stats(log_probs: mx.array, top_k: int) -> tuple[mx.array, mx.array, mx.array]:
+    """Entropy, top-k ids and top-k log-probs of lens log-probabilities (rows x vocab)."""
+    entropy = -mx.sum(mx.exp(log_probs) * log_probs, axis=-1)
+    idx = mx.argsort(-log_probs, axis=-1)[..., :top_k]
+    return entropy, idx, mx.take_along_axis(log_probs, idx, axis=-1)
+
+
+def _log_softmax(logits: mx.array) -> mx.array:
+    logits = logits.astype(mx.float32)
+    return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+
+
+def lens_one_pass(handle, tokens: mx.array, top_k: int = 5) -> list[tuple[mx.array, ...]]:
+    """Lens statistics at the last position for the embedding and every block, from one captured forward."""
+    capture = handle.forward(tokens)
+    out = [_lens_stats(_log_softmax(handle.lens_logits(h[:, -1])), top_k) for h in capture.hidden]
+    mx.eval(out)
+    return out
+
+
+def lens_per_layer(handle, tokens: mx.array, top_k: int = 5) -> list[tuple[mx.array, ...]]:
+    """Baseline: for each depth, the model's own forward truncated to that many blocks (its logits are the lens).
+
+    The layer list is cut in place and restored; depth 0 passes a one-entry cache so llama's mask
+    code has a cache slot to look at. Each truncated forward computes logits at every position.
+    """
+    layers = handle.layers
+    full = list(layers)
+    out = []
+    try:
+        for depth in range(len(full) + 1):
+            layers[:] = full[:depth]
+            logits = handle.model(tokens, cache=None if depth else [None])
+            out.append(_lens_stats(_log_softmax(logits[:, -1]), top_k))
+            mx.eval(out[-1])
+    finally:
+        layers[:] = full
+    return out
+
+
+def lens_tokens(handle, n_prompts: int, seq_len: int, seed: int = 0) -> mx.array:
+    """A batch of ``n_prompts`` equal-length token rows (BOS + fixed-length arithmetic text)."""
+    rows = [handle.encode(t) for t in fixed_length_texts(n_prompts, seq_len - 1, seed)]
+    width = min(len(r) for r in rows)
+    return mx.array([r[:width] for r in rows])
+
+
+def interleaved_times(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1,
+                      clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+    """Seconds per call of each function on ``clock``, calls interleaved (a, b, a, b ...) so load changes hit both."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            start = clock()
+            fn()
+            times[key].append(clock() - start)
+    return times
+
+
+def measure_lens(handle, *, n_prompts: int = 32, seq_len: int = 16, repeats: int = 5, top_k: int = 5) -> dict:
+    """Logit lens over all layers: one captured forward vs one truncated forward per layer, and the public API.
+
+    The ratio is the median of per-repeat ratios (adjacent calls), on the wall clock and on the process
+    CPU clock; both give the same statistics (``max_entropy_diff``).
+    """
+    from ..analysis.lens import logit_lens
+
+    tokens = lens_tokens(handle, n_prompts, seq_len)
+    texts = fixed_length_texts(n_prompts, seq_len - 1, 0)
+    one, per = lens_one_pass(handle, tokens, top_k), lens_per_layer(handle, tokens, top_k)
+    diff = max(float(mx.max(mx.abs(a[0] - b[0]))) for a, b in zip(one, per))
+    times = interleaved_times({
+        "one_pass": lambda: lens_one_pass(handle, tokens, top_k),
+        "per_layer": lambda: lens_per_layer(handle, tokens, top_k),
+        "api": lambda: logit_lens(handle, texts, top_k=top_k),
+    }, repeats)
+    cpu = interleaved_times({
+        "one_pass": lambda: lens_one_pass(handle, tokens, top_k),
+        "per_layer": lambda: lens_per_layer(handle, tokens, top_k),
+    }, repeats, warmup=0, clock=time.process_time)
+    ratios = [p / o for p, o in zip(times["per_layer"], times["one_pass"])]
+    n = int(tokens.shape[0])
+    return {
+        "prompts": n, "seq_len": int(tokens.shape[1]), "layers": handle.n_layers + 1,
+        "one_pass_prompts_per_s": n / median(times["one_pass"]),
+        "per_layer_prompts_per_s": n / median(times["per_layer"]),
+        "api_prompts_per_s": n / median(times["api"]),
+        "ratio": median(ratios), "ratios": ratios,
+        "ratio_cpu": median([p / o for p, o in zip(cpu["per_layer"], cpu["one_pass"])]),
+        "max_entropy_diff": diff, "times": times, "cpu_times": cpu,
+    }
+
+
+def measure_probes(handle, *, n_permutations: int = 20) -> dict:
+    """Probe fitting per layer on the word prompt set: feature extraction, then ``probe_layers`` (CV + permutations)."""
+    from .. import prompts
+    from ..analysis.features import last_token_states
+    from ..analysis.probes import probe_layers
+
+    ps = prompts.word_set()
+    start = time.perf_counter()
+    features, labels = last_token_states(handle, ps.texts())
+    extract = time.perf_counter() - start
+    start = time.perf_counter()
+    report = probe_layers(features, ps.labels(), layer_labels=labels, n_permutations=n_permutations)
+    fit = time.perf_counter() - start
+    return {
+        "prompts": len(ps.texts()), "layers": len(labels), "hidden": int(features.shape[-1]),
+        "n_permutations": n_permutations, "extract_s": extract, "fit_s": fit,
+        "fit_s_per_layer": fit / len(labels), "best_layer": report.best_layer,
+    }

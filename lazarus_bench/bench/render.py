@@ -1,0 +1,240 @@
+"""Report: BENCH.md (tables, ratios, formulas) and bench.json from a ``run_bench`` results dict."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..io import write_json
+from .machine import machine_line
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A table cell: None/NaN as an en dash, large numbers with thousands separators."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.{digits}g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
+
+
+def summarise_ratios(results: dict) -> list[dict]:
+    """The four headline ratios (a-d), each with its target and where it came from."""
+    rows = []
+    cmp_ = results.get("mlx_lm") or {}
+    matched = cmp_.get("matched")
+    if matched:
+        curve = matched["loss_curve"]
+        rows.append({"ratio": "(a) SFT LoRA tokens/s, ours / mlx_lm lora (both OpenBLAS, identical rows), wall",
+                     "value": matched["ratio"], "target": ">= 1.5",
+                     "detail": f"{fmt(matched['ours_tokens_per_s'])} vs {fmt(matched['mlx_lm_tokens_per_s'])} tok/s; "
+                               f"loss curves max |diff| {fmt(curve['max_abs_diff'])}"})
+        rows.append({"ratio": "(a) ... same, tokens per CPU-second (robust to other jobs' load)",
+                     "value": matched["cpu_ratio"], "target": ">= 1.5",
+                     "detail": f"{fmt(matched['ours_tokens_per_cpu_s'])} vs {fmt(matched['mlx_lm_tokens_per_cpu_s'])} "
+                               "tok/CPU-s"})
+    if cmp_.get("stock"):
+        rows.append({"ratio": "(a) ... / mlx_lm lora as shipped (reference BLAS)", "value": cmp_["stock"]["ratio"],
+                     "target": ">= 1.5", "detail": f"mlx_lm {fmt(cmp_['stock']['mlx_lm_tokens_per_s'])} tok/s"})
+    if cmp_.get("padded"):
+        p = cmp_["padded"]
+        curve = p.get("loss_curve") or {}
+        rows.append({"ratio": "(a) SFT LoRA tokens/s on short SFT rows, same order (we pad to the batch's longest row, "
+                              "mlx_lm to 1 + 32k)", "value": p.get("ratio_tokens_per_s", p["ratio_rows_per_s"]),
+                     "target": ">= 1.5",
+                     "detail": f"rows ~{fmt(p['row_tokens_mean'])} tokens (max {p['row_tokens_max']}); "
+                               f"mlx_lm width {p['mlx_lm_width']}; rows/s x{fmt(p['ratio_rows_per_s'])}; "
+                               f"loss curves max |diff| {fmt(curve.get('max_abs_diff'))}"})
+    b = results.get("blas") or {}
+    if "gemm_ratio" in b:
+        rows.append({"ratio": "(b) fp32 GEMM 1024^3, OpenBLAS preload / reference BLAS", "value": b["gemm_ratio"],
+                     "target": "–",
+                     "detail": f"{fmt(b['import']['gemm_gflops'])} vs {fmt(b['none']['gemm_gflops'])} GFLOP/s"})
+        rows.append({"ratio": "(b) zoo training step tokens/s, OpenBLAS / reference BLAS", "value": b["train_ratio"],
+                     "target": "–", "detail": f"{fmt(b['import']['train']['tokens_per_s'])} vs "
+                                              f"{fmt(b['none']['train']['tokens_per_s'])} tok/s"})
+    lens = results.get("lens")
+    if lens:
+        rows.append({"ratio": "(c) logit lens, one forward / per-layer truncated forwards (speed-up)",
+                     "value": lens["ratio"], "target": "–",
+                     "detail": f"{lens['layers']} lens layers, {lens['prompts']} prompts x {lens['seq_len']} tokens; "
+                               f"on CPU time {fmt(lens.get('ratio_cpu'))}"})
+    base = next((t for t in results.get("training", []) if t.get("name") == "zoo-pretrain"), None)
+    if base:
+        sweep = [t["summary"] for t in (results.get("scaling") or {}).get("by_batch", [])]
+        swept = ", ".join(f"B={t['batch']} {pct(t['mfu'])}" for t in sweep)
+        rows.append({"ratio": "(d) MFU, zoo base pretraining step", "value": base["mfu"], "target": ">= 0.5",
+                     "detail": f"{fmt(base['achieved_gflops'])} of {fmt(base['gemm_gflops'])} GFLOP/s, "
+                               f"B={base['batch']} T={base['seq_len']}, cores busy {fmt(base.get('cores_busy'), 2)}; "
+                               f"GEMM at the model's MLP shape {fmt(base.get('gemm_model_shape_gflops'))} GFLOP/s"
+                               + (f"; batch sweep {swept}" if swept else "")})
+    return rows
+
+
+def _train_rows(items: Sequence[dict]) -> list[list]:
+    return [[t["name"], t["model"], f"{fmt(t['trainable_params'])} / {fmt(t['total_params'])}",
+             f"{t['batch']} x {t['seq_len']}", fmt(t["tokens_per_s"]), fmt(t.get("tokens_per_cpu_s")),
+             fmt(t["median_step_s"]), fmt(t["first_step_s"]), fmt(t["peak_memory_gb"]), fmt(t["predicted_memory_gb"]),
+             fmt(t["max_rss_gb"]), pct(t.get("mfu"))] for t in items]
+
+
+TRAIN_HEADERS = ["case", "model", "trainable / total params", "batch x seq", "tokens/s (median)", "tokens/CPU-s",
+                 "step s (median)", "first step s", "MLX peak GB", "predicted GB", "max RSS GB (process)", "MFU"]
+
+FORMULAS = """\
+- Training FLOPs per token (PaLM appendix B): `6 N + 12 L T d_attn`, N = parameters in matmuls (every
+  block linear plus the V x D unembedding; the embedding lookup is free, a tied embedding counts once),
+  T = computed sequence length (padded width), d_attn = heads x head_dim. LoRA: `4 N + 6 N_lora + 12 L T d_attn`
+  (frozen weights need input gradients, not weight gradients). Attention counts the full T x T square.
+- MFU = computed tokens/s x FLOPs per token / fp32 GEMM FLOP/s (1024^3 matmul, median of 5, measured just
+  before and just after the case in the same process; the faster of the two, so MFU errs low). The GEMM
+  rate at the model's own MLP shape, (B T x D) @ (D x F), shows how much of the gap small matmuls explain.
+- Peak memory (fp32 bytes) = 4 (P + P_lora) weights + 4 P_t grads + 8 P_t Adam state + 4 B T (L a + 2 D)
+  activations + 24 B T V logits, with a = 6 D + 3 d_q + 3 d_kv + H T + 5 F (+ 7 r with LoRA): residual
+  in/out, both norms' inputs and outputs, q/k/v before and after RoPE, attention probabilities, and the
+  MLP's gate, up, sigmoid, activation and product; the logits term holds 6 copies of B x T x V (logits,
+  exponentials, softmax, gradient, cross-entropy temporaries). P_t = trainable parameters.
+- Cores busy = median CPU seconds (all threads) per median wall second of a step. Below 1: other jobs
+  took the CPU. OpenBLAS worker threads spin for a while after each GEMM, so values near 2 on 2 cores
+  do not mean the non-GEMM work (MLX's CPU stream, one thread) ran in parallel.
+- Steady-state rates drop the first 2 steps (compilation, and the optimizer state's first appearance
+  retraces the compiled step); medians over steps (ours) or report windows (mlx-lm).
+"""
+
+
+def render_bench_md(results: dict) -> str:
+    """BENCH.md from a ``run_bench`` results dict (also works on partial or synthetic results)."""
+    from tabulate import tabulate
+
+    def table(rows, headers):
+        return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+    info = results.get("machine", {})
+    out = ["# lazarus_bench performance", ""]
+    out.append(f"Machine: {machine_line(info)}" if info else "Machine: unknown")
+    out.append("")
+    out.append(f"Mode: {results.get('mode', '?')}; wall time {fmt(results.get('wall_s'))} s; model: "
+               f"{results.get('model_source', '?')}. Timings on shared cores are noisy: ratios are measured side "
+               "by side in this run; absolute numbers are only comparable within one run.")
+    out += ["", "## Ratios", ""]
+    ratios = summarise_ratios(results)
+    out.append(table([[r["ratio"], fmt(r["value"]), r["target"], r["detail"]] for r in ratios],
+                     ["ratio", "value", "target", "measured"]) if ratios else "No ratios measured.")
+    training = results.get("training") or []
+    if training:
+        out += ["", "## Training step throughput", "", table(_train_rows(training), TRAIN_HEADERS)]
+    grpo = results.get("grpo")
+    if grpo:
+        out += ["", "GRPO (full weights, sampling with KV cache, no compile):", "",
+                table([[grpo["model"], grpo["rollouts_per_step"], grpo["max_new_tokens"], fmt(grpo["gen_tokens_per_s"]),
+                        fmt(grpo["train_tokens_per_s"]), fmt(grpo["tokens_per_s"]), pct(grpo["gen_fraction"]),
+                        fmt(grpo["peak_memory_gb"])]],
+                      ["model", "rollouts/step", "max new tokens", "generation tok/s", "update tok/s",
+                       "overall tok/s", "time generating", "MLX peak GB"])]
+    lens = results.get("lens")
+    if lens:
+        out += ["", "## Logit lens and probes", "",
+                table([["one captured forward (all layers)", fmt(lens["one_pass_prompts_per_s"])],
+                       ["a truncated forward per layer", fmt(lens["per_layer_prompts_per_s"])],
+                       ["`logit_lens()` API (top-5 decoded)", fmt(lens["api_prompts_per_s"])]],
+                      ["logit lens over all layers", "prompts/s"])]
+    probes = results.get("probes")
+    if probes:
+        out += ["", table([[probes["prompts"], probes["layers"], probes["hidden"], probes["n_permutations"],
+                            fmt(probes["extract_s"]), fmt(probes["fit_s_per_layer"])]],
+                          ["probe prompts", "layers", "hidden", "permutations", "feature extraction s",
+                           "fit s per layer"])]
+    cmp_ = results.get("mlx_lm")
+    if cmp_:
+        config = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in cmp_["config"].items())
+        out += ["", "## SFT LoRA: ours vs `mlx_lm lora`", "", f"Config: {config}.", ""]
+        rows = [[key, r["label"], r["iters"], fmt(r["tokens_per_s"]), fmt(r["cpu_s_per_step"]), fmt(r["rows_per_s"]),
+                 fmt(r["peak_memory_gb"]), fmt(r["process_max_rss_gb"]), fmt(r["process_seconds"]),
+                 fmt(r["process_cpu_seconds"])]
+                for key in ("matched", "stock", "padded") for r in (cmp_.get(key) or {}).get("runs", [])]
+        out.append(table(rows, ["data", "process", "iters", "tokens/s (median window)", "CPU s / step", "rows/s",
+                                "MLX peak GB", "peak RSS GB", "process wall s", "process CPU s"]))
+        m = cmp_.get("matched")
+        if m:
+            out += ["", f"CPU per step (median window, process CPU clock): ours {fmt(m['ours_cpu_s_per_step'])} s, "
+                        f"mlx_lm {fmt(m['mlx_lm_cpu_s_per_step'])} s: tokens per CPU-second "
+                        f"{fmt(m['ours_tokens_per_cpu_s'])} vs {fmt(m['mlx_lm_tokens_per_cpu_s'])} "
+                        f"(ratio {fmt(m['cpu_ratio'])}).",
+                    "", "Loss per report window (matched, first long run of each):", "",
+                    table([[i + 1, fmt(a, 4), fmt(b, 4)] for i, (a, b) in
+                           enumerate(zip(m["loss_curve"]["ours"], m["loss_curve"]["mlx_lm"]))],
+                          ["window", "ours", "mlx_lm"])]
+        padded = cmp_.get("padded") or {}
+        if padded.get("loss_curve"):
+            out += ["", "Loss per report window (short SFT rows, mlx-lm's order, each padded its own way). The curves "
+                    "differ because mlx-lm's `default_loss` masks `steps <= length`, one target past each row: every "
+                    "row shorter than its batch is also trained to predict the pad id 0 after EOS (ml-explore/mlx-lm "
+                    "PR #1697), and its token count (hence its tokens/s) includes that target. Ours trains on the "
+                    "real targets only; rows/s compares the same work.", "",
+                    table([[i + 1, fmt(a, 4), fmt(b, 4)] for i, (a, b) in
+                           enumerate(zip(padded["loss_curve"]["ours"], padded["loss_curve"]["mlx_lm"]))],
+                          ["window", "ours", "mlx_lm"])]
+    blas_ = results.get("blas")
+    if blas_:
+        rows = [[mode, blas_[mode]["blas"], blas_[mode]["library"], fmt(blas_[mode]["gemm_gflops"]),
+                 fmt(blas_[mode]["train"]["tokens_per_s"]), fmt(blas_[mode]["train"].get("tokens_per_cpu_s"))]
+                for mode in ("import", "none", "ld") if mode in blas_]
+        out += ["", "## BLAS (fresh processes)", "",
+                "env: `import` = our import-time preload; `none` = `LAZARUS_NO_BLAS_PRELOAD=1`; `ld` = preload "
+                "disabled, OpenBLAS by `LD_PRELOAD` (what the mlx_lm subprocess gets).", "",
+                table(rows, ["env", "preload", "global cblas_sgemm from", "GEMM GFLOP/s", "train tok/s",
+                             "train tok/CPU-s"])]
+    scaling = results.get("scaling")
+    if scaling:
+        def srows(items):
+            rows = []
+            for t in (item["summary"] for item in items):
+                rows.append([t["name"], t["model"], fmt(t["total_params"]), t["batch"], fmt(t["tokens_per_s"]),
+                             fmt(t.get("cores_busy"), 2), fmt(t["achieved_gflops"]), fmt(t["gemm_gflops"]),
+                             fmt(t.get("gemm_model_shape_gflops")), pct(t["mfu"]), fmt(t["peak_memory_gb"]),
+                             fmt(t["predicted_memory_gb"]), fmt(t["memory_ratio"])])
+            return rows
+        headers = ["size", "model", "params", "batch", "tokens/s", "cores busy", "GFLOP/s", "GEMM 1024^3 GFLOP/s",
+                   "GEMM at (BT x D)(D x F)", "MFU", "MLX peak GB", "predicted GB", "measured / predicted"]
+        out += ["", f"## Scaling (zoo pretraining step, T={scaling['seq_len']})", "", "By model size:", "",
+                table(srows(scaling["by_size"]), headers), "", "By batch size:", "",
+                table(srows(scaling["by_batch"]), headers)]
+    out += ["", "## Formulas", "", FORMULAS]
+    errors = results.get("errors")
+    if errors:
+        out += ["## Errors", ""] + [f"- {k}: {v}" for k, v in errors.items()] + [""]
+    return "\n".join(out)
+
+
+def write_bench(results: dict, out_dir: str | os.PathLike = "reports") -> Path:
+    """Write ``BENCH.md`` and ``bench.json`` (the raw numbers) into ``out_dir``; returns BENCH.md's path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "bench.json", results)
+    path = out / "BENCH.md"
+    _write_text_atomic(path, render_bench_md(results))
+    return path
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file in ``path``'s folder, then rename it over ``path`` (never half-written)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,119 @@
+"""Lens claims on untrained models: H01 (no operation words in a base model's logit lens)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from .. import prompts, stats
+from ..analysis.lens import logit_lens
+from ..stats import ClaimStatistic, Verdict
+from ..stats.verdicts import combine
+from .base import ClaimContext, Outcome, claim, not_instruct
+
+
+def op_word_lens(handle, prompt_set, words):
+    """Per prompt: the lens rows of every operation word (full-word probability, both spellings summed)."""
+    results = logit_lens(handle, prompt_set.texts(), words, top_k=5)
+    return results, {w: np.stack([r.targets[w].full_prob_sum for r in results]) for w in words}
+
+
+def h01_statistics(handle, params) -> tuple[list[float], int, int, dict, list[dict]]:
+    """Per-prompt maximum operation-word probability, argmax hits at the classification layer, curves, samples."""
+    evalset = prompts.dual_reward_eval()
+    words = list(prompts.operation_words())
+    results, probs = op_word_lens(handle, evalset, words)
+    layers = results[0].layers
+    row = layers.index(handle.layer_at_depth(params["layer_fraction"]))
+    stacked = np.stack([probs[w] for w in words], axis=-1)
+    per_prompt_max = stacked.reshape(len(results), -1).max(axis=1)
+    labels = evalset.labels()
+    predicted = [words[int(np.argmax(stacked[i, row]))] for i in range(len(results))]
+    hits = sum(p == t for p, t in zip(predicted, labels))
+    true_curve = np.mean([probs[t][i] for i, t in enumerate(labels)], axis=0)
+    samples = []
+    for i, (res, label) in enumerate(zip(results, labels)):
+        where = np.unravel_index(int(np.argmax(stacked[i])), stacked[i].shape)
+        samples.append({
+            "prompt": res.prompt, "label": label, "max_op_word_prob": float(per_prompt_max[i]),
+            "max_at_layer": layers[where[0]], "max_word": words[where[1]],
+            "argmax_word_at_classification_layer": predicted[i],
+            "top1_at_classification_layer": res.top[row][0][0][0],
+        })
+    curves = {
+        "lens_true_op_word": {"x": [str(layer) for layer in layers], "series": {"P(true op word)": true_curve.tolist()}}
+    }
+    return per_prompt_max.tolist(), hits, len(results), curves, samples
+
+
+@claim(
+    id="H01",
+    title="No operation words in a base model's logit lens",
+    statement="Base models show no operation words (multiply/add/subtract/divide) in the logit lens at any layer.",
+    source="seed 002 (What Base Models Have; logit lens), seed 000 (baseline)",
+    criterion=("every layer < 1% for the prompt's operation words; class argmax at 55% depth no better than chance "
+               "(binomial)"),
+    writeup="~0.0x% at every layer (Llama-3.2-1B, TinyLlama, Granite)",
+    params={"max_prob": 0.01, "layer_fraction": 0.55, "alpha": 0.05},
+    applies=not_instruct,
+)
+def measure_h01(ctx: ClaimContext) -> Outcome:
+    p = ctx.params
+    values, hits, n, curves, samples = h01_statistics(ctx.handle(), p)
+    chance = 1.0 / len(prompts.operation_words())
+    binomial = stats.binomial_test(hits, n, p0=chance, alternative="greater")
+    threshold = stats.threshold_claim(
+        values, p["max_prob"], "below", alpha=p["alpha"], name="max P(op word) per prompt"
+    )
+    control_values, control_hits, _, control_curves, _ = h01_statistics(ctx.random_control(), p)
+    curves["lens_true_op_word"]["series"]["random-init control"] = control_curves["lens_true_op_word"]["series"][
+        "P(true op word)"
+    ]
+    if threshold.verdict == Verdict.SUPPORTED and max(values) < p["max_prob"]:
+        below = replace(threshold, verdict=Verdict.SUPPORTED)
+    elif threshold.verdict != Verdict.REFUTED and max(values) >= p["max_prob"]:
+        below = replace(
+            threshold,
+            verdict=Verdict.INCONCLUSIVE,
+            reason=f"the largest value {max(values):.3%} reaches {p['max_prob']:.0%} but the per-prompt "
+            f"maxima are not significantly above it",
+        )
+    else:
+        below = threshold
+    above_chance = binomial.p_value < p["alpha"]
+    argmax = ClaimStatistic(
+        name="class argmax hits at the classification layer",
+        statistic=hits / n,
+        ci_low=binomial.ci_low,
+        ci_high=binomial.ci_high,
+        confidence=binomial.confidence,
+        effect_size=None,
+        p_value=binomial.p_value,
+        n=n,
+        verdict=Verdict.REFUTED if above_chance else Verdict.SUPPORTED,
+        reason=(
+            f"{hits}/{n} {'beats' if above_chance else 'not above'} chance {chance:.0%} "
+            f"(binomial p={binomial.p_value:.3g})"
+        ),
+    )
+    combined = combine(threshold, {"below_threshold": below, "argmax_at_chance": argmax})
+    statistic = replace(
+        combined,
+        details={
+            **combined.details,
+            "argmax_hits": hits,
+            "n_prompts": n,
+            "chance": chance,
+            "binomial_p": binomial.p_value,
+            "control_max": float(max(control_values)),
+            "control_argmax_hits": control_hits,
+        },
+    )
+    layer = ctx.handle().layer_at_depth(p["layer_fraction"])
+    ours = (
+        f"max P(op word) over all layers = {max(values):.3%} (per-prompt mean {np.mean(values):.3%}); "
+        f"argmax over the 4 words at block {layer}: {hits}/{n} (chance {chance:.0%}, p={binomial.p_value:.3g}); "
+        f"random-init control max {max(control_values):.3%}"
+    )
+    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves)

@@ -1,0 +1,156 @@
+"""H03: word prompts show emergence: a probe near chance at block 0 that peaks in middle layers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import prompts, stats
+from ..errors import LazarusError
+from ..stats import Verdict
+from .base import ClaimContext, Outcome, claim
+from .common import (
+    EMB,
+    cv_predictions,
+    floats_or_none,
+    layer_curve,
+    nested_peak,
+    permutation_null,
+    permutation_p,
+    probe_prompt_set,
+    significant,
+)
+
+
+@claim(
+    id="H03",
+    title="Word prompts show true emergence after block 0",
+    statement="For word prompts ('What is 7 times 8?') a linear probe is near chance at block 0 and peaks in the "
+               "middle layers.",
+    source="seed 002 (CORRECTION: True Classifier Emergence: Word-Based Prompts)",
+    criterion="block-0 accuracy <= 50% (stratified and leave-one-template-out), peak >= 75% at a block > 0 "
+               "(selection-free nested estimate and stratified max, max-statistic permutation p < 0.05), "
+               "peak - L0 >= 25 points (nested, paired permutation p < 0.05)",
+    writeup="Llama-3.2-1B 43.8% -> 81.2% (L4-5), TinyLlama 12.5% -> 81.2% (L16-17), Granite 18.8% -> 31.2%",
+    params={"max_l0_accuracy": 0.5, "min_peak_accuracy": 0.75, "min_gain": 0.25, "layer": 0, "n_splits": 4,
+            "n_permutations": 100, "n_bootstrap": 1999, "C": 1.0, "alpha": 0.05, "seed": 0},
+    fast={"n_permutations": 20, "n_bootstrap": 499},
+)
+def measure_h03(ctx: ClaimContext) -> Outcome:
+    p = ctx.params
+    alpha, base = p["alpha"], p["layer"]
+    words = prompts.word_set()
+    groups = [it.template for it in words]
+    probed = probe_prompt_set(ctx.handle(), words, groups, p)
+    y, n = probed.y, int(probed.y.size)
+    chance = 1.0 / len(set(y.tolist()))
+    base_row = probed.row(base)
+    blocks = [i for i, label in enumerate(probed.labels) if label != EMB]
+    candidates = [i for i in blocks if probed.labels[i] > base]
+    if not candidates:
+        raise LazarusError(f"H03 needs a block after block {base}; this model has {len(blocks)} block(s)")
+
+    strat0, group0 = cv_predictions(probed.features[base_row], y, probed.groups, n_splits=p["n_splits"],
+                                    seed=p["seed"], C=p["C"])
+    k0_s, k0_g = int(np.sum(strat0 == y)), int(np.sum(group0 == y))
+    acc_s = np.array(probed.series("accuracy"))
+    acc_g = np.array(probed.series("group_accuracy"))
+    peak_s = candidates[int(np.argmax(acc_s[candidates]))]
+    peak_g = candidates[int(np.argmax(acc_g[candidates]))]
+
+    null = permutation_null(probed.features[blocks], y, n_splits=p["n_splits"], n_permutations=p["n_permutations"],
+                            seed=p["seed"], C=p["C"])
+    cand_cols = [blocks.index(i) for i in candidates]
+    max_null = null[:, cand_cols].max(axis=1)
+    p_peak = permutation_p(float(acc_s[peak_s]), max_null)
+
+    chosen, base_pred, chosen_row = nested_peak(probed.features, y, probed.groups, candidates, base_row,
+                                                n_splits=p["n_splits"], seed=p["seed"], C=p["C"])
+    correct_sel = (chosen == y).astype(float)
+    correct_base = (base_pred == y).astype(float)
+    diff = correct_sel - correct_base
+    k_sel = int(correct_sel.sum())
+    gain = float(diff.mean())
+    sign = stats.sign_test(diff, 0.0, "greater")
+    level = 1.0 - 2.0 * alpha
+    boot = stats.bootstrap_ci(diff, np.mean, confidence=level, n_resamples=p["n_bootstrap"], seed=p["seed"])
+    effect = stats.one_sample_d(diff, 0.0, confidence=level) if n >= 2 else None
+
+    control = probe_prompt_set(ctx.random_control(), words, groups, p)
+    c_acc = np.array(control.series("accuracy"))
+
+    l0_ok = k0_s / n <= p["max_l0_accuracy"] + 1e-9 and k0_g / n <= p["max_l0_accuracy"] + 1e-9
+    peak_ok = k_sel / n >= p["min_peak_accuracy"] - 1e-9 and acc_s[peak_s] >= p["min_peak_accuracy"] - 1e-9
+    gain_ok = gain >= p["min_gain"] - 1e-9
+    tests_ok = p_peak < alpha and sign.p_value < alpha
+    against = []
+    for name, k in (("stratified", k0_s), ("leave-one-template-out", k0_g)):
+        if significant(k, n, p["max_l0_accuracy"], "greater", alpha):
+            against.append(f"block-{base} accuracy ({name}) {k}/{n} significantly above {p['max_l0_accuracy']:.0%}")
+    if significant(k_sel, n, p["min_peak_accuracy"], "less", alpha):
+        against.append(f"selection-free peak accuracy {k_sel}/{n} significantly below {p['min_peak_accuracy']:.0%}")
+    if math.isfinite(boot.ci_high) and boot.ci_high < p["min_gain"]:
+        against.append(f"gain CI upper bound {boot.ci_high:+.3f} < {p['min_gain']}")
+    failed = [text for ok, text in ((l0_ok, f"block-{base} accuracy > {p['max_l0_accuracy']:.0%}"),
+                                    (peak_ok, f"peak accuracy < {p['min_peak_accuracy']:.0%}"),
+                                    (gain_ok, f"gain < {p['min_gain']:.0%}"),
+                                    (tests_ok, f"max-statistic permutation p={p_peak:.3g} or paired p="
+                                               f"{sign.p_value:.3g} not < {alpha}")) if not ok]
+    if against:
+        verdict, reason = Verdict.REFUTED, "; ".join(against)
+    elif not failed:
+        verdict = Verdict.SUPPORTED
+        reason = (f"block {base} at {k0_s / n:.0%}/{k0_g / n:.0%}, selection-free peak {k_sel / n:.0%}, gain "
+                  f"{gain:+.1%} (paired permutation p={sign.p_value:.3g}), max-statistic p={p_peak:.3g}")
+    else:
+        verdict, reason = Verdict.INCONCLUSIVE, "not shown: " + "; ".join(failed)
+
+    details = {
+        "layer": base, "n_prompts": n, "chance": chance, "alpha": alpha,
+        "accuracy_l0_stratified": k0_s / n, "accuracy_l0_leave_one_template_out": k0_g / n,
+        "peak_layer_stratified": probed.labels[peak_s], "peak_accuracy_stratified": float(acc_s[peak_s]),
+        "peak_layer_leave_one_template_out": probed.labels[peak_g],
+        "peak_accuracy_leave_one_template_out": float(acc_g[peak_g]),
+        "naive_gain_stratified": float(acc_s[peak_s] - acc_s[base_row]),
+        "naive_gain_leave_one_template_out": float(acc_g[peak_g] - acc_g[base_row]),
+        "cross_scheme_gain": float(acc_g[peak_s] - acc_g[base_row]),
+        "max_statistic_p": p_peak, "n_permutations": int(p["n_permutations"]),
+        "selected_peak_accuracy": k_sel / n, "selected_layers": sorted({probed.labels[r] for r in chosen_row}),
+        "gain": gain, "gain_ci": [boot.ci_low, boot.ci_high], "paired_permutation_p": sign.p_value,
+        "discordant": {"peak_only": int(np.sum(diff > 0)), "l0_only": int(np.sum(diff < 0))},
+        "selectivity_at_peak": probed.report.layers[peak_s].selectivity,
+        "random_init_l0_accuracy": float(c_acc[control.row(base)]),
+        "random_init_peak_accuracy": float(c_acc[candidates].max()),
+        "peak_depth_fraction": probed.labels[peak_s] / len(blocks),
+        "test": "nested leave-one-template-out (peak layer chosen by inner stratified CV on the other templates), "
+                "exact paired sign-flip permutation test of per-prompt correctness; max-statistic label-permutation "
+                "null for the stratified peak",
+    }
+    statistic = stats.ClaimStatistic(
+        name=f"selection-free gain: chosen peak layer minus block {base} (leave-one-template-out)",
+        statistic=gain, ci_low=boot.ci_low, ci_high=boot.ci_high, confidence=level, effect_size=effect,
+        p_value=sign.p_value, n=n, verdict=verdict, reason=reason, details=details,
+    )
+    samples = [{"prompt": it.text, "label": it.label, "template": it.template, "pair": it.pair,
+                "pred_l0_stratified": str(strat0[i]), "pred_l0_leave_one_template_out": str(group0[i]),
+                "selected_layer": probed.labels[chosen_row[i]], "pred_selected": str(chosen[i]),
+                "correct_selected": bool(correct_sel[i]), "correct_l0": bool(correct_base[i])}
+               for i, it in enumerate(words)]
+    null_mean = [None] * len(probed.labels)
+    for j, i in enumerate(blocks):
+        null_mean[i] = float(null[:, j].mean())
+    curves = {"probe_accuracy": layer_curve(probed, {
+        "stratified CV": floats_or_none(acc_s),
+        "leave-one-template-out": floats_or_none(acc_g),
+        "permutation null mean": null_mean,
+        "control task (Hewitt-Liang)": floats_or_none(probed.series("control_accuracy")),
+        "random-init stratified": floats_or_none(c_acc),
+        "random-init leave-one-template-out": floats_or_none(control.series("group_accuracy")),
+    })}
+    ours = (f"block {base}: {k0_s / n:.1%} stratified / {k0_g / n:.1%} leave-one-template-out; peak "
+            f"{acc_s[peak_s]:.1%} at block {probed.labels[peak_s]} (stratified, max-statistic p={p_peak:.3g}) / "
+            f"{acc_g[peak_g]:.1%} at block {probed.labels[peak_g]} (leave-one-template-out); selection-free peak "
+            f"{k_sel / n:.1%}, gain {gain:+.1%} [{boot.ci_low:+.1%}, {boot.ci_high:+.1%}] "
+            f"(paired p={sign.p_value:.3g}); random-init peak {c_acc[candidates].max():.1%}")
+    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves)

@@ -1,0 +1,170 @@
+"""H04: the multiply-vs-add probe direction is not vocabulary-aligned (rank of the word among all rows)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import prompts, stats
+from ..analysis import probes
+from ..analysis.directions import word_ranks
+from ..analysis.features import last_token_states
+from ..analysis.lens import target_spellings
+from ..analysis.projections import cosine_scores, normalize_rows, ranks_of
+from ..stats import Verdict, ecdf
+from .base import ClaimContext, Outcome, claim, not_instruct
+from .common import NULL_CHUNK
+
+
+class VocabRanker:
+    """Ranks of one word's spellings (first tokens) by cosine of a residual direction (final-norm gain folded in)
+    with every unembedding row, as ``directions.word_ranks`` computes them, for many directions."""
+
+    def __init__(self, handle, word: str):
+        self.W = np.array(handle.unembedding(), dtype=np.float32)
+        self.gain = np.array(handle.final_norm_gain(), dtype=np.float32)
+        self.vocab_size = int(self.W.shape[0])
+        self.ids = sorted({ids[0] for ids in target_spellings(handle, word).values()})
+
+    def best_rank(self, direction) -> int:
+        scores = cosine_scores(np.asarray(direction, dtype=np.float32), self.W, gain=self.gain)
+        return min(ranks_of(scores, self.ids).values())
+
+    def null_best_ranks(self, n: int, seed: int) -> np.ndarray:
+        """Best rank of the spellings for ``n`` standard Gaussian residual directions (seeded)."""
+        rng = np.random.default_rng(seed)
+        Z = rng.standard_normal((n, self.W.shape[1]), dtype=np.float32)
+        U = normalize_rows(self.W)
+        out = np.zeros(n, dtype=int)
+        for start in range(0, n, NULL_CHUNK):
+            S = normalize_rows(Z[start:start + NULL_CHUNK] * self.gain) @ U.T
+            ranks = (S[:, None, :] > S[:, self.ids][:, :, None]).sum(axis=-1) + 1
+            out[start:start + NULL_CHUNK] = ranks.min(axis=1)
+        return out
+
+    def uniform_p(self, rank: int) -> float:
+        """P(best rank <= rank) when the spellings' ranks are a uniformly random set of distinct positions."""
+        m, V = len(self.ids), self.vocab_size
+        return 1.0 - math.comb(V - rank, m) / math.comb(V, m)
+
+
+def multiply_add_features(handle, layer: int) -> tuple[np.ndarray, np.ndarray, list]:
+    """Last-token states at ``layer`` for the word set's multiply and add prompts."""
+    items = [it for it in prompts.word_set() if it.label in ("multiply", "add")]
+    X, _ = last_token_states(handle, [it.text for it in items], [layer])
+    return X[0], np.asarray([it.label for it in items]), items
+
+
+def bootstrap_best_ranks(X, y, ranker: VocabRanker, *, n_bootstrap: int, seed: int, C: float) -> np.ndarray:
+    """Best rank of the spellings for probes refitted on prompts resampled with replacement within each class."""
+    rng = np.random.default_rng(seed)
+    members = [np.flatnonzero(y == c) for c in np.unique(y)]
+    out = np.zeros(n_bootstrap, dtype=int)
+    for b in range(n_bootstrap):
+        idx = np.concatenate([rng.choice(m, size=m.size, replace=True) for m in members])
+        w = probes.binary_direction(X[idx], y[idx], "multiply", "add", C=C, seed=seed)
+        out[b] = ranker.best_rank(w)
+    return out
+
+
+@claim(
+    id="H04",
+    title="The probe's direction is not vocabulary-aligned",
+    statement="The multiply-vs-add probe direction at 55% depth does not point at the 'multiply' unembedding row.",
+    source="seed 002 (Probe Direction Vocabulary Projection)",
+    criterion="best rank of ' multiply'/'multiply' (cosine of the gain-folded probe weight with every unembedding "
+               "row) outside the top 1% of the vocabulary, for refitted probes (bootstrap bound) and a probe above "
+               "chance",
+    writeup="multiply rank 24,300 / 128,256 (19%), score +0.0355 (Llama-3.2-1B, L8)",
+    params={"word": "multiply", "top_fraction": 0.01, "layer_fraction": 0.55, "n_splits": 4, "n_permutations": 100,
+            "n_bootstrap": 200, "n_null": 1000, "C": 1.0, "alpha": 0.05, "seed": 0},
+    applies=not_instruct,
+    fast={"n_permutations": 20, "n_bootstrap": 40, "n_null": 200},
+)
+def measure_h04(ctx: ClaimContext) -> Outcome:
+    p = ctx.params
+    alpha, word, top = p["alpha"], p["word"], p["top_fraction"]
+    handle = ctx.handle()
+    layer = handle.layer_at_depth(p["layer_fraction"])
+    X, y, items = multiply_add_features(handle, layer)
+    w = probes.binary_direction(X, y, "multiply", "add", C=p["C"], seed=p["seed"])
+    words = list(dict.fromkeys([word, *prompts.operation_words()]))
+    top_side = word_ranks(handle, w, words)
+    bottom_side = word_ranks(handle, -w, words)
+    V = top_side["vocab_size"]
+    forms = top_side["words"][word]
+    best_rank = min(f["rank"] for f in forms.values())
+    best_pct = best_rank / V
+
+    ranker = VocabRanker(handle, word)
+    probe = probes.probe_layer(X, y, n_splits=p["n_splits"], n_permutations=p["n_permutations"], seed=p["seed"],
+                               C=p["C"])
+    boot = bootstrap_best_ranks(X, y, ranker, n_bootstrap=p["n_bootstrap"], seed=p["seed"], C=p["C"]) / V
+    null = ranker.null_best_ranks(p["n_null"], p["seed"]) / V
+    level = 1.0 - 2.0 * alpha
+    ci_low, ci_high = (float(q) for q in np.quantile(boot, [alpha, 1.0 - alpha]))
+    p_claim = float((1 + np.count_nonzero(boot <= top)) / (boot.size + 1))
+    p_align = float((1 + np.count_nonzero(null <= best_pct)) / (null.size + 1))
+    p_uniform = ranker.uniform_p(best_rank)
+
+    c_handle = ctx.random_control()
+    c_X, c_y, _ = multiply_add_features(c_handle, layer)
+    c_rank = VocabRanker(c_handle, word).best_rank(
+        probes.binary_direction(c_X, c_y, "multiply", "add", C=p["C"], seed=p["seed"]))
+
+    probe_ok = probe.p_value is not None and probe.p_value < alpha
+    if ci_high <= top and p_align < alpha:
+        verdict = Verdict.REFUTED
+        reason = (f"'{word}' stays in the top {top:.0%} of the vocabulary for refitted probes (bootstrap upper "
+                  f"bound {ci_high:.2%}) and ranks higher than for random directions (p={p_align:.3g})")
+    elif ci_low > top and p_claim < alpha and probe_ok:
+        verdict = Verdict.SUPPORTED
+        reason = (f"best rank {best_rank}/{V} ({best_pct:.1%}); bootstrap lower bound {ci_low:.2%} > {top:.0%} "
+                  f"(p={p_claim:.3g}); probe accuracy {probe.accuracy:.0%} (permutation p={probe.p_value:.3g})")
+    elif ci_low > top and p_claim < alpha:
+        verdict = Verdict.INCONCLUSIVE
+        reason = (f"'{word}' is outside the top {top:.0%} but the multiply-vs-add probe is not above chance "
+                  f"({probe.accuracy:.0%}, permutation p={probe.p_value:.3g}): its direction may be noise")
+    else:
+        verdict = Verdict.INCONCLUSIVE
+        reason = (f"best rank {best_rank}/{V} ({best_pct:.1%}); bootstrap interval [{ci_low:.2%}, {ci_high:.2%}] "
+                  f"does not settle whether it is outside the top {top:.0%}")
+    details = {
+        "layer": layer, "vocab_size": V, "top_fraction": top, "top_cutoff_rank": int(math.floor(top * V)),
+        "best_rank": best_rank, "best_percentile": best_pct, "n_spellings": len(ranker.ids),
+        "bootstrap_p_in_top": p_claim, "n_bootstrap": int(boot.size), "bootstrap_median": float(np.median(boot)),
+        "p_aligned_vs_random": p_align, "p_aligned_uniform": p_uniform, "n_null": int(null.size),
+        "null_median": float(np.median(null)), "probe_accuracy": probe.accuracy, "probe_permutation_p": probe.p_value,
+        "random_init_best_rank": c_rank, "random_init_percentile": c_rank / V, "alpha": alpha,
+        "rank_definition": "1-based rank by descending cosine over all unembedding rows (1 + #strictly greater); "
+                           "percentile = rank / vocabulary size; outside the top fraction iff percentile > it",
+    }
+    statistic = stats.ClaimStatistic(
+        name=f"best rank percentile of '{word}' spellings (probe direction at block {layer})",
+        statistic=best_pct, ci_low=ci_low, ci_high=ci_high, confidence=level, effect_size=None, p_value=p_claim,
+        n=int(y.size), verdict=verdict, reason=reason, details=details,
+    )
+    samples = []
+    for wd in words:
+        for spelling, info in top_side["words"][wd].items():
+            low = bottom_side["words"][wd][spelling]
+            samples.append({
+                "word": wd, "spelling": spelling, "token_id": info["token_id"],
+                "token": handle.decode_token(info["token_id"]), "n_tokens": info["n_tokens"], "rank": info["rank"],
+                "percentile": info["rank"] / V, "score": info["score"], "rank_from_bottom": low["rank"],
+            })
+    grid = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]
+    m = len(ranker.ids)
+    curves = {"rank_percentile_cdf": {
+        "x": [f"{g:.1%}" for g in grid],
+        "series": {"bootstrap probes": ecdf(boot, grid), "random directions": ecdf(null, grid),
+                   "uniform ranks": [1.0 - (1.0 - g) ** m for g in grid]},
+        "xlabel": f"best rank of '{word}' / vocabulary size", "ylabel": "cumulative fraction",
+    }}
+    ours = (f"'{word}' best rank {best_rank}/{V} ({best_pct:.2%}) at block {layer}; bootstrap {level:.0%} interval "
+            f"[{ci_low:.2%}, {ci_high:.2%}], {np.mean(boot <= top):.0%} of refits in the top {top:.0%}; random "
+            f"directions p={p_align:.3g}; probe accuracy {probe.accuracy:.0%}; random-init rank {c_rank}/{V}")
+    extra = {"direction": [float(v) for v in w], "bootstrap_percentiles": [float(v) for v in boot],
+             "null_percentiles": [float(v) for v in null], "prompts": [it.text for it in items]}
+    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra=extra)

@@ -1,0 +1,89 @@
+"""H06: a base model takes dual-reward better than its instruct variant (paired by seed)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .. import stats
+from ..stats import ClaimStatistic
+from .base import ClaimContext, Outcome, claim, needs_instruct_pair
+from .fixtures import DUAL_FAST, DUAL_PARAMS, dual_run, dual_sample
+from .h05_dual_reward_names_op import dual_curves
+
+
+def h06_statistic(base: list[dict], instruct: list[dict], p: dict) -> ClaimStatistic:
+    """Paired over seeds: instruct's initial cls loss higher and final restricted op-word prob lower (one-sided)."""
+    alpha, n = p["alpha"], len(base)
+    level = 1.0 - 2.0 * alpha
+    loss_b, loss_i = [s["initial_cls_loss"] for s in base], [s["initial_cls_loss"] for s in instruct]
+    prob_b, prob_i = [s["restricted_prob_after"] for s in base], [s["restricted_prob_after"] for s in instruct]
+    loss_diff = float(np.mean(np.subtract(loss_i, loss_b)))
+    prob_diff = float(np.mean(np.subtract(prob_i, prob_b)))
+    met = loss_diff > 0 and prob_diff < 0
+    details: dict[str, Any] = {"n_seeds": n, "initial_cls_loss_diff": loss_diff, "final_prob_diff": prob_diff,
+                               "alpha": alpha, "min_n": p["min_seeds"],
+                               "test": "paired t (one-sided), intersection-union"}
+    if n < 2:
+        verdict = stats.decide(met, math.nan, alpha, n=n, min_n=max(2, p["min_seeds"]))
+        return ClaimStatistic(name="final restricted P(op word): instruct - base", statistic=prob_diff,
+                              ci_low=math.nan, ci_high=math.nan, confidence=level, effect_size=None, p_value=None, n=n,
+                              verdict=verdict.verdict, reason=verdict.reason, details=details)
+    t_loss = stats.paired_test(loss_i, loss_b, method="t", alternative="greater", confidence=level)
+    t_prob = stats.paired_test(prob_i, prob_b, method="t", alternative="less", confidence=level)
+    opp_loss = stats.paired_test(loss_i, loss_b, method="t", alternative="less").p_value
+    opp_prob = stats.paired_test(prob_i, prob_b, method="t", alternative="greater").p_value
+    p_values = [t_loss.p_value, t_prob.p_value]
+    p_iut = max(p_values) if all(math.isfinite(v) for v in p_values) else math.nan
+    opposite = any(math.isfinite(v) and v < alpha for v in (opp_loss, opp_prob))
+    verdict = stats.decide(met, p_iut, alpha, n=n, min_n=p["min_seeds"], opposite_shown=opposite)
+    reason = (f"{verdict.reason}; initial cls loss instruct - base {loss_diff:+.3g} (p={t_loss.p_value:.3g}, "
+              f"opposite p={opp_loss:.3g}), final prob {prob_diff:+.2%} (p={t_prob.p_value:.3g}, "
+              f"opposite p={opp_prob:.3g})")
+    details.update({"initial_cls_loss_test": t_loss.to_dict(), "final_prob_test": t_prob.to_dict(),
+                    "p_opposite_loss": opp_loss, "p_opposite_prob": opp_prob,
+                    "initial_cls_loss_effect": stats.paired_d(loss_i, loss_b, confidence=level).to_dict()})
+    return ClaimStatistic(name="final restricted P(op word): instruct - base", statistic=prob_diff,
+                          ci_low=t_prob.ci_low, ci_high=t_prob.ci_high, confidence=level,
+                          effect_size=stats.paired_d(prob_i, prob_b, confidence=level), p_value=p_iut, n=n,
+                          verdict=verdict.verdict, reason=reason, details=details)
+
+
+@claim(
+    id="H06",
+    title="Base models take dual-reward better than instruct models",
+    statement="Dual-reward training works better on a base model than on its instruct variant.",
+    source="seed 002 (Results: Llama 3.2 1B Instruct; Conclusions 5)",
+    criterion="paired over seeds (same data, init and order): instruct's initial cls loss (step 1, before any "
+               "update) higher and its final restricted op-word prob lower, both one-sided paired t significant",
+    writeup="initial cls loss 5.0 (instruct) vs 0.97 (base); final probs 5-54% vs 36-81%; 7/8 vs 8/8",
+    params=dict(DUAL_PARAMS),
+    applies=needs_instruct_pair,
+    fast=DUAL_FAST,
+    training=True,
+    after=("H05",),
+)
+def measure_h06(ctx: ClaimContext) -> Outcome:
+    p = ctx.params
+    pair = ctx.info.instruct_pair
+    base_runs = [dual_run(ctx, seed) for seed in ctx.seeds]
+    inst_runs = [dual_run(ctx, seed, pair) for seed in ctx.seeds]
+    base = [dual_sample(r, p["loss_window"]) for r in base_runs]
+    inst = [dual_sample(r, p["loss_window"]) for r in inst_runs]
+    statistic = h06_statistic(base, inst, p)
+    samples = [{"variant": "base", **s} for s in base] + [{"variant": "instruct", **s} for s in inst]
+    curves, other = dual_curves(base_runs, "base"), dual_curves(inst_runs, "instruct")
+    for name, curve in curves.items():
+        curve["series"].update(other[name]["series"])
+
+    def summary(rows: list[dict]) -> str:
+        return (f"initial cls loss {np.mean([s['initial_cls_loss'] for s in rows]):.3g}, final prob "
+                f"{np.mean([s['restricted_prob_after'] for s in rows]):.1%}, correct "
+                f"{[s['correct_after'] for s in rows]}")
+
+    ours = (f"{len(base)} seed(s) x {p['steps']} steps; base: {summary(base)}; instruct ({pair}): {summary(inst)}; "
+            f"instruct - base: initial loss {statistic.details['initial_cls_loss_diff']:+.3g}, final prob "
+            f"{statistic.statistic:+.1%}")
+    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra={"instruct_model": pair})

@@ -1,0 +1,221 @@
+"""GRPO claims (seed 002): H07, pure GRPO makes no vocabulary classifier but improves answers."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .. import prompts, stats
+from ..analysis.features import last_token_states
+from ..analysis.lens import logit_lens
+from ..analysis.probes import probe_layer
+from ..models import ModelHandle
+from ..prompts import GrpoSpec, PromptItem, grpo_spec
+from ..stats import ClaimStatistic, Verdict
+from ..stats.verdicts import combine, equivalence_claim
+from ..training.data import Example, assert_disjoint
+from ..training.grpo import (
+    GRPOConfig,
+    evaluate_answers,
+    sample_prompts,
+    seed002_configs,
+    step_key,
+    train_grpo,
+)
+from .base import ClaimContext, Outcome, claim
+
+
+@dataclass(frozen=True)
+class RecordingSpec(GrpoSpec):
+    """A GRPO prompt generator that records every prompt it hands to training (to assert disjointness)."""
+
+    seen: list = field(default_factory=list, compare=False, repr=False)
+
+    def sample(self, n: int | None = None, seed: int = 0):
+        drawn = super().sample(n, seed)
+        self.seen.extend(drawn.texts())
+        return drawn
+
+
+def grpo_config(params: dict, seed: int) -> GRPOConfig:
+    """Seed 002's pure-GRPO run (w = 0, full model) with this tier's step and batch sizes."""
+    cfg = seed002_configs(seed)["grpo"]
+    train = replace(cfg.train, steps=params["steps"], lr=params["lr"])
+    return replace(cfg, train=train, prompts_per_step=params["prompts_per_step"], group_size=params["group_size"],
+                   max_new_tokens=params["max_new_tokens"], cls_weight=0.0)
+
+
+def planned_training_prompts(cfg: GRPOConfig, spec: GrpoSpec) -> set[str]:
+    """The prompts a GRPO run will train on (the trainer draws them from (seed, step) alone)."""
+    return {p.text.strip() for step in range(cfg.train.steps)
+            for p in sample_prompts(spec, cfg.prompts_per_step, step_key(cfg.seed, step, 0)[0], cfg.balanced_ops)}
+
+
+def heldout_prompts(spec: GrpoSpec, n: int, seed: int, exclude: set[str]) -> list[PromptItem]:
+    """``n`` distinct prompts of the GRPO template that no run trains on."""
+    out, seen = [], set(exclude)
+    draw = 0
+    while len(out) < n:
+        if draw > 50:
+            raise ValueError(f"cannot find {n} held-out GRPO prompts outside {len(exclude)} training prompts")
+        for item in spec.sample(4 * n, seed=seed * 1000 + draw):
+            if item.text.strip() not in seen and len(out) < n:
+                seen.add(item.text.strip())
+                out.append(item)
+        draw += 1
+    return out
+
+
+def op_word_probs(handle: ModelHandle, items: list[PromptItem], fraction: float) -> tuple[list[float], list[float]]:
+    """Per prompt: lens probability of its operation word (both spellings, full word) at block int(fraction L), and
+    its maximum over every block."""
+    words = sorted({it.label for it in items})
+    results = logit_lens(handle, [it.text for it in items], words, layers=list(range(handle.n_layers)), top_k=1)
+    layer = handle.layer_at_depth(fraction)
+    at = [float(r.targets[it.label].full_prob_sum[layer]) for r, it in zip(results, items)]
+    anywhere = [float(r.targets[it.label].full_prob_sum.max()) for r, it in zip(results, items)]
+    return at, anywhere
+
+
+def probe_accuracy(handle: ModelHandle, fraction: float, seed: int) -> dict:
+    """4-class operation probe on the 64 word prompts at block int(fraction L): shuffled stratified 4-fold accuracy
+    (CV split seeded by ``seed``) and leave-one-template-out accuracy."""
+    words = prompts.word_set()
+    layer = handle.layer_at_depth(fraction)
+    X, _ = last_token_states(handle, words.texts(), [layer])
+    probe = probe_layer(X[0], words.labels(), [it.template for it in words], n_splits=4, n_permutations=0, seed=seed)
+    return {"layer": layer, "accuracy": probe.accuracy, "group_accuracy": probe.group_accuracy}
+
+
+def snapshot(handle: ModelHandle, lens_items: list[PromptItem], answer_items: list[PromptItem], params: dict) -> dict:
+    """Lens and answer measurements of one model (the probe depends on the CV seed and is added per seed)."""
+    at, anywhere = op_word_probs(handle, lens_items, params["layer_fraction"])
+    answers = evaluate_answers(handle, answer_items)
+    return {"op_word_prob": at, "op_word_prob_any_layer": anywhere,
+            "answer_prob": answers["mean_answer_prob"], "answer_accuracy": answers["accuracy"],
+            "answer_rank": answers["mean_answer_rank"], "answer_items": answers["items"]}
+
+
+def probe_change_claim(before: list[float], after: list[float], max_abs_d: float, alpha: float,
+                       min_n: int) -> ClaimStatistic:
+    """Probe accuracy unchanged: Cohen's d (after vs before) reported; equivalence of the paired changes within
+    ``max_abs_d`` pooled standard deviations (TOST) decides."""
+    diffs = [a - b for a, b in zip(after, before)]
+    pooled = float(np.sqrt((np.var(before, ddof=1) + np.var(after, ddof=1)) / 2)) if len(diffs) >= 2 else math.nan
+    effect = stats.cohens_d(after, before) if len(diffs) >= 2 else None
+    name = "probe accuracy change after - before"
+    if len(diffs) >= 2 and pooled == 0.0:
+        change = float(np.mean(diffs))
+        met = change == 0.0
+        verdict = stats.decide(met, None, alpha, len(diffs), min_n, opposite_shown=not met)
+        reason = ("probe accuracy identical before and after in every seed (zero variance)" if met
+                  else f"a constant change of {change:+.3f} with zero variance")
+        return ClaimStatistic(name=name, statistic=change, ci_low=change, ci_high=change, confidence=1 - 2 * alpha,
+                              effect_size=effect, p_value=None, n=len(diffs), verdict=verdict.verdict,
+                              reason=verdict.reason + ": " + reason,
+                              details={"cohens_d": effect.value if effect else None, "pooled_sd": pooled})
+    margin = max_abs_d * pooled if len(diffs) >= 2 else math.inf
+    result = equivalence_claim(diffs, margin, alpha, min_n=min_n, name=name)
+    d = effect.value if effect is not None else math.nan
+    if Verdict(result.verdict) == Verdict.SUPPORTED and not abs(d) < max_abs_d:
+        result = replace(result, verdict=Verdict.INCONCLUSIVE, reason=f"|d| = {abs(d):.3g} >= {max_abs_d}")
+    return replace(result, effect_size=effect, details={**result.details, "cohens_d": d, "pooled_sd": pooled,
+                                                        "max_abs_d": max_abs_d})
+
+
+@claim(
+    id="H07",
+    title="Pure GRPO makes no vocabulary classifier but improves answers",
+    statement="Pure GRPO (answer-correctness reward) makes no vocabulary classifier but improves answers.",
+    source="seed 002 (NEW EXPERIMENT: GRPO Classifier Emergence)",
+    criterion="after GRPO: op-word lens prob at int(0.55 L) < 1% on every prompt; 4-class operation probe accuracy "
+               "(word prompts, 55% depth) unchanged, |Cohen's d| < 0.5 (TOST on paired changes); mean probability of "
+               "the correct answer's first token on held-out prompts rises (one-sided p < 0.05); across seeds",
+    writeup="0% classifier probability; probe 54.0% +- 8.8% vs 54.0% +- 5.8% (d = -0.00); "
+             "answer prob 0.288 -> 0.346 (+20%)",
+    params={"steps": 30, "lr": 1e-5, "prompts_per_step": 8, "group_size": 4, "max_new_tokens": 16,
+            "n_eval": 48, "eval_seed": 7, "n_lens_heldout": 16, "layer_fraction": 0.55, "max_op_word_prob": 0.01,
+            "max_abs_d": 0.5, "writeup_relative_gain": 0.20, "alpha": 0.05, "min_seeds": 3},
+    fast={"steps": 3, "prompts_per_step": 4, "n_eval": 16, "n_lens_heldout": 4, "max_new_tokens": 6},
+    training=True,
+    default_seeds={"fast": 1, "slow": 3},
+)
+def measure_h07(ctx: ClaimContext) -> Outcome:
+    p = ctx.params
+    spec = grpo_spec()
+    configs = {seed: grpo_config(p, seed) for seed in ctx.seeds}
+    planned = set().union(*(planned_training_prompts(cfg, spec) for cfg in configs.values()))
+    heldout = heldout_prompts(spec, p["n_eval"], p["eval_seed"], planned)
+    lens_items = list(prompts.dual_reward_eval()) + heldout[: p["n_lens_heldout"]]
+    base = ctx.handle()
+    base_snapshot = snapshot(base, lens_items, heldout, p)
+    runs = []
+    for seed, cfg in configs.items():
+        before = {**base_snapshot, "probe": probe_accuracy(base, p["layer_fraction"], seed)}
+        handle = ctx.fresh_handle()
+        recorder = RecordingSpec(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(GrpoSpec)})
+        result = train_grpo(handle, cfg, progress=False, spec=recorder)
+        assert_disjoint([Example(text, "") for text in recorder.seen], [it.text for it in heldout])
+        after = {**snapshot(handle, lens_items, heldout, p), "probe": probe_accuracy(handle, p["layer_fraction"], seed)}
+        rewards = [m["reward"] for m in result.train.metrics]
+        runs.append({"seed": seed, "before": before, "after": after, "rewards": rewards,
+                     "n_training_prompts": len(set(recorder.seen))})
+        ctx.log(f"seed {seed}: answer prob {before['answer_prob']:.4f} -> {after['answer_prob']:.4f}, "
+                f"probe {before['probe']['accuracy']:.3f} -> {after['probe']['accuracy']:.3f}, "
+                f"max op-word prob {max(after['op_word_prob']):.3%}, mean reward {np.mean(rewards):.3f}")
+        del handle
+    alpha, min_n = p["alpha"], p["min_seeds"]
+    gains = [r["after"]["answer_prob"] - r["before"]["answer_prob"] for r in runs]
+    lens_max = [max(r["after"]["op_word_prob"]) for r in runs]
+    probe_before = [r["before"]["probe"]["accuracy"] for r in runs]
+    probe_after = [r["after"]["probe"]["accuracy"] for r in runs]
+    answer = stats.threshold_claim(gains, 0.0, "above", alpha, min_n=min_n,
+                                   name="rise of mean correct-answer first-token prob (held-out)")
+    parts = {
+        "no_vocab_classifier": stats.threshold_claim(lens_max, p["max_op_word_prob"], "below", alpha, min_n=min_n,
+                                                     name="max op-word lens prob at 55% depth after GRPO"),
+        "probe_unchanged": probe_change_claim(probe_before, probe_after, p["max_abs_d"], alpha, min_n),
+        "answers_improve": answer,
+    }
+    statistic = combine(answer, parts)
+    base_prob = runs[0]["before"]["answer_prob"]
+    relative = float(np.mean(gains)) / base_prob if base_prob > 0 else math.nan
+    statistic = replace(statistic, details={**statistic.details, "relative_gain": relative,
+                                            "writeup_relative_gain": p["writeup_relative_gain"],
+                                            "heldout_prompts": [it.text for it in heldout],
+                                            "lens_layer": base.layer_at_depth(p["layer_fraction"])})
+    samples = []
+    for r in runs:
+        for stage in ("before", "after"):
+            snap = r[stage]
+            samples.append({"seed": r["seed"], "stage": stage, "kind": "summary", "answer_prob": snap["answer_prob"],
+                            "answer_accuracy": snap["answer_accuracy"], "answer_rank": snap["answer_rank"],
+                            "probe_accuracy": snap["probe"]["accuracy"],
+                            "probe_group_accuracy": snap["probe"]["group_accuracy"],
+                            "max_op_word_prob": max(snap["op_word_prob"]),
+                            "max_op_word_prob_any_layer": max(snap["op_word_prob_any_layer"])})
+            samples += [{"seed": r["seed"], "stage": stage, "kind": "lens", "prompt": it.text, "label": it.label,
+                         "op_word_prob": a, "op_word_prob_any_layer": b}
+                        for it, a, b in zip(lens_items, snap["op_word_prob"], snap["op_word_prob_any_layer"])]
+            samples += [{"seed": r["seed"], "stage": stage, "kind": "answer", **row} for row in snap["answer_items"]]
+    x = [str(r["seed"]) for r in runs]
+    curves = {
+        "answer_prob": {"x": x, "xlabel": "seed", "ylabel": "mean P(correct first token)", "series": {
+            "before": [r["before"]["answer_prob"] for r in runs],
+            "after GRPO": [r["after"]["answer_prob"] for r in runs]}},
+        "probe_accuracy": {"x": x, "xlabel": "seed", "ylabel": "probe accuracy", "series": {
+            "before": probe_before, "after GRPO": probe_after}},
+        "reward": {"x": [str(i + 1) for i in range(p["steps"])], "xlabel": "step", "ylabel": "mean reward", "series": {
+            f"seed {r['seed']}": r["rewards"] for r in runs}},
+    }
+    d = statistic.details["criteria"]["probe_unchanged"]["details"].get("cohens_d")
+    ours = (f"correct-answer prob {base_prob:.4f} -> {np.mean([r['after']['answer_prob'] for r in runs]):.4f} "
+            f"({relative:+.1%}) on {len(heldout)} held-out prompts; max op-word prob at 55% depth after GRPO "
+            f"{max(lens_max):.3%}; probe accuracy {np.mean(probe_before):.3f} -> {np.mean(probe_after):.3f} "
+            f"(Cohen's d {d if d is not None else float('nan'):.2f}); {len(runs)} seeds x {p['steps']} steps")
+    extra = {"mean_reward": {r["seed"]: float(np.mean(r["rewards"])) for r in runs},
+             "n_training_prompts": {r["seed"]: r["n_training_prompts"] for r in runs}}
+    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra=extra)

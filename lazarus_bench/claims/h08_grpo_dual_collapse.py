@@ -1,0 +1,186 @@
+"""H08: GRPO + dual-reward on the full model collapses the lens onto one operation word.
+
+GRPO completions are capped at 8 new tokens: the reward reads only the first integer of the answer."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import Counter
+from dataclasses import replace
+from typing import Sequence
+
+import numpy as np
+
+from .. import prompts, stats
+from ..errors import LazarusError
+from ..stats import ClaimStatistic, Verdict
+from ..training.grpo import GRPOConfig, seed002_configs, train_grpo
+from .base import ClaimContext, Outcome, claim
+from .common import mean_series, restricted_lens, step_curve, word_curves
+
+GRPO_PARAMS = {"steps": None, "prompts_per_step": 8, "group_size": 2, "max_new_tokens": 8, "layer_fraction": 0.55,
+               "max_off_mode": 1, "max_accuracy": 0.5, "min_collapse_rate": 0.8, "alpha": 0.05, "min_seeds": 3}
+GRPO_FAST = {"steps": 2, "prompts_per_step": 4, "group_size": 2, "max_new_tokens": 4}
+
+
+def collapse_words(labels: Sequence[str]) -> list[str]:
+    """The class words of a prompt set's labels, in the dual-reward order (multiply, add, subtract, divide)."""
+    present = set(labels)
+    return [w for w in prompts.operation_words() if w in present]
+
+
+def is_collapsed(predicted: Sequence[str], labels: Sequence[str], p: dict) -> tuple[bool, str, int, float]:
+    """One word is the argmax for all but at most ``max_off_mode`` prompts and restricted accuracy <= max_accuracy."""
+    mode_word, mode_count = Counter(predicted).most_common(1)[0]
+    accuracy = sum(a == b for a, b in zip(predicted, labels)) / len(labels)
+    collapsed = mode_count >= len(labels) - p["max_off_mode"] and accuracy <= p["max_accuracy"]
+    return collapsed, mode_word, mode_count, accuracy
+
+
+def chance_collapse_rate(labels: Sequence[str], words: Sequence[str], p: dict) -> float:
+    """Probability that a uniform random argmax over ``words`` meets the collapse criterion (exact enumeration)."""
+    if len(words) ** len(labels) > 2_000_000:
+        raise LazarusError(f"{len(words)}^{len(labels)} predictions are too many to enumerate")
+    hits = sum(is_collapsed(combo, labels, p)[0] for combo in itertools.product(words, repeat=len(labels)))
+    return hits / len(words) ** len(labels)
+
+
+def collapse_eval(handle, p: dict) -> dict:
+    """Restricted lens argmax on the collapse prompts and whether it collapsed, with the mode word's probabilities."""
+    evalset = prompts.grpo_collapse_lens()
+    labels = evalset.labels()
+    words = collapse_words(labels)
+    layer, restricted, vocab = restricted_lens(handle, evalset.texts(), words, p["layer_fraction"])
+    predicted = [words[int(np.argmax(r))] for r in restricted]
+    collapsed, mode_word, mode_count, accuracy = is_collapsed(predicted, labels, p)
+    m = words.index(mode_word)
+    return {
+        "layer": layer, "n_prompts": len(labels), "predicted": predicted, "labels": labels, "collapsed": collapsed,
+        "mode_word": mode_word, "mode_count": mode_count, "restricted_accuracy": accuracy,
+        "mode_restricted_prob": float(np.mean([r[m] for r in restricted])),
+        "mode_vocab_prob": float(np.mean([v[m] for v in vocab])),
+        "restricted_prob_per_prompt": restricted,
+    }
+
+
+def run_summary(run: dict) -> dict:
+    """A run without its per-step and per-layer series (those go to the curves)."""
+    return {k: v for k, v in run.items() if k not in ("curves", "lens_words_after")}
+
+
+def grpo_config(variant: str, seed: int, p: dict) -> GRPOConfig:
+    """Seed 002's config of ``variant`` (full model) with the claim's rollout sizes; steps None keeps the variant's."""
+    cfg = seed002_configs(seed)[variant]
+    train = replace(cfg.train, steps=p["steps"] or cfg.train.steps)
+    cfg = replace(cfg, train=train, prompts_per_step=p["prompts_per_step"], group_size=p["group_size"],
+                  max_new_tokens=p["max_new_tokens"], cls_layer_fraction=p["layer_fraction"])
+    if variant == "dual":
+        cfg = replace(cfg, cls_weight=p["cls_weight"], train=replace(cfg.train, lr=p["lr"]))
+    return cfg
+
+
+def grpo_run(ctx: ClaimContext, variant: str, seed: int) -> dict:
+    """Train a fresh copy of the whole model with GRPO + dual reward, then lens on the collapse prompts."""
+    p = ctx.params
+    cfg = grpo_config(variant, seed, p)
+    ctx.log(f"GRPO+dual '{variant}' seed {seed}: {cfg.train.steps} steps, w={cfg.cls_weight}, lr={cfg.train.lr}")
+    handle = ctx.fresh_handle()
+    start = time.perf_counter()
+    result = train_grpo(handle, cfg, progress=False)
+    seconds = time.perf_counter() - start
+    evaluation = collapse_eval(handle, p)
+    _, lens = word_curves(handle, prompts.grpo_collapse_lens().texts(), collapse_words(evaluation["labels"]))
+    metrics = result.train.metrics
+    return {
+        "variant": variant, "seed": seed, **evaluation,
+        "steps": cfg.train.steps, "lr": cfg.train.lr, "cls_weight": cfg.cls_weight,
+        "entropy_bonus": cfg.entropy_bonus, "balanced_ops": cfg.balanced_ops, "beta": cfg.beta,
+        "final_reward": metrics[-1]["reward"], "mean_reward": float(np.mean([m["reward"] for m in metrics])),
+        "initial_cls_loss": metrics[0]["cls_loss"], "final_cls_loss": metrics[-1]["cls_loss"],
+        "train_seconds": seconds,
+        "curves": {key: [m[key] for m in metrics] for key in ("cls_loss", "reward", "cls_top_share", "kl")},
+        "lens_words_after": lens,
+    }
+
+
+def collapse_claim(rows: list[dict], chance: float, p: dict, name: str) -> ClaimStatistic:
+    """Seeds collapsed out of n against the collapse rate of a uniform random argmax (binomial, Wilson CI)."""
+    k = sum(r["collapsed"] for r in rows)
+    return stats.proportion_claim(k, len(rows), p["min_collapse_rate"], p["alpha"], chance=chance,
+                                  min_n=p["min_seeds"], name=name)
+
+
+def same_as_untrained(rows: list[dict], before: dict) -> bool:
+    """True when the untrained model already collapses and every collapsed run collapses onto that same word."""
+    return bool(before["collapsed"]) and {r["mode_word"] for r in rows if r["collapsed"]} <= {before["mode_word"]}
+
+
+def untrained_control(statistic: ClaimStatistic, rows: list[dict], before: dict) -> ClaimStatistic:
+    """The untrained model is the control: a collapse onto its own argmax word is not shown to come from training,
+    so SUPPORTED becomes INCONCLUSIVE there."""
+    details = {**statistic.details, "before_training": run_summary(before),
+               "collapsed_before_training": before["collapsed"], "same_as_untrained": same_as_untrained(rows, before)}
+    if statistic.verdict != Verdict.SUPPORTED or not details["same_as_untrained"]:
+        return replace(statistic, details=details)
+    reason = (f"{statistic.reason}, but the untrained model already collapses onto the same word "
+              f"'{before['mode_word']}' ({before['mode_count']}/{before['n_prompts']}): "
+              "not shown to come from training")
+    return replace(statistic, verdict=Verdict.INCONCLUSIVE, reason=reason, details=details)
+
+
+def grpo_before(ctx: ClaimContext) -> tuple[dict, list[str], dict[str, list[float]]]:
+    """The untrained model's collapse evaluation and per-layer op-word lens (the control)."""
+    handle = ctx.handle()
+    before = collapse_eval(handle, ctx.params)
+    layers, lens = word_curves(handle, prompts.grpo_collapse_lens().texts(), collapse_words(before["labels"]))
+    return before, layers, lens
+
+
+def grpo_curves(groups: dict[str, list[dict]], layers: list[str], lens_before: dict[str, list[float]]) -> dict:
+    """Per-step training curves (mean over seeds) per group of runs, and the op-word lens before vs after."""
+    curves = {key: step_curve({label: mean_series([r["curves"][key] for r in runs]) for label, runs in groups.items()},
+                              key)
+              for key in ("cls_loss", "reward", "cls_top_share")}
+    series = {f"{w} before": v for w, v in lens_before.items()}
+    series.update({f"{w} after ({label})": mean_series([r["lens_words_after"][w] for r in runs])
+                   for label, runs in groups.items() for w in lens_before})
+    curves["lens_op_words"] = {"x": layers, "series": series, "xlabel": "layer",
+                               "ylabel": "lens P(op word), full vocab, mean over prompts and seeds"}
+    return curves
+
+
+@claim(
+    id="H08",
+    title="GRPO + dual-reward on the full model collapses to one operation word",
+    statement="GRPO + dual-reward (w = 0.4) on the full model makes the lens at 55% depth name one operation "
+               "for every prompt.",
+    source="seed 002 (EXPERIMENT: GRPO + Dual-Reward; Analysis: Mode Collapse)",
+    criterion="per seed: one word is the restricted argmax for all or all but one of the 6 collapse prompts and "
+               "restricted accuracy <= 50%; across seeds: collapsed fraction >= 80% and above a random argmax's "
+               "collapse rate (binomial); a collapse onto the untrained model's own collapsed word is INCONCLUSIVE",
+    writeup="TinyLlama Chat, 20 iterations: every prompt -> 'add' (~80%), score 2/6",
+    params={**GRPO_PARAMS, "steps": 20, "cls_weight": 0.4, "lr": 1e-5},
+    fast=GRPO_FAST,
+    training=True,
+)
+def measure_h08(ctx: ClaimContext) -> Outcome:
+    p = ctx.params
+    before, layers, lens_before = grpo_before(ctx)
+    runs = [grpo_run(ctx, "dual", seed) for seed in ctx.seeds]
+    chance = chance_collapse_rate(before["labels"], collapse_words(before["labels"]), p)
+    statistic = collapse_claim(runs, chance, p, "fraction of seeds collapsed")
+    statistic = untrained_control(replace(statistic, details={
+        **statistic.details, "n_seeds": len(runs),
+        "chance_definition": "uniform random argmax over the prompt set's op words"}), runs, before)
+    modes = Counter(r["mode_word"] for r in runs)
+    ours = (f"{len(runs)} seed(s), w={p['cls_weight']}, full model, {runs[0]['steps']} steps, block {before['layer']}: "
+            f"collapsed {statistic.details['k']}/{len(runs)} (chance {chance:.3f}); mode words {dict(modes)}; "
+            f"restricted accuracy per seed {[round(r['restricted_accuracy'], 3) for r in runs]}; mode word restricted "
+            f"prob {np.mean([r['mode_restricted_prob'] for r in runs]):.1%}, full vocab "
+            f"{np.mean([r['mode_vocab_prob'] for r in runs]):.2%}; before training: "
+            f"{'collapsed' if before['collapsed'] else 'not collapsed'} ({before['mode_count']}/{before['n_prompts']} "
+            f"'{before['mode_word']}'); final reward {np.mean([r['final_reward'] for r in runs]):.2f}")
+    return Outcome(statistic=statistic, ours=ours, samples=[run_summary(r) for r in runs],
+                   curves=grpo_curves({f"w={p['cls_weight']}": runs}, layers, lens_before),
+                   extra={"chance_collapse_rate": chance})

@@ -1,0 +1,151 @@
+"""H13: after SFT, subtraction prompts show a 'remain' token near 62% depth; answers crystallise late."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Sequence
+
+import numpy as np
+
+from .. import prompts, stats
+from ..analysis.lens import logit_lens, target_spellings
+from ..cache import FixtureCache
+from ..errors import LazarusError
+from ..models import ModelHandle, load_model
+from ..stats.verdicts import combine
+from .base import ClaimContext, Outcome, claim, not_instruct
+from .common import blocks, window
+from .fixtures import seed001_lora, seed001_lora_parts
+
+
+def family_targets(handle: ModelHandle, words: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The family words this tokenizer can spell, and those it cannot."""
+    ok, missing = [], []
+    for word in words:
+        try:
+            target_spellings(handle, word)
+            ok.append(word)
+        except LazarusError:
+            missing.append(word)
+    return ok, missing
+
+
+def family_prob(res, words: Sequence[str]) -> np.ndarray:
+    """Per layer: the probability that the next word is one of the family (both spellings).
+
+    Teacher-forced full-word probabilities are summed over distinct token sequences, dropping any
+    sequence that extends another one (its probability is already inside the shorter one's).
+    """
+    forms = {}
+    for word in words:
+        for spelling in res.targets[word].spellings.values():
+            forms.setdefault(tuple(spelling.ids), spelling.full_prob)
+    keep = [ids for ids in forms if not any(o != ids and ids[:len(o)] == o for o in forms)]
+    return np.sum([forms[ids] for ids in keep], axis=0)
+
+
+def h13_lens(handle: ModelHandle, params: dict, words: Sequence[str]) -> list[dict]:
+    """Lens on the subtraction prompts: remain-family probability and answer first-token probability per block."""
+    items = list(prompts.seed000_tests().where(label="subtract"))
+    answers = [str(it.answer) for it in items]
+    results = logit_lens(handle, [it.text for it in items], [*words, *sorted(set(answers))], layers=blocks(handle),
+                         top_k=params["top_k"])
+    rows = []
+    for item, answer, res in zip(items, answers, results):
+        ans = res.targets[answer].spellings["without_space"]
+        p_ans = ans.first_prob
+        first = next((b for b in blocks(handle) if p_ans[b] >= params["answer_prob"]), None)
+        rows.append({"prompt": item.text, "answer": item.answer, "answer_first_token": handle.decode_token(ans.ids[0]),
+                     "family_by_layer": family_prob(res, words).tolist(), "answer_prob_by_layer": p_ans.tolist(),
+                     "crystallisation_layer": first,
+                     "top5": {str(b): [(t, round(q, 5)) for t, _, q in res.top[b][0][:5]] for b in blocks(handle)}})
+    return rows
+
+
+def h13_summary(rows: list[dict], near: Sequence[int], late_from: int) -> tuple[float, float]:
+    """Mean over prompts of the family's maximum within the window, and the share of prompts crystallising late."""
+    peaks = [max(r["family_by_layer"][b] for b in near) for r in rows]
+    late = [r["crystallisation_layer"] is not None and r["crystallisation_layer"] >= late_from for r in rows]
+    return float(np.mean(peaks)), float(np.mean(late))
+
+
+@claim(
+    id="H13",
+    title="After SFT, subtraction shows a 'remain' token at ~62% depth; answers crystallise late",
+    statement="After LoRA SFT (500 steps), subtraction prompts show a 'remain' token at ~62% depth, and answers "
+               "crystallise only in the last layers.",
+    source="seed 001 (Subtraction Classifier at Layer 10; Answer Crystallization)",
+    criterion="remain* family (both spellings, full-word probability) >= 25% at a block within +-1 of int(0.62 L); "
+               "the first block where the answer's first token is top-1 at p >= 0.5 is among the last 3 for most "
+               "prompts (share > 0.5); across seeds",
+    writeup="'remaining' 53.9% (89 - 34) and 46.3% (65 - 28) at L10 of 16; answers at L13-L15",
+    params={"steps": 500, "lr": 1e-4, "batch_size": 8, "n_train": 4500, "data_seed": 1, "top_k": 5,
+            "layer_fraction": 0.62, "layer_window": 1, "min_family_prob": 0.25, "answer_prob": 0.5, "last_layers": 3,
+            "min_late_share": 0.5, "alpha": 0.05, "min_seeds": 3},
+    applies=not_instruct,
+    fast={"steps": 10, "n_train": 160},
+    training=True,
+    after=("H12",),
+    default_seeds={"fast": 1, "slow": 3},
+)
+def measure_h13(ctx: ClaimContext) -> Outcome:
+    p = ctx.params
+    base = ctx.handle()
+    words, missing = family_targets(base, prompts.remain_family())
+    if not words:
+        raise LazarusError("the tokenizer cannot spell any word of the remain family")
+    near = window(base, p["layer_fraction"], p["layer_window"])
+    late_from = base.n_layers - p["last_layers"]
+    before = h13_lens(base, p, words)
+    cache = FixtureCache(ctx.cache_dir)
+    runs = []
+    for seed in ctx.seeds:
+        parts = seed001_lora_parts(ctx.model_id, seed, p["steps"], p["lr"], p["batch_size"], p["n_train"],
+                                   p["data_seed"])
+        reused = cache.valid(cache.path(parts))
+        adapter = cache.get_or_build(parts, lambda tmp, seed=seed: seed001_lora(ctx, p, seed, tmp))
+        handle = load_model(ctx.model_id, adapter_path=str(adapter))
+        rows = h13_lens(handle, p, words)
+        family, late = h13_summary(rows, near, late_from)
+        runs.append({"seed": seed, "rows": rows, "family": family, "late": late, "adapter_reused": reused})
+        del handle
+    alpha, min_n = p["alpha"], p["min_seeds"]
+    family = [r["family"] for r in runs]
+    late = [r["late"] for r in runs]
+    parts = {
+        "remain_near_depth": stats.threshold_claim(
+            family, p["min_family_prob"], "above", alpha, min_n=min_n,
+            name=f"remain-family prob, max over blocks {near}, mean over prompts"),
+        "late_answer": stats.threshold_claim(late, p["min_late_share"], "above", alpha, min_n=min_n,
+                                             name=f"share of prompts whose answer first reaches p>={p['answer_prob']} "
+                                                  f"as top-1 in blocks >= {late_from}"),
+    }
+    statistic = combine(parts["remain_near_depth"], parts)
+    base_family, base_late = h13_summary(before, near, late_from)
+    statistic = replace(statistic, details={**statistic.details, "window": near, "late_from": late_from,
+                                            "family_words": words, "missing_words": missing,
+                                            "base_model": {"family": base_family, "late": base_late}})
+    x = [str(b) for b in blocks(base)]
+
+    def mean_layers(rows_list: list[list[dict]], key: str) -> list[float]:
+        return np.mean([r[key] for rows in rows_list for r in rows], axis=0).tolist()
+
+    curves = {
+        "remain_family": {"x": x, "ylabel": "P(remain family)", "series": {
+            "after SFT": mean_layers([r["rows"] for r in runs], "family_by_layer"),
+            "base model": mean_layers([before], "family_by_layer")}},
+        "answer_first_token": {"x": x, "ylabel": "P(answer first token)", "series": {
+            "after SFT": mean_layers([r["rows"] for r in runs], "answer_prob_by_layer"),
+            "base model": mean_layers([before], "answer_prob_by_layer")}},
+    }
+    samples = [{"seed": r["seed"], "model": "sft", "family_in_window": max(row["family_by_layer"][b] for b in near),
+                "late": row["crystallisation_layer"] is not None and row["crystallisation_layer"] >= late_from, **row}
+               for r in runs for row in r["rows"]]
+    samples += [{"seed": None, "model": "base", "family_in_window": max(row["family_by_layer"][b] for b in near),
+                 "late": row["crystallisation_layer"] is not None and row["crystallisation_layer"] >= late_from, **row}
+                for row in before]
+    ours = (f"remain family at blocks {near}: {np.mean(family):.1%} after SFT (base model {base_family:.1%}); "
+            f"answers crystallise (p>={p['answer_prob']}) in the last {p['last_layers']} blocks for "
+            f"{np.mean(late):.0%} of subtraction prompts (base model {base_late:.0%})")
+    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves,
+                   extra={"adapter_reused_from_cache": {r["seed"]: r["adapter_reused"] for r in runs}})

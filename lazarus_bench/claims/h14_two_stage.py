@@ -1,0 +1,142 @@
+"""H14: two-stage training (SFT, fuse, low-LR dual-reward) keeps computation; an aggressive stage 2 does not."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import mlx.core as mx
+import numpy as np
+from mlx.utils import tree_flatten, tree_unflatten
+
+from .. import prompts, stats
+from ..errors import LazarusError
+from ..stats.verdicts import combine
+from ..training.data import arithmetic_examples, assert_disjoint
+from ..training.dual_reward import train_dual_reward
+from ..training.lora import fuse_lora
+from ..training.sft import (
+    train_sft,
+)
+from ..training.two_stage import (
+    TWO_STAGE_OPS,
+    TwoStageConfig,
+    TwoStageResult,
+    accuracy_drop,
+    stage_metrics,
+)
+from .base import ClaimContext, Outcome, claim
+
+
+def two_stage_configs(params: dict, seed: int) -> dict[str, TwoStageConfig]:
+    """The writeup's low-LR and aggressive configurations, seeded, at this tier's step counts."""
+    def seeded(cfg: TwoStageConfig, s2: int) -> TwoStageConfig:
+        cfg = cfg.scaled(params["stage1_steps"], s2)
+        return replace(cfg, n_train=params["n_train"], data_seed=cfg.data_seed + seed,
+                       stage1=replace(cfg.stage1, train=replace(cfg.stage1.train, seed=seed)),
+                       stage2=replace(cfg.stage2, train=replace(cfg.stage2.train, seed=seed)))
+
+    return {"low_lr": seeded(TwoStageConfig(), params["stage2_steps"]),
+            "aggressive": seeded(TwoStageConfig.aggressive(), params["aggressive_stage2_steps"])}
+
+
+def two_stage_branches(ctx: ClaimContext, configs: dict[str, TwoStageConfig]) -> dict[str, TwoStageResult]:
+    """``train_two_stage`` with stage 1 run once: the fused stage-1 weights are copied into a fresh model per branch.
+
+    The configurations must share stage 1 and the data (they differ only in stage 2).
+    """
+    first = next(iter(configs.values()))
+    if any(c.stage1 != first.stage1 or (c.n_train, c.data_seed, c.mul_range, c.add_range)
+           != (first.n_train, first.data_seed, first.mul_range, first.add_range) for c in configs.values()):
+        raise LazarusError("two-stage branches must share stage 1 and its data")
+    eval_texts = prompts.two_stage_eval().texts() + prompts.dual_reward_eval().texts()
+    examples = arithmetic_examples(first.n_train, first.data_seed, TWO_STAGE_OPS, mul_range=first.mul_range,
+                                   add_range=first.add_range, exclude=eval_texts)
+    assert_disjoint(examples, eval_texts)
+    split = int(0.9 * len(examples))
+    handle = ctx.fresh_handle()
+    baseline = stage_metrics(handle)
+    s1 = train_sft(handle, examples[:split], examples[split:], first.stage1, progress=False)
+    fuse_lora(handle.model)
+    after1 = stage_metrics(handle)
+    fused = tree_flatten(handle.model.parameters())
+    check = mx.array([handle.encode(eval_texts[0])])
+    reference = handle.model(check)
+    del handle
+    out = {}
+    for name, cfg in configs.items():
+        branch = ctx.fresh_handle()
+        branch.model.update(tree_unflatten(fused))
+        if not mx.allclose(branch.model(check), reference, rtol=1e-4, atol=1e-5).item():
+            raise LazarusError(f"two-stage branch '{name}' does not reproduce the fused stage-1 model")
+        s2 = train_dual_reward(branch, cfg.stage2, examples=examples[:split], progress=False)
+        out[name] = TwoStageResult(baseline=baseline, stage1=after1, stage2=stage_metrics(branch),
+                                   stage1_train=s1.to_dict(), stage2_train=s2.to_dict(), config={"name": name})
+        del branch
+    return out
+
+
+@claim(
+    id="H14",
+    title="Two-stage training: low-LR stage 2 keeps computation, aggressive stage 2 destroys it, no classifier",
+    statement="Two-stage training (SFT, fuse, low-LR dual-reward) keeps computation; the aggressive stage 2 "
+               "destroys it; no classifier appears.",
+    source="seed 003 (Experiments 1 and 2)",
+    criterion="symbolic accuracy lost from stage 1 to stage 2: <= 10 points (low LR), >= 25 points (aggressive); "
+               "classifier prob < 10% after every stage; across seeds (stage 1 shared by both branches of a seed)",
+    writeup="75% -> 75% (low LR), 75% -> 25% (aggressive), classifier 0.1% throughout (TinyLlama)",
+    params={"stage1_steps": 500, "stage2_steps": 500, "aggressive_stage2_steps": 200, "n_train": 4500,
+            "max_drop_low_lr": 10.0, "min_drop_aggressive": 25.0, "max_classifier_prob": 0.10,
+            "alpha": 0.05, "min_seeds": 3},
+    fast={"stage1_steps": 10, "stage2_steps": 8, "aggressive_stage2_steps": 4, "n_train": 200},
+    training=True,
+    default_seeds={"fast": 1, "slow": 3},
+)
+def measure_h14(ctx: ClaimContext) -> Outcome:
+    p = ctx.params
+    runs = []
+    for seed in ctx.seeds:
+        results = two_stage_branches(ctx, two_stage_configs(p, seed))
+        runs.append({"seed": seed, "results": results,
+                     "drops": {k: accuracy_drop(r) for k, r in results.items()},
+                     "semantic_drops": {k: accuracy_drop(r, "semantic") for k, r in results.items()},
+                     "classifier": max([r.stage2["classifier_prob"] for r in results.values()]
+                                       + [next(iter(results.values())).stage1["classifier_prob"]])})
+        ctx.log(f"seed {seed}: drops {runs[-1]['drops']}, classifier {runs[-1]['classifier']:.3%}")
+    alpha, min_n = p["alpha"], p["min_seeds"]
+    low = [r["drops"]["low_lr"] for r in runs]
+    aggressive = [r["drops"]["aggressive"] for r in runs]
+    classifier = [r["classifier"] for r in runs]
+    parts = {
+        "low_lr_keeps": stats.threshold_claim(low, p["max_drop_low_lr"], "below", alpha, min_n=min_n,
+                                              name="symbolic accuracy points lost in low-LR stage 2"),
+        "aggressive_destroys": stats.threshold_claim(
+            aggressive, p["min_drop_aggressive"], "above", alpha, min_n=min_n,
+            name="symbolic accuracy points lost in aggressive stage 2"),
+        "no_classifier": stats.threshold_claim(classifier, p["max_classifier_prob"], "below", alpha, min_n=min_n,
+                                               name="max classifier prob after stage 1 and both stage 2s"),
+    }
+    statistic = combine(parts["low_lr_keeps"], parts)
+    stages = ("baseline", "stage1", "stage2")
+    samples = []
+    for r in runs:
+        for name, res in r["results"].items():
+            for stage in stages:
+                m = getattr(res, stage)
+                samples.append({"seed": r["seed"], "config": name, "stage": stage,
+                                "symbolic": m["symbolic"]["accuracy"], "semantic": m["semantic"]["accuracy"],
+                                "classifier_prob": m["classifier_prob"], "symbolic_outputs": m["symbolic"]["outputs"]})
+
+    def curve(name: str, key: str) -> list[float]:
+        return [float(np.mean([getattr(r["results"][name], s)[key]["accuracy"] for r in runs])) for s in stages]
+
+    curves = {"symbolic_accuracy": {"x": list(stages), "xlabel": "stage", "ylabel": "accuracy", "series": {
+        "low-LR stage 2": curve("low_lr", "symbolic"), "aggressive stage 2": curve("aggressive", "symbolic"),
+        "low-LR (semantic)": curve("low_lr", "semantic"), "aggressive (semantic)": curve("aggressive", "semantic")}}}
+    ours = (f"symbolic accuracy lost in stage 2: low LR {np.mean(low):+.1f} points, "
+            f"aggressive {np.mean(aggressive):+.1f} points (mean over {len(runs)} seeds); "
+            f"max classifier prob {max(classifier):.3%}")
+    extra = {"drops": {r["seed"]: r["drops"] for r in runs},
+             "semantic_drops": {r["seed"]: r["semantic_drops"] for r in runs},
+             "stage2_final_loss": {r["seed"]: {k: res.stage2_train["train"]["losses"][-1]
+                                               for k, res in r["results"].items()} for r in runs}}
+    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra=extra)

@@ -1,0 +1,63 @@
+"""``lazarus-bench lens``: logit lens over layers for prompts and target words."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from ..io import write_json
+from .common import _load, _parse_layers, _table, model_args, run_command
+
+HELP = "logit lens over layers for prompts and target words"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lazarus-bench lens", description=HELP)
+    model_args(p)
+    p.add_argument("-p", "--prompt", action="append", required=True, help="prompt (repeatable)")
+    p.add_argument("-t", "--targets", nargs="+", help="target words (both spellings measured)")
+    p.add_argument("--layers", help="comma-separated block indices and/or 'emb' (default: all)")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--all-positions", action="store_true", help="top-k/entropy at every position")
+    return p
+
+
+def cmd_lens(args: argparse.Namespace) -> int:
+    from ..analysis.lens import logit_lens
+
+    handle = _load(args)
+    results = logit_lens(
+        handle,
+        args.prompt,
+        args.targets or (),
+        layers=_parse_layers(args.layers),
+        top_k=args.top_k,
+        all_positions=args.all_positions,
+    )
+    for res in results:
+        print(f"\nprompt {res.prompt!r}  tokens {res.tokens}")
+        rows = []
+        for r, layer in enumerate(res.layers):
+            top = res.top[r][-1]
+            row = {"layer": layer, f"top-{len(top)}": "  ".join(f"{t!r} {p:.3f}" for t, _, p in top)}
+            for word, target in res.targets.items():
+                row[f"P({word})"] = float(target.full_prob_sum[r])
+                row[f"rank({word})"] = int(min(s.rank[r] for s in target.spellings.values()))
+            row["entropy"] = float(res.entropy[r, -1])
+            row["KL(final||layer)"] = float(res.kl_to_final[r, -1])
+            rows.append(row)
+        print(_table(rows))
+    if res.targets:
+        print("\nP(word): probability of the full word, both spellings summed (with and without leading space).")
+    if args.json:
+        write_json(args.json, {"model": handle.describe(), "results": [r.to_dict() for r in results]})
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(cmd_lens, build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""``lazarus-bench probe``: per-layer linear probes for the operation class."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Sequence
+
+from ..io import write_json
+from .common import _load, _parse_layers, _table, model_args, run_command
+
+HELP = "per-layer linear probes for the operation class"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import prompts
+
+    p = argparse.ArgumentParser(prog="lazarus-bench probe", description=HELP)
+    model_args(p)
+    p.add_argument("--set", default="word", choices=["word", "symbol"], help="prompt set (package data)")
+    p.add_argument("--layers", help="comma-separated block indices and/or 'emb' (default: all)")
+    p.add_argument("--permutations", type=int, default=100, help="label permutations for the p-value")
+    p.add_argument("--seed", type=int, default=0)
+    assert set(prompts.available()) >= {"word", "symbol"}
+    return p
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .. import prompts
+    from ..analysis.features import last_token_states
+    from ..analysis.probes import fit_predict, probe_layers
+
+    prompt_set = prompts.load_set(args.set)
+    train = prompt_set.where(split="train") if any(it.split == "test" for it in prompt_set) else prompt_set
+    test = prompt_set.where(split="test")
+    handle = _load(args)
+    X, labels = last_token_states(handle, train.texts(), _parse_layers(args.layers))
+    templates = {it.template for it in train}
+    groups = [it.template if len(templates) > 1 else it.pair for it in train]
+    report = probe_layers(
+        X,
+        train.labels(),
+        groups,
+        layer_labels=labels,
+        n_permutations=args.permutations,
+        control_keys=[it.item for it in train],
+        seed=args.seed,
+    )
+    group_name = "leave-one-template-out" if len(templates) > 1 else "leave-one-pair-out"
+    print(f"probe on {args.set!r}: {len(train)} prompts, {len(set(train.labels()))} classes; group CV = {group_name}")
+    print(_table(report.table_rows()))
+    payload: dict[str, Any] = {"model": handle.describe(), "set": args.set, "group_cv": group_name,
+                               "report": report.to_dict()}
+    if len(test):
+        row = report.best_index
+        X_test, _ = last_token_states(handle, test.texts(), [labels[row]])
+        pred = fit_predict(X[row], np.array(train.labels()), X_test[0], y_test=np.array(test.labels()), seed=args.seed)
+        print(f"\nheld-out prompts at best layer {labels[row]} (accuracy {pred.accuracy:.3f}):")
+        rows = [
+            {"prompt": text, "label": true, "predicted": p, "P(predicted)": float(np.max(proba))}
+            for text, true, p, proba in zip(test.texts(), test.labels(), pred.labels, pred.proba)
+        ]
+        print(_table(rows))
+        payload["held_out"] = {"layer": labels[row], **pred.to_dict(), "prompts": test.texts()}
+    if args.json:
+        write_json(args.json, payload)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(cmd_probe, build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

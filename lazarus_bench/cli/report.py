@@ -1,0 +1,32 @@
+"""``lazarus-bench report``: render REPORT.md from the result records."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from .common import run_command
+
+HELP = "render REPORT.md from the result records"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lazarus-bench report", description=HELP)
+    p.add_argument("--report-dir", default="reports")
+    return p
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..suite.report import render
+
+    print(render(args.report_dir))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(cmd_report, build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""``lazarus-bench router``: MoE router rows against the vocabulary, with a random-direction null."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from ..errors import LazarusError
+from ..io import write_json
+from .common import _load, _table, model_args, run_command
+
+HELP = "MoE router rows against the vocabulary, with a random-direction null"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lazarus-bench router", description=HELP)
+    model_args(p)
+    p.add_argument("--top-k", type=int, default=20)
+    p.add_argument("--null", type=int, default=1000, help="random directions in the null distribution")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def cmd_router(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..analysis.projections import router_vocab_alignment
+
+    handle = _load(args)
+    routers = handle.routers()
+    if not routers:
+        raise LazarusError(f"model '{args.model}' ({handle.model_type}) has no MoE router: it is a dense model")
+    unembedding = np.array(handle.unembedding())
+    final_gain = np.array(handle.final_norm_gain())
+    rows, layers = [], []
+    for router in routers:
+        result = router_vocab_alignment(
+            np.array(router.weight),
+            unembedding,
+            router_gain=np.array(router.norm_gain),
+            unembed_gain=final_gain,
+            top_k=args.top_k,
+            n_null=args.null,
+            seed=args.seed,
+        )
+        layers.append({"layer": router.layer, "path": router.path, "has_bias": router.bias is not None,
+                       **result.to_dict()})
+        for expert in result.experts:
+            rows.append({
+                "layer": router.layer,
+                "expert": expert.expert,
+                "max cos": expert.max_cosine,
+                "null p95": result.null.p95,
+                "p": expert.p_value,
+                "top tokens": " ".join(repr(handle.decode_token(t)) for t in expert.top_token_ids[:8]),
+            })
+    print(_table(rows))
+    print(f"\nnull: max cosine of {args.null} random directions with the (gain-folded) unembedding rows")
+    if args.json:
+        write_json(args.json, {"model": handle.describe(), "layers": layers})
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(cmd_router, build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""``lazarus-bench run``: every claim on every model, result records and REPORT.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from .common import run_command
+
+HELP = "the main job: every claim on every model, records and REPORT.md (report-only)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lazarus-bench run", description=HELP)
+    p.add_argument("-m", "--model", action="append", help="model (repeatable; default: the zoo)")
+    p.add_argument("--claims", action="append", help="claim ids, comma-separated (default: all)")
+    p.add_argument("--tier", default="slow", choices=["fast", "slow"], help="slow = full protocol")
+    p.add_argument("--seeds", type=int, help="seeds per training claim (default: the claim's own)")
+    p.add_argument("--protocol", action="append", choices=["corrected", "original"], help="default: every protocol")
+    p.add_argument("--params", help='JSON overrides per claim, e.g. {"H01": {"max_prob": 0.02}}')
+    p.add_argument("--report-dir", default="reports")
+    p.add_argument("-j", "--jobs", type=int, help="claim runs in parallel (default: one per core on CPU, up to 4)")
+    p.add_argument("--cache-dir", help="trained fixtures (default: $LAZARUS_CACHE_DIR or ~/.cache/lazarus_bench)")
+    return p
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..suite.report import render
+    from ..suite.runner import run_suite
+
+    models = args.model or ["zoo:base", "zoo:instruct", "zoo:untied", "zoo:moe"]
+    if args.tier == "fast" and not args.model:
+        from ..zoo.build import ensure_micro_zoo
+
+        models = [m.replace("zoo:", "zoo-micro:") for m in models]
+        ensure_micro_zoo(progress=True)
+    claim_ids = [c for part in (args.claims or []) for c in part.split(",") if c]
+    overrides = json.loads(args.params) if args.params else None
+    from ..suite.runner import default_jobs
+
+    run_suite(models, claim_ids or None, tier=args.tier, n_seeds=args.seeds, report_dir=args.report_dir,
+              protocols=args.protocol, overrides=overrides, cache_dir=args.cache_dir,
+              jobs=args.jobs if args.jobs is not None else default_jobs())
+    print(f"report: {render(args.report_dir)}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(cmd_run, build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""``lazarus-bench train METHOD``: train with one of the writeups' methods (adapters + result JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import LazarusError
+from ..io import write_json
+from .common import _load, model_args, run_command
+
+HELP = "train with one of the writeups' methods (adapters + result JSON)"
+
+
+def _read_examples(path: str):
+    """mlx-lm style JSONL: {"prompt": ..., "completion": ...} per line (``label`` optional)."""
+    from ..training.data import Example
+
+    examples = []
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            examples.append(Example(row["prompt"], row["completion"], row.get("label", "")))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise LazarusError(f"{path}:{n}: expected a JSON object with 'prompt' and 'completion'") from None
+    if not examples:
+        raise LazarusError(f"{path}: no examples")
+    return examples
+
+
+def _train_config(args: argparse.Namespace, base):
+    from dataclasses import replace
+
+    changes = {"seed": args.seed}
+    for name in ("steps", "lr"):
+        if getattr(args, name, None) is not None:
+            changes[name] = getattr(args, name)
+    return replace(base, **changes)
+
+
+def _train_sft(args: argparse.Namespace, handle) -> dict:
+    from dataclasses import replace
+
+    from .. import prompts
+    from ..training.data import arithmetic_examples
+    from ..training.lora import LoraSpec
+    from ..training.sft import SFTConfig, train_sft
+
+    if args.data:
+        examples = _read_examples(args.data)
+    else:
+        evaluation = prompts.seed000_tests().texts() + prompts.dual_reward_eval().texts()
+        examples = arithmetic_examples(args.n_train, args.data_seed, exclude=evaluation)
+    split = max(1, int(0.9 * len(examples)))
+    cfg = SFTConfig()
+    cfg = replace(cfg, batch_size=args.batch_size or cfg.batch_size,
+                  lora=None if args.full else LoraSpec(rank=args.rank, scale=args.scale),
+                  train=replace(_train_config(args, cfg.train), save_at=tuple(args.save_at or ()), name="sft"))
+    return train_sft(handle, examples[:split], examples[split:], cfg, out_dir=args.out).to_dict()
+
+
+def _train_dual_reward(args: argparse.Namespace, handle) -> dict:
+    from dataclasses import replace
+
+    from ..training.dual_reward import DualRewardConfig, train_dual_reward
+
+    cfg = DualRewardConfig.for_protocol(args.protocol)
+    changes = {"train": _train_config(args, cfg.train)}
+    if args.cls_weight is not None:
+        changes["cls_weight"] = args.cls_weight
+    if args.batch_size:
+        changes["batch_size"] = args.batch_size
+    return train_dual_reward(handle, replace(cfg, **changes), out_dir=args.out).to_dict()
+
+
+def _train_two_stage(args: argparse.Namespace, handle) -> dict:
+    from ..training.two_stage import TwoStageConfig, train_two_stage
+
+    cfg = TwoStageConfig.aggressive() if args.aggressive else TwoStageConfig()
+    cfg = cfg.scaled(args.stage1_steps or cfg.stage1.train.steps, args.stage2_steps or cfg.stage2.train.steps)
+    return train_two_stage(handle, cfg, out_dir=args.out).to_dict()
+
+
+def _train_grpo(args: argparse.Namespace, handle) -> dict:
+    from dataclasses import replace
+
+    from ..training.grpo import seed002_configs, train_grpo
+    from ..training.lora import LoraSpec
+
+    cfg = seed002_configs(args.seed)[args.variant]
+    changes = {"train": _train_config(args, cfg.train)}
+    if args.lora_rank:
+        changes["lora"] = LoraSpec(rank=args.lora_rank)
+    if args.batch_size:
+        changes["prompts_per_step"] = args.batch_size
+    return train_grpo(handle, replace(cfg, **changes), out_dir=args.out).to_dict()
+
+
+def _train_engram(args: argparse.Namespace, handle) -> dict:
+    from dataclasses import replace
+
+    from ..training.engram import EngramConfig, train_engram
+
+    cfg = EngramConfig()
+    changes = {"train": _train_config(args, cfg.train)}
+    if args.batch_size:
+        changes["batch_size"] = args.batch_size
+    return train_engram(handle, args.variant, args.dataset, replace(cfg, **changes), out_dir=args.out).to_dict()
+
+
+TRAINERS = {"sft": _train_sft, "dual-reward": _train_dual_reward, "grpo": _train_grpo, "two-stage": _train_two_stage,
+            "engram": _train_engram}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lazarus-bench train", description=HELP)
+    tsub = p.add_subparsers(dest="method", required=True)
+    for method in TRAINERS:
+        q = tsub.add_parser(method)
+        model_args(q)
+        q.add_argument("-o", "--out", required=True, help="output directory (adapters, checkpoints, result.json)")
+        q.add_argument("--steps", type=int)
+        q.add_argument("--lr", type=float)
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--batch-size", type=int)
+        if method == "sft":
+            q.add_argument("--data", help="JSONL with prompt/completion per line (default: generated arithmetic)")
+            q.add_argument("--n-train", type=int, default=5000)
+            q.add_argument("--data-seed", type=int, default=0)
+            q.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
+            q.add_argument("--rank", type=int, default=8)
+            q.add_argument("--scale", type=float, default=20.0)
+            q.add_argument("--save-at", type=int, nargs="*", help="also save adapters at these steps")
+        if method == "dual-reward":
+            q.add_argument("--protocol", default="corrected", choices=["corrected", "original"])
+            q.add_argument("--cls-weight", type=float)
+        if method == "grpo":
+            q.add_argument("--variant", default="grpo",
+                           choices=["grpo", "dual", "balanced", "entropy", "low_lr", "cls_heavy"],
+                           help="seed 002's runs: pure GRPO, GRPO + dual-reward, and the four collapse fixes")
+            q.add_argument("--lora-rank", type=int, help="train LoRA of this rank instead of all parameters")
+        if method == "engram":
+            q.add_argument("--variant", default="M3", choices=["M1", "M2", "M3"],
+                           help="M1 classifier, M2 + LM loss, M3 + engram bottleneck prefix")
+            q.add_argument("--dataset", default="sentiment", choices=["sentiment", "topic"])
+        if method == "two-stage":
+            q.add_argument("--aggressive", action="store_true", help="the writeup's Experiment 1 stage 2")
+            q.add_argument("--stage1-steps", type=int)
+            q.add_argument("--stage2-steps", type=int)
+    return p
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..runinfo import environment
+
+    handle = _load(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = TRAINERS[args.method](args, handle)
+    payload = {"method": args.method, "model": handle.describe(), "result": result, "environment": environment()}
+    path = write_json(args.json or out / "result.json", payload)
+    print(f"{args.method}: wrote {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(cmd_train, build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

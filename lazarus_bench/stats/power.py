@@ -1,0 +1,98 @@
+"""Power and minimum detectable effects for the t and binomial tests the claims use."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import optimize
+from scipy import stats as st
+
+from .checks import _check_alternative, _check_counts, _check_level
+from .results import DEFAULT_ALPHA, DEFAULT_MIN_POWER
+
+
+def power_one_sample_t(d: float, n: int, alpha: float = DEFAULT_ALPHA, alternative: str = "two-sided") -> float:
+    """Power of a one-sample (or paired, with d = d_z) t-test: noncentral t, df = n-1, noncentrality d sqrt(n)."""
+    if n < 2:
+        raise ValueError(f"need n >= 2, got {n}")
+    return _t_power(d * math.sqrt(n), n - 1, alpha, alternative)
+
+
+def power_two_sample_t(
+    d: float, n1: int, n2: int | None = None, alpha: float = DEFAULT_ALPHA, alternative: str = "two-sided"
+) -> float:
+    """Power of the pooled two-sample t-test at true Cohen's d.
+
+    Noncentral t with df = n1+n2-2 and noncentrality d sqrt(n1 n2 / (n1+n2)); ``n2`` defaults to ``n1``.
+    """
+    n2 = n1 if n2 is None else n2
+    if n1 < 2 or n2 < 2:
+        raise ValueError(f"need n1, n2 >= 2, got {n1}, {n2}")
+    return _t_power(d * math.sqrt(n1 * n2 / (n1 + n2)), n1 + n2 - 2, alpha, alternative)
+
+
+def _t_power(nc: float, df: float, alpha: float, alternative: str) -> float:
+    """P(reject) for a t statistic distributed as nct(df, nc), rejecting at level alpha."""
+    _check_level(alpha, "alpha")
+    _check_alternative(alternative)
+    if alternative == "two-sided":
+        crit = float(st.t.ppf(1.0 - alpha / 2.0, df))
+        return float(st.nct.sf(crit, df, nc) + st.nct.cdf(-crit, df, nc))
+    crit = float(st.t.ppf(1.0 - alpha, df))
+    if alternative == "greater":
+        return float(st.nct.sf(crit, df, nc))
+    return float(st.nct.cdf(-crit, df, nc))
+
+
+def binomial_rejection_region(
+    n: int, p0: float, alpha: float = DEFAULT_ALPHA, alternative: str = "greater"
+) -> np.ndarray:
+    """The success counts k in 0..n for which scipy's exact binomtest against p0 gives p < alpha."""
+    _check_level(p0, "p0")
+    _check_level(alpha, "alpha")
+    _check_alternative(alternative)
+    k = np.arange(n + 1)
+    if alternative == "greater":
+        p = st.binom.sf(k - 1, n, p0)
+    elif alternative == "less":
+        p = st.binom.cdf(k, n, p0)
+    else:
+        p = np.array([st.binomtest(int(i), n, p0).pvalue for i in k])
+    return k[p < alpha]
+
+
+def power_binomial(
+    p_alt: float, n: int, p0: float, alpha: float = DEFAULT_ALPHA, alternative: str = "greater"
+) -> float:
+    """Exact power of the binomial test of p0 at true success rate p_alt: the pmf summed over the rejection region."""
+    _check_counts(0, n)
+    if not 0.0 <= p_alt <= 1.0:
+        raise ValueError(f"p_alt must be in [0, 1], got {p_alt}")
+    region = binomial_rejection_region(n, p0, alpha, alternative)
+    return float(np.sum(st.binom.pmf(region, n, p_alt)))
+
+
+def min_detectable_effect(
+    n1: int,
+    n2: int | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    power: float = DEFAULT_MIN_POWER,
+    alternative: str = "two-sided",
+) -> float:
+    """Smallest |Cohen's d| the two-sample t-test detects with the given power (root of power_two_sample_t).
+
+    For ``alternative="less"`` the effect is taken as negative; the magnitude is returned either way.
+    """
+    _check_level(power, "power")
+    sign = -1.0 if alternative == "less" else 1.0
+
+    def gap(d: float) -> float:
+        return power_two_sample_t(sign * d, n1, n2, alpha, alternative) - power
+
+    if gap(0.0) >= 0.0:
+        return 0.0
+    high = 1.0
+    while gap(high) < 0.0:
+        high *= 2.0
+    return float(optimize.brentq(gap, 0.0, high, xtol=1e-10))

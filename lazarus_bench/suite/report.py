@@ -1,0 +1,201 @@
+"""Render result records into ``REPORT.md``: a verdict matrix, then per claim the writeup's number beside ours.
+
+Reports are regenerated from the records, never edited by hand; plots are PNG files next to the report.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tabulate import tabulate
+
+from ..claims.base import all_claims
+from .records import load_records
+
+MARK = {"SUPPORTED": "SUPPORTED", "REFUTED": "REFUTED", "INCONCLUSIVE": "INCONCLUSIVE"}
+PLOTS = "plots"
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if value != value:
+            return "nan"
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _cell(record: dict) -> str:
+    if record["status"] == "ok":
+        return MARK.get(record["verdict"], record["verdict"])
+    if record["status"] == "skipped":
+        return "n/a"
+    return "ERROR"
+
+
+def _plot(record: dict, out_dir: Path) -> list[str]:
+    """One PNG per curve of the record; returns paths relative to the report."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for name, curve in (record.get("curves") or {}).items():
+        fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+        x = curve["x"]
+        for label, ys in curve["series"].items():
+            ax.plot(range(len(ys)), ys, marker="o", markersize=3, label=label)
+        step = max(1, len(x) // 12)
+        ax.set_xticks(range(0, len(x), step))
+        ax.set_xticklabels(x[::step], fontsize=7)
+        ax.set_xlabel(curve.get("xlabel", "layer"))
+        ax.set_ylabel(curve.get("ylabel", name))
+        ax.set_title(f"{record['claim']['id']} {name} - {record['model']['id']} ({record['protocol']})", fontsize=8)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        rel = Path(PLOTS) / f"{record['claim']['id']}__{record['model']['slug']}__{record['protocol']}__{name}.png"
+        (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out_dir / rel)
+        plt.close(fig)
+        paths.append(rel.as_posix())
+    return paths
+
+
+def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> Path:
+    """Write ``report_dir/REPORT.md`` (and plots) from every record in ``report_dir/records``."""
+    report_dir = Path(report_dir)
+    loaded = load_records(report_dir)
+    by_claim: dict[str, list[dict]] = defaultdict(list)
+    for record in loaded.records:
+        by_claim[record["claim"]["id"]].append(record)
+    models = sorted({r["model"]["id"] for r in loaded.records})
+    claims = {c.id: c for c in all_claims()}
+    lines = [
+        "# lazarus_bench report",
+        "",
+        f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} from {len(loaded.records)} records "
+        f"in `{report_dir / 'records'}` (regenerate with `lazarus-bench report`; do not edit).",
+        "",
+    ]
+    env = next((r["environment"] for r in loaded.records if r.get("environment")), None)
+    if env:
+        lines += [f"Environment: {env['device']}, BLAS {env['blas']['status']} ({env['blas']['library']}), "
+                  f"mlx {env['packages'].get('mlx', '?')}, mlx-lm {env['packages'].get('mlx-lm', '?')}, "
+                  f"git {env.get('git_commit') or '-'}. Benchmarks: [BENCH.md](BENCH.md).", ""]
+    lines += ["## Verdict matrix", ""]
+    rows = []
+    for claim_id in sorted(set(claims) | set(by_claim)):
+        row = {"claim": claim_id, "title": claims[claim_id].title if claim_id in claims else ""}
+        for model in models:
+            cells = [
+                f"{_cell(r)}" + (f" ({r['protocol']})" if r["protocol"] != "corrected" else "")
+                for r in sorted(by_claim.get(claim_id, []), key=lambda r: r["protocol"])
+                if r["model"]["id"] == model
+            ]
+            row[model] = " / ".join(cells) if cells else "not run"
+        rows.append(row)
+    lines += [tabulate(rows, headers="keys", tablefmt="github"), ""]
+    lines += _protocol_dependence(by_claim)
+    for claim_id in sorted(by_claim):
+        lines += _claim_section(claim_id, claims.get(claim_id), by_claim[claim_id], report_dir)
+    if loaded.skipped:
+        lines += ["## Records not read", ""] + [f"- `{name}`: {why}" for name, why in loaded.skipped] + [""]
+    out = report_dir / out_name
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(out)
+    return out
+
+
+def _protocol_dependence(by_claim: dict[str, list[dict]]) -> list[str]:
+    """Claims whose verdict changes between the writeup's original protocol and the corrected one."""
+    rows = []
+    for claim_id, records in sorted(by_claim.items()):
+        per_model: dict[str, dict[str, str]] = defaultdict(dict)
+        for r in records:
+            per_model[r["model"]["id"]][r["protocol"]] = _cell(r)
+        for model, verdicts in per_model.items():
+            if "original" in verdicts and "corrected" in verdicts:
+                rows.append(
+                    {
+                        "claim": claim_id,
+                        "model": model,
+                        "original protocol": verdicts["original"],
+                        "corrected protocol": verdicts["corrected"],
+                        "depends on the original code's defects": "yes"
+                        if verdicts["original"] != verdicts["corrected"]
+                        else "no",
+                    }
+                )
+    if not rows:
+        return []
+    return [
+        "## Protocol ablations",
+        "",
+        "The writeup's original code (its defects opted in) beside the corrected protocol:",
+        "",
+        tabulate(rows, headers="keys", tablefmt="github"),
+        "",
+    ]
+
+
+def _claim_section(claim_id: str, claim, records: list[dict], report_dir: Path) -> list[str]:
+    first = records[0]["claim"]
+    lines = [
+        f"## {claim_id}: {first['title']}",
+        "",
+        f"**Claim.** {first['statement']}",
+        "",
+        f"**Source.** {first['source']}. **Criterion.** {first['criterion']}.",
+        "",
+        f"**Writeup.** {first['writeup']}",
+        "",
+    ]
+    rows, details, plots = [], [], []
+    for r in sorted(records, key=lambda r: (r["model"]["id"], r["protocol"])):
+        if r["status"] != "ok":
+            rows.append(
+                {
+                    "model": r["model"]["id"],
+                    "protocol": r["protocol"],
+                    "verdict": _cell(r),
+                    "statistic": "-",
+                    "CI": "-",
+                    "effect size": "-",
+                    "p": "-",
+                    "n": "-",
+                    "seeds": "-",
+                    "wall s": _fmt(r.get("wall_s")),
+                }
+            )
+            details.append(f"- {r['model']['id']} ({r['protocol']}): {r['status']}: {r['reason']}")
+            continue
+        s = r["statistic"]
+        effect = s.get("effect_size")
+        rows.append(
+            {
+                "model": r["model"]["id"],
+                "protocol": r["protocol"],
+                "verdict": r["verdict"],
+                "statistic": f"{s['name']} = {_fmt(s['statistic'])}",
+                "CI": f"[{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}] ({_fmt(s['confidence'])})",
+                "effect size": f"{effect['name']} = {_fmt(effect['value'])}" if effect else "-",
+                "p": _fmt(s.get("p_value")),
+                "n": s["n"],
+                "seeds": len(r["seeds"]) or "-",
+                "wall s": _fmt(r.get("wall_s")),
+            }
+        )
+        details.append(
+            f"- {r['model']['id']} ({r['protocol']}, tier {r['tier']}): {r['ours']}. Verdict: "
+            f"{r['verdict']} - {r['reason']}."
+        )
+        plots += _plot(r, report_dir)
+    lines += [tabulate(rows, headers="keys", tablefmt="github"), "", *details, ""]
+    lines += [f"![{Path(p).stem}]({p})" for p in plots]
+    return lines + [""]

@@ -1,0 +1,234 @@
+"""Run claims on models and write one record per (claim, model, protocol) as soon as it finishes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..claims.base import (
+    ZOO_INSTRUCT_PAIRS,
+    Claim,
+    ClaimContext,
+    ModelInfo,
+    all_claims,
+    claim_dict,
+    get_claim,
+    model_info,
+    outcome_dict,
+    slug,
+)
+from ..errors import LazarusError
+from ..models import model_fingerprint
+from ..runinfo import environment
+from .records import save_record
+
+
+class ModelPool:
+    """Loads each model once for analysis; training claims get fresh copies through their context."""
+
+    def __init__(self):
+        self._handles: dict[str, Any] = {}
+
+    def get(self, model_id: str):
+        from ..models import load_model
+
+        if model_id not in self._handles:
+            self._handles[model_id] = load_model(model_id)
+        return self._handles[model_id]
+
+
+def _base_record(claim: Claim, info: ModelInfo | None, model_id: str, protocol: str, tier: str, params: dict,
+                 seeds: list[int]) -> dict:
+    return {
+        "claim": claim_dict(claim),
+        "model": {
+            "id": model_id,
+            "slug": slug(model_id),
+            "hash": model_fingerprint(model_id) if info is not None else None,
+            "info": asdict(info) if info is not None else None,
+        },
+        "protocol": protocol,
+        "tier": tier,
+        "params": params,
+        "seeds": seeds,
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def run_claim(claim: Claim, model_id: str, *, tier: str = "slow", n_seeds: int | None = None,
+              report_dir: str | Path = "reports", protocol: str = "corrected", overrides: dict | None = None,
+              pool: ModelPool | None = None, log: Callable[[str], None] | None = None,
+              cache_dir: str | Path | None = None) -> dict:
+    """Measure one claim on one model and save its record; inapplicable claims and failures are recorded too."""
+    pool = pool or ModelPool()
+    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    params = claim.parameters(tier, overrides)
+    n = n_seeds if n_seeds is not None else claim.default_seeds[tier]
+    seeds = list(range(n)) if claim.training else []
+    start = time.perf_counter()
+    info = None
+    try:
+        handle = pool.get(model_id)
+        info = model_info(handle, ZOO_INSTRUCT_PAIRS)
+    except LazarusError as exc:
+        record = {**_base_record(claim, None, model_id, protocol, tier, params, seeds),
+                  "status": "skipped", "reason": f"model failed to load: {exc}"}
+        save_record(report_dir, record)
+        return record
+    record = _base_record(claim, info, model_id, protocol, tier, params, seeds)
+    reason = claim.applies(info)
+    if reason:
+        record.update(status="skipped", reason=reason)
+        save_record(report_dir, record)
+        return record
+    ctx = ClaimContext(claim, info, tier=tier, seeds=seeds, params=params, protocol=protocol, cache_dir=cache_dir,
+                       log=log, shared=handle)
+    try:
+        outcome = claim.measure(ctx)
+        record.update(status="ok", verdict=str(outcome.verdict), reason=outcome.statistic.reason,
+                      **outcome_dict(outcome))
+    except LazarusError as exc:
+        record.update(status="error", reason=str(exc))
+    except Exception as exc:  # noqa: BLE001  (a broken measure must not lose the other records)
+        record.update(status="error", reason=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+    record["wall_s"] = round(time.perf_counter() - start, 2)
+    record["environment"] = environment()
+    save_record(report_dir, record)
+    return record
+
+
+@dataclass(frozen=True)
+class Job:
+    claim: str
+    model: str
+    protocol: str
+    cost: float
+
+
+def _previous_wall(report_dir: str | Path, claim: Claim, model_id: str, protocol: str, tier: str) -> float | None:
+    from .records import record_path
+
+    try:
+        old = json.loads(record_path(report_dir, claim.id, slug(model_id), protocol).read_text())
+        return float(old["wall_s"]) if old.get("tier") == tier and old.get("status") == "ok" else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def plan(claims: Sequence[Claim], models: Sequence[str], protocols: Sequence[str] | None, tier: str,
+         report_dir: str | Path) -> list[Job]:
+    """Every (claim, model, protocol) job with a cost estimate: the last run's wall time, else a rough default."""
+    jobs = []
+    for claim in claims:
+        for model_id in models:
+            for protocol in claim.protocols:
+                if protocols is not None and protocol not in protocols:
+                    continue
+                cost = _previous_wall(report_dir, claim, model_id, protocol, tier)
+                jobs.append(Job(claim.id, model_id, protocol, cost if cost is not None else
+                                (100.0 if claim.training else 10.0)))
+    return jobs
+
+
+def ready(pending: Sequence[Job], unfinished: set[str], longest_first: bool = True) -> list[Job]:
+    """Jobs whose ``after`` claims have all finished; longest first for workers (so the slowest do not start last)."""
+    free = [j for j in pending if not set(get_claim(j.claim).after) & (unfinished - {j.claim})]
+    return sorted(free, key=lambda j: -j.cost) if longest_first else free
+
+
+def default_jobs() -> int:
+    """Parallel claim runs: one per core on CPU (tiny models use one core each), one on a GPU."""
+    import mlx.core as mx
+
+    if mx.default_device() != mx.cpu:
+        return 1
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+_WORKER_POOL: ModelPool | None = None
+
+
+def _worker_run(job: Job, kwargs: dict) -> dict:
+    """Run one job in a worker process (its models stay loaded for its later jobs); a short summary comes back."""
+    global _WORKER_POOL
+    _WORKER_POOL = _WORKER_POOL or ModelPool()
+    record = run_claim(get_claim(job.claim), job.model, protocol=job.protocol, pool=_WORKER_POOL, **kwargs)
+    return {k: record.get(k) for k in ("status", "verdict", "reason", "wall_s")}
+
+
+def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, tier: str = "slow",
+              n_seeds: int | None = None, report_dir: str | Path = "reports", protocols: Sequence[str] | None = None,
+              overrides: dict[str, dict] | None = None, log: Callable[[str], None] | None = None,
+              cache_dir: str | Path | None = None, jobs: int = 1) -> list[dict]:
+    """Every requested claim on every model (each protocol the claim offers), with progress per claim and model.
+
+    With ``jobs`` > 1 the runs go to that many worker processes (BLAS threads pinned as in-process, see
+    ``blas``); every
+    worker saves its records as it finishes them. Returns a summary per job in completion order.
+    """
+    from ..cache import default_root
+
+    claims = [get_claim(c) for c in claim_ids] if claim_ids else all_claims()
+    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    pending = plan(claims, models, protocols, tier, report_dir)
+    total = len(pending)
+    kwargs = dict(tier=tier, n_seeds=n_seeds, report_dir=str(report_dir), cache_dir=str(cache_dir or default_root()))
+    unfinished = {j.claim for j in pending}
+    summaries: list[dict] = []
+
+    def finished(job: Job, summary: dict) -> None:
+        summaries.append({"claim": job.claim, "model": job.model, "protocol": job.protocol, **summary})
+        if not any(j.claim == job.claim for j in pending) and job.claim not in running_claims():
+            unfinished.discard(job.claim)
+        outcome = summary.get("verdict") or str(summary.get("status", "")).upper()
+        log(f"[{len(summaries)}/{total}] {job.claim} on {job.model} ({job.protocol}): {outcome} "
+            f"({summary.get('reason', '')}) in {summary.get('wall_s', 0)} s")
+
+    running: dict[Any, Job] = {}
+
+    def running_claims() -> set[str]:
+        return {j.claim for j in running.values()}
+
+    if jobs <= 1:
+        pool = ModelPool()
+        while pending:
+            free = ready(pending, unfinished, longest_first=False)
+            if not free:
+                raise LazarusError("claims wait on each other in a cycle: " + ", ".join(j.claim for j in pending))
+            job = free[0]
+            pending.remove(job)
+            log(f"start {job.claim} on {job.model} ({job.protocol})")
+            record = run_claim(get_claim(job.claim), job.model, protocol=job.protocol, pool=pool, log=log,
+                               overrides=(overrides or {}).get(job.claim), **kwargs)
+            finished(job, {k: record.get(k) for k in ("status", "verdict", "reason", "wall_s")})
+        return summaries
+
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as executor:
+        while pending or running:
+            for job in ready(pending, unfinished)[: max(0, jobs - len(running))]:
+                pending.remove(job)
+                log(f"start {job.claim} on {job.model} ({job.protocol})")
+                future = executor.submit(_worker_run, job,
+                                         {**kwargs, "overrides": (overrides or {}).get(job.claim)})
+                running[future] = job
+            if not running:
+                raise LazarusError("claims wait on each other in a cycle: " + ", ".join(j.claim for j in pending))
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in done:
+                job = running.pop(future)
+                try:
+                    summary = future.result()
+                except Exception as exc:  # noqa: BLE001  (a dead worker must not stop the other jobs)
+                    summary = {"status": "error", "reason": f"worker failed: {type(exc).__name__}: {exc}"}
+                finished(job, summary)
+    return summaries

@@ -1,0 +1,77 @@
+"""Where zoo models live and whether they are intact: resolve ``zoo:NAME`` ids, verify manifests.
+
+Kept free of mlx and of ``models`` so that ``models`` can resolve zoo ids without an import cycle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..errors import LazarusError
+from ..io import sha256_file
+
+MANIFEST = "manifest.json"
+REBUILD_COMMAND = "lazarus-bench zoo build"
+
+
+class ZooIntegrityError(LazarusError):
+    """A zoo file is missing or does not match its manifest."""
+
+
+ZOO_ENV = "LAZARUS_ZOO_DIR"
+MICRO_ZOO_ENV = "LAZARUS_MICRO_ZOO_DIR"
+
+
+def zoo_root(micro: bool = False) -> Path:
+    """Where zoo models live: the shipped weights (or $LAZARUS_ZOO_DIR); the micro zoo is built into a cache."""
+    if micro:
+        default = Path(os.environ.get("LAZARUS_CACHE_DIR") or Path.home() / ".cache" / "lazarus_bench") / "zoo-micro"
+        return Path(os.environ.get(MICRO_ZOO_ENV) or default)
+    return Path(os.environ.get(ZOO_ENV) or Path(__file__).parent / "weights")
+
+
+def resolve_zoo(model_id: str) -> Path:
+    """Directory of ``zoo:NAME`` or ``zoo-micro:NAME`` (a bare NAME means ``zoo:``), checked against its manifest."""
+    micro = model_id.startswith("zoo-micro:")
+    name = model_id.split(":", 1)[1] if ":" in model_id else model_id
+    root = zoo_root(micro)
+    path = root / name
+    if not (path / "config.json").is_file():
+        known = sorted(p.name for p in root.glob("*") if (p / "config.json").is_file()) if root.is_dir() else []
+        build = "lazarus-bench zoo build" + (" --size micro" if micro else "")
+        raise LazarusError(
+            f"zoo model '{model_id}' not found in {root} (available: {', '.join(known) or 'none'}); "
+            f"build it with: {build}"
+        )
+    verify(path)
+    return path
+
+
+def verify(model_dir: str | os.PathLike) -> dict:
+    """Check every file of a zoo model against its manifest; return the manifest.
+
+    Raises :class:`ZooIntegrityError` with a one-line message naming the file and the rebuild
+    command on a missing manifest, a missing file or a sha256 mismatch."""
+    d = Path(model_dir)
+    man_path = d / MANIFEST
+    if not man_path.is_file():
+        raise ZooIntegrityError(f"zoo model {d}: {MANIFEST} is missing; rebuild with `{REBUILD_COMMAND}`")
+    try:
+        man = json.loads(man_path.read_text())
+        files = man["files"]
+    except (ValueError, KeyError) as e:
+        raise ZooIntegrityError(
+            f"zoo model {d}: {MANIFEST} is unreadable ({e}); rebuild with `{REBUILD_COMMAND}`"
+        ) from None
+    for name, digest in sorted(files.items()):
+        p = d / name
+        if not p.is_file():
+            raise ZooIntegrityError(f"zoo model {d}: file {name} is missing; rebuild with `{REBUILD_COMMAND}`")
+        if sha256_file(p) != digest:
+            raise ZooIntegrityError(
+                f"zoo model {d}: file {name} does not match its sha256 in {MANIFEST} "
+                f"(corrupt or modified); rebuild with `{REBUILD_COMMAND}`"
+            )
+    return man

@@ -1,0 +1,125 @@
+"""The package's import graph: no cycles (function-local imports included) and imports only point downward.
+
+Layers, top to bottom: cli -> suite, bench -> claims, zoo builder -> training, analysis, stats -> models,
+prompts, tiny -> io, cache, runinfo, zoo registry. A module may import its own layer or any layer below.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = "lazarus_bench"
+ROOT = Path(__file__).resolve().parents[1] / PACKAGE
+
+LAYERS = {
+    6: ("cli",),
+    5: ("suite", "bench"),
+    4: ("claims", "zoo.build", "zoo.pretrain", "zoo.derive", "zoo.evaluate"),
+    3: ("training", "analysis", "stats"),
+    2: ("models", "prompts", "tiny", "hf_tokenizer"),
+    1: ("cache", "runinfo", "zoo.registry", "zoo.corpus", "zoo.tokenizer", "zoo"),
+    0: ("io", "errors", "blas", ""),
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer(module: str) -> int:
+    """The layer of a package module: the longest matching prefix in LAYERS wins."""
+    rel = module[len(PACKAGE) + 1:] if module != PACKAGE else ""
+    best, rank = -1, None
+    for level, prefixes in LAYERS.items():
+        for prefix in prefixes:
+            if (rel == prefix or rel.startswith(prefix + ".") or prefix == "") and len(prefix) > best:
+                best, rank = len(prefix), level
+    assert rank is not None, module
+    return rank
+
+
+def imports_of(path: Path, modules: set[str]) -> set[str]:
+    """Package modules imported anywhere in the file (top level or inside functions)."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            stem = ".".join(base + ([node.module] if node.module else []))
+            targets = [f"{stem}.{alias.name}" if f"{stem}.{alias.name}" in modules else stem for alias in node.names]
+        else:
+            continue
+        found.update(t for t in targets if t in modules and t != name)
+    return found
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    files = {module_name(p): p for p in ROOT.rglob("*.py")}
+    return {name: imports_of(path, set(files)) for name, path in files.items()}
+
+
+def test_imports_point_downward(graph):
+    upward = [f"{a} ({layer(a)}) imports {b} ({layer(b)})" for a, targets in graph.items() for b in targets
+              if layer(b) > layer(a)]
+    assert not upward, "\n".join(sorted(upward))
+
+
+def test_no_import_cycles(graph):
+    """Tarjan's strongly connected components: every component must be a single module."""
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    assert not cycles, cycles
+
+
+def test_the_checker_sees_a_function_local_cycle(tmp_path):
+    """The graph builder must see imports inside functions, or hidden cycles would pass."""
+    pkg = tmp_path / PACKAGE
+    pkg.mkdir()
+    (pkg / "a.py").write_text("def f():\n    from .b import g\n")
+    (pkg / "b.py").write_text("from . import a\n")
+    modules = {f"{PACKAGE}.a", f"{PACKAGE}.b"}
+    global ROOT
+    saved, ROOT = ROOT, pkg
+    try:
+        assert imports_of(pkg / "a.py", modules) == {f"{PACKAGE}.b"}
+        assert imports_of(pkg / "b.py", modules) == {f"{PACKAGE}.a"}
+    finally:
+        ROOT = saved
+
+
+def test_no_module_is_too_long():
+    """About 600 lines at most, so a module keeps one job."""
+    long = {module_name(p): n for p in ROOT.rglob("*.py") if (n := len(p.read_text().splitlines())) > 620}
+    assert not long, long
