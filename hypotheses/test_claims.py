@@ -27,6 +27,8 @@ def _check(claim, tier, model_id, suite, request):
     summary = "; ".join(f"{r['protocol']}: {r.get('verdict') or r['status']} ({r.get('reason', '')})" for r in records)
     if main["status"] == "skipped":
         pytest.skip(f"{claim.id} on {model_id}: {main['reason']}")
+    if main.get("verdict") == "NOT TESTABLE":
+        pytest.skip(f"{claim.id} on {model_id}: NOT TESTABLE: {main['reason']}")
     if main["status"] == "error" and not suite["report_only"]:
         pytest.fail(f"{claim.id} on {model_id}: error: {main['reason']}", pytrace=False)
     if suite["report_only"] or tier == "fast":

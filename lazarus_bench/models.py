@@ -254,6 +254,13 @@ class ModelHandle:
                 found.append(router)
         return found
 
+    def router_linear(self, router: Router) -> nn.Module:
+        """The module holding ``router``'s weight (to edit it for a control); raises when it cannot be found."""
+        module = _get(self.layers[router.layer], ".".join(router.path.split(".")[2:]))
+        if not isinstance(module, nn.Module) or "weight" not in module:
+            raise LazarusError(f"router module {router.path} not found in {self.model_type}")
+        return module
+
     @property
     def is_moe(self) -> bool:
         return bool(self.routers())

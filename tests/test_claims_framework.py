@@ -10,6 +10,7 @@ import pytest
 from lazarus_bench.cache import MANIFEST, FixtureCache, cache_key
 from lazarus_bench.claims.base import REGISTRY, Claim, Outcome, get_claim, register
 from lazarus_bench.errors import LazarusError
+from lazarus_bench.models import load_model
 from lazarus_bench.stats import threshold_claim
 from lazarus_bench.suite.records import SCHEMA_VERSION, load_records
 from lazarus_bench.suite.report import render
@@ -130,3 +131,32 @@ def test_run_and_report_commands(saved_model, tmp_path, capsys):
     assert "H01" in (tmp_path / "REPORT.md").read_text()
     assert main(["run", "-m", path, "--claims", "H99", "--report-dir", str(tmp_path)]) == 2
     assert "unknown claim id 'H99'" in capsys.readouterr().err
+
+
+def test_a_failed_fitness_gate_makes_the_claim_not_testable_and_keeps_the_numbers(saved_model, tmp_path):
+    """The gate is measured on the model (its layer count here), compared with its parameter, and a failure turns
+    a SUPPORTED measurement into NOT TESTABLE with the gate's value in the record, the report and its counts."""
+    from lazarus_bench.claims.base import Gate
+
+    path = str(saved_model("llama"))
+
+    def good(ctx):
+        return Outcome(statistic=threshold_claim([0.1, 0.12, 0.09, 0.11], 0.5, "below"), ours="fine")
+
+    gate = Gate("depth", "layers", lambda ctx: ctx.handle().n_layers, "min_layers")
+    claim = register(Claim(id="T05", title="t", statement="s", source="test", criterion="c", writeup="w",
+                           params={"min_layers": 16}, measure=good, gates=(gate,)))
+    try:
+        failed = run_claim(claim, path, report_dir=tmp_path, log=lambda m: None)
+        layers = load_model(path).n_layers
+        assert failed["fitness"] == [{"name": "depth", "value": layers, "threshold": 16.0, "direction": "above",
+                                      "passed": False, "description": "layers"}]
+        assert failed["verdict"] == "NOT TESTABLE" and failed["measured_verdict"] == "SUPPORTED"
+        assert failed["statistic"]["verdict"] == "SUPPORTED" and "fitness gate 'depth'" in failed["reason"]
+        passed = run_claim(claim, path, report_dir=tmp_path / "b", overrides={"min_layers": layers},
+                           log=lambda m: None)
+        assert passed["verdict"] == "SUPPORTED" and passed["fitness"][0]["passed"]
+        report = render(tmp_path).read_text()
+        assert "NOT TESTABLE 1" in report and f"depth {layers} >= 16: FAIL" in report
+    finally:
+        REGISTRY.pop("T05", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -28,7 +29,8 @@ def _run(claim_id, model_dir, tmp_path, **kw):
                        log=lambda message: None, **kw)
     assert record["status"] == "ok", record.get("traceback") or record.get("reason")
     assert record["verdict"] in {v.value for v in Verdict}
-    assert set(record["statistic"]) == STAT_FIELDS and record["statistic"]["verdict"] == record["verdict"]
+    assert set(record["statistic"]) == STAT_FIELDS
+    assert record["statistic"]["verdict"] == record.get("measured_verdict", record["verdict"])
     assert record["samples"] and record["curves"] and record["ours"]
     for curve in record["curves"].values():
         assert curve["x"] and all(len(ys) <= len(curve["x"]) for ys in curve["series"].values())
@@ -39,13 +41,16 @@ def _same(a, b):
     return (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-9, abs=1e-12)
 
 
-def test_h05_both_protocols_and_statistic_from_samples(saved_model, tmp_path):
+def test_h05_both_protocols_and_statistic_from_samples(saved_model, tmp_path, check_gates):
     model = saved_model("llama")
     record = _run("H05", model, tmp_path, n_seeds=2, overrides={"min_seeds": 2})
     samples, st = record["samples"], record["statistic"]
     assert [s["seed"] for s in samples] == [0, 1] and record["seeds"] == [0, 1]
     assert {"cls_loss", "answer_loss", "lens_true_op_word"} <= set(record["curves"])
     assert len(record["curves"]["cls_loss"]["x"]) == record["params"]["steps"]
+    check_gates(record, {"cls loss fell": min(1 - s["final_cls_loss"] / s["initial_cls_loss"] for s in samples),
+                         "parameters changed": min(s["param_change_relative"] for s in samples)})
+    assert min(s["param_change_relative"] for s in samples) > 0
     probs = [s["restricted_prob_after"] for s in samples]
     again = stats.threshold_claim(probs, 0.36, "above", 0.05, min_n=2)
     assert st["n"] == 2 and _same(st["statistic"], again.statistic) and _same(st["p_value"], again.p_value)
@@ -64,11 +69,13 @@ def test_h05_both_protocols_and_statistic_from_samples(saved_model, tmp_path):
         assert 0 <= s["correct_after"] <= s["n_prompts"] == 8
         assert 0 <= s["vocab_prob_after"] <= s["restricted_prob_after"] <= 1
     original = _run("H05", model, tmp_path, protocol="original")
-    assert original["protocol"] == "original" and original["verdict"] == "INCONCLUSIVE"
-    assert "too few seeds" in original["reason"]
+    assert original["protocol"] == "original" and original["statistic"]["verdict"] == "INCONCLUSIVE"
+    assert "too few seeds" in original["statistic"]["reason"]
+    cls_fell = {g["name"]: g for g in original["fitness"]}["cls loss fell"]
+    assert (original["verdict"] == "NOT TESTABLE") == (not cls_fell["passed"])
 
 
-def test_h06_pairs_base_with_instruct_and_reuses_cached_base_runs(saved_model, tmp_path, monkeypatch):
+def test_h06_pairs_base_with_instruct_and_reuses_cached_base_runs(saved_model, tmp_path, monkeypatch, check_gates):
     base, instruct = str(saved_model("llama")), str(saved_model("llama", seed=1))
     skipped = run_claim(get_claim("H06"), base, tier="fast", report_dir=tmp_path / "reports", log=lambda m: None)
     assert skipped["status"] == "skipped" and "no instruct variant" in skipped["reason"]
@@ -76,7 +83,11 @@ def test_h06_pairs_base_with_instruct_and_reuses_cached_base_runs(saved_model, t
     cache = tmp_path / "cache"
     h05 = _run("H05", base, tmp_path, n_seeds=2, cache_dir=cache)
     record = _run("H06", base, tmp_path, n_seeds=2, cache_dir=cache, overrides={"min_seeds": 2})
-    assert len([p for p in cache.iterdir() if not p.name.startswith(".")]) == 4, "2 base runs reused, 2 instruct runs"
+    parts = [json.loads((p / "cache_manifest.json").read_text())["parts"] for p in cache.iterdir()
+             if not p.name.startswith(".")]
+    trained = [q for q in parts if q["params"]["lr_scale"] == 1.0]
+    assert len(trained) == 4, "2 base runs reused, 2 instruct runs"
+    assert len(parts) - len(trained) == 2, "H05's negative control: the 2 seeds at learning rate 0"
     rows = {v: [s for s in record["samples"] if s["variant"] == v] for v in ("base", "instruct")}
     assert [s["train_seconds"] for s in rows["base"]] == [s["train_seconds"] for s in h05["samples"]]
     assert all(s["model"] == instruct for s in rows["instruct"])
@@ -92,9 +103,38 @@ def test_h06_pairs_base_with_instruct_and_reuses_cached_base_runs(saved_model, t
         assert st["p_value"] == pytest.approx(max(p_prob, p_loss))
     assert {"cls_loss", "lens_true_op_word"} <= set(record["curves"])
     assert any("instruct" in label for label in record["curves"]["cls_loss"]["series"])
+    both = rows["base"] + rows["instruct"]
+    check_gates(record, {"post-trained instruct variant": 1.0,
+                         "cls loss fell": min(1 - s["final_cls_loss"] / s["initial_cls_loss"] for s in both),
+                         "parameters changed": min(s["param_change_relative"] for s in both),
+                         "not both at ceiling": min(np.mean(prob_b), np.mean(prob_i))})
 
 
-def test_h08_collapse_statistic_from_samples(saved_model, tmp_path):
+def test_h06_zoo_instruct_without_a_reward_stage_is_not_post_trained(tmp_path, monkeypatch):
+    """A zoo instruct model whose manifest lists no reward-based stage fails H06's post-training gate."""
+    import json
+
+    from lazarus_bench.claims.base import ClaimContext, ModelInfo
+    from lazarus_bench.claims.h06_base_vs_instruct import post_trained
+
+    for name, stages in (("plain", []), ("chat", ["chat-sft"]), ("dpo", ["chat-sft", "dpo"])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(json.dumps({"post_training": stages}))
+    monkeypatch.setenv("LAZARUS_ZOO_DIR", str(tmp_path))
+    monkeypatch.setattr("lazarus_bench.zoo.registry.verify", lambda path: {})
+    monkeypatch.setattr("lazarus_bench.claims.h06_base_vs_instruct.resolve_zoo", lambda i: tmp_path / i.split(":")[1])
+    claim = get_claim("H06")
+    values = {}
+    for name in ("plain", "chat", "dpo"):
+        info = ModelInfo("zoo:base", "llama", "base", 2, False, True, instruct_pair=f"zoo:{name}")
+        values[name] = post_trained(ClaimContext(claim, info, tier="fast", seeds=[], params={}))
+    assert values == {"plain": 0.0, "chat": 0.0, "dpo": 1.0}
+    hub = ModelInfo("meta-llama/Llama-3.2-1B", "llama", "base", 16, False, True,
+                    instruct_pair="meta-llama/Llama-3.2-1B-Instruct")
+    assert post_trained(ClaimContext(claim, hub, tier="fast", seeds=[], params={})) == 1.0
+
+
+def test_h08_collapse_statistic_from_samples(saved_model, tmp_path, check_gates):
     record = _run("H08", saved_model("llama"), tmp_path)
     (sample,) = record["samples"]
     assert sample["variant"] == "dual" and sample["cls_weight"] == 0.4 and sample["steps"] == 2
@@ -104,7 +144,12 @@ def test_h08_collapse_statistic_from_samples(saved_model, tmp_path):
     again = stats.proportion_claim(int(collapsed), 1, 0.8, 0.05, chance=39 / 729, min_n=3)
     st = record["statistic"]
     assert st["statistic"] == again.statistic and st["p_value"] == pytest.approx(again.p_value)
-    assert record["verdict"] == "INCONCLUSIVE" and st["n"] == 1
+    assert st["verdict"] == "INCONCLUSIVE" and st["n"] == 1
+    rewards = record["curves"]["reward"]["series"]["w=0.4"]
+    zero = record["curves"]["zero_std_frac"]["series"]["w=0.4"]
+    check_gates(record, {"start reward rate": np.mean(rewards[: max(1, len(rewards) // 5)]),
+                         "groups with reward variance": 1.0 - np.mean(zero),
+                         "parameters changed": sample["param_change_relative"]})
     assert "before_training" in st["details"] and {"cls_loss", "reward", "lens_op_words"} <= set(record["curves"])
 
 

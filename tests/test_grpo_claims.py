@@ -22,12 +22,18 @@ from lazarus_bench.suite.runner import ModelPool, run_claim
 from lazarus_bench.training.grpo import train_grpo
 
 
-def test_h07_fast_record(saved_model, tmp_path):
+def test_h07_fast_record(saved_model, tmp_path, check_gates):
     claim = REGISTRY["H07"]
     record = run_claim(claim, str(saved_model("llama")), tier="fast", report_dir=tmp_path, pool=ModelPool(),
                        log=lambda message: None)
     assert record["status"] == "ok", record.get("traceback") or record.get("reason")
-    assert record["verdict"] == "INCONCLUSIVE" and record["seeds"] == [0]
+    assert record["statistic"]["verdict"] == "INCONCLUSIVE" and record["seeds"] == [0]
+    rewards = record["curves"]["reward"]["series"]["seed 0"]
+    start = float(np.mean(rewards[: max(1, len(rewards) // 5)]))
+    varied = gates_of(record)["groups with reward variance"]
+    check_gates(record, {"start reward rate": start, "groups with reward variance": varied,
+                         "parameters changed": gates_of(record)["parameters changed"]})
+    assert 0.0 <= varied <= 1.0
     stat = record["statistic"]
     for key in ("name", "statistic", "ci_low", "ci_high", "p_value", "n", "verdict", "reason", "details"):
         assert key in stat
@@ -47,6 +53,12 @@ def test_h07_fast_record(saved_model, tmp_path):
     assert len(heldout) == params["n_eval"] == len(set(heldout))
     assert not {t.strip() for t in heldout} & planned_training_prompts(grpo_config(params, 0), grpo_spec())
     assert set(record["curves"]) == {"answer_prob", "probe_accuracy", "reward"}
+    [control] = record["controls"]
+    assert control["name"] == "GRPO with a classification term" and control["built"] and control["kind"] == "positive"
+    assert grpo_config(params, 0).cls_weight == 0.0
+    with_cls = grpo_config({**params, "cls_weight": 0.4}, 0)
+    assert with_cls.cls_weight == 0.4 and with_cls.cls_layer_fraction == params["layer_fraction"]
+    assert with_cls.train == grpo_config(params, 0).train
 
 
 def test_recorded_training_prompts_are_the_planned_ones(saved_model):
@@ -77,3 +89,18 @@ def test_probe_change_claim():
     moved = probe_change_claim([0.5, 0.55, 0.45, 0.5, 0.52], [0.8, 0.86, 0.74, 0.8, 0.83], 0.5, 0.05, 3)
     assert moved.verdict == Verdict.REFUTED and moved.details["cohens_d"] > 0.5
     assert probe_change_claim([0.5], [0.6], 0.5, 0.05, 3).verdict == Verdict.INCONCLUSIVE
+
+
+def gates_of(record):
+    return {g["name"]: g["value"] for g in record["fitness"]}
+
+
+def test_grpo_gates_from_train_metrics():
+    from lazarus_bench.claims.common import grpo_fitness
+
+    seeds = [[{"reward": r, "zero_std_frac": z} for r, z in zip([0.0, 0.5, 1.0, 1.0, 1.0, 1.0], [1, 0.5, 0, 0, 1, 1])],
+             [{"reward": r, "zero_std_frac": 1.0} for r in [0.2] * 10]]
+    out = grpo_fitness(seeds, [0.5, 0.0])
+    assert out["parameters changed"] == 0.0
+    assert out["start reward rate"] == pytest.approx(np.mean([0.0, np.mean([0.2, 0.2])]))
+    assert out["groups with reward variance"] == pytest.approx(np.mean([1 - np.mean([1, 0.5, 0, 0, 1, 1]), 0.0]))

@@ -14,12 +14,13 @@ from lazarus_bench.suite.runner import Job, plan, ready, run_suite
 
 def test_ready_waits_for_after_claims_and_puts_longest_first():
     assert get_claim("H06").after == ("H05",) and get_claim("H13").after == ("H12",)
+    assert get_claim("H01").after == ("H05",) == get_claim("H04").after  # their positive control is H05's model
     jobs = [Job("H06", "m", "corrected", 500.0), Job("H05", "m", "corrected", 50.0),
-            Job("H01", "m", "corrected", 1.0), Job("H05", "m", "original", 80.0)]
-    first = ready(jobs, {"H05", "H06", "H01"})
-    assert [(j.claim, j.protocol) for j in first] == [("H05", "original"), ("H05", "corrected"), ("H01", "corrected")]
-    assert [j.claim for j in ready(jobs, {"H05", "H06", "H01"}, longest_first=False)] == ["H05", "H01", "H05"]
-    assert [j.claim for j in ready(jobs, {"H06", "H01"})][0] == "H06"
+            Job("H02", "m", "corrected", 1.0), Job("H05", "m", "original", 80.0)]
+    first = ready(jobs, {"H05", "H06", "H02"})
+    assert [(j.claim, j.protocol) for j in first] == [("H05", "original"), ("H05", "corrected"), ("H02", "corrected")]
+    assert [j.claim for j in ready(jobs, {"H05", "H06", "H02"}, longest_first=False)] == ["H05", "H02", "H05"]
+    assert [j.claim for j in ready(jobs, {"H06", "H02"})][0] == "H06"
 
 
 def test_plan_estimates_cost_from_the_last_run_of_the_same_tier(tmp_path):

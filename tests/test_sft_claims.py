@@ -7,10 +7,11 @@ import math
 import shutil
 from types import SimpleNamespace
 
+import mlx.core as mx
 import numpy as np
 import pytest
 
-from lazarus_bench.claims.base import REGISTRY
+from lazarus_bench.claims.base import get_claim
 from lazarus_bench.claims.h11_sft_task_tokens import corrected_lens_top, original_lens_top, task_token_scores
 from lazarus_bench.claims.h12_lora_vs_full import lora_vs_full
 from lazarus_bench.claims.h13_remain_token import family_prob
@@ -39,19 +40,20 @@ def instruct_dir(saved_model, tmp_path_factory):
     return out
 
 
-def run(claim_id, model_dir, report_dir, pool, protocol="corrected", cache_dir=None):
-    return run_claim(REGISTRY[claim_id], str(model_dir), tier="fast", report_dir=report_dir, protocol=protocol,
-                     pool=pool, log=lambda message: None, cache_dir=cache_dir or report_dir / "cache")
+def run(claim_id, model_dir, report_dir, pool, protocol="corrected", cache_dir=None, overrides=None):
+    return run_claim(get_claim(claim_id), str(model_dir), tier="fast", report_dir=report_dir, protocol=protocol,
+                     pool=pool, log=lambda message: None, cache_dir=cache_dir or report_dir / "cache",
+                     overrides=overrides)
 
 
 def check_record(record):
     assert record["status"] == "ok", record.get("traceback") or record.get("reason")
-    assert record["verdict"] in VERDICTS
     stat = record["statistic"]
+    assert stat["verdict"] in VERDICTS
+    assert record["verdict"] == ("NOT TESTABLE" if record.get("measured_verdict") else stat["verdict"])
     for key in ("name", "statistic", "ci_low", "ci_high", "confidence", "effect_size", "p_value", "n", "verdict",
                 "reason", "details"):
         assert key in stat
-    assert stat["verdict"] == record["verdict"]
     assert set(stat["details"]["criteria_verdicts"].values()) <= VERDICTS
     assert record["seeds"] == [0] and record["samples"] and record["curves"]
     for curve in record["curves"].values():
@@ -59,13 +61,13 @@ def check_record(record):
     return stat
 
 
-def test_h11_both_protocols(saved_model, tmp_path, pool):
+def test_h11_both_protocols(saved_model, tmp_path, pool, check_gates):
     records = {proto: run("H11", saved_model("llama"), tmp_path, pool, proto) for proto in ("corrected", "original")}
     for proto, record in records.items():
         stat = check_record(record)
         samples = record["samples"]
         steps = sorted({s["step"] for s in samples})
-        assert steps == [0, *REGISTRY["H11"].fast["checkpoints"]]
+        assert steps == [0, *get_claim("H11").fast["checkpoints"]]
 
         def mean_peak(step):
             return np.mean([s["exact_peak"] for s in samples if s["step"] == step])
@@ -73,7 +75,9 @@ def test_h11_both_protocols(saved_model, tmp_path, pool):
         assert stat["statistic"] == pytest.approx(mean_peak(steps[-1]) - mean_peak(0))
         assert {s["lens"] for s in samples if s["step"] > 0} == {proto}
         assert {s["lens"] for s in samples if s["step"] == 0} == {"corrected"}
-        assert record["verdict"] == "INCONCLUSIVE"
+        assert stat["verdict"] == "INCONCLUSIVE"
+        val = {int(k): v for k, v in next(iter(record["extra"]["val_loss"].values())).items()}
+        check_gates(record, {"val loss fell": 1.0 - val[steps[-1]] / val[0]})
         assert stat["details"]["protocol"] == proto
     baseline = [[s["exact_peak"] for s in r["samples"] if s["step"] == 0] for r in records.values()]
     assert baseline[0] == baseline[1]
@@ -98,7 +102,19 @@ def test_h12_lora_vs_full(saved_model, tmp_path, pool):
     assert criteria["speed"]["statistic"] == pytest.approx(by["lora"]["tokens_per_s"] / by["full"]["tokens_per_s"])
     val_ratio = by["lora"]["final_val_loss"] / by["full"]["final_val_loss"]
     assert criteria["val_loss"]["statistic"] == pytest.approx(val_ratio - 1)
-    assert fraction > 0.01 and record["verdict"] == "REFUTED"
+    assert fraction > 0.01 and stat["verdict"] == record["measured_verdict"] == "REFUTED"
+    # The tiny model fails H12's size gate: NOT TESTABLE, the descriptive numbers kept, the gate's value the model's
+    # parameter count as stored in its weights file.
+    stored = sum(v.size for v in mx.load(str(saved_model("llama") / "model.safetensors")).values())
+    [gate] = record["fitness"]
+    assert gate["name"] == "model size" and gate["value"] == stored == by["full"]["total_params"]
+    assert not gate["passed"] and record["verdict"] == "NOT TESTABLE" and "model size" in record["reason"]
+
+
+def test_a_passed_gate_leaves_the_measured_verdict(saved_model, tmp_path, pool):
+    record = run("H12", saved_model("llama"), tmp_path, pool, overrides={"min_params": 1000})
+    assert record["fitness"][0]["passed"] and "measured_verdict" not in record
+    assert record["verdict"] == record["statistic"]["verdict"] == "REFUTED"
 
 
 def test_lora_vs_full_order_and_ratios(saved_model):
@@ -122,12 +138,16 @@ def test_h13_remain_and_late_answers(saved_model, tmp_path, pool):
     assert {s["prompt"] for s in sft} == {"89 - 34 = ", "65 - 28 = ", "100 - 43 = "}
 
 
-def test_h14_two_stage_branches(saved_model, tmp_path, pool):
+def test_h14_two_stage_branches(saved_model, tmp_path, pool, check_gates):
     record = run("H14", saved_model("llama"), tmp_path, pool)
     stat = check_record(record)
     rows = {(s["config"], s["stage"]): s for s in record["samples"]}
     drop = 100 * (rows["low_lr", "stage1"]["symbolic"] - rows["low_lr", "stage2"]["symbolic"])
     assert stat["statistic"] == pytest.approx(drop)
+    changed = {g["name"]: g["value"] for g in record["fitness"]}["parameters changed"]
+    check_gates(record, {"stage-1 symbolic accuracy": rows["low_lr", "stage1"]["symbolic"],
+                         "parameters changed": changed})
+    assert changed > 0
     for stage in ("baseline", "stage1"):
         assert rows["low_lr", stage] == {**rows["aggressive", stage], "config": "low_lr"}
 

@@ -67,6 +67,25 @@ def test_training_changes_only_lora_parameters(saved_model):
         np.testing.assert_array_equal(after[moved], value, err_msg=f"base parameter {key} changed")
 
 
+def test_param_change_is_the_distance_the_trainable_parameters_moved(saved_model):
+    """The manipulation check: ||theta_after - theta_before|| over the trainable (LoRA) parameters, and 0 at lr 0."""
+    handle = fresh(saved_model)
+    apply_lora(handle.model, LoraSpec(rank=4), handle.n_layers, seed=0)
+    before = {k: np.array(v) for k, v in tree_flatten(handle.model.trainable_parameters())}
+    batches = encoded_batches(handle, EXAMPLES, 4, 0)
+    result = train_loop(handle.model, sft_loss, batches, sft_cfg().train, progress=False)
+    after = {k: np.array(v) for k, v in tree_flatten(handle.model.trainable_parameters())}
+    delta = np.sqrt(sum(np.sum((after[k].astype(np.float64) - v) ** 2) for k, v in before.items()))
+    norm = np.sqrt(sum(np.sum(v.astype(np.float64) ** 2) for v in before.values()))
+    assert result.param_change == pytest.approx(delta, rel=1e-9) and result.param_change > 0
+    assert result.param_change_relative == pytest.approx(delta / norm, rel=1e-9)
+    still = fresh(saved_model)
+    apply_lora(still.model, LoraSpec(rank=4), still.n_layers, seed=0)
+    frozen = train_loop(still.model, sft_loss, encoded_batches(still, EXAMPLES, 4, 0),
+                        replace(sft_cfg().train, lr=0.0), progress=False)
+    assert frozen.param_change == 0.0 and frozen.param_change_relative == 0.0
+
+
 def test_shifted_answer_loss_equals_numpy(saved_model):
     handle = fresh(saved_model)
     rows = encode_examples(lambda t, b: handle.encode(t, add_special_tokens=b),

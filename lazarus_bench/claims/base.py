@@ -12,7 +12,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ..errors import LazarusError
 from ..stats import ClaimStatistic, Verdict
@@ -42,10 +42,130 @@ class Outcome:
     samples: list[dict] = field(default_factory=list)
     curves: dict[str, dict] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    fitness: dict[str, float] = field(default_factory=dict)  # values of the claim's gates measured by the measure
 
     @property
     def verdict(self) -> Verdict:
         return Verdict(self.statistic.verdict)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """A fitness gate measured on one model: its value, the threshold it had to meet, and whether it did."""
+
+    name: str
+    value: float
+    threshold: float | list[float]
+    direction: str
+    passed: bool
+    description: str
+
+    def line(self) -> str:
+        return (f"fitness gate '{self.name}': {self.value:.4g} {'' if self.passed else 'not '}"
+                f"{bound_text(self.direction, self.threshold)} ({self.description})")
+
+
+def bound_text(direction: str, threshold: float | Sequence[float]) -> str:
+    """'>= 0.5', '<= 0.5' or 'in [0.1, 0.9]'."""
+    if direction == "within":
+        return f"in [{threshold[0]:.4g}, {threshold[1]:.4g}]"
+    return f"{'>=' if direction == 'above' else '<='} {threshold:.4g}"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A prerequisite the model must meet for the claim to be testable (CLAIMS.md revision 2, fitness column).
+
+    ``value(ctx)`` measures it on the model before the claim's measurement; a gate without ``value`` is a fact of
+    the measurement itself (did training learn, was the reward rate in range), which the measure reports in
+    ``Outcome.fitness[name]``. The threshold is the claim parameter ``threshold_param`` (overridable like every
+    other; a [low, high] pair for ``direction="within"``). A failed gate turns the verdict into NOT TESTABLE.
+    """
+
+    name: str
+    description: str
+    value: Callable[["ClaimContext"], float] | None
+    threshold_param: str
+    direction: str = "above"
+
+    def check(self, ctx: "ClaimContext", outcome: "Outcome | None" = None) -> GateResult:
+        if self.value is not None:
+            value = float(self.value(ctx))
+        elif outcome is None or self.name not in outcome.fitness:
+            raise LazarusError(f"{ctx.claim.id}: the measure did not report fitness gate '{self.name}'")
+        else:
+            value = float(outcome.fitness[self.name])
+        raw = ctx.params[self.threshold_param]
+        if self.direction == "within":
+            threshold = [float(raw[0]), float(raw[1])]
+            passed = threshold[0] <= value <= threshold[1]
+        else:
+            threshold = float(raw)
+            passed = value >= threshold if self.direction == "above" else value <= threshold
+        return GateResult(self.name, value, threshold, self.direction, passed, self.description)
+
+
+class ControlUnavailable(LazarusError):
+    """A control that cannot be built for this model or claim; the report states the reason."""
+
+
+POSITIVE, NEGATIVE = "positive", "negative"
+
+
+@dataclass(frozen=True)
+class Control:
+    """A known-answer run of the claim's own measure (CLAIMS.md revision 2, "Calibration").
+
+    ``build(ctx)`` returns the context to measure instead: another model (``ctx.variant(handle=...)``) or other
+    parameters. ``effect`` is the verdict the measure gives when the effect is present: a positive control (effect
+    planted by construction) must give it, a negative control (effect absent by construction) must not.
+    """
+
+    name: str
+    kind: str
+    description: str
+    build: Callable[["ClaimContext"], "ClaimContext"]
+    effect: Verdict
+
+    def run(self, claim: "Claim", ctx: "ClaimContext") -> dict[str, Any]:
+        """Measure the control; the dict says whether the effect was detected and whether that was the known answer."""
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind, "description": self.description,
+                               "effect_verdict": str(self.effect)}
+        try:
+            control_ctx = self.build(ctx)
+        except ControlUnavailable as exc:
+            return {**out, "built": False, "reason": str(exc)}
+        outcome = claim.measure(control_ctx)
+        detected = outcome.verdict == self.effect
+        s = outcome.statistic
+        return {**out, "built": True, "verdict": str(outcome.verdict), "detected": detected,
+                "passed": detected if self.kind == POSITIVE else not detected, "reason": s.reason,
+                "statistic": {"name": s.name, "value": s.statistic, "ci_low": s.ci_low, "ci_high": s.ci_high,
+                              "n": s.n},
+                "ours": outcome.ours}
+
+
+def calibration(controls: list[dict[str, Any]]) -> tuple[str, str]:
+    """What the controls say about the measurement: (label, reason) with label ``calibrated`` (a positive and a
+    negative control built, each gave its known answer), ``insensitive`` (a positive control was missed), ``not
+    specific`` (a negative control was flagged), ``negative control only`` / ``positive control only`` (the other
+    kind could not be built) or ``uncalibrated`` (no control was built)."""
+    built = [c for c in controls if c["built"]]
+    missed = [c for c in built if c["kind"] == POSITIVE and not c["detected"]]
+    flagged = [c for c in built if c["kind"] == NEGATIVE and c["detected"]]
+    if missed:
+        return "insensitive", "INSENSITIVE: positive control " + ", ".join(
+            f"'{c['name']}' not detected (it gave {c['verdict']}, the effect reads {c['effect_verdict']})"
+            for c in missed)
+    if flagged:
+        return "not specific", "negative control " + ", ".join(
+            f"'{c['name']}' flagged (it gave {c['verdict']})" for c in flagged)
+    kinds = {c["kind"] for c in built}
+    if not kinds:
+        return "uncalibrated", "no control was built"
+    if kinds != {POSITIVE, NEGATIVE}:
+        return f"{kinds.pop()} control only", ""
+    return "calibrated", ""
 
 
 @dataclass(frozen=True)
@@ -66,6 +186,8 @@ class Claim:
     protocols: tuple[str, ...] = ("corrected",)
     default_seeds: dict[str, int] = field(default_factory=lambda: {"fast": 1, "slow": 3})
     after: tuple[str, ...] = ()  # claims whose cached training runs this one reuses: the runner schedules it later
+    gates: tuple[Gate, ...] = ()  # fitness prerequisites: a model that fails one makes the claim NOT TESTABLE
+    controls: tuple[Control, ...] = ()  # negative and positive controls the runner measures with the claim
 
     def parameters(self, tier: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """The writeup's parameters, reduced for the fast tier, then the user's overrides (unknown keys rejected)."""
@@ -133,6 +255,13 @@ class ClaimContext:
 
     def log(self, message: str) -> None:
         self._log(f"{self.claim.id} {self.model_id}: {message}")
+
+    def variant(self, *, handle: Any = None, params: dict[str, Any] | None = None) -> "ClaimContext":
+        """The same claim run on a control: another model and/or parameters (the claim's own values otherwise)."""
+        return ClaimContext(self.claim, self.info, tier=self.tier, seeds=self.seeds,
+                            params={**self.params, **(params or {})}, protocol=self.protocol,
+                            cache_dir=self.cache_dir, log=self._log,
+                            shared=handle if handle is not None else self._shared)
 
     def handle(self):
         """The model for analysis (shared within this claim run; never train it in place)."""
@@ -212,4 +341,9 @@ def outcome_dict(outcome: Outcome) -> dict:
 
 
 def claim_dict(claim: Claim) -> dict:
-    return {k: v for k, v in asdict(claim).items() if k not in ("measure", "applies")}
+    data = {k: v for k, v in asdict(claim).items() if k not in ("measure", "applies", "gates", "controls")}
+    data["gates"] = [{"name": g.name, "description": g.description, "threshold_param": g.threshold_param,
+                      "direction": g.direction} for g in claim.gates]
+    data["controls"] = [{"name": c.name, "kind": c.kind, "description": c.description,
+                         "effect_verdict": str(c.effect)} for c in claim.controls]
+    return data

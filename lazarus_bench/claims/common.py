@@ -14,13 +14,13 @@ from ..analysis import probes
 from ..analysis.features import last_token_states
 from ..analysis.lens import logit_lens
 from ..models import ModelHandle
+from ..stats import Verdict
 from ..training.data import arithmetic_examples, assert_disjoint
 from ..training.dual_reward import class_token_ids
 from ..training.loop import TrainConfig
 from ..training.lora import LoraSpec
-from ..training.sft import (
-    SFTConfig,
-)
+from ..training.sft import SFTConfig
+from .base import NEGATIVE, Control, Gate
 
 EMB = "emb"
 NULL_CHUNK = 64
@@ -94,11 +94,26 @@ class LayerProbes:
         return [getattr(p, name) for p in self.report.layers]
 
 
+def probed_texts(items, params: dict) -> list[str]:
+    """The prompts' texts; with ``position: operator`` each is cut after its operator symbol, so the last token is
+    the operator itself (H02's positive control: that position carries the class by construction)."""
+    if params.get("position", "last") == "last":
+        return [it.text for it in items]
+    return [it.text[: it.text.index(f" {it.op}") + 2] for it in items]
+
+
+def probed_labels(items, params: dict) -> np.ndarray:
+    """The prompts' labels; ``label_permutation: SEED`` shuffles them (a negative control: no class to find)."""
+    y = np.asarray([it.label for it in items])
+    seed = params.get("label_permutation")
+    return y if seed is None else np.random.default_rng(seed).permutation(y)
+
+
 def probe_prompt_set(handle, prompt_set, groups, params) -> LayerProbes:
     """Probe every layer (embedding output and each block): shuffled stratified k-fold, leave-one-group-out and the
     Hewitt-Liang control task keyed by operand pair."""
-    X, labels = last_token_states(handle, prompt_set.texts())
-    y = np.asarray(prompt_set.labels())
+    X, labels = last_token_states(handle, probed_texts(prompt_set, params))
+    y = probed_labels(prompt_set, params)
     groups = np.asarray(groups)
     report = probes.probe_layers(
         X, y, groups, layer_labels=labels, n_splits=params["n_splits"], n_permutations=0,
@@ -198,3 +213,36 @@ def window(handle: ModelHandle, fraction: float, radius: int) -> list[int]:
     """Blocks within ``radius`` of block ``int(fraction * L)``."""
     centre = handle.layer_at_depth(fraction)
     return [b for b in blocks(handle) if abs(b - centre) <= radius]
+
+
+CHANGE_GATE_PARAMS = {"min_param_change": 1e-6}
+PARAM_CHANGE_GATE = Gate(
+    "parameters changed", "relative L2 change of the trained parameters, smallest over the runs: a run that did not "
+    "change the model cannot show that something did or did not appear", None, "min_param_change")
+
+
+GRPO_GATE_PARAMS = {"start_reward_range": [0.1, 0.9], "min_variance_share": 0.1, **CHANGE_GATE_PARAMS}
+GRPO_GATES = (
+    Gate("start reward rate", "mean reward over the first fifth of the GRPO steps, mean over seeds: outside "
+         "[0.1, 0.9] nearly every group shares one reward and GRPO has no signal", None, "start_reward_range",
+         "within"),
+    Gate("groups with reward variance", "share of GRPO groups whose rewards differ (only they carry a gradient), "
+         "mean over seeds and steps", None, "min_variance_share"),
+    PARAM_CHANGE_GATE,
+)
+
+
+def grpo_fitness(metrics_per_seed: Sequence[Sequence[dict]], changes: Sequence[float]) -> dict[str, float]:
+    """The GRPO gates' values from each run's per-step train metrics (``reward``, ``zero_std_frac``) and relative
+    parameter change."""
+    start = [float(np.mean([m["reward"] for m in ms[: max(1, len(ms) // 5)]])) for ms in metrics_per_seed]
+    varied = [1.0 - float(np.mean([m["zero_std_frac"] for m in ms])) for ms in metrics_per_seed]
+    return {"start reward rate": float(np.mean(start)), "groups with reward variance": float(np.mean(varied)),
+            "parameters changed": float(min(changes))}
+
+
+def random_init_control(effect: Verdict) -> Control:
+    """The negative control of the analysis claims: a random-init model of the same architecture and tokenizer."""
+    return Control("random-init model", NEGATIVE, "the same architecture and tokenizer with random weights: nothing "
+                   "was learned, so there is no effect to find", lambda ctx: ctx.variant(handle=ctx.random_control()),
+                   effect)

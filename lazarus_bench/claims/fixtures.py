@@ -12,16 +12,20 @@ from pathlib import Path
 import numpy as np
 
 from .. import prompts
-from ..models import model_fingerprint
+from ..cache import FixtureCache, default_root
+from ..io import write_json
+from ..models import load_model, model_fingerprint
+from ..stats import Verdict
 from ..training.dual_reward import DualRewardConfig, train_dual_reward
 from ..training.lora import LoraSpec
 from ..training.sft import train_sft
-from .base import ClaimContext
-from .common import arithmetic_split, sft_config, true_word_curve
+from .base import POSITIVE, ClaimContext, Control, Gate
+from .common import PARAM_CHANGE_GATE, arithmetic_split, sft_config, true_word_curve
 
-DUAL_RUN_KEYS = ("steps", "n_train", "lora_rank", "cls_weight", "layer_fraction", "data_seed")
+DUAL_RUN_KEYS = ("steps", "n_train", "lora_rank", "cls_weight", "layer_fraction", "data_seed", "lr_scale")
 DUAL_PARAMS = {"steps": 500, "n_train": 2000, "lora_rank": 8, "cls_weight": 0.4, "layer_fraction": 0.55,
-               "data_seed": 42, "loss_window": 10, "alpha": 0.05, "min_seeds": 3}
+               "data_seed": 42, "loss_window": 10, "alpha": 0.05, "min_seeds": 3, "min_cls_loss_fall": 0.1,
+               "min_param_change": 1e-6, "lr_scale": 1.0}
 DUAL_FAST = {"steps": 4, "n_train": 64, "loss_window": 1}
 SEED001_DATA = {"ops": ("+", "-", "*"), "mul_range": (1, 99), "add_range": (1, 99)}
 
@@ -31,15 +35,17 @@ def dual_config(protocol: str, seed: int, p: dict) -> DualRewardConfig:
     cfg = DualRewardConfig.for_protocol(protocol, cls_weight=p["cls_weight"], layer_fraction=p["layer_fraction"],
                                         n_train=p["n_train"], data_seed=p["data_seed"] + seed)
     return replace(cfg, lora=replace(cfg.lora, rank=p["lora_rank"]),
-                   train=replace(cfg.train, steps=p["steps"], seed=seed, log_every=max(1, p["steps"] // 5)))
+                   train=replace(cfg.train, steps=p["steps"], seed=seed, log_every=max(1, p["steps"] // 5),
+                                 lr=cfg.train.lr * p["lr_scale"]))
 
 
-def train_dual_run(handle, protocol: str, seed: int, p: dict) -> dict:
-    """One dual-reward run in place on ``handle``: before/after evaluation, per-step losses, lens curves (JSON-able)."""
+def train_dual_run(handle, protocol: str, seed: int, p: dict, adapter_dir: Path | None = None) -> dict:
+    """One dual-reward run in place on ``handle``: before/after evaluation, per-step losses, lens curves (JSON-able);
+    the trained adapter is written to ``adapter_dir`` when given."""
     evalset = prompts.dual_reward_eval()
     layers, lens_before = true_word_curve(handle, evalset)
     start = time.perf_counter()
-    result = train_dual_reward(handle, dual_config(protocol, seed, p), progress=False)
+    result = train_dual_reward(handle, dual_config(protocol, seed, p), out_dir=adapter_dir, progress=False)
     seconds = time.perf_counter() - start
     _, lens_after = true_word_curve(handle, evalset)
     return {
@@ -48,28 +54,38 @@ def train_dual_run(handle, protocol: str, seed: int, p: dict) -> dict:
         "answer_loss": [m["answer_loss"] for m in result.train.metrics],
         "lens_layers": layers, "lens_true_before": lens_before, "lens_true_after": lens_after,
         "train_seconds": seconds, "trainable_params": result.train.trainable_params,
+        "param_change_relative": result.train.param_change_relative,
     }
 
 
-def dual_run(ctx: ClaimContext, seed: int, model_id: str | None = None) -> dict:
-    """A dual-reward run on a fresh copy of the model; cached by content when the runner gives a cache_dir
-    (so H06's base-model runs reuse H05's)."""
-    model_id = model_id or ctx.model_id
-    p = ctx.params
+def dual_entry(ctx: ClaimContext, seed: int, *, model_id: str | None = None, protocol: str | None = None,
+               params: dict | None = None) -> Path:
+    """The cache entry of one dual-reward run (``run.json`` and the trained ``adapter/``), trained on a fresh copy
+    of the model if missing. Keyed by content, so H06's base-model runs and the H01/H04 positive controls reuse
+    H05's runs. Without a cache_dir the default fixture cache is used."""
+    model_id, protocol, p = model_id or ctx.model_id, protocol or ctx.protocol, params or ctx.params
 
-    def fresh_run() -> dict:
-        ctx.log(f"dual-reward ({ctx.protocol}) on {model_id}, seed {seed}, {p['steps']} steps")
-        return train_dual_run(ctx.fresh_handle(model_id), ctx.protocol, seed, p)
+    def build(d: Path) -> None:
+        ctx.log(f"dual-reward ({protocol}) on {model_id}, seed {seed}, {p['steps']} steps")
+        write_json(d / "run.json", train_dual_run(ctx.fresh_handle(model_id), protocol, seed, p, d / "adapter"))
 
-    if ctx.cache_dir is None:
-        return fresh_run()
-    from ..cache import FixtureCache
-    from ..io import write_json
-
-    parts = {"method": "claims.dual_reward_run", "model": model_fingerprint(model_id), "protocol": ctx.protocol,
+    parts = {"method": "claims.dual_reward_run", "model": model_fingerprint(model_id), "protocol": protocol,
              "seed": seed, "params": {k: p[k] for k in DUAL_RUN_KEYS}}
-    entry = FixtureCache(ctx.cache_dir).get_or_build(parts, lambda d: write_json(d / "run.json", fresh_run()))
-    return json.loads((entry / "run.json").read_text())
+    return FixtureCache(ctx.cache_dir or default_root()).get_or_build(parts, build)
+
+
+def dual_run(ctx: ClaimContext, seed: int, model_id: str | None = None) -> dict:
+    """One dual-reward run's results (see ``dual_entry``)."""
+    return json.loads((dual_entry(ctx, seed, model_id=model_id) / "run.json").read_text())
+
+
+def dual_model(ctx: ClaimContext, seed: int = 0):
+    """This model after H05's corrected dual-reward run (``seed``), adapter loaded: its lens at 55% depth names the
+    operation, so it is the positive control of the claims that say it does not (H01, H04)."""
+    from .base import get_claim
+
+    entry = dual_entry(ctx, seed, protocol="corrected", params=get_claim("H05").parameters(ctx.tier))
+    return load_model(ctx.model_id, adapter_path=str(entry / "adapter"))
 
 
 def dual_sample(run: dict, window: int) -> dict:
@@ -90,6 +106,7 @@ def dual_sample(run: dict, window: int) -> dict:
         "predicted_after": c1["predicted"], "labels": c1["labels"],
         "restricted_prob_after_per_prompt": c1["restricted_prob"], "vocab_prob_after_per_prompt": c1["vocab_prob"],
         "train_seconds": run["train_seconds"], "trainable_params": run["trainable_params"],
+        "param_change_relative": run["param_change_relative"],
     }
 
 
@@ -108,3 +125,23 @@ def seed001_lora(ctx: ClaimContext, params: dict, seed: int, out_dir: Path) -> N
     cfg = sft_config(params["steps"], params["lr"], seed, lora=True, batch_size=params["batch_size"],
                      name=f"seed001-lora-seed{seed}")
     train_sft(ctx.fresh_handle(), train, (), cfg, out_dir=out_dir, progress=False)
+
+
+DUAL_GATES = (
+    Gate("cls loss fell", "relative fall of the classification loss from the first step to the last window, smallest "
+         "over the runs: training that did not learn the classifier tests nothing", None, "min_cls_loss_fall"),
+    PARAM_CHANGE_GATE,
+)
+
+
+def dual_fitness(samples: list[dict]) -> dict[str, float]:
+    """The dual-reward manipulation checks over runs (``dual_sample`` rows)."""
+    return {"cls loss fell": min(1.0 - s["final_cls_loss"] / s["initial_cls_loss"] for s in samples),
+            "parameters changed": min(s["param_change_relative"] for s in samples)}
+
+
+def dual_trained_control(effect: Verdict) -> Control:
+    """The positive control of the claims that say the lens or a probe does not name the operation (H01, H04)."""
+    return Control("dual-reward-trained model", POSITIVE, "this model after H05's corrected dual-reward run (seed 0, "
+                   "cached): its lens at 55% depth names the operation",
+                   lambda ctx: ctx.variant(handle=dual_model(ctx)), effect)

@@ -11,6 +11,8 @@ from ..analysis.lens import logit_lens
 from ..stats import ClaimStatistic, Verdict
 from ..stats.verdicts import combine
 from .base import ClaimContext, Outcome, claim, not_instruct
+from .common import random_init_control
+from .fixtures import dual_trained_control
 
 
 def op_word_lens(handle, prompt_set, words):
@@ -57,6 +59,11 @@ def h01_statistics(handle, params) -> tuple[list[float], int, int, dict, list[di
     writeup="~0.0x% at every layer (Llama-3.2-1B, TinyLlama, Granite)",
     params={"max_prob": 0.01, "layer_fraction": 0.55, "alpha": 0.05},
     applies=not_instruct,
+    after=("H05",),
+    controls=(
+        random_init_control(Verdict.REFUTED),
+        dual_trained_control(Verdict.REFUTED),
+    ),
 )
 def measure_h01(ctx: ClaimContext) -> Outcome:
     p = ctx.params

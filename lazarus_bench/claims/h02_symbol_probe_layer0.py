@@ -10,8 +10,17 @@ from .. import prompts, stats
 from ..analysis import probes
 from ..analysis.features import last_token_states
 from ..stats import Verdict
-from .base import ClaimContext, Outcome, claim
-from .common import EMB, cv_predictions, floats_or_none, layer_curve, permutation_null, permutation_p, probe_prompt_set
+from .base import NEGATIVE, POSITIVE, ClaimContext, Control, Outcome, claim
+from .common import (
+    EMB,
+    cv_predictions,
+    floats_or_none,
+    layer_curve,
+    permutation_null,
+    permutation_p,
+    probe_prompt_set,
+    probed_texts,
+)
 
 
 @claim(
@@ -23,8 +32,15 @@ from .common import EMB, cv_predictions, floats_or_none, layer_curve, permutatio
                "label-permutation null (p < 0.05); control task and random-init model reported",
     writeup="100% at L0 (and every layer) for Llama-3.2-1B, TinyLlama, Granite (16 prompts, 4-fold)",
     params={"min_accuracy": 0.95, "layer": 0, "n_splits": 4, "n_permutations": 100, "C": 1.0, "alpha": 0.05,
-            "seed": 0},
+            "seed": 0, "position": "last", "label_permutation": None},
     fast={"n_permutations": 30},
+    controls=(
+        Control("permuted labels", NEGATIVE, "the same prompts with their operation labels shuffled (seed 1): no "
+                "probe can beat chance", lambda ctx: ctx.variant(params={"label_permutation": 1}), Verdict.SUPPORTED),
+        Control("operator position", POSITIVE, "the probe read at the operator symbol's own token ('7 *'): the "
+                "class is in that token's embedding by construction",
+                lambda ctx: ctx.variant(params={"position": "operator"}), Verdict.SUPPORTED),
+    ),
 )
 def measure_h02(ctx: ClaimContext) -> Outcome:
     p = ctx.params
@@ -43,7 +59,7 @@ def measure_h02(ctx: ClaimContext) -> Outcome:
 
     blocks = [i for i, label in enumerate(probed.labels) if label != EMB]
     best = blocks[int(np.argmax([probed.report.layers[i].accuracy for i in blocks]))]
-    X_test, _ = last_token_states(handle, test.texts())
+    X_test, _ = last_token_states(handle, probed_texts(test, p))
     y_test = np.asarray(test.labels())
     held_out = {}
     for name, r in (("best", best), ("layer", row)):

@@ -9,7 +9,7 @@ import numpy as np
 from .. import prompts, stats
 from ..errors import LazarusError
 from ..stats import Verdict
-from .base import ClaimContext, Outcome, claim
+from .base import POSITIVE, ClaimContext, Control, ControlUnavailable, Outcome, claim
 from .common import (
     EMB,
     cv_predictions,
@@ -19,8 +19,14 @@ from .common import (
     permutation_null,
     permutation_p,
     probe_prompt_set,
+    random_init_control,
     significant,
 )
+
+
+def _planted_feature(ctx: ClaimContext) -> ClaimContext:
+    raise ControlUnavailable("not built yet: it needs a class-dependent edit at one middle block (the op word's "
+                             "position must reach the last token only after that block)")
 
 
 @claim(
@@ -36,6 +42,11 @@ from .common import (
     params={"max_l0_accuracy": 0.5, "min_peak_accuracy": 0.75, "min_gain": 0.25, "layer": 0, "n_splits": 4,
             "n_permutations": 100, "n_bootstrap": 1999, "C": 1.0, "alpha": 0.05, "seed": 0},
     fast={"n_permutations": 20, "n_bootstrap": 499},
+    controls=(
+        random_init_control(Verdict.SUPPORTED),
+        Control("feature planted at a middle block", POSITIVE, "an edit that writes a class feature at a middle "
+                "block only", _planted_feature, Verdict.SUPPORTED),
+    ),
 )
 def measure_h03(ctx: ClaimContext) -> Outcome:
     p = ctx.params

@@ -14,7 +14,8 @@ from ..analysis.lens import target_spellings
 from ..analysis.projections import cosine_scores, normalize_rows, ranks_of
 from ..stats import Verdict, ecdf
 from .base import ClaimContext, Outcome, claim, not_instruct
-from .common import NULL_CHUNK
+from .common import NULL_CHUNK, random_init_control
+from .fixtures import dual_trained_control
 
 
 class VocabRanker:
@@ -81,6 +82,11 @@ def bootstrap_best_ranks(X, y, ranker: VocabRanker, *, n_bootstrap: int, seed: i
             "n_bootstrap": 200, "n_null": 1000, "C": 1.0, "alpha": 0.05, "seed": 0},
     applies=not_instruct,
     fast={"n_permutations": 20, "n_bootstrap": 40, "n_null": 200},
+    after=("H05",),
+    controls=(
+        random_init_control(Verdict.REFUTED),
+        dual_trained_control(Verdict.REFUTED),
+    ),
 )
 def measure_h04(ctx: ClaimContext) -> Outcome:
     p = ctx.params

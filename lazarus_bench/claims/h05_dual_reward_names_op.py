@@ -9,9 +9,9 @@ import numpy as np
 from .. import prompts, stats
 from ..stats import ClaimStatistic, Verdict
 from ..stats.verdicts import combine
-from .base import ClaimContext, Outcome, claim
+from .base import NEGATIVE, ClaimContext, Control, Outcome, claim
 from .common import mean_series, step_curve
-from .fixtures import DUAL_FAST, DUAL_PARAMS, dual_run, dual_sample
+from .fixtures import DUAL_FAST, DUAL_GATES, DUAL_PARAMS, dual_fitness, dual_run, dual_sample
 
 
 def answer_changes(samples: list[dict]) -> list[int]:
@@ -90,6 +90,10 @@ def dual_curves(runs: list[dict], label: str = "") -> dict:
     writeup="Llama-3.2-1B base: 0/8 -> 8/8, restricted probs 36-81% (rank 8 V/O, 0.4 CE + 0.6 answer, 500 steps)",
     params={**DUAL_PARAMS, "min_correct": 7, "min_prob": 0.36, "max_accuracy_drop": 0.10},
     fast=DUAL_FAST,
+    gates=DUAL_GATES,
+    controls=(Control("untrained runs", NEGATIVE, "the same runs (data, steps, seeds, evaluation) with the learning "
+                      "rate scaled to 0: nothing is learned, so the lens cannot name the operation",
+                      lambda ctx: ctx.variant(params={"lr_scale": 0.0}), Verdict.SUPPORTED),),
     training=True,
     protocols=("corrected", "original"),
 )
@@ -113,4 +117,5 @@ def measure_h05(ctx: ClaimContext) -> Outcome:
         samples=samples,
         curves=dual_curves(runs),
         extra={"protocol": ctx.protocol, "writeup_differences": "see training.dual_reward.ORIGINAL_DIFFERENCES"},
+        fitness=dual_fitness(samples),
     )

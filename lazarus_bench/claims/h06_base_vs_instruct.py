@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -9,8 +10,9 @@ import numpy as np
 
 from .. import stats
 from ..stats import ClaimStatistic
-from .base import ClaimContext, Outcome, claim, needs_instruct_pair
-from .fixtures import DUAL_FAST, DUAL_PARAMS, dual_run, dual_sample
+from ..zoo.registry import MANIFEST, resolve_zoo
+from .base import ClaimContext, Gate, Outcome, claim, needs_instruct_pair
+from .fixtures import DUAL_FAST, DUAL_GATES, DUAL_PARAMS, dual_fitness, dual_run, dual_sample
 from .h05_dual_reward_names_op import dual_curves
 
 
@@ -51,6 +53,19 @@ def h06_statistic(base: list[dict], instruct: list[dict], p: dict) -> ClaimStati
                           verdict=verdict.verdict, reason=reason, details=details)
 
 
+REWARD_STAGES = ("grpo", "dpo", "rlhf", "ppo")
+
+
+def post_trained(ctx: ClaimContext) -> float:
+    """Whether the instruct variant went through a reward-based post-training stage (see the gate's description)."""
+    pair = ctx.info.instruct_pair
+    if pair is None or not pair.startswith(("zoo:", "zoo-micro:")):
+        return 1.0
+    manifest = json.loads((resolve_zoo(pair) / MANIFEST).read_text())
+    stages = [str(s).lower() for s in manifest.get("post_training", [])]
+    return float(any(stage in REWARD_STAGES for stage in stages))
+
+
 @claim(
     id="H06",
     title="Base models take dual-reward better than instruct models",
@@ -59,9 +74,16 @@ def h06_statistic(base: list[dict], instruct: list[dict], p: dict) -> ClaimStati
     criterion="paired over seeds (same data, init and order): instruct's initial cls loss (step 1, before any "
                "update) higher and its final restricted op-word prob lower, both one-sided paired t significant",
     writeup="initial cls loss 5.0 (instruct) vs 0.97 (base); final probs 5-54% vs 36-81%; 7/8 vs 8/8",
-    params=dict(DUAL_PARAMS),
+    params={**DUAL_PARAMS, "min_post_trained": 1.0, "max_ceiling": 0.99},
     applies=needs_instruct_pair,
     fast=DUAL_FAST,
+    gates=(Gate("post-trained instruct variant", "1 when the instruct model went through a reward-based stage (a "
+                "zoo manifest's post_training lists grpo, dpo or rlhf; released instruct checkpoints are taken as "
+                "post-trained), 0 for a chat fine-tune only: the writeup compared base with a post-trained model",
+                post_trained, "min_post_trained"),
+           *DUAL_GATES,
+           Gate("not both at ceiling", "the lower of the two models' mean final restricted op-word probability: when "
+                "both reach the ceiling no difference can show", None, "max_ceiling", "below")),
     training=True,
     after=("H05",),
 )
@@ -86,4 +108,6 @@ def measure_h06(ctx: ClaimContext) -> Outcome:
     ours = (f"{len(base)} seed(s) x {p['steps']} steps; base: {summary(base)}; instruct ({pair}): {summary(inst)}; "
             f"instruct - base: initial loss {statistic.details['initial_cls_loss_diff']:+.3g}, final prob "
             f"{statistic.statistic:+.1%}")
-    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra={"instruct_model": pair})
+    ceiling = min(np.mean([s["restricted_prob_after"] for s in rows]) for rows in (base, inst))
+    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra={"instruct_model": pair},
+                   fitness={**dual_fitness(base + inst), "not both at ceiling": float(ceiling)})

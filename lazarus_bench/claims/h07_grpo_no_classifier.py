@@ -25,7 +25,8 @@ from ..training.grpo import (
     step_key,
     train_grpo,
 )
-from .base import ClaimContext, Outcome, claim
+from .base import POSITIVE, ClaimContext, Control, Outcome, claim
+from .common import GRPO_GATE_PARAMS, GRPO_GATES, grpo_fitness
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,13 @@ class RecordingSpec(GrpoSpec):
 
 
 def grpo_config(params: dict, seed: int) -> GRPOConfig:
-    """Seed 002's pure-GRPO run (w = 0, full model) with this tier's step and batch sizes."""
+    """Seed 002's pure-GRPO run (full model) with this tier's step and batch sizes; ``cls_weight`` > 0 only for the
+    positive control (H08's lens classification term at the claim's layer, same steps and learning rate)."""
     cfg = seed002_configs(seed)["grpo"]
     train = replace(cfg.train, steps=params["steps"], lr=params["lr"])
     return replace(cfg, train=train, prompts_per_step=params["prompts_per_step"], group_size=params["group_size"],
-                   max_new_tokens=params["max_new_tokens"], cls_weight=0.0)
+                   max_new_tokens=params["max_new_tokens"], cls_weight=params["cls_weight"],
+                   cls_layer_fraction=params["layer_fraction"])
 
 
 def planned_training_prompts(cfg: GRPOConfig, spec: GrpoSpec) -> set[str]:
@@ -138,10 +141,16 @@ def probe_change_claim(before: list[float], after: list[float], max_abs_d: float
              "answer prob 0.288 -> 0.346 (+20%)",
     params={"steps": 30, "lr": 1e-5, "prompts_per_step": 8, "group_size": 4, "max_new_tokens": 16,
             "n_eval": 48, "eval_seed": 7, "n_lens_heldout": 16, "layer_fraction": 0.55, "max_op_word_prob": 0.01,
-            "max_abs_d": 0.5, "writeup_relative_gain": 0.20, "alpha": 0.05, "min_seeds": 3},
+            "max_abs_d": 0.5, "writeup_relative_gain": 0.20, "alpha": 0.05, "min_seeds": 3, "cls_weight": 0.0,
+            **GRPO_GATE_PARAMS},
     fast={"steps": 3, "prompts_per_step": 4, "n_eval": 16, "n_lens_heldout": 4, "max_new_tokens": 6},
     training=True,
     default_seeds={"fast": 1, "slow": 3},
+    gates=GRPO_GATES,
+    controls=(Control("GRPO with a classification term", POSITIVE, "the same runs (seeds, steps, learning rate) with "
+                      "H08's lens cross-entropy at 55% depth added (w = 0.4): the op word is trained into the lens, so "
+                      "'no classifier' must be refuted; if it is not, this budget could not have shown one",
+                      lambda ctx: ctx.variant(params={"cls_weight": 0.4}), Verdict.REFUTED),),
 )
 def measure_h07(ctx: ClaimContext) -> Outcome:
     p = ctx.params
@@ -162,6 +171,7 @@ def measure_h07(ctx: ClaimContext) -> Outcome:
         after = {**snapshot(handle, lens_items, heldout, p), "probe": probe_accuracy(handle, p["layer_fraction"], seed)}
         rewards = [m["reward"] for m in result.train.metrics]
         runs.append({"seed": seed, "before": before, "after": after, "rewards": rewards,
+                     "metrics": result.train.metrics, "param_change": result.train.param_change_relative,
                      "n_training_prompts": len(set(recorder.seen))})
         ctx.log(f"seed {seed}: answer prob {before['answer_prob']:.4f} -> {after['answer_prob']:.4f}, "
                 f"probe {before['probe']['accuracy']:.3f} -> {after['probe']['accuracy']:.3f}, "
@@ -218,4 +228,5 @@ def measure_h07(ctx: ClaimContext) -> Outcome:
             f"(Cohen's d {d if d is not None else float('nan'):.2f}); {len(runs)} seeds x {p['steps']} steps")
     extra = {"mean_reward": {r["seed"]: float(np.mean(r["rewards"])) for r in runs},
              "n_training_prompts": {r["seed"]: r["n_training_prompts"] for r in runs}}
-    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra=extra)
+    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra=extra,
+                   fitness=grpo_fitness([r["metrics"] for r in runs], [r["param_change"] for r in runs]))

@@ -17,10 +17,11 @@ from ..errors import LazarusError
 from ..stats import ClaimStatistic, Verdict
 from ..training.grpo import GRPOConfig, seed002_configs, train_grpo
 from .base import ClaimContext, Outcome, claim
-from .common import mean_series, restricted_lens, step_curve, word_curves
+from .common import GRPO_GATE_PARAMS, GRPO_GATES, grpo_fitness, mean_series, restricted_lens, step_curve, word_curves
 
 GRPO_PARAMS = {"steps": None, "prompts_per_step": 8, "group_size": 2, "max_new_tokens": 8, "layer_fraction": 0.55,
-               "max_off_mode": 1, "max_accuracy": 0.5, "min_collapse_rate": 0.8, "alpha": 0.05, "min_seeds": 3}
+               "max_off_mode": 1, "max_accuracy": 0.5, "min_collapse_rate": 0.8, "alpha": 0.05, "min_seeds": 3,
+               **GRPO_GATE_PARAMS}
 GRPO_FAST = {"steps": 2, "prompts_per_step": 4, "group_size": 2, "max_new_tokens": 4}
 
 
@@ -98,8 +99,9 @@ def grpo_run(ctx: ClaimContext, variant: str, seed: int) -> dict:
         "entropy_bonus": cfg.entropy_bonus, "balanced_ops": cfg.balanced_ops, "beta": cfg.beta,
         "final_reward": metrics[-1]["reward"], "mean_reward": float(np.mean([m["reward"] for m in metrics])),
         "initial_cls_loss": metrics[0]["cls_loss"], "final_cls_loss": metrics[-1]["cls_loss"],
-        "train_seconds": seconds,
-        "curves": {key: [m[key] for m in metrics] for key in ("cls_loss", "reward", "cls_top_share", "kl")},
+        "train_seconds": seconds, "param_change_relative": result.train.param_change_relative,
+        "curves": {key: [m[key] for m in metrics]
+                   for key in ("cls_loss", "reward", "cls_top_share", "kl", "zero_std_frac")},
         "lens_words_after": lens,
     }
 
@@ -137,11 +139,18 @@ def grpo_before(ctx: ClaimContext) -> tuple[dict, list[str], dict[str, list[floa
     return before, layers, lens
 
 
+def runs_fitness(runs: list[dict]) -> dict[str, float]:
+    """The GRPO gates' values over runs (each run's per-step reward and zero-variance share)."""
+    return grpo_fitness([[{"reward": r, "zero_std_frac": z} for r, z in zip(run["curves"]["reward"],
+                                                                            run["curves"]["zero_std_frac"])]
+                         for run in runs], [run["param_change_relative"] for run in runs])
+
+
 def grpo_curves(groups: dict[str, list[dict]], layers: list[str], lens_before: dict[str, list[float]]) -> dict:
     """Per-step training curves (mean over seeds) per group of runs, and the op-word lens before vs after."""
     curves = {key: step_curve({label: mean_series([r["curves"][key] for r in runs]) for label, runs in groups.items()},
                               key)
-              for key in ("cls_loss", "reward", "cls_top_share")}
+              for key in ("cls_loss", "reward", "cls_top_share", "zero_std_frac")}
     series = {f"{w} before": v for w, v in lens_before.items()}
     series.update({f"{w} after ({label})": mean_series([r["lens_words_after"][w] for r in runs])
                    for label, runs in groups.items() for w in lens_before})
@@ -163,6 +172,7 @@ def grpo_curves(groups: dict[str, list[dict]], layers: list[str], lens_before: d
     params={**GRPO_PARAMS, "steps": 20, "cls_weight": 0.4, "lr": 1e-5},
     fast=GRPO_FAST,
     training=True,
+    gates=GRPO_GATES,
 )
 def measure_h08(ctx: ClaimContext) -> Outcome:
     p = ctx.params
@@ -183,4 +193,5 @@ def measure_h08(ctx: ClaimContext) -> Outcome:
             f"'{before['mode_word']}'); final reward {np.mean([r['final_reward'] for r in runs]):.2f}")
     return Outcome(statistic=statistic, ours=ours, samples=[run_summary(r) for r in runs],
                    curves=grpo_curves({f"w={p['cls_weight']}": runs}, layers, lens_before),
+                   fitness=runs_fitness(runs),
                    extra={"chance_collapse_rate": chance})

@@ -8,6 +8,7 @@ from dataclasses import replace
 from .. import stats
 from ..stats import ClaimStatistic, Verdict
 from .base import ClaimContext, Outcome, claim
+from .common import GRPO_GATES
 from .h08_grpo_dual_collapse import (
     GRPO_FAST,
     GRPO_PARAMS,
@@ -18,6 +19,7 @@ from .h08_grpo_dual_collapse import (
     grpo_curves,
     grpo_run,
     run_summary,
+    runs_fitness,
     untrained_control,
 )
 
@@ -71,6 +73,7 @@ def h09_statistic(by_fix: dict[str, list[dict]], chance: float, p: dict,
     params=dict(GRPO_PARAMS),
     fast=GRPO_FAST,
     training=True,
+    gates=GRPO_GATES,
 )
 def measure_h09(ctx: ClaimContext) -> Outcome:
     p = ctx.params
@@ -88,4 +91,5 @@ def measure_h09(ctx: ClaimContext) -> Outcome:
     ) + f"; chance {chance:.3f}; before training {'collapsed' if before['collapsed'] else 'not collapsed'}"
     samples = [run_summary(r) for runs in by_fix.values() for r in runs]
     return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves,
+                   fitness=runs_fitness([r for runs in by_fix.values() for r in runs]),
                    extra={"chance_collapse_rate": chance, "per_fix": table})

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Callable
 
+import mlx.core as mx
 import numpy as np
 from scipy.linalg import null_space
+from scipy.stats import gumbel_r
 
 from .. import prompts, stats
 from ..analysis.lens import target_spellings
 from ..analysis.projections import normalize_rows, router_vocab_alignment
 from ..errors import LazarusError
 from ..stats import Verdict, ecdf
-from .base import ClaimContext, Outcome, claim, needs_moe
+from .base import NEGATIVE, POSITIVE, ClaimContext, Control, ControlUnavailable, Outcome, claim, needs_moe
 
 NULL_CHUNK = 256
 
@@ -83,6 +86,55 @@ def substring_matches(tokens: list[str], words) -> list[str]:
     return out
 
 
+def gumbel_tail_p(values: np.ndarray, null: np.ndarray) -> np.ndarray:
+    """P(null max cosine >= value) from a Gumbel fit to the null maxima (a maximum over the vocabulary is an extreme
+    value): unlike the empirical p, whose floor 1/(n_null + 1) keeps Holm over many experts from ever rejecting, the
+    tail resolves experts far beyond the null."""
+    loc, scale = gumbel_r.fit(np.asarray(null, dtype=np.float64))
+    return gumbel_r.sf(np.asarray(values, dtype=np.float64), loc, scale)
+
+
+def _with_router_rows(ctx: ClaimContext, rows: Callable[..., np.ndarray]) -> ClaimContext:
+    """A fresh copy of the model whose every router weight is replaced by ``rows(weight, router, W, g_f)``."""
+    handle = ctx.fresh_handle()
+    W = np.array(handle.unembedding(), dtype=np.float32)
+    g_f = np.array(handle.final_norm_gain(), dtype=np.float32)
+    for router in handle.routers():
+        module = handle.router_linear(router)
+        if "scales" in module:
+            raise ControlUnavailable("quantized router weights: the control edits dense weights only")
+        new = rows(np.array(router.weight, dtype=np.float32), router, W, g_f)
+        module.weight = mx.array(new.astype(np.float32)).astype(module.weight.dtype)
+    return ctx.variant(handle=handle)
+
+
+def planted_router(ctx: ClaimContext) -> ClaimContext:
+    """Expert 0 of every router made equal (norm gains folded in, as measured) to " multiply"'s unembedding row."""
+    op_ids, _ = operation_tokens(ctx.handle())
+    tokens = [t for t, w in op_ids.items() if w.split("/")[0] == "multiply"]
+    if not tokens:
+        raise ControlUnavailable("'multiply' is not a single token of this vocabulary")
+    token = tokens[0]
+
+    def rows(weight, router, W, g_f):
+        weight = weight.copy()
+        weight[0] = W[token] * g_f / np.array(router.norm_gain, dtype=np.float32)
+        return weight
+
+    return _with_router_rows(ctx, rows)
+
+
+def random_routers(ctx: ClaimContext) -> ClaimContext:
+    """Every router row replaced by a Gaussian direction of the same norm (seed 1): aligned only by chance."""
+    rng = np.random.default_rng(1)
+
+    def rows(weight, router, W, g_f):
+        noise = rng.standard_normal(weight.shape).astype(np.float32)
+        return noise / np.linalg.norm(noise, axis=1, keepdims=True) * np.linalg.norm(weight, axis=1, keepdims=True)
+
+    return _with_router_rows(ctx, rows)
+
+
 @claim(
     id="H10",
     title="MoE router rows are not vocabulary-aligned",
@@ -90,7 +142,8 @@ def substring_matches(tokens: list[str], words) -> list[str]:
                " and no expert's top tokens are operation words.",
     source="seed 002 (NEW HYPOTHESIS: MoE Router Vocabulary Mapping; Results)",
     criterion="per-expert max cosine within equivalence_null_sd of the random-direction null at the same dimension "
-               "(one-sided t bound), no expert beyond the null after Holm, operation words in top-20 lists no more "
+               "(one-sided t bound), no expert beyond the null after Holm (an expert beyond its Gumbel tail after "
+               "Holm, also without the common direction, refutes), operation words in top-20 lists no more "
                "often than for random directions; excess alignment only along the unembedding's common direction "
                "is inconclusive; the writeup's absolute 0.2 reported beside",
     writeup="all 768 GPT-OSS-20B experts GENERAL; scores typically 0.07-0.11 (< 0.2); no operation-word expert",
@@ -98,6 +151,12 @@ def substring_matches(tokens: list[str], words) -> list[str]:
             "equivalence_null_sd": 1.0, "alpha": 0.05, "seed": 0},
     applies=needs_moe,
     fast={"n_null": 200},
+    controls=(
+        Control("random router rows", NEGATIVE, "every router row replaced by a random direction of the same norm",
+                random_routers, Verdict.REFUTED),
+        Control("planted router row", POSITIVE, "expert 0 of every MoE layer set to the unembedding row of "
+                "' multiply' (gain-folded): vocabulary-aligned by construction", planted_router, Verdict.REFUTED),
+    ),
 )
 def measure_h10(ctx: ClaimContext) -> Outcome:
     p = ctx.params
@@ -127,6 +186,8 @@ def measure_h10(ctx: ClaimContext) -> Outcome:
     shift = stats.permutation_test(maxima, null, alternative="greater", seed=p["seed"])
     effect = stats.hedges_g(maxima, null) if maxima.size >= 2 else None
 
+    tail_holm = stats.holm(gumbel_tail_p(maxima, null))
+    tail_holm_perp = stats.holm(gumbel_tail_p(perp.max_cosines, np.asarray(perp.null.values)))
     op_ids, multi = operation_tokens(handle)
     null_hits = null_top_k_hits(W, g_f, list(op_ids), top_k=top_k, n_null=p["n_null"], seed=p["seed"])
     null_rate = float(null_hits.mean())
@@ -141,7 +202,7 @@ def measure_h10(ctx: ClaimContext) -> Outcome:
         n_match += bool(matches)
         samples.append({
             "layer": layer, "expert": e, "max_cosine": expert.max_cosine, "z": float(z[i]),
-            "p_value": expert.p_value, "p_holm": float(p_holm[i]),
+            "p_value": expert.p_value, "p_holm": float(p_holm[i]), "p_tail_holm": float(tail_holm[i]),
             "max_cosine_without_common_direction": perp.experts[i].max_cosine,
             "z_without_common_direction": float(z_perp[i]), "cosine_with_common_direction": float(along[i]),
             "top_tokens": [[tok, int(t), float(c)] for tok, t, c in zip(tokens, expert.top_token_ids,
@@ -152,7 +213,15 @@ def measure_h10(ctx: ClaimContext) -> Outcome:
     ops = stats.binomial_test(n_match, n, smoothed, "greater")
 
     margin = p["equivalence_null_sd"]
-    if ops.p_value < alpha:
+    aligned = [i for i in range(n) if tail_holm[i] < alpha and tail_holm_perp[i] < alpha]
+    if aligned:
+        best = max(aligned, key=lambda i: maxima[i])
+        top = samples[best]["top_tokens"][0]
+        verdict = Verdict.REFUTED
+        reason = (f"{len(aligned)} expert(s) beyond the random-direction null after Holm, also without the "
+                  f"unembedding's common direction; strongest: layer {where[best][0]} expert {where[best][1]}, max "
+                  f"cosine {maxima[best]:.3f} with {top[0]!r} (z={z[best]:.1f})")
+    elif ops.p_value < alpha:
         verdict = Verdict.REFUTED
         reason = (f"{n_match}/{n} experts hold an operation word in their top {top_k}, more than random directions "
                   f"({null_rate:.1%}; p={ops.p_value:.3g})")
@@ -182,7 +251,8 @@ def measure_h10(ctx: ClaimContext) -> Outcome:
     details = {
         **equivalence.details, "n_experts": n, "n_moe_layers": len(layers), "d_model": align.d_model,
         "vocab_size": align.vocab_size, "n_null": align.null.n, "null_mean": align.null.mean,
-        "null_std": align.null.std, "null_p95": align.null.p95, "null_p99": align.null.p99,
+        "null_std": align.null.std,
+        "aligned_experts": [list(where[i]) for i in aligned], "null_p95": align.null.p95, "null_p99": align.null.p99,
         "mean_max_cosine": float(maxima.mean()), "median_max_cosine": float(np.median(maxima)),
         "max_max_cosine": float(maxima.max()), "min_max_cosine": float(maxima.min()),
         "writeup_threshold": threshold, "experts_below_threshold": float(np.mean(maxima < threshold)),

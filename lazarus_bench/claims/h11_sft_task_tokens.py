@@ -23,7 +23,7 @@ from ..training.sft import (
     train_sft,
     validation_loss,
 )
-from .base import ClaimContext, Outcome, claim, not_instruct
+from .base import ClaimContext, Gate, Outcome, claim, not_instruct
 from .common import TopK, arithmetic_split, blocks, sft_config, window
 
 SEED000_DATA = {"ops": ("*", "+", "-"), "mul_range": (2, 20), "add_range": (1, 99)}
@@ -157,8 +157,11 @@ def h11_seed(ctx: ClaimContext, seed: int, baseline: list[dict]) -> dict:
     params={"checkpoints": [100, 300, 500], "lr": 1e-4, "batch_size": 8, "n_examples": 5000, "val_fraction": 0.1,
             "data_seed": 0, "top_k": 20, "layer_fraction": 0.56, "layer_window": 2, "max_prob": 0.10,
             "cluster_share": 0.5, "monotone_share": 0.8, "writeup_baseline": 0.004, "writeup_peak": 0.01,
-            "alpha": 0.05, "min_seeds": 3},
+            "alpha": 0.05, "min_seeds": 3, "min_val_loss_fall": 0.05},
     applies=not_instruct,
+    gates=(Gate("val loss fell", "relative fall of the SFT validation loss from step 0 to the last checkpoint, mean "
+                "over seeds: a model that did not learn the task cannot show task tokens emerging", None,
+                "min_val_loss_fall"),),
     fast={"checkpoints": [5, 10, 20], "n_examples": 400},
     training=True,
     protocols=("corrected", "original"),
@@ -292,7 +295,9 @@ def measure_h11(ctx: ClaimContext) -> Outcome:
         "val_loss": {r["seed"]: r["val_loss"] for r in runs},
         "writeup": {"baseline": p["writeup_baseline"], "trained": p["writeup_peak"]},
     }
-    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra=extra)
+    fall = float(np.mean([1.0 - r["val_loss"][steps[-1]] / r["val_loss"][0] for r in runs]))
+    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra=extra,
+                   fitness={"val loss fell": fall})
 
 
 def no_data_statistic(reason: str) -> ClaimStatistic:

@@ -24,7 +24,8 @@ from ..training.two_stage import (
     accuracy_drop,
     stage_metrics,
 )
-from .base import ClaimContext, Outcome, claim
+from .base import ClaimContext, Gate, Outcome, claim
+from .common import CHANGE_GATE_PARAMS, PARAM_CHANGE_GATE
 
 
 def two_stage_configs(params: dict, seed: int) -> dict[str, TwoStageConfig]:
@@ -86,8 +87,11 @@ def two_stage_branches(ctx: ClaimContext, configs: dict[str, TwoStageConfig]) ->
     writeup="75% -> 75% (low LR), 75% -> 25% (aggressive), classifier 0.1% throughout (TinyLlama)",
     params={"stage1_steps": 500, "stage2_steps": 500, "aggressive_stage2_steps": 200, "n_train": 4500,
             "max_drop_low_lr": 10.0, "min_drop_aggressive": 25.0, "max_classifier_prob": 0.10,
-            "alpha": 0.05, "min_seeds": 3},
+            "alpha": 0.05, "min_seeds": 3, "min_stage1_accuracy": 0.75, **CHANGE_GATE_PARAMS},
     fast={"stage1_steps": 10, "stage2_steps": 8, "aggressive_stage2_steps": 4, "n_train": 200},
+    gates=(Gate("stage-1 symbolic accuracy", "the SFT stage-1 model's symbolic accuracy, mean over seeds: below the "
+                "writeup's 75% baseline there is no computation for stage 2 to keep or destroy", None,
+                "min_stage1_accuracy"), PARAM_CHANGE_GATE),
     training=True,
     default_seeds={"fast": 1, "slow": 3},
 )
@@ -139,4 +143,7 @@ def measure_h14(ctx: ClaimContext) -> Outcome:
              "semantic_drops": {r["seed"]: r["semantic_drops"] for r in runs},
              "stage2_final_loss": {r["seed"]: {k: res.stage2_train["train"]["losses"][-1]
                                                for k, res in r["results"].items()} for r in runs}}
-    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra=extra)
+    stage1 = float(np.mean([next(iter(r["results"].values())).stage1["symbolic"]["accuracy"] for r in runs]))
+    change = min(res.stage2_train["train"]["param_change_relative"] for r in runs for res in r["results"].values())
+    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra=extra,
+                   fitness={"stage-1 symbolic accuracy": stage1, "parameters changed": change})

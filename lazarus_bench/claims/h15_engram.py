@@ -9,7 +9,8 @@ import numpy as np
 from .. import stats
 from ..stats import Verdict
 from ..training.engram import EngramConfig, check_backbone, train_engram
-from .base import ClaimContext, Outcome, claim, not_instruct
+from ..training.textcls import make_dataset
+from .base import ClaimContext, Gate, Outcome, claim, not_instruct
 
 DATASETS = ("sentiment", "topic")
 VARIANTS = ("M1", "M2", "M3")
@@ -37,9 +38,13 @@ def _applies(info) -> str | None:
                "within-class cosine > between-class; an untrained compressor scores clearly lower",
     writeup="7B: SST-2 and AG News gains for M2 over M1; engram clusters 'separate' (small-scale ARI 0.236)",
     params={"steps": 150, "n_train": 400, "n_val": 100, "batch_size": 16, "min_ari": 0.8,
-            "min_cluster_accuracy": 0.95, "control_margin": 0.2, "alpha": 0.05, "min_n": 3},
+            "min_cluster_accuracy": 0.95, "control_margin": 0.2, "alpha": 0.05, "min_n": 3,
+            "min_m1_above_chance": 0.20},
     fast={"steps": 3, "n_train": 32, "n_val": 16, "batch_size": 8},
     applies=_applies,
+    gates=(Gate("M1 above chance", "the classifier-only model's validation accuracy minus chance, worst data set "
+                "(mean over seeds): a backbone that cannot classify cannot show a dual-objective gain", None,
+                "min_m1_above_chance"),),
     training=True,
     default_seeds={"fast": 1, "slow": 2},
 )
@@ -98,4 +103,7 @@ def measure_h15(ctx: ClaimContext) -> Outcome:
     )
     length = max(len(v) for v in curves.values())
     curve = {"x": [str(i + 1) for i in range(length)], "series": curves, "xlabel": "step", "ylabel": "loss"}
-    return Outcome(statistic=statistic, ours=ours, samples=runs, curves={"training_loss": curve})
+    m1 = {d: float(np.mean([r["val_accuracy"] for r in runs if r["dataset"] == d and r["variant"] == "M1"]))
+          - 1.0 / make_dataset(d).n_classes for d in DATASETS}
+    return Outcome(statistic=statistic, ours=ours, samples=runs, curves={"training_loss": curve},
+                   fitness={"M1 above chance": min(m1.values())}, extra={"m1_above_chance": m1})

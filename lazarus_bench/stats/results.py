@@ -30,11 +30,16 @@ BOOTSTRAP_METHODS = ("BCa", "percentile", "basic")
 
 
 class Verdict(str, Enum):
-    """The three outcomes of a hypothesis test; a ``str`` so it compares equal to its name."""
+    """The outcomes of a claim (CLAIMS.md revision 2); a ``str`` so it compares equal to its name.
+
+    A statistical test ends in the first three; NOT TESTABLE is given by the suite when the model fails one of
+    the claim's fitness gates (the test's own verdict is kept beside it).
+    """
 
     SUPPORTED = "SUPPORTED"
     REFUTED = "REFUTED"
     INCONCLUSIVE = "INCONCLUSIVE"
+    NOT_TESTABLE = "NOT TESTABLE"
 
     def __str__(self) -> str:
         """The bare name, so f-strings and reports read ``SUPPORTED`` rather than ``Verdict.SUPPORTED``."""

@@ -5,16 +5,19 @@ Reports are regenerated from the records, never edited by hand; plots are PNG fi
 
 from __future__ import annotations
 
-from collections import defaultdict
+import json
+from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
 from tabulate import tabulate
 
-from ..claims.base import all_claims
+from ..claims.base import all_claims, bound_text
+from ..errors import LazarusError
+from ..zoo.registry import MANIFEST, resolve_zoo
 from .records import load_records
 
-MARK = {"SUPPORTED": "SUPPORTED", "REFUTED": "REFUTED", "INCONCLUSIVE": "INCONCLUSIVE"}
+MARK = {"SUPPORTED": "SUPPORTED", "REFUTED": "REFUTED", "INCONCLUSIVE": "INCONCLUSIVE", "NOT TESTABLE": "NOT TESTABLE"}
 PLOTS = "plots"
 
 
@@ -87,6 +90,8 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
         lines += [f"Environment: {env['device']}, BLAS {env['blas']['status']} ({env['blas']['library']}), "
                   f"mlx {env['packages'].get('mlx', '?')}, mlx-lm {env['packages'].get('mlx-lm', '?')}, "
                   f"git {env.get('git_commit') or '-'}. Benchmarks: [BENCH.md](BENCH.md).", ""]
+    lines += _zoo_quality(models)
+    lines += _model_fitness(loaded.records)
     lines += ["## Verdict matrix", ""]
     rows = []
     for claim_id in sorted(set(claims) | set(by_claim)):
@@ -99,7 +104,8 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
             ]
             row[model] = " / ".join(cells) if cells else "not run"
         rows.append(row)
-    lines += [tabulate(rows, headers="keys", tablefmt="github"), ""]
+    lines += [tabulate(rows, headers="keys", tablefmt="github"), "", _outcome_counts(loaded.records), ""]
+    lines += _calibration(loaded.records)
     lines += _protocol_dependence(by_claim)
     for claim_id in sorted(by_claim):
         lines += _claim_section(claim_id, claims.get(claim_id), by_claim[claim_id], report_dir)
@@ -110,6 +116,94 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(out)
     return out
+
+
+def _fitness(record: dict) -> str:
+    """The claim's fitness gates on this model: value vs threshold, pass or fail."""
+    gates = record.get("fitness") or []
+    return "; ".join(f"{g['name']} {_fmt(g['value'])} {bound_text(g['direction'], g['threshold'])}: "
+                     f"{'pass' if g['passed'] else 'FAIL'}" for g in gates) or "-"
+
+
+def _control_cell(controls: list[dict], kind: str) -> str:
+    cells = []
+    for c in (c for c in controls if c["kind"] == kind):
+        if not c["built"]:
+            cells.append(f"{c['name']}: not built ({c['reason']})")
+        elif kind == "positive":
+            cells.append(f"{c['name']}: {'detected' if c['detected'] else 'MISSED'} ({c['verdict']})")
+        else:
+            cells.append(f"{c['name']}: {'FLAGGED' if c['detected'] else 'quiet'} ({c['verdict']})")
+    return "; ".join(cells) or "none declared"
+
+
+def _rate(k: int, n: int) -> str:
+    return f"{k}/{n} = {k / n:.2f}" if n else "no control run"
+
+
+def _calibration(records: list[dict]) -> list[str]:
+    """The controls of every measured record, and the harness's sensitivity and false-positive rate over them."""
+    measured = [r for r in records if r["status"] == "ok"]
+    if not measured:
+        return []
+    rows, built = [], [c for r in measured for c in r.get("controls", []) if c["built"]]
+    for r in sorted(measured, key=lambda r: (r["claim"]["id"], r["model"]["id"], r["protocol"])):
+        controls = r.get("controls", [])
+        rows.append({"claim": r["claim"]["id"], "model": r["model"]["id"], "protocol": r["protocol"],
+                     "negative control": _control_cell(controls, "negative"),
+                     "positive control": _control_cell(controls, "positive"),
+                     "calibration": r.get("calibration", "-")})
+    positives = [c for c in built if c["kind"] == "positive"]
+    negatives = [c for c in built if c["kind"] == "negative"]
+    detected = sum(c["detected"] for c in positives)
+    flagged = sum(c["detected"] for c in negatives)
+    return ["## Calibration", "",
+            f"Sensitivity (positive controls detected / run): {_rate(detected, len(positives))}. "
+            f"False-positive rate (negative controls flagged / run): {_rate(flagged, len(negatives))}. "
+            "A verdict whose positive control was missed is INCONCLUSIVE (INSENSITIVE); one whose negative control "
+            "was flagged is INCONCLUSIVE (not specific).", "",
+            tabulate(rows, headers="keys", tablefmt="github"), ""]
+
+
+def _zoo_quality(models: list[str]) -> list[str]:
+    """The zoo models' own quality gates (from their manifests): what the embedded models can do at all."""
+    rows = []
+    for model in models:
+        if not model.startswith(("zoo:", "zoo-micro:")):
+            continue
+        try:
+            manifest = json.loads((resolve_zoo(model) / MANIFEST).read_text())
+        except (LazarusError, OSError, ValueError):
+            continue
+        gates, metrics = manifest.get("gates", {}), manifest.get("metrics", {})
+        rows.append({"model": model, **{name: f"{_fmt(metrics.get(name))} (gate {_fmt(gate)})"
+                                        for name, gate in gates.items() if name in metrics}})
+    if not rows:
+        return []
+    return ["## Zoo model quality", "", "Accuracy on the zoo's own quality gates (manifest figures; a model below a "
+            "gate tests less than its real counterpart would).", "", tabulate(rows, headers="keys",
+                                                                             tablefmt="github"), ""]
+
+
+def _model_fitness(records: list[dict]) -> list[str]:
+    """What each model can test: every fitness gate measured on it (claim, value, threshold, pass or fail)."""
+    rows = [{"model": r["model"]["id"], "claim": r["claim"]["id"], "protocol": r["protocol"], "gate": g["name"],
+             "value": _fmt(g["value"]), "needs": bound_text(g["direction"], g["threshold"]),
+             "": "pass" if g["passed"] else "FAIL"}
+            for r in sorted(records, key=lambda r: (r["model"]["id"], r["claim"]["id"], r["protocol"]))
+            for g in r.get("fitness") or []]
+    if not rows:
+        return []
+    return ["## Model fitness", "", "Fitness gates (CLAIMS.md revision 2): a model that fails one cannot test the "
+            "claim, which is then NOT TESTABLE (never REFUTED).", "", tabulate(rows, headers="keys", tablefmt="github"),
+            ""]
+
+
+def _outcome_counts(records: list[dict]) -> str:
+    """One line: how many records ended in each outcome (NOT TESTABLE: the model failed a fitness gate)."""
+    counts = Counter(_cell(r) for r in records)
+    order = ["SUPPORTED", "REFUTED", "INCONCLUSIVE", "NOT TESTABLE", "n/a", "ERROR"]
+    return "Outcomes: " + ", ".join(f"{name} {counts.get(name, 0)}" for name in order) + "."
 
 
 def _protocol_dependence(by_claim: dict[str, list[dict]]) -> list[str]:
@@ -188,12 +282,14 @@ def _claim_section(claim_id: str, claim, records: list[dict], report_dir: Path) 
                 "p": _fmt(s.get("p_value")),
                 "n": s["n"],
                 "seeds": len(r["seeds"]) or "-",
+                "fitness": _fitness(r),
                 "wall s": _fmt(r.get("wall_s")),
             }
         )
+        measured = f" (the measurement alone: {r['measured_verdict']})" if r.get("measured_verdict") else ""
         details.append(
             f"- {r['model']['id']} ({r['protocol']}, tier {r['tier']}): {r['ours']}. Verdict: "
-            f"{r['verdict']} - {r['reason']}."
+            f"{r['verdict']}{measured} - {r['reason']}."
         )
         plots += _plot(r, report_dir)
     lines += [tabulate(rows, headers="keys", tablefmt="github"), "", *details, ""]

@@ -18,6 +18,7 @@ from ..claims.base import (
     ClaimContext,
     ModelInfo,
     all_claims,
+    calibration,
     claim_dict,
     get_claim,
     model_info,
@@ -27,6 +28,7 @@ from ..claims.base import (
 from ..errors import LazarusError
 from ..models import model_fingerprint
 from ..runinfo import environment
+from ..stats import Verdict
 from .records import save_record
 
 
@@ -91,9 +93,22 @@ def run_claim(claim: Claim, model_id: str, *, tier: str = "slow", n_seeds: int |
     ctx = ClaimContext(claim, info, tier=tier, seeds=seeds, params=params, protocol=protocol, cache_dir=cache_dir,
                        log=log, shared=handle)
     try:
+        before = [gate.check(ctx) for gate in claim.gates if gate.value is not None]
         outcome = claim.measure(ctx)
+        fitness = before + [gate.check(ctx, outcome) for gate in claim.gates if gate.value is None]
+        record["fitness"] = [asdict(g) for g in fitness]
         record.update(status="ok", verdict=str(outcome.verdict), reason=outcome.statistic.reason,
                       **outcome_dict(outcome))
+        record["controls"] = [control.run(claim, ctx) for control in claim.controls]
+        label, why = calibration(record["controls"])
+        record["calibration"] = label
+        failed = [g for g in fitness if not g.passed]
+        if failed:
+            record.update(verdict=str(Verdict.NOT_TESTABLE), measured_verdict=str(outcome.verdict),
+                          reason="; ".join(g.line() for g in failed))
+        elif label in ("insensitive", "not specific"):
+            record.update(verdict=str(Verdict.INCONCLUSIVE), measured_verdict=str(outcome.verdict),
+                          reason=f"{why}; the measurement alone: {outcome.statistic.reason}")
     except LazarusError as exc:
         record.update(status="error", reason=str(exc))
     except Exception as exc:  # noqa: BLE001  (a broken measure must not lose the other records)

@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
+import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
 from ..errors import LazarusError
@@ -104,6 +105,8 @@ class TrainResult:
     world_size: int = 1
     stopped: str | None = None
     checkpoints: dict[int, str] = field(default_factory=dict)
+    param_change: float = 0.0  # L2 norm of (trainable parameters after - before) over this call: the manipulation check
+    param_change_relative: float = 0.0  # the same over the L2 norm of the trainable parameters before
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -208,6 +211,7 @@ def train_loop(
 
     bar = Progress(cfg.name, cfg.steps, enabled=progress and rank == 0)
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+    initial = _host_copy(model)
     mx.reset_peak_memory()
     tokens_at_start = result.tokens
     model.train()
@@ -222,7 +226,7 @@ def train_loop(
         ntokens = int(mx.distributed.all_sum(ntok, stream=mx.cpu).item()) if world > 1 else int(ntok.item())
         if not math.isfinite(value):
             result.stopped = f"loss became {value} at step {step + 1}"
-            _finish(result, model, t0, tokens_at_start)
+            _finish(result, model, t0, tokens_at_start, initial)
             last = f"{result.losses[-1]:.4g}" if result.losses else "none"
             where = f"; finished checkpoints kept in {out_dir}" if out_dir is not None else ""
             raise TrainingDiverged(f"{cfg.name}: {result.stopped} (last finite loss {last}){where}", result)
@@ -247,7 +251,7 @@ def train_loop(
             _save_checkpoint(ckpt, model, opt, result)
     if eval_fn is not None and end == cfg.steps:
         result.evals.append({"step": end, **_evaluate(model, eval_fn)})
-    _finish(result, model, t0, tokens_at_start)
+    _finish(result, model, t0, tokens_at_start, initial)
     return result
 
 
@@ -258,9 +262,21 @@ def _evaluate(model: nn.Module, eval_fn: Callable[[nn.Module], dict]) -> dict:
     return out
 
 
-def _finish(result: TrainResult, model: nn.Module, t0: float, tokens_at_start: int) -> None:
-    """Speed and memory of this call (a resumed run reports its own part), and the step count."""
+def _host_copy(model: nn.Module) -> dict[str, np.ndarray]:
+    """The trainable parameters as float32 numpy arrays (outside MLX's allocator, so peak-memory figures hold)."""
+    return {k: np.array(v.astype(mx.float32)) for k, v in tree_flatten(model.trainable_parameters())}
+
+
+def _finish(result: TrainResult, model: nn.Module, t0: float, tokens_at_start: int,
+            initial: dict[str, np.ndarray]) -> None:
+    """Speed and memory of this call (a resumed run reports its own part), the step count, and how far the trainable
+    parameters moved."""
     model.eval()
+    now = _host_copy(model)
+    delta = sum(float(np.sum((now[k].astype(np.float64) - v) ** 2)) for k, v in initial.items() if k in now)
+    norm = sum(float(np.sum(v.astype(np.float64) ** 2)) for v in initial.values())
+    result.param_change = math.sqrt(delta)
+    result.param_change_relative = math.sqrt(delta / norm) if norm > 0 else (math.inf if delta > 0 else 0.0)
     result.seconds = time.perf_counter() - t0
     result.tokens_per_s = (result.tokens - tokens_at_start) / max(result.seconds, 1e-9)
     result.peak_memory_gb = mx.get_peak_memory() / 1e9
