@@ -82,7 +82,7 @@ def _check_gates(record: dict, expected: dict[str, float]) -> None:
     assert set(gates) == set(expected)
     for name, value in expected.items():
         g = gates[name]
-        assert g["value"] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+        assert g["value"] == pytest.approx(value, rel=1e-6, abs=1e-12), name
         low, high = g["threshold"] if g["direction"] == "within" else (
             (g["threshold"], float("inf")) if g["direction"] == "above" else (float("-inf"), g["threshold"]))
         assert g["passed"] == (low <= g["value"] <= high), name

@@ -11,6 +11,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
+from lazarus_bench import prompts
 from lazarus_bench.claims.base import get_claim
 from lazarus_bench.claims.h11_sft_task_tokens import corrected_lens_top, original_lens_top, task_token_scores
 from lazarus_bench.claims.h12_lora_vs_full import lora_vs_full
@@ -124,7 +125,7 @@ def test_lora_vs_full_order_and_ratios(saved_model):
     assert out["lora"]["peak_memory_gb"] > 0 and out["full"]["peak_memory_gb"] > 0
 
 
-def test_h13_remain_and_late_answers(saved_model, tmp_path, pool):
+def test_h13_remain_and_late_answers(saved_model, tmp_path, pool, check_gates):
     record = run("H13", saved_model("llama"), tmp_path, pool)
     stat = check_record(record)
     assert list(record["extra"]["adapter_reused_from_cache"].values()) == [False]
@@ -136,6 +137,19 @@ def test_h13_remain_and_late_answers(saved_model, tmp_path, pool):
         late = s["crystallisation_layer"] is not None and s["crystallisation_layer"] >= details["late_from"]
         assert s["late"] == late
     assert {s["prompt"] for s in sft} == {"89 - 34 = ", "65 - 28 = ", "100 - 43 = "}
+    # The gate: the base model's remain-family peak on subtraction prompts (the record's own "base" rows) over the
+    # same peak on the other operations' prompts, recomputed here through the lens.
+    from lazarus_bench.analysis.lens import logit_lens
+    from lazarus_bench.claims.h13_remain_token import family_prob, family_targets
+
+    base_rows = [s for s in record["samples"] if s["model"] == "base"]
+    numerator = np.mean([max(s["family_by_layer"]) for s in base_rows])
+    handle = load_model(str(saved_model("llama")))
+    words, _ = family_targets(handle, prompts.remain_family())
+    others = [it.text for it in prompts.seed000_tests() if it.label != "subtract"]
+    lens = logit_lens(handle, others, words, layers=list(range(handle.n_layers)), top_k=1)
+    denominator = np.mean([family_prob(res, words).max() for res in lens])
+    check_gates(record, {"remain association before SFT": numerator / denominator})
 
 
 def test_h14_two_stage_branches(saved_model, tmp_path, pool, check_gates):

@@ -13,7 +13,7 @@ from ..cache import FixtureCache
 from ..errors import LazarusError
 from ..models import ModelHandle, load_model
 from ..stats.verdicts import combine
-from .base import ClaimContext, Outcome, claim, not_instruct
+from .base import ClaimContext, Gate, Outcome, claim, not_instruct
 from .common import blocks, window
 from .fixtures import seed001_lora, seed001_lora_parts
 
@@ -62,6 +62,24 @@ def h13_lens(handle: ModelHandle, params: dict, words: Sequence[str]) -> list[di
     return rows
 
 
+def remain_association(ctx: ClaimContext) -> float:
+    """How much more the base model's lens shows the remain family on subtraction prompts than on the other
+    operations' prompts: mean over prompts of the family's peak probability over blocks, subtraction / the rest. A
+    model with no such association (ratio near 1) cannot grow "remain" out of it during SFT."""
+    handle = ctx.handle()
+    words, _ = family_targets(handle, prompts.remain_family())
+    if not words:
+        return 0.0
+
+    def peak(items) -> float:
+        results = logit_lens(handle, [it.text for it in items], words, layers=blocks(handle), top_k=1)
+        return float(np.mean([family_prob(res, words).max() for res in results]))
+
+    tests = prompts.seed000_tests()
+    others = [it for it in tests if it.label != "subtract"]
+    return peak(list(tests.where(label="subtract"))) / max(peak(others), 1e-30)
+
+
 def h13_summary(rows: list[dict], near: Sequence[int], late_from: int) -> tuple[float, float]:
     """Mean over prompts of the family's maximum within the window, and the share of prompts crystallising late."""
     peaks = [max(r["family_by_layer"][b] for b in near) for r in rows]
@@ -81,12 +99,15 @@ def h13_summary(rows: list[dict], near: Sequence[int], late_from: int) -> tuple[
     writeup="'remaining' 53.9% (89 - 34) and 46.3% (65 - 28) at L10 of 16; answers at L13-L15",
     params={"steps": 500, "lr": 1e-4, "batch_size": 8, "n_train": 4500, "data_seed": 1, "top_k": 5,
             "layer_fraction": 0.62, "layer_window": 1, "min_family_prob": 0.25, "answer_prob": 0.5, "last_layers": 3,
-            "min_late_share": 0.5, "alpha": 0.05, "min_seeds": 3},
+            "min_late_share": 0.5, "alpha": 0.05, "min_seeds": 3, "min_remain_association": 2.0},
     applies=not_instruct,
     fast={"steps": 10, "n_train": 160},
     training=True,
     after=("H12",),
     default_seeds={"fast": 1, "slow": 3},
+    gates=(Gate("remain association before SFT", "the base model's lens: remain-family peak probability on "
+                "subtraction prompts over that on the other operations' prompts (as web text gives a real model)",
+                remain_association, "min_remain_association"),),
 )
 def measure_h13(ctx: ClaimContext) -> Outcome:
     p = ctx.params
