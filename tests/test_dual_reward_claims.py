@@ -149,7 +149,8 @@ def test_h08_collapse_statistic_from_samples(saved_model, tmp_path, check_gates)
     zero = record["curves"]["zero_std_frac"]["series"]["w=0.4"]
     check_gates(record, {"start reward rate": np.mean(rewards[: max(1, len(rewards) // 5)]),
                          "groups with reward variance": 1.0 - np.mean(zero),
-                         "parameters changed": sample["param_change_relative"]})
+                         "parameters changed": sample["param_change_relative"],
+                         "KL to the reference": record["curves"]["kl"]["series"]["w=0.4"][-1]})
     assert "before_training" in st["details"] and {"cls_loss", "reward", "lens_op_words"} <= set(record["curves"])
 
 

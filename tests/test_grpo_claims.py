@@ -32,7 +32,8 @@ def test_h07_fast_record(saved_model, tmp_path, check_gates):
     start = float(np.mean(rewards[: max(1, len(rewards) // 5)]))
     varied = gates_of(record)["groups with reward variance"]
     check_gates(record, {"start reward rate": start, "groups with reward variance": varied,
-                         "parameters changed": gates_of(record)["parameters changed"]})
+                         "parameters changed": gates_of(record)["parameters changed"],
+                         "KL to the reference": record["curves"]["kl"]["series"]["seed 0"][-1]})
     assert 0.0 <= varied <= 1.0
     stat = record["statistic"]
     for key in ("name", "statistic", "ci_low", "ci_high", "p_value", "n", "verdict", "reason", "details"):
@@ -52,7 +53,7 @@ def test_h07_fast_record(saved_model, tmp_path, check_gates):
     heldout = stat["details"]["heldout_prompts"]
     assert len(heldout) == params["n_eval"] == len(set(heldout))
     assert not {t.strip() for t in heldout} & planned_training_prompts(grpo_config(params, 0), grpo_spec())
-    assert set(record["curves"]) == {"answer_prob", "probe_accuracy", "reward"}
+    assert set(record["curves"]) == {"answer_prob", "probe_accuracy", "reward", "kl"}
     [control] = record["controls"]
     assert control["name"] == "GRPO with a classification term" and control["built"] and control["kind"] == "positive"
     assert grpo_config(params, 0).cls_weight == 0.0
@@ -98,9 +99,10 @@ def gates_of(record):
 def test_grpo_gates_from_train_metrics():
     from lazarus_bench.claims.common import grpo_fitness
 
-    seeds = [[{"reward": r, "zero_std_frac": z} for r, z in zip([0.0, 0.5, 1.0, 1.0, 1.0, 1.0], [1, 0.5, 0, 0, 1, 1])],
-             [{"reward": r, "zero_std_frac": 1.0} for r in [0.2] * 10]]
+    seeds = [[{"reward": r, "zero_std_frac": z, "kl": 0.1 * i}
+              for i, (r, z) in enumerate(zip([0.0, 0.5, 1.0, 1.0, 1.0, 1.0], [1, 0.5, 0, 0, 1, 1]))],
+             [{"reward": r, "zero_std_frac": 1.0, "kl": 0.0} for r in [0.2] * 10]]
     out = grpo_fitness(seeds, [0.5, 0.0])
-    assert out["parameters changed"] == 0.0
+    assert out["parameters changed"] == 0.0 and out["KL to the reference"] == pytest.approx(0.25)
     assert out["start reward rate"] == pytest.approx(np.mean([0.0, np.mean([0.2, 0.2])]))
     assert out["groups with reward variance"] == pytest.approx(np.mean([1 - np.mean([1, 0.5, 0, 0, 1, 1]), 0.0]))

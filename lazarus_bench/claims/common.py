@@ -221,7 +221,7 @@ PARAM_CHANGE_GATE = Gate(
     "change the model cannot show that something did or did not appear", None, "min_param_change")
 
 
-GRPO_GATE_PARAMS = {"start_reward_range": [0.1, 0.9], "min_variance_share": 0.1, **CHANGE_GATE_PARAMS}
+GRPO_GATE_PARAMS = {"start_reward_range": [0.1, 0.9], "min_variance_share": 0.1, "min_kl": 1e-8, **CHANGE_GATE_PARAMS}
 GRPO_GATES = (
     Gate("start reward rate", "mean reward over the first fifth of the GRPO steps, mean over seeds: outside "
          "[0.1, 0.9] nearly every group shares one reward and GRPO has no signal", None, "start_reward_range",
@@ -229,16 +229,19 @@ GRPO_GATES = (
     Gate("groups with reward variance", "share of GRPO groups whose rewards differ (only they carry a gradient), "
          "mean over seeds and steps", None, "min_variance_share"),
     PARAM_CHANGE_GATE,
+    Gate("KL to the reference", "the policy's k3 KL to the frozen reference at the last step, mean over runs: zero "
+         "means the policy never left the model it started from", None, "min_kl"),
 )
 
 
 def grpo_fitness(metrics_per_seed: Sequence[Sequence[dict]], changes: Sequence[float]) -> dict[str, float]:
-    """The GRPO gates' values from each run's per-step train metrics (``reward``, ``zero_std_frac``) and relative
-    parameter change."""
+    """The GRPO gates' values from each run's per-step train metrics (``reward``, ``zero_std_frac``, ``kl``) and
+    relative parameter change."""
     start = [float(np.mean([m["reward"] for m in ms[: max(1, len(ms) // 5)]])) for ms in metrics_per_seed]
     varied = [1.0 - float(np.mean([m["zero_std_frac"] for m in ms])) for ms in metrics_per_seed]
     return {"start reward rate": float(np.mean(start)), "groups with reward variance": float(np.mean(varied)),
-            "parameters changed": float(min(changes))}
+            "parameters changed": float(min(changes)),
+            "KL to the reference": float(np.mean([ms[-1]["kl"] for ms in metrics_per_seed]))}
 
 
 def random_init_control(effect: Verdict) -> Control:

@@ -220,6 +220,8 @@ def measure_h07(ctx: ClaimContext) -> Outcome:
             "before": probe_before, "after GRPO": probe_after}},
         "reward": {"x": [str(i + 1) for i in range(p["steps"])], "xlabel": "step", "ylabel": "mean reward", "series": {
             f"seed {r['seed']}": r["rewards"] for r in runs}},
+        "kl": {"x": [str(i + 1) for i in range(p["steps"])], "xlabel": "step", "ylabel": "KL to the reference",
+               "series": {f"seed {r['seed']}": [m["kl"] for m in r["metrics"]] for r in runs}},
     }
     d = statistic.details["criteria"]["probe_unchanged"]["details"].get("cohens_d")
     ours = (f"correct-answer prob {base_prob:.4f} -> {np.mean([r['after']['answer_prob'] for r in runs]):.4f} "

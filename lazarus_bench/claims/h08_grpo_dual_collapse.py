@@ -141,16 +141,16 @@ def grpo_before(ctx: ClaimContext) -> tuple[dict, list[str], dict[str, list[floa
 
 def runs_fitness(runs: list[dict]) -> dict[str, float]:
     """The GRPO gates' values over runs (each run's per-step reward and zero-variance share)."""
-    return grpo_fitness([[{"reward": r, "zero_std_frac": z} for r, z in zip(run["curves"]["reward"],
-                                                                            run["curves"]["zero_std_frac"])]
-                         for run in runs], [run["param_change_relative"] for run in runs])
+    keys = ("reward", "zero_std_frac", "kl")
+    return grpo_fitness([[dict(zip(keys, step)) for step in zip(*(run["curves"][k] for k in keys))] for run in runs],
+                        [run["param_change_relative"] for run in runs])
 
 
 def grpo_curves(groups: dict[str, list[dict]], layers: list[str], lens_before: dict[str, list[float]]) -> dict:
     """Per-step training curves (mean over seeds) per group of runs, and the op-word lens before vs after."""
     curves = {key: step_curve({label: mean_series([r["curves"][key] for r in runs]) for label, runs in groups.items()},
                               key)
-              for key in ("cls_loss", "reward", "cls_top_share", "zero_std_frac")}
+              for key in ("cls_loss", "reward", "cls_top_share", "zero_std_frac", "kl")}
     series = {f"{w} before": v for w, v in lens_before.items()}
     series.update({f"{w} after ({label})": mean_series([r["lens_words_after"][w] for r in runs])
                    for label, runs in groups.items() for w in lens_before})
