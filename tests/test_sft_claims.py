@@ -51,7 +51,10 @@ def check_record(record):
     assert record["status"] == "ok", record.get("traceback") or record.get("reason")
     stat = record["statistic"]
     assert stat["verdict"] in VERDICTS
-    assert record["verdict"] == ("NOT TESTABLE" if record.get("measured_verdict") else stat["verdict"])
+    if record.get("measured_verdict"):  # a failed gate (NOT TESTABLE) or a missed control (INCONCLUSIVE)
+        assert record["verdict"] in ("NOT TESTABLE", "INCONCLUSIVE") and record["measured_verdict"] == stat["verdict"]
+    else:
+        assert record["verdict"] == stat["verdict"]
     for key in ("name", "statistic", "ci_low", "ci_high", "confidence", "effect_size", "p_value", "n", "verdict",
                 "reason", "details"):
         assert key in stat
@@ -80,6 +83,14 @@ def test_h11_both_protocols(saved_model, tmp_path, pool, check_gates):
         val = {int(k): v for k, v in next(iter(record["extra"]["val_loss"].values())).items()}
         check_gates(record, {"val loss fell": 1.0 - val[steps[-1]] / val[0]})
         assert stat["details"]["protocol"] == proto
+    for record in records.values():
+        [control] = record["controls"]
+        assert control["name"] == "SFT with a classification term" and control["built"], control.get("reason")
+        assert control["statistic"]["value"] != record["statistic"]["statistic"]
+    trained = [json.loads((e / "cache_manifest.json").read_text())["parts"] for e in (tmp_path / "cache").iterdir()
+               if not e.name.startswith(".")]
+    h11 = sorted(q["cls_weight"] for q in trained if q.get("fixture") == "seed000-lora-sft-checkpoints")
+    assert h11 == [0.0, 0.4], "one plain SFT run and one with the classification term, shared by both protocols"
     baseline = [[s["exact_peak"] for s in r["samples"] if s["step"] == 0] for r in records.values()]
     assert baseline[0] == baseline[1]
     assert records["original"]["extra"]["val_loss"] == records["corrected"]["extra"]["val_loss"]

@@ -17,13 +17,14 @@ from ..cache import FixtureCache
 from ..models import ModelHandle, dense_weight, load_model, model_fingerprint
 from ..stats import ClaimStatistic, Verdict
 from ..stats.verdicts import combine
+from ..training.dual_reward import DualRewardConfig, train_dual_reward
 from ..training.lora import ADAPTER_WEIGHTS, LoraSpec
 from ..training.sft import (
     encoded_batches,
     train_sft,
     validation_loss,
 )
-from .base import ClaimContext, Gate, Outcome, claim, not_instruct
+from .base import POSITIVE, ClaimContext, Control, Gate, Outcome, claim, not_instruct
 from .common import TopK, arithmetic_split, blocks, sft_config, window
 
 SEED000_DATA = {"ops": ("*", "+", "-"), "mul_range": (2, 20), "add_range": (1, 99)}
@@ -106,7 +107,9 @@ def h11_checkpoint(handle: ModelHandle, params: dict, lens: str) -> list[dict]:
 def h11_checkpoints(ctx: ClaimContext, seed: int) -> Path:
     """One LoRA SFT run on seed 000's data (cached: both lens protocols analyse the same run).
 
-    The entry holds ``step_N`` adapters for every checkpoint and ``val_loss.json`` (steps 0 and N).
+    The entry holds ``step_N`` adapters for every checkpoint and ``val_loss.json`` (steps 0 and N). With
+    ``cls_weight`` > 0 (the positive control) the same run also trains the lens at ``layer_fraction`` to name each
+    example's operation (the dual-reward loss, w = cls_weight), on the same data, LoRA, steps and checkpoints.
     """
     p = ctx.params
     checkpoints = sorted(int(s) for s in p["checkpoints"])
@@ -114,7 +117,8 @@ def h11_checkpoints(ctx: ClaimContext, seed: int) -> Path:
     n_val = int(round(p["n_examples"] * p["val_fraction"]))
     parts = {"fixture": "seed000-lora-sft-checkpoints", "model": model_fingerprint(ctx.model_id), "seed": seed,
              "checkpoints": checkpoints, "lr": p["lr"], "batch_size": p["batch_size"], "n_examples": p["n_examples"],
-             "n_val": n_val, "data_seed": p["data_seed"], "lora": asdict(LoraSpec())}
+             "n_val": n_val, "data_seed": p["data_seed"], "lora": asdict(LoraSpec()), "cls_weight": p["cls_weight"],
+             "layer_fraction": p["layer_fraction"]}
 
     def build(out: Path) -> None:
         train, val = arithmetic_split(SEED000_DATA, p["n_examples"] - n_val, n_val, p["data_seed"] + seed, tests)
@@ -123,7 +127,12 @@ def h11_checkpoints(ctx: ClaimContext, seed: int) -> Path:
         val_loss = {0: validation_loss(ctx.handle().model, batches)}
         cfg = sft_config(checkpoints[-1], p["lr"], seed, lora=True, batch_size=p["batch_size"],
                          save_at=checkpoints, name=f"h11-seed{seed}")
-        result = train_sft(handle, train, (), cfg, out_dir=out, progress=False)
+        if p["cls_weight"] > 0:
+            dual = DualRewardConfig(lora=cfg.lora, train=cfg.train, batch_size=cfg.batch_size,
+                                    cls_weight=p["cls_weight"], layer_fraction=p["layer_fraction"])
+            result = train_dual_reward(handle, dual, examples=train, out_dir=out, progress=False)
+        else:
+            result = train_sft(handle, train, (), cfg, out_dir=out, progress=False)
         for step in checkpoints:
             handle.model.load_weights(str(Path(result.train.checkpoints[step]) / ADAPTER_WEIGHTS), strict=False)
             val_loss[step] = validation_loss(handle.model, batches)
@@ -157,11 +166,16 @@ def h11_seed(ctx: ClaimContext, seed: int, baseline: list[dict]) -> dict:
     params={"checkpoints": [100, 300, 500], "lr": 1e-4, "batch_size": 8, "n_examples": 5000, "val_fraction": 0.1,
             "data_seed": 0, "top_k": 20, "layer_fraction": 0.56, "layer_window": 2, "max_prob": 0.10,
             "cluster_share": 0.5, "monotone_share": 0.8, "writeup_baseline": 0.004, "writeup_peak": 0.01,
-            "alpha": 0.05, "min_seeds": 3, "min_val_loss_fall": 0.05},
+            "alpha": 0.05, "min_seeds": 3, "min_val_loss_fall": 0.05,
+            "cls_weight": 0.0},
     applies=not_instruct,
     gates=(Gate("val loss fell", "relative fall of the SFT validation loss from step 0 to the last checkpoint, mean "
                 "over seeds: a model that did not learn the task cannot show task tokens emerging", None,
                 "min_val_loss_fall"),),
+    controls=(Control("SFT with a classification term", POSITIVE, "the same runs (data, LoRA, steps, checkpoints) "
+                      "with the lens at 56% depth trained to name each example's operation (w = 0.4): strong task "
+                      "tokens by construction, so 'only weak task tokens' must be refuted",
+                      lambda ctx: ctx.variant(params={"cls_weight": 0.4}), Verdict.REFUTED),),
     fast={"checkpoints": [5, 10, 20], "n_examples": 400},
     training=True,
     protocols=("corrected", "original"),
