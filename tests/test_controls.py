@@ -51,7 +51,7 @@ def _planted_op_words(handle):
     return handle
 
 
-def test_h01_flags_a_planted_effect_and_runs_both_controls_on_their_models(saved_model, tmp_path, handle_of):
+def test_h01_flags_a_planted_effect(saved_model, tmp_path):
     from lazarus_bench.models import load_model
 
     path = str(saved_model("llama"))
@@ -60,21 +60,27 @@ def test_h01_flags_a_planted_effect_and_runs_both_controls_on_their_models(saved
     planted = _run("H01", path, tmp_path, pool)
     assert planted["statistic"]["verdict"] == "REFUTED", planted["statistic"]["reason"]
 
-    record = _run("H01", path, tmp_path / "plain")
+
+@pytest.mark.parametrize("claim_id", ["H01", "H04"])
+def test_random_init_and_dual_reward_controls_measure_the_models_they_name(saved_model, tmp_path, claim_id):
+    from lazarus_bench.models import load_model
+
+    path = str(saved_model("llama"))
+    record = _run(claim_id, path, tmp_path)
     controls = _controls(record)
     assert set(controls) == {"random-init model", "dual-reward-trained model"}
     assert all(c["built"] for c in controls.values())
-    # Each control's statistic is the measure on the model it names (recomputed here from that model).
-    claim = get_claim("H01")
+    # Each control's statistic is the claim's measure on the model it names (recomputed here from that model).
+    claim = get_claim(claim_id)
     handle = load_model(path)
     ctx = ClaimContext(claim, model_info(handle), tier="fast", seeds=[], params=claim.parameters("fast"),
-                       cache_dir=tmp_path / "plain" / "cache", shared=handle)
+                       cache_dir=tmp_path / "cache", shared=handle)
     trained = claim.measure(ctx.variant(handle=dual_model(ctx)))
     assert controls["dual-reward-trained model"]["statistic"]["value"] == trained.statistic.statistic
     random = claim.measure(ctx.variant(handle=ctx.random_control()))
     assert controls["random-init model"]["statistic"]["value"] == random.statistic.statistic
-    assert trained.statistic.statistic != record["statistic"]["statistic"] != random.statistic.statistic
-    # 4 training steps do not plant the effect: the positive control is missed, so no verdict is drawn.
+    assert record["statistic"]["statistic"] != random.statistic.statistic
+    # 4 training steps need not plant the effect: a missed positive control means no verdict is drawn.
     if not controls["dual-reward-trained model"]["detected"]:
         assert record["calibration"] == "insensitive" and record["verdict"] == "INCONCLUSIVE"
         assert record["reason"].startswith("INSENSITIVE") and record["measured_verdict"]
