@@ -108,6 +108,9 @@ def test_h06_pairs_base_with_instruct_and_reuses_cached_base_runs(saved_model, t
                          "cls loss fell": min(1 - s["final_cls_loss"] / s["initial_cls_loss"] for s in both),
                          "parameters changed": min(s["param_change_relative"] for s in both),
                          "not both at ceiling": min(np.mean(prob_b), np.mean(prob_i))})
+    [itself] = record["controls"]
+    assert itself["name"] == "base paired with itself" and itself["built"] and not itself["detected"]
+    assert itself["statistic"]["value"] == 0.0 and itself["verdict"] != "SUPPORTED"
 
 
 def test_h06_zoo_instruct_without_a_reward_stage_is_not_post_trained(tmp_path, monkeypatch):

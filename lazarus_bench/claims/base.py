@@ -256,9 +256,10 @@ class ClaimContext:
     def log(self, message: str) -> None:
         self._log(f"{self.claim.id} {self.model_id}: {message}")
 
-    def variant(self, *, handle: Any = None, params: dict[str, Any] | None = None) -> "ClaimContext":
-        """The same claim run on a control: another model and/or parameters (the claim's own values otherwise)."""
-        return ClaimContext(self.claim, self.info, tier=self.tier, seeds=self.seeds,
+    def variant(self, *, handle: Any = None, params: dict[str, Any] | None = None,
+                info: ModelInfo | None = None) -> "ClaimContext":
+        """The same claim run on a control: another model, parameters or model facts (the claim's own otherwise)."""
+        return ClaimContext(self.claim, info or self.info, tier=self.tier, seeds=self.seeds,
                             params={**self.params, **(params or {})}, protocol=self.protocol,
                             cache_dir=self.cache_dir, log=self._log,
                             shared=handle if handle is not None else self._shared)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from .. import stats
-from ..stats import ClaimStatistic
+from ..stats import ClaimStatistic, Verdict
 from ..zoo.registry import MANIFEST, resolve_zoo
-from .base import ClaimContext, Gate, Outcome, claim, needs_instruct_pair
+from .base import NEGATIVE, ClaimContext, Control, Gate, Outcome, claim, needs_instruct_pair
 from .fixtures import DUAL_FAST, DUAL_GATES, DUAL_PARAMS, dual_fitness, dual_run, dual_sample
 from .h05_dual_reward_names_op import dual_curves
 
@@ -84,6 +85,9 @@ def post_trained(ctx: ClaimContext) -> float:
            *DUAL_GATES,
            Gate("not both at ceiling", "the lower of the two models' mean final restricted op-word probability: when "
                 "both reach the ceiling no difference can show", None, "max_ceiling", "below")),
+    controls=(Control("base paired with itself", NEGATIVE, "the base model's own runs in the instruct role (the "
+                      "same cached runs): no difference exists, so no base advantage may be found",
+                      lambda ctx: ctx.variant(info=replace(ctx.info, instruct_pair=ctx.model_id)), Verdict.SUPPORTED),),
     training=True,
     after=("H05",),
 )
