@@ -126,3 +126,125 @@ def test_h05_untrained_runs_measure_the_model_before_training(saved_model, tmp_p
     before = np.mean([s["restricted_prob_before"] for s in record["samples"]])
     assert untrained["statistic"]["value"] == pytest.approx(before, rel=1e-6)
     assert record["statistic"]["statistic"] != pytest.approx(before, rel=1e-6)
+
+
+def _ctx(claim_id, path, tmp_path, seeds, **overrides):
+    from lazarus_bench.models import load_model
+
+    claim = get_claim(claim_id)
+    handle = load_model(str(path))
+    return ClaimContext(claim, model_info(handle), tier="fast", seeds=seeds,
+                        params={**claim.parameters("fast"), **overrides}, cache_dir=tmp_path / "cache", shared=handle)
+
+
+def test_grpo_controls_leave_the_model_alone_or_train_one_word(saved_model, tmp_path):
+    """H08/H09's negative control changes no parameter (its lens equals the untrained model's); the positive one
+    trains on prompts of a single operation, never the untrained model's own mode word."""
+    from lazarus_bench.claims.h08_grpo_dual_collapse import collapse_eval, single_target_runs, untrained_runs
+
+    ctx = _ctx("H08", saved_model("llama"), tmp_path, [0, 1])
+    before = collapse_eval(ctx.handle(), ctx.params)
+    claim = get_claim("H08")
+    untrained = claim.measure(untrained_runs(ctx))
+    assert all(s["param_change_relative"] == 0.0 and s["predicted"] == before["predicted"] and s["steps"] == 1
+               for s in untrained.samples)
+    assert untrained.verdict != "SUPPORTED"
+    planted_ctx = single_target_runs(ctx)
+    target = planted_ctx.params["only_op"]
+    assert target != before["mode_word"] and planted_ctx.params["lr_scale"] == 10.0
+    planted = claim.measure(planted_ctx)
+    assert all(s["only_op"] == target and s["param_change_relative"] > 0 for s in planted.samples)
+    assert {c.name for c in get_claim("H09").controls} == {c.name for c in claim.controls}
+
+
+def test_grpo_single_operation_spec_keeps_every_class():
+    from lazarus_bench.claims.h08_grpo_dual_collapse import GRPO_PARAMS, training_spec
+    from lazarus_bench.errors import LazarusError
+
+    spec = training_spec({**GRPO_PARAMS, "only_op": "add"})
+    assert [op[0] for op in spec.operations] == ["add"]
+    assert all(it.label == "add" for it in spec.sample(20, seed=3))
+    with pytest.raises(LazarusError, match="not an operation"):
+        training_spec({**GRPO_PARAMS, "only_op": "modulo"})
+
+
+def test_h12_lora_against_lora_has_no_saving(saved_model, tmp_path):
+    record = _run("H12", saved_model("llama"), tmp_path)
+    controls = _controls(record)
+    negative, positive = controls["LoRA against LoRA"], controls["planted saving"]
+    assert negative["built"] and not negative["detected"], negative["reason"]
+    assert not positive["built"] and "100M" in positive["reason"]
+    from lazarus_bench.claims.h12_lora_vs_full import lora_vs_full
+    from lazarus_bench.models import load_model
+
+    path = str(saved_model("llama"))
+    run = lora_vs_full(lambda: load_model(path), 2, 0, n_train=16, n_val=8, reference="lora")
+    assert run["full"]["trainable_params"] == run["lora"]["trainable_params"]
+    assert run["val_loss_rel_diff"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_h13_negative_control_reads_the_addition_prompts(saved_model, tmp_path):
+    record = _run("H13", saved_model("llama"), tmp_path, overrides={"min_remain_association": 0.0})
+    negative = _controls(record)["addition prompts"]
+    assert negative["built"] and not negative["detected"], negative["reason"]
+    ctx = _ctx("H13", saved_model("llama"), tmp_path, [0], operation="add")
+    outcome = get_claim("H13").measure(ctx)
+    assert {s["prompt"] for s in outcome.samples} == {t.text for t in prompts.seed000_tests().where(label="add")}
+    assert "add prompts" in outcome.ours
+
+
+def test_h14_controls_scale_each_branch(saved_model, tmp_path):
+    from lazarus_bench.claims.h14_two_stage import two_stage_configs
+
+    claim = get_claim("H14")
+    positive = next(c for c in claim.controls if c.kind == "positive")
+    negative = next(c for c in claim.controls if c.kind == "negative")
+    ctx = _ctx("H14", saved_model("llama"), tmp_path, [0])
+    base = two_stage_configs(ctx.params, 0)
+    planted = two_stage_configs(positive.build(ctx).params, 0)
+    assert planted["low_lr"].stage2.train.lr == 0.0
+    assert planted["aggressive"].stage2.train.lr == pytest.approx(100 * base["aggressive"].stage2.train.lr)
+    assert planted["aggressive"].stage2.cls_weight == 0.0 and base["aggressive"].stage2.cls_weight > 0
+    outcome = claim.measure(negative.build(ctx))
+    assert all(d == 0.0 for drops in outcome.extra["drops"].values() for d in drops.values())
+    assert outcome.verdict != "SUPPORTED"
+
+
+def test_part_controls_read_the_named_part():
+    from lazarus_bench.claims.base import POSITIVE, Claim, Control, Outcome
+    from lazarus_bench.errors import LazarusError
+    from lazarus_bench.stats import ClaimStatistic, Verdict
+
+    def measure(ctx):
+        parts = {"a": {"verdict": "SUPPORTED"}, "b": {"verdict": "REFUTED"}}
+        s = ClaimStatistic(name="x", statistic=0.0, ci_low=0.0, ci_high=0.0, confidence=0.9, effect_size=None,
+                           p_value=None, n=1, verdict="REFUTED", reason="", details={"parts": parts})
+        return Outcome(statistic=s, ours="")
+
+    claim = Claim(id="T", title="", statement="", source="", criterion="", writeup="", params={}, measure=measure)
+    identity = lambda ctx: ctx  # noqa: E731
+    assert Control("c", POSITIVE, "", identity, Verdict.SUPPORTED, part="a").run(claim, None)["detected"]
+    assert not Control("c", POSITIVE, "", identity, Verdict.SUPPORTED, part="b").run(claim, None)["detected"]
+    assert not Control("c", POSITIVE, "", identity, Verdict.SUPPORTED).run(claim, None)["detected"]
+    with pytest.raises(LazarusError, match="part 'z'"):
+        Control("c", POSITIVE, "", identity, Verdict.SUPPORTED, part="z").run(claim, None)
+
+
+def test_engram_clustering_term_clusters_and_unfed_engram_does_not(saved_model):
+    """The controls' constructions on a tiny model: the clustering term pulls the training engrams onto their label
+    codes (its loss falls; val engrams cluster only when the backbone's features carry the label, which a random
+    tiny model's do not); without feedback the compressor gets no gradient (only weight decay), so its ARI stays the
+    untrained one."""
+    from dataclasses import replace
+
+    from lazarus_bench.models import load_model
+    from lazarus_bench.training.engram import EngramConfig, train_engram
+
+    path = str(saved_model("llama"))
+    cfg = EngramConfig()
+    cfg = replace(cfg, n_train=64, n_val=32, batch_size=16, train=replace(cfg.train, steps=40, lr=3e-3, warmup=0))
+    clustered = train_engram(load_model(path), "M3", "sentiment", replace(cfg, cluster_weight=1.0), progress=False)
+    losses = [m["cluster_loss"] for m in clustered.train.metrics]
+    assert losses[-1] < 0.6 * losses[0]
+    unfed = train_engram(load_model(path), "M3", "sentiment", replace(cfg, feedback=False), progress=False)
+    assert unfed.engram.ari == pytest.approx(unfed.untrained_compressor.ari, abs=0.05)

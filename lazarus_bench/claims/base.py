@@ -118,7 +118,9 @@ class Control:
 
     ``build(ctx)`` returns the context to measure instead: another model (``ctx.variant(handle=...)``) or other
     parameters. ``effect`` is the verdict the measure gives when the effect is present: a positive control (effect
-    planted by construction) must give it, a negative control (effect absent by construction) must not.
+    planted by construction) must give it, a negative control (effect absent by construction) must not. ``part``
+    names one part of a compound claim (``statistic.details["parts"][part]["verdict"]``) when the construction
+    plants or removes that part alone.
     """
 
     name: str
@@ -126,6 +128,7 @@ class Control:
     description: str
     build: Callable[["ClaimContext"], "ClaimContext"]
     effect: Verdict
+    part: str | None = None
 
     def run(self, claim: "Claim", ctx: "ClaimContext") -> dict[str, Any]:
         """Measure the control; the dict says whether the effect was detected and whether that was the known answer."""
@@ -136,9 +139,18 @@ class Control:
         except ControlUnavailable as exc:
             return {**out, "built": False, "reason": str(exc)}
         outcome = claim.measure(control_ctx)
-        detected = outcome.verdict == self.effect
         s = outcome.statistic
-        return {**out, "built": True, "verdict": str(outcome.verdict), "detected": detected,
+        if self.part is None:
+            verdict = outcome.verdict
+        else:
+            parts = s.details.get("parts", {})
+            if self.part not in parts:
+                raise LazarusError(f"{claim.id}: control '{self.name}' reads part '{self.part}', which the measure "
+                                   f"did not report (parts: {', '.join(parts) or 'none'})")
+            verdict = Verdict(parts[self.part]["verdict"])
+            out["part"] = self.part
+        detected = verdict == self.effect
+        return {**out, "built": True, "verdict": str(verdict), "detected": detected,
                 "passed": detected if self.kind == POSITIVE else not detected, "reason": s.reason,
                 "statistic": {"name": s.name, "value": s.statistic, "ci_low": s.ci_low, "ci_high": s.ci_high,
                               "n": s.n},

@@ -14,14 +14,15 @@ import numpy as np
 
 from .. import prompts, stats
 from ..errors import LazarusError
+from ..prompts import GrpoSpec, grpo_spec
 from ..stats import ClaimStatistic, Verdict
 from ..training.grpo import GRPOConfig, seed002_configs, train_grpo
-from .base import ClaimContext, Outcome, claim
+from .base import NEGATIVE, POSITIVE, ClaimContext, Control, Outcome, claim
 from .common import GRPO_GATE_PARAMS, GRPO_GATES, grpo_fitness, mean_series, restricted_lens, step_curve, word_curves
 
 GRPO_PARAMS = {"steps": None, "prompts_per_step": 8, "group_size": 2, "max_new_tokens": 8, "layer_fraction": 0.55,
                "max_off_mode": 1, "max_accuracy": 0.5, "min_collapse_rate": 0.8, "alpha": 0.05, "min_seeds": 3,
-               **GRPO_GATE_PARAMS}
+               "lr_scale": 1.0, "only_op": None, **GRPO_GATE_PARAMS}
 GRPO_FAST = {"steps": 2, "prompts_per_step": 4, "group_size": 2, "max_new_tokens": 4}
 
 
@@ -78,7 +79,19 @@ def grpo_config(variant: str, seed: int, p: dict) -> GRPOConfig:
                   max_new_tokens=p["max_new_tokens"], cls_layer_fraction=p["layer_fraction"])
     if variant == "dual":
         cfg = replace(cfg, cls_weight=p["cls_weight"], train=replace(cfg.train, lr=p["lr"]))
-    return cfg
+    return replace(cfg, train=replace(cfg.train, lr=cfg.train.lr * p["lr_scale"]))
+
+
+def training_spec(p: dict) -> GrpoSpec:
+    """Seed 002's prompt generator, or only its ``only_op`` operation (the positive control's single target)."""
+    spec = grpo_spec()
+    if p["only_op"] is None:
+        return spec
+    ops = tuple(op for op in spec.operations if op[0] == p["only_op"])
+    if not ops:
+        raise LazarusError(f"only_op '{p['only_op']}' is not an operation of the GRPO prompts "
+                           f"({', '.join(op[0] for op in spec.operations)})")
+    return replace(spec, operations=ops)
 
 
 def grpo_run(ctx: ClaimContext, variant: str, seed: int) -> dict:
@@ -88,14 +101,15 @@ def grpo_run(ctx: ClaimContext, variant: str, seed: int) -> dict:
     ctx.log(f"GRPO+dual '{variant}' seed {seed}: {cfg.train.steps} steps, w={cfg.cls_weight}, lr={cfg.train.lr}")
     handle = ctx.fresh_handle()
     start = time.perf_counter()
-    result = train_grpo(handle, cfg, progress=False)
+    spec = grpo_spec()
+    result = train_grpo(handle, cfg, progress=False, spec=training_spec(p), classes=[op[0] for op in spec.operations])
     seconds = time.perf_counter() - start
     evaluation = collapse_eval(handle, p)
     _, lens = word_curves(handle, prompts.grpo_collapse_lens().texts(), collapse_words(evaluation["labels"]))
     metrics = result.train.metrics
     return {
         "variant": variant, "seed": seed, **evaluation,
-        "steps": cfg.train.steps, "lr": cfg.train.lr, "cls_weight": cfg.cls_weight,
+        "steps": cfg.train.steps, "lr": cfg.train.lr, "cls_weight": cfg.cls_weight, "only_op": p["only_op"],
         "entropy_bonus": cfg.entropy_bonus, "balanced_ops": cfg.balanced_ops, "beta": cfg.beta,
         "final_reward": metrics[-1]["reward"], "mean_reward": float(np.mean([m["reward"] for m in metrics])),
         "initial_cls_loss": metrics[0]["cls_loss"], "final_cls_loss": metrics[-1]["cls_loss"],
@@ -146,6 +160,29 @@ def runs_fitness(runs: list[dict]) -> dict[str, float]:
                         [run["param_change_relative"] for run in runs])
 
 
+def untrained_runs(ctx: ClaimContext) -> ClaimContext:
+    """Negative control: the same pipeline with the learning rate at 0 for one step (the model is not changed)."""
+    return ctx.variant(params={"lr_scale": 0.0, "steps": 1})
+
+
+def single_target_runs(ctx: ClaimContext) -> ClaimContext:
+    """Positive control: every training prompt is of one operation (not the untrained model's own mode word), so
+    the lens term trains that one word for all prompts; the learning rate x10 makes it take within the budget."""
+    before = collapse_eval(ctx.handle(), ctx.params)
+    target = next(op[0] for op in grpo_spec().operations
+                  if op[0] in collapse_words(before["labels"]) and op[0] != before["mode_word"])
+    return ctx.variant(params={"only_op": target, "lr_scale": 10.0})
+
+
+GRPO_CONTROLS = (
+    Control("untrained runs", NEGATIVE, "the same runs with learning rate 0 for one step: the model is not "
+            "changed, so no collapse may be credited to training", untrained_runs, Verdict.SUPPORTED),
+    Control("single-operation target", POSITIVE, "the same runs on prompts of one operation only (not the untrained "
+            "model's mode word), learning rate x10: the lens term trains one word for every prompt, a collapse by "
+            "construction", single_target_runs, Verdict.SUPPORTED),
+)
+
+
 def grpo_curves(groups: dict[str, list[dict]], layers: list[str], lens_before: dict[str, list[float]]) -> dict:
     """Per-step training curves (mean over seeds) per group of runs, and the op-word lens before vs after."""
     curves = {key: step_curve({label: mean_series([r["curves"][key] for r in runs]) for label, runs in groups.items()},
@@ -173,6 +210,7 @@ def grpo_curves(groups: dict[str, list[dict]], layers: list[str], lens_before: d
     fast=GRPO_FAST,
     training=True,
     gates=GRPO_GATES,
+    controls=GRPO_CONTROLS,
 )
 def measure_h08(ctx: ClaimContext) -> Outcome:
     p = ctx.params

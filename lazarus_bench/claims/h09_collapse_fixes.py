@@ -10,6 +10,7 @@ from ..stats import ClaimStatistic, Verdict
 from .base import ClaimContext, Outcome, claim
 from .common import GRPO_GATES
 from .h08_grpo_dual_collapse import (
+    GRPO_CONTROLS,
     GRPO_FAST,
     GRPO_PARAMS,
     chance_collapse_rate,
@@ -74,6 +75,7 @@ def h09_statistic(by_fix: dict[str, list[dict]], chance: float, p: dict,
     fast=GRPO_FAST,
     training=True,
     gates=GRPO_GATES,
+    controls=GRPO_CONTROLS,
 )
 def measure_h09(ctx: ClaimContext) -> Outcome:
     p = ctx.params

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import time
+from dataclasses import replace
 from typing import Callable, Sequence
 
 import mlx.core as mx
@@ -11,7 +12,9 @@ import numpy as np
 
 from .. import prompts, stats
 from ..cache import FixtureCache
+from ..errors import LazarusError
 from ..models import ModelHandle
+from ..stats import Verdict
 from ..stats.verdicts import combine, equivalence_claim, exact_claim
 from ..training.loop import count_params
 from ..training.lora import save_adapter
@@ -20,11 +23,16 @@ from ..training.sft import (
     SFTResult,
     train_sft,
 )
-from .base import ClaimContext, Gate, Outcome, claim
+from .base import NEGATIVE, POSITIVE, ClaimContext, Control, ControlUnavailable, Gate, Outcome, claim
 from .common import arithmetic_split, sft_config
 from .fixtures import SEED001_DATA, seed001_lora_parts
 
 TrainedHook = Callable[[str, ModelHandle, SFTResult], None]
+
+
+def no_planted_saving(ctx: ClaimContext) -> ClaimContext:
+    raise ControlUnavailable("no edit plants a cost advantage: LoRA's memory and speed savings follow from the "
+                             "model's size (the size gate stands for it), so only a >= 100M model can show them")
 
 
 def _run_cost(handle_factory: Callable[[], ModelHandle], train: list, val: list, cfg: SFTConfig, name: str,
@@ -70,12 +78,13 @@ def _run_cost(handle_factory: Callable[[], ModelHandle], train: list, val: list,
 def lora_vs_full(handle_factory: Callable[[], ModelHandle], steps: int, seed: int, *, lora_lr: float = 1e-4,
                  full_lr: float = 1e-5, batch_size: int = 8, n_train: int = 4500, n_val: int = 500,
                  data_seed: int = 1, exclude: Sequence[str] | None = None, lora_first: bool | None = None,
-                 on_trained: TrainedHook | None = None) -> dict:
+                 on_trained: TrainedHook | None = None, reference: str = "full") -> dict:
     """Seed 001's comparison: the same data and steps, LoRA (mlx-lm defaults) and full fine-tuning, each measured.
 
     ``handle_factory()`` must return a fresh model each call. The order alternates with the seed unless
     ``lora_first`` is given; ``on_trained(name, handle, result)`` sees each trained model after its
-    measurement. Tokens/s are steady-state figures from the benchmarks' step timer (``training.timing.timed_rates``).
+    measurement. ``reference="lora"`` runs LoRA in the full arm too (the negative control). Tokens/s are
+    steady-state figures from the benchmarks' step timer (``training.timing.timed_rates``).
     Returns both runs' trainable/total parameters, peak memory (GB, own footprint and
     whole process), tokens/s, wall time and losses, and the ratios the claim tests.
     """
@@ -83,6 +92,10 @@ def lora_vs_full(handle_factory: Callable[[], ModelHandle], steps: int, seed: in
     train, val = arithmetic_split(SEED001_DATA, n_train, n_val, data_seed + seed, exclude)
     configs = {"lora": sft_config(steps, lora_lr, seed, lora=True, batch_size=batch_size, name=f"lora-seed{seed}"),
                "full": sft_config(steps, full_lr, seed, lora=False, batch_size=batch_size, name=f"full-seed{seed}")}
+    if reference not in ("full", "lora"):
+        raise LazarusError(f"reference must be 'full' or 'lora', not '{reference}'")
+    if reference == "lora":
+        configs["full"] = replace(configs["lora"], train=replace(configs["lora"].train, name=f"lora2-seed{seed}"))
     order = ["lora", "full"] if (seed % 2 == 0 if lora_first is None else lora_first) else ["full", "lora"]
     runs = {name: _run_cost(handle_factory, train, val, configs[name], name, on_trained) for name in order}
     lora, full = runs["lora"], runs["full"]
@@ -105,13 +118,18 @@ def lora_vs_full(handle_factory: Callable[[], ModelHandle], steps: int, seed: in
     writeup="5.6M (0.5%) vs 973M trainable, 3.6 vs 9.8 GB, ~450 vs ~300 tok/s, val loss 1.033 vs 1.033",
     params={"steps": 500, "lora_lr": 1e-4, "full_lr": 1e-5, "batch_size": 8, "n_train": 4500, "n_val": 500,
             "data_seed": 1, "max_trainable_fraction": 0.01, "min_memory_ratio": 2.0, "min_speed_ratio": 1.3,
-            "val_loss_margin": 0.05, "alpha": 0.05, "min_seeds": 3, "min_params": 100_000_000},
+            "val_loss_margin": 0.05, "alpha": 0.05, "min_seeds": 3, "min_params": 100_000_000, "reference": "full"},
     fast={"steps": 10, "n_train": 160, "n_val": 32},
     training=True,
     default_seeds={"fast": 1, "slow": 3},
     gates=(Gate("model size", "parameters; the writeup's cost ratios belong to a 1B model: below 100M the LoRA share "
                 "and memory/speed ratios are set by size, so they are reported as descriptive only",
                 lambda ctx: count_params(ctx.handle().model), "min_params"),),
+    controls=(Control("LoRA against LoRA", NEGATIVE, "the same runs with LoRA in the full fine-tuning arm too: no "
+                      "saving exists, so the memory and speed ratios must not pass", lambda ctx: ctx.variant(
+                          params={"reference": "lora"}), Verdict.SUPPORTED),
+              Control("planted saving", POSITIVE, "none can be built (see the reason)", no_planted_saving,
+                      Verdict.SUPPORTED)),
 )
 def measure_h12(ctx: ClaimContext) -> Outcome:
     p = ctx.params
@@ -122,12 +140,12 @@ def measure_h12(ctx: ClaimContext) -> Outcome:
                                    p["data_seed"])
 
         def keep(name: str, handle: ModelHandle, result: SFTResult, parts: dict = parts) -> None:
-            if name == "lora":
+            if name == "lora" and p["reference"] == "full":
                 cache.get_or_build(parts, lambda tmp: save_adapter(handle.model, tmp, result.adapter_config))
 
         runs.append(lora_vs_full(ctx.fresh_handle, p["steps"], seed, lora_lr=p["lora_lr"], full_lr=p["full_lr"],
                                  batch_size=p["batch_size"], n_train=p["n_train"], n_val=p["n_val"],
-                                 data_seed=p["data_seed"], on_trained=keep))
+                                 data_seed=p["data_seed"], on_trained=keep, reference=p["reference"]))
         ctx.log(f"seed {seed}: memory x{runs[-1]['memory_ratio']:.2f}, speed x{runs[-1]['speed_ratio']:.2f}, "
                 f"val loss {runs[-1]['val_loss_rel_diff']:+.2%}")
     alpha, min_n = p["alpha"], p["min_seeds"]

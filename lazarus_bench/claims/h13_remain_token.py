@@ -12,8 +12,9 @@ from ..analysis.lens import logit_lens, target_spellings
 from ..cache import FixtureCache
 from ..errors import LazarusError
 from ..models import ModelHandle, load_model
+from ..stats import Verdict
 from ..stats.verdicts import combine
-from .base import ClaimContext, Gate, Outcome, claim, not_instruct
+from .base import NEGATIVE, POSITIVE, ClaimContext, Control, ControlUnavailable, Gate, Outcome, claim, not_instruct
 from .common import blocks, window
 from .fixtures import seed001_lora, seed001_lora_parts
 
@@ -45,8 +46,10 @@ def family_prob(res, words: Sequence[str]) -> np.ndarray:
 
 
 def h13_lens(handle: ModelHandle, params: dict, words: Sequence[str]) -> list[dict]:
-    """Lens on the subtraction prompts: remain-family probability and answer first-token probability per block."""
-    items = list(prompts.seed000_tests().where(label="subtract"))
+    """Lens on the ``operation`` prompts (subtraction): remain-family and answer first-token probability per block."""
+    items = list(prompts.seed000_tests().where(label=params["operation"]))
+    if not items:
+        raise LazarusError(f"seed 000's tests have no '{params['operation']}' prompt")
     answers = [str(it.answer) for it in items]
     results = logit_lens(handle, [it.text for it in items], [*words, *sorted(set(answers))], layers=blocks(handle),
                          top_k=params["top_k"])
@@ -60,6 +63,12 @@ def h13_lens(handle: ModelHandle, params: dict, words: Sequence[str]) -> list[di
                      "crystallisation_layer": first,
                      "top5": {str(b): [(t, round(q, 5)) for t, _, q in res.top[b][0][:5]] for b in blocks(handle)}})
     return rows
+
+
+def no_planted_remain(ctx: ClaimContext) -> ClaimContext:
+    raise ControlUnavailable("not built: the claim joins the remain family near 62% depth and late answer "
+                             "crystallisation in one lens, and an edit that writes 'remaining' at one block also moves "
+                             "the later blocks' answer probabilities, so no single edit plants the effect cleanly")
 
 
 def remain_association(ctx: ClaimContext) -> float:
@@ -99,7 +108,8 @@ def h13_summary(rows: list[dict], near: Sequence[int], late_from: int) -> tuple[
     writeup="'remaining' 53.9% (89 - 34) and 46.3% (65 - 28) at L10 of 16; answers at L13-L15",
     params={"steps": 500, "lr": 1e-4, "batch_size": 8, "n_train": 4500, "data_seed": 1, "top_k": 5,
             "layer_fraction": 0.62, "layer_window": 1, "min_family_prob": 0.25, "answer_prob": 0.5, "last_layers": 3,
-            "min_late_share": 0.5, "alpha": 0.05, "min_seeds": 3, "min_remain_association": 2.0},
+            "min_late_share": 0.5, "alpha": 0.05, "min_seeds": 3, "min_remain_association": 2.0,
+            "operation": "subtract"},
     applies=not_instruct,
     fast={"steps": 10, "n_train": 160},
     training=True,
@@ -108,6 +118,11 @@ def h13_summary(rows: list[dict], near: Sequence[int], late_from: int) -> tuple[
     gates=(Gate("remain association before SFT", "the base model's lens: remain-family peak probability on "
                 "subtraction prompts over that on the other operations' prompts (as web text gives a real model)",
                 remain_association, "min_remain_association"),),
+    controls=(Control("addition prompts", NEGATIVE, "the same SFT runs (cached adapters) read on the addition prompts: "
+                      "'remaining' has no business there, so the remain family must not pass", lambda ctx: ctx.variant(
+                          params={"operation": "add"}), Verdict.SUPPORTED),
+              Control("planted remain direction", POSITIVE, "not built (see the reason)", no_planted_remain,
+                      Verdict.SUPPORTED)),
 )
 def measure_h13(ctx: ClaimContext) -> Outcome:
     p = ctx.params
@@ -167,6 +182,6 @@ def measure_h13(ctx: ClaimContext) -> Outcome:
                 for row in before]
     ours = (f"remain family at blocks {near}: {np.mean(family):.1%} after SFT (base model {base_family:.1%}); "
             f"answers crystallise (p>={p['answer_prob']}) in the last {p['last_layers']} blocks for "
-            f"{np.mean(late):.0%} of subtraction prompts (base model {base_late:.0%})")
+            f"{np.mean(late):.0%} of {p['operation']} prompts (base model {base_late:.0%})")
     return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves,
                    extra={"adapter_reused_from_cache": {r["seed"]: r["adapter_reused"] for r in runs}})

@@ -10,6 +10,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from .. import prompts, stats
 from ..errors import LazarusError
+from ..stats import Verdict
 from ..stats.verdicts import combine
 from ..training.data import arithmetic_examples, assert_disjoint
 from ..training.dual_reward import train_dual_reward
@@ -24,20 +25,25 @@ from ..training.two_stage import (
     accuracy_drop,
     stage_metrics,
 )
-from .base import ClaimContext, Gate, Outcome, claim
+from .base import NEGATIVE, POSITIVE, ClaimContext, Control, Gate, Outcome, claim
 from .common import CHANGE_GATE_PARAMS, PARAM_CHANGE_GATE
 
 
 def two_stage_configs(params: dict, seed: int) -> dict[str, TwoStageConfig]:
-    """The writeup's low-LR and aggressive configurations, seeded, at this tier's step counts."""
-    def seeded(cfg: TwoStageConfig, s2: int) -> TwoStageConfig:
+    """The writeup's low-LR and aggressive configurations, seeded, at this tier's step counts; the controls scale
+    each branch's stage-2 learning rate (``*_lr_scale``) and may set the aggressive branch's class weight."""
+    def seeded(cfg: TwoStageConfig, s2: int, lr_scale: float) -> TwoStageConfig:
         cfg = cfg.scaled(params["stage1_steps"], s2)
+        stage2 = replace(cfg.stage2.train, seed=seed, lr=cfg.stage2.train.lr * lr_scale)
         return replace(cfg, n_train=params["n_train"], data_seed=cfg.data_seed + seed,
                        stage1=replace(cfg.stage1, train=replace(cfg.stage1.train, seed=seed)),
-                       stage2=replace(cfg.stage2, train=replace(cfg.stage2.train, seed=seed)))
+                       stage2=replace(cfg.stage2, train=stage2))
 
-    return {"low_lr": seeded(TwoStageConfig(), params["stage2_steps"]),
-            "aggressive": seeded(TwoStageConfig.aggressive(), params["aggressive_stage2_steps"])}
+    aggressive = seeded(TwoStageConfig.aggressive(), params["aggressive_stage2_steps"], params["aggressive_lr_scale"])
+    if params["aggressive_cls_weight"] is not None:
+        aggressive = replace(aggressive, stage2=replace(aggressive.stage2, cls_weight=params["aggressive_cls_weight"]))
+    return {"low_lr": seeded(TwoStageConfig(), params["stage2_steps"], params["low_lr_scale"]),
+            "aggressive": aggressive}
 
 
 def two_stage_branches(ctx: ClaimContext, configs: dict[str, TwoStageConfig]) -> dict[str, TwoStageResult]:
@@ -87,11 +93,22 @@ def two_stage_branches(ctx: ClaimContext, configs: dict[str, TwoStageConfig]) ->
     writeup="75% -> 75% (low LR), 75% -> 25% (aggressive), classifier 0.1% throughout (TinyLlama)",
     params={"stage1_steps": 500, "stage2_steps": 500, "aggressive_stage2_steps": 200, "n_train": 4500,
             "max_drop_low_lr": 10.0, "min_drop_aggressive": 25.0, "max_classifier_prob": 0.10,
-            "alpha": 0.05, "min_seeds": 3, "min_stage1_accuracy": 0.75, **CHANGE_GATE_PARAMS},
+            "alpha": 0.05, "min_seeds": 3, "min_stage1_accuracy": 0.75, "low_lr_scale": 1.0, "aggressive_lr_scale": 1.0,
+            "aggressive_cls_weight": None, **CHANGE_GATE_PARAMS},
     fast={"stage1_steps": 10, "stage2_steps": 8, "aggressive_stage2_steps": 4, "n_train": 200},
     gates=(Gate("stage-1 symbolic accuracy", "the SFT stage-1 model's symbolic accuracy, mean over seeds: below the "
                 "writeup's 75% baseline there is no computation for stage 2 to keep or destroy", None,
                 "min_stage1_accuracy"), PARAM_CHANGE_GATE),
+    controls=(Control("stage 2 without learning", NEGATIVE, "the same runs with both stage-2 learning rates at 0 for "
+                      "one step: nothing is destroyed, so 'the aggressive stage 2 destroys computation' must not pass",
+                      lambda ctx: ctx.variant(params={"low_lr_scale": 0.0, "aggressive_lr_scale": 0.0,
+                                                      "stage2_steps": 1, "aggressive_stage2_steps": 1}),
+                      Verdict.SUPPORTED),
+              Control("planted keep and destroy", POSITIVE, "the same runs with the low-LR stage 2 at learning rate 0 "
+                      "(kept by construction) and the aggressive stage 2 at 100x its learning rate with the class "
+                      "weight at 0 (computation destroyed, no classifier trained)", lambda ctx: ctx.variant(
+                          params={"low_lr_scale": 0.0, "aggressive_lr_scale": 100.0, "aggressive_cls_weight": 0.0}),
+                      Verdict.SUPPORTED)),
     training=True,
     default_seeds={"fast": 1, "slow": 3},
 )

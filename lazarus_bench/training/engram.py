@@ -55,6 +55,7 @@ class EngramConfig:
     LoRA: rank 8 on every linear of every block (mlx-lm's default keys: q, k, v, o, gate, up, down,
     the seed's PEFT targets) with scale 2.0 (the seed's alpha / r = 32 / 16); ``lora=None`` freezes
     the backbone (heads only). ``engram_dim=None`` means ``min(128, D // 4)`` (the seed: 3584 -> 128).
+    ``cluster_weight`` > 0 (M3) adds a supervised clustering term on the engram (the positive control).
     """
 
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
@@ -67,6 +68,7 @@ class EngramConfig:
     engram_dim: int | None = None
     lm_weight: float = 0.5
     feedback: bool = True
+    cluster_weight: float = 0.0
     max_length: int = 128
     n_train: int = 400
     n_val: int = 100
@@ -184,12 +186,17 @@ class EngramModel(nn.Module):
 
     def __init__(self, handle: ModelHandle, n_classes: int, variant: str = "M1", *, head_hidden: int = 256,
                  head_dropout: float = 0.1, engram_dim: int = 32, lm_weight: float = 0.5, feedback: bool = True,
-                 seed: int = 0):
+                 cluster_weight: float = 0.0, seed: int = 0):
         super().__init__()
         if variant not in VARIANTS:
             raise LazarusError(f"unknown engram variant '{variant}' ({', '.join(VARIANTS)})")
         dim = handle.hidden_size
         self.variant, self.lm_weight, self.feedback, self.engram_dim = variant, lm_weight, feedback, engram_dim
+        if cluster_weight and variant != "M3":
+            raise LazarusError(f"the clustering term acts on the engram: it needs M3, not {variant}")
+        self.cluster_weight = cluster_weight
+        codes = np.random.default_rng([seed, 4]).choice([-0.9, 0.9], size=(n_classes, engram_dim))
+        self._codes = mx.array(codes.astype(np.float32))  # one fixed engram code per class (not a parameter)
         self._handle = handle
         self.backbone = handle.model
         mx.random.seed(seed + 1)
@@ -254,7 +261,11 @@ def engram_loss(model: EngramModel, tokens: mx.array, valid: mx.array, labels: m
     second, parts2, _ = model.part_loss(tokens[half:], valid[half:], labels[half:], prefix)
     parts = {k: (parts1[k] + parts2[k]) / 2 for k in parts1}
     parts["engram_abs"] = mx.abs(engram).mean()
-    return (first + second) / 2, ntok, parts
+    loss = (first + second) / 2
+    if model.cluster_weight:
+        parts["cluster_loss"] = mx.mean(mx.square(engram - model._codes[labels[:half]]))
+        loss = loss + model.cluster_weight * parts["cluster_loss"]
+    return loss, ntok, parts
 
 
 def hungarian_accuracy(labels: Sequence[int], clusters: Sequence[int]) -> float:
@@ -376,7 +387,7 @@ def build_engram_model(handle: ModelHandle, n_classes: int, variant: str, cfg: E
         handle.model.freeze()
     return EngramModel(handle, n_classes, variant, head_hidden=cfg.head_hidden, head_dropout=cfg.head_dropout,
                        engram_dim=resolve_engram_dim(handle, cfg), lm_weight=cfg.lm_weight, feedback=cfg.feedback,
-                       seed=cfg.train.seed)
+                       cluster_weight=cfg.cluster_weight, seed=cfg.train.seed)
 
 
 def resolve_engram_dim(handle: ModelHandle, cfg: EngramConfig) -> int:

@@ -434,18 +434,23 @@ def train_grpo(
     progress: bool = True,
     spec: GrpoSpec | None = None,
     reward_fn: RewardFn = answer_reward,
+    classes: Sequence[str] | None = None,
 ) -> GRPOResult:
     """Train ``handle.model`` in place with GRPO (LoRA adapters or all parameters); saves to ``out_dir``.
 
     The reference is a frozen copy of the model taken before any change (for LoRA: the base model).
     LoRA runs write an mlx-lm adapter; full runs write HF-layout weights (with the tokenizer files when
     the model came from a local directory). ``reward_fn(completion_text, answer)`` replaces the reward.
+    ``classes`` are the class words of the lens term (default: the spec's operations).
     """
     cfg = cfg or GRPOConfig()
     cfg.validate()
     train_cfg = dataclasses.replace(cfg.train, seed=cfg.seed)
     spec = spec or grpo_spec()
-    class_ids = class_token_ids(handle, sorted({op[0] for op in spec.operations}))
+    class_ids = class_token_ids(handle, sorted(set(classes or (op[0] for op in spec.operations))))
+    missing = {op[0] for op in spec.operations} - set(class_ids)
+    if missing:
+        raise LazarusError(f"the spec's operations {sorted(missing)} are not among the classes {sorted(class_ids)}")
     ref = frozen_copy(handle.model)
     if cfg.lora is not None:
         adapter_config = apply_lora(handle.model, cfg.lora, handle.n_layers, seed=cfg.seed)
