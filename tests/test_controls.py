@@ -120,7 +120,7 @@ def test_h03_states_the_control_it_cannot_build(saved_model, tmp_path):
 def test_h05_untrained_runs_measure_the_model_before_training(saved_model, tmp_path):
     """The negative control trains with the learning rate at 0: its 'after' is the untrained model, so its statistic
     (mean restricted op-word probability) equals the trained runs' 'before' values, and it is not flagged."""
-    record = _run("H05", saved_model("llama"), tmp_path, n_seeds=2, overrides={"min_seeds": 2})
+    record = _run("H05a", saved_model("llama"), tmp_path, n_seeds=2, overrides={"min_seeds": 2})
     untrained = _controls(record)["untrained runs"]
     assert untrained["built"] and not untrained["detected"]
     before = np.mean([s["restricted_prob_before"] for s in record["samples"]])

@@ -1,4 +1,5 @@
-"""H05, H06, H08, H09 end to end on tiny models (fast tier), verdict logic on synthetic seeds, statistics recomputed."""
+"""H05a, H05b, H06, H08, H09 end to end on tiny models (fast tier), verdict logic on synthetic seeds, statistics
+recomputed."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as sps
 
 from lazarus_bench import prompts, stats
 from lazarus_bench.claims.base import ZOO_INSTRUCT_PAIRS, get_claim
 from lazarus_bench.claims.common import restricted_lens
-from lazarus_bench.claims.h05_dual_reward_names_op import h05_verdict
+from lazarus_bench.claims.h05_dual_reward_names_op import h05a_verdict
 from lazarus_bench.claims.h06_base_vs_instruct import h06_statistic
 from lazarus_bench.claims.h08_grpo_dual_collapse import chance_collapse_rate, collapse_words, grpo_config, is_collapsed
 from lazarus_bench.claims.h09_collapse_fixes import FIXES, h09_statistic
@@ -41,9 +43,9 @@ def _same(a, b):
     return (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-9, abs=1e-12)
 
 
-def test_h05_both_protocols_and_statistic_from_samples(saved_model, tmp_path, check_gates):
+def test_h05a_both_protocols_and_statistic_from_samples(saved_model, tmp_path, check_gates):
     model = saved_model("llama")
-    record = _run("H05", model, tmp_path, n_seeds=2, overrides={"min_seeds": 2})
+    record = _run("H05a", model, tmp_path, n_seeds=2, overrides={"min_seeds": 2})
     samples, st = record["samples"], record["statistic"]
     assert [s["seed"] for s in samples] == [0, 1] and record["seeds"] == [0, 1]
     assert {"cls_loss", "answer_loss", "lens_true_op_word"} <= set(record["curves"])
@@ -55,24 +57,36 @@ def test_h05_both_protocols_and_statistic_from_samples(saved_model, tmp_path, ch
     again = stats.threshold_claim(probs, 0.36, "above", 0.05, min_n=2)
     assert st["n"] == 2 and _same(st["statistic"], again.statistic) and _same(st["p_value"], again.p_value)
     assert _same(st["ci_low"], again.ci_low) and _same(st["ci_high"], again.ci_high)
-    k = sum(s["correct_after"] for s in samples)
-    pooled = stats.proportion_claim(k, 16, 7 / 8, 0.05, chance=0.25, min_n=16)
-    assert st["details"]["correct"]["p_value"] == pytest.approx(pooled.p_value)
-    assert st["details"]["answer_accuracy_change_mean"] == pytest.approx(
-        np.mean([s["answer_accuracy_after"] - s["answer_accuracy_before"] for s in samples]))
-    pooled_changes = [int(a) - int(b) for s in samples
-                      for b, a in zip(s["answer_correct_before"], s["answer_correct_after"])]
-    guard = stats.threshold_claim(pooled_changes, -0.10, "above", 0.05, min_n=16)
-    assert st["details"]["answer_guard"]["n"] == 16
-    assert _same(st["details"]["answer_guard"]["statistic"], guard.statistic)
+    correct = st["details"]["correct"]
+    assert correct["n"] == 2, "the seed is the unit: 2 seeds, not 16 pooled prompts"
+    per_seed = [sps.binomtest(s["correct_after"], 8, 0.25, alternative="greater").pvalue for s in samples]
+    assert correct["p_value"] == pytest.approx(max(per_seed))
+    assert "answer_guard" not in st["details"]
     for s in samples:
         assert 0 <= s["correct_after"] <= s["n_prompts"] == 8
         assert 0 <= s["vocab_prob_after"] <= s["restricted_prob_after"] <= 1
-    original = _run("H05", model, tmp_path, protocol="original")
+    original = _run("H05a", model, tmp_path, protocol="original")
     assert original["protocol"] == "original" and original["statistic"]["verdict"] == "INCONCLUSIVE"
     assert "too few seeds" in original["statistic"]["reason"]
     cls_fell = {g["name"]: g for g in original["fitness"]}["cls loss fell"]
     assert (original["verdict"] == "NOT TESTABLE") == (not cls_fell["passed"])
+
+
+def test_h05b_reuses_h05a_runs_and_tests_per_seed_changes(saved_model, tmp_path, check_gates):
+    model, cache = saved_model("llama"), tmp_path / "cache"
+    h05a = _run("H05a", model, tmp_path, n_seeds=2, overrides={"min_seeds": 2}, cache_dir=cache)
+    record = _run("H05b", model, tmp_path, n_seeds=2, overrides={"min_seeds": 2}, cache_dir=cache)
+    assert [s["train_seconds"] for s in record["samples"]] == [s["train_seconds"] for s in h05a["samples"]]
+    changes = [s["answer_accuracy_after"] - s["answer_accuracy_before"] for s in record["samples"]]
+    again = stats.threshold_claim(changes, -0.10, "above", 0.05, min_n=2)
+    st = record["statistic"]
+    assert st["n"] == 2 and _same(st["statistic"], again.statistic)
+    rows = record["samples"]
+    check_gates(record, {"base answers": np.mean([s["answer_accuracy_before"] for s in rows]),
+                         "cls loss fell": min(1 - s["final_cls_loss"] / s["initial_cls_loss"] for s in rows),
+                         "parameters changed": min(s["param_change_relative"] for s in rows)})
+    controls = {c["name"]: c for c in record["controls"]}
+    assert controls["answers destroyed"]["built"] and not controls["answers kept by construction"]["built"]
 
 
 def test_h06_pairs_base_with_instruct_and_reuses_cached_base_runs(saved_model, tmp_path, monkeypatch, check_gates):
@@ -81,20 +95,21 @@ def test_h06_pairs_base_with_instruct_and_reuses_cached_base_runs(saved_model, t
     assert skipped["status"] == "skipped" and "no instruct variant" in skipped["reason"]
     monkeypatch.setitem(ZOO_INSTRUCT_PAIRS, base, instruct)
     cache = tmp_path / "cache"
-    h05 = _run("H05", base, tmp_path, n_seeds=2, cache_dir=cache)
+    h05 = _run("H05a", base, tmp_path, n_seeds=2, cache_dir=cache)
     record = _run("H06", base, tmp_path, n_seeds=2, cache_dir=cache, overrides={"min_seeds": 2})
     parts = [json.loads((p / "cache_manifest.json").read_text())["parts"] for p in cache.iterdir()
              if not p.name.startswith(".")]
     trained = [q for q in parts if q["params"]["lr_scale"] == 1.0]
     assert len(trained) == 4, "2 base runs reused, 2 instruct runs"
-    assert len(parts) - len(trained) == 2, "H05's negative control: the 2 seeds at learning rate 0"
+    assert len(parts) - len(trained) == 2, "H05a's negative control: the 2 seeds at learning rate 0"
     rows = {v: [s for s in record["samples"] if s["variant"] == v] for v in ("base", "instruct")}
     assert [s["train_seconds"] for s in rows["base"]] == [s["train_seconds"] for s in h05["samples"]]
     assert all(s["model"] == instruct for s in rows["instruct"])
     prob_b = [s["restricted_prob_after"] for s in rows["base"]]
     prob_i = [s["restricted_prob_after"] for s in rows["instruct"]]
-    loss_b = [s["initial_cls_loss"] for s in rows["base"]]
-    loss_i = [s["initial_cls_loss"] for s in rows["instruct"]]
+    assert all(s["first_logged_step"] == record["params"]["steps"] for s in rows["base"] + rows["instruct"])
+    loss_b = [s["first_logged_cls_loss"] for s in rows["base"]]
+    loss_i = [s["first_logged_cls_loss"] for s in rows["instruct"]]
     st = record["statistic"]
     assert st["n"] == 2 and st["statistic"] == pytest.approx(np.mean(np.subtract(prob_i, prob_b)))
     p_prob = stats.paired_test(prob_i, prob_b, method="t", alternative="less").p_value
@@ -211,22 +226,31 @@ def _dual_rows(correct, probs, lost, losses=None):
     return [{"n_prompts": 8, "correct_after": c, "restricted_prob_after": p, "vocab_prob_after": p / 10,
              "answer_correct_before": [True] * 6 + [False] * 2,
              "answer_correct_after": [False] * k + [True] * (6 - k) + [False] * 2,
-             "answer_accuracy_change": -k / 8, "initial_cls_loss": lo} for c, p, k, lo in rows]
+             "answer_accuracy_change": -k / 8, "initial_cls_loss": lo, "first_logged_cls_loss": lo}
+            for c, p, k, lo in rows]
 
 
-def test_h05_verdicts_on_synthetic_seeds():
-    p = get_claim("H05").parameters("slow")
-    good, _ = h05_verdict(_dual_rows([8, 8, 7], [0.62, 0.71, 0.55], [0, 0, 0]), p)
+def test_h05a_verdicts_on_synthetic_seeds():
+    p = get_claim("H05a").parameters("slow")
+    good, _ = h05a_verdict(_dual_rows([8, 8, 7], [0.62, 0.71, 0.55], [0, 0, 0]), p)
     assert good.verdict == Verdict.SUPPORTED and good.n == 3
-    weak, _ = h05_verdict(_dual_rows([2, 3, 2], [0.26, 0.27, 0.25], [0, 0, 0]), p)
+    weak, _ = h05a_verdict(_dual_rows([2, 3, 2], [0.26, 0.27, 0.25], [0, 0, 0]), p)
     assert weak.verdict == Verdict.REFUTED
-    hurt, _ = h05_verdict(_dual_rows([8, 8, 8], [0.62, 0.71, 0.55], [5, 5, 5]), p)
-    assert hurt.verdict == Verdict.REFUTED and "answer accuracy" in hurt.reason
-    assert hurt.details["answer_guard"]["statistic"] == pytest.approx(-15 / 24)
-    slight, _ = h05_verdict(_dual_rows([8, 8, 8], [0.62, 0.71, 0.55], [0, 1, 0]), p)
-    assert slight.verdict == Verdict.SUPPORTED
-    few, _ = h05_verdict(_dual_rows([8, 8], [0.62, 0.71], [0, 0]), p)
+    one_seed_short, _ = h05a_verdict(_dual_rows([8, 8, 5], [0.62, 0.71, 0.55], [0, 0, 0]), p)
+    assert one_seed_short.verdict == Verdict.INCONCLUSIVE, "every seed must name the operation"
+    hurt, _ = h05a_verdict(_dual_rows([8, 8, 8], [0.62, 0.71, 0.55], [5, 5, 5]), p)
+    assert hurt.verdict == Verdict.SUPPORTED, "answers are H05b's claim, not H05a's"
+    few, _ = h05a_verdict(_dual_rows([8, 8], [0.62, 0.71], [0, 0]), p)
     assert few.verdict == Verdict.INCONCLUSIVE and "too few seeds" in few.reason
+
+
+def test_replicated_proportion_is_not_a_pooled_count():
+    """3 seeds x 8 prompts: the p-value is the worst seed's own binomial, never the pooled 24-trial one."""
+    claim = stats.replicated_proportion_claim([8, 8, 7], 8, 7 / 8, chance=0.25)
+    assert claim.p_value == pytest.approx(sps.binomtest(7, 8, 0.25, alternative="greater").pvalue)
+    assert claim.p_value > sps.binomtest(23, 24, 0.25, alternative="greater").pvalue * 1e6
+    assert claim.n == 3 and claim.effect_size.value == pytest.approx(23 / 24 - 0.25)
+    assert stats.replicated_proportion_claim([1, 0, 2], 8, 7 / 8, chance=0.25).verdict == Verdict.REFUTED
 
 
 def test_h06_and_h09_verdicts_on_synthetic_seeds():
@@ -248,3 +272,19 @@ def test_h06_and_h09_verdicts_on_synthetic_seeds():
     escaped = {**{f: [add] * 6 for f in FIXES}, "cls_heavy": [sub] * 6}
     st, table = h09_statistic(escaped, 39 / 729, q, untrained)
     assert st.verdict == Verdict.REFUTED and st.details["weakest_fix"] == "cls_heavy"
+
+
+def test_h06_reads_the_loss_at_the_writeups_first_logged_step():
+    from lazarus_bench.claims.fixtures import dual_sample
+
+    classifier = {"layer": 4, "n": 8, "correct": 8, "mean_restricted_prob": 0.5, "mean_vocab_prob": 0.1,
+                  "predicted": [], "labels": [], "restricted_prob": [], "vocab_prob": []}
+    answers = {"accuracy": 0.5, "correct": [True, False]}
+    run = {"seed": 0, "model": "m", "before": {"classifier": classifier, "answers": answers},
+           "after": {"classifier": classifier, "answers": answers}, "cls_loss": [10.0 - 0.01 * i for i in range(500)],
+           "answer_loss": [1.0] * 500, "train_seconds": 1.0, "trainable_params": 1, "param_change_relative": 0.1}
+    row = dual_sample(run, 10)
+    assert row["first_logged_step"] == 100 and row["first_logged_cls_loss"] == run["cls_loss"][99]
+    assert row["initial_cls_loss"] == 10.0
+    short = dual_sample({**run, "cls_loss": run["cls_loss"][:40]}, 10)
+    assert short["first_logged_step"] == 40 and short["first_logged_cls_loss"] == run["cls_loss"][39]

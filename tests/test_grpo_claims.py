@@ -82,9 +82,12 @@ def test_heldout_prompts_avoid_the_excluded_set():
 
 def test_probe_change_claim():
     same = probe_change_claim([0.9, 0.8, 0.85, 0.9, 0.8], [0.9, 0.8, 0.85, 0.9, 0.8], 0.5, 0.05, 3)
-    assert same.verdict == Verdict.SUPPORTED and same.details["cohens_d"] == pytest.approx(0.0)
+    assert same.verdict == Verdict.INCONCLUSIVE and "zero variance" in same.reason, "no change at all is not evidence"
+    assert same.details["cohens_d"] == pytest.approx(0.0)
+    small = probe_change_claim([0.9, 0.8, 0.85, 0.9, 0.8], [0.91, 0.79, 0.85, 0.92, 0.8], 0.5, 0.05, 3)
+    assert small.verdict == Verdict.SUPPORTED
     saturated = probe_change_claim([1.0] * 4, [1.0] * 4, 0.5, 0.05, 3)
-    assert saturated.verdict == Verdict.SUPPORTED and saturated.p_value is None
+    assert saturated.verdict == Verdict.INCONCLUSIVE and saturated.p_value is None
     shifted = probe_change_claim([1.0] * 4, [0.75] * 4, 0.5, 0.05, 3)
     assert shifted.verdict == Verdict.REFUTED
     moved = probe_change_claim([0.5, 0.55, 0.45, 0.5, 0.52], [0.8, 0.86, 0.74, 0.8, 0.83], 0.5, 0.05, 3)

@@ -112,7 +112,10 @@ def test_h04_ranks_match_numpy(records, handle):
     stat, details = record["statistic"], record["statistic"]["details"]
     layer = details["layer"]
     assert layer == int(0.55 * handle.n_layers)
-    items = [it for it in prompts.word_set() if it.label in ("multiply", "add")]
+    items = [it for it in [*prompts.symbol_set("train"), *prompts.symbol_set("test")]
+             if it.label in ("multiply", "add")]
+    assert record["extra"]["prompts"] == [it.text for it in items], "the writeup's classifier used symbol prompts"
+    assert details["prompt_set"] == "symbol" and "word_set_best_percentile" in details
     X, _ = last_token_states(handle, [it.text for it in items], [layer])
     y = np.asarray([it.label == "multiply" for it in items], dtype=int)
     pipe = reference_pipeline().fit(X[0], y)

@@ -13,24 +13,25 @@ from lazarus_bench.suite.runner import Job, plan, ready, run_suite
 
 
 def test_ready_waits_for_after_claims_and_puts_longest_first():
-    assert get_claim("H06").after == ("H05",) and get_claim("H13").after == ("H12",)
-    assert get_claim("H01").after == ("H05",) == get_claim("H04").after  # their positive control is H05's model
-    jobs = [Job("H06", "m", "corrected", 500.0), Job("H05", "m", "corrected", 50.0),
-            Job("H02", "m", "corrected", 1.0), Job("H05", "m", "original", 80.0)]
-    first = ready(jobs, {"H05", "H06", "H02"})
-    assert [(j.claim, j.protocol) for j in first] == [("H05", "original"), ("H05", "corrected"), ("H02", "corrected")]
-    assert [j.claim for j in ready(jobs, {"H05", "H06", "H02"}, longest_first=False)] == ["H05", "H02", "H05"]
+    assert get_claim("H06").after == ("H05a",) and get_claim("H13").after == ("H12",)
+    assert get_claim("H01").after == ("H05a",) == get_claim("H04").after  # their positive control: H05a's model
+    jobs = [Job("H06", "m", "corrected", 500.0), Job("H05a", "m", "corrected", 50.0),
+            Job("H02", "m", "corrected", 1.0), Job("H05a", "m", "original", 80.0)]
+    first = ready(jobs, {"H05a", "H06", "H02"})
+    assert [(j.claim, j.protocol) for j in first] == [("H05a", "original"), ("H05a", "corrected"),
+                                                      ("H02", "corrected")]
+    assert [j.claim for j in ready(jobs, {"H05a", "H06", "H02"}, longest_first=False)] == ["H05a", "H02", "H05a"]
     assert [j.claim for j in ready(jobs, {"H06", "H02"})][0] == "H06"
 
 
 def test_plan_estimates_cost_from_the_last_run_of_the_same_tier(tmp_path):
-    h01, h05 = get_claim("H01"), get_claim("H05")
+    h01, h05 = get_claim("H01"), get_claim("H05a")
     record = {"claim": {"id": "H01"}, "model": {"slug": slug("zoo:base")}, "protocol": "corrected", "tier": "slow",
               "status": "ok", "wall_s": 42.0}
     save_record(tmp_path, record)
     jobs = plan([h01, h05], ["zoo:base"], None, "slow", tmp_path)
     assert [(j.claim, j.protocol, j.cost) for j in jobs] == [
-        ("H01", "corrected", 42.0), ("H05", "corrected", 100.0), ("H05", "original", 100.0)]
+        ("H01", "corrected", 42.0), ("H05a", "corrected", 100.0), ("H05a", "original", 100.0)]
     assert [j.cost for j in plan([h01], ["zoo:base"], None, "fast", tmp_path)] == [10.0]
     assert [j.protocol for j in plan([h05], ["zoo:base"], ["original"], "slow", tmp_path)] == ["original"]
 
@@ -55,7 +56,7 @@ def _comparable(record: dict) -> dict:
 def test_parallel_workers_give_the_sequential_records(saved_model, tmp_path):
     """Two spawned workers (single-threaded BLAS) write the same statistics as one process; H13 waits for H12."""
     models = [str(saved_model("llama"))]
-    claims = ["H01", "H05", "H13", "H12"]
+    claims = ["H01", "H05a", "H13", "H12"]
     runs = {}
     for jobs in (1, 2):
         out = tmp_path / f"jobs{jobs}"
@@ -87,16 +88,16 @@ def test_records_do_not_depend_on_the_callers_blas_threads(saved_model, tmp_path
     if parent_threads:
         env["OPENBLAS_NUM_THREADS"] = parent_threads
     out = tmp_path / "child"
-    cmd = [sys.executable, "-m", "lazarus_bench.cli", "run", "--tier", "fast", "-m", model, "--claims", "H01,H05",
+    cmd = [sys.executable, "-m", "lazarus_bench.cli", "run", "--tier", "fast", "-m", model, "--claims", "H01,H05a",
            "--protocol", "corrected", "-j", "1", "--report-dir", str(out), "--cache-dir", str(tmp_path / "cc")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     here = tmp_path / "here"
-    run_suite([model], ["H01", "H05"], tier="fast", report_dir=here, cache_dir=tmp_path / "ch", jobs=1,
+    run_suite([model], ["H01", "H05a"], tier="fast", report_dir=here, cache_dir=tmp_path / "ch", jobs=1,
               protocols=["corrected"], log=lambda message: None)
     child = {r["claim"]["id"]: r for r in load_records(out).records}
     ours = {r["claim"]["id"]: r for r in load_records(here).records}
-    assert child.keys() == ours.keys() == {"H01", "H05"}
+    assert child.keys() == ours.keys() == {"H01", "H05a"}
     for key in ours:
         assert child[key]["environment"]["blas"]["threads"] == 1
         assert json.dumps(_comparable(child[key]), sort_keys=True) == json.dumps(_comparable(ours[key]), sort_keys=True)
@@ -112,16 +113,16 @@ def test_pytest_xdist_gives_the_records_of_lazarus_bench_run(saved_model, tmp_pa
     model = str(saved_model("llama"))
     out = tmp_path / "xdist"
     cmd = [sys.executable, "-m", "pytest", "hypotheses/test_claims.py", "-n", "2", "-p", "no:cacheprovider", "-q",
-           "-k", "test_H01 or test_H05", "--model", model, "--report-dir", str(out)]
+           "-k", "test_H01 or test_H05a", "--model", model, "--report-dir", str(out)]
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run(cmd, cwd=root, env=dict(os.environ), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert (out / "REPORT.md").is_file() and "lazarus_bench report:" in done.stdout
     here = tmp_path / "here"
-    run_suite([model], ["H01", "H05"], tier="fast", report_dir=here, cache_dir=tmp_path / "cache", jobs=1,
+    run_suite([model], ["H01", "H05a"], tier="fast", report_dir=here, cache_dir=tmp_path / "cache", jobs=1,
               log=lambda message: None)
     xdist = {(r["claim"]["id"], r["protocol"]): r for r in load_records(out).records}
     ours = {(r["claim"]["id"], r["protocol"]): r for r in load_records(here).records}
-    assert xdist.keys() == ours.keys() == {("H01", "corrected"), ("H05", "corrected"), ("H05", "original")}
+    assert xdist.keys() == ours.keys() == {("H01", "corrected"), ("H05a", "corrected"), ("H05a", "original")}
     for key in ours:
         assert json.dumps(_comparable(xdist[key]), sort_keys=True) == json.dumps(_comparable(ours[key]), sort_keys=True)

@@ -419,9 +419,11 @@ def test_decide_each_branch():
 
 def test_threshold_claim_constructed_cases():
     low = S.threshold_claim([0.001] * 8, 0.01)
-    assert low.verdict == Verdict.SUPPORTED and low.n == 8 and low.confidence == pytest.approx(0.9)
+    assert low.verdict == Verdict.INCONCLUSIVE and low.n == 8 and low.confidence == pytest.approx(0.9)
+    assert low.reason.startswith("criterion met with zero variance") and low.details["zero_variance"]
     high = S.threshold_claim([0.5] * 8, 0.01)
-    assert high.verdict == Verdict.REFUTED
+    assert high.verdict == Verdict.REFUTED and high.details["test"] == "sign test"
+    assert S.threshold_claim([0.5, 0.6, 0.55, 0.52, 0.58, 0.51, 0.57, 0.54], 0.01).verdict == Verdict.REFUTED
     few = S.threshold_claim([0.001, 0.002], 0.01)
     assert few.verdict == Verdict.INCONCLUSIVE and "n=2" in few.reason
     noisy = S.threshold_claim(np.random.default_rng(1).uniform(0, 0.004, 10), 0.01)
@@ -433,7 +435,7 @@ def test_threshold_claim_constructed_cases():
     boot = S.threshold_claim([0.001, 0.002, 0.0015, 0.003, 0.0005, 0.001], 0.01, method="bootstrap", n_resamples=499)
     assert boot.verdict == Verdict.SUPPORTED and boot.details["test"] == "sign test"
     assert S.threshold_claim([0.01] * 8, 0.01).verdict == Verdict.INCONCLUSIVE
-    underpowered = S.threshold_claim([0.001] * 8, 0.01, power=0.5)
+    underpowered = S.threshold_claim([0.001, 0.002] * 4, 0.01, power=0.5)
     assert underpowered.verdict == Verdict.INCONCLUSIVE
 
 
@@ -478,7 +480,10 @@ def test_records_are_json_serialisable():
         assert set(plain) == set(record.to_dict())
     claim = records[0].to_dict()
     assert claim["verdict"] in ("SUPPORTED", "REFUTED", "INCONCLUSIVE") and type(claim["verdict"]) is str
-    assert claim["effect_size"]["name"] == "one_sample_d"
+    effect = claim["effect_size"]
+    assert effect["name"] == "mean - threshold (statistic units)", "no Cohen's d against a constant"
+    assert effect["value"] == pytest.approx(claim["statistic"] - claim["details"]["threshold"])
+    assert effect["ci_high"] == pytest.approx(claim["ci_high"] - claim["details"]["threshold"])
 
 
 def test_invalid_input_raises():
@@ -502,3 +507,28 @@ def test_ecdf_matches_scipy():
     values = np.array([0.3, 0.1, 0.1, 0.7, 0.5])
     grid = [0.0, 0.1, 0.4, 0.7, 1.0]
     assert S.ecdf(values, grid) == pytest.approx(list(scipy_ecdf(values).cdf.evaluate(grid)))
+
+
+@pytest.mark.parametrize("n", [3, 8, 30])
+def test_min_detectable_d_one_sample_has_the_power_it_claims(n):
+    d = S.min_detectable_d_one_sample(n)
+    crit = sps.t.ppf(0.95, n - 1)
+    assert sps.nct.sf(crit, n - 1, d * np.sqrt(n)) == pytest.approx(0.8, abs=1e-8)
+    if n == 30:
+        assert d == pytest.approx((sps.norm.ppf(0.95) + sps.norm.ppf(0.8)) / np.sqrt(n), rel=0.05)
+
+
+@pytest.mark.parametrize("n,p0", [(8, 0.25), (24, 0.25), (3, 0.25), (10, 0.5)])
+def test_min_detectable_rate_is_the_smallest_rate_with_power(n, p0):
+    rate = S.min_detectable_rate(n, p0)
+    k_reject = [k for k in range(n + 1) if sps.binomtest(k, n, p0, alternative="greater").pvalue < 0.05]
+    power = lambda q: sum(sps.binom.pmf(k, n, q) for k in k_reject)  # noqa: E731
+    assert power(rate) >= 0.8 - 1e-9 and power(rate - 1e-6) < 0.8
+    assert np.isnan(S.min_detectable_rate(2, 0.25))
+
+
+def test_claims_carry_their_mde():
+    t = S.threshold_claim([0.001, 0.004, 0.002, 0.003], 0.01)
+    assert t.details["mde"] == pytest.approx(S.min_detectable_d_one_sample(4) * np.std([1, 4, 2, 3], ddof=1) / 1000)
+    prop = S.proportion_claim(7, 8, 0.875, chance=0.25)
+    assert prop.details["mde"] == pytest.approx(S.min_detectable_rate(8, 0.25) - 0.25)

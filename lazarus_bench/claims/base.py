@@ -234,8 +234,9 @@ def get_claim(claim_id: str) -> Claim:
     from . import ensure_loaded
 
     ensure_loaded()
-    key = claim_id.strip().upper()
-    if key not in REGISTRY:
+    by_upper = {k.upper(): k for k in REGISTRY}
+    key = by_upper.get(claim_id.strip().upper())
+    if key is None:
         raise LazarusError(f"unknown claim id '{claim_id}' (known: {', '.join(sorted(REGISTRY))})")
     return REGISTRY[key]
 

@@ -1,6 +1,6 @@
 """Cached training runs that several claims share: a run is trained once per (model, seed, params) and reused.
 
-H06 reuses H05's dual-reward runs on the base model; H13 analyses the LoRA adapter of H12's LoRA arm."""
+H06 reuses H05a's dual-reward runs on the base model; H13 analyses the LoRA adapter of H12's LoRA arm."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def dual_entry(ctx: ClaimContext, seed: int, *, model_id: str | None = None, pro
                params: dict | None = None) -> Path:
     """The cache entry of one dual-reward run (``run.json`` and the trained ``adapter/``), trained on a fresh copy
     of the model if missing. Keyed by content, so H06's base-model runs and the H01/H04 positive controls reuse
-    H05's runs. Without a cache_dir the default fixture cache is used."""
+    H05a's runs. Without a cache_dir the default fixture cache is used."""
     model_id, protocol, p = model_id or ctx.model_id, protocol or ctx.protocol, params or ctx.params
 
     def build(d: Path) -> None:
@@ -75,24 +75,28 @@ def dual_entry(ctx: ClaimContext, seed: int, *, model_id: str | None = None, pro
 
 
 def dual_run(ctx: ClaimContext, seed: int, model_id: str | None = None) -> dict:
-    """One dual-reward run's results (see ``dual_entry``)."""
-    return json.loads((dual_entry(ctx, seed, model_id=model_id) / "run.json").read_text())
+    """One dual-reward run's results (see ``dual_entry``), named by the model id asked for: the cache is keyed by
+    content, so the run may have been built from the same weights under another path."""
+    run = json.loads((dual_entry(ctx, seed, model_id=model_id) / "run.json").read_text())
+    return {**run, "model": model_id or ctx.model_id}
 
 
 def dual_model(ctx: ClaimContext, seed: int = 0):
-    """This model after H05's corrected dual-reward run (``seed``), adapter loaded: its lens at 55% depth names the
+    """This model after H05a's corrected dual-reward run (``seed``), adapter loaded: its lens at 55% depth names the
     operation, so it is the positive control of the claims that say it does not (H01, H04)."""
     from .base import get_claim
 
-    entry = dual_entry(ctx, seed, protocol="corrected", params=get_claim("H05").parameters(ctx.tier))
+    entry = dual_entry(ctx, seed, protocol="corrected", params=get_claim("H05a").parameters(ctx.tier))
     return load_model(ctx.model_id, adapter_path=str(entry / "adapter"))
 
 
-def dual_sample(run: dict, window: int) -> dict:
-    """One seed's row: correct counts, restricted and full-vocab op-word probs, answer accuracy, losses."""
+def dual_sample(run: dict, window: int, first_log_step: int = 100) -> dict:
+    """One seed's row: correct counts, restricted and full-vocab op-word probs, answer accuracy, losses (the
+    classification loss also at ``first_log_step``, the writeup's first logged step, or the last step if sooner)."""
     c0, c1 = run["before"]["classifier"], run["after"]["classifier"]
     a0, a1 = run["before"]["answers"]["accuracy"], run["after"]["answers"]["accuracy"]
     tail = max(1, min(window, len(run["cls_loss"])))
+    logged = min(first_log_step, len(run["cls_loss"]))
     return {
         "seed": run["seed"], "model": run["model"], "layer": c1["layer"], "n_prompts": c1["n"],
         "correct_before": c0["correct"], "correct_after": c1["correct"],
@@ -102,6 +106,7 @@ def dual_sample(run: dict, window: int) -> dict:
         "answer_correct_before": run["before"]["answers"]["correct"],
         "answer_correct_after": run["after"]["answers"]["correct"],
         "initial_cls_loss": run["cls_loss"][0], "final_cls_loss": float(np.mean(run["cls_loss"][-tail:])),
+        "first_logged_step": logged, "first_logged_cls_loss": run["cls_loss"][logged - 1],
         "initial_answer_loss": run["answer_loss"][0], "final_answer_loss": float(np.mean(run["answer_loss"][-tail:])),
         "predicted_after": c1["predicted"], "labels": c1["labels"],
         "restricted_prob_after_per_prompt": c1["restricted_prob"], "vocab_prob_after_per_prompt": c1["vocab_prob"],
@@ -142,6 +147,6 @@ def dual_fitness(samples: list[dict]) -> dict[str, float]:
 
 def dual_trained_control(effect: Verdict) -> Control:
     """The positive control of the claims that say the lens or a probe does not name the operation (H01, H04)."""
-    return Control("dual-reward-trained model", POSITIVE, "this model after H05's corrected dual-reward run (seed 0, "
+    return Control("dual-reward-trained model", POSITIVE, "this model after H05a's corrected dual-reward run (seed 0, "
                    "cached): its lens at 55% depth names the operation",
                    lambda ctx: ctx.variant(handle=dual_model(ctx)), effect)

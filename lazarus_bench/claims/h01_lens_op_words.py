@@ -57,9 +57,9 @@ def h01_statistics(handle, params) -> tuple[list[float], int, int, dict, list[di
     criterion=("every layer < 1% for the prompt's operation words; class argmax at 55% depth no better than chance "
                "(binomial)"),
     writeup="~0.0x% at every layer (Llama-3.2-1B, TinyLlama, Granite)",
-    params={"max_prob": 0.01, "layer_fraction": 0.55, "alpha": 0.05},
+    params={"max_prob": 0.01, "layer_fraction": 0.55, "alpha": 0.05, "n_bootstrap": 1999},
     applies=not_instruct,
-    after=("H05",),
+    after=("H05a",),
     controls=(
         random_init_control(Verdict.REFUTED),
         dual_trained_control(Verdict.REFUTED),
@@ -71,7 +71,8 @@ def measure_h01(ctx: ClaimContext) -> Outcome:
     chance = 1.0 / len(prompts.operation_words())
     binomial = stats.binomial_test(hits, n, p0=chance, alternative="greater")
     threshold = stats.threshold_claim(
-        values, p["max_prob"], "below", alpha=p["alpha"], name="max P(op word) per prompt"
+        values, p["max_prob"], "below", alpha=p["alpha"], method="bootstrap", n_resamples=p["n_bootstrap"],
+        name="max P(op word) per prompt"
     )
     control_values, control_hits, _, control_curves, _ = h01_statistics(ctx.random_control(), p)
     curves["lens_true_op_word"]["series"]["random-init control"] = control_curves["lens_true_op_word"]["series"][
@@ -105,6 +106,7 @@ def measure_h01(ctx: ClaimContext) -> Outcome:
         ),
     )
     combined = combine(threshold, {"below_threshold": below, "argmax_at_chance": argmax})
+    vocab = int(ctx.handle().vocab_size)
     statistic = replace(
         combined,
         details={
@@ -115,11 +117,17 @@ def measure_h01(ctx: ClaimContext) -> Outcome:
             "binomial_p": binomial.p_value,
             "control_max": float(max(control_values)),
             "control_argmax_hits": control_hits,
+            "vocab_size": vocab,
+            "max_prob_times_vocab": float(max(values)) * vocab,
+            "threshold_times_vocab": p["max_prob"] * vocab,
+            "test": "exact sign test of the per-prompt maxima against the threshold (the prompt is the unit), "
+                    "bootstrap CI of their mean; p x V is the probability over the uniform 1/V",
         },
     )
     layer = ctx.handle().layer_at_depth(p["layer_fraction"])
     ours = (
-        f"max P(op word) over all layers = {max(values):.3%} (per-prompt mean {np.mean(values):.3%}); "
+        f"max P(op word) over all layers = {max(values):.3%} = {max(values) * vocab:.3g} x uniform (V={vocab}; "
+        f"1% = {p['max_prob'] * vocab:.3g} x uniform; per-prompt mean {np.mean(values):.3%}); "
         f"argmax over the 4 words at block {layer}: {hits}/{n} (chance {chance:.0%}, p={binomial.p_value:.3g}); "
         f"random-init control max {max(control_values):.3%}"
     )

@@ -85,7 +85,9 @@ def measure_h03(ctx: ClaimContext) -> Outcome:
     gain = float(diff.mean())
     sign = stats.sign_test(diff, 0.0, "greater")
     level = 1.0 - 2.0 * alpha
+    degenerate = float(np.ptp(diff)) == 0.0  # every prompt the same at both layers: a bootstrap of it says nothing
     boot = stats.bootstrap_ci(diff, np.mean, confidence=level, n_resamples=p["n_bootstrap"], seed=p["seed"])
+    gain_low, gain_high = (math.nan, math.nan) if degenerate else (boot.ci_low, boot.ci_high)
     effect = stats.one_sample_d(diff, 0.0, confidence=level) if n >= 2 else None
 
     control = probe_prompt_set(ctx.random_control(), words, groups, p)
@@ -101,8 +103,8 @@ def measure_h03(ctx: ClaimContext) -> Outcome:
             against.append(f"block-{base} accuracy ({name}) {k}/{n} significantly above {p['max_l0_accuracy']:.0%}")
     if significant(k_sel, n, p["min_peak_accuracy"], "less", alpha):
         against.append(f"selection-free peak accuracy {k_sel}/{n} significantly below {p['min_peak_accuracy']:.0%}")
-    if math.isfinite(boot.ci_high) and boot.ci_high < p["min_gain"]:
-        against.append(f"gain CI upper bound {boot.ci_high:+.3f} < {p['min_gain']}")
+    if math.isfinite(gain_high) and gain_high < p["min_gain"]:
+        against.append(f"gain CI upper bound {gain_high:+.3f} < {p['min_gain']}")
     failed = [text for ok, text in ((l0_ok, f"block-{base} accuracy > {p['max_l0_accuracy']:.0%}"),
                                     (peak_ok, f"peak accuracy < {p['min_peak_accuracy']:.0%}"),
                                     (gain_ok, f"gain < {p['min_gain']:.0%}"),
@@ -128,7 +130,8 @@ def measure_h03(ctx: ClaimContext) -> Outcome:
         "cross_scheme_gain": float(acc_g[peak_s] - acc_g[base_row]),
         "max_statistic_p": p_peak, "n_permutations": int(p["n_permutations"]),
         "selected_peak_accuracy": k_sel / n, "selected_layers": sorted({probed.labels[r] for r in chosen_row}),
-        "gain": gain, "gain_ci": [boot.ci_low, boot.ci_high], "paired_permutation_p": sign.p_value,
+        "gain": gain, "gain_ci": [gain_low, gain_high], "gain_ci_degenerate": degenerate,
+        "paired_permutation_p": sign.p_value,
         "discordant": {"peak_only": int(np.sum(diff > 0)), "l0_only": int(np.sum(diff < 0))},
         "selectivity_at_peak": probed.report.layers[peak_s].selectivity,
         "random_init_l0_accuracy": float(c_acc[control.row(base)]),
@@ -140,7 +143,7 @@ def measure_h03(ctx: ClaimContext) -> Outcome:
     }
     statistic = stats.ClaimStatistic(
         name=f"selection-free gain: chosen peak layer minus block {base} (leave-one-template-out)",
-        statistic=gain, ci_low=boot.ci_low, ci_high=boot.ci_high, confidence=level, effect_size=effect,
+        statistic=gain, ci_low=gain_low, ci_high=gain_high, confidence=level, effect_size=effect,
         p_value=sign.p_value, n=n, verdict=verdict, reason=reason, details=details,
     )
     samples = [{"prompt": it.text, "label": it.label, "template": it.template, "pair": it.pair,
@@ -162,6 +165,6 @@ def measure_h03(ctx: ClaimContext) -> Outcome:
     ours = (f"block {base}: {k0_s / n:.1%} stratified / {k0_g / n:.1%} leave-one-template-out; peak "
             f"{acc_s[peak_s]:.1%} at block {probed.labels[peak_s]} (stratified, max-statistic p={p_peak:.3g}) / "
             f"{acc_g[peak_g]:.1%} at block {probed.labels[peak_g]} (leave-one-template-out); selection-free peak "
-            f"{k_sel / n:.1%}, gain {gain:+.1%} [{boot.ci_low:+.1%}, {boot.ci_high:+.1%}] "
+            f"{k_sel / n:.1%}, gain {gain:+.1%} [{gain_low:+.1%}, {gain_high:+.1%}] "
             f"(paired p={sign.p_value:.3g}); random-init peak {c_acc[candidates].max():.1%}")
     return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves)

@@ -12,6 +12,7 @@ from ..analysis.directions import word_ranks
 from ..analysis.features import last_token_states
 from ..analysis.lens import target_spellings
 from ..analysis.projections import cosine_scores, normalize_rows, ranks_of
+from ..errors import LazarusError
 from ..stats import Verdict, ecdf
 from .base import ClaimContext, Outcome, claim, not_instruct
 from .common import NULL_CHUNK, random_init_control
@@ -50,9 +51,24 @@ class VocabRanker:
         return 1.0 - math.comb(V - rank, m) / math.comb(V, m)
 
 
-def multiply_add_features(handle, layer: int) -> tuple[np.ndarray, np.ndarray, list]:
-    """Last-token states at ``layer`` for the word set's multiply and add prompts."""
-    items = [it for it in prompts.word_set() if it.label in ("multiply", "add")]
+PROMPT_SETS = ("symbol", "word")
+
+
+def multiply_add_items(prompt_set: str) -> list:
+    """The multiply and add prompts of the writeup's ``classifier`` command (symbol prompts, train and test) or of
+    the word set (revision 1's choice, kept for comparison)."""
+    if prompt_set == "symbol":
+        pool = [*prompts.symbol_set("train"), *prompts.symbol_set("test")]
+    elif prompt_set == "word":
+        pool = list(prompts.word_set())
+    else:
+        raise LazarusError(f"prompt_set must be one of {', '.join(PROMPT_SETS)}, not '{prompt_set}'")
+    return [it for it in pool if it.label in ("multiply", "add")]
+
+
+def multiply_add_features(handle, layer: int, prompt_set: str = "symbol") -> tuple[np.ndarray, np.ndarray, list]:
+    """Last-token states at ``layer`` for the multiply and add prompts of ``prompt_set``."""
+    items = multiply_add_items(prompt_set)
     X, _ = last_token_states(handle, [it.text for it in items], [layer])
     return X[0], np.asarray([it.label for it in items]), items
 
@@ -76,13 +92,13 @@ def bootstrap_best_ranks(X, y, ranker: VocabRanker, *, n_bootstrap: int, seed: i
     source="seed 002 (Probe Direction Vocabulary Projection)",
     criterion="best rank of ' multiply'/'multiply' (cosine of the gain-folded probe weight with every unembedding "
                "row) outside the top 1% of the vocabulary, for refitted probes (bootstrap bound) and a probe above "
-               "chance",
+               "chance; the writeup's symbol prompts (its classifier command)",
     writeup="multiply rank 24,300 / 128,256 (19%), score +0.0355 (Llama-3.2-1B, L8)",
     params={"word": "multiply", "top_fraction": 0.01, "layer_fraction": 0.55, "n_splits": 4, "n_permutations": 100,
-            "n_bootstrap": 200, "n_null": 1000, "C": 1.0, "alpha": 0.05, "seed": 0},
+            "n_bootstrap": 200, "n_null": 1000, "C": 1.0, "alpha": 0.05, "seed": 0, "prompt_set": "symbol"},
     applies=not_instruct,
     fast={"n_permutations": 20, "n_bootstrap": 40, "n_null": 200},
-    after=("H05",),
+    after=("H05a",),
     controls=(
         random_init_control(Verdict.REFUTED),
         dual_trained_control(Verdict.REFUTED),
@@ -93,7 +109,7 @@ def measure_h04(ctx: ClaimContext) -> Outcome:
     alpha, word, top = p["alpha"], p["word"], p["top_fraction"]
     handle = ctx.handle()
     layer = handle.layer_at_depth(p["layer_fraction"])
-    X, y, items = multiply_add_features(handle, layer)
+    X, y, items = multiply_add_features(handle, layer, p["prompt_set"])
     w = probes.binary_direction(X, y, "multiply", "add", C=p["C"], seed=p["seed"])
     words = list(dict.fromkeys([word, *prompts.operation_words()]))
     top_side = word_ranks(handle, w, words)
@@ -114,8 +130,12 @@ def measure_h04(ctx: ClaimContext) -> Outcome:
     p_align = float((1 + np.count_nonzero(null <= best_pct)) / (null.size + 1))
     p_uniform = ranker.uniform_p(best_rank)
 
+    other = "word" if p["prompt_set"] == "symbol" else "symbol"
+    o_X, o_y, _ = multiply_add_features(handle, layer, other)
+    other_rank = ranker.best_rank(probes.binary_direction(o_X, o_y, "multiply", "add", C=p["C"], seed=p["seed"]))
+
     c_handle = ctx.random_control()
-    c_X, c_y, _ = multiply_add_features(c_handle, layer)
+    c_X, c_y, _ = multiply_add_features(c_handle, layer, p["prompt_set"])
     c_rank = VocabRanker(c_handle, word).best_rank(
         probes.binary_direction(c_X, c_y, "multiply", "add", C=p["C"], seed=p["seed"]))
 
@@ -143,6 +163,8 @@ def measure_h04(ctx: ClaimContext) -> Outcome:
         "p_aligned_vs_random": p_align, "p_aligned_uniform": p_uniform, "n_null": int(null.size),
         "null_median": float(np.median(null)), "probe_accuracy": probe.accuracy, "probe_permutation_p": probe.p_value,
         "random_init_best_rank": c_rank, "random_init_percentile": c_rank / V, "alpha": alpha,
+        "prompt_set": p["prompt_set"], "n_prompts": len(items),
+        f"{other}_set_best_rank": other_rank, f"{other}_set_best_percentile": other_rank / V,
         "rank_definition": "1-based rank by descending cosine over all unembedding rows (1 + #strictly greater); "
                            "percentile = rank / vocabulary size; outside the top fraction iff percentile > it",
     }
@@ -170,7 +192,8 @@ def measure_h04(ctx: ClaimContext) -> Outcome:
     }}
     ours = (f"'{word}' best rank {best_rank}/{V} ({best_pct:.2%}) at block {layer}; bootstrap {level:.0%} interval "
             f"[{ci_low:.2%}, {ci_high:.2%}], {np.mean(boot <= top):.0%} of refits in the top {top:.0%}; random "
-            f"directions p={p_align:.3g}; probe accuracy {probe.accuracy:.0%}; random-init rank {c_rank}/{V}")
+            f"directions p={p_align:.3g}; probe accuracy {probe.accuracy:.0%}; random-init rank {c_rank}/{V}; "
+            f"{p['prompt_set']} prompts ({len(items)}), on the {other} set the rank is {other_rank}/{V}")
     extra = {"direction": [float(v) for v in w], "bootstrap_percentiles": [float(v) for v in boot],
              "null_percentiles": [float(v) for v in null], "prompts": [it.text for it in items]}
     return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra=extra)

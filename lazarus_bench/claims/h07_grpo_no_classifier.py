@@ -114,11 +114,16 @@ def probe_change_claim(before: list[float], after: list[float], max_abs_d: float
         change = float(np.mean(diffs))
         met = change == 0.0
         verdict = stats.decide(met, None, alpha, len(diffs), min_n, opposite_shown=not met)
-        reason = ("probe accuracy identical before and after in every seed (zero variance)" if met
-                  else f"a constant change of {change:+.3f} with zero variance")
+        if met:
+            verdict = replace(verdict, verdict=Verdict.INCONCLUSIVE,
+                              reason="no change shown: probe accuracy identical before and after in every seed "
+                                     "(zero variance is not evidence; it usually means the probe is saturated)")
+        else:
+            verdict = replace(verdict, reason=f"{verdict.reason}: a constant change of {change:+.3f} with zero "
+                                              "variance")
         return ClaimStatistic(name=name, statistic=change, ci_low=change, ci_high=change, confidence=1 - 2 * alpha,
                               effect_size=effect, p_value=None, n=len(diffs), verdict=verdict.verdict,
-                              reason=verdict.reason + ": " + reason,
+                              reason=verdict.reason,
                               details={"cohens_d": effect.value if effect else None, "pooled_sd": pooled})
     margin = max_abs_d * pooled if len(diffs) >= 2 else math.inf
     result = equivalence_claim(diffs, margin, alpha, min_n=min_n, name=name)

@@ -28,7 +28,10 @@ from .effects import (  # noqa: F401
 )
 from .power import (  # noqa: F401
     binomial_rejection_region,
+    mde_from_ci,
+    min_detectable_d_one_sample,
     min_detectable_effect,
+    min_detectable_rate,
     power_binomial,
     power_one_sample_t,
     power_two_sample_t,
@@ -70,5 +73,6 @@ from .verdicts import (  # noqa: F401
     equivalence_claim,
     exact_claim,
     proportion_claim,
+    replicated_proportion_claim,
     threshold_claim,
 )

@@ -96,3 +96,55 @@ def min_detectable_effect(
     while gap(high) < 0.0:
         high *= 2.0
     return float(optimize.brentq(gap, 0.0, high, xtol=1e-10))
+
+
+def min_detectable_d_one_sample(n: int, alpha: float = DEFAULT_ALPHA, power: float = DEFAULT_MIN_POWER,
+                                alternative: str = "greater") -> float:
+    """Smallest |d_z| a one-sample (or paired) t-test at ``n`` detects with the given power; NaN for n < 2."""
+    _check_level(power, "power")
+    if n < 2:
+        return math.nan
+    sign = -1.0 if alternative == "less" else 1.0
+
+    def gap(d: float) -> float:
+        return power_one_sample_t(sign * d, n, alpha, alternative) - power
+
+    high = 1.0
+    while gap(high) < 0.0:
+        high *= 2.0
+        if high > 1e6:
+            return math.inf
+    return float(optimize.brentq(gap, 0.0, high, xtol=1e-10))
+
+
+def min_detectable_rate(n: int, p0: float, alpha: float = DEFAULT_ALPHA, power: float = DEFAULT_MIN_POWER,
+                        alternative: str = "greater") -> float:
+    """Smallest true success rate (above p0 for "greater", below for "less") the exact binomial test at ``n``
+    detects with the given power; NaN when no count in 0..n can reject (``n`` too small for ``alpha``)."""
+    _check_level(power, "power")
+    if alternative not in ("greater", "less"):
+        raise ValueError(f"alternative must be 'greater' or 'less', got {alternative!r}")
+    if binomial_rejection_region(n, p0, alpha, alternative).size == 0:
+        return math.nan
+    target = 1.0 if alternative == "greater" else 0.0
+    if power_binomial(target, n, p0, alpha, alternative) < power:
+        return math.nan
+    low, high = (p0, 1.0) if alternative == "greater" else (0.0, p0)
+    for _ in range(60):  # power is monotone in the true rate: bisect to ~1e-18
+        mid = (low + high) / 2.0
+        ok = power_binomial(mid, n, p0, alpha, alternative) >= power
+        if alternative == "greater":
+            high, low = (mid, low) if ok else (high, mid)
+        else:
+            low, high = (mid, high) if ok else (low, mid)
+    return high if alternative == "greater" else low
+
+
+def mde_from_ci(ci_low: float, ci_high: float, confidence: float, power: float = DEFAULT_MIN_POWER) -> float:
+    """Approximate MDE from a two-sided CI at ``confidence`` whose bounds are one-sided tests at (1 - confidence) / 2:
+    the standard error is the half-width over z, the MDE (z_alpha + z_power) standard errors (normal theory)."""
+    if not (math.isfinite(ci_low) and math.isfinite(ci_high)) or not 0.0 < confidence < 1.0:
+        return math.nan
+    z_alpha = float(st.norm.ppf(0.5 + confidence / 2.0))
+    se = (ci_high - ci_low) / (2.0 * z_alpha)
+    return se * (z_alpha + float(st.norm.ppf(power)))

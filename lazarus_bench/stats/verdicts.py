@@ -11,7 +11,8 @@ import numpy as np
 from scipy import stats as st
 
 from .checks import _as_1d, _check_counts, _check_level
-from .effects import cohens_h, one_sample_d
+from .effects import cohens_h
+from .power import min_detectable_d_one_sample, min_detectable_rate
 from .resampling import bootstrap_ci
 from .results import (
     DEFAULT_ALPHA,
@@ -98,6 +99,11 @@ def threshold_claim(
     is significant; REFUTED when the other bound is beyond it the other way (and that one-sided test is
     significant); else INCONCLUSIVE. The test is a one-sample t-test, except for the bootstrap method and for
     zero-variance data, which use the exact sign test. For "every unit below X" claims pass each unit's maximum.
+    Zero variance is not evidence for a claim: identical values that meet the criterion give INCONCLUSIVE ("met
+    with zero variance"); identical values on the other side still refute it (the sign test is unanimous).
+    Effect size: the mean minus the threshold in the statistic's own units (never Cohen's d against a constant).
+    ``details["mde"]``: the smallest mean shift from the threshold the test detects at alpha with power 0.8 at
+    this n and standard deviation (the statistic's units).
     """
     if direction not in ("below", "above"):
         raise ValueError(f"direction must be 'below' or 'above', got {direction!r}")
@@ -107,7 +113,6 @@ def threshold_claim(
     level = _claim_confidence(confidence, alpha)
     n, mean, thr = int(x.size), float(np.mean(x)), float(threshold)
     claimed, opposite = ("less", "greater") if direction == "below" else ("greater", "less")
-    effect = one_sample_d(x, thr, confidence=level) if n >= 2 else None
     low = high = p_claim = p_opp = math.nan
     test = "none"
     if n >= 2 and method == "t":
@@ -126,11 +131,25 @@ def threshold_claim(
         met, against = low > thr, high < thr
     opposite_shown = bool(against and p_opp < alpha)
     verdict = decide(met, p_claim, alpha, n, min_n, power, min_power, opposite_shown)
+    zero_variance = n >= 2 and float(np.ptp(x)) == 0.0
+    reason = verdict.reason
+    if zero_variance and verdict.verdict == Verdict.SUPPORTED:
+        verdict = replace(verdict, verdict=Verdict.INCONCLUSIVE)
+        reason = (f"criterion met with zero variance: all {n} values equal {_fmt(mean)}; identical values are not "
+                  "evidence for the claim (they usually mean the measurement did not move), so it is not supported")
+    sd = float(np.std(x, ddof=1)) if n >= 2 else math.nan
+    effect = EffectSize(name="mean - threshold (statistic units)", value=mean - thr, ci_low=low - thr,
+                        ci_high=high - thr, confidence=level, ci_method=method, se=sd / math.sqrt(n) if n else math.nan,
+                        n1=n)
+    d_min = min_detectable_d_one_sample(n, alpha, DEFAULT_MIN_POWER)
     return ClaimStatistic(
         name=name, statistic=mean, ci_low=low, ci_high=high, confidence=level, effect_size=effect,
-        p_value=p_claim, n=n, verdict=verdict.verdict, reason=verdict.reason,
+        p_value=p_claim, n=n, verdict=verdict.verdict, reason=reason,
         details={"threshold": thr, "direction": direction, "alpha": alpha, "method": method, "test": test,
-                 "p_opposite": p_opp, "min_n": min_n, "power": power},
+                 "p_opposite": p_opp, "min_n": min_n, "power": power, "zero_variance": zero_variance,
+                 "mde": d_min * sd, "mde_d": d_min,
+                 "mde_definition": "smallest shift of the mean from the threshold the one-sided test detects "
+                                   "(alpha, power 0.8) at this n and SD"},
     )
 
 
@@ -176,11 +195,15 @@ def proportion_claim(
         name="cohens_h", value=cohens_h(rate, reference), ci_low=cohens_h(low, reference),
         ci_high=cohens_h(high, reference), confidence=level, ci_method="wilson-transformed", se=math.nan, n1=int(n),
     )
+    detectable = min_detectable_rate(int(n), reference, alpha, DEFAULT_MIN_POWER) if reference < 1.0 else math.nan
     return ClaimStatistic(
         name=name, statistic=rate, ci_low=low, ci_high=high, confidence=level, effect_size=effect, p_value=p_value,
         n=int(n), verdict=verdict.verdict, reason=verdict.reason,
         details={"k": int(k), "p_min": p_min, "chance": chance, "alpha": alpha, "rule": rule,
-                 "p_below_p_min": p_below, "min_n": min_n, "power": power},
+                 "p_below_p_min": p_below, "min_n": min_n, "power": power,
+                 "mde": detectable - reference, "mde_rate": detectable,
+                 "mde_definition": f"smallest true rate above {reference:.4g} the exact binomial test detects "
+                                   "(alpha, power 0.8) at this n, minus that reference (rate points)"},
     )
 
 
@@ -245,3 +268,43 @@ def equivalence_claim(values: Sequence[float], margin: float, alpha: float, *, m
     return replace(low, verdict=verdict, reason=reason, p_value=max(p_values) if len(p_values) == 2 else math.nan,
                    details={**low.details, "margin": margin, "test": "TOST (" + low.details["test"] + ")",
                             "p_lower": low.p_value, "p_upper": high.p_value})
+
+
+def replicated_proportion_claim(ks: Sequence[int], n: int, p_min: float, alpha: float = DEFAULT_ALPHA, *,
+                                chance: float, min_n: int = 3,
+                                name: str = "proportion per replicate") -> ClaimStatistic:
+    """Claim "each replicate (training seed) reaches ``p_min`` of ``n`` items, above chance": every replicate is
+    tested on its own items (exact binomial against ``chance``) and the claim holds when all do (intersection-union:
+    the largest p). Items are nested in replicates, never pooled across them. REFUTED when every replicate is
+    significantly below ``p_min``. Statistic: the mean rate over replicates with a t interval across them; effect
+    size: rate points above chance."""
+    k = np.asarray(ks, dtype=int)
+    for value in k:
+        _check_counts(int(value), n)
+    level = _claim_confidence(None, alpha)
+    rates = k / n
+    mean = float(rates.mean()) if k.size else math.nan
+    p_each = [float(st.binomtest(int(v), n, chance, alternative="greater").pvalue) for v in k]
+    p_below = [float(st.binomtest(int(v), n, p_min, alternative="less").pvalue) for v in k]
+    met = bool(k.size) and bool(np.all(k >= p_min * n - 1e-9))
+    p_value = max(p_each) if p_each else math.nan
+    opposite = bool(p_below) and max(p_below) < alpha
+    verdict = decide(met, p_value, alpha, int(k.size), min_n, opposite_shown=opposite)
+    low = high = math.nan
+    if k.size >= 2:
+        t = one_sample_t(rates, chance, "greater", confidence=level)
+        low, high = (t.ci_low, t.ci_high) if not t.degenerate else (mean, mean)
+    effect = EffectSize(name="rate points above chance", value=mean - chance, ci_low=low - chance,
+                        ci_high=high - chance, confidence=level, ci_method="t across replicates", se=math.nan,
+                        n1=int(k.size))
+    detectable = min_detectable_rate(n, chance, alpha, DEFAULT_MIN_POWER)
+    return ClaimStatistic(
+        name=name, statistic=mean, ci_low=low, ci_high=high, confidence=level, effect_size=effect, p_value=p_value,
+        n=int(k.size), verdict=verdict.verdict, reason=verdict.reason,
+        details={"k_per_replicate": k.tolist(), "items_per_replicate": n, "p_min": p_min, "chance": chance,
+                 "alpha": alpha, "p_per_replicate": p_each, "p_below_per_replicate": p_below, "min_n": min_n,
+                 "test": "exact binomial per replicate against chance, intersection-union across replicates",
+                 "mde": detectable - chance, "mde_rate": detectable,
+                 "mde_definition": f"smallest true rate above chance {chance:.4g} one replicate's binomial test "
+                                   f"detects (alpha, power 0.8) with {n} items, minus chance"},
+    )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from ..claims import prereg
 from ..claims.base import all_claims, bound_text
 from ..errors import LazarusError
 from ..zoo.registry import MANIFEST, resolve_zoo
@@ -31,9 +32,21 @@ def _fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
-def _cell(record: dict) -> str:
+def _prereg_status(record: dict, lock: dict[str, str]) -> str:
+    """``matches`` when the record's claim hash equals the lock's, else ``differs``, ``not locked`` or ``no hash``."""
+    recorded = (record.get("prereg") or {}).get("hash")
+    locked = lock.get(record["claim"]["id"])
+    if recorded is None:
+        return "no hash"
+    if locked is None:
+        return "not locked"
+    return "matches" if recorded == locked else "differs"
+
+
+def _cell(record: dict, lock: dict[str, str] | None = None) -> str:
+    flag = " (†)" if lock is not None and _prereg_status(record, lock) != "matches" else ""
     if record["status"] == "ok":
-        return MARK.get(record["verdict"], record["verdict"])
+        return MARK.get(record["verdict"], record["verdict"]) + flag
     if record["status"] == "skipped":
         return "n/a"
     return "ERROR"
@@ -78,6 +91,7 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
         by_claim[record["claim"]["id"]].append(record)
     models = sorted({r["model"]["id"] for r in loaded.records})
     claims = {c.id: c for c in all_claims()}
+    lock = prereg.read_lock()
     lines = [
         "# lazarus_bench report",
         "",
@@ -90,6 +104,7 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
         lines += [f"Environment: {env['device']}, BLAS {env['blas']['status']} ({env['blas']['library']}), "
                   f"mlx {env['packages'].get('mlx', '?')}, mlx-lm {env['packages'].get('mlx-lm', '?')}, "
                   f"git {env.get('git_commit') or '-'}. Benchmarks: [BENCH.md](BENCH.md).", ""]
+    lines += _replication_summary(loaded.records, claims)
     lines += _zoo_quality(models)
     lines += _model_fitness(loaded.records)
     lines += ["## Verdict matrix", ""]
@@ -98,13 +113,14 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
         row = {"claim": claim_id, "title": claims[claim_id].title if claim_id in claims else ""}
         for model in models:
             cells = [
-                f"{_cell(r)}" + (f" ({r['protocol']})" if r["protocol"] != "corrected" else "")
+                f"{_cell(r, lock)}" + (f" ({r['protocol']})" if r["protocol"] != "corrected" else "")
                 for r in sorted(by_claim.get(claim_id, []), key=lambda r: r["protocol"])
                 if r["model"]["id"] == model
             ]
             row[model] = " / ".join(cells) if cells else "not run"
         rows.append(row)
     lines += [tabulate(rows, headers="keys", tablefmt="github"), "", _outcome_counts(loaded.records), ""]
+    lines += _prereg_section(loaded.records, lock)
     lines += _calibration(loaded.records)
     lines += _protocol_dependence(by_claim)
     for claim_id in sorted(by_claim):
@@ -116,6 +132,43 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(out)
     return out
+
+
+def _replication_summary(records: list[dict], claims: dict) -> list[str]:
+    """One row per claim and model (corrected protocol): the writeup's number beside ours with its CI, the verdict,
+    the model's fitness and the calibration, so a reader sees what replicated and what the model could not test."""
+    rows = []
+    for r in sorted(records, key=lambda r: (r["claim"]["id"], r["model"]["id"])):
+        if r["protocol"] != "corrected" or r["status"] == "skipped":
+            continue
+        claim_id = r["claim"]["id"]
+        if r["status"] != "ok":
+            ours, verdict, gates, calib = "-", _cell(r), "-", "-"
+        else:
+            s = r["statistic"]
+            ours = f"{s['name']} = {_fmt(s['statistic'])} [{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}]"
+            verdict = r["verdict"]
+            gates = ", ".join(f"{g['name']} {'pass' if g['passed'] else 'FAIL'}" for g in r.get("fitness") or []) or "-"
+            calib = r.get("calibration", "-")
+        rows.append({"claim": claim_id, "writeup (its model)": r["claim"]["writeup"], "model": r["model"]["id"],
+                     "ours [CI]": ours, "verdict": verdict, "fitness": gates, "calibration": calib})
+    if not rows:
+        return []
+    return ["## Replication summary", "", tabulate(rows, headers="keys", tablefmt="github"), ""]
+
+
+def _prereg_section(records: list[dict], lock: dict[str, str]) -> list[str]:
+    """Records whose claim hash (criteria, parameters, measure source) is not the committed lock's: marked (†)."""
+    off = [(r, _prereg_status(r, lock)) for r in records]
+    off = [(r, status) for r, status in off if status != "matches"]
+    lines = ["## Pre-registration", ""]
+    if not off:
+        return lines + [f"Every record's claim hash matches the committed lock ({len(lock)} claims).", ""]
+    lines += [f"(†) {len(off)} of {len(records)} records were not produced under the committed lock "
+              "(`lazarus-bench claims --lock`): their criteria, parameters or measure differ from the "
+              "pre-registered ones, or they carry no hash.", ""]
+    lines += [f"- {r['claim']['id']} on {r['model']['id']} ({r['protocol']}): {status}" for r, status in off]
+    return lines + [""]
 
 
 def _fitness(record: dict) -> str:

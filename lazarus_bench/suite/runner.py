@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .. import stats
+from ..claims import prereg
 from ..claims.base import (
     ZOO_INSTRUCT_PAIRS,
     Claim,
@@ -60,8 +62,19 @@ def _base_record(claim: Claim, info: ModelInfo | None, model_id: str, protocol: 
         "tier": tier,
         "params": params,
         "seeds": seeds,
+        "prereg": prereg.check(claim),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def record_mde(s) -> dict:
+    """The minimum detectable effect at alpha and power 0.8 for the n used: the test's own (details["mde"]) or, for a
+    statistic without one, the normal-theory value from its confidence interval."""
+    if s.details.get("mde") is not None:
+        return {"value": s.details["mde"], "units": s.name, "how": s.details.get("mde_definition", "the test's own")}
+    value = stats.mde_from_ci(s.ci_low, s.ci_high, s.confidence)
+    return {"value": value, "units": s.name,
+            "how": "normal approximation from the CI: (z_alpha + z_0.8) x half-width / z_alpha"}
 
 
 def run_claim(claim: Claim, model_id: str, *, tier: str = "slow", n_seeds: int | None = None,
@@ -99,6 +112,7 @@ def run_claim(claim: Claim, model_id: str, *, tier: str = "slow", n_seeds: int |
         record["fitness"] = [asdict(g) for g in fitness]
         record.update(status="ok", verdict=str(outcome.verdict), reason=outcome.statistic.reason,
                       **outcome_dict(outcome))
+        record["mde"] = record_mde(outcome.statistic)
         record["controls"] = [control.run(claim, ctx) for control in claim.controls]
         label, why = calibration(record["controls"])
         record["calibration"] = label
