@@ -60,7 +60,9 @@ def test_h10_matches_numpy_on_mixtral(saved_model, pool, tmp_path):
         S_perp = explicit_cosines((R * g_r) @ P, 1.0, U @ P, 1.0)
         for e in range(R.shape[0]):
             expected[(i, e)], expected_perp[(i, e)] = S[e], S_perp[e]
-    assert len(samples) == stat["n"] == len(expected)
+    assert len(samples) == len(expected)
+    layers = sorted({s["layer"] for s in samples})
+    assert stat["n"] == len(layers), "the MoE layer is the unit: upcycled experts are not independent"
     for s in samples:
         row = expected[(s["layer"], s["expert"])]
         assert s["max_cosine"] == pytest.approx(row.max(), abs=1e-5)
@@ -76,7 +78,14 @@ def test_h10_matches_numpy_on_mixtral(saved_model, pool, tmp_path):
     assert details["null_mean"] == pytest.approx(null.mean()) and details["null_std"] == pytest.approx(null.std())
     z = [(s["max_cosine"] - null.mean()) / null.std() for s in samples]
     np.testing.assert_allclose([s["z"] for s in samples], z, atol=1e-9)
-    assert stat["statistic"] == pytest.approx(np.mean(z))
+    per_layer = [np.mean([zi for zi, s in zip(z, samples) if s["layer"] == lay]) for lay in layers]
+    assert stat["statistic"] == pytest.approx(np.mean(per_layer))
+    assert details["mean_z_per_layer"] == pytest.approx(per_layer)
+    V, d = details["vocab_size"], details["d_model"]
+    assert details["random_direction_expectation"] == pytest.approx(np.sqrt(2 * np.log(V) / d))
+    assert stat["effect_size"]["value"] == pytest.approx(
+        np.mean([np.mean([s["max_cosine"] for s in samples if s["layer"] == lay]) for lay in layers])
+        - np.sqrt(2 * np.log(V) / d))
     assert stat["ci_low"] <= stat["statistic"] <= stat["ci_high"]
     for s in samples:
         assert s["p_value"] == pytest.approx((1 + np.sum(null >= s["max_cosine"])) / (null.size + 1))
@@ -90,7 +99,7 @@ def test_h10_runs_on_other_moe_architectures(saved_model, pool, tmp_path, arch):
     record = run(saved_model, arch, pool, tmp_path)
     assert record["status"] == "ok", record.get("traceback") or record.get("reason")
     assert record["verdict"] in VERDICTS
-    assert record["samples"] and record["statistic"]["n"] == len(record["samples"])
+    assert record["samples"] and record["statistic"]["n"] == len({s["layer"] for s in record["samples"]})
 
 
 def test_h10_skips_dense_models(saved_model, pool, tmp_path):

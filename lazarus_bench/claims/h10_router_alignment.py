@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Callable
 
@@ -179,12 +180,21 @@ def measure_h10(ctx: ClaimContext) -> Outcome:
     z = (maxima - align.null.mean) / align.null.std
     p_holm = stats.holm(align.p_values)
     n_holm = int(np.sum(p_holm < alpha))
-    equivalence = stats.threshold_claim(z, p["equivalence_null_sd"], "below", alpha,
-                                        name="expert max cosine above the random-direction null (null SDs)")
-    token_specific = stats.threshold_claim(z_perp, p["equivalence_null_sd"], "below", alpha,
+    layers = sorted({layer for layer, _ in where})
+    in_layer = {layer: [i for i, (lay, _) in enumerate(where) if lay == layer] for layer in layers}
+    layer_z = [float(z[idx].mean()) for idx in in_layer.values()]
+    layer_z_perp = [float(z_perp[idx].mean()) for idx in in_layer.values()]
+    equivalence = stats.threshold_claim(layer_z, p["equivalence_null_sd"], "below", alpha,
+                                        name="expert max cosine above the random-direction null (null SDs), mean "
+                                             "per MoE layer")
+    token_specific = stats.threshold_claim(layer_z_perp, p["equivalence_null_sd"], "below", alpha,
                                            name="same, without the unembedding's common direction")
     shift = stats.permutation_test(maxima, null, alternative="greater", seed=p["seed"])
-    effect = stats.hedges_g(maxima, null) if maxima.size >= 2 else None
+    expected = math.sqrt(2.0 * math.log(align.vocab_size) / align.d_model)
+    layer_max = np.array([float(maxima[idx].mean()) for idx in in_layer.values()])
+    effect = stats.EffectSize(name="mean max cosine - sqrt(2 ln V / d) (random-direction expectation)",
+                              value=float(layer_max.mean()) - expected, ci_low=math.nan, ci_high=math.nan,
+                              confidence=equivalence.confidence, ci_method="none", se=math.nan, n1=len(layers))
 
     tail_holm = stats.holm(gumbel_tail_p(maxima, null))
     tail_holm_perp = stats.holm(gumbel_tail_p(perp.max_cosines, np.asarray(perp.null.values)))
@@ -210,7 +220,9 @@ def measure_h10(ctx: ClaimContext) -> Outcome:
             "op_word_matches": matches, "substring_matches": substring_matches(tokens, words),
         })
     n = len(align.experts)
-    ops = stats.binomial_test(n_match, n, smoothed, "greater")
+    layer_hits = sum(any(samples[i]["op_word_matches"] for i in idx) for idx in in_layer.values())
+    per_layer_rate = float(np.mean([1.0 - (1.0 - smoothed) ** len(idx) for idx in in_layer.values()]))
+    ops = stats.binomial_test(layer_hits, len(layers), per_layer_rate, "greater")
 
     margin = p["equivalence_null_sd"]
     aligned = [i for i in range(n) if tail_holm[i] < alpha and tail_holm_perp[i] < alpha]
@@ -223,8 +235,8 @@ def measure_h10(ctx: ClaimContext) -> Outcome:
                   f"cosine {maxima[best]:.3f} with {top[0]!r} (z={z[best]:.1f})")
     elif ops.p_value < alpha:
         verdict = Verdict.REFUTED
-        reason = (f"{n_match}/{n} experts hold an operation word in their top {top_k}, more than random directions "
-                  f"({null_rate:.1%}; p={ops.p_value:.3g})")
+        reason = (f"{layer_hits}/{len(layers)} MoE layers have an expert holding an operation word in its top "
+                  f"{top_k}, more than random directions ({per_layer_rate:.1%} per layer; p={ops.p_value:.3g})")
     elif equivalence.verdict == Verdict.REFUTED and token_specific.verdict == Verdict.REFUTED:
         verdict = Verdict.REFUTED
         reason = (f"router rows are more aligned than random by more than {margin} null SD (mean z={z.mean():.2f}), "
@@ -246,8 +258,7 @@ def measure_h10(ctx: ClaimContext) -> Outcome:
         verdict, reason = Verdict.INCONCLUSIVE, f"equivalence with the random null not shown: {equivalence.reason}"
 
     threshold = p["max_cosine"]
-    layers = sorted({layer for layer, _ in where})
-    per_layer = {layer: maxima[[i for i, (lay, _) in enumerate(where) if lay == layer]] for layer in layers}
+    per_layer = {layer: maxima[idx] for layer, idx in in_layer.items()}
     details = {
         **equivalence.details, "n_experts": n, "n_moe_layers": len(layers), "d_model": align.d_model,
         "vocab_size": align.vocab_size, "n_null": align.null.n, "null_mean": align.null.mean,
@@ -266,6 +277,9 @@ def measure_h10(ctx: ClaimContext) -> Outcome:
         "verdict_without_common_direction": str(token_specific.verdict),
         "null_mean_without_common_direction": perp.null.mean, "null_std_without_common_direction": perp.null.std,
         "op_word_experts": n_match, "op_word_null_rate": null_rate, "op_word_null_rate_smoothed": smoothed,
+        "op_word_layers": layer_hits, "op_word_null_rate_per_layer": per_layer_rate,
+        "unit": "MoE layer (experts of a layer are not independent: upcycled experts start as copies)",
+        "random_direction_expectation": expected, "mean_z_per_layer": layer_z,
         "op_word_p": ops.p_value, "literal_no_op_word_expert": n_match == 0,
         "op_word_tokens": {str(k): v for k, v in op_ids.items()}, "op_word_multi_token": multi,
         "router_bias_ignored": any(r.bias is not None for r in routers),
