@@ -71,3 +71,10 @@ def test_report_flags_records_off_the_lock_and_opens_with_the_replication_summar
     matrix = text.split("## Verdict matrix")[1].split("##")[0]
     assert matrix.count("(†)") == 1
     assert get_claim("H01").writeup in text[summary:text.index("## Verdict matrix")]
+    layers = text.split("## Sensitivity to the analysis layer")[1].split("\n## ")[0]
+    h01 = json.loads(next((out / "records").glob("H01__*.json")).read_text())
+    curve = h01["curves"]["argmax_accuracy_by_layer"]
+    d = h01["statistic"]["details"]
+    at = curve["x"].index(str(int(0.55 * h01["model"]["info"]["n_layers"])))
+    assert curve["series"]["argmax accuracy"][at] == d["argmax_hits"] / d["n_prompts"]
+    assert "| H01 " in layers and "H02" not in layers

@@ -200,6 +200,7 @@ class Claim:
     after: tuple[str, ...] = ()  # claims whose cached training runs this one reuses: the runner schedules it later
     gates: tuple[Gate, ...] = ()  # fitness prerequisites: a model that fails one makes the claim NOT TESTABLE
     controls: tuple[Control, ...] = ()  # negative and positive controls the runner measures with the claim
+    layer_curve: tuple[str, str | None] | None = None  # (curve, series or None = last): statistic at every layer
 
     def parameters(self, tier: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """The writeup's parameters, reduced for the fast tier, then the user's overrides (unknown keys rejected)."""

@@ -34,6 +34,8 @@ def h01_statistics(handle, params) -> tuple[list[float], int, int, dict, list[di
     predicted = [words[int(np.argmax(stacked[i, row]))] for i in range(len(results))]
     hits = sum(p == t for p, t in zip(predicted, labels))
     true_curve = np.mean([probs[t][i] for i, t in enumerate(labels)], axis=0)
+    by_layer = [sum(words[int(np.argmax(stacked[i, j]))] == t for i, t in enumerate(labels)) / len(labels)
+                for j in range(len(layers))]
     samples = []
     for i, (res, label) in enumerate(zip(results, labels)):
         where = np.unravel_index(int(np.argmax(stacked[i])), stacked[i].shape)
@@ -44,7 +46,12 @@ def h01_statistics(handle, params) -> tuple[list[float], int, int, dict, list[di
             "top1_at_classification_layer": res.top[row][0][0][0],
         })
     curves = {
-        "lens_true_op_word": {"x": [str(layer) for layer in layers], "series": {"P(true op word)": true_curve.tolist()}}
+        "lens_true_op_word": {"x": [str(layer) for layer in layers],
+                              "series": {"P(true op word)": true_curve.tolist()}},
+        "argmax_accuracy_by_layer": {"x": [str(layer) for layer in layers], "xlabel": "layer",
+                                     "ylabel": "class argmax accuracy over the 4 op words",
+                                     "series": {"argmax accuracy": by_layer,
+                                                "chance": [1.0 / len(words)] * len(layers)}},
     }
     return per_prompt_max.tolist(), hits, len(results), curves, samples
 
@@ -64,6 +71,7 @@ def h01_statistics(handle, params) -> tuple[list[float], int, int, dict, list[di
         random_init_control(Verdict.REFUTED),
         dual_trained_control(Verdict.REFUTED),
     ),
+    layer_curve=("argmax_accuracy_by_layer", "argmax accuracy"),
 )
 def measure_h01(ctx: ClaimContext) -> Outcome:
     p = ctx.params

@@ -103,6 +103,7 @@ def bootstrap_best_ranks(X, y, ranker: VocabRanker, *, n_bootstrap: int, seed: i
         random_init_control(Verdict.REFUTED),
         dual_trained_control(Verdict.REFUTED),
     ),
+    layer_curve=("rank_percentile_by_layer", "probe direction"),
 )
 def measure_h04(ctx: ClaimContext) -> Outcome:
     p = ctx.params
@@ -182,6 +183,11 @@ def measure_h04(ctx: ClaimContext) -> Outcome:
                 "token": handle.decode_token(info["token_id"]), "n_tokens": info["n_tokens"], "rank": info["rank"],
                 "percentile": info["rank"] / V, "score": info["score"], "rank_from_bottom": low["rank"],
             })
+    all_layers = list(range(handle.n_layers))
+    states, _ = last_token_states(handle, [it.text for it in items], all_layers)
+    by_layer = [ranker.best_rank(probes.binary_direction(states[j], y, "multiply", "add", C=p["C"], seed=p["seed"]))
+                / V for j in range(len(all_layers))]
+    details["rank_percentile_by_layer"] = by_layer
     grid = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]
     m = len(ranker.ids)
     curves = {"rank_percentile_cdf": {
@@ -189,6 +195,9 @@ def measure_h04(ctx: ClaimContext) -> Outcome:
         "series": {"bootstrap probes": ecdf(boot, grid), "random directions": ecdf(null, grid),
                    "uniform ranks": [1.0 - (1.0 - g) ** m for g in grid]},
         "xlabel": f"best rank of '{word}' / vocabulary size", "ylabel": "cumulative fraction",
+    }, "rank_percentile_by_layer": {
+        "x": [str(j) for j in all_layers], "xlabel": "block", "ylabel": f"best rank of '{word}' / vocabulary size",
+        "series": {"probe direction": by_layer, f"top {top:.0%} cutoff": [top] * len(all_layers)},
     }}
     ours = (f"'{word}' best rank {best_rank}/{V} ({best_pct:.2%}) at block {layer}; bootstrap {level:.0%} interval "
             f"[{ci_low:.2%}, {ci_high:.2%}], {np.mean(boot <= top):.0%} of refits in the top {top:.0%}; random "

@@ -75,6 +75,7 @@ def dual_curves(runs: list[dict], label: str = "") -> dict:
                       lambda ctx: ctx.variant(params={"lr_scale": 0.0}), Verdict.SUPPORTED),),
     training=True,
     protocols=("corrected", "original"),
+    layer_curve=("lens_true_op_word", "after, mean over seeds"),
 )
 def measure_h05a(ctx: ClaimContext) -> Outcome:
     p = ctx.params

@@ -178,6 +178,7 @@ def h11_seed(ctx: ClaimContext, seed: int, baseline: list[dict]) -> dict:
                       lambda ctx: ctx.variant(params={"cls_weight": 0.4}), Verdict.REFUTED),),
     fast={"checkpoints": [5, 10, 20], "n_examples": 400},
     training=True,
+    layer_curve=("exact_prob_by_layer", None),
     protocols=("corrected", "original"),
     default_seeds={"fast": 1, "slow": 3},
 )

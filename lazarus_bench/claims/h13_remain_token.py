@@ -114,6 +114,7 @@ def h13_summary(rows: list[dict], near: Sequence[int], late_from: int) -> tuple[
     fast={"steps": 10, "n_train": 160},
     training=True,
     after=("H12",),
+    layer_curve=("remain_family", "after SFT"),
     default_seeds={"fast": 1, "slow": 3},
     gates=(Gate("remain association before SFT", "the base model's lens: remain-family peak probability on "
                 "subtraction prompts over that on the other operations' prompts (as web text gives a real model)",

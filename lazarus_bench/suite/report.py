@@ -123,6 +123,7 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
     lines += _prereg_section(loaded.records, lock)
     lines += _calibration(loaded.records)
     lines += _protocol_dependence(by_claim)
+    lines += _layer_sensitivity(loaded.records, claims)
     for claim_id in sorted(by_claim):
         lines += _claim_section(claim_id, claims.get(claim_id), by_claim[claim_id], report_dir)
     if loaded.skipped:
@@ -155,6 +156,31 @@ def _replication_summary(records: list[dict], claims: dict) -> list[str]:
     if not rows:
         return []
     return ["## Replication summary", "", tabulate(rows, headers="keys", tablefmt="github"), ""]
+
+
+def _layer_sensitivity(records: list[dict], claims: dict) -> list[str]:
+    """The depth claims' statistic at every layer (the claim's ``layer_curve``), beside the layer the criterion
+    reads, so a reader sees whether the verdict hangs on the choice of int(0.55 L)."""
+    rows = []
+    for r in sorted(records, key=lambda r: (r["claim"]["id"], r["model"]["id"])):
+        claim = claims.get(r["claim"]["id"])
+        if claim is None or claim.layer_curve is None or r["status"] != "ok" or r["protocol"] != "corrected":
+            continue
+        name, series = claim.layer_curve
+        curve = (r.get("curves") or {}).get(name)
+        if not curve or not curve["series"]:
+            continue
+        values = curve["series"][series] if series is not None else list(curve["series"].values())[-1]
+        best = max(range(len(values)), key=lambda i: values[i] if values[i] is not None else float("-inf"))
+        rows.append({"claim": r["claim"]["id"], "model": r["model"]["id"], "curve": f"{name}" + (
+            f" ({series})" if series else ""), "by layer": " ".join(
+                f"{x}:{_fmt(v, 2)}" for x, v in zip(curve["x"], values)),
+            "largest at": curve["x"][best]})
+    if not rows:
+        return []
+    return ["## Sensitivity to the analysis layer", "",
+            "Each depth claim's statistic at every layer (the criterion reads one layer, e.g. int(0.55 L)); plots in "
+            "the claim sections.", "", tabulate(rows, headers="keys", tablefmt="github"), ""]
 
 
 def _prereg_section(records: list[dict], lock: dict[str, str]) -> list[str]:
