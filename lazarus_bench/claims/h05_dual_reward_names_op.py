@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 
 from .. import prompts, stats
+from ..protocols import ONE_FACTOR
 from ..stats import ClaimStatistic, Verdict
 from ..stats.verdicts import combine
 from .base import NEGATIVE, ClaimContext, Control, Outcome, claim
@@ -74,7 +75,7 @@ def dual_curves(runs: list[dict], label: str = "") -> dict:
                       "rate scaled to 0: nothing is learned, so the lens cannot name the operation",
                       lambda ctx: ctx.variant(params={"lr_scale": 0.0}), Verdict.SUPPORTED),),
     training=True,
-    protocols=("corrected", "original"),
+    protocols=("corrected", "original", *ONE_FACTOR),
     layer_curve=("lens_true_op_word", "after, mean over seeds"),
 )
 def measure_h05a(ctx: ClaimContext) -> Outcome:

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Sequence
 
+from ..protocols import PROTOCOLS
 from .common import run_command
 
 HELP = "the main job: every claim on every model, records and REPORT.md (report-only)"
@@ -18,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--claims", action="append", help="claim ids, comma-separated (default: all)")
     p.add_argument("--tier", default="slow", choices=["fast", "slow"], help="slow = full protocol")
     p.add_argument("--seeds", type=int, help="seeds per training claim (default: the claim's own)")
-    p.add_argument("--protocol", action="append", choices=["corrected", "original"], help="default: every protocol")
+    p.add_argument("--protocol", action="append", choices=list(PROTOCOLS),
+                   help="default: every protocol of each claim (corrected+<defect> adds one original defect)")
     p.add_argument("--params", help='JSON overrides per claim, e.g. {"H01": {"max_prob": 0.02}}')
     p.add_argument("--report-dir", default="reports")
     p.add_argument("-j", "--jobs", type=int, help="claim runs in parallel (default: one per core on CPU, up to 4)")

@@ -124,6 +124,7 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
     lines += _calibration(loaded.records)
     lines += _protocol_dependence(by_claim)
     lines += _layer_sensitivity(loaded.records, claims)
+    lines += _one_factor(by_claim)
     for claim_id in sorted(by_claim):
         lines += _claim_section(claim_id, claims.get(claim_id), by_claim[claim_id], report_dir)
     if loaded.skipped:
@@ -156,6 +157,41 @@ def _replication_summary(records: list[dict], claims: dict) -> list[str]:
     if not rows:
         return []
     return ["## Replication summary", "", tabulate(rows, headers="keys", tablefmt="github"), ""]
+
+
+def _one_factor(by_claim: dict[str, list[dict]]) -> list[str]:
+    """Corrected, full original, and each original defect alone on top of corrected: the statistic of each and the
+    single defects that move it (verdict changed, or the statistic outside the corrected run's CI)."""
+    lines: list[str] = []
+    for claim_id, records in sorted(by_claim.items()):
+        by_model: dict[str, dict[str, dict]] = defaultdict(dict)
+        for r in records:
+            if r["status"] == "ok":
+                by_model[r["model"]["id"]][r["protocol"]] = r
+        for model, runs in sorted(by_model.items()):
+            single = sorted(p for p in runs if p.startswith("corrected+"))
+            if not single or "corrected" not in runs:
+                continue
+            base = runs["corrected"]["statistic"]
+            rows, movers = [], []
+            for protocol in ["corrected", *single, *(["original"] if "original" in runs else [])]:
+                s = runs[protocol]["statistic"]
+                verdict = runs[protocol]["verdict"]
+                outside = not (base["ci_low"] <= s["statistic"] <= base["ci_high"])
+                moves = protocol != "corrected" and (verdict != runs["corrected"]["verdict"] or outside)
+                if moves and protocol.startswith("corrected+"):
+                    movers.append(protocol.removeprefix("corrected+"))
+                rows.append({"protocol": protocol, "statistic": _fmt(s["statistic"]),
+                             "minus corrected": _fmt(s["statistic"] - base["statistic"]), "verdict": verdict,
+                             "moves it": "yes" if moves else ("-" if protocol == "corrected" else "no")})
+            lines += [f"### {claim_id} on {model}: {base['name']}", "",
+                      tabulate(rows, headers="keys", tablefmt="github"), "",
+                      "Single defects that move it: " + (", ".join(movers) or "none") + ".", ""]
+    if not lines:
+        return []
+    return ["## One-factor protocol ablations", "",
+            "Each original defect alone on top of the corrected protocol; a defect moves the result when the verdict "
+            "changes or the statistic leaves the corrected run's confidence interval.", "", *lines]
 
 
 def _layer_sensitivity(records: list[dict], claims: dict) -> list[str]:

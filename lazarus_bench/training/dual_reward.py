@@ -7,6 +7,7 @@ loss = w * CE(lens logits at block int(0.55 L), last prompt position, operation 
 section 12 items 1, 2 and 10): unshifted answer loss, plain SGD, classification at the last answer
 token, no BOS in training, batch size 1, LoRA scale 2 (alpha 16 / rank 8), and training data that
 contains the evaluation prompts. Every other choice is shared, so the two differ exactly there.
+``protocol="corrected+<defect>"`` adds one of those defects alone (the one-factor ablation).
 """
 
 from __future__ import annotations
@@ -21,24 +22,12 @@ import mlx.nn as nn
 
 from .. import prompts as prompt_sets
 from ..analysis.generate import answer_accuracy
-from ..errors import LazarusError
 from ..models import ModelHandle
+from ..protocols import ORIGINAL_DIFFERENCES, PROTOCOLS, protocol_defects  # noqa: F401
 from .data import Example, arithmetic_examples, assert_disjoint
 from .loop import TrainConfig, TrainResult, train_loop
 from .lora import VO, LoraSpec, apply_lora, save_adapter
 from .sft import encoded_batches
-
-PROTOCOLS = ("corrected", "original")
-
-ORIGINAL_DIFFERENCES = {
-    "answer_loss": ("shifted next-token CE", "unshifted (logit t scored against token t: a copy objective)"),
-    "optimizer": ("AdamW", "plain SGD (the Adam it built was never used)"),
-    "classification_position": ("last prompt token (where it is evaluated)", "last answer token"),
-    "bos_in_training": ("yes, as at evaluation", "no"),
-    "batch_size": ("config (default 8)", "1 (batch_size ignored)"),
-    "lora_scale": ("mlx-lm default 20", "2.0 (alpha 16 / rank 8)"),
-    "eval_prompts_in_training": ("excluded and asserted", "allowed (48 / 6, 81 / 9, 12 * 5 leaked)"),
-}
 
 
 @dataclass
@@ -58,14 +47,20 @@ class DualRewardConfig:
     mul_range: tuple[int, int] = (1, 12)
     add_range: tuple[int, int] = (0, 99)
 
+    @property
+    def defects(self) -> frozenset[str]:
+        return protocol_defects(self.protocol)
+
     @classmethod
     def for_protocol(cls, protocol: str, **overrides) -> "DualRewardConfig":
-        if protocol not in PROTOCOLS:
-            raise LazarusError(f"unknown protocol '{protocol}' ({' or '.join(PROTOCOLS)})")
         cfg = cls(protocol=protocol)
-        if protocol == "original":
-            cfg = replace(cfg, batch_size=1, lora=LoraSpec(rank=8, scale=2.0, keys=VO),
-                          train=replace(cfg.train, lr=1e-3, optimizer="sgd", grad_clip=None))
+        defects = cfg.defects
+        if "batch_size" in defects:
+            cfg = replace(cfg, batch_size=1)
+        if "lora_scale" in defects:
+            cfg = replace(cfg, lora=LoraSpec(rank=8, scale=2.0, keys=VO))
+        if "optimizer" in defects:
+            cfg = replace(cfg, train=replace(cfg.train, lr=1e-3, optimizer="sgd", grad_clip=None))
         return replace(cfg, **overrides)
 
 
@@ -78,18 +73,15 @@ def make_loss(handle: ModelHandle, cfg: DualRewardConfig):
     """The dual-reward loss over a padded batch; returns (loss, tokens, {cls_loss, answer_loss})."""
     depth = handle.layer_at_depth(cfg.layer_fraction) + 1
     w = cfg.cls_weight
-    original = cfg.protocol == "original"
+    unshifted = "answer_loss" in cfg.defects
+    at_answer = "classification_position" in cfg.defects
 
     def loss_fn(model, inputs, targets, mask, valid, last_prompt, last_token, labels):
         full = mx.concatenate([inputs, targets[:, -1:]], axis=1)
         capture = handle.forward(full)
         logits = capture.logits.astype(mx.float32)
-        if original:
-            answer_ce = nn.losses.cross_entropy(logits[:, 1:], targets) * mask
-            position = last_token + 1
-        else:
-            answer_ce = nn.losses.cross_entropy(logits[:, :-1], targets) * mask
-            position = last_prompt
+        answer_ce = nn.losses.cross_entropy(logits[:, 1:] if unshifted else logits[:, :-1], targets) * mask
+        position = last_token + 1 if at_answer else last_prompt
         answer = answer_ce.sum() / mx.maximum(mask.sum(), 1.0)
         rows = mx.arange(full.shape[0])
         hidden = capture.hidden[depth][rows, position]
@@ -167,10 +159,10 @@ class DualRewardResult:
 def training_examples(cfg: DualRewardConfig) -> list[Example]:
     """Seeded arithmetic examples; the corrected protocol excludes every evaluation prompt."""
     eval_texts = prompt_sets.dual_reward_eval().texts()
-    exclude = () if cfg.protocol == "original" else eval_texts
+    leak = "eval_prompts_in_training" in cfg.defects
     examples = arithmetic_examples(cfg.n_train, cfg.data_seed, cfg.ops, mul_range=cfg.mul_range,
-                                   add_range=cfg.add_range, exclude=exclude)
-    if cfg.protocol != "original":
+                                   add_range=cfg.add_range, exclude=() if leak else eval_texts)
+    if not leak:
         assert_disjoint(examples, eval_texts)
     return examples
 
@@ -199,7 +191,7 @@ def train_dual_reward(
     label_ids = class_token_ids(handle, words)
     adapter_config = apply_lora(handle.model, cfg.lora, handle.n_layers, seed=cfg.train.seed)
     batches = encoded_batches(handle, examples, cfg.batch_size, cfg.train.seed,
-                              add_bos=cfg.protocol != "original", add_eos=False, label_ids=label_ids)
+                              add_bos="bos_in_training" not in cfg.defects, add_eos=False, label_ids=label_ids)
     out = Path(out_dir) if out_dir is not None else None
     extra = {"lazarus": {"method": "dual-reward", "config": asdict(cfg)}}
     save = (lambda step, model: str(save_adapter(model, out / f"step_{step}", adapter_config, extra))) if out else None
