@@ -243,3 +243,12 @@ def test_h13_analyses_the_adapter_h12_trained(saved_model, tmp_path, pool):
     for a, b in zip(shared["samples"], own["samples"]):
         np.testing.assert_allclose(a["family_by_layer"], b["family_by_layer"], rtol=1e-4, atol=1e-7)
         np.testing.assert_allclose(a["answer_prob_by_layer"], b["answer_prob_by_layer"], rtol=1e-4, atol=1e-7)
+
+
+def test_h11_top_k_is_the_same_share_of_the_vocabulary():
+    from lazarus_bench.claims.h11_sft_task_tokens import scaled_top_k
+
+    p = get_claim("H11").parameters("slow")
+    assert scaled_top_k(p, 128256) == 20 and scaled_top_k(p, 32000) == 5 and scaled_top_k(p, 1024) == 1
+    assert scaled_top_k({**p, "top_k": 7}, 1024) == 7
+    assert p["layer_window_fraction"] == 0.125

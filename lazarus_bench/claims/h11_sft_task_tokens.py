@@ -85,21 +85,33 @@ def _peak(values: Sequence[float], tokens: Sequence[str | None]) -> tuple[float,
     return (float(values[best]), best, tokens[best]) if values[best] > 0 else (0.0, None, None)
 
 
+def scaled_top_k(params: dict, vocab_size: int) -> int:
+    """The lens top-k that is the same share of this vocabulary as the writeup's top-20 of Llama's 128,256 tokens
+    (at least 1), unless ``top_k`` is given."""
+    if params["top_k"] is not None:
+        return int(params["top_k"])
+    return max(1, round(params["top_k_written"] * vocab_size / params["reference_vocab"]))
+
+
 def h11_checkpoint(handle: ModelHandle, params: dict, lens: str) -> list[dict]:
-    """Task-token scores of one checkpoint on seed 000's 10 test prompts (``lens``: corrected or original)."""
+    """Task-token scores of one checkpoint on seed 000's 10 test prompts (``lens``: corrected or original): at the
+    vocabulary-scaled top-k (the verdict) and at the writeup's top-20 as written."""
     tests = prompts.seed000_tests()
     vocab = prompts.task_vocabulary("seed000")
     top_fn = original_lens_top if lens == "original" else corrected_lens_top
-    tops = top_fn(handle, tests.texts(), params["top_k"])
+    k, written = scaled_top_k(params, handle.vocab_size), params["top_k_written"]
+    tops = top_fn(handle, tests.texts(), max(k, written))
     rows = []
     for item, top in zip(tests, tops):
-        scores = task_token_scores(top, vocab.for_label(item.label), vocab.words())
+        scores = task_token_scores([row[:k] for row in top], vocab.for_label(item.label), vocab.words())
+        as_written = task_token_scores([row[:written] for row in top], vocab.for_label(item.label), vocab.words())
         exact, exact_layer, exact_tok = _peak(scores["exact"], scores["exact_token"])
         sub, sub_layer, sub_tok = _peak(scores["substring"], scores["substring_token"])
-        rows.append({"prompt": item.text, "label": item.label, "lens": lens,
+        rows.append({"prompt": item.text, "label": item.label, "lens": lens, "top_k": k,
                      "exact_peak": exact, "exact_peak_layer": exact_layer, "exact_token": exact_tok,
                      "substring_peak": sub, "substring_peak_layer": sub_layer, "substring_token": sub_tok,
                      "exact_by_layer": scores["exact"],
+                     "exact_peak_top_written": _peak(as_written["exact"], as_written["exact_token"])[0],
                      "top5_at_exact_peak": top[exact_layer][:5] if exact_layer is not None else None})
     return rows
 
@@ -159,12 +171,14 @@ def h11_seed(ctx: ClaimContext, seed: int, baseline: list[dict]) -> dict:
     statement="Standard LoRA SFT (500 steps) induces only weak task tokens in the logit lens, concentrated near "
                "56% depth.",
     source="seed 000 (Classifier Emergence; Summary Table)",
-    criterion="mean exact task-token peak (top-20 lens, own class, both spellings) rises from step 0 to the last "
-               "checkpoint and stays < 10%; peak layers within +-2 blocks of int(0.56 L) above chance; val loss "
-               "falls at every checkpoint (0/100/300/500 of one run); across seeds",
+    criterion="mean exact task-token peak (lens top-k scaled to the same share of the vocabulary as top-20 of "
+               "128k, min 1; own class, both spellings) rises from step 0 to the last checkpoint and stays < 10%; "
+               "peak layers within +-0.125 L of int(0.56 L) above chance; val loss falls at every checkpoint "
+               "(0/100/300/500 of one run); across seeds; top-20 as written reported beside",
     writeup="0.4% (baseline) -> 0.8% / 1.2% / 1.0% at steps 100/300/500; peaks at L9 of 16",
     params={"checkpoints": [100, 300, 500], "lr": 1e-4, "batch_size": 8, "n_examples": 5000, "val_fraction": 0.1,
-            "data_seed": 0, "top_k": 20, "layer_fraction": 0.56, "layer_window": 2, "max_prob": 0.10,
+            "data_seed": 0, "top_k": None, "top_k_written": 20, "reference_vocab": 128256, "layer_fraction": 0.56,
+            "layer_window_fraction": 0.125, "max_prob": 0.10,
             "cluster_share": 0.5, "monotone_share": 0.8, "writeup_baseline": 0.004, "writeup_peak": 0.01,
             "alpha": 0.05, "min_seeds": 3, "min_val_loss_fall": 0.05,
             "cls_weight": 0.0},
@@ -189,7 +203,8 @@ def measure_h11(ctx: ClaimContext) -> Outcome:
     steps = [0, *sorted(int(s) for s in p["checkpoints"])]
     handle = ctx.handle()
     centre = handle.layer_at_depth(p["layer_fraction"])
-    near = set(window(handle, p["layer_fraction"], p["layer_window"]))
+    radius = max(1, round(p["layer_window_fraction"] * handle.n_layers))
+    near = set(window(handle, p["layer_fraction"], radius))
     chance = len(near) / handle.n_layers
 
     def mean_peak(run: dict, step: int, key: str) -> float:
@@ -214,7 +229,7 @@ def measure_h11(ctx: ClaimContext) -> Outcome:
         ),
         "clusters_near_depth": (
             no_data_statistic(
-                f"the window +-{p['layer_window']} around block {centre} covers all {handle.n_layers} blocks: "
+                f"the window +-{radius} around block {centre} covers all {handle.n_layers} blocks: "
                 "clustering is untestable on this model"
             )
             if chance >= 1.0
@@ -224,7 +239,7 @@ def measure_h11(ctx: ClaimContext) -> Outcome:
                 "above",
                 alpha,
                 min_n=min_n,
-                name=f"share of peak layers within +-{p['layer_window']} of block {centre}",
+                name=f"share of peak layers within +-{radius} of block {centre}",
             )
             if shares
             else no_data_statistic("no exact task token in any top-k at the last checkpoint")
@@ -246,6 +261,10 @@ def measure_h11(ctx: ClaimContext) -> Outcome:
             **statistic.details,
             "protocol": ctx.protocol,
             "peak_window": sorted(near),
+            "top_k": scaled_top_k(p, handle.vocab_size),
+            "top_k_definition": "top-20 of 128,256 scaled to this vocabulary (min 1)",
+            "exact_peak_top_written_last": float(np.mean([row["exact_peak_top_written"] for r in runs
+                                                          for row in r["by_step"][steps[-1]]])),
             "window_chance": chance,
             "rises": rises,
             "maxima": maxima,
