@@ -345,6 +345,52 @@ def two_stage_eval(category: str | None = None) -> PromptSet:
     return ps.where(category=category)
 
 
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+         "seventeen eighteen nineteen").split()
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def number_words(n: int) -> str:
+    """English words for 0-99 in seed 003's style: 'seven', 'twenty three'."""
+    if not 0 <= n <= 99:
+        raise ValueError(f"number_words covers 0-99, not {n}")
+    if n < 20:
+        return _ONES[n]
+    tens, ones = divmod(n, 10)
+    return _TENS[tens - 2] + (f" {_ONES[ones]}" if ones else "")
+
+
+@lru_cache(maxsize=4)
+def two_stage_extra(n_per_category: int = 20, seed: int = 3) -> PromptSet:
+    """More seed-003-style prompts for resolution: ``n_per_category`` operand triples (multiply 2-12, add 1-50,
+    subtract within 20-99), each as a symbolic ('7 * 8 = ') and a semantic ('seven times eight = ') prompt; none is
+    one of the writeup's 4 + 4."""
+    rng = random.Random(seed)
+    taken = {(it.a, it.op, it.b) for it in two_stage_eval()}
+    words = {"*": ("multiply", "times"), "+": ("add", "plus"), "-": ("subtract", "minus")}
+    items: list[PromptItem] = []
+    while len(items) < 2 * n_per_category:
+        op = "*+-"[len(items) // 2 % 3]
+        if op == "*":
+            a, b = rng.randint(2, 12), rng.randint(2, 12)
+        elif op == "+":
+            a, b = rng.randint(1, 50), rng.randint(1, 50)
+        else:
+            a = rng.randint(20, 99)
+            b = rng.randint(1, a - 1)
+        if (a, op, b) in taken:
+            continue
+        taken.add((a, op, b))
+        label, word = words[op]
+        answer = a * b if op == "*" else a + b if op == "+" else a - b
+        for category, text in (("symbolic", f"{a} {op} {b} = "),
+                               ("semantic", f"{number_words(a)} {word} {number_words(b)} = ")):
+            items.append(PromptItem(id=f"two_stage_extra/{category}/{a}{op}{b}", text=text, label=label, a=a, b=b,
+                                    answer=answer, op=op, category=category, in_original=False))
+    return PromptSet(name="two_stage_extra", items=tuple(items),
+                     source=two_stage_eval().source, note="generated for resolution (CLAIMS.md revision 2, H14)")
+
+
 @lru_cache(maxsize=1)
 def grpo_spec() -> GrpoSpec:
     """Seed 002 GRPO prompt template ``Calculate: {a} {op} {b} = `` with its operand ranges."""

@@ -252,3 +252,25 @@ def test_h11_top_k_is_the_same_share_of_the_vocabulary():
     assert scaled_top_k(p, 128256) == 20 and scaled_top_k(p, 32000) == 5 and scaled_top_k(p, 1024) == 1
     assert scaled_top_k({**p, "top_k": 7}, 1024) == 7
     assert p["layer_window_fraction"] == 0.125
+
+
+def test_h14_eval_prompts_and_protocols():
+    from lazarus_bench.claims.h14_two_stage import two_stage_configs
+    from lazarus_bench.training.two_stage import eval_prompt_texts
+
+    extra = prompts.two_stage_extra()
+    for category in ("symbolic", "semantic"):
+        assert len(extra.where(category=category)) == 20
+    assert not set(extra.texts()) & set(prompts.two_stage_eval().texts())
+    assert set(extra.texts()) <= set(eval_prompt_texts())
+    assert prompts.number_words(23) == "twenty three" and prompts.number_words(40) == "forty"
+    for sym, sem in zip(extra.where(category="symbolic"), extra.where(category="semantic")):
+        assert (sym.a, sym.b, sym.answer) == (sem.a, sem.b, sem.answer)
+        assert eval(sym.text.rstrip(" =")) == sym.answer  # noqa: S307 (our own arithmetic prompt)
+    p = get_claim("H14").parameters("slow")
+    assert get_claim("H14").protocols == ("corrected", "original")
+    original, corrected = two_stage_configs(p, 0, "original"), two_stage_configs(p, 0, "corrected")
+    for branch in ("low_lr", "aggressive"):
+        assert original[branch].stage2.train.optimizer == "sgd" and corrected[branch].stage2.train.optimizer == "adamw"
+        assert original[branch].stage2.train.lr == corrected[branch].stage2.train.lr
+        assert original[branch].stage1 == corrected[branch].stage1

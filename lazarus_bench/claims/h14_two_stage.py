@@ -8,7 +8,7 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
-from .. import prompts, stats
+from .. import stats
 from ..errors import LazarusError
 from ..stats import Verdict
 from ..stats.verdicts import combine
@@ -23,18 +23,22 @@ from ..training.two_stage import (
     TwoStageConfig,
     TwoStageResult,
     accuracy_drop,
+    eval_prompt_texts,
     stage_metrics,
 )
 from .base import NEGATIVE, POSITIVE, ClaimContext, Control, Gate, Outcome, claim
 from .common import CHANGE_GATE_PARAMS, PARAM_CHANGE_GATE
 
 
-def two_stage_configs(params: dict, seed: int) -> dict[str, TwoStageConfig]:
+def two_stage_configs(params: dict, seed: int, protocol: str = "corrected") -> dict[str, TwoStageConfig]:
     """The writeup's low-LR and aggressive configurations, seeded, at this tier's step counts; the controls scale
-    each branch's stage-2 learning rate (``*_lr_scale``) and may set the aggressive branch's class weight."""
+    each branch's stage-2 learning rate (``*_lr_scale``) and may set the aggressive branch's class weight. The
+    ``original`` protocol runs stage 2 with plain SGD at the same learning rates, as the writeup's code did."""
     def seeded(cfg: TwoStageConfig, s2: int, lr_scale: float) -> TwoStageConfig:
         cfg = cfg.scaled(params["stage1_steps"], s2)
         stage2 = replace(cfg.stage2.train, seed=seed, lr=cfg.stage2.train.lr * lr_scale)
+        if protocol == "original":
+            stage2 = replace(stage2, optimizer="sgd", grad_clip=None)
         return replace(cfg, n_train=params["n_train"], data_seed=cfg.data_seed + seed,
                        stage1=replace(cfg.stage1, train=replace(cfg.stage1.train, seed=seed)),
                        stage2=replace(cfg.stage2, train=stage2))
@@ -55,7 +59,7 @@ def two_stage_branches(ctx: ClaimContext, configs: dict[str, TwoStageConfig]) ->
     if any(c.stage1 != first.stage1 or (c.n_train, c.data_seed, c.mul_range, c.add_range)
            != (first.n_train, first.data_seed, first.mul_range, first.add_range) for c in configs.values()):
         raise LazarusError("two-stage branches must share stage 1 and its data")
-    eval_texts = prompts.two_stage_eval().texts() + prompts.dual_reward_eval().texts()
+    eval_texts = eval_prompt_texts()
     examples = arithmetic_examples(first.n_train, first.data_seed, TWO_STAGE_OPS, mul_range=first.mul_range,
                                    add_range=first.add_range, exclude=eval_texts)
     assert_disjoint(examples, eval_texts)
@@ -88,14 +92,17 @@ def two_stage_branches(ctx: ClaimContext, configs: dict[str, TwoStageConfig]) ->
     statement="Two-stage training (SFT, fuse, low-LR dual-reward) keeps computation; the aggressive stage 2 "
                "destroys it; no classifier appears.",
     source="seed 003 (Experiments 1 and 2)",
-    criterion="symbolic accuracy lost from stage 1 to stage 2: <= 10 points (low LR), >= 25 points (aggressive); "
-               "classifier prob < 10% after every stage; across seeds (stage 1 shared by both branches of a seed)",
+    criterion="symbolic accuracy (the writeup's 4 prompts plus 20 generated, 24 in all) lost from stage 1 to "
+               "stage 2: <= 10 points (low LR), >= 25 points (aggressive); classifier prob < 10% after every stage; "
+               "across seeds (stage 1 shared by both branches of a seed); protocols: corrected (AdamW stage 2) and "
+               "original (plain SGD stage 2, as the writeup's code ran)",
     writeup="75% -> 75% (low LR), 75% -> 25% (aggressive), classifier 0.1% throughout (TinyLlama)",
     params={"stage1_steps": 500, "stage2_steps": 500, "aggressive_stage2_steps": 200, "n_train": 4500,
             "max_drop_low_lr": 10.0, "min_drop_aggressive": 25.0, "max_classifier_prob": 0.10,
             "alpha": 0.05, "min_seeds": 3, "min_stage1_accuracy": 0.75, "low_lr_scale": 1.0, "aggressive_lr_scale": 1.0,
             "aggressive_cls_weight": None, **CHANGE_GATE_PARAMS},
     fast={"stage1_steps": 10, "stage2_steps": 8, "aggressive_stage2_steps": 4, "n_train": 200},
+    protocols=("corrected", "original"),
     gates=(Gate("stage-1 symbolic accuracy", "the SFT stage-1 model's symbolic accuracy, mean over seeds: below the "
                 "writeup's 75% baseline there is no computation for stage 2 to keep or destroy", None,
                 "min_stage1_accuracy"), PARAM_CHANGE_GATE),
@@ -116,10 +123,11 @@ def measure_h14(ctx: ClaimContext) -> Outcome:
     p = ctx.params
     runs = []
     for seed in ctx.seeds:
-        results = two_stage_branches(ctx, two_stage_configs(p, seed))
+        results = two_stage_branches(ctx, two_stage_configs(p, seed, ctx.protocol))
         runs.append({"seed": seed, "results": results,
-                     "drops": {k: accuracy_drop(r) for k, r in results.items()},
-                     "semantic_drops": {k: accuracy_drop(r, "semantic") for k, r in results.items()},
+                     "drops": {k: accuracy_drop(r, "symbolic_all") for k, r in results.items()},
+                     "writeup_prompt_drops": {k: accuracy_drop(r) for k, r in results.items()},
+                     "semantic_drops": {k: accuracy_drop(r, "semantic_all") for k, r in results.items()},
                      "classifier": max([r.stage2["classifier_prob"] for r in results.values()]
                                        + [next(iter(results.values())).stage1["classifier_prob"]])})
         ctx.log(f"seed {seed}: drops {runs[-1]['drops']}, classifier {runs[-1]['classifier']:.3%}")
@@ -144,23 +152,26 @@ def measure_h14(ctx: ClaimContext) -> Outcome:
             for stage in stages:
                 m = getattr(res, stage)
                 samples.append({"seed": r["seed"], "config": name, "stage": stage,
-                                "symbolic": m["symbolic"]["accuracy"], "semantic": m["semantic"]["accuracy"],
+                                "symbolic": m["symbolic_all"]["accuracy"], "semantic": m["semantic_all"]["accuracy"],
+                                "symbolic_writeup_prompts": m["symbolic"]["accuracy"],
                                 "classifier_prob": m["classifier_prob"], "symbolic_outputs": m["symbolic"]["outputs"]})
 
     def curve(name: str, key: str) -> list[float]:
         return [float(np.mean([getattr(r["results"][name], s)[key]["accuracy"] for r in runs])) for s in stages]
 
     curves = {"symbolic_accuracy": {"x": list(stages), "xlabel": "stage", "ylabel": "accuracy", "series": {
-        "low-LR stage 2": curve("low_lr", "symbolic"), "aggressive stage 2": curve("aggressive", "symbolic"),
-        "low-LR (semantic)": curve("low_lr", "semantic"), "aggressive (semantic)": curve("aggressive", "semantic")}}}
+        "low-LR stage 2": curve("low_lr", "symbolic_all"), "aggressive stage 2": curve("aggressive", "symbolic_all"),
+        "low-LR (semantic)": curve("low_lr", "semantic_all"),
+        "aggressive (semantic)": curve("aggressive", "semantic_all")}}}
     ours = (f"symbolic accuracy lost in stage 2: low LR {np.mean(low):+.1f} points, "
             f"aggressive {np.mean(aggressive):+.1f} points (mean over {len(runs)} seeds); "
             f"max classifier prob {max(classifier):.3%}")
     extra = {"drops": {r["seed"]: r["drops"] for r in runs},
+             "writeup_prompt_drops": {r["seed"]: r["writeup_prompt_drops"] for r in runs},
              "semantic_drops": {r["seed"]: r["semantic_drops"] for r in runs},
              "stage2_final_loss": {r["seed"]: {k: res.stage2_train["train"]["losses"][-1]
                                                for k, res in r["results"].items()} for r in runs}}
-    stage1 = float(np.mean([next(iter(r["results"].values())).stage1["symbolic"]["accuracy"] for r in runs]))
+    stage1 = float(np.mean([next(iter(r["results"].values())).stage1["symbolic_all"]["accuracy"] for r in runs]))
     change = min(res.stage2_train["train"]["param_change_relative"] for r in runs for res in r["results"].values())
     return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra=extra,
                    fitness={"stage-1 symbolic accuracy": stage1, "parameters changed": change})

@@ -59,14 +59,22 @@ class TwoStageConfig:
                        stage2=replace(self.stage2, train=replace(self.stage2.train, steps=stage2_steps)))
 
 
+def eval_prompt_texts() -> list[str]:
+    """Every prompt the stages are evaluated on: kept out of the training data."""
+    return (prompt_sets.two_stage_eval().texts() + prompt_sets.two_stage_extra().texts()
+            + prompt_sets.dual_reward_eval().texts())
+
+
 def stage_metrics(handle: ModelHandle) -> dict:
-    """Symbolic and semantic answer accuracy, and the classifier probability, on seed 003's prompts.
+    """Symbolic and semantic answer accuracy, and the classifier probability, on seed 003's prompts; ``*_all``
+    adds the 20 + 20 generated prompts of ``two_stage_extra`` (24 per category) for resolution.
 
     Classifier = per symbolic prompt, the maximum over layers of the lens probability of its class
     words (seed 003's vocabulary, both spellings of each word summed), averaged over prompts.
     """
     symbolic = prompt_sets.two_stage_eval("symbolic")
     semantic = prompt_sets.two_stage_eval("semantic")
+    extra = prompt_sets.two_stage_extra()
     vocab = prompt_sets.task_vocabulary("seed003")
     words = sorted({w for label in set(symbolic.labels()) for w in vocab.for_label(label) if w.isalpha()})
     lens = logit_lens(handle, symbolic.texts(), words, top_k=1)
@@ -77,6 +85,10 @@ def stage_metrics(handle: ModelHandle) -> dict:
     return {
         "symbolic": answer_accuracy(handle, symbolic.texts(), symbolic.answers()).to_dict(),
         "semantic": answer_accuracy(handle, semantic.texts(), semantic.answers()).to_dict(),
+        **{f"{category}_all": answer_accuracy(handle, [*base.texts(), *more.texts()],
+                                              [*base.answers(), *more.answers()]).to_dict()
+           for category, base, more in (("symbolic", symbolic, extra.where(category="symbolic")),
+                                        ("semantic", semantic, extra.where(category="semantic")))},
         "classifier_prob": sum(peaks) / len(peaks),
         "classifier_prob_per_prompt": peaks,
     }
@@ -104,7 +116,7 @@ def train_two_stage(
 ) -> TwoStageResult:
     """Run both stages in place on ``handle`` (its model ends fused with stage 1 plus the stage-2 LoRA)."""
     cfg = cfg or TwoStageConfig()
-    eval_texts = prompt_sets.two_stage_eval().texts() + prompt_sets.dual_reward_eval().texts()
+    eval_texts = eval_prompt_texts()
     examples = arithmetic_examples(cfg.n_train, cfg.data_seed, TWO_STAGE_OPS, mul_range=cfg.mul_range,
                                    add_range=cfg.add_range, exclude=eval_texts)
     assert_disjoint(examples, eval_texts)
