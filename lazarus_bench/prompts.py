@@ -391,6 +391,32 @@ def two_stage_extra(n_per_category: int = 20, seed: int = 3) -> PromptSet:
                      source=two_stage_eval().source, note="generated for resolution (CLAIMS.md revision 2, H14)")
 
 
+@lru_cache(maxsize=4)
+def correctness_statements(n_triples: int = 24, seed: int = 0) -> PromptSet:
+    """Seed 002's binary probe data: equations stated with the correct answer ('7 * 8 = 56', label ``correct``) or
+    a wrong one ('7 * 8 = 54', ``incorrect``, off by 1-3 or 10). Every operand triple appears once with each label,
+    so the operands carry no information about the label; ``item`` is the triple (for grouped CV)."""
+    rng = random.Random(seed)
+    items: list[PromptItem] = []
+    seen: set[tuple[int, str, int]] = set()
+    while len(seen) < n_triples:
+        op = "*+-"[len(seen) % 3]
+        a, b = (rng.randint(2, 12), rng.randint(2, 12)) if op == "*" else (rng.randint(10, 50), rng.randint(1, 9))
+        if (a, op, b) in seen:
+            continue
+        seen.add((a, op, b))
+        answer = a * b if op == "*" else a + b if op == "+" else a - b
+        wrong = answer + rng.choice([-10, -3, -2, -1, 1, 2, 3, 10])
+        wrong = wrong if wrong >= 0 and wrong != answer else answer + 1
+        label = {"*": "multiply", "+": "add", "-": "subtract"}[op]
+        for truth, shown in (("correct", answer), ("incorrect", wrong)):
+            items.append(PromptItem(id=f"correctness/{a}{op}{b}/{truth}", text=f"{a} {op} {b} = {shown}",
+                                    label=truth, a=a, b=b, answer=answer, op=op, item=f"{a}{op}{b}",
+                                    category=label, in_original=False))
+    return PromptSet(name="correctness_statements", items=tuple(items), source=two_stage_eval().source,
+                     note="generated: seed 002's binary correct/incorrect probe (chance 50%)")
+
+
 @lru_cache(maxsize=1)
 def grpo_spec() -> GrpoSpec:
     """Seed 002 GRPO prompt template ``Calculate: {a} {op} {b} = `` with its operand ranges."""

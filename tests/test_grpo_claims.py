@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from lazarus_bench import prompts
 from lazarus_bench.claims.base import REGISTRY
 from lazarus_bench.claims.h07_grpo_no_classifier import (
     RecordingSpec,
@@ -54,6 +55,16 @@ def test_h07_fast_record(saved_model, tmp_path, check_gates):
     assert len(heldout) == params["n_eval"] == len(set(heldout))
     assert not {t.strip() for t in heldout} & planned_training_prompts(grpo_config(params, 0), grpo_spec())
     assert set(record["curves"]) == {"answer_prob", "probe_accuracy", "reward", "kl"}
+    from lazarus_bench.analysis.features import last_token_states
+    from lazarus_bench.analysis.probes import probe_layer
+    from lazarus_bench.models import load_model
+
+    handle = load_model(str(saved_model("llama")))
+    statements = prompts.correctness_statements()
+    X, _ = last_token_states(handle, statements.texts(), [handle.layer_at_depth(0.55)])
+    again = probe_layer(X[0], statements.labels(), [it.item for it in statements], n_splits=4, n_permutations=0,
+                        seed=0)
+    assert summary["before"]["probe_accuracy"] == pytest.approx(again.accuracy), "the binary correctness probe"
     [control] = record["controls"]
     assert control["name"] == "GRPO with a classification term" and control["built"] and control["kind"] == "positive"
     assert grpo_config(params, 0).cls_weight == 0.0
@@ -109,3 +120,16 @@ def test_grpo_gates_from_train_metrics():
     assert out["parameters changed"] == 0.0 and out["KL to the reference"] == pytest.approx(0.25)
     assert out["start reward rate"] == pytest.approx(np.mean([0.0, np.mean([0.2, 0.2])]))
     assert out["groups with reward variance"] == pytest.approx(np.mean([1 - np.mean([1, 0.5, 0, 0, 1, 1]), 0.0]))
+
+
+def test_correctness_statements_are_balanced_per_triple():
+    statements = prompts.correctness_statements()
+    assert len(statements) == 48 and sorted(set(statements.labels())) == ["correct", "incorrect"]
+    by_triple = {}
+    for it in statements:
+        by_triple.setdefault(it.item, []).append(it)
+    assert len(by_triple) == 24 and all(sorted(x.label for x in v) == ["correct", "incorrect"]
+                                        for v in by_triple.values())
+    for it in statements:
+        shown = int(it.text.rsplit("= ", 1)[1])
+        assert (shown == it.answer) == (it.label == "correct")

@@ -84,13 +84,19 @@ def op_word_probs(handle: ModelHandle, items: list[PromptItem], fraction: float)
 
 
 def probe_accuracy(handle: ModelHandle, fraction: float, seed: int) -> dict:
-    """4-class operation probe on the 64 word prompts at block int(fraction L): shuffled stratified 4-fold accuracy
-    (CV split seeded by ``seed``) and leave-one-template-out accuracy."""
+    """The writeup's binary correct/incorrect probe (chance 50%) on 48 stated equations at block int(fraction L):
+    shuffled stratified 4-fold accuracy (split seeded by ``seed``) and accuracy with each operand triple held out
+    (its correct and incorrect statement together); the 4-class operation probe on the word prompts beside it."""
+    statements = prompts.correctness_statements()
     words = prompts.word_set()
     layer = handle.layer_at_depth(fraction)
-    X, _ = last_token_states(handle, words.texts(), [layer])
-    probe = probe_layer(X[0], words.labels(), [it.template for it in words], n_splits=4, n_permutations=0, seed=seed)
-    return {"layer": layer, "accuracy": probe.accuracy, "group_accuracy": probe.group_accuracy}
+    X, _ = last_token_states(handle, statements.texts(), [layer])
+    probe = probe_layer(X[0], statements.labels(), [it.item for it in statements], n_splits=4, n_permutations=0,
+                        seed=seed)
+    W, _ = last_token_states(handle, words.texts(), [layer])
+    ops = probe_layer(W[0], words.labels(), [it.template for it in words], n_splits=4, n_permutations=0, seed=seed)
+    return {"layer": layer, "accuracy": probe.accuracy, "group_accuracy": probe.group_accuracy,
+            "operation_probe_accuracy": ops.accuracy}
 
 
 def snapshot(handle: ModelHandle, lens_items: list[PromptItem], answer_items: list[PromptItem], params: dict) -> dict:
@@ -139,18 +145,19 @@ def probe_change_claim(before: list[float], after: list[float], max_abs_d: float
     title="Pure GRPO makes no vocabulary classifier but improves answers",
     statement="Pure GRPO (answer-correctness reward) makes no vocabulary classifier but improves answers.",
     source="seed 002 (NEW EXPERIMENT: GRPO Classifier Emergence)",
-    criterion="after GRPO: op-word lens prob at int(0.55 L) < 1% on every prompt; 4-class operation probe accuracy "
-               "(word prompts, 55% depth) unchanged, |Cohen's d| < 0.5 (TOST on paired changes); mean probability of "
+    criterion="after GRPO: op-word lens prob at int(0.55 L) < 1% on every prompt; the writeup's binary "
+               "correct/incorrect probe (48 stated equations, chance 50%, 55% depth) unchanged, |Cohen's d| < 0.5 "
+               "(TOST on paired changes over >= 5 seeds, its 5 trials); mean probability of "
                "the correct answer's first token on held-out prompts rises (one-sided p < 0.05); across seeds",
     writeup="0% classifier probability; probe 54.0% +- 8.8% vs 54.0% +- 5.8% (d = -0.00); "
              "answer prob 0.288 -> 0.346 (+20%)",
     params={"steps": 30, "lr": 1e-5, "prompts_per_step": 8, "group_size": 4, "max_new_tokens": 16,
             "n_eval": 48, "eval_seed": 7, "n_lens_heldout": 16, "layer_fraction": 0.55, "max_op_word_prob": 0.01,
-            "max_abs_d": 0.5, "writeup_relative_gain": 0.20, "alpha": 0.05, "min_seeds": 3, "cls_weight": 0.0,
+            "max_abs_d": 0.5, "writeup_relative_gain": 0.20, "alpha": 0.05, "min_seeds": 5, "cls_weight": 0.0,
             **GRPO_GATE_PARAMS},
     fast={"steps": 3, "prompts_per_step": 4, "n_eval": 16, "n_lens_heldout": 4, "max_new_tokens": 6},
     training=True,
-    default_seeds={"fast": 1, "slow": 3},
+    default_seeds={"fast": 1, "slow": 5},
     gates=GRPO_GATES,
     controls=(Control("GRPO with a classification term", POSITIVE, "the same runs (seeds, steps, learning rate) with "
                       "H08's lens cross-entropy at 55% depth added (w = 0.4): the op word is trained into the lens, so "
