@@ -315,6 +315,29 @@ def word_set(*, original_only: bool = False) -> PromptSet:
     return ps.where(in_original=True) if original_only else ps
 
 
+DECONFOUNDED_TEMPLATES = ("What is {a} {w} {b}", "Calculate {a} {w} {b}", "Find {a} {w} {b}", "Compute {a} {w} {b}")
+DECONFOUNDED_PAIRS = ((12, 3), (24, 4), (36, 6), (48, 8))
+OP_WORDS = {"multiply": ("*", "times"), "add": ("+", "plus"), "subtract": ("-", "minus"),
+            "divide": ("/", "divided by")}
+
+
+@lru_cache(maxsize=1)
+def word_set_deconfounded() -> PromptSet:
+    """The word probe set without its confounds (CLAIMS.md revision 2, H03): the same 4 operand pairs in every class
+    (each valid for all four operations) and 4 templates that differ only in the verb, none with punctuation, so
+    neither the numbers nor the template can tell the class; 4 x 4 x 4 = 64 prompts."""
+    items = []
+    for label, (op, word) in OP_WORDS.items():
+        for t, template in enumerate(DECONFOUNDED_TEMPLATES):
+            for j, (a, b) in enumerate(DECONFOUNDED_PAIRS):
+                answer = {"*": a * b, "+": a + b, "-": a - b, "/": a // b}[op]
+                items.append(PromptItem(id=f"word_deconfounded/{label}/{t}/{a},{b}",
+                                        text=template.format(a=a, w=word, b=b), label=label, a=a, b=b, answer=answer,
+                                        op=op, template=t, pair=j, item=f"{a},{b}", in_original=False))
+    return PromptSet(name="word_deconfounded", items=tuple(items), source=word_set().source,
+                     note="generated: operand pairs and templates balanced across classes")
+
+
 def seed000_tests() -> PromptSet:
     """Seed 000's 10 lens test prompts (trailing space); 45 * 45 is flagged ``known_failure``."""
     return load_set("seed000_tests")

@@ -107,6 +107,13 @@ def test_h03_gain_matches_samples(records):
     assert 1 / (n_perm + 1) <= details["max_statistic_p"] <= 1.0
 
 
+def test_h03_verdict_reads_the_deconfounded_set(records):
+    record = records["H03"]
+    assert [s["prompt"] for s in record["samples"]] == prompts.word_set_deconfounded().texts()
+    details = record["statistic"]["details"]
+    assert details["prompt_set"] == "deconfounded" and "accuracy_l0_stratified" in details["writeup_set"]
+
+
 def test_h04_ranks_match_numpy(records, handle):
     record = records["H04"]
     stat, details = record["statistic"], record["statistic"]["details"]

@@ -297,3 +297,17 @@ def test_eval_sets_disjoint_from_symbol_probe_test_split():
 def test_all_parses_cover_all_operation_labels():
     labels = set(itertools.chain.from_iterable(P.load_set(n).labels() for n in ALL_SETS))
     assert labels == set(P.OPERATIONS)
+
+
+def test_deconfounded_word_set_balances_pairs_and_templates():
+    ds = P.word_set_deconfounded()
+    assert len(ds) == 64
+    by_class = {}
+    for it in ds:
+        by_class.setdefault(it.label, set()).add((it.item, it.template))
+        assert not it.text.endswith(("?", ".", "!"))
+        assert eval(f"{it.a} {it.op} {it.b}") == it.answer  # noqa: S307 (our own arithmetic)
+    assert len({frozenset(v) for v in by_class.values()}) == 1, "every class has the same pairs x templates"
+    assert len(by_class) == 4
+    first_words = {label: {it.text.split()[0] for it in ds if it.label == label} for label in by_class}
+    assert len({frozenset(v) for v in first_words.values()}) == 1

@@ -35,12 +35,15 @@ def _planted_feature(ctx: ClaimContext) -> ClaimContext:
     statement="For word prompts ('What is 7 times 8?') a linear probe is near chance at block 0 and peaks in the "
                "middle layers.",
     source="seed 002 (CORRECTION: True Classifier Emergence: Word-Based Prompts)",
-    criterion="block-0 accuracy <= 50% (stratified and leave-one-template-out), peak >= 75% at a block > 0 "
+    criterion="on the de-confounded word set (operand pairs and templates balanced across classes; the writeup's "
+               "set reported beside): block-0 accuracy <= 50% (stratified and leave-one-template-out), peak >= 75% at "
+               "a block > 0 "
                "(selection-free nested estimate and stratified max, max-statistic permutation p < 0.05), "
                "peak - L0 >= 25 points (nested, paired permutation p < 0.05)",
     writeup="Llama-3.2-1B 43.8% -> 81.2% (L4-5), TinyLlama 12.5% -> 81.2% (L16-17), Granite 18.8% -> 31.2%",
     params={"max_l0_accuracy": 0.5, "min_peak_accuracy": 0.75, "min_gain": 0.25, "layer": 0, "n_splits": 4,
-            "n_permutations": 100, "n_bootstrap": 1999, "C": 1.0, "alpha": 0.05, "seed": 0},
+            "n_permutations": 100, "n_bootstrap": 1999, "C": 1.0, "alpha": 0.05, "seed": 0,
+            "prompt_set": "deconfounded"},
     fast={"n_permutations": 20, "n_bootstrap": 499},
     controls=(
         random_init_control(Verdict.SUPPORTED),
@@ -51,9 +54,14 @@ def _planted_feature(ctx: ClaimContext) -> ClaimContext:
 def measure_h03(ctx: ClaimContext) -> Outcome:
     p = ctx.params
     alpha, base = p["alpha"], p["layer"]
-    words = prompts.word_set()
+    sets = {"deconfounded": prompts.word_set_deconfounded(), "writeup": prompts.word_set()}
+    if p["prompt_set"] not in sets:
+        raise LazarusError(f"H03 prompt_set must be one of {', '.join(sets)}, not '{p['prompt_set']}'")
+    words = sets[p["prompt_set"]]
+    other_name = next(name for name in sets if name != p["prompt_set"])
     groups = [it.template for it in words]
     probed = probe_prompt_set(ctx.handle(), words, groups, p)
+    other = probe_prompt_set(ctx.handle(), sets[other_name], [it.template for it in sets[other_name]], p)
     y, n = probed.y, int(probed.y.size)
     chance = 1.0 / len(set(y.tolist()))
     base_row = probed.row(base)
@@ -137,6 +145,11 @@ def measure_h03(ctx: ClaimContext) -> Outcome:
         "random_init_l0_accuracy": float(c_acc[control.row(base)]),
         "random_init_peak_accuracy": float(c_acc[candidates].max()),
         "peak_depth_fraction": probed.labels[peak_s] / len(blocks),
+        "prompt_set": p["prompt_set"],
+        f"{other_name}_set": {"accuracy_l0_stratified": float(other.series("accuracy")[other.row(base)]),
+                              "accuracy_l0_leave_one_template_out":
+                                  float(other.series("group_accuracy")[other.row(base)]),
+                              "peak_accuracy_stratified": float(max(np.array(other.series("accuracy"))[candidates]))},
         "test": "nested leave-one-template-out (peak layer chosen by inner stratified CV on the other templates), "
                 "exact paired sign-flip permutation test of per-prompt correctness; max-statistic label-permutation "
                 "null for the stratified peak",
