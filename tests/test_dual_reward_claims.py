@@ -242,6 +242,11 @@ def test_h05a_verdicts_on_synthetic_seeds():
     assert hurt.verdict == Verdict.SUPPORTED, "answers are H05b's claim, not H05a's"
     few, _ = h05a_verdict(_dual_rows([8, 8], [0.62, 0.71], [0, 0]), p)
     assert few.verdict == Verdict.INCONCLUSIVE and "too few seeds" in few.reason
+    for n in (3, 5):  # identical per-seed means never give a tiny p or a supported claim
+        same, parts = h05a_verdict(_dual_rows([8] * n, [0.6] * n, [0] * n), p)
+        assert parts["prob"].verdict == Verdict.INCONCLUSIVE and same.verdict == Verdict.INCONCLUSIVE
+        assert parts["prob"].p_value >= 0.5 ** n
+    assert "zero variance" in parts["prob"].reason
 
 
 def test_replicated_proportion_is_not_a_pooled_count():
