@@ -14,17 +14,32 @@ ORIGINAL_DIFFERENCES = {
     "lora_scale": ("mlx-lm default 20", "2.0 (alpha 16 / rank 8)"),
     "eval_prompts_in_training": ("excluded and asserted", "allowed (48 / 6, 81 / 9, 12 * 5 leaked)"),
 }
-ONE_FACTOR = tuple(f"corrected+{defect}" for defect in ORIGINAL_DIFFERENCES)
-PROTOCOLS = ("corrected", "original", *ONE_FACTOR)
+LENS_DIFFERENCES = {
+    "noncausal_mask": ("causal attention mask", "mask=None: every position attends to every other"),
+    "input_unembedding": ("the model's real unembedding (lm_head when untied)", "the input embedding matrix"),
+}
+DEFECTS = {"dual_reward": ORIGINAL_DIFFERENCES, "lens": LENS_DIFFERENCES}
 
 
-def protocol_defects(protocol: str) -> frozenset[str]:
-    """The original code's defects a protocol has: none (corrected), all (original) or one (corrected+<defect>)."""
+def one_factor(family: str) -> tuple[str, ...]:
+    """``corrected+<defect>`` for every original defect of ``family`` (dual_reward: H05a; lens: H11)."""
+    return tuple(f"corrected+{defect}" for defect in DEFECTS[family])
+
+
+ONE_FACTOR = one_factor("dual_reward")
+PROTOCOLS = ("corrected", "original", *(p for family in DEFECTS for p in one_factor(family)))
+
+
+def protocol_defects(protocol: str, family: str = "dual_reward") -> frozenset[str]:
+    """The original code's defects of ``family`` a protocol has: none (corrected), all (original) or one
+    (corrected+<defect>)."""
+    defects = DEFECTS[family]
     if protocol == "corrected":
         return frozenset()
     if protocol == "original":
-        return frozenset(ORIGINAL_DIFFERENCES)
+        return frozenset(defects)
     defect = protocol.removeprefix("corrected+")
-    if protocol.startswith("corrected+") and defect in ORIGINAL_DIFFERENCES:
+    if protocol.startswith("corrected+") and defect in defects:
         return frozenset({defect})
-    raise LazarusError(f"unknown protocol '{protocol}' ({', '.join(PROTOCOLS)})")
+    known = ", ".join(("corrected", "original", *one_factor(family)))
+    raise LazarusError(f"unknown protocol '{protocol}' for {family} ({known})")

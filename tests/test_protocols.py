@@ -19,7 +19,11 @@ CHANGED = {"optimizer": {"train"}, "batch_size": {"batch_size"}, "lora_scale": {
 def test_each_one_factor_protocol_has_exactly_its_defect():
     assert protocol_defects("corrected") == frozenset()
     assert protocol_defects("original") == frozenset(ORIGINAL_DIFFERENCES)
-    assert PROTOCOLS == ("corrected", "original", *ONE_FACTOR) and len(ONE_FACTOR) == len(ORIGINAL_DIFFERENCES)
+    assert PROTOCOLS[:2] == ("corrected", "original") and set(ONE_FACTOR) <= set(PROTOCOLS)
+    assert len(ONE_FACTOR) == len(ORIGINAL_DIFFERENCES)
+    assert protocol_defects("corrected+noncausal_mask", "lens") == {"noncausal_mask"}
+    with pytest.raises(LazarusError, match="unknown protocol"):
+        protocol_defects("corrected+noncausal_mask")
     for defect in ORIGINAL_DIFFERENCES:
         assert protocol_defects(f"corrected+{defect}") == {defect}
     with pytest.raises(LazarusError, match="unknown protocol"):
@@ -58,3 +62,24 @@ def test_report_names_the_single_defects_that_move_h05a(saved_model, tmp_path):
     section = text.split("## One-factor protocol ablations")[1].split("\n## ")[0]
     assert "| corrected+optimizer " in section and "| corrected+lora_scale " in section
     assert "Single defects that move it:" in section
+
+
+def test_h11_lens_one_factor_protocols(saved_model):
+    """Seed 000's lens with both defects removed is the corrected lens; with one removed it is neither."""
+    import numpy as np
+
+    from lazarus_bench import prompts
+    from lazarus_bench.claims.h11_sft_task_tokens import lens_top_for, original_lens_top
+    from lazarus_bench.models import load_model
+
+    assert {"corrected+noncausal_mask", "corrected+input_unembedding"} <= set(get_claim("H11").protocols)
+    handle = load_model(str(saved_model("llama")))
+    texts = prompts.seed000_tests().texts()[:3]
+    corrected = lens_top_for("corrected")(handle, texts, 5)
+    fixed = original_lens_top(handle, texts, 5, causal=True, input_unembedding=False)
+    for a, b in zip(corrected, fixed):
+        for row_a, row_b in zip(a, b):
+            assert [t[1] for t in row_a] == [t[1] for t in row_b]
+            np.testing.assert_allclose([t[2] for t in row_a], [t[2] for t in row_b], rtol=1e-4, atol=1e-6)
+    noncausal = lens_top_for("corrected+noncausal_mask")(handle, texts, 5)
+    assert any(abs(r1[0][2] - r2[0][2]) > 1e-4 for a, b in zip(corrected, noncausal) for r1, r2 in zip(a, b))

@@ -15,6 +15,7 @@ from .. import prompts, stats
 from ..analysis.lens import logit_lens
 from ..cache import FixtureCache
 from ..models import ModelHandle, dense_weight, load_model, model_fingerprint
+from ..protocols import one_factor, protocol_defects
 from ..stats import ClaimStatistic, Verdict
 from ..stats.verdicts import combine
 from ..training.dual_reward import DualRewardConfig, train_dual_reward
@@ -30,20 +31,20 @@ from .common import TopK, arithmetic_split, blocks, sft_config, window
 SEED000_DATA = {"ops": ("*", "+", "-"), "mul_range": (2, 20), "add_range": (1, 99)}
 
 
-def original_lens_top(handle: ModelHandle, texts: Sequence[str], top_k: int) -> TopK:
-    """Seed 000's lens for trained checkpoints, kept only to ablate its defect (seed-methods 7, 12.3).
-
-    Every block is called with ``mask=None`` (non-causal attention) and the final-normed state is
-    unembedded with the INPUT embedding matrix, whatever the model's real head. Returns, per prompt
-    and block, the top-k (token, id, prob) at the last position.
+def original_lens_top(handle: ModelHandle, texts: Sequence[str], top_k: int, *, causal: bool = False,
+                      input_unembedding: bool = True) -> TopK:
+    """Seed 000's lens for trained checkpoints, kept only to ablate its defects (seed-methods 7, 12.3): every block
+    called with ``mask=None`` (non-causal attention) and the final-normed state unembedded with the INPUT embedding
+    matrix, whatever the model's real head. ``causal`` / ``input_unembedding=False`` remove one defect each (the
+    one-factor ablations). Returns, per prompt and block, the top-k (token, id, prob) at the last position.
     """
-    unembed = dense_weight(handle.embed)
+    unembed = dense_weight(handle.embed) if input_unembedding else handle.unembedding()
     out = []
     for text in texts:
         h = handle.embed(mx.array([handle.encode(text)]))
         rows = []
         for layer in handle.layers:
-            h = layer(h, mask=None, cache=None)
+            h = layer(h, mask="causal" if causal else None, cache=None)
             h = h[0] if isinstance(h, tuple) else h
             logits = handle.final_norm(h[:, -1]).astype(mx.float32) @ unembed.T
             probs = mx.softmax(logits[0], axis=-1)
@@ -52,6 +53,16 @@ def original_lens_top(handle: ModelHandle, texts: Sequence[str], top_k: int) -> 
             rows.append([(handle.decode_token(int(i)), int(i), float(probs[int(i)].item())) for i in idx.tolist()])
         out.append(rows)
     return out
+
+
+def lens_top_for(protocol: str):
+    """The top-k lens of a protocol: the corrected one-forward lens, or seed 000's with its defects (one or both)."""
+    defects = protocol_defects(protocol, "lens")
+    if not defects:
+        return corrected_lens_top
+    return lambda handle, texts, top_k: original_lens_top(handle, texts, top_k,
+                                                          causal="noncausal_mask" not in defects,
+                                                          input_unembedding="input_unembedding" in defects)
 
 
 def corrected_lens_top(handle: ModelHandle, texts: Sequence[str], top_k: int) -> TopK:
@@ -98,7 +109,7 @@ def h11_checkpoint(handle: ModelHandle, params: dict, lens: str) -> list[dict]:
     vocabulary-scaled top-k (the verdict) and at the writeup's top-20 as written."""
     tests = prompts.seed000_tests()
     vocab = prompts.task_vocabulary("seed000")
-    top_fn = original_lens_top if lens == "original" else corrected_lens_top
+    top_fn = lens_top_for(lens)
     k, written = scaled_top_k(params, handle.vocab_size), params["top_k_written"]
     tops = top_fn(handle, tests.texts(), max(k, written))
     rows = []
@@ -156,7 +167,7 @@ def h11_checkpoints(ctx: ClaimContext, seed: int) -> Path:
 def h11_seed(ctx: ClaimContext, seed: int, baseline: list[dict]) -> dict:
     """Lens scores and val loss at every checkpoint of one seed's run (step 0 is the base model)."""
     entry = h11_checkpoints(ctx, seed)
-    lens = "original" if ctx.protocol == "original" else "corrected"
+    lens = ctx.protocol
     by_step = {0: baseline}
     for step in sorted(int(s) for s in ctx.params["checkpoints"]):
         by_step[step] = h11_checkpoint(load_model(ctx.model_id, adapter_path=str(entry / f"step_{step}")),
@@ -193,7 +204,7 @@ def h11_seed(ctx: ClaimContext, seed: int, baseline: list[dict]) -> dict:
     fast={"checkpoints": [5, 10, 20], "n_examples": 400},
     training=True,
     layer_curve=("exact_prob_by_layer", None),
-    protocols=("corrected", "original"),
+    protocols=("corrected", "original", *one_factor("lens")),
     default_seeds={"fast": 1, "slow": 3},
 )
 def measure_h11(ctx: ClaimContext) -> Outcome:

@@ -10,7 +10,7 @@ from typing import Sequence
 
 from ..errors import LazarusError
 from ..io import write_json
-from ..protocols import PROTOCOLS
+from ..protocols import ONE_FACTOR
 from .common import _load, model_args, run_command
 
 HELP = "train with one of the writeups' methods (adapters + result JSON)"
@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--scale", type=float, default=20.0)
             q.add_argument("--save-at", type=int, nargs="*", help="also save adapters at these steps")
         if method == "dual-reward":
-            q.add_argument("--protocol", default="corrected", choices=list(PROTOCOLS))
+            q.add_argument("--protocol", default="corrected", choices=["corrected", "original", *ONE_FACTOR])
             q.add_argument("--cls-weight", type=float)
         if method == "grpo":
             q.add_argument("--variant", default="grpo",
