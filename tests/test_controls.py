@@ -248,3 +248,16 @@ def test_engram_clustering_term_clusters_and_unfed_engram_does_not(saved_model):
     assert losses[-1] < 0.6 * losses[0]
     unfed = train_engram(load_model(path), "M3", "sentiment", replace(cfg, feedback=False), progress=False)
     assert unfed.engram.ari == pytest.approx(unfed.untrained_compressor.ari, abs=0.05)
+
+
+def test_h01_spellability_gate(saved_model, tmp_path, monkeypatch, check_gates):
+    """Every op word spells on the zoo's byte-level tokenizer (gate 1.0, recorded); a word the tokenizer cannot
+    encode counts as unspellable (here the empty word, the one thing a byte-level BPE cannot spell)."""
+    from lazarus_bench.claims import h01_lens_op_words
+
+    path = str(saved_model("llama"))
+    record = _run("H01", path, tmp_path)
+    check_gates(record, {"op words spellable": 1.0})
+    ctx = _ctx("H01", path, tmp_path, [])
+    monkeypatch.setattr(h01_lens_op_words.prompts, "operation_words", lambda: ("multiply", "add", "subtract", " "))
+    assert h01_lens_op_words.spellable_share(ctx) == 0.75

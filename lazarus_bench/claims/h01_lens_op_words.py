@@ -7,10 +7,11 @@ from dataclasses import replace
 import numpy as np
 
 from .. import prompts, stats
-from ..analysis.lens import logit_lens
+from ..analysis.lens import logit_lens, target_spellings
+from ..errors import LazarusError
 from ..stats import ClaimStatistic, Verdict
 from ..stats.verdicts import combine
-from .base import ClaimContext, Outcome, claim, not_instruct
+from .base import ClaimContext, Gate, Outcome, claim, not_instruct
 from .common import random_init_control
 from .fixtures import dual_trained_control
 
@@ -56,6 +57,19 @@ def h01_statistics(handle, params) -> tuple[list[float], int, int, dict, list[di
     return per_prompt_max.tolist(), hits, len(results), curves, samples
 
 
+def spellable_share(ctx: ClaimContext) -> float:
+    """Share of the operation words the tokenizer spells (both spellings encode to known tokens and decode back)."""
+    handle, ok = ctx.handle(), 0
+    for word in prompts.operation_words():
+        try:
+            spellings = target_spellings(handle, word)
+        except LazarusError:
+            continue
+        tok = getattr(handle.tokenizer, "_tokenizer", handle.tokenizer)
+        ok += all(tok.decode(ids).strip() == word for ids in spellings.values())
+    return ok / len(prompts.operation_words())
+
+
 @claim(
     id="H01",
     title="No operation words in a base model's logit lens",
@@ -64,8 +78,11 @@ def h01_statistics(handle, params) -> tuple[list[float], int, int, dict, list[di
     criterion=("every layer < 1% for the prompt's operation words; class argmax at 55% depth no better than chance "
                "(binomial)"),
     writeup="~0.0x% at every layer (Llama-3.2-1B, TinyLlama, Granite)",
-    params={"max_prob": 0.01, "layer_fraction": 0.55, "alpha": 0.05, "n_bootstrap": 1999},
+    params={"max_prob": 0.01, "layer_fraction": 0.55, "alpha": 0.05, "n_bootstrap": 1999, "min_spellable": 1.0},
     applies=not_instruct,
+    gates=(Gate("op words spellable", "share of multiply/add/subtract/divide the tokenizer encodes to known tokens "
+                "and decodes back, both spellings: a word it cannot spell cannot appear in the lens", spellable_share,
+                "min_spellable"),),
     after=("H05a",),
     controls=(
         random_init_control(Verdict.REFUTED),
