@@ -3,7 +3,8 @@
 Slow tier (the full protocol): a test passes when its claim is SUPPORTED on that model and fails
 otherwise (REFUTED, INCONCLUSIVE, error), unless ``--report-only``. Fast tier (micro zoo, reduced
 steps): a pipeline check that fails only when the claim cannot be measured (an error), since verdicts
-on micro models say little. A claim that does not apply to a model is skipped with the reason.
+on micro models say little; it runs the corrected and original protocols (the one-factor ablations
+are pipeline-tested in tests/test_protocols.py). A claim that does not apply to a model is skipped with the reason.
 Every outcome is written as a result record and rendered into the report.
 """
 
@@ -21,7 +22,7 @@ def _check(claim, tier, model_id, suite, request):
     records = [
         run_claim(claim, model_id, tier=tier, n_seeds=suite["seeds"], report_dir=suite["report_dir"],
                   protocol=protocol, pool=suite["pool"])
-        for protocol in claim.protocols
+        for protocol in claim.tier_protocols(tier)
     ]
     main = records[0]
     summary = "; ".join(f"{r['protocol']}: {r.get('verdict') or r['status']} ({r.get('reason', '')})" for r in records)

@@ -83,3 +83,13 @@ def test_h11_lens_one_factor_protocols(saved_model):
             np.testing.assert_allclose([t[2] for t in row_a], [t[2] for t in row_b], rtol=1e-4, atol=1e-6)
     noncausal = lens_top_for("corrected+noncausal_mask")(handle, texts, 5)
     assert any(abs(r1[0][2] - r2[0][2]) > 1e-4 for a, b in zip(corrected, noncausal) for r1, r2 in zip(a, b))
+
+
+def test_fast_tier_skips_the_one_factor_ablations():
+    from lazarus_bench.suite.runner import plan
+
+    h05a = get_claim("H05a")
+    assert h05a.tier_protocols("slow") == h05a.protocols and len(h05a.protocols) == 9
+    assert h05a.tier_protocols("fast") == ("corrected", "original")
+    assert [j.protocol for j in plan([h05a], ["m"], None, "fast", "/nonexistent")] == ["corrected", "original"]
+    assert len(plan([h05a], ["m"], None, "slow", "/nonexistent")) == 9

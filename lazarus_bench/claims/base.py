@@ -202,6 +202,11 @@ class Claim:
     controls: tuple[Control, ...] = ()  # negative and positive controls the runner measures with the claim
     layer_curve: tuple[str, str | None] | None = None  # (curve, series or None = last): statistic at every layer
 
+    def tier_protocols(self, tier: str) -> tuple[str, ...]:
+        """The protocols a tier runs: all in the slow tier; the fast tier (a pipeline check) skips the one-factor
+        ablations (``corrected+<defect>``), which tests/test_protocols.py covers."""
+        return self.protocols if tier == "slow" else tuple(p for p in self.protocols if "+" not in p)
+
     def parameters(self, tier: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """The writeup's parameters, reduced for the fast tier, then the user's overrides (unknown keys rejected)."""
         merged = {**self.params, **(self.fast if tier == "fast" else {})}

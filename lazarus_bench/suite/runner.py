@@ -157,7 +157,7 @@ def plan(claims: Sequence[Claim], models: Sequence[str], protocols: Sequence[str
     jobs = []
     for claim in claims:
         for model_id in models:
-            for protocol in claim.protocols:
+            for protocol in claim.tier_protocols(tier):
                 if protocols is not None and protocol not in protocols:
                     continue
                 cost = _previous_wall(report_dir, claim, model_id, protocol, tier)
