@@ -110,7 +110,11 @@ def measure_h04(ctx: ClaimContext) -> Outcome:
     alpha, word, top = p["alpha"], p["word"], p["top_fraction"]
     handle = ctx.handle()
     layer = handle.layer_at_depth(p["layer_fraction"])
-    X, y, items = multiply_add_features(handle, layer, p["prompt_set"])
+    items = multiply_add_items(p["prompt_set"])
+    y = np.asarray([it.label for it in items])
+    all_layers = list(range(handle.n_layers))
+    states, _ = last_token_states(handle, [it.text for it in items], all_layers)  # one forward, every block
+    X = states[all_layers.index(layer)]
     w = probes.binary_direction(X, y, "multiply", "add", C=p["C"], seed=p["seed"])
     words = list(dict.fromkeys([word, *prompts.operation_words()]))
     top_side = word_ranks(handle, w, words)
@@ -183,8 +187,6 @@ def measure_h04(ctx: ClaimContext) -> Outcome:
                 "token": handle.decode_token(info["token_id"]), "n_tokens": info["n_tokens"], "rank": info["rank"],
                 "percentile": info["rank"] / V, "score": info["score"], "rank_from_bottom": low["rank"],
             })
-    all_layers = list(range(handle.n_layers))
-    states, _ = last_token_states(handle, [it.text for it in items], all_layers)
     by_layer = [ranker.best_rank(probes.binary_direction(states[j], y, "multiply", "add", C=p["C"], seed=p["seed"]))
                 / V for j in range(len(all_layers))]
     details["rank_percentile_by_layer"] = by_layer
