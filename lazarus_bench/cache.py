@@ -68,6 +68,17 @@ class FixtureCache:
             return False
         return all((entry / name).is_file() and sha256_file(entry / name) == digest for name, digest in files.items())
 
+    def remove_stale_builds(self) -> list[Path]:
+        """Remove the temporary folders of builds whose process is gone (killed mid-build); return them."""
+        removed = []
+        for tmp in self.root.glob(".*.*.*"):
+            parts = tmp.name.split(".")
+            if not tmp.is_dir() or len(parts) < 4 or not parts[2].isdigit() or _alive(int(parts[2])):
+                continue
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+        return removed
+
     def get_or_build(self, parts: dict[str, Any], build: Callable[[Path], Any]) -> Path:
         """The cached entry for ``parts``, building it with ``build(tmp_dir)`` if missing or corrupt."""
         entry = self.path(parts)
@@ -76,7 +87,8 @@ class FixtureCache:
                 return entry
             shutil.rmtree(entry, ignore_errors=True)
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{entry.name}."))
+        self.remove_stale_builds()
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{entry.name}.{os.getpid()}."))
         try:
             build(tmp)
             files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
@@ -91,3 +103,13 @@ class FixtureCache:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return entry
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

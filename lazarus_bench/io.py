@@ -10,12 +10,43 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from .errors import LazarusError
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Raise a ``LazarusError`` unless ``path`` can take a new file: not an existing link, folder, FIFO or device
+    (an atomic write would replace it), and in a folder that exists or can be made and written to."""
+    target = Path(path)
+    if not target.name or target.name in (".", ".."):
+        raise LazarusError(f"cannot write to {str(path)!r}: it names a folder, not a file")
+    if target.is_symlink():
+        raise LazarusError(f"refusing to write to {str(path)!r}: it is a symbolic link (replacing it would break it; "
+                           "give the real path or a new file)")
+    if target.exists() and not target.is_file():
+        kind = "a folder" if target.is_dir() else "not a regular file (FIFO, device or socket)"
+        raise LazarusError(f"refusing to write to {str(path)!r}: it is {kind}")
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK) or _pseudo_fs(folder):
+        raise LazarusError(f"cannot write to {str(path)!r}: folder {str(folder)!r} is not writable")
+    return target
+
+
+def _pseudo_fs(folder: Path) -> bool:
+    resolved = folder.resolve()
+    return any(resolved == Path(root) or Path(root) in resolved.parents for root in ("/proc", "/sys", "/dev"))
+
 
 def write_json(path: str | os.PathLike, payload: Any) -> Path:
-    """Write JSON atomically: a temporary file in the same folder, then rename (never half-written)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    """Write JSON atomically: a temporary file in the same folder, then rename (never half-written, and never in
+    place of a link, folder or device: see ``check_writable``)."""
+    target = check_writable(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise LazarusError(f"cannot write to {str(path)!r}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(payload, fh, indent=2, default=_json_default)

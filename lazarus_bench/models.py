@@ -22,7 +22,7 @@ import mlx.nn as nn
 
 from .errors import LazarusError
 from .io import sha256_file
-from .zoo.registry import resolve_zoo
+from .zoo.registry import MANIFEST, resolve_zoo, verify
 
 _INNER_CANDIDATES = ("model", "language_model.model", "language_model", "transformer", "backbone")
 _EMBED_NAMES = ("embed_tokens", "wte", "tok_embeddings", "embeddings")
@@ -239,7 +239,25 @@ class ModelHandle:
         if not text:
             raise LazarusError("empty prompt: give at least one character of text")
         tok = getattr(self.tokenizer, "_tokenizer", self.tokenizer)
-        return list(tok.encode(text, add_special_tokens=add_special_tokens))
+        try:  # verbose=False: the length check below says it in one line, not transformers' logger
+            ids = list(tok.encode(text, add_special_tokens=add_special_tokens, verbose=False))
+        except TypeError:
+            ids = list(tok.encode(text, add_special_tokens=add_special_tokens))
+        limit = self.max_positions
+        if limit is not None and len(ids) > limit:
+            raise LazarusError(f"text of {len(text):,} characters is {len(ids):,} tokens; {self.model_id} takes at "
+                               f"most {limit:,} (its max_position_embeddings, else its tokenizer's model_max_length): "
+                               "shorten it")
+        return ids
+
+    @property
+    def max_positions(self) -> int | None:
+        """The longest sequence the checkpoint was configured for: ``max_position_embeddings``, else the tokenizer's
+        ``model_max_length`` (None when neither says; Hugging Face writes a huge number for "unset")."""
+        for value in (self.config.get("max_position_embeddings"), getattr(self.tokenizer, "model_max_length", None)):
+            if isinstance(value, int) and 0 < value < 10**9:
+                return value
+        return None
 
     def decode_token(self, token_id: int) -> str:
         tok = getattr(self.tokenizer, "_tokenizer", self.tokenizer)
@@ -358,12 +376,14 @@ def load_model(
     looks_local = local.exists() or path_or_id.startswith((".", "/", "~")) or path_or_id.count("/") != 1
     if looks_local and not local.is_dir():
         raise LazarusError(f"model path not found: {path_or_id}")
+    if looks_local and (local / MANIFEST).is_file() and not requested.startswith(("zoo:", "zoo-micro:")):
+        verify(local)
     if adapter_path is not None and not (Path(adapter_path) / "adapter_config.json").is_file():
         raise LazarusError(f"adapter path has no adapter_config.json: {adapter_path}")
     try:
         model, tokenizer = mlx_lm.load(str(local) if looks_local else path_or_id, adapter_path=adapter_path)
     except Exception as exc:  # noqa: BLE001  (hub, IO and config errors all become one line)
-        hint = " (offline? set HF_HUB_OFFLINE=0 with network, or give a local path)" if not looks_local else ""
+        hint = "" if looks_local else _hub_hint()
         raise LazarusError(f"could not load model '{path_or_id}': {type(exc).__name__}: {exc}{hint}") from None
     config = load_config(local) if looks_local else _hub_config(model)
     if float32 if float32 is not None else mx.default_device().type == mx.cpu:
@@ -374,6 +394,15 @@ def load_model(
     if check_lens:
         verify_lens(handle)
     return handle
+
+
+def _hub_hint() -> str:
+    """What to try for a hub id that did not load, given the offline switches actually set."""
+    offline = [name for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if os.environ.get(name, "") not in ("", "0")]
+    if offline:
+        return (f" ({' and '.join(offline)} set: the model must already be in the Hugging Face cache; unset it with "
+                "network access, or give a local path)")
+    return " (check the id and your network access, or give a local checkpoint path)"
 
 
 def _hub_config(model: nn.Module) -> dict:

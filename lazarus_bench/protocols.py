@@ -19,6 +19,9 @@ LENS_DIFFERENCES = {
     "input_unembedding": ("the model's real unembedding (lm_head when untied)", "the input embedding matrix"),
 }
 DEFECTS = {"dual_reward": ORIGINAL_DIFFERENCES, "lens": LENS_DIFFERENCES}
+# Claims whose original protocol is the corrected one plus a single defect (CLAIMS.md: H14 runs the writeup's plain
+# SGD stage 2 beside AdamW): there the original run is that defect's one-factor ablation, with nothing to add.
+SINGLE_DEFECT_ORIGINAL = {"H14": "optimizer"}
 
 
 def one_factor(family: str) -> tuple[str, ...]:

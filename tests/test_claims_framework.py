@@ -160,3 +160,31 @@ def test_a_failed_fitness_gate_makes_the_claim_not_testable_and_keeps_the_number
         assert "NOT TESTABLE 1" in report and f"depth {layers} >= 16: FAIL" in report
     finally:
         REGISTRY.pop("T05", None)
+
+
+def test_a_gate_required_inside_the_measure_stops_it_with_its_numbers(saved_model, tmp_path):
+    """``ctx.require`` stops a measure at a failed gate (stage 1 before stage 2): NOT TESTABLE, the descriptive
+    numbers measured so far kept, nothing after the gate run; a passing gate lets the measure go on."""
+    from lazarus_bench.claims.base import Gate
+
+    reached = []
+
+    def staged(ctx):
+        ctx.require("stage 1", 0.4, {"stage1_accuracy": 0.4})
+        reached.append("stage 2")
+        return Outcome(statistic=threshold_claim([0.1, 0.12, 0.09, 0.11], 0.5, "below"), ours="fine",
+                       fitness={"stage 1": 0.4})
+
+    gate = Gate("stage 1", "stage-1 accuracy", None, "min_stage1")
+    claim = register(Claim(id="T06", title="t", statement="s", source="test", criterion="c", writeup="w",
+                           params={"min_stage1": 0.75}, measure=staged, gates=(gate,)))
+    try:
+        record = run_claim(claim, str(saved_model("llama")), report_dir=tmp_path, log=lambda m: None)
+        assert record["verdict"] == "NOT TESTABLE" and reached == []
+        assert record["extra"]["descriptive"] == {"stage1_accuracy": 0.4}
+        assert record["fitness"][0]["value"] == 0.4 and not record["fitness"][0]["passed"]
+        record = run_claim(claim, str(saved_model("llama")), report_dir=tmp_path, overrides={"min_stage1": 0.3},
+                           log=lambda m: None)
+        assert record["verdict"] == "SUPPORTED" and reached == ["stage 2"]
+    finally:
+        REGISTRY.pop("T06", None)

@@ -136,7 +136,7 @@ def test_train_cli_bad_data_file(saved_model, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "no prompt"}\n')
     assert main(["train", "sft", "-m", str(saved_model("llama")), "-o", str(tmp_path / "o"), "--data", str(bad)]) == 2
-    assert "expected a JSON object with 'prompt' and 'completion'" in capsys.readouterr().err
+    assert "expected a JSON object with non-empty string 'prompt' and 'completion'" in capsys.readouterr().err
 
 
 def test_git_commit_ignores_written_reports_but_not_code(tmp_path):

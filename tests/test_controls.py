@@ -169,7 +169,7 @@ def test_grpo_single_operation_spec_keeps_every_class():
 
 
 def test_h12_lora_against_lora_has_no_saving(saved_model, tmp_path):
-    record = _run("H12", saved_model("llama"), tmp_path)
+    record = _run("H12", saved_model("llama"), tmp_path, overrides={"min_params": 0})
     controls = _controls(record)
     negative, positive = controls["LoRA against LoRA"], controls["planted saving"]
     assert negative["built"] and not negative["detected"], negative["reason"]
@@ -199,7 +199,7 @@ def test_h14_controls_scale_each_branch(saved_model, tmp_path):
     claim = get_claim("H14")
     positive = next(c for c in claim.controls if c.kind == "positive")
     negative = next(c for c in claim.controls if c.kind == "negative")
-    ctx = _ctx("H14", saved_model("llama"), tmp_path, [0])
+    ctx = _ctx("H14", saved_model("llama"), tmp_path, [0], min_stage1_accuracy=0.0)
     base = two_stage_configs(ctx.params, 0)
     planted = two_stage_configs(positive.build(ctx).params, 0)
     assert planted["low_lr"].stage2.train.lr == 0.0

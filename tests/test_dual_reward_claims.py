@@ -75,7 +75,8 @@ def test_h05a_both_protocols_and_statistic_from_samples(saved_model, tmp_path, c
 def test_h05b_reuses_h05a_runs_and_tests_per_seed_changes(saved_model, tmp_path, check_gates):
     model, cache = saved_model("llama"), tmp_path / "cache"
     h05a = _run("H05a", model, tmp_path, n_seeds=2, overrides={"min_seeds": 2}, cache_dir=cache)
-    record = _run("H05b", model, tmp_path, n_seeds=2, overrides={"min_seeds": 2}, cache_dir=cache)
+    record = _run("H05b", model, tmp_path, n_seeds=2, overrides={"min_seeds": 2, "min_base_answers": 0.0},
+                  cache_dir=cache)
     assert [s["train_seconds"] for s in record["samples"]] == [s["train_seconds"] for s in h05a["samples"]]
     changes = [s["answer_accuracy_after"] - s["answer_accuracy_before"] for s in record["samples"]]
     again = stats.threshold_claim(changes, -0.10, "above", 0.05, min_n=2)

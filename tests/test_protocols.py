@@ -93,3 +93,30 @@ def test_fast_tier_skips_the_one_factor_ablations():
     assert h05a.tier_protocols("fast") == ("corrected", "original")
     assert [j.protocol for j in plan([h05a], ["m"], None, "fast", "/nonexistent")] == ["corrected", "original"]
     assert len(plan([h05a], ["m"], None, "slow", "/nonexistent")) == 9
+
+
+def test_h14_original_is_its_single_defect_ablation(saved_model, tmp_path):
+    """H14's original protocol differs from corrected only in the stage-2 optimiser: the report shows it as the
+    one-factor row of that defect."""
+    from dataclasses import replace
+
+    from lazarus_bench.claims.h14_two_stage import two_stage_configs
+    from lazarus_bench.protocols import SINGLE_DEFECT_ORIGINAL
+
+    params = get_claim("H14").parameters("fast")
+    corrected, original = two_stage_configs(params, 0, "corrected"), two_stage_configs(params, 0, "original")
+    for name in corrected:
+        s2 = original[name].stage2.train
+        assert (s2.optimizer, s2.grad_clip) == ("sgd", None)
+        same = replace(original[name], stage2=replace(original[name].stage2, train=replace(
+            s2, optimizer=corrected[name].stage2.train.optimizer, grad_clip=corrected[name].stage2.train.grad_clip)))
+        assert same == corrected[name]
+    path, out = str(saved_model("llama")), tmp_path / "reports"
+    for protocol in ("corrected", "original"):
+        record = run_claim(get_claim("H14"), path, tier="fast", report_dir=out, protocol=protocol,
+                           pool=ModelPool(), log=lambda m: None, cache_dir=tmp_path / "cache",
+                           overrides={"min_stage1_accuracy": 0.0})
+        assert record["status"] == "ok", record.get("reason")
+    section = render(out).read_text().split("## One-factor protocol ablations")[1].split("\n## ")[0]
+    assert f"| corrected+{SINGLE_DEFECT_ORIGINAL['H14']} " in section and "### H14 on" in section
+    assert "only in `optimizer`" in section

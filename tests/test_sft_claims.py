@@ -163,8 +163,17 @@ def test_h13_remain_and_late_answers(saved_model, tmp_path, pool, check_gates):
     check_gates(record, {"remain association before SFT": numerator / denominator})
 
 
+def test_h14_stops_after_stage_one_below_the_writeups_baseline(saved_model, tmp_path, pool):
+    """Stage 1 is trained for every seed first; below the gate no stage 2 is trained and no control is run."""
+    record = run("H14", saved_model("llama"), tmp_path, pool, overrides={"min_stage1_accuracy": 1.01})
+    assert record["verdict"] == "NOT TESTABLE" and record["controls"] == [] and record["samples"] == []
+    accuracy = record["extra"]["descriptive"]["stage1_symbolic_accuracy"]
+    assert record["fitness"] == [{**record["fitness"][0], "value": float(np.mean(list(accuracy.values()))),
+                                  "passed": False}]
+
+
 def test_h14_two_stage_branches(saved_model, tmp_path, pool, check_gates):
-    record = run("H14", saved_model("llama"), tmp_path, pool)
+    record = run("H14", saved_model("llama"), tmp_path, pool, overrides={"min_stage1_accuracy": 0.0})
     stat = check_record(record)
     rows = {(s["config"], s["stage"]): s for s in record["samples"]}
     drop = 100 * (rows["low_lr", "stage1"]["symbolic"] - rows["low_lr", "stage2"]["symbolic"])

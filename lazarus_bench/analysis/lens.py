@@ -7,6 +7,7 @@ the lens probabilities of each of its tokens, fed the previous ones).
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -23,18 +24,22 @@ SPELLINGS = ("without_space", "with_space")
 
 @dataclass
 class Spelling:
-    """One spelling of a target word and its per-layer lens statistics at the prediction position."""
+    """One spelling of a target word and its per-layer lens statistics at the prediction position (``rank`` is the
+    first piece's for a word of several tokens; ``full_prob`` is the teacher-forced whole word)."""
 
     text: str
     ids: list[int]
     first_prob: np.ndarray
     full_prob: np.ndarray
     rank: np.ndarray
+    pieces: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
             "text": self.text,
             "ids": self.ids,
+            "pieces": self.pieces,
+            "rank_of": "the token" if len(self.ids) == 1 else "the first piece",
             "first_prob": self.first_prob.tolist(),
             "full_prob": self.full_prob.tolist(),
             "rank": self.rank.astype(int).tolist(),
@@ -109,6 +114,8 @@ def resolve_layers(handle: ModelHandle, layers: Sequence[int | str] | None, incl
     """Validated layer labels in depth order; None means the embedding output and every block."""
     if layers is None:
         return ([EMB] if include_embeddings else []) + list(range(handle.n_layers))
+    if isinstance(layers, (str, int)) or not len(layers):
+        raise LazarusError(f"layers must be a non-empty list of block indices and/or '{EMB}', got {layers!r}")
     out = []
     for layer in layers:
         if layer == EMB:
@@ -136,7 +143,16 @@ def target_spellings(handle: ModelHandle, word: str) -> dict[str, list[int]]:
         if not ids or (unk is not None and unk in ids):
             raise LazarusError(f"target word '{bare}' is not in the vocabulary (spelling {text!r} gives {ids})")
         out[key] = ids
+    if all(len(ids) > 1 for ids in out.values()) and (handle.model_id, bare) not in _WARNED:
+        _WARNED.add((handle.model_id, bare))
+        pieces = {text: [handle.decode_token(i) for i in ids] for text, ids in zip((bare, " " + bare), out.values())}
+        warnings.warn(f"target word '{bare}' is not a single token in {handle.model_id} in either spelling "
+                      f"({'; '.join(f'{t!r} -> {p}' for t, p in pieces.items())}): its probability is the teacher-"
+                      "forced full word, its rank is the first piece's", stacklevel=2)
     return out
+
+
+_WARNED: set[tuple[str, str]] = set()
 
 
 def _depth(handle: ModelHandle, layer: int | str) -> int:
@@ -230,6 +246,7 @@ def _lens_batch(handle, batch, labels, top_k, all_positions, spellings) -> list[
                         first_prob=np.array([float(v[b]) for v in first[word][key]]),
                         full_prob=full[word][key][:, b],
                         rank=np.array([int(v[b]) for v in ranks[word][key]]),
+                        pieces=[handle.decode_token(i) for i in forms[key]],
                     )
                     for key in forms
                 },

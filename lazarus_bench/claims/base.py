@@ -95,7 +95,10 @@ class Gate:
             raise LazarusError(f"{ctx.claim.id}: the measure did not report fitness gate '{self.name}'")
         else:
             value = float(outcome.fitness[self.name])
-        raw = ctx.params[self.threshold_param]
+        return self.evaluate(value, ctx.params)
+
+    def evaluate(self, value: float, params: dict[str, Any]) -> GateResult:
+        raw = params[self.threshold_param]
         if self.direction == "within":
             threshold = [float(raw[0]), float(raw[1])]
             passed = threshold[0] <= value <= threshold[1]
@@ -103,6 +106,16 @@ class Gate:
             threshold = float(raw)
             passed = value >= threshold if self.direction == "above" else value <= threshold
         return GateResult(self.name, value, threshold, self.direction, passed, self.description)
+
+
+class NotTestable(Exception):
+    """A fitness gate failed, so nothing after it can be tested: raised before the measure (a gate measured up front)
+    or inside it (``ClaimContext.require``, a gate the measure reaches first, e.g. stage 1 before stage 2), with the
+    descriptive numbers measured so far. The claim's controls are not run on such a model."""
+
+    def __init__(self, gates: list[GateResult], details: dict[str, Any] | None = None):
+        super().__init__("; ".join(g.line() for g in gates if not g.passed))
+        self.gates, self.details = gates, details or {}
 
 
 class ControlUnavailable(LazarusError):
@@ -136,9 +149,11 @@ class Control:
                                "effect_verdict": str(self.effect)}
         try:
             control_ctx = self.build(ctx)
+            outcome = claim.measure(control_ctx)
         except ControlUnavailable as exc:
             return {**out, "built": False, "reason": str(exc)}
-        outcome = claim.measure(control_ctx)
+        except NotTestable as exc:
+            return {**out, "built": False, "reason": f"the control's own run is not testable: {exc}"}
         s = outcome.statistic
         if self.part is None:
             verdict = outcome.verdict
@@ -210,10 +225,32 @@ class Claim:
     def parameters(self, tier: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """The writeup's parameters, reduced for the fast tier, then the user's overrides (unknown keys rejected)."""
         merged = {**self.params, **(self.fast if tier == "fast" else {})}
+        if overrides is not None and not isinstance(overrides, dict):
+            raise LazarusError(f"{self.id}: parameters must be a JSON object of name: value, got {overrides!r}")
         unknown = sorted(set(overrides or {}) - set(merged))
         if unknown:
             raise LazarusError(f"{self.id}: unknown parameter(s) {', '.join(unknown)} (known: {', '.join(merged)})")
+        for name, value in (overrides or {}).items():
+            if not _same_kind(merged[name], value):
+                raise LazarusError(f"{self.id}: parameter {name} = {value!r} should be like its default "
+                                   f"{merged[name]!r} ({type(merged[name]).__name__})")
         return {**merged, **(overrides or {})}
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    """An override may replace a default of the same kind: numbers by numbers (an integer default by an integer),
+    flags by flags, text by text, lists by lists; a default of None takes anything."""
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default))
 
 
 REGISTRY: dict[str, Claim] = {}
@@ -282,6 +319,17 @@ class ClaimContext:
                             params={**self.params, **(params or {})}, protocol=self.protocol,
                             cache_dir=self.cache_dir, log=self._log,
                             shared=handle if handle is not None else self._shared)
+
+    def require(self, gate_name: str, value: float, details: dict[str, Any] | None = None) -> GateResult:
+        """Check one of the claim's gates as soon as the measure has its value; raise :class:`NotTestable` (with the
+        descriptive ``details`` so far) when it fails, so no further compute goes into an untestable model."""
+        gate = next((g for g in self.claim.gates if g.name == gate_name), None)
+        if gate is None:
+            raise LazarusError(f"{self.claim.id}: no fitness gate named '{gate_name}'")
+        result = gate.evaluate(float(value), self.params)
+        if not result.passed:
+            raise NotTestable([result], details)
+        return result
 
     def handle(self):
         """The model for analysis (shared within this claim run; never train it in place)."""

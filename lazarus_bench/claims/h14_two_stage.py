@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
@@ -50,11 +52,22 @@ def two_stage_configs(params: dict, seed: int, protocol: str = "corrected") -> d
             "aggressive": aggressive}
 
 
-def two_stage_branches(ctx: ClaimContext, configs: dict[str, TwoStageConfig]) -> dict[str, TwoStageResult]:
-    """``train_two_stage`` with stage 1 run once: the fused stage-1 weights are copied into a fresh model per branch.
+@dataclass
+class StageOne:
+    """A seed's SFT stage 1, fused: its weights on disk (one seed at a time in memory), metrics and the data."""
 
-    The configurations must share stage 1 and the data (they differ only in stage 2).
-    """
+    weights: str
+    reference: np.ndarray  # the fused model's logits on the first eval prompt: each branch must reproduce them
+    baseline: dict
+    after: dict
+    train: dict
+    examples: list
+    split: int
+
+
+def stage_one(ctx: ClaimContext, configs: dict[str, TwoStageConfig], folder: str) -> StageOne:
+    """Stage 1 of ``train_two_stage`` (SFT, then fuse) run once for every branch; the configurations must share
+    stage 1 and the data (they differ only in stage 2)."""
     first = next(iter(configs.values()))
     if any(c.stage1 != first.stage1 or (c.n_train, c.data_seed, c.mul_range, c.add_range)
            != (first.n_train, first.data_seed, first.mul_range, first.add_range) for c in configs.values()):
@@ -68,20 +81,26 @@ def two_stage_branches(ctx: ClaimContext, configs: dict[str, TwoStageConfig]) ->
     baseline = stage_metrics(handle)
     s1 = train_sft(handle, examples[:split], examples[split:], first.stage1, progress=False)
     fuse_lora(handle.model)
-    after1 = stage_metrics(handle)
-    fused = tree_flatten(handle.model.parameters())
-    check = mx.array([handle.encode(eval_texts[0])])
-    reference = handle.model(check)
-    del handle
+    weights = str(Path(folder) / f"stage1-{first.stage1.train.seed}.safetensors")
+    mx.save_safetensors(weights, dict(tree_flatten(handle.model.parameters())))
+    reference = np.array(handle.model(mx.array([handle.encode(eval_texts[0])])))
+    return StageOne(weights=weights, reference=reference, baseline=baseline, after=stage_metrics(handle),
+                    train=s1.to_dict(), examples=examples, split=split)
+
+
+def stage_two(ctx: ClaimContext, configs: dict[str, TwoStageConfig], one: StageOne) -> dict[str, TwoStageResult]:
+    """Each branch's stage 2 from the fused stage-1 weights, checked to reproduce the stage-1 model first."""
     out = {}
+    fused = list(mx.load(one.weights).items())
     for name, cfg in configs.items():
         branch = ctx.fresh_handle()
         branch.model.update(tree_unflatten(fused))
-        if not mx.allclose(branch.model(check), reference, rtol=1e-4, atol=1e-5).item():
+        logits = branch.model(mx.array([branch.encode(eval_prompt_texts()[0])]))
+        if not mx.allclose(logits, mx.array(one.reference), rtol=1e-4, atol=1e-5).item():
             raise LazarusError(f"two-stage branch '{name}' does not reproduce the fused stage-1 model")
-        s2 = train_dual_reward(branch, cfg.stage2, examples=examples[:split], progress=False)
-        out[name] = TwoStageResult(baseline=baseline, stage1=after1, stage2=stage_metrics(branch),
-                                   stage1_train=s1.to_dict(), stage2_train=s2.to_dict(), config={"name": name})
+        s2 = train_dual_reward(branch, cfg.stage2, examples=one.examples[:one.split], progress=False)
+        out[name] = TwoStageResult(baseline=one.baseline, stage1=one.after, stage2=stage_metrics(branch),
+                                   stage1_train=one.train, stage2_train=s2.to_dict(), config={"name": name})
         del branch
     return out
 
@@ -122,8 +141,17 @@ def two_stage_branches(ctx: ClaimContext, configs: dict[str, TwoStageConfig]) ->
 def measure_h14(ctx: ClaimContext) -> Outcome:
     p = ctx.params
     runs = []
+    with tempfile.TemporaryDirectory(prefix="lazarus-h14-") as folder:
+        firsts = {seed: stage_one(ctx, two_stage_configs(p, seed, ctx.protocol), folder) for seed in ctx.seeds}
+        stage1 = float(np.mean([one.after["symbolic_all"]["accuracy"] for one in firsts.values()]))
+        ctx.require("stage-1 symbolic accuracy", stage1, {
+            "stage1_symbolic_accuracy": {seed: one.after["symbolic_all"]["accuracy"] for seed, one in firsts.items()},
+            "baseline_symbolic_accuracy": {seed: one.baseline["symbolic_all"]["accuracy"]
+                                           for seed, one in firsts.items()}})
+        results_by_seed = {seed: stage_two(ctx, two_stage_configs(p, seed, ctx.protocol), firsts[seed])
+                           for seed in ctx.seeds}
     for seed in ctx.seeds:
-        results = two_stage_branches(ctx, two_stage_configs(p, seed, ctx.protocol))
+        results = results_by_seed[seed]
         runs.append({"seed": seed, "results": results,
                      "drops": {k: accuracy_drop(r, "symbolic_all") for k, r in results.items()},
                      "writeup_prompt_drops": {k: accuracy_drop(r) for k, r in results.items()},
@@ -171,7 +199,6 @@ def measure_h14(ctx: ClaimContext) -> Outcome:
              "semantic_drops": {r["seed"]: r["semantic_drops"] for r in runs},
              "stage2_final_loss": {r["seed"]: {k: res.stage2_train["train"]["losses"][-1]
                                                for k, res in r["results"].items()} for r in runs}}
-    stage1 = float(np.mean([next(iter(r["results"].values())).stage1["symbolic_all"]["accuracy"] for r in runs]))
     change = min(res.stage2_train["train"]["param_change_relative"] for r in runs for res in r["results"].values())
     return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra=extra,
                    fitness={"stage-1 symbolic accuracy": stage1, "parameters changed": change})

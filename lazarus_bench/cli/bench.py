@@ -6,13 +6,13 @@ import argparse
 import sys
 from typing import Sequence
 
-from .common import run_command
+from .common import Parser, run_command
 
 HELP = "benchmarks: tokens/s, memory, ratios, MFU, scaling -> BENCH.md"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lazarus-bench bench", description=HELP)
+    p = Parser(prog="lazarus-bench bench", description=HELP)
     p.add_argument("--quick", action="store_true", help="fewer steps and repeats (about 2 minutes)")
     p.add_argument("--report-dir", default="reports")
     return p

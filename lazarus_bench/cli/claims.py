@@ -6,13 +6,13 @@ import argparse
 import sys
 from typing import Sequence
 
-from .common import _table, run_command
+from .common import Parser, _table, run_command
 
 HELP = "list the claim registry; --lock pre-registers every claim's criteria, parameters and measure"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lazarus-bench claims", description=HELP)
+    parser = Parser(prog="lazarus-bench claims", description=HELP)
     parser.add_argument("--lock", action="store_true",
                         help="write the pre-registration lock (hash of each claim's criteria, parameters and measure "
                              "source); commit it before a run")

@@ -1,18 +1,119 @@
-"""What several commands share: the model arguments, tables, layer lists, model loading and error handling."""
+"""What several commands share: the parser, argument types, tables, layer lists, model loading and error handling."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
+import signal
 import sys
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Any, Callable, NoReturn, Sequence
 
 from ..errors import LazarusError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: ``lazarus-bench CMD: error: ... (see --help)`` and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def layer_list(text: str) -> list[str]:
+    """``3,5,emb``: at least one block index or 'emb' (ranges are checked against the model when it is loaded)."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"expected comma-separated block indices and/or 'emb', got {text!r}")
+    for part in parts:
+        if part != "emb" and not part.lstrip("-").isdigit():
+            raise argparse.ArgumentTypeError(f"layer {part!r} is not a block index or 'emb'")
+    return parts
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """A JSON object given on the command line."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc.msg} at character {exc.pos}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object {{...}}, got {type(value).__name__}: {text!r}")
+    return value
+
+
+def output_file(text: str) -> str:
+    """A path a result file may be written to: a new or regular file in a writable folder (never a link, folder,
+    FIFO or device, which writing would replace)."""
+    from ..io import check_writable
+
+    try:
+        check_writable(text)
+    except LazarusError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def output_dir(text: str) -> str:
+    """A folder to write into: new, or an existing folder (never a file or a link to one)."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} exists and is not a folder")
+    return text
+
+
+def existing_file(text: str) -> str:
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {text!r}")
+    return text
 
 
 def model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", required=True, help="checkpoint dir, hub id, or zoo:NAME")
     p.add_argument("--adapter", help="mlx-lm adapter directory (adapters.safetensors + adapter_config.json)")
-    p.add_argument("--json", metavar="PATH", help="also write the full result as JSON")
+    p.add_argument("--json", metavar="PATH", type=output_file, help="also write the full result as JSON")
 
 
 def _table(rows: list[dict], headers: str | Sequence[str] = "keys") -> str:
@@ -21,20 +122,37 @@ def _table(rows: list[dict], headers: str | Sequence[str] = "keys") -> str:
     return tabulate(rows, headers=headers, floatfmt=".4g")
 
 
-def _parse_layers(text: str | None) -> list | None:
-    if text is None:
-        return None
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
 def _load(args: argparse.Namespace):
     from ..models import load_model
 
     return load_model(args.model, adapter_path=getattr(args, "adapter", None))
 
 
+def check_records_read(report_dir: str) -> None:
+    """Raise when the report had to leave records out (unreadable, another schema, incomplete)."""
+    from ..errors import LazarusError
+    from ..suite.records import load_records
+
+    skipped = load_records(report_dir).skipped
+    if skipped:
+        name, why = skipped[0]
+        raise LazarusError(f"{len(skipped)} record(s) in {report_dir}/records could not be read and are left out of "
+                           f"the report (first: {name}: {why}); re-run or remove them")
+
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C (workers stopped, temp files removed)."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def run_command(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Run one command: a ``LazarusError`` is one line on stderr and exit 2, Ctrl-C is exit 130."""
+    """Run one command: a ``LazarusError`` is one line on stderr and exit 2; Ctrl-C exits 130 and SIGTERM 143, both
+    with one line; a closed output pipe (``| head``) ends quietly."""
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return fn(args)
     except LazarusError as exc:
@@ -43,3 +161,11 @@ def run_command(fn: Callable[[argparse.Namespace], int], args: argparse.Namespac
     except KeyboardInterrupt:
         print("lazarus-bench: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("lazarus-bench: terminated", file=sys.stderr)
+        return 143
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -7,15 +7,15 @@ import sys
 from typing import Sequence
 
 from ..io import write_json
-from .common import _table, run_command
+from .common import Parser, _table, output_file, run_command
 
 HELP = "environment, active BLAS and a measured GEMM rate"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lazarus-bench info", description=HELP)
+    p = Parser(prog="lazarus-bench info", description=HELP)
     p.add_argument("--no-gemm", action="store_true", help="skip the GEMM measurement")
-    p.add_argument("--json", metavar="PATH")
+    p.add_argument("--json", metavar="PATH", type=output_file)
     return p
 
 

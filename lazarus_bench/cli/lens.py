@@ -7,18 +7,18 @@ import sys
 from typing import Sequence
 
 from ..io import write_json
-from .common import _load, _parse_layers, _table, model_args, run_command
+from .common import Parser, _load, _table, layer_list, model_args, positive_int, run_command
 
 HELP = "logit lens over layers for prompts and target words"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lazarus-bench lens", description=HELP)
+    p = Parser(prog="lazarus-bench lens", description=HELP)
     model_args(p)
     p.add_argument("-p", "--prompt", action="append", required=True, help="prompt (repeatable)")
     p.add_argument("-t", "--targets", nargs="+", help="target words (both spellings measured)")
-    p.add_argument("--layers", help="comma-separated block indices and/or 'emb' (default: all)")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--layers", type=layer_list, help="comma-separated block indices and/or 'emb' (default: all)")
+    p.add_argument("--top-k", type=positive_int, default=5)
     p.add_argument("--all-positions", action="store_true", help="top-k/entropy at every position")
     return p
 
@@ -31,7 +31,7 @@ def cmd_lens(args: argparse.Namespace) -> int:
         handle,
         args.prompt,
         args.targets or (),
-        layers=_parse_layers(args.layers),
+        layers=args.layers,
         top_k=args.top_k,
         all_positions=args.all_positions,
     )
@@ -43,13 +43,22 @@ def cmd_lens(args: argparse.Namespace) -> int:
             row = {"layer": layer, f"top-{len(top)}": "  ".join(f"{t!r} {p:.3f}" for t, _, p in top)}
             for word, target in res.targets.items():
                 row[f"P({word})"] = float(target.full_prob_sum[r])
-                row[f"rank({word})"] = int(min(s.rank[r] for s in target.spellings.values()))
+                single = [s for s in target.spellings.values() if len(s.ids) == 1]
+                if single:
+                    row[f"rank({word})"] = int(min(s.rank[r] for s in single))
+                else:
+                    row[f"rank({word}, 1st piece)"] = int(min(s.rank[r] for s in target.spellings.values()))
             row["entropy"] = float(res.entropy[r, -1])
             row["KL(final||layer)"] = float(res.kl_to_final[r, -1])
             rows.append(row)
         print(_table(rows))
     if res.targets:
         print("\nP(word): probability of the full word, both spellings summed (with and without leading space).")
+        for word, target in res.targets.items():
+            spelled = "; ".join(f"{s.text!r} -> {s.pieces}" for s in target.spellings.values())
+            single = any(len(s.ids) == 1 for s in target.spellings.values())
+            print(f"{word}: {spelled}" + ("" if single else " (no single-token spelling: rank is the first piece's, "
+                                                          "P the teacher-forced whole word)"))
     if args.json:
         write_json(args.json, {"model": handle.describe(), "results": [r.to_dict() for r in results]})
     return 0

@@ -7,7 +7,7 @@ import sys
 from typing import Any, Sequence
 
 from ..io import write_json
-from .common import _load, _parse_layers, _table, model_args, run_command
+from .common import Parser, _load, _table, layer_list, model_args, non_negative_int, run_command
 
 HELP = "per-layer linear probes for the operation class"
 
@@ -15,11 +15,11 @@ HELP = "per-layer linear probes for the operation class"
 def build_parser() -> argparse.ArgumentParser:
     from .. import prompts
 
-    p = argparse.ArgumentParser(prog="lazarus-bench probe", description=HELP)
+    p = Parser(prog="lazarus-bench probe", description=HELP)
     model_args(p)
     p.add_argument("--set", default="word", choices=["word", "symbol"], help="prompt set (package data)")
-    p.add_argument("--layers", help="comma-separated block indices and/or 'emb' (default: all)")
-    p.add_argument("--permutations", type=int, default=100, help="label permutations for the p-value")
+    p.add_argument("--layers", type=layer_list, help="comma-separated block indices and/or 'emb' (default: all)")
+    p.add_argument("--permutations", type=non_negative_int, default=100, help="label permutations for the p-value")
     p.add_argument("--seed", type=int, default=0)
     assert set(prompts.available()) >= {"word", "symbol"}
     return p
@@ -36,7 +36,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     train = prompt_set.where(split="train") if any(it.split == "test" for it in prompt_set) else prompt_set
     test = prompt_set.where(split="test")
     handle = _load(args)
-    X, labels = last_token_states(handle, train.texts(), _parse_layers(args.layers))
+    X, labels = last_token_states(handle, train.texts(), args.layers)
     templates = {it.template for it in train}
     groups = [it.template if len(templates) > 1 else it.pair for it in train]
     report = probe_layers(

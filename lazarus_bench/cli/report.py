@@ -6,13 +6,13 @@ import argparse
 import sys
 from typing import Sequence
 
-from .common import run_command
+from .common import Parser, check_records_read, run_command
 
 HELP = "render REPORT.md from the result records"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lazarus-bench report", description=HELP)
+    p = Parser(prog="lazarus-bench report", description=HELP)
     p.add_argument("--report-dir", default="reports")
     return p
 
@@ -21,6 +21,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ..suite.report import render
 
     print(render(args.report_dir))
+    check_records_read(args.report_dir)
     return 0
 
 

@@ -8,16 +8,16 @@ from typing import Sequence
 
 from ..errors import LazarusError
 from ..io import write_json
-from .common import _load, _table, model_args, run_command
+from .common import Parser, _load, _table, model_args, positive_int, run_command
 
 HELP = "MoE router rows against the vocabulary, with a random-direction null"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lazarus-bench router", description=HELP)
+    p = Parser(prog="lazarus-bench router", description=HELP)
     model_args(p)
-    p.add_argument("--top-k", type=int, default=20)
-    p.add_argument("--null", type=int, default=1000, help="random directions in the null distribution")
+    p.add_argument("--top-k", type=positive_int, default=20)
+    p.add_argument("--null", type=positive_int, default=1000, help="random directions in the null distribution")
     p.add_argument("--seed", type=int, default=0)
     return p
 

@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Sequence
 
+from ..errors import LazarusError
 from ..protocols import PROTOCOLS
-from .common import run_command
+from .common import Parser, check_records_read, json_object, positive_int, run_command
 
 HELP = "the main job: every claim on every model, records and REPORT.md (report-only)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lazarus-bench run", description=HELP)
+    p = Parser(prog="lazarus-bench run", description=HELP)
     p.add_argument("-m", "--model", action="append", help="model (repeatable; default: the zoo)")
     p.add_argument("--claims", action="append", help="claim ids, comma-separated (default: all)")
     p.add_argument("--tier", default="slow", choices=["fast", "slow"], help="slow = full protocol")
-    p.add_argument("--seeds", type=int, help="seeds per training claim (default: the claim's own)")
+    p.add_argument("--seeds", type=positive_int, help="seeds per training claim (default: the claim's own)")
     p.add_argument("--protocol", action="append", choices=list(PROTOCOLS),
                    help="default: every protocol of each claim (corrected+<defect> adds one original defect)")
-    p.add_argument("--params", help='JSON overrides per claim, e.g. {"H01": {"max_prob": 0.02}}')
+    p.add_argument("--params", type=json_object, help='JSON overrides per claim, e.g. {"H01": {"max_prob": 0.02}}')
     p.add_argument("--report-dir", default="reports")
-    p.add_argument("-j", "--jobs", type=int, help="claim runs in parallel (default: one per core on CPU, up to 4)")
+    p.add_argument("-j", "--jobs", type=positive_int,
+                   help="claim runs in parallel (default: one per core on CPU, up to 4)")
     p.add_argument("--cache-dir", help="trained fixtures (default: $LAZARUS_CACHE_DIR or ~/.cache/lazarus_bench)")
     return p
 
@@ -38,14 +39,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         models = [m.replace("zoo:", "zoo-micro:") for m in models]
         ensure_micro_zoo(progress=True)
-    claim_ids = [c for part in (args.claims or []) for c in part.split(",") if c]
-    overrides = json.loads(args.params) if args.params else None
+    claim_ids = [c.strip() for part in (args.claims or []) for c in part.split(",") if c.strip()]
+    if args.claims is not None and not claim_ids:
+        raise LazarusError(f"--claims {','.join(args.claims)!r} names no claim; leave it out to run every claim")
+    overrides = args.params
     from ..suite.runner import default_jobs
 
     run_suite(models, claim_ids or None, tier=args.tier, n_seeds=args.seeds, report_dir=args.report_dir,
               protocols=args.protocol, overrides=overrides, cache_dir=args.cache_dir,
               jobs=args.jobs if args.jobs is not None else default_jobs())
     print(f"report: {render(args.report_dir)}")
+    check_records_read(args.report_dir)
     return 0
 
 

@@ -11,7 +11,17 @@ from typing import Sequence
 from ..errors import LazarusError
 from ..io import write_json
 from ..protocols import ONE_FACTOR
-from .common import _load, model_args, run_command
+from .common import (
+    Parser,
+    _load,
+    existing_file,
+    model_args,
+    non_negative_float,
+    output_dir,
+    positive_float,
+    positive_int,
+    run_command,
+)
 
 HELP = "train with one of the writeups' methods (adapters + result JSON)"
 
@@ -26,9 +36,13 @@ def _read_examples(path: str):
             continue
         try:
             row = json.loads(line)
-            examples.append(Example(row["prompt"], row["completion"], row.get("label", "")))
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise LazarusError(f"{path}:{n}: expected a JSON object with 'prompt' and 'completion'") from None
+        except json.JSONDecodeError as exc:
+            raise LazarusError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+        fields = (row.get("prompt"), row.get("completion"), row.get("label", "")) if isinstance(row, dict) else ()
+        if not fields or not all(isinstance(v, str) for v in fields) or not fields[0] or not fields[1]:
+            raise LazarusError(f"{path}:{n}: expected a JSON object with non-empty string 'prompt' and 'completion' "
+                               "(and an optional string 'label')")
+        examples.append(Example(*fields))
     if not examples:
         raise LazarusError(f"{path}: no examples")
     return examples
@@ -53,7 +67,7 @@ def _train_sft(args: argparse.Namespace, handle) -> dict:
     from ..training.sft import SFTConfig, train_sft
 
     if args.data:
-        examples = _read_examples(args.data)
+        examples = args.examples
     else:
         evaluation = prompts.seed000_tests().texts() + prompts.dual_reward_eval().texts()
         examples = arithmetic_examples(args.n_train, args.data_seed, exclude=evaluation)
@@ -119,54 +133,82 @@ TRAINERS = {"sft": _train_sft, "dual-reward": _train_dual_reward, "grpo": _train
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lazarus-bench train", description=HELP)
+    p = Parser(prog="lazarus-bench train", description=HELP)
     tsub = p.add_subparsers(dest="method", required=True)
     for method in TRAINERS:
         q = tsub.add_parser(method)
         model_args(q)
-        q.add_argument("-o", "--out", required=True, help="output directory (adapters, checkpoints, result.json)")
-        q.add_argument("--steps", type=int)
-        q.add_argument("--lr", type=float)
+        q.add_argument("-o", "--out", required=True, type=output_dir,
+                       help="output directory (adapters, checkpoints, result.json)")
+        q.add_argument("--steps", type=positive_int)
+        q.add_argument("--lr", type=positive_float)
         q.add_argument("--seed", type=int, default=0)
-        q.add_argument("--batch-size", type=int)
+        q.add_argument("--batch-size", type=positive_int)
         if method == "sft":
-            q.add_argument("--data", help="JSONL with prompt/completion per line (default: generated arithmetic)")
-            q.add_argument("--n-train", type=int, default=5000)
+            q.add_argument("--data", type=existing_file,
+                           help="JSONL with prompt/completion per line (default: generated arithmetic)")
+            q.add_argument("--n-train", type=positive_int, default=5000)
             q.add_argument("--data-seed", type=int, default=0)
             q.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
-            q.add_argument("--rank", type=int, default=8)
-            q.add_argument("--scale", type=float, default=20.0)
-            q.add_argument("--save-at", type=int, nargs="*", help="also save adapters at these steps")
+            q.add_argument("--rank", type=positive_int, default=8)
+            q.add_argument("--scale", type=positive_float, default=20.0)
+            q.add_argument("--save-at", type=positive_int, nargs="*", help="also save adapters at these steps")
         if method == "dual-reward":
             q.add_argument("--protocol", default="corrected", choices=["corrected", "original", *ONE_FACTOR])
-            q.add_argument("--cls-weight", type=float)
+            q.add_argument("--cls-weight", type=non_negative_float)
         if method == "grpo":
             q.add_argument("--variant", default="grpo",
                            choices=["grpo", "dual", "balanced", "entropy", "low_lr", "cls_heavy"],
                            help="seed 002's runs: pure GRPO, GRPO + dual-reward, and the four collapse fixes")
-            q.add_argument("--lora-rank", type=int, help="train LoRA of this rank instead of all parameters")
+            q.add_argument("--lora-rank", type=positive_int, help="train LoRA of this rank instead of all parameters")
         if method == "engram":
             q.add_argument("--variant", default="M3", choices=["M1", "M2", "M3"],
                            help="M1 classifier, M2 + LM loss, M3 + engram bottleneck prefix")
             q.add_argument("--dataset", default="sentiment", choices=["sentiment", "topic"])
         if method == "two-stage":
             q.add_argument("--aggressive", action="store_true", help="the writeup's Experiment 1 stage 2")
-            q.add_argument("--stage1-steps", type=int)
-            q.add_argument("--stage2-steps", type=int)
+            q.add_argument("--stage1-steps", type=positive_int)
+            q.add_argument("--stage2-steps", type=positive_int)
     return p
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ..runinfo import environment
 
+    if getattr(args, "data", None):
+        args.examples = _read_examples(args.data)  # before anything is loaded or written
     handle = _load(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = TRAINERS[args.method](args, handle)
-    payload = {"method": args.method, "model": handle.describe(), "result": result, "environment": environment()}
+    peak = fp16_headroom(handle)
+    payload = {"method": args.method, "model": handle.describe(), "result": result, "environment": environment(),
+               "max_abs_activation": peak}
     path = write_json(args.json or out / "result.json", payload)
     print(f"{args.method}: wrote {path}")
     return 0
+
+
+FP16_MAX = 65504.0
+
+
+def fp16_headroom(handle) -> float:
+    """The largest |activation| (residual stream and logits) of the trained model on the evaluation prompts; warns
+    when it is beyond float16's range, where a float16 copy (mlx_lm.load of a fused fp16 checkpoint) gives NaN."""
+    import mlx.core as mx
+
+    from .. import prompts
+
+    peak = 0.0
+    for text in prompts.seed000_tests().texts() + prompts.dual_reward_eval().texts():
+        capture = handle.forward([handle.encode(text)])
+        peak = max([peak, float(mx.max(mx.abs(capture.logits)).item())]
+                   + [float(mx.max(mx.abs(h)).item()) for h in capture.hidden])
+    if peak > FP16_MAX:
+        print(f"lazarus-bench: warning: activations on the evaluation prompts reach {peak:,.0f}, beyond float16's "
+              f"{FP16_MAX:,.0f}: keep this model in float32 or bfloat16 (a float16 copy gives inf/NaN)",
+              file=sys.stderr)
+    return peak
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,20 +10,20 @@ from typing import Sequence
 
 from ..errors import LazarusError
 from ..io import write_json
-from .common import _table, run_command
+from .common import Parser, _table, output_file, run_command
 
 HELP = "the embedded model zoo: build, list, eval"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lazarus-bench zoo", description=HELP)
+    p = Parser(prog="lazarus-bench zoo", description=HELP)
     p.add_argument("action", choices=["build", "list", "eval"])
     p.add_argument("--size", default="default", choices=["default", "micro"])
     p.add_argument("--dir", help="zoo directory (default: shipped zoo; builds go to the cache)")
     p.add_argument("--models", nargs="+", choices=["base", "instruct", "untied", "moe"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="rebuild models that already verify")
-    p.add_argument("--json", metavar="PATH")
+    p.add_argument("--json", metavar="PATH", type=output_file)
     return p
 
 

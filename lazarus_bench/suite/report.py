@@ -15,6 +15,7 @@ from tabulate import tabulate
 from ..claims import prereg
 from ..claims.base import all_claims, bound_text
 from ..errors import LazarusError
+from ..protocols import SINGLE_DEFECT_ORIGINAL
 from ..zoo.registry import MANIFEST, resolve_zoo
 from .records import load_records
 
@@ -129,11 +130,25 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
         lines += _claim_section(claim_id, claims.get(claim_id), by_claim[claim_id], report_dir)
     if loaded.skipped:
         lines += ["## Records not read", ""] + [f"- `{name}`: {why}" for name, why in loaded.skipped] + [""]
+    lines += failed_reruns(loaded.failed)
     out = report_dir / out_name
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(out)
     return out
+
+
+def failed_reruns(failed: list[dict]) -> list[str]:
+    """Runs that did not finish where an earlier finished record exists: that one is shown, these are listed."""
+    if not failed:
+        return []
+    lines = ["## Failed re-runs", "", "These runs did not finish; the earlier finished record of the same claim, model "
+             "and protocol is the one shown above (the failed one is kept in `records/failed/`).", ""]
+    for r in failed:
+        reason = str(r.get("reason") or "").splitlines()
+        lines.append(f"- {r['claim']['id']} on {r['model']['id']} ({r['protocol']}), {r.get('timestamp', '?')}: "
+                     f"{r['status']}: {reason[0] if reason else ''}")
+    return lines + [""]
 
 
 def _replication_summary(records: list[dict], claims: dict) -> list[str]:
@@ -169,6 +184,9 @@ def _one_factor(by_claim: dict[str, list[dict]]) -> list[str]:
             if r["status"] == "ok":
                 by_model[r["model"]["id"]][r["protocol"]] = r
         for model, runs in sorted(by_model.items()):
+            runs = dict(runs)
+            if claim_id in SINGLE_DEFECT_ORIGINAL and "original" in runs:
+                runs[f"corrected+{SINGLE_DEFECT_ORIGINAL[claim_id]}"] = runs.pop("original")
             single = sorted(p for p in runs if p.startswith("corrected+"))
             if not single or "corrected" not in runs:
                 continue
@@ -184,7 +202,10 @@ def _one_factor(by_claim: dict[str, list[dict]]) -> list[str]:
                 rows.append({"protocol": protocol, "statistic": _fmt(s["statistic"]),
                              "minus corrected": _fmt(s["statistic"] - base["statistic"]), "verdict": verdict,
                              "moves it": "yes" if moves else ("-" if protocol == "corrected" else "no")})
-            lines += [f"### {claim_id} on {model}: {base['name']}", "",
+            defect = SINGLE_DEFECT_ORIGINAL.get(claim_id)
+            note = [f"The original protocol differs from the corrected one only in `{defect}`, so its run is that "
+                    "defect's one-factor ablation.", ""] if defect else []
+            lines += [f"### {claim_id} on {model}: {base['name']}", "", *note,
                       tabulate(rows, headers="keys", tablefmt="github"), "",
                       "Single defects that move it: " + (", ".join(movers) or "none") + ".", ""]
     if not lines:
@@ -264,9 +285,10 @@ def _calibration(records: list[dict]) -> list[str]:
     rows, built = [], [c for r in measured for c in r.get("controls", []) if c["built"]]
     for r in sorted(measured, key=lambda r: (r["claim"]["id"], r["model"]["id"], r["protocol"])):
         controls = r.get("controls", [])
+        skipped = "not run: the model failed a fitness gate" if r.get("calibration") == "not run" else None
         rows.append({"claim": r["claim"]["id"], "model": r["model"]["id"], "protocol": r["protocol"],
-                     "negative control": _control_cell(controls, "negative"),
-                     "positive control": _control_cell(controls, "positive"),
+                     "negative control": skipped or _control_cell(controls, "negative"),
+                     "positive control": skipped or _control_cell(controls, "positive"),
                      "calibration": r.get("calibration", "-")})
     positives = [c for c in built if c["kind"] == "positive"]
     negatives = [c for c in built if c["kind"] == "negative"]

@@ -19,6 +19,7 @@ from ..claims.base import (
     Claim,
     ClaimContext,
     ModelInfo,
+    NotTestable,
     all_claims,
     calibration,
     claim_dict,
@@ -67,6 +68,18 @@ def _base_record(claim: Claim, info: ModelInfo | None, model_id: str, protocol: 
     }
 
 
+def not_testable_outcome(exc: NotTestable) -> dict:
+    """The record fields of a run stopped at a failed gate: the gate's value as the statistic (no test was made, so
+    no CI, effect or MDE), and the descriptive numbers measured before it."""
+    failed = next(g for g in exc.gates if not g.passed)
+    statistic = {"name": failed.name, "statistic": failed.value, "ci_low": failed.value, "ci_high": failed.value,
+                 "confidence": None, "effect_size": None, "p_value": None, "n": 0,
+                 "verdict": str(Verdict.NOT_TESTABLE), "reason": str(exc), "details": {"descriptive": exc.details}}
+    return {"statistic": statistic, "ours": f"{failed.name} = {failed.value:.4g}", "samples": [], "curves": {},
+            "extra": {"descriptive": exc.details}, "mde": {"value": None, "units": failed.name,
+                                                           "how": "no test: the model failed a fitness gate"}}
+
+
 def record_mde(s) -> dict:
     """The minimum detectable effect at alpha and power 0.8 for the n used: the test's own (details["mde"]) or, for a
     statistic without one, the normal-theory value from its confidence interval."""
@@ -83,7 +96,7 @@ def run_claim(claim: Claim, model_id: str, *, tier: str = "slow", n_seeds: int |
               cache_dir: str | Path | None = None) -> dict:
     """Measure one claim on one model and save its record; inapplicable claims and failures are recorded too."""
     pool = pool or ModelPool()
-    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    log = log or say
     params = claim.parameters(tier, overrides)
     n = n_seeds if n_seeds is not None else claim.default_seeds[tier]
     seeds = list(range(n)) if claim.training else []
@@ -113,16 +126,22 @@ def run_claim(claim: Claim, model_id: str, *, tier: str = "slow", n_seeds: int |
         record.update(status="ok", verdict=str(outcome.verdict), reason=outcome.statistic.reason,
                       **outcome_dict(outcome))
         record["mde"] = record_mde(outcome.statistic)
-        record["controls"] = [control.run(claim, ctx) for control in claim.controls]
-        label, why = calibration(record["controls"])
-        record["calibration"] = label
         failed = [g for g in fitness if not g.passed]
+        # a model that failed a gate gets no verdict, so nothing to calibrate: its controls would be compute for nothing
+        record["controls"] = [] if failed else [control.run(claim, ctx) for control in claim.controls]
+        label, why = calibration(record["controls"]) if not failed else ("not run", "")
+        record["calibration"] = label
         if failed:
             record.update(verdict=str(Verdict.NOT_TESTABLE), measured_verdict=str(outcome.verdict),
-                          reason="; ".join(g.line() for g in failed))
+                          reason="; ".join(g.line() for g in failed) + "; controls not run")
         elif label in ("insensitive", "not specific"):
             record.update(verdict=str(Verdict.INCONCLUSIVE), measured_verdict=str(outcome.verdict),
                           reason=f"{why}; the measurement alone: {outcome.statistic.reason}")
+    except NotTestable as exc:
+        gates = exc.gates if exc.gates[0] in before else before + exc.gates
+        record.update(status="ok", verdict=str(Verdict.NOT_TESTABLE), fitness=[asdict(g) for g in gates],
+                      reason=f"{exc}; stopped there: the rest of the measurement and the controls were not run",
+                      **not_testable_outcome(exc), controls=[], calibration="not run")
     except LazarusError as exc:
         record.update(status="error", reason=str(exc))
     except Exception as exc:  # noqa: BLE001  (a broken measure must not lose the other records)
@@ -131,6 +150,30 @@ def run_claim(claim: Claim, model_id: str, *, tier: str = "slow", n_seeds: int |
     record["environment"] = environment()
     save_record(report_dir, record)
     return record
+
+
+def say(message: str) -> None:
+    """A progress line on stderr; a closed stream (``2>&1 | head``) silences progress instead of failing the run."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except (BrokenPipeError, ValueError):
+        sys.stderr = open(os.devnull, "w")
+
+
+def check_overrides(overrides: Any, claims: Sequence[Claim], tier: str) -> None:
+    """``{claim id: {param: value}}`` for claims being run, each parameter known and of its default's kind."""
+    if overrides is None:
+        return
+    if not isinstance(overrides, dict):
+        raise LazarusError(f"parameters must be a JSON object {{claim id: {{name: value}}}}, got {overrides!r}")
+    selected = {c.id: c for c in claims}
+    for key, value in overrides.items():
+        claim = get_claim(key)
+        if claim.id not in selected:
+            raise LazarusError(f"parameters given for {claim.id}, which is not among the claims run")
+        if key != claim.id:
+            raise LazarusError(f"parameters key {key!r}: write the claim id as {claim.id!r}")
+        claim.parameters(tier, value)
 
 
 @dataclass(frozen=True)
@@ -204,8 +247,17 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
     """
     from ..cache import default_root
 
+    if claim_ids is not None and not claim_ids:
+        raise LazarusError("no claim ids given (leave them out to run every claim)")
     claims = [get_claim(c) for c in claim_ids] if claim_ids else all_claims()
-    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    if n_seeds is not None and n_seeds < 1:
+        raise LazarusError(f"seeds must be >= 1, got {n_seeds}")
+    if jobs < 1:
+        raise LazarusError(f"jobs must be >= 1, got {jobs}")
+    if not models:
+        raise LazarusError("no models given")
+    check_overrides(overrides, claims, tier)
+    log = log or say
     pending = plan(claims, models, protocols, tier, report_dir)
     total = len(pending)
     kwargs = dict(tier=tier, n_seeds=n_seeds, report_dir=str(report_dir), cache_dir=str(cache_dir or default_root()))
@@ -242,7 +294,9 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from multiprocessing import get_context
 
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as executor:
+    executor = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_worker_init,
+                                   initargs=(os.getpid(),))
+    try:
         while pending or running:
             for job in ready(pending, unfinished)[: max(0, jobs - len(running))]:
                 pending.remove(job)
@@ -260,4 +314,31 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
                 except Exception as exc:  # noqa: BLE001  (a dead worker must not stop the other jobs)
                     summary = {"status": "error", "reason": f"worker failed: {type(exc).__name__}: {exc}"}
                 finished(job, summary)
+    except BaseException:
+        _stop_workers(executor)
+        raise
+    executor.shutdown()
     return summaries
+
+
+def _worker_init(parent: int) -> None:
+    """A worker ignores Ctrl-C (the parent stops it) and dies with its parent, even one killed with SIGKILL."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _stop_workers(executor) -> None:
+    """Kill the workers now (their unfinished jobs leave no record) and release the pool without waiting."""
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.kill()
+    executor.shutdown(wait=False, cancel_futures=True)

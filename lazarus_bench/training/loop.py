@@ -132,7 +132,10 @@ class Progress:
         line = (f"[{self.name}] step {step}/{self.total} loss {loss:.4f} {tokens_per_s:,.0f} tok/s "
                 f"ETA {int(eta) // 60}m{int(eta) % 60:02d}s{(' ' + extra) if extra else ''}")
         end = "\n" if (not self.tty or step >= self.total) else ""
-        print(("\r" if self.tty else "") + line, end=end, file=self.stream, flush=True)
+        try:
+            print(("\r" if self.tty else "") + line, end=end, file=self.stream, flush=True)
+        except (BrokenPipeError, ValueError):
+            self.enabled = False  # the reader went away (``| head``): progress is not worth failing a run for
 
 
 def _save_checkpoint(path: Path, model: nn.Module, opt: optim.Optimizer, result: TrainResult) -> None:
@@ -170,6 +173,7 @@ def train_loop(
     save_fn: Callable[[int, nn.Module], str] | None = None,
     progress: bool = True,
     stop_after: int | None = None,
+    uniform_loss: float | None = None,
 ) -> TrainResult:
     """Train the model's trainable parameters in place for ``cfg.steps`` optimizer steps.
 
@@ -177,6 +181,9 @@ def train_loop(
     in ``result.metrics``. With ``out_dir`` a checkpoint
     is written every ``checkpoint_every`` steps (atomically) and resumed from; ``save_fn(step, model)``
     is called at each step in ``save_at``. ``stop_after`` ends this call early (an interruption).
+    The run stops with :class:`TrainingDiverged` (finished checkpoints kept) on a non-finite loss, on a trainable
+    parameter norm grown ``NORM_BLOWUP`` fold, or on a loss stuck at ``uniform_loss`` (ln V for a token
+    cross-entropy) while that norm grew ``STUCK_BLOWUP`` fold.
     """
     group = mx.distributed.init()
     world, rank = group.size(), group.rank()
@@ -212,6 +219,7 @@ def train_loop(
     bar = Progress(cfg.name, cfg.steps, enabled=progress and rank == 0)
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     initial = _host_copy(model)
+    initial_norm = math.sqrt(sum(float(np.sum(v.astype(np.float64) ** 2)) for v in initial.values()))
     mx.reset_peak_memory()
     tokens_at_start = result.tokens
     model.train()
@@ -224,12 +232,17 @@ def train_loop(
         mx.eval(loss, ntok, aux, model.state, opt.state)
         value = float(mx.distributed.all_sum(loss, stream=mx.cpu).item()) / world if world > 1 else float(loss.item())
         ntokens = int(mx.distributed.all_sum(ntok, stream=mx.cpu).item()) if world > 1 else int(ntok.item())
-        if not math.isfinite(value):
-            result.stopped = f"loss became {value} at step {step + 1}"
+        problem = None if math.isfinite(value) else f"loss became {value} at step {step + 1}"
+        if problem is None and ((step + 1) % cfg.log_every == 0 or step + 1 == end):
+            problem = divergence_reason(model, initial_norm, (result.losses + [value])[-cfg.log_every:], uniform_loss,
+                                  step + 1)
+        if problem is not None:
+            result.stopped = problem
             _finish(result, model, t0, tokens_at_start, initial)
             last = f"{result.losses[-1]:.4g}" if result.losses else "none"
             where = f"; finished checkpoints kept in {out_dir}" if out_dir is not None else ""
-            raise TrainingDiverged(f"{cfg.name}: {result.stopped} (last finite loss {last}){where}", result)
+            raise TrainingDiverged(f"{cfg.name} diverged: {result.stopped} (last finite loss {last}); lower the "
+                                   f"learning rate{where}", result)
         result.losses.append(value)
         result.metrics.append({k: float(v) for k, v in aux.items()})
         result.tokens += ntokens
@@ -253,6 +266,29 @@ def train_loop(
         result.evals.append({"step": end, **_evaluate(model, eval_fn)})
     _finish(result, model, t0, tokens_at_start, initial)
     return result
+
+
+NORM_BLOWUP = 1e3
+STUCK_BLOWUP = 30.0
+STUCK_TOLERANCE = 0.02
+
+
+def divergence_reason(model: nn.Module, initial_norm: float, recent: list[float], uniform_loss: float | None,
+                step: int) -> str | None:
+    """Why the run has diverged, or None: the trainable norm grew by orders of magnitude, or the loss sits at the
+    uniform value while the norm explodes (the model outputs noise it can no longer leave)."""
+    if initial_norm <= 0:
+        return None
+    squares = [mx.sum(mx.square(v.astype(mx.float32))) for _, v in tree_flatten(model.trainable_parameters())]
+    norm = math.sqrt(float(sum(squares).item())) if squares else 0.0
+    ratio = norm / initial_norm
+    if not math.isfinite(ratio) or ratio >= NORM_BLOWUP:
+        return f"trainable parameter norm grew {ratio:.3g}x (to {norm:.3g}) by step {step}"
+    mean = sum(recent) / len(recent)
+    if uniform_loss and ratio >= STUCK_BLOWUP and abs(mean - uniform_loss) <= STUCK_TOLERANCE * uniform_loss:
+        return (f"loss stuck at the uniform value ln V = {uniform_loss:.3f} (mean {mean:.3f} over the last "
+                f"{len(recent)} steps) while the trainable parameter norm grew {ratio:.3g}x by step {step}")
+    return None
 
 
 def _evaluate(model: nn.Module, eval_fn: Callable[[nn.Module], dict]) -> dict:

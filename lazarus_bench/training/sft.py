@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -107,7 +108,8 @@ def train_sft(
     eval_fn = (lambda model: {"val_loss": validation_loss(model, val)}) if val is not None else None
     initial = [{"step": 0, "val_loss": validation_loss(handle.model, val)}] if val is not None else []
     result = train_loop(handle.model, sft_loss, train, cfg.train, out_dir=out, eval_fn=eval_fn,
-                        save_fn=save if out is not None else None, progress=progress)
+                        save_fn=save if out is not None else None, progress=progress,
+                        uniform_loss=math.log(handle.vocab_size))
     path = str(save_adapter(handle.model, out, adapter_config, extra)) if out is not None else None
     return SFTResult(train=result, adapter_path=path, adapter_config=adapter_config,
                      val_losses=initial + result.evals)

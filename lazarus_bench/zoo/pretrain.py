@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -27,6 +28,8 @@ import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
+from ..errors import LazarusError
+from ..training.loop import divergence_reason
 from .corpus import CorpusMix, generate_chat, iter_corpus
 from .tokenizer import ASSISTANT, BOS, EOS, USER
 
@@ -294,6 +297,8 @@ def train(model: nn.Module, data: PackedData, cfg: TrainConfig, *,
         return out
 
     prog = _Progress(cfg, progress)
+    initial_norm = math.sqrt(sum(float(mx.sum(mx.square(v.astype(mx.float32))).item())
+                                 for _, v in tree_flatten(model.trainable_parameters())))
     model.train()
     t0 = time.perf_counter()
     tlog, toks_since = t0, 0
@@ -306,6 +311,12 @@ def train(model: nn.Module, data: PackedData, cfg: TrainConfig, *,
         loss = step_fn(x, y, mask)
         mx.eval(loss, model.state, opt.state)
         lv = float(loss.item())
+        problem = None if math.isfinite(lv) else f"loss became {lv} at step {step + 1}"
+        if problem is None and (step + 1) % cfg.log_every == 0:
+            problem = divergence_reason(model, initial_norm, (losses + [lv])[-cfg.log_every:], None, step + 1)
+        if problem is not None:
+            kept = f"; the checkpoint in {ckpt_dir} is kept" if ckpt is not None and ckpt.exists() else ""
+            raise LazarusError(f"[{cfg.name}] pretraining diverged: {problem}; lower the learning rate{kept}")
         losses.append(lv)
         toks_since += B * T
         result.tokens += B * T

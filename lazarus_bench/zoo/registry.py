@@ -49,29 +49,45 @@ def resolve_zoo(model_id: str) -> Path:
     return path
 
 
+def repair_hint(model_dir: str | os.PathLike) -> str:
+    """How to repair this particular zoo directory: the shipped weights are restored, a built one is rebuilt in
+    place (a plain ``zoo build`` would write to the cache and leave the named folder broken)."""
+    d = Path(model_dir).resolve()
+    if d.parent == (Path(__file__).parent / "weights").resolve():
+        return "restore the shipped weights: `git checkout -- lazarus_bench/zoo/weights` (or reinstall lazarus_bench)"
+    size = "micro" if d.parent == zoo_root(micro=True).resolve() else None
+    try:
+        man = json.loads((d / MANIFEST).read_text())
+        kind, size = man["kind"], size or man.get("size", "default")
+    except (OSError, ValueError, KeyError, TypeError):
+        kind = d.name if d.name in ("base", "instruct", "untied", "moe") else None
+    if kind is None:
+        return "restore it from where it came from"
+    return (f"rebuild it in place: `{REBUILD_COMMAND} --dir {d.parent} --models {kind} --force"
+            + (" --size micro`" if size == "micro" else "`"))
+
+
 def verify(model_dir: str | os.PathLike) -> dict:
     """Check every file of a zoo model against its manifest; return the manifest.
 
-    Raises :class:`ZooIntegrityError` with a one-line message naming the file and the rebuild
-    command on a missing manifest, a missing file or a sha256 mismatch."""
+    Raises :class:`ZooIntegrityError` with a one-line message naming the file and how to repair that directory on
+    a missing manifest, a missing file or a sha256 mismatch."""
     d = Path(model_dir)
     man_path = d / MANIFEST
     if not man_path.is_file():
-        raise ZooIntegrityError(f"zoo model {d}: {MANIFEST} is missing; rebuild with `{REBUILD_COMMAND}`")
+        raise ZooIntegrityError(f"zoo model {d}: {MANIFEST} is missing; {repair_hint(d)}")
     try:
         man = json.loads(man_path.read_text())
         files = man["files"]
-    except (ValueError, KeyError) as e:
-        raise ZooIntegrityError(
-            f"zoo model {d}: {MANIFEST} is unreadable ({e}); rebuild with `{REBUILD_COMMAND}`"
-        ) from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise ZooIntegrityError(f"zoo model {d}: {MANIFEST} is unreadable ({e}); {repair_hint(d)}") from None
     for name, digest in sorted(files.items()):
         p = d / name
         if not p.is_file():
-            raise ZooIntegrityError(f"zoo model {d}: file {name} is missing; rebuild with `{REBUILD_COMMAND}`")
+            raise ZooIntegrityError(f"zoo model {d}: file {name} is missing; {repair_hint(d)}")
         if sha256_file(p) != digest:
             raise ZooIntegrityError(
-                f"zoo model {d}: file {name} does not match its sha256 in {MANIFEST} "
-                f"(corrupt or modified); rebuild with `{REBUILD_COMMAND}`"
+                f"zoo model {d}: file {name} does not match its sha256 in {MANIFEST} (corrupt or modified); "
+                f"{repair_hint(d)}"
             )
     return man

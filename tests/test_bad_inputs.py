@@ -1,0 +1,349 @@
+"""Bad input, table-driven: each case exits non-zero with one line on stderr and writes or replaces nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lazarus_bench.cli import main
+
+TEN_K = "seven times eight is " * 500
+
+# (argv, a phrase the one line must contain); @llama / @moe are tiny saved models, @tmp the test's folder.
+CASES = [
+    (["lens", "-m", "@llama", "-p", "x", "--layers", ","], "expected comma-separated block indices"),
+    (["lens", "-m", "@llama", "-p", "x", "--layers", ""], "expected comma-separated block indices"),
+    (["lens", "-m", "@llama", "-p", "x", "--layers", "1,two"], "layer 'two' is not a block index"),
+    (["lens", "-m", "@llama", "-p", "x", "--layers", "99"], "out of range"),
+    (["lens", "-m", "@llama", "-p", "x", "--json", "/proc/x.json"], "is not writable"),
+    (["lens", "-m", "@llama", "-p", "x", "--json", "@tmp"], "it is a folder"),
+    (["lens", "-m", "@llama", "-p", "x", "--top-k", "0"], "expected an integer >= 1"),
+    (["lens", "-m", "@llama", "-p", TEN_K], "tokens; "),
+    (["lens", "-m", "@llama", "-p", ""], "empty prompt"),
+    (["lens", "-m", "/nonexistent/model", "-p", "x"], "model path not found"),
+    (["lens", "-m", "nobody/no-such-model", "-p", "x"], "HF_HUB_OFFLINE set"),
+    (["lens", "-m", "@llama", "--adapter", "@tmp", "-p", "x"], "adapter path has no adapter_config.json"),
+    (["probe", "-m", "@llama", "--permutations", "-5"], "expected an integer >= 0"),
+    (["router", "-m", "@llama"], "has no MoE router"),
+    (["router", "-m", "@moe", "--null", "0"], "expected an integer >= 1"),
+    (["run", "--params", "{bad json"], "not valid JSON"),
+    (["run", "--params", "[1,2]"], "expected a JSON object"),
+    (["run", "--params", '{"nonexistent": 1}'], "unknown claim id 'nonexistent'"),
+    (["run", "--claims", "H01", "--params", '{"H01": {"nope": 1}}'], "H01: unknown parameter(s) nope"),
+    (["run", "--claims", "H01", "--params", '{"H01": {"max_prob": "x"}}'], "should be like its default"),
+    (["run", "--claims", "H01", "--params", '{"H02": {"alpha": 0.1}}'], "not among the claims run"),
+    (["run", "--claims", "H01", "--params", '{"H01": [1]}'], "must be a JSON object"),
+    (["run", "-j", "2", "--claims", "H01", "--params", '{"H01": {"max_prob": {"a": 1}}}'], "like its default"),
+    (["run", "--claims", ""], "names no claim"),
+    (["run", "--claims", "H99"], "unknown claim id 'H99'"),
+    (["run", "--seeds", "0"], "expected an integer >= 1"),
+    (["run", "--seeds", "-3"], "expected an integer >= 1"),
+    (["run", "-j", "0"], "expected an integer >= 1"),
+    (["run", "-j", "-2"], "expected an integer >= 1"),
+    (["run", "--protocol", "sloppy"], "invalid choice"),
+    (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--data", "@tmp/missing.jsonl"], "no such file"),
+    (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--data", "@tmp/numbers.jsonl"], "non-empty string"),
+    (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--data", "@tmp/broken.jsonl"], "not valid JSON"),
+    (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--steps", "0"], "expected an integer >= 1"),
+    (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--lr", "-1"], "expected a finite number > 0"),
+    (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--lr", "nan"], "expected a finite number > 0"),
+    (["train", "sft", "-m", "@llama", "-o", "@tmp/numbers.jsonl"], "exists and is not a folder"),
+    (["report", "--report-dir", "@tmp/nothing"], "no records folder"),
+    (["zoo", "list", "--json", "/proc/zoo.json"], "is not writable"),
+    (["frobnicate"], "unknown command"),
+]
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    (tmp_path / "numbers.jsonl").write_text('{"prompt": 7, "completion": 56}\n')
+    (tmp_path / "broken.jsonl").write_text('{"prompt": "7 * 8 = ", "completion": "56"\n')
+    return tmp_path
+
+
+def _resolve(argv, saved_model, tmp_path):
+    def one(a):
+        if a == "@llama":
+            return str(saved_model("llama"))
+        if a == "@moe":
+            return str(saved_model("mixtral"))
+        return a.replace("@tmp", str(tmp_path))
+
+    return [one(a) for a in argv]
+
+
+def _snapshot(folder: Path) -> dict[str, tuple]:
+    return {str(p.relative_to(folder)): (p.is_symlink(), p.stat().st_mtime_ns if p.exists() else None)
+            for p in sorted(folder.rglob("*"))}
+
+
+def _exit_code(argv):
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize("argv,phrase", CASES, ids=[" ".join(c[0])[:60] for c in CASES])
+def test_bad_input_is_one_clear_line_nothing_written(argv, phrase, saved_model, bad_files, capfd, monkeypatch):
+    monkeypatch.chdir(bad_files)
+    argv = _resolve(argv, saved_model, bad_files)
+    before = _snapshot(bad_files)
+    rc = _exit_code(argv)
+    err = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    assert rc == 2, (rc, err)
+    assert len(err) == 1 and phrase in err[0] and "error" in err[0], err
+    assert _snapshot(bad_files) == before, "a failed command wrote or replaced a file"
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "device"])
+def test_json_never_replaces_a_link_fifo_or_device(kind, saved_model, tmp_path, capfd):
+    target = tmp_path / "out.json"
+    if kind == "symlink":
+        real = tmp_path / "real.json"
+        real.write_text("keep me\n")
+        target.symlink_to(real)
+    elif kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target = Path("/dev/null")
+    rc = _exit_code(["lens", "-m", str(saved_model("llama")), "-p", "7 * 8 = ", "--json", str(target)])
+    err = capfd.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "refusing to write" in err[0], err
+    if kind == "symlink":
+        assert target.is_symlink() and (tmp_path / "real.json").read_text() == "keep me\n"
+    elif kind == "fifo":
+        assert target.is_fifo()
+    else:
+        assert target.is_char_device()
+
+
+def test_multi_token_target_shows_its_pieces_and_says_whose_rank(saved_model, capfd, tmp_path):
+    """A word the vocabulary splits is measured as the teacher-forced whole word; the table says the rank is the first
+    piece's and prints the pieces; a warning says so once."""
+    out = tmp_path / "lens.json"
+    argv = ["lens", "-m", str(saved_model("llama")), "-p", "7 * 8 = ", "-p", "12 * 5 = ", "-t", "xylophone",
+            "--json", str(out)]
+    with pytest.warns(UserWarning, match="not a single token") as caught:
+        assert main(argv) == 0
+    assert len([w for w in caught if "xylophone" in str(w.message)]) == 1
+    text = capfd.readouterr().out
+    assert "rank(xylophone, 1st piece)" in text and "no single-token spelling" in text
+    spelling = json.loads(out.read_text())["results"][0]["targets"]["xylophone"]["spellings"]["with_space"]
+    assert len(spelling["pieces"]) == len(spelling["ids"]) > 1 and spelling["rank_of"] == "the first piece"
+    assert "".join(spelling["pieces"]) == " xylophone"
+
+
+def test_flipped_byte_in_a_zoo_dir_given_by_path_is_caught(tmp_path, capfd):
+    """Loading a zoo directory by path verifies its manifest too; the hint repairs that directory, not the cache."""
+    import shutil
+
+    from lazarus_bench.zoo.registry import zoo_root
+
+    model = tmp_path / "base"
+    shutil.copytree(zoo_root() / "base", model)
+    weights = model / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert main(["lens", "-m", str(model), "-p", "7 * 8 = "]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not match its sha256" in err[0]
+    assert f"--dir {tmp_path} --models base --force" in err[0]
+
+
+def test_report_with_a_broken_record_exits_nonzero_and_lists_it(tmp_path, capfd):
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / "H01__x__corrected.json").write_text(json.dumps({"schema_version": 1, "status": "ok"}))
+    (records / "H02__x__corrected.json").write_text("{not json")
+    assert main(["report", "--report-dir", str(tmp_path)]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2 record(s)" in err[0] and "could not be read" in err[0]
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "missing claim, model, protocol" in report and "unreadable (JSONDecodeError)" in report
+
+
+def test_divergent_lora_stops_with_one_line(saved_model, tmp_path, capfd):
+    """LoRA at lr 1e9 blows the adapter up: the run stops with one line instead of writing garbage and exiting 0."""
+    out = tmp_path / "o"
+    rc = main(["train", "sft", "-m", str(saved_model("llama")), "-o", str(out), "--steps", "30", "--lr", "1e9",
+               "--n-train", "64"])
+    err = [line for line in capfd.readouterr().err.splitlines() if "error" in line]
+    assert rc == 2 and len(err) == 1 and "diverged" in err[0], err
+    assert not (out / "result.json").exists()
+
+
+def test_failed_rerun_keeps_the_finished_record(tmp_path):
+    from lazarus_bench.suite.records import failed_path, load_records, record_path, save_record
+    from lazarus_bench.suite.report import failed_reruns
+
+    def record(status, value):
+        return {"claim": {"id": "H01"}, "model": {"id": "m", "slug": "m"}, "protocol": "corrected",
+                "status": status, "reason": value}
+
+    good = save_record(tmp_path, record("ok", "first run"))
+    assert save_record(tmp_path, record("error", "boom")) == failed_path(tmp_path, "H01", "m", "corrected")
+    assert json.loads(good.read_text())["reason"] == "first run"
+    loaded = load_records(tmp_path)
+    assert [r["reason"] for r in loaded.records] == ["first run"] and [r["reason"] for r in loaded.failed] == ["boom"]
+    section = "\n".join(failed_reruns(loaded.failed))
+    assert "earlier finished record" in section and "H01 on m (corrected)" in section and "error: boom" in section
+    save_record(tmp_path, record("ok", "second run"))
+    assert json.loads(record_path(tmp_path, "H01", "m", "corrected").read_text())["reason"] == "second run"
+    assert not failed_path(tmp_path, "H01", "m", "corrected").exists()
+    # with no finished record before it, a failed run is the record
+    assert save_record(tmp_path, {**record("error", "x"), "protocol": "original"}) == \
+        record_path(tmp_path, "H01", "m", "original")
+
+
+def test_stale_cache_build_dirs_are_removed(tmp_path):
+    from lazarus_bench.cache import FixtureCache
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".{'a' * 24}.{dead.pid}.x1y2z3"
+    live = tmp_path / f".{'b' * 24}.{os.getpid()}.x1y2z3"
+    stale.mkdir()
+    live.mkdir()
+    entry = FixtureCache(tmp_path).get_or_build({"k": 1}, lambda d: (d / "f.txt").write_text("x"))
+    assert not stale.exists() and live.exists() and (entry / "f.txt").read_text() == "x"
+
+
+# ----- signals and pipes, as subprocesses -----
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            lines = status.read_text().splitlines()
+        except OSError:
+            continue
+        if f"PPid:\t{pid}" in lines:
+            out.add(int(status.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _start_run(model: str, tmp_path: Path) -> subprocess.Popen:
+    argv = [sys.executable, "-m", "lazarus_bench.cli", "run", "-m", model, "--claims", "H05a,H12", "--tier", "fast",
+            "-j", "2", "--report-dir", str(tmp_path / "reports"), "--cache-dir", str(tmp_path / "cache")]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _workers(proc: subprocess.Popen, n: int = 2, timeout: float = 120) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = {pid for pid in _children(proc.pid) if "spawn_main" in _cmdline(pid)}
+        if len(workers) >= n:
+            return workers
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("the run never started its workers")
+
+
+def _gone(pids: set[int], timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(_alive(p) for p in pids):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig,rc,line", [(signal.SIGTERM, 143, "lazarus-bench: terminated"),
+                                         (signal.SIGINT, 130, "lazarus-bench: interrupted")])
+def test_signal_stops_the_run_and_its_workers(sig, rc, line, saved_model, tmp_path):
+    proc = _start_run(str(saved_model("llama")), tmp_path)
+    workers = _workers(proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == rc, err
+    assert err.strip().splitlines()[-1] == line and "Traceback" not in err
+    assert _gone(workers), "workers outlived their parent"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_sigkill_of_the_parent_takes_the_workers_down(saved_model, tmp_path):
+    proc = _start_run(str(saved_model("llama")), tmp_path)
+    workers = _workers(proc)
+    proc.kill()
+    proc.wait()
+    assert _gone(workers), "workers outlived a SIGKILLed parent"
+
+
+def test_a_closed_pipe_does_not_fail_the_run(saved_model, tmp_path):
+    """``lazarus-bench run ... 2>&1 | head -1``: progress stops, the run's records are still written and finished."""
+    argv = [sys.executable, "-m", "lazarus_bench.cli", "run", "-m", str(saved_model("llama")), "--claims", "H02",
+            "--tier", "fast", "-j", "1", "--report-dir", str(tmp_path / "reports"), "--cache-dir", str(tmp_path / "c")]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc.stdout.readline()
+    proc.stdout.close()
+    assert proc.wait(timeout=300) in (0, 141)
+    records = [json.loads(p.read_text()) for p in (tmp_path / "reports" / "records").glob("*.json")]
+    assert records and all(r["status"] == "ok" for r in records), [r.get("reason") for r in records]
+
+
+def test_library_api_gives_the_same_messages(handle_of, tmp_path):
+    """A script calling the library meets the checks the CLI makes at its boundary."""
+    from lazarus_bench.analysis.lens import logit_lens
+    from lazarus_bench.errors import LazarusError
+    from lazarus_bench.io import write_json
+    from lazarus_bench.suite.runner import run_suite
+
+    handle = handle_of("llama")
+    link = tmp_path / "link.json"
+    link.symlink_to(tmp_path / "real.json")
+    calls = [
+        (lambda: logit_lens(handle, ["7 * 8 = "], layers=[]), "non-empty list"),
+        (lambda: logit_lens(handle, ["7 * 8 = "], layers="3"), "non-empty list"),
+        (lambda: logit_lens(handle, [TEN_K]), "max_position_embeddings"),
+        (lambda: write_json(link, {}), "symbolic link"),
+        (lambda: run_suite(["m"], [], report_dir=tmp_path), "no claim ids"),
+        (lambda: run_suite(["m"], ["H01"], n_seeds=0, report_dir=tmp_path), "seeds must be >= 1"),
+        (lambda: run_suite(["m"], ["H01"], jobs=0, report_dir=tmp_path), "jobs must be >= 1"),
+        (lambda: run_suite(["m"], ["H01"], overrides={"H01": {"max_prob": "x"}}, report_dir=tmp_path), "default"),
+    ]
+    for call, phrase in calls:
+        with pytest.raises(LazarusError, match=phrase.replace("(", r"\(")):
+            call()
+    assert not link.exists() and not (tmp_path / "records").exists()
+
+
+def test_fp16_overflow_is_reported_with_its_maximum(saved_model, capfd):
+    """A model whose activations pass float16's 65,504 gets a warning with the measured maximum."""
+    import mlx.core as mx
+
+    from lazarus_bench.cli.train import FP16_MAX, fp16_headroom
+    from lazarus_bench.models import load_model
+
+    handle = load_model(str(saved_model("llama")))
+    assert fp16_headroom(handle) < FP16_MAX and "warning" not in capfd.readouterr().err
+    embed = handle.model.model.embed_tokens
+    embed.weight = embed.weight * 1e6
+    peak = fp16_headroom(handle)
+    reference = max(float(mx.max(mx.abs(h)).item()) for h in handle.forward([handle.encode("7 * 8 = ")]).hidden)
+    assert peak >= reference > FP16_MAX
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "beyond float16" in err[0] and f"{peak:,.0f}" in err[0]
