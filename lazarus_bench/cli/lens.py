@@ -6,8 +6,9 @@ import argparse
 import sys
 from typing import Sequence
 
+from ..errors import LazarusError
 from ..io import write_json
-from .common import Parser, _load, _table, layer_list, model_args, positive_int, run_command
+from .common import Parser, _load, _table, existing_file, layer_list, model_args, positive_int, run_command
 
 HELP = "logit lens over layers for prompts and target words"
 
@@ -15,7 +16,9 @@ HELP = "logit lens over layers for prompts and target words"
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="lazarus-bench lens", description=HELP)
     model_args(p)
-    p.add_argument("-p", "--prompt", action="append", required=True, help="prompt (repeatable)")
+    p.add_argument("-p", "--prompt", action="append", default=[], help="prompt (repeatable)")
+    p.add_argument("--prompts-file", type=existing_file,
+                   help="more prompts: one per line, or JSONL with a 'text' field per line")
     p.add_argument("-t", "--targets", nargs="+", help="target words (both spellings measured)")
     p.add_argument("--layers", type=layer_list, help="comma-separated block indices and/or 'emb' (default: all)")
     p.add_argument("--top-k", type=positive_int, default=5)
@@ -24,12 +27,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_lens(args: argparse.Namespace) -> int:
+    from .. import prompts
     from ..analysis.lens import logit_lens
 
+    texts = args.prompt + ([row["text"] for row in prompts.read_prompts_file(args.prompts_file)]
+                           if args.prompts_file else [])
+    if not texts:
+        raise LazarusError("no prompts: give -p PROMPT and/or --prompts-file FILE")
     handle = _load(args)
     results = logit_lens(
         handle,
-        args.prompt,
+        texts,
         args.targets or (),
         layers=args.layers,
         top_k=args.top_k,

@@ -6,8 +6,18 @@ import argparse
 import sys
 from typing import Any, Sequence
 
+from ..errors import LazarusError
 from ..io import write_json
-from .common import Parser, _load, _table, layer_list, model_args, non_negative_int, run_command
+from .common import (
+    Parser,
+    _load,
+    _table,
+    existing_file,
+    layer_list,
+    model_args,
+    non_negative_int,
+    run_command,
+)
 
 HELP = "per-layer linear probes for the operation class"
 
@@ -18,6 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="lazarus-bench probe", description=HELP)
     model_args(p)
     p.add_argument("--set", default="word", choices=["word", "symbol"], help="prompt set (package data)")
+    p.add_argument("--classes", action="append", metavar="LABEL:PROMPT|PROMPT",
+                   help="your own class of prompts instead of --set, e.g. \"multiply:7 * 8 = |12 * 5 = \" "
+                        "(repeatable, one per class)")
+    p.add_argument("--prompts-file", type=existing_file,
+                   help="your own prompts instead of --set: JSONL with text, label and optional split (train/test)")
+    p.add_argument("--test", action="append", metavar="PROMPT",
+                   help="a held-out prompt to classify at the best layer (repeatable)")
     p.add_argument("--layers", type=layer_list, help="comma-separated block indices and/or 'emb' (default: all)")
     p.add_argument("--permutations", type=non_negative_int, default=100, help="label permutations for the p-value")
     p.add_argument("--seed", type=int, default=0)
@@ -26,14 +43,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     import numpy as np
 
     from .. import prompts
     from ..analysis.features import last_token_states
     from ..analysis.probes import fit_predict, probe_layers
 
-    prompt_set = prompts.load_set(args.set)
-    train = prompt_set.where(split="train") if any(it.split == "test" for it in prompt_set) else prompt_set
+    if args.classes or args.prompts_file:
+        rows = prompts.read_prompts_file(args.prompts_file) if args.prompts_file else None
+        prompt_set = prompts.user_set(args.classes, rows, args.test)
+        if not len(prompt_set.where(split="train")):
+            raise LazarusError("no labelled prompts to train the probe on: give --classes or labelled file rows")
+        args.set = "user"
+    else:
+        prompt_set = prompts.load_set(args.set)
+        if args.test:
+            prompt_set = prompts.PromptSet(prompt_set.name, prompt_set.items + prompts.user_set(
+                test=args.test).items, prompt_set.source, prompt_set.note)
+    train = replace(prompt_set, items=tuple(it for it in prompt_set if it.split != "test"))
     test = prompt_set.where(split="test")
     handle = _load(args)
     X, labels = last_token_states(handle, train.texts(), args.layers)
@@ -56,8 +85,11 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if len(test):
         row = report.best_index
         X_test, _ = last_token_states(handle, test.texts(), [labels[row]])
-        pred = fit_predict(X[row], np.array(train.labels()), X_test[0], y_test=np.array(test.labels()), seed=args.seed)
-        print(f"\nheld-out prompts at best layer {labels[row]} (accuracy {pred.accuracy:.3f}):")
+        known = "?" not in test.labels()
+        pred = fit_predict(X[row], np.array(train.labels()), X_test[0],
+                           y_test=np.array(test.labels()) if known else None, seed=args.seed)
+        accuracy = f" (accuracy {pred.accuracy:.3f})" if pred.accuracy is not None else ""
+        print(f"\nheld-out prompts at best layer {labels[row]}{accuracy}:")
         rows = [
             {"prompt": text, "label": true, "predicted": p, "P(predicted)": float(np.max(proba))}
             for text, true, p, proba in zip(test.texts(), test.labels(), pred.labels, pred.proba)

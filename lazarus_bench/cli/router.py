@@ -15,11 +15,35 @@ HELP = "MoE router rows against the vocabulary, with a random-direction null"
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="lazarus-bench router", description=HELP)
+    p.add_argument("action", nargs="?", default="weights", choices=["weights", "trace"],
+                   help="weights: router rows against the vocabulary (default); trace: the experts each token of "
+                        "-p goes to at every MoE layer, with router probabilities")
     model_args(p)
+    p.add_argument("-p", "--prompt", action="append", help="prompt to trace (repeatable; trace only)")
     p.add_argument("--top-k", type=positive_int, default=20)
     p.add_argument("--null", type=positive_int, default=1000, help="random directions in the null distribution")
     p.add_argument("--seed", type=int, default=0)
     return p
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from ..analysis.routes import route_trace
+
+    if not args.prompt:
+        raise LazarusError("router trace needs at least one -p PROMPT")
+    handle = _load(args)
+    payload = []
+    for text in args.prompt:
+        routes = route_trace(handle, text)
+        print(f"\nprompt {text!r}")
+        rows = [{"layer": r.layer, "pos": r.position, "token": repr(r.token),
+                 "experts": " ".join(f"{e} ({r.probs[e]:.3f})" for e in r.experts)} for r in routes]
+        print(_table(rows))
+        payload.append({"prompt": text, "routes": [r.to_dict() for r in routes]})
+    print("\nexperts: the router's top-k by logit (k = experts per token), each with its softmax probability")
+    if args.json:
+        write_json(args.json, {"model": handle.describe(), "traces": payload})
+    return 0
 
 
 def cmd_router(args: argparse.Namespace) -> int:
@@ -27,6 +51,10 @@ def cmd_router(args: argparse.Namespace) -> int:
 
     from ..analysis.projections import router_vocab_alignment
 
+    if args.action == "trace":
+        return cmd_trace(args)
+    if args.prompt:
+        raise LazarusError("-p is for `router trace`; `router weights` reads the router rows only")
     handle = _load(args)
     routers = handle.routers()
     if not routers:

@@ -1,0 +1,100 @@
+"""The writeups' CLI for a user's own experiments: probe classes and held-out prompts, prompts files, router trace."""
+
+from __future__ import annotations
+
+import json
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from lazarus_bench.cli import main
+from lazarus_bench.models import load_model
+
+
+def test_probe_on_the_users_classes_matches_an_independent_fit(saved_model, tmp_path, capsys):
+    """--classes and --test: the held-out prediction is what scikit-learn gives on the same features."""
+    from lazarus_bench.analysis.features import last_token_states
+    from lazarus_bench.analysis.probes import make_classifier
+
+    model = str(saved_model("llama"))
+    mul, add = ["7 * 8 = ", "12 * 5 = ", "3 * 4 = "], ["7 + 8 = ", "12 + 5 = ", "3 + 4 = "]
+    out = tmp_path / "probe.json"
+    argv = ["probe", "-m", model, "--classes", "multiply:" + "|".join(mul), "--classes", "add:" + "|".join(add),
+            "--test", "6 * 9 = ", "--test", "6 + 9 = ", "--permutations", "0", "--json", str(out)]
+    assert main(argv) == 0
+    payload = json.loads(out.read_text())
+    assert payload["set"] == "user" and payload["group_cv"] == "leave-one-pair-out"
+    held = payload["held_out"]
+    handle = load_model(model)
+    X, labels = last_token_states(handle, mul + add, [held["layer"]])
+    X_test, _ = last_token_states(handle, ["6 * 9 = ", "6 + 9 = "], [held["layer"]])
+    expected = make_classifier(seed=0).fit(X[0], ["multiply"] * 3 + ["add"] * 3).predict(X_test[0])
+    assert held["labels"] == list(expected) and held["accuracy"] is None
+    assert "held-out prompts at best layer" in capsys.readouterr().out
+
+
+def test_probe_prompts_file_and_its_bad_rows(saved_model, tmp_path, capsys):
+    rows = [{"text": t, "label": "multiply"} for t in ("7 * 8 = ", "12 * 5 = ")]
+    rows += [{"text": t, "label": "add"} for t in ("7 + 8 = ", "12 + 5 = ")]
+    rows += [{"text": "6 * 9 = ", "label": "multiply", "split": "test"}]
+    good = tmp_path / "p.jsonl"
+    good.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "probe.json"
+    assert main(["probe", "-m", str(saved_model("llama")), "--prompts-file", str(good), "--permutations", "0",
+                 "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["held_out"]["accuracy"] in (0.0, 1.0)
+    one_class = tmp_path / "one.jsonl"
+    one_class.write_text("\n".join(json.dumps(r) for r in rows[:2]) + "\n")
+    capsys.readouterr()
+    assert main(["probe", "-m", str(saved_model("llama")), "--prompts-file", str(one_class)]) == 2
+    assert "at least 2 classes" in capsys.readouterr().err
+
+
+def test_lens_prompts_file_adds_to_dash_p(saved_model, tmp_path):
+    file = tmp_path / "prompts.txt"
+    file.write_text("7 * 8 = \n\n12 * 5 = \n")
+    out = tmp_path / "lens.json"
+    assert main(["lens", "-m", str(saved_model("llama")), "-p", "3 + 4 = ", "--prompts-file", str(file),
+                 "--json", str(out)]) == 0
+    assert [r["prompt"] for r in json.loads(out.read_text())["results"]] == ["3 + 4 = ", "7 * 8 = ", "12 * 5 = "]
+
+
+def test_router_trace_matches_the_routers_recomputed_by_hand(saved_model, tmp_path):
+    """Each MoE layer's router logits are recomputed from the residual entering the block (attention, then the
+    pre-router norm, then the router): the traced experts are their top-k, the probabilities their softmax."""
+    from mlx_lm.models.base import create_attention_mask
+
+    from lazarus_bench.analysis.routes import route_trace
+
+    handle = load_model(str(saved_model("mixtral")))
+    text = "7 * 8 = 56"
+    routes = route_trace(handle, text)
+    ids = handle.encode(text)
+    hidden = handle.forward([ids]).hidden
+    for router in handle.routers():
+        layer = handle.layers[router.layer]
+        x = hidden[router.layer]
+        h = x + layer.self_attn(layer.input_layernorm(x), create_attention_mask(x, None), None)
+        logits = np.array((layer.post_attention_layernorm(h) @ router.weight.T).astype(mx.float32))[0]
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        mine = [r for r in routes if r.layer == router.layer]
+        assert [r.position for r in mine] == list(range(len(ids)))
+        for r in mine:
+            assert r.experts == list(np.argsort(-logits[r.position], kind="stable")[: router.top_k])
+            np.testing.assert_allclose(r.probs, probs[r.position], rtol=1e-4, atol=1e-6)
+    assert handle.routers()[0].path.endswith("gate") and type(handle.router_linear(handle.routers()[0])).__name__ \
+        != "_Recorder", "the trace must put the router back"
+
+
+def test_router_trace_cli(saved_model, tmp_path, capsys):
+    out = tmp_path / "trace.json"
+    assert main(["router", "trace", "-m", str(saved_model("mixtral")), "-p", "7 * 8 = ", "--json", str(out)]) == 0
+    traces = json.loads(out.read_text())["traces"]
+    assert traces[0]["prompt"] == "7 * 8 = " and traces[0]["routes"]
+    assert "experts: the router's top-k" in capsys.readouterr().out
+    assert main(["router", "trace", "-m", str(saved_model("mixtral"))]) == 2
+    assert "needs at least one -p" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["router", "sideways", "-m", str(saved_model("mixtral"))])
