@@ -246,7 +246,8 @@ def _cmdline(pid: int) -> str:
 
 
 def _start_run(model: str, tmp_path: Path) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "lazarus_bench.cli", "run", "-m", model, "--claims", "H05a,H12", "--tier", "fast",
+    # the slow tier: minutes of training, so the signal always lands mid-run
+    argv = [sys.executable, "-m", "lazarus_bench.cli", "run", "-m", model, "--claims", "H05a,H12", "--tier", "slow",
             "-j", "2", "--report-dir", str(tmp_path / "reports"), "--cache-dir", str(tmp_path / "cache")]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
