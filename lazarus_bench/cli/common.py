@@ -153,6 +153,8 @@ def run_command(fn: Callable[[argparse.Namespace], int], args: argparse.Namespac
     """Run one command: a ``LazarusError`` is one line on stderr and exit 2; Ctrl-C exits 130 and SIGTERM 143, both
     with one line; a closed output pipe (``| head``) ends quietly."""
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    # Ctrl-C interrupts even where SIGINT was inherited as ignored (commands started with & by a script)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return fn(args)
     except LazarusError as exc:
@@ -169,3 +171,4 @@ def run_command(fn: Callable[[argparse.Namespace], int], args: argparse.Namespac
         return 141
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
