@@ -74,7 +74,7 @@ def not_testable_outcome(exc: NotTestable) -> dict:
     failed = next(g for g in exc.gates if not g.passed)
     statistic = {"name": failed.name, "statistic": failed.value, "ci_low": failed.value, "ci_high": failed.value,
                  "confidence": None, "effect_size": None, "p_value": None, "n": 0,
-                 "verdict": str(Verdict.NOT_TESTABLE), "reason": str(exc), "details": {"descriptive": exc.details}}
+                 "verdict": str(Verdict.NOT_TESTABLE), "reason": str(exc), "details": {}}
     return {"statistic": statistic, "ours": f"{failed.name} = {failed.value:.4g}", "samples": [], "curves": {},
             "extra": {"descriptive": exc.details}, "mde": {"value": None, "units": failed.name,
                                                            "how": "no test: the model failed a fitness gate"}}
