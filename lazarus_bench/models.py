@@ -425,6 +425,28 @@ def verify_lens(handle: ModelHandle, atol: float = 1e-3) -> None:
         )
 
 
+HF_EXPERT_NAMES = (("gate_proj", "w1"), ("down_proj", "w2"), ("up_proj", "w3"))
+
+
+def hf_layout(weights: dict[str, mx.array], config: dict) -> dict[str, mx.array]:
+    """Weights under the names transformers expects: mlx-lm's stacked Mixtral experts
+    (``block_sparse_moe.switch_mlp.gate_proj``) become ``block_sparse_moe.experts.{e}.w1``, the inverse of
+    mlx-lm's ``sanitize``; other architectures pass unchanged."""
+    if config.get("model_type") != "mixtral":
+        return weights
+    out = {}
+    for name, value in weights.items():
+        if ".block_sparse_moe.switch_mlp." not in name:
+            out[name] = value
+            continue
+        prefix, rest = name.split(".switch_mlp.")
+        proj, leaf = rest.split(".", 1)
+        hf = dict(HF_EXPERT_NAMES)[proj]
+        for e in range(value.shape[0]):
+            out[f"{prefix}.experts.{e}.{hf}.{leaf}"] = value[e]
+    return out
+
+
 def save_model(model: nn.Module, config: dict, out_dir: str | os.PathLike, tokenizer_dir: str | None = None,
                dtype: mx.Dtype | None = None) -> Path:
     """Write a model in Hugging Face layout (config.json + model.safetensors [+ tokenizer files]).
@@ -438,11 +460,11 @@ def save_model(model: nn.Module, config: dict, out_dir: str | os.PathLike, token
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    weights = dict(tree_flatten(model.parameters()))
+    weights = hf_layout(dict(tree_flatten(model.parameters())), config)
     if dtype is not None:
         weights = {k: v.astype(dtype) if mx.issubdtype(v.dtype, mx.floating) else v for k, v in weights.items()}
     tmp = out / "model.tmp.safetensors"
-    mx.save_safetensors(str(tmp), weights, metadata={"format": "mlx"})
+    mx.save_safetensors(str(tmp), weights, metadata={"format": "pt"})
     os.replace(tmp, out / "model.safetensors")
     tmp_config = out / "config.json.tmp"
     tmp_config.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
