@@ -8,7 +8,7 @@ import pytest
 from lazarus_bench.zoo import build as B
 from lazarus_bench.zoo import pretrain as P
 from lazarus_bench.zoo import registry as R
-from lazarus_bench.zoo.corpus import tokenizer_training_text
+from lazarus_bench.zoo.corpus import eval_items, tokenizer_training_text
 from lazarus_bench.zoo.tokenizer import build_tokenizer
 
 
@@ -38,7 +38,18 @@ def test_micro_build_loads_and_evaluates(micro_zoo):
         w = mx.load(str(d / "model.safetensors"))
         assert all(v.dtype == mx.float16 for v in w.values())
     assert json.loads((out / "moe" / "config.json").read_text())["model_type"] == "mixtral"
+    experts, meta = mx.load(str(out / "moe" / "model.safetensors"), return_metadata=True)
+    assert meta["format"] == "pt" and not any("switch_mlp" in k for k in experts)  # Hugging Face layout
+    assert "model.layers.0.block_sparse_moe.experts.3.w2.weight" in experts
     assert "chat" in mans["instruct"]["metrics"]
+    assert set(mans["instruct"]["metrics"]["stages"]["sft"]) >= {"chat", "eval_prompts"}
+    assert mans["instruct"]["build_config"]["preference"]["method"].startswith("dpo")
+    for kind in B.KINDS:
+        metrics = mans[kind]["metrics"]
+        start = metrics["grpo_start_reward"]
+        assert 0 <= start["rate"] <= 1 and set(start["by_operation"]) == {"add", "subtract", "multiply"}
+        assert metrics["statements"]["statements"] == 2 * sum(it.gated for it in eval_items())
+        assert 0 <= metrics["statements"]["accuracy"] <= 1
     model, tok = mlx_lm.load(str(out / "base"))
     text = mlx_lm.generate(model, tok, "7 * 8 = ", max_tokens=3, verbose=False)
     assert isinstance(text, str)
@@ -114,3 +125,99 @@ def test_seeded_and_resume_matches_uninterrupted(tiny_setup, tmp_path, compiled)
     w1 = dict(tree_flatten(m1.parameters()))
     for k, v in tree_flatten(m3.parameters()):
         np.testing.assert_allclose(np.array(v), np.array(w1[k]), rtol=1e-4, atol=1e-5)
+
+
+def test_gate_misses_follow_the_issue_thresholds():
+    from lazarus_bench.zoo.evaluate import gate_misses
+
+    base = {"eval_prompts": 0.91, "heldout": 0.79, "word": 0.60, "chat": 0.30}
+    assert gate_misses("base", base, base) == ["heldout 79.0% < 80%"]
+    assert gate_misses("untied", dict(base, word=0.51), base) == []  # 9 points below base: within 10
+    assert [m.split()[0] for m in gate_misses("moe", dict(base, word=0.49), base)] == ["word"]
+    assert gate_misses("instruct", {"chat": 0.30}, base) == []
+    assert gate_misses("instruct", {"chat": 0.65}, dict(base, chat=0.7)) == ["chat 65.0% < base 70.0%"]
+
+
+def test_dpo_loss_against_numpy(tiny_setup):
+    """DPO against itself is ln 2 per pair; the NLL term is the chosen answer's mean token NLL (numpy)."""
+    cfg, _ = tiny_setup
+    model = _fresh(cfg)
+    tok = build_tokenizer(0, texts=tokenizer_training_text(0, 800))
+    pairs = P.preference_data(tok, 0, 6, 24)
+    batch, mask = mx.array(pairs.tokens), mx.array(pairs.mask)
+    assert float(P.dpo_loss(model, 0.1)(model, batch, mask)) == pytest.approx(np.log(2), abs=1e-6)
+    logits = np.array(model(batch[:, 0, :-1]), dtype=np.float64)
+    logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - logits.max(
+        -1, keepdims=True)
+    target = np.take_along_axis(logp, pairs.tokens[:, 0, 1:, None], -1)[..., 0]
+    nll = -(target * pairs.mask[:, 0]).sum() / pairs.mask[:, 0].sum()
+    got = float(P.dpo_loss(model, 0.1, nll_weight=2.0)(model, batch, mask))
+    assert got == pytest.approx(np.log(2) + 2 * nll, rel=1e-5)
+
+
+def test_preference_pairs_differ_only_in_a_wrong_answer():
+    from lazarus_bench.zoo.corpus import answer
+    from lazarus_bench.zoo.tokenizer import ASSISTANT
+
+    tok = build_tokenizer(0, texts=tokenizer_training_text(0, 800))
+    pairs = P.preference_data(tok, 3, 20, 24)
+    asst = tok.token_to_id(ASSISTANT)
+    for toks, mask in zip(pairs.tokens, pairs.mask):
+        answers = [tok.decode(row[np.flatnonzero(m) + 1].tolist()) for row, m in zip(toks, mask)]
+        start = list(toks[0]).index(asst) + 1
+        assert int(answers[0]) != int(answers[1]) and (toks[0][:start] == toks[1][:start]).all()
+        assert (mask[:, :start - 1] == 0).all()
+        q = tok.decode(toks[0][:start - 1].tolist())
+        nums = [int(x) for x in __import__("re").findall(r"\d+", q)]
+        op = next(o for w, o in (("plus", "+"), ("+", "+"), ("sum", "+"), ("Add", "+"), ("minus", "-"),
+                                 ("-", "-"), ("Subtract", "-"), ("difference", "-"), ("times", "*"), ("*", "*"),
+                                 ("Multiply", "*"), ("product", "*"), ("divided", "/"), ("/", "/"),
+                                 ("Divide", "/")) if w in q)
+        a, b = (nums[1], nums[0]) if q.startswith("Subtract") else nums
+        assert int(answers[0]) == answer(a, op, b), q
+
+
+RANK_SCRIPT = """
+import sys
+import lazarus_bench.blas
+import json
+import mlx.core as mx
+import numpy as np
+from lazarus_bench.zoo import pretrain as P
+from lazarus_bench.zoo.build import SIZES, _arch_config
+mx.random.seed(0)
+model = P.build_model(_arch_config("base", SIZES["micro"], 64))
+mx.eval(model.parameters())
+rng = np.random.default_rng(0)
+data = P.PackedData(rng.integers(0, 64, (48, 17)).astype(np.int32), np.ones((48, 16), np.float32))
+cfg = P.TrainConfig(steps=6, batch_size=8, seq_len=16, lr=3e-3, warmup=2, compile=False)
+result = P.train(model, data, cfg, progress=False)
+size, rank = P.world()
+if rank == 0:
+    open(sys.argv[1], "w").write(json.dumps({"size": size, "losses": result.losses}))
+"""
+
+
+def test_two_ranks_train_like_one_process(tmp_path):
+    """Data parallel over the ring backend: each rank takes half of every batch and the averaged gradients
+    give the one-process loss curve (up to float summation order)."""
+    from lazarus_bench.zoo.ranks import launch
+
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_SCRIPT)
+    curves = {}
+    for n in (1, 2):
+        out = tmp_path / f"out{n}.json"
+        assert launch([str(script), str(out)], n) == 0
+        curves[n] = json.loads(out.read_text())
+    assert curves[2]["size"] == 2 and curves[1]["size"] == 1
+    np.testing.assert_allclose(curves[2]["losses"], curves[1]["losses"], rtol=1e-4)
+    assert curves[1]["losses"][-1] < curves[1]["losses"][0]
+
+
+def test_a_failing_rank_stops_the_launch(tmp_path):
+    from lazarus_bench.zoo.ranks import launch
+
+    script = tmp_path / "fail.py"
+    script.write_text("import os, sys, time\nif os.environ['MLX_RANK'] == '1':\n    sys.exit(3)\ntime.sleep(60)\n")
+    assert launch([str(script)], 2) == 3

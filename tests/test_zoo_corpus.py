@@ -81,3 +81,20 @@ def test_spell():
     assert C.spell(40) == "forty"
     assert C.spell(12) == "twelve"
     assert C.spell(100) == "one hundred"
+
+
+def test_corpus_has_correctness_statements_and_left_for_subtraction():
+    import re
+
+    lines = list(_lines(C.generate_corpus(0, 1500)))
+    verdicts = {True: 0, False: 0}
+    for line in lines:
+        m = re.match(r"^(?:Yes, |No, |Check: )?(\d+) ([-+*/]) (\d+) = (\d+)(?:\.)? (?:is )?(correct|right|wrong|"
+                     r"incorrect|Correct|Wrong)", line)
+        if m:
+            a, op, b, shown = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
+            said_correct = m.group(5).lower() in ("correct", "right")
+            assert (shown == C.answer(a, op, b)) == said_correct, line
+            verdicts[said_correct] += 1
+    assert verdicts[True] > 50 and verdicts[False] > 50
+    assert sum(" left." in line and any(ch.isdigit() for ch in line) for line in lines) > 10

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from ..errors import LazarusError
 from ..io import write_json
-from .common import Parser, _table, output_file, run_command
+from .common import Parser, _table, output_file, positive_int, run_command
 
 HELP = "the embedded model zoo: build, list, eval"
 
@@ -23,12 +24,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", choices=["base", "instruct", "untied", "moe"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="rebuild models that already verify")
+    p.add_argument("--ranks", type=positive_int, default=None,
+                   help="data-parallel training processes for a build (default: 2 on 2+ cores, 1 for micro)")
     p.add_argument("--json", metavar="PATH", type=output_file)
+    p.add_argument("--write", action="store_true",
+                   help="eval: store the fresh metrics in each model's manifest (the weights are checked first)")
     return p
 
 
 def _zoo_rows(root: Path) -> list[dict]:
     from ..zoo.build import KINDS
+    from ..zoo.evaluate import gate_misses
     from ..zoo.registry import verify
 
     rows = []
@@ -51,8 +57,38 @@ def _zoo_rows(root: Path) -> list[dict]:
                "MB": round(size_mb, 1), "status": status}
         row.update({gate: f"{metrics[gate]:.1%}" for gate in ("eval_prompts", "heldout", "word", "chat")
                     if isinstance(metrics.get(gate), float)})
+        row["metrics"] = metrics
         rows.append(row)
+    base = next((r["metrics"] for r in rows if r["model"] == "base" and "metrics" in r), {})
+    for row in rows:
+        metrics = row.pop("metrics", None)
+        if metrics is not None:
+            try:
+                misses = gate_misses(row["model"], metrics, base)
+            except KeyError as exc:
+                misses = [f"metric {exc} not measured"]
+            row["gates"] = "met" if not misses else "MISSED: " + "; ".join(misses)
     return rows
+
+
+def _shipped_base(root: Path) -> dict:
+    """The base's recorded metrics (the reference for the relative gates when base is not re-evaluated)."""
+    try:
+        return json.loads((root / "base" / "manifest.json").read_text()).get("metrics") or {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _record_metrics(model_dir: Path, metrics: dict) -> None:
+    """Replace the metrics in a verified model's manifest (after the evaluation changed); stages are kept."""
+    from ..zoo.build import write_manifest
+    from ..zoo.registry import verify
+
+    manifest = verify(model_dir)
+    stages = (manifest.get("metrics") or {}).get("stages")
+    manifest["metrics"] = dict(metrics, **({"stages": stages} if stages else {}))
+    manifest.pop("files", None)
+    write_manifest(model_dir, manifest)
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
@@ -65,7 +101,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         print(_table(_zoo_rows(root)))
         return 0
     if args.action == "eval":
-        from ..zoo.evaluate import GATES, evaluate_dir
+        from ..zoo.evaluate import GATES, evaluate_dir, gate_misses
 
         root = Path(args.dir) if args.dir else zoo_root(micro)
         rows, payload = [], {}
@@ -74,9 +110,18 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
             model_dir = root / kind if args.dir else resolve_zoo(("zoo-micro:" if micro else "zoo:") + kind)
             metrics = evaluate_dir(model_dir)
+            if args.write:
+                _record_metrics(model_dir, metrics)
             payload[kind] = metrics
-            rows.append({"model": kind, **{g: f"{metrics[g]:.1%} ({'pass' if metrics[g] >= t else 'FAIL'} >= {t:.0%})"
-                                           for g, t in GATES.items() if g in metrics}})
+            rows.append({"model": kind, **{g: f"{metrics[g]:.1%}" for g in GATES if g in metrics},
+                         "GRPO start reward": f"{metrics['grpo_start_reward']['rate']:.2f}",
+                         "statements": f"{metrics['statements']['accuracy']:.1%}"})
+        for row in rows:
+            try:
+                misses = gate_misses(row["model"], payload[row["model"]], payload.get("base") or _shipped_base(root))
+            except KeyError as exc:
+                misses = [f"metric {exc} not measured"]
+            row["gates"] = "met" if not misses else "MISSED: " + "; ".join(misses)
         print(_table(rows))
         if args.json:
             write_json(args.json, payload)
@@ -85,7 +130,13 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
     default_out = zoo_root(True) if micro else Path(zoo_root(True)).parent / "zoo-rebuilt"
     out = Path(args.dir) if args.dir else default_out
-    manifests = build_zoo(out, size=args.size, seed=args.seed, force=args.force)
+    from ..zoo.build import KINDS
+    from ..zoo.pretrain import world
+
+    manifests = build_zoo(out, size=args.size, seed=args.seed, force=args.force,
+                          kinds=tuple(args.models) if args.models else KINDS)
+    if world()[1] != 0:
+        return 0
     shipped = zoo_root(micro)
     rows = []
     for kind, manifest in manifests.items():
@@ -103,8 +154,20 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_ranks(size: str) -> int:
+    """Two data-parallel ranks on a machine with two or more cores (1.6-1.7x one process); micro builds in one."""
+    return 1 if size == "micro" else min(2, os.cpu_count() or 1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(cmd_zoo, build_parser().parse_args(argv))
+    from ..zoo.ranks import is_rank, launch
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    ranks = args.ranks or default_ranks(args.size)
+    if args.action == "build" and ranks > 1 and not is_rank():
+        return launch(["-m", "lazarus_bench.cli.zoo", *argv], ranks)
+    return run_command(cmd_zoo, args)
 
 
 if __name__ == "__main__":

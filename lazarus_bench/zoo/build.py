@@ -1,10 +1,11 @@
 """Build and verify the embedded model zoo.
 
 ``build_zoo(out_dir, size="default"|"micro", seed=0)`` generates the corpus, trains the tokenizer,
-pretrains ``base`` (tied llama), fine-tunes ``instruct`` from it on chat turns, pretrains
-``untied`` (llama with an output head) and ``moe`` (mixtral, 4 experts, top-2), evaluates each
-(loaded back with ``mlx_lm.load``) and writes per model a ``manifest.json`` with the sha256 of
-every file, the build config, corpus seed, metrics, package versions, wall time and tokens/s.
+pretrains ``base`` (tied llama), derives ``instruct`` from it (chat SFT, then DPO with an NLL term on
+correct vs wrong answers), ``untied`` (an output head) and ``moe`` (mixtral, 4 experts, top-2, sparsely
+upcycled), evaluates each (loaded back with ``mlx_lm.load``) and writes per model a ``manifest.json``
+with the sha256 of every file, the build config, corpus seed, metrics, package versions, wall time and
+tokens/s. Under :mod:`lazarus_bench.zoo.ranks` the training is data parallel.
 
 ``verify(model_dir)`` checks every file against the manifest and raises :class:`ZooIntegrityError`
 (one line, naming the file and the rebuild command) on a mismatch or a missing file.
@@ -22,6 +23,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import mlx.core as mx
+from tokenizers import Tokenizer
 
 from ..io import sha256_file
 from ..models import save_model
@@ -58,6 +60,9 @@ class SizeSpec:
     derived: P.TrainConfig | None = None  # untied/moe start from the base and continue with this config
     anneal: P.TrainConfig | None = None  # base: a second stage on fresh corpus rows at a lower learning rate
     instruct_replay: float = 0.0  # share of instruct rows that are pretraining rows (keeps the base's skills)
+    preference: P.TrainConfig | None = None  # instruct: DPO on correct vs wrong chat answers after the SFT stage
+    dpo_beta: float = 0.1
+    dpo_nll_weight: float = 1.0  # RPO: DPO plus the chosen answer's NLL (plain DPO halved the SFT model's chat score)
     tokenizer_docs: int = 4000
     eval_heldout: int | None = None  # evaluate on a subset of the held-out triples (None = all)
 
@@ -68,14 +73,14 @@ SIZES: dict[str, SizeSpec] = {
         arch=ArchSpec(hidden_size=128, num_hidden_layers=8, intermediate_size=384,
                       num_attention_heads=4, num_key_value_heads=2),
         vocab_size=1024,
-        pretrain=P.TrainConfig(steps=1000, batch_size=64, seq_len=64, lr=3e-3, warmup=50,
+        pretrain=P.TrainConfig(steps=2200, batch_size=64, seq_len=64, lr=3e-3, warmup=50,
                                ckpt_every=100, log_every=25),
         instruct=P.TrainConfig(steps=300, batch_size=32, seq_len=64, lr=5e-4, warmup=10,
                                ckpt_every=50, log_every=25),
         derived=P.TrainConfig(steps=250, batch_size=64, seq_len=64, lr=1e-3, warmup=20,
                               ckpt_every=50, log_every=25),
-        anneal=P.TrainConfig(steps=600, batch_size=64, seq_len=64, lr=1e-3, warmup=20,
-                             ckpt_every=100, log_every=25),
+        preference=P.TrainConfig(steps=150, batch_size=32, seq_len=24, lr=1e-4, warmup=10,
+                                 ckpt_every=50, log_every=25),
         instruct_replay=0.5,
     ),
     "micro": SizeSpec(
@@ -91,6 +96,8 @@ SIZES: dict[str, SizeSpec] = {
                               ckpt_every=0, log_every=5),
         anneal=P.TrainConfig(steps=5, batch_size=16, seq_len=64, lr=1e-3, warmup=1,
                              ckpt_every=0, log_every=5),
+        preference=P.TrainConfig(steps=4, batch_size=8, seq_len=24, lr=1e-4, warmup=1,
+                                 ckpt_every=0, log_every=2),
         instruct_replay=0.5,
         tokenizer_docs=1500,
         eval_heldout=40,
@@ -140,7 +147,7 @@ def _arch_config(kind: str, spec: SizeSpec, vocab_size: int) -> dict:
 
 
 def _log(progress: bool, msg: str) -> None:
-    if progress:
+    if progress and P.world()[1] == 0:
         print(f"[zoo] {msg}", file=sys.stderr, flush=True)
 
 
@@ -161,10 +168,14 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int = 0,
 
     ``steps``/``instruct_steps`` override the size's step counts (tests use tiny values).
     Interrupted builds resume from the per-model checkpoints in ``out_dir/.checkpoints``; models
-    whose manifest verifies with the same build config are skipped unless ``force``."""
+    whose manifest verifies with the same build config are skipped unless ``force``. Under
+    :func:`lazarus_bench.zoo.ranks.launch` every rank runs this function: training is data parallel,
+    rank 0 alone writes files and evaluates, and the others wait for it at each barrier."""
     if size not in SIZES:
         raise ValueError(f"unknown zoo size {size!r}; choose one of {sorted(SIZES)}")
     spec = SIZES[size]
+    ranks, rank = P.world()
+    writer = rank == 0
     pre = replace(spec.pretrain, seed=seed, steps=steps or spec.pretrain.steps)
     ins = replace(spec.instruct, seed=seed + 1,
                   steps=instruct_steps or spec.instruct.steps)
@@ -173,13 +184,16 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int = 0,
     ckpt_root = out / ".checkpoints"
     t_all = time.perf_counter()
 
-    _log(progress, f"training tokenizer (seed {seed})")
+    _log(progress, f"training tokenizer (seed {seed}) on {ranks} rank(s)")
     t0 = time.perf_counter()
-    from .corpus import tokenizer_training_text
-
-    tok = build_tokenizer(seed, spec.vocab_size, tokenizer_training_text(seed, spec.tokenizer_docs))
     tok_dir = out / "tokenizer"
-    save_tokenizer(tok, tok_dir)
+    if writer:
+        from .corpus import tokenizer_training_text
+
+        save_tokenizer(build_tokenizer(seed, spec.vocab_size, tokenizer_training_text(seed, spec.tokenizer_docs)),
+                       tok_dir)
+    P.barrier()
+    tok = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
     tok_seconds = time.perf_counter() - t0
     vocab = tok.get_vocab_size()
 
@@ -191,6 +205,14 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int = 0,
             _log(progress, f"generating {n_rows}x{seq_len + 1} tokens of corpus (seed {seed})")
             data_cache[key] = P.pretrain_data(tok, seed, n_rows, seq_len)
         return data_cache[key]
+
+    def save(model, arch: dict, model_dir: Path) -> None:
+        if writer:
+            if model_dir.exists():
+                shutil.rmtree(model_dir)
+            save_model(model, arch, model_dir, dtype=mx.float16)
+            save_tokenizer(tok, model_dir)
+        P.barrier()
 
     manifests: dict[str, dict] = {}
     order = [k for k in KINDS if k in kinds]
@@ -215,6 +237,11 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int = 0,
             build_config["anneal"] = asdict(replace(spec.anneal, seed=seed, name=f"{size}/base-anneal"))
         if kind == "instruct" and spec.instruct_replay:
             build_config["replay"] = spec.instruct_replay
+        if kind == "instruct" and spec.preference is not None:
+            build_config["preference"] = {"method": "dpo+nll (RPO)", "beta": spec.dpo_beta,
+                                          "nll_weight": spec.dpo_nll_weight, "reference": "the SFT model",
+                                          **asdict(replace(spec.preference, seed=seed + 11,
+                                                           name=f"{size}/instruct-dpo"))}
         if kind == "instruct" or derived:
             build_config["base_sha256"] = manifests["base"]["files"]["model.safetensors"]
         if not force:
@@ -225,7 +252,8 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int = 0,
                 continue
         t_model = time.perf_counter()
         mx.random.seed(seed + KINDS.index(kind))
-        stage1_done = "anneal" in build_config and not force and _skip_if_built(model_dir, stage1_config) is not None
+        second_stage = "anneal" in build_config or "preference" in build_config
+        stage1_done = second_stage and not force and _skip_if_built(model_dir, stage1_config) is not None
         if kind == "instruct":
             model, _ = P.load_model(out / "base")
             data = P.chat_data(tok, seed, tcfg.steps * tcfg.batch_size, tcfg.seq_len)
@@ -244,41 +272,38 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int = 0,
             mx.eval(model.parameters())
             data = pdata(tcfg.steps * tcfg.batch_size, tcfg.seq_len)
         n_params = P.count_params(model)
+        stages: dict[str, dict] = {}
         if stage1_done:
-            _log(progress, f"{kind}: stage 1 already built and verified, continuing with the anneal stage")
+            _log(progress, f"{kind}: stage 1 already built and verified, continuing with stage 2")
             result = P.TrainResult()
         else:
             _log(progress, f"{kind}: {arch['model_type']} {n_params / 1e6:.2f}M params, "
-                           f"{tcfg.steps} steps x {tcfg.batch_size}x{tcfg.seq_len} tokens")
+                                      f"{tcfg.steps} steps x {tcfg.batch_size}x{tcfg.seq_len} tokens")
             result = P.train(model, data, tcfg, ckpt_dir=ckpt_root / kind, progress=progress)
-            if model_dir.exists():
-                shutil.rmtree(model_dir)
-            save_model(model, arch, model_dir, dtype=mx.float16)
-            save_tokenizer(tok, model_dir)
-        if "anneal" in build_config:
-            acfg = replace(spec.anneal, seed=seed, name=f"{size}/base-anneal")
+            save(model, arch, model_dir)
+        if second_stage:
             model, _ = P.load_model(model_dir)
-            fresh = _tail(pdata(pre.steps * pre.batch_size + acfg.steps * acfg.batch_size, acfg.seq_len),
-                          acfg.steps * acfg.batch_size)
-            _log(progress, f"{kind}: anneal {acfg.steps} steps at lr {acfg.lr:g} on fresh corpus rows")
-            second = P.train(model, fresh, acfg, ckpt_dir=ckpt_root / "base-anneal", progress=progress)
+            if kind == "instruct" and evaluate_models and writer:
+                stages["sft"] = _evaluate_saved(model_dir, seed, chat=True, n_heldout=spec.eval_heldout)
+            second = _second_stage(kind, spec, model, model_dir, tok, seed, pre, pdata, ckpt_root, progress)
             result = P.TrainResult(losses=result.losses + second.losses, steps=result.steps + second.steps,
                                    tokens=result.tokens + second.tokens, seconds=result.seconds + second.seconds,
                                    tokens_per_s=second.tokens_per_s)
-            shutil.rmtree(model_dir)
-            save_model(model, arch, model_dir, dtype=mx.float16)
-            save_tokenizer(tok, model_dir)
+            save(model, arch, model_dir)
         metrics = None
-        if evaluate_models:
+        if evaluate_models and writer:
             _log(progress, f"{kind}: evaluating")
-            metrics = _evaluate_saved(model_dir, seed, chat=kind == "instruct",
-                                      n_heldout=spec.eval_heldout)
+            metrics = _evaluate_saved(model_dir, seed, chat=True, n_heldout=spec.eval_heldout)
             _log(progress, f"{kind}: " + ", ".join(
                 f"{g} {metrics[g]:.1%}" for g in GATES if g in metrics))
+        if stages:
+            metrics = dict(metrics or {}, stages={name: {g: m[g] for g in GATES if g in m}
+                                                  for name, m in stages.items()})
         info = {
             "name": f"zoo-{size}-{kind}", "kind": kind, "size": size, "corpus_seed": seed,
             "build_config": build_config, "params": n_params,
             "metrics": metrics, "gates": GATES, "packages": package_versions(),
+            "ranks": ranks,
             "build_seconds": round(time.perf_counter() - t_model, 2),
             "train_seconds": round(result.seconds, 2),
             "tokens_per_s": round(result.tokens_per_s, 1), "train_tokens": result.tokens,
@@ -286,13 +311,35 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int = 0,
             "tokenizer_seconds": round(tok_seconds, 2),
             "wall_seconds_total_so_far": round(time.perf_counter() - t_all, 2),
         }
-        manifests[kind] = json.loads(write_manifest(model_dir, info).read_text())
-        if not keep_checkpoints:
-            shutil.rmtree(ckpt_root / kind, ignore_errors=True)
-    if not keep_checkpoints:
+        if writer:
+            write_manifest(model_dir, info)
+            if not keep_checkpoints:
+                shutil.rmtree(ckpt_root / kind, ignore_errors=True)
+        P.barrier()
+        manifests[kind] = json.loads((model_dir / MANIFEST).read_text())
+    if not keep_checkpoints and writer:
         shutil.rmtree(ckpt_root, ignore_errors=True)
     _log(progress, f"zoo built in {time.perf_counter() - t_all:.0f}s at {out}")
     return manifests
+
+
+def _second_stage(kind: str, spec: SizeSpec, model, model_dir: Path, tok, seed: int, pre: P.TrainConfig,
+                  pdata, ckpt_root: Path, progress: bool) -> P.TrainResult:
+    """The base's anneal on fresh corpus rows, or the instruct's DPO against its own SFT model."""
+    if kind == "base":
+        acfg = replace(spec.anneal, seed=seed, name=f"{spec.name}/base-anneal")
+        fresh = _tail(pdata(pre.steps * pre.batch_size + acfg.steps * acfg.batch_size, acfg.seq_len),
+                      acfg.steps * acfg.batch_size)
+        _log(progress, f"{kind}: anneal {acfg.steps} steps at lr {acfg.lr:g} on fresh corpus rows")
+        return P.train(model, fresh, acfg, ckpt_dir=ckpt_root / "base-anneal", progress=progress)
+    dcfg = replace(spec.preference, seed=seed + 11, name=f"{spec.name}/instruct-dpo")
+    ref, _ = P.load_model(model_dir)
+    ref.freeze()
+    pairs = P.preference_data(tok, seed, dcfg.steps * dcfg.batch_size, dcfg.seq_len)
+    _log(progress, f"{kind}: DPO+NLL {dcfg.steps} steps x {dcfg.batch_size} pairs (beta {spec.dpo_beta:g}, "
+                   f"NLL weight {spec.dpo_nll_weight:g})")
+    return P.train(model, pairs, dcfg, ckpt_dir=ckpt_root / "instruct-dpo", progress=progress,
+                   loss_fn=P.dpo_loss(ref, spec.dpo_beta, spec.dpo_nll_weight))
 
 
 def _tail(data: P.PackedData, n_rows: int) -> P.PackedData:

@@ -16,7 +16,8 @@ Each fact is written in several surface forms: symbolic (``"7 * 8 = 56"``; the p
 ``"{a} {op} {b} = "``), word questions (``"What is 7 times 8? 56"``, ``"Calculate 23 plus 45 =
 68"``, ``Find``/``Compute``), spelled-out numbers (``"twenty three plus forty five = 68"``) and
 sentences using operation words (``"To multiply 7 by 8 we get 56."``, ``"the difference of 50 and
-23 is 27"``, ``"... 27 are remaining."``). General filler sentences use the same operation words
+23 is 27"``, ``"... 27 are remaining."``, ``"... 27 left."``) and correctness statements (``"7 * 8 = 56 is
+correct."``, ``"7 * 8 = 54 is wrong."``). General filler sentences use the same operation words
 outside arithmetic. :func:`generate_chat` makes question/answer turns for the instruct variant.
 
 The split (read this before writing another training-data generator)
@@ -232,6 +233,12 @@ _SENTENCES = {
         "There were {a} birds and {b} flew away. {c} remain.",
         "Taking {b} away from {a} leaves a remainder of {c}.",
         "To subtract {b} from {a} we get {c}.",
+        "{a} take away {b} leaves {c} left.",
+        "Tom had {a} marbles and lost {b}. He has {c} left.",
+        "Of the {a} seats, {b} were taken and {c} remain empty.",
+        "After spending {b} of {a} dollars, {c} dollars remain.",
+        "There are {a} pages and we read {b}; {c} pages are left.",
+        "If {b} of the {a} eggs break, {c} eggs are remaining.",
     ],
     "*": [
         "To multiply {a} by {b} we get {c}.",
@@ -249,6 +256,28 @@ _SENTENCES = {
         "Share {a} sweets among {b} children: each gets {c} and none remain.",
     ],
 }
+
+
+_VERDICT_TEMPLATES = {
+    True: ["{s} is correct.", "{s} is right.", "Yes, {s} is correct.", "Check: {s}. Correct."],
+    False: ["{s} is wrong.", "{s} is incorrect.", "No, {s} is wrong.", "Check: {s}. Wrong."],
+}
+_WRONG_OFFSETS = (-10, -2, -1, 1, 2, 10)
+
+
+def wrong_answer(rng: random.Random, t: tuple[int, str, int]) -> int:
+    """A plausible wrong answer (off by 1, 2 or 10), never negative."""
+    c = answer(*t)
+    return rng.choice([c + d for d in _WRONG_OFFSETS if c + d >= 0])
+
+
+def render_verdict(rng: random.Random, t: tuple[int, str, int]) -> str:
+    """A correctness statement: ``"7 * 8 = 56 is correct."`` or, half the time, ``"7 * 8 = 54 is wrong."``,
+    so a correct/incorrect probe has something to find (CLAIMS.md revision 2, H07)."""
+    a, op, b = t
+    correct = rng.random() < 0.5
+    shown = answer(*t) if correct else wrong_answer(rng, t)
+    return rng.choice(_VERDICT_TEMPLATES[correct]).format(s=f"{a} {op} {b} = {shown}")
 
 
 def render_symbol(t: tuple[int, str, int]) -> str:
@@ -385,11 +414,12 @@ def filler_sentence(rng: random.Random) -> str:
 class CorpusMix:
     """Per-line probabilities of each kind of line in a document, and op weights for facts."""
 
-    symbol: float = 0.72
-    question: float = 0.11
-    spelled: float = 0.04
-    sentence: float = 0.07
-    filler: float = 0.06
+    symbol: float = 0.62
+    question: float = 0.15
+    spelled: float = 0.05
+    sentence: float = 0.09
+    verdict: float = 0.04
+    filler: float = 0.05
     op_weights: tuple[float, float, float, float] = (0.36, 0.34, 0.15, 0.15)  # + - * /
     hundred_minus: float = 0.08  # share of subtractions drawn from the 100 - x facts
     # operand digit-length buckets for + and - (1 = one digit, 2 = two digits) and their weights:
@@ -406,6 +436,7 @@ class FactSampler:
 
     def __init__(self, seed: int, mix: CorpusMix, include_heldout: bool = False):
         held = set() if include_heldout else heldout_closure(seed)
+        self.held = sorted(held)
         self.mix = mix
         self.by_op: dict[str, list[tuple[int, str, int]]] = {op: [] for op in OPS}
         self.hundred: list[tuple[int, str, int]] = []
@@ -435,8 +466,8 @@ class FactSampler:
 
 
 def _doc(rng: random.Random, sampler: FactSampler, mix: CorpusMix) -> str:
-    kinds = ("symbol", "question", "spelled", "sentence", "filler")
-    weights = (mix.symbol, mix.question, mix.spelled, mix.sentence, mix.filler)
+    kinds = ("symbol", "question", "spelled", "sentence", "verdict", "filler")
+    weights = (mix.symbol, mix.question, mix.spelled, mix.sentence, mix.verdict, mix.filler)
     lines = []
     for _ in range(rng.randint(*mix.lines_per_doc)):
         kind = rng.choices(kinds, weights=weights)[0]
@@ -453,6 +484,9 @@ def _doc(rng: random.Random, sampler: FactSampler, mix: CorpusMix) -> str:
                 lines.append(render_question(rng, t))
             else:
                 lines.append(render_spelled(rng, t))
+        elif kind == "verdict":
+            line = render_verdict(rng, t)
+            lines.append(line if not line_mentions(line, sampler.held) else render_symbol(t))
         else:
             lines.append(render_sentence(rng, t))
     return "\n".join(lines)

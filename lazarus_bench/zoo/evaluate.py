@@ -19,6 +19,25 @@ from .corpus import eval_items, heldout_triples, word_question_items
 from .tokenizer import EOS, chat_prompt
 
 GATES = {"eval_prompts": 0.90, "heldout": 0.80, "word": 0.60, "chat": 0.60}
+BASE_GATES = ("eval_prompts", "heldout", "word")
+DERIVED_MARGIN = 0.10  # untied and moe: within 10 points of base on each base gate
+
+
+def gate_misses(kind: str, metrics: dict, base: dict) -> list[str]:
+    """The zoo quality gates (issue 13) a model misses, one phrase each; empty when all are met.
+
+    base: the absolute thresholds of :data:`GATES` on eval prompts, held-out add/sub and word form;
+    untied, moe: within :data:`DERIVED_MARGIN` of base on each; instruct: chat format at least the base's."""
+    out = []
+    if kind == "base":
+        out = [f"{g} {metrics[g]:.1%} < {GATES[g]:.0%}" for g in BASE_GATES if metrics[g] < GATES[g]]
+    elif kind in ("untied", "moe"):
+        out = [f"{g} {metrics[g]:.1%} < base {base[g]:.1%} - 10" for g in BASE_GATES
+               if metrics[g] < base[g] - DERIVED_MARGIN]
+    elif kind == "instruct":
+        if metrics["chat"] < base["chat"]:
+            out = [f"chat {metrics['chat']:.1%} < base {base['chat']:.1%}"]
+    return out
 def _encode(tokenizer, text: str) -> list[int]:
     if hasattr(tokenizer, "encode_batch"):  # tokenizers.Tokenizer (post-processor adds BOS)
         return tokenizer.encode(text).ids
@@ -46,6 +65,45 @@ def _score(model, tokenizer, prompts, expected, max_new_tokens=6):
     outs = greedy_complete(model, tokenizer, prompts, max_new_tokens)
     ok = [first_int(o) == e for o, e in zip(outs, expected)]
     return float(np.mean(ok)) if ok else 0.0, outs, ok
+
+
+def grpo_start_reward(model, tokenizer, *, seed: int = 0, n_prompts: int = 96, group_size: int = 4,
+                      max_new_tokens: int = 8, temperature: float = 1.0) -> dict:
+    """Reward rate of seed 002's GRPO prompts sampled as GRPO samples them (temperature 1, groups of 4) from
+    the untrained model: overall, per operation, and the share of groups whose rewards vary (GRPO's signal)."""
+    from ..prompts import grpo_spec
+    from ..training.grpo import answer_reward, generate, sample_prompts
+
+    prompts = sample_prompts(grpo_spec(), n_prompts, seed=seed)
+    ids = [_encode(tokenizer, p.text) for p in prompts]
+    outs = generate(model, ids, group_size, max_new_tokens, temperature, mx.random.key(seed), {_tid(tokenizer, EOS)})
+    rewards = np.array([answer_reward(_decode(tokenizer, c.tokens), prompts[i // group_size].answer)
+                        for i, c in enumerate(outs)]).reshape(n_prompts, group_size)
+    labels = np.array([p.label for p in prompts])
+    return {"rate": float(rewards.mean()), "groups_with_variance": float(np.mean(rewards.std(axis=1) > 0)),
+            "by_operation": {lab: float(rewards[labels == lab].mean()) for lab in sorted(set(labels))},
+            "prompts": n_prompts, "group_size": group_size, "temperature": temperature}
+
+
+def statement_accuracy(model, tokenizer, *, seed: int = 0) -> dict:
+    """Does the model tell a correct from a wrong equation? For each gated evaluation fact, the statements
+    ``"a op b = c is"`` (true answer) and ``"... = c' is"`` (off by 1, 2 or 10): the model judges it correct
+    when ``" correct"`` outscores ``" wrong"`` as the next token. Accuracy over all statements (chance 50%)."""
+    import random
+
+    from .corpus import wrong_answer
+
+    rng = random.Random(f"lazarus-zoo-statements-{seed}")
+    good, bad = (_encode(tokenizer, w)[-1] for w in (" correct", " wrong"))
+    hits = []
+    for it in eval_items():
+        if not it.gated:
+            continue
+        for shown, truth in ((it.expected, True), (wrong_answer(rng, it.triple), False)):
+            a, op, b = it.triple
+            logits = model(mx.array([_encode(tokenizer, f"{a} {op} {b} = {shown} is")]))[0, -1]
+            hits.append(bool(logits[good] > logits[bad]) == truth)
+    return {"accuracy": float(np.mean(hits)), "statements": len(hits)}
 
 
 def evaluate(model, tokenizer, *, seed: int = 0, chat: bool = False, details: bool = False,
@@ -87,14 +145,17 @@ def evaluate(model, tokenizer, *, seed: int = 0, chat: bool = False, details: bo
                               max_new_tokens=5)
         metrics["chat"] = acc
         det["chat"] = [(q, e, o) for q, e, o in zip(qs, exp, outs)]
+    metrics["grpo_start_reward"] = grpo_start_reward(model, tokenizer, seed=seed)
+    metrics["statements"] = statement_accuracy(model, tokenizer, seed=seed)
     metrics["passed"] = {g: metrics[g] >= thr for g, thr in GATES.items() if g in metrics}
     if details:
         metrics["details"] = det
     return metrics
 
 
-def evaluate_dir(model_dir, *, chat: bool | None = None, details: bool = False) -> dict:
-    """Load a zoo model directory with ``mlx_lm.load`` (upcast to float32) and evaluate it."""
+def evaluate_dir(model_dir, *, chat: bool = True, details: bool = False) -> dict:
+    """Load a zoo model directory with ``mlx_lm.load`` (upcast to float32) and evaluate it (chat format
+    included for every kind: the instruct gate compares its chat score with the base's)."""
     import json
     from pathlib import Path
 
@@ -106,9 +167,7 @@ def evaluate_dir(model_dir, *, chat: bool | None = None, details: bool = False) 
     man = Path(model_dir) / "manifest.json"
     if man.exists():
         seed = json.loads(man.read_text()).get("corpus_seed", 0)
-        if chat is None:
-            chat = json.loads(man.read_text()).get("kind") == "instruct"
-    return evaluate(model, tok, seed=seed, chat=bool(chat), details=details)
+    return evaluate(model, tok, seed=seed, chat=chat, details=details)
 
 
-__all__ = ["GATES", "evaluate", "evaluate_dir", "greedy_complete", "first_int"]
+__all__ = ["GATES", "gate_misses", "evaluate", "evaluate_dir", "greedy_complete", "first_int"]

@@ -87,7 +87,7 @@ def load_model(model_dir: str | os.PathLike, dtype=mx.float32) -> tuple[nn.Modul
     d = Path(model_dir)
     config = json.loads((d / "config.json").read_text())
     model = build_model(config)
-    weights = mx.load(str(d / "model.safetensors"))
+    weights = model.sanitize(mx.load(str(d / "model.safetensors")))
     model.load_weights([(k, v.astype(dtype)) for k, v in weights.items()])
     mx.eval(model.parameters())
     return model, config
@@ -169,6 +169,60 @@ def chat_data(tokenizer, seed: int, n_rows: int, seq_len: int,
     return _pack(np.concatenate(toks), np.concatenate(mask), seq_len, n_rows)
 
 
+def preference_data(tokenizer, seed: int, n_pairs: int, seq_len: int,
+                    mix: CorpusMix | None = None) -> PackedData:
+    """Chat questions with a chosen (correct) and a rejected (off by 1, 2 or 10) answer, for DPO:
+    tokens ``(n_pairs, 2, seq_len + 1)`` right-padded, mask 1 on the answer and ``<|end|>`` targets."""
+    import random
+
+    from .corpus import FactSampler, chat_question, wrong_answer
+    from .corpus import answer as true_answer
+
+    bos, eos = _tid(tokenizer, BOS), _tid(tokenizer, EOS)
+    user, asst = _tid(tokenizer, USER), _tid(tokenizer, ASSISTANT)
+    rng = random.Random(f"lazarus-zoo-preference-{seed}")
+    sampler = FactSampler(seed, mix or CorpusMix())
+    toks = np.full((n_pairs, 2, seq_len + 1), eos, np.int32)
+    mask = np.zeros((n_pairs, 2, seq_len), np.float32)
+    i = 0
+    while i < n_pairs:
+        t = sampler.sample(rng)
+        q = chat_question(rng, t)
+        good, bad = str(true_answer(*t)), str(wrong_answer(rng, t))
+        ids = _ids(tokenizer, [q, good, bad])
+        rows = [[bos, user, *ids[0], asst, *a, eos] for a in ids[1:]]
+        if max(map(len, rows)) > seq_len + 1:
+            continue
+        for j, (row, a) in enumerate(zip(rows, ids[1:])):
+            toks[i, j, :len(row)] = row
+            mask[i, j, len(row) - len(a) - 2:len(row) - 1] = 1.0
+        i += 1
+    return PackedData(toks, mask)
+
+
+def sequence_logps(m: nn.Module, rows: mx.array, mask: mx.array) -> mx.array:
+    """Sum of the masked next-token log-probabilities of each row."""
+    logits = m(rows[:, :-1]).astype(mx.float32)
+    return -(nn.losses.cross_entropy(logits, rows[:, 1:]) * mask).sum(-1)
+
+
+def dpo_loss(ref: nn.Module, beta: float, nll_weight: float = 0.0) -> Callable[[nn.Module, mx.array, mx.array],
+                                                                               mx.array]:
+    """The DPO objective (Rafailov et al. 2023) against the frozen ``ref``:
+    ``-log sigmoid(beta * ((logp_c - ref_c) - (logp_r - ref_r)))`` averaged over pairs, plus ``nll_weight`` times
+    the per-token NLL of the chosen answer (RPO, Pang et al. 2024), which keeps DPO from lowering the chosen
+    answer's likelihood along with the rejected one's."""
+    def loss(m: nn.Module, batch: mx.array, mask: mx.array) -> mx.array:
+        rows, rmask = batch.reshape(-1, batch.shape[-1]), mask.reshape(-1, mask.shape[-1])
+        logp = sequence_logps(m, rows, rmask).reshape(-1, 2)
+        margin = logp - mx.stop_gradient(sequence_logps(ref, rows, rmask)).reshape(-1, 2)
+        dpo = mx.logaddexp(0.0, -beta * (margin[:, 0] - margin[:, 1])).mean()
+        chosen_tokens = mask[:, 0].sum()
+        return dpo - nll_weight * logp[:, 0].sum() / mx.maximum(chosen_tokens, 1.0)
+
+    return loss
+
+
 # --------------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------------
@@ -244,19 +298,44 @@ class _Progress:
               file=self.stream, flush=True)
 
 
+def token_loss(m: nn.Module, batch: mx.array, mask: mx.array) -> mx.array:
+    """Mean next-token cross-entropy over the masked targets of packed rows."""
+    logits = m(batch[:, :-1]).astype(mx.float32)
+    ce = nn.losses.cross_entropy(logits, batch[:, 1:]) * mask
+    return ce.sum() / mx.maximum(mask.sum(), 1.0)
+
+
+def world() -> tuple[int, int]:
+    """(size, rank) of the ``mx.distributed`` group: (1, 0) unless launched under ``mlx.launch``."""
+    group = mx.distributed.init()
+    return group.size(), group.rank()
+
+
+def barrier() -> None:
+    """Wait for every rank (rank 0 writes files that the others then read)."""
+    if world()[0] > 1:
+        mx.eval(mx.distributed.all_sum(mx.zeros(1), stream=mx.cpu))
+
+
 def train(model: nn.Module, data: PackedData, cfg: TrainConfig, *,
           ckpt_dir: str | os.PathLike | None = None, resume: bool = True, progress: bool = True,
           stop_after: int | None = None,
-          on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+          on_step: Callable[[int, float], None] | None = None,
+          loss_fn: Callable[[nn.Module, mx.array, mx.array], mx.array] = token_loss) -> TrainResult:
     """Train ``model`` in place for ``cfg.steps`` steps on ``data``.
 
     Batch ``i`` is rows ``order[i*B:(i+1)*B]`` of a seeded permutation (wrapping into a new
-    permutation per epoch), so the data position is determined by the step. With ``ckpt_dir`` and
-    ``resume``, an existing checkpoint there is loaded and training continues from its step.
-    ``stop_after`` stops after that many steps of this call (to simulate an interruption)."""
+    permutation per epoch), so the data position is determined by the step. Under ``mlx.launch`` each of
+    the N ranks takes every N-th row of the batch and gradients are averaged (data parallel; rank 0
+    alone writes checkpoints and progress). With ``ckpt_dir`` and ``resume``, an existing checkpoint there
+    is loaded and training continues from its step. ``stop_after`` stops after that many steps of this
+    call (to simulate an interruption)."""
     B, T = cfg.batch_size, cfg.seq_len
-    if data.tokens.shape[1] != T + 1:
-        raise ValueError(f"data rows have {data.tokens.shape[1]} tokens, expected seq_len+1={T + 1}")
+    size, rank = world()
+    if data.tokens.shape[-1] != T + 1:
+        raise ValueError(f"data rows have {data.tokens.shape[-1]} tokens, expected seq_len+1={T + 1}")
+    if B % size:
+        raise ValueError(f"batch size {B} is not divisible by the {size} ranks")
     opt = optim.AdamW(learning_rate=cfg.schedule(), weight_decay=cfg.weight_decay)
     ckpt = Path(ckpt_dir) / CKPT_NAME if ckpt_dir else None
     start, losses = 0, []
@@ -264,15 +343,12 @@ def train(model: nn.Module, data: PackedData, cfg: TrainConfig, *,
         start, losses = _load_checkpoint(ckpt, model, opt)
     result = TrainResult(resumed_from=start)
 
-    def loss_fn(m, x, y, mask):
-        logits = m(x).astype(mx.float32)
-        ce = nn.losses.cross_entropy(logits, y) * mask
-        return ce.sum() / mx.maximum(mask.sum(), 1.0)
-
     loss_and_grad = nn.value_and_grad(model, loss_fn)
 
-    def step_fn(x, y, mask):
-        loss, grads = loss_and_grad(model, x, y, mask)
+    def step_fn(batch, mask):
+        loss, grads = loss_and_grad(model, batch, mask)
+        if size > 1:
+            grads = nn.average_gradients(grads)
         if cfg.grad_clip:
             grads, _ = optim.clip_grad_norm(grads, cfg.grad_clip)
         opt.update(model, grads)
@@ -296,7 +372,7 @@ def train(model: nn.Module, data: PackedData, cfg: TrainConfig, *,
             out[sel] = orders[int(e)][idx[sel] % n]
         return out
 
-    prog = _Progress(cfg, progress)
+    prog = _Progress(cfg, progress and rank == 0)
     initial_norm = math.sqrt(sum(float(mx.sum(mx.square(v.astype(mx.float32))).item())
                                  for _, v in tree_flatten(model.trainable_parameters())))
     model.train()
@@ -304,13 +380,10 @@ def train(model: nn.Module, data: PackedData, cfg: TrainConfig, *,
     tlog, toks_since = t0, 0
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     for step in range(start, end):
-        r = rows_for(step)
-        batch = mx.array(data.tokens[r])
-        x, y = batch[:, :-1], batch[:, 1:]
-        mask = mx.array(data.mask[r])
-        loss = step_fn(x, y, mask)
+        r = rows_for(step)[rank::size]
+        loss = step_fn(mx.array(data.tokens[r]), mx.array(data.mask[r]))
         mx.eval(loss, model.state, opt.state)
-        lv = float(loss.item())
+        lv = float((mx.distributed.all_sum(loss, stream=mx.cpu) / size if size > 1 else loss).item())
         problem = None if math.isfinite(lv) else f"loss became {lv} at step {step + 1}"
         if problem is None and (step + 1) % cfg.log_every == 0:
             problem = divergence_reason(model, initial_norm, (losses + [lv])[-cfg.log_every:], None, step + 1)
@@ -322,13 +395,13 @@ def train(model: nn.Module, data: PackedData, cfg: TrainConfig, *,
         result.tokens += B * T
         if on_step:
             on_step(step + 1, lv)
-        if progress and ((step + 1) % cfg.log_every == 0 or step + 1 == end):
+        if prog.enabled and ((step + 1) % cfg.log_every == 0 or step + 1 == end):
             now = time.perf_counter()
             avg = float(np.mean(losses[-cfg.log_every:]))
             prog.line(step + 1, avg, toks_since / max(now - tlog, 1e-9),
                       float(opt.learning_rate.item()), start, t0)
             tlog, toks_since = now, 0
-        if ckpt is not None and cfg.ckpt_every and (step + 1) % cfg.ckpt_every == 0:
+        if ckpt is not None and cfg.ckpt_every and (step + 1) % cfg.ckpt_every == 0 and rank == 0:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             _save_checkpoint(ckpt, model, opt, step + 1, losses, cfg, (step + 1) * B)
     result.seconds = time.perf_counter() - t0
