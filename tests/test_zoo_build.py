@@ -221,3 +221,18 @@ def test_a_failing_rank_stops_the_launch(tmp_path):
     script = tmp_path / "fail.py"
     script.write_text("import os, sys, time\nif os.environ['MLX_RANK'] == '1':\n    sys.exit(3)\ntime.sleep(60)\n")
     assert launch([str(script)], 2) == 3
+
+
+def test_a_micro_zoo_of_an_older_recipe_is_not_current(micro_zoo, tmp_path):
+    import shutil
+
+    out, _ = micro_zoo
+    assert B.is_current(out)
+    copy = tmp_path / "zoo"
+    shutil.copytree(out, copy)
+    man = json.loads((copy / "moe" / "manifest.json").read_text())
+    man["recipe"] = B.RECIPE - 1
+    (copy / "moe" / "manifest.json").write_text(json.dumps(man))
+    assert not B.is_current(copy)
+    shutil.rmtree(copy / "base")
+    assert not B.is_current(copy)

@@ -35,6 +35,7 @@ from .tokenizer import build_tokenizer, save_tokenizer
 
 KINDS = ("base", "instruct", "untied", "moe")
 MANIFEST_VERSION = 1
+RECIPE = 2  # bump when the corpus or the training recipe changes: a cached micro zoo of another recipe is rebuilt
 
 
 @dataclass(frozen=True)
@@ -303,7 +304,7 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int = 0,
             "name": f"zoo-{size}-{kind}", "kind": kind, "size": size, "corpus_seed": seed,
             "build_config": build_config, "params": n_params,
             "metrics": metrics, "gates": GATES, "packages": package_versions(),
-            "ranks": ranks,
+            "ranks": ranks, "recipe": RECIPE,
             "build_seconds": round(time.perf_counter() - t_model, 2),
             "train_seconds": round(result.seconds, 2),
             "tokens_per_s": round(result.tokens_per_s, 1), "train_tokens": result.tokens,
@@ -370,9 +371,21 @@ def verify_zoo(out_dir: str | os.PathLike) -> dict[str, dict]:
     return {k: verify(p) for k, p in zoo_paths(out_dir).items()}
 
 
+def is_current(root: str | os.PathLike) -> bool:
+    """Every model of the zoo at ``root`` is present and was built by this :data:`RECIPE`."""
+    for kind in KINDS:
+        try:
+            if json.loads((Path(root) / kind / MANIFEST).read_text()).get("recipe") != RECIPE:
+                return False
+        except (OSError, ValueError):
+            return False
+    return True
+
+
 def ensure_micro_zoo(progress: bool = False) -> Path:
-    """The micro zoo (the fast tier's models), built into the cache the first time it is needed."""
+    """The micro zoo (the fast tier's models), built into the cache the first time it is needed and rebuilt
+    when it came from an older recipe (a corpus change leaves every build config equal)."""
     root = zoo_root(micro=True)
-    if not all((root / kind / "config.json").is_file() for kind in KINDS):
-        build_zoo(root, size="micro", progress=progress)
+    if not is_current(root):
+        build_zoo(root, size="micro", progress=progress, force=True)
     return root
