@@ -44,6 +44,7 @@ def test_micro_build_loads_and_evaluates(micro_zoo):
     assert "chat" in mans["instruct"]["metrics"]
     assert set(mans["instruct"]["metrics"]["stages"]["sft"]) >= {"chat", "eval_prompts"}
     assert mans["instruct"]["build_config"]["preference"]["method"].startswith("dpo")
+    assert mans["instruct"]["post_training"] == ["sft", "dpo"]
     for kind in B.KINDS:
         metrics = mans[kind]["metrics"]
         start = metrics["grpo_start_reward"]

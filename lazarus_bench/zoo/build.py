@@ -312,6 +312,8 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int = 0,
             "tokenizer_seconds": round(tok_seconds, 2),
             "wall_seconds_total_so_far": round(time.perf_counter() - t_all, 2),
         }
+        if kind == "instruct":  # what H06's fitness gate reads: a reward-based stage after SFT
+            info["post_training"] = ["sft"] + (["dpo"] if "preference" in build_config else [])
         if writer:
             write_manifest(model_dir, info)
             if not keep_checkpoints:
