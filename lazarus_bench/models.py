@@ -425,7 +425,7 @@ def verify_lens(handle: ModelHandle, atol: float = 1e-3) -> None:
         )
 
 
-HF_EXPERT_NAMES = (("gate_proj", "w1"), ("down_proj", "w2"), ("up_proj", "w3"))
+HF_EXPERT_NAMES = {"gate_proj": "w1", "down_proj": "w2", "up_proj": "w3"}
 
 
 def hf_layout(weights: dict[str, mx.array], config: dict) -> dict[str, mx.array]:
@@ -441,7 +441,7 @@ def hf_layout(weights: dict[str, mx.array], config: dict) -> dict[str, mx.array]
             continue
         prefix, rest = name.split(".switch_mlp.")
         proj, leaf = rest.split(".", 1)
-        hf = dict(HF_EXPERT_NAMES)[proj]
+        hf = HF_EXPERT_NAMES[proj]
         for e in range(value.shape[0]):
             out[f"{prefix}.experts.{e}.{hf}.{leaf}"] = value[e]
     return out

@@ -34,7 +34,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _zoo_rows(root: Path) -> list[dict]:
     from ..zoo.build import KINDS
-    from ..zoo.evaluate import gate_misses
     from ..zoo.registry import verify
 
     rows = []
@@ -63,12 +62,19 @@ def _zoo_rows(root: Path) -> list[dict]:
     for row in rows:
         metrics = row.pop("metrics", None)
         if metrics is not None:
-            try:
-                misses = gate_misses(row["model"], metrics, base)
-            except KeyError as exc:
-                misses = [f"metric {exc} not measured"]
-            row["gates"] = "met" if not misses else "MISSED: " + "; ".join(misses)
+            row["gates"] = _gates_cell(row["model"], metrics, base)
     return rows
+
+
+def _gates_cell(kind: str, metrics: dict, base: dict) -> str:
+    """'met', or the gates the model misses (see ``zoo.evaluate.gate_misses``)."""
+    from ..zoo.evaluate import gate_misses
+
+    try:
+        misses = gate_misses(kind, metrics, base)
+    except KeyError as exc:
+        misses = [f"metric {exc} not measured"]
+    return "met" if not misses else "MISSED: " + "; ".join(misses)
 
 
 def _shipped_base(root: Path) -> dict:
@@ -82,11 +88,13 @@ def _shipped_base(root: Path) -> dict:
 def _record_metrics(model_dir: Path, metrics: dict) -> None:
     """Replace the metrics in a verified model's manifest (after the evaluation changed); stages are kept."""
     from ..zoo.build import write_manifest
+    from ..zoo.evaluate import GATES
     from ..zoo.registry import verify
 
     manifest = verify(model_dir)
     stages = (manifest.get("metrics") or {}).get("stages")
     manifest["metrics"] = dict(metrics, **({"stages": stages} if stages else {}))
+    manifest["gates"] = GATES
     manifest.pop("files", None)
     write_manifest(model_dir, manifest)
 
@@ -101,7 +109,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         print(_table(_zoo_rows(root)))
         return 0
     if args.action == "eval":
-        from ..zoo.evaluate import GATES, evaluate_dir, gate_misses
+        from ..zoo.evaluate import METRICS, evaluate_dir
 
         root = Path(args.dir) if args.dir else zoo_root(micro)
         rows, payload = [], {}
@@ -113,15 +121,11 @@ def cmd_zoo(args: argparse.Namespace) -> int:
             if args.write:
                 _record_metrics(model_dir, metrics)
             payload[kind] = metrics
-            rows.append({"model": kind, **{g: f"{metrics[g]:.1%}" for g in GATES if g in metrics},
+            rows.append({"model": kind, **{g: f"{metrics[g]:.1%}" for g in METRICS if g in metrics},
                          "GRPO start reward": f"{metrics['grpo_start_reward']['rate']:.2f}",
                          "statements": f"{metrics['statements']['accuracy']:.1%}"})
         for row in rows:
-            try:
-                misses = gate_misses(row["model"], payload[row["model"]], payload.get("base") or _shipped_base(root))
-            except KeyError as exc:
-                misses = [f"metric {exc} not measured"]
-            row["gates"] = "met" if not misses else "MISSED: " + "; ".join(misses)
+            row["gates"] = _gates_cell(row["model"], payload[row["model"]], payload.get("base") or _shipped_base(root))
         print(_table(rows))
         if args.json:
             write_json(args.json, payload)

@@ -29,7 +29,7 @@ from ..io import sha256_file
 from ..models import save_model
 from . import pretrain as P
 from .derive import untie, upcycle_moe
-from .evaluate import GATES, evaluate
+from .evaluate import GATES, METRICS, evaluate
 from .registry import MANIFEST, ZooIntegrityError, verify, zoo_root
 from .tokenizer import build_tokenizer, save_tokenizer
 
@@ -296,9 +296,9 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int = 0,
             _log(progress, f"{kind}: evaluating")
             metrics = _evaluate_saved(model_dir, seed, chat=True, n_heldout=spec.eval_heldout)
             _log(progress, f"{kind}: " + ", ".join(
-                f"{g} {metrics[g]:.1%}" for g in GATES if g in metrics))
+                f"{g} {metrics[g]:.1%}" for g in METRICS if g in metrics))
         if stages:
-            metrics = dict(metrics or {}, stages={name: {g: m[g] for g in GATES if g in m}
+            metrics = dict(metrics or {}, stages={name: {g: m[g] for g in METRICS if g in m}
                                                   for name, m in stages.items()})
         info = {
             "name": f"zoo-{size}-{kind}", "kind": kind, "size": size, "corpus_seed": seed,

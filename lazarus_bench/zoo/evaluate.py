@@ -4,9 +4,9 @@ Each prompt is encoded with the BOS token, continued greedily (batched over prom
 length) for a few tokens until ``<|end|>`` or a newline, and scored by exact match of the first
 integer in the continuation.
 
-Gates (see :data:`GATES`): ``eval_prompts`` (the fixed evaluation prompts except ``45 * 45``),
-``heldout`` (held-out additions/subtractions, symbolic form), ``word`` (``"What is 7 times 8?"``),
-and for the instruct model ``chat`` (the same questions in its chat format).
+Metrics (:data:`METRICS`): ``eval_prompts`` (the fixed evaluation prompts except ``45 * 45``),
+``heldout`` (held-out additions/subtractions, symbolic form), ``word`` (``"What is 7 times 8?"``) and
+``chat`` (the same questions in chat format); :func:`gate_misses` judges them against the gates.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from ..analysis.generate import first_int, greedy_ids
 from .corpus import eval_items, heldout_triples, word_question_items
 from .tokenizer import EOS, chat_prompt
 
-GATES = {"eval_prompts": 0.90, "heldout": 0.80, "word": 0.60, "chat": 0.60}
-BASE_GATES = ("eval_prompts", "heldout", "word")
+GATES = {"eval_prompts": 0.90, "heldout": 0.80, "word": 0.60}  # the base's absolute thresholds
+METRICS = ("eval_prompts", "heldout", "word", "chat")
 DERIVED_MARGIN = 0.10  # untied and moe: within 10 points of base on each base gate
 
 
@@ -30,9 +30,9 @@ def gate_misses(kind: str, metrics: dict, base: dict) -> list[str]:
     untied, moe: within :data:`DERIVED_MARGIN` of base on each; instruct: chat format at least the base's."""
     out = []
     if kind == "base":
-        out = [f"{g} {metrics[g]:.1%} < {GATES[g]:.0%}" for g in BASE_GATES if metrics[g] < GATES[g]]
+        out = [f"{g} {metrics[g]:.1%} < {GATES[g]:.0%}" for g in GATES if metrics[g] < GATES[g]]
     elif kind in ("untied", "moe"):
-        out = [f"{g} {metrics[g]:.1%} < base {base[g]:.1%} - 10" for g in BASE_GATES
+        out = [f"{g} {metrics[g]:.1%} < base {base[g]:.1%} - 10" for g in GATES
                if metrics[g] < base[g] - DERIVED_MARGIN]
     elif kind == "instruct":
         if metrics["chat"] < base["chat"]:
@@ -108,7 +108,7 @@ def statement_accuracy(model, tokenizer, *, seed: int = 0) -> dict:
 
 def evaluate(model, tokenizer, *, seed: int = 0, chat: bool = False, details: bool = False,
              n_heldout: int | None = None) -> dict:
-    """Metrics dict: accuracy per gate, ``passed`` per gate, and (``details``) every item."""
+    """Metrics dict: accuracy per metric (gates are judged by :func:`gate_misses`) and (``details``) every item."""
     metrics: dict = {}
     det: dict = {}
     items = eval_items()
@@ -147,7 +147,6 @@ def evaluate(model, tokenizer, *, seed: int = 0, chat: bool = False, details: bo
         det["chat"] = [(q, e, o) for q, e, o in zip(qs, exp, outs)]
     metrics["grpo_start_reward"] = grpo_start_reward(model, tokenizer, seed=seed)
     metrics["statements"] = statement_accuracy(model, tokenizer, seed=seed)
-    metrics["passed"] = {g: metrics[g] >= thr for g, thr in GATES.items() if g in metrics}
     if details:
         metrics["details"] = det
     return metrics
@@ -170,4 +169,4 @@ def evaluate_dir(model_dir, *, chat: bool = True, details: bool = False) -> dict
     return evaluate(model, tok, seed=seed, chat=chat, details=details)
 
 
-__all__ = ["GATES", "gate_misses", "evaluate", "evaluate_dir", "greedy_complete", "first_int"]
+__all__ = ["GATES", "METRICS", "gate_misses", "evaluate", "evaluate_dir", "greedy_complete", "first_int"]

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -51,18 +52,15 @@ def launch(argv: Sequence[str], n: int) -> int:
             procs.append(subprocess.Popen([sys.executable, *argv], env=env))
         try:
             status = 0
-            pending = list(procs)
-            while pending:
-                pid, raw = os.wait()
-                proc = next((p for p in pending if p.pid == pid), None)
-                if proc is None:
-                    continue
-                pending.remove(proc)
-                proc.returncode = os.waitstatus_to_exitcode(raw)
-                if proc.returncode and not status:
-                    status = proc.returncode if proc.returncode > 0 else 128 - proc.returncode
-                    for other in pending:
-                        other.send_signal(signal.SIGTERM)
+            while any(p.returncode is None for p in procs):
+                for proc in procs:
+                    if proc.returncode is None and proc.poll() not in (None, 0) and not status:
+                        code = proc.returncode
+                        status = code if code > 0 else 128 - code
+                        for other in procs:
+                            if other.returncode is None:
+                                other.send_signal(signal.SIGTERM)
+                time.sleep(0.2)
             return status
         finally:
             for proc in procs:
