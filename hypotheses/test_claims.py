@@ -19,6 +19,8 @@ from lazarus_bench.suite.runner import run_claim
 def _check(claim, tier, model_id, suite, request):
     if model_id.startswith("zoo-micro:"):
         request.getfixturevalue("micro_zoo")
+    if model_id.startswith("replica:"):
+        request.getfixturevalue("replicas")
     records = [
         run_claim(claim, model_id, tier=tier, n_seeds=suite["seeds"], report_dir=suite["report_dir"],
                   protocol=protocol, pool=suite["pool"])

@@ -23,6 +23,7 @@ import mlx.nn as nn
 from .errors import LazarusError
 from .io import sha256_file
 from .zoo.registry import MANIFEST, resolve_zoo, verify
+from .zoo.registry import PREFIXES as ZOO_PREFIXES
 
 _INNER_CANDIDATES = ("model", "language_model.model", "language_model", "transformer", "backbone")
 _EMBED_NAMES = ("embed_tokens", "wte", "tok_embeddings", "embeddings")
@@ -250,6 +251,17 @@ class ModelHandle:
                                "shorten it")
         return ids
 
+    def continuation(self, text: str, after: str) -> list[int]:
+        """Token ids that ``text`` adds when it follows ``after``: what the model has to predict there.
+
+        Not ``encode(text)``: SentencePiece prepends a lone '▁' ('56' -> ['▁', '5', '6'] after '= ' is ['5', '6']).
+        Falls back to ``encode(text)`` when the two merge across the boundary."""
+        head = self.encode(after, add_special_tokens=False) if after else []
+        whole = self.encode(after + text, add_special_tokens=False)
+        if whole[:len(head)] == head and len(whole) > len(head):
+            return whole[len(head):]
+        return self.encode(text, add_special_tokens=False)
+
     @property
     def max_positions(self) -> int | None:
         """The longest sequence the checkpoint was configured for: ``max_position_embeddings``, else the tokenizer's
@@ -370,13 +382,13 @@ def load_model(
     from mlx_lm.utils import load_config
 
     requested = path_or_id
-    if path_or_id.startswith(("zoo:", "zoo-micro:")):
+    if path_or_id.startswith(ZOO_PREFIXES):
         path_or_id = str(resolve_zoo(path_or_id))
     local = Path(path_or_id).expanduser()
     looks_local = local.exists() or path_or_id.startswith((".", "/", "~")) or path_or_id.count("/") != 1
     if looks_local and not local.is_dir():
         raise LazarusError(f"model path not found: {path_or_id}")
-    if looks_local and (local / MANIFEST).is_file() and not requested.startswith(("zoo:", "zoo-micro:")):
+    if looks_local and (local / MANIFEST).is_file() and not requested.startswith(ZOO_PREFIXES):
         verify(local)
     if adapter_path is not None and not (Path(adapter_path) / "adapter_config.json").is_file():
         raise LazarusError(f"adapter path has no adapter_config.json: {adapter_path}")
@@ -426,24 +438,29 @@ def verify_lens(handle: ModelHandle, atol: float = 1e-3) -> None:
 
 
 HF_EXPERT_NAMES = {"gate_proj": "w1", "down_proj": "w2", "up_proj": "w3"}
+HF_EXPERTS = {  # model_type -> (mlx-lm's stacked block, transformers' per-expert names)
+    "mixtral": (".block_sparse_moe.switch_mlp.", HF_EXPERT_NAMES),
+    "olmoe": (".mlp.switch_mlp.", {name: name for name in HF_EXPERT_NAMES}),
+}
 
 
 def hf_layout(weights: dict[str, mx.array], config: dict) -> dict[str, mx.array]:
-    """Weights under the names transformers expects: mlx-lm's stacked Mixtral experts
-    (``block_sparse_moe.switch_mlp.gate_proj``) become ``block_sparse_moe.experts.{e}.w1``, the inverse of
-    mlx-lm's ``sanitize``; other architectures pass unchanged."""
-    if config.get("model_type") != "mixtral":
+    """Weights under the names transformers expects: mlx-lm's stacked experts (Mixtral's
+    ``block_sparse_moe.switch_mlp.gate_proj`` -> ``block_sparse_moe.experts.{e}.w1``, OLMoE's
+    ``mlp.switch_mlp.gate_proj`` -> ``mlp.experts.{e}.gate_proj``), the inverse of mlx-lm's ``sanitize``; other
+    architectures pass unchanged."""
+    if config.get("model_type") not in HF_EXPERTS:
         return weights
+    stacked, names = HF_EXPERTS[config["model_type"]]
     out = {}
     for name, value in weights.items():
-        if ".block_sparse_moe.switch_mlp." not in name:
+        if stacked not in name:
             out[name] = value
             continue
         prefix, rest = name.split(".switch_mlp.")
         proj, leaf = rest.split(".", 1)
-        hf = HF_EXPERT_NAMES[proj]
         for e in range(value.shape[0]):
-            out[f"{prefix}.experts.{e}.{hf}.{leaf}"] = value[e]
+            out[f"{prefix}.experts.{e}.{names[proj]}.{leaf}"] = value[e]
     return out
 
 
@@ -481,7 +498,7 @@ _FINGERPRINTS: dict[str, str] = {}
 
 def local_path(model_id: str) -> Path | None:
     """The directory behind a model id (zoo ids resolved and verified), or None for a hub id."""
-    if model_id.startswith(("zoo:", "zoo-micro:")):
+    if model_id.startswith(ZOO_PREFIXES):
         return resolve_zoo(model_id)
     path = Path(model_id).expanduser()
     return path if path.is_dir() else None

@@ -1,7 +1,8 @@
 """The package's import graph: no cycles (function-local imports included) and imports only point downward.
 
 Layers, top to bottom: cli -> suite, bench -> claims, zoo builder -> training, analysis, stats -> models,
-prompts, tiny -> io, cache, runinfo, zoo registry. A module may import its own layer or any layer below.
+prompts, tiny -> io, cache, runinfo, zoo registry (the tokenization audit sits with analysis, the replicas with
+the zoo builder). A module may import its own layer or any layer below.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 LAYERS = {
     6: ("cli",),
     5: ("suite", "bench"),
-    4: ("claims", "zoo.build", "zoo.pretrain", "zoo.derive", "zoo.evaluate"),
-    3: ("training", "analysis", "stats"),
+    4: ("claims", "zoo.build", "zoo.pretrain", "zoo.derive", "zoo.evaluate", "zoo.replicas"),
+    3: ("training", "analysis", "stats", "tokenization"),
     2: ("models", "prompts", "tiny", "hf_tokenizer"),
     1: ("cache", "runinfo", "zoo.registry", "zoo.corpus", "zoo.tokenizer", "zoo"),
     0: ("io", "errors", "blas", ""),

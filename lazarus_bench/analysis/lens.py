@@ -131,15 +131,19 @@ def resolve_layers(handle: ModelHandle, layers: Sequence[int | str] | None, incl
     return sorted(set(out), key=lambda x: -1 if x == EMB else x)
 
 
+WORD_CONTEXT = "\n"  # spellings are read as continuations of a line break: SentencePiece's bare encode adds a '▁'
+
+
 def target_spellings(handle: ModelHandle, word: str) -> dict[str, list[int]]:
-    """Token ids of a word without and with a leading space; a word the tokenizer cannot spell is an error."""
+    """Token ids of a word without and with a leading space as it continues a text (see ``continuation``); a word the
+    tokenizer cannot spell is an error."""
     bare = word.strip()
     if not bare:
         raise LazarusError("empty target word")
     unk = getattr(getattr(handle.tokenizer, "_tokenizer", handle.tokenizer), "unk_token_id", None)
     out = {}
     for key, text in zip(SPELLINGS, (bare, " " + bare)):
-        ids = handle.encode(text, add_special_tokens=False)
+        ids = handle.continuation(text, after=WORD_CONTEXT)
         if not ids or (unk is not None and unk in ids):
             raise LazarusError(f"target word '{bare}' is not in the vocabulary (spelling {text!r} gives {ids})")
         out[key] = ids
@@ -223,18 +227,26 @@ def _lens_batch(handle, batch, labels, top_k, all_positions, spellings) -> list[
     full = _full_word_probs(handle, batch, labels, spellings, first)
     ent = np.stack([np.array(e) for e in entropies], axis=0)
     kl = np.maximum(np.stack([np.array(x) for x in kls], axis=0), 0.0)
+    # one conversion per layer, not per prompt: per-prompt slices of MLX arrays cost more than the forward pass
+    tops_np = [(np.array(idx), np.array(probs)) for idx, probs in tops]
+    first_np = {w: {k: np.stack([np.array(v) for v in vs]) for k, vs in f.items()} for w, f in first.items()}
+    ranks_np = {w: {k: np.stack([np.array(v) for v in vs]) for k, vs in f.items()} for w, f in ranks.items()}
+    batch_ids = np.array(batch).tolist()
+    vocab = {}
     out = []
     for b in range(n):
-        ids = batch[b].tolist()
+        ids = batch_ids[b]
         top_rows = []
-        for idx, probs in tops:
-            idx_np, p_np = np.array(idx[b]), np.array(probs[b])
-            top_rows.append(
-                [
-                    [(handle.decode_token(t), int(t), float(q)) for t, q in zip(idx_np[pi], p_np[pi])]
-                    for pi in range(len(positions))
-                ]
-            )
+        for idx_np, p_np in tops_np:
+            rows = []
+            for pi in range(len(positions)):
+                row = []
+                for t, q in zip(idx_np[b, pi].tolist(), p_np[b, pi].tolist()):
+                    if t not in vocab:
+                        vocab[t] = handle.decode_token(t)
+                    row.append((vocab[t], t, q))
+                rows.append(row)
+            top_rows.append(rows)
         target_results = {}
         for word, forms in spellings.items():
             target_results[word] = TargetLens(
@@ -243,9 +255,9 @@ def _lens_batch(handle, batch, labels, top_k, all_positions, spellings) -> list[
                     key: Spelling(
                         text=(" " if key == "with_space" else "") + word,
                         ids=forms[key],
-                        first_prob=np.array([float(v[b]) for v in first[word][key]]),
+                        first_prob=first_np[word][key][:, b].astype(np.float64),
                         full_prob=full[word][key][:, b],
-                        rank=np.array([int(v[b]) for v in ranks[word][key]]),
+                        rank=ranks_np[word][key][:, b].astype(np.int64),
                         pieces=[handle.decode_token(i) for i in forms[key]],
                     )
                     for key in forms
@@ -255,7 +267,7 @@ def _lens_batch(handle, batch, labels, top_k, all_positions, spellings) -> list[
             PromptLens(
                 prompt="",
                 token_ids=ids,
-                tokens=[handle.decode_token(t) for t in ids],
+                tokens=[vocab[t] if t in vocab else vocab.setdefault(t, handle.decode_token(t)) for t in ids],
                 layers=list(labels),
                 positions=positions,
                 top=top_rows,

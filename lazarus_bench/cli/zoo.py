@@ -1,4 +1,4 @@
-"""``lazarus-bench zoo ACTION``: the embedded model zoo: build, list, eval."""
+"""``lazarus-bench zoo ACTION``: the embedded model zoo (build, list, eval) and the real-checkpoint replicas."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from ..errors import LazarusError
 from ..io import write_json
 from .common import Parser, _table, output_file, positive_int, run_command
 
-HELP = "the embedded model zoo: build, list, eval"
+HELP = ("the embedded model zoo: build, list, eval; `replicas` builds scaled-down random-weight replicas of the "
+        "writeups' checkpoints with their real tokenizers (ids replica:NAME)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="lazarus-bench zoo", description=HELP)
-    p.add_argument("action", choices=["build", "list", "eval"])
+    p.add_argument("action", choices=["build", "list", "eval", "replicas"])
     p.add_argument("--size", default="default", choices=["default", "micro"])
     p.add_argument("--dir", help="zoo directory (default: shipped zoo; builds go to the cache)")
     p.add_argument("--models", nargs="+", choices=["base", "instruct", "untied", "moe"])
@@ -103,6 +104,8 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     from ..zoo.registry import zoo_root
 
     micro = args.size == "micro"
+    if args.action == "replicas":
+        return _replicas(args)
     if args.action == "list":
         root = Path(args.dir) if args.dir else zoo_root(micro)
         print(f"zoo ({args.size}) at {root}")
@@ -154,6 +157,21 @@ def cmd_zoo(args: argparse.Namespace) -> int:
                 row[gate] = f"{now:.1%}" + shipped_note
         rows.append(row)
     print(f"zoo ({args.size}) built at {out}")
+    print(_table(rows))
+    return 0
+
+
+def _replicas(args: argparse.Namespace) -> int:
+    from ..zoo.replicas import REPLICAS, build_replica, replica_root
+
+    root = Path(args.dir) if args.dir else replica_root()
+    rows = []
+    for name, rep in REPLICAS.items():
+        path = build_replica(name, root, seed=args.seed, force=args.force)
+        config = json.loads((path / "config.json").read_text())
+        rows.append({"id": f"replica:{name}", "model_type": config["model_type"], "vocab": config["vocab_size"],
+                     "tokenizer": rep.vocab, "chat": "yes" if rep.chat_template else "no", "stand-in": rep.stand_in})
+    print(f"replicas at {root} (random weights: their verdicts mean nothing)")
     print(_table(rows))
     return 0
 

@@ -108,6 +108,7 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
     lines += _replication_summary(loaded.records, claims)
     lines += _zoo_quality(models)
     lines += _model_fitness(loaded.records)
+    lines += _tokenization(loaded.records)
     lines += ["## Verdict matrix", ""]
     rows = []
     for claim_id in sorted(set(claims) | set(by_claim)):
@@ -334,6 +335,40 @@ def _model_fitness(records: list[dict]) -> list[str]:
     return ["## Model fitness", "", "Fitness gates (CLAIMS.md revision 2): a model that fails one cannot test the "
             "claim, which is then NOT TESTABLE (never REFUTED).", "", tabulate(rows, headers="keys", tablefmt="github"),
             ""]
+
+
+def _pieces(pieces: list[str]) -> str:
+    return "`" + " ".join(repr(p)[1:-1] for p in pieces) + "`"
+
+
+def _tokenization(records: list[dict]) -> list[str]:
+    """Per model, what the claims fed it (from the records' tokenization audit): prompt and answer pieces, BOS, the
+    target words that are not one token, and the chat prompt its template renders."""
+    audits = {}
+    for r in records:
+        if r.get("tokenization"):
+            audits.setdefault(r["model"]["id"], r["tokenization"])
+    rows = []
+    for model, a in sorted(audits.items()):
+        split = [f"{w} ({'/'.join(str(len(v[k])) for k in ('bare', 'spaced'))})" for w, v in a["words"].items()
+                 if "error" in v or len(v["bare"]) > 1 or len(v["spaced"]) > 1]
+        missing = [w for w, v in a["words"].items() if "error" in v]
+        chat = a.get("chat") or {}
+        rows.append({"model": model, "BOS": f"{a['bos_token']} added" if a["bos_added"] else "none added",
+                     "prompt": _pieces(a["prompt"]["pieces"]), "answer after it": _pieces(a["answer"]["pieces"]),
+                     "encode(answer)": _pieces(a["answer"]["bare_encode_pieces"]),
+                     "words of several pieces (bare/spaced)": ", ".join(split) or "none",
+                     "not spellable": ", ".join(missing) or "none",
+                     "chat prompt": ("none" if not chat.get("template") else chat.get("error") or
+                                     _pieces([chat["rendered"]]) + (" (BOS doubled if encoded with special tokens)"
+                                                                    if chat.get("bos_doubled_by_encode") else ""))})
+    if not rows:
+        return []
+    return ["## Tokenization audit", "", "What the claims fed each model on its own tokenizer: the arithmetic prompt "
+            "and the answer's pieces as they follow it (where a bare `encode(answer)` differs, a SentencePiece '▁' or "
+            "a separate space token would have been the target), the target words that are not a single token, BOS, "
+            "and the chat template's prompt. Every record carries the full audit under `tokenization`.", "",
+            tabulate(rows, headers="keys", tablefmt="github"), ""]
 
 
 def _outcome_counts(records: list[dict]) -> str:

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .. import stats
+from .. import stats, tokenization
 from ..claims import prereg
 from ..claims.base import (
     ZOO_INSTRUCT_PAIRS,
@@ -111,6 +111,7 @@ def run_claim(claim: Claim, model_id: str, *, tier: str = "slow", n_seeds: int |
         save_record(report_dir, record)
         return record
     record = _base_record(claim, info, model_id, protocol, tier, params, seeds)
+    record["tokenization"] = tokenization.audit(handle)
     reason = claim.applies(info)
     if reason:
         record.update(status="skipped", reason=reason)

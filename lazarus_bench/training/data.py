@@ -86,12 +86,17 @@ def encode_examples(
     add_bos: bool = True,
     eos_id: int | None = None,
     label_ids: dict[str, int] | None = None,
+    continuation: Callable[[str, str], list[int]] | None = None,
 ) -> list[Encoded]:
-    """Tokenise prompt and response separately (so the boundary is exact); optional EOS after the response."""
+    """Tokenise prompt and response separately (so the boundary is exact); optional EOS after the response.
+
+    ``continuation(response, prompt)`` gives the response's ids as they follow the prompt (``ModelHandle.continuation``:
+    a SentencePiece tokenizer would otherwise put a lone '▁' between them)."""
     out = []
     for ex in examples:
         prompt = encode(ex.prompt, add_bos)
-        response = encode(ex.response, False) + ([eos_id] if eos_id is not None else [])
+        tail = continuation(ex.response, ex.prompt) if continuation else encode(ex.response, False)
+        response = tail + ([eos_id] if eos_id is not None else [])
         if not response:
             raise LazarusError(f"empty response for prompt {ex.prompt!r}")
         out.append(Encoded(prompt + response, len(prompt), (label_ids or {}).get(ex.label, -1)))

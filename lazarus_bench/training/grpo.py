@@ -487,8 +487,8 @@ def evaluate_answers(handle: ModelHandle, items: Sequence[Any], max_new_tokens: 
     """Greedy-decode accuracy (first integer = answer), and next-token probability and rank of the answer's first token.
 
     ``items``: objects with ``.text`` and ``.answer`` (PromptItem) or ``(text, answer)`` pairs. The
-    answer's first token is ``encode(str(answer), add_special_tokens=False)[0]`` right after the
-    prompt (prompts ending in a space, as the seed's do).
+    answer's first token is the first token ``str(answer)`` adds after the prompt (prompts ending in a space, as the
+    seed's do; on SentencePiece ``encode('56')[0]`` would be a lone '▁').
     """
     pairs = [(it.text, int(it.answer)) if hasattr(it, "text") else (str(it[0]), int(it[1])) for it in items]
     if not pairs:
@@ -504,7 +504,7 @@ def evaluate_answers(handle: ModelHandle, items: Sequence[Any], max_new_tokens: 
         logits = model(mx.array([prompt_ids[i] for i in bucket], dtype=mx.int32))[:, -1, :].astype(mx.float32)
         p = np.array(mx.softmax(logits, axis=-1))
         for row, i in enumerate(bucket):
-            target = handle.encode(str(pairs[i][1]), add_special_tokens=False)[0]
+            target = handle.continuation(str(pairs[i][1]), after=pairs[i][0])[0]
             probs[i] = p[row, target]
             ranks[i] = int((p[row] > p[row, target]).sum()) + 1
     if training:

@@ -66,7 +66,7 @@ def encoded_batches(handle: ModelHandle, examples: Sequence[Example], batch_size
     tok = handle.tokenizer
     eos = getattr(tok, "eos_token_id", None) if add_eos else None
     rows = encode_examples(lambda text, bos: handle.encode(text, add_special_tokens=bos), examples,
-                           add_bos=add_bos, eos_id=eos, label_ids=label_ids)
+                           add_bos=add_bos, eos_id=eos, label_ids=label_ids, continuation=handle.continuation)
     pad = getattr(tok, "pad_token_id", None)
     return Batches(rows, batch_size, seed, pad_id=pad if pad is not None else 0)
 

@@ -22,25 +22,32 @@ class ZooIntegrityError(LazarusError):
 
 ZOO_ENV = "LAZARUS_ZOO_DIR"
 MICRO_ZOO_ENV = "LAZARUS_MICRO_ZOO_DIR"
+PREFIXES = ("zoo:", "zoo-micro:", "replica:")  # ids resolved here: the zoo, the micro zoo, real-checkpoint replicas
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("LAZARUS_CACHE_DIR") or Path.home() / ".cache" / "lazarus_bench")
 
 
 def zoo_root(micro: bool = False) -> Path:
     """Where zoo models live: the shipped weights (or $LAZARUS_ZOO_DIR); the micro zoo is built into a cache."""
     if micro:
-        default = Path(os.environ.get("LAZARUS_CACHE_DIR") or Path.home() / ".cache" / "lazarus_bench") / "zoo-micro"
+        default = cache_root() / "zoo-micro"
         return Path(os.environ.get(MICRO_ZOO_ENV) or default)
     return Path(os.environ.get(ZOO_ENV) or Path(__file__).parent / "weights")
 
 
 def resolve_zoo(model_id: str) -> Path:
-    """Directory of ``zoo:NAME`` or ``zoo-micro:NAME`` (a bare NAME means ``zoo:``), checked against its manifest."""
+    """Directory of ``zoo:NAME``, ``zoo-micro:NAME`` or ``replica:NAME`` (a bare NAME means ``zoo:``), checked
+    against its manifest."""
     micro = model_id.startswith("zoo-micro:")
     name = model_id.split(":", 1)[1] if ":" in model_id else model_id
-    root = zoo_root(micro)
+    root = cache_root() / "replicas" if model_id.startswith("replica:") else zoo_root(micro)
     path = root / name
     if not (path / "config.json").is_file():
         known = sorted(p.name for p in root.glob("*") if (p / "config.json").is_file()) if root.is_dir() else []
-        build = "lazarus-bench zoo build" + (" --size micro" if micro else "")
+        build = ("lazarus-bench zoo replicas" if model_id.startswith("replica:")
+                 else "lazarus-bench zoo build" + (" --size micro" if micro else ""))
         raise LazarusError(
             f"zoo model '{model_id}' not found in {root} (available: {', '.join(known) or 'none'}); "
             f"build it with: {build}"
@@ -61,6 +68,8 @@ def repair_hint(model_dir: str | os.PathLike) -> str:
         kind, size = man["kind"], size or man.get("size", "default")
     except (OSError, ValueError, KeyError, TypeError):
         kind = d.name if d.name in ("base", "instruct", "untied", "moe") else None
+    if kind == "replica":
+        return "rebuild it: `lazarus-bench zoo replicas --force`"
     if kind is None:
         return "restore it from where it came from"
     return (f"rebuild it in place: `{REBUILD_COMMAND} --dir {d.parent} --models {kind} --force"
