@@ -9,9 +9,22 @@ def pytest_addoption(parser):
     group = parser.getgroup("lazarus", "lazarus_bench hypothesis suite")
     group.addoption("--model", action="append", default=[], metavar="MODEL",
                     help="model to test (repeatable): zoo:NAME, a checkpoint directory or a hub id; default: the zoo")
+    group.addoption("--replicas", action="store_true",
+                    help="run the claims on the real-checkpoint replicas (replica:NAME: real configs and "
+                         "tokenizers, random weights), built once into the cache")
+    group.addoption("--include", action="append", default=[], metavar="DIR",
+                    help="also register (and test) the claims defined in DIR/*.py (repeatable)")
     group.addoption("--seeds", type=int, default=None, metavar="N",
                     help="number of training seeds per training claim (tested across seeds)")
     group.addoption("--report-dir", default="reports/pytest", metavar="DIR",
                     help="where result records and the report go (default reports/pytest; the main job uses reports)")
     group.addoption("--report-only", action="store_true",
                     help="record every verdict but keep the exit code 0 (claims that fail are reported, not failed)")
+
+
+def pytest_configure(config):
+    """Register the ``--include`` folders' claims before the hypothesis tests are generated from the registry."""
+    if config.getoption("--include", default=None):
+        from lazarus_bench.claims.base import include
+
+        include(config.getoption("--include"))

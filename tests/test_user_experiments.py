@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
@@ -98,3 +99,76 @@ def test_router_trace_cli(saved_model, tmp_path, capsys):
     assert "needs at least one -p" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["router", "sideways", "-m", str(saved_model("mixtral"))])
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "claims"
+
+
+@pytest.fixture
+def registry_restored(monkeypatch):
+    """Included claims live in the process-wide registry: put it back as it was after the test."""
+    from lazarus_bench.claims import base
+
+    base.all_claims()
+    before, included = dict(base.REGISTRY), set(base._INCLUDED)
+    monkeypatch.delenv(base.INCLUDE_ENV, raising=False)
+    yield
+    base.REGISTRY.clear()
+    base.REGISTRY.update(before)
+    base._INCLUDED.clear()
+    base._INCLUDED.update(included)
+
+
+def test_included_claim_runs_and_matches_an_independent_count(registry_restored, saved_model, tmp_path):
+    """The example user claim registers, runs through the same runner and report, and its k is the number of
+    held-out symbol prompts whose argmax next token is the answer's first token, recounted here with numpy."""
+    from lazarus_bench import prompts
+    from lazarus_bench.claims.base import get_claim, include
+    from lazarus_bench.suite.report import render
+    from lazarus_bench.suite.runner import run_claim
+
+    include([str(EXAMPLES)])
+    model = str(saved_model("llama"))
+    record = run_claim(get_claim("U01"), model, tier="fast", report_dir=tmp_path)
+    assert record["status"] == "ok" and record["tokenization"]["prompt"]["pieces"]
+    handle = load_model(model)
+    k = 0
+    for item in prompts.symbol_set("test", trailing_space=True):
+        logits = np.array(handle.model(mx.array([handle.encode(item.text)]))[0, -1])
+        k += int(np.argmax(logits) == handle.continuation(str(item.answer), after=item.text)[0])
+    assert record["statistic"]["details"]["k"] == k
+    assert "## U01: The next token after an arithmetic prompt is the answer" in render(tmp_path).read_text()
+
+
+@pytest.mark.parametrize("content, phrase", [
+    ("def broken(:\n", "failed to import: SyntaxError"),
+    ("x = 1\n", "registers no claim"),
+    ("from lazarus_bench.claims.base import claim\n"
+     "claim(id='H01', title='t', statement='s', source='s', criterion='c', writeup='w', params={})(lambda ctx: None)\n",
+     "registered twice"),
+])
+def test_bad_claim_files_give_one_line(registry_restored, tmp_path, content, phrase):
+    from lazarus_bench.claims.base import include
+    from lazarus_bench.errors import LazarusError
+
+    (tmp_path / "mine.py").write_text(content)
+    with pytest.raises(LazarusError, match=phrase) as exc:
+        include([str(tmp_path)])
+    assert "\n" not in str(exc.value) and "mine.py" in str(exc.value)
+
+
+def test_include_cli_and_pytest(registry_restored, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    collected = subprocess.run([sys.executable, "-m", "pytest", "hypotheses", "--include", str(EXAMPLES),
+                                "--model", "zoo:base", "--collect-only", "-q", "-p", "no:cacheprovider"],
+                               capture_output=True, text=True, cwd=EXAMPLES.parents[1])
+    assert "hypotheses/test_claims.py::test_U01[fast-zoo:base]" in collected.stdout, collected.stdout[-2000:]
+    assert main(["claims", "--include", str(EXAMPLES)]) == 0
+    assert "U01" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--include", str(tmp_path / "nowhere")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such folder" in err[0]

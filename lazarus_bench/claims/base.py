@@ -8,6 +8,7 @@ statistic carries the verdict.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -277,6 +278,7 @@ def get_claim(claim_id: str) -> Claim:
     from . import ensure_loaded
 
     ensure_loaded()
+    load_included()
     by_upper = {k.upper(): k for k in REGISTRY}
     key = by_upper.get(claim_id.strip().upper())
     if key is None:
@@ -288,7 +290,57 @@ def all_claims() -> list[Claim]:
     from . import ensure_loaded
 
     ensure_loaded()
+    load_included()
     return [REGISTRY[k] for k in sorted(REGISTRY)]
+
+
+INCLUDE_ENV = "LAZARUS_INCLUDE"  # users' claim folders, kept in the environment so that worker processes load them too
+_INCLUDED: set[Path] = set()
+
+
+def include(folders: list[str] | tuple[str, ...]) -> None:
+    """Register the claims defined in every ``*.py`` file of ``folders`` (here and in every worker started later), like
+    lm-eval's include path: a user's claim is one file like a packaged one, in the same registry and report."""
+    known = [f for f in os.environ.get(INCLUDE_ENV, "").split(os.pathsep) if f]
+    for folder in folders:
+        path = Path(folder).expanduser().resolve()
+        if not path.is_dir():
+            raise LazarusError(f"--include {folder}: not a folder of claim files")
+        if str(path) not in known:
+            known.append(str(path))
+    os.environ[INCLUDE_ENV] = os.pathsep.join(known)
+    load_included()
+
+
+def load_included() -> None:
+    """Import each file of the include folders once; a file that fails or registers nothing is one line."""
+    for folder in filter(None, os.environ.get(INCLUDE_ENV, "").split(os.pathsep)):
+        if not Path(folder).is_dir():
+            raise LazarusError(f"{INCLUDE_ENV}: {folder} is not a folder of claim files")
+        for file in sorted(Path(folder).glob("*.py")):
+            file = file.resolve()
+            if not file.name.startswith("_") and file not in _INCLUDED:
+                _INCLUDED.add(file)
+                _import_claim_file(file)
+
+
+def _import_claim_file(file: Path) -> None:
+    import importlib.util
+    import sys
+
+    name = f"lazarus_user_claim_{file.stem}_{hashlib.sha256(str(file).encode()).hexdigest()[:8]}"
+    spec = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    before = set(REGISTRY)
+    try:
+        spec.loader.exec_module(module)
+    except ValueError as exc:
+        raise LazarusError(f"claim file {file}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001  (a user's file that fails to import is one line, not a traceback)
+        raise LazarusError(f"claim file {file} failed to import: {type(exc).__name__}: {exc}") from None
+    if set(REGISTRY) == before:
+        raise LazarusError(f"claim file {file} registers no claim (decorate its measure with @claim(...))")
 
 
 class ClaimContext:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from .common import Parser, _table, run_command
+from .common import Parser, _table, apply_include, include_args, run_command
 
 HELP = "list the claim registry; --lock pre-registers every claim's criteria, parameters and measure"
 
@@ -17,10 +17,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write the pre-registration lock (hash of each claim's criteria, parameters and measure "
                              "source); commit it before a run")
     parser.add_argument("--lock-file", default=None, help="lock file (default: the one shipped beside the claims)")
+    include_args(parser)
     return parser
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
+    apply_include(args)
     from ..claims import prereg
     from ..claims.base import all_claims
 

@@ -92,6 +92,25 @@ def existing_file(text: str) -> str:
     return text
 
 
+def existing_dir(text: str) -> str:
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"no such folder: {text!r}")
+    return text
+
+
+def include_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--include", action="append", type=existing_dir, metavar="DIR",
+                   help="also register the claims defined in DIR/*.py (repeatable; see CONTRIBUTING.md)")
+
+
+def apply_include(args: argparse.Namespace) -> None:
+    """Load the ``--include`` folders' claims into the registry (and into every worker started later)."""
+    if getattr(args, "include", None):
+        from ..claims.base import include
+
+        include(args.include)
+
+
 def model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", required=True, help="checkpoint dir, hub id, or zoo:NAME")
     p.add_argument("--adapter", help="mlx-lm adapter directory (adapters.safetensors + adapter_config.json)")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from .common import Parser, check_records_read, run_command
+from .common import Parser, apply_include, check_records_read, include_args, run_command
 
 HELP = "render REPORT.md from the result records"
 
@@ -14,10 +14,12 @@ HELP = "render REPORT.md from the result records"
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="lazarus-bench report", description=HELP)
     p.add_argument("--report-dir", default="reports")
+    include_args(p)
     return p
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    apply_include(args)
     from ..suite.report import render
 
     print(render(args.report_dir))

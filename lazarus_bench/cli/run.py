@@ -8,7 +8,7 @@ from typing import Sequence
 
 from ..errors import LazarusError
 from ..protocols import PROTOCOLS
-from .common import Parser, check_records_read, json_object, positive_int, run_command
+from .common import Parser, apply_include, check_records_read, include_args, json_object, positive_int, run_command
 
 HELP = "the main job: every claim on every model, records and REPORT.md (report-only)"
 
@@ -26,10 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-j", "--jobs", type=positive_int,
                    help="claim runs in parallel (default: one per core on CPU, up to 4)")
     p.add_argument("--cache-dir", help="trained fixtures (default: $LAZARUS_CACHE_DIR or ~/.cache/lazarus_bench)")
+    include_args(p)
     return p
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    apply_include(args)
     from ..suite.report import render
     from ..suite.runner import run_suite
 
