@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from lazarus_bench.claims.base import get_claim
 from lazarus_bench.suite.runner import run_claim
@@ -53,3 +54,51 @@ def test_h15_skips_unsupported_backbones(saved_model, tmp_path):
     record = run_claim(get_claim("H15"), str(saved_model("gemma2")), tier="fast", report_dir=tmp_path,
                        log=lambda m: None)
     assert record["status"] == "skipped" and "input_embeddings" in record["reason"]
+
+
+def _save_real_sets(root):
+    """Tiny SST-2 and AG News look-alikes in the layout `datasets.save_to_disk` writes (the real column names)."""
+    datasets = pytest.importorskip("datasets", reason="the datasets package is not installed")
+    sst = {split: datasets.Dataset.from_dict({"sentence": [f"sst {split} {i}" for i in range(40)],
+                                              "label": [i % 2 for i in range(40)]})
+           for split in ("train", "validation")}
+    datasets.DatasetDict(sst).save_to_disk(str(root / "sst2"))
+    ag = {split: datasets.Dataset.from_dict({"text": [f"ag {split} {i}" for i in range(40)],
+                                             "label": [i % 4 for i in range(40)]}) for split in ("train", "test")}
+    datasets.DatasetDict(ag).save_to_disk(str(root / "ag_news"))
+
+
+def test_real_data_sets_are_balanced_seeded_and_labelled(tmp_path, monkeypatch):
+    from lazarus_bench.training.textcls import make_dataset
+
+    _save_real_sets(tmp_path)
+    monkeypatch.setenv("LAZARUS_DATA_DIR", str(tmp_path))
+    data = make_dataset("topic", 8, 4, seed=3, source="real")
+    assert data.meta["source"] == str(tmp_path / "ag_news") and data.classes[3] == "science"
+    assert sorted(e.label for e in data.train) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert all(e.text.startswith("ag train") and int(e.text.split()[-1]) % 4 == e.label for e in data.train)
+    assert all(e.text.startswith("ag test") for e in data.val)
+    assert [e.text for e in make_dataset("topic", 8, 4, seed=3, source="real").train] == [e.text for e in data.train]
+    assert [e.text for e in make_dataset("topic", 8, 4, seed=4, source="real").train] != [e.text for e in data.train]
+
+
+def test_auto_falls_back_to_generated_and_says_why(tmp_path, monkeypatch):
+    from lazarus_bench.errors import LazarusError
+    from lazarus_bench.training.textcls import make_dataset
+
+    monkeypatch.setenv("LAZARUS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = make_dataset("sentiment", 8, 4, seed=0, source="auto")
+    assert data.meta["source"].startswith("generated (real data: ")
+    with pytest.raises(LazarusError):
+        make_dataset("sentiment", 8, 4, seed=0, source="real")
+
+
+def test_h15_trains_on_the_real_sets_when_present(saved_model, tmp_path, monkeypatch):
+    _save_real_sets(tmp_path)
+    monkeypatch.setenv("LAZARUS_DATA_DIR", str(tmp_path))
+    record = run_claim(get_claim("H15"), str(saved_model("llama")), tier="fast", report_dir=tmp_path / "rep",
+                       log=lambda m: None, overrides={"min_m1_above_chance": 1.0})
+    sources = {r["dataset"]: r["data_source"] for r in record["extra"]["descriptive"]["runs"]}
+    assert sources == {"sentiment": str(tmp_path / "sst2"), "topic": str(tmp_path / "ag_news")}

@@ -84,7 +84,8 @@ def _applies(info) -> str | None:
     writeup="7B: SST-2 and AG News gains for M2 over M1; engram clusters 'separate' (small-scale ARI 0.236)",
     params={"steps": 150, "n_train": 400, "n_val": 100, "batch_size": 16, "min_ari": 0.8,
             "min_cluster_accuracy": 0.95, "control_margin": 0.2, "alpha": 0.05, "min_n": 3,
-            "min_m1_above_chance": 0.20, "variants": list(VARIANTS), "cluster_weight": 0.0, "feedback": True},
+            "min_m1_above_chance": 0.20, "variants": list(VARIANTS), "cluster_weight": 0.0, "feedback": True,
+            "data": "auto"},
     fast={"steps": 3, "n_train": 32, "n_val": 16, "batch_size": 8},
     applies=_applies,
     gates=(Gate("M1 above chance", "the classifier-only model's validation accuracy minus chance, worst data set "
@@ -115,8 +116,11 @@ def measure_h15(ctx: ClaimContext) -> Outcome:
             ctx.require("M1 above chance", min(m1.values()), {"m1_above_chance": m1, "runs": runs})
         for seed, dataset in ((seed, dataset) for seed in ctx.seeds for dataset in DATASETS):
             ctx.log(f"seed {seed} {dataset} {variant}")
-            res = train_engram(ctx.fresh_handle(), variant, dataset, _config(p, seed), progress=False)
-            runs.append({"seed": seed, "dataset": dataset, "variant": variant, "val_accuracy": res.val_accuracy,
+            cfg = _config(p, seed)
+            data = make_dataset(dataset, cfg.n_train, cfg.n_val, cfg.data_seed, source=p["data"])
+            res = train_engram(ctx.fresh_handle(), variant, data, cfg, progress=False)
+            runs.append({"seed": seed, "dataset": dataset, "data_source": data.meta["source"], "variant": variant,
+                         "val_accuracy": res.val_accuracy,
                          "initial_val_accuracy": res.initial_val_accuracy,
                          "engram": res.engram.to_dict() if res.engram else None,
                          "untrained_compressor": res.untrained_compressor.to_dict(),
@@ -131,7 +135,8 @@ def measure_h15(ctx: ClaimContext) -> Outcome:
     ari = [r["engram"]["ari"] for r in m3]
     engram_text = (f"M3 engram ARI {np.mean(ari):.3f} (untrained compressor "
                    f"{np.mean([r['untrained_compressor']['ari'] for r in m3]):.3f}), cluster accuracy "
-                   f"{np.mean([r['engram']['cluster_accuracy'] for r in m3]):.3f}")
+                   f"{np.mean([r['engram']['cluster_accuracy'] for r in m3]):.3f}; data: "
+                   + "; ".join(sorted({f"{r['dataset']} {r['data_source']}" for r in runs})))
     details = {"parts": parts, "ari": ari, "ari_verdict": str(ari_test.verdict),
                "cluster_accuracy": [r["engram"]["cluster_accuracy"] for r in m3],
                "within_gt_between": [r["engram"]["cos_within"] > r["engram"]["cos_between"] for r in m3],

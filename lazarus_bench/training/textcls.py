@@ -11,9 +11,13 @@ Train and validation texts are distinct strings; classes are balanced in both.
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable
+
+import numpy as np
 
 from ..errors import LazarusError
 
@@ -195,8 +199,73 @@ def topic_dataset(n_train: int = 400, n_val: int = 100, seed: int = 0) -> TextDa
 DATASETS: dict[str, Callable[..., TextDataset]] = {"sentiment": sentiment_dataset, "topic": topic_dataset}
 
 
-def make_dataset(name: str, n_train: int = 400, n_val: int = 100, seed: int = 0) -> TextDataset:
-    """The generated set called ``name`` (``sentiment`` or ``topic``)."""
+REAL = {  # name -> (hub id, folder under $LAZARUS_DATA_DIR, text column, validation split): seed 004's data sets
+    "sentiment": ("stanfordnlp/sst2", "sst2", "sentence", "validation"),
+    "topic": ("fancyzhx/ag_news", "ag_news", "text", "test"),
+}
+DATA_DIR_ENV = "LAZARUS_DATA_DIR"
+SOURCES = ("generated", "real", "auto")
+_LOADED: dict[str, tuple | str] = {}
+
+
+def _balanced(split, text_column: str, n: int, n_classes: int, rng: np.random.Generator) -> list[TextExample]:
+    labels = np.asarray(split["label"])
+    per = [n // n_classes + (c < n % n_classes) for c in range(n_classes)]
+    picked = []
+    for c in range(n_classes):
+        pool = np.flatnonzero(labels == c)
+        if pool.size < per[c]:
+            raise LazarusError(f"the data set has {pool.size} examples of class {c}, {per[c]} needed")
+        picked += [int(i) for i in rng.permutation(pool)[:per[c]]]
+    rng.shuffle(picked)
+    texts = split[text_column]
+    return [TextExample(str(texts[i]).strip(), int(labels[i])) for i in picked]
+
+
+def real_dataset(name: str, n_train: int, n_val: int, seed: int) -> TextDataset:
+    """SST-2 (sentiment) or AG News (topic), balanced and seeded, from ``$LAZARUS_DATA_DIR/{sst2,ag_news}``
+    (``datasets.save_to_disk`` folders) or the Hugging Face datasets cache; LazarusError when neither has it."""
+    hub, folder, text_column, val_split = REAL[name]
+    local = Path(os.environ[DATA_DIR_ENV]) / folder if os.environ.get(DATA_DIR_ENV) else None
+    key = f"{hub}|{local}"
+    if key not in _LOADED:  # a failed hub lookup costs ~25 s of retries: try once per process
+        try:
+            import datasets
+
+            if local is not None and local.is_dir():
+                _LOADED[key] = (datasets.load_from_disk(str(local)), str(local))
+            else:
+                _LOADED[key] = (datasets.load_dataset(hub), f"{hub} (Hugging Face datasets)")
+        except ImportError:
+            _LOADED[key] = "the datasets package is not installed"
+        except Exception as exc:  # noqa: BLE001  (offline, not cached, unreadable: all mean "not available here")
+            _LOADED[key] = f"{hub} is not available here ({type(exc).__name__})"
+    if isinstance(_LOADED[key], str):
+        raise LazarusError(_LOADED[key])
+    data, origin = _LOADED[key]
+    classes = SENTIMENT_CLASSES if name == "sentiment" else TOPIC_CLASSES
+    rng = np.random.default_rng(seed)
+    train = _balanced(data["train"], text_column, n_train, len(classes), rng)
+    val = _balanced(data[val_split], text_column, n_val, len(classes), rng)
+    return TextDataset(name=name, classes=classes, train=train, val=val, seed=seed,
+                       meta={"n_train": n_train, "n_val": n_val, "source": origin})
+
+
+def make_dataset(name: str, n_train: int = 400, n_val: int = 100, seed: int = 0,
+                 source: str = "generated") -> TextDataset:
+    """The set called ``name`` (``sentiment`` or ``topic``): generated, real (SST-2 / AG News, else an error), or
+    auto (real where available here, else generated, saying why in ``meta["source"]``)."""
     if name not in DATASETS:
         raise LazarusError(f"unknown data set '{name}' ({' or '.join(DATASETS)})")
-    return DATASETS[name](n_train=n_train, n_val=n_val, seed=seed)
+    if source not in SOURCES:
+        raise LazarusError(f"data source must be one of {', '.join(SOURCES)}, got {source!r}")
+    if source != "generated":
+        try:
+            return real_dataset(name, n_train, n_val, seed)
+        except LazarusError as exc:
+            if source == "real":
+                raise
+            why = str(exc)
+    data = DATASETS[name](n_train=n_train, n_val=n_val, seed=seed)
+    data.meta["source"] = "generated" + (f" (real data: {why})" if source == "auto" else "")
+    return data
