@@ -164,3 +164,14 @@ def test_word_ranks_of_a_direction_match_numpy(handle_of):
         assert entry["rank"] == int(rankdata(-cos, method="min")[entry["token_id"]])
     unfolded = word_ranks(handle, direction, ["plus"], fold_gain=False)
     assert unfolded["words"]["plus"]["with_space"]["score"] < 0.999
+
+
+@pytest.mark.parametrize("k", [1, 5, 64])
+def test_top_k_indices_match_a_full_numpy_sort(k):
+    import mlx.core as mx
+
+    from lazarus_bench.analysis.lens import top_k_indices
+
+    scores = mx.random.normal((6, 2, 64), key=mx.random.key(k))
+    expected = np.argsort(-np.array(scores), axis=-1, kind="stable")[..., :k]
+    np.testing.assert_array_equal(np.array(top_k_indices(scores, k)), expected)

@@ -6,6 +6,7 @@ import time
 from typing import Any, Callable
 
 import mlx.core as mx
+import numpy as np
 
 from ..training.timing import median
 from .fixtures import fixed_length_texts
@@ -14,7 +15,7 @@ from .fixtures import fixed_length_texts
 def _lens_stats(log_probs: mx.array, top_k: int) -> tuple[mx.array, mx.array, mx.array]:
     """Entropy, top-k ids and top-k log-probs of lens log-probabilities (rows x vocab)."""
     entropy = -mx.sum(mx.exp(log_probs) * log_probs, axis=-1)
-    idx = mx.argsort(-log_probs, axis=-1)[..., :top_k]
+    idx = mx.argpartition(-log_probs, kth=top_k - 1, axis=-1)[..., :top_k]
     return entropy, idx, mx.take_along_axis(log_probs, idx, axis=-1)
 
 
@@ -73,8 +74,10 @@ def interleaved_times(fns: dict[str, Callable[[], Any]], repeats: int, warmup: i
     return times
 
 
-def measure_lens(handle, *, n_prompts: int = 32, seq_len: int = 16, repeats: int = 5, top_k: int = 5) -> dict:
-    """Logit lens over all layers: one captured forward vs one truncated forward per layer, and the public API.
+def measure_lens(handle, *, n_prompts: int = 32, seq_len: int = 16, repeats: int = 5, top_k: int = 5,
+                 model_dir: str | None = None) -> dict:
+    """Logit lens over all layers: one captured forward vs one truncated forward per layer, the public API, and
+    (with ``model_dir`` and torch installed) plain transformers on torch, all timed interleaved in one run.
 
     The ratio is the median of per-repeat ratios (adjacent calls), on the wall clock and on the process
     CPU clock; both give the same statistics (``max_entropy_diff``).
@@ -85,11 +88,17 @@ def measure_lens(handle, *, n_prompts: int = 32, seq_len: int = 16, repeats: int
     texts = fixed_length_texts(n_prompts, seq_len - 1, 0)
     one, per = lens_one_pass(handle, tokens, top_k), lens_per_layer(handle, tokens, top_k)
     diff = max(float(mx.max(mx.abs(a[0] - b[0]))) for a, b in zip(one, per))
-    times = interleaved_times({
+    fns = {
         "one_pass": lambda: lens_one_pass(handle, tokens, top_k),
         "per_layer": lambda: lens_per_layer(handle, tokens, top_k),
         "api": lambda: logit_lens(handle, texts, top_k=top_k),
-    }, repeats)
+    }
+    try:
+        if model_dir is not None:
+            fns["torch"] = lens_torch(model_dir, np.array(tokens), top_k)
+    except ImportError:
+        pass
+    times = interleaved_times(fns, repeats)
     cpu = interleaved_times({
         "one_pass": lambda: lens_one_pass(handle, tokens, top_k),
         "per_layer": lambda: lens_per_layer(handle, tokens, top_k),
@@ -101,6 +110,8 @@ def measure_lens(handle, *, n_prompts: int = 32, seq_len: int = 16, repeats: int
         "one_pass_prompts_per_s": n / median(times["one_pass"]),
         "per_layer_prompts_per_s": n / median(times["per_layer"]),
         "api_prompts_per_s": n / median(times["api"]),
+        "torch_prompts_per_s": n / median(times["torch"]) if "torch" in times else None,
+        "api_over_torch": [t / a for a, t in zip(times["api"], times["torch"])] if "torch" in times else None,
         "ratio": median(ratios), "ratios": ratios,
         "ratio_cpu": median([p / o for p, o in zip(cpu["per_layer"], cpu["one_pass"])]),
         "max_entropy_diff": diff, "times": times, "cpu_times": cpu,
@@ -125,3 +136,27 @@ def measure_probes(handle, *, n_permutations: int = 20) -> dict:
         "n_permutations": n_permutations, "extract_s": extract, "fit_s": fit,
         "fit_s_per_layer": fit / len(labels), "best_layer": report.best_layer,
     }
+
+
+def lens_torch(model_dir: str, tokens: np.ndarray, top_k: int = 5, threads: int = 2) -> Callable[[], Any]:
+    """What a user would write instead with Hugging Face transformers on torch (CPU): ``output_hidden_states``, the
+    final norm and ``lm_head`` at the last position of every layer, a full-vocabulary softmax, top-k and entropy.
+    Returns the function to time (the model loaded once); needs torch (the ``hf`` extra)."""
+    import torch
+    import transformers
+
+    torch.set_num_threads(threads)
+    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    ids = torch.tensor(np.asarray(tokens))
+    norm, head = model.model.norm, model.lm_head
+
+    def run():
+        with torch.no_grad():
+            hidden = model(ids, output_hidden_states=True).hidden_states
+            out = []
+            for i, h in enumerate(hidden):  # transformers' last hidden state is already normed
+                logp = torch.log_softmax(head(h[:, -1] if i == len(hidden) - 1 else norm(h[:, -1])), dim=-1)
+                out.append((torch.topk(logp, top_k, dim=-1), -(logp.exp() * logp).sum(-1)))
+            return out
+
+    return run

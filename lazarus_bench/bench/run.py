@@ -114,7 +114,7 @@ def run_bench(out_dir: str | os.PathLike = "reports", quick: bool = False, progr
             training.append(pre.summary())
         results["grpo"] = stage("grpo", lambda: measure_grpo(load_handle(model_dir), steps=plan.grpo_steps))
         results["lens"] = stage("lens", lambda: measure_lens(load_handle(model_dir), n_prompts=plan.lens_prompts,
-                                                             repeats=plan.lens_repeats))
+                                                             repeats=plan.lens_repeats, model_dir=str(model_dir)))
         results["probes"] = stage("probes", lambda: measure_probes(load_handle(model_dir),
                                                                    n_permutations=plan.probe_permutations))
         results["blas"] = stage("blas", lambda: measure_blas(vocab=vocab, batch=plan.blas_batch, steps=plan.blas_steps,

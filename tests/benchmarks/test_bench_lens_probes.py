@@ -52,6 +52,17 @@ def test_lens_ratio_side_by_side(benchmark, record, handle):
     assert figures["max_entropy_diff"] < 1e-3
 
 
+def test_lens_api_against_transformers_on_torch(benchmark, record, handle, bench_model_dir):
+    """What a user would write instead (transformers on torch, 2 threads) beside the API, interleaved in one run."""
+    pytest.importorskip("torch", reason="torch is not installed (the hf extra)")
+    benchmark.group = "logit lens, API vs torch"
+    figures = benchmark.pedantic(lambda: lens.measure_lens(handle, n_prompts=64, seq_len=8, repeats=5,
+                                                           model_dir=str(bench_model_dir)), rounds=1, iterations=1)
+    record({k: figures[k] for k in ("api_prompts_per_s", "one_pass_prompts_per_s", "torch_prompts_per_s",
+                                    "api_over_torch")})
+    assert figures["torch_prompts_per_s"] > 0 and len(figures["api_over_torch"]) == 5
+
+
 @pytest.fixture(scope="module")
 def probe_data(handle):
     from lazarus_bench import prompts
