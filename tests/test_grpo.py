@@ -283,6 +283,25 @@ def test_evaluate_answers(fresh):
 
 def test_grpo_raises_a_learnable_reward(fresh):
     digit_share = lambda text, _a: sum(ch.isdigit() for ch in text) / max(len(text), 1)  # noqa: E731
-    cfg = _cfg(steps=12, lr=3e-3, prompts_per_step=4, group_size=4, max_new_tokens=6)
+    cfg = _cfg(steps=16, lr=3e-3, prompts_per_step=4, group_size=4, max_new_tokens=6)
     rewards = [m["reward"] for m in train_grpo(fresh(), cfg, progress=False, reward_fn=digit_share).train.metrics]
     assert np.mean(rewards[-3:]) > 0.5 > 0.1 > np.mean(rewards[:3])
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "granite", "mixtral", "olmoe", "gpt_oss", "qwen2_moe", "gemma2"])
+def test_one_decode_loop_equals_each_prompt_alone(arch):
+    """Prompts of six lengths left-padded into one decode loop give the tokens and log-probs each prompt gets alone
+    (gpt_oss: past its sliding window; gemma2 falls back to one loop per length)."""
+    from lazarus_bench.tiny import build_model, tiny_config
+    from lazarus_bench.training import grpo
+
+    model = build_model(tiny_config(arch), seed=1)
+    rng = np.random.default_rng(0)
+    prompts = [[int(v) for v in rng.integers(1, 90, n)] for n in (3, 5, 7, 5, 2, 9)]
+    together = grpo.generate(model, prompts, 2, 6, 0.0, None, set())
+    alone = [c for p in prompts for c in grpo.generate(model, [p], 2, 6, 0.0, None, set())]
+    assert [c.tokens for c in together] == [c.tokens for c in alone]
+    np.testing.assert_allclose(np.concatenate([c.logps for c in together]), np.concatenate([c.logps for c in alone]),
+                               atol=1e-5, rtol=0)
+    assert (grpo._batch_cache(model, [0] * 12) is None) == (arch not in grpo.BATCHED_TYPES)
+    assert (arch in grpo.BATCHED_TYPES) == (arch != "gemma2")

@@ -194,25 +194,58 @@ def _length_buckets(lengths: Sequence[int]) -> list[list[int]]:
     return [by[n] for n in sorted(by)]
 
 
+BATCHED_TYPES = ("llama", "qwen2", "granite", "mixtral", "olmoe", "gpt_oss", "qwen2_moe")  # checked in test_grpo.py
+
+
+def _batch_cache(model: nn.Module, left_padding: list[int]) -> list | None:
+    """mlx-lm's left-padding batch caches in place of the model's own (full and sliding-window attention), so prompts
+    of different lengths share one decode loop; None for an architecture whose padded decode is not checked against
+    unpadded decoding (gemma2 builds its own mask) or another cache kind."""
+    from mlx_lm.models import cache as C
+
+    if getattr(model, "model_type", None) not in BATCHED_TYPES:
+        return None
+
+    base = model.make_cache() if hasattr(model, "make_cache") else [C.KVCache() for _ in model.layers]
+    out = []
+    for c in base:
+        if type(c) is C.KVCache:
+            out.append(C.BatchKVCache(left_padding))
+        elif type(c) is C.RotatingKVCache and c.keep == 0:
+            out.append(C.BatchRotatingKVCache(c.max_size, left_padding))
+        else:
+            return None
+    return out
+
+
 def generate(model: nn.Module, prompts: Sequence[Sequence[int]], group_size: int, max_new_tokens: int,
-             temperature: float, key: mx.array | None, stop: set[int]) -> list[Completion]:
-    """``group_size`` completions per prompt (prompt-major order), KV-cached, batched by prompt length.
+             temperature: float, key: mx.array | None, stop: set[int], batched: bool = True) -> list[Completion]:
+    """``group_size`` completions per prompt (prompt-major order), KV-cached, in one decode loop: prompts of different
+    lengths are left-padded into mlx-lm's batch caches (their masks hide the padding; RoPE positions start at each
+    prompt's first token), else (an unsupported cache kind) one loop per prompt length.
 
     ``temperature`` 0 is greedy; otherwise categorical sampling from ``logits / temperature`` with
     ``key`` (None: ``mx.random.key(0)``; deterministic given the key and the weights). Log-probs are of
-    the sampling distribution.
+    the sampling distribution. ``batched=False`` keeps one loop per prompt length (the benchmark's baseline).
     """
     from mlx_lm.models.cache import make_prompt_cache
 
     if temperature and key is None:
         key = mx.random.key(0)
-
+    lengths = [len(p) for p in prompts]
+    width = max(lengths)
+    pads = [width - lengths[i] for i in range(len(prompts)) for _ in range(group_size)]
+    shared = _batch_cache(model, pads) if batched and len(set(lengths)) > 1 else None
+    if shared is not None:
+        batches = [(list(range(len(prompts))), shared)]
+    else:
+        batches = [(bucket, make_prompt_cache(model)) for bucket in _length_buckets(lengths)]
     out: list[Completion | None] = [None] * (len(prompts) * group_size)
     stop_arr = np.array(sorted(stop), dtype=np.int64)
-    for bucket in _length_buckets([len(p) for p in prompts]):
-        rows = [i * group_size + g for i in bucket for g in range(group_size)]
-        x = mx.array([list(prompts[i]) for i in bucket for _ in range(group_size)], dtype=mx.int32)
-        cache = make_prompt_cache(model)
+    for members, cache in batches:
+        rows = [i * group_size + g for i in members for g in range(group_size)]
+        x = mx.array([[0] * (width - len(prompts[i])) * (shared is not None) + list(prompts[i])
+                      for i in members for _ in range(group_size)], dtype=mx.int32)
         logits = model(x, cache=cache)[:, -1, :]
         toks = np.zeros((len(rows), max_new_tokens), dtype=np.int64)
         lps = np.zeros((len(rows), max_new_tokens), dtype=np.float64)
