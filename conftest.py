@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import lazarus_bench  # noqa: F401  (must precede every mlx import)
 
 
@@ -28,3 +30,10 @@ def pytest_configure(config):
         from lazarus_bench.claims.base import include
 
         include(config.getoption("--include"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """With ``-n N``, distribute by group: a claim that reuses another's cached runs goes to that claim's worker."""
+    if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") == "no":
+        config.option.dist = "loadgroup"

@@ -21,11 +21,34 @@ def pytest_generate_tests(metafunc):
             from lazarus_bench.zoo.replicas import REPLICAS
 
             given = [*given, *(f"replica:{name}" for name in REPLICAS)]
+        root = _root(metafunc.function.__name__.removeprefix("test_"))
         cases = []
         for tier, marks in TIERS:
             models = given or [m.replace("zoo:", "zoo-micro:") if tier == "fast" else m for m in ZOO]
-            cases += [pytest.param(tier, m, marks=marks, id=f"{tier}-{m}") for m in models]
+            cases += [pytest.param(tier, m, id=f"{tier}-{m}",
+                                   marks=(*marks, *([pytest.mark.xdist_group(f"{root}@{tier}@{m}")] if root else ())))
+                      for m in models]
         metafunc.parametrize("tier,model_id", cases)
+
+
+def _root(claim_id: str) -> str | None:
+    """The claim whose cached training runs this claim (or a claim reusing it) shares, if any: with ``-n N`` the
+    whole family runs on one worker, after the runs exist (the runner's ``after`` order, for pytest-xdist)."""
+    from lazarus_bench.claims.base import all_claims
+
+    users = {c.id: c.after for c in all_claims()}
+    if claim_id not in users:
+        return None
+    roots = set(users[claim_id]) or ({claim_id} if any(claim_id in after for after in users.values()) else set())
+    return min(roots) if roots else None
+
+
+def pytest_collection_modifyitems(items):
+    """Claims that reuse another claim's cached runs go last (stable), as in the runner: the runs exist by then."""
+    from lazarus_bench.claims.base import all_claims
+
+    later = {c.id for c in all_claims() if c.after}
+    items.sort(key=lambda item: getattr(item, "originalname", item.name).removeprefix("test_") in later)
 
 
 @pytest.fixture(scope="session")

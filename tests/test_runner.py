@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -127,3 +130,47 @@ def test_pytest_xdist_gives_the_records_of_lazarus_bench_run(saved_model, tmp_pa
     assert xdist.keys() == ours.keys() == {("H01", "corrected"), ("H05a", "corrected"), ("H05a", "original")}
     for key in ours:
         assert json.dumps(_comparable(xdist[key]), sort_keys=True) == json.dumps(_comparable(ours[key]), sort_keys=True)
+
+
+_TIMING = re.compile(r"seconds|_per_s$|^wall_s$|^timestamp$|^environment$")
+
+
+def _untimed(value):
+    """A record without its clock readings (timestamps, wall and training seconds, rates) and the environment block."""
+    if isinstance(value, dict):
+        return {k: _untimed(v) for k, v in value.items() if not _TIMING.search(k)}
+    if isinstance(value, list):
+        return [_untimed(v) for v in value]
+    return "nan" if isinstance(value, float) and math.isnan(value) else value
+
+
+def test_pytest_xdist_and_run_write_the_same_records(tmp_path):
+    """One engine's output: `pytest hypotheses -n 2` (claims grouped by the cached runs they share) and
+    `lazarus-bench run -j 2` write equal records, each from an empty fixture cache; only clock readings differ."""
+    import subprocess
+    import sys
+
+    from lazarus_bench.zoo.build import ensure_micro_zoo
+
+    ensure_micro_zoo()
+    env = {**os.environ, "LAZARUS_MICRO_ZOO_DIR": str(ensure_micro_zoo())}
+    root = Path(__file__).resolve().parents[1]
+    a, b = tmp_path / "pytest", tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "pytest", "hypotheses", "-q", "-p", "no:cacheprovider", "-n", "2",
+                           "--model", "zoo-micro:base", "-k", "H01 or H02", "--report-dir", str(a)],
+                          cwd=root, env={**env, "LAZARUS_CACHE_DIR": str(tmp_path / "cache-a")},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:]
+    done = subprocess.run([sys.executable, "-m", "lazarus_bench.cli", "run", "--tier", "fast", "-m", "zoo-micro:base",
+                           "--claims", "H01,H02", "-j", "2", "--report-dir", str(b)],
+                          cwd=root, env={**env, "LAZARUS_CACHE_DIR": str(tmp_path / "cache-b")},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    names = sorted(p.name for p in (a / "records").glob("*.json"))
+    assert names == sorted(p.name for p in (b / "records").glob("*.json")) and len(names) == 2
+    for name in names:
+        ours = _untimed(json.loads((a / "records" / name).read_text()))
+        theirs = _untimed(json.loads((b / "records" / name).read_text()))
+        assert ours == theirs, name
+    assert any(c["name"] == "dual-reward-trained model" and c.get("status") != "skipped"
+               for c in json.loads((a / "records" / names[0]).read_text())["controls"])
