@@ -132,6 +132,7 @@ class ModelHandle:
         self.softcap = _first_attr(args, ("final_logit_softcapping",))
         self.logits_divisor = _first_attr(args, ("logits_scaling",))
         self.logits_multiplier = _first_attr(args, ("logit_scale",)) if self.model_type.startswith("cohere") else None
+        self._anchor: tuple[int, str] | None = None  # decode_token's context token and its text
 
     def _find_inner(self) -> tuple[nn.Module, str]:
         missing = []
@@ -272,7 +273,17 @@ class ModelHandle:
         return None
 
     def decode_token(self, token_id: int) -> str:
+        """The text one token adds after other text. A bare ``decode([id])`` is not: SentencePiece's decoder drops the
+        first token's leading space, so '▁multiply' would print as 'multiply' and a lone '▁' as ''."""
         tok = getattr(self.tokenizer, "_tokenizer", self.tokenizer)
+        if self._anchor is None:
+            ids = tok.encode("a", add_special_tokens=False)
+            self._anchor = (int(ids[-1]), tok.decode(ids[-1:])) if ids else (-1, "")
+        anchor, text = self._anchor
+        if anchor >= 0:
+            both = tok.decode([anchor, int(token_id)])
+            if both.startswith(text):
+                return both[len(text):]
         return tok.decode([int(token_id)])
 
     def routers(self) -> list[Router]:

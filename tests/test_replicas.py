@@ -146,3 +146,16 @@ def test_audit_reaches_the_record_and_the_report(replica, tmp_path):
     text = render(tmp_path).read_text()
     section = text.split("## Tokenization audit", 1)[1].split("\n## ", 1)[0]
     assert "replica:TinyLlama-1.1B-Chat-v1.0" in section and "`▁ 5 6`" in section and "<s> added" in section
+
+
+def test_decoded_tokens_keep_their_sentencepiece_space(replica):
+    """The lens prints tokens as the text they add: '▁multiply' is ' multiply' and a lone '▁' is ' ' (a bare
+    decode([id]) gave 'multiply' and ''); on the zoo's byte-level BPE it is decode([id]) for every token."""
+    from lazarus_bench.models import load_model
+
+    h = replica("TinyLlama-1.1B-Chat-v1.0")
+    spaced = h.continuation(" multiply", after="\n")
+    assert [h.decode_token(i) for i in (29871, *spaced, 1, 13)] == [" ", " multiply", "<s>", "\n"]
+    zoo = load_model("zoo:base")
+    tok = zoo.tokenizer._tokenizer
+    assert all(zoo.decode_token(i) == tok.decode([i]) for i in range(zoo.vocab_size))
