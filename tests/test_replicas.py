@@ -43,9 +43,9 @@ def replica(vocab_root):
 
 @pytest.mark.parametrize("name", ["llama-bpe", "llama-spm", "qwen2", "starcoder"])
 def test_tokenizer_matches_llama_cpp_vectors(vocab_root, name):
-    from lazarus_bench.zoo.vocabs import check_vectors, load_gguf_tokenizer, test_vectors
+    from lazarus_bench.zoo.vocabs import check_vectors, llama_cpp_cases, load_gguf_tokenizer
 
-    assert len(test_vectors(name)) > 40
+    assert len(llama_cpp_cases(name)) > 40
     assert check_vectors(load_gguf_tokenizer(name), name) == []
 
 

@@ -240,21 +240,18 @@ def _lens_batch(handle, batch, labels, top_k, all_positions, spellings) -> list[
     first_np = {w: {k: np.stack([np.array(v) for v in vs]) for k, vs in f.items()} for w, f in first.items()}
     ranks_np = {w: {k: np.stack([np.array(v) for v in vs]) for k, vs in f.items()} for w, f in ranks.items()}
     batch_ids = np.array(batch).tolist()
-    vocab = {}
+    vocab: dict[int, str] = {}
+
+    def text(t: int) -> str:
+        if t not in vocab:
+            vocab[t] = handle.decode_token(t)
+        return vocab[t]
+
     out = []
     for b in range(n):
         ids = batch_ids[b]
-        top_rows = []
-        for idx_np, p_np in tops_np:
-            rows = []
-            for pi in range(len(positions)):
-                row = []
-                for t, q in zip(idx_np[b, pi].tolist(), p_np[b, pi].tolist()):
-                    if t not in vocab:
-                        vocab[t] = handle.decode_token(t)
-                    row.append((vocab[t], t, q))
-                rows.append(row)
-            top_rows.append(rows)
+        top_rows = [[[(text(t), t, q) for t, q in zip(idx_np[b, pi].tolist(), p_np[b, pi].tolist())]
+                     for pi in range(len(positions))] for idx_np, p_np in tops_np]
         target_results = {}
         for word, forms in spellings.items():
             target_results[word] = TargetLens(
@@ -275,7 +272,7 @@ def _lens_batch(handle, batch, labels, top_k, all_positions, spellings) -> list[
             PromptLens(
                 prompt="",
                 token_ids=ids,
-                tokens=[vocab[t] if t in vocab else vocab.setdefault(t, handle.decode_token(t)) for t in ids],
+                tokens=[text(t) for t in ids],
                 layers=list(labels),
                 positions=positions,
                 top=top_rows,

@@ -162,7 +162,8 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def _replicas(args: argparse.Namespace) -> int:
-    from ..zoo.replicas import REPLICAS, build_replica, replica_root
+    from ..zoo.registry import replica_root
+    from ..zoo.replicas import REPLICAS, build_replica
 
     root = Path(args.dir) if args.dir else replica_root()
     rows = []

@@ -40,6 +40,7 @@ class ModelPool:
 
     def __init__(self):
         self._handles: dict[str, Any] = {}
+        self._audits: dict[str, dict] = {}
 
     def get(self, model_id: str):
         from ..models import load_model
@@ -47,6 +48,12 @@ class ModelPool:
         if model_id not in self._handles:
             self._handles[model_id] = load_model(model_id)
         return self._handles[model_id]
+
+    def audit(self, model_id: str) -> dict:
+        """The model's tokenization audit, computed once per pool (every record of the model carries it)."""
+        if model_id not in self._audits:
+            self._audits[model_id] = tokenization.audit(self.get(model_id))
+        return self._audits[model_id]
 
 
 def _base_record(claim: Claim, info: ModelInfo | None, model_id: str, protocol: str, tier: str, params: dict,
@@ -111,7 +118,7 @@ def run_claim(claim: Claim, model_id: str, *, tier: str = "slow", n_seeds: int |
         save_record(report_dir, record)
         return record
     record = _base_record(claim, info, model_id, protocol, tier, params, seeds)
-    record["tokenization"] = tokenization.audit(handle)
+    record["tokenization"] = pool.audit(model_id)
     reason = claim.applies(info)
     if reason:
         record.update(status="skipped", reason=reason)

@@ -244,8 +244,9 @@ def generate(model: nn.Module, prompts: Sequence[Sequence[int]], group_size: int
     stop_arr = np.array(sorted(stop), dtype=np.int64)
     for members, cache in batches:
         rows = [i * group_size + g for i in members for g in range(group_size)]
-        x = mx.array([[0] * (width - len(prompts[i])) * (shared is not None) + list(prompts[i])
-                      for i in members for _ in range(group_size)], dtype=mx.int32)
+        left = [width - len(prompts[i]) if shared is not None else 0 for i in members]  # left padding per prompt
+        x = mx.array([[0] * pad + list(prompts[i]) for i, pad in zip(members, left) for _ in range(group_size)],
+                     dtype=mx.int32)
         logits = model(x, cache=cache)[:, -1, :]
         toks = np.zeros((len(rows), max_new_tokens), dtype=np.int64)
         lps = np.zeros((len(rows), max_new_tokens), dtype=np.float64)

@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 
+from ..cache import default_root
 from ..errors import LazarusError
 from ..io import sha256_file
 
@@ -25,16 +26,17 @@ MICRO_ZOO_ENV = "LAZARUS_MICRO_ZOO_DIR"
 PREFIXES = ("zoo:", "zoo-micro:", "replica:")  # ids resolved here: the zoo, the micro zoo, real-checkpoint replicas
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("LAZARUS_CACHE_DIR") or Path.home() / ".cache" / "lazarus_bench")
-
-
 def zoo_root(micro: bool = False) -> Path:
     """Where zoo models live: the shipped weights (or $LAZARUS_ZOO_DIR); the micro zoo is built into a cache."""
     if micro:
-        default = cache_root() / "zoo-micro"
+        default = default_root() / "zoo-micro"
         return Path(os.environ.get(MICRO_ZOO_ENV) or default)
     return Path(os.environ.get(ZOO_ENV) or Path(__file__).parent / "weights")
+
+
+def replica_root() -> Path:
+    """Where the real-checkpoint replicas (``replica:NAME``) are built: the cache."""
+    return default_root() / "replicas"
 
 
 def resolve_zoo(model_id: str) -> Path:
@@ -42,7 +44,7 @@ def resolve_zoo(model_id: str) -> Path:
     against its manifest."""
     micro = model_id.startswith("zoo-micro:")
     name = model_id.split(":", 1)[1] if ":" in model_id else model_id
-    root = cache_root() / "replicas" if model_id.startswith("replica:") else zoo_root(micro)
+    root = replica_root() if model_id.startswith("replica:") else zoo_root(micro)
     path = root / name
     if not (path / "config.json").is_file():
         known = sorted(p.name for p in root.glob("*") if (p / "config.json").is_file()) if root.is_dir() else []

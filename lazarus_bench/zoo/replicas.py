@@ -18,7 +18,7 @@ from tokenizers import AddedToken
 
 from ..models import save_model
 from ..tiny import build_model
-from .registry import cache_root
+from .registry import replica_root
 from .vocabs import fetch_vocabs, load_gguf_tokenizer, with_bos
 
 LLAMA3_CHAT = (
@@ -118,8 +118,8 @@ REPLICAS: dict[str, Replica] = {r.name: r for r in (
             {"model_type": "qwen2", "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": False,
              "vocab_size": 152064, "bos_token_id": 151643, "eos_token_id": 151643, **_SMALL},
             bos=None, eos="<|endoftext|>", chat_template=CHATML_CHAT,
-            stand_in="Qwen2's vocabulary: ids 151646-151664 are placeholders where Qwen2.5 has tool and vision "
-                     "tokens"),
+            stand_in="Qwen2's vocabulary file: ids 151646-151664 are its [PAD] filler tokens where Qwen2.5 has "
+                     "tool and vision tokens"),
     Replica("openai/gpt-oss-20b", "llama-bpe",
             {"model_type": "gpt_oss", "rms_norm_eps": 1e-5, "rope_theta": 150000, "vocab_size": 201088,
              "hidden_size": 64, "num_hidden_layers": 6, "intermediate_size": 64, "head_dim": 16,
@@ -138,10 +138,6 @@ REPLICAS: dict[str, Replica] = {r.name: r for r in (
              "num_experts_per_tok": 2, **_SMALL, "intermediate_size": 32, "num_key_value_heads": 4},
             bos=None, eos="<|endoftext|>"),
 )}
-
-
-def replica_root() -> Path:
-    return cache_root() / "replicas"
 
 
 def build_tokenizer_dir(rep: Replica, out: Path) -> Path:

@@ -175,7 +175,7 @@ def load_gguf_tokenizer(name: str) -> Tokenizer:
     return Tokenizer.from_file(str(converted))
 
 
-def test_vectors(name: str) -> list[tuple[str, list[int]]]:
+def llama_cpp_cases(name: str) -> list[tuple[str, list[int]]]:
     """llama.cpp's tokenizer test cases for a vocabulary: (text, ids without BOS)."""
     root = fetch_vocabs()
     texts = (root / f"ggml-vocab-{name}.gguf.inp").read_text(encoding="utf-8").split(TEST_SEPARATOR)
@@ -187,7 +187,7 @@ def test_vectors(name: str) -> list[tuple[str, list[int]]]:
 def check_vectors(tok: Tokenizer, name: str) -> list[tuple[str, list[int], list[int]]]:
     """The test cases this tokenizer gets wrong: (text, expected ids, ids given)."""
     wrong = []
-    for text, expected in test_vectors(name):
+    for text, expected in llama_cpp_cases(name):
         got = tok.encode(text, add_special_tokens=False).ids
         if got != expected:
             wrong.append((text, expected, got))
