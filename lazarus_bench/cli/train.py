@@ -153,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--rank", type=positive_int, default=8)
             q.add_argument("--scale", type=positive_float, default=20.0)
             q.add_argument("--save-at", type=positive_int, nargs="*", help="also save adapters at these steps")
+            q.add_argument("--ranks", type=positive_int, default=1,
+                           help="data-parallel processes on this machine, one BLAS thread each (each takes every "
+                                "N-th row of a batch; gradients weighted by response tokens, so the steps are those "
+                                "of one process); 2 on a 2-core CPU trains a small model ~1.7x faster")
         if method == "dual-reward":
             q.add_argument("--protocol", default="corrected", choices=["corrected", "original", *ONE_FACTOR])
             q.add_argument("--cls-weight", type=non_negative_float)
@@ -173,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import mlx.core as mx
+
     from ..runinfo import environment
 
     if getattr(args, "data", None):
@@ -182,6 +188,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     result = TRAINERS[args.method](args, handle)
     peak = fp16_headroom(handle)
+    if mx.distributed.init().rank() != 0:
+        return 0
     payload = {"method": args.method, "model": handle.describe(), "result": result, "environment": environment(),
                "max_abs_activation": peak}
     path = write_json(args.json or out / "result.json", payload)
@@ -211,8 +219,37 @@ def fp16_headroom(handle) -> float:
     return peak
 
 
+def check_before_launch(args: argparse.Namespace) -> int:
+    """What the launcher can check before it starts the ranks (so a bad input is one line, not one per rank)."""
+    if args.data:
+        _read_examples(args.data)
+    if args.batch_size is not None and args.batch_size < args.ranks:
+        raise LazarusError(f"--batch-size {args.batch_size} is smaller than --ranks {args.ranks}")
+    return 0
+
+
+def cmd_rank(args: argparse.Namespace) -> int:
+    """``cmd_train`` in a launched rank: only rank 0 reports a bad input (the others would repeat it)."""
+    import os
+
+    try:
+        return cmd_train(args)
+    except LazarusError:
+        if os.environ.get("MLX_RANK", "0") == "0":
+            raise
+        return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(cmd_train, build_parser().parse_args(argv))
+    from ..zoo.ranks import is_rank, launch
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    if getattr(args, "ranks", 1) > 1:
+        if is_rank():
+            return run_command(cmd_rank, args)
+        return run_command(check_before_launch, args) or launch(["-m", "lazarus_bench.cli.train", *argv], args.ranks)
+    return run_command(cmd_train, args)
 
 
 if __name__ == "__main__":

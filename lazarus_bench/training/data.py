@@ -148,7 +148,7 @@ def pad_batch(rows: Sequence[Encoded], pad_id: int = 0, width: int | None = None
 
 
 class Batches:
-    """Deterministic batches: step -> rows of a seeded per-epoch permutation, sharded by rank."""
+    """Deterministic batches: step -> rows of a seeded per-epoch permutation, split across ranks."""
 
     def __init__(self, rows: Sequence[Encoded], batch_size: int, seed: int, pad_id: int = 0):
         if not rows:
@@ -158,9 +158,13 @@ class Batches:
         self._orders: dict[int, np.ndarray] = {}
 
     def indices(self, step: int, rank: int = 0, world: int = 1) -> np.ndarray:
+        """Rows of step ``step``'s batch that rank ``rank`` of ``world`` takes (every ``world``-th), so the
+        batches do not depend on the number of ranks."""
         n, b = len(self.rows), self.batch_size
-        flat = np.arange(b) + (step * world + rank) * b
-        out = np.empty(b, dtype=np.int64)
+        if b < world:
+            raise LazarusError(f"batch size {b} is smaller than the {world} ranks it is split over")
+        flat = np.arange(b)[rank::world] + step * b
+        out = np.empty(len(flat), dtype=np.int64)
         for i, k in enumerate(flat):
             epoch = int(k // n)
             if epoch not in self._orders:

@@ -4,7 +4,9 @@ Randomness inside a step (dropout, sampling) is seeded from (seed, step), so res
 A method supplies ``loss_fn(model, *batch) -> (loss, n_tokens, aux)`` (aux: a dict of scalars to log)
 and ``batch_at(step, rank, world)``,
 a pure function of the step (so a resumed run sees exactly the data of an uninterrupted one).
-Gradients are averaged across ``mx.distributed`` ranks, so ``mlx.launch -n N`` scales the same code.
+Gradients are averaged across ``mx.distributed`` ranks, so ``mlx.launch -n N`` scales the same code; a loss
+that is a mean over a varying count (response tokens) puts that count in ``aux[LOSS_WEIGHT]``, and ranks are
+then weighted by it, so N ranks take the same step as one process on the whole batch.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
-from mlx.utils import tree_flatten, tree_unflatten
+from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
 from ..errors import LazarusError
 
 CHECKPOINT = "checkpoint.safetensors"
+LOSS_WEIGHT = "loss_weight"
 
 
 class TrainingDiverged(LazarusError):
@@ -205,7 +208,12 @@ def train_loop(
 
     def step_fn(*batch):
         (loss, ntok, aux), grads = value_and_grad(model, *batch)
+        weight = aux.pop(LOSS_WEIGHT, None)
         if world > 1:
+            if weight is not None:  # this rank's share of the global mean: sum_r w_r g_r / sum_r w_r
+                share = weight.astype(mx.float32) * world / mx.distributed.all_sum(weight.astype(mx.float32))
+                grads = tree_map(lambda g: g * share, grads)
+                loss = loss * share
             grads = nn.average_gradients(grads)
         if cfg.grad_clip:
             grads, _ = optim.clip_grad_norm(grads, cfg.grad_clip)

@@ -13,7 +13,7 @@ import mlx.nn as nn
 
 from ..models import ModelHandle
 from .data import Batches, Example, encode_examples
-from .loop import TrainConfig, TrainResult, train_loop
+from .loop import LOSS_WEIGHT, TrainConfig, TrainResult, train_loop
 from .lora import LoraSpec, apply_lora, save_adapter
 
 
@@ -24,10 +24,11 @@ def answer_loss_terms(logits: mx.array, targets: mx.array, mask: mx.array) -> tu
 
 
 def sft_loss(model: nn.Module, inputs, targets, mask, valid, last_prompt, last_token, labels):
-    """Mean response-token cross-entropy; counts every real input token for throughput."""
+    """Mean response-token cross-entropy (ranks weighted by their response tokens); counts every real input
+    token for throughput."""
     total, n = answer_loss_terms(model(inputs), targets, mask)
     loss = total / mx.maximum(n, 1.0)
-    return loss, valid.sum(), {"answer_loss": loss}
+    return loss, valid.sum(), {"answer_loss": loss, LOSS_WEIGHT: n}
 
 
 @dataclass
@@ -110,6 +111,7 @@ def train_sft(
     result = train_loop(handle.model, sft_loss, train, cfg.train, out_dir=out, eval_fn=eval_fn,
                         save_fn=save if out is not None else None, progress=progress,
                         uniform_loss=math.log(handle.vocab_size))
-    path = str(save_adapter(handle.model, out, adapter_config, extra)) if out is not None else None
+    writer = mx.distributed.init().rank() == 0
+    path = str(save_adapter(handle.model, out, adapter_config, extra)) if out is not None and writer else None
     return SFTResult(train=result, adapter_path=path, adapter_config=adapter_config,
                      val_losses=initial + result.evals)
