@@ -225,6 +225,18 @@ def test_mlx_lm_order_tight_padding_changes_width_not_rows_or_loss():
     assert len(widths) > 1
 
 
+def test_mlx_lm_order_splits_each_batch_across_ranks():
+    """Under ``--ranks N`` rank r takes every N-th row of mlx-lm's batch: together the ranks see that batch."""
+    from lazarus_bench.training.data import Encoded
+
+    rows = [Encoded(list(range(1, 4 + (i * 7) % 20)), 2) for i in range(24)]
+    one, r0, r1 = (bench_mlx_lm.MlxLmOrder(rows, 4, seed=3, n_val_batches=1) for _ in range(3))
+    for step in range(7):
+        whole, a, b = one(step)[0], r0(step, 0, 2)[0], r1(step, 1, 2)[0]
+        assert a.shape[0] == b.shape[0] == 2
+        assert (whole[0::2] == a).all().item() and (whole[1::2] == b).all().item()
+
+
 def test_mlx_lm_loss_counts_one_pad_target_per_padded_row_ours_does_not():
     """Why the short-row loss curves differ: mlx-lm's mask reaches one target past each padded row."""
     import mlx.core as mx

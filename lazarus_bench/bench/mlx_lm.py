@@ -193,7 +193,7 @@ class MlxLmOrder:
 
         while len(self.order) <= step:
             self.order.extend(self._rng.permutation(len(self.groups)))
-        group = self.groups[self.order[step]]
+        group = self.groups[self.order[step]][rank::world]
         width = max(len(self.rows[i].ids) for i in group) if self.tight else self.width
         return pad_batch([self.rows[i] for i in group], self.pad_id, width).arrays()
 
@@ -263,13 +263,14 @@ def mlx_lm_command(model_dir: Path, data_dir: Path, adapter_dir: Path, *, batch:
 
 def compare_mlx_lm(model_dir: str | os.PathLike, work_dir: str | os.PathLike, *, batch: int = 8, seq_len: int = 64,
                    iters: int = 30, report_every: int = 5, lr: float = 2e-4, repeats: int = 1, stock: bool = True,
-                   padded: bool = True) -> dict:
+                   padded: bool = True, ranks: int = 2) -> dict:
     """Our SFT LoRA step vs ``python -m mlx_lm lora`` on the same model (an fp32 copy), rows, batch and length.
 
     matched: rows of exactly ``seq_len + 1`` tokens, same loss, mlx-lm's batch order, both on OpenBLAS
     (mlx-lm's by ``LD_PRELOAD``), ``repeats`` alternating runs; medians over report windows after the
     first, in tokens/s (wall) and CPU seconds per step. stock: mlx-lm on its reference BLAS. padded:
-    short rows (mlx-lm pads to 1 + a multiple of 32, we to the longest row), in rows/s.
+    short rows (mlx-lm pads to 1 + a multiple of 32, we to the longest row), in rows/s. ranks: ours as
+    ``train --ranks`` runs it, data parallel on ``ranks`` single-threaded processes (same batches).
     """
     from ..models import save_model
 
@@ -287,10 +288,10 @@ def compare_mlx_lm(model_dir: str | os.PathLike, work_dir: str | os.PathLike, *,
     write_jsonl(matched / "train.jsonl", texts)
     write_jsonl(matched / "valid.jsonl", texts[:batch])
 
-    def ours(data: Path, order: str, label: str, n: int) -> MlxLmRun:
+    def ours(data: Path, order: str, label: str, n: int, ranks: int = 1) -> MlxLmRun:
         run = run_process(worker_command("sft", "--model", str(model_dir), "--data", str(data), "--batch", str(batch),
                                          "--iters", str(n), "--lr", str(lr), "--num-layers", str(layers),
-                                         "--order", order), env=subprocess_env(preload="import"))
+                                         "--order", order, "--ranks", str(ranks)), env=subprocess_env(preload="import"))
         return _ours_run(label, run, report_every)
 
     def theirs(data: Path, preload: str, label: str, n: int, max_len: int | None, tokens_per_row: float,
@@ -300,10 +301,12 @@ def compare_mlx_lm(model_dir: str | os.PathLike, work_dir: str | os.PathLike, *,
         run = run_process(cmd, env=subprocess_env(preload=preload), stamp=is_report_line)
         return _theirs_run(label, run, tokens_per_row, every)
 
-    long_ours, long_theirs = [], []
+    long_ours, long_theirs, long_ranks = [], [], []
     for _ in range(repeats):
         long_ours.append(ours(matched, "mlx-lm", "ours", iters))
         long_theirs.append(theirs(matched, "ld", "mlx_lm", iters, seq_len + 1, seq_len))
+        if ranks > 1:
+            long_ranks.append(ours(matched, "mlx-lm", f"ours-{ranks}-ranks", iters, ranks=ranks))
     tokens_per_step = batch * seq_len
     cpu_ours = median([r.cpu_s_per_step for r in long_ours])
     cpu_theirs = median([r.cpu_s_per_step for r in long_theirs])
@@ -326,10 +329,21 @@ def compare_mlx_lm(model_dir: str | os.PathLike, work_dir: str | os.PathLike, *,
                            "max_abs_diff": max(abs(a - b) for a, b in zip(curve_ours[:n], curve_theirs[:n]))},
         },
     }
+    if long_ranks:
+        rates = [r.tokens_per_s for r in long_ranks]
+        curve = long_ranks[0].window_losses
+        out["ranks"] = {
+            "ranks": ranks, "runs": [r.to_dict() for r in long_ranks], "tokens_per_s": median(rates),
+            "ratios": [r / t.tokens_per_s for r, t in zip(rates, long_theirs)], "ratio": median(rates) / theirs_rate,
+            "speedup_over_one_process": median(rates) / ours_rate,
+            "loss_curve_max_abs_diff_vs_one_process": max(abs(a - b) for a, b in zip(curve, curve_ours)),
+        }
     if stock:
         run = theirs(matched, "none", "mlx_lm-stock", 6, seq_len + 1, seq_len, every=2)
         out["stock"] = {"runs": [run.to_dict()], "mlx_lm_tokens_per_s": run.tokens_per_s,
                         "ratio": ours_rate / run.tokens_per_s}
+        if long_ranks:
+            out["stock"]["ranks_ratio"] = out["ranks"]["tokens_per_s"] / run.tokens_per_s
     if padded:
         short = arithmetic_texts(batch * (iters + 2), seed=5)
         padded_dir = work / "padded"

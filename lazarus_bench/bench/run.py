@@ -33,7 +33,7 @@ class Plan:
     probe_permutations: int = 50
     mlx_lm_iters: int = 40
     mlx_lm_report: int = 5
-    mlx_lm_repeats: int = 2
+    mlx_lm_repeats: int = 3
     mlx_lm_padded: bool = True
     blas_steps: int = 4
     blas_batch: int = 8

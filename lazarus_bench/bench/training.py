@@ -149,6 +149,10 @@ def measure_train_loop(name: str, handle, loss_fn: Callable, batch_at: Callable,
     wall = timer.wall_seconds(end)
     d = dims_of(handle.config)
     rows, width = timer.shape
+    if result.world_size > 1:  # data parallel: every rank's tokens and rows count (rank 0 reports)
+        counts = mx.distributed.all_sum(mx.array([timer.tokens, timer.computed, [rows] * len(timer.tokens)]),
+                                        stream=mx.cpu)
+        timer.tokens, timer.computed, rows = counts[0].tolist(), counts[1].tolist(), int(counts[2, 0].item())
     lora = result.trainable_params if lora_rank is not None else None
     steady = slice(WARMUP_STEPS, None) if len(wall) > WARMUP_STEPS else slice(None)
     return TrainMeasurement(

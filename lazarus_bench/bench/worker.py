@@ -14,7 +14,7 @@ from ..io import jsonable
 from ..training.lora import LoraSpec
 from .fixtures import llama_config, load_handle
 from .machine import gemm_rate
-from .mlx_lm import JSON_TAG, MlxLmOrder, global_cblas, text_rows
+from .mlx_lm import JSON_TAG, WORKER_MODULE, MlxLmOrder, global_cblas, text_rows
 from .run import run_bench
 from .training import measure_pretrain, measure_train_loop, train_config
 
@@ -63,6 +63,7 @@ def _worker_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-layers", type=int, default=None)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--order", choices=["mlx-lm", "mlx-lm-tight", "ours"], default="mlx-lm")
+    s.add_argument("--ranks", type=int, default=1, help="data-parallel ranks (rank 0 prints the JSON)")
     r = sub.add_parser("run", help="run_bench: write BENCH.md and bench.json")
     r.add_argument("--out", default="reports")
     r.add_argument("--quick", action="store_true")
@@ -70,12 +71,20 @@ def _worker_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import mlx.core as mx
+
+    from ..zoo.ranks import is_rank, launch
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _worker_parser().parse_args(argv)
     if args.command == "run":
         print(run_bench(args.out, quick=args.quick))
         return 0
+    if getattr(args, "ranks", 1) > 1 and not is_rank():
+        return launch(["-m", WORKER_MODULE, *argv], args.ranks)
     payload = _blas_worker(args) if args.kind == "blas" else _sft_worker(args)
-    print(JSON_TAG + json.dumps(jsonable(payload)), flush=True)
+    if mx.distributed.init().rank() == 0:
+        print(JSON_TAG + json.dumps(jsonable(payload)), flush=True)
     return 0
 
 

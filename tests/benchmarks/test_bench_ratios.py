@@ -20,6 +20,9 @@ def test_sft_lora_vs_mlx_lm(benchmark, record, bench_model_dir, tmp_path):
     record({"stock_ratio": out["stock"]["ratio"], "stock_mlx_lm_tokens_per_s": out["stock"]["mlx_lm_tokens_per_s"],
                        "loss_curve_max_abs_diff": matched["loss_curve"]["max_abs_diff"]})
     assert matched["loss_curve"]["max_abs_diff"] < 0.01
+    ranks = out["ranks"]
+    record({"ranks_ratio": ranks["ratio"], "ranks_speedup_over_one_process": ranks["speedup_over_one_process"]})
+    assert ranks["loss_curve_max_abs_diff_vs_one_process"] < 0.01
 
 
 def test_openblas_vs_reference_blas(benchmark, record):
