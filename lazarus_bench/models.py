@@ -21,6 +21,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .errors import LazarusError
+from .experts import densify_experts
 from .io import sha256_file
 from .zoo.registry import MANIFEST, resolve_zoo, verify
 from .zoo.registry import PREFIXES as ZOO_PREFIXES
@@ -386,7 +387,8 @@ def load_model(
 ) -> ModelHandle:
     """Load a checkpoint directory or hub id (with an optional mlx-lm adapter) through ``mlx_lm.load``.
 
-    ``float32`` defaults to True on CPU. ``check_lens`` verifies once that the lens at the last
+    ``float32`` defaults to True on CPU, where few-expert MoE layers also run densely (``experts``).
+    ``check_lens`` verifies once that the lens at the last
     layer reproduces the model's own logits, so unsupported logit post-processing fails loudly.
     """
     import mlx_lm
@@ -411,6 +413,8 @@ def load_model(
     config = load_config(local) if looks_local else _hub_config(model)
     if float32 if float32 is not None else mx.default_device().type == mx.cpu:
         _upcast(model)
+    if mx.default_device().type == mx.cpu:
+        densify_experts(model)
     model.eval()
     handle = ModelHandle(model=model, tokenizer=tokenizer, model_id=requested, adapter_path=adapter_path, config=config,
                          path=str(local) if looks_local else None)

@@ -29,6 +29,7 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
 from ..errors import LazarusError
+from ..experts import densify_experts
 from ..training.loop import divergence_reason
 from .corpus import CorpusMix, generate_chat, iter_corpus
 from .tokenizer import ASSISTANT, BOS, EOS, USER
@@ -67,7 +68,7 @@ def model_config(kind: str, *, vocab_size: int, hidden_size: int, num_hidden_lay
 
 
 def build_model(config: dict) -> nn.Module:
-    """Instantiate the mlx-lm model for a config dict (llama or mixtral)."""
+    """Instantiate the mlx-lm model for a config dict (llama or mixtral; on CPU the experts run densely)."""
     if config["model_type"] == "llama":
         from mlx_lm.models import llama as arch
     elif config["model_type"] == "mixtral":
@@ -75,7 +76,10 @@ def build_model(config: dict) -> nn.Module:
     else:
         raise ValueError(f"unsupported model_type {config['model_type']!r}")
     args = arch.ModelArgs.from_dict(config)
-    return arch.Model(args)
+    model = arch.Model(args)
+    if mx.default_device().type == mx.cpu:
+        densify_experts(model)
+    return model
 
 
 def count_params(model: nn.Module) -> int:

@@ -1,0 +1,58 @@
+"""Few-expert MoE layers run densely on CPU: the same outputs and gradients as mlx-lm's gathered experts."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+import pytest
+from mlx.utils import tree_flatten
+from mlx_lm.models.switch_layers import SwitchGLU
+
+from lazarus_bench.experts import DenseSwitchGLU, densify_experts
+from lazarus_bench.tiny import MOE_ARCHS, build_model, tiny_config
+
+
+def _loss_and_grads(model, tokens):
+    def loss(m):
+        return nn.losses.cross_entropy(m(tokens[:, :-1]), tokens[:, 1:]).mean()
+
+    value, grads = nn.value_and_grad(model, loss)(model)
+    mx.eval(value, grads)
+    return value, dict(tree_flatten(grads))
+
+
+@pytest.mark.parametrize("arch", MOE_ARCHS)
+def test_dense_experts_give_the_gathered_outputs_and_gradients(arch):
+    """Every MoE architecture the project knows (gpt_oss with expert biases); a batch of 48 tokens takes
+    mlx-lm's sorted path (64 or more routed pairs), so both of its branches are compared."""
+    model = build_model(tiny_config(arch), seed=1)
+    tokens = mx.random.randint(0, 100, (3, 17), key=mx.random.key(2))
+    logits = model(tokens)
+    loss, grads = _loss_and_grads(model, tokens)
+    assert densify_experts(model) > 0
+    assert all(type(m) is not SwitchGLU for m in model.modules())
+    np.testing.assert_allclose(np.array(model(tokens)), np.array(logits), rtol=1e-5, atol=1e-5)
+    dense_loss, dense_grads = _loss_and_grads(model, tokens)
+    assert dense_loss.item() == pytest.approx(loss.item(), rel=1e-6)
+    assert dense_grads.keys() == grads.keys()
+    for name, g in grads.items():
+        np.testing.assert_allclose(np.array(dense_grads[name]), np.array(g), rtol=1e-4, atol=1e-6, err_msg=name)
+    assert any("switch_mlp" in n or "experts" in n for n in grads if float(mx.abs(grads[n]).max()) > 0)
+
+
+def test_many_experts_keep_the_gathered_path():
+    """Dense costs experts / k times the FLOPs: beyond the limit the layer is mlx-lm's, bit for bit."""
+    layer = SwitchGLU(8, 16, num_experts=16)
+    x = mx.random.normal((5, 8), key=mx.random.key(0))
+    idx = mx.random.randint(0, 16, (5, 2), key=mx.random.key(1))
+    expected = layer(x, idx)
+    layer.__class__ = DenseSwitchGLU
+    assert mx.array_equal(layer(x, idx), expected).item()
+
+
+def test_load_model_on_cpu_runs_experts_densely(saved_model):
+    from lazarus_bench.models import load_model
+
+    handle = load_model(str(saved_model("mixtral")))
+    assert any(type(m) is DenseSwitchGLU for m in handle.model.modules())
