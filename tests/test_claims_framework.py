@@ -188,3 +188,15 @@ def test_a_gate_required_inside_the_measure_stops_it_with_its_numbers(saved_mode
         assert record["verdict"] == "SUPPORTED" and reached == ["stage 2"]
     finally:
         REGISTRY.pop("T06", None)
+
+
+def test_report_adds_up_worker_seconds_per_claim_and_model():
+    from lazarus_bench.suite.report import _time_spent
+
+    def rec(claim, model, wall):
+        return {"claim": {"id": claim}, "model": {"id": model}, "wall_s": wall}
+
+    records = [rec("H01", "a", 10.4), rec("H05a", "a", 100.0), rec("H05a", "a", 50.0), rec("H05a", "b", 1200.2)]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in _time_spent(records, ["a", "b"])[-2].splitlines()[2:]}
+    assert rows == {"H01": ["10", "-", "10"], "H05a": ["150", "1,200", "1,350"], "total": ["160", "1,200", "1,361"]}

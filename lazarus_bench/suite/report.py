@@ -127,6 +127,7 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
     lines += _protocol_dependence(by_claim)
     lines += _layer_sensitivity(loaded.records, claims)
     lines += _one_factor(by_claim)
+    lines += _time_spent(loaded.records, models)
     for claim_id in sorted(by_claim):
         lines += _claim_section(claim_id, claims.get(claim_id), by_claim[claim_id], report_dir)
     if loaded.skipped:
@@ -408,6 +409,25 @@ def _protocol_dependence(by_claim: dict[str, list[dict]]) -> list[str]:
         tabulate(rows, headers="keys", tablefmt="github"),
         "",
     ]
+
+
+def _time_spent(records: list[dict], models: list[str]) -> list[str]:
+    """Worker-seconds per claim and model (every protocol of a record summed): where a run's time went."""
+    cost: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for r in records:
+        cost[r["claim"]["id"]][r["model"]["id"]] += float(r.get("wall_s") or 0.0)
+    if not cost:
+        return []
+    def secs(v: float) -> str:
+        return f"{v:,.0f}"
+
+    rows = [{"claim": c, **{m: secs(cost[c][m]) if m in cost[c] else "-" for m in models},
+             "total": secs(sum(cost[c].values()))} for c in sorted(cost)]
+    rows.append({"claim": "total", **{m: secs(sum(cost[c].get(m, 0.0) for c in cost)) for m in models},
+                 "total": secs(sum(sum(v.values()) for v in cost.values()))})
+    return ["## Where the time went", "", "Worker-seconds per claim and model (each record's wall time, every "
+            "protocol summed; cached training runs count where they were trained).", "",
+            tabulate(rows, headers="keys", tablefmt="github"), ""]
 
 
 def _claim_section(claim_id: str, claim, records: list[dict], report_dir: Path) -> list[str]:
