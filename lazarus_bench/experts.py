@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx_lm.models.switch_layers import SwitchGLU
+from mlx_lm.models.switch_layers import SwitchGLU, SwitchLinear
 
 MAX_FLOP_RATIO = 4  # dense only while it costs at most this many times the routed FLOPs
 
 
 class DenseSwitchGLU(SwitchGLU):
     """``SwitchGLU`` with the same parameters, every expert applied to every token when that costs at most
-    ``MAX_FLOP_RATIO`` times the routed computation (else mlx-lm's gathered path)."""
+    ``MAX_FLOP_RATIO`` times the routed computation and the experts are plain ``SwitchLinear`` (else mlx-lm's
+    gathered path: LoRA adapters or quantized experts)."""
 
     def __call__(self, x: mx.array, indices: mx.array) -> mx.array:
         k = indices.shape[-1]
-        if self.up_proj["weight"].shape[0] > MAX_FLOP_RATIO * k:
+        projections = (self.up_proj, self.gate_proj, self.down_proj)
+        if (any(type(p) is not SwitchLinear for p in projections)  # LoRA on the experts, quantized experts
+                or self.up_proj["weight"].shape[0] > MAX_FLOP_RATIO * k):
             return super().__call__(x, indices)
         flat = x.reshape(1, -1, x.shape[-1])
         hidden = self.activation(_every_expert(self.up_proj, flat), _every_expert(self.gate_proj, flat))

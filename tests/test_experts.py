@@ -56,3 +56,19 @@ def test_load_model_on_cpu_runs_experts_densely(saved_model):
 
     handle = load_model(str(saved_model("mixtral")))
     assert any(type(m) is DenseSwitchGLU for m in handle.model.modules())
+
+
+def test_lora_on_the_experts_takes_the_gathered_path():
+    """mlx-lm's LoRA wraps SwitchLinear experts (LoRASwitchLinear): such a layer computes as mlx-lm's does."""
+    from lazarus_bench.training.lora import LoraSpec, apply_lora
+
+    model = build_model(tiny_config("mixtral"), seed=1)
+    densify_experts(model)
+    apply_lora(model, LoraSpec(rank=2), n_layers=2, seed=0)
+    wrapped = [m for m in model.modules()
+               if type(m) is DenseSwitchGLU and type(m.up_proj).__name__ != "SwitchLinear"]
+    assert wrapped
+    x = mx.random.normal((7, 32), key=mx.random.key(3))
+    idx = mx.random.randint(0, 4, (7, 2), key=mx.random.key(4))
+    for layer in wrapped:
+        assert mx.array_equal(layer(x, idx), SwitchGLU.__call__(layer, x, idx)).item()

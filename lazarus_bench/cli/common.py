@@ -159,7 +159,7 @@ def run_command(fn: Callable[[argparse.Namespace], int], args: argparse.Namespac
     try:
         return fn(args)
     except LazarusError as exc:
-        print(f"lazarus-bench: error: {exc}", file=sys.stderr)
+        print(f"lazarus-bench: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line, whatever it wraps
         return 2
     except KeyboardInterrupt:
         print("lazarus-bench: interrupted", file=sys.stderr)
