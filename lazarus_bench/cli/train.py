@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--ranks", type=positive_int, default=1,
                            help="data-parallel processes on this machine, one BLAS thread each (each takes every "
                                 "N-th row of a batch; gradients weighted by response tokens, so the steps are those "
-                                "of one process); 2 on a 2-core CPU trains a small model ~1.7x faster")
+                                "of one process); 2 on a 2-core CPU trains a small model ~1.5x faster")
         if method == "dual-reward":
             q.add_argument("--protocol", default="corrected", choices=["corrected", "original", *ONE_FACTOR])
             q.add_argument("--cls-weight", type=non_negative_float)
