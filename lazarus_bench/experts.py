@@ -40,8 +40,10 @@ def _every_expert(linear: nn.Module, x: mx.array) -> mx.array:
 
 
 def densify_experts(model: nn.Module) -> int:
-    """Switch every mlx-lm ``SwitchGLU`` in ``model`` to :class:`DenseSwitchGLU` in place (parameters and
-    their names unchanged); returns how many were switched."""
+    """On CPU, switch every mlx-lm ``SwitchGLU`` in ``model`` to :class:`DenseSwitchGLU` in place (parameters
+    and their names unchanged; on a GPU ``gather_mm`` is the fast path); returns how many were switched."""
+    if mx.default_device().type != mx.cpu:
+        return 0
     switched = 0
     for module in model.modules():
         if type(module) is SwitchGLU:

@@ -413,8 +413,7 @@ def load_model(
     config = load_config(local) if looks_local else _hub_config(model)
     if float32 if float32 is not None else mx.default_device().type == mx.cpu:
         _upcast(model)
-    if mx.default_device().type == mx.cpu:
-        densify_experts(model)
+    densify_experts(model)
     model.eval()
     handle = ModelHandle(model=model, tokenizer=tokenizer, model_id=requested, adapter_path=adapter_path, config=config,
                          path=str(local) if looks_local else None)

@@ -230,12 +230,12 @@ def check_before_launch(args: argparse.Namespace) -> int:
 
 def cmd_rank(args: argparse.Namespace) -> int:
     """``cmd_train`` in a launched rank: only rank 0 reports a bad input (the others would repeat it)."""
-    import os
+    import mlx.core as mx
 
     try:
         return cmd_train(args)
     except LazarusError:
-        if os.environ.get("MLX_RANK", "0") == "0":
+        if mx.distributed.init().rank() == 0:
             raise
         return 2
 

@@ -211,7 +211,8 @@ def train_loop(
         weight = aux.pop(LOSS_WEIGHT, None)
         if world > 1:
             if weight is not None:  # this rank's share of the global mean: sum_r w_r g_r / sum_r w_r
-                share = weight.astype(mx.float32) * world / mx.distributed.all_sum(weight.astype(mx.float32))
+                weight = weight.astype(mx.float32)
+                share = weight * world / mx.distributed.all_sum(weight)
                 grads = tree_map(lambda g: g * share, grads)
                 loss = loss * share
             grads = nn.average_gradients(grads)

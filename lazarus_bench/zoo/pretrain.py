@@ -77,8 +77,7 @@ def build_model(config: dict) -> nn.Module:
         raise ValueError(f"unsupported model_type {config['model_type']!r}")
     args = arch.ModelArgs.from_dict(config)
     model = arch.Model(args)
-    if mx.default_device().type == mx.cpu:
-        densify_experts(model)
+    densify_experts(model)
     return model
 
 
