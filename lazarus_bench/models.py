@@ -19,6 +19,7 @@ from typing import Any, Iterator, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 
 from .errors import LazarusError
 from .experts import densify_experts
@@ -200,6 +201,16 @@ class ModelHandle:
         if not hasattr(self, "_unembedding"):
             self._unembedding = dense_weight(self.embed if self.lm_head is None else self.lm_head)
         return self._unembedding
+
+    def set_unembedding_rows(self, ids: Sequence[int], rows: np.ndarray) -> None:
+        """Overwrite unembedding rows in place (the embedding rows too when tied), for planted controls."""
+        module = self.embed if self.lm_head is None else self.lm_head
+        if "scales" in module:
+            raise LazarusError("quantized unembedding: rows can be set on dense weights only")
+        weight = np.array(module.weight.astype(mx.float32))
+        weight[list(ids)] = rows
+        module.weight = mx.array(weight).astype(module.weight.dtype)
+        self.__dict__.pop("_unembedding", None)
 
     def final_norm_gain(self) -> mx.array:
         return norm_gain(self.final_norm, int(self.unembedding().shape[1]))

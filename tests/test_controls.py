@@ -61,6 +61,32 @@ def test_h01_flags_a_planted_effect(saved_model, tmp_path):
     assert planted["statistic"]["verdict"] == "REFUTED", planted["statistic"]["reason"]
 
 
+def test_h04_planted_row_is_the_probe_direction(saved_model, tmp_path):
+    """H04's positive control sets the multiply rows to the model's own probe direction (gain folded in): an
+    independent numpy cosine ranks a planted row first, the row norms are kept, and the measure refutes."""
+    from lazarus_bench.analysis import probes
+    from lazarus_bench.analysis.lens import target_spellings
+    from lazarus_bench.claims.h04_probe_direction_vocab import multiply_add_features, planted_row
+    from lazarus_bench.models import load_model
+
+    path = str(saved_model("llama"))
+    ctx = _ctx("H04", path, tmp_path, [])
+    before = np.array(ctx.handle().unembedding())
+    planted = planted_row(ctx).handle()
+    W = np.array(planted.unembedding())
+    ids = sorted({t[0] for t in target_spellings(planted, "multiply").values()})
+    changed = np.flatnonzero(np.any(W != before, axis=1))
+    assert changed.tolist() == ids, "only the word's rows are edited"
+    np.testing.assert_allclose(np.linalg.norm(W[ids], axis=1), np.linalg.norm(before[ids], axis=1), rtol=1e-5)
+    p = ctx.params
+    X, y, _ = multiply_add_features(load_model(path), planted.layer_at_depth(p["layer_fraction"]), p["prompt_set"])
+    w = probes.binary_direction(X, y, "multiply", "add", C=p["C"], seed=p["seed"]) * np.array(planted.final_norm_gain())
+    cos = W @ w / np.linalg.norm(W, axis=1) / np.linalg.norm(w)
+    assert int(np.argmax(cos)) in ids and cos.max() == pytest.approx(1.0, abs=1e-5)
+    outcome = get_claim("H04").measure(planted_row(ctx))
+    assert outcome.statistic.details["best_rank"] == 1 and outcome.verdict == "REFUTED", outcome.statistic.reason
+
+
 @pytest.mark.parametrize("claim_id", ["H01", "H04"])
 def test_random_init_and_dual_reward_controls_measure_the_models_they_name(saved_model, tmp_path, claim_id):
     from lazarus_bench.models import load_model
@@ -68,20 +94,24 @@ def test_random_init_and_dual_reward_controls_measure_the_models_they_name(saved
     path = str(saved_model("llama"))
     record = _run(claim_id, path, tmp_path)
     controls = _controls(record)
-    assert set(controls) == {"random-init model", "dual-reward-trained model"}
+    positive = {"H01": "dual-reward-trained model", "H04": "planted unembedding row"}[claim_id]
+    assert set(controls) == {"random-init model", positive}
     assert all(c["built"] for c in controls.values())
     # Each control's statistic is the claim's measure on the model it names (recomputed here from that model).
     claim = get_claim(claim_id)
     handle = load_model(path)
     ctx = ClaimContext(claim, model_info(handle), tier="fast", seeds=[], params=claim.parameters("fast"),
                        cache_dir=tmp_path / "cache", shared=handle)
-    trained = claim.measure(ctx.variant(handle=dual_model(ctx)))
-    assert controls["dual-reward-trained model"]["statistic"]["value"] == trained.statistic.statistic
     random = claim.measure(ctx.variant(handle=ctx.random_control()))
     assert controls["random-init model"]["statistic"]["value"] == random.statistic.statistic
     assert record["statistic"]["statistic"] != random.statistic.statistic
+    if claim_id == "H04":
+        assert controls[positive]["detected"] and controls[positive]["verdict"] == "REFUTED"
+        return
+    trained = claim.measure(ctx.variant(handle=dual_model(ctx)))
+    assert controls[positive]["statistic"]["value"] == trained.statistic.statistic
     # 4 training steps need not plant the effect: a missed positive control means no verdict is drawn.
-    if not controls["dual-reward-trained model"]["detected"]:
+    if not controls[positive]["detected"]:
         assert record["calibration"] == "insensitive" and record["verdict"] == "INCONCLUSIVE"
         assert record["reason"].startswith("INSENSITIVE") and record["measured_verdict"]
 
@@ -197,17 +227,32 @@ def test_h14_controls_scale_each_branch(saved_model, tmp_path):
     from lazarus_bench.claims.h14_two_stage import two_stage_configs
 
     claim = get_claim("H14")
-    positive = next(c for c in claim.controls if c.kind == "positive")
-    negative = next(c for c in claim.controls if c.kind == "negative")
+    controls = {c.name: c for c in claim.controls}
+    assert (controls["planted keep"].part, controls["planted destroy"].part) == ("low_lr_keeps", "aggressive_destroys")
     ctx = _ctx("H14", saved_model("llama"), tmp_path, [0], min_stage1_accuracy=0.0)
-    base = two_stage_configs(ctx.params, 0)
-    planted = two_stage_configs(positive.build(ctx).params, 0)
-    assert planted["low_lr"].stage2.train.lr == 0.0
-    assert planted["aggressive"].stage2.train.lr == pytest.approx(100 * base["aggressive"].stage2.train.lr)
-    assert planted["aggressive"].stage2.cls_weight == 0.0 and base["aggressive"].stage2.cls_weight > 0
-    outcome = claim.measure(negative.build(ctx))
+    base = two_stage_configs(ctx.params, 0, "original")
+    keep = two_stage_configs(controls["planted keep"].build(ctx).params, 0, "original")
+    destroy = two_stage_configs(controls["planted destroy"].build(ctx).params, 0, "original")
+    assert keep["low_lr"].stage2.train.lr == 0.0 and keep["low_lr"].stage1 == base["low_lr"].stage1
+    assert destroy["aggressive"].stage2.train.lr == pytest.approx(100 * base["aggressive"].stage2.train.lr)
+    assert destroy["aggressive"].stage2.cls_weight == 0.0 and base["aggressive"].stage2.cls_weight > 0
+    assert (destroy["aggressive"].stage2.train.optimizer, base["aggressive"].stage2.train.optimizer) == ("adamw", "sgd")
+    outcome = claim.measure(controls["stage 2 without learning"].build(ctx))
     assert all(d == 0.0 for drops in outcome.extra["drops"].values() for d in drops.values())
     assert outcome.verdict != "SUPPORTED"
+    assert outcome.statistic.details["criteria_verdicts"]["aggressive_destroys"] != "SUPPORTED"
+
+
+def test_h14_stage_one_is_trained_once_for_every_run(saved_model, tmp_path):
+    """Both protocols and every control of a seed reuse one cached stage 1 (content-keyed): a second measure builds
+    no new entry and reads the same fused weights."""
+    claim = get_claim("H14")
+    ctx = _ctx("H14", saved_model("llama"), tmp_path, [0], min_stage1_accuracy=0.0)
+    first = claim.measure(ctx)
+    entries = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    again = claim.measure(ctx.variant(params={"low_lr_scale": 0.0}))
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == entries and len(entries) == 1
+    assert again.samples[1]["symbolic"] == first.samples[1]["symbolic"], "stage-1 metrics come from the cached run"
 
 
 def test_part_controls_read_the_named_part():

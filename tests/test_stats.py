@@ -423,6 +423,11 @@ def test_threshold_claim_constructed_cases():
     assert low.reason.startswith("criterion met with zero variance") and low.details["zero_variance"]
     high = S.threshold_claim([0.5] * 8, 0.01)
     assert high.verdict == Verdict.REFUTED and high.details["test"] == "sign test"
+    kept = S.threshold_claim([0.0] * 5, 10.0, zero_variance_is_evidence=True)
+    assert kept.verdict == Verdict.SUPPORTED
+    assert kept.p_value == pytest.approx(sps.binomtest(5, 5, 0.5, "greater").pvalue)
+    assert S.threshold_claim([0.0] * 4, 10.0, zero_variance_is_evidence=True).verdict == Verdict.INCONCLUSIVE, \
+        "4 unanimous seeds give p = 1/16 > 0.05"
     assert S.threshold_claim([0.5, 0.6, 0.55, 0.52, 0.58, 0.51, 0.57, 0.54], 0.01).verdict == Verdict.REFUTED
     few = S.threshold_claim([0.001, 0.002], 0.01)
     assert few.verdict == Verdict.INCONCLUSIVE and "n=2" in few.reason

@@ -133,8 +133,8 @@ class Control:
     ``build(ctx)`` returns the context to measure instead: another model (``ctx.variant(handle=...)``) or other
     parameters. ``effect`` is the verdict the measure gives when the effect is present: a positive control (effect
     planted by construction) must give it, a negative control (effect absent by construction) must not. ``part``
-    names one part of a compound claim (``statistic.details["parts"][part]["verdict"]``) when the construction
-    plants or removes that part alone.
+    names one part of a compound claim (``details["parts"][part]["verdict"]``, or ``combine``'s
+    ``details["criteria_verdicts"][part]``) when the construction plants or removes that part alone.
     """
 
     name: str
@@ -159,7 +159,8 @@ class Control:
         if self.part is None:
             verdict = outcome.verdict
         else:
-            parts = s.details.get("parts", {})
+            parts = s.details.get("parts") or {k: {"verdict": v} for k, v in
+                                                s.details.get("criteria_verdicts", {}).items()}
             if self.part not in parts:
                 raise LazarusError(f"{claim.id}: control '{self.name}' reads part '{self.part}', which the measure "
                                    f"did not report (parts: {', '.join(parts) or 'none'})")

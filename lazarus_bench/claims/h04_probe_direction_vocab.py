@@ -14,9 +14,8 @@ from ..analysis.lens import target_spellings
 from ..analysis.projections import cosine_scores, normalize_rows, ranks_of
 from ..errors import LazarusError
 from ..stats import Verdict, ecdf
-from .base import ClaimContext, Outcome, claim, not_instruct
+from .base import POSITIVE, ClaimContext, Control, ControlUnavailable, Outcome, claim, not_instruct
 from .common import NULL_CHUNK, random_init_control
-from .fixtures import dual_trained_control
 
 
 class VocabRanker:
@@ -85,6 +84,26 @@ def bootstrap_best_ranks(X, y, ranker: VocabRanker, *, n_bootstrap: int, seed: i
     return out
 
 
+def planted_row(ctx: ClaimContext) -> ClaimContext:
+    """The word's unembedding rows (every spelling's first token) set to this model's own probe direction, final-norm
+    gain folded in and row norms kept: aligned by construction, so the measure must refute the claim.
+
+    Planted on the vocabulary side, not in the residual stream: the probe standardises each feature, so a class
+    signal written along a residual direction u comes back as roughly 1/u per coordinate, not as u."""
+    p = ctx.params
+    handle = ctx.fresh_handle()
+    X, y, _ = multiply_add_features(handle, handle.layer_at_depth(p["layer_fraction"]), p["prompt_set"])
+    w = probes.binary_direction(X, y, "multiply", "add", C=p["C"], seed=p["seed"])
+    target = w * np.array(handle.final_norm_gain(), dtype=np.float32)
+    ranker = VocabRanker(handle, p["word"])
+    norms = np.linalg.norm(ranker.W[ranker.ids], axis=1, keepdims=True)
+    try:
+        handle.set_unembedding_rows(ranker.ids, target / np.linalg.norm(target) * norms)
+    except LazarusError as exc:
+        raise ControlUnavailable(str(exc)) from exc
+    return ctx.variant(handle=handle)
+
+
 @claim(
     id="H04",
     title="The probe's direction is not vocabulary-aligned",
@@ -98,10 +117,12 @@ def bootstrap_best_ranks(X, y, ranker: VocabRanker, *, n_bootstrap: int, seed: i
             "n_bootstrap": 200, "n_null": 1000, "C": 1.0, "alpha": 0.05, "seed": 0, "prompt_set": "symbol"},
     applies=not_instruct,
     fast={"n_permutations": 20, "n_bootstrap": 40, "n_null": 200},
-    after=("H05a",),
     controls=(
         random_init_control(Verdict.REFUTED),
-        dual_trained_control(Verdict.REFUTED),
+        Control("planted unembedding row", POSITIVE, "the word's unembedding rows set to the model's own "
+                "multiply-vs-add probe direction (gain folded in, norms kept); H05a's trained model names the "
+                "operation in the lens but is not aligned along this direction by construction", planted_row,
+                Verdict.REFUTED),
     ),
     layer_curve=("rank_percentile_by_layer", "probe direction"),
 )

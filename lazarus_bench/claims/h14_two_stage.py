@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import tempfile
-from dataclasses import dataclass, replace
+import json
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import mlx.core as mx
@@ -11,7 +11,10 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
 from .. import stats
+from ..cache import FixtureCache, default_root
 from ..errors import LazarusError
+from ..io import write_json
+from ..models import model_fingerprint
 from ..stats import Verdict
 from ..stats.verdicts import combine
 from ..training.data import arithmetic_examples, assert_disjoint
@@ -34,18 +37,22 @@ from .common import CHANGE_GATE_PARAMS, PARAM_CHANGE_GATE
 
 def two_stage_configs(params: dict, seed: int, protocol: str = "corrected") -> dict[str, TwoStageConfig]:
     """The writeup's low-LR and aggressive configurations, seeded, at this tier's step counts; the controls scale
-    each branch's stage-2 learning rate (``*_lr_scale``) and may set the aggressive branch's class weight. The
-    ``original`` protocol runs stage 2 with plain SGD at the same learning rates, as the writeup's code did."""
-    def seeded(cfg: TwoStageConfig, s2: int, lr_scale: float) -> TwoStageConfig:
+    each branch's stage-2 learning rate (``*_lr_scale``) and may set the aggressive branch's class weight and
+    optimizer. The ``original`` protocol runs stage 2 with plain SGD at the same learning rates, as the writeup's
+    code did."""
+    def seeded(cfg: TwoStageConfig, s2: int, lr_scale: float, optimizer: str | None = None) -> TwoStageConfig:
         cfg = cfg.scaled(params["stage1_steps"], s2)
         stage2 = replace(cfg.stage2.train, seed=seed, lr=cfg.stage2.train.lr * lr_scale)
-        if protocol == "original":
+        if optimizer is not None:
+            stage2 = replace(stage2, optimizer=optimizer)
+        elif protocol == "original":
             stage2 = replace(stage2, optimizer="sgd", grad_clip=None)
         return replace(cfg, n_train=params["n_train"], data_seed=cfg.data_seed + seed,
                        stage1=replace(cfg.stage1, train=replace(cfg.stage1.train, seed=seed)),
                        stage2=replace(cfg.stage2, train=stage2))
 
-    aggressive = seeded(TwoStageConfig.aggressive(), params["aggressive_stage2_steps"], params["aggressive_lr_scale"])
+    aggressive = seeded(TwoStageConfig.aggressive(), params["aggressive_stage2_steps"], params["aggressive_lr_scale"],
+                        params["aggressive_optimizer"])
     if params["aggressive_cls_weight"] is not None:
         aggressive = replace(aggressive, stage2=replace(aggressive.stage2, cls_weight=params["aggressive_cls_weight"]))
     return {"low_lr": seeded(TwoStageConfig(), params["stage2_steps"], params["low_lr_scale"]),
@@ -65,9 +72,9 @@ class StageOne:
     split: int
 
 
-def stage_one(ctx: ClaimContext, configs: dict[str, TwoStageConfig], folder: str) -> StageOne:
-    """Stage 1 of ``train_two_stage`` (SFT, then fuse) run once for every branch; the configurations must share
-    stage 1 and the data (they differ only in stage 2)."""
+def stage_one(ctx: ClaimContext, configs: dict[str, TwoStageConfig]) -> StageOne:
+    """Stage 1 of ``train_two_stage`` (SFT, then fuse) for every branch, from the fixture cache: trained once per
+    (model, stage-1 config, data) and shared by both protocols and every control, which differ only in stage 2."""
     first = next(iter(configs.values()))
     if any(c.stage1 != first.stage1 or (c.n_train, c.data_seed, c.mul_range, c.add_range)
            != (first.n_train, first.data_seed, first.mul_range, first.add_range) for c in configs.values()):
@@ -77,15 +84,24 @@ def stage_one(ctx: ClaimContext, configs: dict[str, TwoStageConfig], folder: str
                                    add_range=first.add_range, exclude=eval_texts)
     assert_disjoint(examples, eval_texts)
     split = int(0.9 * len(examples))
-    handle = ctx.fresh_handle()
-    baseline = stage_metrics(handle)
-    s1 = train_sft(handle, examples[:split], examples[split:], first.stage1, progress=False)
-    fuse_lora(handle.model)
-    weights = str(Path(folder) / f"stage1-{first.stage1.train.seed}.safetensors")
-    mx.save_safetensors(weights, dict(tree_flatten(handle.model.parameters())))
-    reference = np.array(handle.model(mx.array([handle.encode(eval_texts[0])])))
-    return StageOne(weights=weights, reference=reference, baseline=baseline, after=stage_metrics(handle),
-                    train=s1.to_dict(), examples=examples, split=split)
+
+    def build(d: Path) -> None:
+        ctx.log(f"two-stage stage 1 on {ctx.model_id}, seed {first.stage1.train.seed}")
+        handle = ctx.fresh_handle()
+        baseline = stage_metrics(handle)
+        s1 = train_sft(handle, examples[:split], examples[split:], first.stage1, progress=False)
+        fuse_lora(handle.model)
+        mx.save_safetensors(str(d / "stage1.safetensors"), dict(tree_flatten(handle.model.parameters())))
+        np.save(d / "reference.npy", np.array(handle.model(mx.array([handle.encode(eval_texts[0])]))))
+        write_json(d / "stage1.json", {"baseline": baseline, "after": stage_metrics(handle), "train": s1.to_dict()})
+
+    parts = {"method": "claims.h14_stage_one", "model": model_fingerprint(ctx.model_id), "stage1": asdict(first.stage1),
+             "data": [first.n_train, first.data_seed, first.mul_range, first.add_range]}
+    entry = FixtureCache(ctx.cache_dir or default_root()).get_or_build(parts, build)
+    saved = json.loads((entry / "stage1.json").read_text())
+    return StageOne(weights=str(entry / "stage1.safetensors"), reference=np.load(entry / "reference.npy"),
+                    baseline=saved["baseline"], after=saved["after"], train=saved["train"], examples=examples,
+                    split=split)
 
 
 def stage_two(ctx: ClaimContext, configs: dict[str, TwoStageConfig], one: StageOne) -> dict[str, TwoStageResult]:
@@ -112,14 +128,15 @@ def stage_two(ctx: ClaimContext, configs: dict[str, TwoStageConfig], one: StageO
                "destroys it; no classifier appears.",
     source="seed 003 (Experiments 1 and 2)",
     criterion="symbolic accuracy (the writeup's 4 prompts plus 20 generated, 24 in all) lost from stage 1 to "
-               "stage 2: <= 10 points (low LR), >= 25 points (aggressive); classifier prob < 10% after every stage; "
-               "across seeds (stage 1 shared by both branches of a seed); protocols: corrected (AdamW stage 2) and "
-               "original (plain SGD stage 2, as the writeup's code ran)",
+               "stage 2: <= 10 points (low LR; identical drops count, as the parameter-change gate shows stage 2 "
+               "moved the model), >= 25 points (aggressive); classifier prob < 10% after every stage; across 5 seeds "
+               "(one-sided tests; 3 seeds cannot reach p < 0.05), stage 1 shared by both branches of a seed; "
+               "protocols: corrected (AdamW stage 2) and original (plain SGD stage 2, as the writeup's code ran)",
     writeup="75% -> 75% (low LR), 75% -> 25% (aggressive), classifier 0.1% throughout (TinyLlama)",
     params={"stage1_steps": 500, "stage2_steps": 500, "aggressive_stage2_steps": 200, "n_train": 4500,
             "max_drop_low_lr": 10.0, "min_drop_aggressive": 25.0, "max_classifier_prob": 0.10,
             "alpha": 0.05, "min_seeds": 3, "min_stage1_accuracy": 0.75, "low_lr_scale": 1.0, "aggressive_lr_scale": 1.0,
-            "aggressive_cls_weight": None, **CHANGE_GATE_PARAMS},
+            "aggressive_cls_weight": None, "aggressive_optimizer": None, **CHANGE_GATE_PARAMS},
     fast={"stage1_steps": 10, "stage2_steps": 8, "aggressive_stage2_steps": 4, "n_train": 200},
     protocols=("corrected", "original"),
     gates=(Gate("stage-1 symbolic accuracy", "the SFT stage-1 model's symbolic accuracy, mean over seeds: below the "
@@ -130,26 +147,31 @@ def stage_two(ctx: ClaimContext, configs: dict[str, TwoStageConfig], one: StageO
                       lambda ctx: ctx.variant(params={"low_lr_scale": 0.0, "aggressive_lr_scale": 0.0,
                                                       "stage2_steps": 1, "aggressive_stage2_steps": 1}),
                       Verdict.SUPPORTED),
-              Control("planted keep and destroy", POSITIVE, "the same runs with the low-LR stage 2 at learning rate 0 "
-                      "(kept by construction) and the aggressive stage 2 at 100x its learning rate with the class "
-                      "weight at 0 (computation destroyed, no classifier trained)", lambda ctx: ctx.variant(
-                          params={"low_lr_scale": 0.0, "aggressive_lr_scale": 100.0, "aggressive_cls_weight": 0.0}),
-                      Verdict.SUPPORTED)),
+              Control("planted keep", POSITIVE, "the same runs with the low-LR stage 2 at learning rate 0 for one "
+                      "step: computation is kept by construction, so 'the low-LR stage 2 keeps it' must pass",
+                      lambda ctx: ctx.variant(params={"low_lr_scale": 0.0, "stage2_steps": 1,
+                                                      "aggressive_stage2_steps": 1}), Verdict.SUPPORTED,
+                      part="low_lr_keeps"),
+              Control("planted destroy", POSITIVE, "the same runs with the aggressive stage 2 on AdamW at 100x its "
+                      "learning rate and class weight 0 (both protocols: plain SGD at 100x does not destroy): "
+                      "computation is destroyed by construction, so 'the aggressive stage 2 destroys it' must pass",
+                      lambda ctx: ctx.variant(params={"aggressive_lr_scale": 100.0, "aggressive_cls_weight": 0.0,
+                                                      "aggressive_optimizer": "adamw", "low_lr_scale": 0.0,
+                                                      "stage2_steps": 1}),
+                      Verdict.SUPPORTED, part="aggressive_destroys")),
     training=True,
-    default_seeds={"fast": 1, "slow": 3},
+    default_seeds={"fast": 1, "slow": 5},
 )
 def measure_h14(ctx: ClaimContext) -> Outcome:
     p = ctx.params
     runs = []
-    with tempfile.TemporaryDirectory(prefix="lazarus-h14-") as folder:
-        firsts = {seed: stage_one(ctx, two_stage_configs(p, seed, ctx.protocol), folder) for seed in ctx.seeds}
-        stage1 = float(np.mean([one.after["symbolic_all"]["accuracy"] for one in firsts.values()]))
-        ctx.require("stage-1 symbolic accuracy", stage1, {
-            "stage1_symbolic_accuracy": {seed: one.after["symbolic_all"]["accuracy"] for seed, one in firsts.items()},
-            "baseline_symbolic_accuracy": {seed: one.baseline["symbolic_all"]["accuracy"]
-                                           for seed, one in firsts.items()}})
-        results_by_seed = {seed: stage_two(ctx, two_stage_configs(p, seed, ctx.protocol), firsts[seed])
-                           for seed in ctx.seeds}
+    firsts = {seed: stage_one(ctx, two_stage_configs(p, seed, ctx.protocol)) for seed in ctx.seeds}
+    stage1 = float(np.mean([one.after["symbolic_all"]["accuracy"] for one in firsts.values()]))
+    ctx.require("stage-1 symbolic accuracy", stage1, {
+        "stage1_symbolic_accuracy": {seed: one.after["symbolic_all"]["accuracy"] for seed, one in firsts.items()},
+        "baseline_symbolic_accuracy": {seed: one.baseline["symbolic_all"]["accuracy"] for seed, one in firsts.items()}})
+    results_by_seed = {seed: stage_two(ctx, two_stage_configs(p, seed, ctx.protocol), firsts[seed])
+                       for seed in ctx.seeds}
     for seed in ctx.seeds:
         results = results_by_seed[seed]
         runs.append({"seed": seed, "results": results,
@@ -165,7 +187,8 @@ def measure_h14(ctx: ClaimContext) -> Outcome:
     classifier = [r["classifier"] for r in runs]
     parts = {
         "low_lr_keeps": stats.threshold_claim(low, p["max_drop_low_lr"], "below", alpha, min_n=min_n,
-                                              name="symbolic accuracy points lost in low-LR stage 2"),
+                                              name="symbolic accuracy points lost in low-LR stage 2",
+                                              zero_variance_is_evidence=True),
         "aggressive_destroys": stats.threshold_claim(
             aggressive, p["min_drop_aggressive"], "above", alpha, min_n=min_n,
             name="symbolic accuracy points lost in aggressive stage 2"),

@@ -91,6 +91,7 @@ def threshold_claim(
     n_resamples: int = DEFAULT_N_RESAMPLES,
     seed: int = 0,
     name: str = "threshold",
+    zero_variance_is_evidence: bool = False,
 ) -> ClaimStatistic:
     """Claim "the mean of ``values`` is below (or above) ``threshold``", e.g. "op-word probability < 1%".
 
@@ -101,6 +102,8 @@ def threshold_claim(
     zero-variance data, which use the exact sign test. For "every unit below X" claims pass each unit's maximum.
     Zero variance is not evidence for a claim: identical values that meet the criterion give INCONCLUSIVE ("met
     with zero variance"); identical values on the other side still refute it (the sign test is unanimous).
+    ``zero_variance_is_evidence`` lifts that rule where an unchanged value is the claim itself and a manipulation
+    check has shown the model moved (H14's "stage 2 keeps accuracy"); the exact sign test then decides.
     Effect size: the mean minus the threshold in the statistic's own units (never Cohen's d against a constant).
     ``details["mde"]``: the smallest mean shift from the threshold the test detects at alpha with power 0.8 at
     this n and standard deviation (the statistic's units).
@@ -133,7 +136,7 @@ def threshold_claim(
     verdict = decide(met, p_claim, alpha, n, min_n, power, min_power, opposite_shown)
     zero_variance = n >= 2 and float(np.ptp(x)) == 0.0
     reason = verdict.reason
-    if zero_variance and verdict.verdict == Verdict.SUPPORTED:
+    if zero_variance and verdict.verdict == Verdict.SUPPORTED and not zero_variance_is_evidence:
         verdict = replace(verdict, verdict=Verdict.INCONCLUSIVE)
         reason = (f"criterion met with zero variance: all {n} values equal {_fmt(mean)}; identical values are not "
                   "evidence for the claim (they usually mean the measurement did not move), so it is not supported")
@@ -147,6 +150,7 @@ def threshold_claim(
         p_value=p_claim, n=n, verdict=verdict.verdict, reason=reason,
         details={"threshold": thr, "direction": direction, "alpha": alpha, "method": method, "test": test,
                  "p_opposite": p_opp, "min_n": min_n, "power": power, "zero_variance": zero_variance,
+                 "zero_variance_is_evidence": zero_variance_is_evidence,
                  "mde": d_min * sd, "mde_d": d_min,
                  "mde_definition": "smallest shift of the mean from the threshold the one-sided test detects "
                                    "(alpha, power 0.8) at this n and SD"},
