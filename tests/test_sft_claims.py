@@ -283,3 +283,10 @@ def test_h14_eval_prompts_and_protocols():
         assert original[branch].stage2.train.optimizer == "sgd" and corrected[branch].stage2.train.optimizer == "adamw"
         assert original[branch].stage2.train.lr == corrected[branch].stage2.train.lr
         assert original[branch].stage1 == corrected[branch].stage1
+
+
+def test_one_factor_ablations_run_on_base_models_only(instruct_dir, tmp_path, pool):
+    """A corrected+<defect> protocol on an instruct model is a skip with its reason, before any training."""
+    record = run("H05a", instruct_dir, tmp_path, pool, protocol="corrected+optimizer")
+    assert record["status"] == "skipped" and record["reason"].startswith("one-factor ablations run on base models")
+    assert not (tmp_path / "cache").exists(), "nothing was trained"

@@ -434,6 +434,14 @@ def not_instruct(info: ModelInfo) -> str | None:
     return "the claim is about base models; this is an instruct model" if info.kind == "instruct" else None
 
 
+def ablation_scope(protocol: str, info: ModelInfo) -> str | None:
+    """One-factor ablations (``corrected+<defect>``) explain the writeups' failures on base models; elsewhere they
+    would repeat that diagnosis at the cost of a training run per defect, so they run on base models only."""
+    if "+" in protocol and info.kind != "base":
+        return f"one-factor ablations run on base models only; this is a {info.kind} model"
+    return None
+
+
 def needs_moe(info: ModelInfo) -> str | None:
     return None if info.is_moe else f"dense model ({info.model_type}): no MoE router"
 

@@ -20,6 +20,7 @@ from ..claims.base import (
     ClaimContext,
     ModelInfo,
     NotTestable,
+    ablation_scope,
     all_claims,
     calibration,
     claim_dict,
@@ -119,7 +120,7 @@ def run_claim(claim: Claim, model_id: str, *, tier: str = "slow", n_seeds: int |
         return record
     record = _base_record(claim, info, model_id, protocol, tier, params, seeds)
     record["tokenization"] = pool.audit(model_id)
-    reason = claim.applies(info)
+    reason = claim.applies(info) or ablation_scope(protocol, info)
     if reason:
         record.update(status="skipped", reason=reason)
         save_record(report_dir, record)
