@@ -200,3 +200,14 @@ def test_report_adds_up_worker_seconds_per_claim_and_model():
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in _time_spent(records, ["a", "b"])[-2].splitlines()[2:]}
     assert rows == {"H01": ["10", "-", "10"], "H05a": ["150", "1,200", "1,350"], "total": ["160", "1,200", "1,361"]}
+
+
+def test_report_header_names_every_commit_the_records_came_from():
+    from lazarus_bench.suite.report import _commits
+
+    def rec(commit):
+        return {"environment": {"git_commit": commit}}
+
+    assert _commits([rec("a" * 40)] * 3) == "a" * 40
+    assert _commits([rec("b" * 40), rec("a" * 40), rec("b" * 40), {}]) == \
+        "commits bbbbbbb (2 records), aaaaaaa (1 records), - (1 records)"

@@ -23,6 +23,14 @@ MARK = {"SUPPORTED": "SUPPORTED", "REFUTED": "REFUTED", "INCONCLUSIVE": "INCONCL
 PLOTS = "plots"
 
 
+def _commits(records: list[dict]) -> str:
+    """The code the records came from: one commit, or each commit with its record count (most first)."""
+    counts = Counter((r.get("environment") or {}).get("git_commit") or "-" for r in records)
+    if len(counts) == 1:
+        return next(iter(counts))
+    return "commits " + ", ".join(f"{c[:7]} ({n} records)" for c, n in counts.most_common())
+
+
 def _fmt(value, digits: int = 3) -> str:
     if value is None:
         return "-"
@@ -104,7 +112,7 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
     if env:
         lines += [f"Environment: {env['device']}, BLAS {env['blas']['status']} ({env['blas']['library']}), "
                   f"mlx {env['packages'].get('mlx', '?')}, mlx-lm {env['packages'].get('mlx-lm', '?')}, "
-                  f"git {env.get('git_commit') or '-'}. Benchmarks: [BENCH.md](BENCH.md).", ""]
+                  f"git {_commits(loaded.records)}. Benchmarks: [BENCH.md](BENCH.md).", ""]
     lines += _replication_summary(loaded.records, claims)
     lines += _zoo_quality(models)
     lines += _model_fitness(loaded.records)
