@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import mlx.core as mx
 import numpy as np
 import pytest
@@ -256,6 +258,7 @@ def test_h14_stage_one_is_trained_once_for_every_run(saved_model, tmp_path):
 
 
 def test_part_controls_read_the_named_part():
+    from lazarus_bench import stats as S
     from lazarus_bench.claims.base import POSITIVE, Claim, Control, Outcome
     from lazarus_bench.errors import LazarusError
     from lazarus_bench.stats import ClaimStatistic, Verdict
@@ -273,6 +276,17 @@ def test_part_controls_read_the_named_part():
     assert not Control("c", POSITIVE, "", identity, Verdict.SUPPORTED).run(claim, None)["detected"]
     with pytest.raises(LazarusError, match="part 'z'"):
         Control("c", POSITIVE, "", identity, Verdict.SUPPORTED, part="z").run(claim, None)
+
+    def combined(ctx):
+        keep = S.threshold_claim([0.0] * 5, 10.0, "below", zero_variance_is_evidence=True, name="kept")
+        destroy = S.threshold_claim([1.0, 2.0, 1.5, 0.5, 1.2], 25.0, "above", name="destroyed")
+        return Outcome(statistic=S.combine(keep, {"keep": keep, "destroy": destroy}), ours="")
+
+    both = replace(claim, measure=combined)
+    keep = Control("k", POSITIVE, "", identity, Verdict.SUPPORTED, part="keep").run(both, None)
+    assert keep["detected"] and keep["verdict"] == "SUPPORTED" and keep["reason"].startswith("criterion met")
+    destroy = Control("d", POSITIVE, "", identity, Verdict.SUPPORTED, part="destroy").run(both, None)
+    assert not destroy["detected"] and destroy["verdict"] == "REFUTED", "combine()'s criteria are parts too"
 
 
 def test_engram_clustering_term_clusters_and_unfed_engram_does_not(saved_model):

@@ -133,8 +133,8 @@ class Control:
     ``build(ctx)`` returns the context to measure instead: another model (``ctx.variant(handle=...)``) or other
     parameters. ``effect`` is the verdict the measure gives when the effect is present: a positive control (effect
     planted by construction) must give it, a negative control (effect absent by construction) must not. ``part``
-    names one part of a compound claim (``details["parts"][part]["verdict"]``, or ``combine``'s
-    ``details["criteria_verdicts"][part]``) when the construction plants or removes that part alone.
+    names one part of a compound claim (``details["parts"][part]``, or ``combine``'s ``details["criteria"][part]``,
+    each with its verdict and reason) when the construction plants or removes that part alone.
     """
 
     name: str
@@ -156,19 +156,17 @@ class Control:
         except NotTestable as exc:
             return {**out, "built": False, "reason": f"the control's own run is not testable: {exc}"}
         s = outcome.statistic
-        if self.part is None:
-            verdict = outcome.verdict
-        else:
-            parts = s.details.get("parts") or {k: {"verdict": v} for k, v in
-                                                s.details.get("criteria_verdicts", {}).items()}
+        verdict, reason = outcome.verdict, s.reason
+        if self.part is not None:
+            parts = s.details.get("parts") or s.details.get("criteria", {})
             if self.part not in parts:
                 raise LazarusError(f"{claim.id}: control '{self.name}' reads part '{self.part}', which the measure "
                                    f"did not report (parts: {', '.join(parts) or 'none'})")
-            verdict = Verdict(parts[self.part]["verdict"])
+            verdict, reason = Verdict(parts[self.part]["verdict"]), parts[self.part].get("reason", reason)
             out["part"] = self.part
         detected = verdict == self.effect
         return {**out, "built": True, "verdict": str(verdict), "detected": detected,
-                "passed": detected if self.kind == POSITIVE else not detected, "reason": s.reason,
+                "passed": detected if self.kind == POSITIVE else not detected, "reason": reason,
                 "statistic": {"name": s.name, "value": s.statistic, "ci_low": s.ci_low, "ci_high": s.ci_high,
                               "n": s.n},
                 "ours": outcome.ours}
