@@ -320,3 +320,24 @@ def test_h01_spellability_gate(saved_model, tmp_path, monkeypatch, check_gates):
     ctx = _ctx("H01", path, tmp_path, [])
     monkeypatch.setattr(h01_lens_op_words.prompts, "operation_words", lambda: ("multiply", "add", "subtract", " "))
     assert h01_lens_op_words.spellable_share(ctx) == 0.75
+
+
+def test_h03_planted_feature_appears_at_the_middle_block_only(saved_model, tmp_path):
+    """H03's positive control: before the middle block a prompt's last-token state depends on its last token alone
+    (attention silenced), so block 0 cannot tell the class; the planted head makes it perfect from there on."""
+    from lazarus_bench.analysis.features import last_token_states
+    from lazarus_bench.claims.h03_word_probe_emergence import planted_feature
+
+    ctx = _ctx("H03", saved_model("llama"), tmp_path, [])
+    planted = planted_feature(ctx).handle()
+    middle = max(1, planted.layer_at_depth(0.5))
+    items = list(prompts.word_set_deconfounded())
+    same_end = [it.text for it in items if it.template == 0 and it.pair == 0]  # one per class, same last token
+    states, _ = last_token_states(planted, same_end, [0, middle - 1, middle])
+    np.testing.assert_allclose(states[0], np.broadcast_to(states[0][0], states[0].shape), atol=1e-5)
+    np.testing.assert_allclose(states[1], np.broadcast_to(states[1][0], states[1].shape), atol=1e-5)
+    assert np.min(np.linalg.norm(states[2] - states[2][0], axis=1)[1:]) > 1.0, "classes differ from the middle block"
+    original, _ = last_token_states(ctx.handle(), same_end, [0])
+    assert np.max(np.abs(original[0] - original[0][0])) > 1e-3, "the unedited model mixes tokens in block 0"
+    outcome = get_claim("H03").measure(planted_feature(ctx))
+    assert outcome.verdict == "SUPPORTED", outcome.statistic.reason

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import mlx.core as mx
 import numpy as np
 
 from .. import prompts, stats
@@ -24,9 +25,60 @@ from .common import (
 )
 
 
-def _planted_feature(ctx: ClaimContext) -> ClaimContext:
-    raise ControlUnavailable("not built yet: it needs a class-dependent edit at one middle block (the op word's "
-                             "position must reach the last token only after that block)")
+class _PlantedHead:
+    """Stands in for one block: runs it, then adds class c's direction at every position of each row that holds one
+    of class c's tokens, recognised by its residual (which, with no attention before this block, is the token's own).
+    A hand-written attention head that reads the operation word: the class appears at this block and not before."""
+
+    def __init__(self, layer, keys: mx.array, key_classes: mx.array, directions: mx.array):
+        object.__setattr__(self, "_layer", layer)
+        object.__setattr__(self, "_keys", keys / mx.linalg.norm(keys, axis=-1, keepdims=True))
+        object.__setattr__(self, "_key_classes", key_classes)
+        object.__setattr__(self, "_directions", directions)
+
+    def __getattr__(self, name: str):
+        return getattr(self._layer, name)
+
+    def __call__(self, x: mx.array, *args, **kwargs):
+        out = self._layer(x, *args, **kwargs)
+        h = out[0] if isinstance(out, tuple) else out
+        unit = x.astype(mx.float32) / mx.linalg.norm(x.astype(mx.float32), axis=-1, keepdims=True)
+        seen = mx.max((unit @ self._keys.T > 0.999).astype(mx.float32), axis=1)  # (batch, keys)
+        written = mx.minimum(seen @ self._key_classes, 1.0) @ self._directions  # (batch, hidden)
+        h = h + written[:, None, :].astype(h.dtype)
+        return (h, *out[1:]) if isinstance(out, tuple) else h
+
+
+def planted_feature(ctx: ClaimContext) -> ClaimContext:
+    """Emergence by construction: attention silenced before the middle block (so block 0 sees only the last
+    token, which the de-confounded set balances across classes) and a planted head at the middle block that writes
+    a class direction (4x the residual norm) wherever a class-specific token occurs."""
+    handle = ctx.fresh_handle()
+    middle = max(1, handle.layer_at_depth(0.5))
+    for layer in handle.layers[:middle]:
+        attn = getattr(layer, "self_attn", None)
+        out = getattr(attn, "o_proj", None)
+        if out is None or "scales" in out:
+            raise ControlUnavailable(f"no dense self_attn.o_proj in {handle.model_type} blocks to silence")
+        out.weight = mx.zeros_like(out.weight)
+    items = list(prompts.word_set_deconfounded())
+    labels = sorted({it.label for it in items})
+    tokens = {label: set() for label in labels}
+    for it in items:
+        tokens[it.label].update(handle.encode(it.text))
+    specific = sorted((t, labels.index(c)) for c in labels for t in tokens[c]
+                      - set().union(*(tokens[o] for o in labels if o != c)))
+    if {c for _, c in specific} != set(range(len(labels))):
+        raise ControlUnavailable("some class has no token of its own in the de-confounded prompts")
+    keys = mx.concatenate([handle.forward([[t]]).hidden[middle][0].astype(mx.float32) for t, _ in specific])
+    key_classes = mx.zeros((len(specific), len(labels))).at[mx.arange(len(specific)),
+                                                             mx.array([c for _, c in specific])].add(1.0)
+    rng = np.random.default_rng(ctx.params["seed"])
+    basis = np.linalg.qr(rng.standard_normal((handle.hidden_size, len(labels))))[0].T
+    scale = 4.0 * float(mx.mean(mx.linalg.norm(keys, axis=-1)))
+    handle.layers[middle] = _PlantedHead(handle.layers[middle], keys, key_classes,
+                                         mx.array(basis.astype(np.float32) * scale))
+    return ctx.variant(handle=handle)
 
 
 @claim(
@@ -47,8 +99,9 @@ def _planted_feature(ctx: ClaimContext) -> ClaimContext:
     fast={"n_permutations": 20, "n_bootstrap": 499},
     controls=(
         random_init_control(Verdict.SUPPORTED),
-        Control("feature planted at a middle block", POSITIVE, "an edit that writes a class feature at a middle "
-                "block only", _planted_feature, Verdict.SUPPORTED),
+        Control("feature planted at a middle block", POSITIVE, "attention silenced before the middle block and a "
+                "hand-written head there that writes a class direction wherever the operation word occurs: "
+                "chance at block 0, perfect from the middle block on", planted_feature, Verdict.SUPPORTED),
     ),
 )
 def measure_h03(ctx: ClaimContext) -> Outcome:
