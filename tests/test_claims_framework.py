@@ -209,5 +209,6 @@ def test_report_header_names_every_commit_the_records_came_from():
         return {"environment": {"git_commit": commit}}
 
     assert _commits([rec("a" * 40)] * 3) == "a" * 40
-    assert _commits([rec("b" * 40), rec("a" * 40), rec("b" * 40), {}]) == \
-        "commits bbbbbbb (2 records), aaaaaaa (1 records), - (1 records)"
+    assert _commits([rec("b" * 40), rec("a" * 40), rec("b" * 40), {"status": "skipped"}]) == \
+        "commits bbbbbbb (2 records), aaaaaaa (1 records)", "a skip ran no code"
+    assert _commits([{"status": "skipped"}]) == "-"

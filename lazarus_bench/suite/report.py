@@ -24,8 +24,10 @@ PLOTS = "plots"
 
 
 def _commits(records: list[dict]) -> str:
-    """The code the records came from: one commit, or each commit with its record count (most first)."""
-    counts = Counter((r.get("environment") or {}).get("git_commit") or "-" for r in records)
+    """The code the measured records came from (skips run none): one commit, or each with its record count."""
+    counts = Counter(r["environment"].get("git_commit") or "-" for r in records if r.get("environment"))
+    if not counts:
+        return "-"
     if len(counts) == 1:
         return next(iter(counts))
     return "commits " + ", ".join(f"{c[:7]} ({n} records)" for c, n in counts.most_common())
