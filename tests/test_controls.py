@@ -142,11 +142,18 @@ def test_h10_planted_router_row_is_flagged_and_random_rows_are_not(saved_model, 
     assert record["calibration"] == "calibrated"
 
 
-def test_h03_states_the_control_it_cannot_build(saved_model, tmp_path):
+def test_h03_record_carries_both_controls(saved_model, tmp_path):
     record = _run("H03", saved_model("llama"), tmp_path)
     planted = _controls(record)["feature planted at a middle block"]
-    assert not planted["built"] and "not built yet" in planted["reason"]
+    assert planted["built"] and planted["detected"] and planted["verdict"] == "SUPPORTED", planted["reason"]
     assert _controls(record)["random-init model"]["built"]
+
+
+def test_a_control_that_cannot_be_built_is_stated_with_its_reason(saved_model, tmp_path):
+    claim = get_claim("H05b")
+    keep = next(c for c in claim.controls if c.name == "answers kept by construction")
+    out = keep.run(claim, _ctx("H05b", saved_model("llama"), tmp_path, [0]))
+    assert not out["built"] and "identical" in out["reason"] and "verdict" not in out
 
 
 def test_h05_untrained_runs_measure_the_model_before_training(saved_model, tmp_path):
