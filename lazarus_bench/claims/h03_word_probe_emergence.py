@@ -70,9 +70,8 @@ def planted_feature(ctx: ClaimContext) -> ClaimContext:
                       - set().union(*(tokens[o] for o in labels if o != c)))
     if {c for _, c in specific} != set(range(len(labels))):
         raise ControlUnavailable("some class has no token of its own in the de-confounded prompts")
-    keys = mx.concatenate([handle.forward([[t]]).hidden[middle][0].astype(mx.float32) for t, _ in specific])
-    key_classes = mx.zeros((len(specific), len(labels))).at[mx.arange(len(specific)),
-                                                             mx.array([c for _, c in specific])].add(1.0)
+    keys = handle.forward([[t] for t, _ in specific]).hidden[middle][:, 0].astype(mx.float32)
+    key_classes = mx.array(np.eye(len(labels), dtype=np.float32)[[c for _, c in specific]])
     rng = np.random.default_rng(ctx.params["seed"])
     basis = np.linalg.qr(rng.standard_normal((handle.hidden_size, len(labels))))[0].T
     scale = 4.0 * float(mx.mean(mx.linalg.norm(keys, axis=-1)))
