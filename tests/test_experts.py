@@ -7,7 +7,7 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 from mlx.utils import tree_flatten
-from mlx_lm.models.switch_layers import SwitchGLU
+from mlx_lm.models.switch_layers import SwitchGLU, SwitchLinear
 
 from lazarus_bench.experts import DenseSwitchGLU, densify_experts
 from lazarus_bench.tiny import MOE_ARCHS, build_model, tiny_config
@@ -58,17 +58,49 @@ def test_load_model_on_cpu_runs_experts_densely(saved_model):
     assert any(type(m) is DenseSwitchGLU for m in handle.model.modules())
 
 
-def test_lora_on_the_experts_takes_the_gathered_path():
-    """mlx-lm's LoRA wraps SwitchLinear experts (LoRASwitchLinear): such a layer computes as mlx-lm's does."""
+def _lora_moe(dropout: float):
+    """A tiny Mixtral with mlx-lm's LoRA on every linear, B drawn nonzero so the adapters contribute."""
+    from mlx_lm.tuner.lora import LoRASwitchLinear
+
     from lazarus_bench.training.lora import LoraSpec, apply_lora
 
     model = build_model(tiny_config("mixtral"), seed=1)
+    apply_lora(model, LoraSpec(rank=2, dropout=dropout), n_layers=2, seed=0)
+    adapters = [m for m in model.modules() if type(m) is LoRASwitchLinear]
+    for i, m in enumerate(adapters):
+        m.lora_b = 0.1 * mx.random.normal(m.lora_b.shape, key=mx.random.key(10 + i))
+    assert adapters
+    return model
+
+
+def test_lora_on_the_experts_runs_densely_with_the_gathered_gradients():
+    """H11/H15 train mlx-lm's LoRA on the experts (LoRASwitchLinear): dense, it gives mlx-lm's outputs and
+    the same gradients for every adapter."""
+    model = _lora_moe(dropout=0.0)
+    tokens = mx.random.randint(0, 100, (3, 17), key=mx.random.key(2))
+    logits = model(tokens)
+    loss, grads = _loss_and_grads(model, tokens)
+    assert any("switch_mlp" in n and "lora_b" in n for n in grads)
+    assert densify_experts(model) > 0
+    assert all(m.runs_densely(2) for m in model.modules() if type(m) is DenseSwitchGLU)
+    np.testing.assert_allclose(np.array(model(tokens)), np.array(logits), rtol=1e-5, atol=1e-5)
+    dense_loss, dense_grads = _loss_and_grads(model, tokens)
+    assert dense_loss.item() == pytest.approx(loss.item(), rel=1e-6)
+    assert dense_grads.keys() == grads.keys()
+    for name, g in grads.items():
+        np.testing.assert_allclose(np.array(dense_grads[name]), np.array(g), rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_lora_dropout_on_the_experts_keeps_the_gathered_path():
+    """Dropout would draw other masks densely: such a layer computes exactly as mlx-lm's does."""
+    model = _lora_moe(dropout=0.1)
     densify_experts(model)
-    apply_lora(model, LoraSpec(rank=2), n_layers=2, seed=0)
-    wrapped = [m for m in model.modules()
-               if type(m) is DenseSwitchGLU and type(m.up_proj).__name__ != "SwitchLinear"]
-    assert wrapped
+    layers = [m for m in model.modules() if type(m) is DenseSwitchGLU and type(m.up_proj) is not SwitchLinear]
+    assert layers and not any(m.runs_densely(2) for m in layers)
     x = mx.random.normal((7, 32), key=mx.random.key(3))
     idx = mx.random.randint(0, 4, (7, 2), key=mx.random.key(4))
-    for layer in wrapped:
-        assert mx.array_equal(layer(x, idx), SwitchGLU.__call__(layer, x, idx)).item()
+    for layer in layers:
+        mx.random.seed(5)
+        expected = SwitchGLU.__call__(layer, x, idx)
+        mx.random.seed(5)
+        assert mx.array_equal(layer(x, idx), expected).item()
