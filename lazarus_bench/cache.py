@@ -2,11 +2,14 @@
 
 An entry is built in a temporary directory and renamed into place, so an interrupted build never
 leaves a half-written entry; each entry's manifest holds the sha256 of its files, and an entry whose
-files no longer match is detected, removed and rebuilt.
+files no longer match is detected, removed and rebuilt. A lock per entry makes concurrent workers that need
+the same entry build it once: the others wait and read it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -80,13 +83,20 @@ class FixtureCache:
         return removed
 
     def get_or_build(self, parts: dict[str, Any], build: Callable[[Path], Any]) -> Path:
-        """The cached entry for ``parts``, building it with ``build(tmp_dir)`` if missing or corrupt."""
+        """The cached entry for ``parts``, building it with ``build(tmp_dir)`` if missing or corrupt (once, when
+        several processes ask at the same time)."""
         entry = self.path(parts)
+        if self.valid(entry):
+            return entry
+        self.root.mkdir(parents=True, exist_ok=True)
+        with _locked(self.root / f".{entry.name}.lock"):
+            return self._build(entry, parts, build)
+
+    def _build(self, entry: Path, parts: dict[str, Any], build: Callable[[Path], Any]) -> Path:
         if entry.exists():
             if self.valid(entry):
                 return entry
             shutil.rmtree(entry, ignore_errors=True)
-        self.root.mkdir(parents=True, exist_ok=True)
         self.remove_stale_builds()
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{entry.name}.{os.getpid()}."))
         try:
@@ -103,6 +113,17 @@ class FixtureCache:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return entry
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive ``flock`` on ``path``, released when the block ends or the process dies."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _alive(pid: int) -> bool:

@@ -55,8 +55,36 @@ def test_cache_builds_atomically_and_rebuilds_corrupt_entries(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         cache.get_or_build({"other": 1}, interrupted)
     assert not cache.path({"other": 1}).exists()
-    assert [p.name for p in tmp_path.iterdir()] == [entry.name]
+    assert [p.name for p in tmp_path.iterdir() if p.suffix != ".lock"] == [entry.name]
     assert json.loads((entry / MANIFEST).read_text())["files"]
+
+
+_CONCURRENT_BUILD = """
+import sys, time
+from lazarus_bench.cache import FixtureCache
+
+def build(d):
+    with open(sys.argv[2], "a") as log:
+        log.write("built\\n")
+    time.sleep(1.0)
+    (d / "weights.bin").write_bytes(b"w")
+
+print(FixtureCache(sys.argv[1]).get_or_build({"stage": "one", "seed": 0}, build))
+"""
+
+
+def test_concurrent_workers_build_a_shared_entry_once(tmp_path):
+    """Two processes that need the same entry at once (H14's protocols share stage one): one builds, the
+    other waits for it and reads the same entry."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "builds.log"
+    procs = [subprocess.Popen([sys.executable, "-c", _CONCURRENT_BUILD, str(tmp_path / "cache"), str(log)],
+                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    paths = {p.communicate(timeout=120)[0].strip() for p in procs}
+    assert all(p.returncode == 0 for p in procs)
+    assert len(paths) == 1 and log.read_text() == "built\n"
 
 
 def _fake_claim(claim_id, measure, applies=lambda info: None):
