@@ -35,7 +35,7 @@ from .tokenizer import build_tokenizer, save_tokenizer
 
 KINDS = ("base", "instruct", "untied", "moe")
 MANIFEST_VERSION = 1
-RECIPE = 2  # bump when the corpus or the training recipe changes: a cached micro zoo of another recipe is rebuilt
+RECIPE = 3  # bump when the corpus or the training recipe changes: a cached micro zoo of another recipe is rebuilt
 
 
 @dataclass(frozen=True)
@@ -74,12 +74,14 @@ SIZES: dict[str, SizeSpec] = {
         arch=ArchSpec(hidden_size=128, num_hidden_layers=8, intermediate_size=384,
                       num_attention_heads=4, num_key_value_heads=2),
         vocab_size=1024,
-        pretrain=P.TrainConfig(steps=2200, batch_size=64, seq_len=64, lr=3e-3, warmup=50,
+        pretrain=P.TrainConfig(steps=2000, batch_size=64, seq_len=64, lr=3e-3, warmup=50,
                                ckpt_every=100, log_every=25),
         instruct=P.TrainConfig(steps=300, batch_size=32, seq_len=64, lr=5e-4, warmup=10,
                                ckpt_every=50, log_every=25),
-        derived=P.TrainConfig(steps=250, batch_size=64, seq_len=64, lr=1e-3, warmup=20,
+        derived=P.TrainConfig(steps=250, batch_size=64, seq_len=64, lr=5e-4, warmup=20,
                               ckpt_every=50, log_every=25),
+        anneal=P.TrainConfig(steps=1200, batch_size=64, seq_len=64, lr=1e-3, warmup=20,
+                             ckpt_every=100, log_every=50),
         preference=P.TrainConfig(steps=150, batch_size=32, seq_len=24, lr=1e-4, warmup=10,
                                  ckpt_every=50, log_every=25),
         instruct_replay=0.5,

@@ -211,7 +211,6 @@ _QUESTION_TEMPLATES = [
     "Calculate {A} {W} {B} = {C}",
     "Find {A} {W} {B}. {C}",
     "Compute {A} {W} {B}: {C}",
-    "What is {A} {W} {B}? The answer is {C}.",
 ]
 # Canonical word-question prompts used by the evaluation (prefix of the first template).
 WORD_QUESTION_PROMPT = "What is {A} {W} {B}?"
