@@ -165,6 +165,8 @@ def test_h05_untrained_runs_measure_the_model_before_training(saved_model, tmp_p
     before = np.mean([s["restricted_prob_before"] for s in record["samples"]])
     assert untrained["statistic"]["value"] == pytest.approx(before, rel=1e-6)
     assert record["statistic"]["statistic"] != pytest.approx(before, rel=1e-6)
+    planted = _controls(record)["planted operation naming"]
+    assert planted["kind"] == "positive" and not planted["built"] and "H01" in planted["reason"]
 
 
 def _ctx(claim_id, path, tmp_path, seeds, **overrides):

@@ -10,7 +10,7 @@ from .. import prompts, stats
 from ..protocols import ONE_FACTOR
 from ..stats import ClaimStatistic, Verdict
 from ..stats.verdicts import combine
-from .base import NEGATIVE, ClaimContext, Control, Outcome, claim
+from .base import NEGATIVE, POSITIVE, ClaimContext, Control, ControlUnavailable, Outcome, claim
 from .common import mean_series, step_curve
 from .fixtures import DUAL_FAST, DUAL_GATES, DUAL_PARAMS, dual_fitness, dual_run, dual_sample
 
@@ -38,6 +38,13 @@ def h05a_verdict(samples: list[dict], p: dict) -> tuple[ClaimStatistic, dict]:
         "unit": "seed (the eval prompts are nested in each seed)",
     }
     return replace(combined, details=details), parts
+
+
+def no_planted_naming(ctx: ClaimContext) -> ClaimContext:
+    raise ControlUnavailable("not built: the measure is the training run itself, so an effect planted before training "
+                             "is tested through the very outcome the claim is about, and one planted after training "
+                             "bypasses the runs (cached by the checkpoint's content); the read-out it uses is checked "
+                             "by H01's and H04's positive control, which detect this claim's own trained adapter")
 
 
 def dual_curves(runs: list[dict], label: str = "") -> dict:
@@ -73,7 +80,9 @@ def dual_curves(runs: list[dict], label: str = "") -> dict:
     gates=DUAL_GATES,
     controls=(Control("untrained runs", NEGATIVE, "the same runs (data, steps, seeds, evaluation) with the learning "
                       "rate scaled to 0: nothing is learned, so the lens cannot name the operation",
-                      lambda ctx: ctx.variant(params={"lr_scale": 0.0}), Verdict.SUPPORTED),),
+                      lambda ctx: ctx.variant(params={"lr_scale": 0.0}), Verdict.SUPPORTED),
+              Control("planted operation naming", POSITIVE, "not built (see the reason)", no_planted_naming,
+                      Verdict.SUPPORTED)),
     training=True,
     protocols=("corrected", "original", *ONE_FACTOR),
     layer_curve=("lens_true_op_word", "after, mean over seeds"),
