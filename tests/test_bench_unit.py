@@ -255,3 +255,34 @@ def test_mlx_lm_loss_counts_one_pad_target_per_padded_row_ours_does_not():
     _, ntok, _ = sft_loss(model, *ours.arrays())
     assert ntok.item() == sum(len(r) - 1 for r in rows) == 9
     assert theirs.item() == sum(len(r) for r in rows) == 12
+
+
+def test_main_job_and_zoo_build_costs_from_what_they_wrote(tmp_path):
+    """Worker-seconds add up per claim and model over protocols; a model's span runs from its first record's start
+    (end minus wall) to its last record's end; the zoo total is the last manifest's running total."""
+    import json
+
+    from lazarus_bench.bench.costs import main_job_costs, zoo_build_costs
+
+    records = tmp_path / "records"
+    records.mkdir()
+    for name, claim, model, wall, end in [("a", "H01", "m1", 10.0, "2026-01-01T00:01:00+00:00"),
+                                          ("b", "H01", "m1", 5.0, "2026-01-01T00:02:00+00:00"),
+                                          ("c", "H02", "m1", 30.0, "2026-01-01T00:00:50+00:00"),
+                                          ("d", "H02", "m2", 7.0, "2026-01-01T01:00:00+00:00")]:
+        (records / f"{name}.json").write_text(json.dumps(
+            {"claim": {"id": claim}, "model": {"id": model}, "wall_s": wall, "timestamp": end}))
+    (records / "broken.json").write_text("{")
+    job = main_job_costs(records)
+    assert job["per_claim"] == {"H01": {"m1": 15.0}, "H02": {"m1": 30.0, "m2": 7.0}}
+    assert job["worker_s"] == {"m1": 45.0, "m2": 7.0}
+    assert job["span_s"] == {"m1": 120.0 - 20.0, "m2": 7.0}
+    assert main_job_costs(tmp_path / "none") is None
+
+    for kind, total in (("base", 100.0), ("moe", 250.0)):
+        (tmp_path / "zoo" / kind).mkdir(parents=True)
+        (tmp_path / "zoo" / kind / "manifest.json").write_text(json.dumps(
+            {"build_seconds": total / 2, "train_tokens": 64, "tokens_per_s": 3.0, "ranks": 2, "recipe": 3,
+             "wall_seconds_total_so_far": total}))
+    zoo = zoo_build_costs(tmp_path / "zoo")
+    assert [r["model"] for r in zoo["models"]] == ["base", "moe"] and zoo["wall_s"] == 250.0

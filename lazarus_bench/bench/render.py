@@ -228,11 +228,34 @@ def render_bench_md(results: dict) -> str:
         out += ["", f"## Scaling (zoo pretraining step, T={scaling['seq_len']})", "", "By model size:", "",
                 table(srows(scaling["by_size"]), headers), "", "By batch size:", "",
                 table(srows(scaling["by_batch"]), headers)]
+    out += _cost_sections(results.get("main_job"), results.get("zoo_build"), table)
     out += ["", "## Formulas", "", FORMULAS]
     errors = results.get("errors")
     if errors:
         out += ["## Errors", ""] + [f"- {k}: {v}" for k, v in errors.items()] + [""]
     return "\n".join(out)
+
+
+def _cost_sections(job: dict | None, zoo: dict | None, table) -> list[str]:
+    """The main job's worker-seconds per claim and model, and the zoo build's seconds and tokens (from the records
+    and the manifests those runs wrote)."""
+    out: list[str] = []
+    if job:
+        models = job["models"]
+        rows = [[claim] + [fmt(costs.get(m)) if m in costs else "–" for m in models]
+                for claim, costs in job["per_claim"].items()]
+        rows.append(["all (worker-s)"] + [fmt(job["worker_s"][m]) for m in models])
+        rows.append(["span of the records (s)"] + [fmt(job["span_s"][m]) for m in models])
+        out += ["", "## Main job (from the committed records)", "",
+                "Worker-seconds per claim (every protocol and control), and per model the span from the first "
+                "record's start to the last one's end: the wall time when the models ran one after another.", "",
+                table(rows, ["claim"] + models)]
+    if zoo:
+        rows = [[r["model"], fmt(r["build_s"]), fmt(r["train_tokens"]), fmt(r["tokens_per_s"]), fmt(r["ranks"]),
+                 fmt(r["recipe"])] for r in zoo["models"]]
+        out += ["", f"## Zoo build (from the shipped manifests): {fmt(zoo['wall_s'])} s in all", "",
+                table(rows, ["model", "build s", "training tokens", "tokens/s", "ranks", "recipe"])]
+    return out
 
 
 def write_bench(results: dict, out_dir: str | os.PathLike = "reports") -> Path:

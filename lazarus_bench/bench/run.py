@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..zoo.registry import zoo_root
+from .costs import main_job_costs, zoo_build_costs
 from .fixtures import bench_tokenizer, llama_config, load_handle, save_bench_model, tokenizer_vocab
 from .lens import measure_lens, measure_probes
 from .machine import machine_info
@@ -125,6 +127,8 @@ def run_bench(out_dir: str | os.PathLike = "reports", quick: bool = False, progr
         results["scaling"] = stage("scaling", lambda: measure_scaling(
             vocab, batch=plan.scaling_batch, steps=plan.scaling_steps, batches=plan.batch_sweep,
             on_case=lambda c: log(f"scaling {c}")))
+    results["main_job"] = stage("main job", lambda: main_job_costs(Path(out_dir) / "records"))
+    results["zoo_build"] = stage("zoo build", lambda: zoo_build_costs(zoo_root()))
     results["ratios"] = summarise_ratios(results)
     results["wall_s"] = time.perf_counter() - start
     path = write_bench(results, out_dir)

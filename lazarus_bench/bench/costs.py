@@ -1,0 +1,50 @@
+"""What the main job and the zoo build cost, read from what they wrote: the records' ``wall_s`` and clock readings
+and the zoo manifests' seconds and tokens (measured by those runs themselves, not re-timed here)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+
+ZOO_KINDS = ("base", "instruct", "untied", "moe")
+
+
+def main_job_costs(records_dir: str | Path) -> dict | None:
+    """Worker-seconds per claim and model (sum of ``wall_s`` over protocols), and per model the span from the first
+    record's start to the last one's end (``timestamp`` is written when a record ends). None without records."""
+    per_claim: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    spans: dict[str, list[float]] = {}
+    for path in sorted(Path(records_dir).glob("*.json")):
+        try:
+            rec = json.loads(path.read_text())
+            claim, model, wall = rec["claim"]["id"], rec["model"]["id"], float(rec.get("wall_s") or 0.0)
+            end = datetime.fromisoformat(rec["timestamp"]).timestamp()
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        per_claim[claim][model] += wall
+        first, last = spans.get(model, [end - wall, end])
+        spans[model] = [min(first, end - wall), max(last, end)]
+    if not per_claim:
+        return None
+    models = sorted(spans)
+    totals = {m: sum(c.get(m, 0.0) for c in per_claim.values()) for m in models}
+    return {"models": models, "per_claim": {c: dict(v) for c, v in sorted(per_claim.items())},
+            "worker_s": totals, "span_s": {m: spans[m][1] - spans[m][0] for m in models}}
+
+
+def zoo_build_costs(zoo_dir: str | Path) -> dict | None:
+    """Each shipped model's build seconds, training tokens, tokens/s and ranks, and the whole build's wall time
+    (the last manifest's running total). None when no manifest is there."""
+    rows, total = [], None
+    for kind in ZOO_KINDS:
+        try:
+            man = json.loads((Path(zoo_dir) / kind / "manifest.json").read_text())
+        except (OSError, ValueError):
+            continue
+        rows.append({"model": kind, "build_s": man.get("build_seconds"), "train_tokens": man.get("train_tokens"),
+                     "tokens_per_s": man.get("tokens_per_s"), "ranks": man.get("ranks"),
+                     "recipe": man.get("recipe")})
+        total = man.get("wall_seconds_total_so_far", total)
+    return {"models": rows, "wall_s": total} if rows else None
