@@ -137,6 +137,10 @@ def test_gate_misses_follow_the_issue_thresholds():
     assert [m.split()[0] for m in gate_misses("moe", dict(base, word=0.49), base)] == ["word"]
     assert gate_misses("instruct", {"chat": 0.30}, base) == []
     assert gate_misses("instruct", {"chat": 0.65}, dict(base, chat=0.7)) == ["chat 65.0% < base 70.0%"]
+    frontier = {"grpo_start_reward": {"rate": 0.18}}
+    assert gate_misses("instruct", {"chat": 0.30, **frontier}, base) == ["GRPO start reward 0.18 outside [0.2, 0.8]"]
+    assert gate_misses("untied", dict(base, grpo_start_reward={"rate": 0.81}), base)[0].startswith("GRPO")
+    assert gate_misses("base", dict(base, heldout=0.8, grpo_start_reward={"rate": 0.2}), base) == []
 
 
 def test_dpo_loss_against_numpy(tiny_setup):
