@@ -5,6 +5,7 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
+from lazarus_bench.experts import DenseSwitchGLU
 from lazarus_bench.models import ModelHandle
 from lazarus_bench.tiny import build_model, tiny_config
 from lazarus_bench.zoo.derive import untie, upcycle_moe
@@ -32,6 +33,7 @@ def test_upcycled_moe_equals_base_without_noise_and_routes():
     assert len(routers) == cfg["num_hidden_layers"] and routers[0].num_experts == 4 and routers[0].top_k == 2
     experts = np.array(model.model.layers[0].block_sparse_moe.switch_mlp.up_proj.weight)
     np.testing.assert_array_equal(experts[0], experts[3])
+    assert all(type(layer.block_sparse_moe.switch_mlp) is DenseSwitchGLU for layer in model.model.layers)
 
 
 def test_upcycling_noise_breaks_expert_symmetry():

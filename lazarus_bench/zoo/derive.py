@@ -14,6 +14,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
+from ..experts import densify_experts
 from ..tiny import build_model
 
 
@@ -30,7 +31,8 @@ def untie(base: nn.Module, base_config: dict) -> tuple[nn.Module, dict]:
 
 def upcycle_moe(base: nn.Module, base_config: dict, *, num_experts: int = 4, top_k: int = 2, noise: float = 0.0,
                 seed: int = 0) -> tuple[nn.Module, dict]:
-    """A mixtral whose experts are copies of the base's MLP (plus ``noise`` x their RMS) and whose router is random."""
+    """A mixtral whose experts are copies of the base's MLP (plus ``noise`` x their RMS) and whose router is random;
+    on CPU its experts run densely, as every zoo model's do (``build_model`` of pretrain)."""
     config = {k: v for k, v in base_config.items() if k not in ("architectures", "head_dim")}
     args = base.args
     config.update(model_type="mixtral", architectures=["MixtralForCausalLM"], num_local_experts=num_experts,
@@ -58,4 +60,5 @@ def upcycle_moe(base: nn.Module, base_config: dict, *, num_experts: int = 4, top
             out[name] = dense[name]
     model.load_weights(list(out.items()))
     mx.eval(model.parameters())
+    densify_experts(model)
     return model, config
