@@ -254,15 +254,20 @@ def test_h14_controls_scale_each_branch(saved_model, tmp_path):
     assert outcome.statistic.details["criteria_verdicts"]["aggressive_destroys"] != "SUPPORTED"
 
 
+def _cache_entries(root):
+    """The cache's entries (not the per-entry lock files)."""
+    return sorted(p.name for p in root.iterdir() if p.suffix != ".lock")
+
+
 def test_h14_stage_one_is_trained_once_for_every_run(saved_model, tmp_path):
     """Both protocols and every control of a seed reuse one cached stage 1 (content-keyed): a second measure builds
     no new entry and reads the same fused weights."""
     claim = get_claim("H14")
     ctx = _ctx("H14", saved_model("llama"), tmp_path, [0], min_stage1_accuracy=0.0)
     first = claim.measure(ctx)
-    entries = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    entries = _cache_entries(tmp_path / "cache")
     again = claim.measure(ctx.variant(params={"low_lr_scale": 0.0}))
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == entries and len(entries) == 1
+    assert _cache_entries(tmp_path / "cache") == entries and len(entries) == 1
     assert again.samples[1]["symbolic"] == first.samples[1]["symbolic"], "stage-1 metrics come from the cached run"
 
 
