@@ -22,6 +22,16 @@ def _loss_and_grads(model, tokens):
     return value, dict(tree_flatten(grads))
 
 
+def _assert_same_as_gathered(model, tokens, logits, loss, grads):
+    """The (now dense) model gives the gathered path's logits, loss and gradients."""
+    np.testing.assert_allclose(np.array(model(tokens)), np.array(logits), rtol=1e-5, atol=1e-5)
+    dense_loss, dense_grads = _loss_and_grads(model, tokens)
+    assert dense_loss.item() == pytest.approx(loss.item(), rel=1e-6)
+    assert dense_grads.keys() == grads.keys()
+    for name, g in grads.items():
+        np.testing.assert_allclose(np.array(dense_grads[name]), np.array(g), rtol=1e-4, atol=1e-6, err_msg=name)
+
+
 @pytest.mark.parametrize("arch", MOE_ARCHS)
 def test_dense_experts_give_the_gathered_outputs_and_gradients(arch):
     """Every MoE architecture the project knows (gpt_oss with expert biases); a batch of 48 tokens takes
@@ -32,12 +42,7 @@ def test_dense_experts_give_the_gathered_outputs_and_gradients(arch):
     loss, grads = _loss_and_grads(model, tokens)
     assert densify_experts(model) > 0
     assert all(type(m) is not SwitchGLU for m in model.modules())
-    np.testing.assert_allclose(np.array(model(tokens)), np.array(logits), rtol=1e-5, atol=1e-5)
-    dense_loss, dense_grads = _loss_and_grads(model, tokens)
-    assert dense_loss.item() == pytest.approx(loss.item(), rel=1e-6)
-    assert dense_grads.keys() == grads.keys()
-    for name, g in grads.items():
-        np.testing.assert_allclose(np.array(dense_grads[name]), np.array(g), rtol=1e-4, atol=1e-6, err_msg=name)
+    _assert_same_as_gathered(model, tokens, logits, loss, grads)
     assert any("switch_mlp" in n or "experts" in n for n in grads if float(mx.abs(grads[n]).max()) > 0)
 
 
@@ -83,12 +88,7 @@ def test_lora_on_the_experts_runs_densely_with_the_gathered_gradients():
     assert any("switch_mlp" in n and "lora_b" in n for n in grads)
     assert densify_experts(model) > 0
     assert all(m.runs_densely(2) for m in model.modules() if type(m) is DenseSwitchGLU)
-    np.testing.assert_allclose(np.array(model(tokens)), np.array(logits), rtol=1e-5, atol=1e-5)
-    dense_loss, dense_grads = _loss_and_grads(model, tokens)
-    assert dense_loss.item() == pytest.approx(loss.item(), rel=1e-6)
-    assert dense_grads.keys() == grads.keys()
-    for name, g in grads.items():
-        np.testing.assert_allclose(np.array(dense_grads[name]), np.array(g), rtol=1e-4, atol=1e-6, err_msg=name)
+    _assert_same_as_gathered(model, tokens, logits, loss, grads)
 
 
 def test_lora_dropout_on_the_experts_keeps_the_gathered_path():
