@@ -192,7 +192,7 @@ def test_grpo_controls_leave_the_model_alone_or_train_one_word(saved_model, tmp_
     assert untrained.verdict != "SUPPORTED"
     planted_ctx = single_target_runs(ctx)
     target = planted_ctx.params["only_op"]
-    assert target != before["mode_word"] and planted_ctx.params["lr_scale"] == 10.0
+    assert target != before["mode_word"] and planted_ctx.params["lr_scale"] == 30.0
     planted = claim.measure(planted_ctx)
     assert all(s["only_op"] == target and s["param_change_relative"] > 0 for s in planted.samples)
     assert {c.name for c in get_claim("H09").controls} == {c.name for c in claim.controls}

@@ -167,18 +167,20 @@ def untrained_runs(ctx: ClaimContext) -> ClaimContext:
 
 def single_target_runs(ctx: ClaimContext) -> ClaimContext:
     """Positive control: every training prompt is of one operation (not the untrained model's own mode word), so
-    the lens term trains that one word for all prompts; the learning rate x10 makes it take within the budget."""
+    the lens term trains that one word for all prompts; the learning rate x30 makes it take within every fix's budget
+    (at x10 H09's low-LR fix, 50 steps at 2e-6, left the recipe-3 zoo:base uncollapsed; at x30 all four fixes
+    collapsed 3/3 seeds there, mode word restricted P 0.94-1.00)."""
     before = collapse_eval(ctx.handle(), ctx.params)
     target = next(op[0] for op in grpo_spec().operations
                   if op[0] in collapse_words(before["labels"]) and op[0] != before["mode_word"])
-    return ctx.variant(params={"only_op": target, "lr_scale": 10.0})
+    return ctx.variant(params={"only_op": target, "lr_scale": 30.0})
 
 
 GRPO_CONTROLS = (
     Control("untrained runs", NEGATIVE, "the same runs with learning rate 0 for one step: the model is not "
             "changed, so no collapse may be credited to training", untrained_runs, Verdict.SUPPORTED),
     Control("single-operation target", POSITIVE, "the same runs on prompts of one operation only (not the untrained "
-            "model's mode word), learning rate x10: the lens term trains one word for every prompt, a collapse by "
+            "model's mode word), learning rate x30: the lens term trains one word for every prompt, a collapse by "
             "construction", single_target_runs, Verdict.SUPPORTED),
 )
 
