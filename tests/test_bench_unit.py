@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -164,7 +165,10 @@ def test_write_bench_on_synthetic_numbers(tmp_path):
         "grpo": {"model": "m", "rollouts_per_step": 16, "max_new_tokens": 8, "gen_tokens_per_s": 100.0,
                  "train_tokens_per_s": 200.0, "tokens_per_s": 120.0, "gen_fraction": 0.4, "peak_memory_gb": 0.06},
         "lens": {"prompts": 16, "seq_len": 16, "layers": 9, "one_pass_prompts_per_s": 100.0,
-                 "per_layer_prompts_per_s": 20.0, "api_prompts_per_s": 90.0, "ratio": 5.0, "ratio_cpu": 4.5},
+                 "per_layer_prompts_per_s": 20.0, "api_prompts_per_s": 90.0, "ratio": 5.0, "ratio_cpu": 4.5,
+                 "torch_prompts_per_s": 180.0, "api_over_torch": [0.4, 0.5, 0.6],
+                 "torch_1_prompts_per_s": 120.0, "api_over_torch_1": [0.7, 0.75, 0.9],
+                 "one_pass_over_torch_1": [0.8, 0.85, 0.95]},
         "probes": {"prompts": 64, "layers": 9, "hidden": 128, "n_permutations": 5, "extract_s": 0.5,
                    "fit_s_per_layer": 0.25},
         "mlx_lm": {"config": {"batch": 8}, "matched": {
@@ -193,6 +197,9 @@ def test_write_bench_on_synthetic_numbers(tmp_path):
     assert json.loads((tmp_path / "bench.json").read_text())["lens"]["ratio"] == 5.0
     assert [r["value"] for r in render.summarise_ratios(results)][:4] == [1.25, 1.2, 5.0, 1.9]
     assert "short SFT rows, mlx-lm's order" in text and "4.002" in text and "PR #1697" in text
+    assert re.search(r"\| \.\.\. same on torch with 1 thread \(our BLAS runs 1 thread\) +\| 120 ", text)
+    assert "API / torch (1 thread) speed, interleaved repeats: median 0.75 (range 0.7-0.9, 3 repeats)" in text
+    assert "one captured forward / torch (1 thread) speed, interleaved repeats: median 0.85" in text
 
 
 def test_render_bench_md_with_nothing_measured():

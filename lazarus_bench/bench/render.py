@@ -161,12 +161,16 @@ def render_bench_md(results: dict) -> str:
                        ["a truncated forward per layer", fmt(lens["per_layer_prompts_per_s"])],
                        ["`logit_lens()` API (top-5 decoded)", fmt(lens["api_prompts_per_s"])]]
                       + ([["transformers on torch (output_hidden_states, norm, lm_head, softmax; 2 threads)",
-                           fmt(lens["torch_prompts_per_s"])]] if lens.get("torch_prompts_per_s") else []),
+                           fmt(lens["torch_prompts_per_s"])]] if lens.get("torch_prompts_per_s") else [])
+                      + ([["... same on torch with 1 thread (our BLAS runs 1 thread)",
+                            fmt(lens["torch_1_prompts_per_s"])]] if lens.get("torch_1_prompts_per_s") else []),
                       ["logit lens over all layers", "prompts/s"])]
-        if lens.get("api_over_torch"):
-            ratios = sorted(lens["api_over_torch"])
-            out += ["", f"API / torch speed, interleaved repeats: median {fmt(ratios[len(ratios) // 2])} "
-                        f"(range {fmt(ratios[0])}-{fmt(ratios[-1])}, {len(ratios)} repeats)."]
+        for key, what in (("api_over_torch", "API / torch (2 threads)"), ("api_over_torch_1", "API / torch (1 thread)"),
+                          ("one_pass_over_torch_1", "one captured forward / torch (1 thread)")):
+            if lens.get(key):
+                ratios = sorted(lens[key])
+                out += ["", f"{what} speed, interleaved repeats: median {fmt(ratios[len(ratios) // 2])} "
+                            f"(range {fmt(ratios[0])}-{fmt(ratios[-1])}, {len(ratios)} repeats)."]
     probes = results.get("probes")
     if probes:
         out += ["", table([[probes["prompts"], probes["layers"], probes["hidden"], probes["n_permutations"],

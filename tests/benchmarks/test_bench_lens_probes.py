@@ -53,14 +53,15 @@ def test_lens_ratio_side_by_side(benchmark, record, handle):
 
 
 def test_lens_api_against_transformers_on_torch(benchmark, record, handle, bench_model_dir):
-    """What a user would write instead (transformers on torch, 2 threads) beside the API, interleaved in one run."""
+    """What a user would write instead (transformers on torch, 2 threads and 1) beside the API, interleaved."""
     pytest.importorskip("torch", reason="torch is not installed (the hf extra)")
     benchmark.group = "logit lens, API vs torch"
     figures = benchmark.pedantic(lambda: lens.measure_lens(handle, n_prompts=64, seq_len=8, repeats=5,
                                                            model_dir=str(bench_model_dir)), rounds=1, iterations=1)
     record({k: figures[k] for k in ("api_prompts_per_s", "one_pass_prompts_per_s", "torch_prompts_per_s",
-                                    "api_over_torch")})
-    assert figures["torch_prompts_per_s"] > 0 and len(figures["api_over_torch"]) == 5
+                                    "api_over_torch", "torch_1_prompts_per_s", "api_over_torch_1",
+                                    "one_pass_over_torch_1")})
+    assert figures["torch_1_prompts_per_s"] > 0 and len(figures["api_over_torch_1"]) == 5
 
 
 @pytest.fixture(scope="module")
