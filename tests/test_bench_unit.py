@@ -266,7 +266,7 @@ def test_mlx_lm_loss_counts_one_pad_target_per_padded_row_ours_does_not():
 
 def test_main_job_and_zoo_build_costs_from_what_they_wrote(tmp_path):
     """Worker-seconds add up per claim and model over protocols; a model's span runs from its first record's start
-    (end minus wall) to its last record's end; the zoo total is the last manifest's running total."""
+    (end minus wall) to its last record's end; the zoo total is one run's only when it covers every model's build."""
     import json
 
     from lazarus_bench.bench.costs import main_job_costs, zoo_build_costs
@@ -293,3 +293,13 @@ def test_main_job_and_zoo_build_costs_from_what_they_wrote(tmp_path):
              "wall_seconds_total_so_far": total}))
     zoo = zoo_build_costs(tmp_path / "zoo")
     assert [r["model"] for r in zoo["models"]] == ["base", "moe"] and zoo["wall_s"] == 250.0
+    assert zoo["sum_build_s"] == 175.0 and zoo["one_run"]
+    text = render.render_bench_md({"mode": "quick", "zoo_build": zoo})
+    assert "## Zoo build (from the shipped manifests): 250 s in one run" in text
+
+    man = tmp_path / "zoo" / "moe" / "manifest.json"
+    man.write_text(json.dumps({**json.loads(man.read_text()), "wall_seconds_total_so_far": 130.0}))  # moe resumed
+    zoo = zoo_build_costs(tmp_path / "zoo")
+    assert not zoo["one_run"]
+    text = render.render_bench_md({"mode": "quick", "zoo_build": zoo})
+    assert "175 s summed over the models, not one run (the last run's running total is 130 s)" in text

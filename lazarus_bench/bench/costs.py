@@ -35,8 +35,8 @@ def main_job_costs(records_dir: str | Path) -> dict | None:
 
 
 def zoo_build_costs(zoo_dir: str | Path) -> dict | None:
-    """Each shipped model's build seconds, training tokens, tokens/s and ranks, and the whole build's wall time
-    (the last manifest's running total). None when no manifest is there."""
+    """Each shipped model's build seconds, training tokens, tokens/s and ranks, their sum, and the last manifest's
+    running total (the whole build's wall time only when one run built every model). None without manifests."""
     rows, total = [], None
     for kind in ZOO_KINDS:
         try:
@@ -47,4 +47,8 @@ def zoo_build_costs(zoo_dir: str | Path) -> dict | None:
                      "tokens_per_s": man.get("tokens_per_s"), "ranks": man.get("ranks"),
                      "recipe": man.get("recipe")})
         total = man.get("wall_seconds_total_so_far", total)
-    return {"models": rows, "wall_s": total} if rows else None
+    if not rows:
+        return None
+    summed = sum(r["build_s"] or 0.0 for r in rows)
+    return {"models": rows, "wall_s": total, "sum_build_s": summed,
+            "one_run": total is not None and total >= summed - 1.0}
