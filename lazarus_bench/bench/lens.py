@@ -95,8 +95,8 @@ def measure_lens(handle, *, n_prompts: int = 32, seq_len: int = 16, repeats: int
     }
     try:
         if model_dir is not None:
-            fns["torch"] = lens_torch(model_dir, np.array(tokens), top_k, threads=2)
-            fns["torch_1"] = lens_torch(model_dir, np.array(tokens), top_k, threads=1)
+            run_torch = lens_torch(model_dir, np.array(tokens), top_k)
+            fns["torch"], fns["torch_1"] = (lambda: run_torch(2)), (lambda: run_torch(1))
     except ImportError:
         pass
     times = interleaved_times(fns, repeats)
@@ -112,15 +112,19 @@ def measure_lens(handle, *, n_prompts: int = 32, seq_len: int = 16, repeats: int
         "per_layer_prompts_per_s": n / median(times["per_layer"]),
         "api_prompts_per_s": n / median(times["api"]),
         "torch_prompts_per_s": n / median(times["torch"]) if "torch" in times else None,
-        "api_over_torch": [t / a for a, t in zip(times["api"], times["torch"])] if "torch" in times else None,
         "torch_1_prompts_per_s": n / median(times["torch_1"]) if "torch_1" in times else None,
-        "api_over_torch_1": [t / a for a, t in zip(times["api"], times["torch_1"])] if "torch_1" in times else None,
-        "one_pass_over_torch_1": ([t / o for o, t in zip(times["one_pass"], times["torch_1"])]
-                                  if "torch_1" in times else None),
+        "api_over_torch": _speed_ratios(times, "api", "torch"),
+        "api_over_torch_1": _speed_ratios(times, "api", "torch_1"),
+        "one_pass_over_torch_1": _speed_ratios(times, "one_pass", "torch_1"),
         "ratio": median(ratios), "ratios": ratios,
         "ratio_cpu": median([p / o for p, o in zip(cpu["per_layer"], cpu["one_pass"])]),
         "max_entropy_diff": diff, "times": times, "cpu_times": cpu,
     }
+
+
+def _speed_ratios(times: dict[str, list[float]], ours: str, theirs: str) -> list[float] | None:
+    """Per-repeat speed of ``ours`` over ``theirs`` (their seconds / ours, adjacent calls); None if not timed."""
+    return [t / o for o, t in zip(times[ours], times[theirs])] if theirs in times else None
 
 
 def measure_probes(handle, *, n_permutations: int = 20) -> dict:
@@ -143,11 +147,11 @@ def measure_probes(handle, *, n_permutations: int = 20) -> dict:
     }
 
 
-def lens_torch(model_dir: str, tokens: np.ndarray, top_k: int = 5, threads: int = 2) -> Callable[[], Any]:
+def lens_torch(model_dir: str, tokens: np.ndarray, top_k: int = 5) -> Callable[[int], Any]:
     """What a user would write instead with Hugging Face transformers on torch (CPU): ``output_hidden_states``, the
     final norm and ``lm_head`` at the last position of every layer, a full-vocabulary softmax, top-k and entropy.
-    Returns the function to time (the model loaded once; ``threads`` set on each call, as torch's count is global);
-    needs torch (the ``hf`` extra). Our BLAS is pinned to one thread, so ``threads=1`` is the like-for-like run."""
+    Returns the function to time, called with torch's thread count (the model loaded once); needs torch (the ``hf``
+    extra). Our BLAS is pinned to one thread, so one torch thread is the like-for-like run."""
     import torch
     import transformers
 
@@ -155,7 +159,7 @@ def lens_torch(model_dir: str, tokens: np.ndarray, top_k: int = 5, threads: int 
     ids = torch.tensor(np.asarray(tokens))
     norm, head = model.model.norm, model.lm_head
 
-    def run():
+    def run(threads: int):
         torch.set_num_threads(threads)
         with torch.no_grad():
             hidden = model(ids, output_hidden_states=True).hidden_states

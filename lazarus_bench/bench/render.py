@@ -160,10 +160,11 @@ def render_bench_md(results: dict) -> str:
                 table([["one captured forward (all layers)", fmt(lens["one_pass_prompts_per_s"])],
                        ["a truncated forward per layer", fmt(lens["per_layer_prompts_per_s"])],
                        ["`logit_lens()` API (top-5 decoded)", fmt(lens["api_prompts_per_s"])]]
-                      + ([["transformers on torch (output_hidden_states, norm, lm_head, softmax; 2 threads)",
-                           fmt(lens["torch_prompts_per_s"])]] if lens.get("torch_prompts_per_s") else [])
-                      + ([["... same on torch with 1 thread (our BLAS runs 1 thread)",
-                            fmt(lens["torch_1_prompts_per_s"])]] if lens.get("torch_1_prompts_per_s") else []),
+                      + [[label, fmt(lens[key])] for key, label in (
+                          ("torch_prompts_per_s",
+                           "transformers on torch (output_hidden_states, norm, lm_head, softmax; 2 threads)"),
+                          ("torch_1_prompts_per_s", "... same on torch with 1 thread (our BLAS runs 1 thread)"))
+                         if lens.get(key)],
                       ["logit lens over all layers", "prompts/s"])]
         for key, what in (("api_over_torch", "API / torch (2 threads)"), ("api_over_torch_1", "API / torch (1 thread)"),
                           ("one_pass_over_torch_1", "one captured forward / torch (1 thread)")):
