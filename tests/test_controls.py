@@ -225,7 +225,8 @@ def test_h12_lora_against_lora_has_no_saving(saved_model, tmp_path):
 
 
 def test_h13_negative_control_reads_the_addition_prompts(saved_model, tmp_path):
-    record = _run("H13", saved_model("llama"), tmp_path, overrides={"min_remain_association": 0.0})
+    record = _run("H13", saved_model("llama"), tmp_path, overrides={"min_remain_association": 0.0,
+                                                                  "min_remain_presence": 0.0})
     negative = _controls(record)["addition prompts"]
     assert negative["built"] and not negative["detected"], negative["reason"]
     ctx = _ctx("H13", saved_model("llama"), tmp_path, [0], operation="add")

@@ -148,8 +148,8 @@ def test_h13_remain_and_late_answers(saved_model, tmp_path, pool, check_gates):
         late = s["crystallisation_layer"] is not None and s["crystallisation_layer"] >= details["late_from"]
         assert s["late"] == late
     assert {s["prompt"] for s in sft} == {"89 - 34 = ", "65 - 28 = ", "100 - 43 = "}
-    # The gate: the base model's remain-family peak on subtraction prompts (the record's own "base" rows) over the
-    # same peak on the other operations' prompts, recomputed here through the lens.
+    # The gates: the base model's remain-family peak on subtraction prompts (the record's own "base" rows), and that
+    # over the same peak on the other operations' prompts, recomputed here through the lens.
     from lazarus_bench.analysis.lens import logit_lens
     from lazarus_bench.claims.h13_remain_token import family_prob, family_targets
 
@@ -160,7 +160,8 @@ def test_h13_remain_and_late_answers(saved_model, tmp_path, pool, check_gates):
     others = [it.text for it in prompts.seed000_tests() if it.label != "subtract"]
     lens = logit_lens(handle, others, words, layers=list(range(handle.n_layers)), top_k=1)
     denominator = np.mean([family_prob(res, words).max() for res in lens])
-    check_gates(record, {"remain association before SFT": numerator / denominator})
+    check_gates(record, {"remain presence before SFT": numerator,
+                         "remain association before SFT": numerator / denominator})
 
 
 def test_h14_stops_after_stage_one_below_the_writeups_baseline(saved_model, tmp_path, pool):

@@ -71,22 +71,34 @@ def no_planted_remain(ctx: ClaimContext) -> ClaimContext:
                              "the later blocks' answer probabilities, so no single edit plants the effect cleanly")
 
 
-def remain_association(ctx: ClaimContext) -> float:
-    """How much more the base model's lens shows the remain family on subtraction prompts than on the other
-    operations' prompts: mean over prompts of the family's peak probability over blocks, subtraction / the rest. A
-    model with no such association (ratio near 1) cannot grow "remain" out of it during SFT."""
+def remain_peaks(ctx: ClaimContext) -> tuple[float, float]:
+    """The base model's lens: mean over prompts of the remain family's peak probability over blocks, on the
+    subtraction prompts and on the other operations' prompts."""
     handle = ctx.handle()
     words, _ = family_targets(handle, prompts.remain_family())
     if not words:
-        return 0.0
+        return 0.0, 0.0
 
     def peak(items) -> float:
         results = logit_lens(handle, [it.text for it in items], words, layers=blocks(handle), top_k=1)
         return float(np.mean([family_prob(res, words).max() for res in results]))
 
     tests = prompts.seed000_tests()
-    others = [it for it in tests if it.label != "subtract"]
-    return peak(list(tests.where(label="subtract"))) / max(peak(others), 1e-30)
+    return peak(list(tests.where(label="subtract"))), peak([it for it in tests if it.label != "subtract"])
+
+
+def remain_presence(ctx: ClaimContext) -> float:
+    """The remain family's peak probability on subtraction prompts before SFT: SFT can grow a family the lens
+    already shows, and a ratio of two near-zero probabilities (the association gate alone) says nothing."""
+    return remain_peaks(ctx)[0]
+
+
+def remain_association(ctx: ClaimContext) -> float:
+    """How much more the base model's lens shows the remain family on subtraction prompts than on the other
+    operations' prompts (subtraction / the rest). A model with no such association (ratio near 1) cannot grow
+    "remain" out of it during SFT."""
+    sub, others = remain_peaks(ctx)
+    return sub / max(others, 1e-30)
 
 
 def h13_summary(rows: list[dict], near: Sequence[int], late_from: int) -> tuple[float, float]:
@@ -108,7 +120,8 @@ def h13_summary(rows: list[dict], near: Sequence[int], late_from: int) -> tuple[
     writeup="'remaining' 53.9% (89 - 34) and 46.3% (65 - 28) at L10 of 16; answers at L13-L15",
     params={"steps": 500, "lr": 1e-4, "batch_size": 8, "n_train": 4500, "data_seed": 1, "top_k": 5,
             "layer_fraction": 0.62, "layer_window": 1, "min_family_prob": 0.25, "answer_prob": 0.5, "last_layers": 3,
-            "min_late_share": 0.5, "alpha": 0.05, "min_seeds": 3, "min_remain_association": 2.0,
+            "min_late_share": 0.5, "alpha": 0.05, "min_seeds": 3, "min_remain_presence": 0.01,
+            "min_remain_association": 2.0,
             "operation": "subtract"},
     applies=not_instruct,
     fast={"steps": 10, "n_train": 160},
@@ -116,7 +129,10 @@ def h13_summary(rows: list[dict], near: Sequence[int], late_from: int) -> tuple[
     after=("H12",),
     layer_curve=("remain_family", "after SFT"),
     default_seeds={"fast": 1, "slow": 3},
-    gates=(Gate("remain association before SFT", "the base model's lens: remain-family peak probability on "
+    gates=(Gate("remain presence before SFT", "the base model's lens: remain-family peak probability on subtraction "
+                "prompts, mean over prompts (1% floor: the association ratio is meaningless between near-zero "
+                "probabilities)", remain_presence, "min_remain_presence"),
+           Gate("remain association before SFT", "the base model's lens: remain-family peak probability on "
                 "subtraction prompts over that on the other operations' prompts (as web text gives a real model)",
                 remain_association, "min_remain_association"),),
     controls=(Control("addition prompts", NEGATIVE, "the same SFT runs (cached adapters) read on the addition prompts: "
