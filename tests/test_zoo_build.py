@@ -33,6 +33,7 @@ def test_micro_build_loads_and_evaluates(micro_zoo):
         assert man["kind"] == kind and man["corpus_seed"] == 0
         assert set(man["metrics"]) >= {"eval_prompts", "heldout", "word"}
         assert man["tokens_per_s"] > 0
+        assert "threads=" in man["blas"] and np.isfinite(man["loss_trace"]).all() and len(man["loss_trace"]) >= 1
         cfg = json.loads((d / "config.json").read_text())
         assert cfg["tie_word_embeddings"] is (kind != "untied")
         w = mx.load(str(d / "model.safetensors"))

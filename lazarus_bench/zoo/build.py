@@ -25,6 +25,7 @@ from pathlib import Path
 import mlx.core as mx
 from tokenizers import Tokenizer
 
+from .. import blas
 from ..io import sha256_file
 from ..models import save_model
 from . import pretrain as P
@@ -35,6 +36,7 @@ from .tokenizer import build_tokenizer, save_tokenizer
 
 KINDS = ("base", "instruct", "untied", "moe")
 MANIFEST_VERSION = 1
+LOSS_TRACE_EVERY = 100  # every 100th step's loss of the last stage, kept so a rebuild can say where it diverged
 RECIPE = 3  # bump when the corpus or the training recipe changes: a cached micro zoo of another recipe is rebuilt
 
 
@@ -311,6 +313,8 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int = 0,
             "train_seconds": round(result.seconds, 2),
             "tokens_per_s": round(result.tokens_per_s, 1), "train_tokens": result.tokens,
             "final_loss": float(sum(result.losses[-20:]) / max(1, len(result.losses[-20:]))),
+            "loss_trace": [round(float(x), 6) for x in result.losses[::LOSS_TRACE_EVERY]],
+            "blas": blas.fingerprint(),
             "tokenizer_seconds": round(tok_seconds, 2),
             "wall_seconds_total_so_far": round(time.perf_counter() - t_all, 2),
         }
