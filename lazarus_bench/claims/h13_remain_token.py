@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import replace
 from typing import Sequence
 
@@ -71,9 +72,18 @@ def no_planted_remain(ctx: ClaimContext) -> ClaimContext:
                              "the later blocks' answer probabilities, so no single edit plants the effect cleanly")
 
 
+_PEAKS: weakref.WeakKeyDictionary[ClaimContext, tuple[float, float]] = weakref.WeakKeyDictionary()
+
+
 def remain_peaks(ctx: ClaimContext) -> tuple[float, float]:
     """The base model's lens: mean over prompts of the remain family's peak probability over blocks, on the
-    subtraction prompts and on the other operations' prompts."""
+    subtraction prompts and on the other operations' prompts (once per context: both gates read it)."""
+    if ctx not in _PEAKS:
+        _PEAKS[ctx] = _remain_peaks(ctx)
+    return _PEAKS[ctx]
+
+
+def _remain_peaks(ctx: ClaimContext) -> tuple[float, float]:
     handle = ctx.handle()
     words, _ = family_targets(handle, prompts.remain_family())
     if not words:
