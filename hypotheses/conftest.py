@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from lazarus_bench.suite.runner import ModelPool
+from lazarus_bench.suite.runner import ModelPool, family_root, xdist_group
 
 ZOO = ("zoo:base", "zoo:instruct", "zoo:untied", "zoo:moe")
 TIERS = (("fast", ()), ("slow", (pytest.mark.slow,)))
@@ -21,26 +21,14 @@ def pytest_generate_tests(metafunc):
             from lazarus_bench.zoo.replicas import REPLICAS
 
             given = [*given, *(f"replica:{name}" for name in REPLICAS)]
-        root = _root(metafunc.function.__name__.removeprefix("test_"))
+        root = family_root(metafunc.function.__name__.removeprefix("test_"))
         cases = []
         for tier, marks in TIERS:
             models = given or [m.replace("zoo:", "zoo-micro:") if tier == "fast" else m for m in ZOO]
-            cases += [pytest.param(tier, m, id=f"{tier}-{m}",
-                                   marks=(*marks, *([pytest.mark.xdist_group(f"{root}@{tier}@{m}")] if root else ())))
-                      for m in models]
+            for m in models:
+                group = [pytest.mark.xdist_group(xdist_group(root, tier, m))] if root else []
+                cases.append(pytest.param(tier, m, id=f"{tier}-{m}", marks=(*marks, *group)))
         metafunc.parametrize("tier,model_id", cases)
-
-
-def _root(claim_id: str) -> str | None:
-    """The claim whose cached training runs this claim (or a claim reusing it) shares, if any: with ``-n N`` the
-    whole family runs on one worker, after the runs exist (the runner's ``after`` order, for pytest-xdist)."""
-    from lazarus_bench.claims.base import all_claims
-
-    users = {c.id: c.after for c in all_claims()}
-    if claim_id not in users:
-        return None
-    roots = set(users[claim_id]) or ({claim_id} if any(claim_id in after for after in users.values()) else set())
-    return min(roots) if roots else None
 
 
 def pytest_collection_modifyitems(items):

@@ -12,7 +12,7 @@ import pytest
 
 from lazarus_bench.claims.base import get_claim, slug
 from lazarus_bench.suite.records import load_records, save_record
-from lazarus_bench.suite.runner import Job, plan, ready, run_suite
+from lazarus_bench.suite.runner import Job, family_root, plan, ready, run_suite, xdist_group
 
 
 def test_ready_waits_for_after_claims_and_puts_longest_first():
@@ -26,6 +26,20 @@ def test_ready_waits_for_after_claims_and_puts_longest_first():
                                                       ("H02", "corrected")]
     assert [j.claim for j in ready(jobs, {"H05a", "H06", "H02"}, longest_first=False)] == ["H05a", "H02", "H05a"]
     assert [j.claim for j in ready(jobs, {"H06", "H02"})][0] == "H06"
+
+
+def test_each_claim_family_is_its_own_xdist_group():
+    """pytest-xdist reads a node's group as the text after its last "@": every (family, tier, model) must come back
+    whole, so two families on one model can go to two workers (an "@" in the name once merged them all)."""
+    from xdist.scheduler.loadgroup import LoadGroupScheduling
+
+    assert {c: family_root(c) for c in ("H01", "H05a", "H05b", "H06", "H12", "H13", "H02")} == {
+        "H01": "H05a", "H05a": "H05a", "H05b": "H05a", "H06": "H05a", "H12": "H12", "H13": "H12", "H02": None}
+    groups = [xdist_group(root, tier, model) for root in ("H05a", "H12") for tier in ("fast", "slow")
+              for model in ("zoo:base", "zoo:moe", "/ckpt/odd@name]")]
+    scopes = [LoadGroupScheduling._split_scope(None, f"hypotheses/test_claims.py::test_H13[slow-zoo:base]@{g}")
+              for g in groups]
+    assert scopes == groups and len(set(scopes)) == 12
 
 
 def test_plan_estimates_cost_from_the_last_run_of_the_same_tier(tmp_path):

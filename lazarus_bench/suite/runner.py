@@ -218,6 +218,22 @@ def plan(claims: Sequence[Claim], models: Sequence[str], protocols: Sequence[str
     return jobs
 
 
+def family_root(claim_id: str) -> str | None:
+    """The claim whose cached training runs this claim (or a claim reusing it) shares, if any: the family that
+    pytest-xdist keeps on one worker so the runs exist before the claims that reuse them."""
+    users = {c.id: c.after for c in all_claims()}
+    if claim_id not in users:
+        return None
+    roots = set(users[claim_id]) or ({claim_id} if any(claim_id in after for after in users.values()) else set())
+    return min(roots) if roots else None
+
+
+def xdist_group(root: str, tier: str, model_id: str) -> str:
+    """The ``xdist_group`` name of a claim family on one model and tier. pytest-xdist appends it to the node id after
+    an "@" and takes the text after the *last* "@" (and after any "]") as the group, so neither may occur in it."""
+    return "|".join((root, tier, model_id.replace("@", "_").replace("]", "_")))
+
+
 def ready(pending: Sequence[Job], unfinished: set[str], longest_first: bool = True) -> list[Job]:
     """Jobs whose ``after`` claims have all finished; longest first for workers (so the slowest do not start last)."""
     free = [j for j in pending if not set(get_claim(j.claim).after) & (unfinished - {j.claim})]
