@@ -37,3 +37,13 @@ def pytest_cmdline_main(config):
     """With ``-n N``, distribute by group: a claim that reuses another's cached runs goes to that claim's worker."""
     if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") == "no":
         config.option.dist = "loadgroup"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """With ``--dist loadgroup``, each claim family (a claim and those reusing its cached runs) is one work unit."""
+    if config.getvalue("dist") == "loadgroup":
+        from lazarus_bench.suite.families import FamilyScheduling
+
+        return FamilyScheduling(config, log)
+    return None

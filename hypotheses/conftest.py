@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from lazarus_bench.suite.runner import ModelPool, family_root, xdist_group
+from lazarus_bench.suite.runner import ModelPool
 
 ZOO = ("zoo:base", "zoo:instruct", "zoo:untied", "zoo:moe")
 TIERS = (("fast", ()), ("slow", (pytest.mark.slow,)))
@@ -21,13 +21,10 @@ def pytest_generate_tests(metafunc):
             from lazarus_bench.zoo.replicas import REPLICAS
 
             given = [*given, *(f"replica:{name}" for name in REPLICAS)]
-        root = family_root(metafunc.function.__name__.removeprefix("test_"))
         cases = []
         for tier, marks in TIERS:
             models = given or [m.replace("zoo:", "zoo-micro:") if tier == "fast" else m for m in ZOO]
-            for m in models:
-                group = [pytest.mark.xdist_group(xdist_group(root, tier, m))] if root else []
-                cases.append(pytest.param(tier, m, id=f"{tier}-{m}", marks=(*marks, *group)))
+            cases += [pytest.param(tier, m, id=f"{tier}-{m}", marks=marks) for m in models]
         metafunc.parametrize("tier,model_id", cases)
 
 

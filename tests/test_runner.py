@@ -12,7 +12,7 @@ import pytest
 
 from lazarus_bench.claims.base import get_claim, slug
 from lazarus_bench.suite.records import load_records, save_record
-from lazarus_bench.suite.runner import Job, family_root, plan, ready, run_suite, xdist_group
+from lazarus_bench.suite.runner import Job, family_root, plan, ready, run_suite, xdist_scope
 
 
 def test_ready_waits_for_after_claims_and_puts_longest_first():
@@ -28,18 +28,26 @@ def test_ready_waits_for_after_claims_and_puts_longest_first():
     assert [j.claim for j in ready(jobs, {"H06", "H02"})][0] == "H06"
 
 
-def test_each_claim_family_is_its_own_xdist_group():
-    """pytest-xdist reads a node's group as the text after its last "@": every (family, tier, model) must come back
-    whole, so two families on one model can go to two workers (an "@" in the name once merged them all)."""
-    from xdist.scheduler.loadgroup import LoadGroupScheduling
+def test_each_claim_family_is_one_xdist_work_unit():
+    """The xdist scope of a hypothesis test is its family on one tier and model (a claim alone if it has none),
+    and the scheduler the suite installs uses it."""
+    from xdist.scheduler.loadscope import LoadScopeScheduling
+
+    from lazarus_bench.suite.families import FamilyScheduling
 
     assert {c: family_root(c) for c in ("H01", "H05a", "H05b", "H06", "H12", "H13", "H02")} == {
         "H01": "H05a", "H05a": "H05a", "H05b": "H05a", "H06": "H05a", "H12": "H12", "H13": "H12", "H02": None}
-    groups = [xdist_group(root, tier, model) for root in ("H05a", "H12") for tier in ("fast", "slow")
-              for model in ("zoo:base", "zoo:moe", "/ckpt/odd@name]")]
-    scopes = [LoadGroupScheduling._split_scope(None, f"hypotheses/test_claims.py::test_H13[slow-zoo:base]@{g}")
-              for g in groups]
-    assert scopes == groups and len(set(scopes)) == 12
+    node = "hypotheses/test_claims.py::test_{}[{}]"
+    assert xdist_scope(node.format("H13", "slow-zoo:base")) == xdist_scope(node.format("H12", "slow-zoo:base"))
+    assert xdist_scope(node.format("H13", "slow-zoo:base")) == "H12|slow|zoo:base"
+    assert xdist_scope(node.format("H06", "fast-/ckpt/a-b@c]")) == "H05a|fast|/ckpt/a-b@c]"
+    scopes = {xdist_scope(node.format(c, f"{t}-{m}")) for c in ("H01", "H05a", "H12", "H13") for t in ("fast", "slow")
+              for m in ("zoo:base", "zoo:moe")}
+    assert len(scopes) == 8
+    assert xdist_scope(node.format("H02", "slow-zoo:base")) == node.format("H02", "slow-zoo:base")
+    assert xdist_scope("tests/test_runner.py::test_plan") == "tests/test_runner.py::test_plan"
+    assert issubclass(FamilyScheduling, LoadScopeScheduling)
+    assert FamilyScheduling._split_scope(None, node.format("H05b", "slow-zoo:moe")) == "H05a|slow|zoo:moe"
 
 
 def test_plan_estimates_cost_from_the_last_run_of_the_same_tier(tmp_path):
@@ -131,12 +139,15 @@ def test_pytest_xdist_gives_the_records_of_lazarus_bench_run(saved_model, tmp_pa
 
     model = str(saved_model("llama"))
     out = tmp_path / "xdist"
-    cmd = [sys.executable, "-m", "pytest", "hypotheses/test_claims.py", "-n", "2", "-p", "no:cacheprovider", "-q",
+    cmd = [sys.executable, "-m", "pytest", "hypotheses/test_claims.py", "-n", "2", "-p", "no:cacheprovider", "-v",
            "-k", "test_H01 or test_H05a", "--model", model, "--report-dir", str(out)]
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run(cmd, cwd=root, env=dict(os.environ), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert (out / "REPORT.md").is_file() and "lazarus_bench report:" in done.stdout
+    ran = r"\[(gw\d+)\] \[ *\d+%\] PASSED hypotheses/test_claims.py::test_H0(?:1|5a)\["
+    workers = set(re.findall(ran, done.stdout))
+    assert "via FamilyScheduling" in done.stdout and len(workers) == 1, done.stdout[-3000:]  # one family, one worker
     here = tmp_path / "here"
     run_suite([model], ["H01", "H05a"], tier="fast", report_dir=here, cache_dir=tmp_path / "cache", jobs=1,
               log=lambda message: None)

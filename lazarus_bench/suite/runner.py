@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -228,10 +229,15 @@ def family_root(claim_id: str) -> str | None:
     return min(roots) if roots else None
 
 
-def xdist_group(root: str, tier: str, model_id: str) -> str:
-    """The ``xdist_group`` name of a claim family on one model and tier. pytest-xdist appends it to the node id after
-    an "@" and takes the text after the *last* "@" (and after any "]") as the group, so neither may occur in it."""
-    return "|".join((root, tier, model_id.replace("@", "_").replace("]", "_")))
+_CLAIM_NODE = re.compile(r"::test_(?P<claim>[A-Za-z0-9]+)\[(?P<tier>fast|slow)-(?P<model>.*)\]$")
+
+
+def xdist_scope(nodeid: str) -> str:
+    """The pytest-xdist work unit of a hypothesis test: its claim family on one tier and model (so the runs exist
+    before the claims that reuse them run, on the same worker), or the test alone if its claim has no family."""
+    node = _CLAIM_NODE.search(nodeid)
+    root = family_root(node["claim"]) if node else None
+    return "|".join((root, node["tier"], node["model"])) if root and node else nodeid
 
 
 def ready(pending: Sequence[Job], unfinished: set[str], longest_first: bool = True) -> list[Job]:
