@@ -168,7 +168,9 @@ def test_write_bench_on_synthetic_numbers(tmp_path):
                  "per_layer_prompts_per_s": 20.0, "api_prompts_per_s": 90.0, "ratio": 5.0, "ratio_cpu": 4.5,
                  "torch_prompts_per_s": 180.0, "api_over_torch": [0.4, 0.5, 0.6],
                  "torch_1_prompts_per_s": 120.0, "api_over_torch_1": [0.7, 0.75, 0.9],
-                 "one_pass_over_torch_1": [0.8, 0.85, 0.95]},
+                 "one_pass_over_torch_1": [0.8, 0.85, 0.95],
+                 "silu": {"layers": 8, "shape": [16, 16, 384], "silu_s": 0.04, "forward_s": 0.1, "silu_share": 0.4,
+                          "exp_ns": 15.9, "mul_ns": 0.8, "numpy_exp_ns": 1.5}},
         "probes": {"prompts": 64, "layers": 9, "hidden": 128, "n_permutations": 5, "extract_s": 0.5,
                    "fit_s_per_layer": 0.25},
         "mlx_lm": {"config": {"batch": 8}, "matched": {
@@ -200,6 +202,8 @@ def test_write_bench_on_synthetic_numbers(tmp_path):
     assert re.search(r"\| \.\.\. same on torch with 1 thread \(our BLAS runs 1 thread\) +\| 120 ", text)
     assert "API / torch (1 thread) speed, interleaved repeats: median 0.75 (range 0.7-0.9, 3 repeats)" in text
     assert "one captured forward / torch (1 thread) speed, interleaved repeats: median 0.85" in text
+    assert "SiLU at the forward's shape (16 x 16 x 384) takes 40.0% of the captured forward (8 blocks" in text
+    assert "MLX's CPU exp runs 15.9 ns per element, numpy's 1.5, an MLX multiply 0.8." in text
 
 
 def test_render_bench_md_with_nothing_measured():

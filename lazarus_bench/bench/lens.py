@@ -105,6 +105,7 @@ def measure_lens(handle, *, n_prompts: int = 32, seq_len: int = 16, repeats: int
         "per_layer": lambda: lens_per_layer(handle, tokens, top_k),
     }, repeats, warmup=0, clock=time.process_time)
     ratios = [p / o for p, o in zip(times["per_layer"], times["one_pass"])]
+    silu = measure_silu(handle, tokens, repeats)
     n = int(tokens.shape[0])
     return {
         "prompts": n, "seq_len": int(tokens.shape[1]), "layers": handle.n_layers + 1,
@@ -118,8 +119,32 @@ def measure_lens(handle, *, n_prompts: int = 32, seq_len: int = 16, repeats: int
         "one_pass_over_torch_1": _speed_ratios(times, "one_pass", "torch_1"),
         "ratio": median(ratios), "ratios": ratios,
         "ratio_cpu": median([p / o for p, o in zip(cpu["per_layer"], cpu["one_pass"])]),
-        "max_entropy_diff": diff, "times": times, "cpu_times": cpu,
+        "max_entropy_diff": diff, "times": times, "cpu_times": cpu, "silu": silu,
     }
+
+
+def measure_silu(handle, tokens: mx.array, repeats: int = 5) -> dict:
+    """Where the captured forward's time goes on CPU: the MLP's SiLU (gate * up) at the forward's shape, once per
+    block, against the whole forward, interleaved; and MLX's elementwise exp and multiply per element beside numpy's."""
+    import mlx.nn as nn
+
+    n, length = tokens.shape
+    width = int(handle.config.get("intermediate_size") or 4 * handle.hidden_size)
+    gate, up = mx.random.normal((n, length, width), key=mx.random.key(0)), mx.random.normal((n, length, width))
+    host = np.array(gate)
+    mx.eval(gate, up)
+    times = interleaved_times({
+        "forward": lambda: lens_one_pass(handle, tokens),
+        "silu": lambda: mx.eval(nn.silu(gate) * up),
+        "exp": lambda: mx.eval(mx.exp(gate)),
+        "mul": lambda: mx.eval(gate * up),
+        "numpy_exp": lambda: np.exp(host),
+    }, repeats)
+    ns = {k: 1e9 * median(times[k]) / host.size for k in ("exp", "mul", "numpy_exp")}
+    silu = median(times["silu"]) * handle.n_layers
+    return {"layers": handle.n_layers, "shape": [int(n), int(length), width], "silu_s": silu,
+            "forward_s": median(times["forward"]), "silu_share": silu / median(times["forward"]),
+            "exp_ns": ns["exp"], "mul_ns": ns["mul"], "numpy_exp_ns": ns["numpy_exp"]}
 
 
 def _speed_ratios(times: dict[str, list[float]], ours: str, theirs: str) -> list[float] | None:

@@ -172,6 +172,14 @@ def render_bench_md(results: dict) -> str:
                 ratios = sorted(lens[key])
                 out += ["", f"{what} speed, interleaved repeats: median {fmt(ratios[len(ratios) // 2])} "
                             f"(range {fmt(ratios[0])}-{fmt(ratios[-1])}, {len(ratios)} repeats)."]
+        silu = lens.get("silu")
+        if silu:
+            shape = " x ".join(map(str, silu["shape"]))
+            out += ["", f"Where the forward's time goes: the MLP's SiLU at the forward's shape ({shape}) takes "
+                        f"{pct(silu['silu_share'])} of the captured forward ({silu['layers']} blocks, "
+                        f"{fmt(silu['silu_s'])} of {fmt(silu['forward_s'])} s): MLX's CPU exp runs "
+                        f"{fmt(silu['exp_ns'])} ns per element, numpy's {fmt(silu['numpy_exp_ns'])}, "
+                        f"an MLX multiply {fmt(silu['mul_ns'])}."]
     probes = results.get("probes")
     if probes:
         out += ["", table([[probes["prompts"], probes["layers"], probes["hidden"], probes["n_permutations"],

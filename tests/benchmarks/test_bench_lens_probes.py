@@ -50,6 +50,7 @@ def test_lens_ratio_side_by_side(benchmark, record, handle):
                                  rounds=1, iterations=1)
     record(figures)
     assert figures["max_entropy_diff"] < 1e-3
+    assert figures["silu"]["shape"] == [PROMPTS, SEQ_LEN, handle.config["intermediate_size"]]
 
 
 def test_lens_api_against_transformers_on_torch(benchmark, record, handle, bench_model_dir):
