@@ -12,7 +12,7 @@ import pytest
 
 from lazarus_bench.claims.base import get_claim, slug
 from lazarus_bench.suite.records import load_records, save_record
-from lazarus_bench.suite.runner import Job, family_root, plan, ready, run_suite, xdist_scope
+from lazarus_bench.suite.runner import Job, plan, ready, run_suite
 
 
 def test_ready_waits_for_after_claims_and_puts_longest_first():
@@ -33,7 +33,7 @@ def test_each_claim_family_is_one_xdist_work_unit():
     and the scheduler the suite installs uses it."""
     from xdist.scheduler.loadscope import LoadScopeScheduling
 
-    from lazarus_bench.suite.families import FamilyScheduling
+    from lazarus_bench.suite.families import FamilyScheduling, family_root, xdist_scope
 
     assert {c: family_root(c) for c in ("H01", "H05a", "H05b", "H06", "H12", "H13", "H02")} == {
         "H01": "H05a", "H05a": "H05a", "H05b": "H05a", "H06": "H05a", "H12": "H12", "H13": "H12", "H02": None}
