@@ -23,6 +23,7 @@ import numpy as np
 
 from .errors import LazarusError
 from .experts import densify_experts
+from .flops import counted
 from .io import sha256_file
 from .zoo.registry import MANIFEST, resolve_zoo, verify
 from .zoo.registry import PREFIXES as ZOO_PREFIXES
@@ -426,8 +427,8 @@ def load_model(
         _upcast(model)
     densify_experts(model)
     model.eval()
-    handle = ModelHandle(model=model, tokenizer=tokenizer, model_id=requested, adapter_path=adapter_path, config=config,
-                         path=str(local) if looks_local else None)
+    handle = ModelHandle(model=counted(model), tokenizer=tokenizer, model_id=requested, adapter_path=adapter_path,
+                         config=config, path=str(local) if looks_local else None)
     if check_lens:
         verify_lens(handle)
     return handle

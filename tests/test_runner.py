@@ -100,6 +100,9 @@ def test_parallel_workers_give_the_sequential_records(saved_model, tmp_path):
     lora = [m for m in (tmp_path / "cache2").glob("*/cache_manifest.json")
             if json.loads(m.read_text())["parts"].get("fixture") == "seed001-lora-sft"]
     assert len(lora) == len(runs[2][("H13", "corrected")]["seeds"]), "H13 must reuse H12's LoRA runs, not retrain"
+    trained = {c: sum(r["work"]["train_tokens"] for (k, _), r in runs[2].items() if k == c) for c in claims}
+    assert trained["H12"] > 0 and trained["H13"] == 0, trained  # a cached run costs its reader nothing
+    assert all(r["environment"]["blas"]["gemm_gflops_1024"] > 0 for r in runs[2].values())
 
 
 @pytest.mark.parametrize("parent_threads", [None, "2"])
@@ -158,11 +161,12 @@ def test_pytest_xdist_gives_the_records_of_lazarus_bench_run(saved_model, tmp_pa
         assert json.dumps(_comparable(xdist[key]), sort_keys=True) == json.dumps(_comparable(ours[key]), sort_keys=True)
 
 
-_TIMING = re.compile(r"seconds|_per_s$|^wall_s$|^timestamp$|^environment$")
+_TIMING = re.compile(r"seconds|_per_s$|^wall_s$|^timestamp$|^environment$|^work$")
 
 
 def _untimed(value):
-    """A record without its clock readings (timestamps, wall and training seconds, rates) and the environment block."""
+    """A record without its clock readings (timestamps, wall and training seconds, rates), the environment block
+    and its FLOP counts (which record pays for a run that claims share depends on their order)."""
     if isinstance(value, dict):
         return {k: _untimed(v) for k, v in value.items() if not _TIMING.search(k)}
     if isinstance(value, list):

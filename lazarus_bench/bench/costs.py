@@ -12,10 +12,12 @@ ZOO_KINDS = ("base", "instruct", "untied", "moe")
 
 
 def main_job_costs(records_dir: str | Path) -> dict | None:
-    """Worker-seconds per claim and model (sum of ``wall_s`` over protocols), and per model the span from the first
-    record's start to the last one's end (``timestamp`` is written when a record ends). None without records."""
+    """Worker-seconds per claim and model (sum of ``wall_s`` over protocols), per model the span from the first
+    record's start to the last one's end (``timestamp`` is written when a record ends), and the suite's efficiency:
+    counted FLOPs over each record's wall time x its worker's GEMM rate. None without records."""
     per_claim: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     spans: dict[str, list[float]] = {}
+    work = {"flops": 0.0, "peak_flop_s": 0.0, "records": 0, "uncounted": 0}
     for path in sorted(Path(records_dir).glob("*.json")):
         try:
             rec = json.loads(path.read_text())
@@ -24,14 +26,22 @@ def main_job_costs(records_dir: str | Path) -> dict | None:
         except (OSError, ValueError, KeyError, TypeError):
             continue
         per_claim[claim][model] += wall
+        counted, gemm = rec.get("work"), (rec.get("environment") or {}).get("blas", {}).get("gemm_gflops_1024")
+        if isinstance(counted, dict) and gemm:
+            work["flops"] += float(counted.get("flops") or 0.0)
+            work["peak_flop_s"] += wall * float(gemm) * 1e9
+            work["records"] += 1
+        elif wall > 0:  # skipped records took no time
+            work["uncounted"] += 1
         first, last = spans.get(model, [end - wall, end])
         spans[model] = [min(first, end - wall), max(last, end)]
     if not per_claim:
         return None
     models = sorted(spans)
     totals = {m: sum(c.get(m, 0.0) for c in per_claim.values()) for m in models}
+    work["efficiency"] = work["flops"] / work["peak_flop_s"] if work["peak_flop_s"] else None
     return {"models": models, "per_claim": {c: dict(v) for c, v in sorted(per_claim.items())},
-            "worker_s": totals, "span_s": {m: spans[m][1] - spans[m][0] for m in models}}
+            "worker_s": totals, "span_s": {m: spans[m][1] - spans[m][0] for m in models}, "work": work}
 
 
 def zoo_build_costs(zoo_dir: str | Path) -> dict | None:

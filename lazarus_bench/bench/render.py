@@ -122,6 +122,10 @@ FORMULAS = """\
   do not mean the non-GEMM work (MLX's CPU stream, one thread) ran in parallel.
 - Steady-state rates drop the first 2 steps (compilation, and the optimizer state's first appearance
   retraces the compiled step); medians over steps (ours) or report windows (mlx-lm).
+- Suite efficiency = FLOPs the main job counted / sum over records of (wall s x its worker's 1024^3 GEMM rate).
+  Counted where the models run (`lazarus_bench/flops.py`): a forward `2 N + 4 L C d_attn` per token (experts at
+  k of E, C keys attended), a training forward adds its backward `2 N + 2 N_t + 8 L C d_attn` through every block;
+  cached results cost nothing. Probe fits, permutation statistics, tokenizers and Python count as time without FLOPs.
 """
 
 
@@ -262,7 +266,7 @@ def _cost_sections(job: dict | None, zoo: dict | None, table) -> list[str]:
         out += ["", "## Main job (from the committed records)", "",
                 "Worker-seconds per claim (every protocol and control), and per model the span from the first "
                 "record's start to the last one's end: the wall time when the models ran one after another.", "",
-                table(rows, ["claim"] + models)]
+                table(rows, ["claim"] + models), "", _efficiency_line(job.get("work"))]
     if zoo:
         rows = [[r["model"], fmt(r["build_s"]), fmt(r["train_tokens"]), fmt(r["tokens_per_s"]), fmt(r["ranks"]),
                  fmt(r["recipe"])] for r in zoo["models"]]
@@ -272,6 +276,17 @@ def _cost_sections(job: dict | None, zoo: dict | None, table) -> list[str]:
         out += ["", f"## Zoo build (from the shipped manifests): {heading}", "",
                 table(rows, ["model", "build s", "training tokens", "tokens/s", "ranks", "recipe"])]
     return out
+
+
+def _efficiency_line(work: dict | None) -> str:
+    """Suite efficiency: the FLOPs the records counted over the peak their workers could have done meanwhile."""
+    if not work or not work.get("records"):
+        return ("Suite efficiency: not available (no record carries FLOP counts and its worker's GEMM rate; records "
+                "written since the counters were added do).")
+    missing = f"; {work['uncounted']} records without counts left out" if work.get("uncounted") else ""
+    return (f"Suite efficiency: {pct(work['efficiency'])} ({work['flops'] / 1e12:.3g} TFLOP counted over "
+            f"{work['peak_flop_s'] / 1e12:.3g} TFLOP of peak: each record's wall seconds x its worker's fp32 GEMM "
+            f"rate, 1024^3, one BLAS thread; {work['records']} records{missing}).")
 
 
 def write_bench(results: dict, out_dir: str | os.PathLike = "reports") -> Path:

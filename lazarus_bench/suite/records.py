@@ -1,7 +1,7 @@
 """Result records: one JSON file per (claim, model, protocol) run, written atomically, schema-versioned.
 
 Modelled on lm-evaluation-harness result manifests: claim, model and its hash, config, seeds,
-statistic with CI and effect size, n, verdict, per-item samples, environment, wall time.
+statistic with CI and effect size, n, verdict, per-item samples, environment, wall time and FLOPs counted.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -12,7 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .. import stats, tokenization
+from .. import flops, stats, tokenization
+from ..blas import gemm_gflops
 from ..claims import prereg
 from ..claims.base import (
     ZOO_INSTRUCT_PAIRS,
@@ -108,7 +110,7 @@ def run_claim(claim: Claim, model_id: str, *, tier: str = "slow", n_seeds: int |
     params = claim.parameters(tier, overrides)
     n = n_seeds if n_seeds is not None else claim.default_seeds[tier]
     seeds = list(range(n)) if claim.training else []
-    start = time.perf_counter()
+    start, counts = time.perf_counter(), flops.totals()
     info = None
     try:
         handle = pool.get(model_id)
@@ -156,9 +158,17 @@ def run_claim(claim: Claim, model_id: str, *, tier: str = "slow", n_seeds: int |
     except Exception as exc:  # noqa: BLE001  (a broken measure must not lose the other records)
         record.update(status="error", reason=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
     record["wall_s"] = round(time.perf_counter() - start, 2)
+    record["work"] = flops.since(counts)
     record["environment"] = environment()
+    record["environment"]["blas"]["gemm_gflops_1024"] = worker_gemm_rate()
     save_record(report_dir, record)
     return record
+
+
+@functools.cache
+def worker_gemm_rate() -> float:
+    """This process's float32 GEMM rate (1024^3, GFLOP/s), measured once: the peak its records' FLOPs are held to."""
+    return round(gemm_gflops(), 1)
 
 
 def say(message: str) -> None:

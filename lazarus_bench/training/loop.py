@@ -26,6 +26,7 @@ import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
+from .. import flops
 from ..errors import LazarusError
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -234,10 +235,18 @@ def train_loop(
     model.train()
     t0 = time.perf_counter()
     window_tokens, window_t = 0, t0
+    counting, replays = flops.Training(model), {}  # replays: batch shapes -> FLOPs counted when the step traced
     for step in range(start, end):
         mx.random.seed(cfg.seed * 1_000_003 + step)
         batch = batch_at(step, rank, world)
-        loss, ntok, aux = step_fn(*batch)
+        before = flops.totals()
+        with counting:
+            loss, ntok, aux = step_fn(*batch)
+        shapes, counted = tuple(tuple(getattr(a, "shape", ())) for a in batch), flops.since(before)
+        if counted["flops"]:
+            replays[shapes] = counted
+        elif cfg.compile:  # a replay of a compiled trace runs no Python: count what its trace counted
+            flops.add(replays.get(shapes, counted))
         mx.eval(loss, ntok, aux, model.state, opt.state)
         value = float(mx.distributed.all_sum(loss, stream=mx.cpu).item()) / world if world > 1 else float(loss.item())
         ntokens = int(mx.distributed.all_sum(ntok, stream=mx.cpu).item()) if world > 1 else int(ntok.item())
