@@ -104,15 +104,22 @@ def test_adapter_training_counts_frozen_weights_without_weight_gradients():
 def test_suite_efficiency_is_counted_flops_over_worker_peak(tmp_path):
     records = tmp_path / "records"
     records.mkdir()
-    rows = [("a", 10.0, 50.0, 2e11), ("b", 20.0, 40.0, 1e11), ("c", 5.0, None, None), ("skip", None, None, None)]
-    for name, wall, gemm, counted in rows:
-        rec = {"claim": {"id": "H01"}, "model": {"id": "m"}, "wall_s": wall, "timestamp": "2026-01-01T00:00:00+00:00"}
+    rows = [("a", "H01", 10.0, 50.0, 2e11), ("b", "H02", 20.0, 40.0, 1e11), ("c", "H02", 5.0, None, None),
+            ("skip", "H03", None, None, None)]
+    for name, claim, wall, gemm, counted in rows:
+        rec = {"claim": {"id": claim}, "model": {"id": "m"}, "wall_s": wall, "timestamp": "2026-01-01T00:00:00+00:00"}
         if gemm:
             rec.update(work={"flops": counted}, environment={"blas": {"gemm_gflops_1024": gemm}})
         (records / f"{name}.json").write_text(json.dumps(rec))
-    work = main_job_costs(records)["work"]
+    job = main_job_costs(records)
+    work = job["work"]
     assert work["records"] == 2 and work["uncounted"] == 1
     assert work["efficiency"] == pytest.approx(3e11 / (10 * 50e9 + 20 * 40e9))
+    assert work["per_claim"] == pytest.approx({"H01": 2e11 / 5e11, "H02": 1e11 / 8e11})
+    text = render.render_bench_md({"mode": "quick", "main_job": job})
+    cells = {row[0]: row[1:] for row in ([c.strip() for c in line.strip("|").split("|")]
+                                          for line in text.splitlines() if line.startswith("| H0"))}
+    assert cells == {"H01": ["10", "40.0%"], "H02": ["25", "12.5%"], "H03": ["0", "–"]}
     line = render._efficiency_line(work)
     assert line.startswith("Suite efficiency: 23.1% (0.3 TFLOP counted over 1.3 TFLOP of peak")
     assert "1 records without counts left out" in line

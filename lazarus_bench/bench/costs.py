@@ -13,11 +13,12 @@ ZOO_KINDS = ("base", "instruct", "untied", "moe")
 
 def main_job_costs(records_dir: str | Path) -> dict | None:
     """Worker-seconds per claim and model (sum of ``wall_s`` over protocols), per model the span from the first
-    record's start to the last one's end (``timestamp`` is written when a record ends), and the suite's efficiency:
-    counted FLOPs over each record's wall time x its worker's GEMM rate. None without records."""
+    record's start to the last one's end (``timestamp`` is written when a record ends), and the suite's efficiency,
+    overall and per claim: counted FLOPs over each record's wall time x its worker's GEMM rate. None without records."""
     per_claim: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     spans: dict[str, list[float]] = {}
     work = {"flops": 0.0, "peak_flop_s": 0.0, "records": 0, "uncounted": 0}
+    by_claim: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # claim -> [FLOPs, peak FLOPs]
     for path in sorted(Path(records_dir).glob("*.json")):
         try:
             rec = json.loads(path.read_text())
@@ -28,9 +29,12 @@ def main_job_costs(records_dir: str | Path) -> dict | None:
         per_claim[claim][model] += wall
         counted, gemm = rec.get("work"), (rec.get("environment") or {}).get("blas", {}).get("gemm_gflops_1024")
         if isinstance(counted, dict) and gemm:
-            work["flops"] += float(counted.get("flops") or 0.0)
-            work["peak_flop_s"] += wall * float(gemm) * 1e9
+            done, peak = float(counted.get("flops") or 0.0), wall * float(gemm) * 1e9
+            work["flops"] += done
+            work["peak_flop_s"] += peak
             work["records"] += 1
+            by_claim[claim][0] += done
+            by_claim[claim][1] += peak
         elif wall > 0:  # skipped records took no time
             work["uncounted"] += 1
         first, last = spans.get(model, [end - wall, end])
@@ -40,6 +44,7 @@ def main_job_costs(records_dir: str | Path) -> dict | None:
     models = sorted(spans)
     totals = {m: sum(c.get(m, 0.0) for c in per_claim.values()) for m in models}
     work["efficiency"] = work["flops"] / work["peak_flop_s"] if work["peak_flop_s"] else None
+    work["per_claim"] = {c: done / peak for c, (done, peak) in sorted(by_claim.items()) if peak}
     return {"models": models, "per_claim": {c: dict(v) for c, v in sorted(per_claim.items())},
             "worker_s": totals, "span_s": {m: spans[m][1] - spans[m][0] for m in models}, "work": work}
 

@@ -258,15 +258,17 @@ def _cost_sections(job: dict | None, zoo: dict | None, table) -> list[str]:
     and the manifests those runs wrote)."""
     out: list[str] = []
     if job:
-        models = job["models"]
-        rows = [[claim] + [fmt(costs.get(m)) if m in costs else "–" for m in models]
+        models, efficiency = job["models"], (job.get("work") or {}).get("per_claim", {})
+        rows = [[claim] + [fmt(costs.get(m)) if m in costs else "–" for m in models] + [pct(efficiency.get(claim))]
                 for claim, costs in job["per_claim"].items()]
-        rows.append(["all (worker-s)"] + [fmt(job["worker_s"][m]) for m in models])
-        rows.append(["span of the records (s)"] + [fmt(job["span_s"][m]) for m in models])
+        rows.append(["all (worker-s)"] + [fmt(job["worker_s"][m]) for m in models]
+                    + [pct((job.get("work") or {}).get("efficiency"))])
+        rows.append(["span of the records (s)"] + [fmt(job["span_s"][m]) for m in models] + [""])
         out += ["", "## Main job (from the committed records)", "",
                 "Worker-seconds per claim (every protocol and control), and per model the span from the first "
-                "record's start to the last one's end: the wall time when the models ran one after another.", "",
-                table(rows, ["claim"] + models), "", _efficiency_line(job.get("work"))]
+                "record's start to the last one's end: the wall time when the models ran one after another; "
+                "efficiency: the claim's counted FLOPs over its records' worker peak (see Formulas).", "",
+                table(rows, ["claim"] + models + ["efficiency"]), "", _efficiency_line(job.get("work"))]
     if zoo:
         rows = [[r["model"], fmt(r["build_s"]), fmt(r["train_tokens"]), fmt(r["tokens_per_s"]), fmt(r["ranks"]),
                  fmt(r["recipe"])] for r in zoo["models"]]
