@@ -42,8 +42,9 @@ def matmul_weights(model: nn.Module, trainable: bool = False) -> float:
     embedding once, as the unembedding; quantized weights unpacked), or only the trainable ones."""
     params = model.trainable_parameters() if trainable else model.parameters()
     k = getattr(getattr(model, "args", None), "num_experts_per_tok", None)
-    bits = {f"{name}.weight": getattr(m, "bits", 32) for name, m in model.named_modules()}
-    head = any(name.endswith("lm_head") for name, _ in model.named_modules())
+    modules = model.named_modules()
+    bits = {f"{name}.weight": getattr(m, "bits", 32) for name, m in modules}
+    head = any(name.endswith("lm_head") for name, _ in modules)
     total = 0.0
     for name, value in tree_flatten(params):
         if value.ndim < 2 or (head and "embed_tokens" in name) or name.endswith((".scales", ".biases")):
@@ -53,12 +54,14 @@ def matmul_weights(model: nn.Module, trainable: bool = False) -> float:
     return total
 
 
-def _attention_width(model: nn.Module) -> tuple[int, int]:
-    """(blocks, query width) from the model's args, (0, 0) when they do not say (no attention term then)."""
+def _measure(model: nn.Module) -> tuple[float, int, int]:
+    """(matmul weights, blocks, query width) of the model, stored on it; the attention term is 0 when its args do
+    not give the blocks and heads."""
     args = getattr(model, "args", None)
     layers, heads = getattr(args, "num_hidden_layers", 0), getattr(args, "num_attention_heads", 0)
     head_dim = getattr(args, "head_dim", None) or (getattr(args, "hidden_size", 0) // heads if heads else 0)
-    return int(layers or 0), int(heads * head_dim)
+    shape = model.__dict__["_lazarus_shape"] = (matmul_weights(model), int(layers or 0), int(heads * head_dim))
+    return shape
 
 
 def _count(model: nn.Module, inputs: Any, cache: Any) -> None:
@@ -68,12 +71,8 @@ def _count(model: nn.Module, inputs: Any, cache: Any) -> None:
     tokens = int(shape[0]) * int(shape[1])
     offset = getattr(cache[0], "offset", 0) if cache else 0
     offset = int(mx.max(offset).item()) if isinstance(offset, mx.array) else int(offset or 0)
-    keys = offset + int(shape[1])
-    n = model.__dict__.get("_lazarus_weights")
-    if n is None:
-        n = model.__dict__["_lazarus_weights"] = matmul_weights(model)
-    layers, width = _attention_width(model)
-    attention = 4.0 * layers * keys * width
+    n, layers, width = model.__dict__.get("_lazarus_shape") or _measure(model)
+    attention = 4.0 * layers * (offset + int(shape[1])) * width
     flops = tokens * (2 * n + attention)
     trainable = _TRAINING.get(id(model))
     if trainable is None:
@@ -105,7 +104,7 @@ class Training:
     counted once, when it is made (after adapters are added)."""
 
     def __init__(self, model: nn.Module):
-        model.__dict__["_lazarus_weights"] = matmul_weights(model)
+        _measure(model)  # adapters added since the model's last count
         self.key, self.trainable = id(model), matmul_weights(model, trainable=True)
 
     def __enter__(self) -> "Training":

@@ -17,7 +17,7 @@ def main_job_costs(records_dir: str | Path) -> dict | None:
     overall and per claim: counted FLOPs over each record's wall time x its worker's GEMM rate. None without records."""
     per_claim: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     spans: dict[str, list[float]] = {}
-    work = {"flops": 0.0, "peak_flop_s": 0.0, "records": 0, "uncounted": 0}
+    work = {"flops": 0.0, "peak_flops": 0.0, "records": 0, "uncounted": 0}
     by_claim: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # claim -> [FLOPs, peak FLOPs]
     for path in sorted(Path(records_dir).glob("*.json")):
         try:
@@ -31,7 +31,7 @@ def main_job_costs(records_dir: str | Path) -> dict | None:
         if isinstance(counted, dict) and gemm:
             done, peak = float(counted.get("flops") or 0.0), wall * float(gemm) * 1e9
             work["flops"] += done
-            work["peak_flop_s"] += peak
+            work["peak_flops"] += peak
             work["records"] += 1
             by_claim[claim][0] += done
             by_claim[claim][1] += peak
@@ -43,7 +43,7 @@ def main_job_costs(records_dir: str | Path) -> dict | None:
         return None
     models = sorted(spans)
     totals = {m: sum(c.get(m, 0.0) for c in per_claim.values()) for m in models}
-    work["efficiency"] = work["flops"] / work["peak_flop_s"] if work["peak_flop_s"] else None
+    work["efficiency"] = work["flops"] / work["peak_flops"] if work["peak_flops"] else None
     work["per_claim"] = {c: done / peak for c, (done, peak) in sorted(by_claim.items()) if peak}
     return {"models": models, "per_claim": {c: dict(v) for c, v in sorted(per_claim.items())},
             "worker_s": totals, "span_s": {m: spans[m][1] - spans[m][0] for m in models}, "work": work}

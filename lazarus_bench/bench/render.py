@@ -258,17 +258,17 @@ def _cost_sections(job: dict | None, zoo: dict | None, table) -> list[str]:
     and the manifests those runs wrote)."""
     out: list[str] = []
     if job:
-        models, efficiency = job["models"], (job.get("work") or {}).get("per_claim", {})
+        models, work = job["models"], job.get("work") or {}
+        efficiency = work.get("per_claim", {})
         rows = [[claim] + [fmt(costs.get(m)) if m in costs else "–" for m in models] + [pct(efficiency.get(claim))]
                 for claim, costs in job["per_claim"].items()]
-        rows.append(["all (worker-s)"] + [fmt(job["worker_s"][m]) for m in models]
-                    + [pct((job.get("work") or {}).get("efficiency"))])
+        rows.append(["all (worker-s)"] + [fmt(job["worker_s"][m]) for m in models] + [pct(work.get("efficiency"))])
         rows.append(["span of the records (s)"] + [fmt(job["span_s"][m]) for m in models] + [""])
         out += ["", "## Main job (from the committed records)", "",
                 "Worker-seconds per claim (every protocol and control), and per model the span from the first "
                 "record's start to the last one's end: the wall time when the models ran one after another; "
                 "efficiency: the claim's counted FLOPs over its records' worker peak (see Formulas).", "",
-                table(rows, ["claim"] + models + ["efficiency"]), "", _efficiency_line(job.get("work"))]
+                table(rows, ["claim"] + models + ["efficiency"]), "", _efficiency_line(work)]
     if zoo:
         rows = [[r["model"], fmt(r["build_s"]), fmt(r["train_tokens"]), fmt(r["tokens_per_s"]), fmt(r["ranks"]),
                  fmt(r["recipe"])] for r in zoo["models"]]
@@ -287,7 +287,7 @@ def _efficiency_line(work: dict | None) -> str:
                 "written since the counters were added do).")
     missing = f"; {work['uncounted']} records without counts left out" if work.get("uncounted") else ""
     return (f"Suite efficiency: {pct(work['efficiency'])} ({work['flops'] / 1e12:.3g} TFLOP counted over "
-            f"{work['peak_flop_s'] / 1e12:.3g} TFLOP of peak: each record's wall seconds x its worker's fp32 GEMM "
+            f"{work['peak_flops'] / 1e12:.3g} TFLOP of peak: each record's wall seconds x its worker's fp32 GEMM "
             f"rate, 1024^3, one BLAS thread; {work['records']} records{missing}).")
 
 

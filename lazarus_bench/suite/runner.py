@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
@@ -14,7 +13,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .. import flops, stats, tokenization
-from ..blas import gemm_gflops
 from ..claims import prereg
 from ..claims.base import (
     ZOO_INSTRUCT_PAIRS,
@@ -159,16 +157,9 @@ def run_claim(claim: Claim, model_id: str, *, tier: str = "slow", n_seeds: int |
         record.update(status="error", reason=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
     record["wall_s"] = round(time.perf_counter() - start, 2)
     record["work"] = flops.since(counts)
-    record["environment"] = environment()
-    record["environment"]["blas"]["gemm_gflops_1024"] = worker_gemm_rate()
+    record["environment"] = environment(measure_gemm=True)
     save_record(report_dir, record)
     return record
-
-
-@functools.cache
-def worker_gemm_rate() -> float:
-    """This process's float32 GEMM rate (1024^3, GFLOP/s), measured once: the peak its records' FLOPs are held to."""
-    return round(gemm_gflops(), 1)
 
 
 def say(message: str) -> None:
