@@ -242,3 +242,19 @@ def test_a_micro_zoo_of_an_older_recipe_is_not_current(micro_zoo, tmp_path):
     assert not B.is_current(copy)
     shutil.rmtree(copy / "base")
     assert not B.is_current(copy)
+
+
+def test_a_default_build_rebuilds_the_shipped_zoo():
+    """`zoo build` without --seed reproduces what ships: the shipped manifests record this code's seed and configs."""
+    from dataclasses import asdict, replace
+    from pathlib import Path
+
+    shipped = Path(R.__file__).parent / "weights"
+    spec = B.SIZES["default"]
+    assert B.is_current(shipped)
+    for i, kind in enumerate(B.KINDS):
+        cfg = json.loads((shipped / kind / "manifest.json").read_text())["build_config"]
+        assert cfg["seed"] == spec.seed, kind
+        stage = spec.pretrain if kind == "base" else spec.instruct if kind == "instruct" else spec.derived
+        assert cfg["train"] == asdict(replace(stage, seed=spec.seed + i, name=f"default/{kind}")), kind
+    assert B.SIZES["micro"].seed == 0
