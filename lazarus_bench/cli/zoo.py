@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", help="zoo directory (default: shipped zoo; builds go to the cache)")
     p.add_argument("--models", nargs="+", choices=["base", "instruct", "untied", "moe"])
     p.add_argument("--seed", type=int, default=None,
-                   help="build seed (default: the shipped zoo's 1, micro 0); replicas: initialisation seed (default 0)")
+                   help="build seed (default: the one its zoo was built with); replicas: init seed (default 0)")
     p.add_argument("--force", action="store_true", help="rebuild models that already verify")
     p.add_argument("--ranks", type=positive_int, default=None,
                    help="data-parallel training processes for a build (default: 2 on 2+ cores, 1 for micro)")
@@ -169,7 +169,7 @@ def _replicas(args: argparse.Namespace) -> int:
     root = Path(args.dir) if args.dir else replica_root()
     rows = []
     for name, rep in REPLICAS.items():
-        path = build_replica(name, root, seed=args.seed or 0, force=args.force)
+        path = build_replica(name, root, seed=0 if args.seed is None else args.seed, force=args.force)
         config = json.loads((path / "config.json").read_text())
         rows.append({"id": f"replica:{name}", "model_type": config["model_type"], "vocab": config["vocab_size"],
                      "tokenizer": rep.vocab, "chat": "yes" if rep.chat_template else "no", "stand-in": rep.stand_in})
