@@ -22,7 +22,6 @@ import mlx.nn as nn
 import numpy as np
 
 from .errors import LazarusError
-from .experts import densify_experts
 from .flops import counted
 from .io import sha256_file
 from .zoo.registry import MANIFEST, resolve_zoo, verify
@@ -399,7 +398,7 @@ def load_model(
 ) -> ModelHandle:
     """Load a checkpoint directory or hub id (with an optional mlx-lm adapter) through ``mlx_lm.load``.
 
-    ``float32`` defaults to True on CPU, where few-expert MoE layers also run densely (``experts``).
+    ``float32`` defaults to True on CPU. MoE layers stay mlx-lm's gathered experts (see ``experts`` for why).
     ``check_lens`` verifies once that the lens at the last
     layer reproduces the model's own logits, so unsupported logit post-processing fails loudly.
     """
@@ -425,7 +424,6 @@ def load_model(
     config = load_config(local) if looks_local else _hub_config(model)
     if float32 if float32 is not None else mx.default_device().type == mx.cpu:
         _upcast(model)
-    densify_experts(model)
     model.eval()
     handle = ModelHandle(model=counted(model), tokenizer=tokenizer, model_id=requested, adapter_path=adapter_path,
                          config=config, path=str(local) if looks_local else None)
