@@ -187,6 +187,9 @@ def test_write_bench_on_synthetic_numbers(tmp_path):
                  "none": {"blas": "disabled", "library": "libblas", "gemm_gflops": 6.0, "train": pre.summary()},
                  "gemm_ratio": 25.0, "train_ratio": 10.0},
         "scaling": {"seq_len": 64, "by_size": [pre.to_dict()], "by_batch": [pre.to_dict()]},
+        "experts": {"batch": 16, "seq_len": 48, "forward_batch": 64, "forward_len": 8, "repeats": 3,
+                    "train": {"gathered_s": 0.47, "dense_s": 0.62, "ratio": 1.3, "ratios": [1.2, 1.3, 1.4]},
+                    "forward": {"gathered_s": 0.14, "dense_s": 0.18, "ratio": 1.25, "ratios": [1.1, 1.25, 1.3]}},
         "errors": {"probes": "RuntimeError: synthetic"},
     }
     path = render.write_bench(results, tmp_path)
@@ -204,6 +207,9 @@ def test_write_bench_on_synthetic_numbers(tmp_path):
     assert "one captured forward / torch (1 thread) speed, interleaved repeats: median 0.85" in text
     assert "SiLU at the forward's shape (16 x 16 x 384) takes 40.0% of the captured forward (8 blocks" in text
     assert "MLX's CPU exp runs 15.9 ns per element, numpy's 1.5, an MLX multiply 0.8." in text
+    assert re.search(r"\| \(e\) zoo:moe training step, the build's dense experts / mlx-lm's gathered \(speed-up\) +"
+                     r"\| 1\.3 .*16 x 48 tokens: 0\.47 vs 0\.62 s; range 1\.2-1\.4 over 3 repeats; "
+                     r"forward 64 x 8 x1\.25 \(1\.1-1\.3\)", text)
 
 
 def test_render_bench_md_with_nothing_measured():

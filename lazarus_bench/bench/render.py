@@ -30,7 +30,7 @@ def pct(value: float | None) -> str:
 
 
 def summarise_ratios(results: dict) -> list[dict]:
-    """The four headline ratios (a-d), each with its target and where it came from."""
+    """The headline ratios (a-e), each with its target and where it came from."""
     rows = []
     cmp_ = results.get("mlx_lm") or {}
     matched = cmp_.get("matched")
@@ -82,6 +82,16 @@ def summarise_ratios(results: dict) -> list[dict]:
                      "value": lens["ratio"], "target": "–",
                      "detail": f"{lens['layers']} lens layers, {lens['prompts']} prompts x {lens['seq_len']} tokens; "
                                f"on CPU time {fmt(lens.get('ratio_cpu'))}"})
+    experts = results.get("experts")
+    if experts:
+        t, f = experts["train"], experts["forward"]
+        rows.append({"ratio": "(e) zoo:moe training step, the build's dense experts / mlx-lm's gathered (speed-up)",
+                     "value": t["ratio"], "target": "–",
+                     "detail": f"{experts['batch']} x {experts['seq_len']} tokens: {fmt(t['gathered_s'])} vs "
+                               f"{fmt(t['dense_s'])} s; range {fmt(t['ratios'][0])}-{fmt(t['ratios'][-1])} over "
+                               f"{experts['repeats']} repeats; forward {experts['forward_batch']} x "
+                               f"{experts['forward_len']} x{fmt(f['ratio'])} "
+                               f"({fmt(f['ratios'][0])}-{fmt(f['ratios'][-1])})"})
     base = next((t for t in results.get("training", []) if t.get("name") == "zoo-pretrain"), None)
     if base:
         sweep = [t["summary"] for t in (results.get("scaling") or {}).get("by_batch", [])]

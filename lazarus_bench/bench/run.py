@@ -11,8 +11,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..zoo.registry import zoo_root
+from ..zoo.registry import resolve_zoo, zoo_root
 from .costs import main_job_costs, zoo_build_costs
+from .experts import measure_experts
 from .fixtures import bench_tokenizer, llama_config, load_handle, save_bench_model, tokenizer_vocab
 from .lens import measure_lens, measure_probes
 from .machine import machine_info
@@ -43,19 +44,18 @@ class Plan:
     scaling_batch: int = 8
     scaling_steps: int = 6
     batch_sweep: tuple[int, ...] = (4, 16, 64)
+    experts_repeats: int = 3
 
 
 FULL = Plan()
 QUICK = Plan(train_steps=6, grpo_steps=2, pretrain_batch=16, lens_prompts=16, lens_repeats=5, probe_permutations=5,
              mlx_lm_iters=20, mlx_lm_repeats=1, mlx_lm_padded=False, blas_steps=3, blas_batch=4,
-             blas_modes=("import", "none"), scaling_steps=4, batch_sweep=(4, 16))
+             blas_modes=("import", "none"), scaling_steps=4, batch_sweep=(4, 16), experts_repeats=1)
 
 
 def bench_model(work: Path) -> tuple[Path, str]:
     """``zoo:base`` when it is built, else a random-init model of its architecture (the bench tokenizer's ids
     use the first rows of the zoo's 1024-entry vocabulary)."""
-    from ..zoo.registry import resolve_zoo
-
     try:
         return resolve_zoo("zoo:base"), "zoo:base"
     except Exception:  # noqa: BLE001  (absent or unverifiable zoo: build a stand-in)
@@ -119,6 +119,8 @@ def run_bench(out_dir: str | os.PathLike = "reports", quick: bool = False, progr
                                                              repeats=plan.lens_repeats, model_dir=str(model_dir)))
         results["probes"] = stage("probes", lambda: measure_probes(load_handle(model_dir),
                                                                    n_permutations=plan.probe_permutations))
+        results["experts"] = stage("experts", lambda: measure_experts(load_handle(resolve_zoo("zoo:moe")).model,
+                                                                      repeats=plan.experts_repeats))
         results["blas"] = stage("blas", lambda: measure_blas(vocab=vocab, batch=plan.blas_batch, steps=plan.blas_steps,
                                                              modes=plan.blas_modes))
         results["mlx_lm"] = stage("mlx_lm", lambda: compare_mlx_lm(
