@@ -82,6 +82,15 @@ def summarise_ratios(results: dict) -> list[dict]:
                      "value": lens["ratio"], "target": "–",
                      "detail": f"{lens['layers']} lens layers, {lens['prompts']} prompts x {lens['seq_len']} tokens; "
                                f"on CPU time {fmt(lens.get('ratio_cpu'))}"})
+    base = next((t for t in results.get("training", []) if t.get("name") == "zoo-pretrain"), None)
+    if base:
+        sweep = [t["summary"] for t in (results.get("scaling") or {}).get("by_batch", [])]
+        swept = ", ".join(f"B={t['batch']} {pct(t['mfu'])}" for t in sweep)
+        rows.append({"ratio": "(d) MFU, zoo base pretraining step", "value": base["mfu"], "target": ">= 0.5",
+                     "detail": f"{fmt(base['achieved_gflops'])} of {fmt(base['gemm_gflops'])} GFLOP/s, "
+                               f"B={base['batch']} T={base['seq_len']}, cores busy {fmt(base.get('cores_busy'), 2)}; "
+                               f"GEMM at the model's MLP shape {fmt(base.get('gemm_model_shape_gflops'))} GFLOP/s"
+                               + (f"; batch sweep {swept}" if swept else "")})
     experts = results.get("experts")
     if experts:
         t, f = experts["train"], experts["forward"]
@@ -92,15 +101,6 @@ def summarise_ratios(results: dict) -> list[dict]:
                                f"{experts['repeats']} repeats; forward {experts['forward_batch']} x "
                                f"{experts['forward_len']} x{fmt(f['ratio'])} "
                                f"({fmt(f['ratios'][0])}-{fmt(f['ratios'][-1])})"})
-    base = next((t for t in results.get("training", []) if t.get("name") == "zoo-pretrain"), None)
-    if base:
-        sweep = [t["summary"] for t in (results.get("scaling") or {}).get("by_batch", [])]
-        swept = ", ".join(f"B={t['batch']} {pct(t['mfu'])}" for t in sweep)
-        rows.append({"ratio": "(d) MFU, zoo base pretraining step", "value": base["mfu"], "target": ">= 0.5",
-                     "detail": f"{fmt(base['achieved_gflops'])} of {fmt(base['gemm_gflops'])} GFLOP/s, "
-                               f"B={base['batch']} T={base['seq_len']}, cores busy {fmt(base.get('cores_busy'), 2)}; "
-                               f"GEMM at the model's MLP shape {fmt(base.get('gemm_model_shape_gflops'))} GFLOP/s"
-                               + (f"; batch sweep {swept}" if swept else "")})
     return rows
 
 
