@@ -3,10 +3,8 @@
 Every expert runs on every token as one GEMM per projection and the router's outputs are kept: the same
 function and gradients as mlx-lm's ``SwitchGLU`` (the unchosen outputs get none), at ``num_experts / k`` times
 the FLOPs. The shipped zoo:moe was trained this way, so ``zoo build`` keeps it to reproduce those weights bit
-for bit. Everything else (``models.load_model``: claims, lens, training on a loaded model) runs mlx-lm's
-gathered experts, which at the zoo's expert size (4 x 384) are the faster path on this CPU (2026-11-24,
-MLX 0.32, one thread, median of 3: training 16x48 tokens 473 ms gathered vs 617 ms dense, LoRA on every
-linear 536 vs 644 ms; forward 64x8 tokens 144 vs 180 ms; decoding 195 vs 178 ms).
+for bit. Everything else (``models.load_model``: claims, lens, training) runs mlx-lm's gathered experts, the
+faster path at the zoo's expert size (BENCH.md ratio (e)).
 """
 
 from __future__ import annotations

@@ -113,11 +113,11 @@ def test_bench_compares_both_expert_paths_on_one_model():
     from lazarus_bench.bench.experts import measure_experts
 
     model = build_model(tiny_config("mixtral"), seed=1)
-    out = measure_experts(model, batch=2, seq_len=8, forward_batch=4, forward_len=4, repeats=2, calls=1)
+    out = measure_experts(model, batch=2, seq_len=8, forward_batch=4, forward_len=4, repeats=2)
     assert out["loss"]["dense"] == pytest.approx(out["loss"]["gathered"], rel=1e-5)
     for what in ("train", "forward"):
         r = out[what]
         assert len(r["ratios"]) == 2 and r["ratios"] == sorted(r["ratios"]) and r["gathered_s"] > 0 < r["dense_s"]
     assert all(type(m) is not DenseSwitchGLU for m in model.modules())
     with pytest.raises(ValueError, match="no mlx-lm SwitchGLU"):
-        measure_experts(build_model(tiny_config("llama"), seed=1), repeats=1, calls=1)
+        measure_experts(build_model(tiny_config("llama"), seed=1), repeats=1)

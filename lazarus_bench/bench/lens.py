@@ -114,9 +114,9 @@ def measure_lens(handle, *, n_prompts: int = 32, seq_len: int = 16, repeats: int
         "api_prompts_per_s": n / median(times["api"]),
         "torch_prompts_per_s": n / median(times["torch"]) if "torch" in times else None,
         "torch_1_prompts_per_s": n / median(times["torch_1"]) if "torch_1" in times else None,
-        "api_over_torch": _speed_ratios(times, "api", "torch"),
-        "api_over_torch_1": _speed_ratios(times, "api", "torch_1"),
-        "one_pass_over_torch_1": _speed_ratios(times, "one_pass", "torch_1"),
+        "api_over_torch": speed_ratios(times, "api", "torch"),
+        "api_over_torch_1": speed_ratios(times, "api", "torch_1"),
+        "one_pass_over_torch_1": speed_ratios(times, "one_pass", "torch_1"),
         "ratio": median(ratios), "ratios": ratios,
         "ratio_cpu": median([p / o for p, o in zip(cpu["per_layer"], cpu["one_pass"])]),
         "max_entropy_diff": diff, "times": times, "cpu_times": cpu, "silu": silu,
@@ -147,7 +147,7 @@ def measure_silu(handle, tokens: mx.array, repeats: int = 5) -> dict:
             "exp_ns": ns["exp"], "mul_ns": ns["mul"], "numpy_exp_ns": ns["numpy_exp"]}
 
 
-def _speed_ratios(times: dict[str, list[float]], ours: str, theirs: str) -> list[float] | None:
+def speed_ratios(times: dict[str, list[float]], ours: str, theirs: str) -> list[float] | None:
     """Per-repeat speed of ``ours`` over ``theirs`` (their seconds / ours, adjacent calls); None if not timed."""
     return [t / o for o, t in zip(times[ours], times[theirs])] if theirs in times else None
 
