@@ -418,40 +418,65 @@ def test_decide_each_branch():
 
 
 def test_threshold_claim_constructed_cases():
-    low = S.threshold_claim([0.001] * 8, 0.01)
-    assert low.verdict == Verdict.INCONCLUSIVE and low.n == 8 and low.confidence == pytest.approx(0.9)
-    assert low.reason.startswith("criterion met with zero variance") and low.details["zero_variance"]
-    high = S.threshold_claim([0.5] * 8, 0.01)
-    assert high.verdict == Verdict.REFUTED and high.details["test"] == "sign test"
-    kept = S.threshold_claim([0.0] * 5, 10.0, zero_variance_is_evidence=True)
-    assert kept.verdict == Verdict.SUPPORTED
-    assert kept.p_value == pytest.approx(sps.binomtest(5, 5, 0.5, "greater").pvalue)
-    assert S.threshold_claim([0.0] * 4, 10.0, zero_variance_is_evidence=True).verdict == Verdict.INCONCLUSIVE, \
+    low = S.threshold_claim([0.001] * 8, 0.01, test="sign")
+    assert low.verdict == Verdict.SUPPORTED and low.n == 8 and low.confidence == pytest.approx(0.9)
+    assert low.p_value == pytest.approx(0.5 ** 8) and low.details["test"] == "sign"
+    assert math.isnan(low.details["mde"]), "no spread: the MDE is undefined, never 0"
+    high = S.threshold_claim([0.5] * 8, 0.01, test="sign")
+    assert high.verdict == Verdict.REFUTED
+    assert S.threshold_claim([0.0] * 4, 10.0, test="sign").verdict == Verdict.INCONCLUSIVE, \
         "4 unanimous seeds give p = 1/16 > 0.05"
-    assert S.threshold_claim([0.5, 0.6, 0.55, 0.52, 0.58, 0.51, 0.57, 0.54], 0.01).verdict == Verdict.REFUTED
-    few = S.threshold_claim([0.001, 0.002], 0.01)
+    assert S.threshold_claim([0.5, 0.6, 0.55, 0.52, 0.58, 0.51, 0.57, 0.54], 0.01, test="t").verdict == Verdict.REFUTED
+    few = S.threshold_claim([0.001, 0.002], 0.01, test="t")
     assert few.verdict == Verdict.INCONCLUSIVE and "n=2" in few.reason
-    noisy = S.threshold_claim(np.random.default_rng(1).uniform(0, 0.004, 10), 0.01)
-    assert noisy.verdict == Verdict.SUPPORTED and noisy.ci_high < 0.01 and noisy.details["test"] == "one-sample t"
-    straddle = S.threshold_claim([0.005, 0.015, 0.008, 0.012, 0.009, 0.011], 0.01)
+    noisy = S.threshold_claim(np.random.default_rng(1).uniform(0, 0.004, 10), 0.01, test="t")
+    assert noisy.verdict == Verdict.SUPPORTED and noisy.ci_high < 0.01 and noisy.details["test"] == "t"
+    straddle = S.threshold_claim([0.005, 0.015, 0.008, 0.012, 0.009, 0.011], 0.01, test="sign")
     assert straddle.verdict == Verdict.INCONCLUSIVE
-    above = S.threshold_claim([0.96, 0.98, 1.0, 0.99, 0.97], 0.9, "above")
-    assert above.verdict == Verdict.SUPPORTED
-    boot = S.threshold_claim([0.001, 0.002, 0.0015, 0.003, 0.0005, 0.001], 0.01, method="bootstrap", n_resamples=499)
-    assert boot.verdict == Verdict.SUPPORTED and boot.details["test"] == "sign test"
-    assert S.threshold_claim([0.01] * 8, 0.01).verdict == Verdict.INCONCLUSIVE
-    underpowered = S.threshold_claim([0.001, 0.002] * 4, 0.01, power=0.5)
+    above = S.threshold_claim([0.96, 0.98, 1.0, 0.99, 0.97], 0.9, "above", test="sign")
+    assert above.verdict == Verdict.SUPPORTED and above.p_value == pytest.approx(1 / 32)
+    on_threshold = S.threshold_claim([0.01] * 8, 0.01, test="sign")
+    assert on_threshold.verdict == Verdict.INCONCLUSIVE and on_threshold.p_value == 1.0, \
+        "a value on the threshold is on neither side"
+    underpowered = S.threshold_claim([0.001, 0.002] * 4, 0.01, power=0.5, test="sign")
     assert underpowered.verdict == Verdict.INCONCLUSIVE
+    with pytest.raises(ValueError, match="declared"):
+        S.threshold_claim([0.1, 0.2], 0.5, test="bootstrap")
+    with pytest.raises(TypeError):
+        S.threshold_claim([0.1, 0.2], 0.5)  # no default test: every criterion declares its own
+
+
+@pytest.mark.parametrize("test", ["sign", "t"])
+@pytest.mark.parametrize("direction", ["below", "above"])
+def test_identical_seeds_give_the_decisive_verdict_on_either_side(test, direction):
+    """Five identical seeds on the claimed side support the claim, on the other side refute it, with the same test
+    as noisy seeds: the test never depends on the observed variance or on ties (CLAIMS.md revision 3)."""
+    side, other = (-1.0, 1.0) if direction == "below" else (1.0, -1.0)
+    support = S.threshold_claim([side * 100.0] * 5, 0.0, direction, test=test)
+    refute = S.threshold_claim([other * 100.0] * 5, 0.0, direction, test=test)
+    noisy = S.threshold_claim(side * np.array([99.0, 100.0, 101.0, 100.5, 99.5]), 0.0, direction, test=test)
+    assert support.verdict == Verdict.SUPPORTED and refute.verdict == Verdict.REFUTED
+    assert noisy.verdict == Verdict.SUPPORTED
+    assert support.details["test"] == refute.details["test"] == noisy.details["test"] == test
+    if test == "sign":
+        assert support.p_value == noisy.p_value == pytest.approx(1 / 32), "ties change nothing in a sign test"
+    three = S.threshold_claim([side * 100.0] * 3, 0.0, direction, test=test, min_n=5)
+    assert three.verdict == Verdict.INCONCLUSIVE and "min_n=5" in three.reason
 
 
 @FAST
 @given(hst.integers(0, 10**6), hst.integers(3, 20), hst.floats(-1, 1), hst.sampled_from(["below", "above"]))
-def test_threshold_claim_ci_agrees_with_one_sided_t(seed, n, centre, direction):
+def test_threshold_claim_t_agrees_with_scipy_and_sign_with_binomtest(seed, n, centre, direction):
     x = _normal(seed, n, centre)
-    claim = S.threshold_claim(x, 0.0, direction)
+    claim = S.threshold_claim(x, 0.0, direction, test="t")
     alt = "less" if direction == "below" else "greater"
     p = sps.ttest_1samp(x, 0.0, alternative=alt).pvalue
     assert claim.p_value == pytest.approx(p, rel=1e-12)
+    low, high = sps.ttest_1samp(x, 0.0).confidence_interval(0.9)
+    assert (claim.ci_low, claim.ci_high) == pytest.approx((low, high), rel=1e-9)
+    sign = S.threshold_claim(x, 0.0, direction, test="sign")
+    k = int(np.sum(x < 0)) if direction == "below" else int(np.sum(x > 0))
+    assert sign.p_value == pytest.approx(sps.binomtest(k, n, 0.5, "greater").pvalue, rel=1e-12)
     assume(abs(p - 0.05) > 1e-9)
     assert (claim.verdict == Verdict.SUPPORTED) == (p < 0.05)
 
@@ -471,7 +496,7 @@ def test_proportion_claim_verdicts():
 
 def test_records_are_json_serialisable():
     records = [
-        S.threshold_claim([0.001, 0.002, 0.003, 0.001], 0.01),
+        S.threshold_claim([0.001, 0.002, 0.003, 0.001], 0.01, test="sign"),
         S.proportion_claim(7, 8, 7 / 8, chance=0.25),
         S.decide(True, 0.01, n=5),
         S.cohens_d([1, 2, 3], [2, 3, 5]),
@@ -503,7 +528,7 @@ def test_invalid_input_raises():
     with pytest.raises(ValueError):
         S.binomial_test(9, 8)
     with pytest.raises(ValueError):
-        S.threshold_claim([0.1, 0.2], 0.5, "sideways")
+        S.threshold_claim([0.1, 0.2], 0.5, "sideways", test="sign")
 
 
 def test_ecdf_matches_scipy():
@@ -533,7 +558,14 @@ def test_min_detectable_rate_is_the_smallest_rate_with_power(n, p0):
 
 
 def test_claims_carry_their_mde():
-    t = S.threshold_claim([0.001, 0.004, 0.002, 0.003], 0.01)
+    t = S.threshold_claim([0.001, 0.004, 0.002, 0.003], 0.01, test="t")
     assert t.details["mde"] == pytest.approx(S.min_detectable_d_one_sample(4) * np.std([1, 4, 2, 3], ddof=1) / 1000)
+    sign = S.threshold_claim([0.001, 0.004, 0.002, 0.003, 0.005, 0.002], 0.01, test="sign")
+    rate = S.min_detectable_rate(6, 0.5)
+    assert sign.details["mde_d"] == pytest.approx(sps.norm.ppf(rate))
+    power = sum(sps.binom.pmf(k, 6, sps.norm.cdf(sign.details["mde_d"])) for k in range(6, 7))
+    assert power == pytest.approx(0.8, abs=1e-6), "at the MDE the one-sided sign test has power 0.8 (6/6 needed)"
+    assert S.threshold_claim([0.001, 0.004, 0.002, 0.003], 0.01, test="sign").details["mde_d"] == math.inf, \
+        "no count of 4 reaches p < 0.05: nothing is detectable"
     prop = S.proportion_claim(7, 8, 0.875, chance=0.25)
     assert prop.details["mde"] == pytest.approx(S.min_detectable_rate(8, 0.25) - 0.25)

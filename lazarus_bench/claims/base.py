@@ -216,6 +216,7 @@ class Claim:
     gates: tuple[Gate, ...] = ()  # fitness prerequisites: a model that fails one makes the claim NOT TESTABLE
     controls: tuple[Control, ...] = ()  # negative and positive controls the runner measures with the claim
     layer_curve: tuple[str, str | None] | None = None  # (curve, series or None = last): statistic at every layer
+    tests: dict[str, str] = field(default_factory=dict)  # criterion -> its test ("sign", "t"), declared before data
 
     def tier_protocols(self, tier: str) -> tuple[str, ...]:
         """The protocols a tier runs: all in the slow tier; the fast tier (a pipeline check) skips the one-factor
@@ -370,6 +371,13 @@ class ClaimContext:
                             params={**self.params, **(params or {})}, protocol=self.protocol,
                             cache_dir=self.cache_dir, log=self._log,
                             shared=handle if handle is not None else self._shared)
+
+    def test(self, criterion: str) -> str:
+        """The test the claim declared for ``criterion`` (hashed into the lock): a measure never picks one itself."""
+        if criterion not in self.claim.tests:
+            raise LazarusError(f"{self.claim.id}: criterion '{criterion}' has no declared test (declared: "
+                               f"{', '.join(sorted(self.claim.tests)) or 'none'})")
+        return self.claim.tests[criterion]
 
     def require(self, gate_name: str, value: float, details: dict[str, Any] | None = None) -> GateResult:
         """Check one of the claim's gates as soon as the measure has its value; raise :class:`NotTestable` (with the

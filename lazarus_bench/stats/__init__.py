@@ -30,6 +30,7 @@ from .power import (  # noqa: F401
     binomial_rejection_region,
     mde_from_ci,
     min_detectable_d_one_sample,
+    min_detectable_d_sign,
     min_detectable_effect,
     min_detectable_rate,
     power_binomial,

@@ -117,6 +117,14 @@ def min_detectable_d_one_sample(n: int, alpha: float = DEFAULT_ALPHA, power: flo
     return float(optimize.brentq(gap, 0.0, high, xtol=1e-10))
 
 
+def min_detectable_d_sign(n: int, alpha: float = DEFAULT_ALPHA, power: float = DEFAULT_MIN_POWER) -> float:
+    """Smallest normal shift d (in SDs) the one-sided exact sign test at ``n`` detects with the given power: the rate
+    Phi(d) of values beyond the threshold must reach ``min_detectable_rate(n, 1/2)``; infinite when no count can
+    reject (n < 5 at alpha 0.05)."""
+    rate = min_detectable_rate(n, 0.5, alpha, power, "greater") if n >= 1 else math.nan
+    return math.inf if math.isnan(rate) else float(st.norm.ppf(rate))
+
+
 def min_detectable_rate(n: int, p0: float, alpha: float = DEFAULT_ALPHA, power: float = DEFAULT_MIN_POWER,
                         alternative: str = "greater") -> float:
     """Smallest true success rate (above p0 for "greater", below for "less") the exact binomial test at ``n``

@@ -12,18 +12,16 @@ from scipy import stats as st
 
 from .checks import _as_1d, _check_counts, _check_level
 from .effects import cohens_h
-from .power import min_detectable_d_one_sample, min_detectable_rate
-from .resampling import bootstrap_ci
+from .power import min_detectable_d_one_sample, min_detectable_d_sign, min_detectable_rate
 from .results import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_POWER,
-    DEFAULT_N_RESAMPLES,
     ClaimStatistic,
     EffectSize,
     Verdict,
     VerdictResult,
 )
-from .tests import one_sample_t, sign_test, wilson_interval
+from .tests import one_sample_t, wilson_interval
 
 
 def _fmt(value: float) -> str:
@@ -77,83 +75,97 @@ def _claim_confidence(confidence: float | None, alpha: float) -> float:
     return _check_level(1.0 - 2.0 * alpha if confidence is None else confidence, "confidence")
 
 
+TESTS = ("sign", "t")
+TEST_NAMES = {"sign": "exact sign test (values on the threshold count against each side)",
+              "t": "one-sample t (zero spread: t is +-infinite, its limit)"}
+
+
+def _check_test(test: str) -> str:
+    if test not in TESTS:
+        raise ValueError(f"test must be one of {', '.join(TESTS)} (declared with the claim), got {test!r}")
+    return test
+
+
+def _sign_p(x: np.ndarray, thr: float, side: str) -> float:
+    """One-sided exact sign test that most values lie strictly on ``side`` ('below'/'above') of ``thr``; a value on
+    the threshold counts as a failure, so ties never help either side and no value is dropped."""
+    k = int(np.sum(x < thr)) if side == "below" else int(np.sum(x > thr))
+    return float(st.binom.sf(k - 1, int(x.size), 0.5))
+
+
+def _t_p(x: np.ndarray, thr: float, side: str) -> float:
+    """One-sided one-sample t p-value that the mean lies on ``side`` of ``thr``; with zero spread the t statistic is
+    +-infinite (p 0 on the side the values lie strictly on, 1 otherwise): the test's own limit, not another test."""
+    if float(np.ptp(x)) == 0.0:
+        v = float(x[0])
+        return 0.0 if (v < thr if side == "below" else v > thr) else 1.0
+    return float(st.ttest_1samp(x, thr, alternative="less" if side == "below" else "greater").pvalue)
+
+
+def _side_p(x: np.ndarray, thr: float, side: str, test: str) -> float:
+    return _sign_p(x, thr, side) if test == "sign" else _t_p(x, thr, side)
+
+
+def _mean_ci(x: np.ndarray, level: float) -> tuple[float, float]:
+    """t interval of the mean (the magnitude's CI whatever the test); a point when every value is equal."""
+    n, mean = int(x.size), float(np.mean(x))
+    if n < 2:
+        return math.nan, math.nan
+    half = float(st.t.ppf(0.5 + level / 2.0, n - 1)) * float(np.std(x, ddof=1)) / math.sqrt(n)
+    return mean - half, mean + half
+
+
 def threshold_claim(
     values: Any,
     threshold: float,
     direction: str = "below",
     alpha: float = DEFAULT_ALPHA,
     *,
-    method: str = "t",
+    test: str,
     min_n: int = 3,
     power: float | None = None,
     min_power: float = DEFAULT_MIN_POWER,
     confidence: float | None = None,
-    n_resamples: int = DEFAULT_N_RESAMPLES,
-    seed: int = 0,
     name: str = "threshold",
-    zero_variance_is_evidence: bool = False,
 ) -> ClaimStatistic:
-    """Claim "the mean of ``values`` is below (or above) ``threshold``", e.g. "op-word probability < 1%".
+    """Claim "the values lie below (or above) ``threshold``", one value per independent unit (a seed, a prompt).
 
-    CI of the mean at ``confidence`` (default 1 - 2 alpha): t-based for ``method="t"``, seeded BCa bootstrap for
-    ``"bootstrap"``. SUPPORTED when the CI bound on the claimed side is beyond the threshold and the one-sided test
-    is significant; REFUTED when the other bound is beyond it the other way (and that one-sided test is
-    significant); else INCONCLUSIVE. The test is a one-sample t-test, except for the bootstrap method and for
-    zero-variance data, which use the exact sign test. For "every unit below X" claims pass each unit's maximum.
-    Zero variance is not evidence for a claim: identical values that meet the criterion give INCONCLUSIVE ("met
-    with zero variance"); identical values on the other side still refute it (the sign test is unanimous).
-    ``zero_variance_is_evidence`` lifts that rule where an unchanged value is the claim itself and a manipulation
-    check has shown the model moved (H14's "stage 2 keeps accuracy"); the exact sign test then decides.
-    Effect size: the mean minus the threshold in the statistic's own units (never Cohen's d against a constant).
-    ``details["mde"]``: the smallest mean shift from the threshold the test detects at alpha with power 0.8 at
-    this n and standard deviation (the statistic's units).
+    ``test`` is declared with the claim, never chosen from the data: ``"sign"`` (exact one-sided sign test; valid
+    with ties, so unanimous units are evidence for their side; n = 5 reaches p = 1/32) or ``"t"`` (one-sample t).
+    SUPPORTED when most units lie on the claimed side and that one-sided test is significant; REFUTED when the
+    test of the other side is; else INCONCLUSIVE. CI: the t interval of the mean at ``confidence`` (default
+    1 - 2 alpha), the magnitude's CI. Effect size: mean minus threshold in the statistic's units. ``details["mde"]``:
+    the smallest shift of the mean from the threshold the declared test detects at alpha with power 0.8 at this n
+    (normal units with the observed SD; NaN, never 0, when the values have no spread).
     """
     if direction not in ("below", "above"):
         raise ValueError(f"direction must be 'below' or 'above', got {direction!r}")
-    if method not in ("t", "bootstrap"):
-        raise ValueError(f"method must be 't' or 'bootstrap', got {method!r}")
+    _check_test(test)
     x = _as_1d(values)
     level = _claim_confidence(confidence, alpha)
     n, mean, thr = int(x.size), float(np.mean(x)), float(threshold)
-    claimed, opposite = ("less", "greater") if direction == "below" else ("greater", "less")
-    low = high = p_claim = p_opp = math.nan
-    test = "none"
-    if n >= 2 and method == "t":
-        t_claim = one_sample_t(x, thr, claimed, confidence=level)
-        low, high = t_claim.ci_low, t_claim.ci_high
-        if not t_claim.degenerate:
-            p_claim, p_opp, test = t_claim.p_value, one_sample_t(x, thr, opposite).p_value, "one-sample t"
-    elif n >= 2:
-        boot = bootstrap_ci(x, np.mean, confidence=level, n_resamples=n_resamples, seed=seed)
-        low, high = boot.ci_low, boot.ci_high
-    if n >= 2 and test == "none":
-        p_claim, p_opp, test = sign_test(x, thr, claimed).p_value, sign_test(x, thr, opposite).p_value, "sign test"
-    if direction == "below":
-        met, against = high < thr, low > thr
-    else:
-        met, against = low > thr, high < thr
-    opposite_shown = bool(against and p_opp < alpha)
-    verdict = decide(met, p_claim, alpha, n, min_n, power, min_power, opposite_shown)
-    zero_variance = n >= 2 and float(np.ptp(x)) == 0.0
-    reason = verdict.reason
-    if zero_variance and verdict.verdict == Verdict.SUPPORTED and not zero_variance_is_evidence:
-        verdict = replace(verdict, verdict=Verdict.INCONCLUSIVE)
-        reason = (f"criterion met with zero variance: all {n} values equal {_fmt(mean)}; identical values are not "
-                  "evidence for the claim (they usually mean the measurement did not move), so it is not supported")
+    opposite = "above" if direction == "below" else "below"
+    p_claim = _side_p(x, thr, direction, test) if n >= 1 else math.nan
+    p_opp = _side_p(x, thr, opposite, test) if n >= 1 else math.nan
+    low, high = _mean_ci(x, level)
+    on_claimed = int(np.sum(x < thr)) if direction == "below" else int(np.sum(x > thr))
+    met = (2 * on_claimed > n) if test == "sign" else (mean < thr if direction == "below" else mean > thr)
+    verdict = decide(met, p_claim, alpha, n, min_n, power, min_power, bool(p_opp < alpha))
     sd = float(np.std(x, ddof=1)) if n >= 2 else math.nan
+    d_min = min_detectable_d_sign(n, alpha) if test == "sign" else min_detectable_d_one_sample(n, alpha)
+    mde = d_min * sd if sd > 0 else math.nan
     effect = EffectSize(name="mean - threshold (statistic units)", value=mean - thr, ci_low=low - thr,
-                        ci_high=high - thr, confidence=level, ci_method=method, se=sd / math.sqrt(n) if n else math.nan,
-                        n1=n)
-    d_min = min_detectable_d_one_sample(n, alpha, DEFAULT_MIN_POWER)
+                        ci_high=high - thr, confidence=level, ci_method="t interval of the mean",
+                        se=sd / math.sqrt(n) if n else math.nan, n1=n)
     return ClaimStatistic(
         name=name, statistic=mean, ci_low=low, ci_high=high, confidence=level, effect_size=effect,
-        p_value=p_claim, n=n, verdict=verdict.verdict, reason=reason,
-        details={"threshold": thr, "direction": direction, "alpha": alpha, "method": method, "test": test,
-                 "p_opposite": p_opp, "min_n": min_n, "power": power, "zero_variance": zero_variance,
-                 "zero_variance_is_evidence": zero_variance_is_evidence,
-                 "mde": d_min * sd, "mde_d": d_min,
-                 "mde_definition": "smallest shift of the mean from the threshold the one-sided test detects "
-                                   "(alpha, power 0.8) at this n and SD"},
+        p_value=p_claim, n=n, verdict=verdict.verdict, reason=verdict.reason,
+        details={"threshold": thr, "direction": direction, "alpha": alpha, "test": test,
+                 "test_name": TEST_NAMES[test], "on_claimed_side": on_claimed, "p_opposite": p_opp, "min_n": min_n,
+                 "power": power, "mde": mde, "mde_d": d_min,
+                 "mde_definition": "smallest shift of the mean from the threshold the declared one-sided test "
+                                   "detects (alpha, power 0.8) at this n, in units of the observed SD (NaN when "
+                                   "the values have no spread; infinite when no outcome at this n is significant)"},
     )
 
 
@@ -250,27 +262,29 @@ def exact_claim(value: float, threshold: float, direction: str, name: str, n: in
                           details={"threshold": threshold, "direction": direction, "test": "exact"})
 
 
-def equivalence_claim(values: Sequence[float], margin: float, alpha: float, *, min_n: int, name: str) -> ClaimStatistic:
-    """TOST: the mean lies within (-margin, margin): both one-sided tests significant (CI at 1 - 2 alpha inside).
+def equivalence_claim(values: Sequence[float], margin: float, alpha: float, *, test: str, min_n: int,
+                      name: str) -> ClaimStatistic:
+    """TOST with the declared ``test``: the values lie within (-margin, margin): both one-sided tests significant.
 
-    REFUTED when the mean is significantly beyond one of the margins.
+    REFUTED when the values lie significantly beyond one of the margins.
     """
-    low = threshold_claim(values, -margin, "above", alpha, min_n=min_n, name=name)
-    high = threshold_claim(values, margin, "below", alpha, min_n=min_n, name=name)
+    low = threshold_claim(values, -margin, "above", alpha, test=test, min_n=min_n, name=name)
+    high = threshold_claim(values, margin, "below", alpha, test=test, min_n=min_n, name=name)
     verdicts = {Verdict(low.verdict), Verdict(high.verdict)}
     if Verdict.REFUTED in verdicts:
         verdict = Verdict.REFUTED
-        reason = f"mean {low.statistic:.4g} is significantly outside +-{margin:.4g}"
+        reason = f"mean {low.statistic:.4g} is significantly outside +-{margin:.4g} ({TEST_NAMES[test]})"
     elif verdicts == {Verdict.SUPPORTED}:
         verdict = Verdict.SUPPORTED
-        reason = f"mean {low.statistic:.4g} within +-{margin:.4g} (TOST p={max(low.p_value, high.p_value):.3g})"
+        reason = (f"mean {low.statistic:.4g} within +-{margin:.4g} (TOST, {TEST_NAMES[test]}: "
+                  f"p={max(low.p_value, high.p_value):.3g})")
     else:
         verdict = Verdict.INCONCLUSIVE
         weaker = low if Verdict(low.verdict) != Verdict.SUPPORTED else high
         reason = f"equivalence within +-{margin:.4g} not shown ({weaker.reason})"
     p_values = [p for p in (low.p_value, high.p_value) if p is not None and not math.isnan(p)]
     return replace(low, verdict=verdict, reason=reason, p_value=max(p_values) if len(p_values) == 2 else math.nan,
-                   details={**low.details, "margin": margin, "test": "TOST (" + low.details["test"] + ")",
+                   details={**low.details, "margin": margin, "test": test, "test_name": "TOST, " + TEST_NAMES[test],
                             "p_lower": low.p_value, "p_upper": high.p_value})
 
 
