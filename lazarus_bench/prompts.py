@@ -418,19 +418,25 @@ def two_stage_extra(n_per_category: int = 20, seed: int = 3) -> PromptSet:
 def correctness_statements(n_triples: int = 24, seed: int = 0) -> PromptSet:
     """Seed 002's binary probe data: equations stated with the correct answer ('7 * 8 = 56', label ``correct``) or
     a wrong one ('7 * 8 = 54', ``incorrect``, off by 1-3 or 10). Every operand triple appears once with each label,
-    so the operands carry no information about the label; ``item`` is the triple (for grouped CV)."""
+    so the operands carry no information about the label; ``item`` is the triple (for grouped CV). No number is a
+    correct answer in one statement and a wrong one in another: otherwise a probe that reads the answer token
+    alone is pushed below chance when a pair is held out (the other triple's statement teaches the opposite label)."""
     rng = random.Random(seed)
     items: list[PromptItem] = []
     seen: set[tuple[int, str, int]] = set()
+    rights: set[int] = set()
+    wrongs: set[int] = set()
     while len(seen) < n_triples:
         op = "*+-"[len(seen) % 3]
         a, b = (rng.randint(2, 12), rng.randint(2, 12)) if op == "*" else (rng.randint(10, 50), rng.randint(1, 9))
-        if (a, op, b) in seen:
+        answer = a * b if op == "*" else a + b if op == "+" else a - b
+        offsets = [d for d in (-10, -3, -2, -1, 1, 2, 3, 10) if answer + d >= 0 and answer + d not in rights | {answer}]
+        if (a, op, b) in seen or answer in wrongs or not offsets:
             continue
         seen.add((a, op, b))
-        answer = a * b if op == "*" else a + b if op == "+" else a - b
-        wrong = answer + rng.choice([-10, -3, -2, -1, 1, 2, 3, 10])
-        wrong = wrong if wrong >= 0 and wrong != answer else answer + 1
+        wrong = answer + rng.choice(offsets)
+        rights.add(answer)
+        wrongs.add(wrong)
         label = {"*": "multiply", "+": "add", "-": "subtract"}[op]
         for truth, shown in (("correct", answer), ("incorrect", wrong)):
             items.append(PromptItem(id=f"correctness/{a}{op}{b}/{truth}", text=f"{a} {op} {b} = {shown}",

@@ -91,14 +91,14 @@ def _fake_claim(claim_id, measure, applies=lambda info: None):
     if claim_id in REGISTRY:
         del REGISTRY[claim_id]
     return register(Claim(id=claim_id, title="t", statement="s", source="test", criterion="c", writeup="w",
-                          params={"threshold": 0.5}, measure=measure, applies=applies))
+                          params={"threshold": 0.5}, measure=measure, applies=applies, tests={"threshold": "t"}))
 
 
 def test_runner_records_ok_skip_and_error_without_losing_any(saved_model, tmp_path):
     path = str(saved_model("llama"))
 
     def good(ctx):
-        stat = threshold_claim([0.1, 0.12, 0.09, 0.11], ctx.params["threshold"], "below")
+        stat = threshold_claim([0.1, 0.12, 0.09, 0.11], ctx.params["threshold"], "below", test=ctx.test("threshold"))
         return Outcome(statistic=stat, ours="fine", samples=[{"x": 1}],
                        curves={"c": {"x": ["emb", "0"], "series": {"a": [0.1, 0.2]}}})
 
@@ -146,6 +146,30 @@ def test_every_registered_claim_is_complete():
         assert claim.id.startswith("H") and claim.statement and claim.criterion and claim.writeup and claim.source
         assert set(claim.fast) <= set(claim.params), f"{claim.id}: fast overrides unknown parameters"
         assert callable(claim.measure)
+        assert claim.tests, f"{claim.id}: every criterion declares its test before the data (tests=...)"
+        if claim.training and "min_seeds" in claim.params:
+            assert claim.params["min_seeds"] >= 5 and claim.default_seeds["slow"] >= 5, \
+                f"{claim.id}: the seed is the unit, so >= 5 seeds (exact one-sided floor 1/32)"
+
+
+def test_claim_measures_never_choose_their_test():
+    """Every threshold or equivalence criterion in a claim file takes its test from the claim's declaration
+    (``ctx.test(name)`` or the declared ``tests`` mapping), never a literal picked in the measure."""
+    import ast
+    from pathlib import Path
+
+    import lazarus_bench.claims as claims_pkg
+
+    calls = 0
+    for path in sorted(Path(claims_pkg.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            name = getattr(node.func, "attr", getattr(node.func, "id", None)) if isinstance(node, ast.Call) else None
+            if name in ("threshold_claim", "equivalence_claim"):
+                calls += 1
+                test = next((k.value for k in node.keywords if k.arg == "test"), None)
+                assert test is not None, f"{path.name}:{node.lineno}: {name} without a declared test"
+                assert not isinstance(test, ast.Constant), f"{path.name}:{node.lineno}: a literal test, not declared"
+    assert calls >= 10
 
 
 def test_run_and_report_commands(saved_model, tmp_path, capsys):
@@ -169,7 +193,7 @@ def test_a_failed_fitness_gate_makes_the_claim_not_testable_and_keeps_the_number
     path = str(saved_model("llama"))
 
     def good(ctx):
-        return Outcome(statistic=threshold_claim([0.1, 0.12, 0.09, 0.11], 0.5, "below"), ours="fine")
+        return Outcome(statistic=threshold_claim([0.1, 0.12, 0.09, 0.11], 0.5, "below", test="t"), ours="fine")
 
     gate = Gate("depth", "layers", lambda ctx: ctx.handle().n_layers, "min_layers")
     claim = register(Claim(id="T05", title="t", statement="s", source="test", criterion="c", writeup="w",
@@ -200,7 +224,7 @@ def test_a_gate_required_inside_the_measure_stops_it_with_its_numbers(saved_mode
     def staged(ctx):
         ctx.require("stage 1", 0.4, {"stage1_accuracy": 0.4})
         reached.append("stage 2")
-        return Outcome(statistic=threshold_claim([0.1, 0.12, 0.09, 0.11], 0.5, "below"), ours="fine",
+        return Outcome(statistic=threshold_claim([0.1, 0.12, 0.09, 0.11], 0.5, "below", test="t"), ours="fine",
                        fitness={"stage 1": 0.4})
 
     gate = Gate("stage 1", "stage-1 accuracy", None, "min_stage1")
@@ -228,6 +252,9 @@ def test_report_adds_up_worker_seconds_per_claim_and_model():
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in _time_spent(records, ["a", "b"])[-2].splitlines()[2:]}
     assert rows == {"H01": ["10", "-", "10"], "H05a": ["150", "1,200", "1,350"], "total": ["160", "1,200", "1,361"]}
+    seeded = [{**r, "seeds": [0, 1, 2, 3, 4]} if r["claim"]["id"] == "H05a" else r for r in records]
+    text = _time_spent(seeded, ["a", "b"])[2]
+    assert "ran 5 seed(s) and took 1,350 of the 1,361 worker-seconds" in text and "5/3" in text
 
 
 def test_report_header_names_every_commit_the_records_came_from():

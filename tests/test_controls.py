@@ -63,30 +63,22 @@ def test_h01_flags_a_planted_effect(saved_model, tmp_path):
     assert planted["statistic"]["verdict"] == "REFUTED", planted["statistic"]["reason"]
 
 
-def test_h04_planted_row_is_the_probe_direction(saved_model, tmp_path):
-    """H04's positive control sets the multiply rows to the model's own probe direction (gain folded in): an
-    independent numpy cosine ranks a planted row first, the row norms are kept, and the measure refutes."""
-    from lazarus_bench.analysis import probes
-    from lazarus_bench.analysis.lens import target_spellings
-    from lazarus_bench.claims.h04_probe_direction_vocab import multiply_add_features, planted_row
-    from lazarus_bench.models import load_model
+def test_h04_positive_control_is_the_h05_model_on_its_trained_prompt_form(saved_model, tmp_path):
+    """H04's positive control is the model CLAIMS.md names (H05a's dual-reward-trained model), read on the prompt
+    form it was trained on ('7 * 8 = '), with the direction H04 measures (class-mean difference)."""
+    from lazarus_bench.claims.h04_probe_direction_vocab import h05_trained
 
     path = str(saved_model("llama"))
     ctx = _ctx("H04", path, tmp_path, [])
-    before = np.array(ctx.handle().unembedding())
-    planted = planted_row(ctx).handle()
-    W = np.array(planted.unembedding())
-    ids = sorted({t[0] for t in target_spellings(planted, "multiply").values()})
-    changed = np.flatnonzero(np.any(W != before, axis=1))
-    assert changed.tolist() == ids, "only the word's rows are edited"
-    np.testing.assert_allclose(np.linalg.norm(W[ids], axis=1), np.linalg.norm(before[ids], axis=1), rtol=1e-5)
-    p = ctx.params
-    X, y, _ = multiply_add_features(load_model(path), planted.layer_at_depth(p["layer_fraction"]), p["prompt_set"])
-    w = probes.binary_direction(X, y, "multiply", "add", C=p["C"], seed=p["seed"]) * np.array(planted.final_norm_gain())
-    cos = W @ w / np.linalg.norm(W, axis=1) / np.linalg.norm(w)
-    assert int(np.argmax(cos)) in ids and cos.max() == pytest.approx(1.0, abs=1e-5)
-    outcome = get_claim("H04").measure(planted_row(ctx))
-    assert outcome.statistic.details["best_rank"] == 1 and outcome.verdict == "REFUTED", outcome.statistic.reason
+    control = h05_trained(ctx)
+    assert control.params["prompt_suffix"] == " " and ctx.params["prompt_suffix"] == ""
+    trained = dual_model(ctx)
+    ids = mx.array([trained.encode("7 * 8 = ")])
+    same = np.array_equal(np.array(control.handle().forward(ids).hidden[-1]), np.array(trained.forward(ids).hidden[-1]))
+    assert same, "the H05a-trained model itself"
+    outcome = get_claim("H04").measure(control)
+    assert all(text.endswith("= ") for text in outcome.extra["prompts"])
+    assert outcome.statistic.details["direction_method"].startswith("class-mean difference")
 
 
 @pytest.mark.parametrize("claim_id", ["H01", "H04"])
@@ -96,7 +88,7 @@ def test_random_init_and_dual_reward_controls_measure_the_models_they_name(saved
     path = str(saved_model("llama"))
     record = _run(claim_id, path, tmp_path)
     controls = _controls(record)
-    positive = {"H01": "dual-reward-trained model", "H04": "planted unembedding row"}[claim_id]
+    positive = "dual-reward-trained model"
     assert set(controls) == {"random-init model", positive}
     assert all(c["built"] for c in controls.values())
     # Each control's statistic is the claim's measure on the model it names (recomputed here from that model).
@@ -108,9 +100,11 @@ def test_random_init_and_dual_reward_controls_measure_the_models_they_name(saved
     assert controls["random-init model"]["statistic"]["value"] == random.statistic.statistic
     assert record["statistic"]["statistic"] != random.statistic.statistic
     if claim_id == "H04":
-        assert controls[positive]["detected"] and controls[positive]["verdict"] == "REFUTED"
-        return
-    trained = claim.measure(ctx.variant(handle=dual_model(ctx)))
+        from lazarus_bench.claims.h04_probe_direction_vocab import h05_trained
+
+        trained = claim.measure(h05_trained(ctx))
+    else:
+        trained = claim.measure(ctx.variant(handle=dual_model(ctx)))
     assert controls[positive]["statistic"]["value"] == trained.statistic.statistic
     # 4 training steps need not plant the effect: a missed positive control means no verdict is drawn.
     if not controls[positive]["detected"]:
@@ -153,16 +147,17 @@ def test_a_control_that_cannot_be_built_is_stated_with_its_reason(saved_model, t
     claim = get_claim("H05b")
     keep = next(c for c in claim.controls if c.name == "answers kept by construction")
     out = keep.run(claim, _ctx("H05b", saved_model("llama"), tmp_path, [0]))
-    assert not out["built"] and "identical" in out["reason"] and "verdict" not in out
+    assert not out["built"] and "manipulation floor" in out["reason"] and "verdict" not in out
 
 
 def test_h05_untrained_runs_measure_the_model_before_training(saved_model, tmp_path):
     """The negative control trains with the learning rate at 0: its 'after' is the untrained model, so its statistic
-    (mean restricted op-word probability) equals the trained runs' 'before' values, and it is not flagged."""
-    record = _run("H05a", saved_model("llama"), tmp_path, n_seeds=2, overrides={"min_seeds": 2})
+    (mean full-vocabulary op-word probability) equals the trained runs' 'before' values, and it is not flagged."""
+    record = _run("H05a", saved_model("llama"), tmp_path, n_seeds=2,
+                  overrides={"min_seeds": 2, "min_cls_loss_fall": -10.0})
     untrained = _controls(record)["untrained runs"]
     assert untrained["built"] and not untrained["detected"]
-    before = np.mean([s["restricted_prob_before"] for s in record["samples"]])
+    before = np.mean([s["vocab_prob_before"] for s in record["samples"]])
     assert untrained["statistic"]["value"] == pytest.approx(before, rel=1e-6)
     assert record["statistic"]["statistic"] != pytest.approx(before, rel=1e-6)
     planted = _controls(record)["planted operation naming"]
@@ -293,8 +288,8 @@ def test_part_controls_read_the_named_part():
         Control("c", POSITIVE, "", identity, Verdict.SUPPORTED, part="z").run(claim, None)
 
     def combined(ctx):
-        keep = S.threshold_claim([0.0] * 5, 10.0, "below", zero_variance_is_evidence=True, name="kept")
-        destroy = S.threshold_claim([1.0, 2.0, 1.5, 0.5, 1.2], 25.0, "above", name="destroyed")
+        keep = S.threshold_claim([0.0] * 5, 10.0, "below", test="sign", name="kept")
+        destroy = S.threshold_claim([1.0, 2.0, 1.5, 0.5, 1.2], 25.0, "above", test="sign", name="destroyed")
         return Outcome(statistic=S.combine(keep, {"keep": keep, "destroy": destroy}), ours="")
 
     both = replace(claim, measure=combined)

@@ -22,6 +22,7 @@ from lazarus_bench.stats import Verdict
 from lazarus_bench.suite.runner import run_claim
 from lazarus_bench.training.dual_reward import evaluate_classifier
 
+OPEN_FLOOR = {"min_cls_loss_fall": -10.0}  # 4 fast-tier steps cannot halve the loss: open the floor to test the rest
 STAT_FIELDS = {"name", "statistic", "ci_low", "ci_high", "confidence", "effect_size", "p_value", "n", "verdict",
                "reason", "details"}
 
@@ -50,11 +51,11 @@ def test_h05a_both_protocols_and_statistic_from_samples(saved_model, tmp_path, c
     assert [s["seed"] for s in samples] == [0, 1] and record["seeds"] == [0, 1]
     assert {"cls_loss", "answer_loss", "lens_true_op_word"} <= set(record["curves"])
     assert len(record["curves"]["cls_loss"]["x"]) == record["params"]["steps"]
-    check_gates(record, {"cls loss fell": min(1 - s["final_cls_loss"] / s["initial_cls_loss"] for s in samples),
-                         "parameters changed": min(s["param_change_relative"] for s in samples)})
+    check_gates(record, {"cls loss fell": min(1 - s["final_cls_loss"] / s["initial_cls_loss"] for s in samples)})
     assert min(s["param_change_relative"] for s in samples) > 0
-    probs = [s["restricted_prob_after"] for s in samples]
-    again = stats.threshold_claim(probs, 0.36, "above", 0.05, min_n=2)
+    probs = [s["vocab_prob_after"] for s in samples]
+    again = stats.threshold_claim(probs, 0.36, "above", 0.05, test="sign", min_n=2)
+    assert st["details"]["test"] == "sign" == get_claim("H05a").tests["prob"]
     assert st["n"] == 2 and _same(st["statistic"], again.statistic) and _same(st["p_value"], again.p_value)
     assert _same(st["ci_low"], again.ci_low) and _same(st["ci_high"], again.ci_high)
     correct = st["details"]["correct"]
@@ -75,17 +76,16 @@ def test_h05a_both_protocols_and_statistic_from_samples(saved_model, tmp_path, c
 def test_h05b_reuses_h05a_runs_and_tests_per_seed_changes(saved_model, tmp_path, check_gates):
     model, cache = saved_model("llama"), tmp_path / "cache"
     h05a = _run("H05a", model, tmp_path, n_seeds=2, overrides={"min_seeds": 2}, cache_dir=cache)
-    record = _run("H05b", model, tmp_path, n_seeds=2, overrides={"min_seeds": 2, "min_base_answers": 0.0},
-                  cache_dir=cache)
+    record = _run("H05b", model, tmp_path, n_seeds=2, cache_dir=cache,
+                  overrides={"min_seeds": 2, "min_base_answers": 0.0, **OPEN_FLOOR})
     assert [s["train_seconds"] for s in record["samples"]] == [s["train_seconds"] for s in h05a["samples"]]
     changes = [s["answer_accuracy_after"] - s["answer_accuracy_before"] for s in record["samples"]]
-    again = stats.threshold_claim(changes, -0.10, "above", 0.05, min_n=2)
+    again = stats.threshold_claim(changes, -0.10, "above", 0.05, test="sign", min_n=2)
     st = record["statistic"]
     assert st["n"] == 2 and _same(st["statistic"], again.statistic)
     rows = record["samples"]
     check_gates(record, {"base answers": np.mean([s["answer_accuracy_before"] for s in rows]),
-                         "cls loss fell": min(1 - s["final_cls_loss"] / s["initial_cls_loss"] for s in rows),
-                         "parameters changed": min(s["param_change_relative"] for s in rows)})
+                         "cls loss fell": min(1 - s["final_cls_loss"] / s["initial_cls_loss"] for s in rows)})
     controls = {c["name"]: c for c in record["controls"]}
     assert controls["answers destroyed"]["built"] and not controls["answers kept by construction"]["built"]
 
@@ -96,8 +96,8 @@ def test_h06_pairs_base_with_instruct_and_reuses_cached_base_runs(saved_model, t
     assert skipped["status"] == "skipped" and "no instruct variant" in skipped["reason"]
     monkeypatch.setitem(ZOO_INSTRUCT_PAIRS, base, instruct)
     cache = tmp_path / "cache"
-    h05 = _run("H05a", base, tmp_path, n_seeds=2, cache_dir=cache)
-    record = _run("H06", base, tmp_path, n_seeds=2, cache_dir=cache, overrides={"min_seeds": 2})
+    h05 = _run("H05a", base, tmp_path, n_seeds=2, cache_dir=cache, overrides=OPEN_FLOOR)
+    record = _run("H06", base, tmp_path, n_seeds=2, cache_dir=cache, overrides={"min_seeds": 2, **OPEN_FLOOR})
     parts = [json.loads((p / "cache_manifest.json").read_text())["parts"] for p in cache.iterdir()
              if not p.name.startswith(".")]
     trained = [q for q in parts if q["params"]["lr_scale"] == 1.0]
@@ -106,23 +106,23 @@ def test_h06_pairs_base_with_instruct_and_reuses_cached_base_runs(saved_model, t
     rows = {v: [s for s in record["samples"] if s["variant"] == v] for v in ("base", "instruct")}
     assert [s["train_seconds"] for s in rows["base"]] == [s["train_seconds"] for s in h05["samples"]]
     assert all(s["model"] == instruct for s in rows["instruct"])
-    prob_b = [s["restricted_prob_after"] for s in rows["base"]]
-    prob_i = [s["restricted_prob_after"] for s in rows["instruct"]]
+    prob_b = [s["vocab_prob_after"] for s in rows["base"]]
+    prob_i = [s["vocab_prob_after"] for s in rows["instruct"]]
     assert all(s["first_logged_step"] == record["params"]["steps"] for s in rows["base"] + rows["instruct"])
     loss_b = [s["first_logged_cls_loss"] for s in rows["base"]]
     loss_i = [s["first_logged_cls_loss"] for s in rows["instruct"]]
     st = record["statistic"]
     assert st["n"] == 2 and st["statistic"] == pytest.approx(np.mean(np.subtract(prob_i, prob_b)))
-    p_prob = stats.paired_test(prob_i, prob_b, method="t", alternative="less").p_value
-    p_loss = stats.paired_test(loss_i, loss_b, method="t", alternative="greater").p_value
-    if all(map(math.isfinite, (p_prob, p_loss))):
-        assert st["p_value"] == pytest.approx(max(p_prob, p_loss))
+    criteria = st["details"]["criteria"]
+    p_prob = sps.binom.sf(np.sum(np.subtract(prob_i, prob_b) < 0) - 1, 2, 0.5)
+    p_loss = sps.binom.sf(np.sum(np.subtract(loss_i, loss_b) > 0) - 1, 2, 0.5)
+    assert criteria["instruct_prob_lower"]["p_value"] == pytest.approx(p_prob)
+    assert criteria["instruct_loss_higher"]["p_value"] == pytest.approx(p_loss)
     assert {"cls_loss", "lens_true_op_word"} <= set(record["curves"])
     assert any("instruct" in label for label in record["curves"]["cls_loss"]["series"])
     both = rows["base"] + rows["instruct"]
     check_gates(record, {"post-trained instruct variant": 1.0,
                          "cls loss fell": min(1 - s["final_cls_loss"] / s["initial_cls_loss"] for s in both),
-                         "parameters changed": min(s["param_change_relative"] for s in both),
                          "not both at ceiling": min(np.mean(prob_b), np.mean(prob_i))})
     [itself] = record["controls"]
     assert itself["name"] == "base paired with itself" and itself["built"] and not itself["detected"]
@@ -160,16 +160,22 @@ def test_h08_collapse_statistic_from_samples(saved_model, tmp_path, check_gates)
     assert len(sample["predicted"]) == sample["n_prompts"] == 6
     collapsed, mode, count, accuracy = is_collapsed(sample["predicted"], sample["labels"], record["params"])
     assert (collapsed, mode, count) == (sample["collapsed"], sample["mode_word"], sample["mode_count"])
-    again = stats.proportion_claim(int(collapsed), 1, 0.8, 0.05, chance=39 / 729, min_n=3)
+    again = stats.proportion_claim(int(collapsed), 1, 0.8, 0.05, chance=39 / 729, min_n=5)
     st = record["statistic"]
     assert st["statistic"] == again.statistic and st["p_value"] == pytest.approx(again.p_value)
     assert st["verdict"] == "INCONCLUSIVE" and st["n"] == 1
     rewards = record["curves"]["reward"]["series"]["w=0.4"]
     zero = record["curves"]["zero_std_frac"]["series"]["w=0.4"]
+    cls = record["curves"]["cls_loss"]["series"]["w=0.4"]
+    before = st["details"]["before_training"]
     check_gates(record, {"start reward rate": np.mean(rewards[: max(1, len(rewards) // 5)]),
                          "groups with reward variance": 1.0 - np.mean(zero),
-                         "parameters changed": sample["param_change_relative"],
-                         "KL to the reference": record["curves"]["kl"]["series"]["w=0.4"][-1]})
+                         "reward rose": np.mean(rewards[-max(1, len(rewards) // 5):])
+                         - np.mean(rewards[: max(1, len(rewards) // 5)]),
+                         "cls loss fell": 1.0 - np.mean(cls[-max(1, len(cls) // 5):])
+                         / np.mean(cls[: max(1, len(cls) // 5)]),
+                         "read-out moved": sample["vocab_prob_by_word"][mode]
+                         - before["vocab_prob_by_word"][mode]})
     assert "before_training" in st["details"] and {"cls_loss", "reward", "lens_op_words"} <= set(record["curves"])
 
 
@@ -208,6 +214,18 @@ def test_collapse_rule_and_its_chance_rate():
     assert chance_collapse_rate(labels, ["multiply", "add", "subtract"], p) == pytest.approx(39 / 729)
 
 
+def test_grpo_dual_floors_fail_on_a_learning_rate_0_run(saved_model, tmp_path):
+    """H08's floors (classification loss down >= 50%, the mode word's read-out moved beyond the untrained model's)
+    cannot be passed at learning rate 0: NOT TESTABLE with the values, never REFUTED."""
+    record = run_claim(get_claim("H08"), str(saved_model("llama")), tier="fast", report_dir=tmp_path / "reports",
+                       overrides={"lr_scale": 0.0, "start_reward_range": [0.0, 1.0], "min_variance_share": 0.0,
+                                  "min_reward_rise": -1.0}, log=lambda m: None)
+    gates = {g["name"]: g for g in record["fitness"]}
+    assert gates["read-out moved"]["value"] == 0.0 and not gates["read-out moved"]["passed"]
+    assert gates["cls loss fell"]["value"] < 0.5 and not gates["cls loss fell"]["passed"]
+    assert record["verdict"] == "NOT TESTABLE" and record["controls"] == []
+
+
 def test_restricted_lens_matches_evaluate_classifier(saved_model):
     handle = load_model(str(saved_model("llama")))
     evalset = prompts.grpo_collapse_lens()
@@ -224,7 +242,7 @@ def _dual_rows(correct, probs, lost, losses=None):
     """Synthetic seeds: 6 of 8 answers right before, ``lost`` of them wrong after."""
     losses = losses or [1.0] * len(correct)
     rows = zip(correct, probs, lost, losses)
-    return [{"n_prompts": 8, "correct_after": c, "restricted_prob_after": p, "vocab_prob_after": p / 10,
+    return [{"n_prompts": 8, "correct_after": c, "restricted_prob_after": min(1.0, 1.3 * p), "vocab_prob_after": p,
              "answer_correct_before": [True] * 6 + [False] * 2,
              "answer_correct_after": [False] * k + [True] * (6 - k) + [False] * 2,
              "answer_accuracy_change": -k / 8, "initial_cls_loss": lo, "first_logged_cls_loss": lo}
@@ -232,22 +250,28 @@ def _dual_rows(correct, probs, lost, losses=None):
 
 
 def test_h05a_verdicts_on_synthetic_seeds():
-    p = get_claim("H05a").parameters("slow")
-    good, _ = h05a_verdict(_dual_rows([8, 8, 7], [0.62, 0.71, 0.55], [0, 0, 0]), p)
-    assert good.verdict == Verdict.SUPPORTED and good.n == 3
-    weak, _ = h05a_verdict(_dual_rows([2, 3, 2], [0.26, 0.27, 0.25], [0, 0, 0]), p)
+    p, tests = get_claim("H05a").parameters("slow"), get_claim("H05a").tests
+    assert p["min_seeds"] == 5 and get_claim("H05a").default_seeds["slow"] == 5
+    good, _ = h05a_verdict(_dual_rows([8, 8, 7, 8, 8], [0.62, 0.71, 0.55, 0.6, 0.5], [0] * 5), p, tests)
+    assert good.verdict == Verdict.SUPPORTED and good.n == 5
+    weak, _ = h05a_verdict(_dual_rows([2, 3, 2, 1, 2], [0.26, 0.27, 0.25, 0.2, 0.3], [0] * 5), p, tests)
     assert weak.verdict == Verdict.REFUTED
-    one_seed_short, _ = h05a_verdict(_dual_rows([8, 8, 5], [0.62, 0.71, 0.55], [0, 0, 0]), p)
+    one_seed_short, _ = h05a_verdict(_dual_rows([8, 8, 5, 8, 8], [0.62, 0.71, 0.55, 0.6, 0.5], [0] * 5), p, tests)
     assert one_seed_short.verdict == Verdict.INCONCLUSIVE, "every seed must name the operation"
-    hurt, _ = h05a_verdict(_dual_rows([8, 8, 8], [0.62, 0.71, 0.55], [5, 5, 5]), p)
+    hurt, _ = h05a_verdict(_dual_rows([8] * 5, [0.62, 0.71, 0.55, 0.6, 0.5], [5] * 5), p, tests)
     assert hurt.verdict == Verdict.SUPPORTED, "answers are H05b's claim, not H05a's"
-    few, _ = h05a_verdict(_dual_rows([8, 8], [0.62, 0.71], [0, 0]), p)
+    few, _ = h05a_verdict(_dual_rows([8, 8, 8], [0.62, 0.71, 0.6], [0] * 3), p, tests)
     assert few.verdict == Verdict.INCONCLUSIVE and "too few seeds" in few.reason
-    for n in (3, 5):  # identical per-seed means never give a tiny p or a supported claim
-        same, parts = h05a_verdict(_dual_rows([8] * n, [0.6] * n, [0] * n), p)
-        assert parts["prob"].verdict == Verdict.INCONCLUSIVE and same.verdict == Verdict.INCONCLUSIVE
-        assert parts["prob"].p_value >= 0.5 ** n
-    assert "zero variance" in parts["prob"].reason
+    same, parts = h05a_verdict(_dual_rows([8] * 5, [0.6] * 5, [0] * 5), p, tests)
+    assert same.verdict == Verdict.SUPPORTED, "five identical seeds above 36% are evidence, not a tie artefact"
+    assert parts["prob"].p_value == pytest.approx(1 / 32) and parts["prob"].details["test"] == "sign"
+    below, parts = h05a_verdict(_dual_rows([8] * 5, [0.2] * 5, [0] * 5), p, tests)
+    assert parts["prob"].verdict == Verdict.REFUTED, "five identical seeds below 36% refute the probability criterion"
+    renormalised_only = _dual_rows([8] * 5, [0.1] * 5, [0] * 5)
+    for row in renormalised_only:
+        row["restricted_prob_after"] = 0.9
+    _, parts = h05a_verdict(renormalised_only, p, tests)
+    assert parts["prob"].verdict == Verdict.REFUTED, "36% reads the full vocabulary, not the 4-way softmax"
 
 
 def test_replicated_proportion_is_not_a_pooled_count():
@@ -260,16 +284,17 @@ def test_replicated_proportion_is_not_a_pooled_count():
 
 
 def test_h06_and_h09_verdicts_on_synthetic_seeds():
-    p = get_claim("H06").parameters("slow")
-    base = _dual_rows([8, 8, 8], [0.60, 0.70, 0.65], [0, 0, 0], [1.0, 1.1, 0.9])
-    inst = _dual_rows([7, 7, 6], [0.20, 0.31, 0.24], [0, 0, 0], [5.0, 5.3, 4.8])
-    assert h06_statistic(base, inst, p).verdict == Verdict.SUPPORTED
-    assert h06_statistic(inst, base, p).verdict == Verdict.REFUTED
-    assert h06_statistic(base[:1], inst[:1], p).verdict == Verdict.INCONCLUSIVE
+    p, tests = get_claim("H06").parameters("slow"), get_claim("H06").tests
+    base = _dual_rows([8] * 5, [0.60, 0.70, 0.65, 0.62, 0.66], [0] * 5, [1.0, 1.1, 0.9, 1.0, 0.95])
+    inst = _dual_rows([7, 7, 6, 7, 7], [0.20, 0.31, 0.24, 0.3, 0.22], [0] * 5, [5.0, 5.3, 4.8, 5.1, 4.9])
+    assert h06_statistic(base, inst, p, tests).verdict == Verdict.SUPPORTED
+    assert h06_statistic(inst, base, p, tests).verdict == Verdict.REFUTED
+    assert h06_statistic(base[:1], inst[:1], p, tests).verdict == Verdict.INCONCLUSIVE
+    assert h06_statistic(base, base, p, tests).verdict == Verdict.INCONCLUSIVE, "no difference: neither side"
     q = get_claim("H09").parameters("slow")
     add, sub = {"collapsed": True, "mode_word": "add"}, {"collapsed": False, "mode_word": "subtract"}
     untrained = {"collapsed": True, "mode_word": "subtract", "mode_count": 6, "n_prompts": 6}
-    collapsed = {f: [add] * 3 for f in FIXES}
+    collapsed = {f: [add] * 5 for f in FIXES}
     st, table = h09_statistic(collapsed, 39 / 729, q, untrained)
     assert st.verdict == Verdict.SUPPORTED and all(t["verdict"] == "SUPPORTED" for t in table.values())
     st, table = h09_statistic(collapsed, 39 / 729, q, {**untrained, "mode_word": "add"})
@@ -294,3 +319,14 @@ def test_h06_reads_the_loss_at_the_writeups_first_logged_step():
     assert row["initial_cls_loss"] == 10.0
     short = dual_sample({**run, "cls_loss": run["cls_loss"][:40]}, 10)
     assert short["first_logged_step"] == 40 and short["first_logged_cls_loss"] == run["cls_loss"][39]
+
+
+def test_dual_reward_floor_fails_on_a_learning_rate_0_run(saved_model, tmp_path):
+    """The manipulation floor (classification loss down >= 50%) cannot be passed by a run that learned nothing: at
+    learning rate 0 the claim is NOT TESTABLE with the value, never REFUTED."""
+    record = run_claim(get_claim("H05a"), str(saved_model("llama")), tier="fast", report_dir=tmp_path / "reports",
+                       n_seeds=1, overrides={"lr_scale": 0.0}, log=lambda m: None, cache_dir=tmp_path / "cache")
+    gate = {g["name"]: g for g in record["fitness"]}["cls loss fell"]
+    assert gate["threshold"] == 0.5 and not gate["passed"] and abs(gate["value"]) < 0.5
+    assert record["verdict"] == "NOT TESTABLE" and "cls loss fell" in record["reason"]
+    assert "parameters changed" not in {g["name"] for g in record["fitness"]}, "a floor any step passes is gone"

@@ -2,58 +2,114 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from lazarus_bench.claims.base import get_claim
 from lazarus_bench.suite.runner import run_claim
 
+CHANCE = {"sentiment": 1 / 2, "topic": 1 / 4}
 
-def test_h15_fast_tier_record(saved_model, tmp_path, check_gates):
-    """Two seeds: each data set's gain is tested across seeds (n = 2), never pooled over seeds x data sets (n = 4)."""
-    record = run_claim(get_claim("H15"), str(saved_model("llama")), tier="fast", report_dir=tmp_path,
-                       log=lambda m: None, n_seeds=2, overrides={"min_n": 2, "min_m1_above_chance": -1.0})
+
+@pytest.mark.parametrize("claim_id,dataset", [("H15a", "sentiment"), ("H15b", "topic")])
+def test_h15_record_per_data_set(saved_model, tmp_path, check_gates, claim_id, dataset):
+    """Each data set is its own claim and record: only its runs, its gain and engram criteria tested across seeds
+    (n = 2 here), its M1 gate on its own data, and a statistic that names the generated stand-in it trained on."""
+    record = run_claim(get_claim(claim_id), str(saved_model("llama")), tier="fast", report_dir=tmp_path,
+                       log=lambda m: None, n_seeds=2,
+                       overrides={"min_seeds": 2, "min_m1_above_chance": -1.0, "data": "generated"})
     assert record["status"] == "ok", record.get("reason")
     assert record["statistic"]["verdict"] in ("SUPPORTED", "REFUTED", "INCONCLUSIVE")
+    assert (tmp_path / "records" / f"{claim_id}__{record['model']['slug']}__corrected.json").exists()
     runs = record["samples"]
-    chance = {"sentiment": 1 / 2, "topic": 1 / 4}
-    m1 = {d: np.mean([r["val_accuracy"] for r in runs if r["variant"] == "M1" and r["dataset"] == d]) - chance[d]
-          for d in chance}
-    check_gates(record, {"M1 above chance": min(m1.values())})
     assert {(r["seed"], r["dataset"], r["variant"]) for r in runs} == {
-        (s, d, v) for s in (0, 1) for d in ("sentiment", "topic") for v in ("M1", "M2", "M3")}
-    acc = {(r["seed"], r["dataset"], r["variant"]): r["val_accuracy"] for r in runs}
-    criteria = record["statistic"]["details"]["criteria"]
-    for d in ("sentiment", "topic"):
-        gains = [acc[(s, d, "M2")] - acc[(s, d, "M1")] for s in (0, 1)]
-        assert criteria[d]["n"] == 2 and criteria[d]["statistic"] == np.mean(gains)
-        ari = [r["engram"]["ari"] for r in runs if r["variant"] == "M3" and r["dataset"] == d]
-        per = record["statistic"]["details"]["parts"]["engram_clustering"]["per_dataset"][d]
-        assert per["n"] == 2 and per["statistic"] == np.mean(ari)
+        (s, dataset, v) for s in (0, 1) for v in ("M1", "M2", "M3")}
+    m1 = np.mean([r["val_accuracy"] for r in runs if r["variant"] == "M1"]) - CHANCE[dataset]
+    check_gates(record, {"M1 above chance": m1})
+    acc = {(r["seed"], r["variant"]): r["val_accuracy"] for r in runs}
+    details = record["statistic"]["details"]
+    gains = [acc[(s, "M2")] - acc[(s, "M1")] for s in (0, 1)]
+    gain = details["criteria"]["dual_gain"]
+    assert gain["n"] == 2 and gain["statistic"] == pytest.approx(np.mean(gains)) and gain["details"]["test"] == "sign"
+    engram = details["criteria"]["engram_clustering"]["details"]["criteria"]
+    m3 = [r for r in runs if r["variant"] == "M3"]
+    assert engram["ari"]["statistic"] == pytest.approx(np.mean([r["engram"]["ari"] for r in m3]))
+    assert engram["ari_minus_untrained"]["statistic"] == pytest.approx(
+        np.mean([r["engram"]["ari"] - r["untrained_compressor"]["ari"] for r in m3]))
+    assert all(c["details"]["test"] == "sign" and c["n"] == 2 for c in engram.values())
     assert record["statistic"]["n"] == 2
-    assert all(r["engram"] is not None for r in runs if r["variant"] == "M3")
+    assert all(r["engram"] is not None for r in m3)
     assert all(r["engram"] is None for r in runs if r["variant"] != "M3")
-    assert set(record["curves"]["training_loss"]["series"]) == {f"{d} {v}" for d in ("sentiment", "topic")
-                                                                for v in ("M1", "M2", "M3")}
+    assert set(record["curves"]["training_loss"]["series"]) == {"M1", "M2", "M3"}
+    # the generated stand-in is named as such, never as the writeup's data set
+    stand_in = {"sentiment": "SST-2", "topic": "AG News"}[dataset]
+    assert details["data_is_the_writeups"] is False
+    assert f"stand-in for {stand_in}" in record["statistic"]["name"] and f"stand-in for {stand_in}" in record["ours"]
+    assert not record["ours"].replace(f"stand-in for {stand_in}", "").count(stand_in)
+    for control in record["controls"]:
+        assert control["built"] and control["part"] == "engram_clustering", control
+
+
+def test_h15_claims_declare_their_tests_and_five_seeds():
+    for claim_id in ("H15a", "H15b"):
+        claim = get_claim(claim_id)
+        assert claim.default_seeds == {"fast": 1, "slow": 5} and claim.params["min_seeds"] == 5
+        assert set(claim.tests) == {"dual_gain", "engram_ari", "engram_cluster_accuracy",
+                                    "engram_within_minus_between", "engram_ari_minus_untrained"}
+        assert set(claim.tests.values()) == {"sign"}
+        assert "SST-2" not in claim.title + claim.statement and "AG News" not in claim.title + claim.statement
+
+
+def test_h15_gates_each_data_set_on_its_own_m1(saved_model, tmp_path, monkeypatch):
+    """The sentiment backbone at chance (+0.03) no longer decides the topic record (+0.25): each record's M1 gate
+    reads its own data set, so topic goes on to M2 and M3 while sentiment stops after M1."""
+    from lazarus_bench.claims import h15_engram
+    from lazarus_bench.training import engram as engram_module
+
+    real = engram_module.train_engram
+
+    def fake(handle, variant, data, cfg, progress=False):
+        res = real(handle, variant, data, cfg, progress=progress)
+        return replace(res, val_accuracy={"sentiment": 0.53, "topic": 0.50}[data.name])
+
+    monkeypatch.setattr(h15_engram, "train_engram", fake)
+    path = str(saved_model("llama"))
+    sentiment = run_claim(get_claim("H15a"), path, tier="fast", report_dir=tmp_path, log=lambda m: None)
+    topic = run_claim(get_claim("H15b"), path, tier="fast", report_dir=tmp_path, log=lambda m: None)
+    assert sentiment["verdict"] == "NOT TESTABLE" and sentiment["fitness"][0]["value"] == pytest.approx(0.03)
+    assert {r["variant"] for r in sentiment["extra"]["descriptive"]["runs"]} == {"M1"}
+    assert "stand-in for SST-2" in sentiment["extra"]["descriptive"]["data"]
+    assert topic["fitness"][0]["value"] == pytest.approx(0.25) and topic["fitness"][0]["passed"]
+    assert topic["verdict"] != "NOT TESTABLE" and {r["variant"] for r in topic["samples"]} == {"M1", "M2", "M3"}
+    # the report shows one row per data set, the topic row naming the stand-in it trained on
+    from lazarus_bench.suite.report import render
+
+    text = render(tmp_path).read_text()
+    summary = text.split("## Replication summary")[1].split("\n## ")[0]
+    rows = {line.split("|")[1].strip(): line for line in summary.splitlines() if line.startswith("| H15")}
+    assert set(rows) == {"H15a", "H15b"} and "NOT TESTABLE" in rows["H15a"]
+    assert "stand-in for AG News" in rows["H15b"] and "## H15a:" in text and "## H15b:" in text
 
 
 def test_h15_stops_after_m1_when_the_backbone_cannot_classify(saved_model, tmp_path):
     """The M1 gate is checked as soon as every M1 run is done: an impossible threshold leaves only M1 runs, the M1
     accuracies kept as the descriptive numbers, and no controls run."""
-    record = run_claim(get_claim("H15"), str(saved_model("llama")), tier="fast", report_dir=tmp_path,
+    record = run_claim(get_claim("H15b"), str(saved_model("llama")), tier="fast", report_dir=tmp_path,
                        log=lambda m: None, overrides={"min_m1_above_chance": 1.0})
     assert record["verdict"] == "NOT TESTABLE" and record["controls"] == [] and "M1 above chance" in record["reason"]
     runs = record["extra"]["descriptive"]["runs"]
-    assert {r["variant"] for r in runs} == {"M1"} and {r["dataset"] for r in runs} == {"sentiment", "topic"}
-    chance = {"sentiment": 1 / 2, "topic": 1 / 4}
-    m1 = {d: np.mean([r["val_accuracy"] for r in runs if r["dataset"] == d]) - chance[d] for d in chance}
-    assert record["fitness"][0]["value"] == min(m1.values()) and not record["fitness"][0]["passed"]
+    assert {r["variant"] for r in runs} == {"M1"} and {r["dataset"] for r in runs} == {"topic"}
+    m1 = np.mean([r["val_accuracy"] for r in runs]) - CHANCE["topic"]
+    assert record["fitness"][0]["value"] == pytest.approx(m1) and not record["fitness"][0]["passed"]
 
 
 def test_h15_skips_unsupported_backbones(saved_model, tmp_path):
-    record = run_claim(get_claim("H15"), str(saved_model("gemma2")), tier="fast", report_dir=tmp_path,
-                       log=lambda m: None)
-    assert record["status"] == "skipped" and "input_embeddings" in record["reason"]
+    for claim_id in ("H15a", "H15b"):
+        record = run_claim(get_claim(claim_id), str(saved_model("gemma2")), tier="fast", report_dir=tmp_path,
+                           log=lambda m: None)
+        assert record["status"] == "skipped" and "input_embeddings" in record["reason"]
 
 
 def _save_real_sets(root):
@@ -98,7 +154,10 @@ def test_auto_falls_back_to_generated_and_says_why(tmp_path, monkeypatch):
 def test_h15_trains_on_the_real_sets_when_present(saved_model, tmp_path, monkeypatch):
     _save_real_sets(tmp_path)
     monkeypatch.setenv("LAZARUS_DATA_DIR", str(tmp_path))
-    record = run_claim(get_claim("H15"), str(saved_model("llama")), tier="fast", report_dir=tmp_path / "rep",
-                       log=lambda m: None, overrides={"min_m1_above_chance": 1.0})
-    sources = {r["dataset"]: r["data_source"] for r in record["extra"]["descriptive"]["runs"]}
-    assert sources == {"sentiment": str(tmp_path / "sst2"), "topic": str(tmp_path / "ag_news")}
+    for claim_id, dataset, folder, name in (("H15a", "sentiment", "sst2", "SST-2"),
+                                            ("H15b", "topic", "ag_news", "AG News")):
+        record = run_claim(get_claim(claim_id), str(saved_model("llama")), tier="fast",
+                           report_dir=tmp_path / "rep", log=lambda m: None, overrides={"min_m1_above_chance": 1.0})
+        descriptive = record["extra"]["descriptive"]
+        assert {(r["dataset"], r["data_source"]) for r in descriptive["runs"]} == {(dataset, str(tmp_path / folder))}
+        assert descriptive["data"] == f"{name} ({tmp_path / folder})" and "stand-in" not in descriptive["data"]

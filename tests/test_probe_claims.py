@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as sps
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
@@ -64,8 +65,23 @@ def test_h02_statistic_matches_samples_and_sklearn(records, handle):
     record = records["H02"]
     stat, details = record["statistic"], record["statistic"]["details"]
     train = [s for s in record["samples"] if s["split"] == "train"]
-    assert len(train) == stat["n"] == 16
+    assert len(train) == details["n_prompts"] == 16 and stat["n"] == details["n_clusters"] == 4, "unit: the pair"
     assert stat["statistic"] == pytest.approx(np.mean([s["correct_stratified"] for s in train]))
+    assert "operand pair" in details["cluster"] and "operand-pair cluster" in details["test"]
+    for scheme, key in (("stratified", "correct_stratified"), ("leave-one-pair-out", "correct_leave_one_pair_out")):
+        per_pair = [np.mean([s[key] for s in train if s["pair"] == q]) for q in range(4)]
+        assert details["accuracy_per_pair"][scheme] == pytest.approx(per_pair)
+        whole, k = sum(a == 1.0 for a in per_pair), sum(s[key] for s in train)
+        assert details["clusters_entirely_correct"][scheme] == whole
+        # the count that decided it, in the record's text: prompts and clusters
+        shown = f"{k}/16 correct, {whole}/4 operand pairs all correct ({scheme})"
+        assert shown in record["ours"] and shown in record["reason"], shown
+        # exact binomial over the 4 clusters: flawed clusters against the 0.8 / 4 = 0.2 an accuracy of 95% allows
+        expected = sps.binom.sf(4 - whole - 1, 4, 0.2) if 4 - whole >= 2 else 1.0
+        assert details["shortfall_p"][scheme] == pytest.approx(expected)
+    mde = record["mde"]["value"]
+    assert math.isfinite(mde) and 0.5 < mde < 1.0, "4 clusters can refute a gross shortfall only; never an MDE of 0"
+    assert record["mde"]["how"] == details["mde_definition"] and "clusters" in details["mde_definition"]
     assert details["accuracy_leave_one_pair_out"] == pytest.approx(
         np.mean([s["correct_leave_one_pair_out"] for s in train])
     )
@@ -85,10 +101,17 @@ def test_h02_statistic_matches_samples_and_sklearn(records, handle):
 def test_h03_gain_matches_samples(records):
     record = records["H03"]
     stat, details, samples = record["statistic"], record["statistic"]["details"], record["samples"]
-    assert len(samples) == stat["n"] == 64
+    assert len(samples) == 64 and stat["n"] == details["n_cells"] == 16, "the template x pair cell is the unit"
     gain = np.mean([s["correct_selected"] - s["correct_l0"] for s in samples])
     assert stat["statistic"] == pytest.approx(gain)
-    assert stat["ci_low"] <= gain <= stat["ci_high"]
+    assert stat["ci_low"] <= gain <= stat["ci_high"] or details["gain_ci_degenerate"]
+    cells = {}
+    for s in samples:
+        cells.setdefault((s["template"], s["pair"]), []).append(s["correct_selected"] - s["correct_l0"])
+    per_cell = [np.mean(v) for v in cells.values()]
+    assert sorted(details["gain_per_cell"]) == pytest.approx(sorted(per_cell))
+    k = sum(v > 0 for v in per_cell)
+    assert stat["p_value"] == pytest.approx(sps.binom.sf(k - 1, 16, 0.5)), "exact sign test over the 16 cells"
     for s in samples:
         assert s["correct_l0"] == (s["pred_l0_leave_one_template_out"] == s["label"])
         assert s["correct_selected"] == (s["pred_selected"] == s["label"])
@@ -125,10 +148,10 @@ def test_h04_ranks_match_numpy(records, handle):
     assert details["prompt_set"] == "symbol" and "word_set_best_percentile" in details
     X, _ = last_token_states(handle, [it.text for it in items], [layer])
     y = np.asarray([it.label == "multiply" for it in items], dtype=int)
-    pipe = reference_pipeline().fit(X[0], y)
-    w_ref = pipe.named_steps["lr"].coef_[0] / pipe.named_steps["s"].scale_
+    w_ref = X[0][y == 1].mean(axis=0) - X[0][y == 0].mean(axis=0)  # the class-mean difference, in numpy
     w = np.asarray(record["extra"]["direction"])
     np.testing.assert_allclose(w, w_ref, rtol=1e-4, atol=1e-6)
+    assert "outside_top" in details["test"] and record["mde"]["value"] != 0
 
     assert handle.tied
     W = np.array(handle.model.model.embed_tokens.weight, dtype=np.float64)

@@ -22,6 +22,7 @@ from lazarus_bench.analysis.probes import (
     cluster_separation,
     control_labels,
     fit_predict,
+    mean_difference_direction,
     probe_layer,
     probe_layers,
 )
@@ -310,3 +311,24 @@ def test_cluster_separation_matches_pairwise_loop():
             (within if y[i] == y[j] else between).append(cos)
     assert cluster_separation(X, y) == pytest.approx(np.mean(within) - np.mean(between))
     assert cluster_separation(X, y) > 0
+
+
+def test_mean_difference_recovers_a_planted_residual_direction_that_probe_weights_do_not():
+    """A class signal written along a unit direction u of an anisotropic residual stream (per-coordinate scales
+    spanning 100x) reads back as u from the class-mean difference; a standardised probe's weights (coef / sigma)
+    inflate the low-variance coordinates and point elsewhere (H04's defect, CLAIMS.md revision 3)."""
+    rng = np.random.default_rng(0)
+    d, n = 64, 200
+    scales = np.geomspace(0.02, 2.0, d)
+    u = rng.standard_normal(d)
+    u /= np.linalg.norm(u)
+    y = np.array(["mul"] * n + ["add"] * n)
+    X = rng.standard_normal((2 * n, d)) * scales + np.where(y == "mul", 1.5, -1.5)[:, None] * u
+    cos = lambda a, b: float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))  # noqa: E731
+    md = mean_difference_direction(X, y, "mul", "add")
+    assert md == pytest.approx(X[y == "mul"].mean(0) - X[y == "add"].mean(0))
+    assert cos(md, u) > 0.9
+    assert cos(binary_direction(X, y, "mul", "add"), u) < 0.6
+    assert cos(mean_difference_direction(X, y, "add", "mul"), u) < -0.9
+    with pytest.raises(ValueError):
+        mean_difference_direction(X, y, "div", "add")

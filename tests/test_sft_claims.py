@@ -74,15 +74,22 @@ def test_h11_both_protocols(saved_model, tmp_path, pool, check_gates):
         assert steps == [0, *get_claim("H11").fast["checkpoints"]]
 
         def mean_peak(step):
-            return np.mean([s["exact_peak"] for s in samples if s["step"] == step])
+            return np.mean([s["peak"] for s in samples if s["step"] == step])
 
         assert stat["statistic"] == pytest.approx(mean_peak(steps[-1]) - mean_peak(0))
+        assert stat["details"]["rise_threshold"] == pytest.approx(mean_peak(0))  # >= 2x the step-0 peak
+        for s in samples:  # the verdict reads the full vocabulary: never below a top-k view of the same tokens
+            assert s["peak"] == pytest.approx(max(s["task_prob_by_layer"]))
+            assert s["peak"] == s["peak_full_vocab"] >= s["peak_top_written"] - 1e-9 >= s["peak_top_scaled"] - 2e-9
         assert {s["lens"] for s in samples if s["step"] > 0} == {proto}
         assert {s["lens"] for s in samples if s["step"] == 0} == {"corrected"}
         assert stat["verdict"] == "INCONCLUSIVE"
         val = {int(k): v for k, v in next(iter(record["extra"]["val_loss"].values())).items()}
         check_gates(record, {"val loss fell": 1.0 - val[steps[-1]] / val[0]})
         assert stat["details"]["protocol"] == proto
+        # one seed: no MDE exists, and the record says why instead of printing 0
+        assert math.isnan(stat["details"]["mde"]) and stat["details"]["mde_reason"].startswith("n = 1")
+        assert math.isnan(record["mde"]["value"]) and "n = 1" in record["mde"]["how"]
     for record in records.values():
         [control] = record["controls"]
         assert control["name"] == "SFT with a classification term" and control["built"], control.get("reason")
@@ -91,9 +98,39 @@ def test_h11_both_protocols(saved_model, tmp_path, pool, check_gates):
                if not e.name.startswith(".")]
     h11 = sorted(q["cls_weight"] for q in trained if q.get("fixture") == "seed000-lora-sft-checkpoints")
     assert h11 == [0.0, 0.4], "one plain SFT run and one with the classification term, shared by both protocols"
-    baseline = [[s["exact_peak"] for s in r["samples"] if s["step"] == 0] for r in records.values()]
+    baseline = [[s["peak"] for s in r["samples"] if s["step"] == 0] for r in records.values()]
     assert baseline[0] == baseline[1]
     assert records["original"]["extra"]["val_loss"] == records["corrected"]["extra"]["val_loss"]
+
+
+def test_h11_learning_rate_zero_fails_the_manipulation_floor(saved_model, tmp_path, pool, check_gates):
+    """SFT at learning rate 0 learns nothing: the validation loss falls exactly 0, below the declared floor, so the
+    record is NOT TESTABLE (never REFUTED) and no control is run."""
+    record = run("H11", saved_model("llama"), tmp_path, pool, overrides={"lr": 0.0})
+    assert get_claim("H11").params["min_val_loss_fall"] == 0.25
+    [gate] = record["fitness"]
+    assert gate["name"] == "val loss fell" and gate["value"] == pytest.approx(0.0, abs=1e-6) and not gate["passed"]
+    assert record["verdict"] == "NOT TESTABLE" and record["controls"] == []
+    check_gates(record, {"val loss fell": 0.0})
+    trained = run("H11", saved_model("llama"), tmp_path, pool)
+    assert {g["name"]: g["value"] for g in trained["fitness"]}["val loss fell"] > 0.25
+
+
+def test_h11_mde_is_in_probability_units_at_five_seeds(saved_model, tmp_path, pool):
+    """Five seeds (the declared minimum): the rise is sign-tested across seeds and its MDE is the sign test's
+    detectable shift in units of the per-seed rises' SD, in probability, beside the writeup's 0.6-point rise."""
+    from lazarus_bench.stats.power import min_detectable_d_sign
+
+    record = run_claim(get_claim("H11"), str(saved_model("llama")), tier="fast", report_dir=tmp_path, pool=pool,
+                       log=lambda m: None, cache_dir=tmp_path / "cache", n_seeds=5)
+    assert record["status"] == "ok", record.get("reason")
+    d = record["statistic"]["details"]
+    rises = d["rises"]
+    assert len(rises) == 5 and d["criteria"]["rises"]["details"]["test"] == "sign"
+    assert d["mde"] == pytest.approx(min_detectable_d_sign(5) * np.std(rises, ddof=1)) and d["mde"] > 0
+    assert record["mde"]["value"] == d["mde"] and "mde_reason" not in d
+    assert d["writeup_rise"] == pytest.approx(0.006)
+    assert d["mde_vs_writeup_rise"] == pytest.approx(d["mde"] / 0.006)
 
 
 def test_h11_h13_skip_instruct_models(instruct_dir, tmp_path, pool):
@@ -179,12 +216,49 @@ def test_h14_two_stage_branches(saved_model, tmp_path, pool, check_gates):
     rows = {(s["config"], s["stage"]): s for s in record["samples"]}
     drop = 100 * (rows["low_lr", "stage1"]["symbolic"] - rows["low_lr", "stage2"]["symbolic"])
     assert stat["statistic"] == pytest.approx(drop)
-    changed = {g["name"]: g["value"] for g in record["fitness"]}["parameters changed"]
+    moved = max(abs(100 * (rows[b, "stage1"][k] - rows[b, "stage2"][k]))
+                for b in ("low_lr", "aggressive") for k in ("symbolic", "semantic"))
     check_gates(record, {"stage-1 symbolic accuracy": rows["low_lr", "stage1"]["symbolic"],
-                         "parameters changed": changed})
-    assert changed > 0
+                         "stage 2 moved accuracy": moved})
+    assert {k: v["details"]["test"] for k, v in stat["details"]["criteria"].items()} == {
+        "low_lr_keeps": "sign", "aggressive_destroys": "sign", "no_classifier": "sign"}
+    assert all(change > 0 for seed in record["extra"]["param_change_relative"].values() for change in seed.values())
     for stage in ("baseline", "stage1"):
         assert rows["low_lr", stage] == {**rows["aggressive", stage], "config": "low_lr"}
+
+
+def test_h14_stage_two_at_learning_rate_zero_is_not_testable(saved_model, tmp_path, pool, check_gates):
+    """Both stage-2 branches at learning rate 0: every answer stays as stage 1 left it, so the manipulation floor
+    (accuracy moved by >= 8 points in a branch) reads exactly 0 and the record is NOT TESTABLE, not a verdict that
+    the low-LR branch keeps computation or that the aggressive one does not destroy it."""
+    record = run("H14", saved_model("llama"), tmp_path, pool,
+                 overrides={"min_stage1_accuracy": 0.0, "low_lr_scale": 0.0, "aggressive_lr_scale": 0.0})
+    gates = {g["name"]: g for g in record["fitness"]}
+    assert gates["stage 2 moved accuracy"]["value"] == 0.0 and not gates["stage 2 moved accuracy"]["passed"]
+    assert gates["stage 2 moved accuracy"]["threshold"] == get_claim("H14").params["min_stage2_accuracy_move"] == 8.0
+    assert record["verdict"] == "NOT TESTABLE" and "stage 2 moved accuracy" in record["reason"]
+    assert record["controls"] == [] and record["measured_verdict"] == record["statistic"]["verdict"]
+    check_gates(record, {"stage-1 symbolic accuracy": gates["stage-1 symbolic accuracy"]["value"],
+                         "stage 2 moved accuracy": 0.0})
+    assert all(v == 0.0 for seed in record["extra"]["class_word_logprob_change"].values() for v in seed.values())
+
+
+def test_h14_accuracy_moved_reads_either_branch_and_category():
+    from lazarus_bench.claims.h14_two_stage import accuracy_moved
+    from lazarus_bench.training.two_stage import TwoStageResult
+
+    def result(s1, s2, w1=0.0, w2=0.0):
+        def metrics(sym, sem):
+            return {"symbolic_all": {"accuracy": sym}, "semantic_all": {"accuracy": sem}}
+
+        return TwoStageResult(baseline={}, stage1=metrics(s1, w1), stage2=metrics(s2, w2), stage1_train={},
+                              stage2_train={}, config={})
+
+    kept = result(0.75, 0.75)
+    assert accuracy_moved({"low_lr": kept, "aggressive": result(0.75, 0.25)}) == pytest.approx(50.0)
+    assert accuracy_moved({"low_lr": result(0.5, 0.5, 0.2, 0.3), "aggressive": kept}) == pytest.approx(10.0)
+    assert accuracy_moved({"low_lr": result(0.5, 0.625), "aggressive": kept}) == pytest.approx(12.5)
+    assert accuracy_moved({"low_lr": kept, "aggressive": kept}) == 0.0
 
 
 def test_task_token_scores_exact_vs_substring():
@@ -225,16 +299,17 @@ def test_original_lens_is_non_causal_and_uses_input_embeddings(saved_model):
 
 
 def test_equivalence_exact_and_combine():
-    inside = equivalence_claim([0.01, -0.01, 0.0, 0.005, -0.004, 0.002], 0.05, 0.05, min_n=3, name="x")
+    inside = equivalence_claim([0.01, -0.01, 0.0, 0.005, -0.004, 0.002], 0.05, 0.05, test="t", min_n=3,
+                               name="x")
     assert inside.verdict == Verdict.SUPPORTED and inside.p_value < 0.05
-    outside = equivalence_claim([0.2, 0.22, 0.19, 0.21, 0.2], 0.05, 0.05, min_n=3, name="x")
+    outside = equivalence_claim([0.2, 0.22, 0.19, 0.21, 0.2], 0.05, 0.05, test="sign", min_n=3, name="x")
     assert outside.verdict == Verdict.REFUTED
-    assert equivalence_claim([0.0], 0.05, 0.05, min_n=3, name="x").verdict == Verdict.INCONCLUSIVE
+    assert equivalence_claim([0.0], 0.05, 0.05, test="sign", min_n=3, name="x").verdict == Verdict.INCONCLUSIVE
     assert exact_claim(0.005, 0.01, "below", "f", 3).verdict == Verdict.SUPPORTED
     refuted = exact_claim(0.09, 0.01, "below", "f", 3)
     assert refuted.verdict == Verdict.REFUTED and refuted.p_value is None
-    good = threshold_claim([0.5, 0.6, 0.55, 0.52], 0.1, "above")
-    open_ = threshold_claim([0.5], 0.1, "above")
+    good = threshold_claim([0.5, 0.6, 0.55, 0.52], 0.1, "above", test="t")
+    open_ = threshold_claim([0.5], 0.1, "above", test="sign")
     assert combine(good, {"a": good, "b": good}).verdict == Verdict.SUPPORTED
     assert combine(good, {"a": good, "b": open_}).verdict == Verdict.INCONCLUSIVE
     combined = combine(good, {"a": refuted, "b": open_})
@@ -260,8 +335,52 @@ def test_h11_top_k_is_the_same_share_of_the_vocabulary():
 
     p = get_claim("H11").parameters("slow")
     assert scaled_top_k(p, 128256) == 20 and scaled_top_k(p, 32000) == 5 and scaled_top_k(p, 1024) == 1
-    assert scaled_top_k({**p, "top_k": 7}, 1024) == 7
-    assert p["layer_window_fraction"] == 0.125
+    assert p["layer_window_fraction"] == 0.125 and p["verdict_top_k"] is None
+
+
+def test_h11_depth_window_is_a_share_of_depth():
+    """Blocks whose depth b/L is within +-0.125 of 0.56: the writeup's L9 of 16 is inside, and the window is about a
+    quarter of the blocks at any depth (the old +-max(1, round(0.125 L)) blocks covered 3 of 4 on small models)."""
+    from lazarus_bench.claims.h11_sft_task_tokens import depth_window
+
+    assert depth_window(16, 0.56, 0.125) == [7, 8, 9, 10]
+    assert depth_window(8, 0.56, 0.125) == [4, 5]
+    assert depth_window(4, 0.56, 0.125) == [2]
+    assert depth_window(22, 0.56, 0.125) == [10, 11, 12, 13, 14, 15]
+    assert depth_window(1, 0.56, 0.125) == [0]
+
+
+def test_h11_registers_a_task_token_at_the_writeups_one_percent(monkeypatch):
+    """At V = 1,024 the vocabulary-scaled top-k is 1, and a task token at the writeup's 1% is not even in the top 20
+    when 40 other tokens are likelier: the verdict's full-vocabulary probability still reads it (1%), the top-k
+    views read 0."""
+    from lazarus_bench.claims import h11_sft_task_tokens as h11
+
+    vocab = 1024
+    texts = [f"t{i}" for i in range(vocab)]
+    texts[7], texts[8], texts[9] = " multiply", "Times", " plus"
+    handle = SimpleNamespace(decode_token=lambda i: texts[i])
+    tests = prompts.seed000_tests()
+    probs = np.full((len(tests), 4, vocab), 0.0)
+    probs[:, :, 100:140] = 0.8 / 40
+    probs[:, :, 7] = 0.004  # both spellings and any case count
+    probs[:, :, 8] = 0.006
+    probs[:, :, 9] = 0.015  # another class's word: not the prompt's task token
+    probs[:, :, 200:] = (1.0 - probs.sum(axis=-1, keepdims=True)) / (vocab - 200)
+    probs[:, 2, 8] = 0.016  # the peak, at block 2
+    monkeypatch.setattr(h11, "lens_probs_for", lambda lens: lambda h, t: probs)
+    params = get_claim("H11").parameters("slow")
+    masks = h11.task_token_masks(handle, vocab)
+    rows = h11.h11_checkpoint(handle, params, "corrected", masks)
+    for item, row in zip(tests, rows):
+        if item.label == "multiply":
+            assert row["peak"] == pytest.approx(0.02) and row["peak_layer"] == 2 and row["peak_token"] == "Times"
+            assert row["task_prob_by_layer"] == pytest.approx([0.01, 0.01, 0.02, 0.01])
+        elif item.label == "add":
+            assert row["peak"] == pytest.approx(0.015) and row["peak_token"] == " plus"
+        assert row["top_k_scaled"] == 1 and row["peak_top_scaled"] == 0.0 and row["peak_top_written"] == 0.0
+    cut = h11.h11_checkpoint(handle, {**params, "verdict_top_k": 20}, "corrected", masks)
+    assert all(row["peak"] == 0.0 and row["peak_layer"] is None for row in cut)
 
 
 def test_h14_eval_prompts_and_protocols():

@@ -5,11 +5,13 @@ Pure numpy + scikit-learn; the features are extracted from the model elsewhere.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import stats as st
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import (
     LeaveOneGroupOut,
@@ -365,6 +367,20 @@ def fit_predict(
     )
 
 
+def mean_difference_direction(X: Any, y: Any, positive: Any, negative: Any) -> np.ndarray:
+    """Class-mean difference mean(X | positive) - mean(X | negative) in the raw feature (residual) space.
+
+    A class signal written along a residual direction u comes back as u: no per-feature scaling or penalty reweights
+    the coordinates (a standardised probe's coef / sigma inflates low-variance coordinates instead)."""
+    X, y = _check_xy(X, y)
+    if positive == negative:
+        raise ValueError("positive and negative labels must differ")
+    for name, label in (("positive", positive), ("negative", negative)):
+        if not np.any(y == label):
+            raise ValueError(f"{name} label {label!r} does not occur in y")
+    return X[y == positive].mean(axis=0) - X[y == negative].mean(axis=0)
+
+
 def binary_direction(
     X: Any,
     y: Any,
@@ -392,6 +408,105 @@ def binary_direction(
     coef = pipe.named_steps["logreg"].coef_[0]
     sigma = pipe.named_steps["scale"].scale_
     return np.asarray(coef / sigma, dtype=np.float64)
+
+
+def permute_within(y: Any, clusters: Sequence[Any], rng: np.random.Generator) -> np.ndarray:
+    """``y`` with its labels shuffled inside each cluster (a restricted permutation, the cluster-level null): every
+    cluster keeps its own label composition, so what its prompts share (template, operands) can tell the permuted
+    labels no more than it tells the real ones."""
+    y = np.asarray(y)
+    keys = [_normalise_key(c) for c in clusters]
+    if y.ndim != 1 or len(keys) != y.size:
+        raise ValueError(f"{len(keys)} cluster keys for {y.size} labels")
+    codes = {key: i for i, key in enumerate(dict.fromkeys(keys))}
+    member = np.asarray([codes[key] for key in keys])
+    out = y.copy()
+    for j in range(len(codes)):
+        idx = np.flatnonzero(member == j)
+        out[idx] = y[idx][rng.permutation(idx.size)]
+    return out
+
+
+def cluster_permutation_null(features: Any, y: Any, clusters: Sequence[Any], *, n_splits: int = DEFAULT_N_SPLITS,
+                             n_permutations: int = DEFAULT_N_PERMUTATIONS, seed: int = 0, C: float = DEFAULT_C,
+                             max_iter: int = DEFAULT_MAX_ITER) -> np.ndarray:
+    """Shuffled stratified k-fold accuracy of each layer of ``features`` (n_layers, n, d) under labels permuted
+    within ``clusters`` (``permute_within``, seeded), shape (n_permutations, n_layers). One permutation per row is
+    shared by all layers, so a row's maximum is the max-statistic null over layers."""
+    per_layer = [np.asarray(f) for f in features]
+    y = np.asarray(y)
+    cv = stratified_cv(effective_n_splits(y, n_splits), seed)
+    rng = np.random.default_rng(seed)
+    null = np.zeros((n_permutations, len(per_layer)))
+    for b in range(n_permutations):
+        permuted = permute_within(y, clusters, rng)
+        for i, X in enumerate(per_layer):
+            null[b, i] = _cv_scores(make_classifier(C=C, max_iter=max_iter, seed=seed), X, permuted, cv).mean()
+    return null
+
+
+CLUSTER_SHORTFALL_TEST = ("exact binomial over clusters: the number of clusters with an error, against the "
+                          "Hoeffding bound of an accuracy at the threshold")
+
+
+def cluster_shortfall_test(correct: Any, clusters: Sequence[Any], threshold: float, alpha: float = 0.05,
+                           power: float = 0.8) -> dict[str, Any]:
+    """Is the accuracy of cross-validated predictions below ``threshold``? Tested over clusters of prompts whose
+    predictions are not independent (any dependence within a cluster; clusters independent).
+
+    Unit: the cluster, scored entirely correct or flawed (at least one error). If the accuracy is at least
+    ``threshold`` (theta), the expected number of errors is at most n (1 - theta), so the expected number of flawed
+    clusters mu is too (a cluster is flawed at most as often as it holds errors, whatever the dependence within
+    it). For independent clusters the count F of flawed clusters then satisfies P(F >= c) <= P(Binomial(m, mu0 / m)
+    >= c), mu0 = n (1 - theta), for every c >= mu0 + 1 (Hoeffding 1956, Theorem 4; the binomial tail grows with
+    mu). p = that tail at the observed F, and 1 below mu0 + 1 (no bound there). SUPPORTED-side evidence is not
+    this test's business: it only refutes (``p`` < alpha means "accuracy below theta").
+
+    MDE (accuracy points, power ``power``): theta minus the largest true accuracy theta1 at which the test rejects
+    with that power when errors are spread evenly over clusters (each cluster then flawed with probability at least
+    1 - theta1, whatever the dependence within it); infinite when no outcome at this m can be significant, never 0.
+    """
+    correct = np.asarray(correct, dtype=bool)
+    keys = [_normalise_key(c) for c in clusters]
+    if len(keys) != correct.size or correct.size == 0:
+        raise ValueError(f"{len(keys)} cluster keys for {correct.size} predictions")
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    names = list(dict.fromkeys(keys))
+    member = np.asarray([names.index(k) for k in keys])
+    per_cluster = np.array([correct[member == j].mean() for j in range(len(names))])
+    n, m = int(correct.size), len(names)
+    flawed = int(np.sum(per_cluster < 1.0))
+    mu0 = n * (1.0 - threshold)
+    bound = mu0 / m
+    floor = int(math.ceil(mu0 + 1.0 - 1e-12))
+
+    def tail(c: int, rate: float) -> float:
+        return float(st.binom.sf(c - 1, m, rate))
+
+    valid = bound < 1.0
+    p_value = tail(flawed, bound) if valid and flawed >= floor else 1.0
+    critical = next((c for c in range(max(floor, 1), m + 1) if valid and tail(c, bound) < alpha), None)
+    if critical is None:
+        mde, detectable = math.inf, math.nan
+    else:
+        low, high = bound, 1.0  # P(flawed) at which the power is reached: bisect the binomial tail
+        for _ in range(60):
+            mid = (low + high) / 2.0
+            low, high = (low, mid) if tail(critical, mid) >= power else (mid, high)
+        detectable = 1.0 - high
+        mde = threshold - detectable
+    return {
+        "test": CLUSTER_SHORTFALL_TEST, "threshold": threshold, "alpha": alpha, "n_prompts": n, "n_clusters": m,
+        "k_correct": int(correct.sum()), "clusters_entirely_correct": m - flawed, "clusters_flawed": flawed,
+        "accuracy_per_cluster": per_cluster.tolist(), "cluster_keys": [str(k) for k in names],
+        "null_flawed_rate": bound, "min_flawed_for_bound": floor, "critical_flawed": critical, "p_value": p_value,
+        "mde": mde, "mde_accuracy": detectable,
+        "mde_definition": (f"accuracy points below {threshold:.4g} at which this test over {m} clusters rejects with "
+                           f"power {power} (alpha {alpha:.4g}) when errors are spread evenly over the clusters, "
+                           "whatever the dependence within one; infinite when no outcome at this number of clusters "
+                           "can be significant"),
+    }
 
 
 def cluster_separation(X: Any, y: Any) -> float:

@@ -20,12 +20,13 @@ from ..training.dual_reward import DualRewardConfig, train_dual_reward
 from ..training.lora import LoraSpec
 from ..training.sft import train_sft
 from .base import POSITIVE, ClaimContext, Control, Gate
-from .common import PARAM_CHANGE_GATE, arithmetic_split, sft_config, true_word_curve
+from .common import arithmetic_split, sft_config, true_word_curve
 
 DUAL_RUN_KEYS = ("steps", "n_train", "lora_rank", "cls_weight", "layer_fraction", "data_seed", "lr_scale")
 DUAL_PARAMS = {"steps": 500, "n_train": 2000, "lora_rank": 8, "cls_weight": 0.4, "layer_fraction": 0.55,
-               "data_seed": 42, "loss_window": 10, "alpha": 0.05, "min_seeds": 3, "min_cls_loss_fall": 0.1,
-               "min_param_change": 1e-6, "lr_scale": 1.0}
+               "data_seed": 42, "loss_window": 10, "alpha": 0.05, "min_seeds": 5, "min_cls_loss_fall": 0.5,
+               "lr_scale": 1.0}
+DUAL_SEEDS = {"fast": 1, "slow": 5}  # the seed is the unit: 5 seeds reach the exact one-sided floor p = 1/32
 DUAL_FAST = {"steps": 4, "n_train": 64, "loss_window": 1}
 SEED001_DATA = {"ops": ("+", "-", "*"), "mul_range": (1, 99), "add_range": (1, 99)}
 
@@ -133,16 +134,15 @@ def seed001_lora(ctx: ClaimContext, params: dict, seed: int, out_dir: Path) -> N
 
 
 DUAL_GATES = (
-    Gate("cls loss fell", "relative fall of the classification loss from the first step to the last window, smallest "
-         "over the runs: training that did not learn the classifier tests nothing", None, "min_cls_loss_fall"),
-    PARAM_CHANGE_GATE,
+    Gate("cls loss fell", "manipulation floor: relative fall of the classification loss from the first step to the "
+         "last window, smallest over the runs (writeup: 10.3 -> 1.07, a 90% fall); a run at learning rate 0 falls "
+         "0%, so a run that did not learn the classifier is NOT TESTABLE, never REFUTED", None, "min_cls_loss_fall"),
 )
 
 
 def dual_fitness(samples: list[dict]) -> dict[str, float]:
-    """The dual-reward manipulation checks over runs (``dual_sample`` rows)."""
-    return {"cls loss fell": min(1.0 - s["final_cls_loss"] / s["initial_cls_loss"] for s in samples),
-            "parameters changed": min(s["param_change_relative"] for s in samples)}
+    """The dual-reward manipulation floor over runs (``dual_sample`` rows)."""
+    return {"cls loss fell": min(1.0 - s["final_cls_loss"] / s["initial_cls_loss"] for s in samples)}
 
 
 def dual_trained_control(effect: Verdict) -> Control:

@@ -78,7 +78,8 @@ def spellable_share(ctx: ClaimContext) -> float:
     criterion=("every layer < 1% for the prompt's operation words; class argmax at 55% depth no better than chance "
                "(binomial)"),
     writeup="~0.0x% at every layer (Llama-3.2-1B, TinyLlama, Granite)",
-    params={"max_prob": 0.01, "layer_fraction": 0.55, "alpha": 0.05, "n_bootstrap": 1999, "min_spellable": 1.0},
+    params={"max_prob": 0.01, "layer_fraction": 0.55, "alpha": 0.05, "min_spellable": 1.0},
+    tests={"below_threshold": "sign", "argmax_at_chance": "binomial"},
     applies=not_instruct,
     gates=(Gate("op words spellable", "share of multiply/add/subtract/divide the tokenizer encodes to known tokens "
                 "and decodes back, both spellings: a word it cannot spell cannot appear in the lens", spellable_share,
@@ -96,7 +97,7 @@ def measure_h01(ctx: ClaimContext) -> Outcome:
     chance = 1.0 / len(prompts.operation_words())
     binomial = stats.binomial_test(hits, n, p0=chance, alternative="greater")
     threshold = stats.threshold_claim(
-        values, p["max_prob"], "below", alpha=p["alpha"], method="bootstrap", n_resamples=p["n_bootstrap"],
+        values, p["max_prob"], "below", alpha=p["alpha"], test=ctx.test("below_threshold"),
         name="max P(op word) per prompt"
     )
     control_values, control_hits, _, control_curves, _ = h01_statistics(ctx.random_control(), p)
@@ -146,7 +147,7 @@ def measure_h01(ctx: ClaimContext) -> Outcome:
             "max_prob_times_vocab": float(max(values)) * vocab,
             "threshold_times_vocab": p["max_prob"] * vocab,
             "test": "exact sign test of the per-prompt maxima against the threshold (the prompt is the unit), "
-                    "bootstrap CI of their mean; p x V is the probability over the uniform 1/V",
+                    "t interval of their mean; p x V is the probability over the uniform 1/V",
         },
     )
     layer = ctx.handle().layer_at_depth(p["layer_fraction"])

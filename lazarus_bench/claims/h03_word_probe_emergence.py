@@ -8,20 +8,20 @@ import mlx.core as mx
 import numpy as np
 
 from .. import prompts, stats
+from ..analysis import probes
 from ..errors import LazarusError
 from ..stats import Verdict
 from .base import POSITIVE, ClaimContext, Control, ControlUnavailable, Outcome, claim
 from .common import (
     EMB,
+    cluster_means,
     cv_predictions,
     floats_or_none,
     layer_curve,
     nested_peak,
-    permutation_null,
     permutation_p,
     probe_prompt_set,
     random_init_control,
-    significant,
 )
 
 
@@ -89,12 +89,16 @@ def planted_feature(ctx: ClaimContext) -> ClaimContext:
     criterion="on the de-confounded word set (operand pairs and templates balanced across classes; the writeup's "
                "set reported beside): block-0 accuracy <= 50% (stratified and leave-one-template-out), peak >= 75% at "
                "a block > 0 "
-               "(selection-free nested estimate and stratified max, max-statistic permutation p < 0.05), "
-               "peak - L0 >= 25 points (nested, paired permutation p < 0.05)",
+               "(selection-free nested estimate and stratified max, max-statistic permutation p < 0.05 with labels "
+               "shuffled within template x operand-pair cells), "
+               "peak - L0 >= 25 points (nested); block-0, peak and gain tested by the exact sign test over the 16 "
+               "template x operand-pair cells (clustered prompts are not independent trials)",
     writeup="Llama-3.2-1B 43.8% -> 81.2% (L4-5), TinyLlama 12.5% -> 81.2% (L16-17), Granite 18.8% -> 31.2%",
     params={"max_l0_accuracy": 0.5, "min_peak_accuracy": 0.75, "min_gain": 0.25, "layer": 0, "n_splits": 4,
             "n_permutations": 100, "n_bootstrap": 1999, "C": 1.0, "alpha": 0.05, "seed": 0,
             "prompt_set": "deconfounded"},
+    tests={"l0_near_chance": "sign", "peak": "sign", "gain": "sign",
+           "peak_above_null": "max-statistic label permutation within template x operand-pair cells"},
     fast={"n_permutations": 20, "n_bootstrap": 499},
     controls=(
         random_init_control(Verdict.SUPPORTED),
@@ -130,8 +134,12 @@ def measure_h03(ctx: ClaimContext) -> Outcome:
     peak_s = candidates[int(np.argmax(acc_s[candidates]))]
     peak_g = candidates[int(np.argmax(acc_g[candidates]))]
 
-    null = permutation_null(probed.features[blocks], y, n_splits=p["n_splits"], n_permutations=p["n_permutations"],
-                            seed=p["seed"], C=p["C"])
+    # prompts of one template x operand-pair cell share their cross-validated fate: the cell is the unit
+    cells = [f"template {it.template}, pair {it.pair}" for it in words]
+    if "within template x operand-pair cells" not in ctx.test("peak_above_null"):
+        raise LazarusError(f"H03 implements a within-cell permutation null, not '{ctx.test('peak_above_null')}'")
+    null = probes.cluster_permutation_null(probed.features[blocks], y, cells, n_splits=p["n_splits"],
+                                           n_permutations=p["n_permutations"], seed=p["seed"], C=p["C"])
     cand_cols = [blocks.index(i) for i in candidates]
     max_null = null[:, cand_cols].max(axis=1)
     p_peak = permutation_p(float(acc_s[peak_s]), max_null)
@@ -143,12 +151,15 @@ def measure_h03(ctx: ClaimContext) -> Outcome:
     diff = correct_sel - correct_base
     k_sel = int(correct_sel.sum())
     gain = float(diff.mean())
-    sign = stats.sign_test(diff, 0.0, "greater")
+    _, diff_cells = cluster_means(diff, cells)
+    m = len(diff_cells)
+    gain_test = stats.threshold_claim(diff_cells, 0.0, "above", alpha, test=ctx.test("gain"), min_n=1,
+                                      name="gain per template x pair cell")
     level = 1.0 - 2.0 * alpha
-    degenerate = float(np.ptp(diff)) == 0.0  # every prompt the same at both layers: a bootstrap of it says nothing
-    boot = stats.bootstrap_ci(diff, np.mean, confidence=level, n_resamples=p["n_bootstrap"], seed=p["seed"])
+    degenerate = float(np.ptp(diff_cells)) == 0.0  # every cell the same at both layers: a bootstrap says nothing
+    boot = stats.bootstrap_ci(diff_cells, np.mean, confidence=level, n_resamples=p["n_bootstrap"], seed=p["seed"])
     gain_low, gain_high = (math.nan, math.nan) if degenerate else (boot.ci_low, boot.ci_high)
-    effect = stats.one_sample_d(diff, 0.0, confidence=level) if n >= 2 else None
+    effect = stats.one_sample_d(diff_cells, 0.0, confidence=level) if m >= 2 else None
 
     control = probe_prompt_set(ctx.random_control(), words, groups, p)
     c_acc = np.array(control.series("accuracy"))
@@ -156,26 +167,36 @@ def measure_h03(ctx: ClaimContext) -> Outcome:
     l0_ok = k0_s / n <= p["max_l0_accuracy"] + 1e-9 and k0_g / n <= p["max_l0_accuracy"] + 1e-9
     peak_ok = k_sel / n >= p["min_peak_accuracy"] - 1e-9 and acc_s[peak_s] >= p["min_peak_accuracy"] - 1e-9
     gain_ok = gain >= p["min_gain"] - 1e-9
-    tests_ok = p_peak < alpha and sign.p_value < alpha
+    tests_ok = p_peak < alpha and gain_test.p_value < alpha
     against = []
-    for name, k in (("stratified", k0_s), ("leave-one-template-out", k0_g)):
-        if significant(k, n, p["max_l0_accuracy"], "greater", alpha):
-            against.append(f"block-{base} accuracy ({name}) {k}/{n} significantly above {p['max_l0_accuracy']:.0%}")
-    if significant(k_sel, n, p["min_peak_accuracy"], "less", alpha):
-        against.append(f"selection-free peak accuracy {k_sel}/{n} significantly below {p['min_peak_accuracy']:.0%}")
-    if math.isfinite(gain_high) and gain_high < p["min_gain"]:
-        against.append(f"gain CI upper bound {gain_high:+.3f} < {p['min_gain']}")
+    for name, pred in (("stratified", strat0), ("leave-one-template-out", group0)):
+        cl = stats.threshold_claim(cluster_means(pred == y, cells)[1], p["max_l0_accuracy"], "below", alpha,
+                                   test=ctx.test("l0_near_chance"), min_n=1)
+        if cl.verdict == Verdict.REFUTED:
+            against.append(f"block-{base} accuracy ({name}) {int(np.sum(pred == y))}/{n}: above "
+                           f"{p['max_l0_accuracy']:.0%} in {cl.n - cl.details['on_claimed_side']} of {m} cells "
+                           f"(sign test over cells p={cl.details['p_opposite']:.3g})")
+    peak_cells = stats.threshold_claim(cluster_means(correct_sel, cells)[1], p["min_peak_accuracy"], "above", alpha,
+                                       test=ctx.test("peak"), min_n=1)
+    if peak_cells.verdict == Verdict.REFUTED:
+        against.append(f"selection-free peak accuracy {k_sel}/{n} below {p['min_peak_accuracy']:.0%} in most of "
+                       f"{m} cells (sign test over cells p={peak_cells.details['p_opposite']:.3g})")
+    gain_short = stats.threshold_claim(diff_cells, p["min_gain"], "above", alpha, test=ctx.test("gain"), min_n=1)
+    if gain_short.verdict == Verdict.REFUTED:
+        against.append(f"selection-free gain {gain:+.1%} below {p['min_gain']:.0%} in "
+                       f"{m - gain_short.details['on_claimed_side']} of {m} cells (sign test over cells "
+                       f"p={gain_short.details['p_opposite']:.3g})")
     failed = [text for ok, text in ((l0_ok, f"block-{base} accuracy > {p['max_l0_accuracy']:.0%}"),
                                     (peak_ok, f"peak accuracy < {p['min_peak_accuracy']:.0%}"),
                                     (gain_ok, f"gain < {p['min_gain']:.0%}"),
-                                    (tests_ok, f"max-statistic permutation p={p_peak:.3g} or paired p="
-                                               f"{sign.p_value:.3g} not < {alpha}")) if not ok]
+                                    (tests_ok, f"max-statistic permutation p={p_peak:.3g} or gain p="
+                                               f"{gain_test.p_value:.3g} (over {m} cells) not < {alpha}")) if not ok]
     if against:
         verdict, reason = Verdict.REFUTED, "; ".join(against)
     elif not failed:
         verdict = Verdict.SUPPORTED
         reason = (f"block {base} at {k0_s / n:.0%}/{k0_g / n:.0%}, selection-free peak {k_sel / n:.0%}, gain "
-                  f"{gain:+.1%} (paired permutation p={sign.p_value:.3g}), max-statistic p={p_peak:.3g}")
+                  f"{gain:+.1%} (sign test over {m} cells p={gain_test.p_value:.3g}), max-statistic p={p_peak:.3g}")
     else:
         verdict, reason = Verdict.INCONCLUSIVE, "not shown: " + "; ".join(failed)
 
@@ -191,7 +212,14 @@ def measure_h03(ctx: ClaimContext) -> Outcome:
         "max_statistic_p": p_peak, "n_permutations": int(p["n_permutations"]),
         "selected_peak_accuracy": k_sel / n, "selected_layers": sorted({probed.labels[r] for r in chosen_row}),
         "gain": gain, "gain_ci": [gain_low, gain_high], "gain_ci_degenerate": degenerate,
-        "paired_permutation_p": sign.p_value,
+        "gain_p_cells": gain_test.p_value, "gain_below_min_p_cells": gain_short.details["p_opposite"],
+        "n_cells": m, "cluster": "template x operand pair",
+        "cluster_note": "a cell's 4 prompts (one per class) differ only in the operation word and share their "
+                        "cross-validated fate; cells sharing a template (one leave-one-template-out fold) or an "
+                        "operand pair are treated as independent",
+        "gain_per_cell": diff_cells.tolist(),
+        "mde": gain_test.details["mde"],
+        "mde_definition": f"gain per cell (accuracy points): {gain_test.details['mde_definition']}; {m} cells",
         "discordant": {"peak_only": int(np.sum(diff > 0)), "l0_only": int(np.sum(diff < 0))},
         "selectivity_at_peak": probed.report.layers[peak_s].selectivity,
         "random_init_l0_accuracy": float(c_acc[control.row(base)]),
@@ -202,14 +230,17 @@ def measure_h03(ctx: ClaimContext) -> Outcome:
                               "accuracy_l0_leave_one_template_out":
                                   float(other.series("group_accuracy")[other.row(base)]),
                               "peak_accuracy_stratified": float(max(np.array(other.series("accuracy"))[candidates]))},
-        "test": "nested leave-one-template-out (peak layer chosen by inner stratified CV on the other templates), "
-                "exact paired sign-flip permutation test of per-prompt correctness; max-statistic label-permutation "
-                "null for the stratified peak",
+        "test": "nested leave-one-template-out (peak layer chosen by inner stratified CV on the other templates); "
+                "block-0, peak and gain each by the exact sign test over template x operand-pair cells (a cell's "
+                "prompts share their cross-validated fate, so prompts are not independent trials; the gain's "
+                "significance against 0, its shortfall against the minimum gain); cluster bootstrap CI of the gain "
+                "(magnitude only); max-statistic null for the stratified peak with labels permuted within "
+                "cells",
     }
     statistic = stats.ClaimStatistic(
         name=f"selection-free gain: chosen peak layer minus block {base} (leave-one-template-out)",
         statistic=gain, ci_low=gain_low, ci_high=gain_high, confidence=level, effect_size=effect,
-        p_value=sign.p_value, n=n, verdict=verdict, reason=reason, details=details,
+        p_value=gain_test.p_value, n=m, verdict=verdict, reason=reason, details=details,
     )
     samples = [{"prompt": it.text, "label": it.label, "template": it.template, "pair": it.pair,
                 "pred_l0_stratified": str(strat0[i]), "pred_l0_leave_one_template_out": str(group0[i]),
@@ -231,5 +262,6 @@ def measure_h03(ctx: ClaimContext) -> Outcome:
             f"{acc_s[peak_s]:.1%} at block {probed.labels[peak_s]} (stratified, max-statistic p={p_peak:.3g}) / "
             f"{acc_g[peak_g]:.1%} at block {probed.labels[peak_g]} (leave-one-template-out); selection-free peak "
             f"{k_sel / n:.1%}, gain {gain:+.1%} [{gain_low:+.1%}, {gain_high:+.1%}] "
-            f"(paired p={sign.p_value:.3g}); random-init peak {c_acc[candidates].max():.1%}")
+            f"(sign test over {m} template x pair cells p={gain_test.p_value:.3g}); random-init peak "
+            f"{c_acc[candidates].max():.1%}")
     return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves)

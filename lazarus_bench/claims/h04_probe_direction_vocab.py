@@ -1,4 +1,8 @@
-"""H04: the multiply-vs-add probe direction is not vocabulary-aligned (rank of the word among all rows)."""
+"""H04: the multiply-vs-add probe direction is not vocabulary-aligned (rank of the word among all rows).
+
+The direction is the class-mean difference of the residual stream, not the standardised probe's weights (see
+``direction``); the positive control is H05a's dual-reward-trained model, whose lens names the operation (see
+``h05_trained``)."""
 
 from __future__ import annotations
 
@@ -14,8 +18,9 @@ from ..analysis.lens import target_spellings
 from ..analysis.projections import cosine_scores, normalize_rows, ranks_of
 from ..errors import LazarusError
 from ..stats import Verdict, ecdf
-from .base import POSITIVE, ClaimContext, Control, ControlUnavailable, Outcome, claim, not_instruct
+from .base import POSITIVE, ClaimContext, Control, Outcome, claim, not_instruct
 from .common import NULL_CHUNK, random_init_control
+from .fixtures import dual_model
 
 
 class VocabRanker:
@@ -23,10 +28,21 @@ class VocabRanker:
     with every unembedding row, as ``directions.word_ranks`` computes them, for many directions."""
 
     def __init__(self, handle, word: str):
-        self.W = np.array(handle.unembedding(), dtype=np.float32)
-        self.gain = np.array(handle.final_norm_gain(), dtype=np.float32)
+        self._set(handle.unembedding(), handle.final_norm_gain(),
+                  [ids[0] for ids in target_spellings(handle, word).values()])
+
+    @classmethod
+    def from_arrays(cls, unembedding, gain, ids) -> "VocabRanker":
+        """A ranker over a given unembedding (V, d), final-norm gain (d,) and the word's first-token ids."""
+        ranker = cls.__new__(cls)
+        ranker._set(unembedding, gain, ids)
+        return ranker
+
+    def _set(self, unembedding, gain, ids) -> None:
+        self.W = np.array(unembedding, dtype=np.float32)
+        self.gain = np.array(gain, dtype=np.float32)
         self.vocab_size = int(self.W.shape[0])
-        self.ids = sorted({ids[0] for ids in target_spellings(handle, word).values()})
+        self.ids = sorted({int(i) for i in ids})
 
     def best_rank(self, direction) -> int:
         scores = cosine_scores(np.asarray(direction, dtype=np.float32), self.W, gain=self.gain)
@@ -65,43 +81,51 @@ def multiply_add_items(prompt_set: str) -> list:
     return [it for it in pool if it.label in ("multiply", "add")]
 
 
-def multiply_add_features(handle, layer: int, prompt_set: str = "symbol") -> tuple[np.ndarray, np.ndarray, list]:
-    """Last-token states at ``layer`` for the multiply and add prompts of ``prompt_set``."""
+def multiply_add_features(handle, layer: int, prompt_set: str = "symbol",
+                          suffix: str = "") -> tuple[np.ndarray, np.ndarray, list]:
+    """Last-token states at ``layer`` for the multiply and add prompts of ``prompt_set``, each text + ``suffix``."""
     items = multiply_add_items(prompt_set)
-    X, _ = last_token_states(handle, [it.text for it in items], [layer])
+    X, _ = last_token_states(handle, [it.text + suffix for it in items], [layer])
     return X[0], np.asarray([it.label for it in items]), items
 
 
-def bootstrap_best_ranks(X, y, ranker: VocabRanker, *, n_bootstrap: int, seed: int, C: float) -> np.ndarray:
-    """Best rank of the spellings for probes refitted on prompts resampled with replacement within each class."""
+def direction(X, y) -> np.ndarray:
+    """The multiply-vs-add direction in the residual stream (before the final norm, whose gain ``VocabRanker`` and
+    ``word_ranks`` fold in): the class-mean difference mean(x | multiply) - mean(x | add).
+
+    Why not the probe's weights: the probe standardises every feature, and its weights mapped back to the residual
+    stream (coef / sigma, ``probes.binary_direction``) are still not the direction the classes differ along. With
+    a dozen prompts in d dimensions the penalised fit in standardised coordinates is close to the standardised mean
+    difference delta / sigma, so coef / sigma ~ delta / sigma**2: an inverse-variance reweighting. Where the class
+    signal itself carries a coordinate's variance (sigma_i ~ |c u_i| for a signal c u), that weight is ~ 1 / u_i,
+    pointing away from u. The class-mean difference has expectation exactly c u (no scaling, no penalty): it is the
+    direction along which the two classes' residuals, and so their lens logits, differ. On zoo:base's H05a-trained
+    model (lens P(' multiply') 0.90 at block 4) it ranks the word 1st of 1,024; the standardised weights rank it
+    6th in one run and 26th in another (the fit is unstable). tests/test_probes.py and tests/test_probe_direction.py
+    plant u in anisotropic features and recover it (cosine ~1) where coef / sigma does not. The probe is still
+    fitted, to show that the classes are separable (``probe_above_chance``); its weights' rank is reported beside
+    (``probe_weight_best_rank``), never used."""
+    return probes.mean_difference_direction(X, y, "multiply", "add")
+
+
+def h05_trained(ctx: ClaimContext) -> ClaimContext:
+    """The positive control CLAIMS.md names: H05a's corrected dual-reward model (seed 0, the cached adapter of
+    ``fixtures.dual_model``), read on the symbol prompts in the form H05a trains and evaluates them, with the
+    trailing space ('7 * 8 = '). That is where the effect exists: on zoo:base its lens at block 4 gives ' multiply'
+    0.90 on the multiply prompts with the space and < 0.001 without it, so the bare '7 * 8 =' could not show it."""
+    return ctx.variant(handle=dual_model(ctx), params={"prompt_suffix": " "})
+
+
+def bootstrap_best_ranks(X, y, ranker: VocabRanker, *, n_bootstrap: int, seed: int) -> np.ndarray:
+    """Best rank of the spellings for directions recomputed on prompts resampled with replacement within each
+    class."""
     rng = np.random.default_rng(seed)
     members = [np.flatnonzero(y == c) for c in np.unique(y)]
     out = np.zeros(n_bootstrap, dtype=int)
     for b in range(n_bootstrap):
         idx = np.concatenate([rng.choice(m, size=m.size, replace=True) for m in members])
-        w = probes.binary_direction(X[idx], y[idx], "multiply", "add", C=C, seed=seed)
-        out[b] = ranker.best_rank(w)
+        out[b] = ranker.best_rank(direction(X[idx], y[idx]))
     return out
-
-
-def planted_row(ctx: ClaimContext) -> ClaimContext:
-    """The word's unembedding rows (every spelling's first token) set to this model's own probe direction, final-norm
-    gain folded in and row norms kept: aligned by construction, so the measure must refute the claim.
-
-    Planted on the vocabulary side, not in the residual stream: the probe standardises each feature, so a class
-    signal written along a residual direction u comes back as roughly 1/u per coordinate, not as u."""
-    p = ctx.params
-    handle = ctx.fresh_handle()
-    X, y, _ = multiply_add_features(handle, handle.layer_at_depth(p["layer_fraction"]), p["prompt_set"])
-    w = probes.binary_direction(X, y, "multiply", "add", C=p["C"], seed=p["seed"])
-    target = w * np.array(handle.final_norm_gain(), dtype=np.float32)
-    ranker = VocabRanker(handle, p["word"])
-    norms = np.linalg.norm(ranker.W[ranker.ids], axis=1, keepdims=True)
-    try:
-        handle.set_unembedding_rows(ranker.ids, target / np.linalg.norm(target) * norms)
-    except LazarusError as exc:
-        raise ControlUnavailable(str(exc)) from exc
-    return ctx.variant(handle=handle)
 
 
 @claim(
@@ -109,22 +133,27 @@ def planted_row(ctx: ClaimContext) -> ClaimContext:
     title="The probe's direction is not vocabulary-aligned",
     statement="The multiply-vs-add probe direction at 55% depth does not point at the 'multiply' unembedding row.",
     source="seed 002 (Probe Direction Vocabulary Projection)",
-    criterion="best rank of ' multiply'/'multiply' (cosine of the gain-folded probe weight with every unembedding "
-               "row) outside the top 1% of the vocabulary, for refitted probes (bootstrap bound) and a probe above "
-               "chance; the writeup's symbol prompts (its classifier command)",
+    criterion="best rank of ' multiply'/'multiply' (cosine of the gain-folded multiply-vs-add direction, the "
+               "class-mean difference of the residual stream, with every unembedding row) outside the top 1% of "
+               "the vocabulary, for resampled prompts (bootstrap bound), and a linear probe above chance; the "
+               "writeup's symbol prompts (its classifier command)",
     writeup="multiply rank 24,300 / 128,256 (19%), score +0.0355 (Llama-3.2-1B, L8)",
     params={"word": "multiply", "top_fraction": 0.01, "layer_fraction": 0.55, "n_splits": 4, "n_permutations": 100,
-            "n_bootstrap": 200, "n_null": 1000, "C": 1.0, "alpha": 0.05, "seed": 0, "prompt_set": "symbol"},
+            "n_bootstrap": 200, "n_null": 1000, "C": 1.0, "alpha": 0.05, "seed": 0, "prompt_set": "symbol",
+            "prompt_suffix": ""},
     applies=not_instruct,
+    tests={"outside_top": "bootstrap bound and share of resampled directions in the top fraction",
+           "aligned": "random-direction null (empirical p)", "probe_above_chance": "label permutation"},
     fast={"n_permutations": 20, "n_bootstrap": 40, "n_null": 200},
+    after=("H05a",),
     controls=(
         random_init_control(Verdict.REFUTED),
-        Control("planted unembedding row", POSITIVE, "the word's unembedding rows set to the model's own "
-                "multiply-vs-add probe direction (gain folded in, norms kept); H05a's trained model names the "
-                "operation in the lens but is not aligned along this direction by construction", planted_row,
-                Verdict.REFUTED),
+        Control("dual-reward-trained model", POSITIVE, "this model after H05a's corrected dual-reward run (seed 0, "
+                "cached), read on the symbol prompts in the form H05a trains and evaluates them ('7 * 8 = ', with "
+                "the trailing space): its lens at 55% depth names the operation there, so the direction must rank "
+                "the word in the top 1%", h05_trained, Verdict.REFUTED),
     ),
-    layer_curve=("rank_percentile_by_layer", "probe direction"),
+    layer_curve=("rank_percentile_by_layer", "mean-difference direction"),
 )
 def measure_h04(ctx: ClaimContext) -> Outcome:
     p = ctx.params
@@ -134,9 +163,11 @@ def measure_h04(ctx: ClaimContext) -> Outcome:
     items = multiply_add_items(p["prompt_set"])
     y = np.asarray([it.label for it in items])
     all_layers = list(range(handle.n_layers))
-    states, _ = last_token_states(handle, [it.text for it in items], all_layers)  # one forward, every block
+    texts = [it.text + p["prompt_suffix"] for it in items]
+    states, _ = last_token_states(handle, texts, all_layers)  # one forward, every block
     X = states[all_layers.index(layer)]
-    w = probes.binary_direction(X, y, "multiply", "add", C=p["C"], seed=p["seed"])
+    w = direction(X, y)
+    probe_w = probes.binary_direction(X, y, "multiply", "add", C=p["C"], seed=p["seed"])
     words = list(dict.fromkeys([word, *prompts.operation_words()]))
     top_side = word_ranks(handle, w, words)
     bottom_side = word_ranks(handle, -w, words)
@@ -148,7 +179,7 @@ def measure_h04(ctx: ClaimContext) -> Outcome:
     ranker = VocabRanker(handle, word)
     probe = probes.probe_layer(X, y, n_splits=p["n_splits"], n_permutations=p["n_permutations"], seed=p["seed"],
                                C=p["C"])
-    boot = bootstrap_best_ranks(X, y, ranker, n_bootstrap=p["n_bootstrap"], seed=p["seed"], C=p["C"]) / V
+    boot = bootstrap_best_ranks(X, y, ranker, n_bootstrap=p["n_bootstrap"], seed=p["seed"]) / V
     null = ranker.null_best_ranks(p["n_null"], p["seed"]) / V
     level = 1.0 - 2.0 * alpha
     ci_low, ci_high = (float(q) for q in np.quantile(boot, [alpha, 1.0 - alpha]))
@@ -157,19 +188,19 @@ def measure_h04(ctx: ClaimContext) -> Outcome:
     p_uniform = ranker.uniform_p(best_rank)
 
     other = "word" if p["prompt_set"] == "symbol" else "symbol"
-    o_X, o_y, _ = multiply_add_features(handle, layer, other)
-    other_rank = ranker.best_rank(probes.binary_direction(o_X, o_y, "multiply", "add", C=p["C"], seed=p["seed"]))
+    o_X, o_y, _ = multiply_add_features(handle, layer, other, p["prompt_suffix"])
+    other_rank = ranker.best_rank(direction(o_X, o_y))
 
     c_handle = ctx.random_control()
-    c_X, c_y, _ = multiply_add_features(c_handle, layer, p["prompt_set"])
-    c_rank = VocabRanker(c_handle, word).best_rank(
-        probes.binary_direction(c_X, c_y, "multiply", "add", C=p["C"], seed=p["seed"]))
+    c_X, c_y, _ = multiply_add_features(c_handle, layer, p["prompt_set"], p["prompt_suffix"])
+    c_rank = VocabRanker(c_handle, word).best_rank(direction(c_X, c_y))
 
     probe_ok = probe.p_value is not None and probe.p_value < alpha
     if ci_high <= top and p_align < alpha:
         verdict = Verdict.REFUTED
-        reason = (f"'{word}' stays in the top {top:.0%} of the vocabulary for refitted probes (bootstrap upper "
-                  f"bound {ci_high:.2%}) and ranks higher than for random directions (p={p_align:.3g})")
+        reason = (f"'{word}' stays in the top {top:.0%} of the vocabulary (best rank {best_rank}/{V}) for the "
+                  f"directions of resampled prompts (bootstrap upper bound {ci_high:.2%}) and ranks higher than for "
+                  f"random directions (p={p_align:.3g})")
     elif ci_low > top and p_claim < alpha and probe_ok:
         verdict = Verdict.SUPPORTED
         reason = (f"best rank {best_rank}/{V} ({best_pct:.1%}); bootstrap lower bound {ci_low:.2%} > {top:.0%} "
@@ -189,13 +220,22 @@ def measure_h04(ctx: ClaimContext) -> Outcome:
         "p_aligned_vs_random": p_align, "p_aligned_uniform": p_uniform, "n_null": int(null.size),
         "null_median": float(np.median(null)), "probe_accuracy": probe.accuracy, "probe_permutation_p": probe.p_value,
         "random_init_best_rank": c_rank, "random_init_percentile": c_rank / V, "alpha": alpha,
+        "direction_method": "class-mean difference of the residual stream (multiply - add), final-norm gain folded",
+        "test": "; ".join(f"{c}: {ctx.test(c)}" for c in ("outside_top", "aligned", "probe_above_chance")),
+        "probe_weight_best_rank": ranker.best_rank(probe_w),
+        "probe_weight_note": "best rank of the standardised probe's weights mapped to the residual stream (coef / "
+                             "sigma, gain folded): reported beside, never used (see ``direction``)",
+        "mde": stats.mde_from_ci(ci_low, ci_high, level) if ci_high > ci_low else math.nan,
+        "mde_definition": "rank-percentile shift detectable at alpha with power 0.8, normal approximation from the "
+                          "bootstrap interval; NaN (not defined) when every resampled direction gives the same rank, "
+                          "so the interval has no width",
         "prompt_set": p["prompt_set"], "n_prompts": len(items),
         f"{other}_set_best_rank": other_rank, f"{other}_set_best_percentile": other_rank / V,
         "rank_definition": "1-based rank by descending cosine over all unembedding rows (1 + #strictly greater); "
                            "percentile = rank / vocabulary size; outside the top fraction iff percentile > it",
     }
     statistic = stats.ClaimStatistic(
-        name=f"best rank percentile of '{word}' spellings (probe direction at block {layer})",
+        name=f"best rank percentile of '{word}' spellings (mean-difference direction at block {layer})",
         statistic=best_pct, ci_low=ci_low, ci_high=ci_high, confidence=level, effect_size=None, p_value=p_claim,
         n=int(y.size), verdict=verdict, reason=reason, details=details,
     )
@@ -208,24 +248,25 @@ def measure_h04(ctx: ClaimContext) -> Outcome:
                 "token": handle.decode_token(info["token_id"]), "n_tokens": info["n_tokens"], "rank": info["rank"],
                 "percentile": info["rank"] / V, "score": info["score"], "rank_from_bottom": low["rank"],
             })
-    by_layer = [ranker.best_rank(probes.binary_direction(states[j], y, "multiply", "add", C=p["C"], seed=p["seed"]))
-                / V for j in range(len(all_layers))]
+    by_layer = [ranker.best_rank(direction(states[j], y)) / V for j in range(len(all_layers))]
     details["rank_percentile_by_layer"] = by_layer
     grid = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]
     m = len(ranker.ids)
     curves = {"rank_percentile_cdf": {
         "x": [f"{g:.1%}" for g in grid],
-        "series": {"bootstrap probes": ecdf(boot, grid), "random directions": ecdf(null, grid),
+        "series": {"bootstrap directions": ecdf(boot, grid), "random directions": ecdf(null, grid),
                    "uniform ranks": [1.0 - (1.0 - g) ** m for g in grid]},
         "xlabel": f"best rank of '{word}' / vocabulary size", "ylabel": "cumulative fraction",
     }, "rank_percentile_by_layer": {
         "x": [str(j) for j in all_layers], "xlabel": "block", "ylabel": f"best rank of '{word}' / vocabulary size",
-        "series": {"probe direction": by_layer, f"top {top:.0%} cutoff": [top] * len(all_layers)},
+        "series": {"mean-difference direction": by_layer, f"top {top:.0%} cutoff": [top] * len(all_layers)},
     }}
-    ours = (f"'{word}' best rank {best_rank}/{V} ({best_pct:.2%}) at block {layer}; bootstrap {level:.0%} interval "
-            f"[{ci_low:.2%}, {ci_high:.2%}], {np.mean(boot <= top):.0%} of refits in the top {top:.0%}; random "
-            f"directions p={p_align:.3g}; probe accuracy {probe.accuracy:.0%}; random-init rank {c_rank}/{V}; "
+    ours = (f"'{word}' best rank {best_rank}/{V} ({best_pct:.2%}) at block {layer} (class-mean-difference "
+            f"direction; the probe's standardised weights: {details['probe_weight_best_rank']}/{V}); bootstrap "
+            f"{level:.0%} interval [{ci_low:.2%}, {ci_high:.2%}], {np.mean(boot <= top):.0%} of resampled directions "
+            f"in the top {top:.0%}; random directions p={p_align:.3g}; probe accuracy {probe.accuracy:.0%}; "
+            f"random-init rank {c_rank}/{V}; "
             f"{p['prompt_set']} prompts ({len(items)}), on the {other} set the rank is {other_rank}/{V}")
     extra = {"direction": [float(v) for v in w], "bootstrap_percentiles": [float(v) for v in boot],
-             "null_percentiles": [float(v) for v in null], "prompts": [it.text for it in items]}
+             "null_percentiles": [float(v) for v in null], "prompts": texts}
     return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra=extra)

@@ -7,12 +7,13 @@ import numpy as np
 from .. import stats
 from ..stats import Verdict
 from .base import NEGATIVE, POSITIVE, ClaimContext, Control, ControlUnavailable, Gate, Outcome, claim
-from .fixtures import DUAL_FAST, DUAL_GATES, DUAL_PARAMS, dual_fitness, dual_run, dual_sample
+from .fixtures import DUAL_FAST, DUAL_GATES, DUAL_PARAMS, DUAL_SEEDS, dual_fitness, dual_run, dual_sample
 
 
 def no_planted_keep(ctx: ClaimContext) -> ClaimContext:
-    raise ControlUnavailable("answers kept by construction means no training: every seed's change is then exactly "
-                             "0, and identical values are not evidence, so no construction can show the effect")
+    raise ControlUnavailable("answers kept by construction means no training, and a run at learning rate 0 fails the "
+                             "claim's manipulation floor (its classification loss does not fall), so such a control "
+                             "is NOT TESTABLE by design")
 
 
 @claim(
@@ -20,10 +21,12 @@ def no_planted_keep(ctx: ClaimContext) -> ClaimContext:
     title="Dual-reward V/O LoRA keeps the answers",
     statement="The dual-reward training of H05a does so without breaking the model's answers.",
     source="seed 002 (BREAKTHROUGH: Dual-Reward Training; answers after training)",
-    criterion="answer accuracy on the eval prompts after minus before, per seed, not below -10 points (one-sided t "
-              "across seeds); the seed is the unit",
+    criterion="answer accuracy on the eval prompts after minus before, per seed, not below -10 points (exact "
+              "sign test across seeds, one-sided: unanimous seeds are evidence); the seed is the unit, 5 seeds",
     writeup="Llama-3.2-1B base: answers still computed after dual-reward training (8/8 named, answers kept)",
     params={**DUAL_PARAMS, "max_accuracy_drop": 0.10, "min_base_answers": 0.5},
+    tests={"answers_kept": "sign"},
+    default_seeds=DUAL_SEEDS,
     fast=DUAL_FAST,
     gates=(Gate("base answers", "the model's answer accuracy on the eval prompts before training (mean over seeds): "
                 "below 50% there are few answers to keep or break", None, "min_base_answers"), *DUAL_GATES),
@@ -40,7 +43,8 @@ def measure_h05b(ctx: ClaimContext) -> Outcome:
     p = ctx.params
     samples = [dual_sample(dual_run(ctx, seed), p["loss_window"]) for seed in ctx.seeds]
     changes = [s["answer_accuracy_change"] for s in samples]
-    statistic = stats.threshold_claim(changes, -p["max_accuracy_drop"], "above", p["alpha"], min_n=p["min_seeds"],
+    statistic = stats.threshold_claim(changes, -p["max_accuracy_drop"], "above", p["alpha"],
+                                      test=ctx.test("answers_kept"), min_n=p["min_seeds"],
                                       name="answer accuracy after - before per seed (accuracy points / 100)")
     ours = (f"{ctx.protocol} protocol, {len(samples)} seed(s) x {p['steps']} steps: answer accuracy before "
             f"{[round(s['answer_accuracy_before'], 3) for s in samples]}, after "

@@ -12,29 +12,32 @@ from ..stats import ClaimStatistic, Verdict
 from ..stats.verdicts import combine
 from .base import NEGATIVE, POSITIVE, ClaimContext, Control, ControlUnavailable, Outcome, claim
 from .common import mean_series, step_curve
-from .fixtures import DUAL_FAST, DUAL_GATES, DUAL_PARAMS, dual_fitness, dual_run, dual_sample
+from .fixtures import DUAL_FAST, DUAL_GATES, DUAL_PARAMS, DUAL_SEEDS, dual_fitness, dual_run, dual_sample
 
 
-def h05a_verdict(samples: list[dict], p: dict) -> tuple[ClaimStatistic, dict]:
-    """Both, with the seed as the unit: every seed names the operation on >= 7 of its 8 eval prompts, above chance
-    (exact binomial per seed, intersection-union across seeds), and the per-seed mean restricted probability is
-    >= 36% (one-sided t across seeds)."""
+def h05a_verdict(samples: list[dict], p: dict, tests: dict[str, str]) -> tuple[ClaimStatistic, dict]:
+    """Both, with the seed as the unit: every seed names the operation on >= 7 of its 8 eval prompts (argmax among
+    the 4 class words of their full-vocabulary probabilities), above chance (exact binomial per seed,
+    intersection-union across seeds), and the per-seed mean full-vocabulary probability of the true op word is
+    >= 36% (the declared test across seeds: exact sign test)."""
     alpha, min_seeds = p["alpha"], p["min_seeds"]
     n_prompts = samples[0]["n_prompts"]
     correct = stats.replicated_proportion_claim(
         [s["correct_after"] for s in samples], n_prompts, p["min_correct"] / n_prompts, alpha,
         chance=1.0 / len(prompts.operation_words()), min_n=min_seeds,
         name="restricted-argmax accuracy per seed")
-    prob = stats.threshold_claim([s["restricted_prob_after"] for s in samples], p["min_prob"], "above", alpha,
-                                 min_n=min_seeds, name="mean restricted P(true op word) per seed")
+    prob = stats.threshold_claim([s["vocab_prob_after"] for s in samples], p["min_prob"], "above", alpha,
+                                 test=tests["prob"], min_n=min_seeds,
+                                 name="mean full-vocabulary P(true op word) per seed")
     parts = {"correct": correct, "prob": prob}
     combined = combine(prob, parts, units=("seeds", len(samples), min_seeds))
     details = {
         **combined.details,
         "n_seeds": len(samples),
         "correct": correct.to_dict(),
-        "prob_definition": "softmax over the 4 class words' first tokens (no space), block int(0.55 L)",
-        "vocab_prob_after_mean": float(np.mean([s["vocab_prob_after"] for s in samples])),
+        "prob_definition": "full-vocabulary lens probability of the true class word's first token (no space) at "
+                           "block int(0.55 L), as the writeup measured (CLAIMS.md revision 3)",
+        "restricted_prob_after_mean": float(np.mean([s["restricted_prob_after"] for s in samples])),
         "unit": "seed (the eval prompts are nested in each seed)",
     }
     return replace(combined, details=details), parts
@@ -71,11 +74,14 @@ def dual_curves(runs: list[dict], label: str = "") -> dict:
     title="Dual-reward V/O LoRA makes the lens name the operation",
     statement="Dual-reward LoRA on the V and O projections only makes the logit lens at 55% depth name the operation.",
     source="seed 002 (BREAKTHROUGH: Dual-Reward Training)",
-    criterion=">= 7/8 eval prompts correct (restricted argmax over the 4 op words at block int(0.55 L)) in every "
-    "seed, above chance (exact binomial per seed, intersection-union), and mean restricted op-word prob >= 36% "
-    "(one-sided t across seeds); the seed is the unit",
-    writeup="Llama-3.2-1B base: 0/8 -> 8/8, restricted probs 36-81% (rank 8 V/O, 0.4 CE + 0.6 answer, 500 steps)",
+    criterion=">= 7/8 eval prompts correct (argmax among the 4 op words of their full-vocabulary lens probabilities at "
+    "block int(0.55 L)) in every seed, above chance (exact binomial per seed, intersection-union), and mean "
+    "full-vocabulary P(true op word) >= 36% (exact sign test across seeds, one-sided); the seed is the unit, 5 seeds",
+    writeup="Llama-3.2-1B base: 0/8 -> 8/8, full-vocabulary probs 36-81% (rank 8 V/O, 0.4 CE + 0.6 answer, "
+    "500 steps)",
     params={**DUAL_PARAMS, "min_correct": 7, "min_prob": 0.36},
+    tests={"correct": "binomial per seed, intersection-union", "prob": "sign"},
+    default_seeds=DUAL_SEEDS,
     fast=DUAL_FAST,
     gates=DUAL_GATES,
     controls=(Control("untrained runs", NEGATIVE, "the same runs (data, steps, seeds, evaluation) with the learning "
@@ -91,13 +97,13 @@ def measure_h05a(ctx: ClaimContext) -> Outcome:
     p = ctx.params
     runs = [dual_run(ctx, seed) for seed in ctx.seeds]
     samples = [dual_sample(r, p["loss_window"]) for r in runs]
-    statistic, parts = h05a_verdict(samples, p)
-    per_seed = ", ".join(format(s["restricted_prob_after"], ".1%") for s in samples)
+    statistic, parts = h05a_verdict(samples, p, ctx.claim.tests)
+    per_seed = ", ".join(format(s["vocab_prob_after"], ".1%") for s in samples)
     ours = (
         f"{ctx.protocol} protocol, {len(samples)} seed(s) x {p['steps']} steps, block {samples[0]['layer']}: "
         f"correct per seed {[s['correct_after'] for s in samples]} of {samples[0]['n_prompts']} (before "
-        f"{[s['correct_before'] for s in samples]}), mean restricted P(op word) {statistic.statistic:.1%} "
-        f"(per seed {per_seed}), full-vocab {statistic.details['vocab_prob_after_mean']:.2%}"
+        f"{[s['correct_before'] for s in samples]}), mean full-vocabulary P(op word) {statistic.statistic:.1%} "
+        f"(per seed {per_seed}), 4-way renormalised {statistic.details['restricted_prob_after_mean']:.1%}"
     )
     return Outcome(
         statistic=statistic,

@@ -84,9 +84,11 @@ def op_word_probs(handle: ModelHandle, items: list[PromptItem], fraction: float)
 
 
 def probe_accuracy(handle: ModelHandle, fraction: float, seed: int) -> dict:
-    """The writeup's binary correct/incorrect probe (chance 50%) on 48 stated equations at block int(fraction L):
-    shuffled stratified 4-fold accuracy (split seeded by ``seed``) and accuracy with each operand triple held out
-    (its correct and incorrect statement together); the 4-class operation probe on the word prompts beside it."""
+    """The writeup's binary correct/incorrect probe (chance 50%) on 48 stated equations at block int(fraction L).
+    ``group_accuracy`` (the criterion's) holds out each operand triple with its correct and incorrect statement
+    together: split apart, a pair's two statements share everything but the answer, so stratified folds score below
+    chance; the shuffled stratified 4-fold accuracy is reported beside it, with the 4-class operation probe on the
+    word prompts."""
     statements = prompts.correctness_statements()
     words = prompts.word_set()
     layer = handle.layer_at_depth(fraction)
@@ -108,36 +110,16 @@ def snapshot(handle: ModelHandle, lens_items: list[PromptItem], answer_items: li
             "answer_rank": answers["mean_answer_rank"], "answer_items": answers["items"]}
 
 
-def probe_change_claim(before: list[float], after: list[float], max_abs_d: float, alpha: float,
-                       min_n: int) -> ClaimStatistic:
-    """Probe accuracy unchanged: Cohen's d (after vs before) reported; equivalence of the paired changes within
-    ``max_abs_d`` pooled standard deviations (TOST) decides."""
+def probe_change_claim(before: list[float], after: list[float], margin: float, alpha: float, min_n: int,
+                       test: str) -> ClaimStatistic:
+    """Probe accuracy unchanged: the paired per-seed changes lie within +-``margin`` accuracy points (TOST with the
+    declared test; the margin is a fixed parameter, so no observed variance decides it). Cohen's d is descriptive."""
     diffs = [a - b for a, b in zip(after, before)]
-    pooled = float(np.sqrt((np.var(before, ddof=1) + np.var(after, ddof=1)) / 2)) if len(diffs) >= 2 else math.nan
     effect = stats.cohens_d(after, before) if len(diffs) >= 2 else None
-    name = "probe accuracy change after - before"
-    if len(diffs) >= 2 and pooled == 0.0:
-        change = float(np.mean(diffs))
-        met = change == 0.0
-        verdict = stats.decide(met, None, alpha, len(diffs), min_n, opposite_shown=not met)
-        if met:
-            verdict = replace(verdict, verdict=Verdict.INCONCLUSIVE,
-                              reason="no change shown: probe accuracy identical before and after in every seed "
-                                     "(zero variance is not evidence; it usually means the probe is saturated)")
-        else:
-            verdict = replace(verdict, reason=f"{verdict.reason}: a constant change of {change:+.3f} with zero "
-                                              "variance")
-        return ClaimStatistic(name=name, statistic=change, ci_low=change, ci_high=change, confidence=1 - 2 * alpha,
-                              effect_size=effect, p_value=None, n=len(diffs), verdict=verdict.verdict,
-                              reason=verdict.reason,
-                              details={"cohens_d": effect.value if effect else None, "pooled_sd": pooled})
-    margin = max_abs_d * pooled if len(diffs) >= 2 else math.inf
-    result = equivalence_claim(diffs, margin, alpha, min_n=min_n, name=name)
-    d = effect.value if effect is not None else math.nan
-    if Verdict(result.verdict) == Verdict.SUPPORTED and not abs(d) < max_abs_d:
-        result = replace(result, verdict=Verdict.INCONCLUSIVE, reason=f"|d| = {abs(d):.3g} >= {max_abs_d}")
-    return replace(result, effect_size=effect, details={**result.details, "cohens_d": d, "pooled_sd": pooled,
-                                                        "max_abs_d": max_abs_d})
+    result = equivalence_claim(diffs, margin, alpha, test=test, min_n=min_n,
+                               name="probe accuracy change after - before")
+    return replace(result, effect_size=effect,
+                   details={**result.details, "cohens_d": effect.value if effect is not None else math.nan})
 
 
 @claim(
@@ -146,15 +128,18 @@ def probe_change_claim(before: list[float], after: list[float], max_abs_d: float
     statement="Pure GRPO (answer-correctness reward) makes no vocabulary classifier but improves answers.",
     source="seed 002 (NEW EXPERIMENT: GRPO Classifier Emergence)",
     criterion="after GRPO: op-word lens prob at int(0.55 L) < 1% on every prompt; the writeup's binary "
-               "correct/incorrect probe (48 stated equations, chance 50%, 55% depth) unchanged, |Cohen's d| < 0.5 "
-               "(TOST on paired changes over >= 5 seeds, its 5 trials); mean probability of "
-               "the correct answer's first token on held-out prompts rises (one-sided p < 0.05); across seeds",
+               "correct/incorrect probe (48 stated equations, chance 50%, 55% depth, each correct/incorrect pair "
+               "held out together) unchanged: every paired change within +-3.7 accuracy points (0.5 x the "
+               "writeup's pooled SD of 7.45 points, i.e. |d| < 0.5; TOST); mean probability of the correct "
+               "answer's first token on held-out prompts rises; each by the exact sign test across 5 seeds "
+               "(one-sided, unanimous seeds p = 1/32)",
     writeup="0% classifier probability; probe 54.0% +- 8.8% vs 54.0% +- 5.8% (d = -0.00); "
              "answer prob 0.288 -> 0.346 (+20%)",
     params={"steps": 30, "lr": 1e-5, "prompts_per_step": 8, "group_size": 4, "max_new_tokens": 16,
             "n_eval": 48, "eval_seed": 7, "n_lens_heldout": 16, "layer_fraction": 0.55, "max_op_word_prob": 0.01,
-            "max_abs_d": 0.5, "writeup_relative_gain": 0.20, "alpha": 0.05, "min_seeds": 5, "cls_weight": 0.0,
-            **GRPO_GATE_PARAMS},
+            "max_probe_change": 0.037, "writeup_relative_gain": 0.20, "alpha": 0.05, "min_seeds": 5,
+            "cls_weight": 0.0, **GRPO_GATE_PARAMS},
+    tests={"no_vocab_classifier": "sign", "probe_unchanged": "sign", "answers_improve": "sign"},
     fast={"steps": 3, "prompts_per_step": 4, "n_eval": 16, "n_lens_heldout": 4, "max_new_tokens": 6},
     training=True,
     default_seeds={"fast": 1, "slow": 5},
@@ -186,20 +171,22 @@ def measure_h07(ctx: ClaimContext) -> Outcome:
                      "metrics": result.train.metrics, "param_change": result.train.param_change_relative,
                      "n_training_prompts": len(set(recorder.seen))})
         ctx.log(f"seed {seed}: answer prob {before['answer_prob']:.4f} -> {after['answer_prob']:.4f}, "
-                f"probe {before['probe']['accuracy']:.3f} -> {after['probe']['accuracy']:.3f}, "
+                f"probe {before['probe']['group_accuracy']:.3f} -> {after['probe']['group_accuracy']:.3f}, "
                 f"max op-word prob {max(after['op_word_prob']):.3%}, mean reward {np.mean(rewards):.3f}")
         del handle
     alpha, min_n = p["alpha"], p["min_seeds"]
     gains = [r["after"]["answer_prob"] - r["before"]["answer_prob"] for r in runs]
     lens_max = [max(r["after"]["op_word_prob"]) for r in runs]
-    probe_before = [r["before"]["probe"]["accuracy"] for r in runs]
-    probe_after = [r["after"]["probe"]["accuracy"] for r in runs]
-    answer = stats.threshold_claim(gains, 0.0, "above", alpha, min_n=min_n,
+    probe_before = [r["before"]["probe"]["group_accuracy"] for r in runs]
+    probe_after = [r["after"]["probe"]["group_accuracy"] for r in runs]
+    answer = stats.threshold_claim(gains, 0.0, "above", alpha, test=ctx.test("answers_improve"), min_n=min_n,
                                    name="rise of mean correct-answer first-token prob (held-out)")
     parts = {
-        "no_vocab_classifier": stats.threshold_claim(lens_max, p["max_op_word_prob"], "below", alpha, min_n=min_n,
+        "no_vocab_classifier": stats.threshold_claim(lens_max, p["max_op_word_prob"], "below", alpha,
+                                                     test=ctx.test("no_vocab_classifier"), min_n=min_n,
                                                      name="max op-word lens prob at 55% depth after GRPO"),
-        "probe_unchanged": probe_change_claim(probe_before, probe_after, p["max_abs_d"], alpha, min_n),
+        "probe_unchanged": probe_change_claim(probe_before, probe_after, p["max_probe_change"], alpha, min_n,
+                                              ctx.test("probe_unchanged")),
         "answers_improve": answer,
     }
     statistic = combine(answer, parts)
@@ -228,7 +215,7 @@ def measure_h07(ctx: ClaimContext) -> Outcome:
         "answer_prob": {"x": x, "xlabel": "seed", "ylabel": "mean P(correct first token)", "series": {
             "before": [r["before"]["answer_prob"] for r in runs],
             "after GRPO": [r["after"]["answer_prob"] for r in runs]}},
-        "probe_accuracy": {"x": x, "xlabel": "seed", "ylabel": "probe accuracy", "series": {
+        "probe_accuracy": {"x": x, "xlabel": "seed", "ylabel": "probe accuracy (pairs held out together)", "series": {
             "before": probe_before, "after GRPO": probe_after}},
         "reward": {"x": [str(i + 1) for i in range(p["steps"])], "xlabel": "step", "ylabel": "mean reward", "series": {
             f"seed {r['seed']}": r["rewards"] for r in runs}},
@@ -243,4 +230,4 @@ def measure_h07(ctx: ClaimContext) -> Outcome:
     extra = {"mean_reward": {r["seed"]: float(np.mean(r["rewards"])) for r in runs},
              "n_training_prompts": {r["seed"]: r["n_training_prompts"] for r in runs}}
     return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra=extra,
-                   fitness=grpo_fitness([r["metrics"] for r in runs], [r["param_change"] for r in runs]))
+                   fitness=grpo_fitness([r["metrics"] for r in runs]))

@@ -17,12 +17,33 @@ from ..errors import LazarusError
 from ..prompts import GrpoSpec, grpo_spec
 from ..stats import ClaimStatistic, Verdict
 from ..training.grpo import GRPOConfig, seed002_configs, train_grpo
-from .base import NEGATIVE, POSITIVE, ClaimContext, Control, Outcome, claim
-from .common import GRPO_GATE_PARAMS, GRPO_GATES, grpo_fitness, mean_series, restricted_lens, step_curve, word_curves
+from .base import NEGATIVE, POSITIVE, ClaimContext, Control, Gate, Outcome, claim
+from .common import (
+    GRPO_GATE_PARAMS,
+    GRPO_GATES,
+    fifths,
+    grpo_fitness,
+    mean_series,
+    restricted_lens,
+    step_curve,
+    word_curves,
+)
 
 GRPO_PARAMS = {"steps": None, "prompts_per_step": 8, "group_size": 2, "max_new_tokens": 8, "layer_fraction": 0.55,
-               "max_off_mode": 1, "max_accuracy": 0.5, "min_collapse_rate": 0.8, "alpha": 0.05, "min_seeds": 3,
-               "lr_scale": 1.0, "only_op": None, **GRPO_GATE_PARAMS}
+               "max_off_mode": 1, "max_accuracy": 0.5, "min_collapse_rate": 0.8, "alpha": 0.05, "min_seeds": 5,
+               "lr_scale": 1.0, "only_op": None, "min_cls_loss_fall": 0.5, "min_readout_move": 0.01,
+               **GRPO_GATE_PARAMS}
+GRPO_TESTS = {"collapsed": "binomial over seeds against a random argmax's collapse rate"}
+DUAL_GRPO_GATES = (
+    *GRPO_GATES,
+    Gate("cls loss fell", "manipulation floor: relative fall of the lens classification loss from the first fifth of "
+         "the steps to the last fifth, smallest over the runs (writeup: 10.3 -> 1.07, a 90% fall; 0 in expectation "
+         "at learning rate 0)", None, "min_cls_loss_fall"),
+    Gate("read-out moved", "manipulation floor: full-vocabulary lens probability of each run's mode word at 55% depth "
+         "after training minus the same word's on the untrained model, which is the learning-rate-0 run's read-out "
+         "(it leaves the model unchanged), smallest over the runs (writeup: the collapsed 'add' held ~80%)", None,
+         "min_readout_move"),
+)
 GRPO_FAST = {"steps": 2, "prompts_per_step": 4, "group_size": 2, "max_new_tokens": 4}
 
 
@@ -62,6 +83,7 @@ def collapse_eval(handle, p: dict) -> dict:
         "mode_word": mode_word, "mode_count": mode_count, "restricted_accuracy": accuracy,
         "mode_restricted_prob": float(np.mean([r[m] for r in restricted])),
         "mode_vocab_prob": float(np.mean([v[m] for v in vocab])),
+        "vocab_prob_by_word": {w: float(np.mean([v[i] for v in vocab])) for i, w in enumerate(words)},
         "restricted_prob_per_prompt": restricted,
     }
 
@@ -153,11 +175,16 @@ def grpo_before(ctx: ClaimContext) -> tuple[dict, list[str], dict[str, list[floa
     return before, layers, lens
 
 
-def runs_fitness(runs: list[dict]) -> dict[str, float]:
-    """The GRPO gates' values over runs (each run's per-step reward and zero-variance share)."""
-    keys = ("reward", "zero_std_frac", "kl")
-    return grpo_fitness([[dict(zip(keys, step)) for step in zip(*(run["curves"][k] for k in keys))] for run in runs],
-                        [run["param_change_relative"] for run in runs])
+def runs_fitness(runs: list[dict], before: dict) -> dict[str, float]:
+    """The gates' values over runs: GRPO's (per-step reward and zero-variance share) and the classification term's
+    floors (its loss fell; the mode word's full-vocabulary read-out moved beyond the untrained model's)."""
+    keys = ("reward", "zero_std_frac")
+    fitness = grpo_fitness([[dict(zip(keys, step)) for step in zip(*(run["curves"][k] for k in keys))]
+                            for run in runs])
+    falls = [1.0 - fifths(run["curves"]["cls_loss"])[1] / fifths(run["curves"]["cls_loss"])[0] for run in runs]
+    moves = [run["vocab_prob_by_word"][run["mode_word"]] - before["vocab_prob_by_word"][run["mode_word"]]
+             for run in runs]
+    return {**fitness, "cls loss fell": float(min(falls)), "read-out moved": float(min(moves))}
 
 
 def untrained_runs(ctx: ClaimContext) -> ClaimContext:
@@ -204,14 +231,17 @@ def grpo_curves(groups: dict[str, list[dict]], layers: list[str], lens_before: d
     statement="GRPO + dual-reward (w = 0.4) on the full model makes the lens at 55% depth name one operation "
                "for every prompt.",
     source="seed 002 (EXPERIMENT: GRPO + Dual-Reward; Analysis: Mode Collapse)",
-    criterion="per seed: one word is the restricted argmax for all or all but one of the 6 collapse prompts and "
-               "restricted accuracy <= 50%; across seeds: collapsed fraction >= 80% and above a random argmax's "
-               "collapse rate (binomial); a collapse onto the untrained model's own collapsed word is INCONCLUSIVE",
+    criterion="per seed: one word is the argmax among the 4 op words (of their full-vocabulary lens probabilities) "
+               "for all or all but one of the 6 collapse prompts and accuracy <= 50%; across 5 seeds: collapsed "
+               "fraction >= 80% and above a random argmax's collapse rate (binomial); a collapse onto the untrained "
+               "model's own collapsed word is INCONCLUSIVE; the mode word's full-vocabulary probability reported",
     writeup="TinyLlama Chat, 20 iterations: every prompt -> 'add' (~80%), score 2/6",
     params={**GRPO_PARAMS, "steps": 20, "cls_weight": 0.4, "lr": 1e-5},
+    tests=GRPO_TESTS,
     fast=GRPO_FAST,
     training=True,
-    gates=GRPO_GATES,
+    default_seeds={"fast": 1, "slow": 5},
+    gates=DUAL_GRPO_GATES,
     controls=GRPO_CONTROLS,
 )
 def measure_h08(ctx: ClaimContext) -> Outcome:
@@ -233,5 +263,5 @@ def measure_h08(ctx: ClaimContext) -> Outcome:
             f"'{before['mode_word']}'); final reward {np.mean([r['final_reward'] for r in runs]):.2f}")
     return Outcome(statistic=statistic, ours=ours, samples=[run_summary(r) for r in runs],
                    curves=grpo_curves({f"w={p['cls_weight']}": runs}, layers, lens_before),
-                   fitness=runs_fitness(runs),
+                   fitness=runs_fitness(runs, before),
                    extra={"chance_collapse_rate": chance})

@@ -8,11 +8,12 @@ from dataclasses import replace
 from .. import stats
 from ..stats import ClaimStatistic, Verdict
 from .base import ClaimContext, Outcome, claim
-from .common import GRPO_GATES
 from .h08_grpo_dual_collapse import (
+    DUAL_GRPO_GATES,
     GRPO_CONTROLS,
     GRPO_FAST,
     GRPO_PARAMS,
+    GRPO_TESTS,
     chance_collapse_rate,
     collapse_claim,
     collapse_words,
@@ -72,9 +73,11 @@ def h09_statistic(by_fix: dict[str, list[dict]], chance: float, p: dict,
                "w = 0.9), Holm-corrected across the four",
     writeup="every fix still mode-collapsed ('subtract' for most)",
     params=dict(GRPO_PARAMS),
+    tests={**GRPO_TESTS, "correction": "Holm across the four fixes"},
     fast=GRPO_FAST,
     training=True,
-    gates=GRPO_GATES,
+    default_seeds={"fast": 1, "slow": 5},
+    gates=DUAL_GRPO_GATES,
     controls=GRPO_CONTROLS,
 )
 def measure_h09(ctx: ClaimContext) -> Outcome:
@@ -93,5 +96,5 @@ def measure_h09(ctx: ClaimContext) -> Outcome:
     ) + f"; chance {chance:.3f}; before training {'collapsed' if before['collapsed'] else 'not collapsed'}"
     samples = [run_summary(r) for runs in by_fix.values() for r in runs]
     return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves,
-                   fitness=runs_fitness([r for runs in by_fix.values() for r in runs]),
+                   fitness=runs_fitness([r for runs in by_fix.values() for r in runs], before),
                    extra={"chance_collapse_rate": chance, "per_fix": table})

@@ -151,6 +151,7 @@ def random_routers(ctx: ClaimContext) -> ClaimContext:
     params={"max_cosine": 0.2, "writeup_typical": [0.07, 0.11], "top_k": 20, "n_null": 1000,
             "equivalence_null_sd": 1.0, "alpha": 0.05, "seed": 0},
     applies=needs_moe,
+    tests={"aligned": "t", "token_specific": "t"},
     fast={"n_null": 200},
     controls=(
         Control("random router rows", NEGATIVE, "every router row replaced by a random direction of the same norm",
@@ -184,10 +185,11 @@ def measure_h10(ctx: ClaimContext) -> Outcome:
     in_layer = {layer: [i for i, (lay, _) in enumerate(where) if lay == layer] for layer in layers}
     layer_z = [float(z[idx].mean()) for idx in in_layer.values()]
     layer_z_perp = [float(z_perp[idx].mean()) for idx in in_layer.values()]
-    equivalence = stats.threshold_claim(layer_z, p["equivalence_null_sd"], "below", alpha,
+    equivalence = stats.threshold_claim(layer_z, p["equivalence_null_sd"], "below", alpha, test=ctx.test("aligned"),
                                         name="expert max cosine above the random-direction null (null SDs), mean "
                                              "per MoE layer")
     token_specific = stats.threshold_claim(layer_z_perp, p["equivalence_null_sd"], "below", alpha,
+                                           test=ctx.test("token_specific"),
                                            name="same, without the unembedding's common direction")
     shift = stats.permutation_test(maxima, null, alternative="greater", seed=p["seed"])
     expected = math.sqrt(2.0 * math.log(align.vocab_size) / align.d_model)

@@ -1,4 +1,11 @@
-"""H11: standard LoRA SFT induces only weak task tokens in the lens, concentrated near 56% depth."""
+"""H11: standard LoRA SFT induces only weak task tokens in the lens, concentrated near 56% depth.
+
+The verdict reads the task tokens' probability directly: per block, the full-vocabulary lens probability of every
+token that spells a word of the prompt's class (``strip().lower()`` equal to it: both spellings, any case), summed.
+A top-k cut scaled to the vocabulary (top-20 of 128,256 tokens) is k = 1 at V = 1,024, where a task token at the
+writeup's ~1% never enters it, so the writeup's effect could not register; the scaled top-k and the writeup's
+top-20 are reported beside the verdict (``verdict_top_k`` declares a cut instead, if wanted).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ import json
 import math
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import mlx.core as mx
 import numpy as np
@@ -26,18 +33,18 @@ from ..training.sft import (
     validation_loss,
 )
 from .base import POSITIVE, ClaimContext, Control, Gate, Outcome, claim, not_instruct
-from .common import TopK, arithmetic_split, blocks, sft_config, window
+from .common import TopK, arithmetic_split, blocks, sft_config
 
 SEED000_DATA = {"ops": ("*", "+", "-"), "mul_range": (2, 20), "add_range": (1, 99)}
+TASK_VOCABULARY = "seed000"
 
 
-def original_lens_top(handle: ModelHandle, texts: Sequence[str], top_k: int, *, causal: bool = False,
-                      input_unembedding: bool = True) -> TopK:
+def original_lens_probs(handle: ModelHandle, texts: Sequence[str], *, causal: bool = False,
+                        input_unembedding: bool = True) -> np.ndarray:
     """Seed 000's lens for trained checkpoints, kept only to ablate its defects (seed-methods 7, 12.3): every block
     called with ``mask=None`` (non-causal attention) and the final-normed state unembedded with the INPUT embedding
     matrix, whatever the model's real head. ``causal`` / ``input_unembedding=False`` remove one defect each (the
-    one-factor ablations). Returns, per prompt and block, the top-k (token, id, prob) at the last position.
-    """
+    one-factor ablations). Returns the last position's probabilities, shape (prompts, blocks, V)."""
     unembed = dense_weight(handle.embed) if input_unembedding else handle.unembedding()
     out = []
     for text in texts:
@@ -47,22 +54,60 @@ def original_lens_top(handle: ModelHandle, texts: Sequence[str], top_k: int, *, 
             h = layer(h, mask="causal" if causal else None, cache=None)
             h = h[0] if isinstance(h, tuple) else h
             logits = handle.final_norm(h[:, -1]).astype(mx.float32) @ unembed.T
-            probs = mx.softmax(logits[0], axis=-1)
-            idx = mx.argsort(-probs)[:top_k]
-            mx.eval(idx, probs)
-            rows.append([(handle.decode_token(int(i)), int(i), float(probs[int(i)].item())) for i in idx.tolist()])
-        out.append(rows)
-    return out
+            rows.append(mx.softmax(logits[0], axis=-1))
+        stacked = mx.stack(rows)
+        mx.eval(stacked)
+        out.append(np.array(stacked))
+    return np.stack(out)
 
 
-def lens_top_for(protocol: str):
-    """The top-k lens of a protocol: the corrected one-forward lens, or seed 000's with its defects (one or both)."""
+def corrected_lens_probs(handle: ModelHandle, texts: Sequence[str]) -> np.ndarray:
+    """Causal one-forward lens through the model's final norm and real unembedding: the last position's
+    probabilities after every block, shape (prompts, blocks, V)."""
+    out = []
+    for text in texts:
+        capture = handle.forward(mx.array([handle.encode(text)]))
+        rows = mx.stack([mx.softmax(handle.lens_logits(capture.hidden[b + 1][0, -1]).astype(mx.float32), axis=-1)
+                         for b in blocks(handle)])
+        mx.eval(rows)
+        out.append(np.array(rows))
+    return np.stack(out)
+
+
+def lens_probs_for(protocol: str) -> Callable[[ModelHandle, Sequence[str]], np.ndarray]:
+    """The lens of a protocol: the corrected one-forward lens, or seed 000's with its defects (one or both)."""
     defects = protocol_defects(protocol, "lens")
     if not defects:
-        return corrected_lens_top
-    return lambda handle, texts, top_k: original_lens_top(handle, texts, top_k,
-                                                          causal="noncausal_mask" not in defects,
-                                                          input_unembedding="input_unembedding" in defects)
+        return corrected_lens_probs
+    return lambda handle, texts: original_lens_probs(handle, texts, causal="noncausal_mask" not in defects,
+                                                     input_unembedding="input_unembedding" in defects)
+
+
+def _top(probs: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest probabilities along the last axis, largest first."""
+    k = min(k, probs.shape[-1])
+    part = np.argpartition(-probs, k - 1, axis=-1)[..., :k]
+    order = np.argsort(-np.take_along_axis(probs, part, axis=-1), axis=-1, kind="stable")
+    return np.take_along_axis(part, order, axis=-1)
+
+
+def original_lens_top(handle: ModelHandle, texts: Sequence[str], top_k: int, *, causal: bool = False,
+                      input_unembedding: bool = True) -> TopK:
+    """Per prompt and block, the top-k (token, id, prob) of seed 000's lens (see ``original_lens_probs``)."""
+    return _top_rows(handle, original_lens_probs(handle, texts, causal=causal, input_unembedding=input_unembedding),
+                     top_k)
+
+
+def _top_rows(handle: ModelHandle, probs: np.ndarray, top_k: int) -> TopK:
+    idx = _top(probs, top_k)
+    return [[[(handle.decode_token(int(i)), int(i), float(p[b, i])) for i in idx[n, b]] for b in range(p.shape[0])]
+            for n, p in enumerate(probs)]
+
+
+def lens_top_for(protocol: str) -> Callable[[ModelHandle, Sequence[str], int], TopK]:
+    """The top-k view of a protocol's lens (``lens_probs_for``): per prompt and block, the last position's top-k."""
+    probs_fn = lens_probs_for(protocol)
+    return lambda handle, texts, top_k: _top_rows(handle, probs_fn(handle, texts), top_k)
 
 
 def corrected_lens_top(handle: ModelHandle, texts: Sequence[str], top_k: int) -> TopK:
@@ -91,39 +136,85 @@ def task_token_scores(top: Sequence[Sequence[tuple[str, int, float]]], own_words
     return {"exact": exact, "exact_token": exact_tok, "substring": sub, "substring_token": sub_tok}
 
 
-def _peak(values: Sequence[float], tokens: Sequence[str | None]) -> tuple[float, int | None, str | None]:
-    best = int(np.argmax(values))
-    return (float(values[best]), best, tokens[best]) if values[best] > 0 else (0.0, None, None)
-
-
 def scaled_top_k(params: dict, vocab_size: int) -> int:
     """The lens top-k that is the same share of this vocabulary as the writeup's top-20 of Llama's 128,256 tokens
-    (at least 1), unless ``top_k`` is given."""
-    if params["top_k"] is not None:
-        return int(params["top_k"])
+    (at least 1): reported beside the verdict, which reads the full vocabulary unless ``verdict_top_k`` is set."""
     return max(1, round(params["top_k_written"] * vocab_size / params["reference_vocab"]))
 
 
-def h11_checkpoint(handle: ModelHandle, params: dict, lens: str) -> list[dict]:
-    """Task-token scores of one checkpoint on seed 000's 10 test prompts (``lens``: corrected or original): at the
-    vocabulary-scaled top-k (the verdict) and at the writeup's top-20 as written."""
+def depth_window(n_layers: int, centre: float, half_width: float) -> list[int]:
+    """Blocks b whose depth b / L lies within ``half_width`` of ``centre`` (the writeup's L9 of 16 is depth 0.5625):
+    about half_width x 2 x L blocks at any depth, so the chance share stays near 0.25 (the nearest block when the
+    window holds none)."""
+    near = [b for b in range(n_layers) if abs(b / n_layers - centre) <= half_width + 1e-9]
+    return near or [min(int(centre * n_layers), n_layers - 1)]
+
+
+def task_token_masks(handle: ModelHandle, vocab_size: int) -> dict:
+    """Per vocabulary id: its text, whether it spells a word of each class exactly (``strip().lower()``; both
+    spellings, any case) and whether seed 000's substring rule matches it (any vocabulary string of any class
+    inside ``lower().strip()``)."""
+    vocab = prompts.task_vocabulary(TASK_VOCABULARY)
+    texts = []
+    for i in range(vocab_size):
+        try:
+            texts.append(handle.decode_token(i))
+        except Exception:  # noqa: BLE001  (an unembedding row past the tokenizer's vocabulary spells nothing)
+            texts.append("")
+    norm = [t.strip().lower() for t in texts]
+    every = [w.lower() for w in vocab.words()]
+    own = {}
+    for label in sorted(set(vocab.labels.values())):
+        words = {w.lower() for w in vocab.for_label(label)}
+        own[label] = np.array([n in words for n in norm])
+    return {"texts": texts, "own": own, "substring": np.array([any(w in n for w in every) for n in norm])}
+
+
+def h11_checkpoint(handle: ModelHandle, params: dict, lens: str, masks: dict | None = None) -> list[dict]:
+    """Task-token scores of one checkpoint on seed 000's 10 test prompts (``lens``: corrected or original).
+
+    Per prompt and block: the own-class task tokens' probability the verdict reads (the full vocabulary, or within
+    the lens top ``verdict_top_k``), the same within the vocabulary-scaled top-k and the writeup's top-20, and seed
+    000's substring rule over the top-20 (the first token containing any class's string, its probability)."""
     tests = prompts.seed000_tests()
-    vocab = prompts.task_vocabulary("seed000")
-    top_fn = lens_top_for(lens)
-    k, written = scaled_top_k(params, handle.vocab_size), params["top_k_written"]
-    tops = top_fn(handle, tests.texts(), max(k, written))
+    probs = lens_probs_for(lens)(handle, tests.texts())
+    vocab_size = probs.shape[-1]
+    masks = masks or task_token_masks(handle, vocab_size)
+    k_scaled, written, k_verdict = scaled_top_k(params, vocab_size), params["top_k_written"], params["verdict_top_k"]
+    k_max = max(k_scaled, written, k_verdict or 0, 5)
     rows = []
-    for item, top in zip(tests, tops):
-        scores = task_token_scores([row[:k] for row in top], vocab.for_label(item.label), vocab.words())
-        as_written = task_token_scores([row[:written] for row in top], vocab.for_label(item.label), vocab.words())
-        exact, exact_layer, exact_tok = _peak(scores["exact"], scores["exact_token"])
-        sub, sub_layer, sub_tok = _peak(scores["substring"], scores["substring_token"])
-        rows.append({"prompt": item.text, "label": item.label, "lens": lens, "top_k": k,
-                     "exact_peak": exact, "exact_peak_layer": exact_layer, "exact_token": exact_tok,
-                     "substring_peak": sub, "substring_peak_layer": sub_layer, "substring_token": sub_tok,
-                     "exact_by_layer": scores["exact"],
-                     "exact_peak_top_written": _peak(as_written["exact"], as_written["exact_token"])[0],
-                     "top5_at_exact_peak": top[exact_layer][:5] if exact_layer is not None else None})
+    for item, p in zip(tests, probs):
+        own = masks["own"][item.label]
+        top = _top(p, k_max)  # (blocks, k_max)
+
+        def within(k: int) -> np.ndarray:
+            ids = top[:, :k]
+            return np.where(own[ids], np.take_along_axis(p, ids, axis=-1), 0.0).sum(axis=-1)
+
+        full = np.where(own, p, 0.0).sum(axis=-1)
+        curve = full if k_verdict is None else within(int(k_verdict))
+        sub = []
+        for b in range(p.shape[0]):
+            hit = next((int(i) for i in top[b, :written] if masks["substring"][i]), None)
+            sub.append((float(p[b, hit]), masks["texts"][hit]) if hit is not None else (0.0, None))
+        peak = float(curve.max())
+        layer = int(np.argmax(curve)) if peak > 0 else None
+        sub_layer = int(np.argmax([s for s, _ in sub]))
+        own_ids = np.flatnonzero(own)
+        rows.append({
+            "prompt": item.text, "label": item.label, "lens": lens, "top_k_scaled": k_scaled,
+            "peak": peak, "peak_layer": layer,
+            "peak_token": (masks["texts"][int(own_ids[np.argmax(p[layer, own_ids])])]
+                           if layer is not None and own_ids.size else None),
+            "peak_full_vocab": float(full.max()),
+            "peak_top_scaled": float(within(k_scaled).max()),
+            "peak_top_written": float(within(written).max()),
+            "substring_peak": sub[sub_layer][0], "substring_peak_layer": sub_layer if sub[sub_layer][0] > 0 else None,
+            "substring_token": sub[sub_layer][1],
+            "task_prob_by_layer": curve.tolist(),
+            "top5_at_peak": ([(masks["texts"][int(i)], int(i), float(p[layer, i])) for i in top[layer, :5]]
+                             if layer is not None else None),
+        })
     return rows
 
 
@@ -164,16 +255,33 @@ def h11_checkpoints(ctx: ClaimContext, seed: int) -> Path:
     return FixtureCache(ctx.cache_dir).get_or_build(parts, build)
 
 
-def h11_seed(ctx: ClaimContext, seed: int, baseline: list[dict]) -> dict:
+def h11_seed(ctx: ClaimContext, seed: int, baseline: list[dict], masks: dict) -> dict:
     """Lens scores and val loss at every checkpoint of one seed's run (step 0 is the base model)."""
     entry = h11_checkpoints(ctx, seed)
-    lens = ctx.protocol
     by_step = {0: baseline}
     for step in sorted(int(s) for s in ctx.params["checkpoints"]):
         by_step[step] = h11_checkpoint(load_model(ctx.model_id, adapter_path=str(entry / f"step_{step}")),
-                                       ctx.params, lens)
+                                       ctx.params, ctx.protocol, masks)
     val_loss = {int(k): v for k, v in json.loads((entry / "val_loss.json").read_text()).items()}
     return {"seed": seed, "by_step": by_step, "val_loss": val_loss}
+
+
+def val_loss_fall(runs: Sequence[dict], last: int) -> float:
+    """The manipulation floor's value: relative fall of the SFT validation loss from step 0 to the last checkpoint,
+    smallest over the seeds (a run at learning rate 0 falls exactly 0)."""
+    return float(min(1.0 - r["val_loss"][last] / r["val_loss"][0] for r in runs))
+
+
+def mde_note(s: ClaimStatistic) -> str | None:
+    """Why a statistic's MDE is not a finite number (None when it is)."""
+    mde = s.details.get("mde")
+    if mde is not None and math.isfinite(mde):
+        return None
+    if s.n < 2:
+        return f"n = {s.n} seed(s): no spread to scale it and no count of {s.n} reaches p < alpha"
+    if math.isinf(mde if mde is not None else math.nan):
+        return f"no outcome of {s.n} seeds reaches p < alpha with the declared {s.details.get('test')} test"
+    return "the per-seed values have no spread"
 
 
 @claim(
@@ -182,105 +290,113 @@ def h11_seed(ctx: ClaimContext, seed: int, baseline: list[dict]) -> dict:
     statement="Standard LoRA SFT (500 steps) induces only weak task tokens in the logit lens, concentrated near "
                "56% depth.",
     source="seed 000 (Classifier Emergence; Summary Table)",
-    criterion="mean exact task-token peak (lens top-k scaled to the same share of the vocabulary as top-20 of "
-               "128k, min 1; own class, both spellings) rises from step 0 to the last checkpoint and stays < 10%; "
-               "peak layers within +-0.125 L of int(0.56 L) above chance; val loss falls at every checkpoint "
-               "(0/100/300/500 of one run); across seeds; top-20 as written reported beside",
-    writeup="0.4% (baseline) -> 0.8% / 1.2% / 1.0% at steps 100/300/500; peaks at L9 of 16",
+    criterion="task-token peak = max over blocks of the full-vocabulary lens probability of the prompt's own-class "
+               "task tokens (seed 000's vocabulary; exact, both spellings, any case; no top-k cut), mean over the 10 "
+               "prompts; per seed: the peak rises from step 0 to the last checkpoint to >= 2x the step-0 peak (the "
+               "writeup's 0.4% -> 1.0% is 2.5x), the largest peak over checkpoints and prompts stays < 10%, and the "
+               "share of the last checkpoint's peak blocks with depth b/L within +-0.125 of 0.56 exceeds max(0.5, "
+               "chance); exact one-sided sign test across 5 seeds for each; manipulation floor: the validation "
+               "loss fell >= 25% in every seed; the vocabulary-scaled top-k (min 1), the writeup's top-20 and its "
+               "substring rule are reported beside",
+    writeup="0.4% (baseline) -> 0.8% / 1.2% / 1.0% at steps 100/300/500 (top-20 of 128k, substring rule); peaks at "
+            "L9 of 16",
     params={"checkpoints": [100, 300, 500], "lr": 1e-4, "batch_size": 8, "n_examples": 5000, "val_fraction": 0.1,
-            "data_seed": 0, "top_k": None, "top_k_written": 20, "reference_vocab": 128256, "layer_fraction": 0.56,
-            "layer_window_fraction": 0.125, "max_prob": 0.10,
-            "cluster_share": 0.5, "monotone_share": 0.8, "writeup_baseline": 0.004, "writeup_peak": 0.01,
-            "alpha": 0.05, "min_seeds": 3, "min_val_loss_fall": 0.05,
+            "data_seed": 0, "verdict_top_k": None, "top_k_written": 20, "reference_vocab": 128256,
+            "layer_fraction": 0.56, "layer_window_fraction": 0.125, "max_prob": 0.10, "min_rise_ratio": 2.0,
+            "cluster_share": 0.5, "writeup_baseline": 0.004, "writeup_peak": 0.01,
+            "alpha": 0.05, "min_seeds": 5, "min_val_loss_fall": 0.25,
             "cls_weight": 0.0},
+    tests={"rises": "sign", "stays_below": "sign", "clusters_near_depth": "sign"},
     applies=not_instruct,
-    gates=(Gate("val loss fell", "relative fall of the SFT validation loss from step 0 to the last checkpoint, mean "
-                "over seeds: a model that did not learn the task cannot show task tokens emerging", None,
-                "min_val_loss_fall"),),
+    gates=(Gate("val loss fell", "manipulation floor: relative fall of the SFT validation loss from step 0 to the "
+                "last checkpoint, smallest over the seeds (zoo: 85% at 500 steps; a run at learning rate 0 falls "
+                "exactly 0): a run that did not learn the task cannot show task tokens emerging, so it is NOT "
+                "TESTABLE, never REFUTED", None, "min_val_loss_fall"),),
     controls=(Control("SFT with a classification term", POSITIVE, "the same runs (data, LoRA, steps, checkpoints) "
                       "with the lens at 56% depth trained to name each example's operation (w = 0.4): strong task "
                       "tokens by construction, so 'only weak task tokens' must be refuted",
                       lambda ctx: ctx.variant(params={"cls_weight": 0.4}), Verdict.REFUTED),),
     fast={"checkpoints": [5, 10, 20], "n_examples": 400},
     training=True,
-    layer_curve=("exact_prob_by_layer", None),
+    layer_curve=("task_prob_by_layer", None),
     protocols=("corrected", "original", *one_factor("lens")),
-    default_seeds={"fast": 1, "slow": 3},
+    default_seeds={"fast": 1, "slow": 5},
 )
 def measure_h11(ctx: ClaimContext) -> Outcome:
     p = ctx.params
-    baseline = h11_checkpoint(ctx.handle(), p, "corrected")
-    runs = [h11_seed(ctx, seed, baseline) for seed in ctx.seeds]
-    steps = [0, *sorted(int(s) for s in p["checkpoints"])]
     handle = ctx.handle()
-    centre = handle.layer_at_depth(p["layer_fraction"])
-    radius = max(1, round(p["layer_window_fraction"] * handle.n_layers))
-    near = set(window(handle, p["layer_fraction"], radius))
-    chance = len(near) / handle.n_layers
+    masks = task_token_masks(handle, handle.vocab_size)
+    baseline = h11_checkpoint(handle, p, "corrected", masks)
+    runs = [h11_seed(ctx, seed, baseline, masks) for seed in ctx.seeds]
+    steps = [0, *sorted(int(s) for s in p["checkpoints"])]
+    n_layers = handle.n_layers
+    near = depth_window(n_layers, p["layer_fraction"], p["layer_window_fraction"])
+    chance = len(near) / n_layers
 
-    def mean_peak(run: dict, step: int, key: str) -> float:
-        return float(np.mean([r[f"{key}_peak"] for r in run["by_step"][step]]))
+    def mean_peak(run: dict, step: int, key: str = "peak") -> float:
+        return float(np.mean([r[key] for r in run["by_step"][step]]))
 
-    rises = [mean_peak(r, steps[-1], "exact") - mean_peak(r, 0, "exact") for r in runs]
-    maxima = [max(row["exact_peak"] for s in steps for row in r["by_step"][s]) for r in runs]
+    base = float(np.mean([r["peak"] for r in baseline]))
+    rise_threshold = (p["min_rise_ratio"] - 1.0) * base
+    rises = [mean_peak(r, steps[-1]) - base for r in runs]
+    maxima = [max(row["peak"] for s in steps for row in r["by_step"][s]) for r in runs]
     shares = []
     for r in runs:
-        layers = [row["exact_peak_layer"] for row in r["by_step"][steps[-1]] if row["exact_peak_layer"] is not None]
+        layers = [row["peak_layer"] for row in r["by_step"][steps[-1]] if row["peak_layer"] is not None]
         if layers:
             shares.append(float(np.mean([layer in near for layer in layers])))
-    monotone = [all(a > b for a, b in zip([r["val_loss"][s] for s in steps], [r["val_loss"][s] for s in steps[1:]]))
-                for r in runs]
     alpha, min_n = p["alpha"], p["min_seeds"]
-    rise = stats.threshold_claim(rises, 0.0, "above", alpha, min_n=min_n,
-                                 name="rise of mean exact peak prob, step 0 -> last")
+    rise = stats.threshold_claim(
+        rises, rise_threshold, "above", alpha, test=ctx.test("rises"), min_n=min_n,
+        name=f"rise of the mean task-token peak prob, step 0 -> {steps[-1]} (criterion: the peak reaches "
+             f">= {p['min_rise_ratio']:g}x its step-0 value)")
     parts = {
         "rises": rise,
         "stays_below": stats.threshold_claim(
-            maxima, p["max_prob"], "below", alpha, min_n=min_n, name="max exact peak prob over checkpoints and prompts"
-        ),
+            maxima, p["max_prob"], "below", alpha, test=ctx.test("stays_below"), min_n=min_n,
+            name="max task-token peak prob over checkpoints and prompts"),
         "clusters_near_depth": (
-            no_data_statistic(
-                f"the window +-{radius} around block {centre} covers all {handle.n_layers} blocks: "
-                "clustering is untestable on this model"
-            )
-            if chance >= 1.0
-            else stats.threshold_claim(
-                shares,
-                max(p["cluster_share"], chance),
-                "above",
-                alpha,
-                min_n=min_n,
-                name=f"share of peak layers within +-{radius} of block {centre}",
-            )
-            if shares
-            else no_data_statistic("no exact task token in any top-k at the last checkpoint")
-        ),
-        "val_loss_monotone": stats.proportion_claim(
-            sum(monotone),
-            len(monotone),
-            p["monotone_share"],
-            alpha,
-            chance=1.0 / math.factorial(len(steps)),
-            min_n=min_n,
-            name="seeds whose val loss falls at every checkpoint",
+            no_data_statistic(f"the depth window {near} covers all {n_layers} blocks: clustering is untestable "
+                              "on this model")
+            if chance >= 1.0 else
+            stats.threshold_claim(shares, max(p["cluster_share"], chance), "above", alpha,
+                                  test=ctx.test("clusters_near_depth"), min_n=min_n,
+                                  name=f"share of peak blocks in the depth window {near}")
+            if shares else no_data_statistic("no task-token probability at any block of the last checkpoint")
         ),
     }
-    statistic = combine(rise, parts)
+    statistic = combine(rise, parts, units=("seeds", len(runs), min_n))
+    writeup_rise = p["writeup_peak"] - p["writeup_baseline"]
+    mde = rise.details["mde"]
+    note = mde_note(rise)
+    k_scaled = scaled_top_k(p, handle.vocab_size)
+    last_rows = [row for r in runs for row in r["by_step"][steps[-1]]]
     statistic = replace(
         statistic,
         details={
             **statistic.details,
             "protocol": ctx.protocol,
-            "peak_window": sorted(near),
-            "top_k": scaled_top_k(p, handle.vocab_size),
-            "top_k_definition": "top-20 of 128,256 scaled to this vocabulary (min 1)",
-            "exact_peak_top_written_last": float(np.mean([row["exact_peak_top_written"] for r in runs
-                                                          for row in r["by_step"][steps[-1]]])),
+            "mde": mde,
+            "mde_units": "probability (shift of the mean rise above its threshold)",
+            **({"mde_reason": note, "mde_definition": f"{rise.details['mde_definition']}; here: {note}"}
+               if note else {}),
+            "writeup_rise": writeup_rise,
+            "writeup_margin": p["writeup_peak"] - p["min_rise_ratio"] * p["writeup_baseline"],
+            "mde_vs_writeup_rise": mde / writeup_rise if note is None else math.nan,
+            "baseline_peak": base,
+            "rise_threshold": rise_threshold,
+            "peak_window": near,
             "window_chance": chance,
+            "verdict_measure": ("full-vocabulary probability of the own-class task tokens" if p["verdict_top_k"]
+                                is None else f"own-class task tokens within the lens top-{p['verdict_top_k']}"),
+            "top_k_scaled": k_scaled,
+            "top_k_scaled_definition": "top-20 of 128,256 scaled to this vocabulary (min 1), reported beside",
+            "peak_top_scaled_last": float(np.mean([row["peak_top_scaled"] for row in last_rows])),
+            "peak_top_written_last": float(np.mean([row["peak_top_written"] for row in last_rows])),
+            "peak_times_vocab_last": float(np.mean([row["peak"] for row in last_rows])) * handle.vocab_size,
             "rises": rises,
             "maxima": maxima,
             "cluster_shares": shares,
-            "monotone": monotone,
         },
     )
     curve_steps = [str(s) for s in steps]
@@ -288,59 +404,57 @@ def measure_h11(ctx: ClaimContext) -> Outcome:
     def mean_over(key: str) -> list[float]:
         return [float(np.mean([mean_peak(r, s, key) for r in runs])) for s in steps]
 
-    nonzero = [
-        float(
-            np.mean(
-                [row["substring_peak"] for r in runs for row in r["by_step"][s] if row["substring_peak"] > 0] or [0.0]
-            )
-        )
-        for s in steps
-    ]
+    nonzero = [float(np.mean([row["substring_peak"] for r in runs for row in r["by_step"][s]
+                              if row["substring_peak"] > 0] or [0.0])) for s in steps]
+    verdict_series = ("full vocabulary, own class (verdict)" if p["verdict_top_k"] is None
+                      else f"top-{p['verdict_top_k']}, own class (verdict)")
     curves = {
         "task_token_peak": {
-            "x": curve_steps,
-            "xlabel": "step",
-            "ylabel": "mean peak prob",
+            "x": curve_steps, "xlabel": "step", "ylabel": "mean peak prob",
             "series": {
-                "exact, own class (verdict)": mean_over("exact"),
-                "substring, any class (original rule)": mean_over("substring"),
+                verdict_series: mean_over("peak"),
+                f"top-{k_scaled} (vocabulary-scaled), own class": mean_over("peak_top_scaled"),
+                f"top-{p['top_k_written']} (as written), own class": mean_over("peak_top_written"),
+                "substring, any class (original rule)": mean_over("substring_peak"),
                 "substring, mean of non-zero peaks (original average_peak_prob)": nonzero,
             },
         },
         "val_loss": {
-            "x": curve_steps,
-            "xlabel": "step",
-            "ylabel": "val loss",
+            "x": curve_steps, "xlabel": "step", "ylabel": "val loss",
             "series": {f"seed {r['seed']}": [r["val_loss"][s] for s in steps] for r in runs},
         },
-        "exact_prob_by_layer": {
+        "task_prob_by_layer": {
             "x": [str(b) for b in blocks(handle)],
-            "ylabel": "exact task-token prob (top-k)",
+            "ylabel": "own-class task-token prob",
             "series": {
-                f"step {s}": np.mean([row["exact_by_layer"] for r in runs for row in r["by_step"][s]], axis=0).tolist()
+                f"step {s}": np.mean([row["task_prob_by_layer"] for r in runs for row in r["by_step"][s]],
+                                     axis=0).tolist()
                 for s in steps
             },
         },
     }
-    samples = [
-        {"seed": r["seed"], "step": s, **{k: v for k, v in row.items() if k != "exact_by_layer"}}
-        for r in runs
-        for s in steps
-        for row in r["by_step"][s]
-    ]
-    final = mean_over("exact")
+    samples = [{"seed": r["seed"], "step": s, **row} for r in runs for s in steps for row in r["by_step"][s]]
+    final = mean_over("peak")
+    fall = val_loss_fall(runs, steps[-1])
+    mde_text = f"{mde:.3%}" if note is None else f"NaN ({note})"
     ours = (
-        f"mean exact task-token peak {final[0]:.3%} (step 0) -> {final[-1]:.3%} (step {steps[-1]}); "
-        f"substring rule {mean_over('substring')[0]:.3%} -> {mean_over('substring')[-1]:.3%}; "
-        f"max exact {max(maxima):.3%}; peak-layer share near block {centre}: "
-        f"{np.mean(shares) if shares else float('nan'):.2f} (chance {chance:.2f}); "
-        f"val loss monotone in {sum(monotone)}/{len(monotone)} seeds; lens for trained checkpoints: {ctx.protocol}"
+        f"task-token peak ({statistic.details['verdict_measure']}) {final[0]:.3%} (step 0) -> {final[-1]:.3%} "
+        f"(step {steps[-1]}, mean of {len(runs)} seed(s); >= {p['min_rise_ratio']:g}x needs "
+        f"{base + rise_threshold:.3%}); MDE of the rise {mde_text} vs the writeup's rise of {writeup_rise:.1%} "
+        f"({p['writeup_baseline']:.1%} -> {p['writeup_peak']:.1%}, "
+        f"{statistic.details['writeup_margin']:.1%} above its own {p['min_rise_ratio']:g}x); top-{k_scaled} (scaled) "
+        f"{mean_over('peak_top_scaled')[-1]:.3%}, top-{p['top_k_written']} {mean_over('peak_top_written')[-1]:.3%}, "
+        f"substring rule {mean_over('substring_peak')[0]:.3%} -> {mean_over('substring_peak')[-1]:.3%}; "
+        f"max {max(maxima):.3%}; peak blocks in the depth window {near}: "
+        f"{np.mean(shares) if shares else float('nan'):.2f} (chance {chance:.2f}); val loss fell {fall:.0%} "
+        f"(smallest seed); lens for trained checkpoints: {ctx.protocol}"
     )
     extra = {
         "val_loss": {r["seed"]: r["val_loss"] for r in runs},
         "writeup": {"baseline": p["writeup_baseline"], "trained": p["writeup_peak"]},
+        "val_loss_monotone": {r["seed"]: all(r["val_loss"][a] > r["val_loss"][b] for a, b in zip(steps, steps[1:]))
+                              for r in runs},
     }
-    fall = float(np.mean([1.0 - r["val_loss"][steps[-1]] / r["val_loss"][0] for r in runs]))
     return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra=extra,
                    fitness={"val loss fell": fall})
 

@@ -130,7 +130,7 @@ def h13_summary(rows: list[dict], near: Sequence[int], late_from: int) -> tuple[
     writeup="'remaining' 53.9% (89 - 34) and 46.3% (65 - 28) at L10 of 16; answers at L13-L15",
     params={"steps": 500, "lr": 1e-4, "batch_size": 8, "n_train": 4500, "data_seed": 1, "top_k": 5,
             "layer_fraction": 0.62, "layer_window": 1, "min_family_prob": 0.25, "answer_prob": 0.5, "last_layers": 3,
-            "min_late_share": 0.5, "alpha": 0.05, "min_seeds": 3, "min_remain_presence": 0.01,
+            "min_late_share": 0.5, "alpha": 0.05, "min_seeds": 5, "min_remain_presence": 0.01,
             "min_remain_association": 2.0,
             "operation": "subtract"},
     applies=not_instruct,
@@ -138,7 +138,8 @@ def h13_summary(rows: list[dict], near: Sequence[int], late_from: int) -> tuple[
     training=True,
     after=("H12",),
     layer_curve=("remain_family", "after SFT"),
-    default_seeds={"fast": 1, "slow": 3},
+    default_seeds={"fast": 1, "slow": 5},
+    tests={"remain_near_depth": "sign", "late_answer": "sign"},
     gates=(Gate("remain presence before SFT", "the base model's lens: remain-family peak probability on subtraction "
                 "prompts, mean over prompts (1% floor: the association ratio is meaningless between near-zero "
                 "probabilities)", remain_presence, "min_remain_presence"),
@@ -177,9 +178,10 @@ def measure_h13(ctx: ClaimContext) -> Outcome:
     late = [r["late"] for r in runs]
     parts = {
         "remain_near_depth": stats.threshold_claim(
-            family, p["min_family_prob"], "above", alpha, min_n=min_n,
+            family, p["min_family_prob"], "above", alpha, test=ctx.test("remain_near_depth"), min_n=min_n,
             name=f"remain-family prob, max over blocks {near}, mean over prompts"),
-        "late_answer": stats.threshold_claim(late, p["min_late_share"], "above", alpha, min_n=min_n,
+        "late_answer": stats.threshold_claim(late, p["min_late_share"], "above", alpha,
+                                             test=ctx.test("late_answer"), min_n=min_n,
                                              name=f"share of prompts whose answer first reaches p>={p['answer_prob']} "
                                                   f"as top-1 in blocks >= {late_from}"),
     }

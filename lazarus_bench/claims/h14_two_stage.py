@@ -32,7 +32,6 @@ from ..training.two_stage import (
     stage_metrics,
 )
 from .base import NEGATIVE, POSITIVE, ClaimContext, Control, Gate, Outcome, claim
-from .common import CHANGE_GATE_PARAMS, PARAM_CHANGE_GATE
 
 
 def two_stage_configs(params: dict, seed: int, protocol: str = "corrected") -> dict[str, TwoStageConfig]:
@@ -121,6 +120,23 @@ def stage_two(ctx: ClaimContext, configs: dict[str, TwoStageConfig], one: StageO
     return out
 
 
+def accuracy_moved(results: dict[str, TwoStageResult]) -> float:
+    """One seed's manipulation read-out: the largest change of answer accuracy (points; symbolic or word-form, 24 +
+    24 prompts) from stage 1 to stage 2 over the two branches. A stage 2 at learning rate 0 leaves the fused stage-1
+    model as it was, so this is exactly 0 there."""
+    return max(abs(accuracy_drop(r, key)) for r in results.values() for key in ("symbolic_all", "semantic_all"))
+
+
+def class_word_logprob_change(result: TwoStageResult) -> float:
+    """Descriptive: the change of the mean log-probability of the true class word at the trained lens layer over the
+    dual-reward evaluation prompts of stage 2's classes, before -> after stage 2 (what stage 2's classification
+    term trains; 0 at learning rate 0)."""
+    before, after = result.stage2_train["before"]["classifier"], result.stage2_train["after"]["classifier"]
+    keep = [i for i, label in enumerate(before["labels"]) if label != "divide"]
+    return float(np.mean([np.log(max(after["vocab_prob"][i], 1e-30)) - np.log(max(before["vocab_prob"][i], 1e-30))
+                          for i in keep]))
+
+
 @claim(
     id="H14",
     title="Two-stage training: low-LR stage 2 keeps computation, aggressive stage 2 destroys it, no classifier",
@@ -128,20 +144,31 @@ def stage_two(ctx: ClaimContext, configs: dict[str, TwoStageConfig], one: StageO
                "destroys it; no classifier appears.",
     source="seed 003 (Experiments 1 and 2)",
     criterion="symbolic accuracy (the writeup's 4 prompts plus 20 generated, 24 in all) lost from stage 1 to "
-               "stage 2: <= 10 points (low LR; identical drops count, as the parameter-change gate shows stage 2 "
-               "moved the model), >= 25 points (aggressive); classifier prob < 10% after every stage; across 5 seeds "
-               "(one-sided tests; 3 seeds cannot reach p < 0.05), stage 1 shared by both branches of a seed; "
-               "protocols: corrected (AdamW stage 2) and original (plain SGD stage 2, as the writeup's code ran)",
+               "stage 2: <= 10 points (low LR), >= 25 points (aggressive); classifier prob < 10% after every stage; "
+               "per seed, exact one-sided sign test across 5 seeds for each criterion (a value on the threshold "
+               "counts against the claim; identical drops are evidence, as the manipulation floor shows stage 2 "
+               "changed the model), stage 1 shared by both branches of a seed; manipulation floor: in every seed "
+               "stage 2 moved answer accuracy (symbolic or word-form) by >= 8 points (2 of 24 prompts) in at least "
+               "one branch, which a stage 2 at learning rate 0 cannot; protocols: corrected (AdamW stage 2) and "
+               "original (plain SGD stage 2, as the writeup's code ran)",
     writeup="75% -> 75% (low LR), 75% -> 25% (aggressive), classifier 0.1% throughout (TinyLlama)",
     params={"stage1_steps": 500, "stage2_steps": 500, "aggressive_stage2_steps": 200, "n_train": 4500,
             "max_drop_low_lr": 10.0, "min_drop_aggressive": 25.0, "max_classifier_prob": 0.10,
-            "alpha": 0.05, "min_seeds": 3, "min_stage1_accuracy": 0.75, "low_lr_scale": 1.0, "aggressive_lr_scale": 1.0,
-            "aggressive_cls_weight": None, "aggressive_optimizer": None, **CHANGE_GATE_PARAMS},
+            "alpha": 0.05, "min_seeds": 5, "min_stage1_accuracy": 0.75, "min_stage2_accuracy_move": 8.0,
+            "low_lr_scale": 1.0, "aggressive_lr_scale": 1.0, "aggressive_cls_weight": None,
+            "aggressive_optimizer": None},
+    tests={"low_lr_keeps": "sign", "aggressive_destroys": "sign", "no_classifier": "sign"},
     fast={"stage1_steps": 10, "stage2_steps": 8, "aggressive_stage2_steps": 4, "n_train": 200},
     protocols=("corrected", "original"),
     gates=(Gate("stage-1 symbolic accuracy", "the SFT stage-1 model's symbolic accuracy, mean over seeds: below the "
                 "writeup's 75% baseline there is no computation for stage 2 to keep or destroy", None,
-                "min_stage1_accuracy"), PARAM_CHANGE_GATE),
+                "min_stage1_accuracy"),
+           Gate("stage 2 moved accuracy", "manipulation floor: per seed, the largest change of answer accuracy "
+                "(points, symbolic or word-form, 24 prompts each) from stage 1 to stage 2 over the two branches; "
+                "smallest over the seeds. A stage 2 that changed no answer in either branch (learning rate 0 gives "
+                "exactly 0; the writeup's plain SGD at 5e-5 barely trains) cannot show that one branch keeps and "
+                "the other destroys computation, so it is NOT TESTABLE, never REFUTED", None,
+                "min_stage2_accuracy_move")),
     controls=(Control("stage 2 without learning", NEGATIVE, "the same runs with both stage-2 learning rates at 0 for "
                       "one step: nothing is destroyed, so 'the aggressive stage 2 destroys computation' must not pass",
                       lambda ctx: ctx.variant(params={"low_lr_scale": 0.0, "aggressive_lr_scale": 0.0,
@@ -175,7 +202,9 @@ def measure_h14(ctx: ClaimContext) -> Outcome:
     for seed in ctx.seeds:
         results = results_by_seed[seed]
         runs.append({"seed": seed, "results": results,
-                     "drops": {k: accuracy_drop(r, "symbolic_all") for k, r in results.items()},
+                     "drops": {k: round(accuracy_drop(r, "symbolic_all"), 9) for k, r in results.items()},
+                     "moved": accuracy_moved(results),
+                     "class_word_logprob_change": {k: class_word_logprob_change(r) for k, r in results.items()},
                      "writeup_prompt_drops": {k: accuracy_drop(r) for k, r in results.items()},
                      "semantic_drops": {k: accuracy_drop(r, "semantic_all") for k, r in results.items()},
                      "classifier": max([r.stage2["classifier_prob"] for r in results.values()]
@@ -186,16 +215,17 @@ def measure_h14(ctx: ClaimContext) -> Outcome:
     aggressive = [r["drops"]["aggressive"] for r in runs]
     classifier = [r["classifier"] for r in runs]
     parts = {
-        "low_lr_keeps": stats.threshold_claim(low, p["max_drop_low_lr"], "below", alpha, min_n=min_n,
-                                              name="symbolic accuracy points lost in low-LR stage 2",
-                                              zero_variance_is_evidence=True),
+        "low_lr_keeps": stats.threshold_claim(low, p["max_drop_low_lr"], "below", alpha,
+                                              test=ctx.test("low_lr_keeps"), min_n=min_n,
+                                              name="symbolic accuracy points lost in low-LR stage 2"),
         "aggressive_destroys": stats.threshold_claim(
-            aggressive, p["min_drop_aggressive"], "above", alpha, min_n=min_n,
+            aggressive, p["min_drop_aggressive"], "above", alpha, test=ctx.test("aggressive_destroys"), min_n=min_n,
             name="symbolic accuracy points lost in aggressive stage 2"),
-        "no_classifier": stats.threshold_claim(classifier, p["max_classifier_prob"], "below", alpha, min_n=min_n,
+        "no_classifier": stats.threshold_claim(classifier, p["max_classifier_prob"], "below", alpha,
+                                               test=ctx.test("no_classifier"), min_n=min_n,
                                                name="max classifier prob after stage 1 and both stage 2s"),
     }
-    statistic = combine(parts["low_lr_keeps"], parts)
+    statistic = combine(parts["low_lr_keeps"], parts, units=("seeds", len(runs), min_n))
     stages = ("baseline", "stage1", "stage2")
     samples = []
     for r in runs:
@@ -216,12 +246,17 @@ def measure_h14(ctx: ClaimContext) -> Outcome:
         "aggressive (semantic)": curve("aggressive", "semantic_all")}}}
     ours = (f"symbolic accuracy lost in stage 2: low LR {np.mean(low):+.1f} points, "
             f"aggressive {np.mean(aggressive):+.1f} points (mean over {len(runs)} seeds); "
-            f"max classifier prob {max(classifier):.3%}")
+            f"max classifier prob {max(classifier):.3%}; stage 2 moved accuracy by >= "
+            f"{min(r['moved'] for r in runs):.1f} points in every seed ({ctx.protocol} protocol)")
     extra = {"drops": {r["seed"]: r["drops"] for r in runs},
              "writeup_prompt_drops": {r["seed"]: r["writeup_prompt_drops"] for r in runs},
              "semantic_drops": {r["seed"]: r["semantic_drops"] for r in runs},
              "stage2_final_loss": {r["seed"]: {k: res.stage2_train["train"]["losses"][-1]
                                                for k, res in r["results"].items()} for r in runs}}
-    change = min(res.stage2_train["train"]["param_change_relative"] for r in runs for res in r["results"].values())
+    moved = min(r["moved"] for r in runs)
+    extra["stage2_accuracy_moved"] = {r["seed"]: r["moved"] for r in runs}
+    extra["class_word_logprob_change"] = {r["seed"]: r["class_word_logprob_change"] for r in runs}
+    extra["param_change_relative"] = {r["seed"]: {k: res.stage2_train["train"]["param_change_relative"]
+                                                  for k, res in r["results"].items()} for r in runs}
     return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra=extra,
-                   fitness={"stage-1 symbolic accuracy": stage1, "parameters changed": change})
+                   fitness={"stage-1 symbolic accuracy": stage1, "stage 2 moved accuracy": moved})
