@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from dataclasses import replace
+from pathlib import Path
+
+import pytest
 
 from lazarus_bench.claims import prereg
 from lazarus_bench.claims.base import all_claims, get_claim
 from lazarus_bench.cli import main as cli_main
+from lazarus_bench.errors import LazarusError
 from lazarus_bench.suite.report import render
 from lazarus_bench.suite.runner import ModelPool, run_claim
 
@@ -26,30 +31,71 @@ def test_hash_covers_criteria_parameters_and_measure_sources():
 
 
 def test_committed_lock_is_current():
-    """Changing a claim's criteria, parameters or measure without re-locking fails here: re-run
-    'lazarus-bench claims --lock' and commit LOCK.json with the change."""
-    lock = prereg.read_lock()
+    """Changing a claim's criteria, tests, parameters or measure after the freeze fails here until it is logged as an
+    amendment ('lazarus-bench claims --amend ID --why TEXT') and LOCK.json is committed with the change."""
+    data = prereg.read_lock_file()
+    assert data["frozen"]["version"] >= 1, "the committed lock must be a frozen confirmatory version"
+    lock = prereg.effective_hashes(data)
     statuses = {c.id: prereg.check(c, lock)["status"] for c in all_claims()}
     stale = {k: v for k, v in statuses.items() if v != "matches"}
     assert not stale, stale
 
 
-def test_lock_cli_and_statuses(tmp_path, capsys):
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=Path(prereg.__file__).parent, capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_committed_lock_changes_only_by_amendments():
+    """Every committed version of LOCK.json after the freeze keeps the frozen hashes and the earlier amendments as
+    they were, and each change of a hash in force comes with a new amendment naming that claim."""
+    try:
+        commits = _git("log", "--format=%H", "--", "LOCK.json").split()
+        top = Path(_git("rev-parse", "--show-toplevel").strip())
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"no git history to read ({exc})")
+    rel = prereg.LOCK.resolve().relative_to(top.resolve()).as_posix()
+    versions = [json.loads(_git("show", f"{c}:{rel}")) for c in reversed(commits)]
+    versions.append(prereg.read_lock_file())
+    versions = [v for v in versions if "frozen" in v and v["frozen"].get("version", 0) >= 1]
+    for old, new in zip(versions, versions[1:]):
+        assert new["frozen"] == old["frozen"], "the frozen version was rewritten: log an amendment instead"
+        assert new["amendments"][: len(old["amendments"])] == old["amendments"], "an amendment was edited or removed"
+        added = {k for a in new["amendments"][len(old["amendments"]):] for k in a["claims"]}
+        before, after = prereg.effective_hashes(old), prereg.effective_hashes(new)
+        changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+        assert changed <= added, f"hashes changed without an amendment: {sorted(changed - added)}"
+
+
+def test_freeze_and_amend_cli(tmp_path, capsys):
     path = tmp_path / "lock.json"
-    assert cli_main(["claims", "--lock", "--lock-file", str(path)]) == 0
-    hashes = json.loads(path.read_text())["claims"]
-    assert set(hashes) == {c.id for c in all_claims()}
+    assert cli_main(["claims", "--freeze", "--basis", "test", "--lock-file", str(path)]) == 0
+    data = json.loads(path.read_text())
+    hashes = prereg.effective_hashes(data)
+    assert set(hashes) == {c.id for c in all_claims()} and data["amendments"] == []
     h01 = get_claim("H01")
     assert prereg.check(h01, hashes)["status"] == "matches"
     assert prereg.check(h01, {**hashes, "H01": "0" * 64})["status"] == "differs"
     assert prereg.check(h01, {})["status"] == "not locked"
+    assert cli_main(["claims", "--freeze", "--lock-file", str(path)]) == 2, "a frozen lock cannot be re-frozen"
+    assert "frozen at v1" in capsys.readouterr().err
+    assert cli_main(["claims", "--amend", "H01", "--why", "x", "--lock-file", str(path)]) == 2
+    assert "nothing to amend for H01" in capsys.readouterr().err
+    data["frozen"]["claims"]["H01"] = "0" * 64  # as if H01 changed after the freeze
+    path.write_text(json.dumps(data))
+    assert prereg.check(h01, prereg.read_lock(path))["status"] == "differs"
+    assert cli_main(["claims", "--amend", "H01", "--lock-file", str(path)]) == 2, "an amendment needs --why"
+    assert "--why" in capsys.readouterr().err
+    assert cli_main(["claims", "--amend", "h01", "--why", "a reason", "--records", str(tmp_path / "none"),
+                     "--lock-file", str(path)]) == 0
+    amended = prereg.read_lock_file(path)
+    assert amended["frozen"]["claims"]["H01"] == "0" * 64, "the frozen version is kept as it was"
+    assert amended["amendments"][0]["claims"] == {"H01": prereg.claim_hash(h01)}
+    assert amended["amendments"][0]["why"] == "a reason" and prereg.lock_version(amended) == "v1+1"
+    assert prereg.check(h01, prereg.read_lock(path))["status"] == "matches"
     path.write_text("{not json")
-    try:
+    with pytest.raises(LazarusError, match="unreadable"):
         prereg.read_lock(path)
-    except Exception as exc:  # noqa: BLE001
-        assert "unreadable" in str(exc)
-    else:
-        raise AssertionError("a corrupt lock must be reported")
 
 
 def test_report_flags_records_off_the_lock_and_opens_with_the_replication_summary(saved_model, tmp_path):
@@ -78,3 +124,36 @@ def test_report_flags_records_off_the_lock_and_opens_with_the_replication_summar
     at = curve["x"].index(str(int(0.55 * h01["model"]["info"]["n_layers"])))
     assert curve["series"]["argmax accuracy"][at] == d["argmax_hits"] / d["n_prompts"]
     assert "| H01 " in layers and "H02" not in layers
+
+
+def test_report_lists_amendments_with_verdicts_before_and_after():
+    from lazarus_bench.suite.report import _prereg_section
+
+    records = [{"claim": {"id": "H04"}, "model": {"id": "zoo:base"}, "protocol": "corrected", "status": "ok",
+                "verdict": "REFUTED", "prereg": {"hash": "b" * 64}}]
+    data = {"frozen": {"version": 1, "date": "2026-11-24", "basis": "rev 3", "claims": {"H04": "a" * 64}},
+            "amendments": [{"number": 1, "date": "2026-11-25", "claims": {"H04": "b" * 64}, "what": "new control",
+                            "why": "the old one could not fail", "records_touched": ["H04 zoo:base corrected"],
+                            "verdicts_before": {"H04 zoo:base corrected": "SUPPORTED"}}]}
+    text = "\n".join(_prereg_section(records, prereg.effective_hashes(data), data))
+    assert "Lock v1+1" in text and "Every record's claim hash matches" in text
+    deviations = text.split("## Deviations from the pre-registration")[1]
+    assert "Amendment 1" in deviations and "the old one could not fail" in deviations
+    assert "| H04 zoo:base corrected | SUPPORTED | REFUTED |" in deviations
+    frozen_only = "\n".join(_prereg_section(records, {"H04": "a" * 64}, {**data, "amendments": []}))
+    assert "None: every claim is measured as frozen" in frozen_only and "H04 on zoo:base (corrected): differs" \
+        in frozen_only
+
+
+def test_report_renders_records_of_an_earlier_claim_version():
+    """A record written before a claim renamed its layer curve's series (flagged off the lock) is left out of the
+    layer table instead of failing the whole report."""
+    from lazarus_bench.suite.report import _layer_sensitivity
+
+    claims = {c.id: c for c in all_claims()}
+    old = {"claim": {"id": "H04"}, "model": {"id": "m"}, "status": "ok", "protocol": "corrected",
+           "curves": {"rank_percentile_by_layer": {"x": ["0", "1"], "series": {"probe direction": [0.5, 0.4]}}}}
+    assert _layer_sensitivity([old], claims) == []
+    new = {**old, "curves": {"rank_percentile_by_layer": {"x": ["0", "1"],
+                                                          "series": {"mean-difference direction": [0.5, 0.4]}}}}
+    assert "| H04 " in "\n".join(_layer_sensitivity([new], claims))

@@ -1,7 +1,8 @@
 """Pre-registration: a hash of each claim's criteria, parameters and measure source, checked against a lock.
 
-``lazarus-bench claims --lock`` writes the lock (committed beside the claims); every record carries its claim's
-hash and whether it matches the lock, and the report flags records that do not.
+``lazarus-bench claims --freeze`` writes the confirmatory version once; every later change is an amendment
+(``--amend ID --why TEXT``: what, why, records touched, verdicts before). Every record carries its claim's hash and
+whether it matches the lock in force; the report flags records that do not and lists the amendments.
 """
 
 from __future__ import annotations
@@ -51,30 +52,110 @@ def claim_hash(claim: Claim) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def read_lock(path: str | Path = LOCK) -> dict[str, str]:
-    """The locked hashes by claim id ({} when there is no lock file)."""
-    path = Path(path)
+def read_lock_file(path: str | Path | None = None) -> dict:
+    """The lock file: ``frozen`` (the confirmatory version: number, date, basis, hashes) and ``amendments`` (each
+    change after the freeze: claims and their new hashes, what, why, records touched, verdicts before); ``{}`` when
+    there is none. A file of the old unversioned form (only ``claims``) reads as frozen version 0."""
+    path = Path(path or LOCK)
     if not path.exists():
         return {}
     try:
         data = json.loads(path.read_text())
-        return {str(k): str(v) for k, v in data["claims"].items()}
+        if "frozen" not in data:
+            data = {"frozen": {"version": 0, "claims": dict(data["claims"])}, "amendments": []}
+        for entry in [data["frozen"], *data.setdefault("amendments", [])]:
+            if not isinstance(entry["claims"], dict):
+                raise TypeError("claims is not a mapping")
+        return data
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise LazarusError(f"pre-registration lock {path} is unreadable ({exc}); rewrite it with "
-                           "'lazarus-bench claims --lock'") from exc
+        raise LazarusError(f"pre-registration lock {path} is unreadable ({exc}); restore it from git") from exc
 
 
-def write_lock(path: str | Path = LOCK) -> dict[str, str]:
-    """Hash every registered claim into the lock file (atomically) and return the hashes."""
-    hashes = {c.id: claim_hash(c) for c in all_claims()}
-    write_json(Path(path), {"note": "pre-registration lock: sha256 of each claim's criteria, parameters and "
-                                    "measure source; rewrite with 'lazarus-bench claims --lock'", "claims": hashes})
+def effective_hashes(data: dict) -> dict[str, str]:
+    """The hashes in force: the frozen version's, each amendment applied in order."""
+    if not data:
+        return {}
+    hashes = {str(k): str(v) for k, v in data["frozen"]["claims"].items()}
+    for amendment in data.get("amendments", []):
+        hashes.update({str(k): str(v) for k, v in amendment["claims"].items()})
     return hashes
 
 
+def read_lock(path: str | Path | None = None) -> dict[str, str]:
+    """The hashes in force by claim id ({} when there is no lock file)."""
+    return effective_hashes(read_lock_file(path))
+
+
+def lock_version(data: dict) -> str:
+    """``vN`` for a frozen version with no amendment, ``vN+k`` after k amendments."""
+    if not data:
+        return "none"
+    k = len(data.get("amendments", []))
+    return f"v{data['frozen']['version']}" + (f"+{k}" if k else "")
+
+
+def freeze(path: str | Path | None = None, *, basis: str, date: str | None = None) -> dict:
+    """Freeze the confirmatory version: every registered claim's hash. Refused once a version is frozen (a change
+    after that is an amendment), so a lock can never be rewritten to follow the results."""
+    path = Path(path or LOCK)
+    data = read_lock_file(path)
+    if data and data["frozen"].get("version", 0) >= 1:
+        raise LazarusError(f"{path} is frozen at {lock_version(data)}; change a claim with "
+                           "'lazarus-bench claims --amend ID --why TEXT' instead")
+    frozen = {"version": 1, "date": date or _today(), "basis": basis,
+              "claims": {c.id: claim_hash(c) for c in all_claims()}}
+    data = {"note": NOTE, "frozen": frozen, "amendments": []}
+    write_json(Path(path), data)
+    return data
+
+
+def amend(claim_ids: list[str], *, why: str, what: str, verdicts_before: dict[str, str],
+          records_touched: list[str], path: str | Path | None = None, date: str | None = None) -> dict:
+    """Append an amendment for claims whose hash changed since the version in force; refused for a claim whose hash
+    did not change, without a reason, or before a version is frozen."""
+    path = Path(path or LOCK)
+    data = read_lock_file(path)
+    if not data or data["frozen"].get("version", 0) < 1:
+        raise LazarusError(f"{path} has no frozen version; freeze one with 'lazarus-bench claims --freeze' first")
+    if not why.strip():
+        raise LazarusError("an amendment needs its reason (--why)")
+    current = effective_hashes(data)
+    claims = {c.id: c for c in all_claims()}
+    unknown = [i for i in claim_ids if i not in claims]
+    if unknown:
+        raise LazarusError(f"unknown claim id(s) {', '.join(unknown)} (known: {', '.join(sorted(claims))})")
+    hashes = {i: claim_hash(claims[i]) for i in claim_ids}
+    unchanged = [i for i, h in hashes.items() if current.get(i) == h]
+    if unchanged:
+        raise LazarusError(f"nothing to amend for {', '.join(unchanged)}: the hash equals the lock's")
+    entry = {"number": len(data["amendments"]) + 1, "date": date or _today(), "claims": hashes,
+             "what": what, "why": why, "records_touched": sorted(records_touched),
+             "verdicts_before": dict(sorted(verdicts_before.items()))}
+    data["amendments"].append(entry)
+    write_json(Path(path), data)
+    return entry
+
+
+def _today() -> str:
+    from datetime import date
+
+    return date.today().isoformat()
+
+
+NOTE = ("pre-registration lock: sha256 of each claim's criteria, declared tests, parameters and measure source. "
+        "'frozen' is the confirmatory version; every later change is an amendment "
+        "('lazarus-bench claims --amend ID --why TEXT'), listed in the report under 'Deviations from the "
+        "pre-registration'. Never edit by hand.")
+
+
 def check(claim: Claim, lock: dict[str, str] | None = None) -> dict[str, str | None]:
-    """The claim's hash against the lock: status ``matches``, ``differs`` or ``not locked``."""
-    lock = read_lock() if lock is None else lock
+    """The claim's hash against the lock in force: status ``matches``, ``differs`` or ``not locked``, and the lock
+    version (``v1+2``: frozen version 1 and two amendments) when read from the committed file."""
+    data = read_lock_file() if lock is None else None
+    lock = effective_hashes(data) if lock is None else lock
     current, locked = claim_hash(claim), lock.get(claim.id)
     status = "not locked" if locked is None else ("matches" if locked == current else "differs")
-    return {"hash": current, "locked": locked, "status": status}
+    out = {"hash": current, "locked": locked, "status": status}
+    if data is not None:
+        out["lock_version"] = lock_version(data)
+    return out

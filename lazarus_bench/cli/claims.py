@@ -8,14 +8,23 @@ from typing import Sequence
 
 from .common import Parser, _table, apply_include, include_args, run_command
 
-HELP = "list the claim registry; --lock pre-registers every claim's criteria, parameters and measure"
+HELP = ("list the claim registry; --freeze pre-registers every claim's criteria, tests, parameters and measure; "
+        "--amend logs a change after the freeze")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="lazarus-bench claims", description=HELP)
-    parser.add_argument("--lock", action="store_true",
-                        help="write the pre-registration lock (hash of each claim's criteria, parameters and measure "
-                             "source); commit it before a run")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--freeze", action="store_true",
+                        help="write the confirmatory version of the lock (hash of each claim's criteria, tests, "
+                             "parameters and measure source); refused once a version is frozen")
+    action.add_argument("--amend", nargs="+", metavar="ID",
+                        help="log an amendment for these claims (their hash changed since the lock in force)")
+    parser.add_argument("--why", default="", help="the amendment's reason (required with --amend)")
+    parser.add_argument("--what", default="", help="what the amendment changes (default: the claims' ids)")
+    parser.add_argument("--basis", default="", help="what the frozen version implements (with --freeze)")
+    parser.add_argument("--records", default="reports",
+                        help="report directory whose records give the verdicts before an amendment (default: reports)")
     parser.add_argument("--lock-file", default=None, help="lock file (default: the one shipped beside the claims)")
     include_args(parser)
     return parser
@@ -24,12 +33,19 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_claims(args: argparse.Namespace) -> int:
     apply_include(args)
     from ..claims import prereg
-    from ..claims.base import all_claims
+    from ..claims.base import all_claims, get_claim
 
     path = args.lock_file or prereg.LOCK
-    if args.lock:
-        hashes = prereg.write_lock(path)
-        print(f"locked {len(hashes)} claims in {path}")
+    if args.freeze:
+        data = prereg.freeze(path, basis=args.basis or "the registry as committed")
+        print(f"froze {len(data['frozen']['claims'])} claims as version {data['frozen']['version']} in {path}")
+        return 0
+    if args.amend:
+        ids = [get_claim(i).id for i in args.amend]
+        before, touched = _verdicts(args.records, ids)
+        entry = prereg.amend(ids, why=args.why, what=args.what or f"changed {', '.join(ids)}", verdicts_before=before,
+                             records_touched=touched, path=path)
+        print(f"amendment {entry['number']} for {', '.join(ids)} in {path} ({len(touched)} records touched)")
         return 0
     lock = prereg.read_lock(path)
     rows = [{"id": c.id, "title": c.title, "source": c.source, "protocols": ", ".join(c.protocols),
@@ -37,6 +53,23 @@ def cmd_claims(args: argparse.Namespace) -> int:
             for c in all_claims()]
     print(_table(rows))
     return 0
+
+
+def _verdicts(report_dir: str, ids: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Verdicts of the records of ``ids`` in ``report_dir`` (none when it has no records), keyed 'ID model protocol'."""
+    from pathlib import Path
+
+    from ..suite.records import load_records
+
+    if not (Path(report_dir) / "records").is_dir():
+        return {}, []
+    verdicts, touched = {}, []
+    for r in load_records(report_dir).records:
+        if r["claim"]["id"] in ids:
+            key = f"{r['claim']['id']} {r['model']['id']} {r['protocol']}"
+            verdicts[key] = r.get("verdict") or r["status"]
+            touched.append(key)
+    return verdicts, touched
 
 
 def main(argv: Sequence[str] | None = None) -> int:

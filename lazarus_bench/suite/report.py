@@ -102,7 +102,8 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
         by_claim[record["claim"]["id"]].append(record)
     models = sorted({r["model"]["id"] for r in loaded.records})
     claims = {c.id: c for c in all_claims()}
-    lock = prereg.read_lock()
+    lock_data = prereg.read_lock_file()
+    lock = prereg.effective_hashes(lock_data)
     lines = [
         "# lazarus_bench report",
         "",
@@ -132,7 +133,7 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
             row[model] = " / ".join(cells) if cells else "not run"
         rows.append(row)
     lines += [tabulate(rows, headers="keys", tablefmt="github"), "", _outcome_counts(loaded.records), ""]
-    lines += _prereg_section(loaded.records, lock)
+    lines += _prereg_section(loaded.records, lock, lock_data)
     lines += _calibration(loaded.records)
     lines += _protocol_dependence(by_claim)
     lines += _layer_sensitivity(loaded.records, claims)
@@ -237,8 +238,8 @@ def _layer_sensitivity(records: list[dict], claims: dict) -> list[str]:
             continue
         name, series = claim.layer_curve
         curve = (r.get("curves") or {}).get(name)
-        if not curve or not curve["series"]:
-            continue
+        if not curve or not curve["series"] or (series is not None and series not in curve["series"]):
+            continue  # a record written by an earlier version of the claim (flagged off the lock) may lack it
         values = curve["series"][series] if series is not None else list(curve["series"].values())[-1]
         best = max(range(len(values)), key=lambda i: values[i] if values[i] is not None else float("-inf"))
         rows.append({"claim": r["claim"]["id"], "model": r["model"]["id"], "curve": f"{name}" + (
@@ -252,18 +253,62 @@ def _layer_sensitivity(records: list[dict], claims: dict) -> list[str]:
             "the claim sections.", "", tabulate(rows, headers="keys", tablefmt="github"), ""]
 
 
-def _prereg_section(records: list[dict], lock: dict[str, str]) -> list[str]:
-    """Records whose claim hash (criteria, parameters, measure source) is not the committed lock's: marked (†)."""
+def _prereg_section(records: list[dict], lock: dict[str, str], data: dict | None = None) -> list[str]:
+    """Records whose claim hash (criteria, tests, parameters, measure source) is not the lock's in force, marked
+    (†), then every amendment to the frozen version with its verdicts before and after."""
     off = [(r, _prereg_status(r, lock)) for r in records]
     off = [(r, status) for r, status in off if status != "matches"]
     lines = ["## Pre-registration", ""]
+    if data:
+        frozen = data["frozen"]
+        lines += [f"Lock {prereg.lock_version(data)}: version {frozen['version']} frozen "
+                  f"{frozen.get('date', '(undated)')} ({frozen.get('basis', 'no basis given')}), "
+                  f"{len(data.get('amendments', []))} amendment(s) since.", ""]
     if not off:
-        return lines + [f"Every record's claim hash matches the committed lock ({len(lock)} claims).", ""]
-    lines += [f"(†) {len(off)} of {len(records)} records were not produced under the committed lock "
-              "(`lazarus-bench claims --lock`): their criteria, parameters or measure differ from the "
-              "pre-registered ones, or they carry no hash.", ""]
-    lines += [f"- {r['claim']['id']} on {r['model']['id']} ({r['protocol']}): {status}" for r, status in off]
-    return lines + [""]
+        lines += [f"Every record's claim hash matches the lock in force ({len(lock)} claims).", ""]
+    else:
+        lines += [f"(†) {len(off)} of {len(records)} records were not produced under the lock in force: their "
+                  "criteria, tests, parameters or measure differ from the pre-registered ones, or they carry no "
+                  "hash.", ""]
+        lines += [f"- {r['claim']['id']} on {r['model']['id']} ({r['protocol']}): {status}" for r, status in off]
+        lines += [""]
+    return lines + _deviations(records, data)
+
+
+def _deviations(records: list[dict], data: dict | None) -> list[str]:
+    """Each amendment: what, why, the records it touched, their verdicts before and now."""
+    lines = ["## Deviations from the pre-registration", ""]
+    amendments = (data or {}).get("amendments", [])
+    if not amendments:
+        return lines + ["None: every claim is measured as frozen.", ""]
+    now = {f"{r['claim']['id']} {r['model']['id']} {r['protocol']}": r.get("verdict") or r["status"]
+           for r in records}
+    for a in amendments:
+        lines += [f"**Amendment {a['number']}** ({a['date']}; {', '.join(a['claims'])}): {a['what']}. "
+                  f"Why: {a['why']}. Records touched: {len(a['records_touched'])}.", ""]
+        rows = [{"record": k, "before": v, "after": now.get(k, "not re-run")} for k, v in a["verdicts_before"].items()]
+        if rows:
+            lines += [tabulate(rows, headers="keys", tablefmt="github"), ""]
+    return lines
+
+
+def _tests(statistic: dict) -> str:
+    """The declared test of each criterion the verdict combined (or of the statistic itself)."""
+    criteria = statistic.get("details", {}).get("criteria") or {"": statistic}
+    named = [f"{k}: {c['details']['test']}" if k else str(c["details"]["test"])
+             for k, c in criteria.items() if isinstance(c.get("details"), dict) and c["details"].get("test")]
+    return "; ".join(named) or "-"
+
+
+def _mde(mde: dict | None) -> str:
+    """The MDE at alpha and power 0.8: a number, 'none detectable' when no outcome at this n can be significant, or
+    'n/a' with no spread to scale it; never a 0 that reads as 'any effect is detected'."""
+    value = (mde or {}).get("value")
+    if value is None or value != value:
+        return "n/a"
+    if value == float("inf"):
+        return "none detectable at this n"
+    return _fmt(value) if value > 0 else "n/a"
 
 
 def _fitness(record: dict) -> str:
@@ -435,8 +480,15 @@ def _time_spent(records: list[dict], models: list[str]) -> list[str]:
              "total": secs(sum(cost[c].values()))} for c in sorted(cost)]
     rows.append({"claim": "total", **{m: secs(sum(cost[c].get(m, 0.0) for c in cost)) for m in models},
                  "total": secs(sum(sum(v.values()) for v in cost.values()))})
+    seeded = [r for r in records if r.get("seeds")]
+    seed_secs = sum(float(r.get("wall_s") or 0.0) for r in seeded)
+    n_seeds = sorted({len(r["seeds"]) for r in seeded})
+    cost_line = (f"Records whose unit is the training seed ran {'/'.join(map(str, n_seeds))} seed(s) and took "
+                 f"{secs(seed_secs)} of the {secs(sum(sum(v.values()) for v in cost.values()))} worker-seconds. "
+                 "Five seeds is the smallest count at which the exact one-sided sign test can reach p < 0.05 (floor "
+                 "1/32; 3 seeds: 1/8), so seed-level work costs 5/3 of a 3-seed protocol.") if seeded else ""
     return ["## Where the time went", "", "Worker-seconds per claim and model (each record's wall time, every "
-            "protocol summed; cached training runs count where they were trained).", "",
+            "protocol summed; cached training runs count where they were trained). " + cost_line, "",
             tabulate(rows, headers="keys", tablefmt="github"), ""]
 
 
@@ -464,7 +516,9 @@ def _claim_section(claim_id: str, claim, records: list[dict], report_dir: Path) 
                     "CI": "-",
                     "effect size": "-",
                     "p": "-",
+                    "test": "-",
                     "n": "-",
+                    "MDE": "-",
                     "seeds": "-",
                     "wall s": _fmt(r.get("wall_s")),
                 }
@@ -482,7 +536,9 @@ def _claim_section(claim_id: str, claim, records: list[dict], report_dir: Path) 
                 "CI": f"[{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}] ({_fmt(s['confidence'])})",
                 "effect size": f"{effect['name']} = {_fmt(effect['value'])}" if effect else "-",
                 "p": _fmt(s.get("p_value")),
+                "test": _tests(s),
                 "n": s["n"],
+                "MDE": _mde(r.get("mde")),
                 "seeds": len(r["seeds"]) or "-",
                 "fitness": _fitness(r),
                 "wall s": _fmt(r.get("wall_s")),
