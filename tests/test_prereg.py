@@ -157,3 +157,15 @@ def test_report_renders_records_of_an_earlier_claim_version():
     new = {**old, "curves": {"rank_percentile_by_layer": {"x": ["0", "1"],
                                                           "series": {"mean-difference direction": [0.5, 0.4]}}}}
     assert "| H04 " in "\n".join(_layer_sensitivity([new], claims))
+
+
+def test_docs_claims_is_the_registry(capsys):
+    """docs/claims.md, the specification a clone ships, is `lazarus-bench claims --spec` of the registry as
+    committed: regenerate it with that command when a claim changes."""
+    assert cli_main(["claims", "--spec"]) == 0
+    generated = capsys.readouterr().out
+    shipped = (Path(prereg.__file__).parents[2] / "docs" / "claims.md").read_text()
+    assert shipped == generated, "docs/claims.md is stale: run 'lazarus-bench claims --spec > docs/claims.md'"
+    for claim in all_claims():
+        assert f"## {claim.id}: {claim.title}" in generated and claim.criterion in generated
+        assert all(f"`{k}`: {v}" in generated for k, v in claim.tests.items())

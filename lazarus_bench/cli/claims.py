@@ -20,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "parameters and measure source); refused once a version is frozen")
     action.add_argument("--amend", nargs="+", metavar="ID",
                         help="log an amendment for these claims (their hash changed since the lock in force)")
+    action.add_argument("--spec", action="store_true",
+                        help="print the claims specification the registry implements as markdown (docs/claims.md is "
+                             "this output; a test keeps it current)")
     parser.add_argument("--why", default="", help="the amendment's reason (required with --amend)")
     parser.add_argument("--what", default="", help="what the amendment changes (default: the claims' ids)")
     parser.add_argument("--basis", default="", help="what the frozen version implements (with --freeze)")
@@ -47,12 +50,46 @@ def cmd_claims(args: argparse.Namespace) -> int:
                              records_touched=touched, path=path)
         print(f"amendment {entry['number']} for {', '.join(ids)} in {path} ({len(touched)} records touched)")
         return 0
+    if args.spec:
+        print(spec_markdown(all_claims(), prereg.read_lock_file(path)), end="")
+        return 0
     lock = prereg.read_lock(path)
     rows = [{"id": c.id, "title": c.title, "source": c.source, "protocols": ", ".join(c.protocols),
              "training": "yes" if c.training else "no", "lock": prereg.check(c, lock)["status"]}
             for c in all_claims()]
     print(_table(rows))
     return 0
+
+
+def spec_markdown(claims, lock: dict) -> str:
+    """The claims specification as the registry implements it: per claim its statement, source, criterion with each
+    criterion's declared test, the writeup's numbers, parameters, fitness gates, controls, protocols, seeds and its
+    locked hash. Generated, so it cannot drift from the code."""
+    from ..claims import prereg
+
+    lines = ["# The claims lazarus_bench implements", "",
+             "Generated from the registry by `lazarus-bench claims --spec` (do not edit; a test checks it is current). "
+             "The writeups' claims and the revisions behind these criteria: `../shared/CLAIMS.md`. Lock "
+             f"{prereg.lock_version(lock)}.", ""]
+    hashes = prereg.effective_hashes(lock)
+    for c in claims:
+        lines += [f"## {c.id}: {c.title}", "", f"**Claim.** {c.statement}", "", f"**Source.** {c.source}", "",
+                  f"**Criterion.** {c.criterion}", "", f"**Writeup.** {c.writeup}", "",
+                  "**Declared tests.** " + ("; ".join(f"`{k}`: {v}" for k, v in c.tests.items()) or "none"), "",
+                  "**Parameters.** " + ", ".join(f"`{k}` = {v!r}" for k, v in c.params.items()), ""]
+        if c.gates:
+            lines += ["**Fitness gates** (a failed one makes the verdict NOT TESTABLE):", ""]
+            lines += [f"- {g.name} (`{g.threshold_param}` = {c.params.get(g.threshold_param)!r}, {g.direction}): "
+                      f"{g.description}" for g in c.gates] + [""]
+        if c.controls:
+            lines += ["**Controls:**", ""]
+            lines += [f"- {k.name} ({k.kind}; the effect reads {k.effect}): {k.description}" for k in c.controls]
+            lines += [""]
+        seeds = (f"{c.default_seeds['slow']} (fast tier {c.default_seeds['fast']})" if c.training
+                 else "none (an analysis of the model as it is)")
+        lines += [f"**Protocols** {', '.join(c.protocols)}; **training seeds** {seeds}; **runs after** "
+                  f"{', '.join(c.after) or '-'}; **locked hash** `{hashes.get(c.id, 'not locked')[:16]}`.", ""]
+    return "\n".join(lines)
 
 
 def _verdicts(report_dir: str, ids: list[str]) -> tuple[dict[str, str], list[str]]:
