@@ -23,6 +23,12 @@ class Example:
     label: str = ""
 
 
+def class_token_ids(handle, words: Sequence[str]) -> dict[str, int]:
+    """Each class word -> the first token of the word without a leading space (the writeups' target spelling,
+    their ``encode(word)[0]``): the ids the dual-reward and GRPO classification terms train and read."""
+    return {w: handle.encode(w, add_special_tokens=False)[0] for w in words}
+
+
 def arithmetic_examples(
     n: int,
     seed: int,

@@ -24,7 +24,7 @@ from .. import prompts as prompt_sets
 from ..analysis.generate import answer_accuracy
 from ..models import ModelHandle
 from ..protocols import ORIGINAL_DIFFERENCES, PROTOCOLS, protocol_defects  # noqa: F401
-from .data import Example, arithmetic_examples, assert_disjoint
+from .data import Example, arithmetic_examples, assert_disjoint, class_token_ids
 from .loop import TrainConfig, TrainResult, train_loop
 from .lora import VO, LoraSpec, apply_lora, save_adapter
 from .sft import encoded_batches
@@ -62,11 +62,6 @@ class DualRewardConfig:
         if "optimizer" in defects:
             cfg = replace(cfg, train=replace(cfg.train, lr=1e-3, optimizer="sgd", grad_clip=None))
         return replace(cfg, **overrides)
-
-
-def class_token_ids(handle: ModelHandle, words: Sequence[str]) -> dict[str, int]:
-    """First token of each operation word without a leading space (the writeups' target spelling)."""
-    return {w: handle.encode(w, add_special_tokens=False)[0] for w in words}
 
 
 def make_loss(handle: ModelHandle, cfg: DualRewardConfig):

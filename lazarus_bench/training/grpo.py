@@ -29,6 +29,7 @@ from ..analysis.generate import eos_ids, first_int
 from ..errors import LazarusError
 from ..models import ModelHandle, save_model
 from ..prompts import GrpoSpec, grpo_spec
+from .data import class_token_ids
 from .loop import TrainConfig, TrainResult, train_loop
 from .lora import LoraSpec, apply_lora, save_adapter
 
@@ -325,11 +326,6 @@ def rollout_arrays(rollout: Rollout, ref: nn.Module, temperature: float, class_i
         mx.array(rollout.rewards.astype(np.float32)),
         mx.array(np.array([rollout.gen_tokens, rollout.gen_seconds], dtype=np.float32)),
     )
-
-
-def class_token_ids(handle: ModelHandle, labels: Sequence[str]) -> dict[str, int]:
-    """Operation label -> first token of the word without a leading space (the seed's ``encode(word)[0]``)."""
-    return {lab: handle.encode(lab, add_special_tokens=False)[0] for lab in labels}
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:
