@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from lazarus_bench.suite.runner import ModelPool
+from lazarus_bench.zoo.registry import DEFAULT_MODELS as ZOO
 
-ZOO = ("zoo:base", "zoo:instruct", "zoo:untied", "zoo:moe")
 TIERS = (("fast", ()), ("slow", (pytest.mark.slow,)))
 
 

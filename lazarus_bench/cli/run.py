@@ -34,8 +34,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     apply_include(args)
     from ..suite.report import render
     from ..suite.runner import run_suite
+    from ..zoo.registry import DEFAULT_MODELS
 
-    models = args.model or ["zoo:base", "zoo:instruct", "zoo:untied", "zoo:moe"]
+    models = args.model or list(DEFAULT_MODELS)
     if args.tier == "fast" and not args.model:
         from ..zoo.build import ensure_micro_zoo
 

@@ -23,6 +23,7 @@ class ZooIntegrityError(LazarusError):
 
 ZOO_ENV = "LAZARUS_ZOO_DIR"
 MICRO_ZOO_ENV = "LAZARUS_MICRO_ZOO_DIR"
+DEFAULT_MODELS = ("zoo:base", "zoo:instruct", "zoo:untied", "zoo:moe")  # the main job's models and the slow tier's
 PREFIXES = ("zoo:", "zoo-micro:", "replica:")  # ids resolved here: the zoo, the micro zoo, real-checkpoint replicas
 
 
