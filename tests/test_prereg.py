@@ -140,6 +140,9 @@ def test_report_lists_amendments_with_verdicts_before_and_after():
     deviations = text.split("## Deviations from the pre-registration")[1]
     assert "Amendment 1" in deviations and "the old one could not fail" in deviations
     assert "| H04 zoo:base corrected | SUPPORTED | REFUTED |" in deviations
+    stale = [{**records[0], "prereg": {"hash": "a" * 64}}]  # written before the amendment: no "after" yet
+    text = "\n".join(_prereg_section(stale, prereg.effective_hashes(data), data))
+    assert "| SUPPORTED | not re-run under the lock in force |" in text
     frozen_only = "\n".join(_prereg_section(records, {"H04": "a" * 64}, {**data, "amendments": []}))
     assert "None: every claim is measured as frozen" in frozen_only and "H04 on zoo:base (corrected): differs" \
         in frozen_only

@@ -281,8 +281,10 @@ def _deviations(records: list[dict], data: dict | None) -> list[str]:
     amendments = (data or {}).get("amendments", [])
     if not amendments:
         return lines + ["None: every claim is measured as frozen.", ""]
-    now = {f"{r['claim']['id']} {r['model']['id']} {r['protocol']}": r.get("verdict") or r["status"]
-           for r in records}
+    in_force = prereg.effective_hashes(data)
+    now = {f"{r['claim']['id']} {r['model']['id']} {r['protocol']}":
+           (r.get("verdict") or r["status"]) if (r.get("prereg") or {}).get("hash") == in_force.get(r["claim"]["id"])
+           else "not re-run under the lock in force" for r in records}
     for a in amendments:
         lines += [f"**Amendment {a['number']}** ({a['date']}; {', '.join(a['claims'])}): {a['what']}. "
                   f"Why: {a['why']}. Records touched: {len(a['records_touched'])}.", ""]
