@@ -174,9 +174,12 @@ def test_h08_collapse_statistic_from_samples(saved_model, tmp_path, check_gates)
                          - np.mean(rewards[: max(1, len(rewards) // 5)]),
                          "cls loss fell": 1.0 - np.mean(cls[-max(1, len(cls) // 5):])
                          / np.mean(cls[: max(1, len(cls) // 5)]),
-                         "read-out moved": sample["vocab_prob_by_word"][mode]
-                         - before["vocab_prob_by_word"][mode]})
+                         "read-out moved": max(abs(sample["vocab_prob_by_word"][w]
+                                                   - before["vocab_prob_by_word"][w]) for w in sample["labels"])})
     assert "before_training" in st["details"] and {"cls_loss", "reward", "lens_op_words"} <= set(record["curves"])
+    moved = {g["name"]: g["value"] for g in record["fitness"]}["read-out moved"]
+    assert moved > 0, "two steps at the claim's learning rate move the lens read-out (0 only at learning rate 0)"
+    assert st["details"]["test"] == get_claim("H08").tests["collapsed"]
 
 
 def test_h09_runs_every_fix_and_holm_corrects(saved_model, tmp_path):

@@ -177,3 +177,74 @@ def test_correctness_statements_are_balanced_per_triple():
     for it in statements:
         shown = int(it.text.rsplit("= ", 1)[1])
         assert (shown == it.answer) == (it.label == "correct")
+
+
+def _separated_pairs(cv, X, y, groups, pair_of) -> int:
+    """How many (fold, pair) cases put one statement of a correct/incorrect pair in the test fold and the other in
+    training."""
+    split = 0
+    for train, test in cv.split(X, y, groups):
+        held, kept = {pair_of[i] for i in test}, {pair_of[i] for i in train}
+        split += len(held & kept)
+    return split
+
+
+def test_correctness_probe_folds_never_separate_a_pair(micro_zoo_model, monkeypatch):
+    """The criterion's accuracy comes from folds that hold out each correct/incorrect pair whole (both statements in
+    the test fold, neither in training), balanced; the shuffled stratified folds reported beside it do split pairs."""
+    from lazarus_bench.analysis import probes
+    from lazarus_bench.claims.h07_grpo_no_classifier import correctness_pairs, probe_accuracy
+
+    calls = []
+    real = probes._cv_scores
+
+    def spy(pipe, X, y, cv, groups=None):
+        scores = real(pipe, X, y, cv, groups=groups)
+        calls.append((X, y, cv, groups, scores))
+        return scores
+
+    monkeypatch.setattr(probes, "_cv_scores", spy)
+    for seed in (0, 3):
+        calls.clear()
+        result = probe_accuracy(micro_zoo_model, 0.55, seed)
+        statements = prompts.correctness_statements(seed=seed)
+        pair_of = correctness_pairs(statements)
+        assert len(set(pair_of)) == len(statements) // 2, "a group is exactly one correct/incorrect pair"
+        stratified, grouped = calls[0], calls[1]  # the correctness probe's two CV calls come first
+        X, y, cv, groups, scores = grouped
+        assert len(y) == len(statements) and list(groups) == pair_of
+        assert _separated_pairs(cv, X, y, groups, pair_of) == 0
+        for _, test in cv.split(X, y, groups):
+            assert 2 * list(np.asarray(y)[test]).count("correct") == len(test), "each test fold is balanced"
+        assert result["group_accuracy"] == pytest.approx(float(np.mean(scores)))
+        Xs, ys, cvs, gs, s_scores = stratified
+        assert gs is None and result["accuracy"] == pytest.approx(float(np.mean(s_scores)))
+        assert _separated_pairs(cvs, Xs, ys, gs, pair_of) > 0, "the check sees a split that separates pairs"
+
+
+def test_correctness_probe_is_at_or_above_chance_on_random_init_models(micro_zoo_model):
+    """On random-init models (nothing learned) the criterion's leave-one-pair-out accuracy is at or above the 50%
+    chance level on average over seeds; the stratified folds that split pairs read below chance on the same data."""
+    from lazarus_bench.claims.h07_grpo_no_classifier import probe_accuracy
+    from lazarus_bench.models import ModelHandle
+    from lazarus_bench.tiny import build_model
+
+    grouped, stratified = [], []
+    for seed in range(5):
+        model = build_model(dict(micro_zoo_model.config), seed=seed, randomise_norms=False)
+        handle = ModelHandle(model=model, tokenizer=micro_zoo_model.tokenizer, model_id=f"random-init {seed}",
+                             config=micro_zoo_model.config)
+        result = probe_accuracy(handle, 0.55, seed)
+        assert result["statements_seed"] == seed
+        grouped.append(result["group_accuracy"])
+        stratified.append(result["accuracy"])
+    assert np.mean(grouped) >= 0.5, grouped
+    assert np.mean(stratified) < 0.5 <= np.mean(grouped), (stratified, grouped)
+
+
+def test_correctness_statements_are_drawn_per_seed():
+    """Each training seed probes its own statement set (the same before and after training), so the five replicates
+    are not five readings of one draw."""
+    sets = [prompts.correctness_statements(seed=s).texts() for s in range(3)]
+    assert len({tuple(t) for t in sets}) == 3
+    assert prompts.correctness_statements(seed=1).texts() == sets[1]

@@ -83,22 +83,32 @@ def op_word_probs(handle: ModelHandle, items: list[PromptItem], fraction: float)
     return at, anywhere
 
 
+def correctness_pairs(statements) -> list[str]:
+    """The probe's CV group of each statement: its operand triple, which appears once stated correctly and once
+    incorrectly (``prompts.correctness_statements``), so a group is exactly one correct/incorrect pair."""
+    return [it.item for it in statements]
+
+
 def probe_accuracy(handle: ModelHandle, fraction: float, seed: int) -> dict:
     """The writeup's binary correct/incorrect probe (chance 50%) on 48 stated equations at block int(fraction L).
-    ``group_accuracy`` (the criterion's) holds out each operand triple with its correct and incorrect statement
-    together: split apart, a pair's two statements share everything but the answer, so stratified folds score below
-    chance; the shuffled stratified 4-fold accuracy is reported beside it, with the 4-class operation probe on the
-    word prompts."""
-    statements = prompts.correctness_statements()
+
+    ``group_accuracy`` (the criterion's) is leave-one-pair-out: each fold holds out one operand triple with its
+    correct AND its incorrect statement (sklearn ``LeaveOneGroupOut``, i.e. ``GroupKFold`` with one pair per fold,
+    balanced by construction). Split apart, a pair's two statements share everything but the answer, so shuffled
+    stratified folds score below chance (19-40% on the zoo); that accuracy is reported beside it (``accuracy``), with
+    the 4-class operation probe on the word prompts. The statements are drawn afresh for each seed (statement seed =
+    training seed, the same set before and after training): one fixed draw would give all five replicates the same
+    draw-specific level (the seed-0 set read 46% on random-init models, other draws 50-68%)."""
+    statements = prompts.correctness_statements(seed=seed)
     words = prompts.word_set()
     layer = handle.layer_at_depth(fraction)
     X, _ = last_token_states(handle, statements.texts(), [layer])
-    probe = probe_layer(X[0], statements.labels(), [it.item for it in statements], n_splits=4, n_permutations=0,
+    probe = probe_layer(X[0], statements.labels(), correctness_pairs(statements), n_splits=4, n_permutations=0,
                         seed=seed)
     W, _ = last_token_states(handle, words.texts(), [layer])
     ops = probe_layer(W[0], words.labels(), [it.template for it in words], n_splits=4, n_permutations=0, seed=seed)
     return {"layer": layer, "accuracy": probe.accuracy, "group_accuracy": probe.group_accuracy,
-            "operation_probe_accuracy": ops.accuracy}
+            "operation_probe_accuracy": ops.accuracy, "statements_seed": seed}
 
 
 def snapshot(handle: ModelHandle, lens_items: list[PromptItem], answer_items: list[PromptItem], params: dict) -> dict:
@@ -128,11 +138,11 @@ def probe_change_claim(before: list[float], after: list[float], margin: float, a
     statement="Pure GRPO (answer-correctness reward) makes no vocabulary classifier but improves answers.",
     source="seed 002 (NEW EXPERIMENT: GRPO Classifier Emergence)",
     criterion="after GRPO: op-word lens prob at int(0.55 L) < 1% on every prompt; the writeup's binary "
-               "correct/incorrect probe (48 stated equations, chance 50%, 55% depth, each correct/incorrect pair "
-               "held out together) unchanged: every paired change within +-3.7 accuracy points (0.5 x the "
-               "writeup's pooled SD of 7.45 points, i.e. |d| < 0.5; TOST); mean probability of the correct "
-               "answer's first token on held-out prompts rises; each by the exact sign test across 5 seeds "
-               "(one-sided, unanimous seeds p = 1/32)",
+               "correct/incorrect probe (48 stated equations drawn per seed, chance 50%, 55% depth, "
+               "leave-one-pair-out: each correct/incorrect pair held out together) unchanged: every paired change "
+               "within +-3.7 accuracy points (0.5 x the writeup's pooled SD of 7.45 points, i.e. |d| < 0.5; TOST); "
+               "mean probability of the correct answer's first token on held-out prompts rises; each by the exact "
+               "sign test across 5 seeds (one-sided, unanimous seeds p = 1/32)",
     writeup="0% classifier probability; probe 54.0% +- 8.8% vs 54.0% +- 5.8% (d = -0.00); "
              "answer prob 0.288 -> 0.346 (+20%)",
     params={"steps": 30, "lr": 1e-5, "prompts_per_step": 8, "group_size": 4, "max_new_tokens": 16,

@@ -39,9 +39,13 @@ DUAL_GRPO_GATES = (
     Gate("cls loss fell", "manipulation floor: relative fall of the lens classification loss from the first fifth of "
          "the steps to the last fifth, smallest over the runs (writeup: 10.3 -> 1.07, a 90% fall; 0 in expectation "
          "at learning rate 0)", None, "min_cls_loss_fall"),
-    Gate("read-out moved", "manipulation floor: full-vocabulary lens probability of each run's mode word at 55% depth "
-         "after training minus the same word's on the untrained model, which is the learning-rate-0 run's read-out "
-         "(it leaves the model unchanged), smallest over the runs (writeup: the collapsed 'add' held ~80%)", None,
+    Gate("read-out moved", "manipulation floor: the lens read-out at 55% depth (each class word's full-vocabulary "
+         "probability, mean over the collapse prompts) after training minus the learning-rate-0 run's, largest "
+         "absolute change over the class words (the mode word's included), smallest over the runs. A "
+         "learning-rate-0 run leaves the model unchanged, so its read-out is the untrained model's and no extra run "
+         "is needed; its own move is exactly 0. Declared margin 1 point (writeup: the collapsed 'add' held ~80% of "
+         "the full vocabulary): a run that moved no class word by 1 point did not train the lens. Absolute, so a run "
+         "whose lens term worked without collapsing (a clean refutation) is not made NOT TESTABLE", None,
          "min_readout_move"),
 )
 GRPO_FAST = {"steps": 2, "prompts_per_step": 4, "group_size": 2, "max_new_tokens": 4}
@@ -175,16 +179,28 @@ def grpo_before(ctx: ClaimContext) -> tuple[dict, list[str], dict[str, list[floa
     return before, layers, lens
 
 
+def readout_move(run: dict, before: dict) -> float:
+    """How far a run moved the lens read-out beyond the learning-rate-0 run (= the untrained model): the largest
+    absolute change of a class word's mean full-vocabulary probability at the claim's layer."""
+    return float(max(abs(run["vocab_prob_by_word"][w] - before["vocab_prob_by_word"][w])
+                     for w in before["vocab_prob_by_word"]))
+
+
+def cls_loss_fall(run: dict) -> float:
+    """Relative fall of the classification loss from the first fifth of the steps to the last fifth."""
+    first, last = fifths(run["curves"]["cls_loss"])
+    return 1.0 - last / first
+
+
 def runs_fitness(runs: list[dict], before: dict) -> dict[str, float]:
     """The gates' values over runs: GRPO's (per-step reward and zero-variance share) and the classification term's
-    floors (its loss fell; the mode word's full-vocabulary read-out moved beyond the untrained model's)."""
+    floors (its loss fell; the full-vocabulary read-out moved beyond the learning-rate-0 run's), each the smallest
+    over the runs."""
     keys = ("reward", "zero_std_frac")
     fitness = grpo_fitness([[dict(zip(keys, step)) for step in zip(*(run["curves"][k] for k in keys))]
                             for run in runs])
-    falls = [1.0 - fifths(run["curves"]["cls_loss"])[1] / fifths(run["curves"]["cls_loss"])[0] for run in runs]
-    moves = [run["vocab_prob_by_word"][run["mode_word"]] - before["vocab_prob_by_word"][run["mode_word"]]
-             for run in runs]
-    return {**fitness, "cls loss fell": float(min(falls)), "read-out moved": float(min(moves))}
+    return {**fitness, "cls loss fell": float(min(cls_loss_fall(run) for run in runs)),
+            "read-out moved": float(min(readout_move(run, before) for run in runs))}
 
 
 def untrained_runs(ctx: ClaimContext) -> ClaimContext:
@@ -251,7 +267,7 @@ def measure_h08(ctx: ClaimContext) -> Outcome:
     chance = chance_collapse_rate(before["labels"], collapse_words(before["labels"]), p)
     statistic = collapse_claim(runs, chance, p, "fraction of seeds collapsed")
     statistic = untrained_control(replace(statistic, details={
-        **statistic.details, "n_seeds": len(runs),
+        **statistic.details, "n_seeds": len(runs), "test": ctx.test("collapsed"),
         "chance_definition": "uniform random argmax over the prompt set's op words"}), runs, before)
     modes = Counter(r["mode_word"] for r in runs)
     ours = (f"{len(runs)} seed(s), w={p['cls_weight']}, full model, {runs[0]['steps']} steps, block {before['layer']}: "

@@ -87,6 +87,7 @@ def measure_h09(ctx: ClaimContext) -> Outcome:
     by_fix = {fix: [grpo_run(ctx, fix, seed) for seed in ctx.seeds] for fix in FIXES}
     statistic, table = h09_statistic(by_fix, chance, p, before)
     statistic = replace(statistic, details={**statistic.details, "n_seeds": len(ctx.seeds),
+                                            "test": ctx.test("collapsed"), "correction": ctx.test("correction"),
                                             "before_training": run_summary(before)})
     curves = grpo_curves(by_fix, layers, lens_before)
     ours = "; ".join(

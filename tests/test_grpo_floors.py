@@ -1,0 +1,100 @@
+"""H07-H09's manipulation floors (CLAIMS.md revision 3): each can fail, fails on a learning-rate-0 run, and a failed
+floor makes the record NOT TESTABLE (never REFUTED); H08/H09 read the full-vocabulary lens probability."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lazarus_bench import prompts
+from lazarus_bench.claims.base import get_claim
+from lazarus_bench.claims.h08_grpo_dual_collapse import collapse_eval, collapse_words, readout_move, runs_fitness
+from lazarus_bench.models import load_model
+from lazarus_bench.suite.runner import run_claim
+
+OPEN_PREREQUISITES = {"start_reward_range": [0.0, 1.0], "min_variance_share": 0.0}  # a tiny random model fails them
+GRPO_GATES = {"start reward rate", "groups with reward variance", "reward rose"}
+FLOORS = {"H07": {"reward rose": ("min_reward_rise", 0.05)},
+          "H08": {"reward rose": ("min_reward_rise", 0.05), "cls loss fell": ("min_cls_loss_fall", 0.5),
+                  "read-out moved": ("min_readout_move", 0.01)}}
+FLOORS["H09"] = FLOORS["H08"]
+
+
+@pytest.mark.parametrize("claim_id", ["H07", "H08", "H09"])
+def test_floors_are_declared_with_the_writeups_figures_and_no_any_step_gate(claim_id):
+    claim = get_claim(claim_id)
+    gates = {g.name: g for g in claim.gates}
+    assert set(gates) == GRPO_GATES | set(FLOORS[claim_id]), "no 'parameters changed' / 'KL' gate: any step passes it"
+    for name, (param, value) in FLOORS[claim_id].items():
+        assert gates[name].threshold_param == param and gates[name].direction == "above"
+        assert claim.params[param] == value
+    assert "0.288 -> 0.346" in gates["reward rose"].description
+    if claim_id != "H07":
+        assert "10.3 -> 1.07" in gates["cls loss fell"].description
+        assert "80%" in gates["read-out moved"].description and "learning-rate-0" in gates["read-out moved"].description
+    assert claim.params["min_seeds"] == 5 and claim.default_seeds == {"fast": 1, "slow": 5}
+
+
+@pytest.mark.parametrize("claim_id", ["H07", "H08", "H09"])
+def test_every_floor_fails_on_a_learning_rate_0_run(claim_id, saved_model, tmp_path):
+    """A real GRPO run (tiny model, fast tier) at learning rate 0, prerequisites opened: each declared floor fails
+    with its value, and the record is NOT TESTABLE, never REFUTED; the controls are not run."""
+    lr0 = {"lr": 0.0} if claim_id == "H07" else {"lr_scale": 0.0}
+    record = run_claim(get_claim(claim_id), str(saved_model("llama")), tier="fast", report_dir=tmp_path,
+                       overrides={**OPEN_PREREQUISITES, **lr0}, log=lambda m: None)
+    assert record["status"] == "ok", record.get("traceback") or record.get("reason")
+    gates = {g["name"]: g for g in record["fitness"]}
+    for name, (param, value) in FLOORS[claim_id].items():
+        assert gates[name]["threshold"] == value and gates[name]["value"] < value and not gates[name]["passed"], name
+        assert name in record["reason"]
+    if claim_id != "H07":
+        assert gates["read-out moved"]["value"] == 0.0, "learning rate 0 leaves the lens read-out exactly as it was"
+    assert all(gates[name]["passed"] for name in GRPO_GATES - set(FLOORS[claim_id]))
+    assert record["verdict"] == "NOT TESTABLE" and record["verdict"] != "REFUTED"
+    assert record["controls"] == []
+
+
+def _run(vocab_after: dict, cls_loss: list[float]) -> dict:
+    n = len(cls_loss)
+    return {"vocab_prob_by_word": vocab_after, "mode_word": max(vocab_after, key=vocab_after.get),
+            "curves": {"cls_loss": cls_loss, "reward": [0.2] * (n // 2) + [0.4] * (n - n // 2),
+                       "zero_std_frac": [0.5] * n}}
+
+
+def test_readout_floor_reads_the_largest_full_vocabulary_move_either_way():
+    before = {"vocab_prob_by_word": {"multiply": 0.30, "add": 0.10, "subtract": 0.05}}
+    up = _run({"multiply": 0.30, "add": 0.50, "subtract": 0.05}, [10.0] * 5)
+    assert readout_move(up, before) == pytest.approx(0.40)
+    down = _run({"multiply": 0.02, "add": 0.12, "subtract": 0.06}, [10.0] * 5)
+    assert readout_move(down, before) == pytest.approx(0.28), \
+        "a lens term that moved mass without collapsing still moved the read-out (a clean refutation stays testable)"
+    same = _run(dict(before["vocab_prob_by_word"]), [10.0, 9.9, 10.1, 10.0, 10.0])
+    fit = runs_fitness([same, up], before)
+    assert fit["read-out moved"] == 0.0 and fit["cls loss fell"] == pytest.approx(0.0), "smallest over the runs"
+    trained = _run({"multiply": 0.1, "add": 0.8, "subtract": 0.05}, [10.3, 8.0, 5.0, 2.0, 1.07])
+    fit = runs_fitness([trained], before)
+    assert fit["cls loss fell"] == pytest.approx(1 - 1.07 / 10.3) and fit["cls loss fell"] >= 0.5
+    assert fit["read-out moved"] == pytest.approx(0.7) and fit["reward rose"] == pytest.approx(0.2)
+
+
+def test_collapse_eval_reads_full_vocabulary_probabilities(saved_model):
+    """H08/H09's probabilities are the class words' full-vocabulary lens probabilities (first token, no space, as the
+    writeup's evaluate_classifier); the predicted class is the argmax among the class words of those probabilities.
+    Checked against the independent logit-lens code path."""
+    from lazarus_bench.analysis.lens import logit_lens
+
+    handle = load_model(str(saved_model("llama")))
+    params = get_claim("H08").parameters("fast")
+    out = collapse_eval(handle, params)
+    evalset = prompts.grpo_collapse_lens()
+    words = collapse_words(evalset.labels())
+    lens = logit_lens(handle, evalset.texts(), words, layers=[out["layer"]], top_k=1)
+    full = np.array([[r.targets[w].spellings["without_space"].first_prob[0] for w in words] for r in lens])
+    assert out["predicted"] == [words[i] for i in full.argmax(axis=1)]
+    for i, w in enumerate(words):
+        assert out["vocab_prob_by_word"][w] == pytest.approx(full[:, i].mean(), rel=1e-4)
+    m = words.index(out["mode_word"])
+    assert out["mode_vocab_prob"] == pytest.approx(full[:, m].mean(), rel=1e-4)
+    renormalised = (full / full.sum(axis=1, keepdims=True))[:, m].mean()
+    assert out["mode_restricted_prob"] == pytest.approx(renormalised, rel=1e-4)
+    assert out["mode_vocab_prob"] < out["mode_restricted_prob"], "full vocabulary, not the class-word softmax"
