@@ -248,11 +248,16 @@ class ModelHandle:
             )
         return Capture(hidden=store, logits=logits)
 
+    @property
+    def hf_tokenizer(self) -> Any:
+        """The Hugging Face tokenizer inside mlx-lm's ``TokenizerWrapper`` (the tokenizer itself when not wrapped)."""
+        return getattr(self.tokenizer, "_tokenizer", self.tokenizer)
+
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         """Token ids of ``text`` as the model sees it (BOS added where the tokenizer adds one)."""
         if not text:
             raise LazarusError("empty prompt: give at least one character of text")
-        tok = getattr(self.tokenizer, "_tokenizer", self.tokenizer)
+        tok = self.hf_tokenizer
         try:  # verbose=False: the length check below says it in one line, not transformers' logger
             ids = list(tok.encode(text, add_special_tokens=add_special_tokens, verbose=False))
         except TypeError:
@@ -287,7 +292,7 @@ class ModelHandle:
     def decode_token(self, token_id: int) -> str:
         """The text one token adds after other text. A bare ``decode([id])`` is not: SentencePiece's decoder drops the
         first token's leading space, so '▁multiply' would print as 'multiply' and a lone '▁' as ''."""
-        tok = getattr(self.tokenizer, "_tokenizer", self.tokenizer)
+        tok = self.hf_tokenizer
         if self._anchor is None:
             ids = tok.encode("a", add_special_tokens=False)
             self._anchor = (int(ids[-1]), tok.decode(ids[-1:])) if ids else (-1, "")
@@ -544,3 +549,4 @@ def model_fingerprint(model_id: str) -> str:
             digest.update(f"hub:{model_id}".encode())
         _FINGERPRINTS[model_id] = digest.hexdigest()[:16]
     return _FINGERPRINTS[model_id]
+

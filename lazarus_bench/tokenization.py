@@ -19,7 +19,7 @@ QUESTION = "What is 7 * 8?"
 
 
 def _pieces(handle: ModelHandle, ids: list[int]) -> list[str]:
-    tok = getattr(handle.tokenizer, "_tokenizer", handle.tokenizer)
+    tok = handle.hf_tokenizer
     return list(tok.convert_ids_to_tokens(ids))
 
 
@@ -32,7 +32,7 @@ def _word(handle: ModelHandle, word: str) -> dict:
 
 
 def _chat(handle: ModelHandle) -> dict:
-    tok = getattr(handle.tokenizer, "_tokenizer", handle.tokenizer)
+    tok = handle.hf_tokenizer
     template = getattr(tok, "chat_template", None)
     if not template:
         return {"template": None}
@@ -51,7 +51,7 @@ def _chat(handle: ModelHandle) -> dict:
 def audit(handle: ModelHandle) -> dict:
     """Pieces of the arithmetic prompt and its answer, of every operation and remain-family word in both spellings,
     whether BOS is added, and the chat prompt the template renders."""
-    tok = getattr(handle.tokenizer, "_tokenizer", handle.tokenizer)
+    tok = handle.hf_tokenizer
     ids = handle.encode(PROMPT)
     bos = getattr(tok, "bos_token_id", None)
     words = {}

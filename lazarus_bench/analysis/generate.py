@@ -62,7 +62,7 @@ def greedy_tokens(handle: ModelHandle, prompts: Sequence[str], max_new_tokens: i
 
 
 def greedy_texts(handle: ModelHandle, prompts: Sequence[str], max_new_tokens: int = 8) -> list[str]:
-    tok = getattr(handle.tokenizer, "_tokenizer", handle.tokenizer)
+    tok = handle.hf_tokenizer
     return [tok.decode(ids, skip_special_tokens=True).split("\n")[0]
             for ids in greedy_tokens(handle, prompts, max_new_tokens)]
 

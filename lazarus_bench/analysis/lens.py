@@ -140,7 +140,7 @@ def target_spellings(handle: ModelHandle, word: str) -> dict[str, list[int]]:
     bare = word.strip()
     if not bare:
         raise LazarusError("empty target word")
-    unk = getattr(getattr(handle.tokenizer, "_tokenizer", handle.tokenizer), "unk_token_id", None)
+    unk = getattr(handle.hf_tokenizer, "unk_token_id", None)
     out = {}
     for key, text in zip(SPELLINGS, (bare, " " + bare)):
         ids = handle.continuation(text, after=WORD_CONTEXT)

@@ -354,7 +354,7 @@ class RolloutBatcher:
         self.handle, self.ref, self.cfg, self.class_ids = handle, ref, cfg, class_ids
         self.spec = spec or grpo_spec()
         self.reward_fn = reward_fn
-        tok = getattr(handle.tokenizer, "_tokenizer", handle.tokenizer)
+        tok = handle.hf_tokenizer
         self.stop = eos_ids(handle.tokenizer)
         self.pad_id = next((i for i in (getattr(tok, "pad_token_id", None), *sorted(self.stop)) if i is not None), 0)
         self.last: Rollout | None = None
@@ -371,7 +371,7 @@ class RolloutBatcher:
         seconds = time.perf_counter() - t0
         if training:
             model.train()
-        tok = getattr(self.handle.tokenizer, "_tokenizer", self.handle.tokenizer)
+        tok = self.handle.hf_tokenizer
         texts = [tok.decode(c.tokens, skip_special_tokens=True) for c in completions]
         g = cfg.group_size
         rewards = np.array([self.reward_fn(t, prompts[i // g].answer) for i, t in enumerate(texts)], dtype=np.float64)
@@ -539,7 +539,7 @@ def evaluate_answers(handle: ModelHandle, items: Sequence[Any], max_new_tokens: 
             ranks[i] = int((p[row] > p[row, target]).sum()) + 1
     if training:
         model.train()
-    tok = getattr(handle.tokenizer, "_tokenizer", handle.tokenizer)
+    tok = handle.hf_tokenizer
     rows = []
     for i, ((text, answer), c) in enumerate(zip(pairs, completions)):
         out = tok.decode(c.tokens, skip_special_tokens=True)
