@@ -550,3 +550,36 @@ def model_fingerprint(model_id: str) -> str:
         _FINGERPRINTS[model_id] = digest.hexdigest()[:16]
     return _FINGERPRINTS[model_id]
 
+
+def adapter_fingerprint(adapter_path: str | os.PathLike) -> str:
+    """16 hex of sha256 over an mlx-lm adapter folder's config and weights files."""
+    root = Path(adapter_path).expanduser()
+    if not (root / "adapter_config.json").is_file():
+        raise LazarusError(f"adapter path has no adapter_config.json: {adapter_path}")
+    digest = hashlib.sha256()
+    for p in sorted(p for p in root.iterdir() if p.suffix in (".json", ".safetensors") and p.is_file()):
+        digest.update(p.name.encode())
+        digest.update(sha256_file(p).encode())
+    return digest.hexdigest()[:16]
+
+
+def fuse_adapter(model_id: str, adapter_path: str, cache_root: str | os.PathLike | None = None) -> Path:
+    """A checkpoint with an mlx-lm LoRA adapter fused into its weights, cached by both hashes: every claim (its
+    own training runs and cached fixtures included) then sees one plain checkpoint with a hash of its own."""
+    from mlx.utils import tree_unflatten
+    from mlx_lm.utils import save
+
+    from .cache import FixtureCache
+
+    parts = {"method": "models.fuse_adapter", "model": model_fingerprint(model_id),
+             "adapter": adapter_fingerprint(adapter_path)}
+
+    def build(out: Path) -> None:
+        handle = load_model(model_id, adapter_path, float32=False, check_lens=False)
+        fused = [(name, module.fuse()) for name, module in handle.model.named_modules() if hasattr(module, "fuse")]
+        if not fused:
+            raise LazarusError(f"adapter {adapter_path} adds no LoRA layer to {model_id}: nothing to fuse")
+        handle.model.update_modules(tree_unflatten(fused))
+        save(out, handle.path or model_id, handle.model, handle.tokenizer, dict(handle.config), donate_model=False)
+
+    return FixtureCache(cache_root).get_or_build(parts, build)

@@ -55,6 +55,33 @@ def saved_model(tmp_path_factory, tokenizer_dir, tokenizer_vocab):
 
 
 @pytest.fixture(scope="session")
+def lora_adapter(tmp_path_factory, saved_model):
+    """An mlx-lm LoRA adapter folder for the tiny llama (random non-zero LoRA weights, rank 4 on V/O), and the
+    in-memory model it describes: ``(adapter_dir, model)``."""
+    import json
+
+    import mlx.core as mx
+    from mlx.utils import tree_flatten, tree_unflatten
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    handle = load_model(str(saved_model("llama")))
+    model = build_model(tiny_config("llama", vocab_size=handle.vocab_size), seed=0)
+    lora = {"rank": 4, "scale": 10.0, "dropout": 0.0, "keys": ["self_attn.v_proj", "self_attn.o_proj"]}
+    model.freeze()
+    linear_to_lora_layers(model, 4, lora)
+    trainable = dict(tree_flatten(model.trainable_parameters()))
+    keys = mx.random.split(mx.random.key(7), len(trainable))
+    model.update(tree_unflatten([(k, 0.1 * mx.random.normal(v.shape, key=keys[i]))
+                                 for i, (k, v) in enumerate(trainable.items())]))
+    adapter = tmp_path_factory.mktemp("adapter")
+    mx.save_safetensors(str(adapter / "adapters.safetensors"), dict(tree_flatten(model.trainable_parameters())))
+    (adapter / "adapter_config.json").write_text(
+        json.dumps({"fine_tune_type": "lora", "num_layers": 4, "lora_parameters": lora})
+    )
+    return adapter, model
+
+
+@pytest.fixture(scope="session")
 def handle_of(saved_model):
     """Factory: a ModelHandle loaded through the public API from a saved tiny model."""
     cache = {}

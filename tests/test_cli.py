@@ -217,3 +217,35 @@ def test_run_command_errors_and_interrupts(capsys):
     assert run_command(interrupt, None) == 130
     assert capsys.readouterr().err == "lazarus-bench: interrupted\n"
     assert run_command(lambda args: 0, None) == 0
+
+
+def test_run_with_an_adapter_writes_to_its_own_folder(saved_model, lora_adapter, tmp_path, monkeypatch, capsys):
+    """`run -m MODEL --adapter DIR` runs the claim on the fused checkpoint and, without --report-dir, writes to
+    runs/<model+adapter> in the working folder (never reports/); the record names the base, the adapter and its
+    hash, and H01's lens reads the adapter's logits, not the base model's."""
+    from lazarus_bench.models import model_fingerprint
+    from lazarus_bench.suite.records import load_records
+
+    adapter, _ = lora_adapter
+    base = str(saved_model("llama"))
+    monkeypatch.chdir(tmp_path)
+    argv = ["run", "-m", base, "--adapter", str(adapter), "--claims", "H01", "--tier", "fast", "--protocol",
+            "corrected", "-j", "1", "--cache-dir", str(tmp_path / "cache")]
+    assert main(argv) == 0
+    assert not (tmp_path / "reports").exists()
+    (folder,) = (tmp_path / "runs").iterdir()
+    (record,) = load_records(folder).records
+    assert record["status"] == "ok" and record["model"]["base"] == base
+    assert record["model"]["adapter"]["path"] == str(adapter) and len(record["model"]["adapter"]["hash"]) == 16
+    assert record["model"]["id"] == f"{base} + adapter {adapter}" and (folder / "REPORT.md").is_file()
+    fused, unfused = load_model(record["model"]["path"]), load_model(base, adapter_path=str(adapter))
+    ids = mx.array([unfused.encode("7 * 8 = ")])
+    np.testing.assert_allclose(np.array(fused.model(ids)), np.array(unfused.model(ids)), rtol=1e-4, atol=1e-4)
+    assert record["model"]["hash"] == model_fingerprint(record["model"]["path"]) != model_fingerprint(base)
+
+
+def test_run_adapter_needs_exactly_one_model(lora_adapter, capsys):
+    adapter, _ = lora_adapter
+    assert main(["run", "--adapter", str(adapter), "--claims", "H01"]) == 2
+    assert "--adapter needs exactly one -m MODEL" in capsys.readouterr().err
+

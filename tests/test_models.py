@@ -200,34 +200,34 @@ def test_empty_prompt(handle_of):
         handle_of("llama").encode("")
 
 
-def test_adapter_loads_through_mlx_lm(saved_model, tmp_path):
+def test_adapter_loads_through_mlx_lm(saved_model, lora_adapter):
     """An mlx-lm LoRA adapter directory loads through load_model to the same logits as the in-memory model."""
-    import json
-
-    from mlx.utils import tree_flatten, tree_unflatten
-    from mlx_lm.tuner.utils import linear_to_lora_layers
-
+    adapter, model = lora_adapter
     base_dir = saved_model("llama")
     handle = load_model(str(base_dir))
-    model = build_model(tiny_config("llama", vocab_size=handle.vocab_size), seed=0)
-    lora = {"rank": 4, "scale": 10.0, "dropout": 0.0, "keys": ["self_attn.v_proj", "self_attn.o_proj"]}
-    model.freeze()
-    linear_to_lora_layers(model, 4, lora)
-    trainable = dict(tree_flatten(model.trainable_parameters()))
-    keys = mx.random.split(mx.random.key(7), len(trainable))
-    model.update(tree_unflatten([(k, 0.1 * mx.random.normal(v.shape, key=keys[i]))
-                                 for i, (k, v) in enumerate(trainable.items())]))
-    adapter = tmp_path / "adapter"
-    adapter.mkdir()
-    mx.save_safetensors(str(adapter / "adapters.safetensors"), dict(tree_flatten(model.trainable_parameters())))
-    (adapter / "adapter_config.json").write_text(
-        json.dumps({"fine_tune_type": "lora", "num_layers": 4, "lora_parameters": lora})
-    )
     loaded = load_model(str(base_dir), adapter_path=str(adapter))
     ids = mx.array([handle.encode("7 * 8 = ")])
     np.testing.assert_allclose(np.array(loaded.model(ids)), np.array(model(ids)), rtol=1e-4, atol=1e-5)
     assert not np.allclose(np.array(loaded.model(ids)), np.array(handle.model(ids)), atol=1e-3)
     assert loaded.describe()["adapter_path"] == str(adapter)
+
+
+def test_fused_adapter_is_a_cached_checkpoint_with_the_adapters_logits(saved_model, lora_adapter, tmp_path):
+    """fuse_adapter writes a plain checkpoint whose logits are the unfused adapter's, with a hash of its own, and
+    reuses it on the next call."""
+    from lazarus_bench.models import fuse_adapter, model_fingerprint
+
+    adapter, model = lora_adapter
+    base_dir = str(saved_model("llama"))
+    fused = fuse_adapter(base_dir, str(adapter), tmp_path / "cache")
+    assert not (fused / "adapter_config.json").exists()
+    handle = load_model(str(fused))
+    ids = mx.array([handle.encode("7 * 8 = ")])
+    np.testing.assert_allclose(np.array(handle.model(ids)), np.array(model(ids)), rtol=1e-4, atol=1e-4)
+    assert model_fingerprint(str(fused)) != model_fingerprint(base_dir)
+    stamp = (fused / "model.safetensors").stat().st_mtime_ns
+    assert fuse_adapter(base_dir, str(adapter), tmp_path / "cache") == fused
+    assert (fused / "model.safetensors").stat().st_mtime_ns == stamp
 
 
 def test_adapter_dir_without_config_is_an_error(saved_model, tmp_path):

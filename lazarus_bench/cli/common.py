@@ -98,6 +98,13 @@ def existing_dir(text: str) -> str:
     return text
 
 
+def adapter_dir(text: str) -> str:
+    """An mlx-lm LoRA adapter folder: adapter_config.json beside its weights."""
+    if not (Path(text).expanduser() / "adapter_config.json").is_file():
+        raise argparse.ArgumentTypeError(f"adapter path has no adapter_config.json: {text!r}")
+    return text
+
+
 def include_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--include", action="append", type=existing_dir, metavar="DIR",
                    help="also register the claims defined in DIR/*.py (repeatable; see CONTRIBUTING.md)")
@@ -113,7 +120,8 @@ def apply_include(args: argparse.Namespace) -> None:
 
 def model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", required=True, help="checkpoint dir, hub id, or zoo:NAME")
-    p.add_argument("--adapter", help="mlx-lm adapter directory (adapters.safetensors + adapter_config.json)")
+    p.add_argument("--adapter", type=adapter_dir,
+                   help="mlx-lm adapter directory (adapters.safetensors + adapter_config.json)")
     p.add_argument("--json", metavar="PATH", type=output_file, help="also write the full result as JSON")
 
 

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from ..errors import LazarusError
 from ..protocols import PROTOCOLS
-from .common import Parser, apply_include, check_records_read, include_args, json_object, positive_int, run_command
+from .common import (
+    Parser,
+    adapter_dir,
+    apply_include,
+    check_records_read,
+    include_args,
+    json_object,
+    positive_int,
+    run_command,
+)
 
 HELP = "the main job: every claim on every model, records and REPORT.md (report-only)"
 
@@ -22,7 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", action="append", choices=list(PROTOCOLS),
                    help="default: every protocol of each claim (corrected+<defect> adds one original defect)")
     p.add_argument("--params", type=json_object, help='JSON overrides per claim, e.g. {"H01": {"max_prob": 0.02}}')
-    p.add_argument("--report-dir", default="reports")
+    p.add_argument("--adapter", type=adapter_dir,
+                   help="an mlx-lm LoRA adapter folder, fused into the one -m model before the claims run")
+    p.add_argument("--report-dir", help="where records and REPORT.md go (default: reports/ for the embedded zoo's "
+                                        "main job, reports/fast for its fast tier, runs/<model> with -m)")
     p.add_argument("-j", "--jobs", type=positive_int,
                    help="claim runs in parallel (default: one per core on CPU, up to 4)")
     p.add_argument("--cache-dir", help="trained fixtures (default: $LAZARUS_CACHE_DIR or ~/.cache/lazarus_bench)")
@@ -36,7 +49,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..suite.runner import run_suite
     from ..zoo.registry import DEFAULT_MODELS
 
+    if args.adapter and len(args.model or []) != 1:
+        raise LazarusError("--adapter needs exactly one -m MODEL: the checkpoint the adapter was trained on")
     models = args.model or list(DEFAULT_MODELS)
+    report_dir = args.report_dir or default_report_dir(args.model, args.adapter, args.tier)
     if args.tier == "fast" and not args.model:
         from ..zoo.build import ensure_micro_zoo
 
@@ -48,12 +64,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = args.params
     from ..suite.runner import default_jobs
 
-    run_suite(models, claim_ids or None, tier=args.tier, n_seeds=args.seeds, report_dir=args.report_dir,
+    run_suite(models, claim_ids or None, tier=args.tier, n_seeds=args.seeds, report_dir=report_dir,
               protocols=args.protocol, overrides=overrides, cache_dir=args.cache_dir,
-              jobs=args.jobs if args.jobs is not None else default_jobs())
-    print(f"report: {render(args.report_dir)}")
-    check_records_read(args.report_dir)
+              jobs=args.jobs if args.jobs is not None else default_jobs(), adapter=args.adapter)
+    print(f"report: {render(report_dir)}")
+    check_records_read(report_dir)
     return 0
+
+
+def default_report_dir(models: Sequence[str] | None, adapter: str | None, tier: str) -> str:
+    """The committed ``reports/`` only for the embedded zoo's main job; a user's models get ``runs/<model>``."""
+    if not models:
+        return "reports" if tier == "slow" else "reports/fast"
+    from ..claims.base import slug
+
+    name = "+".join(models) + (f"+{adapter}" if adapter else "")
+    return str(Path("runs") / slug(name))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

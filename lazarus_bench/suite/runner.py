@@ -58,15 +58,15 @@ class ModelPool:
 
 
 def _base_record(claim: Claim, info: ModelInfo | None, model_id: str, protocol: str, tier: str, params: dict,
-                 seeds: list[int]) -> dict:
+                 seeds: list[int], origin: dict | None = None) -> dict:
+    name = origin["id"] if origin else model_id
+    model = {"id": name, "slug": slug(name), "hash": model_fingerprint(model_id) if info is not None else None,
+             "info": asdict(info) if info is not None else None}
+    if origin:
+        model.update(path=model_id, base=origin["base"], adapter=origin["adapter"])
     return {
         "claim": claim_dict(claim),
-        "model": {
-            "id": model_id,
-            "slug": slug(model_id),
-            "hash": model_fingerprint(model_id) if info is not None else None,
-            "info": asdict(info) if info is not None else None,
-        },
+        "model": model,
         "protocol": protocol,
         "tier": tier,
         "params": params,
@@ -101,8 +101,11 @@ def record_mde(s) -> dict:
 def run_claim(claim: Claim, model_id: str, *, tier: str = "slow", n_seeds: int | None = None,
               report_dir: str | Path = "reports", protocol: str = "corrected", overrides: dict | None = None,
               pool: ModelPool | None = None, log: Callable[[str], None] | None = None,
-              cache_dir: str | Path | None = None) -> dict:
-    """Measure one claim on one model and save its record; inapplicable claims and failures are recorded too."""
+              cache_dir: str | Path | None = None, origin: dict | None = None) -> dict:
+    """Measure one claim on one model and save its record; inapplicable claims and failures are recorded too.
+
+    ``origin`` names a checkpoint fused from a base model and an adapter (``fused_models``): the record shows
+    that name, the base and the adapter, and the fused path it ran on."""
     pool = pool or ModelPool()
     log = log or say
     params = claim.parameters(tier, overrides)
@@ -114,11 +117,11 @@ def run_claim(claim: Claim, model_id: str, *, tier: str = "slow", n_seeds: int |
         handle = pool.get(model_id)
         info = model_info(handle, ZOO_INSTRUCT_PAIRS)
     except LazarusError as exc:
-        record = {**_base_record(claim, None, model_id, protocol, tier, params, seeds),
+        record = {**_base_record(claim, None, model_id, protocol, tier, params, seeds, origin),
                   "status": "skipped", "reason": f"model failed to load: {exc}"}
         save_record(report_dir, record)
         return record
-    record = _base_record(claim, info, model_id, protocol, tier, params, seeds)
+    record = _base_record(claim, info, model_id, protocol, tier, params, seeds, origin)
     record["tokenization"] = pool.audit(model_id)
     reason = claim.applies(info) or ablation_scope(protocol, info)
     if reason:
@@ -241,15 +244,19 @@ def _worker_run(job: Job, kwargs: dict) -> dict:
     """Run one job in a worker process (its models stay loaded for its later jobs); a short summary comes back."""
     global _WORKER_POOL
     _WORKER_POOL = _WORKER_POOL or ModelPool()
-    record = run_claim(get_claim(job.claim), job.model, protocol=job.protocol, pool=_WORKER_POOL, **kwargs)
+    origins = kwargs.pop("origins", {})
+    record = run_claim(get_claim(job.claim), job.model, protocol=job.protocol, pool=_WORKER_POOL,
+                       origin=origins.get(job.model), **kwargs)
     return {k: record.get(k) for k in ("status", "verdict", "reason", "wall_s")}
 
 
 def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, tier: str = "slow",
               n_seeds: int | None = None, report_dir: str | Path = "reports", protocols: Sequence[str] | None = None,
               overrides: dict[str, dict] | None = None, log: Callable[[str], None] | None = None,
-              cache_dir: str | Path | None = None, jobs: int = 1) -> list[dict]:
+              cache_dir: str | Path | None = None, jobs: int = 1, adapter: str | None = None) -> list[dict]:
     """Every requested claim on every model (each protocol the claim offers), with progress per claim and model.
+
+    ``adapter`` (an mlx-lm LoRA adapter folder) is fused into each model first (``models.fuse_adapter``).
 
     With ``jobs`` > 1 the runs go to that many worker processes (BLAS threads pinned as in-process, see
     ``blas``); every
@@ -268,6 +275,8 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
         raise LazarusError("no models given")
     check_overrides(overrides, claims, tier)
     log = log or say
+    origins = fused_models(models, adapter, cache_dir or default_root(), log) if adapter else {}
+    models = list(origins) or list(models)
     pending = plan(claims, models, protocols, tier, report_dir)
     total = len(pending)
     kwargs = dict(tier=tier, n_seeds=n_seeds, report_dir=str(report_dir), cache_dir=str(cache_dir or default_root()))
@@ -297,7 +306,7 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
             pending.remove(job)
             log(f"start {job.claim} on {job.model} ({job.protocol})")
             record = run_claim(get_claim(job.claim), job.model, protocol=job.protocol, pool=pool, log=log,
-                               overrides=(overrides or {}).get(job.claim), **kwargs)
+                               overrides=(overrides or {}).get(job.claim), origin=origins.get(job.model), **kwargs)
             finished(job, {k: record.get(k) for k in ("status", "verdict", "reason", "wall_s")})
         return summaries
 
@@ -311,8 +320,8 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
             for job in ready(pending, unfinished)[: max(0, jobs - len(running))]:
                 pending.remove(job)
                 log(f"start {job.claim} on {job.model} ({job.protocol})")
-                future = executor.submit(_worker_run, job,
-                                         {**kwargs, "overrides": (overrides or {}).get(job.claim)})
+                future = executor.submit(_worker_run, job, {**kwargs, "origins": origins,
+                                                            "overrides": (overrides or {}).get(job.claim)})
                 running[future] = job
             if not running:
                 raise LazarusError("claims wait on each other in a cycle: " + ", ".join(j.claim for j in pending))
@@ -329,6 +338,20 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
         raise
     executor.shutdown()
     return summaries
+
+
+def fused_models(models: Sequence[str], adapter: str, cache_dir: str | Path,
+                 log: Callable[[str], None]) -> dict[str, dict]:
+    """{fused checkpoint path: origin} for ``adapter`` fused into each model (built once, then cached)."""
+    from ..models import adapter_fingerprint, fuse_adapter
+
+    origins = {}
+    for model_id in models:
+        log(f"fusing adapter {adapter} into {model_id}")
+        path = str(fuse_adapter(model_id, adapter, cache_dir))
+        origins[path] = {"id": f"{model_id} + adapter {adapter}", "base": model_id,
+                         "adapter": {"path": adapter, "hash": adapter_fingerprint(adapter)}}
+    return origins
 
 
 def _worker_init(parent: int) -> None:
