@@ -249,3 +249,17 @@ def test_run_adapter_needs_exactly_one_model(lora_adapter, capsys):
     assert main(["run", "--adapter", str(adapter), "--claims", "H01"]) == 2
     assert "--adapter needs exactly one -m MODEL" in capsys.readouterr().err
 
+
+def test_claims_id_shows_one_claim_in_full(capsys):
+    """`claims H01 H10` prints those claims' sections of the specification (statement, tests, parameters with their
+    values, gates, controls) and no other claim's; an unknown id is one line and exit 2."""
+    from lazarus_bench.claims.base import get_claim
+
+    assert main(["claims", "H01", "H10"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n## ") + out.startswith("## ") == 2 and "## H01:" in out and "## H10:" in out
+    assert get_claim("H01").statement in out and "`max_prob` = 0.01" in out and "`max_cosine` = 0.2" in out
+    assert "**Controls:**" in out and "## H02:" not in out
+    assert main(["claims", "H99"]) == 2
+    err = capsys.readouterr().err
+    assert "H99" in err and len(err.strip().splitlines()) == 1

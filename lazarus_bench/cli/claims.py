@@ -14,6 +14,8 @@ HELP = ("list the claim registry; --freeze pre-registers every claim's criteria,
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="lazarus-bench claims", description=HELP)
+    parser.add_argument("ids", nargs="*", metavar="ID",
+                        help="show these claims in full: statement, criterion and tests, parameters, gates, controls")
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--freeze", action="store_true",
                         help="write the confirmatory version of the lock (hash of each claim's criteria, tests, "
@@ -53,6 +55,10 @@ def cmd_claims(args: argparse.Namespace) -> int:
     if args.spec:
         print(spec_markdown(all_claims(), prereg.read_lock_file(path)), end="")
         return 0
+    if args.ids:
+        hashes = prereg.effective_hashes(prereg.read_lock_file(path))
+        print("\n".join(line for i in args.ids for line in claim_markdown(get_claim(i), hashes)), end="")
+        return 0
     lock = prereg.read_lock(path)
     rows = [{"id": c.id, "title": c.title, "source": c.source, "protocols": ", ".join(c.protocols),
              "training": "yes" if c.training else "no", "lock": prereg.check(c, lock)["status"]}
@@ -73,23 +79,29 @@ def spec_markdown(claims, lock: dict) -> str:
              f"{prereg.lock_version(lock)}.", ""]
     hashes = prereg.effective_hashes(lock)
     for c in claims:
-        lines += [f"## {c.id}: {c.title}", "", f"**Claim.** {c.statement}", "", f"**Source.** {c.source}", "",
-                  f"**Criterion.** {c.criterion}", "", f"**Writeup.** {c.writeup}", "",
-                  "**Declared tests.** " + ("; ".join(f"`{k}`: {v}" for k, v in c.tests.items()) or "none"), "",
-                  "**Parameters.** " + ", ".join(f"`{k}` = {v!r}" for k, v in c.params.items()), ""]
-        if c.gates:
-            lines += ["**Fitness gates** (a failed one makes the verdict NOT TESTABLE):", ""]
-            lines += [f"- {g.name} (`{g.threshold_param}` = {c.params.get(g.threshold_param)!r}, {g.direction}): "
-                      f"{g.description}" for g in c.gates] + [""]
-        if c.controls:
-            lines += ["**Controls:**", ""]
-            lines += [f"- {k.name} ({k.kind}; the effect reads {k.effect}): {k.description}" for k in c.controls]
-            lines += [""]
-        seeds = (f"{c.default_seeds['slow']} (fast tier {c.default_seeds['fast']})" if c.training
-                 else "none (an analysis of the model as it is)")
-        lines += [f"**Protocols** {', '.join(c.protocols)}; **training seeds** {seeds}; **runs after** "
-                  f"{', '.join(c.after) or '-'}; **locked hash** `{hashes.get(c.id, 'not locked')[:16]}`.", ""]
+        lines += claim_markdown(c, hashes)
     return "\n".join(lines)
+
+
+def claim_markdown(c, hashes: dict[str, str]) -> list[str]:
+    """One claim's section of the specification, as lines."""
+    lines = [f"## {c.id}: {c.title}", "", f"**Claim.** {c.statement}", "", f"**Source.** {c.source}", "",
+             f"**Criterion.** {c.criterion}", "", f"**Writeup.** {c.writeup}", "",
+             "**Declared tests.** " + ("; ".join(f"`{k}`: {v}" for k, v in c.tests.items()) or "none"), "",
+             "**Parameters.** " + ", ".join(f"`{k}` = {v!r}" for k, v in c.params.items()), ""]
+    if c.gates:
+        lines += ["**Fitness gates** (a failed one makes the verdict NOT TESTABLE):", ""]
+        lines += [f"- {g.name} (`{g.threshold_param}` = {c.params.get(g.threshold_param)!r}, {g.direction}): "
+                  f"{g.description}" for g in c.gates] + [""]
+    if c.controls:
+        lines += ["**Controls:**", ""]
+        lines += [f"- {k.name} ({k.kind}; the effect reads {k.effect}): {k.description}" for k in c.controls]
+        lines += [""]
+    seeds = (f"{c.default_seeds['slow']} (fast tier {c.default_seeds['fast']})" if c.training
+             else "none (an analysis of the model as it is)")
+    lines += [f"**Protocols** {', '.join(c.protocols)}; **training seeds** {seeds}; **runs after** "
+              f"{', '.join(c.after) or '-'}; **locked hash** `{hashes.get(c.id, 'not locked')[:16]}`.", ""]
+    return lines
 
 
 def _verdicts(report_dir: str, ids: list[str]) -> tuple[dict[str, str], list[str]]:
