@@ -75,7 +75,8 @@ def spec_markdown(claims, lock: dict) -> str:
 
     lines = ["# The claims lazarus_bench implements", "",
              "Generated from the registry by `lazarus-bench claims --spec` (do not edit; a test checks it is current). "
-             "The writeups' claims and the revisions behind these criteria: `../shared/CLAIMS.md`. Lock "
+             "It is what the code runs: the writeups' claims as the project's CLAIMS.md (revision 3) states them, "
+             "implemented. Lock "
              f"{prereg.lock_version(lock)}.", ""]
     hashes = prereg.effective_hashes(lock)
     for c in claims:
