@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 
 from lazarus_bench.claims.base import all_claims
+from lazarus_bench.errors import LazarusError
 from lazarus_bench.suite.runner import run_claim
 
 
@@ -21,11 +22,14 @@ def _check(claim, tier, model_id, suite, request):
         request.getfixturevalue("micro_zoo")
     if model_id.startswith("replica:"):
         request.getfixturevalue("replicas")
-    records = [
-        run_claim(claim, model_id, tier=tier, n_seeds=suite["seeds"], report_dir=suite["report_dir"],
-                  protocol=protocol, pool=suite["pool"])
-        for protocol in claim.tier_protocols(tier)
-    ]
+    try:
+        records = [
+            run_claim(claim, model_id, tier=tier, n_seeds=suite["seeds"], report_dir=suite["report_dir"],
+                      protocol=protocol, pool=suite["pool"])
+            for protocol in claim.tier_protocols(tier)
+        ]
+    except LazarusError as exc:  # the model did not load (no record is written for it) or a record was not saved
+        pytest.fail(f"{claim.id} on {model_id}: {exc}", pytrace=False)
     main = records[0]
     summary = "; ".join(f"{r['protocol']}: {r.get('verdict') or r['status']} ({r.get('reason', '')})" for r in records)
     if main["status"] == "skipped":

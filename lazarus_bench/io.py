@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -16,7 +17,14 @@ from .errors import LazarusError
 def check_writable(path: str | os.PathLike) -> Path:
     """Raise a ``LazarusError`` unless ``path`` can take a new file: not an existing link, folder, FIFO or device
     (an atomic write would replace it), and in a folder that exists or can be made and written to."""
-    target = Path(path)
+    try:
+        return _check_writable(Path(path))
+    except OSError as exc:  # a name too long to look up, a folder we may not list
+        raise LazarusError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+
+
+def _check_writable(target: Path) -> Path:
+    path = str(target)
     if not target.name or target.name in (".", ".."):
         raise LazarusError(f"cannot write to {str(path)!r}: it names a folder, not a file")
     if target.is_symlink():
@@ -41,21 +49,50 @@ def _pseudo_fs(folder: Path) -> bool:
 def write_json(path: str | os.PathLike, payload: Any) -> Path:
     """Write JSON atomically: a temporary file in the same folder, then rename (never half-written, and never in
     place of a link, folder or device: see ``check_writable``)."""
+    return write_text(path, json.dumps(payload, indent=2, default=_json_default) + "\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` atomically (a temporary file in the same folder, then rename). An OS error (no space,
+    read-only, permission, name too long) is one ``LazarusError`` naming the path and the cause; the temporary file
+    is removed and an earlier file of that name is kept."""
     target = check_writable(path)
+    tmp = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise LazarusError(f"cannot write to {str(path)!r}: {exc.strerror or exc}") from None
-    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:64]}.", suffix=".tmp")
         with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2, default=_json_default)
-            fh.write("\n")
+            fh.write(text)
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as exc:
+        raise LazarusError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None and Path(tmp).exists():
+            Path(tmp).unlink(missing_ok=True)
+    return target
+
+
+def write_safetensors(path: str | os.PathLike, arrays: dict, metadata: dict | None = None) -> Path:
+    """``mx.save_safetensors`` atomically: a temporary file, then rename. mlx's write failure (a RuntimeError that
+    names no cause) becomes one ``LazarusError`` with the path and the cause; the temporary file is removed."""
+    import shutil
+
+    import mlx.core as mx
+
+    target = Path(path)
+    tmp = target.with_name(f".{target.name[:64]}.tmp.safetensors")
+    try:
+        mx.save_safetensors(str(tmp), arrays, metadata=metadata or {})
+        os.replace(tmp, target)
+    except (OSError, RuntimeError) as exc:
+        cause = getattr(exc, "strerror", None) or str(exc)
+        with contextlib.suppress(OSError):
+            if shutil.disk_usage(target.parent).free < sum(a.nbytes for a in arrays.values()):
+                cause = "No space left on device"
+        raise LazarusError(f"cannot write {str(path)!r}: {cause}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return target
 
 

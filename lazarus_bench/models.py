@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import LazarusError
 from .flops import counted
-from .io import sha256_file
+from .io import sha256_file, write_safetensors, write_text
 from .zoo.registry import MANIFEST, resolve_zoo, verify
 from .zoo.registry import PREFIXES as ZOO_PREFIXES
 
@@ -437,6 +437,27 @@ def load_model(
     return handle
 
 
+def check_model_id(model_id: str) -> None:
+    """Raise a one-line ``LazarusError`` for a model id that cannot load, without loading it: a zoo name that is not
+    built (listing those that are), a local path that is not a checkpoint folder, or a hub id not in the cache while
+    offline. A hub id with network access is only checked by loading it."""
+    if model_id.startswith(ZOO_PREFIXES):
+        resolve_zoo(model_id)
+        return
+    local = Path(model_id).expanduser()
+    if local.exists() or model_id.startswith((".", "/", "~")) or model_id.count("/") != 1:
+        if not local.is_dir():
+            raise LazarusError(f"model path not found: {model_id}")
+        if not (local / "config.json").is_file():
+            raise LazarusError(f"model folder {model_id} has no config.json: not a Hugging Face / mlx-lm checkpoint")
+        return
+    if _hub_hint():
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(model_id, "config.json"), str):
+            raise LazarusError(f"could not load model '{model_id}': not in the Hugging Face cache{_hub_hint()}")
+
+
 def _hub_hint() -> str:
     """What to try for a hub id that did not load, given the offline switches actually set."""
     offline = [name for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if os.environ.get(name, "") not in ("", "0")]
@@ -509,12 +530,8 @@ def save_model(model: nn.Module, config: dict, out_dir: str | os.PathLike, token
     weights = hf_layout(dict(tree_flatten(model.parameters())), config)
     if dtype is not None:
         weights = {k: v.astype(dtype) if mx.issubdtype(v.dtype, mx.floating) else v for k, v in weights.items()}
-    tmp = out / "model.tmp.safetensors"
-    mx.save_safetensors(str(tmp), weights, metadata={"format": "pt"})
-    os.replace(tmp, out / "model.safetensors")
-    tmp_config = out / "config.json.tmp"
-    tmp_config.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp_config, out / "config.json")
+    write_safetensors(out / "model.safetensors", weights, metadata={"format": "pt"})
+    write_text(out / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
     if tokenizer_dir is not None:
         for name in os.listdir(tokenizer_dir):
             if name.startswith(("tokenizer", "special_tokens", "vocab", "merges", "chat_template")):

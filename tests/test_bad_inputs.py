@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,15 +25,15 @@ CASES = [
     (["lens", "-m", "@llama", "-p", "x", "--layers", "99"], "out of range"),
     (["lens", "-m", "@llama", "-p", "x", "--json", "/proc/x.json"], "is not writable"),
     (["lens", "-m", "@llama", "-p", "x", "--json", "@tmp"], "it is a folder"),
-    (["lens", "-m", "@llama", "-p", "x", "--top-k", "0"], "expected an integer >= 1"),
+    (["lens", "-m", "@llama", "-p", "x", "--top-k", "0"], "expected an integer in [1, inf)"),
     (["lens", "-m", "@llama", "-p", TEN_K], "tokens; "),
     (["lens", "-m", "@llama", "-p", ""], "empty prompt"),
     (["lens", "-m", "/nonexistent/model", "-p", "x"], "model path not found"),
     (["lens", "-m", "nobody/no-such-model", "-p", "x"], "HF_HUB_OFFLINE set"),
     (["lens", "-m", "@llama", "--adapter", "@tmp", "-p", "x"], "adapter path has no adapter_config.json"),
-    (["probe", "-m", "@llama", "--permutations", "-5"], "expected an integer >= 0"),
+    (["probe", "-m", "@llama", "--permutations", "-5"], "expected an integer in [0, inf)"),
     (["router", "-m", "@llama"], "has no MoE router"),
-    (["router", "-m", "@moe", "--null", "0"], "expected an integer >= 1"),
+    (["router", "-m", "@moe", "--null", "0"], "expected an integer in [1, inf)"),
     (["run", "--params", "{bad json"], "not valid JSON"),
     (["run", "--params", "[1,2]"], "expected a JSON object"),
     (["run", "--params", '{"nonexistent": 1}'], "unknown claim id 'nonexistent'"),
@@ -43,21 +44,35 @@ CASES = [
     (["run", "-j", "2", "--claims", "H01", "--params", '{"H01": {"max_prob": {"a": 1}}}'], "like its default"),
     (["run", "--claims", ""], "names no claim"),
     (["run", "--claims", "H99"], "unknown claim id 'H99'"),
-    (["run", "--seeds", "0"], "expected an integer >= 1"),
-    (["run", "--seeds", "-3"], "expected an integer >= 1"),
-    (["run", "-j", "0"], "expected an integer >= 1"),
-    (["run", "-j", "-2"], "expected an integer >= 1"),
+    (["run", "--seeds", "0"], "expected an integer in [1, inf)"),
+    (["run", "--seeds", "-3"], "expected an integer in [1, inf)"),
+    (["run", "-j", "0"], "expected an integer in [1, 256]"),
+    (["run", "-j", "-2"], "expected an integer in [1, 256]"),
     (["run", "--protocol", "sloppy"], "invalid choice"),
     (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--data", "@tmp/missing.jsonl"], "no such file"),
     (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--data", "@tmp/numbers.jsonl"], "non-empty string"),
     (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--data", "@tmp/broken.jsonl"], "not valid JSON"),
-    (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--steps", "0"], "expected an integer >= 1"),
-    (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--lr", "-1"], "expected a finite number > 0"),
-    (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--lr", "nan"], "expected a finite number > 0"),
+    (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--steps", "-1"], "expected an integer in [0, inf)"),
+    (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--lr", "-1"], "expected a finite number in [0, inf)"),
+    (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--lr", "nan"], "expected a finite number in [0, inf)"),
     (["train", "sft", "-m", "@llama", "-o", "@tmp/numbers.jsonl"], "exists and is not a folder"),
     (["report", "--report-dir", "@tmp/nothing"], "no records folder"),
     (["zoo", "list", "--json", "/proc/zoo.json"], "is not writable"),
     (["frobnicate"], "unknown command"),
+    (["train", "dual-reward", "-m", "@llama", "-o", "@tmp/o", "--cls-weight", "2"], "in [0, 1]"),
+    (["train", "dual-reward", "-m", "@llama", "-o", "@tmp/o", "--cls-weight", "-0.1"], "in [0, 1]"),
+    (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--steps", "5", "--save-at", "1000"], "lies beyond steps = 5"),
+    (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--seed", "-1"], "in [0, 4.29497e+09]"),
+    (["run", "-m", "zoo:nonexistent", "--claims", "H01"], "zoo model 'zoo:nonexistent' not found"),
+    (["run", "-m", "@tmp/no-model", "--claims", "H01"], "model path not found"),
+    (["run", "-m", "@tmp", "--claims", "H01"], "has no config.json"),
+    (["run", "-m", "nobody/no-such-model", "--claims", "H01"], "not in the Hugging Face cache"),
+    (["run", "--claims", "H01", "--params", '{"H01": {"max_prob": 2}}'],
+     "max_prob = 2: expected a finite number in [0, 1]"),
+    (["run", "--claims", "H10", "--params", '{"H10": {"top_k": 0}}'], "top_k = 0: expected an integer in [1, inf)"),
+    (["lens", "-m", "@llama", "-p", "x", "--top-k", "100000"], "exceeds the vocabulary"),
+    (["lens", "-m", "@llama", "-p", "x", "--json", "@tmp/" + "n" * 300 + ".json"], "File name too long"),
+    (["zoo", "list", "--json", "@tmp/" + "n" * 300 + ".json"], "File name too long"),
 ]
 
 
@@ -348,3 +363,101 @@ def test_fp16_overflow_is_reported_with_its_maximum(saved_model, capfd):
     assert peak >= reference > FP16_MAX
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "beyond float16" in err[0] and f"{peak:,.0f}" in err[0]
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 256 KiB tmpfs mounted for the test (root only; skipped with the reason elsewhere), unmounted after."""
+    mnt = tmp_path / "fs"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip() or done.returncode}): the full and "
+                    "read-only filesystem cases need root")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(folder: Path) -> None:
+    """Write a filler file until the filesystem has no space left."""
+    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _finished_record_dir(folder: Path) -> dict[str, bytes]:
+    """An earlier run's report folder: a finished record and REPORT.md, as bytes to compare after."""
+    (folder / "records").mkdir(parents=True)
+    (folder / "records" / "H02__m__corrected.json").write_text('{"schema_version": 1, "status": "ok"}\n')
+    (folder / "REPORT.md").write_text("# the earlier report\n")
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def _one_error_line(capfd) -> str:
+    err = capfd.readouterr().err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if "error" in line]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("state", ["full", "read-only"])
+def test_lens_json_on_a_full_or_read_only_filesystem_is_one_line(state, small_fs, saved_model, capfd):
+    """No space / read-only: exit 2, the path and the cause in one line, no temporary file, the old file kept."""
+    target = small_fs / "lens.json"
+    target.write_text("old\n")
+    _fill(small_fs) if state == "full" else subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+    rc = _exit_code(["lens", "-m", str(saved_model("llama")), "-p", "7 * 8 = ", "--json", str(target)])
+    line = _one_error_line(capfd)
+    cause = "No space left on device" if state == "full" else "is not writable"
+    assert rc == 2 and str(target) in line and cause in line, line
+    assert sorted(p.name for p in small_fs.iterdir()) == sorted(["lens.json"] + (["filler"] if state == "full" else []))
+    assert target.read_text() == "old\n"
+
+
+@pytest.mark.parametrize("state", ["full", "read-only"])
+def test_run_report_dir_on_a_full_or_read_only_filesystem_keeps_finished_records(state, small_fs, saved_model,
+                                                                                 tmp_path, capfd):
+    """`run --report-dir` on a full disk stops at the first record it cannot write, in one line naming the file and
+    the cause, leaving no temporary file; a read-only folder is refused before any claim runs. The earlier records
+    and REPORT.md are unchanged."""
+    before = _finished_record_dir(small_fs)
+    if state == "full":
+        _fill(small_fs)
+        before["filler"] = (small_fs / "filler").read_bytes()
+    else:
+        subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+    rc = _exit_code(["run", "-m", str(saved_model("llama")), "--claims", "H01", "--tier", "fast", "--protocol",
+                     "corrected", "-j", "1", "--report-dir", str(small_fs), "--cache-dir", str(tmp_path / "cache")])
+    line = _one_error_line(capfd)
+    assert rc == 2 and str(small_fs) in line, line
+    assert ("No space left on device" if state == "full" else "is not writable") in line, line
+    after = {str(p.relative_to(small_fs)): p.read_bytes() for p in small_fs.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_permission_denied_is_one_line(saved_model, tmp_path):
+    """A folder the user may not write (run as an unprivileged user): exit 2, one line, nothing written."""
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to run the command as another user")
+    locked = Path(tempfile.mkdtemp(prefix="lazarus-locked-"))
+    try:
+        locked.chmod(0o755)
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+               "lazarus_bench.cli", "info", "--no-gemm", "--json", str(locked / "env.json")]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd="/")
+        if "Permission denied" in done.stderr and "lazarus-bench" not in done.stderr:
+            pytest.skip(f"the unprivileged user cannot run this interpreter: {done.stderr.strip()[:200]}")
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and str(locked) in lines[0], done.stderr
+        assert "not writable" in lines[0] and not list(locked.iterdir())
+    finally:
+        shutil.rmtree(locked, ignore_errors=True)

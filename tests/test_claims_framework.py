@@ -110,13 +110,13 @@ def test_runner_records_ok_skip_and_error_without_losing_any(saved_model, tmp_pa
         skipped = run_claim(_fake_claim("T02", good, applies=lambda info: "not for dense models"), path,
                             report_dir=tmp_path, log=lambda m: None)
         error = run_claim(_fake_claim("T03", broken), path, report_dir=tmp_path, log=lambda m: None)
-        missing = run_claim(_fake_claim("T04", good), str(tmp_path / "nope"), report_dir=tmp_path, log=lambda m: None)
+        with pytest.raises(LazarusError, match="model path not found"):  # a model that does not load: no record
+            run_claim(_fake_claim("T04", good), str(tmp_path / "nope"), report_dir=tmp_path, log=lambda m: None)
         assert ok["status"] == "ok" and ok["verdict"] == "SUPPORTED" and ok["model"]["hash"]
         assert skipped["status"] == "skipped" and skipped["reason"] == "not for dense models"
         assert error["status"] == "error" and "measure crashed" in error["reason"]
-        assert missing["status"] == "skipped" and "model path not found" in missing["reason"]
         loaded = load_records(tmp_path)
-        assert sorted(r["claim"]["id"] for r in loaded.records) == ["T01", "T02", "T03", "T04"]
+        assert sorted(r["claim"]["id"] for r in loaded.records) == ["T01", "T02", "T03"]
         assert all(r["schema_version"] == SCHEMA_VERSION for r in loaded.records)
         assert ok["environment"]["packages"]["mlx"]
         report = render(tmp_path).read_text()

@@ -185,6 +185,8 @@ def logit_lens(
     """
     if not prompts:
         raise LazarusError("no prompts given")
+    if top_k > handle.vocab_size:
+        raise LazarusError(f"top_k = {top_k} exceeds the vocabulary of {handle.vocab_size:,} tokens")
     labels = resolve_layers(handle, layers)
     spellings = {w.strip(): target_spellings(handle, w) for w in targets}
     encoded = [handle.encode(p, add_special_tokens=add_special_tokens) for p in prompts]

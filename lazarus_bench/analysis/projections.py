@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import LazarusError
+
 VOCAB_CHUNK = 8192
 PROBE_CHUNK = 512
 
@@ -249,6 +251,8 @@ def router_vocab_alignment(
         raise ValueError(f"n_null must be at least 1, got {n_null}")
     S = router_similarity(router_weight, unembedding, router_gain, unembed_gain)
     W = _check_unembedding(unembedding)
+    if top_k > W.shape[0]:
+        raise LazarusError(f"top_k = {top_k} exceeds the vocabulary of {W.shape[0]:,} tokens")
     d = W.shape[1]
     g_f = _check_gain(unembed_gain, d, "unembed_gain")
     rng = np.random.default_rng(seed)
@@ -274,7 +278,7 @@ def router_vocab_alignment(
     return RouterAlignment(
         vocab_size=int(W.shape[0]),
         d_model=int(d),
-        top_k=int(min(top_k, W.shape[0])),
+        top_k=int(top_k),
         experts=experts,
         null=NullSummary(
             n=int(n_null),

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..io import write_json
+from ..io import write_json, write_text
 from .machine import machine_line
 
 
@@ -307,18 +306,5 @@ def write_bench(results: dict, out_dir: str | os.PathLike = "reports") -> Path:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "bench.json", results)
     path = out / "BENCH.md"
-    _write_text_atomic(path, render_bench_md(results))
+    write_text(path, render_bench_md(results))
     return path
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file in ``path``'s folder, then rename it over ``path`` (never half-written)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

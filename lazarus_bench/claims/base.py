@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .. import options
 from ..errors import LazarusError
 from ..stats import ClaimStatistic, Verdict
 
@@ -235,6 +236,9 @@ class Claim:
             if not _same_kind(merged[name], value):
                 raise LazarusError(f"{self.id}: parameter {name} = {value!r} should be like its default "
                                    f"{merged[name]!r} ({type(merged[name]).__name__})")
+            declared = options.param_range(self.id, name)
+            if declared is not None and not declared.contains(value):
+                raise LazarusError(f"{self.id}: parameter {name} = {value!r}: expected {declared}")
         return {**merged, **(overrides or {})}
 
 

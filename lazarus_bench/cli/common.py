@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import sys
@@ -19,29 +18,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _bounded(convert: type, low: float, strict: bool) -> Callable[[str], Any]:
-    """An argparse type: ``convert(text)``, finite, and above ``low`` (``strict``) or at least ``low``."""
-    kind = "an integer" if convert is int else "a finite number"
-    bound = f"{'>' if strict else '>='} {low:g}"
-
-    def parse(text: str) -> Any:
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {kind} {bound}, got {text!r}") from None
-        if not (math.isfinite(value) and (value > low if strict else value >= low)):
-            raise argparse.ArgumentTypeError(f"expected {kind} {bound}, got {text!r}")
-        return value
-
-    return parse
-
-
-positive_int = _bounded(int, 1, strict=False)
-non_negative_int = _bounded(int, 0, strict=False)
-positive_float = _bounded(float, 0, strict=True)
-non_negative_float = _bounded(float, 0, strict=False)
 
 
 def layer_list(text: str) -> list[str]:
@@ -178,6 +154,10 @@ def run_command(fn: Callable[[argparse.Namespace], int], args: argparse.Namespac
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as exc:  # no space, read-only, permission, name too long: the path and the cause, one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"lazarus-bench: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)

@@ -8,7 +8,8 @@ from typing import Sequence
 
 from ..errors import LazarusError
 from ..io import write_json
-from .common import Parser, _load, _table, existing_file, layer_list, model_args, positive_int, run_command
+from ..options import option
+from .common import Parser, _load, _table, existing_file, layer_list, model_args, run_command
 
 HELP = "logit lens over layers for prompts and target words"
 
@@ -21,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="more prompts: one per line, or JSONL with a 'text' field per line")
     p.add_argument("-t", "--targets", nargs="+", help="target words (both spellings measured)")
     p.add_argument("--layers", type=layer_list, help="comma-separated block indices and/or 'emb' (default: all)")
-    p.add_argument("--top-k", type=positive_int, default=5)
+    p.add_argument("--top-k", type=option("top_k"), default=5)
     p.add_argument("--all-positions", action="store_true", help="top-k/entropy at every position")
     return p
 

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 from ..errors import LazarusError
 from ..io import write_json
+from ..options import option
 from .common import (
     Parser,
     _load,
@@ -15,7 +16,6 @@ from .common import (
     existing_file,
     layer_list,
     model_args,
-    non_negative_int,
     run_command,
 )
 
@@ -36,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", action="append", metavar="PROMPT",
                    help="a held-out prompt to classify at the best layer (repeatable)")
     p.add_argument("--layers", type=layer_list, help="comma-separated block indices and/or 'emb' (default: all)")
-    p.add_argument("--permutations", type=non_negative_int, default=100, help="label permutations for the p-value")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--permutations", type=option("permutations"), default=100,
+                   help="label permutations for the p-value")
+    p.add_argument("--seed", type=option("seed"), default=0)
     assert set(prompts.available()) >= {"word", "symbol"}
     return p
 

@@ -8,7 +8,8 @@ from typing import Sequence
 
 from ..errors import LazarusError
 from ..io import write_json
-from .common import Parser, _load, _table, model_args, positive_int, run_command
+from ..options import option
+from .common import Parser, _load, _table, model_args, run_command
 
 HELP = "MoE router rows against the vocabulary, with a random-direction null"
 
@@ -20,9 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "-p goes to at every MoE layer, with router probabilities")
     model_args(p)
     p.add_argument("-p", "--prompt", action="append", help="prompt to trace (repeatable; trace only)")
-    p.add_argument("--top-k", type=positive_int, default=20)
-    p.add_argument("--null", type=positive_int, default=1000, help="random directions in the null distribution")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--top-k", type=option("top_k"), default=20)
+    p.add_argument("--null", type=option("null"), default=1000, help="random directions in the null distribution")
+    p.add_argument("--seed", type=option("seed"), default=0)
     return p
 
 

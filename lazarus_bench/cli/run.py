@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import LazarusError
+from ..io import check_writable
+from ..options import option
 from ..protocols import PROTOCOLS
 from .common import (
     Parser,
@@ -16,7 +18,6 @@ from .common import (
     check_records_read,
     include_args,
     json_object,
-    positive_int,
     run_command,
 )
 
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--model", action="append", help="model (repeatable; default: the zoo)")
     p.add_argument("--claims", action="append", help="claim ids, comma-separated (default: all)")
     p.add_argument("--tier", default="slow", choices=["fast", "slow"], help="slow = full protocol")
-    p.add_argument("--seeds", type=positive_int, help="seeds per training claim (default: the claim's own)")
+    p.add_argument("--seeds", type=option("seeds"), help="seeds per training claim (default: the claim's own)")
     p.add_argument("--protocol", action="append", choices=list(PROTOCOLS),
                    help="default: every protocol of each claim (corrected+<defect> adds one original defect)")
     p.add_argument("--params", type=json_object, help='JSON overrides per claim, e.g. {"H01": {"max_prob": 0.02}}')
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an mlx-lm LoRA adapter folder, fused into the one -m model before the claims run")
     p.add_argument("--report-dir", help="where records and REPORT.md go (default: reports/ for the embedded zoo's "
                                         "main job, reports/fast for its fast tier, runs/<model> with -m)")
-    p.add_argument("-j", "--jobs", type=positive_int,
+    p.add_argument("-j", "--jobs", type=option("jobs"),
                    help="claim runs in parallel (default: one per core on CPU, up to 4)")
     p.add_argument("--cache-dir", help="trained fixtures (default: $LAZARUS_CACHE_DIR or ~/.cache/lazarus_bench)")
     include_args(p)
@@ -53,6 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise LazarusError("--adapter needs exactly one -m MODEL: the checkpoint the adapter was trained on")
     models = args.model or list(DEFAULT_MODELS)
     report_dir = args.report_dir or default_report_dir(args.model, args.adapter, args.tier)
+    check_writable(Path(report_dir) / "REPORT.md")  # a folder the run could not write to, before any claim runs
     if args.tier == "fast" and not args.model:
         from ..zoo.build import ensure_micro_zoo
 

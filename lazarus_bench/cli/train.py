@@ -10,16 +10,14 @@ from typing import Sequence
 
 from ..errors import LazarusError
 from ..io import write_json
+from ..options import check_steps, option
 from ..protocols import ONE_FACTOR
 from .common import (
     Parser,
     _load,
     existing_file,
     model_args,
-    non_negative_float,
     output_dir,
-    positive_float,
-    positive_int,
     run_command,
 )
 
@@ -140,39 +138,41 @@ def build_parser() -> argparse.ArgumentParser:
         model_args(q)
         q.add_argument("-o", "--out", required=True, type=output_dir,
                        help="output directory (adapters, checkpoints, result.json)")
-        q.add_argument("--steps", type=positive_int)
-        q.add_argument("--lr", type=positive_float)
-        q.add_argument("--seed", type=int, default=0)
-        q.add_argument("--batch-size", type=positive_int)
+        q.add_argument("--steps", type=option("steps"))
+        q.add_argument("--lr", type=option("lr"), help="learning rate (0 trains nothing: the null run)")
+        q.add_argument("--seed", type=option("seed"), default=0)
+        q.add_argument("--batch-size", type=option("batch_size"))
         if method == "sft":
             q.add_argument("--data", type=existing_file,
                            help="JSONL with prompt/completion per line (default: generated arithmetic)")
-            q.add_argument("--n-train", type=positive_int, default=5000)
-            q.add_argument("--data-seed", type=int, default=0)
+            q.add_argument("--n-train", type=option("n_train"), default=5000)
+            q.add_argument("--data-seed", type=option("data_seed"), default=0)
             q.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
-            q.add_argument("--rank", type=positive_int, default=8)
-            q.add_argument("--scale", type=positive_float, default=20.0)
-            q.add_argument("--save-at", type=positive_int, nargs="*", help="also save adapters at these steps")
-            q.add_argument("--ranks", type=positive_int, default=1,
+            q.add_argument("--rank", type=option("rank"), default=8)
+            q.add_argument("--scale", type=option("scale"), default=20.0)
+            q.add_argument("--save-at", type=option("save_at"), nargs="*", help="also save adapters at these steps")
+            q.add_argument("--ranks", type=option("ranks"), default=1,
                            help="data-parallel processes on this machine, one BLAS thread each (each takes every "
                                 "N-th row of a batch; gradients weighted by response tokens, so the steps are those "
                                 "of one process); 2 on a 2-core CPU trains a small model ~1.5x faster")
         if method == "dual-reward":
             q.add_argument("--protocol", default="corrected", choices=["corrected", "original", *ONE_FACTOR])
-            q.add_argument("--cls-weight", type=non_negative_float)
+            q.add_argument("--cls-weight", type=option("cls_weight"),
+                           help="w in w * cls + (1 - w) * answer, in [0, 1]")
         if method == "grpo":
             q.add_argument("--variant", default="grpo",
                            choices=["grpo", "dual", "balanced", "entropy", "low_lr", "cls_heavy"],
                            help="seed 002's runs: pure GRPO, GRPO + dual-reward, and the four collapse fixes")
-            q.add_argument("--lora-rank", type=positive_int, help="train LoRA of this rank instead of all parameters")
+            q.add_argument("--lora-rank", type=option("lora_rank"),
+                           help="train LoRA of this rank instead of all parameters")
         if method == "engram":
             q.add_argument("--variant", default="M3", choices=["M1", "M2", "M3"],
                            help="M1 classifier, M2 + LM loss, M3 + engram bottleneck prefix")
             q.add_argument("--dataset", default="sentiment", choices=["sentiment", "topic"])
         if method == "two-stage":
             q.add_argument("--aggressive", action="store_true", help="the writeup's Experiment 1 stage 2")
-            q.add_argument("--stage1-steps", type=positive_int)
-            q.add_argument("--stage2-steps", type=positive_int)
+            q.add_argument("--stage1-steps", type=option("stage1_steps"))
+            q.add_argument("--stage2-steps", type=option("stage2_steps"))
     return p
 
 
@@ -183,6 +183,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if getattr(args, "data", None):
         args.examples = _read_examples(args.data)  # before anything is loaded or written
+    if getattr(args, "save_at", None):
+        from ..training.sft import SFTConfig
+
+        check_steps(args.steps or SFTConfig().train.steps, tuple(args.save_at), owner="--save-at: ")
     handle = _load(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,8 @@ from typing import Sequence
 
 from ..errors import LazarusError
 from ..io import write_json
-from .common import Parser, _table, output_file, positive_int, run_command
+from ..options import option
+from .common import Parser, _table, output_file, run_command
 
 HELP = ("the embedded model zoo: build, list, eval; `replicas` builds scaled-down random-weight replicas of the "
         "writeups' checkpoints with their real tokenizers (ids replica:NAME)")
@@ -23,10 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="default", choices=["default", "micro"])
     p.add_argument("--dir", help="zoo directory (default: shipped zoo; builds go to the cache)")
     p.add_argument("--models", nargs="+", choices=["base", "instruct", "untied", "moe"])
-    p.add_argument("--seed", type=int, default=None,
+    p.add_argument("--seed", type=option("seed"), default=None,
                    help="build seed (default: the one its zoo was built with); replicas: init seed (default 0)")
     p.add_argument("--force", action="store_true", help="rebuild models that already verify")
-    p.add_argument("--ranks", type=positive_int, default=None,
+    p.add_argument("--ranks", type=option("ranks"), default=None,
                    help="data-parallel training processes for a build (default: 2 on 2+ cores, 1 for micro)")
     p.add_argument("--json", metavar="PATH", type=output_file)
     p.add_argument("--write", action="store_true",

@@ -15,6 +15,7 @@ from tabulate import tabulate
 from ..claims import prereg
 from ..claims.base import all_claims, bound_text
 from ..errors import LazarusError
+from ..io import write_text
 from ..protocols import SINGLE_DEFECT_ORIGINAL
 from ..zoo.registry import MANIFEST, resolve_zoo
 from .records import load_records
@@ -144,11 +145,7 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
     if loaded.skipped:
         lines += ["## Records not read", ""] + [f"- `{name}`: {why}" for name, why in loaded.skipped] + [""]
     lines += failed_reruns(loaded.failed)
-    out = report_dir / out_name
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(out)
-    return out
+    return write_text(report_dir / out_name, "\n".join(lines) + "\n")
 
 
 def failed_reruns(failed: list[dict]) -> list[str]:

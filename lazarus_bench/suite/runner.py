@@ -30,7 +30,7 @@ from ..claims.base import (
     slug,
 )
 from ..errors import LazarusError
-from ..models import model_fingerprint
+from ..models import check_model_id, model_fingerprint
 from ..runinfo import environment
 from ..stats import Verdict
 from .records import save_record
@@ -57,11 +57,10 @@ class ModelPool:
         return self._audits[model_id]
 
 
-def _base_record(claim: Claim, info: ModelInfo | None, model_id: str, protocol: str, tier: str, params: dict,
+def _base_record(claim: Claim, info: ModelInfo, model_id: str, protocol: str, tier: str, params: dict,
                  seeds: list[int], origin: dict | None = None) -> dict:
     name = origin["id"] if origin else model_id
-    model = {"id": name, "slug": slug(name), "hash": model_fingerprint(model_id) if info is not None else None,
-             "info": asdict(info) if info is not None else None}
+    model = {"id": name, "slug": slug(name), "hash": model_fingerprint(model_id), "info": asdict(info)}
     if origin:
         model.update(path=model_id, base=origin["base"], adapter=origin["adapter"])
     return {
@@ -112,15 +111,8 @@ def run_claim(claim: Claim, model_id: str, *, tier: str = "slow", n_seeds: int |
     n = n_seeds if n_seeds is not None else claim.default_seeds[tier]
     seeds = list(range(n)) if claim.training else []
     start, counts = time.perf_counter(), flops.totals()
-    info = None
-    try:
-        handle = pool.get(model_id)
-        info = model_info(handle, ZOO_INSTRUCT_PAIRS)
-    except LazarusError as exc:
-        record = {**_base_record(claim, None, model_id, protocol, tier, params, seeds, origin),
-                  "status": "skipped", "reason": f"model failed to load: {exc}"}
-        save_record(report_dir, record)
-        return record
+    handle = pool.get(model_id)  # a model that does not load is the caller's error: no record is written for it
+    info = model_info(handle, ZOO_INSTRUCT_PAIRS)
     record = _base_record(claim, info, model_id, protocol, tier, params, seeds, origin)
     record["tokenization"] = pool.audit(model_id)
     reason = claim.applies(info) or ablation_scope(protocol, info)
@@ -274,6 +266,8 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
     if not models:
         raise LazarusError("no models given")
     check_overrides(overrides, claims, tier)
+    for model_id in models:
+        check_model_id(model_id)
     log = log or say
     origins = fused_models(models, adapter, cache_dir or default_root(), log) if adapter else {}
     models = list(origins) or list(models)

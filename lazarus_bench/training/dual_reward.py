@@ -20,6 +20,7 @@ from typing import Sequence
 import mlx.core as mx
 import mlx.nn as nn
 
+from .. import options
 from .. import prompts as prompt_sets
 from ..analysis.generate import answer_accuracy
 from ..models import ModelHandle
@@ -46,6 +47,10 @@ class DualRewardConfig:
     ops: tuple[str, ...] = ("*", "+", "-", "/")
     mul_range: tuple[int, int] = (1, 12)
     add_range: tuple[int, int] = (0, 99)
+
+    def __post_init__(self) -> None:
+        options.check(options.OPTIONS, "cls_weight", self.cls_weight, owner="dual reward: ")
+        options.check(options.OPTIONS, "batch_size", self.batch_size, owner="dual reward: ")
 
     @property
     def defects(self) -> frozenset[str]:

@@ -36,6 +36,7 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from ..errors import LazarusError
+from ..io import write_safetensors, write_text
 from ..models import ModelHandle
 from .data import Batches, Encoded
 from .loop import TrainConfig, TrainResult, train_loop
@@ -446,6 +447,6 @@ def train_engram(
     )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        mx.save_safetensors(str(out / WEIGHTS_FILE), dict(tree_flatten(model.trainable_parameters())))
-        (out / RESULT_FILE).write_text(json.dumps(res.to_dict(), indent=2) + "\n")
+        write_safetensors(out / WEIGHTS_FILE, dict(tree_flatten(model.trainable_parameters())))
+        write_text(out / RESULT_FILE, json.dumps(res.to_dict(), indent=2) + "\n")
     return res

@@ -25,6 +25,7 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten
 
+from .. import options
 from ..analysis.generate import eos_ids, first_int
 from ..errors import LazarusError
 from ..models import ModelHandle, save_model
@@ -71,8 +72,7 @@ class GRPOConfig:
             raise LazarusError("prompts_per_step and max_new_tokens must be >= 1")
         if not self.temperature > 0:
             raise LazarusError(f"temperature must be > 0 for sampling, not {self.temperature}")
-        if not 0.0 <= self.cls_weight <= 1.0:
-            raise LazarusError(f"cls_weight must lie in [0, 1], not {self.cls_weight}")
+        options.check(options.OPTIONS, "cls_weight", self.cls_weight, owner="GRPO: ")
         if self.entropy_bonus and not self.cls_weight:
             raise LazarusError("entropy_bonus acts on the classification term: set cls_weight > 0")
 

@@ -26,8 +26,9 @@ import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
-from .. import flops
+from .. import flops, options
 from ..errors import LazarusError
+from ..io import write_safetensors
 
 CHECKPOINT = "checkpoint.safetensors"
 LOSS_WEIGHT = "loss_weight"
@@ -60,6 +61,12 @@ class TrainConfig:
     log_every: int = 10
     eval_every: int = 0
     name: str = "train"
+
+    def __post_init__(self) -> None:
+        """Each field in its declared range (``options``), every save step within the run."""
+        for name in ("steps", "lr", "seed", "warmup", "save_at"):
+            options.check(options.OPTIONS, name, getattr(self, name), owner=f"{self.name}: ")
+        options.check_steps(self.steps, self.save_at, owner=f"{self.name}: ")
 
     def learning_rate(self) -> Any:
         """Constant, or linear warm-up then constant / cosine decay to ``min_lr_ratio * lr``."""
@@ -146,9 +153,7 @@ def _save_checkpoint(path: Path, model: nn.Module, opt: optim.Optimizer, result:
     arrays = {f"model.{k}": v for k, v in tree_flatten(model.trainable_parameters())}
     arrays.update({f"opt.{k}": v for k, v in tree_flatten(opt.state) if isinstance(v, mx.array)})
     meta = {"result": json.dumps(result.to_dict())}
-    tmp = path.with_name(f".{path.name}.tmp.safetensors")
-    mx.save_safetensors(str(tmp), arrays, metadata=meta)
-    os.replace(tmp, path)
+    write_safetensors(path, arrays, metadata=meta)
 
 
 def _load_checkpoint(path: Path, model: nn.Module, opt: optim.Optimizer) -> dict:

@@ -11,6 +11,8 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
+from ..io import write_safetensors, write_text
+
 ADAPTER_WEIGHTS = "adapters.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -59,12 +61,8 @@ def save_adapter(model: nn.Module, out_dir: str | os.PathLike, adapter_config: d
     """Write ``adapters.safetensors`` (trainable weights) and ``adapter_config.json`` atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{ADAPTER_WEIGHTS}.tmp.safetensors"
-    mx.save_safetensors(str(tmp), dict(tree_flatten(model.trainable_parameters())))
-    os.replace(tmp, out / ADAPTER_WEIGHTS)
-    tmpc = out / f".{ADAPTER_CONFIG}.tmp"
-    tmpc.write_text(json.dumps({**adapter_config, **(extra or {})}, indent=2) + "\n")
-    os.replace(tmpc, out / ADAPTER_CONFIG)
+    write_safetensors(out / ADAPTER_WEIGHTS, dict(tree_flatten(model.trainable_parameters())))
+    write_text(out / ADAPTER_CONFIG, json.dumps({**adapter_config, **(extra or {})}, indent=2) + "\n")
     return out
 
 
