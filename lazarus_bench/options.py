@@ -24,11 +24,14 @@ class Interval:
     high_closed: bool = True
 
     def __str__(self) -> str:
-        low = "-inf" if self.low == -INF else f"{self.low:g}"
-        high = "inf" if self.high == INF else f"{self.high:g}"
+        low = "-inf" if self.low == -INF else self._number(self.low)
+        high = "inf" if self.high == INF else self._number(self.high)
         left = "[" if self.low_closed and self.low != -INF else "("
         right = "]" if self.high_closed and self.high != INF else ")"
         return f"{'an integer' if self.kind is int else 'a finite number'} in {left}{low}, {high}{right}"
+
+    def _number(self, end: float) -> str:
+        return str(int(end)) if self.kind is int else f"{end:g}"
 
     def contains(self, value: Any) -> bool:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -129,7 +132,6 @@ OPTIONS: dict[str, Range] = {
     "null": COUNT,
     "seeds": COUNT,
     "jobs": Interval(int, 1, 256),
-    "timeout": POSITIVE,
 }
 
 # Claim parameters (``--params``), by name: the writeups' numbers, test sizes and thresholds.
