@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = "lazarus_bench"
-ROOT = Path(__file__).resolve().parents[1] / PACKAGE
+ROOT = Path(__file__).resolve().parents[2] / PACKAGE
 
 LAYERS = {
     6: ("cli",),
