@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -34,9 +35,9 @@ class Interval:
         return str(int(end)) if self.kind is int else f"{end:g}"
 
     def contains(self, value: Any) -> bool:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy scalars are Real too
             return False
-        if self.kind is int and not (isinstance(value, int) or float(value).is_integer()):
+        if self.kind is int and not (isinstance(value, numbers.Integral) or float(value).is_integer()):
             return False
         if not math.isfinite(value):
             return False

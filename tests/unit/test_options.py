@@ -1,0 +1,51 @@
+"""options: the declared ranges' membership, text parsing and messages, against values written out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lazarus_bench import options
+from lazarus_bench.errors import LazarusError
+from lazarus_bench.options import Choice, Each, Interval, OrNone
+
+
+@pytest.mark.parametrize("interval,inside,outside", [
+    (Interval(int, 1), [1, 2, 10**9, np.int64(3), 4.0], [0, -1, 1.5, True, math.inf, math.nan, "2", None]),
+    (Interval(float, 0.0, 1.0), [0, 0.0, 0.5, 1, np.float32(0.25)], [-1e-12, 1.0000001, math.nan, math.inf]),
+    (Interval(float, 0.0, 1.0, low_closed=False, high_closed=False), [1e-300, 0.5, 0.999], [0.0, 1.0, -0.0]),
+    (Interval(int, 0, 2**32 - 1), [0, 2**32 - 1], [-1, 2**32]),
+])
+def test_interval_membership(interval, inside, outside):
+    assert all(interval.contains(v) for v in inside), [v for v in inside if not interval.contains(v)]
+    assert not any(interval.contains(v) for v in outside), [v for v in outside if interval.contains(v)]
+
+
+def test_interval_text_and_messages():
+    assert str(Interval(int, 1)) == "an integer in [1, inf)"
+    assert str(Interval(float, 0.0, 1.0, low_closed=False)) == "a finite number in (0, 1]"
+    assert str(Interval(int, 0, 2**32 - 1)) == "an integer in [0, 4294967295]"
+    assert Interval(int, 1).parse("7") == 7
+    for text in ("0", "1.5", "x", "", "nan"):
+        with pytest.raises(ValueError, match=r"expected an integer in \[1, inf\)"):
+            Interval(int, 1).parse(text)
+
+
+def test_choice_each_and_or_none_are_strict_about_kinds():
+    flag = Choice((True, False))
+    assert flag.contains(True) and not flag.contains(1) and not flag.contains("True")
+    pair = Each(Interval(float, 0.0, 1.0), min_len=2, max_len=2)
+    assert pair.contains([0.1, 0.9]) and not pair.contains([0.1]) and not pair.contains([0.1, 2.0])
+    assert not pair.contains("ab") and OrNone(pair).contains(None)
+
+
+def test_check_and_relations_are_one_line():
+    with pytest.raises(LazarusError, match=r"^dual: cls_weight = 2: expected a finite number in \[0, 1\]$"):
+        options.check(options.OPTIONS, "cls_weight", 2, owner="dual: ")
+    with pytest.raises(LazarusError, match="no declared range"):
+        options.check(options.OPTIONS, "nonexistent", 1)
+    with pytest.raises(LazarusError, match=r"save_at \[6, 9\] lies beyond steps = 5"):
+        options.check_steps(5, (1, 6, 9))
+    options.check_steps(5, (1, 5))
