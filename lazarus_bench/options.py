@@ -110,6 +110,7 @@ POSITIVE = Interval(float, 0.0, low_closed=False)
 NON_NEGATIVE = Interval(float, 0.0)
 FRACTION_OF_DEPTH = Interval(float, 0.0, 1.0)
 POINTS = Interval(float, 0.0, 100.0)
+RELATIVE_FALL = Interval(float, -INF, 1.0)  # (before - after) / before: 1 at most, negative for a rise
 
 # Command-line options (and the library config fields they set), by the option's name without dashes.
 OPTIONS: dict[str, Range] = {
@@ -186,7 +187,7 @@ PARAMS: dict[str, Range] = {
     "min_accuracy": PROB,
     "min_ari": Interval(float, -0.5, 1.0),
     "min_base_answers": PROB,
-    "min_cls_loss_fall": PROB,
+    "min_cls_loss_fall": RELATIVE_FALL,
     "min_cluster_accuracy": PROB,
     "min_collapse_rate": PROB,
     "min_correct": COUNT0,
@@ -194,14 +195,14 @@ PARAMS: dict[str, Range] = {
     "min_family_prob": PROB,
     "min_gain": Interval(float, -1.0, 1.0),
     "min_late_share": PROB,
-    "min_m1_above_chance": PROB,
+    "min_m1_above_chance": Interval(float, -1.0, 1.0),  # accuracy minus chance
     "min_memory_ratio": POSITIVE,
     "min_params": COUNT0,
     "min_peak_accuracy": PROB,
     "min_post_trained": PROB,
     "min_prob": PROB,
     "min_readout_move": PROB,
-    "min_remain_association": POSITIVE,
+    "min_remain_association": NON_NEGATIVE,
     "min_remain_presence": PROB,
     "min_reward_rise": Interval(float, -1.0, 1.0),
     "min_rise_ratio": POSITIVE,
@@ -210,7 +211,7 @@ PARAMS: dict[str, Range] = {
     "min_spellable": PROB,
     "min_stage1_accuracy": PROB,
     "min_stage2_accuracy_move": POINTS,
-    "min_val_loss_fall": PROB,
+    "min_val_loss_fall": RELATIVE_FALL,
     "min_variance_share": PROB,
     "n_bootstrap": Interval(int, 20),
     "n_eval": COUNT,

@@ -203,7 +203,7 @@ def test_h13_remain_and_late_answers(saved_model, tmp_path, pool, check_gates):
 
 def test_h14_stops_after_stage_one_below_the_writeups_baseline(saved_model, tmp_path, pool):
     """Stage 1 is trained for every seed first; below the gate no stage 2 is trained and no control is run."""
-    record = run("H14", saved_model("llama"), tmp_path, pool, overrides={"min_stage1_accuracy": 1.01})
+    record = run("H14", saved_model("llama"), tmp_path, pool, overrides={"min_stage1_accuracy": 1.0})
     assert record["verdict"] == "NOT TESTABLE" and record["controls"] == [] and record["samples"] == []
     accuracy = record["extra"]["descriptive"]["stage1_symbolic_accuracy"]
     assert record["fitness"] == [{**record["fitness"][0], "value": float(np.mean(list(accuracy.values()))),
