@@ -14,6 +14,7 @@ import pytest
 
 from lazarus_bench.claims.base import all_claims
 from lazarus_bench.errors import LazarusError
+from lazarus_bench.stats import Verdict
 from lazarus_bench.suite.runner import run_claim
 
 
@@ -31,16 +32,16 @@ def _check(claim, tier, model_id, suite, request):
     except LazarusError as exc:  # the model did not load (no record is written for it) or a record was not saved
         pytest.fail(f"{claim.id} on {model_id}: {exc}", pytrace=False)
     main = records[0]
-    summary = "; ".join(f"{r['protocol']}: {r.get('verdict') or r['status']} ({r.get('reason', '')})" for r in records)
-    if main["status"] == "skipped":
-        pytest.skip(f"{claim.id} on {model_id}: {main['reason']}")
-    if main.get("verdict") == "NOT TESTABLE":
-        pytest.skip(f"{claim.id} on {model_id}: NOT TESTABLE: {main['reason']}")
-    if main["status"] == "error" and not suite["report_only"]:
-        pytest.fail(f"{claim.id} on {model_id}: error: {main['reason']}", pytrace=False)
+    summary = "; ".join(f"{r.protocol}: {r.verdict or r.status} ({r.reason})" for r in records)
+    if main.status == "skipped":
+        pytest.skip(f"{claim.id} on {model_id}: {main.reason}")
+    if main.verdict == Verdict.NOT_TESTABLE:
+        pytest.skip(f"{claim.id} on {model_id}: NOT TESTABLE: {main.reason}")
+    if main.status == "error" and not suite["report_only"]:
+        pytest.fail(f"{claim.id} on {model_id}: error: {main.reason}", pytrace=False)
     if suite["report_only"] or tier == "fast":
         return
-    if main["verdict"] != "SUPPORTED":
+    if main.verdict != Verdict.SUPPORTED:
         pytest.fail(f"{claim.id} not supported on {model_id}: {summary}", pytrace=False)
 
 

@@ -100,19 +100,19 @@ def check_gates():
     return _check_gates
 
 
-def _check_gates(record: dict, expected: dict[str, float]) -> None:
+def _check_gates(record, expected: dict[str, float]) -> None:
     """Each fitness gate's value equals the test's own recomputation, and the verdict is NOT TESTABLE exactly when a
     gate failed (the measurement's own verdict kept as ``measured_verdict``)."""
     import pytest
 
-    gates = {g["name"]: g for g in record["fitness"]}
+    gates = {g.name: g for g in record.fitness}
     assert set(gates) == set(expected)
     for name, value in expected.items():
         g = gates[name]
-        assert g["value"] == pytest.approx(value, rel=1e-6, abs=1e-12), name
-        low, high = g["threshold"] if g["direction"] == "within" else (
-            (g["threshold"], float("inf")) if g["direction"] == "above" else (float("-inf"), g["threshold"]))
-        assert g["passed"] == (low <= g["value"] <= high), name
-    failed = [g for g in gates.values() if not g["passed"]]
-    assert (record["verdict"] == "NOT TESTABLE") == bool(failed)
-    assert record["statistic"]["verdict"] == record.get("measured_verdict", record["verdict"])
+        assert g.value == pytest.approx(value, rel=1e-6, abs=1e-12), name
+        low, high = g.threshold if g.direction == "within" else (
+            (g.threshold, float("inf")) if g.direction == "above" else (float("-inf"), g.threshold))
+        assert g.passed == (low <= g.value <= high), name
+    failed = [g for g in gates.values() if not g.passed]
+    assert (record.verdict == "NOT TESTABLE") == bool(failed)
+    assert record.statistic.verdict == (record.measured_verdict or record.verdict)

@@ -197,25 +197,25 @@ def test_divergent_lora_stops_with_one_line(saved_model, tmp_path, capfd):
 
 
 def test_failed_rerun_keeps_the_finished_record(tmp_path):
-    from lazarus_bench.suite.records import failed_path, load_records, record_path, save_record
+    from lazarus_bench.suite.records import ModelRef, Record, failed_path, load_records, record_path, save_record
     from lazarus_bench.suite.report import failed_reruns
 
     def record(status, value):
-        return {"claim": {"id": "H01"}, "model": {"id": "m", "slug": "m"}, "protocol": "corrected",
-                "status": status, "reason": value}
+        return Record(claim={"id": "H01"}, model=ModelRef(id="m", slug="m", hash="", info={}), protocol="corrected",
+                      tier="slow", params={}, seeds=(), prereg={}, timestamp="", status=status, reason=value)
 
     good = save_record(tmp_path, record("ok", "first run"))
     assert save_record(tmp_path, record("error", "boom")) == failed_path(tmp_path, "H01", "m", "corrected")
     assert json.loads(good.read_text())["reason"] == "first run"
     loaded = load_records(tmp_path)
-    assert [r["reason"] for r in loaded.records] == ["first run"] and [r["reason"] for r in loaded.failed] == ["boom"]
+    assert [r.reason for r in loaded.records] == ["first run"] and [r.reason for r in loaded.failed] == ["boom"]
     section = "\n".join(failed_reruns(loaded.failed))
     assert "earlier finished record" in section and "H01 on m (corrected)" in section and "error: boom" in section
     save_record(tmp_path, record("ok", "second run"))
     assert json.loads(record_path(tmp_path, "H01", "m", "corrected").read_text())["reason"] == "second run"
     assert not failed_path(tmp_path, "H01", "m", "corrected").exists()
     # with no finished record before it, a failed run is the record
-    assert save_record(tmp_path, {**record("error", "x"), "protocol": "original"}) == \
+    assert save_record(tmp_path, record("error", "x").replace(protocol="original")) == \
         record_path(tmp_path, "H01", "m", "original")
 
 

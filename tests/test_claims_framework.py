@@ -8,11 +8,11 @@ import os
 import pytest
 
 from lazarus_bench.cache import MANIFEST, FixtureCache, cache_key
-from lazarus_bench.claims.base import REGISTRY, Claim, Outcome, get_claim, register
+from lazarus_bench.claims.base import REGISTRY, Claim, GateResult, Outcome, get_claim, register
 from lazarus_bench.errors import LazarusError
 from lazarus_bench.models import load_model
 from lazarus_bench.stats import threshold_claim
-from lazarus_bench.suite.records import SCHEMA_VERSION, load_records
+from lazarus_bench.suite.records import SCHEMA_VERSION, Record, load_records
 from lazarus_bench.suite.report import render
 from lazarus_bench.suite.runner import run_claim
 
@@ -112,13 +112,14 @@ def test_runner_records_ok_skip_and_error_without_losing_any(saved_model, tmp_pa
         error = run_claim(_fake_claim("T03", broken), path, report_dir=tmp_path, log=lambda m: None)
         with pytest.raises(LazarusError, match="model path not found"):  # a model that does not load: no record
             run_claim(_fake_claim("T04", good), str(tmp_path / "nope"), report_dir=tmp_path, log=lambda m: None)
-        assert ok["status"] == "ok" and ok["verdict"] == "SUPPORTED" and ok["model"]["hash"]
-        assert skipped["status"] == "skipped" and skipped["reason"] == "not for dense models"
-        assert error["status"] == "error" and "measure crashed" in error["reason"]
+        assert ok.status == "ok" and ok.verdict == "SUPPORTED" and ok.model.hash
+        assert skipped.status == "skipped" and skipped.reason == "not for dense models"
+        assert error.status == "error" and "measure crashed" in error.reason
         loaded = load_records(tmp_path)
-        assert sorted(r["claim"]["id"] for r in loaded.records) == ["T01", "T02", "T03"]
-        assert all(r["schema_version"] == SCHEMA_VERSION for r in loaded.records)
-        assert ok["environment"]["packages"]["mlx"]
+        assert sorted(r.claim_id for r in loaded.records) == ["T01", "T02", "T03"]
+        files = sorted((tmp_path / "records").glob("*.json"))
+        assert [json.loads(f.read_text())["schema_version"] for f in files] == [SCHEMA_VERSION] * 3
+        assert ok.environment["packages"]["mlx"]
         report = render(tmp_path).read_text()
         assert "## Verdict matrix" in report and "SUPPORTED" in report and "measure crashed" in report
         assert (tmp_path / "plots").is_dir() and any((tmp_path / "plots").iterdir())
@@ -201,13 +202,13 @@ def test_a_failed_fitness_gate_makes_the_claim_not_testable_and_keeps_the_number
     try:
         failed = run_claim(claim, path, report_dir=tmp_path, log=lambda m: None)
         layers = load_model(path).n_layers
-        assert failed["fitness"] == [{"name": "depth", "value": layers, "threshold": 16.0, "direction": "above",
-                                      "passed": False, "description": "layers"}]
-        assert failed["verdict"] == "NOT TESTABLE" and failed["measured_verdict"] == "SUPPORTED"
-        assert failed["statistic"]["verdict"] == "SUPPORTED" and "fitness gate 'depth'" in failed["reason"]
+        assert failed.fitness == (GateResult(name="depth", value=layers, threshold=16.0, direction="above",
+                                             passed=False, description="layers"),)
+        assert failed.verdict == "NOT TESTABLE" and failed.measured_verdict == "SUPPORTED"
+        assert failed.statistic.verdict == "SUPPORTED" and "fitness gate 'depth'" in failed.reason
         passed = run_claim(claim, path, report_dir=tmp_path / "b", overrides={"min_layers": layers},
                            log=lambda m: None)
-        assert passed["verdict"] == "SUPPORTED" and passed["fitness"][0]["passed"]
+        assert passed.verdict == "SUPPORTED" and passed.fitness[0].passed
         report = render(tmp_path).read_text()
         assert "NOT TESTABLE 1" in report and f"depth {layers} >= 16: FAIL" in report
     finally:
@@ -232,12 +233,12 @@ def test_a_gate_required_inside_the_measure_stops_it_with_its_numbers(saved_mode
                            params={"min_stage1": 0.75}, measure=staged, gates=(gate,)))
     try:
         record = run_claim(claim, str(saved_model("llama")), report_dir=tmp_path, log=lambda m: None)
-        assert record["verdict"] == "NOT TESTABLE" and reached == []
-        assert record["extra"]["descriptive"] == {"stage1_accuracy": 0.4}
-        assert record["fitness"][0]["value"] == 0.4 and not record["fitness"][0]["passed"]
+        assert record.verdict == "NOT TESTABLE" and reached == []
+        assert record.extra["descriptive"] == {"stage1_accuracy": 0.4}
+        assert record.fitness[0].value == 0.4 and not record.fitness[0].passed
         record = run_claim(claim, str(saved_model("llama")), report_dir=tmp_path, overrides={"min_stage1": 0.3},
                            log=lambda m: None)
-        assert record["verdict"] == "SUPPORTED" and reached == ["stage 2"]
+        assert record.verdict == "SUPPORTED" and reached == ["stage 2"]
     finally:
         REGISTRY.pop("T06", None)
 
@@ -246,13 +247,13 @@ def test_report_adds_up_worker_seconds_per_claim_and_model():
     from lazarus_bench.suite.report import _time_spent
 
     def rec(claim, model, wall):
-        return {"claim": {"id": claim}, "model": {"id": model}, "wall_s": wall}
+        return Record.bare(claim, model, wall_s=wall)
 
     records = [rec("H01", "a", 10.4), rec("H05a", "a", 100.0), rec("H05a", "a", 50.0), rec("H05a", "b", 1200.2)]
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in _time_spent(records, ["a", "b"])[-2].splitlines()[2:]}
     assert rows == {"H01": ["10", "-", "10"], "H05a": ["150", "1,200", "1,350"], "total": ["160", "1,200", "1,361"]}
-    seeded = [{**r, "seeds": [0, 1, 2, 3, 4]} if r["claim"]["id"] == "H05a" else r for r in records]
+    seeded = [r.replace(seeds=(0, 1, 2, 3, 4)) if r.claim_id == "H05a" else r for r in records]
     text = _time_spent(seeded, ["a", "b"])[2]
     assert "ran 5 seed(s) and took 1,350 of the 1,361 worker-seconds" in text and "5/3" in text
 
@@ -261,9 +262,10 @@ def test_report_header_names_every_commit_the_records_came_from():
     from lazarus_bench.suite.report import _commits
 
     def rec(commit):
-        return {"environment": {"git_commit": commit}}
+        return Record.bare("H01", "m", environment={"git_commit": commit})
 
+    skipped = Record.bare("H01", "m", status="skipped")
     assert _commits([rec("a" * 40)] * 3) == "a" * 40
-    assert _commits([rec("b" * 40), rec("a" * 40), rec("b" * 40), {"status": "skipped"}]) == \
+    assert _commits([rec("b" * 40), rec("a" * 40), rec("b" * 40), skipped]) == \
         "commits bbbbbbb (2 records), aaaaaaa (1 records)", "a skip ran no code"
-    assert _commits([{"status": "skipped"}]) == "-"
+    assert _commits([skipped]) == "-"

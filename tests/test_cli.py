@@ -235,13 +235,13 @@ def test_run_with_an_adapter_writes_to_its_own_folder(saved_model, lora_adapter,
     assert not (tmp_path / "reports").exists()
     (folder,) = (tmp_path / "runs").iterdir()
     (record,) = load_records(folder).records
-    assert record["status"] == "ok" and record["model"]["base"] == base
-    assert record["model"]["adapter"]["path"] == str(adapter) and len(record["model"]["adapter"]["hash"]) == 16
-    assert record["model"]["id"] == f"{base} + adapter {adapter}" and (folder / "REPORT.md").is_file()
-    fused, unfused = load_model(record["model"]["path"]), load_model(base, adapter_path=str(adapter))
+    assert record.status == "ok" and record.model.base == base
+    assert record.model.adapter["path"] == str(adapter) and len(record.model.adapter["hash"]) == 16
+    assert record.model.id == f"{base} + adapter {adapter}" and (folder / "REPORT.md").is_file()
+    fused, unfused = load_model(record.model.path), load_model(base, adapter_path=str(adapter))
     ids = mx.array([unfused.encode("7 * 8 = ")])
     np.testing.assert_allclose(np.array(fused.model(ids)), np.array(unfused.model(ids)), rtol=1e-4, atol=1e-4)
-    assert record["model"]["hash"] == model_fingerprint(record["model"]["path"]) != model_fingerprint(base)
+    assert record.model.hash == model_fingerprint(record.model.path) != model_fingerprint(base)
 
 
 def test_run_adapter_needs_exactly_one_model(lora_adapter, capsys):

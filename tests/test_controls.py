@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from lazarus_bench import prompts
-from lazarus_bench.claims.base import ClaimContext, calibration, get_claim, model_info
+from lazarus_bench.claims.base import ClaimContext, ControlRun, calibration, get_claim, model_info
 from lazarus_bench.claims.common import probed_labels, probed_texts
 from lazarus_bench.claims.fixtures import dual_model
+from lazarus_bench.stats import Verdict
 from lazarus_bench.suite.runner import ModelPool, run_claim
 
 
@@ -21,20 +22,22 @@ def _run(claim_id, model_dir, tmp_path, pool=None, **kw):
 
 
 def _controls(record):
-    return {c["name"]: c for c in record["controls"]}
+    return {c.name: c for c in record.controls}
 
 
 def test_calibration_labels():
-    pos = {"built": True, "kind": "positive", "name": "p", "effect_verdict": "REFUTED"}
-    neg = {"built": True, "kind": "negative", "name": "n", "effect_verdict": "REFUTED"}
-    assert calibration([{**pos, "detected": True}, {**neg, "detected": False}])[0] == "calibrated"
-    label, why = calibration([{**pos, "detected": False, "verdict": "SUPPORTED"}, {**neg, "detected": False}])
+    def run(kind, built=True, detected=None, verdict=None):
+        return ControlRun(name=kind[0], kind=kind, description="", effect_verdict=Verdict.REFUTED, built=built,
+                          reason="r", detected=detected, verdict=verdict)
+
+    assert calibration([run("positive", detected=True), run("negative", detected=False)])[0] == "calibrated"
+    label, why = calibration([run("positive", detected=False, verdict=Verdict.SUPPORTED),
+                              run("negative", detected=False)])
     assert label == "insensitive" and why.startswith("INSENSITIVE: positive control 'p' not detected")
-    assert calibration([{**pos, "detected": True}, {**neg, "detected": True, "verdict": "REFUTED"}])[0] == \
-        "not specific"
-    assert calibration([{"built": False, "kind": "positive", "name": "x", "reason": "r"}])[0] == "uncalibrated"
-    assert calibration([{"built": False, "kind": "positive", "name": "x", "reason": "r"},
-                        {**neg, "detected": False}])[0] == "negative control only"
+    assert calibration([run("positive", detected=True),
+                        run("negative", detected=True, verdict=Verdict.REFUTED)])[0] == "not specific"
+    assert calibration([run("positive", built=False)])[0] == "uncalibrated"
+    assert calibration([run("positive", built=False), run("negative", detected=False)])[0] == "negative control only"
 
 
 def _planted_op_words(handle):
@@ -60,7 +63,7 @@ def test_h01_flags_a_planted_effect(saved_model, tmp_path):
     pool = ModelPool()
     pool._handles[path] = _planted_op_words(load_model(path))
     planted = _run("H01", path, tmp_path, pool)
-    assert planted["statistic"]["verdict"] == "REFUTED", planted["statistic"]["reason"]
+    assert planted.statistic.verdict == "REFUTED", planted.statistic.reason
 
 
 def test_h04_positive_control_is_the_h05_model_on_its_trained_prompt_form(saved_model, tmp_path):
@@ -90,26 +93,26 @@ def test_random_init_and_dual_reward_controls_measure_the_models_they_name(saved
     controls = _controls(record)
     positive = "dual-reward-trained model"
     assert set(controls) == {"random-init model", positive}
-    assert all(c["built"] for c in controls.values())
+    assert all(c.built for c in controls.values())
     # Each control's statistic is the claim's measure on the model it names (recomputed here from that model).
     claim = get_claim(claim_id)
     handle = load_model(path)
     ctx = ClaimContext(claim, model_info(handle), tier="fast", seeds=[], params=claim.parameters("fast"),
                        cache_dir=tmp_path / "cache", shared=handle)
     random = claim.measure(ctx.variant(handle=ctx.random_control()))
-    assert controls["random-init model"]["statistic"]["value"] == random.statistic.statistic
-    assert record["statistic"]["statistic"] != random.statistic.statistic
+    assert controls["random-init model"].statistic["value"] == random.statistic.statistic
+    assert record.statistic.statistic != random.statistic.statistic
     if claim_id == "H04":
         from lazarus_bench.claims.h04_probe_direction_vocab import h05_trained
 
         trained = claim.measure(h05_trained(ctx))
     else:
         trained = claim.measure(ctx.variant(handle=dual_model(ctx)))
-    assert controls[positive]["statistic"]["value"] == trained.statistic.statistic
+    assert controls[positive].statistic["value"] == trained.statistic.statistic
     # 4 training steps need not plant the effect: a missed positive control means no verdict is drawn.
-    if not controls[positive]["detected"]:
-        assert record["calibration"] == "insensitive" and record["verdict"] == "INCONCLUSIVE"
-        assert record["reason"].startswith("INSENSITIVE") and record["measured_verdict"]
+    if not controls[positive].detected:
+        assert record.calibration == "insensitive" and record.verdict == "INCONCLUSIVE"
+        assert record.reason.startswith("INSENSITIVE") and record.measured_verdict
 
 
 def test_h02_controls_permute_labels_and_read_the_operator_token(saved_model, tmp_path):
@@ -121,9 +124,9 @@ def test_h02_controls_permute_labels_and_read_the_operator_token(saved_model, tm
 
     record = _run("H02", saved_model("llama"), tmp_path)
     controls = _controls(record)
-    assert controls["operator position"]["detected"], controls["operator position"]["reason"]
-    assert not controls["permuted labels"]["detected"], controls["permuted labels"]["reason"]
-    assert controls["operator position"]["statistic"]["value"] != controls["permuted labels"]["statistic"]["value"]
+    assert controls["operator position"].detected, controls["operator position"].reason
+    assert not controls["permuted labels"].detected, controls["permuted labels"].reason
+    assert controls["operator position"].statistic["value"] != controls["permuted labels"].statistic["value"]
 
 
 @pytest.mark.parametrize("arch", ["mixtral", "qwen2_moe"])
@@ -131,23 +134,23 @@ def test_h10_planted_router_row_is_flagged_and_random_rows_are_not(saved_model, 
     record = _run("H10", saved_model(arch), tmp_path)
     controls = _controls(record)
     planted, random = controls["planted router row"], controls["random router rows"]
-    assert planted["built"] and planted["detected"] and planted["verdict"] == "REFUTED", planted["reason"]
-    assert random["built"] and not random["detected"], random["reason"]
-    assert record["calibration"] == "calibrated"
+    assert planted.built and planted.detected and planted.verdict == "REFUTED", planted.reason
+    assert random.built and not random.detected, random.reason
+    assert record.calibration == "calibrated"
 
 
 def test_h03_record_carries_both_controls(saved_model, tmp_path):
     record = _run("H03", saved_model("llama"), tmp_path)
     planted = _controls(record)["feature planted at a middle block"]
-    assert planted["built"] and planted["detected"] and planted["verdict"] == "SUPPORTED", planted["reason"]
-    assert _controls(record)["random-init model"]["built"]
+    assert planted.built and planted.detected and planted.verdict == "SUPPORTED", planted.reason
+    assert _controls(record)["random-init model"].built
 
 
 def test_a_control_that_cannot_be_built_is_stated_with_its_reason(saved_model, tmp_path):
     claim = get_claim("H05b")
     keep = next(c for c in claim.controls if c.name == "answers kept by construction")
     out = keep.run(claim, _ctx("H05b", saved_model("llama"), tmp_path, [0]))
-    assert not out["built"] and "manipulation floor" in out["reason"] and "verdict" not in out
+    assert not out.built and "manipulation floor" in out.reason and out.verdict is None
 
 
 def test_h05_untrained_runs_measure_the_model_before_training(saved_model, tmp_path):
@@ -156,12 +159,12 @@ def test_h05_untrained_runs_measure_the_model_before_training(saved_model, tmp_p
     record = _run("H05a", saved_model("llama"), tmp_path, n_seeds=2,
                   overrides={"min_seeds": 2, "min_cls_loss_fall": -10.0})
     untrained = _controls(record)["untrained runs"]
-    assert untrained["built"] and not untrained["detected"]
-    before = np.mean([s["vocab_prob_before"] for s in record["samples"]])
-    assert untrained["statistic"]["value"] == pytest.approx(before, rel=1e-6)
-    assert record["statistic"]["statistic"] != pytest.approx(before, rel=1e-6)
+    assert untrained.built and not untrained.detected
+    before = np.mean([s["vocab_prob_before"] for s in record.samples])
+    assert untrained.statistic["value"] == pytest.approx(before, rel=1e-6)
+    assert record.statistic.statistic != pytest.approx(before, rel=1e-6)
     planted = _controls(record)["planted operation naming"]
-    assert planted["kind"] == "positive" and not planted["built"] and "H01" in planted["reason"]
+    assert planted.kind == "positive" and not planted.built and "H01" in planted.reason
 
 
 def _ctx(claim_id, path, tmp_path, seeds, **overrides):
@@ -208,8 +211,8 @@ def test_h12_lora_against_lora_has_no_saving(saved_model, tmp_path):
     record = _run("H12", saved_model("llama"), tmp_path, overrides={"min_params": 0})
     controls = _controls(record)
     negative, positive = controls["LoRA against LoRA"], controls["planted saving"]
-    assert negative["built"] and not negative["detected"], negative["reason"]
-    assert not positive["built"] and "100M" in positive["reason"]
+    assert negative.built and not negative.detected, negative.reason
+    assert not positive.built and "100M" in positive.reason
     from lazarus_bench.claims.h12_lora_vs_full import lora_vs_full
     from lazarus_bench.models import load_model
 
@@ -223,7 +226,7 @@ def test_h13_negative_control_reads_the_addition_prompts(saved_model, tmp_path):
     record = _run("H13", saved_model("llama"), tmp_path, overrides={"min_remain_association": 0.0,
                                                                   "min_remain_presence": 0.0})
     negative = _controls(record)["addition prompts"]
-    assert negative["built"] and not negative["detected"], negative["reason"]
+    assert negative.built and not negative.detected, negative.reason
     ctx = _ctx("H13", saved_model("llama"), tmp_path, [0], operation="add")
     outcome = get_claim("H13").measure(ctx)
     assert {s["prompt"] for s in outcome.samples} == {t.text for t in prompts.seed000_tests().where(label="add")}
@@ -281,9 +284,9 @@ def test_part_controls_read_the_named_part():
 
     claim = Claim(id="T", title="", statement="", source="", criterion="", writeup="", params={}, measure=measure)
     identity = lambda ctx: ctx  # noqa: E731
-    assert Control("c", POSITIVE, "", identity, Verdict.SUPPORTED, part="a").run(claim, None)["detected"]
-    assert not Control("c", POSITIVE, "", identity, Verdict.SUPPORTED, part="b").run(claim, None)["detected"]
-    assert not Control("c", POSITIVE, "", identity, Verdict.SUPPORTED).run(claim, None)["detected"]
+    assert Control("c", POSITIVE, "", identity, Verdict.SUPPORTED, part="a").run(claim, None).detected
+    assert not Control("c", POSITIVE, "", identity, Verdict.SUPPORTED, part="b").run(claim, None).detected
+    assert not Control("c", POSITIVE, "", identity, Verdict.SUPPORTED).run(claim, None).detected
     with pytest.raises(LazarusError, match="part 'z'"):
         Control("c", POSITIVE, "", identity, Verdict.SUPPORTED, part="z").run(claim, None)
 
@@ -294,9 +297,9 @@ def test_part_controls_read_the_named_part():
 
     both = replace(claim, measure=combined)
     keep = Control("k", POSITIVE, "", identity, Verdict.SUPPORTED, part="keep").run(both, None)
-    assert keep["detected"] and keep["verdict"] == "SUPPORTED" and keep["reason"].startswith("criterion met")
+    assert keep.detected and keep.verdict == "SUPPORTED" and keep.reason.startswith("criterion met")
     destroy = Control("d", POSITIVE, "", identity, Verdict.SUPPORTED, part="destroy").run(both, None)
-    assert not destroy["detected"] and destroy["verdict"] == "REFUTED", "combine()'s criteria are parts too"
+    assert not destroy.detected and destroy.verdict == "REFUTED", "combine()'s criteria are parts too"
 
 
 def test_engram_clustering_term_clusters_and_unfed_engram_does_not(saved_model):

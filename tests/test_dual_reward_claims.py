@@ -30,12 +30,12 @@ STAT_FIELDS = {"name", "statistic", "ci_low", "ci_high", "confidence", "effect_s
 def _run(claim_id, model_dir, tmp_path, **kw):
     record = run_claim(get_claim(claim_id), str(model_dir), tier="fast", report_dir=tmp_path / "reports",
                        log=lambda message: None, **kw)
-    assert record["status"] == "ok", record.get("traceback") or record.get("reason")
-    assert record["verdict"] in {v.value for v in Verdict}
-    assert set(record["statistic"]) == STAT_FIELDS
-    assert record["statistic"]["verdict"] == record.get("measured_verdict", record["verdict"])
-    assert record["samples"] and record["curves"] and record["ours"]
-    for curve in record["curves"].values():
+    assert record.status == "ok", record.traceback or record.reason
+    assert record.verdict in {v.value for v in Verdict}
+    assert set(record.statistic) == STAT_FIELDS
+    assert record.statistic.verdict == record.get("measured_verdict", record.verdict)
+    assert record.samples and record.curves and record.ours
+    for curve in record.curves.values():
         assert curve["x"] and all(len(ys) <= len(curve["x"]) for ys in curve["series"].values())
     return record
 
@@ -47,10 +47,10 @@ def _same(a, b):
 def test_h05a_both_protocols_and_statistic_from_samples(saved_model, tmp_path, check_gates):
     model = saved_model("llama")
     record = _run("H05a", model, tmp_path, n_seeds=2, overrides={"min_seeds": 2})
-    samples, st = record["samples"], record["statistic"]
-    assert [s["seed"] for s in samples] == [0, 1] and record["seeds"] == [0, 1]
-    assert {"cls_loss", "answer_loss", "lens_true_op_word"} <= set(record["curves"])
-    assert len(record["curves"]["cls_loss"]["x"]) == record["params"]["steps"]
+    samples, st = record.samples, record.statistic
+    assert [s["seed"] for s in samples] == [0, 1] and record.seeds == [0, 1]
+    assert {"cls_loss", "answer_loss", "lens_true_op_word"} <= set(record.curves)
+    assert len(record.curves["cls_loss"]["x"]) == record.params["steps"]
     check_gates(record, {"cls loss fell": min(1 - s["final_cls_loss"] / s["initial_cls_loss"] for s in samples)})
     assert min(s["param_change_relative"] for s in samples) > 0
     probs = [s["vocab_prob_after"] for s in samples]
@@ -67,10 +67,10 @@ def test_h05a_both_protocols_and_statistic_from_samples(saved_model, tmp_path, c
         assert 0 <= s["correct_after"] <= s["n_prompts"] == 8
         assert 0 <= s["vocab_prob_after"] <= s["restricted_prob_after"] <= 1
     original = _run("H05a", model, tmp_path, protocol="original")
-    assert original["protocol"] == "original" and original["statistic"]["verdict"] == "INCONCLUSIVE"
-    assert "too few seeds" in original["statistic"]["reason"]
-    cls_fell = {g["name"]: g for g in original["fitness"]}["cls loss fell"]
-    assert (original["verdict"] == "NOT TESTABLE") == (not cls_fell["passed"])
+    assert original.protocol == "original" and original.statistic.verdict == "INCONCLUSIVE"
+    assert "too few seeds" in original.statistic.reason
+    cls_fell = {g.name: g for g in original.fitness}["cls loss fell"]
+    assert (original.verdict == "NOT TESTABLE") == (not cls_fell["passed"])
 
 
 def test_h05b_reuses_h05a_runs_and_tests_per_seed_changes(saved_model, tmp_path, check_gates):
@@ -78,22 +78,22 @@ def test_h05b_reuses_h05a_runs_and_tests_per_seed_changes(saved_model, tmp_path,
     h05a = _run("H05a", model, tmp_path, n_seeds=2, overrides={"min_seeds": 2}, cache_dir=cache)
     record = _run("H05b", model, tmp_path, n_seeds=2, cache_dir=cache,
                   overrides={"min_seeds": 2, "min_base_answers": 0.0, **OPEN_FLOOR})
-    assert [s["train_seconds"] for s in record["samples"]] == [s["train_seconds"] for s in h05a["samples"]]
-    changes = [s["answer_accuracy_after"] - s["answer_accuracy_before"] for s in record["samples"]]
+    assert [s["train_seconds"] for s in record.samples] == [s["train_seconds"] for s in h05a.samples]
+    changes = [s["answer_accuracy_after"] - s["answer_accuracy_before"] for s in record.samples]
     again = stats.threshold_claim(changes, -0.10, "above", 0.05, test="sign", min_n=2)
-    st = record["statistic"]
+    st = record.statistic
     assert st["n"] == 2 and _same(st["statistic"], again.statistic)
-    rows = record["samples"]
+    rows = record.samples
     check_gates(record, {"base answers": np.mean([s["answer_accuracy_before"] for s in rows]),
                          "cls loss fell": min(1 - s["final_cls_loss"] / s["initial_cls_loss"] for s in rows)})
-    controls = {c["name"]: c for c in record["controls"]}
-    assert controls["answers destroyed"]["built"] and not controls["answers kept by construction"]["built"]
+    controls = {c.name: c for c in record.controls}
+    assert controls["answers destroyed"].built and not controls["answers kept by construction"].built
 
 
 def test_h06_pairs_base_with_instruct_and_reuses_cached_base_runs(saved_model, tmp_path, monkeypatch, check_gates):
     base, instruct = str(saved_model("llama")), str(saved_model("llama", seed=1))
     skipped = run_claim(get_claim("H06"), base, tier="fast", report_dir=tmp_path / "reports", log=lambda m: None)
-    assert skipped["status"] == "skipped" and "no instruct variant" in skipped["reason"]
+    assert skipped.status == "skipped" and "no instruct variant" in skipped.reason
     monkeypatch.setitem(ZOO_INSTRUCT_PAIRS, base, instruct)
     cache = tmp_path / "cache"
     h05 = _run("H05a", base, tmp_path, n_seeds=2, cache_dir=cache, overrides=OPEN_FLOOR)
@@ -103,28 +103,28 @@ def test_h06_pairs_base_with_instruct_and_reuses_cached_base_runs(saved_model, t
     trained = [q for q in parts if q["params"]["lr_scale"] == 1.0]
     assert len(trained) == 4, "2 base runs reused, 2 instruct runs"
     assert len(parts) - len(trained) == 2, "H05a's negative control: the 2 seeds at learning rate 0"
-    rows = {v: [s for s in record["samples"] if s["variant"] == v] for v in ("base", "instruct")}
-    assert [s["train_seconds"] for s in rows["base"]] == [s["train_seconds"] for s in h05["samples"]]
+    rows = {v: [s for s in record.samples if s["variant"] == v] for v in ("base", "instruct")}
+    assert [s["train_seconds"] for s in rows["base"]] == [s["train_seconds"] for s in h05.samples]
     assert all(s["model"] == instruct for s in rows["instruct"])
     prob_b = [s["vocab_prob_after"] for s in rows["base"]]
     prob_i = [s["vocab_prob_after"] for s in rows["instruct"]]
-    assert all(s["first_logged_step"] == record["params"]["steps"] for s in rows["base"] + rows["instruct"])
+    assert all(s["first_logged_step"] == record.params["steps"] for s in rows["base"] + rows["instruct"])
     loss_b = [s["first_logged_cls_loss"] for s in rows["base"]]
     loss_i = [s["first_logged_cls_loss"] for s in rows["instruct"]]
-    st = record["statistic"]
+    st = record.statistic
     assert st["n"] == 2 and st["statistic"] == pytest.approx(np.mean(np.subtract(prob_i, prob_b)))
     criteria = st["details"]["criteria"]
     p_prob = sps.binom.sf(np.sum(np.subtract(prob_i, prob_b) < 0) - 1, 2, 0.5)
     p_loss = sps.binom.sf(np.sum(np.subtract(loss_i, loss_b) > 0) - 1, 2, 0.5)
     assert criteria["instruct_prob_lower"]["p_value"] == pytest.approx(p_prob)
     assert criteria["instruct_loss_higher"]["p_value"] == pytest.approx(p_loss)
-    assert {"cls_loss", "lens_true_op_word"} <= set(record["curves"])
-    assert any("instruct" in label for label in record["curves"]["cls_loss"]["series"])
+    assert {"cls_loss", "lens_true_op_word"} <= set(record.curves)
+    assert any("instruct" in label for label in record.curves["cls_loss"]["series"])
     both = rows["base"] + rows["instruct"]
     check_gates(record, {"post-trained instruct variant": 1.0,
                          "cls loss fell": min(1 - s["final_cls_loss"] / s["initial_cls_loss"] for s in both),
                          "not both at ceiling": min(np.mean(prob_b), np.mean(prob_i))})
-    [itself] = record["controls"]
+    [itself] = record.controls
     assert itself["name"] == "base paired with itself" and itself["built"] and not itself["detected"]
     assert itself["statistic"]["value"] == 0.0 and itself["verdict"] != "SUPPORTED"
 
@@ -155,18 +155,18 @@ def test_h06_zoo_instruct_without_a_reward_stage_is_not_post_trained(tmp_path, m
 
 def test_h08_collapse_statistic_from_samples(saved_model, tmp_path, check_gates):
     record = _run("H08", saved_model("llama"), tmp_path)
-    (sample,) = record["samples"]
+    (sample,) = record.samples
     assert sample["variant"] == "dual" and sample["cls_weight"] == 0.4 and sample["steps"] == 2
     assert len(sample["predicted"]) == sample["n_prompts"] == 6
-    collapsed, mode, count, accuracy = is_collapsed(sample["predicted"], sample["labels"], record["params"])
+    collapsed, mode, count, accuracy = is_collapsed(sample["predicted"], sample["labels"], record.params)
     assert (collapsed, mode, count) == (sample["collapsed"], sample["mode_word"], sample["mode_count"])
     again = stats.proportion_claim(int(collapsed), 1, 0.8, 0.05, chance=39 / 729, min_n=5)
-    st = record["statistic"]
+    st = record.statistic
     assert st["statistic"] == again.statistic and st["p_value"] == pytest.approx(again.p_value)
     assert st["verdict"] == "INCONCLUSIVE" and st["n"] == 1
-    rewards = record["curves"]["reward"]["series"]["w=0.4"]
-    zero = record["curves"]["zero_std_frac"]["series"]["w=0.4"]
-    cls = record["curves"]["cls_loss"]["series"]["w=0.4"]
+    rewards = record.curves["reward"]["series"]["w=0.4"]
+    zero = record.curves["zero_std_frac"]["series"]["w=0.4"]
+    cls = record.curves["cls_loss"]["series"]["w=0.4"]
     before = st["details"]["before_training"]
     check_gates(record, {"start reward rate": np.mean(rewards[: max(1, len(rewards) // 5)]),
                          "groups with reward variance": 1.0 - np.mean(zero),
@@ -176,23 +176,23 @@ def test_h08_collapse_statistic_from_samples(saved_model, tmp_path, check_gates)
                          / np.mean(cls[: max(1, len(cls) // 5)]),
                          "read-out moved": max(abs(sample["vocab_prob_by_word"][w]
                                                    - before["vocab_prob_by_word"][w]) for w in sample["labels"])})
-    assert "before_training" in st["details"] and {"cls_loss", "reward", "lens_op_words"} <= set(record["curves"])
-    moved = {g["name"]: g["value"] for g in record["fitness"]}["read-out moved"]
+    assert "before_training" in st["details"] and {"cls_loss", "reward", "lens_op_words"} <= set(record.curves)
+    moved = {g.name: g.value for g in record.fitness}["read-out moved"]
     assert moved > 0, "two steps at the claim's learning rate move the lens read-out (0 only at learning rate 0)"
     assert st["details"]["test"] == get_claim("H08").tests["collapsed"]
 
 
 def test_h09_runs_every_fix_and_holm_corrects(saved_model, tmp_path):
     record = _run("H09", saved_model("llama"), tmp_path)
-    assert [s["variant"] for s in record["samples"]] == list(FIXES)
-    per_fix = record["statistic"]["details"]["per_fix"]
+    assert [s["variant"] for s in record.samples] == list(FIXES)
+    per_fix = record.statistic.details["per_fix"]
     raw = [per_fix[f]["p_value"] for f in FIXES]
     assert [per_fix[f]["holm_p"] for f in FIXES] == pytest.approx(list(stats.holm(raw)))
     for fix in FIXES:
-        rows = [s for s in record["samples"] if s["variant"] == fix]
+        rows = [s for s in record.samples if s["variant"] == fix]
         assert per_fix[fix]["details"]["k"] == sum(s["collapsed"] for s in rows)
-    assert record["statistic"]["p_value"] == pytest.approx(max(per_fix[f]["holm_p"] for f in FIXES))
-    assert set(record["curves"]["cls_loss"]["series"]) == set(FIXES)
+    assert record.statistic.p_value == pytest.approx(max(per_fix[f]["holm_p"] for f in FIXES))
+    assert set(record.curves["cls_loss"]["series"]) == set(FIXES)
 
 
 def test_grpo_configs_keep_each_fix_and_apply_fast_sizes():
@@ -223,10 +223,10 @@ def test_grpo_dual_floors_fail_on_a_learning_rate_0_run(saved_model, tmp_path):
     record = run_claim(get_claim("H08"), str(saved_model("llama")), tier="fast", report_dir=tmp_path / "reports",
                        overrides={"lr_scale": 0.0, "start_reward_range": [0.0, 1.0], "min_variance_share": 0.0,
                                   "min_reward_rise": -1.0}, log=lambda m: None)
-    gates = {g["name"]: g for g in record["fitness"]}
-    assert gates["read-out moved"]["value"] == 0.0 and not gates["read-out moved"]["passed"]
-    assert gates["cls loss fell"]["value"] < 0.5 and not gates["cls loss fell"]["passed"]
-    assert record["verdict"] == "NOT TESTABLE" and record["controls"] == []
+    gates = {g.name: g for g in record.fitness}
+    assert gates["read-out moved"].value == 0.0 and not gates["read-out moved"].passed
+    assert gates["cls loss fell"].value < 0.5 and not gates["cls loss fell"].passed
+    assert record.verdict == "NOT TESTABLE" and record.controls == ()
 
 
 def test_restricted_lens_matches_evaluate_classifier(saved_model):
@@ -329,7 +329,7 @@ def test_dual_reward_floor_fails_on_a_learning_rate_0_run(saved_model, tmp_path)
     learning rate 0 the claim is NOT TESTABLE with the value, never REFUTED."""
     record = run_claim(get_claim("H05a"), str(saved_model("llama")), tier="fast", report_dir=tmp_path / "reports",
                        n_seeds=1, overrides={"lr_scale": 0.0}, log=lambda m: None, cache_dir=tmp_path / "cache")
-    gate = {g["name"]: g for g in record["fitness"]}["cls loss fell"]
-    assert gate["threshold"] == 0.5 and not gate["passed"] and abs(gate["value"]) < 0.5
-    assert record["verdict"] == "NOT TESTABLE" and "cls loss fell" in record["reason"]
-    assert "parameters changed" not in {g["name"] for g in record["fitness"]}, "a floor any step passes is gone"
+    gate = {g.name: g for g in record.fitness}["cls loss fell"]
+    assert gate.threshold == 0.5 and not gate.passed and abs(gate.value) < 0.5
+    assert record.verdict == "NOT TESTABLE" and "cls loss fell" in record.reason
+    assert "parameters changed" not in {g.name for g in record.fitness}, "a floor any step passes is gone"

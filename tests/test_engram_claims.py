@@ -20,16 +20,16 @@ def test_h15_record_per_data_set(saved_model, tmp_path, check_gates, claim_id, d
     record = run_claim(get_claim(claim_id), str(saved_model("llama")), tier="fast", report_dir=tmp_path,
                        log=lambda m: None, n_seeds=2,
                        overrides={"min_seeds": 2, "min_m1_above_chance": -1.0, "data": "generated"})
-    assert record["status"] == "ok", record.get("reason")
-    assert record["statistic"]["verdict"] in ("SUPPORTED", "REFUTED", "INCONCLUSIVE")
+    assert record.status == "ok", record.reason
+    assert record.statistic.verdict in ("SUPPORTED", "REFUTED", "INCONCLUSIVE")
     assert (tmp_path / "records" / f"{claim_id}__{record['model']['slug']}__corrected.json").exists()
-    runs = record["samples"]
+    runs = record.samples
     assert {(r["seed"], r["dataset"], r["variant"]) for r in runs} == {
         (s, dataset, v) for s in (0, 1) for v in ("M1", "M2", "M3")}
     m1 = np.mean([r["val_accuracy"] for r in runs if r["variant"] == "M1"]) - CHANCE[dataset]
     check_gates(record, {"M1 above chance": m1})
     acc = {(r["seed"], r["variant"]): r["val_accuracy"] for r in runs}
-    details = record["statistic"]["details"]
+    details = record.statistic.details
     gains = [acc[(s, "M2")] - acc[(s, "M1")] for s in (0, 1)]
     gain = details["criteria"]["dual_gain"]
     assert gain["n"] == 2 and gain["statistic"] == pytest.approx(np.mean(gains)) and gain["details"]["test"] == "sign"
@@ -39,16 +39,16 @@ def test_h15_record_per_data_set(saved_model, tmp_path, check_gates, claim_id, d
     assert engram["ari_minus_untrained"]["statistic"] == pytest.approx(
         np.mean([r["engram"]["ari"] - r["untrained_compressor"]["ari"] for r in m3]))
     assert all(c["details"]["test"] == "sign" and c["n"] == 2 for c in engram.values())
-    assert record["statistic"]["n"] == 2
+    assert record.statistic.n == 2
     assert all(r["engram"] is not None for r in m3)
     assert all(r["engram"] is None for r in runs if r["variant"] != "M3")
-    assert set(record["curves"]["training_loss"]["series"]) == {"M1", "M2", "M3"}
+    assert set(record.curves["training_loss"]["series"]) == {"M1", "M2", "M3"}
     # the generated stand-in is named as such, never as the writeup's data set
     stand_in = {"sentiment": "SST-2", "topic": "AG News"}[dataset]
     assert details["data_is_the_writeups"] is False
-    assert f"stand-in for {stand_in}" in record["statistic"]["name"] and f"stand-in for {stand_in}" in record["ours"]
-    assert not record["ours"].replace(f"stand-in for {stand_in}", "").count(stand_in)
-    for control in record["controls"]:
+    assert f"stand-in for {stand_in}" in record.statistic.name and f"stand-in for {stand_in}" in record.ours
+    assert not record.ours.replace(f"stand-in for {stand_in}", "").count(stand_in)
+    for control in record.controls:
         assert control["built"] and control["part"] == "engram_clustering", control
 
 
@@ -78,11 +78,11 @@ def test_h15_gates_each_data_set_on_its_own_m1(saved_model, tmp_path, monkeypatc
     path = str(saved_model("llama"))
     sentiment = run_claim(get_claim("H15a"), path, tier="fast", report_dir=tmp_path, log=lambda m: None)
     topic = run_claim(get_claim("H15b"), path, tier="fast", report_dir=tmp_path, log=lambda m: None)
-    assert sentiment["verdict"] == "NOT TESTABLE" and sentiment["fitness"][0]["value"] == pytest.approx(0.03)
-    assert {r["variant"] for r in sentiment["extra"]["descriptive"]["runs"]} == {"M1"}
-    assert "stand-in for SST-2" in sentiment["extra"]["descriptive"]["data"]
-    assert topic["fitness"][0]["value"] == pytest.approx(0.25) and topic["fitness"][0]["passed"]
-    assert topic["verdict"] != "NOT TESTABLE" and {r["variant"] for r in topic["samples"]} == {"M1", "M2", "M3"}
+    assert sentiment.verdict == "NOT TESTABLE" and sentiment.fitness[0].value == pytest.approx(0.03)
+    assert {r["variant"] for r in sentiment.extra["descriptive"]["runs"]} == {"M1"}
+    assert "stand-in for SST-2" in sentiment.extra["descriptive"]["data"]
+    assert topic.fitness[0].value == pytest.approx(0.25) and topic.fitness[0].passed
+    assert topic.verdict != "NOT TESTABLE" and {r["variant"] for r in topic.samples} == {"M1", "M2", "M3"}
     # the report shows one row per data set, the topic row naming the stand-in it trained on
     from lazarus_bench.suite.report import render
 
@@ -98,18 +98,18 @@ def test_h15_stops_after_m1_when_the_backbone_cannot_classify(saved_model, tmp_p
     accuracies kept as the descriptive numbers, and no controls run."""
     record = run_claim(get_claim("H15b"), str(saved_model("llama")), tier="fast", report_dir=tmp_path,
                        log=lambda m: None, overrides={"min_m1_above_chance": 1.0})
-    assert record["verdict"] == "NOT TESTABLE" and record["controls"] == [] and "M1 above chance" in record["reason"]
-    runs = record["extra"]["descriptive"]["runs"]
+    assert record.verdict == "NOT TESTABLE" and record.controls == () and "M1 above chance" in record.reason
+    runs = record.extra["descriptive"]["runs"]
     assert {r["variant"] for r in runs} == {"M1"} and {r["dataset"] for r in runs} == {"topic"}
     m1 = np.mean([r["val_accuracy"] for r in runs]) - CHANCE["topic"]
-    assert record["fitness"][0]["value"] == pytest.approx(m1) and not record["fitness"][0]["passed"]
+    assert record.fitness[0].value == pytest.approx(m1) and not record.fitness[0].passed
 
 
 def test_h15_skips_unsupported_backbones(saved_model, tmp_path):
     for claim_id in ("H15a", "H15b"):
         record = run_claim(get_claim(claim_id), str(saved_model("gemma2")), tier="fast", report_dir=tmp_path,
                            log=lambda m: None)
-        assert record["status"] == "skipped" and "input_embeddings" in record["reason"]
+        assert record.status == "skipped" and "input_embeddings" in record.reason
 
 
 def _save_real_sets(root):
@@ -158,6 +158,6 @@ def test_h15_trains_on_the_real_sets_when_present(saved_model, tmp_path, monkeyp
                                             ("H15b", "topic", "ag_news", "AG News")):
         record = run_claim(get_claim(claim_id), str(saved_model("llama")), tier="fast",
                            report_dir=tmp_path / "rep", log=lambda m: None, overrides={"min_m1_above_chance": 1.0})
-        descriptive = record["extra"]["descriptive"]
+        descriptive = record.extra["descriptive"]
         assert {(r["dataset"], r["data_source"]) for r in descriptive["runs"]} == {(dataset, str(tmp_path / folder))}
         assert descriptive["data"] == f"{name} ({tmp_path / folder})" and "stand-in" not in descriptive["data"]

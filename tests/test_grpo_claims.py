@@ -30,19 +30,19 @@ def test_h07_fast_record(saved_model, tmp_path, check_gates):
     claim = REGISTRY["H07"]
     record = run_claim(claim, str(saved_model("llama")), tier="fast", report_dir=tmp_path, pool=ModelPool(),
                        log=lambda message: None, overrides=OPEN_GATES)
-    assert record["status"] == "ok", record.get("traceback") or record.get("reason")
-    assert record["statistic"]["verdict"] == "INCONCLUSIVE" and record["seeds"] == [0]
-    rewards = record["curves"]["reward"]["series"]["seed 0"]
+    assert record.status == "ok", record.traceback or record.reason
+    assert record.statistic.verdict == "INCONCLUSIVE" and record.seeds == [0]
+    rewards = record.curves["reward"]["series"]["seed 0"]
     start = float(np.mean(rewards[: max(1, len(rewards) // 5)]))
     varied = gates_of(record)["groups with reward variance"]
     rise = float(np.mean(rewards[-max(1, len(rewards) // 5):])) - start
     check_gates(record, {"start reward rate": start, "groups with reward variance": varied, "reward rose": rise})
     assert 0.0 <= varied <= 1.0
-    stat = record["statistic"]
+    stat = record.statistic
     for key in ("name", "statistic", "ci_low", "ci_high", "p_value", "n", "verdict", "reason", "details"):
         assert key in stat
     assert set(stat["details"]["criteria"]) == {"no_vocab_classifier", "probe_unchanged", "answers_improve"}
-    samples = record["samples"]
+    samples = record.samples
     summary = {s["stage"]: s for s in samples if s["kind"] == "summary"}
     assert stat["statistic"] == pytest.approx(summary["after"]["answer_prob"] - summary["before"]["answer_prob"])
     for stage, row in summary.items():
@@ -56,7 +56,7 @@ def test_h07_fast_record(saved_model, tmp_path, check_gates):
     heldout = stat["details"]["heldout_prompts"]
     assert len(heldout) == params["n_eval"] == len(set(heldout))
     assert not {t.strip() for t in heldout} & planned_training_prompts(grpo_config(params, 0), grpo_spec())
-    assert set(record["curves"]) == {"answer_prob", "probe_accuracy", "reward", "kl"}
+    assert set(record.curves) == {"answer_prob", "probe_accuracy", "reward", "kl"}
     from lazarus_bench.analysis.features import last_token_states
     from lazarus_bench.analysis.probes import probe_layer
     from lazarus_bench.models import load_model
@@ -72,7 +72,7 @@ def test_h07_fast_record(saved_model, tmp_path, check_gates):
     assert probe["statistic"] == pytest.approx(summary["after"]["probe_group_accuracy"]
                                                - summary["before"]["probe_group_accuracy"]), \
         "the criterion reads the accuracy with each correct/incorrect pair held out together"
-    [control] = record["controls"]
+    [control] = record.controls
     assert control["name"] == "GRPO with a classification term" and control["built"] and control["kind"] == "positive"
     assert grpo_config(params, 0).cls_weight == 0.0
     with_cls = grpo_config({**params, "cls_weight": 0.4}, 0)
@@ -136,10 +136,10 @@ def test_grpo_floor_fails_on_a_learning_rate_0_run(saved_model, tmp_path):
     params = {**OPEN_GATES, "min_reward_rise": REGISTRY["H07"].params["min_reward_rise"], "lr": 0.0}
     record = run_claim(REGISTRY["H07"], str(saved_model("llama")), tier="fast", report_dir=tmp_path, pool=ModelPool(),
                        log=lambda message: None, overrides=params)
-    gate = {g["name"]: g for g in record["fitness"]}["reward rose"]
-    assert gate["threshold"] == 0.05 and not gate["passed"] and gate["value"] < 0.05
-    assert record["verdict"] == "NOT TESTABLE" and "reward rose" in record["reason"]
-    assert {g["name"] for g in record["fitness"]} == {"start reward rate", "groups with reward variance",
+    gate = {g.name: g for g in record.fitness}["reward rose"]
+    assert gate.threshold == 0.05 and not gate.passed and gate.value < 0.05
+    assert record.verdict == "NOT TESTABLE" and "reward rose" in record.reason
+    assert {g.name for g in record.fitness} == {"start reward rate", "groups with reward variance",
                                                       "reward rose"}, "no floor that any step passes"
 
 
@@ -152,7 +152,7 @@ def micro_zoo_model():
 
 
 def gates_of(record):
-    return {g["name"]: g["value"] for g in record["fitness"]}
+    return {g.name: g.value for g in record.fitness}
 
 
 def test_grpo_gates_from_train_metrics():

@@ -42,16 +42,16 @@ def test_every_floor_fails_on_a_learning_rate_0_run(claim_id, saved_model, tmp_p
     lr0 = {"lr": 0.0} if claim_id == "H07" else {"lr_scale": 0.0}
     record = run_claim(get_claim(claim_id), str(saved_model("llama")), tier="fast", report_dir=tmp_path,
                        overrides={**OPEN_PREREQUISITES, **lr0}, log=lambda m: None)
-    assert record["status"] == "ok", record.get("traceback") or record.get("reason")
-    gates = {g["name"]: g for g in record["fitness"]}
+    assert record.status == "ok", record.traceback or record.reason
+    gates = {g.name: g for g in record.fitness}
     for name, (param, value) in FLOORS[claim_id].items():
-        assert gates[name]["threshold"] == value and gates[name]["value"] < value and not gates[name]["passed"], name
-        assert name in record["reason"]
+        assert gates[name].threshold == value and gates[name].value < value and not gates[name].passed, name
+        assert name in record.reason
     if claim_id != "H07":
-        assert gates["read-out moved"]["value"] == 0.0, "learning rate 0 leaves the lens read-out exactly as it was"
-    assert all(gates[name]["passed"] for name in GRPO_GATES - set(FLOORS[claim_id]))
-    assert record["verdict"] == "NOT TESTABLE" and record["verdict"] != "REFUTED"
-    assert record["controls"] == []
+        assert gates["read-out moved"].value == 0.0, "learning rate 0 leaves the lens read-out exactly as it was"
+    assert all(gates[name].passed for name in GRPO_GATES - set(FLOORS[claim_id]))
+    assert record.verdict == "NOT TESTABLE" and record.verdict != "REFUTED"
+    assert record.controls == ()
 
 
 def _run(vocab_after: dict, cls_loss: list[float]) -> dict:

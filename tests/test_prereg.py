@@ -13,6 +13,8 @@ from lazarus_bench.claims import prereg
 from lazarus_bench.claims.base import all_claims, get_claim
 from lazarus_bench.cli import main as cli_main
 from lazarus_bench.errors import LazarusError
+from lazarus_bench.stats import Verdict
+from lazarus_bench.suite.records import Record
 from lazarus_bench.suite.report import render
 from lazarus_bench.suite.runner import ModelPool, run_claim
 
@@ -104,7 +106,7 @@ def test_report_flags_records_off_the_lock_and_opens_with_the_replication_summar
     for claim_id in ("H01", "H02"):
         record = run_claim(get_claim(claim_id), path, tier="fast", report_dir=out, pool=ModelPool(),
                            log=lambda m: None, cache_dir=tmp_path / "cache")
-        assert record["prereg"]["status"] == "matches" and "value" in record["mde"]
+        assert record.prereg["status"] == "matches" and "value" in record.mde
     h02 = next((out / "records").glob("H02__*.json"))
     data = json.loads(h02.read_text())
     data["prereg"]["hash"] = "f" * 64
@@ -129,8 +131,7 @@ def test_report_flags_records_off_the_lock_and_opens_with_the_replication_summar
 def test_report_lists_amendments_with_verdicts_before_and_after():
     from lazarus_bench.suite.report import _prereg_section
 
-    records = [{"claim": {"id": "H04"}, "model": {"id": "zoo:base"}, "protocol": "corrected", "status": "ok",
-                "verdict": "REFUTED", "prereg": {"hash": "b" * 64}}]
+    records = [Record.bare("H04", "zoo:base", verdict=Verdict.REFUTED, prereg={"hash": "b" * 64})]
     data = {"frozen": {"version": 1, "date": "2026-11-24", "basis": "rev 3", "claims": {"H04": "a" * 64}},
             "amendments": [{"number": 1, "date": "2026-11-25", "claims": {"H04": "b" * 64}, "what": "new control",
                             "why": "the old one could not fail", "records_touched": ["H04 zoo:base corrected"],
@@ -140,7 +141,7 @@ def test_report_lists_amendments_with_verdicts_before_and_after():
     deviations = text.split("## Deviations from the pre-registration")[1]
     assert "Amendment 1" in deviations and "the old one could not fail" in deviations
     assert "| H04 zoo:base corrected | SUPPORTED | REFUTED |" in deviations
-    stale = [{**records[0], "prereg": {"hash": "a" * 64}}]  # written before the amendment: no "after" yet
+    stale = [records[0].replace(prereg={"hash": "a" * 64})]  # written before the amendment: no "after" yet
     text = "\n".join(_prereg_section(stale, prereg.effective_hashes(data), data))
     assert "| SUPPORTED | not re-run under the lock in force |" in text
     frozen_only = "\n".join(_prereg_section(records, {"H04": "a" * 64}, {**data, "amendments": []}))
@@ -154,11 +155,11 @@ def test_report_renders_records_of_an_earlier_claim_version():
     from lazarus_bench.suite.report import _layer_sensitivity
 
     claims = {c.id: c for c in all_claims()}
-    old = {"claim": {"id": "H04"}, "model": {"id": "m"}, "status": "ok", "protocol": "corrected",
-           "curves": {"rank_percentile_by_layer": {"x": ["0", "1"], "series": {"probe direction": [0.5, 0.4]}}}}
+    old = Record.bare("H04", "m", curves={"rank_percentile_by_layer": {"x": ["0", "1"],
+                                                                       "series": {"probe direction": [0.5, 0.4]}}})
     assert _layer_sensitivity([old], claims) == []
-    new = {**old, "curves": {"rank_percentile_by_layer": {"x": ["0", "1"],
-                                                          "series": {"mean-difference direction": [0.5, 0.4]}}}}
+    new = old.replace(curves={"rank_percentile_by_layer": {"x": ["0", "1"],
+                                                           "series": {"mean-difference direction": [0.5, 0.4]}}})
     assert "| H04 " in "\n".join(_layer_sensitivity([new], claims))
 
 

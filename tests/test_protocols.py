@@ -57,7 +57,7 @@ def test_report_names_the_single_defects_that_move_h05a(saved_model, tmp_path):
     for protocol in ("corrected", "corrected+optimizer", "corrected+lora_scale"):
         record = run_claim(get_claim("H05a"), path, tier="fast", report_dir=out, protocol=protocol,
                            pool=ModelPool(), log=lambda m: None, cache_dir=tmp_path / "cache")
-        assert record["status"] == "ok", record.get("reason")
+        assert record.status == "ok", record.reason
     text = render(out).read_text()
     section = text.split("## One-factor protocol ablations")[1].split("\n## ")[0]
     assert "| corrected+optimizer " in section and "| corrected+lora_scale " in section
@@ -116,7 +116,7 @@ def test_h14_original_is_its_single_defect_ablation(saved_model, tmp_path):
         record = run_claim(get_claim("H14"), path, tier="fast", report_dir=out, protocol=protocol,
                            pool=ModelPool(), log=lambda m: None, cache_dir=tmp_path / "cache",
                            overrides={"min_stage1_accuracy": 0.0})
-        assert record["status"] == "ok", record.get("reason")
+        assert record.status == "ok", record.reason
     section = render(out).read_text().split("## One-factor protocol ablations")[1].split("\n## ")[0]
     assert f"| corrected+{SINGLE_DEFECT_ORIGINAL['H14']} " in section and "### H14 on" in section
     assert "only in `optimizer`" in section

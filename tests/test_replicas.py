@@ -139,8 +139,8 @@ def test_audit_reaches_the_record_and_the_report(replica, tmp_path):
 
     replica("TinyLlama-1.1B-Chat-v1.0")
     record = run_claim(get_claim("H02"), "replica:TinyLlama-1.1B-Chat-v1.0", tier="fast", report_dir=tmp_path)
-    assert record["status"] == "ok", record.get("reason")
-    audit = record["tokenization"]
+    assert record.status == "ok", record.reason
+    audit = record.tokenization
     assert audit["bos_added"] and audit["prompt"]["pieces"][:3] == ["<s>", "▁", "7"]
     assert audit["answer"]["pieces"] == ["5", "6"] and audit["answer"]["bare_encode_pieces"] == ["▁", "5", "6"]
     text = render(tmp_path).read_text()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lazarus_bench.claims.base import get_claim, slug
-from lazarus_bench.suite.records import load_records, save_record
+from lazarus_bench.suite.records import ModelRef, Record, load_records, save_record
 from lazarus_bench.suite.runner import Job, plan, ready, run_suite
 
 
@@ -52,8 +52,9 @@ def test_each_claim_family_is_one_xdist_work_unit():
 
 def test_plan_estimates_cost_from_the_last_run_of_the_same_tier(tmp_path):
     h01, h05 = get_claim("H01"), get_claim("H05a")
-    record = {"claim": {"id": "H01"}, "model": {"slug": slug("zoo:base")}, "protocol": "corrected", "tier": "slow",
-              "status": "ok", "wall_s": 42.0}
+    record = Record(claim={"id": "H01"}, model=ModelRef(id="zoo:base", slug=slug("zoo:base"), hash="", info={}),
+                    protocol="corrected", tier="slow", params={}, seeds=(), prereg={}, timestamp="", status="ok",
+                    reason="", wall_s=42.0)
     save_record(tmp_path, record)
     jobs = plan([h01, h05], ["zoo:base"], None, "slow", tmp_path)
     assert [(j.claim, j.protocol, j.cost) for j in jobs] == [
@@ -74,9 +75,10 @@ def _scrub(value):
     return value
 
 
-def _comparable(record: dict) -> dict:
-    return _scrub({"verdict": record.get("verdict"), "status": record["status"], "samples": record.get("samples"),
-                   "statistic": record.get("statistic") if record["claim"]["id"] != "H12" else None})
+def _comparable(record: Record) -> dict:
+    data = record.to_dict()
+    return _scrub({"verdict": data.get("verdict"), "status": data["status"], "samples": data.get("samples"),
+                   "statistic": data.get("statistic") if record.claim_id != "H12" else None})
 
 
 def test_parallel_workers_give_the_sequential_records(saved_model, tmp_path):
@@ -92,17 +94,17 @@ def test_parallel_workers_give_the_sequential_records(saved_model, tmp_path):
         assert len(summaries) == n_records and all(s["status"] == "ok" for s in summaries), summaries
         order = [s["claim"] for s in summaries]
         assert order.index("H13") > order.index("H12")
-        runs[jobs] = {(r["claim"]["id"], r["protocol"]): r for r in load_records(out).records}
+        runs[jobs] = {(r.claim_id, r.protocol): r for r in load_records(out).records}
     assert runs[1].keys() == runs[2].keys() and len(runs[1]) == n_records
     for key in runs[1]:
         a, b = _comparable(runs[1][key]), _comparable(runs[2][key])
         assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True), key
     lora = [m for m in (tmp_path / "cache2").glob("*/cache_manifest.json")
             if json.loads(m.read_text())["parts"].get("fixture") == "seed001-lora-sft"]
-    assert len(lora) == len(runs[2][("H13", "corrected")]["seeds"]), "H13 must reuse H12's LoRA runs, not retrain"
-    trained = {c: sum(r["work"]["train_tokens"] for (k, _), r in runs[2].items() if k == c) for c in claims}
+    assert len(lora) == len(runs[2][("H13", "corrected")].seeds), "H13 must reuse H12's LoRA runs, not retrain"
+    trained = {c: sum(r.work["train_tokens"] for (k, _), r in runs[2].items() if k == c) for c in claims}
     assert trained["H12"] > 0 and trained["H13"] == 0, trained  # a cached run costs its reader nothing
-    assert all(r["environment"]["blas"]["gemm_gflops_1024"] > 0 for r in runs[2].values())
+    assert all(r.environment["blas"]["gemm_gflops_1024"] > 0 for r in runs[2].values())
 
 
 @pytest.mark.parametrize("parent_threads", [None, "2"])
@@ -128,11 +130,11 @@ def test_records_do_not_depend_on_the_callers_blas_threads(saved_model, tmp_path
     here = tmp_path / "here"
     run_suite([model], ["H01", "H05a"], tier="fast", report_dir=here, cache_dir=tmp_path / "ch", jobs=1,
               protocols=["corrected"], log=lambda message: None)
-    child = {r["claim"]["id"]: r for r in load_records(out).records}
-    ours = {r["claim"]["id"]: r for r in load_records(here).records}
+    child = {r.claim_id: r for r in load_records(out).records}
+    ours = {r.claim_id: r for r in load_records(here).records}
     assert child.keys() == ours.keys() == {"H01", "H05a"}
     for key in ours:
-        assert child[key]["environment"]["blas"]["threads"] == 1
+        assert child[key].environment["blas"]["threads"] == 1
         assert json.dumps(_comparable(child[key]), sort_keys=True) == json.dumps(_comparable(ours[key]), sort_keys=True)
 
 
@@ -157,8 +159,8 @@ def test_pytest_xdist_gives_the_records_of_lazarus_bench_run(saved_model, tmp_pa
     here = tmp_path / "here"
     run_suite([model], ["H01", "H05a"], tier="fast", report_dir=here, cache_dir=tmp_path / "cache", jobs=1,
               log=lambda message: None)
-    xdist = {(r["claim"]["id"], r["protocol"]): r for r in load_records(out).records}
-    ours = {(r["claim"]["id"], r["protocol"]): r for r in load_records(here).records}
+    xdist = {(r.claim_id, r.protocol): r for r in load_records(out).records}
+    ours = {(r.claim_id, r.protocol): r for r in load_records(here).records}
     assert xdist.keys() == ours.keys() == {("H01", "corrected"), ("H05a", "corrected"), ("H05a", "original")}
     for key in ours:
         assert json.dumps(_comparable(xdist[key]), sort_keys=True) == json.dumps(_comparable(ours[key]), sort_keys=True)
@@ -205,5 +207,5 @@ def test_pytest_xdist_and_run_write_the_same_records(tmp_path):
         ours = _untimed(json.loads((a / "records" / name).read_text()))
         theirs = _untimed(json.loads((b / "records" / name).read_text()))
         assert ours == theirs, name
-    assert any(c["name"] == "dual-reward-trained model" and c.get("status") != "skipped"
+    assert any(c["name"] == "dual-reward-trained model" and c["built"]
                for c in json.loads((a / "records" / names[0]).read_text())["controls"])

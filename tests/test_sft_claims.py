@@ -48,19 +48,19 @@ def run(claim_id, model_dir, report_dir, pool, protocol="corrected", cache_dir=N
 
 
 def check_record(record):
-    assert record["status"] == "ok", record.get("traceback") or record.get("reason")
-    stat = record["statistic"]
+    assert record.status == "ok", record.traceback or record.reason
+    stat = record.statistic
     assert stat["verdict"] in VERDICTS
-    if record.get("measured_verdict"):  # a failed gate (NOT TESTABLE) or a missed control (INCONCLUSIVE)
-        assert record["verdict"] in ("NOT TESTABLE", "INCONCLUSIVE") and record["measured_verdict"] == stat["verdict"]
+    if record.measured_verdict:  # a failed gate (NOT TESTABLE) or a missed control (INCONCLUSIVE)
+        assert record.verdict in ("NOT TESTABLE", "INCONCLUSIVE") and record.measured_verdict == stat["verdict"]
     else:
-        assert record["verdict"] == stat["verdict"]
+        assert record.verdict == stat["verdict"]
     for key in ("name", "statistic", "ci_low", "ci_high", "confidence", "effect_size", "p_value", "n", "verdict",
                 "reason", "details"):
         assert key in stat
     assert set(stat["details"]["criteria_verdicts"].values()) <= VERDICTS
-    assert record["seeds"] == [0] and record["samples"] and record["curves"]
-    for curve in record["curves"].values():
+    assert record.seeds == [0] and record.samples and record.curves
+    for curve in record.curves.values():
         assert curve["series"] and all(len(ys) == len(curve["x"]) for ys in curve["series"].values())
     return stat
 
@@ -69,7 +69,7 @@ def test_h11_both_protocols(saved_model, tmp_path, pool, check_gates):
     records = {proto: run("H11", saved_model("llama"), tmp_path, pool, proto) for proto in ("corrected", "original")}
     for proto, record in records.items():
         stat = check_record(record)
-        samples = record["samples"]
+        samples = record.samples
         steps = sorted({s["step"] for s in samples})
         assert steps == [0, *get_claim("H11").fast["checkpoints"]]
 
@@ -84,16 +84,16 @@ def test_h11_both_protocols(saved_model, tmp_path, pool, check_gates):
         assert {s["lens"] for s in samples if s["step"] > 0} == {proto}
         assert {s["lens"] for s in samples if s["step"] == 0} == {"corrected"}
         assert stat["verdict"] == "INCONCLUSIVE"
-        val = {int(k): v for k, v in next(iter(record["extra"]["val_loss"].values())).items()}
+        val = {int(k): v for k, v in next(iter(record.extra["val_loss"].values())).items()}
         check_gates(record, {"val loss fell": 1.0 - val[steps[-1]] / val[0]})
         assert stat["details"]["protocol"] == proto
         # one seed: no MDE exists, and the record says why instead of printing 0
         assert math.isnan(stat["details"]["mde"]) and stat["details"]["mde_reason"].startswith("n = 1")
-        assert math.isnan(record["mde"]["value"]) and "n = 1" in record["mde"]["how"]
+        assert math.isnan(record.mde["value"]) and "n = 1" in record.mde["how"]
     for record in records.values():
-        [control] = record["controls"]
+        [control] = record.controls
         assert control["name"] == "SFT with a classification term" and control["built"], control.get("reason")
-        assert control["statistic"]["value"] != record["statistic"]["statistic"]
+        assert control["statistic"]["value"] != record.statistic.statistic
     trained = [json.loads((e / "cache_manifest.json").read_text())["parts"] for e in (tmp_path / "cache").iterdir()
                if not e.name.startswith(".")]
     h11 = sorted(q["cls_weight"] for q in trained if q.get("fixture") == "seed000-lora-sft-checkpoints")
@@ -108,9 +108,9 @@ def test_h11_learning_rate_zero_fails_the_manipulation_floor(saved_model, tmp_pa
     record is NOT TESTABLE (never REFUTED) and no control is run."""
     record = run("H11", saved_model("llama"), tmp_path, pool, overrides={"lr": 0.0})
     assert get_claim("H11").params["min_val_loss_fall"] == 0.25
-    [gate] = record["fitness"]
-    assert gate["name"] == "val loss fell" and gate["value"] == pytest.approx(0.0, abs=1e-6) and not gate["passed"]
-    assert record["verdict"] == "NOT TESTABLE" and record["controls"] == []
+    [gate] = record.fitness
+    assert gate.name == "val loss fell" and gate.value == pytest.approx(0.0, abs=1e-6) and not gate.passed
+    assert record.verdict == "NOT TESTABLE" and record.controls == ()
     check_gates(record, {"val loss fell": 0.0})
     trained = run("H11", saved_model("llama"), tmp_path, pool)
     assert {g["name"]: g["value"] for g in trained["fitness"]}["val loss fell"] > 0.25
@@ -123,12 +123,12 @@ def test_h11_mde_is_in_probability_units_at_five_seeds(saved_model, tmp_path, po
 
     record = run_claim(get_claim("H11"), str(saved_model("llama")), tier="fast", report_dir=tmp_path, pool=pool,
                        log=lambda m: None, cache_dir=tmp_path / "cache", n_seeds=5)
-    assert record["status"] == "ok", record.get("reason")
-    d = record["statistic"]["details"]
+    assert record.status == "ok", record.reason
+    d = record.statistic.details
     rises = d["rises"]
     assert len(rises) == 5 and d["criteria"]["rises"]["details"]["test"] == "sign"
     assert d["mde"] == pytest.approx(min_detectable_d_sign(5) * np.std(rises, ddof=1)) and d["mde"] > 0
-    assert record["mde"]["value"] == d["mde"] and "mde_reason" not in d
+    assert record.mde["value"] == d["mde"] and "mde_reason" not in d
     assert d["writeup_rise"] == pytest.approx(0.006)
     assert d["mde_vs_writeup_rise"] == pytest.approx(d["mde"] / 0.006)
 
@@ -136,13 +136,13 @@ def test_h11_mde_is_in_probability_units_at_five_seeds(saved_model, tmp_path, po
 def test_h11_h13_skip_instruct_models(instruct_dir, tmp_path, pool):
     for claim_id in ("H11", "H13"):
         record = run(claim_id, instruct_dir, tmp_path, pool)
-        assert record["status"] == "skipped" and "instruct" in record["reason"]
+        assert record.status == "skipped" and "instruct" in record.reason
 
 
 def test_h12_lora_vs_full(saved_model, tmp_path, pool):
     record = run("H12", saved_model("llama"), tmp_path, pool)
     stat = check_record(record)
-    by = {s["method"]: s for s in record["samples"]}
+    by = {s["method"]: s for s in record.samples}
     assert stat["statistic"] == pytest.approx(by["full"]["peak_memory_gb"] / by["lora"]["peak_memory_gb"])
     assert by["lora"]["trainable_params"] < by["full"]["trainable_params"] == by["full"]["total_params"]
     fraction = by["lora"]["trainable_params"] / by["full"]["total_params"]
@@ -151,19 +151,19 @@ def test_h12_lora_vs_full(saved_model, tmp_path, pool):
     assert criteria["speed"]["statistic"] == pytest.approx(by["lora"]["tokens_per_s"] / by["full"]["tokens_per_s"])
     val_ratio = by["lora"]["final_val_loss"] / by["full"]["final_val_loss"]
     assert criteria["val_loss"]["statistic"] == pytest.approx(val_ratio - 1)
-    assert fraction > 0.01 and stat["verdict"] == record["measured_verdict"] == "REFUTED"
+    assert fraction > 0.01 and stat["verdict"] == record.measured_verdict == "REFUTED"
     # The tiny model fails H12's size gate: NOT TESTABLE, the descriptive numbers kept, the gate's value the model's
     # parameter count as stored in its weights file.
     stored = sum(v.size for v in mx.load(str(saved_model("llama") / "model.safetensors")).values())
-    [gate] = record["fitness"]
-    assert gate["name"] == "model size" and gate["value"] == stored == by["full"]["total_params"]
-    assert not gate["passed"] and record["verdict"] == "NOT TESTABLE" and "model size" in record["reason"]
+    [gate] = record.fitness
+    assert gate.name == "model size" and gate.value == stored == by["full"]["total_params"]
+    assert not gate.passed and record.verdict == "NOT TESTABLE" and "model size" in record.reason
 
 
 def test_a_passed_gate_leaves_the_measured_verdict(saved_model, tmp_path, pool):
     record = run("H12", saved_model("llama"), tmp_path, pool, overrides={"min_params": 1000})
-    assert record["fitness"][0]["passed"] and "measured_verdict" not in record
-    assert record["verdict"] == record["statistic"]["verdict"] == "REFUTED"
+    assert record.fitness[0].passed and "measured_verdict" not in record
+    assert record.verdict == record.statistic.verdict == "REFUTED"
 
 
 def test_lora_vs_full_order_and_ratios(saved_model):
@@ -176,8 +176,8 @@ def test_lora_vs_full_order_and_ratios(saved_model):
 def test_h13_remain_and_late_answers(saved_model, tmp_path, pool, check_gates):
     record = run("H13", saved_model("llama"), tmp_path, pool)
     stat = check_record(record)
-    assert list(record["extra"]["adapter_reused_from_cache"].values()) == [False]
-    sft = [s for s in record["samples"] if s["model"] == "sft"]
+    assert list(record.extra["adapter_reused_from_cache"].values()) == [False]
+    sft = [s for s in record.samples if s.model == "sft"]
     assert stat["statistic"] == pytest.approx(np.mean([s["family_in_window"] for s in sft]))
     details = stat["details"]
     for s in sft:
@@ -190,7 +190,7 @@ def test_h13_remain_and_late_answers(saved_model, tmp_path, pool, check_gates):
     from lazarus_bench.analysis.lens import logit_lens
     from lazarus_bench.claims.h13_remain_token import family_prob, family_targets
 
-    base_rows = [s for s in record["samples"] if s["model"] == "base"]
+    base_rows = [s for s in record.samples if s.model == "base"]
     numerator = np.mean([max(s["family_by_layer"]) for s in base_rows])
     handle = load_model(str(saved_model("llama")))
     words, _ = family_targets(handle, prompts.remain_family())
@@ -204,16 +204,16 @@ def test_h13_remain_and_late_answers(saved_model, tmp_path, pool, check_gates):
 def test_h14_stops_after_stage_one_below_the_writeups_baseline(saved_model, tmp_path, pool):
     """Stage 1 is trained for every seed first; below the gate no stage 2 is trained and no control is run."""
     record = run("H14", saved_model("llama"), tmp_path, pool, overrides={"min_stage1_accuracy": 1.0})
-    assert record["verdict"] == "NOT TESTABLE" and record["controls"] == [] and record["samples"] == []
-    accuracy = record["extra"]["descriptive"]["stage1_symbolic_accuracy"]
-    assert record["fitness"] == [{**record["fitness"][0], "value": float(np.mean(list(accuracy.values()))),
+    assert record.verdict == "NOT TESTABLE" and record.controls == () and record.samples == []
+    accuracy = record.extra["descriptive"]["stage1_symbolic_accuracy"]
+    assert record.fitness == [{**record.fitness[0], "value": float(np.mean(list(accuracy.values()))),
                                   "passed": False}]
 
 
 def test_h14_two_stage_branches(saved_model, tmp_path, pool, check_gates):
     record = run("H14", saved_model("llama"), tmp_path, pool, overrides={"min_stage1_accuracy": 0.0})
     stat = check_record(record)
-    rows = {(s["config"], s["stage"]): s for s in record["samples"]}
+    rows = {(s["config"], s["stage"]): s for s in record.samples}
     drop = 100 * (rows["low_lr", "stage1"]["symbolic"] - rows["low_lr", "stage2"]["symbolic"])
     assert stat["statistic"] == pytest.approx(drop)
     moved = max(abs(100 * (rows[b, "stage1"][k] - rows[b, "stage2"][k]))
@@ -222,7 +222,7 @@ def test_h14_two_stage_branches(saved_model, tmp_path, pool, check_gates):
                          "stage 2 moved accuracy": moved})
     assert {k: v["details"]["test"] for k, v in stat["details"]["criteria"].items()} == {
         "low_lr_keeps": "sign", "aggressive_destroys": "sign", "no_classifier": "sign"}
-    assert all(change > 0 for seed in record["extra"]["param_change_relative"].values() for change in seed.values())
+    assert all(change > 0 for seed in record.extra["param_change_relative"].values() for change in seed.values())
     for stage in ("baseline", "stage1"):
         assert rows["low_lr", stage] == {**rows["aggressive", stage], "config": "low_lr"}
 
@@ -233,14 +233,14 @@ def test_h14_stage_two_at_learning_rate_zero_is_not_testable(saved_model, tmp_pa
     the low-LR branch keeps computation or that the aggressive one does not destroy it."""
     record = run("H14", saved_model("llama"), tmp_path, pool,
                  overrides={"min_stage1_accuracy": 0.0, "low_lr_scale": 0.0, "aggressive_lr_scale": 0.0})
-    gates = {g["name"]: g for g in record["fitness"]}
-    assert gates["stage 2 moved accuracy"]["value"] == 0.0 and not gates["stage 2 moved accuracy"]["passed"]
-    assert gates["stage 2 moved accuracy"]["threshold"] == get_claim("H14").params["min_stage2_accuracy_move"] == 8.0
-    assert record["verdict"] == "NOT TESTABLE" and "stage 2 moved accuracy" in record["reason"]
-    assert record["controls"] == [] and record["measured_verdict"] == record["statistic"]["verdict"]
-    check_gates(record, {"stage-1 symbolic accuracy": gates["stage-1 symbolic accuracy"]["value"],
+    gates = {g.name: g for g in record.fitness}
+    assert gates["stage 2 moved accuracy"].value == 0.0 and not gates["stage 2 moved accuracy"].passed
+    assert gates["stage 2 moved accuracy"].threshold == get_claim("H14").params["min_stage2_accuracy_move"] == 8.0
+    assert record.verdict == "NOT TESTABLE" and "stage 2 moved accuracy" in record.reason
+    assert record.controls == () and record.measured_verdict == record.statistic.verdict
+    check_gates(record, {"stage-1 symbolic accuracy": gates["stage-1 symbolic accuracy"].value,
                          "stage 2 moved accuracy": 0.0})
-    assert all(v == 0.0 for seed in record["extra"]["class_word_logprob_change"].values() for v in seed.values())
+    assert all(v == 0.0 for seed in record.extra["class_word_logprob_change"].values() for v in seed.values())
 
 
 def test_h14_accuracy_moved_reads_either_branch_and_category():
@@ -408,5 +408,5 @@ def test_h14_eval_prompts_and_protocols():
 def test_one_factor_ablations_run_on_base_models_only(instruct_dir, tmp_path, pool):
     """A corrected+<defect> protocol on an instruct model is a skip with its reason, before any training."""
     record = run("H05a", instruct_dir, tmp_path, pool, protocol="corrected+optimizer")
-    assert record["status"] == "skipped" and record["reason"].startswith("one-factor ablations run on base models")
+    assert record.status == "skipped" and record.reason.startswith("one-factor ablations run on base models")
     assert not (tmp_path / "cache").exists(), "nothing was trained"

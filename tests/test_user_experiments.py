@@ -130,13 +130,13 @@ def test_included_claim_runs_and_matches_an_independent_count(registry_restored,
     include([str(EXAMPLES)])
     model = str(saved_model("llama"))
     record = run_claim(get_claim("U01"), model, tier="fast", report_dir=tmp_path)
-    assert record["status"] == "ok" and record["tokenization"]["prompt"]["pieces"]
+    assert record.status == "ok" and record.tokenization["prompt"]["pieces"]
     handle = load_model(model)
     k = 0
     for item in prompts.symbol_set("test", trailing_space=True):
         logits = np.array(handle.model(mx.array([handle.encode(item.text)]))[0, -1])
         k += int(np.argmax(logits) == handle.continuation(str(item.answer), after=item.text)[0])
-    assert record["statistic"]["details"]["k"] == k
+    assert record.statistic.details["k"] == k
     assert "## U01: The next token after an arithmetic prompt is the answer" in render(tmp_path).read_text()
 
 

@@ -13,11 +13,11 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 from .. import options
 from ..errors import LazarusError
-from ..stats import ClaimStatistic, Verdict
+from ..stats import ClaimStatistic, Verdict, combine
 
 TIERS = ("fast", "slow")
 
@@ -37,7 +37,12 @@ class ModelInfo:
 
 @dataclass
 class Outcome:
-    """What a measure returns: the statistic (with verdict), per-item samples, curves for plots, extras."""
+    """What a measure returns: the statistic, its named parts and their combining rule (the framework decides the
+    verdict: ``stats.final_verdict``), per-item samples, curves for plots, extras and the gates it measured.
+
+    A measure with one criterion returns its statistic alone (decided by the stats helper of its declared test);
+    one with several returns ``parts`` (each decided by its own test) and the headline ``statistic`` they combine
+    into under ``rule``."""
 
     statistic: ClaimStatistic
     ours: str
@@ -45,10 +50,20 @@ class Outcome:
     curves: dict[str, dict] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     fitness: dict[str, float] = field(default_factory=dict)  # values of the claim's gates measured by the measure
+    parts: dict[str, ClaimStatistic] = field(default_factory=dict)
+    rule: str = "all"
+
+    def __post_init__(self):
+        if self.parts:
+            self.statistic = combine(self.statistic, self.parts, rule=self.rule)
 
     @property
     def verdict(self) -> Verdict:
         return Verdict(self.statistic.verdict)
+
+    def named_parts(self) -> dict[str, ClaimStatistic]:
+        """The parts the verdict combines: the declared ones, or the statistic itself."""
+        return self.parts or {self.statistic.name: self.statistic}
 
 
 @dataclass(frozen=True)
@@ -128,6 +143,44 @@ POSITIVE, NEGATIVE = "positive", "negative"
 
 
 @dataclass(frozen=True)
+class ControlRun:
+    """One control measured on one model, as a record stores it."""
+
+    name: str  # the control's name in the claim
+    kind: Literal["positive", "negative"]  # planted effect (must be detected) or removed effect (must not be)
+    description: str  # what the construction does
+    effect_verdict: Verdict  # the verdict that reads "the effect is present"
+    built: bool  # False when the control could not be built for this model (``reason`` says why)
+    reason: str  # why it was not built, or the reason of the verdict it gave
+    verdict: Verdict | None = None  # the verdict the claim's measure gave on the control
+    detected: bool | None = None  # the verdict equals ``effect_verdict``
+    passed: bool | None = None  # gave its known answer (detected for a positive, not for a negative control)
+    statistic: dict[str, Any] | None = None  # name, value, ci_low, ci_high, n of the control's statistic
+    ours: str | None = None  # the measure's one-line summary on the control
+    part: str | None = None  # the part of a compound claim the control reads, if not the whole claim
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"name": self.name, "kind": self.kind, "description": self.description,
+               "effect_verdict": str(self.effect_verdict)}
+        if self.part is not None:
+            out["part"] = self.part
+        if not self.built:
+            return {**out, "built": False, "reason": self.reason}
+        return {**out, "built": True, "verdict": str(self.verdict), "detected": self.detected, "passed": self.passed,
+                "reason": self.reason, "statistic": self.statistic, "ours": self.ours}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ControlRun":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"control run: unknown field(s) {', '.join(unknown)}")
+        verdict = data.get("verdict")
+        return cls(**{**data, "effect_verdict": Verdict(data["effect_verdict"]),
+                      "verdict": None if verdict is None else Verdict(verdict)})
+
+
+@dataclass(frozen=True)
 class Control:
     """A known-answer run of the claim's own measure (CLAIMS.md revision 2, "Calibration").
 
@@ -145,17 +198,16 @@ class Control:
     effect: Verdict
     part: str | None = None
 
-    def run(self, claim: "Claim", ctx: "ClaimContext") -> dict[str, Any]:
-        """Measure the control; the dict says whether the effect was detected and whether that was the known answer."""
-        out: dict[str, Any] = {"name": self.name, "kind": self.kind, "description": self.description,
-                               "effect_verdict": str(self.effect)}
+    def run(self, claim: "Claim", ctx: "ClaimContext") -> ControlRun:
+        """Measure the control: whether the effect was detected and whether that was the known answer."""
+        head = dict(name=self.name, kind=self.kind, description=self.description, effect_verdict=self.effect)
         try:
             control_ctx = self.build(ctx)
             outcome = claim.measure(control_ctx)
         except ControlUnavailable as exc:
-            return {**out, "built": False, "reason": str(exc)}
+            return ControlRun(**head, built=False, reason=str(exc))
         except NotTestable as exc:
-            return {**out, "built": False, "reason": f"the control's own run is not testable: {exc}"}
+            return ControlRun(**head, built=False, reason=f"the control's own run is not testable: {exc}")
         s = outcome.statistic
         verdict, reason = outcome.verdict, s.reason
         if self.part is not None:
@@ -164,31 +216,29 @@ class Control:
                 raise LazarusError(f"{claim.id}: control '{self.name}' reads part '{self.part}', which the measure "
                                    f"did not report (parts: {', '.join(parts) or 'none'})")
             verdict, reason = Verdict(parts[self.part]["verdict"]), parts[self.part].get("reason", reason)
-            out["part"] = self.part
         detected = verdict == self.effect
-        return {**out, "built": True, "verdict": str(verdict), "detected": detected,
-                "passed": detected if self.kind == POSITIVE else not detected, "reason": reason,
-                "statistic": {"name": s.name, "value": s.statistic, "ci_low": s.ci_low, "ci_high": s.ci_high,
-                              "n": s.n},
-                "ours": outcome.ours}
+        return ControlRun(**head, built=True, reason=reason, verdict=verdict, detected=detected,
+                          passed=detected if self.kind == POSITIVE else not detected,
+                          statistic={"name": s.name, "value": s.statistic, "ci_low": s.ci_low, "ci_high": s.ci_high,
+                                     "n": s.n},
+                          ours=outcome.ours, part=self.part)
 
 
-def calibration(controls: list[dict[str, Any]]) -> tuple[str, str]:
+def calibration(controls: Sequence[ControlRun]) -> tuple[str, str]:
     """What the controls say about the measurement: (label, reason) with label ``calibrated`` (a positive and a
     negative control built, each gave its known answer), ``insensitive`` (a positive control was missed), ``not
     specific`` (a negative control was flagged), ``negative control only`` / ``positive control only`` (the other
     kind could not be built) or ``uncalibrated`` (no control was built)."""
-    built = [c for c in controls if c["built"]]
-    missed = [c for c in built if c["kind"] == POSITIVE and not c["detected"]]
-    flagged = [c for c in built if c["kind"] == NEGATIVE and c["detected"]]
+    built = [c for c in controls if c.built]
+    missed = [c for c in built if c.kind == POSITIVE and not c.detected]
+    flagged = [c for c in built if c.kind == NEGATIVE and c.detected]
     if missed:
         return "insensitive", "INSENSITIVE: positive control " + ", ".join(
-            f"'{c['name']}' not detected (it gave {c['verdict']}, the effect reads {c['effect_verdict']})"
-            for c in missed)
+            f"'{c.name}' not detected (it gave {c.verdict}, the effect reads {c.effect_verdict})" for c in missed)
     if flagged:
-        return "not specific", "negative control " + ", ".join(
-            f"'{c['name']}' flagged (it gave {c['verdict']})" for c in flagged)
-    kinds = {c["kind"] for c in built}
+        return "not specific", "negative control " + ", ".join(f"'{c.name}' flagged (it gave {c.verdict})"
+                                                                for c in flagged)
+    kinds = {c.kind for c in built}
     if not kinds:
         return "uncalibrated", "no control was built"
     if kinds != {POSITIVE, NEGATIVE}:
@@ -475,7 +525,8 @@ def slug(text: str) -> str:
 
 
 def outcome_dict(outcome: Outcome) -> dict:
-    return {"statistic": outcome.statistic.to_dict(), "ours": outcome.ours, "samples": outcome.samples,
+    """The record fields an outcome fills."""
+    return {"statistic": outcome.statistic, "ours": outcome.ours, "samples": outcome.samples,
             "curves": outcome.curves, "extra": outcome.extra}
 
 

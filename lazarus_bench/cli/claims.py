@@ -115,9 +115,9 @@ def _verdicts(report_dir: str, ids: list[str]) -> tuple[dict[str, str], list[str
         return {}, []
     verdicts, touched = {}, []
     for r in load_records(report_dir).records:
-        if r["claim"]["id"] in ids:
-            key = f"{r['claim']['id']} {r['model']['id']} {r['protocol']}"
-            verdicts[key] = r.get("verdict") or r["status"]
+        if r.claim_id in ids:
+            key = f"{r.claim_id} {r.model.id} {r.protocol}"
+            verdicts[key] = str(r.verdict or r.status)
             touched.append(key)
     return verdicts, touched
 

@@ -69,10 +69,17 @@ from .tests import (  # noqa: F401
     wilson_interval,
 )
 from .verdicts import (  # noqa: F401
+    RULES,
+    Decision,
     combine,
     decide,
     equivalence_claim,
+    evidence,
     exact_claim,
+    final_verdict,
+    no_data,
+    not_testable,
+    pending,
     proportion_claim,
     replicated_proportion_claim,
     threshold_claim,

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -20,6 +20,7 @@ from .results import (
     EffectSize,
     Verdict,
     VerdictResult,
+    _Record,
 )
 from .tests import one_sample_t, wilson_interval
 
@@ -223,32 +224,108 @@ def proportion_claim(
     )
 
 
-def combine(main: ClaimStatistic, parts: dict[str, ClaimStatistic], *,
-            units: tuple[str, int, int] | None = None) -> ClaimStatistic:
-    """A conjunction of criteria (intersection-union test, each at alpha): SUPPORTED only if every part is.
+RULES = {"all": "intersection-union: SUPPORTED when every part is, REFUTED when any part is, else INCONCLUSIVE"}
+HALTING = ("insensitive", "not specific")  # calibration labels under which no measured verdict stands
 
-    REFUTED when any part is refuted (one false conjunct refutes the claim), else INCONCLUSIVE. ``units`` =
-    (name, n, min_n) of the independent replicates (e.g. seeds): below ``min_n`` nothing is concluded.
-    """
-    if units is not None and units[1] < units[2]:
-        name, n, min_n = units
-        details = {**main.details, "criteria": {k: s.to_dict() for k, s in parts.items()},
-                   "criteria_verdicts": {k: str(s.verdict) for k, s in parts.items()}}
-        return replace(main, verdict=Verdict.INCONCLUSIVE, reason=f"too few {name}: {n} < min_{name}={min_n}",
-                       details=details)
+
+@dataclass(frozen=True)
+class Decision(_Record):
+    """The verdict a record carries (``final_verdict``), and the measurement's own verdict beside it."""
+
+    verdict: Verdict
+    reason: str
+    measured: Verdict | None
+    measured_reason: str
+    rule: str
+    by: str = "rule"  # what decided it: "rule" (the parts), "gate" or "calibration"
+
+
+def _rule_verdict(parts: dict[str, ClaimStatistic], rule: str) -> tuple[Verdict, str]:
+    """The parts' verdicts combined by ``rule``; one part is its own verdict and reason."""
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+    if not parts:
+        raise ValueError("a verdict needs at least one part")
+    if len(parts) == 1:
+        (only,) = parts.values()
+        return Verdict(only.verdict), only.reason
     refuted = [k for k, s in parts.items() if Verdict(s.verdict) == Verdict.REFUTED]
-    open_ = [k for k, s in parts.items() if Verdict(s.verdict) == Verdict.INCONCLUSIVE]
-    if refuted:
-        verdict, names = Verdict.REFUTED, refuted
-    elif open_:
-        verdict, names = Verdict.INCONCLUSIVE, open_
-    else:
-        verdict, names = Verdict.SUPPORTED, list(parts)
-    label = {Verdict.REFUTED: "refuted", Verdict.INCONCLUSIVE: "inconclusive", Verdict.SUPPORTED: "supported"}[verdict]
-    reason = f"{label}: " + "; ".join(f"{k}: {parts[k].reason}" for k in names)
+    open_ = [k for k, s in parts.items() if Verdict(s.verdict) != Verdict.SUPPORTED]
+    verdict, names = ((Verdict.REFUTED, refuted) if refuted else (Verdict.INCONCLUSIVE, open_) if open_
+                      else (Verdict.SUPPORTED, list(parts)))
+    return verdict, f"{verdict.value.lower()}: " + "; ".join(f"{k}: {parts[k].reason}" for k in names)
+
+
+def final_verdict(parts: dict[str, ClaimStatistic], rule: str = "all", gates: Sequence[Any] = (),
+                  calibration: tuple[str, str] = ("", "")) -> Decision:
+    """The one place a record's verdict is decided, from the measure's named parts (each decided by its declared
+    test), the claim's combining ``rule``, its fitness ``gates`` (objects with ``passed`` and ``line()``) and the
+    controls' ``calibration`` (label, reason). Checked in this order: a failed gate -> NOT TESTABLE (``parts`` empty:
+    the measure stopped at it); an insensitive or non-specific calibration -> INCONCLUSIVE; else the rule's verdict."""
+    measured, reason = _rule_verdict(parts, rule) if parts else (None, "")
+    failed = [g for g in gates if not g.passed]
+    if failed:
+        tail = ("controls not run" if parts else
+                "stopped there: the rest of the measurement and the controls were not run")
+        return Decision(Verdict.NOT_TESTABLE, "; ".join(g.line() for g in failed) + f"; {tail}", measured, reason,
+                        rule, "gate")
+    if measured is None:
+        raise ValueError("no parts and no failed gate: nothing to decide")
+    label, why = calibration
+    if label in HALTING:
+        return Decision(Verdict.INCONCLUSIVE, f"{why}; the measurement alone: {reason}", measured, reason, rule,
+                        "calibration")
+    return Decision(measured, reason, measured, reason, rule)
+
+
+def pending(name: str, statistic: float, *, ci_low: float = math.nan, ci_high: float = math.nan,
+            confidence: float = math.nan, effect_size: EffectSize | None = None, p_value: float | None = None,
+            n: int = 0, details: dict[str, Any] | None = None) -> ClaimStatistic:
+    """A headline statistic whose verdict ``combine`` decides from the parts (INCONCLUSIVE until then)."""
+    return ClaimStatistic(name=name, statistic=statistic, ci_low=ci_low, ci_high=ci_high, confidence=confidence,
+                          effect_size=effect_size, p_value=p_value, n=n, verdict=Verdict.INCONCLUSIVE,
+                          reason="not decided", details=dict(details or {}))
+
+
+def evidence(name: str, *, met: bool, against: bool = False, reason: str, value: float = math.nan,
+             p_value: float | None = None, n: int = 0, details: dict[str, Any] | None = None) -> ClaimStatistic:
+    """A part decided by a check the claim declared outside the threshold tests: REFUTED when ``against`` (the data
+    contradict it; this takes precedence), SUPPORTED when ``met``, else INCONCLUSIVE."""
+    verdict = Verdict.REFUTED if against else Verdict.SUPPORTED if met else Verdict.INCONCLUSIVE
+    return ClaimStatistic(name=name, statistic=float(value), ci_low=math.nan, ci_high=math.nan, confidence=math.nan,
+                          effect_size=None, p_value=p_value, n=int(n), verdict=verdict, reason=reason,
+                          details=dict(details or {}))
+
+
+def no_data(reason: str) -> ClaimStatistic:
+    """A part with nothing to test (INCONCLUSIVE), e.g. a window that covers every layer."""
+    return evidence("no data", met=False, reason=reason)
+
+
+def not_testable(name: str, value: float, reason: str) -> ClaimStatistic:
+    """The statistic of a run stopped at a failed gate: the gate's value, no test, no CI."""
+    return ClaimStatistic(name=name, statistic=value, ci_low=value, ci_high=value, confidence=None,
+                          effect_size=None, p_value=None, n=0, verdict=Verdict.NOT_TESTABLE, reason=reason)
+
+
+def combine(main: ClaimStatistic, parts: dict[str, ClaimStatistic], *,
+            units: tuple[str, int, int] | None = None, rule: str = "all") -> ClaimStatistic:
+    """``main`` with the verdict ``final_verdict`` gives the parts under ``rule`` (default: a conjunction, each part
+    at alpha; one false conjunct refutes the claim), and every part in ``details["criteria"]``. ``units`` = (name,
+    n, min_n) of the independent replicates (e.g. seeds): below ``min_n`` nothing is concluded."""
     details = {**main.details, "criteria": {k: s.to_dict() for k, s in parts.items()},
                "criteria_verdicts": {k: str(s.verdict) for k, s in parts.items()}}
+    if units is not None and units[1] < units[2]:
+        name, n, min_n = units
+        return replace(main, verdict=Verdict.INCONCLUSIVE, reason=f"too few {name}: {n} < min_{name}={min_n}",
+                       details=details)
+    verdict, reason = _rule_verdict(parts, rule) if len(parts) > 1 else _conjunction_of_one(parts)
     return replace(main, verdict=verdict, reason=reason, details=details)
+
+
+def _conjunction_of_one(parts: dict[str, ClaimStatistic]) -> tuple[Verdict, str]:
+    (name, only), = parts.items()
+    return Verdict(only.verdict), f"{Verdict(only.verdict).value.lower()}: {name}: {only.reason}"
 
 
 def exact_claim(value: float, threshold: float, direction: str, name: str, n: int) -> ClaimStatistic:

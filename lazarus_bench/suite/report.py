@@ -13,20 +13,20 @@ from pathlib import Path
 from tabulate import tabulate
 
 from ..claims import prereg
-from ..claims.base import all_claims, bound_text
+from ..claims.base import ControlRun, all_claims, bound_text
 from ..errors import LazarusError
 from ..io import write_text
 from ..protocols import SINGLE_DEFECT_ORIGINAL
+from ..stats import ClaimStatistic
 from ..zoo.registry import MANIFEST, resolve_zoo
-from .records import load_records
+from .records import Record, load_records
 
-MARK = {"SUPPORTED": "SUPPORTED", "REFUTED": "REFUTED", "INCONCLUSIVE": "INCONCLUSIVE", "NOT TESTABLE": "NOT TESTABLE"}
 PLOTS = "plots"
 
 
-def _commits(records: list[dict]) -> str:
+def _commits(records: list[Record]) -> str:
     """The code the measured records came from (skips run none): one commit, or each with its record count."""
-    counts = Counter(r["environment"].get("git_commit") or "-" for r in records if r.get("environment"))
+    counts = Counter(r.environment.get("git_commit") or "-" for r in records if r.environment)
     if not counts:
         return "-"
     if len(counts) == 1:
@@ -44,10 +44,10 @@ def _fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
-def _prereg_status(record: dict, lock: dict[str, str]) -> str:
+def _prereg_status(record: Record, lock: dict[str, str]) -> str:
     """``matches`` when the record's claim hash equals the lock's, else ``differs``, ``not locked`` or ``no hash``."""
-    recorded = (record.get("prereg") or {}).get("hash")
-    locked = lock.get(record["claim"]["id"])
+    recorded = (record.prereg or {}).get("hash")
+    locked = lock.get(record.claim_id)
     if recorded is None:
         return "no hash"
     if locked is None:
@@ -55,16 +55,13 @@ def _prereg_status(record: dict, lock: dict[str, str]) -> str:
     return "matches" if recorded == locked else "differs"
 
 
-def _cell(record: dict, lock: dict[str, str] | None = None) -> str:
-    flag = " (†)" if lock is not None and _prereg_status(record, lock) != "matches" else ""
-    if record["status"] == "ok":
-        return MARK.get(record["verdict"], record["verdict"]) + flag
-    if record["status"] == "skipped":
-        return "n/a"
-    return "ERROR"
+def _cell(record: Record, lock: dict[str, str] | None = None) -> str:
+    """The verdict matrix's cell: the verdict (flagged (†) when off the lock in force), n/a or ERROR."""
+    off = lock is not None and record.status == "ok" and _prereg_status(record, lock) != "matches"
+    return record.label + (" (†)" if off else "")
 
 
-def _plot(record: dict, out_dir: Path) -> list[str]:
+def _plot(record: Record, out_dir: Path) -> list[str]:
     """One PNG per curve of the record; returns paths relative to the report."""
     import matplotlib
 
@@ -72,7 +69,7 @@ def _plot(record: dict, out_dir: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     paths = []
-    for name, curve in (record.get("curves") or {}).items():
+    for name, curve in (record.curves or {}).items():
         fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
         x = curve["x"]
         for label, ys in curve["series"].items():
@@ -82,11 +79,11 @@ def _plot(record: dict, out_dir: Path) -> list[str]:
         ax.set_xticklabels(x[::step], fontsize=7)
         ax.set_xlabel(curve.get("xlabel", "layer"))
         ax.set_ylabel(curve.get("ylabel", name))
-        ax.set_title(f"{record['claim']['id']} {name} - {record['model']['id']} ({record['protocol']})", fontsize=8)
+        ax.set_title(f"{record.claim_id} {name} - {record.model.id} ({record.protocol})", fontsize=8)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        rel = Path(PLOTS) / f"{record['claim']['id']}__{record['model']['slug']}__{record['protocol']}__{name}.png"
+        rel = Path(PLOTS) / f"{record.claim_id}__{record.model.slug}__{record.protocol}__{name}.png"
         (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out_dir / rel)
         plt.close(fig)
@@ -98,10 +95,10 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
     """Write ``report_dir/REPORT.md`` (and plots) from every record in ``report_dir/records``."""
     report_dir = Path(report_dir)
     loaded = load_records(report_dir)
-    by_claim: dict[str, list[dict]] = defaultdict(list)
+    by_claim: dict[str, list[Record]] = defaultdict(list)
     for record in loaded.records:
-        by_claim[record["claim"]["id"]].append(record)
-    models = sorted({r["model"]["id"] for r in loaded.records})
+        by_claim[record.claim_id].append(record)
+    models = sorted({r.model.id for r in loaded.records})
     claims = {c.id: c for c in all_claims()}
     lock_data = prereg.read_lock_file()
     lock = prereg.effective_hashes(lock_data)
@@ -112,7 +109,7 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
         f"in `{report_dir / 'records'}` (regenerate with `lazarus-bench report`; do not edit).",
         "",
     ]
-    env = next((r["environment"] for r in loaded.records if r.get("environment")), None)
+    env = next((r.environment for r in loaded.records if r.environment), None)
     if env:
         lines += [f"Environment: {env['device']}, BLAS {env['blas']['status']} ({env['blas']['library']}), "
                   f"mlx {env['packages'].get('mlx', '?')}, mlx-lm {env['packages'].get('mlx-lm', '?')}, "
@@ -127,9 +124,9 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
         row = {"claim": claim_id, "title": claims[claim_id].title if claim_id in claims else ""}
         for model in models:
             cells = [
-                f"{_cell(r, lock)}" + (f" ({r['protocol']})" if r["protocol"] != "corrected" else "")
-                for r in sorted(by_claim.get(claim_id, []), key=lambda r: r["protocol"])
-                if r["model"]["id"] == model
+                f"{_cell(r, lock)}" + (f" ({r.protocol})" if r.protocol != "corrected" else "")
+                for r in sorted(by_claim.get(claim_id, []), key=lambda r: r.protocol)
+                if r.model.id == model
             ]
             row[model] = " / ".join(cells) if cells else "not run"
         rows.append(row)
@@ -148,51 +145,51 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
     return write_text(report_dir / out_name, "\n".join(lines) + "\n")
 
 
-def failed_reruns(failed: list[dict]) -> list[str]:
+def failed_reruns(failed: list[Record]) -> list[str]:
     """Runs that did not finish where an earlier finished record exists: that one is shown, these are listed."""
     if not failed:
         return []
     lines = ["## Failed re-runs", "", "These runs did not finish; the earlier finished record of the same claim, model "
              "and protocol is the one shown above (the failed one is kept in `records/failed/`).", ""]
     for r in failed:
-        reason = str(r.get("reason") or "").splitlines()
-        lines.append(f"- {r['claim']['id']} on {r['model']['id']} ({r['protocol']}), {r.get('timestamp', '?')}: "
-                     f"{r['status']}: {reason[0] if reason else ''}")
+        reason = str(r.reason or "").splitlines()
+        lines.append(f"- {r.claim_id} on {r.model.id} ({r.protocol}), {r.timestamp}: "
+                     f"{r.status}: {reason[0] if reason else ''}")
     return lines + [""]
 
 
-def _replication_summary(records: list[dict], claims: dict) -> list[str]:
+def _replication_summary(records: list[Record], claims: dict) -> list[str]:
     """One row per claim and model (corrected protocol): the writeup's number beside ours with its CI, the verdict,
     the model's fitness and the calibration, so a reader sees what replicated and what the model could not test."""
     rows = []
-    for r in sorted(records, key=lambda r: (r["claim"]["id"], r["model"]["id"])):
-        if r["protocol"] != "corrected" or r["status"] == "skipped":
+    for r in sorted(records, key=lambda r: (r.claim_id, r.model.id)):
+        if r.protocol != "corrected" or r.status == "skipped":
             continue
-        claim_id = r["claim"]["id"]
-        if r["status"] != "ok":
+        claim_id = r.claim_id
+        if r.status != "ok":
             ours, verdict, gates, calib = "-", _cell(r), "-", "-"
         else:
-            s = r["statistic"]
-            ours = f"{s['name']} = {_fmt(s['statistic'])} [{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}]"
-            verdict = r["verdict"]
-            gates = ", ".join(f"{g['name']} {'pass' if g['passed'] else 'FAIL'}" for g in r.get("fitness") or []) or "-"
-            calib = r.get("calibration", "-")
-        rows.append({"claim": claim_id, "writeup (its model)": r["claim"]["writeup"], "model": r["model"]["id"],
+            s = r.statistic
+            ours = f"{s.name} = {_fmt(s.statistic)} [{_fmt(s.ci_low)}, {_fmt(s.ci_high)}]"
+            verdict = str(r.verdict)
+            gates = ", ".join(f"{g.name} {'pass' if g.passed else 'FAIL'}" for g in r.fitness) or "-"
+            calib = r.calibration or "-"
+        rows.append({"claim": claim_id, "writeup (its model)": r.claim["writeup"], "model": r.model.id,
                      "ours [CI]": ours, "verdict": verdict, "fitness": gates, "calibration": calib})
     if not rows:
         return []
     return ["## Replication summary", "", tabulate(rows, headers="keys", tablefmt="github"), ""]
 
 
-def _one_factor(by_claim: dict[str, list[dict]]) -> list[str]:
+def _one_factor(by_claim: dict[str, list[Record]]) -> list[str]:
     """Corrected, full original, and each original defect alone on top of corrected: the statistic of each and the
     single defects that move it (verdict changed, or the statistic outside the corrected run's CI)."""
     lines: list[str] = []
     for claim_id, records in sorted(by_claim.items()):
         by_model: dict[str, dict[str, dict]] = defaultdict(dict)
         for r in records:
-            if r["status"] == "ok":
-                by_model[r["model"]["id"]][r["protocol"]] = r
+            if r.status == "ok":
+                by_model[r.model.id][r.protocol] = r
         for model, runs in sorted(by_model.items()):
             runs = dict(runs)
             if claim_id in SINGLE_DEFECT_ORIGINAL and "original" in runs:
@@ -200,22 +197,22 @@ def _one_factor(by_claim: dict[str, list[dict]]) -> list[str]:
             single = sorted(p for p in runs if p.startswith("corrected+"))
             if not single or "corrected" not in runs:
                 continue
-            base = runs["corrected"]["statistic"]
+            base = runs["corrected"].statistic
             rows, movers = [], []
             for protocol in ["corrected", *single, *(["original"] if "original" in runs else [])]:
-                s = runs[protocol]["statistic"]
-                verdict = runs[protocol]["verdict"]
-                outside = not (base["ci_low"] <= s["statistic"] <= base["ci_high"])
-                moves = protocol != "corrected" and (verdict != runs["corrected"]["verdict"] or outside)
+                s = runs[protocol].statistic
+                verdict = runs[protocol].verdict
+                outside = not (base.ci_low <= s.statistic <= base.ci_high)
+                moves = protocol != "corrected" and (verdict != runs["corrected"].verdict or outside)
                 if moves and protocol.startswith("corrected+"):
                     movers.append(protocol.removeprefix("corrected+"))
-                rows.append({"protocol": protocol, "statistic": _fmt(s["statistic"]),
-                             "minus corrected": _fmt(s["statistic"] - base["statistic"]), "verdict": verdict,
+                rows.append({"protocol": protocol, "statistic": _fmt(s.statistic),
+                             "minus corrected": _fmt(s.statistic - base.statistic), "verdict": str(verdict),
                              "moves it": "yes" if moves else ("-" if protocol == "corrected" else "no")})
             defect = SINGLE_DEFECT_ORIGINAL.get(claim_id)
             note = [f"The original protocol differs from the corrected one only in `{defect}`, so its run is that "
                     "defect's one-factor ablation.", ""] if defect else []
-            lines += [f"### {claim_id} on {model}: {base['name']}", "", *note,
+            lines += [f"### {claim_id} on {model}: {base.name}", "", *note,
                       tabulate(rows, headers="keys", tablefmt="github"), "",
                       "Single defects that move it: " + (", ".join(movers) or "none") + ".", ""]
     if not lines:
@@ -225,21 +222,21 @@ def _one_factor(by_claim: dict[str, list[dict]]) -> list[str]:
             "changes or the statistic leaves the corrected run's confidence interval.", "", *lines]
 
 
-def _layer_sensitivity(records: list[dict], claims: dict) -> list[str]:
+def _layer_sensitivity(records: list[Record], claims: dict) -> list[str]:
     """The depth claims' statistic at every layer (the claim's ``layer_curve``), beside the layer the criterion
     reads, so a reader sees whether the verdict hangs on the choice of int(0.55 L)."""
     rows = []
-    for r in sorted(records, key=lambda r: (r["claim"]["id"], r["model"]["id"])):
-        claim = claims.get(r["claim"]["id"])
-        if claim is None or claim.layer_curve is None or r["status"] != "ok" or r["protocol"] != "corrected":
+    for r in sorted(records, key=lambda r: (r.claim_id, r.model.id)):
+        claim = claims.get(r.claim_id)
+        if claim is None or claim.layer_curve is None or r.status != "ok" or r.protocol != "corrected":
             continue
         name, series = claim.layer_curve
-        curve = (r.get("curves") or {}).get(name)
+        curve = (r.curves or {}).get(name)
         if not curve or not curve["series"] or (series is not None and series not in curve["series"]):
             continue  # a record written by an earlier version of the claim (flagged off the lock) may lack it
         values = curve["series"][series] if series is not None else list(curve["series"].values())[-1]
         best = max(range(len(values)), key=lambda i: values[i] if values[i] is not None else float("-inf"))
-        rows.append({"claim": r["claim"]["id"], "model": r["model"]["id"], "curve": f"{name}" + (
+        rows.append({"claim": r.claim_id, "model": r.model.id, "curve": f"{name}" + (
             f" ({series})" if series else ""), "by layer": " ".join(
                 f"{x}:{_fmt(v, 2)}" for x, v in zip(curve["x"], values)),
             "largest at": curve["x"][best]})
@@ -250,7 +247,7 @@ def _layer_sensitivity(records: list[dict], claims: dict) -> list[str]:
             "the claim sections.", "", tabulate(rows, headers="keys", tablefmt="github"), ""]
 
 
-def _prereg_section(records: list[dict], lock: dict[str, str], data: dict | None = None) -> list[str]:
+def _prereg_section(records: list[Record], lock: dict[str, str], data: dict | None = None) -> list[str]:
     """Records whose claim hash (criteria, tests, parameters, measure source) is not the lock's in force, marked
     (†), then every amendment to the frozen version with its verdicts before and after."""
     off = [(r, _prereg_status(r, lock)) for r in records]
@@ -267,20 +264,20 @@ def _prereg_section(records: list[dict], lock: dict[str, str], data: dict | None
         lines += [f"(†) {len(off)} of {len(records)} records were not produced under the lock in force: their "
                   "criteria, tests, parameters or measure differ from the pre-registered ones, or they carry no "
                   "hash.", ""]
-        lines += [f"- {r['claim']['id']} on {r['model']['id']} ({r['protocol']}): {status}" for r, status in off]
+        lines += [f"- {r.claim_id} on {r.model.id} ({r.protocol}): {status}" for r, status in off]
         lines += [""]
     return lines + _deviations(records, data)
 
 
-def _deviations(records: list[dict], data: dict | None) -> list[str]:
+def _deviations(records: list[Record], data: dict | None) -> list[str]:
     """Each amendment: what, why, the records it touched, their verdicts before and now."""
     lines = ["## Deviations from the pre-registration", ""]
     amendments = (data or {}).get("amendments", [])
     if not amendments:
         return lines + ["None: every claim is measured as frozen.", ""]
     in_force = prereg.effective_hashes(data)
-    now = {f"{r['claim']['id']} {r['model']['id']} {r['protocol']}":
-           (r.get("verdict") or r["status"]) if (r.get("prereg") or {}).get("hash") == in_force.get(r["claim"]["id"])
+    now = {f"{r.claim_id} {r.model.id} {r.protocol}":
+           (r.verdict or r.status) if (r.prereg or {}).get("hash") == in_force.get(r.claim_id)
            else "not re-run under the lock in force" for r in records}
     for a in amendments:
         lines += [f"**Amendment {a['number']}** ({a['date']}; {', '.join(a['claims'])}): {a['what']}. "
@@ -291,9 +288,9 @@ def _deviations(records: list[dict], data: dict | None) -> list[str]:
     return lines
 
 
-def _tests(statistic: dict) -> str:
+def _tests(statistic: ClaimStatistic) -> str:
     """The declared test of each criterion the verdict combined (or of the statistic itself)."""
-    criteria = statistic.get("details", {}).get("criteria") or {"": statistic}
+    criteria = statistic.details.get("criteria") or {"": statistic.to_dict()}
     named = [f"{k}: {c['details']['test']}" if k else str(c["details"]["test"])
              for k, c in criteria.items() if isinstance(c.get("details"), dict) and c["details"].get("test")]
     return "; ".join(named) or "-"
@@ -310,22 +307,22 @@ def _mde(mde: dict | None) -> str:
     return _fmt(value) if value > 0 else "n/a"
 
 
-def _fitness(record: dict) -> str:
+def _fitness(record: Record) -> str:
     """The claim's fitness gates on this model: value vs threshold, pass or fail."""
-    gates = record.get("fitness") or []
-    return "; ".join(f"{g['name']} {_fmt(g['value'])} {bound_text(g['direction'], g['threshold'])}: "
-                     f"{'pass' if g['passed'] else 'FAIL'}" for g in gates) or "-"
+    gates = record.fitness
+    return "; ".join(f"{g.name} {_fmt(g.value)} {bound_text(g.direction, g.threshold)}: "
+                     f"{'pass' if g.passed else 'FAIL'}" for g in gates) or "-"
 
 
-def _control_cell(controls: list[dict], kind: str) -> str:
+def _control_cell(controls: tuple[ControlRun, ...], kind: str) -> str:
     cells = []
-    for c in (c for c in controls if c["kind"] == kind):
-        if not c["built"]:
-            cells.append(f"{c['name']}: not built ({c['reason']})")
+    for c in (c for c in controls if c.kind == kind):
+        if not c.built:
+            cells.append(f"{c.name}: not built ({c.reason})")
         elif kind == "positive":
-            cells.append(f"{c['name']}: {'detected' if c['detected'] else 'MISSED'} ({c['verdict']})")
+            cells.append(f"{c.name}: {'detected' if c.detected else 'MISSED'} ({c.verdict})")
         else:
-            cells.append(f"{c['name']}: {'FLAGGED' if c['detected'] else 'quiet'} ({c['verdict']})")
+            cells.append(f"{c.name}: {'FLAGGED' if c.detected else 'quiet'} ({c.verdict})")
     return "; ".join(cells) or "none declared"
 
 
@@ -333,23 +330,23 @@ def _rate(k: int, n: int) -> str:
     return f"{k}/{n} = {k / n:.2f}" if n else "no control run"
 
 
-def _calibration(records: list[dict]) -> list[str]:
+def _calibration(records: list[Record]) -> list[str]:
     """The controls of every measured record, and the harness's sensitivity and false-positive rate over them."""
-    measured = [r for r in records if r["status"] == "ok"]
+    measured = [r for r in records if r.status == "ok"]
     if not measured:
         return []
-    rows, built = [], [c for r in measured for c in r.get("controls", []) if c["built"]]
-    for r in sorted(measured, key=lambda r: (r["claim"]["id"], r["model"]["id"], r["protocol"])):
-        controls = r.get("controls", [])
-        skipped = "not run: the model failed a fitness gate" if r.get("calibration") == "not run" else None
-        rows.append({"claim": r["claim"]["id"], "model": r["model"]["id"], "protocol": r["protocol"],
+    rows, built = [], [c for r in measured for c in r.controls if c.built]
+    for r in sorted(measured, key=lambda r: (r.claim_id, r.model.id, r.protocol)):
+        controls = r.controls
+        skipped = "not run: the model failed a fitness gate" if r.calibration == "not run" else None
+        rows.append({"claim": r.claim_id, "model": r.model.id, "protocol": r.protocol,
                      "negative control": skipped or _control_cell(controls, "negative"),
                      "positive control": skipped or _control_cell(controls, "positive"),
-                     "calibration": r.get("calibration", "-")})
-    positives = [c for c in built if c["kind"] == "positive"]
-    negatives = [c for c in built if c["kind"] == "negative"]
-    detected = sum(c["detected"] for c in positives)
-    flagged = sum(c["detected"] for c in negatives)
+                     "calibration": r.calibration or "-"})
+    positives = [c for c in built if c.kind == "positive"]
+    negatives = [c for c in built if c.kind == "negative"]
+    detected = sum(c.detected for c in positives)
+    flagged = sum(c.detected for c in negatives)
     return ["## Calibration", "",
             f"Sensitivity (positive controls detected / run): {_rate(detected, len(positives))}. "
             f"False-positive rate (negative controls flagged / run): {_rate(flagged, len(negatives))}. "
@@ -378,13 +375,13 @@ def _zoo_quality(models: list[str]) -> list[str]:
                                                                              tablefmt="github"), ""]
 
 
-def _model_fitness(records: list[dict]) -> list[str]:
+def _model_fitness(records: list[Record]) -> list[str]:
     """What each model can test: every fitness gate measured on it (claim, value, threshold, pass or fail)."""
-    rows = [{"model": r["model"]["id"], "claim": r["claim"]["id"], "protocol": r["protocol"], "gate": g["name"],
-             "value": _fmt(g["value"]), "needs": bound_text(g["direction"], g["threshold"]),
-             "": "pass" if g["passed"] else "FAIL"}
-            for r in sorted(records, key=lambda r: (r["model"]["id"], r["claim"]["id"], r["protocol"]))
-            for g in r.get("fitness") or []]
+    rows = [{"model": r.model.id, "claim": r.claim_id, "protocol": r.protocol, "gate": g.name,
+             "value": _fmt(g.value), "needs": bound_text(g.direction, g.threshold),
+             "": "pass" if g.passed else "FAIL"}
+            for r in sorted(records, key=lambda r: (r.model.id, r.claim_id, r.protocol))
+            for g in r.fitness]
     if not rows:
         return []
     return ["## Model fitness", "", "Fitness gates (CLAIMS.md revision 2): a model that fails one cannot test the "
@@ -396,13 +393,13 @@ def _pieces(pieces: list[str]) -> str:
     return "`" + " ".join(repr(p)[1:-1] for p in pieces) + "`"
 
 
-def _tokenization(records: list[dict]) -> list[str]:
+def _tokenization(records: list[Record]) -> list[str]:
     """Per model, what the claims fed it (from the records' tokenization audit): prompt and answer pieces, BOS, the
     target words that are not one token, and the chat prompt its template renders."""
     audits = {}
     for r in records:
-        if r.get("tokenization"):
-            audits.setdefault(r["model"]["id"], r["tokenization"])
+        if r.tokenization:
+            audits.setdefault(r.model.id, r.tokenization)
     rows = []
     for model, a in sorted(audits.items()):
         split = [f"{w} ({'/'.join(str(len(v[k])) for k in ('bare', 'spaced'))})" for w, v in a["words"].items()
@@ -426,20 +423,20 @@ def _tokenization(records: list[dict]) -> list[str]:
             tabulate(rows, headers="keys", tablefmt="github"), ""]
 
 
-def _outcome_counts(records: list[dict]) -> str:
+def _outcome_counts(records: list[Record]) -> str:
     """One line: how many records ended in each outcome (NOT TESTABLE: the model failed a fitness gate)."""
     counts = Counter(_cell(r) for r in records)
     order = ["SUPPORTED", "REFUTED", "INCONCLUSIVE", "NOT TESTABLE", "n/a", "ERROR"]
     return "Outcomes: " + ", ".join(f"{name} {counts.get(name, 0)}" for name in order) + "."
 
 
-def _protocol_dependence(by_claim: dict[str, list[dict]]) -> list[str]:
+def _protocol_dependence(by_claim: dict[str, list[Record]]) -> list[str]:
     """Claims whose verdict changes between the writeup's original protocol and the corrected one."""
     rows = []
     for claim_id, records in sorted(by_claim.items()):
         per_model: dict[str, dict[str, str]] = defaultdict(dict)
         for r in records:
-            per_model[r["model"]["id"]][r["protocol"]] = _cell(r)
+            per_model[r.model.id][r.protocol] = _cell(r)
         for model, verdicts in per_model.items():
             if "original" in verdicts and "corrected" in verdicts:
                 rows.append(
@@ -465,11 +462,11 @@ def _protocol_dependence(by_claim: dict[str, list[dict]]) -> list[str]:
     ]
 
 
-def _time_spent(records: list[dict], models: list[str]) -> list[str]:
+def _time_spent(records: list[Record], models: list[str]) -> list[str]:
     """Worker-seconds per claim and model (every protocol of a record summed): where a run's time went."""
     cost: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for r in records:
-        cost[r["claim"]["id"]][r["model"]["id"]] += float(r.get("wall_s") or 0.0)
+        cost[r.claim_id][r.model.id] += float(r.wall_s or 0.0)
     if not cost:
         return []
     def secs(v: float) -> str:
@@ -479,9 +476,9 @@ def _time_spent(records: list[dict], models: list[str]) -> list[str]:
              "total": secs(sum(cost[c].values()))} for c in sorted(cost)]
     rows.append({"claim": "total", **{m: secs(sum(cost[c].get(m, 0.0) for c in cost)) for m in models},
                  "total": secs(sum(sum(v.values()) for v in cost.values()))})
-    seeded = [r for r in records if r.get("seeds")]
-    seed_secs = sum(float(r.get("wall_s") or 0.0) for r in seeded)
-    n_seeds = sorted({len(r["seeds"]) for r in seeded})
+    seeded = [r for r in records if r.seeds]
+    seed_secs = sum(float(r.wall_s or 0.0) for r in seeded)
+    n_seeds = sorted({len(r.seeds) for r in seeded})
     cost_line = (f"Records whose unit is the training seed ran {'/'.join(map(str, n_seeds))} seed(s) and took "
                  f"{secs(seed_secs)} of the {secs(sum(sum(v.values()) for v in cost.values()))} worker-seconds. "
                  "Five seeds is the smallest count at which the exact one-sided sign test can reach p < 0.05 (floor "
@@ -491,8 +488,8 @@ def _time_spent(records: list[dict], models: list[str]) -> list[str]:
             tabulate(rows, headers="keys", tablefmt="github"), ""]
 
 
-def _claim_section(claim_id: str, claim, records: list[dict], report_dir: Path) -> list[str]:
-    first = records[0]["claim"]
+def _claim_section(claim_id: str, claim, records: list[Record], report_dir: Path) -> list[str]:
+    first = records[0].claim
     lines = [
         f"## {claim_id}: {first['title']}",
         "",
@@ -504,12 +501,12 @@ def _claim_section(claim_id: str, claim, records: list[dict], report_dir: Path) 
         "",
     ]
     rows, details, plots = [], [], []
-    for r in sorted(records, key=lambda r: (r["model"]["id"], r["protocol"])):
-        if r["status"] != "ok":
+    for r in sorted(records, key=lambda r: (r.model.id, r.protocol)):
+        if r.status != "ok":
             rows.append(
                 {
-                    "model": r["model"]["id"],
-                    "protocol": r["protocol"],
+                    "model": r.model.id,
+                    "protocol": r.protocol,
                     "verdict": _cell(r),
                     "statistic": "-",
                     "CI": "-",
@@ -519,34 +516,34 @@ def _claim_section(claim_id: str, claim, records: list[dict], report_dir: Path) 
                     "n": "-",
                     "MDE": "-",
                     "seeds": "-",
-                    "wall s": _fmt(r.get("wall_s")),
+                    "wall s": _fmt(r.wall_s),
                 }
             )
-            details.append(f"- {r['model']['id']} ({r['protocol']}): {r['status']}: {r['reason']}")
+            details.append(f"- {r.model.id} ({r.protocol}): {r.status}: {r.reason}")
             continue
-        s = r["statistic"]
-        effect = s.get("effect_size")
+        s = r.statistic
+        effect = s.effect_size
         rows.append(
             {
-                "model": r["model"]["id"],
-                "protocol": r["protocol"],
-                "verdict": r["verdict"],
-                "statistic": f"{s['name']} = {_fmt(s['statistic'])}",
-                "CI": f"[{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}] ({_fmt(s['confidence'])})",
-                "effect size": f"{effect['name']} = {_fmt(effect['value'])}" if effect else "-",
-                "p": _fmt(s.get("p_value")),
+                "model": r.model.id,
+                "protocol": r.protocol,
+                "verdict": str(r.verdict),
+                "statistic": f"{s.name} = {_fmt(s.statistic)}",
+                "CI": f"[{_fmt(s.ci_low)}, {_fmt(s.ci_high)}] ({_fmt(s.confidence)})",
+                "effect size": f"{effect.name} = {_fmt(effect.value)}" if effect else "-",
+                "p": _fmt(s.p_value),
                 "test": _tests(s),
-                "n": s["n"],
-                "MDE": _mde(r.get("mde")),
-                "seeds": len(r["seeds"]) or "-",
+                "n": s.n,
+                "MDE": _mde(r.mde),
+                "seeds": len(r.seeds) or "-",
                 "fitness": _fitness(r),
-                "wall s": _fmt(r.get("wall_s")),
+                "wall s": _fmt(r.wall_s),
             }
         )
-        measured = f" (the measurement alone: {r['measured_verdict']})" if r.get("measured_verdict") else ""
+        measured = f" (the measurement alone: {r.measured_verdict})" if r.measured_verdict else ""
         details.append(
-            f"- {r['model']['id']} ({r['protocol']}, tier {r['tier']}): {r['ours']}. Verdict: "
-            f"{r['verdict']}{measured} - {r['reason']}."
+            f"- {r.model.id} ({r.protocol}, tier {r.tier}): {r.ours}. Verdict: "
+            f"{r.verdict}{measured} - {r.reason}."
         )
         plots += _plot(r, report_dir)
     lines += [tabulate(rows, headers="keys", tablefmt="github"), "", *details, ""]

@@ -32,8 +32,7 @@ from ..claims.base import (
 from ..errors import LazarusError
 from ..models import check_model_id, model_fingerprint
 from ..runinfo import environment
-from ..stats import Verdict
-from .records import save_record
+from .records import ModelRef, Record, save_record
 
 
 class ModelPool:
@@ -59,17 +58,17 @@ class ModelPool:
 
 def _base_record(claim: Claim, info: ModelInfo, model_id: str, protocol: str, tier: str, params: dict,
                  seeds: list[int], origin: dict | None = None) -> dict:
+    """The fields every record has, known before anything is measured."""
     name = origin["id"] if origin else model_id
-    model = {"id": name, "slug": slug(name), "hash": model_fingerprint(model_id), "info": asdict(info)}
-    if origin:
-        model.update(path=model_id, base=origin["base"], adapter=origin["adapter"])
+    model = ModelRef(id=name, slug=slug(name), hash=model_fingerprint(model_id), info=asdict(info),
+                     **({"path": model_id, "base": origin["base"], "adapter": origin["adapter"]} if origin else {}))
     return {
         "claim": claim_dict(claim),
         "model": model,
         "protocol": protocol,
         "tier": tier,
         "params": params,
-        "seeds": seeds,
+        "seeds": tuple(seeds),
         "prereg": prereg.check(claim),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -79,10 +78,8 @@ def not_testable_outcome(exc: NotTestable) -> dict:
     """The record fields of a run stopped at a failed gate: the gate's value as the statistic (no test was made, so
     no CI, effect or MDE), and the descriptive numbers measured before it."""
     failed = next(g for g in exc.gates if not g.passed)
-    statistic = {"name": failed.name, "statistic": failed.value, "ci_low": failed.value, "ci_high": failed.value,
-                 "confidence": None, "effect_size": None, "p_value": None, "n": 0,
-                 "verdict": str(Verdict.NOT_TESTABLE), "reason": str(exc), "details": {}}
-    return {"statistic": statistic, "ours": f"{failed.name} = {failed.value:.4g}", "samples": [], "curves": {},
+    return {"statistic": stats.not_testable(failed.name, failed.value, str(exc)),
+            "ours": f"{failed.name} = {failed.value:.4g}", "samples": [], "curves": {},
             "extra": {"descriptive": exc.details}, "mde": {"value": None, "units": failed.name,
                                                            "how": "no test: the model failed a fitness gate"}}
 
@@ -97,10 +94,39 @@ def record_mde(s) -> dict:
             "how": "normal approximation from the CI: (z_alpha + z_0.8) x half-width / z_alpha"}
 
 
+def _decided(decision: stats.Decision) -> dict:
+    """The verdict fields of a record: the final verdict, and the measured one where a gate or calibration differs."""
+    out = {"verdict": decision.verdict, "reason": decision.reason}
+    if decision.measured is not None and decision.by != "rule":
+        out["measured_verdict"] = decision.measured
+    return out
+
+
+def measure_record(claim: Claim, ctx: ClaimContext) -> dict:
+    """The measured fields of a record: gates, outcome, controls, calibration and the verdict
+    ``stats.final_verdict`` decides from them."""
+    before = [gate.check(ctx) for gate in claim.gates if gate.value is not None]
+    try:
+        outcome = claim.measure(ctx)
+    except NotTestable as exc:
+        gates = exc.gates if exc.gates[0] in before else before + exc.gates
+        decision = stats.final_verdict({}, gates=gates)
+        return {"fitness": tuple(gates), **not_testable_outcome(exc), "controls": (), "calibration": "not run",
+                **_decided(decision)}
+    fitness = before + [gate.check(ctx, outcome) for gate in claim.gates if gate.value is None]
+    failed = any(not g.passed for g in fitness)
+    # a model that failed a gate gets no verdict, so nothing to calibrate: its controls would be compute for nothing
+    controls = () if failed else tuple(control.run(claim, ctx) for control in claim.controls)
+    label, why = ("not run", "") if failed else calibration(controls)
+    decision = stats.final_verdict(outcome.named_parts(), outcome.rule, fitness, (label, why))
+    return {"fitness": tuple(fitness), **outcome_dict(outcome), "mde": record_mde(outcome.statistic),
+            "controls": controls, "calibration": label, **_decided(decision)}
+
+
 def run_claim(claim: Claim, model_id: str, *, tier: str = "slow", n_seeds: int | None = None,
               report_dir: str | Path = "reports", protocol: str = "corrected", overrides: dict | None = None,
               pool: ModelPool | None = None, log: Callable[[str], None] | None = None,
-              cache_dir: str | Path | None = None, origin: dict | None = None) -> dict:
+              cache_dir: str | Path | None = None, origin: dict | None = None) -> Record:
     """Measure one claim on one model and save its record; inapplicable claims and failures are recorded too.
 
     ``origin`` names a checkpoint fused from a base model and an adapter (``fused_models``): the record shows
@@ -113,46 +139,23 @@ def run_claim(claim: Claim, model_id: str, *, tier: str = "slow", n_seeds: int |
     start, counts = time.perf_counter(), flops.totals()
     handle = pool.get(model_id)  # a model that does not load is the caller's error: no record is written for it
     info = model_info(handle, ZOO_INSTRUCT_PAIRS)
-    record = _base_record(claim, info, model_id, protocol, tier, params, seeds, origin)
-    record["tokenization"] = pool.audit(model_id)
+    fields = {**_base_record(claim, info, model_id, protocol, tier, params, seeds, origin),
+              "tokenization": pool.audit(model_id)}
     reason = claim.applies(info) or ablation_scope(protocol, info)
     if reason:
-        record.update(status="skipped", reason=reason)
+        record = Record(**fields, status="skipped", reason=reason)
         save_record(report_dir, record)
         return record
     ctx = ClaimContext(claim, info, tier=tier, seeds=seeds, params=params, protocol=protocol, cache_dir=cache_dir,
                        log=log, shared=handle)
     try:
-        before = [gate.check(ctx) for gate in claim.gates if gate.value is not None]
-        outcome = claim.measure(ctx)
-        fitness = before + [gate.check(ctx, outcome) for gate in claim.gates if gate.value is None]
-        record["fitness"] = [asdict(g) for g in fitness]
-        record.update(status="ok", verdict=str(outcome.verdict), reason=outcome.statistic.reason,
-                      **outcome_dict(outcome))
-        record["mde"] = record_mde(outcome.statistic)
-        failed = [g for g in fitness if not g.passed]
-        # a model that failed a gate gets no verdict, so nothing to calibrate: its controls would be compute for nothing
-        record["controls"] = [] if failed else [control.run(claim, ctx) for control in claim.controls]
-        label, why = calibration(record["controls"]) if not failed else ("not run", "")
-        record["calibration"] = label
-        if failed:
-            record.update(verdict=str(Verdict.NOT_TESTABLE), measured_verdict=str(outcome.verdict),
-                          reason="; ".join(g.line() for g in failed) + "; controls not run")
-        elif label in ("insensitive", "not specific"):
-            record.update(verdict=str(Verdict.INCONCLUSIVE), measured_verdict=str(outcome.verdict),
-                          reason=f"{why}; the measurement alone: {outcome.statistic.reason}")
-    except NotTestable as exc:
-        gates = exc.gates if exc.gates[0] in before else before + exc.gates
-        record.update(status="ok", verdict=str(Verdict.NOT_TESTABLE), fitness=[asdict(g) for g in gates],
-                      reason=f"{exc}; stopped there: the rest of the measurement and the controls were not run",
-                      **not_testable_outcome(exc), controls=[], calibration="not run")
+        fields.update(status="ok", **measure_record(claim, ctx))
     except LazarusError as exc:
-        record.update(status="error", reason=str(exc))
+        fields.update(status="error", reason=str(exc))
     except Exception as exc:  # noqa: BLE001  (a broken measure must not lose the other records)
-        record.update(status="error", reason=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
-    record["wall_s"] = round(time.perf_counter() - start, 2)
-    record["work"] = flops.since(counts)
-    record["environment"] = environment(measure_gemm=True)
+        fields.update(status="error", reason=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+    record = Record(**fields, wall_s=round(time.perf_counter() - start, 2), work=flops.since(counts),
+                    environment=environment(measure_gemm=True))
     save_record(report_dir, record)
     return record
 
@@ -239,7 +242,13 @@ def _worker_run(job: Job, kwargs: dict) -> dict:
     origins = kwargs.pop("origins", {})
     record = run_claim(get_claim(job.claim), job.model, protocol=job.protocol, pool=_WORKER_POOL,
                        origin=origins.get(job.model), **kwargs)
-    return {k: record.get(k) for k in ("status", "verdict", "reason", "wall_s")}
+    return job_summary(record)
+
+
+def job_summary(record: Record) -> dict:
+    """What the parent process logs of a finished job."""
+    return {"status": record.status, "verdict": None if record.verdict is None else str(record.verdict),
+            "reason": record.reason, "wall_s": record.wall_s}
 
 
 def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, tier: str = "slow",
@@ -301,7 +310,7 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
             log(f"start {job.claim} on {job.model} ({job.protocol})")
             record = run_claim(get_claim(job.claim), job.model, protocol=job.protocol, pool=pool, log=log,
                                overrides=(overrides or {}).get(job.claim), origin=origins.get(job.model), **kwargs)
-            finished(job, {k: record.get(k) for k in ("status", "verdict", "reason", "wall_s")})
+            finished(job, job_summary(record))
         return summaries
 
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait

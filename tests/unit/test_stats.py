@@ -569,3 +569,67 @@ def test_claims_carry_their_mde():
         "no count of 4 reaches p < 0.05: nothing is detectable"
     prop = S.proportion_claim(7, 8, 0.875, chance=0.25)
     assert prop.details["mde"] == pytest.approx(S.min_detectable_rate(8, 0.25) - 0.25)
+
+
+class _Gate:
+    def __init__(self, name, passed):
+        self.name, self.passed = name, passed
+
+    def line(self):
+        return f"gate {self.name} {'passed' if self.passed else 'failed'}"
+
+
+def _part(verdict, reason):
+    from lazarus_bench.stats import evidence
+
+    return evidence("p", met=verdict == "SUPPORTED", against=verdict == "REFUTED", reason=reason)
+
+
+@pytest.mark.parametrize("verdicts, expected", [
+    (("SUPPORTED", "SUPPORTED"), "SUPPORTED"),
+    (("SUPPORTED", "INCONCLUSIVE"), "INCONCLUSIVE"),
+    (("INCONCLUSIVE", "REFUTED"), "REFUTED"),
+    (("SUPPORTED", "REFUTED"), "REFUTED"),
+    (("INCONCLUSIVE", "INCONCLUSIVE"), "INCONCLUSIVE"),
+])
+def test_final_verdict_is_the_intersection_union_of_the_parts(verdicts, expected):
+    from lazarus_bench.stats import final_verdict
+
+    parts = {f"c{i}": _part(v, f"r{i}") for i, v in enumerate(verdicts)}
+    decision = final_verdict(parts, "all")
+    assert decision.verdict == expected and decision.measured == expected and decision.by == "rule"
+    named = [f"c{i}: r{i}" for i, v in enumerate(verdicts) if v == expected or expected == "INCONCLUSIVE" and
+             v != "SUPPORTED"]
+    assert decision.reason == f"{expected.lower()}: " + "; ".join(named)
+
+
+def test_final_verdict_gates_then_calibration_then_the_rule():
+    from lazarus_bench.stats import Verdict, final_verdict
+
+    parts = {"a": _part("SUPPORTED", "fine"), "b": _part("SUPPORTED", "also")}
+    failed = final_verdict(parts, "all", [_Gate("size", True), _Gate("learned", False)],
+                           ("insensitive", "INSENSITIVE: x"))
+    assert failed.verdict == Verdict.NOT_TESTABLE and failed.measured == Verdict.SUPPORTED and failed.by == "gate"
+    assert failed.reason == "gate learned failed; controls not run"
+    stopped = final_verdict({}, "all", [_Gate("stage 1", False)])
+    assert stopped.measured is None and "stopped there" in stopped.reason
+    for label in ("insensitive", "not specific"):
+        halted = final_verdict(parts, "all", [_Gate("size", True)], (label, "WHY"))
+        assert halted.verdict == Verdict.INCONCLUSIVE and halted.by == "calibration"
+        assert halted.reason.startswith("WHY; the measurement alone: supported: ")
+    for label in ("calibrated", "uncalibrated", "negative control only"):
+        assert final_verdict(parts, "all", (), (label, "")).verdict == Verdict.SUPPORTED
+    single = final_verdict({"only": _part("REFUTED", "shown")}, "all")
+    assert single.verdict == Verdict.REFUTED and single.reason == "shown", "one part is its own verdict and reason"
+    with pytest.raises(ValueError, match="rule must be one of"):
+        final_verdict(parts, "majority")
+    with pytest.raises(ValueError, match="nothing to decide"):
+        final_verdict({}, "all", [_Gate("size", True)])
+
+
+def test_evidence_puts_the_contradiction_first():
+    from lazarus_bench.stats import Verdict, evidence
+
+    assert evidence("x", met=True, against=True, reason="").verdict == Verdict.REFUTED
+    assert evidence("x", met=True, reason="").verdict == Verdict.SUPPORTED
+    assert evidence("x", met=False, reason="").verdict == Verdict.INCONCLUSIVE

@@ -1,0 +1,59 @@
+"""Typed records: every committed record loads and writes back to the same JSON; a broken one is one clear line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lazarus_bench.claims.base import ControlRun, GateResult
+from lazarus_bench.errors import LazarusError
+from lazarus_bench.stats import ClaimStatistic, Verdict
+from lazarus_bench.suite.records import SCHEMA_VERSION, Record, load_records, read_record, save_record
+
+COMMITTED = Path(__file__).resolve().parents[2] / "reports" / "records"
+
+
+def test_every_committed_record_round_trips_through_the_typed_record():
+    files = sorted(COMMITTED.glob("*.json"))
+    assert len(files) >= 100
+    for path in files:
+        data = json.loads(path.read_text())
+        record = read_record(path)
+        assert json.loads(json.dumps(record.to_dict())) == data, path.name
+        assert record.status in ("ok", "skipped", "error")
+        if record.status == "ok":
+            assert isinstance(record.verdict, Verdict) and isinstance(record.statistic, ClaimStatistic)
+            assert all(isinstance(c, ControlRun) and isinstance(c.effect_verdict, Verdict) for c in record.controls)
+            assert all(isinstance(g, GateResult) for g in record.fitness)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: {**d, "schema_version": 0}, "schema version 0, this lazarus_bench reads 1"),
+    (lambda d: {k: v for k, v in d.items() if k != "status"}, "missing status"),
+    (lambda d: {**d, "verdicts": "SUPPORTED"}, "unknown verdicts"),
+    (lambda d: {**d, "status": "fine"}, "status 'fine' is not ok, skipped or error"),
+    (lambda d: {**d, "verdict": "PROBABLY"}, "'PROBABLY' is not a valid Verdict"),
+    (lambda d: {**d, "model": {"id": "m"}}, "missing model.id/slug"),
+    (lambda d: [d], "not a JSON object"),
+])
+def test_a_broken_record_is_one_line_and_left_out_of_the_report(tmp_path, change, message):
+    good = Record.bare("H01", "m", verdict=Verdict.SUPPORTED)
+    save_record(tmp_path, good)
+    path = next((tmp_path / "records").glob("*.json"))
+    (tmp_path / "records" / "broken.json").write_text(json.dumps(change(json.loads(path.read_text()))))
+    with pytest.raises(LazarusError) as info:
+        read_record(tmp_path / "records" / "broken.json")
+    assert message in str(info.value) and "\n" not in str(info.value)
+    loaded = load_records(tmp_path)
+    assert [r.claim_id for r in loaded.records] == ["H01"] and loaded.records[0] == good
+    assert [name for name, _ in loaded.skipped] == ["broken.json"] and message in loaded.skipped[0][1]
+
+
+def test_records_are_frozen_and_written_with_their_schema_version(tmp_path):
+    record = Record.bare("H02", "m", status="skipped", reason="dense model")
+    with pytest.raises(AttributeError):
+        record.status = "ok"
+    data = json.loads(save_record(tmp_path, record).read_text())
+    assert data["schema_version"] == SCHEMA_VERSION and data["status"] == "skipped" and "verdict" not in data
