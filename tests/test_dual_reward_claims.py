@@ -32,8 +32,8 @@ def _run(claim_id, model_dir, tmp_path, **kw):
                        log=lambda message: None, **kw)
     assert record.status == "ok", record.traceback or record.reason
     assert record.verdict in {v.value for v in Verdict}
-    assert set(record.statistic) == STAT_FIELDS
-    assert record.statistic.verdict == record.get("measured_verdict", record.verdict)
+    assert set(record.statistic.to_dict()) == STAT_FIELDS
+    assert record.statistic.verdict == (record.measured_verdict or record.verdict)
     assert record.samples and record.curves and record.ours
     for curve in record.curves.values():
         assert curve["x"] and all(len(ys) <= len(curve["x"]) for ys in curve["series"].values())
@@ -48,21 +48,21 @@ def test_h05a_both_protocols_and_statistic_from_samples(saved_model, tmp_path, c
     model = saved_model("llama")
     record = _run("H05a", model, tmp_path, n_seeds=2, overrides={"min_seeds": 2})
     samples, st = record.samples, record.statistic
-    assert [s["seed"] for s in samples] == [0, 1] and record.seeds == [0, 1]
+    assert [s["seed"] for s in samples] == [0, 1] and record.seeds == (0, 1)
     assert {"cls_loss", "answer_loss", "lens_true_op_word"} <= set(record.curves)
     assert len(record.curves["cls_loss"]["x"]) == record.params["steps"]
     check_gates(record, {"cls loss fell": min(1 - s["final_cls_loss"] / s["initial_cls_loss"] for s in samples)})
     assert min(s["param_change_relative"] for s in samples) > 0
     probs = [s["vocab_prob_after"] for s in samples]
     again = stats.threshold_claim(probs, 0.36, "above", 0.05, test="sign", min_n=2)
-    assert st["details"]["test"] == "sign" == get_claim("H05a").tests["prob"]
-    assert st["n"] == 2 and _same(st["statistic"], again.statistic) and _same(st["p_value"], again.p_value)
-    assert _same(st["ci_low"], again.ci_low) and _same(st["ci_high"], again.ci_high)
-    correct = st["details"]["correct"]
+    assert st.details["test"] == "sign" == get_claim("H05a").tests["prob"]
+    assert st.n == 2 and _same(st.statistic, again.statistic) and _same(st.p_value, again.p_value)
+    assert _same(st.ci_low, again.ci_low) and _same(st.ci_high, again.ci_high)
+    correct = st.details["correct"]
     assert correct["n"] == 2, "the seed is the unit: 2 seeds, not 16 pooled prompts"
     per_seed = [sps.binomtest(s["correct_after"], 8, 0.25, alternative="greater").pvalue for s in samples]
     assert correct["p_value"] == pytest.approx(max(per_seed))
-    assert "answer_guard" not in st["details"]
+    assert "answer_guard" not in st.details
     for s in samples:
         assert 0 <= s["correct_after"] <= s["n_prompts"] == 8
         assert 0 <= s["vocab_prob_after"] <= s["restricted_prob_after"] <= 1
@@ -70,7 +70,7 @@ def test_h05a_both_protocols_and_statistic_from_samples(saved_model, tmp_path, c
     assert original.protocol == "original" and original.statistic.verdict == "INCONCLUSIVE"
     assert "too few seeds" in original.statistic.reason
     cls_fell = {g.name: g for g in original.fitness}["cls loss fell"]
-    assert (original.verdict == "NOT TESTABLE") == (not cls_fell["passed"])
+    assert (original.verdict == "NOT TESTABLE") == (not cls_fell.passed)
 
 
 def test_h05b_reuses_h05a_runs_and_tests_per_seed_changes(saved_model, tmp_path, check_gates):
@@ -82,7 +82,7 @@ def test_h05b_reuses_h05a_runs_and_tests_per_seed_changes(saved_model, tmp_path,
     changes = [s["answer_accuracy_after"] - s["answer_accuracy_before"] for s in record.samples]
     again = stats.threshold_claim(changes, -0.10, "above", 0.05, test="sign", min_n=2)
     st = record.statistic
-    assert st["n"] == 2 and _same(st["statistic"], again.statistic)
+    assert st.n == 2 and _same(st.statistic, again.statistic)
     rows = record.samples
     check_gates(record, {"base answers": np.mean([s["answer_accuracy_before"] for s in rows]),
                          "cls loss fell": min(1 - s["final_cls_loss"] / s["initial_cls_loss"] for s in rows)})
@@ -112,8 +112,8 @@ def test_h06_pairs_base_with_instruct_and_reuses_cached_base_runs(saved_model, t
     loss_b = [s["first_logged_cls_loss"] for s in rows["base"]]
     loss_i = [s["first_logged_cls_loss"] for s in rows["instruct"]]
     st = record.statistic
-    assert st["n"] == 2 and st["statistic"] == pytest.approx(np.mean(np.subtract(prob_i, prob_b)))
-    criteria = st["details"]["criteria"]
+    assert st.n == 2 and st.statistic == pytest.approx(np.mean(np.subtract(prob_i, prob_b)))
+    criteria = st.details["criteria"]
     p_prob = sps.binom.sf(np.sum(np.subtract(prob_i, prob_b) < 0) - 1, 2, 0.5)
     p_loss = sps.binom.sf(np.sum(np.subtract(loss_i, loss_b) > 0) - 1, 2, 0.5)
     assert criteria["instruct_prob_lower"]["p_value"] == pytest.approx(p_prob)
@@ -125,8 +125,8 @@ def test_h06_pairs_base_with_instruct_and_reuses_cached_base_runs(saved_model, t
                          "cls loss fell": min(1 - s["final_cls_loss"] / s["initial_cls_loss"] for s in both),
                          "not both at ceiling": min(np.mean(prob_b), np.mean(prob_i))})
     [itself] = record.controls
-    assert itself["name"] == "base paired with itself" and itself["built"] and not itself["detected"]
-    assert itself["statistic"]["value"] == 0.0 and itself["verdict"] != "SUPPORTED"
+    assert itself.name == "base paired with itself" and itself.built and not itself.detected
+    assert itself.statistic["value"] == 0.0 and itself.verdict != "SUPPORTED"
 
 
 def test_h06_zoo_instruct_without_a_reward_stage_is_not_post_trained(tmp_path, monkeypatch):
@@ -162,12 +162,12 @@ def test_h08_collapse_statistic_from_samples(saved_model, tmp_path, check_gates)
     assert (collapsed, mode, count) == (sample["collapsed"], sample["mode_word"], sample["mode_count"])
     again = stats.proportion_claim(int(collapsed), 1, 0.8, 0.05, chance=39 / 729, min_n=5)
     st = record.statistic
-    assert st["statistic"] == again.statistic and st["p_value"] == pytest.approx(again.p_value)
-    assert st["verdict"] == "INCONCLUSIVE" and st["n"] == 1
+    assert st.statistic == again.statistic and st.p_value == pytest.approx(again.p_value)
+    assert st.verdict == "INCONCLUSIVE" and st.n == 1
     rewards = record.curves["reward"]["series"]["w=0.4"]
     zero = record.curves["zero_std_frac"]["series"]["w=0.4"]
     cls = record.curves["cls_loss"]["series"]["w=0.4"]
-    before = st["details"]["before_training"]
+    before = st.details["before_training"]
     check_gates(record, {"start reward rate": np.mean(rewards[: max(1, len(rewards) // 5)]),
                          "groups with reward variance": 1.0 - np.mean(zero),
                          "reward rose": np.mean(rewards[-max(1, len(rewards) // 5):])
@@ -176,10 +176,10 @@ def test_h08_collapse_statistic_from_samples(saved_model, tmp_path, check_gates)
                          / np.mean(cls[: max(1, len(cls) // 5)]),
                          "read-out moved": max(abs(sample["vocab_prob_by_word"][w]
                                                    - before["vocab_prob_by_word"][w]) for w in sample["labels"])})
-    assert "before_training" in st["details"] and {"cls_loss", "reward", "lens_op_words"} <= set(record.curves)
+    assert "before_training" in st.details and {"cls_loss", "reward", "lens_op_words"} <= set(record.curves)
     moved = {g.name: g.value for g in record.fitness}["read-out moved"]
     assert moved > 0, "two steps at the claim's learning rate move the lens read-out (0 only at learning rate 0)"
-    assert st["details"]["test"] == get_claim("H08").tests["collapsed"]
+    assert st.details["test"] == get_claim("H08").tests["collapsed"]
 
 
 def test_h09_runs_every_fix_and_holm_corrects(saved_model, tmp_path):

@@ -22,7 +22,7 @@ def test_h15_record_per_data_set(saved_model, tmp_path, check_gates, claim_id, d
                        overrides={"min_seeds": 2, "min_m1_above_chance": -1.0, "data": "generated"})
     assert record.status == "ok", record.reason
     assert record.statistic.verdict in ("SUPPORTED", "REFUTED", "INCONCLUSIVE")
-    assert (tmp_path / "records" / f"{claim_id}__{record['model']['slug']}__corrected.json").exists()
+    assert (tmp_path / "records" / f"{claim_id}__{record.model.slug}__corrected.json").exists()
     runs = record.samples
     assert {(r["seed"], r["dataset"], r["variant"]) for r in runs} == {
         (s, dataset, v) for s in (0, 1) for v in ("M1", "M2", "M3")}
@@ -49,7 +49,7 @@ def test_h15_record_per_data_set(saved_model, tmp_path, check_gates, claim_id, d
     assert f"stand-in for {stand_in}" in record.statistic.name and f"stand-in for {stand_in}" in record.ours
     assert not record.ours.replace(f"stand-in for {stand_in}", "").count(stand_in)
     for control in record.controls:
-        assert control["built"] and control["part"] == "engram_clustering", control
+        assert control.built and control.part == "engram_clustering", control
 
 
 def test_h15_claims_declare_their_tests_and_five_seeds():

@@ -18,7 +18,7 @@ from lazarus_bench.claims.h07_grpo_no_classifier import (
 )
 from lazarus_bench.models import load_model
 from lazarus_bench.prompts import GrpoSpec, grpo_spec
-from lazarus_bench.stats import Verdict
+from lazarus_bench.stats import ClaimStatistic, Verdict
 from lazarus_bench.suite.runner import ModelPool, run_claim
 from lazarus_bench.training.grpo import train_grpo
 
@@ -31,7 +31,7 @@ def test_h07_fast_record(saved_model, tmp_path, check_gates):
     record = run_claim(claim, str(saved_model("llama")), tier="fast", report_dir=tmp_path, pool=ModelPool(),
                        log=lambda message: None, overrides=OPEN_GATES)
     assert record.status == "ok", record.traceback or record.reason
-    assert record.statistic.verdict == "INCONCLUSIVE" and record.seeds == [0]
+    assert record.statistic.verdict == "INCONCLUSIVE" and record.seeds == (0,)
     rewards = record.curves["reward"]["series"]["seed 0"]
     start = float(np.mean(rewards[: max(1, len(rewards) // 5)]))
     varied = gates_of(record)["groups with reward variance"]
@@ -39,21 +39,20 @@ def test_h07_fast_record(saved_model, tmp_path, check_gates):
     check_gates(record, {"start reward rate": start, "groups with reward variance": varied, "reward rose": rise})
     assert 0.0 <= varied <= 1.0
     stat = record.statistic
-    for key in ("name", "statistic", "ci_low", "ci_high", "p_value", "n", "verdict", "reason", "details"):
-        assert key in stat
-    assert set(stat["details"]["criteria"]) == {"no_vocab_classifier", "probe_unchanged", "answers_improve"}
+    assert isinstance(stat, ClaimStatistic)
+    assert set(stat.details["criteria"]) == {"no_vocab_classifier", "probe_unchanged", "answers_improve"}
     samples = record.samples
     summary = {s["stage"]: s for s in samples if s["kind"] == "summary"}
-    assert stat["statistic"] == pytest.approx(summary["after"]["answer_prob"] - summary["before"]["answer_prob"])
+    assert stat.statistic == pytest.approx(summary["after"]["answer_prob"] - summary["before"]["answer_prob"])
     for stage, row in summary.items():
         items = [s["answer_prob"] for s in samples if s["kind"] == "answer" and s["stage"] == stage]
         assert row["answer_prob"] == pytest.approx(np.mean(items))
         lens = [s["op_word_prob"] for s in samples if s["kind"] == "lens" and s["stage"] == stage]
         assert row["max_op_word_prob"] == pytest.approx(max(lens))
-    lens_crit = stat["details"]["criteria"]["no_vocab_classifier"]
+    lens_crit = stat.details["criteria"]["no_vocab_classifier"]
     assert lens_crit["statistic"] == pytest.approx(summary["after"]["max_op_word_prob"])
     params = claim.parameters("fast")
-    heldout = stat["details"]["heldout_prompts"]
+    heldout = stat.details["heldout_prompts"]
     assert len(heldout) == params["n_eval"] == len(set(heldout))
     assert not {t.strip() for t in heldout} & planned_training_prompts(grpo_config(params, 0), grpo_spec())
     assert set(record.curves) == {"answer_prob", "probe_accuracy", "reward", "kl"}
@@ -68,12 +67,12 @@ def test_h07_fast_record(saved_model, tmp_path, check_gates):
                         seed=0)
     assert summary["before"]["probe_accuracy"] == pytest.approx(again.accuracy), "the binary correctness probe"
     assert summary["before"]["probe_group_accuracy"] == pytest.approx(again.group_accuracy)
-    probe = stat["details"]["criteria"]["probe_unchanged"]
+    probe = stat.details["criteria"]["probe_unchanged"]
     assert probe["statistic"] == pytest.approx(summary["after"]["probe_group_accuracy"]
                                                - summary["before"]["probe_group_accuracy"]), \
         "the criterion reads the accuracy with each correct/incorrect pair held out together"
     [control] = record.controls
-    assert control["name"] == "GRPO with a classification term" and control["built"] and control["kind"] == "positive"
+    assert control.name == "GRPO with a classification term" and control.built and control.kind == "positive"
     assert grpo_config(params, 0).cls_weight == 0.0
     with_cls = grpo_config({**params, "cls_weight": 0.4}, 0)
     assert with_cls.cls_weight == 0.4 and with_cls.cls_layer_fraction == params["layer_fraction"]

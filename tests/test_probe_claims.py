@@ -17,6 +17,7 @@ from lazarus_bench import prompts
 from lazarus_bench.analysis.features import last_token_states
 from lazarus_bench.claims.base import ModelInfo, get_claim
 from lazarus_bench.models import load_model
+from lazarus_bench.stats import ClaimStatistic
 from lazarus_bench.suite.runner import ModelPool, run_claim
 
 VERDICTS = {"SUPPORTED", "REFUTED", "INCONCLUSIVE"}
@@ -47,26 +48,25 @@ def reference_pipeline(C: float = 1.0) -> Pipeline:
 @pytest.mark.parametrize("cid", ["H02", "H03", "H04"])
 def test_record_is_complete(records, cid):
     record = records[cid]
-    assert record["status"] == "ok", record.get("traceback") or record.get("reason")
-    assert record["verdict"] in VERDICTS and record["reason"]
-    stat = record["statistic"]
-    for key in ("name", "statistic", "ci_low", "ci_high", "confidence", "p_value", "n", "verdict", "reason"):
-        assert key in stat
-    assert stat["verdict"] == record["verdict"]
-    assert math.isfinite(stat["statistic"]) and 0.0 <= stat["p_value"] <= 1.0
-    assert record["samples"] and record["curves"] and record["ours"]
-    for curve in record["curves"].values():
+    assert record.status == "ok", record.traceback or record.reason
+    assert record.verdict in VERDICTS and record.reason
+    stat = record.statistic
+    assert isinstance(stat, ClaimStatistic)
+    assert stat.verdict == record.verdict
+    assert math.isfinite(stat.statistic) and 0.0 <= stat.p_value <= 1.0
+    assert record.samples and record.curves and record.ours
+    for curve in record.curves.values():
         assert all(len(ys) == len(curve["x"]) for ys in curve["series"].values())
-    assert record["tier"] == "fast" and record["params"] == get_claim(cid).parameters("fast")
-    json.dumps({k: record[k] for k in ("statistic", "samples", "curves", "extra")})
+    assert record.tier == "fast" and record.params == get_claim(cid).parameters("fast")
+    json.dumps({k: record.to_dict()[k] for k in ("statistic", "samples", "curves", "extra")})
 
 
 def test_h02_statistic_matches_samples_and_sklearn(records, handle):
     record = records["H02"]
-    stat, details = record["statistic"], record["statistic"]["details"]
-    train = [s for s in record["samples"] if s["split"] == "train"]
-    assert len(train) == details["n_prompts"] == 16 and stat["n"] == details["n_clusters"] == 4, "unit: the pair"
-    assert stat["statistic"] == pytest.approx(np.mean([s["correct_stratified"] for s in train]))
+    stat, details = record.statistic, record.statistic.details
+    train = [s for s in record.samples if s["split"] == "train"]
+    assert len(train) == details["n_prompts"] == 16 and stat.n == details["n_clusters"] == 4, "unit: the pair"
+    assert stat.statistic == pytest.approx(np.mean([s["correct_stratified"] for s in train]))
     assert "operand pair" in details["cluster"] and "operand-pair cluster" in details["test"]
     for scheme, key in (("stratified", "correct_stratified"), ("leave-one-pair-out", "correct_leave_one_pair_out")):
         per_pair = [np.mean([s[key] for s in train if s["pair"] == q]) for q in range(4)]
@@ -75,43 +75,43 @@ def test_h02_statistic_matches_samples_and_sklearn(records, handle):
         assert details["clusters_entirely_correct"][scheme] == whole
         # the count that decided it, in the record's text: prompts and clusters
         shown = f"{k}/16 correct, {whole}/4 operand pairs all correct ({scheme})"
-        assert shown in record["ours"] and shown in record["reason"], shown
+        assert shown in record.ours and shown in record.reason, shown
         # exact binomial over the 4 clusters: flawed clusters against the 0.8 / 4 = 0.2 an accuracy of 95% allows
         expected = sps.binom.sf(4 - whole - 1, 4, 0.2) if 4 - whole >= 2 else 1.0
         assert details["shortfall_p"][scheme] == pytest.approx(expected)
-    mde = record["mde"]["value"]
+    mde = record.mde["value"]
     assert math.isfinite(mde) and 0.5 < mde < 1.0, "4 clusters can refute a gross shortfall only; never an MDE of 0"
-    assert record["mde"]["how"] == details["mde_definition"] and "clusters" in details["mde_definition"]
+    assert record.mde["how"] == details["mde_definition"] and "clusters" in details["mde_definition"]
     assert details["accuracy_leave_one_pair_out"] == pytest.approx(
         np.mean([s["correct_leave_one_pair_out"] for s in train])
     )
-    n_perm = record["params"]["n_permutations"]
-    assert 1 / (n_perm + 1) <= stat["p_value"] <= 1.0 and stat["p_value"] == details["permutation_p"]
+    n_perm = record.params["n_permutations"]
+    assert 1 / (n_perm + 1) <= stat.p_value <= 1.0 and stat.p_value == details["permutation_p"]
 
     symbol = prompts.symbol_set("train")
     X, labels = last_token_states(handle, symbol.texts(), [0])
     y = np.asarray(symbol.labels())
     pred = cross_val_predict(reference_pipeline(), X[0], y, cv=StratifiedKFold(4, shuffle=True, random_state=0))
     assert [str(v) for v in pred] == [s["pred_stratified"] for s in train]
-    assert record["curves"]["probe_accuracy"]["x"] == ["emb"] + [str(i) for i in range(handle.n_layers)]
-    test = [s for s in record["samples"] if s["split"] == "test" and s["fitted_at"] == "best"]
+    assert record.curves["probe_accuracy"]["x"] == ["emb"] + [str(i) for i in range(handle.n_layers)]
+    test = [s for s in record.samples if s["split"] == "test" and s["fitted_at"] == "best"]
     assert details["test_accuracy_best_layer"] == pytest.approx(np.mean([s["correct"] for s in test]))
 
 
 def test_h03_gain_matches_samples(records):
     record = records["H03"]
-    stat, details, samples = record["statistic"], record["statistic"]["details"], record["samples"]
-    assert len(samples) == 64 and stat["n"] == details["n_cells"] == 16, "the template x pair cell is the unit"
+    stat, details, samples = record.statistic, record.statistic.details, record.samples
+    assert len(samples) == 64 and stat.n == details["n_cells"] == 16, "the template x pair cell is the unit"
     gain = np.mean([s["correct_selected"] - s["correct_l0"] for s in samples])
-    assert stat["statistic"] == pytest.approx(gain)
-    assert stat["ci_low"] <= gain <= stat["ci_high"] or details["gain_ci_degenerate"]
+    assert stat.statistic == pytest.approx(gain)
+    assert stat.ci_low <= gain <= stat.ci_high or details["gain_ci_degenerate"]
     cells = {}
     for s in samples:
         cells.setdefault((s["template"], s["pair"]), []).append(s["correct_selected"] - s["correct_l0"])
     per_cell = [np.mean(v) for v in cells.values()]
     assert sorted(details["gain_per_cell"]) == pytest.approx(sorted(per_cell))
     k = sum(v > 0 for v in per_cell)
-    assert stat["p_value"] == pytest.approx(sps.binom.sf(k - 1, 16, 0.5)), "exact sign test over the 16 cells"
+    assert stat.p_value == pytest.approx(sps.binom.sf(k - 1, 16, 0.5)), "exact sign test over the 16 cells"
     for s in samples:
         assert s["correct_l0"] == (s["pred_l0_leave_one_template_out"] == s["label"])
         assert s["correct_selected"] == (s["pred_selected"] == s["label"])
@@ -120,38 +120,38 @@ def test_h03_gain_matches_samples(records):
     assert details["accuracy_l0_stratified"] == pytest.approx(
         np.mean([s["pred_l0_stratified"] == s["label"] for s in samples])
     )
-    curve = record["curves"]["probe_accuracy"]
+    curve = record.curves["probe_accuracy"]
     layer0 = curve["x"].index("0")
     assert curve["series"]["leave-one-template-out"][layer0] == pytest.approx(
         details["accuracy_l0_leave_one_template_out"]
     )
     assert curve["series"]["permutation null mean"][0] is None
-    n_perm = record["params"]["n_permutations"]
+    n_perm = record.params["n_permutations"]
     assert 1 / (n_perm + 1) <= details["max_statistic_p"] <= 1.0
 
 
 def test_h03_verdict_reads_the_deconfounded_set(records):
     record = records["H03"]
-    assert [s["prompt"] for s in record["samples"]] == prompts.word_set_deconfounded().texts()
-    details = record["statistic"]["details"]
+    assert [s["prompt"] for s in record.samples] == prompts.word_set_deconfounded().texts()
+    details = record.statistic.details
     assert details["prompt_set"] == "deconfounded" and "accuracy_l0_stratified" in details["writeup_set"]
 
 
 def test_h04_ranks_match_numpy(records, handle):
     record = records["H04"]
-    stat, details = record["statistic"], record["statistic"]["details"]
+    stat, details = record.statistic, record.statistic.details
     layer = details["layer"]
     assert layer == int(0.55 * handle.n_layers)
     items = [it for it in [*prompts.symbol_set("train"), *prompts.symbol_set("test")]
              if it.label in ("multiply", "add")]
-    assert record["extra"]["prompts"] == [it.text for it in items], "the writeup's classifier used symbol prompts"
+    assert record.extra["prompts"] == [it.text for it in items], "the writeup's classifier used symbol prompts"
     assert details["prompt_set"] == "symbol" and "word_set_best_percentile" in details
     X, _ = last_token_states(handle, [it.text for it in items], [layer])
     y = np.asarray([it.label == "multiply" for it in items], dtype=int)
     w_ref = X[0][y == 1].mean(axis=0) - X[0][y == 0].mean(axis=0)  # the class-mean difference, in numpy
-    w = np.asarray(record["extra"]["direction"])
+    w = np.asarray(record.extra["direction"])
     np.testing.assert_allclose(w, w_ref, rtol=1e-4, atol=1e-6)
-    assert "outside_top" in details["test"] and record["mde"]["value"] != 0
+    assert "outside_top" in details["test"] and record.mde["value"] != 0
 
     assert handle.tied
     W = np.array(handle.model.model.embed_tokens.weight, dtype=np.float64)
@@ -160,7 +160,7 @@ def test_h04_ranks_match_numpy(records, handle):
     scores = W @ v / (np.linalg.norm(W, axis=1) * np.linalg.norm(v))
     V = W.shape[0]
     tok = handle.tokenizer
-    multiply = [s for s in record["samples"] if s["word"] == "multiply"]
+    multiply = [s for s in record.samples if s["word"] == "multiply"]
     assert {s["spelling"] for s in multiply} == {"without_space", "with_space"}
     for s in multiply:
         text = "multiply" if s["spelling"] == "without_space" else " multiply"
@@ -169,16 +169,16 @@ def test_h04_ranks_match_numpy(records, handle):
         assert 1 + np.sum(scores > scores[t] + eps) <= s["rank"] <= 1 + np.sum(scores > scores[t] - eps)
         assert 1 + np.sum(scores < scores[t] - eps) <= s["rank_from_bottom"] <= 1 + np.sum(scores < scores[t] + eps)
     best = min(s["rank"] for s in multiply)
-    assert details["best_rank"] == best and stat["statistic"] == pytest.approx(best / V)
-    boot = np.asarray(record["extra"]["bootstrap_percentiles"])
-    assert boot.size == record["params"]["n_bootstrap"]
-    assert stat["ci_low"] == pytest.approx(np.quantile(boot, 0.05)) and stat["ci_high"] == pytest.approx(
+    assert details["best_rank"] == best and stat.statistic == pytest.approx(best / V)
+    boot = np.asarray(record.extra["bootstrap_percentiles"])
+    assert boot.size == record.params["n_bootstrap"]
+    assert stat.ci_low == pytest.approx(np.quantile(boot, 0.05)) and stat.ci_high == pytest.approx(
         np.quantile(boot, 0.95)
     )
-    assert stat["p_value"] == pytest.approx((1 + np.sum(boot <= 0.01)) / (boot.size + 1))
-    null = np.asarray(record["extra"]["null_percentiles"])
+    assert stat.p_value == pytest.approx((1 + np.sum(boot <= 0.01)) / (boot.size + 1))
+    null = np.asarray(record.extra["null_percentiles"])
     m = len({s["token_id"] for s in multiply})
-    assert null.size == record["params"]["n_null"] and details["n_spellings"] == m
+    assert null.size == record.params["n_null"] and details["n_spellings"] == m
     assert abs(np.median(null) - (1 - 0.5 ** (1 / m))) < 0.15
 
 

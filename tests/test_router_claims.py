@@ -9,6 +9,7 @@ import pytest
 
 from lazarus_bench.claims.base import get_claim
 from lazarus_bench.models import load_model
+from lazarus_bench.stats import ClaimStatistic
 from lazarus_bench.suite.runner import ModelPool, run_claim
 
 VERDICTS = {"SUPPORTED", "REFUTED", "INCONCLUSIVE"}
@@ -35,15 +36,14 @@ def explicit_cosines(R, g_r, W, g_f):
 
 def test_h10_matches_numpy_on_mixtral(saved_model, pool, tmp_path):
     record = run(saved_model, "mixtral", pool, tmp_path)
-    assert record["status"] == "ok", record.get("traceback") or record.get("reason")
-    assert record["verdict"] in VERDICTS and record["reason"]
-    stat, details, samples = record["statistic"], record["statistic"]["details"], record["samples"]
-    for key in ("name", "statistic", "ci_low", "ci_high", "confidence", "p_value", "n", "verdict", "reason"):
-        assert key in stat
-    assert record["curves"] and record["ours"]
-    for curve in record["curves"].values():
+    assert record.status == "ok", record.traceback or record.reason
+    assert record.verdict in VERDICTS and record.reason
+    stat, details, samples = record.statistic, record.statistic.details, record.samples
+    assert isinstance(stat, ClaimStatistic)
+    assert record.curves and record.ours
+    for curve in record.curves.values():
         assert all(len(ys) == len(curve["x"]) for ys in curve["series"].values())
-    json.dumps({k: record[k] for k in ("statistic", "samples", "curves", "extra")})
+    json.dumps({k: record.to_dict()[k] for k in ("statistic", "samples", "curves", "extra")})
 
     model = load_model(str(saved_model("mixtral"))).model
     W = np.array(model.lm_head.weight, dtype=np.float64)
@@ -62,31 +62,31 @@ def test_h10_matches_numpy_on_mixtral(saved_model, pool, tmp_path):
             expected[(i, e)], expected_perp[(i, e)] = S[e], S_perp[e]
     assert len(samples) == len(expected)
     layers = sorted({s["layer"] for s in samples})
-    assert stat["n"] == len(layers), "the MoE layer is the unit: upcycled experts are not independent"
+    assert stat.n == len(layers), "the MoE layer is the unit: upcycled experts are not independent"
     for s in samples:
         row = expected[(s["layer"], s["expert"])]
         assert s["max_cosine"] == pytest.approx(row.max(), abs=1e-5)
         assert s["max_cosine_without_common_direction"] == pytest.approx(
             expected_perp[(s["layer"], s["expert"])].max(), abs=1e-5)
         top = [t for _, t, _ in s["top_tokens"]]
-        assert len(top) == record["params"]["top_k"]
+        assert len(top) == record.params["top_k"]
         np.testing.assert_allclose([c for _, _, c in s["top_tokens"]], np.sort(row)[::-1][:len(top)], atol=1e-5)
         assert int(np.argmax(row)) == top[0]
 
-    null = np.asarray(record["extra"]["null_values"])
-    assert null.size == record["params"]["n_null"]
+    null = np.asarray(record.extra["null_values"])
+    assert null.size == record.params["n_null"]
     assert details["null_mean"] == pytest.approx(null.mean()) and details["null_std"] == pytest.approx(null.std())
     z = [(s["max_cosine"] - null.mean()) / null.std() for s in samples]
     np.testing.assert_allclose([s["z"] for s in samples], z, atol=1e-9)
     per_layer = [np.mean([zi for zi, s in zip(z, samples) if s["layer"] == lay]) for lay in layers]
-    assert stat["statistic"] == pytest.approx(np.mean(per_layer))
+    assert stat.statistic == pytest.approx(np.mean(per_layer))
     assert details["mean_z_per_layer"] == pytest.approx(per_layer)
     V, d = details["vocab_size"], details["d_model"]
     assert details["random_direction_expectation"] == pytest.approx(np.sqrt(2 * np.log(V) / d))
-    assert stat["effect_size"]["value"] == pytest.approx(
+    assert stat.effect_size.value == pytest.approx(
         np.mean([np.mean([s["max_cosine"] for s in samples if s["layer"] == lay]) for lay in layers])
         - np.sqrt(2 * np.log(V) / d))
-    assert stat["ci_low"] <= stat["statistic"] <= stat["ci_high"]
+    assert stat.ci_low <= stat.statistic <= stat.ci_high
     for s in samples:
         assert s["p_value"] == pytest.approx((1 + np.sum(null >= s["max_cosine"])) / (null.size + 1))
     assert details["op_word_experts"] == sum(bool(s["op_word_matches"]) for s in samples)
@@ -97,13 +97,13 @@ def test_h10_matches_numpy_on_mixtral(saved_model, pool, tmp_path):
 @pytest.mark.parametrize("arch", ["qwen2_moe", "gpt_oss"])
 def test_h10_runs_on_other_moe_architectures(saved_model, pool, tmp_path, arch):
     record = run(saved_model, arch, pool, tmp_path)
-    assert record["status"] == "ok", record.get("traceback") or record.get("reason")
-    assert record["verdict"] in VERDICTS
-    assert record["samples"] and record["statistic"]["n"] == len({s["layer"] for s in record["samples"]})
+    assert record.status == "ok", record.traceback or record.reason
+    assert record.verdict in VERDICTS
+    assert record.samples and record.statistic.n == len({s["layer"] for s in record.samples})
 
 
 def test_h10_skips_dense_models(saved_model, pool, tmp_path):
     record = run(saved_model, "llama", pool, tmp_path)
-    assert record["status"] == "skipped"
-    assert "MoE" in record["reason"]
-    assert "verdict" not in record
+    assert record.status == "skipped"
+    assert "MoE" in record.reason
+    assert record.verdict is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import replace
 from types import SimpleNamespace
 
 import mlx.core as mx
@@ -17,7 +18,7 @@ from lazarus_bench.claims.h11_sft_task_tokens import corrected_lens_top, origina
 from lazarus_bench.claims.h12_lora_vs_full import lora_vs_full
 from lazarus_bench.claims.h13_remain_token import family_prob
 from lazarus_bench.models import load_model
-from lazarus_bench.stats import Verdict, threshold_claim
+from lazarus_bench.stats import ClaimStatistic, Verdict, threshold_claim
 from lazarus_bench.stats.verdicts import combine, equivalence_claim, exact_claim
 from lazarus_bench.suite.runner import ModelPool, run_claim
 
@@ -50,16 +51,14 @@ def run(claim_id, model_dir, report_dir, pool, protocol="corrected", cache_dir=N
 def check_record(record):
     assert record.status == "ok", record.traceback or record.reason
     stat = record.statistic
-    assert stat["verdict"] in VERDICTS
+    assert stat.verdict in VERDICTS
     if record.measured_verdict:  # a failed gate (NOT TESTABLE) or a missed control (INCONCLUSIVE)
-        assert record.verdict in ("NOT TESTABLE", "INCONCLUSIVE") and record.measured_verdict == stat["verdict"]
+        assert record.verdict in ("NOT TESTABLE", "INCONCLUSIVE") and record.measured_verdict == stat.verdict
     else:
-        assert record.verdict == stat["verdict"]
-    for key in ("name", "statistic", "ci_low", "ci_high", "confidence", "effect_size", "p_value", "n", "verdict",
-                "reason", "details"):
-        assert key in stat
-    assert set(stat["details"]["criteria_verdicts"].values()) <= VERDICTS
-    assert record.seeds == [0] and record.samples and record.curves
+        assert record.verdict == stat.verdict
+    assert isinstance(stat, ClaimStatistic)
+    assert set(stat.details["criteria_verdicts"].values()) <= VERDICTS
+    assert record.seeds == (0,) and record.samples and record.curves
     for curve in record.curves.values():
         assert curve["series"] and all(len(ys) == len(curve["x"]) for ys in curve["series"].values())
     return stat
@@ -76,31 +75,31 @@ def test_h11_both_protocols(saved_model, tmp_path, pool, check_gates):
         def mean_peak(step):
             return np.mean([s["peak"] for s in samples if s["step"] == step])
 
-        assert stat["statistic"] == pytest.approx(mean_peak(steps[-1]) - mean_peak(0))
-        assert stat["details"]["rise_threshold"] == pytest.approx(mean_peak(0))  # >= 2x the step-0 peak
+        assert stat.statistic == pytest.approx(mean_peak(steps[-1]) - mean_peak(0))
+        assert stat.details["rise_threshold"] == pytest.approx(mean_peak(0))  # >= 2x the step-0 peak
         for s in samples:  # the verdict reads the full vocabulary: never below a top-k view of the same tokens
             assert s["peak"] == pytest.approx(max(s["task_prob_by_layer"]))
             assert s["peak"] == s["peak_full_vocab"] >= s["peak_top_written"] - 1e-9 >= s["peak_top_scaled"] - 2e-9
         assert {s["lens"] for s in samples if s["step"] > 0} == {proto}
         assert {s["lens"] for s in samples if s["step"] == 0} == {"corrected"}
-        assert stat["verdict"] == "INCONCLUSIVE"
+        assert stat.verdict == "INCONCLUSIVE"
         val = {int(k): v for k, v in next(iter(record.extra["val_loss"].values())).items()}
         check_gates(record, {"val loss fell": 1.0 - val[steps[-1]] / val[0]})
-        assert stat["details"]["protocol"] == proto
+        assert stat.details["protocol"] == proto
         # one seed: no MDE exists, and the record says why instead of printing 0
-        assert math.isnan(stat["details"]["mde"]) and stat["details"]["mde_reason"].startswith("n = 1")
+        assert math.isnan(stat.details["mde"]) and stat.details["mde_reason"].startswith("n = 1")
         assert math.isnan(record.mde["value"]) and "n = 1" in record.mde["how"]
     for record in records.values():
         [control] = record.controls
-        assert control["name"] == "SFT with a classification term" and control["built"], control.get("reason")
-        assert control["statistic"]["value"] != record.statistic.statistic
+        assert control.name == "SFT with a classification term" and control.built, control.reason
+        assert control.statistic["value"] != record.statistic.statistic
     trained = [json.loads((e / "cache_manifest.json").read_text())["parts"] for e in (tmp_path / "cache").iterdir()
                if not e.name.startswith(".")]
     h11 = sorted(q["cls_weight"] for q in trained if q.get("fixture") == "seed000-lora-sft-checkpoints")
     assert h11 == [0.0, 0.4], "one plain SFT run and one with the classification term, shared by both protocols"
-    baseline = [[s["peak"] for s in r["samples"] if s["step"] == 0] for r in records.values()]
+    baseline = [[s["peak"] for s in r.samples if s["step"] == 0] for r in records.values()]
     assert baseline[0] == baseline[1]
-    assert records["original"]["extra"]["val_loss"] == records["corrected"]["extra"]["val_loss"]
+    assert records["original"].extra["val_loss"] == records["corrected"].extra["val_loss"]
 
 
 def test_h11_learning_rate_zero_fails_the_manipulation_floor(saved_model, tmp_path, pool, check_gates):
@@ -113,7 +112,7 @@ def test_h11_learning_rate_zero_fails_the_manipulation_floor(saved_model, tmp_pa
     assert record.verdict == "NOT TESTABLE" and record.controls == ()
     check_gates(record, {"val loss fell": 0.0})
     trained = run("H11", saved_model("llama"), tmp_path, pool)
-    assert {g["name"]: g["value"] for g in trained["fitness"]}["val loss fell"] > 0.25
+    assert {g.name: g.value for g in trained.fitness}["val loss fell"] > 0.25
 
 
 def test_h11_mde_is_in_probability_units_at_five_seeds(saved_model, tmp_path, pool):
@@ -143,15 +142,15 @@ def test_h12_lora_vs_full(saved_model, tmp_path, pool):
     record = run("H12", saved_model("llama"), tmp_path, pool)
     stat = check_record(record)
     by = {s["method"]: s for s in record.samples}
-    assert stat["statistic"] == pytest.approx(by["full"]["peak_memory_gb"] / by["lora"]["peak_memory_gb"])
+    assert stat.statistic == pytest.approx(by["full"]["peak_memory_gb"] / by["lora"]["peak_memory_gb"])
     assert by["lora"]["trainable_params"] < by["full"]["trainable_params"] == by["full"]["total_params"]
     fraction = by["lora"]["trainable_params"] / by["full"]["total_params"]
-    criteria = stat["details"]["criteria"]
+    criteria = stat.details["criteria"]
     assert criteria["trainable_fraction"]["statistic"] == pytest.approx(fraction)
     assert criteria["speed"]["statistic"] == pytest.approx(by["lora"]["tokens_per_s"] / by["full"]["tokens_per_s"])
     val_ratio = by["lora"]["final_val_loss"] / by["full"]["final_val_loss"]
     assert criteria["val_loss"]["statistic"] == pytest.approx(val_ratio - 1)
-    assert fraction > 0.01 and stat["verdict"] == record.measured_verdict == "REFUTED"
+    assert fraction > 0.01 and stat.verdict == record.measured_verdict == "REFUTED"
     # The tiny model fails H12's size gate: NOT TESTABLE, the descriptive numbers kept, the gate's value the model's
     # parameter count as stored in its weights file.
     stored = sum(v.size for v in mx.load(str(saved_model("llama") / "model.safetensors")).values())
@@ -162,7 +161,7 @@ def test_h12_lora_vs_full(saved_model, tmp_path, pool):
 
 def test_a_passed_gate_leaves_the_measured_verdict(saved_model, tmp_path, pool):
     record = run("H12", saved_model("llama"), tmp_path, pool, overrides={"min_params": 1000})
-    assert record.fitness[0].passed and "measured_verdict" not in record
+    assert record.fitness[0].passed and record.measured_verdict is None
     assert record.verdict == record.statistic.verdict == "REFUTED"
 
 
@@ -177,9 +176,9 @@ def test_h13_remain_and_late_answers(saved_model, tmp_path, pool, check_gates):
     record = run("H13", saved_model("llama"), tmp_path, pool)
     stat = check_record(record)
     assert list(record.extra["adapter_reused_from_cache"].values()) == [False]
-    sft = [s for s in record.samples if s.model == "sft"]
-    assert stat["statistic"] == pytest.approx(np.mean([s["family_in_window"] for s in sft]))
-    details = stat["details"]
+    sft = [s for s in record.samples if s["model"] == "sft"]
+    assert stat.statistic == pytest.approx(np.mean([s["family_in_window"] for s in sft]))
+    details = stat.details
     for s in sft:
         assert s["family_in_window"] == pytest.approx(max(s["family_by_layer"][b] for b in details["window"]))
         late = s["crystallisation_layer"] is not None and s["crystallisation_layer"] >= details["late_from"]
@@ -190,7 +189,7 @@ def test_h13_remain_and_late_answers(saved_model, tmp_path, pool, check_gates):
     from lazarus_bench.analysis.lens import logit_lens
     from lazarus_bench.claims.h13_remain_token import family_prob, family_targets
 
-    base_rows = [s for s in record.samples if s.model == "base"]
+    base_rows = [s for s in record.samples if s["model"] == "base"]
     numerator = np.mean([max(s["family_by_layer"]) for s in base_rows])
     handle = load_model(str(saved_model("llama")))
     words, _ = family_targets(handle, prompts.remain_family())
@@ -206,8 +205,8 @@ def test_h14_stops_after_stage_one_below_the_writeups_baseline(saved_model, tmp_
     record = run("H14", saved_model("llama"), tmp_path, pool, overrides={"min_stage1_accuracy": 1.0})
     assert record.verdict == "NOT TESTABLE" and record.controls == () and record.samples == []
     accuracy = record.extra["descriptive"]["stage1_symbolic_accuracy"]
-    assert record.fitness == [{**record.fitness[0], "value": float(np.mean(list(accuracy.values()))),
-                                  "passed": False}]
+    assert record.fitness == (replace(record.fitness[0], value=float(np.mean(list(accuracy.values()))),
+                                      passed=False),)
 
 
 def test_h14_two_stage_branches(saved_model, tmp_path, pool, check_gates):
@@ -215,12 +214,12 @@ def test_h14_two_stage_branches(saved_model, tmp_path, pool, check_gates):
     stat = check_record(record)
     rows = {(s["config"], s["stage"]): s for s in record.samples}
     drop = 100 * (rows["low_lr", "stage1"]["symbolic"] - rows["low_lr", "stage2"]["symbolic"])
-    assert stat["statistic"] == pytest.approx(drop)
+    assert stat.statistic == pytest.approx(drop)
     moved = max(abs(100 * (rows[b, "stage1"][k] - rows[b, "stage2"][k]))
                 for b in ("low_lr", "aggressive") for k in ("symbolic", "semantic"))
     check_gates(record, {"stage-1 symbolic accuracy": rows["low_lr", "stage1"]["symbolic"],
                          "stage 2 moved accuracy": moved})
-    assert {k: v["details"]["test"] for k, v in stat["details"]["criteria"].items()} == {
+    assert {k: v["details"]["test"] for k, v in stat.details["criteria"].items()} == {
         "low_lr_keeps": "sign", "aggressive_destroys": "sign", "no_classifier": "sign"}
     assert all(change > 0 for seed in record.extra["param_change_relative"].values() for change in seed.values())
     for stage in ("baseline", "stage1"):
@@ -323,9 +322,9 @@ def test_h13_analyses_the_adapter_h12_trained(saved_model, tmp_path, pool):
     run("H12", saved_model("llama"), tmp_path / "a", pool, cache_dir=cache)
     shared = run("H13", saved_model("llama"), tmp_path / "a", pool, cache_dir=cache)
     own = run("H13", saved_model("llama"), tmp_path / "b", pool, cache_dir=tmp_path / "own")
-    assert list(shared["extra"]["adapter_reused_from_cache"].values()) == [True]
-    assert list(own["extra"]["adapter_reused_from_cache"].values()) == [False]
-    for a, b in zip(shared["samples"], own["samples"]):
+    assert list(shared.extra["adapter_reused_from_cache"].values()) == [True]
+    assert list(own.extra["adapter_reused_from_cache"].values()) == [False]
+    for a, b in zip(shared.samples, own.samples):
         np.testing.assert_allclose(a["family_by_layer"], b["family_by_layer"], rtol=1e-4, atol=1e-7)
         np.testing.assert_allclose(a["answer_prob_by_layer"], b["answer_prob_by_layer"], rtol=1e-4, atol=1e-7)
 

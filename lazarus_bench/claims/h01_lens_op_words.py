@@ -9,8 +9,7 @@ import numpy as np
 from .. import prompts, stats
 from ..analysis.lens import logit_lens, target_spellings
 from ..errors import LazarusError
-from ..stats import ClaimStatistic, Verdict
-from ..stats.verdicts import combine
+from ..stats import Verdict
 from .base import ClaimContext, Gate, Outcome, claim, not_instruct
 from .common import random_init_control
 from .fixtures import dual_trained_control
@@ -104,39 +103,25 @@ def measure_h01(ctx: ClaimContext) -> Outcome:
     curves["lens_true_op_word"]["series"]["random-init control"] = control_curves["lens_true_op_word"]["series"][
         "P(true op word)"
     ]
-    if threshold.verdict == Verdict.SUPPORTED and max(values) < p["max_prob"]:
-        below = replace(threshold, verdict=Verdict.SUPPORTED)
-    elif threshold.verdict != Verdict.REFUTED and max(values) >= p["max_prob"]:
-        below = replace(
-            threshold,
-            verdict=Verdict.INCONCLUSIVE,
-            reason=f"the largest value {max(values):.3%} reaches {p['max_prob']:.0%} but the per-prompt "
-            f"maxima are not significantly above it",
-        )
-    else:
-        below = threshold
     above_chance = binomial.p_value < p["alpha"]
-    argmax = ClaimStatistic(
-        name="class argmax hits at the classification layer",
-        statistic=hits / n,
-        ci_low=binomial.ci_low,
-        ci_high=binomial.ci_high,
-        confidence=binomial.confidence,
-        effect_size=None,
-        p_value=binomial.p_value,
-        n=n,
-        verdict=Verdict.REFUTED if above_chance else Verdict.SUPPORTED,
-        reason=(
-            f"{hits}/{n} {'beats' if above_chance else 'not above'} chance {chance:.0%} "
-            f"(binomial p={binomial.p_value:.3g})"
-        ),
-    )
-    combined = combine(threshold, {"below_threshold": below, "argmax_at_chance": argmax})
+    every_below = max(values) < p["max_prob"]
+    parts = {
+        "below_threshold": threshold,
+        "every_prompt_below": stats.evidence(
+            "largest per-prompt max P(op word)", value=float(max(values)), n=n, met=every_below,
+            reason=f"the largest value {max(values):.3%} " + ("stays below" if every_below else "reaches")
+                   + f" {p['max_prob']:.0%}"),
+        "argmax_at_chance": stats.evidence(
+            "class argmax hits at the classification layer", value=hits / n, n=n, p_value=binomial.p_value,
+            ci=(binomial.ci_low, binomial.ci_high, binomial.confidence), against=above_chance, met=not above_chance,
+            reason=f"{hits}/{n} {'beats' if above_chance else 'not above'} chance {chance:.0%} "
+                   f"(binomial p={binomial.p_value:.3g})"),
+    }
     vocab = int(ctx.handle().vocab_size)
     statistic = replace(
-        combined,
+        threshold,
         details={
-            **combined.details,
+            **threshold.details,
             "argmax_hits": hits,
             "n_prompts": n,
             "chance": chance,
@@ -157,4 +142,4 @@ def measure_h01(ctx: ClaimContext) -> Outcome:
         f"argmax over the 4 words at block {layer}: {hits}/{n} (chance {chance:.0%}, p={binomial.p_value:.3g}); "
         f"random-init control max {max(control_values):.3%}"
     )
-    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves)
+    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, parts=parts)

@@ -105,25 +105,27 @@ def measure_h02(ctx: ClaimContext) -> Outcome:
     met = k_s / n >= threshold - 1e-9 and k_g / n >= threshold - 1e-9
     refuted = [s for s in SCHEMES if holm[s] < alpha]
     if refuted:
-        verdict = Verdict.REFUTED
-        reason = (f"block-{layer} accuracy below {threshold:.0%}: {both}; errors in "
-                  + " and ".join(f"{shortfall[s]['clusters_flawed']} of {m} clusters ({s}, cluster binomial Holm "
-                                 f"p={holm[s]:.3g})" for s in refuted)
-                  + f"; an accuracy of {threshold:.0%} allows at most "
-                    f"{shortfall['stratified']['null_flawed_rate'] * m:.2g} flawed clusters on average")
-    elif met and perm_p < alpha:
-        verdict = Verdict.SUPPORTED
-        reason = (f"block-{layer} {both}: >= {threshold:.0%}, within-cluster permutation p={perm_p:.3g} < {alpha}")
+        accuracy_reason = (f"block-{layer} accuracy below {threshold:.0%}: {both}; errors in "
+                           + " and ".join(f"{shortfall[s]['clusters_flawed']} of {m} clusters ({s}, cluster binomial "
+                                          f"Holm p={holm[s]:.3g})" for s in refuted)
+                           + f"; an accuracy of {threshold:.0%} allows at most "
+                             f"{shortfall['stratified']['null_flawed_rate'] * m:.2g} flawed clusters on average")
     elif met:
-        verdict = Verdict.INCONCLUSIVE
-        reason = (f"block-{layer} {both}: meets {threshold:.0%} but the within-cluster permutation p={perm_p:.3g} >= "
-                  f"{alpha} ({p['n_permutations']} permutations)")
+        accuracy_reason = f"block-{layer} {both}: >= {threshold:.0%}"
     else:
-        reason = (f"block-{layer} {both}: below {threshold:.0%}, not significantly over the {m} operand-pair "
-                  f"clusters (cluster binomial Holm p={min(holm.values()):.3g}; ")
-        reason += (f"it needs errors in >= {decisive['critical_flawed']} of {m} clusters)"
-                   if decisive["critical_flawed"] else f"no outcome over {m} clusters can reach p < {alpha})")
-        verdict = Verdict.INCONCLUSIVE
+        accuracy_reason = (f"block-{layer} {both}: below {threshold:.0%}, not significantly over the {m} "
+                           f"operand-pair clusters (cluster binomial Holm p={min(holm.values()):.3g}; ")
+        accuracy_reason += (f"it needs errors in >= {decisive['critical_flawed']} of {m} clusters)"
+                            if decisive["critical_flawed"] else f"no outcome over {m} clusters can reach p < {alpha})")
+    parts = {
+        "accuracy": stats.evidence("accuracy (both CV schemes)", value=k_s / n, n=m, p_value=min(holm.values()),
+                                   against=bool(refuted), met=met, reason=accuracy_reason),
+        "above_null": stats.evidence("within-cluster permutation", value=k_s / n, n=n, p_value=perm_p,
+                                     met=perm_p < alpha,
+                                     reason=f"within-cluster permutation p={perm_p:.3g} "
+                                            f"{'<' if perm_p < alpha else '>='} {alpha} ({p['n_permutations']} "
+                                            "permutations)"),
+    }
 
     level = 1.0 - 2.0 * alpha
     _, acc_cells = cluster_means(strat == y, pairs)
@@ -157,11 +159,9 @@ def measure_h02(ctx: ClaimContext) -> Outcome:
         "best_layer": probed.labels[best], "test_accuracy_best_layer": held_out["best"][1].accuracy,
         "test_accuracy_layer": held_out["layer"][1].accuracy, "n_test": int(y_test.size),
     }
-    statistic = stats.ClaimStatistic(
-        name=f"block-{layer} probe accuracy (stratified {layer_probe.n_splits}-fold)", statistic=k_s / n,
-        ci_low=ci_low, ci_high=ci_high, confidence=level, effect_size=effect, p_value=perm_p, n=m, verdict=verdict,
-        reason=reason, details=details,
-    )
+    statistic = stats.pending(
+        f"block-{layer} probe accuracy (stratified {layer_probe.n_splits}-fold)", k_s / n, ci_low=ci_low,
+        ci_high=ci_high, confidence=level, effect_size=effect, p_value=perm_p, n=m, details=details)
 
     samples = [{"prompt": it.text, "split": "train", "label": it.label, "pair": it.pair, "layer": layer,
                 "pred_stratified": str(strat[i]), "pred_leave_one_pair_out": str(group[i]),
@@ -186,5 +186,5 @@ def measure_h02(ctx: ClaimContext) -> Outcome:
             f"{null.mean():.1%}); control-task selectivity {layer_probe.selectivity:+.2f}; random-init block "
             f"{layer}: {c_layer.accuracy:.1%} / {c_layer.group_accuracy:.1%}; held-out test "
             f"{held_out['best'][1].accuracy:.0%} at block {probed.labels[best]}")
-    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves)
+    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, parts=parts)
 

@@ -167,38 +167,42 @@ def measure_h03(ctx: ClaimContext) -> Outcome:
     l0_ok = k0_s / n <= p["max_l0_accuracy"] + 1e-9 and k0_g / n <= p["max_l0_accuracy"] + 1e-9
     peak_ok = k_sel / n >= p["min_peak_accuracy"] - 1e-9 and acc_s[peak_s] >= p["min_peak_accuracy"] - 1e-9
     gain_ok = gain >= p["min_gain"] - 1e-9
-    tests_ok = p_peak < alpha and gain_test.p_value < alpha
-    against = []
+    l0_against = []
     for name, pred in (("stratified", strat0), ("leave-one-template-out", group0)):
         cl = stats.threshold_claim(cluster_means(pred == y, cells)[1], p["max_l0_accuracy"], "below", alpha,
                                    test=ctx.test("l0_near_chance"), min_n=1)
         if cl.verdict == Verdict.REFUTED:
-            against.append(f"block-{base} accuracy ({name}) {int(np.sum(pred == y))}/{n}: above "
-                           f"{p['max_l0_accuracy']:.0%} in {cl.n - cl.details['on_claimed_side']} of {m} cells "
-                           f"(sign test over cells p={cl.details['p_opposite']:.3g})")
+            l0_against.append(f"block-{base} accuracy ({name}) {int(np.sum(pred == y))}/{n}: above "
+                              f"{p['max_l0_accuracy']:.0%} in {cl.n - cl.details['on_claimed_side']} of {m} cells "
+                              f"(sign test over cells p={cl.details['p_opposite']:.3g})")
     peak_cells = stats.threshold_claim(cluster_means(correct_sel, cells)[1], p["min_peak_accuracy"], "above", alpha,
                                        test=ctx.test("peak"), min_n=1)
-    if peak_cells.verdict == Verdict.REFUTED:
-        against.append(f"selection-free peak accuracy {k_sel}/{n} below {p['min_peak_accuracy']:.0%} in most of "
-                       f"{m} cells (sign test over cells p={peak_cells.details['p_opposite']:.3g})")
     gain_short = stats.threshold_claim(diff_cells, p["min_gain"], "above", alpha, test=ctx.test("gain"), min_n=1)
-    if gain_short.verdict == Verdict.REFUTED:
-        against.append(f"selection-free gain {gain:+.1%} below {p['min_gain']:.0%} in "
-                       f"{m - gain_short.details['on_claimed_side']} of {m} cells (sign test over cells "
-                       f"p={gain_short.details['p_opposite']:.3g})")
-    failed = [text for ok, text in ((l0_ok, f"block-{base} accuracy > {p['max_l0_accuracy']:.0%}"),
-                                    (peak_ok, f"peak accuracy < {p['min_peak_accuracy']:.0%}"),
-                                    (gain_ok, f"gain < {p['min_gain']:.0%}"),
-                                    (tests_ok, f"max-statistic permutation p={p_peak:.3g} or gain p="
-                                               f"{gain_test.p_value:.3g} (over {m} cells) not < {alpha}")) if not ok]
-    if against:
-        verdict, reason = Verdict.REFUTED, "; ".join(against)
-    elif not failed:
-        verdict = Verdict.SUPPORTED
-        reason = (f"block {base} at {k0_s / n:.0%}/{k0_g / n:.0%}, selection-free peak {k_sel / n:.0%}, gain "
-                  f"{gain:+.1%} (sign test over {m} cells p={gain_test.p_value:.3g}), max-statistic p={p_peak:.3g}")
-    else:
-        verdict, reason = Verdict.INCONCLUSIVE, "not shown: " + "; ".join(failed)
+    peak_against = peak_cells.verdict == Verdict.REFUTED
+    gain_against = gain_short.verdict == Verdict.REFUTED
+    gain_met = gain_ok and gain_test.p_value < alpha
+    parts = {
+        "l0_near_chance": stats.evidence(
+            f"block-{base} accuracy", value=k0_s / n, n=m, against=bool(l0_against), met=l0_ok,
+            reason="; ".join(l0_against) or f"block {base} at {k0_s / n:.0%}/{k0_g / n:.0%} "
+                                            f"({'<=' if l0_ok else '>'} {p['max_l0_accuracy']:.0%})"),
+        "peak": stats.evidence(
+            "selection-free peak accuracy", value=k_sel / n, n=m, against=peak_against, met=peak_ok,
+            reason=f"selection-free peak accuracy {k_sel}/{n} " + (
+                f"below {p['min_peak_accuracy']:.0%} in most of {m} cells (sign test over cells "
+                f"p={peak_cells.details['p_opposite']:.3g})" if peak_against else
+                f"{'>=' if peak_ok else '<'} {p['min_peak_accuracy']:.0%}")),
+        "gain": stats.evidence(
+            "selection-free gain", value=gain, n=m, p_value=gain_test.p_value, against=gain_against, met=gain_met,
+            reason=f"selection-free gain {gain:+.1%} " + (
+                f"below {p['min_gain']:.0%} in {m - gain_short.details['on_claimed_side']} of {m} cells (sign test "
+                f"over cells p={gain_short.details['p_opposite']:.3g})" if gain_against else
+                f"{'>=' if gain_ok else '<'} {p['min_gain']:.0%} (sign test over {m} cells "
+                f"p={gain_test.p_value:.3g})")),
+        "peak_above_null": stats.evidence(
+            "max-statistic permutation", value=float(acc_s[peak_s]), n=n, p_value=p_peak, met=p_peak < alpha,
+            reason=f"max-statistic permutation p={p_peak:.3g} {'<' if p_peak < alpha else '>='} {alpha}"),
+    }
 
     details = {
         "layer": base, "n_prompts": n, "chance": chance, "alpha": alpha,
@@ -237,11 +241,10 @@ def measure_h03(ctx: ClaimContext) -> Outcome:
                 "(magnitude only); max-statistic null for the stratified peak with labels permuted within "
                 "cells",
     }
-    statistic = stats.ClaimStatistic(
-        name=f"selection-free gain: chosen peak layer minus block {base} (leave-one-template-out)",
-        statistic=gain, ci_low=gain_low, ci_high=gain_high, confidence=level, effect_size=effect,
-        p_value=gain_test.p_value, n=m, verdict=verdict, reason=reason, details=details,
-    )
+    statistic = stats.pending(
+        f"selection-free gain: chosen peak layer minus block {base} (leave-one-template-out)", gain,
+        ci_low=gain_low, ci_high=gain_high, confidence=level, effect_size=effect, p_value=gain_test.p_value, n=m,
+        details=details)
     samples = [{"prompt": it.text, "label": it.label, "template": it.template, "pair": it.pair,
                 "pred_l0_stratified": str(strat0[i]), "pred_l0_leave_one_template_out": str(group0[i]),
                 "selected_layer": probed.labels[chosen_row[i]], "pred_selected": str(chosen[i]),
@@ -264,4 +267,4 @@ def measure_h03(ctx: ClaimContext) -> Outcome:
             f"{k_sel / n:.1%}, gain {gain:+.1%} [{gain_low:+.1%}, {gain_high:+.1%}] "
             f"(sign test over {m} template x pair cells p={gain_test.p_value:.3g}); random-init peak "
             f"{c_acc[candidates].max():.1%}")
-    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves)
+    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, parts=parts)

@@ -196,23 +196,24 @@ def measure_h04(ctx: ClaimContext) -> Outcome:
     c_rank = VocabRanker(c_handle, word).best_rank(direction(c_X, c_y))
 
     probe_ok = probe.p_value is not None and probe.p_value < alpha
-    if ci_high <= top and p_align < alpha:
-        verdict = Verdict.REFUTED
-        reason = (f"'{word}' stays in the top {top:.0%} of the vocabulary (best rank {best_rank}/{V}) for the "
-                  f"directions of resampled prompts (bootstrap upper bound {ci_high:.2%}) and ranks higher than for "
-                  f"random directions (p={p_align:.3g})")
-    elif ci_low > top and p_claim < alpha and probe_ok:
-        verdict = Verdict.SUPPORTED
-        reason = (f"best rank {best_rank}/{V} ({best_pct:.1%}); bootstrap lower bound {ci_low:.2%} > {top:.0%} "
-                  f"(p={p_claim:.3g}); probe accuracy {probe.accuracy:.0%} (permutation p={probe.p_value:.3g})")
-    elif ci_low > top and p_claim < alpha:
-        verdict = Verdict.INCONCLUSIVE
-        reason = (f"'{word}' is outside the top {top:.0%} but the multiply-vs-add probe is not above chance "
-                  f"({probe.accuracy:.0%}, permutation p={probe.p_value:.3g}): its direction may be noise")
-    else:
-        verdict = Verdict.INCONCLUSIVE
-        reason = (f"best rank {best_rank}/{V} ({best_pct:.1%}); bootstrap interval [{ci_low:.2%}, {ci_high:.2%}] "
-                  f"does not settle whether it is outside the top {top:.0%}")
+    in_top = ci_high <= top and p_align < alpha
+    outside = ci_low > top and p_claim < alpha
+    rank_reason = (
+        f"'{word}' stays in the top {top:.0%} of the vocabulary (best rank {best_rank}/{V}) for the directions of "
+        f"resampled prompts (bootstrap upper bound {ci_high:.2%}) and ranks higher than for random directions "
+        f"(p={p_align:.3g})" if in_top else
+        f"best rank {best_rank}/{V} ({best_pct:.1%}); bootstrap lower bound {ci_low:.2%} > {top:.0%} "
+        f"(p={p_claim:.3g})" if outside else
+        f"best rank {best_rank}/{V} ({best_pct:.1%}); bootstrap interval [{ci_low:.2%}, {ci_high:.2%}] does not "
+        f"settle whether it is outside the top {top:.0%}")
+    parts = {
+        "outside_top": stats.evidence("best rank percentile", value=best_pct, n=int(y.size), p_value=p_claim,
+                                      against=in_top, met=outside, reason=rank_reason),
+        "probe_above_chance": stats.evidence(
+            "multiply-vs-add probe accuracy", value=probe.accuracy, n=int(y.size), p_value=probe.p_value,
+            met=probe_ok, reason=f"probe accuracy {probe.accuracy:.0%} (permutation p={probe.p_value:.3g})" + (
+                "" if probe_ok else ": not above chance, so its direction may be noise")),
+    }
     details = {
         "layer": layer, "vocab_size": V, "top_fraction": top, "top_cutoff_rank": int(math.floor(top * V)),
         "best_rank": best_rank, "best_percentile": best_pct, "n_spellings": len(ranker.ids),
@@ -234,11 +235,9 @@ def measure_h04(ctx: ClaimContext) -> Outcome:
         "rank_definition": "1-based rank by descending cosine over all unembedding rows (1 + #strictly greater); "
                            "percentile = rank / vocabulary size; outside the top fraction iff percentile > it",
     }
-    statistic = stats.ClaimStatistic(
-        name=f"best rank percentile of '{word}' spellings (mean-difference direction at block {layer})",
-        statistic=best_pct, ci_low=ci_low, ci_high=ci_high, confidence=level, effect_size=None, p_value=p_claim,
-        n=int(y.size), verdict=verdict, reason=reason, details=details,
-    )
+    statistic = stats.pending(
+        f"best rank percentile of '{word}' spellings (mean-difference direction at block {layer})", best_pct,
+        ci_low=ci_low, ci_high=ci_high, confidence=level, p_value=p_claim, n=int(y.size), details=details)
     samples = []
     for wd in words:
         for spelling, info in top_side["words"][wd].items():
@@ -269,4 +268,4 @@ def measure_h04(ctx: ClaimContext) -> Outcome:
             f"{p['prompt_set']} prompts ({len(items)}), on the {other} set the rank is {other_rank}/{V}")
     extra = {"direction": [float(v) for v in w], "bootstrap_percentiles": [float(v) for v in boot],
              "null_percentiles": [float(v) for v in null], "prompts": texts}
-    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra=extra)
+    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra=extra, parts=parts)

@@ -158,17 +158,23 @@ def same_as_untrained(rows: list[dict], before: dict) -> bool:
     return bool(before["collapsed"]) and {r["mode_word"] for r in rows if r["collapsed"]} <= {before["mode_word"]}
 
 
-def untrained_control(statistic: ClaimStatistic, rows: list[dict], before: dict) -> ClaimStatistic:
-    """The untrained model is the control: a collapse onto its own argmax word is not shown to come from training,
-    so SUPPORTED becomes INCONCLUSIVE there."""
-    details = {**statistic.details, "before_training": run_summary(before),
-               "collapsed_before_training": before["collapsed"], "same_as_untrained": same_as_untrained(rows, before)}
-    if statistic.verdict != Verdict.SUPPORTED or not details["same_as_untrained"]:
-        return replace(statistic, details=details)
-    reason = (f"{statistic.reason}, but the untrained model already collapses onto the same word "
-              f"'{before['mode_word']}' ({before['mode_count']}/{before['n_prompts']}): "
-              "not shown to come from training")
-    return replace(statistic, verdict=Verdict.INCONCLUSIVE, reason=reason, details=details)
+def with_untrained(statistic: ClaimStatistic, rows: list[dict], before: dict) -> ClaimStatistic:
+    """The collapse statistic with the untrained model (the control) beside it in its details."""
+    return replace(statistic, details={**statistic.details, "before_training": run_summary(before),
+                                       "collapsed_before_training": before["collapsed"],
+                                       "same_as_untrained": same_as_untrained(rows, before)})
+
+
+def collapse_parts(statistic: ClaimStatistic, rows: list[dict], before: dict) -> dict[str, ClaimStatistic]:
+    """The collapse test, and the untrained model as its control: a collapse onto the untrained model's own argmax
+    word is not shown to come from training (that part is then not met, so a collapse reads INCONCLUSIVE)."""
+    same = same_as_untrained(rows, before)
+    reason = (f"the untrained model already collapses onto the same word '{before['mode_word']}' "
+              f"({before['mode_count']}/{before['n_prompts']}): not shown to come from training" if same else
+              "no collapse onto the untrained model's own word")
+    return {"collapsed": statistic,
+            "not_the_untrained_word": stats.evidence("collapse onto the untrained model's word", value=float(same),
+                                                     n=len(rows), met=not same, reason=reason)}
 
 
 def grpo_before(ctx: ClaimContext) -> tuple[dict, list[str], dict[str, list[float]]]:
@@ -266,7 +272,7 @@ def measure_h08(ctx: ClaimContext) -> Outcome:
     runs = [grpo_run(ctx, "dual", seed) for seed in ctx.seeds]
     chance = chance_collapse_rate(before["labels"], collapse_words(before["labels"]), p)
     statistic = collapse_claim(runs, chance, p, "fraction of seeds collapsed")
-    statistic = untrained_control(replace(statistic, details={
+    statistic = with_untrained(replace(statistic, details={
         **statistic.details, "n_seeds": len(runs), "test": ctx.test("collapsed"),
         "chance_definition": "uniform random argmax over the prompt set's op words"}), runs, before)
     modes = Counter(r["mode_word"] for r in runs)
@@ -279,5 +285,5 @@ def measure_h08(ctx: ClaimContext) -> Outcome:
             f"'{before['mode_word']}'); final reward {np.mean([r['final_reward'] for r in runs]):.2f}")
     return Outcome(statistic=statistic, ours=ours, samples=[run_summary(r) for r in runs],
                    curves=grpo_curves({f"w={p['cls_weight']}": runs}, layers, lens_before),
-                   fitness=runs_fitness(runs, before),
+                   fitness=runs_fitness(runs, before), parts=collapse_parts(statistic, runs, before),
                    extra={"chance_collapse_rate": chance})

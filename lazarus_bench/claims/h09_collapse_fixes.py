@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import replace
 
 from .. import stats
-from ..stats import ClaimStatistic, Verdict
+from ..stats import ClaimStatistic
 from .base import ClaimContext, Outcome, claim
 from .h08_grpo_dual_collapse import (
     DUAL_GRPO_GATES,
@@ -16,13 +16,14 @@ from .h08_grpo_dual_collapse import (
     GRPO_TESTS,
     chance_collapse_rate,
     collapse_claim,
+    collapse_parts,
     collapse_words,
     grpo_before,
     grpo_curves,
     grpo_run,
     run_summary,
     runs_fitness,
-    untrained_control,
+    with_untrained,
 )
 
 FIXES = ("balanced", "entropy", "low_lr", "cls_heavy")
@@ -36,31 +37,22 @@ def h09_statistic(by_fix: dict[str, list[dict]], chance: float, p: dict,
     per = {fix: collapse_claim(rows, chance, p, f"fraction of seeds collapsed ({fix})") for fix, rows in by_fix.items()}
     adjusted = dict(zip(per, stats.holm([s.p_value for s in per.values()])))
     adjusted_below = dict(zip(per, stats.holm([s.details["p_below_p_min"] for s in per.values()])))
-    table = {}
+    table, parts = {}, {}
     for fix, s in per.items():
         opposite = s.ci_high < p["min_collapse_rate"] and adjusted_below[fix] < alpha
         met = s.details["k"] >= p["min_collapse_rate"] * s.n - 1e-9
         v = stats.decide(met, float(adjusted[fix]), alpha, n=s.n, min_n=p["min_seeds"], opposite_shown=opposite)
-        controlled = untrained_control(replace(s, verdict=v.verdict, reason=v.reason), by_fix[fix], before)
+        checked = with_untrained(replace(s, verdict=v.verdict, reason=v.reason), by_fix[fix], before)
+        controlled = stats.combine(checked, collapse_parts(checked, by_fix[fix], before))
         table[fix] = {**s.to_dict(), "holm_p": float(adjusted[fix]), "holm_p_below": float(adjusted_below[fix]),
                       "verdict": str(controlled.verdict), "reason": controlled.reason,
                       "same_as_untrained": controlled.details["same_as_untrained"]}
-    verdicts = {fix: Verdict(t["verdict"]) for fix, t in table.items()}
-    if any(v == Verdict.REFUTED for v in verdicts.values()):
-        verdict = Verdict.REFUTED
-        reason = "; ".join(f"{f} does not collapse ({table[f]['reason']})" for f, v in verdicts.items()
-                           if v == Verdict.REFUTED)
-    elif all(v == Verdict.SUPPORTED for v in verdicts.values()):
-        verdict, reason = Verdict.SUPPORTED, (f"every fix collapses; largest Holm-adjusted p="
-                                              f"{max(adjusted.values()):.3g} < alpha={alpha}")
-    else:
-        verdict = Verdict.INCONCLUSIVE
-        reason = "; ".join(f"{f}: {table[f]['reason']}" for f, v in verdicts.items() if v != Verdict.SUPPORTED)
+        parts[fix] = controlled
     weakest = min(per, key=lambda f: (per[f].statistic, -adjusted[f]))
-    statistic = replace(per[weakest], name=f"fraction of seeds collapsed, weakest fix ({weakest})",
-                        p_value=float(max(adjusted.values())), verdict=verdict, reason=reason,
-                        details={**per[weakest].details, "per_fix": table, "weakest_fix": weakest,
-                                 "correction": "Holm across the fixes"})
+    statistic = stats.combine(replace(per[weakest], name=f"fraction of seeds collapsed, weakest fix ({weakest})",
+                                      p_value=float(max(adjusted.values())),
+                                      details={**per[weakest].details, "per_fix": table, "weakest_fix": weakest,
+                                               "correction": "Holm across the fixes"}), parts)
     return statistic, table
 
 

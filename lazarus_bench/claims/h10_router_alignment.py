@@ -228,36 +228,38 @@ def measure_h10(ctx: ClaimContext) -> Outcome:
 
     margin = p["equivalence_null_sd"]
     aligned = [i for i in range(n) if tail_holm[i] < alpha and tail_holm_perp[i] < alpha]
-    if aligned:
-        best = max(aligned, key=lambda i: maxima[i])
-        top = samples[best]["top_tokens"][0]
-        verdict = Verdict.REFUTED
-        reason = (f"{len(aligned)} expert(s) beyond the random-direction null after Holm, also without the "
-                  f"unembedding's common direction; strongest: layer {where[best][0]} expert {where[best][1]}, max "
-                  f"cosine {maxima[best]:.3f} with {top[0]!r} (z={z[best]:.1f})")
-    elif ops.p_value < alpha:
-        verdict = Verdict.REFUTED
-        reason = (f"{layer_hits}/{len(layers)} MoE layers have an expert holding an operation word in its top "
-                  f"{top_k}, more than random directions ({per_layer_rate:.1%} per layer; p={ops.p_value:.3g})")
-    elif equivalence.verdict == Verdict.REFUTED and token_specific.verdict == Verdict.REFUTED:
-        verdict = Verdict.REFUTED
-        reason = (f"router rows are more aligned than random by more than {margin} null SD (mean z={z.mean():.2f}), "
-                  f"also without the unembedding's common direction (mean z={z_perp.mean():.2f})")
-    elif equivalence.verdict == Verdict.REFUTED:
-        verdict = Verdict.INCONCLUSIVE
-        reason = (f"router rows beat random directions (mean z={z.mean():.2f}) only along the unembedding's common "
-                  f"direction (strength {strength:.2f}); without it mean z={z_perp.mean():.2f}: anisotropy, not "
-                  f"token-specific alignment")
-    elif equivalence.verdict == Verdict.SUPPORTED and n_holm == 0:
-        verdict = Verdict.SUPPORTED
-        reason = (f"mean z={z.mean():.2f}, upper bound {equivalence.ci_high:.2f} < {margin} null SD "
-                  f"(p={equivalence.p_value:.3g}); no expert beyond the null after Holm; operation words in "
-                  f"{n_match}/{n} top-{top_k} lists vs {null_rate:.1%} for random directions")
-    elif equivalence.verdict == Verdict.SUPPORTED:
-        verdict = Verdict.INCONCLUSIVE
-        reason = f"router rows are random-like on average, but {n_holm} expert(s) beat the null after Holm"
-    else:
-        verdict, reason = Verdict.INCONCLUSIVE, f"equivalence with the random null not shown: {equivalence.reason}"
+    best = max(aligned, key=lambda i: maxima[i]) if aligned else None
+    experts_reason = (
+        f"{len(aligned)} expert(s) beyond the random-direction null after Holm, also without the unembedding's "
+        f"common direction; strongest: layer {where[best][0]} expert {where[best][1]}, max cosine "
+        f"{maxima[best]:.3f} with {samples[best]['top_tokens'][0][0]!r} (z={z[best]:.1f})" if aligned else
+        "no expert beyond the null after Holm" if n_holm == 0 else
+        f"router rows are random-like on average, but {n_holm} expert(s) beat the null after Holm")
+    ops_reason = (f"{layer_hits}/{len(layers)} MoE layers have an expert holding an operation word in its top "
+                  f"{top_k}, {'more than' if ops.p_value < alpha else 'not more than'} random directions "
+                  f"({per_layer_rate:.1%} per layer; p={ops.p_value:.3g})")
+    both_refuted = equivalence.verdict == Verdict.REFUTED and token_specific.verdict == Verdict.REFUTED
+    mean_reason = (
+        f"router rows are more aligned than random by more than {margin} null SD (mean z={z.mean():.2f}), also "
+        f"without the unembedding's common direction (mean z={z_perp.mean():.2f})" if both_refuted else
+        f"router rows beat random directions (mean z={z.mean():.2f}) only along the unembedding's common direction "
+        f"(strength {strength:.2f}); without it mean z={z_perp.mean():.2f}: anisotropy, not token-specific "
+        f"alignment" if equivalence.verdict == Verdict.REFUTED else
+        f"mean z={z.mean():.2f}, upper bound {equivalence.ci_high:.2f} < {margin} null SD "
+        f"(p={equivalence.p_value:.3g}); operation words in {n_match}/{n} top-{top_k} lists vs {null_rate:.1%} for "
+        f"random directions" if equivalence.verdict == Verdict.SUPPORTED else
+        f"equivalence with the random null not shown: {equivalence.reason}")
+    parts = {
+        "no_expert_aligned": stats.evidence("experts beyond the null after Holm", value=n_holm, n=n,
+                                            against=bool(aligned), met=n_holm == 0, reason=experts_reason),
+        "op_words_not_enriched": stats.evidence("MoE layers with an operation-word expert", value=layer_hits,
+                                                n=len(layers), p_value=ops.p_value, against=ops.p_value < alpha,
+                                                met=True, reason=ops_reason),
+        "random_like_on_average": stats.evidence("mean z over MoE layers", value=float(z.mean()),
+                                                 n=equivalence.n, p_value=equivalence.p_value,
+                                                 against=both_refuted, met=equivalence.verdict == Verdict.SUPPORTED,
+                                                 reason=mean_reason),
+    }
 
     threshold = p["max_cosine"]
     per_layer = {layer: maxima[idx] for layer, idx in in_layer.items()}
@@ -286,7 +288,7 @@ def measure_h10(ctx: ClaimContext) -> Outcome:
         "op_word_tokens": {str(k): v for k, v in op_ids.items()}, "op_word_multi_token": multi,
         "router_bias_ignored": any(r.bias is not None for r in routers),
     }
-    statistic = replace(equivalence, effect_size=effect, verdict=verdict, reason=reason, details=details)
+    statistic = replace(equivalence, effect_size=effect, details=details)
     grid = np.linspace(min(null.min(), maxima.min()), max(null.max(), maxima.max(), threshold), 15)
     curves = {
         "max_cosine_by_layer": {
@@ -310,5 +312,5 @@ def measure_h10(ctx: ClaimContext) -> Outcome:
             f"{strength:.2f}); {np.mean(maxima < threshold):.0%} below the writeup's {threshold} (null: "
             f"{np.mean(null < threshold):.0%}); {n_holm} expert(s) beyond the null (Holm); operation word in "
             f"{n_match}/{n} top-{top_k} lists (random directions {null_rate:.1%})")
-    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves,
+    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, parts=parts,
                    extra={"null_values": [float(v) for v in null]})

@@ -356,13 +356,13 @@ def measure_h11(ctx: ClaimContext) -> Outcome:
             maxima, p["max_prob"], "below", alpha, test=ctx.test("stays_below"), min_n=min_n,
             name="max task-token peak prob over checkpoints and prompts"),
         "clusters_near_depth": (
-            no_data_statistic(f"the depth window {near} covers all {n_layers} blocks: clustering is untestable "
+            stats.no_data(f"the depth window {near} covers all {n_layers} blocks: clustering is untestable "
                               "on this model")
             if chance >= 1.0 else
             stats.threshold_claim(shares, max(p["cluster_share"], chance), "above", alpha,
                                   test=ctx.test("clusters_near_depth"), min_n=min_n,
                                   name=f"share of peak blocks in the depth window {near}")
-            if shares else no_data_statistic("no task-token probability at any block of the last checkpoint")
+            if shares else stats.no_data("no task-token probability at any block of the last checkpoint")
         ),
     }
     statistic = combine(rise, parts, units=("seeds", len(runs), min_n))
@@ -457,18 +457,3 @@ def measure_h11(ctx: ClaimContext) -> Outcome:
     }
     return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra=extra,
                    fitness={"val loss fell": fall})
-
-
-def no_data_statistic(reason: str) -> ClaimStatistic:
-    return ClaimStatistic(
-        name="no data",
-        statistic=math.nan,
-        ci_low=math.nan,
-        ci_high=math.nan,
-        confidence=math.nan,
-        effect_size=None,
-        p_value=None,
-        n=0,
-        verdict=Verdict.INCONCLUSIVE,
-        reason=reason,
-    )

@@ -284,15 +284,17 @@ def pending(name: str, statistic: float, *, ci_low: float = math.nan, ci_high: f
     """A headline statistic whose verdict ``combine`` decides from the parts (INCONCLUSIVE until then)."""
     return ClaimStatistic(name=name, statistic=statistic, ci_low=ci_low, ci_high=ci_high, confidence=confidence,
                           effect_size=effect_size, p_value=p_value, n=n, verdict=Verdict.INCONCLUSIVE,
-                          reason="not decided", details=dict(details or {}))
+                          reason="not decided", details={} if details is None else details)
 
 
 def evidence(name: str, *, met: bool, against: bool = False, reason: str, value: float = math.nan,
-             p_value: float | None = None, n: int = 0, details: dict[str, Any] | None = None) -> ClaimStatistic:
+             p_value: float | None = None, n: int = 0, ci: tuple[float, float, float] | None = None,
+             details: dict[str, Any] | None = None) -> ClaimStatistic:
     """A part decided by a check the claim declared outside the threshold tests: REFUTED when ``against`` (the data
-    contradict it; this takes precedence), SUPPORTED when ``met``, else INCONCLUSIVE."""
+    contradict it; this takes precedence), SUPPORTED when ``met``, else INCONCLUSIVE. ``ci``: (low, high, level)."""
     verdict = Verdict.REFUTED if against else Verdict.SUPPORTED if met else Verdict.INCONCLUSIVE
-    return ClaimStatistic(name=name, statistic=float(value), ci_low=math.nan, ci_high=math.nan, confidence=math.nan,
+    low, high, level = ci if ci is not None else (math.nan, math.nan, math.nan)
+    return ClaimStatistic(name=name, statistic=float(value), ci_low=low, ci_high=high, confidence=level,
                           effect_size=None, p_value=p_value, n=int(n), verdict=verdict, reason=reason,
                           details=dict(details or {}))
 

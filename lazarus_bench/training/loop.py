@@ -170,6 +170,66 @@ def _load_checkpoint(path: Path, model: nn.Module, opt: optim.Optimizer) -> dict
     return saved
 
 
+def _resume(result: TrainResult, ckpt: Path, model: nn.Module, opt: optim.Optimizer) -> int:
+    """Restore model, optimizer and the logs so far from ``ckpt``; the step to go on from."""
+    saved = _load_checkpoint(ckpt, model, opt)
+    start = int(saved["steps_done"])
+    for key in ("losses", "metrics", "evals", "tokens", "checkpoints"):
+        setattr(result, key, saved[key])
+    result.checkpoints = {int(k): v for k, v in result.checkpoints.items()}
+    result.resumed_from = start
+    return start
+
+
+def _step_function(model: nn.Module, loss_fn: Callable, opt: optim.Optimizer, cfg: TrainConfig,
+                   world: int) -> Callable:
+    """One optimizer step (gradients averaged over ranks, weighted by each rank's share; clipped), compiled
+    when ``cfg.compile``."""
+    value_and_grad = nn.value_and_grad(model, loss_fn)
+
+    def step_fn(*batch):
+        (loss, ntok, aux), grads = value_and_grad(model, *batch)
+        weight = aux.pop(LOSS_WEIGHT, None)
+        if world > 1:
+            if weight is not None:  # this rank's share of the global mean: sum_r w_r g_r / sum_r w_r
+                weight = weight.astype(mx.float32)
+                share = weight * world / mx.distributed.all_sum(weight)
+                grads = tree_map(lambda g: g * share, grads)
+                loss = loss * share
+            grads = nn.average_gradients(grads)
+        if cfg.grad_clip:
+            grads, _ = optim.clip_grad_norm(grads, cfg.grad_clip)
+        opt.update(model, grads)
+        return loss, ntok, aux
+
+    if not cfg.compile:
+        return step_fn
+    state = [model.state, opt.state, mx.random.state]
+    return mx.compile(step_fn, inputs=state, outputs=state)
+
+
+def _counted_step(step_fn: Callable, batch: Sequence[mx.array], counting: flops.Training, replays: dict,
+                  compiled: bool) -> tuple:
+    """Run one step and count its FLOPs; a replay of a compiled trace runs no Python, so it counts what its trace
+    counted (``replays``: batch shapes -> FLOPs)."""
+    before = flops.totals()
+    with counting:
+        out = step_fn(*batch)
+    shapes, counted = tuple(tuple(getattr(a, "shape", ())) for a in batch), flops.since(before)
+    if counted["flops"]:
+        replays[shapes] = counted
+    elif compiled:
+        flops.add(replays.get(shapes, counted))
+    return out
+
+
+def _diverged(name: str, result: TrainResult, out_dir: str | os.PathLike | None) -> "TrainingDiverged":
+    last = f"{result.losses[-1]:.4g}" if result.losses else "none"
+    where = f"; finished checkpoints kept in {out_dir}" if out_dir is not None else ""
+    return TrainingDiverged(f"{name} diverged: {result.stopped} (last finite loss {last}); lower the "
+                            f"learning rate{where}", result)
+
+
 def train_loop(
     model: nn.Module,
     loss_fn: Callable[..., tuple[mx.array, mx.array, dict]],
@@ -201,35 +261,8 @@ def train_loop(
     result = TrainResult(name=cfg.name, config=asdict(cfg), world_size=world,
                          trainable_params=count_params(model, trainable=True), total_params=count_params(model))
     ckpt = Path(out_dir) / CHECKPOINT if out_dir is not None else None
-    start = 0
-    if ckpt is not None and resume and ckpt.exists():
-        saved = _load_checkpoint(ckpt, model, opt)
-        start = int(saved["steps_done"])
-        for key in ("losses", "metrics", "evals", "tokens", "checkpoints"):
-            setattr(result, key, saved[key])
-        result.checkpoints = {int(k): v for k, v in result.checkpoints.items()}
-        result.resumed_from = start
-
-    value_and_grad = nn.value_and_grad(model, loss_fn)
-
-    def step_fn(*batch):
-        (loss, ntok, aux), grads = value_and_grad(model, *batch)
-        weight = aux.pop(LOSS_WEIGHT, None)
-        if world > 1:
-            if weight is not None:  # this rank's share of the global mean: sum_r w_r g_r / sum_r w_r
-                weight = weight.astype(mx.float32)
-                share = weight * world / mx.distributed.all_sum(weight)
-                grads = tree_map(lambda g: g * share, grads)
-                loss = loss * share
-            grads = nn.average_gradients(grads)
-        if cfg.grad_clip:
-            grads, _ = optim.clip_grad_norm(grads, cfg.grad_clip)
-        opt.update(model, grads)
-        return loss, ntok, aux
-
-    if cfg.compile:
-        state = [model.state, opt.state, mx.random.state]
-        step_fn = mx.compile(step_fn, inputs=state, outputs=state)
+    start = _resume(result, ckpt, model, opt) if ckpt is not None and resume and ckpt.exists() else 0
+    step_fn = _step_function(model, loss_fn, opt, cfg, world)
 
     bar = Progress(cfg.name, cfg.steps, enabled=progress and rank == 0)
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
@@ -244,14 +277,7 @@ def train_loop(
     for step in range(start, end):
         mx.random.seed(cfg.seed * 1_000_003 + step)
         batch = batch_at(step, rank, world)
-        before = flops.totals()
-        with counting:
-            loss, ntok, aux = step_fn(*batch)
-        shapes, counted = tuple(tuple(getattr(a, "shape", ())) for a in batch), flops.since(before)
-        if counted["flops"]:
-            replays[shapes] = counted
-        elif cfg.compile:  # a replay of a compiled trace runs no Python: count what its trace counted
-            flops.add(replays.get(shapes, counted))
+        loss, ntok, aux = _counted_step(step_fn, batch, counting, replays, cfg.compile)
         mx.eval(loss, ntok, aux, model.state, opt.state)
         value = float(mx.distributed.all_sum(loss, stream=mx.cpu).item()) / world if world > 1 else float(loss.item())
         ntokens = int(mx.distributed.all_sum(ntok, stream=mx.cpu).item()) if world > 1 else int(ntok.item())
@@ -262,10 +288,7 @@ def train_loop(
         if problem is not None:
             result.stopped = problem
             _finish(result, model, t0, tokens_at_start, initial)
-            last = f"{result.losses[-1]:.4g}" if result.losses else "none"
-            where = f"; finished checkpoints kept in {out_dir}" if out_dir is not None else ""
-            raise TrainingDiverged(f"{cfg.name} diverged: {result.stopped} (last finite loss {last}); lower the "
-                                   f"learning rate{where}", result)
+            raise _diverged(cfg.name, result, out_dir)
         result.losses.append(value)
         result.metrics.append({k: float(v) for k, v in aux.items()})
         result.tokens += ntokens

@@ -131,3 +131,55 @@ def test_one_tokenizer_accessor():
     own spelling: its source is hashed into the frozen lock, and a refactor is no reason for an amendment."""
     uses = sorted(module_name(p) for p in ROOT.rglob("*.py") if '"_tokenizer"' in p.read_text())
     assert uses == [f"{PACKAGE}.claims.h01_lens_op_words", f"{PACKAGE}.models"], uses
+
+
+VERDICTS = {"SUPPORTED", "REFUTED", "INCONCLUSIVE", "NOT_TESTABLE"}
+
+
+def verdict_assignments(source: str) -> list[int]:
+    """Lines where a ``Verdict.X`` literal becomes a result: assigned, returned, or passed as ``verdict=``. Reading one
+    (a comparison) and declaring a control's expected answer (an argument of a ``*control``/``Control`` call) are
+    not deciding."""
+    tree = ast.parse(source)
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "Verdict"
+                and node.attr in VERDICTS):
+            continue
+        child, parent = node, parents.get(node)
+        while parent is not None and not isinstance(parent, ast.stmt):
+            if isinstance(parent, ast.Compare):
+                break
+            if isinstance(parent, ast.Call) and "control" in ast.unparse(parent.func).lower():
+                break
+            if isinstance(parent, ast.keyword) and parent.arg == "verdict":
+                found.append(node.lineno)
+                break
+            child, parent = parent, parents.get(parent)
+        else:
+            if isinstance(parent, (ast.Assign, ast.AnnAssign, ast.Return)) and child is not getattr(parent, "targets",
+                                                                                                      None):
+                found.append(node.lineno)
+    return found
+
+
+def test_verdicts_are_decided_only_in_stats():
+    """No claim, runner or report writes a verdict: each returns parts decided by their tests, and
+    ``stats.final_verdict`` / ``stats.combine`` decide (CONTRIBUTING: the combining logic is written once)."""
+    offenders = {str(path.relative_to(ROOT)): lines for path in sorted(ROOT.rglob("*.py"))
+                 if path.relative_to(ROOT).parts[0] != "stats"
+                 for lines in [verdict_assignments(path.read_text())] if lines}
+    assert offenders == {}
+
+
+def test_the_verdict_checker_sees_each_way_of_writing_one():
+    written = ("v = Verdict.REFUTED\n", "def f():\n    return Verdict.SUPPORTED\n",
+               "s = replace(s, verdict=Verdict.INCONCLUSIVE)\n", "v = Verdict.SUPPORTED if ok else Verdict.REFUTED\n",
+               "x: Verdict = Verdict.NOT_TESTABLE\n")
+    for source in written:
+        assert verdict_assignments(source), source
+    read = ("ok = s.verdict == Verdict.REFUTED\n", "controls = (random_init_control(Verdict.REFUTED),)\n",
+            "c = Control('n', 'negative', '', build, Verdict.SUPPORTED)\n", "if v != Verdict.SUPPORTED:\n    pass\n")
+    for source in read:
+        assert not verdict_assignments(source), source
