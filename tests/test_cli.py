@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import subprocess
 import sys
 
@@ -254,11 +255,15 @@ def test_claims_id_shows_one_claim_in_full(capsys):
     """`claims H01 H10` prints those claims' sections of the specification (statement, tests, parameters with their
     values, gates, controls) and no other claim's; an unknown id is one line and exit 2."""
     from lazarus_bench.claims.base import get_claim
+    from lazarus_bench.param_help import PARAM_HELP
 
     assert main(["claims", "H01", "H10"]) == 0
     out = capsys.readouterr().out
     assert out.count("\n## ") + out.startswith("## ") == 2 and "## H01:" in out and "## H10:" in out
-    assert get_claim("H01").statement in out and "`max_prob` = 0.01" in out and "`max_cosine` = 0.2" in out
+    assert get_claim("H01").statement in out and re.search(r"\| `max_cosine` +\| `0.2` +\|", out)
+    row = next(line for line in out.splitlines() if line.startswith("| `max_prob`"))
+    assert [cell.strip() for cell in row.strip("|").split("|")] == [
+        "`max_prob`", "`0.01`", "a finite number in [0, 1]", PARAM_HELP["max_prob"]]
     assert "**Controls:**" in out and "## H02:" not in out
     assert main(["claims", "H99"]) == 2
     err = capsys.readouterr().err

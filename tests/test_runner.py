@@ -12,20 +12,26 @@ import pytest
 
 from lazarus_bench.claims.base import get_claim, slug
 from lazarus_bench.suite.records import ModelRef, Record, load_records, save_record
-from lazarus_bench.suite.runner import Job, plan, ready, run_suite
+from lazarus_bench.suite.runner import Job, plan, run_suite
 
 
-def test_ready_waits_for_after_claims_and_puts_longest_first():
+def test_a_family_is_one_queue_per_model_with_its_root_first():
+    """The runner's work units are pytest-xdist's: a claim and those reusing its cached runs, on one model, in one
+    queue, the root first; other claims and other models are queues of their own."""
+    from lazarus_bench.suite.families import scope, units
+
     assert get_claim("H06").after == ("H05a",) and get_claim("H13").after == ("H12",)
     assert get_claim("H01").after == ("H05a",)  # its positive control: H05a's model
     assert get_claim("H04").after == ("H05a",)  # its positive control: H05a's model, as CLAIMS.md specifies
     jobs = [Job("H06", "m", "corrected", 500.0), Job("H05a", "m", "corrected", 50.0),
-            Job("H02", "m", "corrected", 1.0), Job("H05a", "m", "original", 80.0)]
-    first = ready(jobs, {"H05a", "H06", "H02"})
-    assert [(j.claim, j.protocol) for j in first] == [("H05a", "original"), ("H05a", "corrected"),
-                                                      ("H02", "corrected")]
-    assert [j.claim for j in ready(jobs, {"H05a", "H06", "H02"}, longest_first=False)] == ["H05a", "H02", "H05a"]
-    assert [j.claim for j in ready(jobs, {"H06", "H02"})][0] == "H06"
+            Job("H02", "m", "corrected", 1.0), Job("H05a", "m", "original", 80.0), Job("H06", "n", "corrected", 5.0),
+            Job("H13", "m", "corrected", 3.0), Job("H12", "m", "corrected", 9.0)]
+    queues = units(jobs, lambda j: (j.claim, "slow", j.model))
+    assert [[(j.claim, j.model, j.protocol) for j in q] for q in queues] == [
+        [("H05a", "m", "corrected"), ("H05a", "m", "original"), ("H06", "m", "corrected")],
+        [("H02", "m", "corrected")], [("H06", "n", "corrected")],
+        [("H12", "m", "corrected"), ("H13", "m", "corrected")]]
+    assert scope("H06", "slow", "n") == "H05a|slow|n" and scope("H02", "fast", "m") == "H02|fast|m"
 
 
 def test_each_claim_family_is_one_xdist_work_unit():

@@ -312,8 +312,14 @@ REGISTRY: dict[str, Claim] = {}
 
 
 def register(claim: Claim) -> Claim:
+    """Add ``claim`` to the registry; refused when its id is taken or a gate's threshold is not one of its
+    parameters (that would be a KeyError at run time)."""
     if claim.id in REGISTRY:
         raise ValueError(f"claim {claim.id} registered twice")
+    for gate in claim.gates:
+        if gate.threshold_param not in claim.params:
+            raise LazarusError(f"{claim.id}: gate '{gate.name}' reads parameter '{gate.threshold_param}', which the "
+                               f"claim does not declare (parameters: {', '.join(claim.params) or 'none'})")
     REGISTRY[claim.id] = claim
     return claim
 

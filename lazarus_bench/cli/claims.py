@@ -84,12 +84,27 @@ def spec_markdown(claims, lock: dict) -> str:
     return "\n".join(lines)
 
 
+def parameter_table(c) -> str:
+    """Each parameter of claim ``c`` as a markdown table: its default, its declared range (``options``) and what it
+    sets (``param_help``)."""
+    from tabulate import tabulate
+
+    from ..options import param_range
+    from ..param_help import PARAM_HELP
+
+    rows = [{"parameter": f"`{k}`", "default": f"`{v!r}`", "valid": str(param_range(c.id, k) or "not checked"),
+             "what it sets": PARAM_HELP.get(f"{c.id}.{k}", PARAM_HELP.get(k, ""))} for k, v in c.params.items()]
+    return tabulate(rows, headers="keys", tablefmt="github")
+
+
 def claim_markdown(c, hashes: dict[str, str]) -> list[str]:
     """One claim's section of the specification, as lines."""
     lines = [f"## {c.id}: {c.title}", "", f"**Claim.** {c.statement}", "", f"**Source.** {c.source}", "",
              f"**Criterion.** {c.criterion}", "", f"**Writeup.** {c.writeup}", "",
              "**Declared tests.** " + ("; ".join(f"`{k}`: {v}" for k, v in c.tests.items()) or "none"), "",
-             "**Parameters.** " + ", ".join(f"`{k}` = {v!r}" for k, v in c.params.items()), ""]
+             f"**Parameters** (override with `--params '{{\"{c.id}\": {{\"name\": value}}}}'`; the fast tier "
+             f"sets {', '.join(f'`{k}` = {v!r}' for k, v in c.fast.items()) or 'none'}):", "",
+             parameter_table(c), ""]
     if c.gates:
         lines += ["**Fitness gates** (a failed one makes the verdict NOT TESTABLE):", ""]
         lines += [f"- {g.name} (`{g.threshold_param}` = {c.params.get(g.threshold_param)!r}, {g.direction}): "

@@ -32,6 +32,7 @@ from ..claims.base import (
 from ..errors import LazarusError
 from ..models import check_model_id, model_fingerprint
 from ..runinfo import environment
+from . import families
 from .records import ModelRef, Record, save_record
 
 
@@ -217,12 +218,6 @@ def plan(claims: Sequence[Claim], models: Sequence[str], protocols: Sequence[str
     return jobs
 
 
-def ready(pending: Sequence[Job], unfinished: set[str], longest_first: bool = True) -> list[Job]:
-    """Jobs whose ``after`` claims have all finished; longest first for workers (so the slowest do not start last)."""
-    free = [j for j in pending if not set(get_claim(j.claim).after) & (unfinished - {j.claim})]
-    return sorted(free, key=lambda j: -j.cost) if longest_first else free
-
-
 def default_jobs() -> int:
     """Parallel claim runs: one per core on CPU (tiny models use one core each), one on a GPU."""
     import mlx.core as mx
@@ -281,56 +276,50 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
     origins = fused_models(models, adapter, cache_dir or default_root(), log) if adapter else {}
     models = list(origins) or list(models)
     pending = plan(claims, models, protocols, tier, report_dir)
-    total = len(pending)
+    queues = sorted(families.units(pending, lambda j: (j.claim, tier, j.model)), key=lambda q: -sum(j.cost for j in q))
     kwargs = dict(tier=tier, n_seeds=n_seeds, report_dir=str(report_dir), cache_dir=str(cache_dir or default_root()))
-    unfinished = {j.claim for j in pending}
     summaries: list[dict] = []
 
     def finished(job: Job, summary: dict) -> None:
         summaries.append({"claim": job.claim, "model": job.model, "protocol": job.protocol, **summary})
-        if not any(j.claim == job.claim for j in pending) and job.claim not in running_claims():
-            unfinished.discard(job.claim)
         outcome = summary.get("verdict") or str(summary.get("status", "")).upper()
-        log(f"[{len(summaries)}/{total}] {job.claim} on {job.model} ({job.protocol}): {outcome} "
+        log(f"[{len(summaries)}/{len(pending)}] {job.claim} on {job.model} ({job.protocol}): {outcome} "
             f"({summary.get('reason', '')}) in {summary.get('wall_s', 0)} s")
-
-    running: dict[Any, Job] = {}
-
-    def running_claims() -> set[str]:
-        return {j.claim for j in running.values()}
 
     if jobs <= 1:
         pool = ModelPool()
-        while pending:
-            free = ready(pending, unfinished, longest_first=False)
-            if not free:
-                raise LazarusError("claims wait on each other in a cycle: " + ", ".join(j.claim for j in pending))
-            job = free[0]
-            pending.remove(job)
+        for job in (j for queue in queues for j in queue):
             log(f"start {job.claim} on {job.model} ({job.protocol})")
             record = run_claim(get_claim(job.claim), job.model, protocol=job.protocol, pool=pool, log=log,
                                overrides=(overrides or {}).get(job.claim), origin=origins.get(job.model), **kwargs)
             finished(job, job_summary(record))
         return summaries
+    _run_pool(queues, jobs, kwargs, overrides, origins, log, finished)
+    return summaries
 
+
+def _run_pool(queues: list[list[Job]], jobs: int, kwargs: dict, overrides: dict | None, origins: dict,
+              log: Callable[[str], None], finished: Callable[[Job, dict], None]) -> None:
+    """Run the family queues on ``jobs`` worker processes: at most one job of a queue at a time (a family's runs
+    are cached before the claims that reuse them start), the longest queues first."""
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from multiprocessing import get_context
 
     executor = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_worker_init,
                                    initargs=(os.getpid(),))
+    running: dict[Any, tuple[Job, list[Job]]] = {}
     try:
-        while pending or running:
-            for job in ready(pending, unfinished)[: max(0, jobs - len(running))]:
-                pending.remove(job)
+        while any(queues) or running:
+            busy = [id(queue) for _, queue in running.values()]
+            for queue in [q for q in queues if q and id(q) not in busy][: max(0, jobs - len(running))]:
+                job = queue.pop(0)
                 log(f"start {job.claim} on {job.model} ({job.protocol})")
                 future = executor.submit(_worker_run, job, {**kwargs, "origins": origins,
                                                             "overrides": (overrides or {}).get(job.claim)})
-                running[future] = job
-            if not running:
-                raise LazarusError("claims wait on each other in a cycle: " + ", ".join(j.claim for j in pending))
+                running[future] = (job, queue)
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for future in done:
-                job = running.pop(future)
+                job, _ = running.pop(future)
                 try:
                     summary = future.result()
                 except Exception as exc:  # noqa: BLE001  (a dead worker must not stop the other jobs)
@@ -340,7 +329,6 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
         _stop_workers(executor)
         raise
     executor.shutdown()
-    return summaries
 
 
 def fused_models(models: Sequence[str], adapter: str, cache_dir: str | Path,

@@ -166,6 +166,95 @@ def _skip_if_built(model_dir: Path, build_config: dict) -> dict | None:
     return man if man.get("build_config") == build_config else None
 
 
+def _train_config(kind: str, spec: SizeSpec, size: str, seed: int, pre: P.TrainConfig, ins: P.TrainConfig,
+                  steps: int | None, derived: bool) -> P.TrainConfig:
+    """The first training stage of ``kind``: pretraining, instruction tuning, or a derived model's adaptation."""
+    base_train = ins if kind == "instruct" else (spec.derived if derived else pre)
+    tcfg = replace(base_train, seed=seed + KINDS.index(kind), name=f"{size}/{kind}")
+    if derived and steps is not None:
+        tcfg = replace(tcfg, steps=steps)
+    if kind == "moe" and spec.moe_steps and steps is None and not derived:
+        tcfg = replace(tcfg, steps=spec.moe_steps)
+    return tcfg
+
+
+def _build_configs(kind: str, spec: SizeSpec, size: str, seed: int, arch: dict, tcfg: P.TrainConfig, derived: bool,
+                   manifests: dict[str, dict]) -> tuple[dict, dict]:
+    """(the model's whole build config, that of its first stage alone): what a rebuild must match to be skipped."""
+    init_from = "base" if kind == "instruct" else ("base (derived: " + kind + ")" if derived else None)
+    build_config = {"size": size, "kind": kind, "seed": seed, "arch": arch,
+                    "train": asdict(tcfg), "init_from": init_from}
+    stage1_config = dict(build_config)
+    if kind == "base" and spec.anneal is not None:
+        build_config["anneal"] = asdict(replace(spec.anneal, seed=seed, name=f"{size}/base-anneal"))
+    if kind == "instruct" and spec.instruct_replay:
+        build_config["replay"] = spec.instruct_replay
+    if kind == "instruct" and spec.preference is not None:
+        build_config["preference"] = {"method": "dpo+nll (RPO)", "beta": spec.dpo_beta,
+                                      "nll_weight": spec.dpo_nll_weight, "reference": "the SFT model",
+                                      **asdict(replace(spec.preference, seed=seed + 11,
+                                                       name=f"{size}/instruct-dpo"))}
+    if kind == "instruct" or derived:
+        build_config["base_sha256"] = manifests["base"]["files"]["model.safetensors"]
+    return build_config, stage1_config
+
+
+def _starting_point(kind: str, spec: SizeSpec, out: Path, arch: dict, tcfg: P.TrainConfig, tok, seed: int,
+                    pre: P.TrainConfig, pdata, derived: bool) -> tuple:
+    """(model, architecture, data) the first stage starts from: the base for instruct (chat data, corpus replay),
+    the base untied or upcycled for a derived kind, a fresh model otherwise."""
+    if kind == "instruct":
+        model, _ = P.load_model(out / "base")
+        data = P.chat_data(tok, seed, tcfg.steps * tcfg.batch_size, tcfg.seq_len)
+        if spec.instruct_replay:
+            n_replay = int(round(data.n_rows * spec.instruct_replay / (1 - spec.instruct_replay)))
+            data = _concat(data, _tail(pdata(pre.steps * pre.batch_size + n_replay, tcfg.seq_len), n_replay))
+        return model, arch, data
+    if derived:
+        base_model, base_arch = P.load_model(out / "base")
+        model, arch = (untie(base_model, base_arch) if kind == "untied" else
+                       upcycle_moe(base_model, base_arch, num_experts=spec.arch.num_local_experts,
+                                   top_k=spec.arch.num_experts_per_tok, noise=0.01, seed=seed))
+        return model, arch, pdata(tcfg.steps * tcfg.batch_size, tcfg.seq_len)
+    model = P.build_model(arch)
+    mx.eval(model.parameters())
+    return model, arch, pdata(tcfg.steps * tcfg.batch_size, tcfg.seq_len)
+
+
+def _training_figures(result: P.TrainResult) -> dict:
+    """The manifest's figures of a model's training: time, speed, tokens, final loss and a sparse loss trace."""
+    return {"train_seconds": round(result.seconds, 2), "tokens_per_s": round(result.tokens_per_s, 1),
+            "train_tokens": result.tokens,
+            "final_loss": float(sum(result.losses[-20:]) / max(1, len(result.losses[-20:]))),
+            "loss_trace": [round(float(x), 6) for x in result.losses[::LOSS_TRACE_EVERY]]}
+
+
+def _train_tokenizer(tok_dir: Path, spec: SizeSpec, seed: int, writer: bool) -> tuple[Tokenizer, float]:
+    """The zoo's tokenizer, trained on rank 0 and read by every rank; (tokenizer, seconds)."""
+    t0 = time.perf_counter()
+    if writer:
+        from .corpus import tokenizer_training_text
+
+        save_tokenizer(build_tokenizer(seed, spec.vocab_size, tokenizer_training_text(seed, spec.tokenizer_docs)),
+                       tok_dir)
+    P.barrier()
+    return Tokenizer.from_file(str(tok_dir / "tokenizer.json")), time.perf_counter() - t0
+
+
+def _metrics(kind: str, model_dir: Path, spec: SizeSpec, seed: int, stages: dict[str, dict], evaluate: bool,
+             progress: bool) -> dict | None:
+    """The saved model's quality-gate figures (and those of its earlier stages), or None when not evaluated."""
+    metrics = None
+    if evaluate:
+        _log(progress, f"{kind}: evaluating")
+        metrics = _evaluate_saved(model_dir, seed, chat=True, n_heldout=spec.eval_heldout)
+        _log(progress, f"{kind}: " + ", ".join(f"{g} {metrics[g]:.1%}" for g in METRICS if g in metrics))
+    if stages:
+        metrics = dict(metrics or {}, stages={name: {g: m[g] for g in METRICS if g in m}
+                                              for name, m in stages.items()})
+    return metrics
+
+
 def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int | None = None,
               progress: bool = True, *, kinds: tuple[str, ...] = KINDS,
               steps: int | None = None, instruct_steps: int | None = None,
@@ -193,16 +282,7 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int | Non
     t_all = time.perf_counter()
 
     _log(progress, f"training tokenizer (seed {seed}) on {ranks} rank(s)")
-    t0 = time.perf_counter()
-    tok_dir = out / "tokenizer"
-    if writer:
-        from .corpus import tokenizer_training_text
-
-        save_tokenizer(build_tokenizer(seed, spec.vocab_size, tokenizer_training_text(seed, spec.tokenizer_docs)),
-                       tok_dir)
-    P.barrier()
-    tok = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
-    tok_seconds = time.perf_counter() - t0
+    tok, tok_seconds = _train_tokenizer(out / "tokenizer", spec, seed, writer)
     vocab = tok.get_vocab_size()
 
     data_cache: dict[tuple, P.PackedData] = {}
@@ -231,27 +311,8 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int | Non
         model_dir = out / kind
         derived = kind in derived_kinds
         arch = _arch_config(kind, spec, vocab)
-        base_train = ins if kind == "instruct" else (spec.derived if derived else pre)
-        tcfg = replace(base_train, seed=seed + KINDS.index(kind), name=f"{size}/{kind}")
-        if derived and steps is not None:
-            tcfg = replace(tcfg, steps=steps)
-        if kind == "moe" and spec.moe_steps and steps is None and not derived:
-            tcfg = replace(tcfg, steps=spec.moe_steps)
-        init_from = "base" if kind == "instruct" else ("base (derived: " + kind + ")" if derived else None)
-        build_config = {"size": size, "kind": kind, "seed": seed, "arch": arch,
-                        "train": asdict(tcfg), "init_from": init_from}
-        stage1_config = dict(build_config)
-        if kind == "base" and spec.anneal is not None:
-            build_config["anneal"] = asdict(replace(spec.anneal, seed=seed, name=f"{size}/base-anneal"))
-        if kind == "instruct" and spec.instruct_replay:
-            build_config["replay"] = spec.instruct_replay
-        if kind == "instruct" and spec.preference is not None:
-            build_config["preference"] = {"method": "dpo+nll (RPO)", "beta": spec.dpo_beta,
-                                          "nll_weight": spec.dpo_nll_weight, "reference": "the SFT model",
-                                          **asdict(replace(spec.preference, seed=seed + 11,
-                                                           name=f"{size}/instruct-dpo"))}
-        if kind == "instruct" or derived:
-            build_config["base_sha256"] = manifests["base"]["files"]["model.safetensors"]
+        tcfg = _train_config(kind, spec, size, seed, pre, ins, steps, derived)
+        build_config, stage1_config = _build_configs(kind, spec, size, seed, arch, tcfg, derived, manifests)
         if not force:
             man = _skip_if_built(model_dir, build_config)
             if man is not None:
@@ -262,23 +323,8 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int | Non
         mx.random.seed(seed + KINDS.index(kind))
         second_stage = "anneal" in build_config or "preference" in build_config
         stage1_done = second_stage and not force and _skip_if_built(model_dir, stage1_config) is not None
-        if kind == "instruct":
-            model, _ = P.load_model(out / "base")
-            data = P.chat_data(tok, seed, tcfg.steps * tcfg.batch_size, tcfg.seq_len)
-            if spec.instruct_replay:
-                n_replay = int(round(data.n_rows * spec.instruct_replay / (1 - spec.instruct_replay)))
-                data = _concat(data, _tail(pdata(pre.steps * pre.batch_size + n_replay, tcfg.seq_len), n_replay))
-        elif derived:
-            base_model, base_arch = P.load_model(out / "base")
-            model, arch = (untie(base_model, base_arch) if kind == "untied" else
-                           upcycle_moe(base_model, base_arch, num_experts=spec.arch.num_local_experts,
-                                       top_k=spec.arch.num_experts_per_tok, noise=0.01, seed=seed))
-            build_config["arch"] = arch
-            data = pdata(tcfg.steps * tcfg.batch_size, tcfg.seq_len)
-        else:
-            model = P.build_model(arch)
-            mx.eval(model.parameters())
-            data = pdata(tcfg.steps * tcfg.batch_size, tcfg.seq_len)
+        model, arch, data = _starting_point(kind, spec, out, arch, tcfg, tok, seed, pre, pdata, derived)
+        build_config["arch"] = arch
         n_params = P.count_params(model)
         stages: dict[str, dict] = {}
         if stage1_done:
@@ -298,31 +344,20 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int | Non
                                    tokens=result.tokens + second.tokens, seconds=result.seconds + second.seconds,
                                    tokens_per_s=second.tokens_per_s)
             save(model, arch, model_dir)
-        metrics = None
-        if evaluate_models and writer:
-            _log(progress, f"{kind}: evaluating")
-            metrics = _evaluate_saved(model_dir, seed, chat=True, n_heldout=spec.eval_heldout)
-            _log(progress, f"{kind}: " + ", ".join(
-                f"{g} {metrics[g]:.1%}" for g in METRICS if g in metrics))
-        if stages:
-            metrics = dict(metrics or {}, stages={name: {g: m[g] for g in METRICS if g in m}
-                                                  for name, m in stages.items()})
+        metrics = _metrics(kind, model_dir, spec, seed, stages, evaluate_models and writer, progress)
         info = {
             "name": f"zoo-{size}-{kind}", "kind": kind, "size": size, "corpus_seed": seed,
             "build_config": build_config, "params": n_params,
             "metrics": metrics, "gates": GATES, "packages": package_versions(),
             "ranks": ranks, "recipe": RECIPE,
             "build_seconds": round(time.perf_counter() - t_model, 2),
-            "train_seconds": round(result.seconds, 2),
-            "tokens_per_s": round(result.tokens_per_s, 1), "train_tokens": result.tokens,
-            "final_loss": float(sum(result.losses[-20:]) / max(1, len(result.losses[-20:]))),
-            "loss_trace": [round(float(x), 6) for x in result.losses[::LOSS_TRACE_EVERY]],
+            **_training_figures(result),
             "blas": blas.fingerprint(),
             "tokenizer_seconds": round(tok_seconds, 2),
             "wall_seconds_total_so_far": round(time.perf_counter() - t_all, 2),
+            **({"post_training": ["sft"] + (["dpo"] if "preference" in build_config else [])}
+               if kind == "instruct" else {}),  # what H06's fitness gate reads: a reward-based stage after SFT
         }
-        if kind == "instruct":  # what H06's fitness gate reads: a reward-based stage after SFT
-            info["post_training"] = ["sft"] + (["dpo"] if "preference" in build_config else [])
         if writer:
             write_manifest(model_dir, info)
             if not keep_checkpoints:

@@ -49,3 +49,31 @@ def test_check_and_relations_are_one_line():
     with pytest.raises(LazarusError, match=r"save_at \[6, 9\] lies beyond steps = 5"):
         options.check_steps(5, (1, 6, 9))
     options.check_steps(5, (1, 5))
+
+
+def test_every_claim_parameter_has_a_range_and_a_line_of_help():
+    """`lazarus-bench claims ID` prints each parameter's range and help: none may be missing, none left over."""
+    from lazarus_bench.claims.base import all_claims
+    from lazarus_bench.options import CLAIM_PARAMS, PARAMS, param_range
+    from lazarus_bench.param_help import PARAM_HELP
+
+    used = {(c.id, name) for c in all_claims() for name in c.params}
+    assert all(param_range(cid, name) is not None for cid, name in used)
+    assert all(PARAM_HELP.get(f"{cid}.{name}") or PARAM_HELP.get(name) for cid, name in used)
+    assert set(PARAM_HELP) == set(PARAMS) | {f"{cid}.{name}" for cid, name in CLAIM_PARAMS}
+    assert all(0 < len(text) <= 90 and not text.endswith(".") for text in PARAM_HELP.values())
+
+
+def test_every_gate_threshold_is_a_parameter_of_its_claim():
+    """A gate reads its threshold from the claim's parameters (so --params can move it): a gate whose parameter is
+    missing would be a KeyError at run time, so the registry refuses it up front."""
+    import pytest
+
+    from lazarus_bench.claims.base import Claim, Gate, all_claims, register
+    from lazarus_bench.errors import LazarusError
+
+    assert all(g.threshold_param in c.params for c in all_claims() for g in c.gates)
+    gate = Gate("depth", "layers", None, "min_layers")
+    with pytest.raises(LazarusError, match="gate 'depth' reads parameter 'min_layers'"):
+        register(Claim(id="T99", title="t", statement="s", source="s", criterion="c", writeup="w", params={},
+                       measure=lambda ctx: None, gates=(gate,)))

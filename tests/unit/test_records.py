@@ -57,3 +57,26 @@ def test_records_are_frozen_and_written_with_their_schema_version(tmp_path):
         record.status = "ok"
     data = json.loads(save_record(tmp_path, record).read_text())
     assert data["schema_version"] == SCHEMA_VERSION and data["status"] == "skipped" and "verdict" not in data
+
+
+def test_final_verdict_reproduces_every_committed_verdict():
+    """The one decision function, fed each committed record's statistic, gates and controls, gives the verdict (and
+    the measured verdict) the record carries: the runner decides nothing else."""
+    from lazarus_bench.claims.base import calibration
+    from lazarus_bench.stats import final_verdict
+
+    checked = 0
+    for path in sorted(COMMITTED.glob("*.json")):
+        record = read_record(path)
+        if record.status != "ok":
+            continue
+        s = record.statistic
+        parts = {} if s.verdict == Verdict.NOT_TESTABLE else {s.name: s}
+        label = record.calibration
+        decision = final_verdict(parts, "all", record.fitness,
+                                 (label, "") if label == "not run" else calibration(record.controls))
+        assert decision.verdict == record.verdict, path.name
+        assert (decision.measured if decision.by != "rule" else None) == record.measured_verdict, path.name
+        assert decision.reason == record.reason or not parts, path.name
+        checked += 1
+    assert checked >= 75
