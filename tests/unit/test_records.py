@@ -15,12 +15,15 @@ from lazarus_bench.suite.records import SCHEMA_VERSION, Record, load_records, re
 COMMITTED = Path(__file__).resolve().parents[2] / "reports" / "records"
 
 
-def test_every_committed_record_round_trips_through_the_typed_record():
-    files = sorted(COMMITTED.glob("*.json"))
-    assert len(files) >= 100
-    for path in files:
-        data = json.loads(path.read_text())
-        record = read_record(path)
+@pytest.fixture(scope="module")
+def committed() -> list[tuple[Path, dict, Record]]:
+    """Every committed record file: its path, its JSON and the typed record read from it (read once)."""
+    return [(path, json.loads(path.read_text()), read_record(path)) for path in sorted(COMMITTED.glob("*.json"))]
+
+
+def test_every_committed_record_round_trips_through_the_typed_record(committed):
+    assert len(committed) >= 100
+    for path, data, record in committed:
         assert json.loads(json.dumps(record.to_dict())) == data, path.name
         assert record.status in ("ok", "skipped", "error")
         if record.status == "ok":
@@ -59,15 +62,14 @@ def test_records_are_frozen_and_written_with_their_schema_version(tmp_path):
     assert data["schema_version"] == SCHEMA_VERSION and data["status"] == "skipped" and "verdict" not in data
 
 
-def test_final_verdict_reproduces_every_committed_verdict():
+def test_final_verdict_reproduces_every_committed_verdict(committed):
     """The one decision function, fed each committed record's statistic, gates and controls, gives the verdict (and
     the measured verdict) the record carries: the runner decides nothing else."""
     from lazarus_bench.claims.base import calibration
     from lazarus_bench.stats import final_verdict
 
     checked = 0
-    for path in sorted(COMMITTED.glob("*.json")):
-        record = read_record(path)
+    for path, _, record in committed:
         if record.status != "ok":
             continue
         s = record.statistic
