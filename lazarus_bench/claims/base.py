@@ -35,6 +35,37 @@ class ModelInfo:
     instruct_pair: str | None = None
 
 
+@dataclass(frozen=True)
+class Curve:
+    """One plot of a record: x labels and named series of y values (None where a value is undefined)."""
+
+    x: tuple[str, ...]  # the x axis labels (layers, steps, thresholds)
+    series: dict[str, list[float | None]]  # label -> one y value per x label (a series may stop early)
+    xlabel: str | None = None  # the report's default: "layer"
+    ylabel: str | None = None  # the report's default: the curve's name
+
+    def __post_init__(self):
+        long = [name for name, ys in self.series.items() if len(ys) > len(self.x)]
+        if long:
+            raise LazarusError(f"curve series {', '.join(long)} longer than its {len(self.x)} x labels")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"x": list(self.x), "series": dict(self.series)}
+        out.update({k: v for k, v in (("xlabel", self.xlabel), ("ylabel", self.ylabel)) if v is not None})
+        return out
+
+    @classmethod
+    def of(cls, value: "Curve | dict[str, Any]") -> "Curve":
+        """A curve, or one from its dict form (what claims and records hold)."""
+        if isinstance(value, Curve):
+            return value
+        unknown = set(value) - {"x", "series", "xlabel", "ylabel"}
+        if unknown:
+            raise LazarusError(f"curve: unknown field(s) {', '.join(sorted(unknown))}")
+        return cls(x=tuple(str(v) for v in value["x"]), series=dict(value["series"]), xlabel=value.get("xlabel"),
+                   ylabel=value.get("ylabel"))
+
+
 @dataclass
 class Outcome:
     """What a measure returns: the statistic, its named parts and their combining rule (the framework decides the
@@ -47,7 +78,7 @@ class Outcome:
     statistic: ClaimStatistic
     ours: str
     samples: list[dict] = field(default_factory=list)
-    curves: dict[str, dict] = field(default_factory=dict)
+    curves: dict[str, Curve | dict] = field(default_factory=dict)  # checked as Curve, kept in the record's dict form
     extra: dict[str, Any] = field(default_factory=dict)
     fitness: dict[str, float] = field(default_factory=dict)  # values of the claim's gates measured by the measure
     parts: dict[str, ClaimStatistic] = field(default_factory=dict)
@@ -56,6 +87,7 @@ class Outcome:
     def __post_init__(self):
         if self.parts:
             self.statistic = combine(self.statistic, self.parts, rule=self.rule)
+        self.curves = {name: Curve.of(curve).to_dict() for name, curve in self.curves.items()}
 
     @property
     def verdict(self) -> Verdict:

@@ -13,7 +13,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from ..claims import prereg
-from ..claims.base import ControlRun, all_claims, bound_text
+from ..claims.base import ControlRun, Curve, all_claims, bound_text
 from ..errors import LazarusError
 from ..io import write_text
 from ..protocols import SINGLE_DEFECT_ORIGINAL
@@ -69,16 +69,17 @@ def _plot(record: Record, out_dir: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     paths = []
-    for name, curve in (record.curves or {}).items():
+    for name, raw in record.curves.items():
+        curve = Curve.of(raw)
         fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
-        x = curve["x"]
-        for label, ys in curve["series"].items():
+        x = curve.x
+        for label, ys in curve.series.items():
             ax.plot(range(len(ys)), ys, marker="o", markersize=3, label=label)
         step = max(1, len(x) // 12)
         ax.set_xticks(range(0, len(x), step))
         ax.set_xticklabels(x[::step], fontsize=7)
-        ax.set_xlabel(curve.get("xlabel", "layer"))
-        ax.set_ylabel(curve.get("ylabel", name))
+        ax.set_xlabel(curve.xlabel or "layer")
+        ax.set_ylabel(curve.ylabel or name)
         ax.set_title(f"{record.claim_id} {name} - {record.model.id} ({record.protocol})", fontsize=8)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
@@ -231,15 +232,15 @@ def _layer_sensitivity(records: list[Record], claims: dict) -> list[str]:
         if claim is None or claim.layer_curve is None or r.status != "ok" or r.protocol != "corrected":
             continue
         name, series = claim.layer_curve
-        curve = (r.curves or {}).get(name)
-        if not curve or not curve["series"] or (series is not None and series not in curve["series"]):
+        curve = Curve.of(r.curves[name]) if name in r.curves else None
+        if not curve or not curve.series or (series is not None and series not in curve.series):
             continue  # a record written by an earlier version of the claim (flagged off the lock) may lack it
-        values = curve["series"][series] if series is not None else list(curve["series"].values())[-1]
+        values = curve.series[series] if series is not None else list(curve.series.values())[-1]
         best = max(range(len(values)), key=lambda i: values[i] if values[i] is not None else float("-inf"))
         rows.append({"claim": r.claim_id, "model": r.model.id, "curve": f"{name}" + (
             f" ({series})" if series else ""), "by layer": " ".join(
-                f"{x}:{_fmt(v, 2)}" for x, v in zip(curve["x"], values)),
-            "largest at": curve["x"][best]})
+                f"{x}:{_fmt(v, 2)}" for x, v in zip(curve.x, values)),
+            "largest at": curve.x[best]})
     if not rows:
         return []
     return ["## Sensitivity to the analysis layer", "",

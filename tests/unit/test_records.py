@@ -82,3 +82,18 @@ def test_final_verdict_reproduces_every_committed_verdict(committed):
         assert decision.reason == record.reason or not parts, path.name
         checked += 1
     assert checked >= 75
+
+
+def test_curves_are_typed_and_keep_their_record_form(committed):
+    from lazarus_bench.claims.base import Curve, Outcome
+
+    curves = [c for _, data, _ in committed for c in (data.get("curves") or {}).values()]
+    assert len(curves) > 100 and all(Curve.of(c).to_dict() == c for c in curves)
+    typed = Curve(x=("0", "1", "2"), series={"a": [0.1, None, 0.3]}, ylabel="P")
+    assert typed.to_dict() == {"x": ["0", "1", "2"], "series": {"a": [0.1, None, 0.3]}, "ylabel": "P"}
+    with pytest.raises(LazarusError, match="longer than its 2 x labels"):
+        Curve(x=("0", "1"), series={"a": [1.0, 2.0, 3.0]})
+    with pytest.raises(LazarusError, match="unknown field"):
+        Curve.of({"x": [], "series": {}, "colour": "red"})
+    statistic = ClaimStatistic("s", 0.0, 0.0, 0.0, 0.9, None, None, 1, Verdict.SUPPORTED, "")
+    assert Outcome(statistic=statistic, ours="", curves={"c": typed}).curves == {"c": typed.to_dict()}
