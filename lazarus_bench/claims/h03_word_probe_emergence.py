@@ -80,6 +80,30 @@ def planted_feature(ctx: ClaimContext) -> ClaimContext:
     return ctx.variant(handle=handle)
 
 
+TEST_DESCRIPTION = (
+    "nested leave-one-template-out (peak layer chosen by inner stratified CV on the other templates); block-0, peak "
+    "and gain each by the exact sign test over template x operand-pair cells (a cell's prompts share their "
+    "cross-validated fate, so prompts are not independent trials; the gain's significance against 0, its shortfall "
+    "against the minimum gain); cluster bootstrap CI of the gain (magnitude only); max-statistic null for the "
+    "stratified peak with labels permuted within cells")
+
+
+def accuracy_curve(probed, control, null: np.ndarray, blocks: list[int]) -> dict:
+    """Probe accuracy by layer (both CV schemes, the permutation null's mean, the control task, the random-init
+    model)."""
+    null_mean = [None] * len(probed.labels)
+    for j, i in enumerate(blocks):
+        null_mean[i] = float(null[:, j].mean())
+    return layer_curve(probed, {
+        "stratified CV": floats_or_none(probed.series("accuracy")),
+        "leave-one-template-out": floats_or_none(probed.series("group_accuracy")),
+        "permutation null mean": null_mean,
+        "control task (Hewitt-Liang)": floats_or_none(probed.series("control_accuracy")),
+        "random-init stratified": floats_or_none(control.series("accuracy")),
+        "random-init leave-one-template-out": floats_or_none(control.series("group_accuracy")),
+    })
+
+
 @claim(
     id="H03",
     title="Word prompts show true emergence after block 0",
@@ -234,12 +258,7 @@ def measure_h03(ctx: ClaimContext) -> Outcome:
                               "accuracy_l0_leave_one_template_out":
                                   float(other.series("group_accuracy")[other.row(base)]),
                               "peak_accuracy_stratified": float(max(np.array(other.series("accuracy"))[candidates]))},
-        "test": "nested leave-one-template-out (peak layer chosen by inner stratified CV on the other templates); "
-                "block-0, peak and gain each by the exact sign test over template x operand-pair cells (a cell's "
-                "prompts share their cross-validated fate, so prompts are not independent trials; the gain's "
-                "significance against 0, its shortfall against the minimum gain); cluster bootstrap CI of the gain "
-                "(magnitude only); max-statistic null for the stratified peak with labels permuted within "
-                "cells",
+        "test": TEST_DESCRIPTION,
     }
     statistic = stats.pending(
         f"selection-free gain: chosen peak layer minus block {base} (leave-one-template-out)", gain,
@@ -250,17 +269,7 @@ def measure_h03(ctx: ClaimContext) -> Outcome:
                 "selected_layer": probed.labels[chosen_row[i]], "pred_selected": str(chosen[i]),
                 "correct_selected": bool(correct_sel[i]), "correct_l0": bool(correct_base[i])}
                for i, it in enumerate(words)]
-    null_mean = [None] * len(probed.labels)
-    for j, i in enumerate(blocks):
-        null_mean[i] = float(null[:, j].mean())
-    curves = {"probe_accuracy": layer_curve(probed, {
-        "stratified CV": floats_or_none(acc_s),
-        "leave-one-template-out": floats_or_none(acc_g),
-        "permutation null mean": null_mean,
-        "control task (Hewitt-Liang)": floats_or_none(probed.series("control_accuracy")),
-        "random-init stratified": floats_or_none(c_acc),
-        "random-init leave-one-template-out": floats_or_none(control.series("group_accuracy")),
-    })}
+    curves = {"probe_accuracy": accuracy_curve(probed, control, null, blocks)}
     ours = (f"block {base}: {k0_s / n:.1%} stratified / {k0_g / n:.1%} leave-one-template-out; peak "
             f"{acc_s[peak_s]:.1%} at block {probed.labels[peak_s]} (stratified, max-statistic p={p_peak:.3g}) / "
             f"{acc_g[peak_g]:.1%} at block {probed.labels[peak_g]} (leave-one-template-out); selection-free peak "

@@ -16,7 +16,7 @@ from ..analysis.lens import target_spellings
 from ..analysis.projections import normalize_rows, router_vocab_alignment
 from ..errors import LazarusError
 from ..stats import Verdict, ecdf
-from .base import NEGATIVE, POSITIVE, ClaimContext, Control, ControlUnavailable, Outcome, claim, needs_moe
+from .base import NEGATIVE, POSITIVE, ClaimContext, Control, ControlUnavailable, Curve, Outcome, claim, needs_moe
 
 NULL_CHUNK = 256
 
@@ -136,6 +136,47 @@ def random_routers(ctx: ClaimContext) -> ClaimContext:
     return _with_router_rows(ctx, rows)
 
 
+def expert_samples(handle, align, perp, where: list[tuple[int, int]], per_expert: dict[str, np.ndarray],
+                   op_ids: dict[int, str], words: list[str]) -> list[dict]:
+    """One row per expert: where it sits, its max cosine and test values (``per_expert``: name -> one value per
+    expert), its top tokens and the operation words among them."""
+    samples = []
+    for i, expert in enumerate(align.experts):
+        layer, e = where[i]
+        tokens = [handle.decode_token(t) for t in expert.top_token_ids]
+        values = {name: float(column[i]) for name, column in per_expert.items()}
+        samples.append({
+            "layer": layer, "expert": e, "max_cosine": expert.max_cosine, "z": values["z"],
+            "p_value": expert.p_value, "p_holm": values["p_holm"], "p_tail_holm": values["p_tail_holm"],
+            "max_cosine_without_common_direction": perp.experts[i].max_cosine,
+            "z_without_common_direction": values["z_without_common_direction"],
+            "cosine_with_common_direction": values["cosine_with_common_direction"],
+            "top_tokens": [[tok, int(t), float(c)] for tok, t, c in zip(tokens, expert.top_token_ids,
+                                                                         expert.top_cosines)],
+            "op_word_matches": [op_ids[t] for t in expert.top_token_ids if t in op_ids],
+            "substring_matches": substring_matches(tokens, words),
+        })
+    return samples
+
+
+def h10_curves(per_layer: dict[int, np.ndarray], null_stats, maxima: np.ndarray, null: np.ndarray,
+               threshold: float) -> dict[str, Curve]:
+    """Max cosine per MoE layer beside the random null and the writeup's threshold, and both distributions."""
+    layers = list(per_layer)
+    grid = np.linspace(min(null.min(), maxima.min()), max(null.max(), maxima.max(), threshold), 15)
+    by_layer = Curve(
+        x=tuple(str(layer) for layer in layers),
+        series={"mean expert max cosine": [float(per_layer[lay].mean()) for lay in layers],
+                "largest expert max cosine": [float(per_layer[lay].max()) for lay in layers],
+                "random null mean": [null_stats.mean] * len(layers), "random null p95": [null_stats.p95] * len(layers),
+                f"writeup threshold {threshold}": [threshold] * len(layers)},
+        xlabel="MoE layer", ylabel="max cosine with an unembedding row")
+    cdf = Curve(x=tuple(f"{g:.3f}" for g in grid),
+                series={"router rows": ecdf(maxima, grid), "random directions": ecdf(null, grid)},
+                xlabel="max cosine over the vocabulary", ylabel="cumulative fraction")
+    return {"max_cosine_by_layer": by_layer, "max_cosine_cdf": cdf}
+
+
 @claim(
     id="H10",
     title="MoE router rows are not vocabulary-aligned",
@@ -206,21 +247,10 @@ def measure_h10(ctx: ClaimContext) -> Outcome:
     smoothed = (int(null_hits.sum()) + 1) / (null_hits.size + 2)
     words = [w.lower() for w in dict.fromkeys([*prompts.task_vocabulary("seed000").words(),
                                                *prompts.operation_words()])]
-    samples, n_match = [], 0
-    for i, expert in enumerate(align.experts):
-        layer, e = where[i]
-        tokens = [handle.decode_token(t) for t in expert.top_token_ids]
-        matches = [op_ids[t] for t in expert.top_token_ids if t in op_ids]
-        n_match += bool(matches)
-        samples.append({
-            "layer": layer, "expert": e, "max_cosine": expert.max_cosine, "z": float(z[i]),
-            "p_value": expert.p_value, "p_holm": float(p_holm[i]), "p_tail_holm": float(tail_holm[i]),
-            "max_cosine_without_common_direction": perp.experts[i].max_cosine,
-            "z_without_common_direction": float(z_perp[i]), "cosine_with_common_direction": float(along[i]),
-            "top_tokens": [[tok, int(t), float(c)] for tok, t, c in zip(tokens, expert.top_token_ids,
-                                                                         expert.top_cosines)],
-            "op_word_matches": matches, "substring_matches": substring_matches(tokens, words),
-        })
+    samples = expert_samples(handle, align, perp, where, {"z": z, "p_holm": p_holm, "p_tail_holm": tail_holm,
+                                                          "z_without_common_direction": z_perp,
+                                                          "cosine_with_common_direction": along}, op_ids, words)
+    n_match = sum(bool(s["op_word_matches"]) for s in samples)
     n = len(align.experts)
     layer_hits = sum(any(samples[i]["op_word_matches"] for i in idx) for idx in in_layer.values())
     per_layer_rate = float(np.mean([1.0 - (1.0 - smoothed) ** len(idx) for idx in in_layer.values()]))
@@ -289,23 +319,7 @@ def measure_h10(ctx: ClaimContext) -> Outcome:
         "router_bias_ignored": any(r.bias is not None for r in routers),
     }
     statistic = replace(equivalence, effect_size=effect, details=details)
-    grid = np.linspace(min(null.min(), maxima.min()), max(null.max(), maxima.max(), threshold), 15)
-    curves = {
-        "max_cosine_by_layer": {
-            "x": [str(layer) for layer in layers],
-            "series": {"mean expert max cosine": [float(per_layer[lay].mean()) for lay in layers],
-                       "largest expert max cosine": [float(per_layer[lay].max()) for lay in layers],
-                       "random null mean": [align.null.mean] * len(layers),
-                       "random null p95": [align.null.p95] * len(layers),
-                       f"writeup threshold {threshold}": [threshold] * len(layers)},
-            "xlabel": "MoE layer", "ylabel": "max cosine with an unembedding row",
-        },
-        "max_cosine_cdf": {
-            "x": [f"{g:.3f}" for g in grid],
-            "series": {"router rows": ecdf(maxima, grid), "random directions": ecdf(null, grid)},
-            "xlabel": "max cosine over the vocabulary", "ylabel": "cumulative fraction",
-        },
-    }
+    curves = h10_curves(per_layer, align.null, maxima, null, threshold)
     ours = (f"{n} experts in {len(layers)} MoE layers: max cosine mean {maxima.mean():.3f} (range {maxima.min():.3f}-"
             f"{maxima.max():.3f}) vs random null {align.null.mean:.3f} +- {align.null.std:.3f} at d={align.d_model}; "
             f"mean z={z.mean():.2f} ({z_perp.mean():.2f} without the unembedding's common direction, strength "
