@@ -7,11 +7,13 @@ statistic carries the verdict.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, make_dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
@@ -321,7 +323,23 @@ class Claim:
             declared = options.param_range(self.id, name)
             if declared is not None and not declared.contains(value):
                 raise LazarusError(f"{self.id}: parameter {name} = {value!r}: expected {declared}")
-        return {**merged, **(overrides or {})}
+        typed = self.params_type()(**{**merged, **(overrides or {})})
+        return {f.name: getattr(typed, f.name) for f in fields(typed)}
+
+    def params_type(self) -> type:
+        """The claim's parameters as a frozen dataclass, ``<ID>Params``: one field per parameter with its default,
+        and its declared range (``options``) and line of help (``param_help``) in the field's metadata. Built from the
+        one declaration, ``params``, which the lock hashes as before."""
+        from ..param_help import PARAM_HELP
+
+        specs = []
+        for name, default in self.params.items():
+            meta = {"range": options.param_range(self.id, name),
+                    "help": PARAM_HELP.get(f"{self.id}.{name}", PARAM_HELP.get(name, ""))}
+            value = (field(default_factory=partial(copy.deepcopy, default), metadata=meta)
+                     if isinstance(default, (list, dict)) else field(default=default, metadata=meta))
+            specs.append((name, Any if default is None else type(default), value))
+        return make_dataclass(f"{self.id}Params", specs, frozen=True)
 
 
 def _same_kind(default: Any, value: Any) -> bool:

@@ -85,15 +85,15 @@ def spec_markdown(claims, lock: dict) -> str:
 
 
 def parameter_table(c) -> str:
-    """Each parameter of claim ``c`` as a markdown table: its default, its declared range (``options``) and what it
-    sets (``param_help``)."""
+    """Each field of claim ``c``'s parameter dataclass as a markdown table: default, declared range, what it sets."""
+    from dataclasses import fields
+
     from tabulate import tabulate
 
-    from ..options import param_range
-    from ..param_help import PARAM_HELP
-
-    rows = [{"parameter": f"`{k}`", "default": f"`{v!r}`", "valid": str(param_range(c.id, k) or "not checked"),
-             "what it sets": PARAM_HELP.get(f"{c.id}.{k}", PARAM_HELP.get(k, ""))} for k, v in c.params.items()]
+    defaults = c.params_type()()
+    rows = [{"parameter": f"`{f.name}`", "default": f"`{getattr(defaults, f.name)!r}`",
+             "valid": str(f.metadata["range"] or "not checked"), "what it sets": f.metadata["help"]}
+            for f in fields(defaults)]
     return tabulate(rows, headers="keys", tablefmt="github")
 
 

@@ -77,3 +77,26 @@ def test_every_gate_threshold_is_a_parameter_of_its_claim():
     with pytest.raises(LazarusError, match="gate 'depth' reads parameter 'min_layers'"):
         register(Claim(id="T99", title="t", statement="s", source="s", criterion="c", writeup="w", params={},
                        measure=lambda ctx: None, gates=(gate,)))
+
+
+def test_claim_parameters_are_a_frozen_dataclass_with_range_and_help():
+    import dataclasses
+
+    import pytest
+
+    from lazarus_bench.claims.base import get_claim
+    from lazarus_bench.options import param_range
+
+    claim = get_claim("H14")
+    typed = claim.params_type()
+    defaults = typed()
+    assert dataclasses.is_dataclass(defaults) and typed.__name__ == "H14Params"
+    assert {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)} == claim.params
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        defaults.alpha = 0.1
+    meta = {f.name: f.metadata for f in dataclasses.fields(typed)}
+    assert meta["stage1_steps"]["range"] == param_range("H14", "stage1_steps") and meta["stage1_steps"]["help"]
+    assert claim.parameters("slow", {"alpha": 0.01})["alpha"] == 0.01
+    h15 = get_claim("H15a").params_type()()
+    assert h15.variants == get_claim("H15a").params["variants"], "a list default is copied, never shared"
+    assert h15.variants is not get_claim("H15a").params["variants"]
