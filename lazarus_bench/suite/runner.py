@@ -280,16 +280,20 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
     kwargs = dict(tier=tier, n_seeds=n_seeds, report_dir=str(report_dir), cache_dir=str(cache_dir or default_root()))
     summaries: list[dict] = []
 
+    def named(job: Job) -> str:
+        """The model as the user named it (a fused checkpoint reads "BASE + adapter PATH")."""
+        return origins.get(job.model, {}).get("id", job.model)
+
     def finished(job: Job, summary: dict) -> None:
         summaries.append({"claim": job.claim, "model": job.model, "protocol": job.protocol, **summary})
         outcome = summary.get("verdict") or str(summary.get("status", "")).upper()
-        log(f"[{len(summaries)}/{len(pending)}] {job.claim} on {job.model} ({job.protocol}): {outcome} "
+        log(f"[{len(summaries)}/{len(pending)}] {job.claim} on {named(job)} ({job.protocol}): {outcome} "
             f"({summary.get('reason', '')}) in {summary.get('wall_s', 0)} s")
 
     if jobs <= 1:
         pool = ModelPool()
         for job in (j for queue in queues for j in queue):
-            log(f"start {job.claim} on {job.model} ({job.protocol})")
+            log(f"start {job.claim} on {named(job)} ({job.protocol})")
             record = run_claim(get_claim(job.claim), job.model, protocol=job.protocol, pool=pool, log=log,
                                overrides=(overrides or {}).get(job.claim), origin=origins.get(job.model), **kwargs)
             finished(job, job_summary(record))
@@ -313,7 +317,7 @@ def _run_pool(queues: list[list[Job]], jobs: int, kwargs: dict, overrides: dict 
             busy = [id(queue) for _, queue in running.values()]
             for queue in [q for q in queues if q and id(q) not in busy][: max(0, jobs - len(running))]:
                 job = queue.pop(0)
-                log(f"start {job.claim} on {job.model} ({job.protocol})")
+                log(f"start {job.claim} on {origins.get(job.model, {}).get('id', job.model)} ({job.protocol})")
                 future = executor.submit(_worker_run, job, {**kwargs, "origins": origins,
                                                             "overrides": (overrides or {}).get(job.claim)})
                 running[future] = (job, queue)
