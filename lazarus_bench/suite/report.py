@@ -17,7 +17,7 @@ from ..claims.base import ControlRun, Curve, all_claims, bound_text
 from ..errors import LazarusError
 from ..io import write_text
 from ..protocols import SINGLE_DEFECT_ORIGINAL
-from ..stats import ClaimStatistic
+from ..stats import ClaimStatistic, Verdict
 from ..zoo.registry import MANIFEST, resolve_zoo
 from .records import Record, load_records
 
@@ -427,7 +427,7 @@ def _tokenization(records: list[Record]) -> list[str]:
 def _outcome_counts(records: list[Record]) -> str:
     """One line: how many records ended in each outcome (NOT TESTABLE: the model failed a fitness gate)."""
     counts = Counter(_cell(r) for r in records)
-    order = ["SUPPORTED", "REFUTED", "INCONCLUSIVE", "NOT TESTABLE", "n/a", "ERROR"]
+    order = [str(v) for v in Verdict] + ["n/a", "ERROR"]
     return "Outcomes: " + ", ".join(f"{name} {counts.get(name, 0)}" for name in order) + "."
 
 
