@@ -252,6 +252,7 @@ PARAMS: dict[str, Range] = {
 # Where one claim reads a parameter differently from the others.
 CLAIM_PARAMS: dict[tuple[str, str], Range] = {
     ("H03", "prompt_set"): Choice(("deconfounded", "writeup")),
+    ("H01", "prompt_seed"): Interval(int, -1, 2**32 - 1),
 }
 
 

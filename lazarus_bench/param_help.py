@@ -76,6 +76,7 @@ PARAM_HELP: dict[str, str] = {
     "min_seeds": "fewest seeds a verdict may rest on (fewer: inconclusive)",
     "min_speed_ratio": "smallest training tokens/s ratio LoRA / full",
     "min_spellable": "gate: smallest share (0-1) of the op words the tokenizer spells",
+    "H01.prompt_seed": "-1: the writeup's 8 prompts; else prompts of their form with operands drawn by this seed",
     "min_stage1_accuracy": "gate: smallest symbolic accuracy (0-1) of the stage-1 SFT model",
     "min_stage2_accuracy_move": "gate: smallest accuracy change (points, 0-100) stage 2 must cause in a branch",
     "min_val_loss_fall": "gate: smallest fall of the SFT validation loss (fraction of its step-0 value)",

@@ -353,6 +353,32 @@ def dual_reward_eval() -> PromptSet:
     return load_set("dual_reward_eval")
 
 
+def resampled_dual_reward_eval(seed: int, per_op: int = 2) -> PromptSet:
+    """The dual-reward evaluation set's form ('7 * 8 = ', ``per_op`` prompts per operation) with operands drawn by
+    ``seed`` (multiply and divide within the 12 x 12 table, add and subtract within 0-99, non-negative results):
+    the replicates of controls that resample prompts."""
+    import random
+
+    rng, base, items = random.Random(seed), dual_reward_eval(), []
+    ops = {"multiply": "*", "add": "+", "subtract": "-", "divide": "/"}
+    for label, op in ops.items():
+        for k in range(per_op):
+            if op == "*":
+                a, b = rng.randint(2, 12), rng.randint(2, 12)
+                answer = a * b
+            elif op == "/":
+                b, answer = rng.randint(2, 12), rng.randint(2, 12)
+                a = b * answer
+            else:
+                a, b = rng.randint(10, 99), rng.randint(1, 99)
+                a, b = (a, b) if op == "+" or a >= b else (b, a)
+                answer = a + b if op == "+" else a - b
+            items.append(PromptItem(id=f"resampled-{seed}-{label}-{k}", text=f"{a} {op} {b} = ", label=label, a=a,
+                                    b=b, answer=answer, op=op, pair=k, item=f"{a},{b}", in_original=False))
+    return PromptSet(name=f"dual_reward_eval_resampled_{seed}", items=tuple(items), source=base.source,
+                     note=f"{base.name}'s form with operands drawn by seed {seed}")
+
+
 def grpo_collapse_lens() -> PromptSet:
     """Seed 002 GRPO+dual mode-collapse lens prompts (6; multiply/add/subtract)."""
     return load_set("grpo_collapse_lens")

@@ -202,13 +202,13 @@ def test_a_failed_fitness_gate_makes_the_claim_not_testable_and_keeps_the_number
     try:
         failed = run_claim(claim, path, report_dir=tmp_path, log=lambda m: None)
         layers = load_model(path).n_layers
-        assert failed.fitness == (GateResult(name="depth", value=layers, threshold=16.0, direction="above",
+        assert failed.fitness[1:] == (GateResult(name="depth", value=layers, threshold=16.0, direction="above",
                                              passed=False, description="layers"),)
         assert failed.verdict == "NOT TESTABLE" and failed.measured_verdict == "SUPPORTED"
         assert failed.statistic.verdict == "SUPPORTED" and "fitness gate 'depth'" in failed.reason
         passed = run_claim(claim, path, report_dir=tmp_path / "b", overrides={"min_layers": layers},
                            log=lambda m: None)
-        assert passed.verdict == "SUPPORTED" and passed.fitness[0].passed
+        assert passed.verdict == "SUPPORTED" and passed.fitness[1].passed
         report = render(tmp_path).read_text()
         assert "NOT TESTABLE 1" in report and f"depth {layers} >= 16: FAIL" in report
     finally:
@@ -235,7 +235,7 @@ def test_a_gate_required_inside_the_measure_stops_it_with_its_numbers(saved_mode
         record = run_claim(claim, str(saved_model("llama")), report_dir=tmp_path, log=lambda m: None)
         assert record.verdict == "NOT TESTABLE" and reached == []
         assert record.extra["descriptive"] == {"stage1_accuracy": 0.4}
-        assert record.fitness[0].value == 0.4 and not record.fitness[0].passed
+        assert record.fitness[1].value == 0.4 and not record.fitness[1].passed
         record = run_claim(claim, str(saved_model("llama")), report_dir=tmp_path, overrides={"min_stage1": 0.3},
                            log=lambda m: None)
         assert record.verdict == "SUPPORTED" and reached == ["stage 2"]

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from lazarus_bench import prompts
-from lazarus_bench.claims.base import ClaimContext, ControlRun, calibration, get_claim, model_info
+from lazarus_bench.claims.base import ClaimContext, ControlRun, get_claim, model_info
 from lazarus_bench.claims.common import probed_labels, probed_texts
+from lazarus_bench.claims.controls import calibration
 from lazarus_bench.claims.fixtures import dual_model
 from lazarus_bench.stats import Verdict
 from lazarus_bench.suite.runner import ModelPool, run_claim
@@ -92,16 +93,20 @@ def test_random_init_and_dual_reward_controls_measure_the_models_they_name(saved
     record = _run(claim_id, path, tmp_path)
     controls = _controls(record)
     positive = "dual-reward-trained model"
-    assert set(controls) == {"random-init model", positive}
-    assert all(c.built for c in controls.values())
-    # Each control's statistic is the claim's measure on the model it names (recomputed here from that model).
+    assert set(controls) == {positive} and all(c.built for c in controls.values())
+    (null,) = record.nulls
+    assert null.name == "random-init models" and null.built and null.replicates == 1  # the fast tier's one
+    # Each control's statistic is the claim's measure on the model it names (recomputed here from that model): the
+    # null's replicate r is a random-init model of init seed 100 + r (a new model for each r).
     claim = get_claim(claim_id)
     handle = load_model(path)
     ctx = ClaimContext(claim, model_info(handle), tier="fast", seeds=[], params=claim.parameters("fast"),
                        cache_dir=tmp_path / "cache", shared=handle)
-    random = claim.measure(ctx.variant(handle=ctx.random_control()))
-    assert controls["random-init model"].statistic["value"] == random.statistic.statistic
-    assert record.statistic.statistic != random.statistic.statistic
+    draws = [claim.nulls[0].build(ctx, r) for r in range(2)]
+    random = [claim.measure(d).statistic.statistic for d in draws]
+    assert list(null.statistics) == random[:1] and random[0] != random[1]
+    assert [d.handle().model_id for d in draws] == [f"random-init({path})"] * 2
+    assert record.statistic.statistic not in random
     if claim_id == "H04":
         from lazarus_bench.claims.h04_probe_direction_vocab import h05_trained
 
@@ -123,20 +128,22 @@ def test_h02_controls_permute_labels_and_read_the_operator_token(saved_model, tm
     assert sorted(shuffled) == sorted(it.label for it in items) and list(shuffled) != [it.label for it in items]
 
     record = _run("H02", saved_model("llama"), tmp_path)
-    controls = _controls(record)
-    assert controls["operator position"].detected, controls["operator position"].reason
-    assert not controls["permuted labels"].detected, controls["permuted labels"].reason
-    assert controls["operator position"].statistic["value"] != controls["permuted labels"].statistic["value"]
+    operator = _controls(record)["operator position"]
+    assert operator.detected and operator.sanity, operator.reason
+    (null,) = record.nulls
+    assert null.name == "permuted labels" and null.replicates == 1 and null.flagged == 0
+    assert operator.statistic["value"] not in null.statistics
 
 
 @pytest.mark.parametrize("arch", ["mixtral", "qwen2_moe"])
 def test_h10_planted_router_row_is_flagged_and_random_rows_are_not(saved_model, tmp_path, arch):
     record = _run("H10", saved_model(arch), tmp_path)
     controls = _controls(record)
-    planted, random = controls["planted router row"], controls["random router rows"]
-    assert planted.built and planted.detected and planted.verdict == "REFUTED", planted.reason
-    assert random.built and not random.detected, random.reason
-    assert record.calibration == "calibrated"
+    planted, (random,) = controls["planted router row"], record.nulls
+    assert planted.built and planted.detected and planted.verdict == "REFUTED" and planted.sanity, planted.reason
+    assert random.built and random.flagged == 0 and random.replicates == 1
+    (graded,) = record.graded
+    assert graded.detected[-1] == 1, "cosine 0.9 with the word's row is found"
 
 
 def test_h03_record_carries_both_controls(saved_model, tmp_path):
@@ -354,3 +361,23 @@ def test_h03_planted_feature_appears_at_the_middle_block_only(saved_model, tmp_p
     assert np.max(np.abs(original[0] - original[0][0])) > 1e-3, "the unedited model mixes tokens in block 0"
     outcome = get_claim("H03").measure(planted_feature(ctx))
     assert outcome.verdict == "SUPPORTED", outcome.statistic.reason
+
+
+def test_graded_and_null_controls_reach_the_record_and_the_report(saved_model, tmp_path):
+    """H10's graded control (7 planted cosines) and its null (random router rows) run through the runner in the fast
+    tier (1 replicate each), come back from the record file unchanged and fill the report's calibration tables."""
+    from lazarus_bench.suite.records import read_record, record_path
+    from lazarus_bench.suite.report import render
+
+    record = _run("H10", saved_model("mixtral"), tmp_path)
+    assert record.status == "ok", record.reason
+    (graded,), (null,) = record.graded, record.nulls
+    assert graded.strengths == get_claim("H10").graded[0].strengths and graded.replicates == 1
+    assert len(graded.detected) == 7 and all(0 <= k <= 1 for k in graded.detected) and graded.claimed == 0.2
+    assert null.replicates == 1 and null.built and 0 <= null.flagged <= 1
+    saved = read_record(record_path(tmp_path / "out", *record.key))
+    assert saved.graded == record.graded and saved.nulls == record.nulls
+    assert [c.sanity for c in saved.controls] == [True]
+    text = render(tmp_path / "out").read_text()
+    assert "### Detection against planted strength" in text and "plots/calibration__H10.png" in text
+    assert "### Nulls that can fire" in text and "### Sanity checks (by construction, not counted)" in text

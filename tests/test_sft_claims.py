@@ -107,7 +107,7 @@ def test_h11_learning_rate_zero_fails_the_manipulation_floor(saved_model, tmp_pa
     record is NOT TESTABLE (never REFUTED) and no control is run."""
     record = run("H11", saved_model("llama"), tmp_path, pool, overrides={"lr": 0.0})
     assert get_claim("H11").params["min_val_loss_fall"] == 0.25
-    [gate] = record.fitness
+    [_, gate] = record.fitness
     assert gate.name == "val loss fell" and gate.value == pytest.approx(0.0, abs=1e-6) and not gate.passed
     assert record.verdict == "NOT TESTABLE" and record.controls == ()
     check_gates(record, {"val loss fell": 0.0})
@@ -154,14 +154,14 @@ def test_h12_lora_vs_full(saved_model, tmp_path, pool):
     # The tiny model fails H12's size gate: NOT TESTABLE, the descriptive numbers kept, the gate's value the model's
     # parameter count as stored in its weights file.
     stored = sum(v.size for v in mx.load(str(saved_model("llama") / "model.safetensors")).values())
-    [gate] = record.fitness
+    [_, gate] = record.fitness
     assert gate.name == "model size" and gate.value == stored == by["full"]["total_params"]
     assert not gate.passed and record.verdict == "NOT TESTABLE" and "model size" in record.reason
 
 
 def test_a_passed_gate_leaves_the_measured_verdict(saved_model, tmp_path, pool):
     record = run("H12", saved_model("llama"), tmp_path, pool, overrides={"min_params": 1000})
-    assert record.fitness[0].passed and record.measured_verdict is None
+    assert record.fitness[1].passed and record.measured_verdict is None
     assert record.verdict == record.statistic.verdict == "REFUTED"
 
 
@@ -205,7 +205,7 @@ def test_h14_stops_after_stage_one_below_the_writeups_baseline(saved_model, tmp_
     record = run("H14", saved_model("llama"), tmp_path, pool, overrides={"min_stage1_accuracy": 1.0})
     assert record.verdict == "NOT TESTABLE" and record.controls == () and record.samples == []
     accuracy = record.extra["descriptive"]["stage1_symbolic_accuracy"]
-    assert record.fitness == (replace(record.fitness[0], value=float(np.mean(list(accuracy.values()))),
+    assert record.fitness[1:] == (replace(record.fitness[1], value=float(np.mean(list(accuracy.values()))),
                                       passed=False),)
 
 

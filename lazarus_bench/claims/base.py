@@ -192,12 +192,12 @@ class ControlRun:
     statistic: dict[str, Any] | None = None  # name, value, ci_low, ci_high, n of the control's statistic
     ours: str | None = None  # the measure's one-line summary on the control
     part: str | None = None  # the part of a compound claim the control reads, if not the whole claim
+    sanity: bool = False  # cannot fail by construction: a sanity check, never counted in sensitivity or FP rate
 
     def to_dict(self) -> dict[str, Any]:
         out = {"name": self.name, "kind": self.kind, "description": self.description,
                "effect_verdict": str(self.effect_verdict)}
-        if self.part is not None:
-            out["part"] = self.part
+        out.update({k: v for k, v in (("part", self.part), ("sanity", self.sanity)) if v})
         if not self.built:
             return {**out, "built": False, "reason": self.reason}
         return {**out, "built": True, "verdict": str(self.verdict), "detected": self.detected, "passed": self.passed,
@@ -231,10 +231,12 @@ class Control:
     build: Callable[["ClaimContext"], "ClaimContext"]
     effect: Verdict
     part: str | None = None
+    sanity: bool = False  # detected (or quiet) by construction: kept as a sanity check, not counted
 
     def run(self, claim: "Claim", ctx: "ClaimContext") -> ControlRun:
         """Measure the control: whether the effect was detected and whether that was the known answer."""
-        head = dict(name=self.name, kind=self.kind, description=self.description, effect_verdict=self.effect)
+        head = dict(name=self.name, kind=self.kind, description=self.description, effect_verdict=self.effect,
+                    sanity=self.sanity)
         try:
             control_ctx = self.build(ctx)
             outcome = claim.measure(control_ctx)
@@ -256,28 +258,6 @@ class Control:
                           statistic={"name": s.name, "value": s.statistic, "ci_low": s.ci_low, "ci_high": s.ci_high,
                                      "n": s.n},
                           ours=outcome.ours, part=self.part)
-
-
-def calibration(controls: Sequence[ControlRun]) -> tuple[str, str]:
-    """What the controls say about the measurement: (label, reason) with label ``calibrated`` (a positive and a
-    negative control built, each gave its known answer), ``insensitive`` (a positive control was missed), ``not
-    specific`` (a negative control was flagged), ``negative control only`` / ``positive control only`` (the other
-    kind could not be built) or ``uncalibrated`` (no control was built)."""
-    built = [c for c in controls if c.built]
-    missed = [c for c in built if c.kind == POSITIVE and not c.detected]
-    flagged = [c for c in built if c.kind == NEGATIVE and c.detected]
-    if missed:
-        return "insensitive", "INSENSITIVE: positive control " + ", ".join(
-            f"'{c.name}' not detected (it gave {c.verdict}, the effect reads {c.effect_verdict})" for c in missed)
-    if flagged:
-        return "not specific", "negative control " + ", ".join(f"'{c.name}' flagged (it gave {c.verdict})"
-                                                                for c in flagged)
-    kinds = {c.kind for c in built}
-    if not kinds:
-        return "uncalibrated", "no control was built"
-    if kinds != {POSITIVE, NEGATIVE}:
-        return f"{kinds.pop()} control only", ""
-    return "calibrated", ""
 
 
 @dataclass(frozen=True)
@@ -302,6 +282,9 @@ class Claim:
     controls: tuple[Control, ...] = ()  # negative and positive controls the runner measures with the claim
     layer_curve: tuple[str, str | None] | None = None  # (curve, series or None = last): statistic at every layer
     tests: dict[str, str] = field(default_factory=dict)  # criterion -> its test ("sign", "t"), declared before data
+    graded: tuple = ()  # GradedControl: the effect planted at strengths frozen in the lock (claims.controls)
+    nulls: tuple = ()  # NullControl: the effect absent with the measurement's variance, replicated (claims.controls)
+    no_graded: str = ""  # why the claim has no graded positive control, where it has none
 
     def tier_protocols(self, tier: str) -> tuple[str, ...]:
         """The protocols a tier runs: all in the slow tier; the fast tier (a pipeline check) skips the one-factor
@@ -587,9 +570,16 @@ def outcome_dict(outcome: Outcome) -> dict:
 
 
 def claim_dict(claim: Claim) -> dict:
-    data = {k: v for k, v in asdict(claim).items() if k not in ("measure", "applies", "gates", "controls")}
+    data = {k: v for k, v in asdict(claim).items() if k not in ("measure", "applies", "gates", "controls", "graded",
+                                                                 "nulls", "no_graded")}
+    if claim.no_graded:
+        data["no_graded"] = claim.no_graded
     data["gates"] = [{"name": g.name, "description": g.description, "threshold_param": g.threshold_param,
                       "direction": g.direction} for g in claim.gates]
     data["controls"] = [{"name": c.name, "kind": c.kind, "description": c.description,
-                         "effect_verdict": str(c.effect)} for c in claim.controls]
+                         "effect_verdict": str(c.effect), **({"sanity": True} if c.sanity else {})}
+                        for c in claim.controls]
+    if claim.graded or claim.nulls:
+        data["graded"] = [g.declaration() for g in claim.graded]
+        data["nulls"] = [n.declaration() for n in claim.nulls]
     return data

@@ -11,8 +11,9 @@ from ..analysis.lens import logit_lens, target_spellings
 from ..errors import LazarusError
 from ..stats import Verdict
 from .base import ClaimContext, Gate, Outcome, claim, not_instruct
-from .common import random_init_control
+from .controls import GradedControl, NullControl
 from .fixtures import dual_trained_control
+from .plants import ClassPlant, calibrate_scale, class_markers, word_directions
 
 
 def op_word_lens(handle, prompt_set, words):
@@ -21,9 +22,14 @@ def op_word_lens(handle, prompt_set, words):
     return results, {w: np.stack([r.targets[w].full_prob_sum for r in results]) for w in words}
 
 
+def h01_prompts(seed: int):
+    """The writeup's 8 evaluation prompts (``seed`` < 0), or prompts of their form with operands drawn by ``seed``."""
+    return prompts.dual_reward_eval() if seed < 0 else prompts.resampled_dual_reward_eval(seed)
+
+
 def h01_statistics(handle, params) -> tuple[list[float], int, int, dict, list[dict]]:
     """Per-prompt maximum operation-word probability, argmax hits at the classification layer, curves, samples."""
-    evalset = prompts.dual_reward_eval()
+    evalset = h01_prompts(params["prompt_seed"])
     words = list(prompts.operation_words())
     results, probs = op_word_lens(handle, evalset, words)
     layers = results[0].layers
@@ -69,6 +75,30 @@ def spellable_share(ctx: ClaimContext) -> float:
     return ok / len(prompts.operation_words())
 
 
+def planted_op_word(ctx: ClaimContext, prob: float, replicate: int) -> ClaimContext:
+    """Each prompt's operation word written at the 55%-depth block with the strength that gives it mean lens
+    probability ``prob`` there on calibration prompts (drawn apart from the measured ones; both resampled per
+    replicate)."""
+    handle, words = ctx.fresh_handle(), list(prompts.operation_words())
+    block = handle.layer_at_depth(ctx.params["layer_fraction"])
+    calib, measured = (prompts.resampled_dual_reward_eval(50_000 + replicate),
+                       prompts.resampled_dual_reward_eval(60_000 + replicate))
+    plant = ClassPlant(handle, class_markers(handle, [calib, measured], words), word_directions(handle, words), block)
+
+    def mean_prob() -> float:
+        results, probs = op_word_lens(handle, calib, words)
+        row = results[0].layers.index(block)
+        return float(np.mean([probs[label][i, row] for i, label in enumerate(calib.labels())]))
+
+    calibrate_scale(plant, mean_prob, prob)
+    return ctx.variant(handle=handle, params={"prompt_seed": 60_000 + replicate})
+
+
+def random_init_draw(ctx: ClaimContext, replicate: int) -> ClaimContext:
+    """A random-init model of the same architecture (init seed ``replicate``) on resampled prompts."""
+    return ctx.variant(handle=ctx.random_control(seed=100 + replicate), params={"prompt_seed": 70_000 + replicate})
+
+
 @claim(
     id="H01",
     title="No operation words in a base model's logit lens",
@@ -77,17 +107,22 @@ def spellable_share(ctx: ClaimContext) -> float:
     criterion=("every layer < 1% for the prompt's operation words; class argmax at 55% depth no better than chance "
                "(binomial)"),
     writeup="~0.0x% at every layer (Llama-3.2-1B, TinyLlama, Granite)",
-    params={"max_prob": 0.01, "layer_fraction": 0.55, "alpha": 0.05, "min_spellable": 1.0},
+    params={"max_prob": 0.01, "layer_fraction": 0.55, "alpha": 0.05, "min_spellable": 1.0, "prompt_seed": -1},
     tests={"below_threshold": "sign", "argmax_at_chance": "binomial"},
     applies=not_instruct,
     gates=(Gate("op words spellable", "share of multiply/add/subtract/divide the tokenizer encodes to known tokens "
                 "and decodes back, both spellings: a word it cannot spell cannot appear in the lens", spellable_share,
                 "min_spellable"),),
     after=("H05a",),
-    controls=(
-        random_init_control(Verdict.REFUTED),
-        dual_trained_control(Verdict.REFUTED),
-    ),
+    controls=(dual_trained_control(Verdict.REFUTED),),
+    graded=(GradedControl("operation word planted at 55% depth", "each prompt's operation word (its unembedding row "
+                          "times the final-norm gain) added at the 55%-depth block, scaled so that its mean lens "
+                          "probability there is the strength on calibration prompts; measured on other resampled "
+                          "prompts", "mean P(op word) at 55% depth", (0.00001, 0.0001, 0.001, 0.005, 0.01, 0.02, 0.05),
+                          10, planted_op_word, Verdict.REFUTED, threshold=0.01, writeup=0.0005, claimed="threshold"),),
+    nulls=(NullControl("random-init models", "random-init models of the same architecture and tokenizer (a new init "
+                       "seed and resampled prompts per replicate): no operation word was learned", 40,
+                       random_init_draw, Verdict.REFUTED),),
     layer_curve=("argmax_accuracy_by_layer", "argmax accuracy"),
 )
 def measure_h01(ctx: ClaimContext) -> Outcome:

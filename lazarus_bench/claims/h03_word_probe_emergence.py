@@ -23,30 +23,22 @@ from .common import (
     probe_prompt_set,
     random_init_control,
 )
+from .plants import Wrapped
 
 
-class _PlantedHead:
-    """Stands in for one block: runs it, then adds class c's direction at every position of each row that holds one
-    of class c's tokens, recognised by its residual (which, with no attention before this block, is the token's own).
-    A hand-written attention head that reads the operation word: the class appears at this block and not before."""
+def planted_head(keys: mx.array, key_classes: mx.array, directions: mx.array):
+    """A block's hook that adds class c's direction at every position of each row that holds one of class c's
+    tokens, recognised by its residual (which, with no attention before this block, is the token's own). A
+    hand-written attention head that reads the operation word: the class appears at this block and not before."""
+    keys = keys / mx.linalg.norm(keys, axis=-1, keepdims=True)
 
-    def __init__(self, layer, keys: mx.array, key_classes: mx.array, directions: mx.array):
-        object.__setattr__(self, "_layer", layer)
-        object.__setattr__(self, "_keys", keys / mx.linalg.norm(keys, axis=-1, keepdims=True))
-        object.__setattr__(self, "_key_classes", key_classes)
-        object.__setattr__(self, "_directions", directions)
-
-    def __getattr__(self, name: str):
-        return getattr(self._layer, name)
-
-    def __call__(self, x: mx.array, *args, **kwargs):
-        out = self._layer(x, *args, **kwargs)
-        h = out[0] if isinstance(out, tuple) else out
+    def hook(x: mx.array, h: mx.array) -> mx.array:
         unit = x.astype(mx.float32) / mx.linalg.norm(x.astype(mx.float32), axis=-1, keepdims=True)
-        seen = mx.max((unit @ self._keys.T > 0.999).astype(mx.float32), axis=1)  # (batch, keys)
-        written = mx.minimum(seen @ self._key_classes, 1.0) @ self._directions  # (batch, hidden)
-        h = h + written[:, None, :].astype(h.dtype)
-        return (h, *out[1:]) if isinstance(out, tuple) else h
+        seen = mx.max((unit @ keys.T > 0.999).astype(mx.float32), axis=1)  # (batch, keys)
+        written = mx.minimum(seen @ key_classes, 1.0) @ directions  # (batch, hidden)
+        return h + written[:, None, :].astype(h.dtype)
+
+    return hook
 
 
 def planted_feature(ctx: ClaimContext) -> ClaimContext:
@@ -75,8 +67,8 @@ def planted_feature(ctx: ClaimContext) -> ClaimContext:
     rng = np.random.default_rng(ctx.params["seed"])
     basis = np.linalg.qr(rng.standard_normal((handle.hidden_size, len(labels))))[0].T
     scale = 4.0 * float(mx.mean(mx.linalg.norm(keys, axis=-1)))
-    handle.layers[middle] = _PlantedHead(handle.layers[middle], keys, key_classes,
-                                         mx.array(basis.astype(np.float32) * scale))
+    handle.layers[middle] = Wrapped(handle.layers[middle], planted_head(keys, key_classes,
+                                                                        mx.array(basis.astype(np.float32) * scale)))
     return ctx.variant(handle=handle)
 
 
@@ -128,7 +120,8 @@ def accuracy_curve(probed, control, null: np.ndarray, blocks: list[int]) -> dict
         random_init_control(Verdict.SUPPORTED),
         Control("feature planted at a middle block", POSITIVE, "attention silenced before the middle block and a "
                 "hand-written head there that writes a class direction wherever the operation word occurs: "
-                "chance at block 0, perfect from the middle block on", planted_feature, Verdict.SUPPORTED),
+                "chance at block 0, perfect from the middle block on", planted_feature, Verdict.SUPPORTED,
+                sanity=True),
     ),
 )
 def measure_h03(ctx: ClaimContext) -> Outcome:

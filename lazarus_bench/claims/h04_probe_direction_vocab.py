@@ -19,7 +19,8 @@ from ..analysis.projections import cosine_scores, normalize_rows, ranks_of
 from ..errors import LazarusError
 from ..stats import Verdict, ecdf
 from .base import POSITIVE, ClaimContext, Control, Outcome, claim, not_instruct
-from .common import NULL_CHUNK, random_init_control
+from .common import NULL_CHUNK
+from .controls import GradedControl, NullControl
 from .fixtures import dual_model
 
 
@@ -116,6 +117,23 @@ def h05_trained(ctx: ClaimContext) -> ClaimContext:
     return ctx.variant(handle=dual_model(ctx), params={"prompt_suffix": " "})
 
 
+def interpolated_h05(ctx: ClaimContext, fraction: float, replicate: int) -> ClaimContext:
+    """``h05_trained`` with H05a's LoRA delta (dual-reward seed ``replicate``) scaled by ``fraction``: 0 is this
+    model, 1 the trained one."""
+    handle = dual_model(ctx, seed=replicate)
+    lora = [m for _, m in handle.model.named_modules() if hasattr(m, "lora_a") and hasattr(m, "scale")]
+    if not lora:
+        raise LazarusError(f"{ctx.model_id}: the dual-reward adapter loaded no LoRA layer to scale")
+    for module in lora:
+        module.scale = float(module.scale) * fraction
+    return ctx.variant(handle=handle, params={"prompt_suffix": " "})
+
+
+def random_init_draw(ctx: ClaimContext, replicate: int) -> ClaimContext:
+    """A random-init model of the same architecture (init seed ``replicate``) and a new bootstrap seed."""
+    return ctx.variant(handle=ctx.random_control(seed=100 + replicate), params={"seed": 1 + replicate})
+
+
 def bootstrap_best_ranks(X, y, ranker: VocabRanker, *, n_bootstrap: int, seed: int) -> np.ndarray:
     """Best rank of the spellings for directions recomputed on prompts resampled with replacement within each
     class."""
@@ -147,12 +165,21 @@ def bootstrap_best_ranks(X, y, ranker: VocabRanker, *, n_bootstrap: int, seed: i
     fast={"n_permutations": 20, "n_bootstrap": 40, "n_null": 200},
     after=("H05a",),
     controls=(
-        random_init_control(Verdict.REFUTED),
         Control("dual-reward-trained model", POSITIVE, "this model after H05a's corrected dual-reward run (seed 0, "
                 "cached), read on the symbol prompts in the form H05a trains and evaluates them ('7 * 8 = ', with "
                 "the trailing space): its lens at 55% depth names the operation there, so the direction must rank "
                 "the word in the top 1%", h05_trained, Verdict.REFUTED),
     ),
+    graded=(GradedControl("H05a's delta interpolated", "this model plus a fraction of H05a's corrected dual-reward "
+                          "LoRA delta (LoRA scale x fraction; one dual-reward seed per replicate), read on the symbol "
+                          "prompts with the trailing space as H05a trains them; fraction 1 is the trained "
+                          "dual-reward model (the writeup's: lens P(op word) 36-81%)",
+                          "fraction of H05a's trained LoRA delta",
+                          (0.1, 0.25, 0.5, 0.75, 1.0), 5, interpolated_h05, Verdict.REFUTED, threshold=None,
+                          writeup=1.0),),
+    nulls=(NullControl("random-init models", "random-init models of the same architecture and tokenizer (a new init "
+                       "seed and bootstrap seed per replicate): no direction can be vocabulary-aligned by learning",
+                       20, random_init_draw, Verdict.REFUTED),),
     layer_curve=("rank_percentile_by_layer", "mean-difference direction"),
 )
 def measure_h04(ctx: ClaimContext) -> Outcome:

@@ -86,7 +86,7 @@ def dual_curves(runs: list[dict], label: str = "") -> dict:
     gates=DUAL_GATES,
     controls=(Control("untrained runs", NEGATIVE, "the same runs (data, steps, seeds, evaluation) with the learning "
                       "rate scaled to 0: nothing is learned, so the lens cannot name the operation",
-                      lambda ctx: ctx.variant(params={"lr_scale": 0.0}), Verdict.SUPPORTED),
+                      lambda ctx: ctx.variant(params={"lr_scale": 0.0}), Verdict.SUPPORTED, sanity=True),
               Control("planted operation naming", POSITIVE, "not built (see the reason)", no_planted_naming,
                       Verdict.SUPPORTED)),
     training=True,

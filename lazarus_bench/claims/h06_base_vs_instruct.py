@@ -74,7 +74,8 @@ def post_trained(ctx: ClaimContext) -> float:
                 "when both reach the ceiling no difference can show", None, "max_ceiling", "below")),
     controls=(Control("base paired with itself", NEGATIVE, "the base model's own runs in the instruct role (the "
                       "same cached runs): no difference exists, so no base advantage may be found",
-                      lambda ctx: ctx.variant(info=replace(ctx.info, instruct_pair=ctx.model_id)), Verdict.SUPPORTED),),
+                      lambda ctx: ctx.variant(info=replace(ctx.info, instruct_pair=ctx.model_id)), Verdict.SUPPORTED,
+                      sanity=True),),
     training=True,
     after=("H05a",),
 )

@@ -227,7 +227,7 @@ def single_target_runs(ctx: ClaimContext) -> ClaimContext:
 
 GRPO_CONTROLS = (
     Control("untrained runs", NEGATIVE, "the same runs with learning rate 0 for one step: the model is not "
-            "changed, so no collapse may be credited to training", untrained_runs, Verdict.SUPPORTED),
+            "changed, so no collapse may be credited to training", untrained_runs, Verdict.SUPPORTED, sanity=True),
     Control("single-operation target", POSITIVE, "the same runs on prompts of one operation only (not the untrained "
             "model's mode word), learning rate x30: the lens term trains one word for every prompt, a collapse by "
             "construction", single_target_runs, Verdict.SUPPORTED),

@@ -16,7 +16,8 @@ from ..analysis.lens import target_spellings
 from ..analysis.projections import normalize_rows, router_vocab_alignment
 from ..errors import LazarusError
 from ..stats import Verdict, ecdf
-from .base import NEGATIVE, POSITIVE, ClaimContext, Control, ControlUnavailable, Curve, Outcome, claim, needs_moe
+from .base import POSITIVE, ClaimContext, Control, ControlUnavailable, Curve, Outcome, claim, needs_moe
+from .controls import GradedControl, NullControl
 
 NULL_CHUNK = 256
 
@@ -111,11 +112,7 @@ def _with_router_rows(ctx: ClaimContext, rows: Callable[..., np.ndarray]) -> Cla
 
 def planted_router(ctx: ClaimContext) -> ClaimContext:
     """Expert 0 of every router made equal (norm gains folded in, as measured) to " multiply"'s unembedding row."""
-    op_ids, _ = operation_tokens(ctx.handle())
-    tokens = [t for t, w in op_ids.items() if w.split("/")[0] == "multiply"]
-    if not tokens:
-        raise ControlUnavailable("'multiply' is not a single token of this vocabulary")
-    token = tokens[0]
+    token = _multiply_token(ctx)
 
     def rows(weight, router, W, g_f):
         weight = weight.copy()
@@ -125,9 +122,39 @@ def planted_router(ctx: ClaimContext) -> ClaimContext:
     return _with_router_rows(ctx, rows)
 
 
-def random_routers(ctx: ClaimContext) -> ClaimContext:
-    """Every router row replaced by a Gaussian direction of the same norm (seed 1): aligned only by chance."""
-    rng = np.random.default_rng(1)
+def graded_router(ctx: ClaimContext, cosine: float, replicate: int) -> ClaimContext:
+    """Expert 0 of every router made to have cosine ``cosine`` (as measured: norm gains folded in) with " multiply"'s
+    gain-folded unembedding row, the rest of it a random direction orthogonal to that row (seeded by
+    ``replicate``), its norm kept."""
+    token = _multiply_token(ctx)
+    rng = np.random.default_rng(10_000 + replicate)
+
+    def rows(weight, router, W, g_f):
+        gain = np.array(router.norm_gain, dtype=np.float32)
+        target = W[token] * g_f
+        target = target / np.linalg.norm(target)
+        noise = rng.standard_normal(target.shape).astype(np.float32)
+        noise -= (noise @ target) * target
+        measured = cosine * target + math.sqrt(1.0 - cosine**2) * noise / np.linalg.norm(noise)
+        weight = weight.copy()
+        weight[0] = measured * np.linalg.norm(weight[0] * gain) / gain
+        return weight
+
+    return _with_router_rows(ctx, rows)
+
+
+def _multiply_token(ctx: ClaimContext) -> int:
+    op_ids, _ = operation_tokens(ctx.handle())
+    tokens = [t for t, w in op_ids.items() if w.split("/")[0] == "multiply"]
+    if not tokens:
+        raise ControlUnavailable("'multiply' is not a single token of this vocabulary")
+    return tokens[0]
+
+
+def random_routers(ctx: ClaimContext, replicate: int = 0) -> ClaimContext:
+    """Every router row replaced by a Gaussian direction of the same norm (seeded by ``replicate``): aligned only by
+    chance, with the spread of real router rows' norms."""
+    rng = np.random.default_rng(1 + replicate)
 
     def rows(weight, router, W, g_f):
         noise = rng.standard_normal(weight.shape).astype(np.float32)
@@ -195,11 +222,17 @@ def h10_curves(per_layer: dict[int, np.ndarray], null_stats, maxima: np.ndarray,
     tests={"aligned": "t", "token_specific": "t"},
     fast={"n_null": 200},
     controls=(
-        Control("random router rows", NEGATIVE, "every router row replaced by a random direction of the same norm",
-                random_routers, Verdict.REFUTED),
         Control("planted router row", POSITIVE, "expert 0 of every MoE layer set to the unembedding row of "
-                "' multiply' (gain-folded): vocabulary-aligned by construction", planted_router, Verdict.REFUTED),
+                "' multiply' (gain-folded): vocabulary-aligned by construction (cosine 1)", planted_router,
+                Verdict.REFUTED, sanity=True),
     ),
+    graded=(GradedControl("router row at a planted cosine", "expert 0 of every MoE layer given cosine c with "
+                          "' multiply''s gain-folded unembedding row, the rest a random orthogonal direction of the "
+                          "row's own norm (a new direction per replicate)", "cosine with the word's row",
+                          (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9), 10, graded_router, Verdict.REFUTED, threshold=0.2,
+                          writeup=0.11, claimed="threshold"),),
+    nulls=(NullControl("random router rows", "every router row replaced by a random direction of the same norm (a "
+                       "new draw per replicate)", 40, random_routers, Verdict.REFUTED),),
 )
 def measure_h10(ctx: ClaimContext) -> Outcome:
     p = ctx.params

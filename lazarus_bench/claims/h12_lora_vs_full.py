@@ -128,7 +128,7 @@ def lora_vs_full(handle_factory: Callable[[], ModelHandle], steps: int, seed: in
                 lambda ctx: count_params(ctx.handle().model), "min_params"),),
     controls=(Control("LoRA against LoRA", NEGATIVE, "the same runs with LoRA in the full fine-tuning arm too: no "
                       "saving exists, so the memory and speed ratios must not pass", lambda ctx: ctx.variant(
-                          params={"reference": "lora"}), Verdict.SUPPORTED),
+                          params={"reference": "lora"}), Verdict.SUPPORTED, sanity=True),
               Control("planted saving", POSITIVE, "none can be built (see the reason)", no_planted_saving,
                       Verdict.SUPPORTED)),
 )

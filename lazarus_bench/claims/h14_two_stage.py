@@ -173,12 +173,12 @@ def class_word_logprob_change(result: TwoStageResult) -> float:
                       "one step: nothing is destroyed, so 'the aggressive stage 2 destroys computation' must not pass",
                       lambda ctx: ctx.variant(params={"low_lr_scale": 0.0, "aggressive_lr_scale": 0.0,
                                                       "stage2_steps": 1, "aggressive_stage2_steps": 1}),
-                      Verdict.SUPPORTED),
+                      Verdict.SUPPORTED, sanity=True),
               Control("planted keep", POSITIVE, "the same runs with the low-LR stage 2 at learning rate 0 for one "
                       "step: computation is kept by construction, so 'the low-LR stage 2 keeps it' must pass",
                       lambda ctx: ctx.variant(params={"low_lr_scale": 0.0, "stage2_steps": 1,
                                                       "aggressive_stage2_steps": 1}), Verdict.SUPPORTED,
-                      part="low_lr_keeps"),
+                      part="low_lr_keeps", sanity=True),
               Control("planted destroy", POSITIVE, "the same runs with the aggressive stage 2 on AdamW at 100x its "
                       "learning rate and class weight 0 (both protocols: plain SGD at 100x does not destroy): "
                       "computation is destroyed by construction, so 'the aggressive stage 2 destroys it' must pass",

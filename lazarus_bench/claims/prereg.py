@@ -21,7 +21,7 @@ from .base import Claim, all_claims, claim_dict
 LOCK = Path(__file__).with_name("LOCK.json")
 
 
-FRAMEWORK = ("base", "prereg")  # the registry's machinery, not a measure: editing it does not unlock every claim
+FRAMEWORK = ("base", "prereg", "controls")  # the registry's machinery, not a measure: editing it unlocks no claim
 
 
 def _sibling_imports(source: str) -> set[str]:

@@ -72,12 +72,16 @@ def spec_markdown(claims, lock: dict) -> str:
     criterion's declared test, the writeup's numbers, parameters, fitness gates, controls, protocols, seeds and its
     locked hash. Generated, so it cannot drift from the code."""
     from ..claims import prereg
+    from ..suite.runner import TRAINED_DEFAULT, TRAINED_ENV, TRAINED_GATE
 
     lines = ["# The claims lazarus_bench implements", "",
              "Generated from the registry by `lazarus-bench claims --spec` (do not edit; a test checks it is current). "
              "It is what the code runs: the writeups' claims as the project's CLAIMS.md (revision 3) states them, "
              "implemented. Lock "
-             f"{prereg.lock_version(lock)}.", ""]
+             f"{prereg.lock_version(lock)}.", "",
+             "**Every claim** first checks the trained-model gate (the runner's, not part of any claim's hash): "
+             f"{TRAINED_GATE.description}; threshold {TRAINED_DEFAULT} (`${TRAINED_ENV}`). A model that fails it is "
+             "NOT TESTABLE for every claim, and nothing else is run on it.", ""]
     hashes = prereg.effective_hashes(lock)
     for c in claims:
         lines += claim_markdown(c, hashes)
@@ -111,7 +115,19 @@ def claim_markdown(c, hashes: dict[str, str]) -> list[str]:
                   f"{g.description}" for g in c.gates] + [""]
     if c.controls:
         lines += ["**Controls:**", ""]
-        lines += [f"- {k.name} ({k.kind}; the effect reads {k.effect}): {k.description}" for k in c.controls]
+        lines += [f"- {k.name} ({k.kind}{', sanity check: by construction, not counted' if k.sanity else ''}; the "
+                  f"effect reads {k.effect}): {k.description}" for k in c.controls]
+        lines += [""]
+    lines += ["**Graded positive controls** (strengths frozen in the lock; empirical MDE = smallest strength detected "
+              "in >= 80% of replicates):", ""]
+    lines += [f"- {g.name}: {g.description}; {g.units} at {', '.join(f'{s:g}' for s in g.strengths)}, "
+              f"{g.replicates} replicates each; threshold {g.threshold if g.threshold is not None else '-'}, "
+              f"writeup {g.writeup:g}, the verdict rests on the {g.claimed}'s value; the effect reads {g.effect}"
+              for g in c.graded] or [f"- none: {c.no_graded or 'none declared yet'}"]
+    lines += [""]
+    if c.nulls:
+        lines += ["**Null controls** (effect absent, the measurement's variance; false-positive rate):", ""]
+        lines += [f"- {n.name}: {n.description}; {n.replicates} replicates; a flag reads {n.effect}" for n in c.nulls]
         lines += [""]
     seeds = (f"{c.default_seeds['slow']} (fast tier {c.default_seeds['fast']})" if c.training
              else "none (an analysis of the model as it is)")

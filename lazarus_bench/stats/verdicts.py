@@ -225,7 +225,7 @@ def proportion_claim(
 
 
 RULES = {"all": "intersection-union: SUPPORTED when every part is, REFUTED when any part is, else INCONCLUSIVE"}
-HALTING = ("insensitive", "not specific")  # calibration labels under which no measured verdict stands
+HALTING = ("insensitive", "underpowered", "not specific")  # calibration labels under which no measured verdict stands
 
 
 @dataclass(frozen=True)

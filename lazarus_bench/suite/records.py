@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..claims.base import ControlRun, GateResult
+from ..claims.controls import GradedRun, NullRun
 from ..errors import LazarusError
 from ..io import jsonable, write_json
 from ..stats import ClaimStatistic, EffectSize, Verdict
@@ -66,6 +67,8 @@ class Record:
     extra: dict[str, Any] = field(default_factory=dict)  # descriptive numbers that decide nothing
     mde: dict[str, Any] | None = None  # minimum detectable effect at alpha, power 0.8: value, units, how
     controls: tuple[ControlRun, ...] = ()  # the claim's controls measured with it
+    graded: tuple[GradedRun, ...] | None = None  # graded positive controls: detections per planted strength, MDE
+    nulls: tuple[NullRun, ...] | None = None  # null controls that can fire: false positives over replicates
     calibration: str | None = None  # what the controls say: calibrated, insensitive, not specific, not run, ...
     measured_verdict: Verdict | None = None  # the measurement's verdict when a gate or calibration overrode it
     wall_s: float | None = None  # wall time of the run in seconds
@@ -138,6 +141,9 @@ class Record:
         body["seeds"] = tuple(body.get("seeds") or ())
         body["fitness"] = tuple(GateResult(**g) for g in body.get("fitness") or ())
         body["controls"] = tuple(ControlRun.from_dict(c) for c in body.get("controls") or ())
+        for name, kind in (("graded", GradedRun), ("nulls", NullRun)):
+            if body.get(name) is not None:
+                body[name] = tuple(kind.from_dict(c) for c in body[name])
         for name in ("verdict", "measured_verdict"):
             if body.get(name) is not None:
                 body[name] = Verdict(body[name])

@@ -13,15 +13,14 @@ from pathlib import Path
 from tabulate import tabulate
 
 from ..claims import prereg
-from ..claims.base import ControlRun, Curve, all_claims, bound_text
+from ..claims.base import Curve, all_claims, bound_text
 from ..errors import LazarusError
 from ..io import write_text
 from ..protocols import SINGLE_DEFECT_ORIGINAL
 from ..stats import ClaimStatistic, Verdict
 from ..zoo.registry import MANIFEST, resolve_zoo
+from . import calibration, plots
 from .records import Record, load_records
-
-PLOTS = "plots"
 
 
 def _commits(records: list[Record]) -> str:
@@ -63,32 +62,20 @@ def _cell(record: Record, lock: dict[str, str] | None = None) -> str:
 
 def _plot(record: Record, out_dir: Path) -> list[str]:
     """One PNG per curve of the record; returns paths relative to the report."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     paths = []
     for name, raw in record.curves.items():
         curve = Curve.of(raw)
-        fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+        fig, ax = plots.figure()
         x = curve.x
         for label, ys in curve.series.items():
             ax.plot(range(len(ys)), ys, marker="o", markersize=3, label=label)
         step = max(1, len(x) // 12)
         ax.set_xticks(range(0, len(x), step))
         ax.set_xticklabels(x[::step], fontsize=7)
-        ax.set_xlabel(curve.xlabel or "layer")
-        ax.set_ylabel(curve.ylabel or name)
-        ax.set_title(f"{record.claim_id} {name} - {record.model.id} ({record.protocol})", fontsize=8)
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        rel = Path(PLOTS) / f"{record.claim_id}__{record.model.slug}__{record.protocol}__{name}.png"
-        (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out_dir / rel)
-        plt.close(fig)
-        paths.append(rel.as_posix())
+        stem = f"{record.claim_id}__{record.model.slug}__{record.protocol}__{name}"
+        title = f"{record.claim_id} {name} - {record.model.id} ({record.protocol})"
+        paths.append(plots.save(fig, ax, out_dir, f"{stem}.png", xlabel=curve.xlabel or "layer",
+                                ylabel=curve.ylabel or name, title=title))
     return paths
 
 
@@ -133,7 +120,7 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
         rows.append(row)
     lines += [tabulate(rows, headers="keys", tablefmt="github"), "", _outcome_counts(loaded.records), ""]
     lines += _prereg_section(loaded.records, lock, lock_data)
-    lines += _calibration(loaded.records)
+    lines += calibration.section(loaded.records, claims, report_dir)
     lines += _protocol_dependence(by_claim)
     lines += _layer_sensitivity(loaded.records, claims)
     lines += _one_factor(by_claim)
@@ -313,47 +300,6 @@ def _fitness(record: Record) -> str:
     gates = record.fitness
     return "; ".join(f"{g.name} {_fmt(g.value)} {bound_text(g.direction, g.threshold)}: "
                      f"{'pass' if g.passed else 'FAIL'}" for g in gates) or "-"
-
-
-def _control_cell(controls: tuple[ControlRun, ...], kind: str) -> str:
-    cells = []
-    for c in (c for c in controls if c.kind == kind):
-        if not c.built:
-            cells.append(f"{c.name}: not built ({c.reason})")
-        elif kind == "positive":
-            cells.append(f"{c.name}: {'detected' if c.detected else 'MISSED'} ({c.verdict})")
-        else:
-            cells.append(f"{c.name}: {'FLAGGED' if c.detected else 'quiet'} ({c.verdict})")
-    return "; ".join(cells) or "none declared"
-
-
-def _rate(k: int, n: int) -> str:
-    return f"{k}/{n} = {k / n:.2f}" if n else "no control run"
-
-
-def _calibration(records: list[Record]) -> list[str]:
-    """The controls of every measured record, and the harness's sensitivity and false-positive rate over them."""
-    measured = [r for r in records if r.status == "ok"]
-    if not measured:
-        return []
-    rows, built = [], [c for r in measured for c in r.controls if c.built]
-    for r in sorted(measured, key=lambda r: (r.claim_id, r.model.id, r.protocol)):
-        controls = r.controls
-        skipped = "not run: the model failed a fitness gate" if r.calibration == "not run" else None
-        rows.append({"claim": r.claim_id, "model": r.model.id, "protocol": r.protocol,
-                     "negative control": skipped or _control_cell(controls, "negative"),
-                     "positive control": skipped or _control_cell(controls, "positive"),
-                     "calibration": r.calibration or "-"})
-    positives = [c for c in built if c.kind == "positive"]
-    negatives = [c for c in built if c.kind == "negative"]
-    detected = sum(c.detected for c in positives)
-    flagged = sum(c.detected for c in negatives)
-    return ["## Calibration", "",
-            f"Sensitivity (positive controls detected / run): {_rate(detected, len(positives))}. "
-            f"False-positive rate (negative controls flagged / run): {_rate(flagged, len(negatives))}. "
-            "A verdict whose positive control was missed is INCONCLUSIVE (INSENSITIVE); one whose negative control "
-            "was flagged is INCONCLUSIVE (not specific).", "",
-            tabulate(rows, headers="keys", tablefmt="github"), ""]
 
 
 def _zoo_quality(models: list[str]) -> list[str]:

@@ -13,22 +13,25 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .. import flops, stats, tokenization
+from ..analysis.fitness import heldout_loss
 from ..claims import prereg
 from ..claims.base import (
     ZOO_INSTRUCT_PAIRS,
     Claim,
     ClaimContext,
+    Gate,
+    GateResult,
     ModelInfo,
     NotTestable,
     ablation_scope,
     all_claims,
-    calibration,
     claim_dict,
     get_claim,
     model_info,
     outcome_dict,
     slug,
 )
+from ..claims.controls import calibrate
 from ..errors import LazarusError
 from ..models import check_model_id, model_fingerprint
 from ..runinfo import environment
@@ -103,11 +106,34 @@ def _decided(decision: stats.Decision) -> dict:
     return out
 
 
+TRAINED_ENV = "LAZARUS_MAX_HELDOUT_LOSS_RATIO"
+TRAINED_DEFAULT = 0.6
+TRAINED_GATE = Gate("trained language model", "next-token loss on the package's fixed held-out arithmetic text "
+                    "(data/heldout.txt, the model's own tokenizer) as a share of chance, ln V: random weights sit near "
+                    "1, so a model above the threshold learned no text and nothing it shows is a finding", None,
+                    "max_heldout_loss_ratio", "below")
+
+
+def trained_gate(handle) -> GateResult:
+    """The gate every claim has, checked before its own: held-out loss / ln V at most the threshold
+    (``$LAZARUS_MAX_HELDOUT_LOSS_RATIO``, default 0.6; the value used is in every record's fitness)."""
+    raw = os.environ.get(TRAINED_ENV, str(TRAINED_DEFAULT))
+    try:
+        threshold = float(raw)
+    except ValueError:
+        raise LazarusError(f"{TRAINED_ENV}={raw!r}: expected a number (held-out loss as a share of ln V)") from None
+    return TRAINED_GATE.evaluate(heldout_loss(handle).ratio, {TRAINED_GATE.threshold_param: threshold})
+
+
 def measure_record(claim: Claim, ctx: ClaimContext) -> dict:
     """The measured fields of a record: gates, outcome, controls, calibration and the verdict
     ``stats.final_verdict`` decides from them."""
-    before = [gate.check(ctx) for gate in claim.gates if gate.value is not None]
+    trained = trained_gate(ctx.handle())
+    before = [trained, *(gate.check(ctx) for gate in claim.gates if gate.value is not None)] if trained.passed \
+        else [trained]
     try:
+        if not trained.passed:  # not a language model: no other gate, measure or control is run on it
+            raise NotTestable([trained])
         outcome = claim.measure(ctx)
     except NotTestable as exc:
         gates = exc.gates if exc.gates[0] in before else before + exc.gates
@@ -118,10 +144,13 @@ def measure_record(claim: Claim, ctx: ClaimContext) -> dict:
     failed = any(not g.passed for g in fitness)
     # a model that failed a gate gets no verdict, so nothing to calibrate: its controls would be compute for nothing
     controls = () if failed else tuple(control.run(claim, ctx) for control in claim.controls)
-    label, why = ("not run", "") if failed else calibration(controls)
+    graded = () if failed else tuple(g.run(claim, ctx) for g in claim.graded)
+    nulls = () if failed else tuple(n.run(claim, ctx) for n in claim.nulls)
+    label, why = ("not run", "") if failed else calibrate(controls, graded, nulls)
     decision = stats.final_verdict(outcome.named_parts(), outcome.rule, fitness, (label, why))
     return {"fitness": tuple(fitness), **outcome_dict(outcome), "mde": record_mde(outcome.statistic),
-            "controls": controls, "calibration": label, **_decided(decision)}
+            "controls": controls, "calibration": label, **({"graded": graded, "nulls": nulls} if graded or nulls
+                                                            else {}), **_decided(decision)}
 
 
 def run_claim(claim: Claim, model_id: str, *, tier: str = "slow", n_seeds: int | None = None,

@@ -65,7 +65,7 @@ def test_records_are_frozen_and_written_with_their_schema_version(tmp_path):
 def test_final_verdict_reproduces_every_committed_verdict(committed):
     """The one decision function, fed each committed record's statistic, gates and controls, gives the verdict (and
     the measured verdict) the record carries: the runner decides nothing else."""
-    from lazarus_bench.claims.base import calibration
+    from lazarus_bench.claims.controls import calibration
     from lazarus_bench.stats import final_verdict
 
     checked = 0

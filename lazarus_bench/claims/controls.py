@@ -1,0 +1,264 @@
+"""Graded positive controls and nulls that can fire (CLAIMS.md revision 3, "Calibration").
+
+A graded control plants the claim's effect at several strengths, frozen in the lock, that bracket the criterion's
+threshold and include the writeup's effect, each replicated; the empirical MDE is the smallest strength detected in
+>= 80% of replicates (and at every stronger one). A null control removes the effect with the variance of the real
+measurement (permuted labels, random directions of matched norm, random-init seeds), run often enough to estimate the
+false-positive rate. Controls that cannot fail by construction are ``Control(sanity=True)``: kept, never counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from ..errors import LazarusError
+from ..stats import Verdict, binomial_test
+from .base import NEGATIVE, POSITIVE, ClaimContext, ControlRun, ControlUnavailable, NotTestable
+
+DETECTION_POWER = 0.8  # a strength counts as detectable when this share of its replicates is detected
+NULL_LEVEL = 0.05  # a null whose false-positive count exceeds its nominal alpha at this level is "not specific"
+FAST_REPLICATES = 1  # the fast tier is a pipeline check: at most this many replicates of each graded or null control
+
+
+def replicates(ctx: ClaimContext, declared: int) -> int:
+    """The declared replicates in the slow tier; at most ``FAST_REPLICATES`` in the fast tier."""
+    return declared if ctx.tier == "slow" else min(declared, FAST_REPLICATES)
+
+
+def _verdict_of(claim, ctx: ClaimContext, part: str | None) -> tuple[Verdict, float]:
+    """The claim's measure on ``ctx``: the verdict (of ``part``, if named) and the headline statistic."""
+    outcome = claim.measure(ctx)
+    s = outcome.statistic
+    if part is None:
+        return outcome.verdict, float(s.statistic)
+    parts = s.details.get("parts") or s.details.get("criteria", {})
+    if part not in parts:
+        raise LazarusError(f"{claim.id}: control reads part '{part}', which the measure did not report")
+    return Verdict(parts[part]["verdict"]), float(s.statistic)
+
+
+@dataclass(frozen=True)
+class GradedRun:
+    """A graded control measured on one model: detections per strength and the empirical MDE."""
+
+    name: str
+    description: str
+    units: str  # what a strength measures
+    strengths: tuple[float, ...]  # as frozen in the lock, ascending
+    replicates: int  # runs per strength
+    threshold: float | None  # the criterion's threshold in these units (None: the criterion is in other units)
+    writeup: float  # the writeup's effect in these units
+    claimed: float  # the strength the verdict must be able to see (the writeup's effect or the threshold)
+    built: bool
+    reason: str  # why it was not built, else ""
+    detected: tuple[int, ...] = ()  # replicates detected at each strength
+    statistics: tuple[tuple[float, ...], ...] = ()  # the measure's headline statistic per strength and replicate
+
+    @property
+    def rates(self) -> list[float]:
+        return [k / self.replicates for k in self.detected]
+
+    @property
+    def mde(self) -> float | None:
+        """Smallest strength detected in >= 80% of replicates there and at every stronger strength (None: none)."""
+        best = None
+        for strength, rate in reversed(list(zip(self.strengths, self.rates))):
+            if rate < DETECTION_POWER:
+                break
+            best = strength
+        return best
+
+    def rate_at(self, strength: float) -> float | None:
+        """Detection rate at a declared strength (None when it is not one of them)."""
+        for s, rate in zip(self.strengths, self.rates):
+            if abs(s - strength) <= 1e-12 * max(1.0, abs(s)):
+                return rate
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()} | {
+            "statistics": [list(s) for s in self.statistics], "mde": self.mde}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "GradedRun":
+        body = {k: v for k, v in data.items() if k != "mde"}
+        return cls(**{**body, "strengths": tuple(body["strengths"]), "detected": tuple(body.get("detected", ())),
+                      "statistics": tuple(tuple(s) for s in body.get("statistics", ()))})
+
+
+@dataclass(frozen=True)
+class GradedControl:
+    """The claim's effect planted at ``strengths`` (in ``units``), ``replicates`` times each:
+    ``build(ctx, strength, replicate)`` returns the context to measure. ``effect`` is the verdict that reads
+    "present". ``claimed`` is the strength the verdict rests on: the writeup's effect for a claim that an effect
+    exists, the criterion's threshold for a claim that none does (the smallest effect it rules out)."""
+
+    name: str
+    description: str
+    units: str
+    strengths: tuple[float, ...]
+    replicates: int
+    build: Callable[[ClaimContext, float, int], ClaimContext]
+    effect: Verdict
+    threshold: float | None
+    writeup: float
+    claimed: str = "writeup"
+    part: str | None = None
+
+    def __post_init__(self):
+        if len(self.strengths) < 4 or list(self.strengths) != sorted(self.strengths):
+            raise LazarusError(f"graded control '{self.name}': >= 4 ascending strengths, got {self.strengths}")
+        if self.claimed not in ("writeup", "threshold") or (self.claimed == "threshold" and self.threshold is None):
+            raise LazarusError(f"graded control '{self.name}': claimed is 'writeup' or 'threshold' (with one)")
+        claimed = self.writeup if self.claimed == "writeup" else self.threshold
+        if not self.strengths[0] <= claimed <= self.strengths[-1]:
+            raise LazarusError(f"graded control '{self.name}': strengths {self.strengths} do not bracket the claimed "
+                               f"effect {claimed}")
+        if self.replicates < 1:
+            raise LazarusError(f"graded control '{self.name}': replicates must be >= 1")
+
+    def run(self, claim, ctx: ClaimContext) -> GradedRun:
+        n = replicates(ctx, self.replicates)
+        head = dict(name=self.name, description=self.description, units=self.units, strengths=self.strengths,
+                    replicates=n, threshold=self.threshold, writeup=self.writeup,
+                    claimed=self.writeup if self.claimed == "writeup" else self.threshold)
+        detected, values = [], []
+        try:
+            for strength in self.strengths:
+                hits, row = 0, []
+                for replicate in range(n):
+                    verdict, value = _verdict_of(claim, self.build(ctx, strength, replicate), self.part)
+                    hits += verdict == self.effect
+                    row.append(value)
+                detected.append(hits)
+                values.append(tuple(row))
+        except ControlUnavailable as exc:
+            return GradedRun(**head, built=False, reason=str(exc))
+        except NotTestable as exc:
+            return GradedRun(**head, built=False, reason=f"the control's own run is not testable: {exc}")
+        return GradedRun(**head, built=True, reason="", detected=tuple(detected), statistics=tuple(values))
+
+    def declaration(self) -> dict[str, Any]:
+        """What the lock hashes: everything but the construction's code (hashed with the claim's source)."""
+        return {"name": self.name, "units": self.units, "strengths": list(self.strengths),
+                "replicates": self.replicates, "effect_verdict": str(self.effect), "threshold": self.threshold,
+                "writeup": self.writeup, "claimed": self.claimed, "part": self.part}
+
+
+@dataclass(frozen=True)
+class NullRun:
+    """A null control measured on one model: how often the measure flagged an effect that is absent."""
+
+    name: str
+    description: str
+    replicates: int
+    alpha: float  # the nominal false-positive rate of the claim's tests
+    built: bool
+    reason: str
+    flagged: int = 0
+    statistics: tuple[float, ...] = field(default_factory=tuple)
+
+    @property
+    def rate(self) -> float | None:
+        return self.flagged / self.replicates if self.built else None
+
+    def excess_p(self) -> float | None:
+        """One-sided exact binomial p of ``flagged`` against the nominal alpha."""
+        return binomial_test(self.flagged, self.replicates, self.alpha, "greater").p_value if self.built else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "statistics": list(self.statistics), "rate": self.rate}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "NullRun":
+        body = {k: v for k, v in data.items() if k != "rate"}
+        return cls(**{**body, "statistics": tuple(body.get("statistics", ()))})
+
+
+@dataclass(frozen=True)
+class NullControl:
+    """The effect absent by construction, with the real measurement's variance: ``build(ctx, replicate)`` gives one
+    draw (a permutation, a random direction, a random-init seed). ``effect`` is the verdict that reads "present"."""
+
+    name: str
+    description: str
+    replicates: int
+    build: Callable[[ClaimContext, int], ClaimContext]
+    effect: Verdict
+    part: str | None = None
+
+    def run(self, claim, ctx: ClaimContext) -> NullRun:
+        n = replicates(ctx, self.replicates)
+        head = dict(name=self.name, description=self.description, replicates=n,
+                    alpha=float(ctx.params.get("alpha", 0.05)))
+        flagged, values = 0, []
+        try:
+            for replicate in range(n):
+                verdict, value = _verdict_of(claim, self.build(ctx, replicate), self.part)
+                flagged += verdict == self.effect
+                values.append(value)
+        except ControlUnavailable as exc:
+            return NullRun(**head, built=False, reason=str(exc))
+        except NotTestable as exc:
+            return NullRun(**head, built=False, reason=f"the control's own run is not testable: {exc}")
+        return NullRun(**head, built=True, reason="", flagged=flagged, statistics=tuple(values))
+
+    def declaration(self) -> dict[str, Any]:
+        return {"name": self.name, "replicates": self.replicates, "effect_verdict": str(self.effect),
+                "part": self.part}
+
+
+def calibration(controls: Sequence[ControlRun]) -> tuple[str, str]:
+    """What the controls say about the measurement: (label, reason) with label ``calibrated`` (a positive and a
+    negative control built, each gave its known answer), ``insensitive`` (a positive control was missed), ``not
+    specific`` (a negative control was flagged), ``negative control only`` / ``positive control only`` (the other
+    kind could not be built) or ``uncalibrated`` (no control was built)."""
+    built = [c for c in controls if c.built]
+    missed = [c for c in built if c.kind == POSITIVE and not c.detected]
+    flagged = [c for c in built if c.kind == NEGATIVE and c.detected]
+    if missed:
+        return "insensitive", "INSENSITIVE: positive control " + ", ".join(
+            f"'{c.name}' not detected (it gave {c.verdict}, the effect reads {c.effect_verdict})" for c in missed)
+    if flagged:
+        return "not specific", "negative control " + ", ".join(f"'{c.name}' flagged (it gave {c.verdict})"
+                                                                for c in flagged)
+    kinds = {c.kind for c in built}
+    if not kinds:
+        return "uncalibrated", "no control was built"
+    if kinds != {POSITIVE, NEGATIVE}:
+        return f"{kinds.pop()} control only", ""
+    return "calibrated", ""
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def calibrate(controls: Sequence[ControlRun], graded: Sequence[GradedRun] = (),
+              nulls: Sequence[NullRun] = ()) -> tuple[str, str]:
+    """(label, reason) from every control: the single controls' label (``base.calibration``) unless a graded
+    control was never detected at 80% (``insensitive``) or only above the effect the verdict rests on
+    (``underpowered``), or a null fired more often than its alpha allows (``not specific``)."""
+    label, why = calibration(controls)
+    if label in ("insensitive", "not specific"):
+        return label, why
+    for run in (g for g in graded if g.built):
+        if run.mde is None:
+            return "insensitive", (f"INSENSITIVE: graded control '{run.name}' detected in < 80% of replicates at "
+                                   f"every strength up to {_fmt(run.strengths[-1])} {run.units}")
+        if run.mde > run.claimed:
+            return "underpowered", (f"UNDERPOWERED: empirical MDE {_fmt(run.mde)} > the claimed effect "
+                                    f"{_fmt(run.claimed)} {run.units} (graded control '{run.name}')")
+    for run in (n for n in nulls if n.built):
+        p = run.excess_p()
+        if p is not None and p < NULL_LEVEL:
+            return "not specific", (f"null control '{run.name}' flagged {run.flagged}/{run.replicates} "
+                                    f"(> alpha {run.alpha:g}, binomial p={p:.3g})")
+    built_graded = any(g.built for g in graded)
+    built_nulls = any(n.built for n in nulls)
+    if label in ("uncalibrated", "negative control only", "positive control only") and (built_graded or built_nulls):
+        kinds = {c.kind for c in controls if c.built} | ({POSITIVE} if built_graded else set()) | (
+            {NEGATIVE} if built_nulls else set())
+        return ("calibrated", "") if kinds == {POSITIVE, NEGATIVE} else (f"{kinds.pop()} control only", "")
+    return label, why

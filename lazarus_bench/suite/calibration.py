@@ -1,0 +1,149 @@
+"""The report's calibration section: detection against planted strength, false positives on nulls that can fire,
+the single controls that count, and the sanity checks (by construction) listed apart."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from tabulate import tabulate
+
+from ..claims.controls import GradedRun
+from ..stats import wilson_interval
+from . import plots
+from .records import Record
+
+
+def _g(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _share(k: int, n: int) -> str:
+    if not n:
+        return "none run"
+    low, high = wilson_interval(k, n)
+    return f"{k}/{n} = {k / n:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def pooled_detection(runs: list[GradedRun], which: str) -> tuple[int, int]:
+    """Detections and replicates pooled over graded runs at each run's claimed strength (``which="claimed"``) or at
+    its threshold (``"threshold"``; runs whose threshold is not one of their strengths are left out)."""
+    k = n = 0
+    for run in runs:
+        strength = run.claimed if which == "claimed" else run.threshold
+        rate = None if strength is None else run.rate_at(strength)
+        if rate is not None:
+            k += round(rate * run.replicates)
+            n += run.replicates
+    return k, n
+
+
+def _graded_rows(records: list[Record]) -> list[dict]:
+    rows = []
+    for r in records:
+        for g in r.graded or ():
+            curve = ", ".join(f"{s:g}: {k}/{g.replicates}" for s, k in zip(g.strengths, g.detected))
+            mde = g.mde
+            verdict = ("not built: " + g.reason if not g.built else
+                       "INSENSITIVE (no strength reaches 80%)" if mde is None else
+                       "UNDERPOWERED" if mde > g.claimed else "powered")
+            rows.append({"claim": r.claim_id, "model": r.model.id, "control": g.name, "units": g.units,
+                         "detected per strength": curve or "-", "empirical MDE": _g(mde),
+                         "writeup's effect": _g(g.writeup), "threshold": _g(g.threshold),
+                         "claimed (must be seen)": _g(g.claimed), "power": verdict})
+    return rows
+
+
+def _null_rows(records: list[Record]) -> list[dict]:
+    rows = []
+    for r in records:
+        for n in r.nulls or ():
+            rows.append({"claim": r.claim_id, "model": r.model.id, "null": n.name,
+                         "false positives": _share(n.flagged, n.replicates) if n.built else "not built: " + n.reason,
+                         "nominal alpha": f"{n.alpha:g}",
+                         "excess p (binomial vs alpha)": _g(n.excess_p()) if n.built else "-"})
+    return rows
+
+
+def _single_rows(records: list[Record], sanity: bool) -> list[dict]:
+    rows = []
+    for r in records:
+        for c in (c for c in r.controls if c.sanity == sanity):
+            state = ("not built: " + c.reason if not c.built else
+                     ("detected" if c.detected else "MISSED") if c.kind == "positive" else
+                     ("FLAGGED" if c.detected else "quiet"))
+            rows.append({"claim": r.claim_id, "model": r.model.id, "protocol": r.protocol, "control": c.name,
+                         "kind": c.kind, "outcome": f"{state} ({c.verdict})" if c.built else state})
+    return rows
+
+
+def plot_detection(records: list[Record], out_dir: Path) -> list[str]:
+    """One PNG per claim: detection rate against planted strength, a line per model, the threshold and the writeup's
+    effect marked; returns the paths relative to the report."""
+    by_claim: dict[str, list[tuple[Record, GradedRun]]] = defaultdict(list)
+    for r in records:
+        for g in (g for g in r.graded or () if g.built):
+            by_claim[r.claim_id].append((r, g))
+    paths = []
+    for claim_id, runs in sorted(by_claim.items()):
+        fig, ax = plots.figure()
+        for r, g in runs:
+            ax.plot(g.strengths, g.rates, marker="o", markersize=3, label=f"{r.model.id} ({r.protocol})")
+        g = runs[0][1]
+        for value, label, style in ((g.threshold, "threshold", "--"), (g.writeup, "writeup", ":")):
+            if value is not None:
+                ax.axvline(value, linestyle=style, color="grey", label=f"{label} {value:g}")
+        ax.axhline(0.8, color="red", alpha=0.3, label="80% (MDE)")
+        if min(g.strengths) > 0 and max(g.strengths) / min(g.strengths) >= 20:
+            ax.set_xscale("log")
+        ax.set_ylim(-0.05, 1.05)
+        paths.append(plots.save(fig, ax, out_dir, f"calibration__{claim_id}.png", xlabel=g.units,
+                                ylabel="share of replicates detected", title=f"{claim_id}: {g.name}", legend_size=6))
+    return paths
+
+
+def section(records: list[Record], claims: dict, out_dir: Path) -> list[str]:
+    """The calibration section of REPORT.md."""
+    measured = sorted((r for r in records if r.status == "ok"), key=lambda r: (r.claim_id, r.model.id, r.protocol))
+    if not measured:
+        return []
+    graded = [g for r in measured for g in r.graded or () if g.built]
+    nulls = [n for r in measured for n in r.nulls or () if n.built]
+    counted = [c for r in measured for c in r.controls if c.built and not c.sanity]
+    sanity = [c for r in measured for c in r.controls if c.built and c.sanity]
+    positives = [c for c in counted if c.kind == "positive"]
+    negatives = [c for c in counted if c.kind == "negative"]
+    at_claimed, at_threshold = pooled_detection(graded, "claimed"), pooled_detection(graded, "threshold")
+    flagged = sum(n.flagged for n in nulls), sum(n.replicates for n in nulls)
+    without = sorted(c for c in claims if not claims[c].graded)
+    lines = [
+        "## Calibration", "",
+        "What the harness can see, from known-answer runs of each claim's own measure (CLAIMS.md revision 3). "
+        "Graded positive controls plant the effect at strengths frozen in the lock; the empirical MDE is the smallest "
+        "strength detected in >= 80% of replicates (and at every stronger one). A verdict whose claimed effect lies "
+        "below it is INCONCLUSIVE (UNDERPOWERED); one whose graded control never reaches 80% is INCONCLUSIVE "
+        "(INSENSITIVE). Nulls remove the effect with the real measurement's variance; a null that fires more often "
+        "than its alpha (exact binomial, p < 0.05) makes the verdict INCONCLUSIVE (not specific).", "",
+        f"- **Sensitivity at the claimed effect** (graded replicates detected at the strength each verdict rests on: "
+        f"the writeup's effect, or the threshold of a claim that an effect is absent): {_share(*at_claimed)}.",
+        f"- **Sensitivity at the criterion's threshold**: {_share(*at_threshold)}.",
+        f"- **False-positive rate on nulls that can fire**: {_share(*flagged)} (nominal alpha 0.05).",
+        f"- **Single controls that count**: positives detected "
+        f"{_share(sum(c.detected for c in positives), len(positives))}; negatives flagged "
+        f"{_share(sum(c.detected for c in negatives), len(negatives))}.",
+        f"- **Sanity checks** (detected or quiet by construction: a read-out at the planted token, a row set equal to "
+        f"its target, a learning rate of 0; not counted above): {sum(bool(c.passed) for c in sanity)}/{len(sanity)} "
+        "gave their known answer.",
+        "- **Claims without a graded control**: " + ("; ".join(
+            f"{c} ({claims[c].no_graded or 'none declared yet'})" for c in without) or "none") + ".", "",
+    ]
+    rows = _graded_rows(measured)
+    if rows:
+        lines += ["### Detection against planted strength", "", tabulate(rows, headers="keys", tablefmt="github"), ""]
+        lines += [f"![{Path(p).stem}]({p})" for p in plot_detection(measured, out_dir)] + [""]
+    for title, rows in (("### Nulls that can fire", _null_rows(measured)),
+                        ("### Single controls (counted)", _single_rows(measured, sanity=False)),
+                        ("### Sanity checks (by construction, not counted)", _single_rows(measured, sanity=True))):
+        if rows:
+            lines += [title, "", tabulate(rows, headers="keys", tablefmt="github"), ""]
+    return lines

@@ -1,0 +1,74 @@
+"""The trained-model gate: held-out loss against chance, computed as numpy would, and NOT TESTABLE for every claim on
+a random-weight model before anything else runs; zoo models pass it."""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from lazarus_bench.analysis.fitness import heldout_loss, heldout_texts
+from lazarus_bench.claims.base import all_claims, get_claim
+from lazarus_bench.errors import LazarusError
+from lazarus_bench.stats import Verdict
+from lazarus_bench.suite.runner import TRAINED_ENV, trained_gate
+
+pytestmark = pytest.mark.trained_gate
+
+
+def _numpy_loss(handle, texts):
+    total, count = 0.0, 0
+    for text in texts:
+        ids = handle.encode(text)
+        logits = np.array(handle.model(mx.array([ids[:-1]])).astype(mx.float32))[0].astype(np.float64)
+        logits -= logits.max(axis=-1, keepdims=True)
+        logp = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+        total -= logp[np.arange(len(ids) - 1), ids[1:]].sum()
+        count += len(ids) - 1
+    return total / count, count
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "mixtral"])
+def test_heldout_loss_is_mean_next_token_nll(handle_of, arch):
+    handle = handle_of(arch)
+    got = heldout_loss(handle)
+    nats, count = _numpy_loss(handle, heldout_texts())
+    assert got.tokens == count and got.nats == pytest.approx(nats, rel=1e-5)
+    assert got.chance == pytest.approx(math.log(handle.vocab_size)) and got.ratio == pytest.approx(nats / got.chance)
+
+
+def test_random_weights_sit_near_chance_and_fail_the_gate(handle_of):
+    gate = trained_gate(handle_of("llama"))
+    assert not gate.passed and 0.9 < gate.value < 1.3 and gate.threshold == 0.6
+
+
+def test_a_zoo_model_passes_the_gate():
+    from lazarus_bench.models import load_model
+
+    gate = trained_gate(load_model("zoo:base"))
+    assert gate.passed and gate.value < 0.3, gate.line()
+
+
+def test_gate_threshold_comes_from_the_environment(handle_of, monkeypatch):
+    monkeypatch.setenv(TRAINED_ENV, "2.0")
+    assert trained_gate(handle_of("llama")).passed
+    monkeypatch.setenv(TRAINED_ENV, "lots")
+    with pytest.raises(LazarusError, match=f"{TRAINED_ENV}='lots': expected a number"):
+        trained_gate(handle_of("llama"))
+
+
+@pytest.mark.parametrize("claim_id", [c.id for c in all_claims()])
+def test_every_claim_is_not_testable_on_random_weights_without_running(saved_model, tmp_path, claim_id):
+    """A random-weight model stops at the gate for every claim: no measure, no control, no training."""
+    from lazarus_bench.suite.runner import run_claim
+
+    record = run_claim(get_claim(claim_id), str(saved_model("llama")), tier="fast", report_dir=tmp_path,
+                       cache_dir=tmp_path / "cache", log=lambda m: None)
+    if record.status == "skipped":
+        pytest.skip(record.reason)
+    assert record.status == "ok" and record.verdict == Verdict.NOT_TESTABLE, record.reason
+    assert [g.name for g in record.fitness] == ["trained language model"] and not record.fitness[0].passed
+    assert record.controls == () and record.reason.startswith("fitness gate 'trained language model'")
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())

@@ -1,0 +1,126 @@
+"""Graded positive controls and nulls that can fire: the empirical MDE, the calibration labels they give, and the
+verdict those labels decide, on canned detections and on a toy measure whose detection probability is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import binomtest
+
+from lazarus_bench import stats
+from lazarus_bench.claims.base import ClaimContext, ControlRun, ModelInfo, Outcome
+from lazarus_bench.claims.controls import GradedControl, GradedRun, NullControl, NullRun, calibrate
+from lazarus_bench.errors import LazarusError
+from lazarus_bench.stats import Verdict
+
+
+def graded_run(detected, strengths=(0.1, 0.2, 0.3, 0.4), replicates=10, claimed=0.2, built=True):
+    return GradedRun(name="g", description="", units="u", strengths=tuple(strengths), replicates=replicates,
+                     threshold=0.2, writeup=0.3, claimed=claimed, built=built, reason="", detected=tuple(detected),
+                     statistics=tuple(() for _ in detected))
+
+
+def null_run(flagged, replicates=40, alpha=0.05):
+    return NullRun(name="n", description="", replicates=replicates, alpha=alpha, built=True, reason="",
+                   flagged=flagged)
+
+
+@pytest.mark.parametrize("detected, mde", [
+    ((0, 3, 8, 10), 0.3),
+    ((0, 8, 7, 10), 0.4),  # 0.2 reaches 80% but 0.3 falls back below: the MDE is where detection stays >= 80%
+    ((10, 10, 10, 10), 0.1),
+    ((0, 0, 2, 7), None),
+])
+def test_empirical_mde_is_the_smallest_strength_detected_from_there_on(detected, mde):
+    assert graded_run(detected).mde == mde
+
+
+def test_rate_at_reads_a_declared_strength_only():
+    run = graded_run((1, 2, 3, 4))
+    assert run.rate_at(0.3) == pytest.approx(0.3) and run.rate_at(0.25) is None
+
+
+def test_calibrate_labels_from_graded_runs_and_nulls():
+    positive = ControlRun(name="p", kind="positive", description="", effect_verdict=Verdict.REFUTED, built=True,
+                          reason="", verdict=Verdict.REFUTED, detected=True, passed=True)
+    assert calibrate([positive], [graded_run((0, 9, 10, 10))], [null_run(2)]) == ("calibrated", "")
+    label, why = calibrate([positive], [graded_run((0, 3, 9, 10))])
+    assert label == "underpowered" and "empirical MDE 0.3 > the claimed effect 0.2" in why
+    label, why = calibrate([positive], [graded_run((0, 0, 1, 2))])
+    assert label == "insensitive" and "every strength up to 0.4" in why
+    label, why = calibrate([positive], [graded_run((0, 9, 10, 10))], [null_run(8)])
+    assert label == "not specific" and "8/40" in why
+    assert calibrate([], [graded_run((0, 9, 10, 10))]) == ("positive control only", "")
+    assert calibrate([], [graded_run((0, 9, 10, 10))], [null_run(1)]) == ("calibrated", "")
+
+
+@pytest.mark.parametrize("flagged", [0, 2, 4, 5, 7, 12])
+def test_null_excess_p_is_the_exact_binomial_tail(flagged):
+    run = null_run(flagged)
+    assert run.excess_p() == pytest.approx(binomtest(flagged, 40, 0.05, alternative="greater").pvalue)
+    assert run.rate == flagged / 40
+
+
+def test_underpowered_calibration_makes_the_verdict_inconclusive():
+    part = stats.evidence("x", met=True, reason="met")
+    decision = stats.final_verdict({"x": part}, calibration=("underpowered", "UNDERPOWERED: MDE 0.7 > 0.2"))
+    assert decision.verdict == Verdict.INCONCLUSIVE and decision.measured == Verdict.SUPPORTED
+    assert decision.reason.startswith("UNDERPOWERED: MDE 0.7 > 0.2") and decision.by == "calibration"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(strengths=(0.1, 0.2, 0.3)), ">= 4 ascending"),
+    (dict(strengths=(0.1, 0.3, 0.2, 0.4)), ">= 4 ascending"),
+    (dict(strengths=(0.3, 0.4, 0.5, 0.6)), "do not bracket"),
+    (dict(claimed="threshold", threshold=None), "claimed is"),
+    (dict(replicates=0), "replicates"),
+])
+def test_graded_declarations_that_cannot_calibrate_are_refused(kwargs, message):
+    base = dict(name="g", description="", units="u", strengths=(0.1, 0.2, 0.3, 0.4), replicates=3,
+                build=lambda ctx, s, r: ctx, effect=Verdict.REFUTED, threshold=0.2, writeup=0.25)
+    with pytest.raises(LazarusError, match=message):
+        GradedControl(**{**base, **kwargs})
+
+
+class _Toy:
+    """A claim whose measure detects with a known probability: REFUTED when a seeded uniform draw falls below the
+    planted strength (so the detection rate at strength s is s)."""
+
+    id = "TOY"
+
+    @staticmethod
+    def measure(ctx):
+        draw = np.random.default_rng(ctx.params["draw_seed"]).uniform()
+        met = draw < ctx.params["strength"]
+        return Outcome(statistic=stats.evidence("draw", value=draw, met=False, against=met, reason="toy"), ours="")
+
+
+def _toy_ctx(tier="slow"):
+    info = ModelInfo(model_id="toy", model_type="llama", kind="base", n_layers=1, is_moe=False, tied=True)
+    return ClaimContext(_Toy, info, tier=tier, seeds=[], params={"strength": 0.0, "draw_seed": 0, "alpha": 0.05})
+
+
+def _planted(ctx, strength, replicate):
+    return ctx.variant(params={"strength": strength, "draw_seed": 1000 * replicate + int(strength * 100)})
+
+
+def test_graded_control_runs_each_strength_and_replicate_through_the_measure():
+    control = GradedControl("toy", "", "rate", (0.0, 0.3, 0.9, 1.0), 50, _planted, Verdict.REFUTED, threshold=0.3,
+                            writeup=0.9)
+    run = control.run(_Toy, _toy_ctx())
+    expected = [sum(np.random.default_rng(1000 * r + int(s * 100)).uniform() < s for r in range(50))
+                for s in (0.0, 0.3, 0.9, 1.0)]
+    assert run.built and list(run.detected) == expected
+    assert run.detected[0] == 0 and run.detected[-1] == 50 and run.mde in (0.9, 1.0)
+    assert len(run.statistics) == 4 and all(len(row) == 50 for row in run.statistics)
+    assert GradedRun.from_dict(run.to_dict()) == run
+    assert control.run(_Toy, _toy_ctx("fast")).replicates == 1
+
+
+def test_null_control_counts_false_positives_over_replicates():
+    null = NullControl("toy null", "", 200, lambda ctx, r: ctx.variant(params={"strength": 0.05, "draw_seed": r}),
+                       Verdict.REFUTED)
+    run = null.run(_Toy, _toy_ctx())
+    expected = sum(np.random.default_rng(r).uniform() < 0.05 for r in range(200))
+    assert run.flagged == expected and run.rate == expected / 200 and 0 < run.flagged < 30
+    assert NullRun.from_dict(run.to_dict()) == run
