@@ -102,15 +102,17 @@ def plot_detection(records: list[Record], out_dir: Path) -> list[str]:
     return paths
 
 
-def section(records: list[Record], claims: dict, out_dir: Path) -> list[str]:
-    """The calibration section of REPORT.md."""
+def section(records: list[Record], claims: dict, out_dir: Path, lock: dict[str, str]) -> list[str]:
+    """The calibration section of REPORT.md; its headline figures count only records under the lock in force (an
+    older record may hold a by-construction control not yet marked as such)."""
     measured = sorted((r for r in records if r.status == "ok"), key=lambda r: (r.claim_id, r.model.id, r.protocol))
     if not measured:
         return []
-    graded = [g for r in measured for g in r.graded or () if g.built]
-    nulls = [n for r in measured for n in r.nulls or () if n.built]
-    counted = [c for r in measured for c in r.controls if c.built and not c.sanity]
-    sanity = [c for r in measured for c in r.controls if c.built and c.sanity]
+    current = [r for r in measured if (r.prereg or {}).get("hash") == lock.get(r.claim_id)]
+    graded = [g for r in current for g in r.graded or () if g.built]
+    nulls = [n for r in current for n in r.nulls or () if n.built]
+    counted = [c for r in current for c in r.controls if c.built and not c.sanity]
+    sanity = [c for r in current for c in r.controls if c.built and c.sanity]
     positives = [c for c in counted if c.kind == "positive"]
     negatives = [c for c in counted if c.kind == "negative"]
     at_claimed, at_threshold = pooled_detection(graded, "claimed"), pooled_detection(graded, "threshold")
@@ -123,7 +125,9 @@ def section(records: list[Record], claims: dict, out_dir: Path) -> list[str]:
         "strength detected in >= 80% of replicates (and at every stronger one). A verdict whose claimed effect lies "
         "below it is INCONCLUSIVE (UNDERPOWERED); one whose graded control never reaches 80% is INCONCLUSIVE "
         "(INSENSITIVE). Nulls remove the effect with the real measurement's variance; a null that fires more often "
-        "than its alpha (exact binomial, p < 0.05) makes the verdict INCONCLUSIVE (not specific).", "",
+        "than its alpha (exact binomial, p < 0.05) makes the verdict INCONCLUSIVE (not specific). The figures below "
+        f"count the {len(current)} measured records under the lock in force; the {len(measured) - len(current)} "
+        "others (marked (†) in the verdict matrix) are in the tables but not counted.", "",
         f"- **Sensitivity at the claimed effect** (graded replicates detected at the strength each verdict rests on: "
         f"the writeup's effect, or the threshold of a claim that an effect is absent): {_share(*at_claimed)}.",
         f"- **Sensitivity at the criterion's threshold**: {_share(*at_threshold)}.",

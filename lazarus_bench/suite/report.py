@@ -120,7 +120,7 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
         rows.append(row)
     lines += [tabulate(rows, headers="keys", tablefmt="github"), "", _outcome_counts(loaded.records), ""]
     lines += _prereg_section(loaded.records, lock, lock_data)
-    lines += calibration.section(loaded.records, claims, report_dir)
+    lines += calibration.section(loaded.records, claims, report_dir, lock)
     lines += _protocol_dependence(by_claim)
     lines += _layer_sensitivity(loaded.records, claims)
     lines += _one_factor(by_claim)

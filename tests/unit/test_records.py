@@ -63,9 +63,9 @@ def test_records_are_frozen_and_written_with_their_schema_version(tmp_path):
 
 
 def test_final_verdict_reproduces_every_committed_verdict(committed):
-    """The one decision function, fed each committed record's statistic, gates and controls, gives the verdict (and
-    the measured verdict) the record carries: the runner decides nothing else."""
-    from lazarus_bench.claims.controls import calibration
+    """The one decision function, fed each committed record's statistic, gates and controls (graded and nulls too),
+    gives the verdict (and the measured verdict) the record carries: the runner decides nothing else."""
+    from lazarus_bench.claims.controls import calibrate
     from lazarus_bench.stats import final_verdict
 
     checked = 0
@@ -76,7 +76,8 @@ def test_final_verdict_reproduces_every_committed_verdict(committed):
         parts = {} if s.verdict == Verdict.NOT_TESTABLE else {s.name: s}
         label = record.calibration
         decision = final_verdict(parts, "all", record.fitness,
-                                 (label, "") if label == "not run" else calibration(record.controls))
+                                 (label, "") if label == "not run" else
+                                 calibrate(record.controls, record.graded or (), record.nulls or ()))
         assert decision.verdict == record.verdict, path.name
         assert (decision.measured if decision.by != "rule" else None) == record.measured_verdict, path.name
         assert decision.reason == record.reason or not parts, path.name
