@@ -54,9 +54,19 @@ def test_a_zoo_model_passes_the_gate():
 def test_gate_threshold_comes_from_the_environment(handle_of, monkeypatch):
     monkeypatch.setenv(TRAINED_ENV, "2.0")
     assert trained_gate(handle_of("llama")).passed
+    for bad in ("lots", "0", "-1", "nan"):
+        monkeypatch.setenv(TRAINED_ENV, bad)
+        with pytest.raises(LazarusError, match=f"{TRAINED_ENV}='{bad}': expected a positive number"):
+            trained_gate(handle_of("llama"))
+
+
+def test_a_bad_gate_threshold_stops_the_run_before_any_record(saved_model, tmp_path, monkeypatch):
+    from lazarus_bench.suite.runner import run_suite
+
     monkeypatch.setenv(TRAINED_ENV, "lots")
-    with pytest.raises(LazarusError, match=f"{TRAINED_ENV}='lots': expected a number"):
-        trained_gate(handle_of("llama"))
+    with pytest.raises(LazarusError, match="expected a positive number"):
+        run_suite([str(saved_model("llama"))], ["H02"], tier="fast", report_dir=tmp_path, log=lambda m: None)
+    assert not (tmp_path / "records").exists()
 
 
 @pytest.mark.parametrize("claim_id", [c.id for c in all_claims()])

@@ -114,15 +114,23 @@ TRAINED_GATE = Gate("trained language model", "next-token loss on the package's 
                     "max_heldout_loss_ratio", "below")
 
 
-def trained_gate(handle) -> GateResult:
-    """The gate every claim has, checked before its own: held-out loss / ln V at most the threshold
-    (``$LAZARUS_MAX_HELDOUT_LOSS_RATIO``, default 0.6; the value used is in every record's fitness)."""
+def trained_threshold() -> float:
+    """The trained-model gate's threshold: ``$LAZARUS_MAX_HELDOUT_LOSS_RATIO``, default 0.6 (one line if not a
+    positive number)."""
     raw = os.environ.get(TRAINED_ENV, str(TRAINED_DEFAULT))
     try:
         threshold = float(raw)
     except ValueError:
-        raise LazarusError(f"{TRAINED_ENV}={raw!r}: expected a number (held-out loss as a share of ln V)") from None
-    return TRAINED_GATE.evaluate(heldout_loss(handle).ratio, {TRAINED_GATE.threshold_param: threshold})
+        threshold = float("nan")
+    if not threshold > 0:
+        raise LazarusError(f"{TRAINED_ENV}={raw!r}: expected a positive number (held-out loss as a share of ln V)")
+    return threshold
+
+
+def trained_gate(handle) -> GateResult:
+    """The gate every claim has, checked before its own: held-out loss / ln V at most ``trained_threshold()`` (the
+    value used is in every record's fitness)."""
+    return TRAINED_GATE.evaluate(heldout_loss(handle).ratio, {TRAINED_GATE.threshold_param: trained_threshold()})
 
 
 def measure_record(claim: Claim, ctx: ClaimContext) -> dict:
@@ -299,6 +307,7 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
     if not models:
         raise LazarusError("no models given")
     check_overrides(overrides, claims, tier)
+    trained_threshold()
     for model_id in models:
         check_model_id(model_id)
     log = log or say
