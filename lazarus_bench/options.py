@@ -171,6 +171,8 @@ PARAMS: dict[str, Range] = {
     "low_lr_scale": NON_NEGATIVE,
     "lr": NON_NEGATIVE,
     "lr_scale": NON_NEGATIVE,
+    "plant_prob": Interval(float, 0.0, 0.99),
+    "plant_replicate": Interval(int, 0, 2**20),
     "max_accuracy": PROB,
     "max_accuracy_drop": PROB,
     "max_ceiling": PROB,

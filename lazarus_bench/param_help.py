@@ -93,6 +93,8 @@ PARAM_HELP: dict[str, str] = {
     "only_op": "train GRPO on prompts of this operation only (null: all operations)",
     "operation": "operation whose seed-000 test prompts the lens reads",
     "position": "token the probe reads: the prompt's last, or its operator symbol",
+    "plant_prob": "graded control: mean lens P(op word) planted at the claim's block (0: none)",
+    "plant_replicate": "graded control: which calibration-prompt draw sets the plant's strength",
     "prompt_set": "prompts of the multiply-vs-add direction: symbol or word prompts",
     "prompt_suffix": "text appended to every prompt",
     "prompts_per_step": "prompts per GRPO step",

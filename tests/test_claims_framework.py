@@ -187,8 +187,9 @@ def test_run_and_report_commands(saved_model, tmp_path, capsys):
 
 
 def test_a_failed_fitness_gate_makes_the_claim_not_testable_and_keeps_the_numbers(saved_model, tmp_path):
-    """The gate is measured on the model (its layer count here), compared with its parameter, and a failure turns
-    a SUPPORTED measurement into NOT TESTABLE with the gate's value in the record, the report and its counts."""
+    """The gate is measured on the model (its layer count here) before the measure, compared with its parameter, and
+    a failure stops the run there: NOT TESTABLE with the gate's value in the record, the report and its counts, and
+    the measure (which would say SUPPORTED) never runs."""
     from lazarus_bench.claims.base import Gate
 
     path = str(saved_model("llama"))
@@ -204,8 +205,8 @@ def test_a_failed_fitness_gate_makes_the_claim_not_testable_and_keeps_the_number
         layers = load_model(path).n_layers
         assert failed.fitness[1:] == (GateResult(name="depth", value=layers, threshold=16.0, direction="above",
                                              passed=False, description="layers"),)
-        assert failed.verdict == "NOT TESTABLE" and failed.measured_verdict == "SUPPORTED"
-        assert failed.statistic.verdict == "SUPPORTED" and "fitness gate 'depth'" in failed.reason
+        assert failed.verdict == "NOT TESTABLE" and failed.statistic.verdict == "NOT TESTABLE"
+        assert failed.ours == f"depth = {layers}" and failed.reason.startswith("fitness gate 'depth'")
         passed = run_claim(claim, path, report_dir=tmp_path / "b", overrides={"min_layers": layers},
                            log=lambda m: None)
         assert passed.verdict == "SUPPORTED" and passed.fitness[1].passed

@@ -71,12 +71,13 @@ def test_h07_fast_record(saved_model, tmp_path, check_gates):
     assert probe["statistic"] == pytest.approx(summary["after"]["probe_group_accuracy"]
                                                - summary["before"]["probe_group_accuracy"]), \
         "the criterion reads the accuracy with each correct/incorrect pair held out together"
-    [control] = record.controls
-    assert control.name == "GRPO with a classification term" and control.built and control.kind == "positive"
-    assert grpo_config(params, 0).cls_weight == 0.0
-    with_cls = grpo_config({**params, "cls_weight": 0.4}, 0)
-    assert with_cls.cls_weight == 0.4 and with_cls.cls_layer_fraction == params["layer_fraction"]
-    assert with_cls.train == grpo_config(params, 0).train
+    assert record.controls == ()
+    [graded] = record.graded
+    assert graded.name == "op word planted after GRPO" and graded.replicates == 1
+    assert graded.strengths == (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05) and graded.threshold == 0.01
+    # a random model already gives the op word ~1/V: the weakest strengths cannot be planted, and the run says so
+    assert (graded.built and [len(v) for v in graded.statistics] == [1] * 7) or \
+        graded.reason.startswith("the word's probability is already >= 0.0005"), graded.reason
 
 
 def test_recorded_training_prompts_are_the_planned_ones(saved_model):

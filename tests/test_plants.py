@@ -8,9 +8,18 @@ import numpy as np
 import pytest
 
 from lazarus_bench import prompts
+from lazarus_bench.analysis.lens import logit_lens
 from lazarus_bench.claims.base import ControlUnavailable
-from lazarus_bench.claims.plants import ClassPlant, calibrate_scale, class_markers, word_directions
+from lazarus_bench.claims.plants import (
+    ClassPlant,
+    calibrate_scale,
+    class_markers,
+    plant_op_words,
+    strongest_directions,
+    word_directions,
+)
 from lazarus_bench.models import load_model
+from lazarus_bench.training.data import class_token_ids
 
 
 def _states(handle, texts):
@@ -71,3 +80,50 @@ def test_calibrated_scale_reaches_the_asked_probability(saved_model, target):
     assert mean_prob() == pytest.approx(target, rel=0.02)
     with pytest.raises(ControlUnavailable, match="cannot raise the word's probability to 0.2"):
         calibrate_scale(plant, mean_prob, 0.2)  # 'subtract' and 'divide' are two tokens here: the plant raises one
+
+
+def _true_word_probs(handle, prompt_set, block):
+    words = list(prompts.operation_words())
+    results = logit_lens(handle, prompt_set.texts(), words, layers=[block], top_k=1)
+    return np.array([r.targets[label].full_prob_sum[0] for r, label in zip(results, prompt_set.labels())])
+
+
+def _word_probs(handle, block):
+    """Lens P('multiply') on text with no operator symbol."""
+    texts = ["The cat sat on the mat", "seven times eight is", "Calculate the total"]
+    return np.array([r.targets["multiply"].full_prob_sum[0]
+                     for r in logit_lens(handle, texts, ["multiply"], layers=[block], top_k=1)])
+
+
+@pytest.mark.parametrize("target", [0.01, 0.3])
+def test_planted_op_word_reaches_its_calibrated_probability(target):
+    handle = load_model("zoo:base")
+    block = handle.layer_at_depth(0.55)
+    calib, measured = prompts.resampled_dual_reward_eval(5), prompts.resampled_dual_reward_eval(6)
+    before_measured, before_plain = _true_word_probs(handle, measured, block), _word_probs(handle, block)
+    assert before_measured.max() < 0.01
+    plant = plant_op_words(handle, block, target, calib, [measured])
+    assert plant.scale > 0
+    assert _true_word_probs(handle, calib, block).mean() == pytest.approx(target, rel=1e-3)
+    got = _true_word_probs(handle, measured, block).mean()
+    assert target / 3 < got < min(1.0, 3 * target), "the strength transfers to prompts the calibration never saw"
+    np.testing.assert_array_equal(_word_probs(handle, block), before_plain)
+    plant.scale = 0.0
+    np.testing.assert_array_equal(_true_word_probs(handle, measured, block), before_measured)
+
+
+def test_strongest_directions_beat_the_unembedding_row_and_match_numpy():
+    """At the final norm's fixed point the row itself gives the token ~0.1 on the zoo; the ascended direction ~0.9."""
+    handle = load_model("zoo:base")
+    W, g = np.array(handle.unembedding(), dtype=np.float64), np.array(handle.final_norm_gain(), dtype=np.float64)
+
+    def lens_prob(d, t):
+        z = W @ (g * d / np.sqrt(np.mean(d**2)))
+        p = np.exp(z - z.max())
+        return p[t] / p.sum()
+
+    ids = list(class_token_ids(handle, prompts.operation_words()).values())  # H05a's read-out tokens
+    got = strongest_directions(handle, ids)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, rtol=1e-5)
+    for t, d in zip(ids, got):
+        assert lens_prob(d, t) > 0.8 > 0.2 > lens_prob(W[t] * g, t)

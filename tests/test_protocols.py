@@ -56,8 +56,14 @@ def test_report_names_the_single_defects_that_move_h05a(saved_model, tmp_path):
     path, out = str(saved_model("llama")), tmp_path / "reports"
     for protocol in ("corrected", "corrected+optimizer", "corrected+lora_scale"):
         record = run_claim(get_claim("H05a"), path, tier="fast", report_dir=out, protocol=protocol,
-                           pool=ModelPool(), log=lambda m: None, cache_dir=tmp_path / "cache")
+                           pool=ModelPool(), log=lambda m: None, cache_dir=tmp_path / "cache",
+                           overrides={"min_cls_loss_fall": 0.0})
         assert record.status == "ok", record.reason
+        passed = all(g.passed for g in record.fitness)
+        assert passed, record.reason
+        # the graded control calibrates the read-out and test, which an ablation shares: measured once, under corrected
+        expected = [] if "+" in protocol else ["op word planted in the untrained model"]
+        assert [g.name for g in record.graded or ()] == expected
     text = render(out).read_text()
     section = text.split("## One-factor protocol ablations")[1].split("\n## ")[0]
     assert "| corrected+optimizer " in section and "| corrected+lora_scale " in section

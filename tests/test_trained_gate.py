@@ -3,6 +3,7 @@ a random-weight model before anything else runs; zoo models pass it."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import mlx.core as mx
@@ -82,3 +83,18 @@ def test_every_claim_is_not_testable_on_random_weights_without_running(saved_mod
     assert [g.name for g in record.fitness] == ["trained language model"] and not record.fitness[0].passed
     assert record.controls == () and record.reason.startswith("fitness gate 'trained language model'")
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_a_gate_known_before_the_run_stops_it_there(saved_model, tmp_path, monkeypatch):
+    """H12's model-size gate fails on a tiny model: NOT TESTABLE with the size, and nothing is measured or trained."""
+    from lazarus_bench.suite.runner import run_claim
+
+    monkeypatch.setenv(TRAINED_ENV, "1e9")
+    claim = dataclasses.replace(get_claim("H12"), measure=lambda ctx: pytest.fail("the measure ran"))
+    record = run_claim(claim, str(saved_model("llama")), tier="fast", report_dir=tmp_path, cache_dir=tmp_path / "c",
+                       log=lambda m: None)
+    assert record.verdict == Verdict.NOT_TESTABLE and [g.name for g in record.fitness] == ["trained language model",
+                                                                                         "model size"]
+    assert record.fitness[0].passed and not record.fitness[1].passed and record.fitness[1].value < 1e8
+    assert record.reason.startswith("fitness gate 'model size'") and record.controls == ()
+    assert not (tmp_path / "c").exists()

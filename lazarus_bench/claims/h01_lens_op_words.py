@@ -13,7 +13,7 @@ from ..stats import Verdict
 from .base import ClaimContext, Gate, Outcome, claim, not_instruct
 from .controls import GradedControl, NullControl
 from .fixtures import dual_trained_control
-from .plants import ClassPlant, calibrate_scale, class_markers, word_directions
+from .plants import plant_op_words
 
 
 def op_word_lens(handle, prompt_set, words):
@@ -79,18 +79,10 @@ def planted_op_word(ctx: ClaimContext, prob: float, replicate: int) -> ClaimCont
     """Each prompt's operation word written at the 55%-depth block with the strength that gives it mean lens
     probability ``prob`` there on calibration prompts (drawn apart from the measured ones; both resampled per
     replicate)."""
-    handle, words = ctx.fresh_handle(), list(prompts.operation_words())
-    block = handle.layer_at_depth(ctx.params["layer_fraction"])
-    calib, measured = (prompts.resampled_dual_reward_eval(50_000 + replicate),
-                       prompts.resampled_dual_reward_eval(60_000 + replicate))
-    plant = ClassPlant(handle, class_markers(handle, [calib, measured], words), word_directions(handle, words), block)
-
-    def mean_prob() -> float:
-        results, probs = op_word_lens(handle, calib, words)
-        row = results[0].layers.index(block)
-        return float(np.mean([probs[label][i, row] for i, label in enumerate(calib.labels())]))
-
-    calibrate_scale(plant, mean_prob, prob)
+    handle = ctx.fresh_handle()
+    measured = prompts.resampled_dual_reward_eval(60_000 + replicate)
+    plant_op_words(handle, handle.layer_at_depth(ctx.params["layer_fraction"]), prob,
+                   prompts.resampled_dual_reward_eval(50_000 + replicate), [measured])
     return ctx.variant(handle=handle, params={"prompt_seed": 60_000 + replicate})
 
 

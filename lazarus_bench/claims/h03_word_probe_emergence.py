@@ -98,6 +98,9 @@ def accuracy_curve(probed, control, null: np.ndarray, blocks: list[int]) -> dict
 
 @claim(
     id="H03",
+    no_graded=("not built in this round: one H03 measure takes ~130 s on a zoo model, so 5 strengths x 5 "
+               "replicates of a planted feature cost ~54 min per model; the planted-head control (a sanity "
+               "check) shows the read-out sees a feature written at a middle block, not the smallest it sees"),
     title="Word prompts show true emergence after block 0",
     statement="For word prompts ('What is 7 times 8?') a linear probe is near chance at block 0 and peaks in the "
                "middle layers.",

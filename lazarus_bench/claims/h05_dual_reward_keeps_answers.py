@@ -18,6 +18,9 @@ def no_planted_keep(ctx: ClaimContext) -> ClaimContext:
 
 @claim(
     id="H05b",
+    no_graded=("not built in this round: a graded answer loss would interpolate each seed's adapter toward the 100x "
+               "learning-rate run's (both cached) at several fractions, one answer evaluation each; the 100x run is "
+               "the destroyed end, measured as a negative control"),
     title="Dual-reward V/O LoRA keeps the answers",
     statement="The dual-reward training of H05a does so without breaking the model's answers.",
     source="seed 002 (BREAKTHROUGH: Dual-Reward Training; answers after training)",

@@ -10,9 +10,13 @@ from .. import prompts, stats
 from ..protocols import ONE_FACTOR
 from ..stats import ClaimStatistic, Verdict
 from ..stats.verdicts import combine
-from .base import NEGATIVE, POSITIVE, ClaimContext, Control, ControlUnavailable, Outcome, claim
+from ..training.data import class_token_ids
+from ..training.dual_reward import evaluate_classifier
+from .base import NEGATIVE, ClaimContext, Control, Outcome, claim
 from .common import mean_series, step_curve
+from .controls import GradedControl
 from .fixtures import DUAL_FAST, DUAL_GATES, DUAL_PARAMS, DUAL_SEEDS, dual_fitness, dual_run, dual_sample
+from .plants import ClassPlant, calibrate_scale, class_markers, strongest_directions
 
 
 def h05a_verdict(samples: list[dict], p: dict, tests: dict[str, str]) -> tuple[ClaimStatistic, dict]:
@@ -43,11 +47,28 @@ def h05a_verdict(samples: list[dict], p: dict, tests: dict[str, str]) -> tuple[C
     return replace(combined, details=details), parts
 
 
-def no_planted_naming(ctx: ClaimContext) -> ClaimContext:
-    raise ControlUnavailable("not built: the measure is the training run itself, so an effect planted before training "
-                             "is tested through the very outcome the claim is about, and one planted after training "
-                             "bypasses the runs (cached by the checkpoint's content); the read-out it uses is checked "
-                             "by H01's and H04's positive control, which detect this claim's own trained adapter")
+def planted_naming(ctx: ClaimContext, prob: float, replicate: int) -> ClaimContext:
+    return ctx.variant(params={"plant_prob": prob, "plant_replicate": replicate})
+
+
+def planted_after(ctx: ClaimContext, run: dict, p: dict) -> dict:
+    """The graded control's construction: one seed's run (its training and gate kept) read on this untrained model
+    with each prompt's class token written at the claim's block, at the scale that gives the true class token mean
+    full-vocabulary lens probability ``plant_prob`` on calibration prompts of the evaluation form (drawn per replicate
+    and seed, never measured), so the effect's size is known in the criterion's own units."""
+    handle, words = ctx.fresh_handle(), list(prompts.operation_words())
+    ids = class_token_ids(handle, words)
+    evalset = prompts.dual_reward_eval()
+    calib = prompts.resampled_dual_reward_eval(90_000 + 100 * p["plant_replicate"] + run["seed"])
+    directions = strongest_directions(handle, [ids[w] for w in words])
+    plant = ClassPlant(handle, class_markers(handle, [calib, evalset], words), directions,
+                       handle.layer_at_depth(p["layer_fraction"]))
+
+    def read(prompt_set):
+        return evaluate_classifier(handle, prompt_set.texts(), prompt_set.labels(), words, p["layer_fraction"])
+
+    calibrate_scale(plant, lambda: read(calib).mean_vocab_prob, p["plant_prob"])
+    return {**run, "after": {**run["after"], "classifier": read(evalset).to_dict()}, "plant_scale": plant.scale}
 
 
 def dual_curves(runs: list[dict], label: str = "") -> dict:
@@ -79,16 +100,21 @@ def dual_curves(runs: list[dict], label: str = "") -> dict:
     "full-vocabulary P(true op word) >= 36% (exact sign test across seeds, one-sided); the seed is the unit, 5 seeds",
     writeup="Llama-3.2-1B base: 0/8 -> 8/8, full-vocabulary probs 36-81% (rank 8 V/O, 0.4 CE + 0.6 answer, "
     "500 steps)",
-    params={**DUAL_PARAMS, "min_correct": 7, "min_prob": 0.36},
+    params={**DUAL_PARAMS, "min_correct": 7, "min_prob": 0.36, "plant_prob": 0.0, "plant_replicate": 0},
     tests={"correct": "binomial per seed, intersection-union", "prob": "sign"},
     default_seeds=DUAL_SEEDS,
     fast=DUAL_FAST,
     gates=DUAL_GATES,
     controls=(Control("untrained runs", NEGATIVE, "the same runs (data, steps, seeds, evaluation) with the learning "
                       "rate scaled to 0: nothing is learned, so the lens cannot name the operation",
-                      lambda ctx: ctx.variant(params={"lr_scale": 0.0}), Verdict.SUPPORTED, sanity=True),
-              Control("planted operation naming", POSITIVE, "not built (see the reason)", no_planted_naming,
-                      Verdict.SUPPORTED)),
+                      lambda ctx: ctx.variant(params={"lr_scale": 0.0}), Verdict.SUPPORTED, sanity=True),),
+    graded=(GradedControl("op word planted in the untrained model", "each seed's run (training and gate kept) read "
+                          "on the untrained model with each prompt's class token written at the 55%-depth block, at "
+                          "the strength that gives the true class token this mean full-vocabulary lens probability on "
+                          "calibration prompts of the evaluation form (one draw per replicate and seed, never "
+                          "measured); the writeup's effect is the middle of its 36-81% range",
+                          "mean planted lens P(true op word) at 55% depth", (0.2, 0.36, 0.45, 0.585, 0.81), 5,
+                          planted_naming, Verdict.SUPPORTED, threshold=0.36, writeup=0.585),),
     training=True,
     protocols=("corrected", "original", *ONE_FACTOR),
     layer_curve=("lens_true_op_word", "after, mean over seeds"),
@@ -96,6 +122,8 @@ def dual_curves(runs: list[dict], label: str = "") -> dict:
 def measure_h05a(ctx: ClaimContext) -> Outcome:
     p = ctx.params
     runs = [dual_run(ctx, seed) for seed in ctx.seeds]
+    if p["plant_prob"] > 0:
+        runs = [planted_after(ctx, run, p) for run in runs]
     samples = [dual_sample(r, p["loss_window"]) for r in runs]
     statistic, parts = h05a_verdict(samples, p, ctx.claim.tests)
     per_seed = ", ".join(format(s["vocab_prob_after"], ".1%") for s in samples)

@@ -53,6 +53,9 @@ def post_trained(ctx: ClaimContext) -> float:
 
 @claim(
     id="H06",
+    no_graded=("no graded plant: the effect is a difference between two models' dual-reward training, and no edit "
+               "makes one model take the training worse by a known amount; on the zoo the claim is tested only on "
+               "the base/instruct pair, and its self-pair control is a sanity check"),
     title="Base models take dual-reward better than instruct models",
     statement="Dual-reward training works better on a base model than on its instruct variant.",
     source="seed 002 (Results: Llama 3.2 1B Instruct; Conclusions 5)",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -12,7 +14,9 @@ from .. import prompts, stats
 from ..analysis.features import last_token_states
 from ..analysis.lens import logit_lens
 from ..analysis.probes import probe_layer
-from ..models import ModelHandle
+from ..cache import FixtureCache, default_root
+from ..io import write_json
+from ..models import ModelHandle, load_model, model_fingerprint
 from ..prompts import GrpoSpec, PromptItem, grpo_spec
 from ..stats import ClaimStatistic, Verdict
 from ..stats.verdicts import combine, equivalence_claim
@@ -25,8 +29,10 @@ from ..training.grpo import (
     step_key,
     train_grpo,
 )
-from .base import POSITIVE, ClaimContext, Control, Outcome, claim
+from .base import ClaimContext, Outcome, claim
 from .common import GRPO_GATE_PARAMS, GRPO_GATES, grpo_fitness
+from .controls import GradedControl
+from .plants import plant_op_words
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,37 @@ def op_word_probs(handle: ModelHandle, items: list[PromptItem], fraction: float)
     at = [float(r.targets[it.label].full_prob_sum[layer]) for r, it in zip(results, items)]
     anywhere = [float(r.targets[it.label].full_prob_sum.max()) for r, it in zip(results, items)]
     return at, anywhere
+
+
+def grpo_run(ctx: ClaimContext, cfg: GRPOConfig, spec: GrpoSpec) -> tuple[ModelHandle, dict]:
+    """One pure-GRPO run of this model, trained once and cached by content (weights, per-step metrics and every
+    prompt it trained on), so the graded control re-reads the same trained models instead of retraining them."""
+
+    def build(d: Path) -> None:
+        ctx.log(f"GRPO on {ctx.model_id}, seed {cfg.seed}, {cfg.train.steps} steps")
+        handle = ctx.fresh_handle()
+        recorder = RecordingSpec(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(GrpoSpec)})
+        result = train_grpo(handle, cfg, out_dir=d / "model", progress=False, spec=recorder)
+        write_json(d / "run.json", {"metrics": result.train.metrics, "seen": recorder.seen,
+                                    "param_change": result.train.param_change_relative})
+
+    parts = {"method": "claims.grpo_run", "model": model_fingerprint(ctx.model_id), "config": cfg.to_dict(),
+             "spec": dataclasses.asdict(spec)}
+    entry = FixtureCache(ctx.cache_dir or default_root()).get_or_build(parts, build)
+    return load_model(str(entry / "model")), json.loads((entry / "run.json").read_text())
+
+
+def plant_after(handle: ModelHandle, params: dict, seed: int):
+    """The graded control's construction on a trained model: each symbol prompt's operation word written at the
+    claim's block with mean lens probability ``plant_prob`` on calibration prompts of the evaluation form (drawn per
+    replicate and seed, never measured); every prompt with an operator symbol gets it, the GRPO template's too."""
+    calib = prompts.resampled_dual_reward_eval(80_000 + 100 * params["plant_replicate"] + seed)
+    return plant_op_words(handle, handle.layer_at_depth(params["layer_fraction"]), params["plant_prob"], calib,
+                          [prompts.dual_reward_eval()])
+
+
+def planted_op_word(ctx: ClaimContext, prob: float, replicate: int) -> ClaimContext:
+    return ctx.variant(params={"plant_prob": prob, "plant_replicate": replicate})
 
 
 def correctness_pairs(statements) -> list[str]:
@@ -148,16 +185,19 @@ def probe_change_claim(before: list[float], after: list[float], margin: float, a
     params={"steps": 30, "lr": 1e-5, "prompts_per_step": 8, "group_size": 4, "max_new_tokens": 16,
             "n_eval": 48, "eval_seed": 7, "n_lens_heldout": 16, "layer_fraction": 0.55, "max_op_word_prob": 0.01,
             "max_probe_change": 0.037, "writeup_relative_gain": 0.20, "alpha": 0.05, "min_seeds": 5,
-            "cls_weight": 0.0, **GRPO_GATE_PARAMS},
+            "cls_weight": 0.0, "plant_prob": 0.0, "plant_replicate": 0, **GRPO_GATE_PARAMS},
     tests={"no_vocab_classifier": "sign", "probe_unchanged": "sign", "answers_improve": "sign"},
     fast={"steps": 3, "prompts_per_step": 4, "n_eval": 16, "n_lens_heldout": 4, "max_new_tokens": 6},
     training=True,
     default_seeds={"fast": 1, "slow": 5},
     gates=GRPO_GATES,
-    controls=(Control("GRPO with a classification term", POSITIVE, "the same runs (seeds, steps, learning rate) with "
-                      "H08's lens cross-entropy at 55% depth added (w = 0.4): the op word is trained into the lens, so "
-                      "'no classifier' must be refuted; if it is not, this budget could not have shown one",
-                      lambda ctx: ctx.variant(params={"cls_weight": 0.4}), Verdict.REFUTED),),
+    graded=(GradedControl("op word planted after GRPO", "the same trained runs (cached), then each symbol prompt's "
+                          "operation word written at the 55%-depth block with a mean lens probability there of the "
+                          "strength, calibrated on prompts of the evaluation form that are never measured (one "
+                          "calibration draw per replicate and seed): 'no classifier' must be refuted from about the "
+                          "1% threshold up", "mean planted lens P(op word) at 55% depth",
+                          (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05), 3, planted_op_word, Verdict.REFUTED,
+                          threshold=0.01, writeup=0.0, claimed="threshold", part="no_vocab_classifier"),),
 )
 def measure_h07(ctx: ClaimContext) -> Outcome:
     p = ctx.params
@@ -171,15 +211,14 @@ def measure_h07(ctx: ClaimContext) -> Outcome:
     runs = []
     for seed, cfg in configs.items():
         before = {**base_snapshot, "probe": probe_accuracy(base, p["layer_fraction"], seed)}
-        handle = ctx.fresh_handle()
-        recorder = RecordingSpec(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(GrpoSpec)})
-        result = train_grpo(handle, cfg, progress=False, spec=recorder)
-        assert_disjoint([Example(text, "") for text in recorder.seen], [it.text for it in heldout])
+        handle, run = grpo_run(ctx, cfg, spec)
+        assert_disjoint([Example(text, "") for text in run["seen"]], [it.text for it in heldout])
+        plant = plant_after(handle, p, seed) if p["plant_prob"] > 0 else None
         after = {**snapshot(handle, lens_items, heldout, p), "probe": probe_accuracy(handle, p["layer_fraction"], seed)}
-        rewards = [m["reward"] for m in result.train.metrics]
-        runs.append({"seed": seed, "before": before, "after": after, "rewards": rewards,
-                     "metrics": result.train.metrics, "param_change": result.train.param_change_relative,
-                     "n_training_prompts": len(set(recorder.seen))})
+        rewards = [m["reward"] for m in run["metrics"]]
+        runs.append({"seed": seed, "before": before, "after": after, "rewards": rewards, "metrics": run["metrics"],
+                     "param_change": run["param_change"], "n_training_prompts": len(set(run["seen"])),
+                     **({"plant_scale": plant.scale} if plant is not None else {})})
         ctx.log(f"seed {seed}: answer prob {before['answer_prob']:.4f} -> {after['answer_prob']:.4f}, "
                 f"probe {before['probe']['group_accuracy']:.3f} -> {after['probe']['group_accuracy']:.3f}, "
                 f"max op-word prob {max(after['op_word_prob']):.3%}, mean reward {np.mean(rewards):.3f}")

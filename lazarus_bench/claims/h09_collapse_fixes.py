@@ -58,6 +58,8 @@ def h09_statistic(by_fix: dict[str, list[dict]], chance: float, p: dict,
 
 @claim(
     id="H09",
+    no_graded=("not built in this round: every zoo model is NOT TESTABLE at the reward gate (as H08), so there is no "
+               "verdict to calibrate; a graded control would cost 4 fixes x 5 GRPO runs per strength and replicate"),
     title="The collapse survives the four fixes tried",
     statement="GRPO + dual-reward still collapses with balanced sampling, an entropy bonus, LR 2e-6, or w = 0.9.",
     source="seed 002 (Mode Collapse Fix Attempts)",

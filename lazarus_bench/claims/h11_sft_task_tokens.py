@@ -286,6 +286,9 @@ def mde_note(s: ClaimStatistic) -> str | None:
 
 @claim(
     id="H11",
+    no_graded=("not built in this round: a graded control would mix a known fraction of prompts with a planted task "
+               "token into the SFT data, one SFT run (5 checkpoints) per strength and replicate, ~60 s each on a zoo "
+               "model"),
     title="LoRA SFT induces only weak task tokens near 56% depth",
     statement="Standard LoRA SFT (500 steps) induces only weak task tokens in the logit lens, concentrated near "
                "56% depth.",

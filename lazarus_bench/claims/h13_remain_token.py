@@ -120,6 +120,8 @@ def h13_summary(rows: list[dict], near: Sequence[int], late_from: int) -> tuple[
 
 @claim(
     id="H13",
+    no_graded=("the remain family is absent before SFT on every zoo model, so the claim is NOT TESTABLE before "
+               "anything runs; a plant of the family at 62% depth is not built (see the positive control's reason)"),
     title="After SFT, subtraction shows a 'remain' token at ~62% depth; answers crystallise late",
     statement="After LoRA SFT (500 steps), subtraction prompts show a 'remain' token at ~62% depth, and answers "
                "crystallise only in the last layers.",

@@ -139,6 +139,9 @@ def class_word_logprob_change(result: TwoStageResult) -> float:
 
 @claim(
     id="H14",
+    no_graded=("not built in this round: 10/25/40-point accuracy drops would interpolate each seed's stage-2 weights "
+               "toward the destroyed (x100) run's, which needs the stage weights cached (today only their "
+               "measurements are)"),
     title="Two-stage training: low-LR stage 2 keeps computation, aggressive stage 2 destroys it, no classifier",
     statement="Two-stage training (SFT, fuse, low-LR dual-reward) keeps computation; the aggressive stage 2 "
                "destroys it; no classifier appears.",

@@ -170,6 +170,10 @@ def _register(data: DataSet) -> None:
     other = next(d for d in DATASETS.values() if d is not data)
     claim(
         id=data.claim_id,
+        no_graded=("not built in this round: a graded control would pull the engrams toward fixed label codes "
+                   "with the clustering term at several weights, one 3-variant run per strength, replicate and seed; "
+                   "the clustered-by-construction control already misses on the zoo (the compressor does not "
+                   "learn), and M1 is at chance on the sentiment stand-in"),
         title=f"Dual objective beats classification alone; engrams cluster by label ({data.n_classes}-class "
               f"{data.name})",
         statement=f"A dual objective (classification + LM) beats classification alone, and an unsupervised "

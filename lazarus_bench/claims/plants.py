@@ -14,7 +14,8 @@ from typing import Callable, Sequence
 import mlx.core as mx
 import numpy as np
 
-from ..analysis.lens import target_spellings
+from .. import prompts
+from ..analysis.lens import logit_lens, target_spellings
 from ..errors import LazarusError
 from .base import ControlUnavailable
 
@@ -77,25 +78,51 @@ def class_markers(handle, prompt_sets: Sequence, labels: Sequence[str]) -> list[
     return markers
 
 
-def word_directions(handle, words: Sequence[str]) -> np.ndarray:
-    """Per word, the unit residual direction that raises its with-space first token's lens logit most: the
-    unembedding row times the final norm's gain."""
-    W = np.array(handle.unembedding(), dtype=np.float32)
-    g = np.array(handle.final_norm_gain(), dtype=np.float32)
+def token_directions(handle, ids: Sequence[int]) -> np.ndarray:
+    """Per token, the unit residual direction that raises its lens logit most: the unembedding row times the final
+    norm's gain."""
+    rows = np.array(handle.unembedding(), dtype=np.float32)[list(ids)] * np.array(handle.final_norm_gain(),
+                                                                                 dtype=np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def strongest_directions(handle, ids: Sequence[int], *, steps: int = 500) -> np.ndarray:
+    """Per token, a unit residual direction whose lens (final norm, then unembedding) gives that token a high
+    probability: normalised-gradient ascent on its lens log-probability from the centred row over the gain. A plant
+    saturates at this probability at large scale (the final norm removes the scale), so strengths up to ~0.9 can be
+    planted where the unembedding row itself tops out near 0.1."""
+    W = np.array(handle.unembedding(), dtype=np.float64)
+    g = np.array(handle.final_norm_gain(), dtype=np.float64)
     rows = []
+    for t in ids:
+        d = (W[t] - W.mean(axis=0)) / g
+        for _ in range(steps):
+            n = np.sqrt(np.mean(d**2))
+            unit = d / n
+            z = W @ (g * unit)
+            p = np.exp(z - z.max())
+            p /= p.sum()
+            grad = g * (W[t] - p @ W)
+            grad = (grad - unit * np.mean(grad * unit)) / n
+            d = d + 0.05 * np.linalg.norm(d) * grad / np.linalg.norm(grad)
+        rows.append(d / np.linalg.norm(d))
+    return np.stack(rows).astype(np.float32)
+
+
+def word_directions(handle, words: Sequence[str]) -> np.ndarray:
+    """Per word, ``token_directions`` of its with-space first token (the other spelling where it has none)."""
+    ids = []
     for word in words:
         spellings = target_spellings(handle, word)
-        ids = spellings.get("with_space") or next(iter(spellings.values()))
-        row = W[ids[0]] * g
-        rows.append(row / np.linalg.norm(row))
-    return np.stack(rows)
+        ids.append((spellings.get("with_space") or next(iter(spellings.values())))[0])
+    return token_directions(handle, ids)
 
 
-def calibrate_scale(plant: ClassPlant, mean_prob: Callable[[], float], target: float, *, steps: int = 20) -> float:
-    """The plant scale (bisection in log10 between 1e-4 and 1e3, to 7e-6 of a decade) at which ``mean_prob()``
+def calibrate_scale(plant: ClassPlant, mean_prob: Callable[[], float], target: float, *, steps: int = 24) -> float:
+    """The plant scale (bisection in log10 between 1e-4 and 1e5, to 5e-7 of a decade) at which ``mean_prob()``
     reaches ``target``; raises ControlUnavailable when even the largest scale stays below it, or the smallest is
     already above it (the model's own level: that strength cannot be planted)."""
-    low, high = -4.0, 3.0
+    low, high = -4.0, 5.0
     plant.scale = 10.0**high
     if mean_prob() < target:
         raise ControlUnavailable(f"the planted direction cannot raise the word's probability to {target:.3g}")
@@ -108,3 +135,20 @@ def calibrate_scale(plant: ClassPlant, mean_prob: Callable[[], float], target: f
         low, high = (mid, high) if mean_prob() < target else (low, mid)
     plant.scale = 10.0**high
     return plant.scale if math.isfinite(plant.scale) else 0.0
+
+
+def plant_op_words(handle, block: int, target: float, calib, marker_sets: Sequence = ()) -> ClassPlant:
+    """Each prompt's operation word written at ``block`` of ``handle`` (in place) with the scale that gives it mean
+    lens probability ``target`` there on ``calib`` (prompts the measurement never sees); the operator symbols are
+    found in ``calib`` and ``marker_sets``, and a prompt without one gets nothing."""
+    words = list(prompts.operation_words())
+    plant = ClassPlant(handle, class_markers(handle, [calib, *marker_sets], words), word_directions(handle, words),
+                       block)
+    texts, labels = calib.texts(), calib.labels()
+
+    def mean_prob() -> float:
+        results = logit_lens(handle, texts, words, layers=[block], top_k=1)
+        return float(np.mean([r.targets[label].full_prob_sum[0] for r, label in zip(results, labels)]))
+
+    calibrate_scale(plant, mean_prob, target)
+    return plant

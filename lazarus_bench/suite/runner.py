@@ -140,8 +140,8 @@ def measure_record(claim: Claim, ctx: ClaimContext) -> dict:
     before = [trained, *(gate.check(ctx) for gate in claim.gates if gate.value is not None)] if trained.passed \
         else [trained]
     try:
-        if not trained.passed:  # not a language model: no other gate, measure or control is run on it
-            raise NotTestable([trained])
+        if not all(g.passed for g in before):  # decided before the run: no measure, training or control is spent
+            raise NotTestable(before)
         outcome = claim.measure(ctx)
     except NotTestable as exc:
         gates = exc.gates if exc.gates[0] in before else before + exc.gates
@@ -152,8 +152,11 @@ def measure_record(claim: Claim, ctx: ClaimContext) -> dict:
     failed = any(not g.passed for g in fitness)
     # a model that failed a gate gets no verdict, so nothing to calibrate: its controls would be compute for nothing
     controls = () if failed else tuple(control.run(claim, ctx) for control in claim.controls)
-    graded = () if failed else tuple(g.run(claim, ctx) for g in claim.graded)
-    nulls = () if failed else tuple(n.run(claim, ctx) for n in claim.nulls)
+    # a one-factor ablation (corrected+<defect>) changes the run, not the read-out and test the graded and null
+    # controls calibrate: those are measured once, under the protocol it ablates
+    calibrated = not failed and "+" not in ctx.protocol
+    graded = tuple(g.run(claim, ctx) for g in claim.graded) if calibrated else ()
+    nulls = tuple(n.run(claim, ctx) for n in claim.nulls) if calibrated else ()
     label, why = ("not run", "") if failed else calibrate(controls, graded, nulls)
     decision = stats.final_verdict(outcome.named_parts(), outcome.rule, fitness, (label, why))
     return {"fitness": tuple(fitness), **outcome_dict(outcome), "mde": record_mde(outcome.statistic),

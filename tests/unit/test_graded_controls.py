@@ -124,3 +124,15 @@ def test_null_control_counts_false_positives_over_replicates():
     expected = sum(np.random.default_rng(r).uniform() < 0.05 for r in range(200))
     assert run.flagged == expected and run.rate == expected / 200 and 0 < run.flagged < 30
     assert NullRun.from_dict(run.to_dict()) == run
+
+
+def test_every_claim_has_a_graded_control_or_says_why_not():
+    from lazarus_bench.claims.base import all_claims
+
+    for claim in all_claims():
+        assert bool(claim.graded) != bool(claim.no_graded), claim.id
+        for graded in claim.graded:
+            claimed = graded.writeup if graded.claimed == "writeup" else graded.threshold
+            assert graded.strengths[0] <= claimed <= graded.strengths[-1], claim.id
+            if graded.threshold is not None:
+                assert graded.strengths[0] < graded.threshold < graded.strengths[-1], claim.id
