@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-j", "--jobs", type=option("jobs"),
                    help="claim runs in parallel (default: one per core on CPU, up to 4)")
     p.add_argument("--cache-dir", help="trained fixtures (default: $LAZARUS_CACHE_DIR or ~/.cache/lazarus_bench)")
+    p.add_argument("--fresh", action="store_true", help="measure every record again, even one whose inputs (claim "
+                                                         "hash, model hash, parameters, code it calls) are unchanged")
     include_args(p)
     return p
 
@@ -68,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     run_suite(models, claim_ids or None, tier=args.tier, n_seeds=args.seeds, report_dir=report_dir,
               protocols=args.protocol, overrides=overrides, cache_dir=args.cache_dir,
-              jobs=args.jobs if args.jobs is not None else default_jobs(), adapter=args.adapter)
+              jobs=args.jobs if args.jobs is not None else default_jobs(), adapter=args.adapter, fresh=args.fresh)
     print(f"report: {render(report_dir)}")
     check_records_read(report_dir)
     return 0

@@ -75,6 +75,8 @@ class Record:
     work: dict[str, Any] | None = None  # FLOPs and tokens counted during the run
     environment: dict[str, Any] | None = None  # packages, BLAS, device, git commit
     traceback: str | None = None  # the traceback of an unexpected error
+    inputs: dict[str, Any] | None = None  # what the record is a function of (``reuse.inputs``): equal inputs, reused
+    reused: dict[str, Any] | None = None  # set when a later run reused this record instead of measuring again
 
     @property
     def claim_id(self) -> str:

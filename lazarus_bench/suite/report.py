@@ -125,6 +125,7 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
     lines += _layer_sensitivity(loaded.records, claims)
     lines += _one_factor(by_claim)
     lines += _time_spent(loaded.records, models)
+    lines += _reused(loaded.records)
     for claim_id in sorted(by_claim):
         lines += _claim_section(claim_id, claims.get(claim_id), by_claim[claim_id], report_dir)
     if loaded.skipped:
@@ -433,6 +434,20 @@ def _time_spent(records: list[Record], models: list[str]) -> list[str]:
     return ["## Where the time went", "", "Worker-seconds per claim and model (each record's wall time, every "
             "protocol summed; cached training runs count where they were trained). " + cost_line, "",
             tabulate(rows, headers="keys", tablefmt="github"), ""]
+
+
+def _reused(records: list[Record]) -> list[str]:
+    """Records a later run kept instead of measuring again (inputs unchanged): which, and from which run."""
+    kept = [r for r in records if r.reused]
+    if not kept:
+        return []
+    rows = [{"record": f"{r.claim_id} / {r.model.id} / {r.protocol}", "measured": r.timestamp,
+             "at commit": (r.environment or {}).get("git_commit") or "-", "reused": r.reused.get("at", "-")}
+            for r in sorted(kept, key=lambda r: r.key)]
+    return ["## Reused records", "", f"{len(kept)} of {len(records)} records were not measured again: their inputs "
+            "(claim hash, model hash, protocol, tier, parameters, seeds, BLAS, trained-gate threshold and the code "
+            "they call) equal the run's (`lazarus-bench run --fresh` measures them again). Their wall time above is "
+            "the measuring run's.", "", tabulate(rows, headers="keys", tablefmt="github"), ""]
 
 
 def _claim_section(claim_id: str, claim, records: list[Record], report_dir: Path) -> list[str]:

@@ -35,7 +35,7 @@ from ..claims.controls import calibrate
 from ..errors import LazarusError
 from ..models import check_model_id, model_fingerprint
 from ..runinfo import environment
-from . import families
+from . import families, reuse
 from .records import ModelRef, Record, save_record
 
 
@@ -182,6 +182,7 @@ def run_claim(claim: Claim, model_id: str, *, tier: str = "slow", n_seeds: int |
     info = model_info(handle, ZOO_INSTRUCT_PAIRS)
     fields = {**_base_record(claim, info, model_id, protocol, tier, params, seeds, origin),
               "tokenization": pool.audit(model_id)}
+    fields["inputs"] = reuse.inputs(claim, fields["model"].hash, protocol, tier, params, seeds, trained_threshold())
     reason = claim.applies(info) or ablation_scope(protocol, info)
     if reason:
         record = Record(**fields, status="skipped", reason=reason)
@@ -289,8 +290,10 @@ def job_summary(record: Record) -> dict:
 def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, tier: str = "slow",
               n_seeds: int | None = None, report_dir: str | Path = "reports", protocols: Sequence[str] | None = None,
               overrides: dict[str, dict] | None = None, log: Callable[[str], None] | None = None,
-              cache_dir: str | Path | None = None, jobs: int = 1, adapter: str | None = None) -> list[dict]:
+              cache_dir: str | Path | None = None, jobs: int = 1, adapter: str | None = None,
+              fresh: bool = False) -> list[dict]:
     """Every requested claim on every model (each protocol the claim offers), with progress per claim and model.
+    A job whose record in ``report_dir`` has the same inputs (``reuse``) keeps that record unless ``fresh``.
 
     ``adapter`` (an mlx-lm LoRA adapter folder) is fused into each model first (``models.fuse_adapter``).
 
@@ -317,9 +320,19 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
     origins = fused_models(models, adapter, cache_dir or default_root(), log) if adapter else {}
     models = list(origins) or list(models)
     pending = plan(claims, models, protocols, tier, report_dir)
+    summaries: list[dict] = []
+    if not fresh:
+        kept = {job: reused_record(job, report_dir, tier, n_seeds, (overrides or {}).get(job.claim),
+                                   origins.get(job.model, {}).get("id", job.model)) for job in pending}
+        for job, summary in kept.items():
+            if summary is not None:
+                summaries.append({"claim": job.claim, "model": job.model, "protocol": job.protocol, **summary})
+        if summaries:
+            log(f"reused {len(summaries)} of {len(pending)} records whose inputs are unchanged (--fresh re-runs them)")
+        pending = [job for job, summary in kept.items() if summary is None]
+    n_reused = len(summaries)
     queues = sorted(families.units(pending, lambda j: (j.claim, tier, j.model)), key=lambda q: -sum(j.cost for j in q))
     kwargs = dict(tier=tier, n_seeds=n_seeds, report_dir=str(report_dir), cache_dir=str(cache_dir or default_root()))
-    summaries: list[dict] = []
 
     def named(job: Job) -> str:
         """The model as the user named it (a fused checkpoint reads "BASE + adapter PATH")."""
@@ -328,7 +341,7 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
     def finished(job: Job, summary: dict) -> None:
         summaries.append({"claim": job.claim, "model": job.model, "protocol": job.protocol, **summary})
         outcome = summary.get("verdict") or str(summary.get("status", "")).upper()
-        log(f"[{len(summaries)}/{len(pending)}] {job.claim} on {named(job)} ({job.protocol}): {outcome} "
+        log(f"[{len(summaries) - n_reused}/{len(pending)}] {job.claim} on {named(job)} ({job.protocol}): {outcome} "
             f"({summary.get('reason', '')}) in {summary.get('wall_s', 0)} s")
 
     if jobs <= 1:
@@ -341,6 +354,35 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
         return summaries
     _run_pool(queues, jobs, kwargs, overrides, origins, log, finished)
     return summaries
+
+
+def reused_record(job: Job, report_dir: str | Path, tier: str, n_seeds: int | None, overrides: dict | None,
+                  name: str) -> dict | None:
+    """The summary of ``job``'s finished record if its inputs equal this run's (then marked reused, with the lock
+    status refreshed), else None. Hub models are never reused: their id is not their content."""
+    from ..io import write_json
+    from ..models import local_path
+    from ..runinfo import git_commit
+    from .records import record_path
+
+    claim = get_claim(job.claim)
+    path = record_path(report_dir, claim.id, slug(name), job.protocol)
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(old, dict) or old.get("status") not in ("ok", "skipped") or local_path(job.model) is None:
+        return None
+    n = n_seeds if n_seeds is not None else claim.default_seeds[tier]
+    want = reuse.inputs(claim, model_fingerprint(job.model), job.protocol, tier, claim.parameters(tier, overrides),
+                        list(range(n)) if claim.training else [], trained_threshold())
+    if old.get("inputs") != want:
+        return None
+    old.update(prereg=prereg.check(claim), reused={
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit()})
+    write_json(path, old)
+    return {"status": old["status"], "verdict": old.get("verdict"), "reason": old.get("reason", ""),
+            "wall_s": 0.0, "reused": True}
 
 
 def _run_pool(queues: list[list[Job]], jobs: int, kwargs: dict, overrides: dict | None, origins: dict,

@@ -1,0 +1,78 @@
+"""Incremental runs: a record whose inputs are unchanged is kept, anything that changes them (parameters, the code a
+claim calls, --fresh) measures it again, and the report lists what was kept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lazarus_bench.claims.base import get_claim
+from lazarus_bench.suite import reuse
+from lazarus_bench.suite.records import load_records
+from lazarus_bench.suite.report import render
+from lazarus_bench.suite.runner import run_suite
+
+CLAIMS_DIR = reuse.PACKAGE / "claims"
+
+
+def test_a_claims_code_is_its_module_its_imports_and_the_claims_it_reads():
+    h01, h04 = (reuse.claim_files(get_claim(c)) for c in ("H01", "H04"))
+    assert {CLAIMS_DIR / "h01_lens_op_words.py", CLAIMS_DIR / "plants.py", CLAIMS_DIR / "base.py",
+            reuse.PACKAGE / "stats" / "__init__.py", reuse.PACKAGE / "suite" / "runner.py"} <= h01
+    assert CLAIMS_DIR / "h07_grpo_no_classifier.py" not in h01 | h04
+    assert CLAIMS_DIR / "h05_dual_reward_names_op.py" in h04  # H04's positive control is H05a's trained model
+    lazy = reuse.closure(reuse.PACKAGE / "claims" / "base.py")
+    assert reuse.PACKAGE / "models.py" in lazy and reuse.PACKAGE / "tiny.py" in lazy  # imports inside functions
+
+
+def _run(model, out, **kw):
+    return run_suite([model], ["H01", "H02"], tier="fast", report_dir=out, cache_dir=out / "cache",
+                     log=lambda m: None, **kw)
+
+
+def _files(out: Path) -> dict[str, dict]:
+    return {p.name: json.loads(p.read_text()) for p in sorted((out / "records").glob("*.json"))}
+
+
+def test_unchanged_inputs_reuse_the_record_and_changed_ones_do_not(saved_model, tmp_path, monkeypatch):
+    model, out = str(saved_model("llama")), tmp_path / "r"
+    first = _run(model, out)
+    assert not any(s.get("reused") for s in first)
+    before = _files(out)
+    again = _run(model, out)
+    assert all(s.get("reused") for s in again) and len(again) == len(first)
+    after = _files(out)
+    for name, record in after.items():
+        assert record["reused"]["at"] and {k: v for k, v in record.items() if k not in ("reused", "prereg")} == \
+            {k: v for k, v in before[name].items() if k not in ("reused", "prereg")}
+    assert "## Reused records" in render(out).read_text()
+
+    changed = _run(model, out, overrides={"H01": {"max_prob": 0.02}})
+    assert {s["claim"]: bool(s.get("reused")) for s in changed} == {"H01": False, "H02": True}
+    assert not any(s.get("reused") for s in _run(model, out, fresh=True))
+    assert not any(r.reused for r in load_records(out).records)  # every record measured by the last run
+
+    h01 = str(CLAIMS_DIR / "h01_lens_op_words.py")
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: real(self) + (b"\n# edited" if str(self) == h01 else b""))
+    edited = _run(model, out)
+    assert {s["claim"]: bool(s.get("reused")) for s in edited} == {"H01": False, "H02": True}
+
+
+def test_a_failed_record_is_never_reused(saved_model, tmp_path):
+    model, out = str(saved_model("llama")), tmp_path / "r"
+    _run(model, out)
+    path = next((out / "records").glob("H02__*.json"))
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "status": "error"}))
+    assert {s["claim"]: bool(s.get("reused")) for s in _run(model, out)} == {"H01": True, "H02": False}
+
+
+@pytest.mark.parametrize("model", ["meta-llama/Llama-3.2-1B"])
+def test_hub_models_are_never_reused(model, tmp_path):
+    from lazarus_bench.suite.runner import Job, reused_record
+
+    (tmp_path / "records").mkdir()
+    assert reused_record(Job("H01", model, "corrected", 1.0), tmp_path, "fast", None, None, model) is None
