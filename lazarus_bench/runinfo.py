@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import blas
+from . import blas, jit
 
 PACKAGES = ("lazarus-bench", "mlx", "mlx-cpu", "mlx-metal", "mlx-cuda", "mlx-lm", "numpy", "scipy", "scikit-learn",
             "transformers", "tokenizers")
@@ -66,6 +66,7 @@ def environment(measure_gemm: bool = False) -> dict:
         "blas": {"status": state.status, "library": blas.resolved_library() or state.path, "detail": state.detail,
                  "threads": blas.thread_count(), "threads_env": blas.THREADS_ENV},
         "packages": package_versions(),
+        "jit": jit.mode(),
         "git_commit": git_commit(),
     }
     if measure_gemm:

@@ -28,7 +28,7 @@ def test_a_claims_code_is_its_module_its_imports_and_the_claims_it_reads():
 
 
 def _run(model, out, **kw):
-    return run_suite([model], ["H01", "H02"], tier="fast", report_dir=out, cache_dir=out / "cache",
+    return run_suite([model], ["H01", "H12"], tier="fast", report_dir=out, cache_dir=out / "cache",
                      log=lambda m: None, **kw)
 
 
@@ -50,7 +50,7 @@ def test_unchanged_inputs_reuse_the_record_and_changed_ones_do_not(saved_model, 
     assert "## Reused records" in render(out).read_text()
 
     changed = _run(model, out, overrides={"H01": {"max_prob": 0.02}})
-    assert {s["claim"]: bool(s.get("reused")) for s in changed} == {"H01": False, "H02": True}
+    assert {s["claim"]: bool(s.get("reused")) for s in changed} == {"H01": False, "H12": True}
     assert not any(s.get("reused") for s in _run(model, out, fresh=True))
     assert not any(r.reused for r in load_records(out).records)  # every record measured by the last run
 
@@ -58,16 +58,16 @@ def test_unchanged_inputs_reuse_the_record_and_changed_ones_do_not(saved_model, 
     real = Path.read_bytes
     monkeypatch.setattr(Path, "read_bytes", lambda self: real(self) + (b"\n# edited" if str(self) == h01 else b""))
     edited = _run(model, out)
-    assert {s["claim"]: bool(s.get("reused")) for s in edited} == {"H01": False, "H02": True}
+    assert {s["claim"]: bool(s.get("reused")) for s in edited} == {"H01": False, "H12": True}
 
 
 def test_a_failed_record_is_never_reused(saved_model, tmp_path):
     model, out = str(saved_model("llama")), tmp_path / "r"
     _run(model, out)
-    path = next((out / "records").glob("H02__*.json"))
+    path = next((out / "records").glob("H12__*.json"))
     record = json.loads(path.read_text())
     path.write_text(json.dumps({**record, "status": "error"}))
-    assert {s["claim"]: bool(s.get("reused")) for s in _run(model, out)} == {"H01": True, "H02": False}
+    assert {s["claim"]: bool(s.get("reused")) for s in _run(model, out)} == {"H01": True, "H12": False}
 
 
 @pytest.mark.parametrize("model", ["meta-llama/Llama-3.2-1B"])
