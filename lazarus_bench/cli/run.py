@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-j", "--jobs", type=option("jobs"),
                    help="claim runs in parallel (default: one per core on CPU, up to 4)")
     p.add_argument("--cache-dir", help="trained fixtures (default: $LAZARUS_CACHE_DIR or ~/.cache/lazarus_bench)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local worker processes (default) or a Ray cluster (pip install 'lazarus-bench[ray]')")
+    p.add_argument("--address", help="the Ray cluster's address, e.g. 10.0.0.5:6379 (default: start a local one)")
     p.add_argument("--fresh", action="store_true", help="measure every record again, even one whose inputs (claim "
                                                          "hash, model hash, parameters, code it calls) are unchanged")
     include_args(p)
@@ -52,6 +55,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..suite.runner import run_suite
     from ..zoo.registry import DEFAULT_MODELS
 
+    if args.address and args.engine != "ray":
+        raise LazarusError("--address names a Ray cluster: use it with --engine ray")
     if args.adapter and len(args.model or []) != 1:
         raise LazarusError("--adapter needs exactly one -m MODEL: the checkpoint the adapter was trained on")
     models = args.model or list(DEFAULT_MODELS)
@@ -70,7 +75,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     run_suite(models, claim_ids or None, tier=args.tier, n_seeds=args.seeds, report_dir=report_dir,
               protocols=args.protocol, overrides=overrides, cache_dir=args.cache_dir,
-              jobs=args.jobs if args.jobs is not None else default_jobs(), adapter=args.adapter, fresh=args.fresh)
+              jobs=args.jobs if args.jobs is not None else default_jobs(), adapter=args.adapter, fresh=args.fresh,
+              engine=args.engine, address=args.address)
     print(f"report: {render(report_dir)}")
     check_records_read(report_dir)
     return 0

@@ -291,9 +291,10 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
               n_seeds: int | None = None, report_dir: str | Path = "reports", protocols: Sequence[str] | None = None,
               overrides: dict[str, dict] | None = None, log: Callable[[str], None] | None = None,
               cache_dir: str | Path | None = None, jobs: int = 1, adapter: str | None = None,
-              fresh: bool = False) -> list[dict]:
+              fresh: bool = False, engine: str = "local", address: str | None = None) -> list[dict]:
     """Every requested claim on every model (each protocol the claim offers), with progress per claim and model.
     A job whose record in ``report_dir`` has the same inputs (``reuse``) keeps that record unless ``fresh``.
+    ``engine="ray"`` sends the jobs to the Ray cluster at ``address`` (``ray_engine``) instead of local processes.
 
     ``adapter`` (an mlx-lm LoRA adapter folder) is fused into each model first (``models.fuse_adapter``).
 
@@ -344,6 +345,13 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
         log(f"[{len(summaries) - n_reused}/{len(pending)}] {job.claim} on {named(job)} ({job.protocol}): {outcome} "
             f"({summary.get('reason', '')}) in {summary.get('wall_s', 0)} s")
 
+    if engine == "ray":
+        from .ray_engine import run_ray
+
+        run_ray(queues, jobs, kwargs, overrides, origins, log, finished, address)
+        return summaries
+    if engine != "local":
+        raise LazarusError(f"engine '{engine}': expected local or ray")
     if jobs <= 1:
         pool = ModelPool()
         for job in (j for queue in queues for j in queue):
