@@ -20,6 +20,7 @@ from typing import Any, Callable, Literal, Sequence
 from .. import options
 from ..errors import LazarusError
 from ..stats import ClaimStatistic, Verdict, combine
+from ..zoo.registry import split_build, with_build, zoo_model_exists
 
 TIERS = ("fast", "slow")
 
@@ -449,6 +450,7 @@ class ClaimContext:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._log = log or (lambda message: None)
         self._shared = shared
+        self.is_variant = False  # a control's or a graded plant's run: floors do not stop it (``floor``)
 
     @property
     def model_id(self) -> str:
@@ -460,10 +462,12 @@ class ClaimContext:
     def variant(self, *, handle: Any = None, params: dict[str, Any] | None = None,
                 info: ModelInfo | None = None) -> "ClaimContext":
         """The same claim run on a control: another model, parameters or model facts (the claim's own otherwise)."""
-        return ClaimContext(self.claim, info or self.info, tier=self.tier, seeds=self.seeds,
-                            params={**self.params, **(params or {})}, protocol=self.protocol,
-                            cache_dir=self.cache_dir, log=self._log,
-                            shared=handle if handle is not None else self._shared)
+        ctx = ClaimContext(self.claim, info or self.info, tier=self.tier, seeds=self.seeds,
+                           params={**self.params, **(params or {})}, protocol=self.protocol,
+                           cache_dir=self.cache_dir, log=self._log,
+                           shared=handle if handle is not None else self._shared)
+        ctx.is_variant = True
+        return ctx
 
     def test(self, criterion: str) -> str:
         """The test the claim declared for ``criterion`` (hashed into the lock): a measure never picks one itself."""
@@ -482,6 +486,13 @@ class ClaimContext:
         if not result.passed:
             raise NotTestable([result], details)
         return result
+
+    def floor(self, gate_name: str, value: float, details: dict[str, Any] | None = None) -> None:
+        """A gate that is the smallest value over runs, checked on one run as soon as it ends: a run below the floor
+        decides it (the smallest cannot pass), so the claim's own run stops there (``require``). A control's run is
+        measured to its end: the runner checks no gate on it, and a learning-rate-0 control fails floors by design."""
+        if not self.is_variant:
+            self.require(gate_name, value, details)
 
     def handle(self):
         """The model for analysis (shared within this claim run; never train it in place)."""
@@ -520,13 +531,17 @@ def model_info(handle, instruct_pairs: dict[str, str] | None = None) -> ModelInf
     else:
         kind = "base"
     pair = (instruct_pairs or {}).get(model_id)
+    if pair is None and kind == "base" and model_id.startswith(ZOO_PREFIXES):
+        twin = with_build(model_id, "instruct")
+        pair = twin if split_build(model_id.split(":", 1)[1])[0] == "base" and zoo_model_exists(twin) else None
     if pair is None and kind != "instruct" and re.search(r"llama-3\.2-\d+b$", name):
         pair = model_id + "-Instruct"
     return ModelInfo(model_id=model_id, model_type=handle.model_type, kind=kind, n_layers=handle.n_layers,
                      is_moe=handle.is_moe, tied=handle.tied, instruct_pair=pair)
 
 
-ZOO_INSTRUCT_PAIRS = {"zoo:base": "zoo:instruct", "zoo-micro:base": "zoo-micro:instruct"}
+ZOO_INSTRUCT_PAIRS: dict[str, str] = {}  # explicit base -> instruct pairs; a zoo build's base pairs with its instruct
+ZOO_PREFIXES = ("zoo:", "zoo-micro:")
 
 
 def not_instruct(info: ModelInfo) -> str | None:
@@ -538,6 +553,22 @@ def ablation_scope(protocol: str, info: ModelInfo) -> str | None:
     would repeat that diagnosis at the cost of a training run per defect, so they run on base models only."""
     if "+" in protocol and info.kind != "base":
         return f"one-factor ablations run on base models only; this is a {info.kind} model"
+    return None
+
+
+def build_scope(claim: "Claim", protocol: str, info: ModelInfo) -> str | None:
+    """A zoo build other than the development one replicates the corrected protocol's verdicts: its base model runs
+    every claim for base models, a derived variant only the claims a base model cannot test (the MoE router)."""
+    name = info.model_id.split(":", 1)[-1]
+    if not info.model_id.startswith(ZOO_PREFIXES) or split_build(name)[1] is None:
+        return None
+    if protocol != "corrected":
+        return "builds replicate the corrected protocol; protocol ablations run on the development build"
+    if info.kind != "base":
+        as_base = ModelInfo(model_id=info.model_id, model_type="llama", kind="base", n_layers=info.n_layers,
+                            is_moe=False, tied=True, instruct_pair=with_build(info.model_id, "instruct"))
+        if claim.applies(as_base) is None:
+            return f"a derived {info.kind} variant is not a replicate of its base: it runs only claims about its kind"
     return None
 
 

@@ -53,13 +53,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     apply_include(args)
     from ..suite.report import render
     from ..suite.runner import run_suite
-    from ..zoo.registry import DEFAULT_MODELS
+    from ..zoo.registry import default_models
 
     if args.address and args.engine != "ray":
         raise LazarusError("--address names a Ray cluster: use it with --engine ray")
     if args.adapter and len(args.model or []) != 1:
         raise LazarusError("--adapter needs exactly one -m MODEL: the checkpoint the adapter was trained on")
-    models = args.model or list(DEFAULT_MODELS)
+    models = args.model or default_models()
     report_dir = args.report_dir or default_report_dir(args.model, args.adapter, args.tier)
     check_writable(Path(report_dir) / "REPORT.md")  # a folder the run could not write to, before any claim runs
     if args.tier == "fast" and not args.model:

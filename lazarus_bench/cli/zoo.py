@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", choices=["base", "instruct", "untied", "moe"])
     p.add_argument("--seed", type=option("seed"), default=None,
                    help="build seed (default: the one its zoo was built with); replicas: init seed (default 0)")
+    p.add_argument("--builds", type=_seeds, metavar="SEEDS",
+                   help="build: other builds of the zoo, one per seed (e.g. 2,3,4), each into <zoo>/builds/s<SEED> "
+                        "(base, instruct, moe), stamped with the lock in force; list shows every build")
     p.add_argument("--force", action="store_true", help="rebuild models that already verify")
     p.add_argument("--ranks", type=option("ranks"), default=None,
                    help="data-parallel training processes for a build (default: 2 on 2+ cores, 1 for micro)")
@@ -33,6 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--write", action="store_true",
                    help="eval: store the fresh metrics in each model's manifest (the weights are checked first)")
     return p
+
+
+def _seeds(text: str) -> list[int]:
+    """'2,3,4' -> [2, 3, 4]: non-negative build seeds."""
+    try:
+        seeds = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated seeds like 2,3,4, got {text!r}")
+    return seeds
 
 
 def _zoo_rows(root: Path) -> list[dict]:
@@ -109,9 +123,12 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     if args.action == "replicas":
         return _replicas(args)
     if args.action == "list":
+        from ..zoo.registry import zoo_builds
+
         root = Path(args.dir) if args.dir else zoo_root(micro)
-        print(f"zoo ({args.size}) at {root}")
-        print(_table(_zoo_rows(root)))
+        for build, path in zoo_builds(root).items():
+            print(f"zoo ({args.size}) {'build ' + build if build else 'development build'} at {path}")
+            print(_table(_zoo_rows(path)))
         return 0
     if args.action == "eval":
         from ..zoo.evaluate import METRICS, evaluate_dir
@@ -137,6 +154,8 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         return 0
     from ..zoo.build import build_zoo
 
+    if args.builds:
+        return _builds(args)
     default_out = zoo_root(True) if micro else Path(zoo_root(True)).parent / "zoo-rebuilt"
     out = Path(args.dir) if args.dir else default_out
     from ..zoo.build import KINDS
@@ -146,6 +165,41 @@ def cmd_zoo(args: argparse.Namespace) -> int:
                           kinds=tuple(args.models) if args.models else KINDS)
     if world()[1] != 0:
         return 0
+    _print_built(args, out, manifests)
+    return 0
+
+
+def _builds(args: argparse.Namespace) -> int:
+    """``zoo build --builds 2,3,4``: one build per seed beside the development build, stamped with the lock."""
+    import time
+
+    from ..claims import prereg
+    from ..zoo.build import SIZES, build_zoo
+    from ..zoo.pretrain import world
+    from ..zoo.registry import build_dir, zoo_root
+
+    root = Path(args.dir) if args.dir else zoo_root(args.size == "micro")
+    if SIZES[args.size].seed in args.builds or args.seed is not None:
+        raise LazarusError(f"--builds: seed {SIZES[args.size].seed} is the development build at {root} (and --seed "
+                           "does not combine with --builds); name the other builds' seeds")
+    lock = prereg.read_lock_file()
+    stamp = {"lock": {"version": prereg.lock_version(lock), "frozen": bool(lock.get("frozen"))}} \
+        if lock.get("frozen") else {}
+    for seed in args.builds:
+        out = build_dir(root, seed)
+        start = time.perf_counter()
+        manifests = build_zoo(out, size=args.size, seed=seed, force=args.force, stamp=stamp,
+                              kinds=tuple(args.models) if args.models else ("base", "instruct", "moe"))
+        if world()[1] == 0:
+            print(f"build s{seed}: {time.perf_counter() - start:.0f} s")
+            _print_built(args, out, manifests)
+    return 0
+
+
+def _print_built(args: argparse.Namespace, out: Path, manifests: dict) -> None:
+    from ..zoo.registry import zoo_root
+
+    micro = args.size == "micro"
     shipped = zoo_root(micro)
     rows = []
     for kind, manifest in manifests.items():
@@ -160,7 +214,6 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         rows.append(row)
     print(f"zoo ({args.size}) built at {out}")
     print(_table(rows))
-    return 0
 
 
 def _replicas(args: argparse.Namespace) -> int:

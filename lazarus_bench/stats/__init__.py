@@ -37,7 +37,7 @@ from .power import (  # noqa: F401
     power_one_sample_t,
     power_two_sample_t,
 )
-from .resampling import bootstrap_ci  # noqa: F401
+from .resampling import bootstrap_ci, build_variance  # noqa: F401
 from .results import (  # noqa: F401
     ALTERNATIVES,
     BOOTSTRAP_METHODS,

@@ -78,3 +78,33 @@ def bootstrap_ci(
         n_resamples=int(n_resamples),
         note=note,
     )
+
+
+def build_variance(groups: Any, *, confidence: float = DEFAULT_CONFIDENCE, n_resamples: int = DEFAULT_N_RESAMPLES,
+                   seed: int = 0) -> dict[str, Any]:
+    """Between- and within-build variance of per-unit values grouped by build (a unit: a seed or a prompt).
+
+    Method of moments: ``within`` is the pooled variance of units inside a build; ``between`` is the variance of the
+    build means less the part their sampling explains (mean of within / n_b), floored at 0 (the one-way random-effects
+    ANOVA estimate; with equal n it is (MSB - MSW) / n). The grand mean weighs each build equally; its CI is a
+    two-stage multi-bootstrap: resample builds, then units within each resampled build (percentile, seeded)."""
+    xs = [_as_1d(g, "build values") for g in groups]
+    if len(xs) < 2:
+        raise ValueError(f"build_variance needs at least two builds, got {len(xs)}")
+    _check_level(confidence, "confidence")
+    means = np.array([x.mean() for x in xs])
+    sizes = np.array([x.size for x in xs])
+    dof = int(np.sum(sizes - 1))
+    within = float(sum(np.sum((x - x.mean()) ** 2) for x in xs) / dof) if dof else math.nan
+    raw_between = float(np.var(means, ddof=1)) - (float(np.mean(within / sizes)) if dof else 0.0)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(xs), size=(n_resamples, len(xs)))
+    boot = np.empty(n_resamples)
+    for i, chosen in enumerate(picks):
+        boot[i] = np.mean([xs[b][rng.integers(0, sizes[b], size=sizes[b])].mean() for b in chosen])
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(boot, [tail, 1.0 - tail])
+    return {"grand_mean": float(means.mean()), "ci_low": float(low), "ci_high": float(high),
+            "confidence": confidence, "between": max(0.0, raw_between), "within": within,
+            "build_means": means.tolist(), "n_per_build": sizes.tolist(), "n_resamples": int(n_resamples),
+            "method": "method-of-moments variance components; CI: two-stage multi-bootstrap (builds, then units)"}

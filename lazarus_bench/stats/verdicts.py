@@ -163,7 +163,7 @@ def threshold_claim(
         p_value=p_claim, n=n, verdict=verdict.verdict, reason=verdict.reason,
         details={"threshold": thr, "direction": direction, "alpha": alpha, "test": test,
                  "test_name": TEST_NAMES[test], "on_claimed_side": on_claimed, "p_opposite": p_opp, "min_n": min_n,
-                 "power": power, "mde": mde, "mde_d": d_min,
+                 "power": power, "mde": mde, "mde_d": d_min, "values": x.tolist(),
                  "mde_definition": "smallest shift of the mean from the threshold the declared one-sided test "
                                    "detects (alpha, power 0.8) at this n, in units of the observed SD (NaN when "
                                    "the values have no spread; infinite when no outcome at this n is significant)"},

@@ -11,45 +11,29 @@ from typing import Any, Callable
 from ..errors import LazarusError
 
 INSTALL = "pip install 'lazarus-bench[ray]'"
-_POOL = None  # a Ray worker's loaded models, kept for its later tasks
-
-
-def _measure(job, kwargs: dict) -> dict:
-    """One job in a Ray worker: the record as JSON (saved by the driver), measured in a scratch report folder."""
-    import tempfile
-
-    from ..claims.base import get_claim
-    from .runner import ModelPool, run_claim
-
-    global _POOL
-    _POOL = _POOL or ModelPool()
-    origins = kwargs.pop("origins", {})
-    with tempfile.TemporaryDirectory() as scratch:
-        record = run_claim(get_claim(job.claim), job.model, protocol=job.protocol, pool=_POOL,
-                           origin=origins.get(job.model), **{**kwargs, "report_dir": scratch})
-    return record.to_dict()
 
 
 def run_ray(queues: list, jobs: int, kwargs: dict, overrides: dict | None, origins: dict, log: Callable[[str], None],
-            finished: Callable[[Any, dict], None], address: str | None) -> None:
-    """Run the family queues on the Ray cluster at ``address`` (None: a local one), at most ``jobs`` at a time."""
+            finished: Callable[[Any, dict], None], address: str | None, measure: Callable[[Any, dict], dict],
+            summary: Callable[[Any], dict]) -> None:
+    """Run the family queues on the Ray cluster at ``address`` (None: a local one), at most ``jobs`` at a time:
+    ``measure(job, kwargs)`` runs in a Ray task and returns the record as JSON; ``summary(record)`` is logged."""
     try:
         import ray
     except ImportError as exc:
         raise LazarusError(f"--engine ray needs Ray: {INSTALL}") from exc
     from .records import Record, save_record
-    from .runner import job_summary
 
     ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        measure = ray.remote(num_cpus=1, max_retries=0)(_measure)
+        remote = ray.remote(num_cpus=1, max_retries=0)(measure)
         running: dict[Any, tuple[Any, list]] = {}
         while any(queues) or running:
             busy = [id(queue) for _, queue in running.values()]
             for queue in [q for q in queues if q and id(q) not in busy][: max(0, jobs - len(running))]:
                 job = queue.pop(0)
                 log(f"start {job.claim} on {origins.get(job.model, {}).get('id', job.model)} ({job.protocol}) on Ray")
-                ref = measure.remote(job, {**kwargs, "origins": origins, "overrides": (overrides or {}).get(job.claim)})
+                ref = remote.remote(job, {**kwargs, "origins": origins, "overrides": (overrides or {}).get(job.claim)})
                 running[ref] = (job, queue)
             done, _ = ray.wait(list(running), num_returns=1)
             for ref in done:
@@ -57,9 +41,9 @@ def run_ray(queues: list, jobs: int, kwargs: dict, overrides: dict | None, origi
                 try:
                     record = Record.from_dict(ray.get(ref))
                     save_record(kwargs["report_dir"], record)
-                    summary = job_summary(record)
+                    outcome = summary(record)
                 except Exception as exc:  # noqa: BLE001  (a lost task must not stop the other jobs)
-                    summary = {"status": "error", "reason": f"Ray task failed: {type(exc).__name__}: {exc}"}
-                finished(job, summary)
+                    outcome = {"status": "error", "reason": f"Ray task failed: {type(exc).__name__}: {exc}"}
+                finished(job, outcome)
     finally:
         ray.shutdown()

@@ -35,6 +35,7 @@ class ModelRef:
     path: str | None = None  # the fused checkpoint actually loaded, for a model with an adapter
     base: str | None = None  # the base model an adapter was fused into
     adapter: dict[str, Any] | None = None  # the adapter's path and hash
+    build: dict[str, Any] | None = None  # a zoo model's build: seed, role (development, confirmatory), lock
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)

@@ -19,7 +19,7 @@ from ..io import write_text
 from ..protocols import SINGLE_DEFECT_ORIGINAL
 from ..stats import ClaimStatistic, Verdict
 from ..zoo.registry import MANIFEST, resolve_zoo
-from . import calibration, plots
+from . import calibration, plots, summary
 from .records import Record, load_records
 
 
@@ -97,12 +97,14 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
         f"in `{report_dir / 'records'}` (regenerate with `lazarus-bench report`; do not edit).",
         "",
     ]
+    lines += summary.first_page(loaded.records, claims, report_dir)
     env = next((r.environment for r in loaded.records if r.environment), None)
     if env:
         lines += [f"Environment: {env['device']}, BLAS {env['blas']['status']} ({env['blas']['library']}), "
                   f"mlx {env['packages'].get('mlx', '?')}, mlx-lm {env['packages'].get('mlx-lm', '?')}, "
                   f"git {_commits(loaded.records)}. Benchmarks: [BENCH.md](BENCH.md).", ""]
     lines += _replication_summary(loaded.records, claims)
+    lines += summary.across_builds(loaded.records)
     lines += _zoo_quality(models)
     lines += _model_fitness(loaded.records)
     lines += _tokenization(loaded.records)

@@ -25,6 +25,7 @@ from ..claims.base import (
     NotTestable,
     ablation_scope,
     all_claims,
+    build_scope,
     claim_dict,
     get_claim,
     model_info,
@@ -35,6 +36,7 @@ from ..claims.controls import calibrate
 from ..errors import LazarusError
 from ..models import check_model_id, model_fingerprint
 from ..runinfo import environment
+from ..zoo.registry import build_info
 from . import families, reuse
 from .records import ModelRef, Record, save_record
 
@@ -65,7 +67,8 @@ def _base_record(claim: Claim, info: ModelInfo, model_id: str, protocol: str, ti
     """The fields every record has, known before anything is measured."""
     name = origin["id"] if origin else model_id
     model = ModelRef(id=name, slug=slug(name), hash=model_fingerprint(model_id), info=asdict(info),
-                     **({"path": model_id, "base": origin["base"], "adapter": origin["adapter"]} if origin else {}))
+                     **({"path": model_id, "base": origin["base"], "adapter": origin["adapter"]} if origin else
+                        {"build": build_info(model_id)}))
     return {
         "claim": claim_dict(claim),
         "model": model,
@@ -183,7 +186,7 @@ def run_claim(claim: Claim, model_id: str, *, tier: str = "slow", n_seeds: int |
     fields = {**_base_record(claim, info, model_id, protocol, tier, params, seeds, origin),
               "tokenization": pool.audit(model_id)}
     fields["inputs"] = reuse.inputs(claim, fields["model"].hash, protocol, tier, params, seeds, trained_threshold())
-    reason = claim.applies(info) or ablation_scope(protocol, info)
+    reason = claim.applies(info) or ablation_scope(protocol, info) or build_scope(claim, protocol, info)
     if reason:
         record = Record(**fields, status="skipped", reason=reason)
         save_record(report_dir, record)
@@ -281,6 +284,20 @@ def _worker_run(job: Job, kwargs: dict) -> dict:
     return job_summary(record)
 
 
+def measure_remote(job: Job, kwargs: dict) -> dict:
+    """One job where a Ray task runs it (``ray_engine``): the whole record as JSON, measured in a scratch report
+    folder; the driver saves it."""
+    import tempfile
+
+    global _WORKER_POOL
+    _WORKER_POOL = _WORKER_POOL or ModelPool()
+    origins = kwargs.pop("origins", {})
+    with tempfile.TemporaryDirectory() as scratch:
+        record = run_claim(get_claim(job.claim), job.model, protocol=job.protocol, pool=_WORKER_POOL,
+                           origin=origins.get(job.model), **{**kwargs, "report_dir": scratch})
+    return record.to_dict()
+
+
 def job_summary(record: Record) -> dict:
     """What the parent process logs of a finished job."""
     return {"status": record.status, "verdict": None if record.verdict is None else str(record.verdict),
@@ -348,7 +365,7 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
     if engine == "ray":
         from .ray_engine import run_ray
 
-        run_ray(queues, jobs, kwargs, overrides, origins, log, finished, address)
+        run_ray(queues, jobs, kwargs, overrides, origins, log, finished, address, measure_remote, job_summary)
         return summaries
     if engine != "local":
         raise LazarusError(f"engine '{engine}': expected local or ray")

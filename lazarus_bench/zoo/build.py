@@ -259,10 +259,11 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int | Non
               progress: bool = True, *, kinds: tuple[str, ...] = KINDS,
               steps: int | None = None, instruct_steps: int | None = None,
               evaluate_models: bool = True, keep_checkpoints: bool = False,
-              force: bool = False) -> dict:
+              force: bool = False, stamp: dict | None = None) -> dict:
     """Build the zoo into ``out_dir/<kind>`` and return ``{kind: manifest}``.
 
-    ``steps``/``instruct_steps`` override the size's step counts (tests use tiny values).
+    ``steps``/``instruct_steps`` override the size's step counts (tests use tiny values); ``stamp`` is written
+    into every manifest (the lock a confirmatory build was made under).
     Interrupted builds resume from the per-model checkpoints in ``out_dir/.checkpoints``; models
     whose manifest verifies with the same build config are skipped unless ``force``. Under
     :func:`lazarus_bench.zoo.ranks.launch` every rank runs this function: training is data parallel,
@@ -355,6 +356,7 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int | Non
             "blas": blas.fingerprint(),
             "tokenizer_seconds": round(tok_seconds, 2),
             "wall_seconds_total_so_far": round(time.perf_counter() - t_all, 2),
+            **(stamp or {}),
             **({"post_training": ["sft"] + (["dpo"] if "preference" in build_config else [])}
                if kind == "instruct" else {}),  # what H06's fitness gate reads: a reward-based stage after SFT
         }

@@ -35,22 +35,95 @@ def zoo_root(micro: bool = False) -> Path:
     return Path(os.environ.get(ZOO_ENV) or Path(__file__).parent / "weights")
 
 
+BUILDS = "builds"  # other builds of a zoo live in <root>/builds/s<SEED>/<kind>, named zoo:<kind>@s<SEED>
+
+
+def split_build(name: str) -> tuple[str, str | None]:
+    """'base@s2' -> ('base', 's2'); 'base' -> ('base', None): the zoo's own (development) build."""
+    kind, _, build = name.partition("@")
+    if build and not (build.startswith("s") and build[1:].isdigit()):
+        raise LazarusError(f"zoo model '{name}': a build is named s<SEED>, e.g. {kind}@s2")
+    return kind, build or None
+
+
+def build_dir(root: Path, seed: int) -> Path:
+    """Where the build of ``seed`` lives under a zoo root."""
+    return root / BUILDS / f"s{seed}"
+
+
+def zoo_builds(root: Path) -> dict[str, Path]:
+    """Every build under a zoo root: '' (the development build at the root) and 's<SEED>' for the others."""
+    found = {"": root} if root.is_dir() else {}
+    found.update({d.name: d for d in sorted((root / BUILDS).glob("s*"), key=lambda d: int(d.name[1:] or 0))
+                  if d.name[1:].isdigit() and d.is_dir()})
+    return found
+
+
+def with_build(model_id: str, kind: str) -> str:
+    """The ``kind`` model of the same zoo build as ``model_id`` ('zoo:base@s2', 'instruct' -> 'zoo:instruct@s2')."""
+    prefix, _, name = model_id.rpartition(":")
+    _, build = split_build(name)
+    return f"{prefix}:{kind}" + (f"@{build}" if build else "")
+
+
+def default_models(micro: bool = False) -> list[str]:
+    """The main job's models: the development build's four, then each other build's base and moe (its instruct
+    model is the base's pair for H06; the claims about other kinds need only those)."""
+    prefix = "zoo-micro:" if micro else "zoo:"
+    models = [m.replace("zoo:", prefix) for m in DEFAULT_MODELS]
+    for build in (b for b in zoo_builds(zoo_root(micro)) if b):
+        models += [f"{prefix}{kind}@{build}" for kind in ("base", "moe")
+                   if zoo_model_exists(f"{prefix}{kind}@{build}")]
+    return models
+
+
+def build_info(model_id: str) -> dict | None:
+    """Which build of the zoo a zoo model is: its seed and role. The root build is the development build (criteria
+    and controls were tuned on it); another is confirmatory when its manifest says it was built under a frozen lock,
+    else exploratory. None for a model outside the zoo."""
+    if not model_id.startswith(("zoo:", "zoo-micro:")):
+        return None
+    _, build = split_build(model_id.split(":", 1)[1])
+    try:
+        manifest = json.loads((resolve_zoo(model_id) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    lock = manifest.get("lock")
+    role = "development" if build is None else "confirmatory" if lock else "exploratory"
+    return {"seed": manifest.get("corpus_seed"), "role": role, **({"lock": lock} if lock else {})}
+
+
 def replica_root() -> Path:
     """Where the real-checkpoint replicas (``replica:NAME``) are built: the cache."""
     return default_root() / "replicas"
+
+
+def _zoo_path(model_id: str) -> tuple[Path, str | None]:
+    """Where a zoo or replica id's folder would be (not checked), and its build ('s2') if not the root build."""
+    name = model_id.split(":", 1)[1] if ":" in model_id else model_id
+    if model_id.startswith("replica:"):
+        return replica_root() / name, None
+    kind, seed = split_build(name)
+    root = zoo_root(model_id.startswith("zoo-micro:"))
+    return (build_dir(root, int(seed[1:])) if seed else root) / kind, seed
+
+
+def zoo_model_exists(model_id: str) -> bool:
+    """Whether a zoo id names a built model (not verified)."""
+    return (_zoo_path(model_id)[0] / "config.json").is_file()
 
 
 def resolve_zoo(model_id: str) -> Path:
     """Directory of ``zoo:NAME``, ``zoo-micro:NAME`` or ``replica:NAME`` (a bare NAME means ``zoo:``), checked
     against its manifest."""
     micro = model_id.startswith("zoo-micro:")
-    name = model_id.split(":", 1)[1] if ":" in model_id else model_id
-    root = replica_root() if model_id.startswith("replica:") else zoo_root(micro)
-    path = root / name
+    path, seed = _zoo_path(model_id)
+    root = path.parent
     if not (path / "config.json").is_file():
         known = sorted(p.name for p in root.glob("*") if (p / "config.json").is_file()) if root.is_dir() else []
         build = ("lazarus-bench zoo replicas" if model_id.startswith("replica:")
-                 else "lazarus-bench zoo build" + (" --size micro" if micro else ""))
+                 else "lazarus-bench zoo build" + (" --size micro" if micro else "")
+                 + (f" --builds {seed[1:]}" if seed else ""))
         raise LazarusError(
             f"zoo model '{model_id}' not found in {root} (available: {', '.join(known) or 'none'}); "
             f"build it with: {build}"

@@ -1,0 +1,210 @@
+"""The report's first page and its verdicts across zoo builds: one row per claim (robust verdict, build agreement,
+effect, empirical MDE, what could not be tested) and a claims x builds verdict map; then each claim's builds side by
+side with the between- and within-build variance where the statistic pools."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from tabulate import tabulate
+
+from ..stats import build_variance
+from ..zoo.registry import split_build
+from . import plots
+from .records import Record
+
+COLOURS = {"SUPPORTED": "#4daf4a", "REFUTED": "#e41a1c", "INCONCLUSIVE": "#ffbf00", "NOT TESTABLE": "#bdbdbd",
+           "n/a": "#ffffff", "ERROR": "#000000"}
+BUILD_DEPENDENT = "build-dependent"
+
+
+def variant_build(record: Record) -> tuple[str, str]:
+    """(variant, build): 'zoo:base@s2' -> ('zoo:base', 's2'); the root build is 's<seed>' from its manifest, or ''
+    for a model outside the zoo (its own variant, one build)."""
+    prefix, _, name = record.model.id.rpartition(":")
+    if prefix not in ("zoo", "zoo-micro"):
+        return record.model.id, ""
+    kind, build = split_build(name)
+    seed = (record.model.build or {}).get("seed")
+    return f"{prefix}:{kind}", build or (f"s{seed}" if seed is not None else "")
+
+
+def role(record: Record) -> str:
+    return (record.model.build or {}).get("role", "-")
+
+
+UNIT_VALUES = ("values", "gain_per_cell")  # where a headline statistic keeps the per-unit values it averages
+
+
+def _values(record: Record) -> list[float] | None:
+    details = (record.statistic.details or {}) if record.statistic is not None and record.status == "ok" else {}
+    values = next((details[k] for k in UNIT_VALUES if details.get(k)), None)
+    return [float(v) for v in values] if values else None
+
+
+def robust(records: list[Record]) -> dict:
+    """The verdict across builds of one variant: each build's, the agreement, and the robust verdict (every build
+    agrees), else INCONCLUSIVE, build-dependent; with variance components when each build recorded per-unit values."""
+    labels = [r.label for r in records]
+    counts = Counter(labels)
+    top, count = counts.most_common(1)[0]
+    split = ", ".join(f"{label} {k}" for label, k in sorted(counts.items()))
+    out = {"builds": [variant_build(r)[1] for r in records], "verdicts": labels, "k": len(records),
+           "agreement": f"{top} {count}/{len(records)}" if len(counts) == 1 else f"split: {split} of {len(records)}"}
+    if len(records) == 1:
+        return {**out, "verdict": top, "reason": "one build: not replicated across builds"}
+    if count == len(records):
+        out.update(verdict=top, reason=f"every build agrees ({count}/{count})")
+    else:
+        per = ", ".join(f"{b or r.model.id}: {lab}" for b, lab, r in zip(out["builds"], labels, records))
+        out.update(verdict="INCONCLUSIVE", reason=f"{BUILD_DEPENDENT} ({per})")
+    values = [_values(r) for r in records]
+    if all(values):
+        out["pooled"] = build_variance(values)
+    return out
+
+
+def groups(records: list[Record]) -> dict[tuple[str, str], list[Record]]:
+    """Corrected-protocol records that ran (not skipped), by (claim, variant), builds in seed order."""
+    out: dict[tuple[str, str], list[Record]] = defaultdict(list)
+    for r in records:
+        if r.protocol == "corrected" and r.status != "skipped":
+            out[(r.claim_id, variant_build(r)[0])].append(r)
+    for key in out:
+        out[key].sort(key=lambda r: (len(variant_build(r)[1]), variant_build(r)[1]))
+    return dict(out)
+
+
+def home(claim_id: str, grouped: dict[tuple[str, str], list[Record]]) -> str | None:
+    """The variant a claim is reported on: a base model where it ran on one, else the first it ran on (MoE claims
+    on the MoE variant); derived variants are other models, never replicates of the base."""
+    variants = sorted(v for c, v in grouped if c == claim_id)
+    bases = [v for v in variants if grouped[(claim_id, v)][0].model.info.get("kind") == "base"]
+    return (bases or variants or [None])[0]
+
+
+def _num(value) -> str:
+    return "-" if value is None or value != value else f"{value:.3g}"
+
+
+def _effect(rs: list[Record], verdict: dict) -> str:
+    pooled = verdict.get("pooled")
+    first = next((r for r in rs if r.statistic is not None and r.status == "ok"), None)
+    if first is None:
+        return "-"
+    name = first.statistic.name
+    if pooled:
+        return (f"{name} = {_num(pooled['grand_mean'])} [{_num(pooled['ci_low'])}, {_num(pooled['ci_high'])}] "
+                f"over {len(rs)} builds")
+    return "; ".join(f"{name} = {_num(r.statistic.statistic)} [{_num(r.statistic.ci_low)}, "
+                     f"{_num(r.statistic.ci_high)}]" + (f" ({variant_build(r)[1]})" if len(rs) > 1 else "")
+                     for r in rs if r.statistic is not None and r.status == "ok")
+
+
+def _mde(rs: list[Record]) -> str:
+    runs = [g for r in rs for g in (r.graded or ()) if g.built]
+    if not runs:
+        return "no graded control"
+    return "; ".join(f"{_num(g.mde) if g.mde is not None else 'none found'} vs writeup {_num(g.writeup)} ({g.units})"
+                     for g in runs[:2])
+
+
+def _untestable(claim_id: str, grouped: dict[tuple[str, str], list[Record]], skipped: dict[str, list[Record]]) -> str:
+    notes = [f"{r.model.id}: {str(r.reason).split(';')[0][:90]}" for (c, _), rs in grouped.items() if c == claim_id
+             for r in rs if r.label in ("NOT TESTABLE", "ERROR")]
+    notes += [f"{r.model.id}: n/a ({str(r.reason)[:60]})" for r in skipped.get(claim_id, [])]
+    return "; ".join(notes[:3]) + (f"; +{len(notes) - 3} more" if len(notes) > 3 else "") or "-"
+
+
+def first_page(records: list[Record], claims: dict, report_dir: Path) -> list[str]:
+    """REPORT.md's opening: one row per claim and the verdict map."""
+    grouped = groups(records)
+    skipped: dict[str, list[Record]] = defaultdict(list)
+    for r in records:
+        if r.protocol == "corrected" and r.status == "skipped":
+            skipped[r.claim_id].append(r)
+    rows = []
+    for claim_id in sorted({c for c, _ in grouped} | set(skipped)):
+        variant = home(claim_id, grouped)
+        rs = grouped.get((claim_id, variant), [])
+        verdict = robust(rs) if rs else {"verdict": "not run", "agreement": "-"}
+        others = [f"{v.split(':')[-1]} {robust(g)['verdict']}" for (c, v), g in sorted(grouped.items())
+                  if c == claim_id and v != variant]
+        writeup = claims[claim_id].writeup if claim_id in claims else (rs[0].claim.get("writeup", "") if rs else "")
+        rows.append({"claim": claim_id, "writeup (its model)": writeup, "model (builds)": f"{variant} ({len(rs)})",
+                     "verdict (agreement)": f"**{verdict['verdict']}** ({verdict['agreement']})",
+                     "effect [CI]": _effect(rs, verdict) if rs else "-", "empirical MDE": _mde(rs),
+                     "other variants": ", ".join(others) or "-", "not testable / not run": _untestable(
+                         claim_id, grouped, skipped)})
+    if not rows:
+        return []
+    picture = verdict_map(records, report_dir)
+    return ["## Summary", "",
+            "One row per claim on the model it is about (a base model, or the MoE variant for router claims); "
+            "**verdict** is robust only when every build of that model agrees, else INCONCLUSIVE (build-dependent). "
+            "Derived variants (instruct, untied, moe) are other models, listed apart, not replicates.", "",
+            tabulate(rows, headers="keys", tablefmt="github"), "", f"![verdict map]({picture})", ""]
+
+
+def verdict_map(records: list[Record], report_dir: Path) -> str:
+    """A claims x (model, build) grid coloured by the corrected-protocol verdict; returns the PNG's path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgb
+
+    cells = {(r.claim_id, r.model.id): r.label for r in records if r.protocol == "corrected"}
+    claim_ids = sorted({c for c, _ in cells})
+    columns = sorted({m for _, m in cells}, key=lambda m: (split_build(m.rpartition(":")[2])[0], m))
+    grid = [[to_rgb(COLOURS.get(cells.get((c, m), "n/a"), "#ffffff")) for m in columns] for c in claim_ids]
+    fig, ax = plt.subplots(figsize=(max(3.0, 1.2 + 0.9 * len(columns)), max(2.2, 0.9 + 0.32 * len(claim_ids))),
+                           dpi=100)
+    ax.imshow(grid, aspect="auto")
+    for i, c in enumerate(claim_ids):
+        for j, m in enumerate(columns):
+            label = cells.get((c, m), "")
+            ax.text(j, i, {"NOT TESTABLE": "N/T", "INCONCLUSIVE": "INC", "SUPPORTED": "SUP", "REFUTED": "REF"}
+                    .get(label, label), ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(columns)), [m.replace("zoo:", "")[-28:] for m in columns], rotation=45, ha="right",
+                  fontsize=7)
+    ax.set_yticks(range(len(claim_ids)), claim_ids, fontsize=7)
+    ax.set_title("verdict per claim and model (corrected protocol)", fontsize=8)
+    rel = Path(plots.PLOTS) / "verdict_map.png"
+    (report_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(report_dir / rel, bbox_inches="tight")
+    plt.close(fig)
+    return rel.as_posix()
+
+
+def across_builds(records: list[Record]) -> list[str]:
+    """Each variant built more than once: every build's verdict and statistic, the agreement, the robust verdict and
+    the variance between builds against within them."""
+    rows, pooled = [], []
+    for (claim_id, variant), rs in sorted(groups(records).items()):
+        if len(rs) < 2:
+            continue
+        v = robust(rs)
+        per = "; ".join(f"{variant_build(r)[1]} ({role(r)}): {r.label}"
+                        + (f" {_num(r.statistic.statistic)}" if r.statistic is not None else "") for r in rs)
+        rows.append({"claim": claim_id, "model": variant, "per build": per, "agreement": v["agreement"],
+                     "robust verdict": v["verdict"]})
+        if "pooled" in v:
+            p = v["pooled"]
+            pooled.append({"claim": claim_id, "model": variant, "statistic": rs[0].statistic.name,
+                           "grand mean [CI]": f"{_num(p['grand_mean'])} [{_num(p['ci_low'])}, {_num(p['ci_high'])}]",
+                           "build means": ", ".join(_num(m) for m in p["build_means"]),
+                           "between-build var": _num(p["between"]), "within-build var": _num(p["within"]),
+                           "units per build": ", ".join(map(str, p["n_per_build"]))})
+    if not rows:
+        return []
+    lines = ["## Across builds", "",
+             "Independently pretrained builds of one zoo model (same recipe, another seed). The development build "
+             "is the one criteria and controls were tuned on; confirmatory builds were built under the frozen lock.",
+             "", tabulate(rows, headers="keys", tablefmt="github"), ""]
+    if pooled:
+        lines += ["Variance components of the headline statistic's per-unit values (seeds or prompts): builds, "
+                  "then units, method of moments; the CI is a two-stage multi-bootstrap.", "",
+                  tabulate(pooled, headers="keys", tablefmt="github"), ""]
+    return lines

@@ -1,0 +1,130 @@
+"""Zoo builds as replicates: build ids and folders, which claims a build runs, the verdict across builds, the
+between- and within-build variance (against scipy's one-way ANOVA), and a micro zoo with a second build end to end:
+`zoo build --builds`, `zoo list`, the main job's models and REPORT.md's summary and across-builds tables."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats as st
+
+from lazarus_bench.claims.base import ModelInfo, build_scope, get_claim
+from lazarus_bench.errors import LazarusError
+from lazarus_bench.stats import ClaimStatistic, build_variance
+from lazarus_bench.suite.records import ModelRef, Record
+from lazarus_bench.suite.summary import robust, variant_build
+from lazarus_bench.zoo import registry as R
+
+
+def test_build_ids_name_folders_under_the_zoo(tmp_path, monkeypatch):
+    monkeypatch.setenv(R.ZOO_ENV, str(tmp_path))
+    assert R.split_build("base@s2") == ("base", "s2") and R.split_build("moe") == ("moe", None)
+    assert R.with_build("zoo:base@s12", "instruct") == "zoo:instruct@s12"
+    assert R.with_build("zoo-micro:base", "instruct") == "zoo-micro:instruct"
+    with pytest.raises(LazarusError, match="a build is named s<SEED>"):
+        R.resolve_zoo("zoo:base@two")
+    with pytest.raises(LazarusError, match=r"builds/s3.*zoo build --builds 3"):
+        R.resolve_zoo("zoo:base@s3")
+    (tmp_path / "builds" / "s3" / "base").mkdir(parents=True)
+    (tmp_path / "builds" / "s3" / "base" / "config.json").write_text("{}")
+    assert R.zoo_model_exists("zoo:base@s3") and not R.zoo_model_exists("zoo:moe@s3")
+    assert list(R.zoo_builds(tmp_path)) == ["", "s3"]
+    assert R.default_models()[-1] == "zoo:base@s3" and "zoo:moe@s3" not in R.default_models()
+
+
+def _info(model_id: str, kind: str) -> ModelInfo:
+    return ModelInfo(model_id=model_id, model_type="mixtral" if kind == "moe" else "llama", kind=kind, n_layers=4,
+                     is_moe=kind == "moe", tied=True)
+
+
+def test_a_build_runs_the_corrected_protocol_and_derived_variants_only_their_kind():
+    h01, h10 = get_claim("H01"), get_claim("H10")
+    assert build_scope(h01, "corrected", _info("zoo:base@s2", "base")) is None
+    assert "not a replicate" in build_scope(h01, "corrected", _info("zoo:moe@s2", "moe"))
+    assert build_scope(h10, "corrected", _info("zoo:moe@s2", "moe")) is None
+    assert "corrected protocol" in build_scope(get_claim("H05a"), "original", _info("zoo:base@s2", "base"))
+    assert build_scope(h01, "corrected", _info("zoo:moe", "moe")) is None  # the development build runs everything
+    assert build_scope(h01, "original", _info("my/checkpoint", "base")) is None
+
+
+def _record(model_id: str, verdict: str, values=None, seed=None) -> Record:
+    stat = ClaimStatistic(name="s", statistic=float(np.mean(values or [0])), ci_low=0.0, ci_high=1.0,
+                          confidence=0.9, effect_size=None, p_value=0.01, n=len(values or []), verdict=verdict,
+                          reason="", details={"values": values} if values else {})
+    r = Record.bare("H05a", model_id, verdict=verdict, statistic=stat)
+    return r.replace(model=ModelRef(id=model_id, slug=model_id, hash="", info={"kind": "base"},
+                                    build={"seed": seed, "role": "development"} if seed is not None else None))
+
+
+def test_the_verdict_across_builds_is_robust_only_when_every_build_agrees():
+    rows = [_record("zoo:base", "REFUTED", [0.1, 0.2], seed=1), _record("zoo:base@s2", "REFUTED", [0.3, 0.2]),
+            _record("zoo:base@s3", "REFUTED", [0.1, 0.4])]
+    assert [variant_build(r) for r in rows] == [("zoo:base", "s1"), ("zoo:base", "s2"), ("zoo:base", "s3")]
+    v = robust(rows)
+    assert (v["verdict"], v["agreement"]) == ("REFUTED", "REFUTED 3/3")
+    assert v["pooled"]["build_means"] == pytest.approx([0.15, 0.25, 0.25])
+    split = robust(rows[:2] + [_record("zoo:base@s3", "SUPPORTED", [0.9, 0.8])])
+    assert split["verdict"] == "INCONCLUSIVE" and split["agreement"] == "split: REFUTED 2, SUPPORTED 1 of 3"
+    assert "build-dependent" in split["reason"] and "s3: SUPPORTED" in split["reason"]
+    one = robust(rows[:1])
+    assert one["verdict"] == "REFUTED" and "one build" in one["reason"] and "pooled" not in one
+    assert "pooled" not in robust([rows[0], _record("zoo:base@s2", "NOT TESTABLE")])
+
+
+def test_build_variance_matches_one_way_anova():
+    rng = np.random.default_rng(3)
+    groups = [rng.normal(mu, 1.0, size=6) for mu in (0.0, 2.0, 5.0, 1.0)]
+    out = build_variance(groups, n_resamples=2000, seed=1)
+    f, _ = st.f_oneway(*groups)
+    msw = np.mean([np.var(g, ddof=1) for g in groups])
+    assert out["within"] == pytest.approx(msw)
+    assert out["between"] == pytest.approx(msw * (f - 1) / 6)  # (MSB - MSW) / n with MSB = F * MSW
+    assert out["ci_low"] < out["grand_mean"] < out["ci_high"]
+    assert build_variance(groups, n_resamples=2000, seed=1) == out
+    same = build_variance([[1.0, 2.0, 3.0], [1.5, 2.5, 1.0]], n_resamples=500)
+    assert same["between"] == 0.0  # means closer than their sampling explains: floored, never negative
+    with pytest.raises(ValueError, match="two builds"):
+        build_variance([[1.0, 2.0]])
+
+
+def test_build_variance_recovers_known_components():
+    rng = np.random.default_rng(0)
+    groups = [rng.normal(rng.normal(0.0, 2.0), 0.5, size=40) for _ in range(400)]
+    out = build_variance(groups, n_resamples=200)
+    assert out["between"] == pytest.approx(4.0, rel=0.2) and out["within"] == pytest.approx(0.25, rel=0.05)
+
+
+def test_a_second_micro_build_runs_and_reports_across_builds(tmp_path, monkeypatch, capsys):
+    from lazarus_bench.cli.zoo import main as zoo_main
+    from lazarus_bench.suite.report import render
+    from lazarus_bench.suite.runner import run_suite
+    from lazarus_bench.zoo.build import build_zoo
+
+    root = tmp_path / "zoo"
+    monkeypatch.setenv(R.MICRO_ZOO_ENV, str(root))
+    build_zoo(root, size="micro", seed=0, progress=False, steps=6, instruct_steps=3, kinds=("base", "instruct"))
+    assert zoo_main(["build", "--size", "micro", "--builds", "0", "--dir", str(root)]) == 2
+    assert "development build" in capsys.readouterr().err
+    build_zoo(R.build_dir(root, 2), size="micro", seed=2, progress=False, steps=6, instruct_steps=3,
+              kinds=("base", "instruct"), stamp={"lock": {"version": "v1+5", "frozen": True}})
+    assert zoo_main(["list", "--size", "micro"]) == 0
+    listed = capsys.readouterr().out
+    assert "development build at" in listed and "build s2 at" in listed
+    assert R.build_info("zoo-micro:base@s2") == {"seed": 2, "role": "confirmatory",
+                                                  "lock": {"version": "v1+5", "frozen": True}}
+    assert R.build_info("zoo-micro:base")["role"] == "development"
+
+    report = tmp_path / "report"
+    run_suite(["zoo-micro:base", "zoo-micro:base@s2"], ["H01"], tier="fast", report_dir=report,
+              cache_dir=tmp_path / "cache", log=lambda m: None)
+    saved = [json.loads(p.read_text()) for p in sorted((report / "records").glob("*.json"))]
+    assert sorted(r["model"]["build"]["seed"] for r in saved) == [0, 2]
+    assert {r["model"]["info"]["instruct_pair"] for r in saved} == {"zoo-micro:instruct", "zoo-micro:instruct@s2"}
+    text = render(report).read_text()
+    assert text.index("## Summary") < text.index("## Replication summary")
+    assert "![verdict map](plots/verdict_map.png)" in text and (report / "plots" / "verdict_map.png").is_file()
+    row = next(line for line in text.splitlines() if line.startswith("| H01") and "s0 (development)" in line)
+    assert "s2 (confirmatory)" in row
+    assert "zoo-micro:base (2)" in text and "between-build var" in text
