@@ -209,6 +209,18 @@ def runs_fitness(runs: list[dict], before: dict) -> dict[str, float]:
             "read-out moved": float(min(readout_move(run, before) for run in runs))}
 
 
+def trained_run(ctx: ClaimContext, fix: str, seed: int, before: dict, done: int, total: int) -> dict:
+    """One GRPO + dual run, its smallest-over-runs floors checked as soon as it ends (``ClaimContext.floor``): a run
+    whose classification loss did not fall or whose read-out did not move makes the claim NOT TESTABLE there, and
+    the runs after it are not trained."""
+    run = grpo_run(ctx, fix, seed)
+    details = {"runs measured": f"{done + 1} of {total} (stopped at the first run below a floor)", "fix": fix,
+               "seed": seed}
+    ctx.floor("cls loss fell", cls_loss_fall(run), details)
+    ctx.floor("read-out moved", readout_move(run, before), details)
+    return run
+
+
 def untrained_runs(ctx: ClaimContext) -> ClaimContext:
     """Negative control: the same pipeline with the learning rate at 0 for one step (the model is not changed)."""
     return ctx.variant(params={"lr_scale": 0.0, "steps": 1})
@@ -272,7 +284,7 @@ def grpo_curves(groups: dict[str, list[dict]], layers: list[str], lens_before: d
 def measure_h08(ctx: ClaimContext) -> Outcome:
     p = ctx.params
     before, layers, lens_before = grpo_before(ctx)
-    runs = [grpo_run(ctx, "dual", seed) for seed in ctx.seeds]
+    runs = [trained_run(ctx, "dual", seed, before, i, len(ctx.seeds)) for i, seed in enumerate(ctx.seeds)]
     chance = chance_collapse_rate(before["labels"], collapse_words(before["labels"]), p)
     statistic = collapse_claim(runs, chance, p, "fraction of seeds collapsed")
     statistic = with_untrained(replace(statistic, details={

@@ -20,9 +20,9 @@ from .h08_grpo_dual_collapse import (
     collapse_words,
     grpo_before,
     grpo_curves,
-    grpo_run,
     run_summary,
     runs_fitness,
+    trained_run,
     with_untrained,
 )
 
@@ -78,7 +78,9 @@ def measure_h09(ctx: ClaimContext) -> Outcome:
     p = ctx.params
     before, layers, lens_before = grpo_before(ctx)
     chance = chance_collapse_rate(before["labels"], collapse_words(before["labels"]), p)
-    by_fix = {fix: [grpo_run(ctx, fix, seed) for seed in ctx.seeds] for fix in FIXES}
+    total = len(FIXES) * len(ctx.seeds)
+    by_fix = {fix: [trained_run(ctx, fix, seed, before, i * len(ctx.seeds) + j, total)
+                    for j, seed in enumerate(ctx.seeds)] for i, fix in enumerate(FIXES)}
     statistic, table = h09_statistic(by_fix, chance, p, before)
     statistic = replace(statistic, details={**statistic.details, "n_seeds": len(ctx.seeds),
                                             "test": ctx.test("collapsed"), "correction": ctx.test("correction"),
