@@ -12,13 +12,15 @@ ZOO_KINDS = ("base", "instruct", "untied", "moe")
 
 
 def main_job_costs(records_dir: str | Path) -> dict | None:
-    """Worker-seconds per claim and model (sum of ``wall_s`` over protocols), per model the span from the first
+    """Worker-seconds per claim and model (sum of ``wall_s`` over protocols), the (claim, model) verdicts (corrected
+    records that ran) they bought, per model the span from the first
     record's start to the last one's end (``timestamp`` is written when a record ends), and the suite's efficiency,
     overall and per claim: counted FLOPs over each record's wall time x its worker's GEMM rate. None without records."""
     per_claim: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     spans: dict[str, list[float]] = {}
     work = {"flops": 0.0, "peak_flops": 0.0, "records": 0, "uncounted": 0}
     by_claim: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # claim -> [FLOPs, peak FLOPs]
+    verdicts: dict[str, int] = defaultdict(int)  # claim -> (claim, model) verdicts: corrected-protocol records run
     for path in sorted(Path(records_dir).glob("*.json")):
         try:
             rec = json.loads(path.read_text())
@@ -27,6 +29,8 @@ def main_job_costs(records_dir: str | Path) -> dict | None:
         except (OSError, ValueError, KeyError, TypeError):
             continue
         per_claim[claim][model] += wall
+        if rec.get("status") == "ok" and rec.get("protocol") == "corrected":
+            verdicts[claim] += 1
         counted, gemm = rec.get("work"), (rec.get("environment") or {}).get("blas", {}).get("gemm_gflops_1024")
         if isinstance(counted, dict) and gemm:
             done, peak = float(counted.get("flops") or 0.0), wall * float(gemm) * 1e9
@@ -46,6 +50,7 @@ def main_job_costs(records_dir: str | Path) -> dict | None:
     work["efficiency"] = work["flops"] / work["peak_flops"] if work["peak_flops"] else None
     work["per_claim"] = {c: done / peak for c, (done, peak) in sorted(by_claim.items()) if peak}
     return {"models": models, "per_claim": {c: dict(v) for c, v in sorted(per_claim.items())},
+            "verdicts": dict(sorted(verdicts.items())),
             "worker_s": totals, "span_s": {m: spans[m][1] - spans[m][0] for m in models}, "work": work}
 
 

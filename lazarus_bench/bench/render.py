@@ -193,6 +193,7 @@ def render_bench_md(results: dict) -> str:
                         f"{fmt(silu['silu_s'])} of {fmt(silu['forward_s'])} s): MLX's CPU exp runs "
                         f"{fmt(silu['exp_ns'])} ns per element, numpy's {fmt(silu['numpy_exp_ns'])}, "
                         f"an MLX multiply {fmt(silu['mul_ns'])}."]
+    out += _jit_section(results.get("jit"), table)
     probes = results.get("probes")
     if probes:
         out += ["", table([[probes["prompts"], probes["layers"], probes["hidden"], probes["n_permutations"],
@@ -269,15 +270,24 @@ def _cost_sections(job: dict | None, zoo: dict | None, table) -> list[str]:
     if job:
         models, work = job["models"], job.get("work") or {}
         efficiency = work.get("per_claim", {})
-        rows = [[claim] + [fmt(costs.get(m)) if m in costs else "–" for m in models] + [pct(efficiency.get(claim))]
+        verdicts = job.get("verdicts") or {}
+
+        def per_verdict(total: float, n: int | None) -> str:
+            return fmt(total / n) if n else "–"
+
+        rows = [[claim] + [fmt(costs.get(m)) if m in costs else "–" for m in models]
+                + [per_verdict(sum(costs.values()), verdicts.get(claim)), pct(efficiency.get(claim))]
                 for claim, costs in job["per_claim"].items()]
-        rows.append(["all (worker-s)"] + [fmt(job["worker_s"][m]) for m in models] + [pct(work.get("efficiency"))])
-        rows.append(["span of the records (s)"] + [fmt(job["span_s"][m]) for m in models] + [""])
+        rows.append(["all (worker-s)"] + [fmt(job["worker_s"][m]) for m in models]
+                    + [per_verdict(sum(job["worker_s"].values()), sum(verdicts.values())), pct(work.get("efficiency"))])
+        rows.append(["span of the records (s)"] + [fmt(job["span_s"][m]) for m in models] + ["", ""])
         out += ["", "## Main job (from the committed records)", "",
                 "Worker-seconds per claim (every protocol and control), and per model the span from the first "
                 "record's start to the last one's end: the wall time when the models ran one after another; "
-                "efficiency: the claim's counted FLOPs over its records' worker peak (see Formulas).", "",
-                table(rows, ["claim"] + models + ["efficiency"]), "", _efficiency_line(work)]
+                "worker-s per verdict: the claim's worker-seconds over its (claim, model) verdicts (corrected-protocol "
+                "records that ran, skips and ablations not counted); efficiency: the claim's counted FLOPs over its "
+                "records' worker peak (see Formulas).", "",
+                table(rows, ["claim"] + models + ["worker-s per verdict", "efficiency"]), "", _efficiency_line(work)]
     if zoo:
         rows = [[r["model"], fmt(r["build_s"]), fmt(r["train_tokens"]), fmt(r["tokens_per_s"]), fmt(r["ranks"]),
                  fmt(r["recipe"])] for r in zoo["models"]]
@@ -287,6 +297,35 @@ def _cost_sections(job: dict | None, zoo: dict | None, table) -> list[str]:
         out += ["", f"## Zoo build (from the shipped manifests): {heading}", "",
                 table(rows, ["model", "build s", "training tokens", "tokens/s", "ranks", "recipe"])]
     return out
+
+
+def _jit_section(jit: dict | None, table) -> list[str]:
+    """The JIT flags' effect: the compiled step, forward and lens API per mode, and the step's primitives."""
+    if not jit:
+        return []
+    if not jit.get("available"):
+        return ["", f"## JIT flags: not measured ({jit.get('reason', '')})"]
+
+    def row(label: str, key: str, higher_better: bool = False) -> list[str]:
+        plain, fma = jit[key]["plain"], jit[key]["fma"]
+        return [label, fmt(plain), fmt(fma), fmt(fma / plain if higher_better else plain / fma)]
+
+    step = jit["step_s"]
+    prims = [[name, fmt(p["calls"]) if "calls" in p else "", fmt(1e3 * p["plain_forward_backward_s"]),
+              pct(p["plain_forward_backward_s"] / step["plain"]), fmt(1e3 * p["fma_forward_backward_s"]),
+              pct(p["fma_forward_backward_s"] / step["fma"])] for name, p in jit["primitives"].items()]
+    return ["", f"## JIT flags: MLX's own vs FMA (`LAZARUS_JIT=plain|fma`, fresh processes interleaved, "
+                f"{jit['rounds']} rounds, medians)", "",
+            table([row(f"compiled AdamW step, zoo:base, {jit['batch']} x {jit['seq_len']} tokens (s)", "step_s"),
+                   row("compiled forward + loss, same batch (s)", "forward_s"),
+                   row("`logit_lens()` API, 64 prompts, all layers (prompts/s)", "lens_prompts_per_s", True)],
+                  ["measure", "plain", "FMA", "FMA speed-up"]), "",
+            f"Losses of the first 6 steps bitwise equal in every process of both modes: "
+            f"{'yes' if jit['losses_bitwise_equal'] else 'NO'}.", "",
+            "Where the step's time goes: each primitive of the llama blocks timed alone at the step's shapes, forward "
+            "and backward compiled as the step is, times its calls per step; the share is of the measured step "
+            "(the rest: AdamW's update, embedding, reshapes, the residual adds).", "",
+            table(prims, ["primitive", "calls/step", "plain ms/step", "plain share", "FMA ms/step", "FMA share"])]
 
 
 def _efficiency_line(work: dict | None) -> str:

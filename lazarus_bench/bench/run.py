@@ -15,6 +15,7 @@ from ..zoo.registry import resolve_zoo, zoo_root
 from .costs import main_job_costs, zoo_build_costs
 from .experts import measure_experts
 from .fixtures import bench_tokenizer, llama_config, load_handle, save_bench_model, tokenizer_vocab
+from .jit_effect import measure_jit
 from .lens import measure_lens, measure_probes
 from .machine import machine_info
 from .mlx_lm import compare_mlx_lm, measure_blas
@@ -45,12 +46,15 @@ class Plan:
     scaling_steps: int = 6
     batch_sweep: tuple[int, ...] = (4, 16, 64)
     experts_repeats: int = 3
+    jit_rounds: int = 3
+    jit_repeats: int = 10
 
 
 FULL = Plan()
 QUICK = Plan(train_steps=6, grpo_steps=2, pretrain_batch=16, lens_prompts=16, lens_repeats=5, probe_permutations=5,
              mlx_lm_iters=20, mlx_lm_repeats=1, mlx_lm_padded=False, blas_steps=3, blas_batch=4,
-             blas_modes=("import", "none"), scaling_steps=4, batch_sweep=(4, 16), experts_repeats=1)
+             blas_modes=("import", "none"), scaling_steps=4, batch_sweep=(4, 16), experts_repeats=1,
+             jit_rounds=1, jit_repeats=5)
 
 
 def bench_model(work: Path) -> tuple[Path, str]:
@@ -121,6 +125,7 @@ def run_bench(out_dir: str | os.PathLike = "reports", quick: bool = False, progr
                                                                    n_permutations=plan.probe_permutations))
         results["experts"] = stage("experts", lambda: measure_experts(load_handle(resolve_zoo("zoo:moe")).model,
                                                                       repeats=plan.experts_repeats))
+        results["jit"] = stage("jit", lambda: measure_jit(rounds=plan.jit_rounds, repeats=plan.jit_repeats))
         results["blas"] = stage("blas", lambda: measure_blas(vocab=vocab, batch=plan.blas_batch, steps=plan.blas_steps,
                                                              modes=plan.blas_modes))
         results["mlx_lm"] = stage("mlx_lm", lambda: compare_mlx_lm(

@@ -283,17 +283,26 @@ def test_main_job_and_zoo_build_costs_from_what_they_wrote(tmp_path):
 
     records = tmp_path / "records"
     records.mkdir()
-    for name, claim, model, wall, end in [("a", "H01", "m1", 10.0, "2026-01-01T00:01:00+00:00"),
-                                          ("b", "H01", "m1", 5.0, "2026-01-01T00:02:00+00:00"),
-                                          ("c", "H02", "m1", 30.0, "2026-01-01T00:00:50+00:00"),
-                                          ("d", "H02", "m2", 7.0, "2026-01-01T01:00:00+00:00")]:
+    for name, claim, model, wall, end, protocol in [
+            ("a", "H01", "m1", 10.0, "2026-01-01T00:01:00+00:00", "corrected"),
+            ("b", "H01", "m1", 5.0, "2026-01-01T00:02:00+00:00", "original"),
+            ("c", "H02", "m1", 30.0, "2026-01-01T00:00:50+00:00", "corrected"),
+            ("d", "H02", "m2", 7.0, "2026-01-01T01:00:00+00:00", "corrected")]:
         (records / f"{name}.json").write_text(json.dumps(
-            {"claim": {"id": claim}, "model": {"id": model}, "wall_s": wall, "timestamp": end}))
+            {"claim": {"id": claim}, "model": {"id": model}, "wall_s": wall, "timestamp": end, "status": "ok",
+             "protocol": protocol}))
+    (records / "skip.json").write_text(json.dumps({"claim": {"id": "H02"}, "model": {"id": "m3"}, "wall_s": 0.0,
+                                                   "timestamp": "2026-01-01T01:00:00+00:00", "status": "skipped",
+                                                   "protocol": "corrected"}))
     (records / "broken.json").write_text("{")
     job = main_job_costs(records)
-    assert job["per_claim"] == {"H01": {"m1": 15.0}, "H02": {"m1": 30.0, "m2": 7.0}}
-    assert job["worker_s"] == {"m1": 45.0, "m2": 7.0}
-    assert job["span_s"] == {"m1": 120.0 - 20.0, "m2": 7.0}
+    assert job["per_claim"] == {"H01": {"m1": 15.0}, "H02": {"m1": 30.0, "m2": 7.0, "m3": 0.0}}
+    assert job["worker_s"] == {"m1": 45.0, "m2": 7.0, "m3": 0.0}
+    assert job["span_s"] == {"m1": 120.0 - 20.0, "m2": 7.0, "m3": 0.0}
+    assert job["verdicts"] == {"H01": 1, "H02": 2}, "one verdict per (claim, model): no ablation, no skip"
+    text = _flat(render.render_bench_md({"mode": "quick", "main_job": job}))
+    assert "| H01 | 15 | – | – | 15 |" in text and "| H02 | 30 | 7 | 0 | 18.5 |" in text
+    assert "| all (worker-s) | 45 | 7 | 0 | 17.3 |" in text
     assert main_job_costs(tmp_path / "none") is None
 
     for kind, total in (("base", 100.0), ("moe", 250.0)):
@@ -313,3 +322,24 @@ def test_main_job_and_zoo_build_costs_from_what_they_wrote(tmp_path):
     assert not zoo["one_run"]
     text = render.render_bench_md({"mode": "quick", "zoo_build": zoo})
     assert "175 s summed over the models, not one run (the last run's running total is 130 s)" in text
+
+
+def _flat(text: str) -> str:
+    """Markdown with each line's runs of spaces collapsed (tables are padded to their widest cell)."""
+    return "\n".join(" ".join(line.split()) for line in text.splitlines())
+
+
+def test_jit_section_shows_both_modes_speed_ups_and_where_the_step_goes():
+    jit = {"available": True, "rounds": 3, "batch": 16, "seq_len": 40, "losses_bitwise_equal": True,
+           "step_s": {"plain": 0.3, "fma": 0.2}, "forward_s": {"plain": 0.1, "fma": 0.08},
+           "lens_prompts_per_s": {"plain": 500.0, "fma": 800.0},
+           "primitives": {"SwiGLU (silu(gate) * up)": {"calls": 8, "plain_forward_backward_s": 0.06,
+                                                       "fma_forward_backward_s": 0.02,
+                                                       "plain_forward_s": 0.03, "fma_forward_s": 0.01}}}
+    text = _flat(render.render_bench_md({"mode": "quick", "jit": jit}))
+    assert "| compiled AdamW step, zoo:base, 16 x 40 tokens (s) | 0.3 | 0.2 | 1.5 |" in text
+    assert "| `logit_lens()` API, 64 prompts, all layers (prompts/s) | 500 | 800 | 1.6 |" in text
+    assert "| SwiGLU (silu(gate) * up) | 8 | 60 | 20.0% | 20 | 10.0% |" in text
+    assert "bitwise equal in every process of both modes: yes" in text
+    off = render.render_bench_md({"mode": "quick", "jit": {"available": False, "reason": "no FMA"}})
+    assert "## JIT flags: not measured (no FMA)" in off
