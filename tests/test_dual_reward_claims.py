@@ -23,6 +23,8 @@ from lazarus_bench.suite.runner import run_claim
 from lazarus_bench.training.dual_reward import evaluate_classifier
 
 OPEN_FLOOR = {"min_cls_loss_fall": -10.0}  # 4 fast-tier steps cannot halve the loss: open the floor to test the rest
+# H08/H09 stop at the first GRPO run below a floor (ClaimContext.floor): open both to measure every run
+OPEN_GRPO_FLOORS = {"min_cls_loss_fall": -1e9, "min_readout_move": 0.0}
 STAT_FIELDS = {"name", "statistic", "ci_low", "ci_high", "confidence", "effect_size", "p_value", "n", "verdict",
                "reason", "details"}
 
@@ -154,7 +156,7 @@ def test_h06_zoo_instruct_without_a_reward_stage_is_not_post_trained(tmp_path, m
 
 
 def test_h08_collapse_statistic_from_samples(saved_model, tmp_path, check_gates):
-    record = _run("H08", saved_model("llama"), tmp_path)
+    record = _run("H08", saved_model("llama"), tmp_path, overrides=OPEN_GRPO_FLOORS)
     (sample,) = record.samples
     assert sample["variant"] == "dual" and sample["cls_weight"] == 0.4 and sample["steps"] == 2
     assert len(sample["predicted"]) == sample["n_prompts"] == 6
@@ -183,7 +185,7 @@ def test_h08_collapse_statistic_from_samples(saved_model, tmp_path, check_gates)
 
 
 def test_h09_runs_every_fix_and_holm_corrects(saved_model, tmp_path):
-    record = _run("H09", saved_model("llama"), tmp_path)
+    record = _run("H09", saved_model("llama"), tmp_path, overrides=OPEN_GRPO_FLOORS)
     assert [s["variant"] for s in record.samples] == list(FIXES)
     per_fix = record.statistic.details["per_fix"]
     raw = [per_fix[f]["p_value"] for f in FIXES]
@@ -218,13 +220,12 @@ def test_collapse_rule_and_its_chance_rate():
 
 
 def test_grpo_dual_floors_fail_on_a_learning_rate_0_run(saved_model, tmp_path):
-    """H08's floors (classification loss down >= 50%, the mode word's read-out moved beyond the untrained model's)
-    cannot be passed at learning rate 0: NOT TESTABLE with the values, never REFUTED."""
+    """H08's first floor (classification loss down >= 50%) cannot be passed at learning rate 0: NOT TESTABLE at the
+    first run with the value, never REFUTED (the read-out floor's 0.0 at learning rate 0: test_grpo_floors.py)."""
     record = run_claim(get_claim("H08"), str(saved_model("llama")), tier="fast", report_dir=tmp_path / "reports",
                        overrides={"lr_scale": 0.0, "start_reward_range": [0.0, 1.0], "min_variance_share": 0.0,
                                   "min_reward_rise": -1.0}, log=lambda m: None)
     gates = {g.name: g for g in record.fitness}
-    assert gates["read-out moved"].value == 0.0 and not gates["read-out moved"].passed
     assert gates["cls loss fell"].value < 0.5 and not gates["cls loss fell"].passed
     assert record.verdict == "NOT TESTABLE" and record.controls == ()
 

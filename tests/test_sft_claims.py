@@ -138,8 +138,12 @@ def test_h11_h13_skip_instruct_models(instruct_dir, tmp_path, pool):
         assert record.status == "skipped" and "instruct" in record.reason
 
 
+OPEN_SIZE = {"min_params": 1000}  # H12's size gate is checked before anything trains: open it on a tiny model
+OPEN_REMAIN = {"min_remain_presence": 0.0, "min_remain_association": 0.0}  # H13's pre-run gate: a random tiny model has no 'remain' read-out
+
+
 def test_h12_lora_vs_full(saved_model, tmp_path, pool):
-    record = run("H12", saved_model("llama"), tmp_path, pool)
+    record = run("H12", saved_model("llama"), tmp_path, pool, overrides=OPEN_SIZE)
     stat = check_record(record)
     by = {s["method"]: s for s in record.samples}
     assert stat.statistic == pytest.approx(by["full"]["peak_memory_gb"] / by["lora"]["peak_memory_gb"])
@@ -150,13 +154,15 @@ def test_h12_lora_vs_full(saved_model, tmp_path, pool):
     assert criteria["speed"]["statistic"] == pytest.approx(by["lora"]["tokens_per_s"] / by["full"]["tokens_per_s"])
     val_ratio = by["lora"]["final_val_loss"] / by["full"]["final_val_loss"]
     assert criteria["val_loss"]["statistic"] == pytest.approx(val_ratio - 1)
-    assert fraction > 0.01 and stat.verdict == record.measured_verdict == "REFUTED"
-    # The tiny model fails H12's size gate: NOT TESTABLE, the descriptive numbers kept, the gate's value the model's
-    # parameter count as stored in its weights file.
+    assert fraction > 0.01 and stat.verdict == record.verdict == "REFUTED" and record.measured_verdict is None
+    # With the size gate in force the tiny model is NOT TESTABLE before anything trains: the gate's value is the
+    # model's parameter count as stored in its weights file, and nothing was measured.
+    gated = run("H12", saved_model("llama"), tmp_path / "gated", pool)
     stored = sum(v.size for v in mx.load(str(saved_model("llama") / "model.safetensors")).values())
-    [_, gate] = record.fitness
+    [_, gate] = gated.fitness
     assert gate.name == "model size" and gate.value == stored == by["full"]["total_params"]
-    assert not gate.passed and record.verdict == "NOT TESTABLE" and "model size" in record.reason
+    assert not gate.passed and gated.verdict == "NOT TESTABLE" and "model size" in gated.reason
+    assert gated.samples == [] and gated.controls == ()
 
 
 def test_a_passed_gate_leaves_the_measured_verdict(saved_model, tmp_path, pool):
@@ -173,7 +179,7 @@ def test_lora_vs_full_order_and_ratios(saved_model):
 
 
 def test_h13_remain_and_late_answers(saved_model, tmp_path, pool, check_gates):
-    record = run("H13", saved_model("llama"), tmp_path, pool)
+    record = run("H13", saved_model("llama"), tmp_path, pool, overrides=OPEN_REMAIN)
     stat = check_record(record)
     assert list(record.extra["adapter_reused_from_cache"].values()) == [False]
     sft = [s for s in record.samples if s["model"] == "sft"]
@@ -319,9 +325,9 @@ def test_equivalence_exact_and_combine():
 
 def test_h13_analyses_the_adapter_h12_trained(saved_model, tmp_path, pool):
     cache = tmp_path / "shared"
-    run("H12", saved_model("llama"), tmp_path / "a", pool, cache_dir=cache)
-    shared = run("H13", saved_model("llama"), tmp_path / "a", pool, cache_dir=cache)
-    own = run("H13", saved_model("llama"), tmp_path / "b", pool, cache_dir=tmp_path / "own")
+    run("H12", saved_model("llama"), tmp_path / "a", pool, cache_dir=cache, overrides=OPEN_SIZE)
+    shared = run("H13", saved_model("llama"), tmp_path / "a", pool, cache_dir=cache, overrides=OPEN_REMAIN)
+    own = run("H13", saved_model("llama"), tmp_path / "b", pool, cache_dir=tmp_path / "own", overrides=OPEN_REMAIN)
     assert list(shared.extra["adapter_reused_from_cache"].values()) == [True]
     assert list(own.extra["adapter_reused_from_cache"].values()) == [False]
     for a, b in zip(shared.samples, own.samples):
