@@ -139,7 +139,8 @@ def test_h11_h13_skip_instruct_models(instruct_dir, tmp_path, pool):
 
 
 OPEN_SIZE = {"min_params": 1000}  # H12's size gate is checked before anything trains: open it on a tiny model
-OPEN_REMAIN = {"min_remain_presence": 0.0, "min_remain_association": 0.0}  # H13's pre-run gate: a random tiny model has no 'remain' read-out
+# H13's pre-run gates: a random tiny model has no 'remain' read-out
+OPEN_REMAIN = {"min_remain_presence": 0.0, "min_remain_association": 0.0}
 
 
 def test_h12_lora_vs_full(saved_model, tmp_path, pool):
