@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
-from . import blas
+from . import blas, codehash
 from .io import sha256_file, write_json
 
 MANIFEST = "cache_manifest.json"
@@ -45,21 +45,25 @@ def code_version() -> str:
     return digest.hexdigest()[:16]
 
 
-def cache_key(parts: dict[str, Any]) -> str:
-    """Stable hash of the JSON of ``parts`` (model hash, method, config, seed), the code version and the BLAS."""
-    payload = json.dumps({**parts, "code_version": code_version(), "blas": blas.fingerprint()}, sort_keys=True,
+def cache_key(parts: dict[str, Any], code: str | None = None) -> str:
+    """Stable hash of the JSON of ``parts`` (model hash, method, config, seed), the code version and the BLAS.
+    ``code`` names the module that builds the fixture: only its code and what it imports count (else all code)."""
+    version = codehash.module_code(code) if code else code_version()
+    payload = json.dumps({**parts, "code_version": version, "blas": blas.fingerprint()}, sort_keys=True,
                          default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
 class FixtureCache:
-    """Directory of built fixtures: ``get_or_build(parts, build)`` returns the entry's directory."""
+    """Directory of built fixtures: ``get_or_build(parts, build)`` returns the entry's directory. ``code``: the
+    module that builds them (``__name__``), so a change elsewhere (another claim's file) keeps them valid."""
 
-    def __init__(self, root: str | Path | None = None):
+    def __init__(self, root: str | Path | None = None, code: str | None = None):
         self.root = Path(root) if root is not None else default_root()
+        self.code = code
 
     def path(self, parts: dict[str, Any]) -> Path:
-        return self.root / cache_key(parts)
+        return self.root / cache_key(parts, self.code)
 
     def valid(self, entry: Path) -> bool:
         manifest = entry / MANIFEST
@@ -102,7 +106,8 @@ class FixtureCache:
         try:
             build(tmp)
             files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-            write_json(tmp / MANIFEST, {"parts": parts, "code_version": code_version(), "files": files})
+            write_json(tmp / MANIFEST, {"parts": parts, "code_version": codehash.module_code(self.code) if self.code
+                                         else code_version(), "code": self.code, "files": files})
             os.rename(tmp, entry)
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -9,22 +9,23 @@ from pathlib import Path
 import pytest
 
 from lazarus_bench.claims.base import get_claim
+from lazarus_bench.codehash import PACKAGE, closure
 from lazarus_bench.suite import reuse
 from lazarus_bench.suite.records import load_records
 from lazarus_bench.suite.report import render
 from lazarus_bench.suite.runner import run_suite
 
-CLAIMS_DIR = reuse.PACKAGE / "claims"
+CLAIMS_DIR = PACKAGE / "claims"
 
 
 def test_a_claims_code_is_its_module_its_imports_and_the_claims_it_reads():
     h01, h04 = (reuse.claim_files(get_claim(c)) for c in ("H01", "H04"))
     assert {CLAIMS_DIR / "h01_lens_op_words.py", CLAIMS_DIR / "plants.py", CLAIMS_DIR / "base.py",
-            reuse.PACKAGE / "stats" / "__init__.py", reuse.PACKAGE / "suite" / "runner.py"} <= h01
+            PACKAGE / "stats" / "__init__.py", PACKAGE / "suite" / "runner.py"} <= h01
     assert CLAIMS_DIR / "h07_grpo_no_classifier.py" not in h01 | h04
     assert CLAIMS_DIR / "h05_dual_reward_names_op.py" in h04  # H04's positive control is H05a's trained model
-    lazy = reuse.closure(reuse.PACKAGE / "claims" / "base.py")
-    assert reuse.PACKAGE / "models.py" in lazy and reuse.PACKAGE / "tiny.py" in lazy  # imports inside functions
+    lazy = closure(PACKAGE / "claims" / "base.py")
+    assert PACKAGE / "models.py" in lazy and PACKAGE / "tiny.py" in lazy  # imports inside functions
 
 
 def _run(model, out, **kw):

@@ -28,6 +28,7 @@ DUAL_PARAMS = {"steps": 500, "n_train": 2000, "lora_rank": 8, "cls_weight": 0.4,
                "lr_scale": 1.0}
 DUAL_SEEDS = {"fast": 1, "slow": 5}  # the seed is the unit: 5 seeds reach the exact one-sided floor p = 1/32
 DUAL_FAST = {"steps": 4, "n_train": 64, "loss_window": 1}
+SEED001_CODE = "lazarus_bench.claims.h12_lora_vs_full"  # its closure holds both builders: H12's arm, seed001_lora
 SEED001_DATA = {"ops": ("+", "-", "*"), "mul_range": (1, 99), "add_range": (1, 99)}
 
 
@@ -72,7 +73,7 @@ def dual_entry(ctx: ClaimContext, seed: int, *, model_id: str | None = None, pro
 
     parts = {"method": "claims.dual_reward_run", "model": model_fingerprint(model_id), "protocol": protocol,
              "seed": seed, "params": {k: p[k] for k in DUAL_RUN_KEYS}}
-    return FixtureCache(ctx.cache_dir or default_root()).get_or_build(parts, build)
+    return FixtureCache(ctx.cache_dir or default_root(), code=__name__).get_or_build(parts, build)
 
 
 def dual_run(ctx: ClaimContext, seed: int, model_id: str | None = None) -> dict:

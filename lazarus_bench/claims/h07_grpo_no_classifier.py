@@ -103,7 +103,7 @@ def grpo_run(ctx: ClaimContext, cfg: GRPOConfig, spec: GrpoSpec) -> tuple[ModelH
 
     parts = {"method": "claims.grpo_run", "model": model_fingerprint(ctx.model_id), "config": cfg.to_dict(),
              "spec": dataclasses.asdict(spec)}
-    entry = FixtureCache(ctx.cache_dir or default_root()).get_or_build(parts, build)
+    entry = FixtureCache(ctx.cache_dir or default_root(), code=__name__).get_or_build(parts, build)
     return load_model(str(entry / "model")), json.loads((entry / "run.json").read_text())
 
 

@@ -252,7 +252,7 @@ def h11_checkpoints(ctx: ClaimContext, seed: int) -> Path:
             val_loss[step] = validation_loss(handle.model, batches)
         (out / "val_loss.json").write_text(json.dumps(val_loss))
 
-    return FixtureCache(ctx.cache_dir).get_or_build(parts, build)
+    return FixtureCache(ctx.cache_dir, code=__name__).get_or_build(parts, build)
 
 
 def h11_seed(ctx: ClaimContext, seed: int, baseline: list[dict], masks: dict) -> dict:

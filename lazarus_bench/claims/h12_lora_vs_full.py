@@ -25,7 +25,7 @@ from ..training.sft import (
 )
 from .base import NEGATIVE, POSITIVE, ClaimContext, Control, ControlUnavailable, Gate, Outcome, claim
 from .common import arithmetic_split, sft_config
-from .fixtures import SEED001_DATA, seed001_lora_parts
+from .fixtures import SEED001_CODE, SEED001_DATA, seed001_lora_parts
 
 TrainedHook = Callable[[str, ModelHandle, SFTResult], None]
 
@@ -136,7 +136,7 @@ def lora_vs_full(handle_factory: Callable[[], ModelHandle], steps: int, seed: in
 )
 def measure_h12(ctx: ClaimContext) -> Outcome:
     p = ctx.params
-    cache = FixtureCache(ctx.cache_dir)
+    cache = FixtureCache(ctx.cache_dir, code=SEED001_CODE)
     runs = []
     for seed in ctx.seeds:
         parts = seed001_lora_parts(ctx.model_id, seed, p["steps"], p["lora_lr"], p["batch_size"], p["n_train"],

@@ -17,7 +17,7 @@ from ..stats import Verdict
 from ..stats.verdicts import combine
 from .base import NEGATIVE, POSITIVE, ClaimContext, Control, ControlUnavailable, Gate, Outcome, claim, not_instruct
 from .common import blocks, window
-from .fixtures import seed001_lora, seed001_lora_parts
+from .fixtures import SEED001_CODE, seed001_lora, seed001_lora_parts
 
 
 def family_targets(handle: ModelHandle, words: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -163,7 +163,7 @@ def measure_h13(ctx: ClaimContext) -> Outcome:
     near = window(base, p["layer_fraction"], p["layer_window"])
     late_from = base.n_layers - p["last_layers"]
     before = h13_lens(base, p, words)
-    cache = FixtureCache(ctx.cache_dir)
+    cache = FixtureCache(ctx.cache_dir, code=SEED001_CODE)
     runs = []
     for seed in ctx.seeds:
         parts = seed001_lora_parts(ctx.model_id, seed, p["steps"], p["lr"], p["batch_size"], p["n_train"],

@@ -96,7 +96,7 @@ def stage_one(ctx: ClaimContext, configs: dict[str, TwoStageConfig]) -> StageOne
 
     parts = {"method": "claims.h14_stage_one", "model": model_fingerprint(ctx.model_id), "stage1": asdict(first.stage1),
              "data": [first.n_train, first.data_seed, first.mul_range, first.add_range]}
-    entry = FixtureCache(ctx.cache_dir or default_root()).get_or_build(parts, build)
+    entry = FixtureCache(ctx.cache_dir or default_root(), code=__name__).get_or_build(parts, build)
     saved = json.loads((entry / "stage1.json").read_text())
     return StageOne(weights=str(entry / "stage1.safetensors"), reference=np.load(entry / "reference.npy"),
                     baseline=saved["baseline"], after=saved["after"], train=saved["train"], examples=examples,
