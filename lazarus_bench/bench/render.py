@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..io import write_json, write_text
+from .engines import engines_section
 from .machine import machine_line
 
 
@@ -194,6 +195,7 @@ def render_bench_md(results: dict) -> str:
                         f"{fmt(silu['exp_ns'])} ns per element, numpy's {fmt(silu['numpy_exp_ns'])}, "
                         f"an MLX multiply {fmt(silu['mul_ns'])}."]
     out += _jit_section(results.get("jit"), table)
+    out += engines_section(results.get("engines"), table, fmt)
     probes = results.get("probes")
     if probes:
         out += ["", table([[probes["prompts"], probes["layers"], probes["hidden"], probes["n_permutations"],

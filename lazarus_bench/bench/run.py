@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from ..zoo.registry import resolve_zoo, zoo_root
 from .costs import main_job_costs, zoo_build_costs
+from .engines import measure_engines
 from .experts import measure_experts
 from .fixtures import bench_tokenizer, llama_config, load_handle, save_bench_model, tokenizer_vocab
 from .jit_effect import measure_jit
@@ -48,13 +49,14 @@ class Plan:
     experts_repeats: int = 3
     jit_rounds: int = 3
     jit_repeats: int = 10
+    engine_rounds: int = 2
 
 
 FULL = Plan()
 QUICK = Plan(train_steps=6, grpo_steps=2, pretrain_batch=16, lens_prompts=16, lens_repeats=5, probe_permutations=5,
              mlx_lm_iters=20, mlx_lm_repeats=1, mlx_lm_padded=False, blas_steps=3, blas_batch=4,
              blas_modes=("import", "none"), scaling_steps=4, batch_sweep=(4, 16), experts_repeats=1,
-             jit_rounds=1, jit_repeats=5)
+             jit_rounds=1, jit_repeats=5, engine_rounds=1)
 
 
 def bench_model(work: Path) -> tuple[Path, str]:
@@ -134,6 +136,7 @@ def run_bench(out_dir: str | os.PathLike = "reports", quick: bool = False, progr
         results["scaling"] = stage("scaling", lambda: measure_scaling(
             vocab, batch=plan.scaling_batch, steps=plan.scaling_steps, batches=plan.batch_sweep,
             on_case=lambda c: log(f"scaling {c}")))
+    results["engines"] = stage("engines", lambda: measure_engines(rounds=plan.engine_rounds))
     results["main_job"] = stage("main job", lambda: main_job_costs(Path(out_dir) / "records"))
     results["zoo_build"] = stage("zoo build", lambda: zoo_build_costs(zoo_root()))
     results["ratios"] = summarise_ratios(results)

@@ -343,3 +343,26 @@ def test_jit_section_shows_both_modes_speed_ups_and_where_the_step_goes():
     assert "bitwise equal in every process of both modes: yes" in text
     off = render.render_bench_md({"mode": "quick", "jit": {"available": False, "reason": "no FMA"}})
     assert "## JIT flags: not measured (no FMA)" in off
+
+
+def test_engines_section_gives_walls_overhead_and_record_agreement():
+    engines = {"available": True, "rounds": 2, "claims": ["H01", "H12"], "model": "zoo-micro:base", "jobs": 2,
+               "wall_s": {"local": 40.0, "ray": 52.5}, "walls": {"local": [39.0, 41.0], "ray": [50.0, 55.0]},
+               "worker_s": {"local": 60.0, "ray": 61.0}, "overhead_s": 12.5, "ratio": 52.5 / 40.0, "records": 2,
+               "identical": 1, "differ": ["H12__m__corrected.json"]}
+    text = _flat(render.render_bench_md({"mode": "quick", "engines": engines}))
+    assert "| ray | 52.5 | 50, 55 | 61 |" in text and "| local | 40 | 39, 41 | 60 |" in text
+    assert "12.5 s per run (x1.31" in text and "identical (verdict and statistic): 1/2" in text
+    assert "differ: H12__m__corrected.json" in text
+    off = _flat(render.render_bench_md({"mode": "quick", "engines": {"available": False, "reason": "no Ray"}}))
+    assert "Ray engine vs the local pool: not measured (no Ray)" in off
+
+
+def test_without_ray_the_engine_benchmark_says_so(monkeypatch):
+    import sys
+
+    from lazarus_bench.bench.engines import measure_engines
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    assert measure_engines() == {"available": False,
+                                 "reason": "Ray is not installed (pip install 'lazarus-bench[ray]')"}
