@@ -138,6 +138,10 @@ def test_gate_misses_follow_the_issue_thresholds():
     assert [m.split()[0] for m in gate_misses("moe", dict(base, word=0.49), base)] == ["word"]
     assert gate_misses("instruct", {"chat": 0.30}, base) == []
     assert gate_misses("instruct", {"chat": 0.65}, dict(base, chat=0.7)) == ["chat 65.0% < base 70.0%"]
+    shipped = {"chat": 0.483, "eval_prompts": 0.576}  # the recipe-3 instruct: chat up, evaluation prompts broken
+    assert gate_misses("instruct", shipped, dict(base, chat=0.0, eval_prompts=0.97)) == [
+        "eval_prompts 57.6% < base 97.0% - 10"]
+    assert gate_misses("instruct", dict(shipped, eval_prompts=0.88), dict(base, chat=0.0, eval_prompts=0.97)) == []
     frontier = {"grpo_start_reward": {"rate": 0.18}}
     assert gate_misses("instruct", {"chat": 0.30, **frontier}, base) == ["GRPO start reward 0.18 outside [0.2, 0.8]"]
     assert gate_misses("untied", dict(base, grpo_start_reward={"rate": 0.81}), base)[0].startswith("GRPO")

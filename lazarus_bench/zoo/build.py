@@ -85,7 +85,7 @@ SIZES: dict[str, SizeSpec] = {
                               ckpt_every=50, log_every=25),
         anneal=P.TrainConfig(steps=1200, batch_size=64, seq_len=64, lr=1e-3, warmup=20,
                              ckpt_every=100, log_every=50),
-        preference=P.TrainConfig(steps=150, batch_size=32, seq_len=24, lr=1e-4, warmup=10,
+        preference=P.TrainConfig(steps=150, batch_size=32, seq_len=24, lr=2e-5, warmup=10,  # 1e-4 broke the skills
                                  ckpt_every=50, log_every=25),
         instruct_replay=0.5,
         seed=1,

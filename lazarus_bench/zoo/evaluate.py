@@ -28,7 +28,8 @@ def gate_misses(kind: str, metrics: dict, base: dict) -> list[str]:
     """The zoo quality gates (issue 13) a model misses, one phrase each; empty when all are met.
 
     base: the absolute thresholds of :data:`GATES` on eval prompts, held-out add/sub and word form;
-    untied, moe: within :data:`DERIVED_MARGIN` of base on each; instruct: chat format at least the base's; every
+    untied, moe: within :data:`DERIVED_MARGIN` of base on each; instruct: chat format at least the base's and the
+    evaluation prompts within :data:`DERIVED_MARGIN` of base (a post-training that breaks the skills fails); every
     model: GRPO's start reward rate within :data:`GRPO_FRONTIER` (when measured)."""
     out = []
     if kind == "base":
@@ -39,6 +40,8 @@ def gate_misses(kind: str, metrics: dict, base: dict) -> list[str]:
     elif kind == "instruct":
         if metrics["chat"] < base["chat"]:
             out = [f"chat {metrics['chat']:.1%} < base {base['chat']:.1%}"]
+        if "eval_prompts" in metrics and metrics["eval_prompts"] < base["eval_prompts"] - DERIVED_MARGIN:
+            out.append(f"eval_prompts {metrics['eval_prompts']:.1%} < base {base['eval_prompts']:.1%} - 10")
     rate = (metrics.get("grpo_start_reward") or {}).get("rate")
     low, high = GRPO_FRONTIER
     if rate is not None and not low <= rate <= high:
