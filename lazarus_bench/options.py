@@ -202,6 +202,8 @@ PARAMS: dict[str, Range] = {
     "min_params": COUNT0,
     "min_peak_accuracy": PROB,
     "min_post_trained": PROB,
+    "min_instruct_chat_gain": Interval(float, -1.0, 1.0),
+    "min_instruct_skill_change": Interval(float, -1.0, 1.0),
     "min_prob": PROB,
     "min_readout_move": PROB,
     "min_remain_association": NON_NEGATIVE,

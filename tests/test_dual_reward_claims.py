@@ -123,7 +123,8 @@ def test_h06_pairs_base_with_instruct_and_reuses_cached_base_runs(saved_model, t
     assert {"cls_loss", "lens_true_op_word"} <= set(record.curves)
     assert any("instruct" in label for label in record.curves["cls_loss"]["series"])
     both = rows["base"] + rows["instruct"]
-    check_gates(record, {"post-trained instruct variant": 1.0,
+    check_gates(record, {"post-trained instruct variant": 1.0, "instruct keeps the skills": 0.0,
+                         "instruct follows the chat format": 0.0,  # a pair outside the zoo: its makers evaluated it
                          "cls loss fell": min(1 - s["final_cls_loss"] / s["initial_cls_loss"] for s in both),
                          "not both at ceiling": min(np.mean(prob_b), np.mean(prob_i))})
     [itself] = record.controls
@@ -153,6 +154,40 @@ def test_h06_zoo_instruct_without_a_reward_stage_is_not_post_trained(tmp_path, m
     hub = ModelInfo("meta-llama/Llama-3.2-1B", "llama", "base", 16, False, True,
                     instruct_pair="meta-llama/Llama-3.2-1B-Instruct")
     assert post_trained(ClaimContext(claim, hub, tier="fast", seeds=[], params={})) == 1.0
+
+
+def test_h06_needs_a_zoo_instruct_variant_that_passes_its_gates(tmp_path, monkeypatch):
+    """H06's pre-run gates read the pair's zoo manifests: an instruct model that lost > 10 points on the evaluation
+    prompts, or gained no chat-format accuracy, makes H06 NOT TESTABLE before any training; a released pair passes."""
+    import json
+
+    from lazarus_bench.claims.base import ClaimContext, ModelInfo
+    from lazarus_bench.claims.h06_base_vs_instruct import instruct_chat_gain, instruct_skill_change
+
+    figures = {"base": {"eval_prompts": 0.97, "chat": 0.0}, "broken": {"eval_prompts": 0.576, "chat": 0.483},
+               "kept": {"eval_prompts": 0.91, "chat": 0.31}, "no_chat": {"eval_prompts": 0.97, "chat": 0.0}}
+    for name, metrics in figures.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(json.dumps({"metrics": metrics}))
+    monkeypatch.setattr("lazarus_bench.claims.h06_base_vs_instruct.resolve_zoo", lambda i: tmp_path / i.split(":")[1])
+    claim = get_claim("H06")
+    params = claim.parameters("slow")
+    passed = {}
+    for name in ("broken", "kept", "no_chat"):
+        ctx = ClaimContext(claim, ModelInfo("zoo:base", "llama", "base", 2, False, True, instruct_pair=f"zoo:{name}"),
+                           tier="slow", seeds=[], params=params)
+        skill, chat = instruct_skill_change(ctx), instruct_chat_gain(ctx)
+        assert skill == pytest.approx(figures[name]["eval_prompts"] - 0.97)
+        assert chat == pytest.approx(figures[name]["chat"] - 0.0)
+        gates = {g.name: g for g in claim.gates}
+        passed[name] = (gates["instruct keeps the skills"].check(ctx).passed,
+                        gates["instruct follows the chat format"].check(ctx).passed)
+    assert passed == {"broken": (False, True), "kept": (True, True), "no_chat": (True, True)}
+    assert params["min_instruct_chat_gain"] == 0.0  # "at least the base's chat-format rate": a tie passes
+    hub = ModelInfo("meta-llama/Llama-3.2-1B", "llama", "base", 16, False, True,
+                    instruct_pair="meta-llama/Llama-3.2-1B-Instruct")
+    ctx = ClaimContext(claim, hub, tier="slow", seeds=[], params=params)
+    assert instruct_skill_change(ctx) == 0.0 and instruct_chat_gain(ctx) == 0.0
 
 
 def test_h08_collapse_statistic_from_samples(saved_model, tmp_path, check_gates):

@@ -51,6 +51,28 @@ def post_trained(ctx: ClaimContext) -> float:
     return float(any(stage in REWARD_STAGES for stage in stages))
 
 
+def _zoo_pair_metrics(ctx: ClaimContext) -> tuple[dict, dict] | None:
+    """(base, instruct) quality-gate figures from a zoo pair's manifests; None for a pair outside the zoo."""
+    pair, zoo = ctx.info.instruct_pair, ("zoo:", "zoo-micro:")
+    if pair is None or not (pair.startswith(zoo) and ctx.model_id.startswith(zoo)):
+        return None
+    base, inst = (json.loads((resolve_zoo(m) / MANIFEST).read_text()).get("metrics") or {}
+                  for m in (ctx.model_id, pair))
+    return (base, inst) if all(k in m for m in (base, inst) for k in ("eval_prompts", "chat")) else None
+
+
+def instruct_skill_change(ctx: ClaimContext) -> float:
+    """The instruct variant's evaluation-prompt accuracy minus the base's (0-1; 0 outside the zoo, see the gate)."""
+    pair = _zoo_pair_metrics(ctx)
+    return 0.0 if pair is None else pair[1]["eval_prompts"] - pair[0]["eval_prompts"]
+
+
+def instruct_chat_gain(ctx: ClaimContext) -> float:
+    """The instruct variant's chat-format accuracy minus the base's (0-1; 0 outside the zoo, see the gate)."""
+    pair = _zoo_pair_metrics(ctx)
+    return 0.0 if pair is None else pair[1]["chat"] - pair[0]["chat"]
+
+
 @claim(
     id="H06",
     no_graded=("no graded plant: the effect is a difference between two models' dual-reward training, and no edit "
@@ -63,7 +85,8 @@ def post_trained(ctx: ClaimContext) -> float:
                "step (the writeup logged step 100) higher and its final full-vocabulary op-word prob lower, each by "
                "the exact sign test on the per-seed differences (one-sided), intersection-union; 5 seeds",
     writeup="initial cls loss 5.0 (instruct) vs 0.97 (base); final probs 5-54% vs 36-81%; 7/8 vs 8/8",
-    params={**DUAL_PARAMS, "min_post_trained": 1.0, "max_ceiling": 0.99, "first_log_step": 100},
+    params={**DUAL_PARAMS, "min_post_trained": 1.0, "max_ceiling": 0.99, "first_log_step": 100,
+            "min_instruct_skill_change": -0.10, "min_instruct_chat_gain": 0.0},
     tests={"instruct_loss_higher": "sign", "instruct_prob_lower": "sign"},
     default_seeds=DUAL_SEEDS,
     applies=needs_instruct_pair,
@@ -72,6 +95,14 @@ def post_trained(ctx: ClaimContext) -> float:
                 "zoo manifest's post_training lists grpo, dpo or rlhf; released instruct checkpoints are taken as "
                 "post-trained), 0 for a chat fine-tune only: the writeup compared base with a post-trained model",
                 post_trained, "min_post_trained"),
+           Gate("instruct keeps the skills", "the instruct variant's accuracy on the zoo's evaluation prompts minus "
+                "the base's (zoo manifests; 0 for a released pair, whose makers evaluated it): an instruct model that "
+                "lost more than 10 points is a broken model, not an instruct variant, and a difference in how it "
+                "takes dual-reward would say nothing about instruction tuning", instruct_skill_change,
+                "min_instruct_skill_change"),
+           Gate("instruct follows the chat format", "the instruct variant's chat-format accuracy minus the base's "
+                "(zoo manifests; 0 for a released pair): an instruct variant that answers chat prompts no better "
+                "than the base was not instruction-tuned", instruct_chat_gain, "min_instruct_chat_gain"),
            *DUAL_GATES,
            Gate("not both at ceiling", "the lower of the two models' mean final full-vocabulary op-word probability: "
                 "when both reach the ceiling no difference can show", None, "max_ceiling", "below")),
