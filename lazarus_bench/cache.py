@@ -48,10 +48,14 @@ def code_version() -> str:
 def cache_key(parts: dict[str, Any], code: str | None = None) -> str:
     """Stable hash of the JSON of ``parts`` (model hash, method, config, seed), the code version and the BLAS.
     ``code`` names the module that builds the fixture: only its code and what it imports count (else all code)."""
-    version = codehash.module_code(code) if code else code_version()
-    payload = json.dumps({**parts, "code_version": version, "blas": blas.fingerprint()}, sort_keys=True,
-                         default=str)
+    payload = json.dumps({**parts, "code_version": fixture_code_version(code), "blas": blas.fingerprint()},
+                         sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def fixture_code_version(code: str | None) -> str:
+    """The code hash a fixture depends on: module ``code``'s import closure and the data files, else all code."""
+    return codehash.module_code(code) if code else code_version()
 
 
 class FixtureCache:
@@ -106,8 +110,8 @@ class FixtureCache:
         try:
             build(tmp)
             files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-            write_json(tmp / MANIFEST, {"parts": parts, "code_version": codehash.module_code(self.code) if self.code
-                                         else code_version(), "code": self.code, "files": files})
+            write_json(tmp / MANIFEST, {"parts": parts, "code_version": fixture_code_version(self.code),
+                                         "code": self.code, "files": files})
             os.rename(tmp, entry)
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -188,6 +188,12 @@ def test_h06_needs_a_zoo_instruct_variant_that_passes_its_gates(tmp_path, monkey
                     instruct_pair="meta-llama/Llama-3.2-1B-Instruct")
     ctx = ClaimContext(claim, hub, tier="slow", seeds=[], params=params)
     assert instruct_skill_change(ctx) == 0.0 and instruct_chat_gain(ctx) == 0.0
+    (tmp_path / "unevaluated").mkdir()  # a zoo model built without evaluation: no figure, so the gates fail
+    (tmp_path / "unevaluated" / "manifest.json").write_text(json.dumps({"metrics": None}))
+    ctx = ClaimContext(claim, ModelInfo("zoo:base", "llama", "base", 2, False, True, instruct_pair="zoo:unevaluated"),
+                       tier="slow", seeds=[], params=params)
+    assert not gates["instruct keeps the skills"].check(ctx).passed
+    assert not gates["instruct follows the chat format"].check(ctx).passed
 
 
 def test_h08_collapse_statistic_from_samples(saved_model, tmp_path, check_gates):

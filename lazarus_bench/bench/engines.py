@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 CLAIMS = ("H01", "H05a", "H12")
@@ -20,8 +21,6 @@ MODEL = "zoo-micro:base"
 
 def _run(engine: str, claims: tuple[str, ...], model: str, jobs: int, timeout: float) -> dict:
     """One ``lazarus-bench run`` with ``engine``: its wall seconds, worker seconds and comparable records."""
-    import time
-
     with tempfile.TemporaryDirectory(prefix=f"lazarus-engine-{engine}-") as tmp:
         cmd = [sys.executable, "-m", "lazarus_bench.cli", "run", "--engine", engine, "--tier", "fast", "-m", model,
                "--claims", ",".join(claims), "--protocol", "corrected", "-j", str(jobs), "--report-dir",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -51,26 +52,25 @@ def post_trained(ctx: ClaimContext) -> float:
     return float(any(stage in REWARD_STAGES for stage in stages))
 
 
-def _zoo_pair_metrics(ctx: ClaimContext) -> tuple[dict, dict] | None:
-    """(base, instruct) quality-gate figures from a zoo pair's manifests; None for a pair outside the zoo."""
+def _zoo_pair_change(ctx: ClaimContext, metric: str) -> float:
+    """The instruct variant's ``metric`` minus the base's, from a zoo pair's manifests: 0 for a pair outside the zoo
+    (its makers evaluated it), NaN (the gate fails) for a zoo model whose manifest has no such figure."""
     pair, zoo = ctx.info.instruct_pair, ("zoo:", "zoo-micro:")
     if pair is None or not (pair.startswith(zoo) and ctx.model_id.startswith(zoo)):
-        return None
-    base, inst = (json.loads((resolve_zoo(m) / MANIFEST).read_text()).get("metrics") or {}
+        return 0.0
+    base, inst = ((json.loads((resolve_zoo(m) / MANIFEST).read_text()).get("metrics") or {}).get(metric)
                   for m in (ctx.model_id, pair))
-    return (base, inst) if all(k in m for m in (base, inst) for k in ("eval_prompts", "chat")) else None
+    return math.nan if base is None or inst is None else float(inst) - float(base)
 
 
 def instruct_skill_change(ctx: ClaimContext) -> float:
-    """The instruct variant's evaluation-prompt accuracy minus the base's (0-1; 0 outside the zoo, see the gate)."""
-    pair = _zoo_pair_metrics(ctx)
-    return 0.0 if pair is None else pair[1]["eval_prompts"] - pair[0]["eval_prompts"]
+    """The instruct variant's evaluation-prompt accuracy minus the base's (0-1; see ``_zoo_pair_change``)."""
+    return _zoo_pair_change(ctx, "eval_prompts")
 
 
 def instruct_chat_gain(ctx: ClaimContext) -> float:
-    """The instruct variant's chat-format accuracy minus the base's (0-1; 0 outside the zoo, see the gate)."""
-    pair = _zoo_pair_metrics(ctx)
-    return 0.0 if pair is None else pair[1]["chat"] - pair[0]["chat"]
+    """The instruct variant's chat-format accuracy minus the base's (0-1; see ``_zoo_pair_change``)."""
+    return _zoo_pair_change(ctx, "chat")
 
 
 @claim(
@@ -96,9 +96,10 @@ def instruct_chat_gain(ctx: ClaimContext) -> float:
                 "post-trained), 0 for a chat fine-tune only: the writeup compared base with a post-trained model",
                 post_trained, "min_post_trained"),
            Gate("instruct keeps the skills", "the instruct variant's accuracy on the zoo's evaluation prompts minus "
-                "the base's (zoo manifests; 0 for a released pair, whose makers evaluated it): an instruct model that "
-                "lost more than 10 points is a broken model, not an instruct variant, and a difference in how it "
-                "takes dual-reward would say nothing about instruction tuning", instruct_skill_change,
+                "the base's (zoo manifests, NaN where they hold no figure; 0 for a released pair, whose makers "
+                "evaluated it): an instruct model that lost more than 10 points is a broken model, not an instruct "
+                "variant, and a difference in how it takes dual-reward would say nothing about instruction tuning",
+                instruct_skill_change,
                 "min_instruct_skill_change"),
            Gate("instruct follows the chat format", "the instruct variant's chat-format accuracy minus the base's "
                 "(zoo manifests; 0 for a released pair): an instruct variant that answers chat prompts no better "
