@@ -262,3 +262,47 @@ def test_a_default_build_rebuilds_the_shipped_zoo():
         stage = spec.pretrain if kind == "base" else spec.instruct if kind == "instruct" else spec.derived
         assert cfg["train"] == asdict(replace(stage, seed=spec.seed + i, name=f"default/{kind}")), kind
     assert B.SIZES["micro"].seed == 0
+
+
+def test_a_base_missing_its_gates_trains_to_criterion(micro_zoo, tmp_path, monkeypatch):
+    """A micro base cannot add, so it misses the base gates: a base built before the recipe's extensions resumes
+    with them up to the cap, each logged with the figures behind it; a base at the cap is left as it is."""
+    import shutil
+    from dataclasses import replace
+
+    from lazarus_bench.zoo.evaluate import GATES, gate_misses
+
+    built, mans = micro_zoo
+    first = mans["base"]
+    out = tmp_path / "zoo"
+    shutil.copytree(built / "base", out / "base")
+    assert "extensions" not in first and gate_misses("base", first["metrics"], {})
+    spec = B.SIZES["micro"]
+    ext = replace(spec.anneal, steps=3, name="micro/extend")
+    monkeypatch.setitem(B.SIZES, "micro", replace(spec, extension=ext, max_extensions=1))
+    man = B.build_zoo(out, size="micro", seed=0, progress=False, steps=6, kinds=("base",))["base"]
+    assert [(e["steps"], e["seed"]) for e in man["extensions"]] == [(3, 100)]
+    assert man["extensions"][0]["metrics_before"] == {g: first["metrics"][g] for g in GATES}
+    assert man["extensions"][0]["misses_before"] == gate_misses("base", first["metrics"], {})
+    assert man["train_tokens"] == first["train_tokens"] + 3 * ext.batch_size * ext.seq_len
+    assert man["build_config"] == first["build_config"] and man["files"] != first["files"]
+    assert R.verify(out / "base")["extensions"] == man["extensions"]
+    from lazarus_bench.cli.zoo import _zoo_rows
+
+    assert [r["extensions"] for r in _zoo_rows(out) if r["model"] == "base"] == [1]  # `zoo list` shows it
+    again = B.build_zoo(out, size="micro", seed=0, progress=False, steps=6, kinds=("base",))["base"]
+    assert again["files"] == man["files"]
+
+
+def test_a_base_meeting_its_gates_is_not_extended(tmp_path):
+    """Train to criterion stops at the criterion: a base that meets every gate trains no further."""
+    from dataclasses import replace
+
+    spec = replace(B.SIZES["micro"], extension=B.SIZES["default"].extension, max_extensions=2)
+    man = {"metrics": {"eval_prompts": 0.95, "heldout": 0.81, "word": 0.60}, "train_tokens": 1}
+
+    def never(*_args, **_kw):
+        raise AssertionError("a base that meets its gates was trained further")
+
+    assert B._train_to_criterion(spec, man, tmp_path, {}, 0, spec.pretrain, never, never, tmp_path, True,
+                                 False) is man

@@ -73,6 +73,8 @@ def _zoo_rows(root: Path) -> list[dict]:
                "MB": round(size_mb, 1), "status": status}
         row.update({gate: f"{metrics[gate]:.1%}" for gate in ("eval_prompts", "heldout", "word", "chat")
                     if isinstance(metrics.get(gate), float)})
+        if kind == "base":  # train to criterion: how many extensions this build's base needed to meet its gates
+            row["extensions"] = len(manifest.get("extensions") or [])
         row["metrics"] = metrics
         rows.append(row)
     base = next((r["metrics"] for r in rows if r["model"] == "base" and "metrics" in r), {})

@@ -30,7 +30,8 @@ from ..io import sha256_file
 from ..models import save_model
 from . import pretrain as P
 from .derive import untie, upcycle_moe
-from .evaluate import GATES, METRICS, evaluate
+from .evaluate import evaluate
+from .gates import GATES, METRICS, gate_misses
 from .registry import MANIFEST, ZooIntegrityError, verify, zoo_root
 from .tokenizer import build_tokenizer, save_tokenizer
 
@@ -68,6 +69,8 @@ class SizeSpec:
     dpo_nll_weight: float = 1.0  # RPO: DPO plus the chosen answer's NLL (plain DPO halved the SFT model's chat score)
     tokenizer_docs: int = 4000
     eval_heldout: int | None = None  # evaluate on a subset of the held-out triples (None = all)
+    extension: P.TrainConfig | None = None  # base: train to criterion, one more anneal of this config per gate miss
+    max_extensions: int = 0  # ... at most this many; a base still missing its gates after them fails
     seed: int = 0  # a build's default seed: the one the shipped (or cached micro) zoo was built with
 
 
@@ -87,6 +90,9 @@ SIZES: dict[str, SizeSpec] = {
                              ckpt_every=100, log_every=50),
         preference=P.TrainConfig(steps=150, batch_size=32, seq_len=24, lr=2e-5, warmup=10,  # 1e-4 broke the skills
                                  ckpt_every=50, log_every=25),
+        extension=P.TrainConfig(steps=600, batch_size=64, seq_len=64, lr=5e-4, warmup=20, min_lr_ratio=0.2,
+                                ckpt_every=100, log_every=50),
+        max_extensions=2,
         instruct_replay=0.5,
         seed=1,
     ),
@@ -314,58 +320,60 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int | Non
         arch = _arch_config(kind, spec, vocab)
         tcfg = _train_config(kind, spec, size, seed, pre, ins, steps, derived)
         build_config, stage1_config = _build_configs(kind, spec, size, seed, arch, tcfg, derived, manifests)
-        if not force:
-            man = _skip_if_built(model_dir, build_config)
-            if man is not None:
-                _log(progress, f"{kind}: already built and verified, skipping")
-                manifests[kind] = man
-                continue
-        t_model = time.perf_counter()
-        mx.random.seed(seed + KINDS.index(kind))
-        second_stage = "anneal" in build_config or "preference" in build_config
-        stage1_done = second_stage and not force and _skip_if_built(model_dir, stage1_config) is not None
-        model, arch, data = _starting_point(kind, spec, out, arch, tcfg, tok, seed, pre, pdata, derived)
-        build_config["arch"] = arch
-        n_params = P.count_params(model)
-        stages: dict[str, dict] = {}
-        if stage1_done:
-            _log(progress, f"{kind}: stage 1 already built and verified, continuing with stage 2")
-            result = P.TrainResult()
+        man = None if force else _skip_if_built(model_dir, build_config)
+        if man is not None:
+            _log(progress, f"{kind}: already built and verified, skipping")
         else:
-            _log(progress, f"{kind}: {arch['model_type']} {n_params / 1e6:.2f}M params, "
-                                      f"{tcfg.steps} steps x {tcfg.batch_size}x{tcfg.seq_len} tokens")
-            result = P.train(model, data, tcfg, ckpt_dir=ckpt_root / kind, progress=progress)
-            save(model, arch, model_dir)
-        if second_stage:
-            model, _ = P.load_model(model_dir)
-            if kind == "instruct" and evaluate_models and writer:
-                stages["sft"] = _evaluate_saved(model_dir, seed, chat=True, n_heldout=spec.eval_heldout)
-            second = _second_stage(kind, spec, model, model_dir, tok, seed, pre, pdata, ckpt_root, progress)
-            result = P.TrainResult(losses=result.losses + second.losses, steps=result.steps + second.steps,
-                                   tokens=result.tokens + second.tokens, seconds=result.seconds + second.seconds,
-                                   tokens_per_s=second.tokens_per_s)
-            save(model, arch, model_dir)
-        metrics = _metrics(kind, model_dir, spec, seed, stages, evaluate_models and writer, progress)
-        info = {
-            "name": f"zoo-{size}-{kind}", "kind": kind, "size": size, "corpus_seed": seed,
-            "build_config": build_config, "params": n_params,
-            "metrics": metrics, "gates": GATES, "packages": package_versions(),
-            "ranks": ranks, "recipe": RECIPE,
-            "build_seconds": round(time.perf_counter() - t_model, 2),
-            **_training_figures(result),
-            "blas": blas.fingerprint(),
-            "tokenizer_seconds": round(tok_seconds, 2),
-            "wall_seconds_total_so_far": round(time.perf_counter() - t_all, 2),
-            **(stamp or {}),
-            **({"post_training": ["sft"] + (["dpo"] if "preference" in build_config else [])}
-               if kind == "instruct" else {}),  # what H06's fitness gate reads: a reward-based stage after SFT
-        }
-        if writer:
-            write_manifest(model_dir, info)
-            if not keep_checkpoints:
-                shutil.rmtree(ckpt_root / kind, ignore_errors=True)
-        P.barrier()
-        manifests[kind] = json.loads((model_dir / MANIFEST).read_text())
+            t_model = time.perf_counter()
+            mx.random.seed(seed + KINDS.index(kind))
+            second_stage = "anneal" in build_config or "preference" in build_config
+            stage1_done = second_stage and not force and _skip_if_built(model_dir, stage1_config) is not None
+            model, arch, data = _starting_point(kind, spec, out, arch, tcfg, tok, seed, pre, pdata, derived)
+            build_config["arch"] = arch
+            n_params = P.count_params(model)
+            stages: dict[str, dict] = {}
+            if stage1_done:
+                _log(progress, f"{kind}: stage 1 already built and verified, continuing with stage 2")
+                result = P.TrainResult()
+            else:
+                _log(progress, f"{kind}: {arch['model_type']} {n_params / 1e6:.2f}M params, "
+                                          f"{tcfg.steps} steps x {tcfg.batch_size}x{tcfg.seq_len} tokens")
+                result = P.train(model, data, tcfg, ckpt_dir=ckpt_root / kind, progress=progress)
+                save(model, arch, model_dir)
+            if second_stage:
+                model, _ = P.load_model(model_dir)
+                if kind == "instruct" and evaluate_models and writer:
+                    stages["sft"] = _evaluate_saved(model_dir, seed, chat=True, n_heldout=spec.eval_heldout)
+                second = _second_stage(kind, spec, model, model_dir, tok, seed, pre, pdata, ckpt_root, progress)
+                result = P.TrainResult(losses=result.losses + second.losses, steps=result.steps + second.steps,
+                                       tokens=result.tokens + second.tokens, seconds=result.seconds + second.seconds,
+                                       tokens_per_s=second.tokens_per_s)
+                save(model, arch, model_dir)
+            metrics = _metrics(kind, model_dir, spec, seed, stages, evaluate_models and writer, progress)
+            info = {
+                "name": f"zoo-{size}-{kind}", "kind": kind, "size": size, "corpus_seed": seed,
+                "build_config": build_config, "params": n_params,
+                "metrics": metrics, "gates": GATES, "packages": package_versions(),
+                "ranks": ranks, "recipe": RECIPE,
+                "build_seconds": round(time.perf_counter() - t_model, 2),
+                **_training_figures(result),
+                "blas": blas.fingerprint(),
+                "tokenizer_seconds": round(tok_seconds, 2),
+                "wall_seconds_total_so_far": round(time.perf_counter() - t_all, 2),
+                **(stamp or {}),
+                **({"post_training": ["sft"] + (["dpo"] if "preference" in build_config else [])}
+                   if kind == "instruct" else {}),  # what H06's fitness gate reads: a reward-based stage after SFT
+            }
+            if writer:
+                write_manifest(model_dir, info)
+                if not keep_checkpoints:
+                    shutil.rmtree(ckpt_root / kind, ignore_errors=True)
+            P.barrier()
+            man = json.loads((model_dir / MANIFEST).read_text())
+        manifests[kind] = man
+        if kind == "base" and evaluate_models:  # also a base built before its extensions: it resumes with them
+            manifests[kind] = _train_to_criterion(spec, man, model_dir, arch, seed, pre, pdata, save, ckpt_root,
+                                                  writer, progress)
     if not keep_checkpoints and writer:
         shutil.rmtree(ckpt_root, ignore_errors=True)
     _log(progress, f"zoo built in {time.perf_counter() - t_all:.0f}s at {out}")
@@ -389,6 +397,42 @@ def _second_stage(kind: str, spec: SizeSpec, model, model_dir: Path, tok, seed: 
                    f"NLL weight {spec.dpo_nll_weight:g})")
     return P.train(model, pairs, dcfg, ckpt_dir=ckpt_root / "instruct-dpo", progress=progress,
                    loss_fn=P.dpo_loss(ref, spec.dpo_beta, spec.dpo_nll_weight))
+
+
+def _train_to_criterion(spec: SizeSpec, man: dict, model_dir: Path, arch: dict, seed: int, pre: P.TrainConfig,
+                        pdata, save, ckpt_root: Path, writer: bool, progress: bool) -> dict:
+    """The base's recipe ends when it meets its gates: while it misses one, one more anneal of
+    ``spec.extension`` on corpus rows no stage has read, up to ``spec.max_extensions``. Every extension is
+    logged in the manifest with the gate figures that triggered it, so a reader sees each build's path."""
+    ext = list(man.get("extensions") or [])
+    while spec.extension is not None and man.get("metrics") and len(ext) < spec.max_extensions \
+            and gate_misses("base", man["metrics"], {}):
+        k = len(ext) + 1
+        ecfg = replace(spec.extension, seed=seed + 100 * k, name=f"{spec.name}/base-extend{k}")
+        read = pre.steps * pre.batch_size + spec.anneal.steps * spec.anneal.batch_size \
+            + k * ecfg.steps * ecfg.batch_size
+        misses = gate_misses("base", man["metrics"], {})
+        _log(progress, f"base: misses {'; '.join(misses)}: extension {k} of at most {spec.max_extensions}, "
+                       f"{ecfg.steps} steps at lr {ecfg.lr:g} on fresh corpus rows")
+        t0 = time.perf_counter()
+        model, _ = P.load_model(model_dir)
+        result = P.train(model, _tail(pdata(read, ecfg.seq_len), ecfg.steps * ecfg.batch_size), ecfg,
+                         ckpt_dir=ckpt_root / f"base-extend{k}", progress=progress)
+        save(model, arch, model_dir)
+        ext.append({"steps": ecfg.steps, "lr": ecfg.lr, "min_lr_ratio": ecfg.min_lr_ratio, "seed": ecfg.seed,
+                    "misses_before": misses, "metrics_before": {g: man["metrics"][g] for g in GATES}})
+        if writer:
+            figures = _training_figures(result)
+            metrics = _evaluate_saved(model_dir, seed, chat=True, n_heldout=spec.eval_heldout)
+            _log(progress, "base: " + ", ".join(f"{g} {metrics[g]:.1%}" for g in METRICS if g in metrics))
+            write_manifest(model_dir, dict(
+                man, metrics=metrics, extensions=ext, final_loss=figures["final_loss"],
+                loss_trace=figures["loss_trace"], train_tokens=man["train_tokens"] + result.tokens,
+                train_seconds=round(man["train_seconds"] + result.seconds, 2),
+                build_seconds=round(man["build_seconds"] + time.perf_counter() - t0, 2)))
+        P.barrier()
+        man = json.loads((model_dir / MANIFEST).read_text())
+    return man
 
 
 def _tail(data: P.PackedData, n_rows: int) -> P.PackedData:
