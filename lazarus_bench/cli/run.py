@@ -49,17 +49,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def without_unfit_builds(models: list[str], root: Path) -> list[str]:
+    """The main job's models less the builds that miss a gate the development build meets (not replicates of
+    it), each named on stderr with the gates it missed."""
+    from ..zoo.gates import unfit_builds
+
+    unfit = unfit_builds(root)
+    for build, misses in unfit.items():
+        print(f"zoo build {build} left out: its base misses {'; '.join(misses)}", file=sys.stderr)
+    return [m for m in models if m.rpartition("@")[2] not in unfit]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     apply_include(args)
     from ..suite.report import render
     from ..suite.runner import run_suite
-    from ..zoo.registry import default_models
+    from ..zoo.registry import default_models, zoo_root
 
     if args.address and args.engine != "ray":
         raise LazarusError("--address names a Ray cluster: use it with --engine ray")
     if args.adapter and len(args.model or []) != 1:
         raise LazarusError("--adapter needs exactly one -m MODEL: the checkpoint the adapter was trained on")
     models = args.model or default_models()
+    if not args.model and args.tier != "fast":
+        models = without_unfit_builds(models, zoo_root())
     report_dir = args.report_dir or default_report_dir(args.model, args.adapter, args.tier)
     check_writable(Path(report_dir) / "REPORT.md")  # a folder the run could not write to, before any claim runs
     if args.tier == "fast" and not args.model:
