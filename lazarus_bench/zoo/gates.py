@@ -1,4 +1,4 @@
-"""The zoo's quality gates: thresholds and the judgement, kept free of mlx so the registry can read them."""
+"""The zoo's quality gates: thresholds, the judgement, and which builds miss them; free of mlx (the CLI reads them)."""
 
 from __future__ import annotations
 
