@@ -20,18 +20,20 @@ BUILD_DEPENDENT = "build-dependent"
 
 
 def variant_build(record: Record) -> tuple[str, str]:
-    """(variant, build): 'zoo:base@s2' -> ('zoo:base', 's2'); the root build is 's<seed>' from its manifest, or ''
-    for a model outside the zoo (its own variant, one build)."""
+    """(variant, build): 'zoo:base@s2' -> ('zoo:base', 's2'); the root build is 's<seed>' from its manifest ('root'
+    in a record made before records carried it), or '' for a model outside the zoo (its own variant, one build)."""
     prefix, _, name = record.model.id.rpartition(":")
     if prefix not in ("zoo", "zoo-micro"):
         return record.model.id, ""
     kind, build = split_build(name)
     seed = (record.model.build or {}).get("seed")
-    return f"{prefix}:{kind}", build or (f"s{seed}" if seed is not None else "")
+    return f"{prefix}:{kind}", build or (f"s{seed}" if seed is not None else "root")
 
 
 def role(record: Record) -> str:
-    return (record.model.build or {}).get("role", "-")
+    """The build's role from the record; the zoo's root build is the development build by definition."""
+    default = "development" if variant_build(record)[1] == "root" else "-"
+    return (record.model.build or {}).get("role") or default
 
 
 UNIT_VALUES = ("values", "gain_per_cell")  # where a headline statistic keeps the per-unit values it averages
@@ -66,13 +68,14 @@ def robust(records: list[Record]) -> dict:
 
 
 def groups(records: list[Record]) -> dict[tuple[str, str], list[Record]]:
-    """Corrected-protocol records that ran (not skipped), by (claim, variant), builds in seed order."""
+    """Corrected-protocol records that ran (not skipped), by (claim, variant): the root build first, the others in
+    seed order."""
     out: dict[tuple[str, str], list[Record]] = defaultdict(list)
     for r in records:
         if r.protocol == "corrected" and r.status != "skipped":
             out[(r.claim_id, variant_build(r)[0])].append(r)
     for key in out:
-        out[key].sort(key=lambda r: (len(variant_build(r)[1]), variant_build(r)[1]))
+        out[key].sort(key=lambda r: (variant_build(r)[1] != "root", len(variant_build(r)[1]), variant_build(r)[1]))
     return dict(out)
 
 
