@@ -14,7 +14,7 @@ from lazarus_bench.claims.base import ModelInfo, build_scope, get_claim
 from lazarus_bench.errors import LazarusError
 from lazarus_bench.stats import ClaimStatistic, build_variance
 from lazarus_bench.suite.records import ModelRef, Record
-from lazarus_bench.suite.summary import robust, role, variant_build
+from lazarus_bench.suite.summary import groups, robust, role, variant_build
 from lazarus_bench.zoo import registry as R
 
 
@@ -95,6 +95,8 @@ def test_the_verdict_across_builds_is_robust_only_when_every_build_agrees():
     older = _record("zoo:base", "REFUTED")  # a root-build record from before records carried build info
     assert variant_build(older) == ("zoo:base", "root") and role(older) == "development"
     assert role(rows[1]) == "-" and variant_build(_record("my/ckpt", "REFUTED")) == ("my/ckpt", "")
+    mixed = [_record("zoo:base@s10", "REFUTED"), _record("zoo:base@s2", "REFUTED"), older]
+    assert [variant_build(r)[1] for r in groups(mixed)[("H05a", "zoo:base")]] == ["root", "s2", "s10"]
 
 
 def test_build_variance_matches_one_way_anova():

@@ -75,8 +75,14 @@ def groups(records: list[Record]) -> dict[tuple[str, str], list[Record]]:
         if r.protocol == "corrected" and r.status != "skipped":
             out[(r.claim_id, variant_build(r)[0])].append(r)
     for key in out:
-        out[key].sort(key=lambda r: (variant_build(r)[1] != "root", len(variant_build(r)[1]), variant_build(r)[1]))
+        out[key].sort(key=_build_order)
     return dict(out)
+
+
+def _build_order(record: Record) -> tuple[bool, int, str]:
+    """Sort key: the root build first, then 's2' < 's10' (seed order, not string order)."""
+    build = variant_build(record)[1]
+    return build != "root", len(build), build
 
 
 def home(claim_id: str, grouped: dict[tuple[str, str], list[Record]]) -> str | None:
