@@ -36,8 +36,10 @@ def _dotted(path: Path) -> str:
     return ".".join(parts)
 
 
-def _imports(path: Path) -> set[Path]:
-    """The package files ``path`` imports anywhere in its body (``from . import x`` resolves to x's file)."""
+@lru_cache(maxsize=None)
+def _imports(path: Path) -> frozenset[Path]:
+    """The package files ``path`` imports anywhere in its body (``from . import x`` resolves to x's file); parsed
+    once per process, as every closure that reaches the file needs it."""
     here = _dotted(path)
     package = here if path.name == "__init__.py" else here.rpartition(".")[0]
     found: set[Path] = set()
@@ -52,7 +54,7 @@ def _imports(path: Path) -> set[Path]:
                 base = ".".join(anchor + ([node.module] if node.module else []))
             names = [base] + [f"{base}.{a.name}" for a in node.names]
         found |= {f for f in map(module_file, names) if f is not None}
-    return found
+    return frozenset(found)
 
 
 @lru_cache(maxsize=None)

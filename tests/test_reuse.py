@@ -77,3 +77,26 @@ def test_hub_models_are_never_reused(model, tmp_path):
 
     (tmp_path / "records").mkdir()
     assert reused_record(Job("H01", model, "corrected", 1.0), tmp_path, "fast", None, None, model) is None
+
+
+def test_a_paired_claim_is_measured_again_once_its_instruct_variant_is_built_or_rebuilt(saved_model, tmp_path,
+                                                                                      monkeypatch):
+    from lazarus_bench.claims.base import ZOO_INSTRUCT_PAIRS
+    from lazarus_bench.suite.runner import Job, reused_record, run_claim
+
+    model, out = str(saved_model("llama")), tmp_path / "r"
+    skip = run_claim(get_claim("H06"), model, tier="fast", report_dir=out, cache_dir=out / "cache")
+    assert skip.status == "skipped" and "no instruct variant" in skip.reason
+
+    def reused() -> bool:
+        return reused_record(Job("H06", model, "corrected", 1.0), out, "fast", None, None, model) is not None
+
+    assert reused()
+    monkeypatch.setitem(ZOO_INSTRUCT_PAIRS, model, str(saved_model("llama", seed=1)))
+    assert not reused()  # the pair now exists: the skip is stale
+    h06 = get_claim("H06")
+    first = reuse.inputs(h06, model, "hash", "corrected", "fast", {}, [0], 1.0)
+    monkeypatch.setitem(ZOO_INSTRUCT_PAIRS, model, str(saved_model("llama", seed=2)))
+    rebuilt = reuse.inputs(h06, model, "hash", "corrected", "fast", {}, [0], 1.0)
+    assert first["instruct_pair"][1] != rebuilt["instruct_pair"][1]  # another instruct model: measured again
+    assert reuse.inputs(get_claim("H01"), model, "hash", "corrected", "fast", {}, [0], 1.0)["instruct_pair"] is None

@@ -519,9 +519,8 @@ class ClaimContext:
 
 def model_info(handle, instruct_pairs: dict[str, str] | None = None) -> ModelInfo:
     """Kind of a loaded model: moe, instruct (chat template or name), untied or base."""
-    model_id = handle.model_id
+    model_id, name = handle.model_id, handle.model_id.lower()
     chat = bool(getattr(handle.tokenizer, "chat_template", None))
-    name = model_id.lower()
     if handle.is_moe:
         kind = "moe"
     elif chat and ("instruct" in name or "chat" in name):
@@ -530,14 +529,19 @@ def model_info(handle, instruct_pairs: dict[str, str] | None = None) -> ModelInf
         kind = "untied"
     else:
         kind = "base"
-    pair = (instruct_pairs or {}).get(model_id)
-    if pair is None and kind == "base" and model_id.startswith(ZOO_PREFIXES):
-        twin = with_build(model_id, "instruct")
-        pair = twin if split_build(model_id.split(":", 1)[1])[0] == "base" and zoo_model_exists(twin) else None
-    if pair is None and kind != "instruct" and re.search(r"llama-3\.2-\d+b$", name):
-        pair = model_id + "-Instruct"
+    pair = None if kind == "instruct" else instruct_pair_of(model_id, instruct_pairs)
     return ModelInfo(model_id=model_id, model_type=handle.model_type, kind=kind, n_layers=handle.n_layers,
                      is_moe=handle.is_moe, tied=handle.tied, instruct_pair=pair)
+
+
+def instruct_pair_of(model_id: str, instruct_pairs: dict[str, str] | None = None) -> str | None:
+    """A model's instruct variant from its id alone (a reused record checks it unloaded): explicit, zoo, Llama-3.2."""
+    pair = (instruct_pairs or {}).get(model_id)
+    if pair is None and model_id.startswith(ZOO_PREFIXES) and split_build(model_id.split(":", 1)[1])[0] == "base":
+        pair = twin if zoo_model_exists(twin := with_build(model_id, "instruct")) else None
+    if pair is None and re.search(r"llama-3\.2-\d+b$", model_id.lower()):
+        return model_id + "-Instruct"
+    return pair
 
 
 ZOO_INSTRUCT_PAIRS: dict[str, str] = {}  # explicit base -> instruct pairs; a zoo build's base pairs with its instruct

@@ -1,10 +1,12 @@
 """Incremental runs: a record whose inputs are unchanged is reused, not measured again.
 
 A record's inputs are the claim's locked hash, the model's content hash, protocol, tier, parameters, seeds, the
-BLAS, the trained-model gate's threshold, and the code of what it calls: the claim's module and every lazarus_bench
-module it imports (transitively, lazy imports included), the runner's own, the package's data files, and the same
-for the claims it reads runs from (``after``). A change to one claim's file recomputes that claim only; a change to
-a shared module (statistics, lens, training) recomputes every claim that imports it.
+BLAS, the trained-model gate's threshold, the instruct variant a paired claim reads (its id and hash: a skip for
+want of one, or a run against an older one, is not reused once the pair is built or rebuilt), and the code of what
+it calls: the claim's module and every lazarus_bench module it imports (transitively, lazy imports included), the
+runner's own, the package's data files, and the same for the claims it reads runs from (``after``). A change to one
+claim's file recomputes that claim only; a change to a shared module (statistics, lens, training) recomputes every
+claim that imports it.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Any
 
 from .. import blas
 from ..claims import prereg
-from ..claims.base import Claim, get_claim
+from ..claims.base import ZOO_INSTRUCT_PAIRS, Claim, get_claim, instruct_pair_of, needs_instruct_pair
 from ..codehash import closure, data_files, digest
+from ..models import model_fingerprint
 
 
 def claim_files(claim: Claim) -> frozenset[Path]:
@@ -30,10 +33,12 @@ def claim_files(claim: Claim) -> frozenset[Path]:
     return frozenset(files)
 
 
-def inputs(claim: Claim, model_hash: str, protocol: str, tier: str, params: dict[str, Any], seeds: list[int],
-           trained_threshold: float) -> dict[str, Any]:
+def inputs(claim: Claim, model_id: str, model_hash: str, protocol: str, tier: str, params: dict[str, Any],
+           seeds: list[int], trained_threshold: float) -> dict[str, Any]:
     """Everything a record of this job is a function of (see the module docstring)."""
-    return {"claim_hash": prereg.claim_hash(claim), "after": {c: prereg.claim_hash(get_claim(c)) for c in claim.after},
+    pair = instruct_pair_of(model_id, ZOO_INSTRUCT_PAIRS) if claim.applies is needs_instruct_pair else None
+    return {"instruct_pair": [pair, model_fingerprint(pair)] if pair else None,
+            "claim_hash": prereg.claim_hash(claim), "after": {c: prereg.claim_hash(get_claim(c)) for c in claim.after},
             "model_hash": model_hash, "protocol": protocol, "tier": tier,
             "params": json.loads(json.dumps(params, sort_keys=True, default=str)), "seeds": list(seeds),
             "code": digest(claim_files(claim) | set(data_files())), "blas": blas.fingerprint(),

@@ -185,7 +185,8 @@ def run_claim(claim: Claim, model_id: str, *, tier: str = "slow", n_seeds: int |
     info = model_info(handle, ZOO_INSTRUCT_PAIRS)
     fields = {**_base_record(claim, info, model_id, protocol, tier, params, seeds, origin),
               "tokenization": pool.audit(model_id)}
-    fields["inputs"] = reuse.inputs(claim, fields["model"].hash, protocol, tier, params, seeds, trained_threshold())
+    fields["inputs"] = reuse.inputs(claim, model_id, fields["model"].hash, protocol, tier, params, seeds,
+                                    trained_threshold())
     reason = claim.applies(info) or ablation_scope(protocol, info) or build_scope(claim, protocol, info)
     if reason:
         record = Record(**fields, status="skipped", reason=reason)
@@ -399,8 +400,9 @@ def reused_record(job: Job, report_dir: str | Path, tier: str, n_seeds: int | No
     if not isinstance(old, dict) or old.get("status") not in ("ok", "skipped") or local_path(job.model) is None:
         return None
     n = n_seeds if n_seeds is not None else claim.default_seeds[tier]
-    want = reuse.inputs(claim, model_fingerprint(job.model), job.protocol, tier, claim.parameters(tier, overrides),
-                        list(range(n)) if claim.training else [], trained_threshold())
+    want = reuse.inputs(claim, job.model, model_fingerprint(job.model), job.protocol, tier,
+                        claim.parameters(tier, overrides), list(range(n)) if claim.training else [],
+                        trained_threshold())
     if old.get("inputs") != want:
         return None
     old.update(prereg=prereg.check(claim), reused={

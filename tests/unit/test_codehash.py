@@ -24,16 +24,16 @@ def package(tmp_path, monkeypatch):
     (root / "c.py").write_text("Y = 1\n")
     (root / "data" / "prompts.txt").write_text("7 * 8 = \n")
     monkeypatch.setattr(codehash, "PACKAGE", root)
-    for fn in (codehash.closure, codehash.module_code):
+    for fn in (codehash.closure, codehash.module_code, codehash._imports):
         fn.cache_clear()
     yield root
-    for fn in (codehash.closure, codehash.module_code):
+    for fn in (codehash.closure, codehash.module_code, codehash._imports):
         fn.cache_clear()
 
 
 def _key(parts: dict, code: str) -> str:
-    codehash.closure.cache_clear()
-    codehash.module_code.cache_clear()
+    for fn in (codehash.closure, codehash.module_code, codehash._imports):
+        fn.cache_clear()
     return cache.FixtureCache(Path("/nonexistent"), code=code).path(parts).name
 
 
