@@ -5,6 +5,7 @@ between- and within-build variance (against scipy's one-way ANOVA), and a micro 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,10 +13,12 @@ from scipy import stats as st
 
 from lazarus_bench.claims.base import ModelInfo, build_scope, get_claim
 from lazarus_bench.errors import LazarusError
+from lazarus_bench.models import model_fingerprint
 from lazarus_bench.stats import ClaimStatistic, build_variance
 from lazarus_bench.suite.records import ModelRef, Record
 from lazarus_bench.suite.summary import groups, robust, role, variant_build
 from lazarus_bench.zoo import registry as R
+from lazarus_bench.zoo.registry import MANIFEST, resolve_zoo
 
 
 def test_build_ids_name_folders_under_the_zoo(tmp_path, monkeypatch):
@@ -93,7 +96,10 @@ def test_the_verdict_across_builds_is_robust_only_when_every_build_agrees():
     assert one["verdict"] == "REFUTED" and "one build" in one["reason"] and "pooled" not in one
     assert "pooled" not in robust([rows[0], _record("zoo:base@s2", "NOT TESTABLE")])
     older = _record("zoo:base", "REFUTED")  # a root-build record from before records carried build info
-    assert variant_build(older) == ("zoo:base", "root") and role(older) == "development"
+    assert variant_build(older) == ("zoo:base", "root") and role(older) == "development"  # not the shipped weights
+    shipped = older.replace(model=replace(older.model, hash=model_fingerprint("zoo:base")))
+    seed = json.loads((resolve_zoo("zoo:base") / MANIFEST).read_text())["corpus_seed"]
+    assert variant_build(shipped) == ("zoo:base", f"s{seed}") and role(shipped) == "development"
     assert role(rows[1]) == "-" and variant_build(_record("my/ckpt", "REFUTED")) == ("my/ckpt", "")
     mixed = [_record("zoo:base@s10", "REFUTED"), _record("zoo:base@s2", "REFUTED"), older]
     assert [variant_build(r)[1] for r in groups(mixed)[("H05a", "zoo:base")]] == ["root", "s2", "s10"]

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from ..errors import LazarusError
+from ..models import model_fingerprint
 from ..stats import build_variance
-from ..zoo.registry import split_build
+from ..zoo.registry import build_info, split_build
 from . import plots
 from .records import Record
 
@@ -20,19 +22,32 @@ BUILD_DEPENDENT = "build-dependent"
 
 
 def variant_build(record: Record) -> tuple[str, str]:
-    """(variant, build): 'zoo:base@s2' -> ('zoo:base', 's2'); the root build is 's<seed>' from its manifest ('root'
-    in a record made before records carried it), or '' for a model outside the zoo (its own variant, one build)."""
+    """(variant, build): 'zoo:base@s2' -> ('zoo:base', 's2'); the root build is 's<seed>' from the record, or from
+    the shipped manifest when a record made before records carried it ran on the shipped model's very weights, else
+    'root'; '' for a model outside the zoo (its own variant, one build)."""
     prefix, _, name = record.model.id.rpartition(":")
     if prefix not in ("zoo", "zoo-micro"):
         return record.model.id, ""
     kind, build = split_build(name)
     seed = (record.model.build or {}).get("seed")
+    if build is None and seed is None:
+        seed = _shipped_seed(record.model.id, record.model.hash)
     return f"{prefix}:{kind}", build or (f"s{seed}" if seed is not None else "root")
+
+
+def _shipped_seed(model_id: str, model_hash: str) -> int | None:
+    """The seed of the shipped build of ``model_id`` if its content hash is ``model_hash``, else None."""
+    try:
+        same = model_fingerprint(model_id) == model_hash
+    except (LazarusError, OSError):
+        return None
+    return (build_info(model_id) or {}).get("seed") if same else None
 
 
 def role(record: Record) -> str:
     """The build's role from the record; the zoo's root build is the development build by definition."""
-    default = "development" if variant_build(record)[1] == "root" else "-"
+    prefix, _, name = record.model.id.rpartition(":")
+    default = "development" if prefix in ("zoo", "zoo-micro") and split_build(name)[1] is None else "-"
     return (record.model.build or {}).get("role") or default
 
 
