@@ -100,6 +100,8 @@ def test_the_verdict_across_builds_is_robust_only_when_every_build_agrees():
     shipped = older.replace(model=replace(older.model, hash=model_fingerprint("zoo:base")))
     seed = json.loads((resolve_zoo("zoo:base") / MANIFEST).read_text())["corpus_seed"]
     assert variant_build(shipped) == ("zoo:base", f"s{seed}") and role(shipped) == "development"
+    assert [variant_build(r)[1] for r in groups([_record("zoo:base@s0", "REFUTED"), shipped])[("H05a", "zoo:base")]] \
+        == [f"s{seed}", "s0"]  # the development build leads even when another build has a lower seed
     assert role(rows[1]) == "-" and variant_build(_record("my/ckpt", "REFUTED")) == ("my/ckpt", "")
     mixed = [_record("zoo:base@s10", "REFUTED"), _record("zoo:base@s2", "REFUTED"), older]
     assert [variant_build(r)[1] for r in groups(mixed)[("H05a", "zoo:base")]] == ["root", "s2", "s10"]

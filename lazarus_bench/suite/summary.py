@@ -95,9 +95,9 @@ def groups(records: list[Record]) -> dict[tuple[str, str], list[Record]]:
 
 
 def _build_order(record: Record) -> tuple[bool, int, str]:
-    """Sort key: the root build first, then 's2' < 's10' (seed order, not string order)."""
+    """Sort key: the root (development) build first whatever its seed, then 's2' < 's10' (seed order)."""
     build = variant_build(record)[1]
-    return build != "root", len(build), build
+    return "@" in record.model.id, len(build), build
 
 
 def home(claim_id: str, grouped: dict[tuple[str, str], list[Record]]) -> str | None:
