@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lazarus_bench import prompts
-from lazarus_bench.claims.base import ClaimContext, ControlRun, get_claim, model_info
+from lazarus_bench.claims.base import ClaimContext, ControlRun, ControlUnavailable, get_claim, model_info
 from lazarus_bench.claims.common import probed_labels, probed_texts
 from lazarus_bench.claims.controls import calibration
 from lazarus_bench.claims.fixtures import dual_model
@@ -260,6 +260,34 @@ def test_h14_controls_scale_each_branch(saved_model, tmp_path):
     assert all(d == 0.0 for drops in outcome.extra["drops"].values() for d in drops.values())
     assert outcome.verdict != "SUPPORTED"
     assert outcome.statistic.details["criteria_verdicts"]["aggressive_destroys"] != "SUPPORTED"
+
+
+def test_h14_graded_control_plants_its_drop_in_the_aggressive_branch_only(tmp_path):
+    """The graded construction: stage 2 at learning rate 0 in both branches, then the aggressive branch noised to
+    lose the strength on calibration prompts that are neither measured nor trained on; the low-LR branch is kept."""
+    from lazarus_bench.claims.h14_two_stage import calibration_prompts, planted_drop, stage_one, two_stage_configs
+    from lazarus_bench.models import load_model
+    from lazarus_bench.training.two_stage import eval_prompt_texts
+
+    claim = get_claim("H14")
+    [graded] = claim.graded
+    assert graded.part == "aggressive_destroys" and graded.strengths[0] < 25.0 < 50.0 <= graded.strengths[-1]
+    handle = load_model("zoo:base")
+    ctx = ClaimContext(claim, model_info(handle), tier="fast", seeds=[0], params=claim.parameters("fast"),
+                       cache_dir=tmp_path / "cache", shared=handle)
+    outcome = claim.measure(planted_drop(ctx, 40.0, 0))
+    [planted] = outcome.extra["planted_drop"].values()
+    assert planted["planted_points"] == 40.0 and planted["calibration_lost"] >= 40.0
+    drops = outcome.extra["drops"][0]
+    assert drops["low_lr"] == 0.0 and drops["aggressive"] > 10.0, drops
+    one = stage_one(ctx, two_stage_configs(ctx.params, 0))
+    texts, answers = calibration_prompts(one, 240, 0)
+    trained = {e.prompt.strip() for e in one.examples[:one.split]}
+    assert len(texts) > 150 and not {t.strip() for t in texts} & (trained | {t.strip() for t in eval_prompt_texts()})
+    assert all(int(eval(t.strip(" ="))) == a for t, a in zip(texts, answers))
+    assert texts != calibration_prompts(one, 240, 1)[0]
+    with pytest.raises(ControlUnavailable, match="calibration prompts"):
+        calibration_prompts(one, 30, 0)
 
 
 def _cache_entries(root):

@@ -10,7 +10,7 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
-from .. import stats
+from .. import prompts, stats
 from ..cache import FixtureCache, default_root
 from ..errors import LazarusError
 from ..io import write_json
@@ -31,7 +31,9 @@ from ..training.two_stage import (
     eval_prompt_texts,
     stage_metrics,
 )
-from .base import NEGATIVE, POSITIVE, ClaimContext, Control, Gate, Outcome, claim
+from .base import NEGATIVE, POSITIVE, ClaimContext, Control, ControlUnavailable, Gate, Outcome, claim
+from .controls import GradedControl
+from .weight_noise import plant_accuracy_drop
 
 
 def two_stage_configs(params: dict, seed: int, protocol: str = "corrected") -> dict[str, TwoStageConfig]:
@@ -103,6 +105,19 @@ def stage_one(ctx: ClaimContext, configs: dict[str, TwoStageConfig]) -> StageOne
                     split=split)
 
 
+def calibration_prompts(one: StageOne, draws: int, replicate: int) -> tuple[list[str], list[int]]:
+    """Symbolic prompts drawn as the measured extra ones are (``draws`` triples, another draw per replicate), minus
+    every prompt measured or trained on: where a planted accuracy drop is calibrated. With the slow tier's 4,500
+    training examples every multiplication fact outside the measured ones is trained on, so these are + and -."""
+    taken = {t.strip() for t in eval_prompt_texts()} | {e.prompt.strip() for e in one.examples[:one.split]}
+    items = [it for it in prompts.two_stage_extra(draws, seed=1000 + replicate).where(category="symbolic")
+             if it.text.strip() not in taken]
+    if len(items) < 40:
+        raise ControlUnavailable(f"only {len(items)} of {draws} calibration prompts are neither measured nor "
+                                 "trained on")
+    return [it.text for it in items], [int(it.answer) for it in items]
+
+
 def stage_two(ctx: ClaimContext, configs: dict[str, TwoStageConfig], one: StageOne) -> dict[str, TwoStageResult]:
     """Each branch's stage 2 from the fused stage-1 weights, checked to reproduce the stage-1 model first."""
     out = {}
@@ -114,8 +129,15 @@ def stage_two(ctx: ClaimContext, configs: dict[str, TwoStageConfig], one: StageO
         if not mx.allclose(logits, mx.array(one.reference), rtol=1e-4, atol=1e-5).item():
             raise LazarusError(f"two-stage branch '{name}' does not reproduce the fused stage-1 model")
         s2 = train_dual_reward(branch, cfg.stage2, examples=one.examples[:one.split], progress=False)
+        planted = {}
+        if name == "aggressive" and ctx.params["aggressive_planted_drop"] is not None:
+            texts, answers = calibration_prompts(one, ctx.params["plant_calibration_draws"],
+                                                 ctx.params["plant_replicate"])
+            planted = plant_accuracy_drop(branch, ctx.params["aggressive_planted_drop"], texts, answers,
+                                          (14, cfg.stage2.train.seed, ctx.params["plant_replicate"]))
         out[name] = TwoStageResult(baseline=one.baseline, stage1=one.after, stage2=stage_metrics(branch),
-                                   stage1_train=one.train, stage2_train=s2.to_dict(), config={"name": name})
+                                   stage1_train=one.train, stage2_train=s2.to_dict(),
+                                   config={"name": name, **({"planted": planted} if planted else {})})
         del branch
     return out
 
@@ -137,11 +159,17 @@ def class_word_logprob_change(result: TwoStageResult) -> float:
                           for i in keep]))
 
 
+def planted_drop(ctx: ClaimContext, strength: float, replicate: int) -> ClaimContext:
+    """The graded control's construction: both stage 2s at learning rate 0 for one step (each seed's stage-1 model),
+    then the aggressive branch's block weights noised (a new direction per replicate) until it loses ``strength``
+    symbolic-accuracy points on ``calibration_prompts``, which the measurement never reads."""
+    return ctx.variant(params={"low_lr_scale": 0.0, "aggressive_lr_scale": 0.0, "stage2_steps": 1,
+                               "aggressive_stage2_steps": 1, "aggressive_planted_drop": strength,
+                               "plant_replicate": replicate})
+
+
 @claim(
     id="H14",
-    no_graded=("not built in this round: 10/25/40-point accuracy drops would interpolate each seed's stage-2 weights "
-               "toward the destroyed (x100) run's, which needs the stage weights cached (today only their "
-               "measurements are)"),
     title="Two-stage training: low-LR stage 2 keeps computation, aggressive stage 2 destroys it, no classifier",
     statement="Two-stage training (SFT, fuse, low-LR dual-reward) keeps computation; the aggressive stage 2 "
                "destroys it; no classifier appears.",
@@ -159,7 +187,8 @@ def class_word_logprob_change(result: TwoStageResult) -> float:
             "max_drop_low_lr": 10.0, "min_drop_aggressive": 25.0, "max_classifier_prob": 0.10,
             "alpha": 0.05, "min_seeds": 5, "min_stage1_accuracy": 0.75, "min_stage2_accuracy_move": 8.0,
             "low_lr_scale": 1.0, "aggressive_lr_scale": 1.0, "aggressive_cls_weight": None,
-            "aggressive_optimizer": None},
+            "aggressive_optimizer": None, "aggressive_planted_drop": None, "plant_replicate": 0,
+            "plant_calibration_draws": 240},
     tests={"low_lr_keeps": "sign", "aggressive_destroys": "sign", "no_classifier": "sign"},
     fast={"stage1_steps": 10, "stage2_steps": 8, "aggressive_stage2_steps": 4, "n_train": 200},
     protocols=("corrected", "original"),
@@ -189,6 +218,16 @@ def class_word_logprob_change(result: TwoStageResult) -> float:
                                                       "aggressive_optimizer": "adamw", "low_lr_scale": 0.0,
                                                       "stage2_steps": 1}),
                       Verdict.SUPPORTED, part="aggressive_destroys")),
+    graded=(GradedControl("accuracy drop planted in the aggressive stage 2", "each seed's stage-1 model (both stage "
+                          "2s at learning rate 0), its aggressive branch then noised on every block matrix (seeded "
+                          "Gaussian, RMS-scaled; a new direction per replicate) to lose the strength in symbolic "
+                          "accuracy on calibration prompts drawn as the measured ones are (240 draws, a new draw per "
+                          "replicate, minus those measured or trained on: ~110 + and - prompts); 'the aggressive "
+                          "stage 2 destroys computation' must pass from the 25-point threshold up (the writeup lost "
+                          "50)",
+                          "planted symbolic-accuracy points lost (calibration prompts)", (10.0, 25.0, 40.0, 50.0, 75.0),
+                          3, planted_drop, Verdict.SUPPORTED, threshold=25.0, writeup=50.0,
+                          part="aggressive_destroys"),),
     training=True,
     default_seeds={"fast": 1, "slow": 5},
 )
@@ -259,6 +298,10 @@ def measure_h14(ctx: ClaimContext) -> Outcome:
     moved = min(r["moved"] for r in runs)
     extra["stage2_accuracy_moved"] = {r["seed"]: r["moved"] for r in runs}
     extra["class_word_logprob_change"] = {r["seed"]: r["class_word_logprob_change"] for r in runs}
+    planted = {r["seed"]: r["results"]["aggressive"].config["planted"] for r in runs
+               if "planted" in r["results"]["aggressive"].config}
+    if planted:
+        extra["planted_drop"] = planted
     extra["param_change_relative"] = {r["seed"]: {k: res.stage2_train["train"]["param_change_relative"]
                                                   for k, res in r["results"].items()} for r in runs}
     return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra=extra,
