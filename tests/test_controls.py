@@ -290,6 +290,26 @@ def test_h14_graded_control_plants_its_drop_in_the_aggressive_branch_only(tmp_pa
         calibration_prompts(one, 30, 0)
 
 
+def test_h05b_graded_control_noises_the_untrained_model_off_the_measured_prompts(tmp_path):
+    """H05b's graded construction reads no trained run: each seed's untrained model loses the planted points on
+    resampled prompts of the eval form (never the 8 measured), and the measure reads the same model on the 8."""
+    from lazarus_bench.claims.h05_dual_reward_keeps_answers import planted_drop
+    from lazarus_bench.models import load_model
+
+    claim = get_claim("H05b")
+    [graded] = claim.graded
+    assert (graded.claimed, graded.threshold, graded.effect) == ("threshold", 10.0, Verdict.REFUTED)
+    handle = load_model("zoo:base")
+    ctx = ClaimContext(claim, model_info(handle), tier="fast", seeds=[1, 2], params=claim.parameters("fast"),
+                       cache_dir=tmp_path / "cache", shared=handle)
+    outcome = claim.measure(planted_drop(ctx, 40.0, 0))
+    assert not list((tmp_path / "cache").glob("*")), "no dual-reward run was trained or read"
+    first, second = outcome.samples
+    assert first["planted"]["calibration_lost"] >= 40.0 and first["planted"]["calibration_prompts"] > 80
+    assert first["answer_accuracy_before"] > 0.8 and first["answer_accuracy_change"] < 0
+    assert first["planted"]["noise_scale"] != second["planted"]["noise_scale"]  # a direction per seed
+
+
 def _cache_entries(root):
     """The cache's entries (not the per-entry lock files)."""
     return sorted(p.name for p in root.iterdir() if p.suffix != ".lock")

@@ -26,16 +26,19 @@ def replicates(ctx: ClaimContext, declared: int) -> int:
     return declared if ctx.tier == "slow" else min(declared, FAST_REPLICATES)
 
 
+def measured_verdicts(statistic) -> dict[str | None, Verdict]:
+    """A measurement's verdicts: the headline's (key None) and each named part's."""
+    parts = statistic.details.get("parts") or statistic.details.get("criteria", {})
+    return {None: Verdict(statistic.verdict), **{k: Verdict(v["verdict"]) for k, v in parts.items()}}
+
+
 def _verdict_of(claim, ctx: ClaimContext, part: str | None) -> tuple[Verdict, float]:
     """The claim's measure on ``ctx``: the verdict (of ``part``, if named) and the headline statistic."""
-    outcome = claim.measure(ctx)
-    s = outcome.statistic
-    if part is None:
-        return outcome.verdict, float(s.statistic)
-    parts = s.details.get("parts") or s.details.get("criteria", {})
-    if part not in parts:
+    s = claim.measure(ctx).statistic
+    verdicts = measured_verdicts(s)
+    if part not in verdicts:
         raise LazarusError(f"{claim.id}: control reads part '{part}', which the measure did not report")
-    return Verdict(parts[part]["verdict"]), float(s.statistic)
+    return verdicts[part], float(s.statistic)
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class GradedRun:
     reason: str  # why it was not built, else ""
     detected: tuple[int, ...] = ()  # replicates detected at each strength
     statistics: tuple[tuple[float, ...], ...] = ()  # the measure's headline statistic per strength and replicate
+    effect: str = ""  # the verdict that reads "present" ("" in records made before it was stored)
+    part: str | None = None  # the part of the verdict it reads (None: the headline)
 
     @property
     def rates(self) -> list[float]:
@@ -68,6 +73,21 @@ class GradedRun:
                 break
             best = strength
         return best
+
+    def decides(self, measured: dict[str | None, Verdict]) -> bool:
+        """Whether the measured verdict (``measured_verdicts``) would change had the measurement seen this control's
+        effect: only then can a missed effect below the MDE be what decided it. A run that saw the effect, or whose
+        verdict another part decides (one refuted conjunct refutes the claim), does not rest on this power."""
+        if not self.effect or None not in measured or (self.part is not None and self.part not in measured):
+            return True  # a record from before the effect was stored, or no measurement: as it was
+        effect = Verdict(self.effect)
+        if self.part is None:
+            return measured[None] != effect
+        parts = {**{k: v for k, v in measured.items() if k is not None}, self.part: effect}
+        # the "all" rule (stats.verdicts.RULES): any part refuted refutes, all supported supports
+        would = (Verdict.REFUTED if Verdict.REFUTED in parts.values() else
+                 Verdict.SUPPORTED if set(parts.values()) == {Verdict.SUPPORTED} else Verdict.INCONCLUSIVE)
+        return would != measured[None]
 
     def rate_at(self, strength: float) -> float | None:
         """Detection rate at a declared strength (None when it is not one of them)."""
@@ -122,7 +142,8 @@ class GradedControl:
         n = replicates(ctx, self.replicates)
         head = dict(name=self.name, description=self.description, units=self.units, strengths=self.strengths,
                     replicates=n, threshold=self.threshold, writeup=self.writeup,
-                    claimed=self.writeup if self.claimed == "writeup" else self.threshold)
+                    claimed=self.writeup if self.claimed == "writeup" else self.threshold, effect=str(self.effect),
+                    part=self.part)
         detected, values = [], []
         try:
             for strength in self.strengths:
@@ -236,10 +257,11 @@ def _fmt(value: float) -> str:
 
 
 def calibrate(controls: Sequence[ControlRun], graded: Sequence[GradedRun] = (),
-              nulls: Sequence[NullRun] = ()) -> tuple[str, str]:
+              nulls: Sequence[NullRun] = (), measured: dict[str | None, Verdict] | None = None) -> tuple[str, str]:
     """(label, reason) from every control: the single controls' label (``base.calibration``) unless a graded
-    control was never detected at 80% (``insensitive``) or only above the effect the verdict rests on
-    (``underpowered``), or a null fired more often than its alpha allows (``not specific``)."""
+    control was never detected at 80% (``insensitive``) or only above the effect the verdict rests on, where
+    seeing that effect would change the ``measured_verdicts`` (``underpowered``), or a null fired more often than
+    its alpha allows (``not specific``)."""
     label, why = calibration(controls)
     if label in ("insensitive", "not specific"):
         return label, why
@@ -247,7 +269,7 @@ def calibrate(controls: Sequence[ControlRun], graded: Sequence[GradedRun] = (),
         if run.mde is None:
             return "insensitive", (f"INSENSITIVE: graded control '{run.name}' detected in < 80% of replicates at "
                                    f"every strength up to {_fmt(run.strengths[-1])} {run.units}")
-        if run.mde > run.claimed:
+        if run.mde > run.claimed and run.decides(measured or {}):
             return "underpowered", (f"UNDERPOWERED: empirical MDE {_fmt(run.mde)} > the claimed effect "
                                     f"{_fmt(run.claimed)} {run.units} (graded control '{run.name}')")
     for run in (n for n in nulls if n.built):

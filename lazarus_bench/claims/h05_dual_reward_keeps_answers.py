@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import stats
+from .. import prompts, stats
+from ..analysis.generate import answer_accuracy
 from ..stats import Verdict
 from .base import NEGATIVE, POSITIVE, ClaimContext, Control, ControlUnavailable, Gate, Outcome, claim
+from .controls import GradedControl
 from .fixtures import DUAL_FAST, DUAL_GATES, DUAL_PARAMS, DUAL_SEEDS, dual_fitness, dual_run, dual_sample
+from .weight_noise import plant_accuracy_drop
 
 
 def no_planted_keep(ctx: ClaimContext) -> ClaimContext:
@@ -16,18 +19,39 @@ def no_planted_keep(ctx: ClaimContext) -> ClaimContext:
                              "is NOT TESTABLE by design")
 
 
+def planted_sample(ctx: ClaimContext, seed: int) -> dict:
+    """One seed's row of the graded control: the untrained model's answers on the 8 eval prompts, then the same
+    model with its block weights noised (``weight_noise``; a direction per seed and replicate) until it loses the
+    planted points on ~100 resampled prompts of the eval form, never the 8 measured ones."""
+    p = ctx.params
+    handle = ctx.fresh_handle()
+    evalset = prompts.dual_reward_eval()
+    measured = {t.strip() for t in evalset.texts()}
+    draw = prompts.resampled_dual_reward_eval(3000 + 100 * p["plant_replicate"] + seed, per_op=25)
+    calib = {it.text: it.answer for it in draw if it.text.strip() not in measured}
+    before = answer_accuracy(handle, evalset.texts(), evalset.answers()).accuracy
+    planted = plant_accuracy_drop(handle, p["planted_drop"], list(calib), list(calib.values()),
+                                  (5, seed, p["plant_replicate"]))
+    after = answer_accuracy(handle, evalset.texts(), evalset.answers()).accuracy
+    return {"seed": seed, "answer_accuracy_before": before, "answer_accuracy_after": after,
+            "answer_accuracy_change": after - before, "planted": planted}
+
+
+def planted_drop(ctx: ClaimContext, strength: float, replicate: int) -> ClaimContext:
+    """The graded control's construction: the measure reads ``planted_sample`` rows instead of trained runs."""
+    return ctx.variant(params={"planted_drop": strength, "plant_replicate": replicate})
+
+
 @claim(
     id="H05b",
-    no_graded=("not built in this round: a graded answer loss would interpolate each seed's adapter toward the 100x "
-               "learning-rate run's (both cached) at several fractions, one answer evaluation each; the 100x run is "
-               "the destroyed end, measured as a negative control"),
     title="Dual-reward V/O LoRA keeps the answers",
     statement="The dual-reward training of H05a does so without breaking the model's answers.",
     source="seed 002 (BREAKTHROUGH: Dual-Reward Training; answers after training)",
     criterion="answer accuracy on the eval prompts after minus before, per seed, not below -10 points (exact "
               "sign test across seeds, one-sided: unanimous seeds are evidence); the seed is the unit, 5 seeds",
     writeup="Llama-3.2-1B base: answers still computed after dual-reward training (8/8 named, answers kept)",
-    params={**DUAL_PARAMS, "max_accuracy_drop": 0.10, "min_base_answers": 0.5},
+    params={**DUAL_PARAMS, "max_accuracy_drop": 0.10, "min_base_answers": 0.5, "planted_drop": None,
+            "plant_replicate": 0},
     tests={"answers_kept": "sign"},
     default_seeds=DUAL_SEEDS,
     fast=DUAL_FAST,
@@ -38,18 +62,28 @@ def no_planted_keep(ctx: ClaimContext) -> ClaimContext:
                       lambda ctx: ctx.variant(params={"lr_scale": 100.0}), Verdict.SUPPORTED),
               Control("answers kept by construction", POSITIVE, "none can be built (see the reason)", no_planted_keep,
                       Verdict.SUPPORTED)),
+    graded=(GradedControl("answer accuracy loss planted", "each seed's untrained model (no dual-reward training), its "
+                          "block matrices noised (seeded Gaussian, RMS-scaled; a new direction per seed and "
+                          "replicate) to lose the strength in answer accuracy on ~100 resampled prompts of the eval "
+                          "form, then read on the 8 eval prompts: 'answers kept' must be refuted from about the "
+                          "10-point threshold up", "planted answer-accuracy points lost (calibration prompts)",
+                          (5.0, 10.0, 20.0, 40.0, 60.0), 3, planted_drop, Verdict.REFUTED, threshold=10.0,
+                          writeup=0.0, claimed="threshold"),),
     training=True,
     after=("H05a",),
     protocols=("corrected", "original"),
 )
 def measure_h05b(ctx: ClaimContext) -> Outcome:
     p = ctx.params
-    samples = [dual_sample(dual_run(ctx, seed), p["loss_window"]) for seed in ctx.seeds]
+    planted = p["planted_drop"] is not None
+    samples = [planted_sample(ctx, seed) if planted else dual_sample(dual_run(ctx, seed), p["loss_window"])
+               for seed in ctx.seeds]
     changes = [s["answer_accuracy_change"] for s in samples]
     statistic = stats.threshold_claim(changes, -p["max_accuracy_drop"], "above", p["alpha"],
                                       test=ctx.test("answers_kept"), min_n=p["min_seeds"],
                                       name="answer accuracy after - before per seed (accuracy points / 100)")
-    ours = (f"{ctx.protocol} protocol, {len(samples)} seed(s) x {p['steps']} steps: answer accuracy before "
+    run = f"a planted {p['planted_drop']:g}-point loss" if planted else f"{p['steps']} steps"
+    ours = (f"{ctx.protocol} protocol, {len(samples)} seed(s) x {run}: answer accuracy before "
             f"{[round(s['answer_accuracy_before'], 3) for s in samples]}, after "
             f"{[round(s['answer_accuracy_after'], 3) for s in samples]}; mean change {np.mean(changes):+.1%}")
     base = float(np.mean([s["answer_accuracy_before"] for s in samples]))
@@ -58,4 +92,4 @@ def measure_h05b(ctx: ClaimContext) -> Outcome:
                                       "before": [s["answer_accuracy_before"] for s in samples],
                                       "after": [s["answer_accuracy_after"] for s in samples]}}}
     return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves,
-                   fitness={**dual_fitness(samples), "base answers": base})
+                   fitness={**({} if planted else dual_fitness(samples)), "base answers": base})

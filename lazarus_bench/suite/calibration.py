@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from ..claims.controls import GradedRun
+from ..claims.controls import GradedRun, measured_verdicts
 from ..stats import wilson_interval
 from . import plots
 from .records import Record
@@ -41,12 +41,15 @@ def pooled_detection(runs: list[GradedRun], which: str) -> tuple[int, int]:
 def _graded_rows(records: list[Record]) -> list[dict]:
     rows = []
     for r in records:
+        measured = measured_verdicts(r.statistic) if r.statistic is not None else {}
         for g in r.graded or ():
             curve = ", ".join(f"{s:g}: {k}/{g.replicates}" for s, k in zip(g.strengths, g.detected))
             mde = g.mde
             verdict = ("not built: " + g.reason if not g.built else
                        "INSENSITIVE (no strength reaches 80%)" if mde is None else
-                       "UNDERPOWERED" if mde > g.claimed else "powered")
+                       "powered" if mde <= g.claimed else
+                       "below the claimed effect; the verdict does not rest on it" if not g.decides(measured) else
+                       "UNDERPOWERED")
             rows.append({"claim": r.claim_id, "model": r.model.id, "control": g.name, "units": g.units,
                          "detected per strength": curve or "-", "empirical MDE": _g(mde),
                          "writeup's effect": _g(g.writeup), "threshold": _g(g.threshold),
@@ -123,7 +126,9 @@ def section(records: list[Record], claims: dict, out_dir: Path, lock: dict[str, 
         "What the harness can see, from known-answer runs of each claim's own measure (CLAIMS.md revision 3). "
         "Graded positive controls plant the effect at strengths frozen in the lock; the empirical MDE is the smallest "
         "strength detected in >= 80% of replicates (and at every stronger one). A verdict whose claimed effect lies "
-        "below it is INCONCLUSIVE (UNDERPOWERED); one whose graded control never reaches 80% is INCONCLUSIVE "
+        "below it is INCONCLUSIVE (UNDERPOWERED) where seeing that effect would have changed the verdict (power bounds "
+        "what a run could miss: not a run that saw the effect, nor one another conjunct refuted); one whose graded "
+        "control never reaches 80% is INCONCLUSIVE "
         "(INSENSITIVE). Nulls remove the effect with the real measurement's variance; a null that fires more often "
         "than its alpha (exact binomial, p < 0.05) makes the verdict INCONCLUSIVE (not specific). The figures below "
         f"count the {len(current)} measured records under the lock in force; the {len(measured) - len(current)} "

@@ -32,7 +32,7 @@ from ..claims.base import (
     outcome_dict,
     slug,
 )
-from ..claims.controls import calibrate
+from ..claims.controls import calibrate, measured_verdicts
 from ..errors import LazarusError
 from ..models import check_model_id, model_fingerprint
 from ..runinfo import environment
@@ -160,7 +160,8 @@ def measure_record(claim: Claim, ctx: ClaimContext) -> dict:
     calibrated = not failed and "+" not in ctx.protocol
     graded = tuple(g.run(claim, ctx) for g in claim.graded) if calibrated else ()
     nulls = tuple(n.run(claim, ctx) for n in claim.nulls) if calibrated else ()
-    label, why = ("not run", "") if failed else calibrate(controls, graded, nulls)
+    label, why = ("not run", "") if failed else calibrate(controls, graded, nulls,
+                                                          measured_verdicts(outcome.statistic))
     decision = stats.final_verdict(outcome.named_parts(), outcome.rule, fitness, (label, why))
     return {"fitness": tuple(fitness), **outcome_dict(outcome), "mde": record_mde(outcome.statistic),
             "controls": controls, "calibration": label, **({"graded": graded, "nulls": nulls} if graded or nulls

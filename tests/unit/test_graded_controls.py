@@ -3,6 +3,8 @@ verdict those labels decide, on canned detections and on a toy measure whose det
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy.stats import binomtest
@@ -52,6 +54,35 @@ def test_calibrate_labels_from_graded_runs_and_nulls():
     assert label == "not specific" and "8/40" in why
     assert calibrate([], [graded_run((0, 9, 10, 10))]) == ("positive control only", "")
     assert calibrate([], [graded_run((0, 9, 10, 10))], [null_run(1)]) == ("calibrated", "")
+
+
+@pytest.mark.parametrize("effect, part, measured, label", [
+    ("REFUTED", None, {None: "REFUTED"}, "calibrated"),  # the run found the effect: power does not qualify it
+    ("REFUTED", None, {None: "SUPPORTED"}, "underpowered"),  # it did not: an effect below the MDE could be missed
+    ("REFUTED", None, {None: "INCONCLUSIVE"}, "underpowered"),
+    ("SUPPORTED", "b", {None: "REFUTED", "a": "REFUTED", "b": "INCONCLUSIVE"}, "calibrated"),  # a refuted it
+    ("SUPPORTED", "b", {None: "REFUTED", "a": "SUPPORTED", "b": "REFUTED"}, "underpowered"),  # b decided it
+    ("SUPPORTED", "b", {None: "INCONCLUSIVE", "a": "SUPPORTED", "b": "INCONCLUSIVE"}, "underpowered"),
+    ("SUPPORTED", "b", {None: "INCONCLUSIVE", "a": "INCONCLUSIVE", "b": "INCONCLUSIVE"}, "calibrated"),
+    ("", None, {None: "REFUTED"}, "underpowered"),  # a record from before the effect was stored: as it was
+])
+def test_underpowered_holds_only_where_seeing_the_effect_would_change_the_verdict(effect, part, measured, label):
+    run = replace(graded_run((0, 3, 9, 10)), effect=effect, part=part)  # MDE 0.3 > claimed 0.2
+    measured = {k: Verdict(v) for k, v in measured.items()}
+    assert calibrate([], [run], [null_run(1)], measured)[0] == label
+    assert calibrate([], [run], [null_run(1)])[0] == "underpowered"  # no measurement given: nothing to credit
+    assert calibrate([], [replace(run, detected=(0, 0, 1, 2))], [null_run(1)], measured)[0] == "insensitive"
+
+
+def test_measured_verdicts_read_the_headline_and_each_part():
+    from lazarus_bench.claims.controls import measured_verdicts
+
+    a = stats.threshold_claim([0.5, 0.6, 0.7, 0.8, 0.9], 0.1, "above", 0.05, test="sign", min_n=5, name="a")
+    b = stats.threshold_claim([0.5, 0.6, 0.7, 0.8, 0.9], 0.1, "below", 0.05, test="sign", min_n=5, name="b")
+    combined = stats.verdicts.combine(a, {"a": a, "b": b}, units=("seeds", 5, 5))
+    got = measured_verdicts(combined)
+    assert got == {None: Verdict.REFUTED, "a": Verdict.SUPPORTED, "b": Verdict.REFUTED}
+    assert measured_verdicts(a) == {None: Verdict.SUPPORTED}
 
 
 @pytest.mark.parametrize("flagged", [0, 2, 4, 5, 7, 12])
@@ -113,7 +144,7 @@ def test_graded_control_runs_each_strength_and_replicate_through_the_measure():
     assert run.built and list(run.detected) == expected
     assert run.detected[0] == 0 and run.detected[-1] == 50 and run.mde in (0.9, 1.0)
     assert len(run.statistics) == 4 and all(len(row) == 50 for row in run.statistics)
-    assert GradedRun.from_dict(run.to_dict()) == run
+    assert GradedRun.from_dict(run.to_dict()) == run and (run.effect, run.part) == ("REFUTED", None)
     assert control.run(_Toy, _toy_ctx("fast")).replicates == 1
 
 
