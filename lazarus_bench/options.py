@@ -142,6 +142,7 @@ PARAMS: dict[str, Range] = {
     "aggressive_cls_weight": OrNone(PROB),
     "aggressive_lr_scale": NON_NEGATIVE,
     "aggressive_optimizer": OrNone(Choice(("adamw", "adam", "sgd"))),
+    "aggressive_planted_drop": OrNone(POINTS),
     "aggressive_stage2_steps": COUNT,
     "alpha": OPEN_PROB,
     "answer_prob": PROB,
@@ -171,6 +172,7 @@ PARAMS: dict[str, Range] = {
     "low_lr_scale": NON_NEGATIVE,
     "lr": NON_NEGATIVE,
     "lr_scale": NON_NEGATIVE,
+    "plant_calibration_draws": Interval(int, 1, 300),  # a third are products: more than ~350 cannot all differ
     "plant_prob": Interval(float, 0.0, 0.99),
     "plant_replicate": Interval(int, 0, 2**20),
     "max_accuracy": PROB,
@@ -228,6 +230,7 @@ PARAMS: dict[str, Range] = {
     "n_val": COUNT,
     "only_op": OrNone(Choice(("multiply", "add", "subtract", "divide"))),
     "operation": Choice(("multiply", "add", "subtract", "divide")),
+    "planted_drop": OrNone(POINTS),
     "position": Choice(("last", "operator")),
     "prompt_set": Choice(("symbol", "word")),
     "prompt_suffix": Choice(("", " ")),
