@@ -6,6 +6,7 @@ from __future__ import annotations
 PARAM_HELP: dict[str, str] = {
     "C": "inverse L2 regularisation strength of the logistic-regression probe",
     "H03.prompt_set": "word prompts probed: the de-confounded set, or the writeup's own set",
+    "aggressive_planted_drop": "graded control: points the aggressive stage 2 loses to weight noise (null: none)",
     "aggressive_cls_weight": "classification-loss weight (0-1) of the aggressive stage 2 (null: the writeup's 0.2)",
     "aggressive_lr_scale": "factor on the aggressive branch's stage-2 learning rate (0: no learning)",
     "aggressive_optimizer": "optimizer of the aggressive stage 2 (null: the protocol's, AdamW or plain SGD)",
@@ -94,8 +95,10 @@ PARAM_HELP: dict[str, str] = {
     "n_val": "validation examples",
     "only_op": "train GRPO on prompts of this operation only (null: all operations)",
     "operation": "operation whose seed-000 test prompts the lens reads",
+    "planted_drop": "graded control: points the untrained model loses to weight noise (null: trained runs)",
     "position": "token the probe reads: the prompt's last, or its operator symbol",
     "plant_prob": "graded control: mean lens P(op word) planted at the claim's block (0: none)",
+    "plant_calibration_draws": "graded control: prompts drawn to calibrate a planted accuracy loss",
     "plant_replicate": "graded control: which calibration-prompt draw sets the plant's strength",
     "prompt_set": "prompts of the multiply-vs-add direction: symbol or word prompts",
     "prompt_suffix": "text appended to every prompt",

@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import LazarusError
 from ..stats import Verdict, binomial_test
+from ..stats.verdicts import rule_verdict
 from .base import NEGATIVE, POSITIVE, ClaimContext, ControlRun, ControlUnavailable, NotTestable
 
 DETECTION_POWER = 0.8  # a strength counts as detectable when this share of its replicates is detected
@@ -84,10 +85,7 @@ class GradedRun:
         if self.part is None:
             return measured[None] != effect
         parts = {**{k: v for k, v in measured.items() if k is not None}, self.part: effect}
-        # the "all" rule (stats.verdicts.RULES): any part refuted refutes, all supported supports
-        would = (Verdict.REFUTED if Verdict.REFUTED in parts.values() else
-                 Verdict.SUPPORTED if set(parts.values()) == {Verdict.SUPPORTED} else Verdict.INCONCLUSIVE)
-        return would != measured[None]
+        return rule_verdict(parts)[0] != measured[None]
 
     def rate_at(self, strength: float) -> float | None:
         """Detection rate at a declared strength (None when it is not one of them)."""
@@ -97,7 +95,8 @@ class GradedRun:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()} | {
+        stored = {k: v for k, v in self.__dict__.items() if self.effect or k not in ("effect", "part")}  # as read
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in stored.items()} | {
             "statistics": [list(s) for s in self.statistics], "mde": self.mde}
 
     @classmethod

@@ -240,19 +240,24 @@ class Decision(_Record):
     by: str = "rule"  # what decided it: "rule" (the parts), "gate" or "calibration"
 
 
-def _rule_verdict(parts: dict[str, ClaimStatistic], rule: str) -> tuple[Verdict, str]:
-    """The parts' verdicts combined by ``rule``; one part is its own verdict and reason."""
+def rule_verdict(verdicts: dict[str, Verdict], rule: str = "all") -> tuple[Verdict, list[str]]:
+    """The verdict ``rule`` gives parts with these verdicts, and the parts that decide it."""
     if rule not in RULES:
         raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
-    if not parts:
+    if not verdicts:
         raise ValueError("a verdict needs at least one part")
-    if len(parts) == 1:
+    refuted = [k for k, v in verdicts.items() if Verdict(v) == Verdict.REFUTED]
+    open_ = [k for k, v in verdicts.items() if Verdict(v) != Verdict.SUPPORTED]
+    return ((Verdict.REFUTED, refuted) if refuted else (Verdict.INCONCLUSIVE, open_) if open_
+            else (Verdict.SUPPORTED, list(verdicts)))
+
+
+def _rule_verdict(parts: dict[str, ClaimStatistic], rule: str) -> tuple[Verdict, str]:
+    """The parts' verdicts combined by ``rule``; one part is its own verdict and reason."""
+    if len(parts) == 1 and rule in RULES:
         (only,) = parts.values()
         return Verdict(only.verdict), only.reason
-    refuted = [k for k, s in parts.items() if Verdict(s.verdict) == Verdict.REFUTED]
-    open_ = [k for k, s in parts.items() if Verdict(s.verdict) != Verdict.SUPPORTED]
-    verdict, names = ((Verdict.REFUTED, refuted) if refuted else (Verdict.INCONCLUSIVE, open_) if open_
-                      else (Verdict.SUPPORTED, list(parts)))
+    verdict, names = rule_verdict({k: s.verdict for k, s in parts.items()}, rule)
     return verdict, f"{verdict.value.lower()}: " + "; ".join(f"{k}: {parts[k].reason}" for k in names)
 
 

@@ -65,7 +65,7 @@ def test_records_are_frozen_and_written_with_their_schema_version(tmp_path):
 def test_final_verdict_reproduces_every_committed_verdict(committed):
     """The one decision function, fed each committed record's statistic, gates and controls (graded and nulls too),
     gives the verdict (and the measured verdict) the record carries: the runner decides nothing else."""
-    from lazarus_bench.claims.controls import calibrate
+    from lazarus_bench.claims.controls import calibrate, measured_verdicts
     from lazarus_bench.stats import final_verdict
 
     checked = 0
@@ -77,7 +77,8 @@ def test_final_verdict_reproduces_every_committed_verdict(committed):
         label = record.calibration
         decision = final_verdict(parts, "all", record.fitness,
                                  (label, "") if label == "not run" else
-                                 calibrate(record.controls, record.graded or (), record.nulls or ()))
+                                 calibrate(record.controls, record.graded or (), record.nulls or (),
+                                           measured_verdicts(s) if parts else None))
         assert decision.verdict == record.verdict, path.name
         assert (decision.measured if decision.by != "rule" else None) == record.measured_verdict, path.name
         assert decision.reason == record.reason or not parts, path.name
