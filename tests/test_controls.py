@@ -310,6 +310,36 @@ def test_h05b_graded_control_noises_the_untrained_model_off_the_measured_prompts
     assert first["planted"]["noise_scale"] != second["planted"]["noise_scale"]  # a direction per seed
 
 
+def test_h11_graded_control_plants_the_word_at_the_last_checkpoint_only(tmp_path):
+    """H11's graded construction re-reads the cached SFT run with each prompt's operation word planted at the
+    56%-depth block of the last checkpoint: earlier checkpoints and blocks read exactly as unplanted, the planted
+    block's own-class probability reaches about the strength, and the ceiling's statistic crosses 10%."""
+    from lazarus_bench.claims.h11_sft_task_tokens import planted_task_word
+    from lazarus_bench.models import load_model
+
+    claim = get_claim("H11")
+    [graded] = claim.graded
+    assert (graded.part, graded.claimed, graded.threshold) == ("stays_below", "threshold", 0.10)
+    assert graded.strengths[0] <= 0.01 < 0.10 < graded.strengths[-1]
+    handle = load_model("zoo:base")
+    ctx = ClaimContext(claim, model_info(handle), tier="fast", seeds=[0], params=claim.parameters("fast"),
+                       cache_dir=tmp_path / "cache", shared=handle)
+    plain = claim.measure(ctx)
+    entries = _cache_entries(tmp_path / "cache")
+    planted = claim.measure(planted_task_word(ctx, 0.3, 0))
+    assert _cache_entries(tmp_path / "cache") == entries, "the plant re-reads the cached SFT run"
+    last, block = claim.fast["checkpoints"][-1], handle.layer_at_depth(0.56)
+    for a, b in zip(plain.samples, planted.samples):
+        if a["step"] != last:
+            assert a["task_prob_by_layer"] == b["task_prob_by_layer"]
+        else:
+            assert a["task_prob_by_layer"][:block] == pytest.approx(b["task_prob_by_layer"][:block], abs=1e-7)
+    at_block = [s["task_prob_by_layer"][block] for s in planted.samples if s["step"] == last]
+    assert 0.1 < np.mean(at_block) < 0.9
+    [before], [after] = plain.statistic.details["maxima"], planted.statistic.details["maxima"]
+    assert before < 0.01 and after > 0.10
+
+
 def _cache_entries(root):
     """The cache's entries (not the per-entry lock files)."""
     return sorted(p.name for p in root.iterdir() if p.suffix != ".lock")

@@ -34,6 +34,8 @@ from ..training.sft import (
 )
 from .base import POSITIVE, ClaimContext, Control, Gate, Outcome, claim, not_instruct
 from .common import TopK, arithmetic_split, blocks, sft_config
+from .controls import GradedControl
+from .plants import plant_op_words
 
 SEED000_DATA = {"ops": ("*", "+", "-"), "mul_range": (2, 20), "add_range": (1, 99)}
 TASK_VOCABULARY = "seed000"
@@ -255,13 +257,30 @@ def h11_checkpoints(ctx: ClaimContext, seed: int) -> Path:
     return FixtureCache(ctx.cache_dir, code=__name__).get_or_build(parts, build)
 
 
+def plant_task_word(handle: ModelHandle, params: dict, seed: int) -> float:
+    """The graded control's construction on a trained checkpoint (in place): each prompt's operation word written at
+    the ``layer_fraction`` block with mean lens probability ``plant_prob`` there on calibration prompts of the same
+    form, drawn per replicate and seed and never measured. Returns the plant's scale."""
+    calib = prompts.resampled_dual_reward_eval(90_000 + 100 * params["plant_replicate"] + seed)
+    return plant_op_words(handle, handle.layer_at_depth(params["layer_fraction"]), params["plant_prob"], calib,
+                          [prompts.seed000_tests()]).scale
+
+
+def planted_task_word(ctx: ClaimContext, prob: float, replicate: int) -> ClaimContext:
+    return ctx.variant(params={"plant_prob": prob, "plant_replicate": replicate})
+
+
 def h11_seed(ctx: ClaimContext, seed: int, baseline: list[dict], masks: dict) -> dict:
-    """Lens scores and val loss at every checkpoint of one seed's run (step 0 is the base model)."""
+    """Lens scores and val loss at every checkpoint of one seed's run (step 0 is the base model); with ``plant_prob``
+    > 0 (the graded control) the last checkpoint carries the planted task word."""
     entry = h11_checkpoints(ctx, seed)
     by_step = {0: baseline}
-    for step in sorted(int(s) for s in ctx.params["checkpoints"]):
-        by_step[step] = h11_checkpoint(load_model(ctx.model_id, adapter_path=str(entry / f"step_{step}")),
-                                       ctx.params, ctx.protocol, masks)
+    checkpoints = sorted(int(s) for s in ctx.params["checkpoints"])
+    for step in checkpoints:
+        handle = load_model(ctx.model_id, adapter_path=str(entry / f"step_{step}"))
+        if step == checkpoints[-1] and ctx.params["plant_prob"] > 0:
+            plant_task_word(handle, ctx.params, seed)
+        by_step[step] = h11_checkpoint(handle, ctx.params, ctx.protocol, masks)
     val_loss = {int(k): v for k, v in json.loads((entry / "val_loss.json").read_text()).items()}
     return {"seed": seed, "by_step": by_step, "val_loss": val_loss}
 
@@ -286,9 +305,6 @@ def mde_note(s: ClaimStatistic) -> str | None:
 
 @claim(
     id="H11",
-    no_graded=("not built in this round: a graded control would mix a known fraction of prompts with a planted task "
-               "token into the SFT data, one SFT run (5 checkpoints) per strength and replicate, ~60 s each on a zoo "
-               "model"),
     title="LoRA SFT induces only weak task tokens near 56% depth",
     statement="Standard LoRA SFT (500 steps) induces only weak task tokens in the logit lens, concentrated near "
                "56% depth.",
@@ -308,7 +324,7 @@ def mde_note(s: ClaimStatistic) -> str | None:
             "layer_fraction": 0.56, "layer_window_fraction": 0.125, "max_prob": 0.10, "min_rise_ratio": 2.0,
             "cluster_share": 0.5, "writeup_baseline": 0.004, "writeup_peak": 0.01,
             "alpha": 0.05, "min_seeds": 5, "min_val_loss_fall": 0.25,
-            "cls_weight": 0.0},
+            "cls_weight": 0.0, "plant_prob": 0.0, "plant_replicate": 0},
     tests={"rises": "sign", "stays_below": "sign", "clusters_near_depth": "sign"},
     applies=not_instruct,
     gates=(Gate("val loss fell", "manipulation floor: relative fall of the SFT validation loss from step 0 to the "
@@ -319,6 +335,14 @@ def mde_note(s: ClaimStatistic) -> str | None:
                       "with the lens at 56% depth trained to name each example's operation (w = 0.4): strong task "
                       "tokens by construction, so 'only weak task tokens' must be refuted",
                       lambda ctx: ctx.variant(params={"cls_weight": 0.4}), Verdict.REFUTED),),
+    graded=(GradedControl("task word planted after SFT", "the same SFT runs (cached), then each prompt's operation "
+                          "word written at the 56%-depth block of the last checkpoint with a mean lens probability "
+                          "there of the strength, calibrated on prompts of the same form that are never measured (one "
+                          "draw per replicate and seed); the ceiling reads the largest prompt, so a mean below 10% "
+                          "can cross it: 'only weak task tokens' must be refuted from about the 10% ceiling up",
+                          "mean planted lens P(op word) at 56% depth", (0.01, 0.025, 0.05, 0.1, 0.2, 0.4), 3,
+                          planted_task_word, Verdict.REFUTED, threshold=0.10, writeup=0.01, claimed="threshold",
+                          part="stays_below"),),
     fast={"checkpoints": [5, 10, 20], "n_examples": 400},
     training=True,
     layer_curve=("task_prob_by_layer", None),
