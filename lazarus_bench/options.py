@@ -125,6 +125,7 @@ OPTIONS: dict[str, Range] = {
     "scale": POSITIVE,
     "save_at": Each(COUNT),
     "ranks": Interval(int, 1, 64),
+    "weight_decay": Interval(float, 0.0, 1.0),
     "cls_weight": PROB,  # the loss is w * cls + (1 - w) * answer: w > 1 trains the model to unlearn its answers
     "stage1_steps": COUNT,
     "stage2_steps": COUNT,

@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rebuild models that already verify")
     p.add_argument("--ranks", type=option("ranks"), default=None,
                    help="data-parallel training processes for a build (default: 2 on 2+ cores, 1 for micro)")
+    p.add_argument("--weight-decay", type=option("weight_decay"), default=None,
+                   help="build: the base's AdamW weight decay in pretraining, anneal and extensions (recipe: 0.01)")
     p.add_argument("--json", metavar="PATH", type=output_file)
     p.add_argument("--write", action="store_true",
                    help="eval: store the fresh metrics in each model's manifest (the weights are checked first)")
@@ -163,7 +165,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     from ..zoo.build import KINDS
     from ..zoo.pretrain import world
 
-    manifests = build_zoo(out, size=args.size, seed=args.seed, force=args.force,
+    manifests = build_zoo(out, size=args.size, seed=args.seed, force=args.force, weight_decay=args.weight_decay,
                           kinds=tuple(args.models) if args.models else KINDS)
     if world()[1] != 0:
         return 0
@@ -191,6 +193,7 @@ def _builds(args: argparse.Namespace) -> int:
         out = build_dir(root, seed)
         start = time.perf_counter()
         manifests = build_zoo(out, size=args.size, seed=seed, force=args.force, stamp=stamp,
+                              weight_decay=args.weight_decay,
                               kinds=tuple(args.models) if args.models else ("base", "instruct", "moe"))
         if world()[1] == 0:
             print(f"build s{seed}: {time.perf_counter() - start:.0f} s")

@@ -159,6 +159,15 @@ def _arch_config(kind: str, spec: SizeSpec, vocab_size: int) -> dict:
                           num_experts_per_tok=a.num_experts_per_tok)
 
 
+def with_weight_decay(spec: SizeSpec, weight_decay: float) -> SizeSpec:
+    """``spec`` with the base's weight decay replaced in pretraining, anneal and extensions (instruct and the
+    derived models keep theirs): the recipe variant issue 37's seed table measures."""
+    def wd(cfg: P.TrainConfig | None) -> P.TrainConfig | None:
+        return None if cfg is None else replace(cfg, weight_decay=weight_decay)
+
+    return replace(spec, pretrain=wd(spec.pretrain), anneal=wd(spec.anneal), extension=wd(spec.extension))
+
+
 def _log(progress: bool, msg: str) -> None:
     if progress and P.world()[1] == 0:
         print(f"[zoo] {msg}", file=sys.stderr, flush=True)
@@ -265,18 +274,19 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int | Non
               progress: bool = True, *, kinds: tuple[str, ...] = KINDS,
               steps: int | None = None, instruct_steps: int | None = None,
               evaluate_models: bool = True, keep_checkpoints: bool = False,
-              force: bool = False, stamp: dict | None = None) -> dict:
+              force: bool = False, stamp: dict | None = None, weight_decay: float | None = None) -> dict:
     """Build the zoo into ``out_dir/<kind>`` and return ``{kind: manifest}``.
 
     ``steps``/``instruct_steps`` override the size's step counts (tests use tiny values); ``stamp`` is written
-    into every manifest (the lock a confirmatory build was made under).
+    into every manifest (the lock a confirmatory build was made under); ``weight_decay`` replaces the base's
+    in pretraining, anneal and extensions (a recipe variant; the build configs record it).
     Interrupted builds resume from the per-model checkpoints in ``out_dir/.checkpoints``; models
     whose manifest verifies with the same build config are skipped unless ``force``. Under
     :func:`lazarus_bench.zoo.ranks.launch` every rank runs this function: training is data parallel,
     rank 0 alone writes files and evaluates, and the others wait for it at each barrier."""
     if size not in SIZES:
         raise ValueError(f"unknown zoo size {size!r}; choose one of {sorted(SIZES)}")
-    spec = SIZES[size]
+    spec = SIZES[size] if weight_decay is None else with_weight_decay(SIZES[size], weight_decay)
     seed = spec.seed if seed is None else seed
     ranks, rank = P.world()
     writer = rank == 0
@@ -420,6 +430,7 @@ def _train_to_criterion(spec: SizeSpec, man: dict, model_dir: Path, arch: dict, 
                          ckpt_dir=ckpt_root / f"base-extend{k}", progress=progress)
         save(model, arch, model_dir)
         ext.append({"steps": ecfg.steps, "lr": ecfg.lr, "min_lr_ratio": ecfg.min_lr_ratio, "seed": ecfg.seed,
+                    "weight_decay": ecfg.weight_decay,
                     "misses_before": misses, "metrics_before": {g: man["metrics"][g] for g in GATES}})
         if writer:
             figures = _training_figures(result)
