@@ -103,8 +103,31 @@ def test_the_verdict_across_builds_is_robust_only_when_every_build_agrees():
     assert [variant_build(r)[1] for r in groups([_record("zoo:base@s0", "REFUTED"), shipped])[("H05a", "zoo:base")]] \
         == [f"s{seed}", "s0"]  # the development build leads even when another build has a lower seed
     assert role(rows[1]) == "-" and variant_build(_record("my/ckpt", "REFUTED")) == ("my/ckpt", "")
+    variant = rows[1].replace(model=replace(rows[1].model, build={"seed": 2, "role": "confirmatory",
+                                                                  "weight_decay": 0.1}))
+    assert role(variant) == "confirmatory, weight decay 0.1"  # a recipe variant is named beside its verdict
+    assert role(variant.replace(model=replace(variant.model, build={"role": "confirmatory", "weight_decay": 0.01}))) \
+        == "confirmatory"
     mixed = [_record("zoo:base@s10", "REFUTED"), _record("zoo:base@s2", "REFUTED"), older]
     assert [variant_build(r)[1] for r in groups(mixed)[("H05a", "zoo:base")]] == ["root", "s2", "s10"]
+
+
+def test_build_info_names_the_base_weight_decay_of_the_recipe(tmp_path, monkeypatch):
+    """Every build's records carry its base's weight decay (read from the base manifest, also for a derived moe), and
+    the summary's recipe default is the zoo recipe's."""
+    from lazarus_bench.suite.summary import RECIPE_WEIGHT_DECAY
+    from lazarus_bench.zoo.build import SIZES, write_manifest
+
+    assert RECIPE_WEIGHT_DECAY == SIZES["default"].pretrain.weight_decay == SIZES["default"].anneal.weight_decay
+    monkeypatch.setenv(R.ZOO_ENV, str(tmp_path))
+    for kind, train in (("base", {"weight_decay": 0.1}), ("moe", {"weight_decay": 0.01})):
+        folder = R.build_dir(tmp_path, 8) / kind
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+        write_manifest(folder, {"corpus_seed": 8, "lock": {"version": "v1"}, "build_config": {"train": train}})
+    for model_id in ("zoo:base@s8", "zoo:moe@s8"):
+        assert R.build_info(model_id) == {"seed": 8, "role": "confirmatory", "lock": {"version": "v1"},
+                                          "weight_decay": 0.1}, model_id
 
 
 def test_build_variance_matches_one_way_anova():

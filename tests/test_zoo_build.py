@@ -294,6 +294,25 @@ def test_a_base_missing_its_gates_trains_to_criterion(micro_zoo, tmp_path, monke
     assert again["files"] == man["files"]
 
 
+def test_a_weight_decay_variant_is_recorded_and_never_skipped_onto(micro_zoo, tmp_path):
+    """`zoo build --weight-decay`: the base's pretraining and anneal use it, its build config records it, and a
+    directory holding the default recipe's base is rebuilt rather than reused."""
+    import shutil
+
+    from lazarus_bench.cli.zoo import _zoo_rows
+
+    built, mans = micro_zoo
+    out = tmp_path / "zoo"
+    shutil.copytree(built / "base", out / "base")
+    man = B.build_zoo(out, size="micro", seed=0, progress=False, steps=6, kinds=("base",), evaluate_models=False,
+                      weight_decay=0.1)["base"]
+    cfg = man["build_config"]
+    assert cfg["train"]["weight_decay"] == cfg["anneal"]["weight_decay"] == 0.1
+    assert mans["base"]["build_config"]["train"]["weight_decay"] == 0.01
+    assert man["files"]["model.safetensors"] != mans["base"]["files"]["model.safetensors"]
+    assert [r["weight decay"] for r in _zoo_rows(out) if r["model"] == "base"] == [0.1]
+
+
 def test_a_base_meeting_its_gates_is_not_extended(tmp_path):
     """Train to criterion stops at the criterion: a base that meets every gate trains no further."""
     from dataclasses import replace

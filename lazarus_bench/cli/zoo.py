@@ -75,7 +75,8 @@ def _zoo_rows(root: Path) -> list[dict]:
                "MB": round(size_mb, 1), "status": status}
         row.update({gate: f"{metrics[gate]:.1%}" for gate in ("eval_prompts", "heldout", "word", "chat")
                     if isinstance(metrics.get(gate), float)})
-        if kind == "base":  # train to criterion: how many extensions this build's base needed to meet its gates
+        if kind == "base":  # the recipe's weight decay, and how many extensions the base needed to meet its gates
+            row["weight decay"] = (manifest.get("build_config") or {}).get("train", {}).get("weight_decay")
             row["extensions"] = len(manifest.get("extensions") or [])
         row["metrics"] = metrics
         rows.append(row)

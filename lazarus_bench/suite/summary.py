@@ -44,11 +44,17 @@ def _shipped_seed(model_id: str, model_hash: str) -> int | None:
     return (build_info(model_id) or {}).get("seed") if same else None
 
 
+RECIPE_WEIGHT_DECAY = 0.01  # the zoo recipe's base weight decay (SIZES["default"]); builds may vary it
+
+
 def role(record: Record) -> str:
-    """The build's role from the record; the zoo's root build is the development build by definition."""
+    """The build's role from the record (and its base's weight decay where a record gives it: the recipe variant);
+    the zoo's root build is the development build by definition."""
     prefix, _, name = record.model.id.rpartition(":")
     default = "development" if prefix in ("zoo", "zoo-micro") and split_build(name)[1] is None else "-"
-    return (record.model.build or {}).get("role") or default
+    build = record.model.build or {}
+    decay = build.get("weight_decay", RECIPE_WEIGHT_DECAY)
+    return (build.get("role") or default) + (f", weight decay {decay:g}" if decay != RECIPE_WEIGHT_DECAY else "")
 
 
 UNIT_VALUES = ("values", "gain_per_cell")  # where a headline statistic keeps the per-unit values it averages

@@ -90,7 +90,17 @@ def build_info(model_id: str) -> dict | None:
         return None
     lock = manifest.get("lock")
     role = "development" if build is None else "confirmatory" if lock else "exploratory"
-    return {"seed": manifest.get("corpus_seed"), "role": role, **({"lock": lock} if lock else {})}
+    return {"seed": manifest.get("corpus_seed"), "role": role, **({"lock": lock} if lock else {}),
+            **_base_weight_decay(resolve_zoo(model_id).parent / "base")}
+
+
+def _base_weight_decay(base_dir: Path) -> dict:
+    """{"weight_decay": w} of the build's base pretraining (``zoo build --weight-decay`` varies it), or {}."""
+    try:
+        train = json.loads((base_dir / MANIFEST).read_text())["build_config"]["train"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return {"weight_decay": train["weight_decay"]} if "weight_decay" in train else {}
 
 
 def replica_root() -> Path:
