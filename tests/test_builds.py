@@ -169,7 +169,7 @@ def test_a_second_micro_build_runs_and_reports_across_builds(tmp_path, monkeypat
     assert zoo_main(["list", "--size", "micro"]) == 0
     listed = capsys.readouterr().out
     assert "development build at" in listed and "build s2 at" in listed
-    assert R.build_info("zoo-micro:base@s2") == {"seed": 2, "role": "confirmatory",
+    assert R.build_info("zoo-micro:base@s2") == {"seed": 2, "role": "confirmatory", "weight_decay": 0.01,
                                                   "lock": {"version": "v1+5", "frozen": True}}
     assert R.build_info("zoo-micro:base")["role"] == "development"
 

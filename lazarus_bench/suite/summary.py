@@ -230,7 +230,8 @@ def across_builds(records: list[Record]) -> list[str]:
     if not rows:
         return []
     lines = ["## Across builds", "",
-             "Independently pretrained builds of one zoo model (same recipe, another seed). The development build "
+             "Independently pretrained builds of one zoo model (another seed; a build that varies the recipe's weight "
+             "decay is named with it). The development build "
              "is the one criteria and controls were tuned on; confirmatory builds were built under the frozen lock.",
              "", tabulate(rows, headers="keys", tablefmt="github"), ""]
     if pooled:
