@@ -84,6 +84,25 @@ def test_train_options_accept_exactly_their_declared_range(method, flag, name, d
 
 
 @FAST
+@given(data=st.data())
+def test_zoo_build_weight_decay_accepts_exactly_its_declared_range(data, capsys):
+    """`zoo build --weight-decay`: a value in [0, 1] parses to itself; anything else is one line and exit 2."""
+    from lazarus_bench.cli.zoo import build_parser as zoo_parser
+
+    interval = options.OPTIONS["weight_decay"]
+    text = data.draw(_texts(interval))
+    try:
+        args, rc = zoo_parser().parse_args(["build", f"--weight-decay={text}"]), 0
+    except SystemExit as exc:
+        args, rc = None, int(exc.code)
+    err = capsys.readouterr().err
+    if _accepts(interval, text):
+        assert rc == 0 and args.weight_decay == float(text), err
+    else:
+        assert rc == 2 and len(err.strip().splitlines()) == 1 and str(interval) in err, err
+
+
+@FAST
 @given(k=st.integers(-3, 400))
 def test_lens_top_k_exit_zero_inside_the_vocabulary_two_outside(k, saved_model, handle_of, tmp_path_factory,
                                                                capsys, monkeypatch):
