@@ -202,6 +202,7 @@ PARAMS: dict[str, Range] = {
     "min_late_share": PROB,
     "min_m1_above_chance": Interval(float, -1.0, 1.0),  # accuracy minus chance
     "min_memory_ratio": POSITIVE,
+    "min_lens_ceiling": PROB,
     "min_params": COUNT0,
     "min_peak_accuracy": PROB,
     "min_post_trained": PROB,

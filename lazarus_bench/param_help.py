@@ -69,6 +69,7 @@ PARAM_HELP: dict[str, str] = {
     "min_peak_accuracy": "smallest peak probe accuracy (0-1) at a block after block 0",
     "min_instruct_chat_gain": "gate: smallest chat-format accuracy gain (0-1) of a zoo instruct variant over its base",
     "min_instruct_skill_change": "gate: least change (0-1) of a zoo instruct variant's eval-prompt accuracy vs base",
+    "min_lens_ceiling": "gate: smallest certified lens ceiling (0-1) of the mean true op word probability",
     "min_post_trained": "gate: 1 needs an instruct variant post-trained with a reward stage (0 waives it)",
     "min_prob": "smallest mean full-vocabulary lens probability (0-1) of the true op word per seed",
     "min_readout_move": "gate: smallest move of a class word's full-vocab lens prob (0-1) from the untrained model",

@@ -11,6 +11,7 @@ import pytest
 from scipy import stats as sps
 
 from lazarus_bench import prompts, stats
+from lazarus_bench.analysis.ceiling import lens_ceilings
 from lazarus_bench.claims.base import ZOO_INSTRUCT_PAIRS, get_claim
 from lazarus_bench.claims.common import restricted_lens
 from lazarus_bench.claims.h05_dual_reward_names_op import h05a_verdict
@@ -20,8 +21,11 @@ from lazarus_bench.claims.h09_collapse_fixes import FIXES, h09_statistic
 from lazarus_bench.models import load_model
 from lazarus_bench.stats import Verdict
 from lazarus_bench.suite.runner import run_claim
+from lazarus_bench.training.data import class_token_ids
 from lazarus_bench.training.dual_reward import evaluate_classifier
 
+OPS = list(prompts.operation_words())
+OPEN_CEILING = {"min_lens_ceiling": 0.0}
 OPEN_FLOOR = {"min_cls_loss_fall": -10.0}  # 4 fast-tier steps cannot halve the loss: open the floor to test the rest
 # H08/H09 stop at the first GRPO run below a floor (ClaimContext.floor): open both to measure every run
 OPEN_GRPO_FLOORS = {"min_cls_loss_fall": -1e9, "min_readout_move": 0.0}
@@ -30,6 +34,8 @@ STAT_FIELDS = {"name", "statistic", "ci_low", "ci_high", "confidence", "effect_s
 
 
 def _run(claim_id, model_dir, tmp_path, **kw):
+    if claim_id == "H05a":  # a tiny random model's lens ceiling is near 34%: opened here, closed in its own test
+        kw["overrides"] = {**OPEN_CEILING, **kw.get("overrides", {})}
     record = run_claim(get_claim(claim_id), str(model_dir), tier="fast", report_dir=tmp_path / "reports",
                        log=lambda message: None, **kw)
     assert record.status == "ok", record.traceback or record.reason
@@ -53,7 +59,12 @@ def test_h05a_both_protocols_and_statistic_from_samples(saved_model, tmp_path, c
     assert [s["seed"] for s in samples] == [0, 1] and record.seeds == (0, 1)
     assert {"cls_loss", "answer_loss", "lens_true_op_word"} <= set(record.curves)
     assert len(record.curves["cls_loss"]["x"]) == record.params["steps"]
-    check_gates(record, {"cls loss fell": min(1 - s["final_cls_loss"] / s["initial_cls_loss"] for s in samples)})
+    handle = load_model(str(model))
+    ids = class_token_ids(handle, OPS)
+    ceilings = lens_ceilings(handle, ids.values())
+    check_gates(record, {"cls loss fell": min(1 - s["final_cls_loss"] / s["initial_cls_loss"] for s in samples),
+                         "op word reachable by the lens": np.mean([ceilings[ids[w]].bound
+                                                                   for w in prompts.dual_reward_eval().labels()])})
     assert min(s["param_change_relative"] for s in samples) > 0
     probs = [s["vocab_prob_after"] for s in samples]
     again = stats.threshold_claim(probs, 0.36, "above", 0.05, test="sign", min_n=2)
@@ -366,11 +377,26 @@ def test_h06_reads_the_loss_at_the_writeups_first_logged_step():
     assert short["first_logged_step"] == 40 and short["first_logged_cls_loss"] == run["cls_loss"][39]
 
 
+def test_h05a_is_not_testable_before_training_where_the_lens_cannot_reach_36_percent(saved_model, tmp_path):
+    """The tiny random llama's lens can give the op words at most ~34% on average (certified bound): the ceiling gate
+    stops H05a before any training, NOT TESTABLE with the value; opened, the same model is trained and measured."""
+    model = str(saved_model("llama"))
+    record = run_claim(get_claim("H05a"), model, tier="fast", report_dir=tmp_path / "reports", n_seeds=1,
+                       log=lambda m: None, cache_dir=tmp_path / "cache")
+    gate = {g.name: g for g in record.fitness}["op word reachable by the lens"]
+    assert record.verdict == "NOT TESTABLE" and not gate.passed and gate.value < gate.threshold == 0.36
+    assert "op word reachable by the lens" in record.reason and not record.samples
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir()), "nothing was trained"
+    assert (record.work or {}).get("train_tokens", 0) == 0
+    assert get_claim("H05a").params["min_lens_ceiling"] == get_claim("H05a").params["min_prob"]
+
+
 def test_dual_reward_floor_fails_on_a_learning_rate_0_run(saved_model, tmp_path):
     """The manipulation floor (classification loss down >= 50%) cannot be passed by a run that learned nothing: at
     learning rate 0 the claim is NOT TESTABLE with the value, never REFUTED."""
     record = run_claim(get_claim("H05a"), str(saved_model("llama")), tier="fast", report_dir=tmp_path / "reports",
-                       n_seeds=1, overrides={"lr_scale": 0.0}, log=lambda m: None, cache_dir=tmp_path / "cache")
+                       n_seeds=1, overrides={"lr_scale": 0.0, **OPEN_CEILING}, log=lambda m: None,
+                       cache_dir=tmp_path / "cache")
     gate = {g.name: g for g in record.fitness}["cls loss fell"]
     assert gate.threshold == 0.5 and not gate.passed and abs(gate.value) < 0.5
     assert record.verdict == "NOT TESTABLE" and "cls loss fell" in record.reason

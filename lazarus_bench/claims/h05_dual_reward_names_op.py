@@ -7,12 +7,13 @@ from dataclasses import replace
 import numpy as np
 
 from .. import prompts, stats
+from ..analysis.ceiling import lens_ceilings
 from ..protocols import ONE_FACTOR
 from ..stats import ClaimStatistic, Verdict
 from ..stats.verdicts import combine
 from ..training.data import class_token_ids
 from ..training.dual_reward import evaluate_classifier
-from .base import NEGATIVE, ClaimContext, Control, Outcome, claim
+from .base import NEGATIVE, ClaimContext, Control, Gate, Outcome, claim
 from .common import mean_series, step_curve
 from .controls import GradedControl
 from .fixtures import DUAL_FAST, DUAL_GATES, DUAL_PARAMS, DUAL_SEEDS, dual_fitness, dual_run, dual_sample
@@ -45,6 +46,27 @@ def h05a_verdict(samples: list[dict], p: dict, tests: dict[str, str]) -> tuple[C
         "unit": "seed (the eval prompts are nested in each seed)",
     }
     return replace(combined, details=details), parts
+
+
+def op_word_ceiling(ctx: ClaimContext) -> float:
+    """The highest mean full-vocabulary P(true op word) any residual at any block can give the eval prompts through
+    the lens (each prompt's class token at its certified lens ceiling, ``analysis.ceiling``); 1 where no bound is
+    certified (soft-capped logits)."""
+    handle = ctx.handle()
+    ids = class_token_ids(handle, list(prompts.operation_words()))
+    ceilings = lens_ceilings(handle, ids.values())
+    if ceilings is None:
+        return 1.0
+    ctx.log("lens ceiling per op word: " + ", ".join(
+        f"{w} {ceilings[t].reached:.1%} reached, {ceilings[t].bound:.1%} bound" for w, t in ids.items()))
+    return float(np.mean([ceilings[ids[label]].bound for label in prompts.dual_reward_eval().labels()]))
+
+
+CEILING_GATE = Gate("op word reachable by the lens", "certified upper bound (final norm and unembedding alone, "
+                    "analysis.ceiling) on the mean full-vocabulary lens P(true op word) any residual can give the "
+                    "eval prompts: below the criterion's threshold, no training of the blocks can meet it, so the "
+                    "claim is NOT TESTABLE on this model, never REFUTED (threshold: the criterion's 36%)",
+                    op_word_ceiling, "min_lens_ceiling")
 
 
 def planted_naming(ctx: ClaimContext, prob: float, replicate: int) -> ClaimContext:
@@ -100,11 +122,12 @@ def dual_curves(runs: list[dict], label: str = "") -> dict:
     "full-vocabulary P(true op word) >= 36% (exact sign test across seeds, one-sided); the seed is the unit, 5 seeds",
     writeup="Llama-3.2-1B base: 0/8 -> 8/8, full-vocabulary probs 36-81% (rank 8 V/O, 0.4 CE + 0.6 answer, "
     "500 steps)",
-    params={**DUAL_PARAMS, "min_correct": 7, "min_prob": 0.36, "plant_prob": 0.0, "plant_replicate": 0},
+    params={**DUAL_PARAMS, "min_correct": 7, "min_prob": 0.36, "min_lens_ceiling": 0.36, "plant_prob": 0.0,
+            "plant_replicate": 0},
     tests={"correct": "binomial per seed, intersection-union", "prob": "sign"},
     default_seeds=DUAL_SEEDS,
     fast=DUAL_FAST,
-    gates=DUAL_GATES,
+    gates=(CEILING_GATE, *DUAL_GATES),
     controls=(Control("untrained runs", NEGATIVE, "the same runs (data, steps, seeds, evaluation) with the learning "
                       "rate scaled to 0: nothing is learned, so the lens cannot name the operation",
                       lambda ctx: ctx.variant(params={"lr_scale": 0.0}), Verdict.SUPPORTED, sanity=True),),
