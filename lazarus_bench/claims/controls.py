@@ -55,22 +55,25 @@ class GradedRun:
     writeup: float  # the writeup's effect in these units
     claimed: float  # the strength the verdict must be able to see (the writeup's effect or the threshold)
     built: bool
-    reason: str  # why it was not built, else ""
-    detected: tuple[int, ...] = ()  # replicates detected at each strength
+    reason: str  # why it was not built, or which strengths could not be planted, else ""
+    detected: tuple[int | None, ...] = ()  # replicates detected at each strength (None: not plantable on this model)
     statistics: tuple[tuple[float, ...], ...] = ()  # the measure's headline statistic per strength and replicate
     effect: str = ""  # the verdict that reads "present" ("" in records made before it was stored)
     part: str | None = None  # the part of the verdict it reads (None: the headline)
 
     @property
-    def rates(self) -> list[float]:
-        return [k / self.replicates for k in self.detected]
+    def rates(self) -> list[float | None]:
+        return [None if k is None else k / self.replicates for k in self.detected]
 
     @property
     def mde(self) -> float | None:
-        """Smallest strength detected in >= 80% of replicates there and at every stronger strength (None: none)."""
+        """Smallest strength detected in >= 80% of replicates there and at every stronger plantable strength (None:
+        none); the chain stops at a strength that could not be planted below a measured one."""
         best = None
         for strength, rate in reversed(list(zip(self.strengths, self.rates))):
-            if rate < DETECTION_POWER:
+            if rate is None and best is None:
+                continue
+            if rate is None or rate < DETECTION_POWER:
                 break
             best = strength
         return best
@@ -143,21 +146,26 @@ class GradedControl:
                     replicates=n, threshold=self.threshold, writeup=self.writeup,
                     claimed=self.writeup if self.claimed == "writeup" else self.threshold, effect=str(self.effect),
                     part=self.part)
-        detected, values = [], []
+        detected, values, unplantable = [], [], []
         try:
             for strength in self.strengths:
-                hits, row = 0, []
-                for replicate in range(n):
-                    verdict, value = _verdict_of(claim, self.build(ctx, strength, replicate), self.part)
-                    hits += verdict == self.effect
-                    row.append(value)
+                try:
+                    hits, row = 0, []
+                    for replicate in range(n):
+                        verdict, value = _verdict_of(claim, self.build(ctx, strength, replicate), self.part)
+                        hits += verdict == self.effect
+                        row.append(value)
+                except ControlUnavailable as exc:  # this strength only: e.g. below the model's own level
+                    hits, row = None, []
+                    unplantable.append(f"{strength:g}: {exc}")
                 detected.append(hits)
                 values.append(tuple(row))
-        except ControlUnavailable as exc:
-            return GradedRun(**head, built=False, reason=str(exc))
         except NotTestable as exc:
             return GradedRun(**head, built=False, reason=f"the control's own run is not testable: {exc}")
-        return GradedRun(**head, built=True, reason="", detected=tuple(detected), statistics=tuple(values))
+        if len(unplantable) == len(self.strengths):
+            return GradedRun(**head, built=False, reason="; ".join(unplantable))
+        reason = "not plantable at " + "; ".join(unplantable) if unplantable else ""
+        return GradedRun(**head, built=True, reason=reason, detected=tuple(detected), statistics=tuple(values))
 
     def declaration(self) -> dict[str, Any]:
         """What the lock hashes: everything but the construction's code (hashed with the claim's source)."""

@@ -43,7 +43,8 @@ def _graded_rows(records: list[Record]) -> list[dict]:
     for r in records:
         measured = measured_verdicts(r.statistic) if r.statistic is not None else {}
         for g in r.graded or ():
-            curve = ", ".join(f"{s:g}: {k}/{g.replicates}" for s, k in zip(g.strengths, g.detected))
+            curve = ", ".join(f"{s:g}: {'not plantable' if k is None else f'{k}/{g.replicates}'}"
+                              for s, k in zip(g.strengths, g.detected))
             mde = g.mde
             verdict = ("not built: " + g.reason if not g.built else
                        "INSENSITIVE (no strength reaches 80%)" if mde is None else
@@ -91,7 +92,8 @@ def plot_detection(records: list[Record], out_dir: Path) -> list[str]:
     for claim_id, runs in sorted(by_claim.items()):
         fig, ax = plots.figure()
         for r, g in runs:
-            ax.plot(g.strengths, g.rates, marker="o", markersize=3, label=f"{r.model.id} ({r.protocol})")
+            shown = [(s, rate) for s, rate in zip(g.strengths, g.rates) if rate is not None]
+            ax.plot(*zip(*shown), marker="o", markersize=3, label=f"{r.model.id} ({r.protocol})")
         g = runs[0][1]
         for value, label, style in ((g.threshold, "threshold", "--"), (g.writeup, "writeup", ":")):
             if value is not None:

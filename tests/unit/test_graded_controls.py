@@ -10,10 +10,12 @@ import pytest
 from scipy.stats import binomtest
 
 from lazarus_bench import stats
-from lazarus_bench.claims.base import ClaimContext, ControlRun, ModelInfo, Outcome
+from lazarus_bench.claims.base import ClaimContext, ControlRun, ControlUnavailable, ModelInfo, Outcome
 from lazarus_bench.claims.controls import GradedControl, GradedRun, NullControl, NullRun, calibrate
 from lazarus_bench.errors import LazarusError
 from lazarus_bench.stats import Verdict
+from lazarus_bench.suite import calibration as calibration_section
+from lazarus_bench.suite.records import Record
 
 
 def graded_run(detected, strengths=(0.1, 0.2, 0.3, 0.4), replicates=10, claimed=0.2, built=True):
@@ -32,6 +34,9 @@ def null_run(flagged, replicates=40, alpha=0.05):
     ((0, 8, 7, 10), 0.4),  # 0.2 reaches 80% but 0.3 falls back below: the MDE is where detection stays >= 80%
     ((10, 10, 10, 10), 0.1),
     ((0, 0, 2, 7), None),
+    ((None, 9, 8, 10), 0.2),  # the weakest strength is below the model's own level: not plantable, not a miss
+    ((0, 9, 10, None), 0.2),  # the strongest cannot be reached: the chain starts at the strongest planted one
+    ((9, None, 10, 10), 0.3),  # a gap below a measured strength ends the chain: 0.1 is not shown to hold
 ])
 def test_empirical_mde_is_the_smallest_strength_detected_from_there_on(detected, mde):
     assert graded_run(detected).mde == mde
@@ -146,6 +151,40 @@ def test_graded_control_runs_each_strength_and_replicate_through_the_measure():
     assert len(run.statistics) == 4 and all(len(row) == 50 for row in run.statistics)
     assert GradedRun.from_dict(run.to_dict()) == run and (run.effect, run.part) == ("REFUTED", None)
     assert control.run(_Toy, _toy_ctx("fast")).replicates == 1
+
+
+def test_a_strength_that_cannot_be_planted_is_left_out_not_the_curve():
+    """A build that cannot plant a strength (e.g. the model is already above it) marks that strength only; a curve
+    with no plantable strength is not built, with every reason."""
+
+    def below_own_level(ctx, strength, replicate):
+        if strength < 0.3:
+            raise ControlUnavailable(f"already >= {strength:g} without a plant")
+        return _planted(ctx, strength, replicate)
+
+    control = GradedControl("toy", "", "rate", (0.0, 0.3, 0.9, 1.0), 20, below_own_level, Verdict.REFUTED,
+                            threshold=0.3, writeup=0.9)
+    run = control.run(_Toy, _toy_ctx())
+    assert run.built and run.detected[0] is None and run.rates[0] is None and run.statistics[0] == ()
+    assert all(k is not None for k in run.detected[1:])
+    assert run.reason == "not plantable at 0: already >= 0 without a plant"
+    assert run.mde in (0.9, 1.0) and GradedRun.from_dict(run.to_dict()) == run
+
+    def never(ctx, strength, replicate):
+        raise ControlUnavailable("no direction")
+
+    none = GradedControl("toy", "", "rate", (0.0, 0.3, 0.9, 1.0), 20, never, Verdict.REFUTED, threshold=0.3,
+                         writeup=0.9).run(_Toy, _toy_ctx())
+    assert not none.built and none.reason.count("no direction") == 4 and none.detected == ()
+
+
+def test_the_calibration_table_and_curve_show_an_unplantable_strength(tmp_path):
+    run = graded_run((None, 9, 10, 10))
+    record = Record.bare("H01", "m", graded=[run])
+    [row] = calibration_section._graded_rows([record])
+    assert row["detected per strength"] == "0.1: not plantable, 0.2: 9/10, 0.3: 10/10, 0.4: 10/10"
+    assert row["empirical MDE"] == "0.2" and row["power"] == "powered"
+    assert calibration_section.plot_detection([record], tmp_path) and list(tmp_path.rglob("*.png"))
 
 
 def test_null_control_counts_false_positives_over_replicates():
