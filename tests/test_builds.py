@@ -16,7 +16,8 @@ from lazarus_bench.errors import LazarusError
 from lazarus_bench.models import model_fingerprint
 from lazarus_bench.stats import ClaimStatistic, build_variance
 from lazarus_bench.suite.records import ModelRef, Record
-from lazarus_bench.suite.summary import groups, robust, role, variant_build
+from lazarus_bench.suite.summary import _effect as effect_text
+from lazarus_bench.suite.summary import across_builds, groups, robust, role, variant_build
 from lazarus_bench.zoo import registry as R
 from lazarus_bench.zoo.registry import MANIFEST, resolve_zoo
 
@@ -110,6 +111,26 @@ def test_the_verdict_across_builds_is_robust_only_when_every_build_agrees():
         == "confirmatory"
     mixed = [_record("zoo:base@s10", "REFUTED"), _record("zoo:base@s2", "REFUTED"), older]
     assert [variant_build(r)[1] for r in groups(mixed)[("H05a", "zoo:base")]] == ["root", "s2", "s10"]
+
+
+def test_a_not_testable_build_shows_its_gate_not_an_effect():
+    """A NOT TESTABLE record's statistic is the gate that stopped it: the across-builds effect leaves it out and its
+    per-build entry names the gate, so a gate value is never read as the claim's effect."""
+    measured = [_record("zoo:base", "SUPPORTED", seed=1), _record("zoo:base@s4", "SUPPORTED")]
+    measured = [r.replace(statistic=replace(r.statistic, name="P(op word)", statistic=v))
+                for r, v in zip(measured, (0.85, 0.92))]
+    gate = ClaimStatistic(name="op word reachable by the lens", statistic=0.271, ci_low=0.271, ci_high=0.271,
+                          confidence=0.9, effect_size=None, p_value=None, n=0, verdict="NOT TESTABLE", reason="",
+                          details={})
+    stopped = Record.bare("H05a", "zoo:base@s8", verdict="NOT TESTABLE", statistic=gate).replace(
+        model=ModelRef(id="zoo:base@s8", slug="zoo:base@s8", hash="", info={"kind": "base"}))
+    rows = measured + [stopped]
+    text = effect_text(rows, robust(rows))
+    assert text.startswith("P(op word) = 0.85") and "0.92" in text and "0.271" not in text
+    table = "\n".join(across_builds(rows))
+    assert "s8 (-): NOT TESTABLE (op word reachable by the lens 0.271)" in table
+    assert "s4 (-): SUPPORTED 0.92" in table
+    assert effect_text([stopped], robust([stopped])) == "-"
 
 
 def test_build_info_names_the_base_weight_decay_of_the_recipe(tmp_path, monkeypatch):

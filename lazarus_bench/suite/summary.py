@@ -11,7 +11,7 @@ from tabulate import tabulate
 
 from ..errors import LazarusError
 from ..models import model_fingerprint
-from ..stats import build_variance
+from ..stats import Verdict, build_variance
 from ..zoo.registry import build_info, split_build
 from . import plots
 from .records import Record
@@ -118,18 +118,32 @@ def _num(value) -> str:
     return "-" if value is None or value != value else f"{value:.3g}"
 
 
+def _measured(record: Record) -> bool:
+    """Whether the record's statistic is the claim's own: a NOT TESTABLE record's is the gate that stopped it."""
+    return record.statistic is not None and record.status == "ok" and record.label != str(Verdict.NOT_TESTABLE)
+
+
 def _effect(rs: list[Record], verdict: dict) -> str:
     pooled = verdict.get("pooled")
-    first = next((r for r in rs if r.statistic is not None and r.status == "ok"), None)
-    if first is None:
+    measured = [r for r in rs if _measured(r)]
+    if not measured:
         return "-"
-    name = first.statistic.name
+    name = measured[0].statistic.name
     if pooled:
         return (f"{name} = {_num(pooled['grand_mean'])} [{_num(pooled['ci_low'])}, {_num(pooled['ci_high'])}] "
                 f"over {len(rs)} builds")
     return "; ".join(f"{name} = {_num(r.statistic.statistic)} [{_num(r.statistic.ci_low)}, "
                      f"{_num(r.statistic.ci_high)}]" + (f" ({variant_build(r)[1]})" if len(rs) > 1 else "")
-                     for r in rs if r.statistic is not None and r.status == "ok")
+                     for r in measured)
+
+
+def _build_outcome(record: Record) -> str:
+    """One build's verdict and statistic; for NOT TESTABLE, the gate that stopped it and its value."""
+    if record.statistic is None:
+        return record.label
+    if not _measured(record):
+        return f"{record.label} ({record.statistic.name} {_num(record.statistic.statistic)})"
+    return f"{record.label} {_num(record.statistic.statistic)}"
 
 
 def _mde(rs: list[Record]) -> str:
@@ -216,8 +230,7 @@ def across_builds(records: list[Record]) -> list[str]:
         if len(rs) < 2:
             continue
         v = robust(rs)
-        per = "; ".join(f"{variant_build(r)[1]} ({role(r)}): {r.label}"
-                        + (f" {_num(r.statistic.statistic)}" if r.statistic is not None else "") for r in rs)
+        per = "; ".join(f"{variant_build(r)[1]} ({role(r)}): {_build_outcome(r)}" for r in rs)
         rows.append({"claim": claim_id, "model": variant, "per build": per, "agreement": v["agreement"],
                      "robust verdict": v["verdict"]})
         if "pooled" in v:
