@@ -131,6 +131,14 @@ def test_a_not_testable_build_shows_its_gate_not_an_effect():
     assert "s8 (-): NOT TESTABLE (op word reachable by the lens 0.271)" in table
     assert "s4 (-): SUPPORTED 0.92" in table
     assert effect_text([stopped], robust([stopped])) == "-"
+    valued = [r.replace(statistic=replace(r.statistic, details={"values": v}))
+              for r, v in zip(measured, ([0.8, 0.9], [0.9, 0.95]))]
+    floored = stopped.replace(statistic=replace(gate, name="P(op word)", details={"values": [0.1, 0.2]}))
+    v = robust(valued + [floored])  # a build stopped by a floor after measuring: its values are no effect either
+    assert v["pooled"]["build_means"] == pytest.approx([0.85, 0.925])
+    assert effect_text(valued + [floored], v).endswith("over 2 builds")
+    assert "| s1, s4 " in "\n".join(across_builds(valued + [floored]))
+    assert "pooled" not in robust(valued[:1] + [floored])
 
 
 def test_build_info_names_the_base_weight_decay_of_the_recipe(tmp_path, monkeypatch):

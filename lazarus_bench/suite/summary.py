@@ -82,8 +82,8 @@ def robust(records: list[Record]) -> dict:
     else:
         per = ", ".join(f"{b or r.model.id}: {lab}" for b, lab, r in zip(out["builds"], labels, records))
         out.update(verdict="INCONCLUSIVE", reason=f"{BUILD_DEPENDENT} ({per})")
-    values = [_values(r) for r in records]
-    if all(values):
+    values = [_values(r) for r in records if _measured(r)]  # a NOT TESTABLE build's values are no effect
+    if len(values) >= 2 and all(values):
         out["pooled"] = build_variance(values)
     return out
 
@@ -131,7 +131,7 @@ def _effect(rs: list[Record], verdict: dict) -> str:
     name = measured[0].statistic.name
     if pooled:
         return (f"{name} = {_num(pooled['grand_mean'])} [{_num(pooled['ci_low'])}, {_num(pooled['ci_high'])}] "
-                f"over {len(rs)} builds")
+                f"over {len(measured)} builds")
     return "; ".join(f"{name} = {_num(r.statistic.statistic)} [{_num(r.statistic.ci_low)}, "
                      f"{_num(r.statistic.ci_high)}]" + (f" ({variant_build(r)[1]})" if len(rs) > 1 else "")
                      for r in measured)
@@ -235,7 +235,9 @@ def across_builds(records: list[Record]) -> list[str]:
                      "robust verdict": v["verdict"]})
         if "pooled" in v:
             p = v["pooled"]
-            pooled.append({"claim": claim_id, "model": variant, "statistic": rs[0].statistic.name,
+            measured = [r for r in rs if _measured(r)]
+            pooled.append({"claim": claim_id, "model": variant, "statistic": measured[0].statistic.name,
+                           "builds": ", ".join(variant_build(r)[1] for r in measured),
                            "grand mean [CI]": f"{_num(p['grand_mean'])} [{_num(p['ci_low'])}, {_num(p['ci_high'])}]",
                            "build means": ", ".join(_num(m) for m in p["build_means"]),
                            "between-build var": _num(p["between"]), "within-build var": _num(p["within"]),
