@@ -75,9 +75,15 @@ def test_h07_fast_record(saved_model, tmp_path, check_gates):
     [graded] = record.graded
     assert graded.name == "op word planted after GRPO" and graded.replicates == 1
     assert graded.strengths == (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05) and graded.threshold == 0.01
-    # a random model already gives the op word ~1/V: the weakest strengths cannot be planted, and the run says so
-    assert (graded.built and [len(v) for v in graded.statistics] == [1] * 7) or \
-        graded.reason.startswith("the word's probability is already >= 0.0005"), graded.reason
+    # a random model already gives the op word ~1/V: the weakest strengths cannot be planted, the run says which,
+    # and measures the rest
+    assert graded.built, graded.reason
+    unplantable = [s for s, k in zip(graded.strengths, graded.detected) if k is None]
+    assert unplantable == list(graded.strengths[:len(unplantable)]), "only the weakest fall below the model's level"
+    assert [len(v) for v in graded.statistics] == [0] * len(unplantable) + [1] * (7 - len(unplantable))
+    for s in unplantable:
+        assert f"{s:g}: the word's probability is already >= {s:g} without a plant" in graded.reason
+    assert (graded.reason == "") == (not unplantable)
 
 
 def test_recorded_training_prompts_are_the_planned_ones(saved_model):
