@@ -3,13 +3,18 @@ in the Linux wheel, no ``-mfma``, so every ``fmaf`` in them (its exp, sigmoid) i
 
 Where the CPU has FMA and AVX2 a ``g++`` wrapper earlier on PATH adds ``-mfma -mavx2 -ffp-contract=off``: hardware
 FMA rounds exactly as ``fmaf`` does and no other operation is contracted, so results stay bitwise identical
-(``tests/test_jit.py``). MLX caches built kernels under ``$TMPDIR/mlx`` by their source alone, so the FMA build gets
-its own ``TMPDIR``: without it, kernels built earlier without the flags are reused and nothing changes.
+(``tests/test_jit.py``). Two more flags let g++ vectorize the kernels' loops: ``-fno-trapping-math`` (a select may
+evaluate both sides; it changes which FP exceptions could trap, never a value) and a larger inline budget for
+functions not declared inline (MLX's ``simd::exp`` is a template called per element, which g++ -O3 otherwise leaves
+a call, so the loop has control flow and stays scalar). Each lane then computes the same operations in the same
+order as the scalar loop, so the bits do not change. MLX caches built kernels under ``$TMPDIR/mlx`` by their source
+alone, so each flag set gets its own ``TMPDIR``: without it, kernels built earlier with other flags are reused.
 ``LAZARUS_JIT=plain`` keeps MLX's own flags.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import shutil
@@ -18,7 +23,7 @@ from pathlib import Path
 
 JIT_ENV = "LAZARUS_JIT"
 ROOT_ENV = "LAZARUS_JIT_ROOT"  # set by ``configure``: child processes use the same wrapper and kernel cache
-FLAGS = ("-mfma", "-mavx2", "-ffp-contract=off")
+FLAGS = ("-mfma", "-mavx2", "-ffp-contract=off", "-fno-trapping-math", "--param=max-inline-insns-auto=64")
 
 
 def cpu_has_fma() -> bool:
@@ -43,13 +48,18 @@ def mode() -> str:
     return "fma"
 
 
+def _flags_tag() -> str:
+    """A short hash of the flags: the kernel cache of one flag set is never reused by another."""
+    return hashlib.sha256(" ".join(FLAGS).encode()).hexdigest()[:8]
+
+
 def configure() -> str:
     """Put the FMA wrapper first on PATH and give its kernels their own cache (before the first compile); returns
     the mode. Idempotent, and child processes inherit it through the environment."""
     current = mode()
     if current == "plain":
         return current
-    root = Path(os.environ.get(ROOT_ENV) or Path(tempfile.gettempdir()) / "lazarus-jit-fma")
+    root = Path(os.environ.get(ROOT_ENV) or Path(tempfile.gettempdir()) / f"lazarus-jit-fma-{_flags_tag()}")
     bin_dir = root / "bin"
     wrapper = bin_dir / "g++"
     if not wrapper.is_file():

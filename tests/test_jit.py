@@ -30,6 +30,7 @@ def test_the_wrapper_adds_the_flags_and_the_kernels_their_own_cache():
     assert jit.mode() == "fma" and os.environ["TMPDIR"] == os.environ[jit.ROOT_ENV]
     wrapper = Path(os.environ["PATH"].split(os.pathsep)[0]) / "g++"
     assert wrapper.parent == Path(os.environ[jit.ROOT_ENV]) / "bin"
+    assert Path(os.environ[jit.ROOT_ENV]).name.endswith(jit._flags_tag())  # other flags, another kernel cache
     assert wrapper.read_text().rstrip().endswith(" ".join(jit.FLAGS)) and os.access(wrapper, os.X_OK)
     real = wrapper.read_text().split('"')[1]
     assert Path(real).is_file() and Path(real).parent != wrapper.parent  # never the wrapper calling itself
@@ -40,7 +41,8 @@ import hashlib, sys
 import mlx.core as mx
 from lazarus_bench import jit
 mx.random.seed(0)
-x = mx.random.normal((100_003,)) * 6
+edges = [float('nan'), float('inf'), -float('inf'), 88.5, -88.5, 88.0, -88.0, 87.9, -87.9, 0.0, -0.0, 1e-40]
+x = mx.concatenate([mx.random.normal((100_003,)) * 6, mx.array(edges)])
 outs = [mx.compile(lambda x: x * mx.sigmoid(x))(x), mx.compile(lambda x: mx.exp(x) + 1)(x),
         mx.compile(lambda x: mx.log1p(mx.exp(-mx.abs(x))) + mx.tanh(x))(x)]
 print(jit.mode(), hashlib.sha256(b"".join(bytes(memoryview(o)) for o in outs)).hexdigest())
