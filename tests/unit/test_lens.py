@@ -175,3 +175,38 @@ def test_top_k_indices_match_a_full_numpy_sort(k):
     scores = mx.random.normal((6, 2, 64), key=mx.random.key(k))
     expected = np.argsort(-np.array(scores), axis=-1, kind="stable")[..., :k]
     np.testing.assert_array_equal(np.array(top_k_indices(scores, k)), expected)
+
+
+LINUX_CPU_WHEEL = pytest.mark.skipif(
+    mx.default_device() != mx.cpu or not __import__("lazarus_bench.jit").jit.cpu_has_fma(),
+    reason="bitwise equality holds where MLX's CPU kernels run one lane (the x86-64 Linux wheel); elsewhere the "
+           "LogSumExp primitive accumulates in another order")
+
+
+@LINUX_CPU_WHEEL
+def test_log_softmax_is_bitwise_mlx_logsumexp():
+    from lazarus_bench.analysis.lens import log_softmax as ours
+
+    rng = np.random.default_rng(0)
+    logits = (rng.standard_normal((7, 3, 1_031)) * rng.choice([0.5, 8.0, 60.0], (7, 3, 1))).astype(np.float32)
+    logits[0, 0, :500] = -np.inf  # masked entries
+    logits[1, 1, :] = -np.inf  # a fully masked row: -inf minus -inf, NaN in both
+    logits[2, 2, 17] = np.inf
+    x = mx.array(logits)
+    want, got = np.array(x - mx.logsumexp(x, axis=-1, keepdims=True)), np.array(ours(x))
+    nan = np.isnan(want)  # the masked row, and +inf minus +inf (NaN payloads may differ)
+    assert np.array_equal(nan, np.isnan(got)) and nan[1, 1].all() and nan[2, 2, 17]
+    assert want[~nan].tobytes() == got[~nan].tobytes()
+    np.testing.assert_allclose(got[3:], log_softmax(logits[3:].astype(np.float64), axis=-1), rtol=2e-6, atol=1e-5)
+
+
+def test_lens_statistics_are_bitwise_the_unfused_ones(handle_of):
+    """The fused exp/entropy/KL kernel gives exactly what the separate eager ops give."""
+    from lazarus_bench.analysis.lens import _probs_and_terms
+
+    rng = np.random.default_rng(1)
+    lp, final_lp = (mx.array(np.log(rng.dirichlet(np.ones(257), size=(5, 2))).astype(np.float32)) for _ in range(2))
+    final_p = mx.exp(final_lp)
+    p, p_log_p, kl = _probs_and_terms(lp, final_lp, final_p)
+    for a, b in ((p, mx.exp(lp)), (p_log_p, mx.exp(lp) * lp), (kl, final_p * (final_lp - lp))):
+        assert np.array(a).tobytes() == np.array(b).tobytes()
