@@ -18,6 +18,7 @@ import hashlib
 import os
 import platform
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -53,9 +54,23 @@ def _flags_tag() -> str:
     return hashlib.sha256(" ".join(FLAGS).encode()).hexdigest()[:8]
 
 
+def compiler_takes(compiler: str, flags: tuple[str, ...]) -> bool:
+    """True when ``compiler`` builds a shared object with MLX's JIT flags plus ``flags`` (a clang installed as g++
+    may reject GCC's ``--param``): checked once, before the wrapper is written."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "probe.cpp"
+        src.write_text('extern "C" float probe(float x) { return x * 2.0f; }\n')
+        cmd = [compiler, "-std=c++17", "-O3", "-fPIC", "-shared", *flags, str(src), "-o", str(Path(tmp) / "probe.so")]
+        try:
+            return subprocess.run(cmd, capture_output=True, timeout=120).returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            return False
+
+
 def configure() -> str:
     """Put the FMA wrapper first on PATH and give its kernels their own cache (before the first compile); returns
-    the mode. Idempotent, and child processes inherit it through the environment."""
+    the mode: ``plain`` (MLX's own flags) where the compiler rejects ours. Idempotent; child processes inherit it
+    through the environment."""
     current = mode()
     if current == "plain":
         return current
@@ -64,9 +79,13 @@ def configure() -> str:
     wrapper = bin_dir / "g++"
     if not wrapper.is_file():
         search = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p != str(bin_dir))
+        compiler = shutil.which("g++", path=search)
+        if compiler is None or not compiler_takes(compiler, FLAGS):
+            os.environ[JIT_ENV] = "plain"  # this process and its children keep MLX's own flags
+            return "plain"
         bin_dir.mkdir(parents=True, exist_ok=True)
         tmp = wrapper.with_suffix(f".{os.getpid()}")
-        tmp.write_text(f'#!/bin/sh\nexec "{shutil.which("g++", path=search)}" "$@" {" ".join(FLAGS)}\n')
+        tmp.write_text(f'#!/bin/sh\nexec "{compiler}" "$@" {" ".join(FLAGS)}\n')
         tmp.chmod(0o755)
         tmp.replace(wrapper)
     if os.environ.get("PATH", "").split(os.pathsep)[0] != str(bin_dir):

@@ -83,3 +83,17 @@ def test_records_with_a_compiled_training_step_are_bitwise_the_same(saved_model,
         assert record.environment["jit"] == mode and record.status == "ok"
         records[mode] = json.dumps(_comparable(record), sort_keys=True)
     assert records["plain"] == records["fma"]
+
+
+@needs_fma
+def test_a_compiler_that_rejects_the_flags_keeps_mlx_own(monkeypatch, tmp_path):
+    import shutil
+
+    assert jit.compiler_takes(shutil.which("g++"), jit.FLAGS)
+    assert not jit.compiler_takes(shutil.which("g++"), ("--param=no-such-gcc-param=1",))
+    for key in ("PATH", "TMPDIR", jit.ROOT_ENV, jit.JIT_ENV):
+        monkeypatch.setenv(key, os.environ.get(key, ""))  # restored after the test
+    monkeypatch.setenv(jit.ROOT_ENV, str(tmp_path / "root"))
+    monkeypatch.setattr(jit, "FLAGS", ("--param=no-such-gcc-param=1",))
+    assert jit.configure() == "plain" and jit.mode() == "plain"
+    assert not (tmp_path / "root" / "bin" / "g++").exists()
