@@ -17,7 +17,7 @@ from lazarus_bench.models import model_fingerprint
 from lazarus_bench.stats import ClaimStatistic, build_variance
 from lazarus_bench.suite.records import ModelRef, Record
 from lazarus_bench.suite.summary import _effect as effect_text
-from lazarus_bench.suite.summary import across_builds, groups, robust, role, variant_build
+from lazarus_bench.suite.summary import across_builds, by_recipe, groups, robust, role, variant_build
 from lazarus_bench.zoo import registry as R
 from lazarus_bench.zoo.registry import MANIFEST, resolve_zoo
 
@@ -111,6 +111,24 @@ def test_the_verdict_across_builds_is_robust_only_when_every_build_agrees():
         == "confirmatory"
     mixed = [_record("zoo:base@s10", "REFUTED"), _record("zoo:base@s2", "REFUTED"), older]
     assert [variant_build(r)[1] for r in groups(mixed)[("H05a", "zoo:base")]] == ["root", "s2", "s10"]
+
+
+def test_agreement_within_one_recipe_is_reported_apart():
+    """Builds that differ only in their seed agree or not among themselves, whatever builds of another recipe say."""
+    def built(model_id, label, decay=None):
+        r = _record(model_id, label)
+        return r.replace(model=replace(r.model, build={"role": "confirmatory", **({"weight_decay": decay} if decay
+                                                                                   else {})}))
+
+    rows = [built("zoo:base", "SUPPORTED"), built("zoo:base@s4", "SUPPORTED"), built("zoo:base@s8", "REFUTED", 0.1),
+            built("zoo:base@s9", "REFUTED", 0.1), built("zoo:base@s12", "REFUTED", 0.1)]
+    assert robust(rows)["verdict"] == "INCONCLUSIVE"  # across recipes: build-dependent
+    assert by_recipe(rows) == ("weight decay 0.01 (root, s4): SUPPORTED (SUPPORTED 2/2); "
+                               "weight decay 0.1 (s8, s9, s12): REFUTED (REFUTED 3/3)")
+    assert by_recipe(rows[:3]) == "weight decay 0.01 (root, s4): SUPPORTED (SUPPORTED 2/2)"  # one draw: no agreement
+    split = by_recipe(rows[2:4] + [built("zoo:base@s12", "SUPPORTED", 0.1)])
+    assert split == "weight decay 0.1 (s8, s9, s12): INCONCLUSIVE (split: REFUTED 2, SUPPORTED 1 of 3)"
+    assert "| weight decay 0.01 (root, s4): SUPPORTED" in "\n".join(across_builds(rows))
 
 
 def test_a_not_testable_build_shows_its_gate_not_an_effect():

@@ -52,9 +52,9 @@ def role(record: Record) -> str:
     the zoo's root build is the development build by definition."""
     prefix, _, name = record.model.id.rpartition(":")
     default = "development" if prefix in ("zoo", "zoo-micro") and split_build(name)[1] is None else "-"
-    build = record.model.build or {}
-    decay = build.get("weight_decay", RECIPE_WEIGHT_DECAY)
-    return (build.get("role") or default) + (f", weight decay {decay:g}" if decay != RECIPE_WEIGHT_DECAY else "")
+    decay = recipe(record)
+    named = (record.model.build or {}).get("role") or default
+    return named + (f", weight decay {decay:g}" if decay != RECIPE_WEIGHT_DECAY else "")
 
 
 UNIT_VALUES = ("values", "gain_per_cell")  # where a headline statistic keeps the per-unit values it averages
@@ -98,6 +98,22 @@ def groups(records: list[Record]) -> dict[tuple[str, str], list[Record]]:
     for key in out:
         out[key].sort(key=_build_order)
     return dict(out)
+
+
+def recipe(record: Record) -> float:
+    """The base weight decay a record's build was pretrained with: builds that share it are one recipe's draws."""
+    return float((record.model.build or {}).get("weight_decay", RECIPE_WEIGHT_DECAY))
+
+
+def by_recipe(records: list[Record]) -> str:
+    """The verdict within each recipe that has two builds or more ("weight decay 0.1 (s8, s9, s12): REFUTED 3/3"):
+    agreement among draws of one recipe, apart from agreement across recipes."""
+    recipes: dict[float, list[Record]] = defaultdict(list)
+    for r in records:
+        recipes[recipe(r)].append(r)
+    parts = [f"weight decay {decay:g} ({', '.join(variant_build(r)[1] for r in rs)}): {robust(rs)['verdict']} "
+             f"({robust(rs)['agreement']})" for decay, rs in sorted(recipes.items()) if len(rs) >= 2]
+    return "; ".join(parts) or "-"
 
 
 def _build_order(record: Record) -> tuple[bool, int, str]:
@@ -232,7 +248,7 @@ def across_builds(records: list[Record]) -> list[str]:
         v = robust(rs)
         per = "; ".join(f"{variant_build(r)[1]} ({role(r)}): {_build_outcome(r)}" for r in rs)
         rows.append({"claim": claim_id, "model": variant, "per build": per, "agreement": v["agreement"],
-                     "robust verdict": v["verdict"]})
+                     "robust verdict": v["verdict"], "within one recipe": by_recipe(rs)})
         if "pooled" in v:
             p = v["pooled"]
             measured = [r for r in rs if _measured(r)]
@@ -247,7 +263,8 @@ def across_builds(records: list[Record]) -> list[str]:
     lines = ["## Across builds", "",
              "Independently pretrained builds of one zoo model (another seed; a build that varies the recipe's weight "
              "decay is named with it). The development build "
-             "is the one criteria and controls were tuned on; confirmatory builds were built under the frozen lock.",
+             "is the one criteria and controls were tuned on; confirmatory builds were built under the frozen lock. "
+             "'Within one recipe' is the agreement among builds that differ only in their seed.",
              "", tabulate(rows, headers="keys", tablefmt="github"), ""]
     if pooled:
         lines += ["Variance components of the headline statistic's per-unit values (seeds or prompts): builds, "
