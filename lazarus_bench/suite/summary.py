@@ -111,8 +111,12 @@ def by_recipe(records: list[Record]) -> str:
     recipes: dict[float, list[Record]] = defaultdict(list)
     for r in records:
         recipes[recipe(r)].append(r)
-    parts = [f"weight decay {decay:g} ({', '.join(variant_build(r)[1] for r in rs)}): {robust(rs)['verdict']} "
-             f"({robust(rs)['agreement']})" for decay, rs in sorted(recipes.items()) if len(rs) >= 2]
+    parts = []
+    for decay, rs in sorted(recipes.items()):
+        if len(rs) >= 2:
+            v = robust(rs)
+            parts.append(f"weight decay {decay:g} ({', '.join(variant_build(r)[1] for r in rs)}): {v['verdict']} "
+                         f"({v['agreement']})")
     return "; ".join(parts) or "-"
 
 
