@@ -21,14 +21,15 @@ def last_token_states(
 ) -> tuple[np.ndarray, list]:
     """Residual stream (no final norm) at each prompt's last token: array (n_layers, n_prompts, hidden).
 
-    Prompts are batched by token length; the layer labels (``"emb"``, 0..L-1) are returned alongside.
+    Prompts are batched by token length; the layer labels (``"emb"``, 0..L-1) are returned alongside. Float64, so
+    a probe fitted on them (sklearn's or ``logreg``'s) runs in double precision and the two fits agree.
     """
     labels = resolve_layers(handle, layers)
     encoded = [handle.encode(p, add_special_tokens=add_special_tokens) for p in prompts]
     groups: dict[int, list[int]] = defaultdict(list)
     for i, ids in enumerate(encoded):
         groups[len(ids)].append(i)
-    out = np.zeros((len(labels), len(prompts), handle.hidden_size), dtype=np.float32)
+    out = np.zeros((len(labels), len(prompts), handle.hidden_size), dtype=np.float64)
     for members in groups.values():
         capture = handle.forward(mx.array([encoded[i] for i in members]))
         for row, layer in enumerate(labels):
