@@ -443,6 +443,39 @@ def test_h03_planted_feature_appears_at_the_middle_block_only(saved_model, tmp_p
     assert outcome.verdict == "SUPPORTED", outcome.statistic.reason
 
 
+def test_h03_graded_plant_writes_the_class_in_the_chosen_cells_only(saved_model, tmp_path):
+    """H03's graded control: with attention silenced everywhere, the class direction appears at the middle block in
+    exactly the seeded share of template x pair cells (12 of 16 at strength 81.25%) and nowhere else; another
+    replicate chooses other cells."""
+    from lazarus_bench.analysis.features import last_token_states
+    from lazarus_bench.claims.h03_word_probe_emergence import cells_planted
+
+    ctx = _ctx("H03", saved_model("llama"), tmp_path, [])
+    items = list(prompts.word_set_deconfounded())
+    texts = [it.text for it in items]
+
+    def written_cells(replicate):
+        handle = cells_planted(ctx, 0.8125, replicate).handle()
+        middle = max(1, handle.layer_at_depth(0.5))
+        states, _ = last_token_states(handle, texts, [middle - 1, middle])
+        cells = {}
+        for it, before, after in zip(items, states[0], states[1]):
+            cells.setdefault((it.template, it.pair), []).append((before, after))
+        out = set()
+        for cell, rows in cells.items():
+            befores = np.stack([b for b, _ in rows])
+            afters = np.stack([a for _, a in rows])
+            np.testing.assert_allclose(befores, np.broadcast_to(befores[0], befores.shape), atol=1e-5)
+            if np.min(np.linalg.norm(afters - afters[0], axis=1)[1:]) > 1e-2:
+                out.add(cell)
+            else:
+                np.testing.assert_allclose(afters, np.broadcast_to(afters[0], afters.shape), atol=1e-5)
+        return out
+
+    first, second = written_cells(0), written_cells(1)
+    assert len(first) == len(second) == 12 and first != second
+
+
 def test_graded_and_null_controls_reach_the_record_and_the_report(saved_model, tmp_path):
     """H10's graded control (7 planted cosines) and its null (random router rows) run through the runner in the fast
     tier (1 replicate each), come back from the record file unchanged and fill the report's calibration tables."""

@@ -21,8 +21,10 @@ from .common import (
     nested_peak,
     permutation_p,
     probe_prompt_set,
+    probed_texts,
     random_init_control,
 )
+from .controls import GradedControl
 from .plants import Wrapped
 
 
@@ -47,12 +49,7 @@ def planted_feature(ctx: ClaimContext) -> ClaimContext:
     a class direction (4x the residual norm) wherever a class-specific token occurs."""
     handle = ctx.fresh_handle()
     middle = max(1, handle.layer_at_depth(0.5))
-    for layer in handle.layers[:middle]:
-        attn = getattr(layer, "self_attn", None)
-        out = getattr(attn, "o_proj", None)
-        if out is None or "scales" in out:
-            raise ControlUnavailable(f"no dense self_attn.o_proj in {handle.model_type} blocks to silence")
-        out.weight = mx.zeros_like(out.weight)
+    silence_attention(handle, handle.layers[:middle])
     items = list(prompts.word_set_deconfounded())
     labels = sorted({it.label for it in items})
     tokens = {label: set() for label in labels}
@@ -69,6 +66,66 @@ def planted_feature(ctx: ClaimContext) -> ClaimContext:
     scale = 4.0 * float(mx.mean(mx.linalg.norm(keys, axis=-1)))
     handle.layers[middle] = Wrapped(handle.layers[middle], planted_head(keys, key_classes,
                                                                         mx.array(basis.astype(np.float32) * scale)))
+    return ctx.variant(handle=handle)
+
+
+def silence_attention(handle, layers) -> None:
+    """Zero the attention output of ``layers``: their residual at a position then depends on its token alone."""
+    for layer in layers:
+        out = getattr(getattr(layer, "self_attn", None), "o_proj", None)
+        if out is None or "scales" in out:
+            raise ControlUnavailable(f"no dense self_attn.o_proj in {handle.model_type} blocks to silence")
+        out.weight = mx.zeros_like(out.weight)
+
+
+def planted_prompts(keys: mx.array, bags: mx.array, written: mx.array):
+    """A block's hook that adds ``written[j]`` at every position of a row whose set of tokens (recognised by their
+    token-only residuals ``keys``) is prompt j's (``bags[j]``); rows matching no prompt are left alone."""
+    keys = keys / mx.linalg.norm(keys, axis=-1, keepdims=True)
+    sizes = mx.sum(bags, axis=1)
+
+    def hook(x: mx.array, h: mx.array) -> mx.array:
+        unit = x.astype(mx.float32) / mx.linalg.norm(x.astype(mx.float32), axis=-1, keepdims=True)
+        seen = mx.max((unit @ keys.T > 0.999).astype(mx.float32), axis=1)  # (batch, keys)
+        match = (seen @ bags.T == sizes) & (mx.sum(seen, axis=1, keepdims=True) == sizes)  # (batch, prompts)
+        return h + (match.astype(mx.float32) @ written)[:, None, :].astype(h.dtype)
+
+    return hook
+
+
+N_CELLS = 16  # template x operand-pair cells of the de-confounded set, 4 prompts (one per class) each
+
+
+def cells_planted(ctx: ClaimContext, strength: float, replicate: int) -> ClaimContext:
+    """Emergence in a share of the cells: attention silenced in every block (so no block sees any token but its
+    own), then at the middle block each prompt of a seeded choice of cells gets its class direction (unit basis
+    x the mean residual norm) and the other cells nothing. Block 0 is at chance (the last token is balanced
+    across classes) and a planted share s gives peak accuracy 25% + 75% s: ``strength`` is that accuracy."""
+    n = round((strength - 0.25) / 0.75 * N_CELLS)
+    handle = ctx.fresh_handle()
+    middle = max(1, handle.layer_at_depth(0.5))
+    silence_attention(handle, handle.layers)
+    items = list(prompts.word_set_deconfounded())
+    labels = sorted({it.label for it in items})
+    encoded = [set(handle.encode(text)) for text in probed_texts(items, ctx.params)]
+    vocab = sorted(set().union(*encoded))
+    bags = np.zeros((len(items), len(vocab)), dtype=np.float32)
+    for j, ids in enumerate(encoded):
+        bags[j, [vocab.index(t) for t in ids]] = 1.0
+    if len({row.tobytes() for row in bags}) < len(items):
+        raise ControlUnavailable("two de-confounded prompts hold the same tokens: rows cannot be told apart")
+    keys = handle.forward([[t] for t in vocab]).hidden[middle][:, 0].astype(mx.float32)
+    unit = np.array(keys / mx.linalg.norm(keys, axis=-1, keepdims=True))
+    if np.max(unit @ unit.T - 2 * np.eye(len(vocab))) > 0.999:
+        raise ControlUnavailable(f"two tokens share a residual direction at block {middle}: rows cannot be told apart")
+    rng = np.random.default_rng([ctx.params["seed"], replicate])
+    cells = sorted({(it.template, it.pair) for it in items})
+    chosen = {cells[i] for i in rng.choice(len(cells), size=n, replace=False)}
+    basis = np.linalg.qr(rng.standard_normal((handle.hidden_size, len(labels))))[0].T
+    scale = float(mx.mean(mx.linalg.norm(keys, axis=-1)))
+    written = np.stack([basis[labels.index(it.label)] * scale if (it.template, it.pair) in chosen
+                        else np.zeros(handle.hidden_size) for it in items]).astype(np.float32)
+    handle.layers[middle] = Wrapped(handle.layers[middle], planted_prompts(keys, mx.array(bags), mx.array(written)))
     return ctx.variant(handle=handle)
 
 
@@ -98,9 +155,6 @@ def accuracy_curve(probed, control, null: np.ndarray, blocks: list[int]) -> dict
 
 @claim(
     id="H03",
-    no_graded=("not built in this round: one H03 measure takes ~130 s on a zoo model, so 5 strengths x 5 "
-               "replicates of a planted feature cost ~54 min per model; the planted-head control (a sanity "
-               "check) shows the read-out sees a feature written at a middle block, not the smallest it sees"),
     title="Word prompts show true emergence after block 0",
     statement="For word prompts ('What is 7 times 8?') a linear probe is near chance at block 0 and peaks in the "
                "middle layers.",
@@ -126,6 +180,14 @@ def accuracy_curve(probed, control, null: np.ndarray, blocks: list[int]) -> dict
                 "chance at block 0, perfect from the middle block on", planted_feature, Verdict.SUPPORTED,
                 sanity=True),
     ),
+    graded=(GradedControl("emergence planted in a share of cells", "attention silenced in every block; at the middle "
+                          "block the class direction (the mean residual norm) written for every prompt of a seeded "
+                          "share of the 16 template x pair cells, nothing for the rest: block 0 at chance, peak "
+                          "accuracy 25% + 75% x share (one cell choice and direction basis per replicate); the "
+                          "writeup's 81.2% is 13 of 16 prompts, 81.25%",
+                          "expected peak accuracy (25% + 75% x share of cells planted)",
+                          (0.71875, 0.78125, 0.8125, 0.90625), 4, cells_planted, Verdict.SUPPORTED,
+                          threshold=0.75, writeup=0.8125),),
 )
 def measure_h03(ctx: ClaimContext) -> Outcome:
     p = ctx.params
