@@ -17,7 +17,7 @@ from lazarus_bench.models import model_fingerprint
 from lazarus_bench.stats import ClaimStatistic, build_variance
 from lazarus_bench.suite.records import ModelRef, Record
 from lazarus_bench.suite.summary import _effect as effect_text
-from lazarus_bench.suite.summary import across_builds, by_recipe, groups, robust, role, variant_build
+from lazarus_bench.suite.summary import across_builds, by_recipe, groups, pooled, robust, role, variant_build
 from lazarus_bench.zoo import registry as R
 from lazarus_bench.zoo.registry import MANIFEST, resolve_zoo
 
@@ -89,13 +89,13 @@ def test_the_verdict_across_builds_is_robust_only_when_every_build_agrees():
     assert [variant_build(r) for r in rows] == [("zoo:base", "s1"), ("zoo:base", "s2"), ("zoo:base", "s3")]
     v = robust(rows)
     assert (v["verdict"], v["agreement"]) == ("REFUTED", "REFUTED 3/3")
-    assert v["pooled"]["build_means"] == pytest.approx([0.15, 0.25, 0.25])
+    assert pooled(rows)["build_means"] == pytest.approx([0.15, 0.25, 0.25])
     split = robust(rows[:2] + [_record("zoo:base@s3", "SUPPORTED", [0.9, 0.8])])
     assert split["verdict"] == "INCONCLUSIVE" and split["agreement"] == "split: REFUTED 2, SUPPORTED 1 of 3"
     assert "build-dependent" in split["reason"] and "s3: SUPPORTED" in split["reason"]
     one = robust(rows[:1])
-    assert one["verdict"] == "REFUTED" and "one build" in one["reason"] and "pooled" not in one
-    assert "pooled" not in robust([rows[0], _record("zoo:base@s2", "NOT TESTABLE")])
+    assert one["verdict"] == "REFUTED" and "one build" in one["reason"] and pooled(rows[:1]) is None
+    assert pooled([rows[0], _record("zoo:base@s2", "NOT TESTABLE")]) is None
     older = _record("zoo:base", "REFUTED")  # a root-build record from before records carried build info
     assert variant_build(older) == ("zoo:base", "root") and role(older) == "development"  # not the shipped weights
     shipped = older.replace(model=replace(older.model, hash=model_fingerprint("zoo:base")))
@@ -143,20 +143,20 @@ def test_a_not_testable_build_shows_its_gate_not_an_effect():
     stopped = Record.bare("H05a", "zoo:base@s8", verdict="NOT TESTABLE", statistic=gate).replace(
         model=ModelRef(id="zoo:base@s8", slug="zoo:base@s8", hash="", info={"kind": "base"}))
     rows = measured + [stopped]
-    text = effect_text(rows, robust(rows))
+    text = effect_text(rows)
     assert text.startswith("P(op word) = 0.85") and "0.92" in text and "0.271" not in text
     table = "\n".join(across_builds(rows))
     assert "s8 (-): NOT TESTABLE (op word reachable by the lens 0.271)" in table
     assert "s4 (-): SUPPORTED 0.92" in table
-    assert effect_text([stopped], robust([stopped])) == "-"
+    assert effect_text([stopped]) == "-"
     valued = [r.replace(statistic=replace(r.statistic, details={"values": v}))
               for r, v in zip(measured, ([0.8, 0.9], [0.9, 0.95]))]
     floored = stopped.replace(statistic=replace(gate, name="P(op word)", details={"values": [0.1, 0.2]}))
-    v = robust(valued + [floored])  # a build stopped by a floor after measuring: its values are no effect either
-    assert v["pooled"]["build_means"] == pytest.approx([0.85, 0.925])
-    assert effect_text(valued + [floored], v).endswith("over 2 builds")
+    # a build stopped by a floor after measuring: its values are no effect either
+    assert pooled(valued + [floored])["build_means"] == pytest.approx([0.85, 0.925])
+    assert effect_text(valued + [floored]).endswith("over 2 builds")
     assert "| s1, s4 " in "\n".join(across_builds(valued + [floored]))
-    assert "pooled" not in robust(valued[:1] + [floored])
+    assert pooled(valued[:1] + [floored]) is None
 
 
 def test_build_info_names_the_base_weight_decay_of_the_recipe(tmp_path, monkeypatch):

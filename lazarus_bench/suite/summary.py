@@ -68,7 +68,7 @@ def _values(record: Record) -> list[float] | None:
 
 def robust(records: list[Record]) -> dict:
     """The verdict across builds of one variant: each build's, the agreement, and the robust verdict (every build
-    agrees), else INCONCLUSIVE, build-dependent; with variance components when each build recorded per-unit values."""
+    agrees), else INCONCLUSIVE, build-dependent."""
     labels = [r.label for r in records]
     counts = Counter(labels)
     top, count = counts.most_common(1)[0]
@@ -82,10 +82,14 @@ def robust(records: list[Record]) -> dict:
     else:
         per = ", ".join(f"{b or r.model.id}: {lab}" for b, lab, r in zip(out["builds"], labels, records))
         out.update(verdict="INCONCLUSIVE", reason=f"{BUILD_DEPENDENT} ({per})")
-    values = [_values(r) for r in records if _measured(r)]  # a NOT TESTABLE build's values are no effect
-    if len(values) >= 2 and all(values):
-        out["pooled"] = build_variance(values)
     return out
+
+
+def pooled(records: list[Record]) -> dict | None:
+    """Variance components between and within builds, when two builds or more measured and each recorded per-unit
+    values (a NOT TESTABLE build's values are no effect)."""
+    values = [_values(r) for r in records if _measured(r)]
+    return build_variance(values) if len(values) >= 2 and all(values) else None
 
 
 def groups(records: list[Record]) -> dict[tuple[str, str], list[Record]]:
@@ -143,14 +147,15 @@ def _measured(record: Record) -> bool:
     return record.statistic is not None and record.status == "ok" and record.label != str(Verdict.NOT_TESTABLE)
 
 
-def _effect(rs: list[Record], verdict: dict) -> str:
-    pooled = verdict.get("pooled")
+def _effect(rs: list[Record]) -> str:
+    components = pooled(rs)
     measured = [r for r in rs if _measured(r)]
     if not measured:
         return "-"
     name = measured[0].statistic.name
-    if pooled:
-        return (f"{name} = {_num(pooled['grand_mean'])} [{_num(pooled['ci_low'])}, {_num(pooled['ci_high'])}] "
+    if components:
+        return (f"{name} = {_num(components['grand_mean'])} [{_num(components['ci_low'])}, "
+                f"{_num(components['ci_high'])}] "
                 f"over {len(measured)} builds")
     return "; ".join(f"{name} = {_num(r.statistic.statistic)} [{_num(r.statistic.ci_low)}, "
                      f"{_num(r.statistic.ci_high)}]" + (f" ({variant_build(r)[1]})" if len(rs) > 1 else "")
@@ -198,7 +203,7 @@ def first_page(records: list[Record], claims: dict, report_dir: Path) -> list[st
         writeup = claims[claim_id].writeup if claim_id in claims else (rs[0].claim.get("writeup", "") if rs else "")
         rows.append({"claim": claim_id, "writeup (its model)": writeup, "model (builds)": f"{variant} ({len(rs)})",
                      "verdict (agreement)": f"**{verdict['verdict']}** ({verdict['agreement']})",
-                     "effect [CI]": _effect(rs, verdict) if rs else "-", "empirical MDE": _mde(rs),
+                     "effect [CI]": _effect(rs) if rs else "-", "empirical MDE": _mde(rs),
                      "other variants": ", ".join(others) or "-", "not testable / not run": _untestable(
                          claim_id, grouped, skipped)})
     if not rows:
@@ -245,7 +250,7 @@ def verdict_map(records: list[Record], report_dir: Path) -> str:
 def across_builds(records: list[Record]) -> list[str]:
     """Each variant built more than once: every build's verdict and statistic, the agreement, the robust verdict and
     the variance between builds against within them."""
-    rows, pooled = [], []
+    rows, variances = [], []
     for (claim_id, variant), rs in sorted(groups(records).items()):
         if len(rs) < 2:
             continue
@@ -253,10 +258,10 @@ def across_builds(records: list[Record]) -> list[str]:
         per = "; ".join(f"{variant_build(r)[1]} ({role(r)}): {_build_outcome(r)}" for r in rs)
         rows.append({"claim": claim_id, "model": variant, "per build": per, "agreement": v["agreement"],
                      "robust verdict": v["verdict"], "within one recipe": by_recipe(rs)})
-        if "pooled" in v:
-            p = v["pooled"]
+        p = pooled(rs)
+        if p:
             measured = [r for r in rs if _measured(r)]
-            pooled.append({"claim": claim_id, "model": variant, "statistic": measured[0].statistic.name,
+            variances.append({"claim": claim_id, "model": variant, "statistic": measured[0].statistic.name,
                            "builds": ", ".join(variant_build(r)[1] for r in measured),
                            "grand mean [CI]": f"{_num(p['grand_mean'])} [{_num(p['ci_low'])}, {_num(p['ci_high'])}]",
                            "build means": ", ".join(_num(m) for m in p["build_means"]),
@@ -270,8 +275,8 @@ def across_builds(records: list[Record]) -> list[str]:
              "is the one criteria and controls were tuned on; confirmatory builds were built under the frozen lock. "
              "'Within one recipe' is the agreement among builds that differ only in their seed.",
              "", tabulate(rows, headers="keys", tablefmt="github"), ""]
-    if pooled:
+    if variances:
         lines += ["Variance components of the headline statistic's per-unit values (seeds or prompts): builds, "
                   "then units, method of moments; the CI is a two-stage multi-bootstrap.", "",
-                  tabulate(pooled, headers="keys", tablefmt="github"), ""]
+                  tabulate(variances, headers="keys", tablefmt="github"), ""]
     return lines
