@@ -51,12 +51,19 @@ def _log_prob_and_grad(A: np.ndarray, c: np.ndarray, t: int, u: np.ndarray) -> t
     return float(z[t] - top - math.log(total)), A[t] - p @ A
 
 
-def token_ceiling(A: np.ndarray, c: np.ndarray, t: int, *, tol: float = 1e-3, max_steps: int = 50_000) -> Ceiling:
+def smoothness(A: np.ndarray) -> float:
+    """L = ||A||_2^2 / 2: a bound on the Hessian of log-sum-exp(A u + c) in u, so 1/L is a safe ascent step."""
+    return 0.5 * np.linalg.norm(A, ord=2) ** 2
+
+
+def token_ceiling(A: np.ndarray, c: np.ndarray, t: int, *, tol: float = 1e-3, max_steps: int = 50_000,
+                  lipschitz: float | None = None) -> Ceiling:
     """Maximise log p_t over the ball ||u|| <= sqrt(D) (unit RMS) by Nesterov-accelerated projected gradient ascent
     with step 1/L (L = ||A||^2 / 2 bounds the log-sum-exp Hessian) until the Frank-Wolfe bound is within ``tol`` of
-    the probability reached (checked every 100 steps); ``reached`` is read on the sphere (a realisable normed state)."""
+    the probability reached (checked every 100 steps); ``reached`` is read on the sphere (a realisable normed state).
+    ``lipschitz`` is L when the caller already has it (it depends on A alone)."""
     radius = math.sqrt(A.shape[1])
-    lipschitz = 0.5 * np.linalg.norm(A, ord=2) ** 2
+    lipschitz = lipschitz if lipschitz is not None else smoothness(A)
 
     def project(v: np.ndarray) -> np.ndarray:
         norm = np.linalg.norm(v)
@@ -91,4 +98,5 @@ def lens_ceilings(handle: ModelHandle, ids: Sequence[int], *, tol: float = 1e-3)
     if affine is None:
         return None
     A, c = affine
-    return {t: token_ceiling(A, c, t, tol=tol) for t in dict.fromkeys(int(i) for i in ids)}
+    lipschitz = smoothness(A)
+    return {t: token_ceiling(A, c, t, tol=tol, lipschitz=lipschitz) for t in dict.fromkeys(int(i) for i in ids)}
