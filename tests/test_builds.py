@@ -232,3 +232,25 @@ def test_a_second_micro_build_runs_and_reports_across_builds(tmp_path, monkeypat
     row = next(line for line in text.splitlines() if line.startswith("| H01") and "s0 (development)" in line)
     assert "s2 (confirmatory)" in row
     assert "zoo-micro:base (2)" in text and "between-build var" in text
+
+
+def test_the_first_page_gives_each_builds_empirical_mde():
+    """The summary's MDE cell names every build's empirical MDE (not the first two), to 4 digits beside the writeup's
+    effect, and says where a graded control detected nothing."""
+    from lazarus_bench.claims.controls import GradedRun
+    from lazarus_bench.suite.summary import _mde
+
+    def graded(detected):
+        return GradedRun(name="cells", description="", units="peak accuracy", strengths=(0.72, 0.78, 0.8125, 0.91),
+                         replicates=4, threshold=0.75, writeup=0.8125, claimed=0.8125, built=True, reason="",
+                         detected=detected)
+
+    rows = [_record("zoo:base", "REFUTED", seed=1).replace(graded=(graded((0, 0, 4, 4)),)),
+            _record("zoo:base@s4", "REFUTED").replace(graded=(graded((0, 1, 2, 4)),)),
+            _record("zoo:base@s8", "REFUTED").replace(graded=(graded((0, 0, 0, 0)),))]
+    assert _mde(rows) == "s1 0.8125, s4 0.91, s8 none found vs writeup 0.8125 (peak accuracy)"
+    assert _mde(rows[:1] + [_record("zoo:base@s9", "REFUTED")]) == "s1 0.8125 vs writeup 0.8125 (peak accuracy)"
+    assert _mde([_record("zoo:base@s9", "REFUTED")]) == "no graded control"
+    absence = replace(graded((0, 0, 4, 4)), writeup=0.5, claimed=0.75)
+    assert _mde([_record("zoo:base", "SUPPORTED", seed=1).replace(graded=(absence,))]) == (
+        "s1 0.8125 vs writeup 0.5, the verdict rests on the threshold 0.75 (peak accuracy)")

@@ -172,11 +172,23 @@ def _build_outcome(record: Record) -> str:
 
 
 def _mde(rs: list[Record]) -> str:
-    runs = [g for r in rs for g in (r.graded or ()) if g.built]
-    if not runs:
+    """Each graded control's empirical MDE on each build, beside the writeup's effect (and the threshold, where a claim
+    of absence rests on it), in the control's units."""
+    by_name: dict[str, list[tuple[str, object]]] = defaultdict(list)
+    for r in rs:
+        for g in r.graded or ():
+            if g.built:
+                by_name[g.name].append((variant_build(r)[1], g))
+    if not by_name:
         return "no graded control"
-    return "; ".join(f"{_num(g.mde) if g.mde is not None else 'none found'} vs writeup {_num(g.writeup)} ({g.units})"
-                     for g in runs[:2])
+    parts = []
+    for runs in by_name.values():
+        g = runs[0][1]
+        found = ", ".join(f"{build} {g2.mde:.4g}" if g2.mde is not None else f"{build} none found"
+                          for build, g2 in runs)
+        rests = "" if g.claimed == g.writeup else f", the verdict rests on the threshold {g.claimed:.4g}"
+        parts.append(f"{found} vs writeup {g.writeup:.4g}{rests} ({g.units})")
+    return "; ".join(parts)
 
 
 def _untestable(claim_id: str, grouped: dict[tuple[str, str], list[Record]], skipped: dict[str, list[Record]]) -> str:
