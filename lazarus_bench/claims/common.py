@@ -132,6 +132,23 @@ def cv_predictions(X, y, groups, *, n_splits: int, seed: int, C: float) -> tuple
     return strat, group
 
 
+def permutation_null(features: np.ndarray, y, *, n_splits: int, n_permutations: int, seed: int, C: float) -> np.ndarray:
+    """Stratified-CV accuracy of each layer under label permutations, shape (n_permutations, n_layers).
+
+    One permutation is shared by all layers of a row, so a row's maximum is the max-statistic null over layers.
+    """
+    k = probes.effective_n_splits(y, n_splits)
+    cv = probes.stratified_cv(k, seed)
+    rng = np.random.default_rng(seed)
+    null = np.zeros((n_permutations, len(features)))
+    for b in range(n_permutations):
+        permuted = rng.permutation(y)
+        for i, X in enumerate(features):
+            clf = probes.make_classifier(C=C, seed=seed)
+            null[b, i] = cross_val_score(clf, X, permuted, cv=cv, scoring="accuracy", error_score="raise").mean()
+    return null
+
+
 def permutation_p(observed: float, null) -> float:
     """Empirical p = (1 + #null >= observed) / (n + 1)."""
     null = np.asarray(null, dtype=np.float64)
