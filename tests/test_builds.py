@@ -254,3 +254,24 @@ def test_the_first_page_gives_each_builds_empirical_mde():
     absence = replace(graded((0, 0, 4, 4)), writeup=0.5, claimed=0.75)
     assert _mde([_record("zoo:base", "SUPPORTED", seed=1).replace(graded=(absence,))]) == (
         "s1 0.8125 vs writeup 0.5, the verdict rests on the threshold 0.75 (peak accuracy)")
+
+
+def test_the_first_page_lists_what_could_not_be_tested_without_noise():
+    """The last summary cell names NOT TESTABLE runs and real skips, cut at a word with an ellipsis, and leaves out
+    the skips of derived variants of replicate builds (they run only the claims about their kind)."""
+    from lazarus_bench.suite.summary import _clip, _untestable
+
+    gate = "fitness gate 'op word reachable by the lens': 0.2712 not >= 0.36 (certified upper bound from the norm)"
+    nt = _record("zoo:base@s8", "NOT TESTABLE").replace(reason=gate)
+    scope = "a derived moe variant is not a replicate of its base: it runs only claims about its kind"
+    moe = Record.bare("H05a", "zoo:moe@s4", status="skipped", reason=scope)
+    moe = moe.replace(model=ModelRef(id="zoo:moe@s4", slug="m", hash="", info={"kind": "moe"}))
+    pair = Record.bare("H05a", "zoo:base@s12", status="skipped", reason="no instruct variant of this model is known")
+    pair = pair.replace(model=ModelRef(id="zoo:base@s12", slug="b", hash="", info={"kind": "base"}))
+    cell = _untestable("H05a", {("H05a", "zoo:base"): [nt]}, {"H05a": [moe, pair]}, "zoo:base")
+    assert cell == ("zoo:base@s8: fitness gate 'op word reachable by the lens': 0.2712 not >= 0.36 (certified upper "
+                    "bound…; zoo:base@s12: n/a (no instruct variant of this model is known)")
+    assert "zoo:moe@s4" in _untestable("H05a", {}, {"H05a": [moe]}, "zoo:moe")  # the claim's own variant: shown
+    assert _untestable("H05a", {}, {"H05a": [moe]}, "zoo:base") == "-"
+    assert _clip("one two three", 13) == "one two three" and _clip("one two three", 12) == "one two…"
+    assert _clip("abcdefghij", 5) == "abcd…" and len(_clip(gate, 40)) <= 40

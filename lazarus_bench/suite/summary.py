@@ -191,10 +191,30 @@ def _mde(rs: list[Record]) -> str:
     return "; ".join(parts)
 
 
-def _untestable(claim_id: str, grouped: dict[tuple[str, str], list[Record]], skipped: dict[str, list[Record]]) -> str:
-    notes = [f"{r.model.id}: {str(r.reason).split(';')[0][:90]}" for (c, _), rs in grouped.items() if c == claim_id
-             for r in rs if r.label in ("NOT TESTABLE", "ERROR")]
-    notes += [f"{r.model.id}: n/a ({str(r.reason)[:60]})" for r in skipped.get(claim_id, [])]
+def _clip(text: str, width: int) -> str:
+    """``text`` cut to at most ``width`` characters at a word boundary, marked with an ellipsis where cut."""
+    text = " ".join(str(text).split())
+    if len(text) <= width:
+        return text
+    head = text[: width - 1]
+    return (head.rsplit(" ", 1)[0] if " " in head else head).rstrip(" ,;:(") + "…"
+
+
+def _by_design(record: Record, variant: str | None) -> bool:
+    """A skip that says nothing about the claim: a derived variant of a replicate build, other than the variant the
+    claim is about, runs only the claims about its kind."""
+    build = split_build(record.model.id.rpartition(":")[2])[1]
+    return build is not None and variant_build(record)[0] != variant
+
+
+def _untestable(claim_id: str, grouped: dict[tuple[str, str], list[Record]], skipped: dict[str, list[Record]],
+                variant: str | None = None) -> str:
+    """The summary's last cell: NOT TESTABLE and ERROR runs with their first reason, then skips (not the skips of
+    derived variants that only replicate their kind's claims), three at most."""
+    notes = [f"{r.model.id}: {_clip(str(r.reason).split(';')[0], 90)}" for (c, _), rs in grouped.items()
+             if c == claim_id for r in rs if r.label in ("NOT TESTABLE", "ERROR")]
+    notes += [f"{r.model.id}: n/a ({_clip(r.reason, 70)})" for r in skipped.get(claim_id, [])
+              if not _by_design(r, variant)]
     return "; ".join(notes[:3]) + (f"; +{len(notes) - 3} more" if len(notes) > 3 else "") or "-"
 
 
@@ -217,7 +237,7 @@ def first_page(records: list[Record], claims: dict, report_dir: Path) -> list[st
                      "verdict (agreement)": f"**{verdict['verdict']}** ({verdict['agreement']})",
                      "effect [CI]": _effect(rs) if rs else "-", "empirical MDE": _mde(rs),
                      "other variants": ", ".join(others) or "-", "not testable / not run": _untestable(
-                         claim_id, grouped, skipped)})
+                         claim_id, grouped, skipped, variant)})
     if not rows:
         return []
     picture = verdict_map(records, report_dir)
