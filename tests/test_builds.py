@@ -275,3 +275,13 @@ def test_the_first_page_lists_what_could_not_be_tested_without_noise():
     assert _untestable("H05a", {}, {"H05a": [moe]}, "zoo:base") == "-"
     assert _clip("one two three", 13) == "one two three" and _clip("one two three", 12) == "one two…"
     assert _clip("abcdefghij", 5) == "abcd…" and len(_clip(gate, 40)) <= 40
+
+
+def test_an_unpooled_effect_names_its_statistic_once():
+    """Builds whose statistic cannot be pooled are listed one by one after the statistic's name, which is not
+    repeated per build."""
+    rows = [_record("zoo:base", "SUPPORTED", seed=1), _record("zoo:base@s4", "INCONCLUSIVE")]
+    rows = [r.replace(statistic=replace(r.statistic, name="probe accuracy", statistic=v, ci_low=lo, ci_high=hi))
+            for r, v, lo, hi in zip(rows, (0.875, 1.0), (0.75, float("nan")), (1.0, float("nan")))]
+    assert effect_text(rows) == "probe accuracy = 0.875 [0.75, 1] (s1); 1 [-, -] (s4)"
+    assert effect_text(rows[:1]) == "probe accuracy = 0.875 [0.75, 1]"

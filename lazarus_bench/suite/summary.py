@@ -157,9 +157,9 @@ def _effect(rs: list[Record]) -> str:
         return (f"{name} = {_num(components['grand_mean'])} [{_num(components['ci_low'])}, "
                 f"{_num(components['ci_high'])}] "
                 f"over {len(measured)} builds")
-    return "; ".join(f"{name} = {_num(r.statistic.statistic)} [{_num(r.statistic.ci_low)}, "
-                     f"{_num(r.statistic.ci_high)}]" + (f" ({variant_build(r)[1]})" if len(rs) > 1 else "")
-                     for r in measured)
+    per_build = [f"{_num(r.statistic.statistic)} [{_num(r.statistic.ci_low)}, {_num(r.statistic.ci_high)}]"
+                 + (f" ({variant_build(r)[1]})" if len(rs) > 1 else "") for r in measured]
+    return f"{name} = " + "; ".join(per_build)
 
 
 def _build_outcome(record: Record) -> str:
