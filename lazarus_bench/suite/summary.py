@@ -201,8 +201,8 @@ def _clip(text: str, width: int) -> str:
 
 
 def _by_design(record: Record, variant: str | None) -> bool:
-    """A skip that says nothing about the claim: a derived variant of a replicate build, other than the variant the
-    claim is about, runs only the claims about its kind."""
+    """A skip that says nothing about the claim: a replicate build's model other than the variant the claim is
+    reported on (a replicate build's derived variants run only the claims about their kind)."""
     build = split_build(record.model.id.rpartition(":")[2])[1]
     return build is not None and variant_build(record)[0] != variant
 
