@@ -14,10 +14,11 @@ from scipy import stats as st
 from lazarus_bench.claims.base import ModelInfo, build_scope, get_claim
 from lazarus_bench.errors import LazarusError
 from lazarus_bench.models import model_fingerprint
-from lazarus_bench.stats import ClaimStatistic, build_variance
+from lazarus_bench.stats import ClaimStatistic, EffectSize, build_variance
+from lazarus_bench.suite import report
 from lazarus_bench.suite.records import ModelRef, Record
 from lazarus_bench.suite.summary import _effect as effect_text
-from lazarus_bench.suite.summary import across_builds, by_recipe, groups, pooled, robust, role, variant_build
+from lazarus_bench.suite.summary import across_builds, by_recipe, groups, interval, pooled, robust, role, variant_build
 from lazarus_bench.zoo import registry as R
 from lazarus_bench.zoo.registry import MANIFEST, resolve_zoo
 
@@ -283,5 +284,19 @@ def test_an_unpooled_effect_names_its_statistic_once():
     rows = [_record("zoo:base", "SUPPORTED", seed=1), _record("zoo:base@s4", "INCONCLUSIVE")]
     rows = [r.replace(statistic=replace(r.statistic, name="probe accuracy", statistic=v, ci_low=lo, ci_high=hi))
             for r, v, lo, hi in zip(rows, (0.875, 1.0), (0.75, float("nan")), (1.0, float("nan")))]
-    assert effect_text(rows) == "probe accuracy = 0.875 [0.75, 1] (s1); 1 [-, -] (s4)"
+    assert effect_text(rows) == "probe accuracy = 0.875 [0.75, 1] (s1); 1 [no interval] (s4)"
     assert effect_text(rows[:1]) == "probe accuracy = 0.875 [0.75, 1]"
+
+
+def test_an_undefined_interval_reads_as_such_in_every_table(tmp_path):
+    """A CI the claim leaves undefined (NaN: every resampled cell equal) is "[no interval]", never "[nan, nan]",
+    in the replication summary and the claim's own table; an undefined effect size reads "undefined"."""
+    r = _record("zoo:base", "REFUTED", seed=1)
+    r = r.replace(statistic=replace(r.statistic, ci_low=float("nan"), ci_high=float("nan"),
+                                    effect_size=EffectSize(name="one_sample_d", value=float("nan"), ci_low=float("nan"),
+                                                            ci_high=float("nan"), confidence=0.9, ci_method="none",
+                                                            se=float("nan"), n1=16, degenerate=True)),
+                  claim={"id": "H05a", "title": "t", "statement": "s", "source": "src", "criterion": "c", "writeup": "w"})
+    text = "\n".join(report._replication_summary([r], {}) + report._claim_section("H05a", None, [r], tmp_path))
+    assert "[no interval]" in text and "one_sample_d = undefined" in text and "nan" not in text
+    assert interval(0.5, float("nan")) == "[no interval]" and interval(0.25, 1.0) == "[0.25, 1]"

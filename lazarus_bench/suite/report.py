@@ -38,7 +38,7 @@ def _fmt(value, digits: int = 3) -> str:
         return "-"
     if isinstance(value, float):
         if value != value:
-            return "nan"
+            return "undefined"
         return f"{value:.{digits}g}"
     return str(value)
 
@@ -161,7 +161,7 @@ def _replication_summary(records: list[Record], claims: dict) -> list[str]:
             ours, verdict, gates, calib = "-", _cell(r), "-", "-"
         else:
             s = r.statistic
-            ours = f"{s.name} = {_fmt(s.statistic)} [{_fmt(s.ci_low)}, {_fmt(s.ci_high)}]"
+            ours = f"{s.name} = {_fmt(s.statistic)} {summary.interval(s.ci_low, s.ci_high)}"
             verdict = str(r.verdict)
             gates = ", ".join(f"{g.name} {'pass' if g.passed else 'FAIL'}" for g in r.fitness) or "-"
             calib = r.calibration or "-"
@@ -493,7 +493,7 @@ def _claim_section(claim_id: str, claim, records: list[Record], report_dir: Path
                 "protocol": r.protocol,
                 "verdict": str(r.verdict),
                 "statistic": f"{s.name} = {_fmt(s.statistic)}",
-                "CI": f"[{_fmt(s.ci_low)}, {_fmt(s.ci_high)}] ({_fmt(s.confidence)})",
+                "CI": f"{summary.interval(s.ci_low, s.ci_high)} ({_fmt(s.confidence)})",
                 "effect size": f"{effect.name} = {_fmt(effect.value)}" if effect else "-",
                 "p": _fmt(s.p_value),
                 "test": _tests(s),

@@ -142,6 +142,13 @@ def _num(value) -> str:
     return "-" if value is None or value != value else f"{value:.3g}"
 
 
+def interval(low, high) -> str:
+    """A CI as "[low, high]", or "[no interval]" where the claim defines none (e.g. every resampled cell equal)."""
+    if low is None or high is None or low != low or high != high:
+        return "[no interval]"
+    return f"[{_num(low)}, {_num(high)}]"
+
+
 def _measured(record: Record) -> bool:
     """Whether the record's statistic is the claim's own: a NOT TESTABLE record's is the gate that stopped it."""
     return record.statistic is not None and record.status == "ok" and record.label != str(Verdict.NOT_TESTABLE)
@@ -154,10 +161,9 @@ def _effect(rs: list[Record]) -> str:
         return "-"
     name = measured[0].statistic.name
     if components:
-        return (f"{name} = {_num(components['grand_mean'])} [{_num(components['ci_low'])}, "
-                f"{_num(components['ci_high'])}] "
-                f"over {len(measured)} builds")
-    per_build = [f"{_num(r.statistic.statistic)} [{_num(r.statistic.ci_low)}, {_num(r.statistic.ci_high)}]"
+        return (f"{name} = {_num(components['grand_mean'])} "
+                f"{interval(components['ci_low'], components['ci_high'])} over {len(measured)} builds")
+    per_build = [f"{_num(r.statistic.statistic)} {interval(r.statistic.ci_low, r.statistic.ci_high)}"
                  + (f" ({variant_build(r)[1]})" if len(rs) > 1 else "") for r in measured]
     return f"{name} = " + "; ".join(per_build)
 
@@ -244,7 +250,9 @@ def first_page(records: list[Record], claims: dict, report_dir: Path) -> list[st
     return ["## Summary", "",
             "One row per claim on the model it is about (a base model, or the MoE variant for router claims); "
             "**verdict** is robust only when every build of that model agrees, else INCONCLUSIVE (build-dependent). "
-            "Derived variants (instruct, untied, moe) are other models, listed apart, not replicates.", "",
+            "Derived variants (instruct, untied, moe) are other models, listed apart, not replicates. "
+            "[no interval]: the claim defines no CI there (every resampled cell had the same value, or the statistic "
+            "is tested without a bootstrap).", "",
             tabulate(rows, headers="keys", tablefmt="github"), "", f"![verdict map]({picture})", ""]
 
 
@@ -295,7 +303,7 @@ def across_builds(records: list[Record]) -> list[str]:
             measured = [r for r in rs if _measured(r)]
             variances.append({"claim": claim_id, "model": variant, "statistic": measured[0].statistic.name,
                            "builds": ", ".join(variant_build(r)[1] for r in measured),
-                           "grand mean [CI]": f"{_num(p['grand_mean'])} [{_num(p['ci_low'])}, {_num(p['ci_high'])}]",
+                           "grand mean [CI]": f"{_num(p['grand_mean'])} {interval(p['ci_low'], p['ci_high'])}",
                            "build means": ", ".join(_num(m) for m in p["build_means"]),
                            "between-build var": _num(p["between"]), "within-build var": _num(p["within"]),
                            "units per build": ", ".join(map(str, p["n_per_build"]))})
