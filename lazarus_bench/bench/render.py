@@ -29,19 +29,23 @@ def pct(value: float | None) -> str:
     return "–" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
 
 
+RETIRED = "– (retired: not a like-for-like speed)"  # issue 36: both loops run MLX's kernels; ranks use 2 cores
+LENS_TARGET, PER_VERDICT_TARGET = 0.8, 124 / 2  # issue 36: lens API / torch on one thread; half of 9,557 / 77
+
+
 def summarise_ratios(results: dict) -> list[dict]:
-    """The headline ratios (a-e), each with its target and where it came from."""
+    """The headline ratios (a-g), each with its target and where it came from."""
     rows = []
     cmp_ = results.get("mlx_lm") or {}
     matched = cmp_.get("matched")
     if matched:
         curve = matched["loss_curve"]
         rows.append({"ratio": "(a) SFT LoRA tokens/s, ours / mlx_lm lora (both OpenBLAS, identical rows), wall",
-                     "value": matched["ratio"], "target": ">= 1.5",
+                     "value": matched["ratio"], "target": RETIRED,
                      "detail": f"{fmt(matched['ours_tokens_per_s'])} vs {fmt(matched['mlx_lm_tokens_per_s'])} tok/s; "
                                f"loss curves max |diff| {fmt(curve['max_abs_diff'])}"})
         rows.append({"ratio": "(a) ... same, tokens per CPU-second (robust to other jobs' load)",
-                     "value": matched["cpu_ratio"], "target": ">= 1.5",
+                     "value": matched["cpu_ratio"], "target": RETIRED,
                      "detail": f"{fmt(matched['ours_tokens_per_cpu_s'])} vs {fmt(matched['mlx_lm_tokens_per_cpu_s'])} "
                                "tok/CPU-s"})
     if cmp_.get("ranks"):
@@ -49,22 +53,22 @@ def summarise_ratios(results: dict) -> list[dict]:
         lo, hi = min(r["ratios"]), max(r["ratios"])
         rows.append({"ratio": f"(a) ... ours as `train sft --ranks {r['ranks']}` (data parallel, one BLAS thread each) "
                               "/ mlx_lm lora on OpenBLAS, wall",
-                     "value": r["ratio"], "target": ">= 1.5",
+                     "value": r["ratio"], "target": RETIRED,
                      "detail": f"{fmt(r['tokens_per_s'])} tok/s; range {fmt(lo)}-{fmt(hi)} over {len(r['ratios'])} "
                                f"repeats; x{fmt(r['speedup_over_one_process'])} ours on one process; loss windows "
                                f"max |diff| vs one process {fmt(r['loss_curve_max_abs_diff_vs_one_process'])}"})
     if cmp_.get("stock"):
         rows.append({"ratio": "(a) ... / mlx_lm lora as shipped (reference BLAS)", "value": cmp_["stock"]["ratio"],
-                     "target": ">= 1.5", "detail": f"mlx_lm {fmt(cmp_['stock']['mlx_lm_tokens_per_s'])} tok/s"})
+                     "target": RETIRED, "detail": f"mlx_lm {fmt(cmp_['stock']['mlx_lm_tokens_per_s'])} tok/s"})
         if "ranks_ratio" in cmp_["stock"]:
             rows.append({"ratio": "(a) ... ours on ranks / mlx_lm lora as shipped (each as run by default)",
-                         "value": cmp_["stock"]["ranks_ratio"], "target": ">= 1.5", "detail": ""})
+                         "value": cmp_["stock"]["ranks_ratio"], "target": RETIRED, "detail": ""})
     if cmp_.get("padded"):
         p = cmp_["padded"]
         curve = p.get("loss_curve") or {}
         rows.append({"ratio": "(a) SFT LoRA tokens/s on short SFT rows, same order (we pad to the batch's longest row, "
                               "mlx_lm to 1 + 32k)", "value": p.get("ratio_tokens_per_s", p["ratio_rows_per_s"]),
-                     "target": ">= 1.5",
+                     "target": RETIRED,
                      "detail": f"rows ~{fmt(p['row_tokens_mean'])} tokens (max {p['row_tokens_max']}); "
                                f"mlx_lm width {p['mlx_lm_width']}; rows/s x{fmt(p['ratio_rows_per_s'])}; "
                                f"loss curves max |diff| {fmt(curve.get('max_abs_diff'))}"})
@@ -101,6 +105,22 @@ def summarise_ratios(results: dict) -> list[dict]:
                                f"{experts['repeats']} repeats; forward {experts['forward_batch']} x "
                                f"{experts['forward_len']} x{fmt(f['ratio'])} "
                                f"({fmt(f['ratios'][0])}-{fmt(f['ratios'][-1])})"})
+    one_thread = sorted((lens or {}).get("api_over_torch_1") or [])
+    if one_thread:
+        value = one_thread[len(one_thread) // 2]
+        rows.append({"ratio": "(f) `logit_lens()` API / transformers on torch, one thread each (speed)", "value": value,
+                     "target": f">= {LENS_TARGET:g}: {'met' if value >= LENS_TARGET else 'not met'}",
+                     "detail": f"median of {len(one_thread)} interleaved repeats, range {fmt(one_thread[0])}-"
+                               f"{fmt(one_thread[-1])}; {lens['prompts']} prompts x {lens['seq_len']} tokens"})
+    job = results.get("main_job") or {}
+    verdicts = sum((job.get("verdicts") or {}).values())
+    if verdicts:
+        value = sum(job["worker_s"].values()) / verdicts
+        rows.append({"ratio": "(g) main job worker-seconds per (claim, model) verdict (from the records)",
+                     "value": value,
+                     "target": f"<= {PER_VERDICT_TARGET:g}: {'met' if value <= PER_VERDICT_TARGET else 'not met'}",
+                     "detail": f"{fmt(sum(job['worker_s'].values()))} worker-s over {verdicts} verdicts; the "
+                               "target halves 124 s, measured before this round added seeds and graded controls"})
     return rows
 
 

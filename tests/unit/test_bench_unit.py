@@ -204,6 +204,9 @@ def test_write_bench_on_synthetic_numbers(tmp_path):
     assert "short SFT rows, mlx-lm's order" in text and "4.002" in text and "PR #1697" in text
     assert re.search(r"\| \.\.\. same on torch with 1 thread \(our BLAS runs 1 thread\) +\| 120 ", text)
     assert "API / torch (1 thread) speed, interleaved repeats: median 0.75 (range 0.7-0.9, 3 repeats)" in text
+    assert re.search(r"\| \(f\) `logit_lens\(\)` API / transformers on torch, one thread each \(speed\) +\| 0\.75 +"
+                     r"\| >= 0\.8: not met +\| median of 3 interleaved repeats, range 0\.7-0\.9", text)
+    assert "| (a) SFT LoRA tokens/s" in text and ">= 1.5" not in text  # the (a) target is retired
     assert "one captured forward / torch (1 thread) speed, interleaved repeats: median 0.85" in text
     assert "SiLU at the forward's shape (16 x 16 x 384) takes 40.0% of the captured forward (8 blocks" in text
     assert "MLX's CPU exp runs 15.9 ns per element, numpy's 1.5, an MLX multiply 0.8." in text
@@ -303,6 +306,8 @@ def test_main_job_and_zoo_build_costs_from_what_they_wrote(tmp_path):
     text = _flat(render.render_bench_md({"mode": "quick", "main_job": job}))
     assert "| H01 | 15 | – | – | 15 |" in text and "| H02 | 30 | 7 | 0 | 18.5 |" in text
     assert "| all (worker-s) | 45 | 7 | 0 | 17.3 |" in text
+    (row,) = [r for r in render.summarise_ratios({"main_job": job}) if r["ratio"].startswith("(g)")]
+    assert row["value"] == pytest.approx(52.0 / 3) and row["target"] == "<= 62: met"  # 52 worker-s over 3 verdicts
     assert main_job_costs(tmp_path / "none") is None
 
     for kind, total in (("base", 100.0), ("moe", 250.0)):
