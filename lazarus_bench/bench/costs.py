@@ -21,6 +21,7 @@ def main_job_costs(records_dir: str | Path) -> dict | None:
     work = {"flops": 0.0, "peak_flops": 0.0, "records": 0, "uncounted": 0}
     by_claim: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # claim -> [FLOPs, peak FLOPs]
     verdicts: dict[str, int] = defaultdict(int)  # claim -> (claim, model) verdicts: corrected-protocol records run
+    longest: dict[str, float] = defaultdict(float)  # claim -> its longest record's wall (one job: not divisible)
     for path in sorted(Path(records_dir).glob("*.json")):
         try:
             rec = json.loads(path.read_text())
@@ -29,6 +30,7 @@ def main_job_costs(records_dir: str | Path) -> dict | None:
         except (OSError, ValueError, KeyError, TypeError):
             continue
         per_claim[claim][model] += wall
+        longest[claim] = max(longest[claim], wall)
         if rec.get("status") == "ok" and rec.get("protocol") == "corrected":
             verdicts[claim] += 1
         counted, gemm = rec.get("work"), (rec.get("environment") or {}).get("blas", {}).get("gemm_gflops_1024")
@@ -50,7 +52,7 @@ def main_job_costs(records_dir: str | Path) -> dict | None:
     work["efficiency"] = work["flops"] / work["peak_flops"] if work["peak_flops"] else None
     work["per_claim"] = {c: done / peak for c, (done, peak) in sorted(by_claim.items()) if peak}
     return {"models": models, "per_claim": {c: dict(v) for c, v in sorted(per_claim.items())},
-            "verdicts": dict(sorted(verdicts.items())),
+            "verdicts": dict(sorted(verdicts.items())), "longest_s": dict(sorted(longest.items())),
             "worker_s": totals, "span_s": {m: spans[m][1] - spans[m][0] for m in models}, "work": work}
 
 

@@ -30,6 +30,7 @@ def pct(value: float | None) -> str:
 
 
 RETIRED = "– (retired: not a like-for-like speed)"  # issue 36: both loops run MLX's kernels; ranks use 2 cores
+WORKERS = 2  # the main job's workers on this 2-core machine (one per core)
 LENS_TARGET, PER_VERDICT_TARGET = 0.8, 124 / 2  # issue 36: lens API / torch on one thread; half of 9,557 / 77
 
 
@@ -294,22 +295,29 @@ def _cost_sections(job: dict | None, zoo: dict | None, table) -> list[str]:
         efficiency = work.get("per_claim", {})
         verdicts = job.get("verdicts") or {}
 
-        def per_verdict(total: float, n: int | None) -> str:
-            return fmt(total / n) if n else "–"
+        longest = job.get("longest_s") or {}
+
+        def tail(total: float, n: int | None, longest_s: float, share: float | None) -> list[str]:
+            """Worker-s per verdict, the re-run's minutes (a lower bound: perfect packing, one record not split)."""
+            return [fmt(total / n) if n else "–", fmt(max(total / WORKERS, longest_s) / 60), pct(share)]
 
         rows = [[claim] + [fmt(costs.get(m)) if m in costs else "–" for m in models]
-                + [per_verdict(sum(costs.values()), verdicts.get(claim)), pct(efficiency.get(claim))]
+                + tail(sum(costs.values()), verdicts.get(claim), longest.get(claim, 0.0), efficiency.get(claim))
                 for claim, costs in job["per_claim"].items()]
         rows.append(["all (worker-s)"] + [fmt(job["worker_s"][m]) for m in models]
-                    + [per_verdict(sum(job["worker_s"].values()), sum(verdicts.values())), pct(work.get("efficiency"))])
-        rows.append(["span of the records (s)"] + [fmt(job["span_s"][m]) for m in models] + ["", ""])
+                    + tail(sum(job["worker_s"].values()), sum(verdicts.values()), max(longest.values(), default=0.0),
+                           work.get("efficiency")))
+        rows.append(["span of the records (s)"] + [fmt(job["span_s"][m]) for m in models] + ["", "", ""])
         out += ["", "## Main job (from the committed records)", "",
                 "Worker-seconds per claim (every protocol and control), and per model the span from the first "
                 "record's start to the last one's end: the wall time when the models ran one after another; "
                 "worker-s per verdict: the claim's worker-seconds over its (claim, model) verdicts (corrected-protocol "
-                "records that ran, skips and ablations not counted); efficiency: the claim's counted FLOPs over its "
-                "records' worker peak (see Formulas).", "",
-                table(rows, ["claim"] + models + ["worker-s per verdict", "efficiency"]), "", _efficiency_line(work)]
+                "records that ran, skips and ablations not counted); re-run: the minutes a change to that claim "
+                f"alone costs the main job on {WORKERS} workers, every other record reused (its worker-seconds / "
+                f"{WORKERS}, or its longest record if longer: a lower bound); efficiency: the claim's counted FLOPs "
+                "over its records' worker peak (see Formulas).", "",
+                table(rows, ["claim"] + models + ["worker-s per verdict", f"re-run min ({WORKERS} workers)",
+                                                  "efficiency"]), "", _efficiency_line(work)]
     if zoo:
         rows = [[r["model"], fmt(r["build_s"]), fmt(r["train_tokens"]), fmt(r["tokens_per_s"]), fmt(r["ranks"]),
                  fmt(r["recipe"])] for r in zoo["models"]]
