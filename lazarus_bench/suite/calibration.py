@@ -14,6 +14,14 @@ from . import plots
 from .records import Record
 
 
+def _counted(current: int, off_lock: int) -> str:
+    """Which measured records the figures below count: only those under the lock in force."""
+    if not off_lock:
+        return f"The figures below count all {current} measured records, every one under the lock in force."
+    return (f"The figures below count the {current} measured records under the lock in force; the {off_lock} others "
+            "(marked (†) in the verdict matrix) are in the tables but not counted.")
+
+
 def _g(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
@@ -132,9 +140,8 @@ def section(records: list[Record], claims: dict, out_dir: Path, lock: dict[str, 
         "what a run could miss: not a run that saw the effect, nor one another conjunct refuted); one whose graded "
         "control never reaches 80% is INCONCLUSIVE "
         "(INSENSITIVE). Nulls remove the effect with the real measurement's variance; a null that fires more often "
-        "than its alpha (exact binomial, p < 0.05) makes the verdict INCONCLUSIVE (not specific). The figures below "
-        f"count the {len(current)} measured records under the lock in force; the {len(measured) - len(current)} "
-        "others (marked (†) in the verdict matrix) are in the tables but not counted.", "",
+        "than its alpha (exact binomial, p < 0.05) makes the verdict INCONCLUSIVE (not specific). " + _counted(
+            len(current), len(measured) - len(current)), "",
         f"- **Sensitivity at the claimed effect** (graded replicates detected at the strength each verdict rests on: "
         f"the writeup's effect, or the threshold of a claim that an effect is absent): {_share(*at_claimed)}.",
         f"- **Sensitivity at the criterion's threshold**: {_share(*at_threshold)}.",

@@ -206,3 +206,10 @@ def test_every_claim_has_a_graded_control_or_says_why_not():
             assert graded.strengths[0] <= claimed <= graded.strengths[-1], claim.id
             if graded.threshold is not None:
                 assert graded.strengths[0] < graded.threshold < graded.strengths[-1], claim.id
+
+
+def test_the_calibration_text_says_how_many_records_it_counts():
+    """With every record under the lock it says so; otherwise it names how many are left out (and not "0 others")."""
+    assert calibration_section._counted(144, 0) == ("The figures below count all 144 measured records, every one under "
+                                                    "the lock in force.")
+    assert "the 3 others (marked (†)" in calibration_section._counted(141, 3)
