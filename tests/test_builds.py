@@ -296,7 +296,8 @@ def test_an_undefined_interval_reads_as_such_in_every_table(tmp_path):
                                     effect_size=EffectSize(name="one_sample_d", value=float("nan"), ci_low=float("nan"),
                                                             ci_high=float("nan"), confidence=0.9, ci_method="none",
                                                             se=float("nan"), n1=16, degenerate=True)),
-                  claim={"id": "H05a", "title": "t", "statement": "s", "source": "src", "criterion": "c", "writeup": "w"})
+                  claim={"id": "H05a", "title": "t", "statement": "s", "source": "src", "criterion": "c",
+                         "writeup": "w"})
     text = "\n".join(report._replication_summary([r], {}) + report._claim_section("H05a", None, [r], tmp_path))
     assert "[no interval]" in text and "one_sample_d = undefined" in text and "nan" not in text
     assert interval(0.5, float("nan")) == "[no interval]" and interval(0.25, 1.0) == "[0.25, 1]"
