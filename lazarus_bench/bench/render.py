@@ -29,9 +29,9 @@ def pct(value: float | None) -> str:
     return "–" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
 
 
-RETIRED = "– (retired: not a like-for-like speed)"  # issue 36: both loops run MLX's kernels; ranks use 2 cores
+RETIRED = "– (retired: not a like-for-like speed)"  # both loops run MLX's kernels; the ranks row is 2 cores vs 1
 WORKERS = 2  # the main job's workers on this 2-core machine (one per core)
-LENS_TARGET, PER_VERDICT_TARGET = 0.8, 124 / 2  # issue 36: lens API / torch on one thread; half of 9,557 / 77
+LENS_TARGET, PER_VERDICT_TARGET = 0.8, 124 / 2  # lens API / torch, one thread; half the 9,557 s / 77 verdicts before
 
 
 def summarise_ratios(results: dict) -> list[dict]:
@@ -116,11 +116,12 @@ def summarise_ratios(results: dict) -> list[dict]:
     job = results.get("main_job") or {}
     verdicts = sum((job.get("verdicts") or {}).values())
     if verdicts:
-        value = sum(job["worker_s"].values()) / verdicts
+        total = sum(job["worker_s"].values())
+        value = total / verdicts
         rows.append({"ratio": "(g) main job worker-seconds per (claim, model) verdict (from the records)",
                      "value": value,
                      "target": f"<= {PER_VERDICT_TARGET:g}: {'met' if value <= PER_VERDICT_TARGET else 'not met'}",
-                     "detail": f"{fmt(sum(job['worker_s'].values()))} worker-s over {verdicts} verdicts; the "
+                     "detail": f"{fmt(total)} worker-s over {verdicts} verdicts; the "
                                "target halves 124 s, measured before this round added seeds and graded controls"})
     return rows
 
