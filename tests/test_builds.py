@@ -18,7 +18,17 @@ from lazarus_bench.stats import ClaimStatistic, EffectSize, build_variance
 from lazarus_bench.suite import report
 from lazarus_bench.suite.records import ModelRef, Record
 from lazarus_bench.suite.summary import _effect as effect_text
-from lazarus_bench.suite.summary import across_builds, by_recipe, groups, interval, pooled, robust, role, variant_build
+from lazarus_bench.suite.summary import (
+    across_builds,
+    by_recipe,
+    groups,
+    interval,
+    model_key,
+    pooled,
+    robust,
+    role,
+    variant_build,
+)
 from lazarus_bench.zoo import registry as R
 from lazarus_bench.zoo.registry import MANIFEST, resolve_zoo
 
@@ -301,3 +311,15 @@ def test_an_undefined_interval_reads_as_such_in_every_table(tmp_path):
     text = "\n".join(report._replication_summary([r], {}) + report._claim_section("H05a", None, [r], tmp_path))
     assert "[no interval]" in text and "one_sample_d = undefined" in text and "nan" not in text
     assert interval(0.5, float("nan")) == "[no interval]" and interval(0.25, 1.0) == "[0.25, 1]"
+
+
+def test_builds_are_listed_in_seed_order_in_every_table():
+    """zoo:base, then @s4, @s12, @s13: string order (s12, s13, s4) would scatter one recipe's builds."""
+    ids = ["zoo:base@s12", "zoo:moe", "zoo:base@s4", "zoo:base", "zoo:base@s13", "zoo:moe@s4"]
+    assert sorted(ids, key=model_key) == ["zoo:base", "zoo:base@s4", "zoo:base@s12", "zoo:base@s13", "zoo:moe",
+                                          "zoo:moe@s4"]
+    claim = {"id": "H05a", "title": "t", "statement": "s", "source": "src", "criterion": "c", "writeup": "w"}
+    rows = [_record(m, "REFUTED", [0.2]).replace(claim=claim) for m in ids if m.startswith("zoo:base")]
+    text = "\n".join(report._replication_summary(rows, {}))
+    order = [text.index(f"| {m} ") for m in ("zoo:base", "zoo:base@s4", "zoo:base@s12", "zoo:base@s13")]
+    assert order == sorted(order)

@@ -12,6 +12,7 @@ from ..claims.controls import GradedRun, measured_verdicts
 from ..stats import wilson_interval
 from . import plots
 from .records import Record
+from .summary import model_key
 
 
 def _counted(current: int, off_lock: int) -> str:
@@ -118,7 +119,8 @@ def plot_detection(records: list[Record], out_dir: Path) -> list[str]:
 def section(records: list[Record], claims: dict, out_dir: Path, lock: dict[str, str]) -> list[str]:
     """The calibration section of REPORT.md; its headline figures count only records under the lock in force (an
     older record may hold a by-construction control not yet marked as such)."""
-    measured = sorted((r for r in records if r.status == "ok"), key=lambda r: (r.claim_id, r.model.id, r.protocol))
+    measured = sorted((r for r in records if r.status == "ok"),
+                      key=lambda r: (r.claim_id, model_key(r.model.id), r.protocol))
     if not measured:
         return []
     current = [r for r in measured if (r.prereg or {}).get("hash") == lock.get(r.claim_id)]

@@ -86,7 +86,7 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
     by_claim: dict[str, list[Record]] = defaultdict(list)
     for record in loaded.records:
         by_claim[record.claim_id].append(record)
-    models = sorted({r.model.id for r in loaded.records})
+    models = sorted({r.model.id for r in loaded.records}, key=summary.model_key)
     claims = {c.id: c for c in all_claims()}
     lock_data = prereg.read_lock_file()
     lock = prereg.effective_hashes(lock_data)
@@ -153,7 +153,7 @@ def _replication_summary(records: list[Record], claims: dict) -> list[str]:
     """One row per claim and model (corrected protocol): the writeup's number beside ours with its CI, the verdict,
     the model's fitness and the calibration, so a reader sees what replicated and what the model could not test."""
     rows = []
-    for r in sorted(records, key=lambda r: (r.claim_id, r.model.id)):
+    for r in sorted(records, key=lambda r: (r.claim_id, summary.model_key(r.model.id))):
         if r.protocol != "corrected" or r.status == "skipped":
             continue
         claim_id = r.claim_id
@@ -181,7 +181,7 @@ def _one_factor(by_claim: dict[str, list[Record]]) -> list[str]:
         for r in records:
             if r.status == "ok":
                 by_model[r.model.id][r.protocol] = r
-        for model, runs in sorted(by_model.items()):
+        for model, runs in sorted(by_model.items(), key=lambda kv: summary.model_key(kv[0])):
             runs = dict(runs)
             if claim_id in SINGLE_DEFECT_ORIGINAL and "original" in runs:
                 runs[f"corrected+{SINGLE_DEFECT_ORIGINAL[claim_id]}"] = runs.pop("original")
@@ -217,7 +217,7 @@ def _layer_sensitivity(records: list[Record], claims: dict) -> list[str]:
     """The depth claims' statistic at every layer (the claim's ``layer_curve``), beside the layer the criterion
     reads, so a reader sees whether the verdict hangs on the choice of int(0.55 L)."""
     rows = []
-    for r in sorted(records, key=lambda r: (r.claim_id, r.model.id)):
+    for r in sorted(records, key=lambda r: (r.claim_id, summary.model_key(r.model.id))):
         claim = claims.get(r.claim_id)
         if claim is None or claim.layer_curve is None or r.status != "ok" or r.protocol != "corrected":
             continue
@@ -330,7 +330,7 @@ def _model_fitness(records: list[Record]) -> list[str]:
     rows = [{"model": r.model.id, "claim": r.claim_id, "protocol": r.protocol, "gate": g.name,
              "value": _fmt(g.value), "needs": bound_text(g.direction, g.threshold),
              "": "pass" if g.passed else "FAIL"}
-            for r in sorted(records, key=lambda r: (r.model.id, r.claim_id, r.protocol))
+            for r in sorted(records, key=lambda r: (summary.model_key(r.model.id), r.claim_id, r.protocol))
             for g in r.fitness]
     if not rows:
         return []
@@ -351,7 +351,7 @@ def _tokenization(records: list[Record]) -> list[str]:
         if r.tokenization:
             audits.setdefault(r.model.id, r.tokenization)
     rows = []
-    for model, a in sorted(audits.items()):
+    for model, a in sorted(audits.items(), key=lambda kv: summary.model_key(kv[0])):
         split = [f"{w} ({'/'.join(str(len(v[k])) for k in ('bare', 'spaced'))})" for w, v in a["words"].items()
                  if "error" in v or len(v["bare"]) > 1 or len(v["spaced"]) > 1]
         missing = [w for w, v in a["words"].items() if "error" in v]
@@ -465,7 +465,7 @@ def _claim_section(claim_id: str, claim, records: list[Record], report_dir: Path
         "",
     ]
     rows, details, plots = [], [], []
-    for r in sorted(records, key=lambda r: (r.model.id, r.protocol)):
+    for r in sorted(records, key=lambda r: (summary.model_key(r.model.id), r.protocol)):
         if r.status != "ok":
             rows.append(
                 {

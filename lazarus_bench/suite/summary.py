@@ -21,6 +21,13 @@ COLOURS = {"SUPPORTED": "#4daf4a", "REFUTED": "#e41a1c", "INCONCLUSIVE": "#ffbf0
 BUILD_DEPENDENT = "build-dependent"
 
 
+def model_key(model_id: str) -> tuple[str, int, str]:
+    """Sort key for model ids: each model's root (development) build first, then its other builds in seed order
+    ('zoo:base' < 'zoo:base@s4' < 'zoo:base@s12'), where string order would put s12 before s4."""
+    name, _, build = model_id.partition("@")
+    return name, len(build), build
+
+
 def variant_build(record: Record) -> tuple[str, str]:
     """(variant, build): 'zoo:base@s2' -> ('zoo:base', 's2'); the root build is 's<seed>' from the record, or from
     the shipped manifest when a record made before records carried it ran on the shipped model's very weights, else
@@ -100,7 +107,7 @@ def groups(records: list[Record]) -> dict[tuple[str, str], list[Record]]:
         if r.protocol == "corrected" and r.status != "skipped":
             out[(r.claim_id, variant_build(r)[0])].append(r)
     for key in out:
-        out[key].sort(key=_build_order)
+        out[key].sort(key=lambda r: model_key(r.model.id))
     return dict(out)
 
 
@@ -122,12 +129,6 @@ def by_recipe(records: list[Record]) -> str:
             parts.append(f"weight decay {decay:g} ({', '.join(variant_build(r)[1] for r in rs)}): {v['verdict']} "
                          f"({v['agreement']})")
     return "; ".join(parts) or "-"
-
-
-def _build_order(record: Record) -> tuple[bool, int, str]:
-    """Sort key: the root (development) build first whatever its seed, then 's2' < 's10' (seed order)."""
-    build = variant_build(record)[1]
-    return "@" in record.model.id, len(build), build
 
 
 def home(claim_id: str, grouped: dict[tuple[str, str], list[Record]]) -> str | None:
@@ -266,7 +267,7 @@ def verdict_map(records: list[Record], report_dir: Path) -> str:
 
     cells = {(r.claim_id, r.model.id): r.label for r in records if r.protocol == "corrected"}
     claim_ids = sorted({c for c, _ in cells})
-    columns = sorted({m for _, m in cells}, key=lambda m: (split_build(m.rpartition(":")[2])[0], m))
+    columns = sorted({m for _, m in cells}, key=lambda m: (split_build(m.rpartition(":")[2])[0], model_key(m)))
     grid = [[to_rgb(COLOURS.get(cells.get((c, m), "n/a"), "#ffffff")) for m in columns] for c in claim_ids]
     fig, ax = plt.subplots(figsize=(max(3.0, 1.2 + 0.9 * len(columns)), max(2.2, 0.9 + 0.32 * len(claim_ids))),
                            dpi=100)
