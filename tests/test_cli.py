@@ -111,7 +111,7 @@ def test_write_json_is_atomic(tmp_path):
 @pytest.mark.parametrize("method,extra", [("sft", ["--save-at", "2"]), ("dual-reward", ["--protocol", "original"]),
                                           ("grpo", ["--variant", "dual", "--lora-rank", "4", "--batch-size", "2"]),
                                           ("two-stage", ["--stage1-steps", "2", "--stage2-steps", "2"]),
-                                          ("engram", ["--variant", "M3", "--batch-size", "4"])])
+                                          ("engram", ["--variant", "M3", "--batch-size", "4", "--n-train", "12"])])
 def test_train_cli_writes_adapters_and_result(method, extra, saved_model, tmp_path):
     out = tmp_path / method
     argv = ["train", method, "-m", str(saved_model("llama")), "-o", str(out), "--seed", "1"]
@@ -128,6 +128,7 @@ def test_train_cli_writes_adapters_and_result(method, extra, saved_model, tmp_pa
         assert payload["result"]["protocol"] == "original" and payload["result"]["config"]["batch_size"] == 1
     if method == "engram":
         assert payload["result"]["variant"] == "M3" and payload["result"]["engram"] is not None
+        assert payload["result"]["n_train"] == 12 and payload["result"]["config"]["n_train"] == 12
     if method == "grpo":
         assert (out / "adapters.safetensors").exists()
         assert "cls_loss" in payload["result"]["train"]["metrics"][0]

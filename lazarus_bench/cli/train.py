@@ -123,6 +123,8 @@ def _train_engram(args: argparse.Namespace, handle) -> dict:
     changes = {"train": _train_config(args, cfg.train)}
     if args.batch_size:
         changes["batch_size"] = args.batch_size
+    if args.n_train:
+        changes["n_train"] = args.n_train
     return train_engram(handle, args.variant, args.dataset, replace(cfg, **changes), out_dir=args.out).to_dict()
 
 
@@ -169,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--variant", default="M3", choices=["M1", "M2", "M3"],
                            help="M1 classifier, M2 + LM loss, M3 + engram bottleneck prefix")
             q.add_argument("--dataset", default="sentiment", choices=["sentiment", "topic"])
+            q.add_argument("--n-train", type=option("n_train"),
+                           help="training examples of the data set (default 400, as H15)")
         if method == "two-stage":
             q.add_argument("--aggressive", action="store_true", help="the writeup's Experiment 1 stage 2")
             q.add_argument("--stage1-steps", type=option("stage1_steps"))
