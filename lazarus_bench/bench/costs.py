@@ -8,6 +8,8 @@ from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
+from ..suite.summary import model_key
+
 ZOO_KINDS = ("base", "instruct", "untied", "moe")
 
 
@@ -47,7 +49,7 @@ def main_job_costs(records_dir: str | Path) -> dict | None:
         spans[model] = [min(first, end - wall), max(last, end)]
     if not per_claim:
         return None
-    models = sorted(spans)
+    models = sorted(spans, key=model_key)  # builds in seed order: zoo:base@s4 before zoo:base@s12
     totals = {m: sum(c.get(m, 0.0) for c in per_claim.values()) for m in models}
     work["efficiency"] = work["flops"] / work["peak_flops"] if work["peak_flops"] else None
     work["per_claim"] = {c: done / peak for c, (done, peak) in sorted(by_claim.items()) if peak}

@@ -330,6 +330,16 @@ def test_main_job_and_zoo_build_costs_from_what_they_wrote(tmp_path):
     assert "175 s summed over the models, not one run (the last run's running total is 130 s)" in text
 
 
+def test_main_job_costs_list_builds_in_seed_order(tmp_path):
+    from lazarus_bench.bench.costs import main_job_costs
+
+    for model in ("zoo:base@s12", "zoo:base@s4", "zoo:base", "zoo:base@s13"):
+        (tmp_path / f"{model.replace(':', '_')}.json").write_text(json.dumps(
+            {"claim": {"id": "H01"}, "model": {"id": model}, "wall_s": 1.0, "timestamp": "2026-01-01T00:01:00+00:00",
+             "status": "ok", "protocol": "corrected"}))
+    assert main_job_costs(tmp_path)["models"] == ["zoo:base", "zoo:base@s4", "zoo:base@s12", "zoo:base@s13"]
+
+
 def _flat(text: str) -> str:
     """Markdown with each line's runs of spaces collapsed (tables are padded to their widest cell)."""
     return "\n".join(" ".join(line.split()) for line in text.splitlines())
