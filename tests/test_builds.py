@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from lazarus_bench.claims.base import ModelInfo, build_scope, get_claim
+from lazarus_bench.claims.base import GateResult, ModelInfo, build_scope, get_claim
 from lazarus_bench.errors import LazarusError
 from lazarus_bench.models import model_fingerprint
 from lazarus_bench.stats import ClaimStatistic, EffectSize, build_variance
@@ -281,8 +281,20 @@ def test_the_first_page_lists_what_could_not_be_tested_without_noise():
     pair = pair.replace(model=ModelRef(id="zoo:base@s12", slug="b", hash="", info={"kind": "base"}))
     cell = _untestable("H05a", {("H05a", "zoo:base"): [nt]}, {"H05a": [moe, pair]}, "zoo:base")
     assert cell == ("zoo:base@s8: fitness gate 'op word reachable by the lens': 0.2712 not >= 0.36 (certified upper "
-                    "bound…; zoo:base@s12: n/a (no instruct variant of this model is known)")
-    assert "zoo:moe@s4" in _untestable("H05a", {}, {"H05a": [moe]}, "zoo:moe")  # the claim's own variant: shown
+                    "bound…; n/a (no instruct variant of this model is known): base@s12")
+    reach = GateResult("op word reachable by the lens", 0.2712, 0.36, "above", False, "bound")
+    size = GateResult("model size", 1.7e6, 1e8, "above", False, "parameters")
+    s8, s12, s4 = (_record(m, "NOT TESTABLE").replace(fitness=(g,)) for m, g in (
+        ("zoo:base@s8", reach), ("zoo:base@s12", replace(reach, value=0.1994)), ("zoo:base@s4", size)))
+    many = [s12, s8, s4, _record("zoo:base", "NOT TESTABLE").replace(fitness=(replace(size, passed=True), size))]
+    assert _untestable("H05a", {("H05a", "zoo:base"): many}, {}, "zoo:base") == (  # each gate once, builds in order
+        "'model size' >= 1e+08: 1.7e+06 on base, base@s4; "
+        "'op word reachable by the lens' >= 0.36: base@s8 0.271, base@s12 0.199")
+    from lazarus_bench.suite.summary import _values_on
+
+    assert _values_on([("a", "1"), ("b", "1"), ("c", "2")]) == "a 1, b 1, c 2"  # 2 values for 3 models: as they are
+    assert _values_on([("a", "1"), ("b", "1"), ("c", "1"), ("d", "2")]) == "1 on a, b, c; 2 on d"
+    assert _untestable("H05a", {}, {"H05a": [moe]}, "zoo:moe").endswith("): moe@s4")  # the claim's own variant: shown
     assert _untestable("H05a", {}, {"H05a": [moe]}, "zoo:base") == "-"
     assert _clip("one two three", 13) == "one two three" and _clip("one two three", 12) == "one two…"
     assert _clip("abcdefghij", 5) == "abcd…" and len(_clip(gate, 40)) <= 40

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from ..claims.base import bound_text
 from ..errors import LazarusError
 from ..models import model_fingerprint
 from ..stats import Verdict, build_variance
@@ -216,13 +217,44 @@ def _by_design(record: Record, variant: str | None) -> bool:
 
 def _untestable(claim_id: str, grouped: dict[tuple[str, str], list[Record]], skipped: dict[str, list[Record]],
                 variant: str | None = None) -> str:
-    """The summary's last cell: NOT TESTABLE and ERROR runs with their first reason, then skips (not the skips of
-    derived variants that only replicate their kind's claims), three at most."""
-    notes = [f"{r.model.id}: {_clip(str(r.reason).split(';')[0], 90)}" for (c, _), rs in grouped.items()
-             if c == claim_id for r in rs if r.label in ("NOT TESTABLE", "ERROR")]
-    notes += [f"{r.model.id}: n/a ({_clip(r.reason, 70)})" for r in skipped.get(claim_id, [])
-              if not _by_design(r, variant)]
-    return "; ".join(notes[:3]) + (f"; +{len(notes) - 3} more" if len(notes) > 3 else "") or "-"
+    """The summary's last cell: each failed gate once with its value on every model that failed it, ERROR runs with
+    their first reason, then skips grouped by reason (not the skips of derived variants that only replicate their
+    kind's claims)."""
+    failed: dict[str, list[tuple[str, str]]] = defaultdict(list)  # "'gate' >= t" -> [(model, value)]
+    notes: list[str] = []
+    runs = sorted((r for (c, _), rs in grouped.items() if c == claim_id for r in rs
+                   if r.label in ("NOT TESTABLE", "ERROR")), key=lambda r: model_key(r.model.id))
+    for r in runs:
+        gate = next((g for g in r.fitness if not g.passed), None) if r.label == "NOT TESTABLE" else None
+        if gate is None:
+            notes.append(f"{r.model.id}: {_clip(str(r.reason).split(';')[0], 90)}")
+        else:
+            failed[f"'{gate.name}' {bound_text(gate.direction, gate.threshold)}"].append(
+                (_short(r.model.id), f"{gate.value:.3g}"))
+    notes = [f"{gate}: {_values_on(found)}" for gate, found in failed.items()] + notes
+    skips: dict[str, list[str]] = defaultdict(list)
+    for r in sorted(skipped.get(claim_id, []), key=lambda r: model_key(r.model.id)):
+        if not _by_design(r, variant):
+            skips[_clip(r.reason, 70)].append(_short(r.model.id))
+    notes += [f"n/a ({why}): {', '.join(models)}" for why, models in skips.items()]
+    return "; ".join(notes) or "-"
+
+
+def _values_on(found: list[tuple[str, str]]) -> str:
+    """Per model ('base 0.03, base@s4 0.022'), or grouped by value where that at least halves the distinct entries
+    ('1.71e+06 on base, base@s4; 5.25e+06 on moe')."""
+    by_value: dict[str, list[str]] = defaultdict(list)
+    for model, value in found:
+        by_value[value].append(model)
+    if 2 * len(by_value) > len(found):
+        return ", ".join(f"{m} {v}" for m, v in found)
+    return "; ".join(f"{v} on {', '.join(ms)}" for v, ms in by_value.items())
+
+
+def _short(model_id: str) -> str:
+    """A zoo model's id without its prefix ('zoo:base@s4' -> 'base@s4'); any other id as it is."""
+    prefix, _, name = model_id.partition(":")
+    return name if prefix in ("zoo", "zoo-micro") and name else model_id
 
 
 def first_page(records: list[Record], claims: dict, report_dir: Path) -> list[str]:
