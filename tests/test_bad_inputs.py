@@ -63,6 +63,7 @@ CASES = [
     (["train", "dual-reward", "-m", "@llama", "-o", "@tmp/o", "--cls-weight", "-0.1"], "in [0, 1]"),
     (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--steps", "5", "--save-at", "1000"], "lies beyond steps = 5"),
     (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--seed", "-1"], "in [0, 4294967295]"),
+    (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--steps=--"], "--steps: expected one argument"),
     (["run", "-m", "zoo:nonexistent", "--claims", "H01"], "zoo model 'zoo:nonexistent' not found"),
     (["run", "-m", "@tmp/no-model", "--claims", "H01"], "model path not found"),
     (["run", "-m", "@tmp", "--claims", "H01"], "has no config.json"),

@@ -19,6 +19,13 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        """Python 3.11's argparse drops a '--' given as an option's value (``--steps=--``) and returns [] without
+        calling the option's type: refuse it as a missing value instead."""
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected one argument")
+        return super()._get_values(action, arg_strings)
+
 
 def layer_list(text: str) -> list[str]:
     """``3,5,emb``: at least one block index or 'emb' (ranges are checked against the model when it is loaded)."""
