@@ -213,3 +213,23 @@ def test_the_calibration_text_says_how_many_records_it_counts():
     assert calibration_section._counted(144, 0) == ("The figures below count all 144 measured records, every one under "
                                                     "the lock in force.")
     assert "the 3 others (marked (†)" in calibration_section._counted(141, 3)
+
+
+def test_the_null_table_places_each_null_beside_the_threshold_and_pools_rates_per_claim():
+    """Each null row gives its draws' median and 5-95% range (numpy's percentiles), the real model's statistic and the
+    criterion's threshold with its side; the per-claim rate pools flagged over replicates across models."""
+    draws = np.random.default_rng(3).uniform(0.002, 0.014, 40)
+    real = stats.threshold_claim([1e-4, 2e-4, 3e-4, 4e-4, 5e-4], 0.01, "below", test="sign", name="p")
+    nulls = [replace(null_run(2), statistics=tuple(draws)), null_run(1, replicates=20)]
+    records = [Record.bare("H01", "a", statistic=real, nulls=nulls[:1]), Record.bare("H01", "b", nulls=nulls[1:]),
+               Record.bare("H10", "c", nulls=[null_run(0)])]
+    row = calibration_section._null_rows(records)[0]
+    low, mid, high = np.percentile(draws, [5, 50, 95])
+    assert row["null's statistic: median [5%, 95%]"] == f"{mid:.3g} [{low:.3g}, {high:.3g}]"
+    assert row["threshold"] == "below 0.01" and row["real model's statistic"] == f"{real.statistic:.3g}"
+    assert calibration_section._null_rows(records)[1]["threshold"] == "-"  # no headline statistic: nothing to show
+    share = calibration_section._share
+    assert calibration_section.null_rates_by_claim(records) == f"H01 {share(3, 60)}; H10 {share(0, 40)}"
+    assert share(3, 60).startswith("3/60 = 0.05 [")
+    rate = stats.proportion_claim(15, 16, 0.95, name="acc")
+    assert calibration_section._threshold(Record.bare("H02", "a", statistic=rate)) == "0.95"
