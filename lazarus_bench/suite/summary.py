@@ -29,13 +29,20 @@ def model_key(model_id: str) -> tuple[str, int, str]:
     return name, len(build), build
 
 
+def zoo_parts(model_id: str) -> tuple[str, str] | None:
+    """(prefix, name) of a zoo model id ('zoo:base@s4' -> ('zoo', 'base@s4')); None for any other model."""
+    prefix, _, name = model_id.rpartition(":")
+    return (prefix, name) if prefix in ("zoo", "zoo-micro") else None
+
+
 def variant_build(record: Record) -> tuple[str, str]:
     """(variant, build): 'zoo:base@s2' -> ('zoo:base', 's2'); the root build is 's<seed>' from the record, or from
     the shipped manifest when a record made before records carried it ran on the shipped model's very weights, else
     'root'; '' for a model outside the zoo (its own variant, one build)."""
-    prefix, _, name = record.model.id.rpartition(":")
-    if prefix not in ("zoo", "zoo-micro"):
+    parts = zoo_parts(record.model.id)
+    if parts is None:
         return record.model.id, ""
+    prefix, name = parts
     kind, build = split_build(name)
     seed = (record.model.build or {}).get("seed")
     if build is None and seed is None:
@@ -58,8 +65,8 @@ RECIPE_WEIGHT_DECAY = 0.01  # the zoo recipe's base weight decay (SIZES["default
 def role(record: Record) -> str:
     """The build's role from the record (and its base's weight decay where a record gives it: the recipe variant);
     the zoo's root build is the development build by definition."""
-    prefix, _, name = record.model.id.rpartition(":")
-    default = "development" if prefix in ("zoo", "zoo-micro") and split_build(name)[1] is None else "-"
+    parts = zoo_parts(record.model.id)
+    default = "development" if parts and split_build(parts[1])[1] is None else "-"
     decay = recipe(record)
     named = (record.model.build or {}).get("role") or default
     return named + (f", weight decay {decay:g}" if decay != RECIPE_WEIGHT_DECAY else "")
@@ -253,8 +260,8 @@ def _values_on(found: list[tuple[str, str]]) -> str:
 
 def _short(model_id: str) -> str:
     """A zoo model's id without its prefix ('zoo:base@s4' -> 'base@s4'); any other id as it is."""
-    prefix, _, name = model_id.partition(":")
-    return name if prefix in ("zoo", "zoo-micro") and name else model_id
+    parts = zoo_parts(model_id)
+    return parts[1] if parts and parts[1] else model_id
 
 
 def first_page(records: list[Record], claims: dict, report_dir: Path) -> list[str]:
