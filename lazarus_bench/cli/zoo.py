@@ -14,13 +14,13 @@ from ..io import write_json
 from ..options import option
 from .common import Parser, _table, output_file, run_command
 
-HELP = ("the embedded model zoo: build, list, eval; `replicas` builds scaled-down random-weight replicas of the "
-        "writeups' checkpoints with their real tokenizers (ids replica:NAME)")
+HELP = ("the embedded model zoo: build, list, eval, pack (the weights to ship); `replicas` builds scaled-down "
+        "random-weight replicas of the writeups' checkpoints with their real tokenizers (ids replica:NAME)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="lazarus-bench zoo", description=HELP)
-    p.add_argument("action", choices=["build", "list", "eval", "replicas"])
+    p.add_argument("action", choices=["build", "list", "eval", "pack", "replicas"])
     p.add_argument("--size", default="default", choices=["default", "micro"])
     p.add_argument("--dir", help="zoo directory (default: shipped zoo; builds go to the cache)")
     p.add_argument("--models", nargs="+", choices=["base", "instruct", "untied", "moe"])
@@ -135,6 +135,8 @@ def cmd_zoo(args: argparse.Namespace) -> int:
             print(f"zoo ({args.size}) {'build ' + build if build else 'development build'} at {path}")
             print(_table(_zoo_rows(path)))
         return 0
+    if args.action == "pack":
+        return _pack(Path(args.dir) if args.dir else zoo_root(micro))
     if args.action == "eval":
         from ..zoo.evaluate import METRICS, evaluate_dir
 
@@ -235,6 +237,19 @@ def _replicas(args: argparse.Namespace) -> int:
                      "tokenizer": rep.vocab, "chat": "yes" if rep.chat_template else "no", "stand-in": rep.stand_in})
     print(f"replicas at {root} (random weights: their verdicts mean nothing)")
     print(_table(rows))
+    return 0
+
+
+def _pack(root: Path) -> int:
+    """Pack every model in ``root`` that has no pack yet (git ships only the packs) and print what the folder ships."""
+    from ..zoo.pack import SUFFIX, pack, shipped_bytes
+
+    rows = [{"weights": str(w.relative_to(root)), "bytes": w.stat().st_size, "packed": pack(w).stat().st_size}
+            for w in sorted(root.rglob("model.safetensors"))
+            if ".checkpoints" not in w.parts and not w.with_name(w.name + SUFFIX).is_file()]
+    if rows:
+        print(_table(rows))
+    print(f"{root} ships {shipped_bytes(root) / 1e6:.1f} MB (limit 80 MB)")
     return 0
 
 

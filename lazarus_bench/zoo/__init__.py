@@ -29,3 +29,15 @@ def __getattr__(name: str):
     if name in ("build_zoo", "verify_zoo", "SIZES", "KINDS"):
         return getattr(importlib.import_module(f"{__name__}.build"), name)
     raise AttributeError(name)
+
+
+def _unpack_shipped() -> None:
+    """The shipped weights travel packed (``zoo.pack``): a fresh clone unpacks them on first import, once."""
+    from pathlib import Path
+
+    from .pack import ensure_unpacked
+
+    ensure_unpacked(Path(__file__).resolve().parent / "weights")
+
+
+_unpack_shipped()

@@ -1,0 +1,87 @@
+"""Packed zoo weights: a pack unpacks to the very bytes its manifest hashes, byte planes beat plain xz, every shipped
+model travels packed, and the shipped zoo stays under 80 MB."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import lzma
+import shutil
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lazarus_bench.zoo import pack as P
+
+WEIGHTS = Path(P.__file__).resolve().parent / "weights"
+DTYPES = {"F16": np.float16, "F32": np.float32, "I8": np.int8, "F64": np.float64}
+
+
+def _safetensors(tensors: list[tuple[str, np.ndarray]]) -> bytes:
+    """A safetensors file written by hand (header, then the tensors' bytes in order)."""
+    header, body, offset = {}, b"", 0
+    for i, (dtype, arr) in enumerate(tensors):
+        raw = arr.tobytes()
+        header[f"t{i}"] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [offset, offset + len(raw)]}
+        body, offset = body + raw, offset + len(raw)
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + body
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(sorted(DTYPES)), st.integers(0, 40), st.integers(0, 2**31 - 1)),
+                min_size=1, max_size=4))
+def test_a_pack_unpacks_to_the_same_bytes_whatever_the_dtypes(specs):
+    tensors = [(d, np.random.default_rng(s).normal(size=n).astype(DTYPES[d])) for d, n, s in specs]
+    data = _safetensors(tensors)
+    assert P.unpack_bytes(P.pack_bytes(data)) == data
+
+
+def test_planes_follow_the_one_element_size_and_fall_back_to_bytes_when_sizes_differ():
+    half = np.arange(6, dtype=np.float16)
+    assert P._split(_safetensors([("F16", half)]))[2] == 2
+    assert P._split(_safetensors([("F32", half.astype(np.float32))]))[2] == 4
+    assert P._split(_safetensors([("F16", half), ("F32", half.astype(np.float32))]))[2] == 1
+
+
+def test_byte_planes_pack_a_trained_model_smaller_than_xz_of_the_file():
+    data = P.unpack_bytes((WEIGHTS / "base" / f"model.safetensors{P.SUFFIX}").read_bytes())
+    plain = len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))
+    assert len(P.pack_bytes(data)) < 0.97 * plain
+
+
+def test_every_shipped_pack_unpacks_to_the_bytes_its_manifest_hashes():
+    packs = P.packed_files(WEIGHTS)
+    assert len(packs) >= 17
+    for pack in packs:
+        files = json.loads((pack.parent / "manifest.json").read_text())["files"]
+        data = P.unpack_bytes(pack.read_bytes())
+        assert hashlib.sha256(data).hexdigest() == files[P.target(pack).name], pack
+
+
+def test_no_shipped_model_travels_unpacked_and_the_zoo_ships_under_80_mb():
+    unpacked = [w for w in WEIGHTS.rglob("model.safetensors")
+                if ".checkpoints" not in w.parts and not w.with_name(w.name + P.SUFFIX).is_file()]
+    assert unpacked == []  # git ignores model.safetensors here: without its pack it would not ship
+    assert P.shipped_bytes(WEIGHTS) <= 80e6
+
+
+def test_a_fresh_folder_is_unpacked_once_and_a_damaged_pack_is_skipped(tmp_path):
+    src = WEIGHTS / "base"
+    model = tmp_path / "base"
+    model.mkdir()
+    for name in ("manifest.json", f"model.safetensors{P.SUFFIX}"):
+        shutil.copy(src / name, model / name)
+    assert P.ensure_unpacked(tmp_path) == [model / "model.safetensors"]
+    assert (model / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()
+    assert P.ensure_unpacked(tmp_path) == []
+
+    (model / "model.safetensors").unlink()
+    pack = model / f"model.safetensors{P.SUFFIX}"
+    data = bytearray(P.unpack_bytes(pack.read_bytes()))
+    data[-1] ^= 1
+    pack.write_bytes(P.pack_bytes(bytes(data)))
+    assert P.ensure_unpacked(tmp_path) == []
+    assert not (model / "model.safetensors").exists()
