@@ -80,6 +80,15 @@ def pack(weights: Path) -> Path:
     return out
 
 
+def is_packed(weights: Path) -> bool:
+    """Whether ``weights`` has a pack that unpacks to its bytes (not one left from before a rebuild)."""
+    packed = weights.with_name(weights.name + SUFFIX)
+    try:
+        return packed.is_file() and unpack_bytes(packed.read_bytes()) == weights.read_bytes()
+    except lzma.LZMAError:
+        return False
+
+
 def shipped_bytes(root: Path) -> int:
     """What the zoo folder ships: every file but the unpacked twins of packs and interrupted builds' checkpoints."""
     unpacked = {target(p) for p in packed_files(root)}

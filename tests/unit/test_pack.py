@@ -54,7 +54,7 @@ def test_byte_planes_pack_a_trained_model_smaller_than_xz_of_the_file():
 
 def test_every_shipped_pack_unpacks_to_the_bytes_its_manifest_hashes():
     packs = P.packed_files(WEIGHTS)
-    assert len(packs) >= 17
+    assert len(packs) >= 18
     for pack in packs:
         files = json.loads((pack.parent / "manifest.json").read_text())["files"]
         data = P.unpack_bytes(pack.read_bytes())
@@ -62,8 +62,7 @@ def test_every_shipped_pack_unpacks_to_the_bytes_its_manifest_hashes():
 
 
 def test_no_shipped_model_travels_unpacked_and_the_zoo_ships_under_80_mb():
-    unpacked = [w for w in WEIGHTS.rglob("model.safetensors")
-                if ".checkpoints" not in w.parts and not w.with_name(w.name + P.SUFFIX).is_file()]
+    unpacked = [w for w in WEIGHTS.rglob("model.safetensors") if ".checkpoints" not in w.parts and not P.is_packed(w)]
     assert unpacked == []  # git ignores model.safetensors here: without its pack it would not ship
     assert P.shipped_bytes(WEIGHTS) <= 80e6
 
@@ -85,3 +84,19 @@ def test_a_fresh_folder_is_unpacked_once_and_a_damaged_pack_is_skipped(tmp_path)
     pack.write_bytes(P.pack_bytes(bytes(data)))
     assert P.ensure_unpacked(tmp_path) == []
     assert not (model / "model.safetensors").exists()
+
+
+def test_zoo_pack_packs_a_new_or_rebuilt_model_and_leaves_packed_ones(tmp_path, capsys):
+    from lazarus_bench.cli.zoo import main
+
+    shutil.copytree(WEIGHTS / "base", tmp_path / "base")
+    shutil.copytree(WEIGHTS / "untied", tmp_path / "untied")
+    (tmp_path / "untied" / f"model.safetensors{P.SUFFIX}").unlink()
+    stale = tmp_path / "base" / f"model.safetensors{P.SUFFIX}"
+    stale.write_bytes((WEIGHTS / "instruct" / f"model.safetensors{P.SUFFIX}").read_bytes())
+    assert main(["pack", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "base/model.safetensors" in out and "untied/model.safetensors" in out
+    assert all(P.is_packed(tmp_path / kind / "model.safetensors") for kind in ("base", "untied"))
+    assert main(["pack", "--dir", str(tmp_path)]) == 0
+    assert "model.safetensors " not in capsys.readouterr().out
