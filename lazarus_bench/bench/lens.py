@@ -92,11 +92,14 @@ def measure_lens(handle, *, n_prompts: int = 32, seq_len: int = 16, repeats: int
         "one_pass": lambda: lens_one_pass(handle, tokens, top_k),
         "per_layer": lambda: lens_per_layer(handle, tokens, top_k),
         "api": lambda: logit_lens(handle, texts, top_k=top_k),
+        "forward": lambda: mx.eval(handle.forward(tokens).hidden),
+        "encode": lambda: [handle.encode(t) for t in texts],
     }
     try:
         if model_dir is not None:
             run_torch = lens_torch(model_dir, np.array(tokens), top_k)
             fns["torch"], fns["torch_1"] = (lambda: run_torch(2)), (lambda: run_torch(1))
+            fns["torch_forward_1"] = lambda: run_torch(1, stats=False)
     except ImportError:
         pass
     times = interleaved_times(fns, repeats)
@@ -117,6 +120,9 @@ def measure_lens(handle, *, n_prompts: int = 32, seq_len: int = 16, repeats: int
         "api_over_torch": speed_ratios(times, "api", "torch"),
         "api_over_torch_1": speed_ratios(times, "api", "torch_1"),
         "one_pass_over_torch_1": speed_ratios(times, "one_pass", "torch_1"),
+        "forward_over_torch_forward_1": speed_ratios(times, "forward", "torch_forward_1"),
+        "split_s": {k: median(v) for k, v in times.items() if k in ("api", "forward", "encode", "torch_1",
+                                                                    "torch_forward_1")},
         "ratio": median(ratios), "ratios": ratios,
         "ratio_cpu": median([p / o for p, o in zip(cpu["per_layer"], cpu["one_pass"])]),
         "max_entropy_diff": diff, "times": times, "cpu_times": cpu, "silu": silu,
@@ -175,8 +181,9 @@ def measure_probes(handle, *, n_permutations: int = 20) -> dict:
 def lens_torch(model_dir: str, tokens: np.ndarray, top_k: int = 5) -> Callable[[int], Any]:
     """What a user would write instead with Hugging Face transformers on torch (CPU): ``output_hidden_states``, the
     final norm and ``lm_head`` at the last position of every layer, a full-vocabulary softmax, top-k and entropy.
-    Returns the function to time, called with torch's thread count (the model loaded once); needs torch (the ``hf``
-    extra). Our BLAS is pinned to one thread, so one torch thread is the like-for-like run."""
+    Returns the function to time, called with torch's thread count (the model loaded once; ``stats=False``: the
+    forward alone); needs torch (the ``hf`` extra). Our BLAS is pinned to one thread, so one torch thread is the
+    like-for-like run."""
     import torch
     import transformers
 
@@ -184,11 +191,13 @@ def lens_torch(model_dir: str, tokens: np.ndarray, top_k: int = 5) -> Callable[[
     ids = torch.tensor(np.asarray(tokens))
     norm, head = model.model.norm, model.lm_head
 
-    def run(threads: int):
+    def run(threads: int, stats: bool = True):
         torch.set_num_threads(threads)
         with torch.no_grad():
             hidden = model(ids, output_hidden_states=True).hidden_states
             out = []
+            if not stats:
+                return hidden
             for i, h in enumerate(hidden):  # transformers' last hidden state is already normed
                 logp = torch.log_softmax(head(h[:, -1] if i == len(hidden) - 1 else norm(h[:, -1])), dim=-1)
                 out.append((torch.topk(logp, top_k, dim=-1), -(logp.exp() * logp).sum(-1)))

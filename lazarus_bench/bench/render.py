@@ -193,7 +193,7 @@ def render_bench_md(results: dict) -> str:
     lens = results.get("lens")
     if lens:
         out += ["", "## Logit lens and probes", "",
-                table([["one captured forward (all layers)", fmt(lens["one_pass_prompts_per_s"])],
+                table([["one captured forward + eager statistics (all layers)", fmt(lens["one_pass_prompts_per_s"])],
                        ["a truncated forward per layer", fmt(lens["per_layer_prompts_per_s"])],
                        ["`logit_lens()` API (top-5 decoded)", fmt(lens["api_prompts_per_s"])]]
                       + [[label, fmt(lens[key])] for key, label in (
@@ -203,11 +203,14 @@ def render_bench_md(results: dict) -> str:
                          if lens.get(key)],
                       ["logit lens over all layers", "prompts/s"])]
         for key, what in (("api_over_torch", "API / torch (2 threads)"), ("api_over_torch_1", "API / torch (1 thread)"),
-                          ("one_pass_over_torch_1", "one captured forward / torch (1 thread)")):
+                          ("one_pass_over_torch_1", "one captured forward + eager statistics / torch (1 thread)"),
+                          ("forward_over_torch_forward_1", "the captured forward alone / torch's forward alone "
+                                                           "(1 thread)")):
             if lens.get(key):
                 ratios = sorted(lens[key])
                 out += ["", f"{what} speed, interleaved repeats: median {fmt(ratios[len(ratios) // 2])} "
                             f"(range {fmt(ratios[0])}-{fmt(ratios[-1])}, {len(ratios)} repeats)."]
+        out += _lens_split(lens.get("split_s"))
         silu = lens.get("silu")
         if silu:
             shape = " x ".join(map(str, silu["shape"]))
@@ -328,6 +331,19 @@ def _cost_sections(job: dict | None, zoo: dict | None, table) -> list[str]:
         out += ["", f"## Zoo build (from the shipped manifests): {heading}", "",
                 table(rows, ["model", "build s", "training tokens", "tokens/s", "ranks", "recipe"])]
     return out
+
+
+def _lens_split(split: dict | None) -> list[str]:
+    """Where the API's time goes beside torch's, one thread each (medians of the interleaved repeats)."""
+    if not split or "torch_forward_1" not in split:
+        return []
+    ms = {k: 1e3 * v for k, v in split.items()}
+    rest, torch_rest = ms["api"] - ms["forward"] - ms["encode"], ms["torch_1"] - ms["torch_forward_1"]
+    return ["", f"Where the API's time goes, one thread each (medians): the captured forward {fmt(ms['forward'])} ms "
+                f"against torch's forward with hidden states {fmt(ms['torch_forward_1'])} ms; tokenizing the prompts "
+                f"{fmt(ms['encode'])} ms (torch's script starts from token ids); the lens statistics of every layer, "
+                f"decoding and the result objects {fmt(rest)} ms against torch's statistics {fmt(torch_rest)} ms. "
+                f"The whole API: {fmt(ms['api'])} ms, torch: {fmt(ms['torch_1'])} ms."]
 
 
 def _jit_section(jit: dict | None, table) -> list[str]:

@@ -63,6 +63,8 @@ def test_lens_api_against_transformers_on_torch(benchmark, record, handle, bench
                                     "api_over_torch", "torch_1_prompts_per_s", "api_over_torch_1",
                                     "one_pass_over_torch_1")})
     assert figures["torch_1_prompts_per_s"] > 0 and len(figures["api_over_torch_1"]) == 5
+    split = figures["split_s"]
+    assert len(figures["forward_over_torch_forward_1"]) == 5 and split["forward"] + split["encode"] < split["api"]
 
 
 @pytest.fixture(scope="module")

@@ -168,7 +168,9 @@ def test_write_bench_on_synthetic_numbers(tmp_path):
                  "per_layer_prompts_per_s": 20.0, "api_prompts_per_s": 90.0, "ratio": 5.0, "ratio_cpu": 4.5,
                  "torch_prompts_per_s": 180.0, "api_over_torch": [0.4, 0.5, 0.6],
                  "torch_1_prompts_per_s": 120.0, "api_over_torch_1": [0.7, 0.75, 0.9],
-                 "one_pass_over_torch_1": [0.8, 0.85, 0.95],
+                 "one_pass_over_torch_1": [0.8, 0.85, 0.95], "forward_over_torch_forward_1": [0.9, 0.97, 1.0],
+                 "split_s": {"api": 0.055, "forward": 0.041, "encode": 0.0014, "torch_1": 0.042,
+                             "torch_forward_1": 0.039},
                  "silu": {"layers": 8, "shape": [16, 16, 384], "silu_s": 0.04, "forward_s": 0.1, "silu_share": 0.4,
                           "exp_ns": 15.9, "mul_ns": 0.8, "numpy_exp_ns": 1.5}},
         "probes": {"prompts": 64, "layers": 9, "hidden": 128, "n_permutations": 5, "extract_s": 0.5,
@@ -195,6 +197,9 @@ def test_write_bench_on_synthetic_numbers(tmp_path):
     path = render.write_bench(results, tmp_path)
     text = path.read_text()
     assert path.name == "BENCH.md" and "Test CPU" in text and "123 GFLOP/s" in text
+    assert "the captured forward 41 ms against torch's forward with hidden states 39 ms" in text
+    assert "decoding and the result objects 12.6 ms against torch's statistics 3 ms" in text
+    assert "forward alone (1 thread) speed, interleaved repeats: median 0.97" in text
     for heading in ("## Ratios", "## Training step throughput", "## Logit lens and probes", "## SFT LoRA: ours vs",
                     "## BLAS", "## Scaling", "## Formulas", "## Errors"):
         assert heading in text
@@ -207,7 +212,7 @@ def test_write_bench_on_synthetic_numbers(tmp_path):
     assert re.search(r"\| \(f\) `logit_lens\(\)` API / transformers on torch, one thread each \(speed\) +\| 0\.75 +"
                      r"\| >= 0\.8: not met +\| median of 3 interleaved repeats, range 0\.7-0\.9", text)
     assert "| (a) SFT LoRA tokens/s" in text and ">= 1.5" not in text  # the (a) target is retired
-    assert "one captured forward / torch (1 thread) speed, interleaved repeats: median 0.85" in text
+    assert "one captured forward + eager statistics / torch (1 thread) speed, interleaved repeats: median 0.85" in text
     assert "SiLU at the forward's shape (16 x 16 x 384) takes 40.0% of the captured forward (8 blocks" in text
     assert "MLX's CPU exp runs 15.9 ns per element, numpy's 1.5, an MLX multiply 0.8." in text
     assert re.search(r"\| \(e\) zoo:moe training step, the build's dense experts / mlx-lm's gathered \(speed-up\) +"
