@@ -53,6 +53,7 @@ def _seeds(text: str) -> list[int]:
 
 def _zoo_rows(root: Path) -> list[dict]:
     from ..zoo.build import KINDS
+    from ..zoo.pack import shipped_bytes
     from ..zoo.registry import verify
 
     rows = []
@@ -69,7 +70,7 @@ def _zoo_rows(root: Path) -> list[dict]:
                 model_dir / "manifest.json").is_file() else {}, f"BAD: {exc}"
         config = json.loads((model_dir / "config.json").read_text())
         metrics = manifest.get("metrics") or {}
-        size_mb = sum(p.stat().st_size for p in model_dir.iterdir() if p.is_file()) / 1e6
+        size_mb = shipped_bytes(model_dir) / 1e6  # a packed model counts its pack, not the unpacked file beside it
         row = {"model": kind, "type": config.get("model_type"), "params": manifest.get("params"),
                "layers": config.get("num_hidden_layers"), "vocab": config.get("vocab_size"),
                "MB": round(size_mb, 1), "status": status}

@@ -100,3 +100,12 @@ def test_zoo_pack_packs_a_new_or_rebuilt_model_and_leaves_packed_ones(tmp_path, 
     assert all(P.is_packed(tmp_path / kind / "model.safetensors") for kind in ("base", "untied"))
     assert main(["pack", "--dir", str(tmp_path)]) == 0
     assert "model.safetensors " not in capsys.readouterr().out
+
+
+def test_zoo_list_counts_a_packed_model_once(capsys):
+    from lazarus_bench.cli.zoo import main
+
+    assert main(["list"]) == 0
+    base = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("base "))
+    shipped = P.shipped_bytes(WEIGHTS / "base") / 1e6
+    assert float(base.split()[5]) == round(shipped, 1) and shipped < 3.2  # the pack and the tokenizer, not the file
