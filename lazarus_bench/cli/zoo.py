@@ -128,6 +128,8 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     micro = args.size == "micro"
     if args.action == "replicas":
         return _replicas(args)
+    if args.action in ("list", "pack", "eval") and args.dir and not Path(args.dir).is_dir():
+        raise LazarusError(f"--dir {args.dir}: no such zoo directory")
     if args.action == "list":
         from ..zoo.registry import zoo_builds
 

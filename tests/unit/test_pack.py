@@ -109,3 +109,12 @@ def test_zoo_list_counts_a_packed_model_once(capsys):
     base = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("base "))
     shipped = P.shipped_bytes(WEIGHTS / "base") / 1e6
     assert float(base.split()[5]) == round(shipped, 1) and shipped < 3.2  # the pack and the tokenizer, not the file
+
+
+def test_zoo_commands_on_a_missing_dir_say_so_in_one_line(tmp_path, capsys):
+    from lazarus_bench.cli.zoo import main
+
+    for action in ("list", "pack", "eval"):
+        assert main([action, "--dir", str(tmp_path / "nope")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"lazarus-bench: error: --dir {tmp_path / 'nope'}: no such zoo directory"
