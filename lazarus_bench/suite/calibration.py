@@ -100,14 +100,30 @@ def _null_rows(records: list[Record]) -> list[dict]:
     return rows
 
 
+def _by_claim(counts: list[tuple[str, int, int]]) -> str:
+    """Counts pooled per claim ("H01 8/360 = 0.02 [...]; ..."); claims with no replicates left out; "" with none."""
+    pooled: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for claim, k, n in counts:
+        pooled[claim][0] += k
+        pooled[claim][1] += n
+    return "; ".join(f"{claim} {_share(k, n)}" for claim, (k, n) in sorted(pooled.items()) if n)
+
+
 def null_rates_by_claim(records: list[Record]) -> str:
     """False positives pooled per claim over its built nulls ("H01 8/360 = 0.02 [...]; ..."), "" with none."""
-    pooled: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for r in records:
-        for n in (n for n in r.nulls or () if n.built):
-            pooled[r.claim_id][0] += n.flagged
-            pooled[r.claim_id][1] += n.replicates
-    return "; ".join(f"{claim} {_share(k, n)}" for claim, (k, n) in sorted(pooled.items()))
+    return _by_claim([(r.claim_id, n.flagged, n.replicates) for r in records for n in r.nulls or () if n.built])
+
+
+def absence_claim(run: GradedRun) -> bool:
+    """Whether the verdict rests on the threshold (a claim that an effect is absent), not on the writeup's effect."""
+    return run.threshold is not None and run.claimed == run.threshold
+
+
+def threshold_detection_by_claim(records: list[Record], absent: bool) -> str:
+    """Graded replicates detected at the threshold, per claim, for claims that an effect is absent (``absent``) or
+    present: at the threshold a value counts against the claim, so the two sides expect opposite rates."""
+    return _by_claim([(r.claim_id, *pooled_detection([g], "threshold")) for r in records for g in r.graded or ()
+                      if g.built and absence_claim(g) == absent])
 
 
 def _single_rows(records: list[Record], sanity: bool) -> list[dict]:
@@ -178,7 +194,15 @@ def section(records: list[Record], claims: dict, out_dir: Path, lock: dict[str, 
             len(current), len(measured) - len(current)), "",
         f"- **Sensitivity at the claimed effect** (graded replicates detected at the strength each verdict rests on: "
         f"the writeup's effect, or the threshold of a claim that an effect is absent): {_share(*at_claimed)}.",
-        f"- **Sensitivity at the criterion's threshold**: {_share(*at_threshold)}.",
+        f"- **Detection at the criterion's threshold**: {_share(*at_threshold)} pooled, which mixes opposite "
+        "expectations, so read it by claim (values on the threshold count against both sides of the sign test). "
+        "Where the claim is that an effect is present, the threshold is the edge of its null: a test that holds its "
+        "size detects a plant there at most alpha of the time, so this is the test's size, not its power: "
+        f"{threshold_detection_by_claim(current, False) or 'none'}. Where the claim is that an effect is absent, it "
+        "depends on what the criterion reads: at most alpha where it reads the planted quantity itself, nearly "
+        "always where it reads a maximum over prompts or layers of a plant scaled by its mean (the largest value "
+        "then lies above the threshold), less where the threshold is below the empirical MDE: "
+        f"{threshold_detection_by_claim(current, True) or 'none'}.",
         f"- **False-positive rate on nulls that can fire**: {_share(*flagged)} (nominal alpha 0.05); by claim: "
         f"{null_rates_by_claim(current) or 'none'}. Alpha bounds a test's false-positive rate where the true effect "
         "sits on the criterion's threshold; a null plants no effect, so its rate is at most alpha and lower the "

@@ -233,3 +233,19 @@ def test_the_null_table_places_each_null_beside_the_threshold_and_pools_rates_pe
     assert share(3, 60).startswith("3/60 = 0.05 [")
     rate = stats.proportion_claim(15, 16, 0.95, name="acc")
     assert calibration_section._threshold(Record.bare("H02", "a", statistic=rate)) == "0.95"
+
+
+def test_detection_at_the_threshold_is_split_by_the_claims_side_and_pooled_per_claim():
+    """A run whose verdict rests on the threshold is a claim that an effect is absent; one resting on the writeup's
+    effect, a claim that it is present. At the threshold (0.2 here, the second strength) each side is pooled per claim,
+    and a run whose threshold is not one of its strengths is left out."""
+    share = calibration_section._share
+    absent = graded_run((0, 9, 10, 10), claimed=0.2)
+    present = graded_run((0, 1, 6, 10), claimed=0.3)
+    off_grid = graded_run((0, 0, 0, 0), strengths=(0.1, 0.25, 0.3, 0.4), claimed=0.3)
+    records = [Record.bare("H01", "a", graded=[absent]), Record.bare("H01", "b", graded=[absent]),
+               Record.bare("H05a", "a", graded=[present, off_grid]),
+               Record.bare("H14", "a", graded=[replace(present, built=False)])]
+    assert calibration_section.absence_claim(absent) and not calibration_section.absence_claim(present)
+    assert calibration_section.threshold_detection_by_claim(records, True) == f"H01 {share(18, 20)}"
+    assert calibration_section.threshold_detection_by_claim(records, False) == f"H05a {share(1, 10)}"
