@@ -89,6 +89,12 @@ def is_packed(weights: Path) -> bool:
         return False
 
 
+def unpacked_models(root: Path) -> list[Path]:
+    """The models under ``root`` (interrupted builds' checkpoints aside) without a pack that unpacks to their bytes:
+    git ignores ``model.safetensors`` in the shipped weights, so these would not ship."""
+    return [w for w in sorted(root.rglob("model.safetensors")) if ".checkpoints" not in w.parts and not is_packed(w)]
+
+
 def shipped_bytes(root: Path) -> int:
     """What the zoo folder ships: every file but the unpacked twins of packs and interrupted builds' checkpoints."""
     unpacked = {target(p) for p in packed_files(root)}

@@ -62,8 +62,7 @@ def test_every_shipped_pack_unpacks_to_the_bytes_its_manifest_hashes():
 
 
 def test_no_shipped_model_travels_unpacked_and_the_zoo_ships_under_80_mb():
-    unpacked = [w for w in WEIGHTS.rglob("model.safetensors") if ".checkpoints" not in w.parts and not P.is_packed(w)]
-    assert unpacked == []  # git ignores model.safetensors here: without its pack it would not ship
+    assert P.unpacked_models(WEIGHTS) == []  # git ignores model.safetensors here: without its pack it would not ship
     assert P.shipped_bytes(WEIGHTS) <= 80e6
 
 
