@@ -494,3 +494,20 @@ def test_graded_and_null_controls_reach_the_record_and_the_report(saved_model, t
     text = render(tmp_path / "out").read_text()
     assert "### Detection against planted strength" in text and "plots/calibration__H10.png" in text
     assert "### Nulls that can fire" in text and "### Sanity checks (by construction, not counted)" in text
+
+
+def test_h01_plant_strength_is_in_the_criterions_units(tmp_path):
+    """H01's graded plant brings the statistic its sign test reads (the median over prompts of each prompt's largest
+    op-word probability over all layers) to the strength; a plant scaled to a mean at its block, as before amendment
+    18, leaves that statistic about twice as high (1.9% for a mean of 1% on zoo:base), as later layers amplify it."""
+    from lazarus_bench.claims.h01_lens_op_words import median_max, planted_op_word
+    from lazarus_bench.claims.plants import plant_op_words
+
+    ctx = _ctx("H01", "zoo:base", tmp_path, [])
+    planted = planted_op_word(ctx, 0.01, 0)
+    assert median_max(planted.handle(), ctx.params, 50_000) == pytest.approx(0.01, rel=1e-3)
+    assert 0.01 / 3 < median_max(planted.handle(), ctx.params, 60_000) < 0.03, "the strength transfers"
+    old = ctx.fresh_handle()
+    plant_op_words(old, old.layer_at_depth(0.55), 0.01, prompts.resampled_dual_reward_eval(50_000),
+                   [prompts.resampled_dual_reward_eval(60_000)])
+    assert median_max(old, ctx.params, 50_000) > 0.015

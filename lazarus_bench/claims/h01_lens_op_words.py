@@ -13,7 +13,7 @@ from ..stats import Verdict
 from .base import ClaimContext, Gate, Outcome, claim, not_instruct
 from .controls import GradedControl, NullControl
 from .fixtures import dual_trained_control
-from .plants import plant_op_words
+from .plants import ClassPlant, calibrate_scale, class_markers, word_directions
 
 
 def op_word_lens(handle, prompt_set, words):
@@ -75,14 +75,21 @@ def spellable_share(ctx: ClaimContext) -> float:
     return ok / len(prompts.operation_words())
 
 
+def median_max(handle, params: dict, prompt_seed: int) -> float:
+    """The median over the prompts of ``prompt_seed`` of each prompt's largest operation-word probability over all
+    layers: the quantity H01's sign test puts against the threshold."""
+    return float(np.median(h01_statistics(handle, {**params, "prompt_seed": prompt_seed})[0]))
+
+
 def planted_op_word(ctx: ClaimContext, prob: float, replicate: int) -> ClaimContext:
-    """Each prompt's operation word written at the 55%-depth block with the strength that gives it mean lens
-    probability ``prob`` there on calibration prompts (drawn apart from the measured ones; both resampled per
-    replicate)."""
-    handle = ctx.fresh_handle()
-    measured = prompts.resampled_dual_reward_eval(60_000 + replicate)
-    plant_op_words(handle, handle.layer_at_depth(ctx.params["layer_fraction"]), prob,
-                   prompts.resampled_dual_reward_eval(50_000 + replicate), [measured])
+    """Each prompt's operation word written at the 55%-depth block with the strength that brings the criterion's
+    statistic (the median of per-prompt maxima over all layers) to ``prob`` on calibration prompts, drawn apart from
+    the measured ones; both resampled per replicate."""
+    handle, words = ctx.fresh_handle(), list(prompts.operation_words())
+    calib, measured = (prompts.resampled_dual_reward_eval(s + replicate) for s in (50_000, 60_000))
+    plant = ClassPlant(handle, class_markers(handle, [calib, measured], words), word_directions(handle, words),
+                       handle.layer_at_depth(ctx.params["layer_fraction"]))
+    calibrate_scale(plant, lambda: median_max(handle, ctx.params, 50_000 + replicate), prob)
     return ctx.variant(handle=handle, params={"prompt_seed": 60_000 + replicate})
 
 
@@ -108,9 +115,10 @@ def random_init_draw(ctx: ClaimContext, replicate: int) -> ClaimContext:
     after=("H05a",),
     controls=(dual_trained_control(Verdict.REFUTED),),
     graded=(GradedControl("operation word planted at 55% depth", "each prompt's operation word (its unembedding row "
-                          "times the final-norm gain) added at the 55%-depth block, scaled so that its mean lens "
-                          "probability there is the strength on calibration prompts; measured on other resampled "
-                          "prompts", "mean P(op word) at 55% depth", (0.00001, 0.0001, 0.001, 0.005, 0.01, 0.02, 0.05),
+                          "times the final-norm gain) added at the 55%-depth block, scaled so that the criterion's "
+                          "statistic, the median over prompts of each prompt's largest op-word probability over all "
+                          "layers, is the strength on calibration prompts; measured on other resampled prompts",
+                          "median per-prompt max P(op word)", (0.00001, 0.0001, 0.001, 0.005, 0.01, 0.02, 0.05),
                           10, planted_op_word, Verdict.REFUTED, threshold=0.01, writeup=0.0005, claimed="threshold"),),
     nulls=(NullControl("random-init models", "random-init models of the same architecture and tokenizer (a new init "
                        "seed and resampled prompts per replicate): no operation word was learned", 40,
