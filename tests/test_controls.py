@@ -511,3 +511,21 @@ def test_h01_plant_strength_is_in_the_criterions_units(tmp_path):
     plant_op_words(old, old.layer_at_depth(0.55), 0.01, prompts.resampled_dual_reward_eval(50_000),
                    [prompts.resampled_dual_reward_eval(60_000)])
     assert median_max(old, ctx.params, 50_000) > 0.015
+
+
+def test_h07_plant_strength_is_in_the_criterions_units(tmp_path):
+    """H07's graded plant brings the largest lens P(op word) at its block over calibration prompts, as many as the
+    lens reads, to the strength; on the prompts the claim measures the largest value lands near it."""
+    from lazarus_bench.claims.h07_grpo_no_classifier import heldout_prompts, op_word_probs, plant_after
+
+    ctx = _ctx("H07", "zoo:base", tmp_path, [0], plant_prob=0.01, n_lens_heldout=16)
+    handle, p = ctx.fresh_handle(), ctx.params
+    measured = list(prompts.dual_reward_eval()) + heldout_prompts(prompts.grpo_spec(), 48, 7, set())[:16]
+    before = max(op_word_probs(handle, measured, 0.55)[0])
+    plant = plant_after(handle, p, 0)
+    calib = prompts.resampled_dual_reward_eval(80_000, per_op=6)
+    assert len(calib) == len(measured) == 24 and before < 0.001
+    assert max(op_word_probs(handle, list(calib), 0.55)[0]) == pytest.approx(0.01, rel=1e-3)
+    assert 0.01 / 3 < max(op_word_probs(handle, measured, 0.55)[0]) < 0.03, "the strength transfers"
+    plant.scale = 0.0
+    assert max(op_word_probs(handle, measured, 0.55)[0]) == before

@@ -32,7 +32,7 @@ from ..training.grpo import (
 from .base import ClaimContext, Outcome, claim
 from .common import GRPO_GATE_PARAMS, GRPO_GATES, grpo_fitness
 from .controls import GradedControl
-from .plants import plant_op_words
+from .plants import ClassPlant, calibrate_scale, class_markers, word_directions
 
 
 @dataclass(frozen=True)
@@ -107,13 +107,20 @@ def grpo_run(ctx: ClaimContext, cfg: GRPOConfig, spec: GrpoSpec) -> tuple[ModelH
     return load_model(str(entry / "model")), json.loads((entry / "run.json").read_text())
 
 
-def plant_after(handle: ModelHandle, params: dict, seed: int):
+def plant_after(handle: ModelHandle, params: dict, seed: int) -> ClassPlant:
     """The graded control's construction on a trained model: each symbol prompt's operation word written at the
-    claim's block with mean lens probability ``plant_prob`` on calibration prompts of the evaluation form (drawn per
-    replicate and seed, never measured); every prompt with an operator symbol gets it, the GRPO template's too."""
-    calib = prompts.resampled_dual_reward_eval(80_000 + 100 * params["plant_replicate"] + seed)
-    return plant_op_words(handle, handle.layer_at_depth(params["layer_fraction"]), params["plant_prob"], calib,
-                          [prompts.dual_reward_eval()])
+    claim's block with the scale at which the criterion's statistic, the largest lens probability of a prompt's
+    operation word there, reaches ``plant_prob`` over calibration prompts of the evaluation form, as many as the lens
+    reads (drawn per replicate and seed, never measured); every prompt with an operator symbol gets it."""
+    words, block = list(prompts.operation_words()), handle.layer_at_depth(params["layer_fraction"])
+    n_lens = len(prompts.dual_reward_eval()) + params["n_lens_heldout"]
+    calib = prompts.resampled_dual_reward_eval(80_000 + 100 * params["plant_replicate"] + seed,
+                                               per_op=math.ceil(n_lens / len(words)))
+    plant = ClassPlant(handle, class_markers(handle, [calib, prompts.dual_reward_eval()], words),
+                       word_directions(handle, words), block)
+    calibrate_scale(plant, lambda: max(op_word_probs(handle, list(calib), params["layer_fraction"])[0]),
+                    params["plant_prob"])
+    return plant
 
 
 def planted_op_word(ctx: ClaimContext, prob: float, replicate: int) -> ClaimContext:
@@ -192,10 +199,10 @@ def probe_change_claim(before: list[float], after: list[float], margin: float, a
     default_seeds={"fast": 1, "slow": 5},
     gates=GRPO_GATES,
     graded=(GradedControl("op word planted after GRPO", "the same trained runs (cached), then each symbol prompt's "
-                          "operation word written at the 55%-depth block with a mean lens probability there of the "
-                          "strength, calibrated on prompts of the evaluation form that are never measured (one "
-                          "calibration draw per replicate and seed): 'no classifier' must be refuted from about the "
-                          "1% threshold up", "mean planted lens P(op word) at 55% depth",
+                          "operation word written at the 55%-depth block, scaled so that the criterion's statistic, "
+                          "the largest lens P(op word) there over as many prompts as the lens reads, is the strength "
+                          "on prompts of the evaluation form that are never measured (one calibration draw per "
+                          "replicate and seed)", "max planted lens P(op word) at 55% depth",
                           (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05), 3, planted_op_word, Verdict.REFUTED,
                           threshold=0.01, writeup=0.0, claimed="threshold", part="no_vocab_classifier"),),
 )
