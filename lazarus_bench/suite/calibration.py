@@ -114,6 +114,21 @@ def null_rates_by_claim(records: list[Record]) -> str:
     return _by_claim([(r.claim_id, n.flagged, n.replicates) for r in records for n in r.nulls or () if n.built])
 
 
+# Claims whose graded strengths are in the units of the statistic their verdict reads, a plant no other conjunct sees:
+# their replicates planted exactly at the threshold sit on the edge of the null, where alpha bounds the test's size.
+# Left out: H01 (its class-argmax conjunct sees any plant), H11 (strength scaled to a mean, criterion reads a maximum),
+# H10 (strength in cosine, criterion in null SDs), H03 (no strength at its threshold).
+AT_THE_BOUNDARY = ("H05a", "H05b", "H07", "H14")
+
+
+def boundary_size(records: list[Record]) -> tuple[int, int, str]:
+    """Detections pooled over the ``AT_THE_BOUNDARY`` claims' graded replicates at their threshold: the rate at which
+    the declared test calls a value on its own threshold significant (its size), and the same per claim."""
+    counts = [(r.claim_id, *pooled_detection([g], "threshold")) for r in records if r.claim_id in AT_THE_BOUNDARY
+              for g in r.graded or () if g.built]
+    return sum(c[1] for c in counts), sum(c[2] for c in counts), _by_claim(counts)
+
+
 def absence_claim(run: GradedRun) -> bool:
     """Whether the verdict rests on the threshold (a claim that an effect is absent), not on the writeup's effect."""
     return run.threshold is not None and run.claimed == run.threshold
@@ -180,6 +195,7 @@ def section(records: list[Record], claims: dict, out_dir: Path, lock: dict[str, 
     negatives = [c for c in counted if c.kind == "negative"]
     at_claimed, at_threshold = pooled_detection(graded, "claimed"), pooled_detection(graded, "threshold")
     flagged = sum(n.flagged for n in nulls), sum(n.replicates for n in nulls)
+    boundary = boundary_size(current)
     without = sorted(c for c in claims if not claims[c].graded)
     lines = [
         "## Calibration", "",
@@ -205,6 +221,11 @@ def section(records: list[Record], claims: dict, out_dir: Path, lock: dict[str, 
         "plant scaled by its mean (the largest value then lies above the threshold); less where the threshold is "
         "below the empirical MDE: "
         f"{threshold_detection_by_claim(current, True) or 'none'}.",
+        f"- **Size at the boundary**: {_share(*boundary[:2])} (nominal alpha 0.05): graded replicates planted exactly "
+        "at the threshold, in the units of the statistic the verdict reads, where nothing else in the claim sees the "
+        f"plant ({', '.join(AT_THE_BOUNDARY)}; by claim: {boundary[2] or 'none'}). A value on the threshold is the "
+        "least favourable case of the null, so this is the false-positive rate alpha bounds; the nulls below sit "
+        "farther from it.",
         f"- **False-positive rate on nulls that can fire**: {_share(*flagged)} (nominal alpha 0.05); by claim: "
         f"{null_rates_by_claim(current) or 'none'}. Alpha bounds a test's false-positive rate where the true effect "
         "sits on the criterion's threshold; a null plants no effect, so its rate is at most alpha and lower the "

@@ -249,3 +249,23 @@ def test_detection_at_the_threshold_is_split_by_the_claims_side_and_pooled_per_c
     assert calibration_section.absence_claim(absent) and not calibration_section.absence_claim(present)
     assert calibration_section.threshold_detection_by_claim(records, True) == f"H01 {share(18, 20)}"
     assert calibration_section.threshold_detection_by_claim(records, False) == f"H05a {share(1, 10)}"
+
+
+def test_size_at_the_boundary_pools_the_threshold_replicates_of_the_listed_claims_only():
+    """Only claims whose plant is in the units of the statistic their verdict reads count: H11 (a mean-scaled plant)
+    and H01 (another conjunct sees the plant) stay out however they fare, and an unbuilt run is not counted. Every
+    listed claim declares a graded control with its threshold among its strengths, so the line cannot go empty."""
+    from lazarus_bench.claims.base import get_claim
+
+    share = calibration_section._share
+    records = [Record.bare("H07", "a", graded=[graded_run((0, 1, 3, 3), replicates=3, claimed=0.2)]),
+               Record.bare("H05a", "a", graded=[graded_run((0, 0, 9, 10), claimed=0.3)]),
+               Record.bare("H14", "a", graded=[graded_run((0, 5, 9, 10), built=False)]),
+               Record.bare("H11", "a", graded=[graded_run((3, 3, 3, 3), replicates=3)]),
+               Record.bare("H01", "a", graded=[graded_run((10, 10, 10, 10))])]
+    k, n, by_claim = calibration_section.boundary_size(records)
+    assert (k, n) == (1, 13)
+    assert by_claim == f"H05a {share(0, 10)}; H07 {share(1, 3)}"
+    for claim_id in calibration_section.AT_THE_BOUNDARY:
+        graded = get_claim(claim_id).graded
+        assert graded and any(g.threshold in g.strengths for g in graded), claim_id
