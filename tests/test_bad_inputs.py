@@ -302,6 +302,35 @@ def test_signal_stops_the_run_and_its_workers(sig, rc, line, saved_model, tmp_pa
     assert _gone(workers), "workers outlived their parent"
 
 
+def test_an_interrupted_command_waits_for_the_pools_manager_thread():
+    """Ctrl-C's path kills the workers, then waits for the pool's manager thread: one left running races CPython
+    3.11's exit hook on its wakeup pipe, and the run's last stderr line becomes an EBADF traceback."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from lazarus_bench.cli.common import run_command
+    from lazarus_bench.suite.runner import _stop_workers
+
+    executor = ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn"))
+    futures = [executor.submit(time.sleep, 60) for _ in range(3)]
+    deadline = time.monotonic() + 60
+    while not any(f.running() for f in futures) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    processes = list(executor._processes.values())
+    manager, wakeup = executor._executor_manager_thread, executor._executor_manager_thread_wakeup
+
+    def interrupted(args):
+        try:
+            raise KeyboardInterrupt
+        finally:
+            _stop_workers(executor)
+
+    assert run_command(interrupted, None) == 130
+    assert processes and not any(p.is_alive() for p in processes)
+    assert not manager.is_alive() and wakeup._closed
+    assert all(f.done() for f in futures)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
 def test_sigkill_of_the_parent_takes_the_workers_down(saved_model, tmp_path):
     proc = _start_run(str(saved_model("llama")), tmp_path)

@@ -141,6 +141,14 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
+def _join_pool_threads(timeout: float = 30.0) -> None:
+    """Wait, bounded, for any process pool's manager thread to finish closing its pipes: one still running when
+    the interpreter exits races CPython 3.11's exit hook on its wakeup pipe (a stray EBADF traceback)."""
+    pools = sys.modules.get("concurrent.futures.process")
+    for thread in list(getattr(pools, "_threads_wakeups", {})):
+        thread.join(timeout)
+
+
 def run_command(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run one command: a ``LazarusError`` is one line on stderr and exit 2; Ctrl-C exits 130 and SIGTERM 143, both
     with one line; a closed output pipe (``| head``) ends quietly."""
@@ -153,9 +161,11 @@ def run_command(fn: Callable[[argparse.Namespace], int], args: argparse.Namespac
         print(f"lazarus-bench: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line, whatever it wraps
         return 2
     except KeyboardInterrupt:
+        _join_pool_threads()
         print("lazarus-bench: interrupted", file=sys.stderr)
         return 130
     except Terminated:
+        _join_pool_threads()
         print("lazarus-bench: terminated", file=sys.stderr)
         return 143
     except BrokenPipeError:
