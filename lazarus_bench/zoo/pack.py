@@ -14,7 +14,10 @@ import json
 import lzma
 import os
 import tempfile
+import warnings
 from pathlib import Path
+
+from ..io import sha256_file
 
 SUFFIX = ".planes.xz"
 ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
@@ -102,28 +105,55 @@ def shipped_bytes(root: Path) -> int:
                if p.is_file() and p not in unpacked and ".checkpoints" not in p.parts)
 
 
+def _manifest_sha(out: Path) -> str | None:
+    """The sha256 the model's manifest names for ``out``; None without a manifest or an entry."""
+    manifest = out.parent / "manifest.json"
+    return json.loads(manifest.read_text())["files"].get(out.name) if manifest.is_file() else None
+
+
 def unpack(pack: Path) -> Path:
     """Write the pack's file next to it, atomically (parallel workers may race; they write the same bytes), after
-    checking it against the model's manifest; returns its path. A pack whose bytes do not match raises ValueError."""
+    checking it against the model's manifest; stamp it with the pack's mtime; return its path. A pack whose bytes do
+    not match raises ValueError."""
     data = unpack_bytes(pack.read_bytes())
     out = target(pack)
-    manifest = out.parent / "manifest.json"
-    expected = json.loads(manifest.read_text())["files"].get(out.name) if manifest.is_file() else None
+    expected = _manifest_sha(out)
     if expected is not None and hashlib.sha256(data).hexdigest() != expected:
-        raise ValueError(f"{pack}: unpacked bytes do not match {out.name}'s sha256 in {manifest}")
+        raise ValueError(f"{pack}: unpacked bytes do not match {out.name}'s sha256 in its manifest")
     _write_atomic(out, data)
+    _stamp(pack, out)
     return out
 
 
+def _stamp(pack: Path, out: Path) -> None:
+    """Give the unpacked file its pack's mtime: a file changed since (damaged, or its pack replaced by a pull) no
+    longer carries it, and two stat calls find it."""
+    mtime = pack.stat().st_mtime_ns
+    os.utime(out, ns=(mtime, mtime))
+
+
+def _stamped(pack: Path) -> bool:
+    return target(pack).stat().st_mtime_ns == pack.stat().st_mtime_ns
+
+
 def ensure_unpacked(root: Path) -> list[Path]:
-    """Unpack every pack under ``root`` whose file is missing (a fresh clone, or one deleted because it was damaged);
-    returns what was written. A pack that cannot be written (a read-only install) or does not match its manifest
-    (damaged: `git checkout` restores it) is skipped: loading the model then names the missing file."""
+    """Unpack every pack under ``root`` whose file is missing (a fresh clone) or changed since it was unpacked and no
+    longer what its manifest names (damaged, or left from before a pull); returns what was written. The unpacked file
+    is derived (git ignores it; the pack ships), so replacing it is a repair. A pack that cannot be written (a
+    read-only install) or does not match its manifest (damaged: `git checkout` restores it) is skipped: loading the
+    model then names the file."""
     written = []
     for pack in packed_files(root):
-        if not target(pack).is_file():
-            try:
-                written.append(unpack(pack))
-            except (PermissionError, ValueError, lzma.LZMAError):
+        out = target(pack)
+        try:
+            if out.is_file() and _stamped(pack):
                 continue
+            if out.is_file() and sha256_file(out) == _manifest_sha(out):
+                _stamp(pack, out)  # unchanged bytes with another mtime (unpacked before stamps, or touched)
+                continue
+            if out.is_file():
+                warnings.warn(f"{out} does not match its manifest: unpacking it again from {pack.name}", stacklevel=2)
+            written.append(unpack(pack))
+        except (PermissionError, ValueError, lzma.LZMAError):
+            continue
     return written

@@ -85,6 +85,34 @@ def test_a_fresh_folder_is_unpacked_once_and_a_damaged_pack_is_skipped(tmp_path)
     assert not (model / "model.safetensors").exists()
 
 
+def test_a_damaged_unpacked_file_is_unpacked_again_and_a_touched_one_is_kept(tmp_path):
+    import os
+
+    import pytest
+
+    model = tmp_path / "base"
+    model.mkdir()
+    for name in ("manifest.json", f"model.safetensors{P.SUFFIX}"):
+        shutil.copy(WEIGHTS / "base" / name, model / name)
+    weights = model / "model.safetensors"
+    assert P.ensure_unpacked(tmp_path) == [weights]
+    good = weights.read_bytes()
+
+    os.utime(weights, ns=(1, 1))  # same bytes, another mtime: hashed once, re-stamped, not rewritten
+    inode = weights.stat().st_ino
+    assert P.ensure_unpacked(tmp_path) == []
+    assert weights.stat().st_ino == inode and weights.stat().st_mtime_ns != 1
+
+    damaged = bytearray(good)
+    damaged[-1] ^= 1
+    with weights.open("r+b") as f:  # in place, as a stray write would
+        f.write(bytes(damaged))
+    with pytest.warns(UserWarning, match="does not match its manifest"):
+        assert P.ensure_unpacked(tmp_path) == [weights]
+    assert weights.read_bytes() == good
+    assert P.ensure_unpacked(tmp_path) == []
+
+
 def test_zoo_pack_packs_a_new_or_rebuilt_model_and_leaves_packed_ones(tmp_path, capsys):
     from lazarus_bench.cli.zoo import main
 
