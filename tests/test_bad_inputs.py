@@ -302,33 +302,58 @@ def test_signal_stops_the_run_and_its_workers(sig, rc, line, saved_model, tmp_pa
     assert _gone(workers), "workers outlived their parent"
 
 
-def test_an_interrupted_command_waits_for_the_pools_manager_thread():
-    """Ctrl-C's path kills the workers, then waits for the pool's manager thread: one left running races CPython
-    3.11's exit hook on its wakeup pipe, and the run's last stderr line becomes an EBADF traceback."""
+def _spawn_pool_with_running_jobs():
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
-
-    from lazarus_bench.cli.common import run_command
-    from lazarus_bench.suite.runner import _stop_workers
 
     executor = ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn"))
     futures = [executor.submit(time.sleep, 60) for _ in range(3)]
     deadline = time.monotonic() + 60
     while not any(f.running() for f in futures) and time.monotonic() < deadline:
         time.sleep(0.05)
+    return executor, futures
+
+
+@pytest.mark.parametrize("exc,rc", [("interrupt", 130), ("terminate", 143), ("error", 2)])
+def test_a_command_that_stops_its_pool_waits_for_the_pools_manager_thread(exc, rc):
+    """Ctrl-C, SIGTERM or an error kill the workers, then the command waits for the pool's manager thread: one left
+    running races CPython 3.11's exit hook on its wakeup pipe, and the last stderr line becomes an EBADF traceback."""
+    from lazarus_bench.cli.common import Terminated, run_command
+    from lazarus_bench.errors import LazarusError
+    from lazarus_bench.suite.runner import _stop_workers
+
+    executor, futures = _spawn_pool_with_running_jobs()
     processes = list(executor._processes.values())
     manager, wakeup = executor._executor_manager_thread, executor._executor_manager_thread_wakeup
 
-    def interrupted(args):
+    def stopped(args):
         try:
-            raise KeyboardInterrupt
+            raise {"interrupt": KeyboardInterrupt(), "terminate": Terminated(), "error": LazarusError("x")}[exc]
         finally:
             _stop_workers(executor)
 
-    assert run_command(interrupted, None) == 130
+    assert run_command(stopped, None) == rc
     assert processes and not any(p.is_alive() for p in processes)
     assert not manager.is_alive() and wakeup._closed
     assert all(f.done() for f in futures)
+
+
+def test_a_command_leaves_a_pool_still_in_use_alone():
+    from lazarus_bench.cli.common import run_command
+
+    executor, futures = _spawn_pool_with_running_jobs()
+    joined = []
+    executor._executor_manager_thread.join = lambda *a, **k: joined.append(a)
+    try:
+        assert run_command(lambda args: 0, None) == 0
+        assert joined == [] and executor._executor_manager_thread.is_alive()
+    finally:
+        for f in futures:
+            f.cancel()
+        for process in executor._processes.values():
+            process.kill()
+        del executor._executor_manager_thread.join
+        executor.shutdown(wait=True)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")

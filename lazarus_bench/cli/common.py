@@ -142,11 +142,17 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def _join_pool_threads(timeout: float = 30.0) -> None:
-    """Wait, bounded, for any process pool's manager thread to finish closing its pipes: one still running when
-    the interpreter exits races CPython 3.11's exit hook on its wakeup pipe (a stray EBADF traceback)."""
+    """Wait, bounded, for the manager threads of process pools being shut down to finish closing their pipes: one
+    still running when the interpreter exits races CPython 3.11's exit hook on its wakeup pipe (a stray EBADF
+    traceback). Pools still in use are left alone."""
     pools = sys.modules.get("concurrent.futures.process")
     for thread in list(getattr(pools, "_threads_wakeups", {})):
-        thread.join(timeout)
+        executor = getattr(thread, "executor_reference", lambda: None)()
+        if executor is None or getattr(executor, "_shutdown_thread", True):
+            try:
+                thread.join(timeout)
+            except (KeyboardInterrupt, Terminated):  # a second Ctrl-C while it winds down: exit all the same
+                return
 
 
 def run_command(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -161,11 +167,9 @@ def run_command(fn: Callable[[argparse.Namespace], int], args: argparse.Namespac
         print(f"lazarus-bench: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line, whatever it wraps
         return 2
     except KeyboardInterrupt:
-        _join_pool_threads()
         print("lazarus-bench: interrupted", file=sys.stderr)
         return 130
     except Terminated:
-        _join_pool_threads()
         print("lazarus-bench: terminated", file=sys.stderr)
         return 143
     except BrokenPipeError:
@@ -176,5 +180,6 @@ def run_command(fn: Callable[[argparse.Namespace], int], args: argparse.Namespac
         print(f"lazarus-bench: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     finally:
+        _join_pool_threads()  # on every way out: an error, like Ctrl-C, leaves a pool stopped without waiting
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
