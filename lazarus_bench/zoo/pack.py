@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 from ..io import sha256_file
+from .registry import MANIFEST
 
 SUFFIX = ".planes.xz"
 ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
@@ -107,7 +108,7 @@ def shipped_bytes(root: Path) -> int:
 
 def _manifest_sha(out: Path) -> str | None:
     """The sha256 the model's manifest names for ``out``; None without a manifest or an entry."""
-    manifest = out.parent / "manifest.json"
+    manifest = out.parent / MANIFEST
     return json.loads(manifest.read_text())["files"].get(out.name) if manifest.is_file() else None
 
 
@@ -119,7 +120,7 @@ def unpack(pack: Path) -> Path:
     out = target(pack)
     expected = _manifest_sha(out)
     if expected is not None and hashlib.sha256(data).hexdigest() != expected:
-        raise ValueError(f"{pack}: unpacked bytes do not match {out.name}'s sha256 in its manifest")
+        raise ValueError(f"{pack}: unpacked bytes do not match {out.name}'s sha256 in {out.parent / MANIFEST}")
     _write_atomic(out, data)
     _stamp(pack, out)
     return out
