@@ -95,11 +95,14 @@ def measure_lens(handle, *, n_prompts: int = 32, seq_len: int = 16, repeats: int
         "forward": lambda: mx.eval(handle.forward(tokens).hidden),
         "encode": lambda: [handle.encode(t) for t in texts],
     }
+    agreement = None
     try:
         if model_dir is not None:
-            run_torch = lens_torch(model_dir, np.array(tokens), top_k)
+            run_torch = lens_torch(model_dir, np.array(tokens), top_k, texts)
             fns["torch"], fns["torch_1"] = (lambda: run_torch(2)), (lambda: run_torch(1))
-            fns["torch_forward_1"] = lambda: run_torch(1, stats=False)
+            fns["torch_forward_1"] = lambda: run_torch(1, "forward")
+            fns["torch_same_1"] = lambda: run_torch(1, "same")
+            agreement = same_work_agreement(logit_lens(handle, texts, top_k=top_k), run_torch(1, "same"))
     except ImportError:
         pass
     times = interleaved_times(fns, repeats)
@@ -117,12 +120,14 @@ def measure_lens(handle, *, n_prompts: int = 32, seq_len: int = 16, repeats: int
         "api_prompts_per_s": n / median(times["api"]),
         "torch_prompts_per_s": n / median(times["torch"]) if "torch" in times else None,
         "torch_1_prompts_per_s": n / median(times["torch_1"]) if "torch_1" in times else None,
+        "torch_same_1_prompts_per_s": n / median(times["torch_same_1"]) if "torch_same_1" in times else None,
         "api_over_torch": speed_ratios(times, "api", "torch"),
         "api_over_torch_1": speed_ratios(times, "api", "torch_1"),
+        "api_over_torch_same_1": speed_ratios(times, "api", "torch_same_1"), "torch_same_agreement": agreement,
         "one_pass_over_torch_1": speed_ratios(times, "one_pass", "torch_1"),
         "forward_over_torch_forward_1": speed_ratios(times, "forward", "torch_forward_1"),
         "split_s": {k: median(v) for k, v in times.items() if k in ("api", "forward", "encode", "torch_1",
-                                                                    "torch_forward_1")},
+                                                                    "torch_forward_1", "torch_same_1")},
         "ratio": median(ratios), "ratios": ratios,
         "ratio_cpu": median([p / o for p, o in zip(cpu["per_layer"], cpu["one_pass"])]),
         "max_entropy_diff": diff, "times": times, "cpu_times": cpu, "silu": silu,
@@ -153,6 +158,19 @@ def measure_silu(handle, tokens: mx.array, repeats: int = 5) -> dict:
             "exp_ns": ns["exp"], "mul_ns": ns["mul"], "numpy_exp_ns": ns["numpy_exp"]}
 
 
+def same_work_agreement(ours: list, theirs: list[dict]) -> dict:
+    """How far the API's lens and torch's same-work script disagree: token strings equal, the share of (prompt,
+    layer) cells with the same top-k ids in order, the largest entropy and KL differences (nats). Evidence that the
+    two timed scripts compute the same thing."""
+    return {
+        "tokens_equal": all(o.tokens == t["tokens"] for o, t in zip(ours, theirs)) and len(ours) == len(theirs),
+        "top_ids_equal_share": float(np.mean([[e[1] for e in o.top[i][0]] == [e[1] for e in t["top"][i]]
+                                              for o, t in zip(ours, theirs) for i in range(len(t["top"]))])),
+        "max_entropy_diff": max(float(np.max(np.abs(o.entropy[:, -1] - t["entropy"]))) for o, t in zip(ours, theirs)),
+        "max_kl_diff": max(float(np.max(np.abs(o.kl_to_final[:, -1] - t["kl"]))) for o, t in zip(ours, theirs)),
+    }
+
+
 def speed_ratios(times: dict[str, list[float]], ours: str, theirs: str) -> list[float] | None:
     """Per-repeat speed of ``ours`` over ``theirs`` (their seconds / ours, adjacent calls); None if not timed."""
     return [t / o for o, t in zip(times[ours], times[theirs])] if theirs in times else None
@@ -178,29 +196,55 @@ def measure_probes(handle, *, n_permutations: int = 20) -> dict:
     }
 
 
-def lens_torch(model_dir: str, tokens: np.ndarray, top_k: int = 5) -> Callable[[int], Any]:
+def lens_torch(model_dir: str, tokens: np.ndarray, top_k: int = 5, texts: list[str] | None = None
+               ) -> Callable[..., Any]:
     """What a user would write instead with Hugging Face transformers on torch (CPU): ``output_hidden_states``, the
     final norm and ``lm_head`` at the last position of every layer, a full-vocabulary softmax, top-k and entropy.
-    Returns the function to time, called with torch's thread count (the model loaded once; ``stats=False``: the
-    forward alone); needs torch (the ``hf`` extra). Our BLAS is pinned to one thread, so one torch thread is the
-    like-for-like run."""
+    Returns the function to time, called with torch's thread count and ``work``: ``"forward"`` (the forward alone),
+    ``"stats"`` (from token ids: top-k and entropy) or ``"same"`` (the API's work: from ``texts`` through the
+    tokenizer, top-k, entropy and KL to the final layer, top-k decoded to strings, one result per prompt). Needs torch
+    (the ``hf`` extra). Our BLAS is pinned to one thread, so one torch thread is the like-for-like run."""
     import torch
     import transformers
 
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir) if texts is not None else None
     ids = torch.tensor(np.asarray(tokens))
     norm, head = model.model.norm, model.lm_head
 
-    def run(threads: int, stats: bool = True):
+    def layer_log_probs(hidden) -> list:
+        """Log-probabilities at the last position per layer (transformers' last hidden state is already normed)."""
+        return [torch.log_softmax(head(h[:, -1] if i == len(hidden) - 1 else norm(h[:, -1])), dim=-1)
+                for i, h in enumerate(hidden)]
+
+    def same_work() -> list[dict]:
+        batch = torch.tensor(tokenizer(texts)["input_ids"])
+        logps = layer_log_probs(model(batch, output_hidden_states=True).hidden_states)
+        final = logps[-1]
+        tops = [torch.topk(lp, top_k, dim=-1) for lp in logps]
+        entropy = torch.stack([-(lp.exp() * lp).sum(-1) for lp in logps])
+        kl = torch.stack([(final.exp() * (final - lp)).sum(-1) for lp in logps])
+        vocab: dict[int, str] = {}
+
+        def text(t: int) -> str:
+            if t not in vocab:
+                vocab[t] = tokenizer.decode([t])
+            return vocab[t]
+
+        top_ids = [t.indices.tolist() for t in tops]
+        top_p = [t.values.exp().tolist() for t in tops]
+        return [{"tokens": [text(t) for t in row], "entropy": entropy[:, b].numpy(), "kl": kl[:, b].numpy(),
+                 "top": [[(text(t), t, q) for t, q in zip(ti[b], tp[b])] for ti, tp in zip(top_ids, top_p)]}
+                for b, row in enumerate(batch.tolist())]
+
+    def run(threads: int, work: str = "stats"):
         torch.set_num_threads(threads)
         with torch.no_grad():
+            if work == "same":
+                return same_work()
             hidden = model(ids, output_hidden_states=True).hidden_states
-            out = []
-            if not stats:
+            if work == "forward":
                 return hidden
-            for i, h in enumerate(hidden):  # transformers' last hidden state is already normed
-                logp = torch.log_softmax(head(h[:, -1] if i == len(hidden) - 1 else norm(h[:, -1])), dim=-1)
-                out.append((torch.topk(logp, top_k, dim=-1), -(logp.exp() * logp).sum(-1)))
-            return out
+            return [(torch.topk(lp, top_k, dim=-1), -(lp.exp() * lp).sum(-1)) for lp in layer_log_probs(hidden)]
 
     return run

@@ -34,7 +34,7 @@ class Plan:
     grpo_steps: int = 4
     pretrain_batch: int = 64
     lens_prompts: int = 64
-    lens_repeats: int = 5
+    lens_repeats: int = 9
     probe_permutations: int = 50
     mlx_lm_iters: int = 40
     mlx_lm_report: int = 5

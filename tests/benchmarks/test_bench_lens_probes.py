@@ -63,6 +63,10 @@ def test_lens_api_against_transformers_on_torch(benchmark, record, handle, bench
                                     "api_over_torch", "torch_1_prompts_per_s", "api_over_torch_1",
                                     "one_pass_over_torch_1")})
     assert figures["torch_1_prompts_per_s"] > 0 and len(figures["api_over_torch_1"]) == 5
+    agree = figures["torch_same_agreement"]  # the same-work script computes what the API does
+    assert agree["tokens_equal"] and agree["top_ids_equal_share"] >= 0.95
+    assert agree["max_entropy_diff"] < 1e-3 and agree["max_kl_diff"] < 1e-2
+    assert len(figures["api_over_torch_same_1"]) == 5
     split = figures["split_s"]
     assert len(figures["forward_over_torch_forward_1"]) == 5 and split["forward"] + split["encode"] < split["api"]
 
