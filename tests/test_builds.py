@@ -260,6 +260,11 @@ def test_the_first_page_gives_each_builds_empirical_mde():
             _record("zoo:base@s4", "REFUTED").replace(graded=(graded((0, 1, 2, 4)),)),
             _record("zoo:base@s8", "REFUTED").replace(graded=(graded((0, 0, 0, 0)),))]
     assert _mde(rows) == "s1 0.8125, s4 0.91, s8 none found vs writeup 0.8125 (peak accuracy)"
+    same = [r.replace(graded=(graded((0, 0, 4, 4)),)) for r in rows]  # builds that agree read once
+    assert _mde(same) == "0.8125 on all 3 builds vs writeup 0.8125 (peak accuracy)"
+    four = same[:2] + [rows[2], _record("zoo:base@s9", "REFUTED").replace(graded=(graded((0, 0, 0, 0)),))]
+    assert _mde(four) == "0.8125 on s1, s4; none found on s8, s9 vs writeup 0.8125 (peak accuracy)"
+    assert _mde(rows + four[3:]).startswith("s1 0.8125, s4 0.91, s8 none found, s9 none found vs")  # 3 values of 4
     assert _mde(rows[:1] + [_record("zoo:base@s9", "REFUTED")]) == "s1 0.8125 vs writeup 0.8125 (peak accuracy)"
     assert _mde([_record("zoo:base@s9", "REFUTED")]) == "no graded control"
     absence = replace(graded((0, 0, 4, 4)), writeup=0.5, claimed=0.75)
@@ -308,6 +313,11 @@ def test_an_unpooled_effect_names_its_statistic_once():
             for r, v, lo, hi in zip(rows, (0.875, 1.0), (0.75, float("nan")), (1.0, float("nan")))]
     assert effect_text(rows) == "probe accuracy = 0.875 [0.75, 1] (s1); 1 [no interval] (s4)"
     assert effect_text(rows[:1]) == "probe accuracy = 0.875 [0.75, 1]"
+    more = [_record(f"zoo:base@s{k}", "SUPPORTED") for k in (8, 9)]
+    more = [r.replace(statistic=replace(r.statistic, name="probe accuracy", statistic=1.0, ci_low=float("nan"),
+                                        ci_high=float("nan"))) for r in more]
+    assert effect_text(rows + more) == "probe accuracy = 0.875 [0.75, 1] on s1; 1 [no interval] on s4, s8, s9"
+    assert effect_text(rows[1:] + more) == "probe accuracy = 1 [no interval] on all 3 builds"
 
 
 def test_an_undefined_interval_reads_as_such_in_every_table(tmp_path):

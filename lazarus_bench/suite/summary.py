@@ -5,6 +5,7 @@ side with the between- and within-build variance where the statistic pools."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from tabulate import tabulate
@@ -172,9 +173,12 @@ def _effect(rs: list[Record]) -> str:
     if components:
         return (f"{name} = {_num(components['grand_mean'])} "
                 f"{interval(components['ci_low'], components['ci_high'])} over {len(measured)} builds")
-    per_build = [f"{_num(r.statistic.statistic)} {interval(r.statistic.ci_low, r.statistic.ci_high)}"
-                 + (f" ({variant_build(r)[1]})" if len(rs) > 1 else "") for r in measured]
-    return f"{name} = " + "; ".join(per_build)
+    per_build = [(variant_build(r)[1], f"{_num(r.statistic.statistic)} "
+                                       f"{interval(r.statistic.ci_low, r.statistic.ci_high)}")
+                 for r in measured]
+    if len(rs) == 1:
+        return f"{name} = {per_build[0][1]}"
+    return f"{name} = " + _per_build(per_build, lambda b, v: f"{v} ({b})")
 
 
 def _build_outcome(record: Record) -> str:
@@ -199,8 +203,8 @@ def _mde(rs: list[Record]) -> str:
     parts = []
     for runs in by_name.values():
         g = runs[0][1]
-        found = ", ".join(f"{build} {g2.mde:.4g}" if g2.mde is not None else f"{build} none found"
-                          for build, g2 in runs)
+        found = _per_build([(build, f"{g2.mde:.4g}" if g2.mde is not None else "none found") for build, g2 in runs],
+                           lambda b, v: f"{b} {v}", ", ")
         rests = "" if g.claimed == g.writeup else f", the verdict rests on the threshold {g.claimed:.4g}"
         parts.append(f"{found} vs writeup {g.writeup:.4g}{rests} ({g.units})")
     return "; ".join(parts)
@@ -245,6 +249,17 @@ def _untestable(claim_id: str, grouped: dict[tuple[str, str], list[Record]], ski
             skips[_clip(r.reason, 70)].append(_short(r.model.id))
     notes += [f"n/a ({why}): {', '.join(models)}" for why, models in skips.items()]
     return "; ".join(notes) or "-"
+
+
+def _per_build(found: list[tuple[str, str]], each: Callable[[str, str], str], sep: str = "; ") -> str:
+    """Builds' values for the first page: "v on all N builds" when they agree, grouped by value where that at least
+    halves the entries ("v on s1, s4; w on s8"), else one ``each(build, value)`` per build."""
+    values = {v for _, v in found}
+    if len(found) > 1 and len(values) == 1:
+        return f"{found[0][1]} on all {len(found)} builds"
+    if 2 * len(values) > len(found):
+        return sep.join(each(b, v) for b, v in found)
+    return _values_on(found)
 
 
 def _values_on(found: list[tuple[str, str]]) -> str:
