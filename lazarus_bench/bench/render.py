@@ -208,37 +208,7 @@ def render_bench_md(results: dict) -> str:
                         fmt(grpo["peak_memory_gb"])]],
                       ["model", "rollouts/step", "max new tokens", "generation tok/s", "update tok/s",
                        "overall tok/s", "time generating", "MLX peak GB"])]
-    lens = results.get("lens")
-    if lens:
-        out += ["", "## Logit lens and probes", "",
-                table([["one captured forward + eager statistics (all layers)", fmt(lens["one_pass_prompts_per_s"])],
-                       ["a truncated forward per layer", fmt(lens["per_layer_prompts_per_s"])],
-                       ["`logit_lens()` API (top-5 decoded)", fmt(lens["api_prompts_per_s"])]]
-                      + [[label, fmt(lens[key])] for key, label in (
-                          ("torch_prompts_per_s",
-                           "transformers on torch (output_hidden_states, norm, lm_head, softmax; 2 threads)"),
-                          ("torch_1_prompts_per_s", "... same on torch with 1 thread (our BLAS runs 1 thread)"),
-                          ("torch_same_1_prompts_per_s", "transformers on torch doing the API's work: text in, "
-                                                         "KL too, top-5 decoded (1 thread)"))
-                         if lens.get(key)],
-                      ["logit lens over all layers", "prompts/s"])]
-        for key, what in (("api_over_torch", "API / torch (2 threads)"), ("api_over_torch_1", "API / torch (1 thread)"),
-                          ("one_pass_over_torch_1", "one captured forward + eager statistics / torch (1 thread)"),
-                          ("forward_over_torch_forward_1", "the captured forward alone / torch's forward alone "
-                                                           "(1 thread)")):
-            if lens.get(key):
-                ratios = sorted(lens[key])
-                out += ["", f"{what} speed, interleaved repeats: median {fmt(ratios[len(ratios) // 2])} "
-                            f"(range {fmt(ratios[0])}-{fmt(ratios[-1])}, {len(ratios)} repeats)."]
-        out += _lens_split(lens.get("split_s"))
-        silu = lens.get("silu")
-        if silu:
-            shape = " x ".join(map(str, silu["shape"]))
-            out += ["", f"Where the forward's time goes: the MLP's SiLU at the forward's shape ({shape}) takes "
-                        f"{pct(silu['silu_share'])} of the captured forward ({silu['layers']} blocks, "
-                        f"{fmt(silu['silu_s'])} of {fmt(silu['forward_s'])} s): MLX's CPU exp runs "
-                        f"{fmt(silu['exp_ns'])} ns per element, numpy's {fmt(silu['numpy_exp_ns'])}, "
-                        f"an MLX multiply {fmt(silu['mul_ns'])}."]
+    out += _lens_section(results.get("lens"), table)
     out += _jit_section(results.get("jit"), table)
     out += engines_section(results.get("engines"), table, fmt)
     probes = results.get("probes")
@@ -350,6 +320,49 @@ def _cost_sections(job: dict | None, zoo: dict | None, table) -> list[str]:
                    f"total is {fmt(zoo['wall_s'])} s)")
         out += ["", f"## Zoo build (from the shipped manifests): {heading}", "",
                 table(rows, ["model", "build s", "training tokens", "tokens/s", "ranks", "recipe"])]
+    return out
+
+
+def _lens_section(lens: dict | None, table) -> list[str]:
+    """The logit lens section: throughput per method, the ratios beside torch and the stacked pass, where the
+    time goes."""
+    if not lens:
+        return []
+    out = ["", "## Logit lens and probes", "",
+            table([["one captured forward + eager statistics (all layers)", fmt(lens["one_pass_prompts_per_s"])],
+                   ["a truncated forward per layer", fmt(lens["per_layer_prompts_per_s"])],
+                   ["`logit_lens()` API (top-5 decoded)", fmt(lens["api_prompts_per_s"])]]
+                  + [[label, fmt(lens[key])] for key, label in (
+                      ("torch_prompts_per_s",
+                       "transformers on torch (output_hidden_states, norm, lm_head, softmax; 2 threads)"),
+                      ("torch_1_prompts_per_s", "... same on torch with 1 thread (our BLAS runs 1 thread)"),
+                      ("torch_same_1_prompts_per_s", "transformers on torch doing the API's work: text in, "
+                                                     "KL too, top-5 decoded (1 thread)"))
+                     if lens.get(key)],
+                  ["logit lens over all layers", "prompts/s"])]
+    for key, what in (("api_over_torch", "API / torch (2 threads)"), ("api_over_torch_1", "API / torch (1 thread)"),
+                      ("one_pass_over_torch_1", "one captured forward + eager statistics / torch (1 thread)"),
+                      ("forward_over_torch_forward_1", "the captured forward alone / torch's forward alone "
+                                                       "(1 thread)"),
+                      ("stacked_over_one_pass", "the statistics in one compiled pass over the stacked layers / a "
+                                                "round of eager ops per layer (both with the forward)")):
+        if lens.get(key):
+            ratios = sorted(lens[key])
+            out += ["", f"{what} speed, interleaved repeats: median {fmt(ratios[len(ratios) // 2])} "
+                        f"(range {fmt(ratios[0])}-{fmt(ratios[-1])}, {len(ratios)} repeats)."]
+    if lens.get("stacked_over_one_pass"):
+        out += ["", f"The stacked pass's entropies differ from the per-layer rounds' by at most "
+                    f"{fmt(lens.get('stacked_max_entropy_diff'))} nats: compiling the API's statistics would save "
+                    "what this ratio says, no more."]
+    out += _lens_split(lens.get("split_s"))
+    silu = lens.get("silu")
+    if silu:
+        shape = " x ".join(map(str, silu["shape"]))
+        out += ["", f"Where the forward's time goes: the MLP's SiLU at the forward's shape ({shape}) takes "
+                    f"{pct(silu['silu_share'])} of the captured forward ({silu['layers']} blocks, "
+                    f"{fmt(silu['silu_s'])} of {fmt(silu['forward_s'])} s): MLX's CPU exp runs "
+                    f"{fmt(silu['exp_ns'])} ns per element, numpy's {fmt(silu['numpy_exp_ns'])}, "
+                    f"an MLX multiply {fmt(silu['mul_ns'])}."]
     return out
 
 

@@ -169,6 +169,7 @@ def test_write_bench_on_synthetic_numbers(tmp_path):
                  "torch_prompts_per_s": 180.0, "api_over_torch": [0.4, 0.5, 0.6],
                  "torch_1_prompts_per_s": 120.0, "api_over_torch_1": [0.7, 0.75, 0.9],
                  "one_pass_over_torch_1": [0.8, 0.85, 0.95], "forward_over_torch_forward_1": [0.9, 0.97, 1.0],
+                 "stacked_over_one_pass": [0.99, 1.02, 1.05], "stacked_max_entropy_diff": 0.0,
                  "api_over_torch_same_1": [0.78, 0.82, 0.95], "torch_same_1_prompts_per_s": 110.0,
                  "torch_same_agreement": {"tokens_equal": True, "top_ids_equal_share": 1.0,
                                           "max_entropy_diff": 3e-05, "max_kl_diff": 0.0002},
@@ -204,6 +205,9 @@ def test_write_bench_on_synthetic_numbers(tmp_path):
     assert ("decoding and the result objects 12.6 ms against the top-k and entropy of torch's script from token ids "
             "3 ms. The whole API: 55 ms; torch: 42 ms from token ids, and 44 ms doing the API's work") in text
     assert "forward alone (1 thread) speed, interleaved repeats: median 0.97" in text
+    assert ("the statistics in one compiled pass over the stacked layers / a round of eager ops per layer (both with "
+            "the forward) speed, interleaved repeats: median 1.02 (range 0.99-1.05, 3 repeats)") in text
+    assert "differ from the per-layer rounds' by at most 0 nats" in text
     for heading in ("## Ratios", "## Training step throughput", "## Logit lens and probes", "## SFT LoRA: ours vs",
                     "## BLAS", "## Scaling", "## Formulas", "## Errors"):
         assert heading in text
