@@ -32,19 +32,13 @@ def lens_one_pass(handle, tokens: mx.array, top_k: int = 5) -> list[tuple[mx.arr
     return out
 
 
-def stacked_lens(handle, top_k: int = 5) -> Callable[[mx.array], list[mx.array]]:
+def stacked_lens(handle, top_k: int = 5) -> Callable[[mx.array], tuple[mx.array, ...]]:
     """The statistics of :func:`lens_one_pass` from one compiled pass over the stacked last-position states of every
     layer instead of a round of eager ops per layer: what compiling the API's per-layer statistics would save."""
-    def stats(stacked: mx.array) -> tuple[mx.array, mx.array]:
-        log_probs = _log_softmax(handle.lens_logits(stacked))
-        return -mx.sum(mx.exp(log_probs) * log_probs, axis=-1), log_probs
+    compiled = mx.compile(lambda stacked: _lens_stats(_log_softmax(handle.lens_logits(stacked)), top_k))
 
-    compiled = mx.compile(stats)
-
-    def run(tokens: mx.array) -> list[mx.array]:
-        entropy, log_probs = compiled(mx.stack([h[:, -1] for h in handle.forward(tokens).hidden]))
-        idx = mx.argpartition(-log_probs, kth=top_k - 1, axis=-1)[..., :top_k]
-        out = [entropy, idx, mx.take_along_axis(log_probs, idx, axis=-1)]
+    def run(tokens: mx.array) -> tuple[mx.array, ...]:
+        out = compiled(mx.stack([h[:, -1] for h in handle.forward(tokens).hidden]))
         mx.eval(out)
         return out
 
