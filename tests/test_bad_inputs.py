@@ -58,6 +58,7 @@ CASES = [
     (["train", "sft", "-m", "@llama", "-o", "@tmp/numbers.jsonl"], "exists and is not a folder"),
     (["report", "--report-dir", "@tmp/nothing"], "no records folder"),
     (["zoo", "list", "--json", "/proc/zoo.json"], "is not writable"),
+    (["zoo", "list", "--dir", "@tmp"], "no zoo model in it"),
     (["frobnicate"], "unknown command"),
     (["train", "dual-reward", "-m", "@llama", "-o", "@tmp/o", "--cls-weight", "2"], "in [0, 1]"),
     (["train", "dual-reward", "-m", "@llama", "-o", "@tmp/o", "--cls-weight", "-0.1"], "in [0, 1]"),

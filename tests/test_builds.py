@@ -226,7 +226,8 @@ def test_a_second_micro_build_runs_and_reports_across_builds(tmp_path, monkeypat
               kinds=("base", "instruct"), stamp={"lock": {"version": "v1+5", "frozen": True}})
     assert zoo_main(["list", "--size", "micro"]) == 0
     listed = capsys.readouterr().out
-    assert "development build at" in listed and "build s2 at" in listed
+    assert "development build (seed 0; " in listed and "build s2 (seed 2, confirmatory under lock v1+5) at" in listed
+    assert listed.splitlines()[-1].startswith("2 builds; base meets its gates in 0 of 2; instruct in 2, untied in 0, ")
     assert R.build_info("zoo-micro:base@s2") == {"seed": 2, "role": "confirmatory", "weight_decay": 0.01,
                                                   "lock": {"version": "v1+5", "frozen": True}}
     assert R.build_info("zoo-micro:base")["role"] == "development"

@@ -60,7 +60,7 @@ def _zoo_rows(root: Path) -> list[dict]:
     for kind in KINDS:
         model_dir = root / kind
         if not (model_dir / "config.json").is_file():
-            rows.append({"model": kind, "status": "missing"})
+            rows.append({"model": kind, "status": "absent"})
             continue
         try:
             manifest = verify(model_dir)
@@ -87,6 +87,34 @@ def _zoo_rows(root: Path) -> list[dict]:
         if metrics is not None:
             row["gates"] = _gates_cell(row["model"], metrics, base)
     return rows
+
+
+def _build_title(build: str, path: Path) -> str:
+    """'development build (seed 1)', or 'build s4 (seed 4, confirmatory under lock v1+3)': a confirmatory build was
+    built under a frozen lock, an exploratory one was not (the rule of ``zoo.registry.build_info``)."""
+    try:
+        manifest = json.loads((path / "base" / "manifest.json").read_text())
+    except (OSError, ValueError):
+        manifest = {}
+    seed, lock = manifest.get("corpus_seed", build[1:] or "?"), manifest.get("lock")
+    if not build:
+        return f"development build (seed {seed}; criteria and controls were tuned on it)"
+    role = f"confirmatory under lock {lock.get('version')}" if isinstance(lock, dict) else "exploratory"
+    return f"build {build} (seed {seed}, {role})"
+
+
+def _builds_summary(listed: dict[str, list[dict]]) -> str:
+    """One line under the tables: how many builds, how many bases meet their gates, and how many builds have each
+    derived variant (a build ships its base and only the variants its claims use that met their gates)."""
+    from ..zoo.build import KINDS
+
+    def count(kind: str, met: bool = False) -> int:
+        return sum(any(r["model"] == kind and r["status"] == "verified" and (not met or r.get("gates") == "met")
+                       for r in rows) for rows in listed.values())
+
+    n, variants = len(listed), ", ".join(f"{kind} in {count(kind)}" for kind in KINDS[1:])
+    return (f"{n} build{'s' * (n > 1)}; base meets its gates in {count('base', met=True)} of {n}; {variants}. "
+            "An absent variant was not derived for that build or missed its gates: docs/zoo.md, 'Every seed tried'.")
 
 
 def _gates_cell(kind: str, metrics: dict, base: dict) -> str:
@@ -131,12 +159,18 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     if args.action in ("list", "pack", "eval") and args.dir and not Path(args.dir).is_dir():
         raise LazarusError(f"--dir {args.dir}: no such zoo directory")
     if args.action == "list":
+        from ..zoo.build import KINDS
         from ..zoo.registry import zoo_builds
 
         root = Path(args.dir) if args.dir else zoo_root(micro)
+        if not any((path / kind / "config.json").is_file() for path in zoo_builds(root).values() for kind in KINDS):
+            raise LazarusError(f"{root}: no zoo model in it (a zoo has <dir>/base/config.json); see `zoo build --help`")
+        listed = {}
         for build, path in zoo_builds(root).items():
-            print(f"zoo ({args.size}) {'build ' + build if build else 'development build'} at {path}")
-            print(_table(_zoo_rows(path)))
+            listed[build] = _zoo_rows(path)
+            print(f"zoo ({args.size}) {_build_title(build, path)} at {path}")
+            print(_table(listed[build]))
+        print(_builds_summary(listed))
         return 0
     if args.action == "pack":
         return _pack(Path(args.dir) if args.dir else zoo_root(micro))

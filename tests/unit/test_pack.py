@@ -138,6 +138,25 @@ def test_zoo_list_counts_a_packed_model_once(capsys):
     assert float(base.split()[5]) == round(shipped, 1) and shipped < 3.2  # the pack and the tokenizer, not the file
 
 
+def test_zoo_list_titles_each_build_and_counts_its_variants(capsys):
+    from lazarus_bench.cli.zoo import main
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    builds = sorted((WEIGHTS / "builds").glob("s*"), key=lambda d: int(d.name[1:]))
+    for d in builds:
+        lock = json.loads((d / "base" / "manifest.json").read_text())["lock"]["version"]
+        assert f"zoo (default) build {d.name} (seed {d.name[1:]}, confirmatory under lock {lock}) at {d}" in out
+    seed = json.loads((WEIGHTS / "base" / "manifest.json").read_text())["corpus_seed"]
+    assert out[0].startswith(f"zoo (default) development build (seed {seed}; ")
+    have = {kind: sum((d / kind / "config.json").is_file() for d in [WEIGHTS, *builds])
+            for kind in ("instruct", "untied", "moe")}
+    assert out[-1].startswith(f"{len(builds) + 1} builds; base meets its gates in {len(builds) + 1} of "
+                              f"{len(builds) + 1}; instruct in {have['instruct']}, untied in {have['untied']}, "
+                              f"moe in {have['moe']}. ")
+    assert sum(line.split()[1:] == ["absent"] for line in out) == 3 * (len(builds) + 1) - sum(have.values())
+
+
 def test_zoo_commands_on_a_missing_dir_say_so_in_one_line(tmp_path, capsys):
     from lazarus_bench.cli.zoo import main
 
