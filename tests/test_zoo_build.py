@@ -325,3 +325,30 @@ def test_a_base_meeting_its_gates_is_not_extended(tmp_path):
 
     assert B._train_to_criterion(spec, man, tmp_path, {}, 0, spec.pretrain, never, never, tmp_path, True,
                                  False) is man
+
+
+def test_zoo_build_never_replaces_a_model_built_from_another_config(micro_zoo, tmp_path, capsys):
+    """`zoo build` on a zoo whose verified base came from another config (its steps, or a build's weight decay)
+    stops before anything runs with one line naming the difference, and changes no file."""
+    import shutil
+
+    from lazarus_bench.cli.zoo import main as zoo_main
+    from lazarus_bench.errors import LazarusError
+
+    built, _ = micro_zoo
+    out = tmp_path / "zoo"
+    shutil.copytree(built / "base", out / "base")
+    steps = B.SIZES["micro"].pretrain.steps
+    with pytest.raises(LazarusError, match=rf"base was built from another config \(train.steps: 6 -> {steps}\)"):
+        B.refuse_replacing(out, size="micro", seed=0)
+    before = {p: p.stat().st_mtime_ns for p in sorted(out.rglob("*"))}
+    assert zoo_main(["build", "--size", "micro", "--seed", "0", "--dir", str(out), "--models", "instruct"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "would be replaced" in err[0] and "--force" in err[0]
+    assert {p: p.stat().st_mtime_ns for p in sorted(out.rglob("*"))} == before
+    B.refuse_replacing(tmp_path / "empty", size="micro", seed=0)  # nothing built there: nothing to replace
+
+    root = B.ensure_micro_zoo()  # built with the micro defaults: adding to it is allowed, another recipe is not
+    B.refuse_replacing(root, size="micro")
+    with pytest.raises(LazarusError, match=r"train.weight_decay: 0.01 -> 0.1"):
+        B.refuse_replacing(root, size="micro", weight_decay=0.1)

@@ -200,16 +200,43 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
     if args.builds:
         return _builds(args)
-    default_out = zoo_root(True) if micro else Path(zoo_root(True)).parent / "zoo-rebuilt"
-    out = Path(args.dir) if args.dir else default_out
-    from ..zoo.build import KINDS
     from ..zoo.pretrain import world
 
+    ((out, _, kinds),) = _build_targets(args)
     manifests = build_zoo(out, size=args.size, seed=args.seed, force=args.force, weight_decay=args.weight_decay,
-                          kinds=tuple(args.models) if args.models else KINDS)
+                          kinds=kinds)
     if world()[1] != 0:
         return 0
     _print_built(args, out, manifests)
+    return 0
+
+
+def _build_targets(args: argparse.Namespace) -> list[tuple[Path, int | None, tuple[str, ...]]]:
+    """(directory, seed, kinds) of each zoo `zoo build` writes: the rebuilt zoo (or --dir), or with --builds one
+    build per seed beside the development build."""
+    from ..zoo.build import KINDS, SIZES
+    from ..zoo.registry import build_dir, zoo_root
+
+    micro = args.size == "micro"
+    if not args.builds:
+        out = Path(args.dir) if args.dir else zoo_root(True) if micro else Path(zoo_root(True)).parent / "zoo-rebuilt"
+        return [(out, args.seed, tuple(args.models) if args.models else KINDS)]
+    root = Path(args.dir) if args.dir else zoo_root(micro)
+    if SIZES[args.size].seed in args.builds or args.seed is not None:
+        raise LazarusError(f"--builds: seed {SIZES[args.size].seed} is the development build at {root} (and --seed "
+                           "does not combine with --builds); name the other builds' seeds")
+    kinds = tuple(args.models) if args.models else ("base", "instruct", "moe")
+    return [(build_dir(root, seed), seed, kinds) for seed in args.builds]
+
+
+def _refuse_replacing(args: argparse.Namespace) -> int:
+    """Before anything is built (and before ranks start): unless --force, no verified model is replaced by one
+    from another config (a build's other weight decay, say), whichever zoo the command writes."""
+    from ..zoo.build import refuse_replacing
+
+    if not args.force:
+        for out, seed, kinds in _build_targets(args):
+            refuse_replacing(out, size=args.size, seed=seed, weight_decay=args.weight_decay, kinds=kinds)
     return 0
 
 
@@ -218,23 +245,16 @@ def _builds(args: argparse.Namespace) -> int:
     import time
 
     from ..claims import prereg
-    from ..zoo.build import SIZES, build_zoo
+    from ..zoo.build import build_zoo
     from ..zoo.pretrain import world
-    from ..zoo.registry import build_dir, zoo_root
 
-    root = Path(args.dir) if args.dir else zoo_root(args.size == "micro")
-    if SIZES[args.size].seed in args.builds or args.seed is not None:
-        raise LazarusError(f"--builds: seed {SIZES[args.size].seed} is the development build at {root} (and --seed "
-                           "does not combine with --builds); name the other builds' seeds")
     lock = prereg.read_lock_file()
     stamp = {"lock": {"version": prereg.lock_version(lock), "frozen": bool(lock.get("frozen"))}} \
         if lock.get("frozen") else {}
-    for seed in args.builds:
-        out = build_dir(root, seed)
+    for out, seed, kinds in _build_targets(args):
         start = time.perf_counter()
         manifests = build_zoo(out, size=args.size, seed=seed, force=args.force, stamp=stamp,
-                              weight_decay=args.weight_decay,
-                              kinds=tuple(args.models) if args.models else ("base", "instruct", "moe"))
+                              weight_decay=args.weight_decay, kinds=kinds)
         if world()[1] == 0:
             print(f"build s{seed}: {time.perf_counter() - start:.0f} s")
             _print_built(args, out, manifests)
@@ -301,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     ranks = args.ranks or default_ranks(args.size)
+    if args.action == "build" and not is_rank() and (status := run_command(_refuse_replacing, args)):
+        return status
     if args.action == "build" and ranks > 1 and not is_rank():
         return launch(["-m", "lazarus_bench.cli.zoo", *argv], ranks)
     return run_command(cmd_zoo, args)

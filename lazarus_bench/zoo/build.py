@@ -26,6 +26,7 @@ import mlx.core as mx
 from tokenizers import Tokenizer
 
 from .. import blas
+from ..errors import LazarusError
 from ..io import sha256_file
 from ..models import save_model
 from . import pretrain as P
@@ -209,9 +210,67 @@ def _build_configs(kind: str, spec: SizeSpec, size: str, seed: int, arch: dict, 
                                       "nll_weight": spec.dpo_nll_weight, "reference": "the SFT model",
                                       **asdict(replace(spec.preference, seed=seed + 11,
                                                        name=f"{size}/instruct-dpo"))}
-    if kind == "instruct" or derived:
+    if (kind == "instruct" or derived) and manifests is not None:
         build_config["base_sha256"] = manifests["base"]["files"]["model.safetensors"]
     return build_config, stage1_config
+
+
+def _derived_kinds(spec: SizeSpec) -> tuple[str, ...]:
+    """The kinds adapted from the base by further training (untied, moe), when the size derives them."""
+    return ("untied", "moe") if spec.derived is not None else ()
+
+
+def _kind_configs(kind: str, spec: SizeSpec, size: str, seed: int, pre: P.TrainConfig, ins: P.TrainConfig,
+                  steps: int | None, vocab: int, manifests: dict | None) -> tuple[dict, P.TrainConfig, dict, dict]:
+    """(architecture, first-stage training config, whole build config, first-stage build config) of ``kind``;
+    without ``manifests`` a derived model's config lacks its base's hash (not known before the base is built)."""
+    derived = kind in _derived_kinds(spec)
+    arch = _arch_config(kind, spec, vocab)
+    tcfg = _train_config(kind, spec, size, seed, pre, ins, steps, derived)
+    return (arch, tcfg, *_build_configs(kind, spec, size, seed, arch, tcfg, derived, manifests))
+
+
+def _build_order(kinds: tuple[str, ...], derived_kinds: tuple[str, ...]) -> list[str]:
+    """The kinds to build in dependency order, with the base first whenever another kind starts from it."""
+    return [k for k in KINDS if k in kinds or (k == "base" and any(d in kinds for d in ("instruct", *derived_kinds)))]
+
+
+def refuse_replacing(out_dir: str | os.PathLike, size: str = "default", seed: int | None = None,
+                     weight_decay: float | None = None, kinds: tuple[str, ...] = KINDS) -> None:
+    """Raise, naming the differing settings, when ``build_zoo`` with these arguments would replace a verified model
+    in ``out_dir`` built from another config (its first stage alone counts as the same: the build resumes it). A
+    derived model's base hash and architecture are left out: a rebuilt base makes it stale, and it is rebuilt too."""
+    spec = SIZES[size] if weight_decay is None else with_weight_decay(SIZES[size], weight_decay)
+    seed = spec.seed if seed is None else seed
+    pre, ins = replace(spec.pretrain, seed=seed), replace(spec.instruct, seed=seed + 1)
+    for kind in _build_order(kinds, _derived_kinds(spec)):
+        try:
+            old = verify(Path(out_dir) / kind).get("build_config") or {}
+        except ZooIntegrityError:
+            continue
+        dropped = {"base_sha256"} | ({"arch"} if kind != "base" else set())
+
+        def kept(config: dict) -> dict:
+            return {k: v for k, v in config.items() if k not in dropped}
+
+        new = _kind_configs(kind, spec, size, seed, pre, ins, None, spec.vocab_size, None)[2:]
+        if kept(old) not in map(kept, new):
+            diff = "; ".join(_differences(kept(old), kept(new[0]))[:4])
+            raise LazarusError(f"{Path(out_dir) / kind} was built from another config ({diff}) and would be replaced: "
+                               "build with its settings (`zoo list` shows its weight decay) to add models beside it, "
+                               "or pass --force to rebuild it")
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    """'train.weight_decay: 0.1 -> 0.01' for each setting that differs (one level into nested configs)."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{k}.{kk}: {a.get(kk)} -> {b.get(kk)}" for kk in sorted(set(a) | set(b)) if a.get(kk) != b.get(kk)]
+        elif a != b:
+            out.append(f"{k}: {a} -> {b}")
+    return out
 
 
 def _starting_point(kind: str, spec: SizeSpec, out: Path, arch: dict, tcfg: P.TrainConfig, tok, seed: int,
@@ -279,7 +338,8 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int | Non
 
     ``steps``/``instruct_steps`` override the size's step counts (tests use tiny values); ``stamp`` is written
     into every manifest (the lock a confirmatory build was made under); ``weight_decay`` replaces the base's
-    in pretraining, anneal and extensions (a recipe variant; the build configs record it).
+    in pretraining, anneal and extensions (a recipe variant; the build configs record it); a verified model
+    built from another config is rebuilt (the CLI first asks :func:`refuse_replacing`).
     Interrupted builds resume from the per-model checkpoints in ``out_dir/.checkpoints``; models
     whose manifest verifies with the same build config are skipped unless ``force``. Under
     :func:`lazarus_bench.zoo.ranks.launch` every rank runs this function: training is data parallel,
@@ -320,16 +380,13 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int | Non
         P.barrier()
 
     manifests: dict[str, dict] = {}
-    order = [k for k in KINDS if k in kinds]
-    derived_kinds = ("untied", "moe") if spec.derived is not None else ()
-    if ("instruct" in order or any(k in order for k in derived_kinds)) and "base" not in order:
-        order.insert(0, "base")
+    derived_kinds = _derived_kinds(spec)
+    order = _build_order(kinds, derived_kinds)
     for kind in order:
         model_dir = out / kind
         derived = kind in derived_kinds
-        arch = _arch_config(kind, spec, vocab)
-        tcfg = _train_config(kind, spec, size, seed, pre, ins, steps, derived)
-        build_config, stage1_config = _build_configs(kind, spec, size, seed, arch, tcfg, derived, manifests)
+        arch, tcfg, build_config, stage1_config = _kind_configs(kind, spec, size, seed, pre, ins, steps, vocab,
+                                                                manifests)
         man = None if force else _skip_if_built(model_dir, build_config)
         if man is not None:
             _log(progress, f"{kind}: already built and verified, skipping")
