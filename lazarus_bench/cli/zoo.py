@@ -175,14 +175,18 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     if args.action == "pack":
         return _pack(Path(args.dir) if args.dir else zoo_root(micro))
     if args.action == "eval":
+        from ..zoo.build import KINDS
         from ..zoo.evaluate import METRICS, evaluate_dir
+        from ..zoo.registry import resolve_zoo
 
         root = Path(args.dir) if args.dir else zoo_root(micro)
         rows, payload = [], {}
-        for kind in args.models or ["base", "instruct", "untied", "moe"]:
-            from ..zoo.registry import resolve_zoo
-
-            model_dir = root / kind if args.dir else resolve_zoo(("zoo-micro:" if micro else "zoo:") + kind)
+        kinds = args.models or list(KINDS)
+        dirs = {k: root / k if args.dir else resolve_zoo(("zoo-micro:" if micro else "zoo:") + k) for k in kinds}
+        if absent := [k for k, d in dirs.items() if not (d / "config.json").is_file()]:  # before any evaluation
+            have = ", ".join(k for k in KINDS if (root / k / "config.json").is_file()) or "none"
+            raise LazarusError(f"--dir {root}: no {', '.join(absent)} model in it (available: {have})")
+        for kind, model_dir in dirs.items():
             metrics = evaluate_dir(model_dir)
             if args.write:
                 _record_metrics(model_dir, metrics)
