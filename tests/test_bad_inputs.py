@@ -59,6 +59,7 @@ CASES = [
     (["report", "--report-dir", "@tmp/nothing"], "no records folder"),
     (["zoo", "list", "--json", "/proc/zoo.json"], "is not writable"),
     (["zoo", "list", "--dir", "@tmp"], "no zoo model in it"),
+    (["zoo", "build", "--builds", "2", "--seed", "3", "--dir", "@tmp"], "--seed does not combine with --builds"),
     (["zoo", "eval", "--dir", "@tmp", "--models", "base", "untied"], "no base, untied model in it (available: none)"),
     (["frobnicate"], "unknown command"),
     (["train", "dual-reward", "-m", "@llama", "-o", "@tmp/o", "--cls-weight", "2"], "in [0, 1]"),

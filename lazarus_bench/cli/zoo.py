@@ -226,9 +226,11 @@ def _build_targets(args: argparse.Namespace) -> list[tuple[Path, int | None, tup
         out = Path(args.dir) if args.dir else zoo_root(True) if micro else Path(zoo_root(True)).parent / "zoo-rebuilt"
         return [(out, args.seed, tuple(args.models) if args.models else KINDS)]
     root = Path(args.dir) if args.dir else zoo_root(micro)
-    if SIZES[args.size].seed in args.builds or args.seed is not None:
-        raise LazarusError(f"--builds: seed {SIZES[args.size].seed} is the development build at {root} (and --seed "
-                           "does not combine with --builds); name the other builds' seeds")
+    if args.seed is not None:
+        raise LazarusError("--seed does not combine with --builds: --builds names each build's seed")
+    if SIZES[args.size].seed in args.builds:
+        raise LazarusError(f"--builds: seed {SIZES[args.size].seed} is the development build at {root}; name the "
+                           "other builds' seeds")
     kinds = tuple(args.models) if args.models else ("base", "instruct", "moe")
     return [(build_dir(root, seed), seed, kinds) for seed in args.builds]
 
