@@ -57,6 +57,7 @@ CASES = [
     (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--lr", "nan"], "expected a finite number in [0, inf)"),
     (["train", "sft", "-m", "@llama", "-o", "@tmp/numbers.jsonl"], "exists and is not a folder"),
     (["report", "--report-dir", "@tmp/nothing"], "no records folder"),
+    (["report", "--report-dir", "@tmp/empty"], "no records in"),
     (["zoo", "list", "--json", "/proc/zoo.json"], "is not writable"),
     (["zoo", "list", "--dir", "@tmp"], "no zoo model in it"),
     (["zoo", "build", "--builds", "2", "--seed", "3", "--dir", "@tmp"], "--seed does not combine with --builds"),
@@ -84,6 +85,7 @@ CASES = [
 def bad_files(tmp_path):
     (tmp_path / "numbers.jsonl").write_text('{"prompt": 7, "completion": 56}\n')
     (tmp_path / "broken.jsonl").write_text('{"prompt": "7 * 8 = ", "completion": "56"\n')
+    (tmp_path / "empty" / "records").mkdir(parents=True)
     return tmp_path
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from .common import Parser, apply_include, check_records_read, include_args, run_command
@@ -20,8 +21,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_report(args: argparse.Namespace) -> int:
     apply_include(args)
+    from ..errors import LazarusError
+    from ..suite.records import RECORDS_DIR
     from ..suite.report import render
 
+    folder = Path(args.report_dir) / RECORDS_DIR
+    if folder.is_dir() and not any(folder.glob("*.json")):  # a wrong folder, not an empty report
+        raise LazarusError(f"no records in {str(folder)!r}: run `lazarus-bench run --report-dir {args.report_dir}` "
+                           "first")
     print(render(args.report_dir))
     check_records_read(args.report_dir)
     return 0
