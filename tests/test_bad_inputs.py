@@ -56,6 +56,8 @@ CASES = [
     (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--lr", "-1"], "expected a finite number in [0, inf)"),
     (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--lr", "nan"], "expected a finite number in [0, inf)"),
     (["train", "sft", "-m", "@llama", "-o", "@tmp/numbers.jsonl"], "exists and is not a folder"),
+    (["train", "sft", "-m", "@llama", "-o", "@llama"], "holds a model or adapter that training would write"),
+    (["train", "sft", "-m", "@llama", "-o", "@tmp/zoo-model"], "holds a model or adapter"),
     (["report", "--report-dir", "@tmp/nothing"], "no records folder"),
     (["report", "--report-dir", "@tmp/empty"], "no records in"),
     (["zoo", "list", "--json", "/proc/zoo.json"], "is not writable"),
@@ -86,6 +88,8 @@ def bad_files(tmp_path):
     (tmp_path / "numbers.jsonl").write_text('{"prompt": 7, "completion": 56}\n')
     (tmp_path / "broken.jsonl").write_text('{"prompt": "7 * 8 = ", "completion": "56"\n')
     (tmp_path / "empty" / "records").mkdir(parents=True)
+    (tmp_path / "zoo-model").mkdir()
+    (tmp_path / "zoo-model" / "manifest.json").write_text("{}")
     return tmp_path
 
 

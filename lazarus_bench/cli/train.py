@@ -193,6 +193,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         check_steps(args.steps or SFTConfig().train.steps, tuple(args.save_at), owner="--save-at: ")
     handle = _load(args)
     out = Path(args.out)
+    _check_out(out, handle)
     out.mkdir(parents=True, exist_ok=True)
     result = TRAINERS[args.method](args, handle)
     peak = fp16_headroom(handle)
@@ -203,6 +204,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     path = write_json(args.json or out / "result.json", payload)
     print(f"{args.method}: wrote {path}")
     return 0
+
+
+def _check_out(out: Path, handle) -> None:
+    """The output folder is never the trained model's folder, its adapter's, or a zoo model's: training writes
+    adapters, checkpoints and result.json there (and, fine-tuning in full, the model's own file names)."""
+    own = [Path(p).resolve() for p in (handle.path, handle.adapter_path) if p]
+    if out.resolve() in own or (out / "manifest.json").is_file():
+        raise LazarusError(f"-o {out}: that folder holds a model or adapter that training would write beside or over; "
+                           "name a new folder for the training output")
 
 
 FP16_MAX = 65504.0
