@@ -60,6 +60,8 @@ CASES = [
     (["train", "sft", "-m", "@llama", "-o", "@tmp/zoo-model"], "holds a model or adapter"),
     (["report", "--report-dir", "@tmp/nothing"], "no records folder"),
     (["report", "--report-dir", "@tmp/empty"], "no records in"),
+    (["bench", "--quick", "--report-dir", "/proc/bench"], "is not writable"),
+    (["bench", "--quick", "--report-dir", "@tmp/numbers.jsonl"], "is not writable"),
     (["zoo", "list", "--json", "/proc/zoo.json"], "is not writable"),
     (["zoo", "list", "--dir", "@tmp"], "no zoo model in it"),
     (["zoo", "build", "--builds", "2", "--seed", "3", "--dir", "@tmp"], "--seed does not combine with --builds"),

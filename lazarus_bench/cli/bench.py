@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from .common import Parser, run_command
@@ -20,7 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from ..bench.run import run_bench
+    from ..io import check_writable
 
+    for name in ("BENCH.md", "bench.json"):  # before minutes of measurements, not after
+        check_writable(Path(args.report_dir) / name)
     print(run_bench(args.report_dir, quick=args.quick))
     return 0
 
