@@ -30,6 +30,7 @@ from lazarus_bench.suite.summary import (
     variant_build,
 )
 from lazarus_bench.zoo import registry as R
+from lazarus_bench.zoo.gates import GATES
 from lazarus_bench.zoo.registry import MANIFEST, resolve_zoo
 
 
@@ -228,6 +229,16 @@ def test_a_second_micro_build_runs_and_reports_across_builds(tmp_path, monkeypat
     listed = capsys.readouterr().out
     assert "development build (seed 0; " in listed and "build s2 (seed 2, confirmatory under lock v1+5) at" in listed
     assert listed.splitlines()[-1].startswith("2 builds; base meets its gates in 0 of 2; instruct in 2, untied in 0, ")
+    evaluate = ["eval", "--size", "micro", "--builds", "2", "--models", "base", "--json", str(tmp_path / "e.json")]
+    assert zoo_main(evaluate) == 0
+    assert "zoo (micro) build s2 (seed 2, confirmatory under lock v1+5)" in capsys.readouterr().out
+    evaluated = json.loads((tmp_path / "e.json").read_text())
+    recorded = json.loads((R.build_dir(root, 2) / "base" / "manifest.json").read_text())["metrics"]
+    assert list(evaluated) == ["s2"] and list(evaluated["s2"]) == ["base"]
+    assert {g: evaluated["s2"]["base"][g] for g in GATES} == {g: recorded[g] for g in GATES}  # the build's model
+    assert zoo_main(["list", "--size", "micro", "--builds", "2", "--json", str(tmp_path / "l.json")]) == 0
+    assert list(json.loads((tmp_path / "l.json").read_text())) == ["s2"]
+    assert "development" not in capsys.readouterr().out
     assert R.build_info("zoo-micro:base@s2") == {"seed": 2, "role": "confirmatory", "weight_decay": 0.01,
                                                   "lock": {"version": "v1+5", "frozen": True}}
     assert R.build_info("zoo-micro:base")["role"] == "development"

@@ -28,13 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="build seed (default: the one its zoo was built with); replicas: init seed (default 0)")
     p.add_argument("--builds", type=_seeds, metavar="SEEDS",
                    help="build: other builds of the zoo, one per seed (e.g. 2,3,4), each into <zoo>/builds/s<SEED> "
-                        "(base, instruct, moe), stamped with the lock in force; list shows every build")
+                        "(base, instruct, moe), stamped with the lock in force; list, eval: only these builds "
+                        "(list's default: every build)")
     p.add_argument("--force", action="store_true", help="rebuild models that already verify")
     p.add_argument("--ranks", type=option("ranks"), default=None,
                    help="data-parallel training processes for a build (default: 2 on 2+ cores, 1 for micro)")
     p.add_argument("--weight-decay", type=option("weight_decay"), default=None,
                    help="build: the base's AdamW weight decay in pretraining, anneal and extensions (recipe: 0.01)")
-    p.add_argument("--json", metavar="PATH", type=output_file)
+    p.add_argument("--json", metavar="PATH", type=output_file,
+                   help="eval: the metrics per model (per build with --builds); list: the table's rows per build")
     p.add_argument("--write", action="store_true",
                    help="eval: store the fresh metrics in each model's manifest (the weights are checked first)")
     return p
@@ -150,9 +152,18 @@ def _record_metrics(model_dir: Path, metrics: dict) -> None:
     write_manifest(model_dir, manifest)
 
 
+APPLIES = {"models": ("build", "eval"), "seed": ("build", "replicas"), "builds": ("build", "eval", "list"),
+           "force": ("build", "replicas"), "ranks": ("build",), "weight_decay": ("build",), "json": ("eval", "list"),
+           "write": ("eval",)}  # the options each action reads; given to another, they would be silently ignored
+
+
 def cmd_zoo(args: argparse.Namespace) -> int:
     from ..zoo.registry import zoo_root
 
+    for name, actions in APPLIES.items():
+        if getattr(args, name) not in (None, False) and args.action not in actions:
+            raise LazarusError(f"--{name.replace('_', '-')} does not apply to `zoo {args.action}` (only to "
+                               f"{', '.join(actions)})")
     micro = args.size == "micro"
     if args.action == "replicas":
         return _replicas(args)
@@ -163,43 +174,27 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         from ..zoo.registry import zoo_builds
 
         root = Path(args.dir) if args.dir else zoo_root(micro)
-        if not any((path / kind / "config.json").is_file() for path in zoo_builds(root).values() for kind in KINDS):
+        builds = zoo_builds(root)
+        if not any((path / kind / "config.json").is_file() for path in builds.values() for kind in KINDS):
             raise LazarusError(f"{root}: no zoo model in it (a zoo has <dir>/base/config.json); see `zoo build --help`")
+        if args.builds and (unknown := [f"s{seed}" for seed in args.builds if f"s{seed}" not in builds]):
+            raise LazarusError(f"--builds: no build {', '.join(unknown)} in {root} (builds: "
+                               f"{', '.join(b for b in builds if b) or 'none'})")
         listed = {}
-        for build, path in zoo_builds(root).items():
+        for build, path in builds.items():
+            if args.builds and build not in {f"s{seed}" for seed in args.builds}:
+                continue
             listed[build] = _zoo_rows(path)
             print(f"zoo ({args.size}) {_build_title(build, path)} at {path}")
             print(_table(listed[build]))
         print(_builds_summary(listed))
+        if args.json:
+            write_json(args.json, {build or "development": rows for build, rows in listed.items()})
         return 0
     if args.action == "pack":
         return _pack(Path(args.dir) if args.dir else zoo_root(micro))
     if args.action == "eval":
-        from ..zoo.build import KINDS
-        from ..zoo.evaluate import METRICS, evaluate_dir
-        from ..zoo.registry import resolve_zoo
-
-        root = Path(args.dir) if args.dir else zoo_root(micro)
-        rows, payload = [], {}
-        kinds = args.models or list(KINDS)
-        dirs = {k: root / k if args.dir else resolve_zoo(("zoo-micro:" if micro else "zoo:") + k) for k in kinds}
-        if absent := [k for k, d in dirs.items() if not (d / "config.json").is_file()]:  # before any evaluation
-            have = ", ".join(k for k in KINDS if (root / k / "config.json").is_file()) or "none"
-            raise LazarusError(f"--dir {root}: no {', '.join(absent)} model in it (available: {have})")
-        for kind, model_dir in dirs.items():
-            metrics = evaluate_dir(model_dir)
-            if args.write:
-                _record_metrics(model_dir, metrics)
-            payload[kind] = metrics
-            rows.append({"model": kind, **{g: f"{metrics[g]:.1%}" for g in METRICS if g in metrics},
-                         "GRPO start reward": f"{metrics['grpo_start_reward']['rate']:.2f}",
-                         "statements": f"{metrics['statements']['accuracy']:.1%}"})
-        for row in rows:
-            row["gates"] = _gates_cell(row["model"], payload[row["model"]], payload.get("base") or _shipped_base(root))
-        print(_table(rows))
-        if args.json:
-            write_json(args.json, payload)
-        return 0
+        return _eval(args, Path(args.dir) if args.dir else zoo_root(micro))
     from ..zoo.build import build_zoo
 
     if args.builds:
@@ -212,6 +207,44 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     if world()[1] != 0:
         return 0
     _print_built(args, out, manifests)
+    return 0
+
+
+def _eval(args: argparse.Namespace, root: Path) -> int:
+    """``zoo eval``: re-measure the gates of the named models, in the development build or in each of --builds."""
+    from ..zoo.build import KINDS
+    from ..zoo.evaluate import METRICS, evaluate_dir
+    from ..zoo.registry import build_dir, resolve_zoo
+
+    prefix = "zoo-micro:" if args.size == "micro" else "zoo:"
+    folders = {f"s{seed}": build_dir(root, seed) for seed in args.builds} if args.builds else {"": root}
+    kinds = args.models or list(KINDS)
+    dirs = {}
+    for build, folder in folders.items():  # every named model is found before any is evaluated
+        dirs[build] = {k: folder / k if args.dir else resolve_zoo(prefix + k + (f"@{build}" if build else ""))
+                       for k in kinds}
+        if absent := [k for k, d in dirs[build].items() if not (d / "config.json").is_file()]:
+            have = ", ".join(k for k in KINDS if (folder / k / "config.json").is_file()) or "none"
+            raise LazarusError(f"--dir {folder}: no {', '.join(absent)} model in it (available: {have})")
+    payload = {}
+    for build, models in dirs.items():
+        rows, payload[build] = [], {}
+        for kind, model_dir in models.items():
+            metrics = evaluate_dir(model_dir)
+            if args.write:
+                _record_metrics(model_dir, metrics)
+            payload[build][kind] = metrics
+            rows.append({"model": kind, **{g: f"{metrics[g]:.1%}" for g in METRICS if g in metrics},
+                         "GRPO start reward": f"{metrics['grpo_start_reward']['rate']:.2f}",
+                         "statements": f"{metrics['statements']['accuracy']:.1%}"})
+        for row in rows:
+            base = payload[build].get("base") or _shipped_base(folders[build])
+            row["gates"] = _gates_cell(row["model"], payload[build][row["model"]], base)
+        if build:
+            print(f"zoo ({args.size}) {_build_title(build, folders[build])}")
+        print(_table(rows))
+    if args.json:
+        write_json(args.json, payload if args.builds else payload[""])
     return 0
 
 
