@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
+from ..errors import LazarusError
 from .common import Parser, _table, apply_include, include_args, run_command
 
 HELP = ("list the claim registry; --freeze pre-registers every claim's criteria, tests, parameters and measure; "
@@ -41,6 +43,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
     from ..claims.base import all_claims, get_claim
 
     path = args.lock_file or prereg.LOCK
+    _check_options(args)
     if args.freeze:
         data = prereg.freeze(path, basis=args.basis or "the registry as committed")
         print(f"froze {len(data['frozen']['claims'])} claims as version {data['frozen']['version']} in {path}")
@@ -65,6 +68,18 @@ def cmd_claims(args: argparse.Namespace) -> int:
             for c in all_claims()]
     print(_table(rows))
     return 0
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """An option the chosen action does not read is an error, not silently ignored; so is a --lock-file that does
+    not exist, except for --freeze (which writes it)."""
+    for name, given, action in (("--why", args.why, "--amend"), ("--what", args.what, "--amend"),
+                                ("--records", args.records != "reports", "--amend"),
+                                ("--basis", args.basis, "--freeze")):
+        if given and not getattr(args, action[2:]):
+            raise LazarusError(f"{name} applies only with {action}")
+    if args.lock_file and not args.freeze and not Path(args.lock_file).is_file():
+        raise LazarusError(f"--lock-file {args.lock_file}: no such file (only --freeze writes a new one)")
 
 
 def spec_markdown(claims, lock: dict) -> str:
