@@ -83,6 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     claim_ids = [c.strip() for part in (args.claims or []) for c in part.split(",") if c.strip()]
     if args.claims is not None and not claim_ids:
         raise LazarusError(f"--claims {','.join(args.claims)!r} names no claim; leave it out to run every claim")
+    _check_protocols(claim_ids, args.protocol, args.tier)
     overrides = args.params
     from ..suite.runner import default_jobs
 
@@ -93,6 +94,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"report: {render(report_dir)}")
     check_records_read(report_dir)
     return 0
+
+
+def _check_protocols(claim_ids: list[str], protocols: list[str] | None, tier: str) -> None:
+    """With --protocol, every named claim (or, naming none, at least one claim) has a chosen protocol on this tier;
+    else the run would do nothing for it and say nothing."""
+    if not protocols:
+        return
+    from ..claims.base import all_claims, get_claim
+
+    chosen = [get_claim(i) for i in claim_ids] if claim_ids else all_claims()
+    lacking = [c for c in chosen if not set(protocols) & set(c.tier_protocols(tier))]
+    if lacking and (claim_ids or len(lacking) == len(chosen)):
+        has = "; ".join(f"{c.id}: {', '.join(c.tier_protocols(tier))}" for c in lacking[:4])
+        raise LazarusError(f"--protocol {', '.join(protocols)}: not a protocol of {', '.join(c.id for c in lacking)} "
+                           f"on the {tier} tier (theirs: {has}{'; ...' if len(lacking) > 4 else ''})")
 
 
 def default_report_dir(models: Sequence[str] | None, adapter: str | None, tier: str) -> str:
