@@ -70,6 +70,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise LazarusError("--address names a Ray cluster: use it with --engine ray")
     if args.adapter and len(args.model or []) != 1:
         raise LazarusError("--adapter needs exactly one -m MODEL: the checkpoint the adapter was trained on")
+    claim_ids = [c.strip() for part in (args.claims or []) for c in part.split(",") if c.strip()]
+    if args.claims is not None and not claim_ids:
+        raise LazarusError(f"--claims {','.join(args.claims)!r} names no claim; leave it out to run every claim")
+    _check_claims(claim_ids, args.protocol, args.tier)  # before the fast tier builds its micro zoo
     models = args.model or default_models()
     if not args.model and args.tier != "fast":
         models = without_unfit_builds(models, zoo_root())
@@ -80,10 +84,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         models = [m.replace("zoo:", "zoo-micro:") for m in models]
         ensure_micro_zoo(progress=True)
-    claim_ids = [c.strip() for part in (args.claims or []) for c in part.split(",") if c.strip()]
-    if args.claims is not None and not claim_ids:
-        raise LazarusError(f"--claims {','.join(args.claims)!r} names no claim; leave it out to run every claim")
-    _check_protocols(claim_ids, args.protocol, args.tier)
     overrides = args.params
     from ..suite.runner import default_jobs
 
@@ -96,15 +96,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_protocols(claim_ids: list[str], protocols: list[str] | None, tier: str) -> None:
-    """With --protocol, every named claim (or, naming none, at least one claim) has a chosen protocol on this tier;
-    else the run would do nothing for it and say nothing."""
-    if not protocols:
-        return
+def _check_claims(claim_ids: list[str], protocols: list[str] | None, tier: str) -> None:
+    """Every named claim exists and, with --protocol, has a chosen protocol on this tier (naming none: at least one
+    claim has one); else the run would do nothing for it and say nothing."""
     from ..claims.base import all_claims, get_claim
 
-    chosen = [get_claim(i) for i in claim_ids] if claim_ids else all_claims()
-    lacking = [c for c in chosen if not set(protocols) & set(c.tier_protocols(tier))]
+    chosen = [get_claim(i) for i in claim_ids] if claim_ids else all_claims()  # an unknown id: one line here
+    lacking = [c for c in chosen if protocols and not set(protocols) & set(c.tier_protocols(tier))]
     if lacking and (claim_ids or len(lacking) == len(chosen)):
         has = "; ".join(f"{c.id}: {', '.join(c.tier_protocols(tier))}" for c in lacking[:4])
         raise LazarusError(f"--protocol {', '.join(protocols)}: not a protocol of {', '.join(c.id for c in lacking)} "
