@@ -92,8 +92,8 @@ def _zoo_rows(root: Path) -> list[dict]:
 
 
 def _build_title(build: str, path: Path) -> str:
-    """'development build (seed 1)', or 'build s4 (seed 4, confirmatory under lock v1+3)': a confirmatory build was
-    built under a frozen lock, an exploratory one was not (the rule of ``zoo.registry.build_info``)."""
+    """'development build (seed 1; ...)', or 'build s4 (seed 4, confirmatory under lock v1+9)': a confirmatory build
+    was built under a frozen lock, an exploratory one was not (the rule of ``zoo.registry.build_info``)."""
     try:
         manifest = json.loads((path / "base" / "manifest.json").read_text())
     except (OSError, ValueError):
