@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import lazarus_bench  # noqa: F401  (must precede every mlx import)
+from lazarus_bench.options import option
+
+REPORT_DIR = "reports/pytest"
 
 
 def pytest_addoption(parser):
@@ -16,20 +21,29 @@ def pytest_addoption(parser):
                          "tokenizers, random weights), built once into the cache")
     group.addoption("--include", action="append", default=[], metavar="DIR",
                     help="also register (and test) the claims defined in DIR/*.py (repeatable)")
-    group.addoption("--seeds", type=int, default=None, metavar="N",
+    group.addoption("--seeds", type=option("seeds"), default=None, metavar="N",
                     help="number of training seeds per training claim (tested across seeds)")
-    group.addoption("--report-dir", default="reports/pytest", metavar="DIR",
+    group.addoption("--report-dir", default=REPORT_DIR, metavar="DIR",
                     help="where result records and the report go (default reports/pytest; the main job uses reports)")
     group.addoption("--report-only", action="store_true",
                     help="record every verdict but keep the exit code 0 (claims that fail are reported, not failed)")
 
 
 def pytest_configure(config):
-    """Register the ``--include`` folders' claims before the hypothesis tests are generated from the registry."""
-    if config.getoption("--include", default=None):
-        from lazarus_bench.claims.base import include
+    """Register the ``--include`` folders' claims before the hypothesis tests are generated from the registry, and
+    check a --report-dir the user named: a bad one is one usage line now, not a traceback after the claims ran."""
+    from lazarus_bench.errors import LazarusError
+    from lazarus_bench.io import check_writable
 
-        include(config.getoption("--include"))
+    try:
+        if config.getoption("--include", default=None):
+            from lazarus_bench.claims.base import include
+
+            include(config.getoption("--include"))
+        if config.getoption("--report-dir", default=REPORT_DIR) != REPORT_DIR:
+            check_writable(Path(config.getoption("--report-dir")) / "REPORT.md")
+    except LazarusError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -82,7 +82,11 @@ def pytest_sessionfinish(session, exitstatus):
     from pathlib import Path
 
     if _RAN and not hasattr(session.config, "workerinput"):
+        from lazarus_bench.suite.records import RECORDS_DIR
         from lazarus_bench.suite.report import render
 
-        path = render(Path(session.config.getoption("--report-dir")))
-        print(f"\nlazarus_bench report: {path}")
+        report_dir = Path(session.config.getoption("--report-dir"))
+        if not any((report_dir / RECORDS_DIR).glob("*.json")):  # every claim test failed before it could record
+            print(f"\nlazarus_bench report: none written, no record in {report_dir / RECORDS_DIR}")
+            return
+        print(f"\nlazarus_bench report: {render(report_dir)}")

@@ -538,3 +538,29 @@ def test_permission_denied_is_one_line(saved_model, tmp_path):
         assert "not writable" in lines[0] and not list(locked.iterdir())
     finally:
         shutil.rmtree(locked, ignore_errors=True)
+
+
+HYPOTHESIS_SUITE = ["-m", "pytest", "hypotheses/", "-q", "-p", "no:cacheprovider"]
+
+
+@pytest.mark.parametrize("args,phrase", [
+    (["--seeds", "0"], "argument --seeds: expected an integer in [1, inf), got '0'"),
+    (["--report-dir", "/proc/lazarus"], "folder '/proc' is not writable"),
+    (["--include", "@tmp/none"], "not a folder of claim files"),
+])
+def test_a_bad_hypothesis_suite_option_is_a_usage_error(args, phrase, tmp_path):
+    """`pytest hypotheses/` with a bad suite option: pytest's usage error (exit 4) naming it, before collection."""
+    argv = [a.replace("@tmp", str(tmp_path)) for a in args]
+    out = subprocess.run([sys.executable, *HYPOTHESIS_SUITE, "--co", *argv], cwd=Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 4 and phrase in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]
+
+
+def test_a_hypothesis_session_without_records_says_so(tmp_path):
+    """Every claim test failing before it could record (an unknown model) ends with a line, not a traceback."""
+    argv = ["-m", "slow", "-k", "H12", "--model", "zoo:nonexistent", "--report-dir", str(tmp_path / "r")]
+    out = subprocess.run([sys.executable, *HYPOTHESIS_SUITE, *argv], cwd=Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and "zoo model 'zoo:nonexistent' not found" in out.stdout
+    assert f"lazarus_bench report: none written, no record in {tmp_path / 'r' / 'records'}" in out.stdout
+    assert "Traceback" not in out.stdout + out.stderr and not (tmp_path / "r" / "REPORT.md").exists()
