@@ -264,6 +264,23 @@ def test_a_default_build_rebuilds_the_shipped_zoo():
     assert B.SIZES["micro"].seed == 0
 
 
+def test_every_shipped_build_takes_more_models_only_with_its_own_recipe():
+    """`zoo build` may add models to each shipped build when given that build's seed and weight decay (this code's
+    configs are the ones it was built with), and refuses the other weight decay rather than replace its base."""
+    from pathlib import Path
+
+    from lazarus_bench.errors import LazarusError
+
+    shipped = Path(R.__file__).parent / "weights"
+    for build in R.zoo_builds(shipped).values():
+        train = json.loads((build / "base" / "manifest.json").read_text())["build_config"]["train"]
+        seed, wd = train["seed"], train["weight_decay"]
+        B.refuse_replacing(build, size="default", seed=seed, weight_decay=wd)
+        other = 0.1 if wd == 0.01 else 0.01
+        with pytest.raises(LazarusError, match=rf"train.weight_decay: {wd} -> {other}"):
+            B.refuse_replacing(build, size="default", seed=seed, weight_decay=other)
+
+
 def test_a_base_missing_its_gates_trains_to_criterion(micro_zoo, tmp_path, monkeypatch):
     """A micro base cannot add, so it misses the base gates: a base built before the recipe's extensions resumes
     with them up to the cap, each logged with the figures behind it; a base at the cap is left as it is."""

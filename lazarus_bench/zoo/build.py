@@ -235,14 +235,23 @@ def _build_order(kinds: tuple[str, ...], derived_kinds: tuple[str, ...]) -> list
     return [k for k in KINDS if k in kinds or (k == "base" and any(d in kinds for d in ("instruct", *derived_kinds)))]
 
 
+def _recipe(size: str, seed: int | None, weight_decay: float | None, steps: int | None = None,
+            instruct_steps: int | None = None) -> tuple[SizeSpec, int, P.TrainConfig, P.TrainConfig]:
+    """(size spec, seed, pretraining config, instruction-tuning config) of a build: what ``build_zoo`` trains and
+    ``refuse_replacing`` compares with what is already built."""
+    spec = SIZES[size] if weight_decay is None else with_weight_decay(SIZES[size], weight_decay)
+    seed = spec.seed if seed is None else seed
+    pre = replace(spec.pretrain, seed=seed, steps=steps or spec.pretrain.steps)
+    ins = replace(spec.instruct, seed=seed + 1, steps=instruct_steps or spec.instruct.steps)
+    return spec, seed, pre, ins
+
+
 def refuse_replacing(out_dir: str | os.PathLike, size: str = "default", seed: int | None = None,
                      weight_decay: float | None = None, kinds: tuple[str, ...] = KINDS) -> None:
     """Raise, naming the differing settings, when ``build_zoo`` with these arguments would replace a verified model
     in ``out_dir`` built from another config (its first stage alone counts as the same: the build resumes it). A
     derived model's base hash and architecture are left out: a rebuilt base makes it stale, and it is rebuilt too."""
-    spec = SIZES[size] if weight_decay is None else with_weight_decay(SIZES[size], weight_decay)
-    seed = spec.seed if seed is None else seed
-    pre, ins = replace(spec.pretrain, seed=seed), replace(spec.instruct, seed=seed + 1)
+    spec, seed, pre, ins = _recipe(size, seed, weight_decay)
     for kind in _build_order(kinds, _derived_kinds(spec)):
         try:
             old = verify(Path(out_dir) / kind).get("build_config") or {}
@@ -346,13 +355,9 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int | Non
     rank 0 alone writes files and evaluates, and the others wait for it at each barrier."""
     if size not in SIZES:
         raise ValueError(f"unknown zoo size {size!r}; choose one of {sorted(SIZES)}")
-    spec = SIZES[size] if weight_decay is None else with_weight_decay(SIZES[size], weight_decay)
-    seed = spec.seed if seed is None else seed
+    spec, seed, pre, ins = _recipe(size, seed, weight_decay, steps, instruct_steps)
     ranks, rank = P.world()
     writer = rank == 0
-    pre = replace(spec.pretrain, seed=seed, steps=steps or spec.pretrain.steps)
-    ins = replace(spec.instruct, seed=seed + 1,
-                  steps=instruct_steps or spec.instruct.steps)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_root = out / ".checkpoints"
