@@ -49,6 +49,8 @@ CASES = [
     (["run", "-j", "0"], "expected an integer in [1, 256]"),
     (["run", "-j", "-2"], "expected an integer in [1, 256]"),
     (["run", "--protocol", "sloppy"], "invalid choice"),
+    (["run", "-m", "@llama", "--claims", "H05a", "--cache-dir", "/proc/cc", "--report-dir", "@tmp/r"],
+     "cannot write to '/proc/cc/runs': folder '/proc' is not writable"),
     (["run", "--claims", "H12", "--protocol", "original", "--report-dir", "@tmp/r"], "not a protocol of H12"),
     (["run", "--claims", "H05a", "--tier", "fast", "--protocol", "corrected+optimizer", "--report-dir", "@tmp/r"],
      "not a protocol of H05a on the fast tier"),

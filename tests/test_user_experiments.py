@@ -172,3 +172,32 @@ def test_include_cli_and_pytest(registry_restored, tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no such folder" in err[0]
+
+
+CRASHING_CLAIM = '''
+from lazarus_bench.claims.base import claim
+
+
+@claim(id="U09", title="A measure that crashes", statement="-", source="test", criterion="-", writeup="-",
+       params={"alpha": 0.05})
+def measure_u09(ctx):
+    raise ValueError("boom in the measure")
+'''
+
+
+def test_a_run_whose_claim_crashes_exits_nonzero(registry_restored, saved_model, tmp_path, capfd):
+    """A crash is recorded (status error) and the report rendered, but the run exits 1 with one line naming it: a
+    script or CI job sees it. The other claim's verdict is still recorded."""
+    folder = tmp_path / "claims"
+    folder.mkdir()
+    (folder / "u09_crash.py").write_text(CRASHING_CLAIM)
+    out = tmp_path / "report"
+    rc = main(["run", "--include", str(folder), "--include", str(EXAMPLES), "-m", str(saved_model("llama")),
+               "--claims", "U01,U09", "--tier", "fast", "-j", "1", "--report-dir", str(out),
+               "--cache-dir", str(tmp_path / "cache")])
+    err = [line for line in capfd.readouterr().err.splitlines() if "error" in line]
+    assert rc == 1 and len(err) == 1 and "1 of 2 runs ended in an error (first: U09 on " in err[0], err
+    assert "ValueError: boom in the measure" in err[0]
+    statuses = {json.loads(p.read_text())["claim"]["id"]: json.loads(p.read_text())["status"]
+                for p in (out / "records").glob("*.json")}
+    assert statuses == {"U01": "ok", "U09": "error"} and (out / "REPORT.md").is_file()

@@ -79,6 +79,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         models = without_unfit_builds(models, zoo_root())
     report_dir = args.report_dir or default_report_dir(args.model, args.adapter, args.tier)
     check_writable(Path(report_dir) / "REPORT.md")  # a folder the run could not write to, before any claim runs
+    if args.cache_dir:  # the trained runs go there: an unwritable one would turn every training claim into an ERROR
+        check_writable(Path(args.cache_dir) / "runs")
     if args.tier == "fast" and not args.model:
         from ..zoo.build import ensure_micro_zoo
 
@@ -87,12 +89,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = args.params
     from ..suite.runner import default_jobs
 
-    run_suite(models, claim_ids or None, tier=args.tier, n_seeds=args.seeds, report_dir=report_dir,
-              protocols=args.protocol, overrides=overrides, cache_dir=args.cache_dir,
-              jobs=args.jobs if args.jobs is not None else default_jobs(), adapter=args.adapter, fresh=args.fresh,
-              engine=args.engine, address=args.address)
+    summaries = run_suite(models, claim_ids or None, tier=args.tier, n_seeds=args.seeds, report_dir=report_dir,
+                          protocols=args.protocol, overrides=overrides, cache_dir=args.cache_dir,
+                          jobs=args.jobs if args.jobs is not None else default_jobs(), adapter=args.adapter,
+                          fresh=args.fresh, engine=args.engine, address=args.address)
     print(f"report: {render(report_dir)}")
     check_records_read(report_dir)
+    if errors := [s for s in summaries if s.get("status") == "error"]:  # a crash is not a verdict: say so in the code
+        first, n = errors[0], len(errors)
+        why = " ".join(str(first.get("reason", "")).split())[:300]
+        print(f"lazarus-bench: error: {n} of {len(summaries)} runs ended in an error (first: {first['claim']} on "
+              f"{first['model']} ({first['protocol']}): {why}); their records and the report give the cause",
+              file=sys.stderr)
+        return 1
     return 0
 
 
