@@ -62,6 +62,7 @@ CASES = [
     (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--lr", "nan"], "expected a finite number in [0, inf)"),
     (["train", "sft", "-m", "@llama", "-o", "@tmp/numbers.jsonl"], "exists and is not a folder"),
     (["train", "sft", "-m", "@llama", "-o", "@llama"], "holds a model or adapter that training would write"),
+    (["train", "two-stage", "-m", "@llama", "-o", "@tmp/o", "--lr", "1e-3"], "unrecognized arguments: --lr"),
     (["train", "sft", "-m", "@llama", "-o", "@tmp/zoo-model"], "holds a model or adapter"),
     (["report", "--report-dir", "@tmp/nothing"], "no records folder"),
     (["report", "--report-dir", "@tmp/empty"], "no records in"),

@@ -132,6 +132,10 @@ def test_train_cli_writes_adapters_and_result(method, extra, saved_model, tmp_pa
     if method == "grpo":
         assert (out / "adapters.safetensors").exists()
         assert "cls_loss" in payload["result"]["train"]["metrics"][0]
+    if method == "two-stage":  # --seed seeds both stages and the data, as H14 does
+        config = payload["result"]["config"]
+        assert config["stage1"]["train"]["seed"] == config["stage2"]["train"]["seed"] == 1
+        assert config["data_seed"] == 43
 
 
 def test_train_cli_bad_data_file(saved_model, tmp_path, capsys):

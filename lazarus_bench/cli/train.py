@@ -92,10 +92,15 @@ def _train_dual_reward(args: argparse.Namespace, handle) -> dict:
 
 
 def _train_two_stage(args: argparse.Namespace, handle) -> dict:
+    from dataclasses import replace
+
     from ..training.two_stage import TwoStageConfig, train_two_stage
 
     cfg = TwoStageConfig.aggressive() if args.aggressive else TwoStageConfig()
     cfg = cfg.scaled(args.stage1_steps or cfg.stage1.train.steps, args.stage2_steps or cfg.stage2.train.steps)
+    cfg = replace(cfg, data_seed=cfg.data_seed + args.seed,  # seeded as H14 seeds it; seed 0 is the default run
+                  stage1=replace(cfg.stage1, train=replace(cfg.stage1.train, seed=args.seed)),
+                  stage2=replace(cfg.stage2, train=replace(cfg.stage2.train, seed=args.seed)))
     return train_two_stage(handle, cfg, out_dir=args.out).to_dict()
 
 
@@ -140,10 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
         model_args(q)
         q.add_argument("-o", "--out", required=True, type=output_dir,
                        help="output directory (adapters, checkpoints, result.json)")
-        q.add_argument("--steps", type=option("steps"))
-        q.add_argument("--lr", type=option("lr"), help="learning rate (0 trains nothing: the null run)")
+        if method != "two-stage":  # its two stages have their own steps, learning rates and batches
+            q.add_argument("--steps", type=option("steps"))
+            q.add_argument("--lr", type=option("lr"), help="learning rate (0 trains nothing: the null run)")
+            q.add_argument("--batch-size", type=option("batch_size"))
         q.add_argument("--seed", type=option("seed"), default=0)
-        q.add_argument("--batch-size", type=option("batch_size"))
         if method == "sft":
             q.add_argument("--data", type=existing_file,
                            help="JSONL with prompt/completion per line (default: generated arithmetic)")
