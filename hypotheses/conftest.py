@@ -83,10 +83,10 @@ def pytest_sessionfinish(session, exitstatus):
 
     if _RAN and not hasattr(session.config, "workerinput"):
         from lazarus_bench.suite.records import RECORDS_DIR
-        from lazarus_bench.suite.report import render
+        from lazarus_bench.suite.report import has_records, render
 
         report_dir = Path(session.config.getoption("--report-dir"))
-        if not any((report_dir / RECORDS_DIR).glob("*.json")):  # every claim test failed before it could record
+        if not has_records(report_dir):  # every claim test failed before it could record
             print(f"\nlazarus_bench report: none written, no record in {report_dir / RECORDS_DIR}")
             return
         print(f"\nlazarus_bench report: {render(report_dir)}")

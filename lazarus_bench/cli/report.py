@@ -23,10 +23,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     apply_include(args)
     from ..errors import LazarusError
     from ..suite.records import RECORDS_DIR
-    from ..suite.report import render
+    from ..suite.report import has_records, render
 
     folder = Path(args.report_dir) / RECORDS_DIR
-    if folder.is_dir() and not any(folder.glob("*.json")):  # a wrong folder, not an empty report
+    if folder.is_dir() and not has_records(args.report_dir):  # a wrong folder, not an empty report
         raise LazarusError(f"no records in {str(folder)!r}: run `lazarus-bench run --report-dir {args.report_dir}` "
                            "first")
     print(render(args.report_dir))

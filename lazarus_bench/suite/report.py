@@ -20,7 +20,7 @@ from ..protocols import SINGLE_DEFECT_ORIGINAL
 from ..stats import ClaimStatistic, Verdict
 from ..zoo.registry import MANIFEST, resolve_zoo
 from . import calibration, plots, summary
-from .records import Record, load_records
+from .records import RECORDS_DIR, Record, load_records
 
 
 def _commits(records: list[Record]) -> str:
@@ -77,6 +77,11 @@ def _plot(record: Record, out_dir: Path) -> list[str]:
         paths.append(plots.save(fig, ax, out_dir, f"{stem}.png", xlabel=curve.xlabel or "layer",
                                 ylabel=curve.ylabel or name, title=title))
     return paths
+
+
+def has_records(report_dir: str | Path) -> bool:
+    """Whether ``report_dir/records`` holds any record file (rendering none gives an empty report)."""
+    return any((Path(report_dir) / RECORDS_DIR).glob("*.json"))
 
 
 def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> Path:

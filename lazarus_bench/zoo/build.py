@@ -257,17 +257,19 @@ def refuse_replacing(out_dir: str | os.PathLike, size: str = "default", seed: in
             old = verify(Path(out_dir) / kind).get("build_config") or {}
         except ZooIntegrityError:
             continue
-        dropped = {"base_sha256"} | ({"arch"} if kind != "base" else set())
-
-        def kept(config: dict) -> dict:
-            return {k: v for k, v in config.items() if k not in dropped}
-
-        new = _kind_configs(kind, spec, size, seed, pre, ins, None, spec.vocab_size, None)[2:]
-        if kept(old) not in map(kept, new):
-            diff = "; ".join(_differences(kept(old), kept(new[0]))[:4])
+        old = _comparable(old, kind)
+        new = [_comparable(c, kind) for c in _kind_configs(kind, spec, size, seed, pre, ins, None, spec.vocab_size,
+                                                           None)[2:]]
+        if old not in new:
+            diff = "; ".join(_differences(old, new[0])[:4])
             raise LazarusError(f"{Path(out_dir) / kind} was built from another config ({diff}) and would be replaced: "
                                "build with its settings (`zoo list` shows its weight decay) to add models beside it, "
                                "or pass --force to rebuild it")
+
+
+def _comparable(config: dict, kind: str) -> dict:
+    """A build config without what a rebuilt base changes in a model derived from it (base hash, architecture)."""
+    return {k: v for k, v in config.items() if k != "base_sha256" and (k != "arch" or kind == "base")}
 
 
 def _differences(old: dict, new: dict) -> list[str]:
