@@ -369,3 +369,30 @@ def test_zoo_build_never_replaces_a_model_built_from_another_config(micro_zoo, t
     B.refuse_replacing(root, size="micro")
     with pytest.raises(LazarusError, match=r"train.weight_decay: 0.01 -> 0.1"):
         B.refuse_replacing(root, size="micro", weight_decay=0.1)
+
+
+def test_ensure_micro_zoo_builds_once_under_concurrent_callers(tmp_path, monkeypatch):
+    """Two pytest-xdist workers that both find the micro zoo missing: one builds, the other waits and reuses it
+    (without the lock both would build, and one would replace the folder the other is reading)."""
+    import threading
+    import time
+
+    root = tmp_path / "zoo-micro"
+    monkeypatch.setenv(R.MICRO_ZOO_ENV, str(root))
+    builds = []
+
+    def slow_build(out, **kwargs):
+        builds.append(kwargs)
+        time.sleep(0.3)
+        for kind in B.KINDS:
+            (out / kind).mkdir(parents=True, exist_ok=True)
+            (out / kind / R.MANIFEST).write_text(json.dumps({"recipe": B.RECIPE}))
+
+    monkeypatch.setattr(B, "build_zoo", slow_build)
+    got = []
+    callers = [threading.Thread(target=lambda: got.append(B.ensure_micro_zoo())) for _ in range(2)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join(timeout=30)
+    assert got == [root, root] and len(builds) == 1 and B.is_current(root)

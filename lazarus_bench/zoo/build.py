@@ -13,6 +13,7 @@ tokens/s. Under :mod:`lazarus_bench.zoo.ranks` the training is data parallel.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
@@ -551,8 +552,14 @@ def is_current(root: str | os.PathLike) -> bool:
 
 def ensure_micro_zoo(progress: bool = False) -> Path:
     """The micro zoo (the fast tier's models), built into the cache the first time it is needed and rebuilt
-    when it came from an older recipe (a corpus change leaves every build config equal)."""
+    when it came from an older recipe (a corpus change leaves every build config equal). Concurrent callers
+    (pytest-xdist workers) take turns on a lock file: one builds, the others find it current."""
     root = zoo_root(micro=True)
-    if not is_current(root):
-        build_zoo(root, size="micro", progress=progress, force=True)
+    if is_current(root):
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not is_current(root):
+            build_zoo(root, size="micro", progress=progress, force=True)
     return root
