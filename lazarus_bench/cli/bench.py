@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from ..errors import LazarusError
 from .common import Parser, run_command
 
 HELP = "benchmarks: tokens/s, memory, ratios, MFU, scaling -> BENCH.md"
@@ -16,16 +17,45 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="lazarus-bench bench", description=HELP)
     p.add_argument("--quick", action="store_true", help="fewer steps and repeats (about 2 minutes)")
     p.add_argument("--report-dir", default="reports")
+    p.add_argument("--parts", metavar="MODEL",
+                   help="instead: where each claim's time goes on MODEL (gates, measure, controls, graded controls, "
+                        "nulls), one claim after another in this process -> PARTS.md, parts.json")
+    p.add_argument("--claims", metavar="IDS", help="with --parts: these claims only (comma-separated; default all)")
     return p
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from ..bench.run import run_bench
     from ..io import check_writable
 
-    for name in ("BENCH.md", "bench.json"):  # before minutes of measurements, not after
-        check_writable(Path(args.report_dir) / name)
-    print(run_bench(args.report_dir, quick=args.quick))
+    if args.parts is None:
+        if args.claims is not None:
+            raise LazarusError("--claims picks the claims of --parts MODEL; the benchmarks run no claim")
+        from ..bench.run import run_bench
+
+        for name in ("BENCH.md", "bench.json"):  # before minutes of measurements, not after
+            check_writable(Path(args.report_dir) / name)
+        print(run_bench(args.report_dir, quick=args.quick))
+        return 0
+    if args.quick:
+        raise LazarusError("--quick shortens the benchmarks; --parts runs each claim's slow tier as the main job does")
+    return cmd_parts(args)
+
+
+def cmd_parts(args: argparse.Namespace) -> int:
+    from ..bench.parts import measure_parts, render_parts
+    from ..claims.base import get_claim
+    from ..io import check_writable, write_json
+
+    claim_ids = [get_claim(c).id for c in (args.claims or "").split(",") if c.strip()] or None
+    if args.claims is not None and not claim_ids:
+        raise LazarusError(f"--claims {args.claims!r} names no claim; leave it out to run every claim")
+    out = Path(args.report_dir)
+    for name in ("PARTS.md", "parts.json"):
+        check_writable(out / name)
+    result = measure_parts(args.parts, claim_ids, records_dir=out / "records")
+    write_json(out / "parts.json", result)
+    (out / "PARTS.md").write_text(render_parts(result))
+    print(f"parts: {out / 'PARTS.md'}")
     return 0
 
 

@@ -1,0 +1,139 @@
+"""Where a verdict's worker-seconds go: each claim run once on one model, its wall time split into the gates, the
+claim's own measure, single controls, graded controls and nulls, by timers around the runner's calls.
+
+The records go to a scratch folder and are compared with the committed ones, so the split is of the same work."""
+
+from __future__ import annotations
+
+import functools
+import json
+import tempfile
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+PARTS = ("gates", "measure", "controls", "graded", "nulls", "other")
+_VOLATILE = ("wall_s", "timestamp", "work", "environment")
+
+
+class PartClock:
+    """Seconds per part; a part reached inside another (a control runs the claim's measure) counts to the outer."""
+
+    def __init__(self, now: Callable[[], float] = time.perf_counter):
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._now = now
+        self._depth = 0
+
+    def wrap(self, part: str, fn: Callable) -> Callable:
+        """``fn`` timed into ``part``; it keeps ``fn``'s name and module, which the claim's hash reads."""
+        @functools.wraps(fn)
+        def timed(*args, **kwargs):
+            if self._depth:
+                return fn(*args, **kwargs)
+            self._depth += 1
+            start = self._now()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[part] += self._now() - start
+                self._depth -= 1
+        return timed
+
+
+@contextmanager
+def timed_runner(clock: PartClock) -> Iterator[None]:
+    """The runner's gate, control, graded and null calls timed into ``clock`` (restored on exit)."""
+    from ..claims import base, controls
+    from ..suite import runner
+
+    patches = [(runner, "trained_gate", "gates"), (base.Gate, "check", "gates"), (base.Control, "run", "controls"),
+               (controls.GradedControl, "run", "graded"), (controls.NullControl, "run", "nulls")]
+    saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in patches]
+    try:
+        for owner, name, part in patches:
+            setattr(owner, name, clock.wrap(part, owner.__dict__[name]))
+        yield
+    finally:
+        for owner, name, fn in saved:
+            setattr(owner, name, fn)
+
+
+def comparable(record: dict) -> dict:
+    """A record without what differs between two runs of the same work (wall time, timestamp, counters, host)."""
+    return {k: v for k, v in record.items() if k not in _VOLATILE}
+
+
+def _committed(records_dir: Path, claim_id: str, model_id: str) -> dict | None:
+    for path in sorted(records_dir.glob(f"{claim_id}__*__corrected.json")):
+        rec = json.loads(path.read_text())
+        if rec["model"]["id"] == model_id and rec["claim"]["id"] == claim_id:
+            return rec
+    return None
+
+
+def measure_parts(model_id: str, claim_ids: Sequence[str] | None = None, records_dir: str | Path = "reports/records",
+                  tier: str = "slow", log: Callable[[str], None] = print) -> dict:
+    """Run each claim's corrected protocol on ``model_id`` in this process, one after another in the runner's order
+    (a claim that reuses another's cached runs after it), and split each record's wall time."""
+    from ..claims.base import all_claims, get_claim
+    from ..suite.runner import ModelPool, run_claim
+
+    claims = [get_claim(c) for c in claim_ids] if claim_ids else all_claims()
+    order = sorted((c.id for c in claims if "corrected" in c.tier_protocols(tier)),
+                   key=lambda c: bool(get_claim(c).after))
+    rows, pool = [], ModelPool()
+    pool.get(model_id)  # a model that does not load stops here, before any claim runs
+    with tempfile.TemporaryDirectory(prefix="lazarus-parts-") as scratch:
+        for claim_id in order:
+            claim, clock = get_claim(claim_id), PartClock()
+            timed = replace(claim, measure=clock.wrap("measure", claim.measure))
+            with timed_runner(clock):
+                run_claim(timed, model_id, tier=tier, report_dir=Path(scratch), pool=pool,
+                          cache_dir=Path(scratch) / "cache", log=lambda _: None)
+            record = _committed(Path(scratch) / "records", claim_id, model_id)
+            parts = {p: round(clock.seconds.get(p, 0.0), 2) for p in PARTS[:-1]}
+            parts["other"] = round(max(record["wall_s"] - sum(parts.values()), 0.0), 2)
+            committed = _committed(Path(records_dir), claim_id, model_id)
+            same = None if committed is None else (
+                json.dumps(comparable(record), sort_keys=True, default=str)
+                == json.dumps(comparable(committed), sort_keys=True, default=str))
+            rows.append({"claim": claim_id, "status": record["status"], "verdict": record.get("verdict"),
+                         "wall_s": record["wall_s"], "parts": parts, "same_as_committed": same,
+                         "committed_wall_s": None if committed is None else committed.get("wall_s")})
+            log(f"{claim_id}: {record['wall_s']:.0f} s {parts} same as committed: {same}")
+    from ..runinfo import environment
+
+    env = environment(measure_gemm=True)
+    gemm = env.get("blas", {}).get("gemm_gflops_1024")
+    rate = f"{gemm:.0f} GFLOP/s" if gemm else "not measured"
+    return {"model": model_id, "tier": tier, "rows": rows, "commit": env["git_commit"],
+            "environment": f"{env['machine']}, fp32 GEMM {rate}, commit {env['git_commit']}"}
+
+
+def render_parts(result: dict) -> str:
+    """PARTS.md: one row per claim (seconds per part, its verdict, whether the record equals the committed one) and
+    a total with each part's share."""
+    from tabulate import tabulate
+
+    rows, totals = [], defaultdict(float)
+    for row in result["rows"]:
+        for part in PARTS:
+            totals[part] += row["parts"][part]
+        same = {True: "yes", False: "NO", None: "no committed record"}[row["same_as_committed"]]
+        rows.append([row["claim"], row["verdict"] or row["status"], f"{row['wall_s']:,.0f}",
+                     *(f"{row['parts'][p]:,.0f}" for p in PARTS), same])
+    wall = sum(totals.values())
+    rows.append(["total", "", f"{wall:,.0f}", *(f"{totals[p]:,.0f} ({totals[p] / wall:.0%})" if wall else "0"
+                                                for p in PARTS), ""])
+    head = ["claim", "verdict", "wall s", *PARTS, "record equals the committed one"]
+    return (f"# Where a verdict's time goes: {result['model']}\n\n"
+            f"Each claim's corrected protocol ({result['tier']} tier) run once in one process "
+            f"(`lazarus-bench bench --parts {result['model']}`), its wall time split by timers around the runner's "
+            "calls: the trained-model gate and the claim's declared gates, its measure (gates it reaches inside "
+            "count here), single controls, graded controls and nulls (each runs the claim's own measure on a planted "
+            "or null construction); other is model loading, the tokenization audit, the GEMM probe and writing the "
+            f"record. Seconds; {result['environment']}.\n\n"
+            + tabulate(rows, head, tablefmt="github", disable_numparse=True) + "\n")

@@ -1,0 +1,52 @@
+"""``lazarus-bench bench --parts``: a claim's wall time split by part, on records equal to the runner's own."""
+
+from __future__ import annotations
+
+from lazarus_bench.bench.parts import PARTS, PartClock, measure_parts, render_parts, timed_runner
+from lazarus_bench.claims import base, controls
+from lazarus_bench.claims.base import get_claim
+from lazarus_bench.suite import runner
+
+
+def test_a_part_reached_inside_another_counts_to_the_outer_one():
+    now = [0.0]
+
+    def work(seconds):
+        now[0] += seconds
+
+    clock = PartClock(now=lambda: now[0])
+    inner = clock.wrap("measure", lambda: work(5))
+    outer = clock.wrap("graded", lambda: (inner(), work(7)))
+    outer()
+    inner()
+    assert dict(clock.seconds) == {"graded": 12, "measure": 5}
+    assert inner.__name__ == "<lambda>" and inner.__wrapped__ is not None
+
+
+def test_the_timers_are_removed_after_the_run_even_when_it_fails():
+    before = (runner.trained_gate, base.Gate.check, base.Control.run, controls.GradedControl.run,
+              controls.NullControl.run)
+    try:
+        with timed_runner(PartClock()):
+            assert runner.trained_gate is not before[0] and controls.NullControl.run is not before[4]
+            raise RuntimeError("a claim crashed")
+    except RuntimeError:
+        pass
+    assert (runner.trained_gate, base.Gate.check, base.Control.run, controls.GradedControl.run,
+            controls.NullControl.run) == before
+
+
+def test_parts_add_up_to_the_wall_time_of_a_record_equal_to_the_runners(saved_model, tmp_path):
+    """H01 on a tiny model: the timed run writes the record an untimed run_claim writes (same claim hash, same
+    numbers), and its parts sum to its wall time with graded controls and nulls seen."""
+    model = str(saved_model("llama"))
+    runner.run_claim(get_claim("H01"), model, tier="fast", report_dir=tmp_path, cache_dir=tmp_path / "cache",
+                     log=lambda _: None)
+    result = measure_parts(model, ["H01"], records_dir=tmp_path / "records", tier="fast", log=lambda _: None)
+    (row,) = result["rows"]
+    assert row["claim"] == "H01" and row["status"] == "ok" and row["same_as_committed"] is True
+    assert set(row["parts"]) == set(PARTS)
+    assert abs(sum(row["parts"].values()) - row["wall_s"]) < 0.05
+    assert row["parts"]["graded"] > 0 and row["parts"]["nulls"] > 0 and row["parts"]["gates"] > 0
+    text = render_parts(result)
+    assert "| H01 " in text and "| total " in text and "| yes " in text
