@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lazarus_bench.bench.parts import PARTS, PartClock, measure_parts, render_parts, timed_runner
+from lazarus_bench.bench.parts import PARTS, PartClock, agreement, measure_parts, render_parts, timed_runner
 from lazarus_bench.claims import base, controls
 from lazarus_bench.claims.base import get_claim
 from lazarus_bench.suite import runner
@@ -44,9 +44,25 @@ def test_parts_add_up_to_the_wall_time_of_a_record_equal_to_the_runners(saved_mo
                      log=lambda _: None)
     result = measure_parts(model, ["H01"], records_dir=tmp_path / "records", tier="fast", log=lambda _: None)
     (row,) = result["rows"]
-    assert row["claim"] == "H01" and row["status"] == "ok" and row["same_as_committed"] is True
+    assert row["claim"] == "H01" and row["status"] == "ok" and row["vs_committed"]["identical"] is True
     assert set(row["parts"]) == set(PARTS)
     assert abs(sum(row["parts"].values()) - row["wall_s"]) < 0.05
     assert row["parts"]["graded"] > 0 and row["parts"]["nulls"] > 0 and row["parts"]["gates"] > 0
     text = render_parts(result)
-    assert "| H01 " in text and "| total " in text and "| yes " in text
+    assert "| H01 " in text and "| total " in text and "same verdict, identical" in text
+
+
+def test_agreement_tells_identical_from_numbers_that_moved_from_other_content():
+    committed = {"verdict": "SUPPORTED", "wall_s": 9.0, "prereg": {"claim_hash": "a", "lock_version": "v1+17"},
+                 "statistic": {"value": 0.25, "ci": [float("nan"), 1.0]}, "samples": [{"p": 0.5}, {"p": 2e-7}]}
+    same = {**committed, "wall_s": 3.0, "prereg": {"claim_hash": "a", "lock_version": "v1+19"}}
+    assert agreement(same, committed) == {"verdict_equal": True, "identical": True, "max_rel_diff": 0.0,
+                                          "first_difference": None}
+    moved = {**same, "samples": [{"p": 0.5}, {"p": 2.2e-7}], "statistic": {"value": 0.2500001, "ci": [0.1, 1.0]}}
+    vs = agreement(moved, committed)
+    assert not vs["identical"] and vs["verdict_equal"] and vs["max_rel_diff"] == (2.2e-7 - 2e-7) / 2.2e-7
+    assert vs["first_difference"] == "record.statistic.ci[0]: 0.1 vs nan"
+    other = {**same, "verdict": "REFUTED", "prereg": {"claim_hash": "b", "lock_version": "v1+17"}}
+    vs = agreement(other, committed)
+    assert not vs["verdict_equal"] and vs["first_difference"] == "record.prereg.claim_hash: 'b' vs 'a'"
+    assert agreement(same, None) is None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import tempfile
 import time
 from collections import defaultdict
@@ -62,8 +63,45 @@ def timed_runner(clock: PartClock) -> Iterator[None]:
 
 
 def comparable(record: dict) -> dict:
-    """A record without what differs between two runs of the same work (wall time, timestamp, counters, host)."""
-    return {k: v for k, v in record.items() if k not in _VOLATILE}
+    """A record without what differs between two runs of the same work: wall time, timestamp, counters, host, and
+    the lock version in force when it ran (its claim hash is in ``inputs``)."""
+    out = {k: v for k, v in record.items() if k not in _VOLATILE}
+    if isinstance(out.get("prereg"), dict):
+        out["prereg"] = {k: v for k, v in out["prereg"].items() if k != "lock_version"}
+    return out
+
+
+def _walk(a, b, path: str, worst: list) -> str | None:
+    """The first path where ``a`` and ``b`` differ other than in a number's value; ``worst[0]`` gets the largest
+    relative difference of two numbers."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return f"{path}: keys {sorted(set(a) ^ set(b))}"
+        return next((d for k in sorted(a) if (d := _walk(a[k], b[k], f"{path}.{k}", worst))), None)
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{path}: length {len(a)} vs {len(b)}"
+        return next((d for i, (x, y) in enumerate(zip(a, b)) if (d := _walk(x, y, f"{path}[{i}]", worst))), None)
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b))
+    if numbers:
+        if a == b or (math.isnan(a) and math.isnan(b)):
+            return None
+        if math.isnan(a) or math.isnan(b) or math.isinf(a) or math.isinf(b):
+            return f"{path}: {a} vs {b}"
+        worst[0] = max(worst[0], abs(a - b) / max(abs(a), abs(b)))
+        return None
+    return None if a == b else f"{path}: {str(a)[:60]!r} vs {str(b)[:60]!r}"
+
+
+def agreement(record: dict, committed: dict | None) -> dict | None:
+    """How a re-measured record compares with the committed one: same verdict; bitwise identical; else the largest
+    relative difference between their numbers and the first difference that is not a number's value."""
+    if committed is None:
+        return None
+    worst = [0.0]
+    first = _walk(comparable(record), comparable(committed), "record", worst)
+    return {"verdict_equal": record.get("verdict") == committed.get("verdict"),
+            "identical": first is None and worst[0] == 0.0, "max_rel_diff": worst[0], "first_difference": first}
 
 
 def _committed(records_dir: Path, claim_id: str, model_id: str) -> dict | None:
@@ -97,13 +135,11 @@ def measure_parts(model_id: str, claim_ids: Sequence[str] | None = None, records
             parts = {p: round(clock.seconds.get(p, 0.0), 2) for p in PARTS[:-1]}
             parts["other"] = round(max(record["wall_s"] - sum(parts.values()), 0.0), 2)
             committed = _committed(Path(records_dir), claim_id, model_id)
-            same = None if committed is None else (
-                json.dumps(comparable(record), sort_keys=True, default=str)
-                == json.dumps(comparable(committed), sort_keys=True, default=str))
+            same = agreement(record, committed)
             rows.append({"claim": claim_id, "status": record["status"], "verdict": record.get("verdict"),
-                         "wall_s": record["wall_s"], "parts": parts, "same_as_committed": same,
+                         "wall_s": record["wall_s"], "parts": parts, "vs_committed": same,
                          "committed_wall_s": None if committed is None else committed.get("wall_s")})
-            log(f"{claim_id}: {record['wall_s']:.0f} s {parts} same as committed: {same}")
+            log(f"{claim_id}: {record['wall_s']:.0f} s {parts}; against the committed record: {_said(same)}")
     from ..runinfo import environment
 
     env = environment(measure_gemm=True)
@@ -111,6 +147,16 @@ def measure_parts(model_id: str, claim_ids: Sequence[str] | None = None, records
     rate = f"{gemm:.0f} GFLOP/s" if gemm else "not measured"
     return {"model": model_id, "tier": tier, "rows": rows, "commit": env["git_commit"],
             "environment": f"{env['machine']}, fp32 GEMM {rate}, commit {env['git_commit']}"}
+
+
+def _said(vs: dict | None) -> str:
+    if vs is None:
+        return "no committed record"
+    verdict = "same verdict" if vs["verdict_equal"] else "OTHER VERDICT"
+    if vs["identical"]:
+        return f"{verdict}, identical"
+    numbers = f"numbers within {vs['max_rel_diff']:.1e} (relative)" if vs["max_rel_diff"] else "numbers equal"
+    return f"{verdict}, {numbers}" + (f"; differs at {vs['first_difference']}" if vs["first_difference"] else "")
 
 
 def render_parts(result: dict) -> str:
@@ -122,18 +168,20 @@ def render_parts(result: dict) -> str:
     for row in result["rows"]:
         for part in PARTS:
             totals[part] += row["parts"][part]
-        same = {True: "yes", False: "NO", None: "no committed record"}[row["same_as_committed"]]
+        same = _said(row["vs_committed"])
         rows.append([row["claim"], row["verdict"] or row["status"], f"{row['wall_s']:,.0f}",
                      *(f"{row['parts'][p]:,.0f}" for p in PARTS), same])
     wall = sum(totals.values())
     rows.append(["total", "", f"{wall:,.0f}", *(f"{totals[p]:,.0f} ({totals[p] / wall:.0%})" if wall else "0"
                                                 for p in PARTS), ""])
-    head = ["claim", "verdict", "wall s", *PARTS, "record equals the committed one"]
+    head = ["claim", "verdict", "wall s", *PARTS, "against the committed record"]
     return (f"# Where a verdict's time goes: {result['model']}\n\n"
             f"Each claim's corrected protocol ({result['tier']} tier) run once in one process "
             f"(`lazarus-bench bench --parts {result['model']}`), its wall time split by timers around the runner's "
             "calls: the trained-model gate and the claim's declared gates, its measure (gates it reaches inside "
             "count here), single controls, graded controls and nulls (each runs the claim's own measure on a planted "
             "or null construction); other is model loading, the tokenization audit, the GEMM probe and writing the "
-            f"record. Seconds; {result['environment']}.\n\n"
+            "record. The last column compares each re-measured record with the committed one, wall time, timestamp, "
+            "counters, host and lock version set aside: identical, or the largest relative difference between their "
+            f"numbers. Seconds; {result['environment']}.\n\n"
             + tabulate(rows, head, tablefmt="github", disable_numparse=True) + "\n")
