@@ -35,6 +35,46 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# OpenBLAS kernels without AVX2/FMA: on a CPU that has both, one of these means OpenBLAS did not recognise the CPU
+PRE_AVX2_KERNELS = frozenset({"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom", "Sandybridge", "Opteron",
+                              "Opteron_SSE3", "Barcelona", "Bobcat", "Bulldozer", "Piledriver", "Steamroller"})
+
+
+def openblas_core() -> str | None:
+    """The kernel set OpenBLAS chose for this CPU (``OPENBLAS_CORETYPE`` overrides it), or None without OpenBLAS."""
+    import ctypes
+
+    library = blas.resolved_library()
+    if not library or "openblas" not in os.path.basename(library).lower():
+        return None
+    try:
+        get = ctypes.CDLL(library).openblas_get_corename
+    except (OSError, AttributeError):
+        return None
+    get.restype = ctypes.c_char_p
+    return get().decode()
+
+
+def cpu_flags() -> frozenset[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def kernel_fallback(core: str | None, flags: frozenset[str]) -> str | None:
+    """One line when OpenBLAS runs pre-AVX2 kernels on a CPU with AVX2 and FMA (it did not recognise the CPU)."""
+    if core not in PRE_AVX2_KERNELS or not {"avx2", "fma"} <= flags:
+        return None
+    return (f"OpenBLAS did not recognise this CPU and runs its {core} kernels: GEMM about 4x slower than the CPU "
+            "allows, and numbers that differ in the last float digits from records made with another kernel; "
+            "OPENBLAS_CORETYPE=Haswell (the kernel the committed records were measured with) selects its AVX2 "
+            "kernels")
+
+
 def gemm_rate(n: int = 1024, repeats: int = 5) -> float:
     """fp32 GEMM GFLOP/s of MLX here (median of ``repeats``), the denominator of MFU."""
     return blas.gemm_gflops(n, repeats)

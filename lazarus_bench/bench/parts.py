@@ -141,12 +141,15 @@ def measure_parts(model_id: str, claim_ids: Sequence[str] | None = None, records
                          "committed_wall_s": None if committed is None else committed.get("wall_s")})
             log(f"{claim_id}: {record['wall_s']:.0f} s {parts}; against the committed record: {_said(same)}")
     from ..runinfo import environment
+    from .machine import openblas_core
 
     env = environment(measure_gemm=True)
     gemm = env.get("blas", {}).get("gemm_gflops_1024")
     rate = f"{gemm:.0f} GFLOP/s" if gemm else "not measured"
-    return {"model": model_id, "tier": tier, "rows": rows, "commit": env["git_commit"],
-            "environment": f"{env['machine']}, fp32 GEMM {rate}, commit {env['git_commit']}"}
+    core = openblas_core()
+    return {"model": model_id, "tier": tier, "rows": rows, "commit": env["git_commit"], "openblas_core": core,
+            "environment": f"{env['machine']}, OpenBLAS kernel {core or '-'}, fp32 GEMM {rate} (one thread), "
+                           f"commit {env['git_commit']}"}
 
 
 def _said(vs: dict | None) -> str:
