@@ -23,7 +23,11 @@ def test_info_json(tmp_path, capsys):
     env = json.loads((tmp_path / "env.json").read_text())
     assert env["blas"]["status"] in ("preloaded", "not-needed", "disabled", "missing", "too-late")
     assert "mlx" in env["packages"] and "mlx-lm" in env["packages"]
-    assert "blas" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "blas" in out
+    from lazarus_bench.bench.machine import openblas_core
+
+    assert ("openblas kernel" in out) == (openblas_core() is not None)
 
 
 def test_lens_cli_matches_independent_computation(saved_model, tmp_path, capsys):

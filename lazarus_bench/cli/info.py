@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -20,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from ..bench.machine import cpu_flags, kernel_fallback, openblas_core
     from ..runinfo import environment
 
     env = environment(measure_gemm=not args.no_gemm)
@@ -30,6 +32,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("device", env["device"]),
         ("blas", f"{blas['status']}: {blas['library'] or 'platform default'}"),
     ]
+    core = openblas_core()
+    if core:
+        rows.append(("openblas kernel", core + (" (OPENBLAS_CORETYPE)" if os.environ.get("OPENBLAS_CORETYPE") else "")))
     if "gemm_gflops_1024" in blas:
         rows.append(("gemm float32 1024^3", f"{blas['gemm_gflops_1024']} GFLOP/s"))
     rows += [(name, version) for name, version in env["packages"].items()]
@@ -37,6 +42,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(_table([{"item": k, "value": v} for k, v in rows]))
     if blas["status"] not in ("preloaded", "not-needed"):
         print(f"\nWARNING: {blas['detail']}", file=sys.stderr)
+    if fallback := kernel_fallback(core, cpu_flags()):
+        print(f"\nWARNING: {fallback}", file=sys.stderr)
     if args.json:
         write_json(args.json, env)
     return 0

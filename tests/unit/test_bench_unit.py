@@ -422,3 +422,31 @@ def test_without_ray_the_engine_benchmark_says_so(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     assert measure_engines() == {"available": False,
                                  "reason": "Ray is not installed (pip install 'lazarus-bench[ray]')"}
+
+
+def test_kernel_fallback_flags_pre_avx2_kernels_on_an_avx2_cpu_only():
+    from lazarus_bench.bench.machine import kernel_fallback
+
+    avx2 = frozenset({"sse3", "avx", "avx2", "fma"})
+    assert "runs its Prescott kernels" in kernel_fallback("Prescott", avx2)
+    assert "OPENBLAS_CORETYPE=Haswell" in kernel_fallback("Sandybridge", avx2)
+    assert kernel_fallback("Prescott", frozenset({"sse3"})) is None  # an old CPU: its kernel is the right one
+    assert kernel_fallback("Haswell", avx2) is None and kernel_fallback("SkylakeX", avx2) is None
+    assert kernel_fallback(None, avx2) is None  # no OpenBLAS (macOS Accelerate, or not preloaded)
+
+
+def test_openblas_core_reads_the_kernel_openblas_runs():
+    """OPENBLAS_CORETYPE picks the kernel before the library loads; openblas_core() reports what it chose."""
+    import os
+    import subprocess
+    import sys
+
+    from lazarus_bench.bench.machine import cpu_flags, openblas_core
+
+    if openblas_core() is None or not {"avx2", "fma"} <= cpu_flags():
+        pytest.skip("needs OpenBLAS on an x86 CPU with AVX2 and FMA")
+    code = "import lazarus_bench; from lazarus_bench.bench.machine import openblas_core; print(openblas_core())"
+    for kernel in ("Haswell", "Prescott"):
+        env = {**os.environ, "OPENBLAS_CORETYPE": kernel}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == kernel
