@@ -113,17 +113,27 @@ def _committed(records_dir: Path, claim_id: str, model_id: str) -> dict | None:
 
 
 def measure_parts(model_id: str, claim_ids: Sequence[str] | None = None, records_dir: str | Path = "reports/records",
-                  tier: str = "slow", log: Callable[[str], None] = print) -> dict:
-    """Run each claim's corrected protocol on ``model_id`` in this process, one after another in the runner's order
-    (a claim that reuses another's cached runs after it), and split each record's wall time."""
+                  tier: str = "slow", log: Callable[[str], None] = print,
+                  on_row: Callable[[dict], None] | None = None) -> dict:
+    """Run each claim's corrected protocol on ``model_id`` in this process, one after another in the given order
+    (a claim that reuses another's cached runs after the others), and split each record's wall time; ``on_row``
+    gets the result so far after each claim, so a run stopped part-way keeps what it measured."""
     from ..claims.base import all_claims, get_claim
+    from ..runinfo import environment
     from ..suite.runner import ModelPool, run_claim
+    from .machine import openblas_core
 
     claims = [get_claim(c) for c in claim_ids] if claim_ids else all_claims()
     order = sorted((c.id for c in claims if "corrected" in c.tier_protocols(tier)),
                    key=lambda c: bool(get_claim(c).after))
-    rows, pool = [], ModelPool()
+    pool = ModelPool()
     pool.get(model_id)  # a model that does not load stops here, before any claim runs
+    env, core = environment(measure_gemm=True), openblas_core()
+    gemm = env["blas"].get("gemm_gflops_1024")
+    rate = f"{gemm:.0f} GFLOP/s" if gemm else "not measured"
+    result = {"model": model_id, "tier": tier, "planned": order, "rows": [], "commit": env["git_commit"],
+              "openblas_core": core, "environment": f"{env['machine']}, OpenBLAS kernel {core or '-'}, fp32 GEMM "
+                                                    f"{rate} (one thread), commit {env['git_commit']}"}
     with tempfile.TemporaryDirectory(prefix="lazarus-parts-") as scratch:
         for claim_id in order:
             claim, clock = get_claim(claim_id), PartClock()
@@ -132,24 +142,18 @@ def measure_parts(model_id: str, claim_ids: Sequence[str] | None = None, records
                 run_claim(timed, model_id, tier=tier, report_dir=Path(scratch), pool=pool,
                           cache_dir=Path(scratch) / "cache", log=lambda _: None)
             record = _committed(Path(scratch) / "records", claim_id, model_id)
+            wall = float(record.get("wall_s") or 0.0)  # a skipped record (the claim does not apply) has none
             parts = {p: round(clock.seconds.get(p, 0.0), 2) for p in PARTS[:-1]}
-            parts["other"] = round(max(record["wall_s"] - sum(parts.values()), 0.0), 2)
+            parts["other"] = round(max(wall - sum(parts.values()), 0.0), 2)
             committed = _committed(Path(records_dir), claim_id, model_id)
             same = agreement(record, committed)
-            rows.append({"claim": claim_id, "status": record["status"], "verdict": record.get("verdict"),
-                         "wall_s": record["wall_s"], "parts": parts, "vs_committed": same,
-                         "committed_wall_s": None if committed is None else committed.get("wall_s")})
-            log(f"{claim_id}: {record['wall_s']:.0f} s {parts}; against the committed record: {_said(same)}")
-    from ..runinfo import environment
-    from .machine import openblas_core
-
-    env = environment(measure_gemm=True)
-    gemm = env.get("blas", {}).get("gemm_gflops_1024")
-    rate = f"{gemm:.0f} GFLOP/s" if gemm else "not measured"
-    core = openblas_core()
-    return {"model": model_id, "tier": tier, "rows": rows, "commit": env["git_commit"], "openblas_core": core,
-            "environment": f"{env['machine']}, OpenBLAS kernel {core or '-'}, fp32 GEMM {rate} (one thread), "
-                           f"commit {env['git_commit']}"}
+            result["rows"].append({"claim": claim_id, "status": record["status"], "verdict": record.get("verdict"),
+                                   "wall_s": wall, "parts": parts, "vs_committed": same,
+                                   "committed_wall_s": None if committed is None else committed.get("wall_s")})
+            log(f"{claim_id}: {wall:.0f} s {parts}; against the committed record: {_said(same)}")
+            if on_row:
+                on_row(result)
+    return result
 
 
 def _said(vs: dict | None) -> str:
@@ -178,6 +182,10 @@ def render_parts(result: dict) -> str:
     rows.append(["total", "", f"{wall:,.0f}", *(f"{totals[p]:,.0f} ({totals[p] / wall:.0%})" if wall else "0"
                                                 for p in PARTS), ""])
     head = ["claim", "verdict", "wall s", *PARTS, "against the committed record"]
+    done = len(result["rows"])
+    missing = [c for c in result.get("planned", []) if c not in {r["claim"] for r in result["rows"]}]
+    partial = f" {done} of {done + len(missing)} claims so far; not yet measured: {', '.join(missing)}." \
+        if missing else ""
     return (f"# Where a verdict's time goes: {result['model']}\n\n"
             f"Each claim's corrected protocol ({result['tier']} tier) run once in one process "
             f"(`lazarus-bench bench --parts {result['model']}`), its wall time split by timers around the runner's "
@@ -186,5 +194,5 @@ def render_parts(result: dict) -> str:
             "or null construction); other is model loading, the tokenization audit, the GEMM probe and writing the "
             "record. The last column compares each re-measured record with the committed one, wall time, timestamp, "
             "counters, host and lock version set aside: identical, or the largest relative difference between their "
-            f"numbers. Seconds; {result['environment']}.\n\n"
+            f"numbers. Seconds; {result['environment']}.{partial}\n\n"
             + tabulate(rows, head, tablefmt="github", disable_numparse=True) + "\n")

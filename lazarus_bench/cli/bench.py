@@ -52,9 +52,11 @@ def cmd_parts(args: argparse.Namespace) -> int:
     out = Path(args.report_dir)
     for name in ("PARTS.md", "parts.json"):
         check_writable(out / name)
-    result = measure_parts(args.parts, claim_ids, records_dir=out / "records")
-    write_json(out / "parts.json", result)
-    (out / "PARTS.md").write_text(render_parts(result))
+    def save(result: dict) -> None:  # after every claim: a run stopped part-way keeps what it measured
+        write_json(out / "parts.json", result)
+        (out / "PARTS.md").write_text(render_parts(result))
+
+    measure_parts(args.parts, claim_ids, records_dir=out / "records", on_row=save)
     print(f"parts: {out / 'PARTS.md'}")
     return 0
 
