@@ -104,7 +104,8 @@ def agreement(record: dict, committed: dict | None) -> dict | None:
             "identical": first is None and worst[0] == 0.0, "max_rel_diff": worst[0], "first_difference": first}
 
 
-def _committed(records_dir: Path, claim_id: str, model_id: str) -> dict | None:
+def _corrected_record(records_dir: Path, claim_id: str, model_id: str) -> dict | None:
+    """The corrected-protocol record of ``claim_id`` on ``model_id`` in ``records_dir``, if there is one."""
     for path in sorted(records_dir.glob(f"{claim_id}__*__corrected.json")):
         rec = json.loads(path.read_text())
         if rec["model"]["id"] == model_id and rec["claim"]["id"] == claim_id:
@@ -141,11 +142,11 @@ def measure_parts(model_id: str, claim_ids: Sequence[str] | None = None, records
             with timed_runner(clock):
                 run_claim(timed, model_id, tier=tier, report_dir=Path(scratch), pool=pool,
                           cache_dir=Path(scratch) / "cache", log=lambda _: None)
-            record = _committed(Path(scratch) / "records", claim_id, model_id)
+            record = _corrected_record(Path(scratch) / "records", claim_id, model_id)
             wall = float(record.get("wall_s") or 0.0)  # a skipped record (the claim does not apply) has none
             parts = {p: round(clock.seconds.get(p, 0.0), 2) for p in PARTS[:-1]}
             parts["other"] = round(max(wall - sum(parts.values()), 0.0), 2)
-            committed = _committed(Path(records_dir), claim_id, model_id)
+            committed = _corrected_record(Path(records_dir), claim_id, model_id)
             same = agreement(record, committed)
             result["rows"].append({"claim": claim_id, "status": record["status"], "verdict": record.get("verdict"),
                                    "wall_s": wall, "parts": parts, "vs_committed": same,
