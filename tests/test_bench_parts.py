@@ -58,11 +58,14 @@ def test_parts_add_up_to_the_wall_time_of_a_record_equal_to_the_runners(saved_mo
 
 def test_agreement_tells_identical_from_numbers_that_moved_from_other_content():
     committed = {"verdict": "SUPPORTED", "wall_s": 9.0, "prereg": {"claim_hash": "a", "lock_version": "v1+17"},
-                 "statistic": {"value": 0.25, "ci": [float("nan"), 1.0]}, "samples": [{"p": 0.5}, {"p": 2e-7}]}
-    same = {**committed, "wall_s": 3.0, "prereg": {"claim_hash": "a", "lock_version": "v1+19"}}
+                 "statistic": {"value": 0.25, "ci": [float("nan"), 1.0]},
+                 "samples": [{"p": 0.5, "tokens_per_s": 2537.1}, {"p": 2e-7}]}  # a clock reading: set aside
+    same = {**committed, "wall_s": 3.0, "prereg": {"claim_hash": "a", "lock_version": "v1+19"},
+            "samples": [{"p": 0.5, "tokens_per_s": 1033.1}, {"p": 2e-7}]}
     assert agreement(same, committed) == {"verdict_equal": True, "identical": True, "max_rel_diff": 0.0,
                                           "first_difference": None}
-    moved = {**same, "samples": [{"p": 0.5}, {"p": 2.2e-7}], "statistic": {"value": 0.2500001, "ci": [0.1, 1.0]}}
+    moved = {**same, "samples": [{"p": 0.5, "tokens_per_s": 9.0}, {"p": 2.2e-7}],
+             "statistic": {"value": 0.2500001, "ci": [0.1, 1.0]}}
     vs = agreement(moved, committed)
     assert not vs["identical"] and vs["verdict_equal"] and vs["max_rel_diff"] == (2.2e-7 - 2e-7) / 2.2e-7
     assert vs["first_difference"] == "record.statistic.ci[0]: 0.1 vs nan"

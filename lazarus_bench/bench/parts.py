@@ -18,6 +18,7 @@ from typing import Callable, Iterator, Sequence
 
 PARTS = ("gates", "measure", "controls", "graded", "nulls", "other")
 _VOLATILE = ("wall_s", "timestamp", "work", "environment")
+_CLOCK_KEYS = frozenset({"tokens_per_s", "train_seconds"})  # clock readings a claim keeps inside its samples
 
 
 class PartClock:
@@ -64,7 +65,8 @@ def timed_runner(clock: PartClock) -> Iterator[None]:
 
 def comparable(record: dict) -> dict:
     """A record without what differs between two runs of the same work: wall time, timestamp, counters, host, and
-    the lock version in force when it ran (its claim hash is in ``inputs``)."""
+    the lock version in force when it ran (its claim hash is in ``inputs``); ``_walk`` also skips the clock
+    readings inside samples."""
     out = {k: v for k, v in record.items() if k not in _VOLATILE}
     if isinstance(out.get("prereg"), dict):
         out["prereg"] = {k: v for k, v in out["prereg"].items() if k != "lock_version"}
@@ -73,11 +75,12 @@ def comparable(record: dict) -> dict:
 
 def _walk(a, b, path: str, worst: list) -> str | None:
     """The first path where ``a`` and ``b`` differ other than in a number's value; ``worst[0]`` gets the largest
-    relative difference of two numbers."""
+    relative difference of two numbers. Clock readings kept inside samples (tokens/s, seconds) are set aside."""
     if isinstance(a, dict) and isinstance(b, dict):
         if a.keys() != b.keys():
             return f"{path}: keys {sorted(set(a) ^ set(b))}"
-        return next((d for k in sorted(a) if (d := _walk(a[k], b[k], f"{path}.{k}", worst))), None)
+        return next((d for k in sorted(a) if k not in _CLOCK_KEYS and (d := _walk(a[k], b[k], f"{path}.{k}", worst))),
+                    None)
     if isinstance(a, list) and isinstance(b, list):
         if len(a) != len(b):
             return f"{path}: length {len(a)} vs {len(b)}"
