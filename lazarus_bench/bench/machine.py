@@ -55,19 +55,10 @@ def openblas_core() -> str | None:
     return get().decode()
 
 
-def cpu_flags() -> frozenset[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def kernel_fallback(core: str | None, flags: frozenset[str]) -> str | None:
-    """One line when OpenBLAS runs pre-AVX2 kernels on a CPU with AVX2 and FMA (it did not recognise the CPU)."""
-    if core not in PRE_AVX2_KERNELS or not {"avx2", "fma"} <= flags:
+def kernel_fallback(core: str | None, avx2_fma: bool) -> str | None:
+    """One line when OpenBLAS runs pre-AVX2 kernels on a CPU with AVX2 and FMA (``jit.cpu_has_fma()``): it did not
+    recognise the CPU."""
+    if core not in PRE_AVX2_KERNELS or not avx2_fma:
         return None
     return (f"OpenBLAS did not recognise this CPU and runs its {core} kernels: GEMM about 4x slower than the CPU "
             "allows, and numbers that differ in the last float digits from records made with another kernel; "

@@ -52,6 +52,7 @@ def cmd_parts(args: argparse.Namespace) -> int:
     out = Path(args.report_dir)
     for name in ("PARTS.md", "parts.json"):
         check_writable(out / name)
+
     def save(result: dict) -> None:  # after every claim: a run stopped part-way keeps what it measured
         write_json(out / "parts.json", result)
         (out / "PARTS.md").write_text(render_parts(result))

@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from ..bench.machine import cpu_flags, kernel_fallback, openblas_core
+    from ..bench.machine import kernel_fallback, openblas_core
+    from ..jit import cpu_has_fma
     from ..runinfo import environment
 
     env = environment(measure_gemm=not args.no_gemm)
@@ -42,7 +43,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(_table([{"item": k, "value": v} for k, v in rows]))
     if blas["status"] not in ("preloaded", "not-needed"):
         print(f"\nWARNING: {blas['detail']}", file=sys.stderr)
-    if fallback := kernel_fallback(core, cpu_flags()):
+    if fallback := kernel_fallback(core, cpu_has_fma()):
         print(f"\nWARNING: {fallback}", file=sys.stderr)
     if args.json:
         write_json(args.json, env)

@@ -427,12 +427,11 @@ def test_without_ray_the_engine_benchmark_says_so(monkeypatch):
 def test_kernel_fallback_flags_pre_avx2_kernels_on_an_avx2_cpu_only():
     from lazarus_bench.bench.machine import kernel_fallback
 
-    avx2 = frozenset({"sse3", "avx", "avx2", "fma"})
-    assert "runs its Prescott kernels" in kernel_fallback("Prescott", avx2)
-    assert "OPENBLAS_CORETYPE=Haswell" in kernel_fallback("Sandybridge", avx2)
-    assert kernel_fallback("Prescott", frozenset({"sse3"})) is None  # an old CPU: its kernel is the right one
-    assert kernel_fallback("Haswell", avx2) is None and kernel_fallback("SkylakeX", avx2) is None
-    assert kernel_fallback(None, avx2) is None  # no OpenBLAS (macOS Accelerate, or not preloaded)
+    assert "runs its Prescott kernels" in kernel_fallback("Prescott", True)
+    assert "OPENBLAS_CORETYPE=Haswell" in kernel_fallback("Sandybridge", True)
+    assert kernel_fallback("Prescott", False) is None  # an old CPU: its kernel is the right one
+    assert kernel_fallback("Haswell", True) is None and kernel_fallback("SkylakeX", True) is None
+    assert kernel_fallback(None, True) is None  # no OpenBLAS (macOS Accelerate, or not preloaded)
 
 
 def test_openblas_core_reads_the_kernel_openblas_runs():
@@ -441,9 +440,10 @@ def test_openblas_core_reads_the_kernel_openblas_runs():
     import subprocess
     import sys
 
-    from lazarus_bench.bench.machine import cpu_flags, openblas_core
+    from lazarus_bench.bench.machine import openblas_core
+    from lazarus_bench.jit import cpu_has_fma
 
-    if openblas_core() is None or not {"avx2", "fma"} <= cpu_flags():
+    if openblas_core() is None or not cpu_has_fma():
         pytest.skip("needs OpenBLAS on an x86 CPU with AVX2 and FMA")
     code = "import lazarus_bench; from lazarus_bench.bench.machine import openblas_core; print(openblas_core())"
     for kernel in ("Haswell", "Prescott"):
