@@ -111,7 +111,9 @@ def registry_restored(monkeypatch):
 
     base.all_claims()
     before, included = dict(base.REGISTRY), set(base._INCLUDED)
-    monkeypatch.delenv(base.INCLUDE_ENV, raising=False)
+    # setenv, not delenv: delenv of an unset variable records nothing, so the folder include() puts there outlived
+    # the test, and a later get_claim in the same worker re-imported its files (a bad one failed another test)
+    monkeypatch.setenv(base.INCLUDE_ENV, "")
     yield
     base.REGISTRY.clear()
     base.REGISTRY.update(before)
