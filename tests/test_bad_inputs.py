@@ -77,6 +77,8 @@ CASES = [
     (["bench", "--parts", "@llama", "--claims", ","], "names no claim"),
     (["bench", "--parts", "/nonexistent/model"], "model path not found"),
     (["bench", "--parts", "@llama", "--report-dir", "/proc/parts"], "is not writable"),
+    (["bench", "--parts", "@llama", "--report-dir", "@tmp/junk-parts"], "parts.json: unreadable (not a parts.json"),
+    (["bench", "--parts", "@llama", "--report-dir", "@tmp/other-parts"], "holds zoo:base (slow tier), not "),
     (["zoo", "list", "--json", "/proc/zoo.json"], "is not writable"),
     (["zoo", "list", "--dir", "@tmp"], "no zoo model in it"),
     (["zoo", "list", "--write"], "--write does not apply to `zoo list` (only to eval)"),
@@ -110,6 +112,10 @@ def bad_files(tmp_path):
     (tmp_path / "broken.jsonl").write_text('{"prompt": "7 * 8 = ", "completion": "56"\n')
     (tmp_path / "empty" / "records").mkdir(parents=True)
     (tmp_path / "zoo-model").mkdir()
+    for name, text in (("junk-parts", "[1, 2]"), ("other-parts", '{"model": "zoo:base", "tier": "slow", "rows": [], '
+                                                                  '"commit": "0", "environment": "x"}')):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "parts.json").write_text(text)
     (tmp_path / "zoo-model" / "manifest.json").write_text("{}")
     return tmp_path
 

@@ -73,3 +73,27 @@ def test_agreement_tells_identical_from_numbers_that_moved_from_other_content():
     vs = agreement(other, committed)
     assert not vs["verdict_equal"] and vs["first_difference"] == "record.prereg.claim_hash: 'b' vs 'a'"
     assert agreement(same, None) is None
+
+
+def test_a_run_of_some_claims_keeps_the_other_claims_rows_and_names_each_run(saved_model, tmp_path):
+    """Measuring H10 where an earlier run of this model left rows for H01 and H10: H01's row stays with its own run's
+    environment, H10's is the new one, and the table names each row's run."""
+    model = str(saved_model("llama"))
+    old = {"claim": "H01", "status": "ok", "verdict": "SUPPORTED", "wall_s": 7.0, "vs_committed": None,
+           "parts": {p: (7.0 if p == "measure" else 0.0) for p in PARTS}, "committed_wall_s": None}
+    previous = {"model": model, "tier": "fast", "planned": ["H01", "H10"], "commit": "e99807e" + "0" * 33,
+                "environment": "another host, OpenBLAS kernel Haswell", "openblas_core": "Haswell",
+                "rows": [old, {**old, "claim": "H10", "wall_s": 99.0}]}
+    result = measure_parts(model, ["H10"], records_dir=tmp_path / "records", tier="fast", log=lambda _: None,
+                           previous=previous)
+    kept, new = result["rows"]
+    assert kept == {**old, "run": previous["commit"]} and new["claim"] == "H10" and new["wall_s"] == 0.0
+    assert new["run"] == result["commit"] != previous["commit"] and result["planned"] == ["H01", "H10"]
+    assert result["runs"] == {previous["commit"]: previous["environment"], result["commit"]: result["environment"]}
+    text = render_parts(result)
+    assert "run e99807e: another host, OpenBLAS kernel Haswell; run " in text and "| run " in text
+    assert "| H01 " in text and "| e99807e " in text and "so far" not in text
+    again = measure_parts(model, ["H01"], records_dir=tmp_path / "records", tier="fast", log=lambda _: None,
+                          previous={**result, "rows": [new]})
+    assert [r["claim"] for r in again["rows"]] == ["H10", "H01"] and set(again["runs"]) == {result["commit"]}
+    assert "| run " not in render_parts(again)  # one run: its environment once, no run column

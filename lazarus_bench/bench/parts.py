@@ -116,12 +116,29 @@ def _corrected_record(records_dir: Path, claim_id: str, model_id: str) -> dict |
     return None
 
 
+def kept_rows(previous: dict | None, model_id: str, tier: str, order: Sequence[str]) -> tuple[list[dict], dict]:
+    """The rows of an earlier ``parts.json`` of the same model and tier that this run does not measure again, each
+    naming the run (commit) it came from, and those runs' environments; another model's or tier's file is refused,
+    so no result the user did not name is replaced."""
+    from ..errors import LazarusError
+
+    if not previous:
+        return [], {}
+    if (previous.get("model"), previous.get("tier")) != (model_id, tier):
+        raise LazarusError(f"the report folder's parts.json holds {previous.get('model')} ({previous.get('tier')} "
+                           f"tier), not {model_id} ({tier} tier): use another --report-dir")
+    runs = dict(previous.get("runs") or {previous["commit"]: previous["environment"]})
+    rows = [{**r, "run": r.get("run", previous["commit"])} for r in previous["rows"] if r["claim"] not in order]
+    return rows, {c: e for c, e in runs.items() if any(r["run"] == c for r in rows)}
+
+
 def measure_parts(model_id: str, claim_ids: Sequence[str] | None = None, records_dir: str | Path = "reports/records",
                   tier: str = "slow", log: Callable[[str], None] = print,
-                  on_row: Callable[[dict], None] | None = None) -> dict:
+                  on_row: Callable[[dict], None] | None = None, previous: dict | None = None) -> dict:
     """Run each claim's corrected protocol on ``model_id`` in this process, one after another in the given order
     (a claim that reuses another's cached runs after the others), and split each record's wall time; ``on_row``
-    gets the result so far after each claim, so a run stopped part-way keeps what it measured."""
+    gets the result so far after each claim, so a run stopped part-way keeps what it measured. ``previous`` (an
+    earlier result for this model and tier) keeps its rows of the claims this run does not measure."""
     from ..claims.base import all_claims, get_claim
     from ..runinfo import environment
     from ..suite.runner import ModelPool, run_claim
@@ -130,14 +147,17 @@ def measure_parts(model_id: str, claim_ids: Sequence[str] | None = None, records
     claims = [get_claim(c) for c in claim_ids] if claim_ids else all_claims()
     order = sorted((c.id for c in claims if "corrected" in c.tier_protocols(tier)),
                    key=lambda c: bool(get_claim(c).after))
+    rows, runs = kept_rows(previous, model_id, tier, order)
     pool = ModelPool()
     pool.get(model_id)  # a model that does not load stops here, before any claim runs
     env, core = environment(measure_gemm=True), openblas_core()
     gemm = env["blas"].get("gemm_gflops_1024")
     rate = f"{gemm:.0f} GFLOP/s" if gemm else "not measured"
-    result = {"model": model_id, "tier": tier, "planned": order, "rows": [], "commit": env["git_commit"],
-              "openblas_core": core, "environment": f"{env['machine']}, OpenBLAS kernel {core or '-'}, fp32 GEMM "
-                                                    f"{rate} (one thread), commit {env['git_commit']}"}
+    commit = env["git_commit"]
+    runs[commit] = f"{env['machine']}, OpenBLAS kernel {core or '-'}, fp32 GEMM {rate} (one thread), commit {commit}"
+    planned = [r["claim"] for r in rows] + order
+    result = {"model": model_id, "tier": tier, "planned": planned, "rows": rows, "commit": commit,
+              "openblas_core": core, "environment": runs[commit], "runs": runs}
     with tempfile.TemporaryDirectory(prefix="lazarus-parts-") as scratch:
         for claim_id in order:
             claim, clock = get_claim(claim_id), PartClock()
@@ -152,7 +172,7 @@ def measure_parts(model_id: str, claim_ids: Sequence[str] | None = None, records
             committed = _corrected_record(Path(records_dir), claim_id, model_id)
             same = agreement(record, committed)
             result["rows"].append({"claim": claim_id, "status": record["status"], "verdict": record.get("verdict"),
-                                   "wall_s": wall, "parts": parts, "vs_committed": same,
+                                   "wall_s": wall, "parts": parts, "vs_committed": same, "run": commit,
                                    "committed_wall_s": None if committed is None else committed.get("wall_s")})
             log(f"{claim_id}: {wall:.0f} s {parts}; against the committed record: {_said(same)}")
             if on_row:
@@ -175,17 +195,21 @@ def render_parts(result: dict) -> str:
     a total with each part's share."""
     from tabulate import tabulate
 
+    runs = result.get("runs") or {result["commit"]: result["environment"]}
+    several = len(runs) > 1  # rows from earlier runs kept: each names its run
     rows, totals = [], defaultdict(float)
     for row in result["rows"]:
         for part in PARTS:
             totals[part] += row["parts"][part]
         same = _said(row["vs_committed"])
         rows.append([row["claim"], row["verdict"] or row["status"], f"{row['wall_s']:,.0f}",
-                     *(f"{row['parts'][p]:,.0f}" for p in PARTS), same])
+                     *(f"{row['parts'][p]:,.0f}" for p in PARTS), same]
+                    + ([row.get("run", result["commit"])[:7]] if several else []))
     wall = sum(totals.values())
     rows.append(["total", "", f"{wall:,.0f}", *(f"{totals[p]:,.0f} ({totals[p] / wall:.0%})" if wall else "0"
-                                                for p in PARTS), ""])
-    head = ["claim", "verdict", "wall s", *PARTS, "against the committed record"]
+                                                for p in PARTS), ""] + ([""] if several else []))
+    head = ["claim", "verdict", "wall s", *PARTS, "against the committed record"] + (["run"] if several else [])
+    where = "; ".join(f"run {c[:7]}: {e}" if several else e for c, e in runs.items())
     done = len(result["rows"])
     missing = [c for c in result.get("planned", []) if c not in {r["claim"] for r in result["rows"]}]
     partial = f" {done} of {done + len(missing)} claims so far; not yet measured: {', '.join(missing)}." \
@@ -198,5 +222,5 @@ def render_parts(result: dict) -> str:
             "or null construction); other is model loading, the tokenization audit, the GEMM probe and writing the "
             "record. The last column compares each re-measured record with the committed one, wall time, timestamp, "
             "counters, host and lock version set aside: identical, or the largest relative difference between their "
-            f"numbers. Seconds; {result['environment']}.{partial}\n\n"
+            f"numbers. Seconds; {where}.{partial}\n\n"
             + tabulate(rows, head, tablefmt="github", disable_numparse=True) + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -19,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-dir", default="reports")
     p.add_argument("--parts", metavar="MODEL",
                    help="instead: where each claim's time goes on MODEL (gates, measure, controls, graded controls, "
-                        "nulls), one claim after another in this process -> PARTS.md, parts.json")
+                        "nulls), one claim after another in this process -> PARTS.md, parts.json (rows of MODEL's "
+                        "other claims already there are kept)")
     p.add_argument("--claims", metavar="IDS", help="with --parts: these claims only (comma-separated; default all)")
     return p
 
@@ -41,6 +43,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return cmd_parts(args)
 
 
+def read_parts(out: Path) -> dict | None:
+    """The folder's earlier ``parts.json`` (its other claims' rows are kept), None when there is none."""
+    path = out / "parts.json"
+    if not path.is_file():
+        return None
+    try:
+        previous = json.loads(path.read_text())
+        if not {"model", "tier", "rows", "commit", "environment"} <= set(previous):
+            raise ValueError("not a parts.json of `bench --parts`")
+    except (ValueError, TypeError) as exc:
+        raise LazarusError(f"{path}: unreadable ({exc}); move it away or use another --report-dir") from None
+    return previous
+
+
 def cmd_parts(args: argparse.Namespace) -> int:
     from ..bench.parts import measure_parts, render_parts
     from ..claims.base import get_claim
@@ -57,7 +73,7 @@ def cmd_parts(args: argparse.Namespace) -> int:
         write_json(out / "parts.json", result)
         (out / "PARTS.md").write_text(render_parts(result))
 
-    measure_parts(args.parts, claim_ids, records_dir=out / "records", on_row=save)
+    measure_parts(args.parts, claim_ids, records_dir=out / "records", on_row=save, previous=read_parts(out))
     print(f"parts: {out / 'PARTS.md'}")
     return 0
 
