@@ -53,11 +53,30 @@ def pytest_cmdline_main(config):
         config.option.dist = "loadgroup"
 
 
+# Test modules whose module-scoped fixture measures claims (tens of seconds): one worker runs all their tests and
+# builds the fixture once, where every worker that drew one of them would build it again.
+SHARED_FIXTURE_MODULES = frozenset({"tests/test_probe_claims.py", "tests/test_zoo_build.py"})
+
+
+def work_unit(nodeid: str) -> str:
+    """A test's pytest-xdist work unit: its module if that is one of ``SHARED_FIXTURE_MODULES``, else its claim
+    family's (``xdist_scope``: the test alone unless it is a hypothesis test of a claim with a family)."""
+    from lazarus_bench.suite.families import xdist_scope
+
+    module = nodeid.partition("::")[0]
+    return module if module in SHARED_FIXTURE_MODULES else xdist_scope(nodeid)
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """With ``--dist loadgroup``, each claim family (a claim and those reusing its cached runs) is one work unit."""
+    """With ``--dist loadgroup``, each claim family (a claim and those reusing its cached runs) is one work unit, and
+    so is each module of ``SHARED_FIXTURE_MODULES``."""
     if config.getvalue("dist") == "loadgroup":
         from lazarus_bench.suite.families import FamilyScheduling
 
-        return FamilyScheduling(config, log)
+        class SuiteScheduling(FamilyScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return work_unit(nodeid)
+
+        return SuiteScheduling(config, log)
     return None

@@ -56,6 +56,22 @@ def test_each_claim_family_is_one_xdist_work_unit():
     assert FamilyScheduling._split_scope(None, node.format("H05b", "slow-zoo:moe")) == "H05a|slow|zoo:moe"
 
 
+def test_tests_sharing_a_module_fixture_that_measures_claims_are_one_work_unit(request):
+    """The suite's scheduler keeps each module of SHARED_FIXTURE_MODULES on one worker (its fixture built once) and
+    every other test in its family's unit; each listed module exists and has a module-scoped fixture."""
+    root = Path(__file__).resolve().parents[1]
+    suite = request.config.pluginmanager.get_plugin(str(root / "conftest.py"))
+    from lazarus_bench.suite.families import xdist_scope
+
+    probes = "tests/test_probe_claims.py::"
+    assert suite.work_unit(probes + "test_record_is_complete[H02]") == "tests/test_probe_claims.py"
+    assert suite.work_unit(probes + "test_h02_statistic_matches_samples_and_sklearn") == "tests/test_probe_claims.py"
+    for node in ("hypotheses/test_claims.py::test_H13[slow-zoo:base]", "tests/test_runner.py::test_plan"):
+        assert suite.work_unit(node) == xdist_scope(node)
+    for module in suite.SHARED_FIXTURE_MODULES:
+        assert 'scope="module"' in (root / module).read_text(), module
+
+
 def test_plan_estimates_cost_from_the_last_run_of_the_same_tier(tmp_path):
     h01, h05 = get_claim("H01"), get_claim("H05a")
     record = Record(claim={"id": "H01"}, model=ModelRef(id="zoo:base", slug=slug("zoo:base"), hash="", info={}),
@@ -161,7 +177,7 @@ def test_pytest_xdist_gives_the_records_of_lazarus_bench_run(saved_model, tmp_pa
     assert (out / "REPORT.md").is_file() and "lazarus_bench report:" in done.stdout
     ran = r"\[(gw\d+)\] \[ *\d+%\] PASSED hypotheses/test_claims.py::test_H0(?:1|5a)\["
     workers = set(re.findall(ran, done.stdout))
-    assert "via FamilyScheduling" in done.stdout and len(workers) == 1, done.stdout[-3000:]  # one family, one worker
+    assert "via SuiteScheduling" in done.stdout and len(workers) == 1, done.stdout[-3000:]  # one family, one worker
     here = tmp_path / "here"
     run_suite([model], ["H01", "H05a"], tier="fast", report_dir=here, cache_dir=tmp_path / "cache", jobs=1,
               log=lambda message: None)
