@@ -8,8 +8,6 @@ import os
 import re
 from pathlib import Path
 
-import pytest
-
 from lazarus_bench.claims.base import get_claim, slug
 from lazarus_bench.suite.records import ModelRef, Record, load_records, save_record
 from lazarus_bench.suite.runner import Job, plan, run_suite
@@ -129,8 +127,7 @@ def test_parallel_workers_give_the_sequential_records(saved_model, tmp_path):
     assert all(r.environment["blas"]["gemm_gflops_1024"] > 0 for r in runs[2].values())
 
 
-@pytest.mark.parametrize("parent_threads", [None, "2"])
-def test_records_do_not_depend_on_the_callers_blas_threads(saved_model, tmp_path, parent_threads):
+def test_records_do_not_depend_on_the_callers_blas_threads(saved_model, tmp_path):
     """`lazarus-bench run` in a process whose parent set OPENBLAS_NUM_THREADS=2 (or nothing) writes the
     same records as this process: the thread count is pinned inside lazarus_bench, not by the caller."""
     import os
@@ -138,26 +135,29 @@ def test_records_do_not_depend_on_the_callers_blas_threads(saved_model, tmp_path
     import sys
 
     model = str(saved_model("llama"))
-    # thread settings are stripped; OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE select the kernel (set on some CPUs, where
-    # older OpenBLAS builds misbehave) and are the machine's, not the caller's, so they pass through
-    threads = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "LAZARUS_BLAS")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(threads)}
-    if parent_threads:
-        env["OPENBLAS_NUM_THREADS"] = parent_threads
-    out = tmp_path / "child"
-    cmd = [sys.executable, "-m", "lazarus_bench.cli", "run", "--tier", "fast", "-m", model, "--claims", "H01,H05a",
-           "--protocol", "corrected", "-j", "1", "--report-dir", str(out), "--cache-dir", str(tmp_path / "cc")]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
     here = tmp_path / "here"
     run_suite([model], ["H01", "H05a"], tier="fast", report_dir=here, cache_dir=tmp_path / "ch", jobs=1,
               protocols=["corrected"], log=lambda message: None)
-    child = {r.claim_id: r for r in load_records(out).records}
     ours = {r.claim_id: r for r in load_records(here).records}
-    assert child.keys() == ours.keys() == {"H01", "H05a"}
-    for key in ours:
-        assert child[key].environment["blas"]["threads"] == 1
-        assert json.dumps(_comparable(child[key]), sort_keys=True) == json.dumps(_comparable(ours[key]), sort_keys=True)
+    # thread settings are stripped; OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE select the kernel (set on some CPUs, where
+    # older OpenBLAS builds misbehave) and are the machine's, not the caller's, so they pass through
+    threads = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "LAZARUS_BLAS")
+    for parent_threads in (None, "2"):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(threads)}
+        if parent_threads:
+            env["OPENBLAS_NUM_THREADS"] = parent_threads
+        out = tmp_path / f"child-{parent_threads}"
+        cmd = [sys.executable, "-m", "lazarus_bench.cli", "run", "--tier", "fast", "-m", model, "--claims",
+               "H01,H05a", "--protocol", "corrected", "-j", "1", "--report-dir", str(out), "--cache-dir",
+               str(tmp_path / f"cc-{parent_threads}")]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        child = {r.claim_id: r for r in load_records(out).records}
+        assert child.keys() == ours.keys() == {"H01", "H05a"}
+        for key in ours:
+            assert child[key].environment["blas"]["threads"] == 1
+            assert (json.dumps(_comparable(child[key]), sort_keys=True)
+                    == json.dumps(_comparable(ours[key]), sort_keys=True)), (parent_threads, key)
 
 
 def test_pytest_xdist_gives_the_records_of_lazarus_bench_run(saved_model, tmp_path):

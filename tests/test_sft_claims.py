@@ -114,7 +114,8 @@ def test_h11_learning_rate_zero_fails_the_manipulation_floor(saved_model, tmp_pa
     assert gate.name == "val loss fell" and gate.value == pytest.approx(0.0, abs=1e-6) and not gate.passed
     assert record.verdict == "NOT TESTABLE" and record.controls == ()
     check_gates(record, {"val loss fell": 0.0})
-    trained = run("H11", saved_model("llama"), tmp_path, pool)
+    measure_only = replace(get_claim("H11"), controls=(), graded=(), nulls=())  # the gate is read in the measure
+    trained = run("H11", saved_model("llama"), tmp_path, pool, claim=measure_only)
     assert {g.name: g.value for g in trained.fitness}["val loss fell"] > 0.25
 
 
