@@ -112,11 +112,11 @@ def bad_files(tmp_path):
     (tmp_path / "broken.jsonl").write_text('{"prompt": "7 * 8 = ", "completion": "56"\n')
     (tmp_path / "empty" / "records").mkdir(parents=True)
     (tmp_path / "zoo-model").mkdir()
+    (tmp_path / "zoo-model" / "manifest.json").write_text("{}")
     for name, text in (("junk-parts", "[1, 2]"), ("other-parts", '{"model": "zoo:base", "tier": "slow", "rows": [], '
                                                                   '"commit": "0", "environment": "x"}')):
         (tmp_path / name).mkdir()
         (tmp_path / name / "parts.json").write_text(text)
-    (tmp_path / "zoo-model" / "manifest.json").write_text("{}")
     return tmp_path
 
 

@@ -17,8 +17,9 @@ from lazarus_bench.stats import Verdict
 from lazarus_bench.suite.runner import ModelPool, run_claim
 
 
-def _run(claim_id, model_dir, tmp_path, pool=None, **kw):
-    return run_claim(get_claim(claim_id), str(model_dir), tier="fast", report_dir=tmp_path / "out",
+def _run(claim_id, model_dir, tmp_path, pool=None, claim=None, **kw):
+    """``claim_id``'s fast tier on ``model_dir`` (``claim``: a variant of it, e.g. without its graded control)."""
+    return run_claim(claim or get_claim(claim_id), str(model_dir), tier="fast", report_dir=tmp_path / "out",
                      cache_dir=tmp_path / "cache", pool=pool or ModelPool(), log=lambda m: None, **kw)
 
 
@@ -148,9 +149,7 @@ def test_h10_planted_router_row_is_flagged_and_random_rows_are_not(saved_model, 
 
 def test_h03_record_carries_both_controls(saved_model, tmp_path):
     """The single controls in the record (the graded control, half of H03's time, has tests of its own)."""
-    singles = replace(get_claim("H03"), graded=(), nulls=())
-    record = run_claim(singles, str(saved_model("llama")), tier="fast", report_dir=tmp_path / "out",
-                       cache_dir=tmp_path / "cache", pool=ModelPool(), log=lambda m: None)
+    record = _run("H03", saved_model("llama"), tmp_path, claim=replace(get_claim("H03"), graded=(), nulls=()))
     planted = _controls(record)["feature planted at a middle block"]
     assert planted.built and planted.detected and planted.verdict == "SUPPORTED", planted.reason
     assert _controls(record)["random-init model"].built

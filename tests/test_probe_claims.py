@@ -36,7 +36,8 @@ def handle(model_dir):
 
 @pytest.fixture(scope="module")
 def records(model_dir, tmp_path_factory):
-    """Each probe claim's measure on the tiny model (its controls, most of the time, are tested in test_controls)."""
+    """Each probe claim's measure alone on the tiny model: its controls, most of a run's time, have their own tests
+    (test_controls.py) and run in the hypothesis tier."""
     pool, out = ModelPool(), tmp_path_factory.mktemp("reports")
     return {cid: run_claim(replace(get_claim(cid), controls=(), graded=(), nulls=()), model_dir, tier="fast",
                            report_dir=out, pool=pool, log=lambda m: None)
