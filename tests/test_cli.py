@@ -277,3 +277,26 @@ def test_claims_id_shows_one_claim_in_full(capsys):
     assert main(["claims", "H99"]) == 2
     err = capsys.readouterr().err
     assert "H99" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("core", ["Prescott", "Haswell"])
+def test_run_warns_once_when_it_measured_with_pre_avx2_kernels(core, saved_model, tmp_path, capsys, monkeypatch):
+    """On an AVX2/FMA CPU that OpenBLAS did not recognise, `run` says in one warning line that the records it measured
+    came from its fallback kernels (they differ from ones made with another kernel); a rerun that reuses every
+    record, or an AVX2 kernel, says nothing."""
+    from lazarus_bench import jit
+    from lazarus_bench.bench import machine
+
+    monkeypatch.setattr(machine, "openblas_core", lambda: core)
+    monkeypatch.setattr(jit, "cpu_has_fma", lambda: True)
+    argv = ["run", "-m", str(saved_model("llama")), "--claims", "H12", "--tier", "fast", "--report-dir",
+            str(tmp_path / "r")]
+    for reused in (False, True):
+        rc = main(argv)
+        warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+        assert rc == 0 and (tmp_path / "r" / "records").is_dir()
+        if core == "Prescott" and not reused:
+            assert len(warned) == 1 and "1 record(s) measured here: " in warned[0], warned
+            assert "runs its Prescott kernels" in warned[0] and "OPENBLAS_CORETYPE=Haswell" in warned[0]
+        else:
+            assert warned == []

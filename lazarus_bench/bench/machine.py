@@ -61,9 +61,9 @@ def kernel_fallback(core: str | None, avx2_fma: bool) -> str | None:
     if core not in PRE_AVX2_KERNELS or not avx2_fma:
         return None
     return (f"OpenBLAS did not recognise this CPU and runs its {core} kernels: GEMM about 4x slower than the CPU "
-            "allows, and numbers that differ in the last float digits from records made with another kernel; "
-            "OPENBLAS_CORETYPE=Haswell (the kernel the committed records were measured with) selects its AVX2 "
-            "kernels")
+            "allows, and records that differ from those made with another kernel (in the last float digits; more "
+            "after training: 5.5% in H07's GRPO run on zoo:base@s8); OPENBLAS_CORETYPE=Haswell selects its AVX2 "
+            "kernels, those of most committed records (docs/claim-suite.md)")
 
 
 def gemm_rate(n: int = 1024, repeats: int = 5) -> float:

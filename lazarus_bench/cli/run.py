@@ -95,6 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                           fresh=args.fresh, engine=args.engine, address=args.address)
     print(f"report: {render(report_dir)}")
     check_records_read(report_dir)
+    kernel_warning(sum(not s.get("reused") for s in summaries))
     if errors := [s for s in summaries if s.get("status") == "error"]:  # a crash is not a verdict: say so in the code
         first, n = errors[0], len(errors)
         why = " ".join(str(first.get("reason", "")).split())[:300]
@@ -103,6 +104,16 @@ def cmd_run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def kernel_warning(measured: int) -> None:
+    """One warning line when this run measured records with OpenBLAS's fallback kernels on a CPU it did not
+    recognise: they differ from records made with another kernel (reused records are as they were)."""
+    from ..bench.machine import kernel_fallback, openblas_core
+    from ..jit import cpu_has_fma
+
+    if measured and (fallback := kernel_fallback(openblas_core(), cpu_has_fma())):
+        print(f"lazarus-bench: warning: {measured} record(s) measured here: {fallback}", file=sys.stderr)
 
 
 def _check_claims(claim_ids: list[str], protocols: list[str] | None, tier: str) -> None:
