@@ -286,6 +286,7 @@ def test_run_warns_once_when_it_measured_with_pre_avx2_kernels(core, saved_model
     record, or an AVX2 kernel, says nothing."""
     from lazarus_bench import jit
     from lazarus_bench.bench import machine
+    from lazarus_bench.cli.run import kernel_warning
 
     monkeypatch.setattr(machine, "openblas_core", lambda: core)
     monkeypatch.setattr(jit, "cpu_has_fma", lambda: True)
@@ -300,3 +301,5 @@ def test_run_warns_once_when_it_measured_with_pre_avx2_kernels(core, saved_model
             assert "runs its Prescott kernels" in warned[0] and "OPENBLAS_CORETYPE=Haswell" in warned[0]
         else:
             assert warned == []
+    kernel_warning(3, remote=True)  # a Ray cluster's nodes measured them: this host's kernel says nothing of them
+    assert capsys.readouterr().err == ""

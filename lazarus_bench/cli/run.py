@@ -95,7 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                           fresh=args.fresh, engine=args.engine, address=args.address)
     print(f"report: {render(report_dir)}")
     check_records_read(report_dir)
-    kernel_warning(sum(not s.get("reused") for s in summaries))
+    kernel_warning(sum(not s.get("reused") for s in summaries), remote=args.engine == "ray" and bool(args.address))
     if errors := [s for s in summaries if s.get("status") == "error"]:  # a crash is not a verdict: say so in the code
         first, n = errors[0], len(errors)
         why = " ".join(str(first.get("reason", "")).split())[:300]
@@ -106,13 +106,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def kernel_warning(measured: int) -> None:
+def kernel_warning(measured: int, remote: bool = False) -> None:
     """One warning line when this run measured records with OpenBLAS's fallback kernels on a CPU it did not
-    recognise: they differ from records made with another kernel (reused records are as they were)."""
+    recognise: they differ from records made with another kernel (reused records are as they were; ``remote``: a Ray
+    cluster at an address measured them, not this host)."""
     from ..bench.machine import kernel_fallback, openblas_core
     from ..jit import cpu_has_fma
 
-    if measured and (fallback := kernel_fallback(openblas_core(), cpu_has_fma())):
+    if measured and not remote and (fallback := kernel_fallback(openblas_core(), cpu_has_fma())):
         print(f"lazarus-bench: warning: {measured} record(s) measured here: {fallback}", file=sys.stderr)
 
 
