@@ -3,14 +3,14 @@ the single controls that count, and the sanity checks (by construction) listed a
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 from tabulate import tabulate
 
 from ..claims.controls import GradedRun, measured_verdicts
-from ..stats import wilson_interval
+from ..stats import Verdict, wilson_interval
 from . import plots
 from .records import Record
 from .summary import model_key
@@ -129,6 +129,28 @@ def boundary_size(records: list[Record]) -> tuple[int, int, str]:
     return sum(c[1] for c in counts), sum(c[2] for c in counts), _by_claim(counts)
 
 
+def without_rate(records: list[Record]) -> str:
+    """Claims with a verdict (not NOT TESTABLE) but no false-positive estimate (no built null, not in
+    ``AT_THE_BOUNDARY``), each with the single negative checks it has instead and how often they fired; "" with none.
+    """
+    shown = [r for r in records if r.claim_id not in AT_THE_BOUNDARY and r.verdict != Verdict.NOT_TESTABLE]
+    with_null = {r.claim_id for r in shown if any(n.built for n in r.nulls or ())}
+    checks: dict[str, Counter] = defaultdict(Counter)
+    for r in (r for r in shown if r.claim_id not in with_null):
+        negatives = (c for c in r.controls if c.kind == "negative" and c.built)
+        checks[r.claim_id].update((c.name, c.sanity, c.detected) for c in negatives)
+        checks[r.claim_id].update([None])
+    parts = []
+    for claim, counts in sorted(checks.items()):
+        names = sorted({(name, sanity) for name, sanity, _ in (k for k in counts if k is not None)})
+        found = [f"'{name}'{' (a sanity check)' if sanity else ''} flagged "
+                 f"{counts[(name, sanity, True)]}/{counts[(name, sanity, True)] + counts[(name, sanity, False)]}"
+                 for name, sanity in names]
+        n = counts[None]
+        parts.append(f"{claim} ({n} record{'s' * (n != 1)}; " + ("; ".join(found) or "no negative control") + ")")
+    return "; ".join(parts)
+
+
 def absence_claim(run: GradedRun) -> bool:
     """Whether the verdict rests on the threshold (a claim that an effect is absent), not on the writeup's effect."""
     return run.threshold is not None and run.claimed == run.threshold
@@ -237,6 +259,9 @@ def section(records: list[Record], claims: dict, out_dir: Path, lock: dict[str, 
         f"- **Sanity checks** (detected or quiet by construction: a read-out at the planted token, a row set equal to "
         f"its target, a learning rate of 0; not counted above): {sum(bool(c.passed) for c in sanity)}/{len(sanity)} "
         "gave their known answer.",
+        "- **Claims with a verdict but no false-positive rate** (no null that can fire, no plant on the threshold): "
+        f"{without_rate(current) or 'none'}. A single negative run per record is a check, not a rate: these "
+        "verdicts' false-positive rate rests on the declared test's nominal alpha alone.",
         "- **Claims without a graded control**: " + ("; ".join(
             f"{c} ({claims[c].no_graded or 'none declared yet'})" for c in without) or "none") + ".", "",
     ]

@@ -269,3 +269,27 @@ def test_size_at_the_boundary_pools_the_threshold_replicates_of_the_listed_claim
     for claim_id in calibration_section.AT_THE_BOUNDARY:
         graded = get_claim(claim_id).graded
         assert graded and any(g.threshold in g.strengths for g in graded), claim_id
+
+
+def test_claims_with_a_verdict_but_no_false_positive_rate_are_named_with_their_single_checks():
+    """A claim is listed when it has a verdict, no built null and no plant on its threshold; its single negative runs
+    are counted per name (a sanity check marked as such), and a claim with none says so. NOT TESTABLE records, claims
+    with a null and the boundary claims stay out."""
+    def negative(name, flagged, sanity=False):
+        return ControlRun(name=name, kind="negative", description="", effect_verdict=Verdict.SUPPORTED, built=True,
+                          reason="", verdict=Verdict.SUPPORTED if flagged else Verdict.REFUTED, detected=flagged,
+                          passed=not flagged, sanity=sanity)
+
+    ok = Verdict.REFUTED
+    records = [Record.bare("H03", "a", verdict=ok, controls=(negative("random-init model", False),)),
+               Record.bare("H03", "b", verdict=ok, controls=(negative("random-init model", True),)),
+               Record.bare("H06", "a", verdict=ok, controls=(negative("self pair", False, sanity=True),)),
+               Record.bare("H11", "a", verdict=ok),
+               Record.bare("H01", "a", verdict=ok, nulls=(null_run(1),), controls=(negative("x", True),)),
+               Record.bare("H01", "b", verdict=ok),
+               Record.bare("H05a", "a", verdict=ok),
+               Record.bare("H08", "a", verdict=Verdict.NOT_TESTABLE)]
+    assert calibration_section.without_rate(records) == (
+        "H03 (2 records; 'random-init model' flagged 1/2); H06 (1 record; 'self pair' (a sanity check) flagged 0/1); "
+        "H11 (1 record; no negative control)")
+    assert calibration_section.without_rate(records[4:]) == ""
