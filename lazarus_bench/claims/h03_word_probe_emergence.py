@@ -100,8 +100,11 @@ def cells_planted(ctx: ClaimContext, strength: float, replicate: int) -> ClaimCo
     """Emergence in a share of the cells: attention silenced in every block (so no block sees any token but its
     own), then at the middle block each prompt of a seeded choice of cells gets its class direction (unit basis
     x the mean residual norm) and the other cells nothing. Block 0 is at chance (the last token is balanced
-    across classes) and a planted share s gives peak accuracy 25% + 75% s: ``strength`` is that accuracy."""
+    across classes) and a planted share s gives peak accuracy 25% + 75% s: ``strength`` is that accuracy, for a whole
+    number of cells (a strength between two is refused: the plant would not be the strength the report shows)."""
     n = round((strength - 0.25) / 0.75 * N_CELLS)
+    if not math.isclose(0.25 + 0.75 * n / N_CELLS, strength):
+        raise LazarusError(f"H03's planted accuracy {strength:g} is not 25% + 75% x k/{N_CELLS} for a whole k")
     handle = ctx.fresh_handle()
     middle = max(1, handle.layer_at_depth(0.5))
     silence_attention(handle, handle.layers)
@@ -183,10 +186,13 @@ def accuracy_curve(probed, control, null: np.ndarray, blocks: list[int]) -> dict
     graded=(GradedControl("emergence planted in a share of cells", "attention silenced in every block; at the middle "
                           "block the class direction (the mean residual norm) written for every prompt of a seeded "
                           "share of the 16 template x pair cells, nothing for the rest: block 0 at chance, peak "
-                          "accuracy 25% + 75% x share (one cell choice and direction basis per replicate); the "
-                          "writeup's 81.2% is 13 of 16 prompts, 81.25%",
+                          "accuracy 25% + 75% x share (one cell choice and direction basis per replicate); 10, 11, "
+                          "12 and 14 cells; the writeup's 81.2% is 13 of 16 prompts, 81.25%. The sign test over 16 "
+                          "cells needs 12 on the claimed side (p = 0.038; 11 gives p = 0.105), so no plant below 12 "
+                          "cells can be seen: the MDE is the test's resolution, and the 75% threshold lies between "
+                          "10 and 11 cells",
                           "expected peak accuracy (25% + 75% x share of cells planted)",
-                          (0.71875, 0.78125, 0.8125, 0.90625), 4, cells_planted, Verdict.SUPPORTED,
+                          (0.71875, 0.765625, 0.8125, 0.90625), 4, cells_planted, Verdict.SUPPORTED,
                           threshold=0.75, writeup=0.8125),),
 )
 def measure_h03(ctx: ClaimContext) -> Outcome:

@@ -293,3 +293,20 @@ def test_claims_with_a_verdict_but_no_false_positive_rate_are_named_with_their_s
         "H03 (2 records; 'random-init model' flagged 1/2); H06 (1 record; 'self pair' (a sanity check) flagged 0/1); "
         "H11 (1 record; no negative control)")
     assert calibration_section.without_rate(records[4:]) == ""
+
+
+def test_h03_strengths_are_whole_numbers_of_cells_and_its_mde_is_the_sign_tests_resolution():
+    """Each H03 strength plants a whole number of the 16 cells (a strength between two is refused, never rounded into
+    another); the smallest count the one-sided exact sign test over 16 cells sees at alpha 0.05 (scipy) is 12 cells,
+    81.25%, the writeup's effect, and the grid holds the count just below it."""
+    from lazarus_bench.claims.base import get_claim
+    from lazarus_bench.claims.h03_word_probe_emergence import N_CELLS, cells_planted
+
+    (graded,) = get_claim("H03").graded
+    cells = [(s - 0.25) / 0.75 * N_CELLS for s in graded.strengths]
+    assert cells == [round(k) for k in cells] == [10, 11, 12, 14]
+    with pytest.raises(LazarusError, match="not 25% \\+ 75% x k/16"):
+        cells_planted(None, 0.78125, 0)
+    seen = min(k for k in range(N_CELLS + 1) if binomtest(k, N_CELLS, 0.5, alternative="greater").pvalue < 0.05)
+    assert seen == 12 and 0.25 + 0.75 * seen / N_CELLS == graded.writeup
+    assert seen - 1 in cells and graded.strengths[cells.index(seen - 1)] > graded.threshold
