@@ -135,18 +135,18 @@ def without_rate(records: list[Record]) -> str:
     """
     shown = [r for r in records if r.claim_id not in AT_THE_BOUNDARY and r.verdict != Verdict.NOT_TESTABLE]
     with_null = {r.claim_id for r in shown if any(n.built for n in r.nulls or ())}
+    n_records: Counter = Counter()
     checks: dict[str, Counter] = defaultdict(Counter)
     for r in (r for r in shown if r.claim_id not in with_null):
+        n_records[r.claim_id] += 1
         negatives = (c for c in r.controls if c.kind == "negative" and c.built)
         checks[r.claim_id].update((c.name, c.sanity, c.detected) for c in negatives)
-        checks[r.claim_id].update([None])
     parts = []
-    for claim, counts in sorted(checks.items()):
-        names = sorted({(name, sanity) for name, sanity, _ in (k for k in counts if k is not None)})
-        found = [f"'{name}'{' (a sanity check)' if sanity else ''} flagged "
-                 f"{counts[(name, sanity, True)]}/{counts[(name, sanity, True)] + counts[(name, sanity, False)]}"
-                 for name, sanity in names]
-        n = counts[None]
+    for claim, n in sorted(n_records.items()):
+        counts = checks[claim]
+        found = [f"'{name}'{' (a sanity check)' if sanity else ''} flagged {counts[name, sanity, True]}/"
+                 f"{counts[name, sanity, True] + counts[name, sanity, False]}"
+                 for name, sanity in sorted({(name, sanity) for name, sanity, _ in counts})]
         parts.append(f"{claim} ({n} record{'s' * (n != 1)}; " + ("; ".join(found) or "no negative control") + ")")
     return "; ".join(parts)
 
