@@ -115,29 +115,55 @@ def null_rates_by_claim(records: list[Record]) -> str:
 
 
 # Claims whose graded strengths are in the units of the statistic their verdict reads, a plant no other conjunct sees:
-# their replicates planted exactly at the threshold sit on the edge of the null, where alpha bounds the test's size.
-# Left out: H01 (its class-argmax conjunct sees any plant), H11 (strength scaled to a mean, criterion reads a maximum),
-# H10 (strength in cosine, criterion in null SDs), H03 (no strength at its threshold).
-AT_THE_BOUNDARY = ("H05a", "H05b", "H07", "H14")
+# a replicate planted below the threshold is a draw from the criterion's null, and one on it the null's edge, where
+# alpha bounds the test's size. Left out: H01 (its class-argmax conjunct sees any plant), H11 (strength scaled to a
+# mean, criterion reads a maximum), H10 (strength in cosine, criterion in null SDs).
+IN_STATISTIC_UNITS = ("H03", "H05a", "H05b", "H07", "H14")
 
 
 def boundary_size(records: list[Record]) -> tuple[int, int, str]:
-    """Detections pooled over the ``AT_THE_BOUNDARY`` claims' graded replicates at their threshold: the rate at which
-    the declared test calls a value on its own threshold significant (its size), and the same per claim."""
-    counts = [(r.claim_id, *pooled_detection([g], "threshold")) for r in records if r.claim_id in AT_THE_BOUNDARY
+    """Detections pooled over the ``IN_STATISTIC_UNITS`` claims' graded replicates at their threshold (H03 has no
+    strength there): the rate at which the declared test calls a value on its own threshold significant (its size),
+    and the same per claim."""
+    counts = [(r.claim_id, *pooled_detection([g], "threshold")) for r in records if r.claim_id in IN_STATISTIC_UNITS
               for g in r.graded or () if g.built]
     return sum(c[1] for c in counts), sum(c[2] for c in counts), _by_claim(counts)
 
 
+def _below(run: GradedRun) -> tuple[int, int]:
+    """Detections and replicates at the strengths strictly below a built run's threshold (the criterion's null)."""
+    if run.threshold is None:
+        return 0, 0
+    shown = [k for s, k in zip(run.strengths, run.detected) if s < run.threshold and k is not None]
+    return sum(shown), len(shown) * run.replicates
+
+
+def null_side(records: list[Record]) -> tuple[int, int, str]:
+    """Detections pooled over the ``IN_STATISTIC_UNITS`` claims' graded replicates planted below their threshold,
+    where every detection is a false positive of the criterion; per claim with the strengths they were planted at."""
+    counts: dict[str, list] = defaultdict(lambda: [0, 0, set()])
+    for r in (r for r in records if r.claim_id in IN_STATISTIC_UNITS):
+        for g in (g for g in r.graded or () if g.built):
+            k, n = _below(g)
+            counts[r.claim_id][0] += k
+            counts[r.claim_id][1] += n
+            counts[r.claim_id][2].update(s for s in g.strengths if g.threshold is not None and s < g.threshold)
+    parts = [f"{claim} at {', '.join(f'{s:g}' for s in sorted(strengths))}: {_share(k, n)}"
+             for claim, (k, n, strengths) in sorted(counts.items()) if n]
+    return sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values()), "; ".join(parts)
+
+
 def without_rate(records: list[Record]) -> str:
-    """Claims with a verdict (not NOT TESTABLE) but no false-positive estimate (no built null, not in
-    ``AT_THE_BOUNDARY``), each with the single negative checks it has instead and how often they fired; "" with none.
-    """
-    shown = [r for r in records if r.claim_id not in AT_THE_BOUNDARY and r.verdict != Verdict.NOT_TESTABLE]
-    with_null = {r.claim_id for r in shown if any(n.built for n in r.nulls or ())}
+    """Claims with a verdict (not NOT TESTABLE) but no false-positive estimate (no built null, no graded replicate
+    below or on the threshold of an ``IN_STATISTIC_UNITS`` claim), each with the single negative checks it has
+    instead and how often they fired; "" with none."""
+    shown = [r for r in records if r.verdict != Verdict.NOT_TESTABLE]
+    with_rate = {r.claim_id for r in shown if any(n.built for n in r.nulls or ())}
+    with_rate |= {r.claim_id for r in shown if r.claim_id in IN_STATISTIC_UNITS
+                  for g in r.graded or () if g.built and (_below(g)[1] or pooled_detection([g], "threshold")[1])}
     n_records: Counter = Counter()
     checks: dict[str, Counter] = defaultdict(Counter)
-    for r in (r for r in shown if r.claim_id not in with_null):
+    for r in (r for r in shown if r.claim_id not in with_rate):
         n_records[r.claim_id] += 1
         negatives = (c for c in r.controls if c.kind == "negative" and c.built)
         checks[r.claim_id].update((c.name, c.sanity, c.detected) for c in negatives)
@@ -217,7 +243,7 @@ def section(records: list[Record], claims: dict, out_dir: Path, lock: dict[str, 
     negatives = [c for c in counted if c.kind == "negative"]
     at_claimed, at_threshold = pooled_detection(graded, "claimed"), pooled_detection(graded, "threshold")
     flagged = sum(n.flagged for n in nulls), sum(n.replicates for n in nulls)
-    boundary = boundary_size(current)
+    boundary, below = boundary_size(current), null_side(current)
     without = sorted(c for c in claims if not claims[c].graded)
     lines = [
         "## Calibration", "",
@@ -245,9 +271,14 @@ def section(records: list[Record], claims: dict, out_dir: Path, lock: dict[str, 
         f"{threshold_detection_by_claim(current, True) or 'none'}.",
         f"- **Size at the boundary**: {_share(*boundary[:2])} (nominal alpha 0.05): graded replicates planted exactly "
         "at the threshold, in the units of the statistic the verdict reads, where nothing else in the claim sees the "
-        f"plant ({', '.join(AT_THE_BOUNDARY)}; by claim: {boundary[2] or 'none'}). A value on the threshold is the "
-        "least favourable case of the null, so this is the false-positive rate alpha bounds; the nulls below sit "
-        "farther from it.",
+        f"plant (by claim: {boundary[2] or 'none'}). A value on the threshold is the least favourable case of the "
+        "null, so this is the false-positive rate alpha bounds; the nulls below sit farther from it.",
+        f"- **False positives just below the threshold**: {_share(*below[:2])} (nominal alpha 0.05): graded "
+        "replicates of the same claims planted below the threshold, where the criterion's effect is absent, so every "
+        f"detection is a false positive ({below[2] or 'none'}). The nearest null draws to the boundary the harness "
+        "has; H01, H10 and H11 stay out because their plant is not in the units the verdict reads (a class argmax "
+        "above chance sees any plant; a cosine against a criterion in null SDs; a mean-scaled plant against a "
+        "maximum).",
         f"- **False-positive rate on nulls that can fire**: {_share(*flagged)} (nominal alpha 0.05); by claim: "
         f"{null_rates_by_claim(current) or 'none'}. Alpha bounds a test's false-positive rate where the true effect "
         "sits on the criterion's threshold; a null plants no effect, so its rate is at most alpha and lower the "
@@ -259,7 +290,8 @@ def section(records: list[Record], claims: dict, out_dir: Path, lock: dict[str, 
         f"- **Sanity checks** (detected or quiet by construction: a read-out at the planted token, a row set equal to "
         f"its target, a learning rate of 0; not counted above): {sum(bool(c.passed) for c in sanity)}/{len(sanity)} "
         "gave their known answer.",
-        "- **Claims with a verdict but no false-positive rate** (no null that can fire, no plant on the threshold): "
+        "- **Claims with a verdict but no false-positive rate** (no null that can fire, no plant on or below the "
+        "threshold in the statistic's units): "
         f"{without_rate(current) or 'none'}. A single negative run per record is a check, not a rate: these "
         "verdicts' false-positive rate rests on the declared test's nominal alpha alone.",
         "- **Claims without a graded control**: " + ("; ".join(

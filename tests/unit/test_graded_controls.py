@@ -254,7 +254,7 @@ def test_detection_at_the_threshold_is_split_by_the_claims_side_and_pooled_per_c
 def test_size_at_the_boundary_pools_the_threshold_replicates_of_the_listed_claims_only():
     """Only claims whose plant is in the units of the statistic their verdict reads count: H11 (a mean-scaled plant)
     and H01 (another conjunct sees the plant) stay out however they fare, and an unbuilt run is not counted. Every
-    listed claim declares a graded control with its threshold among its strengths, so the line cannot go empty."""
+    listed claim but H03 (75% lies between two whole cell counts) has its threshold among its strengths."""
     from lazarus_bench.claims.base import get_claim
 
     share = calibration_section._share
@@ -266,33 +266,59 @@ def test_size_at_the_boundary_pools_the_threshold_replicates_of_the_listed_claim
     k, n, by_claim = calibration_section.boundary_size(records)
     assert (k, n) == (1, 13)
     assert by_claim == f"H05a {share(0, 10)}; H07 {share(1, 3)}"
-    for claim_id in calibration_section.AT_THE_BOUNDARY:
+    on_threshold = {c for c in calibration_section.IN_STATISTIC_UNITS
+                    if any(g.threshold in g.strengths for g in get_claim(c).graded)}
+    assert on_threshold == set(calibration_section.IN_STATISTIC_UNITS) - {"H03"}
+
+
+def test_false_positives_below_the_threshold_pool_the_null_side_strengths_of_the_listed_claims():
+    """Replicates planted strictly below the threshold (0.2 here: only the first strength) are the criterion's null:
+    pooled per claim with the strengths they were planted at; a strength on the threshold, an unplantable strength,
+    an unbuilt run and an unlisted claim (H01, H11) stay out. Every listed claim declares a strength below its
+    threshold, so the line cannot go empty."""
+    from lazarus_bench.claims.base import get_claim
+
+    share = calibration_section._share
+    records = [Record.bare("H03", "a", graded=[graded_run((1, 7, 10, 10))]),
+               Record.bare("H03", "b", graded=[graded_run((0, 0, 10, 10), strengths=(0.05, 0.2, 0.3, 0.4))]),
+               Record.bare("H07", "a", graded=[graded_run((None, 2, 3, 3), replicates=3)]),
+               Record.bare("H14", "a", graded=[graded_run((5, 5, 9, 10), built=False)]),
+               Record.bare("H11", "a", graded=[graded_run((3, 3, 3, 3), replicates=3)]),
+               Record.bare("H01", "a", graded=[graded_run((10, 10, 10, 10))])]
+    k, n, by_claim = calibration_section.null_side(records)
+    assert (k, n) == (1, 20)
+    assert by_claim == f"H03 at 0.05, 0.1: {share(1, 20)}"
+    for claim_id in calibration_section.IN_STATISTIC_UNITS:
         graded = get_claim(claim_id).graded
-        assert graded and any(g.threshold in g.strengths for g in graded), claim_id
+        assert graded and any(min(g.strengths) < g.threshold for g in graded), claim_id
 
 
 def test_claims_with_a_verdict_but_no_false_positive_rate_are_named_with_their_single_checks():
-    """A claim is listed when it has a verdict, no built null and no plant on its threshold; its single negative runs
-    are counted per name (a sanity check marked as such), and a claim with none says so. NOT TESTABLE records, claims
-    with a null and the boundary claims stay out."""
+    """A claim is listed when it has a verdict, no built null and no plant on or below its threshold in the statistic's
+    units; its single negative runs are counted per name (a sanity check marked as such), and a claim with none says
+    so. NOT TESTABLE records, claims with a null and those with such plants stay out (H03 has only plants below its
+    threshold, H05a only one on it); an unbuilt graded run gives no rate."""
     def negative(name, flagged, sanity=False):
         return ControlRun(name=name, kind="negative", description="", effect_verdict=Verdict.SUPPORTED, built=True,
                           reason="", verdict=Verdict.SUPPORTED if flagged else Verdict.REFUTED, detected=flagged,
                           passed=not flagged, sanity=sanity)
 
     ok = Verdict.REFUTED
-    records = [Record.bare("H03", "a", verdict=ok, controls=(negative("random-init model", False),)),
-               Record.bare("H03", "b", verdict=ok, controls=(negative("random-init model", True),)),
+    records = [Record.bare("H15b", "a", verdict=ok, controls=(negative("random-init model", False),)),
+               Record.bare("H15b", "b", verdict=ok, controls=(negative("random-init model", True),)),
                Record.bare("H06", "a", verdict=ok, controls=(negative("self pair", False, sanity=True),)),
                Record.bare("H11", "a", verdict=ok),
                Record.bare("H01", "a", verdict=ok, nulls=(null_run(1),), controls=(negative("x", True),)),
                Record.bare("H01", "b", verdict=ok),
-               Record.bare("H05a", "a", verdict=ok),
+               Record.bare("H03", "a", verdict=ok, graded=[graded_run((0, 0, 10, 10))]),
+               Record.bare("H03", "b", verdict=ok, graded=[graded_run((0, 0, 10, 10), built=False)]),
+               Record.bare("H05a", "a", verdict=ok, graded=[graded_run((0, 0, 10, 10), strengths=(0.2, 0.3, 0.4, 1))]),
+               Record.bare("H07", "a", verdict=ok, graded=[graded_run((0, 0, 10, 10), built=False)]),
                Record.bare("H08", "a", verdict=Verdict.NOT_TESTABLE)]
     assert calibration_section.without_rate(records) == (
-        "H03 (2 records; 'random-init model' flagged 1/2); H06 (1 record; 'self pair' (a sanity check) flagged 0/1); "
-        "H11 (1 record; no negative control)")
-    assert calibration_section.without_rate(records[4:]) == ""
+        "H06 (1 record; 'self pair' (a sanity check) flagged 0/1); H07 (1 record; no negative control); H11 (1 record; "
+        "no negative control); H15b (2 records; 'random-init model' flagged 1/2)")
+    assert calibration_section.without_rate(records[4:9] + records[10:]) == ""
 
 
 def test_h03_strengths_are_whole_numbers_of_cells_and_its_mde_is_the_sign_tests_resolution():
