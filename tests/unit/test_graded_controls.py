@@ -336,3 +336,43 @@ def test_h03_strengths_are_whole_numbers_of_cells_and_its_mde_is_the_sign_tests_
     seen = min(k for k in range(N_CELLS + 1) if binomtest(k, N_CELLS, 0.5, alternative="greater").pvalue < 0.05)
     assert seen == 12 and 0.25 + 0.75 * seen / N_CELLS == graded.writeup
     assert seen - 1 in cells and graded.strengths[cells.index(seen - 1)] > graded.threshold
+
+
+def test_verdicts_held_back_by_a_part_blind_rule_are_those_another_conjunct_refutes():
+    """A record INCONCLUSIVE (INSENSITIVE) through a missed control of part b is listed with REFUTED when part a
+    refutes the claim whatever b reads; not when b decides (seeing its effect would change the verdict), nor when the
+    missed control reads the whole claim, nor when the record is not INSENSITIVE. A graded control never detected is
+    treated alike, and a control that still halts the verdict once the idle one is set aside keeps it INCONCLUSIVE."""
+    values = [0.5, 0.6, 0.7, 0.8, 0.9]
+    refuted = stats.threshold_claim(values, 0.1, "below", 0.05, test="sign", min_n=5, name="r")
+    supported = stats.threshold_claim(values, 0.1, "above", 0.05, test="sign", min_n=5, name="s")
+    both = stats.verdicts.combine(refuted, {"a": refuted, "b": refuted}, units=("seeds", 5, 5))
+    only_b = stats.verdicts.combine(refuted, {"a": supported, "b": refuted}, units=("seeds", 5, 5))
+
+    def control(kind, part, detected):
+        return ControlRun(name=kind[:3], kind=kind, description="", effect_verdict=Verdict.SUPPORTED, built=True,
+                          reason="", verdict=Verdict.SUPPORTED if detected else Verdict.REFUTED, detected=detected,
+                          passed=detected == (kind == "positive"), part=part)
+
+    held = dict(verdict=Verdict.INCONCLUSIVE, calibration="insensitive")
+    never = replace(graded_run((0, 0, 1, 2)), effect=str(Verdict.SUPPORTED), part="b")
+    records = [Record.bare("H15b", "a", statistic=both, controls=(control("positive", "b", False),), **held),
+               Record.bare("H15b", "b", statistic=only_b, controls=(control("positive", "b", False),), **held),
+               Record.bare("H15b", "c", statistic=both, controls=(control("positive", None, False),), **held),
+               Record.bare("H15b", "d", statistic=both, controls=(control("positive", "b", False),),
+                           verdict=Verdict.INCONCLUSIVE, calibration="not specific"),
+               Record.bare("H14", "a", statistic=both, graded=[never], **held),
+               Record.bare("H14", "b", statistic=both, graded=[replace(never, part="a")], **held),
+               Record.bare("H14", "c", statistic=both, **held,
+                           controls=(control("positive", "b", False), control("negative", None, True)))]
+    rows = calibration_section.held_back(records)
+    assert [(r["claim"], r["model"]) for r in rows] == [("H15b", "a"), ("H14", "a"), ("H14", "b"), ("H14", "c")]
+    assert [r["part-aware rule"] for r in rows[:3]] == ["REFUTED"] * 3
+    assert rows[0]["measured (decided by)"] == "REFUTED (a)" and rows[0]["recorded"] == "INCONCLUSIVE"
+    assert rows[0]["missed control (part it reads)"] == "'pos' (b)"
+    assert rows[3]["part-aware rule"].startswith("INCONCLUSIVE (negative control 'neg' flagged")
+    note = " ".join(calibration_section.held_back_note(rows))
+    assert "4 verdicts" in note and "records of H14 on 3 models and H15b on 1 model are" in note
+    assert "gives INCONCLUSIVE 1/4, REFUTED 3/4" in note
+    assert "records of H14 on 1 model are" in calibration_section.held_back_note(rows[1:2])[0]
+    assert calibration_section.held_back_note([]) == []
