@@ -11,6 +11,25 @@ from lazarus_bench.claims.base import get_claim
 from lazarus_bench.suite.runner import run_claim
 
 CHANCE = {"sentiment": 1 / 2, "topic": 1 / 4}
+OPEN = {"max_text_loss_ratio": 1e9}  # a tiny random-weight model models no text: these tests look past that gate
+
+
+def text_loss_ratio_reference(handle, texts) -> float:
+    """Next-token loss over every predicted token of ``texts`` (scipy's log-softmax of the model's logits) / ln V."""
+    import mlx.core as mx
+    from scipy.special import log_softmax
+
+    total, count = 0.0, 0
+    for text in texts:
+        ids = handle.encode(text)
+        logits = np.array(handle.model(mx.array([ids[:-1]])).astype(mx.float32))[0]
+        total -= float(log_softmax(logits, axis=-1)[np.arange(len(ids) - 1), ids[1:]].sum())
+        count += len(ids) - 1
+    return total / count / np.log(handle.vocab_size)
+
+
+def gate(record, name):
+    return next(g for g in record.fitness if g.name == name)
 
 
 @pytest.mark.parametrize("claim_id,dataset", [("H15a", "sentiment"), ("H15b", "topic")])
@@ -19,7 +38,7 @@ def test_h15_record_per_data_set(saved_model, tmp_path, check_gates, claim_id, d
     (n = 2 here), its M1 gate on its own data, and a statistic that names the generated stand-in it trained on."""
     record = run_claim(get_claim(claim_id), str(saved_model("llama")), tier="fast", report_dir=tmp_path,
                        log=lambda m: None, n_seeds=2,
-                       overrides={"min_seeds": 2, "min_m1_above_chance": -1.0, "data": "generated"})
+                       overrides={**OPEN, "min_seeds": 2, "min_m1_above_chance": -1.0, "data": "generated"})
     assert record.status == "ok", record.reason
     assert record.statistic.verdict in ("SUPPORTED", "REFUTED", "INCONCLUSIVE")
     assert (tmp_path / "records" / f"{claim_id}__{record.model.slug}__corrected.json").exists()
@@ -27,7 +46,12 @@ def test_h15_record_per_data_set(saved_model, tmp_path, check_gates, claim_id, d
     assert {(r["seed"], r["dataset"], r["variant"]) for r in runs} == {
         (s, dataset, v) for s in (0, 1) for v in ("M1", "M2", "M3")}
     m1 = np.mean([r["val_accuracy"] for r in runs if r["variant"] == "M1"]) - CHANCE[dataset]
-    check_gates(record, {"M1 above chance": m1})
+    from lazarus_bench.models import load_model
+    from lazarus_bench.training.textcls import make_dataset
+
+    texts = [e.text for e in make_dataset(dataset, 32, 16, 0, source="generated").train]  # the fast tier's n_train
+    check_gates(record, {"M1 above chance": m1, "backbone models the data's text":
+                         text_loss_ratio_reference(load_model(str(saved_model("llama"))), texts)})
     acc = {(r["seed"], r["variant"]): r["val_accuracy"] for r in runs}
     details = record.statistic.details
     gains = [acc[(s, "M2")] - acc[(s, "M1")] for s in (0, 1)]
@@ -76,12 +100,14 @@ def test_h15_gates_each_data_set_on_its_own_m1(saved_model, tmp_path, monkeypatc
 
     monkeypatch.setattr(h15_engram, "train_engram", fake)
     path = str(saved_model("llama"))
-    sentiment = run_claim(get_claim("H15a"), path, tier="fast", report_dir=tmp_path, log=lambda m: None)
-    topic = run_claim(get_claim("H15b"), path, tier="fast", report_dir=tmp_path, log=lambda m: None)
-    assert sentiment.verdict == "NOT TESTABLE" and sentiment.fitness[1].value == pytest.approx(0.03)
+    sentiment = run_claim(get_claim("H15a"), path, tier="fast", report_dir=tmp_path, log=lambda m: None,
+                          overrides=OPEN)
+    topic = run_claim(get_claim("H15b"), path, tier="fast", report_dir=tmp_path, log=lambda m: None, overrides=OPEN)
+    m1_gate = "M1 above chance"
+    assert sentiment.verdict == "NOT TESTABLE" and gate(sentiment, m1_gate).value == pytest.approx(0.03)
     assert {r["variant"] for r in sentiment.extra["descriptive"]["runs"]} == {"M1"}
     assert "stand-in for SST-2" in sentiment.extra["descriptive"]["data"]
-    assert topic.fitness[1].value == pytest.approx(0.25) and topic.fitness[1].passed
+    assert gate(topic, m1_gate).value == pytest.approx(0.25) and gate(topic, m1_gate).passed
     assert topic.verdict != "NOT TESTABLE" and {r["variant"] for r in topic.samples} == {"M1", "M2", "M3"}
     # the report shows one row per data set, the topic row naming the stand-in it trained on
     from lazarus_bench.suite.report import render
@@ -97,12 +123,39 @@ def test_h15_stops_after_m1_when_the_backbone_cannot_classify(saved_model, tmp_p
     """The M1 gate is checked as soon as every M1 run is done: an impossible threshold leaves only M1 runs, the M1
     accuracies kept as the descriptive numbers, and no controls run."""
     record = run_claim(get_claim("H15b"), str(saved_model("llama")), tier="fast", report_dir=tmp_path,
-                       log=lambda m: None, overrides={"min_m1_above_chance": 1.0})
+                       log=lambda m: None, overrides={**OPEN, "min_m1_above_chance": 1.0})
     assert record.verdict == "NOT TESTABLE" and record.controls == () and "M1 above chance" in record.reason
     runs = record.extra["descriptive"]["runs"]
     assert {r["variant"] for r in runs} == {"M1"} and {r["dataset"] for r in runs} == {"topic"}
     m1 = np.mean([r["val_accuracy"] for r in runs]) - CHANCE["topic"]
-    assert record.fitness[1].value == pytest.approx(m1) and not record.fitness[1].passed
+    assert gate(record, "M1 above chance").value == pytest.approx(m1) and not gate(record, "M1 above chance").passed
+
+
+def test_h15_stops_before_any_training_on_a_backbone_that_does_not_model_the_data(saved_model, tmp_path):
+    """The text gate reads the backbone's next-token loss on the claim's own training texts as a share of ln V (scipy
+    recomputes it) before anything is trained: a random-weight model (about chance, 1.0) fails the declared 0.6, so
+    each claim is NOT TESTABLE with no run, no control and the M1 gate never reached; a threshold above the value lets
+    the claim go on to M1."""
+    from lazarus_bench.models import load_model
+    from lazarus_bench.training.textcls import make_dataset
+
+    path = str(saved_model("llama"))
+    handle = load_model(path)
+    for claim_id, dataset in (("H15a", "sentiment"), ("H15b", "topic")):
+        assert get_claim(claim_id).params["max_text_loss_ratio"] == 0.6
+        record = run_claim(get_claim(claim_id), path, tier="fast", report_dir=tmp_path, log=lambda m: None,
+                           overrides={"data": "generated"})
+        texts = [e.text for e in make_dataset(dataset, 32, 16, 0, source="generated").train]
+        text_gate = gate(record, "backbone models the data's text")
+        assert text_gate.value == pytest.approx(text_loss_ratio_reference(handle, texts), rel=1e-5)
+        assert 0.9 < text_gate.value and not text_gate.passed and text_gate.direction == "below"
+        assert record.verdict == "NOT TESTABLE" and record.controls == () and not record.samples
+        assert [g.name for g in record.fitness] == ["trained language model", "backbone models the data's text"]
+        passed = run_claim(get_claim(claim_id), path, tier="fast", report_dir=tmp_path, log=lambda m: None,
+                           overrides={"data": "generated", "max_text_loss_ratio": text_gate.value + 1e-6,
+                                      "min_m1_above_chance": 1.0})
+        assert gate(passed, "backbone models the data's text").passed
+        assert "M1 above chance" in passed.reason and passed.extra["descriptive"]["runs"]
 
 
 def test_h15_skips_unsupported_backbones(saved_model, tmp_path):
@@ -157,7 +210,8 @@ def test_h15_trains_on_the_real_sets_when_present(saved_model, tmp_path, monkeyp
     for claim_id, dataset, folder, name in (("H15a", "sentiment", "sst2", "SST-2"),
                                             ("H15b", "topic", "ag_news", "AG News")):
         record = run_claim(get_claim(claim_id), str(saved_model("llama")), tier="fast",
-                           report_dir=tmp_path / "rep", log=lambda m: None, overrides={"min_m1_above_chance": 1.0})
+                           report_dir=tmp_path / "rep", log=lambda m: None,
+                           overrides={**OPEN, "min_m1_above_chance": 1.0})
         descriptive = record.extra["descriptive"]
         assert {(r["dataset"], r["data_source"]) for r in descriptive["runs"]} == {(dataset, str(tmp_path / folder))}
         assert descriptive["data"] == f"{name} ({tmp_path / folder})" and "stand-in" not in descriptive["data"]
