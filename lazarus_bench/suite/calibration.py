@@ -223,12 +223,13 @@ def held_back_note(rows: list[dict]) -> list[str]:
     claims = Counter(row["claim"] for row in rows)
     under = Counter(row["part-aware rule"].split(" ")[0] for row in rows)
     named = [f"{c} on {k} model{'s' * (k != 1)}" for c, k in sorted(claims.items())]
-    return [f"**Known defect in {len(rows)} verdicts.** The records of "
+    one = len(rows) == 1
+    return [f"**Known defect in {len(rows)} verdict{'' if one else 's'}.** The record{'' if one else 's'} of "
             + (f"{', '.join(named[:-1])} and {named[-1]}" if len(named) > 1 else named[0])
-            + " are INCONCLUSIVE (INSENSITIVE) only through a missed control of a conjunct that does not decide "
-            "their verdict: another conjunct refutes the claim whatever that one reads. The part-aware rule the "
-            "harness already applies to UNDERPOWERED gives " + ", ".join(f"{v} {k}/{len(rows)}" for v, k in
-                                                                        sorted(under.items()))
+            + (" is" if one else " are") + " INCONCLUSIVE (INSENSITIVE) only through a missed control of a conjunct "
+            "that does not decide the verdict: another conjunct refutes the claim whatever that one reads. The "
+            "part-aware rule the harness already applies to UNDERPOWERED gives "
+            + ", ".join(f"{v} {k}/{len(rows)}" for v, k in sorted(under.items()))
             + ". The records keep their verdict until the rule is in the runner, a change to code every record "
             "depends on that needs the whole main job re-measured (Calibration: 'Verdicts held back by a part-blind "
             "rule').", ""]
