@@ -78,6 +78,9 @@ CASES = [
     (["bench", "--parts", "/nonexistent/model"], "model path not found"),
     (["bench", "--parts", "@llama", "--report-dir", "/proc/parts"], "is not writable"),
     (["bench", "--parts", "@llama", "--report-dir", "@tmp/junk-parts"], "parts.json: unreadable (not a parts.json"),
+    (["bench", "--records", "--quick"], "it measures nothing, so it takes no --parts, --quick or --claims"),
+    (["bench", "--records", "--report-dir", "@tmp/empty"], "bench.json: no benchmark run to refresh"),
+    (["bench", "--records", "--report-dir", "@tmp/junk-parts"], "bench.json: unreadable (not the bench.json"),
     (["bench", "--parts", "@llama", "--report-dir", "@tmp/other-parts"], "holds zoo:base (slow tier), not "),
     (["zoo", "list", "--json", "/proc/zoo.json"], "is not writable"),
     (["zoo", "list", "--dir", "@tmp"], "no zoo model in it"),
@@ -117,6 +120,7 @@ def bad_files(tmp_path):
                                                                   '"commit": "0", "environment": "x"}')):
         (tmp_path / name).mkdir()
         (tmp_path / name / "parts.json").write_text(text)
+    (tmp_path / "junk-parts" / "bench.json").write_text('{"mode": "quick"}')
     return tmp_path
 
 

@@ -192,7 +192,10 @@ def render_bench_md(results: dict) -> str:
     out.append("")
     out.append(f"Mode: {results.get('mode', '?')}; wall time {fmt(results.get('wall_s'))} s; model: "
                f"{results.get('model_source', '?')}. Timings on shared cores are noisy: ratios are measured side "
-               "by side in this run; absolute numbers are only comparable within one run.")
+               "by side in this run; absolute numbers are only comparable within one run."
+               + (f" Ratio (g), the main job and the zoo build were re-read from the records and manifests at "
+                  f"{results['records_read']} (`bench --records`); everything else is the run's."
+                  if results.get("records_read") else ""))
     out += ["", "## Ratios", ""]
     ratios = summarise_ratios(results)
     out.append(table([[r["ratio"], fmt(r["value"]), r["target"], r["detail"]] for r in ratios],

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..errors import LazarusError
 from ..zoo.registry import resolve_zoo, zoo_root
 from .costs import main_job_costs, zoo_build_costs
 from .engines import measure_engines
@@ -144,3 +145,25 @@ def run_bench(out_dir: str | os.PathLike = "reports", quick: bool = False, progr
     path = write_bench(results, out_dir)
     log(f"wrote {path}")
     return path
+
+
+def refresh_from_records(out_dir: str | os.PathLike = "reports") -> Path:
+    """Re-read what BENCH.md draws from the records and the zoo's manifests (the main job's costs, ratio (g), the zoo
+    build) into the last run's ``bench.json`` and BENCH.md, measuring nothing: the benchmarks stay that run's, and
+    the page says when the records were read."""
+    from datetime import datetime, timezone
+
+    path = Path(out_dir) / "bench.json"
+    if not path.is_file():
+        raise LazarusError(f"{path}: no benchmark run to refresh; `lazarus-bench bench` writes one")
+    try:
+        results = json.loads(path.read_text())
+        if not isinstance(results, dict) or "machine" not in results:
+            raise ValueError("not the bench.json of `lazarus-bench bench`")
+    except (ValueError, TypeError) as exc:
+        raise LazarusError(f"{path}: unreadable ({exc}); move it away or use another --report-dir") from None
+    results["main_job"] = main_job_costs(Path(out_dir) / "records")
+    results["zoo_build"] = zoo_build_costs(zoo_root())
+    results["ratios"] = summarise_ratios(results)
+    results["records_read"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return write_bench(results, out_dir)

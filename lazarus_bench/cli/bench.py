@@ -23,12 +23,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "nulls), one claim after another in this process -> PARTS.md, parts.json (rows of MODEL's "
                         "other claims already there are kept)")
     p.add_argument("--claims", metavar="IDS", help="with --parts: these claims only (comma-separated; default all)")
+    p.add_argument("--records", action="store_true",
+                   help="instead: re-read what BENCH.md draws from the records and the zoo's manifests (the main job, "
+                        "ratio (g), the zoo build) into the last run's bench.json and BENCH.md, measuring nothing")
     return p
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from ..io import check_writable
 
+    if args.records:
+        if args.parts is not None or args.quick or args.claims is not None:
+            raise LazarusError("--records re-reads the records into the last run's BENCH.md; it measures nothing, so "
+                               "it takes no --parts, --quick or --claims")
+        from ..bench.run import refresh_from_records
+
+        check_writable(Path(args.report_dir) / "BENCH.md")
+        print(refresh_from_records(args.report_dir))
+        return 0
     if args.parts is None:
         if args.claims is not None:
             raise LazarusError("--claims picks the claims of --parts MODEL; the benchmarks run no claim")

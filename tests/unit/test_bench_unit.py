@@ -450,3 +450,31 @@ def test_openblas_core_reads_the_kernel_openblas_runs():
         env = {**os.environ, "OPENBLAS_CORETYPE": kernel}
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
         assert out.stdout.strip() == kernel
+
+
+def test_bench_records_re_reads_the_record_figures_and_keeps_the_measured_ones(tmp_path):
+    """``bench --records`` replaces the main job's costs and ratio (g) with what the records say now, keeps every
+    measured figure of the run, and says on the page when it read them; the records' own sum is the check."""
+    import json
+
+    from lazarus_bench.bench.run import refresh_from_records
+
+    records = tmp_path / "records"
+    records.mkdir()
+    for name, claim, wall in (("a", "H01", 12.0), ("b", "H02", 30.0)):
+        (records / f"{name}.json").write_text(json.dumps(
+            {"claim": {"id": claim}, "model": {"id": "m1"}, "wall_s": wall, "timestamp": "2026-01-01T00:01:00+00:00",
+             "status": "ok", "protocol": "corrected"}))
+    old_job = {"models": ["m1"], "per_claim": {"H01": {"m1": 999.0}}, "worker_s": {"m1": 999.0},
+               "span_s": {"m1": 999.0}, "verdicts": {"H01": 1}, "longest_s": {"H01": 999.0}}
+    run = {"machine": {}, "mode": "full", "wall_s": 332.0, "model_source": "zoo:base", "main_job": old_job}
+    (tmp_path / "bench.json").write_text(json.dumps(run))
+    text = _flat(refresh_from_records(tmp_path).read_text())
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["main_job"]["per_claim"] == {"H01": {"m1": 12.0}, "H02": {"m1": 30.0}}
+    assert saved["model_source"] == "zoo:base" and saved["wall_s"] == 332.0 and saved["records_read"]
+    assert "Mode: full; wall time 332 s; model: zoo:base." in text
+    (row,) = [r for r in saved["ratios"] if r["ratio"].startswith("(g)")]
+    assert row["value"] == pytest.approx(42.0 / 2)
+    assert f"re-read from the records and manifests at {saved['records_read']} (`bench --records`)" in text
+    assert "| H01 | 12 |" in text and "999" not in text
