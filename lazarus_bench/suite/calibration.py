@@ -12,7 +12,7 @@ from tabulate import tabulate
 from ..claims.base import POSITIVE, ControlRun
 from ..claims.controls import GradedRun, calibrate, measured_verdicts
 from ..stats import Verdict, wilson_interval
-from ..stats.verdicts import HALTING, rule_verdict
+from ..stats.verdicts import HALTING
 from . import plots
 from .records import Record
 from .summary import model_key
@@ -180,14 +180,13 @@ def without_rate(records: list[Record]) -> str:
 
 
 def _would_change(control: ControlRun, measured: dict[str | None, Verdict]) -> bool:
-    """Whether the measured verdict would change had the measurement seen a single control's effect in the part it
-    reads: ``GradedRun.decides`` for single controls, which the runner's INSENSITIVE rule does not yet ask."""
-    if None not in measured or (control.part is not None and control.part not in measured):
-        return True
-    if control.part is None:
-        return measured[None] != control.effect_verdict
-    parts = {**{k: v for k, v in measured.items() if k is not None}, control.part: control.effect_verdict}
-    return rule_verdict(parts)[0] != measured[None]
+    """``GradedRun.decides`` asked of a single control (the rule in one place): whether the measured verdict would
+    change had the measurement seen the control's effect in the part it reads. The runner's INSENSITIVE rule does not
+    yet ask it."""
+    asked = GradedRun(name=control.name, description="", units="", strengths=(), replicates=0, threshold=None,
+                      writeup=0.0, claimed=0.0, built=True, reason="", effect=str(control.effect_verdict),
+                      part=control.part)
+    return asked.decides(measured)
 
 
 def held_back(records: list[Record]) -> list[dict]:
