@@ -80,6 +80,7 @@ CASES = [
     (["bench", "--parts", "@llama", "--report-dir", "@tmp/junk-parts"], "parts.json: unreadable (not a parts.json"),
     (["bench", "--records", "--quick"], "it measures nothing, so it takes no --parts, --quick or --claims"),
     (["bench", "--records", "--report-dir", "@tmp/empty"], "bench.json: no benchmark run to refresh"),
+    (["bench", "--records", "--report-dir", "/proc/bench"], "is not writable"),
     (["bench", "--records", "--report-dir", "@tmp/junk-parts"], "bench.json: unreadable (not the bench.json"),
     (["bench", "--parts", "@llama", "--report-dir", "@tmp/other-parts"], "holds zoo:base (slow tier), not "),
     (["zoo", "list", "--json", "/proc/zoo.json"], "is not writable"),
