@@ -160,32 +160,36 @@ def test_records_do_not_depend_on_the_callers_blas_threads(saved_model, tmp_path
                     == json.dumps(_comparable(ours[key]), sort_keys=True)), (parent_threads, key)
 
 
-def test_pytest_xdist_gives_the_records_of_lazarus_bench_run(saved_model, tmp_path):
-    """`pytest hypotheses -n 2` (two xdist workers) writes the records `run_suite` writes in one process, and the
-    controller renders the report once."""
-    import os
+def test_pytest_xdist_and_lazarus_bench_run_write_the_same_records(saved_model, tmp_path):
+    """One engine's output: `pytest hypotheses -n 2` (claims grouped by the cached runs they share, one family on one
+    worker, the report rendered once by the controller) and `lazarus-bench run -j 2` (its process pool) write equal
+    records, each from an empty fixture cache; only clock readings differ."""
     import subprocess
     import sys
 
-    model = str(saved_model("llama"))
-    out = tmp_path / "xdist"
+    model, root = str(saved_model("llama")), Path(__file__).resolve().parents[1]
+    a, b = tmp_path / "xdist", tmp_path / "run"
     cmd = [sys.executable, "-m", "pytest", "hypotheses/test_claims.py", "-n", "2", "-p", "no:cacheprovider", "-v",
-           "-k", "test_H01 or test_H05a", "--model", model, "--report-dir", str(out)]
-    root = Path(__file__).resolve().parents[1]
-    done = subprocess.run(cmd, cwd=root, env=dict(os.environ), capture_output=True, text=True, timeout=600)
+           "-k", "test_H01 or test_H05a", "--model", model, "--report-dir", str(a)]
+    done = subprocess.run(cmd, cwd=root, env={**os.environ, "LAZARUS_CACHE_DIR": str(tmp_path / "cache-a")},
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert (out / "REPORT.md").is_file() and "lazarus_bench report:" in done.stdout
+    assert (a / "REPORT.md").is_file() and "lazarus_bench report:" in done.stdout
     ran = r"\[(gw\d+)\] \[ *\d+%\] PASSED hypotheses/test_claims.py::test_H0(?:1|5a)\["
     workers = set(re.findall(ran, done.stdout))
     assert "via SuiteScheduling" in done.stdout and len(workers) == 1, done.stdout[-3000:]  # one family, one worker
-    here = tmp_path / "here"
-    run_suite([model], ["H01", "H05a"], tier="fast", report_dir=here, cache_dir=tmp_path / "cache", jobs=1,
-              log=lambda message: None)
-    xdist = {(r.claim_id, r.protocol): r for r in load_records(out).records}
-    ours = {(r.claim_id, r.protocol): r for r in load_records(here).records}
-    assert xdist.keys() == ours.keys() == {("H01", "corrected"), ("H05a", "corrected"), ("H05a", "original")}
-    for key in ours:
-        assert json.dumps(_comparable(xdist[key]), sort_keys=True) == json.dumps(_comparable(ours[key]), sort_keys=True)
+    done = subprocess.run([sys.executable, "-m", "lazarus_bench.cli", "run", "--tier", "fast", "-m", model,
+                           "--claims", "H01,H05a", "-j", "2", "--report-dir", str(b), "--cache-dir",
+                           str(tmp_path / "cache-b")], cwd=root, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    names = sorted(p.name for p in (a / "records").glob("*.json"))
+    assert names == sorted(p.name for p in (b / "records").glob("*.json")) and len(names) == 3  # H05a: 2 protocols
+    for name in names:
+        ours = _untimed(json.loads((a / "records" / name).read_text()))
+        theirs = _untimed(json.loads((b / "records" / name).read_text()))
+        assert ours == theirs, name
+    h01 = next(json.loads((a / "records" / n).read_text()) for n in names if n.startswith("H01"))
+    assert any(c["name"] == "dual-reward-trained model" and c["built"] for c in h01["controls"])
 
 
 _TIMING = re.compile(r"seconds|_per_s$|^wall_s$|^timestamp$|^environment$|^work$")
@@ -199,35 +203,3 @@ def _untimed(value):
     if isinstance(value, list):
         return [_untimed(v) for v in value]
     return "nan" if isinstance(value, float) and math.isnan(value) else value
-
-
-def test_pytest_xdist_and_run_write_the_same_records(tmp_path):
-    """One engine's output: `pytest hypotheses -n 2` (claims grouped by the cached runs they share) and
-    `lazarus-bench run -j 2` write equal records, each from an empty fixture cache; only clock readings differ."""
-    import subprocess
-    import sys
-
-    from lazarus_bench.zoo.build import ensure_micro_zoo
-
-    ensure_micro_zoo()
-    env = {**os.environ, "LAZARUS_MICRO_ZOO_DIR": str(ensure_micro_zoo())}
-    root = Path(__file__).resolve().parents[1]
-    a, b = tmp_path / "pytest", tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "pytest", "hypotheses", "-q", "-p", "no:cacheprovider", "-n", "2",
-                           "--model", "zoo-micro:base", "-k", "H01 or H02", "--report-dir", str(a)],
-                          cwd=root, env={**env, "LAZARUS_CACHE_DIR": str(tmp_path / "cache-a")},
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout[-2000:]
-    done = subprocess.run([sys.executable, "-m", "lazarus_bench.cli", "run", "--tier", "fast", "-m", "zoo-micro:base",
-                           "--claims", "H01,H02", "-j", "2", "--report-dir", str(b)],
-                          cwd=root, env={**env, "LAZARUS_CACHE_DIR": str(tmp_path / "cache-b")},
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    names = sorted(p.name for p in (a / "records").glob("*.json"))
-    assert names == sorted(p.name for p in (b / "records").glob("*.json")) and len(names) == 2
-    for name in names:
-        ours = _untimed(json.loads((a / "records" / name).read_text()))
-        theirs = _untimed(json.loads((b / "records" / name).read_text()))
-        assert ours == theirs, name
-    assert any(c["name"] == "dual-reward-trained model" and c["built"]
-               for c in json.loads((a / "records" / names[0]).read_text())["controls"])
