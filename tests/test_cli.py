@@ -303,3 +303,40 @@ def test_run_warns_once_when_it_measured_with_pre_avx2_kernels(core, saved_model
             assert warned == []
     kernel_warning(3, remote=True)  # a Ray cluster's nodes measured them: this host's kernel says nothing of them
     assert capsys.readouterr().err == ""
+
+
+def test_run_fast_tier_without_models_runs_the_micro_zoos_own(tmp_path, monkeypatch, capsys):
+    """`run --tier fast` with no -m: every model of the micro zoo (its builds, not the shipped zoo's renamed), each
+    claim named twice run once, and a report in another folder says how to regenerate it there."""
+    from lazarus_bench.suite.records import load_records
+    from lazarus_bench.zoo.build import ensure_micro_zoo
+    from lazarus_bench.zoo.registry import MICRO_ZOO_ENV, default_models
+
+    monkeypatch.setenv(MICRO_ZOO_ENV, str(ensure_micro_zoo()))
+    out = tmp_path / "r"
+    assert main(["run", "--tier", "fast", "--claims", "H12,h12", "-j", "1", "--report-dir", str(out)]) == 0
+    err = capsys.readouterr().err
+    models = default_models(micro=True)
+    assert sorted(r.model.id for r in load_records(out).records) == sorted(models)
+    assert f"[{len(models)}/{len(models)}] H12" in err and f"/{2 * len(models)}]" not in err
+    text = (out / "REPORT.md").read_text()
+    assert f"regenerate with `lazarus-bench report --report-dir {out}`" in text and "BENCH.md" not in text
+
+
+def test_run_names_each_model_once_and_says_when_a_worker_left_no_record(saved_model, tmp_path, monkeypatch, capfd):
+    """A model given twice is one model; a job whose worker died before writing its record is one error line that
+    says so (not the "no records folder" of a report that has nothing to render)."""
+    from lazarus_bench.suite import runner
+
+    model, out, seen = str(saved_model("llama")), tmp_path / "r", []
+
+    def died(models, claims, **kwargs):
+        seen.append(list(models))
+        return [{"claim": "H12", "model": models[0], "protocol": "corrected", "status": "error",
+                 "reason": "worker failed: BrokenProcessPool: a child process terminated abruptly"}]
+
+    monkeypatch.setattr(runner, "run_suite", died)
+    assert main(["run", "-m", model, "-m", model, "--claims", "H12", "--report-dir", str(out)]) == 1
+    err = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    assert seen == [[model]]
+    assert len(err) == 1 and "1 of 1 runs ended in an error" in err[0] and "no record was written for it" in err[0]

@@ -64,28 +64,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     apply_include(args)
     from ..suite.report import render
     from ..suite.runner import run_suite
-    from ..zoo.registry import default_models, zoo_root
+    from ..zoo.registry import default_models, resolve_zoo, zoo_root
 
     if args.address and args.engine != "ray":
         raise LazarusError("--address names a Ray cluster: use it with --engine ray")
     if args.adapter and len(args.model or []) != 1:
         raise LazarusError("--adapter needs exactly one -m MODEL: the checkpoint the adapter was trained on")
+    if args.adapter and full_fine_tune(args.adapter):
+        base = str(resolve_zoo(args.model[0])) if args.model[0].startswith(("zoo:", "zoo-micro:")) else args.model[0]
+        raise LazarusError(f"--adapter {args.adapter} is a full fine-tune (fine_tune_type: full), not LoRA layers to "
+                           f"fuse: its file is the whole model; write it out with `python -m mlx_lm fuse --model "
+                           f"{base} --adapter-path {args.adapter} --save-path OUT` and run with -m OUT")
     claim_ids = [c.strip() for part in (args.claims or []) for c in part.split(",") if c.strip()]
     if args.claims is not None and not claim_ids:
         raise LazarusError(f"--claims {','.join(args.claims)!r} names no claim; leave it out to run every claim")
-    _check_claims(claim_ids, args.protocol, args.tier)  # before the fast tier builds its micro zoo
-    models = args.model or default_models()
-    if not args.model and args.tier != "fast":
-        models = without_unfit_builds(models, zoo_root())
+    claim_ids = _check_claims(claim_ids, args.protocol, args.tier)  # before the fast tier builds its micro zoo
     report_dir = args.report_dir or default_report_dir(args.model, args.adapter, args.tier)
     check_writable(Path(report_dir) / "REPORT.md")  # a folder the run could not write to, before any claim runs
     if args.cache_dir:  # the trained runs go there: an unwritable one would turn every training claim into an ERROR
         check_writable(Path(args.cache_dir) / "runs")
-    if args.tier == "fast" and not args.model:
+    if args.model:
+        models = list(dict.fromkeys(args.model))  # a model named twice is one model: its jobs run once
+        preflight(models)
+    elif args.tier == "fast":  # the micro zoo's own builds, not the shipped zoo's renamed
         from ..zoo.build import ensure_micro_zoo
 
-        models = [m.replace("zoo:", "zoo-micro:") for m in models]
         ensure_micro_zoo(progress=True)
+        models = default_models(micro=True)
+    else:
+        models = without_unfit_builds(default_models(), zoo_root())
     overrides = args.params
     from ..suite.runner import default_jobs
 
@@ -93,17 +100,52 @@ def cmd_run(args: argparse.Namespace) -> int:
                           protocols=args.protocol, overrides=overrides, cache_dir=args.cache_dir,
                           jobs=args.jobs if args.jobs is not None else default_jobs(), adapter=args.adapter,
                           fresh=args.fresh, engine=args.engine, address=args.address)
-    print(f"report: {render(report_dir)}")
-    check_records_read(report_dir)
+    if any((Path(report_dir) / "records").glob("*.json")):  # none when every job failed before writing its record
+        print(f"report: {render(report_dir)}")
+        check_records_read(report_dir)
     kernel_warning(sum(not s.get("reused") for s in summaries), remote=args.engine == "ray" and bool(args.address))
     if errors := [s for s in summaries if s.get("status") == "error"]:  # a crash is not a verdict: say so in the code
         first, n = errors[0], len(errors)
         why = " ".join(str(first.get("reason", "")).split())[:300]
+        where = ("no record was written for it" if why.startswith(WORKER_FAILED) else
+                 "their records and the report give the cause")
         print(f"lazarus-bench: error: {n} of {len(summaries)} runs ended in an error (first: {first['claim']} on "
-              f"{first['model']} ({first['protocol']}): {why}); their records and the report give the cause",
-              file=sys.stderr)
+              f"{first['model']} ({first['protocol']}): {why}); {where}", file=sys.stderr)
         return 1
     return 0
+
+
+WORKER_FAILED = ("worker failed", "Ray task failed")  # the engines' reasons for a job that wrote no record
+
+
+def full_fine_tune(adapter: str) -> bool:
+    """Whether an adapter folder holds a full fine-tune (mlx-lm's and `train sft --full`'s adapter_config.json)."""
+    import json
+
+    try:
+        return json.loads((Path(adapter) / "adapter_config.json").read_text()).get("fine_tune_type") == "full"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def preflight(models: Sequence[str]) -> None:
+    """Load each local checkpoint folder's tokenizer here, before any worker starts: a folder that cannot load then
+    fails with one line, not as one failed worker per job reported after the run. Zoo models are checked by their
+    manifests and hub ids by the download."""
+    from mlx_lm.utils import load_tokenizer
+
+    from ..models import check_model_id
+
+    for model in models:
+        check_model_id(model)
+        local = Path(model).expanduser()
+        if model.startswith(("zoo:", "zoo-micro:")) or not local.is_dir():
+            continue
+        try:
+            load_tokenizer(local)
+        except Exception as exc:  # noqa: BLE001  (any tokenizer error is one line naming the folder)
+            why = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            raise LazarusError(f"could not load model '{model}': its tokenizer does not load ({why})") from None
 
 
 def kernel_warning(measured: int, remote: bool = False) -> None:
@@ -117,17 +159,18 @@ def kernel_warning(measured: int, remote: bool = False) -> None:
         print(f"lazarus-bench: warning: {measured} record(s) measured here: {fallback}", file=sys.stderr)
 
 
-def _check_claims(claim_ids: list[str], protocols: list[str] | None, tier: str) -> None:
+def _check_claims(claim_ids: list[str], protocols: list[str] | None, tier: str) -> list[str]:
     """Every named claim exists and, with --protocol, has a chosen protocol on this tier (naming none: at least one
-    claim has one); else the run would do nothing for it and say nothing."""
+    claim has one); else the run would do nothing for it and say nothing. Returns the ids as registered, each once."""
     from ..claims.base import all_claims, get_claim
 
-    chosen = [get_claim(i) for i in claim_ids] if claim_ids else all_claims()  # an unknown id: one line here
+    chosen = list({c.id: c for c in (get_claim(i) for i in claim_ids)}.values()) if claim_ids else all_claims()
     lacking = [c for c in chosen if protocols and not set(protocols) & set(c.tier_protocols(tier))]
     if lacking and (claim_ids or len(lacking) == len(chosen)):
         has = "; ".join(f"{c.id}: {', '.join(c.tier_protocols(tier))}" for c in lacking[:4])
         raise LazarusError(f"--protocol {', '.join(protocols)}: not a protocol of {', '.join(c.id for c in lacking)} "
                            f"on the {tier} tier (theirs: {has}{'; ...' if len(lacking) > 4 else ''})")
+    return [c.id for c in chosen] if claim_ids else []
 
 
 def default_report_dir(models: Sequence[str] | None, adapter: str | None, tier: str) -> str:

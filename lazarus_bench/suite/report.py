@@ -99,7 +99,8 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
         "# lazarus_bench report",
         "",
         f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} from {len(loaded.records)} records "
-        f"in `{report_dir / 'records'}` (regenerate with `lazarus-bench report`; do not edit).",
+        f"in `{report_dir / 'records'}` (regenerate with `lazarus-bench report"
+        f"{'' if report_dir == Path('reports') else f' --report-dir {report_dir}'}`; do not edit).",
         "",
     ]
     lines += summary.first_page(loaded.records, claims, report_dir)
@@ -108,7 +109,8 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
     if env:
         lines += [f"Environment: {env['device']}, BLAS {env['blas']['status']} ({env['blas']['library']}), "
                   f"mlx {env['packages'].get('mlx', '?')}, mlx-lm {env['packages'].get('mlx-lm', '?')}, "
-                  f"git {_commits(loaded.records)}. Benchmarks: [BENCH.md](BENCH.md).", ""]
+                  f"git {_commits(loaded.records)}."
+                  + (" Benchmarks: [BENCH.md](BENCH.md)." if (report_dir / "BENCH.md").is_file() else ""), ""]
     lines += _replication_summary(loaded.records, claims)
     lines += summary.across_builds(loaded.records)
     lines += _zoo_quality(models)
