@@ -97,3 +97,36 @@ def test_a_run_of_some_claims_keeps_the_other_claims_rows_and_names_each_run(sav
                           previous={**result, "rows": [new]})
     assert [r["claim"] for r in again["rows"]] == ["H10", "H01"] and set(again["runs"]) == {result["commit"]}
     assert "| run " not in render_parts(again)  # one run: its environment once, no run column
+
+
+def test_earlier_rows_stay_until_their_claim_is_measured_again_and_an_error_never_replaces_one(saved_model, tmp_path,
+                                                                                              monkeypatch):
+    """Re-measuring H10 and H12 where an earlier run left rows for both: after H10 (the first) is saved, H12's earlier
+    row is still there (a run stopped then keeps it); an H10 whose run ends in an error keeps its earlier row."""
+    from dataclasses import replace
+
+    model = str(saved_model("mixtral"))
+    row = {"claim": "H10", "status": "ok", "verdict": "SUPPORTED", "wall_s": 7.0, "vs_committed": None,
+           "parts": {p: (7.0 if p == "measure" else 0.0) for p in PARTS}, "committed_wall_s": None}
+    previous = {"model": model, "tier": "fast", "planned": ["H10", "H12"], "commit": "e99807e" + "0" * 33,
+                "environment": "another host", "rows": [row, {**row, "claim": "H12", "wall_s": 9.0}]}
+    saved = []
+
+    def save(result):
+        saved.append([(x["claim"], x["run"]) for x in result["rows"]])
+
+    result = measure_parts(model, ["H10", "H12"], records_dir=tmp_path / "records", tier="fast", log=lambda _: None,
+                           previous=previous, on_row=save)
+    old = previous["commit"]
+    assert saved[0] == [("H12", old), ("H10", result["commit"])], saved  # H12's earlier row kept while H10 ran
+    assert saved[1] == [("H10", result["commit"]), ("H12", result["commit"])]
+
+    def broken(ctx):
+        raise RuntimeError("a claim that fails")
+
+    monkeypatch.setitem(base.REGISTRY, "H10", replace(get_claim("H10"), measure=broken))
+    logged = []
+    again = measure_parts(model, ["H10"], records_dir=tmp_path / "records", tier="fast", log=logged.append,
+                          previous=previous)
+    assert again["rows"] == [{**r, "run": old} for r in previous["rows"]], again["rows"]
+    assert any("H10: ERROR" in line and "earlier row (run e99807e) is kept" in line for line in logged), logged

@@ -116,10 +116,11 @@ def _corrected_record(records_dir: Path, claim_id: str, model_id: str) -> dict |
     return None
 
 
-def kept_rows(previous: dict | None, model_id: str, tier: str, order: Sequence[str]) -> tuple[list[dict], dict]:
-    """The rows of an earlier ``parts.json`` of the same model and tier that this run does not measure again, each
-    naming the run (commit) it came from, and those runs' environments; another model's or tier's file is refused,
-    so no result the user did not name is replaced."""
+def kept_rows(previous: dict | None, model_id: str, tier: str) -> tuple[list[dict], dict]:
+    """The rows of an earlier ``parts.json`` of the same model and tier, each naming the run (commit) it came from,
+    and those runs' environments: a claim's row is replaced only once this run has measured it again, so a run
+    stopped part-way keeps the others. Another model's or tier's file is refused, so no result the user did not
+    name is replaced."""
     from ..errors import LazarusError
 
     if not previous:
@@ -128,8 +129,8 @@ def kept_rows(previous: dict | None, model_id: str, tier: str, order: Sequence[s
         raise LazarusError(f"the report folder's parts.json holds {previous.get('model')} ({previous.get('tier')} "
                            f"tier), not {model_id} ({tier} tier): use another --report-dir")
     runs = dict(previous.get("runs") or {previous["commit"]: previous["environment"]})
-    rows = [{**r, "run": r.get("run", previous["commit"])} for r in previous["rows"] if r["claim"] not in order]
-    return rows, {c: e for c, e in runs.items() if any(r["run"] == c for r in rows)}
+    rows = [{**r, "run": r.get("run", previous["commit"])} for r in previous["rows"]]
+    return rows, runs
 
 
 def measure_parts(model_id: str, claim_ids: Sequence[str] | None = None, records_dir: str | Path = "reports/records",
@@ -147,7 +148,7 @@ def measure_parts(model_id: str, claim_ids: Sequence[str] | None = None, records
     claims = [get_claim(c) for c in claim_ids] if claim_ids else all_claims()
     order = sorted((c.id for c in claims if "corrected" in c.tier_protocols(tier)),
                    key=lambda c: bool(get_claim(c).after))
-    rows, runs = kept_rows(previous, model_id, tier, order)
+    rows, runs = kept_rows(previous, model_id, tier)
     pool = ModelPool()
     pool.get(model_id)  # a model that does not load stops here, before any claim runs
     env, core = environment(measure_gemm=True), openblas_core()
@@ -155,9 +156,9 @@ def measure_parts(model_id: str, claim_ids: Sequence[str] | None = None, records
     rate = f"{gemm:.0f} GFLOP/s" if gemm else "not measured"
     commit = env["git_commit"]
     runs[commit] = f"{env['machine']}, OpenBLAS kernel {core or '-'}, fp32 GEMM {rate} (one thread), commit {commit}"
-    planned = [r["claim"] for r in rows] + order
+    planned = [r["claim"] for r in rows if r["claim"] not in order] + order
     result = {"model": model_id, "tier": tier, "planned": planned, "rows": rows, "commit": commit,
-              "openblas_core": core, "environment": runs[commit], "runs": runs}
+              "openblas_core": core, "environment": runs[commit], "runs": _used(runs, rows, commit)}
     with tempfile.TemporaryDirectory(prefix="lazarus-parts-") as scratch:
         for claim_id in order:
             claim, clock = get_claim(claim_id), PartClock()
@@ -171,13 +172,25 @@ def measure_parts(model_id: str, claim_ids: Sequence[str] | None = None, records
             parts["other"] = round(max(wall - sum(parts.values()), 0.0), 2)
             committed = _corrected_record(Path(records_dir), claim_id, model_id)
             same = agreement(record, committed)
-            result["rows"].append({"claim": claim_id, "status": record["status"], "verdict": record.get("verdict"),
-                                   "wall_s": wall, "parts": parts, "vs_committed": same, "run": commit,
-                                   "committed_wall_s": None if committed is None else committed.get("wall_s")})
+            row = {"claim": claim_id, "status": record["status"], "verdict": record.get("verdict"), "wall_s": wall,
+                   "parts": parts, "vs_committed": same, "run": commit,
+                   "committed_wall_s": None if committed is None else committed.get("wall_s")}
+            earlier = [r for r in result["rows"] if r["claim"] == claim_id]
+            if record["status"] == "error" and earlier:  # a failed run never replaces a finished row
+                log(f"{claim_id}: ERROR ({record.get('reason', '')}); the earlier row (run {earlier[0]['run'][:7]}) "
+                    "is kept")
+                continue
+            result["rows"] = [r for r in result["rows"] if r["claim"] != claim_id] + [row]
+            result["runs"] = _used(runs, result["rows"], commit)
             log(f"{claim_id}: {wall:.0f} s {parts}; against the committed record: {_said(same)}")
             if on_row:
                 on_row(result)
     return result
+
+
+def _used(runs: dict, rows: list[dict], commit: str) -> dict:
+    """The environments of the runs the rows come from, and this run's."""
+    return {c: e for c, e in runs.items() if c == commit or any(r["run"] == c for r in rows)}
 
 
 def _said(vs: dict | None) -> str:
