@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -107,6 +108,22 @@ CASES = [
     (["lens", "-m", "@llama", "-p", "x", "--top-k", "100000"], "exceeds the vocabulary"),
     (["lens", "-m", "@llama", "-p", "x", "--json", "@tmp/" + "n" * 300 + ".json"], "File name too long"),
     (["zoo", "list", "--json", "@tmp/" + "n" * 300 + ".json"], "File name too long"),
+    (["claims", "H01", "--spec"], "show claims in full; --spec acts on every claim"),
+    (["claims", "H01", "--freeze", "--lock-file", "@tmp/new-lock.json"], "--freeze acts on every claim"),
+    (["claims", "--freeze", "--lock-file", "@tmp"], "is a folder: name the lock file"),
+    (["claims", "--include", "@tmp/clash"], "claim H01 registered twice"),
+    (["router", "trace", "-m", "@moe", "-p", "7 * 8 = ", "--top-k", "1"], "--top-k: for `router weights`"),
+    (["router", "trace", "-m", "@moe", "-p", "7 * 8 = ", "--null", "5", "--seed", "1"], "--null, --seed: for"),
+    (["probe", "-m", "@llama", "--set", "symbol", "--classes", "a:1 + 2 = |3 + 4 = ", "--classes",
+      "b:1 - 2 = |3 - 4 = "], "exclude each other"),
+    (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--full", "--rank", "4", "--scale", "3"],
+     "--rank, --scale with --full"),
+    (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--data", "@tmp/good.jsonl", "--n-train", "10"],
+     "--n-train with --data"),
+    (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--ranks", "2", "--full", "--scale", "3"], "--scale with --full"),
+    (["run", "-m", "@notok", "--claims", "H02", "-j", "2", "--report-dir", "@tmp/r"], "its tokenizer does not load"),
+    (["run", "-m", "@llama", "--adapter", "@tmp/full-adapter", "--claims", "H01", "--report-dir", "@tmp/r"],
+     "is a full fine-tune (fine_tune_type: full)"),
 ]
 
 
@@ -122,6 +139,13 @@ def bad_files(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "parts.json").write_text(text)
     (tmp_path / "junk-parts" / "bench.json").write_text('{"mode": "quick"}')
+    (tmp_path / "good.jsonl").write_text('{"prompt": "7 * 8 = ", "completion": "56"}\n')
+    (tmp_path / "full-adapter").mkdir()
+    (tmp_path / "full-adapter" / "adapter_config.json").write_text('{"fine_tune_type": "full", "num_layers": 2}')
+    (tmp_path / "clash").mkdir()
+    (tmp_path / "clash" / "mine.py").write_text(
+        (Path(__file__).resolve().parents[1] / "examples" / "claims" / "u01_answer_top1.py").read_text()
+        .replace('id="U01"', 'id="H01"'))
     return tmp_path
 
 
@@ -131,6 +155,12 @@ def _resolve(argv, saved_model, tmp_path):
             return str(saved_model("llama"))
         if a == "@moe":
             return str(saved_model("mixtral"))
+        if a == "@notok":  # a checkpoint folder without its tokenizer files
+            folder = tmp_path / "notok"
+            folder.mkdir(exist_ok=True)
+            for name in ("config.json", "model.safetensors"):
+                shutil.copy(saved_model("llama") / name, folder / name)
+            return str(folder)
         return a.replace("@tmp", str(tmp_path))
 
     return [one(a) for a in argv]
@@ -150,7 +180,10 @@ def _exit_code(argv):
 
 @pytest.mark.parametrize("argv,phrase", CASES, ids=[" ".join(c[0])[:60] for c in CASES])
 def test_bad_input_is_one_clear_line_nothing_written(argv, phrase, saved_model, bad_files, capfd, monkeypatch):
+    from lazarus_bench.claims.base import INCLUDE_ENV
+
     monkeypatch.chdir(bad_files)
+    monkeypatch.setenv(INCLUDE_ENV, "")  # an --include case must not leave its folder to the next tests' runs
     argv = _resolve(argv, saved_model, bad_files)
     before = _snapshot(bad_files)
     rc = _exit_code(argv)
@@ -318,7 +351,8 @@ def _workers(proc: subprocess.Popen, n: int = 2, timeout: float = 120) -> set[in
             return workers
         time.sleep(0.2)
     proc.kill()
-    raise AssertionError("the run never started its workers")
+    _, err = proc.communicate()
+    raise AssertionError(f"the run never started its workers: {err[-2000:]}")
 
 
 def _gone(pids: set[int], timeout: float = 15) -> bool:

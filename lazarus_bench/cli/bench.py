@@ -17,7 +17,7 @@ HELP = "benchmarks: tokens/s, memory, ratios, MFU, scaling -> BENCH.md"
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="lazarus-bench bench", description=HELP)
     p.add_argument("--quick", action="store_true", help="fewer steps and repeats (about 2 minutes)")
-    p.add_argument("--report-dir", default="reports")
+    p.add_argument("--report-dir", default="reports", help="folder of the records and BENCH.md (default: reports)")
     p.add_argument("--parts", metavar="MODEL",
                    help="instead: where each claim's time goes on MODEL (gates, measure, controls, graded controls, "
                         "nulls), one claim after another in this process -> PARTS.md, parts.json (rows of MODEL's "

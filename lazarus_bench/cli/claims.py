@@ -78,6 +78,12 @@ def _check_options(args: argparse.Namespace) -> None:
                                 ("--basis", args.basis, "--freeze")):
         if given and not getattr(args, action[2:]):
             raise LazarusError(f"{name} applies only with {action}")
+    if args.ids and (args.freeze or args.amend or args.spec):
+        chosen = "--freeze" if args.freeze else "--spec" if args.spec else "--amend"
+        raise LazarusError(f"claim ids ({' '.join(args.ids)}) show claims in full; {chosen} acts on "
+                           f"{'the ids it names itself' if args.amend else 'every claim'}, so give one or the other")
+    if args.lock_file and Path(args.lock_file).is_dir():
+        raise LazarusError(f"--lock-file {args.lock_file} is a folder: name the lock file")
     if args.lock_file and not args.freeze and not Path(args.lock_file).is_file():
         raise LazarusError(f"--lock-file {args.lock_file}: no such file (only --freeze writes a new one)")
 

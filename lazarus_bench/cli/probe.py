@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = Parser(prog="lazarus-bench probe", description=HELP)
     model_args(p)
-    p.add_argument("--set", default="word", choices=["word", "symbol"], help="prompt set (package data)")
+    p.add_argument("--set", choices=["word", "symbol"],
+                   help="prompt set (package data; default word); not with --classes or --prompts-file")
     p.add_argument("--classes", action="append", metavar="LABEL:PROMPT|PROMPT",
                    help="your own class of prompts instead of --set, e.g. \"multiply:7 * 8 = |12 * 5 = \" "
                         "(repeatable, one per class)")
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=layer_list, help="comma-separated block indices and/or 'emb' (default: all)")
     p.add_argument("--permutations", type=option("permutations"), default=100,
                    help="label permutations for the p-value")
-    p.add_argument("--seed", type=option("seed"), default=0)
+    p.add_argument("--seed", type=option("seed"), default=0, help="seed of the folds, permutations and control task")
     assert set(prompts.available()) >= {"word", "symbol"}
     return p
 
@@ -52,6 +53,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from ..analysis.features import last_token_states
     from ..analysis.probes import fit_predict, probe_layers
 
+    if (args.classes or args.prompts_file) and args.set:
+        raise LazarusError(f"--set {args.set} and your own prompts (--classes / --prompts-file) exclude each other: "
+                           "give one")
     if args.classes or args.prompts_file:
         rows = prompts.read_prompts_file(args.prompts_file) if args.prompts_file else None
         prompt_set = prompts.user_set(args.classes, rows, args.test)
@@ -59,6 +63,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
             raise LazarusError("no labelled prompts to train the probe on: give --classes or labelled file rows")
         args.set = "user"
     else:
+        args.set = args.set or "word"
         prompt_set = prompts.load_set(args.set)
         if args.test:
             prompt_set = prompts.PromptSet(prompt_set.name, prompt_set.items + prompts.user_set(

@@ -14,7 +14,7 @@ HELP = "render REPORT.md from the result records"
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="lazarus-bench report", description=HELP)
-    p.add_argument("--report-dir", default="reports")
+    p.add_argument("--report-dir", default="reports", help="folder holding records/ (default: reports)")
     include_args(p)
     return p
 

@@ -21,10 +21,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "-p goes to at every MoE layer, with router probabilities")
     model_args(p)
     p.add_argument("-p", "--prompt", action="append", help="prompt to trace (repeatable; trace only)")
-    p.add_argument("--top-k", type=option("top_k"), default=20)
-    p.add_argument("--null", type=option("null"), default=1000, help="random directions in the null distribution")
-    p.add_argument("--seed", type=option("seed"), default=0)
+    p.add_argument("--top-k", type=option("top_k"),
+                   help=f"tokens listed per expert, by cosine (weights only; default {WEIGHTS_DEFAULTS['top_k']})")
+    p.add_argument("--null", type=option("null"), help="random directions in the null distribution (weights only; "
+                                                       f"default {WEIGHTS_DEFAULTS['null']})")
+    p.add_argument("--seed", type=option("seed"),
+                   help=f"seed of the null's random directions (weights only; default {WEIGHTS_DEFAULTS['seed']})")
     return p
+
+
+WEIGHTS_DEFAULTS = {"top_k": 20, "null": 1000, "seed": 0}
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
@@ -32,6 +38,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
     if not args.prompt:
         raise LazarusError("router trace needs at least one -p PROMPT")
+    if given := [f"--{k.replace('_', '-')}" for k in WEIGHTS_DEFAULTS if getattr(args, k) is not None]:
+        raise LazarusError(f"{', '.join(given)}: for `router weights`; `router trace` shows each token's experts as "
+                           "the router picks them (its own top-k)")
     handle = _load(args)
     payload = []
     for text in args.prompt:
@@ -56,6 +65,9 @@ def cmd_router(args: argparse.Namespace) -> int:
         return cmd_trace(args)
     if args.prompt:
         raise LazarusError("-p is for `router trace`; `router weights` reads the router rows only")
+    for key, default in WEIGHTS_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, default)
     handle = _load(args)
     routers = handle.routers()
     if not routers:

@@ -68,13 +68,34 @@ def _train_sft(args: argparse.Namespace, handle) -> dict:
         examples = args.examples
     else:
         evaluation = prompts.seed000_tests().texts() + prompts.dual_reward_eval().texts()
-        examples = arithmetic_examples(args.n_train, args.data_seed, exclude=evaluation)
+        examples = arithmetic_examples(_given(args.n_train, SFT_DEFAULTS["n_train"]),
+                                       _given(args.data_seed, SFT_DEFAULTS["data_seed"]), exclude=evaluation)
     split = max(1, int(0.9 * len(examples)))
     cfg = SFTConfig()
     cfg = replace(cfg, batch_size=args.batch_size or cfg.batch_size,
-                  lora=None if args.full else LoraSpec(rank=args.rank, scale=args.scale),
+                  lora=None if args.full else LoraSpec(rank=_given(args.rank, SFT_DEFAULTS["rank"]),
+                                                       scale=_given(args.scale, SFT_DEFAULTS["scale"])),
                   train=replace(_train_config(args, cfg.train), save_at=tuple(args.save_at or ()), name="sft"))
     return train_sft(handle, examples[:split], examples[split:], cfg, out_dir=args.out).to_dict()
+
+
+SFT_DEFAULTS = {"n_train": 5000, "data_seed": 0, "rank": 8, "scale": 20.0}
+SFT_CONFLICTS = (("full", ("rank", "scale"), "--full trains every parameter: no LoRA to size"),
+                 ("data", ("n_train", "data_seed"), "--data gives the examples: nothing is generated"))
+
+
+def _given(value, default):
+    return default if value is None else value
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """An option the chosen training does not read is an error, not silently dropped."""
+    if args.method != "sft":
+        return
+    for switch, options, why in SFT_CONFLICTS:
+        if getattr(args, switch) and (given := [f"--{o.replace('_', '-')}" for o in options
+                                                 if getattr(args, o) is not None]):
+            raise LazarusError(f"{', '.join(given)} with --{switch}: {why}")
 
 
 def _train_dual_reward(args: argparse.Namespace, handle) -> dict:
@@ -133,6 +154,14 @@ def _train_engram(args: argparse.Namespace, handle) -> dict:
     return train_engram(handle, args.variant, args.dataset, replace(cfg, **changes), out_dir=args.out).to_dict()
 
 
+METHOD_HELP = {
+    "sft": "supervised fine-tuning, LoRA (default) or full, on arithmetic or your JSONL",
+    "dual-reward": "seed 002's V/O LoRA with a lens classification loss at a middle layer (H05)",
+    "grpo": "seed 002's GRPO runs: pure, with dual-reward, and the four collapse fixes (H07-H09)",
+    "two-stage": "seed 003's SFT, fuse, then dual-reward stage 2 (H14)",
+    "engram": "seed 004's classifiers M1-M3 on the sentiment or topic data (H15)",
+}
+
 TRAINERS = {"sft": _train_sft, "dual-reward": _train_dual_reward, "grpo": _train_grpo, "two-stage": _train_two_stage,
             "engram": _train_engram}
 
@@ -141,23 +170,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="lazarus-bench train", description=HELP)
     tsub = p.add_subparsers(dest="method", required=True)
     for method in TRAINERS:
-        q = tsub.add_parser(method)
+        q = tsub.add_parser(method, help=METHOD_HELP[method], description=METHOD_HELP[method])
         model_args(q)
         q.add_argument("-o", "--out", required=True, type=output_dir,
                        help="output directory (adapters, checkpoints, result.json)")
         if method != "two-stage":  # its two stages have their own steps, learning rates and batches
-            q.add_argument("--steps", type=option("steps"))
+            q.add_argument("--steps", type=option("steps"), help="optimizer steps (default: the method's own)")
             q.add_argument("--lr", type=option("lr"), help="learning rate (0 trains nothing: the null run)")
-            q.add_argument("--batch-size", type=option("batch_size"))
-        q.add_argument("--seed", type=option("seed"), default=0)
+            q.add_argument("--batch-size", type=option("batch_size"), help="default: the method's own")
+        q.add_argument("--seed", type=option("seed"), default=0, help="seed of the initialisation and data order")
         if method == "sft":
             q.add_argument("--data", type=existing_file,
                            help="JSONL with prompt/completion per line (default: generated arithmetic)")
-            q.add_argument("--n-train", type=option("n_train"), default=5000)
-            q.add_argument("--data-seed", type=option("data_seed"), default=0)
+            q.add_argument("--n-train", type=option("n_train"),
+                           help=f"generated examples (default {SFT_DEFAULTS['n_train']}; not with --data)")
+            q.add_argument("--data-seed", type=option("data_seed"),
+                           help=f"seed of the generated data (default {SFT_DEFAULTS['data_seed']}; not with --data)")
             q.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
-            q.add_argument("--rank", type=option("rank"), default=8)
-            q.add_argument("--scale", type=option("scale"), default=20.0)
+            q.add_argument("--rank", type=option("rank"),
+                           help=f"LoRA rank (default {SFT_DEFAULTS['rank']}; not with --full)")
+            q.add_argument("--scale", type=option("scale"),
+                           help=f"LoRA scale (default {SFT_DEFAULTS['scale']:g}; not with --full)")
             q.add_argument("--save-at", type=option("save_at"), nargs="*", help="also save adapters at these steps")
             q.add_argument("--ranks", type=option("ranks"), default=1,
                            help="data-parallel processes on this machine, one BLAS thread each (each takes every "
@@ -181,8 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="training examples of the data set (default 400, as H15)")
         if method == "two-stage":
             q.add_argument("--aggressive", action="store_true", help="the writeup's Experiment 1 stage 2")
-            q.add_argument("--stage1-steps", type=option("stage1_steps"))
-            q.add_argument("--stage2-steps", type=option("stage2_steps"))
+            q.add_argument("--stage1-steps", type=option("stage1_steps"), help="SFT steps (default: the writeup's)")
+            q.add_argument("--stage2-steps", type=option("stage2_steps"),
+                           help="dual-reward steps after the fuse (default: the writeup's)")
     return p
 
 
@@ -191,6 +225,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from ..runinfo import environment
 
+    check_options(args)
     if getattr(args, "data", None):
         args.examples = _read_examples(args.data)  # before anything is loaded or written
     if getattr(args, "save_at", None):
@@ -245,6 +280,7 @@ def fp16_headroom(handle) -> float:
 
 def check_before_launch(args: argparse.Namespace) -> int:
     """What the launcher can check before it starts the ranks (so a bad input is one line, not one per rank)."""
+    check_options(args)
     if args.data:
         _read_examples(args.data)
     if args.batch_size is not None and args.batch_size < args.ranks:
