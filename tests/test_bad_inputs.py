@@ -108,6 +108,7 @@ CASES = [
     (["lens", "-m", "@llama", "-p", "x", "--top-k", "100000"], "exceeds the vocabulary"),
     (["lens", "-m", "@llama", "-p", "x", "--json", "@tmp/" + "n" * 300 + ".json"], "File name too long"),
     (["zoo", "list", "--json", "@tmp/" + "n" * 300 + ".json"], "File name too long"),
+    (["run", "--claims", "H02,H10", "--seeds", "3"], "none of H02, H10 trains a model"),
     (["claims", "H01", "--spec"], "show claims in full; --spec acts on every claim"),
     (["claims", "H01", "--freeze", "--lock-file", "@tmp/new-lock.json"], "--freeze acts on every claim"),
     (["claims", "--freeze", "--lock-file", "@tmp"], "is a folder: name the lock file"),

@@ -62,6 +62,7 @@ def without_unfit_builds(models: list[str], root: Path) -> list[str]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     apply_include(args)
+    from ..claims.base import get_claim
     from ..suite.report import render
     from ..suite.runner import run_suite
     from ..zoo.registry import default_models, resolve_zoo, zoo_root
@@ -79,6 +80,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.claims is not None and not claim_ids:
         raise LazarusError(f"--claims {','.join(args.claims)!r} names no claim; leave it out to run every claim")
     claim_ids = _check_claims(claim_ids, args.protocol, args.tier)  # before the fast tier builds its micro zoo
+    if args.seeds is not None and claim_ids and not any(get_claim(c).training for c in claim_ids):
+        raise LazarusError(f"--seeds {args.seeds}: none of {', '.join(claim_ids)} trains a model; --seeds sets the "
+                           "training claims' seeds")
     report_dir = args.report_dir or default_report_dir(args.model, args.adapter, args.tier)
     check_writable(Path(report_dir) / "REPORT.md")  # a folder the run could not write to, before any claim runs
     if args.cache_dir:  # the trained runs go there: an unwritable one would turn every training claim into an ERROR
