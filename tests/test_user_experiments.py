@@ -203,3 +203,20 @@ def test_a_run_whose_claim_crashes_exits_nonzero(registry_restored, saved_model,
     statuses = {json.loads(p.read_text())["claim"]["id"]: json.loads(p.read_text())["status"]
                 for p in (out / "records").glob("*.json")}
     assert statuses == {"U01": "ok", "U09": "error"} and (out / "REPORT.md").is_file()
+
+
+def test_a_report_without_the_claims_registered_names_them_from_their_records(registry_restored, saved_model,
+                                                                              tmp_path, monkeypatch):
+    """`report` on records of a user's claim without --include: the verdict matrix takes the title from the record
+    and says how to register it, not an empty title."""
+    from lazarus_bench.claims import base
+    from lazarus_bench.suite.report import render
+
+    out = tmp_path / "report"
+    assert main(["run", "--include", str(EXAMPLES), "-m", str(saved_model("llama")), "--claims", "U01", "--tier",
+                 "fast", "-j", "1", "--report-dir", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
+    title = base.REGISTRY.pop("U01").title
+    monkeypatch.setenv(base.INCLUDE_ENV, "")
+    matrix = render(out).read_text().split("## Verdict matrix")[1]
+    row = next(line for line in matrix.splitlines() if line.startswith("| U01"))
+    assert f"{title} (not in the registry: --include its folder)" in row

@@ -119,7 +119,8 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
     lines += ["## Verdict matrix", ""]
     rows = []
     for claim_id in sorted(set(claims) | set(by_claim)):
-        row = {"claim": claim_id, "title": claims[claim_id].title if claim_id in claims else ""}
+        row = {"claim": claim_id, "title": claims[claim_id].title if claim_id in claims else
+               f"{by_claim[claim_id][0].claim.get('title', '')} (not in the registry: --include its folder)"}
         for model in models:
             cells = [
                 f"{_cell(r, lock)}" + (f" ({r.protocol})" if r.protocol != "corrected" else "")
