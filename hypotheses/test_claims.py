@@ -33,12 +33,12 @@ def _check(claim, tier, model_id, suite, request):
         pytest.fail(f"{claim.id} on {model_id}: {exc}", pytrace=False)
     main = records[0]
     summary = "; ".join(f"{r.protocol}: {r.verdict or r.status} ({r.reason})" for r in records)
+    if (crashed := next((r for r in records if r.status == "error"), None)) and not suite["report_only"]:
+        pytest.fail(f"{claim.id} on {model_id} ({crashed.protocol}): error: {crashed.reason}", pytrace=False)
     if main.status == "skipped":
         pytest.skip(f"{claim.id} on {model_id}: {main.reason}")
     if main.verdict == Verdict.NOT_TESTABLE:
         pytest.skip(f"{claim.id} on {model_id}: NOT TESTABLE: {main.reason}")
-    if main.status == "error" and not suite["report_only"]:
-        pytest.fail(f"{claim.id} on {model_id}: error: {main.reason}", pytrace=False)
     if suite["report_only"] or tier == "fast":
         return
     if main.verdict != Verdict.SUPPORTED:

@@ -220,3 +220,33 @@ def test_a_report_without_the_claims_registered_names_them_from_their_records(re
     matrix = render(out).read_text().split("## Verdict matrix")[1]
     row = next(line for line in matrix.splitlines() if line.startswith("| U01"))
     assert f"{title} (not in the registry: --include its folder)" in row
+
+
+ORIGINAL_CRASHES = '''
+from lazarus_bench.claims.base import GateResult, NotTestable, claim
+
+
+@claim(id="U08", title="Only its original protocol crashes", statement="-", source="test", criterion="-",
+       writeup="-", params={"alpha": 0.05}, protocols=("corrected", "original"))
+def measure_u08(ctx):
+    if ctx.protocol == "original":
+        raise ValueError("boom in the original protocol")
+    raise NotTestable([GateResult("never met", 0.0, 1.0, "above", False, "the corrected protocol stops here")])
+'''
+
+
+def test_the_fast_tier_fails_when_any_protocol_crashes(saved_model, tmp_path):
+    """The hypothesis test fails on an error record of a protocol after the first, even when the corrected
+    protocol's record is a skip (NOT TESTABLE)."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "claims"
+    folder.mkdir()
+    (folder / "u08_original_crashes.py").write_text(ORIGINAL_CRASHES)
+    done = subprocess.run([sys.executable, "-m", "pytest", "hypotheses/test_claims.py", "--include", str(folder),
+                           "--model", str(saved_model("llama")), "-k", "test_U08 and fast", "-q", "-p",
+                           "no:cacheprovider", "--report-dir", str(tmp_path / "out")],
+                          capture_output=True, text=True, cwd=EXAMPLES.parents[1], timeout=300)
+    assert done.returncode == 1, done.stdout[-2000:]
+    assert "U08 on " in done.stdout and "(original): error:" in done.stdout and "boom in the original" in done.stdout
