@@ -264,7 +264,8 @@ def refuse_replacing(out_dir: str | os.PathLike, size: str = "default", seed: in
         if old not in new:
             diff = "; ".join(_differences(old, new[0])[:4])
             raise LazarusError(f"{Path(out_dir) / kind} was built from another config ({diff}) and would be replaced: "
-                               "build with its settings (`zoo list` shows its weight decay) to add models beside it, "
+                               "build with its settings (those named; `zoo list` shows each build's seed and weight "
+                               "decay) to add models beside it, "
                                "or pass --force to rebuild it")
 
 
