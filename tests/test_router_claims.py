@@ -107,3 +107,17 @@ def test_h10_skips_dense_models(saved_model, pool, tmp_path):
     assert record.status == "skipped"
     assert "MoE" in record.reason
     assert record.verdict is None
+
+
+def test_gumbel_tail_p_is_scipys_fitted_survival_function():
+    """Each expert's tail p: the survival function of a Gumbel fitted (scipy) to the null maxima, at its value."""
+    from scipy.stats import gumbel_r
+
+    from lazarus_bench.claims.h10_router_alignment import gumbel_tail_p
+
+    rng = np.random.default_rng(0)
+    null = rng.gumbel(0.3, 0.02, size=500)
+    values = np.array([0.28, 0.33, 0.45])
+    loc, scale = gumbel_r.fit(null)
+    np.testing.assert_allclose(gumbel_tail_p(values, null), gumbel_r.sf(values, loc, scale), rtol=1e-12)
+    assert gumbel_tail_p(values, null)[2] < 1e-3 < gumbel_tail_p(values, null)[0]

@@ -71,14 +71,17 @@ def test_a_bad_gate_threshold_stops_the_run_before_any_record(saved_model, tmp_p
 
 
 @pytest.mark.parametrize("claim_id", [c.id for c in all_claims()])
-def test_every_claim_is_not_testable_on_random_weights_without_running(saved_model, tmp_path, claim_id):
-    """A random-weight model stops at the gate for every claim: no measure, no control, no training."""
+def test_every_claim_is_not_testable_on_random_weights_without_running(saved_model, tmp_path, claim_id,
+                                                                       monkeypatch):
+    """A random-weight model stops at the gate for every claim: no measure, no control, no training (H10 on a MoE
+    model, H06 on a base model with a known instruct pair, so that each claim applies)."""
+    from lazarus_bench.claims.base import ZOO_INSTRUCT_PAIRS
     from lazarus_bench.suite.runner import run_claim
 
-    record = run_claim(get_claim(claim_id), str(saved_model("llama")), tier="fast", report_dir=tmp_path,
+    model = str(saved_model("mixtral" if claim_id == "H10" else "llama"))
+    monkeypatch.setitem(ZOO_INSTRUCT_PAIRS, model, str(saved_model("llama", seed=1)))
+    record = run_claim(get_claim(claim_id), model, tier="fast", report_dir=tmp_path,
                        cache_dir=tmp_path / "cache", log=lambda m: None)
-    if record.status == "skipped":
-        pytest.skip(record.reason)
     assert record.status == "ok" and record.verdict == Verdict.NOT_TESTABLE, record.reason
     assert [g.name for g in record.fitness] == ["trained language model"] and not record.fitness[0].passed
     assert record.controls == () and record.reason.startswith("fitness gate 'trained language model'")

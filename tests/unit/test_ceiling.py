@@ -62,6 +62,29 @@ def test_model_bound_covers_the_real_lens(handle_of):
         assert np.exp(log_softmax(A @ u + c)[t]) <= ceilings[t].bound
 
 
+@pytest.mark.parametrize("arch", ["llama", "llama_untied", "qwen2", "gemma2", "granite", "mixtral"])
+def test_lens_map_is_the_models_own_lens(saved_model, arch):
+    """(A, c) reproduce the model's lens logits (its final norm's gain and offset, its real head, any logit scaling)
+    at random residual states of any scale: A (h / rms(h)) + c = lens_logits(h), with the final norm's weight set
+    to random values so that a map without the gain would differ. Gemma-2 soft-caps its logits, so there the map is
+    None (no bound is certified)."""
+    handle = load_model(str(saved_model(arch)))
+    weight = handle.final_norm.weight
+    handle.final_norm.weight = mx.array(np.random.default_rng(2).uniform(0.3, 1.7, weight.shape), dtype=weight.dtype)
+    assert not np.allclose(np.array(handle.final_norm_gain()), 1.0)
+    mapped = lens_map(handle)
+    if handle.softcap:
+        assert mapped is None
+        return
+    A, c = mapped
+    rng = np.random.default_rng(1)
+    hidden = rng.standard_normal((16, A.shape[1])) * rng.uniform(0.1, 50, (16, 1))
+    eps = float(handle.config.get("rms_norm_eps", 1e-6))
+    u = hidden / np.sqrt((hidden**2).mean(axis=1, keepdims=True) + eps)
+    want = np.array(handle.lens_logits(mx.array(hidden, dtype=mx.float32)).astype(mx.float32), dtype=np.float64)
+    np.testing.assert_allclose(u @ A.T + c, want, rtol=2e-4, atol=2e-4 * np.abs(want).max())
+
+
 def test_unreachable_token_gets_a_bound_near_one_over_v(saved_model):
     """A token whose unembedding row is zero while the others are centred: Jensen gives p <= 1/V for every residual."""
     handle = load_model(str(saved_model("llama")))

@@ -377,3 +377,15 @@ def test_verdicts_held_back_by_a_part_blind_rule_are_those_another_conjunct_refu
     single = calibration_section.held_back_note(rows[1:2])[0]
     assert "1 verdict.** The record of H14 on 1 model is INCONCLUSIVE" in single
     assert calibration_section.held_back_note([]) == []
+
+
+def test_shares_print_the_95_percent_wilson_interval():
+    """The calibration section's pooled rates: k/n with scipy's 95% Wilson interval, two decimals."""
+    from scipy.stats import binomtest
+
+    from lazarus_bench.suite.calibration import _share
+
+    for k, n in ((3, 60), (0, 231), (44, 46)):
+        ci = binomtest(k, n).proportion_ci(0.95, method="wilson")
+        assert _share(k, n) == f"{k}/{n} = {k / n:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
+    assert _share(3, 60) == "3/60 = 0.05 [0.02, 0.14]" and _share(0, 0) == "none run"

@@ -633,3 +633,33 @@ def test_evidence_puts_the_contradiction_first():
     assert evidence("x", met=True, against=True, reason="").verdict == Verdict.REFUTED
     assert evidence("x", met=True, reason="").verdict == Verdict.SUPPORTED
     assert evidence("x", met=False, reason="").verdict == Verdict.INCONCLUSIVE
+
+
+def test_mde_from_ci_against_normal_theory():
+    """A 95% CI of half-width 1.96 is one standard error per 1.96: the MDE at 80% power is z_0.975 + z_0.8
+    standard errors (scipy's quantiles); a 90% CI of the same width has a larger standard error."""
+    from lazarus_bench.stats.power import mde_from_ci
+
+    assert mde_from_ci(-1.96, 1.96, 0.95) == pytest.approx((1.96 / sps.norm.ppf(0.975)) * (sps.norm.ppf(0.975)
+                                                                                            + sps.norm.ppf(0.8)))
+    assert mde_from_ci(0.0, 2.0, 0.9, power=0.9) == pytest.approx(
+        (1.0 / sps.norm.ppf(0.95)) * (sps.norm.ppf(0.95) + sps.norm.ppf(0.9)))
+    assert math.isnan(mde_from_ci(-math.inf, 1.0, 0.95)) and math.isnan(mde_from_ci(0.0, 1.0, 1.0))
+
+
+def test_cohens_h_is_the_arcsine_difference():
+    assert S.effects.cohens_h(1.0, 0.9) == pytest.approx(math.pi - 2 * math.asin(math.sqrt(0.9)))
+    assert S.effects.cohens_h(0.25, 0.75) == pytest.approx(-2 * (math.asin(math.sqrt(0.75))
+                                                                  - math.asin(math.sqrt(0.25))))
+
+
+def test_tost_p_is_the_larger_one_sided_p():
+    """TOST's p is the larger of the two one-sided t-tests' (scipy), here with one side clearly weaker."""
+    from lazarus_bench.stats.verdicts import equivalence_claim
+
+    x = np.array([0.03, 0.01, 0.04, 0.02, 0.035, 0.025])
+    got = equivalence_claim(x, 0.05, 0.05, test="t", min_n=3, name="x")
+    lower = sps.ttest_1samp(x, -0.05, alternative="greater").pvalue
+    upper = sps.ttest_1samp(x, 0.05, alternative="less").pvalue
+    assert upper > 100 * lower and got.p_value == pytest.approx(max(lower, upper))
+    assert got.details["p_lower"] == pytest.approx(lower) and got.details["p_upper"] == pytest.approx(upper)
