@@ -1,4 +1,4 @@
-"""Every shipped zoo model loads in Hugging Face transformers (torch, CPU) as the same model mlx-lm loads.
+"""The development build's zoo models load in Hugging Face transformers (torch, CPU) as the same model mlx-lm loads.
 
 A checkpoint in the wrong layout loads in transformers without an error but with randomly initialised
 parts (the old ``switch_mlp`` MoE experts did), so the test checks that no weight was missing or unused
