@@ -89,6 +89,25 @@ def test_full_word_probability_is_teacher_forced(handle_of):
     np.testing.assert_allclose(summed, sum(s.full_prob for s in res.targets[word].spellings.values()))
 
 
+@pytest.mark.parametrize("arch", ["llama", "llama_untied"])
+def test_full_word_probability_at_every_layer_reads_that_layer(arch, handle_of):
+    """Below the last layer too: the product over the word's pieces of the numpy lens at that layer's residual, each
+    piece at its teacher-forced position of the prompt extended by the earlier pieces."""
+    handle = handle_of(arch)
+    word = "zebra"
+    res = logit_lens(handle, PROMPTS[:1], [word])[0]
+    sp = res.targets[word].spellings["with_space"]
+    assert len(sp.ids) > 1
+    capture = handle.forward(mx.array([res.token_ids + sp.ids[:-1]]))
+    start = len(res.token_ids) - 1
+    for row, layer in enumerate(res.layers):
+        depth = 0 if layer == EMB else layer + 1
+        lp = [numpy_lens(handle, handle.config, np.array(capture.hidden[depth][0, start + j]))
+              for j in range(len(sp.ids))]
+        want = np.exp(sum(lp[j][t] for j, t in enumerate(sp.ids)))
+        assert sp.full_prob[row] == pytest.approx(want, rel=2e-3, abs=1e-12), (layer, sp.full_prob[row], want)
+
+
 def test_batching_equals_one_by_one(handle_of):
     handle = handle_of("qwen2")
     together = logit_lens(handle, PROMPTS, ["add"])
