@@ -62,7 +62,7 @@ def without_unfit_builds(models: list[str], root: Path) -> list[str]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     apply_include(args)
-    from ..claims.base import get_claim
+    from ..claims.base import ZOO_PREFIXES, get_claim
     from ..suite.report import render
     from ..suite.runner import run_suite
     from ..zoo.registry import default_models, resolve_zoo, zoo_root
@@ -72,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.adapter and len(args.model or []) != 1:
         raise LazarusError("--adapter needs exactly one -m MODEL: the checkpoint the adapter was trained on")
     if args.adapter and full_fine_tune(args.adapter):
-        base = str(resolve_zoo(args.model[0])) if args.model[0].startswith(("zoo:", "zoo-micro:")) else args.model[0]
+        base = str(resolve_zoo(args.model[0])) if args.model[0].startswith(ZOO_PREFIXES) else args.model[0]
         raise LazarusError(f"--adapter {args.adapter} is a full fine-tune (fine_tune_type: full), not LoRA layers to "
                            f"fuse: its file is the whole model; write it out with `python -m mlx_lm fuse --model "
                            f"{base} --adapter-path {args.adapter} --save-path OUT` and run with -m OUT")
@@ -138,12 +138,13 @@ def preflight(models: Sequence[str]) -> None:
     manifests and hub ids by the download."""
     from mlx_lm.utils import load_tokenizer
 
+    from ..claims.base import ZOO_PREFIXES
     from ..models import check_model_id
 
     for model in models:
         check_model_id(model)
         local = Path(model).expanduser()
-        if model.startswith(("zoo:", "zoo-micro:")) or not local.is_dir():
+        if model.startswith(ZOO_PREFIXES) or not local.is_dir():
             continue
         try:
             load_tokenizer(local)
