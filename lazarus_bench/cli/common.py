@@ -93,6 +93,14 @@ def include_args(p: argparse.ArgumentParser) -> None:
                    help="also register the claims defined in DIR/*.py (repeatable; see CONTRIBUTING.md)")
 
 
+def fill_defaults(args: argparse.Namespace, defaults: dict) -> None:
+    """Options left out take these defaults: they default to None in the parser, so that a command can first refuse
+    one given where its action would ignore it."""
+    for key, default in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, default)
+
+
 def apply_include(args: argparse.Namespace) -> None:
     """Load the ``--include`` folders' claims into the registry (and into every worker started later)."""
     if getattr(args, "include", None):

@@ -9,7 +9,7 @@ from typing import Sequence
 from ..errors import LazarusError
 from ..io import write_json
 from ..options import option
-from .common import Parser, _load, _table, model_args, run_command
+from .common import Parser, _load, _table, fill_defaults, model_args, run_command
 
 HELP = "MoE router rows against the vocabulary, with a random-direction null"
 
@@ -65,9 +65,7 @@ def cmd_router(args: argparse.Namespace) -> int:
         return cmd_trace(args)
     if args.prompt:
         raise LazarusError("-p is for `router trace`; `router weights` reads the router rows only")
-    for key, default in WEIGHTS_DEFAULTS.items():
-        if getattr(args, key) is None:
-            setattr(args, key, default)
+    fill_defaults(args, WEIGHTS_DEFAULTS)
     handle = _load(args)
     routers = handle.routers()
     if not routers:

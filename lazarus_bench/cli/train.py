@@ -16,6 +16,7 @@ from .common import (
     Parser,
     _load,
     existing_file,
+    fill_defaults,
     model_args,
     output_dir,
     run_command,
@@ -68,13 +69,11 @@ def _train_sft(args: argparse.Namespace, handle) -> dict:
         examples = args.examples
     else:
         evaluation = prompts.seed000_tests().texts() + prompts.dual_reward_eval().texts()
-        examples = arithmetic_examples(_given(args.n_train, SFT_DEFAULTS["n_train"]),
-                                       _given(args.data_seed, SFT_DEFAULTS["data_seed"]), exclude=evaluation)
+        examples = arithmetic_examples(args.n_train, args.data_seed, exclude=evaluation)
     split = max(1, int(0.9 * len(examples)))
     cfg = SFTConfig()
     cfg = replace(cfg, batch_size=args.batch_size or cfg.batch_size,
-                  lora=None if args.full else LoraSpec(rank=_given(args.rank, SFT_DEFAULTS["rank"]),
-                                                       scale=_given(args.scale, SFT_DEFAULTS["scale"])),
+                  lora=None if args.full else LoraSpec(rank=args.rank, scale=args.scale),
                   train=replace(_train_config(args, cfg.train), save_at=tuple(args.save_at or ()), name="sft"))
     return train_sft(handle, examples[:split], examples[split:], cfg, out_dir=args.out).to_dict()
 
@@ -84,18 +83,15 @@ SFT_CONFLICTS = (("full", ("rank", "scale"), "--full trains every parameter: no 
                  ("data", ("n_train", "data_seed"), "--data gives the examples: nothing is generated"))
 
 
-def _given(value, default):
-    return default if value is None else value
-
-
 def check_options(args: argparse.Namespace) -> None:
-    """An option the chosen training does not read is an error, not silently dropped."""
+    """An option the chosen training does not read is an error, not silently dropped; then the defaults."""
     if args.method != "sft":
         return
     for switch, options, why in SFT_CONFLICTS:
         if getattr(args, switch) and (given := [f"--{o.replace('_', '-')}" for o in options
                                                  if getattr(args, o) is not None]):
             raise LazarusError(f"{', '.join(given)} with --{switch}: {why}")
+    fill_defaults(args, SFT_DEFAULTS)
 
 
 def _train_dual_reward(args: argparse.Namespace, handle) -> dict:
