@@ -33,6 +33,18 @@ def measured_verdicts(statistic) -> dict[str | None, Verdict]:
     return {None: Verdict(statistic.verdict), **{k: Verdict(v["verdict"]) for k, v in parts.items()}}
 
 
+def decides(effect: str, part: str | None, measured: dict[str | None, Verdict]) -> bool:
+    """Whether the measured verdict (``measured_verdicts``) would change had the measurement seen a control's effect
+    in the part it reads: only then can a missed control say the verdict is blind. A run that saw the effect, or whose
+    verdict another part decides (one refuted conjunct refutes the claim), does not rest on that control."""
+    if not effect or None not in measured or (part is not None and part not in measured):
+        return True  # a record from before the effect was stored, or no measurement: as it was
+    if part is None:
+        return measured[None] != Verdict(effect)
+    parts = {**{k: v for k, v in measured.items() if k is not None}, part: Verdict(effect)}
+    return rule_verdict(parts)[0] != measured[None]
+
+
 def _verdict_of(claim, ctx: ClaimContext, part: str | None) -> tuple[Verdict, float]:
     """The claim's measure on ``ctx``: the verdict (of ``part``, if named) and the headline statistic."""
     s = claim.measure(ctx).statistic
@@ -79,16 +91,8 @@ class GradedRun:
         return best
 
     def decides(self, measured: dict[str | None, Verdict]) -> bool:
-        """Whether the measured verdict (``measured_verdicts``) would change had the measurement seen this control's
-        effect: only then can a missed effect below the MDE be what decided it. A run that saw the effect, or whose
-        verdict another part decides (one refuted conjunct refutes the claim), does not rest on this power."""
-        if not self.effect or None not in measured or (self.part is not None and self.part not in measured):
-            return True  # a record from before the effect was stored, or no measurement: as it was
-        effect = Verdict(self.effect)
-        if self.part is None:
-            return measured[None] != effect
-        parts = {**{k: v for k, v in measured.items() if k is not None}, self.part: effect}
-        return rule_verdict(parts)[0] != measured[None]
+        """``decides`` asked of this control."""
+        return decides(self.effect, self.part, measured)
 
     def rate_at(self, strength: float) -> float | None:
         """Detection rate at a declared strength (None when it is not one of them)."""
@@ -266,17 +270,22 @@ def _fmt(value: float) -> str:
 def calibrate(controls: Sequence[ControlRun], graded: Sequence[GradedRun] = (),
               nulls: Sequence[NullRun] = (), measured: dict[str | None, Verdict] | None = None) -> tuple[str, str]:
     """(label, reason) from every control: the single controls' label (``base.calibration``) unless a graded
-    control was never detected at 80% (``insensitive``) or only above the effect the verdict rests on, where
-    seeing that effect would change the ``measured_verdicts`` (``underpowered``), or a null fired more often than
-    its alpha allows (``not specific``)."""
-    label, why = calibration(controls)
+    control was never detected at 80% (``insensitive``) or only above the effect the verdict rests on
+    (``underpowered``), or a null fired more often than its alpha allows (``not specific``). A missed positive
+    control, single or graded, holds the verdict back only where seeing its effect would change the
+    ``measured_verdicts`` (``decides``): a conjunct that another part's refutation outvotes decides nothing."""
+    measured = measured or {}
+    counted = [c for c in controls if not (c.built and c.kind == POSITIVE and not c.detected)
+               or decides(str(c.effect_verdict), c.part, measured)]
+    label, why = calibration(counted)
     if label in ("insensitive", "not specific"):
         return label, why
-    for run in (g for g in graded if g.built):
+    graded = [g for g in graded if g.built and (g.mde is not None or g.decides(measured))]  # set aside: idle misses
+    for run in (g for g in graded if g.decides(measured)):
         if run.mde is None:
             return "insensitive", (f"INSENSITIVE: graded control '{run.name}' detected in < 80% of replicates at "
                                    f"every strength up to {_fmt(run.strengths[-1])} {run.units}")
-        if run.mde > run.claimed and run.decides(measured or {}):
+        if run.mde > run.claimed:
             return "underpowered", (f"UNDERPOWERED: empirical MDE {_fmt(run.mde)} > the claimed effect "
                                     f"{_fmt(run.claimed)} {run.units} (graded control '{run.name}')")
     for run in (n for n in nulls if n.built):
@@ -284,10 +293,10 @@ def calibrate(controls: Sequence[ControlRun], graded: Sequence[GradedRun] = (),
         if p is not None and p < NULL_LEVEL:
             return "not specific", (f"null control '{run.name}' flagged {run.flagged}/{run.replicates} "
                                     f"(> alpha {run.alpha:g}, binomial p={p:.3g})")
-    built_graded = any(g.built for g in graded)
+    built_graded = bool(graded)
     built_nulls = any(n.built for n in nulls)
     if label in ("uncalibrated", "negative control only", "positive control only") and (built_graded or built_nulls):
-        kinds = {c.kind for c in controls if c.built} | ({POSITIVE} if built_graded else set()) | (
+        kinds = {c.kind for c in counted if c.built} | ({POSITIVE} if built_graded else set()) | (
             {NEGATIVE} if built_nulls else set())
         return ("calibrated", "") if kinds == {POSITIVE, NEGATIVE} else (f"{kinds.pop()} control only", "")
     return label, why

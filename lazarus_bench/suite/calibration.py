@@ -9,10 +9,8 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from ..claims.base import POSITIVE, ControlRun
-from ..claims.controls import GradedRun, calibrate, measured_verdicts
+from ..claims.controls import GradedRun, measured_verdicts
 from ..stats import Verdict, wilson_interval
-from ..stats.verdicts import HALTING
 from . import plots
 from .records import Record
 from .summary import model_key
@@ -179,61 +177,6 @@ def without_rate(records: list[Record]) -> str:
     return "; ".join(parts)
 
 
-def _would_change(control: ControlRun, measured: dict[str | None, Verdict]) -> bool:
-    """``GradedRun.decides`` asked of a single control (the rule in one place): whether the measured verdict would
-    change had the measurement seen the control's effect in the part it reads. The runner's INSENSITIVE rule does not
-    yet ask it."""
-    asked = GradedRun(name=control.name, description="", units="", strengths=(), replicates=0, threshold=None,
-                      writeup=0.0, claimed=0.0, built=True, reason="", effect=str(control.effect_verdict),
-                      part=control.part)
-    return asked.decides(measured)
-
-
-def held_back(records: list[Record]) -> list[dict]:
-    """Records that are INCONCLUSIVE (INSENSITIVE) only through a missed control of a part that does not decide their
-    verdict (another conjunct refutes the claim whatever that part reads), with the verdict the part-aware rule gives:
-    the one ``GradedRun.decides`` already applies to UNDERPOWERED. The records keep their verdict until the rule is in
-    the runner (a change to code every record depends on)."""
-    rows = []
-    for r in (r for r in records if r.status == "ok" and r.calibration == "insensitive" and r.statistic is not None):
-        measured = measured_verdicts(r.statistic)
-        idle = [c for c in r.controls if c.built and c.kind == POSITIVE and not c.detected
-                and not _would_change(c, measured)]
-        idle_graded = [g for g in r.graded or () if g.built and g.mde is None and not g.decides(measured)]
-        if not idle and not idle_graded:
-            continue
-        label, why = calibrate([c for c in r.controls if c not in idle],
-                               [g for g in r.graded or () if g not in idle_graded], r.nulls or (), measured)
-        unread = {c.part for c in idle} | {g.part for g in idle_graded}
-        deciding = sorted(k for k, v in measured.items() if k is not None and v == measured[None] and k not in unread)
-        rows.append({"claim": r.claim_id, "model": r.model.id, "protocol": r.protocol,
-                     "missed control (part it reads)": "; ".join(
-                         [f"'{c.name}' ({c.part or 'whole claim'})" for c in idle]
-                         + [f"graded '{g.name}' ({g.part or 'whole claim'})" for g in idle_graded]),
-                     "measured (decided by)": f"{measured[None]} ({', '.join(deciding)})", "recorded": str(r.verdict),
-                     "part-aware rule": f"{Verdict.INCONCLUSIVE} ({why})" if label in HALTING else str(measured[None])})
-    return rows
-
-
-def held_back_note(rows: list[dict]) -> list[str]:
-    """The first page's paragraph on ``held_back`` rows (none without them)."""
-    if not rows:
-        return []
-    claims = Counter(row["claim"] for row in rows)
-    under = Counter(row["part-aware rule"].split(" ")[0] for row in rows)
-    named = [f"{c} on {k} model{'s' * (k != 1)}" for c, k in sorted(claims.items())]
-    one = len(rows) == 1
-    return [f"**Known defect in {len(rows)} verdict{'' if one else 's'}.** The record{'' if one else 's'} of "
-            + (f"{', '.join(named[:-1])} and {named[-1]}" if len(named) > 1 else named[0])
-            + (" is" if one else " are") + " INCONCLUSIVE (INSENSITIVE) only through a missed control of a conjunct "
-            "that does not decide the verdict: another conjunct refutes the claim whatever that one reads. The "
-            "part-aware rule the harness already applies to UNDERPOWERED gives "
-            + ", ".join(f"{v} {k}/{len(rows)}" for v, k in sorted(under.items()))
-            + ". The records keep their verdict until the rule is in the runner, a change to code every record "
-            "depends on that needs the whole main job re-measured (Calibration: 'Verdicts held back by a part-blind "
-            "rule').", ""]
-
-
 def absence_claim(run: GradedRun) -> bool:
     """Whether the verdict rests on the threshold (a claim that an effect is absent), not on the writeup's effect."""
     return run.threshold is not None and run.claimed == run.threshold
@@ -358,8 +301,7 @@ def section(records: list[Record], claims: dict, out_dir: Path, lock: dict[str, 
     if rows:
         lines += ["### Detection against planted strength", "", tabulate(rows, headers="keys", tablefmt="github"), ""]
         lines += [f"![{Path(p).stem}]({p})" for p in plot_detection(measured, out_dir)] + [""]
-    for title, rows in (("### Verdicts held back by a part-blind rule", held_back(measured)),
-                        ("### Nulls that can fire", _null_rows(measured)),
+    for title, rows in (("### Nulls that can fire", _null_rows(measured)),
                         ("### Single controls (counted)", _single_rows(measured, sanity=False)),
                         ("### Sanity checks (by construction, not counted)", _single_rows(measured, sanity=True))):
         if rows:

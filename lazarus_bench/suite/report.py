@@ -104,7 +104,6 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
         "",
     ]
     lines += summary.first_page(loaded.records, claims, report_dir)
-    lines += calibration.held_back_note(calibration.held_back(loaded.records))
     env = next((r.environment for r in loaded.records if r.environment), None)
     if env:
         lines += [f"Environment: {env['device']}, BLAS {env['blas']['status']} ({env['blas']['library']}), "

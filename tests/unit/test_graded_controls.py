@@ -11,7 +11,7 @@ from scipy.stats import binomtest
 
 from lazarus_bench import stats
 from lazarus_bench.claims.base import ClaimContext, ControlRun, ControlUnavailable, ModelInfo, Outcome
-from lazarus_bench.claims.controls import GradedControl, GradedRun, NullControl, NullRun, calibrate
+from lazarus_bench.claims.controls import GradedControl, GradedRun, NullControl, NullRun, calibrate, measured_verdicts
 from lazarus_bench.errors import LazarusError
 from lazarus_bench.stats import Verdict
 from lazarus_bench.suite import calibration as calibration_section
@@ -71,12 +71,13 @@ def test_calibrate_labels_from_graded_runs_and_nulls():
     ("SUPPORTED", "b", {None: "INCONCLUSIVE", "a": "INCONCLUSIVE", "b": "INCONCLUSIVE"}, "calibrated"),
     ("", None, {None: "REFUTED"}, "underpowered"),  # a record from before the effect was stored: as it was
 ])
-def test_underpowered_holds_only_where_seeing_the_effect_would_change_the_verdict(effect, part, measured, label):
+def test_a_power_label_holds_only_where_seeing_the_effect_would_change_the_verdict(effect, part, measured, label):
     run = replace(graded_run((0, 3, 9, 10)), effect=effect, part=part)  # MDE 0.3 > claimed 0.2
     measured = {k: Verdict(v) for k, v in measured.items()}
     assert calibrate([], [run], [null_run(1)], measured)[0] == label
     assert calibrate([], [run], [null_run(1)])[0] == "underpowered"  # no measurement given: nothing to credit
-    assert calibrate([], [replace(run, detected=(0, 0, 1, 2))], [null_run(1)], measured)[0] == "insensitive"
+    never = calibrate([], [replace(run, detected=(0, 0, 1, 2))], [null_run(1)], measured)[0]  # INSENSITIVE alike
+    assert never == ("insensitive" if label == "underpowered" else "negative control only")
 
 
 def test_measured_verdicts_read_the_headline_and_each_part():
@@ -338,45 +339,32 @@ def test_h03_strengths_are_whole_numbers_of_cells_and_its_mde_is_the_sign_tests_
     assert seen - 1 in cells and graded.strengths[cells.index(seen - 1)] > graded.threshold
 
 
-def test_verdicts_held_back_by_a_part_blind_rule_are_those_another_conjunct_refutes():
-    """A record INCONCLUSIVE (INSENSITIVE) through a missed control of part b is listed with REFUTED when part a
-    refutes the claim whatever b reads; not when b decides (seeing its effect would change the verdict), nor when the
-    missed control reads the whole claim, nor when the record is not INSENSITIVE. A graded control never detected is
-    treated alike, and a control that still halts the verdict once the idle one is set aside keeps it INCONCLUSIVE."""
+def test_a_missed_control_holds_a_verdict_back_only_where_its_part_decides_it():
+    """INSENSITIVE only where seeing the missed effect would change the verdict: a missed control of part b is set
+    aside when part a refutes the claim whatever b reads, not when b decides, nor when it reads the whole claim. A
+    graded control never detected is treated alike, and a flagged negative control still halts the verdict."""
     values = [0.5, 0.6, 0.7, 0.8, 0.9]
     refuted = stats.threshold_claim(values, 0.1, "below", 0.05, test="sign", min_n=5, name="r")
     supported = stats.threshold_claim(values, 0.1, "above", 0.05, test="sign", min_n=5, name="s")
-    both = stats.verdicts.combine(refuted, {"a": refuted, "b": refuted}, units=("seeds", 5, 5))
-    only_b = stats.verdicts.combine(refuted, {"a": supported, "b": refuted}, units=("seeds", 5, 5))
+    both = measured_verdicts(stats.verdicts.combine(refuted, {"a": refuted, "b": refuted}, units=("seeds", 5, 5)))
+    only_b = measured_verdicts(stats.verdicts.combine(refuted, {"a": supported, "b": refuted}, units=("seeds", 5, 5)))
 
     def control(kind, part, detected):
         return ControlRun(name=kind[:3], kind=kind, description="", effect_verdict=Verdict.SUPPORTED, built=True,
                           reason="", verdict=Verdict.SUPPORTED if detected else Verdict.REFUTED, detected=detected,
                           passed=detected == (kind == "positive"), part=part)
 
-    held = dict(verdict=Verdict.INCONCLUSIVE, calibration="insensitive")
     never = replace(graded_run((0, 0, 1, 2)), effect=str(Verdict.SUPPORTED), part="b")
-    records = [Record.bare("H15b", "a", statistic=both, controls=(control("positive", "b", False),), **held),
-               Record.bare("H15b", "b", statistic=only_b, controls=(control("positive", "b", False),), **held),
-               Record.bare("H15b", "c", statistic=both, controls=(control("positive", None, False),), **held),
-               Record.bare("H15b", "d", statistic=both, controls=(control("positive", "b", False),),
-                           verdict=Verdict.INCONCLUSIVE, calibration="not specific"),
-               Record.bare("H14", "a", statistic=both, graded=[never], **held),
-               Record.bare("H14", "b", statistic=both, graded=[replace(never, part="a")], **held),
-               Record.bare("H14", "c", statistic=both, **held,
-                           controls=(control("positive", "b", False), control("negative", None, True)))]
-    rows = calibration_section.held_back(records)
-    assert [(r["claim"], r["model"]) for r in rows] == [("H15b", "a"), ("H14", "a"), ("H14", "b"), ("H14", "c")]
-    assert [r["part-aware rule"] for r in rows[:3]] == ["REFUTED"] * 3
-    assert rows[0]["measured (decided by)"] == "REFUTED (a)" and rows[0]["recorded"] == "INCONCLUSIVE"
-    assert rows[0]["missed control (part it reads)"] == "'pos' (b)"
-    assert rows[3]["part-aware rule"].startswith("INCONCLUSIVE (negative control 'neg' flagged")
-    note = " ".join(calibration_section.held_back_note(rows))
-    assert "4 verdicts" in note and "records of H14 on 3 models and H15b on 1 model are" in note
-    assert "gives INCONCLUSIVE 1/4, REFUTED 3/4" in note
-    single = calibration_section.held_back_note(rows[1:2])[0]
-    assert "1 verdict.** The record of H14 on 1 model is INCONCLUSIVE" in single
-    assert calibration_section.held_back_note([]) == []
+    negative = control("negative", None, False)
+    assert calibrate([control("positive", "b", False), negative], (), (), both) == ("negative control only", "")
+    assert calibrate([control("positive", "b", False), negative], (), (), only_b)[0] == "insensitive"
+    assert calibrate([control("positive", None, False), negative], (), (), both)[0] == "insensitive"
+    assert calibrate([control("positive", "b", False), negative])[0] == "insensitive"  # nothing measured: as it was
+    assert calibrate([negative], [never], [null_run(1)], both) == ("negative control only", "")
+    assert calibrate([negative], [replace(never, part="a")], [null_run(1)], both)[0] == "negative control only"
+    assert calibrate([negative], [never], [null_run(1)], only_b)[0] == "insensitive"
+    flagged = calibrate([control("positive", "b", False), control("negative", None, True)], (), (), both)
+    assert flagged[0] == "not specific" and "'neg' flagged" in flagged[1]
 
 
 def test_shares_print_the_95_percent_wilson_interval():
