@@ -8,6 +8,11 @@ It is also the one place that pins the BLAS thread count: OpenBLAS results chang
 count, so every process (in-process runs, spawned workers, pytest-xdist workers) computes with
 ``LAZARUS_BLAS_THREADS`` threads (default 1; the tiny zoo models gain nothing from a second thread),
 whatever ``OPENBLAS_NUM_THREADS`` the caller set. The count goes into every record and cache key.
+
+OpenBLAS's results also depend on the kernel set it picks for the CPU (AVX2, AVX-512, or a pre-AVX2 fallback on a
+CPU it does not recognise), so on an x86 CPU with AVX2 and FMA every process runs its ``Haswell`` kernels, whatever
+``OPENBLAS_CORETYPE`` the caller set: records are then bitwise the same on any such host. ``LAZARUS_BLAS_KERNEL``
+names another kernel set, or ``auto`` for OpenBLAS's own choice. The kernel goes into every record and cache key.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from dataclasses import dataclass
 DISABLE_ENV = "LAZARUS_NO_BLAS_PRELOAD"
 PATH_ENV = "LAZARUS_BLAS_PATH"
 THREADS_ENV = "LAZARUS_BLAS_THREADS"
+KERNEL_ENV = "LAZARUS_BLAS_KERNEL"
+PINNED_KERNEL = "Haswell"  # AVX2 + FMA: the newest kernel set every x86 CPU with both runs (AVX-512 ones ~25% faster)
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
 CANDIDATES = (
@@ -81,6 +88,30 @@ def pin_threads() -> int:
     return n
 
 
+def pinned_kernel() -> str | None:
+    """The OpenBLAS kernel set every computation uses: ``LAZARUS_BLAS_KERNEL``, default ``Haswell`` on an x86 CPU
+    with AVX2 and FMA; None (OpenBLAS's own choice) for ``auto`` or another CPU."""
+    from .jit import cpu_has_fma
+
+    wanted = os.environ.get(KERNEL_ENV, "").strip()
+    if wanted == "auto":
+        return None
+    return wanted or (PINNED_KERNEL if cpu_has_fma() else None)
+
+
+def kernel() -> str | None:
+    """The kernel set the OpenBLAS that MLX calls is running, as it reports it (None without OpenBLAS)."""
+    library = resolved_library()
+    if not library or "openblas" not in os.path.basename(library).lower():
+        return None
+    try:
+        get = ctypes.CDLL(library).openblas_get_corename
+    except (OSError, AttributeError):
+        return None
+    get.restype = ctypes.c_char_p
+    return get().decode()
+
+
 def _find_library() -> str | None:
     explicit = os.environ.get(PATH_ENV)
     if explicit:
@@ -104,11 +135,17 @@ def preload() -> BlasState:
         if path is None:
             _STATE = BlasState("missing", None, f"no OpenBLAS found; {FIX}")
         else:
+            if pinned := pinned_kernel():
+                os.environ["OPENBLAS_CORETYPE"] = pinned  # read once, when the library loads
             try:
                 ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
                 _STATE = BlasState("preloaded", os.path.realpath(path), "OpenBLAS loaded with RTLD_GLOBAL")
             except OSError as exc:
                 _STATE = BlasState("missing", None, f"could not load {path}: {exc}; {FIX}")
+            named = os.environ.get(KERNEL_ENV, "").strip()
+            if _STATE.status == "preloaded" and named not in ("", "auto") and (kernel() or "").lower() != named.lower():
+                raise SystemExit(f"lazarus_bench: {KERNEL_ENV}={named!r}: this OpenBLAS has no such kernel set (it "
+                                 f"runs {kernel()}); name one it has, e.g. {PINNED_KERNEL}, or 'auto' for its choice")
     if _STATE.status in ("missing", "too-late"):
         warnings.warn(
             f"lazarus_bench: running MLX on the reference BLAS (~30x slower matmul): {_STATE.detail}",
@@ -173,9 +210,9 @@ def thread_count() -> int | None:
 
 
 def fingerprint() -> str:
-    """What of the BLAS can change a result: the library MLX calls and its thread count (for cache keys)."""
+    """What of the BLAS can change a result: the library MLX calls, its thread count and kernel set (cache keys)."""
     lib = resolved_library() or state().path or "platform default"
-    return f"{os.path.basename(lib)}:threads={_THREADS or pinned_threads()}"
+    return f"{os.path.basename(lib)}:threads={_THREADS or pinned_threads()}:kernel={kernel() or '-'}"
 
 
 def describe() -> str:

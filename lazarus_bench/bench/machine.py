@@ -40,30 +40,18 @@ PRE_AVX2_KERNELS = frozenset({"Prescott", "Core2", "Penryn", "Dunnington", "Neha
                               "Opteron_SSE3", "Barcelona", "Bobcat", "Bulldozer", "Piledriver", "Steamroller"})
 
 
-def openblas_core() -> str | None:
-    """The kernel set OpenBLAS chose for this CPU (``OPENBLAS_CORETYPE`` overrides it), or None without OpenBLAS."""
-    import ctypes
-
-    library = blas.resolved_library()
-    if not library or "openblas" not in os.path.basename(library).lower():
-        return None
-    try:
-        get = ctypes.CDLL(library).openblas_get_corename
-    except (OSError, AttributeError):
-        return None
-    get.restype = ctypes.c_char_p
-    return get().decode()
+openblas_core = blas.kernel  # the kernel set OpenBLAS runs (``LAZARUS_BLAS_KERNEL`` pins it)
 
 
 def kernel_fallback(core: str | None, avx2_fma: bool) -> str | None:
-    """One line when OpenBLAS runs pre-AVX2 kernels on a CPU with AVX2 and FMA (``jit.cpu_has_fma()``): it did not
-    recognise the CPU."""
+    """One line when OpenBLAS runs pre-AVX2 kernels on a CPU with AVX2 and FMA (``jit.cpu_has_fma()``): the pin
+    was lifted (``LAZARUS_BLAS_KERNEL``) on a CPU that OpenBLAS does not recognise, or set to an old kernel."""
     if core not in PRE_AVX2_KERNELS or not avx2_fma:
         return None
-    return (f"OpenBLAS did not recognise this CPU and runs its {core} kernels: GEMM about 4x slower than the CPU "
+    return (f"OpenBLAS runs its {core} kernels on a CPU with AVX2 and FMA: GEMM about 4x slower than the CPU "
             "allows, and records that differ from those made with another kernel (in the last float digits; more "
-            "after training: 5.5% in H07's GRPO run on zoo:base@s8); OPENBLAS_CORETYPE=Haswell selects its AVX2 "
-            "kernels, those of most committed records (docs/claim-suite.md)")
+            f"after training: 5.5% in H07's GRPO run on zoo:base@s8); unset {blas.KERNEL_ENV} to run its AVX2 "
+            f"kernels ({blas.PINNED_KERNEL}), those of the committed records")
 
 
 def gemm_rate(n: int = 1024, repeats: int = 5) -> float:

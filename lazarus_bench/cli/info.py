@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from ..bench.machine import kernel_fallback, openblas_core
+    from ..blas import KERNEL_ENV, pinned_kernel
     from ..jit import cpu_has_fma
     from ..runinfo import environment
 
@@ -35,7 +36,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     ]
     core = openblas_core()
     if core:
-        rows.append(("openblas kernel", core + (" (OPENBLAS_CORETYPE)" if os.environ.get("OPENBLAS_CORETYPE") else "")))
+        how = f" (pinned by {KERNEL_ENV})" if os.environ.get(KERNEL_ENV) else " (pinned)"
+        rows.append(("openblas kernel", core + (how if core.lower() == (pinned_kernel() or "").lower() else "")))
     if "gemm_gflops_1024" in blas:
         rows.append(("gemm float32 1024^3", f"{blas['gemm_gflops_1024']} GFLOP/s"))
     rows += [(name, version) for name, version in env["packages"].items()]

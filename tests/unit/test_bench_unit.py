@@ -428,28 +428,10 @@ def test_kernel_fallback_flags_pre_avx2_kernels_on_an_avx2_cpu_only():
     from lazarus_bench.bench.machine import kernel_fallback
 
     assert "runs its Prescott kernels" in kernel_fallback("Prescott", True)
-    assert "OPENBLAS_CORETYPE=Haswell" in kernel_fallback("Sandybridge", True)
+    assert "unset LAZARUS_BLAS_KERNEL to run its AVX2 kernels (Haswell)" in kernel_fallback("Sandybridge", True)
     assert kernel_fallback("Prescott", False) is None  # an old CPU: its kernel is the right one
     assert kernel_fallback("Haswell", True) is None and kernel_fallback("SkylakeX", True) is None
     assert kernel_fallback(None, True) is None  # no OpenBLAS (macOS Accelerate, or not preloaded)
-
-
-def test_openblas_core_reads_the_kernel_openblas_runs():
-    """OPENBLAS_CORETYPE picks the kernel before the library loads; openblas_core() reports what it chose."""
-    import os
-    import subprocess
-    import sys
-
-    from lazarus_bench.bench.machine import openblas_core
-    from lazarus_bench.jit import cpu_has_fma
-
-    if openblas_core() is None or not cpu_has_fma():
-        pytest.skip("needs OpenBLAS on an x86 CPU with AVX2 and FMA")
-    code = "import lazarus_bench; from lazarus_bench.bench.machine import openblas_core; print(openblas_core())"
-    for kernel in ("Haswell", "Prescott"):
-        env = {**os.environ, "OPENBLAS_CORETYPE": kernel}
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-        assert out.stdout.strip() == kernel
 
 
 def test_bench_records_re_reads_the_record_figures_and_keeps_the_measured_ones(tmp_path):

@@ -76,10 +76,10 @@ def test_blas_threads_are_pinned_whatever_the_caller_set():
             "print(sorted({p['num_threads'] for p in threadpoolctl.threadpool_info()}), blas.fingerprint())")
     default = _run(code, OPENBLAS_NUM_THREADS="2", OMP_NUM_THREADS="2")
     assert default.returncode == 0, default.stderr
-    assert default.stdout.split()[0] == "[1]" and default.stdout.strip().endswith("threads=1")
+    assert default.stdout.split()[0] == "[1]" and ":threads=1:" in default.stdout
     two = _run(code, LAZARUS_BLAS_THREADS="2")
     assert two.returncode == 0, two.stderr
-    assert two.stdout.split()[0] == "[2]" and two.stdout.strip().endswith("threads=2")
+    assert two.stdout.split()[0] == "[2]" and ":threads=2:" in two.stdout
 
 
 def test_bad_thread_count_is_one_clear_line():
@@ -87,6 +87,34 @@ def test_bad_thread_count_is_one_clear_line():
     assert out.returncode != 0
     assert out.stderr.strip().splitlines() == [
         "lazarus_bench: LAZARUS_BLAS_THREADS='zero' is not a positive integer; unset it or set e.g. 1"]
+
+
+@pytest.mark.skipif(not LINUX or not __import__("lazarus_bench.jit").jit.cpu_has_fma() or blas.kernel() is None,
+                    reason="needs OpenBLAS on an x86 CPU with AVX2 and FMA")
+def test_the_openblas_kernel_is_pinned_whatever_the_caller_set():
+    """Every process runs OpenBLAS's Haswell kernels on an AVX2 + FMA CPU, whatever OPENBLAS_CORETYPE the caller set;
+    LAZARUS_BLAS_KERNEL names another, ``auto`` leaves OpenBLAS's choice; the kernel is in the cache key."""
+    code = "import lazarus_bench; from lazarus_bench import blas; print(blas.kernel(), blas.fingerprint())"
+
+    def kernel_and_key(**env):
+        out = _run(code, **env)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split()
+
+    assert kernel_and_key(LAZARUS_BLAS_KERNEL="auto", OPENBLAS_CORETYPE="Prescott")[0] == "Prescott"
+    for caller in ("", "Prescott", "SkylakeX"):
+        kernel, key = kernel_and_key(OPENBLAS_CORETYPE=caller)
+        assert kernel == "Haswell" and key.endswith(":kernel=Haswell"), caller
+    assert kernel_and_key(LAZARUS_BLAS_KERNEL="Sandybridge") == ["Sandybridge", blas.fingerprint().replace(
+        f"kernel={blas.kernel()}", "kernel=Sandybridge")]
+
+
+@pytest.mark.skipif(not LINUX or blas.kernel() is None, reason="needs OpenBLAS")
+def test_a_kernel_openblas_does_not_have_is_one_clear_line():
+    out = _run("import lazarus_bench", LAZARUS_BLAS_KERNEL="Foo")
+    assert out.returncode != 0
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith("lazarus_bench: LAZARUS_BLAS_KERNEL='Foo': this OpenBLAS has no such kernel set (it runs ")
 
 
 def test_thread_count_is_in_the_environment_record_and_the_cache_key(monkeypatch):
