@@ -125,6 +125,9 @@ CASES = [
     (["run", "-m", "@notok", "--claims", "H02", "-j", "2", "--report-dir", "@tmp/r"], "its tokenizer does not load"),
     (["run", "-m", "@llama", "--adapter", "@tmp/full-adapter", "--claims", "H01", "--report-dir", "@tmp/r"],
      "is a full fine-tune (fine_tune_type: full)"),
+    (["run", "-m", "@llama", "--claims", "H06", "--instruct-pair", "@llama"], "expected BASE=INSTRUCT"),
+    (["run", "--claims", "H06", "--instruct-pair", "zoo:base=zoo:instruct"], "'zoo:base' is not a -m model"),
+    (["run", "-m", "@llama", "--claims", "H06", "--instruct-pair", "@llama=@tmp/no-model"], "model path not found"),
 ]
 
 
@@ -156,6 +159,8 @@ def _resolve(argv, saved_model, tmp_path):
             return str(saved_model("llama"))
         if a == "@moe":
             return str(saved_model("mixtral"))
+        if a.startswith("@") and "=" in a:  # BASE=INSTRUCT
+            return "=".join(one(part) for part in a.split("=", 1))
         if a == "@notok":  # a checkpoint folder without its tokenizer files
             folder = tmp_path / "notok"
             folder.mkdir(exist_ok=True)
@@ -248,6 +253,10 @@ def test_flipped_byte_in_a_zoo_dir_given_by_path_is_caught(tmp_path, capfd):
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not match its sha256" in err[0]
     assert f"--dir {tmp_path} --models base --force" in err[0]
+    renamed = model.rename(tmp_path / "my-base")  # a rebuild would write <parent>/base and leave this one broken
+    assert main(["lens", "-m", str(renamed), "-p", "7 * 8 = "]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "restore it from where it came from" in err[0] and "--force" not in err[0]
 
 
 def test_report_with_a_broken_record_exits_nonzero_and_lists_it(tmp_path, capfd):

@@ -82,7 +82,9 @@ def test_a_build_runs_the_corrected_protocol_and_derived_variants_only_their_kin
     assert "not a replicate" in build_scope(h01, "corrected", _info("zoo:moe@s2", "moe"))
     assert build_scope(h10, "corrected", _info("zoo:moe@s2", "moe")) is None
     assert "corrected protocol" in build_scope(get_claim("H05a"), "original", _info("zoo:base@s2", "base"))
-    assert build_scope(h01, "corrected", _info("zoo:moe", "moe")) is None  # the development build runs everything
+    assert "not a replicate" in build_scope(h01, "corrected", _info("zoo:moe", "moe"))  # the development build too
+    assert build_scope(h10, "corrected", _info("zoo:moe", "moe")) is None
+    assert build_scope(get_claim("H05a"), "original", _info("zoo:base", "base")) is None  # its ablations run there
     assert build_scope(h01, "original", _info("my/checkpoint", "base")) is None
 
 

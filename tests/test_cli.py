@@ -298,7 +298,7 @@ def test_run_warns_once_when_it_measured_with_pre_avx2_kernels(core, saved_model
         assert rc == 0 and (tmp_path / "r" / "records").is_dir()
         if core == "Prescott" and not reused:
             assert len(warned) == 1 and "1 record(s) measured here: " in warned[0], warned
-            assert "runs its Prescott kernels" in warned[0] and "OPENBLAS_CORETYPE=Haswell" in warned[0]
+            assert "runs its Prescott kernels" in warned[0] and "unset LAZARUS_BLAS_KERNEL" in warned[0]
         else:
             assert warned == []
     kernel_warning(3, remote=True)  # a Ray cluster's nodes measured them: this host's kernel says nothing of them
@@ -340,3 +340,20 @@ def test_run_names_each_model_once_and_says_when_a_worker_left_no_record(saved_m
     err = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
     assert seen == [[model]]
     assert len(err) == 1 and "1 of 1 runs ended in an error" in err[0] and "no record was written for it" in err[0]
+
+
+def test_run_pairs_a_users_base_with_the_instruct_model_it_names(saved_model, tmp_path, monkeypatch, capsys):
+    """`run --instruct-pair BASE=INSTRUCT` gives H06 the pair in every worker; without it the base has none."""
+    from lazarus_bench.claims.pairs import PAIRS_ENV
+
+    monkeypatch.setenv(PAIRS_ENV, "")  # restored after the run, which names the pair for its workers
+    base, instruct = str(saved_model("llama")), str(saved_model("llama", seed=1))
+    argv = ["run", "-m", base, "--claims", "H06,H13", "--tier", "fast", "-j", "2", "--report-dir"]
+    assert main(argv + [str(tmp_path / "unpaired")]) == 0
+    assert main(argv + [str(tmp_path / "paired"), "--instruct-pair", f"{base}={instruct}"]) == 0
+    capsys.readouterr()
+    unpaired, paired = (json.loads(next((tmp_path / d / "records").glob("H06__*.json")).read_text())
+                        for d in ("unpaired", "paired"))
+    assert unpaired["status"] == "skipped" and "no instruct variant" in unpaired["reason"]
+    assert paired["status"] == "ok" and paired["model"]["info"]["instruct_pair"] == instruct
+    assert paired["inputs"]["instruct_pair"][0] == instruct

@@ -12,12 +12,13 @@ from scipy import stats as sps
 
 from lazarus_bench import prompts, stats
 from lazarus_bench.analysis.ceiling import lens_ceilings
-from lazarus_bench.claims.base import ZOO_INSTRUCT_PAIRS, get_claim
+from lazarus_bench.claims.base import get_claim
 from lazarus_bench.claims.common import restricted_lens
 from lazarus_bench.claims.h05_dual_reward_names_op import h05a_verdict
 from lazarus_bench.claims.h06_base_vs_instruct import h06_statistic
 from lazarus_bench.claims.h08_grpo_dual_collapse import chance_collapse_rate, collapse_words, grpo_config, is_collapsed
 from lazarus_bench.claims.h09_collapse_fixes import FIXES, h09_statistic
+from lazarus_bench.claims.pairs import INSTRUCT_PAIRS
 from lazarus_bench.models import load_model
 from lazarus_bench.stats import Verdict
 from lazarus_bench.suite.runner import run_claim
@@ -107,7 +108,7 @@ def test_h06_pairs_base_with_instruct_and_reuses_cached_base_runs(saved_model, t
     base, instruct = str(saved_model("llama")), str(saved_model("llama", seed=1))
     skipped = run_claim(get_claim("H06"), base, tier="fast", report_dir=tmp_path / "reports", log=lambda m: None)
     assert skipped.status == "skipped" and "no instruct variant" in skipped.reason
-    monkeypatch.setitem(ZOO_INSTRUCT_PAIRS, base, instruct)
+    monkeypatch.setitem(INSTRUCT_PAIRS, base, instruct)
     cache = tmp_path / "cache"
     h05 = _run("H05a", base, tmp_path, n_seeds=2, cache_dir=cache, overrides=OPEN_FLOOR)
     record = _run("H06", base, tmp_path, n_seeds=2, cache_dir=cache, overrides={"min_seeds": 2, **OPEN_FLOOR})

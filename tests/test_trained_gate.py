@@ -75,11 +75,11 @@ def test_every_claim_is_not_testable_on_random_weights_without_running(saved_mod
                                                                        monkeypatch):
     """A random-weight model stops at the gate for every claim: no measure, no control, no training (H10 on a MoE
     model, H06 on a base model with a known instruct pair, so that each claim applies)."""
-    from lazarus_bench.claims.base import ZOO_INSTRUCT_PAIRS
+    from lazarus_bench.claims.pairs import INSTRUCT_PAIRS
     from lazarus_bench.suite.runner import run_claim
 
     model = str(saved_model("mixtral" if claim_id == "H10" else "llama"))
-    monkeypatch.setitem(ZOO_INSTRUCT_PAIRS, model, str(saved_model("llama", seed=1)))
+    monkeypatch.setitem(INSTRUCT_PAIRS, model, str(saved_model("llama", seed=1)))
     record = run_claim(get_claim(claim_id), model, tier="fast", report_dir=tmp_path,
                        cache_dir=tmp_path / "cache", log=lambda m: None)
     assert record.status == "ok" and record.verdict == Verdict.NOT_TESTABLE, record.reason

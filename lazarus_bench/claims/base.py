@@ -20,7 +20,8 @@ from typing import Any, Callable, Literal, Sequence
 from .. import options
 from ..errors import LazarusError
 from ..stats import ClaimStatistic, Verdict, combine
-from ..zoo.registry import split_build, with_build, zoo_model_exists
+from ..zoo.registry import split_build, with_build
+from .pairs import ZOO_PREFIXES, instruct_pair_of
 
 TIERS = ("fast", "slow")
 
@@ -517,7 +518,7 @@ class ClaimContext:
                            config=handle.config)
 
 
-def model_info(handle, instruct_pairs: dict[str, str] | None = None) -> ModelInfo:
+def model_info(handle) -> ModelInfo:
     """Kind of a loaded model: moe, instruct (chat template or name), untied or base."""
     model_id, name = handle.model_id, handle.model_id.lower()
     chat = bool(getattr(handle.tokenizer, "chat_template", None))
@@ -529,23 +530,11 @@ def model_info(handle, instruct_pairs: dict[str, str] | None = None) -> ModelInf
         kind = "untied"
     else:
         kind = "base"
-    pair = None if kind == "instruct" else instruct_pair_of(model_id, instruct_pairs)
+    pair = None if kind == "instruct" else instruct_pair_of(model_id)
     return ModelInfo(model_id=model_id, model_type=handle.model_type, kind=kind, n_layers=handle.n_layers,
                      is_moe=handle.is_moe, tied=handle.tied, instruct_pair=pair)
 
 
-def instruct_pair_of(model_id: str, instruct_pairs: dict[str, str] | None = None) -> str | None:
-    """A model's instruct variant from its id alone (a reused record checks it unloaded): explicit, zoo, Llama-3.2."""
-    pair = (instruct_pairs or {}).get(model_id)
-    if pair is None and model_id.startswith(ZOO_PREFIXES) and split_build(model_id.split(":", 1)[1])[0] == "base":
-        pair = twin if zoo_model_exists(twin := with_build(model_id, "instruct")) else None
-    if pair is None and re.search(r"llama-3\.2-\d+b$", model_id.lower()):
-        return model_id + "-Instruct"
-    return pair
-
-
-ZOO_INSTRUCT_PAIRS: dict[str, str] = {}  # explicit base -> instruct pairs; a zoo build's base pairs with its instruct
-ZOO_PREFIXES = ("zoo:", "zoo-micro:")
 
 
 def not_instruct(info: ModelInfo) -> str | None:
@@ -561,12 +550,12 @@ def ablation_scope(protocol: str, info: ModelInfo) -> str | None:
 
 
 def build_scope(claim: "Claim", protocol: str, info: ModelInfo) -> str | None:
-    """A zoo build other than the development one replicates the corrected protocol's verdicts: its base model runs
-    every claim for base models, a derived variant only the claims a base model cannot test (the MoE router)."""
+    """A zoo build's derived variant runs only the claims a base model cannot test (the MoE router): the others are
+    measured on the builds' base models. A build other than the development one replicates the corrected protocol."""
     name = info.model_id.split(":", 1)[-1]
-    if not info.model_id.startswith(ZOO_PREFIXES) or split_build(name)[1] is None:
+    if not info.model_id.startswith(ZOO_PREFIXES):
         return None
-    if protocol != "corrected":
+    if protocol != "corrected" and split_build(name)[1] is not None:
         return "builds replicate the corrected protocol; protocol ablations run on the development build"
     if info.kind != "base":
         as_base = ModelInfo(model_id=info.model_id, model_type="llama", kind="base", n_layers=info.n_layers,

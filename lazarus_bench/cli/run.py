@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local worker processes (default) or a Ray cluster (pip install 'lazarus-bench[ray]')")
     p.add_argument("--address", help="the Ray cluster's address, e.g. 10.0.0.5:6379 (default: start a local one)")
+    p.add_argument("--instruct-pair", action="append", metavar="BASE=INSTRUCT",
+                   help="the instruct variant of a -m base model, for H06 (repeatable; default: the zoo's own pairs "
+                        "and <id>-Instruct for a Llama-3.2 base)")
     p.add_argument("--fresh", action="store_true", help="measure every record again, even one whose inputs (claim "
                                                          "hash, model hash, parameters, code it calls) are unchanged")
     include_args(p)
@@ -97,6 +100,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         models = default_models(micro=True)
     else:
         models = without_unfit_builds(default_models(), zoo_root())
+    if args.instruct_pair:
+        from ..claims.pairs import add_instruct_pairs
+
+        pairs = instruct_pair_args(args.instruct_pair, args.model or [])
+        preflight(list(pairs.values()))
+        add_instruct_pairs(pairs)
     overrides = args.params
     from ..suite.runner import default_jobs
 
@@ -120,6 +129,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 WORKER_FAILED = ("worker failed", "Ray task failed")  # the engines' reasons for a job that wrote no record
+
+
+def instruct_pair_args(given: Sequence[str], models: Sequence[str]) -> dict[str, str]:
+    """``--instruct-pair BASE=INSTRUCT`` values as {base: instruct}: each BASE one of the -m models."""
+    pairs = {}
+    for text in given:
+        base, sep, instruct = text.partition("=")
+        if not sep or not base or not instruct:
+            raise LazarusError(f"--instruct-pair {text!r}: expected BASE=INSTRUCT, e.g. my-base=my-base-instruct")
+        if base not in models:
+            raise LazarusError(f"--instruct-pair {text!r}: {base!r} is not a -m model of this run")
+        pairs[base] = instruct
+    return pairs
 
 
 def full_fine_tune(adapter: str) -> bool:

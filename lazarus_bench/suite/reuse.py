@@ -17,7 +17,8 @@ from typing import Any
 
 from .. import blas
 from ..claims import prereg
-from ..claims.base import ZOO_INSTRUCT_PAIRS, Claim, get_claim, instruct_pair_of, needs_instruct_pair
+from ..claims.base import Claim, get_claim, needs_instruct_pair
+from ..claims.pairs import instruct_pair_of
 from ..codehash import closure, data_files, digest
 from ..models import model_fingerprint
 
@@ -36,7 +37,7 @@ def claim_files(claim: Claim) -> frozenset[Path]:
 def inputs(claim: Claim, model_id: str, model_hash: str, protocol: str, tier: str, params: dict[str, Any],
            seeds: list[int], trained_threshold: float) -> dict[str, Any]:
     """Everything a record of this job is a function of (see the module docstring)."""
-    pair = instruct_pair_of(model_id, ZOO_INSTRUCT_PAIRS) if claim.applies is needs_instruct_pair else None
+    pair = instruct_pair_of(model_id) if claim.applies is needs_instruct_pair else None
     return {"instruct_pair": [pair, model_fingerprint(pair)] if pair else None,
             "claim_hash": prereg.claim_hash(claim), "after": {c: prereg.claim_hash(get_claim(c)) for c in claim.after},
             "model_hash": model_hash, "protocol": protocol, "tier": tier,

@@ -16,7 +16,6 @@ from .. import flops, stats, tokenization
 from ..analysis.fitness import heldout_loss
 from ..claims import prereg
 from ..claims.base import (
-    ZOO_INSTRUCT_PAIRS,
     Claim,
     ClaimContext,
     Gate,
@@ -183,7 +182,7 @@ def run_claim(claim: Claim, model_id: str, *, tier: str = "slow", n_seeds: int |
     seeds = list(range(n)) if claim.training else []
     start, counts = time.perf_counter(), flops.totals()
     handle = pool.get(model_id)  # a model that does not load is the caller's error: no record is written for it
-    info = model_info(handle, ZOO_INSTRUCT_PAIRS)
+    info = model_info(handle)
     fields = {**_base_record(claim, info, model_id, protocol, tier, params, seeds, origin),
               "tokenization": pool.audit(model_id)}
     fields["inputs"] = reuse.inputs(claim, model_id, fields["model"].hash, protocol, tier, params, seeds,
@@ -362,7 +361,7 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
         summaries.append({"claim": job.claim, "model": job.model, "protocol": job.protocol, **summary})
         outcome = summary.get("verdict") or str(summary.get("status", "")).upper()
         log(f"[{len(summaries) - n_reused}/{len(pending)}] {job.claim} on {named(job)} ({job.protocol}): {outcome} "
-            f"({summary.get('reason', '')}) in {summary.get('wall_s', 0)} s")
+            f"({summary.get('reason', '')}) in {summary.get('wall_s') or 0} s")
 
     if engine == "ray":
         from .ray_engine import run_ray

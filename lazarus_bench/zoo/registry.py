@@ -144,7 +144,8 @@ def resolve_zoo(model_id: str) -> Path:
 
 def repair_hint(model_dir: str | os.PathLike) -> str:
     """How to repair this particular zoo directory: the shipped weights are restored, a built one is rebuilt in
-    place (a plain ``zoo build`` would write to the cache and leave the named folder broken)."""
+    place (a plain ``zoo build`` would write to the cache and leave the named folder broken), a copied or renamed
+    one is restored from its source (a rebuild writes ``<parent>/<kind>``, not the named folder)."""
     d = Path(model_dir).resolve()
     if d.parent == (Path(__file__).parent / "weights").resolve():
         return "restore the shipped weights: `git checkout -- lazarus_bench/zoo/weights` (or reinstall lazarus_bench)"
@@ -156,7 +157,7 @@ def repair_hint(model_dir: str | os.PathLike) -> str:
         kind = d.name if d.name in ("base", "instruct", "untied", "moe") else None
     if kind == "replica":
         return "rebuild it: `lazarus-bench zoo replicas --force`"
-    if kind is None:
+    if kind is None or d.name != kind:  # a copied or renamed folder: a rebuild would write <parent>/<kind>
         return "restore it from where it came from"
     return (f"rebuild it in place: `{REBUILD_COMMAND} --dir {d.parent} --models {kind} --force"
             + (" --size micro`" if size == "micro" else "`"))
