@@ -188,6 +188,7 @@ PARAMS: dict[str, Range] = {
     "max_op_word_prob": PROB,
     "max_prob": PROB,
     "max_probe_change": PROB,
+    "max_text_loss_ratio": POSITIVE,
     "max_trainable_fraction": PROB,
     "min_accuracy": PROB,
     "min_ari": Interval(float, -0.5, 1.0),

@@ -51,6 +51,7 @@ PARAM_HELP: dict[str, str] = {
     "max_op_word_prob": "largest op-word lens probability (0-1) at layer_fraction after GRPO, any prompt",
     "max_prob": "largest lens probability (0-1): op words at any layer (H01), task-token peak (H11)",
     "max_probe_change": "equivalence margin (accuracy, 0-1) of the probe's change over training",
+    "max_text_loss_ratio": "gate: largest next-token loss on the claim's texts / ln V",
     "max_trainable_fraction": "largest share (0-1) of the model's parameters LoRA may train",
     "min_accuracy": "smallest probe accuracy (0-1) at the tested block under both CV schemes",
     "min_ari": "smallest engram KMeans adjusted Rand index per seed",

@@ -267,7 +267,8 @@ def test_h14_controls_scale_each_branch(saved_model, tmp_path):
 def test_h14_graded_control_plants_its_drop_in_the_aggressive_branch_only(tmp_path):
     """The graded construction: stage 2 at learning rate 0 in both branches, then the aggressive branch noised to
     lose the strength on calibration prompts that are neither measured nor trained on; the low-LR branch is kept."""
-    from lazarus_bench.claims.h14_two_stage import calibration_prompts, planted_drop, stage_one, two_stage_configs
+    from lazarus_bench.claims.h14_two_stage import calibration_prompts, planted_drop, two_stage_configs
+    from lazarus_bench.claims.two_stage_run import stage_one
     from lazarus_bench.models import load_model
     from lazarus_bench.training.two_stage import eval_prompt_texts
 

@@ -9,8 +9,8 @@ import pytest
 
 from lazarus_bench import prompts
 from lazarus_bench.claims.base import REGISTRY
+from lazarus_bench.claims.grpo_run import RecordingSpec
 from lazarus_bench.claims.h07_grpo_no_classifier import (
-    RecordingSpec,
     grpo_config,
     heldout_prompts,
     planned_training_prompts,

@@ -28,6 +28,17 @@ def test_a_claims_code_is_its_module_its_imports_and_the_claims_it_reads():
     assert PACKAGE / "models.py" in lazy and PACKAGE / "tiny.py" in lazy  # imports inside functions
 
 
+@pytest.mark.parametrize("runs, claim", [("grpo_run", "h07_grpo_no_classifier"), ("sft_checkpoints",
+                                          "h11_sft_task_tokens"), ("two_stage_run", "h14_two_stage")])
+def test_a_claims_cached_training_is_keyed_by_the_training_code_not_the_read_out(runs, claim):
+    """H07's, H11's and H14's trained runs are keyed by the module that builds them: a change to how the claim reads
+    them (its own file) keeps them, a change to the training they call does not."""
+    built_by = closure(CLAIMS_DIR / f"{runs}.py")
+    assert CLAIMS_DIR / f"{claim}.py" not in built_by and CLAIMS_DIR / f"{claim}.py" in reuse.claim_files(
+        get_claim(claim[:3].upper()))
+    assert PACKAGE / "training" / ("grpo.py" if runs == "grpo_run" else "sft.py") in built_by
+
+
 def _run(model, out, **kw):
     return run_suite([model], ["H01", "H12"], tier="fast", report_dir=out, cache_dir=out / "cache",
                      log=lambda m: None, **kw)
@@ -81,7 +92,7 @@ def test_hub_models_are_never_reused(model, tmp_path):
 
 def test_a_paired_claim_is_measured_again_once_its_instruct_variant_is_built_or_rebuilt(saved_model, tmp_path,
                                                                                       monkeypatch):
-    from lazarus_bench.claims.base import ZOO_INSTRUCT_PAIRS
+    from lazarus_bench.claims.pairs import INSTRUCT_PAIRS
     from lazarus_bench.suite.runner import Job, reused_record, run_claim
 
     model, out = str(saved_model("llama")), tmp_path / "r"
@@ -92,11 +103,11 @@ def test_a_paired_claim_is_measured_again_once_its_instruct_variant_is_built_or_
         return reused_record(Job("H06", model, "corrected", 1.0), out, "fast", None, None, model) is not None
 
     assert reused()
-    monkeypatch.setitem(ZOO_INSTRUCT_PAIRS, model, str(saved_model("llama", seed=1)))
+    monkeypatch.setitem(INSTRUCT_PAIRS, model, str(saved_model("llama", seed=1)))
     assert not reused()  # the pair now exists: the skip is stale
     h06 = get_claim("H06")
     first = reuse.inputs(h06, model, "hash", "corrected", "fast", {}, [0], 1.0)
-    monkeypatch.setitem(ZOO_INSTRUCT_PAIRS, model, str(saved_model("llama", seed=2)))
+    monkeypatch.setitem(INSTRUCT_PAIRS, model, str(saved_model("llama", seed=2)))
     rebuilt = reuse.inputs(h06, model, "hash", "corrected", "fast", {}, [0], 1.0)
     assert first["instruct_pair"][1] != rebuilt["instruct_pair"][1]  # another instruct model: measured again
     assert reuse.inputs(get_claim("H01"), model, "hash", "corrected", "fast", {}, [0], 1.0)["instruct_pair"] is None

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 
@@ -14,9 +11,7 @@ from .. import prompts, stats
 from ..analysis.features import last_token_states
 from ..analysis.lens import logit_lens
 from ..analysis.probes import probe_layer
-from ..cache import FixtureCache, default_root
-from ..io import write_json
-from ..models import ModelHandle, load_model, model_fingerprint
+from ..models import ModelHandle
 from ..prompts import GrpoSpec, PromptItem, grpo_spec
 from ..stats import ClaimStatistic, Verdict
 from ..stats.verdicts import combine, equivalence_claim
@@ -27,24 +22,12 @@ from ..training.grpo import (
     sample_prompts,
     seed002_configs,
     step_key,
-    train_grpo,
 )
 from .base import ClaimContext, Outcome, claim
 from .common import GRPO_GATE_PARAMS, GRPO_GATES, grpo_fitness
 from .controls import GradedControl
+from .grpo_run import grpo_run
 from .plants import ClassPlant, calibrate_scale, class_markers, word_directions
-
-
-@dataclass(frozen=True)
-class RecordingSpec(GrpoSpec):
-    """A GRPO prompt generator that records every prompt it hands to training (to assert disjointness)."""
-
-    seen: list = field(default_factory=list, compare=False, repr=False)
-
-    def sample(self, n: int | None = None, seed: int = 0):
-        drawn = super().sample(n, seed)
-        self.seen.extend(drawn.texts())
-        return drawn
 
 
 def grpo_config(params: dict, seed: int) -> GRPOConfig:
@@ -87,24 +70,6 @@ def op_word_probs(handle: ModelHandle, items: list[PromptItem], fraction: float)
     at = [float(r.targets[it.label].full_prob_sum[layer]) for r, it in zip(results, items)]
     anywhere = [float(r.targets[it.label].full_prob_sum.max()) for r, it in zip(results, items)]
     return at, anywhere
-
-
-def grpo_run(ctx: ClaimContext, cfg: GRPOConfig, spec: GrpoSpec) -> tuple[ModelHandle, dict]:
-    """One pure-GRPO run of this model, trained once and cached by content (weights, per-step metrics and every
-    prompt it trained on), so the graded control re-reads the same trained models instead of retraining them."""
-
-    def build(d: Path) -> None:
-        ctx.log(f"GRPO on {ctx.model_id}, seed {cfg.seed}, {cfg.train.steps} steps")
-        handle = ctx.fresh_handle()
-        recorder = RecordingSpec(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(GrpoSpec)})
-        result = train_grpo(handle, cfg, out_dir=d / "model", progress=False, spec=recorder)
-        write_json(d / "run.json", {"metrics": result.train.metrics, "seen": recorder.seen,
-                                    "param_change": result.train.param_change_relative})
-
-    parts = {"method": "claims.grpo_run", "model": model_fingerprint(ctx.model_id), "config": cfg.to_dict(),
-             "spec": dataclasses.asdict(spec)}
-    entry = FixtureCache(ctx.cache_dir or default_root(), code=__name__).get_or_build(parts, build)
-    return load_model(str(entry / "model")), json.loads((entry / "run.json").read_text())
 
 
 def plant_after(handle: ModelHandle, params: dict, seed: int) -> ClassPlant:

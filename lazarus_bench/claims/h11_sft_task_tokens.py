@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Callable, Sequence
 
 import mlx.core as mx
@@ -20,24 +19,16 @@ import numpy as np
 
 from .. import prompts, stats
 from ..analysis.lens import logit_lens
-from ..cache import FixtureCache
-from ..models import ModelHandle, dense_weight, load_model, model_fingerprint
+from ..models import ModelHandle, dense_weight, load_model
 from ..protocols import one_factor, protocol_defects
 from ..stats import ClaimStatistic, Verdict
 from ..stats.verdicts import combine
-from ..training.dual_reward import DualRewardConfig, train_dual_reward
-from ..training.lora import ADAPTER_WEIGHTS, LoraSpec
-from ..training.sft import (
-    encoded_batches,
-    train_sft,
-    validation_loss,
-)
 from .base import POSITIVE, ClaimContext, Control, Gate, Outcome, claim, not_instruct
-from .common import TopK, arithmetic_split, blocks, sft_config
+from .common import TopK, blocks
 from .controls import GradedControl
 from .plants import plant_op_words
+from .sft_checkpoints import sft_checkpoints
 
-SEED000_DATA = {"ops": ("*", "+", "-"), "mul_range": (2, 20), "add_range": (1, 99)}
 TASK_VOCABULARY = "seed000"
 
 
@@ -220,43 +211,6 @@ def h11_checkpoint(handle: ModelHandle, params: dict, lens: str, masks: dict | N
     return rows
 
 
-def h11_checkpoints(ctx: ClaimContext, seed: int) -> Path:
-    """One LoRA SFT run on seed 000's data (cached: both lens protocols analyse the same run).
-
-    The entry holds ``step_N`` adapters for every checkpoint and ``val_loss.json`` (steps 0 and N). With
-    ``cls_weight`` > 0 (the positive control) the same run also trains the lens at ``layer_fraction`` to name each
-    example's operation (the dual-reward loss, w = cls_weight), on the same data, LoRA, steps and checkpoints.
-    """
-    p = ctx.params
-    checkpoints = sorted(int(s) for s in p["checkpoints"])
-    tests = prompts.seed000_tests().texts()
-    n_val = int(round(p["n_examples"] * p["val_fraction"]))
-    parts = {"fixture": "seed000-lora-sft-checkpoints", "model": model_fingerprint(ctx.model_id), "seed": seed,
-             "checkpoints": checkpoints, "lr": p["lr"], "batch_size": p["batch_size"], "n_examples": p["n_examples"],
-             "n_val": n_val, "data_seed": p["data_seed"], "lora": asdict(LoraSpec()), "cls_weight": p["cls_weight"],
-             "layer_fraction": p["layer_fraction"]}
-
-    def build(out: Path) -> None:
-        train, val = arithmetic_split(SEED000_DATA, p["n_examples"] - n_val, n_val, p["data_seed"] + seed, tests)
-        handle = ctx.fresh_handle()
-        batches = encoded_batches(handle, val, p["batch_size"], 0)
-        val_loss = {0: validation_loss(ctx.handle().model, batches)}
-        cfg = sft_config(checkpoints[-1], p["lr"], seed, lora=True, batch_size=p["batch_size"],
-                         save_at=checkpoints, name=f"h11-seed{seed}")
-        if p["cls_weight"] > 0:
-            dual = DualRewardConfig(lora=cfg.lora, train=cfg.train, batch_size=cfg.batch_size,
-                                    cls_weight=p["cls_weight"], layer_fraction=p["layer_fraction"])
-            result = train_dual_reward(handle, dual, examples=train, out_dir=out, progress=False)
-        else:
-            result = train_sft(handle, train, (), cfg, out_dir=out, progress=False)
-        for step in checkpoints:
-            handle.model.load_weights(str(Path(result.train.checkpoints[step]) / ADAPTER_WEIGHTS), strict=False)
-            val_loss[step] = validation_loss(handle.model, batches)
-        (out / "val_loss.json").write_text(json.dumps(val_loss))
-
-    return FixtureCache(ctx.cache_dir, code=__name__).get_or_build(parts, build)
-
-
 def plant_task_word(handle: ModelHandle, params: dict, seed: int) -> float:
     """The graded control's construction on a trained checkpoint (in place): each prompt's operation word written at
     the ``layer_fraction`` block with mean lens probability ``plant_prob`` there on calibration prompts of the same
@@ -273,7 +227,7 @@ def planted_task_word(ctx: ClaimContext, prob: float, replicate: int) -> ClaimCo
 def h11_seed(ctx: ClaimContext, seed: int, baseline: list[dict], masks: dict) -> dict:
     """Lens scores and val loss at every checkpoint of one seed's run (step 0 is the base model); with ``plant_prob``
     > 0 (the graded control) the last checkpoint carries the planted task word."""
-    entry = h11_checkpoints(ctx, seed)
+    entry = sft_checkpoints(ctx, seed)
     by_step = {0: baseline}
     checkpoints = sorted(int(s) for s in ctx.params["checkpoints"])
     for step in checkpoints:

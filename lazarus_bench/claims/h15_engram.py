@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .. import options, param_help, stats
+from .. import stats
 from ..analysis.fitness import heldout_loss
 from ..errors import LazarusError
 from ..stats import ClaimStatistic, Verdict
@@ -22,10 +22,6 @@ from ..training.textcls import make_dataset
 from .base import NEGATIVE, POSITIVE, ClaimContext, Control, Gate, Outcome, claim, not_instruct
 
 VARIANTS = ("M1", "M2", "M3")
-# The text gate's parameter is declared beside its claim, not in options.py / param_help.py: those two files are in
-# every record's code closure, so moving these lines there waits for the next full re-measurement.
-options.PARAMS.setdefault("max_text_loss_ratio", options.POSITIVE)
-param_help.PARAM_HELP.setdefault("max_text_loss_ratio", "gate: largest next-token loss on the claim's texts / ln V")
 
 
 @dataclass(frozen=True)
