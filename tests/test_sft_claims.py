@@ -422,3 +422,25 @@ def test_one_factor_ablations_run_on_base_models_only(instruct_dir, tmp_path, po
     record = run("H05a", instruct_dir, tmp_path, pool, protocol="corrected+optimizer")
     assert record.status == "skipped" and record.reason.startswith("one-factor ablations run on base models")
     assert not (tmp_path / "cache").exists(), "nothing was trained"
+
+
+def test_h11_null_draws_as_many_other_words_per_class_never_a_task_token():
+    """The null's sets: each class's task tokens replaced by as many other word tokens (no task word, no substring
+    match, no digits or short pieces), disjoint across classes, one draw per replicate; too few words: not built."""
+    from lazarus_bench.claims.base import ControlUnavailable
+    from lazarus_bench.claims.h11_sft_task_tokens import random_word_masks
+
+    texts = [" multiply", "add", "7", " =", "ab", " remainder", *(f" {c}{d}x" for c in "abcdefgh" for d in "pqrs")]
+    own = {"*": np.array([t.strip() == "multiply" for t in texts]), "+": np.array([t == "add" for t in texts])}
+    masks = {"texts": texts, "own": own, "substring": np.array(["remain" in t for t in texts])}
+    one, again, other = (random_word_masks(masks, d) for d in (0, 0, 1))
+    words = {i for i, t in enumerate(texts) if t.strip().isalpha() and len(t.strip()) >= 3} - {0, 1, 5}
+    for drawn in (one, other):
+        assert {k: int(v.sum()) for k, v in drawn["own"].items()} == {"*": 1, "+": 1}
+        picked = [int(np.flatnonzero(v)[0]) for v in drawn["own"].values()]
+        assert set(picked) <= words and len(set(picked)) == 2
+    assert all((one["own"][k] == again["own"][k]).all() for k in own)
+    assert any(not (one["own"][k] == random_word_masks(masks, d)["own"][k]).all() for d in range(1, 6) for k in own)
+    with pytest.raises(ControlUnavailable, match="fewer than the 2 task tokens"):
+        random_word_masks({**masks, "texts": texts[:7], "substring": masks["substring"][:7],
+                           "own": {k: v[:7] for k, v in own.items()}}, 0)
