@@ -126,3 +126,34 @@ def test_h14_original_is_its_single_defect_ablation(saved_model, tmp_path):
     section = render(out).read_text().split("## One-factor protocol ablations")[1].split("\n## ")[0]
     assert f"| corrected+{SINGLE_DEFECT_ORIGINAL['H14']} " in section and "### H14 on" in section
     assert "only in `optimizer`" in section
+
+
+def test_the_report_says_the_input_unembedding_ablation_is_vacuous_on_a_tied_head(saved_model):
+    """On a tied head seed 000's lens with only the input-embedding defect is the corrected lens (so the ablation
+    cannot show that defect), and the report says so under that model's ablation table; not on an untied head."""
+    import numpy as np
+
+    from lazarus_bench import prompts, stats
+    from lazarus_bench.claims.h11_sft_task_tokens import lens_top_for
+    from lazarus_bench.models import load_model
+    from lazarus_bench.suite.records import ModelRef, Record
+    from lazarus_bench.suite.report import _one_factor
+
+    handle = load_model(str(saved_model("llama")))
+    assert handle.tied
+    texts = prompts.seed000_tests().texts()[:3]
+    for a, b in zip(lens_top_for("corrected")(handle, texts, 5),
+                    lens_top_for("corrected+input_unembedding")(handle, texts, 5)):
+        for row_a, row_b in zip(a, b):
+            assert [t[1] for t in row_a] == [t[1] for t in row_b]
+            np.testing.assert_allclose([t[2] for t in row_a], [t[2] for t in row_b], rtol=1e-4, atol=1e-6)
+    stat = stats.threshold_claim([0.1, 0.2, 0.3], 0.5, "below", 0.05, test="sign", min_n=3, name="s")
+
+    def section(tied: bool) -> str:
+        model = ModelRef(id="m", slug="m", hash="", info={"tied": tied})
+        runs = [Record.bare("H11", "m", protocol=p, statistic=stat, verdict=stat.verdict).replace(model=model)
+                for p in ("corrected", "corrected+input_unembedding", "corrected+noncausal_mask")]
+        return "\n".join(_one_factor({"H11": runs}))
+
+    assert "the `input_unembedding` ablation computes the corrected lens" in section(tied=True)
+    assert "input_unembedding` ablation computes" not in section(tied=False) and "### H11 on m" in section(False)

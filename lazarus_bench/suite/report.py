@@ -180,6 +180,12 @@ def _replication_summary(records: list[Record], claims: dict) -> list[str]:
     return ["## Replication summary", "", tabulate(rows, headers="keys", tablefmt="github"), ""]
 
 
+VACUOUS_ON_TIED = {"input_unembedding": "On a tied head the input embedding is the unembedding, so the "
+                   "`input_unembedding` ablation computes the corrected lens: it cannot show that defect, whatever "
+                   "it reads. An untied model could, and one-factor ablations run on base models only (the zoo's "
+                   "are tied)."}
+
+
 def _one_factor(by_claim: dict[str, list[Record]]) -> list[str]:
     """Corrected, full original, and each original defect alone on top of corrected: the statistic of each and the
     single defects that move it (verdict changed, or the statistic outside the corrected run's CI)."""
@@ -211,6 +217,8 @@ def _one_factor(by_claim: dict[str, list[Record]]) -> list[str]:
             defect = SINGLE_DEFECT_ORIGINAL.get(claim_id)
             note = [f"The original protocol differs from the corrected one only in `{defect}`, so its run is that "
                     "defect's one-factor ablation.", ""] if defect else []
+            for vacuous in (d for d in VACUOUS_ON_TIED if f"corrected+{d}" in single):
+                note += [VACUOUS_ON_TIED[vacuous], ""] if runs["corrected"].model.info.get("tied") else []
             lines += [f"### {claim_id} on {model}: {base.name}", "", *note,
                       tabulate(rows, headers="keys", tablefmt="github"), "",
                       "Single defects that move it: " + (", ".join(movers) or "none") + ".", ""]
