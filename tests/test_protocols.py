@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+import numpy as np
 import pytest
 
+from lazarus_bench import prompts, stats
 from lazarus_bench.claims.base import get_claim
+from lazarus_bench.claims.h11_sft_task_tokens import lens_top_for
 from lazarus_bench.errors import LazarusError
+from lazarus_bench.models import load_model
 from lazarus_bench.protocols import ONE_FACTOR, ORIGINAL_DIFFERENCES, PROTOCOLS, protocol_defects
-from lazarus_bench.suite.report import render
+from lazarus_bench.suite.records import ModelRef, Record
+from lazarus_bench.suite.report import _one_factor, render
 from lazarus_bench.suite.runner import ModelPool, run_claim
 from lazarus_bench.training.dual_reward import DualRewardConfig, training_examples
 
@@ -131,14 +136,6 @@ def test_h14_original_is_its_single_defect_ablation(saved_model, tmp_path):
 def test_the_report_says_the_input_unembedding_ablation_is_vacuous_on_a_tied_head(saved_model):
     """On a tied head seed 000's lens with only the input-embedding defect is the corrected lens (so the ablation
     cannot show that defect), and the report says so under that model's ablation table; not on an untied head."""
-    import numpy as np
-
-    from lazarus_bench import prompts, stats
-    from lazarus_bench.claims.h11_sft_task_tokens import lens_top_for
-    from lazarus_bench.models import load_model
-    from lazarus_bench.suite.records import ModelRef, Record
-    from lazarus_bench.suite.report import _one_factor
-
     handle = load_model(str(saved_model("llama")))
     assert handle.tied
     texts = prompts.seed000_tests().texts()[:3]

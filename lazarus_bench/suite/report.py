@@ -217,8 +217,9 @@ def _one_factor(by_claim: dict[str, list[Record]]) -> list[str]:
             defect = SINGLE_DEFECT_ORIGINAL.get(claim_id)
             note = [f"The original protocol differs from the corrected one only in `{defect}`, so its run is that "
                     "defect's one-factor ablation.", ""] if defect else []
-            for vacuous in (d for d in VACUOUS_ON_TIED if f"corrected+{d}" in single):
-                note += [VACUOUS_ON_TIED[vacuous], ""] if runs["corrected"].model.info.get("tied") else []
+            if runs["corrected"].model.info.get("tied"):
+                for ablated, why in VACUOUS_ON_TIED.items():
+                    note += [why, ""] if f"corrected+{ablated}" in single else []
             lines += [f"### {claim_id} on {model}: {base.name}", "", *note,
                       tabulate(rows, headers="keys", tablefmt="github"), "",
                       "Single defects that move it: " + (", ".join(movers) or "none") + ".", ""]
