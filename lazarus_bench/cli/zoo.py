@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(base, instruct, moe), stamped with the lock in force; list, eval: only these builds "
                         "(list's default: every build)")
     p.add_argument("--force", action="store_true", help="rebuild models that already verify")
+    p.add_argument("--full", action="store_true",
+                   help="replicas: Llama-3.2-1B and TinyLlama-1.1B at their real size (random weights, bfloat16, "
+                        "2.5 GB and 2.2 GB on disk; about 5 GB of memory while each is made), ids replica:NAME-full")
     p.add_argument("--ranks", type=option("ranks"), default=None,
                    help="data-parallel training processes for a build (default: 2 on 2+ cores, 1 for micro)")
     p.add_argument("--weight-decay", type=option("weight_decay"), default=None,
@@ -152,9 +155,10 @@ def _record_metrics(model_dir: Path, metrics: dict) -> None:
     write_manifest(model_dir, manifest)
 
 
+# the options each action reads: given to another, they would be silently ignored
 APPLIES = {"models": ("build", "eval"), "seed": ("build", "replicas"), "builds": ("build", "eval", "list"),
            "force": ("build", "replicas"), "ranks": ("build",), "weight_decay": ("build",), "json": ("eval", "list"),
-           "write": ("eval",)}  # the options each action reads; given to another, they would be silently ignored
+           "write": ("eval",), "full": ("replicas",)}
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
@@ -321,16 +325,20 @@ def _print_built(args: argparse.Namespace, out: Path, manifests: dict) -> None:
 
 
 def _replicas(args: argparse.Namespace) -> int:
+    from ..bench.formulas import dims_of, param_count
     from ..zoo.registry import replica_root
-    from ..zoo.replicas import REPLICAS, build_replica
+    from ..zoo.replicas import FULL, REPLICAS, build_replica
 
     root = Path(args.dir) if args.dir else replica_root()
     rows = []
     for name, rep in REPLICAS.items():
-        path = build_replica(name, root, seed=0 if args.seed is None else args.seed, force=args.force)
+        if args.full and name not in FULL:
+            continue
+        path = build_replica(name, root, seed=0 if args.seed is None else args.seed, force=args.force, full=args.full)
         config = json.loads((path / "config.json").read_text())
-        rows.append({"id": f"replica:{name}", "model_type": config["model_type"], "vocab": config["vocab_size"],
-                     "tokenizer": rep.vocab, "chat": "yes" if rep.chat_template else "no", "stand-in": rep.stand_in})
+        rows.append({"id": f"replica:{path.name}", "model_type": config["model_type"], "vocab": config["vocab_size"],
+                     "parameters": f"{param_count(dims_of(config)):,}", "tokenizer": rep.vocab,
+                     "chat": "yes" if rep.chat_template else "no", "stand-in": rep.stand_in})
     print(f"replicas at {root} (random weights: their verdicts mean nothing)")
     print(_table(rows))
     return 0

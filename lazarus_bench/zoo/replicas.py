@@ -140,6 +140,23 @@ REPLICAS: dict[str, Replica] = {r.name: r for r in (
 )}
 
 
+# The real width and depth of the writeups' two dense checkpoints (their hub config.json), for measurements at full
+# size: random weights, saved in bfloat16 as the hub ships them. Ids ``replica:NAME-full``.
+FULL = {
+    "Llama-3.2-1B": dict(hidden_size=2048, num_hidden_layers=16, intermediate_size=8192, num_attention_heads=32,
+                         num_key_value_heads=8, head_dim=64),
+    "TinyLlama-1.1B-Chat-v1.0": dict(hidden_size=2048, num_hidden_layers=22, intermediate_size=5632,
+                                     num_attention_heads=32, num_key_value_heads=4, head_dim=64,
+                                     max_position_embeddings=2048),
+}
+FULL_SUFFIX = "-full"
+
+
+def full_config(name: str) -> dict:
+    """The replica's config at the real checkpoint's width and depth."""
+    return {**REPLICAS[name].config, **FULL[name]}
+
+
 def build_tokenizer_dir(rep: Replica, out: Path) -> Path:
     """Write the replica's tokenizer (tokenizer.json, tokenizer_config.json, special_tokens_map.json) to ``out``."""
     tok = load_gguf_tokenizer(rep.vocab)
@@ -170,40 +187,51 @@ def build_tokenizer_dir(rep: Replica, out: Path) -> Path:
     return out
 
 
-def _current(out: Path) -> bool:
+def _current(out: Path, seed: int) -> bool:
     from .registry import MANIFEST
 
     try:
-        return json.loads((out / MANIFEST).read_text()).get("recipe") == RECIPE
+        manifest = json.loads((out / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
+    return manifest.get("recipe") == RECIPE and manifest.get("seed", 0) == seed
 
 
-def build_replica(name: str, root: str | os.PathLike | None = None, seed: int = 0, force: bool = False) -> Path:
-    """Build (once per recipe) the replica ``name`` of :data:`REPLICAS` into ``root``/NAME and return its directory.
+def build_replica(name: str, root: str | os.PathLike | None = None, seed: int = 0, force: bool = False,
+                  full: bool = False) -> Path:
+    """Build (once per recipe) the replica ``name`` of :data:`REPLICAS` into ``root``/NAME and return its directory;
+    ``full``: at the real checkpoint's size (:data:`FULL`) into ``root``/NAME-full.
 
     Concurrent builders (pytest-xdist workers) take turns on a lock file, so none replaces a folder another reads."""
     import fcntl
+
+    import mlx.core as mx
 
     from .build import write_manifest
 
     rep = REPLICAS[name]
     root = Path(root or replica_root())
-    out = root / rep.name
-    if _current(out) and not force:
+    out = root / (rep.name + (FULL_SUFFIX if full else ""))
+    config = full_config(name) if full else dict(rep.config)
+    if _current(out, seed) and not force:
         return out
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _current(out) and not force:
+        if _current(out, seed) and not force:
             return out
         fetch_vocabs()
-        tmp = out.with_name(f".{rep.name}.{os.getpid()}.tmp")
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        build_tokenizer_dir(rep, tmp)
-        save_model(build_model(dict(rep.config), seed=seed), dict(rep.config), tmp)
-        write_manifest(tmp, {"kind": "replica", "recipe": RECIPE, "hub_id": rep.hub_id, "vocab": rep.vocab,
-                             "seed": seed, "stand_in": rep.stand_in, "note": "random weights: verdicts mean nothing"})
+        try:
+            build_tokenizer_dir(rep, tmp)
+            save_model(build_model(dict(config), seed=seed), dict(config), tmp, dtype=mx.bfloat16 if full else None)
+            write_manifest(tmp, {"kind": "replica", "recipe": RECIPE, "hub_id": rep.hub_id, "vocab": rep.vocab,
+                                 "seed": seed, "full_size": full, "stand_in": rep.stand_in,
+                                 "note": "random weights: verdicts mean nothing"})
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         shutil.rmtree(out, ignore_errors=True)
         os.replace(tmp, out)
     return out
@@ -211,3 +239,9 @@ def build_replica(name: str, root: str | os.PathLike | None = None, seed: int = 
 
 def build_replicas(root: str | os.PathLike | None = None) -> dict[str, Path]:
     return {name: build_replica(name, root) for name in REPLICAS}
+
+
+def build_full_replicas(root: str | os.PathLike | None = None, seed: int = 0,
+                        force: bool = False) -> dict[str, Path]:
+    """The full-size replicas, one at a time (each holds about 5 GB in float32 while it is made)."""
+    return {name + FULL_SUFFIX: build_replica(name, root, seed=seed, force=force, full=True) for name in FULL}
