@@ -48,8 +48,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "and <id>-Instruct for a Llama-3.2 base)")
     p.add_argument("--fresh", action="store_true", help="measure every record again, even one whose inputs (claim "
                                                          "hash, model hash, parameters, code it calls) are unchanged")
+    p.add_argument("--plan", action="store_true",
+                   help="print each claim's predicted peak memory and wall time on this machine and exit (reads "
+                        "only each model's config.json, never its weights)")
+    p.add_argument("--force", action="store_true",
+                   help="run claims that the plan predicts will not fit in memory (default: skip them, saying why)")
+    p.add_argument("--memory", type=gigabytes, metavar="GB",
+                   help="plan against this much memory instead of what is available here (a laptop's 16, say)")
     include_args(p)
     return p
+
+
+def gigabytes(text: str) -> float:
+    """A memory size in GB, > 0 and at most 1e5."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1e5:
+        raise argparse.ArgumentTypeError(f"expected a memory size in GB between 0 and 100000, got {text!r}")
+    return value
 
 
 def without_unfit_builds(models: list[str], root: Path) -> list[str]:
@@ -86,12 +104,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.seeds is not None and claim_ids and not any(get_claim(c).training for c in claim_ids):
         raise LazarusError(f"--seeds {args.seeds}: none of {', '.join(claim_ids)} trains a model; --seeds sets the "
                            "training claims' seeds")
+    if args.plan:
+        return print_plan(args.model or default_models(), claim_ids, args.tier, args.jobs, args.memory)
     report_dir = args.report_dir or default_report_dir(args.model, args.adapter, args.tier)
     check_writable(Path(report_dir) / "REPORT.md")  # a folder the run could not write to, before any claim runs
     if args.cache_dir:  # the trained runs go there: an unwritable one would turn every training claim into an ERROR
         check_writable(Path(args.cache_dir) / "runs")
+    from ..suite.runner import default_jobs
+
+    jobs = args.jobs if args.jobs is not None else default_jobs()
     if args.model:
         models = list(dict.fromkeys(args.model))  # a model named twice is one model: its jobs run once
+        groups = {tuple(claim_ids): models}
+        if not args.force and args.engine == "local":  # from the configs, before any tokenizer or weights load
+            groups = fitting_groups(models, claim_ids, args.tier, jobs, args.memory)
+            if not groups:
+                raise LazarusError("no claim fits in memory on any model given (see the lines above); --force runs "
+                                   "them")
         preflight(models)
     elif args.tier == "fast":  # the micro zoo's own builds, not the shipped zoo's renamed
         from ..zoo.build import ensure_micro_zoo
@@ -106,13 +135,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         pairs = instruct_pair_args(args.instruct_pair, args.model or [])
         preflight(list(pairs.values()))
         add_instruct_pairs(pairs)
+    if not args.model:
+        groups = {tuple(claim_ids): models}
     overrides = args.params
-    from ..suite.runner import default_jobs
-
-    summaries = run_suite(models, claim_ids or None, tier=args.tier, n_seeds=args.seeds, report_dir=report_dir,
-                          protocols=args.protocol, overrides=overrides, cache_dir=args.cache_dir,
-                          jobs=args.jobs if args.jobs is not None else default_jobs(), adapter=args.adapter,
-                          fresh=args.fresh, engine=args.engine, address=args.address)
+    summaries = []
+    for chosen, group in groups.items():
+        summaries += run_suite(group, list(chosen) or None, tier=args.tier, n_seeds=args.seeds,
+                               report_dir=report_dir, protocols=args.protocol, overrides=overrides,
+                               cache_dir=args.cache_dir, jobs=jobs, adapter=args.adapter, fresh=args.fresh,
+                               engine=args.engine, address=args.address)
     if any((Path(report_dir) / "records").glob("*.json")):  # none when every job failed before writing its record
         print(f"report: {render(report_dir)}")
         check_records_read(report_dir)
@@ -128,7 +159,54 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-WORKER_FAILED = ("worker failed", "Ray task failed")  # the engines' reasons for a job that wrote no record
+WORKER_FAILED = ("worker failed", "Ray task failed")
+
+
+def _plans(models: Sequence[str], claim_ids: Sequence[str], tier: str, jobs: int | None, memory_gb: float | None):
+    """(model, config, plans, rates) per model, with the memory each of ``jobs`` parallel workers can have (of
+    ``memory_gb`` when given, else of what is available)."""
+    from dataclasses import replace
+
+    from ..bench.plan import GB, measure_rates, plan_run, read_config
+    from ..claims.base import all_claims, get_claim
+    from ..models import check_model_id
+
+    claims = [get_claim(c) for c in claim_ids] if claim_ids else all_claims()
+    for model in models:
+        check_model_id(model)  # a missing path or a malformed hub id: the same line as a run without the plan
+    configs = {m: read_config(m) for m in models}  # every config first: a bad one fails before the timing
+    rates = measure_rates()
+    total = int(memory_gb * GB) if memory_gb is not None else rates.memory_bytes
+    rates = replace(rates, memory_bytes=total // max(1, jobs or 1))
+    return [(m, cfg, plan_run(cfg, claims, rates, tier), rates) for m, cfg in configs.items()]
+
+
+def print_plan(models: Sequence[str], claim_ids: Sequence[str], tier: str, jobs: int | None,
+               memory_gb: float | None = None) -> int:
+    """``run --plan``: each model's per-claim plan (one worker unless -j says otherwise)."""
+    from ..bench.plan import render
+
+    for model, config, plans, rates in _plans(models, claim_ids, tier, jobs, memory_gb):
+        print(render(model, config, plans, rates) + "\n")
+    return 0
+
+
+def fitting_groups(models: Sequence[str], claim_ids: Sequence[str], tier: str, jobs: int,
+                   memory_gb: float | None = None) -> dict[tuple, list]:
+    """{claims: models}: each model with the claims the plan says fit in memory (the others skipped, one line each
+    on stderr); models that keep the same claims share a group."""
+    from ..bench.plan import too_big
+
+    groups: dict[tuple, list] = {}
+    for model, _config, plans, rates in _plans(models, claim_ids, tier, jobs, memory_gb):
+        skipped = too_big(plans, rates)
+        for claim, why in skipped.items():
+            print(f"lazarus-bench: {claim} on {model} skipped: {why}"
+                  + (f" (memory shared by -j {jobs} workers)" if jobs > 1 else ""), file=sys.stderr)
+        kept = tuple(p.claim for p in plans if p.claim not in skipped)
+        if kept:
+            groups.setdefault(kept if claim_ids or skipped else (), []).append(model)
+    return groups  # the engines' reasons for a job that wrote no record
 
 
 def instruct_pair_args(given: Sequence[str], models: Sequence[str]) -> dict[str, str]:

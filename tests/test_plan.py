@@ -1,0 +1,148 @@
+"""`run --plan` and the fit check: a plan from a config alone, the roofline by hand, skips before loading."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from lazarus_bench.bench.formulas import dims_of, param_count
+from lazarus_bench.bench.plan import (
+    GB,
+    PROCESS_BYTES,
+    Rates,
+    Workload,
+    plan_claim,
+    plan_run,
+    render,
+    too_big,
+    workload,
+)
+from lazarus_bench.cli import main
+from lazarus_bench.zoo.replicas import FULL, REPLICAS, full_config
+
+RATES = Rates(gemm_gflops=100.0, bandwidth_gbs=10.0, exp_per_s=1e8, fit_s=0.01, quick_fit_s=0.004,
+              init_params_per_s=5e7, memory_bytes=int(24 * GB))
+
+
+@pytest.fixture
+def config_only(tmp_path):
+    """A folder with Llama-3.2-1B's config.json and nothing else: no weights, no tokenizer."""
+    folder = tmp_path / "llama-1b-config"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(full_config("Llama-3.2-1B")))
+    return folder
+
+
+def test_full_replicas_have_the_real_sizes():
+    """Parameter counts of the hub checkpoints (Llama-3.2-1B's model card; TinyLlama's 1.1B): the configs are real."""
+    assert param_count(dims_of(full_config("Llama-3.2-1B"))) == 1_235_814_400
+    assert param_count(dims_of(full_config("TinyLlama-1.1B-Chat-v1.0"))) == 1_100_048_384
+    assert set(FULL) <= set(REPLICAS)
+    assert full_config("Llama-3.2-1B")["vocab_size"] == 128256
+
+
+def test_roofline_matches_hand_arithmetic():
+    """A square product is compute-bound and a skinny one bandwidth-bound, each priced by its own limit."""
+    w = Workload(dims_of(full_config("Llama-3.2-1B")), RATES)
+    square = w.matmul(2048, 2048, 2048)
+    assert square == pytest.approx(2 * 2048**3 / 100e9)
+    skinny = w.matmul(8, 2048, 128256)
+    assert skinny == pytest.approx(4 * (2048 * 128256 + 8 * 2048 + 8 * 128256) / 10e9)
+    one_lens = w.unembed(8)
+    assert one_lens == pytest.approx(skinny + 3 * 8 * 128256 / 1e8)
+
+
+def test_training_memory_is_the_memory_model_plus_adapters():
+    from lazarus_bench.bench.formulas import lora_param_count, predict_memory
+
+    d = dims_of(full_config("Llama-3.2-1B"))
+    w = Workload(d, RATES)
+    mem = predict_memory(d, 8, 16, lora_rank=8)
+    assert w.train(1, 8, 16, lora_rank=8).peak == mem.total - mem.weights + 4 * lora_param_count(d, 8)
+
+
+def test_plan_of_a_claim_counts_its_controls():
+    """H01's graded control runs strengths x replicates times: its share of the plan scales with that count."""
+    from lazarus_bench.claims.base import get_claim
+
+    claim = get_claim("H01")
+    w = workload(full_config("Llama-3.2-1B"), RATES)
+    plan = plan_claim(claim, w)
+    graded = next(p for p in plan.parts if p.name.startswith("graded"))
+    assert graded.runs == len(claim.graded[0].strengths) * claim.graded[0].replicates
+    nulls = next(p for p in plan.parts if p.name.startswith("null"))
+    assert nulls.runs == claim.nulls[0].replicates
+    assert plan.seconds == pytest.approx(sum(p.seconds for p in plan.parts))
+    assert plan.peak_bytes == PROCESS_BYTES + max(p.held(w) for p in plan.parts)
+    measurement = plan.parts[0]
+    assert measurement.held(w) == w.weight_bytes + param_count(w.d) * 4 + measurement.cost.peak
+
+
+def test_fit_follows_the_memory_given():
+    from lazarus_bench.claims.base import all_claims
+
+    config = full_config("Llama-3.2-1B")
+    roomy = plan_run(config, all_claims(), RATES)
+    small = plan_run(config, all_claims(), Rates(**{**RATES.to_dict(), "memory_bytes": int(8 * GB)}))
+    assert all(p.fits == (p.peak_bytes <= 24 * GB) for p in roomy)
+    assert {p.claim for p in small if not p.fits} > {p.claim for p in roomy if not p.fits}
+    reasons = too_big(small, Rates(**{**RATES.to_dict(), "memory_bytes": int(8 * GB)}))
+    assert all("8.0 GB is available" in why and "--force" in why for why in reasons.values())
+    text = render("m", config, small, RATES)
+    assert "do not fit in memory" in text and "1.24B parameters" in text
+
+
+def test_plan_cli_reads_only_the_config(config_only, capsys):
+    """No weights and no tokenizer in the folder: the plan still prints every claim, with its total."""
+    assert main(["run", "--plan", "-m", str(config_only), "--memory", "16", "-j", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| H")]
+    assert len(rows) == 17
+    assert "16.0 GB available" in out and "total:" in out
+    h07 = next(r for r in rows if r.startswith("| H07"))
+    assert "NO" in h07  # GRPO's full fine-tuning with a frozen reference: over 30 GB at 1B in float32
+
+
+def test_run_skips_a_claim_that_cannot_fit_before_loading(config_only, capsys):
+    """The folder has no weights, so any attempt to load would fail: the skip comes first, with the figures."""
+    code = main(["run", "-m", str(config_only), "--claims", "H07", "--memory", "8", "-j", "1",
+                 "--report-dir", str(config_only.parent / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "H07 on" in err and "skipped: the plan predicts a" in err and "8.0 GB is available" in err
+    assert "no claim fits in memory" in err
+    assert not (config_only.parent / "out" / "records").exists()
+
+
+def test_force_runs_it_anyway(config_only, capsys):
+    """With --force the fit check is off: the run goes on to load the model, which has no weights here."""
+    code = main(["run", "-m", str(config_only), "--claims", "H07", "--memory", "8", "-j", "1", "--force",
+                 "--report-dir", str(config_only.parent / "out")])
+    err = capsys.readouterr().err
+    assert code != 0 and "skipped: the plan predicts" not in err
+
+
+@pytest.mark.parametrize("bad", ["0", "-3", "lots", "nan"])
+def test_memory_option_rejects_nonsense(bad, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--plan", "--memory", bad])
+    assert exc.value.code == 2
+    assert "memory size in GB" in capsys.readouterr().err
+
+
+def test_plan_of_a_missing_config_is_one_line(tmp_path, capsys):
+    assert main(["run", "--plan", "-m", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "config.json" in err[0]
+
+
+def test_small_model_plans_are_small():
+    """The micro zoo's config: well under a GB and a few minutes, so the zoo's own runs are never skipped."""
+    from lazarus_bench.claims.base import all_claims
+    from lazarus_bench.tiny import tiny_config
+
+    plans = plan_run(tiny_config("llama"), all_claims(), RATES)
+    assert all(p.fits and p.peak_bytes < PROCESS_BYTES + GB for p in plans)
+    assert not math.isnan(sum(p.seconds for p in plans))
