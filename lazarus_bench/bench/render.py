@@ -276,6 +276,7 @@ def render_bench_md(results: dict) -> str:
                 table(srows(scaling["by_size"]), headers), "", "By batch size:", "",
                 table(srows(scaling["by_batch"]), headers)]
     out += _cost_sections(results.get("main_job"), results.get("zoo_build"), table)
+    out += _fullsize_section(results.get("fullsize"))
     out += ["", "## Formulas", "", FORMULAS]
     errors = results.get("errors")
     if errors:
@@ -323,6 +324,26 @@ def _cost_sections(job: dict | None, zoo: dict | None, table) -> list[str]:
                    f"total is {fmt(zoo['wall_s'])} s)")
         out += ["", f"## Zoo build (from the shipped manifests): {heading}", "",
                 table(rows, ["model", "build s", "training tokens", "tokens/s", "ranks", "recipe"])]
+    return out
+
+
+def _fullsize_section(checks: list[dict] | None) -> list[str]:
+    """The plan against measurements at full size (``python -m lazarus_bench.bench.fullsize``), one table per
+    device."""
+    from .fullsize import render
+
+    out: list[str] = []
+    for check in checks or []:
+        rates, config = check["rates"], check["config"]
+        out += ["", f"## Full size: the plan against measurements ({rates['device']}, "
+                    f"{rates['dtype_bytes'] * 8}-bit weights, `{check['file']}`)", "",
+                f"A random-weight checkpoint of width {config['hidden_size']}, {config['num_hidden_layers']} layers "
+                f"and {config['vocab_size']:,} tokens; each part in its own process; memory is the peak RSS on CPU "
+                f"and MLX's peak allocation on a GPU (the plan's figure without the process's own 0.8 GB there). "
+                f"Rates measured before the parts: GEMM {rates['gemm_gflops']:,.0f} GFLOP/s, weights streamed at "
+                f"{rates['bandwidth_gbs']:.1f} GB/s, "
+                f"{rates['exp_per_s'] / 1e6:,.0f}M exponentials/s, {rates['fit_s'] * 1e3:.1f} ms per probe fit.", "",
+                render(check)] + (["", check["notes"]] if check.get("notes") else [])
     return out
 
 

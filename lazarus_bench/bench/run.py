@@ -147,6 +147,19 @@ def run_bench(out_dir: str | os.PathLike = "reports", quick: bool = False, progr
     return path
 
 
+def read_fullsize(folder: Path) -> list[dict]:
+    """The full-size checks committed in ``folder`` (``bench.fullsize --json``), each with the plan's predictions."""
+    from .fullsize import with_predictions
+
+    found = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            found.append({"file": path.name, **with_predictions(json.loads(path.read_text()))})
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise LazarusError(f"{path}: not a full-size check ({type(exc).__name__})") from None
+    return found
+
+
 def refresh_from_records(out_dir: str | os.PathLike = "reports") -> Path:
     """Re-read what BENCH.md draws from the records and the zoo's manifests (the main job's costs, ratio (g), the zoo
     build) into the last run's ``bench.json`` and BENCH.md, measuring nothing: the benchmarks stay that run's, and
@@ -164,6 +177,7 @@ def refresh_from_records(out_dir: str | os.PathLike = "reports") -> Path:
         raise LazarusError(f"{path}: unreadable ({exc}); move it away or use another --report-dir") from None
     results["main_job"] = main_job_costs(Path(out_dir) / "records")
     results["zoo_build"] = zoo_build_costs(zoo_root())
+    results["fullsize"] = read_fullsize(Path(out_dir) / "fullsize")
     results["ratios"] = summarise_ratios(results)
     results["records_read"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return write_bench(results, out_dir)
