@@ -1,18 +1,32 @@
-"""Content hashes of the code a result depends on: a module and every package module it imports, transitively.
+"""Hashes of the meaning of the code a result depends on: a module and every package module it imports, transitively.
 
 The import graph is read from the source (``ast``), lazy imports included, so a change to one claim's file changes
-the hash of what imports it and of nothing else (incremental runs, fixture-cache keys).
+the hash of what imports it and of nothing else (incremental runs, fixture-cache keys). A file is hashed as its
+normalised syntax tree, so docstrings, comments, formatting and help text change no hash; the Python version is
+hashed beside it (a tree's dump differs between versions). Display-only modules are outside every closure.
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
+import sys
 from functools import lru_cache
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
 DATA_DIRS = ("data",)  # the package's data files (prompt sets): every result may read them
+# Modules that only display or move values (command line, progress lines, help text, report rendering, benchmarks):
+# outside every closure, and a statement that only calls one of them (a progress line) is not part of a tree.
+DISPLAY_ONLY = ("cli", "param_help", "progress", "suite.report", "suite.plots", "bench")
+SCHEME = "ast-1"  # bump when the normalisation changes: every record input and lock hash changes with it
+SELF = "codehash"  # this module is outside every closure too: SCHEME names what its normalisation does
+
+
+def display_only(dotted: str) -> bool:
+    """Whether ``lazarus_bench.a.b`` is (in) a display-only module."""
+    rel = dotted.partition(".")[2]
+    return any(rel == m or rel.startswith(m + ".") for m in DISPLAY_ONLY)
 
 
 def module_file(dotted: str) -> Path | None:
@@ -53,7 +67,8 @@ def _imports(path: Path) -> frozenset[Path]:
                 anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                 base = ".".join(anchor + ([node.module] if node.module else []))
             names = [base] + [f"{base}.{a.name}" for a in node.names]
-        found |= {f for f in map(module_file, names) if f is not None}
+        found |= {f for f in map(module_file, names)
+                  if f is not None and not display_only(_dotted(f)) and _dotted(f) != f"{PACKAGE.name}.{SELF}"}
     return frozenset(found)
 
 
@@ -69,12 +84,87 @@ def closure(path: Path) -> frozenset[Path]:
     return frozenset(seen)
 
 
+def _display_names(tree: ast.Module, package: str) -> set[str]:
+    """Names bound in ``tree`` to display-only modules or their members (``from .. import progress``)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            for alias in node.names:
+                if display_only(f"{base}.{alias.name}") or display_only(base):
+                    names.add(alias.asname or alias.name)
+    return names
+
+
+class _Normaliser(ast.NodeTransformer):
+    """Drops docstrings, ``help=`` keywords, ``"help"`` entries of dict literals, imports of display-only modules and
+    statements that only call one; keeps everything else."""
+
+    def __init__(self, display: set[str]):
+        self.display = display
+
+    def visit_ImportFrom(self, node):
+        node.names = [a for a in node.names if (a.asname or a.name) not in self.display]
+        return node if node.names else None
+
+    def _body(self, node):
+        body = node.body
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            body = body[1:]
+        node.body = body or [ast.Pass()]
+        return self.generic_visit(node)
+
+    visit_Module = visit_ClassDef = visit_FunctionDef = visit_AsyncFunctionDef = _body
+
+    def visit_Expr(self, node):
+        call = node.value
+        func = call.func if isinstance(call, ast.Call) else None
+        while isinstance(func, ast.Attribute):
+            func = func.value
+        if isinstance(func, ast.Name) and func.id in self.display:
+            return None
+        return self.generic_visit(node)
+
+    def visit_Call(self, node):
+        node.keywords = [k for k in node.keywords if k.arg != "help"]
+        return self.generic_visit(node)
+
+    def visit_Dict(self, node):
+        kept = [(k, v) for k, v in zip(node.keys, node.values)
+                if not (isinstance(k, ast.Constant) and k.value == "help")]
+        node.keys, node.values = [k for k, _ in kept], [v for _, v in kept]
+        return self.generic_visit(node)
+
+
+def normalised(source: str, dotted: str = "") -> str:
+    """The meaning of a source file: its syntax tree without docstrings, comments, formatting, help text or calls
+    to display-only modules, dumped without positions."""
+    tree = ast.parse(source)
+    package = dotted.rpartition(".")[0] if dotted else ""
+    tree = _Normaliser(_display_names(tree, package)).visit(tree)
+    return ast.dump(tree, annotate_fields=False, include_attributes=False)
+
+
+def python_tag() -> str:
+    """What the dumps depend on besides the code: the hash scheme and the Python version."""
+    return f"{SCHEME} python {sys.version_info.major}.{sys.version_info.minor}"
+
+
 def digest(paths) -> str:
-    """One hash of the files' package-relative names and bytes."""
-    h = hashlib.sha256()
+    """One hash of the files' package-relative names and meanings (data files: their bytes), with the Python tag."""
+    h = hashlib.sha256(python_tag().encode())
     for p in sorted(paths):
         h.update((p.relative_to(PACKAGE).as_posix() if p.is_relative_to(PACKAGE) else p.name).encode())
-        h.update(p.read_bytes())
+        if p.suffix == ".py":
+            dotted = _dotted(p)
+            module = dotted if p.name != "__init__.py" else dotted + ".__init__"
+            h.update(normalised(p.read_text(), module).encode())
+        else:
+            h.update(p.read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -23,7 +23,8 @@ def test_hash_covers_criteria_parameters_and_measure_sources():
     h08 = get_claim("H08")
     base = prereg.claim_hash(h08)
     assert prereg.claim_hash(replace(h08, params={**h08.params, "max_accuracy": 0.6})) != base
-    assert prereg.claim_hash(replace(h08, criterion=h08.criterion + ".")) != base
+    assert prereg.claim_hash(replace(h08, criterion=h08.criterion + ".")) == base  # prose: not a rule
+    assert prereg.claim_hash(replace(h08, tests={**h08.tests, "collapses": "t"})) != base
     assert prereg.claim_hash(replace(h08, fast={**h08.fast, "steps": 3})) != base
     assert prereg.claim_hash(get_claim("H08")) == base
     sources = prereg.measure_sources(get_claim("H09"))
@@ -64,6 +65,9 @@ def test_committed_lock_changes_only_by_amendments():
         assert new["frozen"] == old["frozen"], "the frozen version was rewritten: log an amendment instead"
         assert new["amendments"][: len(old["amendments"])] == old["amendments"], "an amendment was edited or removed"
         added = {k for a in new["amendments"][len(old["amendments"]):] for k in a["claims"]}
+        rehashed = new.get("rehashed") or {}
+        if rehashed.get("scheme") != (old.get("rehashed") or {}).get("scheme"):  # a new hash function, not new rules
+            added |= set(rehashed.get("claims", {}))
         before, after = prereg.effective_hashes(old), prereg.effective_hashes(new)
         changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
         assert changed <= added, f"hashes changed without an amendment: {sorted(changed - added)}"

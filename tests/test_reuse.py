@@ -60,6 +60,9 @@ def test_unchanged_inputs_reuse_the_record_and_changed_ones_do_not(saved_model, 
         assert record["reused"]["at"] and {k: v for k, v in record.items() if k not in ("reused", "prereg")} == \
             {k: v for k, v in before[name].items() if k not in ("reused", "prereg")}
     assert "## Reused records" in render(out).read_text()
+    stamped = {p.name: p.read_bytes() for p in (out / "records").glob("*.json")}
+    assert all(s.get("reused") for s in _run(model, out))
+    assert {p.name: p.read_bytes() for p in (out / "records").glob("*.json")} == stamped  # nothing measured: no write
 
     changed = _run(model, out, overrides={"H01": {"max_prob": 0.02}})
     assert {s["claim"]: bool(s.get("reused")) for s in changed} == {"H01": False, "H12": True}
@@ -67,10 +70,23 @@ def test_unchanged_inputs_reuse_the_record_and_changed_ones_do_not(saved_model, 
     assert not any(r.reused for r in load_records(out).records)  # every record measured by the last run
 
     h01 = str(CLAIMS_DIR / "h01_lens_op_words.py")
-    real = Path.read_bytes
-    monkeypatch.setattr(Path, "read_bytes", lambda self: real(self) + (b"\n# edited" if str(self) == h01 else b""))
+    real = Path.read_text
+    edit = {"text": "\n# a comment: no change of meaning\n"}
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: real(self, *a, **k) + (edit["text"]
+                                                                                        if str(self) == h01 else ""))
+    _clear_code_caches()
+    assert all(s.get("reused") for s in _run(model, out))
+    edit["text"] = "\nEDITED = 1\n"
+    _clear_code_caches()
     edited = _run(model, out)
     assert {s["claim"]: bool(s.get("reused")) for s in edited} == {"H01": False, "H12": True}
+
+
+def _clear_code_caches():
+    from lazarus_bench import codehash
+
+    for fn in (codehash.closure, codehash.module_code, codehash._imports):
+        fn.cache_clear()
 
 
 def test_a_failed_record_is_never_reused(saved_model, tmp_path):

@@ -14,6 +14,7 @@ import inspect
 import json
 from pathlib import Path
 
+from ..codehash import normalised, python_tag
 from ..errors import LazarusError
 from ..io import write_json
 from .base import Claim, all_claims, claim_dict
@@ -45,9 +46,22 @@ def measure_sources(claim: Claim) -> dict[str, str]:
     return dict(sorted(sources.items()))
 
 
+PROSE = ("title", "statement", "source", "criterion", "writeup", "no_graded", "description")  # words, not rules
+
+
+def _without_prose(value):
+    if isinstance(value, dict):
+        return {k: _without_prose(v) for k, v in value.items() if k not in PROSE}
+    if isinstance(value, list):
+        return [_without_prose(v) for v in value]
+    return value
+
+
 def claim_hash(claim: Claim) -> str:
-    """sha256 over the claim's data (criteria, parameters, gates, controls) and its measure sources."""
-    payload = {"claim": claim_dict(claim), "sources": measure_sources(claim)}
+    """sha256 over the claim's rules (parameters, tests, gates, controls; not its prose) and the normalised syntax
+    trees of its measure sources, with the Python tag: a wording, docstring or comment edit changes no hash."""
+    sources = {name: normalised(text, name) for name, text in measure_sources(claim).items()}
+    payload = {"claim": _without_prose(claim_dict(claim)), "sources": sources, "python": python_tag()}
     text = json.dumps(payload, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -72,13 +86,28 @@ def read_lock_file(path: str | Path | None = None) -> dict:
 
 
 def effective_hashes(data: dict) -> dict[str, str]:
-    """The hashes in force: the frozen version's, each amendment applied in order."""
+    """The hashes in force: the frozen version's, each amendment applied in order, then the same claims hashed by
+    meaning (``rehashed``: the hash function changed, not the claims) where the lock holds that."""
     if not data:
         return {}
     hashes = {str(k): str(v) for k, v in data["frozen"]["claims"].items()}
     for amendment in data.get("amendments", []):
         hashes.update({str(k): str(v) for k, v in amendment["claims"].items()})
+    rehashed = data.get("rehashed") or {}
+    if rehashed.get("scheme") == python_tag():
+        hashes.update({str(k): str(v) for k, v in rehashed["claims"].items()})
     return hashes
+
+
+def rehash(path: str | Path | None = None, *, basis: str, date: str | None = None) -> dict:
+    """Record every claim's hash under this hash scheme (``rehashed``), for claims whose code and rules are those the
+    lock holds (``basis`` says how that was checked): a new hash function, not an amendment."""
+    path = Path(path or LOCK)
+    data = read_lock_file(path)
+    data["rehashed"] = {"scheme": python_tag(), "date": date or _today(), "basis": basis,
+                        "claims": {c.id: claim_hash(c) for c in all_claims()}}
+    write_json(path, data)
+    return data
 
 
 def read_lock(path: str | Path | None = None) -> dict[str, str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
 from pathlib import Path
 
 from tabulate import tabulate
@@ -41,6 +40,12 @@ def _fmt(value, digits: int = 3) -> str:
             return "undefined"
         return f"{value:.{digits}g}"
     return str(value)
+
+
+def _newest(records: list[Record]) -> str:
+    """The newest record's timestamp: the report is a function of its records, so rendering twice writes the same."""
+    stamps = [r.timestamp for r in records if r.timestamp]
+    return max(stamps) if stamps else "no date"
 
 
 def _prereg_status(record: Record, lock: dict[str, str]) -> str:
@@ -98,7 +103,7 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
     lines = [
         "# lazarus_bench report",
         "",
-        f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} from {len(loaded.records)} records "
+        f"Generated from {len(loaded.records)} records (the newest of {_newest(loaded.records)}) "
         f"in `{report_dir / 'records'}` (regenerate with `lazarus-bench report"
         f"{'' if report_dir == Path('reports') else f' --report-dir {report_dir}'}`; do not edit).",
         "",
