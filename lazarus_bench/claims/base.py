@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
-from .. import options
+from .. import options, progress
 from ..errors import LazarusError
 from ..stats import ClaimStatistic, Verdict, combine
 from ..zoo.registry import split_build, with_build
@@ -239,6 +239,7 @@ class Control:
         """Measure the control: whether the effect was detected and whether that was the known answer."""
         head = dict(name=self.name, kind=self.kind, description=self.description, effect_verdict=self.effect,
                     sanity=self.sanity)
+        progress.part(f"{self.kind} control '{self.name}'")
         try:
             control_ctx = self.build(ctx)
             outcome = claim.measure(control_ctx)

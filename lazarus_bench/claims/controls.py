@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from .. import progress
 from ..errors import LazarusError
 from ..stats import Verdict, binomial_test
 from ..stats.verdicts import rule_verdict
@@ -151,6 +152,7 @@ class GradedControl:
                     claimed=self.writeup if self.claimed == "writeup" else self.threshold, effect=str(self.effect),
                     part=self.part)
         detected, values, unplantable = [], [], []
+        progress.part(f"graded control '{self.name}'")
         try:
             for strength in self.strengths:
                 try:
@@ -159,6 +161,8 @@ class GradedControl:
                         verdict, value = _verdict_of(claim, self.build(ctx, strength, replicate), self.part)
                         hits += verdict == self.effect
                         row.append(value)
+                        progress.step(f"strength {strength:g}, replicate {replicate + 1}/{n}; runs",
+                                      self.strengths.index(strength) * n + replicate + 1, len(self.strengths) * n)
                 except ControlUnavailable as exc:  # this strength only: e.g. below the model's own level
                     hits, row = None, []
                     unplantable.append(f"{strength:g}: {exc}")
@@ -225,11 +229,13 @@ class NullControl:
         head = dict(name=self.name, description=self.description, replicates=n,
                     alpha=float(ctx.params.get("alpha", 0.05)))
         flagged, values = 0, []
+        progress.part(f"null '{self.name}'")
         try:
             for replicate in range(n):
                 verdict, value = _verdict_of(claim, self.build(ctx, replicate), self.part)
                 flagged += verdict == self.effect
                 values.append(value)
+                progress.step("replicates", replicate + 1, n)
         except ControlUnavailable as exc:
             return NullRun(**head, built=False, reason=str(exc))
         except NotTestable as exc:

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .. import flops, stats, tokenization
+from .. import flops, progress, stats, tokenization
 from ..analysis.fitness import heldout_loss
 from ..claims import prereg
 from ..claims.base import (
@@ -138,6 +138,7 @@ def trained_gate(handle) -> GateResult:
 def measure_record(claim: Claim, ctx: ClaimContext) -> dict:
     """The measured fields of a record: gates, outcome, controls, calibration and the verdict
     ``stats.final_verdict`` decides from them."""
+    progress.job(claim.id, ctx.model_id)
     trained = trained_gate(ctx.handle())
     before = [trained, *(gate.check(ctx) for gate in claim.gates if gate.value is not None)] if trained.passed \
         else [trained]

@@ -27,6 +27,7 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
 from .. import flops, options
+from .. import progress as progress_lines
 from ..errors import LazarusError
 from ..io import write_safetensors
 
@@ -294,6 +295,7 @@ def train_loop(
         result.tokens += ntokens
         window_tokens += ntokens
         done = step + 1
+        progress_lines.step(f"{cfg.name} steps", done, end)
         if eval_fn is not None and cfg.eval_every and done % cfg.eval_every == 0 and done != end:
             result.evals.append({"step": done, **_evaluate(model, eval_fn)})
         if save_fn is not None and done in cfg.save_at and rank == 0:
