@@ -44,25 +44,15 @@ def _run(model, out, **kw):
                      log=lambda m: None, **kw)
 
 
-def _files(out: Path) -> dict[str, dict]:
-    return {p.name: json.loads(p.read_text()) for p in sorted((out / "records").glob("*.json"))}
-
-
 def test_unchanged_inputs_reuse_the_record_and_changed_ones_do_not(saved_model, tmp_path, monkeypatch):
     model, out = str(saved_model("llama")), tmp_path / "r"
     first = _run(model, out)
     assert not any(s.get("reused") for s in first)
-    before = _files(out)
+    before = {p.name: p.read_bytes() for p in (out / "records").glob("*.json")}
     again = _run(model, out)
     assert all(s.get("reused") for s in again) and len(again) == len(first)
-    after = _files(out)
-    for name, record in after.items():
-        assert record["reused"]["at"] and {k: v for k, v in record.items() if k not in ("reused", "prereg")} == \
-            {k: v for k, v in before[name].items() if k not in ("reused", "prereg")}
-    assert "## Reused records" in render(out).read_text()
-    stamped = {p.name: p.read_bytes() for p in (out / "records").glob("*.json")}
-    assert all(s.get("reused") for s in _run(model, out))
-    assert {p.name: p.read_bytes() for p in (out / "records").glob("*.json")} == stamped  # nothing measured: no write
+    assert {p.name: p.read_bytes() for p in (out / "records").glob("*.json")} == before  # nothing measured: no write
+    assert render(out).read_text() == render(out).read_text()  # the report is a function of the records
 
     changed = _run(model, out, overrides={"H01": {"max_prob": 0.02}})
     assert {s["claim"]: bool(s.get("reused")) for s in changed} == {"H01": False, "H12": True}

@@ -385,9 +385,9 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
 
 def reused_record(job: Job, report_dir: str | Path, tier: str, n_seeds: int | None, overrides: dict | None,
                   name: str) -> dict | None:
-    """The summary of ``job``'s finished record if its inputs equal this run's, else None. The file is rewritten only
-    when its lock status changed or it was never marked reused (the first reuse's time and commit are kept). Hub
-    models are never reused: their id is not their content."""
+    """The summary of ``job``'s finished record if its inputs equal this run's, else None. The file is rewritten (and
+    marked reused) only when its lock status changed, so a run that measures nothing changes no file. Hub models are
+    never reused: their id is not their content."""
     from ..io import write_json
     from ..models import local_path
     from ..runinfo import git_commit
@@ -408,9 +408,9 @@ def reused_record(job: Job, report_dir: str | Path, tier: str, n_seeds: int | No
     if old.get("inputs") != want:
         return None
     stamp = prereg.check(claim)
-    if old.get("prereg") != stamp or not old.get("reused"):  # a run that measures nothing rewrites nothing else
-        old.update(prereg=stamp, reused=old.get("reused") or {
-            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit()})
+    if old.get("prereg") != stamp:  # the lock moved: the record's standing changed; otherwise nothing is written
+        old.update(prereg=stamp, reused={"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                         "commit": git_commit()})
         write_json(path, old)
     return {"status": old["status"], "verdict": old.get("verdict"), "reason": old.get("reason", ""),
             "wall_s": 0.0, "reused": True}
