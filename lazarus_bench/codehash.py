@@ -154,17 +154,27 @@ def python_tag() -> str:
     return f"{SCHEME} python {sys.version_info.major}.{sys.version_info.minor}"
 
 
+@lru_cache(maxsize=None)
+def _meaning(path: Path) -> bytes:
+    """A file's part of a digest, parsed once per process: a module's normalised tree, a data file's bytes."""
+    if path.suffix != ".py":
+        return path.read_bytes()
+    dotted = _dotted(path)
+    return normalised(path.read_text(), dotted if path.name != "__init__.py" else dotted + ".__init__").encode()
+
+
+def clear_caches() -> None:
+    """Forget what was read (tests that edit files in place)."""
+    for fn in (_imports, closure, module_code, _meaning):
+        fn.cache_clear()
+
+
 def digest(paths) -> str:
     """One hash of the files' package-relative names and meanings (data files: their bytes), with the Python tag."""
     h = hashlib.sha256(python_tag().encode())
     for p in sorted(paths):
         h.update((p.relative_to(PACKAGE).as_posix() if p.is_relative_to(PACKAGE) else p.name).encode())
-        if p.suffix == ".py":
-            dotted = _dotted(p)
-            module = dotted if p.name != "__init__.py" else dotted + ".__init__"
-            h.update(normalised(p.read_text(), module).encode())
-        else:
-            h.update(p.read_bytes())
+        h.update(_meaning(p))
     return h.hexdigest()[:16]
 
 

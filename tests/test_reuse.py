@@ -75,8 +75,7 @@ def test_unchanged_inputs_reuse_the_record_and_changed_ones_do_not(saved_model, 
 def _clear_code_caches():
     from lazarus_bench import codehash
 
-    for fn in (codehash.closure, codehash.module_code, codehash._imports):
-        fn.cache_clear()
+    codehash.clear_caches()
 
 
 def test_a_failed_record_is_never_reused(saved_model, tmp_path):

@@ -24,16 +24,13 @@ def package(tmp_path, monkeypatch):
     (root / "c.py").write_text("Y = 1\n")
     (root / "data" / "prompts.txt").write_text("7 * 8 = \n")
     monkeypatch.setattr(codehash, "PACKAGE", root)
-    for fn in (codehash.closure, codehash.module_code, codehash._imports):
-        fn.cache_clear()
+    codehash.clear_caches()
     yield root
-    for fn in (codehash.closure, codehash.module_code, codehash._imports):
-        fn.cache_clear()
+    codehash.clear_caches()
 
 
 def _key(parts: dict, code: str) -> str:
-    for fn in (codehash.closure, codehash.module_code, codehash._imports):
-        fn.cache_clear()
+    codehash.clear_caches()
     return cache.FixtureCache(Path("/nonexistent"), code=code).path(parts).name
 
 
