@@ -146,3 +146,27 @@ def test_small_model_plans_are_small():
     plans = plan_run(tiny_config("llama"), all_claims(), RATES)
     assert all(p.fits and p.peak_bytes < PROCESS_BYTES + GB for p in plans)
     assert not math.isnan(sum(p.seconds for p in plans))
+
+
+def test_full_size_table_is_the_plan_beside_the_committed_measurements(tmp_path):
+    """The committed full-size check renders with the plan's figures for the same rates; a broken file is one line."""
+    from pathlib import Path
+
+    from lazarus_bench.bench.fullsize import predicted, with_predictions
+    from lazarus_bench.bench.run import read_fullsize
+    from lazarus_bench.errors import LazarusError
+
+    folder = Path(__file__).resolve().parents[1] / "reports" / "fullsize"
+    checks = read_fullsize(folder)
+    assert {c["rates"]["device"] for c in checks} == {"cpu", "gpu"}
+    cpu = next(c for c in checks if c["file"] == "cpu-llama-1b.json")
+    w = workload(cpu["config"], Rates(**cpu["rates"]))
+    h01 = next(r for r in cpu["rows"] if r["part"] == "H01")
+    assert h01["predicted_s"] == pytest.approx(predicted("H01", w).seconds)
+    assert h01["time_ratio"] == pytest.approx(h01["measured_s"] / h01["predicted_s"])
+    graded = predicted("H01:graded", w)
+    assert graded.runs == 1 and graded.name.startswith("graded:") and graded.resident == 2
+    (tmp_path / "bad.json").write_text('{"rows": []}')
+    with pytest.raises(LazarusError, match="bad.json: not a full-size check"):
+        read_fullsize(tmp_path)
+    assert with_predictions(cpu)["rows"][0]["predicted_s"] == h01["predicted_s"]

@@ -1,9 +1,10 @@
 """The plan checked at full size: each part measured in its own process (wall, peak RSS) beside its prediction.
 
 Parts: the measures of H01-H04 at their full prompt sets (the lens, probe and projection code the claims run, their
-random-init comparison included, no controls), and training steps of the LoRA setups of H05a (dual reward, rank 8
-on v/o), H11 (SFT, rank 8 on every linear) and H14 (stage 1, rank 16). The trained-model gate would stop a
-random-weight model before any claim runs, so the parts are called directly. Run it on a quiet machine:
+random-init comparison included), training steps of the LoRA setups of H05a (dual reward, rank 8 on v/o), H11 (SFT,
+rank 8 on every linear) and H14 (stage 1, rank 16), and one replicate of a control each: H01's graded plant (with
+its calibration), H01's and H04's random-init nulls. The trained-model gate would stop a random-weight model before
+any claim runs, so the parts are called directly. Run it on a quiet machine:
 ``python -m lazarus_bench.bench.fullsize --model DIR --json OUT``.
 """
 
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 MEASURES = ("H01", "H02", "H03", "H04")
+CONTROLS = ("H01:graded", "H01:null", "H04:null")  # one replicate each: what a control costs at full size
 TRAINING = ("H05a", "H11", "H14")
 STEPS = (5, 25)  # timed runs after a warm-up one: the difference is 20 steps, their batch shapes mostly compiled
 
@@ -28,15 +30,23 @@ def peak_rss() -> int:
     return max_rss_bytes()
 
 
-def _measure_part(claim_id: str, model_dir: str) -> dict:
+def _measure_part(part: str, model_dir: str) -> dict:
+    """``H01``: the claim's measurement; ``H01:graded``: one replicate of its first graded control at its middle
+    strength (the plant, its calibration and the measurement); ``H01:null``: one replicate of its first null."""
     from ..claims.base import ClaimContext, get_claim, model_info
     from ..models import load_model
 
+    claim_id, _, control = part.partition(":")
     claim = get_claim(claim_id)
     handle = load_model(model_dir)
     ctx = ClaimContext(claim, model_info(handle), tier="slow", seeds=[], params=claim.parameters("slow", None),
                        shared=handle)
     start = time.perf_counter()
+    if control == "graded":
+        graded = claim.graded[0]
+        ctx = graded.build(ctx, graded.strengths[len(graded.strengths) // 2], 0)
+    elif control == "null":
+        ctx = claim.nulls[0].build(ctx, 0)
     claim.measure(ctx)
     return {"seconds": time.perf_counter() - start}
 
@@ -120,12 +130,25 @@ def predicted(part: str, w, tokens_per_step: float = 0.0):
     if tokens_per_step:
         batch, _, rank = SETUPS[part]
         return Part("one step", w.train(1, batch, max(1, round(tokens_per_step / batch)), lora_rank=rank))
-    claim = get_claim(part)
-    parts = WORK[part](w, _Declared(claim, claim.parameters("slow", None)), "slow")
-    return next(p for p in parts if p.name == "measurement")
+    claim_id, _, control = part.partition(":")
+    claim = get_claim(claim_id)
+    parts = WORK[claim_id](w, _Declared(claim, claim.parameters("slow", None)), "slow")
+    prefix = {"": "measurement", "graded": "graded:", "null": "null:"}[control]
+    found = next(p for p in parts if p.name.startswith(prefix))
+    return Part(found.name, found.cost, 1, found.resident, found.random)  # one run of it
 
 
-def measure(model_dir: str, parts: tuple[str, ...] = MEASURES + TRAINING, out: Path | None = None) -> dict:
+def label(row: dict) -> str:
+    """How a measured part reads in a table."""
+    if row["training"]:
+        return f"{row['part']} training step"
+    claim_id, _, control = row["part"].partition(":")
+    return claim_id + {"": " measurement", "graded": " graded control, 1 replicate",
+                       "null": " null, 1 replicate"}[control]
+
+
+def measure(model_dir: str, parts: tuple[str, ...] = MEASURES + TRAINING + CONTROLS,
+            out: Path | None = None) -> dict:
     """Every part measured in its own process, and this machine's rates (measured first, here); with ``out``, the
     result so far is written there after each part."""
     from .plan import measure_rates, read_config
@@ -169,7 +192,7 @@ def render(result: dict) -> str:
     """The predicted-vs-measured table for BENCH.md."""
     from tabulate import tabulate
 
-    rows = [[r["part"] + (" training step" if r["training"] else " measurement"), f"{r['predicted_s']:.3g}",
+    rows = [[label(r), f"{r['predicted_s']:.3g}",
              f"{r['measured_s']:.3g}", f"{r['time_ratio']:.2f}",
              f"{r['predicted_gb']:.1f}", f"{r['peak_rss_gb']:.1f}", f"{r['memory_ratio']:.2f}",
              "yes" if 0.75 <= r["time_ratio"] <= 1.25 and 0.75 <= r["memory_ratio"] <= 1.25 else "no"]
@@ -181,7 +204,8 @@ def render(result: dict) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m lazarus_bench.bench.fullsize", description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="a full-size checkpoint folder (zoo replicas --full)")
-    p.add_argument("--parts", default=",".join(MEASURES + TRAINING), help="comma-separated claim ids")
+    p.add_argument("--parts", default=",".join(MEASURES + TRAINING + CONTROLS),
+                   help="comma-separated claim ids (H01: its measurement; H01:graded, H01:null: one control replicate)")
     p.add_argument("--json", help="write the result here")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--steps", type=int, default=0, help=argparse.SUPPRESS)
