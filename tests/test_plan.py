@@ -170,3 +170,16 @@ def test_full_size_table_is_the_plan_beside_the_committed_measurements(tmp_path)
     with pytest.raises(LazarusError, match="bad.json: not a full-size check"):
         read_fullsize(tmp_path)
     assert with_predictions(cpu)["rows"][0]["predicted_s"] == h01["predicted_s"]
+
+
+def test_a_zoo_plan_reads_no_weights(monkeypatch):
+    """A zoo or replica id's plan opens its config.json alone: checking or hashing the weights fails the test."""
+    from lazarus_bench.bench.plan import read_config
+    from lazarus_bench.zoo import registry
+
+    def refuse(*args, **kwargs):
+        pytest.fail(f"the plan touched the weights: {args}")
+
+    monkeypatch.setattr(registry, "verify", refuse)
+    monkeypatch.setattr(registry, "sha256_file", refuse)
+    assert read_config("zoo:base")["hidden_size"] == 128

@@ -382,10 +382,10 @@ class _Declared:
 def _config_path(model: str) -> Path:
     """Where a model's config.json is: a zoo or replica folder, a local folder, or the Hugging Face cache."""
     from ..errors import LazarusError
-    from ..zoo.registry import PREFIXES, resolve_zoo
+    from ..zoo.registry import PREFIXES, _zoo_path
 
-    if model.startswith(PREFIXES):
-        return resolve_zoo(model) / "config.json"
+    if model.startswith(PREFIXES):  # not resolve_zoo: its checksums would read the weights
+        return _zoo_path(model)[0] / "config.json"
     local = Path(model).expanduser()
     if local.exists() or model.count("/") != 1:
         return local / "config.json"
