@@ -181,16 +181,16 @@ class Workload:
         """A fresh copy of the model from disk, a float16 file converted (counted in the part's ``resident``)."""
         return Cost(param_count(self.d) * 6 / (self.rates.bandwidth_gbs * GB))
 
-    def train(self, steps: int, batch: int, seq: int, *, lora_rank: int = 0, copies: int = 0) -> Cost:
-        """``steps`` AdamW steps: forward and backward through the blocks and the head; LoRA freezes the rest.
-        ``copies``: frozen models held beside it (GRPO's reference)."""
+    def train(self, steps: int, batch: int, seq: int, *, lora_rank: int = 0) -> Cost:
+        """``steps`` AdamW steps: forward and backward through the blocks and the head; LoRA freezes the rest. The
+        gradients, optimizer state, activations and logits are the part's arrays; models held are the part's."""
         tokens = batch * seq
         passes = 2 if lora_rank else 3
         head = 3 * self.unembed(tokens)
         update = 0.0 if lora_rank else 4 * param_count(self.d) * 4 / (self.rates.bandwidth_gbs * GB)
         mem = predict_memory(self.d, batch, seq, lora_rank=lora_rank)
         extra = mem.total - mem.weights + (lora_param_count(self.d, lora_rank) * 4 if lora_rank else 0)
-        return Cost(steps * (self.blocks(tokens, passes) + head + update), extra + copies * self.weight_bytes)
+        return Cost(steps * (self.blocks(tokens, passes) + head + update), extra)
 
     def generate(self, sequences: int, new_tokens: int, prompt: int = SYMBOL_TOKENS) -> Cost:
         """Sampling ``new_tokens`` for ``sequences`` prompts at once, one token per step with a KV cache."""
@@ -320,7 +320,7 @@ def _training_claim(batch: int, seq: int, ranks: tuple[int, ...], copies: int = 
         read = w.lens(evals, SYMBOL_TOKENS)
         runs = []
         for rank in ranks:
-            run = w.train(steps, batch, seq, lora_rank=rank, copies=copies) + read
+            run = w.train(steps, batch, seq, lora_rank=rank) + read
             runs.append(run + w.generate(*generate) * steps if generate[0] else run)
         out = [Part(f"training: {'full' if r == 0 else f'LoRA r{r}'} x {seeds} seeds x {protocols} protocol(s)",
                     run, seeds * protocols, resident=1 + copies) for r, run in zip(ranks, runs)]
