@@ -183,3 +183,14 @@ def test_a_zoo_plan_reads_no_weights(monkeypatch):
     monkeypatch.setattr(registry, "verify", refuse)
     monkeypatch.setattr(registry, "sha256_file", refuse)
     assert read_config("zoo:base")["hidden_size"] == 128
+
+
+def test_a_claim_that_does_not_apply_is_listed_with_its_reason_at_no_cost():
+    from lazarus_bench.claims.base import all_claims
+    from lazarus_bench.tiny import tiny_config
+
+    dense = {p.claim: p for p in plan_run(full_config("Llama-3.2-1B"), all_claims(), RATES, model="my-llama")}
+    assert dense["H10"].seconds == 0 and dense["H10"].note.startswith("skipped:") and "MoE" in dense["H10"].note
+    assert dense["H01"].seconds > 0
+    moe = {p.claim: p for p in plan_run(tiny_config("mixtral"), all_claims(), RATES, model="my-moe")}
+    assert moe["H10"].seconds > 0 and not moe["H10"].note

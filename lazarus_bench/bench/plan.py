@@ -398,6 +398,15 @@ def _config_path(model: str) -> Path:
     return Path(cached)
 
 
+def has_chat_template(model: str) -> bool:
+    """Whether the model's tokenizer_config.json (beside its config.json) has a chat template."""
+    try:
+        return bool(json.loads((_config_path(model).parent / "tokenizer_config.json").read_text()).get(
+            "chat_template"))
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return False
+
+
 def read_config(model: str) -> dict:
     """``config.json`` of a model folder, zoo id or cached hub id, without touching its weights."""
     from ..errors import LazarusError
@@ -422,9 +431,34 @@ def workload(config: dict, rates: Rates) -> Workload:
     return Workload(dims_of(config), rates, experts=experts, routed=routed)
 
 
-def plan_run(config: dict, claims, rates: Rates, tier: str = "slow") -> list[ClaimPlan]:
+def model_facts(model: str, config: dict, chat: bool = False):
+    """What decides whether a claim applies to a model (MoE, instruct, untied, its instruct pair), from its config
+    and whether its tokenizer has a chat template: ``model_info`` without loading the model."""
+    from ..claims.base import ModelInfo
+    from ..claims.pairs import instruct_pair_of
+
+    config = config.get("text_config", config)
+    moe = bool(config.get("num_local_experts") or config.get("num_experts"))
+    tied = bool(config.get("tie_word_embeddings", True))
+    name = model.lower()
+    kind = ("moe" if moe else "instruct" if chat and ("instruct" in name or "chat" in name)
+            else "base" if tied else "untied")
+    return ModelInfo(model_id=model, model_type=str(config.get("model_type", "")), kind=kind,
+                     n_layers=int(config.get("num_hidden_layers", 0)), is_moe=moe, tied=tied,
+                     instruct_pair=None if kind == "instruct" else instruct_pair_of(model))
+
+
+def plan_run(config: dict, claims, rates: Rates, tier: str = "slow", model: str = "",
+             chat: bool = False) -> list[ClaimPlan]:
+    """Every claim's plan on the model; a claim that does not apply to it is listed with the reason, at no cost."""
     w = workload(config, rates)
-    return [plan_claim(c, w, tier) for c in claims]
+    info = model_facts(model, config, chat)
+    plans = []
+    for claim in claims:
+        reason = claim.applies(info)
+        plans.append(ClaimPlan(claim.id, [], 0, 0.0, True, note=f"skipped: {reason}") if reason
+                     else plan_claim(claim, w, tier))
+    return plans
 
 
 def _duration(seconds: float) -> str:
@@ -440,8 +474,9 @@ def render(model: str, config: dict, plans: list[ClaimPlan], rates: Rates) -> st
     from tabulate import tabulate
 
     d = dims_of(config.get("text_config", config))
-    rows = [[p.claim, f"{p.peak_bytes / GB:.1f}", _duration(p.seconds),
-             "yes" if p.fits else "NO", p.note or (f"reads {', '.join(p.after)}'s runs" if p.after else "")]
+    rows = [[p.claim, f"{p.peak_bytes / GB:.1f}" if p.parts else "-", _duration(p.seconds) if p.parts else "-",
+             ("yes" if p.fits else "NO") if p.parts else "-",
+             (p.note or (f"reads {', '.join(p.after)}'s runs" if p.after else ""))[:90]]
             for p in plans]
     head = (f"plan for {model}: {param_count(d) / 1e9:.3g}B parameters, {d.layers} layers, width {d.hidden}, "
             f"vocabulary {d.vocab:,}; {rates.device}, {rates.dtype_bytes * 8}-bit weights, GEMM "

@@ -167,7 +167,7 @@ def _plans(models: Sequence[str], claim_ids: Sequence[str], tier: str, jobs: int
     ``memory_gb`` when given, else of what is available)."""
     from dataclasses import replace
 
-    from ..bench.plan import GB, measure_rates, plan_run, read_config
+    from ..bench.plan import GB, has_chat_template, measure_rates, plan_run, read_config
     from ..claims.base import all_claims, get_claim
     from ..models import check_model_id
 
@@ -178,7 +178,7 @@ def _plans(models: Sequence[str], claim_ids: Sequence[str], tier: str, jobs: int
     rates = measure_rates()
     total = int(memory_gb * GB) if memory_gb is not None else rates.memory_bytes
     rates = replace(rates, memory_bytes=total // max(1, jobs or 1))
-    return [(m, cfg, plan_run(cfg, claims, rates, tier), rates) for m, cfg in configs.items()]
+    return [(m, cfg, plan_run(cfg, claims, rates, tier, m, has_chat_template(m)), rates) for m, cfg in configs.items()]
 
 
 def print_plan(models: Sequence[str], claim_ids: Sequence[str], tier: str, jobs: int | None,
