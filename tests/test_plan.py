@@ -27,12 +27,26 @@ RATES = Rates(gemm_gflops=100.0, bandwidth_gbs=10.0, exp_per_s=1e8, fit_s=0.01, 
 
 
 @pytest.fixture
-def config_only(tmp_path):
-    """A folder with Llama-3.2-1B's config.json and nothing else: no weights, no tokenizer."""
+def config_only(tmp_path, monkeypatch):
+    """A folder with Llama-3.2-1B's config.json and nothing else: no weights, no tokenizer. The machine's rates are
+    fixed (``test_rates_are_measured`` measures them once), so the command tests are quick and their figures exact."""
+    from lazarus_bench.bench import plan
+
+    monkeypatch.setattr(plan, "measure_rates", lambda gemm_gflops=None: RATES)
     folder = tmp_path / "llama-1b-config"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(full_config("Llama-3.2-1B")))
     return folder
+
+
+def test_rates_are_measured():
+    """Every rate the plan reads is measured here and positive."""
+    from lazarus_bench.bench.plan import measure_rates
+
+    rates = measure_rates(gemm_gflops=50.0)
+    assert rates.gemm_gflops == 50.0 and rates.device in ("cpu", "gpu")
+    assert min(rates.bandwidth_gbs, rates.exp_per_s, rates.fit_s, rates.quick_fit_s, rates.init_params_per_s) > 0
+    assert rates.memory_bytes > 0
 
 
 def test_full_replicas_have_the_real_sizes():
@@ -100,7 +114,7 @@ def test_plan_cli_reads_only_the_config(config_only, capsys):
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| H")]
     assert len(rows) == 17
-    assert "16.0 GB available" in out and "total:" in out
+    assert "16.0 GB available" in out and "total:" in out and "GEMM 100 GFLOP/s" in out
     h07 = next(r for r in rows if r.startswith("| H07"))
     assert "NO" in h07  # GRPO's full fine-tuning with a frozen reference: over 30 GB at 1B in float32
 
