@@ -208,3 +208,13 @@ def test_a_claim_that_does_not_apply_is_listed_with_its_reason_at_no_cost():
     assert dense["H01"].seconds > 0
     moe = {p.claim: p for p in plan_run(tiny_config("mixtral"), all_claims(), RATES, model="my-moe")}
     assert moe["H10"].seconds > 0 and not moe["H10"].note
+
+
+@pytest.mark.parametrize("text, why", [("{not json", "not a readable JSON config"),
+                                       ('{"model_type": "llama"}', "not a model config (no hidden_size)"),
+                                       ("[1, 2]", "not a model config"), ("\udcff", "not a readable JSON config")])
+def test_a_bad_config_is_one_line(config_only, capsys, text, why):
+    (config_only / "config.json").write_bytes(text.encode("utf-8", "surrogateescape"))
+    assert main(["run", "--plan", "-m", str(config_only)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and why in err[0] and "config.json" in err[0]

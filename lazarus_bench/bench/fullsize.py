@@ -125,14 +125,14 @@ def predicted(part: str, w, tokens_per_step: float = 0.0):
     per step measured (the plan's own sequence length is an assumption about the tokenizer; this checks the cost
     per token)."""
     from ..claims.base import get_claim
-    from .plan import WORK, Part, _Declared
+    from .plan import Part, claim_parts
 
     if tokens_per_step:
         batch, _, rank = SETUPS[part]
         return Part("one step", w.train(1, batch, max(1, round(tokens_per_step / batch)), lora_rank=rank))
     claim_id, _, control = part.partition(":")
     claim = get_claim(claim_id)
-    parts = WORK[claim_id](w, _Declared(claim, claim.parameters("slow", None)), "slow")
+    parts = claim_parts(claim, w)
     prefix = {"": "measurement", "graded": "graded:", "null": "null:"}[control]
     found = next(p for p in parts if p.name.startswith(prefix))
     return Part(found.name, found.cost, 1, found.resident, found.random)  # one run of it

@@ -356,13 +356,18 @@ def _steps_param(value) -> int | None:
     return max(value) if isinstance(value, (list, tuple)) and value else value
 
 
+def claim_parts(claim, w: Workload, tier: str = "slow") -> list[Part]:
+    """The priced parts of a claim with a cost model (``WORK``), its parameters as declared (``checkpoints`` read
+    as the last step)."""
+    params = {k: _steps_param(v) if k == "checkpoints" else v for k, v in claim.params.items()}
+    return WORK[claim.id](w, _Declared(claim, params), tier)
+
+
 def plan_claim(claim, w: Workload, tier: str = "slow") -> ClaimPlan:
     """The plan of one claim on the workload's model."""
-    work = WORK.get(claim.id)
-    if work is None:
+    if claim.id not in WORK:
         return ClaimPlan(claim.id, [], 0, 0.0, True, note="no cost model (a user's claim)")
-    params = {k: _steps_param(v) if k == "checkpoints" else v for k, v in claim.params.items()}
-    parts = work(w, _Declared(claim, params), tier)
+    parts = claim_parts(claim, w, tier)
     peak = PROCESS_BYTES + max(p.held(w) for p in parts)
     seconds = sum(p.seconds for p in parts)
     return ClaimPlan(claim.id, parts, peak, seconds, peak <= w.rates.memory_bytes, after=tuple(claim.after))
