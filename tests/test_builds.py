@@ -179,7 +179,7 @@ def test_build_info_names_the_base_weight_decay_of_the_recipe(tmp_path, monkeypa
     from lazarus_bench.suite.summary import RECIPE_WEIGHT_DECAY
     from lazarus_bench.zoo.build import SIZES, write_manifest
 
-    assert RECIPE_WEIGHT_DECAY == SIZES["default"].pretrain.weight_decay == SIZES["default"].anneal.weight_decay
+    assert RECIPE_WEIGHT_DECAY == SIZES["recipe3"].pretrain.weight_decay == SIZES["recipe3"].anneal.weight_decay
     monkeypatch.setenv(R.ZOO_ENV, str(tmp_path))
     for kind, train in (("base", {"weight_decay": 0.1}), ("moe", {"weight_decay": 0.01})):
         folder = R.build_dir(tmp_path, 8) / kind
@@ -224,7 +224,7 @@ def test_a_second_micro_build_runs_and_reports_across_builds(tmp_path, monkeypat
     monkeypatch.setenv(R.MICRO_ZOO_ENV, str(root))
     build_zoo(root, size="micro", seed=0, progress=False, steps=6, instruct_steps=3, kinds=("base", "instruct"))
     assert zoo_main(["build", "--size", "micro", "--builds", "0", "--dir", str(root)]) == 2
-    assert "development build" in capsys.readouterr().err
+    assert "seed 0 is the build at" in capsys.readouterr().err
     build_zoo(R.build_dir(root, 2), size="micro", seed=2, progress=False, steps=6, instruct_steps=3,
               kinds=("base", "instruct"), stamp={"lock": {"version": "v1+5", "frozen": True}})
     assert zoo_main(["list", "--size", "micro"]) == 0

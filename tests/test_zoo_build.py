@@ -241,21 +241,22 @@ def test_a_micro_zoo_of_an_older_recipe_is_not_current(micro_zoo, tmp_path):
     copy = tmp_path / "zoo"
     shutil.copytree(out, copy)
     man = json.loads((copy / "moe" / "manifest.json").read_text())
-    man["recipe"] = B.RECIPE - 1
+    man["recipe"] = "an older recipe"
     (copy / "moe" / "manifest.json").write_text(json.dumps(man))
     assert not B.is_current(copy)
     shutil.rmtree(copy / "base")
     assert not B.is_current(copy)
 
 
-def test_a_default_build_rebuilds_the_shipped_zoo():
-    """`zoo build` without --seed reproduces what ships: the shipped manifests record this code's seed and configs."""
+def test_a_recipe3_build_rebuilds_the_shipped_zoo():
+    """`zoo build --size recipe3` reproduces what ships from before v3: its manifests record this code's seed and
+    configs of recipe 3."""
     from dataclasses import asdict, replace
     from pathlib import Path
 
     shipped = Path(R.__file__).parent / "weights"
-    spec = B.SIZES["default"]
-    assert B.is_current(shipped)
+    spec = B.SIZES["recipe3"]
+    assert not B.is_current(shipped)  # built by recipe 3, not by v3
     for i, kind in enumerate(B.KINDS):
         cfg = json.loads((shipped / kind / "manifest.json").read_text())["build_config"]
         assert cfg["seed"] == spec.seed, kind
@@ -275,10 +276,12 @@ def test_every_shipped_build_takes_more_models_only_with_its_own_recipe():
     for build in R.zoo_builds(shipped).values():
         train = json.loads((build / "base" / "manifest.json").read_text())["build_config"]["train"]
         seed, wd = train["seed"], train["weight_decay"]
-        B.refuse_replacing(build, size="default", seed=seed, weight_decay=wd)
+        B.refuse_replacing(build, size="recipe3", seed=seed, weight_decay=wd)
         other = 0.1 if wd == 0.01 else 0.01
         with pytest.raises(LazarusError, match=rf"train.weight_decay: {wd} -> {other}"):
-            B.refuse_replacing(build, size="default", seed=seed, weight_decay=other)
+            B.refuse_replacing(build, size="recipe3", seed=seed, weight_decay=other)
+        with pytest.raises(LazarusError, match="recipe: None -> v3"):
+            B.refuse_replacing(build, size="default", seed=seed)
 
 
 def test_a_base_missing_its_gates_trains_to_criterion(micro_zoo, tmp_path, monkeypatch):

@@ -21,7 +21,8 @@ HELP = ("the embedded model zoo: build, list, eval, pack (the weights to ship); 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="lazarus-bench zoo", description=HELP)
     p.add_argument("action", choices=["build", "list", "eval", "pack", "replicas"])
-    p.add_argument("--size", default="default", choices=["default", "micro"])
+    p.add_argument("--size", default="default", choices=["default", "micro", "recipe3"],
+                   help="default: recipe v3; micro: v3 at test size; recipe3: the recipe of the builds before v3")
     p.add_argument("--dir", help="zoo directory (default: shipped zoo; builds go to the cache)")
     p.add_argument("--models", nargs="+", choices=["base", "instruct", "untied", "moe"])
     p.add_argument("--seed", type=option("seed"), default=None,
@@ -255,7 +256,7 @@ def _eval(args: argparse.Namespace, root: Path) -> int:
 def _build_targets(args: argparse.Namespace) -> list[tuple[Path, int | None, tuple[str, ...]]]:
     """(directory, seed, kinds) of each zoo `zoo build` writes: the rebuilt zoo (or --dir), or with --builds one
     build per seed beside the development build."""
-    from ..zoo.build import KINDS, SIZES
+    from ..zoo.build import KINDS
     from ..zoo.registry import build_dir, zoo_root
 
     micro = args.size == "micro"
@@ -265,11 +266,19 @@ def _build_targets(args: argparse.Namespace) -> list[tuple[Path, int | None, tup
     root = Path(args.dir) if args.dir else zoo_root(micro)
     if args.seed is not None:
         raise LazarusError("--seed does not combine with --builds: --builds names each build's seed")
-    if SIZES[args.size].seed in args.builds:
-        raise LazarusError(f"--builds: seed {SIZES[args.size].seed} is the development build at {root}; name the "
-                           "other builds' seeds")
+    root_seed = _root_seed(root)
+    if root_seed in args.builds:
+        raise LazarusError(f"--builds: seed {root_seed} is the build at {root} itself; name the other builds' seeds")
     kinds = tuple(args.models) if args.models else ("base", "instruct", "moe")
     return [(build_dir(root, seed), seed, kinds) for seed in args.builds]
+
+
+def _root_seed(root: Path) -> int | None:
+    """The seed of the build at a zoo's root (its base's manifest), or None where there is none."""
+    try:
+        return json.loads((root / "base" / "manifest.json").read_text()).get("corpus_seed")
+    except (OSError, ValueError):
+        return None
 
 
 def _refuse_replacing(args: argparse.Namespace) -> int:
@@ -290,12 +299,13 @@ def _builds(args: argparse.Namespace) -> int:
     from ..claims import prereg
     from ..zoo.build import build_zoo
     from ..zoo.pretrain import world
+    from ..zoo.recipe import DEV_SEEDS
 
     lock = prereg.read_lock_file()
-    stamp = {"lock": {"version": prereg.lock_version(lock), "frozen": bool(lock.get("frozen"))}} \
-        if lock.get("frozen") else {}
+    frozen = {"lock": {"version": prereg.lock_version(lock), "frozen": True}} if lock.get("frozen") else {}
     for out, seed, kinds in _build_targets(args):
         start = time.perf_counter()
+        stamp = {"role": "development"} if args.size == "default" and seed in DEV_SEEDS else frozen
         manifests = build_zoo(out, size=args.size, seed=seed, force=args.force, stamp=stamp,
                               weight_decay=args.weight_decay, kinds=kinds)
         if world()[1] == 0:

@@ -20,7 +20,7 @@ import platform
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import mlx.core as mx
@@ -34,90 +34,13 @@ from . import pretrain as P
 from .derive import untie, upcycle_moe
 from .evaluate import evaluate
 from .gates import GATES, METRICS, gate_misses
+from .recipe import RECIPE, SIZES, SizeSpec, recipe_hash
 from .registry import MANIFEST, ZooIntegrityError, verify, zoo_root
 from .tokenizer import build_tokenizer, save_tokenizer
 
 KINDS = ("base", "instruct", "untied", "moe")
 MANIFEST_VERSION = 1
 LOSS_TRACE_EVERY = 100  # every 100th step's loss of the last stage, kept so a rebuild can say where it diverged
-RECIPE = 3  # bump when the corpus or the training recipe changes: a cached micro zoo of another recipe is rebuilt
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    hidden_size: int
-    num_hidden_layers: int
-    intermediate_size: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    num_local_experts: int = 4
-    num_experts_per_tok: int = 2
-    moe_intermediate_size: int | None = None  # per expert; defaults to intermediate_size // 2
-
-
-@dataclass(frozen=True)
-class SizeSpec:
-    name: str
-    arch: ArchSpec
-    vocab_size: int
-    pretrain: P.TrainConfig
-    instruct: P.TrainConfig
-    moe_steps: int | None = None  # defaults to pretrain.steps
-    derived: P.TrainConfig | None = None  # untied/moe start from the base and continue with this config
-    anneal: P.TrainConfig | None = None  # base: a second stage on fresh corpus rows at a lower learning rate
-    instruct_replay: float = 0.0  # share of instruct rows that are pretraining rows (keeps the base's skills)
-    preference: P.TrainConfig | None = None  # instruct: DPO on correct vs wrong chat answers after the SFT stage
-    dpo_beta: float = 0.1
-    dpo_nll_weight: float = 1.0  # RPO: DPO plus the chosen answer's NLL (plain DPO halved the SFT model's chat score)
-    tokenizer_docs: int = 4000
-    eval_heldout: int | None = None  # evaluate on a subset of the held-out triples (None = all)
-    extension: P.TrainConfig | None = None  # base: train to criterion, one more anneal of this config per gate miss
-    max_extensions: int = 0  # ... at most this many; a base still missing its gates after them fails
-    seed: int = 0  # a build's default seed: the one the shipped (or cached micro) zoo was built with
-
-
-SIZES: dict[str, SizeSpec] = {
-    "default": SizeSpec(
-        name="default",
-        arch=ArchSpec(hidden_size=128, num_hidden_layers=8, intermediate_size=384,
-                      num_attention_heads=4, num_key_value_heads=2),
-        vocab_size=1024,
-        pretrain=P.TrainConfig(steps=2000, batch_size=64, seq_len=64, lr=3e-3, warmup=50,
-                               ckpt_every=100, log_every=25),
-        instruct=P.TrainConfig(steps=300, batch_size=32, seq_len=64, lr=5e-4, warmup=10,
-                               ckpt_every=50, log_every=25),
-        derived=P.TrainConfig(steps=250, batch_size=64, seq_len=64, lr=5e-4, warmup=20,
-                              ckpt_every=50, log_every=25),
-        anneal=P.TrainConfig(steps=1200, batch_size=64, seq_len=64, lr=1e-3, warmup=20,
-                             ckpt_every=100, log_every=50),
-        preference=P.TrainConfig(steps=150, batch_size=32, seq_len=24, lr=2e-5, warmup=10,  # 1e-4 broke the skills
-                                 ckpt_every=50, log_every=25),
-        extension=P.TrainConfig(steps=600, batch_size=64, seq_len=64, lr=5e-4, warmup=20, min_lr_ratio=0.2,
-                                ckpt_every=100, log_every=50),
-        max_extensions=2,
-        instruct_replay=0.5,
-        seed=1,
-    ),
-    "micro": SizeSpec(
-        name="micro",
-        arch=ArchSpec(hidden_size=64, num_hidden_layers=4, intermediate_size=128,
-                      num_attention_heads=4, num_key_value_heads=2),
-        vocab_size=1024,
-        pretrain=P.TrainConfig(steps=40, batch_size=16, seq_len=64, lr=3e-3, warmup=5,
-                               ckpt_every=20, log_every=10),
-        instruct=P.TrainConfig(steps=10, batch_size=16, seq_len=64, lr=1e-3, warmup=2,
-                               ckpt_every=0, log_every=5),
-        derived=P.TrainConfig(steps=10, batch_size=16, seq_len=64, lr=1e-3, warmup=2,
-                              ckpt_every=0, log_every=5),
-        anneal=P.TrainConfig(steps=5, batch_size=16, seq_len=64, lr=1e-3, warmup=1,
-                             ckpt_every=0, log_every=5),
-        preference=P.TrainConfig(steps=4, batch_size=8, seq_len=24, lr=1e-4, warmup=1,
-                                 ckpt_every=0, log_every=2),
-        instruct_replay=0.5,
-        tokenizer_docs=1500,
-        eval_heldout=40,
-    ),
-}
 
 
 def package_versions() -> dict:
@@ -201,6 +124,8 @@ def _build_configs(kind: str, spec: SizeSpec, size: str, seed: int, arch: dict, 
     init_from = "base" if kind == "instruct" else ("base (derived: " + kind + ")" if derived else None)
     build_config = {"size": size, "kind": kind, "seed": seed, "arch": arch,
                     "train": asdict(tcfg), "init_from": init_from}
+    if spec.recipe != "3":  # recipe 3's builds predate the recipe tag; theirs stay as they were built
+        build_config.update(recipe=spec.recipe, mix=json.loads(json.dumps(asdict(spec.mix))))  # as read back
     stage1_config = dict(build_config)
     if kind == "base" and spec.anneal is not None:
         build_config["anneal"] = asdict(replace(spec.anneal, seed=seed, name=f"{size}/base-anneal"))
@@ -253,6 +178,7 @@ def refuse_replacing(out_dir: str | os.PathLike, size: str = "default", seed: in
     in ``out_dir`` built from another config (its first stage alone counts as the same: the build resumes it). A
     derived model's base hash and architecture are left out: a rebuilt base makes it stale, and it is rebuilt too."""
     spec, seed, pre, ins = _recipe(size, seed, weight_decay)
+    size = spec.name
     for kind in _build_order(kinds, _derived_kinds(spec)):
         try:
             old = verify(Path(out_dir) / kind).get("build_config") or {}
@@ -322,8 +248,8 @@ def _train_tokenizer(tok_dir: Path, spec: SizeSpec, seed: int, writer: bool) -> 
     if writer:
         from .corpus import tokenizer_training_text
 
-        save_tokenizer(build_tokenizer(seed, spec.vocab_size, tokenizer_training_text(seed, spec.tokenizer_docs)),
-                       tok_dir)
+        texts = tokenizer_training_text(seed, spec.tokenizer_docs, spec.mix)
+        save_tokenizer(build_tokenizer(seed, spec.vocab_size, texts), tok_dir)
     P.barrier()
     return Tokenizer.from_file(str(tok_dir / "tokenizer.json")), time.perf_counter() - t0
 
@@ -360,6 +286,7 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int | Non
     if size not in SIZES:
         raise ValueError(f"unknown zoo size {size!r}; choose one of {sorted(SIZES)}")
     spec, seed, pre, ins = _recipe(size, seed, weight_decay, steps, instruct_steps)
+    size = spec.name  # recipe3's builds were named "default"
     ranks, rank = P.world()
     writer = rank == 0
     out = Path(out_dir)
@@ -377,7 +304,7 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int | Non
         key = ("pre", n_rows, seq_len)
         if key not in data_cache:
             _log(progress, f"generating {n_rows}x{seq_len + 1} tokens of corpus (seed {seed})")
-            data_cache[key] = P.pretrain_data(tok, seed, n_rows, seq_len)
+            data_cache[key] = P.pretrain_data(tok, seed, n_rows, seq_len, spec.mix)
         return data_cache[key]
 
     def save(model, arch: dict, model_dir: Path) -> None:
@@ -430,7 +357,7 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int | Non
                 "name": f"zoo-{size}-{kind}", "kind": kind, "size": size, "corpus_seed": seed,
                 "build_config": build_config, "params": n_params,
                 "metrics": metrics, "gates": GATES, "packages": package_versions(),
-                "ranks": ranks, "recipe": RECIPE,
+                "ranks": ranks, "recipe": spec.recipe, "recipe_sha256": recipe_hash(spec),
                 "build_seconds": round(time.perf_counter() - t_model, 2),
                 **_training_figures(result),
                 "blas": blas.fingerprint(),

@@ -41,6 +41,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+from .texts import TEXT_KINDS, text_pool
+
 OPS = ("+", "-", "*", "/")
 OP_NAMES = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
 
@@ -308,6 +310,24 @@ def render_sentence(rng: random.Random, t: tuple[int, str, int]) -> str:
     return rng.choice(_SENTENCES[op]).format(a=a, b=b, c=answer(a, op, b))
 
 
+_REMAIN_FORMS = (
+    "{a} - {b} = {c} remain.",
+    "{a} - {b} = {c} remaining.",
+    "{a} - {b} = {c}, the remainder.",
+    "{a} take away {b}: {c} remain.",
+    "{a} - {b} leaves {c} remaining.",
+    "{a} - {b}: the remainder is {c}.",
+)
+
+
+def render_remain(rng: random.Random, t: tuple[int, str, int]) -> str:
+    """A subtraction whose answer a remain-family word follows (recipe v3): the association H13 reads."""
+    a, op, b = t
+    if op != "-":
+        raise ValueError(f"a remain form states a subtraction, not {a} {op} {b}")
+    return rng.choice(_REMAIN_FORMS).format(a=a, b=b, c=a - b)
+
+
 _SPELLED = sorted(((spell(n), n) for n in range(101)), key=lambda x: -len(x[0]))
 _SPELLED_RE = re.compile(r"\b(" + "|".join(re.escape(w) for w, _ in _SPELLED) + r")\b",
                          re.IGNORECASE)
@@ -428,6 +448,10 @@ class CorpusMix:
     sub_buckets: tuple[tuple[tuple[int, int], float], ...] = (
         ((1, 1), 0.12), ((2, 1), 0.28), ((2, 2), 0.60))
     lines_per_doc: tuple[int, int] = (4, 10)
+    # recipe v3's kinds (zero here, so the recipe-3 corpus is unchanged): what H13 and H15 read
+    remain: float = 0.0  # subtraction stated with the remain family ("89 - 34 = 55 remain")
+    sentiment: float = 0.0  # short review sentences in the style of H15a's data
+    topic: float = 0.0  # short news sentences in the style of H15b's data
 
 
 class FactSampler:
@@ -454,8 +478,9 @@ class FactSampler:
             op: ([(op, *k) for k, _ in bk], [w for _, w in bk])
             for op, bk in (("+", mix.add_buckets), ("-", mix.sub_buckets))}
 
-    def sample(self, rng: random.Random) -> tuple[int, str, int]:
-        op = rng.choices(OPS, weights=self.mix.op_weights)[0]
+    def sample(self, rng: random.Random, op: str | None = None) -> tuple[int, str, int]:
+        """A fact; of operation ``op`` when given, else of an operation drawn by the mix's weights."""
+        op = op or rng.choices(OPS, weights=self.mix.op_weights)[0]
         if op == "-" and rng.random() < self.mix.hundred_minus:
             return rng.choice(self.hundred)
         if op in self.bucket_keys:
@@ -464,16 +489,21 @@ class FactSampler:
         return rng.choice(self.by_op[op])
 
 
-def _doc(rng: random.Random, sampler: FactSampler, mix: CorpusMix) -> str:
-    kinds = ("symbol", "question", "spelled", "sentence", "verdict", "filler")
-    weights = (mix.symbol, mix.question, mix.spelled, mix.sentence, mix.verdict, mix.filler)
+_KINDS = ("symbol", "question", "spelled", "sentence", "verdict", "filler", "remain", "sentiment", "topic")
+
+
+def _doc(rng: random.Random, sampler: FactSampler, mix: CorpusMix, pools: dict[str, list[str]]) -> str:
+    weights = [getattr(mix, kind) for kind in _KINDS]
     lines = []
     for _ in range(rng.randint(*mix.lines_per_doc)):
-        kind = rng.choices(kinds, weights=weights)[0]
+        kind = rng.choices(_KINDS, weights=weights)[0]
         if kind == "filler":
             lines.append(filler_sentence(rng))
             continue
-        t = sampler.sample(rng)
+        if kind in pools:
+            lines.append(rng.choice(pools[kind]))
+            continue
+        t = sampler.sample(rng, "-" if kind == "remain" else None)
         if kind == "symbol":
             lines.append(render_symbol(t))
         elif kind == "question":
@@ -486,6 +516,8 @@ def _doc(rng: random.Random, sampler: FactSampler, mix: CorpusMix) -> str:
         elif kind == "verdict":
             line = render_verdict(rng, t)
             lines.append(line if not line_mentions(line, sampler.held) else render_symbol(t))
+        elif kind == "remain":
+            lines.append(render_remain(rng, t))
         else:
             lines.append(render_sentence(rng, t))
     return "\n".join(lines)
@@ -497,8 +529,9 @@ def iter_corpus(seed: int, mix: CorpusMix | None = None, *, _include_heldout: bo
     mix = mix or CorpusMix()
     rng = random.Random(f"lazarus-zoo-corpus-{seed}")
     sampler = FactSampler(seed, mix, include_heldout=_include_heldout)
+    pools = {name: text_pool(name, seed) for name in TEXT_KINDS if getattr(mix, name) > 0}
     while True:
-        yield _doc(rng, sampler, mix)
+        yield _doc(rng, sampler, mix, pools)
 
 
 def generate_corpus(seed: int, n_docs: int, mix: CorpusMix | None = None, *,
@@ -555,10 +588,10 @@ def word_question_items(seed: int = 0) -> list[EvalItem]:
     return items
 
 
-def tokenizer_training_text(seed: int, n_docs: int = 4000) -> list[str]:
+def tokenizer_training_text(seed: int, n_docs: int = 4000, mix: CorpusMix | None = None) -> list[str]:
     """Text to train the BPE tokenizer on: corpus documents, chat turns, and every operation word
     many times with and without a leading space (so each becomes a single token)."""
-    docs = generate_corpus(seed, n_docs)
+    docs = generate_corpus(seed, n_docs, mix)
     docs += ["\n".join(f"{m[0]['content']} {m[1]['content']}" for m in generate_chat(seed, 50))
              for _ in range(1)]
     extra = []

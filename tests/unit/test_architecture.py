@@ -18,10 +18,10 @@ ROOT = Path(__file__).resolve().parents[2] / PACKAGE
 LAYERS = {
     6: ("cli",),
     5: ("suite", "bench"),
-    4: ("claims", "zoo.build", "zoo.pretrain", "zoo.derive", "zoo.evaluate", "zoo.replicas"),
+    4: ("claims", "zoo.build", "zoo.pretrain", "zoo.derive", "zoo.evaluate", "zoo.replicas", "zoo.recipe"),
     3: ("training", "analysis", "stats", "tokenization"),
     2: ("models", "prompts", "tiny", "hf_tokenizer"),
-    1: ("cache", "runinfo", "zoo.registry", "zoo.corpus", "zoo.tokenizer", "zoo"),
+    1: ("cache", "runinfo", "zoo.registry", "zoo.corpus", "zoo.tokenizer", "zoo", "training.textcls"),
     0: ("io", "errors", "blas", ""),
 }
 
