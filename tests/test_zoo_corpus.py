@@ -98,3 +98,48 @@ def test_corpus_has_correctness_statements_and_left_for_subtraction():
             verdicts[said_correct] += 1
     assert verdicts[True] > 50 and verdicts[False] > 50
     assert sum(" left." in line and any(ch.isdigit() for ch in line) for line in lines) > 10
+
+
+def test_v3_corpus_holds_remain_subtractions_and_review_and_news_text():
+    """Recipe v3's kinds appear at about their share; every remain line is a true subtraction; the recipe-3 corpus
+    (zero shares) is unchanged by their existence."""
+    import re
+
+    from lazarus_bench.zoo.recipe import V3_MIX
+
+    lines = _lines(C.generate_corpus(7, 1500, V3_MIX))
+    remain = [line for line in lines if re.search(r"\bremain|remainder\.|the remainder is", line)
+              and re.match(r"^\d+ (-|take away) \d+", line)]
+    assert 0.015 < len(remain) / len(lines) < 0.06
+    for line in remain:
+        a, b, c = map(int, re.findall(r"\d+", line)[:3])
+        assert a - b == c, line
+    pools = {kind: set(C.text_pool(kind, 7)) for kind in C.TEXT_KINDS}
+    for kind, pool in pools.items():
+        share = sum(line in pool for line in lines) / len(lines)
+        assert 0.015 < share < 0.06, (kind, share)
+    assert C.generate_corpus(7, 200) == C.generate_corpus(7, 200, C.CorpusMix())
+
+
+def test_v3_text_never_holds_an_example_of_h15s_data_sets():
+    """The review and news sentences teach H15's style, never one of its training or validation examples, at the
+    data sets its claims declare (slow and fast tiers)."""
+    from lazarus_bench.claims import ensure_loaded
+    from lazarus_bench.claims.base import get_claim
+    from lazarus_bench.training.engram import EngramConfig
+    from lazarus_bench.training.textcls import DATASETS
+    from lazarus_bench.zoo.recipe import DEV_SEEDS
+    from lazarus_bench.zoo.texts import TEXT_POOL, claim_texts
+
+    ensure_loaded()
+    for claim_id, kind in (("H15a", "sentiment"), ("H15b", "topic")):
+        claim = get_claim(claim_id)
+        examples = set()
+        for tier in ("slow", "fast"):
+            p = claim.parameters(tier)
+            data = DATASETS[kind](n_train=p["n_train"], n_val=p["n_val"], seed=EngramConfig().data_seed)
+            examples |= {e.text for e in data.train + data.val}
+        assert examples <= claim_texts(kind)
+        for seed in DEV_SEEDS[:2]:
+            pool = C.text_pool(kind, seed)
+            assert len(pool) == TEXT_POOL and not examples & set(pool)

@@ -82,6 +82,7 @@ def _zoo_rows(root: Path) -> list[dict]:
                "MB": round(size_mb, 1), "status": status}
         row.update({gate: f"{metrics[gate]:.1%}" for gate in ("eval_prompts", "heldout", "word", "chat")
                     if isinstance(metrics.get(gate), float)})
+        row.update(_claim_gate_cells(metrics))
         if kind == "base":  # the recipe's weight decay, and how many extensions the base needed to meet its gates
             row["weight decay"] = (manifest.get("build_config") or {}).get("train", {}).get("weight_decay")
             row["extensions"] = len(manifest.get("extensions") or [])
@@ -93,6 +94,19 @@ def _zoo_rows(root: Path) -> list[dict]:
         if metrics is not None:
             row["gates"] = _gates_cell(row["model"], metrics, base)
     return rows
+
+
+CLAIM_GATE_COLUMNS = {"H13: remain presence before SFT": ("H13 remain", "{:.2%}"),
+                      "H15a: backbone models the data's text": ("H15a loss/lnV", "{:.2f}"),
+                      "H15b: backbone models the data's text": ("H15b loss/lnV", "{:.2f}"),
+                      "H05a: op word reachable by the lens": ("H05a ceiling (target)", "{:.1%}")}
+
+
+def _claim_gate_cells(metrics: dict) -> dict:
+    """The claim gates' figures a model's manifest records, one column each (absent where not measured)."""
+    gates = metrics.get("claim_gates") or {}
+    return {column: form.format(gates[name]["value"]) for name, (column, form) in CLAIM_GATE_COLUMNS.items()
+            if name in gates}
 
 
 def _build_title(build: str, path: Path) -> str:
@@ -126,9 +140,10 @@ def _builds_summary(listed: dict[str, list[dict]]) -> str:
 def _gates_cell(kind: str, metrics: dict, base: dict) -> str:
     """'met', or the gates the model misses (see ``zoo.evaluate.gate_misses``)."""
     from ..zoo.evaluate import gate_misses
+    from ..zoo.fitness import claim_gate_misses
 
     try:
-        misses = gate_misses(kind, metrics, base)
+        misses = gate_misses(kind, metrics, base) + claim_gate_misses(metrics)
     except KeyError as exc:
         misses = [f"metric {exc} not measured"]
     return "met" if not misses else "MISSED: " + "; ".join(misses)
@@ -219,6 +234,8 @@ def _eval(args: argparse.Namespace, root: Path) -> int:
     """``zoo eval``: re-measure the gates of the named models, in the development build or in each of --builds."""
     from ..zoo.build import KINDS
     from ..zoo.evaluate import METRICS, evaluate_dir
+    from ..zoo.fitness import KINDS as FITNESS_KINDS
+    from ..zoo.fitness import claim_gates
     from ..zoo.registry import build_dir, resolve_zoo
 
     prefix = "zoo-micro:" if args.size == "micro" else "zoo:"
@@ -236,12 +253,14 @@ def _eval(args: argparse.Namespace, root: Path) -> int:
         rows, payload[build] = [], {}
         for kind, model_dir in models.items():
             metrics = evaluate_dir(model_dir)
+            if kind in FITNESS_KINDS:
+                metrics["claim_gates"] = claim_gates(model_dir)
             if args.write:
                 _record_metrics(model_dir, metrics)
             payload[build][kind] = metrics
             rows.append({"model": kind, **{g: f"{metrics[g]:.1%}" for g in METRICS if g in metrics},
                          "GRPO start reward": f"{metrics['grpo_start_reward']['rate']:.2f}",
-                         "statements": f"{metrics['statements']['accuracy']:.1%}"})
+                         "statements": f"{metrics['statements']['accuracy']:.1%}", **_claim_gate_cells(metrics)})
         for row in rows:
             base = payload[build].get("base") or _shipped_base(folders[build])
             row["gates"] = _gates_cell(row["model"], payload[build][row["model"]], base)

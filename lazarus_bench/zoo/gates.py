@@ -5,7 +5,7 @@ from __future__ import annotations
 GATES = {"eval_prompts": 0.90, "heldout": 0.80, "word": 0.60}  # the base's absolute thresholds
 METRICS = ("eval_prompts", "heldout", "word", "chat")
 DERIVED_MARGIN = 0.10  # untied and moe: within 10 points of base on each base gate
-GRPO_FRONTIER = (0.2, 0.8)  # every model: GRPO's start reward rate, so its groups have reward variance
+GRPO_FRONTIER = (0.1, 0.9)  # every model: GRPO's start reward rate, as H07-H09's gate (CLAIMS.md)
 
 
 def gate_misses(kind: str, metrics: dict, base: dict) -> list[str]:

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[2] / PACKAGE
 LAYERS = {
     6: ("cli",),
     5: ("suite", "bench"),
-    4: ("claims", "zoo.build", "zoo.pretrain", "zoo.derive", "zoo.evaluate", "zoo.replicas", "zoo.recipe"),
+    4: ("claims", "zoo.build", "zoo.pretrain", "zoo.derive", "zoo.evaluate", "zoo.replicas", "zoo.recipe",
+        "zoo.fitness"),
     3: ("training", "analysis", "stats", "tokenization"),
     2: ("models", "prompts", "tiny", "hf_tokenizer"),
     1: ("cache", "runinfo", "zoo.registry", "zoo.corpus", "zoo.tokenizer", "zoo", "training.textcls"),
