@@ -104,9 +104,12 @@ CLAIM_GATE_COLUMNS = {"H13: remain presence before SFT": ("H13 remain", "{:.2%}"
 
 def _claim_gate_cells(metrics: dict) -> dict:
     """The claim gates' figures a model's manifest records, one column each (absent where not measured)."""
-    gates = metrics.get("claim_gates") or {}
-    return {column: form.format(gates[name]["value"]) for name, (column, form) in CLAIM_GATE_COLUMNS.items()
-            if name in gates}
+    gates, router = metrics.get("claim_gates") or {}, metrics.get("router")
+    cells = {column: form.format(gates[name]["value"]) for name, (column, form) in CLAIM_GATE_COLUMNS.items()
+             if name in gates}
+    if router:
+        cells["router moved / loss fall"] = f"{router['moved']:.2f} / {router['loss_fall']:.1%}"
+    return cells
 
 
 def _build_title(build: str, path: Path) -> str:
@@ -140,10 +143,10 @@ def _builds_summary(listed: dict[str, list[dict]]) -> str:
 def _gates_cell(kind: str, metrics: dict, base: dict) -> str:
     """'met', or the gates the model misses (see ``zoo.evaluate.gate_misses``)."""
     from ..zoo.evaluate import gate_misses
-    from ..zoo.fitness import claim_gate_misses
+    from ..zoo.fitness import claim_gate_misses, router_misses
 
     try:
-        misses = gate_misses(kind, metrics, base) + claim_gate_misses(metrics)
+        misses = gate_misses(kind, metrics, base) + claim_gate_misses(metrics) + router_misses(metrics)
     except KeyError as exc:
         misses = [f"metric {exc} not measured"]
     return "met" if not misses else "MISSED: " + "; ".join(misses)
@@ -235,7 +238,7 @@ def _eval(args: argparse.Namespace, root: Path) -> int:
     from ..zoo.build import KINDS
     from ..zoo.evaluate import METRICS, evaluate_dir
     from ..zoo.fitness import KINDS as FITNESS_KINDS
-    from ..zoo.fitness import claim_gates
+    from ..zoo.fitness import claim_gates, router_fitness
     from ..zoo.registry import build_dir, resolve_zoo
 
     prefix = "zoo-micro:" if args.size == "micro" else "zoo:"
@@ -255,6 +258,8 @@ def _eval(args: argparse.Namespace, root: Path) -> int:
             metrics = evaluate_dir(model_dir)
             if kind in FITNESS_KINDS:
                 metrics["claim_gates"] = claim_gates(model_dir)
+            if kind == "moe":
+                metrics["router"] = router_fitness(model_dir)
             if args.write:
                 _record_metrics(model_dir, metrics)
             payload[build][kind] = metrics

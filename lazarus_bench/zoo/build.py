@@ -34,7 +34,7 @@ from . import pretrain as P
 from .derive import untie, upcycle_moe
 from .evaluate import evaluate
 from .fitness import KINDS as FITNESS_KINDS
-from .fitness import claim_gates
+from .fitness import claim_gates, router_fitness
 from .gates import GATES, METRICS, gate_misses
 from .recipe import RECIPE, SIZES, SizeSpec, recipe_hash
 from .registry import MANIFEST, ZooIntegrityError, verify, zoo_root
@@ -265,6 +265,8 @@ def _metrics(kind: str, model_dir: Path, spec: SizeSpec, seed: int, stages: dict
         metrics = _evaluate_saved(model_dir, seed, chat=True, n_heldout=spec.eval_heldout)
         if kind in FITNESS_KINDS:
             metrics["claim_gates"] = claim_gates(model_dir)
+        if kind == "moe":
+            metrics["router"] = router_fitness(model_dir, seed)
         _log(progress, f"{kind}: " + ", ".join(f"{g} {metrics[g]:.1%}" for g in METRICS if g in metrics))
     if stages:
         metrics = dict(metrics or {}, stages={name: {g: m[g] for g in METRICS if g in m}
