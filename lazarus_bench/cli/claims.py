@@ -141,10 +141,13 @@ def claim_markdown(c, hashes: dict[str, str]) -> list[str]:
         lines += [""]
     lines += ["**Graded positive controls** (strengths frozen in the lock; empirical MDE = smallest strength detected "
               "in >= 80% of replicates):", ""]
-    lines += [f"- {g.name}: {g.description}; {g.units} at {', '.join(f'{s:g}' for s in g.strengths)}, "
-              f"{g.replicates} replicates each; threshold {g.threshold if g.threshold is not None else '-'}, "
-              f"writeup {g.writeup:g}, the verdict rests on the {g.claimed}'s value; the effect reads {g.effect}"
-              for g in c.graded] or [f"- none: {c.no_graded or 'none declared yet'}"]
+    for g in c.graded:  # the construction, then its strengths as a paragraph of their own
+        lines += [f"- {g.name}: {g.description}.", "",
+                  f"  Strengths: {g.units} at {', '.join(f'{s:g}' for s in g.strengths)}, {g.replicates} replicates "
+                  f"each; threshold {g.threshold if g.threshold is not None else '-'}, writeup {g.writeup:g}, the "
+                  f"verdict rests on the {g.claimed}'s value; the effect reads {g.effect}.", ""]
+    if not c.graded:
+        lines += [f"- none: {c.no_graded or 'none declared yet'}"]
     lines += [""]
     if c.nulls:
         lines += ["**Null controls** (effect absent, the measurement's variance; false-positive rate):", ""]

@@ -137,7 +137,7 @@ def _builds_summary(listed: dict[str, list[dict]]) -> str:
 
     n, variants = len(listed), ", ".join(f"{kind} in {count(kind)}" for kind in KINDS[1:])
     return (f"{n} build{'s' * (n > 1)}; base meets its gates in {count('base', met=True)} of {n}; {variants}. "
-            "An absent variant was not derived for that build or missed its gates: docs/zoo.md, 'Every seed tried'.")
+            "An absent variant was not derived for that build or missed its gates; docs/zoo.md lists every seed tried.")
 
 
 def _gates_cell(kind: str, metrics: dict, base: dict) -> str:
