@@ -216,7 +216,7 @@ def test_build_variance_recovers_known_components():
 
 def test_a_second_micro_build_runs_and_reports_across_builds(tmp_path, monkeypatch, capsys):
     from lazarus_bench.cli.zoo import main as zoo_main
-    from lazarus_bench.suite.report import render
+    from lazarus_bench.suite.report import read_all, render
     from lazarus_bench.suite.runner import run_suite
     from lazarus_bench.zoo.build import build_zoo
 
@@ -251,12 +251,12 @@ def test_a_second_micro_build_runs_and_reports_across_builds(tmp_path, monkeypat
     saved = [json.loads(p.read_text()) for p in sorted((report / "records").glob("*.json"))]
     assert sorted(r["model"]["build"]["seed"] for r in saved) == [0, 2]
     assert {r["model"]["info"]["instruct_pair"] for r in saved} == {"zoo-micro:instruct", "zoo-micro:instruct@s2"}
-    text = render(report).read_text()
-    assert text.index("## Summary") < text.index("## Replication summary")
+    text = read_all(render(report).parent)
+    assert text.index("## Verdict per claim, across builds") < text.index("## Replication summary")
     assert "![verdict map](plots/verdict_map.png)" in text and (report / "plots" / "verdict_map.png").is_file()
     row = next(line for line in text.splitlines() if line.startswith("| H01") and "s0 (development)" in line)
     assert "s2 (confirmatory)" in row
-    assert "zoo-micro:base (2)" in text and "between-build var" in text
+    assert "**Across builds** of zoo-micro:base (2)" in text and "between-build var" in text
 
 
 def test_the_first_page_gives_each_builds_empirical_mde():

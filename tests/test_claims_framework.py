@@ -13,7 +13,7 @@ from lazarus_bench.errors import LazarusError
 from lazarus_bench.models import load_model
 from lazarus_bench.stats import threshold_claim
 from lazarus_bench.suite.records import SCHEMA_VERSION, Record, load_records
-from lazarus_bench.suite.report import render
+from lazarus_bench.suite.report import read_all, render
 from lazarus_bench.suite.runner import run_claim
 
 
@@ -120,7 +120,7 @@ def test_runner_records_ok_skip_and_error_without_losing_any(saved_model, tmp_pa
         files = sorted((tmp_path / "records").glob("*.json"))
         assert [json.loads(f.read_text())["schema_version"] for f in files] == [SCHEMA_VERSION] * 3
         assert ok.environment["packages"]["mlx"]
-        report = render(tmp_path).read_text()
+        report = read_all(render(tmp_path).parent)
         assert "## Verdict matrix" in report and "SUPPORTED" in report and "measure crashed" in report
         assert (tmp_path / "plots").is_dir() and any((tmp_path / "plots").iterdir())
     finally:
@@ -137,7 +137,7 @@ def test_old_schema_and_corrupt_records_are_reported_not_fatal(tmp_path):
     assert loaded.records == []
     reasons = dict(loaded.skipped)
     assert "schema version 0" in reasons["old.json"] and "unreadable" in reasons["broken.json"]
-    assert "Records not read" in render(tmp_path).read_text()
+    assert "Records not read" in read_all(render(tmp_path).parent)
 
 
 def test_every_registered_claim_is_complete():
@@ -210,7 +210,7 @@ def test_a_failed_fitness_gate_makes_the_claim_not_testable_and_keeps_the_number
         passed = run_claim(claim, path, report_dir=tmp_path / "b", overrides={"min_layers": layers},
                            log=lambda m: None)
         assert passed.verdict == "SUPPORTED" and passed.fitness[1].passed
-        report = render(tmp_path).read_text()
+        report = read_all(render(tmp_path).parent)
         assert "NOT TESTABLE 1" in report and f"depth {layers} >= 16: FAIL" in report
     finally:
         REGISTRY.pop("T05", None)

@@ -320,7 +320,7 @@ def test_run_fast_tier_without_models_runs_the_micro_zoos_own(tmp_path, monkeypa
     assert sorted(r.model.id for r in load_records(out).records) == sorted(models)
     assert f"[{len(models)}/{len(models)}] H12" in err and f"/{2 * len(models)}]" not in err
     text = (out / "REPORT.md").read_text()
-    assert f"regenerate with `lazarus-bench report --report-dir {out}`" in text and "BENCH.md" not in text
+    assert f"by `lazarus-bench report --report-dir {out}`" in text and "BENCH.md" not in text
 
 
 def test_run_names_each_model_once_and_says_when_a_worker_left_no_record(saved_model, tmp_path, monkeypatch, capfd):

@@ -483,7 +483,7 @@ def test_graded_and_null_controls_reach_the_record_and_the_report(saved_model, t
     """H10's graded control (7 planted cosines) and its null (random router rows) run through the runner in the fast
     tier (1 replicate each), come back from the record file unchanged and fill the report's calibration tables."""
     from lazarus_bench.suite.records import read_record, record_path
-    from lazarus_bench.suite.report import render
+    from lazarus_bench.suite.report import read_all, render
 
     record = _run("H10", saved_model("mixtral"), tmp_path)
     assert record.status == "ok", record.reason
@@ -494,7 +494,7 @@ def test_graded_and_null_controls_reach_the_record_and_the_report(saved_model, t
     saved = read_record(record_path(tmp_path / "out", *record.key))
     assert saved.graded == record.graded and saved.nulls == record.nulls
     assert [c.sanity for c in saved.controls] == [True]
-    text = render(tmp_path / "out").read_text()
+    text = read_all(render(tmp_path / "out").parent)
     assert "### Detection against planted strength" in text and "plots/calibration__H10.png" in text
     assert "### Nulls that can fire" in text and "### Sanity checks (by construction, not counted)" in text
 

@@ -110,11 +110,11 @@ def test_h15_gates_each_data_set_on_its_own_m1(saved_model, tmp_path, monkeypatc
     assert gate(topic, m1_gate).value == pytest.approx(0.25) and gate(topic, m1_gate).passed
     assert topic.verdict != "NOT TESTABLE" and {r["variant"] for r in topic.samples} == {"M1", "M2", "M3"}
     # the report shows one row per data set, the topic row naming the stand-in it trained on
-    from lazarus_bench.suite.report import render
+    from lazarus_bench.suite.report import read_all, render
 
-    text = render(tmp_path).read_text()
-    summary = text.split("## Replication summary")[1].split("\n## ")[0]
-    rows = {line.split("|")[1].strip(): line for line in summary.splitlines() if line.startswith("| H15")}
+    text = read_all(render(tmp_path).parent)
+    summaries = [page.split("## Replication summary")[1].split("\n## ")[0] for page in text.split("\n# H15")[1:]]
+    rows = {line.split("|")[1].strip(): line for s in summaries for line in s.splitlines() if line.startswith("| H15")}
     assert set(rows) == {"H15a", "H15b"} and "NOT TESTABLE" in rows["H15a"]
     assert "stand-in for AG News" in rows["H15b"] and "## H15a:" in text and "## H15b:" in text
 

@@ -15,7 +15,7 @@ from lazarus_bench.cli import main as cli_main
 from lazarus_bench.errors import LazarusError
 from lazarus_bench.stats import Verdict
 from lazarus_bench.suite.records import Record
-from lazarus_bench.suite.report import render
+from lazarus_bench.suite.report import read_all, render
 from lazarus_bench.suite.runner import ModelPool, run_claim
 
 
@@ -115,14 +115,13 @@ def test_report_flags_records_off_the_lock_and_opens_with_the_replication_summar
     data = json.loads(h02.read_text())
     data["prereg"]["hash"] = "f" * 64
     h02.write_text(json.dumps(data))
-    text = render(out).read_text()
-    summary = text.index("## Replication summary")
-    assert summary < text.index("## Verdict matrix")
+    text = read_all(render(out).parent)
     assert "H01 on" not in text.split("## Pre-registration")[1].split("##")[0]
     assert f"H02 on {path} (corrected): differs" in text
     matrix = text.split("## Verdict matrix")[1].split("##")[0]
     assert matrix.count("(†)") == 1
-    assert get_claim("H01").writeup in text[summary:text.index("## Verdict matrix")]
+    h01_page = (out / "claims" / "H01.md").read_text()
+    assert get_claim("H01").writeup in h01_page.split("## Replication summary")[1].split("\n## ")[0]
     layers = text.split("## Sensitivity to the analysis layer")[1].split("\n## ")[0]
     h01 = json.loads(next((out / "records").glob("H01__*.json")).read_text())
     curve = h01["curves"]["argmax_accuracy_by_layer"]

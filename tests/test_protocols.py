@@ -14,7 +14,7 @@ from lazarus_bench.errors import LazarusError
 from lazarus_bench.models import load_model
 from lazarus_bench.protocols import ONE_FACTOR, ORIGINAL_DIFFERENCES, PROTOCOLS, protocol_defects
 from lazarus_bench.suite.records import ModelRef, Record
-from lazarus_bench.suite.report import _one_factor, render
+from lazarus_bench.suite.report import _one_factor, read_all, render
 from lazarus_bench.suite.runner import ModelPool, run_claim
 from lazarus_bench.training.dual_reward import DualRewardConfig, training_examples
 
@@ -69,7 +69,7 @@ def test_report_names_the_single_defects_that_move_h05a(saved_model, tmp_path):
         # the graded control calibrates the read-out and test, which an ablation shares: measured once, under corrected
         expected = [] if "+" in protocol else ["op word planted in the untrained model"]
         assert [g.name for g in record.graded or ()] == expected
-    text = render(out).read_text()
+    text = read_all(render(out).parent)
     section = text.split("## One-factor protocol ablations")[1].split("\n## ")[0]
     assert "| corrected+optimizer " in section and "| corrected+lora_scale " in section
     assert "Single defects that move it:" in section
@@ -128,7 +128,7 @@ def test_h14_original_is_its_single_defect_ablation(saved_model, tmp_path):
                            pool=ModelPool(), log=lambda m: None, cache_dir=tmp_path / "cache",
                            overrides={"min_stage1_accuracy": 0.0})
         assert record.status == "ok", record.reason
-    section = render(out).read_text().split("## One-factor protocol ablations")[1].split("\n## ")[0]
+    section = read_all(render(out).parent).split("## One-factor protocol ablations")[1].split("\n## ")[0]
     assert f"| corrected+{SINGLE_DEFECT_ORIGINAL['H14']} " in section and "### H14 on" in section
     assert "only in `optimizer`" in section
 

@@ -134,7 +134,7 @@ def test_chat_templates_render_the_real_formats(replica):
 
 def test_audit_reaches_the_record_and_the_report(replica, tmp_path):
     from lazarus_bench.claims.base import get_claim
-    from lazarus_bench.suite.report import render
+    from lazarus_bench.suite.report import read_all, render
     from lazarus_bench.suite.runner import run_claim
 
     replica("TinyLlama-1.1B-Chat-v1.0")
@@ -143,7 +143,7 @@ def test_audit_reaches_the_record_and_the_report(replica, tmp_path):
     audit = record.tokenization
     assert audit["bos_added"] and audit["prompt"]["pieces"][:3] == ["<s>", "▁", "7"]
     assert audit["answer"]["pieces"] == ["5", "6"] and audit["answer"]["bare_encode_pieces"] == ["▁", "5", "6"]
-    text = render(tmp_path).read_text()
+    text = read_all(render(tmp_path).parent)
     section = text.split("## Tokenization audit", 1)[1].split("\n## ", 1)[0]
     assert "replica:TinyLlama-1.1B-Chat-v1.0" in section and "`▁ 5 6`" in section and "<s> added" in section
 

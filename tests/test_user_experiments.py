@@ -126,7 +126,7 @@ def test_included_claim_runs_and_matches_an_independent_count(registry_restored,
     held-out symbol prompts whose argmax next token is the answer's first token, recounted here with numpy."""
     from lazarus_bench import prompts
     from lazarus_bench.claims.base import get_claim, include
-    from lazarus_bench.suite.report import render
+    from lazarus_bench.suite.report import read_all, render
     from lazarus_bench.suite.runner import run_claim
 
     include([str(EXAMPLES)])
@@ -139,7 +139,7 @@ def test_included_claim_runs_and_matches_an_independent_count(registry_restored,
         logits = np.array(handle.model(mx.array([handle.encode(item.text)]))[0, -1])
         k += int(np.argmax(logits) == handle.continuation(str(item.answer), after=item.text)[0])
     assert record.statistic.details["k"] == k
-    assert "## U01: The next token after an arithmetic prompt is the answer" in render(tmp_path).read_text()
+    assert "## U01: The next token after an arithmetic prompt is the answer" in read_all(render(tmp_path).parent)
 
 
 @pytest.mark.parametrize("content, phrase", [
@@ -210,14 +210,14 @@ def test_a_report_without_the_claims_registered_names_them_from_their_records(re
     """`report` on records of a user's claim without --include: the verdict matrix takes the title from the record
     and says how to register it, not an empty title."""
     from lazarus_bench.claims import base
-    from lazarus_bench.suite.report import render
+    from lazarus_bench.suite.report import read_all, render
 
     out = tmp_path / "report"
     assert main(["run", "--include", str(EXAMPLES), "-m", str(saved_model("llama")), "--claims", "U01", "--tier",
                  "fast", "-j", "1", "--report-dir", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
     title = base.REGISTRY.pop("U01").title
     monkeypatch.setenv(base.INCLUDE_ENV, "")
-    matrix = render(out).read_text().split("## Verdict matrix")[1]
+    matrix = read_all(render(out).parent).split("## Verdict matrix")[1]
     row = next(line for line in matrix.splitlines() if line.startswith("| U01"))
     assert f"{title} (not in the registry: --include its folder)" in row
 

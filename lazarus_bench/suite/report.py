@@ -89,8 +89,14 @@ def has_records(report_dir: str | Path) -> bool:
     return any((Path(report_dir) / RECORDS_DIR).glob("*.json"))
 
 
+PAGES = {"details.md": "Every table by build", "calibration.md": "Calibration",
+         "deviations.md": "Pre-registration and deviations", "reused.md": "Reused records"}
+CLAIMS_DIR = "claims"  # reports/claims/<ID>.md: one page per claim
+
+
 def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> Path:
-    """Write ``report_dir/REPORT.md`` (and plots) from every record in ``report_dir/records``."""
+    """Write ``report_dir/REPORT.md`` (the answer on one screen), a page per claim in ``claims/`` and the pages of
+    :data:`PAGES` (with plots) from every record in ``report_dir/records``."""
     report_dir = Path(report_dir)
     loaded = load_records(report_dir)
     by_claim: dict[str, list[Record]] = defaultdict(list)
@@ -100,53 +106,100 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
     claims = {c.id: c for c in all_claims()}
     lock_data = prereg.read_lock_file()
     lock = prereg.effective_hashes(lock_data)
-    lines = [
-        "# lazarus_bench report",
-        "",
-        f"Generated from {len(loaded.records)} records (the newest of {_newest(loaded.records)}) "
-        f"in `{report_dir / 'records'}` (regenerate with `lazarus-bench report"
-        f"{'' if report_dir == Path('reports') else f' --report-dir {report_dir}'}`; do not edit).",
-        "",
-    ]
-    lines += summary.first_page(loaded.records, claims, report_dir)
+    generated = (f"Generated from {len(loaded.records)} records (the newest of {_newest(loaded.records)}) in "
+                 f"`{report_dir / 'records'}` by `lazarus-bench report"
+                 f"{'' if report_dir == Path('reports') else f' --report-dir {report_dir}'}`; do not edit.")
+    pages = {
+        "details.md": [*summary.across_builds(loaded.records), *_zoo_quality(models),
+                       *_model_fitness(loaded.records), *_tokenization(loaded.records),
+                       *_verdict_matrix(loaded.records, by_claim, claims, models, lock),
+                       *_protocol_dependence(by_claim), *_layer_sensitivity(loaded.records, claims),
+                       *_one_factor(by_claim), *_time_spent(loaded.records, models)],
+        "calibration.md": calibration.section(loaded.records, claims, report_dir, lock),
+        "deviations.md": _prereg_section(loaded.records, lock, lock_data),
+        "reused.md": _reused(loaded.records),
+    }
+    for name, body in pages.items():
+        write_text(report_dir / name, "\n".join([f"# {PAGES[name]}", "", generated, "", *body]) + "\n")
+    _claim_pages(report_dir, by_claim, claims)
+    lines = ["# lazarus_bench report", ""]
+    lines += _first_screen(loaded.records, claims, report_dir, sorted(by_claim))
     env = next((r.environment for r in loaded.records if r.environment), None)
     if env:
         lines += [f"Environment: {env['device']}, BLAS {env['blas']['status']} ({env['blas']['library']}), "
                   f"mlx {env['packages'].get('mlx', '?')}, mlx-lm {env['packages'].get('mlx-lm', '?')}, "
                   f"git {_commits(loaded.records)}."
                   + (" Benchmarks: [BENCH.md](BENCH.md)." if (report_dir / "BENCH.md").is_file() else ""), ""]
-    lines += _replication_summary(loaded.records, claims)
-    lines += summary.across_builds(loaded.records)
-    lines += _zoo_quality(models)
-    lines += _model_fitness(loaded.records)
-    lines += _tokenization(loaded.records)
-    lines += ["## Verdict matrix", ""]
+    lines += [generated, ""]
+    if loaded.skipped:
+        lines += ["## Records not read", ""] + [f"- `{name}`: {why}" for name, why in loaded.skipped] + [""]
+    lines += failed_reruns(loaded.failed)
+    return write_text(report_dir / out_name, "\n".join(lines) + "\n")
+
+
+def _first_screen(records: list[Record], claims: dict, report_dir: Path, claim_ids: list[str]) -> list[str]:
+    """One sentence with the result, the table across builds, the verdict map, the verdicts per build, the links."""
+    sentence, rows = summary.answer(records, claims)
+    if not rows:
+        return ["No claim was measured on a model it applies to.", ""]
+    matrix = summary.build_matrix(records)
+    lines = [sentence, "", "## Verdict per claim, across builds", "",
+             "A claim's verdict holds when every build of its model agrees, else INCONCLUSIVE (build-dependent). "
+             "Builds: how many, and their verdicts (SUP, REF, INC, N/T).", "",
+             tabulate(rows, headers="keys", tablefmt="github"), "",
+             f"![verdict map]({summary.verdict_map(records, report_dir)})", "",
+             "## Verdict per build (corrected protocol)", "",
+             "Each claim on the model it is about in each build (H10: the build's moe; H06: its base and instruct "
+             "pair); `-`: not run there. Derived variants and protocols: "
+             "[the verdict matrix](details.md#verdict-matrix).",
+             "", tabulate(matrix, headers="keys", tablefmt="github"), ""]
+    links = " · ".join(f"[{c}]({CLAIMS_DIR}/{c}.md)" for c in claim_ids)
+    lines += ["## Detail", "", f"- Each claim, every model and protocol: {links}",
+              "- [Calibration](calibration.md): controls, graded plants and nulls, per claim and model.",
+              "- [Pre-registration and deviations](deviations.md): the lock, and each amendment's verdicts.",
+              "- [Every table by build](details.md): agreement across builds, model quality and fitness, "
+              "tokenization, protocol ablations, where the time went.",
+              "- [Reused records](reused.md): records kept from an earlier run, and when they were measured.", ""]
+    return lines
+
+
+def _verdict_matrix(records: list[Record], by_claim: dict[str, list[Record]], claims: dict, models: list[str],
+                    lock: dict[str, str]) -> list[str]:
+    """Every claim on every model, each protocol's verdict in the cell."""
     rows = []
     for claim_id in sorted(set(claims) | set(by_claim)):
         row = {"claim": claim_id, "title": claims[claim_id].title if claim_id in claims else
                f"{by_claim[claim_id][0].claim.get('title', '')} (not in the registry: --include its folder)"}
         for model in models:
-            cells = [
-                f"{_cell(r, lock)}" + (f" ({r.protocol})" if r.protocol != "corrected" else "")
-                for r in sorted(by_claim.get(claim_id, []), key=lambda r: r.protocol)
-                if r.model.id == model
-            ]
+            cells = [f"{_cell(r, lock)}" + (f" ({r.protocol})" if r.protocol != "corrected" else "")
+                     for r in sorted(by_claim.get(claim_id, []), key=lambda r: r.protocol) if r.model.id == model]
             row[model] = " / ".join(cells) if cells else "not run"
         rows.append(row)
-    lines += [tabulate(rows, headers="keys", tablefmt="github"), "", _outcome_counts(loaded.records), ""]
-    lines += _prereg_section(loaded.records, lock, lock_data)
-    lines += calibration.section(loaded.records, claims, report_dir, lock)
-    lines += _protocol_dependence(by_claim)
-    lines += _layer_sensitivity(loaded.records, claims)
-    lines += _one_factor(by_claim)
-    lines += _time_spent(loaded.records, models)
-    lines += _reused(loaded.records)
-    for claim_id in sorted(by_claim):
-        lines += _claim_section(claim_id, claims.get(claim_id), by_claim[claim_id], report_dir)
-    if loaded.skipped:
-        lines += ["## Records not read", ""] + [f"- `{name}`: {why}" for name, why in loaded.skipped] + [""]
-    lines += failed_reruns(loaded.failed)
-    return write_text(report_dir / out_name, "\n".join(lines) + "\n")
+    return ["## Verdict matrix", "", tabulate(rows, headers="keys", tablefmt="github"), "", _outcome_counts(records),
+            ""]
+
+
+def _claim_pages(report_dir: Path, by_claim: dict[str, list[Record]], claims: dict) -> None:
+    """``claims/<ID>.md``: the claim, the writeup beside ours on every build, every record; stale pages removed."""
+    out = report_dir / CLAIMS_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("H*.md"):
+        if old.stem not in by_claim:
+            old.unlink()
+    for claim_id, records in sorted(by_claim.items()):
+        lines = [f"# {claim_id}", "", "[Back to the report](../REPORT.md)", ""]
+        lines += summary.claim_overview(claim_id, records)
+        lines += _replication_summary(records, claims)
+        lines += _claim_section(claim_id, claims.get(claim_id), records, report_dir)
+        text = "\n".join(lines).replace("](plots/", "](../plots/")
+        write_text(out / f"{claim_id}.md", text + "\n")
+
+
+def read_all(report_dir: str | Path) -> str:
+    """REPORT.md and every page it links (claims in id order), as one text: what a reader can reach from it."""
+    report_dir = Path(report_dir)
+    names = ["REPORT.md", *PAGES, *(f"{CLAIMS_DIR}/{p.name}" for p in sorted((report_dir / CLAIMS_DIR).glob("*.md")))]
+    return "\n".join((report_dir / n).read_text() for n in names if (report_dir / n).is_file())
 
 
 def failed_reruns(failed: list[Record]) -> list[str]:

@@ -279,36 +279,22 @@ def _short(model_id: str) -> str:
     return parts[1] if parts and parts[1] else model_id
 
 
-def first_page(records: list[Record], claims: dict, report_dir: Path) -> list[str]:
-    """REPORT.md's opening: one row per claim and the verdict map."""
+def claim_overview(claim_id: str, records: list[Record]) -> list[str]:
+    """A claim page's opening: its verdict across the builds of the model it is about, the agreement, the effect,
+    each build's empirical MDE and what could not be tested."""
     grouped = groups(records)
-    skipped: dict[str, list[Record]] = defaultdict(list)
-    for r in records:
-        if r.protocol == "corrected" and r.status == "skipped":
-            skipped[r.claim_id].append(r)
-    rows = []
-    for claim_id in sorted({c for c, _ in grouped} | set(skipped)):
-        variant = home(claim_id, grouped)
-        rs = grouped.get((claim_id, variant), [])
-        verdict = robust(rs) if rs else {"verdict": "not run", "agreement": "-"}
-        others = [f"{v.split(':')[-1]} {robust(g)['verdict']}" for (c, v), g in sorted(grouped.items())
-                  if c == claim_id and v != variant]
-        writeup = claims[claim_id].writeup if claim_id in claims else (rs[0].claim.get("writeup", "") if rs else "")
-        rows.append({"claim": claim_id, "writeup (its model)": writeup, "model (builds)": f"{variant} ({len(rs)})",
-                     "verdict (agreement)": f"**{verdict['verdict']}** ({verdict['agreement']})",
-                     "effect [CI]": _effect(rs) if rs else "-", "empirical MDE": _mde(rs),
-                     "other variants": ", ".join(others) or "-", "not testable / not run": _untestable(
-                         claim_id, grouped, skipped, variant)})
-    if not rows:
-        return []
-    picture = verdict_map(records, report_dir)
-    return ["## Summary", "",
-            "One row per claim on the model it is about (a base model, or the MoE variant for router claims); "
-            "**verdict** is robust only when every build of that model agrees, else INCONCLUSIVE (build-dependent). "
-            "Derived variants (instruct, untied, moe) are other models, listed apart, not replicates. "
-            "[no interval]: the claim defines no CI there (every resampled cell had the same value, or the statistic "
-            "is tested without a bootstrap).", "",
-            tabulate(rows, headers="keys", tablefmt="github"), "", f"![verdict map]({picture})", ""]
+    skipped = [r for r in records if r.claim_id == claim_id and r.protocol == "corrected" and r.status == "skipped"]
+    variant = home(claim_id, grouped)
+    rs = grouped.get((claim_id, variant), [])
+    if not rs:
+        return ["Not run on any model it applies to.", ""]
+    verdict = robust(rs)
+    others = [f"{v.split(':')[-1]} {robust(g)['verdict']}" for (c, v), g in sorted(grouped.items())
+              if c == claim_id and v != variant]
+    return [f"**Across builds** of {variant} ({len(rs)}): **{verdict['verdict']}** ({verdict['agreement']}).", "",
+            f"- Effect [CI]: {_effect(rs)}", f"- Empirical MDE: {_mde(rs)}",
+            f"- Not testable or not run: {_untestable(claim_id, grouped, {claim_id: skipped}, variant)}",
+            f"- Other variants (not replicates): {', '.join(others) or '-'}", ""]
 
 
 def verdict_map(records: list[Record], report_dir: Path) -> str:
@@ -375,3 +361,71 @@ def across_builds(records: list[Record]) -> list[str]:
                   "then units, method of moments; the CI is a two-stage multi-bootstrap.", "",
                   tabulate(variances, headers="keys", tablefmt="github"), ""]
     return lines
+
+
+# Short statements for the first table (the registry's titles run to 99 characters; the table stays <= 160 wide)
+STATEMENTS = {
+    "H01": "Base lens shows no operation words", "H02": "Symbol prompts: probe perfect at block 0",
+    "H03": "Word prompts: probe emerges later", "H04": "Probe direction not vocabulary-aligned",
+    "H05a": "Dual-reward V/O LoRA names the operation", "H05b": "Dual-reward V/O LoRA keeps the answers",
+    "H06": "Base beats instruct under dual reward", "H07": "GRPO: answers improve, no classifier",
+    "H08": "GRPO + dual reward collapses to one word", "H09": "The collapse survives four fixes",
+    "H10": "MoE router rows not vocabulary-aligned", "H11": "LoRA SFT: weak task tokens near 56% depth",
+    "H12": "LoRA cheaper than full fine-tuning", "H13": "SFT: 'remain' at 62% depth, answers late",
+    "H14": "Two-stage: low LR keeps skills", "H15a": "Dual objective and engrams (sentiment)",
+    "H15b": "Dual objective and engrams (topic)",
+}
+ABBREVIATIONS = {"SUPPORTED": "SUP", "REFUTED": "REF", "INCONCLUSIVE": "INC", "NOT TESTABLE": "N/T"}
+
+
+def _headline(rs: list[Record]) -> str:
+    """The headline effect: the pooled mean over builds with its CI, one build's value with its CI, or the median
+    build with the range over builds."""
+    measured = [r for r in rs if _measured(r)]
+    if not measured:
+        return "-"
+    components = pooled(rs)
+    if components:
+        value = f"{_num(components['grand_mean'])} {interval(components['ci_low'], components['ci_high'])}"
+    elif len(measured) == 1:
+        s = measured[0].statistic
+        value = f"{_num(s.statistic)} {interval(s.ci_low, s.ci_high)}"
+    else:
+        values = sorted(r.statistic.statistic for r in measured)
+        value = f"median {_num(values[len(values) // 2])} (builds {_num(values[0])} to {_num(values[-1])})"
+    return f"{_clip(measured[0].statistic.name, max(20, 62 - len(value)))}: {value}"
+
+
+def answer(records: list[Record], claims: dict) -> tuple[str, list[dict]]:
+    """The report's first sentence and its table: one row per claim, its verdict across the builds of the model it
+    is about, how the builds split, and the headline effect."""
+    grouped = groups(records)
+    rows, counts = [], Counter()
+    for claim_id in sorted({c for c, _ in grouped}):
+        rs = grouped[(claim_id, home(claim_id, grouped))]
+        verdict = robust(rs)
+        counts[verdict["verdict"]] += 1
+        split = Counter(verdict["verdicts"])
+        title = claims[claim_id].title if claim_id in claims else rs[0].claim.get("title", "")
+        rows.append({"claim": claim_id, "statement": STATEMENTS.get(claim_id) or _clip(title, 44),
+                     "verdict": verdict["verdict"],
+                     "builds": f"{len(rs)}: " + ", ".join(f"{ABBREVIATIONS.get(v, v)} {k}"
+                                                          for v, k in sorted(split.items())),
+                     "headline effect [CI]": _headline(rs)})
+    order = ("SUPPORTED", "REFUTED", "INCONCLUSIVE", "NOT TESTABLE")
+    told = ", ".join(f"{counts[v]} {v}" for v in order)
+    sentence = (f"Of {len(rows)} claims, each judged across the builds of the model it is about, {told}"
+                + (f" ({', '.join(f'{k} {v}' for v, k in counts.items() if v not in order)})"
+                   if set(counts) - set(order) else "") + ".")
+    return sentence, rows
+
+
+def build_matrix(records: list[Record]) -> list[dict]:
+    """Per build: each claim's corrected-protocol verdict on the model it is about (H10's on the build's moe), one
+    column per build ('-': not run on that build)."""
+    grouped = groups(records)
+    homes = {c: home(c, grouped) for c, _ in grouped}
+    cells = {(c, variant_build(r)[1]): r.label for (c, v), rs in grouped.items() if v == homes[c] for r in rs}
+    builds = sorted({b for _, b in cells}, key=lambda b: (len(b), b))
+    return [{"claim": c, **{b or "-": ABBREVIATIONS.get(cells.get((c, b), "-"), cells.get((c, b), "-"))
+                            for b in builds}} for c in sorted(homes)]
