@@ -9,6 +9,6 @@ fi
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -c requirements.lock -e ".[test]"  # the versions the records were made with
 .venv/bin/lazarus-bench info --no-gemm >/dev/null
 echo "lazarus_bench is set up in .venv"
