@@ -311,6 +311,7 @@ def render_sentence(rng: random.Random, t: tuple[int, str, int]) -> str:
 
 
 _REMAIN_FORMS = (
+    "{a} - {b} = remaining {c}.",
     "{a} - {b} = {c} remain.",
     "{a} - {b} = {c} remaining.",
     "{a} - {b} = {c}, the remainder.",
