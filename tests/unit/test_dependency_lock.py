@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 CORE = ("mlx", "mlx-lm", "numpy", "scipy", "scikit-learn", "tokenizers")  # what computes a record's numbers
