@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent
 DATA_DIRS = ("data",)  # the package's data files (prompt sets): every result may read them
 # Modules that only display or move values (command line, progress lines, help text, report rendering, benchmarks):
 # outside every closure, and a statement that only calls one of them (a progress line) is not part of a tree.
-DISPLAY_ONLY = ("cli", "param_help", "progress", "suite.report", "suite.plots", "bench")
+DISPLAY_ONLY = ("cli", "param_help", "progress", "suite.report", "suite.plots", "bench", "userfiles")
 SCHEME = "ast-1"  # bump when the normalisation changes: every record input and lock hash changes with it
 SELF = "codehash"  # this module is outside every closure too: SCHEME names what its normalisation does
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from lazarus_bench.cli import main
+from lazarus_bench.cli.common import MAX_ERROR, WHOLE_MESSAGE
 
 TEN_K = "seven times eight is " * 500
 
@@ -58,6 +59,12 @@ CASES = [
     (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--data", "@tmp/missing.jsonl"], "no such file"),
     (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--data", "@tmp/numbers.jsonl"], "non-empty string"),
     (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--data", "@tmp/broken.jsonl"], "not valid JSON"),
+    (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--data", "@tmp/binary.jsonl"], "a binary file (a NUL byte"),
+    (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--data", "@tmp"], "is a folder, not a file"),
+    (["lens", "-m", "@llama", "--prompts-file", "@tmp/latin1.txt"], "not UTF-8 text (byte 0xe9 at line 2, column 4)"),
+    (["lens", "-m", "@llama", "--prompts-file", "@tmp/huge.txt"], "line 1 has 100,001 characters"),
+    (["probe", "-m", "@llama", "--prompts-file", "@tmp/latin1.txt"], "--prompts-file"),
+    (["lens", "-m", "@llama", "--adapter", "@tmp/bad-adapter", "-p", "x"], "the adapter's config"),
     (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--steps", "-1"], "expected an integer in [0, inf)"),
     (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--lr", "-1"], "expected a finite number in [0, inf)"),
     (["train", "sft", "-m", "@llama", "-o", "@tmp/o", "--lr", "nan"], "expected a finite number in [0, inf)"),
@@ -144,6 +151,11 @@ def bad_files(tmp_path):
         (tmp_path / name / "parts.json").write_text(text)
     (tmp_path / "junk-parts" / "bench.json").write_text('{"mode": "quick"}')
     (tmp_path / "good.jsonl").write_text('{"prompt": "7 * 8 = ", "completion": "56"}\n')
+    (tmp_path / "binary.jsonl").write_bytes(b'{"prompt": "7"}\n\x00\x01\x02')
+    (tmp_path / "latin1.txt").write_bytes("7 * 8 = \ncaf\u00e9\n".encode("latin-1"))
+    (tmp_path / "huge.txt").write_text("x" * 100_001 + "\n")
+    (tmp_path / "bad-adapter").mkdir()
+    (tmp_path / "bad-adapter" / "adapter_config.json").write_text("{not json")
     (tmp_path / "full-adapter").mkdir()
     (tmp_path / "full-adapter" / "adapter_config.json").write_text('{"fine_tune_type": "full", "num_layers": 2}')
     (tmp_path / "clash").mkdir()
@@ -172,6 +184,15 @@ def _resolve(argv, saved_model, tmp_path):
     return [one(a) for a in argv]
 
 
+def _whole(err: str) -> list[str]:
+    """The error lines, each replaced by the whole message where the line was cut and the message logged."""
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    if lines and lines[-1].startswith(WHOLE_MESSAGE):
+        assert len(lines[0]) <= MAX_ERROR
+        return [" ".join(Path(lines[-1].split(WHOLE_MESSAGE)[1].strip()).read_text().split())] + lines[1:-1]
+    return lines
+
+
 def _snapshot(folder: Path) -> dict[str, tuple]:
     return {str(p.relative_to(folder)): (p.is_symlink(), p.stat().st_mtime_ns if p.exists() else None)
             for p in sorted(folder.rglob("*"))}
@@ -195,7 +216,11 @@ def test_bad_input_is_one_clear_line_nothing_written(argv, phrase, saved_model, 
     rc = _exit_code(argv)
     err = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
     assert rc == 2, (rc, err)
-    assert len(err) == 1 and phrase in err[0] and "error" in err[0], err
+    logs = [line.split(WHOLE_MESSAGE)[1].strip() for line in err if line.startswith(WHOLE_MESSAGE)]
+    err = [line for line in err if not line.startswith(WHOLE_MESSAGE)]
+    whole = Path(logs[0]).read_text() if logs else err[0]
+    assert len(err) == 1 and len(err[0]) <= MAX_ERROR and "error" in err[0], err
+    assert phrase in err[0] or phrase in " ".join(whole.split()), (phrase, err)
     assert _snapshot(bad_files) == before, "a failed command wrote or replaced a file"
 
 
@@ -250,12 +275,12 @@ def test_flipped_byte_in_a_zoo_dir_given_by_path_is_caught(tmp_path, capfd):
     data[-100] ^= 0xFF
     weights.write_bytes(bytes(data))
     assert main(["lens", "-m", str(model), "-p", "7 * 8 = "]) == 2
-    err = capfd.readouterr().err.strip().splitlines()
+    err = _whole(capfd.readouterr().err)
     assert len(err) == 1 and "does not match its sha256" in err[0]
     assert f"--dir {tmp_path} --models base --force" in err[0]
     renamed = model.rename(tmp_path / "my-base")  # a rebuild would write <parent>/base and leave this one broken
     assert main(["lens", "-m", str(renamed), "-p", "7 * 8 = "]) == 2
-    err = capfd.readouterr().err.strip().splitlines()
+    err = _whole(capfd.readouterr().err)
     assert len(err) == 1 and "restore it from where it came from" in err[0] and "--force" not in err[0]
 
 
@@ -265,7 +290,7 @@ def test_report_with_a_broken_record_exits_nonzero_and_lists_it(tmp_path, capfd)
     (records / "H01__x__corrected.json").write_text(json.dumps({"schema_version": 1, "status": "ok"}))
     (records / "H02__x__corrected.json").write_text("{not json")
     assert main(["report", "--report-dir", str(tmp_path)]) == 2
-    err = capfd.readouterr().err.strip().splitlines()
+    err = _whole(capfd.readouterr().err)
     assert len(err) == 1 and "2 record(s)" in err[0] and "could not be read" in err[0]
     report = (tmp_path / "REPORT.md").read_text()
     assert "missing claim, model, protocol" in report and "unreadable (JSONDecodeError)" in report
@@ -543,7 +568,7 @@ def _finished_record_dir(folder: Path) -> dict[str, bytes]:
 def _one_error_line(capfd) -> str:
     err = capfd.readouterr().err
     assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if "error" in line]
+    lines = [line for line in _whole(err) if "error" in line]
     assert len(lines) == 1, err
     return lines[0]
 

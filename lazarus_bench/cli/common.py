@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
 from ..errors import LazarusError
+from ..userfiles import read_user_json
 
 
 class Parser(argparse.ArgumentParser):
     """argparse with a one-line error: ``lazarus-bench CMD: error: ... (see --help)`` and exit 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        say_error(f"{message} (see {self.prog} --help)", prefix=f"{self.prog}: error:")
+        self.exit(2)
 
     def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
         """Python 3.11's argparse drops a '--' given as an option's value (``--steps=--``) and returns [] without
@@ -70,6 +72,8 @@ def output_dir(text: str) -> str:
 
 
 def existing_file(text: str) -> str:
+    if Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a file")
     if not Path(text).is_file():
         raise argparse.ArgumentTypeError(f"no such file: {text!r}")
     return text
@@ -83,8 +87,13 @@ def existing_dir(text: str) -> str:
 
 def adapter_dir(text: str) -> str:
     """An mlx-lm LoRA adapter folder: adapter_config.json beside its weights."""
-    if not (Path(text).expanduser() / "adapter_config.json").is_file():
+    config = Path(text).expanduser() / "adapter_config.json"
+    if not config.is_file():
         raise argparse.ArgumentTypeError(f"adapter path has no adapter_config.json: {text!r}")
+    try:
+        read_user_json(config, "the adapter's config")
+    except LazarusError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 
@@ -165,6 +174,41 @@ def _join_pool_threads(timeout: float = 30.0) -> None:
                 return
 
 
+MAX_ERROR = 300  # characters of an error line; a longer message goes whole to a log file the line names
+WHOLE_MESSAGE = "lazarus-bench: the whole message:"
+
+
+def say_error(message: str, prefix: str = "lazarus-bench: error:") -> None:
+    """One line on stderr; a message too long for one line is cut there and written whole to a log file."""
+    text = " ".join(message.split())
+    line = f"{prefix} {text}"
+    if len(line) <= MAX_ERROR:
+        print(line, file=sys.stderr)
+        return
+    log = error_log(f"{prefix} {message}")
+    half = (MAX_ERROR - 3) // 2  # the start says what failed, the end usually what to do: keep both
+    print(f"{line[:half]} … {line[-half:]}", file=sys.stderr)
+    print(f"{WHOLE_MESSAGE} {log}", file=sys.stderr)
+
+
+def error_log(message: str) -> Path:
+    """Write ``message`` to a new file under the cache's ``logs/`` (or the temp folder) and return its path."""
+    import tempfile
+    import time
+
+    from ..cache import default_root
+
+    for folder in (default_root() / "logs", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+            path.write_text(message + "\n")
+            return path
+        except OSError:
+            continue
+    return Path("(no writable folder for the log)")
+
+
 def run_command(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run one command: a ``LazarusError`` is one line on stderr and exit 2; Ctrl-C exits 130 and SIGTERM 143, both
     with one line; a closed output pipe (``| head``) ends quietly."""
@@ -174,7 +218,7 @@ def run_command(fn: Callable[[argparse.Namespace], int], args: argparse.Namespac
     try:
         return fn(args)
     except LazarusError as exc:
-        print(f"lazarus-bench: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line, whatever it wraps
+        say_error(str(exc))
         return 2
     except KeyboardInterrupt:
         print("lazarus-bench: interrupted", file=sys.stderr)

@@ -9,6 +9,7 @@ from typing import Sequence
 from ..errors import LazarusError
 from ..io import write_json
 from ..options import option
+from ..userfiles import read_user_text
 from .common import Parser, _load, _table, existing_file, layer_list, model_args, run_command
 
 HELP = "logit lens over layers for prompts and target words"
@@ -31,6 +32,8 @@ def cmd_lens(args: argparse.Namespace) -> int:
     from .. import prompts
     from ..analysis.lens import logit_lens
 
+    if args.prompts_file:
+        read_user_text(args.prompts_file, "--prompts-file")  # a bad file: one line naming it, before any model loads
     texts = args.prompt + ([row["text"] for row in prompts.read_prompts_file(args.prompts_file)]
                            if args.prompts_file else [])
     if not texts:

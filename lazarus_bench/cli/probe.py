@@ -9,6 +9,7 @@ from typing import Any, Sequence
 from ..errors import LazarusError
 from ..io import write_json
 from ..options import option
+from ..userfiles import read_user_text
 from .common import (
     Parser,
     _load,
@@ -57,6 +58,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
         raise LazarusError(f"--set {args.set} and your own prompts (--classes / --prompts-file) exclude each other: "
                            "give one")
     if args.classes or args.prompts_file:
+        if args.prompts_file:
+            read_user_text(args.prompts_file, "--prompts-file")  # a bad file: one line naming it
         rows = prompts.read_prompts_file(args.prompts_file) if args.prompts_file else None
         prompt_set = prompts.user_set(args.classes, rows, args.test)
         if not len(prompt_set.where(split="train")):

@@ -12,6 +12,7 @@ from ..errors import LazarusError
 from ..io import write_json
 from ..options import check_steps, option
 from ..protocols import ONE_FACTOR
+from ..userfiles import read_user_text
 from .common import (
     Parser,
     _load,
@@ -30,7 +31,7 @@ def _read_examples(path: str):
     from ..training.data import Example
 
     examples = []
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+    for n, line in enumerate(read_user_text(path, "--data").splitlines(), 1):
         if not line.strip():
             continue
         try:
