@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from errlines import error_lines
 
 from lazarus_bench.cli import main
 from lazarus_bench.cli.common import MAX_ERROR, WHOLE_MESSAGE
@@ -184,15 +185,6 @@ def _resolve(argv, saved_model, tmp_path):
     return [one(a) for a in argv]
 
 
-def _whole(err: str) -> list[str]:
-    """The error lines, each replaced by the whole message where the line was cut and the message logged."""
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    if lines and lines[-1].startswith(WHOLE_MESSAGE):
-        assert len(lines[0]) <= MAX_ERROR
-        return [" ".join(Path(lines[-1].split(WHOLE_MESSAGE)[1].strip()).read_text().split())] + lines[1:-1]
-    return lines
-
-
 def _snapshot(folder: Path) -> dict[str, tuple]:
     return {str(p.relative_to(folder)): (p.is_symlink(), p.stat().st_mtime_ns if p.exists() else None)
             for p in sorted(folder.rglob("*"))}
@@ -275,12 +267,12 @@ def test_flipped_byte_in_a_zoo_dir_given_by_path_is_caught(tmp_path, capfd):
     data[-100] ^= 0xFF
     weights.write_bytes(bytes(data))
     assert main(["lens", "-m", str(model), "-p", "7 * 8 = "]) == 2
-    err = _whole(capfd.readouterr().err)
+    err = error_lines(capfd.readouterr().err, whole=True)
     assert len(err) == 1 and "does not match its sha256" in err[0]
     assert f"--dir {tmp_path} --models base --force" in err[0]
     renamed = model.rename(tmp_path / "my-base")  # a rebuild would write <parent>/base and leave this one broken
     assert main(["lens", "-m", str(renamed), "-p", "7 * 8 = "]) == 2
-    err = _whole(capfd.readouterr().err)
+    err = error_lines(capfd.readouterr().err, whole=True)
     assert len(err) == 1 and "restore it from where it came from" in err[0] and "--force" not in err[0]
 
 
@@ -290,7 +282,7 @@ def test_report_with_a_broken_record_exits_nonzero_and_lists_it(tmp_path, capfd)
     (records / "H01__x__corrected.json").write_text(json.dumps({"schema_version": 1, "status": "ok"}))
     (records / "H02__x__corrected.json").write_text("{not json")
     assert main(["report", "--report-dir", str(tmp_path)]) == 2
-    err = _whole(capfd.readouterr().err)
+    err = error_lines(capfd.readouterr().err, whole=True)
     assert len(err) == 1 and "2 record(s)" in err[0] and "could not be read" in err[0]
     report = (tmp_path / "REPORT.md").read_text()
     assert "missing claim, model, protocol" in report and "unreadable (JSONDecodeError)" in report
@@ -568,7 +560,7 @@ def _finished_record_dir(folder: Path) -> dict[str, bytes]:
 def _one_error_line(capfd) -> str:
     err = capfd.readouterr().err
     assert "Traceback" not in err, err
-    lines = [line for line in _whole(err) if "error" in line]
+    lines = [line for line in error_lines(err, whole=True) if "error" in line]
     assert len(lines) == 1, err
     return lines[0]
 

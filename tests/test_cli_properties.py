@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 import pytest
+from errlines import error_lines
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -77,7 +78,7 @@ def test_train_options_accept_exactly_their_declared_range(method, flag, name, d
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
         assert (value[0] if isinstance(value, list) else value) == (int if interval.kind is int else float)(text)
     else:
-        lines = err.strip().splitlines()
+        lines = error_lines(err, whole=True)
         assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
         assert str(interval) in lines[0] or "expected one argument" in lines[0], lines
     assert not (tmp_path / "out").exists()
@@ -99,7 +100,7 @@ def test_zoo_build_weight_decay_accepts_exactly_its_declared_range(data, capsys)
     if _accepts(interval, text):
         assert rc == 0 and args.weight_decay == float(text), err
     else:
-        assert rc == 2 and len(err.strip().splitlines()) == 1 and str(interval) in err, err
+        assert rc == 2 and len(error_lines(err)) == 1 and str(interval) in error_lines(err, whole=True)[0], err
 
 
 @FAST
@@ -119,7 +120,7 @@ def test_lens_top_k_exit_zero_inside_the_vocabulary_two_outside(k, saved_model, 
     if 1 <= k <= vocab:
         assert rc == 0 and "7 * 8 = " in out and not err.strip(), err
     else:
-        lines = err.strip().splitlines()
+        lines = error_lines(err, whole=True)
         assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
         assert ("exceeds the vocabulary" if k > vocab else "in [1, inf)") in lines[0]
     assert list(Path(folder).iterdir()) == []
@@ -172,7 +173,7 @@ def test_run_params_outside_their_range_are_one_line_before_anything_runs(data, 
     folder = tmp_path_factory.mktemp("cwd")
     monkeypatch.chdir(folder)
     rc = main(["run", "--claims", claim_id, "--params", json.dumps({claim_id: {name: value}})])
-    err = capfd.readouterr().err.strip().splitlines()
+    err = error_lines(capfd.readouterr().err, whole=True)
     assert rc == 2 and len(err) == 1 and name in err[0], err
     assert list(Path(folder).iterdir()) == []
 

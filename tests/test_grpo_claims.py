@@ -123,11 +123,15 @@ def test_probe_change_claim():
 
 def test_correctness_probe_holds_pairs_out_together_and_is_at_chance_or_above_untrained(micro_zoo_model):
     """Stratified folds split a pair's two statements and score below chance; the criterion's accuracy holds each
-    pair out together. On the model H07 starts from it is at or above chance (50%)."""
+    pair out together. On the model H07 starts from it is not below chance (50%; exact binomial test, one-sided)."""
+    from scipy.stats import binomtest
+
     from lazarus_bench.claims.h07_grpo_no_classifier import probe_accuracy
 
     result = probe_accuracy(micro_zoo_model, 0.55, 0)
-    assert result["group_accuracy"] >= 0.5 and result["group_accuracy"] > result["accuracy"]
+    n = len(prompts.correctness_statements())
+    assert result["group_accuracy"] > result["accuracy"]
+    assert binomtest(round(result["group_accuracy"] * n), n, 0.5, alternative="less").pvalue > 0.05
 
 
 def test_correctness_statements_share_no_answer_across_labels():

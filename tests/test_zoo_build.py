@@ -4,6 +4,7 @@ import json
 import mlx.core as mx
 import numpy as np
 import pytest
+from errlines import error_lines
 
 from lazarus_bench.zoo import build as B
 from lazarus_bench.zoo import pretrain as P
@@ -244,6 +245,10 @@ def test_a_micro_zoo_of_an_older_recipe_is_not_current(micro_zoo, tmp_path):
     man["recipe"] = "an older recipe"
     (copy / "moe" / "manifest.json").write_text(json.dumps(man))
     assert not B.is_current(copy)
+    man["recipe"] = B.RECIPE
+    man["recipe_sha256"] = "0" * 64  # the same tag, another mix or step count
+    (copy / "moe" / "manifest.json").write_text(json.dumps(man))
+    assert not B.is_current(copy)
     shutil.rmtree(copy / "base")
     assert not B.is_current(copy)
 
@@ -363,7 +368,7 @@ def test_zoo_build_never_replaces_a_model_built_from_another_config(micro_zoo, t
         B.refuse_replacing(out, size="micro", seed=0)
     before = {p: p.stat().st_mtime_ns for p in sorted(out.rglob("*"))}
     assert zoo_main(["build", "--size", "micro", "--seed", "0", "--dir", str(out), "--models", "instruct"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = error_lines(capsys.readouterr().err, whole=True)
     assert len(err) == 1 and "would be replaced" in err[0] and "--force" in err[0]
     assert {p: p.stat().st_mtime_ns for p in sorted(out.rglob("*"))} == before
     B.refuse_replacing(tmp_path / "empty", size="micro", seed=0)  # nothing built there: nothing to replace
@@ -389,7 +394,8 @@ def test_ensure_micro_zoo_builds_once_under_concurrent_callers(tmp_path, monkeyp
         time.sleep(0.3)
         for kind in B.KINDS:
             (out / kind).mkdir(parents=True, exist_ok=True)
-            (out / kind / R.MANIFEST).write_text(json.dumps({"recipe": B.RECIPE}))
+            (out / kind / R.MANIFEST).write_text(json.dumps({"recipe": B.RECIPE, "size": "micro",
+                                                             "recipe_sha256": B.recipe_hash(B.SIZES["micro"])}))
 
     monkeypatch.setattr(B, "build_zoo", slow_build)
     got = []

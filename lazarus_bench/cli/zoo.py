@@ -239,6 +239,7 @@ def _eval(args: argparse.Namespace, root: Path) -> int:
     from ..zoo.evaluate import METRICS, evaluate_dir
     from ..zoo.fitness import KINDS as FITNESS_KINDS
     from ..zoo.fitness import claim_gates, router_fitness
+    from ..zoo.recipe import SIZES
     from ..zoo.registry import build_dir, resolve_zoo
 
     prefix = "zoo-micro:" if args.size == "micro" else "zoo:"
@@ -255,7 +256,7 @@ def _eval(args: argparse.Namespace, root: Path) -> int:
     for build, models in dirs.items():
         rows, payload[build] = [], {}
         for kind, model_dir in models.items():
-            metrics = evaluate_dir(model_dir)
+            metrics = evaluate_dir(model_dir, n_heldout=SIZES[args.size].eval_heldout)
             if kind in FITNESS_KINDS:
                 metrics["claim_gates"] = claim_gates(model_dir)
             if kind == "moe":

@@ -474,12 +474,15 @@ def verify_zoo(out_dir: str | os.PathLike) -> dict[str, dict]:
 
 
 def is_current(root: str | os.PathLike) -> bool:
-    """Every model of the zoo at ``root`` is present and was built by this :data:`RECIPE`."""
+    """Every model of the zoo at ``root`` is present and was built by this :data:`RECIPE` as its size declares it
+    now (the recipe's hash: a changed corpus mix or step count makes a cached zoo stale)."""
     for kind in KINDS:
         try:
-            if json.loads((Path(root) / kind / MANIFEST).read_text()).get("recipe") != RECIPE:
-                return False
+            man = json.loads((Path(root) / kind / MANIFEST).read_text())
         except (OSError, ValueError):
+            return False
+        spec = SIZES.get(man.get("size")) if isinstance(man, dict) else None
+        if spec is None or man.get("recipe") != RECIPE or man.get("recipe_sha256") != recipe_hash(spec):
             return False
     return True
 

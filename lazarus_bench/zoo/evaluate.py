@@ -134,9 +134,10 @@ def evaluate(model, tokenizer, *, seed: int = 0, chat: bool = False, details: bo
     return metrics
 
 
-def evaluate_dir(model_dir, *, chat: bool = True, details: bool = False) -> dict:
+def evaluate_dir(model_dir, *, chat: bool = True, details: bool = False, n_heldout: int | None = None) -> dict:
     """Load a zoo model directory with ``mlx_lm.load`` (upcast to float32) and evaluate it (chat format
-    included for every kind: the instruct gate compares its chat score with the base's)."""
+    included for every kind: the instruct gate compares its chat score with the base's); ``n_heldout`` as the build
+    evaluated, so a re-evaluation reads the same held-out items."""
     import json
     from pathlib import Path
 
@@ -148,7 +149,7 @@ def evaluate_dir(model_dir, *, chat: bool = True, details: bool = False) -> dict
     man = Path(model_dir) / "manifest.json"
     if man.exists():
         seed = json.loads(man.read_text()).get("corpus_seed", 0)
-    return evaluate(model, tok, seed=seed, chat=chat, details=details)
+    return evaluate(model, tok, seed=seed, chat=chat, details=details, n_heldout=n_heldout)
 
 
 __all__ = ["GATES", "METRICS", "gate_misses", "evaluate", "evaluate_dir", "greedy_complete", "first_int"]
