@@ -47,9 +47,11 @@ def claim_gates(model_dir: str | Path, overrides: dict[str, dict] | None = None)
     from ..models import load_model
 
     handle = load_model(str(model_dir))
-    out = {}
+    out, contexts = {}, {}
     for (claim_id, name), target in [(g, False) for g in CLAIM_GATES] + [(g, True) for g in TARGETS]:
-        claim, ctx = _context(claim_id, handle, overrides)
+        if claim_id not in contexts:  # one context per claim: H13's two gates share its one lens pass
+            contexts[claim_id] = _context(claim_id, handle, overrides)
+        claim, ctx = contexts[claim_id]
         result = _gate(claim, name).check(ctx)
         out[f"{claim_id}: {name}"] = {"value": result.value, "threshold": result.threshold,
                                       "direction": result.direction, "passed": result.passed, "target": target}
