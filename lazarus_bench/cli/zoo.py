@@ -238,7 +238,7 @@ def _eval(args: argparse.Namespace, root: Path) -> int:
     from ..zoo.build import KINDS
     from ..zoo.evaluate import METRICS, evaluate_dir
     from ..zoo.fitness import KINDS as FITNESS_KINDS
-    from ..zoo.fitness import claim_gates, router_fitness
+    from ..zoo.fitness import ROUTER_DOCS, TIER, claim_gates, router_fitness
     from ..zoo.recipe import SIZES
     from ..zoo.registry import build_dir, resolve_zoo
 
@@ -257,10 +257,11 @@ def _eval(args: argparse.Namespace, root: Path) -> int:
         rows, payload[build] = [], {}
         for kind, model_dir in models.items():
             metrics = evaluate_dir(model_dir, n_heldout=SIZES[args.size].eval_heldout)
+            tier = TIER.get(args.size, "slow")
             if kind in FITNESS_KINDS:
-                metrics["claim_gates"] = claim_gates(model_dir)
+                metrics["claim_gates"] = claim_gates(model_dir, tier=tier)
             if kind == "moe":
-                metrics["router"] = router_fitness(model_dir)
+                metrics["router"] = router_fitness(model_dir, n_docs=ROUTER_DOCS[tier])
             if args.write:
                 _record_metrics(model_dir, metrics)
             payload[build][kind] = metrics

@@ -22,16 +22,19 @@ KINDS = ("base", "untied", "moe")  # the kinds these claims apply to (none runs 
 # norm, it lowers the LM loss by at least 1% against the start's router (same experts), and no expert is idle
 # (each holds at least a quarter of a uniform share of the routed slots)
 ROUTER_FLOORS = {"moved": 0.2, "loss_fall": 0.01, "min_expert_share": 0.0625}
+# the micro zoo serves the fast tier: its gates are read at that tier's parameters, on fewer router documents
+TIER = {"micro": "fast"}
+ROUTER_DOCS = {"fast": 64, "slow": 256}
 
 
-def _context(claim_id: str, handle, overrides: dict | None):
+def _context(claim_id: str, handle, overrides: dict | None, tier: str):
     from ..claims import ensure_loaded
     from ..claims.base import ClaimContext, get_claim, model_info
 
     ensure_loaded()
     claim = get_claim(claim_id)
-    return claim, ClaimContext(claim, model_info(handle), tier="slow", seeds=[],
-                               params=claim.parameters("slow", (overrides or {}).get(claim_id)), shared=handle)
+    return claim, ClaimContext(claim, model_info(handle), tier=tier, seeds=[],
+                               params=claim.parameters(tier, (overrides or {}).get(claim_id)), shared=handle)
 
 
 def _gate(claim, name: str):
@@ -41,16 +44,17 @@ def _gate(claim, name: str):
     return found[0]
 
 
-def claim_gates(model_dir: str | Path, overrides: dict[str, dict] | None = None) -> dict[str, dict]:
+def claim_gates(model_dir: str | Path, overrides: dict[str, dict] | None = None,
+                tier: str = "slow") -> dict[str, dict]:
     """``{"H13: remain presence before SFT": {value, threshold, direction, passed, target}, ...}`` for a model, at
-    the claims' declared thresholds (or ``overrides``: claim id -> parameters)."""
+    the claims' declared parameters for ``tier`` (or ``overrides``: claim id -> parameters)."""
     from ..models import load_model
 
     handle = load_model(str(model_dir))
     out, contexts = {}, {}
     for (claim_id, name), target in [(g, False) for g in CLAIM_GATES] + [(g, True) for g in TARGETS]:
         if claim_id not in contexts:  # one context per claim: H13's two gates share its one lens pass
-            contexts[claim_id] = _context(claim_id, handle, overrides)
+            contexts[claim_id] = _context(claim_id, handle, overrides, tier)
         claim, ctx = contexts[claim_id]
         result = _gate(claim, name).check(ctx)
         out[f"{claim_id}: {name}"] = {"value": result.value, "threshold": result.threshold,
