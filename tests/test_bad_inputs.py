@@ -645,3 +645,49 @@ def test_a_hypothesis_session_without_records_says_so(tmp_path):
     assert out.returncode == 1 and "zoo model 'zoo:nonexistent' not found" in out.stdout
     assert f"lazarus_bench report: none written, no record in {tmp_path / 'r' / 'records'}" in out.stdout
     assert "Traceback" not in out.stdout + out.stderr and not (tmp_path / "r" / "REPORT.md").exists()
+
+
+# (variable, value, a phrase the one line must contain): every setting is checked before a command works
+ENV_CASES = [
+    ("LAZARUS_CACHE_DIR", "/proc/cache", "LAZARUS_CACHE_DIR='/proc/cache' (the cache of trained fixtures): not a "),
+    ("LAZARUS_CACHE_DIR", "@tmp/numbers.jsonl", "exists and is not a folder"),
+    ("LAZARUS_ZOO_DIR", "@tmp/nowhere", "LAZARUS_ZOO_DIR='"),
+    ("LAZARUS_DATA_DIR", "@tmp/nowhere", "no such folder"),
+    ("LAZARUS_INCLUDE", "@tmp/nowhere", "is not a folder of claim files"),
+    ("LAZARUS_INSTRUCT_PAIRS", "[1]", "expected a JSON object of base -> instruct"),
+    ("LAZARUS_MAX_HELDOUT_LOSS_RATIO", "-1", "expected a positive number"),
+    ("LAZARUS_MAX_HELDOUT_LOSS_RATIO", "inf", "expected a positive number"),
+    ("LAZARUS_BLAS_KERNEL", "Has well", "expected an OpenBLAS core name"),
+    ("LAZARUS_BLAS_PATH", "@tmp/nowhere.so", "no such file"),
+    ("LAZARUS_NO_BLAS_PRELOAD", "yes", "expected one of"),
+    ("LAZARUS_JIT", "fast", "expected one of 'auto', 'fma', 'plain'"),
+    ("LAZARUS_JIT_ROOT", "/proc/jit", "not a folder this user can write to"),
+    ("LAZARUS_VOCAB_SDIST", "@tmp", "no such file"),
+    ("LAZARUS_CACHEDIR", "/tmp", "LAZARUS_CACHEDIR is not a lazarus_bench setting (did you mean LAZARUS_CACHE_DIR?)"),
+    ("LAZARUS_FOO", "1", "is not a lazarus_bench setting; known: LAZARUS_CACHE_DIR"),
+]
+
+
+@pytest.mark.parametrize("name,value,phrase", ENV_CASES, ids=[f"{c[0]}={c[1]}"[:50] for c in ENV_CASES])
+def test_a_bad_setting_stops_a_command_before_it_works(name, value, phrase, bad_files, capfd, monkeypatch):
+    """A `LAZARUS_*` variable out of range (or misspelt) is one line naming it, exit 2, before anything is measured
+    or written (before, an unwritable cache turned every training claim into an ERROR record)."""
+    monkeypatch.chdir(bad_files)
+    monkeypatch.setenv(name, value.replace("@tmp", str(bad_files)))
+    before = _snapshot(bad_files)
+    rc = _exit_code(["run", "--claims", "H01", "-m", "zoo:base", "--report-dir", str(bad_files / "r")])
+    err = error_lines(capfd.readouterr().err)
+    assert rc == 2 and len(err) == 1 and phrase in err[0], (rc, err)
+    assert _snapshot(bad_files) == before
+
+
+def test_every_setting_the_package_reads_is_checked_up_front():
+    """A new `LAZARUS_*` variable cannot be read without a declared check (the table `check_environment` uses)."""
+    import re
+
+    from lazarus_bench.cli.settings import SETTINGS
+
+    root = Path(__file__).resolve().parents[1] / "lazarus_bench"
+    read = {name for p in root.rglob("*.py") if p.name != "settings.py"
+            for name in re.findall(r"\"(LAZARUS_[A-Z_]+)\"", p.read_text())}
+    assert read == set(SETTINGS)

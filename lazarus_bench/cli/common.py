@@ -12,6 +12,7 @@ from typing import Any, Callable, NoReturn, Sequence
 
 from ..errors import LazarusError
 from ..userfiles import read_user_json
+from .settings import check_environment
 
 
 class Parser(argparse.ArgumentParser):
@@ -216,6 +217,7 @@ def run_command(fn: Callable[[argparse.Namespace], int], args: argparse.Namespac
     # Ctrl-C interrupts even where SIGINT was inherited as ignored (commands started with & by a script)
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
+        check_environment()
         return fn(args)
     except LazarusError as exc:
         say_error(str(exc))
