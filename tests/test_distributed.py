@@ -20,7 +20,7 @@ def _run(n: int, kind: str, out: Path, *extra: str) -> list[dict]:
         cmd = [sys.executable, WORKER, kind, str(out), *extra]
     else:
         if not Path(LAUNCH).exists():
-            pytest.skip("mlx.launch is not installed")
+            pytest.skip("mlx.launch (mlx's launcher) is not installed: .venv/bin/pip install -c requirements.lock mlx")
         cmd = [LAUNCH, "-n", str(n), "--python", sys.executable, WORKER, kind, str(out), *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -167,7 +167,8 @@ def test_h15_skips_unsupported_backbones(saved_model, tmp_path):
 
 def _save_real_sets(root):
     """Tiny SST-2 and AG News look-alikes in the layout `datasets.save_to_disk` writes (the real column names)."""
-    datasets = pytest.importorskip("datasets", reason="the datasets package is not installed")
+    datasets = pytest.importorskip("datasets", reason="the datasets package is not installed: "
+                                   ".venv/bin/pip install 'lazarus-bench[data]' (.ci/run does)")
     sst = {split: datasets.Dataset.from_dict({"sentence": [f"sst {split} {i}" for i in range(40)],
                                               "label": [i % 2 for i in range(40)]})
            for split in ("train", "validation")}

@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch", reason="torch is not installed (pip install lazarus-bench[hf] or tox -e hf)")
-transformers = pytest.importorskip("transformers")
+torch = pytest.importorskip("torch", reason="torch is not installed: .venv/bin/pip install torch==2.13.0 (its CPU "
+                            "build; .ci/run does) or tox -e hf")
+import transformers  # noqa: E402  (mlx-lm's own dependency)
 
 PROMPTS = ["7 * 8 = ", "What is 23 plus 45?", "The remaining cake was eaten by the children."]
 

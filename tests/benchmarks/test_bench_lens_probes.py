@@ -56,7 +56,7 @@ def test_lens_ratio_side_by_side(benchmark, record, handle):
 
 def test_lens_api_against_transformers_on_torch(benchmark, record, handle, bench_model_dir):
     """What a user would write instead (transformers on torch, 2 threads and 1) beside the API, interleaved."""
-    pytest.importorskip("torch", reason="torch is not installed (the hf extra)")
+    pytest.importorskip("torch", reason="torch is not installed: .venv/bin/pip install torch==2.13.0")
     benchmark.group = "logit lens, API vs torch"
     figures = benchmark.pedantic(lambda: lens.measure_lens(handle, n_prompts=64, seq_len=8, repeats=5,
                                                            model_dir=str(bench_model_dir)), rounds=1, iterations=1)

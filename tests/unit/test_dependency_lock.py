@@ -32,3 +32,13 @@ def test_every_dependency_is_pinned_exactly():
 def test_the_tests_run_on_the_locked_versions():
     locked = pins()
     assert {name: md.version(name) for name in CORE} == {name: locked[name] for name in CORE}
+
+
+def test_ci_runs_the_optional_checks_and_lets_none_skip():
+    """The transformers comparison, the Ray engine and the saved-data-set loader skip in the test tier without their
+    packages; `.ci/run` installs them (torch's CPU build, pinned) and fails if any of these checks skipped."""
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"pip install .*-c requirements\.lock torch==2\.13\.0 ray==[0-9.]+ datasets==[0-9.]+", ci)
+    for test in ("tests/test_zoo_transformers.py", "tests/test_ray_engine.py", "tests/test_engram_claims.py"):
+        assert test in ci and (ROOT / test).is_file(), test
+    assert 'grep -q "^SKIPPED"' in ci and "-rs" in ci
