@@ -25,13 +25,16 @@ def pytest_addoption(parser):
                     help="number of training seeds per training claim (tested across seeds)")
     group.addoption("--report-dir", default=REPORT_DIR, metavar="DIR",
                     help="where result records and the report go (default reports/pytest; the main job uses reports)")
+    group.addoption("--overwrite", action="store_true",
+                    help="replace report pages in --report-dir that lazarus_bench did not write (by default: refused)")
     group.addoption("--report-only", action="store_true",
                     help="record every verdict but keep the exit code 0 (claims that fail are reported, not failed)")
 
 
 def pytest_configure(config):
     """Register the ``--include`` folders' claims before the hypothesis tests are generated from the registry, and
-    check a --report-dir the user named: a bad one is one usage line now, not a traceback after the claims ran."""
+    check a --report-dir the user named: a bad one (or one holding pages the tool did not write) is one usage line
+    now, not a traceback after the claims ran."""
     from lazarus_bench.errors import LazarusError
     from lazarus_bench.io import check_writable
 
@@ -40,8 +43,13 @@ def pytest_configure(config):
             from lazarus_bench.claims.base import include
 
             include(config.getoption("--include"))
-        if config.getoption("--report-dir", default=REPORT_DIR) != REPORT_DIR:
-            check_writable(Path(config.getoption("--report-dir")) / "REPORT.md")
+        report_dir = Path(config.getoption("--report-dir", default=REPORT_DIR))
+        if str(report_dir) != REPORT_DIR:
+            check_writable(report_dir / "REPORT.md")
+        if report_dir.is_dir():  # nor one holding a user's own REPORT.md, refused before the claims run
+            from lazarus_bench.suite.report import check_report_dir
+
+            check_report_dir(report_dir, config.getoption("--overwrite", default=False))
     except LazarusError as exc:
         raise pytest.UsageError(str(exc)) from None
 

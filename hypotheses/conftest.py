@@ -89,4 +89,4 @@ def pytest_sessionfinish(session, exitstatus):
         if not has_records(report_dir):  # every claim test failed before it could record
             print(f"\nlazarus_bench report: none written, no record in {report_dir / RECORDS_DIR}")
             return
-        print(f"\nlazarus_bench report: {render(report_dir)}")
+        print(f"\nlazarus_bench report: {render(report_dir, overwrite=session.config.getoption('--overwrite'))}")

@@ -136,6 +136,10 @@ CASES = [
     (["run", "-m", "@llama", "--claims", "H06", "--instruct-pair", "@llama"], "expected BASE=INSTRUCT"),
     (["run", "--claims", "H06", "--instruct-pair", "zoo:base=zoo:instruct"], "'zoo:base' is not a -m model"),
     (["run", "-m", "@llama", "--claims", "H06", "--instruct-pair", "@llama=@tmp/no-model"], "model path not found"),
+    (["train", "sft", "-m", "@llama", "-o", "@tmp/earlier"], "earlier: the folder is not empty (adapters.safetensors)"),
+    (["run", "-m", "@llama", "--claims", "H01", "--report-dir", "@tmp/user-report"],
+     "REPORT.md was not written by lazarus-bench"),
+    (["report", "--report-dir", "@tmp/user-report"], "REPORT.md was not written by lazarus-bench"),
 ]
 
 
@@ -159,6 +163,12 @@ def bad_files(tmp_path):
     (tmp_path / "bad-adapter" / "adapter_config.json").write_text("{not json")
     (tmp_path / "full-adapter").mkdir()
     (tmp_path / "full-adapter" / "adapter_config.json").write_text('{"fine_tune_type": "full", "num_layers": 2}')
+    (tmp_path / "earlier").mkdir()  # an earlier training run's output
+    (tmp_path / "earlier" / "adapters.safetensors").write_bytes(b"weights")
+    (tmp_path / "user-report" / "records").mkdir(parents=True)  # a user's own REPORT.md beside a record
+    (tmp_path / "user-report" / "REPORT.md").write_text("# my notes\n")
+    shutil.copy(next((Path(__file__).resolve().parents[1] / "reports" / "records").glob("H01__*.json")),
+                tmp_path / "user-report" / "records")
     (tmp_path / "clash").mkdir()
     (tmp_path / "clash" / "mine.py").write_text(
         (Path(__file__).resolve().parents[1] / "examples" / "claims" / "u01_answer_top1.py").read_text()
@@ -293,9 +303,48 @@ def test_divergent_lora_stops_with_one_line(saved_model, tmp_path, capfd):
     out = tmp_path / "o"
     rc = main(["train", "sft", "-m", str(saved_model("llama")), "-o", str(out), "--steps", "30", "--lr", "1e9",
                "--n-train", "64"])
-    err = [line for line in capfd.readouterr().err.splitlines() if "error" in line]
+    err = error_lines(capfd.readouterr().err, whole=True)
     assert rc == 2 and len(err) == 1 and "diverged" in err[0], err
-    assert not (out / "result.json").exists()
+    assert f"removed {out}, which this run had made" in err[0] and not out.exists()
+
+
+def test_a_failed_training_run_into_an_existing_folder_removes_only_what_it_added(saved_model, tmp_path, capfd):
+    """With --overwrite into a folder holding an earlier run: a run that fails takes out only its own new files."""
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    rc = main(["train", "sft", "-m", str(saved_model("llama")), "-o", str(out), "--overwrite", "--steps", "30",
+               "--lr", "1e9", "--n-train", "64"])
+    err = error_lines(capfd.readouterr().err, whole=True)
+    assert rc == 2 and len(err) == 1 and "entries this run had added" in err[0], err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"] and (out / "notes.txt").read_text() == "mine"
+
+
+def test_report_pages_replace_only_what_the_tool_wrote(tmp_path, capfd):
+    """A user's REPORT.md is kept byte for byte unless --overwrite; the tool's own pages (its output manifest) are
+    replaced freely after that, its stale claim page is removed, and a user's page beside them is left alone; a
+    user's claims/H02.md is refused like their REPORT.md."""
+    from lazarus_bench.outputs import MANIFEST, owned
+
+    records = Path(__file__).resolve().parents[1] / "reports" / "records"
+    (tmp_path / "records").mkdir()
+    shutil.copy(next(records.glob("H01__*.json")), tmp_path / "records")
+    (tmp_path / "REPORT.md").write_bytes(b"# mine\r\n")
+    assert main(["report", "--report-dir", str(tmp_path)]) == 2
+    assert (tmp_path / "REPORT.md").read_bytes() == b"# mine\r\n" and not (tmp_path / MANIFEST).exists()
+    assert main(["report", "--report-dir", str(tmp_path), "--overwrite"]) == 0
+    assert "Generated from 1 records" in (tmp_path / "REPORT.md").read_text() and "claims/H01.md" in owned(tmp_path)
+    (tmp_path / "claims" / "notes.md").write_text("mine")
+    (tmp_path / "claims" / "H02.md").write_text("mine")
+    shutil.copy(next(records.glob("H02__*.json")), tmp_path / "records")
+    assert main(["report", "--report-dir", str(tmp_path)]) == 2
+    assert (tmp_path / "claims" / "H02.md").read_text() == "mine"
+    (tmp_path / "claims" / "H02.md").unlink()
+    assert main(["report", "--report-dir", str(tmp_path)]) == 0  # the tool's own pages: no --overwrite needed
+    (tmp_path / "records" / next(records.glob("H01__*.json")).name).unlink()
+    assert main(["report", "--report-dir", str(tmp_path)]) == 0
+    assert sorted(p.name for p in (tmp_path / "claims").iterdir()) == ["H02.md", "notes.md"]
+    assert "claims/H01.md" not in owned(tmp_path) and capfd.readouterr()
 
 
 def test_failed_rerun_keeps_the_finished_record(tmp_path):
@@ -531,8 +580,8 @@ def small_fs(tmp_path):
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True,
                           text=True)
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip() or done.returncode}): the full and "
-                    "read-only filesystem cases need root")
+        pytest.skip(f"needs root: cannot mount a small tmpfs here ({done.stderr.strip() or done.returncode}); the "
+                    "full and read-only filesystem cases run as root (sudo .venv/bin/python -m pytest ...)")
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
@@ -605,7 +654,7 @@ def test_permission_denied_is_one_line(saved_model, tmp_path):
     import shutil
 
     if os.geteuid() != 0 or not shutil.which("setpriv"):
-        pytest.skip("needs root and setpriv to run the command as another user")
+        pytest.skip("needs root and setpriv to run the command as another user (sudo .venv/bin/python -m pytest ...)")
     locked = Path(tempfile.mkdtemp(prefix="lazarus-locked-"))
     try:
         locked.chmod(0o755)
@@ -628,10 +677,12 @@ HYPOTHESIS_SUITE = ["-m", "pytest", "hypotheses/", "-q", "-p", "no:cacheprovider
     (["--seeds", "0"], "argument --seeds: expected an integer in [1, inf), got '0'"),
     (["--report-dir", "/proc/lazarus"], "folder '/proc' is not writable"),
     (["--include", "@tmp/none"], "not a folder of claim files"),
+    (["--report-dir", "@tmp"], "REPORT.md was not written by lazarus-bench"),
 ])
 def test_a_bad_hypothesis_suite_option_is_a_usage_error(args, phrase, tmp_path):
     """`pytest hypotheses/` with a bad suite option: pytest's usage error (exit 4) naming it, before collection."""
     argv = [a.replace("@tmp", str(tmp_path)) for a in args]
+    (tmp_path / "REPORT.md").write_text("a user's own report")
     out = subprocess.run([sys.executable, *HYPOTHESIS_SUITE, "--co", *argv], cwd=Path(__file__).resolve().parents[1],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 4 and phrase in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]

@@ -15,6 +15,8 @@ HELP = "render REPORT.md from the result records"
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="lazarus-bench report", description=HELP)
     p.add_argument("--report-dir", default="reports", help="folder holding records/ (default: reports)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace report pages this tool did not write (by default such a page stops the command)")
     include_args(p)
     return p
 
@@ -29,7 +31,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if folder.is_dir() and not has_records(args.report_dir):  # a wrong folder, not an empty report
         raise LazarusError(f"no records in {str(folder)!r}: run `lazarus-bench run --report-dir {args.report_dir}` "
                            "first")
-    print(render(args.report_dir))
+    print(render(args.report_dir, overwrite=args.overwrite))
     check_records_read(args.report_dir)
     return 0
 

@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instruct-pair", action="append", metavar="BASE=INSTRUCT",
                    help="the instruct variant of a -m base model, for H06 (repeatable; default: the zoo's own pairs "
                         "and <id>-Instruct for a Llama-3.2 base)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace report pages in --report-dir that this tool did not write (by default a user's "
+                        "REPORT.md there stops the run before it starts)")
     p.add_argument("--fresh", action="store_true", help="measure every record again, even one whose inputs (claim "
                                                          "hash, model hash, parameters, code it calls) are unchanged")
     p.add_argument("--plan", action="store_true",
@@ -84,7 +87,7 @@ def without_unfit_builds(models: list[str], root: Path) -> list[str]:
 def cmd_run(args: argparse.Namespace) -> int:
     apply_include(args)
     from ..claims.base import ZOO_PREFIXES, get_claim
-    from ..suite.report import render
+    from ..suite.report import check_report_dir, render
     from ..suite.runner import run_suite
     from ..zoo.registry import default_models, resolve_zoo, zoo_root
 
@@ -108,6 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return print_plan(args.model or default_models(), claim_ids, args.tier, args.jobs, args.memory)
     report_dir = args.report_dir or default_report_dir(args.model, args.adapter, args.tier)
     check_writable(Path(report_dir) / "REPORT.md")  # a folder the run could not write to, before any claim runs
+    check_report_dir(report_dir, args.overwrite)  # nor one holding a user's own REPORT.md
     if args.cache_dir:  # the trained runs go there: an unwritable one would turn every training claim into an ERROR
         check_writable(Path(args.cache_dir) / "runs")
     from ..suite.runner import default_jobs
@@ -145,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                cache_dir=args.cache_dir, jobs=jobs, adapter=args.adapter, fresh=args.fresh,
                                engine=args.engine, address=args.address)
     if any((Path(report_dir) / "records").glob("*.json")):  # none when every job failed before writing its record
-        print(f"report: {render(report_dir)}")
+        print(f"report: {render(report_dir, overwrite=args.overwrite)}")
         check_records_read(report_dir)
     kernel_warning(sum(not s.get("reused") for s in summaries), remote=args.engine == "ray" and bool(args.address))
     if errors := [s for s in summaries if s.get("status") == "error"]:  # a crash is not a verdict: say so in the code

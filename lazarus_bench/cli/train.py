@@ -170,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
         q = tsub.add_parser(method, help=METHOD_HELP[method], description=METHOD_HELP[method])
         model_args(q)
         q.add_argument("-o", "--out", required=True, type=output_dir,
-                       help="output directory (adapters, checkpoints, result.json)")
+                       help="output directory (adapters, checkpoints, result.json): new or empty, unless --overwrite")
+        q.add_argument("--overwrite", action="store_true",
+                       help="train into an -o folder that is not empty (an earlier run's files there are replaced)")
         if method != "two-stage":  # its two stages have their own steps, learning rates and batches
             q.add_argument("--steps", type=option("steps"), help="optimizer steps (default: the method's own)")
             q.add_argument("--lr", type=option("lr"), help="learning rate (0 trains nothing: the null run)")
@@ -232,16 +234,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     handle = _load(args)
     out = Path(args.out)
     _check_out(out, handle)
-    out.mkdir(parents=True, exist_ok=True)
-    result = TRAINERS[args.method](args, handle)
-    peak = fp16_headroom(handle)
-    if mx.distributed.init().rank() != 0:
-        return 0
-    payload = {"method": args.method, "model": handle.describe(), "result": result, "environment": environment(),
-               "max_abs_activation": peak}
-    path = write_json(args.json or out / "result.json", payload)
+    _check_not_empty(out, args.overwrite)
+    with _OutputFolder(out):
+        result = TRAINERS[args.method](args, handle)
+        peak = fp16_headroom(handle)
+        if mx.distributed.init().rank() != 0:
+            return 0
+        payload = {"method": args.method, "model": handle.describe(), "result": result,
+                   "environment": environment(), "max_abs_activation": peak}
+        path = write_json(args.json or out / "result.json", payload)
     print(f"{args.method}: wrote {path}")
     return 0
+
+
+def _check_not_empty(out: Path, overwrite: bool) -> None:
+    """An earlier run's adapter (or anything else) in -o is replaced only when the user says so."""
+    if not overwrite and out.is_dir() and (found := sorted(p.name for p in out.iterdir())):
+        more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+        raise LazarusError(f"-o {out}: the folder is not empty ({found[0]}{more}); name a new folder, or pass "
+                           "--overwrite to train into it and replace what this run writes")
 
 
 def _check_out(out: Path, handle) -> None:
@@ -251,6 +262,41 @@ def _check_out(out: Path, handle) -> None:
     if out.resolve() in own or (out / "manifest.json").is_file():
         raise LazarusError(f"-o {out}: that folder holds a model or adapter that training would write beside or over; "
                            "name a new folder for the training output")
+
+
+class _OutputFolder:
+    """Make -o; if training then fails, rank 0 removes what this run added (the folder itself if it made it) and
+    says so in the error's one line: a failed command leaves nothing new behind."""
+
+    def __init__(self, out: Path):
+        self.out, self.existed = out, out.is_dir()
+        self.before = set(out.rglob("*")) if self.existed else set()
+
+    def __enter__(self) -> "_OutputFolder":
+        self.out.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        import shutil
+
+        import mlx.core as mx
+
+        if exc is None or mx.distributed.init().rank() != 0:
+            return False
+        if not self.existed:
+            shutil.rmtree(self.out, ignore_errors=True)
+            removed = f"removed {self.out}, which this run had made"
+        else:
+            added = [p for p in self.out.iterdir() if p not in self.before]
+            for p in added:
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+            removed = f"removed the {len(added)} entries this run had added to {self.out}"
+        if isinstance(exc, LazarusError):
+            raise LazarusError(f"{exc} ({removed})") from None
+        return False
 
 
 FP16_MAX = 65504.0

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from .. import outputs
 from ..claims import prereg
 from ..claims.base import Curve, all_claims, bound_text
 from ..errors import LazarusError
@@ -94,14 +95,26 @@ PAGES = {"details.md": "Every table by build", "calibration.md": "Calibration",
 CLAIMS_DIR = "claims"  # reports/claims/<ID>.md: one page per claim
 
 
-def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> Path:
+def check_report_dir(report_dir: str | Path, overwrite: bool = False, out_name: str = "REPORT.md") -> None:
+    """Refuse, before any work, a report folder holding a page the tool could write (a claim's page: any claim
+    registered or recorded there) but did not write itself."""
+    report_dir = Path(report_dir)
+    ids = {c.id for c in all_claims()} | {p.name.split("__")[0] for p in (report_dir / RECORDS_DIR).glob("*.json")}
+    pages = [f"{CLAIMS_DIR}/{claim_id}.md" for claim_id in sorted(ids)]
+    outputs.refuse_foreign(report_dir, [out_name, *PAGES, *pages], "--report-dir", overwrite)
+
+
+def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md", overwrite: bool = False) -> Path:
     """Write ``report_dir/REPORT.md`` (the answer on one screen), a page per claim in ``claims/`` and the pages of
-    :data:`PAGES` (with plots) from every record in ``report_dir/records``."""
+    :data:`PAGES` (with plots) from every record in ``report_dir/records``; a page already there is replaced only
+    if this tool wrote it (its output manifest says so) or ``overwrite``."""
     report_dir = Path(report_dir)
     loaded = load_records(report_dir)
     by_claim: dict[str, list[Record]] = defaultdict(list)
     for record in loaded.records:
         by_claim[record.claim_id].append(record)
+    claim_pages = [f"{CLAIMS_DIR}/{claim_id}.md" for claim_id in sorted(by_claim)]
+    outputs.refuse_foreign(report_dir, [out_name, *PAGES, *claim_pages], "--report-dir", overwrite)
     models = sorted({r.model.id for r in loaded.records}, key=summary.model_key)
     claims = {c.id: c for c in all_claims()}
     lock_data = prereg.read_lock_file()
@@ -121,7 +134,7 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
     }
     for name, body in pages.items():
         write_text(report_dir / name, "\n".join([f"# {PAGES[name]}", "", generated, "", *body]) + "\n")
-    _claim_pages(report_dir, by_claim, claims)
+    removed = _claim_pages(report_dir, by_claim, claims)
     lines = ["# lazarus_bench report", ""]
     lines += _first_screen(loaded.records, claims, report_dir, sorted(by_claim))
     env = next((r.environment for r in loaded.records if r.environment), None)
@@ -134,7 +147,9 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md") -> P
     if loaded.skipped:
         lines += ["## Records not read", ""] + [f"- `{name}`: {why}" for name, why in loaded.skipped] + [""]
     lines += failed_reruns(loaded.failed)
-    return write_text(report_dir / out_name, "\n".join(lines) + "\n")
+    path = write_text(report_dir / out_name, "\n".join(lines) + "\n")
+    outputs.record(report_dir, [out_name, *PAGES, *claim_pages], drop=removed)
+    return path
 
 
 def _first_screen(records: list[Record], claims: dict, report_dir: Path, claim_ids: list[str]) -> list[str]:
@@ -179,13 +194,17 @@ def _verdict_matrix(records: list[Record], by_claim: dict[str, list[Record]], cl
             ""]
 
 
-def _claim_pages(report_dir: Path, by_claim: dict[str, list[Record]], claims: dict) -> None:
-    """``claims/<ID>.md``: the claim, the writeup beside ours on every build, every record; stale pages removed."""
+def _claim_pages(report_dir: Path, by_claim: dict[str, list[Record]], claims: dict) -> list[str]:
+    """``claims/<ID>.md``: the claim, the writeup beside ours on every build, every record; the tool's stale pages
+    removed (a page it did not write is left alone), their names returned."""
     out = report_dir / CLAIMS_DIR
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("H*.md"):
-        if old.stem not in by_claim:
+    manifest, removed = outputs.owned(report_dir), []
+    for old in out.glob("*.md"):
+        name = f"{CLAIMS_DIR}/{old.name}"
+        if old.stem not in by_claim and outputs.is_owned(report_dir, name, manifest):
             old.unlink()
+            removed.append(name)
     for claim_id, records in sorted(by_claim.items()):
         lines = [f"# {claim_id}", "", "[Back to the report](../REPORT.md)", ""]
         lines += summary.claim_overview(claim_id, records)
@@ -193,6 +212,7 @@ def _claim_pages(report_dir: Path, by_claim: dict[str, list[Record]], claims: di
         lines += _claim_section(claim_id, claims.get(claim_id), records, report_dir)
         text = "\n".join(lines).replace("](plots/", "](../plots/")
         write_text(out / f"{claim_id}.md", text + "\n")
+    return removed
 
 
 def read_all(report_dir: str | Path) -> str:
