@@ -210,9 +210,10 @@ def test_a_claim_that_does_not_apply_is_listed_with_its_reason_at_no_cost():
     assert moe["H10"].seconds > 0 and not moe["H10"].note
 
 
-@pytest.mark.parametrize("text, why", [("{not json", "not a readable JSON config"),
+@pytest.mark.parametrize("text, why", [("{not json", "not valid JSON (Expecting property name"),
                                        ('{"model_type": "llama"}', "not a model config (no hidden_size)"),
-                                       ("[1, 2]", "not a model config"), ("\udcff", "not a readable JSON config")])
+                                       ("[1, 2]", "expected a JSON object, got list"),
+                                       ("\udcff", "not UTF-8 text (byte 0xff at line 1, column 1)")])
 def test_a_bad_config_is_one_line(config_only, capsys, text, why):
     (config_only / "config.json").write_bytes(text.encode("utf-8", "surrogateescape"))
     assert main(["run", "--plan", "-m", str(config_only)]) == 2

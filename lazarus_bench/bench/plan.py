@@ -8,7 +8,6 @@ replicates) is read from each claim's declaration in the registry. Display-only:
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -405,25 +404,26 @@ def _config_path(model: str) -> Path:
 
 def has_chat_template(model: str) -> bool:
     """Whether the model's tokenizer_config.json (beside its config.json) has a chat template."""
+    from ..errors import LazarusError
+    from ..userfiles import read_user_json
+
     try:
-        return bool(json.loads((_config_path(model).parent / "tokenizer_config.json").read_text()).get(
+        return bool(read_user_json(_config_path(model).parent / "tokenizer_config.json", "tokenizer config").get(
             "chat_template"))
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+    except LazarusError:
         return False
 
 
 def read_config(model: str) -> dict:
     """``config.json`` of a model folder, zoo id or cached hub id, without touching its weights."""
     from ..errors import LazarusError
+    from ..userfiles import read_user_json
 
     path = _config_path(model)
-    try:
-        config = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise LazarusError(f"the plan reads the model's config.json, and {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise LazarusError(f"{path}: not a readable JSON config ({type(exc).__name__})") from None
-    if not isinstance(config, dict) or "hidden_size" not in config:
+    if not path.exists():
+        raise LazarusError(f"the plan reads the model's config.json, and {path} does not exist")
+    config = read_user_json(path, "the model's config")
+    if "hidden_size" not in config:
         raise LazarusError(f"{path}: not a model config (no hidden_size)")
     return config
 

@@ -228,12 +228,9 @@ def instruct_pair_args(given: Sequence[str], models: Sequence[str]) -> dict[str,
 
 def full_fine_tune(adapter: str) -> bool:
     """Whether an adapter folder holds a full fine-tune (mlx-lm's and `train sft --full`'s adapter_config.json)."""
-    import json
+    from ..userfiles import read_user_json
 
-    try:
-        return json.loads((Path(adapter) / "adapter_config.json").read_text()).get("fine_tune_type") == "full"
-    except (OSError, ValueError, AttributeError):
-        return False
+    return read_user_json(Path(adapter) / "adapter_config.json", "the adapter's config").get("fine_tune_type") == "full"
 
 
 def preflight(models: Sequence[str]) -> None:
