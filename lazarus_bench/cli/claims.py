@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import LazarusError
+from ..userfiles import read_user_json
 from .common import Parser, _table, apply_include, include_args, run_command
 
 HELP = ("list the claim registry; --freeze pre-registers every claim's criteria, tests, parameters and measure; "
@@ -86,6 +87,8 @@ def _check_options(args: argparse.Namespace) -> None:
         raise LazarusError(f"--lock-file {args.lock_file} is a folder: name the lock file")
     if args.lock_file and not args.freeze and not Path(args.lock_file).is_file():
         raise LazarusError(f"--lock-file {args.lock_file}: no such file (only --freeze writes a new one)")
+    if args.lock_file and Path(args.lock_file).is_file():  # a bad file is one line with its position
+        read_user_json(args.lock_file, "--lock-file")
 
 
 def spec_markdown(claims, lock: dict) -> str:

@@ -107,8 +107,8 @@ READS = {
     "zoo/registry.py:_base_weight_decay": TOOL_WROTE, "zoo/registry.py:build_info": TOOL_WROTE,
     "zoo/registry.py:repair_hint": TOOL_WROTE, "zoo/registry.py:verify": TOOL_WROTE,
     "zoo/replicas.py:_current": TOOL_WROTE, "zoo/replicas.py:build_replica": TOOL_WROTE,
-    "prompts.py:read_prompts_file": CHECKED_FIRST,
-    "suite/records.py:read_record": PENDING, "claims/prereg.py:read_lock_file": PENDING,
+    "prompts.py:read_prompts_file": CHECKED_FIRST, "claims/prereg.py:read_lock_file": CHECKED_FIRST,
+    "suite/records.py:read_record": PENDING,
 }
 
 
