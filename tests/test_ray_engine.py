@@ -44,8 +44,9 @@ def ray_cluster():
     finally:
         try:
             subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
-        except subprocess.TimeoutExpired:  # a loaded machine: kill this cluster's processes (they name its folder)
-            subprocess.run(["pkill", "-9", "-f", temp], capture_output=True, timeout=30)
+        except subprocess.TimeoutExpired:  # a loaded machine: kill what `ray stop --force` would (every Ray process)
+            for pattern in (temp, "ray::", "/ray/core/src/ray/", "ray/dashboard/", "ray/_private/"):
+                subprocess.run(["pkill", "-9", "-f", pattern], capture_output=True, timeout=30)
         shutil.rmtree(temp, ignore_errors=True)
 
 
