@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from errlines import error_lines
 
+from lazarus_bench import outputs
 from lazarus_bench.cli import main
 from lazarus_bench.cli.common import MAX_ERROR, WHOLE_MESSAGE
 
@@ -604,10 +605,11 @@ def _fill(folder: Path) -> None:
 
 
 def _finished_record_dir(folder: Path) -> dict[str, bytes]:
-    """An earlier run's report folder: a finished record and REPORT.md, as bytes to compare after."""
+    """An earlier run's report folder: a finished record, REPORT.md and the output manifest, as bytes to compare."""
     (folder / "records").mkdir(parents=True)
     (folder / "records" / "H02__m__corrected.json").write_text('{"schema_version": 1, "status": "ok"}\n')
     (folder / "REPORT.md").write_text("# the earlier report\n")
+    outputs.record(folder, ["REPORT.md"])  # written by the tool, as its output manifest says
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
