@@ -270,7 +270,7 @@ class _OutputFolder:
 
     def __init__(self, out: Path):
         self.out, self.existed = out, out.is_dir()
-        self.before = set(out.rglob("*")) if self.existed else set()
+        self.before = set(out.iterdir()) if self.existed else set()
 
     def __enter__(self) -> "_OutputFolder":
         self.out.mkdir(parents=True, exist_ok=True)

@@ -237,8 +237,7 @@ def _eval(args: argparse.Namespace, root: Path) -> int:
     """``zoo eval``: re-measure the gates of the named models, in the development build or in each of --builds."""
     from ..zoo.build import KINDS
     from ..zoo.evaluate import METRICS, evaluate_dir
-    from ..zoo.fitness import KINDS as FITNESS_KINDS
-    from ..zoo.fitness import ROUTER_DOCS, TIER, claim_gates, router_fitness
+    from ..zoo.fitness import fitness_metrics
     from ..zoo.recipe import SIZES
     from ..zoo.registry import build_dir, resolve_zoo
 
@@ -257,11 +256,7 @@ def _eval(args: argparse.Namespace, root: Path) -> int:
         rows, payload[build] = [], {}
         for kind, model_dir in models.items():
             metrics = evaluate_dir(model_dir, n_heldout=SIZES[args.size].eval_heldout)
-            tier = TIER.get(args.size, "slow")
-            if kind in FITNESS_KINDS:
-                metrics["claim_gates"] = claim_gates(model_dir, tier=tier)
-            if kind == "moe":
-                metrics["router"] = router_fitness(model_dir, n_docs=ROUTER_DOCS[tier])
+            metrics.update(fitness_metrics(kind, model_dir, args.size))
             if args.write:
                 _record_metrics(model_dir, metrics)
             payload[build][kind] = metrics

@@ -33,9 +33,7 @@ from ..models import save_model
 from . import pretrain as P
 from .derive import untie, upcycle_moe
 from .evaluate import evaluate
-from .fitness import KINDS as FITNESS_KINDS
-from .fitness import ROUTER_DOCS, claim_gates, router_fitness
-from .fitness import TIER as FITNESS_TIER
+from .fitness import fitness_metrics
 from .gates import GATES, METRICS, gate_misses
 from .recipe import RECIPE, SIZES, SizeSpec, recipe_hash
 from .registry import MANIFEST, ZooIntegrityError, verify, zoo_root
@@ -264,11 +262,7 @@ def _metrics(kind: str, model_dir: Path, spec: SizeSpec, seed: int, stages: dict
     if evaluate:
         _log(progress, f"{kind}: evaluating")
         metrics = _evaluate_saved(model_dir, seed, chat=True, n_heldout=spec.eval_heldout)
-        tier = FITNESS_TIER.get(spec.name, "slow")
-        if kind in FITNESS_KINDS:
-            metrics["claim_gates"] = claim_gates(model_dir, tier=tier)
-        if kind == "moe":
-            metrics["router"] = router_fitness(model_dir, seed, n_docs=ROUTER_DOCS[tier])
+        metrics.update(fitness_metrics(kind, model_dir, spec.name, seed))
         _log(progress, f"{kind}: " + ", ".join(f"{g} {metrics[g]:.1%}" for g in METRICS if g in metrics))
     if stages:
         metrics = dict(metrics or {}, stages={name: {g: m[g] for g in METRICS if g in m}

@@ -157,3 +157,15 @@ def router_misses(metrics: dict) -> list[str]:
         return []
     return [f"router {name} {router[name]:.3g} < {floor:g}" for name, floor in ROUTER_FLOORS.items()
             if router[name] < floor]
+
+
+def fitness_metrics(kind: str, model_dir: str | Path, size: str, seed: int | None = None) -> dict:
+    """What a build records beside its quality gates: the claim gates (base, untied, moe) and the moe's router gate,
+    at the tier the zoo ``size`` serves."""
+    tier = TIER.get(size, "slow")
+    out = {}
+    if kind in KINDS:
+        out["claim_gates"] = claim_gates(model_dir, tier=tier)
+    if kind == "moe":
+        out["router"] = router_fitness(model_dir, seed, n_docs=ROUTER_DOCS[tier])
+    return out
