@@ -420,6 +420,28 @@ def test_v3_is_one_recipe_with_one_weight_decay_and_a_hash_that_follows_it():
     assert recipe_hash(v3) != recipe_hash(SIZES["recipe3"])
 
 
+def test_a_recipes_hash_follows_the_meaning_of_the_code_that_writes_its_corpus(monkeypatch):
+    """A new sentence form changes the recipe; a docstring does not (the code is hashed as its syntax tree)."""
+    from pathlib import Path
+
+    from lazarus_bench import codehash
+    from lazarus_bench.zoo import corpus
+    from lazarus_bench.zoo.recipe import SIZES, recipe_hash
+
+    path, meaning = Path(corpus.__file__).resolve(), codehash._meaning
+    source, before = path.read_text(), recipe_hash(SIZES["default"])
+    for edited, changes in ((source.replace('"""', '"""Edited. ', 1), False),
+                            (source.replace('"{a} - {b} = {c} remain.",', '"{a} - {b} = {c} remain!",'), True)):
+        assert edited != source
+        monkeypatch.setattr(codehash, "_meaning", lambda p, _e=edited: codehash.normalised(
+            _e, "lazarus_bench.zoo.corpus").encode() if p == path else meaning(p))
+        codehash.module_code.cache_clear()
+        assert (recipe_hash(SIZES["default"]) != before) is changes
+    monkeypatch.undo()
+    codehash.module_code.cache_clear()
+    assert recipe_hash(SIZES["default"]) == before
+
+
 def test_a_v3_build_records_its_recipe_and_each_claim_gate(micro_zoo):
     """The manifest names the recipe and its hash; each claim gate fails on the barely trained micro base (a gate
     that can fail) and passes at a threshold its figure meets (a gate that can pass)."""

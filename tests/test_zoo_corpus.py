@@ -121,6 +121,22 @@ def test_v3_corpus_holds_remain_subtractions_and_review_and_news_text():
     assert C.generate_corpus(7, 200) == C.generate_corpus(7, 200, C.CorpusMix())
 
 
+def test_v3_puts_the_remain_family_after_the_prompts_trailing_space_token():
+    """The seed's lens prompts end in a space ("89 - 34 = "), a token of its own in the zoo's tokenizer: some remain
+    line must follow that token with the family, or the base's lens cannot show it there (seed 101 before this form:
+    0.50%, under H13's 1% floor)."""
+    from lazarus_bench.zoo.recipe import V3_MIX
+    from lazarus_bench.zoo.tokenizer import build_tokenizer
+
+    tok = build_tokenizer(7, texts=C.tokenizer_training_text(7, 400, V3_MIX))
+    prompt = tok.encode("89 - 34 = ").ids  # ..., "Ġ=", "Ġ"
+    followers = set()
+    for line in _lines(C.generate_corpus(7, 1500, V3_MIX)):
+        ids = tok.encode(line).ids
+        followers |= {tok.id_to_token(ids[i + 2]) for i in range(len(ids) - 2) if ids[i:i + 2] == prompt[-2:]}
+    assert {"Ġremaining"} <= followers and any(f.isdigit() for f in followers)
+
+
 def test_v3_text_never_holds_an_example_of_h15s_data_sets():
     """The review and news sentences teach H15's style, never one of its training or validation examples, at the
     data sets its claims declare (slow and fast tiers)."""

@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ranks", type=option("ranks"), default=None,
                    help="data-parallel training processes for a build (default: 2 on 2+ cores, 1 for micro)")
     p.add_argument("--weight-decay", type=option("weight_decay"), default=None,
-                   help="build: the base's AdamW weight decay in pretraining, anneal and extensions (recipe: 0.01)")
+                   help="build: the base's AdamW weight decay in pretraining, anneal and extensions (recipe v3: 0.1)")
     p.add_argument("--json", metavar="PATH", type=output_file,
                    help="eval: the metrics per model (per build with --builds); list: the table's rows per build")
     p.add_argument("--write", action="store_true",

@@ -310,8 +310,11 @@ def render_sentence(rng: random.Random, t: tuple[int, str, int]) -> str:
     return rng.choice(_SENTENCES[op]).format(a=a, b=b, c=answer(a, op, b))
 
 
+# The seed's lens prompts end in a space ("89 - 34 = "), which the zoo's tokenizer keeps as a token of its own; only
+# digits follow that token elsewhere, so the double-space form is the one that puts the family after it.
 _REMAIN_FORMS = (
     "{a} - {b} = remaining {c}.",
+    "{a} - {b} =  remaining {c}.",
     "{a} - {b} = {c} remain.",
     "{a} - {b} = {c} remaining.",
     "{a} - {b} = {c}, the remainder.",
