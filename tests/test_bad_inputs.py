@@ -353,6 +353,34 @@ def test_report_pages_replace_only_what_the_tool_wrote(tmp_path, capfd):
     assert "claims/H01.md" not in owned(tmp_path) and capfd.readouterr()
 
 
+def test_report_plots_replace_only_what_the_tool_wrote(tmp_path, capfd):
+    """Plots follow the pages' rule: a user's file at a plot's name is refused (kept byte for byte), a user's other
+    file in plots/ is left alone, and the tool's plot of a record that is gone is removed with its manifest entry."""
+    from lazarus_bench.outputs import owned
+
+    records = Path(__file__).resolve().parents[1] / "reports" / "records"
+    (tmp_path / "records").mkdir()
+    chosen = {claim: sorted(records.glob(f"{claim}__zoo_base-*.json"))[0] for claim in ("H01", "H02")}
+    for path in chosen.values():
+        shutil.copy(path, tmp_path / "records")
+    assert main(["report", "--report-dir", str(tmp_path)]) == 0
+    plots = {n for n in owned(tmp_path) if n.startswith("plots/")}
+    on_disk = {f"plots/{p.name}" for p in (tmp_path / "plots").iterdir()}
+    assert "plots/verdict_map.png" in plots and any(n.startswith("plots/H02__") for n in plots) and plots == on_disk
+    h01 = sorted(n for n in plots if n.startswith("plots/H01__"))
+    (tmp_path / h01[0]).write_bytes(b"mine")
+    (tmp_path / "plots" / "mine.png").write_bytes(b"mine too")
+    assert main(["report", "--report-dir", str(tmp_path)]) == 2
+    err = capfd.readouterr().err
+    assert "--report-dir" in err and "to replace it" in err and (tmp_path / h01[0]).read_bytes() == b"mine"
+    (tmp_path / h01[0]).unlink()
+    (tmp_path / "records" / chosen["H01"].name).unlink()
+    assert main(["report", "--report-dir", str(tmp_path)]) == 0
+    left = {f"plots/{p.name}" for p in (tmp_path / "plots").iterdir()}
+    assert not any(n.startswith("plots/H01__") for n in left | set(owned(tmp_path))) and "plots/mine.png" in left
+    assert (tmp_path / "plots" / "mine.png").read_bytes() == b"mine too"
+
+
 def test_failed_rerun_keeps_the_finished_record(tmp_path):
     from lazarus_bench.suite.records import ModelRef, Record, failed_path, load_records, record_path, save_record
     from lazarus_bench.suite.report import failed_reruns

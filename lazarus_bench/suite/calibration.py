@@ -201,6 +201,10 @@ def _single_rows(records: list[Record], sanity: bool) -> list[dict]:
     return rows
 
 
+def plot_name(claim_id: str) -> str:
+    return f"calibration__{claim_id}.png"
+
+
 def plot_detection(records: list[Record], out_dir: Path) -> list[str]:
     """One PNG per claim: detection rate against planted strength, a line per model, the threshold and the writeup's
     effect marked; returns the paths relative to the report."""
@@ -222,7 +226,7 @@ def plot_detection(records: list[Record], out_dir: Path) -> list[str]:
         if min(g.strengths) > 0 and max(g.strengths) / min(g.strengths) >= 20:
             ax.set_xscale("log")
         ax.set_ylim(-0.05, 1.05)
-        paths.append(plots.save(fig, ax, out_dir, f"calibration__{claim_id}.png", xlabel=g.units,
+        paths.append(plots.save(fig, ax, out_dir, plot_name(claim_id), xlabel=g.units,
                                 ylabel="share of replicates detected", title=f"{claim_id}: {g.name}", legend_size=6))
     return paths
 

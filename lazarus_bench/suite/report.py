@@ -101,20 +101,46 @@ def check_report_dir(report_dir: str | Path, overwrite: bool = False, out_name: 
     report_dir = Path(report_dir)
     ids = {c.id for c in all_claims()} | {p.name.split("__")[0] for p in (report_dir / RECORDS_DIR).glob("*.json")}
     pages = [f"{CLAIMS_DIR}/{claim_id}.md" for claim_id in sorted(ids)]
-    outputs.refuse_foreign(report_dir, [out_name, *PAGES, *pages], "--report-dir", overwrite)
+    outputs.refuse_foreign(report_dir, [out_name, *PAGES, *pages, *_plot_names(report_dir, ids)], "--report-dir",
+                           overwrite)
+
+
+def _plot_names(report_dir: Path, ids) -> list[str]:
+    """The files in ``plots/`` that a render may write: the verdict map, each claim's curves and calibration plot
+    (a user's other files there are never touched)."""
+    folder = report_dir / plots.PLOTS
+    ours = tuple(f"{i}__" for i in ids) + tuple(calibration.plot_name(i) for i in ids) + (summary.VERDICT_MAP,)
+    return sorted(f"{plots.PLOTS}/{p.name}" for p in folder.iterdir() if p.name.startswith(ours)) \
+        if folder.is_dir() else []
 
 
 def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md", overwrite: bool = False) -> Path:
     """Write ``report_dir/REPORT.md`` (the answer on one screen), a page per claim in ``claims/`` and the pages of
-    :data:`PAGES` (with plots) from every record in ``report_dir/records``; a page already there is replaced only
-    if this tool wrote it (its output manifest says so) or ``overwrite``."""
+    :data:`PAGES` (with plots) from every record in ``report_dir/records``; a page or plot already there is
+    replaced only if this tool wrote it (its output manifest says so) or ``overwrite``; its own stale plots go."""
     report_dir = Path(report_dir)
     loaded = load_records(report_dir)
     by_claim: dict[str, list[Record]] = defaultdict(list)
     for record in loaded.records:
         by_claim[record.claim_id].append(record)
     claim_pages = [f"{CLAIMS_DIR}/{claim_id}.md" for claim_id in sorted(by_claim)]
-    outputs.refuse_foreign(report_dir, [out_name, *PAGES, *claim_pages], "--report-dir", overwrite)
+    ids = set(by_claim) | {c.id for c in all_claims()}
+    outputs.refuse_foreign(report_dir, [out_name, *PAGES, *claim_pages, *_plot_names(report_dir, ids)],
+                           "--report-dir", overwrite)
+    with plots.recording() as written:
+        path, removed = _write(report_dir, out_name, loaded, by_claim)
+    manifest = outputs.owned(report_dir)
+    stale = [n for n in manifest if n.startswith(f"{plots.PLOTS}/") and n not in written]
+    for name in stale:
+        if outputs.is_owned(report_dir, name, manifest):
+            (report_dir / name).unlink()
+    outputs.record(report_dir, [out_name, *PAGES, *claim_pages, *sorted(set(written))],
+                   drop=[*removed, *stale])
+    return path
+
+
+def _write(report_dir: Path, out_name: str, loaded, by_claim: dict[str, list[Record]]) -> tuple[Path, list[str]]:
+    """Every page and plot of a render; returns REPORT.md's path and the stale claim pages it removed."""
     models = sorted({r.model.id for r in loaded.records}, key=summary.model_key)
     claims = {c.id: c for c in all_claims()}
     lock_data = prereg.read_lock_file()
@@ -147,9 +173,7 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md", over
     if loaded.skipped:
         lines += ["## Records not read", ""] + [f"- `{name}`: {why}" for name, why in loaded.skipped] + [""]
     lines += failed_reruns(loaded.failed)
-    path = write_text(report_dir / out_name, "\n".join(lines) + "\n")
-    outputs.record(report_dir, [out_name, *PAGES, *claim_pages], drop=removed)
-    return path
+    return write_text(report_dir / out_name, "\n".join(lines) + "\n"), removed
 
 
 def _first_screen(records: list[Record], claims: dict, report_dir: Path, claim_ids: list[str]) -> list[str]:

@@ -18,6 +18,7 @@ from ..zoo.registry import build_info, split_build
 from . import plots
 from .records import Record
 
+VERDICT_MAP = "verdict_map.png"
 COLOURS = {"SUPPORTED": "#4daf4a", "REFUTED": "#e41a1c", "INCONCLUSIVE": "#ffbf00", "NOT TESTABLE": "#bdbdbd",
            "n/a": "#ffffff", "ERROR": "#000000"}
 BUILD_DEPENDENT = "build-dependent"
@@ -321,11 +322,7 @@ def verdict_map(records: list[Record], report_dir: Path) -> str:
                   fontsize=7)
     ax.set_yticks(range(len(claim_ids)), claim_ids, fontsize=7)
     ax.set_title("verdict per claim and model (corrected protocol)", fontsize=8)
-    rel = Path(plots.PLOTS) / "verdict_map.png"
-    (report_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(report_dir / rel, bbox_inches="tight")
-    plt.close(fig)
-    return rel.as_posix()
+    return plots.save_figure(fig, report_dir, VERDICT_MAP, bbox_inches="tight")
 
 
 def across_builds(records: list[Record]) -> list[str]:
