@@ -1,0 +1,151 @@
+"""The population verdict (CLAIMS.md revision 4): one declared test per criterion over builds, criteria combined.
+
+A model organism is one draw of a recipe, so a claim about base models is a claim about the builds the recipe makes.
+Per criterion, the build-level statistics (one per testable build) are put on the declared scale (logit for a
+probability, log for a ratio) and tested against the threshold on that scale: a one-sided t-test or a Wilcoxon
+signed-rank test at ``alpha`` on each side, read from a ``1 - 2 alpha`` interval. Criteria combine by
+intersection-union for SUPPORTED and Holm for REFUTED. Builds are counted, never dropped: a gate-failed build is
+``None`` and counts against the ">= 5 testable and at least half" rule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from scipy import stats as st
+
+from .results import Verdict
+from .tests import holm
+
+MIN_TESTABLE = 5  # builds a population verdict needs, and at least half of those counted
+CLIP = 1e-9  # probabilities are clipped to [CLIP, 1 - CLIP] before the logit (a build at exactly 0 stays finite)
+SIDES = ("below", "above")
+TESTS = ("t", "wilcoxon")
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(p, CLIP, 1.0 - CLIP)
+    return np.log(q) - np.log1p(-q)
+
+
+def _expit(x: float) -> float:
+    return float(1.0 / (1.0 + math.exp(-x))) if x > -700 else 0.0
+
+
+SCALES = {"identity": (lambda v: v, float), "logit": (_logit, _expit), "log": (np.log, math.exp)}
+
+
+@dataclass(frozen=True)
+class PopulationCriterion:
+    """What the lock declares of one criterion: the side of ``threshold`` the claim puts the build-level statistic
+    on, the scale it is tested on and the test."""
+
+    name: str
+    threshold: float
+    side: str  # "below" or "above"
+    scale: str = "identity"  # "logit" for a probability, "log" for a ratio
+    test: str = "t"  # "t" (one-sided t-test) or "wilcoxon" (signed-rank)
+
+    def __post_init__(self):
+        if self.side not in SIDES or self.scale not in SCALES or self.test not in TESTS:
+            raise ValueError(f"criterion {self.name}: side in {SIDES}, scale in {tuple(SCALES)}, test in {TESTS}; got "
+                             f"{self.side!r}, {self.scale!r}, {self.test!r}")
+
+
+@dataclass(frozen=True)
+class PopulationResult:
+    """One criterion over builds: its verdict, the one-sided p on each side, and the mean and interval of the
+    build statistics on the test's scale, shown back in the statistic's units."""
+
+    criterion: str
+    verdict: Verdict
+    n_builds: int
+    n_testable: int
+    estimate: float = math.nan
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    confidence: float = math.nan
+    p_claimed: float = math.nan  # one-sided p that the population is on the claimed side
+    p_opposite: float = math.nan  # ... on the other side (what REFUTED reads, Holm-adjusted over criteria)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class PopulationVerdict:
+    verdict: Verdict
+    reason: str
+    criteria: list[PopulationResult] = field(default_factory=list)
+
+
+def testable_enough(n_testable: int, n_builds: int) -> bool:
+    """>= 5 testable builds and at least half of the builds counted."""
+    return n_testable >= MIN_TESTABLE and 2 * n_testable >= n_builds
+
+
+def _one_sided(y: np.ndarray, centre: float, test: str) -> tuple[float, float]:
+    """(p that the mean lies below ``centre``, p that it lies above) on the transformed values."""
+    d = y - centre
+    if np.ptp(d) == 0.0:  # no spread: the sign of the common difference decides, as the t statistic's limit
+        return (0.0, 1.0) if d[0] < 0 else (1.0, 0.0) if d[0] > 0 else (1.0, 1.0)
+    if test == "wilcoxon":
+        if not np.any(d):
+            return 1.0, 1.0
+        return (float(st.wilcoxon(d, alternative="less").pvalue), float(st.wilcoxon(d, alternative="greater").pvalue))
+    return (float(st.ttest_1samp(d, 0.0, alternative="less").pvalue),
+            float(st.ttest_1samp(d, 0.0, alternative="greater").pvalue))
+
+
+def criterion_verdict(values: Sequence[float | None], criterion: PopulationCriterion,
+                      alpha: float = 0.05) -> PopulationResult:
+    """The population verdict of one criterion from its build-level statistics (``None``: a gate-failed build)."""
+    n_builds = len(values)
+    x = np.array([v for v in values if v is not None], dtype=float)
+    if not testable_enough(x.size, n_builds):
+        return PopulationResult(criterion.name, Verdict.NOT_TESTABLE, n_builds, int(x.size),
+                                reason=f"{x.size} of {n_builds} builds testable; the rule needs >= {MIN_TESTABLE} "
+                                       "and at least half")
+    forward, back = SCALES[criterion.scale]
+    y, centre = forward(x), float(forward(np.array([criterion.threshold]))[0])
+    below, above = _one_sided(y, centre, criterion.test)
+    p_claimed, p_opposite = (below, above) if criterion.side == "below" else (above, below)
+    mean, confidence = float(np.mean(y)), 1.0 - 2.0 * alpha
+    half = float(st.t.ppf(1.0 - alpha, y.size - 1) * np.std(y, ddof=1) / math.sqrt(y.size))
+    verdict = (Verdict.SUPPORTED if p_claimed < alpha else Verdict.REFUTED if p_opposite < alpha
+               else Verdict.INCONCLUSIVE)
+    reason = (f"{criterion.test} test on the {criterion.scale} scale over {x.size} builds: p={p_claimed:.3g} "
+              f"{criterion.side} {criterion.threshold:g}, p={p_opposite:.3g} on the other side (alpha {alpha:g})")
+    return PopulationResult(criterion.name, verdict, n_builds, int(x.size), back(mean), back(mean - half),
+                            back(mean + half), confidence, p_claimed, p_opposite, reason)
+
+
+def combine(results: Sequence[PopulationResult], alpha: float = 0.05) -> PopulationVerdict:
+    """SUPPORTED when every criterion is (intersection-union); REFUTED when any criterion's opposite-side p is below
+    ``alpha`` after Holm's adjustment over the testable criteria; else NOT TESTABLE if any criterion is, else
+    INCONCLUSIVE."""
+    results = list(results)
+    if results and all(r.verdict == Verdict.SUPPORTED for r in results):
+        return PopulationVerdict(Verdict.SUPPORTED, "every criterion SUPPORTED", results)
+    tested = [r for r in results if r.verdict != Verdict.NOT_TESTABLE]
+    adjusted = holm([r.p_opposite for r in tested]) if tested else []
+    refuted = [r.criterion for r, p in zip(tested, adjusted) if p < alpha]
+    if refuted:
+        return PopulationVerdict(Verdict.REFUTED, f"REFUTED at Holm-adjusted alpha {alpha:g}: {', '.join(refuted)}",
+                                 results)
+    untestable = [r.criterion for r in results if r.verdict == Verdict.NOT_TESTABLE]
+    if untestable or not results:
+        return PopulationVerdict(Verdict.NOT_TESTABLE, f"not testable: {', '.join(untestable) or 'no criterion'}",
+                                 results)
+    return PopulationVerdict(Verdict.INCONCLUSIVE, "neither every criterion SUPPORTED nor one REFUTED", results)
+
+
+def between_share(groups: Sequence[Sequence[float]]) -> float:
+    """The between-build share of the variance of per-unit values grouped by build (one-way random effects, method
+    of moments): between / (between + within); description beside the verdict, never part of it."""
+    from .resampling import build_variance
+
+    parts = build_variance(groups, n_resamples=1)
+    total = parts["between"] + parts["within"]
+    return parts["between"] / total if total > 0 else math.nan
