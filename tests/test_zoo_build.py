@@ -482,3 +482,18 @@ def test_the_recipe3_base_misses_every_claim_gate():
 
     gates = claim_gates(Path(R.__file__).parent / "weights" / "base", tier="fast")
     assert len(claim_gate_misses({"claim_gates": gates})) == len(CLAIM_GATES)
+
+
+def test_confirmatory_seeds_are_drawn_from_the_freeze_commit_as_claims_md_says():
+    """Recomputed here from the rule's words, with development seeds skipped."""
+    import hashlib
+
+    from lazarus_bench.zoo.recipe import DEV_SEEDS, draw_seeds
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    by_hand = [int(hashlib.sha256(f"{commit}:{i}".encode()).hexdigest()[:8], 16) for i in range(12)]
+    assert draw_seeds(commit, 12) == by_hand and not set(by_hand) & set(DEV_SEEDS)
+    first = by_hand[0]
+    assert draw_seeds(commit, 3, skip=(first,)) == by_hand[1:4]
+    with pytest.raises(ValueError, match="40 hex digits"):
+        draw_seeds("abc123", 3)

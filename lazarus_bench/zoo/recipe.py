@@ -117,6 +117,21 @@ SIZES: dict[str, SizeSpec] = {
 }
 
 
+def draw_seeds(commit: str, n: int, skip: tuple[int, ...] = DEV_SEEDS) -> list[int]:
+    """The confirmatory seeds drawn from the freeze commit (CLAIMS.md revision 4): seed i is the first 8 hex digits of
+    sha256('<commit>:<i>') as an integer, for i = 0, 1, ..., skipping development seeds and repeats, until ``n``."""
+    if len(commit) != 40 or any(c not in "0123456789abcdef" for c in commit):
+        raise ValueError(f"expected a full lowercase commit hash (40 hex digits), got {commit!r}")
+    seeds: list[int] = []
+    i = 0
+    while len(seeds) < n:
+        seed = int(hashlib.sha256(f"{commit}:{i}".encode()).hexdigest()[:8], 16)
+        if seed not in skip and seed not in seeds:
+            seeds.append(seed)
+        i += 1
+    return seeds
+
+
 def recipe_hash(spec: SizeSpec) -> str:
     """sha256 of everything a recipe fixes: its declaration (the default seed aside: builds differ by seed, not by
     recipe) and the meaning of the code that writes the corpus and tokenizer and trains (a new sentence form is a new
