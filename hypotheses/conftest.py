@@ -6,12 +6,25 @@ fast tier on the micro zoo (built once into the cache if missing).
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from lazarus_bench.suite.runner import ModelPool
+from lazarus_bench.suite.runner import TRAINED_ENV, ModelPool
 from lazarus_bench.zoo.registry import DEFAULT_MODELS as ZOO
 
 TIERS = (("fast", ()), ("slow", (pytest.mark.slow,)))
+TRAINED_AT_START = os.environ.get(TRAINED_ENV)  # read at collection, before tests/conftest.py opens the gate
+
+
+@pytest.fixture(autouse=True)
+def declared_trained_gate(monkeypatch):
+    """A claim test measures at the trained-model gate the user set (else its declared value), even in a worker
+    where tests/ opened the gate for its random-weight models earlier in the session."""
+    if TRAINED_AT_START is None:
+        monkeypatch.delenv(TRAINED_ENV, raising=False)
+    else:
+        monkeypatch.setenv(TRAINED_ENV, TRAINED_AT_START)
 
 
 def pytest_generate_tests(metafunc):
