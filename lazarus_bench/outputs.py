@@ -64,3 +64,14 @@ def record(folder: str | Path, names: Iterable[str], drop: Iterable[str] = ()) -
     manifest.update({n: _sha(folder / n) for n in names if (folder / n).is_file()})
     write_text(folder / MANIFEST, json.dumps({"tool": "lazarus_bench", "files": dict(sorted(manifest.items()))},
                                              indent=1) + "\n")
+
+
+def remove_stale(folder: str | Path, prefix: str, keep: Iterable[str]) -> list[str]:
+    """Remove the files under ``prefix`` that the tool wrote but did not write this time (``keep``), leaving any it
+    did not write; returns the manifest entries under ``prefix`` not kept (to drop from the manifest)."""
+    folder, manifest, keep = Path(folder), owned(folder), set(keep)
+    stale = [n for n in manifest if n.startswith(prefix) and n not in keep]
+    for name in stale:
+        if is_owned(folder, name, manifest):
+            (folder / name).unlink()
+    return stale

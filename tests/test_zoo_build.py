@@ -311,6 +311,7 @@ def test_a_base_missing_its_gates_trains_to_criterion(micro_zoo, tmp_path, monke
     assert man["extensions"][0]["misses_before"] == gate_misses("base", first["metrics"], {})
     assert man["train_tokens"] == first["train_tokens"] + 3 * ext.batch_size * ext.seq_len
     assert man["build_config"] == first["build_config"] and man["files"] != first["files"]
+    assert set(man["metrics"]["claim_gates"]) == set(first["metrics"]["claim_gates"])  # of the extended model
     assert R.verify(out / "base")["extensions"] == man["extensions"]
     from lazarus_bench.cli.zoo import _zoo_rows
 
@@ -445,7 +446,7 @@ def test_a_recipes_hash_follows_the_meaning_of_the_code_that_writes_its_corpus(m
 def test_a_v3_build_records_its_recipe_and_each_claim_gate(micro_zoo):
     """The manifest names the recipe and its hash; each claim gate fails on the barely trained micro base (a gate
     that can fail) and passes at a threshold its figure meets (a gate that can pass)."""
-    from lazarus_bench.zoo.fitness import CLAIM_GATES, claim_gate_misses, claim_gates
+    from lazarus_bench.zoo.fitness import CLAIM_GATES, claim_gate_misses, claim_gates, fitness_metrics
     from lazarus_bench.zoo.recipe import SIZES, recipe_hash
 
     out, mans = micro_zoo
@@ -458,7 +459,7 @@ def test_a_v3_build_records_its_recipe_and_each_claim_gate(micro_zoo):
         "H13: remain association", "H15a: backbone", "H15b: backbone"}
 
     def scaled(k: float) -> dict:
-        value = {name: g["value"] for name, g in gates.items()}
+        value = {name: g["value"] for name, g in fresh.items()}
         return {"H13": {"min_remain_presence": value["H13: remain presence before SFT"] * k,
                         "min_remain_association": value["H13: remain association before SFT"] * k},
                 "H15a": {"max_text_loss_ratio": value["H15a: backbone models the data's text"] / k},
@@ -467,7 +468,10 @@ def test_a_v3_build_records_its_recipe_and_each_claim_gate(micro_zoo):
     def misses(overrides: dict | None) -> list[str]:  # the micro zoo's gates are read at the fast tier
         return claim_gate_misses({"claim_gates": claim_gates(out / "base", overrides=overrides, tier="fast")})
 
-    assert misses(None) == claim_gate_misses(base["metrics"])
+    fresh = fitness_metrics("base", out / "base", "micro", 0)["claim_gates"]  # what the build records, made now
+    assert fresh == claim_gates(out / "base", tier="fast")
+    assert {n: (g["threshold"], g["direction"]) for n, g in gates.items()} == {
+        n: (g["threshold"], g["direction"]) for n, g in fresh.items()}
     assert misses(scaled(0.9)) == [] and len(misses(scaled(1.1))) == len(CLAIM_GATES)
     assert gates["H05a: op word reachable by the lens"]["target"]
 

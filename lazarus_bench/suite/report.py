@@ -100,18 +100,18 @@ def check_report_dir(report_dir: str | Path, overwrite: bool = False, out_name: 
     registered or recorded there) but did not write itself."""
     report_dir = Path(report_dir)
     ids = {c.id for c in all_claims()} | {p.name.split("__")[0] for p in (report_dir / RECORDS_DIR).glob("*.json")}
-    pages = [f"{CLAIMS_DIR}/{claim_id}.md" for claim_id in sorted(ids)]
-    outputs.refuse_foreign(report_dir, [out_name, *PAGES, *pages, *_plot_names(report_dir, ids)], "--report-dir",
-                           overwrite)
+    _refuse_foreign(report_dir, out_name, ids, overwrite)
 
 
-def _plot_names(report_dir: Path, ids) -> list[str]:
-    """The files in ``plots/`` that a render may write: the verdict map, each claim's curves and calibration plot
-    (a user's other files there are never touched)."""
+def _refuse_foreign(report_dir: Path, out_name: str, ids, overwrite: bool) -> None:
+    """One line if a file the render of claims ``ids`` may write is not the tool's: a page, or in ``plots/`` the
+    verdict map or a claim's curve or calibration plot (a user's other files there are never touched)."""
     folder = report_dir / plots.PLOTS
     ours = tuple(f"{i}__" for i in ids) + tuple(calibration.plot_name(i) for i in ids) + (summary.VERDICT_MAP,)
-    return sorted(f"{plots.PLOTS}/{p.name}" for p in folder.iterdir() if p.name.startswith(ours)) \
+    figures = [f"{plots.PLOTS}/{p.name}" for p in folder.iterdir() if p.name.startswith(ours)] \
         if folder.is_dir() else []
+    pages = [f"{CLAIMS_DIR}/{claim_id}.md" for claim_id in sorted(ids)]
+    outputs.refuse_foreign(report_dir, [out_name, *PAGES, *pages, *sorted(figures)], "--report-dir", overwrite)
 
 
 def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md", overwrite: bool = False) -> Path:
@@ -123,24 +123,18 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md", over
     by_claim: dict[str, list[Record]] = defaultdict(list)
     for record in loaded.records:
         by_claim[record.claim_id].append(record)
-    claim_pages = [f"{CLAIMS_DIR}/{claim_id}.md" for claim_id in sorted(by_claim)]
-    ids = set(by_claim) | {c.id for c in all_claims()}
-    outputs.refuse_foreign(report_dir, [out_name, *PAGES, *claim_pages, *_plot_names(report_dir, ids)],
-                           "--report-dir", overwrite)
+    _refuse_foreign(report_dir, out_name, set(by_claim) | {c.id for c in all_claims()}, overwrite)
     with plots.recording() as written:
-        path, removed = _write(report_dir, out_name, loaded, by_claim)
-    manifest = outputs.owned(report_dir)
-    stale = [n for n in manifest if n.startswith(f"{plots.PLOTS}/") and n not in written]
-    for name in stale:
-        if outputs.is_owned(report_dir, name, manifest):
-            (report_dir / name).unlink()
-    outputs.record(report_dir, [out_name, *PAGES, *claim_pages, *sorted(set(written))],
-                   drop=[*removed, *stale])
+        path = _write(report_dir, out_name, loaded, by_claim)
+    claim_pages = [f"{CLAIMS_DIR}/{claim_id}.md" for claim_id in sorted(by_claim)]
+    stale = outputs.remove_stale(report_dir, f"{CLAIMS_DIR}/", claim_pages)
+    stale += outputs.remove_stale(report_dir, f"{plots.PLOTS}/", written)
+    outputs.record(report_dir, [out_name, *PAGES, *claim_pages, *sorted(set(written))], drop=stale)
     return path
 
 
-def _write(report_dir: Path, out_name: str, loaded, by_claim: dict[str, list[Record]]) -> tuple[Path, list[str]]:
-    """Every page and plot of a render; returns REPORT.md's path and the stale claim pages it removed."""
+def _write(report_dir: Path, out_name: str, loaded, by_claim: dict[str, list[Record]]) -> Path:
+    """Every page and plot of a render; returns REPORT.md's path."""
     models = sorted({r.model.id for r in loaded.records}, key=summary.model_key)
     claims = {c.id: c for c in all_claims()}
     lock_data = prereg.read_lock_file()
@@ -160,7 +154,7 @@ def _write(report_dir: Path, out_name: str, loaded, by_claim: dict[str, list[Rec
     }
     for name, body in pages.items():
         write_text(report_dir / name, "\n".join([f"# {PAGES[name]}", "", generated, "", *body]) + "\n")
-    removed = _claim_pages(report_dir, by_claim, claims)
+    _claim_pages(report_dir, by_claim, claims)
     lines = ["# lazarus_bench report", ""]
     lines += _first_screen(loaded.records, claims, report_dir, sorted(by_claim))
     env = next((r.environment for r in loaded.records if r.environment), None)
@@ -173,7 +167,7 @@ def _write(report_dir: Path, out_name: str, loaded, by_claim: dict[str, list[Rec
     if loaded.skipped:
         lines += ["## Records not read", ""] + [f"- `{name}`: {why}" for name, why in loaded.skipped] + [""]
     lines += failed_reruns(loaded.failed)
-    return write_text(report_dir / out_name, "\n".join(lines) + "\n"), removed
+    return write_text(report_dir / out_name, "\n".join(lines) + "\n")
 
 
 def _first_screen(records: list[Record], claims: dict, report_dir: Path, claim_ids: list[str]) -> list[str]:
@@ -218,17 +212,10 @@ def _verdict_matrix(records: list[Record], by_claim: dict[str, list[Record]], cl
             ""]
 
 
-def _claim_pages(report_dir: Path, by_claim: dict[str, list[Record]], claims: dict) -> list[str]:
-    """``claims/<ID>.md``: the claim, the writeup beside ours on every build, every record; the tool's stale pages
-    removed (a page it did not write is left alone), their names returned."""
+def _claim_pages(report_dir: Path, by_claim: dict[str, list[Record]], claims: dict) -> None:
+    """``claims/<ID>.md``: the claim, the writeup beside ours on every build, every record."""
     out = report_dir / CLAIMS_DIR
     out.mkdir(parents=True, exist_ok=True)
-    manifest, removed = outputs.owned(report_dir), []
-    for old in out.glob("*.md"):
-        name = f"{CLAIMS_DIR}/{old.name}"
-        if old.stem not in by_claim and outputs.is_owned(report_dir, name, manifest):
-            old.unlink()
-            removed.append(name)
     for claim_id, records in sorted(by_claim.items()):
         lines = [f"# {claim_id}", "", "[Back to the report](../REPORT.md)", ""]
         lines += summary.claim_overview(claim_id, records)
@@ -236,7 +223,6 @@ def _claim_pages(report_dir: Path, by_claim: dict[str, list[Record]], claims: di
         lines += _claim_section(claim_id, claims.get(claim_id), records, report_dir)
         text = "\n".join(lines).replace("](plots/", "](../plots/")
         write_text(out / f"{claim_id}.md", text + "\n")
-    return removed
 
 
 def read_all(report_dir: str | Path) -> str:

@@ -429,8 +429,7 @@ def _train_to_criterion(spec: SizeSpec, man: dict, model_dir: Path, arch: dict, 
                     "misses_before": misses, "metrics_before": {g: man["metrics"][g] for g in GATES}})
         if writer:
             figures = _training_figures(result)
-            metrics = _evaluate_saved(model_dir, seed, chat=True, n_heldout=spec.eval_heldout)
-            _log(progress, "base: " + ", ".join(f"{g} {metrics[g]:.1%}" for g in METRICS if g in metrics))
+            metrics = _metrics("base", model_dir, spec, seed, man["metrics"].get("stages") or {}, True, progress)
             write_manifest(model_dir, dict(
                 man, metrics=metrics, extensions=ext, final_loss=figures["final_loss"],
                 loss_trace=figures["loss_trace"], train_tokens=man["train_tokens"] + result.tokens,
