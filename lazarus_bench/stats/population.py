@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 from scipy import stats as st
+from scipy.special import expit, logit
 
 from .results import Verdict
 from .tests import holm
@@ -26,16 +27,8 @@ SIDES = ("below", "above")
 TESTS = ("t", "wilcoxon")
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    q = np.clip(p, CLIP, 1.0 - CLIP)
-    return np.log(q) - np.log1p(-q)
-
-
-def _expit(x: float) -> float:
-    return float(1.0 / (1.0 + math.exp(-x))) if x > -700 else 0.0
-
-
-SCALES = {"identity": (lambda v: v, float), "logit": (_logit, _expit), "log": (np.log, math.exp)}
+SCALES = {"identity": (lambda v: v, float), "log": (np.log, math.exp),
+          "logit": (lambda p: logit(np.clip(p, CLIP, 1.0 - CLIP)), lambda x: float(expit(x)))}
 
 
 @dataclass(frozen=True)
@@ -91,8 +84,6 @@ def _one_sided(y: np.ndarray, centre: float, test: str) -> tuple[float, float]:
     if np.ptp(d) == 0.0:  # no spread: the sign of the common difference decides, as the t statistic's limit
         return (0.0, 1.0) if d[0] < 0 else (1.0, 0.0) if d[0] > 0 else (1.0, 1.0)
     if test == "wilcoxon":
-        if not np.any(d):
-            return 1.0, 1.0
         return (float(st.wilcoxon(d, alternative="less").pvalue), float(st.wilcoxon(d, alternative="greater").pvalue))
     return (float(st.ttest_1samp(d, 0.0, alternative="less").pvalue),
             float(st.ttest_1samp(d, 0.0, alternative="greater").pvalue))

@@ -429,7 +429,7 @@ def _train_to_criterion(spec: SizeSpec, man: dict, model_dir: Path, arch: dict, 
                     "misses_before": misses, "metrics_before": {g: man["metrics"][g] for g in GATES}})
         if writer:
             figures = _training_figures(result)
-            metrics = _metrics("base", model_dir, spec, seed, man["metrics"].get("stages") or {}, True, progress)
+            metrics = _metrics("base", model_dir, spec, seed, {}, True, progress)
             write_manifest(model_dir, dict(
                 man, metrics=metrics, extensions=ext, final_loss=figures["final_loss"],
                 loss_trace=figures["loss_trace"], train_tokens=man["train_tokens"] + result.tokens,
