@@ -474,6 +474,7 @@ def _gone(pids: set[int], timeout: float = 15) -> bool:
     return False
 
 
+@pytest.mark.thorough
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("sig,rc,line", [(signal.SIGTERM, 143, "lazarus-bench: terminated"),
                                          (signal.SIGINT, 130, "lazarus-bench: interrupted")])
@@ -541,6 +542,7 @@ def test_a_command_leaves_a_pool_still_in_use_alone():
         executor.shutdown(wait=True)
 
 
+@pytest.mark.thorough
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
 def test_sigkill_of_the_parent_takes_the_workers_down(saved_model, tmp_path):
     proc = _start_run(str(saved_model("llama")), tmp_path)

@@ -279,6 +279,7 @@ def test_claims_id_shows_one_claim_in_full(capsys):
     assert "H99" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.thorough
 @pytest.mark.parametrize("core", ["Prescott", "Haswell"])
 def test_run_warns_once_when_it_measured_with_pre_avx2_kernels(core, saved_model, tmp_path, capsys, monkeypatch):
     """On an AVX2/FMA CPU that OpenBLAS did not recognise, `run` says in one warning line that the records it measured

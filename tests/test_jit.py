@@ -68,6 +68,7 @@ def test_compiled_kernels_are_bitwise_the_same_with_fma():
     assert list((Path(os.environ[jit.ROOT_ENV]) / "mlx").rglob("*.so")), "the FMA kernels are built apart"
 
 
+@pytest.mark.thorough
 @needs_fma
 def test_records_with_a_compiled_training_step_are_bitwise_the_same(saved_model, tmp_path):
     from tests.test_runner import _comparable

@@ -57,6 +57,7 @@ def test_h02_design_four_pairs_of_four():
     assert two["critical_flawed"] == 3 and two["min_flawed_for_bound"] == 2
 
 
+@pytest.mark.thorough
 @pytest.mark.parametrize("dependence", ["independent", "whole cluster"])
 def test_shortfall_test_holds_its_level_at_the_threshold(dependence):
     """At a true accuracy of exactly 95% the test rejects at most alpha of the time, whether errors strike prompts

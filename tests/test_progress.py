@@ -53,6 +53,7 @@ def test_a_closed_stream_silences_progress(clock, monkeypatch):
     assert progress._state["enabled"] is False
 
 
+@pytest.mark.thorough
 def test_controls_report_their_strengths_and_replicates(saved_model, tmp_path, monkeypatch, capsys):
     """Through the real runner: a graded control names its strength and replicate, a null its replicates, each with
     the claim, the model and a time left."""

@@ -49,6 +49,7 @@ def test_tokenizer_matches_llama_cpp_vectors(vocab_root, name):
     assert check_vectors(load_gguf_tokenizer(name), name) == []
 
 
+@pytest.mark.thorough
 def test_vector_check_catches_a_wrong_pre_tokenizer(vocab_root):
     """Llama-3's regex swapped for GPT-2's (numbers of any length, a space glued to them) fails llama.cpp's vectors."""
     from lazarus_bench.zoo import vocabs

@@ -8,6 +8,8 @@ import os
 import re
 from pathlib import Path
 
+import pytest
+
 from lazarus_bench.claims.base import get_claim, slug
 from lazarus_bench.suite.records import ModelRef, Record, load_records, save_record
 from lazarus_bench.suite.runner import Job, plan, run_suite
@@ -101,6 +103,7 @@ def _comparable(record: Record) -> dict:
                    "statistic": data.get("statistic") if record.claim_id != "H12" else None})
 
 
+@pytest.mark.thorough
 def test_parallel_workers_give_the_sequential_records(saved_model, tmp_path):
     """Two spawned workers (single-threaded BLAS) write the same statistics as one process; H13 waits for H12."""
     models = [str(saved_model("llama"))]
@@ -127,6 +130,7 @@ def test_parallel_workers_give_the_sequential_records(saved_model, tmp_path):
     assert all(r.environment["blas"]["gemm_gflops_1024"] > 0 for r in runs[2].values())
 
 
+@pytest.mark.thorough
 def test_records_do_not_depend_on_the_callers_blas_threads(saved_model, tmp_path):
     """`lazarus-bench run` in a process whose parent set OPENBLAS_NUM_THREADS=2 (or nothing) writes the
     same records as this process: the thread count is pinned inside lazarus_bench, not by the caller."""
@@ -160,6 +164,7 @@ def test_records_do_not_depend_on_the_callers_blas_threads(saved_model, tmp_path
                     == json.dumps(_comparable(ours[key]), sort_keys=True)), (parent_threads, key)
 
 
+@pytest.mark.thorough
 def test_pytest_xdist_and_lazarus_bench_run_write_the_same_records(saved_model, tmp_path):
     """One engine's output: `pytest hypotheses -n 2` (claims grouped by the cached runs they share, one family on one
     worker, the report rendered once by the controller) and `lazarus-bench run -j 2` (its process pool) write equal

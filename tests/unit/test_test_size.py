@@ -38,6 +38,7 @@ def test_the_sign_test_rejects_exactly_in_the_binomial_tail_at_most_alpha(n):
         assert size == pytest.approx(9 / 256)
 
 
+@pytest.mark.thorough
 @pytest.mark.parametrize("n, shift_sd", [(8, 0.5), (8, 1.0), (20, 0.5)])
 def test_a_null_inside_the_null_hypothesis_fires_far_below_alpha(n, shift_sd):
     """Normal values whose mean sits ``shift_sd`` SDs on the wrong side of the threshold: the sign test's rate is the
