@@ -19,6 +19,9 @@ DATA_DIRS = ("data",)  # the package's data files (prompt sets): every result ma
 # Modules that only display or move values (command line, progress lines, help text, report rendering, benchmarks):
 # outside every closure, and a statement that only calls one of them (a progress line) is not part of a tree.
 DISPLAY_ONLY = ("cli", "param_help", "progress", "suite.report", "suite.plots", "bench", "userfiles")
+# Module-level declarations read only by the population verdict over builds (suite/population.py), never by a record:
+# outside every record's tree; the lock hashes them with the verdict rules.
+VERDICT_ONLY = ("POPULATION",)
 SCHEME = "ast-1"  # bump when the normalisation changes: every record input and lock hash changes with it
 SELF = "codehash"  # this module is outside every closure too: SCHEME names what its normalisation does
 
@@ -99,9 +102,16 @@ def _display_names(tree: ast.Module, package: str) -> set[str]:
     return names
 
 
+def _verdict_only(statement: ast.stmt) -> bool:
+    """A module-level ``POPULATION = ...`` (annotated or not)."""
+    targets = statement.targets if isinstance(statement, ast.Assign) else \
+        [statement.target] if isinstance(statement, ast.AnnAssign) else []
+    return len(targets) == 1 and isinstance(targets[0], ast.Name) and targets[0].id in VERDICT_ONLY
+
+
 class _Normaliser(ast.NodeTransformer):
-    """Drops docstrings, ``help=`` keywords, ``"help"`` entries of dict literals, imports of display-only modules and
-    statements that only call one; keeps everything else."""
+    """Drops docstrings, ``help=`` keywords, ``"help"`` entries of dict literals, imports of display-only modules,
+    statements that only call one and module-level population declarations; keeps everything else."""
 
     def __init__(self, display: set[str]):
         self.display = display
@@ -118,7 +128,11 @@ class _Normaliser(ast.NodeTransformer):
         node.body = body or [ast.Pass()]
         return self.generic_visit(node)
 
-    visit_Module = visit_ClassDef = visit_FunctionDef = visit_AsyncFunctionDef = _body
+    visit_ClassDef = visit_FunctionDef = visit_AsyncFunctionDef = _body
+
+    def visit_Module(self, node):
+        node.body = [s for s in node.body if not _verdict_only(s)]
+        return self._body(node)
 
     def visit_Expr(self, node):
         call = node.value

@@ -98,6 +98,15 @@ def random_init_draw(ctx: ClaimContext, replicate: int) -> ClaimContext:
     return ctx.variant(handle=ctx.random_control(seed=100 + replicate), params={"prompt_seed": 70_000 + replicate})
 
 
+# The population verdict over builds (CLAIMS.md revision 4): per criterion, the build-level statistic's scale and
+# test, and its threshold and side where the record does not state them. Outside the records' hash.
+POPULATION = {
+    "below_threshold": {"scale": "logit"},  # the prompt mean of per-prompt maxima, below the record's threshold
+    "every_prompt_below": {"scale": "logit", "threshold": "max_prob", "side": "below"},
+    "argmax_at_chance": {"threshold": 0.4, "side": "below"},  # accuracy below chance (1/4) + a 15-point margin
+}
+
+
 @claim(
     id="H01",
     title="No operation words in a base model's logit lens",

@@ -36,6 +36,14 @@ CLUSTER = ("operand pair (the j-th operand pair of every class; one template, so
 SCHEMES = ("stratified", "leave-one-pair-out")
 
 
+# The population verdict over builds (CLAIMS.md revision 4): per criterion, the build-level statistic's scale and
+# test, and its threshold and side where the record does not state them. Outside the records' hash.
+POPULATION = {
+    "accuracy": {"threshold": "min_accuracy", "side": "above"},
+    "above_null": {"minus": "null_mean", "threshold": 0.0, "side": "above"},  # accuracy above the permuted labels'
+}
+
+
 @claim(
     id="H02",
     title="Symbol prompts make probes trivially perfect at block 0",

@@ -156,6 +156,16 @@ def accuracy_curve(probed, control, null: np.ndarray, blocks: list[int]) -> dict
     })
 
 
+# The population verdict over builds (CLAIMS.md revision 4): per criterion, the build-level statistic's scale and
+# test, and its threshold and side where the record does not state them. Outside the records' hash.
+POPULATION = {
+    "l0_near_chance": {"threshold": "max_l0_accuracy", "side": "below"},
+    "peak": {"threshold": "min_peak_accuracy", "side": "above"},
+    "gain": {"threshold": "min_gain", "side": "above"},
+    "peak_above_null": {"minus": "chance", "threshold": 0.0, "side": "above"},  # peak accuracy above chance
+}
+
+
 @claim(
     id="H03",
     title="Word prompts show true emergence after block 0",

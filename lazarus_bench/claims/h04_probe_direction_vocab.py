@@ -146,6 +146,14 @@ def bootstrap_best_ranks(X, y, ranker: VocabRanker, *, n_bootstrap: int, seed: i
     return out
 
 
+# The population verdict over builds (CLAIMS.md revision 4): per criterion, the build-level statistic's scale and
+# test, and its threshold and side where the record does not state them. Outside the records' hash.
+POPULATION = {
+    "outside_top": {"scale": "logit", "threshold": "top_fraction", "side": "above"},  # rank percentile
+    "probe_above_chance": {"threshold": 0.5, "side": "above"},  # binary probe: chance 1/2
+}
+
+
 @claim(
     id="H04",
     title="The probe's direction is not vocabulary-aligned",

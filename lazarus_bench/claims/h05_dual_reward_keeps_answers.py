@@ -42,6 +42,11 @@ def planted_drop(ctx: ClaimContext, strength: float, replicate: int) -> ClaimCon
     return ctx.variant(params={"planted_drop": strength, "plant_replicate": replicate})
 
 
+# The population verdict over builds (CLAIMS.md revision 4): per criterion, the build-level statistic's scale and
+# test, and its threshold and side where the record does not state them. Outside the records' hash.
+POPULATION = {"answers_kept": {}}  # seed mean of accuracy after - before
+
+
 @claim(
     id="H05b",
     title="Dual-reward V/O LoRA keeps the answers",

@@ -112,6 +112,14 @@ def dual_curves(runs: list[dict], label: str = "") -> dict:
     }
 
 
+# The population verdict over builds (CLAIMS.md revision 4): per criterion, the build-level statistic's scale and
+# test, and its threshold and side where the record does not state them. Outside the records' hash.
+POPULATION = {
+    "correct": {"threshold": 0.875, "side": "above"},  # seed mean of restricted-argmax accuracy, >= 7/8
+    "prob": {"scale": "logit"},
+}
+
+
 @claim(
     id="H05a",
     title="Dual-reward V/O LoRA makes the lens name the operation",

@@ -73,6 +73,11 @@ def instruct_chat_gain(ctx: ClaimContext) -> float:
     return _zoo_pair_change(ctx, "chat")
 
 
+# The population verdict over builds (CLAIMS.md revision 4): per criterion, the build-level statistic's scale and
+# test, and its threshold and side where the record does not state them. Outside the records' hash.
+POPULATION = {"instruct_loss_higher": {}, "instruct_prob_lower": {}}  # seed means of paired differences
+
+
 @claim(
     id="H06",
     no_graded=("no graded plant: the effect is a difference between two models' dual-reward training, and no edit "

@@ -141,6 +141,11 @@ def probe_change_claim(before: list[float], after: list[float], margin: float, a
                    details={**result.details, "cohens_d": effect.value if effect is not None else math.nan})
 
 
+# The population verdict over builds (CLAIMS.md revision 4): per criterion, the build-level statistic's scale and
+# test, and its threshold and side where the record does not state them. Outside the records' hash.
+POPULATION = {"no_vocab_classifier": {"scale": "logit"}, "probe_unchanged": {}, "answers_improve": {}}
+
+
 @claim(
     id="H07",
     title="Pure GRPO makes no vocabulary classifier but improves answers",

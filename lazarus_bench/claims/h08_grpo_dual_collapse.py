@@ -259,6 +259,14 @@ def grpo_curves(groups: dict[str, list[dict]], layers: list[str], lens_before: d
     return curves
 
 
+# The population verdict over builds (CLAIMS.md revision 4): per criterion, the build-level statistic's scale and
+# test, and its threshold and side where the record does not state them. Outside the records' hash.
+POPULATION = {
+    "collapsed": {"threshold": "min_collapse_rate", "side": "above"},  # share of seeds collapsed
+    "not_the_untrained_word": {"threshold": 0.5, "side": "below"},  # 1 when the untrained model's word, else 0
+}
+
+
 @claim(
     id="H08",
     no_graded=("not built in this round: every zoo model is NOT TESTABLE at the reward gate (GRPO does not raise the "

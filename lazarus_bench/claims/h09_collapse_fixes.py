@@ -56,6 +56,11 @@ def h09_statistic(by_fix: dict[str, list[dict]], chance: float, p: dict,
     return statistic, table
 
 
+# The population verdict over builds (CLAIMS.md revision 4): per criterion, the build-level statistic's scale and
+# test, and its threshold and side where the record does not state them. Outside the records' hash.
+POPULATION = {fix: {"threshold": "min_collapse_rate", "side": "above"} for fix in FIXES}
+
+
 @claim(
     id="H09",
     no_graded=("not built in this round: every zoo model is NOT TESTABLE at the reward gate (as H08), so there is no "

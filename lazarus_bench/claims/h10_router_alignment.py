@@ -204,6 +204,15 @@ def h10_curves(per_layer: dict[int, np.ndarray], null_stats, maxima: np.ndarray,
     return {"max_cosine_by_layer": by_layer, "max_cosine_cdf": cdf}
 
 
+# The population verdict over builds (CLAIMS.md revision 4): per criterion, the build-level statistic's scale and
+# test, and its threshold and side where the record does not state them. Outside the records' hash.
+POPULATION = {
+    "no_expert_aligned": {"threshold": 0.5, "side": "below"},  # experts beyond the null after Holm: none
+    "op_words_not_enriched": None,  # a binomial p per build against the random rate, which the record does not keep
+    "random_like_on_average": {"threshold": "equivalence_null_sd", "side": "below"},  # mean z
+}
+
+
 @claim(
     id="H10",
     title="MoE router rows are not vocabulary-aligned",

@@ -278,6 +278,11 @@ def mde_note(s: ClaimStatistic) -> str | None:
     return "the per-seed values have no spread"
 
 
+# The population verdict over builds (CLAIMS.md revision 4): per criterion, the build-level statistic's scale and
+# test, and its threshold and side where the record does not state them. Outside the records' hash.
+POPULATION = {"rises": {}, "stays_below": {"scale": "logit"}, "clusters_near_depth": {}}
+
+
 @claim(
     id="H11",
     title="LoRA SFT induces only weak task tokens near 56% depth",

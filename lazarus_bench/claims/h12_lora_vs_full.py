@@ -108,6 +108,12 @@ def lora_vs_full(handle_factory: Callable[[], ModelHandle], steps: int, seed: in
     }
 
 
+# The population verdict over builds (CLAIMS.md revision 4): per criterion, the build-level statistic's scale and
+# test, and its threshold and side where the record does not state them. Outside the records' hash.
+POPULATION = {"trainable_fraction": {"scale": "logit"}, "memory": {"scale": "log"}, "speed": {"scale": "log"},
+              "val_loss": None}  # an equivalence within a margin: no one-sided population test yet
+
+
 @claim(
     id="H12",
     no_graded=("no edit plants a cost advantage (see the positive control's reason), and below 100M parameters the "

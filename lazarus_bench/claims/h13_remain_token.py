@@ -118,6 +118,11 @@ def h13_summary(rows: list[dict], near: Sequence[int], late_from: int) -> tuple[
     return float(np.mean(peaks)), float(np.mean(late))
 
 
+# The population verdict over builds (CLAIMS.md revision 4): per criterion, the build-level statistic's scale and
+# test, and its threshold and side where the record does not state them. Outside the records' hash.
+POPULATION = {"remain_near_depth": {"scale": "logit"}, "late_answer": {}}
+
+
 @claim(
     id="H13",
     no_graded=("the remain family is absent before SFT on every zoo model, so the claim is NOT TESTABLE before "

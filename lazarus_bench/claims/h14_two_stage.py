@@ -113,6 +113,11 @@ def planted_drop(ctx: ClaimContext, strength: float, replicate: int) -> ClaimCon
                                "plant_replicate": replicate})
 
 
+# The population verdict over builds (CLAIMS.md revision 4): per criterion, the build-level statistic's scale and
+# test, and its threshold and side where the record does not state them. Outside the records' hash.
+POPULATION = {"low_lr_keeps": {}, "aggressive_destroys": {}, "no_classifier": {"scale": "logit"}}
+
+
 @claim(
     id="H14",
     title="Two-stage training: low-LR stage 2 keeps computation, aggressive stage 2 destroys it, no classifier",

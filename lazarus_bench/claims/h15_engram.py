@@ -175,6 +175,11 @@ def measure_engram(ctx: ClaimContext, data: DataSet) -> Outcome:
                    fitness={"M1 above chance": m1}, extra={"m1_above_chance": m1, "data": label})
 
 
+# The population verdict over builds (CLAIMS.md revision 4): per criterion, the build-level statistic's scale and
+# test, and its threshold and side where the record does not state them. Outside the records' hash.
+POPULATION = {"dual_gain": {}, "engram_clustering": {}}  # per data set; the engram part is its ARI
+
+
 def _register(data: DataSet) -> None:
     other = next(d for d in DATASETS.values() if d is not data)
     claim(

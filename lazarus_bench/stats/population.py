@@ -112,12 +112,18 @@ def criterion_verdict(values: Sequence[float | None], criterion: PopulationCrite
                             back(mean + half), confidence, p_claimed, p_opposite, reason)
 
 
-def combine(results: Sequence[PopulationResult], alpha: float = 0.05) -> PopulationVerdict:
-    """SUPPORTED when every criterion is (intersection-union); REFUTED when any criterion's opposite-side p is below
-    ``alpha`` after Holm's adjustment over the testable criteria; else NOT TESTABLE if any criterion is, else
-    INCONCLUSIVE."""
+def untested(name: str, n_builds: int) -> PopulationResult:
+    """A criterion no build measured (each build's gate failed, or none reported it)."""
+    return PopulationResult(name, Verdict.NOT_TESTABLE, n_builds, 0, reason=f"0 of {n_builds} builds testable")
+
+
+def combine(results: Sequence[PopulationResult], alpha: float = 0.05,
+            undeclared: Sequence[str] = ()) -> PopulationVerdict:
+    """SUPPORTED when every criterion is (intersection-union) and none of those the builds report lacks a declared
+    test; REFUTED when any criterion's opposite-side p is below ``alpha`` after Holm's adjustment over the testable
+    criteria; else NOT TESTABLE if any criterion is (or none was reported), else INCONCLUSIVE."""
     results = list(results)
-    if results and all(r.verdict == Verdict.SUPPORTED for r in results):
+    if results and all(r.verdict == Verdict.SUPPORTED for r in results) and not undeclared:
         return PopulationVerdict(Verdict.SUPPORTED, "every criterion SUPPORTED", results)
     tested = [r for r in results if r.verdict != Verdict.NOT_TESTABLE]
     adjusted = holm([r.p_opposite for r in tested]) if tested else []
@@ -126,8 +132,11 @@ def combine(results: Sequence[PopulationResult], alpha: float = 0.05) -> Populat
         return PopulationVerdict(Verdict.REFUTED, f"REFUTED at Holm-adjusted alpha {alpha:g}: {', '.join(refuted)}",
                                  results)
     untestable = [r.criterion for r in results if r.verdict == Verdict.NOT_TESTABLE]
-    if untestable or not results:
+    if untestable or not (results or undeclared):
         return PopulationVerdict(Verdict.NOT_TESTABLE, f"not testable: {', '.join(untestable) or 'no criterion'}",
+                                 results)
+    if undeclared:
+        return PopulationVerdict(Verdict.INCONCLUSIVE, f"no population test declared for {', '.join(undeclared)}",
                                  results)
     return PopulationVerdict(Verdict.INCONCLUSIVE, "neither every criterion SUPPORTED nor one REFUTED", results)
 

@@ -13,6 +13,7 @@ from lazarus_bench.stats.population import (
     between_share,
     combine,
     criterion_verdict,
+    untested,
 )
 
 BELOW_1PCT = PopulationCriterion("max P(op word)", 0.01, "below", scale="logit")
@@ -102,6 +103,11 @@ def test_criteria_combine_by_intersection_union_and_holm():
     assert combine([near, sup, sup]).verdict == Verdict.INCONCLUSIVE  # Holm over 3: 3 x p > 0.05
     assert combine([near]).verdict == Verdict.REFUTED and combine([far, nt]).verdict == Verdict.REFUTED
     assert combine([]).verdict == Verdict.NOT_TESTABLE
+    blocked = combine([sup, sup], undeclared=["other"])  # a criterion the builds report without a declared test
+    assert blocked.verdict == Verdict.INCONCLUSIVE and "other" in blocked.reason
+    assert combine([far], undeclared=["other"]).verdict == Verdict.REFUTED
+    assert combine([], undeclared=["other"]).verdict == Verdict.INCONCLUSIVE
+    assert untested("x", 6).n_builds == 6 and combine([sup, untested("x", 6)]).verdict == Verdict.NOT_TESTABLE
 
 
 def test_a_criterion_declares_a_known_side_scale_and_test():
