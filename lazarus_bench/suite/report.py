@@ -177,8 +177,8 @@ def _first_screen(records: list[Record], claims: dict, report_dir: Path, claim_i
         return ["No claim was measured on a model it applies to.", ""]
     matrix = summary.build_matrix(records)
     lines = [sentence, "", "## Verdict per claim, across builds", "",
-             "A claim's verdict holds when every build of its model agrees, else INCONCLUSIVE (build-dependent). "
-             "Builds: how many, and their verdicts (SUP, REF, INC, N/T).", "",
+             "Verdict: population verdict over one recipe's builds ([by criterion](details.md#population-verdicts)). "
+             "Builds: testable of counted; each build's verdict. Headline effect: every build that measured.", "",
              tabulate(rows, headers="keys", tablefmt="github"), "",
              f"![verdict map]({summary.verdict_map(records, report_dir)})", "",
              "## Verdict per build (corrected protocol)", "",

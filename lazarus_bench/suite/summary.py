@@ -1,6 +1,6 @@
-"""The report's first page and its verdicts across zoo builds: one row per claim (robust verdict, build agreement,
-effect, empirical MDE, what could not be tested) and a claims x builds verdict map; then each claim's builds side by
-side with the between- and within-build variance where the statistic pools."""
+"""The report's first page and its verdicts across zoo builds: one row per claim (population verdict, builds
+testable, each build's verdict, effect, empirical MDE, what could not be tested) and a claims x builds verdict map;
+then each claim's builds side by side with the between- and within-build variance where the statistic pools."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from ..models import model_fingerprint
 from ..stats import Verdict, build_variance
 from ..zoo.registry import build_info, split_build
 from . import plots
+from .population import ClaimPopulation, population
 from .records import Record
 
 VERDICT_MAP = "verdict_map.png"
@@ -325,9 +326,31 @@ def verdict_map(records: list[Record], report_dir: Path) -> str:
     return plots.save_figure(fig, report_dir, VERDICT_MAP, bbox_inches="tight")
 
 
+def population_lines(records: list[Record]) -> list[str]:
+    """Each claim's population verdict by criterion: the builds testable, the estimate and its interval over builds
+    in the statistic's units, and the test with its one-sided p on each side of the threshold."""
+    grouped, rows = groups(records), []
+    for claim_id in sorted({c for c, _ in grouped}):
+        pop, decay = population_of(claim_id, grouped[(claim_id, home(claim_id, grouped))])
+        for c in pop.verdict.criteria:
+            rows.append({"claim": claim_id, "criterion": c.criterion, "verdict": str(c.verdict),
+                         "builds testable": f"{c.n_testable}/{c.n_builds} ({pop.role}, wd {decay:g})",
+                         "estimate [90% CI]": f"{_num(c.estimate)} {interval(c.ci_low, c.ci_high)}",
+                         "test": c.reason})
+        rows += [{"claim": claim_id, "criterion": name, "verdict": "no population test declared"}
+                 for name in pop.undeclared]
+    if not rows:
+        return []
+    return ["## Population verdicts", "",
+            "Per criterion, the build-level statistics of one recipe's builds (its confirmatory builds, else every "
+            "build), tested against the threshold on the declared scale (CLAIMS.md revision 4); a gate-failed build "
+            "counts and is not testable. A claim is SUPPORTED when every criterion is, REFUTED when one is at "
+            "Holm-adjusted alpha.", "", tabulate(rows, headers="keys", tablefmt="github"), ""]
+
+
 def across_builds(records: list[Record]) -> list[str]:
-    """Each variant built more than once: every build's verdict and statistic, the agreement, the robust verdict and
-    the variance between builds against within them."""
+    """Each claim's population verdicts, then each variant built more than once: every build's verdict and statistic,
+    the agreement, the unanimous verdict and the variance between builds against within them."""
     rows, variances = [], []
     for (claim_id, variant), rs in sorted(groups(records).items()):
         if len(rs) < 2:
@@ -335,7 +358,7 @@ def across_builds(records: list[Record]) -> list[str]:
         v = robust(rs)
         per = "; ".join(f"{variant_build(r)[1]} ({role(r)}): {_build_outcome(r)}" for r in rs)
         rows.append({"claim": claim_id, "model": variant, "per build": per, "agreement": v["agreement"],
-                     "robust verdict": v["verdict"], "within one recipe": by_recipe(rs)})
+                     "unanimous": v["verdict"], "within one recipe": by_recipe(rs)})
         p = pooled(rs)
         if p:
             measured = [r for r in rs if _measured(r)]
@@ -346,8 +369,8 @@ def across_builds(records: list[Record]) -> list[str]:
                            "between-build var": _num(p["between"]), "within-build var": _num(p["within"]),
                            "units per build": ", ".join(map(str, p["n_per_build"]))})
     if not rows:
-        return []
-    lines = ["## Across builds", "",
+        return population_lines(records)
+    lines = [*population_lines(records), "## Across builds", "",
              "Independently pretrained builds of one zoo model (another seed; a build that varies the recipe's weight "
              "decay is named with it). The development build "
              "is the one criteria and controls were tuned on; confirmatory builds were built under the frozen lock. "
@@ -390,28 +413,43 @@ def _headline(rs: list[Record]) -> str:
     else:
         values = sorted(r.statistic.statistic for r in measured)
         value = f"median {_num(values[len(values) // 2])} (builds {_num(values[0])} to {_num(values[-1])})"
-    return f"{_clip(measured[0].statistic.name, max(20, 62 - len(value)))}: {value}"
+    return f"{_clip(measured[0].statistic.name, max(20, 54 - len(value)))}: {value}"
+
+
+def population_of(claim_id: str, rs: list[Record]) -> tuple[ClaimPopulation, float]:
+    """The population verdict over the builds of the recipe with the most builds (its confirmatory builds, else
+    every build, exploratory), and that recipe's weight decay."""
+    recipes: dict[float, list[Record]] = defaultdict(list)
+    for r in rs:
+        recipes[recipe(r)].append(r)
+    decay, drawn = max(recipes.items(), key=lambda kv: (len(kv[1]), kv[0]))
+    confirmatory = [r for r in drawn if (r.model.build or {}).get("role") == "confirmatory"]
+    used = confirmatory or drawn
+    return population(claim_id, used, [variant_build(r)[1] for r in used],
+                      "confirmatory" if confirmatory else "exploratory"), decay
 
 
 def answer(records: list[Record], claims: dict) -> tuple[str, list[dict]]:
-    """The report's first sentence and its table: one row per claim, its verdict across the builds of the model it
-    is about, how the builds split, and the headline effect."""
+    """The report's first sentence and its table: one row per claim, its population verdict over the builds of one
+    recipe of the model it is about, how many were testable, each build's verdict, and the headline effect."""
     grouped = groups(records)
     rows, counts = [], Counter()
     for claim_id in sorted({c for c, _ in grouped}):
         rs = grouped[(claim_id, home(claim_id, grouped))]
-        verdict = robust(rs)
-        counts[verdict["verdict"]] += 1
-        split = Counter(verdict["verdicts"])
+        pop, decay = population_of(claim_id, rs)
+        verdict = str(pop.verdict.verdict)
+        counts[verdict] += 1
+        split = Counter(r.label for r in rs)
+        testable = min((c.n_testable for c in pop.verdict.criteria), default=0)
         title = claims[claim_id].title if claim_id in claims else rs[0].claim.get("title", "")
         rows.append({"claim": claim_id, "statement": STATEMENTS.get(claim_id) or _clip(title, 44),
-                     "verdict": verdict["verdict"],
-                     "builds": f"{len(rs)}: " + ", ".join(f"{ABBREVIATIONS.get(v, v)} {k}"
-                                                          for v, k in sorted(split.items())),
+                     "verdict": verdict,
+                     "builds": f"{testable}/{len(pop.builds)} testable; {len(rs)}: "
+                               + ", ".join(f"{ABBREVIATIONS.get(v, v)} {k}" for v, k in sorted(split.items())),
                      "headline effect [CI]": _headline(rs)})
     order = ("SUPPORTED", "REFUTED", "INCONCLUSIVE", "NOT TESTABLE")
     told = ", ".join(f"{counts[v]} {v}" for v in order)
-    sentence = (f"Of {len(rows)} claims, each judged across the builds of the model it is about, {told}"
+    sentence = (f"Of {len(rows)} claims, each judged by its population verdict over the builds of one recipe, {told}"
                 + (f" ({', '.join(f'{k} {v}' for v, k in counts.items() if v not in order)})"
                    if set(counts) - set(order) else "") + ".")
     return sentence, rows
