@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run claims that the plan predicts will not fit in memory (default: skip them, saying why)")
     p.add_argument("--memory", type=gigabytes, metavar="GB",
                    help="plan against this much memory instead of what is available here (a laptop's 16, say)")
+    p.add_argument("--population", metavar="NAME",
+                   help="the -m models are builds of one recipe (pretraining seeds of one model): the report gives "
+                        "each claim one population verdict over them (5 testable or more)")
     include_args(p)
     return p
 
@@ -84,10 +87,22 @@ def without_unfit_builds(models: list[str], root: Path) -> list[str]:
     return [m for m in models if m.rpartition("@")[2] not in unfit]
 
 
+def prepare_report_dir(report_dir: str, args: argparse.Namespace) -> None:
+    """Before any claim runs: a folder the run can write to, holding no REPORT.md of the user's, and the family
+    ``--population`` names recorded there."""
+    from ..suite.populations import add
+    from ..suite.report import check_report_dir
+
+    check_writable(Path(report_dir) / "REPORT.md")
+    check_report_dir(report_dir, args.overwrite)
+    if args.population:
+        add(report_dir, args.population, list(dict.fromkeys(args.model or [])), args.overwrite)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     apply_include(args)
     from ..claims.base import ZOO_PREFIXES, get_claim
-    from ..suite.report import check_report_dir, render
+    from ..suite.report import render
     from ..suite.runner import run_suite
     from ..zoo.registry import default_models, resolve_zoo, zoo_root
 
@@ -110,8 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.plan:
         return print_plan(args.model or default_models(), claim_ids, args.tier, args.jobs, args.memory)
     report_dir = args.report_dir or default_report_dir(args.model, args.adapter, args.tier)
-    check_writable(Path(report_dir) / "REPORT.md")  # a folder the run could not write to, before any claim runs
-    check_report_dir(report_dir, args.overwrite)  # nor one holding a user's own REPORT.md
+    prepare_report_dir(report_dir, args)
     if args.cache_dir:  # the trained runs go there: an unwritable one would turn every training claim into an ERROR
         check_writable(Path(args.cache_dir) / "runs")
     from ..suite.runner import default_jobs

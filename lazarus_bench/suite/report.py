@@ -19,7 +19,7 @@ from ..io import write_text
 from ..protocols import SINGLE_DEFECT_ORIGINAL
 from ..stats import ClaimStatistic, Verdict
 from ..zoo.registry import MANIFEST, resolve_zoo
-from . import calibration, plots, summary
+from . import calibration, plots, populations, summary
 from .records import RECORDS_DIR, Record, load_records
 
 
@@ -119,7 +119,7 @@ def render(report_dir: str | Path = "reports", out_name: str = "REPORT.md", over
     :data:`PAGES` (with plots) from every record in ``report_dir/records``; a page or plot already there is
     replaced only if this tool wrote it (its output manifest says so) or ``overwrite``; its own stale plots go."""
     report_dir = Path(report_dir)
-    loaded = load_records(report_dir)
+    loaded = populations.tagged(load_records(report_dir), report_dir)
     by_claim: dict[str, list[Record]] = defaultdict(list)
     for record in loaded.records:
         by_claim[record.claim_id].append(record)

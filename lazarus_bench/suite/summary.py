@@ -41,7 +41,11 @@ def zoo_parts(model_id: str) -> tuple[str, str] | None:
 def variant_build(record: Record) -> tuple[str, str]:
     """(variant, build): 'zoo:base@s2' -> ('zoo:base', 's2'); the root build is 's<seed>' from the record, or from
     the shipped manifest when a record made before records carried it ran on the shipped model's very weights, else
-    'root'; '' for a model outside the zoo (its own variant, one build)."""
+    'root'; a family member's label in 'population:NAME' (``run --population``); '' for any other model outside the
+    zoo (its own variant, one build)."""
+    family = (record.model.build or {}).get("population")
+    if family:
+        return f"population:{family}", record.model.build.get("label") or record.model.id
     parts = zoo_parts(record.model.id)
     if parts is None:
         return record.model.id, ""
@@ -145,7 +149,7 @@ def by_recipe(records: list[Record]) -> str:
 def home(claim_id: str, grouped: dict[tuple[str, str], list[Record]]) -> str | None:
     """The variant a claim is reported on: a base model where it ran on one, else the first it ran on (MoE claims
     on the MoE variant); derived variants are other models, never replicates of the base."""
-    variants = sorted(v for c, v in grouped if c == claim_id)
+    variants = sorted((v for c, v in grouped if c == claim_id), key=lambda v: -len(grouped[(claim_id, v)]))
     bases = [v for v in variants if grouped[(claim_id, v)][0].model.info.get("kind") == "base"]
     return (bases or variants or [None])[0]
 
@@ -425,8 +429,9 @@ def population_of(claim_id: str, rs: list[Record]) -> tuple[ClaimPopulation, flo
     decay, drawn = max(recipes.items(), key=lambda kv: (len(kv[1]), kv[0]))
     confirmatory = [r for r in drawn if (r.model.build or {}).get("role") == "confirmatory"]
     used = confirmatory or drawn
+    family = (used[0].model.build or {}).get("population")
     return population(claim_id, used, [variant_build(r)[1] for r in used],
-                      "confirmatory" if confirmatory else "exploratory"), decay
+                      "confirmatory" if confirmatory else f"family {family}" if family else "exploratory"), decay
 
 
 def answer(records: list[Record], claims: dict) -> tuple[str, list[dict]]:

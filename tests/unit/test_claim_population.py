@@ -120,3 +120,37 @@ def test_population_declarations_change_no_record_hash_and_no_record_reads_them(
     roots = [*(ROOT / "claims").glob("h*.py"), ROOT / "suite" / "runner.py"]
     assert all(ROOT / "suite" / "population.py" not in codehash.closure(p) for p in roots)  # no record reads it
     json.dumps(declarations("H09"))  # plain data: the lock can hash it
+
+
+def test_a_users_family_of_checkpoints_is_one_population_in_the_report(tmp_path):
+    """`run --population NAME` records the family; the report reads it and judges the members as builds of one
+    recipe: one population verdict, each member a build named by its shortest distinct path."""
+    from lazarus_bench import outputs
+    from lazarus_bench.errors import LazarusError
+    from lazarus_bench.suite import populations, summary
+    from lazarus_bench.suite.records import Loaded
+
+    members = [f"runs/s{i}/base" for i in range(101, 107)]
+    populations.add(tmp_path, "v3-dev", members[:3])
+    populations.add(tmp_path, "v3-dev", members[2:])  # a second run adds its members
+    assert populations.read(tmp_path) == {"v3-dev": sorted(members)}
+    assert outputs.is_owned(tmp_path, populations.FILE)
+    with pytest.raises(LazarusError, match="already belongs to the family 'v3-dev'"):
+        populations.add(tmp_path, "other", [members[0], "x/y"])
+    assert populations.labels(["a/s1/base", "b/s2/base", "c/s3/moe"]) == {"a/s1/base": "s1/base",
+                                                                        "b/s2/base": "s2/base", "c/s3/moe": "moe"}
+    records = [replace(_h01(i, 2e-4 * (i + 1), 1e-3, 0.25), model=replace(_h01(i, 0, 0, 0).model, id=m,
+                                                                          info={"kind": "base"}))
+               for i, m in enumerate(members)] + [_h01(9, 0.5, 0.5, 1.0)]  # another model: its own variant
+    tagged = populations.tagged(Loaded(records=records, skipped=[]), tmp_path).records
+    assert [summary.variant_build(r) for r in tagged[:2]] == [("population:v3-dev", "s101/base"),
+                                                              ("population:v3-dev", "s102/base")]
+    sentence, rows = summary.answer(tagged, {})
+    assert rows[0]["verdict"] == "SUPPORTED" and rows[0]["builds"].startswith("6/6 testable; 6: SUP 6")
+    pop, _ = summary.population_of("H01", [r for r in tagged if r.model.id in members])
+    assert pop.role == "family v3-dev" and pop.builds[0] == "s101/base"
+    (tmp_path / populations.FILE).write_text("[1, 2]")  # not the tool's any more: refused, and unreadable
+    with pytest.raises(LazarusError, match="not written by lazarus-bench"):
+        populations.add(tmp_path, "v3-dev", members)
+    with pytest.raises(LazarusError, match="expected {family: \\[model ids\\]}"):
+        populations.read(tmp_path)
