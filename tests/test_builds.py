@@ -214,6 +214,7 @@ def test_build_variance_recovers_known_components():
     assert out["between"] == pytest.approx(4.0, rel=0.2) and out["within"] == pytest.approx(0.25, rel=0.05)
 
 
+@pytest.mark.thorough
 def test_a_second_micro_build_runs_and_reports_across_builds(tmp_path, monkeypatch, capsys):
     from lazarus_bench.cli.zoo import main as zoo_main
     from lazarus_bench.suite.report import read_all, render

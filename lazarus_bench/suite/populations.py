@@ -20,7 +20,6 @@ from .records import Loaded, Record
 
 FILE = "populations.json"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-MIN_MEMBERS = 2  # a family of one is a model
 
 
 def check_name(text: str) -> str:
@@ -47,12 +46,13 @@ def read(report_dir: str | Path) -> dict[str, list[str]]:
 
 
 def add(report_dir: str | Path, name: str, models: list[str], overwrite: bool = False) -> None:
-    """Record that ``models`` form the family ``name`` in ``report_dir`` (before any claim runs): refused when the
-    folder's families file is not the tool's, a model already belongs to another family, or fewer than two."""
+    """Add ``models`` to the family ``name`` in ``report_dir`` (before any claim runs; runs of one seed each build a
+    family up): refused when the folder's families file is not the tool's, a model already belongs to another family,
+    or no model is named."""
     check_name(name)
-    if len(models) < MIN_MEMBERS:
-        raise LazarusError(f"--population {name}: give the family's models with -m, {MIN_MEMBERS} or more "
-                           f"(got {len(models)})")
+    if not models:
+        raise LazarusError(f"--population {name}: name the family's models with -m (the zoo's builds are a "
+                           "population already)")
     outputs.refuse_foreign(report_dir, [FILE], "--report-dir", overwrite)
     families = read(report_dir)
     for other, members in families.items():
