@@ -29,7 +29,7 @@ class ClaimPopulation:
 
     claim_id: str
     builds: list[str]
-    role: str  # "confirmatory" or "exploratory" (no confirmatory build: every build counted, tuned ones included)
+    role: str  # "confirmatory", "family NAME" (run --population) or "exploratory" (every build, tuned ones too)
     verdict: PopulationVerdict
     undeclared: list[str] = field(default_factory=list)
 
@@ -50,7 +50,6 @@ def declarations(claim_id: str) -> dict[str, dict | None]:
         return {}
     module = importlib.import_module(claim.measure.__module__)
     declared = getattr(module, "POPULATION", {})
-    declared = declared.get(claim_id, {}) if claim_id in declared else declared
     for name, spec in declared.items():
         if spec is not None and set(spec) - KEYS:
             raise ValueError(f"{claim_id} POPULATION[{name!r}]: unknown keys {sorted(set(spec) - KEYS)}")
