@@ -149,7 +149,7 @@ def by_recipe(records: list[Record]) -> str:
 def home(claim_id: str, grouped: dict[tuple[str, str], list[Record]]) -> str | None:
     """The variant a claim is reported on: a base model where it ran on one, else the first it ran on (MoE claims
     on the MoE variant); derived variants are other models, never replicates of the base."""
-    variants = sorted((v for c, v in grouped if c == claim_id), key=lambda v: -len(grouped[(claim_id, v)]))
+    variants = sorted((v for c, v in grouped if c == claim_id), key=lambda v: (-len(grouped[(claim_id, v)]), v))
     bases = [v for v in variants if grouped[(claim_id, v)][0].model.info.get("kind") == "base"]
     return (bases or variants or [None])[0]
 
