@@ -25,6 +25,11 @@ def job(claim: str, model: str) -> None:
     _state.update(job=f"{claim} on {model}", job_start=now, part="measurement", part_start=now, last=now)
 
 
+def reset() -> None:
+    """No job is running (a command starts): steps print nothing until the next ``job``."""
+    _state.update(job="", job_start=0.0, part="", part_start=0.0, last=0.0)
+
+
 def part(name: str) -> None:
     """The job moves to another part (a control, a graded strength): its time left restarts from here."""
     _state.update(part=name, part_start=clock())

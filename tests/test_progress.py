@@ -72,3 +72,20 @@ def test_controls_report_their_strengths_and_replicates(saved_model, tmp_path, m
     assert any("strength" in line and "replicate 1/" in line for line in graded)
     nulls = [line for line in lines if line.startswith("[H01 on") and "null 'random-init models'" in line]
     assert nulls and all("replicates" in line for line in nulls)
+
+
+def test_a_command_starts_with_no_job(clock, capsys):
+    """A claim job an earlier command left in the same process (tests call the CLI in-process) prints no progress
+    line in a later command's training: a stray line broke the one-line error of a diverged run under load."""
+    import argparse
+
+    from lazarus_bench.cli.common import run_command
+
+    progress.job("H01", "zoo:base")
+    clock["t"] += 3600
+    progress.step("runs", 1, 10)
+    assert "[H01 on zoo:base]" in capsys.readouterr().err, "the stale job prints without the reset"
+    progress.job("H01", "zoo:base")
+    clock["t"] += 3600
+    assert run_command(lambda _args: progress.step("sft steps", 1, 10) or 0, argparse.Namespace()) == 0
+    assert capsys.readouterr().err == ""

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
+from .. import progress
 from ..errors import LazarusError
 from ..userfiles import read_user_json
 from .settings import check_environment
@@ -216,6 +217,7 @@ def run_command(fn: Callable[[argparse.Namespace], int], args: argparse.Namespac
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     # Ctrl-C interrupts even where SIGINT was inherited as ignored (commands started with & by a script)
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    progress.reset()  # a claim job an earlier command left in this process is not this command's
     try:
         check_environment()
         return fn(args)
