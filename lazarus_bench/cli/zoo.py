@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="build: other builds of the zoo, one per seed (e.g. 2,3,4), each into <zoo>/builds/s<SEED> "
                         "(base, instruct, moe), stamped with the lock in force; list, eval: only these builds "
                         "(list's default: every build)")
-    p.add_argument("--force", action="store_true", help="rebuild models that already verify")
+    p.add_argument("--force", action="store_true",
+                   help="rebuild the named models (all without --models) even where they verify")
     p.add_argument("--full", action="store_true",
                    help="replicas: Llama-3.2-1B and TinyLlama-1.1B at their real size (random weights, bfloat16, "
                         "2.5 GB and 2.2 GB on disk; about 5 GB of memory while each is made), ids replica:NAME-full")
@@ -303,13 +304,12 @@ def _root_seed(root: Path) -> int | None:
 
 
 def _refuse_replacing(args: argparse.Namespace) -> int:
-    """Before anything is built (and before ranks start): unless --force, no verified model is replaced by one
-    from another config (a build's other weight decay, say), whichever zoo the command writes."""
+    """Before anything is built (and before ranks start): no verified model is replaced by one from another config
+    (a build's other weight decay, say), whichever zoo the command writes, unless --force names it."""
     from ..zoo.build import refuse_replacing
 
-    if not args.force:
-        for out, seed, kinds in _build_targets(args):
-            refuse_replacing(out, size=args.size, seed=seed, weight_decay=args.weight_decay, kinds=kinds)
+    for out, seed, kinds in _build_targets(args):
+        refuse_replacing(out, size=args.size, seed=seed, weight_decay=args.weight_decay, kinds=kinds, force=args.force)
     return 0
 
 

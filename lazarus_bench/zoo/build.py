@@ -110,13 +110,9 @@ def _skip_if_built(model_dir: Path, build_config: dict) -> dict | None:
 def _train_config(kind: str, spec: SizeSpec, size: str, seed: int, pre: P.TrainConfig, ins: P.TrainConfig,
                   steps: int | None, derived: bool) -> P.TrainConfig:
     """The first training stage of ``kind``: pretraining, instruction tuning, or a derived model's adaptation."""
-    base_train = ins if kind == "instruct" else (spec.derived if derived else pre)
+    base_train = ins if kind == "instruct" else ((kind == "moe" and spec.moe or spec.derived) if derived else pre)
     tcfg = replace(base_train, seed=seed + KINDS.index(kind), name=f"{size}/{kind}")
-    if derived and steps is not None:
-        tcfg = replace(tcfg, steps=steps)
-    if kind == "moe" and spec.moe_steps and steps is None and not derived:
-        tcfg = replace(tcfg, steps=spec.moe_steps)
-    return tcfg
+    return replace(tcfg, steps=steps) if derived and steps is not None else tcfg
 
 
 def _build_configs(kind: str, spec: SizeSpec, size: str, seed: int, arch: dict, tcfg: P.TrainConfig, derived: bool,
@@ -174,13 +170,16 @@ def _recipe(size: str, seed: int | None, weight_decay: float | None, steps: int 
 
 
 def refuse_replacing(out_dir: str | os.PathLike, size: str = "default", seed: int | None = None,
-                     weight_decay: float | None = None, kinds: tuple[str, ...] = KINDS) -> None:
+                     weight_decay: float | None = None, kinds: tuple[str, ...] = KINDS, force: bool = False) -> None:
     """Raise, naming the differing settings, when ``build_zoo`` with these arguments would replace a verified model
     in ``out_dir`` built from another config (its first stage alone counts as the same: the build resumes it). A
-    derived model's base hash and architecture are left out: a rebuilt base makes it stale, and it is rebuilt too."""
+    derived model's base hash and architecture are left out: a rebuilt base makes it stale, and it is rebuilt too.
+    ``force`` lets the named ``kinds`` be replaced, not the base they start from."""
     spec, seed, pre, ins = _recipe(size, seed, weight_decay)
     size = spec.name
     for kind in _build_order(kinds, _derived_kinds(spec)):
+        if force and kind in kinds:
+            continue
         try:
             old = verify(Path(out_dir) / kind).get("build_config") or {}
         except ZooIntegrityError:
@@ -282,7 +281,7 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int | Non
     in pretraining, anneal and extensions (a recipe variant; the build configs record it); a verified model
     built from another config is rebuilt (the CLI first asks :func:`refuse_replacing`).
     Interrupted builds resume from the per-model checkpoints in ``out_dir/.checkpoints``; models
-    whose manifest verifies with the same build config are skipped unless ``force``. Under
+    whose manifest verifies with the same build config are skipped unless ``force`` names them. Under
     :func:`lazarus_bench.zoo.ranks.launch` every rank runs this function: training is data parallel,
     rank 0 alone writes files and evaluates, and the others wait for it at each barrier."""
     if size not in SIZES:
@@ -325,14 +324,15 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int | Non
         derived = kind in derived_kinds
         arch, tcfg, build_config, stage1_config = _kind_configs(kind, spec, size, seed, pre, ins, steps, vocab,
                                                                 manifests)
-        man = None if force else _skip_if_built(model_dir, build_config)
+        forced = force and kind in kinds  # --force rebuilds the named models, not the base they start from
+        man = None if forced else _skip_if_built(model_dir, build_config)
         if man is not None:
             _log(progress, f"{kind}: already built and verified, skipping")
         else:
             t_model = time.perf_counter()
             mx.random.seed(seed + KINDS.index(kind))
             second_stage = "anneal" in build_config or "preference" in build_config
-            stage1_done = second_stage and not force and _skip_if_built(model_dir, stage1_config) is not None
+            stage1_done = second_stage and not forced and _skip_if_built(model_dir, stage1_config) is not None
             model, arch, data = _starting_point(kind, spec, out, arch, tcfg, tok, seed, pre, pdata, derived)
             build_config["arch"] = arch
             n_params = P.count_params(model)
