@@ -339,6 +339,48 @@ def test_a_weight_decay_variant_is_recorded_and_never_skipped_onto(micro_zoo, tm
     assert [r["weight decay"] for r in _zoo_rows(out) if r["model"] == "base"] == [0.1]
 
 
+def test_force_rebuilds_the_named_models_and_not_the_base_they_start_from(micro_zoo, tmp_path):
+    """`zoo build --models moe --force` rebuilds the moe (bitwise as before: same seed) and leaves its base alone;
+    the check before a build lets --force replace the named model only."""
+    import shutil
+
+    from lazarus_bench.errors import LazarusError
+
+    built, mans = micro_zoo
+    out = tmp_path / "zoo"
+    for kind in ("base", "moe"):
+        shutil.copytree(built / kind, out / kind)
+    base_before = {p: p.stat().st_mtime_ns for p in sorted((out / "base").rglob("*"))}
+    moe_before = (out / "moe" / "manifest.json").stat().st_mtime_ns
+    man = B.build_zoo(out, size="micro", seed=0, progress=False, steps=6, kinds=("moe",), force=True,
+                      evaluate_models=False)
+    assert {p: p.stat().st_mtime_ns for p in sorted((out / "base").rglob("*"))} == base_before
+    assert (out / "moe" / "manifest.json").stat().st_mtime_ns != moe_before
+    assert man["moe"]["files"]["model.safetensors"] == mans["moe"]["files"]["model.safetensors"]
+
+    only_moe = tmp_path / "only-moe"
+    shutil.copytree(built / "moe", only_moe / "moe")
+    with pytest.raises(LazarusError, match=r"moe was built from another config \(train.steps: 6 -> "):
+        B.refuse_replacing(only_moe, size="micro", seed=0, kinds=("moe",))
+    B.refuse_replacing(only_moe, size="micro", seed=0, kinds=("moe",), force=True)
+    with pytest.raises(LazarusError, match=r"base was built from another config"):  # the base is not named
+        B.refuse_replacing(out, size="micro", seed=0, kinds=("moe",), force=True)
+
+
+def test_the_v3_moe_trains_its_own_steps_and_the_untied_model_the_derived_ones():
+    """Recipe v3's moe continues from the base for 500 steps, the untied model for 250; sizes without a moe
+    config (micro) train both with the derived config, and a test's step override still applies."""
+    spec, micro = B.SIZES["default"], B.SIZES["micro"]
+
+    def train(kind, size, steps=None):
+        return B._kind_configs(kind, size, size.name, 101, size.pretrain, size.instruct, steps, 1024, None)[1]
+
+    assert (train("moe", spec).steps, train("untied", spec).steps) == (500, 250)
+    assert train("moe", spec).lr == train("untied", spec).lr == spec.derived.lr
+    assert train("moe", micro).steps == train("untied", micro).steps == micro.derived.steps
+    assert train("moe", spec, steps=7).steps == 7
+
+
 def test_a_base_meeting_its_gates_is_not_extended(tmp_path):
     """Train to criterion stops at the criterion: a base that meets every gate trains no further."""
     from dataclasses import replace
