@@ -110,7 +110,8 @@ def _skip_if_built(model_dir: Path, build_config: dict) -> dict | None:
 def _train_config(kind: str, spec: SizeSpec, size: str, seed: int, pre: P.TrainConfig, ins: P.TrainConfig,
                   steps: int | None, derived: bool) -> P.TrainConfig:
     """The first training stage of ``kind``: pretraining, instruction tuning, or a derived model's adaptation."""
-    base_train = ins if kind == "instruct" else ((kind == "moe" and spec.moe or spec.derived) if derived else pre)
+    own = spec.moe if kind == "moe" and spec.moe is not None else spec.derived  # a derived kind's continuation
+    base_train = ins if kind == "instruct" else (own if derived else pre)
     tcfg = replace(base_train, seed=seed + KINDS.index(kind), name=f"{size}/{kind}")
     return replace(tcfg, steps=steps) if derived and steps is not None else tcfg
 
