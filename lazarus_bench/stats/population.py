@@ -149,3 +149,58 @@ def between_share(groups: Sequence[Sequence[float]]) -> float:
     parts = build_variance(groups, n_resamples=1)
     total = parts["between"] + parts["within"]
     return parts["between"] / total if total > 0 else math.nan
+
+
+MIN_CONFIRMATORY = 8  # the fewest confirmatory builds revision 4 allows, whatever the power analysis says
+MAX_PLANNED = 64  # testable builds beyond which a criterion is out of reach for the zoo
+WILCOXON_ARE = 0.864  # the signed-rank test's least efficiency against the t-test (Hodges and Lehmann, 1956)
+
+
+@dataclass(frozen=True)
+class BuildsNeeded:
+    """The stage 1 power analysis of one criterion: the development builds' standardised distance from the threshold
+    on the test's scale, the testable builds the declared test needs to decide it at ``power``, and the builds to
+    draw at the development builds' testable share (``None`` where out of reach, with the reason)."""
+
+    criterion: str
+    side: str  # the side of the threshold the development builds lie on: "claimed" or "opposite"
+    effect: float  # Cohen's d: (mean - threshold) / SD of the build statistics on the test's scale, signed
+    share: float  # testable builds / builds
+    testable: int | None = None
+    drawn: int | None = None
+    reason: str = ""
+
+
+def needed_for_power(d: float, test: str = "t", alpha: float = 0.05, power: float = 0.8) -> int | None:
+    """The fewest testable builds (>= MIN_TESTABLE) at which a one-sided test at ``alpha`` detects a standardised
+    effect ``d`` with probability ``power`` (noncentral t); the signed-rank test needs 1 / WILCOXON_ARE times as
+    many. None when more than MAX_PLANNED are needed."""
+    for n in range(MIN_TESTABLE, MAX_PLANNED + 1):
+        if st.nct.sf(st.t.ppf(1.0 - alpha, n - 1), n - 1, abs(d) * math.sqrt(n)) >= power:
+            needed = math.ceil(n / WILCOXON_ARE) if test == "wilcoxon" else n
+            return needed if needed <= MAX_PLANNED else None
+    return None
+
+
+def builds_needed(values: Sequence[float | None], criterion: PopulationCriterion, alpha: float = 0.05,
+                  power: float = 0.8) -> BuildsNeeded:
+    """How many builds a criterion's population test needs, taking the development builds' mean and SD on the
+    test's scale as the truth: decided on the side they lie, at ``power``."""
+    x = np.array([v for v in values if v is not None], dtype=float)
+    share = x.size / len(values) if len(values) else 0.0
+    if x.size < 2 or 2 * x.size < len(values):
+        return BuildsNeeded(criterion.name, "", math.nan, share,
+                            reason=f"{x.size} of {len(values)} builds testable: too few to plan on")
+    forward, _ = SCALES[criterion.scale]
+    y, centre = forward(x), float(forward(np.array([criterion.threshold]))[0])
+    gap, sd = float(np.mean(y)) - centre, float(np.std(y, ddof=1))
+    if gap == 0.0:
+        return BuildsNeeded(criterion.name, "", 0.0, share, reason="the builds' mean sits at the threshold")
+    d = math.copysign(math.inf, gap) if sd == 0.0 else gap / sd
+    side = "claimed" if (gap < 0) == (criterion.side == "below") else "opposite"
+    needed = MIN_TESTABLE if sd == 0.0 else needed_for_power(d, criterion.test, alpha, power)  # no spread: the sign
+    # decides, as in the verdict
+    if needed is None:
+        return BuildsNeeded(criterion.name, side, d, share,
+                            reason=f"needs more than {MAX_PLANNED} testable builds at d = {d:.2f}")
+    return BuildsNeeded(criterion.name, side, d, share, needed, math.ceil(needed / share))

@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 from ..claims.base import Claim, get_claim
 from ..errors import LazarusError
 from ..stats import Verdict
-from ..stats.population import PopulationCriterion, PopulationVerdict, combine, criterion_verdict, untested
+from ..stats.population import (
+    BuildsNeeded,
+    PopulationCriterion,
+    PopulationVerdict,
+    builds_needed,
+    combine,
+    criterion_verdict,
+    untested,
+)
 from .records import Record
 
 KEYS = {"scale", "test", "threshold", "side", "minus"}
@@ -114,3 +122,16 @@ def population(claim_id: str, records: list[Record], builds: list[str], role: st
                        criterion_verdict([build_value(r, name, spec) for r in records], found, alpha))
     verdict = combine(results, alpha, undeclared)
     return ClaimPopulation(claim_id, builds, role, verdict, undeclared)
+
+
+def power_plan(claim_id: str, records: list[Record], alpha: float = 0.05, power: float = 0.8) -> list[BuildsNeeded]:
+    """The stage 1 power analysis of one claim over its development builds: per declared criterion, the builds its
+    population test needs (CLAIMS.md revision 4: it fixes the number of confirmatory builds)."""
+    plans = []
+    for name, spec in declarations(claim_id).items():
+        if spec is None:
+            continue
+        found = next((c for c in (criterion(r, name, spec) for r in records if testable(r)) if c is not None), None)
+        if found is not None:
+            plans.append(builds_needed([build_value(r, name, spec) for r in records], found, alpha, power))
+    return plans

@@ -14,9 +14,10 @@ from ..claims.base import bound_text
 from ..errors import LazarusError
 from ..models import model_fingerprint
 from ..stats import Verdict, build_variance
+from ..stats.population import MIN_CONFIRMATORY
 from ..zoo.registry import build_info, split_build
 from . import plots
-from .population import ClaimPopulation, population
+from .population import ClaimPopulation, population, power_plan
 from .records import Record
 
 VERDICT_MAP = "verdict_map.png"
@@ -373,8 +374,8 @@ def across_builds(records: list[Record]) -> list[str]:
                            "between-build var": _num(p["between"]), "within-build var": _num(p["within"]),
                            "units per build": ", ".join(map(str, p["n_per_build"]))})
     if not rows:
-        return population_lines(records)
-    lines = [*population_lines(records), "## Across builds", "",
+        return [*population_lines(records), *power_lines(records)]
+    lines = [*population_lines(records), *power_lines(records), "## Across builds", "",
              "Independently pretrained builds of one zoo model (another seed; a build that varies the recipe's weight "
              "decay is named with it). The development build "
              "is the one criteria and controls were tuned on; confirmatory builds were built under the frozen lock. "
@@ -420,9 +421,9 @@ def _headline(rs: list[Record]) -> str:
     return f"{_clip(measured[0].statistic.name, max(20, 54 - len(value)))}: {value}"
 
 
-def population_of(claim_id: str, rs: list[Record]) -> tuple[ClaimPopulation, float]:
-    """The population verdict over the builds of the recipe with the most builds (its confirmatory builds, else
-    every build, exploratory), and that recipe's weight decay."""
+def _drawn(rs: list[Record]) -> tuple[list[Record], float, str]:
+    """The records of the recipe with the most builds (its confirmatory builds, else every build), that recipe's
+    weight decay, and the role they are counted in."""
     recipes: dict[float, list[Record]] = defaultdict(list)
     for r in rs:
         recipes[recipe(r)].append(r)
@@ -430,8 +431,41 @@ def population_of(claim_id: str, rs: list[Record]) -> tuple[ClaimPopulation, flo
     confirmatory = [r for r in drawn if (r.model.build or {}).get("role") == "confirmatory"]
     used = confirmatory or drawn
     family = (used[0].model.build or {}).get("population")
-    return population(claim_id, used, [variant_build(r)[1] for r in used],
-                      "confirmatory" if confirmatory else f"family {family}" if family else "exploratory"), decay
+    return used, decay, "confirmatory" if confirmatory else f"family {family}" if family else "exploratory"
+
+
+def population_of(claim_id: str, rs: list[Record]) -> tuple[ClaimPopulation, float]:
+    """The population verdict over the builds of the recipe with the most builds (its confirmatory builds, else
+    every build, exploratory), and that recipe's weight decay."""
+    used, decay, counted = _drawn(rs)
+    return population(claim_id, used, [variant_build(r)[1] for r in used], counted), decay
+
+
+def power_lines(records: list[Record], minimum: int = MIN_CONFIRMATORY) -> list[str]:
+    """Stage 1's power analysis, shown while the builds are exploratory: per criterion, the builds its population
+    test needs to decide it on the side the development builds lie; the confirmatory builds this fixes."""
+    grouped, rows = groups(records), []
+    for claim_id in sorted({c for c, _ in grouped}):
+        used, _, counted = _drawn(grouped[(claim_id, home(claim_id, grouped))])
+        if counted != "exploratory":
+            continue
+        for plan in power_plan(claim_id, used):
+            rows.append({"claim": claim_id, "criterion": plan.criterion,
+                         "builds lie": f"{plan.side} side, d = {plan.effect:.2f}" if plan.side else "-",
+                         "testable share": f"{plan.share:.0%}", "testable needed": plan.testable or "-",
+                         "builds to draw": plan.drawn or f"out of reach: {plan.reason}"})
+    if not rows:
+        return []
+    reach = [row["builds to draw"] for row in rows if isinstance(row["builds to draw"], int)]
+    n = max([minimum, *reach])
+    return ["## Builds needed", "",
+            "Stage 1's power analysis (CLAIMS.md revision 4). Per criterion, the development builds' mean and SD on "
+            "the test's scale are taken as the truth (d: their mean's distance from the threshold in SDs). A "
+            "one-sided test at alpha 0.05 then needs the testable builds shown for 80% power (noncentral t; a "
+            "signed-rank test 1/0.864 times as many), and the builds to draw at the testable share.", "",
+            tabulate(rows, headers="keys", tablefmt="github"), "",
+            f"Confirmatory builds: **{n}**: the largest count within reach, and at least {minimum}. "
+            f"{len(rows) - len(reach)} of {len(rows)} criteria are out of reach.", ""]
 
 
 def answer(records: list[Record], claims: dict) -> tuple[str, list[dict]]:

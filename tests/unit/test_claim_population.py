@@ -154,3 +154,26 @@ def test_a_users_family_of_checkpoints_is_one_population_in_the_report(tmp_path)
         populations.add(tmp_path, "v3-dev", members)
     with pytest.raises(LazarusError, match="expected {family: \\[model ids\\]}"):
         populations.read(tmp_path)
+
+
+def test_exploratory_builds_show_the_builds_needed_and_confirmatory_builds_plan_nothing():
+    """H01 over six development builds: the plan of its logit-scale criterion equals the noncentral t computed here,
+    a criterion without spread needs the fewest builds, and N is the largest plan, at least 8."""
+    from lazarus_bench.suite import summary
+
+    below = [8e-3, 2e-3, 1.2e-2, 5e-3, 9e-3, 3e-3]
+    records = [_h01(101 + i, b, 1.1 * b, 0.25) for i, b in enumerate(below)]
+    lines = summary.power_lines(records)
+    rows = {line.split("|")[2].strip(): [c.strip() for c in line.split("|")[1:-1]]
+            for line in "\n".join(lines).splitlines() if line.startswith("| H01")}
+    y = _logit(below)
+    d = (y.mean() - _logit(0.01)) / y.std(ddof=1)
+    n = next(k for k in range(5, 65) if st.nct.sf(st.t.ppf(0.95, k - 1), k - 1, abs(d) * np.sqrt(k)) >= 0.8)
+    assert rows["below_threshold"][2:] == [f"claimed side, d = {d:.2f}", "100%", str(n), str(n)]
+    assert rows["argmax_at_chance"][2:] == ["claimed side, d = -inf", "100%", "5", "5"]
+    largest = _logit(1.1 * np.array(below))
+    n_largest = next(k for k in range(5, 65) if st.nct.sf(st.t.ppf(0.95, k - 1), k - 1, abs(
+        (largest.mean() - _logit(0.01)) / largest.std(ddof=1)) * np.sqrt(k)) >= 0.8)
+    assert max(n, n_largest) > 8 and f"Confirmatory builds: **{max(n, n_largest)}**" in "\n".join(lines)
+    confirmatory = [r.replace(model=replace(r.model, build={"role": "confirmatory"})) for r in records]
+    assert summary.power_lines(confirmatory) == []

@@ -8,11 +8,15 @@ from scipy import stats as st
 
 from lazarus_bench.stats import Verdict
 from lazarus_bench.stats.population import (
+    MAX_PLANNED,
     MIN_TESTABLE,
+    WILCOXON_ARE,
     PopulationCriterion,
     between_share,
+    builds_needed,
     combine,
     criterion_verdict,
+    needed_for_power,
     untested,
 )
 
@@ -115,3 +119,48 @@ def test_a_criterion_declares_a_known_side_scale_and_test():
         PopulationCriterion("x", 1.0, "under")
     with pytest.raises(ValueError, match="scale in"):
         PopulationCriterion("x", 1.0, "below", scale="probit")
+
+
+def _simulated_power(d: float, n: int, draws: int = 20_000) -> float:
+    """The share of one-sided t-tests at 0.05 that decide a normal population ``d`` SDs below its threshold."""
+    y = np.random.default_rng(n).normal(-d, 1.0, size=(draws, n))
+    return float(np.mean(st.ttest_1samp(y, 0.0, axis=1, alternative="less").pvalue < 0.05))
+
+
+def test_the_planned_builds_reach_80_percent_power_and_one_fewer_does_not():
+    """Simulated t-tests (not the noncentral t the plan uses) decide at the planned n and miss at n - 1."""
+    n = needed_for_power(1.2)
+    assert n == 6 and _simulated_power(1.2, n) >= 0.8 > _simulated_power(1.2, n - 1)
+    n = needed_for_power(0.8)
+    assert n == 12
+    for k in (n - 1, n):  # 0.795 and 0.829 by the formula: the simulation agrees within 3 of its SEs
+        exact = st.nct.sf(st.t.ppf(0.95, k - 1), k - 1, 0.8 * math.sqrt(k))
+        assert _simulated_power(0.8, k) == pytest.approx(exact, abs=3 * math.sqrt(0.2 * 0.8 / 20_000))
+    assert needed_for_power(-0.8) == 12 and needed_for_power(5.0) == MIN_TESTABLE
+
+
+def test_a_signed_rank_criterion_needs_more_builds_and_a_small_effect_is_out_of_reach():
+    assert needed_for_power(0.8, "wilcoxon") == math.ceil(12 / WILCOXON_ARE) == 14
+    assert needed_for_power(0.2) is None and needed_for_power(0.35) == 52 and needed_for_power(0.35, "wilcoxon") == 61
+    assert needed_for_power(0.3) is None and needed_for_power(0.0) is None and MAX_PLANNED == 64
+
+
+def test_builds_needed_reads_the_builds_on_the_tests_scale_and_draws_at_the_testable_share():
+    values = [2e-3, 5e-3, 1e-3, None, 4e-3, 8e-3, 3e-3, None, 2e-3, 6e-3]
+    plan = builds_needed(values, BELOW_1PCT)
+    y = _logit(np.array([v for v in values if v is not None]))
+    d = (np.mean(y) - _logit(0.01)) / np.std(y, ddof=1)
+    assert plan.effect == pytest.approx(d, rel=1e-12) and plan.side == "claimed" and plan.share == 0.8
+    n = next(k for k in range(5, 65) if st.nct.sf(st.t.ppf(0.95, k - 1), k - 1, abs(d) * math.sqrt(k)) >= 0.8)
+    assert plan.testable == n and plan.drawn == math.ceil(n / 0.8)
+    opposite = builds_needed([0.02, 0.03, 0.015, 0.05, 0.04], BELOW_1PCT)
+    assert opposite.side == "opposite" and opposite.testable == MIN_TESTABLE and opposite.drawn == MIN_TESTABLE
+
+
+def test_a_plan_refuses_too_few_builds_or_a_mean_at_the_threshold():
+    few = builds_needed([1e-3, None, None, 2e-3, None], BELOW_1PCT)
+    assert few.drawn is None and "2 of 5 builds testable" in few.reason
+    at = builds_needed([0.25, 0.75, 0.5, 0.5, 0.5], PopulationCriterion("acc", 0.5, "above"))
+    assert at.drawn is None and at.effect == 0.0 and "sits at the threshold" in at.reason
+    weak = builds_needed([0.45, 0.75, 0.5, 0.6, 0.45, 0.4], PopulationCriterion("acc", 0.5, "above"))
+    assert weak.side == "claimed" and weak.drawn is None and "more than 64" in weak.reason
