@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import LazarusError
+from ..options import option
 from ..userfiles import read_user_json
 from .common import Parser, _table, apply_include, include_args, run_command
 
@@ -31,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--why", default="", help="the amendment's reason (required with --amend)")
     parser.add_argument("--what", default="", help="what the amendment changes (default: the claims' ids)")
     parser.add_argument("--basis", default="", help="what the frozen version implements (with --freeze)")
+    parser.add_argument("--confirmatory", type=option("confirmatory"), default=None,
+                        help="lock v2: the confirmatory builds to draw (>= 8), from the power analysis (--freeze)")
+    parser.add_argument("--power", default="", help="lock v2: the power analysis that fixed --confirmatory (--freeze)")
     parser.add_argument("--records", default="reports",
                         help="report directory whose records give the verdicts before an amendment (default: reports)")
     parser.add_argument("--lock-file", default=None, help="lock file (default: the one shipped beside the claims)")
@@ -46,7 +50,8 @@ def cmd_claims(args: argparse.Namespace) -> int:
     path = args.lock_file or prereg.LOCK
     _check_options(args)
     if args.freeze:
-        data = prereg.freeze(path, basis=args.basis or "the registry as committed")
+        data = prereg.freeze(path, basis=args.basis or "the registry as committed", confirmatory=args.confirmatory,
+                             power=args.power, recipe=_recipe())
         print(f"froze {len(data['frozen']['claims'])} claims as version {data['frozen']['version']} in {path}")
         return 0
     if args.amend:
@@ -63,12 +68,22 @@ def cmd_claims(args: argparse.Namespace) -> int:
         hashes = prereg.effective_hashes(prereg.read_lock_file(path))
         print("\n".join(line for i in args.ids for line in claim_markdown(get_claim(i), hashes)), end="")
         return 0
-    lock = prereg.read_lock(path)
+    data = prereg.read_lock_file(path)
+    lock, version = prereg.effective_hashes(data), prereg.version_of(data)
     rows = [{"id": c.id, "title": c.title, "source": c.source, "protocols": ", ".join(c.protocols),
-             "training": "yes" if c.training else "no", "lock": prereg.check(c, lock)["status"]}
+             "training": "yes" if c.training else "no", "lock": prereg.check(c, lock, version)["status"]}
             for c in all_claims()]
     print(_table(rows))
+    print(f"lock {prereg.lock_version(data)}"
+          + "".join(f"\n  no longer holds here: {line}" for line in prereg.drift(data, _recipe()["hash"])))
     return 0
+
+
+def _recipe() -> dict:
+    """The zoo recipe lock v2 holds: its name, hash and development seeds."""
+    from ..zoo.recipe import DEV_SEEDS, RECIPE, SIZES, recipe_hash
+
+    return {"name": RECIPE, "hash": recipe_hash(SIZES["default"]), "development_seeds": list(DEV_SEEDS)}
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -76,7 +91,9 @@ def _check_options(args: argparse.Namespace) -> None:
     not exist, except for --freeze (which writes it)."""
     for name, given, action in (("--why", args.why, "--amend"), ("--what", args.what, "--amend"),
                                 ("--records", args.records != "reports", "--amend"),
-                                ("--basis", args.basis, "--freeze")):
+                                ("--basis", args.basis, "--freeze"),
+                                ("--confirmatory", args.confirmatory is not None, "--freeze"),
+                                ("--power", args.power, "--freeze")):
         if given and not getattr(args, action[2:]):
             raise LazarusError(f"{name} applies only with {action}")
     if args.ids and (args.freeze or args.amend or args.spec):

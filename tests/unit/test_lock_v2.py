@@ -1,0 +1,101 @@
+"""Lock v2 (CLAIMS.md revision 4): hashes of meaning over every file that feeds a record, the verdict rules beside
+them, and a freeze that holds the environment, the recipe and the confirmatory builds' number."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import pytest
+
+from lazarus_bench import codehash
+from lazarus_bench.claims import prereg
+from lazarus_bench.claims.base import all_claims, get_claim
+from lazarus_bench.cli import main as cli_main
+from lazarus_bench.zoo.recipe import SIZES, recipe_hash
+
+
+@pytest.fixture
+def package_copy(tmp_path, monkeypatch):
+    """A copy of the package's code and data (no weights) that the hasher reads instead of the installed one."""
+    copy = tmp_path / codehash.PACKAGE.name
+    shutil.copytree(codehash.PACKAGE, copy, ignore=shutil.ignore_patterns("weights", "__pycache__"))
+    monkeypatch.setattr(codehash, "PACKAGE", copy)
+    codehash.clear_caches()
+    yield copy
+    codehash.clear_caches()
+
+
+def _hashes() -> dict[str, str]:
+    codehash.clear_caches()
+    return {c.id: prereg.lock_hash(c) for c in all_claims()}
+
+
+def _edit(path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert text.count(old) == 1, f"{old!r} is not once in {path.name}"
+    path.write_text(text.replace(old, new))
+
+
+def test_a_docstring_edit_changes_no_hash_and_a_changed_rule_changes_every_claims(package_copy):
+    before, rules = _hashes(), prereg.rules_hash()
+    verdicts = package_copy / "stats" / "verdicts.py"
+    _edit(verdicts, "2. criterion met and", "2. the criterion is met and")  # a docstring's words
+    assert _hashes() == before and prereg.rules_hash() == rules
+    _edit(verdicts, "p_value < alpha)", "p_value <= alpha)")  # the decision rule itself
+    after = _hashes()
+    assert all(after[c] != before[c] for c in before), "every claim's verdict goes through decide()"
+    assert prereg.rules_hash() == rules, "the population rules do not import the per-build decision"
+
+
+def test_a_changed_population_rule_changes_the_rules_hash_and_no_claims(package_copy):
+    before, rules = _hashes(), prereg.rules_hash()
+    _edit(package_copy / "stats" / "population.py", "SUPPORTED if p_claimed < alpha", "SUPPORTED if p_claimed <= alpha")
+    assert _hashes() == before and prereg.rules_hash() != rules
+
+
+def test_a_claims_own_file_and_its_population_declaration_change_only_its_hash(package_copy, monkeypatch):
+    before = _hashes()
+    anchor = "def family_targets("
+    _edit(package_copy / "claims" / "h13_remain_token.py", anchor, f"def _unused():\n    return 1\n\n\n{anchor}")
+    after = _hashes()
+    assert {c for c in before if after[c] != before[c]} == {"H13"}
+    module = __import__(get_claim("H01").measure.__module__, fromlist=["POPULATION"])
+    monkeypatch.setitem(module.POPULATION, "argmax_at_chance", {"threshold": 0.45, "side": "below"})
+    changed = _hashes()
+    assert {c for c in after if changed[c] != after[c]} == {"H01"}
+
+
+def test_lock_v2_is_frozen_over_v1_with_its_number_and_the_environment_and_then_refused(tmp_path, capsys):
+    path = str(tmp_path / "lock.json")
+    assert cli_main(["claims", "--freeze", "--basis", "v1", "--lock-file", path]) == 0
+    assert cli_main(["claims", "--freeze", "--lock-file", path]) == 2
+    assert "frozen at v1, closed when stage 1 began" in capsys.readouterr().err
+    assert cli_main(["claims", "--freeze", "--confirmatory", "7", "--power", "x", "--lock-file", path]) == 2
+    assert "--confirmatory" in capsys.readouterr().err
+    assert cli_main(["claims", "--confirmatory", "9", "--lock-file", path]) == 2  # an option --freeze alone reads
+    assert cli_main(["claims", "--freeze", "--confirmatory", "11", "--power", "H04 d = 0.9 needs 11",
+                     "--lock-file", path]) == 0
+    data = prereg.read_lock_file(path)
+    frozen = data["frozen"]
+    assert frozen["version"] == 2 and frozen["confirmatory"] == 11 and data["closed"][0]["frozen"]["version"] == 1
+    assert frozen["claims"] == {c.id: prereg.lock_hash(c) for c in all_claims()}
+    assert frozen["rules"] == prereg.rules_hash() and frozen["python"] == codehash.python_tag()
+    assert frozen["requirements"] == hashlib.sha256(prereg.REQUIREMENTS.read_bytes()).hexdigest()
+    assert frozen["recipe"]["hash"] == recipe_hash(SIZES["default"]) and frozen["recipe"]["development_seeds"]
+    assert "sha256('<freeze commit>:<i>')" in frozen["seed_rule"]
+    assert prereg.check(get_claim("H01"), prereg.effective_hashes(data), 2)["status"] == "matches"
+    assert prereg.check(get_claim("H01"), prereg.effective_hashes(data), 1)["status"] == "differs"
+    assert prereg.drift(data) == [] and prereg.lock_version(data) == "v2"
+    capsys.readouterr()
+    assert cli_main(["claims", "--lock-file", path]) == 0
+    listing = capsys.readouterr().out
+    assert "lock v2" in listing and "no longer holds" not in listing and listing.count("matches") == 17
+    moved = {**data, "frozen": {**frozen, "requirements": "0" * 64, "recipe": {**frozen["recipe"], "hash": "x"}}}
+    (tmp_path / "moved.json").write_text(json.dumps(moved))
+    assert cli_main(["claims", "--lock-file", str(tmp_path / "moved.json")]) == 0
+    out = capsys.readouterr().out
+    assert "no longer holds here: requirements: locked 000" in out and "no longer holds here: recipe: locked x" in out
+    assert cli_main(["claims", "--freeze", "--confirmatory", "12", "--power", "y", "--lock-file", path]) == 2
+    assert "frozen at v2" in capsys.readouterr().err
