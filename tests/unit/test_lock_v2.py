@@ -72,8 +72,9 @@ def test_lock_v2_is_frozen_over_v1_with_its_number_and_the_environment_and_then_
     assert cli_main(["claims", "--freeze", "--basis", "v1", "--lock-file", path]) == 0
     assert cli_main(["claims", "--freeze", "--lock-file", path]) == 2
     assert "frozen at v1, closed when stage 1 began" in capsys.readouterr().err
-    assert cli_main(["claims", "--freeze", "--confirmatory", "7", "--power", "x", "--lock-file", path]) == 2
-    assert "--confirmatory" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as fewer:  # parsed against its declared range, before anything is read
+        cli_main(["claims", "--freeze", "--confirmatory", "7", "--power", "x", "--lock-file", path])
+    assert fewer.value.code == 2 and "--confirmatory: expected an integer in [8, inf)" in capsys.readouterr().err
     assert cli_main(["claims", "--confirmatory", "9", "--lock-file", path]) == 2  # an option --freeze alone reads
     assert cli_main(["claims", "--freeze", "--confirmatory", "11", "--power", "H04 d = 0.9 needs 11",
                      "--lock-file", path]) == 0
