@@ -378,13 +378,13 @@ def _replicas(args: argparse.Namespace) -> int:
 def _pack(root: Path) -> int:
     """Pack every model in ``root`` whose pack is missing or stale (a rebuilt model; git ships only the packs) and
     print what the folder ships."""
-    from ..zoo.pack import pack, shipped_bytes, unpacked_models
+    from ..zoo.pack import SHIP_LIMIT, pack, shipped_bytes, unpacked_models
 
     rows = [{"weights": str(w.relative_to(root)), "bytes": w.stat().st_size, "packed": pack(w).stat().st_size}
             for w in unpacked_models(root)]
     if rows:
         print(_table(rows))
-    print(f"{root} ships {shipped_bytes(root) / 1e6:.1f} MB (limit 80 MB)")
+    print(f"{root} ships {shipped_bytes(root) / 1e6:.1f} MB (limit {SHIP_LIMIT / 1e6:.0f} MB)")
     return 0
 
 

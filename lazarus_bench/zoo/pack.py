@@ -21,6 +21,7 @@ from ..io import sha256_file
 from .registry import MANIFEST
 
 SUFFIX = ".planes.xz"
+SHIP_LIMIT = 200e6  # bytes: every build the main job uses, with its variants, packed
 ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
             "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 
