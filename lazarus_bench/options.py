@@ -135,7 +135,6 @@ OPTIONS: dict[str, Range] = {
     "null": COUNT,
     "seeds": COUNT,
     "jobs": Interval(int, 1, 256),
-    "confirmatory": Interval(int, 8),  # lock v2's confirmatory builds: revision 4 asks for at least 8
 }
 
 # Claim parameters (``--params``), by name: the writeups' numbers, test sizes and thresholds.

@@ -2,9 +2,7 @@
 
 ``lazarus-bench claims --freeze`` writes the confirmatory version once; every later change is an amendment
 (``--amend ID --why TEXT``: what, why, records touched, verdicts before). Every record carries its claim's hash and
-whether it matches the lock in force; the report flags records that do not and lists the amendments. Lock v1 hashes
-a claim's rules and measure sources; lock v2 (CLAIMS.md revision 4) hashes the meaning of everything that feeds a
-record, and holds the verdict rules, the recipe, the pinned environment and the confirmatory builds' number.
+whether it matches the lock in force; the report flags records that do not and lists the amendments.
 """
 
 from __future__ import annotations
@@ -16,19 +14,12 @@ import inspect
 import json
 from pathlib import Path
 
-from .. import codehash
 from ..codehash import normalised, python_tag
 from ..errors import LazarusError
 from ..io import write_json
 from .base import Claim, all_claims, claim_dict
 
 LOCK = Path(__file__).with_name("LOCK.json")
-REQUIREMENTS = codehash.PACKAGE.parent / "requirements.lock"  # the dependency lock the freeze pins
-RULES = "lazarus_bench.stats.population"  # the population verdict over builds: one rules hash beside the claims'
-POWER_RULE = "lazarus_bench.claims.controls"  # the rule that reads each graded control: in every claim's hash
-MIN_CONFIRMATORY = 8  # confirmatory builds lock v2 needs at least (CLAIMS.md revision 4)
-SEED_RULE = ("seed i is the first 8 hex digits of sha256('<freeze commit>:<i>') as an integer, i = 0, 1, ..., "
-             "skipping development seeds and repeats, until the confirmatory number is drawn")
 
 
 FRAMEWORK = ("base", "prereg", "controls")  # the registry's machinery, not a measure: editing it unlocks no claim
@@ -73,32 +64,6 @@ def claim_hash(claim: Claim) -> str:
     payload = {"claim": _without_prose(claim_dict(claim)), "sources": sources, "python": python_tag()}
     text = json.dumps(payload, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def lock_hash(claim: Claim) -> str:
-    """Lock v2's hash of a claim: its rules (not its prose), its population declaration, and the meaning of every file
-    that feeds its records (its module's import closure, the power rule, the prompt data), with the Python tag."""
-    path = codehash.module_file(claim.measure.__module__) or Path(inspect.getfile(claim.measure)).resolve()
-    files = codehash.closure(path) | codehash.closure(codehash.module_file(POWER_RULE)) | set(codehash.data_files())
-    population = getattr(importlib.import_module(claim.measure.__module__), "POPULATION", {})
-    payload = {"claim": _without_prose(claim_dict(claim)), "population": population, "code": codehash.digest(files),
-               "python": python_tag()}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=repr).encode()).hexdigest()
-
-
-def rules_hash() -> str:
-    """The meaning of the population verdict's rules: its module and what it imports."""
-    return codehash.digest(codehash.closure(codehash.module_file(RULES)))
-
-
-def version_of(data: dict) -> int:
-    """The frozen version a lock holds (0: none, or the old unversioned form)."""
-    return int(data["frozen"].get("version", 0)) if data else 0
-
-
-def hash_of(claim: Claim, version: int) -> str:
-    """The claim's hash as lock ``version`` computes it."""
-    return lock_hash(claim) if version >= 2 else claim_hash(claim)
 
 
 def read_lock_file(path: str | Path | None = None) -> dict:
@@ -158,47 +123,19 @@ def lock_version(data: dict) -> str:
     return f"v{data['frozen']['version']}" + (f"+{k}" if k else "")
 
 
-def freeze(path: str | Path | None = None, *, basis: str, date: str | None = None, confirmatory: int | None = None,
-           power: str = "", recipe: dict | None = None) -> dict:
-    """Freeze a confirmatory version: every registered claim's hash. A lock with none gets v1; a lock at v1 (closed
-    when stage 1 began) gets v2, which also holds the verdict rules, the pinned environment, the zoo ``recipe``, the
-    seed rule and the ``confirmatory`` builds' number with its ``power`` analysis. Refused at v2: a later change is an
-    amendment, so a lock can never be rewritten to follow the results."""
+def freeze(path: str | Path | None = None, *, basis: str, date: str | None = None) -> dict:
+    """Freeze the confirmatory version: every registered claim's hash. Refused once a version is frozen (a change
+    after that is an amendment), so a lock can never be rewritten to follow the results."""
     path = Path(path or LOCK)
     data = read_lock_file(path)
-    version = version_of(data) + 1
-    if version > 2:
+    if data and data["frozen"].get("version", 0) >= 1:
         raise LazarusError(f"{path} is frozen at {lock_version(data)}; change a claim with "
                            "'lazarus-bench claims --amend ID --why TEXT' instead")
-    if version == 2 and (confirmatory is None or confirmatory < MIN_CONFIRMATORY or not power.strip() or not recipe):
-        raise LazarusError(f"{path} is frozen at v1, closed when stage 1 began: lock v2 needs --confirmatory N "
-                           f"(>= {MIN_CONFIRMATORY}, from the power analysis) and --power TEXT")
-    if version == 1 and (confirmatory is not None or power):
-        raise LazarusError("--confirmatory and --power belong to lock v2, frozen over a lock at v1")
-    frozen = {"version": version, "date": date or _today(), "basis": basis,
-              "claims": {c.id: hash_of(c, version) for c in all_claims()}}
-    if version == 2:
-        frozen.update(confirmatory=confirmatory, power=power, recipe=recipe, seed_rule=SEED_RULE, **environment())
-    write_json(path, {"note": NOTE, "frozen": frozen, "amendments": [], **({"closed": [data]} if data else {})})
-    return read_lock_file(path)
-
-
-def environment() -> dict:
-    """What lock v2 pins beside the code: the verdict rules' hash, the Python tag and the dependency lock's sha256."""
-    if not REQUIREMENTS.is_file():
-        raise LazarusError(f"{REQUIREMENTS}: no dependency lock to pin; freeze from a checkout of the project")
-    return {"rules": rules_hash(), "python": python_tag(),
-            "requirements": hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()}
-
-
-def drift(data: dict, recipe_hash: str | None = None) -> list[str]:
-    """What lock v2 pins that no longer holds here (the rules, the Python tag, the dependency lock, the recipe)."""
-    frozen = data.get("frozen", {}) if data else {}
-    if version_of(data) < 2:
-        return []
-    now = {**environment(), "recipe": recipe_hash or frozen["recipe"]["hash"]}
-    then = {**{k: frozen[k] for k in ("rules", "python", "requirements")}, "recipe": frozen["recipe"]["hash"]}
-    return [f"{k}: locked {then[k]}, here {now[k]}" for k in then if then[k] != now[k]]
+    frozen = {"version": 1, "date": date or _today(), "basis": basis,
+              "claims": {c.id: claim_hash(c) for c in all_claims()}}
+    data = {"note": NOTE, "frozen": frozen, "amendments": []}
+    write_json(Path(path), data)
+    return data
 
 
 def amend(claim_ids: list[str], *, why: str, what: str, verdicts_before: dict[str, str],
@@ -211,12 +148,12 @@ def amend(claim_ids: list[str], *, why: str, what: str, verdicts_before: dict[st
         raise LazarusError(f"{path} has no frozen version; freeze one with 'lazarus-bench claims --freeze' first")
     if not why.strip():
         raise LazarusError("an amendment needs its reason (--why)")
-    current, version = effective_hashes(data), version_of(data)
+    current = effective_hashes(data)
     claims = {c.id: c for c in all_claims()}
     unknown = [i for i in claim_ids if i not in claims]
     if unknown:
         raise LazarusError(f"unknown claim id(s) {', '.join(unknown)} (known: {', '.join(sorted(claims))})")
-    hashes = {i: hash_of(claims[i], version) for i in claim_ids}
+    hashes = {i: claim_hash(claims[i]) for i in claim_ids}
     unchanged = [i for i, h in hashes.items() if current.get(i) == h]
     if unchanged:
         raise LazarusError(f"nothing to amend for {', '.join(unchanged)}: the hash equals the lock's")
@@ -240,13 +177,12 @@ NOTE = ("pre-registration lock: sha256 of each claim's criteria, declared tests,
         "pre-registration'. Never edit by hand.")
 
 
-def check(claim: Claim, lock: dict[str, str] | None = None, version: int = 1) -> dict[str, str | None]:
-    """The claim's hash against the lock in force (``lock``: hashes of a lock at ``version``): status ``matches``,
-    ``differs`` or ``not locked``, and the lock version (``v1+2``: frozen version 1 and two amendments) when read
-    from the committed file."""
+def check(claim: Claim, lock: dict[str, str] | None = None) -> dict[str, str | None]:
+    """The claim's hash against the lock in force: status ``matches``, ``differs`` or ``not locked``, and the lock
+    version (``v1+2``: frozen version 1 and two amendments) when read from the committed file."""
     data = read_lock_file() if lock is None else None
     lock = effective_hashes(data) if lock is None else lock
-    current, locked = hash_of(claim, version_of(data) if data is not None else version), lock.get(claim.id)
+    current, locked = claim_hash(claim), lock.get(claim.id)
     status = "not locked" if locked is None else ("matches" if locked == current else "differs")
     out = {"hash": current, "locked": locked, "status": status}
     if data is not None:

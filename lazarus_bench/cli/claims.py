@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import LazarusError
-from ..options import option
+from ..options import Interval
 from ..userfiles import read_user_json
 from .common import Parser, _table, apply_include, include_args, run_command
 
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--why", default="", help="the amendment's reason (required with --amend)")
     parser.add_argument("--what", default="", help="what the amendment changes (default: the claims' ids)")
     parser.add_argument("--basis", default="", help="what the frozen version implements (with --freeze)")
-    parser.add_argument("--confirmatory", type=option("confirmatory"), default=None,
+    parser.add_argument("--confirmatory", type=_confirmatory, default=None,
                         help="lock v2: the confirmatory builds to draw (>= 8), from the power analysis (--freeze)")
     parser.add_argument("--power", default="", help="lock v2: the power analysis that fixed --confirmatory (--freeze)")
     parser.add_argument("--records", default="reports",
@@ -42,16 +42,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _confirmatory(text: str) -> int:
+    """--confirmatory parsed: an integer of at least 8 (declared here, not in options.py, which records read)."""
+    try:
+        return Interval(int, 8).parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_claims(args: argparse.Namespace) -> int:
     apply_include(args)
-    from ..claims import prereg
+    from ..claims import lock2, prereg
     from ..claims.base import all_claims, get_claim
 
     path = args.lock_file or prereg.LOCK
     _check_options(args)
     if args.freeze:
-        data = prereg.freeze(path, basis=args.basis or "the registry as committed", confirmatory=args.confirmatory,
-                             power=args.power, recipe=_recipe())
+        if not prereg.read_lock_file(path) and (args.confirmatory is not None or args.power):
+            raise LazarusError("--confirmatory and --power belong to lock v2, frozen over a lock at v1")
+        data = (lock2.freeze(path, basis=args.basis or "the registry as committed", confirmatory=args.confirmatory,
+                             power=args.power, recipe=_recipe()) if prereg.read_lock_file(path)
+                else prereg.freeze(path, basis=args.basis or "the registry as committed"))
         print(f"froze {len(data['frozen']['claims'])} claims as version {data['frozen']['version']} in {path}")
         return 0
     if args.amend:
@@ -69,13 +80,11 @@ def cmd_claims(args: argparse.Namespace) -> int:
         print("\n".join(line for i in args.ids for line in claim_markdown(get_claim(i), hashes)), end="")
         return 0
     data = prereg.read_lock_file(path)
-    lock, version = prereg.effective_hashes(data), prereg.version_of(data)
     rows = [{"id": c.id, "title": c.title, "source": c.source, "protocols": ", ".join(c.protocols),
-             "training": "yes" if c.training else "no", "lock": prereg.check(c, lock, version)["status"]}
-            for c in all_claims()]
+             "training": "yes" if c.training else "no", "lock": lock2.status(c, data)} for c in all_claims()]
     print(_table(rows))
     print(f"lock {prereg.lock_version(data)}"
-          + "".join(f"\n  no longer holds here: {line}" for line in prereg.drift(data, _recipe()["hash"])))
+          + "".join(f"\n  no longer holds here: {line}" for line in lock2.drift(data, _recipe()["hash"])))
     return 0
 
 

@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from lazarus_bench import codehash
-from lazarus_bench.claims import prereg
+from lazarus_bench.claims import lock2, prereg
 from lazarus_bench.claims.base import all_claims, get_claim
 from lazarus_bench.cli import main as cli_main
 from lazarus_bench.zoo.recipe import SIZES, recipe_hash
@@ -29,7 +29,7 @@ def package_copy(tmp_path, monkeypatch):
 
 def _hashes() -> dict[str, str]:
     codehash.clear_caches()
-    return {c.id: prereg.lock_hash(c) for c in all_claims()}
+    return {c.id: lock2.lock_hash(c) for c in all_claims()}
 
 
 def _edit(path, old: str, new: str) -> None:
@@ -39,20 +39,20 @@ def _edit(path, old: str, new: str) -> None:
 
 
 def test_a_docstring_edit_changes_no_hash_and_a_changed_rule_changes_every_claims(package_copy):
-    before, rules = _hashes(), prereg.rules_hash()
+    before, rules = _hashes(), lock2.rules_hash()
     verdicts = package_copy / "stats" / "verdicts.py"
     _edit(verdicts, "2. criterion met and", "2. the criterion is met and")  # a docstring's words
-    assert _hashes() == before and prereg.rules_hash() == rules
+    assert _hashes() == before and lock2.rules_hash() == rules
     _edit(verdicts, "p_value < alpha)", "p_value <= alpha)")  # the decision rule itself
     after = _hashes()
     assert all(after[c] != before[c] for c in before), "every claim's verdict goes through decide()"
-    assert prereg.rules_hash() == rules, "the population rules do not import the per-build decision"
+    assert lock2.rules_hash() == rules, "the population rules do not import the per-build decision"
 
 
 def test_a_changed_population_rule_changes_the_rules_hash_and_no_claims(package_copy):
-    before, rules = _hashes(), prereg.rules_hash()
+    before, rules = _hashes(), lock2.rules_hash()
     _edit(package_copy / "stats" / "population.py", "SUPPORTED if p_claimed < alpha", "SUPPORTED if p_claimed <= alpha")
-    assert _hashes() == before and prereg.rules_hash() != rules
+    assert _hashes() == before and lock2.rules_hash() != rules
 
 
 def test_a_claims_own_file_and_its_population_declaration_change_only_its_hash(package_copy, monkeypatch):
@@ -69,6 +69,8 @@ def test_a_claims_own_file_and_its_population_declaration_change_only_its_hash(p
 
 def test_lock_v2_is_frozen_over_v1_with_its_number_and_the_environment_and_then_refused(tmp_path, capsys):
     path = str(tmp_path / "lock.json")
+    assert cli_main(["claims", "--freeze", "--confirmatory", "8", "--power", "x", "--lock-file", path]) == 2
+    assert "belong to lock v2" in capsys.readouterr().err
     assert cli_main(["claims", "--freeze", "--basis", "v1", "--lock-file", path]) == 0
     assert cli_main(["claims", "--freeze", "--lock-file", path]) == 2
     assert "frozen at v1, closed when stage 1 began" in capsys.readouterr().err
@@ -81,14 +83,14 @@ def test_lock_v2_is_frozen_over_v1_with_its_number_and_the_environment_and_then_
     data = prereg.read_lock_file(path)
     frozen = data["frozen"]
     assert frozen["version"] == 2 and frozen["confirmatory"] == 11 and data["closed"][0]["frozen"]["version"] == 1
-    assert frozen["claims"] == {c.id: prereg.lock_hash(c) for c in all_claims()}
-    assert frozen["rules"] == prereg.rules_hash() and frozen["python"] == codehash.python_tag()
-    assert frozen["requirements"] == hashlib.sha256(prereg.REQUIREMENTS.read_bytes()).hexdigest()
+    assert frozen["claims"] == {c.id: lock2.lock_hash(c) for c in all_claims()}
+    assert frozen["rules"] == lock2.rules_hash() and frozen["python"] == codehash.python_tag()
+    assert frozen["requirements"] == hashlib.sha256(lock2.REQUIREMENTS.read_bytes()).hexdigest()
     assert frozen["recipe"]["hash"] == recipe_hash(SIZES["default"]) and frozen["recipe"]["development_seeds"]
     assert "sha256('<freeze commit>:<i>')" in frozen["seed_rule"]
-    assert prereg.check(get_claim("H01"), prereg.effective_hashes(data), 2)["status"] == "matches"
-    assert prereg.check(get_claim("H01"), prereg.effective_hashes(data), 1)["status"] == "differs"
-    assert prereg.drift(data) == [] and prereg.lock_version(data) == "v2"
+    assert lock2.status(get_claim("H01"), data) == "matches"
+    assert prereg.check(get_claim("H01"), prereg.effective_hashes(data))["status"] == "differs"  # v1's hash
+    assert lock2.drift(data) == [] and prereg.lock_version(data) == "v2"
     capsys.readouterr()
     assert cli_main(["claims", "--lock-file", path]) == 0
     listing = capsys.readouterr().out

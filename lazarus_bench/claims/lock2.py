@@ -1,0 +1,98 @@
+"""Lock v2 (CLAIMS.md revision 4): a claim's hash covers the meaning of every file that feeds its records, and the
+frozen lock also holds the verdict rules, the pinned environment, the zoo recipe and the confirmatory builds' number.
+
+Apart from :mod:`.prereg` on purpose: the runner imports that module, so every record's reuse key hashes it; this
+one is read only by ``lazarus-bench claims``, so writing it changed no record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import json
+from pathlib import Path
+
+from .. import codehash
+from ..codehash import python_tag
+from ..errors import LazarusError
+from ..io import write_json
+from .base import Claim, all_claims, claim_dict
+from .prereg import LOCK, NOTE, _today, _without_prose, claim_hash, effective_hashes, lock_version, read_lock_file
+
+REQUIREMENTS = codehash.PACKAGE.parent / "requirements.lock"  # the dependency lock the freeze pins
+RULES = "lazarus_bench.stats.population"  # the population verdict over builds: one rules hash beside the claims'
+POWER_RULE = "lazarus_bench.claims.controls"  # the rule that reads each graded control: in every claim's hash
+MIN_CONFIRMATORY = 8  # confirmatory builds lock v2 needs at least
+SEED_RULE = ("seed i is the first 8 hex digits of sha256('<freeze commit>:<i>') as an integer, i = 0, 1, ..., "
+             "skipping development seeds and repeats, until the confirmatory number is drawn")
+
+
+def lock_hash(claim: Claim) -> str:
+    """Lock v2's hash of a claim: its rules (not its prose), its population declaration, and the meaning of every file
+    that feeds its records (its module's import closure, the power rule, the prompt data), with the Python tag."""
+    path = codehash.module_file(claim.measure.__module__) or Path(inspect.getfile(claim.measure)).resolve()
+    files = codehash.closure(path) | codehash.closure(codehash.module_file(POWER_RULE)) | set(codehash.data_files())
+    population = getattr(importlib.import_module(claim.measure.__module__), "POPULATION", {})
+    payload = {"claim": _without_prose(claim_dict(claim)), "population": population, "code": codehash.digest(files),
+               "python": python_tag()}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def rules_hash() -> str:
+    """The meaning of the population verdict's rules: its module and what it imports."""
+    return codehash.digest(codehash.closure(codehash.module_file(RULES)))
+
+
+def version_of(data: dict) -> int:
+    """The frozen version a lock holds (0: none, or the old unversioned form)."""
+    return int(data["frozen"].get("version", 0)) if data else 0
+
+
+def hash_of(claim: Claim, version: int) -> str:
+    """The claim's hash as lock ``version`` computes it."""
+    return lock_hash(claim) if version >= 2 else claim_hash(claim)
+
+
+def status(claim: Claim, data: dict) -> str:
+    """``matches``, ``differs`` or ``not locked``: the claim against the lock in force, hashed as its version does."""
+    locked = effective_hashes(data).get(claim.id)
+    return "not locked" if locked is None else "matches" if locked == hash_of(claim, version_of(data)) else "differs"
+
+
+def freeze(path: str | Path | None = None, *, basis: str, confirmatory: int | None, power: str, recipe: dict,
+           date: str | None = None) -> dict:
+    """Freeze lock v2 over a lock at v1 (closed when stage 1 began), which it keeps under ``closed``. Refused without
+    ``confirmatory`` (>= 8) and the ``power`` analysis that fixed it, and at v2: a later change is an amendment, so a
+    lock can never be rewritten to follow the results."""
+    path = Path(path or LOCK)
+    data = read_lock_file(path)
+    if version_of(data) >= 2:
+        raise LazarusError(f"{path} is frozen at {lock_version(data)}; change a claim with "
+                           "'lazarus-bench claims --amend ID --why TEXT' instead")
+    if confirmatory is None or confirmatory < MIN_CONFIRMATORY or not power.strip():
+        raise LazarusError(f"{path} is frozen at v1, closed when stage 1 began: lock v2 needs --confirmatory N "
+                           f"(>= {MIN_CONFIRMATORY}, from the power analysis) and --power TEXT")
+    frozen = {"version": 2, "date": date or _today(), "basis": basis,
+              "claims": {c.id: lock_hash(c) for c in all_claims()}, "confirmatory": confirmatory, "power": power,
+              "recipe": recipe, "seed_rule": SEED_RULE, **environment()}
+    write_json(path, {"note": NOTE, "frozen": frozen, "amendments": [], "closed": [data]})
+    return read_lock_file(path)
+
+
+def environment() -> dict:
+    """What lock v2 pins beside the code: the verdict rules' hash, the Python tag and the dependency lock's sha256."""
+    if not REQUIREMENTS.is_file():
+        raise LazarusError(f"{REQUIREMENTS}: no dependency lock to pin; freeze from a checkout of the project")
+    return {"rules": rules_hash(), "python": python_tag(),
+            "requirements": hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()}
+
+
+def drift(data: dict, recipe_hash: str | None = None) -> list[str]:
+    """What lock v2 pins that no longer holds here (the rules, the Python tag, the dependency lock, the recipe)."""
+    if version_of(data) < 2:
+        return []
+    frozen = data["frozen"]
+    now = {**environment(), "recipe": recipe_hash or frozen["recipe"]["hash"]}
+    then = {**{k: frozen[k] for k in ("rules", "python", "requirements")}, "recipe": frozen["recipe"]["hash"]}
+    return [f"{k}: locked {then[k]}, here {now[k]}" for k in then if then[k] != now[k]]
