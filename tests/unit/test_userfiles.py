@@ -82,6 +82,7 @@ READS = {
     "bench/machine.py:_proc_peak_rss": OWN_DATA, "bench/plan.py:available_memory": OWN_DATA,
     "blas.py:_mlx_dependency_blas": OWN_DATA, "blas.py:resolved_library": OWN_DATA, "codehash.py:_imports": OWN_DATA,
     "codehash.py:_meaning": OWN_DATA, "cache.py:code_version": OWN_DATA, "zoo/vocabs.py:fetch_vocabs": OWN_DATA,
+    "claims/lock2.py:environment": OWN_DATA,
     "zoo/vocabs.py:llama_cpp_cases": OWN_DATA,
     "cache.py:valid": TOOL_WROTE, "cache.py:_locked": TOOL_WROTE, "io.py:sha256_file": TOOL_WROTE,
     "outputs.py:owned": TOOL_WROTE, "outputs.py:_sha": TOOL_WROTE, "cli/common.py:run_command": TOOL_WROTE,
