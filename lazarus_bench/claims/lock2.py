@@ -17,13 +17,13 @@ from .. import codehash
 from ..codehash import python_tag
 from ..errors import LazarusError
 from ..io import write_json
+from ..stats.population import MIN_CONFIRMATORY
 from .base import Claim, all_claims, claim_dict
 from .prereg import LOCK, NOTE, _today, _without_prose, claim_hash, effective_hashes, lock_version, read_lock_file
 
 REQUIREMENTS = codehash.PACKAGE.parent / "requirements.lock"  # the dependency lock the freeze pins
 RULES = "lazarus_bench.stats.population"  # the population verdict over builds: one rules hash beside the claims'
 POWER_RULE = "lazarus_bench.claims.controls"  # the rule that reads each graded control: in every claim's hash
-MIN_CONFIRMATORY = 8  # confirmatory builds lock v2 needs at least
 SEED_RULE = ("seed i is the first 8 hex digits of sha256('<freeze commit>:<i>') as an integer, i = 0, 1, ..., "
              "skipping development seeds and repeats, until the confirmatory number is drawn")
 

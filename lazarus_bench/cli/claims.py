@@ -44,8 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _confirmatory(text: str) -> int:
     """--confirmatory parsed: an integer of at least 8 (declared here, not in options.py, which records read)."""
+    from ..stats.population import MIN_CONFIRMATORY
+
     try:
-        return Interval(int, 8).parse(text)
+        return Interval(int, MIN_CONFIRMATORY).parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
