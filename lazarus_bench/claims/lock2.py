@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import subprocess
 from pathlib import Path
 
 from .. import codehash
@@ -18,12 +19,14 @@ from ..codehash import python_tag
 from ..errors import LazarusError
 from ..io import write_json
 from ..stats.population import MIN_CONFIRMATORY
+from ..userfiles import read_user_json
 from .base import Claim, all_claims, claim_dict
 from .prereg import LOCK, NOTE, _today, _without_prose, claim_hash, effective_hashes, lock_version, read_lock_file
 
 REQUIREMENTS = codehash.PACKAGE.parent / "requirements.lock"  # the dependency lock the freeze pins
 RULES = "lazarus_bench.stats.population"  # the population verdict over builds: one rules hash beside the claims'
 POWER_RULE = "lazarus_bench.claims.controls"  # the rule that reads each graded control: in every claim's hash
+CONFIRMATORY = "CONFIRMATORY.json"  # the drawn seeds, written once beside the lock file
 SEED_RULE = ("seed i is the first 8 hex digits of sha256('<freeze commit>:<i>') as an integer, i = 0, 1, ..., "
              "skipping development seeds and repeats, until the confirmatory number is drawn")
 
@@ -96,3 +99,50 @@ def drift(data: dict, recipe_hash: str | None = None) -> list[str]:
     now = {**environment(), "recipe": recipe_hash or frozen["recipe"]["hash"]}
     then = {**{k: frozen[k] for k in ("rules", "python", "requirements")}, "recipe": frozen["recipe"]["hash"]}
     return [f"{k}: locked {then[k]}, here {now[k]}" for k in then if then[k] != now[k]]
+
+
+def _git(cwd: Path, *args: str) -> str:
+    """A git command's output, or one line saying why it failed."""
+    try:
+        return subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, check=True).stdout
+    except FileNotFoundError:
+        raise LazarusError("git is not installed: the confirmatory seeds are drawn from the freeze commit") from None
+    except subprocess.CalledProcessError as exc:
+        reason = (exc.stderr.strip().splitlines() or ["failed"])[-1]
+        raise LazarusError(f"git {' '.join(args)}: {reason}") from None
+
+
+def draw(tag: str, path: str | Path | None = None) -> dict:
+    """Draw the confirmatory seeds from the commit ``tag`` names, which must hold the lock v2 in force, into
+    CONFIRMATORY.json beside the lock: once, so no seed can be redrawn after a build is seen."""
+    from ..zoo.recipe import draw_seeds
+
+    path = Path(path or LOCK).resolve()
+    data, out = read_lock_file(path), path.with_name(CONFIRMATORY)
+    if version_of(data) < 2:
+        raise LazarusError(f"{path} holds no lock v2: freeze it ('lazarus-bench claims --freeze --confirmatory N "
+                           "--power TEXT'), commit, tag the commit, then draw")
+    if out.exists():
+        raise LazarusError(f"{out} exists: the confirmatory seeds are drawn once")
+    top = Path(_git(path.parent, "rev-parse", "--show-toplevel").strip()).resolve()
+    try:
+        commit = _git(top, "rev-parse", "--verify", f"{tag}^{{commit}}").strip()
+    except LazarusError:
+        raise LazarusError(f"{tag}: no such tag or commit in {top}") from None
+    try:
+        then = json.loads(_git(top, "show", f"{commit}:{path.relative_to(top).as_posix()}"))
+    except ValueError:
+        then = {}
+    if version_of(then) < 2 or then.get("frozen") != data["frozen"]:
+        raise LazarusError(f"{tag} ({commit[:12]}) does not hold the lock v2 frozen in {path}: tag its freeze commit")
+    frozen = data["frozen"]
+    seeds = draw_seeds(commit, frozen["confirmatory"], skip=tuple(frozen["recipe"]["development_seeds"]))
+    write_json(out, {"tag": tag, "commit": commit, "rule": frozen["seed_rule"], "recipe": frozen["recipe"],
+                     "seeds": seeds})
+    return read_drawn(path)
+
+
+def read_drawn(path: str | Path | None = None) -> dict:
+    """The drawn confirmatory seeds beside the lock file (``{}`` before the draw)."""
+    out = Path(path or LOCK).with_name(CONFIRMATORY)
+    return read_user_json(out, "the confirmatory seeds") if out.exists() else {}

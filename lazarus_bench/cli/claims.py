@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "parameters and measure source); refused once a version is frozen")
     action.add_argument("--amend", nargs="+", metavar="ID",
                         help="log an amendment for these claims (their hash changed since the lock in force)")
+    action.add_argument("--draw-seeds", metavar="TAG",
+                        help="draw the confirmatory seeds once, from the freeze commit TAG names (CONFIRMATORY.json)")
     action.add_argument("--spec", action="store_true",
                         help="print the claims specification the registry implements as markdown (docs/claims.md is "
                              "this output; a test keeps it current)")
@@ -74,6 +76,11 @@ def cmd_claims(args: argparse.Namespace) -> int:
                              records_touched=touched, path=path)
         print(f"amendment {entry['number']} for {', '.join(ids)} in {path} ({len(touched)} records touched)")
         return 0
+    if args.draw_seeds:
+        drawn = lock2.draw(args.draw_seeds, path)
+        print(f"drew {len(drawn['seeds'])} confirmatory seeds from {args.draw_seeds} ({drawn['commit'][:12]}): "
+              + ", ".join(map(str, drawn["seeds"])))
+        return 0
     if args.spec:
         print(spec_markdown(all_claims(), prereg.read_lock_file(path)), end="")
         return 0
@@ -87,6 +94,12 @@ def cmd_claims(args: argparse.Namespace) -> int:
     print(_table(rows))
     print(f"lock {prereg.lock_version(data)}"
           + "".join(f"\n  no longer holds here: {line}" for line in lock2.drift(data, _recipe()["hash"])))
+    drawn = lock2.read_drawn(path)
+    if drawn:
+        print(f"confirmatory seeds drawn from {drawn['tag']} ({drawn['commit'][:12]}): "
+              + ", ".join(map(str, drawn["seeds"])))
+    elif lock2.version_of(data) >= 2:
+        print("confirmatory seeds: not drawn yet (commit the freeze, tag it, then --draw-seeds TAG)")
     return 0
 
 
@@ -107,8 +120,9 @@ def _check_options(args: argparse.Namespace) -> None:
                                 ("--power", args.power, "--freeze")):
         if given and not getattr(args, action[2:]):
             raise LazarusError(f"{name} applies only with {action}")
-    if args.ids and (args.freeze or args.amend or args.spec):
-        chosen = "--freeze" if args.freeze else "--spec" if args.spec else "--amend"
+    if args.ids and (args.freeze or args.amend or args.spec or args.draw_seeds):
+        chosen = ("--freeze" if args.freeze else "--spec" if args.spec else "--draw-seeds" if args.draw_seeds
+                  else "--amend")
         raise LazarusError(f"claim ids ({' '.join(args.ids)}) show claims in full; {chosen} acts on "
                            f"{'the ids it names itself' if args.amend else 'every claim'}, so give one or the other")
     if args.lock_file and Path(args.lock_file).is_dir():

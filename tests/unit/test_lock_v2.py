@@ -102,3 +102,66 @@ def test_lock_v2_is_frozen_over_v1_with_its_number_and_the_environment_and_then_
     assert "no longer holds here: requirements: locked 000" in out and "no longer holds here: recipe: locked x" in out
     assert cli_main(["claims", "--freeze", "--confirmatory", "12", "--power", "y", "--lock-file", path]) == 2
     assert "frozen at v2" in capsys.readouterr().err
+
+
+def _git(repo, *args: str) -> str:
+    import subprocess
+
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _by_hand(commit: str, n: int, skip) -> list[int]:
+    seeds, i = [], 0
+    while len(seeds) < n:
+        seed = int(hashlib.sha256(f"{commit}:{i}".encode()).hexdigest()[:8], 16)
+        seeds += [] if seed in skip or seed in seeds else [seed]
+        i += 1
+    return seeds
+
+
+def test_the_seeds_are_drawn_once_from_the_tagged_freeze_commit(tmp_path, capsys):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    lock = repo / "LOCK.json"
+    assert cli_main(["claims", "--freeze", "--basis", "v1", "--lock-file", str(lock)]) == 0
+    _git(repo, "add", "LOCK.json")
+    _git(repo, "commit", "-qm", "v1")
+    _git(repo, "tag", "at-v1")
+    assert cli_main(["claims", "--draw-seeds", "at-v1", "--lock-file", str(lock)]) == 2
+    assert "holds no lock v2" in capsys.readouterr().err
+    assert cli_main(["claims", "--freeze", "--confirmatory", "9", "--power", "p", "--lock-file", str(lock)]) == 0
+    assert cli_main(["claims", "--draw-seeds", "at-v1", "--lock-file", str(lock)]) == 2  # the tag predates it
+    assert "does not hold the lock v2 frozen" in capsys.readouterr().err
+    assert cli_main(["claims", "--draw-seeds", "nowhere", "--lock-file", str(lock)]) == 2
+    assert "nowhere: no such tag or commit" in capsys.readouterr().err
+    capsys.readouterr()
+    assert cli_main(["claims", "--lock-file", str(lock)]) == 0
+    assert "confirmatory seeds: not drawn yet" in capsys.readouterr().out
+    _git(repo, "commit", "-qam", "freeze v2")
+    _git(repo, "tag", "lock-v2")
+    assert cli_main(["claims", "--draw-seeds", "lock-v2", "--lock-file", str(lock)]) == 0
+    commit = _git(repo, "rev-parse", "HEAD")
+    seeds = _by_hand(commit, 9, skip=(101, 102, 103, 104, 105))
+    drawn = json.loads((repo / "CONFIRMATORY.json").read_text())
+    assert drawn["seeds"] == seeds and drawn["commit"] == commit and drawn["tag"] == "lock-v2"
+    assert cli_main(["claims", "--draw-seeds", "lock-v2", "--lock-file", str(lock)]) == 2
+    assert "drawn once" in capsys.readouterr().err and json.loads((repo / "CONFIRMATORY.json").read_text()) == drawn
+    assert cli_main(["claims", "--lock-file", str(lock)]) == 0
+    assert f"seeds drawn from lock-v2 ({commit[:12]}): {seeds[0]}, {seeds[1]}," in capsys.readouterr().out
+
+
+def test_the_committed_draw_is_the_rule_applied_to_its_freeze_commit():
+    """Skips until the seeds are drawn; from then on a seed edited by hand, or a draw from another commit, fails."""
+    drawn = lock2.read_drawn()
+    if not drawn:
+        pytest.skip("no confirmatory seeds drawn yet (lock v2 is not frozen)")
+    try:
+        then = json.loads(_git(prereg.LOCK.parent, "show", f"{drawn['commit']}:./{prereg.LOCK.name}"))
+    except Exception as exc:  # a checkout without history: the rule is still checked below
+        then = {"frozen": prereg.read_lock_file()["frozen"]}
+        print(f"git history not readable ({exc})")
+    frozen = then["frozen"]
+    assert frozen["version"] == 2 and frozen == prereg.read_lock_file()["frozen"]
+    assert drawn["seeds"] == _by_hand(drawn["commit"], frozen["confirmatory"], frozen["recipe"]["development_seeds"])
