@@ -132,22 +132,22 @@ def test_report_flags_records_off_the_lock_and_opens_with_the_replication_summar
 
 
 def test_report_lists_amendments_with_verdicts_before_and_after():
-    from lazarus_bench.suite.report import _prereg_section
+    from lazarus_bench.suite.deviations import prereg_section
 
     records = [Record.bare("H04", "zoo:base", verdict=Verdict.REFUTED, prereg={"hash": "b" * 64})]
     data = {"frozen": {"version": 1, "date": "2026-11-24", "basis": "rev 3", "claims": {"H04": "a" * 64}},
             "amendments": [{"number": 1, "date": "2026-11-25", "claims": {"H04": "b" * 64}, "what": "new control",
                             "why": "the old one could not fail", "records_touched": ["H04 zoo:base corrected"],
                             "verdicts_before": {"H04 zoo:base corrected": "SUPPORTED"}}]}
-    text = "\n".join(_prereg_section(records, prereg.effective_hashes(data), data))
+    text = "\n".join(prereg_section(records, prereg.effective_hashes(data), data))
     assert "Lock v1+1" in text and "Every record's claim hash matches" in text
     deviations = text.split("## Deviations from the pre-registration")[1]
     assert "Amendment 1" in deviations and "the old one could not fail" in deviations
     assert "| H04 zoo:base corrected | SUPPORTED | REFUTED |" in deviations
     stale = [records[0].replace(prereg={"hash": "a" * 64})]  # written before the amendment: no "after" yet
-    text = "\n".join(_prereg_section(stale, prereg.effective_hashes(data), data))
+    text = "\n".join(prereg_section(stale, prereg.effective_hashes(data), data))
     assert "| SUPPORTED | not re-run under the lock in force |" in text
-    frozen_only = "\n".join(_prereg_section(records, {"H04": "a" * 64}, {**data, "amendments": []}))
+    frozen_only = "\n".join(prereg_section(records, {"H04": "a" * 64}, {**data, "amendments": []}))
     assert "None: every claim is measured as frozen" in frozen_only and "H04 on zoo:base (corrected): differs" \
         in frozen_only
 

@@ -83,6 +83,39 @@ def freeze(path: str | Path | None = None, *, basis: str, confirmatory: int | No
     return read_lock_file(path)
 
 
+def amend(claim_ids: list[str], *, why: str, what: str, post_hoc: bool, before: dict[str, str],
+          after: dict[str, tuple[str, str]], path: str | Path | None = None, date: str | None = None) -> dict:
+    """Append an amendment to lock v2 with the verdicts before and after it as measured now: ``after`` maps each
+    record's key to (its claim hash, its verdict), and each must come from the amended code. ``post_hoc`` says whether
+    the results it changes had been seen. Refused for an unchanged claim, without a reason, or before v2."""
+    path = Path(path or LOCK)
+    data = read_lock_file(path)
+    if version_of(data) < 2:
+        raise LazarusError(f"{path} is not at lock v2: amend it with 'lazarus-bench claims --amend ID --why TEXT'")
+    if not why.strip():
+        raise LazarusError("an amendment needs its reason (--why)")
+    claims = {c.id: c for c in all_claims()}
+    unknown = [i for i in claim_ids if i not in claims]
+    if unknown:
+        raise LazarusError(f"unknown claim id(s) {', '.join(unknown)} (known: {', '.join(sorted(claims))})")
+    hashes = {i: lock_hash(claims[i]) for i in claim_ids}
+    unchanged = [i for i, h in hashes.items() if effective_hashes(data).get(i) == h]
+    if unchanged:
+        raise LazarusError(f"nothing to amend for {', '.join(unchanged)}: the hash equals the lock's")
+    other = sorted(k for k, (h, _) in after.items() if h != hashes[k.split()[0]])
+    missing = sorted(set(claim_ids) - {k.split()[0] for k in after})
+    if other or missing:
+        raise LazarusError("--after must hold records made by the amended code: "
+                           + (f"{other[0]} was made by other code" if other else f"no record of {missing[0]}"))
+    entry = {"number": len(data["amendments"]) + 1, "date": date or _today(), "claims": hashes, "what": what,
+             "why": why, "post_hoc": post_hoc, "records_touched": sorted(set(before) | set(after)),
+             "verdicts_before": dict(sorted(before.items())),
+             "verdicts_after": {k: v for k, (_, v) in sorted(after.items())}}
+    data["amendments"].append(entry)
+    write_json(path, data)
+    return entry
+
+
 def environment() -> dict:
     """What lock v2 pins beside the code: the verdict rules' hash, the Python tag and the dependency lock's sha256."""
     if not REQUIREMENTS.is_file():

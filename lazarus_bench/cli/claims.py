@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--power", default="", help="lock v2: the power analysis that fixed --confirmatory (--freeze)")
     parser.add_argument("--records", default="reports",
                         help="report directory whose records give the verdicts before an amendment (default: reports)")
+    parser.add_argument("--after", default=None, metavar="DIR",
+                        help="lock v2: report directory of records made by the amended code (--amend)")
+    parser.add_argument("--post-hoc", choices=("yes", "no"), default=None,
+                        help="lock v2: had the results the amendment changes been seen? (--amend)")
     parser.add_argument("--lock-file", default=None, help="lock file (default: the one shipped beside the claims)")
     include_args(parser)
     return parser
@@ -72,6 +76,16 @@ def cmd_claims(args: argparse.Namespace) -> int:
     if args.amend:
         ids = [get_claim(i).id for i in args.amend]
         before, touched = _verdicts(args.records, ids)
+        if lock2.version_of(prereg.read_lock_file(path)) >= 2:
+            if args.after is None or args.post_hoc is None:
+                raise LazarusError("an amendment to lock v2 needs --after DIR (records made by the amended code) "
+                                   "and --post-hoc yes|no")
+            entry = lock2.amend(ids, why=args.why, what=args.what or f"changed {', '.join(ids)}",
+                                post_hoc=args.post_hoc == "yes", before=before, after=_after(args.after, ids),
+                                path=path)
+            print(f"amendment {entry['number']} for {', '.join(ids)} in {path} "
+                  f"({'post hoc' if entry['post_hoc'] else 'declared before the results'})")
+            return 0
         entry = prereg.amend(ids, why=args.why, what=args.what or f"changed {', '.join(ids)}", verdicts_before=before,
                              records_touched=touched, path=path)
         print(f"amendment {entry['number']} for {', '.join(ids)} in {path} ({len(touched)} records touched)")
@@ -115,6 +129,7 @@ def _check_options(args: argparse.Namespace) -> None:
     not exist, except for --freeze (which writes it)."""
     for name, given, action in (("--why", args.why, "--amend"), ("--what", args.what, "--amend"),
                                 ("--records", args.records != "reports", "--amend"),
+                                ("--after", args.after, "--amend"), ("--post-hoc", args.post_hoc, "--amend"),
                                 ("--basis", args.basis, "--freeze"),
                                 ("--confirmatory", args.confirmatory is not None, "--freeze"),
                                 ("--power", args.power, "--freeze")):
@@ -220,6 +235,16 @@ def _verdicts(report_dir: str, ids: list[str]) -> tuple[dict[str, str], list[str
             verdicts[key] = str(r.verdict or r.status)
             touched.append(key)
     return verdicts, touched
+
+
+def _after(report_dir: str, ids: list[str]) -> dict[str, tuple[str, str]]:
+    """Each record of ``ids`` in ``report_dir`` as (the claim hash it was made under, its verdict), by record key."""
+    from ..suite.records import load_records
+
+    if not (Path(report_dir) / "records").is_dir():
+        raise LazarusError(f"--after {report_dir}: no records folder there; run the amended claims into it first")
+    return {f"{r.claim_id} {r.model.id} {r.protocol}": ((r.prereg or {}).get("hash", ""), str(r.verdict or r.status))
+            for r in load_records(report_dir).records if r.claim_id in ids}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,6 +20,7 @@ from ..protocols import SINGLE_DEFECT_ORIGINAL
 from ..stats import ClaimStatistic, Verdict
 from ..zoo.registry import MANIFEST, resolve_zoo
 from . import calibration, plots, populations, summary
+from .deviations import prereg_section, prereg_status
 from .records import RECORDS_DIR, Record, load_records
 
 
@@ -49,20 +50,9 @@ def _newest(records: list[Record]) -> str:
     return max(stamps) if stamps else "no date"
 
 
-def _prereg_status(record: Record, lock: dict[str, str]) -> str:
-    """``matches`` when the record's claim hash equals the lock's, else ``differs``, ``not locked`` or ``no hash``."""
-    recorded = (record.prereg or {}).get("hash")
-    locked = lock.get(record.claim_id)
-    if recorded is None:
-        return "no hash"
-    if locked is None:
-        return "not locked"
-    return "matches" if recorded == locked else "differs"
-
-
 def _cell(record: Record, lock: dict[str, str] | None = None) -> str:
     """The verdict matrix's cell: the verdict (flagged (†) when off the lock in force), n/a or ERROR."""
-    off = lock is not None and record.status == "ok" and _prereg_status(record, lock) != "matches"
+    off = lock is not None and record.status == "ok" and prereg_status(record, lock) != "matches"
     return record.label + (" (†)" if off else "")
 
 
@@ -149,7 +139,7 @@ def _write(report_dir: Path, out_name: str, loaded, by_claim: dict[str, list[Rec
                        *_protocol_dependence(by_claim), *_layer_sensitivity(loaded.records, claims),
                        *_one_factor(by_claim), *_time_spent(loaded.records, models)],
         "calibration.md": calibration.section(loaded.records, claims, report_dir, lock),
-        "deviations.md": _prereg_section(loaded.records, lock, lock_data),
+        "deviations.md": prereg_section(loaded.records, lock, lock_data),
         "reused.md": _reused(loaded.records),
     }
     for name, body in pages.items():
@@ -341,47 +331,6 @@ def _layer_sensitivity(records: list[Record], claims: dict) -> list[str]:
     return ["## Sensitivity to the analysis layer", "",
             "Each depth claim's statistic at every layer (the criterion reads one layer, e.g. int(0.55 L)); plots in "
             "the claim sections.", "", tabulate(rows, headers="keys", tablefmt="github"), ""]
-
-
-def _prereg_section(records: list[Record], lock: dict[str, str], data: dict | None = None) -> list[str]:
-    """Records whose claim hash (criteria, tests, parameters, measure source) is not the lock's in force, marked
-    (†), then every amendment to the frozen version with its verdicts before and after."""
-    off = [(r, _prereg_status(r, lock)) for r in records]
-    off = [(r, status) for r, status in off if status != "matches"]
-    lines = ["## Pre-registration", ""]
-    if data:
-        frozen = data["frozen"]
-        lines += [f"Lock {prereg.lock_version(data)}: version {frozen['version']} frozen "
-                  f"{frozen.get('date', '(undated)')} ({frozen.get('basis', 'no basis given')}), "
-                  f"{len(data.get('amendments', []))} amendment(s) since.", ""]
-    if not off:
-        lines += [f"Every record's claim hash matches the lock in force ({len(lock)} claims).", ""]
-    else:
-        lines += [f"(†) {len(off)} of {len(records)} records were not produced under the lock in force: their "
-                  "criteria, tests, parameters or measure differ from the pre-registered ones, or they carry no "
-                  "hash.", ""]
-        lines += [f"- {r.claim_id} on {r.model.id} ({r.protocol}): {status}" for r, status in off]
-        lines += [""]
-    return lines + _deviations(records, data)
-
-
-def _deviations(records: list[Record], data: dict | None) -> list[str]:
-    """Each amendment: what, why, the records it touched, their verdicts before and now."""
-    lines = ["## Deviations from the pre-registration", ""]
-    amendments = (data or {}).get("amendments", [])
-    if not amendments:
-        return lines + ["None: every claim is measured as frozen.", ""]
-    in_force = prereg.effective_hashes(data)
-    now = {f"{r.claim_id} {r.model.id} {r.protocol}":
-           (r.verdict or r.status) if (r.prereg or {}).get("hash") == in_force.get(r.claim_id)
-           else "not re-run under the lock in force" for r in records}
-    for a in amendments:
-        lines += [f"**Amendment {a['number']}** ({a['date']}; {', '.join(a['claims'])}): {a['what']}. "
-                  f"Why: {a['why']}. Records touched: {len(a['records_touched'])}.", ""]
-        rows = [{"record": k, "before": v, "after": now.get(k, "not re-run")} for k, v in a["verdicts_before"].items()]
-        if rows:
-            lines += [tabulate(rows, headers="keys", tablefmt="github"), ""]
-    return lines
 
 
 def _tests(statistic: ClaimStatistic) -> str:
