@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--builds", type=_seeds, metavar="SEEDS",
                    help="build: other builds of the zoo, one per seed (e.g. 2,3,4), each into <zoo>/builds/s<SEED> "
                         "(base, instruct, moe), stamped with the lock in force; list, eval: only these builds "
-                        "(list's default: every build)")
+                        "(list's default: every build); 'confirmatory': the seeds lock v2 drew")
     p.add_argument("--force", action="store_true",
                    help="rebuild the named models (all without --models) even where they verify")
     p.add_argument("--full", action="store_true",
@@ -48,7 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _seeds(text: str) -> list[int]:
-    """'2,3,4' -> [2, 3, 4]: non-negative build seeds."""
+    """'2,3,4' -> [2, 3, 4]: non-negative build seeds; 'confirmatory': those lock v2 drew (CONFIRMATORY.json)."""
+    if text == "confirmatory":
+        from ..claims.lock2 import read_drawn
+
+        drawn = read_drawn()
+        if not drawn:
+            raise argparse.ArgumentTypeError("no confirmatory seeds drawn yet (lazarus-bench claims --draw-seeds TAG)")
+        return list(drawn["seeds"])
     try:
         seeds = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
@@ -324,15 +331,34 @@ def _builds(args: argparse.Namespace) -> int:
 
     lock = prereg.read_lock_file()
     frozen = {"lock": {"version": prereg.lock_version(lock), "frozen": True}} if lock.get("frozen") else {}
+    drawn = _confirmatory_seeds(args)
     for out, seed, kinds in _build_targets(args):
         start = time.perf_counter()
         stamp = {"role": "development"} if args.size == "default" and seed in DEV_SEEDS else frozen
+        if drawn and seed in drawn["seeds"]:
+            stamp = {"lock": {**frozen["lock"], "drawn_from": drawn["commit"]}}
         manifests = build_zoo(out, size=args.size, seed=seed, force=args.force, stamp=stamp,
                               weight_decay=args.weight_decay, kinds=kinds)
         if world()[1] == 0:
             print(f"build s{seed}: {time.perf_counter() - start:.0f} s")
             _print_built(args, out, manifests)
     return 0
+
+
+def _confirmatory_seeds(args: argparse.Namespace) -> dict:
+    """The draw when --builds names a confirmatory seed, checked: recipe v3 at its default size, and the recipe
+    the lock froze is the one here (a confirmatory build of another recipe would answer another question)."""
+    from ..claims import lock2
+    from ..zoo.recipe import SIZES, recipe_hash
+
+    drawn = lock2.read_drawn()
+    if not set(args.builds) & set(drawn.get("seeds", [])):
+        return {}
+    if args.size != "default":
+        raise LazarusError(f"--builds: confirmatory seeds are built with recipe v3 (--size default), not {args.size}")
+    if drawn["recipe"]["hash"] != recipe_hash(SIZES["default"]):
+        raise LazarusError("--builds: the zoo recipe here is not the one lock v2 froze; build from the freeze commit")
+    return {**drawn, "seeds": set(drawn["seeds"])}
 
 
 def _print_built(args: argparse.Namespace, out: Path, manifests: dict) -> None:

@@ -165,3 +165,87 @@ def test_the_committed_draw_is_the_rule_applied_to_its_freeze_commit():
     frozen = then["frozen"]
     assert frozen["version"] == 2 and frozen == prereg.read_lock_file()["frozen"]
     assert drawn["seeds"] == _by_hand(drawn["commit"], frozen["confirmatory"], frozen["recipe"]["development_seeds"])
+
+
+def test_an_amendment_to_lock_v2_stores_the_verdicts_after_and_whether_it_was_post_hoc(tmp_path, capsys, monkeypatch):
+    from lazarus_bench.stats import Verdict
+    from lazarus_bench.suite.deviations import prereg_section
+    from lazarus_bench.suite.records import Record, save_record
+
+    lock, before_dir, after_dir = tmp_path / "lock.json", tmp_path / "before", tmp_path / "after"
+    assert cli_main(["claims", "--freeze", "--basis", "v1", "--lock-file", str(lock)]) == 0
+    assert cli_main(["claims", "--freeze", "--confirmatory", "8", "--power", "p", "--lock-file", str(lock)]) == 0
+    h01 = get_claim("H01")
+    old = lock2.lock_hash(h01)
+    save_record(before_dir, Record.bare("H01", "zoo:base", verdict=Verdict.INCONCLUSIVE, prereg={"hash": old}))
+    amend = ["claims", "--amend", "H01", "--why", "a wrong margin", "--records", str(before_dir), "--lock-file",
+             str(lock)]
+    assert cli_main(amend) == 2
+    assert "needs --after DIR" in capsys.readouterr().err
+    module = __import__(h01.measure.__module__, fromlist=["POPULATION"])
+    monkeypatch.setitem(module.POPULATION, "argmax_at_chance", {"threshold": 0.45, "side": "below"})
+    new = lock2.lock_hash(h01)
+    save_record(after_dir, Record.bare("H01", "zoo:base", verdict=Verdict.SUPPORTED, prereg={"hash": old}))
+    assert cli_main([*amend, "--after", str(after_dir), "--post-hoc", "yes"]) == 2  # made before the change
+    assert "zoo:base corrected was made by other code" in capsys.readouterr().err
+    save_record(after_dir, Record.bare("H01", "zoo:base", verdict=Verdict.SUPPORTED, prereg={"hash": new}))
+    assert cli_main([*amend, "--after", str(after_dir), "--post-hoc", "yes"]) == 0
+    data = prereg.read_lock_file(lock)
+    entry = data["amendments"][0]
+    assert entry["claims"] == {"H01": new} and entry["post_hoc"] is True and prereg.lock_version(data) == "v2+1"
+    assert entry["verdicts_before"] == {"H01 zoo:base corrected": "INCONCLUSIVE"}
+    assert entry["verdicts_after"] == {"H01 zoo:base corrected": "SUPPORTED"}
+    assert lock2.status(h01, data) == "matches"
+    assert cli_main([*amend, "--after", str(after_dir), "--post-hoc", "no"]) == 2  # nothing changed since
+    assert "nothing to amend for H01" in capsys.readouterr().err
+    now = [Record.bare("H01", "zoo:base", verdict=Verdict.REFUTED, prereg={"hash": new})]
+    text = "\n".join(prereg_section(now, prereg.effective_hashes(data), data))
+    assert "; H01; **post hoc**): changed H01. Why: a wrong margin." in text
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines() if line.startswith("| ")]
+    assert rows == [["record", "before (pre-registered)", "amended", "now"],
+                    ["H01 zoo:base corrected", "INCONCLUSIVE", "SUPPORTED", "REFUTED"]]
+
+
+def test_zoo_build_confirmatory_builds_the_drawn_seeds_stamped_with_the_draw(tmp_path, capsys, monkeypatch):
+    """The build itself is the zoo's (tested with it); here: which seeds, which checks, which stamp. One rank: each
+    rank of a build parses the command again in its own process, where the draw read is the committed file."""
+    from lazarus_bench.cli import zoo as zoo_cli
+    from lazarus_bench.zoo import build
+
+    with pytest.raises(SystemExit) as none:
+        cli_main(["zoo", "build", "--builds", "confirmatory", "--dir", str(tmp_path)])
+    assert none.value.code == 2 and "no confirmatory seeds drawn yet" in capsys.readouterr().err
+    drawn = {"seeds": [7, 9], "commit": "c" * 40, "recipe": {"hash": recipe_hash(SIZES["default"])}}
+    monkeypatch.setattr(lock2, "read_drawn", lambda path=None: drawn)
+    made = []
+    monkeypatch.setattr(build, "build_zoo", lambda out, **kw: made.append((out.name, kw["seed"], kw["stamp"])) or {})
+    monkeypatch.setattr(zoo_cli, "_print_built", lambda *a: None)
+    assert cli_main(["zoo", "build", "--builds", "confirmatory", "--size", "micro", "--dir", str(tmp_path)]) == 2
+    assert "built with recipe v3 (--size default), not micro" in capsys.readouterr().err and not made
+    with pytest.raises(SystemExit):  # the drawn seeds or seeds by number, not both
+        cli_main(["zoo", "build", "--builds", "confirmatory,8", "--dir", str(tmp_path)])
+    assert cli_main(["zoo", "build", "--builds", "confirmatory", "--ranks", "1", "--dir", str(tmp_path)]) == 0
+    lock = prereg.lock_version(prereg.read_lock_file())
+    assert made == [(f"s{s}", s, {"lock": {"version": lock, "frozen": True, "drawn_from": "c" * 40}}) for s in (7, 9)]
+    drawn["recipe"] = {"hash": "another"}
+    assert cli_main(["zoo", "build", "--builds", "7", "--ranks", "1", "--dir", str(tmp_path)]) == 2
+    assert "not the one lock v2 froze" in capsys.readouterr().err and len(made) == 2
+
+
+def test_no_confirmatory_build_or_record_was_committed_before_the_freeze():
+    """Skips until the seeds are drawn; from then on git history must show every commit that added a confirmatory
+    seed's build or record after the freeze commit (a build seen before the freeze could have shaped the lock)."""
+    import subprocess
+
+    drawn = lock2.read_drawn()
+    if not drawn:
+        pytest.skip("no confirmatory seeds drawn yet (lock v2 is not frozen)")
+    try:
+        top = _git(prereg.LOCK.parent, "rev-parse", "--show-toplevel")
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"no git history to read ({exc})")
+    for seed in drawn["seeds"]:
+        paths = [f":(glob)**/builds/s{seed}/**", f":(glob)reports/records/*_s{seed}-*"]
+        for commit in _git(top, "log", "--diff-filter=A", "--format=%H", "--", *paths).split():
+            early = subprocess.run(["git", "-C", top, "merge-base", "--is-ancestor", drawn["commit"], commit])
+            assert early.returncode == 0, f"seed {seed}: commit {commit[:12]} adds it without the freeze before it"
