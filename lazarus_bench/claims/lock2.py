@@ -84,10 +84,12 @@ def freeze(path: str | Path | None = None, *, basis: str, confirmatory: int | No
 
 
 def amend(claim_ids: list[str], *, why: str, what: str, post_hoc: bool, before: dict[str, str],
-          after: dict[str, tuple[str, str]], path: str | Path | None = None, date: str | None = None) -> dict:
+          after: dict[str, tuple[str, str]], populations: tuple[dict, dict] = ({}, {}),
+          path: str | Path | None = None, date: str | None = None) -> dict:
     """Append an amendment to lock v2 with the verdicts before and after it as measured now: ``after`` maps each
-    record's key to (its claim hash, its verdict), and each must come from the amended code. ``post_hoc`` says whether
-    the results it changes had been seen. Refused for an unchanged claim, without a reason, or before v2."""
+    record's key to (its claim hash, its verdict), and each must come from the amended code; ``populations`` holds
+    each claim's population verdict before and after. ``post_hoc`` says whether the results it changes had been
+    seen. Refused for an unchanged claim, without a reason, or before v2."""
     path = Path(path or LOCK)
     data = read_lock_file(path)
     if version_of(data) < 2:
@@ -110,7 +112,9 @@ def amend(claim_ids: list[str], *, why: str, what: str, post_hoc: bool, before: 
     entry = {"number": len(data["amendments"]) + 1, "date": date or _today(), "claims": hashes, "what": what,
              "why": why, "post_hoc": post_hoc, "records_touched": sorted(set(before) | set(after)),
              "verdicts_before": dict(sorted(before.items())),
-             "verdicts_after": {k: v for k, (_, v) in sorted(after.items())}}
+             "verdicts_after": {k: v for k, (_, v) in sorted(after.items())},
+             "population_before": dict(sorted(populations[0].items())),
+             "population_after": dict(sorted(populations[1].items()))}
     data["amendments"].append(entry)
     write_json(path, data)
     return entry

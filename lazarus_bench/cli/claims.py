@@ -82,6 +82,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
                                    "and --post-hoc yes|no")
             entry = lock2.amend(ids, why=args.why, what=args.what or f"changed {', '.join(ids)}",
                                 post_hoc=args.post_hoc == "yes", before=before, after=_after(args.after, ids),
+                                populations=(_populations(args.records, ids), _populations(args.after, ids)),
                                 path=path)
             print(f"amendment {entry['number']} for {', '.join(ids)} in {path} "
                   f"({'post hoc' if entry['post_hoc'] else 'declared before the results'})")
@@ -245,6 +246,16 @@ def _after(report_dir: str, ids: list[str]) -> dict[str, tuple[str, str]]:
         raise LazarusError(f"--after {report_dir}: no records folder there; run the amended claims into it first")
     return {f"{r.claim_id} {r.model.id} {r.protocol}": ((r.prereg or {}).get("hash", ""), str(r.verdict or r.status))
             for r in load_records(report_dir).records if r.claim_id in ids}
+
+
+def _populations(report_dir: str, ids: list[str]) -> dict[str, str]:
+    """The population verdict of each of ``ids`` over the records in ``report_dir`` (none without records)."""
+    from ..suite.records import load_records
+    from ..suite.summary import population_verdicts
+
+    if not (Path(report_dir) / "records").is_dir():
+        return {}
+    return population_verdicts(load_records(report_dir).records, ids)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -55,6 +55,10 @@ def deviations(records: list[Record], data: dict | None) -> list[str]:
     for a in amendments:
         lines += [f"**Amendment {a['number']}** ({a['date']}; {', '.join(a['claims'])}{_timing(a)}): {a['what']}. "
                   f"Why: {a['why']}. Records touched: {len(a['records_touched'])}.", ""]
+        if a.get("population_before") or a.get("population_after"):
+            lines += ["Population verdicts, before -> amended: " + "; ".join(
+                f"{c} {a['population_before'].get(c, 'none')} -> {a['population_after'].get(c, 'none')}"
+                for c in sorted(set(a["population_before"]) | set(a["population_after"]))) + ".", ""]
         rows = [_row(a, k, v, now) for k, v in a["verdicts_before"].items()]
         if rows:
             lines += [tabulate(rows, headers="keys", tablefmt="github"), ""]
@@ -74,3 +78,12 @@ def _row(amendment: dict, key: str, before: str, now: dict[str, str]) -> dict[st
         return {"record": key, "before": before, "after": now.get(key, "not re-run")}
     return {"record": key, "before (pre-registered)": before,
             "amended": amendment["verdicts_after"].get(key, "not re-run"), "now": now.get(key, "not re-run")}
+
+
+def registered_verdicts(data: dict | None) -> dict[str, str]:
+    """Each amended claim's pre-registered population verdict: the one its first amendment to lock v2 found."""
+    out: dict[str, str] = {}
+    for a in (data or {}).get("amendments", []):
+        for claim_id, verdict in a.get("population_before", {}).items():
+            out.setdefault(claim_id, verdict)
+    return out

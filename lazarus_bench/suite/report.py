@@ -20,7 +20,7 @@ from ..protocols import SINGLE_DEFECT_ORIGINAL
 from ..stats import ClaimStatistic, Verdict
 from ..zoo.registry import MANIFEST, resolve_zoo
 from . import calibration, plots, populations, summary
-from .deviations import prereg_section, prereg_status
+from .deviations import prereg_section, prereg_status, registered_verdicts
 from .records import RECORDS_DIR, Record, load_records
 
 
@@ -146,7 +146,7 @@ def _write(report_dir: Path, out_name: str, loaded, by_claim: dict[str, list[Rec
         write_text(report_dir / name, "\n".join([f"# {PAGES[name]}", "", generated, "", *body]) + "\n")
     _claim_pages(report_dir, by_claim, claims)
     lines = ["# lazarus_bench report", ""]
-    lines += _first_screen(loaded.records, claims, report_dir, sorted(by_claim))
+    lines += _first_screen(loaded.records, claims, report_dir, sorted(by_claim), registered_verdicts(lock_data))
     env = next((r.environment for r in loaded.records if r.environment), None)
     if env:
         lines += [f"Environment: {env['device']}, BLAS {env['blas']['status']} ({env['blas']['library']}), "
@@ -160,9 +160,11 @@ def _write(report_dir: Path, out_name: str, loaded, by_claim: dict[str, list[Rec
     return write_text(report_dir / out_name, "\n".join(lines) + "\n")
 
 
-def _first_screen(records: list[Record], claims: dict, report_dir: Path, claim_ids: list[str]) -> list[str]:
-    """One sentence with the result, the table across builds, the verdict map, the verdicts per build, the links."""
-    sentence, rows = summary.answer(records, claims)
+def _first_screen(records: list[Record], claims: dict, report_dir: Path, claim_ids: list[str],
+                  registered: dict[str, str]) -> list[str]:
+    """One sentence with the result, the table across builds (an amended claim's pre-registered verdict beside its
+    verdict), the verdict map, the verdicts per build, the links."""
+    sentence, rows = summary.answer(records, claims, registered)
     if not rows:
         return ["No claim was measured on a model it applies to.", ""]
     matrix = summary.build_matrix(records)

@@ -468,9 +468,18 @@ def power_lines(records: list[Record], minimum: int = MIN_CONFIRMATORY) -> list[
             f"{len(rows) - len(reach)} of {len(rows)} criteria are out of reach.", ""]
 
 
-def answer(records: list[Record], claims: dict) -> tuple[str, list[dict]]:
+def population_verdicts(records: list[Record], claim_ids: list[str] | None = None) -> dict[str, str]:
+    """Each claim's population verdict over these records, as the first screen states it (an amendment stores them
+    before and after, so the report can show the pre-registered verdict beside the amended one)."""
+    grouped = groups(records)
+    return {c: str(population_of(c, grouped[(c, home(c, grouped))])[0].verdict.verdict)
+            for c in sorted({c for c, _ in grouped}) if claim_ids is None or c in claim_ids}
+
+
+def answer(records: list[Record], claims: dict, registered: dict[str, str] | None = None) -> tuple[str, list[dict]]:
     """The report's first sentence and its table: one row per claim, its population verdict over the builds of one
-    recipe of the model it is about, how many were testable, each build's verdict, and the headline effect."""
+    recipe of the model it is about, how many were testable, each build's verdict, and the headline effect.
+    ``registered``: the pre-registered verdict of each amended claim, shown beside its verdict now."""
     grouped = groups(records)
     rows, counts = [], Counter()
     for claim_id in sorted({c for c, _ in grouped}):
@@ -478,6 +487,8 @@ def answer(records: list[Record], claims: dict) -> tuple[str, list[dict]]:
         pop, decay = population_of(claim_id, rs)
         verdict = str(pop.verdict.verdict)
         counts[verdict] += 1
+        if claim_id in (registered or {}):
+            verdict += f" (amended; pre-registered: {registered[claim_id]})"
         split = Counter(r.label for r in rs)
         testable = min((c.n_testable for c in pop.verdict.criteria), default=0)
         title = claims[claim_id].title if claim_id in claims else rs[0].claim.get("title", "")

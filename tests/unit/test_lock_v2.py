@@ -169,7 +169,8 @@ def test_the_committed_draw_is_the_rule_applied_to_its_freeze_commit():
 
 def test_an_amendment_to_lock_v2_stores_the_verdicts_after_and_whether_it_was_post_hoc(tmp_path, capsys, monkeypatch):
     from lazarus_bench.stats import Verdict
-    from lazarus_bench.suite.deviations import prereg_section
+    from lazarus_bench.suite.deviations import prereg_section, registered_verdicts
+    from lazarus_bench.suite.summary import answer
     from lazarus_bench.suite.records import Record, save_record
 
     lock, before_dir, after_dir = tmp_path / "lock.json", tmp_path / "before", tmp_path / "after"
@@ -201,6 +202,11 @@ def test_an_amendment_to_lock_v2_stores_the_verdicts_after_and_whether_it_was_po
     now = [Record.bare("H01", "zoo:base", verdict=Verdict.REFUTED, prereg={"hash": new})]
     text = "\n".join(prereg_section(now, prereg.effective_hashes(data), data))
     assert "; H01; **post hoc**): changed H01. Why: a wrong margin." in text
+    populations = entry["population_before"], entry["population_after"]
+    assert set(populations[0]) == set(populations[1]) == {"H01"} and registered_verdicts(data) == populations[0]
+    assert f"before -> amended: H01 {populations[0]['H01']} -> {populations[1]['H01']}." in text
+    _, first_screen = answer(now, {}, registered_verdicts(data))
+    assert first_screen[0]["verdict"].endswith(f"(amended; pre-registered: {populations[0]['H01']})")
     rows = [[c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines() if line.startswith("| ")]
     assert rows == [["record", "before (pre-registered)", "amended", "now"],
                     ["H01 zoo:base corrected", "INCONCLUSIVE", "SUPPORTED", "REFUTED"]]
