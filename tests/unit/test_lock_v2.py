@@ -170,8 +170,8 @@ def test_the_committed_draw_is_the_rule_applied_to_its_freeze_commit():
 def test_an_amendment_to_lock_v2_stores_the_verdicts_after_and_whether_it_was_post_hoc(tmp_path, capsys, monkeypatch):
     from lazarus_bench.stats import Verdict
     from lazarus_bench.suite.deviations import prereg_section, registered_verdicts
-    from lazarus_bench.suite.summary import answer
     from lazarus_bench.suite.records import Record, save_record
+    from lazarus_bench.suite.summary import answer
 
     lock, before_dir, after_dir = tmp_path / "lock.json", tmp_path / "before", tmp_path / "after"
     assert cli_main(["claims", "--freeze", "--basis", "v1", "--lock-file", str(lock)]) == 0
