@@ -75,21 +75,27 @@ def cmd_claims(args: argparse.Namespace) -> int:
         return 0
     if args.amend:
         ids = [get_claim(i).id for i in args.amend]
-        before, touched = _verdicts(args.records, ids)
+        from ..suite.summary import population_verdicts
+
+        records = _records(args.records, ids)
+        before = _verdicts(records)
         if lock2.version_of(prereg.read_lock_file(path)) >= 2:
             if args.after is None or args.post_hoc is None:
                 raise LazarusError("an amendment to lock v2 needs --after DIR (records made by the amended code) "
                                    "and --post-hoc yes|no")
+            after = _records(args.after, ids, required="--after")
+            verdicts = _verdicts(after)
+            made_by = {_key(r): ((r.prereg or {}).get("hash", ""), verdicts[_key(r)]) for r in after}
             entry = lock2.amend(ids, why=args.why, what=args.what or f"changed {', '.join(ids)}",
-                                post_hoc=args.post_hoc == "yes", before=before, after=_after(args.after, ids),
-                                populations=(_populations(args.records, ids), _populations(args.after, ids)),
+                                post_hoc=args.post_hoc == "yes", before=before, after=made_by,
+                                populations=(population_verdicts(records, ids), population_verdicts(after, ids)),
                                 path=path)
             print(f"amendment {entry['number']} for {', '.join(ids)} in {path} "
                   f"({'post hoc' if entry['post_hoc'] else 'declared before the results'})")
             return 0
         entry = prereg.amend(ids, why=args.why, what=args.what or f"changed {', '.join(ids)}", verdicts_before=before,
-                             records_touched=touched, path=path)
-        print(f"amendment {entry['number']} for {', '.join(ids)} in {path} ({len(touched)} records touched)")
+                             records_touched=list(before), path=path)
+        print(f"amendment {entry['number']} for {', '.join(ids)} in {path} ({len(before)} records touched)")
         return 0
     if args.draw_seeds:
         drawn = lock2.draw(args.draw_seeds, path)
@@ -221,41 +227,25 @@ def claim_markdown(c, hashes: dict[str, str]) -> list[str]:
     return lines
 
 
-def _verdicts(report_dir: str, ids: list[str]) -> tuple[dict[str, str], list[str]]:
-    """Verdicts of the records of ``ids`` in ``report_dir`` (none when it has no records), keyed 'ID model protocol'."""
-    from pathlib import Path
-
+def _records(report_dir: str, ids: list[str], required: str = "") -> list:
+    """The records of ``ids`` in ``report_dir``, read once; none without a records folder, or an error naming the
+    ``required`` option that must point at one."""
     from ..suite.records import load_records
 
     if not (Path(report_dir) / "records").is_dir():
-        return {}, []
-    verdicts, touched = {}, []
-    for r in load_records(report_dir).records:
-        if r.claim_id in ids:
-            key = f"{r.claim_id} {r.model.id} {r.protocol}"
-            verdicts[key] = str(r.verdict or r.status)
-            touched.append(key)
-    return verdicts, touched
+        if required:
+            raise LazarusError(f"{required} {report_dir}: no records folder there; run the claims into it first")
+        return []
+    return [r for r in load_records(report_dir).records if r.claim_id in ids]
 
 
-def _after(report_dir: str, ids: list[str]) -> dict[str, tuple[str, str]]:
-    """Each record of ``ids`` in ``report_dir`` as (the claim hash it was made under, its verdict), by record key."""
-    from ..suite.records import load_records
-
-    if not (Path(report_dir) / "records").is_dir():
-        raise LazarusError(f"--after {report_dir}: no records folder there; run the amended claims into it first")
-    return {f"{r.claim_id} {r.model.id} {r.protocol}": ((r.prereg or {}).get("hash", ""), str(r.verdict or r.status))
-            for r in load_records(report_dir).records if r.claim_id in ids}
+def _key(record) -> str:
+    return f"{record.claim_id} {record.model.id} {record.protocol}"
 
 
-def _populations(report_dir: str, ids: list[str]) -> dict[str, str]:
-    """The population verdict of each of ``ids`` over the records in ``report_dir`` (none without records)."""
-    from ..suite.records import load_records
-    from ..suite.summary import population_verdicts
-
-    if not (Path(report_dir) / "records").is_dir():
-        return {}
-    return population_verdicts(load_records(report_dir).records, ids)
+def _verdicts(records: list) -> dict[str, str]:
+    """Each record's verdict (or status), keyed 'ID model protocol'."""
+    return {_key(r): str(r.verdict or r.status) for r in records}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

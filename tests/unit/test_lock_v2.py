@@ -186,6 +186,8 @@ def test_an_amendment_to_lock_v2_stores_the_verdicts_after_and_whether_it_was_po
     module = __import__(h01.measure.__module__, fromlist=["POPULATION"])
     monkeypatch.setitem(module.POPULATION, "argmax_at_chance", {"threshold": 0.45, "side": "below"})
     new = lock2.lock_hash(h01)
+    assert cli_main([*amend, "--after", str(tmp_path), "--post-hoc", "yes"]) == 2  # no records folder there
+    assert f"--after {tmp_path}: no records folder there" in capsys.readouterr().err
     save_record(after_dir, Record.bare("H01", "zoo:base", verdict=Verdict.SUPPORTED, prereg={"hash": old}))
     assert cli_main([*amend, "--after", str(after_dir), "--post-hoc", "yes"]) == 2  # made before the change
     assert "zoo:base corrected was made by other code" in capsys.readouterr().err
