@@ -87,7 +87,7 @@ def test_h07_fast_record(saved_model, tmp_path, check_gates):
 
 
 def test_recorded_training_prompts_are_the_planned_ones(saved_model):
-    params = {**REGISTRY["H07"].parameters("fast"), "steps": 2}
+    params = {**REGISTRY["H07"].parameters("fast"), "steps": 2, "budget_rounds": 1}
     cfg = grpo_config(params, 3)
     spec = grpo_spec()
     recorder = RecordingSpec(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(GrpoSpec)})

@@ -120,3 +120,40 @@ def test_collapse_eval_reads_full_vocabulary_probabilities(saved_model):
     renormalised = (full / full.sum(axis=1, keepdims=True))[:, m].mean()
     assert out["mode_restricted_prob"] == pytest.approx(renormalised, rel=1e-4)
     assert out["mode_vocab_prob"] < out["mode_restricted_prob"], "full vocabulary, not the class-word softmax"
+
+
+@pytest.mark.parametrize("claim_id, variant, rounds", [("H07", "grpo", 30), ("H08", "dual", 20), ("H09", "balanced", 20),
+                                                       ("H09", "entropy", 20), ("H09", "low_lr", 50),
+                                                       ("H09", "cls_heavy", 100)])
+def test_each_run_trains_in_rounds_of_the_writeups_steps_within_ten_rounds(claim_id, variant, rounds):
+    """The budget is declared (``budget_rounds`` = 10, so in the lock) and a round is the writeup's iteration count:
+    H07 30 steps, H08 20, H09's fixes 20 / 20 / 50 / 100."""
+    from lazarus_bench.claims import h07_grpo_no_classifier as h07
+    from lazarus_bench.claims import h08_grpo_dual_collapse as h08
+
+    p = get_claim(claim_id).parameters("slow")
+    assert p["budget_rounds"] == 10
+    if claim_id == "H07":
+        assert p["steps"] == rounds and h07.grpo_config(p, 0).train.steps == 10 * rounds
+    else:
+        assert h08.grpo_config(variant, 0, p).train.steps == rounds
+
+
+def test_the_lens_floor_is_read_only_when_the_cheap_floors_hold(saved_model, monkeypatch):
+    """H08's rule reads the lens (a forward pass) only when the reward rose and the classification loss fell; on an
+    unchanged model the read-out moved exactly 0, so the rule does not stop the run."""
+    from lazarus_bench.claims import h08_grpo_dual_collapse as h08
+
+    handle = load_model(str(saved_model("llama")))
+    p = get_claim("H08").parameters("fast")
+    before = collapse_eval(handle, p)
+    calls = []
+    real = h08.collapse_eval
+    monkeypatch.setattr(h08, "collapse_eval", lambda *a: calls.append(1) or real(*a))
+    flat = [{"reward": 0.3, "cls_loss": 10.0}] * 10
+    assert not h08.floors_met(handle, flat, before, p) and calls == []
+    rose = [{"reward": 0.2, "cls_loss": 10.0}] * 5 + [{"reward": 0.4, "cls_loss": 10.0}] * 5
+    assert not h08.floors_met(handle, rose, before, p) and calls == []
+    both = [{"reward": 0.2, "cls_loss": 10.0}] * 5 + [{"reward": 0.4, "cls_loss": 1.0}] * 5
+    assert not h08.floors_met(handle, both, before, p) and calls == [1]
+    assert h08.floors_met(handle, both, before, {**p, "min_readout_move": 0.0}) and calls == [1, 1]

@@ -276,3 +276,30 @@ def test_two_stage_fuses_then_trains_a_new_lora(saved_model, tmp_path):
     aggressive = TwoStageConfig.aggressive()
     assert (aggressive.stage2.cls_weight, aggressive.stage2.train.steps, aggressive.stage2.train.lr,
             aggressive.stage2.lora.rank) == (0.2, 200, 1e-4, 32)
+
+
+def test_the_stopping_rule_is_asked_only_at_round_ends_and_cuts_the_same_run(saved_model):
+    """GRPO's budget (CLAIMS.md revision 4): ``at_round_ends`` asks its floors only after steps 3, 6, 9, ...; the
+    run it ends at step 6 has exactly the parameters and losses of the first 6 steps of the uncut 12-step run, and a
+    rule that never holds spends the whole budget."""
+    from lazarus_bench.claims.common import at_round_ends
+
+    def run(until, stop_after=None):
+        handle = fresh(saved_model)
+        apply_lora(handle.model, LoraSpec(rank=4), handle.n_layers, seed=0)
+        result = train_loop(handle.model, sft_loss, encoded_batches(handle, EXAMPLES, 4, 0), sft_cfg(steps=12).train,
+                            progress=False, until=until, stop_after=stop_after)
+        return result, params(handle.model)
+
+    asked = []
+
+    def floors(metrics):
+        asked.append(len(metrics))
+        return len(metrics) >= 5
+
+    cut, cut_params = run(at_round_ends(3, floors))
+    assert asked == [3, 6] and cut.until_met == 6 and cut.steps_done == 6
+    six, six_params = run(None, stop_after=6)  # the 12-step run interrupted after 6 steps
+    assert six.losses == cut.losses and all(np.array_equal(six_params[k], v) for k, v in cut_params.items())
+    full, _ = run(at_round_ends(3, lambda metrics: False))
+    assert full.until_met is None and full.steps_done == 12 and full.losses[:6] == cut.losses

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Sequence
 
 import mlx.core as mx
 import numpy as np
@@ -218,7 +218,8 @@ def window(handle: ModelHandle, fraction: float, radius: int) -> list[int]:
     return [b for b in blocks(handle) if abs(b - centre) <= radius]
 
 
-GRPO_GATE_PARAMS = {"start_reward_range": [0.1, 0.9], "min_variance_share": 0.1, "min_reward_rise": 0.05}
+GRPO_GATE_PARAMS = {"start_reward_range": [0.1, 0.9], "min_variance_share": 0.1, "min_reward_rise": 0.05,
+                    "budget_rounds": 10}
 GRPO_GATES = (
     Gate("start reward rate", "mean reward over the first fifth of the GRPO steps, mean over seeds: outside "
          "[0.1, 0.9] nearly every group shares one reward and GRPO has no signal", None, "start_reward_range",
@@ -227,8 +228,9 @@ GRPO_GATES = (
          "mean over seeds and steps", None, "min_variance_share"),
     Gate("reward rose", "manipulation floor: mean reward over the last fifth of the GRPO steps minus the first fifth, "
          "mean over seeds (0 in expectation at learning rate 0). 0.05 is the writeup's rise in the same units: "
-         "correct-answer probability 0.288 -> 0.346. A run whose reward did not rise tested nothing, so it is NOT "
-         "TESTABLE, never REFUTED", None, "min_reward_rise"),
+         "correct-answer probability 0.288 -> 0.346. A run trains in rounds of the writeup's iteration count until "
+         "its floors hold at a round's end, at most budget_rounds rounds; a run whose reward still did not rise "
+         "tested nothing, so it is NOT TESTABLE, never REFUTED", None, "min_reward_rise"),
 )
 
 
@@ -238,13 +240,29 @@ def fifths(values: Sequence[float]) -> tuple[float, float]:
     return float(np.mean(values[:n])), float(np.mean(values[-n:]))
 
 
+def reward_rise(metrics: Sequence[dict]) -> float:
+    """The reward floor's statistic of one run: mean reward over its last fifth of steps minus its first fifth."""
+    first, last = fifths([m["reward"] for m in metrics])
+    return last - first
+
+
 def grpo_fitness(metrics_per_seed: Sequence[Sequence[dict]]) -> dict[str, float]:
     """The GRPO gates' values from each run's per-step train metrics (``reward``, ``zero_std_frac``)."""
     start = [fifths([m["reward"] for m in ms])[0] for ms in metrics_per_seed]
-    rise = [fifths([m["reward"] for m in ms])[1] - fifths([m["reward"] for m in ms])[0] for ms in metrics_per_seed]
     varied = [1.0 - float(np.mean([m["zero_std_frac"] for m in ms])) for ms in metrics_per_seed]
     return {"start reward rate": float(np.mean(start)), "groups with reward variance": float(np.mean(varied)),
-            "reward rose": float(np.mean(rise))}
+            "reward rose": float(np.mean([reward_rise(ms) for ms in metrics_per_seed]))}
+
+
+def budget(train: TrainConfig, rounds: int) -> TrainConfig:
+    """A GRPO run's training within its budget (CLAIMS.md revision 4): ``rounds`` times the writeup's steps."""
+    return replace(train, steps=train.steps * rounds)
+
+
+def at_round_ends(round_steps: int, floors_met: Callable[[list[dict]], bool]) -> Callable[[int, Any], bool]:
+    """The stopping rule of a run trained within a budget: at the end of each round of ``round_steps`` steps (never
+    between), stop once the run so far meets its manipulation floors (``floors_met(per-step metrics)``)."""
+    return lambda done, result: done % round_steps == 0 and floors_met(result.metrics)
 
 
 def random_init_control(effect: Verdict) -> Control:

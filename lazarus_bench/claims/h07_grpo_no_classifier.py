@@ -24,24 +24,25 @@ from ..training.grpo import (
     step_key,
 )
 from .base import ClaimContext, Outcome, claim
-from .common import GRPO_GATE_PARAMS, GRPO_GATES, grpo_fitness
+from .common import GRPO_GATE_PARAMS, GRPO_GATES, budget, grpo_fitness
 from .controls import GradedControl
 from .grpo_run import grpo_run
 from .plants import ClassPlant, calibrate_scale, class_markers, word_directions
 
 
 def grpo_config(params: dict, seed: int) -> GRPOConfig:
-    """Seed 002's pure-GRPO run (full model) with this tier's step and batch sizes; ``cls_weight`` > 0 only for the
-    positive control (H08's lens classification term at the claim's layer, same steps and learning rate)."""
+    """Seed 002's pure-GRPO run (full model) with this tier's batch sizes, trained in rounds of ``steps`` within a
+    budget of ``budget_rounds`` rounds; ``cls_weight`` > 0 only for the positive control (H08's lens classification
+    term at the claim's layer, same steps and learning rate)."""
     cfg = seed002_configs(seed)["grpo"]
-    train = replace(cfg.train, steps=params["steps"], lr=params["lr"])
+    train = budget(replace(cfg.train, steps=params["steps"], lr=params["lr"]), params["budget_rounds"])
     return replace(cfg, train=train, prompts_per_step=params["prompts_per_step"], group_size=params["group_size"],
                    max_new_tokens=params["max_new_tokens"], cls_weight=params["cls_weight"],
                    cls_layer_fraction=params["layer_fraction"])
 
 
 def planned_training_prompts(cfg: GRPOConfig, spec: GrpoSpec) -> set[str]:
-    """The prompts a GRPO run will train on (the trainer draws them from (seed, step) alone)."""
+    """The prompts a GRPO run may train on within its whole budget (the trainer draws them from (seed, step) alone)."""
     return {p.text.strip() for step in range(cfg.train.steps)
             for p in sample_prompts(spec, cfg.prompts_per_step, step_key(cfg.seed, step, 0)[0], cfg.balanced_ops)}
 
@@ -151,7 +152,8 @@ POPULATION = {"no_vocab_classifier": {"scale": "logit"}, "probe_unchanged": {}, 
     title="Pure GRPO makes no vocabulary classifier but improves answers",
     statement="Pure GRPO (answer-correctness reward) makes no vocabulary classifier but improves answers.",
     source="seed 002 (NEW EXPERIMENT: GRPO Classifier Emergence)",
-    criterion="after GRPO: op-word lens prob at int(0.55 L) < 1% on every prompt; the writeup's binary "
+    criterion="GRPO in rounds of 30 steps until the reward floor holds at a round's end (at most 10 rounds, else NOT "
+               "TESTABLE); after GRPO: op-word lens prob at int(0.55 L) < 1% on every prompt; the writeup's binary "
                "correct/incorrect probe (48 stated equations drawn per seed, chance 50%, 55% depth, "
                "leave-one-pair-out: each correct/incorrect pair held out together) unchanged: every paired change "
                "within +-3.7 accuracy points (0.5 x the writeup's pooled SD of 7.45 points, i.e. |d| < 0.5; TOST); "
@@ -188,13 +190,14 @@ def measure_h07(ctx: ClaimContext) -> Outcome:
     runs = []
     for seed, cfg in configs.items():
         before = {**base_snapshot, "probe": probe_accuracy(base, p["layer_fraction"], seed)}
-        handle, run = grpo_run(ctx, cfg, spec)
+        handle, run = grpo_run(ctx, cfg, spec, p["steps"], p["min_reward_rise"])
         assert_disjoint([Example(text, "") for text in run["seen"]], [it.text for it in heldout])
         plant = plant_after(handle, p, seed) if p["plant_prob"] > 0 else None
         after = {**snapshot(handle, lens_items, heldout, p), "probe": probe_accuracy(handle, p["layer_fraction"], seed)}
         rewards = [m["reward"] for m in run["metrics"]]
         runs.append({"seed": seed, "before": before, "after": after, "rewards": rewards, "metrics": run["metrics"],
                      "param_change": run["param_change"], "n_training_prompts": len(set(run["seen"])),
+                     "steps": len(rewards), "floor_met_at": run["until_met"],
                      **({"plant_scale": plant.scale} if plant is not None else {})})
         ctx.log(f"seed {seed}: answer prob {before['answer_prob']:.4f} -> {after['answer_prob']:.4f}, "
                 f"probe {before['probe']['group_accuracy']:.3f} -> {after['probe']['group_accuracy']:.3f}, "
@@ -237,23 +240,26 @@ def measure_h07(ctx: ClaimContext) -> Outcome:
                         for it, a, b in zip(lens_items, snap["op_word_prob"], snap["op_word_prob_any_layer"])]
             samples += [{"seed": r["seed"], "stage": stage, "kind": "answer", **row} for row in snap["answer_items"]]
     x = [str(r["seed"]) for r in runs]
+    longest = [str(i + 1) for i in range(max(r["steps"] for r in runs))]
     curves = {
         "answer_prob": {"x": x, "xlabel": "seed", "ylabel": "mean P(correct first token)", "series": {
             "before": [r["before"]["answer_prob"] for r in runs],
             "after GRPO": [r["after"]["answer_prob"] for r in runs]}},
         "probe_accuracy": {"x": x, "xlabel": "seed", "ylabel": "probe accuracy (pairs held out together)", "series": {
             "before": probe_before, "after GRPO": probe_after}},
-        "reward": {"x": [str(i + 1) for i in range(p["steps"])], "xlabel": "step", "ylabel": "mean reward", "series": {
+        "reward": {"x": longest, "xlabel": "step", "ylabel": "mean reward", "series": {
             f"seed {r['seed']}": r["rewards"] for r in runs}},
-        "kl": {"x": [str(i + 1) for i in range(p["steps"])], "xlabel": "step", "ylabel": "KL to the reference",
+        "kl": {"x": longest, "xlabel": "step", "ylabel": "KL to the reference",
                "series": {f"seed {r['seed']}": [m["kl"] for m in r["metrics"]] for r in runs}},
     }
     d = statistic.details["criteria"]["probe_unchanged"]["details"].get("cohens_d")
     ours = (f"correct-answer prob {base_prob:.4f} -> {np.mean([r['after']['answer_prob'] for r in runs]):.4f} "
             f"({relative:+.1%}) on {len(heldout)} held-out prompts; max op-word prob at 55% depth after GRPO "
             f"{max(lens_max):.3%}; probe accuracy {np.mean(probe_before):.3f} -> {np.mean(probe_after):.3f} "
-            f"(Cohen's d {d if d is not None else float('nan'):.2f}); {len(runs)} seeds x {p['steps']} steps")
+            f"(Cohen's d {d if d is not None else float('nan'):.2f}); {len(runs)} seeds, steps "
+            f"{[r['steps'] for r in runs]} (rounds of {p['steps']}, at most {p['budget_rounds']})")
     extra = {"mean_reward": {r["seed"]: float(np.mean(r["rewards"])) for r in runs},
-             "n_training_prompts": {r["seed"]: r["n_training_prompts"] for r in runs}}
+             "n_training_prompts": {r["seed"]: r["n_training_prompts"] for r in runs},
+             "steps": {r["seed"]: r["steps"] for r in runs}}
     return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra=extra,
                    fitness=grpo_fitness([r["metrics"] for r in runs]))

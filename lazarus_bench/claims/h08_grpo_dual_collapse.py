@@ -21,10 +21,13 @@ from .base import NEGATIVE, POSITIVE, ClaimContext, Control, Gate, Outcome, clai
 from .common import (
     GRPO_GATE_PARAMS,
     GRPO_GATES,
+    at_round_ends,
+    budget,
     fifths,
     grpo_fitness,
     mean_series,
     restricted_lens,
+    reward_rise,
     step_curve,
     word_curves,
 )
@@ -120,22 +123,39 @@ def training_spec(p: dict) -> GrpoSpec:
     return replace(spec, operations=ops)
 
 
-def grpo_run(ctx: ClaimContext, variant: str, seed: int) -> dict:
-    """Train a fresh copy of the whole model with GRPO + dual reward, then lens on the collapse prompts."""
+def floors_met(handle, metrics: list[dict], before: dict, p: dict) -> bool:
+    """Whether a run so far meets its manipulation floors: the reward rose, the classification loss fell, and (read
+    only when both hold: it costs a forward pass) the lens read-out moved beyond the untrained model's."""
+    if reward_rise(metrics) < p["min_reward_rise"]:
+        return False
+    if loss_fall([m["cls_loss"] for m in metrics]) < p["min_cls_loss_fall"]:
+        return False
+    return readout_move(collapse_eval(handle, p), before) >= p["min_readout_move"]
+
+
+def grpo_run(ctx: ClaimContext, variant: str, seed: int, before: dict) -> dict:
+    """Train a fresh copy of the whole model with GRPO + dual reward in rounds of the variant's steps until its floors
+    hold at a round's end (at most ``budget_rounds`` rounds), then lens on the collapse prompts."""
     p = ctx.params
     cfg = grpo_config(variant, seed, p)
-    ctx.log(f"GRPO+dual '{variant}' seed {seed}: {cfg.train.steps} steps, w={cfg.cls_weight}, lr={cfg.train.lr}")
+    round_steps = cfg.train.steps
+    cfg = replace(cfg, train=budget(cfg.train, p["budget_rounds"]))
+    ctx.log(f"GRPO+dual '{variant}' seed {seed}: rounds of {round_steps} steps, at most {cfg.train.steps}, "
+            f"w={cfg.cls_weight}, lr={cfg.train.lr}")
     handle = ctx.fresh_handle()
+    until = at_round_ends(round_steps, lambda metrics: floors_met(handle, metrics, before, p))
     start = time.perf_counter()
     spec = grpo_spec()
-    result = train_grpo(handle, cfg, progress=False, spec=training_spec(p), classes=[op[0] for op in spec.operations])
+    result = train_grpo(handle, cfg, progress=False, spec=training_spec(p), classes=[op[0] for op in spec.operations],
+                        until=until)
     seconds = time.perf_counter() - start
     evaluation = collapse_eval(handle, p)
     _, lens = word_curves(handle, prompts.grpo_collapse_lens().texts(), collapse_words(evaluation["labels"]))
     metrics = result.train.metrics
     return {
         "variant": variant, "seed": seed, **evaluation,
-        "steps": cfg.train.steps, "lr": cfg.train.lr, "cls_weight": cfg.cls_weight, "only_op": p["only_op"],
+        "steps": len(metrics), "round_steps": round_steps, "floor_met_at": result.train.until_met,
+        "budget_steps": cfg.train.steps, "lr": cfg.train.lr, "cls_weight": cfg.cls_weight, "only_op": p["only_op"],
         "entropy_bonus": cfg.entropy_bonus, "balanced_ops": cfg.balanced_ops, "beta": cfg.beta,
         "final_reward": metrics[-1]["reward"], "mean_reward": float(np.mean([m["reward"] for m in metrics])),
         "initial_cls_loss": metrics[0]["cls_loss"], "final_cls_loss": metrics[-1]["cls_loss"],
@@ -192,10 +212,15 @@ def readout_move(run: dict, before: dict) -> float:
                      for w in before["vocab_prob_by_word"]))
 
 
-def cls_loss_fall(run: dict) -> float:
-    """Relative fall of the classification loss from the first fifth of the steps to the last fifth."""
-    first, last = fifths(run["curves"]["cls_loss"])
+def loss_fall(losses: Sequence[float]) -> float:
+    """Relative fall of a per-step loss from the first fifth of the steps to the last fifth."""
+    first, last = fifths(losses)
     return 1.0 - last / first
+
+
+def cls_loss_fall(run: dict) -> float:
+    """Relative fall of a run's classification loss from the first fifth of its steps to the last fifth."""
+    return loss_fall(run["curves"]["cls_loss"])
 
 
 def runs_fitness(runs: list[dict], before: dict) -> dict[str, float]:
@@ -213,7 +238,7 @@ def trained_run(ctx: ClaimContext, fix: str, seed: int, before: dict, done: int,
     """One GRPO + dual run, its smallest-over-runs floors checked as soon as it ends (``ClaimContext.floor``): a run
     whose classification loss did not fall or whose read-out did not move makes the claim NOT TESTABLE there, and
     the runs after it are not trained."""
-    run = grpo_run(ctx, fix, seed)
+    run = grpo_run(ctx, fix, seed, before)
     details = {"runs measured": f"{done + 1} of {total} (stopped at the first run below a floor)", "fix": fix,
                "seed": seed}
     ctx.floor("cls loss fell", cls_loss_fall(run), details)
@@ -276,7 +301,8 @@ POPULATION = {
     statement="GRPO + dual-reward (w = 0.4) on the full model makes the lens at 55% depth name one operation "
                "for every prompt.",
     source="seed 002 (EXPERIMENT: GRPO + Dual-Reward; Analysis: Mode Collapse)",
-    criterion="per seed: one word is the argmax among the 4 op words (of their full-vocabulary lens probabilities) "
+    criterion="GRPO + dual in rounds of 20 steps until every floor holds at a round's end (at most 10 rounds, else "
+               "NOT TESTABLE); per seed: one word is the argmax among the 4 op words (of their full-vocabulary lens probabilities) "
                "for all or all but one of the 6 collapse prompts and accuracy <= 50%; across 5 seeds: collapsed "
                "fraction >= 80% and above a random argmax's collapse rate (binomial); a collapse onto the untrained "
                "model's own collapsed word is INCONCLUSIVE; the mode word's full-vocabulary probability reported",
@@ -299,7 +325,8 @@ def measure_h08(ctx: ClaimContext) -> Outcome:
         **statistic.details, "n_seeds": len(runs), "test": ctx.test("collapsed"),
         "chance_definition": "uniform random argmax over the prompt set's op words"}), runs, before)
     modes = Counter(r["mode_word"] for r in runs)
-    ours = (f"{len(runs)} seed(s), w={p['cls_weight']}, full model, {runs[0]['steps']} steps, block {before['layer']}: "
+    ours = (f"{len(runs)} seed(s), w={p['cls_weight']}, full model, steps {[r['steps'] for r in runs]} "
+            f"(rounds of {runs[0]['round_steps']}, at most {p['budget_rounds']}), block {before['layer']}: "
             f"collapsed {statistic.details['k']}/{len(runs)} (chance {chance:.3f}); mode words {dict(modes)}; "
             f"restricted accuracy per seed {[round(r['restricted_accuracy'], 3) for r in runs]}; mode word restricted "
             f"prob {np.mean([r['mode_restricted_prob'] for r in runs]):.1%}, full vocab "

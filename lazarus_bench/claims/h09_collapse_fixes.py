@@ -68,7 +68,8 @@ POPULATION = {fix: {"threshold": "min_collapse_rate", "side": "above"} for fix i
     title="The collapse survives the four fixes tried",
     statement="GRPO + dual-reward still collapses with balanced sampling, an entropy bonus, LR 2e-6, or w = 0.9.",
     source="seed 002 (Mode Collapse Fix Attempts)",
-    criterion="each fix collapses as in H08, untrained control included (balanced; + entropy 0.5; LR 2e-6; "
+    criterion="each fix collapses as in H08, in rounds of its own steps (20, 20, 50, 100) within 10 rounds, "
+               "untrained control included (balanced; + entropy 0.5; LR 2e-6; "
                "w = 0.9), Holm-corrected across the four",
     writeup="every fix still mode-collapsed ('subtract' for most)",
     params=dict(GRPO_PARAMS),
@@ -93,7 +94,7 @@ def measure_h09(ctx: ClaimContext) -> Outcome:
     curves = grpo_curves(by_fix, layers, lens_before)
     ours = "; ".join(
         f"{fix}: collapsed {t['details']['k']}/{t['n']} (Holm p={t['holm_p']:.3g}), modes "
-        f"{dict(Counter(r['mode_word'] for r in by_fix[fix]))}, steps {by_fix[fix][0]['steps']}"
+        f"{dict(Counter(r['mode_word'] for r in by_fix[fix]))}, steps {[r['steps'] for r in by_fix[fix]]}"
         for fix, t in table.items()
     ) + f"; chance {chance:.3f}; before training {'collapsed' if before['collapsed'] else 'not collapsed'}"
     samples = [run_summary(r) for runs in by_fix.values() for r in runs]

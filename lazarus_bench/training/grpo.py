@@ -465,13 +465,15 @@ def train_grpo(
     spec: GrpoSpec | None = None,
     reward_fn: RewardFn = answer_reward,
     classes: Sequence[str] | None = None,
+    until: Callable[[int, TrainResult], bool] | None = None,
 ) -> GRPOResult:
     """Train ``handle.model`` in place with GRPO (LoRA adapters or all parameters); saves to ``out_dir``.
 
     The reference is a frozen copy of the model taken before any change (for LoRA: the base model).
     LoRA runs write an mlx-lm adapter; full runs write HF-layout weights (with the tokenizer files when
     the model came from a local directory). ``reward_fn(completion_text, answer)`` replaces the reward.
-    ``classes`` are the class words of the lens term (default: the spec's operations).
+    ``classes`` are the class words of the lens term (default: the spec's operations). ``until`` is the stopping
+    rule (``train_loop``): the run ends at the first step where it holds.
     """
     cfg = cfg or GRPOConfig()
     cfg.validate()
@@ -498,7 +500,7 @@ def train_grpo(
 
     result = train_loop(handle.model, make_loss(handle, cfg, class_ids), batcher, train_cfg, out_dir=out,
                         save_fn=(lambda step, _m: save(out / f"step_{step}")) if out is not None else None,
-                        progress=progress)
+                        progress=progress, until=until)
     saved = save(out) if out is not None else None
     mine = result.metrics[result.resumed_from:]
     gen_tokens = int(sum(m.get("gen_tokens", 0.0) for m in mine))

@@ -116,6 +116,7 @@ class TrainResult:
     resumed_from: int = 0
     world_size: int = 1
     stopped: str | None = None
+    until_met: int | None = None  # the step at which the stopping rule (``train_loop(until=...)``) ended the run
     checkpoints: dict[int, str] = field(default_factory=dict)
     param_change: float = 0.0  # L2 norm of (trainable parameters after - before) over this call: the manipulation check
     param_change_relative: float = 0.0  # the same over the L2 norm of the trainable parameters before
@@ -244,6 +245,7 @@ def train_loop(
     progress: bool = True,
     stop_after: int | None = None,
     uniform_loss: float | None = None,
+    until: Callable[[int, TrainResult], bool] | None = None,
 ) -> TrainResult:
     """Train the model's trainable parameters in place for ``cfg.steps`` optimizer steps.
 
@@ -253,7 +255,8 @@ def train_loop(
     is called at each step in ``save_at``. ``stop_after`` ends this call early (an interruption).
     The run stops with :class:`TrainingDiverged` (finished checkpoints kept) on a non-finite loss, on a trainable
     parameter norm grown ``NORM_BLOWUP`` fold, or on a loss stuck at ``uniform_loss`` (ln V for a token
-    cross-entropy) while that norm grew ``STUCK_BLOWUP`` fold.
+    cross-entropy) while that norm grew ``STUCK_BLOWUP`` fold. ``until(done, result)``, asked after every step with
+    the model in eval mode, ends the run early when it returns True (``result.until_met``): the same run, cut there.
     """
     group = mx.distributed.init()
     world, rank = group.size(), group.rank()
@@ -310,6 +313,9 @@ def train_loop(
             result.steps_done = done
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             _save_checkpoint(ckpt, model, opt, result)
+        if until is not None and _stop(model, until, done, result):
+            result.until_met = done
+            break
     if eval_fn is not None and end == cfg.steps:
         result.evals.append({"step": end, **_evaluate(model, eval_fn)})
     _finish(result, model, t0, tokens_at_start, initial)
@@ -344,6 +350,13 @@ def _evaluate(model: nn.Module, eval_fn: Callable[[nn.Module], dict]) -> dict:
     out = eval_fn(model)
     model.train()
     return out
+
+
+def _stop(model: nn.Module, until: Callable[[int, TrainResult], bool], done: int, result: TrainResult) -> bool:
+    model.eval()
+    stop = bool(until(done, result))
+    model.train()
+    return stop
 
 
 def _host_copy(model: nn.Module) -> dict[str, np.ndarray]:
