@@ -309,6 +309,44 @@ def symbol_set(split: str | None = None, *, trailing_space: bool = False) -> Pro
     return ps.where(split=split)
 
 
+SYMBOL_OPERANDS = {"*": ((2, 12), (2, 12)), "+": ((2, 50), (2, 50)), "-": ((10, 99), (2, 98)), "/": ((2, 9), (2, 12))}
+
+
+@lru_cache(maxsize=4)
+def symbol_set_extended(per_class: int = 16, seed: int = 2) -> PromptSet:
+    """The symbol probe set at ``per_class`` operand pairs per class (CLAIMS.md revision 4, H02: >= 16, so that a
+    permuted-label null can fire): the writeup's 16 train prompts (pairs 0-3), then generated prompts of its form
+    '{a} {op} {b} =' (pairs 4 on), operands in the writeup's ranges, exact answers, none repeating a prompt of the
+    set or of its held-out test split. The j-th pair of every class is cluster j."""
+    base = symbol_set("train")
+    per_op = {op: sum(it.op == op for it in base) for op in SYMBOL_OPERANDS}
+    if per_class < max(per_op.values()):
+        raise LazarusError(f"the symbol set has {max(per_op.values())} writeup pairs per class; per_class "
+                           f"{per_class} would drop some")
+    taken = {it.text for it in symbol_set()}
+    rng = random.Random(seed)
+    items = list(base)
+    for label, op in ((it.label, it.op) for it in base if it.pair == 0):
+        (lo_a, hi_a), (lo_b, hi_b) = SYMBOL_OPERANDS[op]
+        for j in range(per_op[op], per_class):
+            while True:
+                a, b = rng.randint(lo_a, hi_a), rng.randint(lo_b, hi_b)
+                if op == "/":
+                    a, b = a * b, a  # divisor a in 2..9, quotient b: exact
+                if op == "-" and b >= a:
+                    continue
+                text = f"{a} {op} {b} ="
+                if text not in taken:
+                    break
+            taken.add(text)
+            answer = {"*": a * b, "+": a + b, "-": a - b, "/": a // b}[op]
+            items.append(PromptItem(id=f"symbol_extended/{label}/{a},{b}", text=text, label=label, a=a, b=b,
+                                    answer=answer, op=op, template=0, pair=j, item=f"{a},{b}", split="train",
+                                    in_original=False))
+    return PromptSet(name="symbol_extended", items=tuple(items), source=base.source,
+                     note=f"the writeup's 16 train prompts and generated ones of its form: {per_class} pairs per class")
+
+
 def word_set(*, original_only: bool = False) -> PromptSet:
     """Seed 002 word probe set: 4 templates x 4 operand pairs x 4 ops = 64 (16 with ``original_only``)."""
     ps = load_set("word")

@@ -69,22 +69,23 @@ def test_h02_statistic_matches_samples_and_sklearn(records, handle):
     record = records["H02"]
     stat, details = record.statistic, record.statistic.details
     train = [s for s in record.samples if s["split"] == "train"]
-    assert len(train) == details["n_prompts"] == 16 and stat.n == details["n_clusters"] == 4, "unit: the pair"
+    assert len(train) == details["n_prompts"] == 64 and stat.n == details["n_clusters"] == 16, "unit: the pair"
     assert stat.statistic == pytest.approx(np.mean([s["correct_stratified"] for s in train]))
     assert "operand pair" in details["cluster"] and "operand-pair cluster" in details["test"]
     for scheme, key in (("stratified", "correct_stratified"), ("leave-one-pair-out", "correct_leave_one_pair_out")):
-        per_pair = [np.mean([s[key] for s in train if s["pair"] == q]) for q in range(4)]
+        per_pair = [np.mean([s[key] for s in train if s["pair"] == q]) for q in range(16)]
         assert details["accuracy_per_pair"][scheme] == pytest.approx(per_pair)
         whole, k = sum(a == 1.0 for a in per_pair), sum(s[key] for s in train)
         assert details["clusters_entirely_correct"][scheme] == whole
         # the count that decided it, in the record's text: prompts and clusters
-        shown = f"{k}/16 correct, {whole}/4 operand pairs all correct ({scheme})"
+        shown = f"{k}/64 correct, {whole}/16 operand pairs all correct ({scheme})"
         assert shown in record.ours and shown in record.reason, shown
-        # exact binomial over the 4 clusters: flawed clusters against the 0.8 / 4 = 0.2 an accuracy of 95% allows
-        expected = sps.binom.sf(4 - whole - 1, 4, 0.2) if 4 - whole >= 2 else 1.0
+        # exact binomial over the 16 clusters: flawed clusters against the 3.2 / 16 = 0.2 an accuracy of 95% allows
+        flawed, least = 16 - whole, details["shortfall_tests"][scheme]["min_flawed_for_bound"]
+        expected = sps.binom.sf(flawed - 1, 16, 0.2) if flawed >= least else 1.0
         assert details["shortfall_p"][scheme] == pytest.approx(expected)
     mde = record.mde["value"]
-    assert math.isfinite(mde) and 0.5 < mde < 1.0, "4 clusters can refute a gross shortfall only; never an MDE of 0"
+    assert math.isfinite(mde) and 0.0 < mde < 0.5, "16 clusters detect a shortfall the writeup's 4 could not"
     assert record.mde["how"] == details["mde_definition"] and "clusters" in details["mde_definition"]
     assert details["accuracy_leave_one_pair_out"] == pytest.approx(
         np.mean([s["correct_leave_one_pair_out"] for s in train])
@@ -92,7 +93,7 @@ def test_h02_statistic_matches_samples_and_sklearn(records, handle):
     n_perm = record.params["n_permutations"]
     assert 1 / (n_perm + 1) <= stat.p_value <= 1.0 and stat.p_value == details["permutation_p"]
 
-    symbol = prompts.symbol_set("train")
+    symbol = prompts.symbol_set_extended(16)
     X, labels = last_token_states(handle, symbol.texts(), [0])
     y = np.asarray(symbol.labels())
     pred = cross_val_predict(reference_pipeline(), X[0], y, cv=StratifiedKFold(4, shuffle=True, random_state=0))

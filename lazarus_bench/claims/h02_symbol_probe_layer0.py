@@ -1,7 +1,8 @@
 """H02: symbol prompts make a probe trivially perfect at block 0 (the operator token is in the prompt).
 
-Prompts are clustered: the symbol set has one template and, per class, four operand pairs; the j-th operand pair of
-every class forms cluster j, which is also the leave-one-pair-out fold (and the writeup's unshuffled 4-fold fold).
+Prompts are clustered: the symbol set has one template and, per class, 16 operand pairs (the writeup's 4, then
+generated ones of its form; CLAIMS.md revision 4); the j-th operand pair of every class forms cluster j, which is
+also the leave-one-pair-out fold.
 Cross-validated predictions inside a cluster share their fate, so they are never counted as independent binomial
 trials: a shortfall is tested over clusters (``probes.cluster_shortfall_test``), the permutation null shuffles labels
 within clusters, and the CI resamples clusters.
@@ -49,13 +50,14 @@ POPULATION = {
     title="Symbol prompts make probes trivially perfect at block 0",
     statement="A linear probe separates the four operations from symbol prompts ('7 * 8 =') already after block 0.",
     source="seed 002 (Results: Linear Probe Accuracy by Layer; CORRECTION: Symbol vs Word-Based Prompts)",
-    criterion="accuracy at block 0 >= 95% under stratified shuffled k-fold AND leave-one-pair-out CV, above the "
+    criterion="on 64 symbol prompts (the writeup's 16 and 48 generated of its form: 4 classes x 16 operand pairs), "
+               "accuracy at block 0 >= 95% under stratified shuffled k-fold AND leave-one-pair-out CV, above the "
                "label-permutation null (labels shuffled within operand-pair clusters, p < 0.05); refuted when the "
                "number of operand-pair clusters with an error is significant against the bound an accuracy of 95% "
                "puts on it (exact binomial over clusters, Holm over the two CV schemes): the prompts of a cluster "
                "are not independent trials; control task and random-init model reported",
     writeup="100% at L0 (and every layer) for Llama-3.2-1B, TinyLlama, Granite (16 prompts, 4-fold)",
-    params={"min_accuracy": 0.95, "layer": 0, "n_splits": 4, "n_permutations": 100, "n_bootstrap": 1999, "C": 1.0,
+    params={"min_accuracy": 0.95, "n_pairs": 16, "layer": 0, "n_splits": 4, "n_permutations": 100, "n_bootstrap": 1999, "C": 1.0,
             "alpha": 0.05, "seed": 0, "position": "last", "label_permutation": None},
     tests={"accuracy": probes.CLUSTER_SHORTFALL_TEST + " (unit: operand-pair cluster; Holm over the stratified and "
                        "leave-one-pair-out schemes)",
@@ -79,7 +81,7 @@ def measure_h02(ctx: ClaimContext) -> Outcome:
         if declared not in ctx.test(criterion):
             raise LazarusError(f"H02 implements '{declared}' for '{criterion}', not '{ctx.test(criterion)}'")
     handle = ctx.handle()
-    train, test = prompts.symbol_set("train"), prompts.symbol_set("test")
+    train, test = prompts.symbol_set_extended(p["n_pairs"]), prompts.symbol_set("test")
     pairs = [it.pair for it in train]
     probed = probe_prompt_set(handle, train, pairs, p)
     row = probed.row(layer)

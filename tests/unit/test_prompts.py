@@ -311,3 +311,23 @@ def test_deconfounded_word_set_balances_pairs_and_templates():
     assert len(by_class) == 4
     first_words = {label: {it.text.split()[0] for it in ds if it.label == label} for label in by_class}
     assert len({frozenset(v) for v in first_words.values()}) == 1
+
+
+def test_the_extended_symbol_set_keeps_the_writeups_prompts_and_adds_exact_ones_of_its_form():
+    """H02's 64 prompts (CLAIMS.md revision 4): the writeup's 16 first and unchanged, then 12 generated operand pairs
+    per class of the form '{a} {op} {b} =', each answer exact (checked with Python's own arithmetic), no prompt twice
+    and none from the held-out test split; pair j of every class is cluster j."""
+    extended, writeup = P.symbol_set_extended(16), P.symbol_set("train")
+    assert len(extended) == 64 and extended.items[:16] == writeup.items
+    assert Counter(it.label for it in extended) == {"multiply": 16, "add": 16, "subtract": 16, "divide": 16}
+    assert all(sorted(it.pair for it in extended if it.label == w) == list(range(16)) for w in P.operation_words())
+    texts = [it.text for it in extended]
+    assert len(set(texts)) == 64 and not set(texts) & {it.text for it in P.symbol_set("test")}
+    ops = {"*": lambda a, b: a * b, "+": lambda a, b: a + b, "-": lambda a, b: a - b, "/": lambda a, b: a / b}
+    for it in extended.items[16:]:
+        a, op, b, eq = it.text.split(" ")
+        assert eq == "=" and (int(a), int(b)) == (it.a, it.b) and ops[op](it.a, it.b) == it.answer >= 0, it.text
+        assert not it.in_original and it.split == "train"
+    assert P.symbol_set_extended(16) == extended and P.symbol_set_extended(16, seed=3) != extended
+    with pytest.raises(LazarusError, match="would drop"):
+        P.symbol_set_extended(3)
