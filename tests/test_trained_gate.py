@@ -89,15 +89,16 @@ def test_every_claim_is_not_testable_on_random_weights_without_running(saved_mod
 
 
 def test_a_gate_known_before_the_run_stops_it_there(saved_model, tmp_path, monkeypatch):
-    """H12's model-size gate fails on a tiny model: NOT TESTABLE with the size, and nothing is measured or trained."""
+    """H13's remain gates read the untrained model's lens: a tiny random model has no 'remain' read-out, so the record
+    is NOT TESTABLE with the gate's value, and nothing is measured or trained."""
     from lazarus_bench.suite.runner import run_claim
 
     monkeypatch.setenv(TRAINED_ENV, "1e9")
-    claim = dataclasses.replace(get_claim("H12"), measure=lambda ctx: pytest.fail("the measure ran"))
+    claim = dataclasses.replace(get_claim("H13"), measure=lambda ctx: pytest.fail("the measure ran"))
     record = run_claim(claim, str(saved_model("llama")), tier="fast", report_dir=tmp_path, cache_dir=tmp_path / "c",
                        log=lambda m: None)
-    assert record.verdict == Verdict.NOT_TESTABLE and [g.name for g in record.fitness] == ["trained language model",
-                                                                                         "model size"]
-    assert record.fitness[0].passed and not record.fitness[1].passed and record.fitness[1].value < 1e8
-    assert record.reason.startswith("fitness gate 'model size'") and record.controls == ()
+    assert record.verdict == Verdict.NOT_TESTABLE and [g.name for g in record.fitness][:2] == [
+        "trained language model", "remain presence before SFT"]
+    assert record.fitness[0].passed and not record.fitness[1].passed and record.fitness[1].value < 0.01
+    assert record.reason.startswith("fitness gate 'remain presence before SFT'") and record.controls == ()
     assert not (tmp_path / "c").exists()

@@ -396,7 +396,8 @@ STATEMENTS = {
     "H06": "Base beats instruct under dual reward", "H07": "GRPO: answers improve, no classifier",
     "H08": "GRPO + dual reward collapses to one word", "H09": "The collapse survives four fixes",
     "H10": "MoE router rows not vocabulary-aligned", "H11": "LoRA SFT: weak task tokens near 56% depth",
-    "H12": "LoRA cheaper than full fine-tuning", "H13": "SFT: 'remain' at 62% depth, answers late",
+    "H12": "LoRA cheaper than full fine-tuning", "H12c": "LoRA cheaper at >= 100M parameters",
+    "H13": "SFT: 'remain' at 62% depth, answers late",
     "H14": "Two-stage: low LR keeps skills", "H15a": "Dual objective and engrams (sentiment)",
     "H15b": "Dual objective and engrams (topic)",
 }
