@@ -119,7 +119,10 @@ class GradedControl:
     """The claim's effect planted at ``strengths`` (in ``units``), ``replicates`` times each:
     ``build(ctx, strength, replicate)`` returns the context to measure. ``effect`` is the verdict that reads
     "present". ``claimed`` is the strength the verdict rests on: the writeup's effect for a claim that an effect
-    exists, the criterion's threshold for a claim that none does (the smallest effect it rules out)."""
+    exists, the criterion's threshold for a claim that none does (the smallest effect it rules out). ``"sesoi"``: a
+    threshold that depends on the model (CLAIMS.md revision 4): ``scale_free(ctx)`` gives its forms (``scale.py``), the
+    run takes T' as the threshold and R + 2 (T' - R), an effect twice as far from the random level as T', as the
+    strength the verdict must see; never T' itself, where any valid test detects at about alpha."""
 
     name: str
     description: str
@@ -132,12 +135,17 @@ class GradedControl:
     writeup: float
     claimed: str = "writeup"
     part: str | None = None
+    scale_free: Callable[[ClaimContext], dict] | None = None
 
     def __post_init__(self):
         if len(self.strengths) < 4 or list(self.strengths) != sorted(self.strengths):
             raise LazarusError(f"graded control '{self.name}': >= 4 ascending strengths, got {self.strengths}")
+        if self.claimed == "sesoi":
+            if self.scale_free is None:
+                raise LazarusError(f"graded control '{self.name}': claimed 'sesoi' needs its scale_free threshold")
+            return
         if self.claimed not in ("writeup", "threshold") or (self.claimed == "threshold" and self.threshold is None):
-            raise LazarusError(f"graded control '{self.name}': claimed is 'writeup' or 'threshold' (with one)")
+            raise LazarusError(f"graded control '{self.name}': claimed is 'writeup', 'threshold' (with one) or 'sesoi'")
         claimed = self.writeup if self.claimed == "writeup" else self.threshold
         if not self.strengths[0] <= claimed <= self.strengths[-1]:
             raise LazarusError(f"graded control '{self.name}': strengths {self.strengths} do not bracket the claimed "
@@ -145,11 +153,18 @@ class GradedControl:
         if self.replicates < 1:
             raise LazarusError(f"graded control '{self.name}': replicates must be >= 1")
 
+    def targets(self, ctx: ClaimContext) -> tuple[float | None, float]:
+        """This model's threshold and the strength the verdict must see."""
+        if self.claimed == "sesoi":
+            forms = self.scale_free(ctx)
+            return forms["scale_free"], forms["random_level"] + 2 * (forms["scale_free"] - forms["random_level"])
+        return self.threshold, self.writeup if self.claimed == "writeup" else self.threshold
+
     def run(self, claim, ctx: ClaimContext) -> GradedRun:
         n = replicates(ctx, self.replicates)
+        threshold, claimed = self.targets(ctx)
         head = dict(name=self.name, description=self.description, units=self.units, strengths=self.strengths,
-                    replicates=n, threshold=self.threshold, writeup=self.writeup,
-                    claimed=self.writeup if self.claimed == "writeup" else self.threshold, effect=str(self.effect),
+                    replicates=n, threshold=threshold, writeup=self.writeup, claimed=claimed, effect=str(self.effect),
                     part=self.part)
         detected, values, unplantable = [], [], []
         progress.part(f"graded control '{self.name}'")

@@ -14,6 +14,7 @@ from .base import ClaimContext, Gate, Outcome, claim, not_instruct
 from .controls import GradedControl, NullControl
 from .fixtures import dual_trained_control
 from .plants import ClassPlant, calibrate_scale, class_markers, word_directions
+from .scale import low_threshold, random_level
 
 
 def op_word_lens(handle, prompt_set, words):
@@ -62,6 +63,50 @@ def h01_statistics(handle, params) -> tuple[list[float], int, int, dict, list[di
     return per_prompt_max.tolist(), hits, len(results), curves, samples
 
 
+def argmax_prompts(params: dict):
+    """The argmax part's prompts: the measured set and ``argmax_prompts`` - 8 more of the writeup's form, drawn apart
+    (an equivalence bound needs about 96 prompts to reach chance + 15 points)."""
+    seed = 90_000 + max(params["prompt_seed"], 0)
+    extra = prompts.resampled_dual_reward_eval(seed, per_op=(params["argmax_prompts"] - 8) // 4)
+    return [*h01_prompts(params["prompt_seed"]), *extra]
+
+
+def argmax_hits(handle, params: dict) -> tuple[int, int]:
+    """Prompts whose operation word is the argmax among the 4 words at the classification layer, out of how many."""
+    items, words = argmax_prompts(params), list(prompts.operation_words())
+    results = logit_lens(handle, [it.text for it in items], words, layers=[handle.layer_at_depth(
+        params["layer_fraction"])], top_k=1)
+    hits = sum(words[int(np.argmax([r.targets[w].full_prob_sum[0] for w in words]))] == it.label
+               for r, it in zip(results, items))
+    return hits, len(items)
+
+
+def scale_free_threshold(handle, params: dict) -> dict:
+    """T' = max(1%, k x R), R the largest op-word probability (over layers, prompts, words and spellings) on the
+    writeup's prompts of random-init models of this architecture and tokenizer."""
+    level = random_level(handle, f"H01 max op-word lens prob, layer_fraction {params['layer_fraction']}",
+                         lambda h: max(h01_statistics(h, {**params, "prompt_seed": -1})[0]), params["random_draws"])
+    return low_threshold(params["max_prob"], level, params["k_random"])
+
+
+def argmax_equivalence(hits: int, n: int, chance: float, margin: float, alpha: float):
+    """'No better than chance' as an equivalence: SUPPORTED when the accuracy is below chance + margin (exact one-sided
+    binomial), REFUTED when above it, else INCONCLUSIVE; the same confidence for either side."""
+    bound = chance + margin
+    below = stats.binomial_test(hits, n, p0=bound, alternative="less")
+    above = stats.binomial_test(hits, n, p0=bound, alternative="greater")
+    met, against = below.p_value < alpha, above.p_value < alpha
+    side = "below" if met else "above" if against else "not significantly off"
+    return stats.evidence(
+        "class argmax accuracy at the classification layer", value=hits / n, n=n,
+        p_value=below.p_value if not against else above.p_value, met=met, against=against,
+        ci=(below.ci_low, below.ci_high, below.confidence),
+        details={"threshold": bound, "side": "below", "chance": chance, "margin": margin,
+                 "p_below": below.p_value, "p_above": above.p_value},
+        reason=f"{hits}/{n} {side} chance {chance:.0%} + {margin:.0%} = {bound:.0%} (exact binomial p="
+               f"{below.p_value if not against else above.p_value:.3g})")
+
+
 def spellable_share(ctx: ClaimContext) -> float:
     """Share of the operation words the tokenizer spells (both spellings encode to known tokens and decode back)."""
     handle, ok = ctx.handle(), 0
@@ -102,7 +147,7 @@ def random_init_draw(ctx: ClaimContext, replicate: int) -> ClaimContext:
 # test, and its threshold and side where the record does not state them. Outside the records' hash.
 POPULATION = {
     "below_threshold": {"scale": "logit"},  # the prompt mean of per-prompt maxima, below the record's threshold
-    "every_prompt_below": {"scale": "logit", "threshold": "max_prob", "side": "below"},
+    "every_prompt_below": {"scale": "logit", "side": "below"},  # the record's threshold: that build's T'
     "argmax_at_chance": {"threshold": 0.4, "side": "below"},  # accuracy below chance (1/4) + a 15-point margin
 }
 
@@ -112,11 +157,13 @@ POPULATION = {
     title="No operation words in a base model's logit lens",
     statement="Base models show no operation words (multiply/add/subtract/divide) in the logit lens at any layer.",
     source="seed 002 (What Base Models Have; logit lens), seed 000 (baseline)",
-    criterion=("every layer < 1% for the prompt's operation words; class argmax at 55% depth no better than chance "
-               "(binomial)"),
+    criterion=("every layer < T' = max(1%, 10 x R) for the prompt's operation words (R: the same maximum on 5 "
+               "random-init models of the architecture and tokenizer); class argmax at 55% depth equivalent to "
+               "chance: accuracy below chance + 15 points on 96 prompts of the writeup's form (exact binomial)"),
     writeup="~0.0x% at every layer (Llama-3.2-1B, TinyLlama, Granite)",
-    params={"max_prob": 0.01, "layer_fraction": 0.55, "alpha": 0.05, "min_spellable": 1.0, "prompt_seed": -1},
-    tests={"below_threshold": "sign", "argmax_at_chance": "binomial"},
+    params={"max_prob": 0.01, "k_random": 10, "random_draws": 5, "layer_fraction": 0.55, "alpha": 0.05,
+            "min_spellable": 1.0, "prompt_seed": -1, "argmax_prompts": 96, "argmax_margin": 0.15},
+    tests={"below_threshold": "sign", "argmax_at_chance": "exact binomial against chance + margin, one-sided each way"},
     applies=not_instruct,
     gates=(Gate("op words spellable", "share of multiply/add/subtract/divide the tokenizer encodes to known tokens "
                 "and decodes back, both spellings: a word it cannot spell cannot appear in the lens", spellable_share,
@@ -127,8 +174,10 @@ POPULATION = {
                           "times the final-norm gain) added at the 55%-depth block, scaled so that the criterion's "
                           "statistic, the median over prompts of each prompt's largest op-word probability over all "
                           "layers, is the strength on calibration prompts; measured on other resampled prompts",
-                          "median per-prompt max P(op word)", (0.00001, 0.0001, 0.001, 0.005, 0.01, 0.02, 0.05),
-                          10, planted_op_word, Verdict.REFUTED, threshold=0.01, writeup=0.0005, claimed="threshold"),),
+                          "median per-prompt max P(op word)",
+                          (0.00001, 0.0001, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4), 10, planted_op_word,
+                          Verdict.REFUTED, threshold=0.01, writeup=0.0005, claimed="sesoi",
+                          scale_free=lambda ctx: scale_free_threshold(ctx.handle(), ctx.params)),),
     nulls=(NullControl("random-init models", "random-init models of the same architecture and tokenizer (a new init "
                        "seed and resampled prompts per replicate): no operation word was learned", 40,
                        random_init_draw, Verdict.REFUTED),),
@@ -138,43 +187,41 @@ def measure_h01(ctx: ClaimContext) -> Outcome:
     p = ctx.params
     values, hits, n, curves, samples = h01_statistics(ctx.handle(), p)
     chance = 1.0 / len(prompts.operation_words())
-    binomial = stats.binomial_test(hits, n, p0=chance, alternative="greater")
-    threshold = stats.threshold_claim(
-        values, p["max_prob"], "below", alpha=p["alpha"], test=ctx.test("below_threshold"),
-        name="max P(op word) per prompt"
-    )
+    limit = scale_free_threshold(ctx.handle(), p)
+    t_prime = limit["scale_free"]
+    threshold = stats.threshold_claim(values, t_prime, "below", alpha=p["alpha"], test=ctx.test("below_threshold"),
+                                      name="max P(op word) per prompt")
     control_values, control_hits, _, control_curves, _ = h01_statistics(ctx.random_control(), p)
     curves["lens_true_op_word"]["series"]["random-init control"] = control_curves["lens_true_op_word"]["series"][
         "P(true op word)"
     ]
-    above_chance = binomial.p_value < p["alpha"]
-    every_below = max(values) < p["max_prob"]
+    every_below = max(values) < t_prime
+    argmax_k, argmax_n = argmax_hits(ctx.handle(), p)
     parts = {
         "below_threshold": threshold,
         "every_prompt_below": stats.evidence(
             "largest per-prompt max P(op word)", value=float(max(values)), n=n, met=every_below,
+            details={"threshold": t_prime, "side": "below"},
             reason=f"the largest value {max(values):.3%} " + ("stays below" if every_below else "reaches")
-                   + f" {p['max_prob']:.0%}"),
-        "argmax_at_chance": stats.evidence(
-            "class argmax hits at the classification layer", value=hits / n, n=n, p_value=binomial.p_value,
-            ci=(binomial.ci_low, binomial.ci_high, binomial.confidence), against=above_chance, met=not above_chance,
-            reason=f"{hits}/{n} {'beats' if above_chance else 'not above'} chance {chance:.0%} "
-                   f"(binomial p={binomial.p_value:.3g})"),
+                   + f" T' {t_prime:.3%} (1% or 10 x the random-init level {limit['random_level']:.3%})"),
+        "argmax_at_chance": argmax_equivalence(argmax_k, argmax_n, chance, p["argmax_margin"], p["alpha"]),
     }
     vocab = int(ctx.handle().vocab_size)
     statistic = replace(
         threshold,
         details={
             **threshold.details,
-            "argmax_hits": hits,
+            "argmax_hits": argmax_k,
+            "argmax_n": argmax_n,
+            "argmax_hits_writeup_prompts": hits,
             "n_prompts": n,
             "chance": chance,
-            "binomial_p": binomial.p_value,
+            "threshold_forms": limit,
             "control_max": float(max(control_values)),
             "control_argmax_hits": control_hits,
             "vocab_size": vocab,
             "max_prob_times_vocab": float(max(values)) * vocab,
-            "threshold_times_vocab": p["max_prob"] * vocab,
+            "threshold_times_vocab": t_prime * vocab,
             "test": "exact sign test of the per-prompt maxima against the threshold (the prompt is the unit), "
                     "t interval of their mean; p x V is the probability over the uniform 1/V",
         },
@@ -182,8 +229,9 @@ def measure_h01(ctx: ClaimContext) -> Outcome:
     layer = ctx.handle().layer_at_depth(p["layer_fraction"])
     ours = (
         f"max P(op word) over all layers = {max(values):.3%} = {max(values) * vocab:.3g} x uniform (V={vocab}; "
-        f"1% = {p['max_prob'] * vocab:.3g} x uniform; per-prompt mean {np.mean(values):.3%}); "
-        f"argmax over the 4 words at block {layer}: {hits}/{n} (chance {chance:.0%}, p={binomial.p_value:.3g}); "
+        f"T' = {t_prime:.3%} = {t_prime * vocab:.3g} x uniform, random-init level {limit['random_level']:.3%}; "
+        f"per-prompt mean {np.mean(values):.3%}); argmax over the 4 words at block {layer}: {argmax_k}/{argmax_n} "
+        f"(chance {chance:.0%}, margin {p['argmax_margin']:.0%}); "
         f"random-init control max {max(control_values):.3%}"
     )
     return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, parts=parts)
