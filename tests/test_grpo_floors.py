@@ -122,9 +122,9 @@ def test_collapse_eval_reads_full_vocabulary_probabilities(saved_model):
     assert out["mode_vocab_prob"] < out["mode_restricted_prob"], "full vocabulary, not the class-word softmax"
 
 
-@pytest.mark.parametrize("claim_id, variant, rounds", [("H07", "grpo", 30), ("H08", "dual", 20), ("H09", "balanced", 20),
-                                                       ("H09", "entropy", 20), ("H09", "low_lr", 50),
-                                                       ("H09", "cls_heavy", 100)])
+@pytest.mark.parametrize("claim_id, variant, rounds", [("H07", "grpo", 30), ("H08", "dual", 20),
+                                                       ("H09", "balanced", 20), ("H09", "entropy", 20),
+                                                       ("H09", "low_lr", 50), ("H09", "cls_heavy", 100)])
 def test_each_run_trains_in_rounds_of_the_writeups_steps_within_ten_rounds(claim_id, variant, rounds):
     """The budget is declared (``budget_rounds`` = 10, so in the lock) and a round is the writeup's iteration count:
     H07 30 steps, H08 20, H09's fixes 20 / 20 / 50 / 100."""

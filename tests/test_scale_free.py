@@ -43,7 +43,8 @@ def test_the_random_level_is_the_mean_over_random_init_models_computed_once(save
     config = json.loads((saved_model("llama") / "config.json").read_text())
     expected = [float(np.abs(np.array(build_model(config, seed=100 + i, randomise_norms=False)
                                       .model.embed_tokens.weight)).mean()) for i in range(5)]
-    assert level["random_draws"] == pytest.approx(expected) and level["random_level"] == pytest.approx(np.mean(expected))
+    assert level["random_draws"] == pytest.approx(expected)
+    assert level["random_level"] == pytest.approx(np.mean(expected))
     assert len(set(level["random_draws"])) == 5
     assert scale.random_level(handle, "test statistic", first_weight, 5) == level and len(seen) == 5
 

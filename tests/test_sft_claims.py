@@ -78,8 +78,13 @@ def test_h11_both_protocols(saved_model, tmp_path, pool, check_gates):
         def mean_peak(step):
             return np.mean([s["peak"] for s in samples if s["step"] == step])
 
-        assert stat.statistic == pytest.approx(mean_peak(steps[-1]) - mean_peak(0))
-        assert stat.details["rise_threshold"] == pytest.approx(mean_peak(0))  # >= 2x the step-0 peak
+        # the rise from max(step 0, 10 R), R the same mean peak on 5 random-init models (CLAIMS.md revision 4)
+        level = stat.details["random_levels"]["mean"]
+        floor = max(mean_peak(0), 10 * np.mean(level["random_draws"]))
+        assert stat.details["rise_floor"] == pytest.approx(floor) and len(level["random_draws"]) == 5
+        assert stat.statistic == pytest.approx(mean_peak(steps[-1]) / floor)
+        ceiling = stat.details["threshold_forms"]
+        assert ceiling["scale_free"] == pytest.approx(max(0.10, 10 * ceiling["random_level"]))
         for s in samples:  # the verdict reads the full vocabulary: never below a top-k view of the same tokens
             assert s["peak"] == pytest.approx(max(s["task_prob_by_layer"]))
             assert s["peak"] == s["peak_full_vocab"] >= s["peak_top_written"] - 1e-9 >= s["peak_top_scaled"] - 2e-9
@@ -119,9 +124,9 @@ def test_h11_learning_rate_zero_fails_the_manipulation_floor(saved_model, tmp_pa
     assert {g.name: g.value for g in trained.fitness}["val loss fell"] > 0.25
 
 
-def test_h11_mde_is_in_probability_units_at_five_seeds(saved_model, tmp_path, pool):
-    """Five seeds (the declared minimum): the rise is sign-tested across seeds and its MDE is the sign test's
-    detectable shift in units of the per-seed rises' SD, in probability, beside the writeup's 0.6-point rise. The
+def test_h11_mde_is_in_ratio_units_at_five_seeds(saved_model, tmp_path, pool):
+    """Five seeds (the declared minimum): the rise ratio is sign-tested across seeds and its MDE is the sign test's
+    detectable shift in units of the per-seed ratios' SD, beside the writeup's 2.5x (0.5 above the 2x threshold). The
     measure alone: the controls, which do not enter the MDE, run in the other H11 tests."""
     from lazarus_bench.stats.power import min_detectable_d_sign
 
@@ -134,8 +139,8 @@ def test_h11_mde_is_in_probability_units_at_five_seeds(saved_model, tmp_path, po
     assert len(rises) == 5 and d["criteria"]["rises"]["details"]["test"] == "sign"
     assert d["mde"] == pytest.approx(min_detectable_d_sign(5) * np.std(rises, ddof=1)) and d["mde"] > 0
     assert record.mde["value"] == d["mde"] and "mde_reason" not in d
-    assert d["writeup_rise"] == pytest.approx(0.006)
-    assert d["mde_vs_writeup_rise"] == pytest.approx(d["mde"] / 0.006)
+    assert d["writeup_rise"] == pytest.approx(2.5) and d["writeup_margin"] == pytest.approx(0.5)
+    assert d["mde_vs_writeup_margin"] == pytest.approx(d["mde"] / 0.5)
 
 
 def test_h11_h13_skip_instruct_models(instruct_dir, tmp_path, pool):
@@ -191,8 +196,15 @@ def test_h13_remain_and_late_answers(saved_model, tmp_path, pool, check_gates):
     stat = check_record(record)
     assert list(record.extra["adapter_reused_from_cache"].values()) == [False]
     sft = [s for s in record.samples if s["model"] == "sft"]
-    assert stat.statistic == pytest.approx(np.mean([s["family_in_window"] for s in sft]))
+    base = [s for s in record.samples if s["model"] == "base"]
     details = stat.details
+    # the rise over max(before SFT, 10 R), R the same window peak on 5 random-init models (CLAIMS.md revision 4)
+    level = details["random_level"]
+    floor = max(np.mean([s["family_in_window"] for s in base]), 10 * np.mean(level["random_draws"]))
+    assert stat.statistic == pytest.approx(np.mean([s["family_in_window"] for s in sft]) / floor)
+    assert details["writeup_form"]["mean_family"] == pytest.approx(np.mean([s["family_in_window"] for s in sft]))
+    n_layers = len(sft[0]["family_by_layer"])  # the tiny model's 4 blocks: depth 0.62 +- 1/16 holds none but 2
+    assert details["window"] == [2] and details["late_from"] == 4 - 1 and n_layers == 4
     for s in sft:
         assert s["family_in_window"] == pytest.approx(max(s["family_by_layer"][b] for b in details["window"]))
         late = s["crystallisation_layer"] is not None and s["crystallisation_layer"] >= details["late_from"]
@@ -351,10 +363,20 @@ def test_h11_top_k_is_the_same_share_of_the_vocabulary():
     assert p["layer_window_fraction"] == 0.125 and p["verdict_top_k"] is None
 
 
+def test_h13_window_and_late_blocks_are_fractions_of_depth():
+    """0.62 +- 1/16 of depth and the last 3/16: blocks 9-10 and 13-15 of 16, block 5 and 7 of 8 (CLAIMS.md rev. 4)."""
+    from lazarus_bench.claims.common import depth_window
+    from lazarus_bench.claims.h13_remain_token import late_start
+
+    assert depth_window(16, 0.62, 0.0625) == [9, 10] and late_start(16, 0.1875) == 13
+    assert depth_window(8, 0.62, 0.0625) == [5] and late_start(8, 0.1875) == 7
+    assert depth_window(22, 0.62, 0.0625) == [13, 14, 15] and late_start(22, 0.1875) == 18
+
+
 def test_h11_depth_window_is_a_share_of_depth():
     """Blocks whose depth b/L is within +-0.125 of 0.56: the writeup's L9 of 16 is inside, and the window is about a
     quarter of the blocks at any depth (the old +-max(1, round(0.125 L)) blocks covered 3 of 4 on small models)."""
-    from lazarus_bench.claims.h11_sft_task_tokens import depth_window
+    from lazarus_bench.claims.common import depth_window
 
     assert depth_window(16, 0.56, 0.125) == [7, 8, 9, 10]
     assert depth_window(8, 0.56, 0.125) == [4, 5]

@@ -212,10 +212,12 @@ def blocks(handle: ModelHandle) -> list[int]:
     return list(range(handle.n_layers))
 
 
-def window(handle: ModelHandle, fraction: float, radius: int) -> list[int]:
-    """Blocks within ``radius`` of block ``int(fraction * L)``."""
-    centre = handle.layer_at_depth(fraction)
-    return [b for b in blocks(handle) if abs(b - centre) <= radius]
+def depth_window(n_layers: int, centre: float, half_width: float) -> list[int]:
+    """Blocks b whose depth b / L lies within ``half_width`` of ``centre`` (fractions of depth, CLAIMS.md revision 4;
+    the writeup's L9 of 16 is depth 0.5625): about half_width x 2 x L blocks at any depth (the nearest block when the
+    window holds none)."""
+    near = [b for b in range(n_layers) if abs(b / n_layers - centre) <= half_width + 1e-9]
+    return near or [min(int(centre * n_layers), n_layers - 1)]
 
 
 GRPO_GATE_PARAMS = {"start_reward_range": [0.1, 0.9], "min_variance_share": 0.1, "min_reward_rise": 0.05,

@@ -57,7 +57,8 @@ POPULATION = {
                "puts on it (exact binomial over clusters, Holm over the two CV schemes): the prompts of a cluster "
                "are not independent trials; control task and random-init model reported",
     writeup="100% at L0 (and every layer) for Llama-3.2-1B, TinyLlama, Granite (16 prompts, 4-fold)",
-    params={"min_accuracy": 0.95, "n_pairs": 16, "layer": 0, "n_splits": 4, "n_permutations": 100, "n_bootstrap": 1999, "C": 1.0,
+    params={"min_accuracy": 0.95, "n_pairs": 16, "layer": 0, "n_splits": 4, "n_permutations": 100,
+            "n_bootstrap": 1999, "C": 1.0,
             "alpha": 0.05, "seed": 0, "position": "last", "label_permutation": None},
     tests={"accuracy": probes.CLUSTER_SHORTFALL_TEST + " (unit: operand-pair cluster; Holm over the stratified and "
                        "leave-one-pair-out schemes)",

@@ -28,6 +28,7 @@ from .common import GRPO_GATE_PARAMS, GRPO_GATES, budget, grpo_fitness
 from .controls import GradedControl
 from .grpo_run import grpo_run
 from .plants import ClassPlant, calibrate_scale, class_markers, word_directions
+from .scale import low_threshold, random_level
 
 
 def grpo_config(params: dict, seed: int) -> GRPOConfig:
@@ -71,6 +72,15 @@ def op_word_probs(handle: ModelHandle, items: list[PromptItem], fraction: float)
     at = [float(r.targets[it.label].full_prob_sum[layer]) for r, it in zip(results, items)]
     anywhere = [float(r.targets[it.label].full_prob_sum.max()) for r, it in zip(results, items)]
     return at, anywhere
+
+
+def scale_free_threshold(handle: ModelHandle, params: dict) -> dict:
+    """T' = max(1%, k x R), R the largest op-word lens probability at the claim's block over the writeup's 8
+    evaluation prompts on random-init models of this architecture and tokenizer."""
+    items = list(prompts.dual_reward_eval())
+    level = random_level(handle, f"H07 max op-word lens prob at layer_fraction {params['layer_fraction']}",
+                         lambda h: max(op_word_probs(h, items, params["layer_fraction"])[0]), params["random_draws"])
+    return low_threshold(params["max_op_word_prob"], level, params["k_random"])
 
 
 def plant_after(handle: ModelHandle, params: dict, seed: int) -> ClassPlant:
@@ -153,7 +163,8 @@ POPULATION = {"no_vocab_classifier": {"scale": "logit"}, "probe_unchanged": {}, 
     statement="Pure GRPO (answer-correctness reward) makes no vocabulary classifier but improves answers.",
     source="seed 002 (NEW EXPERIMENT: GRPO Classifier Emergence)",
     criterion="GRPO in rounds of 30 steps until the reward floor holds at a round's end (at most 10 rounds, else NOT "
-               "TESTABLE); after GRPO: op-word lens prob at int(0.55 L) < 1% on every prompt; the writeup's binary "
+               "TESTABLE); after GRPO: op-word lens prob at int(0.55 L) < T' = max(1%, 10 x R) on every prompt (R: "
+               "the same maximum on 5 random-init models); the writeup's binary "
                "correct/incorrect probe (48 stated equations drawn per seed, chance 50%, 55% depth, "
                "leave-one-pair-out: each correct/incorrect pair held out together) unchanged: every paired change "
                "within +-3.7 accuracy points (0.5 x the writeup's pooled SD of 7.45 points, i.e. |d| < 0.5; TOST); "
@@ -163,7 +174,8 @@ POPULATION = {"no_vocab_classifier": {"scale": "logit"}, "probe_unchanged": {}, 
              "answer prob 0.288 -> 0.346 (+20%)",
     params={"steps": 30, "lr": 1e-5, "prompts_per_step": 8, "group_size": 4, "max_new_tokens": 16,
             "n_eval": 48, "eval_seed": 7, "n_lens_heldout": 16, "layer_fraction": 0.55, "max_op_word_prob": 0.01,
-            "max_probe_change": 0.037, "writeup_relative_gain": 0.20, "alpha": 0.05, "min_seeds": 5,
+            "k_random": 10, "random_draws": 5, "max_probe_change": 0.037, "writeup_relative_gain": 0.20,
+            "alpha": 0.05, "min_seeds": 5,
             "cls_weight": 0.0, "plant_prob": 0.0, "plant_replicate": 0, **GRPO_GATE_PARAMS},
     tests={"no_vocab_classifier": "sign", "probe_unchanged": "sign", "answers_improve": "sign"},
     fast={"steps": 3, "prompts_per_step": 4, "n_eval": 16, "n_lens_heldout": 4, "max_new_tokens": 6},
@@ -175,8 +187,9 @@ POPULATION = {"no_vocab_classifier": {"scale": "logit"}, "probe_unchanged": {}, 
                           "the largest lens P(op word) there over as many prompts as the lens reads, is the strength "
                           "on prompts of the evaluation form that are never measured (one calibration draw per "
                           "replicate and seed)", "max planted lens P(op word) at 55% depth",
-                          (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05), 3, planted_op_word, Verdict.REFUTED,
-                          threshold=0.01, writeup=0.0, claimed="threshold", part="no_vocab_classifier"),),
+                          (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4), 3, planted_op_word,
+                          Verdict.REFUTED, threshold=0.01, writeup=0.0, claimed="sesoi", part="no_vocab_classifier",
+                          scale_free=lambda ctx: scale_free_threshold(ctx.handle(), ctx.params)),),
 )
 def measure_h07(ctx: ClaimContext) -> Outcome:
     p = ctx.params
@@ -204,6 +217,7 @@ def measure_h07(ctx: ClaimContext) -> Outcome:
                 f"max op-word prob {max(after['op_word_prob']):.3%}, mean reward {np.mean(rewards):.3f}")
         del handle
     alpha, min_n = p["alpha"], p["min_seeds"]
+    limit = scale_free_threshold(base, p)
     gains = [r["after"]["answer_prob"] - r["before"]["answer_prob"] for r in runs]
     lens_max = [max(r["after"]["op_word_prob"]) for r in runs]
     probe_before = [r["before"]["probe"]["group_accuracy"] for r in runs]
@@ -211,7 +225,7 @@ def measure_h07(ctx: ClaimContext) -> Outcome:
     answer = stats.threshold_claim(gains, 0.0, "above", alpha, test=ctx.test("answers_improve"), min_n=min_n,
                                    name="rise of mean correct-answer first-token prob (held-out)")
     parts = {
-        "no_vocab_classifier": stats.threshold_claim(lens_max, p["max_op_word_prob"], "below", alpha,
+        "no_vocab_classifier": stats.threshold_claim(lens_max, limit["scale_free"], "below", alpha,
                                                      test=ctx.test("no_vocab_classifier"), min_n=min_n,
                                                      name="max op-word lens prob at 55% depth after GRPO"),
         "probe_unchanged": probe_change_claim(probe_before, probe_after, p["max_probe_change"], alpha, min_n,
@@ -223,6 +237,7 @@ def measure_h07(ctx: ClaimContext) -> Outcome:
     relative = float(np.mean(gains)) / base_prob if base_prob > 0 else math.nan
     statistic = replace(statistic, details={**statistic.details, "relative_gain": relative,
                                             "writeup_relative_gain": p["writeup_relative_gain"],
+                                            "threshold_forms": limit,
                                             "heldout_prompts": [it.text for it in heldout],
                                             "lens_layer": base.layer_at_depth(p["layer_fraction"])})
     samples = []

@@ -302,7 +302,8 @@ POPULATION = {
                "for every prompt.",
     source="seed 002 (EXPERIMENT: GRPO + Dual-Reward; Analysis: Mode Collapse)",
     criterion="GRPO + dual in rounds of 20 steps until every floor holds at a round's end (at most 10 rounds, else "
-               "NOT TESTABLE); per seed: one word is the argmax among the 4 op words (of their full-vocabulary lens probabilities) "
+               "NOT TESTABLE); per seed: one word is the argmax among the 4 op words (of their full-vocabulary lens "
+               "probabilities) "
                "for all or all but one of the 6 collapse prompts and accuracy <= 50%; across 5 seeds: collapsed "
                "fraction >= 80% and above a random argmax's collapse rate (binomial); a collapse onto the untrained "
                "model's own collapsed word is INCONCLUSIVE; the mode word's full-vocabulary probability reported",

@@ -17,23 +17,21 @@ from typing import Callable, Sequence
 import mlx.core as mx
 import numpy as np
 
-from .. import options, param_help, prompts, stats
+from .. import prompts, stats
 from ..analysis.lens import logit_lens
 from ..models import ModelHandle, dense_weight, load_model
 from ..protocols import one_factor, protocol_defects
 from ..stats import ClaimStatistic, Verdict
 from ..stats.verdicts import combine
 from .base import POSITIVE, ClaimContext, Control, ControlUnavailable, Gate, Outcome, claim, not_instruct
-from .common import TopK, blocks
+from .common import TopK, blocks, depth_window
 from .controls import GradedControl, NullControl
 from .plants import plant_op_words
+from .scale import low_threshold, random_level
+from .scale import rise as rise_over
 from .sft_checkpoints import sft_checkpoints
 
 TASK_VOCABULARY = "seed000"
-# The null's draw is declared beside its claim, not in options.py / param_help.py: those two files are in every
-# record's code, so moving these lines there waits for the next full re-measurement.
-options.PARAMS.setdefault("null_word_draw", options.Interval(int, -1, 2**20))
-param_help.PARAM_HELP.setdefault("null_word_draw", "null: random other words in place of the task tokens (-1: none)")
 
 
 def original_lens_probs(handle: ModelHandle, texts: Sequence[str], *, causal: bool = False,
@@ -139,14 +137,6 @@ def scaled_top_k(params: dict, vocab_size: int) -> int:
     return max(1, round(params["top_k_written"] * vocab_size / params["reference_vocab"]))
 
 
-def depth_window(n_layers: int, centre: float, half_width: float) -> list[int]:
-    """Blocks b whose depth b / L lies within ``half_width`` of ``centre`` (the writeup's L9 of 16 is depth 0.5625):
-    about half_width x 2 x L blocks at any depth, so the chance share stays near 0.25 (the nearest block when the
-    window holds none)."""
-    near = [b for b in range(n_layers) if abs(b / n_layers - centre) <= half_width + 1e-9]
-    return near or [min(int(centre * n_layers), n_layers - 1)]
-
-
 def task_token_masks(handle: ModelHandle, vocab_size: int) -> dict:
     """Per vocabulary id: its text, whether it spells a word of each class exactly (``strip().lower()``; both
     spellings, any case) and whether seed 000's substring rule matches it (any vocabulary string of any class
@@ -234,15 +224,41 @@ def h11_checkpoint(handle: ModelHandle, params: dict, lens: str, masks: dict | N
 
 def plant_task_word(handle: ModelHandle, params: dict, seed: int) -> float:
     """The graded control's construction on a trained checkpoint (in place): each prompt's operation word written at
-    the ``layer_fraction`` block with mean lens probability ``plant_prob`` there on calibration prompts of the same
-    form, drawn per replicate and seed and never measured. Returns the plant's scale."""
+    the ``layer_fraction`` block with lens probability ``plant_prob`` there at the largest of calibration prompts of
+    the same form (the ceiling reads the maximum: CLAIMS.md revision 4), drawn per replicate and seed and never
+    measured. Returns the plant's scale."""
     calib = prompts.resampled_dual_reward_eval(90_000 + 100 * params["plant_replicate"] + seed)
     return plant_op_words(handle, handle.layer_at_depth(params["layer_fraction"]), params["plant_prob"], calib,
-                          [prompts.seed000_tests()]).scale
+                          [prompts.seed000_tests()], reduce=np.max).scale
+
+
+def random_levels(handle: ModelHandle, params: dict, masks: dict) -> dict[str, dict]:
+    """R of the rise (the mean over prompts of each prompt's task-token peak) and of the ceiling (their maximum) on
+    random-init models of this architecture and tokenizer, read with the corrected lens and the claim's masks."""
+    name = f"H11 task-token peak, top-k {params['verdict_top_k']}, null draw {params['null_word_draw']}"
+
+    def peaks(h: ModelHandle) -> list[float]:
+        return [row["peak"] for row in h11_checkpoint(h, params, "corrected", masks)]
+
+    return {"mean": random_level(handle, name + " (mean)", lambda h: np.mean(peaks(h)), params["random_draws"]),
+            "max": random_level(handle, name + " (max)", lambda h: max(peaks(h)), params["random_draws"])}
 
 
 def planted_task_word(ctx: ClaimContext, prob: float, replicate: int) -> ClaimContext:
     return ctx.variant(params={"plant_prob": prob, "plant_replicate": replicate})
+
+
+def claim_masks(handle: ModelHandle, params: dict) -> dict:
+    """The task-token masks the claim reads: seed 000's vocabulary, or the null's random other words."""
+    masks = task_token_masks(handle, handle.vocab_size)
+    return random_word_masks(masks, params["null_word_draw"]) if params["null_word_draw"] >= 0 else masks
+
+
+def ceiling_forms(ctx: ClaimContext) -> dict:
+    """The ceiling's forms on this model: T' = max(10%, k x R of the largest task-token peak)."""
+    handle, p = ctx.handle(), ctx.params
+    masks = claim_masks(handle, p)
+    return low_threshold(p["max_prob"], random_levels(handle, p, masks)["max"], p["k_random"])
 
 
 def h11_seed(ctx: ClaimContext, seed: int, baseline: list[dict], masks: dict) -> dict:
@@ -280,7 +296,7 @@ def mde_note(s: ClaimStatistic) -> str | None:
 
 # The population verdict over builds (CLAIMS.md revision 4): per criterion, the build-level statistic's scale and
 # test, and its threshold and side where the record does not state them. Outside the records' hash.
-POPULATION = {"rises": {}, "stays_below": {"scale": "logit"}, "clusters_near_depth": {}}
+POPULATION = {"rises": {"scale": "log"}, "stays_below": {"scale": "logit"}, "clusters_near_depth": {}}
 
 
 @claim(
@@ -291,8 +307,9 @@ POPULATION = {"rises": {}, "stays_below": {"scale": "logit"}, "clusters_near_dep
     source="seed 000 (Classifier Emergence; Summary Table)",
     criterion="task-token peak = max over blocks of the full-vocabulary lens probability of the prompt's own-class "
                "task tokens (seed 000's vocabulary; exact, both spellings, any case; no top-k cut), mean over the 10 "
-               "prompts; per seed: the peak rises from step 0 to the last checkpoint to >= 2x the step-0 peak (the "
-               "writeup's 0.4% -> 1.0% is 2.5x), the largest peak over checkpoints and prompts stays < 10%, and the "
+               "prompts; per seed: the peak rises from step 0 to the last checkpoint to >= 2x max(step-0 peak, 10 R) "
+               "(R: the same mean on 5 random-init models; the writeup's 0.4% -> 1.0% is 2.5x), the largest peak over "
+               "checkpoints and prompts stays < T' = max(10%, 10 x that maximum's R), and the "
                "share of the last checkpoint's peak blocks with depth b/L within +-0.125 of 0.56 exceeds max(0.5, "
                "chance); exact one-sided sign test across 5 seeds for each; manipulation floor: the validation "
                "loss fell >= 25% in every seed; the vocabulary-scaled top-k (min 1), the writeup's top-20 and its "
@@ -302,6 +319,7 @@ POPULATION = {"rises": {}, "stays_below": {"scale": "logit"}, "clusters_near_dep
     params={"checkpoints": [100, 300, 500], "lr": 1e-4, "batch_size": 8, "n_examples": 5000, "val_fraction": 0.1,
             "data_seed": 0, "verdict_top_k": None, "top_k_written": 20, "reference_vocab": 128256,
             "layer_fraction": 0.56, "layer_window_fraction": 0.125, "max_prob": 0.10, "min_rise_ratio": 2.0,
+            "k_random": 10, "random_draws": 5,
             "cluster_share": 0.5, "writeup_baseline": 0.004, "writeup_peak": 0.01,
             "alpha": 0.05, "min_seeds": 5, "min_val_loss_fall": 0.25,
             "cls_weight": 0.0, "plant_prob": 0.0, "plant_replicate": 0, "null_word_draw": -1},
@@ -316,13 +334,13 @@ POPULATION = {"rises": {}, "stays_below": {"scale": "logit"}, "clusters_near_dep
                       "tokens by construction, so 'only weak task tokens' must be refuted",
                       lambda ctx: ctx.variant(params={"cls_weight": 0.4}), Verdict.REFUTED),),
     graded=(GradedControl("task word planted after SFT", "the same SFT runs (cached), then each prompt's operation "
-                          "word written at the 56%-depth block of the last checkpoint with a mean lens probability "
-                          "there of the strength, calibrated on prompts of the same form that are never measured (one "
-                          "draw per replicate and seed); the ceiling reads the largest prompt, so a mean below 10% "
-                          "can cross it: 'only weak task tokens' must be refuted from about the 10% ceiling up",
-                          "mean planted lens P(op word) at 56% depth", (0.01, 0.025, 0.05, 0.1, 0.2, 0.4), 3,
-                          planted_task_word, Verdict.REFUTED, threshold=0.10, writeup=0.01, claimed="threshold",
-                          part="stays_below"),),
+                          "word written at the 56%-depth block of the last checkpoint with lens probability there of "
+                          "the strength at the largest of calibration prompts of the same form that are never "
+                          "measured (one draw per replicate and seed), the statistic the ceiling reads: 'only weak "
+                          "task tokens' must be refuted above the ceiling T'",
+                          "max planted lens P(op word) at 56% depth", (0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8),
+                          3, planted_task_word, Verdict.REFUTED, threshold=0.10, writeup=0.01, claimed="sesoi",
+                          part="stays_below", scale_free=ceiling_forms),),
     nulls=(NullControl("random other words", "the same trained checkpoints read with each class's task tokens "
                        "replaced by as many other word tokens of the vocabulary (alphabetic, >= 3 letters, no task "
                        "word; a new draw per replicate): no task-token effect by construction, so the ceiling's "
@@ -338,9 +356,7 @@ POPULATION = {"rises": {}, "stays_below": {"scale": "logit"}, "clusters_near_dep
 def measure_h11(ctx: ClaimContext) -> Outcome:
     p = ctx.params
     handle = ctx.handle()
-    masks = task_token_masks(handle, handle.vocab_size)
-    if p["null_word_draw"] >= 0:
-        masks = random_word_masks(masks, p["null_word_draw"])
+    masks = claim_masks(handle, p)
     baseline = h11_checkpoint(handle, p, "corrected", masks)
     runs = [h11_seed(ctx, seed, baseline, masks) for seed in ctx.seeds]
     steps = [0, *sorted(int(s) for s in p["checkpoints"])]
@@ -352,8 +368,10 @@ def measure_h11(ctx: ClaimContext) -> Outcome:
         return float(np.mean([r[key] for r in run["by_step"][step]]))
 
     base = float(np.mean([r["peak"] for r in baseline]))
-    rise_threshold = (p["min_rise_ratio"] - 1.0) * base
-    rises = [mean_peak(r, steps[-1]) - base for r in runs]
+    levels = random_levels(handle, p, masks)
+    floor = max(base, p["k_random"] * levels["mean"]["random_level"])
+    ceiling = low_threshold(p["max_prob"], levels["max"], p["k_random"])
+    rises = [rise_over(mean_peak(r, steps[-1]), base, levels["mean"], p["k_random"]) for r in runs]
     maxima = [max(row["peak"] for s in steps for row in r["by_step"][s]) for r in runs]
     shares = []
     for r in runs:
@@ -362,13 +380,12 @@ def measure_h11(ctx: ClaimContext) -> Outcome:
             shares.append(float(np.mean([layer in near for layer in layers])))
     alpha, min_n = p["alpha"], p["min_seeds"]
     rise = stats.threshold_claim(
-        rises, rise_threshold, "above", alpha, test=ctx.test("rises"), min_n=min_n,
-        name=f"rise of the mean task-token peak prob, step 0 -> {steps[-1]} (criterion: the peak reaches "
-             f">= {p['min_rise_ratio']:g}x its step-0 value)")
+        rises, p["min_rise_ratio"], "above", alpha, test=ctx.test("rises"), min_n=min_n,
+        name=f"mean task-token peak prob at step {steps[-1]} over max(step 0, {p['k_random']:g} x R)")
     parts = {
         "rises": rise,
         "stays_below": stats.threshold_claim(
-            maxima, p["max_prob"], "below", alpha, test=ctx.test("stays_below"), min_n=min_n,
+            maxima, ceiling["scale_free"], "below", alpha, test=ctx.test("stays_below"), min_n=min_n,
             name="max task-token peak prob over checkpoints and prompts"),
         "clusters_near_depth": (
             stats.no_data(f"the depth window {near} covers all {n_layers} blocks: clustering is untestable "
@@ -381,7 +398,7 @@ def measure_h11(ctx: ClaimContext) -> Outcome:
         ),
     }
     statistic = combine(rise, parts, units=("seeds", len(runs), min_n))
-    writeup_rise = p["writeup_peak"] - p["writeup_baseline"]
+    writeup_rise = p["writeup_peak"] / p["writeup_baseline"]
     mde = rise.details["mde"]
     note = mde_note(rise)
     k_scaled = scaled_top_k(p, handle.vocab_size)
@@ -392,14 +409,16 @@ def measure_h11(ctx: ClaimContext) -> Outcome:
             **statistic.details,
             "protocol": ctx.protocol,
             "mde": mde,
-            "mde_units": "probability (shift of the mean rise above its threshold)",
+            "mde_units": "ratio (shift of the mean rise ratio above its threshold)",
             **({"mde_reason": note, "mde_definition": f"{rise.details['mde_definition']}; here: {note}"}
                if note else {}),
             "writeup_rise": writeup_rise,
-            "writeup_margin": p["writeup_peak"] - p["min_rise_ratio"] * p["writeup_baseline"],
-            "mde_vs_writeup_rise": mde / writeup_rise if note is None else math.nan,
+            "writeup_margin": writeup_rise - p["min_rise_ratio"],
+            "mde_vs_writeup_margin": mde / (writeup_rise - p["min_rise_ratio"]) if note is None else math.nan,
             "baseline_peak": base,
-            "rise_threshold": rise_threshold,
+            "rise_floor": floor,
+            "random_levels": levels,
+            "threshold_forms": ceiling,
             "peak_window": near,
             "window_chance": chance,
             "verdict_measure": ("full-vocabulary probability of the own-class task tokens" if p["verdict_top_k"]
@@ -451,13 +470,13 @@ def measure_h11(ctx: ClaimContext) -> Outcome:
     samples = [{"seed": r["seed"], "step": s, **row} for r in runs for s in steps for row in r["by_step"][s]]
     final = mean_over("peak")
     fall = val_loss_fall(runs, steps[-1])
-    mde_text = f"{mde:.3%}" if note is None else f"NaN ({note})"
+    mde_text = f"{mde:.3g}" if note is None else f"NaN ({note})"
     ours = (
         f"task-token peak ({statistic.details['verdict_measure']}) {final[0]:.3%} (step 0) -> {final[-1]:.3%} "
-        f"(step {steps[-1]}, mean of {len(runs)} seed(s); >= {p['min_rise_ratio']:g}x needs "
-        f"{base + rise_threshold:.3%}); MDE of the rise {mde_text} vs the writeup's rise of {writeup_rise:.1%} "
-        f"({p['writeup_baseline']:.1%} -> {p['writeup_peak']:.1%}, "
-        f"{statistic.details['writeup_margin']:.1%} above its own {p['min_rise_ratio']:g}x); top-{k_scaled} (scaled) "
+        f"(step {steps[-1]}, mean of {len(runs)} seed(s); >= {p['min_rise_ratio']:g}x max(step 0, "
+        f"{p['k_random']:g} R) needs {p['min_rise_ratio'] * floor:.3%}); MDE of the rise ratio {mde_text} vs the "
+        f"writeup's {writeup_rise:.2g}x ({p['writeup_baseline']:.1%} -> {p['writeup_peak']:.1%}); ceiling T' "
+        f"{ceiling['scale_free']:.3%}; top-{k_scaled} (scaled) "
         f"{mean_over('peak_top_scaled')[-1]:.3%}, top-{p['top_k_written']} {mean_over('peak_top_written')[-1]:.3%}, "
         f"substring rule {mean_over('substring_peak')[0]:.3%} -> {mean_over('substring_peak')[-1]:.3%}; "
         f"max {max(maxima):.3%}; peak blocks in the depth window {near}: "

@@ -16,8 +16,10 @@ from ..models import ModelHandle, load_model
 from ..stats import Verdict
 from ..stats.verdicts import combine
 from .base import NEGATIVE, POSITIVE, ClaimContext, Control, ControlUnavailable, Gate, Outcome, claim, not_instruct
-from .common import blocks, window
+from .common import blocks, depth_window
 from .fixtures import SEED001_CODE, seed001_lora, seed001_lora_parts
+from .scale import random_level
+from .scale import rise as rise_over
 
 
 def family_targets(handle: ModelHandle, words: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -111,6 +113,18 @@ def remain_association(ctx: ClaimContext) -> float:
     return sub / max(others, 1e-30)
 
 
+def late_start(n_layers: int, late_fraction: float) -> int:
+    """The first block in the last ``late_fraction`` of depth (b / L >= 1 - late_fraction): 13 of 16, 7 of 8; the
+    last block on a model too shallow to have one there."""
+    return next((b for b in range(n_layers) if b / n_layers >= 1.0 - late_fraction - 1e-12), n_layers - 1)
+
+
+def remain_level(handle: ModelHandle, params: dict, words: Sequence[str], near: Sequence[int]) -> dict:
+    """R: the remain family's window peak (mean over the prompts) on random-init models of this architecture."""
+    return random_level(handle, f"H13 remain family in blocks {list(near)}, {params['operation']} prompts",
+                        lambda h: h13_summary(h13_lens(h, params, words), near, h.n_layers)[0], params["random_draws"])
+
+
 def h13_summary(rows: list[dict], near: Sequence[int], late_from: int) -> tuple[float, float]:
     """Mean over prompts of the family's maximum within the window, and the share of prompts crystallising late."""
     peaks = [max(r["family_by_layer"][b] for b in near) for r in rows]
@@ -120,7 +134,7 @@ def h13_summary(rows: list[dict], near: Sequence[int], late_from: int) -> tuple[
 
 # The population verdict over builds (CLAIMS.md revision 4): per criterion, the build-level statistic's scale and
 # test, and its threshold and side where the record does not state them. Outside the records' hash.
-POPULATION = {"remain_near_depth": {"scale": "logit"}, "late_answer": {}}
+POPULATION = {"remain_rises": {"scale": "log"}, "late_answer": {}}
 
 
 @claim(
@@ -131,12 +145,14 @@ POPULATION = {"remain_near_depth": {"scale": "logit"}, "late_answer": {}}
     statement="After LoRA SFT (500 steps), subtraction prompts show a 'remain' token at ~62% depth, and answers "
                "crystallise only in the last layers.",
     source="seed 001 (Subtraction Classifier at Layer 10; Answer Crystallization)",
-    criterion="remain* family (both spellings, full-word probability) >= 25% at a block within +-1 of int(0.62 L); "
-               "the first block where the answer's first token is top-1 at p >= 0.5 is among the last 3 for most "
-               "prompts (share > 0.5); across seeds",
+    criterion="remain* family (both spellings, full-word probability) at the blocks within 1/16 of depth 0.62 rises "
+               "to >= 2x max(before SFT, 10 x R) (R: the same on 5 random-init models), paired by seed; the "
+               "writeup's >= 25% reported beside; the first block where the answer's first token is top-1 at p >= "
+               "0.5 lies in the last 3/16 of depth for most prompts (share > 0.5); sign test across seeds",
     writeup="'remaining' 53.9% (89 - 34) and 46.3% (65 - 28) at L10 of 16; answers at L13-L15",
     params={"steps": 500, "lr": 1e-4, "batch_size": 8, "n_train": 4500, "data_seed": 1, "top_k": 5,
-            "layer_fraction": 0.62, "layer_window": 1, "min_family_prob": 0.25, "answer_prob": 0.5, "last_layers": 3,
+            "layer_fraction": 0.62, "layer_window_fraction": 0.0625, "min_rise_ratio": 2.0, "k_random": 10,
+            "random_draws": 5, "min_family_prob": 0.25, "answer_prob": 0.5, "late_fraction": 0.1875,
             "min_late_share": 0.5, "alpha": 0.05, "min_seeds": 5, "min_remain_presence": 0.01,
             "min_remain_association": 2.0,
             "operation": "subtract"},
@@ -146,7 +162,7 @@ POPULATION = {"remain_near_depth": {"scale": "logit"}, "late_answer": {}}
     after=("H12",),
     layer_curve=("remain_family", "after SFT"),
     default_seeds={"fast": 1, "slow": 5},
-    tests={"remain_near_depth": "sign", "late_answer": "sign"},
+    tests={"remain_rises": "sign", "late_answer": "sign"},
     gates=(Gate("remain presence before SFT", "the base model's lens: remain-family peak probability on subtraction "
                 "prompts, mean over prompts (1% floor: the association ratio is meaningless between near-zero "
                 "probabilities)", remain_presence, "min_remain_presence"),
@@ -165,9 +181,11 @@ def measure_h13(ctx: ClaimContext) -> Outcome:
     words, missing = family_targets(base, prompts.remain_family())
     if not words:
         raise LazarusError("the tokenizer cannot spell any word of the remain family")
-    near = window(base, p["layer_fraction"], p["layer_window"])
-    late_from = base.n_layers - p["last_layers"]
+    near = depth_window(base.n_layers, p["layer_fraction"], p["layer_window_fraction"])
+    late_from = late_start(base.n_layers, p["late_fraction"])
     before = h13_lens(base, p, words)
+    base_family, base_late = h13_summary(before, near, late_from)
+    level = remain_level(base, p, words, near)
     cache = FixtureCache(ctx.cache_dir, code=SEED001_CODE)
     runs = []
     for seed in ctx.seeds:
@@ -182,19 +200,22 @@ def measure_h13(ctx: ClaimContext) -> Outcome:
         del handle
     alpha, min_n = p["alpha"], p["min_seeds"]
     family = [r["family"] for r in runs]
+    rises = [rise_over(f, base_family, level, p["k_random"]) for f in family]
     late = [r["late"] for r in runs]
     parts = {
-        "remain_near_depth": stats.threshold_claim(
-            family, p["min_family_prob"], "above", alpha, test=ctx.test("remain_near_depth"), min_n=min_n,
-            name=f"remain-family prob, max over blocks {near}, mean over prompts"),
+        "remain_rises": stats.threshold_claim(
+            rises, p["min_rise_ratio"], "above", alpha, test=ctx.test("remain_rises"), min_n=min_n,
+            name=f"remain-family prob in blocks {near} after SFT over max(before, {p['k_random']:g} x R)"),
         "late_answer": stats.threshold_claim(late, p["min_late_share"], "above", alpha,
                                              test=ctx.test("late_answer"), min_n=min_n,
                                              name=f"share of prompts whose answer first reaches p>={p['answer_prob']} "
                                                   f"as top-1 in blocks >= {late_from}"),
     }
-    statistic = combine(parts["remain_near_depth"], parts)
-    base_family, base_late = h13_summary(before, near, late_from)
+    statistic = combine(parts["remain_rises"], parts)
+    writeup_form = {"threshold": p["min_family_prob"], "mean_family": float(np.mean(family)),
+                    "seeds_at_or_above": sum(f >= p["min_family_prob"] for f in family)}
     statistic = replace(statistic, details={**statistic.details, "window": near, "late_from": late_from,
+                                            "random_level": level, "rises": rises, "writeup_form": writeup_form,
                                             "family_words": words, "missing_words": missing,
                                             "base_model": {"family": base_family, "late": base_late}})
     x = [str(b) for b in blocks(base)]
@@ -216,8 +237,10 @@ def measure_h13(ctx: ClaimContext) -> Outcome:
     samples += [{"seed": None, "model": "base", "family_in_window": max(row["family_by_layer"][b] for b in near),
                  "late": row["crystallisation_layer"] is not None and row["crystallisation_layer"] >= late_from, **row}
                 for row in before]
-    ours = (f"remain family at blocks {near}: {np.mean(family):.1%} after SFT (base model {base_family:.1%}); "
-            f"answers crystallise (p>={p['answer_prob']}) in the last {p['last_layers']} blocks for "
+    ours = (f"remain family at blocks {near}: {np.mean(family):.1%} after SFT (base model {base_family:.1%}, "
+            f"random-init level {level['random_level']:.2%}; rise x{np.mean(rises):.2f}; writeup's >= "
+            f"{p['min_family_prob']:.0%}: {writeup_form['seeds_at_or_above']}/{len(family)} seeds); answers "
+            f"crystallise (p>={p['answer_prob']}) in blocks >= {late_from} for "
             f"{np.mean(late):.0%} of {p['operation']} prompts (base model {base_late:.0%})")
     return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves,
                    extra={"adapter_reused_from_cache": {r["seed"]: r["adapter_reused"] for r in runs}})

@@ -137,10 +137,12 @@ def calibrate_scale(plant: ClassPlant, mean_prob: Callable[[], float], target: f
     return plant.scale if math.isfinite(plant.scale) else 0.0
 
 
-def plant_op_words(handle, block: int, target: float, calib, marker_sets: Sequence = ()) -> ClassPlant:
-    """Each prompt's operation word written at ``block`` of ``handle`` (in place) with the scale that gives it mean
-    lens probability ``target`` there on ``calib`` (prompts the measurement never sees); the operator symbols are
-    found in ``calib`` and ``marker_sets``, and a prompt without one gets nothing."""
+def plant_op_words(handle, block: int, target: float, calib, marker_sets: Sequence = (),
+                   reduce: Callable[[list[float]], float] = np.mean) -> ClassPlant:
+    """Each prompt's operation word written at ``block`` of ``handle`` (in place) with the scale that gives its lens
+    probability there, reduced over ``calib`` (prompts the measurement never sees) by ``reduce`` (the mean, or the
+    maximum where the criterion reads one), the value ``target``; the operator symbols are found in ``calib`` and
+    ``marker_sets``, and a prompt without one gets nothing."""
     words = list(prompts.operation_words())
     plant = ClassPlant(handle, class_markers(handle, [calib, *marker_sets], words), word_directions(handle, words),
                        block)
@@ -148,7 +150,7 @@ def plant_op_words(handle, block: int, target: float, calib, marker_sets: Sequen
 
     def mean_prob() -> float:
         results = logit_lens(handle, texts, words, layers=[block], top_k=1)
-        return float(np.mean([r.targets[label].full_prob_sum[0] for r, label in zip(results, labels)]))
+        return float(reduce([r.targets[label].full_prob_sum[0] for r, label in zip(results, labels)]))
 
     calibrate_scale(plant, mean_prob, target)
     return plant
