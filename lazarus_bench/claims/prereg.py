@@ -146,6 +146,9 @@ def amend(claim_ids: list[str], *, why: str, what: str, verdicts_before: dict[st
     data = read_lock_file(path)
     if not data or data["frozen"].get("version", 0) < 1:
         raise LazarusError(f"{path} has no frozen version; freeze one with 'lazarus-bench claims --freeze' first")
+    if stage1(data):
+        raise LazarusError(f"stage 1 is open since {data['stage1']['date']}: lock v1 is closed and claims change "
+                           "without amendments until lock v2 is frozen")
     if not why.strip():
         raise LazarusError("an amendment needs its reason (--why)")
     current = effective_hashes(data)
@@ -163,6 +166,28 @@ def amend(claim_ids: list[str], *, why: str, what: str, verdicts_before: dict[st
     data["amendments"].append(entry)
     write_json(Path(path), data)
     return entry
+
+
+def open_stage1(path: str | Path | None = None, *, why: str, date: str | None = None) -> dict:
+    """Close lock v1 for stage 1 of the registered report (CLAIMS.md revision 4): until lock v2 is frozen, claims
+    change on the development builds without amendments and every verdict is exploratory. Refused without a reason,
+    on a lock not at v1, or when stage 1 is already open."""
+    path = Path(path or LOCK)
+    data = read_lock_file(path)
+    if not data or data["frozen"].get("version", 0) != 1:
+        raise LazarusError(f"{path} is not at lock v1: stage 1 closes v1 only")
+    if data.get("stage1"):
+        raise LazarusError(f"stage 1 is open since {data['stage1']['date']}: freeze lock v2 to close it")
+    if not why.strip():
+        raise LazarusError("opening stage 1 needs its reason (--why)")
+    data["stage1"] = {"date": date or _today(), "why": why}
+    write_json(path, data)
+    return data
+
+
+def stage1(data: dict) -> dict | None:
+    """The open stage 1 (its date and reason) of a lock that closed v1 for it and has not frozen v2, else None."""
+    return data.get("stage1") if data and data["frozen"].get("version", 0) == 1 else None
 
 
 def _today() -> str:

@@ -26,12 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "parameters and measure source); refused once a version is frozen")
     action.add_argument("--amend", nargs="+", metavar="ID",
                         help="log an amendment for these claims (their hash changed since the lock in force)")
+    action.add_argument("--open-stage1", action="store_true",
+                        help="close lock v1 for stage 1 of the registered report (with --why): claims change until v2")
     action.add_argument("--draw-seeds", metavar="TAG",
                         help="draw the confirmatory seeds once, from the freeze commit TAG names (CONFIRMATORY.json)")
     action.add_argument("--spec", action="store_true",
                         help="print the claims specification the registry implements as markdown (docs/claims.md is "
                              "this output; a test keeps it current)")
-    parser.add_argument("--why", default="", help="the amendment's reason (required with --amend)")
+    parser.add_argument("--why", default="", help="the reason (required with --amend and --open-stage1)")
     parser.add_argument("--what", default="", help="what the amendment changes (default: the claims' ids)")
     parser.add_argument("--basis", default="", help="what the frozen version implements (with --freeze)")
     parser.add_argument("--confirmatory", type=_confirmatory, default=None,
@@ -97,6 +99,10 @@ def cmd_claims(args: argparse.Namespace) -> int:
                              records_touched=list(before), path=path)
         print(f"amendment {entry['number']} for {', '.join(ids)} in {path} ({len(before)} records touched)")
         return 0
+    if args.open_stage1:
+        data = prereg.open_stage1(path, why=args.why)
+        print(f"stage 1 open in {path} since {data['stage1']['date']}: lock v1 closed until lock v2 is frozen")
+        return 0
     if args.draw_seeds:
         drawn = lock2.draw(args.draw_seeds, path)
         print(f"drew {len(drawn['seeds'])} confirmatory seeds from {args.draw_seeds} ({drawn['commit'][:12]}): "
@@ -134,7 +140,9 @@ def _recipe() -> dict:
 def _check_options(args: argparse.Namespace) -> None:
     """An option the chosen action does not read is an error, not silently ignored; so is a --lock-file that does
     not exist, except for --freeze (which writes it)."""
-    for name, given, action in (("--why", args.why, "--amend"), ("--what", args.what, "--amend"),
+    if args.why and not (args.amend or args.open_stage1):
+        raise LazarusError("--why applies only with --amend or --open-stage1")
+    for name, given, action in (("--what", args.what, "--amend"),
                                 ("--records", args.records != "reports", "--amend"),
                                 ("--after", args.after, "--amend"), ("--post-hoc", args.post_hoc, "--amend"),
                                 ("--basis", args.basis, "--freeze"),
@@ -142,9 +150,9 @@ def _check_options(args: argparse.Namespace) -> None:
                                 ("--power", args.power, "--freeze")):
         if given and not getattr(args, action[2:]):
             raise LazarusError(f"{name} applies only with {action}")
-    if args.ids and (args.freeze or args.amend or args.spec or args.draw_seeds):
+    if args.ids and (args.freeze or args.amend or args.spec or args.draw_seeds or args.open_stage1):
         chosen = ("--freeze" if args.freeze else "--spec" if args.spec else "--draw-seeds" if args.draw_seeds
-                  else "--amend")
+                  else "--open-stage1" if args.open_stage1 else "--amend")
         raise LazarusError(f"claim ids ({' '.join(args.ids)}) show claims in full; {chosen} acts on "
                            f"{'the ids it names itself' if args.amend else 'every claim'}, so give one or the other")
     if args.lock_file and Path(args.lock_file).is_dir():

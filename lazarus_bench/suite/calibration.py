@@ -231,14 +231,14 @@ def plot_detection(records: list[Record], out_dir: Path) -> list[str]:
     return paths
 
 
-def section(records: list[Record], claims: dict, out_dir: Path, lock: dict[str, str]) -> list[str]:
+def section(records: list[Record], claims: dict, out_dir: Path, lock: dict[str, str] | None) -> list[str]:
     """The calibration section of REPORT.md; its headline figures count only records under the lock in force (an
-    older record may hold a by-construction control not yet marked as such)."""
+    older record may hold a by-construction control not yet marked as such), every record while none is (stage 1)."""
     measured = sorted((r for r in records if r.status == "ok"),
                       key=lambda r: (r.claim_id, model_key(r.model.id), r.protocol))
     if not measured:
         return []
-    current = [r for r in measured if (r.prereg or {}).get("hash") == lock.get(r.claim_id)]
+    current = [r for r in measured if lock is None or (r.prereg or {}).get("hash") == lock.get(r.claim_id)]
     graded = [g for r in current for g in r.graded or () if g.built]
     nulls = [n for r in current for n in r.nulls or () if n.built]
     counted = [c for r in current for c in r.controls if c.built and not c.sanity]

@@ -20,12 +20,18 @@ def prereg_status(record: Record, lock: dict[str, str]) -> str:
     return "matches" if recorded == locked else "differs"
 
 
-def prereg_section(records: list[Record], lock: dict[str, str], data: dict | None = None) -> list[str]:
+def prereg_section(records: list[Record], lock: dict[str, str] | None, data: dict | None = None) -> list[str]:
     """Records whose claim hash (criteria, tests, parameters, measure source) is not the lock's in force, marked
-    (†), then every amendment to the frozen version with its verdicts before and after."""
+    (†), then every amendment to the frozen version with its verdicts before and after; in stage 1 (no lock in
+    force: ``lock`` None) what closed lock v1."""
+    lines = ["## Pre-registration", ""]
+    opened = prereg.stage1(data)
+    if opened:
+        return lines + [f"Stage 1 is open since {opened['date']}: lock v1 ({len(prereg.effective_hashes(data))} claims, "
+                        f"{len(data.get('amendments', []))} amendments) is closed ({opened['why']}). Claims change on "
+                        "the development builds until lock v2 is frozen, and every verdict is exploratory.", ""]
     off = [(r, prereg_status(r, lock)) for r in records]
     off = [(r, status) for r, status in off if status != "matches"]
-    lines = ["## Pre-registration", ""]
     if data:
         frozen = data["frozen"]
         lines += [f"Lock {prereg.lock_version(data)}: version {frozen['version']} frozen "

@@ -128,7 +128,7 @@ def _write(report_dir: Path, out_name: str, loaded, by_claim: dict[str, list[Rec
     models = sorted({r.model.id for r in loaded.records}, key=summary.model_key)
     claims = {c.id: c for c in all_claims()}
     lock_data = prereg.read_lock_file()
-    lock = prereg.effective_hashes(lock_data)
+    lock = None if prereg.stage1(lock_data) else prereg.effective_hashes(lock_data)
     generated = (f"Generated from {len(loaded.records)} records (the newest of {_newest(loaded.records)}) in "
                  f"`{report_dir / 'records'}` by `lazarus-bench report"
                  f"{'' if report_dir == Path('reports') else f' --report-dir {report_dir}'}`; do not edit.")
@@ -189,7 +189,7 @@ def _first_screen(records: list[Record], claims: dict, report_dir: Path, claim_i
 
 
 def _verdict_matrix(records: list[Record], by_claim: dict[str, list[Record]], claims: dict, models: list[str],
-                    lock: dict[str, str]) -> list[str]:
+                    lock: dict[str, str] | None) -> list[str]:
     """Every claim on every model, each protocol's verdict in the cell."""
     rows = []
     for claim_id in sorted(set(claims) | set(by_claim)):
