@@ -8,6 +8,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats as sps
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -199,3 +201,32 @@ def test_fast_tier_overrides_are_smaller():
         fast, slow = claim.parameters("fast"), claim.parameters("slow")
         assert set(claim.fast) <= set(claim.params)
         assert all(fast[k] < slow[k] for k in claim.fast)
+
+
+def test_h04_cosine_z_matches_numpy(records, handle):
+    """The cosine's z (description): the best spelling cosine against the best cosines of the same seeded Gaussian
+    directions, recomputed here."""
+    record = records["H04"]
+    w = np.asarray(record.extra["direction"], dtype=np.float64)
+    W = np.array(handle.model.model.embed_tokens.weight, dtype=np.float64)
+    g = np.array(handle.model.model.norm.weight, dtype=np.float64)
+    ids = sorted({s["token_id"] for s in record.samples if s["word"] == "multiply"})
+    rows = W[ids] / np.linalg.norm(W[ids], axis=1, keepdims=True)
+    best = max(rows @ (g * w) / np.linalg.norm(g * w))
+    Z = np.random.default_rng(record.params["seed"]).standard_normal((record.params["n_null"], W.shape[1]),
+                                                                     dtype=np.float32) * g
+    null = (Z / np.linalg.norm(Z, axis=1, keepdims=True) @ rows.T).max(axis=1)
+    assert record.statistic.details["cosine_z"] == pytest.approx((best - null.mean()) / null.std(ddof=1), rel=1e-3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 200).filter(lambda k: k != 100), min_size=20, max_size=200), st.floats(0.01, 0.2))
+def test_h04_sides_are_mirror_images(ranks, alpha):
+    """Mirroring the resampled percentiles (k / 10,000) about the 1% cut-off swaps the two verdicts and their
+    p-values: neither side asks more than the other."""
+    from lazarus_bench.claims.h04_probe_direction_vocab import rank_sides
+
+    boot, mirrored = np.asarray(ranks) / 10_000, (200 - np.asarray(ranks)) / 10_000
+    inside, outside, p_out, p_in = rank_sides(boot, 0.01, alpha)
+    m_inside, m_outside, m_p_out, m_p_in = rank_sides(mirrored, 0.01, alpha)
+    assert (inside, outside) == (m_outside, m_inside) and (p_out, p_in) == (m_p_in, m_p_out)

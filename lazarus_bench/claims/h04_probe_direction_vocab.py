@@ -49,6 +49,18 @@ class VocabRanker:
         scores = cosine_scores(np.asarray(direction, dtype=np.float32), self.W, gain=self.gain)
         return min(ranks_of(scores, self.ids).values())
 
+    def best_cosine(self, direction) -> float:
+        """The largest cosine of the direction (gain folded) with the word's spellings' rows."""
+        scores = cosine_scores(np.asarray(direction, dtype=np.float32), self.W, gain=self.gain)
+        return float(np.max(np.asarray(scores)[self.ids]))
+
+    def null_best_cosines(self, n: int, seed: int) -> np.ndarray:
+        """The same for ``n`` standard Gaussian residual directions (seeded as ``null_best_ranks``)."""
+        rng = np.random.default_rng(seed)
+        Z = rng.standard_normal((n, self.W.shape[1]), dtype=np.float32)
+        rows = normalize_rows(self.W)[self.ids]
+        return (normalize_rows(Z * self.gain) @ rows.T).max(axis=1)
+
     def null_best_ranks(self, n: int, seed: int) -> np.ndarray:
         """Best rank of the spellings for ``n`` standard Gaussian residual directions (seeded)."""
         rng = np.random.default_rng(seed)
@@ -134,6 +146,16 @@ def random_init_draw(ctx: ClaimContext, replicate: int) -> ClaimContext:
     return ctx.variant(handle=ctx.random_control(seed=100 + replicate), params={"seed": 1 + replicate})
 
 
+def rank_sides(boot: np.ndarray, top: float, alpha: float) -> tuple[bool, bool, float, float]:
+    """Which side of the top-fraction cut-off the resampled directions' percentiles put the word, with the same
+    confidence for either (CLAIMS.md revision 4): inside when the upper alpha-quantile is at or below the cut-off and
+    fewer than alpha of them lie outside; outside the mirror image. Returns (inside, outside, p outside, p inside)."""
+    low, high = (float(q) for q in np.quantile(boot, [alpha, 1.0 - alpha]))
+    p_claim = float((1 + np.count_nonzero(boot <= top)) / (boot.size + 1))
+    p_against = float((1 + np.count_nonzero(boot > top)) / (boot.size + 1))
+    return high <= top and p_against < alpha, low > top and p_claim < alpha, p_claim, p_against
+
+
 def bootstrap_best_ranks(X, y, ranker: VocabRanker, *, n_bootstrap: int, seed: int) -> np.ndarray:
     """Best rank of the spellings for directions recomputed on prompts resampled with replacement within each
     class."""
@@ -161,15 +183,18 @@ POPULATION = {
     source="seed 002 (Probe Direction Vocabulary Projection)",
     criterion="best rank of ' multiply'/'multiply' (cosine of the gain-folded multiply-vs-add direction, the "
                "class-mean difference of the residual stream, with every unembedding row) outside the top 1% of "
-               "the vocabulary, for resampled prompts (bootstrap bound), and a linear probe above chance; the "
+               "the vocabulary, for resampled prompts: SUPPORTED when the bootstrap's lower bound is outside and fewer "
+               "than alpha of the resampled directions inside, REFUTED the mirror image (the same confidence either "
+               "side); a linear probe above chance; the cosine's z against random directions as description; the "
                "writeup's symbol prompts (its classifier command)",
     writeup="multiply rank 24,300 / 128,256 (19%), score +0.0355 (Llama-3.2-1B, L8)",
     params={"word": "multiply", "top_fraction": 0.01, "layer_fraction": 0.55, "n_splits": 4, "n_permutations": 100,
             "n_bootstrap": 200, "n_null": 1000, "C": 1.0, "alpha": 0.05, "seed": 0, "prompt_set": "symbol",
             "prompt_suffix": ""},
     applies=not_instruct,
-    tests={"outside_top": "bootstrap bound and share of resampled directions in the top fraction",
-           "aligned": "random-direction null (empirical p)", "probe_above_chance": "label permutation"},
+    tests={"outside_top": "bootstrap bound past the cut-off and the share of resampled directions on the other side "
+                          "(either side)",
+           "aligned": "random-direction null (empirical p; description)", "probe_above_chance": "label permutation"},
     fast={"n_permutations": 20, "n_bootstrap": 40, "n_null": 200},
     after=("H05a",),
     controls=(
@@ -218,7 +243,9 @@ def measure_h04(ctx: ClaimContext) -> Outcome:
     null = ranker.null_best_ranks(p["n_null"], p["seed"]) / V
     level = 1.0 - 2.0 * alpha
     ci_low, ci_high = (float(q) for q in np.quantile(boot, [alpha, 1.0 - alpha]))
-    p_claim = float((1 + np.count_nonzero(boot <= top)) / (boot.size + 1))
+    in_top, outside, p_claim, p_against = rank_sides(boot, top, alpha)
+    null_cos = ranker.null_best_cosines(p["n_null"], p["seed"])
+    z = (ranker.best_cosine(w) - float(null_cos.mean())) / float(null_cos.std(ddof=1))
     p_align = float((1 + np.count_nonzero(null <= best_pct)) / (null.size + 1))
     p_uniform = ranker.uniform_p(best_rank)
 
@@ -231,18 +258,16 @@ def measure_h04(ctx: ClaimContext) -> Outcome:
     c_rank = VocabRanker(c_handle, word).best_rank(direction(c_X, c_y))
 
     probe_ok = probe.p_value is not None and probe.p_value < alpha
-    in_top = ci_high <= top and p_align < alpha
-    outside = ci_low > top and p_claim < alpha
     rank_reason = (
         f"'{word}' stays in the top {top:.0%} of the vocabulary (best rank {best_rank}/{V}) for the directions of "
-        f"resampled prompts (bootstrap upper bound {ci_high:.2%}) and ranks higher than for random directions "
-        f"(p={p_align:.3g})" if in_top else
+        f"resampled prompts (bootstrap upper bound {ci_high:.2%}, p={p_against:.3g})" if in_top else
         f"best rank {best_rank}/{V} ({best_pct:.1%}); bootstrap lower bound {ci_low:.2%} > {top:.0%} "
         f"(p={p_claim:.3g})" if outside else
         f"best rank {best_rank}/{V} ({best_pct:.1%}); bootstrap interval [{ci_low:.2%}, {ci_high:.2%}] does not "
         f"settle whether it is outside the top {top:.0%}")
     parts = {
-        "outside_top": stats.evidence("best rank percentile", value=best_pct, n=int(y.size), p_value=p_claim,
+        "outside_top": stats.evidence("best rank percentile", value=best_pct, n=int(y.size),
+                                      p_value=p_against if in_top else p_claim,
                                       against=in_top, met=outside, reason=rank_reason),
         "probe_above_chance": stats.evidence(
             "multiply-vs-add probe accuracy", value=probe.accuracy, n=int(y.size), p_value=probe.p_value,
@@ -252,7 +277,9 @@ def measure_h04(ctx: ClaimContext) -> Outcome:
     details = {
         "layer": layer, "vocab_size": V, "top_fraction": top, "top_cutoff_rank": int(math.floor(top * V)),
         "best_rank": best_rank, "best_percentile": best_pct, "n_spellings": len(ranker.ids),
-        "bootstrap_p_in_top": p_claim, "n_bootstrap": int(boot.size), "bootstrap_median": float(np.median(boot)),
+        "bootstrap_p_in_top": p_claim, "bootstrap_p_outside_top": p_against, "n_bootstrap": int(boot.size),
+        "cosine_z": z, "cosine_z_definition": "best spelling cosine minus the mean of random directions' best "
+                                              "cosines, over their SD (description; the rank percentile decides)", "bootstrap_median": float(np.median(boot)),
         "p_aligned_vs_random": p_align, "p_aligned_uniform": p_uniform, "n_null": int(null.size),
         "null_median": float(np.median(null)), "probe_accuracy": probe.accuracy, "probe_permutation_p": probe.p_value,
         "random_init_best_rank": c_rank, "random_init_percentile": c_rank / V, "alpha": alpha,
