@@ -279,7 +279,8 @@ def measure_h04(ctx: ClaimContext) -> Outcome:
         "best_rank": best_rank, "best_percentile": best_pct, "n_spellings": len(ranker.ids),
         "bootstrap_p_in_top": p_claim, "bootstrap_p_outside_top": p_against, "n_bootstrap": int(boot.size),
         "cosine_z": z, "cosine_z_definition": "best spelling cosine minus the mean of random directions' best "
-                                              "cosines, over their SD (description; the rank percentile decides)", "bootstrap_median": float(np.median(boot)),
+                                              "cosines, over their SD (description; the rank percentile decides)",
+        "bootstrap_median": float(np.median(boot)),
         "p_aligned_vs_random": p_align, "p_aligned_uniform": p_uniform, "n_null": int(null.size),
         "null_median": float(np.median(null)), "probe_accuracy": probe.accuracy, "probe_permutation_p": probe.p_value,
         "random_init_best_rank": c_rank, "random_init_percentile": c_rank / V, "alpha": alpha,

@@ -27,7 +27,8 @@ def prereg_section(records: list[Record], lock: dict[str, str] | None, data: dic
     lines = ["## Pre-registration", ""]
     opened = prereg.stage1(data)
     if opened:
-        return lines + [f"Stage 1 is open since {opened['date']}: lock v1 ({len(prereg.effective_hashes(data))} claims, "
+        n = len(prereg.effective_hashes(data))
+        return lines + [f"Stage 1 is open since {opened['date']}: lock v1 ({n} claims, "
                         f"{len(data.get('amendments', []))} amendments) is closed ({opened['why']}). Claims change on "
                         "the development builds until lock v2 is frozen, and every verdict is exploratory.", ""]
     off = [(r, prereg_status(r, lock)) for r in records]
