@@ -1,15 +1,13 @@
 """Lock v2 (CLAIMS.md revision 4): a claim's hash covers the meaning of every file that feeds its records, and the
 frozen lock also holds the verdict rules, the pinned environment, the zoo recipe and the confirmatory builds' number.
 
-Apart from :mod:`.prereg` on purpose: the runner imports that module, so every record's reuse key hashes it; this
-one is read only by ``lazarus-bench claims``, so writing it changed no record.
+The hash itself (``prereg.lock_hash``) lives in :mod:`.prereg`, whose ``check`` stamps every record with it once v2
+is in force; the freeze, amendments and the seed draw are here, read only by ``lazarus-bench claims``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
-import inspect
 import json
 import subprocess
 from pathlib import Path
@@ -20,26 +18,14 @@ from ..errors import LazarusError
 from ..io import write_json
 from ..stats.population import MIN_CONFIRMATORY
 from ..userfiles import read_user_json
-from .base import Claim, all_claims, claim_dict
-from .prereg import LOCK, NOTE, _today, _without_prose, claim_hash, effective_hashes, lock_version, read_lock_file
+from .base import Claim, all_claims
+from .prereg import LOCK, NOTE, _today, claim_hash, effective_hashes, lock_hash, lock_version, read_lock_file
 
 REQUIREMENTS = codehash.PACKAGE.parent / "requirements.lock"  # the dependency lock the freeze pins
 RULES = "lazarus_bench.stats.population"  # the population verdict over builds: one rules hash beside the claims'
-POWER_RULE = "lazarus_bench.claims.controls"  # the rule that reads each graded control: in every claim's hash
 CONFIRMATORY = "CONFIRMATORY.json"  # the drawn seeds, written once beside the lock file
 SEED_RULE = ("seed i is the first 8 hex digits of sha256('<freeze commit>:<i>') as an integer, i = 0, 1, ..., "
              "skipping development seeds and repeats, until the confirmatory number is drawn")
-
-
-def lock_hash(claim: Claim) -> str:
-    """Lock v2's hash of a claim: its rules (not its prose), its population declaration, and the meaning of every file
-    that feeds its records (its module's import closure, the power rule, the prompt data), with the Python tag."""
-    path = codehash.module_file(claim.measure.__module__) or Path(inspect.getfile(claim.measure)).resolve()
-    files = codehash.closure(path) | codehash.closure(codehash.module_file(POWER_RULE)) | set(codehash.data_files())
-    population = getattr(importlib.import_module(claim.measure.__module__), "POPULATION", {})
-    payload = {"claim": _without_prose(claim_dict(claim)), "population": population, "code": codehash.digest(files),
-               "python": python_tag()}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=repr).encode()).hexdigest()
 
 
 def rules_hash() -> str:

@@ -14,12 +14,14 @@ import inspect
 import json
 from pathlib import Path
 
+from .. import codehash
 from ..codehash import normalised, python_tag
 from ..errors import LazarusError
 from ..io import write_json
 from .base import Claim, all_claims, claim_dict
 
 LOCK = Path(__file__).with_name("LOCK.json")
+POWER_RULE = "lazarus_bench.claims.controls"  # the rule that reads each graded control: in every claim's v2 hash
 
 
 FRAMEWORK = ("base", "prereg", "controls")  # the registry's machinery, not a measure: editing it unlocks no claim
@@ -64,6 +66,17 @@ def claim_hash(claim: Claim) -> str:
     payload = {"claim": _without_prose(claim_dict(claim)), "sources": sources, "python": python_tag()}
     text = json.dumps(payload, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def lock_hash(claim: Claim) -> str:
+    """Lock v2's hash of a claim: its rules (not its prose), its population declaration, and the meaning of every file
+    that feeds its records (its module's import closure, the power rule, the prompt data), with the Python tag."""
+    path = codehash.module_file(claim.measure.__module__) or Path(inspect.getfile(claim.measure)).resolve()
+    files = codehash.closure(path) | codehash.closure(codehash.module_file(POWER_RULE)) | set(codehash.data_files())
+    population = getattr(importlib.import_module(claim.measure.__module__), "POPULATION", {})
+    payload = {"claim": _without_prose(claim_dict(claim)), "population": population, "code": codehash.digest(files),
+               "python": python_tag()}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=repr).encode()).hexdigest()
 
 
 def read_lock_file(path: str | Path | None = None) -> dict:
@@ -207,7 +220,8 @@ def check(claim: Claim, lock: dict[str, str] | None = None) -> dict[str, str | N
     version (``v1+2``: frozen version 1 and two amendments) when read from the committed file."""
     data = read_lock_file() if lock is None else None
     lock = effective_hashes(data) if lock is None else lock
-    current, locked = claim_hash(claim), lock.get(claim.id)
+    v2 = data is not None and data and data["frozen"].get("version", 0) >= 2
+    current, locked = (lock_hash(claim) if v2 else claim_hash(claim)), lock.get(claim.id)
     status = "not locked" if locked is None else ("matches" if locked == current else "differs")
     out = {"hash": current, "locked": locked, "status": status}
     if data is not None:

@@ -257,3 +257,15 @@ def test_no_confirmatory_build_or_record_was_committed_before_the_freeze():
         for commit in _git(top, "log", "--diff-filter=A", "--format=%H", "--", *paths).split():
             early = subprocess.run(["git", "-C", top, "merge-base", "--is-ancestor", drawn["commit"], commit])
             assert early.returncode == 0, f"seed {seed}: commit {commit[:12]} adds it without the freeze before it"
+
+
+def test_records_are_stamped_with_the_v2_hash_once_v2_is_in_force(tmp_path, monkeypatch):
+    """The runner's stamp (``prereg.check``) hashes as the lock in force does: v1's hash under v1, lock v2's (the
+    meaning of the whole closure) under v2, so ``claims --amend --after`` can match records made by amended code."""
+    monkeypatch.setattr(prereg, "LOCK", tmp_path / "LOCK.json")
+    prereg.freeze(basis="test")
+    h01 = get_claim("H01")
+    assert prereg.check(h01)["hash"] == prereg.claim_hash(h01) != lock2.lock_hash(h01)
+    lock2.freeze(tmp_path / "LOCK.json", basis="test", confirmatory=8, power="test", recipe={"name": "v3", "hash": "x"})
+    stamp = prereg.check(h01)
+    assert stamp["hash"] == lock2.lock_hash(h01) and stamp["status"] == "matches"
