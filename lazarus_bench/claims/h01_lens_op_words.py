@@ -101,7 +101,7 @@ def argmax_equivalence(hits: int, n: int, chance: float, margin: float, alpha: f
         "class argmax accuracy at the classification layer", value=hits / n, n=n,
         p_value=below.p_value if not against else above.p_value, met=met, against=against,
         ci=(below.ci_low, below.ci_high, below.confidence),
-        details={"threshold": bound, "side": "below", "chance": chance, "margin": margin,
+        details={"threshold": bound, "direction": "below", "chance": chance, "margin": margin,
                  "p_below": below.p_value, "p_above": above.p_value},
         reason=f"{hits}/{n} {side} chance {chance:.0%} + {margin:.0%} = {bound:.0%} (exact binomial p="
                f"{below.p_value if not against else above.p_value:.3g})")
@@ -201,7 +201,7 @@ def measure_h01(ctx: ClaimContext) -> Outcome:
         "below_threshold": threshold,
         "every_prompt_below": stats.evidence(
             "largest per-prompt max P(op word)", value=float(max(values)), n=n, met=every_below,
-            details={"threshold": t_prime, "side": "below"},
+            details={"threshold": t_prime, "direction": "below"},
             reason=f"the largest value {max(values):.3%} " + ("stays below" if every_below else "reaches")
                    + f" T' {t_prime:.3%} (1% or 10 x the random-init level {limit['random_level']:.3%})"),
         "argmax_at_chance": argmax_equivalence(argmax_k, argmax_n, chance, p["argmax_margin"], p["alpha"]),
