@@ -164,7 +164,7 @@ PARAMS: dict[str, Range] = {
     "first_log_step": COUNT,
     "full_lr": POSITIVE,
     "group_size": Interval(int, 2),
-    "k_random": Interval(float, 1.0, 1000.0),
+    "k_random": Interval(float, 0.0, 1000.0),  # 0: the writeup's threshold alone (T' = T)
     "label_permutation": OrNone(SEED),
     "late_fraction": Interval(float, 0.0, 0.5, low_closed=False),
     "layer": COUNT0,

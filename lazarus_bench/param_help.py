@@ -30,7 +30,7 @@ PARAM_HELP: dict[str, str] = {
     "first_log_step": "training step whose classification loss is compared (the writeup's first logged step)",
     "full_lr": "learning rate of the full fine-tuning arm",
     "group_size": "completions sampled per prompt in each GRPO group",
-    "k_random": "k in T' = max(T, k x R): multiples of the random-init level a threshold stays above",
+    "k_random": "k in T' = max(T, k x R): multiples of the random level a threshold stays above (0: T)",
     "label_permutation": "seed shuffling the probe's class labels (null: the true labels)",
     "late_fraction": "last share of depth (0-0.5) in which an answer's crystallisation counts as late",
     "layer": "block whose probe accuracy is tested (H02) or is the near-chance baseline (H03)",

@@ -18,6 +18,7 @@ from sklearn.preprocessing import StandardScaler
 
 from lazarus_bench import prompts
 from lazarus_bench.analysis.features import last_token_states
+from lazarus_bench.analysis.probes import cluster_shortfall_test
 from lazarus_bench.claims.base import ModelInfo, get_claim
 from lazarus_bench.models import load_model
 from lazarus_bench.stats import ClaimStatistic
@@ -87,7 +88,8 @@ def test_h02_statistic_matches_samples_and_sklearn(records, handle):
         expected = sps.binom.sf(flawed - 1, 16, 0.2) if flawed >= least else 1.0
         assert details["shortfall_p"][scheme] == pytest.approx(expected)
     mde = record.mde["value"]
-    assert math.isfinite(mde) and 0.0 < mde < 0.5, "16 clusters detect a shortfall the writeup's 4 could not"
+    writeup_design = cluster_shortfall_test(np.ones(16, bool), [j for j in range(4) for _ in range(4)], 0.95, 0.025)
+    assert math.isfinite(mde) and 0.0 < mde < writeup_design["mde"], "16 clusters detect less than the writeup's 4"
     assert record.mde["how"] == details["mde_definition"] and "clusters" in details["mde_definition"]
     assert details["accuracy_leave_one_pair_out"] == pytest.approx(
         np.mean([s["correct_leave_one_pair_out"] for s in train])

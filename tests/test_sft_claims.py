@@ -470,14 +470,16 @@ def test_h11_null_draws_as_many_other_words_per_class_never_a_task_token():
 
 
 def test_h11_null_fires_where_the_ceiling_is_crossed_and_stays_quiet_below_it(saved_model, tmp_path, pool):
-    """The random-words null can fire: with the ceiling at ~0 every draw crosses it and is flagged; at the declared
-    10% no draw of this model's other words reaches it. Two seeds, so alpha 0.3 lets the sign test (p = 0.25) decide."""
+    """The random-words null can fire: with the ceiling at ~0 every draw crosses it and is flagged; at the writeup's
+    10% (k_random 0: T' = T) no draw of this model's other words reaches it. Two seeds, so alpha 0.3 lets the sign
+    test (p = 0.25) decide."""
     nulls_only = replace(get_claim("H11"), controls=(), graded=())
     flagged = {}
     for ceiling in (1e-12, 0.10):
         record = run_claim(nulls_only, str(saved_model("llama")), tier="fast", report_dir=tmp_path, pool=pool,
                            log=lambda message: None, cache_dir=tmp_path / "cache", n_seeds=2,
-                           overrides={"max_prob": ceiling, "alpha": 0.3, "min_seeds": 2})
+                           overrides={"max_prob": ceiling, "k_random": 0, "alpha": 0.3,
+                                      "min_seeds": 2})
         assert record.nulls, (record.verdict, record.reason)
         [null] = record.nulls
         assert null.built and null.replicates == 1, null.reason

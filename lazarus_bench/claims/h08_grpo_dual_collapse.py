@@ -248,7 +248,7 @@ def trained_run(ctx: ClaimContext, fix: str, seed: int, before: dict, done: int,
 
 def untrained_runs(ctx: ClaimContext) -> ClaimContext:
     """Negative control: the same pipeline with the learning rate at 0 for one step (the model is not changed)."""
-    return ctx.variant(params={"lr_scale": 0.0, "steps": 1})
+    return ctx.variant(params={"lr_scale": 0.0, "steps": 1, "budget_rounds": 1})
 
 
 def single_target_runs(ctx: ClaimContext) -> ClaimContext:
