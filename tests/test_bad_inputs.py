@@ -304,7 +304,7 @@ def test_report_with_a_broken_record_exits_nonzero_and_lists_it(tmp_path, capfd)
     err = error_lines(capfd.readouterr().err, whole=True)
     assert len(err) == 1 and "2 record(s)" in err[0] and "could not be read" in err[0]
     report = (tmp_path / "REPORT.md").read_text()
-    assert "missing claim, model, protocol" in report and "unreadable (JSONDecodeError)" in report
+    assert "missing claim, model, protocol" in report and "unreadable, not valid JSON" in report
 
 
 def test_divergent_lora_stops_with_one_line(saved_model, tmp_path, capfd):

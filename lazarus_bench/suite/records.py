@@ -16,6 +16,7 @@ from ..claims.controls import GradedRun, NullRun
 from ..errors import LazarusError
 from ..io import jsonable, write_json
 from ..stats import ClaimStatistic, EffectSize, Verdict
+from ..userfiles import read_user_json
 
 SCHEMA_VERSION = 1
 READABLE_VERSIONS = (1,)
@@ -199,9 +200,11 @@ def read_record(path: str | Path) -> Record:
     """One record file; a file that is not a readable record of this schema is one ``LazarusError`` line."""
     path = Path(path)
     try:
-        return Record.from_dict(json.loads(path.read_text()))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise LazarusError(f"{path.name}: unreadable ({type(exc).__name__})") from None
+        data = read_user_json(path, "record", shape=object)
+    except LazarusError as exc:
+        raise LazarusError(f"{path.name}: unreadable, {str(exc).removeprefix(f'record {path}: ')}") from None
+    try:
+        return Record.from_dict(data)
     except (ValueError, TypeError) as exc:
         raise LazarusError(f"{path.name}: {exc}") from None
 

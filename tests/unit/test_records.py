@@ -99,3 +99,14 @@ def test_curves_are_typed_and_keep_their_record_form(committed):
         Curve.of({"x": [], "series": {}, "colour": "red"})
     statistic = ClaimStatistic("s", 0.0, 0.0, 0.0, 0.9, None, None, 1, Verdict.SUPPORTED, "")
     assert Outcome(statistic=statistic, ours="", curves={"c": typed}).curves == {"c": typed.to_dict()}
+
+
+@pytest.mark.parametrize("data, message", [(b'{"a": "\xff"}', "not UTF-8 text (byte 0xff at line 1, column 8)"),
+                                           (b"{\x00}", "a binary file"), (b"{not json", "not valid JSON")])
+def test_an_undecodable_record_goes_through_the_one_reader(tmp_path, data, message):
+    save_record(tmp_path, Record.bare("H01", "m", verdict=Verdict.SUPPORTED))
+    (tmp_path / "records" / "bad.json").write_bytes(data)
+    with pytest.raises(LazarusError, match="^bad.json: unreadable, ") as info:
+        read_record(tmp_path / "records" / "bad.json")
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert [name for name, _ in load_records(tmp_path).skipped] == ["bad.json"]

@@ -75,7 +75,6 @@ def test_a_long_error_is_one_short_line_and_a_log_with_the_whole(tmp_path, monke
 OWN_DATA = "the package's own data or source, or /proc"
 TOOL_WROTE = "a file the tool wrote: a manifest, record, cache entry, lock or benchmark it made"
 CHECKED_FIRST = "a user's file that the command checked with the reader first (same path)"
-PENDING = "a user-named file read by a module inside the records' code hash; moves with issue 70's re-keying"
 READS = {
     "analysis/fitness.py:heldout_texts": OWN_DATA, "prompts.py:_raw": OWN_DATA, "jit.py:cpu_has_fma": OWN_DATA,
     "bench/machine.py:cpu_model": OWN_DATA, "bench/machine.py:_proc_cpu_seconds": OWN_DATA,
@@ -110,7 +109,6 @@ READS = {
     "zoo/registry.py:repair_hint": TOOL_WROTE, "zoo/registry.py:verify": TOOL_WROTE,
     "zoo/replicas.py:_current": TOOL_WROTE, "zoo/replicas.py:build_replica": TOOL_WROTE,
     "prompts.py:read_prompts_file": CHECKED_FIRST, "claims/prereg.py:read_lock_file": CHECKED_FIRST,
-    "suite/records.py:read_record": PENDING,
 }
 
 
