@@ -40,7 +40,7 @@ def pytest_configure(config):
 
     try:
         if config.getoption("--include", default=None):
-            from lazarus_bench.claims.base import include
+            from lazarus_bench.harness.registry import include
 
             include(config.getoption("--include"))
         report_dir = Path(config.getoption("--report-dir", default=REPORT_DIR))

@@ -43,7 +43,7 @@ def pytest_generate_tests(metafunc):
 
 def pytest_collection_modifyitems(items):
     """Claims that reuse another claim's cached runs go last (stable), as in the runner: the runs exist by then."""
-    from lazarus_bench.claims.base import all_claims
+    from lazarus_bench.harness.registry import all_claims
 
     later = {c.id for c in all_claims() if c.after}
     items.sort(key=lambda item: getattr(item, "originalname", item.name).removeprefix("test_") in later)

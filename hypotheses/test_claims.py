@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from lazarus_bench.claims.base import all_claims
 from lazarus_bench.errors import LazarusError
+from lazarus_bench.harness.registry import all_claims
 from lazarus_bench.stats import Verdict
 from lazarus_bench.suite.runner import run_claim
 

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent
 DATA_DIRS = ("data",)  # the package's data files (prompt sets): every result may read them
 # Modules that only display or move values (command line, progress lines, help text, report rendering, benchmarks):
 # outside every closure, and a statement that only calls one of them (a progress line) is not part of a tree.
-DISPLAY_ONLY = ("cli", "param_help", "progress", "suite.report", "suite.plots", "bench", "userfiles")
+DISPLAY_ONLY = ("cli", "progress", "suite.report", "suite.plots", "bench", "userfiles")
 # Module-level declarations read only by the population verdict over builds (suite/population.py), never by a record:
 # outside every record's tree; the lock hashes them with the verdict rules.
 VERDICT_ONLY = ("POPULATION",)

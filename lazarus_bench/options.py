@@ -1,5 +1,5 @@
-"""Every option's valid range, declared once: the CLI's argument types, the library's config checks and the claim
-parameter checks (``--params``) all read these tables, so a new option cannot get a weaker check in one place."""
+"""Every command-line option's valid range, declared once: the CLI's argument types and the library's config checks
+read these tables, so a new option cannot get a weaker check in one place. Claim parameters use the same ranges."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ COUNT0 = Interval(int, 0)
 SEED = Interval(int, 0, 2**32 - 1)
 PROB = Interval(float, 0.0, 1.0)
 OPEN_PROB = Interval(float, 0.0, 1.0, low_closed=False, high_closed=False)
-POSITIVE = Interval(float, 0.0, low_closed=False)
+ABOVE_ZERO = Interval(float, 0.0, low_closed=False)
 NON_NEGATIVE = Interval(float, 0.0)
 FRACTION_OF_DEPTH = Interval(float, 0.0, 1.0)
 POINTS = Interval(float, 0.0, 100.0)
@@ -122,7 +122,7 @@ OPTIONS: dict[str, Range] = {
     "n_train": COUNT,
     "rank": COUNT,
     "lora_rank": COUNT,
-    "scale": POSITIVE,
+    "scale": ABOVE_ZERO,
     "save_at": Each(COUNT),
     "ranks": Interval(int, 1, 64),
     "weight_decay": Interval(float, 0.0, 1.0),
@@ -136,146 +136,6 @@ OPTIONS: dict[str, Range] = {
     "seeds": COUNT,
     "jobs": Interval(int, 1, 256),
 }
-
-# Claim parameters (``--params``), by name: the writeups' numbers, test sizes and thresholds.
-PARAMS: dict[str, Range] = {
-    "C": POSITIVE,
-    "aggressive_cls_weight": OrNone(PROB),
-    "aggressive_lr_scale": NON_NEGATIVE,
-    "aggressive_optimizer": OrNone(Choice(("adamw", "adam", "sgd"))),
-    "aggressive_planted_drop": OrNone(POINTS),
-    "aggressive_stage2_steps": COUNT,
-    "alpha": OPEN_PROB,
-    "answer_prob": PROB,
-    "batch_size": COUNT,
-    "budget_rounds": Interval(int, 1, 100),
-    "argmax_margin": Interval(float, 0.0, 0.75),
-    "argmax_prompts": Interval(int, 8, 400),
-    "checkpoints": Each(COUNT, min_len=2),
-    "cls_weight": PROB,
-    "cluster_share": PROB,
-    "cluster_weight": NON_NEGATIVE,
-    "control_margin": PROB,
-    "data": Choice(("auto", "generated", "real")),
-    "data_seed": SEED,
-    "equivalence_null_sd": POSITIVE,
-    "eval_seed": SEED,
-    "feedback": Choice((True, False)),
-    "first_log_step": COUNT,
-    "full_lr": POSITIVE,
-    "group_size": Interval(int, 2),
-    "k_random": Interval(float, 0.0, 1000.0),  # 0: the writeup's threshold alone (T' = T)
-    "label_permutation": OrNone(SEED),
-    "late_fraction": Interval(float, 0.0, 0.5, low_closed=False),
-    "layer": COUNT0,
-    "layer_fraction": FRACTION_OF_DEPTH,
-    "layer_window_fraction": Interval(float, 0.0, 0.5),
-    "lora_lr": POSITIVE,
-    "lora_rank": COUNT,
-    "loss_window": COUNT,
-    "low_lr_scale": NON_NEGATIVE,
-    "lr": NON_NEGATIVE,
-    "lr_scale": NON_NEGATIVE,
-    "plant_calibration_draws": Interval(int, 1, 300),  # a third are products: more than ~350 cannot all differ
-    "plant_prob": Interval(float, 0.0, 0.99),
-    "plant_replicate": Interval(int, 0, 2**20),
-    "random_draws": Interval(int, 1, 100),
-    "max_accuracy": PROB,
-    "max_accuracy_drop": PROB,
-    "max_ceiling": PROB,
-    "max_classifier_prob": PROB,
-    "max_cosine": Interval(float, 0.0, 1.0),
-    "max_drop_low_lr": POINTS,
-    "max_l0_accuracy": PROB,
-    "max_new_tokens": COUNT,
-    "max_off_mode": COUNT0,
-    "max_op_word_prob": PROB,
-    "max_prob": PROB,
-    "max_probe_change": PROB,
-    "max_text_loss_ratio": POSITIVE,
-    "max_trainable_fraction": PROB,
-    "min_accuracy": PROB,
-    "min_ari": Interval(float, -0.5, 1.0),
-    "min_base_answers": PROB,
-    "min_cls_loss_fall": RELATIVE_FALL,
-    "min_cluster_accuracy": PROB,
-    "min_collapse_rate": PROB,
-    "min_correct": COUNT0,
-    "min_drop_aggressive": POINTS,
-    "min_family_prob": PROB,
-    "min_gain": Interval(float, -1.0, 1.0),
-    "min_late_share": PROB,
-    "min_m1_above_chance": Interval(float, -1.0, 1.0),  # accuracy minus chance
-    "min_memory_ratio": POSITIVE,
-    "min_lens_ceiling": PROB,
-    "min_params": COUNT0,
-    "min_peak_accuracy": PROB,
-    "min_post_trained": PROB,
-    "min_instruct_chat_gain": Interval(float, -1.0, 1.0),
-    "min_instruct_skill_change": Interval(float, -1.0, 1.0),
-    "min_prob": PROB,
-    "min_readout_move": PROB,
-    "min_remain_association": NON_NEGATIVE,
-    "min_remain_presence": PROB,
-    "min_reward_rise": Interval(float, -1.0, 1.0),
-    "min_rise_ratio": POSITIVE,
-    "min_seeds": COUNT,
-    "min_speed_ratio": POSITIVE,
-    "min_spellable": PROB,
-    "min_stage1_accuracy": PROB,
-    "min_stage2_accuracy_move": POINTS,
-    "min_val_loss_fall": RELATIVE_FALL,
-    "min_variance_share": PROB,
-    "n_bootstrap": Interval(int, 20),
-    "n_eval": COUNT,
-    "n_examples": COUNT,
-    "n_lens_heldout": COUNT,
-    "n_null": COUNT,
-    "n_pairs": Interval(int, 4, 64),
-    "null_word_draw": Interval(int, -1, 2**20),
-    "n_permutations": COUNT0,
-    "n_splits": Interval(int, 2),
-    "n_train": COUNT,
-    "n_val": COUNT,
-    "only_op": OrNone(Choice(("multiply", "add", "subtract", "divide"))),
-    "operation": Choice(("multiply", "add", "subtract", "divide")),
-    "planted_drop": OrNone(POINTS),
-    "position": Choice(("last", "operator")),
-    "prompt_set": Choice(("symbol", "word")),
-    "prompt_suffix": Choice(("", " ")),
-    "prompts_per_step": COUNT,
-    "reference": Choice(("full", "lora")),
-    "reference_vocab": COUNT,
-    "seed": SEED,
-    "stage1_steps": COUNT,
-    "stage2_steps": COUNT,
-    "start_reward_range": Each(PROB, min_len=2, max_len=2),
-    "steps": OrNone(COUNT),  # None: the writeup's run length
-    "top_fraction": OPEN_PROB,
-    "top_k": COUNT,
-    "top_k_written": COUNT,
-    "val_fraction": OPEN_PROB,
-    "val_loss_margin": NON_NEGATIVE,
-    "variants": Each(Choice(("M1", "M2", "M3")), min_len=1),
-    "verdict_top_k": OrNone(COUNT),
-    "word": Choice(("multiply", "add", "subtract", "divide")),
-    "writeup_baseline": PROB,
-    "writeup_peak": PROB,
-    "writeup_relative_gain": NON_NEGATIVE,
-    "writeup_typical": Each(Interval(float, 0.0, 1.0), min_len=2, max_len=2),
-}
-
-# Where one claim reads a parameter differently from the others.
-CLAIM_PARAMS: dict[tuple[str, str], Range] = {
-    ("H03", "prompt_set"): Choice(("deconfounded", "writeup")),
-    ("H01", "prompt_seed"): Interval(int, -1, 2**32 - 1),
-}
-
-
-def param_range(claim_id: str, name: str) -> Range | None:
-    """The declared range of claim ``claim_id``'s parameter ``name`` (None when undeclared)."""
-    return CLAIM_PARAMS.get((claim_id, name), PARAMS.get(name))
-
 
 def check(table: dict[str, Range], name: str, value: Any, owner: str = "") -> Any:
     """``value`` if it lies in ``name``'s declared range, else a one-line ``LazarusError`` naming the range."""

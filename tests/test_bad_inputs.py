@@ -218,7 +218,7 @@ def _exit_code(argv):
 
 @pytest.mark.parametrize("argv,phrase", CASES, ids=[" ".join(c[0])[:60] for c in CASES])
 def test_bad_input_is_one_clear_line_nothing_written(argv, phrase, saved_model, bad_files, capfd, monkeypatch):
-    from lazarus_bench.claims.base import INCLUDE_ENV
+    from lazarus_bench.harness.registry import INCLUDE_ENV
 
     monkeypatch.chdir(bad_files)
     monkeypatch.setenv(INCLUDE_ENV, "")  # an --include case must not leave its folder to the next tests' runs

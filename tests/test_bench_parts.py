@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from lazarus_bench.bench.parts import PARTS, PartClock, agreement, measure_parts, render_parts, timed_runner
-from lazarus_bench.claims import base, controls
-from lazarus_bench.claims.base import get_claim
+from lazarus_bench.harness import base, controls, registry
+from lazarus_bench.harness.registry import get_claim
 from lazarus_bench.suite import runner
 
 
@@ -124,7 +124,7 @@ def test_earlier_rows_stay_until_their_claim_is_measured_again_and_an_error_neve
     def broken(ctx):
         raise RuntimeError("a claim that fails")
 
-    monkeypatch.setitem(base.REGISTRY, "H10", replace(get_claim("H10"), measure=broken))
+    monkeypatch.setitem(registry.REGISTRY, "H10", replace(get_claim("H10"), measure=broken))
     logged = []
     again = measure_parts(model, ["H10"], records_dir=tmp_path / "records", tier="fast", log=logged.append,
                           previous=previous)

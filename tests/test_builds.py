@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from lazarus_bench.claims.base import GateResult, ModelInfo, build_scope, get_claim
 from lazarus_bench.errors import LazarusError
+from lazarus_bench.harness.base import GateResult, ModelInfo, build_scope
+from lazarus_bench.harness.registry import get_claim
 from lazarus_bench.models import model_fingerprint
 from lazarus_bench.stats import ClaimStatistic, EffectSize, build_variance
 from lazarus_bench.suite import report
@@ -263,7 +264,7 @@ def test_a_second_micro_build_runs_and_reports_across_builds(tmp_path, monkeypat
 def test_the_first_page_gives_each_builds_empirical_mde():
     """The summary's MDE cell names every build's empirical MDE (not the first two), to 4 digits beside the writeup's
     effect, and says where a graded control detected nothing."""
-    from lazarus_bench.claims.controls import GradedRun
+    from lazarus_bench.harness.controls import GradedRun
     from lazarus_bench.suite.summary import _mde
 
     def graded(detected):

@@ -8,9 +8,12 @@ import os
 import pytest
 
 from lazarus_bench.cache import MANIFEST, FixtureCache, cache_key
-from lazarus_bench.claims.base import REGISTRY, Claim, GateResult, Outcome, get_claim, register
 from lazarus_bench.errors import LazarusError
+from lazarus_bench.harness.base import Claim, GateResult, Outcome
+from lazarus_bench.harness.params import Param
+from lazarus_bench.harness.registry import REGISTRY, get_claim, register
 from lazarus_bench.models import load_model
+from lazarus_bench.options import COUNT, PROB
 from lazarus_bench.stats import threshold_claim
 from lazarus_bench.suite.records import SCHEMA_VERSION, Record, load_records
 from lazarus_bench.suite.report import read_all, render
@@ -91,7 +94,8 @@ def _fake_claim(claim_id, measure, applies=lambda info: None):
     if claim_id in REGISTRY:
         del REGISTRY[claim_id]
     return register(Claim(id=claim_id, title="t", statement="s", source="test", criterion="c", writeup="w",
-                          params={"threshold": 0.5}, measure=measure, applies=applies, tests={"threshold": "t"}))
+                          params={"threshold": Param(0.5, PROB, help="threshold")}, measure=measure, applies=applies,
+                          tests={"threshold": "t"}))
 
 
 def test_runner_records_ok_skip_and_error_without_losing_any(saved_model, tmp_path):
@@ -141,7 +145,7 @@ def test_old_schema_and_corrupt_records_are_reported_not_fatal(tmp_path):
 
 
 def test_every_registered_claim_is_complete():
-    from lazarus_bench.claims.base import all_claims
+    from lazarus_bench.harness.registry import all_claims
 
     for claim in all_claims():
         assert claim.id.startswith("H") and claim.statement and claim.criterion and claim.writeup and claim.source
@@ -190,7 +194,7 @@ def test_a_failed_fitness_gate_makes_the_claim_not_testable_and_keeps_the_number
     """The gate is measured on the model (its layer count here) before the measure, compared with its parameter, and
     a failure stops the run there: NOT TESTABLE with the gate's value in the record, the report and its counts, and
     the measure (which would say SUPPORTED) never runs."""
-    from lazarus_bench.claims.base import Gate
+    from lazarus_bench.harness.base import Gate
 
     path = str(saved_model("llama"))
 
@@ -199,7 +203,7 @@ def test_a_failed_fitness_gate_makes_the_claim_not_testable_and_keeps_the_number
 
     gate = Gate("depth", "layers", lambda ctx: ctx.handle().n_layers, "min_layers")
     claim = register(Claim(id="T05", title="t", statement="s", source="test", criterion="c", writeup="w",
-                           params={"min_layers": 16}, measure=good, gates=(gate,)))
+                           params={"min_layers": Param(16, COUNT, help="fewest layers")}, measure=good, gates=(gate,)))
     try:
         failed = run_claim(claim, path, report_dir=tmp_path, log=lambda m: None)
         layers = load_model(path).n_layers
@@ -219,7 +223,7 @@ def test_a_failed_fitness_gate_makes_the_claim_not_testable_and_keeps_the_number
 def test_a_gate_required_inside_the_measure_stops_it_with_its_numbers(saved_model, tmp_path):
     """``ctx.require`` stops a measure at a failed gate (stage 1 before stage 2): NOT TESTABLE, the descriptive
     numbers measured so far kept, nothing after the gate run; a passing gate lets the measure go on."""
-    from lazarus_bench.claims.base import Gate
+    from lazarus_bench.harness.base import Gate
 
     reached = []
 
@@ -231,7 +235,8 @@ def test_a_gate_required_inside_the_measure_stops_it_with_its_numbers(saved_mode
 
     gate = Gate("stage 1", "stage-1 accuracy", None, "min_stage1")
     claim = register(Claim(id="T06", title="t", statement="s", source="test", criterion="c", writeup="w",
-                           params={"min_stage1": 0.75}, measure=staged, gates=(gate,)))
+                           params={"min_stage1": Param(0.75, PROB, help="smallest stage-1 accuracy")}, measure=staged,
+                           gates=(gate,)))
     try:
         record = run_claim(claim, str(saved_model("llama")), report_dir=tmp_path, log=lambda m: None)
         assert record.verdict == "NOT TESTABLE" and reached == []

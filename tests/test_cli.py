@@ -263,8 +263,8 @@ def test_run_adapter_needs_exactly_one_model(lora_adapter, capsys):
 def test_claims_id_shows_one_claim_in_full(capsys):
     """`claims H01 H10` prints those claims' sections of the specification (statement, tests, parameters with their
     values, gates, controls) and no other claim's; an unknown id is one line and exit 2."""
-    from lazarus_bench.claims.base import get_claim
-    from lazarus_bench.param_help import PARAM_HELP
+    from lazarus_bench.harness.params import SHARED
+    from lazarus_bench.harness.registry import get_claim
 
     assert main(["claims", "H01", "H10"]) == 0
     out = capsys.readouterr().out
@@ -272,7 +272,7 @@ def test_claims_id_shows_one_claim_in_full(capsys):
     assert get_claim("H01").statement in out and re.search(r"\| `max_cosine` +\| `0.2` +\|", out)
     row = next(line for line in out.splitlines() if line.startswith("| `max_prob`"))
     assert [cell.strip() for cell in row.strip("|").split("|")] == [
-        "`max_prob`", "`0.01`", "a finite number in [0, 1]", PARAM_HELP["max_prob"]]
+        "`max_prob`", "`0.01`", "a finite number in [0, 1]", SHARED["max_prob"].help]
     assert "**Controls:**" in out and "## H02:" not in out
     assert main(["claims", "H99"]) == 2
     err = capsys.readouterr().err
@@ -345,7 +345,7 @@ def test_run_names_each_model_once_and_says_when_a_worker_left_no_record(saved_m
 
 def test_run_pairs_a_users_base_with_the_instruct_model_it_names(saved_model, tmp_path, monkeypatch, capsys):
     """`run --instruct-pair BASE=INSTRUCT` gives H06 the pair in every worker; without it the base has none."""
-    from lazarus_bench.claims.pairs import PAIRS_ENV
+    from lazarus_bench.harness.pairs import PAIRS_ENV
 
     monkeypatch.setenv(PAIRS_ENV, "")  # restored after the run, which names the pair for its workers
     base, instruct = str(saved_model("llama")), str(saved_model("llama", seed=1))

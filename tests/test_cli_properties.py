@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lazarus_bench import options
-from lazarus_bench.claims.base import all_claims, get_claim
 from lazarus_bench.cli import main
 from lazarus_bench.cli.train import build_parser as train_parser
 from lazarus_bench.errors import LazarusError
+from lazarus_bench.harness.registry import all_claims, get_claim
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -149,7 +149,8 @@ def test_claim_parameters_accept_exactly_their_declared_range(data):
     """Every claim parameter has a declared range and every default lies in it; an override is accepted by the
     library exactly when it lies in the range (and is of its default's kind), else one LazarusError line."""
     claim_id, name = data.draw(st.sampled_from(CLAIM_PARAMS))
-    claim, declared = get_claim(claim_id), options.param_range(claim_id, name)
+    claim = get_claim(claim_id)
+    declared = claim.declared[name].range
     assert declared is not None and declared.contains(claim.params[name]), (claim_id, name)
     value = data.draw(_param_values(declared))
     try:
@@ -168,7 +169,7 @@ def test_run_params_outside_their_range_are_one_line_before_anything_runs(data, 
     """`run --claims ID --params JSON` with a value outside the declared range: exit 2, one line naming the
     parameter, nothing written (the check comes before any model is loaded)."""
     claim_id, name = data.draw(st.sampled_from(CLAIM_PARAMS))
-    declared = options.param_range(claim_id, name)
+    declared = get_claim(claim_id).declared[name].range
     value = data.draw(_param_values(declared).filter(lambda v: not declared.contains(v)))
     folder = tmp_path_factory.mktemp("cwd")
     monkeypatch.chdir(folder)

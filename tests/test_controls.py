@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from lazarus_bench import prompts
-from lazarus_bench.claims.base import ClaimContext, ControlRun, ControlUnavailable, get_claim, model_info
-from lazarus_bench.claims.common import probed_labels, probed_texts
-from lazarus_bench.claims.controls import calibration
-from lazarus_bench.claims.fixtures import dual_model
+from lazarus_bench.harness.base import ClaimContext, ControlRun, ControlUnavailable, model_info
+from lazarus_bench.harness.common import probed_labels, probed_texts
+from lazarus_bench.harness.controls import calibration
+from lazarus_bench.harness.fixtures import dual_model
+from lazarus_bench.harness.registry import get_claim
 from lazarus_bench.stats import Verdict
 from lazarus_bench.suite.runner import ModelPool, run_claim
 
@@ -268,7 +269,7 @@ def test_h14_graded_control_plants_its_drop_in_the_aggressive_branch_only(tmp_pa
     """The graded construction: stage 2 at learning rate 0 in both branches, then the aggressive branch noised to
     lose the strength on calibration prompts that are neither measured nor trained on; the low-LR branch is kept."""
     from lazarus_bench.claims.h14_two_stage import calibration_prompts, planted_drop, two_stage_configs
-    from lazarus_bench.claims.two_stage_run import stage_one
+    from lazarus_bench.harness.two_stage_run import stage_one
     from lazarus_bench.models import load_model
     from lazarus_bench.training.two_stage import eval_prompt_texts
 
@@ -362,8 +363,8 @@ def test_h14_stage_one_is_trained_once_for_every_run(saved_model, tmp_path):
 
 def test_part_controls_read_the_named_part():
     from lazarus_bench import stats as S
-    from lazarus_bench.claims.base import POSITIVE, Claim, Control, Outcome
     from lazarus_bench.errors import LazarusError
+    from lazarus_bench.harness.base import POSITIVE, Claim, Control, Outcome
     from lazarus_bench.stats import ClaimStatistic, Verdict
 
     def measure(ctx):
@@ -374,11 +375,11 @@ def test_part_controls_read_the_named_part():
 
     claim = Claim(id="T", title="", statement="", source="", criterion="", writeup="", params={}, measure=measure)
     identity = lambda ctx: ctx  # noqa: E731
-    assert Control("c", POSITIVE, "", identity, Verdict.SUPPORTED, part="a").run(claim, None).detected
-    assert not Control("c", POSITIVE, "", identity, Verdict.SUPPORTED, part="b").run(claim, None).detected
+    assert Control("c", POSITIVE, "", identity, Verdict.SUPPORTED, "a").run(claim, None).detected
+    assert not Control("c", POSITIVE, "", identity, Verdict.SUPPORTED, "b").run(claim, None).detected
     assert not Control("c", POSITIVE, "", identity, Verdict.SUPPORTED).run(claim, None).detected
     with pytest.raises(LazarusError, match="part 'z'"):
-        Control("c", POSITIVE, "", identity, Verdict.SUPPORTED, part="z").run(claim, None)
+        Control("c", POSITIVE, "", identity, Verdict.SUPPORTED, "z").run(claim, None)
 
     def combined(ctx):
         keep = S.threshold_claim([0.0] * 5, 10.0, "below", test="sign", name="kept")
@@ -386,9 +387,9 @@ def test_part_controls_read_the_named_part():
         return Outcome(statistic=S.combine(keep, {"keep": keep, "destroy": destroy}), ours="")
 
     both = replace(claim, measure=combined)
-    keep = Control("k", POSITIVE, "", identity, Verdict.SUPPORTED, part="keep").run(both, None)
+    keep = Control("k", POSITIVE, "", identity, Verdict.SUPPORTED, "keep").run(both, None)
     assert keep.detected and keep.verdict == "SUPPORTED" and keep.reason.startswith("criterion met")
-    destroy = Control("d", POSITIVE, "", identity, Verdict.SUPPORTED, part="destroy").run(both, None)
+    destroy = Control("d", POSITIVE, "", identity, Verdict.SUPPORTED, "destroy").run(both, None)
     assert not destroy.detected and destroy.verdict == "REFUTED", "combine()'s criteria are parts too"
 
 
@@ -504,7 +505,7 @@ def test_h01_plant_strength_is_in_the_criterions_units(tmp_path):
     op-word probability over all layers) to the strength; a plant scaled to a mean at its block, as before amendment
     18, leaves that statistic about twice as high (1.9% for a mean of 1% on zoo:base), as later layers amplify it."""
     from lazarus_bench.claims.h01_lens_op_words import median_max, planted_op_word
-    from lazarus_bench.claims.plants import plant_op_words
+    from lazarus_bench.harness.plants import plant_op_words
 
     ctx = _ctx("H01", "zoo:base", tmp_path, [])
     planted = planted_op_word(ctx, 0.01, 0)

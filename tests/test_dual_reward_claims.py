@@ -12,13 +12,13 @@ from scipy import stats as sps
 
 from lazarus_bench import prompts, stats
 from lazarus_bench.analysis.ceiling import lens_ceilings
-from lazarus_bench.claims.base import get_claim
-from lazarus_bench.claims.common import restricted_lens
 from lazarus_bench.claims.h05_dual_reward_names_op import h05a_verdict
 from lazarus_bench.claims.h06_base_vs_instruct import h06_statistic
 from lazarus_bench.claims.h08_grpo_dual_collapse import chance_collapse_rate, collapse_words, grpo_config, is_collapsed
 from lazarus_bench.claims.h09_collapse_fixes import FIXES, h09_statistic
-from lazarus_bench.claims.pairs import INSTRUCT_PAIRS
+from lazarus_bench.harness.common import restricted_lens
+from lazarus_bench.harness.pairs import INSTRUCT_PAIRS
+from lazarus_bench.harness.registry import get_claim
 from lazarus_bench.models import load_model
 from lazarus_bench.stats import Verdict
 from lazarus_bench.suite.runner import run_claim
@@ -148,8 +148,8 @@ def test_h06_zoo_instruct_without_a_reward_stage_is_not_post_trained(tmp_path, m
     """A zoo instruct model whose manifest lists no reward-based stage fails H06's post-training gate."""
     import json
 
-    from lazarus_bench.claims.base import ClaimContext, ModelInfo
     from lazarus_bench.claims.h06_base_vs_instruct import post_trained
+    from lazarus_bench.harness.base import ClaimContext, ModelInfo
 
     for name, stages in (("plain", []), ("chat", ["chat-sft"]), ("dpo", ["chat-sft", "dpo"])):
         (tmp_path / name).mkdir()
@@ -173,8 +173,8 @@ def test_h06_needs_a_zoo_instruct_variant_that_passes_its_gates(tmp_path, monkey
     prompts, or gained no chat-format accuracy, makes H06 NOT TESTABLE before any training; a released pair passes."""
     import json
 
-    from lazarus_bench.claims.base import ClaimContext, ModelInfo
     from lazarus_bench.claims.h06_base_vs_instruct import instruct_chat_gain, instruct_skill_change
+    from lazarus_bench.harness.base import ClaimContext, ModelInfo
 
     figures = {"base": {"eval_prompts": 0.97, "chat": 0.0}, "broken": {"eval_prompts": 0.576, "chat": 0.483},
                "kept": {"eval_prompts": 0.91, "chat": 0.31}, "no_chat": {"eval_prompts": 0.97, "chat": 0.0}}
@@ -363,7 +363,7 @@ def test_h06_and_h09_verdicts_on_synthetic_seeds():
 
 
 def test_h06_reads_the_loss_at_the_writeups_first_logged_step():
-    from lazarus_bench.claims.fixtures import dual_sample
+    from lazarus_bench.harness.fixtures import dual_sample
 
     classifier = {"layer": 4, "n": 8, "correct": 8, "mean_restricted_prob": 0.5, "mean_vocab_prob": 0.1,
                   "predicted": [], "labels": [], "restricted_prob": [], "vocab_prob": []}

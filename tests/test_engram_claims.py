@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from lazarus_bench.claims.base import get_claim
+from lazarus_bench.harness.registry import get_claim
 from lazarus_bench.suite.runner import run_claim
 
 CHANCE = {"sentiment": 1 / 2, "topic": 1 / 4}

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from lazarus_bench import prompts
-from lazarus_bench.claims.base import REGISTRY
-from lazarus_bench.claims.grpo_run import RecordingSpec
 from lazarus_bench.claims.h07_grpo_no_classifier import (
     grpo_config,
     heldout_prompts,
     planned_training_prompts,
     probe_change_claim,
 )
+from lazarus_bench.harness.grpo_run import RecordingSpec
+from lazarus_bench.harness.registry import REGISTRY
 from lazarus_bench.models import load_model
 from lazarus_bench.prompts import GrpoSpec, grpo_spec
 from lazarus_bench.stats import ClaimStatistic, Verdict
@@ -166,7 +166,7 @@ def gates_of(record):
 
 
 def test_grpo_gates_from_train_metrics():
-    from lazarus_bench.claims.common import grpo_fitness
+    from lazarus_bench.harness.common import grpo_fitness
 
     seeds = [[{"reward": r, "zero_std_frac": z} for r, z in zip([0.0, 0.5, 1.0, 1.0, 1.0, 1.0], [1, 0.5, 0, 0, 1, 1])],
              [{"reward": r, "zero_std_frac": 1.0} for r in [0.2] * 10]]

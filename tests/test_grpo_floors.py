@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from lazarus_bench import prompts
-from lazarus_bench.claims.base import get_claim
 from lazarus_bench.claims.h08_grpo_dual_collapse import collapse_eval, collapse_words, readout_move, runs_fitness
+from lazarus_bench.harness.registry import get_claim
 from lazarus_bench.models import load_model
 from lazarus_bench.suite.runner import run_claim
 
@@ -65,7 +65,7 @@ def test_every_floor_fails_on_a_learning_rate_0_run(claim_id, saved_model, tmp_p
 
 
 def test_a_floor_stops_the_claims_own_run_but_not_a_controls():
-    from lazarus_bench.claims.base import ClaimContext, ModelInfo, NotTestable
+    from lazarus_bench.harness.base import ClaimContext, ModelInfo, NotTestable
 
     claim = get_claim("H08")
     info = ModelInfo(model_id="m", model_type="llama", kind="base", n_layers=4, is_moe=False, tied=True)

@@ -8,8 +8,9 @@ import json
 import pytest
 from mlx.utils import tree_flatten
 
-from lazarus_bench.claims.base import ModelInfo, get_claim
 from lazarus_bench.claims.h12_lora_vs_full_cost import llama_params, one_analysis, widened_config
+from lazarus_bench.harness.base import ModelInfo
+from lazarus_bench.harness.registry import get_claim
 from lazarus_bench.tiny import build_model, tiny_config
 from lazarus_bench.zoo.registry import resolve_zoo
 

@@ -79,7 +79,7 @@ def test_training_memory_is_the_memory_model_plus_adapters():
 
 def test_plan_of_a_claim_counts_its_controls():
     """H01's graded control runs strengths x replicates times: its share of the plan scales with that count."""
-    from lazarus_bench.claims.base import get_claim
+    from lazarus_bench.harness.registry import get_claim
 
     claim = get_claim("H01")
     w = workload(full_config("Llama-3.2-1B"), RATES)
@@ -95,7 +95,7 @@ def test_plan_of_a_claim_counts_its_controls():
 
 
 def test_fit_follows_the_memory_given():
-    from lazarus_bench.claims.base import all_claims
+    from lazarus_bench.harness.registry import all_claims
 
     config = full_config("Llama-3.2-1B")
     roomy = plan_run(config, all_claims(), RATES)
@@ -154,7 +154,7 @@ def test_plan_of_a_missing_config_is_one_line(tmp_path, capsys):
 
 def test_small_model_plans_are_small():
     """The micro zoo's config: well under a GB and a few minutes, so the zoo's own runs are never skipped."""
-    from lazarus_bench.claims.base import all_claims
+    from lazarus_bench.harness.registry import all_claims
     from lazarus_bench.tiny import tiny_config
 
     plans = plan_run(tiny_config("llama"), all_claims(), RATES)
@@ -200,7 +200,7 @@ def test_a_zoo_plan_reads_no_weights(monkeypatch):
 
 
 def test_a_claim_that_does_not_apply_is_listed_with_its_reason_at_no_cost():
-    from lazarus_bench.claims.base import all_claims
+    from lazarus_bench.harness.registry import all_claims
     from lazarus_bench.tiny import tiny_config
 
     dense = {p.claim: p for p in plan_run(full_config("Llama-3.2-1B"), all_claims(), RATES, model="my-llama")}

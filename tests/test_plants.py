@@ -9,8 +9,8 @@ import pytest
 
 from lazarus_bench import prompts
 from lazarus_bench.analysis.lens import logit_lens
-from lazarus_bench.claims.base import ControlUnavailable
-from lazarus_bench.claims.plants import (
+from lazarus_bench.harness.base import ControlUnavailable
+from lazarus_bench.harness.plants import (
     ClassPlant,
     calibrate_scale,
     class_markers,

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lazarus_bench.claims import prereg
-from lazarus_bench.claims.base import all_claims, get_claim
 from lazarus_bench.cli import main as cli_main
 from lazarus_bench.errors import LazarusError
+from lazarus_bench.harness import prereg
+from lazarus_bench.harness.registry import all_claims, get_claim
 from lazarus_bench.stats import Verdict
 from lazarus_bench.suite.records import Record
 from lazarus_bench.suite.report import read_all, render
@@ -29,7 +29,7 @@ def test_hash_covers_criteria_parameters_and_measure_sources():
     assert prereg.claim_hash(get_claim("H08")) == base
     sources = prereg.measure_sources(get_claim("H09"))
     assert {"lazarus_bench.claims.h09_collapse_fixes", "lazarus_bench.claims.h08_grpo_dual_collapse",
-            "lazarus_bench.claims.common"} <= set(sources)
+            "lazarus_bench.harness.common"} <= set(sources)
     assert "def measure_h09" in sources["lazarus_bench.claims.h09_collapse_fixes"]
 
 

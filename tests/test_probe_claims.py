@@ -19,7 +19,8 @@ from sklearn.preprocessing import StandardScaler
 from lazarus_bench import prompts
 from lazarus_bench.analysis.features import last_token_states
 from lazarus_bench.analysis.probes import cluster_shortfall_test
-from lazarus_bench.claims.base import ModelInfo, get_claim
+from lazarus_bench.harness.base import ModelInfo
+from lazarus_bench.harness.registry import get_claim
 from lazarus_bench.models import load_model
 from lazarus_bench.stats import ClaimStatistic
 from lazarus_bench.suite.runner import ModelPool, run_claim

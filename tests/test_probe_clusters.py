@@ -16,7 +16,7 @@ from lazarus_bench.analysis.probes import (
     cluster_shortfall_test,
     permute_within,
 )
-from lazarus_bench.claims.base import get_claim
+from lazarus_bench.harness.registry import get_claim
 
 
 def _spread(n_clusters: int, size: int, errors_in: list[int], per_cluster: int = 1) -> tuple[np.ndarray, list]:

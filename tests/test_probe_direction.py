@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from lazarus_bench.analysis import probes
-from lazarus_bench.claims.base import POSITIVE, ClaimContext, get_claim, model_info
 from lazarus_bench.claims.h04_probe_direction_vocab import VocabRanker, direction, h05_trained
+from lazarus_bench.harness.base import POSITIVE, ClaimContext, model_info
+from lazarus_bench.harness.registry import get_claim
 from lazarus_bench.stats import Verdict
 
 

@@ -57,7 +57,7 @@ def test_a_closed_stream_silences_progress(clock, monkeypatch):
 def test_controls_report_their_strengths_and_replicates(saved_model, tmp_path, monkeypatch, capsys):
     """Through the real runner: a graded control names its strength and replicate, a null its replicates, each with
     the claim, the model and a time left."""
-    from lazarus_bench.claims.base import get_claim
+    from lazarus_bench.harness.registry import get_claim
     from lazarus_bench.suite.runner import run_claim
 
     monkeypatch.setattr(progress, "QUIET_S", 0.0)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from lazarus_bench import prompts, stats
-from lazarus_bench.claims.base import get_claim
 from lazarus_bench.claims.h11_sft_task_tokens import lens_top_for
 from lazarus_bench.errors import LazarusError
+from lazarus_bench.harness.registry import get_claim
 from lazarus_bench.models import load_model
 from lazarus_bench.protocols import ONE_FACTOR, ORIGINAL_DIFFERENCES, PROTOCOLS, protocol_defects
 from lazarus_bench.suite.records import ModelRef, Record

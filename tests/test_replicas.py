@@ -134,7 +134,7 @@ def test_chat_templates_render_the_real_formats(replica):
 
 
 def test_audit_reaches_the_record_and_the_report(replica, tmp_path):
-    from lazarus_bench.claims.base import get_claim
+    from lazarus_bench.harness.registry import get_claim
     from lazarus_bench.suite.report import read_all, render
     from lazarus_bench.suite.runner import run_claim
 

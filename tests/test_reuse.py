@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lazarus_bench.claims.base import get_claim
 from lazarus_bench.codehash import PACKAGE, closure
+from lazarus_bench.harness.registry import get_claim
 from lazarus_bench.suite import reuse
 from lazarus_bench.suite.records import load_records
 from lazarus_bench.suite.report import read_all, render
@@ -97,7 +97,7 @@ def test_hub_models_are_never_reused(model, tmp_path):
 
 def test_a_paired_claim_is_measured_again_once_its_instruct_variant_is_built_or_rebuilt(saved_model, tmp_path,
                                                                                       monkeypatch):
-    from lazarus_bench.claims.pairs import INSTRUCT_PAIRS
+    from lazarus_bench.harness.pairs import INSTRUCT_PAIRS
     from lazarus_bench.suite.runner import Job, reused_record, run_claim
 
     model, out = str(saved_model("llama")), tmp_path / "r"

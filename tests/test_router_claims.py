@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from lazarus_bench.claims.base import get_claim
+from lazarus_bench.harness.registry import get_claim
 from lazarus_bench.models import load_model
 from lazarus_bench.stats import ClaimStatistic
 from lazarus_bench.suite.runner import ModelPool, run_claim

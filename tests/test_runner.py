@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lazarus_bench.claims.base import get_claim, slug
+from lazarus_bench.harness.base import slug
+from lazarus_bench.harness.registry import get_claim
 from lazarus_bench.suite.records import ModelRef, Record, load_records, save_record
 from lazarus_bench.suite.runner import Job, plan, run_suite
 

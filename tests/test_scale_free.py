@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import scipy.stats as sps
 
-from lazarus_bench.claims import scale
-from lazarus_bench.claims.base import get_claim
-from lazarus_bench.claims.controls import GradedControl
 from lazarus_bench.claims.h01_lens_op_words import argmax_equivalence, h01_statistics, scale_free_threshold
 from lazarus_bench.errors import LazarusError
+from lazarus_bench.harness import scale
+from lazarus_bench.harness.controls import GradedControl
+from lazarus_bench.harness.registry import get_claim
 from lazarus_bench.models import load_model
 from lazarus_bench.stats import Verdict
 from lazarus_bench.tiny import build_model
@@ -63,13 +63,13 @@ def test_the_argmax_part_is_an_equivalence_with_the_same_confidence_either_side(
 
 def test_a_sesoi_control_must_see_twice_the_distance_from_the_random_level():
     control = GradedControl("c", "d", "p", (0.001, 0.01, 0.1, 0.4), 2, lambda ctx, s, r: ctx, Verdict.REFUTED,
-                            threshold=0.01, writeup=0.0005, claimed="sesoi",
+                            0.01, 0.0005, "sesoi",
                             scale_free=lambda ctx: {"scale_free": 0.09, "random_level": 0.009})
     threshold, claimed = control.targets(None)
     assert threshold == pytest.approx(0.09) and claimed == pytest.approx(0.009 + 2 * 0.081)
     with pytest.raises(LazarusError, match="scale_free"):
         GradedControl("c", "d", "p", (0.001, 0.01, 0.1, 0.4), 2, lambda ctx, s, r: ctx, Verdict.REFUTED,
-                      threshold=0.01, writeup=0.0005, claimed="sesoi")
+                      0.01, 0.0005, "sesoi")
 
 
 def test_h01_decides_with_t_prime_and_records_both_forms(saved_model, tmp_path):

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from lazarus_bench import prompts
-from lazarus_bench.claims.base import get_claim
 from lazarus_bench.claims.h11_sft_task_tokens import corrected_lens_top, original_lens_top, task_token_scores
 from lazarus_bench.claims.h12_lora_vs_full import lora_vs_full
 from lazarus_bench.claims.h13_remain_token import family_prob
+from lazarus_bench.harness.registry import get_claim
 from lazarus_bench.models import load_model
 from lazarus_bench.stats import ClaimStatistic, Verdict, threshold_claim
 from lazarus_bench.stats.verdicts import combine, equivalence_claim, exact_claim
@@ -365,8 +365,8 @@ def test_h11_top_k_is_the_same_share_of_the_vocabulary():
 
 def test_h13_window_and_late_blocks_are_fractions_of_depth():
     """0.62 +- 1/16 of depth and the last 3/16: blocks 9-10 and 13-15 of 16, block 5 and 7 of 8 (CLAIMS.md rev. 4)."""
-    from lazarus_bench.claims.common import depth_window
     from lazarus_bench.claims.h13_remain_token import late_start
+    from lazarus_bench.harness.common import depth_window
 
     assert depth_window(16, 0.62, 0.0625) == [9, 10] and late_start(16, 0.1875) == 13
     assert depth_window(8, 0.62, 0.0625) == [5] and late_start(8, 0.1875) == 7
@@ -376,7 +376,7 @@ def test_h13_window_and_late_blocks_are_fractions_of_depth():
 def test_h11_depth_window_is_a_share_of_depth():
     """Blocks whose depth b/L is within +-0.125 of 0.56: the writeup's L9 of 16 is inside, and the window is about a
     quarter of the blocks at any depth (the old +-max(1, round(0.125 L)) blocks covered 3 of 4 on small models)."""
-    from lazarus_bench.claims.common import depth_window
+    from lazarus_bench.harness.common import depth_window
 
     assert depth_window(16, 0.56, 0.125) == [7, 8, 9, 10]
     assert depth_window(8, 0.56, 0.125) == [4, 5]
@@ -450,8 +450,8 @@ def test_one_factor_ablations_run_on_base_models_only(instruct_dir, tmp_path, po
 def test_h11_null_draws_as_many_other_words_per_class_never_a_task_token():
     """The null's sets: each class's task tokens replaced by as many other word tokens (no task word, no substring
     match, no digits or short pieces), disjoint across classes, one draw per replicate; too few words: not built."""
-    from lazarus_bench.claims.base import ControlUnavailable
     from lazarus_bench.claims.h11_sft_task_tokens import random_word_masks
+    from lazarus_bench.harness.base import ControlUnavailable
 
     texts = [" multiply", "add", "7", " =", "ab", " remainder", *(f" {c}{d}x" for c in "abcdefgh" for d in "pqrs")]
     own = {"*": np.array([t.strip() == "multiply" for t in texts]), "+": np.array([t == "add" for t in texts])}

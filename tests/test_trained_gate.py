@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from lazarus_bench.analysis.fitness import heldout_loss, heldout_texts
-from lazarus_bench.claims.base import all_claims, get_claim
 from lazarus_bench.errors import LazarusError
+from lazarus_bench.harness.registry import all_claims, get_claim
 from lazarus_bench.stats import Verdict
 from lazarus_bench.suite.runner import TRAINED_ENV, trained_gate
 
@@ -75,7 +75,7 @@ def test_every_claim_is_not_testable_on_random_weights_without_running(saved_mod
                                                                        monkeypatch):
     """A random-weight model stops at the gate for every claim: no measure, no control, no training (H10 on a MoE
     model, H06 on a base model with a known instruct pair, so that each claim applies)."""
-    from lazarus_bench.claims.pairs import INSTRUCT_PAIRS
+    from lazarus_bench.harness.pairs import INSTRUCT_PAIRS
     from lazarus_bench.suite.runner import run_claim
 
     model = str(saved_model("mixtral" if claim_id == "H10" else "llama"))

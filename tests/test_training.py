@@ -282,7 +282,7 @@ def test_the_stopping_rule_is_asked_only_at_round_ends_and_cuts_the_same_run(sav
     """GRPO's budget (CLAIMS.md revision 4): ``at_round_ends`` asks its floors only after steps 3, 6, 9, ...; the
     run it ends at step 6 has exactly the parameters and losses of the first 6 steps of the uncut 12-step run, and a
     rule that never holds spends the whole budget."""
-    from lazarus_bench.claims.common import at_round_ends
+    from lazarus_bench.harness.common import at_round_ends
 
     def run(until, stop_after=None):
         handle = fresh(saved_model)

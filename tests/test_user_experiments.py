@@ -107,25 +107,25 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "claims"
 @pytest.fixture
 def registry_restored(monkeypatch):
     """Included claims live in the process-wide registry: put it back as it was after the test."""
-    from lazarus_bench.claims import base
+    from lazarus_bench.harness import registry
 
-    base.all_claims()
-    before, included = dict(base.REGISTRY), set(base._INCLUDED)
+    registry.all_claims()
+    before, included = dict(registry.REGISTRY), set(registry._INCLUDED)
     # setenv, not delenv: delenv of an unset variable records nothing, so the folder include() puts there outlived
     # the test, and a later get_claim in the same worker re-imported its files (a bad one failed another test)
-    monkeypatch.setenv(base.INCLUDE_ENV, "")
+    monkeypatch.setenv(registry.INCLUDE_ENV, "")
     yield
-    base.REGISTRY.clear()
-    base.REGISTRY.update(before)
-    base._INCLUDED.clear()
-    base._INCLUDED.update(included)
+    registry.REGISTRY.clear()
+    registry.REGISTRY.update(before)
+    registry._INCLUDED.clear()
+    registry._INCLUDED.update(included)
 
 
 def test_included_claim_runs_and_matches_an_independent_count(registry_restored, saved_model, tmp_path):
     """The example user claim registers, runs through the same runner and report, and its k is the number of
     held-out symbol prompts whose argmax next token is the answer's first token, recounted here with numpy."""
     from lazarus_bench import prompts
-    from lazarus_bench.claims.base import get_claim, include
+    from lazarus_bench.harness.registry import get_claim, include
     from lazarus_bench.suite.report import read_all, render
     from lazarus_bench.suite.runner import run_claim
 
@@ -145,13 +145,13 @@ def test_included_claim_runs_and_matches_an_independent_count(registry_restored,
 @pytest.mark.parametrize("content, phrase", [
     ("def broken(:\n", "failed to import: SyntaxError"),
     ("x = 1\n", "registers no claim"),
-    ("from lazarus_bench.claims.base import claim\n"
+    ("from lazarus_bench.harness.registry import claim\n"
      "claim(id='H01', title='t', statement='s', source='s', criterion='c', writeup='w', params={})(lambda ctx: None)\n",
      "registered twice"),
 ])
 def test_bad_claim_files_give_one_line(registry_restored, tmp_path, content, phrase):
-    from lazarus_bench.claims.base import include
     from lazarus_bench.errors import LazarusError
+    from lazarus_bench.harness.registry import include
 
     (tmp_path / "mine.py").write_text(content)
     with pytest.raises(LazarusError, match=phrase) as exc:
@@ -177,7 +177,7 @@ def test_include_cli_and_pytest(registry_restored, tmp_path, capsys):
 
 
 CRASHING_CLAIM = '''
-from lazarus_bench.claims.base import claim
+from lazarus_bench.harness.registry import claim
 
 
 @claim(id="U09", title="A measure that crashes", statement="-", source="test", criterion="-", writeup="-",
@@ -209,21 +209,22 @@ def test_a_report_without_the_claims_registered_names_them_from_their_records(re
                                                                               tmp_path, monkeypatch):
     """`report` on records of a user's claim without --include: the verdict matrix takes the title from the record
     and says how to register it, not an empty title."""
-    from lazarus_bench.claims import base
+    from lazarus_bench.harness import registry
     from lazarus_bench.suite.report import read_all, render
 
     out = tmp_path / "report"
     assert main(["run", "--include", str(EXAMPLES), "-m", str(saved_model("llama")), "--claims", "U01", "--tier",
                  "fast", "-j", "1", "--report-dir", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
-    title = base.REGISTRY.pop("U01").title
-    monkeypatch.setenv(base.INCLUDE_ENV, "")
+    title = registry.REGISTRY.pop("U01").title
+    monkeypatch.setenv(registry.INCLUDE_ENV, "")
     matrix = read_all(render(out).parent).split("## Verdict matrix")[1]
     row = next(line for line in matrix.splitlines() if line.startswith("| U01"))
     assert f"{title} (not in the registry: --include its folder)" in row
 
 
 ORIGINAL_CRASHES = '''
-from lazarus_bench.claims.base import GateResult, NotTestable, claim
+from lazarus_bench.harness.base import GateResult, NotTestable
+from lazarus_bench.harness.registry import claim
 
 
 @claim(id="U08", title="Only its original protocol crashes", statement="-", source="test", criterion="-",

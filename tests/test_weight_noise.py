@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from lazarus_bench import prompts
-from lazarus_bench.claims.base import ControlUnavailable
-from lazarus_bench.claims.weight_noise import WeightNoise, plant_accuracy_drop
+from lazarus_bench.harness.base import ControlUnavailable
+from lazarus_bench.harness.weight_noise import WeightNoise, plant_accuracy_drop
 from lazarus_bench.models import load_model
 
 

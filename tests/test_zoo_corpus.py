@@ -140,8 +140,7 @@ def test_v3_puts_the_remain_family_after_the_prompts_trailing_space_token():
 def test_v3_text_never_holds_an_example_of_h15s_data_sets():
     """The review and news sentences teach H15's style, never one of its training or validation examples, at the
     data sets its claims declare (slow and fast tiers)."""
-    from lazarus_bench.claims import ensure_loaded
-    from lazarus_bench.claims.base import get_claim
+    from lazarus_bench.harness.registry import ensure_loaded, get_claim
     from lazarus_bench.training.engram import EngramConfig
     from lazarus_bench.training.textcls import DATASETS
     from lazarus_bench.zoo.recipe import DEV_SEEDS

@@ -9,7 +9,10 @@ from __future__ import annotations
 import mlx.core as mx
 
 from lazarus_bench import prompts, stats
-from lazarus_bench.claims.base import ClaimContext, Outcome, claim
+from lazarus_bench.harness.base import ClaimContext, Outcome
+from lazarus_bench.harness.params import Param
+from lazarus_bench.harness.registry import claim
+from lazarus_bench.options import PROB
 
 
 @claim(
@@ -20,7 +23,8 @@ from lazarus_bench.claims.base import ClaimContext, Outcome, claim
     criterion="top-1 next token equals the answer's first token (as it follows the prompt) on >= 80% of the held-out "
               "symbol prompts, exact binomial test",
     writeup="-",
-    params={"min_accuracy": 0.8, "alpha": 0.05},
+    params={"min_accuracy": Param(0.8, PROB, help="smallest share (0-1) of prompts whose top-1 token is the answer"),
+            "alpha": 0.05},
 )
 def measure_u01(ctx: ClaimContext) -> Outcome:
     p, handle = ctx.params, ctx.handle()

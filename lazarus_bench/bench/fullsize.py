@@ -33,7 +33,8 @@ def peak_rss() -> int:
 def _measure_part(part: str, model_dir: str) -> dict:
     """``H01``: the claim's measurement; ``H01:graded``: one replicate of its first graded control at its middle
     strength (the plant, its calibration and the measurement); ``H01:null``: one replicate of its first null."""
-    from ..claims.base import ClaimContext, get_claim, model_info
+    from ..harness.base import ClaimContext, model_info
+    from ..harness.registry import get_claim
     from ..models import load_model
 
     claim_id, _, control = part.partition(":")
@@ -56,8 +57,8 @@ def _trainer(claim_id: str, steps: int):
     from dataclasses import replace
 
     from .. import prompts
-    from ..claims.common import arithmetic_split
-    from ..claims.sft_checkpoints import SEED000_DATA
+    from ..harness.common import arithmetic_split
+    from ..harness.sft_checkpoints import SEED000_DATA
     from ..training.data import arithmetic_examples
     from ..training.dual_reward import DualRewardConfig, train_dual_reward
     from ..training.sft import SFTConfig, train_sft
@@ -124,7 +125,7 @@ def predicted(part: str, w, tokens_per_step: float = 0.0):
     """The plan's part for a measured one: a claim's measurement, or one training step of its setup at the tokens
     per step measured (the plan's own sequence length is an assumption about the tokenizer; this checks the cost
     per token)."""
-    from ..claims.base import get_claim
+    from ..harness.registry import get_claim
     from .plan import Part, claim_parts
 
     if tokens_per_step:

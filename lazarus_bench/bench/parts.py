@@ -48,7 +48,7 @@ class PartClock:
 @contextmanager
 def timed_runner(clock: PartClock) -> Iterator[None]:
     """The runner's gate, control, graded and null calls timed into ``clock`` (restored on exit)."""
-    from ..claims import base, controls
+    from ..harness import base, controls
     from ..suite import runner
 
     patches = [(runner, "trained_gate", "gates"), (base.Gate, "check", "gates"), (base.Control, "run", "controls"),
@@ -140,7 +140,7 @@ def measure_parts(model_id: str, claim_ids: Sequence[str] | None = None, records
     (a claim that reuses another's cached runs after the others), and split each record's wall time; ``on_row``
     gets the result so far after each claim, so a run stopped part-way keeps what it measured. ``previous`` (an
     earlier result for this model and tier) keeps its rows of the claims this run does not measure."""
-    from ..claims.base import all_claims, get_claim
+    from ..harness.registry import all_claims, get_claim
     from ..runinfo import environment
     from ..suite.runner import ModelPool, run_claim
     from .machine import openblas_core

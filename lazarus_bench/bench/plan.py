@@ -439,8 +439,8 @@ def workload(config: dict, rates: Rates) -> Workload:
 def model_facts(model: str, config: dict, chat: bool = False):
     """What decides whether a claim applies to a model (MoE, instruct, untied, its instruct pair), from its config
     and whether its tokenizer has a chat template: ``model_info`` without loading the model."""
-    from ..claims.base import ModelInfo
-    from ..claims.pairs import instruct_pair_of
+    from ..harness.base import ModelInfo
+    from ..harness.pairs import instruct_pair_of
 
     config = config.get("text_config", config)
     moe = bool(config.get("num_local_experts") or config.get("num_experts"))

@@ -1,24 +1,5 @@
-"""The claim registry: one module per claim (``hNN_*.py``), each registering itself with ``@claim``.
+"""The claims: one module per claim (``hNN_*.py``), each registering itself with ``@claim``.
 
-Shared pieces live beside them: ``base`` (Claim, ClaimContext, applicability), ``common`` (measure
-helpers), ``fixtures`` (cached training runs several claims reuse).
+This folder holds only claim files. The framework they share (Claim, controls, the lock, shared training runs) is
+``lazarus_bench.harness``, which loads these modules by name.
 """
-
-from __future__ import annotations
-
-import importlib
-import pkgutil
-import re
-
-CLAIM_MODULE = re.compile(r"^h\d\d_\w+$")
-
-
-def claim_modules() -> list[str]:
-    """The claim modules of this package, in id order."""
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if CLAIM_MODULE.match(m.name))
-
-
-def ensure_loaded() -> None:
-    """Import every claim module once (each registers its claim on import)."""
-    for name in claim_modules():
-        importlib.import_module(f"{__name__}.{name}")

@@ -9,12 +9,15 @@ import numpy as np
 from .. import prompts, stats
 from ..analysis.lens import logit_lens, target_spellings
 from ..errors import LazarusError
+from ..harness.base import ClaimContext, Gate, Outcome, not_instruct
+from ..harness.controls import GradedControl, NullControl
+from ..harness.fixtures import dual_trained_control
+from ..harness.params import Param
+from ..harness.plants import ClassPlant, calibrate_scale, class_markers, word_directions
+from ..harness.registry import claim
+from ..harness.scale import low_threshold, random_level
+from ..options import PROB, Interval
 from ..stats import Verdict
-from .base import ClaimContext, Gate, Outcome, claim, not_instruct
-from .controls import GradedControl, NullControl
-from .fixtures import dual_trained_control
-from .plants import ClassPlant, calibrate_scale, class_markers, word_directions
-from .scale import low_threshold, random_level
 
 
 def op_word_lens(handle, prompt_set, words):
@@ -162,7 +165,16 @@ POPULATION = {
                "chance: accuracy below chance + 15 points on 96 prompts of the writeup's form (exact binomial)"),
     writeup="~0.0x% at every layer (Llama-3.2-1B, TinyLlama, Granite)",
     params={"max_prob": 0.01, "k_random": 10, "random_draws": 5, "layer_fraction": 0.55, "alpha": 0.05,
-            "min_spellable": 1.0, "prompt_seed": -1, "argmax_prompts": 96, "argmax_margin": 0.15},
+            "min_spellable": Param(1.0, PROB, help="gate: smallest share (0-1) of the op words the tokenizer spells"),
+            "prompt_seed": Param(-1, Interval(int, -1, 2**32 - 1),
+                                 help="-1: the writeup's 8 prompts; else prompts of their form with operands drawn "
+                                      "by this seed"),
+            "argmax_prompts": Param(96, Interval(int, 8, 400),
+                                    help="prompts of the writeup's form the argmax part reads (the writeup's 8 "
+                                         "first)"),
+            "argmax_margin": Param(0.15, Interval(float, 0.0, 0.75),
+                                   help="points above chance the argmax accuracy must stay below (an equivalence "
+                                        "margin, 0-1)")},
     tests={"below_threshold": "sign", "argmax_at_chance": "exact binomial against chance + margin, one-sided each way"},
     applies=not_instruct,
     gates=(Gate("op words spellable", "share of multiply/add/subtract/divide the tokenizer encodes to known tokens "
@@ -176,7 +188,7 @@ POPULATION = {
                           "layers, is the strength on calibration prompts; measured on other resampled prompts",
                           "median per-prompt max P(op word)",
                           (0.00001, 0.0001, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4), 10, planted_op_word,
-                          Verdict.REFUTED, threshold=0.01, writeup=0.0005, claimed="sesoi",
+                          Verdict.REFUTED, 0.01, 0.0005, "sesoi",
                           scale_free=lambda ctx: scale_free_threshold(ctx.handle(), ctx.params)),),
     nulls=(NullControl("random-init models", "random-init models of the same architecture and tokenizer (a new init "
                        "seed and resampled prompts per replicate): no operation word was learned", 40,

@@ -18,9 +18,8 @@ from .. import prompts, stats
 from ..analysis import probes
 from ..analysis.features import last_token_states
 from ..errors import LazarusError
-from ..stats import Verdict
-from .base import POSITIVE, ClaimContext, Control, Outcome, claim
-from .common import (
+from ..harness.base import POSITIVE, ClaimContext, Control, Outcome
+from ..harness.common import (
     EMB,
     cluster_means,
     cv_predictions,
@@ -30,7 +29,11 @@ from .common import (
     probe_prompt_set,
     probed_texts,
 )
-from .controls import NullControl
+from ..harness.controls import NullControl
+from ..harness.params import Param
+from ..harness.registry import claim
+from ..options import PROB, SEED, Choice, Interval, OrNone
+from ..stats import Verdict
 
 CLUSTER = ("operand pair (the j-th operand pair of every class; one template, so a template x operand-pair cell; "
            "the leave-one-pair-out fold)")
@@ -57,9 +60,16 @@ POPULATION = {
                "puts on it (exact binomial over clusters, Holm over the two CV schemes): the prompts of a cluster "
                "are not independent trials; control task and random-init model reported",
     writeup="100% at L0 (and every layer) for Llama-3.2-1B, TinyLlama, Granite (16 prompts, 4-fold)",
-    params={"min_accuracy": 0.95, "n_pairs": 16, "layer": 0, "n_splits": 4, "n_permutations": 100,
-            "n_bootstrap": 1999, "C": 1.0,
-            "alpha": 0.05, "seed": 0, "position": "last", "label_permutation": None},
+    params={"min_accuracy": Param(0.95, PROB,
+                                  help="smallest probe accuracy (0-1) at the tested block under both CV schemes"),
+            "n_pairs": Param(16, Interval(int, 4, 64),
+                             help="operand pairs per class of the symbol probe set (the writeup's 4, then "
+                                  "generated)"),
+            "layer": 0, "n_splits": 4, "n_permutations": 100, "n_bootstrap": 1999, "C": 1.0, "alpha": 0.05, "seed": 0,
+            "position": Param("last", Choice(("last", "operator")),
+                              help="token the probe reads: the prompt's last, or its operator symbol"),
+            "label_permutation": Param(None, OrNone(SEED),
+                                       help="seed shuffling the probe's class labels (null: the true labels)")},
     tests={"accuracy": probes.CLUSTER_SHORTFALL_TEST + " (unit: operand-pair cluster; Holm over the stratified and "
                        "leave-one-pair-out schemes)",
            "above_null": "label permutation within operand-pair clusters"},

@@ -10,9 +10,8 @@ import numpy as np
 from .. import prompts, stats
 from ..analysis import probes
 from ..errors import LazarusError
-from ..stats import Verdict
-from .base import POSITIVE, ClaimContext, Control, ControlUnavailable, Outcome, claim
-from .common import (
+from ..harness.base import POSITIVE, ClaimContext, Control, ControlUnavailable, Outcome
+from ..harness.common import (
     EMB,
     cluster_means,
     cv_predictions,
@@ -24,8 +23,12 @@ from .common import (
     probed_texts,
     random_init_control,
 )
-from .controls import GradedControl
-from .plants import Wrapped
+from ..harness.controls import GradedControl
+from ..harness.params import Param
+from ..harness.plants import Wrapped
+from ..harness.registry import claim
+from ..options import PROB, Choice, Interval
+from ..stats import Verdict
 
 
 def planted_head(keys: mx.array, key_classes: mx.array, directions: mx.array):
@@ -180,9 +183,14 @@ POPULATION = {
                "peak - L0 >= 25 points (nested); block-0, peak and gain tested by the exact sign test over the 16 "
                "template x operand-pair cells (clustered prompts are not independent trials)",
     writeup="Llama-3.2-1B 43.8% -> 81.2% (L4-5), TinyLlama 12.5% -> 81.2% (L16-17), Granite 18.8% -> 31.2%",
-    params={"max_l0_accuracy": 0.5, "min_peak_accuracy": 0.75, "min_gain": 0.25, "layer": 0, "n_splits": 4,
-            "n_permutations": 100, "n_bootstrap": 1999, "C": 1.0, "alpha": 0.05, "seed": 0,
-            "prompt_set": "deconfounded"},
+    params={"max_l0_accuracy": Param(0.5, PROB, help="largest block-0 probe accuracy (0-1) counted as near chance"),
+            "min_peak_accuracy": Param(0.75, PROB, help="smallest peak probe accuracy (0-1) at a block after block 0"),
+            "min_gain": Param(0.25, Interval(float, -1.0, 1.0),
+                              help="smallest selection-free probe accuracy gain (0-1) of the peak block over block "
+                                   "0"),
+            "layer": 0, "n_splits": 4, "n_permutations": 100, "n_bootstrap": 1999, "C": 1.0, "alpha": 0.05, "seed": 0,
+            "prompt_set": Param("deconfounded", Choice(("deconfounded", "writeup")),
+                                help="word prompts probed: the de-confounded set, or the writeup's own set")},
     tests={"l0_near_chance": "sign", "peak": "sign", "gain": "sign",
            "peak_above_null": "max-statistic label permutation within template x operand-pair cells"},
     fast={"n_permutations": 20, "n_bootstrap": 499},
@@ -203,7 +211,7 @@ POPULATION = {
                           "10 and 11 cells",
                           "expected peak accuracy (25% + 75% x share of cells planted)",
                           (0.71875, 0.765625, 0.8125, 0.90625), 4, cells_planted, Verdict.SUPPORTED,
-                          threshold=0.75, writeup=0.8125),),
+                          0.75, 0.8125),),
 )
 def measure_h03(ctx: ClaimContext) -> Outcome:
     p = ctx.params

@@ -17,11 +17,14 @@ from ..analysis.features import last_token_states
 from ..analysis.lens import target_spellings
 from ..analysis.projections import cosine_scores, normalize_rows, ranks_of
 from ..errors import LazarusError
+from ..harness.base import POSITIVE, ClaimContext, Control, Outcome, not_instruct
+from ..harness.common import NULL_CHUNK
+from ..harness.controls import GradedControl, NullControl
+from ..harness.fixtures import dual_model
+from ..harness.params import Param
+from ..harness.registry import claim
+from ..options import OPEN_PROB, Choice
 from ..stats import Verdict, ecdf
-from .base import POSITIVE, ClaimContext, Control, Outcome, claim, not_instruct
-from .common import NULL_CHUNK
-from .controls import GradedControl, NullControl
-from .fixtures import dual_model
 
 
 class VocabRanker:
@@ -188,9 +191,13 @@ POPULATION = {
                "side); a linear probe above chance; the cosine's z against random directions as description; the "
                "writeup's symbol prompts (its classifier command)",
     writeup="multiply rank 24,300 / 128,256 (19%), score +0.0355 (Llama-3.2-1B, L8)",
-    params={"word": "multiply", "top_fraction": 0.01, "layer_fraction": 0.55, "n_splits": 4, "n_permutations": 100,
-            "n_bootstrap": 200, "n_null": 1000, "C": 1.0, "alpha": 0.05, "seed": 0, "prompt_set": "symbol",
-            "prompt_suffix": ""},
+    params={"word": Param("multiply", Choice(("multiply", "add", "subtract", "divide")),
+                          help="word whose unembedding rank the direction is tested on"),
+            "top_fraction": Param(0.01, OPEN_PROB,
+                                  help="top share (0-1) of the vocabulary the word's best rank must stay out of"),
+            "layer_fraction": 0.55, "n_splits": 4, "n_permutations": 100, "n_bootstrap": 200, "n_null": 1000, "C": 1.0,
+            "alpha": 0.05, "seed": 0, "prompt_set": "symbol",
+            "prompt_suffix": Param("", Choice(("", " ")), help="text appended to every prompt")},
     applies=not_instruct,
     tests={"outside_top": "bootstrap bound past the cut-off and the share of resampled directions on the other side "
                           "(either side)",
@@ -208,8 +215,8 @@ POPULATION = {
                           "prompts with the trailing space as H05a trains them; fraction 1 is the trained "
                           "dual-reward model (the writeup's: lens P(op word) 36-81%)",
                           "fraction of H05a's trained LoRA delta",
-                          (0.1, 0.25, 0.5, 0.75, 1.0), 5, interpolated_h05, Verdict.REFUTED, threshold=None,
-                          writeup=1.0),),
+                          (0.1, 0.25, 0.5, 0.75, 1.0), 5, interpolated_h05, Verdict.REFUTED, None,
+                          1.0),),
     nulls=(NullControl("random-init models", "random-init models of the same architecture and tokenizer (a new init "
                        "seed and bootstrap seed per replicate): no direction can be vocabulary-aligned by learning",
                        20, random_init_draw, Verdict.REFUTED),),

@@ -6,11 +6,14 @@ import numpy as np
 
 from .. import prompts, stats
 from ..analysis.generate import answer_accuracy
+from ..harness.base import NEGATIVE, POSITIVE, ClaimContext, Control, ControlUnavailable, Gate, Outcome
+from ..harness.controls import GradedControl
+from ..harness.fixtures import DUAL_FAST, DUAL_GATES, DUAL_PARAMS, DUAL_SEEDS, dual_fitness, dual_run, dual_sample
+from ..harness.params import Param
+from ..harness.registry import claim
+from ..harness.weight_noise import plant_accuracy_drop
+from ..options import POINTS, PROB, OrNone
 from ..stats import Verdict
-from .base import NEGATIVE, POSITIVE, ClaimContext, Control, ControlUnavailable, Gate, Outcome, claim
-from .controls import GradedControl
-from .fixtures import DUAL_FAST, DUAL_GATES, DUAL_PARAMS, DUAL_SEEDS, dual_fitness, dual_run, dual_sample
-from .weight_noise import plant_accuracy_drop
 
 
 def no_planted_keep(ctx: ClaimContext) -> ClaimContext:
@@ -55,7 +58,14 @@ POPULATION = {"answers_kept": {}}  # seed mean of accuracy after - before
     criterion="answer accuracy on the eval prompts after minus before, per seed, not below -10 points (exact "
               "sign test across seeds, one-sided: unanimous seeds are evidence); the seed is the unit, 5 seeds",
     writeup="Llama-3.2-1B base: answers still computed after dual-reward training (8/8 named, answers kept)",
-    params={**DUAL_PARAMS, "max_accuracy_drop": 0.10, "min_base_answers": 0.5, "planted_drop": None,
+    params={**DUAL_PARAMS,
+            "max_accuracy_drop": Param(0.10, PROB,
+                                       help="largest fall of answer accuracy (0-1) a seed's training may cause"),
+            "min_base_answers": Param(0.5, PROB,
+                                      help="gate: smallest answer accuracy (0-1) of the model before training"),
+            "planted_drop": Param(None, OrNone(POINTS),
+                                  help="graded control: points the untrained model loses to weight noise (null: "
+                                       "trained runs)"),
             "plant_replicate": 0},
     tests={"answers_kept": "sign"},
     default_seeds=DUAL_SEEDS,
@@ -72,8 +82,8 @@ POPULATION = {"answers_kept": {}}  # seed mean of accuracy after - before
                           "replicate) to lose the strength in answer accuracy on ~100 resampled prompts of the eval "
                           "form, then read on the 8 eval prompts: 'answers kept' must be refuted from about the "
                           "10-point threshold up", "planted answer-accuracy points lost (calibration prompts)",
-                          (5.0, 10.0, 20.0, 40.0, 60.0), 3, planted_drop, Verdict.REFUTED, threshold=10.0,
-                          writeup=0.0, claimed="threshold"),),
+                          (5.0, 10.0, 20.0, 40.0, 60.0), 3, planted_drop, Verdict.REFUTED, 10.0,
+                          0.0, "threshold"),),
     training=True,
     after=("H05a",),
     protocols=("corrected", "original"),

@@ -8,16 +8,19 @@ import numpy as np
 
 from .. import prompts, stats
 from ..analysis.ceiling import lens_ceilings
+from ..harness.base import NEGATIVE, ClaimContext, Control, Gate, Outcome
+from ..harness.common import mean_series, step_curve
+from ..harness.controls import GradedControl
+from ..harness.fixtures import DUAL_FAST, DUAL_GATES, DUAL_PARAMS, DUAL_SEEDS, dual_fitness, dual_run, dual_sample
+from ..harness.params import Param
+from ..harness.plants import ClassPlant, calibrate_scale, class_markers, strongest_directions
+from ..harness.registry import claim
+from ..options import COUNT0, PROB
 from ..protocols import ONE_FACTOR
 from ..stats import ClaimStatistic, Verdict
 from ..stats.verdicts import combine
 from ..training.data import class_token_ids
 from ..training.dual_reward import evaluate_classifier
-from .base import NEGATIVE, ClaimContext, Control, Gate, Outcome, claim
-from .common import mean_series, step_curve
-from .controls import GradedControl
-from .fixtures import DUAL_FAST, DUAL_GATES, DUAL_PARAMS, DUAL_SEEDS, dual_fitness, dual_run, dual_sample
-from .plants import ClassPlant, calibrate_scale, class_markers, strongest_directions
 
 
 def h05a_verdict(samples: list[dict], p: dict, tests: dict[str, str]) -> tuple[ClaimStatistic, dict]:
@@ -130,8 +133,15 @@ POPULATION = {
     "full-vocabulary P(true op word) >= 36% (exact sign test across seeds, one-sided); the seed is the unit, 5 seeds",
     writeup="Llama-3.2-1B base: 0/8 -> 8/8, full-vocabulary probs 36-81% (rank 8 V/O, 0.4 CE + 0.6 answer, "
     "500 steps)",
-    params={**DUAL_PARAMS, "min_correct": 7, "min_prob": 0.36, "min_lens_ceiling": 0.36, "plant_prob": 0.0,
-            "plant_replicate": 0},
+    params={**DUAL_PARAMS,
+            "min_correct": Param(7, COUNT0, help="fewest eval prompts the lens must name correctly in every seed"),
+            "min_prob": Param(0.36, PROB,
+                              help="smallest mean full-vocabulary lens probability (0-1) of the true op word per "
+                                   "seed"),
+            "min_lens_ceiling": Param(0.36, PROB,
+                                      help="gate: smallest certified lens ceiling (0-1) of the mean true op word "
+                                           "probability"),
+            "plant_prob": 0.0, "plant_replicate": 0},
     tests={"correct": "binomial per seed, intersection-union", "prob": "sign"},
     default_seeds=DUAL_SEEDS,
     fast=DUAL_FAST,
@@ -145,7 +155,7 @@ POPULATION = {
                           "calibration prompts of the evaluation form (one draw per replicate and seed, never "
                           "measured); the writeup's effect is the middle of its 36-81% range",
                           "mean planted lens P(true op word) at 55% depth", (0.2, 0.36, 0.45, 0.585, 0.81), 5,
-                          planted_naming, Verdict.SUPPORTED, threshold=0.36, writeup=0.585),),
+                          planted_naming, Verdict.SUPPORTED, 0.36, 0.585),),
     training=True,
     protocols=("corrected", "original", *ONE_FACTOR),
     layer_curve=("lens_true_op_word", "after, mean over seeds"),

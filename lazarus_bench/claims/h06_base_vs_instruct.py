@@ -9,11 +9,14 @@ from dataclasses import replace
 import numpy as np
 
 from .. import stats
+from ..harness.base import NEGATIVE, ClaimContext, Control, Gate, Outcome, needs_instruct_pair
+from ..harness.fixtures import DUAL_FAST, DUAL_GATES, DUAL_PARAMS, DUAL_SEEDS, dual_fitness, dual_run, dual_sample
+from ..harness.params import Param
+from ..harness.registry import claim
+from ..options import COUNT, PROB, Interval
 from ..stats import ClaimStatistic, Verdict
 from ..stats.verdicts import combine
 from ..zoo.registry import MANIFEST, resolve_zoo
-from .base import NEGATIVE, ClaimContext, Control, Gate, Outcome, claim, needs_instruct_pair
-from .fixtures import DUAL_FAST, DUAL_GATES, DUAL_PARAMS, DUAL_SEEDS, dual_fitness, dual_run, dual_sample
 from .h05_dual_reward_names_op import dual_curves
 
 
@@ -90,8 +93,22 @@ POPULATION = {"instruct_loss_higher": {}, "instruct_prob_lower": {}}  # seed mea
                "step (the writeup logged step 100) higher and its final full-vocabulary op-word prob lower, each by "
                "the exact sign test on the per-seed differences (one-sided), intersection-union; 5 seeds",
     writeup="initial cls loss 5.0 (instruct) vs 0.97 (base); final probs 5-54% vs 36-81%; 7/8 vs 8/8",
-    params={**DUAL_PARAMS, "min_post_trained": 1.0, "max_ceiling": 0.99, "first_log_step": 100,
-            "min_instruct_skill_change": -0.10, "min_instruct_chat_gain": 0.0},
+    params={**DUAL_PARAMS,
+            "min_post_trained": Param(1.0, PROB,
+                                      help="gate: 1 needs an instruct variant post-trained with a reward stage (0 "
+                                           "waives it)"),
+            "max_ceiling": Param(0.99, PROB,
+                                 help="gate: largest mean final op-word prob (0-1) the lower of base and instruct "
+                                      "may reach"),
+            "first_log_step": Param(100, COUNT,
+                                    help="training step whose classification loss is compared (the writeup's first "
+                                         "logged step)"),
+            "min_instruct_skill_change": Param(-0.10, Interval(float, -1.0, 1.0),
+                                               help="gate: least change (0-1) of a zoo instruct variant's "
+                                                    "eval-prompt accuracy vs base"),
+            "min_instruct_chat_gain": Param(0.0, Interval(float, -1.0, 1.0),
+                                            help="gate: smallest chat-format accuracy gain (0-1) of a zoo instruct "
+                                                 "variant over its base")},
     tests={"instruct_loss_higher": "sign", "instruct_prob_lower": "sign"},
     default_seeds=DUAL_SEEDS,
     applies=needs_instruct_pair,

@@ -11,7 +11,16 @@ from .. import prompts, stats
 from ..analysis.features import last_token_states
 from ..analysis.lens import logit_lens
 from ..analysis.probes import probe_layer
+from ..harness.base import ClaimContext, Outcome
+from ..harness.common import GRPO_GATE_PARAMS, GRPO_GATES, budget, grpo_fitness
+from ..harness.controls import GradedControl
+from ..harness.grpo_run import grpo_run
+from ..harness.params import Param
+from ..harness.plants import ClassPlant, calibrate_scale, class_markers, word_directions
+from ..harness.registry import claim
+from ..harness.scale import low_threshold, random_level
 from ..models import ModelHandle
+from ..options import COUNT, NON_NEGATIVE, PROB, SEED
 from ..prompts import GrpoSpec, PromptItem, grpo_spec
 from ..stats import ClaimStatistic, Verdict
 from ..stats.verdicts import combine, equivalence_claim
@@ -23,12 +32,6 @@ from ..training.grpo import (
     seed002_configs,
     step_key,
 )
-from .base import ClaimContext, Outcome, claim
-from .common import GRPO_GATE_PARAMS, GRPO_GATES, budget, grpo_fitness
-from .controls import GradedControl
-from .grpo_run import grpo_run
-from .plants import ClassPlant, calibrate_scale, class_markers, word_directions
-from .scale import low_threshold, random_level
 
 
 def grpo_config(params: dict, seed: int) -> GRPOConfig:
@@ -173,10 +176,21 @@ POPULATION = {"no_vocab_classifier": {"scale": "logit"}, "probe_unchanged": {}, 
     writeup="0% classifier probability; probe 54.0% +- 8.8% vs 54.0% +- 5.8% (d = -0.00); "
              "answer prob 0.288 -> 0.346 (+20%)",
     params={"steps": 30, "lr": 1e-5, "prompts_per_step": 8, "group_size": 4, "max_new_tokens": 16,
-            "n_eval": 48, "eval_seed": 7, "n_lens_heldout": 16, "layer_fraction": 0.55, "max_op_word_prob": 0.01,
-            "k_random": 10, "random_draws": 5, "max_probe_change": 0.037, "writeup_relative_gain": 0.20,
-            "alpha": 0.05, "min_seeds": 5,
-            "cls_weight": 0.0, "plant_prob": 0.0, "plant_replicate": 0, **GRPO_GATE_PARAMS},
+            "n_eval": Param(48, COUNT, help="held-out GRPO prompts the answers are evaluated on"),
+            "eval_seed": Param(7, SEED, help="seed drawing the held-out GRPO evaluation prompts"),
+            "n_lens_heldout": Param(16, COUNT, help="held-out GRPO prompts added to the lens prompts"),
+            "layer_fraction": 0.55,
+            "max_op_word_prob": Param(0.01, PROB,
+                                      help="largest op-word lens probability (0-1) at layer_fraction after GRPO, "
+                                           "any prompt"),
+            "k_random": 10, "random_draws": 5,
+            "max_probe_change": Param(0.037, PROB,
+                                      help="equivalence margin (accuracy, 0-1) of the probe's change over training"),
+            "writeup_relative_gain": Param(0.20, NON_NEGATIVE,
+                                           help="the writeup's relative rise of the correct-answer probability, "
+                                                "reported"),
+            "alpha": 0.05, "min_seeds": 5, "cls_weight": 0.0, "plant_prob": 0.0, "plant_replicate": 0,
+            **GRPO_GATE_PARAMS},
     tests={"no_vocab_classifier": "sign", "probe_unchanged": "sign", "answers_improve": "sign"},
     fast={"steps": 3, "prompts_per_step": 4, "n_eval": 16, "n_lens_heldout": 4, "max_new_tokens": 6},
     training=True,
@@ -188,8 +202,8 @@ POPULATION = {"no_vocab_classifier": {"scale": "logit"}, "probe_unchanged": {}, 
                           "on prompts of the evaluation form that are never measured (one calibration draw per "
                           "replicate and seed)", "max planted lens P(op word) at 55% depth",
                           (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4), 3, planted_op_word,
-                          Verdict.REFUTED, threshold=0.01, writeup=0.0, claimed="sesoi", part="no_vocab_classifier",
-                          scale_free=lambda ctx: scale_free_threshold(ctx.handle(), ctx.params)),),
+                          Verdict.REFUTED, 0.01, 0.0, "sesoi", "no_vocab_classifier",
+                          lambda ctx: scale_free_threshold(ctx.handle(), ctx.params)),),
 )
 def measure_h07(ctx: ClaimContext) -> Outcome:
     p = ctx.params

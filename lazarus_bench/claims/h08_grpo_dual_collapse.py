@@ -14,11 +14,8 @@ import numpy as np
 
 from .. import prompts, stats
 from ..errors import LazarusError
-from ..prompts import GrpoSpec, grpo_spec
-from ..stats import ClaimStatistic, Verdict
-from ..training.grpo import GRPOConfig, seed002_configs, train_grpo
-from .base import NEGATIVE, POSITIVE, ClaimContext, Control, Gate, Outcome, claim
-from .common import (
+from ..harness.base import NEGATIVE, POSITIVE, ClaimContext, Control, Gate, Outcome
+from ..harness.common import (
     GRPO_GATE_PARAMS,
     GRPO_GATES,
     at_round_ends,
@@ -31,6 +28,10 @@ from .common import (
     step_curve,
     word_curves,
 )
+from ..harness.registry import claim
+from ..prompts import GrpoSpec, grpo_spec
+from ..stats import ClaimStatistic, Verdict
+from ..training.grpo import GRPOConfig, seed002_configs, train_grpo
 
 GRPO_PARAMS = {"steps": None, "prompts_per_step": 8, "group_size": 2, "max_new_tokens": 8, "layer_fraction": 0.55,
                "max_off_mode": 1, "max_accuracy": 0.5, "min_collapse_rate": 0.8, "alpha": 0.05, "min_seeds": 5,

@@ -6,8 +6,9 @@ from collections import Counter
 from dataclasses import replace
 
 from .. import stats
+from ..harness.base import ClaimContext, Outcome
+from ..harness.registry import claim
 from ..stats import ClaimStatistic
-from .base import ClaimContext, Outcome, claim
 from .h08_grpo_dual_collapse import (
     DUAL_GRPO_GATES,
     GRPO_CONTROLS,

@@ -15,9 +15,12 @@ from .. import prompts, stats
 from ..analysis.lens import target_spellings
 from ..analysis.projections import normalize_rows, router_vocab_alignment
 from ..errors import LazarusError
+from ..harness.base import POSITIVE, ClaimContext, Control, ControlUnavailable, Curve, Outcome, needs_moe
+from ..harness.controls import GradedControl, NullControl
+from ..harness.params import Param
+from ..harness.registry import claim
+from ..options import ABOVE_ZERO, Each, Interval
 from ..stats import Verdict, ecdf
-from .base import POSITIVE, ClaimContext, Control, ControlUnavailable, Curve, Outcome, claim, needs_moe
-from .controls import GradedControl, NullControl
 
 NULL_CHUNK = 256
 
@@ -225,8 +228,15 @@ POPULATION = {
                "often than for random directions; excess alignment only along the unembedding's common direction "
                "is inconclusive; the writeup's absolute 0.2 reported beside",
     writeup="all 768 GPT-OSS-20B experts GENERAL; scores typically 0.07-0.11 (< 0.2); no operation-word expert",
-    params={"max_cosine": 0.2, "writeup_typical": [0.07, 0.11], "top_k": 20, "n_null": 1000,
-            "equivalence_null_sd": 1.0, "alpha": 0.05, "seed": 0},
+    params={"max_cosine": Param(0.2, Interval(float, 0.0, 1.0),
+                                help="the writeup's absolute max-cosine threshold, reported beside the verdict"),
+            "writeup_typical": Param([0.07, 0.11], Each(Interval(float, 0.0, 1.0), min_len=2, max_len=2),
+                                     help="the writeup's typical [low, high] expert max cosine, reported"),
+            "top_k": 20, "n_null": 1000,
+            "equivalence_null_sd": Param(1.0, ABOVE_ZERO,
+                                         help="margin (null SDs) the mean router max-cosine z per MoE layer must "
+                                              "stay below"),
+            "alpha": 0.05, "seed": 0},
     applies=needs_moe,
     tests={"aligned": "t", "token_specific": "t"},
     fast={"n_null": 200},
@@ -238,8 +248,8 @@ POPULATION = {
     graded=(GradedControl("router row at a planted cosine", "expert 0 of every MoE layer given cosine c with "
                           "' multiply''s gain-folded unembedding row, the rest a random orthogonal direction of the "
                           "row's own norm (a new direction per replicate)", "cosine with the word's row",
-                          (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9), 10, graded_router, Verdict.REFUTED, threshold=0.2,
-                          writeup=0.11, claimed="threshold"),),
+                          (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9), 10, graded_router, Verdict.REFUTED, 0.2,
+                          0.11, "threshold"),),
     nulls=(NullControl("random router rows", "every router row replaced by a random direction of the same norm (a "
                        "new draw per replicate)", 40, random_routers, Verdict.REFUTED),),
 )

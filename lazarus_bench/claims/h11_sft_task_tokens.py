@@ -19,17 +19,20 @@ import numpy as np
 
 from .. import prompts, stats
 from ..analysis.lens import logit_lens
+from ..harness.base import POSITIVE, ClaimContext, Control, ControlUnavailable, Gate, Outcome, not_instruct
+from ..harness.common import TopK, blocks, depth_window
+from ..harness.controls import GradedControl, NullControl
+from ..harness.params import Param
+from ..harness.plants import plant_op_words
+from ..harness.registry import claim
+from ..harness.scale import low_threshold, random_level
+from ..harness.scale import rise as rise_over
+from ..harness.sft_checkpoints import sft_checkpoints
 from ..models import ModelHandle, dense_weight, load_model
+from ..options import COUNT, OPEN_PROB, PROB, RELATIVE_FALL, Each, Interval, OrNone
 from ..protocols import one_factor, protocol_defects
 from ..stats import ClaimStatistic, Verdict
 from ..stats.verdicts import combine
-from .base import POSITIVE, ClaimContext, Control, ControlUnavailable, Gate, Outcome, claim, not_instruct
-from .common import TopK, blocks, depth_window
-from .controls import GradedControl, NullControl
-from .plants import plant_op_words
-from .scale import low_threshold, random_level
-from .scale import rise as rise_over
-from .sft_checkpoints import sft_checkpoints
 
 TASK_VOCABULARY = "seed000"
 
@@ -316,13 +319,35 @@ POPULATION = {"rises": {"scale": "log"}, "stays_below": {"scale": "logit"}, "clu
                "substring rule are reported beside",
     writeup="0.4% (baseline) -> 0.8% / 1.2% / 1.0% at steps 100/300/500 (top-20 of 128k, substring rule); peaks at "
             "L9 of 16",
-    params={"checkpoints": [100, 300, 500], "lr": 1e-4, "batch_size": 8, "n_examples": 5000, "val_fraction": 0.1,
-            "data_seed": 0, "verdict_top_k": None, "top_k_written": 20, "reference_vocab": 128256,
+    params={"checkpoints": Param([100, 300, 500], Each(COUNT, min_len=2),
+                                 help="SFT steps whose LoRA adapters are saved and read (the last is the run "
+                                      "length)"),
+            "lr": 1e-4, "batch_size": 8,
+            "n_examples": Param(5000, COUNT, help="SFT examples generated, validation share included"),
+            "val_fraction": Param(0.1, OPEN_PROB, help="share (0-1) of the SFT examples held out for validation"),
+            "data_seed": 0,
+            "verdict_top_k": Param(None, OrNone(COUNT),
+                                   help="lens top-k the verdict's task tokens must be in (null: the full "
+                                        "vocabulary)"),
+            "top_k_written": Param(20, COUNT, help="the writeup's lens top-k, reported beside the verdict"),
+            "reference_vocab": Param(128256, COUNT,
+                                     help="vocabulary size of the writeup's top-k, for scaling it to this model"),
             "layer_fraction": 0.56, "layer_window_fraction": 0.125, "max_prob": 0.10, "min_rise_ratio": 2.0,
             "k_random": 10, "random_draws": 5,
-            "cluster_share": 0.5, "writeup_baseline": 0.004, "writeup_peak": 0.01,
-            "alpha": 0.05, "min_seeds": 5, "min_val_loss_fall": 0.25,
-            "cls_weight": 0.0, "plant_prob": 0.0, "plant_replicate": 0, "null_word_draw": -1},
+            "cluster_share": Param(0.5, PROB,
+                                   help="share (0-1) of prompts' peak blocks in the depth window to beat (chance "
+                                        "if higher)"),
+            "writeup_baseline": Param(0.004, PROB,
+                                      help="the writeup's step-0 task-token peak probability (0-1), reported"),
+            "writeup_peak": Param(0.01, PROB,
+                                  help="the writeup's trained task-token peak probability (0-1), reported"),
+            "alpha": 0.05, "min_seeds": 5,
+            "min_val_loss_fall": Param(0.25, RELATIVE_FALL,
+                                       help="gate: smallest fall of the SFT validation loss (fraction of its "
+                                            "step-0 value)"),
+            "cls_weight": 0.0, "plant_prob": 0.0, "plant_replicate": 0,
+            "null_word_draw": Param(-1, Interval(int, -1, 2**20),
+                                    help="null: random other words in place of the task tokens (-1: none)")},
     tests={"rises": "sign", "stays_below": "sign", "clusters_near_depth": "sign"},
     applies=not_instruct,
     gates=(Gate("val loss fell", "manipulation floor: relative fall of the SFT validation loss from step 0 to the "
@@ -339,14 +364,14 @@ POPULATION = {"rises": {"scale": "log"}, "stays_below": {"scale": "logit"}, "clu
                           "measured (one draw per replicate and seed), the statistic the ceiling reads: 'only weak "
                           "task tokens' must be refuted above the ceiling T'",
                           "max planted lens P(op word) at 56% depth", (0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8),
-                          3, planted_task_word, Verdict.REFUTED, threshold=0.10, writeup=0.01, claimed="sesoi",
-                          part="stays_below", scale_free=ceiling_forms),),
+                          3, planted_task_word, Verdict.REFUTED, 0.10, 0.01, "sesoi",
+                          "stays_below", ceiling_forms),),
     nulls=(NullControl("random other words", "the same trained checkpoints read with each class's task tokens "
                        "replaced by as many other word tokens of the vocabulary (alphabetic, >= 3 letters, no task "
                        "word; a new draw per replicate): no task-token effect by construction, so the ceiling's "
                        "refutation (the graded control's part) fires only at the test's false-positive rate",
                        20, lambda ctx, draw: ctx.variant(params={"null_word_draw": draw}), Verdict.REFUTED,
-                       part="stays_below"),),
+                       "stays_below"),),
     fast={"checkpoints": [5, 10, 20], "n_examples": 400},
     training=True,
     layer_curve=("task_prob_by_layer", None),

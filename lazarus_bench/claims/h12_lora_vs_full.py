@@ -13,7 +13,13 @@ import numpy as np
 from .. import prompts, stats
 from ..cache import FixtureCache
 from ..errors import LazarusError
+from ..harness.base import NEGATIVE, POSITIVE, ClaimContext, Control, ControlUnavailable, Gate, Outcome
+from ..harness.common import arithmetic_split, sft_config
+from ..harness.fixtures import SEED001_CODE, SEED001_DATA, seed001_lora_parts
+from ..harness.params import Param
+from ..harness.registry import claim
 from ..models import ModelHandle
+from ..options import NON_NEGATIVE
 from ..stats import Verdict
 from ..stats.verdicts import combine, equivalence_claim, exact_claim
 from ..training.lora import save_adapter
@@ -22,9 +28,6 @@ from ..training.sft import (
     SFTResult,
     train_sft,
 )
-from .base import NEGATIVE, POSITIVE, ClaimContext, Control, ControlUnavailable, Gate, Outcome, claim
-from .common import arithmetic_split, sft_config
-from .fixtures import SEED001_CODE, SEED001_DATA, seed001_lora_parts
 
 TrainedHook = Callable[[str, ModelHandle, SFTResult], None]
 
@@ -125,7 +128,9 @@ POPULATION = {"trainable_fraction": {"scale": "logit"}, "memory": {"scale": "log
     writeup="5.6M (0.5%) vs 973M trainable, 3.6 vs 9.8 GB, ~450 vs ~300 tok/s, val loss 1.033 vs 1.033",
     params={"steps": 500, "lora_lr": 1e-4, "full_lr": 1e-5, "batch_size": 8, "n_train": 4500, "n_val": 500,
             "data_seed": 1, "max_trainable_fraction": 0.01, "min_memory_ratio": 2.0, "min_speed_ratio": 1.3,
-            "val_loss_margin": 0.05, "alpha": 0.05, "min_seeds": 5, "min_params": 100_000_000, "reference": "full"},
+            "val_loss_margin": Param(0.05, NON_NEGATIVE,
+                                     help="equivalence margin of the final val loss LoRA / full - 1 (fraction)"),
+            "alpha": 0.05, "min_seeds": 5, "min_params": 100_000_000, "reference": "full"},
     tests={"trainable_fraction": "exact", "memory": "sign", "speed": "sign", "val_loss": "sign"},
     fast={"steps": 10, "n_train": 160, "n_val": 32},
     training=True,

@@ -8,11 +8,12 @@ from dataclasses import replace
 import numpy as np
 
 from .. import stats
+from ..harness.base import NEGATIVE, ClaimContext, Control, ModelInfo, Outcome
+from ..harness.registry import claim
 from ..models import ModelHandle
 from ..stats import Verdict
 from ..stats.verdicts import combine, exact_claim
 from ..tiny import build_model
-from .base import NEGATIVE, ClaimContext, Control, ModelInfo, Outcome, claim
 from .h12_lora_vs_full import lora_vs_full
 
 WIDTH_STEP = 128  # widths tried: multiples of the zoo's own width

@@ -12,14 +12,17 @@ from .. import prompts, stats
 from ..analysis.lens import logit_lens, target_spellings
 from ..cache import FixtureCache
 from ..errors import LazarusError
+from ..harness.base import NEGATIVE, POSITIVE, ClaimContext, Control, ControlUnavailable, Gate, Outcome, not_instruct
+from ..harness.common import blocks, depth_window
+from ..harness.fixtures import SEED001_CODE, seed001_lora, seed001_lora_parts
+from ..harness.params import Param
+from ..harness.registry import claim
+from ..harness.scale import random_level
+from ..harness.scale import rise as rise_over
 from ..models import ModelHandle, load_model
+from ..options import NON_NEGATIVE, PROB, Choice, Interval
 from ..stats import Verdict
 from ..stats.verdicts import combine
-from .base import NEGATIVE, POSITIVE, ClaimContext, Control, ControlUnavailable, Gate, Outcome, claim, not_instruct
-from .common import blocks, depth_window
-from .fixtures import SEED001_CODE, seed001_lora, seed001_lora_parts
-from .scale import random_level
-from .scale import rise as rise_over
 
 
 def family_targets(handle: ModelHandle, words: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -152,10 +155,26 @@ POPULATION = {"remain_rises": {"scale": "log"}, "late_answer": {}}
     writeup="'remaining' 53.9% (89 - 34) and 46.3% (65 - 28) at L10 of 16; answers at L13-L15",
     params={"steps": 500, "lr": 1e-4, "batch_size": 8, "n_train": 4500, "data_seed": 1, "top_k": 5,
             "layer_fraction": 0.62, "layer_window_fraction": 0.0625, "min_rise_ratio": 2.0, "k_random": 10,
-            "random_draws": 5, "min_family_prob": 0.25, "answer_prob": 0.5, "late_fraction": 0.1875,
-            "min_late_share": 0.5, "alpha": 0.05, "min_seeds": 5, "min_remain_presence": 0.01,
-            "min_remain_association": 2.0,
-            "operation": "subtract"},
+            "random_draws": 5,
+            "min_family_prob": Param(0.25, PROB,
+                                     help="smallest remain-family lens probability (0-1) in the depth window"),
+            "answer_prob": Param(0.5, PROB,
+                                 help="first-token probability (0-1) at which an answer counts as crystallised at "
+                                      "a block"),
+            "late_fraction": Param(0.1875, Interval(float, 0.0, 0.5, low_closed=False),
+                                   help="last share of depth (0-0.5) in which an answer's crystallisation counts "
+                                        "as late"),
+            "min_late_share": Param(0.5, PROB,
+                                    help="share (0-1) of prompts crystallising late that each seed must exceed"),
+            "alpha": 0.05, "min_seeds": 5,
+            "min_remain_presence": Param(0.01, PROB,
+                                         help="gate: smallest base-model remain-family peak probability (0-1) on "
+                                              "subtraction"),
+            "min_remain_association": Param(2.0, NON_NEGATIVE,
+                                            help="gate: smallest base-model remain-family peak ratio, subtraction "
+                                                 "/ other ops"),
+            "operation": Param("subtract", Choice(("multiply", "add", "subtract", "divide")),
+                               help="operation whose seed-000 test prompts the lens reads")},
     applies=not_instruct,
     fast={"steps": 10, "n_train": 160},
     training=True,

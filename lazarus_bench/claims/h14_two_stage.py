@@ -10,6 +10,13 @@ from mlx.utils import tree_unflatten
 
 from .. import prompts, stats
 from ..errors import LazarusError
+from ..harness.base import NEGATIVE, POSITIVE, ClaimContext, Control, ControlUnavailable, Gate, Outcome
+from ..harness.controls import GradedControl
+from ..harness.params import Param
+from ..harness.registry import claim
+from ..harness.two_stage_run import StageOne, stage_one
+from ..harness.weight_noise import plant_accuracy_drop
+from ..options import COUNT, NON_NEGATIVE, POINTS, PROB, Choice, Interval, OrNone
 from ..stats import Verdict
 from ..stats.verdicts import combine
 from ..training.dual_reward import train_dual_reward
@@ -20,10 +27,6 @@ from ..training.two_stage import (
     eval_prompt_texts,
     stage_metrics,
 )
-from .base import NEGATIVE, POSITIVE, ClaimContext, Control, ControlUnavailable, Gate, Outcome, claim
-from .controls import GradedControl
-from .two_stage_run import StageOne, stage_one
-from .weight_noise import plant_accuracy_drop
 
 
 def two_stage_configs(params: dict, seed: int, protocol: str = "corrected") -> dict[str, TwoStageConfig]:
@@ -133,12 +136,42 @@ POPULATION = {"low_lr_keeps": {}, "aggressive_destroys": {}, "no_classifier": {"
                "one branch, which a stage 2 at learning rate 0 cannot; protocols: corrected (AdamW stage 2) and "
                "original (plain SGD stage 2, as the writeup's code ran)",
     writeup="75% -> 75% (low LR), 75% -> 25% (aggressive), classifier 0.1% throughout (TinyLlama)",
-    params={"stage1_steps": 500, "stage2_steps": 500, "aggressive_stage2_steps": 200, "n_train": 4500,
-            "max_drop_low_lr": 10.0, "min_drop_aggressive": 25.0, "max_classifier_prob": 0.10,
-            "alpha": 0.05, "min_seeds": 5, "min_stage1_accuracy": 0.75, "min_stage2_accuracy_move": 8.0,
-            "low_lr_scale": 1.0, "aggressive_lr_scale": 1.0, "aggressive_cls_weight": None,
-            "aggressive_optimizer": None, "aggressive_planted_drop": None, "plant_replicate": 0,
-            "plant_calibration_draws": 240},
+    params={"stage1_steps": Param(500, COUNT, help="training steps of the stage-1 SFT run"),
+            "stage2_steps": Param(500, COUNT, help="training steps of the low-LR branch's dual-reward stage 2"),
+            "aggressive_stage2_steps": Param(200, COUNT,
+                                             help="training steps of the aggressive branch's dual-reward stage 2"),
+            "n_train": 4500,
+            "max_drop_low_lr": Param(10.0, POINTS,
+                                     help="most symbolic accuracy points (0-100) the low-LR stage 2 may lose"),
+            "min_drop_aggressive": Param(25.0, POINTS,
+                                         help="fewest symbolic accuracy points (0-100) the aggressive stage 2 must "
+                                              "lose"),
+            "max_classifier_prob": Param(0.10, PROB,
+                                         help="largest class-word lens probability (0-1) allowed after every stage"),
+            "alpha": 0.05, "min_seeds": 5,
+            "min_stage1_accuracy": Param(0.75, PROB,
+                                         help="gate: smallest symbolic accuracy (0-1) of the stage-1 SFT model"),
+            "min_stage2_accuracy_move": Param(8.0, POINTS,
+                                              help="gate: smallest accuracy change (points, 0-100) stage 2 must "
+                                                   "cause in a branch"),
+            "low_lr_scale": Param(1.0, NON_NEGATIVE,
+                                  help="factor on the low-LR branch's stage-2 learning rate (0: no learning)"),
+            "aggressive_lr_scale": Param(1.0, NON_NEGATIVE,
+                                         help="factor on the aggressive branch's stage-2 learning rate (0: no "
+                                              "learning)"),
+            "aggressive_cls_weight": Param(None, OrNone(PROB),
+                                           help="classification-loss weight (0-1) of the aggressive stage 2 (null: "
+                                                "the writeup's 0.2)"),
+            "aggressive_optimizer": Param(None, OrNone(Choice(("adamw", "adam", "sgd"))),
+                                          help="optimizer of the aggressive stage 2 (null: the protocol's, AdamW "
+                                               "or plain SGD)"),
+            "aggressive_planted_drop": Param(None, OrNone(POINTS),
+                                             help="graded control: points the aggressive stage 2 loses to weight "
+                                                  "noise (null: none)"),
+            "plant_replicate": 0,
+            "plant_calibration_draws": Param(240, Interval(int, 1, 300),
+                                             help="graded control: prompts drawn to calibrate a planted accuracy "
+                                                  "loss")},
     tests={"low_lr_keeps": "sign", "aggressive_destroys": "sign", "no_classifier": "sign"},
     fast={"stage1_steps": 10, "stage2_steps": 8, "aggressive_stage2_steps": 4, "n_train": 200},
     protocols=("corrected", "original"),
@@ -160,14 +193,14 @@ POPULATION = {"low_lr_keeps": {}, "aggressive_destroys": {}, "no_classifier": {"
                       "step: computation is kept by construction, so 'the low-LR stage 2 keeps it' must pass",
                       lambda ctx: ctx.variant(params={"low_lr_scale": 0.0, "stage2_steps": 1,
                                                       "aggressive_stage2_steps": 1}), Verdict.SUPPORTED,
-                      part="low_lr_keeps", sanity=True),
+                      "low_lr_keeps", True),
               Control("planted destroy", POSITIVE, "the same runs with the aggressive stage 2 on AdamW at 100x its "
                       "learning rate and class weight 0 (both protocols: plain SGD at 100x does not destroy): "
                       "computation is destroyed by construction, so 'the aggressive stage 2 destroys it' must pass",
                       lambda ctx: ctx.variant(params={"aggressive_lr_scale": 100.0, "aggressive_cls_weight": 0.0,
                                                       "aggressive_optimizer": "adamw", "low_lr_scale": 0.0,
                                                       "stage2_steps": 1}),
-                      Verdict.SUPPORTED, part="aggressive_destroys")),
+                      Verdict.SUPPORTED, "aggressive_destroys")),
     graded=(GradedControl("accuracy drop planted in the aggressive stage 2", "each seed's stage-1 model (both stage "
                           "2s at learning rate 0), its aggressive branch then noised on every block matrix (seeded "
                           "Gaussian, RMS-scaled; a new direction per replicate) to lose the strength in symbolic "
@@ -176,7 +209,7 @@ POPULATION = {"low_lr_keeps": {}, "aggressive_destroys": {}, "no_classifier": {"
                           "stage 2 destroys computation' must pass from the 25-point threshold up (the writeup lost "
                           "50)",
                           "planted symbolic-accuracy points lost (calibration prompts)", (10.0, 25.0, 40.0, 50.0, 75.0),
-                          3, planted_drop, Verdict.SUPPORTED, threshold=25.0, writeup=50.0,
+                          3, planted_drop, Verdict.SUPPORTED, 25.0, 50.0,
                           part="aggressive_destroys"),),
     training=True,
     default_seeds={"fast": 1, "slow": 5},

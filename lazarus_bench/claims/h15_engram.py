@@ -15,11 +15,14 @@ import numpy as np
 from .. import stats
 from ..analysis.fitness import heldout_loss
 from ..errors import LazarusError
+from ..harness.base import NEGATIVE, POSITIVE, ClaimContext, Control, Gate, Outcome, not_instruct
+from ..harness.params import Param
+from ..harness.registry import claim
+from ..options import ABOVE_ZERO, NON_NEGATIVE, PROB, Choice, Each, Interval
 from ..stats import ClaimStatistic, Verdict
 from ..stats.verdicts import combine
 from ..training.engram import EngramConfig, check_backbone, train_engram
 from ..training.textcls import make_dataset
-from .base import NEGATIVE, POSITIVE, ClaimContext, Control, Gate, Outcome, claim, not_instruct
 
 VARIANTS = ("M1", "M2", "M3")
 
@@ -201,10 +204,29 @@ def _register(data: DataSet) -> None:
                   f"{other.claim_id} ({other.name}): the writeup's 'larger gain on 4 classes' compares the two "
                   "records' gains, it is not part of either verdict",
         writeup=data.writeup,
-        params={"steps": 150, "n_train": 400, "n_val": 100, "batch_size": 16, "min_ari": 0.8,
-                "min_cluster_accuracy": 0.95, "control_margin": 0.2, "alpha": 0.05, "min_seeds": 5,
-                "max_text_loss_ratio": 0.6, "min_m1_above_chance": 0.20, "variants": list(VARIANTS),
-                "cluster_weight": 0.0, "feedback": True, "data": "auto"},
+        params={"steps": 150, "n_train": 400, "n_val": 100, "batch_size": 16,
+                "min_ari": Param(0.8, Interval(float, -0.5, 1.0),
+                                 help="smallest engram KMeans adjusted Rand index per seed"),
+                "min_cluster_accuracy": Param(0.95, PROB, help="smallest engram cluster accuracy (0-1) per seed"),
+                "control_margin": Param(0.2, PROB,
+                                        help="smallest engram ARI gain over the untrained compressor's ARI, per "
+                                             "seed"),
+                "alpha": 0.05, "min_seeds": 5,
+                "max_text_loss_ratio": Param(0.6, ABOVE_ZERO,
+                                             help="gate: largest next-token loss on the claim's texts / ln V"),
+                "min_m1_above_chance": Param(0.20, Interval(float, -1.0, 1.0),
+                                             help="gate: smallest M1 validation accuracy above chance (accuracy "
+                                                  "minus chance)"),
+                "variants": Param(list(VARIANTS), Each(Choice(("M1", "M2", "M3")), min_len=1),
+                                  help="engram models trained: M1 classifier, M2 + LM loss, M3 + engram prefix"),
+                "cluster_weight": Param(0.0, NON_NEGATIVE,
+                                        help="weight of M3's supervised term pulling each engram to its label's "
+                                             "code (0: none)"),
+                "feedback": Param(True, Choice((True, False)),
+                                  help="whether M3's engram is fed back as a prefix (false: the seed's untrained "
+                                       "compressor)"),
+                "data": Param("auto", Choice(("auto", "generated", "real")),
+                              help="text data of the runs: the writeup's real set, a generated stand-in, or auto")},
         tests={"dual_gain": "sign", **{f"engram_{k}": "sign" for k in ENGRAM_CRITERIA}},
         fast={"steps": 3, "n_train": 32, "n_val": 16, "batch_size": 8},
         applies=_applies,
@@ -220,10 +242,10 @@ def _register(data: DataSet) -> None:
                     "classify it cannot show a dual-objective gain", None, "min_m1_above_chance"),),
         controls=(Control("engram never fed back", NEGATIVE, "M3 with the seed's small-model defect (the engram is "
                           "computed but never becomes a prefix, so the compressor gets no gradient): clustering may "
-                          "not pass", unused_engram, Verdict.SUPPORTED, part="engram_clustering"),
+                          "not pass", unused_engram, Verdict.SUPPORTED, "engram_clustering"),
                   Control("clustering loss on the compressor", POSITIVE, "M3 with a supervised term pulling each "
                           "engram to a fixed code of its label: clustered by construction", planted_clusters,
-                          Verdict.SUPPORTED, part="engram_clustering")),
+                          Verdict.SUPPORTED, "engram_clustering")),
         training=True,
         default_seeds={"fast": 1, "slow": 5},
     )(lambda ctx: measure_engram(ctx, data))

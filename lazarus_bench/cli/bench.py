@@ -85,7 +85,7 @@ def read_parts(out: Path) -> dict | None:
 
 def cmd_parts(args: argparse.Namespace) -> int:
     from ..bench.parts import measure_parts, render_parts
-    from ..claims.base import get_claim
+    from ..harness.registry import get_claim
     from ..io import write_json
 
     claim_ids = [get_claim(c).id for c in (args.claims or "").split(",") if c.strip()] or None

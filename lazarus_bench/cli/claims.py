@@ -62,8 +62,8 @@ def _confirmatory(text: str) -> int:
 
 def cmd_claims(args: argparse.Namespace) -> int:
     apply_include(args)
-    from ..claims import lock2, prereg
-    from ..claims.base import all_claims, get_claim
+    from ..harness import lock2, prereg
+    from ..harness.registry import all_claims, get_claim
 
     path = args.lock_file or prereg.LOCK
     _check_options(args)
@@ -167,7 +167,7 @@ def spec_markdown(claims, lock: dict) -> str:
     """The claims specification as the registry implements it: per claim its statement, source, criterion with each
     criterion's declared test, the writeup's numbers, parameters, fitness gates, controls, protocols, seeds and its
     locked hash. Generated, so it cannot drift from the code."""
-    from ..claims import prereg
+    from ..harness import prereg
     from ..suite.runner import TRAINED_DEFAULT, TRAINED_ENV, TRAINED_GATE
 
     lines = ["# The claims lazarus_bench implements", "",

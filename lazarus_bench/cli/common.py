@@ -115,8 +115,7 @@ def fill_defaults(args: argparse.Namespace, defaults: dict) -> None:
 def apply_include(args: argparse.Namespace) -> None:
     """Load the ``--include`` folders' claims into the registry (and into every worker started later)."""
     if getattr(args, "include", None):
-        from ..claims import ensure_loaded
-        from ..claims.base import include
+        from ..harness.registry import ensure_loaded, include
 
         ensure_loaded()  # the packaged claims first, so that a user's file reusing one of their ids is the one named
         include(args.include)

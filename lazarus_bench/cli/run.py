@@ -101,7 +101,8 @@ def prepare_report_dir(report_dir: str, args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     apply_include(args)
-    from ..claims.base import ZOO_PREFIXES, get_claim
+    from ..harness.base import ZOO_PREFIXES
+    from ..harness.registry import get_claim
     from ..suite.report import render
     from ..suite.runner import run_suite
     from ..zoo.registry import default_models, resolve_zoo, zoo_root
@@ -148,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         models = without_unfit_builds(default_models(), zoo_root())
     if args.instruct_pair:
-        from ..claims.pairs import add_instruct_pairs
+        from ..harness.pairs import add_instruct_pairs
 
         pairs = instruct_pair_args(args.instruct_pair, args.model or [])
         preflight(list(pairs.values()))
@@ -186,7 +187,7 @@ def _plans(models: Sequence[str], claim_ids: Sequence[str], tier: str, jobs: int
     from dataclasses import replace
 
     from ..bench.plan import GB, has_chat_template, measure_rates, plan_run, read_config
-    from ..claims.base import all_claims, get_claim
+    from ..harness.registry import all_claims, get_claim
     from ..models import check_model_id
 
     claims = [get_claim(c) for c in claim_ids] if claim_ids else all_claims()
@@ -253,7 +254,7 @@ def preflight(models: Sequence[str]) -> None:
     manifests and hub ids by the download."""
     from mlx_lm.utils import load_tokenizer
 
-    from ..claims.base import ZOO_PREFIXES
+    from ..harness.base import ZOO_PREFIXES
     from ..models import check_model_id
 
     for model in models:
@@ -282,7 +283,7 @@ def kernel_warning(measured: int, remote: bool = False) -> None:
 def _check_claims(claim_ids: list[str], protocols: list[str] | None, tier: str) -> list[str]:
     """Every named claim exists and, with --protocol, has a chosen protocol on this tier (naming none: at least one
     claim has one); else the run would do nothing for it and say nothing. Returns the ids as registered, each once."""
-    from ..claims.base import all_claims, get_claim
+    from ..harness.registry import all_claims, get_claim
 
     chosen = list({c.id: c for c in (get_claim(i) for i in claim_ids)}.values()) if claim_ids else all_claims()
     lacking = [c for c in chosen if protocols and not set(protocols) & set(c.tier_protocols(tier))]
@@ -297,7 +298,7 @@ def default_report_dir(models: Sequence[str] | None, adapter: str | None, tier: 
     """The committed ``reports/`` only for the embedded zoo's main job; a user's models get ``runs/<model>``."""
     if not models:
         return "reports" if tier == "slow" else "reports/fast"
-    from ..claims.base import slug
+    from ..harness.base import slug
 
     name = "+".join(models) + (f"+{adapter}" if adapter else "")
     return str(Path("runs") / slug(name))

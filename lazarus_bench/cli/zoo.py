@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _seeds(text: str) -> list[int]:
     """'2,3,4' -> [2, 3, 4]: non-negative build seeds; 'confirmatory': those lock v2 drew (CONFIRMATORY.json)."""
     if text == "confirmatory":
-        from ..claims.lock2 import read_drawn
+        from ..harness.lock2 import read_drawn
 
         drawn = read_drawn()
         if not drawn:
@@ -324,7 +324,7 @@ def _builds(args: argparse.Namespace) -> int:
     """``zoo build --builds 2,3,4``: one build per seed beside the development build, stamped with the lock."""
     import time
 
-    from ..claims import prereg
+    from ..harness import prereg
     from ..zoo.build import build_zoo
     from ..zoo.pretrain import world
     from ..zoo.recipe import DEV_SEEDS
@@ -348,7 +348,7 @@ def _builds(args: argparse.Namespace) -> int:
 def _confirmatory_seeds(args: argparse.Namespace) -> dict:
     """The draw when --builds names a confirmatory seed, checked: recipe v3 at its default size, and the recipe
     the lock froze is the one here (a confirmatory build of another recipe would answer another question)."""
-    from ..claims import lock2
+    from ..harness import lock2
     from ..zoo.recipe import SIZES, recipe_hash
 
     drawn = lock2.read_drawn()

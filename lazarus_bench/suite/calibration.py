@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from ..claims.controls import GradedRun, measured_verdicts
+from ..harness.controls import GradedRun, measured_verdicts
 from ..stats import Verdict, wilson_interval
 from . import plots
 from .records import Record

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from ..claims import prereg
+from ..harness import prereg
 from .records import Record
 
 

@@ -8,7 +8,7 @@ import re
 from functools import lru_cache
 from typing import Callable, Sequence, TypeVar
 
-from ..claims.base import all_claims
+from ..harness.registry import all_claims
 
 T = TypeVar("T")
 

@@ -14,8 +14,9 @@ import importlib
 import math
 from dataclasses import dataclass, field
 
-from ..claims.base import Claim, get_claim
 from ..errors import LazarusError
+from ..harness.base import Claim
+from ..harness.registry import get_claim
 from ..stats import Verdict
 from ..stats.population import (
     BuildsNeeded,

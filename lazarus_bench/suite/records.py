@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from ..claims.base import ControlRun, GateResult
-from ..claims.controls import GradedRun, NullRun
 from ..errors import LazarusError
+from ..harness.base import ControlRun, GateResult
+from ..harness.controls import GradedRun, NullRun
 from ..io import jsonable, write_json
 from ..stats import ClaimStatistic, EffectSize, Verdict
 from ..userfiles import read_user_json

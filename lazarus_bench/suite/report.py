@@ -12,9 +12,10 @@ from pathlib import Path
 from tabulate import tabulate
 
 from .. import outputs
-from ..claims import prereg
-from ..claims.base import Curve, all_claims, bound_text
 from ..errors import LazarusError
+from ..harness import prereg
+from ..harness.base import Curve, bound_text
+from ..harness.registry import all_claims
 from ..io import write_text
 from ..protocols import SINGLE_DEFECT_ORIGINAL
 from ..stats import ClaimStatistic, Verdict

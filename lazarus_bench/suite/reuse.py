@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import blas
-from ..claims import prereg
-from ..claims.base import Claim, get_claim, needs_instruct_pair
-from ..claims.pairs import instruct_pair_of
 from ..codehash import closure, data_files, digest
+from ..harness import prereg
+from ..harness.base import Claim, needs_instruct_pair
+from ..harness.pairs import instruct_pair_of
+from ..harness.registry import get_claim
 from ..models import model_fingerprint
 
 

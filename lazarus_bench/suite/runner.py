@@ -14,8 +14,9 @@ from typing import Any, Callable, Sequence
 
 from .. import flops, progress, stats, tokenization
 from ..analysis.fitness import heldout_loss
-from ..claims import prereg
-from ..claims.base import (
+from ..errors import LazarusError
+from ..harness import prereg
+from ..harness.base import (
     Claim,
     ClaimContext,
     Gate,
@@ -23,16 +24,14 @@ from ..claims.base import (
     ModelInfo,
     NotTestable,
     ablation_scope,
-    all_claims,
     build_scope,
     claim_dict,
-    get_claim,
     model_info,
     outcome_dict,
     slug,
 )
-from ..claims.controls import calibrate, measured_verdicts
-from ..errors import LazarusError
+from ..harness.controls import calibrate, measured_verdicts
+from ..harness.registry import all_claims, get_claim
 from ..models import check_model_id, model_fingerprint
 from ..runinfo import environment
 from ..zoo.registry import build_info

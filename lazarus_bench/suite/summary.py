@@ -10,8 +10,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from ..claims.base import bound_text
 from ..errors import LazarusError
+from ..harness.base import bound_text
 from ..models import model_fingerprint
 from ..stats import Verdict, build_variance
 from ..stats.population import MIN_CONFIRMATORY

@@ -1,6 +1,6 @@
 """Is a zoo model fit for each claim? The claims' own before-training gates, measured at build time.
 
-Each gate is the claim's :class:`~lazarus_bench.claims.base.Gate`, read with the claim's declared threshold, so
+Each gate is the claim's :class:`~lazarus_bench.harness.base.Gate`, read with the claim's declared threshold, so
 the figure ``zoo list`` shows is the one the claim will check. H05a's lens ceiling is shown as a recipe target
 (>= 36%, so the writeup's absolute figure is reachable); it protects no claim.
 """
@@ -28,8 +28,8 @@ ROUTER_DOCS = {"fast": 64, "slow": 256}
 
 
 def _context(claim_id: str, handle, overrides: dict | None, tier: str):
-    from ..claims import ensure_loaded
-    from ..claims.base import ClaimContext, get_claim, model_info
+    from ..harness.base import ClaimContext, model_info
+    from ..harness.registry import ensure_loaded, get_claim
 
     ensure_loaded()
     claim = get_claim(claim_id)
@@ -64,7 +64,7 @@ def claim_gates(model_dir: str | Path, overrides: dict[str, dict] | None = None,
 
 def claim_gate_misses(metrics: dict) -> list[str]:
     """The claim gates a model's recorded figures miss, one phrase each (targets aside)."""
-    from ..claims.base import bound_text
+    from ..harness.base import bound_text
 
     return [f"{name} {g['value']:.3g} not {bound_text(g['direction'], g['threshold'])}"
             for name, g in (metrics.get("claim_gates") or {}).items() if not g["target"] and not g["passed"]]

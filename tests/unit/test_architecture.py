@@ -1,6 +1,6 @@
 """The package's import graph: no cycles (function-local imports included) and imports only point downward.
 
-Layers, top to bottom: cli -> suite, bench -> claims, zoo builder -> training, analysis, stats -> models,
+Layers, top to bottom: cli -> suite, bench -> claims -> harness, zoo builder -> training, analysis, stats -> models,
 prompts, tiny -> io, cache, runinfo, zoo registry (the tokenization audit sits with analysis, the replicas with
 the zoo builder). A module may import its own layer or any layer below.
 """
@@ -16,9 +16,10 @@ PACKAGE = "lazarus_bench"
 ROOT = Path(__file__).resolve().parents[2] / PACKAGE
 
 LAYERS = {
-    6: ("cli",),
-    5: ("suite", "bench"),
-    4: ("claims", "zoo.build", "zoo.pretrain", "zoo.derive", "zoo.evaluate", "zoo.replicas", "zoo.recipe",
+    7: ("cli",),
+    6: ("suite", "bench"),
+    5: ("claims",),
+    4: ("harness", "zoo.build", "zoo.pretrain", "zoo.derive", "zoo.evaluate", "zoo.replicas", "zoo.recipe",
         "zoo.fitness"),
     3: ("training", "analysis", "stats", "tokenization"),
     2: ("models", "prompts", "tiny", "hf_tokenizer"),

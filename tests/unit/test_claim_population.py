@@ -11,7 +11,7 @@ import pytest
 from scipy import stats as st
 
 from lazarus_bench import codehash
-from lazarus_bench.claims.base import all_claims
+from lazarus_bench.harness.registry import all_claims
 from lazarus_bench.stats import ClaimStatistic, Verdict
 from lazarus_bench.suite.population import declarations, population
 from lazarus_bench.suite.records import Record, load_records
@@ -118,7 +118,7 @@ def test_population_declarations_change_no_record_hash_and_no_record_reads_them(
                 readers.add(str(path.relative_to(ROOT)))
     # the reader, the hasher that leaves them out of records, and lock v2's hash (prereg), which hashes them: a record
     # carries that hash as its stamp, never a value computed from a declaration
-    assert readers == {"suite/population.py", "codehash.py", "claims/prereg.py"}
+    assert readers == {"suite/population.py", "codehash.py", "harness/prereg.py"}
     roots = [*(ROOT / "claims").glob("h*.py"), ROOT / "suite" / "runner.py"]
     for module in (ROOT / "suite" / "population.py", ROOT / "claims" / "lock2.py"):
         assert all(module not in codehash.closure(p) for p in roots), module  # no record reads it

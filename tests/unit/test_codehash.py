@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from lazarus_bench import cache, codehash
-from lazarus_bench.claims.base import get_claim
-from lazarus_bench.claims.fixtures import DUAL_RUN_KEYS
+from lazarus_bench.harness.fixtures import DUAL_RUN_KEYS
+from lazarus_bench.harness.registry import get_claim
 from lazarus_bench.suite import reuse
 
 
@@ -61,7 +61,7 @@ def test_h05a_and_h05b_ask_for_the_same_dual_reward_runs():
 
 
 def test_the_dual_reward_key_does_not_follow_other_claims_files():
-    fixtures = codehash.module_file("lazarus_bench.claims.fixtures")
+    fixtures = codehash.module_file("lazarus_bench.harness.fixtures")
     files = codehash.closure(fixtures)
     claims = {p.name for p in files if p.parent.name == "claims" and p.name.startswith("h")}
     assert not claims  # no claim module: editing one keeps every dual-reward run valid

@@ -10,9 +10,9 @@ import pytest
 from scipy.stats import binomtest
 
 from lazarus_bench import stats
-from lazarus_bench.claims.base import ClaimContext, ControlRun, ControlUnavailable, ModelInfo, Outcome
-from lazarus_bench.claims.controls import GradedControl, GradedRun, NullControl, NullRun, calibrate, measured_verdicts
 from lazarus_bench.errors import LazarusError
+from lazarus_bench.harness.base import ClaimContext, ControlRun, ControlUnavailable, ModelInfo, Outcome
+from lazarus_bench.harness.controls import GradedControl, GradedRun, NullControl, NullRun, calibrate, measured_verdicts
 from lazarus_bench.stats import Verdict
 from lazarus_bench.suite import calibration as calibration_section
 from lazarus_bench.suite.records import Record
@@ -81,7 +81,7 @@ def test_a_power_label_holds_only_where_seeing_the_effect_would_change_the_verdi
 
 
 def test_measured_verdicts_read_the_headline_and_each_part():
-    from lazarus_bench.claims.controls import measured_verdicts
+    from lazarus_bench.harness.controls import measured_verdicts
 
     a = stats.threshold_claim([0.5, 0.6, 0.7, 0.8, 0.9], 0.1, "above", 0.05, test="sign", min_n=5, name="a")
     b = stats.threshold_claim([0.5, 0.6, 0.7, 0.8, 0.9], 0.1, "below", 0.05, test="sign", min_n=5, name="b")
@@ -142,8 +142,8 @@ def _planted(ctx, strength, replicate):
 
 
 def test_graded_control_runs_each_strength_and_replicate_through_the_measure():
-    control = GradedControl("toy", "", "rate", (0.0, 0.3, 0.9, 1.0), 50, _planted, Verdict.REFUTED, threshold=0.3,
-                            writeup=0.9)
+    control = GradedControl("toy", "", "rate", (0.0, 0.3, 0.9, 1.0), 50, _planted, Verdict.REFUTED, 0.3,
+                            0.9)
     run = control.run(_Toy, _toy_ctx())
     expected = [sum(np.random.default_rng(1000 * r + int(s * 100)).uniform() < s for r in range(50))
                 for s in (0.0, 0.3, 0.9, 1.0)]
@@ -164,7 +164,7 @@ def test_a_strength_that_cannot_be_planted_is_left_out_not_the_curve():
         return _planted(ctx, strength, replicate)
 
     control = GradedControl("toy", "", "rate", (0.0, 0.3, 0.9, 1.0), 20, below_own_level, Verdict.REFUTED,
-                            threshold=0.3, writeup=0.9)
+                            0.3, 0.9)
     run = control.run(_Toy, _toy_ctx())
     assert run.built and run.detected[0] is None and run.rates[0] is None and run.statistics[0] == ()
     assert all(k is not None for k in run.detected[1:])
@@ -174,8 +174,8 @@ def test_a_strength_that_cannot_be_planted_is_left_out_not_the_curve():
     def never(ctx, strength, replicate):
         raise ControlUnavailable("no direction")
 
-    none = GradedControl("toy", "", "rate", (0.0, 0.3, 0.9, 1.0), 20, never, Verdict.REFUTED, threshold=0.3,
-                         writeup=0.9).run(_Toy, _toy_ctx())
+    none = GradedControl("toy", "", "rate", (0.0, 0.3, 0.9, 1.0), 20, never, Verdict.REFUTED, 0.3,
+                         0.9).run(_Toy, _toy_ctx())
     assert not none.built and none.reason.count("no direction") == 4 and none.detected == ()
 
 
@@ -198,7 +198,7 @@ def test_null_control_counts_false_positives_over_replicates():
 
 
 def test_every_claim_has_a_graded_control_or_says_why_not():
-    from lazarus_bench.claims.base import all_claims
+    from lazarus_bench.harness.registry import all_claims
 
     for claim in (c for c in all_claims() if c.measure.__module__.startswith("lazarus_bench.claims.")):
         assert bool(claim.graded) != bool(claim.no_graded), claim.id  # the suite's own (a user claim may have none)
@@ -256,7 +256,7 @@ def test_size_at_the_boundary_pools_the_threshold_replicates_of_the_listed_claim
     """Only claims whose plant is in the units of the statistic their verdict reads count: H11 (a mean-scaled plant)
     and H01 (another conjunct sees the plant) stay out however they fare, and an unbuilt run is not counted. Every
     listed claim but H03 (75% lies between two whole cell counts) has its threshold among its strengths."""
-    from lazarus_bench.claims.base import get_claim
+    from lazarus_bench.harness.registry import get_claim
 
     share = calibration_section._share
     records = [Record.bare("H07", "a", graded=[graded_run((0, 1, 3, 3), replicates=3, claimed=0.2)]),
@@ -277,7 +277,7 @@ def test_false_positives_below_the_threshold_pool_the_null_side_strengths_of_the
     pooled per claim with the strengths they were planted at; a strength on the threshold, an unplantable strength,
     an unbuilt run and an unlisted claim (H01, H11) stay out. Every listed claim declares a strength below its
     threshold, so the line cannot go empty."""
-    from lazarus_bench.claims.base import get_claim
+    from lazarus_bench.harness.registry import get_claim
 
     share = calibration_section._share
     records = [Record.bare("H03", "a", graded=[graded_run((1, 7, 10, 10))]),
@@ -326,8 +326,8 @@ def test_h03_strengths_are_whole_numbers_of_cells_and_its_mde_is_the_sign_tests_
     """Each H03 strength plants a whole number of the 16 cells (a strength between two is refused, never rounded into
     another); the smallest count the one-sided exact sign test over 16 cells sees at alpha 0.05 (scipy) is 12 cells,
     81.25%, the writeup's effect, and the grid holds the count just below it."""
-    from lazarus_bench.claims.base import get_claim
     from lazarus_bench.claims.h03_word_probe_emergence import N_CELLS, cells_planted
+    from lazarus_bench.harness.registry import get_claim
 
     (graded,) = get_claim("H03").graded
     cells = [(s - 0.25) / 0.75 * N_CELLS for s in graded.strengths]

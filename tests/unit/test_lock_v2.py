@@ -10,9 +10,9 @@ import shutil
 import pytest
 
 from lazarus_bench import codehash
-from lazarus_bench.claims import lock2, prereg
-from lazarus_bench.claims.base import all_claims, get_claim
 from lazarus_bench.cli import main as cli_main
+from lazarus_bench.harness import lock2, prereg
+from lazarus_bench.harness.registry import all_claims, get_claim
 from lazarus_bench.zoo.recipe import SIZES, recipe_hash
 
 

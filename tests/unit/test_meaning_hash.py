@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from lazarus_bench import codehash
-from lazarus_bench.claims import prereg
-from lazarus_bench.claims.base import get_claim
+from lazarus_bench.harness import prereg
+from lazarus_bench.harness.registry import get_claim
 
 ROOT = Path(codehash.__file__).resolve().parent
 CLAIM_FILE = ROOT / "claims" / "h01_lens_op_words.py"
@@ -63,7 +63,7 @@ def test_the_python_version_is_hashed_beside_the_code(monkeypatch):
 
 
 def test_display_only_modules_are_outside_every_closure():
-    from lazarus_bench.claims.base import all_claims
+    from lazarus_bench.harness.registry import all_claims
     from lazarus_bench.suite import reuse
 
     for claim in all_claims():

@@ -52,16 +52,44 @@ def test_check_and_relations_are_one_line():
 
 
 def test_every_claim_parameter_has_a_range_and_a_line_of_help():
-    """`lazarus-bench claims ID` prints each parameter's range and help: none may be missing, none left over."""
-    from lazarus_bench.claims.base import all_claims
-    from lazarus_bench.options import CLAIM_PARAMS, PARAMS, param_range
-    from lazarus_bench.param_help import PARAM_HELP
+    """`lazarus-bench claims ID` prints each parameter's range and help: none may be missing, none left over; a
+    parameter only one claim file reads is declared in that file, a shared one once in harness/params.py."""
+    import inspect
+    from collections import defaultdict
 
-    used = {(c.id, name) for c in all_claims() for name in c.params}
-    assert all(param_range(cid, name) is not None for cid, name in used)
-    assert all(PARAM_HELP.get(f"{cid}.{name}") or PARAM_HELP.get(name) for cid, name in used)
-    assert set(PARAM_HELP) == set(PARAMS) | {f"{cid}.{name}" for cid, name in CLAIM_PARAMS}
-    assert all(0 < len(text) <= 90 and not text.endswith(".") for text in PARAM_HELP.values())
+    from lazarus_bench.harness.params import SHARED
+    from lazarus_bench.harness.registry import all_claims
+
+    files = defaultdict(set)
+    for c in all_claims():
+        assert set(c.declared) == set(c.params) and all(c.declared[n].default == v for n, v in c.params.items())
+        for name, p in c.declared.items():
+            assert 0 < len(p.help) <= 90 and not p.help.endswith("."), (c.id, name)
+            assert p.range.contains(p.default), (c.id, name)
+            files[name].add(inspect.getsourcefile(c.measure))
+    assert set(SHARED) == {n for n, f in files.items() if len(f) > 1}, "a shared declaration no two files read"
+
+
+def test_a_parameter_without_a_declaration_is_refused_at_registration():
+    import pytest
+
+    from lazarus_bench.errors import LazarusError
+    from lazarus_bench.harness.base import Claim
+    from lazarus_bench.harness.params import Param
+    from lazarus_bench.options import PROB
+
+    def make(params, fast=None):
+        return Claim(id="T98", title="t", statement="s", source="s", criterion="c", writeup="w", params=params,
+                     measure=lambda ctx: None, fast=fast or {})
+
+    with pytest.raises(LazarusError, match="T98: parameter min_share has no declaration"):
+        make({"min_share": 0.5})
+    with pytest.raises(LazarusError, match=r"T98: parameter min_share = 1.5: expected a finite number in \[0, 1\]"):
+        make({"min_share": Param(1.5, PROB, help="share")})
+    with pytest.raises(LazarusError, match="min_share = 2"):
+        make({"min_share": Param(0.5, PROB, help="share")}, fast={"min_share": 2})
+    claim = make({"min_share": Param(0.5, PROB, help="share"), "alpha": 0.05})
+    assert claim.params == {"min_share": 0.5, "alpha": 0.05} and claim.declared["alpha"].range.contains(0.05)
 
 
 def test_every_gate_threshold_is_a_parameter_of_its_claim():
@@ -69,8 +97,9 @@ def test_every_gate_threshold_is_a_parameter_of_its_claim():
     missing would be a KeyError at run time, so the registry refuses it up front."""
     import pytest
 
-    from lazarus_bench.claims.base import Claim, Gate, all_claims, register
     from lazarus_bench.errors import LazarusError
+    from lazarus_bench.harness.base import Claim, Gate
+    from lazarus_bench.harness.registry import all_claims, register
 
     assert all(g.threshold_param in c.params for c in all_claims() for g in c.gates)
     gate = Gate("depth", "layers", None, "min_layers")
@@ -84,8 +113,7 @@ def test_claim_parameters_are_a_frozen_dataclass_with_range_and_help():
 
     import pytest
 
-    from lazarus_bench.claims.base import get_claim
-    from lazarus_bench.options import param_range
+    from lazarus_bench.harness.registry import get_claim
 
     claim = get_claim("H14")
     typed = claim.params_type()
@@ -95,7 +123,7 @@ def test_claim_parameters_are_a_frozen_dataclass_with_range_and_help():
     with pytest.raises(dataclasses.FrozenInstanceError):
         defaults.alpha = 0.1
     meta = {f.name: f.metadata for f in dataclasses.fields(typed)}
-    assert meta["stage1_steps"]["range"] == param_range("H14", "stage1_steps") and meta["stage1_steps"]["help"]
+    assert meta["stage1_steps"]["range"] == claim.declared["stage1_steps"].range and meta["stage1_steps"]["help"]
     assert claim.parameters("slow", {"alpha": 0.01})["alpha"] == 0.01
     h15 = get_claim("H15a").params_type()()
     assert h15.variants == get_claim("H15a").params["variants"], "a list default is copied, never shared"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lazarus_bench.claims.base import ControlRun, GateResult
 from lazarus_bench.errors import LazarusError
+from lazarus_bench.harness.base import ControlRun, GateResult
 from lazarus_bench.stats import ClaimStatistic, Verdict
 from lazarus_bench.suite.records import SCHEMA_VERSION, Record, load_records, read_record, save_record
 
@@ -65,7 +65,7 @@ def test_records_are_frozen_and_written_with_their_schema_version(tmp_path):
 def test_final_verdict_reproduces_every_committed_verdict(committed):
     """The one decision function, fed each committed record's statistic, gates and controls (graded and nulls too),
     gives the verdict (and the measured verdict) the record carries: the runner decides nothing else."""
-    from lazarus_bench.claims.controls import calibrate, measured_verdicts
+    from lazarus_bench.harness.controls import calibrate, measured_verdicts
     from lazarus_bench.stats import final_verdict
 
     checked = 0
@@ -87,7 +87,7 @@ def test_final_verdict_reproduces_every_committed_verdict(committed):
 
 
 def test_curves_are_typed_and_keep_their_record_form(committed):
-    from lazarus_bench.claims.base import Curve, Outcome
+    from lazarus_bench.harness.base import Curve, Outcome
 
     curves = [c for _, data, _ in committed for c in (data.get("curves") or {}).values()]
     assert len(curves) > 100 and all(Curve.of(c).to_dict() == c for c in curves)

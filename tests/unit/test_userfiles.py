@@ -81,12 +81,12 @@ READS = {
     "bench/machine.py:_proc_peak_rss": OWN_DATA, "bench/plan.py:available_memory": OWN_DATA,
     "blas.py:_mlx_dependency_blas": OWN_DATA, "blas.py:resolved_library": OWN_DATA, "codehash.py:_imports": OWN_DATA,
     "codehash.py:_meaning": OWN_DATA, "cache.py:code_version": OWN_DATA, "zoo/vocabs.py:fetch_vocabs": OWN_DATA,
-    "claims/lock2.py:environment": OWN_DATA,
+    "harness/lock2.py:environment": OWN_DATA,
     "zoo/vocabs.py:llama_cpp_cases": OWN_DATA,
     "cache.py:valid": TOOL_WROTE, "cache.py:_locked": TOOL_WROTE, "io.py:sha256_file": TOOL_WROTE,
     "outputs.py:owned": TOOL_WROTE, "outputs.py:_sha": TOOL_WROTE, "cli/common.py:run_command": TOOL_WROTE,
-    "claims/fixtures.py:dual_run": TOOL_WROTE, "claims/grpo_run.py:grpo_run": TOOL_WROTE,
-    "claims/two_stage_run.py:stage_one": TOOL_WROTE, "claims/h11_sft_task_tokens.py:h11_seed": TOOL_WROTE,
+    "harness/fixtures.py:dual_run": TOOL_WROTE, "harness/grpo_run.py:grpo_run": TOOL_WROTE,
+    "harness/two_stage_run.py:stage_one": TOOL_WROTE, "claims/h11_sft_task_tokens.py:h11_seed": TOOL_WROTE,
     "claims/h06_base_vs_instruct.py:_zoo_pair_change": TOOL_WROTE,
     "claims/h06_base_vs_instruct.py:post_trained": TOOL_WROTE, "suite/records.py:_status": TOOL_WROTE,
     "suite/runner.py:_previous_wall": TOOL_WROTE, "suite/runner.py:reused_record": TOOL_WROTE,
@@ -108,7 +108,7 @@ READS = {
     "zoo/registry.py:_base_weight_decay": TOOL_WROTE, "zoo/registry.py:build_info": TOOL_WROTE,
     "zoo/registry.py:repair_hint": TOOL_WROTE, "zoo/registry.py:verify": TOOL_WROTE,
     "zoo/replicas.py:_current": TOOL_WROTE, "zoo/replicas.py:build_replica": TOOL_WROTE,
-    "prompts.py:read_prompts_file": CHECKED_FIRST, "claims/prereg.py:read_lock_file": CHECKED_FIRST,
+    "prompts.py:read_prompts_file": CHECKED_FIRST, "harness/prereg.py:read_lock_file": CHECKED_FIRST,
 }
 
 

@@ -86,7 +86,7 @@ def dual_run(ctx: ClaimContext, seed: int, model_id: str | None = None) -> dict:
 def dual_model(ctx: ClaimContext, seed: int = 0):
     """This model after H05a's corrected dual-reward run (``seed``), adapter loaded: its lens at 55% depth names the
     operation, so it is the positive control of the claims that say it does not (H01, H04)."""
-    from .base import get_claim
+    from .registry import get_claim
 
     entry = dual_entry(ctx, seed, protocol="corrected", params=get_claim("H05a").parameters(ctx.tier))
     return load_model(ctx.model_id, adapter_path=str(entry / "adapter"))

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import os
 import re
 import time
-from dataclasses import asdict, dataclass, field, fields, make_dataclass
+from dataclasses import asdict, dataclass, field, fields, make_dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
-from .. import options, progress
+from .. import progress
 from ..errors import LazarusError
 from ..stats import ClaimStatistic, Verdict, combine
 from ..zoo.registry import split_build, with_build
 from .pairs import ZOO_PREFIXES, instruct_pair_of
+from .params import SHARED, Param
 
 TIERS = ("fast", "slow")
 
@@ -285,9 +285,33 @@ class Claim:
     controls: tuple[Control, ...] = ()  # negative and positive controls the runner measures with the claim
     layer_curve: tuple[str, str | None] | None = None  # (curve, series or None = last): statistic at every layer
     tests: dict[str, str] = field(default_factory=dict)  # criterion -> its test ("sign", "t"), declared before data
-    graded: tuple = ()  # GradedControl: the effect planted at strengths frozen in the lock (claims.controls)
-    nulls: tuple = ()  # NullControl: the effect absent with the measurement's variance, replicated (claims.controls)
+    graded: tuple = ()  # GradedControl: the effect planted at strengths frozen in the lock (harness.controls)
+    nulls: tuple = ()  # NullControl: the effect absent with the measurement's variance, replicated (harness.controls)
     no_graded: str = ""  # why the claim has no graded positive control, where it has none
+    declared: dict[str, Param] = field(default_factory=dict, repr=False, compare=False)  # filled from params
+
+    def __post_init__(self):
+        """Split ``params`` into plain defaults (what measures, the lock and records read) and each parameter's
+        declaration: a ``Param`` given here, or a shared parameter's range and help (``harness.params.SHARED``)."""
+        defaults, declared = {}, {}
+        for name, value in self.params.items():
+            if isinstance(value, Param):
+                declared[name] = value
+            elif name in self.declared:  # dataclasses.replace(claim, params=...): a new default, same declaration
+                declared[name] = replace(self.declared[name], default=value)
+            elif name in SHARED:
+                declared[name] = Param(value, SHARED[name].range, help=SHARED[name].help)
+            else:
+                raise LazarusError(f"{self.id}: parameter {name} has no declaration: give it as "
+                                   f"Param(default, range, help=...) (harness/params.py)")
+            defaults[name] = declared[name].default
+        for name, value in {**defaults, **self.fast}.items():
+            if name not in declared:
+                raise LazarusError(f"{self.id}: fast-tier parameter {name} is not one of its parameters")
+            if not declared[name].range.contains(value):
+                raise LazarusError(f"{self.id}: parameter {name} = {value!r}: expected {declared[name].range}")
+        object.__setattr__(self, "params", defaults)
+        object.__setattr__(self, "declared", declared)
 
     def tier_protocols(self, tier: str) -> tuple[str, ...]:
         """The protocols a tier runs: all in the slow tier; the fast tier (a pipeline check) skips the one-factor
@@ -306,25 +330,21 @@ class Claim:
             if not _same_kind(merged[name], value):
                 raise LazarusError(f"{self.id}: parameter {name} = {value!r} should be like its default "
                                    f"{merged[name]!r} ({type(merged[name]).__name__})")
-            declared = options.param_range(self.id, name)
-            if declared is not None and not declared.contains(value):
+            declared = self.declared[name].range
+            if not declared.contains(value):
                 raise LazarusError(f"{self.id}: parameter {name} = {value!r}: expected {declared}")
         typed = self.params_type()(**{**merged, **(overrides or {})})
         return {f.name: getattr(typed, f.name) for f in fields(typed)}
 
     def params_type(self) -> type:
         """The claim's parameters as a frozen dataclass, ``<ID>Params``: one field per parameter with its default,
-        and its declared range (``options``) and line of help (``param_help``) in the field's metadata. Built from the
-        one declaration, ``params``, which the lock hashes as before."""
-        from ..param_help import PARAM_HELP
-
+        and its declared range and line of help in the field's metadata (mlx-lm's ``field(metadata=...)`` style)."""
         specs = []
-        for name, default in self.params.items():
-            meta = {"range": options.param_range(self.id, name),
-                    "help": PARAM_HELP.get(f"{self.id}.{name}", PARAM_HELP.get(name, ""))}
-            value = (field(default_factory=partial(copy.deepcopy, default), metadata=meta)
-                     if isinstance(default, (list, dict)) else field(default=default, metadata=meta))
-            specs.append((name, Any if default is None else type(default), value))
+        for name, p in self.declared.items():
+            meta = {"range": p.range, "help": p.help}
+            value = (field(default_factory=partial(copy.deepcopy, p.default), metadata=meta)
+                     if isinstance(p.default, (list, dict)) else field(default=p.default, metadata=meta))
+            specs.append((name, Any if p.default is None else type(p.default), value))
         return make_dataclass(f"{self.id}Params", specs, frozen=True)
 
 
@@ -342,101 +362,6 @@ def _same_kind(default: Any, value: Any) -> bool:
     if isinstance(default, (list, tuple)):
         return isinstance(value, (list, tuple))
     return isinstance(value, type(default))
-
-
-REGISTRY: dict[str, Claim] = {}
-
-
-def register(claim: Claim) -> Claim:
-    """Add ``claim`` to the registry; refused when its id is taken or a gate's threshold is not one of its
-    parameters (that would be a KeyError at run time)."""
-    if claim.id in REGISTRY:
-        raise ValueError(f"claim {claim.id} registered twice")
-    for gate in claim.gates:
-        if gate.threshold_param not in claim.params:
-            raise LazarusError(f"{claim.id}: gate '{gate.name}' reads parameter '{gate.threshold_param}', which the "
-                               f"claim does not declare (parameters: {', '.join(claim.params) or 'none'})")
-    REGISTRY[claim.id] = claim
-    return claim
-
-
-def claim(**fields: Any) -> Callable[[Callable[["ClaimContext"], Outcome]], Callable[["ClaimContext"], Outcome]]:
-    """Decorator: register the decorated measure as the claim described by ``fields`` (its data sits on its code)."""
-
-    def wrap(measure: Callable[["ClaimContext"], Outcome]) -> Callable[["ClaimContext"], Outcome]:
-        register(Claim(measure=measure, **fields))
-        return measure
-
-    return wrap
-
-
-def get_claim(claim_id: str) -> Claim:
-    from . import ensure_loaded
-
-    ensure_loaded()
-    load_included()
-    by_upper = {k.upper(): k for k in REGISTRY}
-    key = by_upper.get(claim_id.strip().upper())
-    if key is None:
-        raise LazarusError(f"unknown claim id '{claim_id}' (known: {', '.join(sorted(REGISTRY))})")
-    return REGISTRY[key]
-
-
-def all_claims() -> list[Claim]:
-    from . import ensure_loaded
-
-    ensure_loaded()
-    load_included()
-    return [REGISTRY[k] for k in sorted(REGISTRY)]
-
-
-INCLUDE_ENV = "LAZARUS_INCLUDE"  # users' claim folders, kept in the environment so that worker processes load them too
-_INCLUDED: set[Path] = set()
-
-
-def include(folders: list[str] | tuple[str, ...]) -> None:
-    """Register the claims defined in every ``*.py`` file of ``folders`` (here and in every worker started later), like
-    lm-eval's include path: a user's claim is one file like a packaged one, in the same registry and report."""
-    known = [f for f in os.environ.get(INCLUDE_ENV, "").split(os.pathsep) if f]
-    for folder in folders:
-        path = Path(folder).expanduser().resolve()
-        if not path.is_dir():
-            raise LazarusError(f"--include {folder}: not a folder of claim files")
-        if str(path) not in known:
-            known.append(str(path))
-    os.environ[INCLUDE_ENV] = os.pathsep.join(known)
-    load_included()
-
-
-def load_included() -> None:
-    """Import each file of the include folders once; a file that fails or registers nothing is one line."""
-    for folder in filter(None, os.environ.get(INCLUDE_ENV, "").split(os.pathsep)):
-        if not Path(folder).is_dir():
-            raise LazarusError(f"{INCLUDE_ENV}: {folder} is not a folder of claim files")
-        for file in sorted(Path(folder).glob("*.py")):
-            file = file.resolve()
-            if not file.name.startswith("_") and file not in _INCLUDED:
-                _INCLUDED.add(file)
-                _import_claim_file(file)
-
-
-def _import_claim_file(file: Path) -> None:
-    import importlib.util
-    import sys
-
-    name = f"lazarus_user_claim_{file.stem}_{hashlib.sha256(str(file).encode()).hexdigest()[:8]}"
-    spec = importlib.util.spec_from_file_location(name, file)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    before = set(REGISTRY)
-    try:
-        spec.loader.exec_module(module)
-    except ValueError as exc:
-        raise LazarusError(f"claim file {file}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001  (a user's file that fails to import is one line, not a traceback)
-        raise LazarusError(f"claim file {file} failed to import: {type(exc).__name__}: {exc}") from None
-    if set(REGISTRY) == before:
-        raise LazarusError(f"claim file {file} registers no claim (decorate its measure with @claim(...))")
 
 
 class ClaimContext:
@@ -596,7 +521,7 @@ def outcome_dict(outcome: Outcome) -> dict:
 
 def claim_dict(claim: Claim) -> dict:
     data = {k: v for k, v in asdict(claim).items() if k not in ("measure", "applies", "gates", "controls", "graded",
-                                                                 "nulls", "no_graded")}
+                                                                 "nulls", "no_graded", "declared")}
     if claim.no_graded:
         data["no_graded"] = claim.no_graded
     data["gates"] = [{"name": g.name, "description": g.description, "threshold_param": g.threshold_param,

@@ -18,8 +18,9 @@ from ..errors import LazarusError
 from ..io import write_json
 from ..stats.population import MIN_CONFIRMATORY
 from ..userfiles import read_user_json
-from .base import Claim, all_claims
+from .base import Claim
 from .prereg import LOCK, NOTE, _today, claim_hash, effective_hashes, lock_hash, lock_version, read_lock_file
+from .registry import all_claims
 
 REQUIREMENTS = codehash.PACKAGE.parent / "requirements.lock"  # the dependency lock the freeze pins
 RULES = "lazarus_bench.stats.population"  # the population verdict over builds: one rules hash beside the claims'

@@ -18,21 +18,27 @@ from .. import codehash
 from ..codehash import normalised, python_tag
 from ..errors import LazarusError
 from ..io import write_json
-from .base import Claim, all_claims, claim_dict
+from .base import Claim, claim_dict
+from .registry import all_claims
 
 LOCK = Path(__file__).with_name("LOCK.json")
-POWER_RULE = "lazarus_bench.claims.controls"  # the rule that reads each graded control: in every claim's v2 hash
+POWER_RULE = "lazarus_bench.harness.controls"  # the rule that reads each graded control: in every claim's v2 hash
 
 
-FRAMEWORK = ("base", "prereg", "controls")  # the registry's machinery, not a measure: editing it unlocks no claim
+FRAMEWORK = ("base", "prereg", "controls", "registry", "params")  # machinery: editing it unlocks no claim
+HASHED = ("lazarus_bench.claims", "lazarus_bench.harness")  # claim files and the helpers they share
 
 
-def _sibling_imports(source: str) -> set[str]:
-    """Modules of this package a source imports relatively (``from .common import ...``)."""
+def _sibling_imports(source: str, module: str) -> set[str]:
+    """Claim modules and shared helpers that ``module``'s source imports relatively (``from ..harness.common``)."""
     found = set()
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module and node.module not in FRAMEWORK:
-            found.add(f"{__package__}.{node.module}")
+        if not (isinstance(node, ast.ImportFrom) and node.module and node.level in (1, 2)):
+            continue
+        base = module.rsplit(".", node.level)[0]
+        name = f"{base}.{node.module}"
+        if name.rsplit(".", 1)[0] in HASHED and name.rsplit(".", 1)[1] not in FRAMEWORK:
+            found.add(name)
     return found
 
 
@@ -44,7 +50,7 @@ def measure_sources(claim: Claim) -> dict[str, str]:
         if name in sources:
             continue
         sources[name] = inspect.getsource(importlib.import_module(name))
-        pending += sorted(_sibling_imports(sources[name]) - set(sources))
+        pending += sorted(_sibling_imports(sources[name], name) - set(sources))
     return dict(sorted(sources.items()))
 
 
