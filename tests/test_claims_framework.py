@@ -201,7 +201,8 @@ def test_a_failed_fitness_gate_makes_the_claim_not_testable_and_keeps_the_number
     def good(ctx):
         return Outcome(statistic=threshold_claim([0.1, 0.12, 0.09, 0.11], 0.5, "below", test="t"), ours="fine")
 
-    gate = Gate("depth", "layers", lambda ctx: ctx.handle().n_layers, "min_layers")
+    gate = Gate(name="depth", description="layers", value=lambda ctx: ctx.handle().n_layers,
+                threshold_param="min_layers")
     claim = register(Claim(id="T05", title="t", statement="s", source="test", criterion="c", writeup="w",
                            params={"min_layers": Param(16, COUNT, help="fewest layers")}, measure=good, gates=(gate,)))
     try:
@@ -233,7 +234,7 @@ def test_a_gate_required_inside_the_measure_stops_it_with_its_numbers(saved_mode
         return Outcome(statistic=threshold_claim([0.1, 0.12, 0.09, 0.11], 0.5, "below", test="t"), ours="fine",
                        fitness={"stage 1": 0.4})
 
-    gate = Gate("stage 1", "stage-1 accuracy", None, "min_stage1")
+    gate = Gate(name="stage 1", description="stage-1 accuracy", value=None, threshold_param="min_stage1")
     claim = register(Claim(id="T06", title="t", statement="s", source="test", criterion="c", writeup="w",
                            params={"min_stage1": Param(0.75, PROB, help="smallest stage-1 accuracy")}, measure=staged,
                            gates=(gate,)))

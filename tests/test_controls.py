@@ -375,11 +375,15 @@ def test_part_controls_read_the_named_part():
 
     claim = Claim(id="T", title="", statement="", source="", criterion="", writeup="", params={}, measure=measure)
     identity = lambda ctx: ctx  # noqa: E731
-    assert Control("c", POSITIVE, "", identity, Verdict.SUPPORTED, "a").run(claim, None).detected
-    assert not Control("c", POSITIVE, "", identity, Verdict.SUPPORTED, "b").run(claim, None).detected
-    assert not Control("c", POSITIVE, "", identity, Verdict.SUPPORTED).run(claim, None).detected
+
+    def control(part=None, name="c"):
+        return Control(name=name, kind=POSITIVE, description="", build=identity, effect=Verdict.SUPPORTED, part=part)
+
+    assert control("a").run(claim, None).detected
+    assert not control("b").run(claim, None).detected
+    assert not control().run(claim, None).detected
     with pytest.raises(LazarusError, match="part 'z'"):
-        Control("c", POSITIVE, "", identity, Verdict.SUPPORTED, "z").run(claim, None)
+        control("z").run(claim, None)
 
     def combined(ctx):
         keep = S.threshold_claim([0.0] * 5, 10.0, "below", test="sign", name="kept")
@@ -387,9 +391,9 @@ def test_part_controls_read_the_named_part():
         return Outcome(statistic=S.combine(keep, {"keep": keep, "destroy": destroy}), ours="")
 
     both = replace(claim, measure=combined)
-    keep = Control("k", POSITIVE, "", identity, Verdict.SUPPORTED, "keep").run(both, None)
+    keep = control("keep", name="k").run(both, None)
     assert keep.detected and keep.verdict == "SUPPORTED" and keep.reason.startswith("criterion met")
-    destroy = Control("d", POSITIVE, "", identity, Verdict.SUPPORTED, "destroy").run(both, None)
+    destroy = control("destroy", name="d").run(both, None)
     assert not destroy.detected and destroy.verdict == "REFUTED", "combine()'s criteria are parts too"
 
 

@@ -62,14 +62,15 @@ def test_the_argmax_part_is_an_equivalence_with_the_same_confidence_either_side(
 
 
 def test_a_sesoi_control_must_see_twice_the_distance_from_the_random_level():
-    control = GradedControl("c", "d", "p", (0.001, 0.01, 0.1, 0.4), 2, lambda ctx, s, r: ctx, Verdict.REFUTED,
-                            0.01, 0.0005, "sesoi",
-                            scale_free=lambda ctx: {"scale_free": 0.09, "random_level": 0.009})
+    control = GradedControl(name="c", description="d", units="p", strengths=(0.001, 0.01, 0.1, 0.4), replicates=2,
+                            build=lambda ctx, s, r: ctx, effect=Verdict.REFUTED, threshold=0.01, writeup=0.0005,
+                            claimed="sesoi", scale_free=lambda ctx: {"scale_free": 0.09, "random_level": 0.009})
     threshold, claimed = control.targets(None)
     assert threshold == pytest.approx(0.09) and claimed == pytest.approx(0.009 + 2 * 0.081)
     with pytest.raises(LazarusError, match="scale_free"):
-        GradedControl("c", "d", "p", (0.001, 0.01, 0.1, 0.4), 2, lambda ctx, s, r: ctx, Verdict.REFUTED,
-                      0.01, 0.0005, "sesoi")
+        GradedControl(name="c", description="d", units="p", strengths=(0.001, 0.01, 0.1, 0.4), replicates=2,
+                      build=lambda ctx, s, r: ctx, effect=Verdict.REFUTED, threshold=0.01, writeup=0.0005,
+                      claimed="sesoi")
 
 
 def test_h01_decides_with_t_prime_and_records_both_forms(saved_model, tmp_path):

@@ -177,22 +177,26 @@ POPULATION = {
                                         "margin, 0-1)")},
     tests={"below_threshold": "sign", "argmax_at_chance": "exact binomial against chance + margin, one-sided each way"},
     applies=not_instruct,
-    gates=(Gate("op words spellable", "share of multiply/add/subtract/divide the tokenizer encodes to known tokens "
-                "and decodes back, both spellings: a word it cannot spell cannot appear in the lens", spellable_share,
-                "min_spellable"),),
+    gates=(Gate(name="op words spellable",
+                description="share of multiply/add/subtract/divide the tokenizer encodes to known tokens and decodes "
+                            "back, both spellings: a word it cannot spell cannot appear in the lens",
+                value=spellable_share, threshold_param="min_spellable"),),
     after=("H05a",),
     controls=(dual_trained_control(Verdict.REFUTED),),
-    graded=(GradedControl("operation word planted at 55% depth", "each prompt's operation word (its unembedding row "
-                          "times the final-norm gain) added at the 55%-depth block, scaled so that the criterion's "
-                          "statistic, the median over prompts of each prompt's largest op-word probability over all "
-                          "layers, is the strength on calibration prompts; measured on other resampled prompts",
-                          "median per-prompt max P(op word)",
-                          (0.00001, 0.0001, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4), 10, planted_op_word,
-                          Verdict.REFUTED, 0.01, 0.0005, "sesoi",
-                          scale_free=lambda ctx: scale_free_threshold(ctx.handle(), ctx.params)),),
-    nulls=(NullControl("random-init models", "random-init models of the same architecture and tokenizer (a new init "
-                       "seed and resampled prompts per replicate): no operation word was learned", 40,
-                       random_init_draw, Verdict.REFUTED),),
+    graded=(GradedControl(name="operation word planted at 55% depth",
+                          description="each prompt's operation word (its unembedding row times the final-norm gain) "
+                                      "added at the 55%-depth block, scaled so that the criterion's statistic, the "
+                                      "median over prompts of each prompt's largest op-word probability over all "
+                                      "layers, is the strength on calibration prompts; measured on other resampled "
+                                      "prompts",
+                          units="median per-prompt max P(op word)",
+                          strengths=(0.00001, 0.0001, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4), replicates=10,
+                          build=planted_op_word, effect=Verdict.REFUTED, threshold=0.01, writeup=0.0005,
+                          claimed="sesoi", scale_free=lambda ctx: scale_free_threshold(ctx.handle(), ctx.params)),),
+    nulls=(NullControl(name="random-init models",
+                       description="random-init models of the same architecture and tokenizer (a new init seed and "
+                                   "resampled prompts per replicate): no operation word was learned",
+                       replicates=40, build=random_init_draw, effect=Verdict.REFUTED),),
     layer_curve=("argmax_accuracy_by_layer", "argmax accuracy"),
 )
 def measure_h01(ctx: ClaimContext) -> Outcome:

@@ -75,13 +75,16 @@ POPULATION = {
            "above_null": "label permutation within operand-pair clusters"},
     fast={"n_permutations": 30, "n_bootstrap": 499},
     controls=(
-        Control("operator position", POSITIVE, "the probe read at the operator symbol's own token ('7 *'): the "
-                "class is in that token's embedding by construction",
-                lambda ctx: ctx.variant(params={"position": "operator"}), Verdict.SUPPORTED, sanity=True),
+        Control(name="operator position", kind=POSITIVE,
+                description="the probe read at the operator symbol's own token ('7 *'): the class is in that token's "
+                            "embedding by construction",
+                build=lambda ctx: ctx.variant(params={"position": "operator"}), effect=Verdict.SUPPORTED, sanity=True),
     ),
-    nulls=(NullControl("permuted labels", "the same prompts with their operation labels shuffled (a new permutation "
-                       "per replicate): no probe can beat chance", 20,
-                       lambda ctx, r: ctx.variant(params={"label_permutation": 1 + r}), Verdict.SUPPORTED),),
+    nulls=(NullControl(name="permuted labels",
+                       description="the same prompts with their operation labels shuffled (a new permutation per "
+                                   "replicate): no probe can beat chance",
+                       replicates=20, build=lambda ctx, r: ctx.variant(params={"label_permutation": 1 + r}),
+                       effect=Verdict.SUPPORTED),),
     no_graded=("the effect is the operator token's identity at block 0, which every model's embedding carries: a "
                "plant of graded strength there would grade an edit the writeup never measured, not its claim"),
 )

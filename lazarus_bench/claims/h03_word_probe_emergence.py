@@ -196,22 +196,24 @@ POPULATION = {
     fast={"n_permutations": 20, "n_bootstrap": 499},
     controls=(
         random_init_control(Verdict.SUPPORTED),
-        Control("feature planted at a middle block", POSITIVE, "attention silenced before the middle block and a "
-                "hand-written head there that writes a class direction wherever the operation word occurs: "
-                "chance at block 0, perfect from the middle block on", planted_feature, Verdict.SUPPORTED,
-                sanity=True),
+        Control(name="feature planted at a middle block", kind=POSITIVE,
+                description="attention silenced before the middle block and a hand-written head there that writes a "
+                            "class direction wherever the operation word occurs: chance at block 0, perfect from the "
+                            "middle block on",
+                build=planted_feature, effect=Verdict.SUPPORTED, sanity=True),
     ),
-    graded=(GradedControl("emergence planted in a share of cells", "attention silenced in every block; at the middle "
-                          "block the class direction (the mean residual norm) written for every prompt of a seeded "
-                          "share of the 16 template x pair cells, nothing for the rest: block 0 at chance, peak "
-                          "accuracy 25% + 75% x share (one cell choice and direction basis per replicate); 10, 11, "
-                          "12 and 14 cells; the writeup's 81.2% is 13 of 16 prompts, 81.25%. The sign test over 16 "
-                          "cells needs 12 on the claimed side (p = 0.038; 11 gives p = 0.105), so no plant below 12 "
-                          "cells can be seen: the MDE is the test's resolution, and the 75% threshold lies between "
-                          "10 and 11 cells",
-                          "expected peak accuracy (25% + 75% x share of cells planted)",
-                          (0.71875, 0.765625, 0.8125, 0.90625), 4, cells_planted, Verdict.SUPPORTED,
-                          0.75, 0.8125),),
+    graded=(GradedControl(name="emergence planted in a share of cells",
+                          description="attention silenced in every block; at the middle block the class direction "
+                                      "(the mean residual norm) written for every prompt of a seeded share of the 16 "
+                                      "template x pair cells, nothing for the rest: block 0 at chance, peak accuracy "
+                                      "25% + 75% x share (one cell choice and direction basis per replicate); 10, "
+                                      "11, 12 and 14 cells; the writeup's 81.2% is 13 of 16 prompts, 81.25%. The "
+                                      "sign test over 16 cells needs 12 on the claimed side (p = 0.038; 11 gives p = "
+                                      "0.105), so no plant below 12 cells can be seen: the MDE is the test's "
+                                      "resolution, and the 75% threshold lies between 10 and 11 cells",
+                          units="expected peak accuracy (25% + 75% x share of cells planted)",
+                          strengths=(0.71875, 0.765625, 0.8125, 0.90625), replicates=4, build=cells_planted,
+                          effect=Verdict.SUPPORTED, threshold=0.75, writeup=0.8125),),
 )
 def measure_h03(ctx: ClaimContext) -> Outcome:
     p = ctx.params

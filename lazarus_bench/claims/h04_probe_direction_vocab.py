@@ -205,21 +205,25 @@ POPULATION = {
     fast={"n_permutations": 20, "n_bootstrap": 40, "n_null": 200},
     after=("H05a",),
     controls=(
-        Control("dual-reward-trained model", POSITIVE, "this model after H05a's corrected dual-reward run (seed 0, "
-                "cached), read on the symbol prompts in the form H05a trains and evaluates them ('7 * 8 = ', with "
-                "the trailing space): its lens at 55% depth names the operation there, so the direction must rank "
-                "the word in the top 1%", h05_trained, Verdict.REFUTED),
+        Control(name="dual-reward-trained model", kind=POSITIVE,
+                description="this model after H05a's corrected dual-reward run (seed 0, cached), read on the symbol "
+                            "prompts in the form H05a trains and evaluates them ('7 * 8 = ', with the trailing "
+                            "space): its lens at 55% depth names the operation there, so the direction must rank the "
+                            "word in the top 1%",
+                build=h05_trained, effect=Verdict.REFUTED),
     ),
-    graded=(GradedControl("H05a's delta interpolated", "this model plus a fraction of H05a's corrected dual-reward "
-                          "LoRA delta (LoRA scale x fraction; one dual-reward seed per replicate), read on the symbol "
-                          "prompts with the trailing space as H05a trains them; fraction 1 is the trained "
-                          "dual-reward model (the writeup's: lens P(op word) 36-81%)",
-                          "fraction of H05a's trained LoRA delta",
-                          (0.1, 0.25, 0.5, 0.75, 1.0), 5, interpolated_h05, Verdict.REFUTED, None,
-                          1.0),),
-    nulls=(NullControl("random-init models", "random-init models of the same architecture and tokenizer (a new init "
-                       "seed and bootstrap seed per replicate): no direction can be vocabulary-aligned by learning",
-                       20, random_init_draw, Verdict.REFUTED),),
+    graded=(GradedControl(name="H05a's delta interpolated",
+                          description="this model plus a fraction of H05a's corrected dual-reward LoRA delta (LoRA "
+                                      "scale x fraction; one dual-reward seed per replicate), read on the symbol "
+                                      "prompts with the trailing space as H05a trains them; fraction 1 is the "
+                                      "trained dual-reward model (the writeup's: lens P(op word) 36-81%)",
+                          units="fraction of H05a's trained LoRA delta", strengths=(0.1, 0.25, 0.5, 0.75, 1.0),
+                          replicates=5, build=interpolated_h05, effect=Verdict.REFUTED, threshold=None, writeup=1.0),),
+    nulls=(NullControl(name="random-init models",
+                       description="random-init models of the same architecture and tokenizer (a new init seed and "
+                                   "bootstrap seed per replicate): no direction can be vocabulary-aligned by "
+                                   "learning",
+                       replicates=20, build=random_init_draw, effect=Verdict.REFUTED),),
     layer_curve=("rank_percentile_by_layer", "mean-difference direction"),
 )
 def measure_h04(ctx: ClaimContext) -> Outcome:

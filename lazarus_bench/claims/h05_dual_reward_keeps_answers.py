@@ -70,20 +70,26 @@ POPULATION = {"answers_kept": {}}  # seed mean of accuracy after - before
     tests={"answers_kept": "sign"},
     default_seeds=DUAL_SEEDS,
     fast=DUAL_FAST,
-    gates=(Gate("base answers", "the model's answer accuracy on the eval prompts before training (mean over seeds): "
-                "below 50% there are few answers to keep or break", None, "min_base_answers"), *DUAL_GATES),
-    controls=(Control("answers destroyed", NEGATIVE, "the same runs at 100x the learning rate: the LoRA update "
-                      "overwhelms the model, so 'answers kept' must not pass",
-                      lambda ctx: ctx.variant(params={"lr_scale": 100.0}), Verdict.SUPPORTED),
-              Control("answers kept by construction", POSITIVE, "none can be built (see the reason)", no_planted_keep,
-                      Verdict.SUPPORTED)),
-    graded=(GradedControl("answer accuracy loss planted", "each seed's untrained model (no dual-reward training), its "
-                          "block matrices noised (seeded Gaussian, RMS-scaled; a new direction per seed and "
-                          "replicate) to lose the strength in answer accuracy on ~100 resampled prompts of the eval "
-                          "form, then read on the 8 eval prompts: 'answers kept' must be refuted from about the "
-                          "10-point threshold up", "planted answer-accuracy points lost (calibration prompts)",
-                          (5.0, 10.0, 20.0, 40.0, 60.0), 3, planted_drop, Verdict.REFUTED, 10.0,
-                          0.0, "threshold"),),
+    gates=(Gate(name="base answers",
+                description="the model's answer accuracy on the eval prompts before training (mean over seeds): "
+                            "below 50% there are few answers to keep or break",
+                value=None, threshold_param="min_base_answers"), *DUAL_GATES),
+    controls=(Control(name="answers destroyed", kind=NEGATIVE,
+                      description="the same runs at 100x the learning rate: the LoRA update overwhelms the model, so "
+                                  "'answers kept' must not pass",
+                      build=lambda ctx: ctx.variant(params={"lr_scale": 100.0}), effect=Verdict.SUPPORTED),
+              Control(name="answers kept by construction", kind=POSITIVE,
+                      description="none can be built (see the reason)", build=no_planted_keep,
+                      effect=Verdict.SUPPORTED)),
+    graded=(GradedControl(name="answer accuracy loss planted",
+                          description="each seed's untrained model (no dual-reward training), its block matrices "
+                                      "noised (seeded Gaussian, RMS-scaled; a new direction per seed and replicate) "
+                                      "to lose the strength in answer accuracy on ~100 resampled prompts of the eval "
+                                      "form, then read on the 8 eval prompts: 'answers kept' must be refuted from "
+                                      "about the 10-point threshold up",
+                          units="planted answer-accuracy points lost (calibration prompts)",
+                          strengths=(5.0, 10.0, 20.0, 40.0, 60.0), replicates=3, build=planted_drop,
+                          effect=Verdict.REFUTED, threshold=10.0, writeup=0.0, claimed="threshold"),),
     training=True,
     after=("H05a",),
     protocols=("corrected", "original"),

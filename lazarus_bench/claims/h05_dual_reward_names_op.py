@@ -65,11 +65,12 @@ def op_word_ceiling(ctx: ClaimContext) -> float:
     return float(np.mean([ceilings[ids[label]].bound for label in prompts.dual_reward_eval().labels()]))
 
 
-CEILING_GATE = Gate("op word reachable by the lens", "certified upper bound (final norm and unembedding alone, "
-                    "analysis.ceiling) on the mean full-vocabulary lens P(true op word) any residual can give the "
-                    "eval prompts: below the criterion's threshold, no training of the blocks can meet it, so the "
-                    "claim is NOT TESTABLE on this model, never REFUTED (threshold: the criterion's 36%)",
-                    op_word_ceiling, "min_lens_ceiling")
+CEILING_GATE = Gate(name="op word reachable by the lens",
+                    description="certified upper bound (final norm and unembedding alone, analysis.ceiling) on the "
+                                "mean full-vocabulary lens P(true op word) any residual can give the eval prompts: "
+                                "below the criterion's threshold, no training of the blocks can meet it, so the "
+                                "claim is NOT TESTABLE on this model, never REFUTED (threshold: the criterion's 36%)",
+                    value=op_word_ceiling, threshold_param="min_lens_ceiling")
 
 
 def planted_naming(ctx: ClaimContext, prob: float, replicate: int) -> ClaimContext:
@@ -146,16 +147,19 @@ POPULATION = {
     default_seeds=DUAL_SEEDS,
     fast=DUAL_FAST,
     gates=(CEILING_GATE, *DUAL_GATES),
-    controls=(Control("untrained runs", NEGATIVE, "the same runs (data, steps, seeds, evaluation) with the learning "
-                      "rate scaled to 0: nothing is learned, so the lens cannot name the operation",
-                      lambda ctx: ctx.variant(params={"lr_scale": 0.0}), Verdict.SUPPORTED, sanity=True),),
-    graded=(GradedControl("op word planted in the untrained model", "each seed's run (training and gate kept) read "
-                          "on the untrained model with each prompt's class token written at the 55%-depth block, at "
-                          "the strength that gives the true class token this mean full-vocabulary lens probability on "
-                          "calibration prompts of the evaluation form (one draw per replicate and seed, never "
-                          "measured); the writeup's effect is the middle of its 36-81% range",
-                          "mean planted lens P(true op word) at 55% depth", (0.2, 0.36, 0.45, 0.585, 0.81), 5,
-                          planted_naming, Verdict.SUPPORTED, 0.36, 0.585),),
+    controls=(Control(name="untrained runs", kind=NEGATIVE,
+                      description="the same runs (data, steps, seeds, evaluation) with the learning rate scaled to "
+                                  "0: nothing is learned, so the lens cannot name the operation",
+                      build=lambda ctx: ctx.variant(params={"lr_scale": 0.0}), effect=Verdict.SUPPORTED, sanity=True),),
+    graded=(GradedControl(name="op word planted in the untrained model",
+                          description="each seed's run (training and gate kept) read on the untrained model with "
+                                      "each prompt's class token written at the 55%-depth block, at the strength "
+                                      "that gives the true class token this mean full-vocabulary lens probability on "
+                                      "calibration prompts of the evaluation form (one draw per replicate and seed, "
+                                      "never measured); the writeup's effect is the middle of its 36-81% range",
+                          units="mean planted lens P(true op word) at 55% depth",
+                          strengths=(0.2, 0.36, 0.45, 0.585, 0.81), replicates=5, build=planted_naming,
+                          effect=Verdict.SUPPORTED, threshold=0.36, writeup=0.585),),
     training=True,
     protocols=("corrected", "original", *ONE_FACTOR),
     layer_curve=("lens_true_op_word", "after, mean over seeds"),

@@ -113,26 +113,34 @@ POPULATION = {"instruct_loss_higher": {}, "instruct_prob_lower": {}}  # seed mea
     default_seeds=DUAL_SEEDS,
     applies=needs_instruct_pair,
     fast=DUAL_FAST,
-    gates=(Gate("post-trained instruct variant", "1 when the instruct model went through a reward-based stage (a "
-                "zoo manifest's post_training lists grpo, dpo or rlhf; released instruct checkpoints are taken as "
-                "post-trained), 0 for a chat fine-tune only: the writeup compared base with a post-trained model",
-                post_trained, "min_post_trained"),
-           Gate("instruct keeps the skills", "the instruct variant's accuracy on the zoo's evaluation prompts minus "
-                "the base's (zoo manifests, NaN where they hold no figure; 0 for a released pair, whose makers "
-                "evaluated it): an instruct model that lost more than 10 points is a broken model, not an instruct "
-                "variant, and a difference in how it takes dual-reward would say nothing about instruction tuning",
-                instruct_skill_change,
-                "min_instruct_skill_change"),
-           Gate("instruct follows the chat format", "the instruct variant's chat-format accuracy minus the base's "
-                "(zoo manifests; 0 for a released pair): an instruct variant that answers chat prompts no better "
-                "than the base was not instruction-tuned", instruct_chat_gain, "min_instruct_chat_gain"),
+    gates=(Gate(name="post-trained instruct variant",
+                description="1 when the instruct model went through a reward-based stage (a zoo manifest's "
+                            "post_training lists grpo, dpo or rlhf; released instruct checkpoints are taken as "
+                            "post-trained), 0 for a chat fine-tune only: the writeup compared base with a "
+                            "post-trained model",
+                value=post_trained, threshold_param="min_post_trained"),
+           Gate(name="instruct keeps the skills",
+                description="the instruct variant's accuracy on the zoo's evaluation prompts minus the base's (zoo "
+                            "manifests, NaN where they hold no figure; 0 for a released pair, whose makers evaluated "
+                            "it): an instruct model that lost more than 10 points is a broken model, not an instruct "
+                            "variant, and a difference in how it takes dual-reward would say nothing about "
+                            "instruction tuning",
+                value=instruct_skill_change, threshold_param="min_instruct_skill_change"),
+           Gate(name="instruct follows the chat format",
+                description="the instruct variant's chat-format accuracy minus the base's (zoo manifests; 0 for a "
+                            "released pair): an instruct variant that answers chat prompts no better than the base "
+                            "was not instruction-tuned",
+                value=instruct_chat_gain, threshold_param="min_instruct_chat_gain"),
            *DUAL_GATES,
-           Gate("not both at ceiling", "the lower of the two models' mean final full-vocabulary op-word probability: "
-                "when both reach the ceiling no difference can show", None, "max_ceiling", "below")),
-    controls=(Control("base paired with itself", NEGATIVE, "the base model's own runs in the instruct role (the "
-                      "same cached runs): no difference exists, so no base advantage may be found",
-                      lambda ctx: ctx.variant(info=replace(ctx.info, instruct_pair=ctx.model_id)), Verdict.SUPPORTED,
-                      sanity=True),),
+           Gate(name="not both at ceiling",
+                description="the lower of the two models' mean final full-vocabulary op-word probability: when both "
+                            "reach the ceiling no difference can show",
+                value=None, threshold_param="max_ceiling", direction="below")),
+    controls=(Control(name="base paired with itself", kind=NEGATIVE,
+                      description="the base model's own runs in the instruct role (the same cached runs): no "
+                                  "difference exists, so no base advantage may be found",
+                      build=lambda ctx: ctx.variant(info=replace(ctx.info, instruct_pair=ctx.model_id)),
+                      effect=Verdict.SUPPORTED, sanity=True),),
     training=True,
     after=("H05a",),
 )

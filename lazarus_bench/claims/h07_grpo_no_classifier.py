@@ -196,14 +196,17 @@ POPULATION = {"no_vocab_classifier": {"scale": "logit"}, "probe_unchanged": {}, 
     training=True,
     default_seeds={"fast": 1, "slow": 5},
     gates=GRPO_GATES,
-    graded=(GradedControl("op word planted after GRPO", "the same trained runs (cached), then each symbol prompt's "
-                          "operation word written at the 55%-depth block, scaled so that the criterion's statistic, "
-                          "the largest lens P(op word) there over as many prompts as the lens reads, is the strength "
-                          "on prompts of the evaluation form that are never measured (one calibration draw per "
-                          "replicate and seed)", "max planted lens P(op word) at 55% depth",
-                          (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4), 3, planted_op_word,
-                          Verdict.REFUTED, 0.01, 0.0, "sesoi", "no_vocab_classifier",
-                          lambda ctx: scale_free_threshold(ctx.handle(), ctx.params)),),
+    graded=(GradedControl(name="op word planted after GRPO",
+                          description="the same trained runs (cached), then each symbol prompt's operation word "
+                                      "written at the 55%-depth block, scaled so that the criterion's statistic, the "
+                                      "largest lens P(op word) there over as many prompts as the lens reads, is the "
+                                      "strength on prompts of the evaluation form that are never measured (one "
+                                      "calibration draw per replicate and seed)",
+                          units="max planted lens P(op word) at 55% depth",
+                          strengths=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4), replicates=3,
+                          build=planted_op_word, effect=Verdict.REFUTED, threshold=0.01, writeup=0.0, claimed="sesoi",
+                          part="no_vocab_classifier",
+                          scale_free=lambda ctx: scale_free_threshold(ctx.handle(), ctx.params)),),
 )
 def measure_h07(ctx: ClaimContext) -> Outcome:
     p = ctx.params

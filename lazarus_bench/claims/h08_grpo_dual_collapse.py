@@ -40,17 +40,21 @@ GRPO_PARAMS = {"steps": None, "prompts_per_step": 8, "group_size": 2, "max_new_t
 GRPO_TESTS = {"collapsed": "binomial over seeds against a random argmax's collapse rate"}
 DUAL_GRPO_GATES = (
     *GRPO_GATES,
-    Gate("cls loss fell", "manipulation floor: relative fall of the lens classification loss from the first fifth of "
-         "the steps to the last fifth, smallest over the runs (writeup: 10.3 -> 1.07, a 90% fall; 0 in expectation "
-         "at learning rate 0)", None, "min_cls_loss_fall"),
-    Gate("read-out moved", "manipulation floor: the lens read-out at 55% depth (each class word's full-vocabulary "
-         "probability, mean over the collapse prompts) after training minus the learning-rate-0 run's, largest "
-         "absolute change over the class words (the mode word's included), smallest over the runs. A "
-         "learning-rate-0 run leaves the model unchanged, so its read-out is the untrained model's and no extra run "
-         "is needed; its own move is exactly 0. Declared margin 1 point (writeup: the collapsed 'add' held ~80% of "
-         "the full vocabulary): a run that moved no class word by 1 point did not train the lens. Absolute, so a run "
-         "whose lens term worked without collapsing (a clean refutation) is not made NOT TESTABLE", None,
-         "min_readout_move"),
+    Gate(name="cls loss fell",
+         description="manipulation floor: relative fall of the lens classification loss from the first fifth of the "
+                     "steps to the last fifth, smallest over the runs (writeup: 10.3 -> 1.07, a 90% fall; 0 in "
+                     "expectation at learning rate 0)",
+         value=None, threshold_param="min_cls_loss_fall"),
+    Gate(name="read-out moved",
+         description="manipulation floor: the lens read-out at 55% depth (each class word's full-vocabulary "
+                     "probability, mean over the collapse prompts) after training minus the learning-rate-0 run's, "
+                     "largest absolute change over the class words (the mode word's included), smallest over the "
+                     "runs. A learning-rate-0 run leaves the model unchanged, so its read-out is the untrained "
+                     "model's and no extra run is needed; its own move is exactly 0. Declared margin 1 point "
+                     "(writeup: the collapsed 'add' held ~80% of the full vocabulary): a run that moved no class "
+                     "word by 1 point did not train the lens. Absolute, so a run whose lens term worked without "
+                     "collapsing (a clean refutation) is not made NOT TESTABLE",
+         value=None, threshold_param="min_readout_move"),
 )
 GRPO_FAST = {"steps": 2, "prompts_per_step": 4, "group_size": 2, "max_new_tokens": 4}
 
@@ -264,11 +268,15 @@ def single_target_runs(ctx: ClaimContext) -> ClaimContext:
 
 
 GRPO_CONTROLS = (
-    Control("untrained runs", NEGATIVE, "the same runs with learning rate 0 for one step: the model is not "
-            "changed, so no collapse may be credited to training", untrained_runs, Verdict.SUPPORTED, sanity=True),
-    Control("single-operation target", POSITIVE, "the same runs on prompts of one operation only (not the untrained "
-            "model's mode word), learning rate x30: the lens term trains one word for every prompt, a collapse by "
-            "construction", single_target_runs, Verdict.SUPPORTED),
+    Control(name="untrained runs", kind=NEGATIVE,
+            description="the same runs with learning rate 0 for one step: the model is not changed, so no collapse "
+                        "may be credited to training",
+            build=untrained_runs, effect=Verdict.SUPPORTED, sanity=True),
+    Control(name="single-operation target", kind=POSITIVE,
+            description="the same runs on prompts of one operation only (not the untrained model's mode word), "
+                        "learning rate x30: the lens term trains one word for every prompt, a collapse by "
+                        "construction",
+            build=single_target_runs, effect=Verdict.SUPPORTED),
 )
 
 

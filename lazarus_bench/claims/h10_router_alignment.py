@@ -241,17 +241,22 @@ POPULATION = {
     tests={"aligned": "t", "token_specific": "t"},
     fast={"n_null": 200},
     controls=(
-        Control("planted router row", POSITIVE, "expert 0 of every MoE layer set to the unembedding row of "
-                "' multiply' (gain-folded): vocabulary-aligned by construction (cosine 1)", planted_router,
-                Verdict.REFUTED, sanity=True),
+        Control(name="planted router row", kind=POSITIVE,
+                description="expert 0 of every MoE layer set to the unembedding row of ' multiply' (gain-folded): "
+                            "vocabulary-aligned by construction (cosine 1)",
+                build=planted_router, effect=Verdict.REFUTED, sanity=True),
     ),
-    graded=(GradedControl("router row at a planted cosine", "expert 0 of every MoE layer given cosine c with "
-                          "' multiply''s gain-folded unembedding row, the rest a random orthogonal direction of the "
-                          "row's own norm (a new direction per replicate)", "cosine with the word's row",
-                          (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9), 10, graded_router, Verdict.REFUTED, 0.2,
-                          0.11, "threshold"),),
-    nulls=(NullControl("random router rows", "every router row replaced by a random direction of the same norm (a "
-                       "new draw per replicate)", 40, random_routers, Verdict.REFUTED),),
+    graded=(GradedControl(name="router row at a planted cosine",
+                          description="expert 0 of every MoE layer given cosine c with ' multiply''s gain-folded "
+                                      "unembedding row, the rest a random orthogonal direction of the row's own norm "
+                                      "(a new direction per replicate)",
+                          units="cosine with the word's row", strengths=(0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9),
+                          replicates=10, build=graded_router, effect=Verdict.REFUTED, threshold=0.2, writeup=0.11,
+                          claimed="threshold"),),
+    nulls=(NullControl(name="random router rows",
+                       description="every router row replaced by a random direction of the same norm (a new draw per "
+                                   "replicate)",
+                       replicates=40, build=random_routers, effect=Verdict.REFUTED),),
 )
 def measure_h10(ctx: ClaimContext) -> Outcome:
     p = ctx.params

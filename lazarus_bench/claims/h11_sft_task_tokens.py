@@ -350,28 +350,35 @@ POPULATION = {"rises": {"scale": "log"}, "stays_below": {"scale": "logit"}, "clu
                                     help="null: random other words in place of the task tokens (-1: none)")},
     tests={"rises": "sign", "stays_below": "sign", "clusters_near_depth": "sign"},
     applies=not_instruct,
-    gates=(Gate("val loss fell", "manipulation floor: relative fall of the SFT validation loss from step 0 to the "
-                "last checkpoint, smallest over the seeds (zoo: 85% at 500 steps; a run at learning rate 0 falls "
-                "exactly 0): a run that did not learn the task cannot show task tokens emerging, so it is NOT "
-                "TESTABLE, never REFUTED", None, "min_val_loss_fall"),),
-    controls=(Control("SFT with a classification term", POSITIVE, "the same runs (data, LoRA, steps, checkpoints) "
-                      "with the lens at 56% depth trained to name each example's operation (w = 0.4): strong task "
-                      "tokens by construction, so 'only weak task tokens' must be refuted",
-                      lambda ctx: ctx.variant(params={"cls_weight": 0.4}), Verdict.REFUTED),),
-    graded=(GradedControl("task word planted after SFT", "the same SFT runs (cached), then each prompt's operation "
-                          "word written at the 56%-depth block of the last checkpoint with lens probability there of "
-                          "the strength at the largest of calibration prompts of the same form that are never "
-                          "measured (one draw per replicate and seed), the statistic the ceiling reads: 'only weak "
-                          "task tokens' must be refuted above the ceiling T'",
-                          "max planted lens P(op word) at 56% depth", (0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8),
-                          3, planted_task_word, Verdict.REFUTED, 0.10, 0.01, "sesoi",
-                          "stays_below", ceiling_forms),),
-    nulls=(NullControl("random other words", "the same trained checkpoints read with each class's task tokens "
-                       "replaced by as many other word tokens of the vocabulary (alphabetic, >= 3 letters, no task "
-                       "word; a new draw per replicate): no task-token effect by construction, so the ceiling's "
-                       "refutation (the graded control's part) fires only at the test's false-positive rate",
-                       20, lambda ctx, draw: ctx.variant(params={"null_word_draw": draw}), Verdict.REFUTED,
-                       "stays_below"),),
+    gates=(Gate(name="val loss fell",
+                description="manipulation floor: relative fall of the SFT validation loss from step 0 to the last "
+                            "checkpoint, smallest over the seeds (zoo: 85% at 500 steps; a run at learning rate 0 "
+                            "falls exactly 0): a run that did not learn the task cannot show task tokens emerging, "
+                            "so it is NOT TESTABLE, never REFUTED",
+                value=None, threshold_param="min_val_loss_fall"),),
+    controls=(Control(name="SFT with a classification term", kind=POSITIVE,
+                      description="the same runs (data, LoRA, steps, checkpoints) with the lens at 56% depth trained "
+                                  "to name each example's operation (w = 0.4): strong task tokens by construction, "
+                                  "so 'only weak task tokens' must be refuted",
+                      build=lambda ctx: ctx.variant(params={"cls_weight": 0.4}), effect=Verdict.REFUTED),),
+    graded=(GradedControl(name="task word planted after SFT",
+                          description="the same SFT runs (cached), then each prompt's operation word written at the "
+                                      "56%-depth block of the last checkpoint with lens probability there of the "
+                                      "strength at the largest of calibration prompts of the same form that are "
+                                      "never measured (one draw per replicate and seed), the statistic the ceiling "
+                                      "reads: 'only weak task tokens' must be refuted above the ceiling T'",
+                          units="max planted lens P(op word) at 56% depth",
+                          strengths=(0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8), replicates=3,
+                          build=planted_task_word, effect=Verdict.REFUTED, threshold=0.10, writeup=0.01,
+                          claimed="sesoi", part="stays_below", scale_free=ceiling_forms),),
+    nulls=(NullControl(name="random other words",
+                       description="the same trained checkpoints read with each class's task tokens replaced by as "
+                                   "many other word tokens of the vocabulary (alphabetic, >= 3 letters, no task "
+                                   "word; a new draw per replicate): no task-token effect by construction, so the "
+                                   "ceiling's refutation (the graded control's part) fires only at the test's "
+                                   "false-positive rate",
+                       replicates=20, build=lambda ctx, draw: ctx.variant(params={"null_word_draw": draw}),
+                       effect=Verdict.REFUTED, part="stays_below"),),
     fast={"checkpoints": [5, 10, 20], "n_examples": 400},
     training=True,
     layer_curve=("task_prob_by_layer", None),

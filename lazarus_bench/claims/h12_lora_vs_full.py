@@ -135,15 +135,20 @@ POPULATION = {"trainable_fraction": {"scale": "logit"}, "memory": {"scale": "log
     fast={"steps": 10, "n_train": 160, "n_val": 32},
     training=True,
     default_seeds={"fast": 1, "slow": 5},
-    gates=(Gate("model size", "parameters; the writeup's cost ratios belong to a 1B model: below 100M the LoRA share "
-                "and memory/speed ratios are set by size, so they are measured and reported as description only "
-                "(CLAIMS.md revision 4) and the verdict is NOT TESTABLE; 'H12c' tests the costs at >= 100M",
-                None, "min_params"),),
-    controls=(Control("LoRA against LoRA", NEGATIVE, "the same runs with LoRA in the full fine-tuning arm too: no "
-                      "saving exists, so the memory and speed ratios must not pass", lambda ctx: ctx.variant(
-                          params={"reference": "lora"}), Verdict.SUPPORTED, sanity=True),
-              Control("planted saving", POSITIVE, "none can be built (see the reason)", no_planted_saving,
-                      Verdict.SUPPORTED)),
+    gates=(Gate(name="model size",
+                description="parameters; the writeup's cost ratios belong to a 1B model: below 100M the LoRA share "
+                            "and memory/speed ratios are set by size, so they are measured and reported as "
+                            "description only (CLAIMS.md revision 4) and the verdict is NOT TESTABLE; 'H12c' tests "
+                            "the costs at >= 100M",
+                value=None, threshold_param="min_params"),),
+    controls=(Control(name="LoRA against LoRA", kind=NEGATIVE,
+                      description="the same runs with LoRA in the full fine-tuning arm too: no saving exists, so the "
+                                  "memory and speed ratios must not pass",
+                      build=lambda ctx: ctx.variant(
+params={"reference": "lora"}),
+                      effect=Verdict.SUPPORTED, sanity=True),
+              Control(name="planted saving", kind=POSITIVE, description="none can be built (see the reason)",
+                      build=no_planted_saving, effect=Verdict.SUPPORTED)),
 )
 def measure_h12(ctx: ClaimContext) -> Outcome:
     p = ctx.params

@@ -80,9 +80,11 @@ POPULATION = {"trainable_fraction": None, "memory": None, "speed": None}  # one 
     applies=one_analysis,
     training=True,
     default_seeds={"fast": 1, "slow": 5},
-    controls=(Control("LoRA against LoRA", NEGATIVE, "the same timing runs with LoRA in the full fine-tuning arm too: "
-                      "no saving exists, so the memory and speed ratios must not pass",
-                      lambda ctx: ctx.variant(params={"reference": "lora"}), Verdict.SUPPORTED, sanity=True),),
+    controls=(Control(name="LoRA against LoRA", kind=NEGATIVE,
+                      description="the same timing runs with LoRA in the full fine-tuning arm too: no saving exists, "
+                                  "so the memory and speed ratios must not pass",
+                      build=lambda ctx: ctx.variant(params={"reference": "lora"}), effect=Verdict.SUPPORTED,
+                      sanity=True),),
 )
 def measure_h12c(ctx: ClaimContext) -> Outcome:
     p = ctx.params

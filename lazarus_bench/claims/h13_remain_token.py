@@ -182,17 +182,23 @@ POPULATION = {"remain_rises": {"scale": "log"}, "late_answer": {}}
     layer_curve=("remain_family", "after SFT"),
     default_seeds={"fast": 1, "slow": 5},
     tests={"remain_rises": "sign", "late_answer": "sign"},
-    gates=(Gate("remain presence before SFT", "the base model's lens: remain-family peak probability on subtraction "
-                "prompts, mean over prompts (1% floor: the association ratio is meaningless between near-zero "
-                "probabilities)", remain_presence, "min_remain_presence"),
-           Gate("remain association before SFT", "the base model's lens: remain-family peak probability on "
-                "subtraction prompts over that on the other operations' prompts (as web text gives a real model)",
-                remain_association, "min_remain_association"),),
-    controls=(Control("addition prompts", NEGATIVE, "the same SFT runs (cached adapters) read on the addition prompts: "
-                      "'remaining' has no business there, so the remain family must not pass", lambda ctx: ctx.variant(
-                          params={"operation": "add"}), Verdict.SUPPORTED),
-              Control("planted remain direction", POSITIVE, "not built (see the reason)", no_planted_remain,
-                      Verdict.SUPPORTED)),
+    gates=(Gate(name="remain presence before SFT",
+                description="the base model's lens: remain-family peak probability on subtraction prompts, mean over "
+                            "prompts (1% floor: the association ratio is meaningless between near-zero "
+                            "probabilities)",
+                value=remain_presence, threshold_param="min_remain_presence"),
+           Gate(name="remain association before SFT",
+                description="the base model's lens: remain-family peak probability on subtraction prompts over that "
+                            "on the other operations' prompts (as web text gives a real model)",
+                value=remain_association, threshold_param="min_remain_association"),),
+    controls=(Control(name="addition prompts", kind=NEGATIVE,
+                      description="the same SFT runs (cached adapters) read on the addition prompts: 'remaining' has "
+                                  "no business there, so the remain family must not pass",
+                      build=lambda ctx: ctx.variant(
+params={"operation": "add"}),
+                      effect=Verdict.SUPPORTED),
+              Control(name="planted remain direction", kind=POSITIVE, description="not built (see the reason)",
+                      build=no_planted_remain, effect=Verdict.SUPPORTED)),
 )
 def measure_h13(ctx: ClaimContext) -> Outcome:
     p = ctx.params

@@ -175,42 +175,48 @@ POPULATION = {"low_lr_keeps": {}, "aggressive_destroys": {}, "no_classifier": {"
     tests={"low_lr_keeps": "sign", "aggressive_destroys": "sign", "no_classifier": "sign"},
     fast={"stage1_steps": 10, "stage2_steps": 8, "aggressive_stage2_steps": 4, "n_train": 200},
     protocols=("corrected", "original"),
-    gates=(Gate("stage-1 symbolic accuracy", "the SFT stage-1 model's symbolic accuracy, mean over seeds: below the "
-                "writeup's 75% baseline there is no computation for stage 2 to keep or destroy", None,
-                "min_stage1_accuracy"),
-           Gate("stage 2 moved accuracy", "manipulation floor: per seed, the largest change of answer accuracy "
-                "(points, symbolic or word-form, 24 prompts each) from stage 1 to stage 2 over the two branches; "
-                "smallest over the seeds. A stage 2 that changed no answer in either branch (learning rate 0 gives "
-                "exactly 0; the writeup's plain SGD at 5e-5 barely trains) cannot show that one branch keeps and "
-                "the other destroys computation, so it is NOT TESTABLE, never REFUTED", None,
-                "min_stage2_accuracy_move")),
-    controls=(Control("stage 2 without learning", NEGATIVE, "the same runs with both stage-2 learning rates at 0 for "
-                      "one step: nothing is destroyed, so 'the aggressive stage 2 destroys computation' must not pass",
-                      lambda ctx: ctx.variant(params={"low_lr_scale": 0.0, "aggressive_lr_scale": 0.0,
-                                                      "stage2_steps": 1, "aggressive_stage2_steps": 1}),
-                      Verdict.SUPPORTED, sanity=True),
-              Control("planted keep", POSITIVE, "the same runs with the low-LR stage 2 at learning rate 0 for one "
-                      "step: computation is kept by construction, so 'the low-LR stage 2 keeps it' must pass",
-                      lambda ctx: ctx.variant(params={"low_lr_scale": 0.0, "stage2_steps": 1,
-                                                      "aggressive_stage2_steps": 1}), Verdict.SUPPORTED,
-                      "low_lr_keeps", True),
-              Control("planted destroy", POSITIVE, "the same runs with the aggressive stage 2 on AdamW at 100x its "
-                      "learning rate and class weight 0 (both protocols: plain SGD at 100x does not destroy): "
-                      "computation is destroyed by construction, so 'the aggressive stage 2 destroys it' must pass",
-                      lambda ctx: ctx.variant(params={"aggressive_lr_scale": 100.0, "aggressive_cls_weight": 0.0,
-                                                      "aggressive_optimizer": "adamw", "low_lr_scale": 0.0,
-                                                      "stage2_steps": 1}),
-                      Verdict.SUPPORTED, "aggressive_destroys")),
-    graded=(GradedControl("accuracy drop planted in the aggressive stage 2", "each seed's stage-1 model (both stage "
-                          "2s at learning rate 0), its aggressive branch then noised on every block matrix (seeded "
-                          "Gaussian, RMS-scaled; a new direction per replicate) to lose the strength in symbolic "
-                          "accuracy on calibration prompts drawn as the measured ones are (240 draws, a new draw per "
-                          "replicate, minus those measured or trained on: ~110 + and - prompts); 'the aggressive "
-                          "stage 2 destroys computation' must pass from the 25-point threshold up (the writeup lost "
-                          "50)",
-                          "planted symbolic-accuracy points lost (calibration prompts)", (10.0, 25.0, 40.0, 50.0, 75.0),
-                          3, planted_drop, Verdict.SUPPORTED, 25.0, 50.0,
-                          part="aggressive_destroys"),),
+    gates=(Gate(name="stage-1 symbolic accuracy",
+                description="the SFT stage-1 model's symbolic accuracy, mean over seeds: below the writeup's 75% "
+                            "baseline there is no computation for stage 2 to keep or destroy",
+                value=None, threshold_param="min_stage1_accuracy"),
+           Gate(name="stage 2 moved accuracy",
+                description="manipulation floor: per seed, the largest change of answer accuracy (points, symbolic "
+                            "or word-form, 24 prompts each) from stage 1 to stage 2 over the two branches; smallest "
+                            "over the seeds. A stage 2 that changed no answer in either branch (learning rate 0 "
+                            "gives exactly 0; the writeup's plain SGD at 5e-5 barely trains) cannot show that one "
+                            "branch keeps and the other destroys computation, so it is NOT TESTABLE, never REFUTED",
+                value=None, threshold_param="min_stage2_accuracy_move")),
+    controls=(Control(name="stage 2 without learning", kind=NEGATIVE,
+                      description="the same runs with both stage-2 learning rates at 0 for one step: nothing is "
+                                  "destroyed, so 'the aggressive stage 2 destroys computation' must not pass",
+                      build=lambda ctx: ctx.variant(params={"low_lr_scale": 0.0, "aggressive_lr_scale": 0.0,
+                                                            "stage2_steps": 1, "aggressive_stage2_steps": 1}),
+                      effect=Verdict.SUPPORTED, sanity=True),
+              Control(name="planted keep", kind=POSITIVE,
+                      description="the same runs with the low-LR stage 2 at learning rate 0 for one step: "
+                                  "computation is kept by construction, so 'the low-LR stage 2 keeps it' must pass",
+                      build=lambda ctx: ctx.variant(params={"low_lr_scale": 0.0, "stage2_steps": 1,
+                                                            "aggressive_stage2_steps": 1}),
+                      effect=Verdict.SUPPORTED, part="low_lr_keeps", sanity=True),
+              Control(name="planted destroy", kind=POSITIVE,
+                      description="the same runs with the aggressive stage 2 on AdamW at 100x its learning rate and "
+                                  "class weight 0 (both protocols: plain SGD at 100x does not destroy): computation "
+                                  "is destroyed by construction, so 'the aggressive stage 2 destroys it' must pass",
+                      build=lambda ctx: ctx.variant(params={"aggressive_lr_scale": 100.0, "aggressive_cls_weight": 0.0,
+                                                            "aggressive_optimizer": "adamw", "low_lr_scale": 0.0,
+                                                            "stage2_steps": 1}),
+                      effect=Verdict.SUPPORTED, part="aggressive_destroys")),
+    graded=(GradedControl(name="accuracy drop planted in the aggressive stage 2",
+                          description="each seed's stage-1 model (both stage 2s at learning rate 0), its aggressive "
+                                      "branch then noised on every block matrix (seeded Gaussian, RMS-scaled; a new "
+                                      "direction per replicate) to lose the strength in symbolic accuracy on "
+                                      "calibration prompts drawn as the measured ones are (240 draws, a new draw per "
+                                      "replicate, minus those measured or trained on: ~110 + and - prompts); 'the "
+                                      "aggressive stage 2 destroys computation' must pass from the 25-point "
+                                      "threshold up (the writeup lost 50)",
+                          units="planted symbolic-accuracy points lost (calibration prompts)",
+                          strengths=(10.0, 25.0, 40.0, 50.0, 75.0), replicates=3, build=planted_drop,
+                          effect=Verdict.SUPPORTED, threshold=25.0, writeup=50.0, part="aggressive_destroys"),),
     training=True,
     default_seeds={"fast": 1, "slow": 5},
 )

@@ -230,22 +230,29 @@ def _register(data: DataSet) -> None:
         tests={"dual_gain": "sign", **{f"engram_{k}": "sign" for k in ENGRAM_CRITERIA}},
         fast={"steps": 3, "n_train": 32, "n_val": 16, "batch_size": 8},
         applies=_applies,
-        gates=(Gate(
-                   "backbone models the data's text", "the backbone's next-token loss on this claim's training texts "
-                   "before any training, as a share of ln V (the trained-model gate's measure on the claim's own "
-                   "data, at that gate's 0.6): M2 adds that loss to the classification loss with equal weight, so on a "
-                   "backbone that does not model the text the LM term starts above chance and outweighs the "
-                   "classification term many times over, and M2 - M1 measures that imbalance, not the writeup's dual "
-                   "objective", lambda ctx: text_loss_ratio(ctx, data), "max_text_loss_ratio", "below"),
-               Gate("M1 above chance", f"the classifier-only model's validation accuracy minus chance "
-                    f"(1/{data.n_classes}) on this claim's {data.name} data, mean over seeds: a backbone that cannot "
-                    "classify it cannot show a dual-objective gain", None, "min_m1_above_chance"),),
-        controls=(Control("engram never fed back", NEGATIVE, "M3 with the seed's small-model defect (the engram is "
-                          "computed but never becomes a prefix, so the compressor gets no gradient): clustering may "
-                          "not pass", unused_engram, Verdict.SUPPORTED, "engram_clustering"),
-                  Control("clustering loss on the compressor", POSITIVE, "M3 with a supervised term pulling each "
-                          "engram to a fixed code of its label: clustered by construction", planted_clusters,
-                          Verdict.SUPPORTED, "engram_clustering")),
+        gates=(Gate(name="backbone models the data's text",
+                    description="the backbone's next-token loss on this claim's training texts before any training, "
+                                "as a share of ln V (the trained-model gate's measure on the claim's own data, at "
+                                "that gate's 0.6): M2 adds that loss to the classification loss with equal weight, "
+                                "so on a backbone that does not model the text the LM term starts above chance and "
+                                "outweighs the classification term many times over, and M2 - M1 measures that "
+                                "imbalance, not the writeup's dual objective",
+                    value=lambda ctx: text_loss_ratio(ctx, data), threshold_param="max_text_loss_ratio",
+                    direction="below"),
+               Gate(name="M1 above chance",
+                    description=f"the classifier-only model's validation accuracy minus chance "
+             f"(1/{data.n_classes}) on this claim's {data.name} data, mean over seeds: a backbone that cannot "
+             "classify it cannot show a dual-objective gain",
+                    value=None, threshold_param="min_m1_above_chance"),),
+        controls=(Control(name="engram never fed back", kind=NEGATIVE,
+                          description="M3 with the seed's small-model defect (the engram is computed but never "
+                                      "becomes a prefix, so the compressor gets no gradient): clustering may not "
+                                      "pass",
+                          build=unused_engram, effect=Verdict.SUPPORTED, part="engram_clustering"),
+                  Control(name="clustering loss on the compressor", kind=POSITIVE,
+                          description="M3 with a supervised term pulling each engram to a fixed code of its label: "
+                                      "clustered by construction",
+                          build=planted_clusters, effect=Verdict.SUPPORTED, part="engram_clustering")),
         training=True,
         default_seeds={"fast": 1, "slow": 5},
     )(lambda ctx: measure_engram(ctx, data))

@@ -125,7 +125,7 @@ def bound_text(direction: str, threshold: float | Sequence[float]) -> str:
     return f"{'>=' if direction == 'above' else '<='} {threshold:.4g}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Gate:
     """A prerequisite the model must meet for the claim to be testable (CLAIMS.md revision 2, fitness column).
 
@@ -216,7 +216,7 @@ class ControlRun:
                       "verdict": None if verdict is None else Verdict(verdict)})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Control:
     """A known-answer run of the claim's own measure (CLAIMS.md revision 2, "Calibration").
 

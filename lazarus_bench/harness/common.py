@@ -223,16 +223,21 @@ def depth_window(n_layers: int, centre: float, half_width: float) -> list[int]:
 GRPO_GATE_PARAMS = {"start_reward_range": [0.1, 0.9], "min_variance_share": 0.1, "min_reward_rise": 0.05,
                     "budget_rounds": 10}
 GRPO_GATES = (
-    Gate("start reward rate", "mean reward over the first fifth of the GRPO steps, mean over seeds: outside "
-         "[0.1, 0.9] nearly every group shares one reward and GRPO has no signal", None, "start_reward_range",
-         "within"),
-    Gate("groups with reward variance", "share of GRPO groups whose rewards differ (only they carry a gradient), "
-         "mean over seeds and steps", None, "min_variance_share"),
-    Gate("reward rose", "manipulation floor: mean reward over the last fifth of the GRPO steps minus the first fifth, "
-         "mean over seeds (0 in expectation at learning rate 0). 0.05 is the writeup's rise in the same units: "
-         "correct-answer probability 0.288 -> 0.346. A run trains in rounds of the writeup's iteration count until "
-         "its floors hold at a round's end, at most budget_rounds rounds; a run whose reward still did not rise "
-         "tested nothing, so it is NOT TESTABLE, never REFUTED", None, "min_reward_rise"),
+    Gate(name="start reward rate",
+         description="mean reward over the first fifth of the GRPO steps, mean over seeds: outside [0.1, 0.9] nearly "
+                     "every group shares one reward and GRPO has no signal",
+         value=None, threshold_param="start_reward_range", direction="within"),
+    Gate(name="groups with reward variance",
+         description="share of GRPO groups whose rewards differ (only they carry a gradient), mean over seeds and "
+                     "steps",
+         value=None, threshold_param="min_variance_share"),
+    Gate(name="reward rose",
+         description="manipulation floor: mean reward over the last fifth of the GRPO steps minus the first fifth, "
+                     "mean over seeds (0 in expectation at learning rate 0). 0.05 is the writeup's rise in the same "
+                     "units: correct-answer probability 0.288 -> 0.346. A run trains in rounds of the writeup's "
+                     "iteration count until its floors hold at a round's end, at most budget_rounds rounds; a run "
+                     "whose reward still did not rise tested nothing, so it is NOT TESTABLE, never REFUTED",
+         value=None, threshold_param="min_reward_rise"),
 )
 
 
@@ -269,6 +274,7 @@ def at_round_ends(round_steps: int, floors_met: Callable[[list[dict]], bool]) ->
 
 def random_init_control(effect: Verdict) -> Control:
     """The negative control of the analysis claims: a random-init model of the same architecture and tokenizer."""
-    return Control("random-init model", NEGATIVE, "the same architecture and tokenizer with random weights: nothing "
-                   "was learned, so there is no effect to find", lambda ctx: ctx.variant(handle=ctx.random_control()),
-                   effect)
+    return Control(name="random-init model", kind=NEGATIVE,
+                   description="the same architecture and tokenizer with random weights: nothing was learned, so "
+                               "there is no effect to find",
+                   build=lambda ctx: ctx.variant(handle=ctx.random_control()), effect=effect)

@@ -114,7 +114,7 @@ class GradedRun:
                       "statistics": tuple(tuple(s) for s in body.get("statistics", ()))})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GradedControl:
     """The claim's effect planted at ``strengths`` (in ``units``), ``replicates`` times each:
     ``build(ctx, strength, replicate)`` returns the context to measure. ``effect`` is the verdict that reads
@@ -227,7 +227,7 @@ class NullRun:
         return cls(**{**body, "statistics": tuple(body.get("statistics", ()))})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NullControl:
     """The effect absent by construction, with the real measurement's variance: ``build(ctx, replicate)`` gives one
     draw (a permutation, a random direction, a random-init seed). ``effect`` is the verdict that reads "present"."""

@@ -135,9 +135,11 @@ def seed001_lora(ctx: ClaimContext, params: dict, seed: int, out_dir: Path) -> N
 
 
 DUAL_GATES = (
-    Gate("cls loss fell", "manipulation floor: relative fall of the classification loss from the first step to the "
-         "last window, smallest over the runs (writeup: 10.3 -> 1.07, a 90% fall); a run at learning rate 0 falls "
-         "0%, so a run that did not learn the classifier is NOT TESTABLE, never REFUTED", None, "min_cls_loss_fall"),
+    Gate(name="cls loss fell",
+         description="manipulation floor: relative fall of the classification loss from the first step to the last "
+                     "window, smallest over the runs (writeup: 10.3 -> 1.07, a 90% fall); a run at learning rate 0 "
+                     "falls 0%, so a run that did not learn the classifier is NOT TESTABLE, never REFUTED",
+         value=None, threshold_param="min_cls_loss_fall"),
 )
 
 
@@ -148,6 +150,7 @@ def dual_fitness(samples: list[dict]) -> dict[str, float]:
 
 def dual_trained_control(effect: Verdict) -> Control:
     """The positive control of the claims that say the lens or a probe does not name the operation (H01, H04)."""
-    return Control("dual-reward-trained model", POSITIVE, "this model after H05a's corrected dual-reward run (seed 0, "
-                   "cached): its lens at 55% depth names the operation",
-                   lambda ctx: ctx.variant(handle=dual_model(ctx)), effect)
+    return Control(name="dual-reward-trained model", kind=POSITIVE,
+                   description="this model after H05a's corrected dual-reward run (seed 0, cached): its lens at 55% "
+                               "depth names the operation",
+                   build=lambda ctx: ctx.variant(handle=dual_model(ctx)), effect=effect)

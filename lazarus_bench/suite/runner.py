@@ -109,10 +109,11 @@ def _decided(decision: stats.Decision) -> dict:
 
 TRAINED_ENV = "LAZARUS_MAX_HELDOUT_LOSS_RATIO"
 TRAINED_DEFAULT = 0.6
-TRAINED_GATE = Gate("trained language model", "next-token loss on the package's fixed held-out arithmetic text "
-                    "(data/heldout.txt, the model's own tokenizer) as a share of chance, ln V: random weights sit near "
-                    "1, so a model above the threshold learned no text and nothing it shows is a finding", None,
-                    "max_heldout_loss_ratio", "below")
+TRAINED_GATE = Gate(name="trained language model",
+                    description="next-token loss on the package's fixed held-out arithmetic text (data/heldout.txt, "
+                                "the model's own tokenizer) as a share of chance, ln V: random weights sit near 1, "
+                                "so a model above the threshold learned no text and nothing it shows is a finding",
+                    value=None, threshold_param="max_heldout_loss_ratio", direction="below")
 
 
 def trained_threshold() -> float:

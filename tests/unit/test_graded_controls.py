@@ -142,8 +142,8 @@ def _planted(ctx, strength, replicate):
 
 
 def test_graded_control_runs_each_strength_and_replicate_through_the_measure():
-    control = GradedControl("toy", "", "rate", (0.0, 0.3, 0.9, 1.0), 50, _planted, Verdict.REFUTED, 0.3,
-                            0.9)
+    control = GradedControl(name="toy", description="", units="rate", strengths=(0.0, 0.3, 0.9, 1.0), replicates=50,
+                            build=_planted, effect=Verdict.REFUTED, threshold=0.3, writeup=0.9)
     run = control.run(_Toy, _toy_ctx())
     expected = [sum(np.random.default_rng(1000 * r + int(s * 100)).uniform() < s for r in range(50))
                 for s in (0.0, 0.3, 0.9, 1.0)]
@@ -163,8 +163,8 @@ def test_a_strength_that_cannot_be_planted_is_left_out_not_the_curve():
             raise ControlUnavailable(f"already >= {strength:g} without a plant")
         return _planted(ctx, strength, replicate)
 
-    control = GradedControl("toy", "", "rate", (0.0, 0.3, 0.9, 1.0), 20, below_own_level, Verdict.REFUTED,
-                            0.3, 0.9)
+    control = GradedControl(name="toy", description="", units="rate", strengths=(0.0, 0.3, 0.9, 1.0), replicates=20,
+                            build=below_own_level, effect=Verdict.REFUTED, threshold=0.3, writeup=0.9)
     run = control.run(_Toy, _toy_ctx())
     assert run.built and run.detected[0] is None and run.rates[0] is None and run.statistics[0] == ()
     assert all(k is not None for k in run.detected[1:])
@@ -174,8 +174,8 @@ def test_a_strength_that_cannot_be_planted_is_left_out_not_the_curve():
     def never(ctx, strength, replicate):
         raise ControlUnavailable("no direction")
 
-    none = GradedControl("toy", "", "rate", (0.0, 0.3, 0.9, 1.0), 20, never, Verdict.REFUTED, 0.3,
-                         0.9).run(_Toy, _toy_ctx())
+    none = GradedControl(name="toy", description="", units="rate", strengths=(0.0, 0.3, 0.9, 1.0), replicates=20,
+                         build=never, effect=Verdict.REFUTED, threshold=0.3, writeup=0.9).run(_Toy, _toy_ctx())
     assert not none.built and none.reason.count("no direction") == 4 and none.detected == ()
 
 
@@ -189,8 +189,9 @@ def test_the_calibration_table_and_curve_show_an_unplantable_strength(tmp_path):
 
 
 def test_null_control_counts_false_positives_over_replicates():
-    null = NullControl("toy null", "", 200, lambda ctx, r: ctx.variant(params={"strength": 0.05, "draw_seed": r}),
-                       Verdict.REFUTED)
+    null = NullControl(name="toy null", description="", replicates=200,
+                       build=lambda ctx, r: ctx.variant(params={"strength": 0.05, "draw_seed": r}),
+                       effect=Verdict.REFUTED)
     run = null.run(_Toy, _toy_ctx())
     expected = sum(np.random.default_rng(r).uniform() < 0.05 for r in range(200))
     assert run.flagged == expected and run.rate == expected / 200 and 0 < run.flagged < 30

@@ -102,7 +102,7 @@ def test_every_gate_threshold_is_a_parameter_of_its_claim():
     from lazarus_bench.harness.registry import all_claims, register
 
     assert all(g.threshold_param in c.params for c in all_claims() for g in c.gates)
-    gate = Gate("depth", "layers", None, "min_layers")
+    gate = Gate(name="depth", description="layers", value=None, threshold_param="min_layers")
     with pytest.raises(LazarusError, match="gate 'depth' reads parameter 'min_layers'"):
         register(Claim(id="T99", title="t", statement="s", source="s", criterion="c", writeup="w", params={},
                        measure=lambda ctx: None, gates=(gate,)))
@@ -128,3 +128,22 @@ def test_claim_parameters_are_a_frozen_dataclass_with_range_and_help():
     h15 = get_claim("H15a").params_type()()
     assert h15.variants == get_claim("H15a").params["variants"], "a list default is copied, never shared"
     assert h15.variants is not get_claim("H15a").params["variants"]
+
+
+def test_gates_and_controls_take_keyword_arguments_only():
+    """Seven positional arguments are unreadable at the call site: every gate and control names its fields."""
+    import pytest
+
+    from lazarus_bench.harness.base import POSITIVE, Control, Gate
+    from lazarus_bench.harness.controls import GradedControl, NullControl
+    from lazarus_bench.stats import Verdict
+
+    with pytest.raises(TypeError):
+        Gate("depth", "layers", None, "min_layers")
+    with pytest.raises(TypeError):
+        Control("c", POSITIVE, "d", lambda ctx: ctx, Verdict.SUPPORTED)
+    with pytest.raises(TypeError):
+        NullControl("n", "d", 20, lambda ctx, r: ctx, Verdict.REFUTED)
+    with pytest.raises(TypeError):
+        GradedControl("g", "d", "u", (0.1, 0.2, 0.3, 0.4), 5, lambda ctx, s, r: ctx, Verdict.SUPPORTED, 0.2, 0.3)
+    assert Gate(name="depth", description="layers", value=None, threshold_param="min_layers").direction == "above"
