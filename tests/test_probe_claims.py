@@ -136,6 +136,9 @@ def test_h03_gain_matches_samples(records):
         details["accuracy_l0_leave_one_template_out"]
     )
     assert curve["series"]["permutation null mean"][0] is None
+    random_l0 = curve["series"]["random-init stratified"][layer0]
+    assert details["random_init_l0_accuracy"] == pytest.approx(random_l0), "the random-init block 0, beside ours"
+    assert f"random-init model: block 0 {random_l0:.1%}" in record.ours
     n_perm = record.params["n_permutations"]
     assert 1 / (n_perm + 1) <= details["max_statistic_p"] <= 1.0
 

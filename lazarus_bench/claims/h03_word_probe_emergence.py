@@ -358,6 +358,6 @@ def measure_h03(ctx: ClaimContext) -> Outcome:
             f"{acc_s[peak_s]:.1%} at block {probed.labels[peak_s]} (stratified, max-statistic p={p_peak:.3g}) / "
             f"{acc_g[peak_g]:.1%} at block {probed.labels[peak_g]} (leave-one-template-out); selection-free peak "
             f"{k_sel / n:.1%}, gain {gain:+.1%} [{gain_low:+.1%}, {gain_high:+.1%}] "
-            f"(sign test over {m} template x pair cells p={gain_test.p_value:.3g}); random-init peak "
-            f"{c_acc[candidates].max():.1%}")
+            f"(sign test over {m} template x pair cells p={gain_test.p_value:.3g}); random-init model: block {base} "
+            f"{c_acc[control.row(base)]:.1%}, peak {c_acc[candidates].max():.1%}")
     return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, parts=parts)
