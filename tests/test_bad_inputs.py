@@ -452,7 +452,7 @@ def _start_run(model: str, tmp_path: Path) -> subprocess.Popen:
     # the slow tier: minutes of training, so the signal always lands mid-run
     argv = [sys.executable, "-m", "lazarus_bench.cli", "run", "-m", model, "--claims", "H05a,H12", "--tier", "slow",
             "-j", "2", "--report-dir", str(tmp_path / "reports"), "--cache-dir", str(tmp_path / "cache"),
-            "--params", '{"H05a": {"min_lens_ceiling": 0}}']  # a tiny random model's lens ceiling is below 36%
+            "--params", '{"H05a": {"min_ceiling_over_floor": 0}}']  # a tiny model's lens ceiling is 1.6 T'
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

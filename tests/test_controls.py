@@ -165,17 +165,20 @@ def test_a_control_that_cannot_be_built_is_stated_with_its_reason(saved_model, t
 
 def test_h05_untrained_runs_measure_the_model_before_training(saved_model, tmp_path):
     """The negative control trains with the learning rate at 0: its 'after' is the untrained model, so its statistic
-    (mean full-vocabulary op-word probability) equals the trained runs' 'before' values, and it is not flagged."""
+    (mean full-vocabulary op-word probability over the lens ceiling) is the trained runs' 'before' values over the
+    same ceiling, and it is not flagged; the graded plant's strengths are shares of that ceiling."""
     record = _run("H05a", "zoo:base", tmp_path, n_seeds=2,  # a trained model: the plant reaches 0.81 there
                   overrides={"min_seeds": 2, "min_cls_loss_fall": -10.0})
     untrained = _controls(record)["untrained runs"]
     assert untrained.built and not untrained.detected
-    before = np.mean([s["vocab_prob_before"] for s in record.samples])
+    ceiling = record.statistic.details["lens_ceiling"]["reached"]
+    assert record.statistic.details["lens_ceiling"]["bound"] >= ceiling > 0.36
+    before = np.mean([s["vocab_prob_before"] for s in record.samples]) / ceiling
     assert untrained.statistic["value"] == pytest.approx(before, rel=1e-6)
     assert record.statistic.statistic != pytest.approx(before, rel=1e-6)
     [planted] = record.graded
     assert planted.built, planted.reason
-    got = [v[0] for v in planted.statistics]  # the measure's mean P(true op word) at each planted strength
+    got = [v[0] for v in planted.statistics]  # the measure's share of the ceiling at each planted strength
     assert got == sorted(got) and all(s / 3 < g < min(1.0, 3 * s) for s, g in zip(planted.strengths, got)), got
 
 

@@ -12,11 +12,13 @@ from scipy import stats as sps
 
 from lazarus_bench import prompts, stats
 from lazarus_bench.analysis.ceiling import lens_ceilings
+from lazarus_bench.claims.h01_lens_op_words import scale_free_threshold
 from lazarus_bench.claims.h05_dual_reward_names_op import h05a_verdict
 from lazarus_bench.claims.h06_base_vs_instruct import h06_statistic
 from lazarus_bench.claims.h08_grpo_dual_collapse import chance_collapse_rate, collapse_words, grpo_config, is_collapsed
 from lazarus_bench.claims.h09_collapse_fixes import FIXES, h09_statistic
 from lazarus_bench.harness.common import restricted_lens
+from lazarus_bench.harness.fixtures import dual_sample
 from lazarus_bench.harness.pairs import INSTRUCT_PAIRS
 from lazarus_bench.harness.registry import get_claim
 from lazarus_bench.models import load_model
@@ -26,7 +28,7 @@ from lazarus_bench.training.data import class_token_ids
 from lazarus_bench.training.dual_reward import evaluate_classifier
 
 OPS = list(prompts.operation_words())
-OPEN_CEILING = {"min_lens_ceiling": 0.0}
+OPEN_CEILING = {"min_ceiling_over_floor": 0.0}
 OPEN_FLOOR = {"min_cls_loss_fall": -10.0}  # 4 fast-tier steps cannot halve the loss: open the floor to test the rest
 # H08/H09 stop at the first GRPO run below a floor (ClaimContext.floor): open both to measure every run
 OPEN_GRPO_FLOORS = {"min_cls_loss_fall": -1e9, "min_readout_move": 0.0}
@@ -35,7 +37,7 @@ STAT_FIELDS = {"name", "statistic", "ci_low", "ci_high", "confidence", "effect_s
 
 
 def _run(claim_id, model_dir, tmp_path, **kw):
-    if claim_id == "H05a":  # a tiny random model's lens ceiling is near 34%: opened here, closed in its own test
+    if claim_id == "H05a":  # a tiny random llama's lens ceiling is 1.6 x H01's T': opened here, closed in its own test
         kw["overrides"] = {**OPEN_CEILING, **kw.get("overrides", {})}
     record = run_claim(get_claim(claim_id), str(model_dir), tier="fast", report_dir=tmp_path / "reports",
                        log=lambda message: None, **kw)
@@ -63,15 +65,18 @@ def test_h05a_both_protocols_and_statistic_from_samples(saved_model, tmp_path, c
     handle = load_model(str(model))
     ids = class_token_ids(handle, OPS)
     ceilings = lens_ceilings(handle, ids.values())
+    reached = np.mean([ceilings[ids[w]].reached for w in prompts.dual_reward_eval().labels()])
+    floor = scale_free_threshold(handle, get_claim("H01").parameters("fast"))["scale_free"]
     check_gates(record, {"cls loss fell": min(1 - s["final_cls_loss"] / s["initial_cls_loss"] for s in samples),
-                         "op word reachable by the lens": np.mean([ceilings[ids[w]].bound
-                                                                   for w in prompts.dual_reward_eval().labels()])})
+                         "lens ceiling over H01's T'": reached / floor})
     assert min(s["param_change_relative"] for s in samples) > 0
     probs = [s["vocab_prob_after"] for s in samples]
-    again = stats.threshold_claim(probs, 0.36, "above", 0.05, test="sign", min_n=2)
-    assert st.details["test"] == "sign" == get_claim("H05a").tests["prob"]
+    again = stats.threshold_claim([v / reached for v in probs], 0.36, "above", 0.05, test="sign", min_n=2)
+    assert st.details["test"] == "sign" == get_claim("H05a").tests["share"]
     assert st.n == 2 and _same(st.statistic, again.statistic) and _same(st.p_value, again.p_value)
     assert _same(st.ci_low, again.ci_low) and _same(st.ci_high, again.ci_high)
+    above = stats.threshold_claim([v / floor for v in probs], 1.0, "above", 0.05, test="sign", min_n=2)
+    assert _same(st.details["criteria"]["floor"]["statistic"], above.statistic)
     correct = st.details["correct"]
     assert correct["n"] == 2, "the seed is the unit: 2 seeds, not 16 pooled prompts"
     per_seed = [sps.binomtest(s["correct_after"], 8, 0.25, alternative="greater").pvalue for s in samples]
@@ -112,10 +117,12 @@ def test_h06_pairs_base_with_instruct_and_reuses_cached_base_runs(saved_model, t
     cache = tmp_path / "cache"
     h05 = _run("H05a", base, tmp_path, n_seeds=2, cache_dir=cache, overrides=OPEN_FLOOR)
     record = _run("H06", base, tmp_path, n_seeds=2, cache_dir=cache, overrides={"min_seeds": 2, **OPEN_FLOOR})
-    parts = [json.loads((p / "cache_manifest.json").read_text())["parts"] for p in cache.iterdir()
-             if not p.name.startswith(".")]
+    entries = {p: json.loads((p / "cache_manifest.json").read_text())["parts"] for p in cache.iterdir()
+               if not p.name.startswith(".")}
+    parts = list(entries.values())
     trained = [q for q in parts if q["params"]["lr_scale"] == 1.0]
-    assert len(trained) == 4, "2 base runs reused, 2 instruct runs"
+    assert len(trained) == 6, "2 base runs reused, 2 instruct runs, the null's 2 base runs of other seeds"
+    assert sorted(q["seed"] for q in trained if q["seed"] >= 1000) == [1000, 1001]
     assert len(parts) - len(trained) == 2, "H05a's negative control: the 2 seeds at learning rate 0"
     rows = {v: [s for s in record.samples if s["variant"] == v] for v in ("base", "instruct")}
     assert [s["train_seconds"] for s in rows["base"]] == [s["train_seconds"] for s in h05.samples]
@@ -139,9 +146,12 @@ def test_h06_pairs_base_with_instruct_and_reuses_cached_base_runs(saved_model, t
                          "instruct follows the chat format": 0.0,  # a pair outside the zoo: its makers evaluated it
                          "cls loss fell": min(1 - s["final_cls_loss"] / s["initial_cls_loss"] for s in both),
                          "not both at ceiling": min(np.mean(prob_b), np.mean(prob_i))})
-    [itself] = record.controls
-    assert itself.name == "base paired with itself" and itself.built and not itself.detected
-    assert itself.statistic["value"] == 0.0 and itself.verdict != "SUPPORTED"
+    [null] = record.nulls
+    assert null.name == "base against base" and null.built and null.replicates == 1 and null.flagged in (0, 1)
+    other = {q["seed"]: dual_sample(json.loads((d / "run.json").read_text()), record.params["loss_window"])
+             for d, q in entries.items() if q["seed"] >= 1000}
+    prob_null = [other[1000 + s["seed"]]["vocab_prob_after"] for s in rows["base"]]
+    assert null.statistics[0] == pytest.approx(np.mean(np.subtract(prob_null, prob_b))), "seed noise, not zero"
 
 
 def test_h06_zoo_instruct_without_a_reward_stage_is_not_post_trained(tmp_path, monkeypatch):
@@ -309,26 +319,39 @@ def _dual_rows(correct, probs, lost, losses=None):
 def test_h05a_verdicts_on_synthetic_seeds():
     p, tests = get_claim("H05a").parameters("slow"), get_claim("H05a").tests
     assert p["min_seeds"] == 5 and get_claim("H05a").default_seeds["slow"] == 5
-    good, _ = h05a_verdict(_dual_rows([8, 8, 7, 8, 8], [0.62, 0.71, 0.55, 0.6, 0.5], [0] * 5), p, tests)
+    near_one, floor = {"reached": 0.9, "bound": 0.9}, {"scale_free": 0.01}
+
+    def verdict(correct, probs, lost, ceiling=near_one, t_prime=floor):
+        return h05a_verdict(_dual_rows(correct, probs, lost), p, tests, ceiling, t_prime)
+
+    good, _ = verdict([8, 8, 7, 8, 8], [0.62, 0.71, 0.55, 0.6, 0.5], [0] * 5)
     assert good.verdict == Verdict.SUPPORTED and good.n == 5
-    weak, _ = h05a_verdict(_dual_rows([2, 3, 2, 1, 2], [0.26, 0.27, 0.25, 0.2, 0.3], [0] * 5), p, tests)
+    assert good.statistic == pytest.approx(np.mean([0.62, 0.71, 0.55, 0.6, 0.5]) / 0.9)
+    weak, _ = verdict([2, 3, 2, 1, 2], [0.26, 0.27, 0.25, 0.2, 0.3], [0] * 5)
     assert weak.verdict == Verdict.REFUTED
-    one_seed_short, _ = h05a_verdict(_dual_rows([8, 8, 5, 8, 8], [0.62, 0.71, 0.55, 0.6, 0.5], [0] * 5), p, tests)
+    one_seed_short, _ = verdict([8, 8, 5, 8, 8], [0.62, 0.71, 0.55, 0.6, 0.5], [0] * 5)
     assert one_seed_short.verdict == Verdict.INCONCLUSIVE, "every seed must name the operation"
-    hurt, _ = h05a_verdict(_dual_rows([8] * 5, [0.62, 0.71, 0.55, 0.6, 0.5], [5] * 5), p, tests)
+    hurt, _ = verdict([8] * 5, [0.62, 0.71, 0.55, 0.6, 0.5], [5] * 5)
     assert hurt.verdict == Verdict.SUPPORTED, "answers are H05b's claim, not H05a's"
-    few, _ = h05a_verdict(_dual_rows([8, 8, 8], [0.62, 0.71, 0.6], [0] * 3), p, tests)
+    few, _ = verdict([8, 8, 8], [0.62, 0.71, 0.6], [0] * 3)
     assert few.verdict == Verdict.INCONCLUSIVE and "too few seeds" in few.reason
-    same, parts = h05a_verdict(_dual_rows([8] * 5, [0.6] * 5, [0] * 5), p, tests)
+    same, parts = verdict([8] * 5, [0.6] * 5, [0] * 5)
     assert same.verdict == Verdict.SUPPORTED, "five identical seeds above 36% are evidence, not a tie artefact"
-    assert parts["prob"].p_value == pytest.approx(1 / 32) and parts["prob"].details["test"] == "sign"
-    below, parts = h05a_verdict(_dual_rows([8] * 5, [0.2] * 5, [0] * 5), p, tests)
-    assert parts["prob"].verdict == Verdict.REFUTED, "five identical seeds below 36% refute the probability criterion"
+    assert parts["share"].p_value == pytest.approx(1 / 32) and parts["share"].details["test"] == "sign"
+    below, parts = verdict([8] * 5, [0.2] * 5, [0] * 5)
+    assert parts["share"].verdict == Verdict.REFUTED, "0.2 / 0.9 of the ceiling is below 36% of it"
+    low_ceiling, parts = verdict([8] * 5, [0.2] * 5, [0] * 5, ceiling={"reached": 0.5, "bound": 0.5})
+    assert low_ceiling.verdict == Verdict.SUPPORTED, "the same 20% is 40% of a ceiling of 50%"
+    assert parts["share"].statistic == pytest.approx(0.4)
+    noise, parts = verdict([8] * 5, [0.04] * 5, [0] * 5, ceiling={"reached": 0.05, "bound": 0.05},
+                           t_prime={"scale_free": 0.05})
+    assert parts["share"].verdict == Verdict.SUPPORTED and parts["floor"].verdict == Verdict.REFUTED
+    assert noise.verdict == Verdict.REFUTED, "a share of a ceiling at the random-init level names nothing"
     renormalised_only = _dual_rows([8] * 5, [0.1] * 5, [0] * 5)
     for row in renormalised_only:
         row["restricted_prob_after"] = 0.9
-    _, parts = h05a_verdict(renormalised_only, p, tests)
-    assert parts["prob"].verdict == Verdict.REFUTED, "36% reads the full vocabulary, not the 4-way softmax"
+    _, parts = h05a_verdict(renormalised_only, p, tests, near_one, floor)
+    assert parts["share"].verdict == Verdict.REFUTED, "36% reads the full vocabulary, not the 4-way softmax"
 
 
 def test_replicated_proportion_is_not_a_pooled_count():
@@ -363,8 +386,6 @@ def test_h06_and_h09_verdicts_on_synthetic_seeds():
 
 
 def test_h06_reads_the_loss_at_the_writeups_first_logged_step():
-    from lazarus_bench.harness.fixtures import dual_sample
-
     classifier = {"layer": 4, "n": 8, "correct": 8, "mean_restricted_prob": 0.5, "mean_vocab_prob": 0.1,
                   "predicted": [], "labels": [], "restricted_prob": [], "vocab_prob": []}
     answers = {"accuracy": 0.5, "correct": [True, False]}
@@ -378,18 +399,17 @@ def test_h06_reads_the_loss_at_the_writeups_first_logged_step():
     assert short["first_logged_step"] == 40 and short["first_logged_cls_loss"] == run["cls_loss"][39]
 
 
-def test_h05a_is_not_testable_before_training_where_the_lens_cannot_reach_36_percent(saved_model, tmp_path):
-    """The tiny random llama's lens can give the op words at most ~34% on average (certified bound): the ceiling gate
-    stops H05a before any training, NOT TESTABLE with the value; opened, the same model is trained and measured."""
+def test_h05a_is_not_testable_before_training_where_the_lens_ceiling_is_near_the_random_level(saved_model, tmp_path):
+    """The tiny random llama's lens can give the op words at most ~34% on average, only 1.6 x H01's T' there: the
+    ceiling gate stops H05a before any training, NOT TESTABLE with the value; opened, the model is trained."""
     model = str(saved_model("llama"))
     record = run_claim(get_claim("H05a"), model, tier="fast", report_dir=tmp_path / "reports", n_seeds=1,
                        log=lambda m: None, cache_dir=tmp_path / "cache")
-    gate = {g.name: g for g in record.fitness}["op word reachable by the lens"]
-    assert record.verdict == "NOT TESTABLE" and not gate.passed and gate.value < gate.threshold == 0.36
-    assert "op word reachable by the lens" in record.reason and not record.samples
+    gate = {g.name: g for g in record.fitness}["lens ceiling over H01's T'"]
+    assert record.verdict == "NOT TESTABLE" and not gate.passed and 1.0 < gate.value < gate.threshold == 2.0
+    assert "lens ceiling over H01's T'" in record.reason and not record.samples
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir()), "nothing was trained"
     assert (record.work or {}).get("train_tokens", 0) == 0
-    assert get_claim("H05a").params["min_lens_ceiling"] == get_claim("H05a").params["min_prob"]
 
 
 def test_dual_reward_floor_fails_on_a_learning_rate_0_run(saved_model, tmp_path):

@@ -78,7 +78,7 @@ def test_records_with_a_compiled_training_step_are_bitwise_the_same(saved_model,
         out = tmp_path / mode
         _child(["-m", "lazarus_bench.cli", "run", "--tier", "fast", "-m", model, "--claims", "H05a", "--protocol",
                 "corrected", "-j", "1", "--report-dir", str(out), "--cache-dir", str(tmp_path / f"c-{mode}"),
-                "--params", '{"H05a": {"min_cls_loss_fall": 0, "min_lens_ceiling": 0}}'], mode,
+                "--params", '{"H05a": {"min_cls_loss_fall": 0, "min_ceiling_over_floor": 0}}'], mode,
                cwd=Path(__file__).resolve().parents[1])
         [record] = load_records(out).records
         assert record.environment["jit"] == mode and record.status == "ok"

@@ -62,7 +62,7 @@ def test_report_names_the_single_defects_that_move_h05a(saved_model, tmp_path):
     for protocol in ("corrected", "corrected+optimizer", "corrected+lora_scale"):
         record = run_claim(get_claim("H05a"), path, tier="fast", report_dir=out, protocol=protocol,
                            pool=ModelPool(), log=lambda m: None, cache_dir=tmp_path / "cache",
-                           overrides={"min_cls_loss_fall": 0.0, "min_lens_ceiling": 0.0})
+                           overrides={"min_cls_loss_fall": 0.0, "min_ceiling_over_floor": 0.0})
         assert record.status == "ok", record.reason
         passed = all(g.passed for g in record.fitness)
         assert passed, record.reason

@@ -515,7 +515,7 @@ def test_a_v3_build_records_its_recipe_and_each_claim_gate(micro_zoo):
     assert {n: (g["threshold"], g["direction"]) for n, g in gates.items()} == {
         n: (g["threshold"], g["direction"]) for n, g in fresh.items()}
     assert misses(scaled(0.9)) == [] and len(misses(scaled(1.1))) == len(CLAIM_GATES)
-    assert gates["H05a: op word reachable by the lens"]["target"]
+    assert gates["H05a: lens ceiling over H01's T'"]["target"]
 
 
 def test_the_recipe3_base_misses_every_claim_gate():

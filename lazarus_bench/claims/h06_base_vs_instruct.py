@@ -9,7 +9,8 @@ from dataclasses import replace
 import numpy as np
 
 from .. import stats
-from ..harness.base import NEGATIVE, ClaimContext, Control, Gate, Outcome, needs_instruct_pair
+from ..harness.base import ClaimContext, Gate, Outcome, needs_instruct_pair
+from ..harness.controls import NullControl
 from ..harness.fixtures import DUAL_FAST, DUAL_GATES, DUAL_PARAMS, DUAL_SEEDS, dual_fitness, dual_run, dual_sample
 from ..harness.params import Param
 from ..harness.registry import claim
@@ -81,11 +82,17 @@ def instruct_chat_gain(ctx: ClaimContext) -> float:
 POPULATION = {"instruct_loss_higher": {}, "instruct_prob_lower": {}}  # seed means of paired differences
 
 
+def base_against_base(ctx: ClaimContext, replicate: int) -> ClaimContext:
+    """One draw of the null: this base in the instruct role, its runs seeded 1000 x (replicate + 1) further on."""
+    return ctx.variant(info=replace(ctx.info, instruct_pair=ctx.model_id),
+                       params={"pair_seed_offset": 1000 * (replicate + 1)})
+
+
 @claim(
     id="H06",
     no_graded=("no graded plant: the effect is a difference between two models' dual-reward training, and no edit "
-               "makes one model take the training worse by a known amount; on the zoo the claim is tested only on "
-               "the base/instruct pair, and its self-pair control is a sanity check"),
+               "makes one model take the training worse by a known amount; its base-against-base null, other seeds "
+               "of the same base in the instruct role, measures how often seed noise alone reads as an advantage"),
     title="Base models take dual-reward better than instruct models",
     statement="Dual-reward training works better on a base model than on its instruct variant.",
     source="seed 002 (Results: Llama 3.2 1B Instruct; Conclusions 5)",
@@ -108,7 +115,9 @@ POPULATION = {"instruct_loss_higher": {}, "instruct_prob_lower": {}}  # seed mea
                                                     "eval-prompt accuracy vs base"),
             "min_instruct_chat_gain": Param(0.0, Interval(float, -1.0, 1.0),
                                             help="gate: smallest chat-format accuracy gain (0-1) of a zoo instruct "
-                                                 "variant over its base")},
+                                                 "variant over its base"),
+            "pair_seed_offset": Param(0, Interval(int, 0, 2**20),
+                                      help="null: added to each seed of the instruct-role runs (0: the same seeds)")},
     tests={"instruct_loss_higher": "sign", "instruct_prob_lower": "sign"},
     default_seeds=DUAL_SEEDS,
     applies=needs_instruct_pair,
@@ -136,11 +145,11 @@ POPULATION = {"instruct_loss_higher": {}, "instruct_prob_lower": {}}  # seed mea
                 description="the lower of the two models' mean final full-vocabulary op-word probability: when both "
                             "reach the ceiling no difference can show",
                 value=None, threshold_param="max_ceiling", direction="below")),
-    controls=(Control(name="base paired with itself", kind=NEGATIVE,
-                      description="the base model's own runs in the instruct role (the same cached runs): no "
-                                  "difference exists, so no base advantage may be found",
-                      build=lambda ctx: ctx.variant(info=replace(ctx.info, instruct_pair=ctx.model_id)),
-                      effect=Verdict.SUPPORTED, sanity=True),),
+    nulls=(NullControl(name="base against base",
+                       description="the base model's own runs with other seeds (init and data order) in the instruct "
+                                   "role, paired by seed as a real pair is: no difference exists, so a base advantage "
+                                   "found is a false positive of the measurement's own seed-to-seed variance",
+                       replicates=4, build=base_against_base, effect=Verdict.SUPPORTED),),
     training=True,
     after=("H05a",),
 )
@@ -148,7 +157,7 @@ def measure_h06(ctx: ClaimContext) -> Outcome:
     p = ctx.params
     pair = ctx.info.instruct_pair
     base_runs = [dual_run(ctx, seed) for seed in ctx.seeds]
-    inst_runs = [dual_run(ctx, seed, pair) for seed in ctx.seeds]
+    inst_runs = [dual_run(ctx, seed + p["pair_seed_offset"], pair) for seed in ctx.seeds]
     base = [dual_sample(r, p["loss_window"], p["first_log_step"]) for r in base_runs]
     inst = [dual_sample(r, p["loss_window"], p["first_log_step"]) for r in inst_runs]
     statistic = h06_statistic(base, inst, p, ctx.claim.tests)

@@ -107,7 +107,7 @@ def _zoo_rows(root: Path) -> list[dict]:
 CLAIM_GATE_COLUMNS = {"H13: remain presence before SFT": ("H13 remain", "{:.2%}"),
                       "H15a: backbone models the data's text": ("H15a loss/lnV", "{:.2f}"),
                       "H15b: backbone models the data's text": ("H15b loss/lnV", "{:.2f}"),
-                      "H05a: op word reachable by the lens": ("H05a ceiling (target)", "{:.1%}")}
+                      "H05a: lens ceiling over H01's T'": ("H05a ceiling/T' (target)", "{:.1f}x")}
 
 
 def _claim_gate_cells(metrics: dict) -> dict:
