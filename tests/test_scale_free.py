@@ -97,3 +97,25 @@ def test_h01_decides_with_t_prime_and_records_both_forms(saved_model, tmp_path):
     criteria = record.statistic.details["criteria"]
     assert criteria["every_prompt_below"]["details"]["threshold"] == forms["scale_free"]
     assert record.statistic.details["argmax_n"] == 96
+
+
+def test_random_levels_read_each_random_model_once(saved_model):
+    """Several summaries of one reading (H11's mean and max peak) read each random-init model once, and each equals
+    numpy's summary of that model's reading; a second call reads nothing again."""
+    from lazarus_bench.models import load_model
+
+    handle = load_model(str(saved_model("llama")))
+    calls = []
+
+    def read(h):
+        calls.append(h.model_id)
+        return [float(x) for x in np.asarray(h.unembedding(), dtype=np.float64)[:3].sum(axis=1)]
+
+    out = scale.random_levels(handle, "three unembedding row sums", read, 3, {"mean": np.mean, "max": max})
+    assert len(calls) == 3
+    again = scale.random_levels(handle, "three unembedding row sums", read, 3, {"max": max})
+    assert len(calls) == 3 and again["max"] == out["max"]
+    readings = [read(h) for h in scale.random_models(handle, 3)]
+    assert out["mean"]["random_draws"] == [float(np.mean(r)) for r in readings]
+    assert out["max"]["random_level"] == float(np.mean([max(r) for r in readings]))
+    assert out["mean"]["statistic"] == "three unembedding row sums (mean)"

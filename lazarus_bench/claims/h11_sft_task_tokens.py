@@ -25,7 +25,7 @@ from ..harness.controls import GradedControl, NullControl
 from ..harness.params import Param
 from ..harness.plants import plant_op_words
 from ..harness.registry import claim
-from ..harness.scale import low_threshold, random_level
+from ..harness.scale import low_threshold, random_levels
 from ..harness.scale import rise as rise_over
 from ..harness.sft_checkpoints import sft_checkpoints
 from ..models import ModelHandle, dense_weight, load_model
@@ -235,7 +235,7 @@ def plant_task_word(handle: ModelHandle, params: dict, seed: int) -> float:
                           [prompts.seed000_tests()], reduce=np.max).scale
 
 
-def random_levels(handle: ModelHandle, params: dict, masks: dict) -> dict[str, dict]:
+def random_peak_levels(handle: ModelHandle, params: dict, masks: dict) -> dict[str, dict]:
     """R of the rise (the mean over prompts of each prompt's task-token peak) and of the ceiling (their maximum) on
     random-init models of this architecture and tokenizer, read with the corrected lens and the claim's masks."""
     name = f"H11 task-token peak, top-k {params['verdict_top_k']}, null draw {params['null_word_draw']}"
@@ -243,8 +243,7 @@ def random_levels(handle: ModelHandle, params: dict, masks: dict) -> dict[str, d
     def peaks(h: ModelHandle) -> list[float]:
         return [row["peak"] for row in h11_checkpoint(h, params, "corrected", masks)]
 
-    return {"mean": random_level(handle, name + " (mean)", lambda h: np.mean(peaks(h)), params["random_draws"]),
-            "max": random_level(handle, name + " (max)", lambda h: max(peaks(h)), params["random_draws"])}
+    return random_levels(handle, name, peaks, params["random_draws"], {"mean": np.mean, "max": max})
 
 
 def planted_task_word(ctx: ClaimContext, prob: float, replicate: int) -> ClaimContext:
@@ -261,7 +260,7 @@ def ceiling_forms(ctx: ClaimContext) -> dict:
     """The ceiling's forms on this model: T' = max(10%, k x R of the largest task-token peak)."""
     handle, p = ctx.handle(), ctx.params
     masks = claim_masks(handle, p)
-    return low_threshold(p["max_prob"], random_levels(handle, p, masks)["max"], p["k_random"])
+    return low_threshold(p["max_prob"], random_peak_levels(handle, p, masks)["max"], p["k_random"])
 
 
 def h11_seed(ctx: ClaimContext, seed: int, baseline: list[dict], masks: dict) -> dict:
@@ -400,7 +399,7 @@ def measure_h11(ctx: ClaimContext) -> Outcome:
         return float(np.mean([r[key] for r in run["by_step"][step]]))
 
     base = float(np.mean([r["peak"] for r in baseline]))
-    levels = random_levels(handle, p, masks)
+    levels = random_peak_levels(handle, p, masks)
     floor = max(base, p["k_random"] * levels["mean"]["random_level"])
     ceiling = low_threshold(p["max_prob"], levels["max"], p["k_random"])
     rises = [rise_over(mean_peak(r, steps[-1]), base, levels["mean"], p["k_random"]) for r in runs]

@@ -16,7 +16,7 @@ from ..models import ModelHandle
 from ..tiny import build_model
 
 INIT_SEEDS = 100  # random-init model i of a draw uses init seed INIT_SEEDS + i
-_LEVELS: dict[tuple, list[float]] = {}  # per process: R is a pure function of its key, so workers agree
+_LEVELS: dict[tuple, list[list[float]]] = {}  # per process: a pure function of its key, so workers agree
 
 
 def random_models(handle: ModelHandle, draws: int):
@@ -27,15 +27,31 @@ def random_models(handle: ModelHandle, draws: int):
                           config=handle.config)
 
 
-def random_level(handle: ModelHandle, name: str, statistic: Callable[[ModelHandle], float], draws: int) -> dict:
-    """R: ``statistic`` on each of ``draws`` random-init models and their mean, computed once per process for an
-    architecture, tokenizer and statistic ``name`` (which must name everything the statistic reads)."""
+def _readings(handle: ModelHandle, name: str, read: Callable[[ModelHandle], list[float]], draws: int) -> list:
+    """``read`` on each of ``draws`` random-init models, once per process for an architecture, tokenizer and reading
+    ``name`` (which must name everything the reading depends on)."""
     key = (json.dumps(dict(handle.config), sort_keys=True, default=str), len(handle.tokenizer.get_vocab()),
            getattr(handle.tokenizer, "name_or_path", ""), name, draws)
     if key not in _LEVELS:
-        _LEVELS[key] = [float(statistic(h)) for h in random_models(handle, draws)]
-    values = _LEVELS[key]
-    return {"random_level": float(np.mean(values)), "random_draws": list(values), "statistic": name}
+        _LEVELS[key] = [[float(v) for v in read(h)] for h in random_models(handle, draws)]
+    return _LEVELS[key]
+
+
+def random_level(handle: ModelHandle, name: str, statistic: Callable[[ModelHandle], float], draws: int) -> dict:
+    """R: ``statistic`` on each of ``draws`` random-init models and their mean (see ``_readings``)."""
+    values = [v[0] for v in _readings(handle, name, lambda h: [statistic(h)], draws)]
+    return {"random_level": float(np.mean(values)), "random_draws": values, "statistic": name}
+
+
+def random_levels(handle: ModelHandle, name: str, read: Callable[[ModelHandle], list[float]], draws: int,
+                  summaries: dict[str, Callable[[list[float]], float]]) -> dict[str, dict]:
+    """R of several summaries (mean, max, ...) of one reading, each random-init model read once."""
+    readings = _readings(handle, name, read, draws)
+    out = {}
+    for label, summary in summaries.items():
+        values = [float(summary(r)) for r in readings]
+        out[label] = {"random_level": float(np.mean(values)), "random_draws": values, "statistic": f"{name} ({label})"}
+    return out
 
 
 def low_threshold(threshold: float, level: dict, k: float) -> dict:
