@@ -488,8 +488,9 @@ def test_h03_graded_plant_writes_the_class_in_the_chosen_cells_only(saved_model,
 
 
 def test_graded_and_null_controls_reach_the_record_and_the_report(saved_model, tmp_path):
-    """H10's graded control (7 planted cosines) and its null (random router rows) run through the runner in the fast
-    tier (1 replicate each), come back from the record file unchanged and fill the report's calibration tables."""
+    """H10's graded control (6 planted z values) and its null (random router rows) run through the runner in the fast
+    tier (1 replicate each), come back from the record file unchanged and fill the report's calibration tables; the
+    rule calls the largest plantable z aligned and z = 2 not."""
     from lazarus_bench.suite.records import read_record, record_path
     from lazarus_bench.suite.report import read_all, render
 
@@ -497,7 +498,9 @@ def test_graded_and_null_controls_reach_the_record_and_the_report(saved_model, t
     assert record.status == "ok", record.reason
     (graded,), (null,) = record.graded, record.nulls
     assert graded.strengths == get_claim("H10").graded[0].strengths and graded.replicates == 1
-    assert len(graded.detected) == 7 and all(0 <= k <= 1 for k in graded.detected) and graded.claimed == 0.2
+    assert len(graded.detected) == 6 and graded.claimed == 8.0 == record.params["sesoi_z"]
+    plantable = [k for k in graded.detected if k is not None]
+    assert graded.detected[0] == 0 and plantable[-1] == 1, graded.detected
     assert null.replicates == 1 and null.built and 0 <= null.flagged <= 1
     saved = read_record(record_path(tmp_path / "out", *record.key))
     assert saved.graded == record.graded and saved.nulls == record.nulls

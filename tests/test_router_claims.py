@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -74,7 +75,7 @@ def test_h10_matches_numpy_on_mixtral(saved_model, pool, tmp_path):
         assert int(np.argmax(row)) == top[0]
 
     null = np.asarray(record.extra["null_values"])
-    assert null.size == record.params["n_null"]
+    assert null.size == math.ceil(record.params["null_per_test"] * len(samples) / record.params["alpha"])
     assert details["null_mean"] == pytest.approx(null.mean()) and details["null_std"] == pytest.approx(null.std())
     z = [(s["max_cosine"] - null.mean()) / null.std() for s in samples]
     np.testing.assert_allclose([s["z"] for s in samples], z, atol=1e-9)
@@ -89,6 +90,13 @@ def test_h10_matches_numpy_on_mixtral(saved_model, pool, tmp_path):
     assert stat.ci_low <= stat.statistic <= stat.ci_high
     for s in samples:
         assert s["p_value"] == pytest.approx((1 + np.sum(null >= s["max_cosine"])) / (null.size + 1))
+    p_sorted = np.sort([s["p_value"] for s in samples])
+    holm = np.maximum.accumulate(np.minimum(1.0, (len(p_sorted) - np.arange(len(p_sorted))) * p_sorted))
+    n_aligned = int(np.sum(holm < record.params["alpha"]))
+    assert len(details["aligned_experts"]) == n_aligned == details["n_holm_significant"]
+    floors = {g.name: g for g in record.fitness if g.name.startswith("router ")}
+    assert set(floors) == {"router moved from its start", "router lowers the loss"}
+    assert all(g.value == 1.0 and g.passed for g in floors.values()), "a router outside the zoo: taken as trained"
     assert details["op_word_experts"] == sum(bool(s["op_word_matches"]) for s in samples)
     assert details["writeup_threshold"] == 0.2
     assert details["experts_below_threshold"] == pytest.approx(np.mean([s["max_cosine"] < 0.2 for s in samples]))
@@ -121,3 +129,23 @@ def test_gumbel_tail_p_is_scipys_fitted_survival_function():
     loc, scale = gumbel_r.fit(null)
     np.testing.assert_allclose(gumbel_tail_p(values, null), gumbel_r.sf(values, loc, scale), rtol=1e-12)
     assert gumbel_tail_p(values, null)[2] < 1e-3 < gumbel_tail_p(values, null)[0]
+
+
+def test_h10_router_floors_read_a_zoo_moes_manifest(tmp_path, monkeypatch):
+    """A zoo moe whose router barely moved from its random start fails the floor (NOT TESTABLE, never REFUTED); one
+    whose manifest holds no router figures fails both (NaN); a model outside the zoo is taken as trained."""
+    from types import SimpleNamespace
+
+    import lazarus_bench.claims.h10_router_alignment as h10
+    from lazarus_bench.zoo.registry import MANIFEST
+
+    monkeypatch.setattr(h10, "resolve_zoo", lambda model_id: tmp_path)
+    params = get_claim("H10").parameters("slow")
+    moved, fell = h10.ROUTER_GATES
+    zoo = SimpleNamespace(model_id="zoo:moe", params=params)
+    (tmp_path / MANIFEST).write_text(json.dumps({"metrics": {"router": {"moved": 0.05, "loss_fall": 0.02}}}))
+    assert not moved.check(zoo).passed and moved.check(zoo).value == 0.05 and fell.check(zoo).passed
+    (tmp_path / MANIFEST).write_text(json.dumps({"metrics": {}}))
+    assert not moved.check(zoo).passed and math.isnan(fell.check(zoo).value) and not fell.check(zoo).passed
+    released = SimpleNamespace(model_id="/models/mixtral", params=params)
+    assert moved.check(released).passed and fell.check(released).passed

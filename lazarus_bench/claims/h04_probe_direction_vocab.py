@@ -23,7 +23,7 @@ from ..harness.controls import GradedControl, NullControl
 from ..harness.fixtures import dual_model
 from ..harness.params import Param
 from ..harness.registry import claim
-from ..options import OPEN_PROB, Choice
+from ..options import COUNT, OPEN_PROB, Choice
 from ..stats import Verdict, ecdf
 
 
@@ -195,9 +195,10 @@ POPULATION = {
                           help="word whose unembedding rank the direction is tested on"),
             "top_fraction": Param(0.01, OPEN_PROB,
                                   help="top share (0-1) of the vocabulary the word's best rank must stay out of"),
-            "layer_fraction": 0.55, "n_splits": 4, "n_permutations": 100, "n_bootstrap": 200, "n_null": 1000, "C": 1.0,
+            "layer_fraction": 0.55, "n_splits": 4, "n_permutations": 100, "n_bootstrap": 200, "C": 1.0,
             "alpha": 0.05, "seed": 0, "prompt_set": "symbol",
-            "prompt_suffix": Param("", Choice(("", " ")), help="text appended to every prompt")},
+            "prompt_suffix": Param("", Choice(("", " ")), help="text appended to every prompt"),
+            "n_null": Param(1000, COUNT, help="random directions in the null distribution")},
     applies=not_instruct,
     tests={"outside_top": "bootstrap bound past the cut-off and the share of resampled directions on the other side "
                           "(either side)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from typing import Callable
@@ -15,14 +16,16 @@ from .. import prompts, stats
 from ..analysis.lens import target_spellings
 from ..analysis.projections import normalize_rows, router_vocab_alignment
 from ..errors import LazarusError
-from ..harness.base import POSITIVE, ClaimContext, Control, ControlUnavailable, Curve, Outcome, needs_moe
+from ..harness.base import POSITIVE, ClaimContext, Control, ControlUnavailable, Curve, Gate, Outcome, needs_moe
 from ..harness.controls import GradedControl, NullControl
 from ..harness.params import Param
 from ..harness.registry import claim
-from ..options import ABOVE_ZERO, Each, Interval
+from ..options import ABOVE_ZERO, COUNT, PROB, Each, Interval
 from ..stats import Verdict, ecdf
+from ..zoo.registry import MANIFEST, resolve_zoo
 
 NULL_CHUNK = 256
+PLANT_NULL = 2000  # random directions giving the graded plant its null mean and SD
 
 
 def operation_tokens(handle) -> tuple[dict[int, str], list[str]]:
@@ -125,11 +128,20 @@ def planted_router(ctx: ClaimContext) -> ClaimContext:
     return _with_router_rows(ctx, rows)
 
 
-def graded_router(ctx: ClaimContext, cosine: float, replicate: int) -> ClaimContext:
-    """Expert 0 of every router made to have cosine ``cosine`` (as measured: norm gains folded in) with " multiply"'s
-    gain-folded unembedding row, the rest of it a random direction orthogonal to that row (seeded by
-    ``replicate``), its norm kept."""
+def graded_router(ctx: ClaimContext, z: float, replicate: int) -> ClaimContext:
+    """Expert 0 of every router made to have cosine mu + z sigma (as measured: norm gains folded in) with " multiply"'s
+    gain-folded unembedding row, mu and sigma the random-direction null of the max cosine at this model's dimension
+    and vocabulary; the rest of the row a random direction orthogonal to the word's (seeded by ``replicate``), its
+    norm kept. So the plant's size is in the unit the rule reads: null SDs."""
     token = _multiply_token(ctx)
+    handle = ctx.handle()
+    W = np.array(handle.unembedding(), dtype=np.float32)
+    g_f = np.array(handle.final_norm_gain(), dtype=np.float32)
+    probe = np.random.default_rng(0).standard_normal((1, W.shape[1])).astype(np.float32)
+    null = router_vocab_alignment(probe, W, None, g_f, top_k=1, n_null=PLANT_NULL, seed=ctx.params["seed"]).null
+    cosine = null.mean + z * null.std
+    if cosine >= 1.0:
+        raise ControlUnavailable(f"z = {z:g} asks for cosine {cosine:.3f} >= 1 at d = {W.shape[1]}")
     rng = np.random.default_rng(10_000 + replicate)
 
     def rows(weight, router, W, g_f):
@@ -144,6 +156,31 @@ def graded_router(ctx: ClaimContext, cosine: float, replicate: int) -> ClaimCont
         return weight
 
     return _with_router_rows(ctx, rows)
+
+
+def _router_figure(ctx: ClaimContext, name: str) -> float:
+    """A zoo moe's recorded router figure (``moved``: share of its norm the router moved from its random start;
+    ``loss_fall``: LM loss fall against that start's router), NaN where its manifest has none (the gate fails), and
+    1 for a checkpoint outside the zoo, whose router its makers trained."""
+    if not ctx.model_id.startswith(("zoo:", "zoo-micro:")):
+        return 1.0
+    manifest = json.loads((resolve_zoo(ctx.model_id) / MANIFEST).read_text())
+    router = (manifest.get("metrics") or {}).get("router") or {}
+    return float(router[name]) if name in router else math.nan
+
+
+ROUTER_GATES = (
+    Gate(name="router moved from its start",
+         description="manipulation floor: the share of its norm the router moved from its random initialisation "
+                     "(zoo manifests; a released checkpoint's router is taken as trained): an untrained router is "
+                     "random by construction and says nothing about what training does",
+         value=lambda ctx: _router_figure(ctx, "moved"), threshold_param="min_router_moved"),
+    Gate(name="router lowers the loss",
+         description="manipulation floor: LM loss fall of the trained router against its random start's (zoo "
+                     "manifests; a released checkpoint's router is taken as trained): a router that does not route "
+                     "better than random was not trained",
+         value=lambda ctx: _router_figure(ctx, "loss_fall"), threshold_param="min_router_loss_fall"),
+)
 
 
 def _multiply_token(ctx: ClaimContext) -> int:
@@ -223,36 +260,49 @@ POPULATION = {
                " and no expert's top tokens are operation words.",
     source="seed 002 (NEW HYPOTHESIS: MoE Router Vocabulary Mapping; Results)",
     criterion="per-expert max cosine within equivalence_null_sd of the random-direction null at the same dimension "
-               "(one-sided t bound), no expert beyond the null after Holm (an expert beyond its Gumbel tail after "
-               "Holm, also without the common direction, refutes), operation words in top-20 lists no more "
-               "often than for random directions; excess alignment only along the unembedding's common direction "
-               "is inconclusive; the writeup's absolute 0.2 reported beside",
+               "(one-sided t bound), no expert aligned (Holm-adjusted empirical p < alpha over all experts, from "
+               ">= 20 x experts / alpha null draws; an aligned expert refutes), operation words in top-20 lists no "
+               "more often than for random directions; excess alignment only along the unembedding's common "
+               "direction is inconclusive; a trained router (floors); the writeup's absolute 0.2 reported beside",
     writeup="all 768 GPT-OSS-20B experts GENERAL; scores typically 0.07-0.11 (< 0.2); no operation-word expert",
     params={"max_cosine": Param(0.2, Interval(float, 0.0, 1.0),
                                 help="the writeup's absolute max-cosine threshold, reported beside the verdict"),
             "writeup_typical": Param([0.07, 0.11], Each(Interval(float, 0.0, 1.0), min_len=2, max_len=2),
                                      help="the writeup's typical [low, high] expert max cosine, reported"),
-            "top_k": 20, "n_null": 1000,
+            "top_k": 20,
+            "null_per_test": Param(20, COUNT,
+                                   help="random directions per expert per alpha: n_null = ceil(this x experts / "
+                                        "alpha)"),
+            "sesoi_z": Param(8.0, ABOVE_ZERO,
+                             help="graded control: the planted z (null SDs) the rule must call aligned in >= 80%"),
+            "min_router_moved": Param(0.2, PROB,
+                                      help="gate: smallest share of its norm the router moved from its random start"),
+            "min_router_loss_fall": Param(0.01, Interval(float, -1.0, 1.0),
+                                          help="gate: smallest LM loss fall of the trained router against its start"),
             "equivalence_null_sd": Param(1.0, ABOVE_ZERO,
                                          help="margin (null SDs) the mean router max-cosine z per MoE layer must "
                                               "stay below"),
             "alpha": 0.05, "seed": 0},
     applies=needs_moe,
     tests={"aligned": "t", "token_specific": "t"},
-    fast={"n_null": 200},
+    fast={"null_per_test": 1},
+    gates=ROUTER_GATES,
     controls=(
         Control(name="planted router row", kind=POSITIVE,
                 description="expert 0 of every MoE layer set to the unembedding row of ' multiply' (gain-folded): "
                             "vocabulary-aligned by construction (cosine 1)",
                 build=planted_router, effect=Verdict.REFUTED, sanity=True),
     ),
-    graded=(GradedControl(name="router row at a planted cosine",
-                          description="expert 0 of every MoE layer given cosine c with ' multiply''s gain-folded "
-                                      "unembedding row, the rest a random orthogonal direction of the row's own norm "
-                                      "(a new direction per replicate)",
-                          units="cosine with the word's row", strengths=(0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9),
-                          replicates=10, build=graded_router, effect=Verdict.REFUTED, threshold=0.2, writeup=0.11,
-                          claimed="threshold"),),
+    graded=(GradedControl(name="router row at a planted z",
+                          description="expert 0 of every MoE layer given cosine mu + z sigma with ' multiply''s "
+                                      "gain-folded unembedding row (mu, sigma: the random-direction null of the max "
+                                      "cosine at this dimension), the rest a random orthogonal direction of the row's "
+                                      "own norm (a new direction per replicate); read by the rule that calls an "
+                                      "expert aligned",
+                          units="planted expert's z against the random-direction null",
+                          strengths=(2.0, 4.0, 6.0, 8.0, 12.0, 16.0), replicates=10, build=graded_router,
+                          effect=Verdict.REFUTED, threshold=8.0, writeup=0.0, claimed="threshold",
+                          part="no_expert_aligned"),),
     nulls=(NullControl(name="random router rows",
                        description="every router row replaced by a random direction of the same norm (a new draw per "
                                    "replicate)",
@@ -268,9 +318,10 @@ def measure_h10(ctx: ClaimContext) -> Outcome:
     rows = np.concatenate([np.array(r.weight, dtype=np.float32) * np.array(r.norm_gain, dtype=np.float32)[None]
                            for r in routers])
     where = [(r.layer, e) for r in routers for e in range(r.num_experts)]
-    align = router_vocab_alignment(rows, W, None, g_f, top_k=top_k, n_null=p["n_null"], seed=p["seed"])
+    n_null = math.ceil(p["null_per_test"] * len(where) / alpha)  # an empirical p can reach alpha / experts (Holm)
+    align = router_vocab_alignment(rows, W, None, g_f, top_k=top_k, n_null=n_null, seed=p["seed"])
     rows_perp, W_perp, common, strength = without_common_direction(rows, W * g_f)
-    perp = router_vocab_alignment(rows_perp, W_perp, top_k=top_k, n_null=p["n_null"], seed=p["seed"])
+    perp = router_vocab_alignment(rows_perp, W_perp, top_k=top_k, n_null=n_null, seed=p["seed"])
     z_perp = (perp.max_cosines - perp.null.mean) / perp.null.std
     along = normalize_rows(rows) @ common
 
@@ -299,7 +350,7 @@ def measure_h10(ctx: ClaimContext) -> Outcome:
     tail_holm = stats.holm(gumbel_tail_p(maxima, null))
     tail_holm_perp = stats.holm(gumbel_tail_p(perp.max_cosines, np.asarray(perp.null.values)))
     op_ids, multi = operation_tokens(handle)
-    null_hits = null_top_k_hits(W, g_f, list(op_ids), top_k=top_k, n_null=p["n_null"], seed=p["seed"])
+    null_hits = null_top_k_hits(W, g_f, list(op_ids), top_k=top_k, n_null=n_null, seed=p["seed"])
     null_rate = float(null_hits.mean())
     smoothed = (int(null_hits.sum()) + 1) / (null_hits.size + 2)
     words = [w.lower() for w in dict.fromkeys([*prompts.task_vocabulary("seed000").words(),
@@ -314,14 +365,14 @@ def measure_h10(ctx: ClaimContext) -> Outcome:
     ops = stats.binomial_test(layer_hits, len(layers), per_layer_rate, "greater")
 
     margin = p["equivalence_null_sd"]
-    aligned = [i for i in range(n) if tail_holm[i] < alpha and tail_holm_perp[i] < alpha]
+    aligned = [i for i in range(n) if p_holm[i] < alpha]  # CLAIMS.md revision 4: Holm over every expert, empirical p
+    tail_aligned = [i for i in range(n) if tail_holm[i] < alpha and tail_holm_perp[i] < alpha]
     best = max(aligned, key=lambda i: maxima[i]) if aligned else None
     experts_reason = (
-        f"{len(aligned)} expert(s) beyond the random-direction null after Holm, also without the unembedding's "
-        f"common direction; strongest: layer {where[best][0]} expert {where[best][1]}, max cosine "
-        f"{maxima[best]:.3f} with {samples[best]['top_tokens'][0][0]!r} (z={z[best]:.1f})" if aligned else
-        "no expert beyond the null after Holm" if n_holm == 0 else
-        f"router rows are random-like on average, but {n_holm} expert(s) beat the null after Holm")
+        f"{len(aligned)} expert(s) beyond the random-direction null after Holm ({n_null} draws); strongest: layer "
+        f"{where[best][0]} expert {where[best][1]}, max cosine {maxima[best]:.3f} with "
+        f"{samples[best]['top_tokens'][0][0]!r} (z={z[best]:.1f})" if aligned else
+        f"no expert beyond the random-direction null after Holm over {n} experts ({n_null} draws)")
     ops_reason = (f"{layer_hits}/{len(layers)} MoE layers have an expert holding an operation word in its top "
                   f"{top_k}, {'more than' if ops.p_value < alpha else 'not more than'} random directions "
                   f"({per_layer_rate:.1%} per layer; p={ops.p_value:.3g})")
@@ -355,6 +406,7 @@ def measure_h10(ctx: ClaimContext) -> Outcome:
         "vocab_size": align.vocab_size, "n_null": align.null.n, "null_mean": align.null.mean,
         "null_std": align.null.std,
         "aligned_experts": [list(where[i]) for i in aligned], "null_p95": align.null.p95, "null_p99": align.null.p99,
+        "aligned_by_gumbel_tail_also_without_common_direction": [list(where[i]) for i in tail_aligned],
         "mean_max_cosine": float(maxima.mean()), "median_max_cosine": float(np.median(maxima)),
         "max_max_cosine": float(maxima.max()), "min_max_cosine": float(maxima.min()),
         "writeup_threshold": threshold, "experts_below_threshold": float(np.mean(maxima < threshold)),

@@ -93,7 +93,6 @@ SHARED: dict[str, Shared] = {
     "min_speed_ratio": Shared(ABOVE_ZERO, help="smallest training tokens/s ratio LoRA / full"),
     "min_variance_share": Shared(PROB, help="gate: smallest share (0-1) of GRPO groups whose rewards differ"),
     "n_bootstrap": Shared(Interval(int, 20), help="bootstrap resamples of the confidence interval"),
-    "n_null": Shared(COUNT, help="random directions in the null distribution"),
     "n_permutations": Shared(COUNT0, help="label permutations of the permutation null"),
     "n_splits": Shared(Interval(int, 2), help="cross-validation folds of the probe"),
     "n_train": Shared(COUNT, help="training examples"),

@@ -117,7 +117,7 @@ def null_rates_by_claim(records: list[Record]) -> str:
 # Claims whose graded strengths are in the units of the statistic their verdict reads, a plant no other conjunct sees:
 # a replicate planted below the threshold is a draw from the criterion's null, and one on it the null's edge, where
 # alpha bounds the test's size. Left out: H01 (its class-argmax conjunct sees any plant), H11 (strength scaled to a
-# mean, criterion reads a maximum), H10 (strength in cosine, criterion in null SDs).
+# mean, criterion reads a maximum), H10 (strength in null SDs, criterion a Holm-adjusted empirical p).
 IN_STATISTIC_UNITS = ("H03", "H05a", "H05b", "H07", "H14")
 
 
