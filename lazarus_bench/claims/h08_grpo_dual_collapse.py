@@ -303,9 +303,9 @@ POPULATION = {
 
 @claim(
     id="H08",
-    no_graded=("not built in this round: every zoo model is NOT TESTABLE at the reward gate (GRPO does not raise the "
-               "reward in this budget), so there is no verdict to calibrate; a graded control (collapse planted in a "
-               "known share of seeds) would cost 5 GRPO runs per strength and replicate"),
+    no_graded=("not built: the collapse rate is a count of seeds, so a plant of collapse in a known share of seeds "
+               "fixes the count, and so the test's answer, by construction; the positive control (GRPO on one "
+               "operation's prompts) is trained, and can miss"),
     title="GRPO + dual-reward on the full model collapses to one operation word",
     statement="GRPO + dual-reward (w = 0.4) on the full model makes the lens at 55% depth name one operation "
                "for every prompt.",

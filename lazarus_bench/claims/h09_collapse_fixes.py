@@ -64,8 +64,8 @@ POPULATION = {fix: {"threshold": "min_collapse_rate", "side": "above"} for fix i
 
 @claim(
     id="H09",
-    no_graded=("not built in this round: every zoo model is NOT TESTABLE at the reward gate (as H08), so there is no "
-               "verdict to calibrate; a graded control would cost 4 fixes x 5 GRPO runs per strength and replicate"),
+    no_graded=("not built, as for H08: each fix's collapse rate is a count of seeds, so a planted share fixes the "
+               "test's answer by construction; the positive control (GRPO on one operation's prompts) is trained"),
     title="The collapse survives the four fixes tried",
     statement="GRPO + dual-reward still collapses with balanced sampling, an entropy bonus, LR 2e-6, or w = 0.9.",
     source="seed 002 (Mode Collapse Fix Attempts)",

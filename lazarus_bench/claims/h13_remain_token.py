@@ -142,8 +142,9 @@ POPULATION = {"remain_rises": {"scale": "log"}, "late_answer": {}}
 
 @claim(
     id="H13",
-    no_graded=("the remain family is absent before SFT on every zoo model, so the claim is NOT TESTABLE before "
-               "anything runs; a plant of the family at 62% depth is not built (see the positive control's reason)"),
+    no_graded=("not built: the claim joins the remain family's rise near 62% depth and late answer "
+               "crystallisation in one lens, and an edit that writes 'remaining' at one block also moves the later "
+               "blocks' answer probabilities (see the positive control's reason)"),
     title="After SFT, subtraction shows a 'remain' token at ~62% depth; answers crystallise late",
     statement="After LoRA SFT (500 steps), subtraction prompts show a 'remain' token at ~62% depth, and answers "
                "crystallise only in the last layers.",
