@@ -100,7 +100,7 @@ READS = {
     "bench/worker.py:read": TOOL_WROTE, "cli/bench.py:read_parts": TOOL_WROTE, "cli/zoo.py:_build_title": TOOL_WROTE,
     "cli/zoo.py:_print_built": TOOL_WROTE, "cli/zoo.py:_replicas": TOOL_WROTE, "cli/zoo.py:_root_seed": TOOL_WROTE,
     "cli/zoo.py:_shipped_base": TOOL_WROTE, "cli/zoo.py:_zoo_rows": TOOL_WROTE,
-    "zoo/build.py:_train_to_criterion": TOOL_WROTE, "zoo/build.py:build_zoo": TOOL_WROTE,
+    "zoo/build.py:_train_to_criterion": TOOL_WROTE, "zoo/build.py:_train_kind": TOOL_WROTE,
     "zoo/build.py:ensure_micro_zoo": TOOL_WROTE, "zoo/build.py:is_current": TOOL_WROTE,
     "zoo/evaluate.py:evaluate_dir": TOOL_WROTE, "zoo/fitness.py:router_fitness": TOOL_WROTE,
     "zoo/gates.py:base_misses": TOOL_WROTE, "zoo/pack.py:_manifest_sha": TOOL_WROTE,
