@@ -186,6 +186,31 @@ def render_bench_md(results: dict) -> str:
     def table(rows, headers):
         return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
+    out = _header_lines(results)
+    out += ["", "## Ratios", ""]
+    ratios = summarise_ratios(results)
+    out.append(table([[r["ratio"], fmt(r["value"]), r["target"], r["detail"]] for r in ratios],
+                     ["ratio", "value", "target", "measured"]) if ratios else "No ratios measured.")
+    out += _training_section(results.get("training") or [], table)
+    out += _grpo_section(results.get("grpo"), table)
+    out += _lens_section(results.get("lens"), table)
+    out += _jit_section(results.get("jit"), table)
+    out += engines_section(results.get("engines"), table, fmt)
+    out += _probes_section(results.get("probes"), table)
+    out += _mlx_lm_section(results.get("mlx_lm"), table)
+    out += _blas_section(results.get("blas"), table)
+    out += _scaling_section(results.get("scaling"), table)
+    out += _cost_sections(results.get("main_job"), results.get("zoo_build"), table)
+    out += _fullsize_section(results.get("fullsize"))
+    out += ["", "## Formulas", "", FORMULAS]
+    errors = results.get("errors")
+    if errors:
+        out += ["## Errors", ""] + [f"- {k}: {v}" for k, v in errors.items()] + [""]
+    return "\n".join(out)
+
+
+def _header_lines(results: dict) -> list[str]:
+    """The title, the machine line and the run's mode, wall time and model source (and where ratios were re-read)."""
     info = results.get("machine", {})
     out = ["# lazarus_bench performance", ""]
     out.append(f"Machine: {machine_line(info)}" if info else "Machine: unknown")
@@ -196,92 +221,119 @@ def render_bench_md(results: dict) -> str:
                + (f" Ratio (g), the main job and the zoo build were re-read from the records and manifests at "
                   f"{results['records_read']} (`bench --records`); everything else is the run's."
                   if results.get("records_read") else ""))
-    out += ["", "## Ratios", ""]
-    ratios = summarise_ratios(results)
-    out.append(table([[r["ratio"], fmt(r["value"]), r["target"], r["detail"]] for r in ratios],
-                     ["ratio", "value", "target", "measured"]) if ratios else "No ratios measured.")
-    training = results.get("training") or []
-    if training:
-        out += ["", "## Training step throughput", "", table(_train_rows(training), TRAIN_HEADERS)]
-    grpo = results.get("grpo")
-    if grpo:
-        out += ["", "GRPO (full weights, sampling with KV cache, no compile):", "",
-                table([[grpo["model"], grpo["rollouts_per_step"], grpo["max_new_tokens"], fmt(grpo["gen_tokens_per_s"]),
-                        fmt(grpo["train_tokens_per_s"]), fmt(grpo["tokens_per_s"]), pct(grpo["gen_fraction"]),
-                        fmt(grpo["peak_memory_gb"])]],
-                      ["model", "rollouts/step", "max new tokens", "generation tok/s", "update tok/s",
-                       "overall tok/s", "time generating", "MLX peak GB"])]
-    out += _lens_section(results.get("lens"), table)
-    out += _jit_section(results.get("jit"), table)
-    out += engines_section(results.get("engines"), table, fmt)
-    probes = results.get("probes")
-    if probes:
-        out += ["", table([[probes["prompts"], probes["layers"], probes["hidden"], probes["n_permutations"],
-                            fmt(probes["extract_s"]), fmt(probes["fit_s_per_layer"])]],
-                          ["probe prompts", "layers", "hidden", "permutations", "feature extraction s",
-                           "fit s per layer"])]
-    cmp_ = results.get("mlx_lm")
-    if cmp_:
-        config = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in cmp_["config"].items())
-        out += ["", "## SFT LoRA: ours vs `mlx_lm lora`", "", f"Config: {config}.", ""]
-        rows = [[key, r["label"], r["iters"], fmt(r["tokens_per_s"]), fmt(r["cpu_s_per_step"]), fmt(r["rows_per_s"]),
-                 fmt(r["peak_memory_gb"]), fmt(r["process_max_rss_gb"]), fmt(r["process_seconds"]),
-                 fmt(r["process_cpu_seconds"])]
-                for key in ("matched", "ranks", "stock", "padded") for r in (cmp_.get(key) or {}).get("runs", [])]
-        out.append(table(rows, ["data", "process", "iters", "tokens/s (median window)", "CPU s / step", "rows/s",
-                                "MLX peak GB", "peak RSS GB", "process wall s", "process CPU s"]))
-        m = cmp_.get("matched")
-        if m:
-            out += ["", f"CPU per step (median window, process CPU clock): ours {fmt(m['ours_cpu_s_per_step'])} s, "
-                        f"mlx_lm {fmt(m['mlx_lm_cpu_s_per_step'])} s: tokens per CPU-second "
-                        f"{fmt(m['ours_tokens_per_cpu_s'])} vs {fmt(m['mlx_lm_tokens_per_cpu_s'])} "
-                        f"(ratio {fmt(m['cpu_ratio'])}).",
-                    "", "Loss per report window (matched, first long run of each):", "",
-                    table([[i + 1, fmt(a, 4), fmt(b, 4)] for i, (a, b) in
-                           enumerate(zip(m["loss_curve"]["ours"], m["loss_curve"]["mlx_lm"]))],
-                          ["window", "ours", "mlx_lm"])]
-        padded = cmp_.get("padded") or {}
-        if padded.get("loss_curve"):
-            out += ["", "Loss per report window (short SFT rows, mlx-lm's order, each padded its own way). The curves "
-                    "differ because mlx-lm's `default_loss` masks `steps <= length`, one target past each row: every "
-                    "row shorter than its batch is also trained to predict the pad id 0 after EOS (ml-explore/mlx-lm "
-                    "PR #1697), and its token count (hence its tokens/s) includes that target. Ours trains on the "
-                    "real targets only; rows/s compares the same work.", "",
-                    table([[i + 1, fmt(a, 4), fmt(b, 4)] for i, (a, b) in
-                           enumerate(zip(padded["loss_curve"]["ours"], padded["loss_curve"]["mlx_lm"]))],
-                          ["window", "ours", "mlx_lm"])]
-    blas_ = results.get("blas")
-    if blas_:
-        rows = [[mode, blas_[mode]["blas"], blas_[mode]["library"], fmt(blas_[mode]["gemm_gflops"]),
-                 fmt(blas_[mode]["train"]["tokens_per_s"]), fmt(blas_[mode]["train"].get("tokens_per_cpu_s"))]
-                for mode in ("import", "none", "ld") if mode in blas_]
-        out += ["", "## BLAS (fresh processes)", "",
-                "env: `import` = our import-time preload; `none` = `LAZARUS_NO_BLAS_PRELOAD=1`; `ld` = preload "
-                "disabled, OpenBLAS by `LD_PRELOAD` (what the mlx_lm subprocess gets).", "",
-                table(rows, ["env", "preload", "global cblas_sgemm from", "GEMM GFLOP/s", "train tok/s",
-                             "train tok/CPU-s"])]
-    scaling = results.get("scaling")
-    if scaling:
-        def srows(items):
-            rows = []
-            for t in (item["summary"] for item in items):
-                rows.append([t["name"], t["model"], fmt(t["total_params"]), t["batch"], fmt(t["tokens_per_s"]),
-                             fmt(t.get("cores_busy"), 2), fmt(t["achieved_gflops"]), fmt(t["gemm_gflops"]),
-                             fmt(t.get("gemm_model_shape_gflops")), pct(t["mfu"]), fmt(t["peak_memory_gb"]),
-                             fmt(t["predicted_memory_gb"]), fmt(t["memory_ratio"])])
-            return rows
-        headers = ["size", "model", "params", "batch", "tokens/s", "cores busy", "GFLOP/s", "GEMM 1024^3 GFLOP/s",
+    return out
+
+
+def _training_section(training: Sequence[dict], table) -> list[str]:
+    """The training cases' step throughput table, when any case ran."""
+    if not training:
+        return []
+    return ["", "## Training step throughput", "", table(_train_rows(training), TRAIN_HEADERS)]
+
+
+def _grpo_section(grpo: dict | None, table) -> list[str]:
+    """GRPO's generation and update throughput, one row, when it was measured."""
+    if not grpo:
+        return []
+    return ["", "GRPO (full weights, sampling with KV cache, no compile):", "",
+            table([[grpo["model"], grpo["rollouts_per_step"], grpo["max_new_tokens"], fmt(grpo["gen_tokens_per_s"]),
+                    fmt(grpo["train_tokens_per_s"]), fmt(grpo["tokens_per_s"]), pct(grpo["gen_fraction"]),
+                    fmt(grpo["peak_memory_gb"])]],
+                  ["model", "rollouts/step", "max new tokens", "generation tok/s", "update tok/s",
+                   "overall tok/s", "time generating", "MLX peak GB"])]
+
+
+def _probes_section(probes: dict | None, table) -> list[str]:
+    """The probes' feature extraction and fit times, one row, when they were measured."""
+    if not probes:
+        return []
+    return ["", table([[probes["prompts"], probes["layers"], probes["hidden"], probes["n_permutations"],
+                        fmt(probes["extract_s"]), fmt(probes["fit_s_per_layer"])]],
+                      ["probe prompts", "layers", "hidden", "permutations", "feature extraction s",
+                       "fit s per layer"])]
+
+
+def _mlx_lm_section(cmp_: dict | None, table) -> list[str]:
+    """SFT LoRA beside ``mlx_lm lora``: every process's run, then the matched runs' CPU figures and loss curves."""
+    if not cmp_:
+        return []
+    config = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in cmp_["config"].items())
+    out = ["", "## SFT LoRA: ours vs `mlx_lm lora`", "", f"Config: {config}.", ""]
+    rows = [[key, r["label"], r["iters"], fmt(r["tokens_per_s"]), fmt(r["cpu_s_per_step"]), fmt(r["rows_per_s"]),
+             fmt(r["peak_memory_gb"]), fmt(r["process_max_rss_gb"]), fmt(r["process_seconds"]),
+             fmt(r["process_cpu_seconds"])]
+            for key in ("matched", "ranks", "stock", "padded") for r in (cmp_.get(key) or {}).get("runs", [])]
+    out.append(table(rows, ["data", "process", "iters", "tokens/s (median window)", "CPU s / step", "rows/s",
+                            "MLX peak GB", "peak RSS GB", "process wall s", "process CPU s"]))
+    return out + _matched_lines(cmp_.get("matched"), table) + _padded_curve(cmp_.get("padded") or {}, table)
+
+
+def _loss_windows(curve: dict, table) -> str:
+    """Ours and mlx_lm's loss per report window, side by side."""
+    return table([[i + 1, fmt(a, 4), fmt(b, 4)] for i, (a, b) in enumerate(zip(curve["ours"], curve["mlx_lm"]))],
+                 ["window", "ours", "mlx_lm"])
+
+
+def _matched_lines(m: dict | None, table) -> list[str]:
+    """The matched runs' CPU per step and tokens per CPU-second, and their loss per report window."""
+    if not m:
+        return []
+    return ["", f"CPU per step (median window, process CPU clock): ours {fmt(m['ours_cpu_s_per_step'])} s, "
+                f"mlx_lm {fmt(m['mlx_lm_cpu_s_per_step'])} s: tokens per CPU-second "
+                f"{fmt(m['ours_tokens_per_cpu_s'])} vs {fmt(m['mlx_lm_tokens_per_cpu_s'])} "
+                f"(ratio {fmt(m['cpu_ratio'])}).",
+            "", "Loss per report window (matched, first long run of each):", "",
+            _loss_windows(m["loss_curve"], table)]
+
+
+def _padded_curve(padded: dict, table) -> list[str]:
+    """The short-row runs' loss per report window, with why the two curves differ (mlx-lm trains a pad target)."""
+    if not padded.get("loss_curve"):
+        return []
+    return ["", "Loss per report window (short SFT rows, mlx-lm's order, each padded its own way). The curves "
+            "differ because mlx-lm's `default_loss` masks `steps <= length`, one target past each row: every "
+            "row shorter than its batch is also trained to predict the pad id 0 after EOS (ml-explore/mlx-lm "
+            "PR #1697), and its token count (hence its tokens/s) includes that target. Ours trains on the "
+            "real targets only; rows/s compares the same work.", "",
+            _loss_windows(padded["loss_curve"], table)]
+
+
+def _blas_section(blas_: dict | None, table) -> list[str]:
+    """GEMM and training rates per BLAS setup, each measured in a fresh process."""
+    if not blas_:
+        return []
+    rows = [[mode, blas_[mode]["blas"], blas_[mode]["library"], fmt(blas_[mode]["gemm_gflops"]),
+             fmt(blas_[mode]["train"]["tokens_per_s"]), fmt(blas_[mode]["train"].get("tokens_per_cpu_s"))]
+            for mode in ("import", "none", "ld") if mode in blas_]
+    return ["", "## BLAS (fresh processes)", "",
+            "env: `import` = our import-time preload; `none` = `LAZARUS_NO_BLAS_PRELOAD=1`; `ld` = preload "
+            "disabled, OpenBLAS by `LD_PRELOAD` (what the mlx_lm subprocess gets).", "",
+            table(rows, ["env", "preload", "global cblas_sgemm from", "GEMM GFLOP/s", "train tok/s",
+                         "train tok/CPU-s"])]
+
+
+SCALING_HEADERS = ["size", "model", "params", "batch", "tokens/s", "cores busy", "GFLOP/s", "GEMM 1024^3 GFLOP/s",
                    "GEMM at (BT x D)(D x F)", "MFU", "MLX peak GB", "predicted GB", "measured / predicted"]
-        out += ["", f"## Scaling (zoo pretraining step, T={scaling['seq_len']})", "", "By model size:", "",
-                table(srows(scaling["by_size"]), headers), "", "By batch size:", "",
-                table(srows(scaling["by_batch"]), headers)]
-    out += _cost_sections(results.get("main_job"), results.get("zoo_build"), table)
-    out += _fullsize_section(results.get("fullsize"))
-    out += ["", "## Formulas", "", FORMULAS]
-    errors = results.get("errors")
-    if errors:
-        out += ["## Errors", ""] + [f"- {k}: {v}" for k, v in errors.items()] + [""]
-    return "\n".join(out)
+
+
+def _scaling_rows(items: Sequence[dict]) -> list[list]:
+    """One row per scaling case: its throughput, MFU and memory beside the prediction."""
+    rows = []
+    for t in (item["summary"] for item in items):
+        rows.append([t["name"], t["model"], fmt(t["total_params"]), t["batch"], fmt(t["tokens_per_s"]),
+                     fmt(t.get("cores_busy"), 2), fmt(t["achieved_gflops"]), fmt(t["gemm_gflops"]),
+                     fmt(t.get("gemm_model_shape_gflops")), pct(t["mfu"]), fmt(t["peak_memory_gb"]),
+                     fmt(t["predicted_memory_gb"]), fmt(t["memory_ratio"])])
+    return rows
+
+
+def _scaling_section(scaling: dict | None, table) -> list[str]:
+    """The zoo pretraining step by model size and by batch size, when the sweep ran."""
+    if not scaling:
+        return []
+    return ["", f"## Scaling (zoo pretraining step, T={scaling['seq_len']})", "", "By model size:", "",
+            table(_scaling_rows(scaling["by_size"]), SCALING_HEADERS), "", "By batch size:", "",
+            table(_scaling_rows(scaling["by_batch"]), SCALING_HEADERS)]
 
 
 def _cost_sections(job: dict | None, zoo: dict | None, table) -> list[str]:

@@ -101,24 +101,13 @@ def prepare_report_dir(report_dir: str, args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     apply_include(args)
-    from ..harness.base import ZOO_PREFIXES
     from ..harness.registry import get_claim
     from ..suite.report import render
-    from ..suite.runner import run_suite
-    from ..zoo.registry import default_models, resolve_zoo, zoo_root
+    from ..suite.runner import default_jobs, run_suite
+    from ..zoo.registry import default_models
 
-    if args.address and args.engine != "ray":
-        raise LazarusError("--address names a Ray cluster: use it with --engine ray")
-    if args.adapter and len(args.model or []) != 1:
-        raise LazarusError("--adapter needs exactly one -m MODEL: the checkpoint the adapter was trained on")
-    if args.adapter and full_fine_tune(args.adapter):
-        base = str(resolve_zoo(args.model[0])) if args.model[0].startswith(ZOO_PREFIXES) else args.model[0]
-        raise LazarusError(f"--adapter {args.adapter} is a full fine-tune (fine_tune_type: full), not LoRA layers to "
-                           f"fuse: its file is the whole model; write it out with `python -m mlx_lm fuse --model "
-                           f"{base} --adapter-path {args.adapter} --save-path OUT` and run with -m OUT")
-    claim_ids = [c.strip() for part in (args.claims or []) for c in part.split(",") if c.strip()]
-    if args.claims is not None and not claim_ids:
-        raise LazarusError(f"--claims {','.join(args.claims)!r} names no claim; leave it out to run every claim")
+    _check_adapter_options(args)
+    claim_ids = _claim_ids_of(args.claims)
     claim_ids = _check_claims(claim_ids, args.protocol, args.tier)  # before the fast tier builds its micro zoo
     if args.seeds is not None and claim_ids and not any(get_claim(c).training for c in claim_ids):
         raise LazarusError(f"--seeds {args.seeds}: none of {', '.join(claim_ids)} trains a model; --seeds sets the "
@@ -129,45 +118,92 @@ def cmd_run(args: argparse.Namespace) -> int:
     prepare_report_dir(report_dir, args)
     if args.cache_dir:  # the trained runs go there: an unwritable one would turn every training claim into an ERROR
         check_writable(Path(args.cache_dir) / "runs")
-    from ..suite.runner import default_jobs
-
     jobs = args.jobs if args.jobs is not None else default_jobs()
-    if args.model:
-        models = list(dict.fromkeys(args.model))  # a model named twice is one model: its jobs run once
-        groups = {tuple(claim_ids): models}
-        if not args.force and args.engine == "local":  # from the configs, before any tokenizer or weights load
-            groups = fitting_groups(models, claim_ids, args.tier, jobs, args.memory)
-            if not groups:
-                raise LazarusError("no claim fits in memory on any model given (see the lines above); --force runs "
-                                   "them")
-        preflight(models)
-    elif args.tier == "fast":  # the micro zoo's own builds, not the shipped zoo's renamed
-        from ..zoo.build import ensure_micro_zoo
-
-        ensure_micro_zoo(progress=True)
-        models = default_models(micro=True)
-    else:
-        models = without_unfit_builds(default_models(), zoo_root())
-    if args.instruct_pair:
-        from ..harness.pairs import add_instruct_pairs
-
-        pairs = instruct_pair_args(args.instruct_pair, args.model or [])
-        preflight(list(pairs.values()))
-        add_instruct_pairs(pairs)
-    if not args.model:
-        groups = {tuple(claim_ids): models}
-    overrides = args.params
     summaries = []
-    for chosen, group in groups.items():
+    for chosen, group in _model_groups(args, claim_ids, jobs).items():
         summaries += run_suite(group, list(chosen) or None, tier=args.tier, n_seeds=args.seeds,
-                               report_dir=report_dir, protocols=args.protocol, overrides=overrides,
+                               report_dir=report_dir, protocols=args.protocol, overrides=args.params,
                                cache_dir=args.cache_dir, jobs=jobs, adapter=args.adapter, fresh=args.fresh,
                                engine=args.engine, address=args.address)
     if any((Path(report_dir) / "records").glob("*.json")):  # none when every job failed before writing its record
         print(f"report: {render(report_dir, overwrite=args.overwrite)}")
         check_records_read(report_dir)
     kernel_warning(sum(not s.get("reused") for s in summaries), remote=args.engine == "ray" and bool(args.address))
-    if errors := [s for s in summaries if s.get("status") == "error"]:  # a crash is not a verdict: say so in the code
+    return _error_status(summaries)
+
+
+def _check_adapter_options(args: argparse.Namespace) -> None:
+    """--address only with the Ray engine, and --adapter only with one -m model and only as LoRA layers to fuse:
+    refused before anything else runs."""
+    from ..harness.base import ZOO_PREFIXES
+    from ..zoo.registry import resolve_zoo
+
+    if args.address and args.engine != "ray":
+        raise LazarusError("--address names a Ray cluster: use it with --engine ray")
+    if args.adapter and len(args.model or []) != 1:
+        raise LazarusError("--adapter needs exactly one -m MODEL: the checkpoint the adapter was trained on")
+    if args.adapter and full_fine_tune(args.adapter):
+        base = str(resolve_zoo(args.model[0])) if args.model[0].startswith(ZOO_PREFIXES) else args.model[0]
+        raise LazarusError(f"--adapter {args.adapter} is a full fine-tune (fine_tune_type: full), not LoRA layers to "
+                           f"fuse: its file is the whole model; write it out with `python -m mlx_lm fuse --model "
+                           f"{base} --adapter-path {args.adapter} --save-path OUT` and run with -m OUT")
+
+
+def _claim_ids_of(given: Sequence[str] | None) -> list[str]:
+    """The ids the --claims values name (comma-separated, repeatable); a --claims that names none is refused."""
+    claim_ids = [c.strip() for part in (given or []) for c in part.split(",") if c.strip()]
+    if given is not None and not claim_ids:
+        raise LazarusError(f"--claims {','.join(given)!r} names no claim; leave it out to run every claim")
+    return claim_ids
+
+
+def _model_groups(args: argparse.Namespace, claim_ids: list[str], jobs: int) -> dict[tuple, list]:
+    """{claims: models} the run measures: the -m models (checked, and without the claims that do not fit unless
+    --force) or the zoo's; the --instruct-pair variants are registered on the way."""
+    if args.model:
+        groups = _given_model_groups(args, claim_ids, jobs)
+    else:
+        groups = {tuple(claim_ids): _zoo_models(args.tier)}
+    if args.instruct_pair:
+        from ..harness.pairs import add_instruct_pairs
+
+        pairs = instruct_pair_args(args.instruct_pair, args.model or [])
+        preflight(list(pairs.values()))
+        add_instruct_pairs(pairs)
+    return groups
+
+
+def _given_model_groups(args: argparse.Namespace, claim_ids: list[str], jobs: int) -> dict[tuple, list]:
+    """The -m models, each once, grouped by the claims that fit in memory on each (all of them with --force or a
+    Ray engine), and their tokenizers loaded once here."""
+    models = list(dict.fromkeys(args.model))  # a model named twice is one model: its jobs run once
+    groups = {tuple(claim_ids): models}
+    if not args.force and args.engine == "local":  # from the configs, before any tokenizer or weights load
+        groups = fitting_groups(models, claim_ids, args.tier, jobs, args.memory)
+        if not groups:
+            raise LazarusError("no claim fits in memory on any model given (see the lines above); --force runs "
+                               "them")
+    preflight(models)
+    return groups
+
+
+def _zoo_models(tier: str) -> list[str]:
+    """The zoo's models when no -m is given: the micro zoo's own builds on the fast tier (built when missing), else
+    the shipped zoo's less the builds that miss a gate."""
+    from ..zoo.registry import default_models, zoo_root
+
+    if tier == "fast":  # the micro zoo's own builds, not the shipped zoo's renamed
+        from ..zoo.build import ensure_micro_zoo
+
+        ensure_micro_zoo(progress=True)
+        return default_models(micro=True)
+    return without_unfit_builds(default_models(), zoo_root())
+
+
+def _error_status(summaries: list[dict]) -> int:
+    """The exit status: 1 when any run ended in an error (a crash is not a verdict), naming the first on stderr;
+    else 0."""
+    if errors := [s for s in summaries if s.get("status") == "error"]:
         first, n = errors[0], len(errors)
         why = " ".join(str(first.get("reason", "")).split())[:300]
         where = ("no record was written for it" if why.startswith(WORKER_FAILED) else

@@ -191,41 +191,62 @@ APPLIES = {"models": ("build", "eval"), "seed": ("build", "replicas"), "builds":
 def cmd_zoo(args: argparse.Namespace) -> int:
     from ..zoo.registry import zoo_root
 
-    for name, actions in APPLIES.items():
-        if getattr(args, name) not in (None, False) and args.action not in actions:
-            raise LazarusError(f"--{name.replace('_', '-')} does not apply to `zoo {args.action}` (only to "
-                               f"{', '.join(actions)})")
+    _check_applies(args)
     micro = args.size == "micro"
     if args.action == "replicas":
         return _replicas(args)
     if args.action in ("list", "pack", "eval") and args.dir and not Path(args.dir).is_dir():
         raise LazarusError(f"--dir {args.dir}: no such zoo directory")
     if args.action == "list":
-        from ..zoo.build import KINDS
-        from ..zoo.registry import zoo_builds
-
-        root = Path(args.dir) if args.dir else zoo_root(micro)
-        builds = zoo_builds(root)
-        if not any((path / kind / "config.json").is_file() for path in builds.values() for kind in KINDS):
-            raise LazarusError(f"{root}: no zoo model in it (a zoo has <dir>/base/config.json); see `zoo build --help`")
-        if args.builds and (unknown := [f"s{seed}" for seed in args.builds if f"s{seed}" not in builds]):
-            raise LazarusError(f"--builds: no build {', '.join(unknown)} in {root} (builds: "
-                               f"{', '.join(b for b in builds if b) or 'none'})")
-        listed = {}
-        for build, path in builds.items():
-            if args.builds and build not in {f"s{seed}" for seed in args.builds}:
-                continue
-            listed[build] = _zoo_rows(path)
-            print(f"zoo ({args.size}) {_build_title(build, path)} at {path}")
-            print(_table(listed[build]))
-        print(_builds_summary(listed))
-        if args.json:
-            write_json(args.json, {build or "development": rows for build, rows in listed.items()})
-        return 0
+        return _list(args, Path(args.dir) if args.dir else zoo_root(micro))
     if args.action == "pack":
         return _pack(Path(args.dir) if args.dir else zoo_root(micro))
     if args.action == "eval":
         return _eval(args, Path(args.dir) if args.dir else zoo_root(micro))
+    return _build(args)
+
+
+def _check_applies(args: argparse.Namespace) -> None:
+    """Refuse an option the action does not read (see ``APPLIES``): it would be silently ignored."""
+    for name, actions in APPLIES.items():
+        if getattr(args, name) not in (None, False) and args.action not in actions:
+            raise LazarusError(f"--{name.replace('_', '-')} does not apply to `zoo {args.action}` (only to "
+                               f"{', '.join(actions)})")
+
+
+def _list(args: argparse.Namespace, root: Path) -> int:
+    """``zoo list``: one table per build of the zoo at ``root`` (only --builds' when given), a summary line, and the
+    rows as JSON with --json."""
+    from ..zoo.registry import zoo_builds
+
+    builds = zoo_builds(root)
+    _check_listed(args, root, builds)
+    listed = {}
+    for build, path in builds.items():
+        if args.builds and build not in {f"s{seed}" for seed in args.builds}:
+            continue
+        listed[build] = _zoo_rows(path)
+        print(f"zoo ({args.size}) {_build_title(build, path)} at {path}")
+        print(_table(listed[build]))
+    print(_builds_summary(listed))
+    if args.json:
+        write_json(args.json, {build or "development": rows for build, rows in listed.items()})
+    return 0
+
+
+def _check_listed(args: argparse.Namespace, root: Path, builds: dict[str, Path]) -> None:
+    """Refuse a ``zoo list`` of a folder holding no zoo model, or of --builds that are not among its builds."""
+    from ..zoo.build import KINDS
+
+    if not any((path / kind / "config.json").is_file() for path in builds.values() for kind in KINDS):
+        raise LazarusError(f"{root}: no zoo model in it (a zoo has <dir>/base/config.json); see `zoo build --help`")
+    if args.builds and (unknown := [f"s{seed}" for seed in args.builds if f"s{seed}" not in builds]):
+        raise LazarusError(f"--builds: no build {', '.join(unknown)} in {root} (builds: "
+                           f"{', '.join(b for b in builds if b) or 'none'})")
+
+
+def _build(args: argparse.Namespace) -> int:
+    """``zoo build``: the rebuilt zoo (or --dir), or with --builds one build per seed; rank 0 prints what it built."""
     from ..zoo.build import build_zoo
 
     if args.builds:

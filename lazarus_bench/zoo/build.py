@@ -20,7 +20,7 @@ import platform
 import shutil
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import mlx.core as mx
@@ -290,100 +290,161 @@ def build_zoo(out_dir: str | os.PathLike, size: str = "default", seed: int | Non
     spec, seed, pre, ins = _recipe(size, seed, weight_decay, steps, instruct_steps)
     size = spec.name  # recipe3's builds were named "default"
     ranks, rank = P.world()
-    writer = rank == 0
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt_root = out / ".checkpoints"
     t_all = time.perf_counter()
 
     _log(progress, f"training tokenizer (seed {seed}) on {ranks} rank(s)")
-    tok, tok_seconds = _train_tokenizer(out / "tokenizer", spec, seed, writer)
-    vocab = tok.get_vocab_size()
+    tok, tok_seconds = _train_tokenizer(out / "tokenizer", spec, seed, rank == 0)
+    run = _ZooBuild(spec=spec, size=size, seed=seed, pre=pre, ins=ins, steps=steps, out=out, tok=tok,
+                    vocab=tok.get_vocab_size(), tok_seconds=tok_seconds, ranks=ranks, writer=rank == 0,
+                    progress=progress, evaluate_models=evaluate_models, keep_checkpoints=keep_checkpoints,
+                    stamp=stamp, t_all=t_all)
+    manifests: dict[str, dict] = {}
+    for kind in _build_order(kinds, _derived_kinds(spec)):
+        forced = force and kind in kinds  # --force rebuilds the named models, not the base they start from
+        manifests[kind] = _build_kind(run, kind, manifests, forced)
+    if not keep_checkpoints and run.writer:
+        shutil.rmtree(run.ckpt_root, ignore_errors=True)
+    _log(progress, f"zoo built in {time.perf_counter() - t_all:.0f}s at {out}")
+    return manifests
 
-    data_cache: dict[tuple, P.PackedData] = {}
 
-    def pdata(n_rows: int, seq_len: int) -> P.PackedData:
+@dataclass(frozen=True)
+class _ZooBuild:
+    """What every model of one ``build_zoo`` call shares: its recipe, tokenizer, corpus rows, ranks and output."""
+    spec: SizeSpec
+    size: str
+    seed: int
+    pre: P.TrainConfig
+    ins: P.TrainConfig
+    steps: int | None
+    out: Path
+    tok: Tokenizer
+    vocab: int
+    tok_seconds: float
+    ranks: int
+    writer: bool
+    progress: bool
+    evaluate_models: bool
+    keep_checkpoints: bool
+    stamp: dict | None
+    t_all: float
+    data_cache: dict[tuple, P.PackedData] = field(default_factory=dict)
+
+    @property
+    def ckpt_root(self) -> Path:
+        """Where interrupted trainings resume from."""
+        return self.out / ".checkpoints"
+
+    def pdata(self, n_rows: int, seq_len: int) -> P.PackedData:
+        """``n_rows`` corpus rows of ``seq_len`` + 1 tokens, generated once per shape and shared by the stages."""
         key = ("pre", n_rows, seq_len)
-        if key not in data_cache:
-            _log(progress, f"generating {n_rows}x{seq_len + 1} tokens of corpus (seed {seed})")
-            data_cache[key] = P.pretrain_data(tok, seed, n_rows, seq_len, spec.mix)
-        return data_cache[key]
+        if key not in self.data_cache:
+            _log(self.progress, f"generating {n_rows}x{seq_len + 1} tokens of corpus (seed {self.seed})")
+            self.data_cache[key] = P.pretrain_data(self.tok, self.seed, n_rows, seq_len, self.spec.mix)
+        return self.data_cache[key]
 
-    def save(model, arch: dict, model_dir: Path) -> None:
-        if writer:
+    def save(self, model, arch: dict, model_dir: Path) -> None:
+        """Replace ``model_dir`` with the model in float16 and the tokenizer (rank 0 writes, every rank waits)."""
+        if self.writer:
             if model_dir.exists():
                 shutil.rmtree(model_dir)
             save_model(model, arch, model_dir, dtype=mx.float16)
-            save_tokenizer(tok, model_dir)
+            save_tokenizer(self.tok, model_dir)
         P.barrier()
 
-    manifests: dict[str, dict] = {}
-    derived_kinds = _derived_kinds(spec)
-    order = _build_order(kinds, derived_kinds)
-    for kind in order:
-        model_dir = out / kind
-        derived = kind in derived_kinds
-        arch, tcfg, build_config, stage1_config = _kind_configs(kind, spec, size, seed, pre, ins, steps, vocab,
-                                                                manifests)
-        forced = force and kind in kinds  # --force rebuilds the named models, not the base they start from
-        man = None if forced else _skip_if_built(model_dir, build_config)
-        if man is not None:
-            _log(progress, f"{kind}: already built and verified, skipping")
-        else:
-            t_model = time.perf_counter()
-            mx.random.seed(seed + KINDS.index(kind))
-            second_stage = "anneal" in build_config or "preference" in build_config
-            stage1_done = second_stage and not forced and _skip_if_built(model_dir, stage1_config) is not None
-            model, arch, data = _starting_point(kind, spec, out, arch, tcfg, tok, seed, pre, pdata, derived)
-            build_config["arch"] = arch
-            n_params = P.count_params(model)
-            stages: dict[str, dict] = {}
-            if stage1_done:
-                _log(progress, f"{kind}: stage 1 already built and verified, continuing with stage 2")
-                result = P.TrainResult()
-            else:
-                _log(progress, f"{kind}: {arch['model_type']} {n_params / 1e6:.2f}M params, "
-                                          f"{tcfg.steps} steps x {tcfg.batch_size}x{tcfg.seq_len} tokens")
-                result = P.train(model, data, tcfg, ckpt_dir=ckpt_root / kind, progress=progress)
-                save(model, arch, model_dir)
-            if second_stage:
-                model, _ = P.load_model(model_dir)
-                if kind == "instruct" and evaluate_models and writer:
-                    stages["sft"] = _evaluate_saved(model_dir, seed, chat=True, n_heldout=spec.eval_heldout)
-                second = _second_stage(kind, spec, model, model_dir, tok, seed, pre, pdata, ckpt_root, progress)
-                result = P.TrainResult(losses=result.losses + second.losses, steps=result.steps + second.steps,
-                                       tokens=result.tokens + second.tokens, seconds=result.seconds + second.seconds,
-                                       tokens_per_s=second.tokens_per_s)
-                save(model, arch, model_dir)
-            metrics = _metrics(kind, model_dir, spec, seed, stages, evaluate_models and writer, progress)
-            info = {
-                "name": f"zoo-{size}-{kind}", "kind": kind, "size": size, "corpus_seed": seed,
-                "build_config": build_config, "params": n_params,
-                "metrics": metrics, "gates": GATES, "packages": package_versions(),
-                "ranks": ranks, "recipe": spec.recipe, "recipe_sha256": recipe_hash(spec),
-                "build_seconds": round(time.perf_counter() - t_model, 2),
-                **_training_figures(result),
-                "blas": blas.fingerprint(),
-                "tokenizer_seconds": round(tok_seconds, 2),
-                "wall_seconds_total_so_far": round(time.perf_counter() - t_all, 2),
-                **(stamp or {}),
-                **({"post_training": ["sft"] + (["dpo"] if "preference" in build_config else [])}
-                   if kind == "instruct" else {}),  # what H06's fitness gate reads: a reward-based stage after SFT
-            }
-            if writer:
-                write_manifest(model_dir, info)
-                if not keep_checkpoints:
-                    shutil.rmtree(ckpt_root / kind, ignore_errors=True)
-            P.barrier()
-            man = json.loads((model_dir / MANIFEST).read_text())
-        manifests[kind] = man
-        if kind == "base" and evaluate_models:  # also a base built before its extensions: it resumes with them
-            manifests[kind] = _train_to_criterion(spec, man, model_dir, arch, seed, pre, pdata, save, ckpt_root,
-                                                  writer, progress)
-    if not keep_checkpoints and writer:
-        shutil.rmtree(ckpt_root, ignore_errors=True)
-    _log(progress, f"zoo built in {time.perf_counter() - t_all:.0f}s at {out}")
-    return manifests
+
+def _build_kind(run: _ZooBuild, kind: str, manifests: dict[str, dict], forced: bool) -> dict:
+    """The manifest of ``kind``: skipped when built and verified with the same config (unless ``forced``), else
+    trained; a base evaluated is then extended until it meets its gates."""
+    model_dir = run.out / kind
+    arch, tcfg, build_config, stage1_config = _kind_configs(kind, run.spec, run.size, run.seed, run.pre, run.ins,
+                                                            run.steps, run.vocab, manifests)
+    man = None if forced else _skip_if_built(model_dir, build_config)
+    if man is not None:
+        _log(run.progress, f"{kind}: already built and verified, skipping")
+    else:
+        man = _train_kind(run, kind, model_dir, arch, tcfg, build_config, stage1_config, forced)
+    if kind == "base" and run.evaluate_models:  # also a base built before its extensions: it resumes with them
+        return _train_to_criterion(run.spec, man, model_dir, arch, run.seed, run.pre, run.pdata, run.save,
+                                   run.ckpt_root, run.writer, run.progress)
+    return man
+
+
+def _train_kind(run: _ZooBuild, kind: str, model_dir: Path, arch: dict, tcfg: P.TrainConfig, build_config: dict,
+                stage1_config: dict, forced: bool) -> dict:
+    """Train ``kind`` (its first stage resumed or skipped when already built), evaluate it, write its manifest and
+    return it as read back."""
+    t_model = time.perf_counter()
+    mx.random.seed(run.seed + KINDS.index(kind))
+    second_stage = "anneal" in build_config or "preference" in build_config
+    stage1_done = second_stage and not forced and _skip_if_built(model_dir, stage1_config) is not None
+    model, arch, data = _starting_point(kind, run.spec, run.out, arch, tcfg, run.tok, run.seed, run.pre, run.pdata,
+                                        kind in _derived_kinds(run.spec))
+    build_config["arch"] = arch
+    n_params = P.count_params(model)
+    stages: dict[str, dict] = {}
+    result = _first_stage(run, kind, model, arch, data, tcfg, model_dir, n_params, stage1_done)
+    if second_stage:
+        result, stages = _then_second_stage(run, kind, model_dir, arch, result)
+    metrics = _metrics(kind, model_dir, run.spec, run.seed, stages, run.evaluate_models and run.writer, run.progress)
+    info = _manifest_info(run, kind, build_config, n_params, metrics, result, t_model)
+    if run.writer:
+        write_manifest(model_dir, info)
+        if not run.keep_checkpoints:
+            shutil.rmtree(run.ckpt_root / kind, ignore_errors=True)
+    P.barrier()
+    return json.loads((model_dir / MANIFEST).read_text())
+
+
+def _first_stage(run: _ZooBuild, kind: str, model, arch: dict, data: P.PackedData, tcfg: P.TrainConfig,
+                 model_dir: Path, n_params: int, done: bool) -> P.TrainResult:
+    """Train and save the first stage of ``kind``, or nothing when it is ``done`` (built and verified before)."""
+    if done:
+        _log(run.progress, f"{kind}: stage 1 already built and verified, continuing with stage 2")
+        return P.TrainResult()
+    _log(run.progress, f"{kind}: {arch['model_type']} {n_params / 1e6:.2f}M params, "
+                       f"{tcfg.steps} steps x {tcfg.batch_size}x{tcfg.seq_len} tokens")
+    result = P.train(model, data, tcfg, ckpt_dir=run.ckpt_root / kind, progress=run.progress)
+    run.save(model, arch, model_dir)
+    return result
+
+
+def _then_second_stage(run: _ZooBuild, kind: str, model_dir: Path, arch: dict,
+                       first: P.TrainResult) -> tuple[P.TrainResult, dict[str, dict]]:
+    """(both stages' training, the SFT model's figures for an instruct evaluated) after the second stage (anneal or
+    DPO) has trained the saved first stage and saved it again."""
+    stages: dict[str, dict] = {}
+    model, _ = P.load_model(model_dir)
+    if kind == "instruct" and run.evaluate_models and run.writer:
+        stages["sft"] = _evaluate_saved(model_dir, run.seed, chat=True, n_heldout=run.spec.eval_heldout)
+    second = _second_stage(kind, run.spec, model, model_dir, run.tok, run.seed, run.pre, run.pdata, run.ckpt_root,
+                           run.progress)
+    result = P.TrainResult(losses=first.losses + second.losses, steps=first.steps + second.steps,
+                           tokens=first.tokens + second.tokens, seconds=first.seconds + second.seconds,
+                           tokens_per_s=second.tokens_per_s)
+    run.save(model, arch, model_dir)
+    return result, stages
+
+
+def _manifest_info(run: _ZooBuild, kind: str, build_config: dict, n_params: int, metrics: dict | None,
+                   result: P.TrainResult, t_model: float) -> dict:
+    """The manifest of a model just trained, less its files' hashes (``write_manifest`` adds them)."""
+    return {
+        "name": f"zoo-{run.size}-{kind}", "kind": kind, "size": run.size, "corpus_seed": run.seed,
+        "build_config": build_config, "params": n_params,
+        "metrics": metrics, "gates": GATES, "packages": package_versions(),
+        "ranks": run.ranks, "recipe": run.spec.recipe, "recipe_sha256": recipe_hash(run.spec),
+        "build_seconds": round(time.perf_counter() - t_model, 2),
+        **_training_figures(result),
+        "blas": blas.fingerprint(),
+        "tokenizer_seconds": round(run.tok_seconds, 2),
+        "wall_seconds_total_so_far": round(time.perf_counter() - run.t_all, 2),
+        **(run.stamp or {}),
+        **({"post_training": ["sft"] + (["dpo"] if "preference" in build_config else [])}
+           if kind == "instruct" else {}),  # what H06's fitness gate reads: a reward-based stage after SFT
+    }
 
 
 def _second_stage(kind: str, spec: SizeSpec, model, model_dir: Path, tok, seed: int, pre: P.TrainConfig,
