@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import mlx.core as mx
 import numpy as np
@@ -13,6 +14,7 @@ from ..errors import LazarusError
 from ..harness.base import POSITIVE, ClaimContext, Control, ControlUnavailable, Outcome
 from ..harness.common import (
     EMB,
+    LayerProbes,
     cluster_means,
     cv_predictions,
     floats_or_none,
@@ -28,7 +30,8 @@ from ..harness.params import Param
 from ..harness.plants import Wrapped
 from ..harness.registry import claim
 from ..options import PROB, Choice, Interval
-from ..stats import Verdict
+from ..prompts import PromptSet
+from ..stats import ClaimStatistic, Verdict
 
 
 def planted_head(keys: mx.array, key_classes: mx.array, directions: mx.array):
@@ -159,6 +162,269 @@ def accuracy_curve(probed, control, null: np.ndarray, blocks: list[int]) -> dict
     })
 
 
+@dataclass
+class H03Fit:
+    """H03's fits on the word prompts: probes of every layer (and of the other prompt set), block 0's cross-validated
+    predictions, the within-cell permutation null and the nested, selection-free peak; the rest tests and words
+    these."""
+
+    p: dict
+    words: PromptSet
+    groups: list
+    other_name: str
+    other: LayerProbes
+    probed: LayerProbes
+    blocks: list[int]
+    candidates: list[int]
+    cells: list[str]
+    strat0: np.ndarray
+    group0: np.ndarray
+    null: np.ndarray
+    chosen: np.ndarray
+    base_pred: np.ndarray
+    chosen_row: np.ndarray
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.probed.y
+
+    @property
+    def n(self) -> int:
+        return int(self.y.size)
+
+    @property
+    def base_row(self) -> int:
+        return self.probed.row(self.p["layer"])
+
+    @property
+    def k0(self) -> tuple[int, int]:
+        """Block-0 prompts correct under stratified and under leave-one-template-out CV."""
+        return int(np.sum(self.strat0 == self.y)), int(np.sum(self.group0 == self.y))
+
+    @property
+    def acc_s(self) -> np.ndarray:
+        return np.array(self.probed.series("accuracy"))
+
+    @property
+    def acc_g(self) -> np.ndarray:
+        return np.array(self.probed.series("group_accuracy"))
+
+    @property
+    def peak_s(self) -> int:
+        """The row of the stratified peak among the blocks after the base block."""
+        return self.candidates[int(np.argmax(self.acc_s[self.candidates]))]
+
+    @property
+    def peak_g(self) -> int:
+        return self.candidates[int(np.argmax(self.acc_g[self.candidates]))]
+
+    @property
+    def p_peak(self) -> float:
+        """The stratified peak's p against the max-statistic null over the candidate blocks."""
+        cand_cols = [self.blocks.index(i) for i in self.candidates]
+        return permutation_p(float(self.acc_s[self.peak_s]), self.null[:, cand_cols].max(axis=1))
+
+    @property
+    def correct_sel(self) -> np.ndarray:
+        return (self.chosen == self.y).astype(float)
+
+    @property
+    def correct_base(self) -> np.ndarray:
+        return (self.base_pred == self.y).astype(float)
+
+    @property
+    def diff(self) -> np.ndarray:
+        """Per prompt: correct at the selection-free peak minus correct at the base block."""
+        return self.correct_sel - self.correct_base
+
+    @property
+    def k_sel(self) -> int:
+        return int(self.correct_sel.sum())
+
+    @property
+    def gain(self) -> float:
+        return float(self.diff.mean())
+
+
+def h03_prompt_sets(p: dict) -> tuple[PromptSet, str, PromptSet]:
+    """The word prompts the claim probes (``prompt_set``), and the other set's name and prompts, reported beside."""
+    sets = {"deconfounded": prompts.word_set_deconfounded(), "writeup": prompts.word_set()}
+    if p["prompt_set"] not in sets:
+        raise LazarusError(f"H03 prompt_set must be one of {', '.join(sets)}, not '{p['prompt_set']}'")
+    other_name = next(name for name in sets if name != p["prompt_set"])
+    return sets[p["prompt_set"]], other_name, sets[other_name]
+
+
+def h03_fit(ctx: ClaimContext) -> H03Fit:
+    """Probe both word sets, then block 0's cross-validated predictions, the permutation null within template x
+    operand-pair cells (the unit: a cell's prompts share their cross-validated fate) and the nested peak."""
+    p = ctx.params
+    base = p["layer"]
+    words, other_name, other_set = h03_prompt_sets(p)
+    groups = [it.template for it in words]
+    probed = probe_prompt_set(ctx.handle(), words, groups, p)
+    other = probe_prompt_set(ctx.handle(), other_set, [it.template for it in other_set], p)
+    y = probed.y
+    base_row = probed.row(base)
+    blocks = [i for i, label in enumerate(probed.labels) if label != EMB]
+    candidates = [i for i in blocks if probed.labels[i] > base]
+    if not candidates:
+        raise LazarusError(f"H03 needs a block after block {base}; this model has {len(blocks)} block(s)")
+    strat0, group0 = cv_predictions(probed.features[base_row], y, probed.groups, n_splits=p["n_splits"],
+                                    seed=p["seed"], C=p["C"])
+    cells = [f"template {it.template}, pair {it.pair}" for it in words]
+    if "within template x operand-pair cells" not in ctx.test("peak_above_null"):
+        raise LazarusError(f"H03 implements a within-cell permutation null, not '{ctx.test('peak_above_null')}'")
+    null = probes.cluster_permutation_null(probed.features[blocks], y, cells, n_splits=p["n_splits"],
+                                           n_permutations=p["n_permutations"], seed=p["seed"], C=p["C"])
+    chosen, base_pred, chosen_row = nested_peak(probed.features, y, probed.groups, candidates, base_row,
+                                                n_splits=p["n_splits"], seed=p["seed"], C=p["C"])
+    return H03Fit(p=p, words=words, groups=groups, other_name=other_name, other=other, probed=probed, blocks=blocks,
+                  candidates=candidates, cells=cells, strat0=strat0, group0=group0, null=null, chosen=chosen,
+                  base_pred=base_pred, chosen_row=chosen_row)
+
+
+def gain_statistics(fit: H03Fit, ctx: ClaimContext) -> dict:
+    """The selection-free gain per cell: its sign test against 0, its cluster bootstrap interval (NaN when every cell
+    is the same at both layers: a bootstrap then says nothing) and Cohen's d."""
+    p, alpha = ctx.params, ctx.params["alpha"]
+    _, diff_cells = cluster_means(fit.diff, fit.cells)
+    m = len(diff_cells)
+    gain_test = stats.threshold_claim(diff_cells, 0.0, "above", alpha, test=ctx.test("gain"), min_n=1,
+                                      name="gain per template x pair cell")
+    level = 1.0 - 2.0 * alpha
+    degenerate = float(np.ptp(diff_cells)) == 0.0
+    boot = stats.bootstrap_ci(diff_cells, np.mean, confidence=level, n_resamples=p["n_bootstrap"], seed=p["seed"])
+    low, high = (math.nan, math.nan) if degenerate else (boot.ci_low, boot.ci_high)
+    effect = stats.one_sample_d(diff_cells, 0.0, confidence=level) if m >= 2 else None
+    return {"cells": diff_cells, "m": m, "test": gain_test, "level": level, "degenerate": degenerate, "low": low,
+            "high": high, "effect": effect}
+
+
+def l0_against(fit: H03Fit, ctx: ClaimContext, m: int) -> list[str]:
+    """The CV schemes whose block-0 accuracy the sign test over cells puts above the near-chance bound, worded."""
+    p, y, n = ctx.params, fit.y, fit.n
+    against = []
+    for name, pred in (("stratified", fit.strat0), ("leave-one-template-out", fit.group0)):
+        cl = stats.threshold_claim(cluster_means(pred == y, fit.cells)[1], p["max_l0_accuracy"], "below", p["alpha"],
+                                   test=ctx.test("l0_near_chance"), min_n=1)
+        if cl.verdict == Verdict.REFUTED:
+            against.append(f"block-{p['layer']} accuracy ({name}) {int(np.sum(pred == y))}/{n}: above "
+                           f"{p['max_l0_accuracy']:.0%} in {cl.n - cl.details['on_claimed_side']} of {m} cells "
+                           f"(sign test over cells p={cl.details['p_opposite']:.3g})")
+    return against
+
+
+def h03_parts(fit: H03Fit, gain: dict, ctx: ClaimContext) -> tuple[dict[str, ClaimStatistic], ClaimStatistic]:
+    """The criteria's parts (block 0 near chance, the peak, the gain, the peak above the null), and the gain's
+    shortfall test against the minimum gain, which the details report."""
+    p, alpha, base, n, m = ctx.params, ctx.params["alpha"], ctx.params["layer"], fit.n, gain["m"]
+    (k0_s, k0_g), k_sel, g, gain_test, p_peak = fit.k0, fit.k_sel, fit.gain, gain["test"], fit.p_peak
+    l0_ok = k0_s / n <= p["max_l0_accuracy"] + 1e-9 and k0_g / n <= p["max_l0_accuracy"] + 1e-9
+    peak_ok = k_sel / n >= p["min_peak_accuracy"] - 1e-9 and fit.acc_s[fit.peak_s] >= p["min_peak_accuracy"] - 1e-9
+    gain_ok = g >= p["min_gain"] - 1e-9
+    l0_refuted = l0_against(fit, ctx, m)
+    peak_cells = stats.threshold_claim(cluster_means(fit.correct_sel, fit.cells)[1], p["min_peak_accuracy"], "above",
+                                       alpha, test=ctx.test("peak"), min_n=1)
+    gain_short = stats.threshold_claim(gain["cells"], p["min_gain"], "above", alpha, test=ctx.test("gain"), min_n=1)
+    peak_against = peak_cells.verdict == Verdict.REFUTED
+    gain_against = gain_short.verdict == Verdict.REFUTED
+    parts = {
+        "l0_near_chance": stats.evidence(
+            f"block-{base} accuracy", value=k0_s / n, n=m, against=bool(l0_refuted), met=l0_ok,
+            reason="; ".join(l0_refuted) or f"block {base} at {k0_s / n:.0%}/{k0_g / n:.0%} "
+                                            f"({'<=' if l0_ok else '>'} {p['max_l0_accuracy']:.0%})"),
+        "peak": stats.evidence(
+            "selection-free peak accuracy", value=k_sel / n, n=m, against=peak_against, met=peak_ok,
+            reason=f"selection-free peak accuracy {k_sel}/{n} " + (
+                f"below {p['min_peak_accuracy']:.0%} in most of {m} cells (sign test over cells "
+                f"p={peak_cells.details['p_opposite']:.3g})" if peak_against else
+                f"{'>=' if peak_ok else '<'} {p['min_peak_accuracy']:.0%}")),
+        "gain": stats.evidence(
+            "selection-free gain", value=g, n=m, p_value=gain_test.p_value, against=gain_against,
+            met=gain_ok and gain_test.p_value < alpha,
+            reason=f"selection-free gain {g:+.1%} " + (
+                f"below {p['min_gain']:.0%} in {m - gain_short.details['on_claimed_side']} of {m} cells (sign test "
+                f"over cells p={gain_short.details['p_opposite']:.3g})" if gain_against else
+                f"{'>=' if gain_ok else '<'} {p['min_gain']:.0%} (sign test over {m} cells "
+                f"p={gain_test.p_value:.3g})")),
+        "peak_above_null": stats.evidence(
+            "max-statistic permutation", value=float(fit.acc_s[fit.peak_s]), n=n, p_value=p_peak,
+            met=p_peak < alpha, reason=f"max-statistic permutation p={p_peak:.3g} "
+                                       f"{'<' if p_peak < alpha else '>='} {alpha}"),
+    }
+    return parts, gain_short
+
+
+def other_set_details(fit: H03Fit) -> dict:
+    """Block-0 and peak accuracy on the prompt set the claim does not test, reported beside."""
+    other, base = fit.other, fit.p["layer"]
+    return {"accuracy_l0_stratified": float(other.series("accuracy")[other.row(base)]),
+            "accuracy_l0_leave_one_template_out": float(other.series("group_accuracy")[other.row(base)]),
+            "peak_accuracy_stratified": float(max(np.array(other.series("accuracy"))[fit.candidates]))}
+
+
+def h03_details(fit: H03Fit, gain: dict, gain_short: ClaimStatistic, control: LayerProbes) -> dict:
+    """The statistic's details: block-0 and peak accuracies under both schemes, the null, the nested gain per cell
+    and its tests, the random-init model and the other prompt set."""
+    p, base, n, m, diff = fit.p, fit.p["layer"], fit.n, gain["m"], fit.diff
+    k0_s, k0_g = fit.k0
+    acc_s, acc_g, peak_s, peak_g, base_row = fit.acc_s, fit.acc_g, fit.peak_s, fit.peak_g, fit.base_row
+    c_acc, gain_test, labels = np.array(control.series("accuracy")), gain["test"], fit.probed.labels
+    return {
+        "layer": base, "n_prompts": n, "chance": 1.0 / len(set(fit.y.tolist())), "alpha": p["alpha"],
+        "accuracy_l0_stratified": k0_s / n, "accuracy_l0_leave_one_template_out": k0_g / n,
+        "peak_layer_stratified": labels[peak_s], "peak_accuracy_stratified": float(acc_s[peak_s]),
+        "peak_layer_leave_one_template_out": labels[peak_g],
+        "peak_accuracy_leave_one_template_out": float(acc_g[peak_g]),
+        "naive_gain_stratified": float(acc_s[peak_s] - acc_s[base_row]),
+        "naive_gain_leave_one_template_out": float(acc_g[peak_g] - acc_g[base_row]),
+        "cross_scheme_gain": float(acc_g[peak_s] - acc_g[base_row]),
+        "max_statistic_p": fit.p_peak, "n_permutations": int(p["n_permutations"]),
+        "selected_peak_accuracy": fit.k_sel / n, "selected_layers": sorted({labels[r] for r in fit.chosen_row}),
+        "gain": fit.gain, "gain_ci": [gain["low"], gain["high"]], "gain_ci_degenerate": gain["degenerate"],
+        "gain_p_cells": gain_test.p_value, "gain_below_min_p_cells": gain_short.details["p_opposite"],
+        "n_cells": m, "cluster": "template x operand pair",
+        "cluster_note": "a cell's 4 prompts (one per class) differ only in the operation word and share their "
+                        "cross-validated fate; cells sharing a template (one leave-one-template-out fold) or an "
+                        "operand pair are treated as independent",
+        "gain_per_cell": gain["cells"].tolist(),
+        "mde": gain_test.details["mde"],
+        "mde_definition": f"gain per cell (accuracy points): {gain_test.details['mde_definition']}; {m} cells",
+        "discordant": {"peak_only": int(np.sum(diff > 0)), "l0_only": int(np.sum(diff < 0))},
+        "selectivity_at_peak": fit.probed.report.layers[peak_s].selectivity,
+        "random_init_l0_accuracy": float(c_acc[control.row(base)]),
+        "random_init_peak_accuracy": float(c_acc[fit.candidates].max()),
+        "peak_depth_fraction": labels[peak_s] / len(fit.blocks),
+        "prompt_set": p["prompt_set"],
+        f"{fit.other_name}_set": other_set_details(fit),
+        "test": TEST_DESCRIPTION,
+    }
+
+
+def h03_samples(fit: H03Fit) -> list[dict]:
+    """One row per prompt: its block-0 predictions under both schemes and its nested peak's layer and prediction."""
+    labels = fit.probed.labels
+    return [{"prompt": it.text, "label": it.label, "template": it.template, "pair": it.pair,
+             "pred_l0_stratified": str(fit.strat0[i]), "pred_l0_leave_one_template_out": str(fit.group0[i]),
+             "selected_layer": labels[fit.chosen_row[i]], "pred_selected": str(fit.chosen[i]),
+             "correct_selected": bool(fit.correct_sel[i]), "correct_l0": bool(fit.correct_base[i])}
+            for i, it in enumerate(fit.words)]
+
+
+def h03_ours(fit: H03Fit, gain: dict, control: LayerProbes) -> str:
+    """The record's one-line summary of what this model showed."""
+    base, n, (k0_s, k0_g), labels = fit.p["layer"], fit.n, fit.k0, fit.probed.labels
+    acc_s, acc_g, peak_s, peak_g = fit.acc_s, fit.acc_g, fit.peak_s, fit.peak_g
+    c_acc = np.array(control.series("accuracy"))
+    return (f"block {base}: {k0_s / n:.1%} stratified / {k0_g / n:.1%} leave-one-template-out; peak "
+            f"{acc_s[peak_s]:.1%} at block {labels[peak_s]} (stratified, max-statistic p={fit.p_peak:.3g}) / "
+            f"{acc_g[peak_g]:.1%} at block {labels[peak_g]} (leave-one-template-out); selection-free peak "
+            f"{fit.k_sel / n:.1%}, gain {fit.gain:+.1%} [{gain['low']:+.1%}, {gain['high']:+.1%}] "
+            f"(sign test over {gain['m']} template x pair cells p={gain['test'].p_value:.3g}); random-init model: "
+            f"block {base} {c_acc[control.row(base)]:.1%}, peak {c_acc[fit.candidates].max():.1%}")
+
+
 # The population verdict over builds (CLAIMS.md revision 4): per criterion, the build-level statistic's scale and
 # test, and its threshold and side where the record does not state them. Outside the records' hash.
 POPULATION = {
@@ -217,147 +483,13 @@ POPULATION = {
 )
 def measure_h03(ctx: ClaimContext) -> Outcome:
     p = ctx.params
-    alpha, base = p["alpha"], p["layer"]
-    sets = {"deconfounded": prompts.word_set_deconfounded(), "writeup": prompts.word_set()}
-    if p["prompt_set"] not in sets:
-        raise LazarusError(f"H03 prompt_set must be one of {', '.join(sets)}, not '{p['prompt_set']}'")
-    words = sets[p["prompt_set"]]
-    other_name = next(name for name in sets if name != p["prompt_set"])
-    groups = [it.template for it in words]
-    probed = probe_prompt_set(ctx.handle(), words, groups, p)
-    other = probe_prompt_set(ctx.handle(), sets[other_name], [it.template for it in sets[other_name]], p)
-    y, n = probed.y, int(probed.y.size)
-    chance = 1.0 / len(set(y.tolist()))
-    base_row = probed.row(base)
-    blocks = [i for i, label in enumerate(probed.labels) if label != EMB]
-    candidates = [i for i in blocks if probed.labels[i] > base]
-    if not candidates:
-        raise LazarusError(f"H03 needs a block after block {base}; this model has {len(blocks)} block(s)")
-
-    strat0, group0 = cv_predictions(probed.features[base_row], y, probed.groups, n_splits=p["n_splits"],
-                                    seed=p["seed"], C=p["C"])
-    k0_s, k0_g = int(np.sum(strat0 == y)), int(np.sum(group0 == y))
-    acc_s = np.array(probed.series("accuracy"))
-    acc_g = np.array(probed.series("group_accuracy"))
-    peak_s = candidates[int(np.argmax(acc_s[candidates]))]
-    peak_g = candidates[int(np.argmax(acc_g[candidates]))]
-
-    # prompts of one template x operand-pair cell share their cross-validated fate: the cell is the unit
-    cells = [f"template {it.template}, pair {it.pair}" for it in words]
-    if "within template x operand-pair cells" not in ctx.test("peak_above_null"):
-        raise LazarusError(f"H03 implements a within-cell permutation null, not '{ctx.test('peak_above_null')}'")
-    null = probes.cluster_permutation_null(probed.features[blocks], y, cells, n_splits=p["n_splits"],
-                                           n_permutations=p["n_permutations"], seed=p["seed"], C=p["C"])
-    cand_cols = [blocks.index(i) for i in candidates]
-    max_null = null[:, cand_cols].max(axis=1)
-    p_peak = permutation_p(float(acc_s[peak_s]), max_null)
-
-    chosen, base_pred, chosen_row = nested_peak(probed.features, y, probed.groups, candidates, base_row,
-                                                n_splits=p["n_splits"], seed=p["seed"], C=p["C"])
-    correct_sel = (chosen == y).astype(float)
-    correct_base = (base_pred == y).astype(float)
-    diff = correct_sel - correct_base
-    k_sel = int(correct_sel.sum())
-    gain = float(diff.mean())
-    _, diff_cells = cluster_means(diff, cells)
-    m = len(diff_cells)
-    gain_test = stats.threshold_claim(diff_cells, 0.0, "above", alpha, test=ctx.test("gain"), min_n=1,
-                                      name="gain per template x pair cell")
-    level = 1.0 - 2.0 * alpha
-    degenerate = float(np.ptp(diff_cells)) == 0.0  # every cell the same at both layers: a bootstrap says nothing
-    boot = stats.bootstrap_ci(diff_cells, np.mean, confidence=level, n_resamples=p["n_bootstrap"], seed=p["seed"])
-    gain_low, gain_high = (math.nan, math.nan) if degenerate else (boot.ci_low, boot.ci_high)
-    effect = stats.one_sample_d(diff_cells, 0.0, confidence=level) if m >= 2 else None
-
-    control = probe_prompt_set(ctx.random_control(), words, groups, p)
-    c_acc = np.array(control.series("accuracy"))
-
-    l0_ok = k0_s / n <= p["max_l0_accuracy"] + 1e-9 and k0_g / n <= p["max_l0_accuracy"] + 1e-9
-    peak_ok = k_sel / n >= p["min_peak_accuracy"] - 1e-9 and acc_s[peak_s] >= p["min_peak_accuracy"] - 1e-9
-    gain_ok = gain >= p["min_gain"] - 1e-9
-    l0_against = []
-    for name, pred in (("stratified", strat0), ("leave-one-template-out", group0)):
-        cl = stats.threshold_claim(cluster_means(pred == y, cells)[1], p["max_l0_accuracy"], "below", alpha,
-                                   test=ctx.test("l0_near_chance"), min_n=1)
-        if cl.verdict == Verdict.REFUTED:
-            l0_against.append(f"block-{base} accuracy ({name}) {int(np.sum(pred == y))}/{n}: above "
-                              f"{p['max_l0_accuracy']:.0%} in {cl.n - cl.details['on_claimed_side']} of {m} cells "
-                              f"(sign test over cells p={cl.details['p_opposite']:.3g})")
-    peak_cells = stats.threshold_claim(cluster_means(correct_sel, cells)[1], p["min_peak_accuracy"], "above", alpha,
-                                       test=ctx.test("peak"), min_n=1)
-    gain_short = stats.threshold_claim(diff_cells, p["min_gain"], "above", alpha, test=ctx.test("gain"), min_n=1)
-    peak_against = peak_cells.verdict == Verdict.REFUTED
-    gain_against = gain_short.verdict == Verdict.REFUTED
-    gain_met = gain_ok and gain_test.p_value < alpha
-    parts = {
-        "l0_near_chance": stats.evidence(
-            f"block-{base} accuracy", value=k0_s / n, n=m, against=bool(l0_against), met=l0_ok,
-            reason="; ".join(l0_against) or f"block {base} at {k0_s / n:.0%}/{k0_g / n:.0%} "
-                                            f"({'<=' if l0_ok else '>'} {p['max_l0_accuracy']:.0%})"),
-        "peak": stats.evidence(
-            "selection-free peak accuracy", value=k_sel / n, n=m, against=peak_against, met=peak_ok,
-            reason=f"selection-free peak accuracy {k_sel}/{n} " + (
-                f"below {p['min_peak_accuracy']:.0%} in most of {m} cells (sign test over cells "
-                f"p={peak_cells.details['p_opposite']:.3g})" if peak_against else
-                f"{'>=' if peak_ok else '<'} {p['min_peak_accuracy']:.0%}")),
-        "gain": stats.evidence(
-            "selection-free gain", value=gain, n=m, p_value=gain_test.p_value, against=gain_against, met=gain_met,
-            reason=f"selection-free gain {gain:+.1%} " + (
-                f"below {p['min_gain']:.0%} in {m - gain_short.details['on_claimed_side']} of {m} cells (sign test "
-                f"over cells p={gain_short.details['p_opposite']:.3g})" if gain_against else
-                f"{'>=' if gain_ok else '<'} {p['min_gain']:.0%} (sign test over {m} cells "
-                f"p={gain_test.p_value:.3g})")),
-        "peak_above_null": stats.evidence(
-            "max-statistic permutation", value=float(acc_s[peak_s]), n=n, p_value=p_peak, met=p_peak < alpha,
-            reason=f"max-statistic permutation p={p_peak:.3g} {'<' if p_peak < alpha else '>='} {alpha}"),
-    }
-
-    details = {
-        "layer": base, "n_prompts": n, "chance": chance, "alpha": alpha,
-        "accuracy_l0_stratified": k0_s / n, "accuracy_l0_leave_one_template_out": k0_g / n,
-        "peak_layer_stratified": probed.labels[peak_s], "peak_accuracy_stratified": float(acc_s[peak_s]),
-        "peak_layer_leave_one_template_out": probed.labels[peak_g],
-        "peak_accuracy_leave_one_template_out": float(acc_g[peak_g]),
-        "naive_gain_stratified": float(acc_s[peak_s] - acc_s[base_row]),
-        "naive_gain_leave_one_template_out": float(acc_g[peak_g] - acc_g[base_row]),
-        "cross_scheme_gain": float(acc_g[peak_s] - acc_g[base_row]),
-        "max_statistic_p": p_peak, "n_permutations": int(p["n_permutations"]),
-        "selected_peak_accuracy": k_sel / n, "selected_layers": sorted({probed.labels[r] for r in chosen_row}),
-        "gain": gain, "gain_ci": [gain_low, gain_high], "gain_ci_degenerate": degenerate,
-        "gain_p_cells": gain_test.p_value, "gain_below_min_p_cells": gain_short.details["p_opposite"],
-        "n_cells": m, "cluster": "template x operand pair",
-        "cluster_note": "a cell's 4 prompts (one per class) differ only in the operation word and share their "
-                        "cross-validated fate; cells sharing a template (one leave-one-template-out fold) or an "
-                        "operand pair are treated as independent",
-        "gain_per_cell": diff_cells.tolist(),
-        "mde": gain_test.details["mde"],
-        "mde_definition": f"gain per cell (accuracy points): {gain_test.details['mde_definition']}; {m} cells",
-        "discordant": {"peak_only": int(np.sum(diff > 0)), "l0_only": int(np.sum(diff < 0))},
-        "selectivity_at_peak": probed.report.layers[peak_s].selectivity,
-        "random_init_l0_accuracy": float(c_acc[control.row(base)]),
-        "random_init_peak_accuracy": float(c_acc[candidates].max()),
-        "peak_depth_fraction": probed.labels[peak_s] / len(blocks),
-        "prompt_set": p["prompt_set"],
-        f"{other_name}_set": {"accuracy_l0_stratified": float(other.series("accuracy")[other.row(base)]),
-                              "accuracy_l0_leave_one_template_out":
-                                  float(other.series("group_accuracy")[other.row(base)]),
-                              "peak_accuracy_stratified": float(max(np.array(other.series("accuracy"))[candidates]))},
-        "test": TEST_DESCRIPTION,
-    }
+    fit = h03_fit(ctx)
+    gain = gain_statistics(fit, ctx)
+    control = probe_prompt_set(ctx.random_control(), fit.words, fit.groups, p)
+    parts, gain_short = h03_parts(fit, gain, ctx)
     statistic = stats.pending(
-        f"selection-free gain: chosen peak layer minus block {base} (leave-one-template-out)", gain,
-        ci_low=gain_low, ci_high=gain_high, confidence=level, effect_size=effect, p_value=gain_test.p_value, n=m,
-        details=details)
-    samples = [{"prompt": it.text, "label": it.label, "template": it.template, "pair": it.pair,
-                "pred_l0_stratified": str(strat0[i]), "pred_l0_leave_one_template_out": str(group0[i]),
-                "selected_layer": probed.labels[chosen_row[i]], "pred_selected": str(chosen[i]),
-                "correct_selected": bool(correct_sel[i]), "correct_l0": bool(correct_base[i])}
-               for i, it in enumerate(words)]
-    curves = {"probe_accuracy": accuracy_curve(probed, control, null, blocks)}
-    ours = (f"block {base}: {k0_s / n:.1%} stratified / {k0_g / n:.1%} leave-one-template-out; peak "
-            f"{acc_s[peak_s]:.1%} at block {probed.labels[peak_s]} (stratified, max-statistic p={p_peak:.3g}) / "
-            f"{acc_g[peak_g]:.1%} at block {probed.labels[peak_g]} (leave-one-template-out); selection-free peak "
-            f"{k_sel / n:.1%}, gain {gain:+.1%} [{gain_low:+.1%}, {gain_high:+.1%}] "
-            f"(sign test over {m} template x pair cells p={gain_test.p_value:.3g}); random-init model: block {base} "
-            f"{c_acc[control.row(base)]:.1%}, peak {c_acc[candidates].max():.1%}")
-    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, parts=parts)
+        f"selection-free gain: chosen peak layer minus block {p['layer']} (leave-one-template-out)", fit.gain,
+        ci_low=gain["low"], ci_high=gain["high"], confidence=gain["level"], effect_size=gain["effect"],
+        p_value=gain["test"].p_value, n=gain["m"], details=h03_details(fit, gain, gain_short, control))
+    return Outcome(statistic=statistic, ours=h03_ours(fit, gain, control), samples=h03_samples(fit),
+                   curves={"probe_accuracy": accuracy_curve(fit.probed, control, fit.null, fit.blocks)}, parts=parts)

@@ -7,6 +7,7 @@ The direction is the class-mean difference of the residual stream, not the stand
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,8 +24,9 @@ from ..harness.controls import GradedControl, NullControl
 from ..harness.fixtures import dual_model
 from ..harness.params import Param
 from ..harness.registry import claim
+from ..models import ModelHandle
 from ..options import COUNT, OPEN_PROB, Choice
-from ..stats import Verdict, ecdf
+from ..stats import ClaimStatistic, Verdict, ecdf
 
 
 class VocabRanker:
@@ -171,6 +173,209 @@ def bootstrap_best_ranks(X, y, ranker: VocabRanker, *, n_bootstrap: int, seed: i
     return out
 
 
+@dataclass
+class H04Fit:
+    """H04's measurements: the direction at the tested block and the word's ranks along it, the probe, the resampled
+    and random directions' rank percentiles, and the other prompt set's and the random-init model's ranks."""
+
+    p: dict
+    handle: ModelHandle
+    layer: int
+    items: list
+    y: np.ndarray
+    texts: list[str]
+    states: np.ndarray
+    w: np.ndarray
+    probe_w: np.ndarray
+    words: list[str]
+    top_side: dict
+    bottom_side: dict
+    ranker: VocabRanker
+    probe: probes.LayerProbe
+    boot: np.ndarray
+    null: np.ndarray
+    null_cos: np.ndarray
+    other: str
+    other_rank: int
+    c_rank: int
+
+    @property
+    def V(self) -> int:
+        return self.top_side["vocab_size"]
+
+    @property
+    def best_rank(self) -> int:
+        """The best rank of the claim's word over its spellings."""
+        return min(f["rank"] for f in self.top_side["words"][self.p["word"]].values())
+
+    @property
+    def best_pct(self) -> float:
+        return self.best_rank / self.V
+
+
+def all_block_states(handle, p: dict) -> tuple[list, np.ndarray, list[str], np.ndarray]:
+    """The multiply and add prompts of ``prompt_set`` with the suffix, and their last-token states at every block
+    from one forward: (items, labels, texts, states)."""
+    items = multiply_add_items(p["prompt_set"])
+    y = np.asarray([it.label for it in items])
+    texts = [it.text + p["prompt_suffix"] for it in items]
+    states, _ = last_token_states(handle, texts, list(range(handle.n_layers)))
+    return items, y, texts, states
+
+
+def h04_fit(ctx: ClaimContext) -> H04Fit:
+    """The class-mean direction at the tested block, its ranks, the probe, the bootstrap and random-direction nulls,
+    then the same direction on the other prompt set and on a random-init model."""
+    p = ctx.params
+    handle = ctx.handle()
+    layer = handle.layer_at_depth(p["layer_fraction"])
+    items, y, texts, states = all_block_states(handle, p)
+    X = states[list(range(handle.n_layers)).index(layer)]
+    w = direction(X, y)
+    probe_w = probes.binary_direction(X, y, "multiply", "add", C=p["C"], seed=p["seed"])
+    words = list(dict.fromkeys([p["word"], *prompts.operation_words()]))
+    top_side, bottom_side = word_ranks(handle, w, words), word_ranks(handle, -w, words)
+    V = top_side["vocab_size"]
+    ranker = VocabRanker(handle, p["word"])
+    probe = probes.probe_layer(X, y, n_splits=p["n_splits"], n_permutations=p["n_permutations"], seed=p["seed"],
+                               C=p["C"])
+    boot = bootstrap_best_ranks(X, y, ranker, n_bootstrap=p["n_bootstrap"], seed=p["seed"]) / V
+    null = ranker.null_best_ranks(p["n_null"], p["seed"]) / V
+    null_cos = ranker.null_best_cosines(p["n_null"], p["seed"])
+    other = "word" if p["prompt_set"] == "symbol" else "symbol"
+    o_X, o_y, _ = multiply_add_features(handle, layer, other, p["prompt_suffix"])
+    other_rank = ranker.best_rank(direction(o_X, o_y))
+    c_handle = ctx.random_control()
+    c_X, c_y, _ = multiply_add_features(c_handle, layer, p["prompt_set"], p["prompt_suffix"])
+    c_rank = VocabRanker(c_handle, p["word"]).best_rank(direction(c_X, c_y))
+    return H04Fit(p=p, handle=handle, layer=layer, items=items, y=y, texts=texts, states=states, w=w, probe_w=probe_w,
+                  words=words, top_side=top_side, bottom_side=bottom_side, ranker=ranker, probe=probe, boot=boot,
+                  null=null, null_cos=null_cos, other=other, other_rank=other_rank, c_rank=c_rank)
+
+
+def rank_tests(fit: H04Fit, alpha: float, top: float) -> dict:
+    """The bootstrap interval of the rank percentile and the side of the cut-off it settles, the cosine's z against
+    random directions, and the rank's p against random directions and against uniform ranks."""
+    ci_low, ci_high = (float(q) for q in np.quantile(fit.boot, [alpha, 1.0 - alpha]))
+    in_top, outside, p_claim, p_against = rank_sides(fit.boot, top, alpha)
+    z = (fit.ranker.best_cosine(fit.w) - float(fit.null_cos.mean())) / float(fit.null_cos.std(ddof=1))
+    p_align = float((1 + np.count_nonzero(fit.null <= fit.best_pct)) / (fit.null.size + 1))
+    return {"ci_low": ci_low, "ci_high": ci_high, "in_top": in_top, "outside": outside, "p_claim": p_claim,
+            "p_against": p_against, "z": z, "p_align": p_align, "p_uniform": fit.ranker.uniform_p(fit.best_rank)}
+
+
+def rank_reason(fit: H04Fit, t: dict, top: float) -> str:
+    """Why the rank part is decided as it is: inside the top fraction, outside it, or not settled."""
+    word, best_rank, V, best_pct = fit.p["word"], fit.best_rank, fit.V, fit.best_pct
+    if t["in_top"]:
+        return (f"'{word}' stays in the top {top:.0%} of the vocabulary (best rank {best_rank}/{V}) for the "
+                f"directions of resampled prompts (bootstrap upper bound {t['ci_high']:.2%}, p={t['p_against']:.3g})")
+    if t["outside"]:
+        return (f"best rank {best_rank}/{V} ({best_pct:.1%}); bootstrap lower bound {t['ci_low']:.2%} > {top:.0%} "
+                f"(p={t['p_claim']:.3g})")
+    return (f"best rank {best_rank}/{V} ({best_pct:.1%}); bootstrap interval [{t['ci_low']:.2%}, {t['ci_high']:.2%}] "
+            f"does not settle whether it is outside the top {top:.0%}")
+
+
+def h04_parts(fit: H04Fit, t: dict, alpha: float, top: float) -> dict[str, ClaimStatistic]:
+    """The criteria's parts: the word's rank outside the top fraction, and the probe above chance."""
+    probe, n = fit.probe, int(fit.y.size)
+    probe_ok = probe.p_value is not None and probe.p_value < alpha
+    return {
+        "outside_top": stats.evidence("best rank percentile", value=fit.best_pct, n=n,
+                                      p_value=t["p_against"] if t["in_top"] else t["p_claim"],
+                                      against=t["in_top"], met=t["outside"], reason=rank_reason(fit, t, top)),
+        "probe_above_chance": stats.evidence(
+            "multiply-vs-add probe accuracy", value=probe.accuracy, n=n, p_value=probe.p_value,
+            met=probe_ok, reason=f"probe accuracy {probe.accuracy:.0%} (permutation p={probe.p_value:.3g})" + (
+                "" if probe_ok else ": not above chance, so its direction may be noise")),
+    }
+
+
+def rank_by_layer(fit: H04Fit) -> list[float]:
+    """The word's best rank percentile along the class-mean direction at every block."""
+    return [fit.ranker.best_rank(direction(fit.states[j], fit.y)) / fit.V for j in range(fit.handle.n_layers)]
+
+
+def h04_details(fit: H04Fit, t: dict, ctx: ClaimContext) -> dict:
+    """The statistic's details: the rank and its cut-off, the bootstrap and random-direction tests, the probe, the
+    random-init model, the other prompt set and the rank by block."""
+    p, V, top, ranker = ctx.params, fit.V, ctx.params["top_fraction"], fit.ranker
+    ci_low, ci_high = t["ci_low"], t["ci_high"]
+    level = 1.0 - 2.0 * p["alpha"]
+    return {
+        "layer": fit.layer, "vocab_size": V, "top_fraction": top, "top_cutoff_rank": int(math.floor(top * V)),
+        "best_rank": fit.best_rank, "best_percentile": fit.best_pct, "n_spellings": len(ranker.ids),
+        "bootstrap_p_in_top": t["p_claim"], "bootstrap_p_outside_top": t["p_against"],
+        "n_bootstrap": int(fit.boot.size),
+        "cosine_z": t["z"], "cosine_z_definition": "best spelling cosine minus the mean of random directions' best "
+                                                   "cosines, over their SD (description; the rank percentile decides)",
+        "bootstrap_median": float(np.median(fit.boot)),
+        "p_aligned_vs_random": t["p_align"], "p_aligned_uniform": t["p_uniform"], "n_null": int(fit.null.size),
+        "null_median": float(np.median(fit.null)), "probe_accuracy": fit.probe.accuracy,
+        "probe_permutation_p": fit.probe.p_value,
+        "random_init_best_rank": fit.c_rank, "random_init_percentile": fit.c_rank / V, "alpha": p["alpha"],
+        "direction_method": "class-mean difference of the residual stream (multiply - add), final-norm gain folded",
+        "test": "; ".join(f"{c}: {ctx.test(c)}" for c in ("outside_top", "aligned", "probe_above_chance")),
+        "probe_weight_best_rank": ranker.best_rank(fit.probe_w),
+        "probe_weight_note": "best rank of the standardised probe's weights mapped to the residual stream (coef / "
+                             "sigma, gain folded): reported beside, never used (see ``direction``)",
+        "mde": stats.mde_from_ci(ci_low, ci_high, level) if ci_high > ci_low else math.nan,
+        "mde_definition": "rank-percentile shift detectable at alpha with power 0.8, normal approximation from the "
+                          "bootstrap interval; NaN (not defined) when every resampled direction gives the same rank, "
+                          "so the interval has no width",
+        "prompt_set": p["prompt_set"], "n_prompts": len(fit.items),
+        f"{fit.other}_set_best_rank": fit.other_rank, f"{fit.other}_set_best_percentile": fit.other_rank / V,
+        "rank_definition": "1-based rank by descending cosine over all unembedding rows (1 + #strictly greater); "
+                           "percentile = rank / vocabulary size; outside the top fraction iff percentile > it",
+        "rank_percentile_by_layer": rank_by_layer(fit),
+    }
+
+
+def h04_samples(fit: H04Fit) -> list[dict]:
+    """One row per operation word and spelling: its rank and score along the direction, and its rank from the
+    bottom (along the opposite direction)."""
+    samples = []
+    for wd in fit.words:
+        for spelling, info in fit.top_side["words"][wd].items():
+            low = fit.bottom_side["words"][wd][spelling]
+            samples.append({
+                "word": wd, "spelling": spelling, "token_id": info["token_id"],
+                "token": fit.handle.decode_token(info["token_id"]), "n_tokens": info["n_tokens"],
+                "rank": info["rank"], "percentile": info["rank"] / fit.V, "score": info["score"],
+                "rank_from_bottom": low["rank"],
+            })
+    return samples
+
+
+def h04_curves(fit: H04Fit, by_layer: list[float]) -> dict:
+    """The rank percentile's distribution for resampled, random and uniform directions, and the rank by block."""
+    word, top, n_layers = fit.p["word"], fit.p["top_fraction"], fit.handle.n_layers
+    grid = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]
+    m = len(fit.ranker.ids)
+    return {"rank_percentile_cdf": {
+        "x": [f"{g:.1%}" for g in grid],
+        "series": {"bootstrap directions": ecdf(fit.boot, grid), "random directions": ecdf(fit.null, grid),
+                   "uniform ranks": [1.0 - (1.0 - g) ** m for g in grid]},
+        "xlabel": f"best rank of '{word}' / vocabulary size", "ylabel": "cumulative fraction",
+    }, "rank_percentile_by_layer": {
+        "x": [str(j) for j in range(n_layers)], "xlabel": "block", "ylabel": f"best rank of '{word}' / vocabulary size",
+        "series": {"mean-difference direction": by_layer, f"top {top:.0%} cutoff": [top] * n_layers},
+    }}
+
+
+def h04_ours(fit: H04Fit, t: dict, details: dict) -> str:
+    """The record's one-line summary of what this model showed."""
+    p, V, top, level = fit.p, fit.V, fit.p["top_fraction"], 1.0 - 2.0 * fit.p["alpha"]
+    return (f"'{p['word']}' best rank {fit.best_rank}/{V} ({fit.best_pct:.2%}) at block {fit.layer} "
+            f"(class-mean-difference direction; the probe's standardised weights: "
+            f"{details['probe_weight_best_rank']}/{V}); bootstrap {level:.0%} interval [{t['ci_low']:.2%}, "
+            f"{t['ci_high']:.2%}], {np.mean(fit.boot <= top):.0%} of resampled directions in the top {top:.0%}; "
+            f"random directions p={t['p_align']:.3g}; probe accuracy {fit.probe.accuracy:.0%}; random-init rank "
+            f"{fit.c_rank}/{V}; {p['prompt_set']} prompts ({len(fit.items)}), on the {fit.other} set the rank is "
+            f"{fit.other_rank}/{V}")
+
+
 # The population verdict over builds (CLAIMS.md revision 4): per criterion, the build-level statistic's scale and
 # test, and its threshold and side where the record does not state them. Outside the records' hash.
 POPULATION = {
@@ -229,118 +434,16 @@ POPULATION = {
 )
 def measure_h04(ctx: ClaimContext) -> Outcome:
     p = ctx.params
-    alpha, word, top = p["alpha"], p["word"], p["top_fraction"]
-    handle = ctx.handle()
-    layer = handle.layer_at_depth(p["layer_fraction"])
-    items = multiply_add_items(p["prompt_set"])
-    y = np.asarray([it.label for it in items])
-    all_layers = list(range(handle.n_layers))
-    texts = [it.text + p["prompt_suffix"] for it in items]
-    states, _ = last_token_states(handle, texts, all_layers)  # one forward, every block
-    X = states[all_layers.index(layer)]
-    w = direction(X, y)
-    probe_w = probes.binary_direction(X, y, "multiply", "add", C=p["C"], seed=p["seed"])
-    words = list(dict.fromkeys([word, *prompts.operation_words()]))
-    top_side = word_ranks(handle, w, words)
-    bottom_side = word_ranks(handle, -w, words)
-    V = top_side["vocab_size"]
-    forms = top_side["words"][word]
-    best_rank = min(f["rank"] for f in forms.values())
-    best_pct = best_rank / V
-
-    ranker = VocabRanker(handle, word)
-    probe = probes.probe_layer(X, y, n_splits=p["n_splits"], n_permutations=p["n_permutations"], seed=p["seed"],
-                               C=p["C"])
-    boot = bootstrap_best_ranks(X, y, ranker, n_bootstrap=p["n_bootstrap"], seed=p["seed"]) / V
-    null = ranker.null_best_ranks(p["n_null"], p["seed"]) / V
-    level = 1.0 - 2.0 * alpha
-    ci_low, ci_high = (float(q) for q in np.quantile(boot, [alpha, 1.0 - alpha]))
-    in_top, outside, p_claim, p_against = rank_sides(boot, top, alpha)
-    null_cos = ranker.null_best_cosines(p["n_null"], p["seed"])
-    z = (ranker.best_cosine(w) - float(null_cos.mean())) / float(null_cos.std(ddof=1))
-    p_align = float((1 + np.count_nonzero(null <= best_pct)) / (null.size + 1))
-    p_uniform = ranker.uniform_p(best_rank)
-
-    other = "word" if p["prompt_set"] == "symbol" else "symbol"
-    o_X, o_y, _ = multiply_add_features(handle, layer, other, p["prompt_suffix"])
-    other_rank = ranker.best_rank(direction(o_X, o_y))
-
-    c_handle = ctx.random_control()
-    c_X, c_y, _ = multiply_add_features(c_handle, layer, p["prompt_set"], p["prompt_suffix"])
-    c_rank = VocabRanker(c_handle, word).best_rank(direction(c_X, c_y))
-
-    probe_ok = probe.p_value is not None and probe.p_value < alpha
-    rank_reason = (
-        f"'{word}' stays in the top {top:.0%} of the vocabulary (best rank {best_rank}/{V}) for the directions of "
-        f"resampled prompts (bootstrap upper bound {ci_high:.2%}, p={p_against:.3g})" if in_top else
-        f"best rank {best_rank}/{V} ({best_pct:.1%}); bootstrap lower bound {ci_low:.2%} > {top:.0%} "
-        f"(p={p_claim:.3g})" if outside else
-        f"best rank {best_rank}/{V} ({best_pct:.1%}); bootstrap interval [{ci_low:.2%}, {ci_high:.2%}] does not "
-        f"settle whether it is outside the top {top:.0%}")
-    parts = {
-        "outside_top": stats.evidence("best rank percentile", value=best_pct, n=int(y.size),
-                                      p_value=p_against if in_top else p_claim,
-                                      against=in_top, met=outside, reason=rank_reason),
-        "probe_above_chance": stats.evidence(
-            "multiply-vs-add probe accuracy", value=probe.accuracy, n=int(y.size), p_value=probe.p_value,
-            met=probe_ok, reason=f"probe accuracy {probe.accuracy:.0%} (permutation p={probe.p_value:.3g})" + (
-                "" if probe_ok else ": not above chance, so its direction may be noise")),
-    }
-    details = {
-        "layer": layer, "vocab_size": V, "top_fraction": top, "top_cutoff_rank": int(math.floor(top * V)),
-        "best_rank": best_rank, "best_percentile": best_pct, "n_spellings": len(ranker.ids),
-        "bootstrap_p_in_top": p_claim, "bootstrap_p_outside_top": p_against, "n_bootstrap": int(boot.size),
-        "cosine_z": z, "cosine_z_definition": "best spelling cosine minus the mean of random directions' best "
-                                              "cosines, over their SD (description; the rank percentile decides)",
-        "bootstrap_median": float(np.median(boot)),
-        "p_aligned_vs_random": p_align, "p_aligned_uniform": p_uniform, "n_null": int(null.size),
-        "null_median": float(np.median(null)), "probe_accuracy": probe.accuracy, "probe_permutation_p": probe.p_value,
-        "random_init_best_rank": c_rank, "random_init_percentile": c_rank / V, "alpha": alpha,
-        "direction_method": "class-mean difference of the residual stream (multiply - add), final-norm gain folded",
-        "test": "; ".join(f"{c}: {ctx.test(c)}" for c in ("outside_top", "aligned", "probe_above_chance")),
-        "probe_weight_best_rank": ranker.best_rank(probe_w),
-        "probe_weight_note": "best rank of the standardised probe's weights mapped to the residual stream (coef / "
-                             "sigma, gain folded): reported beside, never used (see ``direction``)",
-        "mde": stats.mde_from_ci(ci_low, ci_high, level) if ci_high > ci_low else math.nan,
-        "mde_definition": "rank-percentile shift detectable at alpha with power 0.8, normal approximation from the "
-                          "bootstrap interval; NaN (not defined) when every resampled direction gives the same rank, "
-                          "so the interval has no width",
-        "prompt_set": p["prompt_set"], "n_prompts": len(items),
-        f"{other}_set_best_rank": other_rank, f"{other}_set_best_percentile": other_rank / V,
-        "rank_definition": "1-based rank by descending cosine over all unembedding rows (1 + #strictly greater); "
-                           "percentile = rank / vocabulary size; outside the top fraction iff percentile > it",
-    }
+    alpha, top = p["alpha"], p["top_fraction"]
+    fit = h04_fit(ctx)
+    t = rank_tests(fit, alpha, top)
+    parts = h04_parts(fit, t, alpha, top)
+    details = h04_details(fit, t, ctx)
     statistic = stats.pending(
-        f"best rank percentile of '{word}' spellings (mean-difference direction at block {layer})", best_pct,
-        ci_low=ci_low, ci_high=ci_high, confidence=level, p_value=p_claim, n=int(y.size), details=details)
-    samples = []
-    for wd in words:
-        for spelling, info in top_side["words"][wd].items():
-            low = bottom_side["words"][wd][spelling]
-            samples.append({
-                "word": wd, "spelling": spelling, "token_id": info["token_id"],
-                "token": handle.decode_token(info["token_id"]), "n_tokens": info["n_tokens"], "rank": info["rank"],
-                "percentile": info["rank"] / V, "score": info["score"], "rank_from_bottom": low["rank"],
-            })
-    by_layer = [ranker.best_rank(direction(states[j], y)) / V for j in range(len(all_layers))]
-    details["rank_percentile_by_layer"] = by_layer
-    grid = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]
-    m = len(ranker.ids)
-    curves = {"rank_percentile_cdf": {
-        "x": [f"{g:.1%}" for g in grid],
-        "series": {"bootstrap directions": ecdf(boot, grid), "random directions": ecdf(null, grid),
-                   "uniform ranks": [1.0 - (1.0 - g) ** m for g in grid]},
-        "xlabel": f"best rank of '{word}' / vocabulary size", "ylabel": "cumulative fraction",
-    }, "rank_percentile_by_layer": {
-        "x": [str(j) for j in all_layers], "xlabel": "block", "ylabel": f"best rank of '{word}' / vocabulary size",
-        "series": {"mean-difference direction": by_layer, f"top {top:.0%} cutoff": [top] * len(all_layers)},
-    }}
-    ours = (f"'{word}' best rank {best_rank}/{V} ({best_pct:.2%}) at block {layer} (class-mean-difference "
-            f"direction; the probe's standardised weights: {details['probe_weight_best_rank']}/{V}); bootstrap "
-            f"{level:.0%} interval [{ci_low:.2%}, {ci_high:.2%}], {np.mean(boot <= top):.0%} of resampled directions "
-            f"in the top {top:.0%}; random directions p={p_align:.3g}; probe accuracy {probe.accuracy:.0%}; "
-            f"random-init rank {c_rank}/{V}; "
-            f"{p['prompt_set']} prompts ({len(items)}), on the {other} set the rank is {other_rank}/{V}")
-    extra = {"direction": [float(v) for v in w], "bootstrap_percentiles": [float(v) for v in boot],
-             "null_percentiles": [float(v) for v in null], "prompts": texts}
-    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra=extra, parts=parts)
+        f"best rank percentile of '{p['word']}' spellings (mean-difference direction at block {fit.layer})",
+        fit.best_pct, ci_low=t["ci_low"], ci_high=t["ci_high"], confidence=1.0 - 2.0 * alpha, p_value=t["p_claim"],
+        n=int(fit.y.size), details=details)
+    extra = {"direction": [float(v) for v in fit.w], "bootstrap_percentiles": [float(v) for v in fit.boot],
+             "null_percentiles": [float(v) for v in fit.null], "prompts": fit.texts}
+    return Outcome(statistic=statistic, ours=h04_ours(fit, t, details), samples=h04_samples(fit),
+                   curves=h04_curves(fit, details["rank_percentile_by_layer"]), extra=extra, parts=parts)

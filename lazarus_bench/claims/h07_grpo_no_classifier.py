@@ -155,6 +155,115 @@ def probe_change_claim(before: list[float], after: list[float], margin: float, a
                    details={**result.details, "cohens_d": effect.value if effect is not None else math.nan})
 
 
+def h07_prompts(configs: dict[int, GRPOConfig], spec: GrpoSpec, p: dict) -> tuple[list[PromptItem], list[PromptItem]]:
+    """The held-out GRPO prompts no run may train on, and the lens prompts (the writeup's evaluation prompts and the
+    first held-out ones): (held-out, lens)."""
+    planned = set().union(*(planned_training_prompts(cfg, spec) for cfg in configs.values()))
+    heldout = heldout_prompts(spec, p["n_eval"], p["eval_seed"], planned)
+    return heldout, list(prompts.dual_reward_eval()) + heldout[: p["n_lens_heldout"]]
+
+
+def h07_run(ctx: ClaimContext, seed: int, cfg: GRPOConfig, spec: GrpoSpec, base_snapshot: dict,
+            lens_items: list[PromptItem], heldout: list[PromptItem]) -> dict:
+    """One seed's GRPO run (planted after training for the graded control) with the lens, answers and probe before
+    and after it, and its rewards and training metrics."""
+    p, base = ctx.params, ctx.handle()
+    before = {**base_snapshot, "probe": probe_accuracy(base, p["layer_fraction"], seed)}
+    handle, run = grpo_run(ctx, cfg, spec, p["steps"], p["min_reward_rise"])
+    assert_disjoint([Example(text, "") for text in run["seen"]], [it.text for it in heldout])
+    plant = plant_after(handle, p, seed) if p["plant_prob"] > 0 else None
+    after = {**snapshot(handle, lens_items, heldout, p), "probe": probe_accuracy(handle, p["layer_fraction"], seed)}
+    rewards = [m["reward"] for m in run["metrics"]]
+    ctx.log(f"seed {seed}: answer prob {before['answer_prob']:.4f} -> {after['answer_prob']:.4f}, "
+            f"probe {before['probe']['group_accuracy']:.3f} -> {after['probe']['group_accuracy']:.3f}, "
+            f"max op-word prob {max(after['op_word_prob']):.3%}, mean reward {np.mean(rewards):.3f}")
+    return {"seed": seed, "before": before, "after": after, "rewards": rewards, "metrics": run["metrics"],
+            "param_change": run["param_change"], "n_training_prompts": len(set(run["seen"])),
+            "steps": len(rewards), "floor_met_at": run["until_met"],
+            **({"plant_scale": plant.scale} if plant is not None else {})}
+
+
+def probe_levels(runs: list[dict]) -> tuple[list[float], list[float]]:
+    """The correct/incorrect probe's leave-one-pair-out accuracy per seed, before and after GRPO."""
+    return ([r["before"]["probe"]["group_accuracy"] for r in runs],
+            [r["after"]["probe"]["group_accuracy"] for r in runs])
+
+
+def h07_parts(runs: list[dict], limit: dict, ctx: ClaimContext) -> dict[str, ClaimStatistic]:
+    """The criteria's parts over seeds: no op word in the lens after GRPO, the probe unchanged, the answers better."""
+    p = ctx.params
+    alpha, min_n = p["alpha"], p["min_seeds"]
+    gains = [r["after"]["answer_prob"] - r["before"]["answer_prob"] for r in runs]
+    lens_max = [max(r["after"]["op_word_prob"]) for r in runs]
+    probe_before, probe_after = probe_levels(runs)
+    answer = stats.threshold_claim(gains, 0.0, "above", alpha, test=ctx.test("answers_improve"), min_n=min_n,
+                                   name="rise of mean correct-answer first-token prob (held-out)")
+    return {
+        "no_vocab_classifier": stats.threshold_claim(lens_max, limit["scale_free"], "below", alpha,
+                                                     test=ctx.test("no_vocab_classifier"), min_n=min_n,
+                                                     name="max op-word lens prob at 55% depth after GRPO"),
+        "probe_unchanged": probe_change_claim(probe_before, probe_after, p["max_probe_change"], alpha, min_n,
+                                              ctx.test("probe_unchanged")),
+        "answers_improve": answer,
+    }
+
+
+def relative_gain(runs: list[dict]) -> float:
+    """The mean rise of the correct-answer probability over its value before GRPO."""
+    gains = [r["after"]["answer_prob"] - r["before"]["answer_prob"] for r in runs]
+    base_prob = runs[0]["before"]["answer_prob"]
+    return float(np.mean(gains)) / base_prob if base_prob > 0 else math.nan
+
+
+def h07_samples(runs: list[dict], lens_items: list[PromptItem]) -> list[dict]:
+    """Per seed and stage: a summary row, one row per lens prompt and one per answered prompt."""
+    samples = []
+    for r in runs:
+        for stage in ("before", "after"):
+            snap = r[stage]
+            samples.append({"seed": r["seed"], "stage": stage, "kind": "summary", "answer_prob": snap["answer_prob"],
+                            "answer_accuracy": snap["answer_accuracy"], "answer_rank": snap["answer_rank"],
+                            "probe_accuracy": snap["probe"]["accuracy"],
+                            "probe_group_accuracy": snap["probe"]["group_accuracy"],
+                            "max_op_word_prob": max(snap["op_word_prob"]),
+                            "max_op_word_prob_any_layer": max(snap["op_word_prob_any_layer"])})
+            samples += [{"seed": r["seed"], "stage": stage, "kind": "lens", "prompt": it.text, "label": it.label,
+                         "op_word_prob": a, "op_word_prob_any_layer": b}
+                        for it, a, b in zip(lens_items, snap["op_word_prob"], snap["op_word_prob_any_layer"])]
+            samples += [{"seed": r["seed"], "stage": stage, "kind": "answer", **row} for row in snap["answer_items"]]
+    return samples
+
+
+def h07_curves(runs: list[dict]) -> dict:
+    """Answer probability and probe accuracy per seed before and after GRPO, and reward and KL by step."""
+    x = [str(r["seed"]) for r in runs]
+    longest = [str(i + 1) for i in range(max(r["steps"] for r in runs))]
+    probe_before, probe_after = probe_levels(runs)
+    return {
+        "answer_prob": {"x": x, "xlabel": "seed", "ylabel": "mean P(correct first token)", "series": {
+            "before": [r["before"]["answer_prob"] for r in runs],
+            "after GRPO": [r["after"]["answer_prob"] for r in runs]}},
+        "probe_accuracy": {"x": x, "xlabel": "seed", "ylabel": "probe accuracy (pairs held out together)", "series": {
+            "before": probe_before, "after GRPO": probe_after}},
+        "reward": {"x": longest, "xlabel": "step", "ylabel": "mean reward", "series": {
+            f"seed {r['seed']}": r["rewards"] for r in runs}},
+        "kl": {"x": longest, "xlabel": "step", "ylabel": "KL to the reference",
+               "series": {f"seed {r['seed']}": [m["kl"] for m in r["metrics"]] for r in runs}},
+    }
+
+
+def h07_ours(runs: list[dict], statistic: ClaimStatistic, n_heldout: int, p: dict) -> str:
+    """The record's one-line summary of what this model showed."""
+    probe_before, probe_after = probe_levels(runs)
+    d = statistic.details["criteria"]["probe_unchanged"]["details"].get("cohens_d")
+    return (f"correct-answer prob {runs[0]['before']['answer_prob']:.4f} -> "
+            f"{np.mean([r['after']['answer_prob'] for r in runs]):.4f} ({relative_gain(runs):+.1%}) on {n_heldout} "
+            f"held-out prompts; max op-word prob at 55% depth after GRPO "
+            f"{max(max(r['after']['op_word_prob']) for r in runs):.3%}; probe accuracy {np.mean(probe_before):.3f} -> "
+            f"{np.mean(probe_after):.3f} (Cohen's d {d if d is not None else float('nan'):.2f}); {len(runs)} seeds, "
+            f"steps {[r['steps'] for r in runs]} (rounds of {p['steps']}, at most {p['budget_rounds']})")
+
+
 # The population verdict over builds (CLAIMS.md revision 4): per criterion, the build-level statistic's scale and
 # test, and its threshold and side where the record does not state them. Outside the records' hash.
 POPULATION = {"no_vocab_classifier": {"scale": "logit"}, "probe_unchanged": {}, "answers_improve": {}}
@@ -212,86 +321,21 @@ def measure_h07(ctx: ClaimContext) -> Outcome:
     p = ctx.params
     spec = grpo_spec()
     configs = {seed: grpo_config(p, seed) for seed in ctx.seeds}
-    planned = set().union(*(planned_training_prompts(cfg, spec) for cfg in configs.values()))
-    heldout = heldout_prompts(spec, p["n_eval"], p["eval_seed"], planned)
-    lens_items = list(prompts.dual_reward_eval()) + heldout[: p["n_lens_heldout"]]
+    heldout, lens_items = h07_prompts(configs, spec, p)
     base = ctx.handle()
     base_snapshot = snapshot(base, lens_items, heldout, p)
-    runs = []
-    for seed, cfg in configs.items():
-        before = {**base_snapshot, "probe": probe_accuracy(base, p["layer_fraction"], seed)}
-        handle, run = grpo_run(ctx, cfg, spec, p["steps"], p["min_reward_rise"])
-        assert_disjoint([Example(text, "") for text in run["seen"]], [it.text for it in heldout])
-        plant = plant_after(handle, p, seed) if p["plant_prob"] > 0 else None
-        after = {**snapshot(handle, lens_items, heldout, p), "probe": probe_accuracy(handle, p["layer_fraction"], seed)}
-        rewards = [m["reward"] for m in run["metrics"]]
-        runs.append({"seed": seed, "before": before, "after": after, "rewards": rewards, "metrics": run["metrics"],
-                     "param_change": run["param_change"], "n_training_prompts": len(set(run["seen"])),
-                     "steps": len(rewards), "floor_met_at": run["until_met"],
-                     **({"plant_scale": plant.scale} if plant is not None else {})})
-        ctx.log(f"seed {seed}: answer prob {before['answer_prob']:.4f} -> {after['answer_prob']:.4f}, "
-                f"probe {before['probe']['group_accuracy']:.3f} -> {after['probe']['group_accuracy']:.3f}, "
-                f"max op-word prob {max(after['op_word_prob']):.3%}, mean reward {np.mean(rewards):.3f}")
-        del handle
-    alpha, min_n = p["alpha"], p["min_seeds"]
+    runs = [h07_run(ctx, seed, cfg, spec, base_snapshot, lens_items, heldout) for seed, cfg in configs.items()]
     limit = scale_free_threshold(base, p)
-    gains = [r["after"]["answer_prob"] - r["before"]["answer_prob"] for r in runs]
-    lens_max = [max(r["after"]["op_word_prob"]) for r in runs]
-    probe_before = [r["before"]["probe"]["group_accuracy"] for r in runs]
-    probe_after = [r["after"]["probe"]["group_accuracy"] for r in runs]
-    answer = stats.threshold_claim(gains, 0.0, "above", alpha, test=ctx.test("answers_improve"), min_n=min_n,
-                                   name="rise of mean correct-answer first-token prob (held-out)")
-    parts = {
-        "no_vocab_classifier": stats.threshold_claim(lens_max, limit["scale_free"], "below", alpha,
-                                                     test=ctx.test("no_vocab_classifier"), min_n=min_n,
-                                                     name="max op-word lens prob at 55% depth after GRPO"),
-        "probe_unchanged": probe_change_claim(probe_before, probe_after, p["max_probe_change"], alpha, min_n,
-                                              ctx.test("probe_unchanged")),
-        "answers_improve": answer,
-    }
-    statistic = combine(answer, parts)
-    base_prob = runs[0]["before"]["answer_prob"]
-    relative = float(np.mean(gains)) / base_prob if base_prob > 0 else math.nan
-    statistic = replace(statistic, details={**statistic.details, "relative_gain": relative,
+    parts = h07_parts(runs, limit, ctx)
+    statistic = combine(parts["answers_improve"], parts)
+    statistic = replace(statistic, details={**statistic.details, "relative_gain": relative_gain(runs),
                                             "writeup_relative_gain": p["writeup_relative_gain"],
                                             "threshold_forms": limit,
                                             "heldout_prompts": [it.text for it in heldout],
                                             "lens_layer": base.layer_at_depth(p["layer_fraction"])})
-    samples = []
-    for r in runs:
-        for stage in ("before", "after"):
-            snap = r[stage]
-            samples.append({"seed": r["seed"], "stage": stage, "kind": "summary", "answer_prob": snap["answer_prob"],
-                            "answer_accuracy": snap["answer_accuracy"], "answer_rank": snap["answer_rank"],
-                            "probe_accuracy": snap["probe"]["accuracy"],
-                            "probe_group_accuracy": snap["probe"]["group_accuracy"],
-                            "max_op_word_prob": max(snap["op_word_prob"]),
-                            "max_op_word_prob_any_layer": max(snap["op_word_prob_any_layer"])})
-            samples += [{"seed": r["seed"], "stage": stage, "kind": "lens", "prompt": it.text, "label": it.label,
-                         "op_word_prob": a, "op_word_prob_any_layer": b}
-                        for it, a, b in zip(lens_items, snap["op_word_prob"], snap["op_word_prob_any_layer"])]
-            samples += [{"seed": r["seed"], "stage": stage, "kind": "answer", **row} for row in snap["answer_items"]]
-    x = [str(r["seed"]) for r in runs]
-    longest = [str(i + 1) for i in range(max(r["steps"] for r in runs))]
-    curves = {
-        "answer_prob": {"x": x, "xlabel": "seed", "ylabel": "mean P(correct first token)", "series": {
-            "before": [r["before"]["answer_prob"] for r in runs],
-            "after GRPO": [r["after"]["answer_prob"] for r in runs]}},
-        "probe_accuracy": {"x": x, "xlabel": "seed", "ylabel": "probe accuracy (pairs held out together)", "series": {
-            "before": probe_before, "after GRPO": probe_after}},
-        "reward": {"x": longest, "xlabel": "step", "ylabel": "mean reward", "series": {
-            f"seed {r['seed']}": r["rewards"] for r in runs}},
-        "kl": {"x": longest, "xlabel": "step", "ylabel": "KL to the reference",
-               "series": {f"seed {r['seed']}": [m["kl"] for m in r["metrics"]] for r in runs}},
-    }
-    d = statistic.details["criteria"]["probe_unchanged"]["details"].get("cohens_d")
-    ours = (f"correct-answer prob {base_prob:.4f} -> {np.mean([r['after']['answer_prob'] for r in runs]):.4f} "
-            f"({relative:+.1%}) on {len(heldout)} held-out prompts; max op-word prob at 55% depth after GRPO "
-            f"{max(lens_max):.3%}; probe accuracy {np.mean(probe_before):.3f} -> {np.mean(probe_after):.3f} "
-            f"(Cohen's d {d if d is not None else float('nan'):.2f}); {len(runs)} seeds, steps "
-            f"{[r['steps'] for r in runs]} (rounds of {p['steps']}, at most {p['budget_rounds']})")
     extra = {"mean_reward": {r["seed"]: float(np.mean(r["rewards"])) for r in runs},
              "n_training_prompts": {r["seed"]: r["n_training_prompts"] for r in runs},
              "steps": {r["seed"]: r["steps"] for r in runs}}
-    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra=extra,
+    return Outcome(statistic=statistic, ours=h07_ours(runs, statistic, len(heldout), p),
+                   samples=h07_samples(runs, lens_items), curves=h07_curves(runs), extra=extra,
                    fitness=grpo_fitness([r["metrics"] for r in runs]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import mlx.core as mx
@@ -14,14 +14,14 @@ from scipy.stats import gumbel_r
 
 from .. import prompts, stats
 from ..analysis.lens import target_spellings
-from ..analysis.projections import normalize_rows, router_vocab_alignment
+from ..analysis.projections import RouterAlignment, normalize_rows, router_vocab_alignment
 from ..errors import LazarusError
 from ..harness.base import POSITIVE, ClaimContext, Control, ControlUnavailable, Curve, Gate, Outcome, needs_moe
 from ..harness.controls import GradedControl, NullControl
 from ..harness.params import Param
 from ..harness.registry import claim
 from ..options import ABOVE_ZERO, COUNT, PROB, Each, Interval
-from ..stats import Verdict, ecdf
+from ..stats import ClaimStatistic, Verdict, ecdf
 from ..zoo.registry import MANIFEST, resolve_zoo
 
 NULL_CHUNK = 256
@@ -244,6 +244,234 @@ def h10_curves(per_layer: dict[int, np.ndarray], null_stats, maxima: np.ndarray,
     return {"max_cosine_by_layer": by_layer, "max_cosine_cdf": cdf}
 
 
+@dataclass
+class H10Fit:
+    """H10's measurements: every expert's router row against the gain-folded unembedding and random directions, with
+    and without the unembedding's common direction, and the experts of each MoE layer (the unit)."""
+
+    routers: list
+    W: np.ndarray
+    g_f: np.ndarray
+    where: list[tuple[int, int]]
+    n_null: int
+    align: RouterAlignment
+    perp: RouterAlignment
+    strength: float
+    along: np.ndarray
+    z: np.ndarray
+    z_perp: np.ndarray
+    p_holm: np.ndarray
+    in_layer: dict[int, list[int]]
+
+    @property
+    def maxima(self) -> np.ndarray:
+        return self.align.max_cosines
+
+    @property
+    def null(self) -> np.ndarray:
+        return np.asarray(self.align.null.values)
+
+    @property
+    def layers(self) -> list[int]:
+        return list(self.in_layer)
+
+    def per_layer_mean(self, values: np.ndarray) -> list[float]:
+        """The mean of a per-expert value over the experts of each MoE layer."""
+        return [float(values[idx].mean()) for idx in self.in_layer.values()]
+
+
+def h10_fit(handle, p: dict) -> H10Fit:
+    """Every router row (its norm gain folded in) against the vocabulary and random directions, from enough draws that
+    an empirical p can reach alpha / experts (Holm), and again without the unembedding's common direction."""
+    routers = handle.routers()
+    W = np.array(handle.unembedding(), dtype=np.float32)
+    g_f = np.array(handle.final_norm_gain(), dtype=np.float32)
+    rows = np.concatenate([np.array(r.weight, dtype=np.float32) * np.array(r.norm_gain, dtype=np.float32)[None]
+                           for r in routers])
+    where = [(r.layer, e) for r in routers for e in range(r.num_experts)]
+    n_null = math.ceil(p["null_per_test"] * len(where) / p["alpha"])
+    align = router_vocab_alignment(rows, W, None, g_f, top_k=p["top_k"], n_null=n_null, seed=p["seed"])
+    rows_perp, W_perp, common, strength = without_common_direction(rows, W * g_f)
+    perp = router_vocab_alignment(rows_perp, W_perp, top_k=p["top_k"], n_null=n_null, seed=p["seed"])
+    layers = sorted({layer for layer, _ in where})
+    return H10Fit(routers=routers, W=W, g_f=g_f, where=where, n_null=n_null, align=align, perp=perp,
+                  strength=strength, along=normalize_rows(rows) @ common,
+                  z=(align.max_cosines - align.null.mean) / align.null.std,
+                  z_perp=(perp.max_cosines - perp.null.mean) / perp.null.std, p_holm=stats.holm(align.p_values),
+                  in_layer={layer: [i for i, (lay, _) in enumerate(where) if lay == layer] for layer in layers})
+
+
+def layer_z_tests(fit: H10Fit, ctx: ClaimContext) -> tuple[ClaimStatistic, ClaimStatistic]:
+    """Equivalence of the mean z per MoE layer with the random null, with and without the common direction."""
+    p = ctx.params
+    equivalence = stats.threshold_claim(fit.per_layer_mean(fit.z), p["equivalence_null_sd"], "below", p["alpha"],
+                                        test=ctx.test("aligned"),
+                                        name="expert max cosine above the random-direction null (null SDs), mean "
+                                             "per MoE layer")
+    token_specific = stats.threshold_claim(fit.per_layer_mean(fit.z_perp), p["equivalence_null_sd"], "below",
+                                           p["alpha"], test=ctx.test("token_specific"),
+                                           name="same, without the unembedding's common direction")
+    return equivalence, token_specific
+
+
+def gumbel_tails(fit: H10Fit) -> tuple[np.ndarray, np.ndarray]:
+    """Holm-adjusted Gumbel tail p of every expert, with and without the common direction."""
+    return (stats.holm(gumbel_tail_p(fit.maxima, fit.null)),
+            stats.holm(gumbel_tail_p(fit.perp.max_cosines, np.asarray(fit.perp.null.values))))
+
+
+def random_expectation(fit: H10Fit) -> float:
+    """The max cosine a random direction is expected to reach over the vocabulary: sqrt(2 ln V / d)."""
+    return math.sqrt(2.0 * math.log(fit.align.vocab_size) / fit.align.d_model)
+
+
+def cosine_effect(fit: H10Fit, confidence: float) -> stats.EffectSize:
+    """The mean of the layers' mean max cosine above the random-direction expectation (no interval)."""
+    layer_max = np.array(fit.per_layer_mean(fit.maxima))
+    return stats.EffectSize(name="mean max cosine - sqrt(2 ln V / d) (random-direction expectation)",
+                            value=float(layer_max.mean()) - random_expectation(fit), ci_low=math.nan,
+                            ci_high=math.nan, confidence=confidence, ci_method="none", se=math.nan, n1=len(fit.layers))
+
+
+def op_word_null(fit: H10Fit, op_ids: dict[int, str], p: dict) -> dict:
+    """How often the top-k of a random direction holds an operation word, as drawn and smoothed ((hits + 1) / (n +
+    2), so that a layer's chance is never 0)."""
+    null_hits = null_top_k_hits(fit.W, fit.g_f, list(op_ids), top_k=p["top_k"], n_null=fit.n_null, seed=p["seed"])
+    return {"null_rate": float(null_hits.mean()), "smoothed": (int(null_hits.sum()) + 1) / (null_hits.size + 2)}
+
+
+def h10_samples(handle, fit: H10Fit, tail_holm: np.ndarray, op_ids: dict[int, str]) -> list[dict]:
+    """One row per expert (``expert_samples``), with seed 000's task words and the operation words for the
+    substring rule."""
+    words = [w.lower() for w in dict.fromkeys([*prompts.task_vocabulary("seed000").words(),
+                                               *prompts.operation_words()])]
+    return expert_samples(handle, fit.align, fit.perp, fit.where, {"z": fit.z, "p_holm": fit.p_holm,
+                                                                   "p_tail_holm": tail_holm,
+                                                                   "z_without_common_direction": fit.z_perp,
+                                                                   "cosine_with_common_direction": fit.along},
+                          op_ids, words)
+
+
+def op_word_layers(fit: H10Fit, samples: list[dict], smoothed: float) -> dict:
+    """Experts and MoE layers with an operation word in a top-k list, and the binomial test over layers against the
+    chance that a layer of as many random directions has one."""
+    layer_hits = sum(any(samples[i]["op_word_matches"] for i in idx) for idx in fit.in_layer.values())
+    per_layer_rate = float(np.mean([1.0 - (1.0 - smoothed) ** len(idx) for idx in fit.in_layer.values()]))
+    return {"n_match": sum(bool(s["op_word_matches"]) for s in samples), "layer_hits": layer_hits,
+            "per_layer_rate": per_layer_rate,
+            "test": stats.binomial_test(layer_hits, len(fit.layers), per_layer_rate, "greater")}
+
+
+def aligned_experts(fit: H10Fit, alpha: float) -> list[int]:
+    """The experts beyond the random-direction null after Holm over every expert (CLAIMS.md revision 4)."""
+    return [i for i in range(len(fit.align.experts)) if fit.p_holm[i] < alpha]
+
+
+def experts_reason(fit: H10Fit, samples: list[dict], aligned: list[int]) -> str:
+    """How many experts are beyond the null, and the strongest of them."""
+    if not aligned:
+        return (f"no expert beyond the random-direction null after Holm over {len(fit.align.experts)} experts "
+                f"({fit.n_null} draws)")
+    best = max(aligned, key=lambda i: fit.maxima[i])
+    return (f"{len(aligned)} expert(s) beyond the random-direction null after Holm ({fit.n_null} draws); strongest: "
+            f"layer {fit.where[best][0]} expert {fit.where[best][1]}, max cosine {fit.maxima[best]:.3f} with "
+            f"{samples[best]['top_tokens'][0][0]!r} (z={fit.z[best]:.1f})")
+
+
+def mean_reason(fit: H10Fit, equivalence: ClaimStatistic, token_specific: ClaimStatistic, op: dict, p: dict) -> str:
+    """Why the average part is decided as it is: aligned also without the common direction, aligned only along it,
+    equivalent to random, or not shown either way."""
+    margin, z, z_perp, n = p["equivalence_null_sd"], fit.z, fit.z_perp, len(fit.align.experts)
+    if equivalence.verdict == Verdict.REFUTED and token_specific.verdict == Verdict.REFUTED:
+        return (f"router rows are more aligned than random by more than {margin} null SD (mean z={z.mean():.2f}), "
+                f"also without the unembedding's common direction (mean z={z_perp.mean():.2f})")
+    if equivalence.verdict == Verdict.REFUTED:
+        return (f"router rows beat random directions (mean z={z.mean():.2f}) only along the unembedding's common "
+                f"direction (strength {fit.strength:.2f}); without it mean z={z_perp.mean():.2f}: anisotropy, not "
+                f"token-specific alignment")
+    if equivalence.verdict == Verdict.SUPPORTED:
+        return (f"mean z={z.mean():.2f}, upper bound {equivalence.ci_high:.2f} < {margin} null SD "
+                f"(p={equivalence.p_value:.3g}); operation words in {op['n_match']}/{n} top-{p['top_k']} lists vs "
+                f"{op['null_rate']:.1%} for random directions")
+    return f"equivalence with the random null not shown: {equivalence.reason}"
+
+
+def h10_parts(fit: H10Fit, samples: list[dict], op: dict, equivalence: ClaimStatistic,
+              token_specific: ClaimStatistic, p: dict) -> dict[str, ClaimStatistic]:
+    """The criteria's parts: no expert aligned, operation words not enriched, random-like on average."""
+    alpha, n, n_layers, ops = p["alpha"], len(fit.align.experts), len(fit.layers), op["test"]
+    aligned = aligned_experts(fit, alpha)
+    n_holm = int(np.sum(fit.p_holm < alpha))
+    ops_reason = (f"{op['layer_hits']}/{n_layers} MoE layers have an expert holding an operation word in its top "
+                  f"{p['top_k']}, {'more than' if ops.p_value < alpha else 'not more than'} random directions "
+                  f"({op['per_layer_rate']:.1%} per layer; p={ops.p_value:.3g})")
+    both_refuted = equivalence.verdict == Verdict.REFUTED and token_specific.verdict == Verdict.REFUTED
+    return {
+        "no_expert_aligned": stats.evidence("experts beyond the null after Holm", value=n_holm, n=n,
+                                            against=bool(aligned), met=n_holm == 0,
+                                            reason=experts_reason(fit, samples, aligned)),
+        "op_words_not_enriched": stats.evidence("MoE layers with an operation-word expert", value=op["layer_hits"],
+                                                n=n_layers, p_value=ops.p_value, against=ops.p_value < alpha,
+                                                met=True, reason=ops_reason),
+        "random_like_on_average": stats.evidence("mean z over MoE layers", value=float(fit.z.mean()),
+                                                 n=equivalence.n, p_value=equivalence.p_value,
+                                                 against=both_refuted, met=equivalence.verdict == Verdict.SUPPORTED,
+                                                 reason=mean_reason(fit, equivalence, token_specific, op, p)),
+    }
+
+
+def h10_details(fit: H10Fit, equivalence: ClaimStatistic, token_specific: ClaimStatistic, shift, tails: tuple,
+                op: dict, p: dict) -> dict:
+    """The statistic's details: the null, the aligned experts by either test, the max cosines against the writeup's
+    numbers, the view without the common direction, and the operation-word counts."""
+    alpha, align, maxima, null, threshold = p["alpha"], fit.align, fit.maxima, fit.null, p["max_cosine"]
+    tail_holm, tail_holm_perp = tails
+    tail_aligned = [i for i in range(len(align.experts)) if tail_holm[i] < alpha and tail_holm_perp[i] < alpha]
+    return {
+        **equivalence.details, "n_experts": len(align.experts), "n_moe_layers": len(fit.layers),
+        "d_model": align.d_model, "vocab_size": align.vocab_size, "n_null": align.null.n,
+        "null_mean": align.null.mean, "null_std": align.null.std,
+        "aligned_experts": [list(fit.where[i]) for i in aligned_experts(fit, alpha)], "null_p95": align.null.p95,
+        "null_p99": align.null.p99,
+        "aligned_by_gumbel_tail_also_without_common_direction": [list(fit.where[i]) for i in tail_aligned],
+        "mean_max_cosine": float(maxima.mean()), "median_max_cosine": float(np.median(maxima)),
+        "max_max_cosine": float(maxima.max()), "min_max_cosine": float(maxima.min()),
+        "writeup_threshold": threshold, "experts_below_threshold": float(np.mean(maxima < threshold)),
+        "null_below_threshold": float(np.mean(null < threshold)), "writeup_typical": list(p["writeup_typical"]),
+        "experts_in_writeup_typical": float(np.mean((maxima >= p["writeup_typical"][0])
+                                                    & (maxima <= p["writeup_typical"][1]))),
+        "shift_p_greater": shift.p_value, "n_holm_significant": int(np.sum(fit.p_holm < alpha)),
+        "common_direction_strength": fit.strength,
+        "mean_abs_cosine_with_common_direction": float(np.abs(fit.along).mean()),
+        "mean_z_without_common_direction": float(fit.z_perp.mean()),
+        "ci_without_common_direction": [token_specific.ci_low, token_specific.ci_high],
+        "verdict_without_common_direction": str(token_specific.verdict),
+        "null_mean_without_common_direction": fit.perp.null.mean,
+        "null_std_without_common_direction": fit.perp.null.std,
+        "op_word_experts": op["n_match"], "op_word_null_rate": op["null_rate"],
+        "op_word_null_rate_smoothed": op["smoothed"], "op_word_layers": op["layer_hits"],
+        "op_word_null_rate_per_layer": op["per_layer_rate"],
+        "unit": "MoE layer (experts of a layer are not independent: upcycled experts start as copies)",
+        "random_direction_expectation": random_expectation(fit), "mean_z_per_layer": fit.per_layer_mean(fit.z),
+        "op_word_p": op["test"].p_value, "literal_no_op_word_expert": op["n_match"] == 0,
+        "op_word_tokens": {str(k): v for k, v in op["ids"].items()}, "op_word_multi_token": op["multi"],
+        "router_bias_ignored": any(r.bias is not None for r in fit.routers),
+    }
+
+
+def h10_ours(fit: H10Fit, op: dict, p: dict) -> str:
+    """The record's one-line summary of what this model showed."""
+    align, maxima, null, z, threshold = fit.align, fit.maxima, fit.null, fit.z, p["max_cosine"]
+    n_holm = int(np.sum(fit.p_holm < p["alpha"]))
+    return (f"{len(align.experts)} experts in {len(fit.layers)} MoE layers: max cosine mean {maxima.mean():.3f} "
+            f"(range {maxima.min():.3f}-{maxima.max():.3f}) vs random null {align.null.mean:.3f} +- "
+            f"{align.null.std:.3f} at d={align.d_model}; mean z={z.mean():.2f} ({fit.z_perp.mean():.2f} without the "
+            f"unembedding's common direction, strength {fit.strength:.2f}); {np.mean(maxima < threshold):.0%} below "
+            f"the writeup's {threshold} (null: {np.mean(null < threshold):.0%}); {n_holm} expert(s) beyond the null "
+            f"(Holm); operation word in {op['n_match']}/{len(align.experts)} top-{p['top_k']} lists (random "
+            f"directions {op['null_rate']:.1%})")
+
+
 # The population verdict over builds (CLAIMS.md revision 4): per criterion, the build-level statistic's scale and
 # test, and its threshold and side where the record does not state them. Outside the records' hash.
 POPULATION = {
@@ -310,130 +538,19 @@ POPULATION = {
 )
 def measure_h10(ctx: ClaimContext) -> Outcome:
     p = ctx.params
-    alpha, top_k = p["alpha"], p["top_k"]
     handle = ctx.handle()
-    routers = handle.routers()
-    W = np.array(handle.unembedding(), dtype=np.float32)
-    g_f = np.array(handle.final_norm_gain(), dtype=np.float32)
-    rows = np.concatenate([np.array(r.weight, dtype=np.float32) * np.array(r.norm_gain, dtype=np.float32)[None]
-                           for r in routers])
-    where = [(r.layer, e) for r in routers for e in range(r.num_experts)]
-    n_null = math.ceil(p["null_per_test"] * len(where) / alpha)  # an empirical p can reach alpha / experts (Holm)
-    align = router_vocab_alignment(rows, W, None, g_f, top_k=top_k, n_null=n_null, seed=p["seed"])
-    rows_perp, W_perp, common, strength = without_common_direction(rows, W * g_f)
-    perp = router_vocab_alignment(rows_perp, W_perp, top_k=top_k, n_null=n_null, seed=p["seed"])
-    z_perp = (perp.max_cosines - perp.null.mean) / perp.null.std
-    along = normalize_rows(rows) @ common
-
-    null = np.asarray(align.null.values)
-    maxima = align.max_cosines
-    z = (maxima - align.null.mean) / align.null.std
-    p_holm = stats.holm(align.p_values)
-    n_holm = int(np.sum(p_holm < alpha))
-    layers = sorted({layer for layer, _ in where})
-    in_layer = {layer: [i for i, (lay, _) in enumerate(where) if lay == layer] for layer in layers}
-    layer_z = [float(z[idx].mean()) for idx in in_layer.values()]
-    layer_z_perp = [float(z_perp[idx].mean()) for idx in in_layer.values()]
-    equivalence = stats.threshold_claim(layer_z, p["equivalence_null_sd"], "below", alpha, test=ctx.test("aligned"),
-                                        name="expert max cosine above the random-direction null (null SDs), mean "
-                                             "per MoE layer")
-    token_specific = stats.threshold_claim(layer_z_perp, p["equivalence_null_sd"], "below", alpha,
-                                           test=ctx.test("token_specific"),
-                                           name="same, without the unembedding's common direction")
-    shift = stats.permutation_test(maxima, null, alternative="greater", seed=p["seed"])
-    expected = math.sqrt(2.0 * math.log(align.vocab_size) / align.d_model)
-    layer_max = np.array([float(maxima[idx].mean()) for idx in in_layer.values()])
-    effect = stats.EffectSize(name="mean max cosine - sqrt(2 ln V / d) (random-direction expectation)",
-                              value=float(layer_max.mean()) - expected, ci_low=math.nan, ci_high=math.nan,
-                              confidence=equivalence.confidence, ci_method="none", se=math.nan, n1=len(layers))
-
-    tail_holm = stats.holm(gumbel_tail_p(maxima, null))
-    tail_holm_perp = stats.holm(gumbel_tail_p(perp.max_cosines, np.asarray(perp.null.values)))
+    fit = h10_fit(handle, p)
+    equivalence, token_specific = layer_z_tests(fit, ctx)
+    shift = stats.permutation_test(fit.maxima, fit.null, alternative="greater", seed=p["seed"])
+    tails = gumbel_tails(fit)
     op_ids, multi = operation_tokens(handle)
-    null_hits = null_top_k_hits(W, g_f, list(op_ids), top_k=top_k, n_null=n_null, seed=p["seed"])
-    null_rate = float(null_hits.mean())
-    smoothed = (int(null_hits.sum()) + 1) / (null_hits.size + 2)
-    words = [w.lower() for w in dict.fromkeys([*prompts.task_vocabulary("seed000").words(),
-                                               *prompts.operation_words()])]
-    samples = expert_samples(handle, align, perp, where, {"z": z, "p_holm": p_holm, "p_tail_holm": tail_holm,
-                                                          "z_without_common_direction": z_perp,
-                                                          "cosine_with_common_direction": along}, op_ids, words)
-    n_match = sum(bool(s["op_word_matches"]) for s in samples)
-    n = len(align.experts)
-    layer_hits = sum(any(samples[i]["op_word_matches"] for i in idx) for idx in in_layer.values())
-    per_layer_rate = float(np.mean([1.0 - (1.0 - smoothed) ** len(idx) for idx in in_layer.values()]))
-    ops = stats.binomial_test(layer_hits, len(layers), per_layer_rate, "greater")
-
-    margin = p["equivalence_null_sd"]
-    aligned = [i for i in range(n) if p_holm[i] < alpha]  # CLAIMS.md revision 4: Holm over every expert, empirical p
-    tail_aligned = [i for i in range(n) if tail_holm[i] < alpha and tail_holm_perp[i] < alpha]
-    best = max(aligned, key=lambda i: maxima[i]) if aligned else None
-    experts_reason = (
-        f"{len(aligned)} expert(s) beyond the random-direction null after Holm ({n_null} draws); strongest: layer "
-        f"{where[best][0]} expert {where[best][1]}, max cosine {maxima[best]:.3f} with "
-        f"{samples[best]['top_tokens'][0][0]!r} (z={z[best]:.1f})" if aligned else
-        f"no expert beyond the random-direction null after Holm over {n} experts ({n_null} draws)")
-    ops_reason = (f"{layer_hits}/{len(layers)} MoE layers have an expert holding an operation word in its top "
-                  f"{top_k}, {'more than' if ops.p_value < alpha else 'not more than'} random directions "
-                  f"({per_layer_rate:.1%} per layer; p={ops.p_value:.3g})")
-    both_refuted = equivalence.verdict == Verdict.REFUTED and token_specific.verdict == Verdict.REFUTED
-    mean_reason = (
-        f"router rows are more aligned than random by more than {margin} null SD (mean z={z.mean():.2f}), also "
-        f"without the unembedding's common direction (mean z={z_perp.mean():.2f})" if both_refuted else
-        f"router rows beat random directions (mean z={z.mean():.2f}) only along the unembedding's common direction "
-        f"(strength {strength:.2f}); without it mean z={z_perp.mean():.2f}: anisotropy, not token-specific "
-        f"alignment" if equivalence.verdict == Verdict.REFUTED else
-        f"mean z={z.mean():.2f}, upper bound {equivalence.ci_high:.2f} < {margin} null SD "
-        f"(p={equivalence.p_value:.3g}); operation words in {n_match}/{n} top-{top_k} lists vs {null_rate:.1%} for "
-        f"random directions" if equivalence.verdict == Verdict.SUPPORTED else
-        f"equivalence with the random null not shown: {equivalence.reason}")
-    parts = {
-        "no_expert_aligned": stats.evidence("experts beyond the null after Holm", value=n_holm, n=n,
-                                            against=bool(aligned), met=n_holm == 0, reason=experts_reason),
-        "op_words_not_enriched": stats.evidence("MoE layers with an operation-word expert", value=layer_hits,
-                                                n=len(layers), p_value=ops.p_value, against=ops.p_value < alpha,
-                                                met=True, reason=ops_reason),
-        "random_like_on_average": stats.evidence("mean z over MoE layers", value=float(z.mean()),
-                                                 n=equivalence.n, p_value=equivalence.p_value,
-                                                 against=both_refuted, met=equivalence.verdict == Verdict.SUPPORTED,
-                                                 reason=mean_reason),
-    }
-
-    threshold = p["max_cosine"]
-    per_layer = {layer: maxima[idx] for layer, idx in in_layer.items()}
-    details = {
-        **equivalence.details, "n_experts": n, "n_moe_layers": len(layers), "d_model": align.d_model,
-        "vocab_size": align.vocab_size, "n_null": align.null.n, "null_mean": align.null.mean,
-        "null_std": align.null.std,
-        "aligned_experts": [list(where[i]) for i in aligned], "null_p95": align.null.p95, "null_p99": align.null.p99,
-        "aligned_by_gumbel_tail_also_without_common_direction": [list(where[i]) for i in tail_aligned],
-        "mean_max_cosine": float(maxima.mean()), "median_max_cosine": float(np.median(maxima)),
-        "max_max_cosine": float(maxima.max()), "min_max_cosine": float(maxima.min()),
-        "writeup_threshold": threshold, "experts_below_threshold": float(np.mean(maxima < threshold)),
-        "null_below_threshold": float(np.mean(null < threshold)), "writeup_typical": list(p["writeup_typical"]),
-        "experts_in_writeup_typical": float(np.mean((maxima >= p["writeup_typical"][0])
-                                                    & (maxima <= p["writeup_typical"][1]))),
-        "shift_p_greater": shift.p_value, "n_holm_significant": n_holm,
-        "common_direction_strength": strength, "mean_abs_cosine_with_common_direction": float(np.abs(along).mean()),
-        "mean_z_without_common_direction": float(z_perp.mean()),
-        "ci_without_common_direction": [token_specific.ci_low, token_specific.ci_high],
-        "verdict_without_common_direction": str(token_specific.verdict),
-        "null_mean_without_common_direction": perp.null.mean, "null_std_without_common_direction": perp.null.std,
-        "op_word_experts": n_match, "op_word_null_rate": null_rate, "op_word_null_rate_smoothed": smoothed,
-        "op_word_layers": layer_hits, "op_word_null_rate_per_layer": per_layer_rate,
-        "unit": "MoE layer (experts of a layer are not independent: upcycled experts start as copies)",
-        "random_direction_expectation": expected, "mean_z_per_layer": layer_z,
-        "op_word_p": ops.p_value, "literal_no_op_word_expert": n_match == 0,
-        "op_word_tokens": {str(k): v for k, v in op_ids.items()}, "op_word_multi_token": multi,
-        "router_bias_ignored": any(r.bias is not None for r in routers),
-    }
-    statistic = replace(equivalence, effect_size=effect, details=details)
-    curves = h10_curves(per_layer, align.null, maxima, null, threshold)
-    ours = (f"{n} experts in {len(layers)} MoE layers: max cosine mean {maxima.mean():.3f} (range {maxima.min():.3f}-"
-            f"{maxima.max():.3f}) vs random null {align.null.mean:.3f} +- {align.null.std:.3f} at d={align.d_model}; "
-            f"mean z={z.mean():.2f} ({z_perp.mean():.2f} without the unembedding's common direction, strength "
-            f"{strength:.2f}); {np.mean(maxima < threshold):.0%} below the writeup's {threshold} (null: "
-            f"{np.mean(null < threshold):.0%}); {n_holm} expert(s) beyond the null (Holm); operation word in "
-            f"{n_match}/{n} top-{top_k} lists (random directions {null_rate:.1%})")
-    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, parts=parts,
-                   extra={"null_values": [float(v) for v in null]})
+    op = {"ids": op_ids, "multi": multi, **op_word_null(fit, op_ids, p)}
+    samples = h10_samples(handle, fit, tails[0], op_ids)
+    op.update(op_word_layers(fit, samples, op["smoothed"]))
+    parts = h10_parts(fit, samples, op, equivalence, token_specific, p)
+    details = h10_details(fit, equivalence, token_specific, shift, tails, op, p)
+    statistic = replace(equivalence, effect_size=cosine_effect(fit, equivalence.confidence), details=details)
+    curves = h10_curves({layer: fit.maxima[idx] for layer, idx in fit.in_layer.items()}, fit.align.null, fit.maxima,
+                        fit.null, p["max_cosine"])
+    return Outcome(statistic=statistic, ours=h10_ours(fit, op, p), samples=samples, curves=curves, parts=parts,
+                   extra={"null_values": [float(v) for v in fit.null]})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import mlx.core as mx
@@ -296,6 +296,213 @@ def mde_note(s: ClaimStatistic) -> str | None:
     return "the per-seed values have no spread"
 
 
+def mean_peak(run: dict, step: int, key: str = "peak") -> float:
+    """One seed's task-token peak (``key``: which measure of it) at one checkpoint, mean over the prompts."""
+    return float(np.mean([r[key] for r in run["by_step"][step]]))
+
+
+@dataclass
+class H11Fit:
+    """H11's measurements: every seed's lens scores at every checkpoint (step 0 is the base model), the step-0 and
+    random-init levels the rise and the ceiling are scaled by, and the depth window of the claimed peak."""
+
+    p: dict
+    handle: ModelHandle
+    runs: list[dict]
+    steps: list[int]
+    near: list[int]
+    base: float
+    levels: dict
+    ceiling: dict
+
+    @property
+    def chance(self) -> float:
+        """The share of blocks inside the depth window: where a peak at a random block falls."""
+        return len(self.near) / self.handle.n_layers
+
+    @property
+    def floor(self) -> float:
+        """The level the rise is over: max(step 0, k x R)."""
+        return max(self.base, self.p["k_random"] * self.levels["mean"]["random_level"])
+
+    @property
+    def rises(self) -> list[float]:
+        return [rise_over(mean_peak(r, self.steps[-1]), self.base, self.levels["mean"], self.p["k_random"])
+                for r in self.runs]
+
+    @property
+    def maxima(self) -> list[float]:
+        """Per seed: the largest peak over checkpoints and prompts."""
+        return [max(row["peak"] for s in self.steps for row in r["by_step"][s]) for r in self.runs]
+
+    @property
+    def shares(self) -> list[float]:
+        """Per seed: the share of the last checkpoint's peak blocks inside the depth window (a seed with no peak
+        block is left out)."""
+        shares = []
+        for r in self.runs:
+            layers = [row["peak_layer"] for row in r["by_step"][self.steps[-1]] if row["peak_layer"] is not None]
+            if layers:
+                shares.append(float(np.mean([layer in self.near for layer in layers])))
+        return shares
+
+    def mean_over(self, key: str) -> list[float]:
+        """``mean_peak`` at every checkpoint, mean over the seeds."""
+        return [float(np.mean([mean_peak(r, s, key) for r in self.runs])) for s in self.steps]
+
+
+def h11_fit(ctx: ClaimContext) -> H11Fit:
+    """Lens scores of the base model and of every seed's SFT checkpoints, then the random-init levels."""
+    p = ctx.params
+    handle = ctx.handle()
+    masks = claim_masks(handle, p)
+    baseline = h11_checkpoint(handle, p, "corrected", masks)
+    runs = [h11_seed(ctx, seed, baseline, masks) for seed in ctx.seeds]
+    steps = [0, *sorted(int(s) for s in p["checkpoints"])]
+    near = depth_window(handle.n_layers, p["layer_fraction"], p["layer_window_fraction"])
+    base = float(np.mean([r["peak"] for r in baseline]))
+    levels = random_peak_levels(handle, p, masks)
+    return H11Fit(p=p, handle=handle, runs=runs, steps=steps, near=near, base=base, levels=levels,
+                  ceiling=low_threshold(p["max_prob"], levels["max"], p["k_random"]))
+
+
+def clusters_part(fit: H11Fit, shares: list[float], ctx: ClaimContext) -> ClaimStatistic:
+    """The peak blocks' share in the depth window against max(cluster_share, chance); no data when the window
+    covers every block or no block has a task-token probability."""
+    p = ctx.params
+    if fit.chance >= 1.0:
+        return stats.no_data(f"the depth window {fit.near} covers all {fit.handle.n_layers} blocks: clustering is "
+                             "untestable on this model")
+    if not shares:
+        return stats.no_data("no task-token probability at any block of the last checkpoint")
+    return stats.threshold_claim(shares, max(p["cluster_share"], fit.chance), "above", p["alpha"],
+                                 test=ctx.test("clusters_near_depth"), min_n=p["min_seeds"],
+                                 name=f"share of peak blocks in the depth window {fit.near}")
+
+
+def h11_parts(fit: H11Fit, ctx: ClaimContext) -> dict[str, ClaimStatistic]:
+    """The criteria's parts over seeds: the peak rises, stays below the ceiling and clusters near the claimed depth."""
+    p = ctx.params
+    alpha, min_n, shares = p["alpha"], p["min_seeds"], fit.shares
+    rise = stats.threshold_claim(
+        fit.rises, p["min_rise_ratio"], "above", alpha, test=ctx.test("rises"), min_n=min_n,
+        name=f"mean task-token peak prob at step {fit.steps[-1]} over max(step 0, {p['k_random']:g} x R)")
+    return {
+        "rises": rise,
+        "stays_below": stats.threshold_claim(
+            fit.maxima, fit.ceiling["scale_free"], "below", alpha, test=ctx.test("stays_below"), min_n=min_n,
+            name="max task-token peak prob over checkpoints and prompts"),
+        "clusters_near_depth": clusters_part(fit, shares, ctx),
+    }
+
+
+def verdict_measure(p: dict) -> str:
+    """What the verdict's task-token probability is: the full vocabulary's, or within a declared top-k."""
+    return ("full-vocabulary probability of the own-class task tokens" if p["verdict_top_k"] is None
+            else f"own-class task tokens within the lens top-{p['verdict_top_k']}")
+
+
+def h11_details(fit: H11Fit, rise: ClaimStatistic, protocol: str) -> dict:
+    """The statistic's details beyond the combined parts': the MDE against the writeup's rise, the levels and
+    thresholds, the depth window, the reported top-k views of the last checkpoint and the per-seed values."""
+    p, vocab_size = fit.p, fit.handle.vocab_size
+    writeup_rise = p["writeup_peak"] / p["writeup_baseline"]
+    mde, note = rise.details["mde"], mde_note(rise)
+    last_rows = [row for r in fit.runs for row in r["by_step"][fit.steps[-1]]]
+    return {
+        "protocol": protocol,
+        "mde": mde,
+        "mde_units": "ratio (shift of the mean rise ratio above its threshold)",
+        **({"mde_reason": note, "mde_definition": f"{rise.details['mde_definition']}; here: {note}"} if note else {}),
+        "writeup_rise": writeup_rise,
+        "writeup_margin": writeup_rise - p["min_rise_ratio"],
+        "mde_vs_writeup_margin": mde / (writeup_rise - p["min_rise_ratio"]) if note is None else math.nan,
+        "baseline_peak": fit.base,
+        "rise_floor": fit.floor,
+        "random_levels": fit.levels,
+        "threshold_forms": fit.ceiling,
+        "peak_window": fit.near,
+        "window_chance": fit.chance,
+        "verdict_measure": verdict_measure(p),
+        "top_k_scaled": scaled_top_k(p, vocab_size),
+        "top_k_scaled_definition": "top-20 of 128,256 scaled to this vocabulary (min 1), reported beside",
+        "peak_top_scaled_last": float(np.mean([row["peak_top_scaled"] for row in last_rows])),
+        "peak_top_written_last": float(np.mean([row["peak_top_written"] for row in last_rows])),
+        "peak_times_vocab_last": float(np.mean([row["peak"] for row in last_rows])) * vocab_size,
+        "rises": fit.rises,
+        "maxima": fit.maxima,
+        "cluster_shares": fit.shares,
+    }
+
+
+def h11_curves(fit: H11Fit) -> dict:
+    """The task-token peak by step under every measure, each seed's val loss, and the task-token probability by
+    block at every step."""
+    p, runs, steps = fit.p, fit.runs, fit.steps
+    curve_steps = [str(s) for s in steps]
+    nonzero = [float(np.mean([row["substring_peak"] for r in runs for row in r["by_step"][s]
+                              if row["substring_peak"] > 0] or [0.0])) for s in steps]
+    verdict_series = ("full vocabulary, own class (verdict)" if p["verdict_top_k"] is None
+                      else f"top-{p['verdict_top_k']}, own class (verdict)")
+    return {
+        "task_token_peak": {
+            "x": curve_steps, "xlabel": "step", "ylabel": "mean peak prob",
+            "series": {
+                verdict_series: fit.mean_over("peak"),
+                f"top-{scaled_top_k(p, fit.handle.vocab_size)} (vocabulary-scaled), own class":
+                    fit.mean_over("peak_top_scaled"),
+                f"top-{p['top_k_written']} (as written), own class": fit.mean_over("peak_top_written"),
+                "substring, any class (original rule)": fit.mean_over("substring_peak"),
+                "substring, mean of non-zero peaks (original average_peak_prob)": nonzero,
+            },
+        },
+        "val_loss": {
+            "x": curve_steps, "xlabel": "step", "ylabel": "val loss",
+            "series": {f"seed {r['seed']}": [r["val_loss"][s] for s in steps] for r in runs},
+        },
+        "task_prob_by_layer": {
+            "x": [str(b) for b in blocks(fit.handle)],
+            "ylabel": "own-class task-token prob",
+            "series": {
+                f"step {s}": np.mean([row["task_prob_by_layer"] for r in runs for row in r["by_step"][s]],
+                                     axis=0).tolist()
+                for s in steps
+            },
+        },
+    }
+
+
+def h11_ours(fit: H11Fit, statistic: ClaimStatistic, rise: ClaimStatistic, protocol: str) -> str:
+    """The record's one-line summary of what this model showed."""
+    p, steps, shares, final = fit.p, fit.steps, fit.shares, fit.mean_over("peak")
+    mde, note = rise.details["mde"], mde_note(rise)
+    mde_text = f"{mde:.3g}" if note is None else f"NaN ({note})"
+    substring = fit.mean_over("substring_peak")
+    return (
+        f"task-token peak ({statistic.details['verdict_measure']}) {final[0]:.3%} (step 0) -> {final[-1]:.3%} "
+        f"(step {steps[-1]}, mean of {len(fit.runs)} seed(s); >= {p['min_rise_ratio']:g}x max(step 0, "
+        f"{p['k_random']:g} R) needs {p['min_rise_ratio'] * fit.floor:.3%}); MDE of the rise ratio {mde_text} vs the "
+        f"writeup's {p['writeup_peak'] / p['writeup_baseline']:.2g}x ({p['writeup_baseline']:.1%} -> "
+        f"{p['writeup_peak']:.1%}); ceiling T' {fit.ceiling['scale_free']:.3%}; top-"
+        f"{scaled_top_k(p, fit.handle.vocab_size)} (scaled) {fit.mean_over('peak_top_scaled')[-1]:.3%}, "
+        f"top-{p['top_k_written']} {fit.mean_over('peak_top_written')[-1]:.3%}, substring rule {substring[0]:.3%} "
+        f"-> {substring[-1]:.3%}; max {max(fit.maxima):.3%}; peak blocks in the depth window {fit.near}: "
+        f"{np.mean(shares) if shares else float('nan'):.2f} (chance {fit.chance:.2f}); val loss fell "
+        f"{val_loss_fall(fit.runs, steps[-1]):.0%} (smallest seed); lens for trained checkpoints: {protocol}"
+    )
+
+
+def h11_extra(fit: H11Fit) -> dict:
+    """Each seed's val loss by step and whether it fell at every checkpoint, beside the writeup's levels."""
+    p, runs, steps = fit.p, fit.runs, fit.steps
+    return {
+        "val_loss": {r["seed"]: r["val_loss"] for r in runs},
+        "writeup": {"baseline": p["writeup_baseline"], "trained": p["writeup_peak"]},
+        "val_loss_monotone": {r["seed"]: all(r["val_loss"][a] > r["val_loss"][b] for a, b in zip(steps, steps[1:]))
+                              for r in runs},
+    }
+
+
 # The population verdict over builds (CLAIMS.md revision 4): per criterion, the build-level statistic's scale and
 # test, and its threshold and side where the record does not state them. Outside the records' hash.
 POPULATION = {"rises": {"scale": "log"}, "stays_below": {"scale": "logit"}, "clusters_near_depth": {}}
@@ -386,139 +593,12 @@ POPULATION = {"rises": {"scale": "log"}, "stays_below": {"scale": "logit"}, "clu
 )
 def measure_h11(ctx: ClaimContext) -> Outcome:
     p = ctx.params
-    handle = ctx.handle()
-    masks = claim_masks(handle, p)
-    baseline = h11_checkpoint(handle, p, "corrected", masks)
-    runs = [h11_seed(ctx, seed, baseline, masks) for seed in ctx.seeds]
-    steps = [0, *sorted(int(s) for s in p["checkpoints"])]
-    n_layers = handle.n_layers
-    near = depth_window(n_layers, p["layer_fraction"], p["layer_window_fraction"])
-    chance = len(near) / n_layers
-
-    def mean_peak(run: dict, step: int, key: str = "peak") -> float:
-        return float(np.mean([r[key] for r in run["by_step"][step]]))
-
-    base = float(np.mean([r["peak"] for r in baseline]))
-    levels = random_peak_levels(handle, p, masks)
-    floor = max(base, p["k_random"] * levels["mean"]["random_level"])
-    ceiling = low_threshold(p["max_prob"], levels["max"], p["k_random"])
-    rises = [rise_over(mean_peak(r, steps[-1]), base, levels["mean"], p["k_random"]) for r in runs]
-    maxima = [max(row["peak"] for s in steps for row in r["by_step"][s]) for r in runs]
-    shares = []
-    for r in runs:
-        layers = [row["peak_layer"] for row in r["by_step"][steps[-1]] if row["peak_layer"] is not None]
-        if layers:
-            shares.append(float(np.mean([layer in near for layer in layers])))
-    alpha, min_n = p["alpha"], p["min_seeds"]
-    rise = stats.threshold_claim(
-        rises, p["min_rise_ratio"], "above", alpha, test=ctx.test("rises"), min_n=min_n,
-        name=f"mean task-token peak prob at step {steps[-1]} over max(step 0, {p['k_random']:g} x R)")
-    parts = {
-        "rises": rise,
-        "stays_below": stats.threshold_claim(
-            maxima, ceiling["scale_free"], "below", alpha, test=ctx.test("stays_below"), min_n=min_n,
-            name="max task-token peak prob over checkpoints and prompts"),
-        "clusters_near_depth": (
-            stats.no_data(f"the depth window {near} covers all {n_layers} blocks: clustering is untestable "
-                              "on this model")
-            if chance >= 1.0 else
-            stats.threshold_claim(shares, max(p["cluster_share"], chance), "above", alpha,
-                                  test=ctx.test("clusters_near_depth"), min_n=min_n,
-                                  name=f"share of peak blocks in the depth window {near}")
-            if shares else stats.no_data("no task-token probability at any block of the last checkpoint")
-        ),
-    }
-    statistic = combine(rise, parts, units=("seeds", len(runs), min_n))
-    writeup_rise = p["writeup_peak"] / p["writeup_baseline"]
-    mde = rise.details["mde"]
-    note = mde_note(rise)
-    k_scaled = scaled_top_k(p, handle.vocab_size)
-    last_rows = [row for r in runs for row in r["by_step"][steps[-1]]]
-    statistic = replace(
-        statistic,
-        details={
-            **statistic.details,
-            "protocol": ctx.protocol,
-            "mde": mde,
-            "mde_units": "ratio (shift of the mean rise ratio above its threshold)",
-            **({"mde_reason": note, "mde_definition": f"{rise.details['mde_definition']}; here: {note}"}
-               if note else {}),
-            "writeup_rise": writeup_rise,
-            "writeup_margin": writeup_rise - p["min_rise_ratio"],
-            "mde_vs_writeup_margin": mde / (writeup_rise - p["min_rise_ratio"]) if note is None else math.nan,
-            "baseline_peak": base,
-            "rise_floor": floor,
-            "random_levels": levels,
-            "threshold_forms": ceiling,
-            "peak_window": near,
-            "window_chance": chance,
-            "verdict_measure": ("full-vocabulary probability of the own-class task tokens" if p["verdict_top_k"]
-                                is None else f"own-class task tokens within the lens top-{p['verdict_top_k']}"),
-            "top_k_scaled": k_scaled,
-            "top_k_scaled_definition": "top-20 of 128,256 scaled to this vocabulary (min 1), reported beside",
-            "peak_top_scaled_last": float(np.mean([row["peak_top_scaled"] for row in last_rows])),
-            "peak_top_written_last": float(np.mean([row["peak_top_written"] for row in last_rows])),
-            "peak_times_vocab_last": float(np.mean([row["peak"] for row in last_rows])) * handle.vocab_size,
-            "rises": rises,
-            "maxima": maxima,
-            "cluster_shares": shares,
-        },
-    )
-    curve_steps = [str(s) for s in steps]
-
-    def mean_over(key: str) -> list[float]:
-        return [float(np.mean([mean_peak(r, s, key) for r in runs])) for s in steps]
-
-    nonzero = [float(np.mean([row["substring_peak"] for r in runs for row in r["by_step"][s]
-                              if row["substring_peak"] > 0] or [0.0])) for s in steps]
-    verdict_series = ("full vocabulary, own class (verdict)" if p["verdict_top_k"] is None
-                      else f"top-{p['verdict_top_k']}, own class (verdict)")
-    curves = {
-        "task_token_peak": {
-            "x": curve_steps, "xlabel": "step", "ylabel": "mean peak prob",
-            "series": {
-                verdict_series: mean_over("peak"),
-                f"top-{k_scaled} (vocabulary-scaled), own class": mean_over("peak_top_scaled"),
-                f"top-{p['top_k_written']} (as written), own class": mean_over("peak_top_written"),
-                "substring, any class (original rule)": mean_over("substring_peak"),
-                "substring, mean of non-zero peaks (original average_peak_prob)": nonzero,
-            },
-        },
-        "val_loss": {
-            "x": curve_steps, "xlabel": "step", "ylabel": "val loss",
-            "series": {f"seed {r['seed']}": [r["val_loss"][s] for s in steps] for r in runs},
-        },
-        "task_prob_by_layer": {
-            "x": [str(b) for b in blocks(handle)],
-            "ylabel": "own-class task-token prob",
-            "series": {
-                f"step {s}": np.mean([row["task_prob_by_layer"] for r in runs for row in r["by_step"][s]],
-                                     axis=0).tolist()
-                for s in steps
-            },
-        },
-    }
-    samples = [{"seed": r["seed"], "step": s, **row} for r in runs for s in steps for row in r["by_step"][s]]
-    final = mean_over("peak")
-    fall = val_loss_fall(runs, steps[-1])
-    mde_text = f"{mde:.3g}" if note is None else f"NaN ({note})"
-    ours = (
-        f"task-token peak ({statistic.details['verdict_measure']}) {final[0]:.3%} (step 0) -> {final[-1]:.3%} "
-        f"(step {steps[-1]}, mean of {len(runs)} seed(s); >= {p['min_rise_ratio']:g}x max(step 0, "
-        f"{p['k_random']:g} R) needs {p['min_rise_ratio'] * floor:.3%}); MDE of the rise ratio {mde_text} vs the "
-        f"writeup's {writeup_rise:.2g}x ({p['writeup_baseline']:.1%} -> {p['writeup_peak']:.1%}); ceiling T' "
-        f"{ceiling['scale_free']:.3%}; top-{k_scaled} (scaled) "
-        f"{mean_over('peak_top_scaled')[-1]:.3%}, top-{p['top_k_written']} {mean_over('peak_top_written')[-1]:.3%}, "
-        f"substring rule {mean_over('substring_peak')[0]:.3%} -> {mean_over('substring_peak')[-1]:.3%}; "
-        f"max {max(maxima):.3%}; peak blocks in the depth window {near}: "
-        f"{np.mean(shares) if shares else float('nan'):.2f} (chance {chance:.2f}); val loss fell {fall:.0%} "
-        f"(smallest seed); lens for trained checkpoints: {ctx.protocol}"
-    )
-    extra = {
-        "val_loss": {r["seed"]: r["val_loss"] for r in runs},
-        "writeup": {"baseline": p["writeup_baseline"], "trained": p["writeup_peak"]},
-        "val_loss_monotone": {r["seed"]: all(r["val_loss"][a] > r["val_loss"][b] for a, b in zip(steps, steps[1:]))
-                              for r in runs},
-    }
-    return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves, extra=extra,
-                   fitness={"val loss fell": fall})
+    fit = h11_fit(ctx)
+    parts = h11_parts(fit, ctx)
+    rise = parts["rises"]
+    statistic = combine(rise, parts, units=("seeds", len(fit.runs), p["min_seeds"]))
+    statistic = replace(statistic, details={**statistic.details, **h11_details(fit, rise, ctx.protocol)})
+    samples = [{"seed": r["seed"], "step": s, **row} for r in fit.runs for s in fit.steps for row in r["by_step"][s]]
+    return Outcome(statistic=statistic, ours=h11_ours(fit, statistic, rise, ctx.protocol), samples=samples,
+                   curves=h11_curves(fit), extra=h11_extra(fit),
+                   fitness={"val loss fell": val_loss_fall(fit.runs, fit.steps[-1])})
