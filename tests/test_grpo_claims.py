@@ -74,15 +74,21 @@ def test_h07_fast_record(saved_model, tmp_path, check_gates):
     assert record.controls == ()
     [graded] = record.graded
     assert graded.name == "op word planted after GRPO" and graded.replicates == 1
-    assert graded.strengths == (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05) and graded.threshold == 0.01
-    # a random model already gives the op word ~1/V: the weakest strengths cannot be planted, the run says which,
-    # and measures the rest
+    assert graded.strengths == REGISTRY["H07"].graded[0].strengths
+    assert graded.threshold >= REGISTRY["H07"].graded[0].threshold == 0.01, "the run's threshold is T' = max(T, k R)"
+    assert graded.strengths[0] < 0.01 < graded.strengths[-1], "the plant brackets the writeup's threshold"
+    # a random model already gives the op word ~1/V: the weakest strengths cannot be planted, nor the strongest where
+    # the planted direction saturates below them; the run says which, and measures the rest
     assert graded.built, graded.reason
     unplantable = [s for s, k in zip(graded.strengths, graded.detected) if k is None]
-    assert unplantable == list(graded.strengths[:len(unplantable)]), "only the weakest fall below the model's level"
-    assert [len(v) for v in graded.statistics] == [0] * len(unplantable) + [1] * (7 - len(unplantable))
-    for s in unplantable:
+    low, high = [s for s in unplantable if s < 0.01], [s for s in unplantable if s > 0.01]
+    n = len(graded.strengths)
+    assert low == list(graded.strengths[:len(low)]) and high == list(graded.strengths[n - len(high):])
+    assert [len(v) for v in graded.statistics] == [0 if k is None else 1 for k in graded.detected]
+    for s in low:
         assert f"{s:g}: the word's probability is already >= {s:g} without a plant" in graded.reason
+    for s in high:
+        assert f"{s:g}: the planted direction cannot raise the word's probability to {s:.3g}" in graded.reason
     assert (graded.reason == "") == (not unplantable)
 
 
