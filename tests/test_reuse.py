@@ -16,15 +16,16 @@ from lazarus_bench.suite.report import read_all, render
 from lazarus_bench.suite.runner import run_suite
 
 CLAIMS_DIR = PACKAGE / "claims"
+HARNESS_DIR = PACKAGE / "harness"
 
 
 def test_a_claims_code_is_its_module_its_imports_and_the_claims_it_reads():
     h01, h04 = (reuse.claim_files(get_claim(c)) for c in ("H01", "H04"))
-    assert {CLAIMS_DIR / "h01_lens_op_words.py", CLAIMS_DIR / "plants.py", CLAIMS_DIR / "base.py",
+    assert {CLAIMS_DIR / "h01_lens_op_words.py", HARNESS_DIR / "plants.py", HARNESS_DIR / "base.py",
             PACKAGE / "stats" / "__init__.py", PACKAGE / "suite" / "runner.py"} <= h01
     assert CLAIMS_DIR / "h07_grpo_no_classifier.py" not in h01 | h04
     assert CLAIMS_DIR / "h05_dual_reward_names_op.py" in h04  # H04's positive control is H05a's trained model
-    lazy = closure(PACKAGE / "claims" / "base.py")
+    lazy = closure(HARNESS_DIR / "base.py")
     assert PACKAGE / "models.py" in lazy and PACKAGE / "tiny.py" in lazy  # imports inside functions
 
 
@@ -33,7 +34,7 @@ def test_a_claims_code_is_its_module_its_imports_and_the_claims_it_reads():
 def test_a_claims_cached_training_is_keyed_by_the_training_code_not_the_read_out(runs, claim):
     """H07's, H11's and H14's trained runs are keyed by the module that builds them: a change to how the claim reads
     them (its own file) keeps them, a change to the training they call does not."""
-    built_by = closure(CLAIMS_DIR / f"{runs}.py")
+    built_by = closure(HARNESS_DIR / f"{runs}.py")
     assert CLAIMS_DIR / f"{claim}.py" not in built_by and CLAIMS_DIR / f"{claim}.py" in reuse.claim_files(
         get_claim(claim[:3].upper()))
     assert PACKAGE / "training" / ("grpo.py" if runs == "grpo_run" else "sft.py") in built_by

@@ -323,33 +323,14 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
     """
     from ..cache import default_root
 
-    if claim_ids is not None and not claim_ids:
-        raise LazarusError("no claim ids given (leave them out to run every claim)")
-    claims = [get_claim(c) for c in claim_ids] if claim_ids else all_claims()
-    if n_seeds is not None and n_seeds < 1:
-        raise LazarusError(f"seeds must be >= 1, got {n_seeds}")
-    if jobs < 1:
-        raise LazarusError(f"jobs must be >= 1, got {jobs}")
-    if not models:
-        raise LazarusError("no models given")
-    check_overrides(overrides, claims, tier)
-    trained_threshold()
-    for model_id in models:
-        check_model_id(model_id)
+    claims = _checked_request(models, claim_ids, n_seeds, jobs, overrides, tier)
     log = log or say
     origins = fused_models(models, adapter, cache_dir or default_root(), log) if adapter else {}
     models = list(origins) or list(models)
     pending = plan(claims, models, protocols, tier, report_dir)
     summaries: list[dict] = []
     if not fresh:
-        kept = {job: reused_record(job, report_dir, tier, n_seeds, (overrides or {}).get(job.claim),
-                                   origins.get(job.model, {}).get("id", job.model)) for job in pending}
-        for job, summary in kept.items():
-            if summary is not None:
-                summaries.append({"claim": job.claim, "model": job.model, "protocol": job.protocol, **summary})
-        if summaries:
-            log(f"reused {len(summaries)} of {len(pending)} records whose inputs are unchanged (--fresh re-runs them)")
-        pending = [job for job, summary in kept.items() if summary is None]
+        summaries, pending = _reused(pending, report_dir, tier, n_seeds, overrides, origins, log)
     n_reused = len(summaries)
     queues = sorted(families.units(pending, lambda j: (j.claim, tier, j.model)), key=lambda q: -sum(j.cost for j in q))
     kwargs = dict(tier=tier, n_seeds=n_seeds, report_dir=str(report_dir), cache_dir=str(cache_dir or default_root()))
@@ -381,6 +362,37 @@ def run_suite(models: Sequence[str], claim_ids: Sequence[str] | None = None, *, 
         return summaries
     _run_pool(queues, jobs, kwargs, overrides, origins, log, finished)
     return summaries
+
+
+def _checked_request(models: Sequence[str], claim_ids: Sequence[str] | None, n_seeds: int | None, jobs: int,
+                     overrides: dict[str, dict] | None, tier: str) -> list[Claim]:
+    """The claims asked for, after every argument of the run is checked: one line for the first that is wrong."""
+    if claim_ids is not None and not claim_ids:
+        raise LazarusError("no claim ids given (leave them out to run every claim)")
+    claims = [get_claim(c) for c in claim_ids] if claim_ids else all_claims()
+    if n_seeds is not None and n_seeds < 1:
+        raise LazarusError(f"seeds must be >= 1, got {n_seeds}")
+    if jobs < 1:
+        raise LazarusError(f"jobs must be >= 1, got {jobs}")
+    if not models:
+        raise LazarusError("no models given")
+    check_overrides(overrides, claims, tier)
+    trained_threshold()
+    for model_id in models:
+        check_model_id(model_id)
+    return claims
+
+
+def _reused(pending: list[Job], report_dir: str | Path, tier: str, n_seeds: int | None,
+            overrides: dict[str, dict] | None, origins: dict, log: Callable[[str], None]) -> tuple[list, list]:
+    """The summaries of the jobs whose records in ``report_dir`` have the same inputs, and the jobs left to run."""
+    kept = {job: reused_record(job, report_dir, tier, n_seeds, (overrides or {}).get(job.claim),
+                               origins.get(job.model, {}).get("id", job.model)) for job in pending}
+    summaries = [{"claim": job.claim, "model": job.model, "protocol": job.protocol, **summary}
+                 for job, summary in kept.items() if summary is not None]
+    if summaries:
+        log(f"reused {len(summaries)} of {len(pending)} records whose inputs are unchanged (--fresh re-runs them)")
+    return summaries, [job for job, summary in kept.items() if summary is None]
 
 
 def reused_record(job: Job, report_dir: str | Path, tier: str, n_seeds: int | None, overrides: dict | None,

@@ -209,15 +209,14 @@ COMPLEX = {
     # in the zoo recipe's hash (zoo.recipe.RECIPE_CODE): splitting it would make a new recipe and orphan the shipped
     # builds
     ("zoo/pretrain.py", "train"),
-    ("suite/runner.py", "run_suite"),
 }
 
 
 def test_no_function_is_more_complex_than_its_peers():
     """ruff's McCabe complexity (C901) is at most 12 for every function of the package but a declared few
     (``COMPLEX``): ``zoo.pretrain.train``, because its module is in the zoo recipe's hash (``zoo.recipe.RECIPE_CODE``),
-    so splitting it would make a new recipe and orphan the shipped builds; and ``suite.runner.run_suite``, not yet
-    split. The list is exact: a function split below the bound must leave it."""
+    so splitting it would make a new recipe and orphan the shipped builds. The list is exact: a function split below
+    the bound must leave it."""
     pytest.importorskip("ruff")
     found = subprocess.run([sys.executable, "-m", "ruff", "check", "--select", "C901", "--config",
                             f"lint.mccabe.max-complexity={MAX_COMPLEXITY}", "--output-format", "json", "--exit-zero",
