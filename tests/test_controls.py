@@ -456,37 +456,53 @@ def test_h03_planted_feature_appears_at_the_middle_block_only(saved_model, tmp_p
     assert outcome.verdict == "SUPPORTED", outcome.statistic.reason
 
 
-def test_h03_graded_plant_writes_the_class_in_the_chosen_cells_only(saved_model, tmp_path):
-    """H03's graded control: with attention silenced everywhere, the class direction appears at the middle block in
-    exactly the seeded share of template x pair cells (12 of 16 at strength 81.25%) and nowhere else; another
-    replicate chooses other cells."""
+def test_h03_graded_plant_writes_the_drawn_class_of_every_prompt(saved_model, tmp_path):
+    """H03's graded control: with attention silenced everywhere, prompts ending in the same token share their state
+    before the middle block and, after it, differ exactly where the classes ``written_classes`` drew differ (the
+    seeded draw repeated here); at strength 1 every prompt gets its own class."""
     from lazarus_bench.analysis.features import last_token_states
-    from lazarus_bench.claims.h03_word_probe_emergence import cells_planted
+    from lazarus_bench.claims.h03_word_probe_emergence import prompts_planted, written_classes
 
     ctx = _ctx("H03", saved_model("llama"), tmp_path, [])
     items = list(prompts.word_set_deconfounded())
-    texts = [it.text for it in items]
+    texts, labels = [it.text for it in items], [it.label for it in items]
 
-    def written_cells(replicate):
-        handle = cells_planted(ctx, 0.8125, replicate).handle()
+    def partitions(strength, replicate):
+        handle = prompts_planted(ctx, strength, replicate).handle()
         middle = max(1, handle.layer_at_depth(0.5))
         states, _ = last_token_states(handle, texts, [middle - 1, middle])
-        cells = {}
-        for it, before, after in zip(items, states[0], states[1]):
-            cells.setdefault((it.template, it.pair), []).append((before, after))
-        out = set()
-        for cell, rows in cells.items():
-            befores = np.stack([b for b, _ in rows])
-            afters = np.stack([a for _, a in rows])
-            np.testing.assert_allclose(befores, np.broadcast_to(befores[0], befores.shape), atol=1e-5)
-            if np.min(np.linalg.norm(afters - afters[0], axis=1)[1:]) > 1e-2:
-                out.add(cell)
-            else:
-                np.testing.assert_allclose(afters, np.broadcast_to(afters[0], afters.shape), atol=1e-5)
-        return out
+        rng = np.random.default_rng([ctx.params["seed"], replicate])
+        rng.standard_normal((handle.hidden_size, 4))
+        drawn = written_classes(labels, strength, rng)
+        last = [handle.encode(t)[-1] for t in texts]
+        for i in range(len(items)):
+            for j in range(len(items)):
+                if last[i] != last[j]:
+                    continue
+                np.testing.assert_allclose(states[0][i], states[0][j], atol=1e-5)
+                same = np.allclose(states[1][i], states[1][j], atol=1e-4)
+                assert same == (drawn[i] == drawn[j]), (i, j, drawn[i], drawn[j])
+        return drawn
 
-    first, second = written_cells(0), written_cells(1)
-    assert len(first) == len(second) == 12 and first != second
+    assert partitions(1.0, 0) == labels
+    low = partitions(0.5, 1)
+    assert 0 < sum(a == b for a, b in zip(low, labels)) < len(labels)
+
+
+def test_h03_reader_gives_the_measures_peak_part_and_the_plant_is_not_fixed(saved_model, tmp_path):
+    """H03's peak reader decides the peak part as the full measure does (same value, verdict and reason); on the
+    graded plant at 75% its selection-free accuracy differs between replicates, and at 100% it reaches 100%."""
+    from lazarus_bench.claims.h03_word_probe_emergence import prompts_planted, read_peak
+
+    ctx = _ctx("H03", saved_model("llama"), tmp_path, [])
+    h03 = get_claim("H03")
+    planted = prompts_planted(ctx, 0.875, 0)
+    full, read = h03.measure(planted).parts["peak"], read_peak(planted).parts["peak"]
+    assert (full.statistic, full.verdict, full.reason) == (read.statistic, read.verdict, read.reason)
+    assert h03.reader("peak") is read_peak and h03.reader(None) is h03.measure
+    values = {read_peak(prompts_planted(ctx, 0.75, r)).parts["peak"].statistic for r in range(3)}
+    assert len(values) > 1, values
+    assert read_peak(prompts_planted(ctx, 1.0, 0)).parts["peak"].statistic == 1.0
 
 
 def test_graded_and_null_controls_reach_the_record_and_the_report(saved_model, tmp_path):
@@ -498,6 +514,8 @@ def test_graded_and_null_controls_reach_the_record_and_the_report(saved_model, t
 
     record = _run("H10", saved_model("mixtral"), tmp_path)
     assert record.status == "ok", record.reason
+    assert 0 < record.seconds["measure"] and 0 < record.seconds["controls"], record.seconds
+    assert record.seconds["measure"] + record.seconds["controls"] <= record.wall_s
     (graded,), (null,) = record.graded, record.nulls
     assert graded.strengths == get_claim("H10").graded[0].strengths and graded.replicates == 1
     assert len(graded.detected) == 6 and graded.claimed == 8.0 == record.params["sesoi_z"]

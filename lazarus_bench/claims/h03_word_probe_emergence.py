@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import prompts, stats
 from ..analysis import probes
+from ..analysis.features import last_token_states
 from ..errors import LazarusError
 from ..harness.base import POSITIVE, ClaimContext, Control, ControlUnavailable, Outcome
 from ..harness.common import (
@@ -22,6 +23,7 @@ from ..harness.common import (
     nested_peak,
     permutation_p,
     probe_prompt_set,
+    probed_labels,
     probed_texts,
     random_init_control,
 )
@@ -99,18 +101,24 @@ def planted_prompts(keys: mx.array, bags: mx.array, written: mx.array):
     return hook
 
 
-N_CELLS = 16  # template x operand-pair cells of the de-confounded set, 4 prompts (one per class) each
+def written_classes(labels: list[str], strength: float, rng: np.random.Generator) -> list[str]:
+    """The class each prompt's plant writes: its own with probability q = (strength - 25%) / 75%, else one of the
+    4 classes at random (its own included), so a probe that reads the written class is right with probability
+    ``strength`` on each prompt, independently. The draws are the same at every strength (common random numbers)."""
+    q = (strength - 0.25) / 0.75
+    if not 0.0 <= q <= 1.0:
+        raise LazarusError(f"H03's planted accuracy {strength:g} is outside [25%, 100%]")
+    classes = sorted(set(labels))
+    own, other = rng.random(len(labels)), rng.integers(len(classes), size=len(labels))
+    return [label if u < q else classes[c] for label, u, c in zip(labels, own, other)]
 
 
-def cells_planted(ctx: ClaimContext, strength: float, replicate: int) -> ClaimContext:
-    """Emergence in a share of the cells: attention silenced in every block (so no block sees any token but its
-    own), then at the middle block each prompt of a seeded choice of cells gets its class direction (unit basis
-    x the mean residual norm) and the other cells nothing. Block 0 is at chance (the last token is balanced
-    across classes) and a planted share s gives peak accuracy 25% + 75% s: ``strength`` is that accuracy, for a whole
-    number of cells (a strength between two is refused: the plant would not be the strength the report shows)."""
-    n = round((strength - 0.25) / 0.75 * N_CELLS)
-    if not math.isclose(0.25 + 0.75 * n / N_CELLS, strength):
-        raise LazarusError(f"H03's planted accuracy {strength:g} is not 25% + 75% x k/{N_CELLS} for a whole k")
+def prompts_planted(ctx: ClaimContext, strength: float, replicate: int) -> ClaimContext:
+    """Emergence that a probe reads at a rate it must earn: attention silenced in every block (so no block sees any
+    token but its own, and block 0 is at chance: the last token is balanced across classes), then at the middle block
+    each prompt gets a class direction (unit basis x the mean residual norm): its own class's with probability
+    q, a random class's otherwise (``written_classes``). Each prompt is right with probability ``strength``, so the
+    cells the sign test counts, and the verdict, vary between replicates."""
     handle = ctx.fresh_handle()
     middle = max(1, handle.layer_at_depth(0.5))
     silence_attention(handle, handle.layers)
@@ -128,12 +136,10 @@ def cells_planted(ctx: ClaimContext, strength: float, replicate: int) -> ClaimCo
     if np.max(unit @ unit.T - 2 * np.eye(len(vocab))) > 0.999:
         raise ControlUnavailable(f"two tokens share a residual direction at block {middle}: rows cannot be told apart")
     rng = np.random.default_rng([ctx.params["seed"], replicate])
-    cells = sorted({(it.template, it.pair) for it in items})
-    chosen = {cells[i] for i in rng.choice(len(cells), size=n, replace=False)}
     basis = np.linalg.qr(rng.standard_normal((handle.hidden_size, len(labels))))[0].T
     scale = float(mx.mean(mx.linalg.norm(keys, axis=-1)))
-    written = np.stack([basis[labels.index(it.label)] * scale if (it.template, it.pair) in chosen
-                        else np.zeros(handle.hidden_size) for it in items]).astype(np.float32)
+    drawn = written_classes([it.label for it in items], strength, rng)
+    written = np.stack([basis[labels.index(c)] * scale for c in drawn]).astype(np.float32)
     handle.layers[middle] = Wrapped(handle.layers[middle], planted_prompts(keys, mx.array(bags), mx.array(written)))
     return ctx.variant(handle=handle)
 
@@ -315,31 +321,57 @@ def l0_against(fit: H03Fit, ctx: ClaimContext, m: int) -> list[str]:
     return against
 
 
+def peak_part(correct: np.ndarray, stratified_peak: float, cells: list[str], ctx: ClaimContext) -> ClaimStatistic:
+    """The peak part: SUPPORTED when the selection-free peak and the stratified maximum both reach the minimum;
+    REFUTED when the sign test over cells puts most cells below it."""
+    p, n, k = ctx.params, int(correct.size), int(correct.sum())
+    low = p["min_peak_accuracy"] - 1e-9
+    met = k / n >= low and stratified_peak >= low
+    by_cell = stats.threshold_claim(cluster_means(correct, cells)[1], p["min_peak_accuracy"], "above", p["alpha"],
+                                    test=ctx.test("peak"), min_n=1)
+    against, m = by_cell.verdict == Verdict.REFUTED, by_cell.n
+    return stats.evidence(
+        "selection-free peak accuracy", value=k / n, n=m, against=against, met=met,
+        reason=f"selection-free peak accuracy {k}/{n} " + (
+            f"below {p['min_peak_accuracy']:.0%} in most of {m} cells (sign test over cells "
+            f"p={by_cell.details['p_opposite']:.3g})" if against else
+            f"{'>=' if met else '<'} {p['min_peak_accuracy']:.0%}"))
+
+
+def read_peak(ctx: ClaimContext) -> Outcome:
+    """The peak part alone, for the graded control that plants it: the probed set's states, the stratified accuracy
+    at each block after the base block and the nested selection-free peak; no null, no other set, no random model."""
+    p = ctx.params
+    words, _, _ = h03_prompt_sets(p)
+    X, labels = last_token_states(ctx.handle(), probed_texts(words, p))
+    y, groups = probed_labels(words, p), np.asarray([it.template for it in words])
+    candidates = [i for i, label in enumerate(labels) if label != EMB and label > p["layer"]]
+    stratified = [probes.probe_layer(X[r], y, n_splits=p["n_splits"], n_permutations=0, seed=p["seed"],
+                                     C=p["C"]).accuracy for r in candidates]
+    chosen, _, _ = nested_peak(X, y, groups, candidates, labels.index(p["layer"]), n_splits=p["n_splits"],
+                               seed=p["seed"], C=p["C"])
+    cells = [f"template {it.template}, pair {it.pair}" for it in words]
+    part = peak_part((chosen == y).astype(float), max(stratified), cells, ctx)
+    return Outcome(statistic=stats.pending("selection-free peak accuracy", part.statistic, n=part.n),
+                   ours=part.reason, parts={"peak": part})
+
+
 def h03_parts(fit: H03Fit, gain: dict, ctx: ClaimContext) -> tuple[dict[str, ClaimStatistic], ClaimStatistic]:
     """The criteria's parts (block 0 near chance, the peak, the gain, the peak above the null), and the gain's
     shortfall test against the minimum gain, which the details report."""
     p, alpha, base, n, m = ctx.params, ctx.params["alpha"], ctx.params["layer"], fit.n, gain["m"]
-    (k0_s, k0_g), k_sel, g, gain_test, p_peak = fit.k0, fit.k_sel, fit.gain, gain["test"], fit.p_peak
+    (k0_s, k0_g), g, gain_test, p_peak = fit.k0, fit.gain, gain["test"], fit.p_peak
     l0_ok = k0_s / n <= p["max_l0_accuracy"] + 1e-9 and k0_g / n <= p["max_l0_accuracy"] + 1e-9
-    peak_ok = k_sel / n >= p["min_peak_accuracy"] - 1e-9 and fit.acc_s[fit.peak_s] >= p["min_peak_accuracy"] - 1e-9
     gain_ok = g >= p["min_gain"] - 1e-9
     l0_refuted = l0_against(fit, ctx, m)
-    peak_cells = stats.threshold_claim(cluster_means(fit.correct_sel, fit.cells)[1], p["min_peak_accuracy"], "above",
-                                       alpha, test=ctx.test("peak"), min_n=1)
     gain_short = stats.threshold_claim(gain["cells"], p["min_gain"], "above", alpha, test=ctx.test("gain"), min_n=1)
-    peak_against = peak_cells.verdict == Verdict.REFUTED
     gain_against = gain_short.verdict == Verdict.REFUTED
     parts = {
         "l0_near_chance": stats.evidence(
             f"block-{base} accuracy", value=k0_s / n, n=m, against=bool(l0_refuted), met=l0_ok,
             reason="; ".join(l0_refuted) or f"block {base} at {k0_s / n:.0%}/{k0_g / n:.0%} "
                                             f"({'<=' if l0_ok else '>'} {p['max_l0_accuracy']:.0%})"),
-        "peak": stats.evidence(
-            "selection-free peak accuracy", value=k_sel / n, n=m, against=peak_against, met=peak_ok,
-            reason=f"selection-free peak accuracy {k_sel}/{n} " + (
-                f"below {p['min_peak_accuracy']:.0%} in most of {m} cells (sign test over cells "
-                f"p={peak_cells.details['p_opposite']:.3g})" if peak_against else
-                f"{'>=' if peak_ok else '<'} {p['min_peak_accuracy']:.0%}")),
+        "peak": peak_part(fit.correct_sel, float(fit.acc_s[fit.peak_s]), fit.cells, ctx),
         "gain": stats.evidence(
             "selection-free gain", value=g, n=m, p_value=gain_test.p_value, against=gain_against,
             met=gain_ok and gain_test.p_value < alpha,
@@ -468,18 +500,18 @@ POPULATION = {
                             "middle block on",
                 build=planted_feature, effect=Verdict.SUPPORTED, sanity=True),
     ),
-    graded=(GradedControl(name="emergence planted in a share of cells",
-                          description="attention silenced in every block; at the middle block the class direction "
-                                      "(the mean residual norm) written for every prompt of a seeded share of the 16 "
-                                      "template x pair cells, nothing for the rest: block 0 at chance, peak accuracy "
-                                      "25% + 75% x share (one cell choice and direction basis per replicate); 10, "
-                                      "11, 12 and 14 cells; the writeup's 81.2% is 13 of 16 prompts, 81.25%. The "
-                                      "sign test over 16 cells needs 12 on the claimed side (p = 0.038; 11 gives p = "
-                                      "0.105), so no plant below 12 cells can be seen: the MDE is the test's "
-                                      "resolution, and the 75% threshold lies between 10 and 11 cells",
-                          units="expected peak accuracy (25% + 75% x share of cells planted)",
-                          strengths=(0.71875, 0.765625, 0.8125, 0.90625), replicates=4, build=cells_planted,
-                          effect=Verdict.SUPPORTED, threshold=0.75, writeup=0.8125),),
+    graded=(GradedControl(name="emergence planted prompt by prompt",
+                          description="attention silenced in every block; at the middle block each prompt gets its "
+                                      "own class direction (the mean residual norm) with probability q and a random "
+                                      "class's otherwise, so each prompt is right with probability 25% + 75% q, "
+                                      "independently (one draw and direction basis per replicate, the same draws at "
+                                      "every strength); read by the peak part alone. The writeup's peak is 81.25%. "
+                                      "No strength sits on the 75% threshold: the peak part is met by its point "
+                                      "estimate, so a plant there is seen about half the time, not at alpha",
+                          units="expected peak accuracy (25% + 75% x the share of prompts planted with their class)",
+                          strengths=(0.6875, 0.71875, 0.78125, 0.8125, 0.875), replicates=8, build=prompts_planted,
+                          effect=Verdict.SUPPORTED, threshold=0.75, writeup=0.8125, part="peak"),),
+    readers={"peak": read_peak},
 )
 def measure_h03(ctx: ClaimContext) -> Outcome:
     p = ctx.params

@@ -242,7 +242,7 @@ class Control:
         progress.part(f"{self.kind} control '{self.name}'")
         try:
             control_ctx = self.build(ctx)
-            outcome = claim.measure(control_ctx)
+            outcome = claim.reader(self.part)(control_ctx)
         except ControlUnavailable as exc:
             return ControlRun(**head, built=False, reason=str(exc))
         except NotTestable as exc:
@@ -288,6 +288,7 @@ class Claim:
     graded: tuple = ()  # GradedControl: the effect planted at strengths frozen in the lock (harness.controls)
     nulls: tuple = ()  # NullControl: the effect absent with the measurement's variance, replicated (harness.controls)
     no_graded: str = ""  # why the claim has no graded positive control, where it has none
+    readers: dict[str, Callable[["ClaimContext"], Outcome]] = field(default_factory=dict)  # part -> a cheaper measure
     declared: dict[str, Param] = field(default_factory=dict, repr=False, compare=False)  # filled from params
 
     def __post_init__(self):
@@ -305,6 +306,9 @@ class Claim:
                 raise LazarusError(f"{self.id}: parameter {name} has no declaration: give it as "
                                    f"Param(default, range, help=...) (harness/params.py)")
             defaults[name] = declared[name].default
+        unknown = sorted(set(self.readers) - set(self.tests))
+        if unknown:
+            raise LazarusError(f"{self.id}: readers for {', '.join(unknown)}, which are not among its criteria")
         for name, value in {**defaults, **self.fast}.items():
             if name not in declared:
                 raise LazarusError(f"{self.id}: fast-tier parameter {name} is not one of its parameters")
@@ -312,6 +316,11 @@ class Claim:
                 raise LazarusError(f"{self.id}: parameter {name} = {value!r}: expected {declared[name].range}")
         object.__setattr__(self, "params", defaults)
         object.__setattr__(self, "declared", declared)
+
+    def reader(self, part: str | None) -> Callable[["ClaimContext"], Outcome]:
+        """What a control reading ``part`` runs: the claim's reader for that part, which computes that part alone
+        (the verdict the full measure would give it, at a fraction of the cost), else the full measure."""
+        return self.readers.get(part, self.measure) if part is not None else self.measure
 
     def tier_protocols(self, tier: str) -> tuple[str, ...]:
         """The protocols a tier runs: all in the slow tier; the fast tier (a pipeline check) skips the one-factor
@@ -521,7 +530,9 @@ def outcome_dict(outcome: Outcome) -> dict:
 
 def claim_dict(claim: Claim) -> dict:
     data = {k: v for k, v in asdict(claim).items() if k not in ("measure", "applies", "gates", "controls", "graded",
-                                                                 "nulls", "no_graded", "declared")}
+                                                                 "nulls", "no_graded", "declared", "readers")}
+    if claim.readers:
+        data["readers"] = sorted(claim.readers)
     if claim.no_graded:
         data["no_graded"] = claim.no_graded
     data["gates"] = [{"name": g.name, "description": g.description, "threshold_param": g.threshold_param,

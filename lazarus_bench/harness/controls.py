@@ -47,8 +47,9 @@ def decides(effect: str, part: str | None, measured: dict[str | None, Verdict]) 
 
 
 def _verdict_of(claim, ctx: ClaimContext, part: str | None) -> tuple[Verdict, float]:
-    """The claim's measure on ``ctx``: the verdict (of ``part``, if named) and the headline statistic."""
-    s = claim.measure(ctx).statistic
+    """The claim's measure (its reader of ``part``, where it has one) on ``ctx``: the verdict (of ``part``, if named)
+    and the headline statistic of what ran."""
+    s = claim.reader(part)(ctx).statistic
     verdicts = measured_verdicts(s)
     if part not in verdicts:
         raise LazarusError(f"{claim.id}: control reads part '{part}', which the measure did not report")
