@@ -15,15 +15,17 @@ ZOO_KINDS = ("base", "instruct", "untied", "moe")
 
 def main_job_costs(records_dir: str | Path) -> dict | None:
     """Worker-seconds per claim and model (sum of ``wall_s`` over protocols), the (claim, model) verdicts (corrected
-    records that ran) they bought, per model the span from the first
-    record's start to the last one's end (``timestamp`` is written when a record ends), and the suite's efficiency,
-    overall and per claim: counted FLOPs over each record's wall time x its worker's GEMM rate. None without records."""
+    records that ran) they bought, per claim its controls' seconds over its measures' (records that store both), per
+    model the span from the first record's start to the last one's end (``timestamp`` is written when a record ends),
+    and the suite's efficiency, overall and per claim: counted FLOPs over each record's wall time x its worker's GEMM
+    rate. None without records."""
     per_claim: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     spans: dict[str, list[float]] = {}
     work = {"flops": 0.0, "peak_flops": 0.0, "records": 0, "uncounted": 0}
     by_claim: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # claim -> [FLOPs, peak FLOPs]
     verdicts: dict[str, int] = defaultdict(int)  # claim -> (claim, model) verdicts: corrected-protocol records run
     longest: dict[str, float] = defaultdict(float)  # claim -> its longest record's wall (one job: not divisible)
+    split: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # claim -> [measure s, controls s]
     for path in sorted(Path(records_dir).glob("*.json")):
         try:
             rec = json.loads(path.read_text())
@@ -35,6 +37,10 @@ def main_job_costs(records_dir: str | Path) -> dict | None:
         longest[claim] = max(longest[claim], wall)
         if rec.get("status") == "ok" and rec.get("protocol") == "corrected":
             verdicts[claim] += 1
+        seconds = rec.get("seconds") or {}
+        if seconds.get("measure"):
+            split[claim][0] += float(seconds["measure"])
+            split[claim][1] += float(seconds.get("controls") or 0.0)
         counted, gemm = rec.get("work"), (rec.get("environment") or {}).get("blas", {}).get("gemm_gflops_1024")
         if isinstance(counted, dict) and gemm:
             done, peak = float(counted.get("flops") or 0.0), wall * float(gemm) * 1e9
@@ -55,6 +61,7 @@ def main_job_costs(records_dir: str | Path) -> dict | None:
     work["per_claim"] = {c: done / peak for c, (done, peak) in sorted(by_claim.items()) if peak}
     return {"models": models, "per_claim": {c: dict(v) for c, v in sorted(per_claim.items())},
             "verdicts": dict(sorted(verdicts.items())), "longest_s": dict(sorted(longest.items())),
+            "controls_over_measure": {c: ctl / m for c, (m, ctl) in sorted(split.items())},
             "worker_s": totals, "span_s": {m: spans[m][1] - spans[m][0] for m in models}, "work": work}
 
 

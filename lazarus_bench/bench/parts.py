@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 PARTS = ("gates", "measure", "controls", "graded", "nulls", "other")
-_VOLATILE = ("wall_s", "timestamp", "work", "environment")
+_VOLATILE = ("wall_s", "seconds", "timestamp", "work", "environment")
 _CLOCK_KEYS = frozenset({"tokens_per_s", "train_seconds"})  # clock readings a claim keeps inside its samples
 
 

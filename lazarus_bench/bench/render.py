@@ -346,6 +346,7 @@ def _cost_sections(job: dict | None, zoo: dict | None, table) -> list[str]:
         verdicts = job.get("verdicts") or {}
 
         longest = job.get("longest_s") or {}
+        ratio = job.get("controls_over_measure") or {}
 
         def tail(total: float, n: int | None, longest_s: float, share: float | None) -> list[str]:
             """Worker-s per verdict, the re-run's minutes (a lower bound: perfect packing, one record not split)."""
@@ -353,11 +354,11 @@ def _cost_sections(job: dict | None, zoo: dict | None, table) -> list[str]:
 
         rows = [[claim] + [fmt(costs.get(m)) if m in costs else "–" for m in models]
                 + tail(sum(costs.values()), verdicts.get(claim), longest.get(claim, 0.0), efficiency.get(claim))
-                for claim, costs in job["per_claim"].items()]
+                + [fmt(ratio[claim]) if claim in ratio else "–"] for claim, costs in job["per_claim"].items()]
         rows.append(["all (worker-s)"] + [fmt(job["worker_s"][m]) for m in models]
                     + tail(sum(job["worker_s"].values()), sum(verdicts.values()), max(longest.values(), default=0.0),
-                           work.get("efficiency")))
-        rows.append(["span of the records (s)"] + [fmt(job["span_s"][m]) for m in models] + ["", "", ""])
+                           work.get("efficiency")) + [""])
+        rows.append(["span of the records (s)"] + [fmt(job["span_s"][m]) for m in models] + ["", "", "", ""])
         out += ["", "## Main job (from the committed records)", "",
                 "Worker-seconds per claim (every protocol and control), and per model the span from the first "
                 "record's start to the last one's end: the wall time when the models ran one after another; "
@@ -365,9 +366,11 @@ def _cost_sections(job: dict | None, zoo: dict | None, table) -> list[str]:
                 "records that ran, skips and ablations not counted); re-run: the minutes a change to that claim "
                 f"alone costs the main job on {WORKERS} workers, every other record reused (its worker-seconds / "
                 f"{WORKERS}, or its longest record if longer: a lower bound); efficiency: the claim's counted FLOPs "
-                "over its records' worker peak (see Formulas).", "",
-                table(rows, ["claim"] + models + ["worker-s per verdict", f"re-run min ({WORKERS} workers)",
-                                                  "efficiency"]), "", _efficiency_line(work)]
+                "over its records' worker peak (see Formulas); controls / measure: the seconds its controls, graded "
+                "controls and nulls took over the seconds its measures took (at most 10 by CLAIMS.md revision 4).",
+                "", table(rows, ["claim"] + models + ["worker-s per verdict", f"re-run min ({WORKERS} workers)",
+                                                      "efficiency", "controls / measure"]), "",
+                _efficiency_line(work)]
     if zoo:
         rows = [[r["model"], fmt(r["build_s"]), fmt(r["train_tokens"]), fmt(r["tokens_per_s"]), fmt(r["ranks"]),
                  fmt(r["recipe"])] for r in zoo["models"]]

@@ -74,6 +74,7 @@ class Record:
     calibration: str | None = None  # what the controls say: calibrated, insensitive, not specific, not run, ...
     measured_verdict: Verdict | None = None  # the measurement's verdict when a gate or calibration overrode it
     wall_s: float | None = None  # wall time of the run in seconds
+    seconds: dict[str, float] | None = None  # of which the measure's and the controls' (calibration's) wall seconds
     work: dict[str, Any] | None = None  # FLOPs and tokens counted during the run
     environment: dict[str, Any] | None = None  # packages, BLAS, device, git commit
     traceback: str | None = None  # the traceback of an unexpected error

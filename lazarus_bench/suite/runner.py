@@ -145,7 +145,9 @@ def measure_record(claim: Claim, ctx: ClaimContext) -> dict:
     try:
         if not all(g.passed for g in before):  # decided before the run: no measure, training or control is spent
             raise NotTestable(before)
+        started = time.perf_counter()
         outcome = claim.measure(ctx)
+        measured = time.perf_counter() - started
     except NotTestable as exc:
         gates = exc.gates if exc.gates[0] in before else before + exc.gates
         decision = stats.final_verdict({}, gates=gates)
@@ -163,7 +165,9 @@ def measure_record(claim: Claim, ctx: ClaimContext) -> dict:
     label, why = ("not run", "") if failed else calibrate(controls, graded, nulls,
                                                           measured_verdicts(outcome.statistic))
     decision = stats.final_verdict(outcome.named_parts(), outcome.rule, fitness, (label, why))
+    seconds = {"measure": round(measured, 2), "controls": round(time.perf_counter() - started - measured, 2)}
     return {"fitness": tuple(fitness), **outcome_dict(outcome), "mde": record_mde(outcome.statistic),
+            "seconds": seconds,
             "controls": controls, "calibration": label, **({"graded": graded, "nulls": nulls} if graded or nulls
                                                             else {}), **_decided(decision)}
 

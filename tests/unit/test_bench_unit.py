@@ -331,9 +331,10 @@ def test_main_job_and_zoo_build_costs_from_what_they_wrote(tmp_path):
             ("b", "H01", "m1", 5.0, "2026-01-01T00:02:00+00:00", "original"),
             ("c", "H02", "m1", 30.0, "2026-01-01T00:00:50+00:00", "corrected"),
             ("d", "H02", "m2", 7.0, "2026-01-01T01:00:00+00:00", "corrected")]:
+        seconds = {"measure": wall / 4, "controls": wall * 3 / 4} if claim == "H02" else None  # H01's are older
         (records / f"{name}.json").write_text(json.dumps(
             {"claim": {"id": claim}, "model": {"id": model}, "wall_s": wall, "timestamp": end, "status": "ok",
-             "protocol": protocol}))
+             "protocol": protocol, "seconds": seconds}))
     (records / "skip.json").write_text(json.dumps({"claim": {"id": "H02"}, "model": {"id": "m3"}, "wall_s": 0.0,
                                                    "timestamp": "2026-01-01T01:00:00+00:00", "status": "skipped",
                                                    "protocol": "corrected"}))
@@ -344,8 +345,10 @@ def test_main_job_and_zoo_build_costs_from_what_they_wrote(tmp_path):
     assert job["span_s"] == {"m1": 120.0 - 20.0, "m2": 7.0, "m3": 0.0}
     assert job["verdicts"] == {"H01": 1, "H02": 2}, "one verdict per (claim, model): no ablation, no skip"
     assert job["longest_s"] == {"H01": 10.0, "H02": 30.0}
+    assert job["controls_over_measure"] == {"H02": 3.0}
     text = _flat(render.render_bench_md({"mode": "quick", "main_job": job}))
     assert "| H01 | 15 | – | – | 15 | 0.167 |" in text and "| H02 | 30 | 7 | 0 | 18.5 | 0.5 |" in text
+    assert "| H01 | 15 | – | – | 15 | 0.167 | – | – |" in text and "| H02 | 30 | 7 | 0 | 18.5 | 0.5 | – | 3 |" in text
     assert "| all (worker-s) | 45 | 7 | 0 | 17.3 | 0.5 |" in text  # re-run: 52 / 2 worker-s, but one record is 30
     (row,) = [r for r in render.summarise_ratios({"main_job": job}) if r["ratio"].startswith("(g)")]
     assert row["value"] == pytest.approx(52.0 / 3) and row["target"] == "<= 62: met"  # 52 worker-s over 3 verdicts
