@@ -44,31 +44,36 @@ def test_build_ids_name_folders_under_the_zoo(tmp_path, monkeypatch):
         R.resolve_zoo("zoo:base@two")
     with pytest.raises(LazarusError, match=r"builds/s3.*zoo build --builds 3"):
         R.resolve_zoo("zoo:base@s3")
-    (tmp_path / "builds" / "s3" / "base").mkdir(parents=True)
-    (tmp_path / "builds" / "s3" / "base" / "config.json").write_text("{}")
+    from lazarus_bench.zoo.recipe import RECIPE
+
+    for seed, recipe in ((3, RECIPE), (2, "recipe3")):
+        (tmp_path / "builds" / f"s{seed}" / "base").mkdir(parents=True)
+        (tmp_path / "builds" / f"s{seed}" / "base" / "config.json").write_text("{}")
+        (tmp_path / "builds" / f"s{seed}" / "base" / MANIFEST).write_text(json.dumps({"recipe": recipe}))
     assert R.zoo_model_exists("zoo:base@s3") and not R.zoo_model_exists("zoo:moe@s3")
-    assert list(R.zoo_builds(tmp_path)) == ["", "s3"]
-    assert R.default_models()[-1] == "zoo:base@s3" and "zoo:moe@s3" not in R.default_models()
+    assert list(R.zoo_builds(tmp_path)) == ["", "s2", "s3"]
+    assert R.default_models() == ["zoo:base@s3"], "the current recipe's builds only: no moe, no older recipe"
 
 
 def test_a_build_missing_a_gate_the_development_build_meets_is_left_out(tmp_path, monkeypatch, capsys):
     """A build whose base misses a quality gate is not a replicate of a development build that meets them all: the
     main job leaves it out and says why; when the development build misses gates too (the micro zoo), none is."""
     monkeypatch.setenv(R.ZOO_ENV, str(tmp_path))
+    from lazarus_bench.zoo.recipe import RECIPE
+
     good = {"eval_prompts": 0.97, "heldout": 0.98, "word": 0.68, "grpo_start_reward": {"rate": 0.42}}
     for path, metrics in ((tmp_path, good), (R.build_dir(tmp_path, 3), dict(good, heldout=0.72)),
                           (R.build_dir(tmp_path, 4), good)):
         (path / "base").mkdir(parents=True)
         (path / "base" / "config.json").write_text("{}")
-        (path / "base" / "manifest.json").write_text(json.dumps({"metrics": metrics}))
+        (path / "base" / "manifest.json").write_text(json.dumps({"metrics": metrics, "recipe": RECIPE}))
     from lazarus_bench.cli.run import without_unfit_builds
     from lazarus_bench.zoo.gates import unfit_builds
 
     assert unfit_builds(tmp_path) == {"s3": ["heldout 72.0% < 80%"]}
-    assert without_unfit_builds(R.default_models(), tmp_path) == ["zoo:base", "zoo:instruct", "zoo:untied",
-                                                                  "zoo:moe", "zoo:base@s4"]
+    assert without_unfit_builds(R.default_models(), tmp_path) == ["zoo:base", "zoo:base@s4"]
     assert "zoo build s3 left out: its base misses heldout 72.0% < 80%" in capsys.readouterr().err
-    (tmp_path / "base" / "manifest.json").write_text(json.dumps({"metrics": dict(good, word=0.1)}))
+    (tmp_path / "base" / "manifest.json").write_text(json.dumps({"metrics": dict(good, word=0.1), "recipe": RECIPE}))
     assert unfit_builds(tmp_path) == {}
 
 

@@ -122,7 +122,8 @@ def _claim_gate_cells(metrics: dict) -> dict:
 
 def _build_title(build: str, path: Path) -> str:
     """'development build (seed 1; ...)', or 'build s4 (seed 4, confirmatory under lock v1+9)': a confirmatory build
-    was built under a frozen lock, an exploratory one was not (the rule of ``zoo.registry.build_info``)."""
+    was built under a frozen lock, another is the role its manifest names (development seeds of recipe v3), else
+    exploratory (the rule of ``zoo.registry.build_info``); builds of the current recipe say so."""
     try:
         manifest = json.loads((path / "base" / "manifest.json").read_text())
     except (OSError, ValueError):
@@ -130,8 +131,12 @@ def _build_title(build: str, path: Path) -> str:
     seed, lock = manifest.get("corpus_seed", build[1:] or "?"), manifest.get("lock")
     if not build:
         return f"development build (seed {seed}; criteria and controls were tuned on it)"
-    role = f"confirmatory under lock {lock.get('version')}" if isinstance(lock, dict) else "exploratory"
-    return f"build {build} (seed {seed}, {role})"
+    role = (f"confirmatory under lock {lock.get('version')}" if isinstance(lock, dict)
+            else manifest.get("role", "exploratory"))
+    from ..zoo.recipe import RECIPE
+
+    recipe = f", recipe {RECIPE}" if manifest.get("recipe") == RECIPE else ""
+    return f"build {build} (seed {seed}, {role}{recipe})"
 
 
 def _builds_summary(listed: dict[str, list[dict]]) -> str:

@@ -67,20 +67,35 @@ def with_build(model_id: str, kind: str) -> str:
 
 
 def default_models(micro: bool = False) -> list[str]:
-    """The main job's models: the development build's four, then each other build's base and moe (its instruct
-    model is the base's pair for H06; the claims about other kinds need only those)."""
+    """The main job's models: the builds of the current recipe, the root build's four models and each other build's
+    base and moe (its instruct model is the base's pair for H06; the claims about other kinds need only those).
+    Builds of an older recipe (the shipped zoo's root and s4-s15) stay shipped and run when named with -m."""
+    from .recipe import RECIPE
+
     prefix = "zoo-micro:" if micro else "zoo:"
-    models = [m.replace("zoo:", prefix) for m in DEFAULT_MODELS]
-    for build in (b for b in zoo_builds(zoo_root(micro)) if b):
-        models += [f"{prefix}{kind}@{build}" for kind in ("base", "moe")
-                   if zoo_model_exists(f"{prefix}{kind}@{build}")]
+    models = []
+    for build, path in zoo_builds(zoo_root(micro)).items():
+        if not _of_recipe(path / "base", RECIPE):
+            continue
+        kinds = [m.removeprefix("zoo:") for m in DEFAULT_MODELS] if not build else [f"{k}@{build}" for k in
+                                                                                   ("base", "moe")]
+        models += [prefix + kind for kind in kinds if zoo_model_exists(prefix + kind)]
     return models
+
+
+def _of_recipe(model_dir: Path, recipe: str) -> bool:
+    """Whether the model at ``model_dir`` was built by ``recipe`` (its manifest's tag)."""
+    try:
+        return json.loads((model_dir / MANIFEST).read_text()).get("recipe") == recipe
+    except (OSError, ValueError):
+        return False
 
 
 def build_info(model_id: str) -> dict | None:
     """Which build of the zoo a zoo model is: its seed and role. The root build is the development build (criteria
     and controls were tuned on it); another is confirmatory when its manifest says it was built under a frozen lock,
-    else exploratory. None for a model outside the zoo."""
+    else the role its manifest names (recipe v3's development seeds), else exploratory.
+    None for a model outside the zoo."""
     if not model_id.startswith(("zoo:", "zoo-micro:")):
         return None
     _, build = split_build(model_id.split(":", 1)[1])
@@ -89,7 +104,7 @@ def build_info(model_id: str) -> dict | None:
     except (OSError, ValueError):
         return None
     lock = manifest.get("lock")
-    role = "development" if build is None else "confirmatory" if lock else "exploratory"
+    role = "development" if build is None else "confirmatory" if lock else manifest.get("role", "exploratory")
     return {"seed": manifest.get("corpus_seed"), "role": role, **({"lock": lock} if lock else {}),
             **_base_weight_decay(resolve_zoo(model_id).parent / "base")}
 

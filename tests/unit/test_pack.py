@@ -72,7 +72,8 @@ def test_the_v3_development_builds_ship_verified_and_named_development():
     from lazarus_bench.zoo.recipe import DEV_SEEDS, RECIPE
     from lazarus_bench.zoo.registry import verify, zoo_builds
 
-    builds = {name: path for name, path in zoo_builds(WEIGHTS / "v3").items() if name}
+    builds = {name: path for name, path in zoo_builds(WEIGHTS).items()
+              if name and json.loads((path / "base" / "manifest.json").read_text())["recipe"] == RECIPE}
     assert builds and {int(name[1:]) for name in builds} <= set(DEV_SEEDS)
     for name, path in builds.items():
         for kind in ("base", "instruct", "moe"):
@@ -160,8 +161,10 @@ def test_zoo_list_titles_each_build_and_counts_its_variants(capsys):
     out = capsys.readouterr().out.splitlines()
     builds = sorted((WEIGHTS / "builds").glob("s*"), key=lambda d: int(d.name[1:]))
     for d in builds:
-        lock = json.loads((d / "base" / "manifest.json").read_text())["lock"]["version"]
-        assert f"zoo (default) build {d.name} (seed {d.name[1:]}, confirmatory under lock {lock}) at {d}" in out
+        manifest = json.loads((d / "base" / "manifest.json").read_text())
+        role = (f"confirmatory under lock {manifest['lock']['version']}" if "lock" in manifest
+                else f"development, recipe {manifest['recipe']}")
+        assert f"zoo (default) build {d.name} (seed {d.name[1:]}, {role}) at {d}" in out
     seed = json.loads((WEIGHTS / "base" / "manifest.json").read_text())["corpus_seed"]
     assert out[0].startswith(f"zoo (default) development build (seed {seed}; ")
     have = {kind: sum((d / kind / "config.json").is_file() for d in [WEIGHTS, *builds])
