@@ -125,9 +125,9 @@ def test_the_verdict_across_builds_is_robust_only_when_every_build_agrees():
         == [f"s{seed}", "s0"]  # the development build leads even when another build has a lower seed
     assert role(rows[1]) == "-" and variant_build(_record("my/ckpt", "REFUTED")) == ("my/ckpt", "")
     variant = rows[1].replace(model=replace(rows[1].model, build={"seed": 2, "role": "confirmatory",
-                                                                  "weight_decay": 0.1}))
-    assert role(variant) == "confirmatory, weight decay 0.1"  # a recipe variant is named beside its verdict
-    assert role(variant.replace(model=replace(variant.model, build={"role": "confirmatory", "weight_decay": 0.01}))) \
+                                                                  "weight_decay": 0.01}))
+    assert role(variant) == "confirmatory, weight decay 0.01"  # a recipe variant is named beside its verdict
+    assert role(variant.replace(model=replace(variant.model, build={"role": "confirmatory", "weight_decay": 0.1}))) \
         == "confirmatory"
     mixed = [_record("zoo:base@s10", "REFUTED"), _record("zoo:base@s2", "REFUTED"), older]
     assert [variant_build(r)[1] for r in groups(mixed)[("H05a", "zoo:base")]] == ["root", "s2", "s10"]
@@ -140,8 +140,9 @@ def test_agreement_within_one_recipe_is_reported_apart():
         return r.replace(model=replace(r.model, build={"role": "confirmatory", **({"weight_decay": decay} if decay
                                                                                    else {})}))
 
-    rows = [built("zoo:base", "SUPPORTED"), built("zoo:base@s4", "SUPPORTED"), built("zoo:base@s8", "REFUTED", 0.1),
-            built("zoo:base@s9", "REFUTED", 0.1), built("zoo:base@s12", "REFUTED", 0.1)]
+    rows = [built("zoo:base", "SUPPORTED", 0.01), built("zoo:base@s4", "SUPPORTED", 0.01),
+            built("zoo:base@s8", "REFUTED"), built("zoo:base@s9", "REFUTED", 0.1),
+            built("zoo:base@s12", "REFUTED", 0.1)]
     assert robust(rows)["verdict"] == "INCONCLUSIVE"  # across recipes: build-dependent
     assert by_recipe(rows) == ("weight decay 0.01 (root, s4): SUPPORTED (SUPPORTED 2/2); "
                                "weight decay 0.1 (s8, s9, s12): REFUTED (REFUTED 3/3)")
@@ -185,7 +186,7 @@ def test_build_info_names_the_base_weight_decay_of_the_recipe(tmp_path, monkeypa
     from lazarus_bench.suite.summary import RECIPE_WEIGHT_DECAY
     from lazarus_bench.zoo.build import SIZES, write_manifest
 
-    assert RECIPE_WEIGHT_DECAY == SIZES["recipe3"].pretrain.weight_decay == SIZES["recipe3"].anneal.weight_decay
+    assert RECIPE_WEIGHT_DECAY == SIZES["default"].pretrain.weight_decay == SIZES["default"].anneal.weight_decay
     monkeypatch.setenv(R.ZOO_ENV, str(tmp_path))
     for kind, train in (("base", {"weight_decay": 0.1}), ("moe", {"weight_decay": 0.01})):
         folder = R.build_dir(tmp_path, 8) / kind

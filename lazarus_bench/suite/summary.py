@@ -67,7 +67,7 @@ def _shipped_seed(model_id: str, model_hash: str) -> int | None:
     return (build_info(model_id) or {}).get("seed") if same else None
 
 
-RECIPE_WEIGHT_DECAY = 0.01  # the zoo recipe's base weight decay (SIZES["default"]); builds may vary it
+RECIPE_WEIGHT_DECAY = 0.1  # the zoo recipe's base weight decay (SIZES["default"], v3); older builds differ
 
 
 def role(record: Record) -> str:
