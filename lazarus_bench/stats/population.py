@@ -89,15 +89,25 @@ def _one_sided(y: np.ndarray, centre: float, test: str) -> tuple[float, float]:
             float(st.ttest_1samp(d, 0.0, alternative="greater").pvalue))
 
 
+def in_domain(value: float, scale: str) -> bool:
+    """Whether a build statistic can be put on ``scale``: finite, positive for a log, in [0, 1] for a logit. A value
+    outside (a record of an older definition, a failed measure) counts as a build not testable, never a crash."""
+    if not math.isfinite(value):
+        return False
+    return value > 0 if scale == "log" else 0.0 <= value <= 1.0 if scale == "logit" else True
+
+
 def criterion_verdict(values: Sequence[float | None], criterion: PopulationCriterion,
                       alpha: float = 0.05) -> PopulationResult:
     """The population verdict of one criterion from its build-level statistics (``None``: a gate-failed build)."""
     n_builds = len(values)
-    x = np.array([v for v in values if v is not None], dtype=float)
+    given = [float(v) for v in values if v is not None]
+    x = np.array([v for v in given if in_domain(v, criterion.scale)], dtype=float)
+    outside = f"; {len(given) - x.size} outside the {criterion.scale} scale's domain" if len(given) > x.size else ""
     if not testable_enough(x.size, n_builds):
         return PopulationResult(criterion.name, Verdict.NOT_TESTABLE, n_builds, int(x.size),
-                                reason=f"{x.size} of {n_builds} builds testable; the rule needs >= {MIN_TESTABLE} "
-                                       "and at least half")
+                                reason=f"{x.size} of {n_builds} builds testable{outside}; the rule needs >= "
+                                       f"{MIN_TESTABLE} and at least half")
     forward, back = SCALES[criterion.scale]
     y, centre = forward(x), float(forward(np.array([criterion.threshold]))[0])
     below, above = _one_sided(y, centre, criterion.test)
@@ -106,7 +116,7 @@ def criterion_verdict(values: Sequence[float | None], criterion: PopulationCrite
     half = float(st.t.ppf(1.0 - alpha, y.size - 1) * np.std(y, ddof=1) / math.sqrt(y.size))
     verdict = (Verdict.SUPPORTED if p_claimed < alpha else Verdict.REFUTED if p_opposite < alpha
                else Verdict.INCONCLUSIVE)
-    reason = (f"{criterion.test} test on the {criterion.scale} scale over {x.size} builds: p={p_claimed:.3g} "
+    reason = (f"{criterion.test} test on the {criterion.scale} scale over {x.size} builds{outside}: p={p_claimed:.3g} "
               f"{criterion.side} {criterion.threshold:g}, p={p_opposite:.3g} on the other side (alpha {alpha:g})")
     return PopulationResult(criterion.name, verdict, n_builds, int(x.size), back(mean), back(mean - half),
                             back(mean + half), confidence, p_claimed, p_opposite, reason)

@@ -66,6 +66,20 @@ def test_builds_on_the_other_side_refute_and_a_ratio_is_tested_on_the_log_scale(
     assert r.estimate == pytest.approx(math.exp(np.mean(np.log(values))), rel=1e-9)
 
 
+def test_a_build_statistic_outside_the_scales_domain_counts_as_untestable_never_a_crash():
+    """A negative ratio on the log scale, a NaN or a probability above 1 on the logit scale is a build not testable
+    (said in the reason), so 6 builds with 2 such are 4 of 6 testable; the rest are tested as scipy tests them."""
+    rise = PopulationCriterion("rise", 2.0, "above", scale="log")
+    values = [3.0, 2.5, 4.0, 3.5, 2.8, -0.1, math.nan]
+    r = criterion_verdict(values, rise)
+    expected = st.ttest_1samp(np.log(values[:5]), math.log(2.0), alternative="greater").pvalue
+    assert (r.n_builds, r.n_testable) == (7, 5) and r.p_claimed == pytest.approx(expected, rel=1e-9)
+    assert "2 outside the log scale's domain" in r.reason
+    short = criterion_verdict(values[:4] + [-0.1, math.nan], rise)
+    assert short.verdict == Verdict.NOT_TESTABLE and "2 outside the log scale's domain" in short.reason
+    assert criterion_verdict([2e-3, 4e-3, 1e-3, 6e-3, 3e-3, 1.5], BELOW_1PCT).n_testable == 5
+
+
 def test_wilcoxon_matches_scipy_and_builds_without_spread_decide_by_their_side():
     crit = PopulationCriterion("accuracy", 0.5, "above", test="wilcoxon")
     values = [0.61, 0.55, 0.72, 0.58, 0.66, 0.49, 0.70]
