@@ -91,6 +91,9 @@ def test_a_build_runs_the_corrected_protocol_and_derived_variants_only_their_kin
     assert "not a replicate" in build_scope(h01, "corrected", _info("zoo:moe", "moe"))  # the development build too
     assert build_scope(h10, "corrected", _info("zoo:moe", "moe")) is None
     assert build_scope(get_claim("H05a"), "original", _info("zoo:base", "base")) is None  # its ablations run there
+    for build, runs in (("s101", True), ("s102", False), ("s105", False)):  # and on recipe v3's first dev seed
+        reason = build_scope(get_claim("H05a"), "corrected+optimizer", _info(f"zoo:base@{build}", "base"))
+        assert (reason is None) == runs, (build, reason)
     assert build_scope(h01, "original", _info("my/checkpoint", "base")) is None
 
 

@@ -486,12 +486,16 @@ def ablation_scope(protocol: str, info: ModelInfo) -> str | None:
 
 def build_scope(claim: "Claim", protocol: str, info: ModelInfo) -> str | None:
     """A zoo build's derived variant runs only the claims a base model cannot test (the MoE router): the others are
-    measured on the builds' base models. A build other than the development one replicates the corrected protocol."""
+    measured on the builds' base models. The other protocols (the writeup's, the one-factor ablations) run on one
+    build, the root or the current recipe's first development seed; the other builds replicate the corrected one."""
+    from ..zoo.recipe import DEV_SEEDS
+
     name = info.model_id.split(":", 1)[-1]
     if not info.model_id.startswith(ZOO_PREFIXES):
         return None
-    if protocol != "corrected" and split_build(name)[1] is not None:
-        return "builds replicate the corrected protocol; protocol ablations run on the development build"
+    if protocol != "corrected" and split_build(name)[1] not in (None, f"s{DEV_SEEDS[0]}"):
+        return (f"builds replicate the corrected protocol; the other protocols run on the root build and on "
+                f"s{DEV_SEEDS[0]}")
     if info.kind != "base":
         as_base = ModelInfo(model_id=info.model_id, model_type="llama", kind="base", n_layers=info.n_layers,
                             is_moe=False, tied=True, instruct_pair=with_build(info.model_id, "instruct"))
