@@ -20,6 +20,7 @@ from lazarus_bench.bench.plan import (
     workload,
 )
 from lazarus_bench.cli import main
+from lazarus_bench.harness.registry import all_claims
 from lazarus_bench.zoo.replicas import FULL, REPLICAS, full_config
 
 RATES = Rates(gemm_gflops=100.0, bandwidth_gbs=10.0, exp_per_s=1e8, fit_s=0.01, quick_fit_s=0.004,
@@ -113,7 +114,7 @@ def test_plan_cli_reads_only_the_config(config_only, capsys):
     assert main(["run", "--plan", "-m", str(config_only), "--memory", "16", "-j", "1"]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| H")]
-    assert len(rows) == 17
+    assert len(rows) == len(all_claims()) == 18
     assert "16.0 GB available" in out and "total:" in out and "GEMM 100 GFLOP/s" in out
     h07 = next(r for r in rows if r.startswith("| H07"))
     assert "NO" in h07  # GRPO's full fine-tuning with a frozen reference: over 30 GB at 1B in float32

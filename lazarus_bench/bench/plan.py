@@ -8,6 +8,7 @@ replicates) is read from each claim's declaration in the registry. Display-only:
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -297,10 +298,12 @@ def _direction_claim(w: Workload, c, tier: str) -> list[Part]:
 
 
 def _router_claim(w: Workload, c, tier: str) -> list[Part]:
-    """H10: every router row against every unembedding row, and a random-row null."""
+    """H10: every router row against every unembedding row, and three random-row nulls (the alignment's, the
+    perpendicular part's and the top-k hits') of ceil(null_per_test x rows / alpha) rows each."""
     p = c.params
     rows = max(1, w.routed) * w.d.layers
-    measure = w.projections(rows * (1 + p["n_null"] // 10))
+    n_null = math.ceil(p["null_per_test"] * rows / p["alpha"])
+    measure = w.projections(rows + 3 * n_null)
     out = [Part("measurement", measure)]
     out += [Part(f"graded: {g.name}", measure, len(g.strengths) * g.replicates) for g in c.graded]
     out += [Part(f"null: {n.name}", measure, n.replicates) for n in c.nulls]
