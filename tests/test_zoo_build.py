@@ -271,16 +271,23 @@ def test_a_recipe3_build_rebuilds_the_shipped_zoo():
 
 
 def test_every_shipped_build_takes_more_models_only_with_its_own_recipe():
-    """`zoo build` may add models to each shipped build when given that build's seed and weight decay (this code's
-    configs are the ones it was built with), and refuses the other weight decay rather than replace its base."""
+    """`zoo build` may add models to each shipped build when given that build's recipe, seed and weight decay (this
+    code's configs are the ones it was built with), and refuses another recipe or weight decay rather than replace its
+    base."""
     from pathlib import Path
 
     from lazarus_bench.errors import LazarusError
 
     shipped = Path(R.__file__).parent / "weights"
     for build in R.zoo_builds(shipped).values():
-        train = json.loads((build / "base" / "manifest.json").read_text())["build_config"]["train"]
+        manifest = json.loads((build / "base" / "manifest.json").read_text())
+        train = manifest["build_config"]["train"]
         seed, wd = train["seed"], train["weight_decay"]
+        if manifest.get("recipe") == "v3":  # recipe v3's builds take more models from v3 only
+            B.refuse_replacing(build, size="default", seed=seed)
+            with pytest.raises(LazarusError, match="recipe: v3 -> None"):
+                B.refuse_replacing(build, size="recipe3", seed=seed, weight_decay=wd)
+            continue
         B.refuse_replacing(build, size="recipe3", seed=seed, weight_decay=wd)
         other = 0.1 if wd == 0.01 else 0.01
         with pytest.raises(LazarusError, match=rf"train.weight_decay: {wd} -> {other}"):
