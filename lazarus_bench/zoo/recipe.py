@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass, field, replace
 from ..codehash import module_code
 from . import pretrain as P
 from .corpus import CorpusMix
+from .registry import RECIPE
 
-RECIPE = "v3"  # the manifests' recipe tag: a cached micro zoo of another recipe is rebuilt
+# RECIPE (registry.py): the manifests' recipe tag; a cached micro zoo of another recipe is rebuilt
 DEV_SEEDS = (101, 102, 103, 104, 105)  # recipe v3's development builds (stage 1); confirmatory seeds are drawn apart
 # the modules that make a build from a recipe's declaration: corpus, tokenizer, training stages, derived variants
 RECIPE_CODE = ("lazarus_bench.zoo.corpus", "lazarus_bench.zoo.tokenizer", "lazarus_bench.zoo.pretrain",

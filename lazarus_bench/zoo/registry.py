@@ -23,6 +23,7 @@ class ZooIntegrityError(LazarusError):
 
 ZOO_ENV = "LAZARUS_ZOO_DIR"
 MICRO_ZOO_ENV = "LAZARUS_MICRO_ZOO_DIR"
+RECIPE = "v3"  # the current zoo recipe's tag in every manifest (zoo/recipe.py declares the recipe itself)
 DEFAULT_MODELS = ("zoo:base", "zoo:instruct", "zoo:untied", "zoo:moe")  # the main job's models and the slow tier's
 PREFIXES = ("zoo:", "zoo-micro:", "replica:")  # ids resolved here: the zoo, the micro zoo, real-checkpoint replicas
 
@@ -70,8 +71,6 @@ def default_models(micro: bool = False) -> list[str]:
     """The main job's models: the builds of the current recipe, the root build's four models and each other build's
     base and moe (its instruct model is the base's pair for H06; the claims about other kinds need only those).
     Builds of an older recipe (the shipped zoo's root and s4-s15) stay shipped and run when named with -m."""
-    from .recipe import RECIPE
-
     prefix = "zoo-micro:" if micro else "zoo:"
     models = []
     for build, path in zoo_builds(zoo_root(micro)).items():

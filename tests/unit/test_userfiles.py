@@ -107,6 +107,7 @@ READS = {
     "zoo/pack.py:is_packed": TOOL_WROTE,
     "zoo/pack.py:pack": TOOL_WROTE, "zoo/pack.py:unpack": TOOL_WROTE, "zoo/pretrain.py:load_model": TOOL_WROTE,
     "zoo/registry.py:_base_weight_decay": TOOL_WROTE, "zoo/registry.py:build_info": TOOL_WROTE,
+    "zoo/registry.py:_of_recipe": TOOL_WROTE,
     "zoo/registry.py:repair_hint": TOOL_WROTE, "zoo/registry.py:verify": TOOL_WROTE,
     "zoo/replicas.py:_current": TOOL_WROTE, "zoo/replicas.py:build_replica": TOOL_WROTE,
     "prompts.py:read_prompts_file": CHECKED_FIRST, "harness/prereg.py:read_lock_file": CHECKED_FIRST,
