@@ -261,6 +261,20 @@ def h03_prompt_sets(p: dict) -> tuple[PromptSet, str, PromptSet]:
     return sets[p["prompt_set"]], other_name, sets[other_name]
 
 
+def later_blocks(labels: list, base: int) -> list[int]:
+    """The rows of the blocks after block ``base``, where the peak is looked for (one line if there are none)."""
+    rows = [i for i, label in enumerate(labels) if label != EMB and label > base]
+    if not rows:
+        raise LazarusError(f"H03 needs a block after block {base}; this model has "
+                           f"{sum(label != EMB for label in labels)} block(s)")
+    return rows
+
+
+def cells_of(words: PromptSet) -> list[str]:
+    """Each prompt's template x operand-pair cell: the unit the sign tests and the null's permutations count."""
+    return [f"template {it.template}, pair {it.pair}" for it in words]
+
+
 def h03_fit(ctx: ClaimContext) -> H03Fit:
     """Probe both word sets, then block 0's cross-validated predictions, the permutation null within template x
     operand-pair cells (the unit: a cell's prompts share their cross-validated fate) and the nested peak."""
@@ -273,12 +287,10 @@ def h03_fit(ctx: ClaimContext) -> H03Fit:
     y = probed.y
     base_row = probed.row(base)
     blocks = [i for i, label in enumerate(probed.labels) if label != EMB]
-    candidates = [i for i in blocks if probed.labels[i] > base]
-    if not candidates:
-        raise LazarusError(f"H03 needs a block after block {base}; this model has {len(blocks)} block(s)")
+    candidates = later_blocks(probed.labels, base)
     strat0, group0 = cv_predictions(probed.features[base_row], y, probed.groups, n_splits=p["n_splits"],
                                     seed=p["seed"], C=p["C"])
-    cells = [f"template {it.template}, pair {it.pair}" for it in words]
+    cells = cells_of(words)
     if "within template x operand-pair cells" not in ctx.test("peak_above_null"):
         raise LazarusError(f"H03 implements a within-cell permutation null, not '{ctx.test('peak_above_null')}'")
     null = probes.cluster_permutation_null(probed.features[blocks], y, cells, n_splits=p["n_splits"],
@@ -345,12 +357,12 @@ def read_peak(ctx: ClaimContext) -> Outcome:
     words, _, _ = h03_prompt_sets(p)
     X, labels = last_token_states(ctx.handle(), probed_texts(words, p))
     y, groups = probed_labels(words, p), np.asarray([it.template for it in words])
-    candidates = [i for i, label in enumerate(labels) if label != EMB and label > p["layer"]]
+    candidates = later_blocks(labels, p["layer"])
     stratified = [probes.probe_layer(X[r], y, n_splits=p["n_splits"], n_permutations=0, seed=p["seed"],
                                      C=p["C"]).accuracy for r in candidates]
     chosen, _, _ = nested_peak(X, y, groups, candidates, labels.index(p["layer"]), n_splits=p["n_splits"],
                                seed=p["seed"], C=p["C"])
-    cells = [f"template {it.template}, pair {it.pair}" for it in words]
+    cells = cells_of(words)
     part = peak_part((chosen == y).astype(float), max(stratified), cells, ctx)
     return Outcome(statistic=stats.pending("selection-free peak accuracy", part.statistic, n=part.n),
                    ours=part.reason, parts={"peak": part})

@@ -391,3 +391,14 @@ def test_shares_print_the_95_percent_wilson_interval():
         ci = binomtest(k, n).proportion_ci(0.95, method="wilson")
         assert _share(k, n) == f"{k}/{n} = {k / n:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
     assert _share(3, 60) == "3/60 = 0.05 [0.02, 0.14]" and _share(0, 0) == "none run"
+
+
+def test_h03_looks_for_its_peak_after_the_base_block_and_says_when_there_is_none():
+    """The full measure and the peak reader share the candidate blocks: every block after the base one (never the
+    embedding row); a model with none is one line, not an empty maximum."""
+    from lazarus_bench.claims.h03_word_probe_emergence import later_blocks
+    from lazarus_bench.harness.common import EMB
+
+    assert later_blocks([EMB, 0, 1, 2], 0) == [2, 3] and later_blocks([EMB, 0, 1, 2], 1) == [3]
+    with pytest.raises(LazarusError, match="needs a block after block 0; this model has 1 block"):
+        later_blocks([EMB, 0], 0)
