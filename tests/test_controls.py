@@ -563,3 +563,29 @@ def test_h07_plant_strength_is_in_the_criterions_units(tmp_path):
     assert 0.01 / 3 < max(op_word_probs(handle, measured, 0.55)[0]) < 0.03, "the strength transfers"
     plant.scale = 0.0
     assert max(op_word_probs(handle, measured, 0.55)[0]) == before
+
+
+def test_h01_and_h04_readers_give_the_measures_part(tmp_path):
+    """H01's sign-test reader and H04's rank reader decide their part as the full measure does (same value, verdict
+    and reason), on the model, a plant and a random-init draw; H01's plant is calibrated once per strength, so a
+    second replicate reuses the scale and differs only in its measured prompts."""
+    from lazarus_bench.claims import h01_lens_op_words as h01
+    from lazarus_bench.claims import h04_probe_direction_vocab as h04
+
+    def same(claim_id, ctx, part, reader):
+        full, read = get_claim(claim_id).measure(ctx).parts[part], reader(ctx).parts[part]
+        assert (full.statistic, full.verdict, full.reason) == (read.statistic, read.verdict, read.reason)
+        return read
+
+    ctx = _ctx("H01", "zoo:base", tmp_path, [])
+    first, second = h01.planted_op_word(ctx, 0.05, 0), h01.planted_op_word(ctx, 0.05, 1)
+    assert first.handle().layers[ctx.handle().layer_at_depth(0.55)]  # the planted block is wrapped
+    scales = {c.handle().layers[c.handle().layer_at_depth(0.55)]._hook.__self__.scale for c in (first, second)}
+    assert len(scales) == 1 and scales.pop() > 0
+    values = {same("H01", c, "below_threshold", h01.read_below).statistic for c in (ctx, first, second)}
+    assert len(values) == 3, values
+    assert get_claim("H01").reader("below_threshold") is h01.read_below
+    ctx4 = _ctx("H04", "zoo:base", tmp_path, [])
+    for c in (ctx4, h04.random_init_draw(ctx4, 2)):
+        same("H04", c, "outside_top", h04.read_outside_top)
+    assert {g.part for g in get_claim("H04").graded} | {n.part for n in get_claim("H04").nulls} == {"outside_top"}

@@ -9,7 +9,7 @@ import numpy as np
 from .. import prompts, stats
 from ..analysis.lens import logit_lens, target_spellings
 from ..errors import LazarusError
-from ..harness.base import ClaimContext, Gate, Outcome, not_instruct
+from ..harness.base import ClaimContext, ControlUnavailable, Gate, Outcome, not_instruct
 from ..harness.controls import GradedControl, NullControl
 from ..harness.fixtures import dual_trained_control
 from ..harness.params import Param
@@ -129,16 +129,47 @@ def median_max(handle, params: dict, prompt_seed: int) -> float:
     return float(np.median(h01_statistics(handle, {**params, "prompt_seed": prompt_seed})[0]))
 
 
+CALIBRATION_STEPS = 20  # bisection steps of a plant's scale: 9 decades / 2**20, a 0.002% step in the scale
+_SCALES: dict[tuple, float | str] = {}  # per process: a pure function of its key, so workers agree
+
+
+def plant_scale(ctx: ClaimContext, plant: ClassPlant, handle, prob: float) -> float:
+    """The plant scale that brings the median of per-prompt maxima to ``prob`` on the calibration prompts (seed
+    50,000, drawn apart from every measured set), found once per model, block and strength; a strength that cannot
+    be planted raises ``ControlUnavailable`` each time it is asked."""
+    key = (ctx.model_id, handle.layer_at_depth(ctx.params["layer_fraction"]), prob)
+    if key not in _SCALES:
+        try:
+            _SCALES[key] = calibrate_scale(plant, lambda: median_max(handle, ctx.params, 50_000), prob,
+                                           steps=CALIBRATION_STEPS)
+        except ControlUnavailable as exc:
+            _SCALES[key] = str(exc)
+    if isinstance(_SCALES[key], str):
+        raise ControlUnavailable(_SCALES[key])
+    return _SCALES[key]
+
+
 def planted_op_word(ctx: ClaimContext, prob: float, replicate: int) -> ClaimContext:
     """Each prompt's operation word written at the 55%-depth block with the strength that brings the criterion's
-    statistic (the median of per-prompt maxima over all layers) to ``prob`` on calibration prompts, drawn apart from
-    the measured ones; both resampled per replicate."""
+    statistic (the median of per-prompt maxima over all layers) to ``prob`` on calibration prompts (``plant_scale``);
+    measured on prompts resampled per replicate."""
     handle, words = ctx.fresh_handle(), list(prompts.operation_words())
-    calib, measured = (prompts.resampled_dual_reward_eval(s + replicate) for s in (50_000, 60_000))
+    calib, measured = prompts.resampled_dual_reward_eval(50_000), prompts.resampled_dual_reward_eval(60_000 + replicate)
     plant = ClassPlant(handle, class_markers(handle, [calib, measured], words), word_directions(handle, words),
                        handle.layer_at_depth(ctx.params["layer_fraction"]))
-    calibrate_scale(plant, lambda: median_max(handle, ctx.params, 50_000 + replicate), prob)
+    plant.scale = plant_scale(ctx, plant, handle, prob)
     return ctx.variant(handle=handle, params={"prompt_seed": 60_000 + replicate})
+
+
+def read_below(ctx: ClaimContext) -> Outcome:
+    """The sign-test part alone, for the graded control that plants it: the per-prompt maxima and T'; no argmax
+    prompts, random-init control or samples."""
+    p = ctx.params
+    t_prime = scale_free_threshold(ctx.handle(), p)["scale_free"]
+    part = stats.threshold_claim(h01_statistics(ctx.handle(), p)[0], t_prime, "below", alpha=p["alpha"],
+                                 test=ctx.test("below_threshold"), name="max P(op word) per prompt")
+    return Outcome(statistic=part, ours=f"per-prompt maxima against T' {t_prime:.3%}",
+                   parts={"below_threshold": part})
 
 
 def random_init_draw(ctx: ClaimContext, replicate: int) -> ClaimContext:
@@ -188,16 +219,18 @@ POPULATION = {
                                       "added at the 55%-depth block, scaled so that the criterion's statistic, the "
                                       "median over prompts of each prompt's largest op-word probability over all "
                                       "layers, is the strength on calibration prompts; measured on other resampled "
-                                      "prompts",
+                                      "prompts; reads the sign-test part",
                           units="median per-prompt max P(op word)",
                           strengths=(0.00001, 0.0001, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4), replicates=10,
                           build=planted_op_word, effect=Verdict.REFUTED, threshold=0.01, writeup=0.0005,
-                          claimed="sesoi", scale_free=lambda ctx: scale_free_threshold(ctx.handle(), ctx.params)),),
+                          claimed="sesoi", scale_free=lambda ctx: scale_free_threshold(ctx.handle(), ctx.params),
+                          part="below_threshold"),),
     nulls=(NullControl(name="random-init models",
                        description="random-init models of the same architecture and tokenizer (a new init seed and "
                                    "resampled prompts per replicate): no operation word was learned",
                        replicates=40, build=random_init_draw, effect=Verdict.REFUTED),),
     layer_curve=("argmax_accuracy_by_layer", "argmax accuracy"),
+    readers={"below_threshold": read_below},
 )
 def measure_h01(ctx: ClaimContext) -> Outcome:
     p = ctx.params

@@ -253,20 +253,26 @@ def h04_fit(ctx: ClaimContext) -> H04Fit:
                   null=null, null_cos=null_cos, other=other, other_rank=other_rank, c_rank=c_rank)
 
 
+def side_tests(boot: np.ndarray, alpha: float, top: float) -> dict:
+    """The bootstrap interval of the rank percentile and the side of the cut-off it settles (``rank_sides``)."""
+    ci_low, ci_high = (float(q) for q in np.quantile(boot, [alpha, 1.0 - alpha]))
+    in_top, outside, p_claim, p_against = rank_sides(boot, top, alpha)
+    return {"ci_low": ci_low, "ci_high": ci_high, "in_top": in_top, "outside": outside, "p_claim": p_claim,
+            "p_against": p_against}
+
+
 def rank_tests(fit: H04Fit, alpha: float, top: float) -> dict:
-    """The bootstrap interval of the rank percentile and the side of the cut-off it settles, the cosine's z against
-    random directions, and the rank's p against random directions and against uniform ranks."""
-    ci_low, ci_high = (float(q) for q in np.quantile(fit.boot, [alpha, 1.0 - alpha]))
-    in_top, outside, p_claim, p_against = rank_sides(fit.boot, top, alpha)
+    """``side_tests``, the cosine's z against random directions, and the rank's p against random directions and
+    against uniform ranks."""
     z = (fit.ranker.best_cosine(fit.w) - float(fit.null_cos.mean())) / float(fit.null_cos.std(ddof=1))
     p_align = float((1 + np.count_nonzero(fit.null <= fit.best_pct)) / (fit.null.size + 1))
-    return {"ci_low": ci_low, "ci_high": ci_high, "in_top": in_top, "outside": outside, "p_claim": p_claim,
-            "p_against": p_against, "z": z, "p_align": p_align, "p_uniform": fit.ranker.uniform_p(fit.best_rank)}
+    return {**side_tests(fit.boot, alpha, top), "z": z, "p_align": p_align,
+            "p_uniform": fit.ranker.uniform_p(fit.best_rank)}
 
 
-def rank_reason(fit: H04Fit, t: dict, top: float) -> str:
+def rank_reason(word: str, best_rank: int, V: int, t: dict, top: float) -> str:
     """Why the rank part is decided as it is: inside the top fraction, outside it, or not settled."""
-    word, best_rank, V, best_pct = fit.p["word"], fit.best_rank, fit.V, fit.best_pct
+    best_pct = best_rank / V
     if t["in_top"]:
         return (f"'{word}' stays in the top {top:.0%} of the vocabulary (best rank {best_rank}/{V}) for the "
                 f"directions of resampled prompts (bootstrap upper bound {t['ci_high']:.2%}, p={t['p_against']:.3g})")
@@ -277,19 +283,41 @@ def rank_reason(fit: H04Fit, t: dict, top: float) -> str:
             f"does not settle whether it is outside the top {top:.0%}")
 
 
+def outside_top_part(word: str, best_rank: int, V: int, t: dict, n: int, top: float) -> ClaimStatistic:
+    """The rank part: the word's best rank percentile outside the top fraction for resampled prompts."""
+    return stats.evidence("best rank percentile", value=best_rank / V, n=n,
+                          p_value=t["p_against"] if t["in_top"] else t["p_claim"], against=t["in_top"],
+                          met=t["outside"], reason=rank_reason(word, best_rank, V, t, top))
+
+
 def h04_parts(fit: H04Fit, t: dict, alpha: float, top: float) -> dict[str, ClaimStatistic]:
     """The criteria's parts: the word's rank outside the top fraction, and the probe above chance."""
     probe, n = fit.probe, int(fit.y.size)
     probe_ok = probe.p_value is not None and probe.p_value < alpha
     return {
-        "outside_top": stats.evidence("best rank percentile", value=fit.best_pct, n=n,
-                                      p_value=t["p_against"] if t["in_top"] else t["p_claim"],
-                                      against=t["in_top"], met=t["outside"], reason=rank_reason(fit, t, top)),
+        "outside_top": outside_top_part(fit.p["word"], fit.best_rank, fit.V, t, n, top),
         "probe_above_chance": stats.evidence(
             "multiply-vs-add probe accuracy", value=probe.accuracy, n=n, p_value=probe.p_value,
             met=probe_ok, reason=f"probe accuracy {probe.accuracy:.0%} (permutation p={probe.p_value:.3g})" + (
                 "" if probe_ok else ": not above chance, so its direction may be noise")),
     }
+
+
+def read_outside_top(ctx: ClaimContext) -> Outcome:
+    """The rank part alone, for the graded control and the null that read it: the tested block's states, the
+    class-mean direction and its resampled ranks; no probe, random directions, other prompt set or random-init
+    model."""
+    p = ctx.params
+    handle = ctx.handle()
+    X, y, _ = multiply_add_features(handle, handle.layer_at_depth(p["layer_fraction"]), p["prompt_set"],
+                                    p["prompt_suffix"])
+    ranker = VocabRanker(handle, p["word"])
+    boot = bootstrap_best_ranks(X, y, ranker, n_bootstrap=p["n_bootstrap"], seed=p["seed"]) / ranker.vocab_size
+    t = side_tests(boot, p["alpha"], p["top_fraction"])
+    part = outside_top_part(p["word"], ranker.best_rank(direction(X, y)), ranker.vocab_size, t, int(y.size),
+                            p["top_fraction"])
+    return Outcome(statistic=stats.pending("best rank percentile", part.statistic, n=part.n), ours=part.reason,
+                   parts={"outside_top": part})
 
 
 def rank_by_layer(fit: H04Fit) -> list[float]:
@@ -424,13 +452,15 @@ POPULATION = {
                                       "prompts with the trailing space as H05a trains them; fraction 1 is the "
                                       "trained dual-reward model (the writeup's: lens P(op word) 36-81%)",
                           units="fraction of H05a's trained LoRA delta", strengths=(0.1, 0.25, 0.5, 0.75, 1.0),
-                          replicates=5, build=interpolated_h05, effect=Verdict.REFUTED, threshold=None, writeup=1.0),),
+                          replicates=5, build=interpolated_h05, effect=Verdict.REFUTED, threshold=None, writeup=1.0,
+                          part="outside_top"),),
     nulls=(NullControl(name="random-init models",
                        description="random-init models of the same architecture and tokenizer (a new init seed and "
                                    "bootstrap seed per replicate): no direction can be vocabulary-aligned by "
                                    "learning",
-                       replicates=20, build=random_init_draw, effect=Verdict.REFUTED),),
+                       replicates=20, build=random_init_draw, effect=Verdict.REFUTED, part="outside_top"),),
     layer_curve=("rank_percentile_by_layer", "mean-difference direction"),
+    readers={"outside_top": read_outside_top},
 )
 def measure_h04(ctx: ClaimContext) -> Outcome:
     p = ctx.params
