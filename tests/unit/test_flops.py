@@ -110,6 +110,8 @@ def test_suite_efficiency_is_counted_flops_over_worker_peak(tmp_path):
         rec = {"claim": {"id": claim}, "model": {"id": "m"}, "wall_s": wall, "timestamp": "2026-01-01T00:00:00+00:00"}
         if gemm:
             rec.update(work={"flops": counted}, environment={"blas": {"gemm_gflops_1024": gemm}})
+        if claim == "H01":
+            rec.update(status="ok", seconds={"measure": 0.5, "controls": 6.0})
         (records / f"{name}.json").write_text(json.dumps(rec))
     job = main_job_costs(records)
     work = job["work"]
@@ -119,8 +121,9 @@ def test_suite_efficiency_is_counted_flops_over_worker_peak(tmp_path):
     text = render.render_bench_md({"mode": "quick", "main_job": job})
     cells = {row[0]: row[1:] for row in ([c.strip() for c in line.strip("|").split("|")]
                                           for line in text.splitlines() if line.startswith("| H0"))}
-    assert cells == {"H01": ["10", "–", "0.167", "40.0%"], "H02": ["25", "–", "0.333", "12.5%"],  # no verdicts;
-                     "H03": ["0", "–", "0", "–"]}  # re-run minutes: H02's longest record (20 s) beats 25 s / 2
+    assert cells == {"H01": ["10", "–", "0.167", "40.0%", "12"],  # controls / measure: 6 s / 0.5 s
+                     "H02": ["25", "–", "0.333", "12.5%", "–"], "H03": ["0", "–", "0", "–", "–"]}
+    # H02 and H03 have no verdicts; re-run minutes: H02's longest record (20 s) beats 25 s / 2
     line = render._efficiency_line(work)
     assert line.startswith("Suite efficiency: 23.1% (0.3 TFLOP counted over 1.3 TFLOP of peak")
     assert "1 records without counts left out" in line
