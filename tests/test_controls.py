@@ -589,3 +589,15 @@ def test_h01_and_h04_readers_give_the_measures_part(tmp_path):
     for c in (ctx4, h04.random_init_draw(ctx4, 2)):
         same("H04", c, "outside_top", h04.read_outside_top)
     assert {g.part for g in get_claim("H04").graded} | {n.part for n in get_claim("H04").nulls} == {"outside_top"}
+
+
+def test_h07_reader_gives_the_measures_lens_part(tmp_path):
+    """H07's lens reader decides the lens part as the full measure does, on the cached GRPO run with a plant."""
+    from lazarus_bench.claims.h07_grpo_no_classifier import read_lens
+
+    ctx = _ctx("H07", "zoo:base", tmp_path, [0], plant_prob=0.05).variant()
+    full = get_claim("H07").measure(ctx).statistic.details["criteria"]["no_vocab_classifier"]
+    read = read_lens(ctx).parts["no_vocab_classifier"]
+    assert (full["statistic"], full["verdict"], full["reason"]) == (read.statistic, str(read.verdict), read.reason)
+    assert read.statistic > 0.01, "the plant shows"
+    assert get_claim("H07").reader("no_vocab_classifier") is read_lens

@@ -183,6 +183,30 @@ def h07_run(ctx: ClaimContext, seed: int, cfg: GRPOConfig, spec: GrpoSpec, base_
             **({"plant_scale": plant.scale} if plant is not None else {})}
 
 
+def lens_part(lens_max: list[float], limit: dict, ctx: ClaimContext) -> ClaimStatistic:
+    """The lens part over seeds: each run's largest op-word lens probability at the claim's block, below T'."""
+    p = ctx.params
+    return stats.threshold_claim(lens_max, limit["scale_free"], "below", p["alpha"],
+                                 test=ctx.test("no_vocab_classifier"), min_n=p["min_seeds"],
+                                 name="max op-word lens prob at 55% depth after GRPO")
+
+
+def read_lens(ctx: ClaimContext) -> Outcome:
+    """The lens part alone, for the graded control that plants it: each seed's cached GRPO run, planted, read at the
+    claim's block; no probe, answers or untrained snapshot."""
+    p = ctx.params
+    configs = {seed: grpo_config(p, seed) for seed in ctx.seeds}
+    _, lens_items = h07_prompts(configs, grpo_spec(), p)
+    lens_max = []
+    for seed, cfg in configs.items():
+        handle, _ = grpo_run(ctx, cfg, grpo_spec(), p["steps"], p["min_reward_rise"])
+        if p["plant_prob"] > 0:
+            plant_after(handle, p, seed)
+        lens_max.append(max(op_word_probs(handle, lens_items, p["layer_fraction"])[0]))
+    part = lens_part(lens_max, scale_free_threshold(ctx.handle(), p), ctx)
+    return Outcome(statistic=part, ours=part.reason, parts={"no_vocab_classifier": part})
+
+
 def probe_levels(runs: list[dict]) -> tuple[list[float], list[float]]:
     """The correct/incorrect probe's leave-one-pair-out accuracy per seed, before and after GRPO."""
     return ([r["before"]["probe"]["group_accuracy"] for r in runs],
@@ -199,9 +223,7 @@ def h07_parts(runs: list[dict], limit: dict, ctx: ClaimContext) -> dict[str, Cla
     answer = stats.threshold_claim(gains, 0.0, "above", alpha, test=ctx.test("answers_improve"), min_n=min_n,
                                    name="rise of mean correct-answer first-token prob (held-out)")
     return {
-        "no_vocab_classifier": stats.threshold_claim(lens_max, limit["scale_free"], "below", alpha,
-                                                     test=ctx.test("no_vocab_classifier"), min_n=min_n,
-                                                     name="max op-word lens prob at 55% depth after GRPO"),
+        "no_vocab_classifier": lens_part(lens_max, limit, ctx),
         "probe_unchanged": probe_change_claim(probe_before, probe_after, p["max_probe_change"], alpha, min_n,
                                               ctx.test("probe_unchanged")),
         "answers_improve": answer,
@@ -316,6 +338,7 @@ POPULATION = {"no_vocab_classifier": {"scale": "logit"}, "probe_unchanged": {}, 
                           build=planted_op_word, effect=Verdict.REFUTED, threshold=0.01, writeup=0.0, claimed="sesoi",
                           part="no_vocab_classifier",
                           scale_free=lambda ctx: scale_free_threshold(ctx.handle(), ctx.params)),),
+    readers={"no_vocab_classifier": read_lens},
 )
 def measure_h07(ctx: ClaimContext) -> Outcome:
     p = ctx.params
