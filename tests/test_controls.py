@@ -532,19 +532,21 @@ def test_graded_and_null_controls_reach_the_record_and_the_report(saved_model, t
 
 def test_h01_plant_strength_is_in_the_criterions_units(tmp_path):
     """H01's graded plant brings the statistic its sign test reads (the median over prompts of each prompt's largest
-    op-word probability over all layers) to the strength; a plant scaled to a mean at its block, as before amendment
-    18, leaves that statistic about twice as high (1.9% for a mean of 1% on zoo:base), as later layers amplify it."""
-    from lazarus_bench.claims.h01_lens_op_words import median_max, planted_op_word
-    from lazarus_bench.harness.plants import plant_op_words
+    op-word probability over all layers) to the strength on every operation's calibration prompts, each operation
+    scaled alone; one scale for all four, scaled to their joint median, leaves the operations far apart."""
+    from lazarus_bench.claims.h01_lens_op_words import CALIBRATION, class_scales, planted_op_word, prompt_maxima
 
     ctx = _ctx("H01", "zoo:base", tmp_path, [])
-    planted = planted_op_word(ctx, 0.01, 0)
-    assert median_max(planted.handle(), ctx.params, 50_000) == pytest.approx(0.01, rel=1e-3)
-    assert 0.01 / 3 < median_max(planted.handle(), ctx.params, 60_000) < 0.03, "the strength transfers"
-    old = ctx.fresh_handle()
-    plant_op_words(old, old.layer_at_depth(0.55), 0.01, prompts.resampled_dual_reward_eval(50_000),
-                   [prompts.resampled_dual_reward_eval(60_000)])
-    assert median_max(old, ctx.params, 50_000) > 0.015
+    calib = prompts.resampled_dual_reward_eval(CALIBRATION, per_op=4)
+    labels = np.asarray(calib.labels())
+    planted = planted_op_word(ctx, 0.05, 0)
+    maxima = prompt_maxima(planted.handle(), calib)
+    for word in prompts.operation_words():
+        assert np.median(maxima[labels == word]) == pytest.approx(0.05, rel=1e-3), word
+    scales = class_scales(ctx, 0.05)
+    assert len(set(scales)) == 4 and max(scales) > 1.05 * min(scales), scales
+    measured = prompt_maxima(planted.handle(), prompts.resampled_dual_reward_eval(60_000))
+    assert 0.05 / 4 < np.median(measured) < 0.2, "the strength transfers (within 4x) to prompts never calibrated on"
 
 
 def test_h07_plant_strength_is_in_the_criterions_units(tmp_path):

@@ -130,34 +130,61 @@ def median_max(handle, params: dict, prompt_seed: int) -> float:
 
 
 CALIBRATION_STEPS = 20  # bisection steps of a plant's scale: 9 decades / 2**20, a 0.002% step in the scale
-_SCALES: dict[tuple, float | str] = {}  # per process: a pure function of its key, so workers agree
+CALIBRATION = 50_000  # the calibration prompts' seed, apart from every measured set
+_SCALES: dict[tuple, tuple[float, ...] | str] = {}  # per process: a pure function of its key, so workers agree
 
 
-def plant_scale(ctx: ClaimContext, plant: ClassPlant, handle, prob: float) -> float:
-    """The plant scale that brings the median of per-prompt maxima to ``prob`` on the calibration prompts (seed
-    50,000, drawn apart from every measured set), found once per model, block and strength; a strength that cannot
-    be planted raises ``ControlUnavailable`` each time it is asked."""
-    key = (ctx.model_id, handle.layer_at_depth(ctx.params["layer_fraction"]), prob)
+def prompt_maxima(handle, prompt_set) -> np.ndarray:
+    """Per prompt: its largest operation-word lens probability over every layer, word and spelling."""
+    words = list(prompts.operation_words())
+    _, probs = op_word_lens(handle, prompt_set, words)
+    return np.stack([probs[w] for w in words], axis=-1).reshape(len(prompt_set), -1).max(axis=1)
+
+
+def op_word_plant(handle, block: int, weights, prompt_sets) -> ClassPlant:
+    """Each operation's word (its unembedding row times the final-norm gain, times its weight) written at ``block``
+    into the prompts that hold its operator symbol (found in ``prompt_sets``)."""
+    words = list(prompts.operation_words())
+    directions = word_directions(handle, words) * np.asarray(weights, dtype=np.float32)[:, None]
+    return ClassPlant(handle, class_markers(handle, prompt_sets, words), directions, block)
+
+
+def class_scales(ctx: ClaimContext, prob: float) -> tuple[float, ...]:
+    """Per operation, the scale of its word's plant that brings the median over its own calibration prompts (4 per
+    operation, never measured) of each prompt's largest op-word probability over all layers to ``prob``; each
+    operation calibrated alone on a fresh copy, once per model, block and strength. One scale for all four left
+    subtract below 4% where multiply reached 60% (recipe v3, seed 101)."""
+    block = ctx.handle().layer_at_depth(ctx.params["layer_fraction"])
+    key = (ctx.model_id, block, prob)
     if key not in _SCALES:
+        calib = prompts.resampled_dual_reward_eval(CALIBRATION, per_op=4)
+        labels, words = np.asarray(calib.labels()), list(prompts.operation_words())
+        scales = []
         try:
-            _SCALES[key] = calibrate_scale(plant, lambda: median_max(handle, ctx.params, 50_000), prob,
-                                           steps=CALIBRATION_STEPS)
+            for i, word in enumerate(words):
+                handle = ctx.fresh_handle()
+                plant = op_word_plant(handle, block, np.eye(len(words))[i], [calib])
+
+                def median_of_class(handle=handle, word=word) -> float:
+                    return float(np.median(prompt_maxima(handle, calib)[labels == word]))
+
+                scales.append(calibrate_scale(plant, median_of_class, prob, steps=CALIBRATION_STEPS))
+            _SCALES[key] = tuple(scales)
         except ControlUnavailable as exc:
-            _SCALES[key] = str(exc)
+            _SCALES[key] = f"{word}: {exc}"
     if isinstance(_SCALES[key], str):
         raise ControlUnavailable(_SCALES[key])
     return _SCALES[key]
 
 
 def planted_op_word(ctx: ClaimContext, prob: float, replicate: int) -> ClaimContext:
-    """Each prompt's operation word written at the 55%-depth block with the strength that brings the criterion's
-    statistic (the median of per-prompt maxima over all layers) to ``prob`` on calibration prompts (``plant_scale``);
-    measured on prompts resampled per replicate."""
-    handle, words = ctx.fresh_handle(), list(prompts.operation_words())
-    calib, measured = prompts.resampled_dual_reward_eval(50_000), prompts.resampled_dual_reward_eval(60_000 + replicate)
-    plant = ClassPlant(handle, class_markers(handle, [calib, measured], words), word_directions(handle, words),
-                       handle.layer_at_depth(ctx.params["layer_fraction"]))
-    plant.scale = plant_scale(ctx, plant, handle, prob)
+    """Each prompt's operation word written at the 55%-depth block with its operation's scale (``class_scales``), so
+    that the criterion's statistic is ``prob`` on every operation's calibration prompts; measured on prompts
+    resampled per replicate."""
+    handle = ctx.fresh_handle()
+    measured = prompts.resampled_dual_reward_eval(60_000 + replicate)
+    op_word_plant(handle, handle.layer_at_depth(ctx.params["layer_fraction"]), class_scales(ctx, prob),
+                  [prompts.resampled_dual_reward_eval(CALIBRATION, per_op=4), measured]).scale = 1.0
     return ctx.variant(handle=handle, params={"prompt_seed": 60_000 + replicate})
 
 
@@ -216,10 +243,10 @@ POPULATION = {
     controls=(dual_trained_control(Verdict.REFUTED),),
     graded=(GradedControl(name="operation word planted at 55% depth",
                           description="each prompt's operation word (its unembedding row times the final-norm gain) "
-                                      "added at the 55%-depth block, scaled so that the criterion's statistic, the "
-                                      "median over prompts of each prompt's largest op-word probability over all "
-                                      "layers, is the strength on calibration prompts; measured on other resampled "
-                                      "prompts; reads the sign-test part",
+                                      "added at the 55%-depth block, each operation scaled so that the criterion's "
+                                      "statistic, the median over prompts of each prompt's largest op-word "
+                                      "probability over all layers, is the strength on its calibration prompts; "
+                                      "measured on other resampled prompts; reads the sign-test part",
                           units="median per-prompt max P(op word)",
                           strengths=(0.00001, 0.0001, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4), replicates=10,
                           build=planted_op_word, effect=Verdict.REFUTED, threshold=0.01, writeup=0.0005,
