@@ -134,7 +134,7 @@ def test_report_flags_records_off_the_lock_and_opens_with_the_replication_summar
     curve = h01["curves"]["argmax_accuracy_by_layer"]
     d = h01["statistic"]["details"]
     at = curve["x"].index(str(int(0.55 * h01["model"]["info"]["n_layers"])))
-    assert curve["series"]["argmax accuracy"][at] == d["argmax_hits_writeup_prompts"] / d["n_prompts"]
+    assert curve["series"]["argmax accuracy"][at] == d["argmax_hits"] / d["n_prompts"]
     assert "| H01 " in layers and "H02" not in layers
 
 

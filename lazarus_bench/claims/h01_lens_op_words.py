@@ -17,6 +17,7 @@ from ..harness.plants import ClassPlant, calibrate_scale, class_markers, word_di
 from ..harness.registry import claim
 from ..harness.scale import low_threshold, random_level
 from ..options import PROB, Interval
+from ..prompts import PromptSet
 from ..stats import Verdict
 
 
@@ -26,14 +27,19 @@ def op_word_lens(handle, prompt_set, words):
     return results, {w: np.stack([r.targets[w].full_prob_sum for r in results]) for w in words}
 
 
-def h01_prompts(seed: int):
-    """The writeup's 8 evaluation prompts (``seed`` < 0), or prompts of their form with operands drawn by ``seed``."""
-    return prompts.dual_reward_eval() if seed < 0 else prompts.resampled_dual_reward_eval(seed)
+def h01_prompts(params: dict) -> PromptSet:
+    """The prompts both parts read: the writeup's 8 evaluation prompts (``prompt_seed`` < 0; else 8 of their form
+    with operands drawn by it), then ``n_prompts`` - 8 more of their form drawn apart. On 8 alone the sign test saw a
+    plant at twice T' in half the replicates (recipe v3, seeds 101 and 102)."""
+    seed = params["prompt_seed"]
+    first = prompts.dual_reward_eval() if seed < 0 else prompts.resampled_dual_reward_eval(seed)
+    extra = prompts.resampled_dual_reward_eval(90_000 + max(seed, 0), per_op=(params["n_prompts"] - 8) // 4)
+    return PromptSet(name=f"h01_{seed}_{params['n_prompts']}", items=(*first, *extra), source=first.source)
 
 
 def h01_statistics(handle, params) -> tuple[list[float], int, int, dict, list[dict]]:
     """Per-prompt maximum operation-word probability, argmax hits at the classification layer, curves, samples."""
-    evalset = h01_prompts(params["prompt_seed"])
+    evalset = h01_prompts(params)
     words = list(prompts.operation_words())
     results, probs = op_word_lens(handle, evalset, words)
     layers = results[0].layers
@@ -64,24 +70,6 @@ def h01_statistics(handle, params) -> tuple[list[float], int, int, dict, list[di
                                                 "chance": [1.0 / len(words)] * len(layers)}},
     }
     return per_prompt_max.tolist(), hits, len(results), curves, samples
-
-
-def argmax_prompts(params: dict):
-    """The argmax part's prompts: the measured set and ``argmax_prompts`` - 8 more of the writeup's form, drawn apart
-    (an equivalence bound needs about 96 prompts to reach chance + 15 points)."""
-    seed = 90_000 + max(params["prompt_seed"], 0)
-    extra = prompts.resampled_dual_reward_eval(seed, per_op=(params["argmax_prompts"] - 8) // 4)
-    return [*h01_prompts(params["prompt_seed"]), *extra]
-
-
-def argmax_hits(handle, params: dict) -> tuple[int, int]:
-    """Prompts whose operation word is the argmax among the 4 words at the classification layer, out of how many."""
-    items, words = argmax_prompts(params), list(prompts.operation_words())
-    results = logit_lens(handle, [it.text for it in items], words, layers=[handle.layer_at_depth(
-        params["layer_fraction"])], top_k=1)
-    hits = sum(words[int(np.argmax([r.targets[w].full_prob_sum[0] for w in words]))] == it.label
-               for r, it in zip(results, items))
-    return hits, len(items)
 
 
 def scale_free_threshold(handle, params: dict) -> dict:
@@ -121,12 +109,6 @@ def spellable_share(ctx: ClaimContext) -> float:
         tok = getattr(handle.tokenizer, "_tokenizer", handle.tokenizer)
         ok += all(tok.decode(ids).strip() == word for ids in spellings.values())
     return ok / len(prompts.operation_words())
-
-
-def median_max(handle, params: dict, prompt_seed: int) -> float:
-    """The median over the prompts of ``prompt_seed`` of each prompt's largest operation-word probability over all
-    layers: the quantity H01's sign test puts against the threshold."""
-    return float(np.median(h01_statistics(handle, {**params, "prompt_seed": prompt_seed})[0]))
 
 
 CALIBRATION_STEPS = 20  # bisection steps of a plant's scale: 9 decades / 2**20, a 0.002% step in the scale
@@ -218,18 +200,18 @@ POPULATION = {
     title="No operation words in a base model's logit lens",
     statement="Base models show no operation words (multiply/add/subtract/divide) in the logit lens at any layer.",
     source="seed 002 (What Base Models Have; logit lens), seed 000 (baseline)",
-    criterion=("every layer < T' = max(1%, 10 x R) for the prompt's operation words (R: the same maximum on 5 "
-               "random-init models of the architecture and tokenizer); class argmax at 55% depth equivalent to "
-               "chance: accuracy below chance + 15 points on 96 prompts of the writeup's form (exact binomial)"),
+    criterion=("on 96 prompts of the writeup's form (its 8 first): every layer < T' = max(1%, 10 x R) for the "
+               "prompt's operation words, most prompts below (sign test; R: the same maximum on 5 random-init models "
+               "of the architecture and tokenizer); class argmax at 55% depth equivalent to chance: accuracy below "
+               "chance + 15 points (exact binomial)"),
     writeup="~0.0x% at every layer (Llama-3.2-1B, TinyLlama, Granite)",
     params={"max_prob": 0.01, "k_random": 10, "random_draws": 5, "layer_fraction": 0.55, "alpha": 0.05,
             "min_spellable": Param(1.0, PROB, help="gate: smallest share (0-1) of the op words the tokenizer spells"),
             "prompt_seed": Param(-1, Interval(int, -1, 2**32 - 1),
-                                 help="-1: the writeup's 8 prompts; else prompts of their form with operands drawn "
-                                      "by this seed"),
-            "argmax_prompts": Param(96, Interval(int, 8, 400),
-                                    help="prompts of the writeup's form the argmax part reads (the writeup's 8 "
-                                         "first)"),
+                                 help="-1: the writeup's 8 prompts first; else 8 of their form with operands "
+                                      "drawn by this seed"),
+            "n_prompts": Param(96, Interval(int, 8, 400),
+                               help="prompts of the writeup's form both parts read (the 8 of prompt_seed first)"),
             "argmax_margin": Param(0.15, Interval(float, 0.0, 0.75),
                                    help="points above chance the argmax accuracy must stay below (an equivalence "
                                         "margin, 0-1)")},
@@ -272,7 +254,7 @@ def measure_h01(ctx: ClaimContext) -> Outcome:
         "P(true op word)"
     ]
     every_below = max(values) < t_prime
-    argmax_k, argmax_n = argmax_hits(ctx.handle(), p)
+    argmax_k, argmax_n = hits, n
     parts = {
         "below_threshold": threshold,
         "every_prompt_below": stats.evidence(
@@ -289,7 +271,6 @@ def measure_h01(ctx: ClaimContext) -> Outcome:
             **threshold.details,
             "argmax_hits": argmax_k,
             "argmax_n": argmax_n,
-            "argmax_hits_writeup_prompts": hits,
             "n_prompts": n,
             "chance": chance,
             "threshold_forms": limit,
