@@ -31,7 +31,7 @@ OPS = list(prompts.operation_words())
 OPEN_CEILING = {"min_ceiling_over_floor": 0.0}
 OPEN_FLOOR = {"min_cls_loss_fall": -10.0}  # 4 fast-tier steps cannot halve the loss: open the floor to test the rest
 # H08/H09 stop at the first GRPO run below a floor (ClaimContext.floor): open both to measure every run
-OPEN_GRPO_FLOORS = {"min_cls_loss_fall": -1e9, "min_readout_move": 0.0}
+OPEN_GRPO_FLOORS = {"min_cls_loss_fall": -1e9, "min_readout_move": 0.0, "min_reward_rise": -1.0}
 STAT_FIELDS = {"name", "statistic", "ci_low", "ci_high", "confidence", "effect_size", "p_value", "n", "verdict",
                "reason", "details"}
 
