@@ -47,10 +47,11 @@ class WeightNoise:
 
 
 def plant_accuracy_drop(handle, points: float, texts: Sequence[str], answers: Sequence[int], seed: Sequence[int],
-                        *, log10_range: tuple[float, float] = (-3.0, 2.0), steps: int = 14) -> dict:
+                        *, log10_range: tuple[float, float] = (-3.0, 2.0), steps: int = 10) -> dict:
     """``WeightNoise`` on ``handle`` (in place) at the smallest scale, by bisection in log10 over ``log10_range``,
     that loses ``points`` accuracy points on ``texts`` against the unplanted model; returns the scale and the
-    accuracies. Raises ControlUnavailable when even the largest scale loses fewer points (nothing left to lose)."""
+    accuracies. Raises ControlUnavailable when even the largest scale loses fewer points (nothing left to lose).
+    Ten steps end within 1.1% of the scale: finer than one point of ~100 prompts, each step a greedy evaluation."""
     before = answer_accuracy(handle, texts, answers).accuracy
     plant = WeightNoise(handle, seed)
 
