@@ -51,7 +51,7 @@ def plant_accuracy_drop(handle, points: float, texts: Sequence[str], answers: Se
     """``WeightNoise`` on ``handle`` (in place) at the smallest scale, by bisection in log10 over ``log10_range``,
     that loses ``points`` accuracy points on ``texts`` against the unplanted model; returns the scale and the
     accuracies. Raises ControlUnavailable when even the largest scale loses fewer points (nothing left to lose).
-    Ten steps end within 1.1% of the scale: finer than one point of ~100 prompts, each step a greedy evaluation."""
+    Ten steps narrow the scale to 0.005 decades (1.1%); each step costs a greedy evaluation of every prompt."""
     before = answer_accuracy(handle, texts, answers).accuracy
     plant = WeightNoise(handle, seed)
 
