@@ -230,7 +230,7 @@ POPULATION = {
                                       "probability over all layers, is the strength on its calibration prompts; "
                                       "measured on other resampled prompts; reads the sign-test part",
                           units="median per-prompt max P(op word)",
-                          strengths=(0.00001, 0.0001, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4), replicates=10,
+                          strengths=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6), replicates=10,
                           build=planted_op_word, effect=Verdict.REFUTED, threshold=0.01, writeup=0.0005,
                           claimed="sesoi", scale_free=lambda ctx: scale_free_threshold(ctx.handle(), ctx.params),
                           part="below_threshold"),),
