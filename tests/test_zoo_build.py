@@ -316,7 +316,9 @@ def test_a_base_missing_its_gates_trains_to_criterion(micro_zoo, tmp_path, monke
     assert [(e["steps"], e["seed"]) for e in man["extensions"]] == [(3, 100)]
     assert man["extensions"][0]["metrics_before"] == {g: first["metrics"][g] for g in GATES}
     assert man["extensions"][0]["misses_before"] == gate_misses("base", first["metrics"], {})
-    assert man["train_tokens"] == first["train_tokens"] + 3 * ext.batch_size * ext.seq_len
+    closing = spec.closing.steps * spec.closing.batch_size * spec.closing.seq_len  # again, after the extension
+    assert man["train_tokens"] == first["train_tokens"] + 3 * ext.batch_size * ext.seq_len + closing
+    assert man["closing"]["config"]["after_extensions"] == 1
     assert man["build_config"] == first["build_config"] and man["files"] != first["files"]
     assert set(man["metrics"]["claim_gates"]) == set(first["metrics"]["claim_gates"])  # of the extended model
     assert R.verify(out / "base")["extensions"] == man["extensions"]
@@ -325,6 +327,33 @@ def test_a_base_missing_its_gates_trains_to_criterion(micro_zoo, tmp_path, monke
     assert [r["extensions"] for r in _zoo_rows(out) if r["model"] == "base"] == [1]  # `zoo list` shows it
     again = B.build_zoo(out, size="micro", seed=0, progress=False, steps=6, kinds=("base",))["base"]
     assert again["files"] == man["files"]
+
+
+def test_the_closing_stage_comes_last_and_a_base_without_it_resumes_with_it(micro_zoo, tmp_path, monkeypatch):
+    """A base ends with its closing stage, recorded with the gate figures before it; a base built without it resumes
+    with it (build config unchanged) and ends bitwise as the base built in one go; one that has it is skipped."""
+    from dataclasses import replace
+
+    from lazarus_bench.zoo.evaluate import GATES
+    from lazarus_bench.zoo.recipe import recipe_hash
+
+    built, mans = micro_zoo
+    spec = B.SIZES["micro"]
+    closing = mans["base"]["closing"]
+    assert closing["config"]["train"]["steps"] == spec.closing.steps
+    assert closing["config"]["mix"]["opword"] == spec.closing_mix.opword > 0
+    assert set(closing["metrics_before"]) == set(GATES) and mans["base"]["recipe_sha256"] == recipe_hash(spec)
+    out = tmp_path / "zoo"
+    monkeypatch.setitem(B.SIZES, "micro", replace(spec, closing=None))
+    plain = B.build_zoo(out, size="micro", seed=0, progress=False, steps=6, kinds=("base",))["base"]
+    assert "closing" not in plain and plain["build_config"] == mans["base"]["build_config"]
+    monkeypatch.setitem(B.SIZES, "micro", spec)
+    closed = B.build_zoo(out, size="micro", seed=0, progress=False, steps=6, kinds=("base",))["base"]
+    assert closed["files"] == mans["base"]["files"] != plain["files"]
+    assert closed["train_tokens"] == plain["train_tokens"] + spec.closing.steps * spec.closing.batch_size * 64
+    assert closed["closing"]["metrics_before"] == {g: plain["metrics"][g] for g in GATES}
+    again = B.build_zoo(out, size="micro", seed=0, progress=False, steps=6, kinds=("base",))["base"]
+    assert again["files"] == closed["files"] and again["train_tokens"] == closed["train_tokens"]
 
 
 def test_a_weight_decay_variant_is_recorded_and_never_skipped_onto(micro_zoo, tmp_path):

@@ -137,6 +137,29 @@ def test_v3_puts_the_remain_family_after_the_prompts_trailing_space_token():
     assert {"Ġremaining"} <= followers and any(f.isdigit() for f in followers)
 
 
+def test_only_the_closing_mix_opens_a_line_with_an_operation_word():
+    """The no-space token of an operation word (what H04 and H05a read) follows a newline only in the closing
+    stage's rows: about 4% of their lines open with a true fact's word, none of V3_MIX's do."""
+    import re
+
+    from lazarus_bench.zoo.recipe import V3_CLOSING_MIX, V3_MIX
+    from lazarus_bench.zoo.tokenizer import build_tokenizer
+
+    opening = re.compile(r"^(add|subtract|multiply|divide) (\d+) (and|to|from|by) (\d+)(?: to get |: )(\d+)\.$")
+    assert not [line for line in _lines(C.generate_corpus(7, 1500, V3_MIX)) if opening.match(line)]
+    lines = _lines(C.generate_corpus(7, 1500, V3_CLOSING_MIX))
+    found = [opening.match(line) for line in lines if opening.match(line)]
+    assert 0.025 < len(found) / len(lines) < 0.055
+    for m in found:
+        word, x, prep, y, c = m.group(1), int(m.group(2)), m.group(3), int(m.group(4)), int(m.group(5))
+        a, b = (y, x) if prep in ("to", "from") else (x, y)
+        assert C.answer(a, {"add": "+", "subtract": "-", "multiply": "*", "divide": "/"}[word], b) == c, m.group(0)
+    assert {m.group(1) for m in found} == {"add", "subtract", "multiply", "divide"}
+    tok = build_tokenizer(7, texts=C.tokenizer_training_text(7, 400, V3_MIX))
+    tokens = tok.encode("x\nmultiply 7 by 8 to get 56.").tokens
+    assert tokens[tokens.index("Ċ") + 1] == "multiply" != tok.id_to_token(tok.encode(" multiply").ids[-1])
+
+
 def test_v3_text_never_holds_an_example_of_h15s_data_sets():
     """The review and news sentences teach H15's style, never one of its training or validation examples, at the
     data sets its claims declare (slow and fast tiers)."""

@@ -91,7 +91,8 @@ def with_weight_decay(spec: SizeSpec, weight_decay: float) -> SizeSpec:
     def wd(cfg: P.TrainConfig | None) -> P.TrainConfig | None:
         return None if cfg is None else replace(cfg, weight_decay=weight_decay)
 
-    return replace(spec, pretrain=wd(spec.pretrain), anneal=wd(spec.anneal), extension=wd(spec.extension))
+    return replace(spec, pretrain=wd(spec.pretrain), anneal=wd(spec.anneal), extension=wd(spec.extension),
+                   closing=wd(spec.closing))
 
 
 def _log(progress: bool, msg: str) -> None:
@@ -123,7 +124,8 @@ def _build_configs(kind: str, spec: SizeSpec, size: str, seed: int, arch: dict, 
     build_config = {"size": size, "kind": kind, "seed": seed, "arch": arch,
                     "train": asdict(tcfg), "init_from": init_from}
     if spec.recipe != "3":  # recipe 3's builds predate the recipe tag; theirs stay as they were built
-        build_config.update(recipe=spec.recipe, mix=json.loads(json.dumps(asdict(spec.mix))))  # as read back
+        mix = {k: v for k, v in asdict(spec.mix).items() if v != 0}  # a kind added later leaves old configs alone
+        build_config.update(recipe=spec.recipe, mix=json.loads(json.dumps(mix)))  # as read back
     stage1_config = dict(build_config)
     if kind == "base" and spec.anneal is not None:
         build_config["anneal"] = asdict(replace(spec.anneal, seed=seed, name=f"{size}/base-anneal"))
@@ -367,8 +369,10 @@ def _build_kind(run: _ZooBuild, kind: str, manifests: dict[str, dict], forced: b
     else:
         man = _train_kind(run, kind, model_dir, arch, tcfg, build_config, stage1_config, forced)
     if kind == "base" and run.evaluate_models:  # also a base built before its extensions: it resumes with them
-        return _train_to_criterion(run.spec, man, model_dir, arch, run.seed, run.pre, run.pdata, run.save,
-                                   run.ckpt_root, run.writer, run.progress)
+        man = _train_to_criterion(run.spec, man, model_dir, arch, run.seed, run.pre, run.pdata, run.save,
+                                  run.ckpt_root, run.writer, run.progress)
+    if kind == "base" and run.spec.closing is not None:  # ... and before its closing stage
+        man = _close(run, man, model_dir, arch)
     return man
 
 
@@ -500,6 +504,45 @@ def _train_to_criterion(spec: SizeSpec, man: dict, model_dir: Path, arch: dict, 
         P.barrier()
         man = json.loads((model_dir / MANIFEST).read_text())
     return man
+
+
+def _closing_record(run: _ZooBuild, man: dict) -> dict:
+    """What the base's manifest records of its closing stage (as read back): the config, the mix of its rows and the
+    extensions before it (an extension made later calls for the stage again: it stays the last)."""
+    ccfg = replace(run.spec.closing, seed=run.seed + 1000, name=f"{run.size}/base-closing")
+    return json.loads(json.dumps({"train": asdict(ccfg), "mix": asdict(run.spec.closing_mix),
+                                  "after_extensions": len(man.get("extensions") or [])}))
+
+
+def _close(run: _ZooBuild, man: dict, model_dir: Path, arch: dict) -> dict:
+    """The base after its closing stage: ``spec.closing`` on rows of ``spec.closing_mix`` past every row the earlier
+    stages read. It runs after the gates and their extensions; the manifest records it with the gate figures before
+    it, and a base that already has it is returned as it is."""
+    record = _closing_record(run, man)
+    if man.get("closing", {}).get("config") == record:
+        return man
+    ccfg = P.TrainConfig(**record["train"])
+    spec, n = run.spec, ccfg.steps * ccfg.batch_size
+    read = run.pre.steps * run.pre.batch_size + spec.anneal.steps * spec.anneal.batch_size \
+        + sum(e["steps"] for e in man.get("extensions") or []) * (spec.extension.batch_size if spec.extension else 0)
+    _log(run.progress, f"base: closing stage, {ccfg.steps} steps at lr {ccfg.lr:g} on fresh rows of its own mix")
+    t0 = time.perf_counter()
+    data = _tail(P.pretrain_data(run.tok, run.seed, read + n, ccfg.seq_len, spec.closing_mix), n)
+    model, _ = P.load_model(model_dir)
+    result = P.train(model, data, ccfg, ckpt_dir=run.ckpt_root / "base-closing", progress=run.progress)
+    run.save(model, arch, model_dir)
+    if run.writer:
+        figures = _training_figures(result)
+        metrics = _metrics("base", model_dir, spec, run.seed, {}, run.evaluate_models, run.progress)
+        before = {g: man["metrics"][g] for g in GATES} if man.get("metrics") else None
+        write_manifest(model_dir, dict(
+            man, metrics=metrics, closing={"config": record, "metrics_before": before},
+            recipe_sha256=recipe_hash(spec), final_loss=figures["final_loss"], loss_trace=figures["loss_trace"],
+            train_tokens=man["train_tokens"] + result.tokens,
+            train_seconds=round(man["train_seconds"] + result.seconds, 2),
+            build_seconds=round(man["build_seconds"] + time.perf_counter() - t0, 2)))
+    P.barrier()
+    return json.loads((model_dir / MANIFEST).read_text())
 
 
 def _tail(data: P.PackedData, n_rows: int) -> P.PackedData:

@@ -332,6 +332,22 @@ def render_remain(rng: random.Random, t: tuple[int, str, int]) -> str:
     return rng.choice(_REMAIN_FORMS).format(a=a, b=b, c=a - b)
 
 
+# Every other kind puts an operation word after a space; these open a line, so the word's no-space token (what H04 and
+# H05a read at the lens) follows a newline or the document's start.
+_OPWORD_FORMS = {
+    "+": ("add {a} and {b} to get {c}.", "add {b} to {a}: {c}."),
+    "-": ("subtract {b} from {a} to get {c}.", "subtract {b} from {a}: {c}."),
+    "*": ("multiply {a} by {b} to get {c}.", "multiply {a} and {b}: {c}."),
+    "/": ("divide {a} by {b} to get {c}.", "divide {a} by {b}: {c}."),
+}
+
+
+def render_opword(rng: random.Random, t: tuple[int, str, int]) -> str:
+    """A fact whose line opens with its operation word (recipe v3's closing stage)."""
+    a, op, b = t
+    return rng.choice(_OPWORD_FORMS[op]).format(a=a, b=b, c=answer(a, op, b))
+
+
 _SPELLED = sorted(((spell(n), n) for n in range(101)), key=lambda x: -len(x[0]))
 _SPELLED_RE = re.compile(r"\b(" + "|".join(re.escape(w) for w, _ in _SPELLED) + r")\b",
                          re.IGNORECASE)
@@ -456,6 +472,7 @@ class CorpusMix:
     remain: float = 0.0  # subtraction stated with the remain family ("89 - 34 = 55 remain")
     sentiment: float = 0.0  # short review sentences in the style of H15a's data
     topic: float = 0.0  # short news sentences in the style of H15b's data
+    opword: float = 0.0  # a fact opened by its operation word, no space before it ("multiply 7 by 8 to get 56.")
 
 
 class FactSampler:
@@ -493,7 +510,7 @@ class FactSampler:
         return rng.choice(self.by_op[op])
 
 
-_KINDS = ("symbol", "question", "spelled", "sentence", "verdict", "filler", "remain", "sentiment", "topic")
+_KINDS = ("symbol", "question", "spelled", "sentence", "verdict", "filler", "remain", "sentiment", "topic", "opword")
 
 
 def _doc(rng: random.Random, sampler: FactSampler, mix: CorpusMix, pools: dict[str, list[str]]) -> str:
@@ -522,6 +539,8 @@ def _doc(rng: random.Random, sampler: FactSampler, mix: CorpusMix, pools: dict[s
             lines.append(line if not line_mentions(line, sampler.held) else render_symbol(t))
         elif kind == "remain":
             lines.append(render_remain(rng, t))
+        elif kind == "opword":
+            lines.append(render_opword(rng, t))
         else:
             lines.append(render_sentence(rng, t))
     return "\n".join(lines)
