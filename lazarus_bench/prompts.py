@@ -417,6 +417,24 @@ def resampled_dual_reward_eval(seed: int, per_op: int = 2) -> PromptSet:
                      note=f"{base.name}'s form with operands drawn by seed {seed}")
 
 
+def dual_reward_extended(seed: int = -1, n: int = 96) -> PromptSet:
+    """The writeup's 8 dual-reward evaluation prompts (``seed`` < 0; else 8 of their form drawn by ``seed``), then
+    ``n`` - 8 more of their form drawn apart (seed 90,000 + ``seed``), each prompt once. H01 and H05b read them: on 8
+    prompts a share moves in steps of 12.5 points."""
+    if n < 8 or (n - 8) % 4 or n > 400:
+        raise ValueError(f"n must be 8 plus a multiple of 4 (one draw per operation), at most 400; got {n}")
+    first = dual_reward_eval() if seed < 0 else resampled_dual_reward_eval(seed)
+    per_op, seen = (n - 8) // 4, {it.text for it in first}
+    kept: dict[str, list[PromptItem]] = {}
+    for it in resampled_dual_reward_eval(90_000 + max(seed, 0), per_op=4 * per_op):  # the 12 x 12 tables repeat
+        if it.text not in seen and len(kept.setdefault(it.label, [])) < per_op:
+            seen.add(it.text)
+            kept[it.label].append(it)
+    extra = [it for items in kept.values() for it in items]
+    return PromptSet(name=f"dual_reward_eval_{seed}_{n}", items=(*first, *extra), source=first.source,
+                     note=f"{first.name}, then {n - 8} of its form drawn by seed {90_000 + max(seed, 0)}")
+
+
 def grpo_collapse_lens() -> PromptSet:
     """Seed 002 GRPO+dual mode-collapse lens prompts (6; multiply/add/subtract)."""
     return load_set("grpo_collapse_lens")
@@ -551,66 +569,3 @@ def operation_words(include_divide: bool = True) -> tuple[str, ...]:
 def remain_family() -> tuple[str, ...]:
     """Seed 001's 'remain' word family for subtraction (without leading spaces)."""
     return task_vocabulary("seed001_remain").classes["subtraction"]
-
-
-USER_SOURCE = Source(seed="user", seed_file="-", section="-", origin="command line or prompts file", reference="-")
-
-
-def read_prompts_file(path: str) -> list[dict]:
-    """A user's prompts: JSONL rows ``{"text": ..., "label": ..., "split": "train"|"test"}`` (label and split
-    optional), or plain text with one prompt per line."""
-    from pathlib import Path
-
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError as exc:
-        raise LazarusError(f"cannot read prompts file {path!r}: {exc.strerror or exc}") from None
-    rows = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        if not line.lstrip().startswith("{"):
-            rows.append({"text": line})
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LazarusError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"]:
-            raise LazarusError(f"{path}:{n}: expected an object with a non-empty string 'text'")
-        if not all(isinstance(row.get(k, ""), str) for k in ("label", "split")) or row.get("split") not in (
-                None, "train", "test"):
-            raise LazarusError(f"{path}:{n}: 'label' must be a string and 'split' 'train' or 'test'")
-        rows.append(row)
-    if not rows:
-        raise LazarusError(f"prompts file {path!r} has no prompts")
-    return rows
-
-
-def user_set(classes: list[str] | None = None, rows: list[dict] | None = None, test: list[str] | None = None,
-             name: str = "user") -> PromptSet:
-    """A labelled prompt set from ``--classes "LABEL:prompt|prompt"`` and/or prompts-file rows, plus unlabelled
-    ``test`` prompts (split "test"); ``pair`` numbers each class's prompts, for leave-one-pair-out CV."""
-    entries = []
-    for spec in classes or []:
-        label, sep, texts = spec.partition(":")
-        prompts = [t for t in texts.split("|") if t.strip()]
-        if not sep or not label.strip() or not prompts:
-            raise LazarusError(f"--classes {spec!r}: expected LABEL:prompt|prompt|...")
-        entries += [{"text": t, "label": label.strip()} for t in prompts]
-    entries += rows or []
-    entries += [{"text": t, "label": "?", "split": "test"} for t in test or []]
-    counts: dict[str, int] = {}
-    items = []
-    for i, row in enumerate(entries):
-        split = row.get("split") or ("test" if not row.get("label") else "train")
-        label = row.get("label") or "?"
-        pair = counts.get(label, 0) if split == "train" else None
-        counts[label] = counts.get(label, 0) + (split == "train")
-        items.append(PromptItem(id=f"{name}-{i}", text=row["text"], label=label, a=0, b=0, answer=0, op="",
-                                pair=pair, item=row["text"], split=split))
-    train = [it for it in items if it.split == "train"]
-    per_class = {label: n for label, n in counts.items() if n}
-    if train and (len(per_class) < 2 or min(per_class.values()) < 2):
-        raise LazarusError(f"a probe needs at least 2 classes of at least 2 labelled prompts each, got {per_class}")
-    return PromptSet(name=name, items=tuple(items), source=USER_SOURCE, note="the user's prompts")

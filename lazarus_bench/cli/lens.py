@@ -29,12 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_lens(args: argparse.Namespace) -> int:
-    from .. import prompts
     from ..analysis.lens import logit_lens
+    from ..user_prompts import read_prompts_file
 
     if args.prompts_file:
         read_user_text(args.prompts_file, "--prompts-file")  # a bad file: one line naming it, before any model loads
-    texts = args.prompt + ([row["text"] for row in prompts.read_prompts_file(args.prompts_file)]
+    texts = args.prompt + ([row["text"] for row in read_prompts_file(args.prompts_file)]
                            if args.prompts_file else [])
     if not texts:
         raise LazarusError("no prompts: give -p PROMPT and/or --prompts-file FILE")

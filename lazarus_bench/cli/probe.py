@@ -53,6 +53,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from .. import prompts
     from ..analysis.features import last_token_states
     from ..analysis.probes import fit_predict, probe_layers
+    from ..user_prompts import read_prompts_file, user_set
 
     if (args.classes or args.prompts_file) and args.set:
         raise LazarusError(f"--set {args.set} and your own prompts (--classes / --prompts-file) exclude each other: "
@@ -60,8 +61,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if args.classes or args.prompts_file:
         if args.prompts_file:
             read_user_text(args.prompts_file, "--prompts-file")  # a bad file: one line naming it
-        rows = prompts.read_prompts_file(args.prompts_file) if args.prompts_file else None
-        prompt_set = prompts.user_set(args.classes, rows, args.test)
+        rows = read_prompts_file(args.prompts_file) if args.prompts_file else None
+        prompt_set = user_set(args.classes, rows, args.test)
         if not len(prompt_set.where(split="train")):
             raise LazarusError("no labelled prompts to train the probe on: give --classes or labelled file rows")
         args.set = "user"
@@ -69,7 +70,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         args.set = args.set or "word"
         prompt_set = prompts.load_set(args.set)
         if args.test:
-            prompt_set = prompts.PromptSet(prompt_set.name, prompt_set.items + prompts.user_set(
+            prompt_set = prompts.PromptSet(prompt_set.name, prompt_set.items + user_set(
                 test=args.test).items, prompt_set.source, prompt_set.note)
     train = replace(prompt_set, items=tuple(it for it in prompt_set if it.split != "test"))
     test = prompt_set.where(split="test")

@@ -1,7 +1,6 @@
 """Deterministic pretraining corpus for the embedded model zoo.
 
-Everything here is a pure function of an integer seed (``random.Random(seed)`` only; the global
-RNG is never touched), so a corpus, a held-out set or a chat set can be regenerated exactly.
+Everything here is a pure function of an integer seed (``random.Random(seed)`` only; the global RNG is never touched).
 
 The facts
 ---------
@@ -12,13 +11,9 @@ A *fact* is a triple ``(a, op, b)`` with ``op`` in ``"+-*/"`` and answer :func:`
 * ``*``: ``a, b`` in 1..12 (the 12 x 12 table);
 * ``/``: ``a = b * k`` with ``b, k`` in 1..12 (exact division within the table).
 
-Each fact is written in several surface forms: symbolic (``"7 * 8 = 56"``; the prompt is exactly
-``"{a} {op} {b} = "``), word questions (``"What is 7 times 8? 56"``, ``"Calculate 23 plus 45 =
-68"``, ``Find``/``Compute``), spelled-out numbers (``"twenty three plus forty five = 68"``) and
-sentences using operation words (``"To multiply 7 by 8 we get 56."``, ``"the difference of 50 and
-23 is 27"``, ``"... 27 are remaining."``, ``"... 27 left."``) and correctness statements (``"7 * 8 = 56 is
-correct."``, ``"7 * 8 = 54 is wrong."``). General filler sentences use the same operation words
-outside arithmetic. :func:`generate_chat` makes question/answer turns for the instruct variant.
+Each fact is written in several surface forms: symbols (``"7 * 8 = 56"``; the prompt is exactly ``"{a} {op} {b} = "``),
+word questions, spelled-out numbers, sentences and filler with operation words, correctness statements, and (recipe
+v3) remain-family subtractions and lines that open with the operation word. :func:`generate_chat` makes chat turns.
 
 The split (read this before writing another training-data generator)
 --------------------------------------------------------------------

@@ -26,7 +26,7 @@ LAYERS = {
     4: ("harness", "zoo.build", "zoo.pretrain", "zoo.derive", "zoo.evaluate", "zoo.replicas", "zoo.recipe",
         "zoo.fitness"),
     3: ("training", "analysis", "stats", "tokenization"),
-    2: ("models", "prompts", "tiny", "hf_tokenizer"),
+    2: ("models", "prompts", "user_prompts", "tiny", "hf_tokenizer"),
     1: ("cache", "runinfo", "zoo.registry", "zoo.corpus", "zoo.tokenizer", "zoo", "training.textcls"),
     0: ("io", "errors", "blas", ""),
 }

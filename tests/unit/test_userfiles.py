@@ -101,6 +101,7 @@ READS = {
     "cli/zoo.py:_print_built": TOOL_WROTE, "cli/zoo.py:_replicas": TOOL_WROTE, "cli/zoo.py:_root_seed": TOOL_WROTE,
     "cli/zoo.py:_shipped_base": TOOL_WROTE, "cli/zoo.py:_zoo_rows": TOOL_WROTE,
     "zoo/build.py:_train_to_criterion": TOOL_WROTE, "zoo/build.py:_train_kind": TOOL_WROTE,
+    "zoo/build.py:_close": TOOL_WROTE,
     "zoo/build.py:ensure_micro_zoo": TOOL_WROTE, "zoo/build.py:is_current": TOOL_WROTE,
     "zoo/evaluate.py:evaluate_dir": TOOL_WROTE, "zoo/fitness.py:router_fitness": TOOL_WROTE,
     "zoo/gates.py:base_misses": TOOL_WROTE, "zoo/pack.py:_manifest_sha": TOOL_WROTE,
@@ -110,7 +111,7 @@ READS = {
     "zoo/registry.py:_of_recipe": TOOL_WROTE,
     "zoo/registry.py:repair_hint": TOOL_WROTE, "zoo/registry.py:verify": TOOL_WROTE,
     "zoo/replicas.py:_current": TOOL_WROTE, "zoo/replicas.py:build_replica": TOOL_WROTE,
-    "prompts.py:read_prompts_file": CHECKED_FIRST, "harness/prereg.py:read_lock_file": CHECKED_FIRST,
+    "user_prompts.py:read_prompts_file": CHECKED_FIRST, "harness/prereg.py:read_lock_file": CHECKED_FIRST,
 }
 
 
