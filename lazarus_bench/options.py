@@ -23,13 +23,15 @@ class Interval:
     high: float = INF
     low_closed: bool = True
     high_closed: bool = True
+    step: int | None = None  # integers only: the value is ``low`` plus a multiple of ``step``
 
     def __str__(self) -> str:
         low = "-inf" if self.low == -INF else self._number(self.low)
         high = "inf" if self.high == INF else self._number(self.high)
         left = "[" if self.low_closed and self.low != -INF else "("
         right = "]" if self.high_closed and self.high != INF else ")"
-        return f"{'an integer' if self.kind is int else 'a finite number'} in {left}{low}, {high}{right}"
+        steps = f", {low} plus a multiple of {self.step}" if self.step else ""
+        return f"{'an integer' if self.kind is int else 'a finite number'} in {left}{low}, {high}{right}{steps}"
 
     def _number(self, end: float) -> str:
         return str(int(end)) if self.kind is int else f"{end:g}"
@@ -43,7 +45,7 @@ class Interval:
             return False
         above = value >= self.low if self.low_closed else value > self.low
         below = value <= self.high if self.high_closed else value < self.high
-        return above and below
+        return above and below and (not self.step or (int(value) - int(self.low)) % self.step == 0)
 
     def parse(self, text: str) -> Any:
         """``text`` as a number of this interval, or ``ValueError`` saying what was expected."""

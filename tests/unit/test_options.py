@@ -17,6 +17,7 @@ from lazarus_bench.options import Choice, Each, Interval, OrNone
     (Interval(float, 0.0, 1.0), [0, 0.0, 0.5, 1, np.float32(0.25)], [-1e-12, 1.0000001, math.nan, math.inf]),
     (Interval(float, 0.0, 1.0, low_closed=False, high_closed=False), [1e-300, 0.5, 0.999], [0.0, 1.0, -0.0]),
     (Interval(int, 0, 2**32 - 1), [0, 2**32 - 1], [-1, 2**32]),
+    (Interval(int, 8, 400, step=4), [8, 12, 96, 400, np.int64(100)], [9, 10, 95, 404, 4, 8.5]),
 ])
 def test_interval_membership(interval, inside, outside):
     assert all(interval.contains(v) for v in inside), [v for v in inside if not interval.contains(v)]
@@ -27,6 +28,7 @@ def test_interval_text_and_messages():
     assert str(Interval(int, 1)) == "an integer in [1, inf)"
     assert str(Interval(float, 0.0, 1.0, low_closed=False)) == "a finite number in (0, 1]"
     assert str(Interval(int, 0, 2**32 - 1)) == "an integer in [0, 4294967295]"
+    assert str(Interval(int, 8, 400, step=4)) == "an integer in [8, 400], 8 plus a multiple of 4"
     assert Interval(int, 1).parse("7") == 7
     for text in ("0", "1.5", "x", "", "nan"):
         with pytest.raises(ValueError, match=r"expected an integer in \[1, inf\)"):

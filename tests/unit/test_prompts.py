@@ -331,3 +331,23 @@ def test_the_extended_symbol_set_keeps_the_writeups_prompts_and_adds_exact_ones_
     assert P.symbol_set_extended(16) == extended and P.symbol_set_extended(16, seed=3) != extended
     with pytest.raises(LazarusError, match="would drop"):
         P.symbol_set_extended(3)
+
+
+@pytest.mark.parametrize("seed, n", [(-1, 8), (-1, 96), (7, 96), (-1, 400)])
+def test_the_extended_dual_reward_set_adds_distinct_true_prompts_of_the_form(seed, n):
+    """The writeup's 8 (or 8 drawn by the seed) first, then n - 8 more, as many per operation, none repeated; every
+    answer recomputed from the text; the corrected dual-reward training never sees one of them."""
+    from lazarus_bench.training.dual_reward import DualRewardConfig, training_examples
+
+    s = P.dual_reward_extended(seed, n)
+    first = P.dual_reward_eval() if seed < 0 else P.resampled_dual_reward_eval(seed)
+    assert s.texts()[:8] == first.texts() and len(s) == n == len(set(s.texts()))
+    assert Counter(s.labels()) == {label: n // 4 for label in ("multiply", "add", "subtract", "divide")}
+    for it in s:
+        a, op, b = re.fullmatch(r"(\d+) ([-+*/]) (\d+) = ", it.text).groups()
+        assert OP_LABEL[op] == it.label and it.answer == eval(f"{a} {op} {b}".replace("/", "//"))
+    if (seed, n) == (-1, 96):
+        train = training_examples(DualRewardConfig.for_protocol("corrected", n_train=2000, data_seed=42))
+        assert not {e.prompt.strip() for e in train} & {t.strip() for t in s.texts()}
+    with pytest.raises(ValueError, match="multiple of 4"):
+        P.dual_reward_extended(seed, n + 2)
