@@ -4,6 +4,7 @@ graded control's strength at the SESOI, and H01 deciding with T' and its argmax 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -65,8 +66,13 @@ def test_a_sesoi_control_must_see_twice_the_distance_from_the_random_level():
     control = GradedControl(name="c", description="d", units="p", strengths=(0.001, 0.01, 0.1, 0.4), replicates=2,
                             build=lambda ctx, s, r: ctx, effect=Verdict.REFUTED, threshold=0.01, writeup=0.0005,
                             claimed="sesoi", scale_free=lambda ctx: {"scale_free": 0.09, "random_level": 0.009})
-    threshold, claimed = control.targets(None)
-    assert threshold == pytest.approx(0.09) and claimed == pytest.approx(0.009 + 2 * 0.081)
+    threshold, claimed, unit = control.targets(None)
+    assert threshold == pytest.approx(0.09) and claimed == pytest.approx(0.009 + 2 * 0.081) and unit == 1.0
+    relative = replace(control, strengths=(0.1, 0.5, 1.0, 2.0, 4.0), relative=True)
+    threshold, claimed, unit = relative.targets(None)
+    assert threshold == 1.0 and claimed == pytest.approx(2 - 0.009 / 0.09) and unit == pytest.approx(0.09)
+    with pytest.raises(LazarusError, match="relative"):
+        replace(control, claimed="writeup", relative=True)
     with pytest.raises(LazarusError, match="scale_free"):
         GradedControl(name="c", description="d", units="p", strengths=(0.001, 0.01, 0.1, 0.4), replicates=2,
                       build=lambda ctx, s, r: ctx, effect=Verdict.REFUTED, threshold=0.01, writeup=0.0005,

@@ -28,13 +28,14 @@ def op_word_lens(handle, prompt_set, words):
 
 
 def h01_prompts(params: dict) -> PromptSet:
-    """The prompts both parts read: the writeup's 8 evaluation prompts (``prompt_seed`` < 0; else 8 of their form
-    with operands drawn by it), then ``n_prompts`` - 8 more of their form drawn apart. On 8 alone the sign test saw a
-    plant at twice T' in half the replicates (recipe v3, seeds 101 and 102)."""
-    seed = params["prompt_seed"]
-    first = prompts.dual_reward_eval() if seed < 0 else prompts.resampled_dual_reward_eval(seed)
-    extra = prompts.resampled_dual_reward_eval(90_000 + max(seed, 0), per_op=(params["n_prompts"] - 8) // 4)
-    return PromptSet(name=f"h01_{seed}_{params['n_prompts']}", items=(*first, *extra), source=first.source)
+    """The prompts both parts read: the writeup's 8 then ``n_prompts`` - 8 of their form (``prompts``). On 8 alone
+    the sign test saw a plant at twice T' in half the replicates (recipe v3, seeds 101 and 102)."""
+    return prompts.dual_reward_extended(params["prompt_seed"], params["n_prompts"])
+
+
+def _maxima(stacked: np.ndarray) -> np.ndarray:
+    """Per prompt: its largest operation-word probability over every layer, word and spelling."""
+    return stacked.reshape(len(stacked), -1).max(axis=1)
 
 
 def h01_statistics(handle, params) -> tuple[list[float], int, int, dict, list[dict]]:
@@ -45,7 +46,7 @@ def h01_statistics(handle, params) -> tuple[list[float], int, int, dict, list[di
     layers = results[0].layers
     row = layers.index(handle.layer_at_depth(params["layer_fraction"]))
     stacked = np.stack([probs[w] for w in words], axis=-1)
-    per_prompt_max = stacked.reshape(len(results), -1).max(axis=1)
+    per_prompt_max = _maxima(stacked)
     labels = evalset.labels()
     predicted = [words[int(np.argmax(stacked[i, row]))] for i in range(len(results))]
     hits = sum(p == t for p, t in zip(predicted, labels))
@@ -120,7 +121,12 @@ def prompt_maxima(handle, prompt_set) -> np.ndarray:
     """Per prompt: its largest operation-word lens probability over every layer, word and spelling."""
     words = list(prompts.operation_words())
     _, probs = op_word_lens(handle, prompt_set, words)
-    return np.stack([probs[w] for w in words], axis=-1).reshape(len(prompt_set), -1).max(axis=1)
+    return _maxima(np.stack([probs[w] for w in words], axis=-1))
+
+
+def calibration_prompts() -> PromptSet:
+    """Where a plant's scale is calibrated: 4 prompts per operation of the eval form, never measured."""
+    return prompts.resampled_dual_reward_eval(CALIBRATION, per_op=4)
 
 
 def op_word_plant(handle, block: int, weights, prompt_sets) -> ClassPlant:
@@ -139,7 +145,7 @@ def class_scales(ctx: ClaimContext, prob: float) -> tuple[float, ...]:
     block = ctx.handle().layer_at_depth(ctx.params["layer_fraction"])
     key = (ctx.model_id, block, prob)
     if key not in _SCALES:
-        calib = prompts.resampled_dual_reward_eval(CALIBRATION, per_op=4)
+        calib = calibration_prompts()
         labels, words = np.asarray(calib.labels()), list(prompts.operation_words())
         scales = []
         try:
@@ -166,7 +172,7 @@ def planted_op_word(ctx: ClaimContext, prob: float, replicate: int) -> ClaimCont
     handle = ctx.fresh_handle()
     measured = prompts.resampled_dual_reward_eval(60_000 + replicate)
     op_word_plant(handle, handle.layer_at_depth(ctx.params["layer_fraction"]), class_scales(ctx, prob),
-                  [prompts.resampled_dual_reward_eval(CALIBRATION, per_op=4), measured]).scale = 1.0
+                  [calibration_prompts(), measured]).scale = 1.0
     return ctx.variant(handle=handle, params={"prompt_seed": 60_000 + replicate})
 
 
@@ -210,7 +216,7 @@ POPULATION = {
             "prompt_seed": Param(-1, Interval(int, -1, 2**32 - 1),
                                  help="-1: the writeup's 8 prompts first; else 8 of their form with operands "
                                       "drawn by this seed"),
-            "n_prompts": Param(96, Interval(int, 8, 400),
+            "n_prompts": Param(96, Interval(int, 8, 400, step=4),
                                help="prompts of the writeup's form both parts read (the 8 of prompt_seed first)"),
             "argmax_margin": Param(0.15, Interval(float, 0.0, 0.75),
                                    help="points above chance the argmax accuracy must stay below (an equivalence "
@@ -229,11 +235,11 @@ POPULATION = {
                                       "statistic, the median over prompts of each prompt's largest op-word "
                                       "probability over all layers, is the strength on its calibration prompts; "
                                       "measured on other resampled prompts; reads the sign-test part",
-                          units="median per-prompt max P(op word)",
-                          strengths=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6), replicates=10,
+                          units="median per-prompt max P(op word), in multiples of this model's T'",
+                          strengths=(0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0), replicates=10,
                           build=planted_op_word, effect=Verdict.REFUTED, threshold=0.01, writeup=0.0005,
                           claimed="sesoi", scale_free=lambda ctx: scale_free_threshold(ctx.handle(), ctx.params),
-                          part="below_threshold"),),
+                          part="below_threshold", relative=True),),
     nulls=(NullControl(name="random-init models",
                        description="random-init models of the same architecture and tokenizer (a new init seed and "
                                    "resampled prompts per replicate): no operation word was learned",

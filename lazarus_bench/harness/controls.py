@@ -123,7 +123,8 @@ class GradedControl:
     exists, the criterion's threshold for a claim that none does (the smallest effect it rules out). ``"sesoi"``: a
     threshold that depends on the model (CLAIMS.md revision 4): ``scale_free(ctx)`` gives its forms (``scale.py``), the
     run takes T' as the threshold and R + 2 (T' - R), an effect twice as far from the random level as T', as the
-    strength the verdict must see; never T' itself, where any valid test detects at about alpha."""
+    strength the verdict must see; never T' itself, where any valid test detects at about alpha. ``relative``: the
+    strengths are multiples of the model's T' (sesoi only), so one grid brackets the effect on every build."""
 
     name: str
     description: str
@@ -137,10 +138,13 @@ class GradedControl:
     claimed: str = "writeup"
     part: str | None = None
     scale_free: Callable[[ClaimContext], dict] | None = None
+    relative: bool = False
 
     def __post_init__(self):
         if len(self.strengths) < 4 or list(self.strengths) != sorted(self.strengths):
             raise LazarusError(f"graded control '{self.name}': >= 4 ascending strengths, got {self.strengths}")
+        if self.relative and self.claimed != "sesoi":
+            raise LazarusError(f"graded control '{self.name}': relative strengths are multiples of a sesoi's T'")
         if self.claimed == "sesoi":
             if self.scale_free is None:
                 raise LazarusError(f"graded control '{self.name}': claimed 'sesoi' needs its scale_free threshold")
@@ -154,16 +158,19 @@ class GradedControl:
         if self.replicates < 1:
             raise LazarusError(f"graded control '{self.name}': replicates must be >= 1")
 
-    def targets(self, ctx: ClaimContext) -> tuple[float | None, float]:
-        """This model's threshold and the strength the verdict must see."""
+    def targets(self, ctx: ClaimContext) -> tuple[float | None, float, float]:
+        """This model's threshold and the strength the verdict must see, in the strengths' units, and what one unit
+        is in the build's (T' when relative, else 1)."""
         if self.claimed == "sesoi":
             forms = self.scale_free(ctx)
-            return forms["scale_free"], forms["random_level"] + 2 * (forms["scale_free"] - forms["random_level"])
-        return self.threshold, self.writeup if self.claimed == "writeup" else self.threshold
+            t_prime, level = forms["scale_free"], forms["random_level"]
+            unit = t_prime if self.relative else 1.0
+            return t_prime / unit, (level + 2 * (t_prime - level)) / unit, unit
+        return self.threshold, self.writeup if self.claimed == "writeup" else self.threshold, 1.0
 
     def run(self, claim, ctx: ClaimContext) -> GradedRun:
         n = replicates(ctx, self.replicates)
-        threshold, claimed = self.targets(ctx)
+        threshold, claimed, unit = self.targets(ctx)
         head = dict(name=self.name, description=self.description, units=self.units, strengths=self.strengths,
                     replicates=n, threshold=threshold, writeup=self.writeup, claimed=claimed, effect=str(self.effect),
                     part=self.part)
@@ -174,7 +181,7 @@ class GradedControl:
                 try:
                     hits, row = 0, []
                     for replicate in range(n):
-                        verdict, value = _verdict_of(claim, self.build(ctx, strength, replicate), self.part)
+                        verdict, value = _verdict_of(claim, self.build(ctx, strength * unit, replicate), self.part)
                         hits += verdict == self.effect
                         row.append(value)
                         progress.step(f"strength {strength:g}, replicate {replicate + 1}/{n}; runs",
@@ -195,7 +202,7 @@ class GradedControl:
         """What the lock hashes: everything but the construction's code (hashed with the claim's source)."""
         return {"name": self.name, "units": self.units, "strengths": list(self.strengths),
                 "replicates": self.replicates, "effect_verdict": str(self.effect), "threshold": self.threshold,
-                "writeup": self.writeup, "claimed": self.claimed, "part": self.part}
+                "writeup": self.writeup, "claimed": self.claimed, "part": self.part, "relative": self.relative}
 
 
 @dataclass(frozen=True)
