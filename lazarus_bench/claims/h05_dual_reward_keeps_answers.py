@@ -23,12 +23,12 @@ def no_planted_keep(ctx: ClaimContext) -> ClaimContext:
 
 
 def planted_sample(ctx: ClaimContext, seed: int) -> dict:
-    """One seed's row of the graded control: the untrained model's answers on the 8 eval prompts, then the same
+    """One seed's row of the graded control: the untrained model's answers on the 96 answer prompts, then the same
     model with its block weights noised (``weight_noise``; a direction per seed and replicate) until it loses the
-    planted points on ~100 resampled prompts of the eval form, never the 8 measured ones."""
+    planted points on ~100 resampled prompts of the eval form, never the measured ones."""
     p = ctx.params
     handle = ctx.fresh_handle()
-    evalset = prompts.dual_reward_eval()
+    evalset = prompts.dual_reward_extended()
     measured = {t.strip() for t in evalset.texts()}
     draw = prompts.resampled_dual_reward_eval(3000 + 100 * p["plant_replicate"] + seed, per_op=25)
     calib = {it.text: it.answer for it in draw if it.text.strip() not in measured}
@@ -55,8 +55,9 @@ POPULATION = {"answers_kept": {}}  # seed mean of accuracy after - before
     title="Dual-reward V/O LoRA keeps the answers",
     statement="The dual-reward training of H05a does so without breaking the model's answers.",
     source="seed 002 (BREAKTHROUGH: Dual-Reward Training; answers after training)",
-    criterion="answer accuracy on the eval prompts after minus before, per seed, not below -10 points (exact "
-              "sign test across seeds, one-sided: unanimous seeds are evidence); the seed is the unit, 5 seeds",
+    criterion="answer accuracy on 96 prompts of the eval form (the 8 eval prompts first) after minus before, per "
+              "seed, not below -10 points (exact sign test across seeds, one-sided: unanimous seeds are evidence); "
+              "the seed is the unit, 5 seeds",
     writeup="Llama-3.2-1B base: answers still computed after dual-reward training (8/8 named, answers kept)",
     params={**DUAL_PARAMS,
             "max_accuracy_drop": Param(0.10, PROB,
@@ -71,7 +72,7 @@ POPULATION = {"answers_kept": {}}  # seed mean of accuracy after - before
     default_seeds=DUAL_SEEDS,
     fast=DUAL_FAST,
     gates=(Gate(name="base answers",
-                description="the model's answer accuracy on the eval prompts before training (mean over seeds): "
+                description="the model's answer accuracy on the answer prompts before training (mean over seeds): "
                             "below 50% there are few answers to keep or break",
                 value=None, threshold_param="min_base_answers"), *DUAL_GATES),
     controls=(Control(name="answers destroyed", kind=NEGATIVE,
@@ -85,7 +86,7 @@ POPULATION = {"answers_kept": {}}  # seed mean of accuracy after - before
                           description="each seed's untrained model (no dual-reward training), its block matrices "
                                       "noised (seeded Gaussian, RMS-scaled; a new direction per seed and replicate) "
                                       "to lose the strength in answer accuracy on ~100 resampled prompts of the eval "
-                                      "form, then read on the 8 eval prompts: 'answers kept' must be refuted from "
+                                      "form, then read on the 96 measured ones: 'answers kept' must be refuted from "
                                       "about the 10-point threshold up",
                           units="planted answer-accuracy points lost (calibration prompts)",
                           strengths=(5.0, 10.0, 20.0, 40.0, 60.0), replicates=3, build=planted_drop,
@@ -109,7 +110,7 @@ def measure_h05b(ctx: ClaimContext) -> Outcome:
             f"{[round(s['answer_accuracy_after'], 3) for s in samples]}; mean change {np.mean(changes):+.1%}")
     base = float(np.mean([s["answer_accuracy_before"] for s in samples]))
     curves = {"answer_accuracy": {"x": [str(s["seed"]) for s in samples], "xlabel": "seed",
-                                  "ylabel": "answer accuracy on the eval prompts", "series": {
+                                  "ylabel": "answer accuracy on the 96 answer prompts", "series": {
                                       "before": [s["answer_accuracy_before"] for s in samples],
                                       "after": [s["answer_accuracy_after"] for s in samples]}}}
     return Outcome(statistic=statistic, ours=ours, samples=samples, curves=curves,
